@@ -1,0 +1,66 @@
+import type { SamplingParams, TokenLogprob } from '@pdserve/model';
+
+/** What the HTTP API (and later the cluster gateway) asks of an engine. */
+export interface GenerateRequest {
+  readonly requestId: string;
+  readonly promptTokenIds: readonly number[];
+  readonly sampling: SamplingParams;
+  /** Aborting frees the request's blocks at once; the stream then ends with finishReason 'abort'. */
+  readonly signal?: AbortSignal;
+  /** Lower runs first; default 0. */
+  readonly priority?: number;
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+/** One chunk of a generation stream: the tokens produced since the previous chunk. */
+export interface GenerateOutput {
+  readonly tokenIds: readonly number[];
+  /** Parallel to tokenIds when the request asked for logprobs. */
+  readonly logprobs?: readonly { readonly logprob: number; readonly top: readonly TokenLogprob[] }[];
+  /** Set on the last chunk. 'stop' = EOS or a stop token id. */
+  readonly finishReason?: FinishReason;
+  readonly promptTokens: number;
+  /** Prompt tokens served from the prefix cache (any tier). */
+  readonly cachedTokens: number;
+}
+
+export interface EngineStats {
+  readonly running: number;
+  readonly waiting: number;
+  readonly freeBlocks: number;
+  readonly cachedBlocks: number;
+  readonly totalBlocks: number;
+  readonly usedBlocks: number;
+  readonly prefixCacheHitTokens: number;
+  readonly prefixCacheQueryTokens: number;
+  readonly preemptions: number;
+  readonly steps: number;
+  /** Seconds spent inside session.run and outside it (scheduling, gather/scatter, sampling). */
+  readonly modelSeconds: number;
+  readonly overheadSeconds: number;
+}
+
+/** Failure classes an engine reports; the HTTP layer maps each to one status once. */
+export type EngineErrorCode = 'invalid_request' | 'context_length_exceeded' | 'queue_full' | 'not_ready' | 'internal';
+
+export class EngineError extends Error {
+  constructor(
+    readonly code: EngineErrorCode,
+    message: string,
+    readonly param?: string,
+  ) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}
+
+export interface EngineClient {
+  readonly modelId: string;
+  /** Longest prompt + output the engine accepts, in tokens. */
+  readonly maxModelLen: number;
+  /** Streams outputs; throws EngineError before the first chunk if the request is refused. */
+  generate(req: GenerateRequest): AsyncIterable<GenerateOutput>;
+  isReady(): boolean;
+  stats(): EngineStats;
+}
