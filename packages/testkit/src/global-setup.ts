@@ -1,2 +1,6 @@
-// Builds the tiny model once per test run so that test files can share it.
-export default async function setup(): Promise<void> {}
+import { ensureTinyModel } from '@pdserve/model';
+
+// Builds the default tiny model once per test run so that parallel test files share it.
+export default async function setup(): Promise<void> {
+  await ensureTinyModel();
+}

@@ -1,0 +1,87 @@
+import { parseArgs } from 'node:util';
+
+/** A command-line flag: its type, default and the sentence shown by --help. */
+export interface FlagSpec {
+  readonly type: 'string' | 'boolean';
+  readonly help: string;
+  readonly default?: string | boolean;
+  readonly short?: string;
+}
+
+export interface CommandSpec {
+  readonly name: string;
+  readonly summary: string;
+  readonly usage: string;
+  readonly flags: Readonly<Record<string, FlagSpec>>;
+  run(flags: Flags): Promise<void>;
+}
+
+/** A user mistake on the command line: printed as one line, exit code 2. */
+export class UsageError extends Error {}
+
+export class Flags {
+  constructor(private readonly values: Record<string, string | boolean | undefined>) {}
+
+  str(name: string): string | undefined {
+    const v = this.values[name];
+    return typeof v === 'string' ? v : undefined;
+  }
+  required(name: string): string {
+    const v = this.str(name);
+    if (v === undefined || v === '') throw new UsageError(`--${name} is required`);
+    return v;
+  }
+  bool(name: string): boolean {
+    return this.values[name] === true;
+  }
+  int(name: string, min = Number.MIN_SAFE_INTEGER): number | undefined {
+    const v = this.str(name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer${min > Number.MIN_SAFE_INTEGER ? ` ≥ ${min}` : ''}, got "${v}"`);
+    return n;
+  }
+  num(name: string): number | undefined {
+    const v = this.str(name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
+    return n;
+  }
+  /** Byte sizes accept suffixes: 512M, 2G, 1.5GiB. */
+  bytes(name: string): number | undefined {
+    const v = this.str(name);
+    if (v === undefined) return undefined;
+    const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(v.trim());
+    if (!m) throw new UsageError(`--${name} must be a size like 268435456, 256M or 1G, got "${v}"`);
+    const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+    return Math.floor(Number(m[1]) * mult);
+  }
+}
+
+export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 'help' {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [name, f] of Object.entries(spec.flags)) options[name] = f.short ? { type: f.type, short: f.short } : { type: f.type };
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options, allowPositionals: false, strict: true });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.split('\n')[0]} (see: pdserve ${spec.name} --help)`);
+  }
+  if (parsed.values['help']) return 'help';
+  const values: Record<string, string | boolean | undefined> = {};
+  for (const [name, f] of Object.entries(spec.flags)) values[name] = (parsed.values[name] as string | boolean | undefined) ?? f.default;
+  return new Flags(values);
+}
+
+export function commandHelp(spec: CommandSpec): string {
+  const lines = [`${spec.summary}`, '', `Usage: npm run pdserve -- ${spec.usage}`, '', 'Flags:'];
+  const width = Math.max(...Object.entries(spec.flags).map(([n, f]) => n.length + (f.type === 'string' ? 6 : 0)), 4) + 4;
+  for (const [name, f] of Object.entries(spec.flags)) {
+    const left = `--${name}${f.type === 'string' ? ' VALUE' : ''}`;
+    const def = f.default !== undefined && f.default !== false ? ` (default ${String(f.default)})` : '';
+    lines.push(`  ${left.padEnd(width)}${f.help}${def}`);
+  }
+  lines.push(`  ${'--help'.padEnd(width)}show this help`);
+  return lines.join('\n');
+}

@@ -1,0 +1,297 @@
+import { BlockPool, type KvLayout } from '@pdserve/kv-cache';
+import { isStopToken, loadModelSpec, Sampler, type ModelSpec, type RunnerOptions } from '@pdserve/model';
+import { EngineError, type EngineClient, type EngineStats, type GenerateOutput, type GenerateRequest } from './client';
+import { Scheduler, type SchedulerOutput } from './scheduler';
+import { Sequence } from './sequence';
+import { ThreadExecutor, type ExecResult } from './executor';
+
+export interface EngineOptions {
+  /** Hugging Face-layout model directory. */
+  readonly modelDir: string;
+  /** Served model id; default: the directory name. */
+  readonly modelId?: string;
+  /** KV pool size in bytes; default 256 MiB. */
+  readonly kvCacheBytes?: number;
+  /** Tokens per KV block; default 16. */
+  readonly blockSize?: number;
+  /** Most sequences in the running batch; default 64. */
+  readonly maxNumSeqs?: number;
+  /** Most tokens computed per step; default 2048. */
+  readonly maxNumBatchedTokens?: number;
+  /** Longest prefill chunk per sequence per step; 0 = chunking off; default 256. */
+  readonly prefillChunkTokens?: number;
+  /** Most requests waiting for admission before new ones get 'queue_full'; default 1024. */
+  readonly maxWaiting?: number;
+  /** Longest prompt + output in tokens; default the model's max_position_embeddings. */
+  readonly maxModelLen?: number;
+  readonly runner?: RunnerOptions;
+}
+
+export const ENGINE_DEFAULTS = {
+  kvCacheBytes: 256 * 1024 * 1024,
+  blockSize: 16,
+  maxNumSeqs: 64,
+  maxNumBatchedTokens: 2048,
+  prefillChunkTokens: 256,
+  maxWaiting: 1024,
+} as const;
+
+/**
+ * One model, one KV pool, one step loop: continuous batching over a model thread. Implements the
+ * EngineClient that the HTTP API serves.
+ */
+export class LLMEngine implements EngineClient {
+  readonly modelId: string;
+  readonly maxModelLen: number;
+  readonly pool: BlockPool;
+  private readonly scheduler: Scheduler;
+  private nextSeqId = 1;
+  private looping = false;
+  private closed = false;
+  private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0 };
+
+  private constructor(
+    readonly spec: ModelSpec,
+    private readonly executor: ThreadExecutor,
+    pool: BlockPool,
+    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner'>>,
+    maxModelLen: number,
+  ) {
+    this.modelId = spec.id;
+    this.pool = pool;
+    this.maxModelLen = maxModelLen;
+    this.scheduler = new Scheduler(pool, {
+      maxNumSeqs: opts.maxNumSeqs,
+      maxNumBatchedTokens: opts.maxNumBatchedTokens,
+      prefillChunkTokens: opts.prefillChunkTokens,
+      watermarkBlocks: Math.max(1, Math.ceil(pool.numBlocks * 0.01)),
+    });
+  }
+
+  static async create(options: EngineOptions): Promise<LLMEngine> {
+    const spec = loadModelSpec(options.modelDir, options.modelId);
+    const opts = {
+      modelDir: options.modelDir,
+      kvCacheBytes: options.kvCacheBytes ?? ENGINE_DEFAULTS.kvCacheBytes,
+      blockSize: options.blockSize ?? ENGINE_DEFAULTS.blockSize,
+      maxNumSeqs: options.maxNumSeqs ?? ENGINE_DEFAULTS.maxNumSeqs,
+      maxNumBatchedTokens: options.maxNumBatchedTokens ?? ENGINE_DEFAULTS.maxNumBatchedTokens,
+      prefillChunkTokens: options.prefillChunkTokens ?? ENGINE_DEFAULTS.prefillChunkTokens,
+      maxWaiting: options.maxWaiting ?? ENGINE_DEFAULTS.maxWaiting,
+    };
+    const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: opts.blockSize };
+    const pool = BlockPool.fromBudget(layout, opts.kvCacheBytes);
+    const executor = await ThreadExecutor.start({ spec, runner: options.runner ?? {}, layout, pool: pool.data });
+    const maxModelLen = Math.min(options.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
+    return new LLMEngine(spec, executor, pool, opts, maxModelLen);
+  }
+
+  isReady(): boolean {
+    return !this.closed;
+  }
+
+  stats(): EngineStats {
+    return {
+      running: this.scheduler.running.length,
+      waiting: this.scheduler.waiting.length,
+      freeBlocks: this.pool.numFree,
+      cachedBlocks: this.pool.numCached,
+      totalBlocks: this.pool.numBlocks,
+      usedBlocks: this.pool.numUsed,
+      prefixCacheHitTokens: this.counters.hitTokens,
+      prefixCacheQueryTokens: this.counters.queryTokens,
+      preemptions: this.counters.preemptions,
+      steps: this.counters.steps,
+      modelSeconds: this.counters.modelSeconds,
+      overheadSeconds: this.counters.overheadSeconds,
+    };
+  }
+
+  async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
+    const seq = this.admit(req);
+    const onAbort = (): void => this.abort(seq);
+    req.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      yield* seq.outputs;
+    } finally {
+      req.signal?.removeEventListener('abort', onAbort);
+      // A reader that stops early (break, throw) cancels the request.
+      if (seq.status !== 'finished') this.abort(seq);
+    }
+  }
+
+  /** Stops the step loop and the model thread; running requests end with an error. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) {
+      this.scheduler.remove(seq);
+      this.finish(seq, undefined, new EngineError('not_ready', 'engine is shutting down'));
+    }
+    await this.executor.close();
+  }
+
+  private admit(req: GenerateRequest): Sequence {
+    if (this.closed) throw new EngineError('not_ready', 'engine is shutting down');
+    const prompt = req.promptTokenIds;
+    if (prompt.length === 0) throw new EngineError('invalid_request', 'prompt is empty', 'prompt');
+    for (const t of prompt) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.spec.vocabSize) {
+        throw new EngineError('invalid_request', `token id ${t} is outside the vocabulary [0, ${this.spec.vocabSize})`, 'prompt');
+      }
+    }
+    if (prompt.length >= this.maxModelLen) {
+      throw new EngineError(
+        'context_length_exceeded',
+        `prompt has ${prompt.length} tokens; this model's maximum context length is ${this.maxModelLen} tokens`,
+        'prompt',
+      );
+    }
+    const maxLen = Math.min(prompt.length + req.sampling.maxTokens, this.maxModelLen);
+    const needBlocks = Math.ceil(maxLen / this.opts.blockSize);
+    if (needBlocks > this.pool.numBlocks) {
+      throw new EngineError(
+        'invalid_request',
+        `request needs up to ${needBlocks} KV blocks (${maxLen} tokens) but the KV pool holds ${this.pool.numBlocks}`,
+        'max_tokens',
+      );
+    }
+    if (this.scheduler.waiting.length >= this.opts.maxWaiting) {
+      throw new EngineError('queue_full', `${this.scheduler.waiting.length} requests are already waiting`);
+    }
+    if (req.signal?.aborted) throw new EngineError('invalid_request', 'request was cancelled before it started');
+    const seq = new Sequence(
+      this.nextSeqId++,
+      req.requestId,
+      prompt,
+      req.sampling,
+      new Sampler(req.sampling, this.spec.vocabSize),
+      req.priority ?? 0,
+      performance.now(),
+      this.modelId,
+      this.opts.blockSize,
+    );
+    this.scheduler.add(seq);
+    this.kick();
+    return seq;
+  }
+
+  private abort(seq: Sequence): void {
+    if (seq.status === 'finished') return;
+    this.scheduler.remove(seq);
+    this.finish(seq, 'abort');
+  }
+
+  private kick(): void {
+    if (this.looping) return;
+    this.looping = true;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.closed && this.scheduler.hasWork()) {
+        await this.step();
+        // Let sockets, timers and new requests in between steps.
+        await new Promise<void>((r) => setImmediate(r));
+      }
+    } catch (err) {
+      const e = new EngineError('internal', `engine step failed: ${(err as Error).message}`);
+      for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) {
+        this.scheduler.remove(seq);
+        this.finish(seq, undefined, e);
+      }
+    } finally {
+      this.looping = false;
+    }
+    if (!this.closed && this.scheduler.hasWork()) this.kick();
+  }
+
+  private async step(): Promise<void> {
+    const t0 = performance.now();
+    const plan = this.scheduler.schedule();
+    this.account(plan);
+    // Both batches go to the model thread at once; decode results are sampled while prefill runs.
+    const decode = plan.decodes.length > 0
+      ? this.executor.run({
+          kind: 'decode',
+          rows: plan.decodes.map((s) => ({ seqId: s.id, tokenIds: [s.tokens[s.tokens.length - 1]!], pastLen: s.numComputed, blockTable: s.blockTable })),
+        })
+      : undefined;
+    const prefill = plan.prefills.length > 0
+      ? this.executor.run({
+          kind: 'prefill',
+          rows: plan.prefills.map((c) => ({ seqId: c.seq.id, tokenIds: c.seq.tokens.slice(c.start, c.end), pastLen: c.start, blockTable: c.seq.blockTable })),
+        })
+      : undefined;
+    let runSeconds = 0;
+    if (decode) {
+      const res = await decode;
+      runSeconds += res.runSeconds;
+      this.afterForward(plan.decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
+    }
+    if (prefill) {
+      const res = await prefill;
+      runSeconds += res.runSeconds;
+      this.afterForward(plan.prefills.map((c) => ({ seq: c.seq, end: c.end })), res);
+    }
+    this.counters.steps += 1;
+    this.counters.modelSeconds += runSeconds;
+    this.counters.overheadSeconds += (performance.now() - t0) / 1000 - runSeconds;
+  }
+
+  private account(plan: SchedulerOutput): void {
+    this.counters.preemptions += plan.preempted.length;
+    for (const { seq, cachedTokens } of plan.admitted) {
+      if (seq.admittedOnce) continue;
+      seq.admittedOnce = true;
+      seq.numCachedPrompt = Math.min(cachedTokens, seq.promptLen);
+      this.counters.hitTokens += seq.numCachedPrompt;
+      this.counters.queryTokens += seq.promptLen;
+    }
+  }
+
+  /** Records computed KV, publishes filled blocks, samples where a row reached its last token. */
+  private afterForward(rows: readonly { seq: Sequence; end: number }[], res: ExecResult): void {
+    const V = this.spec.vocabSize;
+    rows.forEach(({ seq, end }, i) => {
+      if (seq.status !== 'running') return; // aborted or preempted while the batch ran
+      seq.numComputed = end;
+      this.publishFull(seq);
+      if (end < seq.tokens.length) return; // a prefill chunk short of the prompt's end
+      const t = seq.sampler.sample(res.logits.subarray(i * V, (i + 1) * V), seq.prompt, seq.output);
+      seq.appendToken(t.tokenId);
+      const out: GenerateOutput = {
+        tokenIds: [t.tokenId],
+        logprobs: seq.params.logprobs !== undefined ? [{ logprob: t.logprob, top: t.topLogprobs ?? [] }] : undefined,
+        promptTokens: seq.promptLen,
+        cachedTokens: seq.numCachedPrompt,
+        finishReason: this.finishReasonFor(seq, t.tokenId),
+      };
+      seq.outputs.push(out);
+      if (out.finishReason) {
+        this.scheduler.remove(seq);
+        this.finish(seq, out.finishReason, undefined, false);
+      }
+    });
+  }
+
+  private finishReasonFor(seq: Sequence, tokenId: number): 'stop' | 'length' | undefined {
+    if (isStopToken(tokenId, seq.params, this.spec.eosTokenIds)) return 'stop';
+    if (seq.output.length >= seq.params.maxTokens || seq.tokens.length >= this.maxModelLen) return 'length';
+    return undefined;
+  }
+
+  private publishFull(seq: Sequence): void {
+    const full = Math.floor(seq.numComputed / seq.blockSize);
+    for (let j = seq.numPublished; j < full; j++) this.pool.publish(seq.blockTable[j]!, seq.blockHash(j));
+    seq.numPublished = Math.max(seq.numPublished, full);
+  }
+
+  private finish(seq: Sequence, reason: 'stop' | 'length' | 'abort' | undefined, error?: Error, emit = true): void {
+    if (seq.status === 'finished') return;
+    seq.status = 'finished';
+    seq.finishReason = reason;
+    if (emit && reason) seq.outputs.push({ tokenIds: [], finishReason: reason, promptTokens: seq.promptLen, cachedTokens: seq.numCachedPrompt });
+    seq.outputs.close(error);
+  }
+}

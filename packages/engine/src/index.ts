@@ -1,0 +1,5 @@
+export { EngineError, type EngineClient, type EngineErrorCode, type EngineStats, type FinishReason, type GenerateOutput, type GenerateRequest } from './client';
+export { LLMEngine, ENGINE_DEFAULTS, type EngineOptions } from './engine';
+export { Scheduler, type SchedulerConfig, type SchedulerOutput, type PrefillChunk } from './scheduler';
+export { BatchExecutor, ThreadExecutor, type ExecBatch, type ExecResult, type ExecRow } from './executor';
+export { gatherPast, scatterNew } from './kv-io';

@@ -1,0 +1,80 @@
+import { headRunOffset, type BlockId, type KvLayout } from '@pdserve/kv-cache';
+import type { LayerKv } from '@pdserve/model';
+
+/** Where a row's tokens live: block_table[i] holds positions [i*blockSize, (i+1)*blockSize). */
+export interface RowBlocks {
+  readonly blockTable: readonly BlockId[];
+}
+
+/**
+ * Copies each row's first `len` tokens of KV out of the block pool into a fresh [batch, kvHeads,
+ * width, headDim] tensor per layer, right-aligned (left-padded), as the model's `past` input wants.
+ */
+export function gatherPast(
+  pool: Float32Array,
+  layout: KvLayout,
+  rows: readonly (RowBlocks & { readonly len: number })[],
+  width: number,
+): LayerKv[] {
+  const { numLayers, numKvHeads: H, headDim: D, blockSize: bs } = layout;
+  const blockFloats = numLayers * 2 * H * bs * D;
+  const out: LayerKv[] = [];
+  for (let l = 0; l < numLayers; l++) {
+    const key = new Float32Array(rows.length * H * width * D);
+    const value = new Float32Array(rows.length * H * width * D);
+    for (let b = 0; b < rows.length; b++) {
+      const { blockTable, len } = rows[b]!;
+      const pad = width - len;
+      for (let t0 = 0; t0 < len; t0 += bs) {
+        const n = Math.min(bs, len - t0);
+        const base = blockTable[t0 / bs]! * blockFloats;
+        for (let h = 0; h < H; h++) {
+          const dst = ((b * H + h) * width + pad + t0) * D;
+          const ks = base + headRunOffset(layout, l, 0, h);
+          const vs = base + headRunOffset(layout, l, 1, h);
+          key.set(pool.subarray(ks, ks + n * D), dst);
+          value.set(pool.subarray(vs, vs + n * D), dst);
+        }
+      }
+    }
+    out.push({ key, value });
+  }
+  return out;
+}
+
+/**
+ * Writes the KV of each row's new tokens from a forward's `present` ([batch, kvHeads, total, headDim],
+ * new tokens at the right end) into the row's blocks at positions [pastLen, pastLen + count).
+ */
+export function scatterNew(
+  pool: Float32Array,
+  layout: KvLayout,
+  present: readonly LayerKv[],
+  total: number,
+  rows: readonly (RowBlocks & { readonly pastLen: number; readonly count: number })[],
+): void {
+  const { numLayers, numKvHeads: H, headDim: D, blockSize: bs } = layout;
+  const blockFloats = numLayers * 2 * H * bs * D;
+  for (let b = 0; b < rows.length; b++) {
+    const { blockTable, pastLen, count } = rows[b]!;
+    const firstCol = total - count;
+    let i = 0;
+    while (i < count) {
+      const pos = pastLen + i;
+      const slot = pos % bs;
+      const n = Math.min(bs - slot, count - i);
+      const base = blockTable[Math.floor(pos / bs)]! * blockFloats;
+      for (let l = 0; l < numLayers; l++) {
+        const { key, value } = present[l]!;
+        for (let h = 0; h < H; h++) {
+          const src = ((b * H + h) * total + firstCol + i) * D;
+          const kd = base + headRunOffset(layout, l, 0, h) + slot * D;
+          const vd = base + headRunOffset(layout, l, 1, h) + slot * D;
+          pool.set(key.subarray(src, src + n * D), kd);
+          pool.set(value.subarray(src, src + n * D), vd);
+        }
+      }
+      i += n;
+    }
+  }
+}

@@ -1,0 +1,180 @@
+import type { BlockPool } from '@pdserve/kv-cache';
+import type { Sequence } from './sequence';
+
+export interface SchedulerConfig {
+  /** Most sequences in the running batch. */
+  readonly maxNumSeqs: number;
+  /** Most tokens computed in one step: one per decode plus every prefill chunk. */
+  readonly maxNumBatchedTokens: number;
+  /** Longest prefill chunk per sequence per step; 0 turns chunking off (whole prompt at once). */
+  readonly prefillChunkTokens: number;
+  /** Free blocks kept back when admitting, so running decodes rarely need preemption. */
+  readonly watermarkBlocks: number;
+}
+
+/** Compute tokens[start, end) of seq; sample a token if end reaches the end of its tokens. */
+export interface PrefillChunk {
+  readonly seq: Sequence;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** What one step runs: the scheduler's whole decision, consumed by the engine's executor. */
+export interface SchedulerOutput {
+  readonly decodes: readonly Sequence[];
+  readonly prefills: readonly PrefillChunk[];
+  readonly preempted: readonly Sequence[];
+  /** Newly admitted sequences and the prompt tokens each took from the prefix cache. */
+  readonly admitted: readonly { readonly seq: Sequence; readonly cachedTokens: number }[];
+}
+
+/**
+ * Continuous batching with chunked prefill, in the spirit of vLLM v1: every step decodes every running
+ * sequence that is past its prompt, then spends what is left of the token budget on prefill chunks
+ * (already-admitted prompts first, then new ones in priority order). When blocks run out, the newest
+ * running sequence is preempted and later recomputed (its full blocks usually survive in the prefix cache).
+ */
+export class Scheduler {
+  readonly waiting: Sequence[] = [];
+  readonly running: Sequence[] = [];
+
+  constructor(
+    private readonly pool: BlockPool,
+    private readonly cfg: SchedulerConfig,
+  ) {}
+
+  add(seq: Sequence): void {
+    seq.status = 'waiting';
+    insertByPriority(this.waiting, seq);
+  }
+
+  /** Removes a sequence wherever it is and frees its blocks; returns whether it was known. */
+  remove(seq: Sequence): boolean {
+    const wi = this.waiting.indexOf(seq);
+    if (wi >= 0) this.waiting.splice(wi, 1);
+    const ri = this.running.indexOf(seq);
+    if (ri >= 0) this.running.splice(ri, 1);
+    this.freeBlocks(seq);
+    return wi >= 0 || ri >= 0;
+  }
+
+  hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  schedule(): SchedulerOutput {
+    const preempted: Sequence[] = [];
+    const decodes = this.scheduleDecodes(preempted);
+    let budget = this.cfg.maxNumBatchedTokens - decodes.length;
+    const prefills: PrefillChunk[] = [];
+    const admitted: { seq: Sequence; cachedTokens: number }[] = [];
+
+    for (const seq of this.running) {
+      if (!seq.isPrefill || budget <= 0) continue;
+      const chunk = this.chunkFor(seq, budget, prefills.length === 0);
+      if (chunk === 0) break;
+      prefills.push({ seq, start: seq.numComputed, end: seq.numComputed + chunk });
+      budget -= chunk;
+    }
+    while (this.waiting.length > 0 && this.running.length < this.cfg.maxNumSeqs && budget > 0) {
+      const seq = this.waiting[0]!;
+      const cached = this.acquirePrefix(seq);
+      const chunk = this.chunkFor(seq, budget, prefills.length === 0, this.running.length > 0 ? this.cfg.watermarkBlocks : 0);
+      if (chunk === 0) {
+        this.freeBlocks(seq);
+        break;
+      }
+      this.waiting.shift();
+      seq.status = 'running';
+      this.running.push(seq);
+      admitted.push({ seq, cachedTokens: cached });
+      prefills.push({ seq, start: seq.numComputed, end: seq.numComputed + chunk });
+      budget -= chunk;
+    }
+    if (decodes.length === 0 && prefills.length === 0 && this.running.length > 0) {
+      // Every running prompt is stuck waiting for blocks held by the others: make room.
+      preempted.push(this.preemptNewest());
+    }
+    return { decodes, prefills, preempted, admitted };
+  }
+
+  /** Gives every decoding sequence a slot for its next token, preempting the newest when out of blocks. */
+  private scheduleDecodes(preempted: Sequence[]): Sequence[] {
+    const decodes: Sequence[] = [];
+    for (let i = 0; i < this.running.length; i++) {
+      const seq = this.running[i]!;
+      if (seq.isPrefill) continue;
+      const needBlock = seq.blockTable.length * seq.blockSize <= seq.numComputed;
+      if (needBlock) {
+        while (this.pool.numFree === 0) {
+          const victim = this.preemptNewest();
+          preempted.push(victim);
+          if (victim === seq) break;
+        }
+        if (seq.status !== 'running') break;
+        seq.blockTable.push(this.pool.allocate()!);
+      }
+      decodes.push(seq);
+    }
+    return decodes;
+  }
+
+  /**
+   * Tokens of `seq` to prefill this step within `budget`, allocating their blocks. 0 when nothing fits.
+   * With chunking off a prompt goes whole or not at all, and the first one may exceed the budget.
+   */
+  private chunkFor(seq: Sequence, budget: number, first: boolean, reserve = 0): number {
+    const remaining = seq.tokens.length - seq.numComputed;
+    const cap = this.cfg.prefillChunkTokens;
+    let chunk = cap > 0 ? Math.min(remaining, cap, budget) : remaining;
+    if (cap === 0 && remaining > budget && !first) return 0;
+    const bs = seq.blockSize;
+    const have = seq.blockTable.length * bs - seq.numComputed;
+    const room = have + Math.max(0, this.pool.numFree - reserve) * bs;
+    if (chunk > room) {
+      if (cap === 0) return 0;
+      chunk = room;
+    }
+    if (chunk <= 0) return 0;
+    const needBlocks = Math.ceil((seq.numComputed + chunk) / bs) - seq.blockTable.length;
+    for (let i = 0; i < needBlocks; i++) seq.blockTable.push(this.pool.allocate()!);
+    return chunk;
+  }
+
+  /**
+   * Takes references on the cached blocks of seq's longest cached prefix. At least one token is always
+   * left to compute, because the next token's logits come from computing the last one.
+   */
+  private acquirePrefix(seq: Sequence): number {
+    const maxBlocks = Math.floor((seq.tokens.length - 1) / seq.blockSize);
+    for (let i = 0; i < maxBlocks; i++) {
+      const id = this.pool.acquireCached(seq.blockHash(i));
+      if (id === undefined) break;
+      seq.blockTable.push(id);
+    }
+    seq.numComputed = seq.blockTable.length * seq.blockSize;
+    seq.numPublished = seq.blockTable.length;
+    return seq.numComputed;
+  }
+
+  private preemptNewest(): Sequence {
+    const victim = this.running.pop()!;
+    this.freeBlocks(victim);
+    this.add(victim);
+    return victim;
+  }
+
+  /** Frees in reverse so that a prefix's tail is evicted before its head. */
+  private freeBlocks(seq: Sequence): void {
+    for (let i = seq.blockTable.length - 1; i >= 0; i--) this.pool.release(seq.blockTable[i]!);
+    seq.blockTable.length = 0;
+    seq.numComputed = 0;
+    seq.numPublished = 0;
+  }
+}
+
+function insertByPriority(queue: Sequence[], seq: Sequence): void {
+  let i = queue.length;
+  while (i > 0 && (queue[i - 1]!.priority > seq.priority || (queue[i - 1]!.priority === seq.priority && queue[i - 1]!.arrival > seq.arrival))) i--;
+  queue.splice(i, 0, seq);
+}

@@ -1,0 +1,71 @@
+import { hashBlock, rootHash, type BlockHash, type BlockId } from '@pdserve/kv-cache';
+import type { Sampler, SamplingParams } from '@pdserve/model';
+import type { FinishReason, GenerateOutput } from './client';
+import { OutputQueue } from './output-queue';
+
+export type SequenceStatus = 'waiting' | 'running' | 'finished';
+
+/** One request as it flows through the scheduler, the executor and the output path. */
+export class Sequence {
+  status: SequenceStatus = 'waiting';
+  /** Prompt then generated tokens; only ever grows. */
+  readonly tokens: number[];
+  readonly prompt: readonly number[];
+  readonly output: number[] = [];
+  readonly blockTable: BlockId[] = [];
+  /** Tokens whose KV is in blockTable (computed or taken from the prefix cache). */
+  numComputed = 0;
+  /** Prompt tokens served from the prefix cache at first admission (reported as cached_tokens). */
+  numCachedPrompt = 0;
+  /** Whether numCachedPrompt has been fixed (first admission only: recompute after preemption doesn't count). */
+  admittedOnce = false;
+  finishReason: FinishReason | undefined;
+  readonly outputs = new OutputQueue<GenerateOutput>();
+  /** Hashes of the full blocks of `tokens`, extended lazily. */
+  private readonly hashes: BlockHash[] = [];
+
+  constructor(
+    readonly id: number,
+    readonly requestId: string,
+    prompt: readonly number[],
+    readonly params: SamplingParams,
+    readonly sampler: Sampler,
+    readonly priority: number,
+    readonly arrival: number,
+    private readonly modelId: string,
+    readonly blockSize: number,
+  ) {
+    this.prompt = [...prompt];
+    this.tokens = [...prompt];
+    this.promptLen = prompt.length;
+  }
+
+  readonly promptLen: number;
+
+  /** Full blocks whose hash has been registered in the prefix cache. */
+  numPublished = 0;
+
+  appendToken(tokenId: number): void {
+    this.tokens.push(tokenId);
+    this.output.push(tokenId);
+  }
+  /** Prefill until only the last token lacks KV; from then on each step decodes one token. */
+  get isPrefill(): boolean {
+    return this.tokens.length - this.numComputed > 1;
+  }
+
+  /** Chained hash of full block i of `tokens`. */
+  blockHash(i: number): BlockHash {
+    while (this.hashes.length <= i) {
+      const j = this.hashes.length;
+      const parent = j === 0 ? rootHash(this.modelId) : this.hashes[j - 1]!;
+      this.hashes.push(hashBlock(parent, this.tokens.slice(j * this.blockSize, (j + 1) * this.blockSize)));
+    }
+    return this.hashes[i]!;
+  }
+
+  /** Number of full blocks in `tokens`. */
+  get numFullBlocks(): number {
+    return Math.floor(this.tokens.length / this.blockSize);
+  }
+}

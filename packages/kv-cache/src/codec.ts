@@ -1,0 +1,65 @@
+import { crc32 } from 'node:zlib';
+import { blockBytes, type KvLayout } from './layout';
+import type { BlockHash } from './hash';
+
+/**
+ * The unit that moves between nodes: a 40-byte header then the block's floats.
+ *   magic "PDKV" | u16 version | u16 numTokens | u16 layers | u16 kvHeads | u16 headDim | u16 blockSize
+ *   | 8-byte hash (zero if the block is partial) | u32 crc32 of the payload | 8 bytes reserved
+ */
+const MAGIC = 0x564b4450; // "PDKV" little-endian
+const VERSION = 1;
+export const BLOCK_HEADER_BYTES = 40;
+
+export interface DecodedBlock {
+  readonly hash: BlockHash | undefined;
+  readonly numTokens: number;
+  /** A view into the input bytes (no copy). */
+  readonly payload: Uint8Array;
+}
+
+export class BlockCodecError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BlockCodecError';
+  }
+}
+
+export function encodeBlock(layout: KvLayout, payload: Uint8Array, hash: BlockHash | undefined, numTokens: number): Uint8Array {
+  const out = new Uint8Array(BLOCK_HEADER_BYTES + payload.byteLength);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, MAGIC, true);
+  dv.setUint16(4, VERSION, true);
+  dv.setUint16(6, numTokens, true);
+  dv.setUint16(8, layout.numLayers, true);
+  dv.setUint16(10, layout.numKvHeads, true);
+  dv.setUint16(12, layout.headDim, true);
+  dv.setUint16(14, layout.blockSize, true);
+  if (hash !== undefined) Buffer.from(out.buffer, 16, 8).write(hash, 'hex');
+  dv.setUint32(24, crc32(payload), true);
+  out.set(payload, BLOCK_HEADER_BYTES);
+  return out;
+}
+
+/** Verifies magic, layout and checksum; throws BlockCodecError naming what is wrong. */
+export function decodeBlock(layout: KvLayout, bytes: Uint8Array): DecodedBlock {
+  if (bytes.byteLength < BLOCK_HEADER_BYTES) throw new BlockCodecError(`block is ${bytes.byteLength} bytes, shorter than its header`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dv.getUint32(0, true) !== MAGIC) throw new BlockCodecError('not a KV block (bad magic)');
+  if (dv.getUint16(4, true) !== VERSION) throw new BlockCodecError(`unsupported KV block version ${dv.getUint16(4, true)}`);
+  const shape = [dv.getUint16(8, true), dv.getUint16(10, true), dv.getUint16(12, true), dv.getUint16(14, true)];
+  const want = [layout.numLayers, layout.numKvHeads, layout.headDim, layout.blockSize];
+  if (shape.some((v, i) => v !== want[i])) {
+    throw new BlockCodecError(`KV block shape ${shape.join('x')} does not match this model's ${want.join('x')}`);
+  }
+  const numTokens = dv.getUint16(6, true);
+  if (numTokens < 1 || numTokens > layout.blockSize) throw new BlockCodecError(`KV block claims ${numTokens} tokens`);
+  const payload = bytes.subarray(BLOCK_HEADER_BYTES);
+  if (payload.byteLength !== blockBytes(layout)) {
+    throw new BlockCodecError(`KV block payload is ${payload.byteLength} bytes, expected ${blockBytes(layout)}`);
+  }
+  if (crc32(payload) !== dv.getUint32(24, true)) throw new BlockCodecError('KV block checksum mismatch');
+  const hashBytes = bytes.subarray(16, 24);
+  const hash = hashBytes.every((b) => b === 0) ? undefined : Buffer.from(hashBytes).toString('hex');
+  return { hash, numTokens, payload };
+}

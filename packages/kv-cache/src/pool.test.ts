@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { BlockPool, blockBytes, chainHashes, decodeBlock, encodeBlock, hashBlock, rootHash, type KvCacheEvent } from './index';
+
+const layout = { numLayers: 2, numKvHeads: 2, headDim: 4, blockSize: 4 };
+
+describe('chained block hashes', () => {
+  it('equal prefixes hash equal, and a change anywhere before changes everything after', () => {
+    const a = chainHashes([1, 2, 3, 4, 5, 6, 7, 8, 9], 4, 'm');
+    const b = chainHashes([1, 2, 3, 4, 5, 6, 7, 8], 4, 'm');
+    const c = chainHashes([0, 2, 3, 4, 5, 6, 7, 8], 4, 'm');
+    expect(a).toHaveLength(2);
+    expect(a).toEqual(b);
+    expect(c[0]).not.toBe(a[0]);
+    expect(c[1]).not.toBe(a[1]);
+    expect(a[0]).toMatch(/^[0-9a-f]{16}$/);
+  });
+  it('depends on the model id and the salt', () => {
+    const t = [1, 2, 3, 4];
+    expect(chainHashes(t, 4, 'm')[0]).not.toBe(chainHashes(t, 4, 'n')[0]);
+    expect(chainHashes(t, 4, 'm', 's')[0]).not.toBe(chainHashes(t, 4, 'm')[0]);
+    expect(hashBlock(rootHash('m'), t)).toBe(chainHashes(t, 4, 'm')[0]);
+  });
+});
+
+describe('BlockPool', () => {
+  it('sizes itself from a byte budget', () => {
+    const pool = BlockPool.fromBudget(layout, blockBytes(layout) * 10 + 5);
+    expect(pool.numBlocks).toBe(10);
+    expect(() => BlockPool.fromBudget(layout, 10)).toThrow(/holds no block/);
+  });
+
+  it('keeps freed blocks cached and evicts least-recently-used first', () => {
+    const pool = new BlockPool(layout, 3);
+    const events: KvCacheEvent[] = [];
+    pool.onEvent((e) => events.push(e));
+    const [a, b, c] = [pool.allocate()!, pool.allocate()!, pool.allocate()!];
+    expect(pool.allocate()).toBeUndefined();
+    pool.publish(a, 'aaaaaaaaaaaaaaaa');
+    pool.publish(b, 'bbbbbbbbbbbbbbbb');
+    pool.release(b);
+    pool.release(a);
+    pool.release(c); // no hash: reused first
+    expect(pool.numFree).toBe(3);
+    expect(pool.numCached).toBe(2);
+    expect(pool.allocate()).toBe(c);
+    // b was freed before a, so it goes first.
+    expect(pool.allocate()).toBe(b);
+    expect(pool.has('bbbbbbbbbbbbbbbb')).toBe(false);
+    expect(pool.acquireCached('aaaaaaaaaaaaaaaa')).toBe(a);
+    expect(pool.refCountOf(a)).toBe(1);
+    expect(events.map((e) => `${e.kind}:${e.hash[0]}`)).toEqual(['stored:a', 'stored:b', 'removed:b']);
+  });
+
+  it('shares a cached block between sequences by reference count', () => {
+    const pool = new BlockPool(layout, 2);
+    const a = pool.allocate()!;
+    pool.publish(a, '0123456789abcdef');
+    expect(pool.acquireCached('0123456789abcdef')).toBe(a);
+    pool.release(a);
+    expect(pool.numFree).toBe(1);
+    pool.release(a);
+    expect(pool.numFree).toBe(2);
+    expect(() => pool.release(a)).toThrow(/no reference/);
+  });
+});
+
+describe('block codec', () => {
+  it('round-trips a block and rejects corruption, a wrong shape and garbage', () => {
+    const pool = new BlockPool(layout, 1);
+    const id = pool.allocate()!;
+    pool.view(id).forEach((_, i, v) => (v[i] = i * 0.5));
+    const bytes = encodeBlock(layout, pool.bytes(id), 'fedcba9876543210', 4);
+    const dec = decodeBlock(layout, bytes);
+    expect(dec.hash).toBe('fedcba9876543210');
+    expect(dec.numTokens).toBe(4);
+    expect(new Float32Array(dec.payload.slice().buffer)).toEqual(pool.view(id));
+    const bad = bytes.slice();
+    bad[bad.length - 1]! ^= 1;
+    expect(() => decodeBlock(layout, bad)).toThrow(/checksum/);
+    expect(() => decodeBlock({ ...layout, headDim: 8 }, bytes)).toThrow(/shape/);
+    expect(() => decodeBlock(layout, new Uint8Array(100))).toThrow(/magic/);
+    expect(() => decodeBlock(layout, bytes.subarray(0, 60))).toThrow(/payload/);
+  });
+});

@@ -1,0 +1,1 @@
+export { REPO_ROOT, cacheDir, ensureTinyModel } from '@pdserve/model';
