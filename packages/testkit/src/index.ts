@@ -1,1 +1,2 @@
 export { REPO_ROOT, cacheDir, ensureTinyModel } from '@pdserve/model';
+export { freePort, startNats, startRedis } from './servers';

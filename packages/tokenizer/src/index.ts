@@ -2,3 +2,4 @@ export type { ChatMessage, DecodeOptions, EncodeOptions, TextTokenizer } from '.
 export { Tokenizer } from './tokenizer';
 export { IncrementalDetokenizer } from './detokenizer';
 export { StopMatcher } from './stop';
+export { ChatTemplateError } from './chat';

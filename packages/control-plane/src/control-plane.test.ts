@@ -1,0 +1,74 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, startNats, startRedis, type TestServer } from '../../testkit/src/servers.js';
+import { connectControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.js';
+import { InProcessHub } from './hub.js';
+import { KvEventPublisher } from './kv-event-publisher.js';
+import { memoryLogger, sampleRecord, uniqueCluster, waitFor } from './test-helpers.js';
+import type { KvEventBatch } from './types.js';
+
+let redis: TestServer | undefined;
+let nats: TestServer | undefined;
+
+beforeAll(async () => {
+  [redis, nats] = await Promise.all([startRedis(), startNats()]);
+});
+afterAll(async () => {
+  await Promise.all([redis?.stop(), nats?.stop()]);
+});
+
+/** A gateway and a worker meeting through the control plane: registration, watch, KV events. */
+async function gatewayAndWorker(options: Omit<ControlPlaneOptions, 'cluster'>): Promise<ControlPlane[]> {
+  const cluster = uniqueCluster();
+  const logger = memoryLogger();
+  const settings = { cluster, logger, registry: { leaseTtlMs: 600 }, ...options };
+  const gateway = await connectControlPlane(settings);
+  const worker = await connectControlPlane(settings);
+  try {
+    const membership = await gateway.registry.watch();
+    const got: KvEventBatch[] = [];
+    gateway.events.subscribeKv((b) => void got.push(b));
+    await gateway.events.flush();
+
+    const registration = await worker.registry.register(sampleRecord('decode-0'));
+    const publisher = new KvEventPublisher(worker.events, { worker: 'decode-0', incarnation: 'inc-decode-0-1', flushIntervalMs: 10 });
+    publisher.stored(['00000000000000aa'], 'device');
+    await waitFor('membership', () => membership.snapshot().has('decode-0'), 2_000);
+    await waitFor('kv event', () => got.length === 1, 2_000);
+    expect(got[0]).toMatchObject({ worker: 'decode-0', seq: 1 });
+
+    await registration.deregister();
+    await waitFor('deregistered', () => membership.snapshot().size === 0, 2_000);
+    expect(logger.lines.filter((l) => l.level === 'error')).toEqual([]);
+    return [gateway, worker];
+  } finally {
+    await Promise.all([gateway.close(), worker.close()]);
+  }
+}
+
+describe('connectControlPlane', () => {
+  it('runs embedded through a shared in-process hub when no URLs are given', async () => {
+    const [gateway] = await gatewayAndWorker({ hub: new InProcessHub() });
+    expect(gateway?.mode).toEqual({ registry: 'in-process', events: 'in-process' });
+  });
+
+  it('uses Redis and NATS when their URLs are given', async () => {
+    const [gateway] = await gatewayAndWorker({ redisUrl: redis?.url, natsUrl: nats?.url });
+    expect(gateway?.mode).toEqual({ registry: 'redis', events: 'nats' });
+  });
+
+  it('mixes real and embedded per URL', async () => {
+    const [gateway] = await gatewayAndWorker({ redisUrl: redis?.url, hub: new InProcessHub() });
+    expect(gateway?.mode).toEqual({ registry: 'redis', events: 'in-process' });
+  });
+
+  it('fails clearly, and releases what it opened, when a server is unreachable', async () => {
+    const natsUrl = `nats://127.0.0.1:${await freePort()}`;
+    await expect(
+      connectControlPlane({ cluster: 'c', redisUrl: redis?.url, natsUrl, nats: { connectTimeoutMs: 300 }, logger: memoryLogger() }),
+    ).rejects.toThrow(/cannot connect to NATS/);
+  });
+
+  it('rejects cluster names that cannot be keys or subject tokens', async () => {
+    await expect(connectControlPlane({ cluster: 'a.b' })).rejects.toThrow(/cluster/);
+  });
+});

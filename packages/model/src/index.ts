@@ -1,0 +1,20 @@
+export { loadModelSpec, kvBytesPerToken, ModelLoadError, SUPPORTED_MODEL_TYPES, type ModelSpec } from './config';
+export {
+  ModelRunner,
+  type ForwardBatch,
+  type ForwardResult,
+  type ForwardRow,
+  type LayerKv,
+  type RunnerOptions,
+} from './runner';
+export { referenceGenerate, type ReferenceResult } from './reference';
+export { Sampler, isStopToken } from './sampler';
+export {
+  defaultSamplingParams,
+  samplingParams,
+  type SampledToken,
+  type SamplingParams,
+  type TokenLogprob,
+} from './sampling';
+export { buildTinyModel, type TinyModelOptions } from './tiny/index';
+export { REPO_ROOT, cacheDir, ensureTinyModel } from './tiny-cache';

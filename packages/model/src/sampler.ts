@@ -1,0 +1,418 @@
+import { Rng, type RngState } from './rng';
+import type { SampledToken, SamplingParams, TokenLogprob } from './sampling';
+
+/** Temperatures below this are greedy (vLLM's _SAMPLING_EPS): 1/T would overflow the softmax. */
+const GREEDY_TEMPERATURE = 1e-5;
+/** First probability threshold (relative to the top token) when gathering a top-p nucleus. */
+const NUCLEUS_FIRST_THRESHOLD = 2 ** -10;
+/** Each retry lowers the threshold by this factor... */
+const NUCLEUS_THRESHOLD_STEP = 64;
+/** ...and below this one it drops to the min-p floor (or 0: every token). */
+const NUCLEUS_THRESHOLD_FLOOR = 1e-30;
+
+type Row = Float32Array | Float64Array;
+
+/**
+ * Buffers shared by every Sampler in the process: sample() is synchronous, so no two calls overlap,
+ * and one vocab-sized set serves any number of sequences.
+ */
+class Scratch {
+  work = new Float64Array(0);
+  candidates = new Int32Array(0);
+  counts = new Uint32Array(0);
+  seen = new Uint8Array(0);
+
+  ensure(n: number): void {
+    if (this.work.length >= n) return;
+    this.work = new Float64Array(n);
+    this.candidates = new Int32Array(n);
+    this.counts = new Uint32Array(n);
+    this.seen = new Uint8Array(n);
+  }
+}
+
+const scratch = new Scratch();
+
+/**
+ * Chooses the next token of one sequence. Order as vLLM: repetition penalty, frequency and presence
+ * penalties, temperature (0 = greedy), then top-k, top-p, min-p, and one seeded draw.
+ */
+export class Sampler {
+  private readonly greedy: boolean;
+  private readonly invTemperature: number;
+  /** 0 when off (or when it would keep the whole vocab). */
+  private readonly topK: number;
+  private readonly penalised: boolean;
+  private readonly rng: Rng | undefined;
+
+  constructor(
+    private readonly params: SamplingParams,
+    private readonly vocabSize: number,
+  ) {
+    validate(params, vocabSize);
+    this.greedy = params.temperature < GREEDY_TEMPERATURE;
+    this.invTemperature = this.greedy ? 0 : 1 / params.temperature;
+    this.topK = params.topK > 0 && params.topK < vocabSize ? params.topK : 0;
+    this.penalised =
+      params.repetitionPenalty !== 1 || params.presencePenalty !== 0 || params.frequencyPenalty !== 0;
+    // Greedy requests ignore the seed, as in vLLM.
+    this.rng = this.greedy ? undefined : params.seed === undefined ? Rng.random() : new Rng(params.seed);
+  }
+
+  /** The generator's position, so another worker can continue the same stream; undefined when greedy. */
+  get rngState(): RngState | undefined {
+    return this.rng?.state;
+  }
+
+  set rngState(state: RngState | undefined) {
+    if (this.rng && state) this.rng.state = state;
+  }
+
+  /**
+   * `logits`: one row of the model output (at least vocabSize wide; columns past it are padding and never
+   * chosen). `promptTokenIds` / `outputTokenIds`: the sequence so far, for the penalties.
+   * `logprob` is NaN unless `params.logprobs` is set (it costs two passes over the row).
+   */
+  sample(logits: Float32Array, promptTokenIds: readonly number[], outputTokenIds: readonly number[]): SampledToken {
+    const n = this.vocabSize;
+    if (logits.length < n) throw new RangeError(`logits row has ${logits.length} entries, vocab is ${n}`);
+    scratch.ensure(n);
+    const scores = this.penalised ? this.penalise(logits, promptTokenIds, outputTokenIds) : logits;
+    const tokenId = this.greedy ? argmax(scores, n) : this.draw(scores);
+    const k = this.params.logprobs;
+    return k === undefined ? { tokenId, logprob: Number.NaN } : logprobsOf(logits, n, tokenId, k);
+  }
+
+  private penalise(logits: Float32Array, prompt: readonly number[], output: readonly number[]): Float64Array {
+    const n = this.vocabSize;
+    const work = scratch.work;
+    work.set(logits.length === n ? logits : logits.subarray(0, n));
+    const { repetitionPenalty, frequencyPenalty, presencePenalty } = this.params;
+    if (repetitionPenalty !== 1) applyRepetitionPenalty(work, n, repetitionPenalty, prompt, output);
+    if (frequencyPenalty !== 0 || presencePenalty !== 0) {
+      applyOutputPenalties(work, n, frequencyPenalty, presencePenalty, output);
+    }
+    return work;
+  }
+
+  /** Temperature, the filters, and one uniform draw (taken first, so every path consumes exactly one). */
+  private draw(scores: Row): number {
+    const u = this.rng!.nextFloat();
+    const n = this.vocabSize;
+    const { topP, minP } = this.params;
+    const max = maxOf(scores, n);
+    // All -inf/NaN, or a +inf: no distribution to sample from, fall back to a deterministic choice.
+    if (!Number.isFinite(max)) return argmax(scores, n);
+
+    // probs: id-indexed, unnormalised, the top token has exactly 1 (so min-p's threshold is minP itself).
+    const probs = scratch.work;
+    const ids = scratch.candidates;
+    let count: number;
+    let mass: number;
+    if (this.topK > 0) {
+      // Top-k selects on the scores directly, so only the k survivors need an exp.
+      count = selectTopK(scores, n, this.topK, ids);
+      mass = expAt(scores, ids, count, max, this.invTemperature, probs);
+    } else {
+      mass = expInto(scores, n, max, this.invTemperature, probs);
+      if (topP >= 1 && minP <= 0) return drawInIndexOrder(probs, n, u * mass);
+      if (topP >= 1) return drawAbove(probs, n, minP, u);
+      count = collectNucleus(probs, n, topP * mass, minP, ids);
+    }
+    if (topP < 1) count = selectNucleus(ids, count, probs, topP * mass);
+    if (minP > 0) count = keepAtLeast(ids, count, probs, minP);
+    return drawAmong(ids, count, probs, u);
+  }
+}
+
+/** True when `tokenId` ends generation: a request stop id, or the model's EOS unless ignoreEos. */
+export function isStopToken(tokenId: number, params: SamplingParams, eosTokenIds: readonly number[]): boolean {
+  if (params.stopTokenIds.includes(tokenId)) return true;
+  return !params.ignoreEos && eosTokenIds.includes(tokenId);
+}
+
+function validate(p: SamplingParams, vocabSize: number): void {
+  const fail = (what: string): never => {
+    throw new RangeError(`invalid sampling parameter: ${what}`);
+  };
+  if (!Number.isInteger(vocabSize) || vocabSize < 1) fail(`vocabSize ${vocabSize}`);
+  if (!(p.temperature >= 0 && Number.isFinite(p.temperature))) fail(`temperature ${p.temperature}`);
+  if (!(p.topP > 0 && p.topP <= 1)) fail(`topP ${p.topP} (must be in (0, 1])`);
+  if (!Number.isInteger(p.topK)) fail(`topK ${p.topK}`);
+  if (!(p.minP >= 0 && p.minP <= 1)) fail(`minP ${p.minP} (must be in [0, 1])`);
+  if (!(p.repetitionPenalty > 0 && Number.isFinite(p.repetitionPenalty))) {
+    fail(`repetitionPenalty ${p.repetitionPenalty}`);
+  }
+  if (!Number.isFinite(p.presencePenalty)) fail(`presencePenalty ${p.presencePenalty}`);
+  if (!Number.isFinite(p.frequencyPenalty)) fail(`frequencyPenalty ${p.frequencyPenalty}`);
+  if (p.logprobs !== undefined && !(Number.isInteger(p.logprobs) && p.logprobs >= 0)) fail(`logprobs ${p.logprobs}`);
+  if (p.seed !== undefined && !Number.isInteger(p.seed)) fail(`seed ${p.seed}`);
+}
+
+/** HF/vLLM: each token seen in prompt or output once: positive logits ÷ penalty, others × penalty. */
+function applyRepetitionPenalty(
+  work: Float64Array,
+  n: number,
+  penalty: number,
+  prompt: readonly number[],
+  output: readonly number[],
+): void {
+  const seen = scratch.seen;
+  for (const ids of [prompt, output]) {
+    for (const t of ids) {
+      if (t < 0 || t >= n || seen[t] === 1) continue;
+      seen[t] = 1;
+      work[t] = work[t] > 0 ? work[t] / penalty : work[t] * penalty;
+    }
+  }
+  // Leave the shared flags clear for the next call; cheaper than clearing the whole vocab.
+  for (const ids of [prompt, output]) for (const t of ids) if (t >= 0 && t < n) seen[t] = 0;
+}
+
+/** OpenAI: logit -= count × frequency + (count > 0) × presence, over output tokens only. */
+function applyOutputPenalties(
+  work: Float64Array,
+  n: number,
+  frequency: number,
+  presence: number,
+  output: readonly number[],
+): void {
+  const counts = scratch.counts;
+  for (const t of output) if (t >= 0 && t < n) counts[t]++;
+  for (const t of output) {
+    if (t < 0 || t >= n || counts[t] === 0) continue;
+    work[t] -= counts[t] * frequency + presence;
+    counts[t] = 0; // once per distinct token, and the shared counts end clear
+  }
+}
+
+/** Index of the largest score; ties go to the lowest id. */
+function argmax(scores: Row, n: number): number {
+  let best = 0;
+  let bestScore = -Infinity;
+  for (let i = 0; i < n; i++) {
+    if (scores[i] > bestScore) {
+      bestScore = scores[i];
+      best = i;
+    }
+  }
+  return best;
+}
+
+function maxOf(scores: Row, n: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (scores[i] > max) max = scores[i];
+  return max;
+}
+
+/** out[i] = exp((scores[i] - max) / T), unnormalised (the top token gets 1); returns the total. */
+function expInto(scores: Row, n: number, max: number, invTemperature: number, out: Float64Array): number {
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const p = expOrZero((scores[i] - max) * invTemperature);
+    out[i] = p;
+    total += p;
+  }
+  return total;
+}
+
+/** expInto for the listed ids only. */
+function expAt(scores: Row, ids: Int32Array, count: number, max: number, invTemperature: number, out: Float64Array): number {
+  let total = 0;
+  for (let j = 0; j < count; j++) {
+    const p = expOrZero((scores[ids[j]] - max) * invTemperature);
+    out[ids[j]] = p;
+    total += p;
+  }
+  return total;
+}
+
+// Below e^-42 (< 2^-60 of the top token) a token cannot matter even summed over the vocab; skip the exp.
+function expOrZero(x: number): number {
+  return x > -42 ? Math.exp(x) : 0;
+}
+
+function drawInIndexOrder(probs: Float64Array, n: number, target: number): number {
+  let cumulative = 0;
+  let last = 0;
+  for (let i = 0; i < n; i++) {
+    if (probs[i] === 0) continue;
+    cumulative += probs[i];
+    last = i;
+    if (cumulative > target) return i;
+  }
+  return last;
+}
+
+/** Min-p alone: no ordering needed, just the tokens at or above the threshold (the top token has 1). */
+function drawAbove(probs: Float64Array, n: number, minP: number, u: number): number {
+  let mass = 0;
+  for (let i = 0; i < n; i++) if (probs[i] >= minP) mass += probs[i];
+  const target = u * mass;
+  let cumulative = 0;
+  let last = 0;
+  for (let i = 0; i < n; i++) {
+    if (probs[i] < minP) continue;
+    cumulative += probs[i];
+    last = i;
+    if (cumulative > target) return i;
+  }
+  return last;
+}
+
+/**
+ * Writes into `out` every token with probability ≥ a threshold, lowering the threshold until they carry
+ * `neededMass` (so they hold the whole nucleus) or it reaches `floor` (min-p drops the rest anyway).
+ * Usually one pass gathering a few hundred tokens, instead of sorting the vocab.
+ */
+function collectNucleus(probs: Float64Array, n: number, neededMass: number, floor: number, out: Int32Array): number {
+  let threshold = Math.max(floor, NUCLEUS_FIRST_THRESHOLD);
+  for (;;) {
+    let count = 0;
+    let mass = 0;
+    for (let i = 0; i < n; i++) {
+      if (probs[i] >= threshold) {
+        out[count++] = i;
+        mass += probs[i];
+      }
+    }
+    if (mass >= neededMass || threshold <= floor) return count;
+    const lower = threshold / NUCLEUS_THRESHOLD_STEP;
+    threshold = lower < NUCLEUS_THRESHOLD_FLOOR ? floor : Math.max(lower, floor);
+  }
+}
+
+/** Higher probability first; ties to the lower id (a total order, so selections are deterministic). */
+function better(probs: Float64Array, a: number, b: number): boolean {
+  return probs[a] > probs[b] || (probs[a] === probs[b] && a < b);
+}
+
+/**
+ * Rearranges ids[0..count) so that ids[0..m) is the nucleus: the smallest head, in `better` order, whose
+ * mass reaches `target`; returns m. A quickselect weighted by probability: linear on average, no sort.
+ */
+function selectNucleus(ids: Int32Array, count: number, probs: Float64Array, target: number): number {
+  let lo = 0; // ids[0..lo) are in the nucleus
+  let hi = count; // ids[hi..count) are out
+  let need = target;
+  while (hi - lo > 16) {
+    const pivotAt = partition(ids, lo, hi, probs);
+    let headMass = 0;
+    for (let j = lo; j < pivotAt; j++) headMass += probs[ids[j]];
+    const pivotMass = probs[ids[pivotAt]];
+    if (headMass >= need) {
+      hi = pivotAt;
+    } else if (headMass + pivotMass >= need) {
+      return pivotAt + 1;
+    } else {
+      need -= headMass + pivotMass;
+      lo = pivotAt + 1;
+    }
+  }
+  // A few left: sort them and walk.
+  ids.subarray(lo, hi).sort((a, b) => (better(probs, a, b) ? -1 : 1));
+  let cumulative = 0;
+  for (let j = lo; j < hi; j++) {
+    cumulative += probs[ids[j]];
+    if (cumulative >= need) return j + 1;
+  }
+  return hi; // rounding: the target is all of it
+}
+
+/** Lomuto partition of ids[lo..hi) around a median-of-three pivot; returns the pivot's final position. */
+function partition(ids: Int32Array, lo: number, hi: number, probs: Float64Array): number {
+  const mid = (lo + hi) >> 1;
+  const [a, b, c] = [ids[lo], ids[mid], ids[hi - 1]];
+  const median = better(probs, a, b)
+    ? better(probs, b, c) ? mid : better(probs, a, c) ? hi - 1 : lo
+    : better(probs, a, c) ? lo : better(probs, b, c) ? hi - 1 : mid;
+  swap(ids, median, hi - 1);
+  const pivot = ids[hi - 1];
+  let store = lo;
+  for (let j = lo; j < hi - 1; j++) {
+    if (better(probs, ids[j], pivot)) swap(ids, j, store++);
+  }
+  swap(ids, store, hi - 1);
+  return store;
+}
+
+function swap(ids: Int32Array, i: number, j: number): void {
+  const t = ids[i];
+  ids[i] = ids[j];
+  ids[j] = t;
+}
+
+/** Min-p: keeps ids whose probability is ≥ threshold (the top token, at 1, always stays). */
+function keepAtLeast(ids: Int32Array, count: number, probs: Float64Array, threshold: number): number {
+  let kept = 0;
+  for (let j = 0; j < count; j++) if (probs[ids[j]] >= threshold) ids[kept++] = ids[j];
+  return kept;
+}
+
+/** One draw among ids[0..count) in proportion to their probabilities. */
+function drawAmong(ids: Int32Array, count: number, probs: Float64Array, u: number): number {
+  let mass = 0;
+  for (let j = 0; j < count; j++) mass += probs[ids[j]];
+  const target = u * mass;
+  let cumulative = 0;
+  for (let j = 0; j < count; j++) {
+    cumulative += probs[ids[j]];
+    if (cumulative > target) return ids[j];
+  }
+  return ids[count - 1]; // rounding left the target just past the last token
+}
+
+/**
+ * The k highest-scoring ids (ties to the lower id) into out[0..k), unordered, via a min-heap of size k
+ * kept in `out` itself: one pass, most tokens rejected by a single comparison with the heap root.
+ */
+function selectTopK(scores: Row, n: number, k: number, out: Int32Array): number {
+  const size = Math.min(k, n);
+  // Heap order: the root is the worst kept token (lowest score, then highest id).
+  const worse = (a: number, b: number): boolean => scores[a] < scores[b] || (scores[a] === scores[b] && a > b);
+  const siftDown = (start: number): void => {
+    let i = start;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= size) return;
+      const r = l + 1;
+      const c = r < size && worse(out[r], out[l]) ? r : l;
+      if (!worse(out[c], out[i])) return;
+      const tmp = out[i];
+      out[i] = out[c];
+      out[c] = tmp;
+      i = c;
+    }
+  };
+  for (let i = 0; i < size; i++) out[i] = i;
+  for (let i = (size >> 1) - 1; i >= 0; i--) siftDown(i);
+  for (let i = size; i < n; i++) {
+    // Later ids lose ties, so only a strictly higher score displaces the root.
+    if (scores[i] > scores[out[0]]) {
+      out[0] = i;
+      siftDown(0);
+    }
+  }
+  return size;
+}
+
+/** Sorts out[0..count) by descending key, ties by ascending id. */
+function sortDescending(ids: Int32Array, count: number, keys: Row): void {
+  ids.subarray(0, count).sort((a, b) => keys[b] - keys[a] || a - b);
+}
+
+/** Log-softmax of the raw logits for the chosen token and, if k ≥ 1, the k most likely tokens. */
+function logprobsOf(logits: Float32Array, n: number, tokenId: number, k: number): SampledToken {
+  const max = maxOf(logits, n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += expOrZero(logits[i] - max);
+  const logNorm = max + Math.log(sum);
+  const top: TokenLogprob[] = [];
+  if (k > 0) {
+    const ids = scratch.candidates;
+    const count = selectTopK(logits, n, k, ids);
+    sortDescending(ids, count, logits);
+    for (let j = 0; j < count; j++) top.push({ tokenId: ids[j], logprob: logits[ids[j]] - logNorm });
+  }
+  return { tokenId, logprob: logits[tokenId] - logNorm, topLogprobs: top };
+}

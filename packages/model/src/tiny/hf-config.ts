@@ -1,0 +1,44 @@
+// config.json and generation_config.json in the Hugging Face layout, with what transformers.js reads.
+import type { TinyShape } from './options';
+import type { TokenizerFiles } from './tokenizer-files';
+
+export function configJson(s: TinyShape, tok: TokenizerFiles, externalData: boolean): Record<string, unknown> {
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    attention_bias: false,
+    attention_dropout: 0.0,
+    bos_token_id: tok.bosTokenId,
+    eos_token_id: tok.eosTokenIds[0],
+    ...(tok.padTokenId === undefined ? {} : { pad_token_id: tok.padTokenId }),
+    head_dim: s.headDim,
+    hidden_act: 'silu',
+    hidden_size: s.hidden,
+    initializer_range: 0.02,
+    intermediate_size: s.ffn,
+    max_position_embeddings: s.maxPositions,
+    mlp_bias: false,
+    num_attention_heads: s.heads,
+    num_hidden_layers: s.layers,
+    num_key_value_heads: s.kvHeads,
+    pretraining_tp: 1,
+    rms_norm_eps: s.rmsNormEps,
+    rope_scaling: null,
+    rope_theta: s.ropeTheta,
+    tie_word_embeddings: false,
+    torch_dtype: 'float32',
+    use_cache: true,
+    vocab_size: s.vocab,
+    // transformers.js: load onnx/model.onnx (fp32, no suffix) by default, and fetch the external data file with it.
+    'transformers.js_config': { dtype: 'fp32', ...(externalData ? { use_external_data_format: true } : {}) },
+    pdserve_tiny: { seed: s.seed, tokenizer: s.tokenizer },
+  };
+}
+
+export function generationConfigJson(tok: TokenizerFiles): Record<string, unknown> {
+  return {
+    bos_token_id: tok.bosTokenId,
+    eos_token_id: tok.eosTokenIds.length === 1 ? tok.eosTokenIds[0] : [...tok.eosTokenIds],
+    ...(tok.padTokenId === undefined ? {} : { pad_token_id: tok.padTokenId }),
+  };
+}

@@ -1,0 +1,2 @@
+export { buildTinyModel, EXTERNAL_DATA_THRESHOLD_BYTES } from './build';
+export type { TinyModelOptions } from './options';

@@ -1,0 +1,79 @@
+/** What to build; every field but `out` has a default that gives the ~70 MB built-in tiny model. */
+export interface TinyModelOptions {
+  /** Directory to write; created if missing, files in it are overwritten. */
+  out: string;
+  /** Weight seed: the same seed gives byte-identical files. Default 0. */
+  seed?: number;
+  /** Decoder layers. Default 4. */
+  layers?: number;
+  /** Hidden size (model width). Default 256. */
+  hidden?: number;
+  /** Query heads. Default 8. */
+  heads?: number;
+  /** Key/value heads (grouped-query attention); must divide `heads`. Default 2. */
+  kvHeads?: number;
+  /** MLP intermediate size. Default 688. */
+  ffn?: number;
+  /** Which real tokenizer to ship; also fixes the vocabulary size. Default 'llama2'. */
+  tokenizer?: 'llama2' | 'qwen3';
+  /** max_position_embeddings written to config.json (rotary is computed in-graph, so not a hard limit). Default 4096. */
+  maxPositions?: number;
+  /** Rotary base. Default 10000. */
+  ropeTheta?: number;
+  /** RMSNorm epsilon. Default 1e-5. */
+  rmsNormEps?: number;
+}
+
+/** The model's shape with every default applied and checked. */
+export interface TinyShape {
+  readonly seed: number;
+  readonly layers: number;
+  readonly hidden: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly ffn: number;
+  readonly vocab: number;
+  /** Ids at or above this are embedding padding the tokenizer cannot decode. */
+  readonly tokenCount: number;
+  readonly tokenizer: 'llama2' | 'qwen3';
+  readonly maxPositions: number;
+  readonly ropeTheta: number;
+  readonly rmsNormEps: number;
+}
+
+/** Vocabulary size per tokenizer: llama2's 32000; Qwen3's padded embedding size (its ids end at 151668). */
+export const VOCAB_SIZE = { llama2: 32000, qwen3: 151936 } as const;
+/** Token ids the tokenizer can produce or decode (highest id + 1); logits above are padding. */
+export const TOKEN_COUNT = { llama2: 32000, qwen3: 151669 } as const;
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isInteger(v) || v <= 0) throw new RangeError(`tiny model: ${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+/** Applies defaults and rejects shapes the graph cannot express. */
+export function resolveShape(opts: TinyModelOptions): TinyShape {
+  const seed = opts.seed ?? 0;
+  if (!Number.isInteger(seed)) throw new RangeError(`tiny model: seed must be an integer, got ${seed}`);
+  const layers = positiveInt('layers', opts.layers ?? 4);
+  const hidden = positiveInt('hidden', opts.hidden ?? 256);
+  const heads = positiveInt('heads', opts.heads ?? 8);
+  const kvHeads = positiveInt('kvHeads', opts.kvHeads ?? 2);
+  const ffn = positiveInt('ffn', opts.ffn ?? 688);
+  const maxPositions = positiveInt('maxPositions', opts.maxPositions ?? 4096);
+  const tokenizer = opts.tokenizer ?? 'llama2';
+  if (!(tokenizer in VOCAB_SIZE)) throw new RangeError(`tiny model: unknown tokenizer ${String(tokenizer)}`);
+  if (hidden % heads !== 0) throw new RangeError(`tiny model: hidden (${hidden}) must be a multiple of heads (${heads})`);
+  if (heads % kvHeads !== 0) throw new RangeError(`tiny model: heads (${heads}) must be a multiple of kvHeads (${kvHeads})`);
+  const headDim = hidden / heads;
+  // rotate_half splits each head in two halves.
+  if (headDim % 2 !== 0) throw new RangeError(`tiny model: head dim (${headDim}) must be even`);
+  const ropeTheta = opts.ropeTheta ?? 10000;
+  const rmsNormEps = opts.rmsNormEps ?? 1e-5;
+  if (!(ropeTheta > 0)) throw new RangeError(`tiny model: ropeTheta must be positive, got ${ropeTheta}`);
+  if (!(rmsNormEps > 0)) throw new RangeError(`tiny model: rmsNormEps must be positive, got ${rmsNormEps}`);
+  return {
+    seed, layers, hidden, heads, kvHeads, headDim, ffn, vocab: VOCAB_SIZE[tokenizer], tokenCount: TOKEN_COUNT[tokenizer], tokenizer, maxPositions, ropeTheta, rmsNormEps,
+  };
+}
