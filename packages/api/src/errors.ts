@@ -1,0 +1,119 @@
+import { EngineError, type EngineErrorCode } from './deps';
+
+/** The OpenAI error body: `{"error": {"message", "type", "param", "code"}}`. */
+export interface ErrorBody {
+  readonly error: {
+    readonly message: string;
+    readonly type: string;
+    readonly param: string | null;
+    readonly code: string | null;
+  };
+}
+
+/** Seconds a client should wait after a 429 before retrying. */
+export const RETRY_AFTER_SECONDS = 1;
+
+/**
+ * Every failure the API reports, one static constructor per failure class; `toApiError` maps anything
+ * thrown to one of these, and the server writes it in one place.
+ */
+export class ApiError extends Error {
+  private constructor(
+    readonly status: number,
+    readonly type: string,
+    message: string,
+    readonly code: string | null,
+    readonly param: string | null,
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  /** 400: the request is malformed or has a bad value. */
+  static invalid(message: string, param: string | null = null, code = 'invalid_value'): ApiError {
+    return new ApiError(400, 'invalid_request_error', message, code, param);
+  }
+
+  static invalidJson(detail: string): ApiError {
+    return new ApiError(
+      400,
+      'invalid_request_error',
+      `We could not parse the JSON body of your request (${detail}). The body must be a JSON object.`,
+      'invalid_json',
+      null,
+    );
+  }
+
+  /** 400: prompt plus max tokens does not fit the model. */
+  static contextLength(message: string, param: string): ApiError {
+    return new ApiError(400, 'invalid_request_error', message, 'context_length_exceeded', param);
+  }
+
+  static modelNotFound(model: string): ApiError {
+    return new ApiError(404, 'invalid_request_error', `The model \`${model}\` does not exist.`, 'model_not_found', 'model');
+  }
+
+  static routeNotFound(method: string, path: string): ApiError {
+    return new ApiError(404, 'invalid_request_error', `Invalid URL (${method} ${path})`, 'not_found', null);
+  }
+
+  static methodNotAllowed(method: string, path: string, allow: readonly string[]): ApiError {
+    return new ApiError(
+      405,
+      'invalid_request_error',
+      `Method ${method} is not allowed on ${path}; use ${allow.join(' or ')}.`,
+      'method_not_allowed',
+      null,
+      { allow: allow.join(', ') },
+    );
+  }
+
+  static bodyTooLarge(limitBytes: number): ApiError {
+    return new ApiError(
+      413,
+      'invalid_request_error',
+      `The request body is larger than the limit of ${limitBytes} bytes.`,
+      'request_too_large',
+      null,
+    );
+  }
+
+  static queueFull(message: string): ApiError {
+    return new ApiError(429, 'rate_limit_error', message, 'queue_full', null, {
+      'retry-after': String(RETRY_AFTER_SECONDS),
+    });
+  }
+
+  static notReady(message: string): ApiError {
+    return new ApiError(503, 'service_unavailable_error', message, 'not_ready', null);
+  }
+
+  /** 500: the message is generic on purpose; the cause goes to the log, not to the client. */
+  static internal(): ApiError {
+    return new ApiError(500, 'server_error', 'The server had an error while processing your request.', 'internal_error', null);
+  }
+
+  toBody(): ErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+const ENGINE_ERRORS: Readonly<Record<EngineErrorCode, (e: EngineError) => ApiError>> = {
+  invalid_request: (e) => ApiError.invalid(e.message, e.param ?? null),
+  context_length_exceeded: (e) => ApiError.contextLength(e.message, e.param ?? 'messages'),
+  queue_full: (e) => ApiError.queueFull(e.message),
+  not_ready: (e) => ApiError.notReady(e.message),
+  internal: () => ApiError.internal(),
+};
+
+/** Maps anything thrown to the ApiError the client sees. */
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof EngineError) {
+    // Guarded because the code crosses a process boundary in the cluster and may be one we do not know.
+    const map = Object.hasOwn(ENGINE_ERRORS, err.code) ? ENGINE_ERRORS[err.code] : undefined;
+    return map ? map(err) : ApiError.internal();
+  }
+  return ApiError.internal();
+}

@@ -1,0 +1,89 @@
+import type { TextTokenizer } from './deps';
+import type { GeneratedToken } from './generate';
+
+/**
+ * The text of single tokens, as shown in logprobs. Each is decoded alone (special tokens kept), so a
+ * SentencePiece word-start token loses its leading space and a byte token that is part of a multi-byte
+ * character shows as U+FFFD; `bytes` in chat logprobs is the UTF-8 of that text.
+ */
+export class TokenTexts {
+  private readonly cache = new Map<number, string>();
+
+  constructor(private readonly tokenizer: TextTokenizer) {}
+
+  text(tokenId: number): string {
+    let t = this.cache.get(tokenId);
+    if (t === undefined) {
+      t = this.tokenizer.decode([tokenId], { skipSpecialTokens: false });
+      this.cache.set(tokenId, t);
+    }
+    return t;
+  }
+}
+
+/** The legacy completions format. Offsets count Unicode code points, as vLLM's (Python's) do. */
+export interface CompletionLogprobs {
+  readonly tokens: string[];
+  readonly token_logprobs: number[];
+  readonly top_logprobs: Record<string, number>[];
+  readonly text_offset: number[];
+}
+
+/**
+ * `startOffset` is where the first token's text begins in the choice's text (after any echoed prompt,
+ * or after the tokens of earlier stream chunks); returns the offset after the last token too.
+ */
+export function completionLogprobs(
+  tokens: readonly GeneratedToken[],
+  texts: TokenTexts,
+  startOffset: number,
+): { readonly logprobs: CompletionLogprobs; readonly endOffset: number } {
+  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  let offset = startOffset;
+  for (const t of tokens) {
+    const text = texts.text(t.tokenId);
+    out.tokens.push(text);
+    out.token_logprobs.push(t.logprob);
+    // vLLM's shape: the top alternatives plus the sampled token, which is always present.
+    const top: Record<string, number> = {};
+    for (const alt of t.top) top[texts.text(alt.tokenId)] = alt.logprob;
+    top[text] ??= t.logprob;
+    out.top_logprobs.push(top);
+    out.text_offset.push(offset);
+    offset += codePoints(text);
+  }
+  return { logprobs: out, endOffset: offset };
+}
+
+export interface ChatTopLogprob {
+  readonly token: string;
+  readonly logprob: number;
+  readonly bytes: number[];
+}
+
+export interface ChatTokenLogprob extends ChatTopLogprob {
+  readonly top_logprobs: ChatTopLogprob[];
+}
+
+export interface ChatLogprobs {
+  readonly content: ChatTokenLogprob[];
+}
+
+export function chatLogprobs(tokens: readonly GeneratedToken[], texts: TokenTexts, topN: number): ChatLogprobs {
+  const entry = (tokenId: number, logprob: number): ChatTopLogprob => {
+    const token = texts.text(tokenId);
+    return { token, logprob, bytes: [...Buffer.from(token, 'utf8')] };
+  };
+  return {
+    content: tokens.map((t) => ({
+      ...entry(t.tokenId, t.logprob),
+      top_logprobs: t.top.slice(0, topN).map((alt) => entry(alt.tokenId, alt.logprob)),
+    })),
+  };
+}
+
+export function codePoints(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}

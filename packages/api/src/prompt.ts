@@ -1,0 +1,153 @@
+import { ChatTemplateError, type EngineClient, type SamplingParams, type TextTokenizer } from './deps';
+import { ApiError } from './errors';
+import type { ChoiceSpec } from './generate';
+import type { ChatRequest, CompletionRequest, SamplingOptions } from './requests';
+
+/** A model the server exposes. */
+export interface ServedModel {
+  /** The name clients pass as `model`. */
+  readonly id: string;
+  readonly engine: EngineClient;
+  readonly tokenizer: TextTokenizer;
+  /** Longest prompt + output accepted, in tokens. */
+  readonly maxModelLen: number;
+  /** max_tokens when the request has none; see resolveMaxTokens. */
+  readonly defaultMaxTokens?: number;
+  /** Unix seconds shown by /v1/models; default: when the server was created. */
+  readonly created?: number;
+}
+
+/** A prompt ready for the engine, with the output budget resolved against the model. */
+export interface PreparedPrompt {
+  readonly tokenIds: readonly number[];
+  /** The prompt as text, for `echo`. */
+  readonly text: string;
+  readonly maxTokens: number;
+}
+
+/** max_tokens of /v1/completions when neither the request nor the model sets one (OpenAI's and vLLM's). */
+export const DEFAULT_COMPLETION_MAX_TOKENS = 16;
+
+/**
+ * The output budget, as vLLM computes it. A requested max_tokens must fit: prompt + max_tokens ≤
+ * maxModelLen, else 400 context_length_exceeded. Without one, completions default to
+ * model.defaultMaxTokens ?? 16 and chat to model.defaultMaxTokens ?? (the rest of the context), either
+ * clamped to the room left, which must be at least one token.
+ */
+export function resolveMaxTokens(
+  model: ServedModel,
+  promptTokens: number,
+  requested: number | undefined,
+  kind: 'completion' | 'chat',
+): number {
+  const room = model.maxModelLen - promptTokens;
+  const where = kind === 'chat' ? 'in the messages' : 'in your prompt';
+  const param = kind === 'chat' ? 'messages' : 'prompt';
+  if (requested !== undefined) {
+    if (requested > room) {
+      throw ApiError.contextLength(
+        `This model's maximum context length is ${model.maxModelLen} tokens. However, you requested ` +
+          `${promptTokens + requested} tokens (${promptTokens} ${where}, ${requested} for the completion). ` +
+          `Please reduce the length of the ${param === 'messages' ? 'messages' : 'prompt'} or completion.`,
+        param,
+      );
+    }
+    return requested;
+  }
+  if (room < 1) {
+    throw ApiError.contextLength(
+      `This model's maximum context length is ${model.maxModelLen} tokens. However, your ${param === 'messages' ? 'messages' : 'prompt'} ` +
+        `resulted in ${promptTokens} tokens, which leaves no room for the completion. Please reduce the length of the ${param}.`,
+      param,
+    );
+  }
+  const fallback = model.defaultMaxTokens ?? (kind === 'completion' ? DEFAULT_COMPLETION_MAX_TOKENS : room);
+  return Math.min(fallback, room);
+}
+
+function checkTokenIds(ids: readonly number[], vocabSize: number, param: string): void {
+  const bad = ids.find((id) => id >= vocabSize);
+  if (bad !== undefined) throw ApiError.invalid(`Token id ${bad} in '${param}' is out of range for this model (vocabulary size ${vocabSize}).`, param);
+}
+
+export function prepareCompletionPrompts(model: ServedModel, req: CompletionRequest): PreparedPrompt[] {
+  const { tokenizer } = model;
+  checkTokenIds(req.sampling.stopTokenIds, tokenizer.vocabSize, 'stop_token_ids');
+  return req.prompts.map((p, i) => {
+    const param = req.prompts.length > 1 ? `prompt[${i}]` : 'prompt';
+    let tokenIds: readonly number[];
+    let text: string;
+    if (p.kind === 'text') {
+      tokenIds = tokenizer.encode(p.text, { addSpecialTokens: true });
+      text = p.text;
+    } else {
+      checkTokenIds(p.ids, tokenizer.vocabSize, param);
+      tokenIds = p.ids;
+      text = req.echo ? tokenizer.decode(p.ids, { skipSpecialTokens: false }) : '';
+    }
+    if (tokenIds.length === 0) throw ApiError.invalid(`'${param}' encodes to no tokens.`, param);
+    return { tokenIds, text, maxTokens: resolveMaxTokens(model, tokenIds.length, req.sampling.maxTokens, 'completion') };
+  });
+}
+
+export function prepareChatPrompt(model: ServedModel, req: ChatRequest): PreparedPrompt {
+  const { tokenizer } = model;
+  checkTokenIds(req.sampling.stopTokenIds, tokenizer.vocabSize, 'stop_token_ids');
+  if (!tokenizer.hasChatTemplate) {
+    throw ApiError.invalid(`The model \`${model.id}\` has no chat template; use /v1/completions.`, 'messages', 'no_chat_template');
+  }
+  let text: string;
+  try {
+    text = tokenizer.applyChatTemplate(req.messages, { addGenerationPrompt: true });
+  } catch (err) {
+    // Templates reject conversations they cannot render (e.g. roles that do not alternate); anything
+    // else thrown here is a bug and stays a 500.
+    if (!(err instanceof ChatTemplateError)) throw err;
+    throw ApiError.invalid(`The chat template could not render these messages: ${err.message}`, 'messages', 'invalid_chat_template_input');
+  }
+  // The rendered template already holds any BOS it wants.
+  const tokenIds = tokenizer.encode(text, { addSpecialTokens: false });
+  if (tokenIds.length === 0) throw ApiError.invalid(`'messages' render to an empty prompt.`, 'messages');
+  return { tokenIds, text, maxTokens: resolveMaxTokens(model, tokenIds.length, req.sampling.maxTokens, 'chat') };
+}
+
+export function toSamplingParams(o: SamplingOptions, maxTokens: number, seedOffset: number): SamplingParams {
+  return {
+    temperature: o.temperature,
+    topP: o.topP,
+    topK: o.topK,
+    minP: o.minP,
+    repetitionPenalty: o.repetitionPenalty,
+    presencePenalty: o.presencePenalty,
+    frequencyPenalty: o.frequencyPenalty,
+    // Choice i of a prompt uses seed + i: choices differ, and each is reproducible on its own.
+    seed: o.seed === undefined ? undefined : o.seed + seedOffset,
+    maxTokens,
+    stopTokenIds: o.stopTokenIds,
+    // Stop strings are matched here on the detokenized text; the engine gets them too (same semantics).
+    stop: o.stop,
+    ignoreEos: o.ignoreEos,
+    logprobs: o.logprobs,
+  };
+}
+
+/** One engine request per (prompt, i < n); choice index = prompt index × n + i, as OpenAI and vLLM do. */
+export function choiceSpecs(
+  prompts: readonly PreparedPrompt[],
+  n: number,
+  sampling: SamplingOptions,
+  requestId: string,
+): ChoiceSpec[] {
+  return prompts.flatMap((p, promptIndex) =>
+    Array.from({ length: n }, (_, i) => {
+      const index = promptIndex * n + i;
+      return {
+        index,
+        promptIndex,
+        engineRequestId: `${requestId}-${index}`,
+        promptTokenIds: p.tokenIds,
+        sampling: toSamplingParams(sampling, p.maxTokens, i),
+      };
+    }),
+  );
+}
