@@ -1,4 +1,4 @@
-import type { SamplingParams, TokenLogprob } from '@pdserve/model';
+import type { SampledToken, SamplingParams, TokenLogprob } from '@pdserve/model';
 
 /** What the HTTP API (and later the cluster gateway) asks of an engine. */
 export interface GenerateRequest {
@@ -9,6 +9,33 @@ export interface GenerateRequest {
   readonly signal?: AbortSignal;
   /** Lower runs first; default 0. */
   readonly priority?: number;
+  /**
+   * Prefill role: after the first token, export the prompt's KV blocks from block `fromBlock` on (the
+   * decode worker already holds the ones before) in the final chunk's `kv`.
+   */
+  readonly exportKv?: { readonly fromBlock: number };
+  /** Decode role: the prompt was prefilled elsewhere; admit it with this KV and this first token. */
+  readonly prefilled?: PrefilledKv;
+}
+
+/** A prompt's KV computed on another node, and the token it sampled. */
+export interface PrefilledKv {
+  /** Leading full blocks expected in this engine's own prefix cache (not sent). */
+  readonly fromBlock: number;
+  /** Encoded blocks (kv-cache codec) for block indices fromBlock, fromBlock + 1, ... covering the prompt. */
+  readonly blocks: readonly Uint8Array[];
+  readonly firstToken: SampledToken;
+  /** The sampler's state after the first token, so seeded sampling continues exactly. */
+  readonly rngState?: readonly [number, number, number, number];
+  /** Prompt tokens the prefill side took from its prefix cache. */
+  readonly cachedTokens: number;
+}
+
+/** What a prefill-role request hands to its decode worker. */
+export interface ExportedKv {
+  readonly fromBlock: number;
+  readonly blocks: readonly Uint8Array[];
+  readonly rngState?: readonly [number, number, number, number];
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -23,6 +50,8 @@ export interface GenerateOutput {
   readonly promptTokens: number;
   /** Prompt tokens served from the prefix cache (any tier). */
   readonly cachedTokens: number;
+  /** Set on the last chunk of an exportKv request. */
+  readonly kv?: ExportedKv;
 }
 
 export interface EngineStats {
@@ -35,6 +64,10 @@ export interface EngineStats {
   readonly prefixCacheHitTokens: number;
   readonly prefixCacheQueryTokens: number;
   readonly preemptions: number;
+  /** Prompt (and recomputed) tokens this engine ran through the model in prefill chunks. */
+  readonly prefillTokensComputed: number;
+  /** Imported KV that failed verification and was recomputed locally. */
+  readonly importFallbacks: number;
   readonly steps: number;
   /** Seconds spent inside session.run and outside it (scheduling, gather/scatter, sampling). */
   readonly modelSeconds: number;

@@ -1,6 +1,6 @@
-import { BlockPool, type KvLayout } from '@pdserve/kv-cache';
-import { isStopToken, loadModelSpec, Sampler, type ModelSpec, type RunnerOptions } from '@pdserve/model';
-import { EngineError, type EngineClient, type EngineStats, type GenerateOutput, type GenerateRequest } from './client';
+import { BlockPool, chainHashes, decodeBlock, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
+import { isStopToken, loadModelSpec, Sampler, type ModelSpec, type RunnerOptions, type SampledToken } from '@pdserve/model';
+import { EngineError, type EngineClient, type EngineStats, type ExportedKv, type GenerateOutput, type GenerateRequest } from './client';
 import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
@@ -44,11 +44,12 @@ export class LLMEngine implements EngineClient {
   readonly modelId: string;
   readonly maxModelLen: number;
   readonly pool: BlockPool;
+  readonly layout: KvLayout;
   private readonly scheduler: Scheduler;
   private nextSeqId = 1;
   private looping = false;
   private closed = false;
-  private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0 };
+  private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0, importFallbacks: 0, prefillTokens: 0 };
 
   private constructor(
     readonly spec: ModelSpec,
@@ -59,6 +60,7 @@ export class LLMEngine implements EngineClient {
   ) {
     this.modelId = spec.id;
     this.pool = pool;
+    this.layout = pool.layout;
     this.maxModelLen = maxModelLen;
     this.scheduler = new Scheduler(pool, {
       maxNumSeqs: opts.maxNumSeqs,
@@ -101,10 +103,26 @@ export class LLMEngine implements EngineClient {
       prefixCacheHitTokens: this.counters.hitTokens,
       prefixCacheQueryTokens: this.counters.queryTokens,
       preemptions: this.counters.preemptions,
+      prefillTokensComputed: this.counters.prefillTokens,
+      importFallbacks: this.counters.importFallbacks,
       steps: this.counters.steps,
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
     };
+  }
+
+  get blockSize(): number {
+    return this.opts.blockSize;
+  }
+
+  /** How many leading full blocks of `tokens` this engine's prefix cache holds right now (no reference taken). */
+  cachedPrefixBlocks(tokens: readonly number[]): number {
+    let n = 0;
+    for (const h of chainHashes(tokens, this.opts.blockSize, this.modelId)) {
+      if (!this.pool.has(h)) break;
+      n++;
+    }
+    return n;
   }
 
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
@@ -170,6 +188,8 @@ export class LLMEngine implements EngineClient {
       this.modelId,
       this.opts.blockSize,
     );
+    seq.prefilled = req.prefilled;
+    seq.exportFromBlock = req.exportKv?.fromBlock;
     this.scheduler.add(seq);
     this.kick();
     return seq;
@@ -210,6 +230,7 @@ export class LLMEngine implements EngineClient {
     const t0 = performance.now();
     const plan = this.scheduler.schedule();
     this.account(plan);
+    for (const seq of plan.imports) this.importKv(seq);
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
     const decode = plan.decodes.length > 0
       ? this.executor.run({
@@ -241,6 +262,7 @@ export class LLMEngine implements EngineClient {
 
   private account(plan: SchedulerOutput): void {
     this.counters.preemptions += plan.preempted.length;
+    for (const c of plan.prefills) this.counters.prefillTokens += c.end - c.start;
     for (const { seq, cachedTokens } of plan.admitted) {
       if (seq.admittedOnce) continue;
       seq.admittedOnce = true;
@@ -259,20 +281,75 @@ export class LLMEngine implements EngineClient {
       this.publishFull(seq);
       if (end < seq.tokens.length) return; // a prefill chunk short of the prompt's end
       const t = seq.sampler.sample(res.logits.subarray(i * V, (i + 1) * V), seq.prompt, seq.output);
-      seq.appendToken(t.tokenId);
-      const out: GenerateOutput = {
-        tokenIds: [t.tokenId],
-        logprobs: seq.params.logprobs !== undefined ? [{ logprob: t.logprob, top: t.topLogprobs ?? [] }] : undefined,
-        promptTokens: seq.promptLen,
-        cachedTokens: seq.numCachedPrompt,
-        finishReason: this.finishReasonFor(seq, t.tokenId),
-      };
-      seq.outputs.push(out);
-      if (out.finishReason) {
-        this.scheduler.remove(seq);
-        this.finish(seq, out.finishReason, undefined, false);
-      }
+      this.emitToken(seq, t);
     });
+  }
+
+  /** Appends a sampled token, streams it, and ends the sequence if it is done. */
+  private emitToken(seq: Sequence, t: SampledToken): void {
+    seq.appendToken(t.tokenId);
+    let finishReason = this.finishReasonFor(seq, t.tokenId);
+    let kv: ExportedKv | undefined;
+    if (seq.exportFromBlock !== undefined) {
+      // A prefill-role request ends at its first token and hands its prompt's KV on.
+      finishReason ??= 'length';
+      kv = this.exportKv(seq, seq.exportFromBlock);
+    }
+    const out: GenerateOutput = {
+      tokenIds: [t.tokenId],
+      logprobs: seq.params.logprobs !== undefined ? [{ logprob: t.logprob, top: t.topLogprobs ?? [] }] : undefined,
+      promptTokens: seq.promptLen,
+      cachedTokens: seq.numCachedPrompt,
+      finishReason,
+      kv,
+    };
+    seq.outputs.push(out);
+    if (finishReason) {
+      this.scheduler.remove(seq);
+      this.finish(seq, finishReason, undefined, false);
+    }
+  }
+
+  /** The prompt's KV from block `from` on, each block encoded with its hash and checksum. */
+  private exportKv(seq: Sequence, from: number): ExportedKv {
+    const bs = this.opts.blockSize;
+    const blocks: Uint8Array[] = [];
+    for (let i = from; i * bs < seq.promptLen; i++) {
+      const numTokens = Math.min(bs, seq.promptLen - i * bs);
+      blocks.push(encodeBlock(this.layout, this.pool.bytes(seq.blockTable[i]!), numTokens === bs ? seq.blockHash(i) : undefined, numTokens));
+    }
+    return { fromBlock: from, blocks, rngState: seq.sampler.rngState };
+  }
+
+  /**
+   * Copies KV computed on another node into the blocks the scheduler allocated, then streams the
+   * first token sampled there. A block that fails its checksum or belongs to another prefix sends the
+   * sequence back to be prefilled here.
+   */
+  private importKv(seq: Sequence): void {
+    const p = seq.prefilled!;
+    seq.prefilled = undefined;
+    const bs = this.opts.blockSize;
+    try {
+      p.blocks.forEach((bytes, k) => {
+        const i = p.fromBlock + k;
+        const dec = decodeBlock(this.layout, bytes);
+        const want = Math.min(bs, seq.promptLen - i * bs);
+        if (dec.numTokens !== want) throw new Error(`block ${i} holds ${dec.numTokens} tokens, expected ${want}`);
+        if (want === bs && dec.hash !== seq.blockHash(i)) throw new Error(`block ${i} belongs to another prefix`);
+        this.pool.bytes(seq.blockTable[i]!).set(dec.payload);
+      });
+    } catch {
+      this.counters.importFallbacks += 1;
+      this.scheduler.remove(seq);
+      this.scheduler.add(seq);
+      return;
+    }
+    seq.numComputed = seq.promptLen;
+    seq.numCachedPrompt = Math.max(seq.numCachedPrompt, Math.min(p.cachedTokens, seq.promptLen));
+    this.publishFull(seq);
+    if (p.rngState) seq.sampler.rngState = p.rngState;
+    this.emitToken(seq, p.firstToken);
   }
 
   private finishReasonFor(seq: Sequence, tokenId: number): 'stop' | 'length' | undefined {

@@ -26,6 +26,8 @@ export interface SchedulerOutput {
   readonly preempted: readonly Sequence[];
   /** Newly admitted sequences and the prompt tokens each took from the prefix cache. */
   readonly admitted: readonly { readonly seq: Sequence; readonly cachedTokens: number }[];
+  /** Admitted with KV computed elsewhere: blocks are allocated, the engine copies the KV in. */
+  readonly imports: readonly Sequence[];
 }
 
 /**
@@ -68,6 +70,7 @@ export class Scheduler {
     let budget = this.cfg.maxNumBatchedTokens - decodes.length;
     const prefills: PrefillChunk[] = [];
     const admitted: { seq: Sequence; cachedTokens: number }[] = [];
+    const imports: Sequence[] = [];
 
     for (const seq of this.running) {
       if (!seq.isPrefill || budget <= 0) continue;
@@ -78,7 +81,20 @@ export class Scheduler {
     }
     while (this.waiting.length > 0 && this.running.length < this.cfg.maxNumSeqs && budget > 0) {
       const seq = this.waiting[0]!;
-      const cached = this.acquirePrefix(seq);
+      let cached = this.acquirePrefix(seq);
+      if (seq.prefilled) {
+        const ok = this.admitImport(seq, this.running.length > 0 ? this.cfg.watermarkBlocks : 0);
+        if (ok === 'wait') break;
+        if (ok === 'fallback') cached = seq.numComputed;
+        if (ok === 'admitted') {
+          this.waiting.shift();
+          seq.status = 'running';
+          this.running.push(seq);
+          admitted.push({ seq, cachedTokens: cached });
+          imports.push(seq);
+          continue;
+        }
+      }
       const chunk = this.chunkFor(seq, budget, prefills.length === 0, this.running.length > 0 ? this.cfg.watermarkBlocks : 0);
       if (chunk === 0) {
         this.freeBlocks(seq);
@@ -95,7 +111,35 @@ export class Scheduler {
       // Every running prompt is stuck waiting for blocks held by the others: make room.
       preempted.push(this.preemptNewest());
     }
-    return { decodes, prefills, preempted, admitted };
+    return { decodes, prefills, preempted, admitted, imports };
+  }
+
+  /**
+   * A prefilled sequence needs its first `fromBlock` blocks from the local prefix cache (the prefill
+   * side skipped them) and fresh blocks for the rest. If the local ones were evicted meanwhile, the
+   * imported KV is dropped and the prompt is prefilled here instead: slower, never wrong.
+   */
+  private admitImport(seq: Sequence, reserve: number): 'admitted' | 'wait' | 'fallback' {
+    const p = seq.prefilled!;
+    const bs = seq.blockSize;
+    const promptBlocks = Math.ceil(seq.promptLen / bs);
+    if (seq.blockTable.length < p.fromBlock || p.fromBlock + p.blocks.length !== promptBlocks || seq.tokens.length !== seq.promptLen) {
+      this.freeBlocks(seq);
+      seq.prefilled = undefined;
+      seq.numComputed = 0;
+      this.acquirePrefix(seq);
+      return 'fallback';
+    }
+    // Hits past fromBlock are given back: the imported copies of those blocks are used instead.
+    while (seq.blockTable.length > p.fromBlock) this.pool.release(seq.blockTable.pop()!);
+    const need = promptBlocks - seq.blockTable.length;
+    if (this.pool.numFree - reserve < need) {
+      this.freeBlocks(seq);
+      return 'wait';
+    }
+    for (let i = 0; i < need; i++) seq.blockTable.push(this.pool.allocate()!);
+    seq.numPublished = p.fromBlock;
+    return 'admitted';
   }
 
   /** Gives every decoding sequence a slot for its next token, preempting the newest when out of blocks. */
@@ -146,7 +190,7 @@ export class Scheduler {
    * left to compute, because the next token's logits come from computing the last one.
    */
   private acquirePrefix(seq: Sequence): number {
-    const maxBlocks = Math.floor((seq.tokens.length - 1) / seq.blockSize);
+    const maxBlocks = seq.prefilled ? seq.prefilled.fromBlock : Math.floor((seq.tokens.length - 1) / seq.blockSize);
     for (let i = 0; i < maxBlocks; i++) {
       const id = this.pool.acquireCached(seq.blockHash(i));
       if (id === undefined) break;

@@ -1,6 +1,6 @@
 import { hashBlock, rootHash, type BlockHash, type BlockId } from '@pdserve/kv-cache';
 import type { Sampler, SamplingParams } from '@pdserve/model';
-import type { FinishReason, GenerateOutput } from './client';
+import type { FinishReason, GenerateOutput, PrefilledKv } from './client';
 import { OutputQueue } from './output-queue';
 
 export type SequenceStatus = 'waiting' | 'running' | 'finished';
@@ -21,6 +21,10 @@ export class Sequence {
   admittedOnce = false;
   finishReason: FinishReason | undefined;
   readonly outputs = new OutputQueue<GenerateOutput>();
+  /** Decode role: KV computed elsewhere, admitted instead of a local prefill (dropped if it cannot be). */
+  prefilled: PrefilledKv | undefined;
+  /** Prefill role: export KV from this block on when the first token is out. */
+  exportFromBlock: number | undefined;
   /** Hashes of the full blocks of `tokens`, extended lazily. */
   private readonly hashes: BlockHash[] = [];
 
