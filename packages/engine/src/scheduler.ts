@@ -107,7 +107,7 @@ export class Scheduler {
       prefills.push({ seq, start: seq.numComputed, end: seq.numComputed + chunk });
       budget -= chunk;
     }
-    if (decodes.length === 0 && prefills.length === 0 && this.running.length > 0) {
+    if (decodes.length === 0 && prefills.length === 0 && imports.length === 0 && this.running.length > 0) {
       // Every running prompt is stuck waiting for blocks held by the others: make room.
       preempted.push(this.preemptNewest());
     }
