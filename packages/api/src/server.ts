@@ -23,6 +23,8 @@ export interface ApiServerOptions {
   readonly ready?: boolean;
   /** On close, how long in-flight requests may finish before their connections are cut, in ms; default 5000. */
   readonly shutdownGraceMs?: number;
+  /** Told when each request's response closes (for metrics): path, HTTP status, seconds since arrival. */
+  readonly onResponse?: (r: { readonly method: string; readonly path: string; readonly status: number; readonly seconds: number }) => void;
 }
 
 export interface ApiServer {
@@ -140,6 +142,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       // Probes hit /health and /ready every few seconds; keep them out of the info log.
       const level = path === '/health' || path === '/ready' ? 'debug' : 'info';
       log[level]('request', { method, path, status: res.statusCode, durationMs: Math.round(performance.now() - t0) });
+      opts.onResponse?.({ method, path, status: res.statusCode, seconds: (performance.now() - t0) / 1000 });
     });
     const ctx: RequestContext = { requestId, signal: ac.signal, log, res };
     try {

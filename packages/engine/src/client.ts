@@ -66,6 +66,8 @@ export interface EngineStats {
   readonly preemptions: number;
   /** Prompt (and recomputed) tokens this engine ran through the model in prefill chunks. */
   readonly prefillTokensComputed: number;
+  /** Prompt tokens still to prefill across waiting and running sequences. */
+  readonly queuedPrefillTokens: number;
   /** Imported KV that failed verification and was recomputed locally. */
   readonly importFallbacks: number;
   readonly steps: number;

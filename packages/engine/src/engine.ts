@@ -25,6 +25,8 @@ export interface EngineOptions {
   /** Longest prompt + output in tokens; default the model's max_position_embeddings. */
   readonly maxModelLen?: number;
   readonly runner?: RunnerOptions;
+  /** Told after each forward (for metrics): its phase, wall seconds on the model thread and batch rows. */
+  readonly onStep?: (s: { readonly phase: 'prefill' | 'decode'; readonly seconds: number; readonly batchSize: number }) => void;
 }
 
 export const ENGINE_DEFAULTS = {
@@ -55,7 +57,7 @@ export class LLMEngine implements EngineClient {
     readonly spec: ModelSpec,
     private readonly executor: ThreadExecutor,
     pool: BlockPool,
-    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner'>>,
+    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner' | 'onStep'>> & Pick<EngineOptions, 'onStep'>,
     maxModelLen: number,
   ) {
     this.modelId = spec.id;
@@ -80,6 +82,7 @@ export class LLMEngine implements EngineClient {
       maxNumBatchedTokens: options.maxNumBatchedTokens ?? ENGINE_DEFAULTS.maxNumBatchedTokens,
       prefillChunkTokens: options.prefillChunkTokens ?? ENGINE_DEFAULTS.prefillChunkTokens,
       maxWaiting: options.maxWaiting ?? ENGINE_DEFAULTS.maxWaiting,
+      onStep: options.onStep,
     };
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: opts.blockSize };
     const pool = BlockPool.fromBudget(layout, opts.kvCacheBytes);
@@ -104,11 +107,19 @@ export class LLMEngine implements EngineClient {
       prefixCacheQueryTokens: this.counters.queryTokens,
       preemptions: this.counters.preemptions,
       prefillTokensComputed: this.counters.prefillTokens,
+      queuedPrefillTokens: [...this.scheduler.waiting, ...this.scheduler.running].reduce(
+        (n, s) => n + (s.prefilled ? 0 : Math.max(0, s.tokens.length - 1 - s.numComputed)),
+        0,
+      ),
       importFallbacks: this.counters.importFallbacks,
       steps: this.counters.steps,
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
     };
+  }
+
+  get maxNumSeqs(): number {
+    return this.opts.maxNumSeqs;
   }
 
   get blockSize(): number {
@@ -248,11 +259,13 @@ export class LLMEngine implements EngineClient {
     if (decode) {
       const res = await decode;
       runSeconds += res.runSeconds;
+      this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: plan.decodes.length });
       this.afterForward(plan.decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
     }
     if (prefill) {
       const res = await prefill;
       runSeconds += res.runSeconds;
+      this.opts.onStep?.({ phase: 'prefill', seconds: res.execSeconds, batchSize: plan.prefills.length });
       this.afterForward(plan.prefills.map((c) => ({ seq: c.seq, end: c.end })), res);
     }
     this.counters.steps += 1;

@@ -1,2 +1,3 @@
 export { REPO_ROOT, cacheDir, ensureTinyModel } from '@pdserve/model';
 export { freePort, startNats, startRedis } from './servers';
+export { completion } from './text';

@@ -1,0 +1,143 @@
+// What the gateway knows of the cluster: live workers from the registry, which blocks each holds (KV
+// events, resynced from snapshots), and their load. Feeds the router; hands out worker clients.
+import type { ControlPlane, KvEventBatch, Membership, ServiceRecord } from '@pdserve/control-plane';
+import type { Logger } from '@pdserve/api';
+import type { Router, WorkerInfo, WorkerRole } from '@pdserve/router';
+import { WorkerClient } from '@pdserve/worker';
+
+export interface ClusterViewOptions {
+  readonly controlPlane: ControlPlane;
+  readonly router: Router;
+  /** Only workers serving this model are candidates. */
+  readonly model: string;
+  readonly logger: Logger;
+  /** How often workers whose index entries are untrusted are resynced from snapshots (ms); default 2000. */
+  readonly resyncIntervalMs?: number;
+}
+
+const ROUTABLE: readonly string[] = ['prefill', 'decode', 'mixed'];
+
+export class ClusterView {
+  private membership: Membership | undefined;
+  private readonly records = new Map<string, ServiceRecord>();
+  private readonly clients = new Map<string, WorkerClient>();
+  private readonly resyncing = new Set<string>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: ClusterViewOptions) {}
+
+  async start(): Promise<void> {
+    const { controlPlane, router } = this.opts;
+    const kv = controlPlane.events.subscribeKv((b) => this.onKv(b));
+    const load = controlPlane.events.subscribeLoad((r) => {
+      if (this.records.has(r.worker)) router.loads.report(r);
+    });
+    this.unsubscribe.push(() => kv.unsubscribe(), () => load.unsubscribe());
+    // Events missed while NATS was away are recovered from snapshots.
+    this.unsubscribe.push(controlPlane.events.onStatus((s) => s === 'connected' && this.resyncAll()));
+    this.membership = await controlPlane.registry.watch();
+    this.unsubscribe.push(this.membership.onChange(() => this.sync()));
+    this.sync();
+    this.timer = setInterval(() => this.tick(), this.opts.resyncIntervalMs ?? 2000);
+    this.timer.unref();
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const u of this.unsubscribe) u();
+    this.membership?.close();
+    for (const c of this.clients.values()) c.close();
+  }
+
+  /** Workers the router may choose from now. */
+  workers(): WorkerInfo[] {
+    return [...this.records.values()].map((r) => ({ id: r.id, role: r.role as WorkerRole }));
+  }
+
+  hasDecodeWorker(): boolean {
+    return [...this.records.values()].some((r) => r.role !== 'prefill');
+  }
+
+  record(id: string): ServiceRecord | undefined {
+    return this.records.get(id);
+  }
+
+  client(id: string): WorkerClient {
+    const rec = this.records.get(id);
+    if (!rec) throw new Error(`worker ${id} left the cluster`);
+    let c = this.clients.get(rec.grpcAddress);
+    if (!c) {
+      c = new WorkerClient(rec.grpcAddress);
+      this.clients.set(rec.grpcAddress, c);
+    }
+    return c;
+  }
+
+  /** Applies the registry's membership: new workers get a snapshot, departed ones leave the index. */
+  private sync(): void {
+    const live = this.membership!.snapshot();
+    for (const [id, prev] of this.records) {
+      const now = live.get(id);
+      if (!now || now.incarnation !== prev.incarnation) {
+        this.records.delete(id);
+        this.opts.router.index.removeWorker(id);
+        this.opts.router.loads.removeWorker(id);
+        this.clients.get(prev.grpcAddress)?.close();
+        this.clients.delete(prev.grpcAddress);
+        this.opts.logger.info('worker left', { worker: id, role: prev.role });
+      }
+    }
+    for (const [id, rec] of live) {
+      if (this.records.has(id) || !ROUTABLE.includes(rec.role) || rec.model !== this.opts.model) continue;
+      this.records.set(id, rec);
+      this.opts.logger.info('worker joined', { worker: id, role: rec.role, address: rec.grpcAddress });
+      void this.resync(id);
+    }
+    this.opts.router.setWorkers(this.workers());
+  }
+
+  private onKv(batch: KvEventBatch): void {
+    if (!this.records.has(batch.worker)) return;
+    if (this.opts.router.index.applyBatch(batch) === 'gap') void this.resync(batch.worker);
+  }
+
+  private tick(): void {
+    for (const id of this.opts.router.index.holdersNeedingSnapshot()) if (this.records.has(id)) void this.resync(id);
+    for (const id of this.records.keys()) if (this.opts.router.index.needsSnapshot(id)) void this.resync(id);
+    if (this.opts.controlPlane.events.status !== 'connected') void this.pollLoads();
+  }
+
+  private resyncAll(): void {
+    for (const id of this.records.keys()) void this.resync(id);
+  }
+
+  /** Rebuilds one worker's index entries from its own snapshot (the index replays newer buffered events). */
+  private async resync(id: string): Promise<void> {
+    if (this.resyncing.has(id)) return;
+    this.resyncing.add(id);
+    try {
+      const snap = await this.client(id).snapshot();
+      if (!this.records.has(id)) return;
+      this.opts.router.index.applySnapshot(id, snap.incarnation, snap.seq, snap.hashes.map((hash) => ({ hash, tier: 'device' as const })));
+    } catch (err) {
+      this.opts.logger.debug('snapshot failed', { worker: id, error: (err as Error).message });
+    } finally {
+      this.resyncing.delete(id);
+    }
+  }
+
+  /** Without NATS there are no load reports: ask the workers directly. */
+  private async pollLoads(): Promise<void> {
+    await Promise.all(
+      [...this.records.keys()].map(async (id) => {
+        try {
+          const s = await this.client(id).stats();
+          this.opts.router.loads.report({ worker: id, running: s.running, waiting: s.waiting, freeBlocks: s.free_blocks, totalBlocks: s.total_blocks, queuedPrefillTokens: s.queued_prefill_tokens, ts: Date.now() });
+        } catch {
+          // A dead worker leaves through its lease.
+        }
+      }),
+    );
+  }
+}

@@ -1,0 +1,4 @@
+export { startGateway, type Gateway, type GatewayOptions } from './gateway';
+export { ClusterClient, type ClusterClientOptions } from './cluster-client';
+export { ClusterView, type ClusterViewOptions } from './cluster-view';
+export { MeteredEngine } from './metered-engine';

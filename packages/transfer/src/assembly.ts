@@ -1,0 +1,159 @@
+// A transfer being received: the blocks announced in Begin, filled in by whichever transport carries
+// the bytes, each verified against its checksum as it completes. Only a complete assembly yields blocks.
+// All blocks live in one slab from the receiver's pool, each at a 64-byte aligned offset.
+import { xxh32 } from './checksum.js';
+import { TransferError } from './errors.js';
+import type { SlabPool } from './slab-pool.js';
+import type { KvBlock } from './types.js';
+import type { BlockDescriptor } from './wire.js';
+
+/** Block starts within the slab are aligned to this (word-aligned checksums, whole cache lines). */
+const SLAB_ALIGN = 64;
+
+export class BlockAssembly {
+  readonly totalBytes: number;
+  /** Every block's bytes live in one allocation per transfer: one ArrayBuffer instead of thousands. */
+  private slab: ArrayBuffer | null;
+  private readonly offsets: Float64Array;
+  private readonly data: (Uint8Array | null)[];
+  private readonly filled: Uint32Array; // bytes received per block
+  private readonly verified: Uint8Array; // 1 once a block is whole and its checksum matched
+  private verifiedCount = 0;
+  private discarded = false;
+  private waiter: (() => void) | null = null;
+
+  constructor(private readonly descriptors: readonly BlockDescriptor[], private readonly pool: SlabPool) {
+    this.data = new Array<Uint8Array | null>(descriptors.length).fill(null);
+    this.filled = new Uint32Array(descriptors.length);
+    this.verified = new Uint8Array(descriptors.length);
+    this.offsets = new Float64Array(descriptors.length);
+    let total = 0;
+    let at = 0;
+    descriptors.forEach((d, i) => {
+      this.offsets[i] = at;
+      at += Math.ceil(d.length / SLAB_ALIGN) * SLAB_ALIGN;
+      total += d.length;
+    });
+    this.totalBytes = total;
+    this.slab = pool.take(at);
+  }
+
+  get blockCount(): number {
+    return this.descriptors.length;
+  }
+
+  get verifiedBlocks(): number {
+    return this.verifiedCount;
+  }
+
+  get complete(): boolean {
+    return this.verifiedCount === this.descriptors.length;
+  }
+
+  /** A fresh buffer for block `index`'s bytes, which must be `length` long (tcp frames). */
+  bufferFor(index: number, length: number): Uint8Array {
+    const d = this.descriptor(index);
+    if (length !== d.length) {
+      throw new TransferError('PROTOCOL', `block ${index}: frame of ${length} bytes, announced ${d.length}`);
+    }
+    if (this.data[index] !== null) throw new TransferError('PROTOCOL', `block ${index} sent twice`);
+    const buf = this.view(index);
+    this.data[index] = buf;
+    return buf;
+  }
+
+  /** Block `index` arrived whole in the buffer bufferFor gave (tcp) or in its own buffer (shm). */
+  acceptWhole(index: number, bytes: Uint8Array, checksum: number): void {
+    const d = this.descriptor(index);
+    if (bytes.byteLength !== d.length) {
+      throw new TransferError('PROTOCOL', `block ${index}: ${bytes.byteLength} bytes, announced ${d.length}`);
+    }
+    const held = this.data[index];
+    if (held !== null && held !== bytes) throw new TransferError('PROTOCOL', `block ${index} sent twice`);
+    if (this.verified[index] === 1) throw new TransferError('PROTOCOL', `block ${index} sent twice`);
+    this.data[index] = bytes;
+    this.filled[index] = bytes.byteLength;
+    this.verify(index, checksum);
+  }
+
+  /** A slice of block `index` at `offset` (grpc); slices of a block come in order. */
+  acceptSlice(index: number, offset: number, bytes: Uint8Array, checksum: number): void {
+    const d = this.descriptor(index);
+    if (this.verified[index] === 1) throw new TransferError('PROTOCOL', `block ${index} sent twice`);
+    if (offset !== this.filled[index] || offset + bytes.byteLength > d.length) {
+      throw new TransferError('PROTOCOL', `block ${index}: slice at ${offset}+${bytes.byteLength} out of order`);
+    }
+    let buf = this.data[index];
+    if (buf === null) {
+      buf = this.view(index);
+      this.data[index] = buf;
+    }
+    buf.set(bytes, offset);
+    this.filled[index] = offset + bytes.byteLength;
+    if (this.filled[index] === d.length) this.verify(index, checksum);
+  }
+
+  /** Resolves once every block is verified (at once if already so). */
+  whenComplete(): Promise<void> {
+    if (this.complete) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  /** The verified blocks in order; throws unless complete. */
+  blocks(): KvBlock[] {
+    if (!this.complete || this.discarded) throw new TransferError('PROTOCOL', 'transfer is not complete');
+    return this.descriptors.map((d, i) => ({ hash: d.hash, data: this.data[i] as Uint8Array }));
+  }
+
+  /**
+   * Returns the slab to the pool for the next transfer. Only when no write into it can still be
+   * under way, and nobody holds the blocks any more.
+   */
+  recycle(): void {
+    const slab = this.slab;
+    this.discard();
+    if (slab !== null) this.pool.give(slab);
+  }
+
+  /** Drops every byte received; the assembly accepts nothing afterwards. */
+  discard(): void {
+    this.discarded = true;
+    this.slab = null;
+    this.data.fill(null);
+    this.waiter = null;
+  }
+
+  /** Where block `index` lives in the slab (for tcp frames, gRPC slices and shm reads alike). */
+  view(index: number): Uint8Array {
+    const d = this.descriptor(index);
+    return new Uint8Array(this.slab as ArrayBuffer, this.offsets[index], d.length);
+  }
+
+  private descriptor(index: number): BlockDescriptor {
+    if (this.discarded) throw new TransferError('ABORTED', 'transfer was discarded');
+    const d = this.descriptors[index];
+    if (d === undefined) throw new TransferError('PROTOCOL', `block index ${index} out of range`);
+    return d;
+  }
+
+  private verify(index: number, checksum: number): void {
+    const actual = xxh32(this.data[index] as Uint8Array);
+    if (actual !== checksum >>> 0) {
+      throw new TransferError('CHECKSUM_MISMATCH',
+        `block ${index} (${this.descriptors[index]?.hash}): checksum ${hex(actual)}, sender said ${hex(checksum)}`);
+    }
+    this.verified[index] = 1;
+    this.verifiedCount++;
+    if (this.complete && this.waiter !== null) {
+      const w = this.waiter;
+      this.waiter = null;
+      w();
+    }
+  }
+}
+
+function hex(n: number): string {
+  return (n >>> 0).toString(16).padStart(8, '0');
+}

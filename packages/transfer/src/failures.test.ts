@@ -1,0 +1,236 @@
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { xxh32 } from './checksum.js';
+import { ERROR_TRAILER } from './errors.js';
+import { FRAME_HEADER_BYTES, encodeFrameHeader } from './frame-codec.js';
+import { TransferSender } from './sender.js';
+import { probeShmSite } from './shm-site.js';
+import { segmentPath, writeSegment } from './shm-transport.js';
+import { splitHostPort } from './tcp-transport.js';
+import { cuttingProxy, makeBlocks, rawTransferCall, startHarness, waitFor, type Harness, type RawCall } from './testkit.js';
+import { PROTOCOL_VERSION, type IncomingTransfer, type KvBlock, type TransportKind } from './types.js';
+import type { Begin } from './wire.js';
+
+let h: Harness;
+let tx: TransferSender;
+/** What the receiving application does with a transfer; tests swap it. */
+let admit: (t: IncomingTransfer) => Promise<void> | void = () => undefined;
+const raws: RawCall[] = [];
+
+beforeAll(async () => {
+  h = await startHarness({
+    onTransfer: (t) => {
+      h.admitted.push(t);
+      return admit(t);
+    },
+    limits: { maxTransferMs: 1_500, maxPendingBytes: 96 * 1024 * 1024 },
+  });
+  tx = new TransferSender({ shmBase: h.shmBase });
+});
+
+afterEach(async () => {
+  admit = () => undefined;
+  for (const r of raws.splice(0)) r.close();
+  await waitFor(() => h.rx.pendingTransfers === 0, 5_000, 'receiver to drain');
+  expect(h.admitted).toEqual([]);
+  h.discarded.length = 0;
+});
+
+afterAll(async () => {
+  tx.close();
+  await h.close();
+});
+
+const peer = (): { grpcAddress: string; advertisement: ReturnType<Harness['rx']['advertisement']> } =>
+  ({ grpcAddress: h.address, advertisement: h.rx.advertisement() });
+
+function begin(id: string, transport: TransportKind, blocks: readonly KvBlock[]): Begin {
+  return {
+    protocol_version: PROTOCOL_VERSION, transfer_id: id, transport, meta: {},
+    blocks: blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
+    total_bytes: blocks.reduce((n, b) => n + b.data.byteLength, 0),
+  };
+}
+
+function raw(): RawCall {
+  const r = rawTransferCall(h.address);
+  raws.push(r);
+  return r;
+}
+
+async function readyToken(r: RawCall): Promise<Uint8Array> {
+  await waitFor(() => r.received.length > 0, 5_000, 'Ready');
+  const m = r.received[0];
+  if (m?.kind !== 'ready') throw new Error('expected Ready');
+  return m.ready.tcp_token;
+}
+
+function frames(token: Uint8Array, blocks: readonly KvBlock[], corrupt = -1): Buffer {
+  const parts: Uint8Array[] = [];
+  blocks.forEach((b, i) => {
+    const header = new Uint8Array(FRAME_HEADER_BYTES);
+    encodeFrameHeader(header, token, i, b.data.byteLength, xxh32(b.data) ^ (i === corrupt ? 1 : 0));
+    parts.push(header, b.data);
+  });
+  return Buffer.concat(parts);
+}
+
+async function expectEnded(r: RawCall, code: string): Promise<void> {
+  const e = await r.ended;
+  expect(e?.metadata.get(ERROR_TRAILER)[0]).toBe(code);
+}
+
+describe('a wrong checksum is rejected and nothing admitted', () => {
+  it('over grpc', async () => {
+    const blocks = makeBlocks(3, 2048, 1);
+    const r = raw();
+    r.call.write({ kind: 'begin', begin: begin('bad-grpc', 'grpc', blocks) });
+    r.call.write({
+      kind: 'chunks',
+      chunks: { chunks: blocks.map((b, i) => ({ block_index: i, offset: 0, data: b.data, checksum: xxh32(b.data) ^ (i === 2 ? 4 : 0) })) },
+    });
+    await expectEnded(r, 'CHECKSUM_MISMATCH');
+    expect(h.discarded.map((d) => d.error.code)).toEqual(['CHECKSUM_MISMATCH']);
+  });
+
+  it('over tcp', async () => {
+    const blocks = makeBlocks(4, 4096, 2);
+    const r = raw();
+    r.call.write({ kind: 'begin', begin: begin('bad-tcp', 'tcp', blocks) });
+    const token = await readyToken(r);
+    const s = connect(splitHostPort(h.rx.advertisement().tcpAddress));
+    s.on('error', () => undefined);
+    s.write(frames(token, blocks, 1));
+    await expectEnded(r, 'CHECKSUM_MISMATCH');
+    await waitFor(() => s.destroyed || s.readableEnded, 2_000, 'data connection to be cut');
+    s.destroy();
+  });
+
+  it('over shm, and the segment is removed', async () => {
+    const blocks = makeBlocks(4, 4096, 3);
+    const site = await probeShmSite(h.shmBase);
+    if (site === null) throw new Error('no shm site');
+    const path = segmentPath(site.dir, 'bad-shm');
+    const seg = await writeSegment(path, blocks, new AbortController().signal);
+    const bytes = readFileSync(path);
+    bytes[5000] = (bytes[5000] as number) ^ 0x40;
+    writeFileSync(path, bytes);
+    const r = raw();
+    r.call.write({ kind: 'begin', begin: begin('bad-shm', 'shm', blocks) });
+    await readyToken(r);
+    r.call.write({ kind: 'commit', commit: { block_count: 4, shm: { path, size: seg.size, checksums: seg.checksums } } });
+    await expectEnded(r, 'CHECKSUM_MISMATCH');
+    expect(existsSync(path)).toBe(false);
+  });
+});
+
+describe('a cut data connection', () => {
+  it('fails the real sender with CONNECTION_LOST and the receiver admits nothing', async () => {
+    const proxy = await cuttingProxy(h.rx.advertisement().tcpAddress, 1024 * 1024);
+    try {
+      const ad = { ...h.rx.advertisement(), tcpAddress: proxy.address };
+      const p = tx.send({ peer: { grpcAddress: h.address, advertisement: ad }, transport: 'tcp', blocks: makeBlocks(64, 32 * 1024, 4) });
+      await expect(p).rejects.toMatchObject({ name: 'TransferError', code: 'CONNECTION_LOST' });
+      await waitFor(() => h.discarded.length === 1, 2_000, 'discard');
+      expect(h.discarded[0]?.error.code).toBe('CONNECTION_LOST');
+    } finally {
+      proxy.close();
+    }
+  });
+
+  it('half-way through the frames ends the control call with CONNECTION_LOST', async () => {
+    const blocks = makeBlocks(8, 8192, 5);
+    const r = raw();
+    r.call.write({ kind: 'begin', begin: begin('cut-tcp', 'tcp', blocks) });
+    const token = await readyToken(r);
+    const s = connect(splitHostPort(h.rx.advertisement().tcpAddress));
+    const all = frames(token, blocks);
+    s.write(all.subarray(0, all.byteLength / 2 + 100), () => s.destroy());
+    await expectEnded(r, 'CONNECTION_LOST');
+  });
+});
+
+describe('abort', () => {
+  it.each<TransportKind>(['tcp', 'shm', 'grpc'])('on the sender over %s rejects promptly; receiver admits nothing', async (transport) => {
+    const ctl = new AbortController();
+    const p = tx.send({ peer: peer(), transport, blocks: makeBlocks(48, 1024 * 1024, 6), signal: ctl.signal });
+    await waitFor(() => h.rx.pendingTransfers > 0, 5_000, 'Begin');
+    const t0 = performance.now();
+    ctl.abort();
+    await expect(p).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(performance.now() - t0).toBeLessThan(500);
+    await waitFor(() => h.rx.pendingTransfers === 0, 2_000, 'receiver discard');
+    expect(readdirSync(join(h.shmBase, 'pdserve-kv')).filter((n) => n.endsWith('.seg'))).toEqual([]);
+  });
+
+  it('before sending rejects at once', async () => {
+    const ctl = new AbortController();
+    ctl.abort();
+    await expect(tx.send({ peer: peer(), blocks: makeBlocks(1, 64, 7), signal: ctl.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+  });
+});
+
+describe('deadline', () => {
+  it('exceeded while the receiver admits: sender rejects, admission is told through its signal', async () => {
+    let seen: AbortSignal | null = null;
+    admit = (t) => {
+      seen = t.signal;
+      h.admitted.pop(); // the test's bookkeeping: this one is expected to end up discarded
+      return new Promise<void>((resolve) => t.signal.addEventListener('abort', () => resolve()));
+    };
+    const t0 = performance.now();
+    await expect(tx.send({ peer: peer(), transport: 'tcp', blocks: makeBlocks(2, 1024, 8), deadlineMs: 200 }))
+      .rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    expect(performance.now() - t0).toBeLessThan(1_000);
+    await waitFor(() => (seen as AbortSignal | null)?.aborted === true, 2_000, 'admission signal');
+  });
+
+  it('exceeded while bytes move', async () => {
+    await expect(tx.send({ peer: peer(), transport: 'grpc', blocks: makeBlocks(64, 1024 * 1024, 9), deadlineMs: 20 }))
+      .rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+  });
+
+  it('the receiver gives up on a silent sender after maxTransferMs', async () => {
+    const r = rawTransferCall(h.address, 60_000);
+    raws.push(r);
+    r.call.write({ kind: 'begin', begin: begin('silent', 'tcp', makeBlocks(1, 1024, 10)) });
+    await expectEnded(r, 'DEADLINE_EXCEEDED');
+  }, 10_000);
+});
+
+describe('refusals', () => {
+  it('the application refusing ⇒ REFUSED', async () => {
+    admit = (t) => {
+      h.admitted.splice(h.admitted.indexOf(t), 1);
+      throw new Error('no free blocks');
+    };
+    await expect(tx.send({ peer: peer(), transport: 'shm', blocks: makeBlocks(2, 1024, 11) }))
+      .rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('no free blocks') });
+    expect(readdirSync(join(h.shmBase, 'pdserve-kv')).filter((n) => n.endsWith('.seg'))).toEqual([]);
+  });
+
+  it('over the in-flight byte limit ⇒ RESOURCE_EXHAUSTED', async () => {
+    const r = raw();
+    r.call.write({ kind: 'begin', begin: begin('hog', 'tcp', makeBlocks(80, 1024 * 1024, 12)) });
+    await readyToken(r);
+    await expect(tx.send({ peer: peer(), transport: 'tcp', blocks: makeBlocks(32, 1024 * 1024, 13) }))
+      .rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED', retryable: true });
+    r.call.cancel();
+  });
+
+  it('malformed requests ⇒ INVALID_ARGUMENT, locally or from the receiver', async () => {
+    await expect(tx.send({ peer: peer(), blocks: [{ hash: 'nothex', data: new Uint8Array(4) }] }))
+      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const r = raw();
+    r.call.write({ kind: 'begin', begin: { ...begin('bad-total', 'grpc', makeBlocks(2, 16, 14)), total_bytes: 5 } });
+    await expectEnded(r, 'INVALID_ARGUMENT');
+  });
+
+  it('out-of-order messages ⇒ PROTOCOL', async () => {
+    const r = raw();
+    r.call.write({ kind: 'commit', commit: { block_count: 1, shm: null } });
+    await expectEnded(r, 'PROTOCOL');
+  });
+});

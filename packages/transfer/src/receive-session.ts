@@ -1,0 +1,270 @@
+// One Transfer call on the receiving side: Begin → (bytes over the chosen transport) → Commit →
+// verify → admit → Admitted. Any failure, a cancelled call or the deadline discards everything
+// received; the application only ever sees a whole, verified transfer.
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { raceSignal } from './abort.js';
+import { BlockAssembly } from './assembly.js';
+import { TransferError, asTransferError, toGrpcStatus } from './errors.js';
+import { ingestChunks } from './grpc-transport.js';
+import type { ShmSite } from './shm-site.js';
+import type { SlabPool } from './slab-pool.js';
+import { isSegmentPath, readSegment, removeSegment } from './shm-transport.js';
+import type { TcpDataServer, TcpRegistration } from './tcp-data-server.js';
+import {
+  BLOCK_HASH_PATTERN, PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type TransportKind,
+} from './types.js';
+import type { Begin, Commit, TransferDown, TransferUp } from './wire.js';
+
+export interface ReceiverLimits {
+  /** Blocks in one transfer. */
+  readonly maxBlocks: number;
+  /** Bytes in one block. */
+  readonly maxBlockBytes: number;
+  /** Bytes in one transfer. */
+  readonly maxTransferBytes: number;
+  /** Bytes of all transfers in flight at once; Begin beyond it is refused with RESOURCE_EXHAUSTED. */
+  readonly maxPendingBytes: number;
+  /** Transfers in flight at once. */
+  readonly maxPendingTransfers: number;
+  /** Longest a transfer may take (ms), whatever deadline the sender set. */
+  readonly maxTransferMs: number;
+}
+
+export const DEFAULT_RECEIVER_LIMITS: ReceiverLimits = {
+  maxBlocks: 65_536,
+  maxBlockBytes: 64 * 1024 * 1024,
+  maxTransferBytes: 1024 * 1024 * 1024,
+  maxPendingBytes: 2 * 1024 * 1024 * 1024,
+  maxPendingTransfers: 256,
+  maxTransferMs: 120_000,
+};
+
+export const TRANSFER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** What a session needs from the receiver that owns it. */
+export interface SessionHost {
+  readonly limits: ReceiverLimits;
+  readonly transports: readonly TransportKind[];
+  readonly tcp: TcpDataServer | null;
+  readonly shm: ShmSite | null;
+  readonly slabs: SlabPool;
+  /** Aborts when the receiver closes. */
+  readonly closing: AbortSignal;
+  /** Reserves room for a transfer, or says why not. */
+  reserve(transferId: string, bytes: number): TransferError | null;
+  unreserve(transferId: string, bytes: number): void;
+  admit(t: IncomingTransfer): Promise<void>;
+  discarded(transferId: string, error: TransferError): void;
+  /** The session is over (admitted or discarded). */
+  ended(session: ReceiveSession): void;
+}
+
+/** A transfer in flight, for debugging and metrics. */
+export interface TransferProgress {
+  readonly transferId: string;
+  readonly transport: TransportKind;
+  readonly blocks: number;
+  readonly verifiedBlocks: number;
+  readonly bytes: number;
+}
+
+type Phase = 'begin' | 'data' | 'commit' | 'done';
+
+export class ReceiveSession {
+  private phase: Phase = 'begin';
+  private begin: Begin | null = null;
+  private transport: TransportKind = 'grpc';
+  private assembly: BlockAssembly | null = null;
+  private tcp: TcpRegistration | null = null;
+  private shmPath: string | null = null;
+  private reserved = 0;
+  private readonly ctl = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  private readonly deadlineAt: number;
+  private readonly onClosing = (): void => this.fail(new TransferError('UNAVAILABLE', 'receiver closed'));
+
+  constructor(private readonly call: ServerDuplexStream<TransferUp, TransferDown>, private readonly host: SessionHost) {
+    const senderDeadline = deadlineMs(call.getDeadline());
+    this.deadlineAt = Math.min(senderDeadline, Date.now() + host.limits.maxTransferMs);
+    this.timer = setTimeout(() => this.fail(new TransferError('DEADLINE_EXCEEDED',
+      `transfer ${this.id} not admitted before its deadline`)), Math.max(0, this.deadlineAt - Date.now()));
+    call.on('data', (m: TransferUp) => this.onMessage(m));
+    call.on('end', () => {
+      // A dying sender's stream may end just before grpc-js reports the cancellation: let that win.
+      setImmediate(() => {
+        if (this.phase === 'begin' || this.phase === 'data') {
+          this.fail(new TransferError('PROTOCOL', 'sender closed the stream before Commit'));
+        }
+      });
+    });
+    call.on('cancelled', () => {
+      const late = Date.now() >= senderDeadline;
+      this.fail(late
+        ? new TransferError('DEADLINE_EXCEEDED', `transfer ${this.id} exceeded the sender's deadline`)
+        : new TransferError('CONNECTION_LOST', `sender of transfer ${this.id} cancelled or vanished`), false);
+    });
+    host.closing.addEventListener('abort', this.onClosing);
+    if (host.closing.aborted) this.onClosing();
+  }
+
+  get finished(): boolean {
+    return this.phase === 'done';
+  }
+
+  /** Null before Begin. */
+  progress(): TransferProgress | null {
+    const b = this.begin;
+    const a = this.assembly;
+    if (b === null || a === null) return null;
+    return { transferId: b.transfer_id, transport: this.transport, blocks: a.blockCount, verifiedBlocks: a.verifiedBlocks, bytes: a.totalBytes };
+  }
+
+  private get id(): string {
+    return this.begin?.transfer_id ?? '(before Begin)';
+  }
+
+  private onMessage(m: TransferUp): void {
+    try {
+      if (m.kind === 'begin' && this.phase === 'begin') this.onBegin(m.begin);
+      else if (m.kind === 'chunks' && this.phase === 'data' && this.transport === 'grpc') {
+        ingestChunks(this.assembly as BlockAssembly, m.chunks);
+      } else if (m.kind === 'commit' && this.phase === 'data') {
+        this.phase = 'commit';
+        void this.onCommit(m.commit);
+      } else if (this.phase !== 'done') {
+        throw new TransferError('PROTOCOL', `unexpected ${m.kind} message in phase ${this.phase}`);
+      }
+    } catch (e) {
+      this.fail(asTransferError(e, 'PROTOCOL'));
+    }
+  }
+
+  private onBegin(b: Begin): void {
+    this.begin = b;
+    this.transport = this.validate(b);
+    const refusal = this.host.reserve(b.transfer_id, b.total_bytes);
+    if (refusal !== null) throw refusal;
+    this.reserved = b.total_bytes;
+    const assembly = new BlockAssembly(b.blocks, this.host.slabs);
+    this.assembly = assembly;
+    let token: Uint8Array = new Uint8Array(0);
+    if (this.transport === 'tcp') {
+      this.tcp = (this.host.tcp as TcpDataServer).register({ assembly, fail: (e) => this.fail(e) });
+      token = this.tcp.token;
+    }
+    this.phase = 'data';
+    this.call.write({ kind: 'ready', ready: { tcp_token: token } });
+  }
+
+  private validate(b: Begin): TransportKind {
+    const bad = (why: string): TransferError => new TransferError('INVALID_ARGUMENT', why);
+    const l = this.host.limits;
+    if (b.protocol_version !== PROTOCOL_VERSION) {
+      throw bad(`protocol version ${b.protocol_version}, this receiver speaks ${PROTOCOL_VERSION}`);
+    }
+    if (!TRANSFER_ID_PATTERN.test(b.transfer_id)) throw bad(`bad transfer id ${JSON.stringify(b.transfer_id)}`);
+    const t = b.transport;
+    if (!isTransportKind(t) || !this.host.transports.includes(t)) {
+      throw new TransferError('UNAVAILABLE', `transport ${JSON.stringify(t)} not offered by this receiver`);
+    }
+    if (b.blocks.length === 0 || b.blocks.length > l.maxBlocks) throw bad(`${b.blocks.length} blocks (limit ${l.maxBlocks})`);
+    let total = 0;
+    for (const d of b.blocks) {
+      if (!BLOCK_HASH_PATTERN.test(d.hash)) throw bad(`bad block hash ${JSON.stringify(d.hash)}`);
+      if (d.length <= 0 || d.length > l.maxBlockBytes) throw bad(`block of ${d.length} bytes (limit ${l.maxBlockBytes})`);
+      total += d.length;
+    }
+    if (total !== b.total_bytes) throw bad(`blocks sum to ${total} bytes, Begin says ${b.total_bytes}`);
+    if (total > l.maxTransferBytes) throw bad(`transfer of ${total} bytes (limit ${l.maxTransferBytes})`);
+    return t;
+  }
+
+  private async onCommit(c: Commit): Promise<void> {
+    try {
+      const a = this.assembly as BlockAssembly;
+      if (c.block_count !== a.blockCount) {
+        throw new TransferError('PROTOCOL', `Commit counts ${c.block_count} blocks, Begin announced ${a.blockCount}`);
+      }
+      if (this.transport === 'shm') await this.readShm(c, a);
+      else if (this.transport === 'tcp') await raceSignal(a.whenComplete(), this.ctl.signal);
+      else if (!a.complete) throw new TransferError('PROTOCOL', `Commit after ${a.verifiedBlocks} of ${a.blockCount} blocks`);
+      if (this.ctl.signal.aborted) return;
+      this.tcp?.release();
+      this.tcp = null;
+      const b = this.begin as Begin;
+      let retained = false;
+      const incoming: IncomingTransfer = {
+        transferId: b.transfer_id, transport: this.transport, meta: b.meta, blocks: a.blocks(),
+        bytes: a.totalBytes, signal: this.ctl.signal,
+        retain: () => {
+          retained = true;
+        },
+      };
+      try {
+        await this.host.admit(incoming);
+      } catch (e) {
+        throw new TransferError('REFUSED', e instanceof Error ? e.message : String(e), { cause: e });
+      } finally {
+        // Every byte is in and no I/O targets the slab any more: reuse it unless the app kept it.
+        if (!retained) a.recycle();
+      }
+      if (this.phase === 'done') return; // cancelled while the application admitted; it saw the signal
+      this.phase = 'done';
+      this.cleanup();
+      this.call.write({ kind: 'admitted', admitted: { bytes: a.totalBytes } });
+      this.call.end();
+    } catch (e) {
+      this.fail(asTransferError(e, 'PROTOCOL'));
+    }
+  }
+
+  private async readShm(c: Commit, a: BlockAssembly): Promise<void> {
+    const seg = c.shm;
+    const site = this.host.shm;
+    if (seg === null || site === null || !isSegmentPath(site.dir, seg.path)) {
+      throw new TransferError('PROTOCOL', 'shm Commit without a segment in this receiver\'s shm directory');
+    }
+    this.shmPath = seg.path;
+    const b = this.begin as Begin;
+    if (seg.size !== a.totalBytes || seg.checksums.length !== a.blockCount) {
+      throw new TransferError('PROTOCOL', `shm segment of ${seg.size} bytes / ${seg.checksums.length} checksums does not match Begin`);
+    }
+    const buffers = b.blocks.map((_, i) => a.view(i));
+    await readSegment(seg.path, buffers, this.ctl.signal);
+    await removeSegment(seg.path);
+    this.shmPath = null;
+    this.ctl.signal.throwIfAborted();
+    buffers.forEach((buf, i) => a.acceptWhole(i, buf, seg.checksums[i] as number));
+  }
+
+  /** Discards the transfer; `notify` ends the call with the error unless the sender is gone. */
+  private fail(error: TransferError, notify = true): void {
+    if (this.phase === 'done') return;
+    this.phase = 'done';
+    this.ctl.abort(error);
+    this.cleanup();
+    this.assembly?.discard();
+    this.tcp?.release();
+    this.tcp = null;
+    if (this.shmPath !== null) void removeSegment(this.shmPath);
+    this.shmPath = null;
+    this.host.discarded(this.begin?.transfer_id ?? '', error);
+    if (notify && !this.call.cancelled) {
+      const s = toGrpcStatus(error);
+      this.call.emit('error', Object.assign(new Error(s.details), s));
+    }
+  }
+
+  private cleanup(): void {
+    clearTimeout(this.timer);
+    this.host.closing.removeEventListener('abort', this.onClosing);
+    if (this.reserved > 0) this.host.unreserve(this.id, this.reserved);
+    this.reserved = 0;
+    this.host.ended(this);
+  }
+}
+
+function deadlineMs(d: Date | number): number {
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? ms : Infinity;
+}

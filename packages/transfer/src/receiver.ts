@@ -1,0 +1,187 @@
+// The receiving end of the transfer engine: the KvTransfer gRPC service (added to the owner's gRPC
+// server, or served on its own), the TCP data plane, the shm site, and the limits on what may be in
+// flight. The application sees a transfer only through onTransfer, whole and verified.
+import {
+  Server, ServerCredentials, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition,
+  type UntypedServiceImplementation, type sendUnaryData,
+} from '@grpc/grpc-js';
+import { TransferError } from './errors.js';
+import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto.js';
+import {
+  DEFAULT_RECEIVER_LIMITS, ReceiveSession, type ReceiverLimits, type SessionHost, type TransferProgress,
+} from './receive-session.js';
+import { probeShmSite, type ShmSite } from './shm-site.js';
+import { sweepStaleSegments } from './shm-transport.js';
+import { SlabPool } from './slab-pool.js';
+import { TcpDataServer } from './tcp-data-server.js';
+import {
+  PROTOCOL_VERSION, type IncomingTransfer, type TransferAdvertisement, type TransportKind,
+} from './types.js';
+import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferUp } from './wire.js';
+
+export interface TransferReceiverOptions {
+  /** Address the TCP data plane binds (default 127.0.0.1). */
+  readonly host?: string;
+  /** Address senders dial for the TCP data plane (default: `host`). */
+  readonly advertiseHost?: string;
+  /** TCP data plane port (default 0: any free port). */
+  readonly tcpPort?: number;
+  /** Transports to offer, in order of preference (default shm, tcp, grpc); unusable ones are dropped. */
+  readonly transports?: readonly TransportKind[];
+  /** Directory under which the shm site lives (default /dev/shm, else the temp dir). */
+  readonly shmBase?: string;
+  readonly limits?: Partial<ReceiverLimits>;
+  /** Idle receive slabs kept for reuse (bytes, default 256 MiB; 0: every transfer gets fresh memory). */
+  readonly slabPoolBytes?: number;
+  /**
+   * Admits a whole, verified transfer; the blocks' memory is reused once this settles unless
+   * `t.retain()` was called. Throw to refuse it (the sender gets REFUSED).
+   */
+  readonly onTransfer: (t: IncomingTransfer) => Promise<void> | void;
+  /** Told about every transfer discarded (for metrics and logs). */
+  readonly onDiscard?: (transferId: string, error: TransferError) => void;
+  /** Closes the receiver when aborted. */
+  readonly signal?: AbortSignal;
+}
+
+/** How often stale shm segments are swept (ms). */
+const SHM_SWEEP_INTERVAL_MS = 60_000;
+
+export class TransferReceiver {
+  private readonly closing = new AbortController();
+  private readonly inFlight = new Map<string, number>();
+  private readonly sessions = new Set<ReceiveSession>();
+  private pending = 0;
+  private ownServer: Server | null = null;
+  private readonly sweepTimer: NodeJS.Timeout | null;
+  private readonly host: SessionHost;
+
+  private constructor(
+    private readonly opts: TransferReceiverOptions,
+    private readonly offered: readonly TransportKind[],
+    private readonly tcp: TcpDataServer | null,
+    private readonly shm: ShmSite | null,
+  ) {
+    const limits: ReceiverLimits = { ...DEFAULT_RECEIVER_LIMITS, ...opts.limits };
+    this.host = {
+      limits, transports: offered, tcp, shm, closing: this.closing.signal,
+      slabs: new SlabPool(opts.slabPoolBytes ?? 256 * 1024 * 1024),
+      reserve: (id, bytes) => this.reserve(id, bytes, limits),
+      unreserve: (id, bytes) => {
+        if (this.inFlight.delete(id)) this.pending -= bytes;
+      },
+      admit: async (t) => opts.onTransfer(t),
+      discarded: (id, error) => opts.onDiscard?.(id, error),
+      ended: (s) => this.sessions.delete(s),
+    };
+    this.sweepTimer = shm === null ? null : setInterval(() => void this.sweepShm(), SHM_SWEEP_INTERVAL_MS);
+    this.sweepTimer?.unref();
+    opts.signal?.addEventListener('abort', () => void this.close(), { once: true });
+  }
+
+  static async start(opts: TransferReceiverOptions): Promise<TransferReceiver> {
+    const wanted = opts.transports ?? ['shm', 'tcp', 'grpc'];
+    const shm = wanted.includes('shm') ? await probeShmSite(opts.shmBase) : null;
+    const tcp = wanted.includes('tcp')
+      ? await TcpDataServer.listen({ host: opts.host ?? '127.0.0.1', port: opts.tcpPort ?? 0 })
+      : null;
+    const offered = wanted.filter((t) => (t === 'shm' ? shm !== null : t === 'tcp' ? tcp !== null : true));
+    const rx = new TransferReceiver(opts, offered, tcp, shm);
+    if (shm !== null) await rx.sweepShm();
+    return rx;
+  }
+
+  advertisement(): TransferAdvertisement {
+    const host = this.opts.advertiseHost ?? this.opts.host ?? '127.0.0.1';
+    return {
+      protocolVersion: PROTOCOL_VERSION,
+      transports: this.offered,
+      tcpAddress: this.tcp === null ? '' : `${host.includes(':') ? `[${host}]` : host}:${this.tcp.port}`,
+      shmHostId: this.shm?.hostId ?? '',
+    };
+  }
+
+  /** The KvTransfer service to add to the owner's gRPC server (built with TRANSFER_GRPC_OPTIONS). */
+  grpcService(): { definition: ServiceDefinition; implementation: UntypedServiceImplementation } {
+    const implementation: UntypedServiceImplementation = {
+      Describe: (_call: ServerUnaryCall<DescribeRequest, TransferAdvertisementMsg>,
+        done: sendUnaryData<TransferAdvertisementMsg>) => {
+        const a = this.advertisement();
+        done(null, {
+          protocol_version: a.protocolVersion, transports: a.transports, tcp_address: a.tcpAddress,
+          shm_host_id: a.shmHostId,
+        });
+      },
+      Transfer: (call: ServerDuplexStream<TransferUp, TransferDown>) => {
+        const session = new ReceiveSession(call, this.host);
+        if (!session.finished) this.sessions.add(session);
+      },
+    };
+    return { definition: kvTransferService(), implementation };
+  }
+
+  /** Serves KvTransfer on a gRPC server of its own (tests, tools); resolves with its host:port. */
+  async serveGrpc(host = '127.0.0.1', port = 0): Promise<string> {
+    if (this.ownServer !== null) throw new Error('already serving gRPC');
+    const server = new Server(TRANSFER_GRPC_OPTIONS);
+    const { definition, implementation } = this.grpcService();
+    server.addService(definition, implementation);
+    const bound = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p)));
+    });
+    this.ownServer = server;
+    return `${host}:${bound}`;
+  }
+
+  /** The transfers in flight (past Begin), with how many blocks arrived verified. */
+  progress(): TransferProgress[] {
+    const out: TransferProgress[] = [];
+    for (const s of this.sessions) {
+      const p = s.progress();
+      if (p !== null) out.push(p);
+    }
+    return out;
+  }
+
+  /** Transfers between Begin and their end. */
+  get pendingTransfers(): number {
+    return this.inFlight.size;
+  }
+
+  /** Bytes reserved by transfers in flight. */
+  get pendingBytes(): number {
+    return this.pending;
+  }
+
+  /** Removes shm segments left behind by dead or stuck senders; returns how many. */
+  async sweepShm(): Promise<number> {
+    return this.shm === null ? 0 : sweepStaleSegments(this.shm.dir);
+  }
+
+  /** Discards every transfer in flight and stops serving. */
+  async close(): Promise<void> {
+    if (this.closing.signal.aborted) return;
+    this.closing.abort(new TransferError('UNAVAILABLE', 'receiver closed'));
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    const server = this.ownServer;
+    this.ownServer = null;
+    // Sessions have just ended their calls with UNAVAILABLE; let those statuses go out first.
+    if (server !== null) await new Promise<void>((resolve) => setImmediate(resolve)).then(() => server.forceShutdown());
+    await this.tcp?.close();
+  }
+
+  private reserve(id: string, bytes: number, limits: ReceiverLimits): TransferError | null {
+    if (this.closing.signal.aborted) return new TransferError('UNAVAILABLE', 'receiver is closing');
+    if (this.inFlight.has(id)) return new TransferError('INVALID_ARGUMENT', `transfer ${id} is already in flight`);
+    if (this.inFlight.size >= limits.maxPendingTransfers) {
+      return new TransferError('RESOURCE_EXHAUSTED', `${this.inFlight.size} transfers in flight (limit ${limits.maxPendingTransfers})`);
+    }
+    if (this.pending + bytes > limits.maxPendingBytes) {
+      return new TransferError('RESOURCE_EXHAUSTED',
+        `${this.pending} bytes in flight, ${bytes} more exceeds the limit of ${limits.maxPendingBytes}`);
+    }
+    this.inFlight.set(id, bytes);
+    this.pending += bytes;
+    return null;
+  }
+}

@@ -1,0 +1,131 @@
+// One transfer on the sending side, over one Transfer call: Begin → Ready → bytes → Commit →
+// Admitted. Everything races the transfer's signal, which aborts on the caller's signal, the
+// deadline, or the receiver ending the call with an error; then the call is cancelled, the data
+// connection destroyed and any shm segment removed.
+import type { Socket } from 'node:net';
+import { Metadata, status, type Client, type ClientDuplexStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+import { raceSignal, reasonOf } from './abort.js';
+import { TransferError, fromGrpcError } from './errors.js';
+import { TOKEN_BYTES } from './frame-codec.js';
+import { pushChunks } from './grpc-transport.js';
+import type { KvTransferMethods } from './proto.js';
+import type { ShmSite } from './shm-site.js';
+import { removeSegment, segmentPath, writeSegment } from './shm-transport.js';
+import { sendFrames, type TcpConnectionPool, type TcpSendOptions } from './tcp-transport.js';
+import { PROTOCOL_VERSION, type KvBlock, type TransferMeta, type TransportKind } from './types.js';
+import type { Admitted, Commit, Ready, ShmSegment, TransferDown, TransferUp } from './wire.js';
+
+export interface SendPlan {
+  readonly transferId: string;
+  readonly transport: TransportKind;
+  readonly blocks: readonly KvBlock[];
+  readonly meta: TransferMeta;
+  readonly totalBytes: number;
+  readonly deadlineAt: number;
+  /** Aborts with a TransferError as its reason. */
+  readonly ctl: AbortController;
+}
+
+export interface SendDeps {
+  readonly client: Client;
+  readonly methods: KvTransferMethods;
+  readonly tcpAddress: string;
+  readonly pool: TcpConnectionPool;
+  readonly tcpOptions: TcpSendOptions;
+  readonly shm: ShmSite | null;
+  readonly grpcChunkBytes: number;
+}
+
+/** Runs the transfer; resolves with the receiver's Admitted, or rejects with a TransferError. */
+export async function runSendSession(plan: SendPlan, deps: SendDeps): Promise<Admitted> {
+  const { ctl } = plan;
+  const signal = ctl.signal;
+  const m = deps.methods.Transfer;
+  const call: ClientDuplexStream<TransferUp, TransferDown> = deps.client.makeBidiStreamRequest(
+    m.path, m.requestSerialize, m.responseDeserialize, new Metadata(), { deadline: plan.deadlineAt });
+  let ready: (r: Ready) => void = () => undefined;
+  const readyP = new Promise<Ready>((resolve) => {
+    ready = resolve;
+  });
+  let admitted: Admitted | null = null;
+  let finished: () => void = () => undefined;
+  const finishedP = new Promise<void>((resolve) => {
+    finished = resolve;
+  });
+  let gotReady = false;
+  call.on('data', (d: TransferDown) => {
+    if (d.kind === 'ready') {
+      gotReady = true;
+      ready(d.ready);
+    } else admitted = d.admitted;
+  });
+  call.on('error', (e: ServiceError) => {
+    const err = fromGrpcError(e);
+    // Before Ready, a lost stream means the receiver could not be reached at all.
+    ctl.abort(!gotReady && err.code === 'CONNECTION_LOST' ? new TransferError('UNAVAILABLE', err.message, { cause: e }) : err);
+  });
+  call.on('status', (s: StatusObject) => {
+    if (s.code !== status.OK) return; // 'error' reports it
+    if (admitted === null) ctl.abort(new TransferError('PROTOCOL', 'receiver ended the call without Admitted'));
+    else finished();
+  });
+  const onAbort = (): void => call.cancel();
+  signal.addEventListener('abort', onAbort, { once: true });
+
+  let shmPath: string | null = null;
+  let socket: Socket | null = null;
+  try {
+    call.write({
+      kind: 'begin',
+      begin: {
+        protocol_version: PROTOCOL_VERSION, transfer_id: plan.transferId, transport: plan.transport,
+        meta: plan.meta, blocks: plan.blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
+        total_bytes: plan.totalBytes,
+      },
+    });
+    const isReady = raceSignal(readyP, signal);
+    isReady.catch(() => undefined); // awaited below; a failure meanwhile surfaces through `signal`
+    let shm: ShmSegment | null = null;
+    if (plan.transport === 'tcp') {
+      const r = await isReady; // the data connection needs Ready's token
+      if (r.tcp_token.byteLength !== TOKEN_BYTES) throw new TransferError('PROTOCOL', 'Ready without a tcp token');
+      socket = await deps.pool.acquire(deps.tcpAddress, signal);
+      await sendFrames(socket, r.tcp_token, plan.blocks, signal, deps.tcpOptions);
+    } else if (plan.transport === 'shm') {
+      // The segment is written while Begin makes its round trip.
+      const site = deps.shm as ShmSite;
+      shmPath = segmentPath(site.dir, plan.transferId);
+      const seg = await writeSegment(shmPath, plan.blocks, signal);
+      shm = { path: shmPath, size: seg.size, checksums: seg.checksums };
+    } else {
+      // Chunks follow Begin on the same stream, without waiting for Ready.
+      await pushChunks(plan.blocks, (msg) => writeUp(call, msg, signal), deps.grpcChunkBytes);
+    }
+    await isReady;
+    const commit: Commit = { block_count: plan.blocks.length, shm };
+    await writeUp(call, { kind: 'commit', commit }, signal);
+    call.end();
+    await raceSignal(finishedP, signal);
+    shmPath = null; // the receiver consumed and removed it
+    // Pooled only once admitted: a connection the receiver cut over a bad frame is never reused.
+    if (socket !== null) deps.pool.release(deps.tcpAddress, socket);
+    socket = null;
+    return admitted ?? { bytes: plan.totalBytes };
+  } catch (e) {
+    if (signal.aborted) throw reasonOf(signal);
+    const err = e instanceof TransferError ? e : new TransferError('PROTOCOL', String(e), { cause: e });
+    ctl.abort(err);
+    throw err;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    socket?.destroy();
+    if (shmPath !== null) await removeSegment(shmPath);
+  }
+}
+
+/** Writes a message on the call, waiting for drain when grpc-js buffers too much. */
+async function writeUp(call: ClientDuplexStream<TransferUp, TransferDown>, msg: TransferUp, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  if (call.write(msg)) return;
+  await raceSignal(new Promise<void>((resolve) => call.once('drain', resolve)), signal);
+}

@@ -1,0 +1,185 @@
+// The sending end of the transfer engine: picks a transport per peer, and runs each transfer under
+// one AbortController that the caller's signal, the deadline and the receiver can all abort.
+import { randomBytes } from 'node:crypto';
+import { Client, credentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
+import { reasonOf } from './abort.js';
+import { TransferError, fromGrpcError } from './errors.js';
+import { DEFAULT_CHUNK_BYTES } from './grpc-transport.js';
+import { MAX_MESSAGE_BYTES, TRANSFER_GRPC_OPTIONS, kvTransferService, type KvTransferMethods } from './proto.js';
+import { TRANSFER_ID_PATTERN } from './receive-session.js';
+import { runSendSession } from './send-session.js';
+import { probeShmSite, type ShmSite } from './shm-site.js';
+import { sweepStaleSegments } from './shm-transport.js';
+import { TcpConnectionPool, type TcpPoolOptions, type TcpSendOptions } from './tcp-transport.js';
+import {
+  BLOCK_HASH_PATTERN, isTransportKind, type KvBlock, type TransferAdvertisement, type TransferMeta,
+  type TransferPeer, type TransferReceipt, type TransportKind,
+} from './types.js';
+import type { TransferAdvertisementMsg } from './wire.js';
+
+export interface TransferSenderOptions {
+  /** Directory under which the shm site lives; must match the receiver's (default /dev/shm, else temp dir). */
+  readonly shmBase?: string;
+  readonly tcp?: TcpSendOptions & TcpPoolOptions;
+  /** Payload bytes per gRPC message on the grpc transport (default 1 MiB). */
+  readonly grpcChunkBytes?: number;
+  /** Deadline of a send that names none (ms, default 30 s). */
+  readonly defaultDeadlineMs?: number;
+  /** How long a fetched advertisement is trusted (ms, default 30 s). */
+  readonly advertisementTtlMs?: number;
+  readonly channelOptions?: ChannelOptions;
+}
+
+export interface SendRequest {
+  readonly peer: TransferPeer;
+  readonly blocks: readonly KvBlock[];
+  readonly meta?: TransferMeta;
+  /** 'auto' (default): the receiver's preferred transport among those usable from here. */
+  readonly transport?: 'auto' | TransportKind;
+  /** Default: 32 random hex chars. Letters, digits, '_' and '-', at most 64. */
+  readonly transferId?: string;
+  readonly signal?: AbortSignal;
+  /** From now until the receiver must have admitted the transfer (ms). */
+  readonly deadlineMs?: number;
+}
+
+export class TransferSender {
+  private readonly clients = new Map<string, Client>();
+  private readonly adverts = new Map<string, { readonly at: number; readonly ad: TransferAdvertisement }>();
+  private readonly pool: TcpConnectionPool;
+  private readonly methods: KvTransferMethods;
+  private swept = false;
+
+  constructor(private readonly opts: TransferSenderOptions = {}) {
+    this.pool = new TcpConnectionPool(opts.tcp);
+    this.methods = kvTransferService();
+  }
+
+  /** Sends the blocks; resolves once the receiver admitted all of them. Rejects with a TransferError. */
+  async send(req: SendRequest): Promise<TransferReceipt> {
+    const started = performance.now();
+    const transferId = req.transferId ?? randomBytes(16).toString('hex');
+    const totalBytes = validate(req, transferId);
+    const deadlineMs = req.deadlineMs ?? this.opts.defaultDeadlineMs ?? 30_000;
+    const deadlineAt = Date.now() + deadlineMs;
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new TransferError('DEADLINE_EXCEEDED',
+      `transfer ${transferId} not admitted within ${deadlineMs} ms`)), deadlineMs);
+    const onAbort = (): void => ctl.abort(new TransferError('ABORTED', `transfer ${transferId} aborted by the sender`));
+    req.signal?.addEventListener('abort', onAbort, { once: true });
+    if (req.signal?.aborted) onAbort();
+    const address = req.peer.grpcAddress;
+    try {
+      ctl.signal.throwIfAborted();
+      const ad = req.peer.advertisement ?? await this.describe(address, { signal: ctl.signal, deadlineAt });
+      const transport = await this.chooseTransport(ad, req.transport ?? 'auto');
+      const admitted = await runSendSession(
+        { transferId, transport, blocks: req.blocks, meta: req.meta ?? {}, totalBytes, deadlineAt, ctl },
+        {
+          client: this.client(address), methods: this.methods, tcpAddress: ad.tcpAddress, pool: this.pool,
+          tcpOptions: this.opts.tcp ?? {}, shm: transport === 'shm' ? await probeShmSite(this.opts.shmBase) : null,
+          grpcChunkBytes: Math.min(this.opts.grpcChunkBytes ?? DEFAULT_CHUNK_BYTES, MAX_MESSAGE_BYTES / 2),
+        });
+      return {
+        transferId, transport, blocks: req.blocks.length, bytes: admitted.bytes, elapsedMs: performance.now() - started,
+      };
+    } catch (e) {
+      const err = ctl.signal.aborted ? reasonOf(ctl.signal) : e instanceof TransferError ? e
+        : new TransferError('PROTOCOL', String(e), { cause: e });
+      if (err.code === 'UNAVAILABLE' || err.code === 'CONNECTION_LOST') this.adverts.delete(address);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The receiver's advertisement, over gRPC; cached for advertisementTtlMs. */
+  async describe(grpcAddress: string, opts: { signal?: AbortSignal; deadlineAt?: number } = {}): Promise<TransferAdvertisement> {
+    const cached = this.adverts.get(grpcAddress);
+    const ttl = this.opts.advertisementTtlMs ?? 30_000;
+    if (cached !== undefined && performance.now() - cached.at < ttl) return cached.ad;
+    const m = this.methods.Describe;
+    const msg = await new Promise<TransferAdvertisementMsg>((resolve, reject) => {
+      const call = this.client(grpcAddress).makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, {},
+        { deadline: opts.deadlineAt ?? Date.now() + 5_000 },
+        (e: ServiceError | null, v?: TransferAdvertisementMsg) => {
+          opts.signal?.removeEventListener('abort', onAbort);
+          if (e !== null || v === undefined) {
+            const err = e === null ? new TransferError('PROTOCOL', 'empty Describe response') : fromGrpcError(e);
+            reject(err.code === 'CONNECTION_LOST' ? new TransferError('UNAVAILABLE', err.message, { cause: e }) : err);
+          } else resolve(v);
+        });
+      const onAbort = (): void => call.cancel();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    const ad: TransferAdvertisement = {
+      protocolVersion: msg.protocol_version,
+      transports: msg.transports.filter(isTransportKind),
+      tcpAddress: msg.tcp_address,
+      shmHostId: msg.shm_host_id,
+    };
+    this.adverts.set(grpcAddress, { at: performance.now(), ad });
+    return ad;
+  }
+
+  /** The transport a send to this receiver would use. */
+  async chooseTransport(ad: TransferAdvertisement, requested: 'auto' | TransportKind): Promise<TransportKind> {
+    const usable = async (t: TransportKind): Promise<boolean> => {
+      if (!ad.transports.includes(t)) return false;
+      if (t === 'tcp') return ad.tcpAddress !== '';
+      if (t === 'shm') {
+        const site: ShmSite | null = ad.shmHostId === '' ? null : await probeShmSite(this.opts.shmBase);
+        if (site !== null && !this.swept) {
+          this.swept = true; // segments of senders that died on this host, once per sender
+          void sweepStaleSegments(site.dir);
+        }
+        return site !== null && site.hostId === ad.shmHostId;
+      }
+      return true;
+    };
+    if (requested !== 'auto') {
+      if (await usable(requested)) return requested;
+      throw new TransferError('UNAVAILABLE', `transport ${requested} is not usable with this receiver`);
+    }
+    for (const t of ad.transports) if (await usable(t)) return t;
+    throw new TransferError('UNAVAILABLE', `no usable transport among [${ad.transports.join(', ')}]`);
+  }
+
+  /** Closes gRPC channels and pooled data connections; sends in flight fail. */
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+    this.pool.close();
+  }
+
+  private client(address: string): Client {
+    let c = this.clients.get(address);
+    if (c === undefined) {
+      c = new Client(address, credentials.createInsecure(), { ...TRANSFER_GRPC_OPTIONS, ...this.opts.channelOptions });
+      this.clients.set(address, c);
+    }
+    return c;
+  }
+}
+
+/** Checks a request at the edge; returns its total bytes. */
+function validate(req: SendRequest, transferId: string): number {
+  const bad = (why: string): TransferError => new TransferError('INVALID_ARGUMENT', why);
+  if (!TRANSFER_ID_PATTERN.test(transferId)) throw bad(`bad transfer id ${JSON.stringify(transferId)}`);
+  if (req.blocks.length === 0) throw bad('no blocks to send');
+  if (req.transport !== undefined && req.transport !== 'auto' && !isTransportKind(req.transport)) {
+    throw bad(`unknown transport ${JSON.stringify(req.transport)}`);
+  }
+  let total = 0;
+  for (const b of req.blocks) {
+    if (!BLOCK_HASH_PATTERN.test(b.hash)) throw bad(`bad block hash ${JSON.stringify(b.hash)}`);
+    if (!(b.data instanceof Uint8Array) || b.data.byteLength === 0) throw bad(`block ${b.hash} has no bytes`);
+    if (b.data.byteLength > 0xffff_ffff) throw bad(`block ${b.hash} is over 4 GiB`);
+    total += b.data.byteLength;
+  }
+  for (const [k, v] of Object.entries(req.meta ?? {})) {
+    if (typeof v !== 'string') throw bad(`meta ${k} is not a string`);
+  }
+  return total;
+}

@@ -1,0 +1,120 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TransferSender } from './sender.js';
+import { makeBlocks, startHarness, type Harness } from './testkit.js';
+import type { KvBlock, TransportKind } from './types.js';
+
+let h: Harness;
+let tx: TransferSender;
+
+beforeAll(async () => {
+  h = await startHarness();
+  tx = new TransferSender({ shmBase: h.shmBase });
+});
+
+afterAll(async () => {
+  tx.close();
+  await h.close();
+});
+
+function expectSame(got: readonly KvBlock[], sent: readonly KvBlock[]): void {
+  expect(got.length).toBe(sent.length);
+  got.forEach((b, i) => {
+    expect(b.hash).toBe(sent[i]?.hash);
+    expect(Buffer.from(b.data).equals(Buffer.from((sent[i] as KvBlock).data))).toBe(true);
+  });
+}
+
+describe('round trip', () => {
+  it.each<TransportKind>(['tcp', 'shm', 'grpc'])('over %s: bytes identical, order kept, meta passed', async (transport) => {
+    // 32 KiB blocks like the tiny model's, an odd-sized one, and one larger than a gRPC chunk.
+    const blocks = [...makeBlocks(40, 32 * 1024, 1), ...makeBlocks(1, 1001, 2), ...makeBlocks(1, 1536 * 1024 + 3, 3)];
+    const before = h.admitted.length;
+    const receipt = await tx.send({
+      peer: { grpcAddress: h.address, advertisement: h.rx.advertisement() }, transport, blocks,
+      meta: { request_id: `req-${transport}`, first_token: '42' },
+    });
+    expect(receipt.transport).toBe(transport);
+    expect(receipt.blocks).toBe(blocks.length);
+    expect(receipt.bytes).toBe(blocks.reduce((n, b) => n + b.data.byteLength, 0));
+    expect(h.admitted.length).toBe(before + 1);
+    const t = h.admitted[before];
+    expect(t?.transferId).toBe(receipt.transferId);
+    expect(t?.transport).toBe(transport);
+    expect(t?.meta).toEqual({ request_id: `req-${transport}`, first_token: '42' });
+    expectSame(t?.blocks ?? [], blocks);
+    expect(h.rx.pendingTransfers).toBe(0);
+    expect(h.rx.pendingBytes).toBe(0);
+  });
+
+  it('auto picks shm on one host, fetching the advertisement over gRPC', async () => {
+    const receipt = await tx.send({ peer: { grpcAddress: h.address }, blocks: makeBlocks(3, 4096, 4) });
+    expect(receipt.transport).toBe('shm');
+  });
+
+  it('auto falls back to tcp across hosts and to grpc without a data plane', async () => {
+    const ad = h.rx.advertisement();
+    const otherHost = { ...ad, shmHostId: 'another-host' };
+    const blocks = makeBlocks(2, 4096, 5);
+    expect((await tx.send({ peer: { grpcAddress: h.address, advertisement: otherHost }, blocks })).transport).toBe('tcp');
+    const grpcOnly = { ...ad, transports: ['grpc' as const] };
+    expect((await tx.send({ peer: { grpcAddress: h.address, advertisement: grpcOnly }, blocks })).transport).toBe('grpc');
+    await expect(tx.send({ peer: { grpcAddress: h.address, advertisement: otherHost }, blocks, transport: 'shm' }))
+      .rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+
+  it('reuses pooled tcp connections across transfers', async () => {
+    for (let i = 0; i < 5; i++) {
+      const blocks = makeBlocks(4, 8192, 10 + i);
+      const before = h.admitted.length;
+      await tx.send({ peer: { grpcAddress: h.address, advertisement: h.rx.advertisement() }, transport: 'tcp', blocks });
+      expectSame(h.admitted[before]?.blocks ?? [], blocks);
+    }
+  });
+
+  it('delivers concurrent transfers to one receiver, each whole', async () => {
+    const peer = { grpcAddress: h.address, advertisement: h.rx.advertisement() };
+    const transports: TransportKind[] = ['tcp', 'shm', 'grpc', 'tcp', 'shm', 'grpc', 'tcp', 'tcp'];
+    const sends = transports.map((transport, i) => {
+      const blocks = makeBlocks(20 + i, 16 * 1024 + i * 8, 100 + i);
+      return tx.send({ peer, transport, blocks, meta: { i: String(i) } }).then((r) => ({ r, blocks }));
+    });
+    const done = await Promise.all(sends);
+    for (const { r, blocks } of done) {
+      const t = h.admitted.find((a) => a.transferId === r.transferId);
+      expectSame(t?.blocks ?? [], blocks);
+    }
+    expect(h.rx.pendingTransfers).toBe(0);
+  });
+
+  it('leaves no shm segment behind', () => {
+    expect(readdirSync(join(h.shmBase, 'pdserve-kv')).filter((n) => n.endsWith('.seg'))).toEqual([]);
+    expect(h.discarded).toEqual([]);
+  });
+});
+
+describe('receive slabs', () => {
+  it('are reused after admission unless the application retains them', async () => {
+    const seen: { buffer: ArrayBufferLike; copy: Buffer; first: Uint8Array }[] = [];
+    const rx = await startHarness({
+      onTransfer: (t) => {
+        const first = (t.blocks[0] as KvBlock).data;
+        seen.push({ buffer: first.buffer, copy: Buffer.from(first), first });
+        if (seen.length === 2) t.retain();
+      },
+    });
+    const sender = new TransferSender({ shmBase: rx.shmBase });
+    try {
+      const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
+      for (let i = 0; i < 3; i++) await sender.send({ peer, transport: 'tcp', blocks: makeBlocks(8, 4096, 200 + i) });
+      const [a, b, c] = seen;
+      expect(b?.buffer).toBe(a?.buffer); // the first slab was recycled into the second transfer
+      expect(c?.buffer).not.toBe(b?.buffer); // the second was retained, so the third got another
+      expect(Buffer.from(b?.first ?? []).equals(b?.copy ?? Buffer.alloc(0))).toBe(true); // and it is intact
+    } finally {
+      sender.close();
+      await rx.close();
+    }
+  });
+});

@@ -1,0 +1,69 @@
+// Values that flow between the transfer engine and its users.
+
+/** One KV block: all layers' K and V for `block_size` tokens, as opaque bytes. */
+export interface KvBlock {
+  /** The chained block hash, 16 hex chars. */
+  readonly hash: string;
+  readonly data: Uint8Array;
+}
+
+/** How the bytes travel. gRPC always carries the control messages. */
+export type TransportKind = 'tcp' | 'shm' | 'grpc';
+
+export const TRANSPORT_KINDS: readonly TransportKind[] = ['tcp', 'shm', 'grpc'];
+
+export function isTransportKind(s: string): s is TransportKind {
+  return s === 'tcp' || s === 'shm' || s === 'grpc';
+}
+
+/** What a receiver offers; put it in the registry or fetch it with `TransferSender.describe`. */
+export interface TransferAdvertisement {
+  readonly protocolVersion: number;
+  /** In the receiver's order of preference. */
+  readonly transports: readonly TransportKind[];
+  /** host:port of the raw TCP data plane, '' if not offered. */
+  readonly tcpAddress: string;
+  /** Equal on both ends ⇒ same host and same shm directory; '' if shm is not offered. */
+  readonly shmHostId: string;
+}
+
+export interface TransferPeer {
+  /** host:port of the gRPC server that hosts the receiver's KvTransfer service. */
+  readonly grpcAddress: string;
+  /** Known from the registry; fetched over gRPC (and cached) when absent. */
+  readonly advertisement?: TransferAdvertisement;
+}
+
+export type TransferMeta = Readonly<Record<string, string>>;
+
+/** A transfer as the receiving application sees it: whole, every checksum verified. */
+export interface IncomingTransfer {
+  readonly transferId: string;
+  readonly transport: TransportKind;
+  readonly meta: TransferMeta;
+  /**
+   * In the sender's order. The bytes are views into one receive slab per transfer, which is reused
+   * for later transfers once onTransfer settles: copy out what you keep (the KV cache copies into
+   * its block pool anyway), or call retain().
+   */
+  readonly blocks: readonly KvBlock[];
+  readonly bytes: number;
+  /** Aborted if the transfer is cancelled while the application admits it (sender gone, deadline). */
+  readonly signal: AbortSignal;
+  /** Keeps the blocks' memory valid after onTransfer settles (its slab is then never reused). */
+  retain(): void;
+}
+
+/** What `TransferSender.send` resolves with once the receiver acknowledged admission. */
+export interface TransferReceipt {
+  readonly transferId: string;
+  readonly transport: TransportKind;
+  readonly blocks: number;
+  readonly bytes: number;
+  readonly elapsedMs: number;
+}
+
+export const PROTOCOL_VERSION = 1;
+
+/** The block hash format: 16 lowercase or uppercase hex chars. */
+export const BLOCK_HASH_PATTERN = /^[0-9a-fA-F]{16}$/;

@@ -1,0 +1,103 @@
+// Hand-kept TypeScript mirrors of proto/pdserve/v1/transfer.proto, as @grpc/proto-loader decodes them
+// with the options in proto.ts (keepCase, longs as Number, bytes as Buffer, defaults filled, the oneof
+// named in `kind`). wire.test.ts checks WIRE_FIELDS against the loaded descriptors so they cannot drift.
+
+export type DescribeRequest = Record<never, never>;
+
+export interface TransferAdvertisementMsg {
+  readonly protocol_version: number;
+  readonly transports: readonly string[];
+  readonly tcp_address: string;
+  readonly shm_host_id: string;
+}
+
+export interface BlockDescriptor {
+  readonly hash: string;
+  readonly length: number;
+}
+
+export interface Begin {
+  readonly protocol_version: number;
+  readonly transfer_id: string;
+  readonly transport: string;
+  readonly meta: Readonly<Record<string, string>>;
+  readonly blocks: readonly BlockDescriptor[];
+  readonly total_bytes: number;
+}
+
+export interface BlockChunk {
+  readonly block_index: number;
+  readonly offset: number;
+  readonly data: Uint8Array;
+  readonly checksum: number;
+}
+
+export interface Chunks {
+  readonly chunks: readonly BlockChunk[];
+}
+
+export interface ShmSegment {
+  readonly path: string;
+  readonly size: number;
+  readonly checksums: readonly number[];
+}
+
+export interface Commit {
+  readonly block_count: number;
+  readonly shm: ShmSegment | null;
+}
+
+export type TransferUp =
+  | { readonly kind: 'begin'; readonly begin: Begin }
+  | { readonly kind: 'chunks'; readonly chunks: Chunks }
+  | { readonly kind: 'commit'; readonly commit: Commit };
+
+export interface Ready {
+  readonly tcp_token: Uint8Array;
+}
+
+export interface Admitted {
+  readonly bytes: number;
+}
+
+export type TransferDown =
+  | { readonly kind: 'ready'; readonly ready: Ready }
+  | { readonly kind: 'admitted'; readonly admitted: Admitted };
+
+// ---- the drift check's input -------------------------------------------------------------------
+
+type AllKeys<T> = T extends unknown ? keyof T : never;
+/** Field names of a message type: every key of every union member, less the oneof's name. */
+type WireKeys<T> = Exclude<AllKeys<T>, 'kind'>;
+type Complete<T, K extends readonly PropertyKey[]> =
+  [Exclude<WireKeys<T>, K[number]>] extends [never] ? unknown : { missing: Exclude<WireKeys<T>, K[number]> };
+
+/** T's field names; does not compile if the list misses or invents one. */
+function fieldsOf<T>() {
+  return <const K extends readonly WireKeys<T>[]>(keys: K & Complete<T, K>): readonly string[] =>
+    keys.map(String);
+}
+
+/** Fully qualified message name → the field names its hand-kept type declares. */
+export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  'pdserve.v1.DescribeRequest': fieldsOf<DescribeRequest>()([]),
+  'pdserve.v1.TransferAdvertisement': fieldsOf<TransferAdvertisementMsg>()(
+    ['protocol_version', 'transports', 'tcp_address', 'shm_host_id']),
+  'pdserve.v1.BlockDescriptor': fieldsOf<BlockDescriptor>()(['hash', 'length']),
+  'pdserve.v1.Begin': fieldsOf<Begin>()(
+    ['protocol_version', 'transfer_id', 'transport', 'meta', 'blocks', 'total_bytes']),
+  'pdserve.v1.BlockChunk': fieldsOf<BlockChunk>()(['block_index', 'offset', 'data', 'checksum']),
+  'pdserve.v1.Chunks': fieldsOf<Chunks>()(['chunks']),
+  'pdserve.v1.ShmSegment': fieldsOf<ShmSegment>()(['path', 'size', 'checksums']),
+  'pdserve.v1.Commit': fieldsOf<Commit>()(['block_count', 'shm']),
+  'pdserve.v1.TransferUp': fieldsOf<TransferUp>()(['begin', 'chunks', 'commit']),
+  'pdserve.v1.Ready': fieldsOf<Ready>()(['tcp_token']),
+  'pdserve.v1.Admitted': fieldsOf<Admitted>()(['bytes']),
+  'pdserve.v1.TransferDown': fieldsOf<TransferDown>()(['ready', 'admitted']),
+};
+
+/** Message name → the name of its oneof, for the messages that have one. */
+export const WIRE_ONEOFS: Readonly<Record<string, string>> = {
+  'pdserve.v1.TransferUp': 'kind',
+  'pdserve.v1.TransferDown': 'kind',
+};

@@ -1,0 +1,92 @@
+// A typed client of the Worker service, with a deadline on every call and cancellation by AbortSignal.
+import { credentials, makeGenericClientConstructor, Metadata, status, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { DEADLINES, WORKER_GRPC_OPTIONS, workerService } from './proto';
+import type * as W from './wire';
+
+/** A failed worker call: the gRPC status code name and the worker's message. */
+export class WorkerCallError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'WorkerCallError';
+  }
+}
+
+type Unary<Req, Res> = (req: Req, meta: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
+type ServerStream<Req, Res> = (req: Req, meta: Metadata, opts: { deadline: number }) => ClientReadableStream<Res>;
+
+interface RawWorkerClient extends Client {
+  Generate: ServerStream<W.GenerateRequestMsg, W.GenerateChunkMsg>;
+  Prefill: Unary<W.PrefillRequestMsg, W.PrefillResponseMsg>;
+  Cancel: Unary<W.CancelRequestMsg, W.CancelResponseMsg>;
+  Health: Unary<W.HealthRequestMsg, W.HealthResponseMsg>;
+  Stats: Unary<W.StatsRequestMsg, W.StatsResponseMsg>;
+  BlockSnapshot: Unary<W.BlockSnapshotRequestMsg, W.BlockSnapshotResponseMsg>;
+}
+
+let Ctor: (new (address: string, creds: ReturnType<typeof credentials.createInsecure>, opts: object) => RawWorkerClient) | undefined;
+
+export function toCallError(err: unknown): WorkerCallError {
+  if (err instanceof WorkerCallError) return err;
+  const e = err as Partial<ServiceError>;
+  const code = typeof e.code === 'number' ? (status[e.code] ?? String(e.code)) : 'UNKNOWN';
+  return new WorkerCallError(code, e.details || e.message || String(err));
+}
+
+export class WorkerClient {
+  private readonly raw: RawWorkerClient;
+
+  constructor(readonly address: string) {
+    Ctor ??= makeGenericClientConstructor(workerService(), 'Worker') as unknown as typeof Ctor;
+    this.raw = new Ctor!(address, credentials.createInsecure(), WORKER_GRPC_OPTIONS);
+  }
+
+  /** Streams a request's tokens; aborting the signal cancels the call (and the request on the worker). */
+  async *generate(req: W.GenerateRequestMsg, signal?: AbortSignal, deadlineMs: number = DEADLINES.generate): AsyncGenerator<W.GenerateChunkMsg> {
+    const call = this.raw.Generate(req, new Metadata(), { deadline: Date.now() + deadlineMs });
+    const onAbort = (): void => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const chunk of call as AsyncIterable<W.GenerateChunkMsg>) yield chunk;
+    } catch (err) {
+      throw toCallError(err);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+
+  prefill(req: W.PrefillRequestMsg, signal?: AbortSignal, deadlineMs: number = DEADLINES.prefill): Promise<W.PrefillResponseMsg> {
+    return this.unary(this.raw.Prefill, req, deadlineMs, signal);
+  }
+  cancel(requestId: string): Promise<W.CancelResponseMsg> {
+    return this.unary(this.raw.Cancel, { request_id: requestId }, DEADLINES.cancel);
+  }
+  health(deadlineMs: number = DEADLINES.health): Promise<W.HealthResponseMsg> {
+    return this.unary(this.raw.Health, {}, deadlineMs);
+  }
+  stats(): Promise<W.StatsResponseMsg> {
+    return this.unary(this.raw.Stats, {}, DEADLINES.stats);
+  }
+  snapshot(): Promise<W.BlockSnapshotResponseMsg> {
+    return this.unary(this.raw.BlockSnapshot, {}, DEADLINES.snapshot);
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+
+  private unary<Req, Res>(fn: Unary<Req, Res>, req: Req, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      const call = fn.call(this.raw, req, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(toCallError(err));
+        else resolve(res!);
+      }) as { cancel(): void };
+      const onAbort = (): void => call.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}

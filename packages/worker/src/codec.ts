@@ -1,0 +1,63 @@
+// Engine values <-> wire messages, in one place.
+import type { FinishReason, GenerateOutput } from '@pdserve/engine';
+import { samplingParams, type SamplingParams } from '@pdserve/model';
+import type { GenerateChunkMsg, SamplingParamsMsg } from './wire';
+
+export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
+  return {
+    temperature: p.temperature,
+    top_p: p.topP,
+    top_k: p.topK,
+    min_p: p.minP,
+    repetition_penalty: p.repetitionPenalty,
+    presence_penalty: p.presencePenalty,
+    frequency_penalty: p.frequencyPenalty,
+    has_seed: p.seed !== undefined,
+    seed: p.seed ?? 0,
+    max_tokens: p.maxTokens,
+    stop_token_ids: [...p.stopTokenIds],
+    ignore_eos: p.ignoreEos,
+    has_logprobs: p.logprobs !== undefined,
+    logprobs: p.logprobs ?? 0,
+  };
+}
+
+/** Stop strings stay at the gateway, which detokenizes; workers stop on token ids. */
+export function samplingFromWire(m: SamplingParamsMsg | null): SamplingParams {
+  if (!m) throw new Error('sampling params missing');
+  return samplingParams({
+    temperature: m.temperature,
+    topP: m.top_p,
+    topK: m.top_k,
+    minP: m.min_p,
+    repetitionPenalty: m.repetition_penalty,
+    presencePenalty: m.presence_penalty,
+    frequencyPenalty: m.frequency_penalty,
+    seed: m.has_seed ? m.seed : undefined,
+    maxTokens: m.max_tokens,
+    stopTokenIds: m.stop_token_ids,
+    ignoreEos: m.ignore_eos,
+    logprobs: m.has_logprobs ? m.logprobs : undefined,
+  });
+}
+
+export function outputToWire(o: GenerateOutput, prefilledBy: string): GenerateChunkMsg {
+  return {
+    token_ids: [...o.tokenIds],
+    logprobs: (o.logprobs ?? []).map((l) => ({ logprob: l.logprob, top: l.top.map((t) => ({ token_id: t.tokenId, logprob: t.logprob })) })),
+    finish_reason: o.finishReason ?? '',
+    prompt_tokens: o.promptTokens,
+    cached_tokens: o.cachedTokens,
+    prefilled_by: prefilledBy,
+  };
+}
+
+export function outputFromWire(m: GenerateChunkMsg, wantLogprobs: boolean): GenerateOutput {
+  return {
+    tokenIds: m.token_ids,
+    logprobs: wantLogprobs ? m.logprobs.map((l) => ({ logprob: l.logprob, top: l.top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) })) : undefined,
+    finishReason: m.finish_reason === '' ? undefined : (m.finish_reason as FinishReason),
+    promptTokens: m.prompt_tokens,
+    cachedTokens: m.cached_tokens,
+  };
+}

@@ -1,0 +1,134 @@
+// Hand-kept TypeScript mirrors of proto/pdserve/v1/worker.proto (keepCase, longs as numbers, defaults
+// on). wire.test.ts checks WIRE_FIELDS against the loaded descriptors so the two cannot drift.
+
+export interface SamplingParamsMsg {
+  temperature: number;
+  top_p: number;
+  top_k: number;
+  min_p: number;
+  repetition_penalty: number;
+  presence_penalty: number;
+  frequency_penalty: number;
+  has_seed: boolean;
+  seed: number;
+  max_tokens: number;
+  stop_token_ids: number[];
+  ignore_eos: boolean;
+  has_logprobs: boolean;
+  logprobs: number;
+}
+
+export interface PrefillPlanMsg {
+  mode: string;
+  prefill_worker: string;
+  prefill_address: string;
+}
+
+export interface GenerateRequestMsg {
+  request_id: string;
+  prompt_token_ids: number[];
+  sampling: SamplingParamsMsg | null;
+  priority: number;
+  prefill: PrefillPlanMsg | null;
+}
+
+export interface TokenLogprobMsg {
+  token_id: number;
+  logprob: number;
+}
+
+export interface TokenLogprobsMsg {
+  logprob: number;
+  top: TokenLogprobMsg[];
+}
+
+export interface GenerateChunkMsg {
+  token_ids: number[];
+  logprobs: TokenLogprobsMsg[];
+  finish_reason: string;
+  prompt_tokens: number;
+  cached_tokens: number;
+  prefilled_by: string;
+}
+
+export interface TransferTargetMsg {
+  grpc_address: string;
+  transfer_id: string;
+  transport: string;
+}
+
+export interface PrefillRequestMsg {
+  request_id: string;
+  prompt_token_ids: number[];
+  sampling: SamplingParamsMsg | null;
+  from_block: number;
+  target: TransferTargetMsg | null;
+}
+
+export interface PrefillResponseMsg {
+  first_token: number;
+  first_logprob: number;
+  first_top: TokenLogprobMsg[];
+  rng_state: number[];
+  cached_tokens: number;
+  blocks: number;
+  bytes: number;
+  transport: string;
+}
+
+export interface CancelRequestMsg {
+  request_id: string;
+}
+export interface CancelResponseMsg {
+  found: boolean;
+}
+export type HealthRequestMsg = Record<string, never>;
+export interface HealthResponseMsg {
+  status: string;
+  role: string;
+  instance_id: string;
+  incarnation: string;
+}
+export type StatsRequestMsg = Record<string, never>;
+export interface StatsResponseMsg {
+  running: number;
+  waiting: number;
+  free_blocks: number;
+  used_blocks: number;
+  cached_blocks: number;
+  total_blocks: number;
+  prefix_cache_hit_tokens: number;
+  prefix_cache_query_tokens: number;
+  prefill_tokens_computed: number;
+  preemptions: number;
+  queued_prefill_tokens: number;
+  import_fallbacks: number;
+}
+export type BlockSnapshotRequestMsg = Record<string, never>;
+export interface BlockSnapshotResponseMsg {
+  worker: string;
+  incarnation: string;
+  seq: number;
+  hashes: string[];
+}
+
+/** Field names per message, for the drift test. */
+export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs'],
+  'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'prefill_address'],
+  'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill'],
+  'pdserve.v1.TokenLogprob': ['token_id', 'logprob'],
+  'pdserve.v1.TokenLogprobs': ['logprob', 'top'],
+  'pdserve.v1.GenerateChunk': ['token_ids', 'logprobs', 'finish_reason', 'prompt_tokens', 'cached_tokens', 'prefilled_by'],
+  'pdserve.v1.TransferTarget': ['grpc_address', 'transfer_id', 'transport'],
+  'pdserve.v1.PrefillRequest': ['request_id', 'prompt_token_ids', 'sampling', 'from_block', 'target'],
+  'pdserve.v1.PrefillResponse': ['first_token', 'first_logprob', 'first_top', 'rng_state', 'cached_tokens', 'blocks', 'bytes', 'transport'],
+  'pdserve.v1.CancelRequest': ['request_id'],
+  'pdserve.v1.CancelResponse': ['found'],
+  'pdserve.v1.HealthRequest': [],
+  'pdserve.v1.HealthResponse': ['status', 'role', 'instance_id', 'incarnation'],
+  'pdserve.v1.StatsRequest': [],
+  'pdserve.v1.StatsResponse': ['running', 'waiting', 'free_blocks', 'used_blocks', 'cached_blocks', 'total_blocks', 'prefix_cache_hit_tokens', 'prefix_cache_query_tokens', 'prefill_tokens_computed', 'preemptions', 'queued_prefill_tokens', 'import_fallbacks'],
+  'pdserve.v1.BlockSnapshotRequest': [],
+  'pdserve.v1.BlockSnapshotResponse': ['worker', 'incarnation', 'seq', 'hashes'],
+};
