@@ -3,12 +3,13 @@ import { commandHelp, parseFlags, UsageError, type CommandSpec } from './args';
 import { generate } from './commands/generate';
 import { modelTiny } from './commands/model';
 import { serve, start } from './commands/serve';
+import { decodeWorker, gateway, mixedWorker, prefillWorker } from './commands/cluster';
 
-const COMMANDS: readonly CommandSpec[] = [start, serve, generate, modelTiny];
+const COMMANDS: readonly CommandSpec[] = [start, serve, gateway, prefillWorker, decodeWorker, mixedWorker, generate, modelTiny];
 
 function overview(): string {
   const lines = ['pdserve — a disaggregated LLM serving cluster', '', 'Usage: npm run pdserve -- <command> [flags]', '', 'Commands:'];
-  for (const c of COMMANDS) lines.push(`  ${c.name.padEnd(12)}${c.summary}`);
+  for (const c of COMMANDS) lines.push(`  ${c.name.padEnd(16)}${c.summary}`);
   lines.push('', 'Run any command with --help for its flags.');
   return lines.join('\n');
 }

@@ -1,0 +1,227 @@
+// The cluster's services, each startable alone (as in Kubernetes), and a local cluster: in one process
+// with the embedded control plane, or as separate processes sharing Redis and NATS.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { connectControlPlane, processHub, type ControlPlane } from '@pdserve/control-plane';
+import { ENGINE_DEFAULTS, type EngineOptions } from '@pdserve/engine';
+import { startGateway } from '@pdserve/gateway';
+import { ensureTinyModel } from '@pdserve/model';
+import { POLICY_NAMES, type PolicyName } from '@pdserve/router';
+import { isTransportKind, type TransportKind } from '@pdserve/transfer';
+import { startWorkerService, type WorkerRole } from '@pdserve/worker';
+import { Flags, UsageError, type CommandSpec, type FlagSpec } from '../args';
+import { pinoStyle, serviceLogger } from '../logging';
+import { progressBar } from '../progress';
+
+export const COMMON_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  model: { type: 'string', help: 'Hugging Face-layout model directory (default: the built-in tiny model)' },
+  'served-model-name': { type: 'string', help: 'model id clients send; the same on every service (it seeds block hashes)' },
+  cluster: { type: 'string', help: 'cluster name: Redis keys and NATS subjects are scoped by it', default: 'pdserve' },
+  redis: { type: 'string', help: 'Redis URL for the registry (e.g. redis://127.0.0.1:6379); default: in process' },
+  nats: { type: 'string', help: 'NATS URL for KV and load events (e.g. nats://127.0.0.1:4222); default: in process' },
+  host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
+  'advertise-host': { type: 'string', help: 'address others dial (default: --host)' },
+  'admin-port': { type: 'string', help: 'port for /metrics, /health, /ready (0 = any free port)', default: '0' },
+  'log-level': { type: 'string', help: 'debug, info, warn or error', default: 'info' },
+};
+
+export const ENGINE_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  'kv-cache-bytes': { type: 'string', help: 'KV pool size (e.g. 256M, 1G)', default: String(ENGINE_DEFAULTS.kvCacheBytes) },
+  'block-size': { type: 'string', help: 'tokens per KV block (the same on every service)', default: String(ENGINE_DEFAULTS.blockSize) },
+  'max-num-seqs': { type: 'string', help: 'most sequences in the running batch', default: String(ENGINE_DEFAULTS.maxNumSeqs) },
+  'max-num-batched-tokens': { type: 'string', help: 'most tokens computed per step', default: String(ENGINE_DEFAULTS.maxNumBatchedTokens) },
+  'prefill-chunk-tokens': { type: 'string', help: 'longest prefill chunk per sequence per step; 0 = no chunking', default: String(ENGINE_DEFAULTS.prefillChunkTokens) },
+  'max-waiting': { type: 'string', help: 'queued requests before 429', default: String(ENGINE_DEFAULTS.maxWaiting) },
+  'max-model-len': { type: 'string', help: "longest prompt + output; default the model's context" },
+  'execution-provider': { type: 'string', help: 'onnxruntime execution provider (cpu, cuda, cann, ...)', default: 'cpu' },
+  threads: { type: 'string', help: 'onnxruntime intra-op threads; 0 = automatic', default: '0' },
+};
+
+export const ROUTER_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  port: { type: 'string', help: 'OpenAI API port', default: '8000' },
+  policy: { type: 'string', help: `routing policy: ${POLICY_NAMES.join(', ')}`, default: 'kv-aware' },
+  'remote-prefill-min-tokens': { type: 'string', help: 'prefill stays on the decode worker when fewer prompt tokens than this are uncached there', default: '256' },
+  'prefill-queue-max-tokens': { type: 'string', help: 'a prefill worker with more queued prefill tokens than this is busy (prefill then stays local)', default: '8192' },
+};
+
+const WORKER_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  'instance-id': { type: 'string', help: 'stable id in the registry (default: role + random suffix)' },
+  'grpc-port': { type: 'string', help: 'gRPC port (0 = any free port)', default: '0' },
+  transports: { type: 'string', help: 'KV transports this worker receives over, in preference order', default: 'shm,tcp,grpc' },
+};
+
+export async function modelDirFrom(f: Flags): Promise<{ dir: string; id: string }> {
+  const given = f.str('model');
+  if (given) return { dir: given, id: f.str('served-model-name') ?? given.split('/').filter(Boolean).pop()! };
+  const bar = progressBar('building the built-in tiny model (first run only)');
+  let built = false;
+  const dir = await ensureTinyModel({}, (d, t) => ((built = true), bar.update(d, t)));
+  if (built) bar.end();
+  return { dir, id: f.str('served-model-name') ?? 'tiny' };
+}
+
+export function engineOptions(f: Flags, dir: string, id: string): EngineOptions {
+  return {
+    modelDir: dir,
+    modelId: id,
+    kvCacheBytes: f.bytes('kv-cache-bytes'),
+    blockSize: f.int('block-size', 1),
+    maxNumSeqs: f.int('max-num-seqs', 1),
+    maxNumBatchedTokens: f.int('max-num-batched-tokens', 1),
+    prefillChunkTokens: f.int('prefill-chunk-tokens', 0),
+    maxWaiting: f.int('max-waiting', 0),
+    maxModelLen: f.int('max-model-len', 2),
+    runner: { executionProvider: f.str('execution-provider'), intraOpThreads: f.int('threads', 0) },
+  };
+}
+
+function policyOf(f: Flags): PolicyName {
+  const p = f.str('policy') ?? 'kv-aware';
+  if (!(POLICY_NAMES as readonly string[]).includes(p)) throw new UsageError(`--policy must be one of ${POLICY_NAMES.join(', ')}, got "${p}"`);
+  return p as PolicyName;
+}
+
+function transportsOf(f: Flags): TransportKind[] {
+  const list = (f.str('transports') ?? 'shm,tcp,grpc').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const t of list) if (!isTransportKind(t)) throw new UsageError(`--transports takes tcp, shm and grpc, got "${t}"`);
+  return list as TransportKind[];
+}
+
+async function controlPlaneOf(f: Flags, service: string): Promise<ControlPlane> {
+  return connectControlPlane({
+    cluster: f.str('cluster') ?? 'pdserve',
+    redisUrl: f.str('redis'),
+    natsUrl: f.str('nats'),
+    hub: processHub,
+    logger: pinoStyle(serviceLogger(service, f.str('log-level'))),
+  });
+}
+
+/** Resolves on SIGINT/SIGTERM, once. */
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+async function runWorker(role: WorkerRole, f: Flags): Promise<void> {
+  const logger = serviceLogger(`${role}-worker`, f.str('log-level'));
+  const { dir, id } = await modelDirFrom(f);
+  const cp = await controlPlaneOf(f, `${role}-worker`);
+  const w = await startWorkerService({
+    role,
+    instanceId: f.str('instance-id'),
+    engine: engineOptions(f, dir, id),
+    controlPlane: cp,
+    logger: pinoStyle(logger),
+    host: f.str('host'),
+    advertiseHost: f.str('advertise-host'),
+    grpcPort: f.int('grpc-port', 0),
+    adminPort: f.int('admin-port', 0),
+    transports: transportsOf(f),
+  });
+  logger.info('worker ready', { role, instanceId: w.instanceId, grpc: w.grpcAddress, admin: w.adminUrl, model: id, controlPlane: cp.mode });
+  const sig = await untilSignal();
+  logger.info('draining', { signal: sig });
+  await w.drain(30_000);
+  await cp.close();
+}
+
+function workerCommand(role: WorkerRole, name: string, summary: string): CommandSpec {
+  return {
+    name,
+    summary,
+    usage: `${name} [--model DIR] [--redis URL --nats URL] [--grpc-port N] [--admin-port N] [engine flags]`,
+    flags: { ...COMMON_FLAGS, ...WORKER_FLAGS, ...ENGINE_FLAGS },
+    run: (f) => runWorker(role, f),
+  };
+}
+
+export const prefillWorker = workerCommand('prefill', 'prefill-worker', 'Run a prefill worker: computes prompts, ships their KV to decode workers.');
+export const decodeWorker = workerCommand('decode', 'decode-worker', 'Run a decode worker: receives KV, decodes with continuous batching, streams tokens.');
+export const mixedWorker = workerCommand('mixed', 'mixed-worker', 'Run a mixed worker: prefill and decode on one engine.');
+
+export const gateway: CommandSpec = {
+  name: 'gateway',
+  summary: 'Run the gateway: the OpenAI HTTP API and the KV-aware router in front of the workers.',
+  usage: 'gateway [--model DIR] [--port 8000] [--redis URL --nats URL] [--policy kv-aware]',
+  flags: { ...COMMON_FLAGS, ...ROUTER_FLAGS, 'block-size': ENGINE_FLAGS['block-size']!, 'max-model-len': ENGINE_FLAGS['max-model-len']! },
+  async run(f) {
+    const logger = serviceLogger('gateway', f.str('log-level'));
+    const { dir, id } = await modelDirFrom(f);
+    const cp = await controlPlaneOf(f, 'gateway');
+    const gw = await startGateway({
+      modelDir: dir,
+      modelId: id,
+      controlPlane: cp,
+      logger,
+      host: f.str('host'),
+      port: f.int('port', 0),
+      adminPort: f.int('admin-port', 0),
+      blockSize: f.int('block-size', 1),
+      policy: policyOf(f),
+      disagg: { remotePrefillMinTokens: f.int('remote-prefill-min-tokens', 0), prefillQueueMaxTokens: f.int('prefill-queue-max-tokens', 0) },
+      maxModelLen: f.int('max-model-len', 2),
+    });
+    logger.info('gateway ready', { url: gw.url, admin: gw.adminUrl, model: id, controlPlane: cp.mode });
+    await untilSignal();
+    await gw.close();
+    await cp.close();
+  },
+};
+
+/**
+ * A local cluster. With --redis and --nats: separate processes (gateway, N prefill, M decode). Without:
+ * every service in this process on the embedded control plane (each worker still has its own engine
+ * thread and gRPC server, and they talk over loopback exactly as separate processes do).
+ */
+export async function runLocalCluster(f: Flags, prefill: number, decode: number): Promise<void> {
+  const logger = serviceLogger('pdserve', f.str('log-level'));
+  const { dir, id } = await modelDirFrom(f);
+  if (f.str('redis') && f.str('nats')) return spawnCluster(f, dir, id, prefill, decode);
+  if (f.str('redis') || f.str('nats')) throw new UsageError('a multi-process cluster needs both --redis and --nats');
+  const cp = await controlPlaneOf(f, 'pdserve');
+  const engine = engineOptions(f, dir, id);
+  const workers = [];
+  for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host') }));
+  for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host') }));
+  const gw = await startGateway({
+    modelDir: dir,
+    modelId: id,
+    controlPlane: cp,
+    logger,
+    host: f.str('host'),
+    port: f.int('port', 0),
+    adminPort: f.int('admin-port', 0),
+    blockSize: f.int('block-size', 1),
+    policy: policyOf(f),
+    disagg: { remotePrefillMinTokens: f.int('remote-prefill-min-tokens', 0), prefillQueueMaxTokens: f.int('prefill-queue-max-tokens', 0) },
+    maxModelLen: f.int('max-model-len', 2),
+  });
+  process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode, embedded control plane. Ctrl-C stops it.\n`);
+  await untilSignal();
+  await gw.close();
+  await Promise.all(workers.map((w) => w.drain(10_000)));
+  await cp.close();
+}
+
+const CLI_MAIN = fileURLToPath(new URL('../main.ts', import.meta.url));
+
+function spawnService(args: readonly string[]): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', CLI_MAIN, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+}
+
+async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, decode: number): Promise<void> {
+  const shared = ['--model', dir, '--served-model-name', id, '--redis', f.str('redis')!, '--nats', f.str('nats')!, '--cluster', f.str('cluster') ?? 'pdserve', '--log-level', f.str('log-level') ?? 'info'];
+  const engineArgs = Object.keys(ENGINE_FLAGS).flatMap((k) => (f.str(k) !== undefined ? [`--${k}`, f.str(k)!] : []));
+  const children: ChildProcess[] = [];
+  for (let i = 0; i < prefill; i++) children.push(spawnService(['prefill-worker', ...shared, ...engineArgs, '--instance-id', `prefill-${i}`]));
+  for (let i = 0; i < decode; i++) children.push(spawnService(['decode-worker', ...shared, ...engineArgs, '--instance-id', `decode-${i}`]));
+  const routerArgs = Object.keys(ROUTER_FLAGS).flatMap((k) => (f.str(k) !== undefined ? [`--${k}`, f.str(k)!] : []));
+  children.push(spawnService(['gateway', ...shared, ...routerArgs, '--block-size', f.str('block-size') ?? String(ENGINE_DEFAULTS.blockSize)]));
+  const stop = (): void => children.forEach((c) => c.kill('SIGTERM'));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  await Promise.all(children.map((c) => new Promise((r) => c.once('exit', r))));
+}

@@ -1,0 +1,64 @@
+// Checks block bytes in the @pdserve/kv-cache codec format without knowing the model: the header must
+// describe a shape whose payload length matches what follows, and the payload's crc32 must match.
+import { crc32 } from 'node:zlib';
+import { BLOCK_HEADER_BYTES, blockBytes, type KvLayout } from '@pdserve/kv-cache';
+import { invalidArgument } from './errors.js';
+import type { BlockHash } from './keys.js';
+
+// Mirrors packages/kv-cache/src/codec.ts, which does not export these two.
+const MAGIC = 0x564b4450; // "PDKV" little-endian
+const VERSION = 1;
+
+export interface BlockInfo {
+  readonly layout: KvLayout;
+  readonly numTokens: number;
+  /** The hash written in the header; undefined when the block was encoded without one (all zero). */
+  readonly hash: BlockHash | undefined;
+  readonly payloadBytes: number;
+}
+
+/**
+ * Validates a block and describes it; throws KvStoreError(invalid_argument) naming the first problem.
+ * With `expected`, the header's shape must equal that layout too.
+ */
+export function inspectBlock(bytes: Uint8Array, expected?: KvLayout): BlockInfo {
+  if (bytes.byteLength < BLOCK_HEADER_BYTES) {
+    throw invalidArgument(`KV block is ${bytes.byteLength} bytes, shorter than its ${BLOCK_HEADER_BYTES}-byte header`);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dv.getUint32(0, true) !== MAGIC) throw invalidArgument('not a KV block (bad magic)');
+  const version = dv.getUint16(4, true);
+  if (version !== VERSION) throw invalidArgument(`unsupported KV block version ${version}`);
+  const layout: KvLayout = {
+    numLayers: dv.getUint16(8, true),
+    numKvHeads: dv.getUint16(10, true),
+    headDim: dv.getUint16(12, true),
+    blockSize: dv.getUint16(14, true),
+  };
+  const shape = shapeText(layout);
+  if (layout.numLayers < 1 || layout.numKvHeads < 1 || layout.headDim < 1 || layout.blockSize < 1) {
+    throw invalidArgument(`KV block header has an empty shape ${shape}`);
+  }
+  if (expected !== undefined && shape !== shapeText(expected)) {
+    throw invalidArgument(`KV block shape ${shape} does not match the model's ${shapeText(expected)}`);
+  }
+  const numTokens = dv.getUint16(6, true);
+  if (numTokens < 1 || numTokens > layout.blockSize) {
+    throw invalidArgument(`KV block claims ${numTokens} tokens, outside 1..${layout.blockSize}`);
+  }
+  const payloadBytes = bytes.byteLength - BLOCK_HEADER_BYTES;
+  if (payloadBytes !== blockBytes(layout)) {
+    throw invalidArgument(`KV block payload is ${payloadBytes} bytes, but shape ${shape} needs ${blockBytes(layout)}`);
+  }
+  if (crc32(bytes.subarray(BLOCK_HEADER_BYTES)) !== dv.getUint32(24, true)) {
+    throw invalidArgument('KV block checksum mismatch');
+  }
+  const hashBytes = bytes.subarray(16, 24);
+  const hash = hashBytes.every((b) => b === 0) ? undefined : Buffer.from(hashBytes).toString('hex');
+  return { layout, numTokens, hash, payloadBytes };
+}
+
+/** layers x kvHeads x headDim x blockSize, the order the header stores them in. */
+function shapeText(l: KvLayout): string {
+  return `${l.numLayers}x${l.numKvHeads}x${l.headDim}x${l.blockSize}`;
+}
