@@ -1,0 +1,51 @@
+/**
+ * A prefix cache of blocks (by trace hash id) with a capacity in blocks, evicting least recently used.
+ * A Map keeps insertion order, so "touch" is delete + set and the oldest block is the first key.
+ */
+export class BlockLru {
+  private readonly blocks = new Map<number, true>();
+
+  constructor(readonly capacity: number) {}
+
+  get size(): number {
+    return this.blocks.size;
+  }
+
+  has(id: number): boolean {
+    return this.blocks.has(id);
+  }
+
+  /** Leading blocks of `ids` held, from `from`; touches them (a hit is a use) when `touch`. */
+  leading(ids: readonly number[], from = 0, touch = true): number {
+    let n = 0;
+    for (let i = from; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!this.blocks.has(id)) break;
+      if (touch) {
+        this.blocks.delete(id);
+        this.blocks.set(id, true);
+      }
+      n++;
+    }
+    return n;
+  }
+
+  /** Inserts or touches every id in order; returns the newly stored ids and the evicted ones. */
+  insert(ids: readonly number[]): { readonly stored: number[]; readonly evicted: number[] } {
+    const stored: number[] = [];
+    const evicted: number[] = [];
+    for (const id of ids) {
+      if (this.blocks.delete(id)) this.blocks.set(id, true);
+      else {
+        this.blocks.set(id, true);
+        stored.push(id);
+      }
+    }
+    while (this.blocks.size > this.capacity) {
+      const oldest = this.blocks.keys().next().value as number;
+      this.blocks.delete(oldest);
+      evicted.push(oldest);
+    }
+    return { stored, evicted };
+  }
+}

@@ -1,0 +1,39 @@
+import type { CostWeights, DisaggConfig, OverloadThresholds, PolicyName } from '@pdserve/router';
+import type { Trace } from '../trace';
+import type { CostModel } from './cost-model';
+import type { EngineLimits } from './engine';
+
+/** The simulated cluster and workload. */
+export interface SimOptions {
+  readonly trace: Trace;
+  /** Decode-capable workers; with no prefill workers they are `mixed`. Required. */
+  readonly decodeWorkers: number;
+  /** Dedicated prefill workers. Default 0. */
+  readonly prefillWorkers?: number;
+  /** The router's policy for the decode worker. Default `kv-aware`. */
+  readonly policy?: PolicyName;
+  /** Per-worker prefix cache (LRU), in tokens. Default 131 072 (the tiny model's 256 MiB KV pool). */
+  readonly cacheTokens?: number;
+  /** A global kv-store pool: blocks evicted from workers go there; hits cost a fetch. Default none. */
+  readonly store?: { readonly capacityTokens: number } | null;
+  readonly cost?: Partial<CostModel>;
+  readonly engine?: Partial<EngineLimits>;
+  /** Router tunables passed through to `new Router` (see the router's docs). */
+  readonly router?: {
+    readonly weights?: Partial<CostWeights>;
+    readonly overload?: Partial<OverloadThresholds>;
+    readonly disagg?: Partial<DisaggConfig>;
+    readonly temperature?: number;
+    readonly seed?: number;
+  };
+  /** Arrival times × this (0.5 = twice the request rate). Default 1. */
+  readonly timeScale?: number;
+  /** Tokens per hash-id block, the simulated block size. Default: the trace's (512). */
+  readonly blockScale?: number;
+  /** Output lengths × this. Default 1. */
+  readonly lengthScale?: number;
+  readonly traceBlockSize?: number;
+  readonly maxRequests?: number;
+  /** When set, the report gives the fraction of requests with TTFT ≤ this. */
+  readonly sloTtftMs?: number;
+}

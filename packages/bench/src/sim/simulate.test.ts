@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { parseTrace, readTrace, type Trace } from '../trace';
+import { BlockLru } from './block-lru';
+import { findCapacity } from './capacity';
+import { EventQueue } from './event-queue';
+import { simulate } from './simulate';
+import { routerHash } from './workload';
+
+const SHARED_TRACE = '/work/shared/traces/mooncake_synthetic_trace.jsonl';
+const lines = (rows: readonly object[]): Trace => parseTrace(rows.map((r) => JSON.stringify(r)).join('\n'));
+
+describe('EventQueue and BlockLru', () => {
+  it('pops by time, ties in insertion order', () => {
+    const q = new EventQueue<string>();
+    const input: [number, string][] = [[5, 'a'], [1, 'b'], [3, 'c'], [1, 'd'], [9, 'e'], [3, 'f'], [0, 'g']];
+    for (const [t, x] of input) q.push(t, x);
+    const out: string[] = [];
+    while (q.size > 0) out.push(q.pop()!);
+    expect(out).toEqual(['g', 'b', 'd', 'c', 'f', 'a', 'e']);
+    expect(q.pop()).toBeUndefined();
+    expect(q.peekTime()).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it('evicts least recently used blocks; a hit is a use', () => {
+    const lru = new BlockLru(3);
+    expect(lru.insert([1, 2, 3])).toEqual({ stored: [1, 2, 3], evicted: [] });
+    expect(lru.leading([1, 9, 2])).toBe(1);
+    expect(lru.insert([4])).toEqual({ stored: [4], evicted: [2] });
+    expect(lru.leading([3, 1, 4])).toBe(3);
+    expect(routerHash(255)).toBe('00000000000000ff');
+  });
+});
+
+describe('simulate', () => {
+  it('charges the cost model exactly on a hand-computed case', () => {
+    // Two identical requests of 1024 tokens (two 512-token blocks), 3 output tokens, one mixed worker.
+    const trace = lines([
+      { timestamp: 0, input_length: 1024, output_length: 3, hash_ids: [7, 8] },
+      { timestamp: 1000, input_length: 1024, output_length: 3, hash_ids: [7, 8] },
+    ]);
+    const r = simulate({ trace, decodeWorkers: 1 });
+    // Prefill 1024 × 0.25 ms = 256 ms; two decode steps of 3 + 0.2 ms. The repeat reuses 1023 tokens
+    // (one is always computed): 0.25 ms + 1023 × 0.005 ms = 5.365 ms.
+    expect(r.latencyMs.ttft.min).toBeCloseTo(5.365, 6);
+    expect(r.latencyMs.ttft.max).toBeCloseTo(256, 6);
+    expect(r.latencyMs.tbt).toMatchObject({ count: 4 });
+    expect(r.latencyMs.tbt.mean).toBeCloseTo(3.2, 9);
+    expect(r.latencyMs.e2e.max).toBeCloseTo(262.4, 6);
+    expect(r.prefix).toMatchObject({ promptTokens: 2048, localHitTokens: 1023, prefillTokensComputed: 1025 });
+  });
+
+  it('replays a slice of the shared trace, deterministically, and kv-aware beats round-robin on reuse', async () => {
+    const trace = await readTrace(SHARED_TRACE);
+    const base = { trace, decodeWorkers: 4, maxRequests: 300, blockScale: 16, cacheTokens: 16_384 } as const;
+    const kv = simulate(base);
+    expect(kv.requests).toBe(300);
+    expect(kv.completed).toBe(300);
+    expect(kv.latencyMs.ttft.count).toBe(300);
+    const p = kv.prefix;
+    expect(p.localHitTokens + p.storeHitTokens + p.prefillTokensComputed).toBe(p.promptTokens);
+    expect(kv.latencyMs.tbt.min!).toBeGreaterThanOrEqual(3.2 - 1e-9);
+    expect(simulate(base)).toEqual(kv);
+    const rr = simulate({ ...base, policy: 'round-robin' });
+    expect(kv.prefix.hitRate).toBeGreaterThan(rr.prefix.hitRate);
+    expect(rr.routing.decodePerWorker).toEqual({ min: 75, mean: 75, max: 75 });
+    // With small worker caches, blocks evicted to the store come back as store hits.
+    const small = simulate({ ...base, cacheTokens: 2048 });
+    const stored = simulate({ ...base, cacheTokens: 2048, store: { capacityTokens: 1_000_000 } });
+    expect(stored.prefix.storeHitTokens).toBeGreaterThan(0);
+    expect(stored.prefix.hitRate).toBeGreaterThan(small.prefix.hitRate);
+  });
+
+  it('disaggregates: remote prefill ships KV to decode workers', async () => {
+    const trace = await readTrace(SHARED_TRACE);
+    const r = simulate({ trace, decodeWorkers: 3, prefillWorkers: 2, maxRequests: 200, blockScale: 16, sloTtftMs: 500 });
+    expect(r.completed).toBe(200);
+    expect(r.config.decodeRole).toBe('decode');
+    expect(r.routing.remotePrefill).toBeGreaterThan(0);
+    expect(r.transferTokens).toBeGreaterThan(0);
+    expect(r.slo!.attainment).toBeGreaterThan(0);
+    expect(JSON.parse(JSON.stringify(r))).toEqual(r);
+  });
+
+  it('finds capacity under a TTFT SLO in bounded iterations', async () => {
+    const trace = await readTrace(SHARED_TRACE);
+    const opts = { trace, decodeWorkers: 2, maxRequests: 150, blockScale: 16 } as const;
+    // The longest prompts alone take ~310 ms to prefill, so p90 ≤ 500 ms is tight and 3 s loose.
+    const tight = findCapacity(opts, { sloTtftMs: 500, iterations: 8 });
+    const loose = findCapacity(opts, { sloTtftMs: 3000, iterations: 8 });
+    for (const c of [tight, loose]) {
+      expect(c.bound).toBe('found');
+      expect(c.probes.length).toBeLessThanOrEqual(8);
+      const best = c.probes.find((p) => p.timeScale === c.timeScale)!;
+      expect(best.meets).toBe(true);
+      expect(best.ttftMs!).toBeLessThanOrEqual(c.sloTtftMs);
+    }
+    expect(loose.requestsPerSec!).toBeGreaterThan(tight.requestsPerSec!);
+    expect(findCapacity(opts, { sloTtftMs: 100, iterations: 3 })).toMatchObject({ bound: 'fails-at-slowest', requestsPerSec: null });
+  });
+});

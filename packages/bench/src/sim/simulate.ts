@@ -1,0 +1,255 @@
+import { LoadTracker, PrefixIndex, Router, STORE_HOLDER, type KvEvent, type Tier, type WorkerInfo, type WorkerRole } from '@pdserve/router';
+import { SampleBuffer, summarize } from '../stats';
+import { BlockLru } from './block-lru';
+import { costModelOf, transferSeconds } from './cost-model';
+import { DEFAULT_ENGINE_LIMITS, Sequence, SimEngine, type EngineHooks } from './engine';
+import { EventQueue } from './event-queue';
+import type { SimOptions } from './options';
+import type { SimReport } from './report';
+import { simWorkload } from './workload';
+
+/** Default per-worker prefix cache: the tiny model's 256 MiB KV pool at 2 KiB per token. */
+export const DEFAULT_CACHE_TOKENS = 131_072;
+
+type SimEvent = { readonly kind: 'step'; readonly engine: SimEngine } | { readonly kind: 'transfer'; readonly seq: Sequence };
+
+/**
+ * Discrete-event simulation of a cluster driven by the gateway's own router: arrivals are routed by
+ * `Router.route` over a `PrefixIndex` fed with the KV events the simulated workers publish (stored on
+ * prefill, removed on LRU eviction; with a store, evicted blocks move to the store under its holder id),
+ * and with load reports after every change of a worker's state. Engine time comes from the cost model.
+ * Deterministic: the same options give the same report.
+ */
+export function simulate(opts: SimOptions): SimReport {
+  const { requests, blockSize, hashOf } = simWorkload(opts.trace, opts);
+  const cost = costModelOf(opts.cost);
+  const limits = { ...DEFAULT_ENGINE_LIMITS, ...opts.engine };
+  const policy = opts.policy ?? 'kv-aware';
+  const cacheTokens = opts.cacheTokens ?? DEFAULT_CACHE_TOKENS;
+  const storeTokens = opts.store?.capacityTokens ?? null;
+  const nPrefill = opts.prefillWorkers ?? 0;
+  const nDecode = opts.decodeWorkers;
+  if (!Number.isInteger(nDecode) || nDecode < 1) throw new RangeError(`decodeWorkers must be a positive integer, got ${nDecode}`);
+  if (!Number.isInteger(nPrefill) || nPrefill < 0) throw new RangeError(`prefillWorkers must be an integer ≥ 0, got ${nPrefill}`);
+  const cacheBlocks = Math.floor(cacheTokens / blockSize);
+
+  let now = 0; // seconds
+  const clock = (): number => now * 1000;
+  const index = new PrefixIndex({ clock, resyncPeriodMs: Number.POSITIVE_INFINITY });
+  const loads = new LoadTracker({ clock });
+  const router = new Router({ blockSize, policy, index, loads, explainCandidates: 0, ...opts.router });
+  const store = storeTokens === null ? undefined : new BlockLru(Math.floor(storeTokens / blockSize));
+  if (store) index.applySnapshot(STORE_HOLDER, 'sim', 0, []);
+  let storeSeq = 0;
+
+  const ttft = new SampleBuffer();
+  const tbt = new SampleBuffer();
+  const e2e = new SampleBuffer();
+  let completed = 0;
+  let lastFinish = 0;
+  let promptTokens = 0;
+  let localHit = 0;
+  let storeHit = 0;
+  let computed = 0;
+  let transferred = 0;
+  let outputTokens = 0;
+  const decodedBy = new Map<SimEngine, number>();
+  const queue = new EventQueue<SimEvent>();
+  const touched = new Set<SimEngine>();
+
+  const publish = (worker: string, seq: number, tier: Tier, stored: readonly number[], removed: readonly number[]): void => {
+    const events: KvEvent[] = [];
+    if (stored.length > 0) events.push({ kind: 'stored', hashes: stored.map(hashOf), tier });
+    if (removed.length > 0) events.push({ kind: 'removed', hashes: removed.map(hashOf), tier });
+    index.applyBatch({ worker, incarnation: 'sim', seq, events });
+  };
+  const caches = new Map<SimEngine, BlockLru>();
+  const cacheBlocksOn = (engine: SimEngine, blocks: readonly number[]): void => {
+    const { stored, evicted } = caches.get(engine)!.insert(blocks);
+    if (stored.length === 0 && evicted.length === 0) return;
+    publish(engine.id, ++engine.eventSeq, 'device', stored, evicted);
+    if (store && evicted.length > 0) {
+      const s = store.insert(evicted);
+      if (s.stored.length > 0 || s.evicted.length > 0) publish(STORE_HOLDER, ++storeSeq, 'store', s.stored, s.evicted);
+    }
+  };
+  const finish = (seq: Sequence): void => {
+    completed++;
+    lastFinish = now;
+    e2e.push((now - seq.request.arrival) * 1000);
+  };
+  const firstToken = (seq: Sequence): void => {
+    seq.lastTokenAt = now;
+    seq.context = seq.request.promptTokens + 1;
+    seq.remainingOutput = seq.request.outputTokens - 1;
+    ttft.push((now - seq.request.arrival) * 1000);
+    outputTokens += seq.request.outputTokens;
+    if (seq.remainingOutput === 0) finish(seq);
+    else {
+      seq.decode.enqueueDecode(seq);
+      touched.add(seq.decode);
+    }
+  };
+
+  const hooks: EngineHooks = {
+    startPrefill(seq, engine) {
+      const { blocks, promptTokens: prompt } = seq.request;
+      const local = caches.get(engine)!.leading(blocks);
+      const fromStore = store ? store.leading(blocks, local) : 0;
+      // At least one token is computed, to sample the first output token from.
+      const localTokens = Math.min(prompt - 1, local * blockSize);
+      const storeTokensHit = Math.min(prompt - 1 - localTokens, fromStore * blockSize);
+      promptTokens += prompt;
+      localHit += localTokens;
+      storeHit += storeTokensHit;
+      computed += prompt - localTokens - storeTokensHit;
+      return { cachedTokens: localTokens + storeTokensHit, fetchSeconds: transferSeconds(cost, storeTokensHit) };
+    },
+    prefillDone(seq, engine) {
+      cacheBlocksOn(engine, seq.request.blocks);
+      if (engine === seq.decode) {
+        firstToken(seq);
+        return;
+      }
+      const onDecode = caches.get(seq.decode)!.leading(seq.request.blocks, 0, false) * blockSize;
+      const tokens = Math.max(0, seq.request.promptTokens - onDecode);
+      transferred += tokens;
+      queue.push(now + transferSeconds(cost, tokens), { kind: 'transfer', seq });
+    },
+    finished: finish,
+    tbt: (s) => tbt.push(s * 1000),
+  };
+
+  const makeWorkers = (n: number, role: WorkerRole, prefix: string): SimEngine[] =>
+    Array.from({ length: n }, (_, i) => {
+      const e = new SimEngine(`${prefix}-${i}`, role, limits, cost, hooks);
+      caches.set(e, new BlockLru(cacheBlocks));
+      return e;
+    });
+  const decodeRole: 'decode' | 'mixed' = nPrefill > 0 ? 'decode' : 'mixed';
+  const decoders = makeWorkers(nDecode, decodeRole, decodeRole);
+  const prefillers = makeWorkers(nPrefill, 'prefill', 'prefill');
+  const byId = new Map<string, SimEngine>();
+  for (const e of [...decoders, ...prefillers]) {
+    byId.set(e.id, e);
+    index.applySnapshot(e.id, 'sim', 0, []);
+  }
+  const infos: WorkerInfo[] = [...decoders, ...prefillers].map((e) => ({ id: e.id, role: e.role }));
+  router.setWorkers(infos);
+
+  const report = (e: SimEngine): void => {
+    // Memory pressure is not modelled (totalBlocks 0 = unknown): overload comes from the waiting count.
+    loads.report({
+      worker: e.id,
+      running: e.runningCount,
+      waiting: e.waitingCount,
+      freeBlocks: 0,
+      totalBlocks: 0,
+      queuedPrefillTokens: e.queuedPrefillTokens,
+      ts: now * 1000,
+    });
+  };
+  const settle = (): void => {
+    for (const e of touched) {
+      const d = e.startStep();
+      if (d !== undefined) queue.push(now + d, { kind: 'step', engine: e });
+      report(e);
+    }
+    touched.clear();
+  };
+
+  let events = 0;
+  let next = 0;
+  while (next < requests.length || queue.size > 0) {
+    const arrival = next < requests.length ? requests[next]!.arrival : Number.POSITIVE_INFINITY;
+    events++;
+    if (queue.peekTime() <= arrival) {
+      const t = queue.peekTime();
+      const ev = queue.pop()!;
+      now = t;
+      if (ev.kind === 'step') {
+        ev.engine.finishStep(now);
+        touched.add(ev.engine);
+      } else {
+        const seq = ev.seq;
+        seq.decode.incoming--;
+        cacheBlocksOn(seq.decode, seq.request.blocks);
+        touched.add(seq.decode);
+        firstToken(seq);
+      }
+    } else {
+      now = arrival;
+      const r = requests[next++]!;
+      const d = router.route({ requestId: `r${r.index}`, chain: r.chain, promptTokens: r.promptTokens });
+      const seq = new Sequence(r);
+      seq.decode = byId.get(d.decodeWorker)!;
+      seq.prefill = d.prefill.prefill === 'remote' ? byId.get(d.prefill.worker)! : seq.decode;
+      if (seq.prefill !== seq.decode) {
+        seq.decode.incoming++;
+        touched.add(seq.decode);
+      }
+      decodedBy.set(seq.decode, (decodedBy.get(seq.decode) ?? 0) + 1);
+      seq.prefill.enqueuePrefill(seq, d.uncachedTokens);
+      touched.add(seq.prefill);
+    }
+    settle();
+  }
+
+  const stats = router.stats();
+  const perWorker = decoders.map((e) => decodedBy.get(e) ?? 0);
+  const first = requests.length > 0 ? requests[0]!.arrival : 0;
+  const span = requests.length > 1 ? requests[requests.length - 1]!.arrival - first : 0;
+  const makespan = lastFinish - first;
+  const ttftValues = ttft.values();
+  const rate = (x: number): number => (makespan > 0 ? x / makespan : 0);
+  return {
+    config: {
+      prefillWorkers: nPrefill,
+      decodeWorkers: nDecode,
+      decodeRole,
+      policy,
+      cacheTokens,
+      storeTokens,
+      blockSize,
+      timeScale: opts.timeScale ?? 1,
+      lengthScale: opts.lengthScale ?? 1,
+      cost,
+      engine: limits,
+    },
+    requests: requests.length,
+    completed,
+    offeredRequestsPerSec: span > 0 ? requests.length / span : 0,
+    makespanSec: makespan,
+    throughput: { requestsPerSec: rate(completed), outputTokensPerSec: rate(outputTokens) },
+    prefix: {
+      promptTokens,
+      localHitTokens: localHit,
+      storeHitTokens: storeHit,
+      hitRate: promptTokens > 0 ? (localHit + storeHit) / promptTokens : 0,
+      localHitRate: promptTokens > 0 ? localHit / promptTokens : 0,
+      storeHitRate: promptTokens > 0 ? storeHit / promptTokens : 0,
+      prefillTokensComputed: computed,
+    },
+    transferTokens: transferred,
+    latencyMs: { ttft: summarize(ttftValues), tbt: summarize(tbt.values()), e2e: summarize(e2e.values()) },
+    slo: opts.sloTtftMs === undefined ? null : { ttftMs: opts.sloTtftMs, attainment: fractionAtMost(ttftValues, opts.sloTtftMs) },
+    routing: {
+      remotePrefill: stats.byPrefill.remote,
+      localPrefill: stats.byPrefill.local,
+      decodePerWorker: {
+        min: Math.min(...perWorker),
+        mean: perWorker.reduce((a, b) => a + b, 0) / perWorker.length,
+        max: Math.max(...perWorker),
+      },
+    },
+    events,
+    steps: [...decoders, ...prefillers].reduce((s, e) => s + e.steps, 0),
+  };
+}
+
+function fractionAtMost(xs: Float64Array, limit: number): number {
+  if (xs.length === 0) return 0;
+  let n = 0;
+  for (const x of xs) if (x <= limit) n++;
+  return n / xs.length;
+}

@@ -1,0 +1,137 @@
+// One factory per service: registers that service's metrics on a registry and returns typed handles. Counters
+// and gauges that an existing stats snapshot already tracks (engine, router, store tiers) can instead be read
+// from that snapshot at scrape time, so the hot path pays nothing for them.
+import { collectDefaultMetrics as promDefaultMetrics, type Registry } from 'prom-client';
+import { GATEWAY_METRICS, KV_STORE_METRICS, WORKER_METRICS } from './catalog.js';
+import { registerMetrics, setCounter, type MetricHandles } from './register.js';
+
+export const METRIC_PREFIX = 'pdserve_';
+
+/** The router's cumulative counters (structurally `RouterStats` from @pdserve/router). */
+export interface RouterStatsSnapshot {
+  readonly noCandidate: number;
+  readonly byPolicy: Readonly<Record<string, number>>;
+  readonly byPrefill: { readonly local: number; readonly remote: number };
+  readonly localPrefillReasons: Readonly<Record<string, number>>;
+  readonly byWorker: Readonly<Record<string, { readonly decode: number; readonly prefill: number }>>;
+  readonly prefixRequestedBlocks: number;
+  readonly prefixMatchedBlocks: number;
+  readonly prefixMatchedByTier: Readonly<Record<string, number>>;
+}
+
+export interface GatewayMetricsOptions {
+  /**
+   * Reads the router counters (`pdserve_router_*`) from this snapshot at scrape time; then do not increment
+   * those handles yourself. The policy label is the gateway's policy (or "multiple" if it has used several).
+   */
+  readonly routerStats?: () => RouterStatsSnapshot;
+}
+
+export type GatewayMetrics = MetricHandles<typeof GATEWAY_METRICS>;
+
+export function gatewayMetrics(registry: Registry, opts: GatewayMetricsOptions = {}): GatewayMetrics {
+  const stats = opts.routerStats;
+  if (stats === undefined) return registerMetrics(registry, GATEWAY_METRICS);
+  return registerMetrics(registry, GATEWAY_METRICS, {
+    routerDecisions: (c) => {
+      const s = stats();
+      const used = Object.keys(s.byPolicy).filter((p) => (s.byPolicy[p] ?? 0) > 0);
+      const policy = used.length === 1 ? used[0]! : used.length === 0 ? 'none' : 'multiple';
+      setCounter(
+        c,
+        Object.entries(s.byWorker).flatMap(([worker, n]) => [
+          [{ policy, role: 'decode', worker }, n.decode] as const,
+          [{ policy, role: 'prefill', worker }, n.prefill] as const,
+        ]),
+      );
+    },
+    routerPrefill: (c) => {
+      const s = stats();
+      setCounter(c, [
+        [{ mode: 'remote' }, s.byPrefill.remote],
+        ...Object.entries(s.localPrefillReasons).map(([reason, n]) => [{ mode: 'local', reason }, n] as const),
+      ]);
+    },
+    routerNoCandidate: (c) => setCounter(c, [[{}, stats().noCandidate]]),
+    routerPrefixMatchedBlocks: (c) => setCounter(c, [[{}, stats().prefixMatchedBlocks]]),
+    routerPrefixRequestedBlocks: (c) => setCounter(c, [[{}, stats().prefixRequestedBlocks]]),
+    routerPrefixTierBlocks: (c) => setCounter(c, Object.entries(stats().prefixMatchedByTier).map(([tier, n]) => [{ tier }, n] as const)),
+  });
+}
+
+/** The engine's state and cumulative counters (structurally `EngineStats` from @pdserve/engine). */
+export interface EngineStatsSnapshot {
+  readonly running: number;
+  readonly waiting: number;
+  readonly usedBlocks: number;
+  readonly cachedBlocks: number;
+  readonly totalBlocks: number;
+  readonly prefixCacheHitTokens: number;
+  readonly prefixCacheQueryTokens: number;
+  readonly preemptions: number;
+  readonly steps: number;
+  readonly modelSeconds: number;
+  readonly overheadSeconds: number;
+}
+
+export interface WorkerMetricsOptions {
+  /**
+   * Reads the engine gauges and counters (sequences, KV blocks, prefix cache, preemptions, steps, model and
+   * overhead seconds) from this snapshot at scrape time; then do not set those handles yourself.
+   */
+  readonly engineStats?: () => EngineStatsSnapshot;
+}
+
+export type WorkerMetrics = MetricHandles<typeof WORKER_METRICS>;
+
+/** Metrics of an engine process: prefill, decode and mixed workers alike (the scrape job tells them apart). */
+export function workerMetrics(registry: Registry, opts: WorkerMetricsOptions = {}): WorkerMetrics {
+  const stats = opts.engineStats;
+  if (stats === undefined) return registerMetrics(registry, WORKER_METRICS);
+  return registerMetrics(registry, WORKER_METRICS, {
+    runningSequences: (g) => g.set(stats().running),
+    waitingSequences: (g) => g.set(stats().waiting),
+    kvBlocksUsed: (g) => g.set(stats().usedBlocks),
+    kvBlocksCached: (g) => g.set(stats().cachedBlocks),
+    kvBlocksTotal: (g) => g.set(stats().totalBlocks),
+    prefixCacheHitTokens: (c) => setCounter(c, [[{}, stats().prefixCacheHitTokens]]),
+    prefixCacheQueryTokens: (c) => setCounter(c, [[{}, stats().prefixCacheQueryTokens]]),
+    preemptions: (c) => setCounter(c, [[{}, stats().preemptions]]),
+    steps: (c) => setCounter(c, [[{}, stats().steps]]),
+    modelSeconds: (c) => setCounter(c, [[{}, stats().modelSeconds]]),
+    overheadSeconds: (c) => setCounter(c, [[{}, stats().overheadSeconds]]),
+  });
+}
+
+/** One storage tier's occupancy. */
+export interface StoreTierSnapshot {
+  readonly tier: string;
+  readonly blocks: number;
+  readonly bytes: number;
+  readonly capacityBytes: number;
+}
+
+export interface KvStoreMetricsOptions {
+  /** Reads the tier gauges (blocks, bytes, capacity) from this snapshot at scrape time. */
+  readonly tiers?: () => readonly StoreTierSnapshot[];
+}
+
+export type KvStoreMetrics = MetricHandles<typeof KV_STORE_METRICS>;
+
+export function kvStoreMetrics(registry: Registry, opts: KvStoreMetricsOptions = {}): KvStoreMetrics {
+  const tiers = opts.tiers;
+  if (tiers === undefined) return registerMetrics(registry, KV_STORE_METRICS);
+  return registerMetrics(registry, KV_STORE_METRICS, {
+    blocks: (g) => tiers().forEach((t) => g.set({ tier: t.tier }, t.blocks)),
+    bytes: (g) => tiers().forEach((t) => g.set({ tier: t.tier }, t.bytes)),
+    capacityBytes: (g) => tiers().forEach((t) => g.set({ tier: t.tier }, t.capacityBytes)),
+  });
+}
+
+/**
+ * prom-client's process and Node.js metrics (CPU, resident memory, heap, event loop lag, GC) with the
+ * `pdserve_` prefix, on `registry`. Call once per registry.
+ */
+export function collectDefaultMetrics(registry: Registry): void {
+  promDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+}

