@@ -70,8 +70,17 @@ export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 
   }
   if (parsed.values['help']) return 'help';
   const values: Record<string, string | boolean | undefined> = {};
-  for (const [name, f] of Object.entries(spec.flags)) values[name] = (parsed.values[name] as string | boolean | undefined) ?? f.default;
+  for (const [name, f] of Object.entries(spec.flags)) {
+    const env = process.env[envName(name)];
+    const fromEnv = env === undefined ? undefined : f.type === 'boolean' ? env === '1' || env === 'true' : env;
+    values[name] = (parsed.values[name] as string | boolean | undefined) ?? fromEnv ?? f.default;
+  }
   return new Flags(values);
+}
+
+/** Every flag can also come from the environment: --kv-cache-bytes ⇔ PDSERVE_KV_CACHE_BYTES. */
+export function envName(flag: string): string {
+  return `PDSERVE_${flag.toUpperCase().replace(/-/g, '_')}`;
 }
 
 export function commandHelp(spec: CommandSpec): string {
@@ -83,5 +92,6 @@ export function commandHelp(spec: CommandSpec): string {
     lines.push(`  ${left.padEnd(width)}${f.help}${def}`);
   }
   lines.push(`  ${'--help'.padEnd(width)}show this help`);
+  lines.push('', 'Each flag may also be set in the environment: --kv-cache-bytes 1G is PDSERVE_KV_CACHE_BYTES=1G (the flag wins).');
   return lines.join('\n');
 }

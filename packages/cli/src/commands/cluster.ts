@@ -23,6 +23,7 @@ export const COMMON_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'advertise-host': { type: 'string', help: 'address others dial (default: --host)' },
   'admin-port': { type: 'string', help: 'port for /metrics, /health, /ready (0 = any free port)', default: '0' },
   'log-level': { type: 'string', help: 'debug, info, warn or error', default: 'info' },
+  'lease-ttl-ms': { type: 'string', help: 'registry lease: a worker that stops heartbeating leaves within this (ms)', default: '10000' },
 };
 
 export const ENGINE_FLAGS: Readonly<Record<string, FlagSpec>> = {
@@ -94,6 +95,7 @@ async function controlPlaneOf(f: Flags, service: string): Promise<ControlPlane> 
     natsUrl: f.str('nats'),
     hub: processHub,
     logger: pinoStyle(serviceLogger(service, f.str('log-level'))),
+    registry: { leaseTtlMs: f.int('lease-ttl-ms', 100) },
   });
 }
 
@@ -213,7 +215,7 @@ function spawnService(args: readonly string[]): ChildProcess {
 }
 
 async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, decode: number): Promise<void> {
-  const shared = ['--model', dir, '--served-model-name', id, '--redis', f.str('redis')!, '--nats', f.str('nats')!, '--cluster', f.str('cluster') ?? 'pdserve', '--log-level', f.str('log-level') ?? 'info'];
+  const shared = ['--model', dir, '--served-model-name', id, '--redis', f.str('redis')!, '--nats', f.str('nats')!, '--cluster', f.str('cluster') ?? 'pdserve', '--log-level', f.str('log-level') ?? 'info', '--lease-ttl-ms', f.str('lease-ttl-ms') ?? '10000'];
   const engineArgs = Object.keys(ENGINE_FLAGS).flatMap((k) => (f.str(k) !== undefined ? [`--${k}`, f.str(k)!] : []));
   const children: ChildProcess[] = [];
   for (let i = 0; i < prefill; i++) children.push(spawnService(['prefill-worker', ...shared, ...engineArgs, '--instance-id', `prefill-${i}`]));
