@@ -41,7 +41,7 @@ export class ClusterClient implements EngineClient {
     }
     return {
       running, waiting, freeBlocks: 0, cachedBlocks: 0, totalBlocks: 0, usedBlocks: 0, prefixCacheHitTokens: 0, prefixCacheQueryTokens: 0,
-      preemptions: 0, prefillTokensComputed: 0, queuedPrefillTokens: 0, importFallbacks: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0,
+      preemptions: 0, prefillTokensComputed: 0, queuedPrefillTokens: 0, importFallbacks: 0, prefetchedTokens: 0, prefetchRejects: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0,
     };
   }
 
@@ -50,13 +50,16 @@ export class ClusterClient implements EngineClient {
     const chain = chainHashes(req.promptTokenIds, this.opts.blockSize, this.modelId);
     const excluded = new Set<string>();
     for (let attempt = 0; ; attempt++) {
-      const workers = view.workers().filter((w) => !excluded.has(w.id));
       let decision;
+      // The router memoises per worker list; a retry narrows it once, then membership is restored.
+      const narrowed = excluded.size > 0 ? view.workers().filter((w) => !excluded.has(w.id)) : undefined;
       try {
-        decision = router.route({ requestId: req.requestId, chain, promptTokens: req.promptTokenIds.length }, workers);
+        decision = router.route({ requestId: req.requestId, chain, promptTokens: req.promptTokenIds.length }, narrowed);
       } catch (err) {
         if (err instanceof RouterError) throw new EngineError('not_ready', 'no decode worker is available');
         throw err;
+      } finally {
+        if (narrowed) router.setWorkers(view.workers());
       }
       logger.debug('routed', { requestId: req.requestId, decision: explainDecision(decision) });
       const remote = decision.prefill.prefill === 'remote' ? view.record(decision.prefill.worker) : undefined;

@@ -38,40 +38,55 @@ export interface Gateway {
 }
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
-  const spec = loadModelSpec(opts.modelDir, opts.modelId);
-  const tokenizer = await Tokenizer.fromDir(opts.modelDir);
-  const router = new Router({ blockSize: opts.blockSize ?? 16, policy: opts.policy, disagg: opts.disagg });
-  const view = new ClusterView({ controlPlane: opts.controlPlane, router, model: opts.modelId, logger: opts.logger, resyncIntervalMs: opts.resyncIntervalMs });
-  await view.start();
   const registry = new Registry();
   collectDefaultMetrics(registry);
+  const router = new Router({ blockSize: opts.blockSize ?? 16, policy: opts.policy, disagg: opts.disagg });
   const metrics = gatewayMetrics(registry, { routerStats: () => router.stats() });
-  const maxModelLen = Math.min(opts.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
-  const cluster = new ClusterClient({ modelId: opts.modelId, maxModelLen, blockSize: router.blockSize, router, view, logger: opts.logger });
-  const api: ApiServer = createApiServer({
-    models: [{ id: opts.modelId, engine: new MeteredEngine(cluster, metrics), tokenizer, maxModelLen }],
-    host: opts.host,
-    port: opts.port,
-    logger: opts.logger,
-    onResponse: (r) => {
-      if (!r.path.startsWith('/v1/')) return;
-      metrics.requests.inc({ endpoint: r.path, status: String(r.status) });
-      metrics.requestDuration.observe({ endpoint: r.path }, r.seconds);
-    },
-  });
-  const { url } = await api.listen();
-  let admin: AdminServer | undefined;
-  if (opts.adminPort !== undefined) admin = await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady: () => cluster.isReady() });
-  return {
-    url,
-    adminUrl: admin?.url,
-    router,
-    view,
-    registry,
-    async close() {
-      await api.close();
-      await admin?.close();
-      view.close();
-    },
-  };
+  // The admin port opens first, so probes and scrapes reach a gateway that is still loading its tokenizer;
+  // /ready stays 503 until the API listens and a decode worker is live (else it could answer nothing).
+  let cluster: ClusterClient | undefined;
+  let listening = false;
+  const admin: AdminServer | undefined =
+    opts.adminPort === undefined ? undefined : await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady: () => listening && (cluster?.isReady() ?? false) });
+  let view: ClusterView | undefined;
+  try {
+    const spec = loadModelSpec(opts.modelDir, opts.modelId);
+    const tokenizer = await Tokenizer.fromDir(opts.modelDir);
+    view = new ClusterView({ controlPlane: opts.controlPlane, router, model: opts.modelId, logger: opts.logger, resyncIntervalMs: opts.resyncIntervalMs });
+    await view.start();
+    const maxModelLen = Math.min(opts.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
+    cluster = new ClusterClient({ modelId: opts.modelId, maxModelLen, blockSize: router.blockSize, router, view, logger: opts.logger });
+    const api: ApiServer = createApiServer({
+      models: [{ id: opts.modelId, engine: new MeteredEngine(cluster, metrics), tokenizer, maxModelLen }],
+      host: opts.host,
+      port: opts.port,
+      logger: opts.logger,
+      onResponse: (r) => {
+        if (!r.path.startsWith('/v1/')) return;
+        metrics.requests.inc({ endpoint: r.path, status: String(r.status) });
+        metrics.requestDuration.observe({ endpoint: r.path }, r.seconds);
+      },
+    });
+    const { url } = await api.listen();
+    listening = true;
+    const clusterView = view;
+    return {
+      url,
+      adminUrl: admin?.url,
+      router,
+      view: clusterView,
+      registry,
+      async close() {
+        listening = false;
+        await api.close();
+        await admin?.close();
+        clusterView.close();
+      },
+    };
+  } catch (err) {
+    // A gateway that cannot start must not leave its admin port holding the process open.
+    await admin?.close().catch(() => undefined);
+    view?.close();
+    throw err;
+  }
 }
