@@ -90,7 +90,7 @@ const mixed = await ttft512(['mixed'], 1 << 30);
 log('disaggregation: prefill → decode...');
 const disagg = await ttft512(['prefill', 'decode'], 1);
 
-const ms = (x: number): string => x.toFixed(1);
+const ms = (x: number | null): string => (x === null ? "n/a" : x.toFixed(1));
 const lines = [
   `Tiny model, in-process cluster (gRPC over loopback, embedded control plane); ${machine()}.`,
   '',

@@ -71,8 +71,9 @@ const overview: DashboardSpec = {
       row: 'Now',
       panels: [
         stat('Requests / s', 'reqps', [t(`sum(${rate('pdserve_requests_total')})`, 'requests')]),
+        // With traffic and no failure the ratio is 0, not "No data" (5xx series exist only after the first one).
         stat('5xx ratio', 'percentunit', [
-          t(`sum(${rate('pdserve_requests_total', 'status=~"5.."')}) / sum(${rate('pdserve_requests_total')})`, '5xx'),
+          t(`(sum(${rate('pdserve_requests_total', 'status=~"5.."')}) or vector(0)) / (sum(${rate('pdserve_requests_total')}) > 0)`, '5xx'),
         ], { thresholds: [{ value: 0.01, color: 'orange' }, { value: 0.05, color: 'red' }] }),
         stat('TTFT p99', 's', [t(quantile(0.99, 'pdserve_time_to_first_token_seconds', ''), 'p99')], {
           thresholds: [{ value: 2, color: 'orange' }, { value: 5, color: 'red' }],

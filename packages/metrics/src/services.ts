@@ -109,11 +109,18 @@ export interface StoreTierSnapshot {
   readonly blocks: number;
   readonly bytes: number;
   readonly capacityBytes: number;
+  /** Cumulative counters of the tier, when the store keeps them (read at scrape time). */
+  readonly hits?: number;
+  readonly evictions?: number;
+  readonly readBytes?: number;
+  readonly writeBytes?: number;
 }
 
 export interface KvStoreMetricsOptions {
-  /** Reads the tier gauges (blocks, bytes, capacity) from this snapshot at scrape time. */
+  /** Reads the tier gauges (blocks, bytes, capacity) and counters from this snapshot at scrape time. */
   readonly tiers?: () => readonly StoreTierSnapshot[];
+  /** Cumulative reads for blocks held in no tier. */
+  readonly misses?: () => number;
 }
 
 export type KvStoreMetrics = MetricHandles<typeof KV_STORE_METRICS>;
@@ -125,6 +132,11 @@ export function kvStoreMetrics(registry: Registry, opts: KvStoreMetricsOptions =
     blocks: (g) => tiers().forEach((t) => g.set({ tier: t.tier }, t.blocks)),
     bytes: (g) => tiers().forEach((t) => g.set({ tier: t.tier }, t.bytes)),
     capacityBytes: (g) => tiers().forEach((t) => g.set({ tier: t.tier }, t.capacityBytes)),
+    hits: (c) => setCounter(c, tiers().map((t) => [{ tier: t.tier }, t.hits ?? 0] as const)),
+    evictions: (c) => setCounter(c, tiers().map((t) => [{ tier: t.tier }, t.evictions ?? 0] as const)),
+    readBytes: (c) => setCounter(c, tiers().map((t) => [{ tier: t.tier }, t.readBytes ?? 0] as const)),
+    writeBytes: (c) => setCounter(c, tiers().map((t) => [{ tier: t.tier }, t.writeBytes ?? 0] as const)),
+    ...(opts.misses === undefined ? {} : { misses: (c) => setCounter(c, [[{}, opts.misses!()]]) }),
   });
 }
 
