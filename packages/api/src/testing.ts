@@ -120,7 +120,7 @@ export class FakeEngine implements EngineClient {
     return {
       running: 0, waiting: 0, freeBlocks: 0, cachedBlocks: 0, totalBlocks: 0, usedBlocks: 0,
       prefixCacheHitTokens: 0, prefixCacheQueryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0,
-      prefillTokensComputed: 0, queuedPrefillTokens: 0, importFallbacks: 0,
+      prefillTokensComputed: 0, queuedPrefillTokens: 0, importFallbacks: 0, prefetchedTokens: 0, prefetchRejects: 0,
     };
   }
 

@@ -24,13 +24,15 @@ export type { TraceReplayOptions } from './trace-replay';
 // The cluster simulator (drives @pdserve/router itself).
 export { simulate, DEFAULT_CACHE_TOKENS } from './sim/simulate';
 export type { SimOptions } from './sim/options';
-export type { SimReport } from './sim/report';
+export type { SimReport, SimRequestRecord } from './sim/report';
 export { findCapacity } from './sim/capacity';
 export type { CapacityOptions, CapacityProbe, CapacityResult } from './sim/capacity';
-export { DEFAULT_COST_MODEL, costModelOf, decodeStepSeconds, transferSeconds } from './sim/cost-model';
+export { DEFAULT_COST_MODEL, chunkTokenPairs, costModelOf, decodeStepSeconds, requestOverheadSeconds, transferSeconds } from './sim/cost-model';
 export type { CostModel } from './sim/cost-model';
 export { DEFAULT_ENGINE_LIMITS } from './sim/engine';
 export type { EngineLimits } from './sim/engine';
 export { routerHash, simWorkload } from './sim/workload';
 export type { SimRequest, SimWorkloadOptions } from './sim/workload';
 export { formatCapacity, formatSimReport } from './sim/format';
+export { fitCostModel, nnls, parseCostModel, predictAloneTtft, prefillWork } from './sim/calibration';
+export type { Calibration, CalibrationFile, CalibrationSamples, DecodeSample, FitQuality, OverheadSample, PrefillSample, PrefillWork } from './sim/calibration';

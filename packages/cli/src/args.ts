@@ -13,6 +13,8 @@ export interface CommandSpec {
   readonly summary: string;
   readonly usage: string;
   readonly flags: Readonly<Record<string, FlagSpec>>;
+  /** Accepts bare arguments besides flags (e.g. `--compare A.json B.json`); absent: none are accepted. */
+  readonly positionals?: boolean;
   run(flags: Flags): Promise<void>;
 }
 
@@ -20,7 +22,11 @@ export interface CommandSpec {
 export class UsageError extends Error {}
 
 export class Flags {
-  constructor(private readonly values: Record<string, string | boolean | undefined>) {}
+  constructor(
+    private readonly values: Record<string, string | boolean | undefined>,
+    /** Bare arguments, in order (only for commands that accept them). */
+    readonly positionals: readonly string[] = [],
+  ) {}
 
   str(name: string): string | undefined {
     const v = this.values[name];
@@ -48,13 +54,13 @@ export class Flags {
     if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
     return n;
   }
-  /** Byte sizes accept suffixes: 512M, 2G, 1.5GiB. */
+  /** Byte sizes accept suffixes: 512M, 2G, 1.5GiB, and Kubernetes' 2Gi (all powers of 1024). */
   bytes(name: string): number | undefined {
     const v = this.str(name);
     if (v === undefined) return undefined;
-    const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(v.trim());
+    const m = /^(\d+(?:\.\d+)?)\s*(?:([kmgt])(ib?|b)?|(b)?)$/i.exec(v.trim());
     if (!m) throw new UsageError(`--${name} must be a size like 268435456, 256M or 1G, got "${v}"`);
-    const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+    const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
     return Math.floor(Number(m[1]) * mult);
   }
 }
@@ -64,7 +70,7 @@ export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 
   for (const [name, f] of Object.entries(spec.flags)) options[name] = f.short ? { type: f.type, short: f.short } : { type: f.type };
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options, allowPositionals: false, strict: true });
+    parsed = parseArgs({ args: [...argv], options, allowPositionals: spec.positionals === true, strict: true });
   } catch (err) {
     throw new UsageError(`${(err as Error).message.split('\n')[0]} (see: pdserve ${spec.name} --help)`);
   }
@@ -75,7 +81,7 @@ export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 
     const fromEnv = env === undefined ? undefined : f.type === 'boolean' ? env === '1' || env === 'true' : env;
     values[name] = (parsed.values[name] as string | boolean | undefined) ?? fromEnv ?? f.default;
   }
-  return new Flags(values);
+  return new Flags(values, parsed.positionals);
 }
 
 /** Every flag can also come from the environment: --kv-cache-bytes ⇔ PDSERVE_KV_CACHE_BYTES. */

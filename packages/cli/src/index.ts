@@ -1,1 +1,3 @@
-export { runCli } from './run';
+export { COMMANDS, runCli } from './run';
+export { envName, parseFlags, Flags, UsageError, type CommandSpec, type FlagSpec } from './args';
+export { engineOptions, policyOf, transportsOf } from './commands/cluster';

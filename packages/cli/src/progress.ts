@@ -16,3 +16,31 @@ export function progressBar(label: string): { update(done: number, total: number
     },
   };
 }
+
+/**
+ * A progress bar for counted work on stderr, with a free-form detail after it (e.g. "12 in flight, 3.4 s");
+ * `total` undefined shows a spinner-less count. Only when stderr is a terminal; otherwise one line at the end.
+ */
+export function countBar(label: string): { update(done: number, total: number | undefined, detail?: string): void; end(summary?: string): void } {
+  const tty = process.stderr.isTTY === true;
+  let lastDraw = 0;
+  let drawn = false;
+  return {
+    update(done, total, detail = '') {
+      if (!tty) return;
+      const now = Date.now();
+      if (now - lastDraw < 100 && done !== total) return; // at most 10 redraws a second
+      lastDraw = now;
+      drawn = true;
+      const width = 30;
+      const frac = total !== undefined && total > 0 ? Math.min(1, done / total) : 0;
+      const bar = total === undefined ? '' : ` [${'#'.repeat(Math.round(frac * width))}${'.'.repeat(width - Math.round(frac * width))}] ${String(Math.floor(frac * 100)).padStart(3)}%`;
+      const count = total === undefined ? `${done}` : `${done}/${total}`;
+      process.stderr.write(`\r\x1b[2K${label}${bar} ${count}${detail ? `, ${detail}` : ''}`);
+    },
+    end(summary) {
+      if (tty) process.stderr.write(drawn ? '\n' : '');
+      if (!tty || summary !== undefined) process.stderr.write(`${label}: ${summary ?? 'done'}\n`);
+    },
+  };
+}

@@ -4,8 +4,13 @@ import { generate } from './commands/generate';
 import { modelTiny } from './commands/model';
 import { serve, start } from './commands/serve';
 import { decodeWorker, gateway, mixedWorker, prefillWorker } from './commands/cluster';
+import { kvStore } from './commands/kv-store';
+import { benchCommand } from './commands/bench';
+import { calibrateCommand } from './commands/calibrate';
+import { simulateCommand } from './commands/simulate';
 
-const COMMANDS: readonly CommandSpec[] = [start, serve, gateway, prefillWorker, decodeWorker, mixedWorker, generate, modelTiny];
+/** Every command, as `pdserve <name>` runs it (the chart's container args are checked against these specs). */
+export const COMMANDS: readonly CommandSpec[] = [start, serve, gateway, prefillWorker, decodeWorker, mixedWorker, kvStore, generate, modelTiny, benchCommand, simulateCommand, calibrateCommand];
 
 function overview(): string {
   const lines = ['pdserve — a disaggregated LLM serving cluster', '', 'Usage: npm run pdserve -- <command> [flags]', '', 'Commands:'];

@@ -16,6 +16,26 @@ export interface GenerateRequest {
   readonly exportKv?: { readonly fromBlock: number };
   /** Decode role: the prompt was prefilled elsewhere; admit it with this KV and this first token. */
   readonly prefilled?: PrefilledKv;
+  /**
+   * Leading blocks of the prompt fetched from elsewhere (the kv-store): they enter the prefix cache before
+   * admission, each verified (checksum, shape, chained hash); the first bad one ends the import and the
+   * rest is computed here.
+   */
+  readonly prefetched?: PrefetchedKv;
+}
+
+/** Full blocks of a prompt's prefix, encoded (kv-cache codec), for block indices fromBlock, fromBlock + 1, ... */
+export interface PrefetchedKv {
+  readonly fromBlock: number;
+  readonly blocks: readonly Uint8Array[];
+}
+
+/**
+ * Where evicted blocks may go instead of being dropped. `offer` is called synchronously at eviction, while
+ * the block's bytes are intact; it calls `encode` (a copy) only if it takes the block, and must never block.
+ */
+export interface OffloadSink {
+  offer(hash: string, encode: () => Uint8Array): void;
 }
 
 /** A prompt's KV computed on another node, and the token it sampled. */
@@ -70,6 +90,10 @@ export interface EngineStats {
   readonly queuedPrefillTokens: number;
   /** Imported KV that failed verification and was recomputed locally. */
   readonly importFallbacks: number;
+  /** Prompt tokens whose KV came in prefetched (from the kv-store) and entered the prefix cache. */
+  readonly prefetchedTokens: number;
+  /** Prefetched blocks refused by verification (corrupt, wrong prefix): recomputed instead. */
+  readonly prefetchRejects: number;
   readonly steps: number;
   /** Seconds spent inside session.run and outside it (scheduling, gather/scatter, sampling). */
   readonly modelSeconds: number;

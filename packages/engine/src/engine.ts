@@ -1,6 +1,6 @@
 import { BlockPool, chainHashes, decodeBlock, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
 import { isStopToken, loadModelSpec, Sampler, type ModelSpec, type RunnerOptions, type SampledToken } from '@pdserve/model';
-import { EngineError, type EngineClient, type EngineStats, type ExportedKv, type GenerateOutput, type GenerateRequest } from './client';
+import { EngineError, type EngineClient, type EngineStats, type ExportedKv, type GenerateOutput, type GenerateRequest, type OffloadSink } from './client';
 import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
@@ -51,7 +51,7 @@ export class LLMEngine implements EngineClient {
   private nextSeqId = 1;
   private looping = false;
   private closed = false;
-  private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0, importFallbacks: 0, prefillTokens: 0 };
+  private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0, importFallbacks: 0, prefillTokens: 0, prefetchedTokens: 0, prefetchRejects: 0 };
 
   private constructor(
     readonly spec: ModelSpec,
@@ -112,6 +112,8 @@ export class LLMEngine implements EngineClient {
         0,
       ),
       importFallbacks: this.counters.importFallbacks,
+      prefetchedTokens: this.counters.prefetchedTokens,
+      prefetchRejects: this.counters.prefetchRejects,
       steps: this.counters.steps,
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
@@ -124,6 +126,18 @@ export class LLMEngine implements EngineClient {
 
   get blockSize(): number {
     return this.opts.blockSize;
+  }
+
+  /**
+   * Sends blocks evicted from the prefix cache to `sink` (undefined: drop them, the default). The block is
+   * encoded (copied) at eviction, before the pool reuses it.
+   */
+  offload(sink: OffloadSink | undefined): void {
+    this.pool.onEvict(
+      sink === undefined
+        ? undefined
+        : (id, hash) => sink.offer(hash, () => encodeBlock(this.layout, this.pool.bytes(id), hash, this.opts.blockSize)),
+    );
   }
 
   /** How many leading full blocks of `tokens` this engine's prefix cache holds right now (no reference taken). */
@@ -200,6 +214,7 @@ export class LLMEngine implements EngineClient {
       this.opts.blockSize,
     );
     seq.prefilled = req.prefilled;
+    seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;
     seq.exportFromBlock = req.exportKv?.fromBlock;
     this.scheduler.add(seq);
     this.kick();
@@ -239,6 +254,8 @@ export class LLMEngine implements EngineClient {
 
   private async step(): Promise<void> {
     const t0 = performance.now();
+    // Prefetched prefixes enter the cache between forwards, when no block is being written.
+    for (const seq of this.scheduler.waiting) if (seq.prefetched) this.insertPrefetched(seq);
     const plan = this.scheduler.schedule();
     this.account(plan);
     for (const seq of plan.imports) this.importKv(seq);
@@ -363,6 +380,40 @@ export class LLMEngine implements EngineClient {
     this.publishFull(seq);
     if (p.rngState) seq.sampler.rngState = p.rngState;
     this.emitToken(seq, p.firstToken);
+  }
+
+  /**
+   * Puts a sequence's prefetched prefix blocks into the prefix cache (free, cached, most recently used),
+   * so that admission takes them like local hits. Stops at the first block that fails verification or
+   * finds no room; the prompt's remaining tokens are computed here. Never the last prompt token: its
+   * logits come from computing it.
+   */
+  private insertPrefetched(seq: Sequence): void {
+    const p = seq.prefetched!;
+    seq.prefetched = undefined;
+    const bs = this.opts.blockSize;
+    const maxBlocks = Math.floor((seq.promptLen - 1) / bs);
+    for (let k = 0; k < p.blocks.length; k++) {
+      const i = p.fromBlock + k;
+      if (i >= maxBlocks) break;
+      const hash = seq.blockHash(i);
+      if (this.pool.has(hash)) continue;
+      let payload: Uint8Array;
+      try {
+        const dec = decodeBlock(this.layout, p.blocks[k]!);
+        if (dec.numTokens !== bs || dec.hash !== hash) throw new Error(`block ${i} belongs to another prefix`);
+        payload = dec.payload;
+      } catch {
+        this.counters.prefetchRejects += 1;
+        return;
+      }
+      const id = this.pool.allocate();
+      if (id === undefined) return;
+      this.pool.bytes(id).set(payload);
+      this.pool.publish(id, hash);
+      this.pool.release(id);
+      this.counters.prefetchedTokens += bs;
+    }
   }
 
   private finishReasonFor(seq: Sequence, tokenId: number): 'stop' | 'length' | undefined {

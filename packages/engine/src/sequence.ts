@@ -1,6 +1,6 @@
 import { hashBlock, rootHash, type BlockHash, type BlockId } from '@pdserve/kv-cache';
 import type { Sampler, SamplingParams } from '@pdserve/model';
-import type { FinishReason, GenerateOutput, PrefilledKv } from './client';
+import type { FinishReason, GenerateOutput, PrefetchedKv, PrefilledKv } from './client';
 import { OutputQueue } from './output-queue';
 
 export type SequenceStatus = 'waiting' | 'running' | 'finished';
@@ -23,6 +23,8 @@ export class Sequence {
   readonly outputs = new OutputQueue<GenerateOutput>();
   /** Decode role: KV computed elsewhere, admitted instead of a local prefill (dropped if it cannot be). */
   prefilled: PrefilledKv | undefined;
+  /** Prefix blocks fetched from the kv-store, put into the prefix cache before the sequence is admitted. */
+  prefetched: PrefetchedKv | undefined;
   /** Prefill role: export KV from this block on when the first token is out. */
   exportFromBlock: number | undefined;
   /** Hashes of the full blocks of `tokens`, extended lazily. */

@@ -3,6 +3,7 @@
 import type { ControlPlane, KvEventBatch, Membership, ServiceRecord } from '@pdserve/control-plane';
 import type { Logger } from '@pdserve/api';
 import type { Router, WorkerInfo, WorkerRole } from '@pdserve/router';
+import { KvStoreClient } from '@pdserve/kv-store';
 import { WorkerClient } from '@pdserve/worker';
 
 export interface ClusterViewOptions {
@@ -20,6 +21,8 @@ const ROUTABLE: readonly string[] = ['prefill', 'decode', 'mixed'];
 export class ClusterView {
   private membership: Membership | undefined;
   private readonly records = new Map<string, ServiceRecord>();
+  /** kv-store nodes: not routable, but what they hold (tier 'store') counts as cached for every worker. */
+  private readonly stores = new Map<string, { readonly record: ServiceRecord; readonly client: KvStoreClient }>();
   private readonly clients = new Map<string, WorkerClient>();
   private readonly resyncing = new Set<string>();
   private readonly unsubscribe: (() => void)[] = [];
@@ -48,6 +51,7 @@ export class ClusterView {
     for (const u of this.unsubscribe) u();
     this.membership?.close();
     for (const c of this.clients.values()) c.close();
+    for (const s of this.stores.values()) s.client.close();
   }
 
   /** Workers the router may choose from now. */
@@ -88,6 +92,7 @@ export class ClusterView {
         this.opts.logger.info('worker left', { worker: id, role: prev.role });
       }
     }
+    this.syncStores(live);
     for (const [id, rec] of live) {
       if (this.records.has(id) || !ROUTABLE.includes(rec.role) || rec.model !== this.opts.model) continue;
       this.records.set(id, rec);
@@ -97,19 +102,37 @@ export class ClusterView {
     this.opts.router.setWorkers(this.workers());
   }
 
+  /** kv-store nodes come and go like workers; each one's event stream is its own index holder. */
+  private syncStores(live: ReadonlyMap<string, ServiceRecord>): void {
+    for (const [id, s] of this.stores) {
+      const now = live.get(id);
+      if (now && now.incarnation === s.record.incarnation) continue;
+      this.stores.delete(id);
+      this.opts.router.index.removeWorker(id);
+      s.client.close();
+      this.opts.logger.info('kv-store left', { node: id });
+    }
+    for (const [id, rec] of live) {
+      if (rec.role !== 'kv-store' || this.stores.has(id) || (rec.model !== '*' && rec.model !== this.opts.model)) continue;
+      this.stores.set(id, { record: rec, client: new KvStoreClient(rec.grpcAddress) });
+      this.opts.logger.info('kv-store joined', { node: id, address: rec.grpcAddress });
+      void this.resync(id);
+    }
+  }
+
   private onKv(batch: KvEventBatch): void {
-    if (!this.records.has(batch.worker)) return;
+    if (!this.records.has(batch.worker) && !this.stores.has(batch.worker)) return;
     if (this.opts.router.index.applyBatch(batch) === 'gap') void this.resync(batch.worker);
   }
 
   private tick(): void {
-    for (const id of this.opts.router.index.holdersNeedingSnapshot()) if (this.records.has(id)) void this.resync(id);
-    for (const id of this.records.keys()) if (this.opts.router.index.needsSnapshot(id)) void this.resync(id);
+    for (const id of this.opts.router.index.holdersNeedingSnapshot()) if (this.records.has(id) || this.stores.has(id)) void this.resync(id);
+    for (const id of [...this.records.keys(), ...this.stores.keys()]) if (this.opts.router.index.needsSnapshot(id)) void this.resync(id);
     if (this.opts.controlPlane.events.status !== 'connected') void this.pollLoads();
   }
 
   private resyncAll(): void {
-    for (const id of this.records.keys()) void this.resync(id);
+    for (const id of [...this.records.keys(), ...this.stores.keys()]) void this.resync(id);
   }
 
   /** Rebuilds one worker's index entries from its own snapshot (the index replays newer buffered events). */
@@ -117,6 +140,14 @@ export class ClusterView {
     if (this.resyncing.has(id)) return;
     this.resyncing.add(id);
     try {
+      const store = this.stores.get(id);
+      if (store !== undefined) {
+        const snap = await store.client.snapshot();
+        if (!this.stores.has(id)) return;
+        const hashes = snap.groups.filter((g) => g.model_id === this.opts.model).flatMap((g) => g.hashes);
+        this.opts.router.index.applySnapshot(id, snap.incarnation, snap.seq, hashes.map((hash) => ({ hash, tier: 'store' as const })));
+        return;
+      }
       const snap = await this.client(id).snapshot();
       if (!this.records.has(id)) return;
       this.opts.router.index.applySnapshot(id, snap.incarnation, snap.seq, snap.hashes.map((hash) => ({ hash, tier: 'device' as const })));

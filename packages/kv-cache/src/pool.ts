@@ -24,6 +24,7 @@ export class BlockPool {
   /** Free blocks that still hold a cached prefix, oldest first (Map keeps insertion order). */
   private readonly freeCached = new Map<BlockId, true>();
   private listener: ((e: KvCacheEvent) => void) | undefined;
+  private evictListener: ((id: BlockId, hash: BlockHash) => void) | undefined;
 
   constructor(
     readonly layout: KvLayout,
@@ -47,6 +48,14 @@ export class BlockPool {
   /** Receives 'stored' when a full block enters the prefix cache and 'removed' when it is evicted. */
   onEvent(listener: ((e: KvCacheEvent) => void) | undefined): void {
     this.listener = listener;
+  }
+
+  /**
+   * Told when a cached block is about to lose its prefix (evicted for reuse), while its bytes are still
+   * intact: the last moment to copy them out (e.g. to offload them to a kv-store). Must not touch the pool.
+   */
+  onEvict(listener: ((id: BlockId, hash: BlockHash) => void) | undefined): void {
+    this.evictListener = listener;
   }
 
   get numFree(): number {
@@ -81,6 +90,8 @@ export class BlockPool {
       if (oldest.done) return undefined;
       id = oldest.value;
       this.freeCached.delete(id);
+      const hash = this.hashOf[id];
+      if (hash !== undefined) this.evictListener?.(id, hash);
       this.forget(id);
     }
     this.refCount[id] = 1;
@@ -121,6 +132,8 @@ export class BlockPool {
   /** Evicts every free cached block (tests, and `reset prefix cache`). */
   evictFree(): void {
     for (const id of this.freeCached.keys()) {
+      const hash = this.hashOf[id];
+      if (hash !== undefined) this.evictListener?.(id, hash);
       this.forget(id);
       this.freeEmpty.push(id);
     }

@@ -40,3 +40,10 @@ export {
 } from './redis-directory.js';
 export { mirrorToDirectory, type DirectoryMirror } from './directory-sync.js';
 export { placeReplicas, rendezvousWeight } from './placement.js';
+
+// The service layer: gRPC contract, client, server and process wiring.
+export { KvStoreClient, KvStoreCallError, toStoreCallError, type PutOptions, type PutReceipt } from './rpc/client.js';
+export { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, KV_STORE_PROTO } from './rpc/proto.js';
+export type * from './rpc/wire.js';
+export { KvStoreServer, type KvStoreServerOptions } from './rpc/server.js';
+export { processDirectory, startKvStoreService, type KvStoreService, type KvStoreServiceOptions } from './rpc/service.js';

@@ -44,7 +44,7 @@ export class BlockTable {
     }
     held.delete(hash);
     list.removeAt(at);
-    if (list.entries.length === 0) this.byHash.delete(hash);
+    if (list.entries.length === 0) this.forget(hash, list);
   }
 
   /** Forgets everything the holder in `slot` holds. */
@@ -52,8 +52,26 @@ export class BlockTable {
     for (const hash of held.keys()) {
       const list = this.byHash.get(hash)!;
       list.removeAt(list.indexOfSlot(slot));
-      if (list.entries.length === 0) this.byHash.delete(hash);
+      if (list.entries.length === 0) this.forget(hash, list);
     }
     held.clear();
+  }
+
+  /** The list of `hash`, found through `previous`'s successor pointer when it is still valid. */
+  next(previous: HolderList | undefined, hash: string): HolderList | undefined {
+    if (previous !== undefined && previous.successorHash === hash && !previous.successor!.dead) return previous.successor;
+    const list = this.byHash.get(hash);
+    if (previous !== undefined && list !== undefined) {
+      previous.successorHash = hash;
+      previous.successor = list;
+    }
+    return list;
+  }
+
+  private forget(hash: string, list: HolderList): void {
+    this.byHash.delete(hash);
+    list.dead = true;
+    list.successor = undefined;
+    list.successorHash = undefined;
   }
 }

@@ -120,17 +120,17 @@ export class PrefillPlacer {
     for (const i of usable) top.offer(i);
     const scores = top.idx.slice(0, this.explain).map((i): CandidateScore => {
       const id = prefillWorkers[i]!.id;
-      const at = prefillKeys[i]!;
+      const key = prefillKeys[i]!;
       return {
         worker: id,
         cost: costs[i]!,
         terms: {
           cost: costs[i]!,
-          uncachedPrefillBlocks: uncachedPrefillBlocks(match, at, request.promptTokens, blockSize, w),
-          deviceHitBlocks: match.deviceAt(at),
-          hostHitBlocks: match.hostAt(at),
-          diskHitBlocks: match.diskAt(at),
-          storeHitBlocks: storeOnlyBlocks(match, at),
+          uncachedPrefillBlocks: uncachedPrefillBlocks(match, key, request.promptTokens, blockSize, w),
+          deviceHitBlocks: match.deviceAt(key),
+          hostHitBlocks: match.hostAt(key),
+          diskHitBlocks: match.diskAt(key),
+          storeHitBlocks: storeOnlyBlocks(match, key),
           queuedPrefillBlocks: queued[i]! / blockSize,
         },
       };

@@ -19,6 +19,14 @@ export class HolderList {
   fp0 = 0;
   fp1 = 0;
   readonly entries: number[] = [];
+  /** Set when the table drops this list (no holder left); a later list for the same hash is a new object. */
+  dead = false;
+  /**
+   * The block that last followed this one in a walked chain, and its list: a walk that meets the same
+   * successor again follows the pointer instead of a lookup in the (large, cache-cold) hash table.
+   */
+  successorHash: string | undefined = undefined;
+  successor: HolderList | undefined = undefined;
 
   add(entry: number): void {
     this.entries.push(entry);

@@ -28,6 +28,7 @@ export {
   costTerms,
   isOverloaded,
   loadCost,
+  storeOnlyBlocks,
   uncachedPrefillBlocks,
   uncachedTokens,
 } from './cost';

@@ -61,9 +61,11 @@ export class PrefixWalker {
     let skipped = 0; // blocks advanced in O(1) since the last full pass, not yet credited per slot
     let storeRun = true;
     let storeBlocks = 0;
+    let last: HolderList | undefined; // the list of block i − 1
     for (let i = 0; i < chain.length; i++) {
-      const holders = table.get(chain[i]!);
+      const holders = table.next(last, chain[i]!);
       if (holders === undefined) break;
+      last = holders;
       if (previous !== undefined && holders.sameAs(previous)) {
         skipped++;
         if (storeRun) {

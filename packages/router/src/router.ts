@@ -162,7 +162,7 @@ export class Router {
 }
 
 function credit(match: PrefixMatch, worker: string): PrefixCredit {
-  const at = match.keyOf(worker);
-  const store = storeOnlyBlocks(match, at);
-  return { blocks: match.blocksAt(at) + store, device: match.deviceAt(at), host: match.hostAt(at), disk: match.diskAt(at), store };
+  const key = match.keyOf(worker);
+  const store = storeOnlyBlocks(match, key);
+  return { blocks: match.blocksAt(key) + store, device: match.deviceAt(key), host: match.hostAt(key), disk: match.diskAt(key), store };
 }

@@ -98,7 +98,6 @@ describe('kv-aware on shared system prompts', () => {
     const kv = simulate('kv-aware');
     const rr = simulate('round-robin');
     const rnd = simulate('random');
-    // eslint-disable-next-line no-console
     console.info(
       `hit rate: kv-aware ${kv.hitRate.toFixed(3)} (split ${kv.split}), round-robin ${rr.hitRate.toFixed(3)}, ` +
         `random ${rnd.hitRate.toFixed(3)}, best possible ${kv.bestRate.toFixed(3)}`,

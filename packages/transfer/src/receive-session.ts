@@ -80,14 +80,14 @@ export class ReceiveSession {
   private reserved = 0;
   private readonly ctl = new AbortController();
   private readonly timer: NodeJS.Timeout;
-  private readonly deadlineAt: number;
   private readonly onClosing = (): void => this.fail(new TransferError('UNAVAILABLE', 'receiver closed'));
 
   constructor(private readonly call: ServerDuplexStream<TransferUp, TransferDown>, private readonly host: SessionHost) {
     const senderDeadline = deadlineMs(call.getDeadline());
-    this.deadlineAt = Math.min(senderDeadline, Date.now() + host.limits.maxTransferMs);
+    // The sender's deadline, capped: a receiver never holds a transfer longer than maxTransferMs.
+    const deadlineAt = Math.min(senderDeadline, Date.now() + host.limits.maxTransferMs);
     this.timer = setTimeout(() => this.fail(new TransferError('DEADLINE_EXCEEDED',
-      `transfer ${this.id} not admitted before its deadline`)), Math.max(0, this.deadlineAt - Date.now()));
+      `transfer ${this.id} not admitted before its deadline`)), Math.max(0, deadlineAt - Date.now()));
     call.on('data', (m: TransferUp) => this.onMessage(m));
     call.on('end', () => {
       // A dying sender's stream may end just before grpc-js reports the cancellation: let that win.

@@ -4,3 +4,4 @@ export { samplingFromWire, samplingToWire, outputFromWire, outputToWire } from '
 export { DEADLINES, MAX_MESSAGE_BYTES, WORKER_GRPC_OPTIONS, WORKER_PROTO } from './proto';
 export type * from './wire';
 export { startWorkerService, type WorkerService, type WorkerServiceOptions } from './service';
+export { StoreLink, STORE_LINK_DEFAULTS, type StoreLinkOptions, type StoreLinkStats } from './store-link';

@@ -2,14 +2,15 @@
 // (decode) or sending (prefill) end, registration in the registry, KV events and load reports.
 import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
-import type { ControlPlane, Logger, Registration } from '@pdserve/control-plane';
+import type { ControlPlane, Logger, Membership, Registration } from '@pdserve/control-plane';
 import { KvEventPublisher } from '@pdserve/control-plane';
 import { EngineError, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
 import { chainHashes } from '@pdserve/kv-cache';
-import { TransferReceiver, TransferSender, type IncomingTransfer, type TransportKind } from '@pdserve/transfer';
+import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import { outputToWire, samplingFromWire } from './codec';
 import { WorkerClient, toCallError } from './client';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
+import { StoreLink, type StoreLinkOptions } from './store-link';
 import type * as W from './wire';
 
 export type WorkerRole = 'prefill' | 'decode' | 'mixed';
@@ -27,6 +28,8 @@ export interface WorkerServerOptions {
   readonly advertiseHost?: string;
   /** gRPC port; 0 picks a free one. */
   readonly grpcPort?: number;
+  /** Port of the TCP data plane that receives KV blocks (when this worker receives any); 0 or undefined = any free port. */
+  readonly dataPort?: number;
   /** Admin (metrics/health) address advertised in the registry, if any. */
   readonly adminAddress?: string;
   /** Transports this worker receives KV over, in preference order; default shm, tcp, grpc. */
@@ -35,8 +38,12 @@ export interface WorkerServerOptions {
   readonly sendTransport?: 'auto' | TransportKind;
   /** How often a load report is published (ms); default 250. */
   readonly loadReportIntervalMs?: number;
-  /** Told about each KV transfer (bytes, seconds, direction) for metrics. */
-  readonly onTransfer?: (direction: 'in' | 'out', bytes: number, seconds: number) => void;
+  /** Told about each KV transfer (bytes, seconds, direction, transport) for metrics. */
+  readonly onTransfer?: (direction: 'in' | 'out', bytes: number, seconds: number, transport: TransportKind) => void;
+  /** Told about each KV transfer abandoned (peer gone, checksum mismatch, timeout) for metrics. */
+  readonly onTransferFailed?: (direction: 'in' | 'out') => void;
+  /** Offload evicted blocks to, and prefetch prefixes from, the kv-store nodes in the registry. */
+  readonly kvStore?: StoreLinkOptions;
 }
 
 /** Status codes for the engine's failure classes, mapped once. */
@@ -55,7 +62,9 @@ export class WorkerServer {
   private readonly sender = new TransferSender();
   private readonly publisher: KvEventPublisher;
   private readonly inFlight = new Map<string, AbortController>();
-  private readonly expected = new Map<string, { resolve: (blocks: Uint8Array[]) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly expected = new Map<string, { resolve: (blocks: KvBlock[]) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private storeLink: StoreLink | undefined;
+  private membership: Membership | undefined;
   private readonly peers = new Map<string, WorkerClient>();
   private registration: Registration | undefined;
   private loadTimer: NodeJS.Timeout | undefined;
@@ -74,10 +83,11 @@ export class WorkerServer {
   async start(): Promise<string> {
     const { opts } = this;
     const host = opts.host ?? '127.0.0.1';
-    if (opts.role !== 'prefill') {
+    if (opts.role !== 'prefill' || opts.kvStore !== undefined) {
       this.receiver = await TransferReceiver.start({
         host,
         advertiseHost: opts.advertiseHost,
+        tcpPort: opts.dataPort,
         transports: opts.transports,
         onTransfer: (t) => this.admitTransfer(t),
       });
@@ -101,6 +111,11 @@ export class WorkerServer {
         cb(null, { worker: opts.instanceId, incarnation: this.incarnation, seq: this.publisher.seq, hashes: opts.engine.pool.cachedHashes() });
       },
     });
+    if (opts.kvStore !== undefined) {
+      this.membership = await opts.controlPlane.registry.watch();
+      this.storeLink = new StoreLink(opts.engine, this.membership, this.sender, { address: () => this.address, expect: (id) => this.expectTransfer(id, 30_000) }, opts.logger, opts.kvStore);
+      opts.engine.offload(this.storeLink);
+    }
     const port = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
@@ -133,8 +148,16 @@ export class WorkerServer {
     await this.close();
   }
 
+  /** The kv-store link, when enabled (stats, tests). */
+  get kvStore(): StoreLink | undefined {
+    return this.storeLink;
+  }
+
   async close(): Promise<void> {
     if (this.loadTimer) clearInterval(this.loadTimer);
+    this.opts.engine.offload(undefined);
+    this.storeLink?.close();
+    this.membership?.close();
     this.publisher.close();
     this.server.forceShutdown();
     await this.receiver?.close();
@@ -157,6 +180,11 @@ export class WorkerServer {
       preemptions: s.preemptions,
       queued_prefill_tokens: s.queuedPrefillTokens,
       import_fallbacks: s.importFallbacks,
+      prefetched_tokens: s.prefetchedTokens,
+      prefetch_rejects: s.prefetchRejects,
+      store_prefetched_blocks: this.storeLink?.stats().prefetchedBlocks ?? 0,
+      store_offloaded_blocks: this.storeLink?.stats().offloadedBlocks ?? 0,
+      store_offload_dropped: this.storeLink?.stats().offloadDropped ?? 0,
     };
   }
 
@@ -195,11 +223,14 @@ export class WorkerServer {
           prefilledBy = req.prefill.prefill_worker;
         } catch (err) {
           if (ac.signal.aborted) return;
+          this.opts.onTransferFailed?.('in');
           // The prefill pool failed us: prefill here instead (slower, same tokens).
           this.opts.logger.warn({ requestId: req.request_id, error: toCallError(err).message }, 'remote prefill failed; prefilling locally');
         }
       }
-      for await (const o of this.opts.engine.generate({ requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled })) {
+      const prefetched = prefilled === undefined ? await this.storeLink?.prefetch(req.prompt_token_ids, ac.signal) : undefined;
+      if (ac.signal.aborted) return;
+      for await (const o of this.opts.engine.generate({ requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched })) {
         if (ac.signal.aborted) break;
         call.write(outputToWire(o, prefilledBy));
       }
@@ -216,12 +247,7 @@ export class WorkerServer {
     const engine = this.opts.engine;
     const fromBlock = engine.cachedPrefixBlocks(req.prompt_token_ids);
     const transferId = randomBytes(16).toString('hex');
-    const arrived = new Promise<Uint8Array[]>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('KV transfer did not arrive')), 120_000);
-      timer.unref();
-      this.expected.set(transferId, { resolve, reject, timer });
-    });
-    arrived.catch(() => undefined);
+    const expected = this.expectTransfer(transferId, 120_000);
     try {
       const peer = this.peer(req.prefill!.prefill_address);
       const res = await peer.prefill(
@@ -234,7 +260,7 @@ export class WorkerServer {
         },
         signal,
       );
-      const blocks = await arrived;
+      const blocks = (await expected.arrived).map((b) => b.data);
       const rng = res.rng_state.length === 4 ? (res.rng_state as unknown as readonly [number, number, number, number]) : undefined;
       return {
         fromBlock,
@@ -244,10 +270,26 @@ export class WorkerServer {
         cachedTokens: res.cached_tokens,
       };
     } finally {
-      const e = this.expected.get(transferId);
-      if (e) clearTimeout(e.timer);
-      this.expected.delete(transferId);
+      expected.done();
     }
+  }
+
+  /** Registers a transfer this worker asked for; only such transfers are admitted. */
+  private expectTransfer(transferId: string, timeoutMs: number): { arrived: Promise<KvBlock[]>; done: () => void } {
+    const arrived = new Promise<KvBlock[]>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('KV transfer did not arrive')), timeoutMs);
+      timer.unref();
+      this.expected.set(transferId, { resolve, reject, timer });
+    });
+    arrived.catch(() => undefined);
+    return {
+      arrived,
+      done: () => {
+        const e = this.expected.get(transferId);
+        if (e) clearTimeout(e.timer);
+        this.expected.delete(transferId);
+      },
+    };
   }
 
   /** The transfer engine hands over a whole, verified transfer; only expected ones are admitted. */
@@ -256,8 +298,8 @@ export class WorkerServer {
     if (!e) throw new Error(`unexpected transfer ${t.transferId}`);
     const started = performance.now();
     // The receive slab is reused after this returns: keep copies.
-    e.resolve(t.blocks.map((b) => b.data.slice()));
-    this.opts.onTransfer?.('in', t.bytes, (performance.now() - started) / 1000);
+    e.resolve(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice() })));
+    this.opts.onTransfer?.('in', t.bytes, (performance.now() - started) / 1000, t.transport);
   }
 
   private async handlePrefill(call: ServerUnaryCall<W.PrefillRequestMsg, W.PrefillResponseMsg>, cb: sendUnaryData<W.PrefillResponseMsg>): Promise<void> {
@@ -271,7 +313,8 @@ export class WorkerServer {
       let first: { tokenId: number; logprob: number; top: { tokenId: number; logprob: number }[] } | undefined;
       let cached = 0;
       let kv: { blocks: readonly Uint8Array[]; rngState?: readonly number[] } | undefined;
-      for await (const o of this.opts.engine.generate({ requestId: `prefill:${req.request_id}`, promptTokenIds: req.prompt_token_ids, sampling, signal: ac.signal, exportKv: { fromBlock: req.from_block } })) {
+      const prefetched = await this.storeLink?.prefetch(req.prompt_token_ids, ac.signal);
+      for await (const o of this.opts.engine.generate({ requestId: `prefill:${req.request_id}`, promptTokenIds: req.prompt_token_ids, sampling, signal: ac.signal, exportKv: { fromBlock: req.from_block }, prefetched })) {
         if (o.tokenIds.length > 0 && !first) first = { tokenId: o.tokenIds[0]!, logprob: o.logprobs?.[0]?.logprob ?? 0, top: [...(o.logprobs?.[0]?.top ?? [])] };
         cached = o.cachedTokens;
         if (o.kv) kv = o.kv;
@@ -280,15 +323,20 @@ export class WorkerServer {
       const hashes = chainHashes(req.prompt_token_ids, this.opts.engine.blockSize, this.opts.engine.modelId);
       const blocks = kv.blocks.map((data, k) => ({ hash: hashes[req.from_block + k] ?? '0'.repeat(16), data }));
       const t0 = performance.now();
-      const receipt = await this.sender.send({
-        peer: { grpcAddress: req.target.grpc_address },
-        blocks,
-        transferId: req.target.transfer_id,
-        transport: (this.opts.sendTransport ?? req.target.transport ?? 'auto') as 'auto' | TransportKind,
-        signal: ac.signal,
-        deadlineMs: 60_000,
-      });
-      this.opts.onTransfer?.('out', receipt.bytes, (performance.now() - t0) / 1000);
+      const receipt = await this.sender
+        .send({
+          peer: { grpcAddress: req.target.grpc_address },
+          blocks,
+          transferId: req.target.transfer_id,
+          transport: (this.opts.sendTransport ?? req.target.transport ?? 'auto') as 'auto' | TransportKind,
+          signal: ac.signal,
+          deadlineMs: 60_000,
+        })
+        .catch((err: unknown) => {
+          if (!ac.signal.aborted) this.opts.onTransferFailed?.('out');
+          throw err;
+        });
+      this.opts.onTransfer?.('out', receipt.bytes, (performance.now() - t0) / 1000, receipt.transport);
       cb(null, {
         first_token: first.tokenId,
         first_logprob: first.logprob,

@@ -5,6 +5,7 @@ import { LLMEngine, type EngineOptions } from '@pdserve/engine';
 import { collectDefaultMetrics, Registry, startAdminServer, workerMetrics, type AdminServer } from '@pdserve/metrics';
 import type { TransportKind } from '@pdserve/transfer';
 import { WorkerServer, type WorkerRole } from './server';
+import type { StoreLinkOptions } from './store-link';
 
 export interface WorkerServiceOptions {
   readonly role: WorkerRole;
@@ -15,10 +16,14 @@ export interface WorkerServiceOptions {
   readonly host?: string;
   readonly advertiseHost?: string;
   readonly grpcPort?: number;
+  /** Port of the TCP data plane that receives KV blocks (when this worker receives any); 0 or undefined = any free port. */
+  readonly dataPort?: number;
   /** Admin port (/metrics, /health, /ready); undefined = none. */
   readonly adminPort?: number;
   readonly transports?: readonly TransportKind[];
   readonly sendTransport?: 'auto' | TransportKind;
+  /** Offload to and prefetch from the kv-store tier (off when undefined). */
+  readonly kvStore?: StoreLinkOptions;
 }
 
 export interface WorkerService {
@@ -37,56 +42,77 @@ export async function startWorkerService(opts: WorkerServiceOptions): Promise<Wo
   const instanceId = opts.instanceId ?? `${opts.role}-${randomBytes(4).toString('hex')}`;
   const registry = new Registry();
   collectDefaultMetrics(registry);
-  let metrics: ReturnType<typeof workerMetrics> | undefined;
-  const engine = await LLMEngine.create({
-    ...opts.engine,
-    onStep: (s) => {
-      metrics?.stepSeconds.observe({ phase: s.phase }, s.seconds);
-      metrics?.batchSize.observe(s.batchSize);
-    },
-  });
-  metrics = workerMetrics(registry, { engineStats: () => engine.stats() });
-  const peerRole = opts.role === 'prefill' ? 'decode' : 'prefill';
-  let admin: AdminServer | undefined;
+  // The admin port opens first, so probes and scrapes reach a worker that is still loading its model;
+  // /ready stays 503 until the engine is up and the worker is registered, and again once it drains.
+  let serving = false;
+  let engine: LLMEngine | undefined;
+  const admin: AdminServer | undefined =
+    opts.adminPort === undefined ? undefined : await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady: () => serving && (engine?.isReady() ?? false) });
   let server: WorkerServer | undefined;
-  if (opts.adminPort !== undefined) {
-    admin = await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady: () => engine.isReady() && server?.grpcAddress !== '' });
+  try {
+    let metrics: ReturnType<typeof workerMetrics> | undefined;
+    engine = await LLMEngine.create({
+      ...opts.engine,
+      onStep: (s) => {
+        metrics?.stepSeconds.observe({ phase: s.phase }, s.seconds);
+        metrics?.batchSize.observe(s.batchSize);
+      },
+    });
+    const loaded = engine;
+    metrics = workerMetrics(registry, { engineStats: () => loaded.stats() });
+    const peerRole = opts.role === 'prefill' ? 'decode' : 'prefill';
+    // Series this worker will have exist from the start at 0, so "none yet" reads as 0, not as no data.
+    const direction = opts.role === 'prefill' ? 'out' : 'in';
+    metrics.kvTransferBytes.inc({ direction, peer_role: peerRole }, 0);
+    metrics.kvTransferFailures.inc({ direction, peer_role: peerRole }, 0);
+    server = new WorkerServer({
+      role: opts.role,
+      instanceId,
+      engine,
+      controlPlane: opts.controlPlane,
+      logger: opts.logger,
+      host: opts.host,
+      advertiseHost: opts.advertiseHost,
+      grpcPort: opts.grpcPort,
+      dataPort: opts.dataPort,
+      adminAddress: admin ? new URL(admin.url).host : undefined,
+      transports: opts.transports,
+      sendTransport: opts.sendTransport,
+    kvStore: opts.kvStore,
+      onTransfer: (direction, bytes, seconds, transport) => {
+        metrics?.kvTransferBytes.inc({ direction, peer_role: peerRole }, bytes);
+        metrics?.kvTransferSeconds.observe({ direction, transport }, seconds);
+      },
+      onTransferFailed: (direction) => metrics?.kvTransferFailures.inc({ direction, peer_role: peerRole }),
+    });
+    const grpcAddress = await server.start();
+    serving = true;
+    const worker = server;
+    return {
+      instanceId,
+      server: worker,
+      engine: loaded,
+      grpcAddress,
+      adminUrl: admin?.url,
+      registry,
+      async drain(graceMs) {
+        serving = false;
+        await worker.drain(graceMs);
+        await admin?.close();
+        await loaded.close();
+      },
+      async close() {
+        serving = false;
+        await worker.close();
+        await admin?.close();
+        await loaded.close();
+      },
+    };
+  } catch (err) {
+    // A worker that cannot start must not leave its admin port (or engine thread) holding the process open.
+    await server?.close().catch(() => undefined);
+    await admin?.close().catch(() => undefined);
+    await engine?.close().catch(() => undefined);
+    throw err;
   }
-  server = new WorkerServer({
-    role: opts.role,
-    instanceId,
-    engine,
-    controlPlane: opts.controlPlane,
-    logger: opts.logger,
-    host: opts.host,
-    advertiseHost: opts.advertiseHost,
-    grpcPort: opts.grpcPort,
-    adminAddress: admin ? new URL(admin.url).host : undefined,
-    transports: opts.transports,
-    sendTransport: opts.sendTransport,
-    onTransfer: (direction, bytes, seconds) => {
-      metrics?.kvTransferBytes.inc({ direction, peer_role: peerRole }, bytes);
-      metrics?.kvTransferSeconds.observe({ direction, transport: 'any' }, seconds);
-    },
-  });
-  const grpcAddress = await server.start();
-  const close = async (): Promise<void> => {
-    await server!.close();
-    await admin?.close();
-    await engine.close();
-  };
-  return {
-    instanceId,
-    server: server!,
-    engine,
-    grpcAddress,
-    adminUrl: admin?.url,
-    registry,
-    async drain(graceMs) {
-      await server!.drain(graceMs);
-      await admin?.close();
-      await engine.close();
-    },
-    close,
-  };
 }

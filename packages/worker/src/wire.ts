@@ -103,6 +103,11 @@ export interface StatsResponseMsg {
   preemptions: number;
   queued_prefill_tokens: number;
   import_fallbacks: number;
+  prefetched_tokens: number;
+  prefetch_rejects: number;
+  store_prefetched_blocks: number;
+  store_offloaded_blocks: number;
+  store_offload_dropped: number;
 }
 export type BlockSnapshotRequestMsg = Record<string, never>;
 export interface BlockSnapshotResponseMsg {
@@ -128,7 +133,7 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.HealthRequest': [],
   'pdserve.v1.HealthResponse': ['status', 'role', 'instance_id', 'incarnation'],
   'pdserve.v1.StatsRequest': [],
-  'pdserve.v1.StatsResponse': ['running', 'waiting', 'free_blocks', 'used_blocks', 'cached_blocks', 'total_blocks', 'prefix_cache_hit_tokens', 'prefix_cache_query_tokens', 'prefill_tokens_computed', 'preemptions', 'queued_prefill_tokens', 'import_fallbacks'],
+  'pdserve.v1.StatsResponse': ['running', 'waiting', 'free_blocks', 'used_blocks', 'cached_blocks', 'total_blocks', 'prefix_cache_hit_tokens', 'prefix_cache_query_tokens', 'prefill_tokens_computed', 'preemptions', 'queued_prefill_tokens', 'import_fallbacks', 'prefetched_tokens', 'prefetch_rejects', 'store_prefetched_blocks', 'store_offloaded_blocks', 'store_offload_dropped'],
   'pdserve.v1.BlockSnapshotRequest': [],
   'pdserve.v1.BlockSnapshotResponse': ['worker', 'incarnation', 'seq', 'hashes'],
 };

@@ -30,17 +30,23 @@ export class BlockLru {
     return n;
   }
 
-  /** Inserts or touches every id in order; returns the newly stored ids and the evicted ones. */
+  /**
+   * Inserts or touches a prompt's blocks, last block first, so that the tail of a prefix is evicted before its
+   * head (as the engine frees a finished sequence's blocks); returns the newly stored ids (in prompt order)
+   * and the evicted ones.
+   */
   insert(ids: readonly number[]): { readonly stored: number[]; readonly evicted: number[] } {
     const stored: number[] = [];
     const evicted: number[] = [];
-    for (const id of ids) {
+    for (let i = ids.length - 1; i >= 0; i--) {
+      const id = ids[i]!;
       if (this.blocks.delete(id)) this.blocks.set(id, true);
       else {
         this.blocks.set(id, true);
         stored.push(id);
       }
     }
+    stored.reverse();
     while (this.blocks.size > this.capacity) {
       const oldest = this.blocks.keys().next().value as number;
       this.blocks.delete(oldest);

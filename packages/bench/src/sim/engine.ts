@@ -1,5 +1,5 @@
 import type { WorkerRole } from '@pdserve/router';
-import { decodeStepSeconds, type CostModel } from './cost-model';
+import { chunkTokenPairs, decodeStepSeconds, type CostModel } from './cost-model';
 import type { SimRequest } from './workload';
 
 /** Scheduler limits of one simulated engine; defaults are pdserve's engine defaults. */
@@ -8,7 +8,7 @@ export interface EngineLimits {
   readonly maxRunning: number;
   /** Most tokens per step (decode tokens + prefill chunks). Default 2048. */
   readonly maxBatchTokens: number;
-  /** Longest prefill chunk per sequence per step while decodes run. Default 256. */
+  /** Longest prefill chunk per sequence per step (as the engine: whether or not decodes run); 0 = no limit. Default 256. */
   readonly prefillChunkTokens: number;
 }
 
@@ -25,6 +25,9 @@ export class Sequence {
   lastTokenAt = 0;
   remainingOutput = 0;
   context = 0;
+  /** Prompt tokens reused (local cache, store or pool), known once the prefill starts. */
+  cachedTokens = 0;
+  ttftMs = 0;
 
   constructor(readonly request: SimRequest) {}
 }
@@ -92,6 +95,7 @@ export class SimEngine {
     const batch = running.length;
     let budget = limits.maxBatchTokens - batch;
     let prefillTokens = 0;
+    let tokenPairs = 0;
     let cachedTokens = 0;
     let fetchSeconds = 0;
     this.chunkSeqs.length = 0;
@@ -107,18 +111,21 @@ export class SimEngine {
         fetchSeconds += hit.fetchSeconds;
       }
       let chunk = Math.min(seq.prefillRemaining, budget);
-      if (batch > 0) chunk = Math.min(chunk, limits.prefillChunkTokens);
+      if (limits.prefillChunkTokens > 0) chunk = Math.min(chunk, limits.prefillChunkTokens);
       this.chunkSeqs.push(seq);
       this.chunkTokens.push(chunk);
       budget -= chunk;
       prefillTokens += chunk;
+      tokenPairs += chunkTokenPairs(seq.request.promptTokens - seq.prefillRemaining, chunk);
     }
     if (batch === 0 && this.chunkSeqs.length === 0) return undefined;
     this.busy = true;
     this.steps++;
     return (
       decodeStepSeconds(cost, batch, this.contextTokens) +
+      (this.chunkSeqs.length > 0 ? cost.prefillStepSeconds : 0) +
       prefillTokens * cost.prefillSecondsPerToken +
+      tokenPairs * cost.prefillSecondsPerTokenPair +
       cachedTokens * cost.prefillSecondsPerCachedToken +
       fetchSeconds
     );

@@ -8,12 +8,13 @@ const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 export function formatSimReport(r: SimReport): string {
   const c = r.config;
   const cluster = c.prefillWorkers > 0 ? `${c.prefillWorkers} prefill + ${c.decodeWorkers} decode` : `${c.decodeWorkers} mixed`;
-  const store = c.storeTokens === null ? 'no store' : `store ${c.storeTokens} tokens`;
+  const store = c.globalPool ? 'global pool of the workers\' caches' : c.storeTokens === null ? 'no store' : `store ${c.storeTokens} tokens`;
   const { ttft, tbt, e2e } = r.latencyMs;
   const lines = [
-    `cluster: ${cluster} workers, ${c.policy}, cache ${c.cacheTokens} tokens/worker, ${store}, block ${c.blockSize}, time ×${c.timeScale}`,
+    `cluster: ${cluster} workers, ${c.policy}, cache ${c.cacheTokens} tokens/worker, ${store}, block ${c.blockSize}, time ×${c.timeScale}` +
+      (c.hostParallelism === null ? '' : `, one shared host running ${c.hostParallelism.toFixed(2)} steps at once`),
     `requests: ${r.completed}/${r.requests} completed, offered ${r.offeredRequestsPerSec.toFixed(2)} req/s, makespan ${r.makespanSec.toFixed(1)} s`,
-    `prefix hit: ${pct(r.prefix.hitRate)} (local ${pct(r.prefix.localHitRate)}, store ${pct(r.prefix.storeHitRate)}); prefill computed ${r.prefix.prefillTokensComputed} of ${r.prefix.promptTokens} tokens`,
+    `prefix hit: ${pct(r.prefix.hitRate)} (local ${pct(r.prefix.localHitRate)}, fetched from ${c.globalPool ? 'other workers' : 'the store'} ${pct(r.prefix.storeHitRate)}); prefill computed ${r.prefix.prefillTokensComputed} of ${r.prefix.promptTokens} tokens`,
     `TTFT ms: p50 ${ms(ttft.p50)} p90 ${ms(ttft.p90)} p99 ${ms(ttft.p99)} | TBT ms: p50 ${ms(tbt.p50)} p90 ${ms(tbt.p90)} p99 ${ms(tbt.p99)} | E2E ms p90 ${ms(e2e.p90)}`,
     `routing: prefill remote ${r.routing.remotePrefill}, local ${r.routing.localPrefill}; per decode worker min ${r.routing.decodePerWorker.min} mean ${r.routing.decodePerWorker.mean.toFixed(1)} max ${r.routing.decodePerWorker.max}`,
   ];

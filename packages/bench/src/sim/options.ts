@@ -16,7 +16,19 @@ export interface SimOptions {
   readonly cacheTokens?: number;
   /** A global kv-store pool: blocks evicted from workers go there; hits cost a fetch. Default none. */
   readonly store?: { readonly capacityTokens: number } | null;
+  /**
+   * A Mooncake-style global pool: the workers' caches pooled, so that a worker fetches (at the transfer cost)
+   * the blocks past its own prefix that any other worker caches. Same total capacity as local caches, reach
+   * cluster-wide. Exclusive with `store`. Default false.
+   */
+  readonly globalPool?: boolean;
   readonly cost?: Partial<CostModel>;
+  /**
+   * All workers share one host that runs `parallelism` engine steps at once at full speed (a local cluster on
+   * a few CPU cores): a step that starts while more workers are mid-step takes busy / parallelism times as
+   * long. `pdserve calibrate` measures it. Default none: each worker has its own accelerator.
+   */
+  readonly sharedHost?: { readonly parallelism: number } | null;
   readonly engine?: Partial<EngineLimits>;
   /** Router tunables passed through to `new Router` (see the router's docs). */
   readonly router?: {
@@ -34,6 +46,12 @@ export interface SimOptions {
   readonly lengthScale?: number;
   readonly traceBlockSize?: number;
   readonly maxRequests?: number;
+  /** Prompts are cut to this many tokens (as the replay's `maxInputLen`). Default: no limit. */
+  readonly maxInputLen?: number;
+  /** Output lengths are capped at this (as the replay's `maxTokens`). Default: no limit. */
+  readonly maxTokens?: number;
+  /** The report lists every request (worker, cached tokens, TTFT). Default false. */
+  readonly recordRequests?: boolean;
   /** When set, the report gives the fraction of requests with TTFT ≤ this. */
   readonly sloTtftMs?: number;
 }

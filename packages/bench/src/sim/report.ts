@@ -12,9 +12,15 @@ export interface SimReport {
     readonly policy: PolicyName;
     readonly cacheTokens: number;
     readonly storeTokens: number | null;
+    /** Mooncake-style global pool: any worker fetches blocks any other worker caches. */
+    readonly globalPool: boolean;
+    /** Steps one shared host runs at once at full speed; null: each worker has its own device. */
+    readonly hostParallelism: number | null;
     readonly blockSize: number;
     readonly timeScale: number;
     readonly lengthScale: number;
+    readonly maxInputLen: number | null;
+    readonly maxTokens: number | null;
     readonly cost: CostModel;
     readonly engine: EngineLimits;
   };
@@ -29,7 +35,7 @@ export interface SimReport {
     readonly promptTokens: number;
     /** Reused from the prefilling worker's own cache. */
     readonly localHitTokens: number;
-    /** Fetched from the kv-store. */
+    /** Fetched from the kv-store (or, with a global pool, from another worker's cache). */
     readonly storeHitTokens: number;
     /** (local + store) / prompt tokens. */
     readonly hitRate: number;
@@ -50,4 +56,18 @@ export interface SimReport {
   /** Simulation effort: events handled and engine steps. */
   readonly events: number;
   readonly steps: number;
+  /** Every request, by index; only with `recordRequests`. */
+  readonly perRequest?: readonly SimRequestRecord[];
+}
+
+/** One simulated request (with `recordRequests`). */
+export interface SimRequestRecord {
+  readonly index: number;
+  readonly decodeWorker: string;
+  readonly prefillWorker: string;
+  readonly promptTokens: number;
+  readonly cachedTokens: number;
+  readonly outputTokens: number;
+  readonly ttftMs: number;
+  readonly e2eMs: number;
 }

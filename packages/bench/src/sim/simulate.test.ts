@@ -21,12 +21,13 @@ describe('EventQueue and BlockLru', () => {
     expect(q.peekTime()).toBe(Number.POSITIVE_INFINITY);
   });
 
-  it('evicts least recently used blocks; a hit is a use', () => {
+  it('evicts least recently used blocks, a prefix tail before its head; a hit is a use', () => {
     const lru = new BlockLru(3);
     expect(lru.insert([1, 2, 3])).toEqual({ stored: [1, 2, 3], evicted: [] });
-    expect(lru.leading([1, 9, 2])).toBe(1);
-    expect(lru.insert([4])).toEqual({ stored: [4], evicted: [2] });
-    expect(lru.leading([3, 1, 4])).toBe(3);
+    expect(lru.insert([4])).toEqual({ stored: [4], evicted: [3] });
+    expect(lru.leading([2, 9, 1])).toBe(1);
+    expect(lru.insert([5])).toEqual({ stored: [5], evicted: [1] });
+    expect(lru.leading([2, 4, 5])).toBe(3);
     expect(routerHash(255)).toBe('00000000000000ff');
   });
 });
@@ -39,14 +40,29 @@ describe('simulate', () => {
       { timestamp: 1000, input_length: 1024, output_length: 3, hash_ids: [7, 8] },
     ]);
     const r = simulate({ trace, decodeWorkers: 1 });
-    // Prefill 1024 × 0.25 ms = 256 ms; two decode steps of 3 + 0.2 ms. The repeat reuses 1023 tokens
-    // (one is always computed): 0.25 ms + 1023 × 0.005 ms = 5.365 ms.
-    expect(r.latencyMs.ttft.min).toBeCloseTo(5.365, 6);
+    // Prefill 1024 × 0.25 ms = 256 ms; two decode steps of 3 + 0.2 ms. The repeat reuses whole blocks only,
+    // leaving at least one token to compute (as the engine): block 7, 512 tokens: 512 × 0.25 ms + 512 × 0.005 ms = 130.56 ms.
+    expect(r.latencyMs.ttft.min).toBeCloseTo(130.56, 6);
     expect(r.latencyMs.ttft.max).toBeCloseTo(256, 6);
     expect(r.latencyMs.tbt).toMatchObject({ count: 4 });
     expect(r.latencyMs.tbt.mean).toBeCloseTo(3.2, 9);
     expect(r.latencyMs.e2e.max).toBeCloseTo(262.4, 6);
-    expect(r.prefix).toMatchObject({ promptTokens: 2048, localHitTokens: 1023, prefillTokensComputed: 1025 });
+    expect(r.prefix).toMatchObject({ promptTokens: 2048, localHitTokens: 512, prefillTokensComputed: 1536 });
+  });
+
+  it('slows steps that share a host beyond its parallelism', () => {
+    // Two 256-token prompts at once on two workers: 256 × 0.25 ms = 64 ms each on separate devices; on one
+    // host that runs one step at a time, the second step to start takes twice as long.
+    const trace = lines([
+      { timestamp: 0, input_length: 256, output_length: 1, hash_ids: [1] },
+      { timestamp: 0, input_length: 256, output_length: 1, hash_ids: [2] },
+    ]);
+    const apart = simulate({ trace, decodeWorkers: 2, policy: 'round-robin' });
+    expect([apart.latencyMs.ttft.min, apart.latencyMs.ttft.max]).toEqual([64, 64]);
+    const shared = simulate({ trace, decodeWorkers: 2, policy: 'round-robin', sharedHost: { parallelism: 1 } });
+    expect(shared.latencyMs.ttft.min).toBeCloseTo(64, 9);
+    expect(shared.latencyMs.ttft.max).toBeCloseTo(128, 9);
+    expect(shared.config.hostParallelism).toBe(1);
   });
 
   it('replays a slice of the shared trace, deterministically, and kv-aware beats round-robin on reuse', async () => {

@@ -1,11 +1,11 @@
 import { LoadTracker, PrefixIndex, Router, STORE_HOLDER, type KvEvent, type Tier, type WorkerInfo, type WorkerRole } from '@pdserve/router';
 import { SampleBuffer, summarize } from '../stats';
 import { BlockLru } from './block-lru';
-import { costModelOf, transferSeconds } from './cost-model';
+import { costModelOf, requestOverheadSeconds, transferSeconds } from './cost-model';
 import { DEFAULT_ENGINE_LIMITS, Sequence, SimEngine, type EngineHooks } from './engine';
 import { EventQueue } from './event-queue';
 import type { SimOptions } from './options';
-import type { SimReport } from './report';
+import type { SimReport, SimRequestRecord } from './report';
 import { simWorkload } from './workload';
 
 /** Default per-worker prefix cache: the tiny model's 256 MiB KV pool at 2 KiB per token. */
@@ -32,6 +32,9 @@ export function simulate(opts: SimOptions): SimReport {
   if (!Number.isInteger(nDecode) || nDecode < 1) throw new RangeError(`decodeWorkers must be a positive integer, got ${nDecode}`);
   if (!Number.isInteger(nPrefill) || nPrefill < 0) throw new RangeError(`prefillWorkers must be an integer ≥ 0, got ${nPrefill}`);
   const cacheBlocks = Math.floor(cacheTokens / blockSize);
+  const parallelism = opts.sharedHost?.parallelism ?? Number.POSITIVE_INFINITY;
+  if (!(parallelism > 0)) throw new RangeError(`sharedHost.parallelism must be positive, got ${parallelism}`);
+  let busyEngines = 0;
 
   let now = 0; // seconds
   const clock = (): number => now * 1000;
@@ -39,7 +42,10 @@ export function simulate(opts: SimOptions): SimReport {
   const loads = new LoadTracker({ clock });
   const router = new Router({ blockSize, policy, index, loads, explainCandidates: 0, ...opts.router });
   const store = storeTokens === null ? undefined : new BlockLru(Math.floor(storeTokens / blockSize));
-  if (store) index.applySnapshot(STORE_HOLDER, 'sim', 0, []);
+  // Global pool: block → how many worker caches hold it; the router sees the union as the store tier.
+  const pool = opts.globalPool === true ? new Map<number, number>() : undefined;
+  if (store && pool) throw new RangeError('store and globalPool are exclusive: the pool is the union of the workers\' caches, the store a tier of its own');
+  if (store || pool) index.applySnapshot(STORE_HOLDER, 'sim', 0, []);
   let storeSeq = 0;
 
   const ttft = new SampleBuffer();
@@ -68,21 +74,48 @@ export function simulate(opts: SimOptions): SimReport {
     const { stored, evicted } = caches.get(engine)!.insert(blocks);
     if (stored.length === 0 && evicted.length === 0) return;
     publish(engine.id, ++engine.eventSeq, 'device', stored, evicted);
+    if (pool) {
+      const added = stored.filter((id) => {
+        const n = pool.get(id) ?? 0;
+        pool.set(id, n + 1);
+        return n === 0;
+      });
+      const gone = evicted.filter((id) => {
+        const n = pool.get(id)! - 1;
+        if (n === 0) pool.delete(id);
+        else pool.set(id, n);
+        return n === 0;
+      });
+      if (added.length > 0 || gone.length > 0) publish(STORE_HOLDER, ++storeSeq, 'store', added, gone);
+    }
     if (store && evicted.length > 0) {
       const s = store.insert(evicted);
       if (s.stored.length > 0 || s.evicted.length > 0) publish(STORE_HOLDER, ++storeSeq, 'store', s.stored, s.evicted);
     }
   };
+  const perRequest: SimRequestRecord[] | undefined = opts.recordRequests === true ? [] : undefined;
   const finish = (seq: Sequence): void => {
     completed++;
     lastFinish = now;
-    e2e.push((now - seq.request.arrival) * 1000);
+    const e2eMs = (now - seq.request.arrival + requestOverheadSeconds(cost, seq.request.promptTokens)) * 1000;
+    e2e.push(e2eMs);
+    perRequest?.push({
+      index: seq.request.index,
+      decodeWorker: seq.decode.id,
+      prefillWorker: seq.prefill.id,
+      promptTokens: seq.request.promptTokens,
+      cachedTokens: seq.cachedTokens,
+      outputTokens: seq.request.outputTokens,
+      ttftMs: seq.ttftMs,
+      e2eMs,
+    });
   };
   const firstToken = (seq: Sequence): void => {
     seq.lastTokenAt = now;
     seq.context = seq.request.promptTokens + 1;
     seq.remainingOutput = seq.request.outputTokens - 1;
-    ttft.push((now - seq.request.arrival) * 1000);
+    seq.ttftMs = (now - seq.request.arrival + requestOverheadSeconds(cost, seq.request.promptTokens)) * 1000;
+    ttft.push(seq.ttftMs);
     outputTokens += seq.request.outputTokens;
     if (seq.remainingOutput === 0) finish(seq);
     else {
@@ -94,15 +127,17 @@ export function simulate(opts: SimOptions): SimReport {
   const hooks: EngineHooks = {
     startPrefill(seq, engine) {
       const { blocks, promptTokens: prompt } = seq.request;
-      const local = caches.get(engine)!.leading(blocks);
-      const fromStore = store ? store.leading(blocks, local) : 0;
-      // At least one token is computed, to sample the first output token from.
-      const localTokens = Math.min(prompt - 1, local * blockSize);
-      const storeTokensHit = Math.min(prompt - 1 - localTokens, fromStore * blockSize);
+      // As the engine: whole blocks only, and at least one token computed to sample the first output token from.
+      const usable = Math.floor((prompt - 1) / blockSize);
+      const local = Math.min(usable, caches.get(engine)!.leading(blocks));
+      const fromStore = store ? Math.min(usable - local, store.leading(blocks, local)) : pool ? Math.min(usable - local, leadingIn(pool, blocks, local)) : 0;
+      const localTokens = local * blockSize;
+      const storeTokensHit = fromStore * blockSize;
       promptTokens += prompt;
       localHit += localTokens;
       storeHit += storeTokensHit;
       computed += prompt - localTokens - storeTokensHit;
+      seq.cachedTokens = localTokens + storeTokensHit;
       return { cachedTokens: localTokens + storeTokensHit, fetchSeconds: transferSeconds(cost, storeTokensHit) };
     },
     prefillDone(seq, engine) {
@@ -152,7 +187,12 @@ export function simulate(opts: SimOptions): SimReport {
   const settle = (): void => {
     for (const e of touched) {
       const d = e.startStep();
-      if (d !== undefined) queue.push(now + d, { kind: 'step', engine: e });
+      if (d !== undefined) {
+        // On a shared host, a step started while others run gets its share of the cores (an approximation of
+        // processor sharing: steps already running keep their end times).
+        busyEngines++;
+        queue.push(now + d * Math.max(1, busyEngines / parallelism), { kind: 'step', engine: e });
+      }
       report(e);
     }
     touched.clear();
@@ -168,6 +208,7 @@ export function simulate(opts: SimOptions): SimReport {
       const ev = queue.pop()!;
       now = t;
       if (ev.kind === 'step') {
+        busyEngines--;
         ev.engine.finishStep(now);
         touched.add(ev.engine);
       } else {
@@ -210,9 +251,13 @@ export function simulate(opts: SimOptions): SimReport {
       policy,
       cacheTokens,
       storeTokens,
+      globalPool: pool !== undefined,
+      hostParallelism: Number.isFinite(parallelism) ? parallelism : null,
       blockSize,
       timeScale: opts.timeScale ?? 1,
       lengthScale: opts.lengthScale ?? 1,
+      maxInputLen: opts.maxInputLen ?? null,
+      maxTokens: opts.maxTokens ?? null,
       cost,
       engine: limits,
     },
@@ -244,7 +289,15 @@ export function simulate(opts: SimOptions): SimReport {
     },
     events,
     steps: [...decoders, ...prefillers].reduce((s, e) => s + e.steps, 0),
+    ...(perRequest === undefined ? {} : { perRequest: perRequest.sort((a, b) => a.index - b.index) }),
   };
+}
+
+/** Leading blocks of `ids` from `from` that some worker's cache holds. */
+function leadingIn(pool: ReadonlyMap<number, number>, ids: readonly number[], from: number): number {
+  let n = 0;
+  for (let i = from; i < ids.length && pool.has(ids[i]!); i++) n++;
+  return n;
 }
 
 function fractionAtMost(xs: Float64Array, limit: number): number {

@@ -1,4 +1,5 @@
-// Simulator timing: replays the whole shared trace on clusters of 16, 128 and 1,024 workers per policy.
+// Simulator timing: replays the whole shared trace on clusters of 16, 128 and 1,024 workers per layout
+// (default cost model, 131,072-token caches per worker, 512-token blocks).
 // Run: node --import tsx packages/bench/src/sim/timing.ts [trace.jsonl]
 import { performance } from 'node:perf_hooks';
 import { readTrace } from '../trace';
@@ -14,6 +15,7 @@ for (const workers of [16, 128, 1024]) {
   const layouts: [string, Partial<SimOptions>][] = [
     ['mixed round-robin', { decodeWorkers: workers, policy: 'round-robin' }],
     ['mixed kv-aware', { decodeWorkers: workers, policy: 'kv-aware' }],
+    ['mixed kv-aware+pool', { decodeWorkers: workers, policy: 'kv-aware', globalPool: true }],
     ['mixed kv-aware+store', { decodeWorkers: workers, policy: 'kv-aware', store: { capacityTokens: 64 * 131_072 } }],
     [`${workers - decode}P/${decode}D kv-aware+store`, { decodeWorkers: decode, prefillWorkers: workers - decode, store: { capacityTokens: 64 * 131_072 } }],
   ];

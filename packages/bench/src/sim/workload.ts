@@ -23,6 +23,10 @@ export interface SimWorkloadOptions {
   readonly lengthScale?: number;
   readonly traceBlockSize?: number;
   readonly maxRequests?: number;
+  /** Prompts longer than this are cut to it (a prefix), as the trace replay does. Default: no limit. */
+  readonly maxInputLen?: number;
+  /** Cap on output lengths after scaling, as the replay's max_tokens cap. Default: no limit. */
+  readonly maxTokens?: number;
 }
 
 /**
@@ -40,6 +44,9 @@ export function simWorkload(trace: Trace, o: SimWorkloadOptions = {}): { readonl
   const lengthScale = o.lengthScale ?? 1;
   if (!(timeScale > 0) || !(lengthScale > 0)) throw new RangeError('timeScale and lengthScale must be positive');
   if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`blockScale must be a positive integer, got ${blockSize}`);
+  const maxInput = o.maxInputLen ?? Number.POSITIVE_INFINITY;
+  const maxTokens = o.maxTokens ?? Number.POSITIVE_INFINITY;
+  if (!(maxInput >= 1) || !(maxTokens >= 1)) throw new RangeError('maxInputLen and maxTokens must be at least 1');
   const hashes = new Map<number, string>();
   const hashOf = (id: number): string => {
     let h = hashes.get(id);
@@ -52,13 +59,13 @@ export function simWorkload(trace: Trace, o: SimWorkloadOptions = {}): { readonl
   const records = trace.records.slice(0, o.maxRequests ?? trace.records.length);
   const t0 = records.length > 0 ? records[0]!.timestamp : 0;
   const requests = records.map((r, index): SimRequest => {
-    const promptTokens = replayInputLength(r.inputLength, blockSize, traceBlock);
+    const promptTokens = Math.min(maxInput, replayInputLength(r.inputLength, blockSize, traceBlock));
     const blocks = r.hashIds.slice(0, Math.floor(promptTokens / blockSize));
     return {
       index,
       arrival: ((r.timestamp - t0) * timeScale) / 1000,
       promptTokens,
-      outputTokens: Math.max(1, Math.round(r.outputLength * lengthScale)),
+      outputTokens: Math.min(maxTokens, Math.max(1, Math.round(r.outputLength * lengthScale))),
       blocks,
       chain: blocks.map(hashOf),
     };

@@ -8,6 +8,7 @@ import { startGateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import { POLICY_NAMES, type PolicyName } from '@pdserve/router';
 import { isTransportKind, type TransportKind } from '@pdserve/transfer';
+import { startKvStoreService } from '@pdserve/kv-store';
 import { startWorkerService, type WorkerRole } from '@pdserve/worker';
 import { Flags, UsageError, type CommandSpec, type FlagSpec } from '../args';
 import { pinoStyle, serviceLogger } from '../logging';
@@ -48,8 +49,18 @@ export const ROUTER_FLAGS: Readonly<Record<string, FlagSpec>> = {
 const WORKER_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'instance-id': { type: 'string', help: 'stable id in the registry (default: role + random suffix)' },
   'grpc-port': { type: 'string', help: 'gRPC port (0 = any free port)', default: '0' },
+  'data-port': { type: 'string', help: 'TCP data-plane port KV blocks arrive on (from prefill workers or the kv-store; 0 = any free port)', default: '0' },
   transports: { type: 'string', help: 'KV transports this worker receives over, in preference order', default: 'shm,tcp,grpc' },
+  'kv-offload': { type: 'string', help: 'on: offload evicted blocks to the kv-store nodes in the registry and prefetch prefixes from them; off: never', default: 'on' },
+  replicas: { type: 'string', help: 'copies of each offloaded block, on distinct kv-store nodes', default: '1' },
 };
+
+/** The worker's kv-store link from --kv-offload and --replicas (undefined: off). */
+export function kvStoreLinkOf(f: Flags): { replicas: number } | undefined {
+  const mode = f.str('kv-offload') ?? 'on';
+  if (mode !== 'on' && mode !== 'off') throw new UsageError(`--kv-offload takes on or off, got "${mode}"`);
+  return mode === 'off' ? undefined : { replicas: f.int('replicas', 1) ?? 1 };
+}
 
 export async function modelDirFrom(f: Flags): Promise<{ dir: string; id: string }> {
   const given = f.str('model');
@@ -76,19 +87,19 @@ export function engineOptions(f: Flags, dir: string, id: string): EngineOptions 
   };
 }
 
-function policyOf(f: Flags): PolicyName {
+export function policyOf(f: Flags): PolicyName {
   const p = f.str('policy') ?? 'kv-aware';
   if (!(POLICY_NAMES as readonly string[]).includes(p)) throw new UsageError(`--policy must be one of ${POLICY_NAMES.join(', ')}, got "${p}"`);
   return p as PolicyName;
 }
 
-function transportsOf(f: Flags): TransportKind[] {
+export function transportsOf(f: Flags): TransportKind[] {
   const list = (f.str('transports') ?? 'shm,tcp,grpc').split(',').map((s) => s.trim()).filter(Boolean);
   for (const t of list) if (!isTransportKind(t)) throw new UsageError(`--transports takes tcp, shm and grpc, got "${t}"`);
   return list as TransportKind[];
 }
 
-async function controlPlaneOf(f: Flags, service: string): Promise<ControlPlane> {
+export async function controlPlaneOf(f: Flags, service: string): Promise<ControlPlane> {
   return connectControlPlane({
     cluster: f.str('cluster') ?? 'pdserve',
     redisUrl: f.str('redis'),
@@ -100,7 +111,7 @@ async function controlPlaneOf(f: Flags, service: string): Promise<ControlPlane> 
 }
 
 /** Resolves on SIGINT/SIGTERM, once. */
-function untilSignal(): Promise<string> {
+export function untilSignal(): Promise<string> {
   return new Promise((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -120,8 +131,10 @@ async function runWorker(role: WorkerRole, f: Flags): Promise<void> {
     host: f.str('host'),
     advertiseHost: f.str('advertise-host'),
     grpcPort: f.int('grpc-port', 0),
+    dataPort: f.int('data-port', 0),
     adminPort: f.int('admin-port', 0),
     transports: transportsOf(f),
+    kvStore: kvStoreLinkOf(f),
   });
   logger.info('worker ready', { role, instanceId: w.instanceId, grpc: w.grpcAddress, admin: w.adminUrl, model: id, controlPlane: cp.mode });
   const sig = await untilSignal();
@@ -134,7 +147,7 @@ function workerCommand(role: WorkerRole, name: string, summary: string): Command
   return {
     name,
     summary,
-    usage: `${name} [--model DIR] [--redis URL --nats URL] [--grpc-port N] [--admin-port N] [engine flags]`,
+    usage: `${name} [--model DIR] [--redis URL --nats URL] [--grpc-port N] [--data-port N] [--admin-port N] [engine flags]`,
     flags: { ...COMMON_FLAGS, ...WORKER_FLAGS, ...ENGINE_FLAGS },
     run: (f) => runWorker(role, f),
   };
@@ -178,16 +191,19 @@ export const gateway: CommandSpec = {
  * every service in this process on the embedded control plane (each worker still has its own engine
  * thread and gRPC server, and they talk over loopback exactly as separate processes do).
  */
-export async function runLocalCluster(f: Flags, prefill: number, decode: number): Promise<void> {
+export async function runLocalCluster(f: Flags, prefill: number, decode: number, kvStores = 0): Promise<void> {
   const logger = serviceLogger('pdserve', f.str('log-level'));
   const { dir, id } = await modelDirFrom(f);
-  if (f.str('redis') && f.str('nats')) return spawnCluster(f, dir, id, prefill, decode);
+  if (f.str('redis') && f.str('nats')) return spawnCluster(f, dir, id, prefill, decode, kvStores);
   if (f.str('redis') || f.str('nats')) throw new UsageError('a multi-process cluster needs both --redis and --nats');
   const cp = await controlPlaneOf(f, 'pdserve');
   const engine = engineOptions(f, dir, id);
+  const stores = [];
+  for (let i = 0; i < kvStores; i++) stores.push(await startKvStoreService({ nodeId: `kv-store-${i}`, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), memoryBytes: LOCAL_KV_STORE_BYTES, models: [{ id }] }));
+  const kvStore = kvStores > 0 ? { replicas: Math.min(kvStores, f.int('replicas', 1) ?? 1) } : undefined;
   const workers = [];
-  for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host') }));
-  for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host') }));
+  for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), kvStore }));
+  for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), kvStore }));
   const gw = await startGateway({
     modelDir: dir,
     modelId: id,
@@ -201,12 +217,16 @@ export async function runLocalCluster(f: Flags, prefill: number, decode: number)
     disagg: { remotePrefillMinTokens: f.int('remote-prefill-min-tokens', 0), prefillQueueMaxTokens: f.int('prefill-queue-max-tokens', 0) },
     maxModelLen: f.int('max-model-len', 2),
   });
-  process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode, embedded control plane. Ctrl-C stops it.\n`);
+  process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, embedded control plane. Ctrl-C stops it.\n`);
   await untilSignal();
   await gw.close();
   await Promise.all(workers.map((w) => w.drain(10_000)));
+  await Promise.all(stores.map((s) => s.close()));
   await cp.close();
 }
+
+/** Memory tier of each kv-store a local cluster starts. */
+const LOCAL_KV_STORE_BYTES = 256 * 1024 * 1024;
 
 const CLI_MAIN = fileURLToPath(new URL('../main.ts', import.meta.url));
 
@@ -214,12 +234,14 @@ function spawnService(args: readonly string[]): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', CLI_MAIN, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
 }
 
-async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, decode: number): Promise<void> {
+async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, decode: number, kvStores: number): Promise<void> {
   const shared = ['--model', dir, '--served-model-name', id, '--redis', f.str('redis')!, '--nats', f.str('nats')!, '--cluster', f.str('cluster') ?? 'pdserve', '--log-level', f.str('log-level') ?? 'info', '--lease-ttl-ms', f.str('lease-ttl-ms') ?? '10000'];
   const engineArgs = Object.keys(ENGINE_FLAGS).flatMap((k) => (f.str(k) !== undefined ? [`--${k}`, f.str(k)!] : []));
   const children: ChildProcess[] = [];
-  for (let i = 0; i < prefill; i++) children.push(spawnService(['prefill-worker', ...shared, ...engineArgs, '--instance-id', `prefill-${i}`]));
-  for (let i = 0; i < decode; i++) children.push(spawnService(['decode-worker', ...shared, ...engineArgs, '--instance-id', `decode-${i}`]));
+  for (let i = 0; i < kvStores; i++) children.push(spawnService(['kv-store', ...shared, '--instance-id', `kv-store-${i}`, '--memory-bytes', String(LOCAL_KV_STORE_BYTES)]));
+  const link = kvStores > 0 ? ['--replicas', String(Math.min(kvStores, f.int('replicas', 1) ?? 1))] : ['--kv-offload', 'off'];
+  for (let i = 0; i < prefill; i++) children.push(spawnService(['prefill-worker', ...shared, ...engineArgs, ...link, '--instance-id', `prefill-${i}`]));
+  for (let i = 0; i < decode; i++) children.push(spawnService(['decode-worker', ...shared, ...engineArgs, ...link, '--instance-id', `decode-${i}`]));
   const routerArgs = Object.keys(ROUTER_FLAGS).flatMap((k) => (f.str(k) !== undefined ? [`--${k}`, f.str(k)!] : []));
   children.push(spawnService(['gateway', ...shared, ...routerArgs, '--block-size', f.str('block-size') ?? String(ENGINE_DEFAULTS.blockSize)]));
   const stop = (): void => children.forEach((c) => c.kill('SIGTERM'));

@@ -31,26 +31,28 @@ const SERVE_FLAGS = {
   ...ROUTER_FLAGS,
   prefill: { type: 'string', help: 'prefill workers in a local cluster (0 with --decode M: M mixed workers)' },
   decode: { type: 'string', help: 'decode workers in a local cluster; without --prefill/--decode: one engine, no cluster' },
+  'kv-store': { type: 'string', help: 'kv-store nodes in a local cluster: workers offload evicted blocks to them and prefetch prefixes from them', default: '0' },
+  replicas: { type: 'string', help: 'copies of each offloaded block, on distinct kv-store nodes', default: '1' },
 } as const;
 
 export const serve: CommandSpec = {
   name: 'serve',
   summary: 'Serve a model over the OpenAI API: one engine, or a local cluster with --prefill N --decode M.',
-  usage: 'serve --model DIR [--port 8000] [--prefill N --decode M [--redis URL --nats URL]] [engine flags]',
+  usage: 'serve --model DIR [--port 8000] [--prefill N --decode M [--kv-store K] [--redis URL --nats URL]] [engine flags]',
   flags: SERVE_FLAGS,
   async run(f) {
     const p = f.int('prefill', 0);
     const d = f.int('decode', 0);
     if (p === undefined && d === undefined) return serveSingle(f);
     if ((d ?? 0) < 1) throw new Error('a cluster needs --decode 1 or more');
-    await runLocalCluster(f, p ?? 0, d!);
+    await runLocalCluster(f, p ?? 0, d!, f.int('kv-store', 0) ?? 0);
   },
 };
 
 export const start: CommandSpec = {
   name: 'start',
-  summary: 'What `npm start` runs: the built-in tiny model on a local cluster (gateway + 1 prefill + 1 decode, embedded control plane) on port 8000.',
+  summary: 'What `npm start` runs: the built-in tiny model on a local cluster (gateway + 1 prefill + 1 decode + 1 kv-store, embedded control plane) on port 8000.',
   usage: 'start [--port 8000] [engine flags]',
   flags: { ...COMMON_FLAGS, ...ENGINE_FLAGS, ...ROUTER_FLAGS },
-  run: (f) => runLocalCluster(f, 1, 1),
+  run: (f) => runLocalCluster(f, 1, 1, 1),
 };

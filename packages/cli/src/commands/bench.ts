@@ -1,0 +1,182 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { compareReports, formatReport, runBench, TraceError, type BenchOptions, type BenchReport, type Endpoint, type WorkloadSpec } from '@pdserve/bench';
+import { Flags, UsageError, type CommandSpec } from '../args';
+import { countBar } from '../progress';
+
+export const benchCommand: CommandSpec = {
+  name: 'bench',
+  summary: 'Benchmark an OpenAI-compatible server (pdserve or not): synthetic workloads or trace replay; TTFT, TPOT, ITL, goodput.',
+  usage:
+    'bench --url URL [--model ID] [--workload shared-prefix|multi-turn|random|trace:FILE] [--rate R | --concurrency C] [--requests N | --duration S] [--slo-ttft MS] [--output FILE.json]\n' +
+    '       npm run pdserve -- bench --compare A.json B.json',
+  positionals: true,
+  flags: {
+    url: { type: 'string', help: 'base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine)' },
+    model: { type: 'string', help: 'model id to send (default: the first one /v1/models lists)' },
+    workload: { type: 'string', help: 'shared-prefix, multi-turn, random, or trace:FILE (Mooncake trace format)', default: 'random' },
+    endpoint: { type: 'string', help: 'completions (token-id prompts, exact lengths) or chat (text prompts)', default: 'completions' },
+    rate: { type: 'string', help: 'requests per second, Poisson arrivals; inf = all at once (default: trace timestamps, or all at once)' },
+    concurrency: { type: 'string', help: 'most requests in flight (alone: a closed loop)' },
+    requests: { type: 'string', help: 'requests to send (default: 100, or the whole trace)' },
+    duration: { type: 'string', help: 'stop sending after this many seconds' },
+    seed: { type: 'string', help: 'seeds prompts, lengths and arrivals', default: '0' },
+    'slo-ttft': { type: 'string', help: 'goodput counts requests with TTFT ≤ this (ms)' },
+    'slo-tpot': { type: 'string', help: 'goodput counts requests with TPOT ≤ this (ms)' },
+    output: { type: 'string', help: 'write the full report (every request) as JSON' },
+    'input-len': { type: 'string', help: 'random: mean prompt tokens; shared-prefix: unique suffix; multi-turn: tokens per user turn' },
+    'max-tokens': { type: 'string', help: 'max_tokens per request (random: the mean); traces: a cap on scaled output lengths' },
+    'prefix-len': { type: 'string', help: 'shared-prefix / multi-turn: system prompt tokens' },
+    'num-prefixes': { type: 'string', help: 'shared-prefix / multi-turn: distinct system prompts' },
+    sessions: { type: 'string', help: 'multi-turn: sessions in flight together' },
+    turns: { type: 'string', help: 'multi-turn: turns per session' },
+    'range-ratio': { type: 'string', help: 'random: lengths uniform in [len × (1 − r), len × (1 + r)]' },
+    'time-scale': { type: 'string', help: 'trace: arrival times × this (0.1 = 10× faster)' },
+    'block-scale': { type: 'string', help: 'trace: tokens per hash-id block in the replay (prompts scale by it / 512, sharing kept)' },
+    'length-scale': { type: 'string', help: 'trace: output lengths × this' },
+    'max-input-len': { type: 'string', help: 'trace: cut prompts to this many tokens (a prefix, so sharing is kept)' },
+    'trace-block-size': { type: 'string', help: 'trace: tokens per hash id in the file', default: '512' },
+    'ignore-eos': { type: 'boolean', help: 'send ignore_eos so that every request generates max_tokens (pdserve and vLLM)' },
+    'text-prompts': { type: 'boolean', help: 'completions: send prompts as text instead of token ids (for servers without token-id prompts)' },
+    temperature: { type: 'string', help: 'sampling temperature', default: '0' },
+    'extra-body': { type: 'string', help: 'JSON object merged into every request body, e.g. {"top_k": 5}' },
+    'api-key': { type: 'string', help: 'sent as Authorization: Bearer …; never written to the report' },
+    timeout: { type: 'string', help: 'per-request timeout, seconds', default: '600' },
+    compare: { type: 'string', help: 'with a second file after it: print two saved reports side by side with ratios' },
+  },
+  async run(f: Flags) {
+    const compare = f.str('compare');
+    if (compare !== undefined) {
+      if (f.positionals.length !== 1) throw new UsageError('--compare takes two report files: --compare A.json B.json');
+      const [a, b] = await Promise.all([readReport(compare), readReport(f.positionals[0]!)]);
+      process.stdout.write(compareReports(a, b) + '\n');
+      return;
+    }
+    if (f.positionals.length > 0) throw new UsageError(`unexpected argument "${f.positionals[0]}" (see: pdserve bench --help)`);
+    const url = f.required('url');
+    const model = f.str('model') ?? (await firstModel(url));
+    const opts: BenchOptions = {
+      url,
+      model,
+      workload: workloadOf(f.str('workload') ?? 'random'),
+      endpoint: endpointOf(f.str('endpoint') ?? 'completions'),
+      tokenIds: f.bool('text-prompts') ? false : undefined,
+      rate: rateOf(f.str('rate')),
+      concurrency: f.int('concurrency', 1),
+      requests: f.int('requests', 1),
+      durationSec: f.num('duration'),
+      seed: f.int('seed', 0),
+      sloTtftMs: f.num('slo-ttft'),
+      sloTpotMs: f.num('slo-tpot'),
+      inputLen: f.int('input-len', 1),
+      maxTokens: f.int('max-tokens', 1),
+      prefixLen: f.int('prefix-len', 0),
+      numPrefixes: f.int('num-prefixes', 1),
+      sessions: f.int('sessions', 1),
+      turns: f.int('turns', 1),
+      rangeRatio: f.num('range-ratio'),
+      timeScale: f.num('time-scale'),
+      blockScale: f.int('block-scale', 1),
+      lengthScale: f.num('length-scale'),
+      maxInputLen: f.int('max-input-len', 1),
+      traceBlockSize: f.int('trace-block-size', 1),
+      ignoreEos: f.bool('ignore-eos'),
+      temperature: f.num('temperature'),
+      extraBody: extraBodyOf(f.str('extra-body')),
+      apiKey: f.str('api-key'),
+      requestTimeoutSec: f.num('timeout'),
+    };
+    const abort = new AbortController();
+    const onSignal = (): void => abort.abort();
+    process.once('SIGINT', onSignal);
+    const bar = countBar('bench');
+    let report: BenchReport;
+    try {
+      report = await runBench({ ...opts, signal: abort.signal }, (p) => {
+        const until = p.durationSec !== undefined ? ` of ${p.durationSec} s` : '';
+        bar.update(p.done, p.total, `${p.failed} failed, ${p.inFlight} in flight, ${p.elapsedSec.toFixed(1)} s${until}`);
+      });
+    } catch (err) {
+      // Bad options and bad trace files are the user's to fix: one line, exit code 2.
+      if (err instanceof RangeError || err instanceof TraceError) throw new UsageError(err.message);
+      throw err;
+    } finally {
+      process.removeListener('SIGINT', onSignal);
+    }
+    bar.end(`${report.counts.completed} completed, ${report.counts.failed} failed in ${report.durationSec.toFixed(1)} s`);
+    process.stdout.write(formatReport(report) + '\n');
+    const output = f.str('output');
+    if (output !== undefined) {
+      await writeFile(output, JSON.stringify(report, null, 2) + '\n');
+      process.stdout.write(`wrote ${output}\n`);
+    }
+    // Scripts can tell a run where nothing worked (server down, wrong model) from a slow one.
+    if (report.counts.sent > 0 && report.counts.completed === 0) {
+      throw new Error(`no request completed (first error: ${report.requests[0]?.error ?? 'unknown'})`);
+    }
+  },
+};
+
+function workloadOf(w: string): WorkloadSpec {
+  if (w.startsWith('trace:')) {
+    const path = w.slice('trace:'.length);
+    if (path === '') throw new UsageError('--workload trace:FILE needs a file');
+    return { trace: path };
+  }
+  if (w === 'shared-prefix' || w === 'multi-turn' || w === 'random') return w;
+  throw new UsageError(`--workload must be shared-prefix, multi-turn, random or trace:FILE, got "${w}"`);
+}
+
+function endpointOf(e: string): Endpoint {
+  if (e === 'completions' || e === 'chat') return e;
+  throw new UsageError(`--endpoint must be completions or chat, got "${e}"`);
+}
+
+function rateOf(r: string | undefined): number | undefined {
+  if (r === undefined) return undefined;
+  if (r === 'inf') return Number.POSITIVE_INFINITY;
+  const x = Number(r);
+  if (!(x > 0)) throw new UsageError(`--rate must be a positive number or inf, got "${r}"`);
+  return x;
+}
+
+function extraBodyOf(s: string | undefined): BenchOptions['extraBody'] {
+  if (s === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(s);
+  } catch {
+    throw new UsageError(`--extra-body must be a JSON object, got ${s}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`--extra-body must be a JSON object, got ${s}`);
+  return v as BenchOptions['extraBody'];
+}
+
+/** The first model id the server lists at /v1/models. */
+async function firstModel(url: string): Promise<string> {
+  const root = url.replace(/\/+$/, '').replace(/\/v1$/, '');
+  let body: unknown;
+  try {
+    const res = await fetch(`${root}/v1/models`, { signal: AbortSignal.timeout(10_000) });
+    body = await res.json();
+  } catch (err) {
+    throw new Error(`could not list models at ${root}/v1/models (${(err as Error).message}); pass --model`);
+  }
+  const data = (body as { data?: { id?: unknown }[] } | null)?.data;
+  const id = Array.isArray(data) ? data[0]?.id : undefined;
+  if (typeof id !== 'string') throw new Error(`${root}/v1/models lists no model; pass --model`);
+  return id;
+}
+
+async function readReport(path: string): Promise<BenchReport> {
+  let v: unknown;
+  try {
+    v = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`cannot read report ${path}: ${(err as Error).message}`);
+  }
+  const r = v as Partial<BenchReport> | null;
+  if (r === null || typeof r !== 'object' || r.version !== 1 || r.counts === undefined || r.latencyMs === undefined) {
+    throw new UsageError(`${path} is not a pdserve bench report (written by bench --output)`);
+  }
+  return r as BenchReport;
+}

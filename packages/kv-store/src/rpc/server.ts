@@ -1,0 +1,269 @@
+// One kv-store node on the network: the KvStore gRPC service over a KvStore core, the transfer engine's
+// receiver (puts) and sender (gets) on the same gRPC server, registration in the registry (role kv-store),
+// its stored/removed events on the KV event bus (tier 'store'), and the block directory kept in step.
+import { randomBytes } from 'node:crypto';
+import { Server, ServerCredentials, status, type ServerUnaryCall, type UntypedServiceImplementation, type sendUnaryData } from '@grpc/grpc-js';
+import { KvEventPublisher, type ControlPlane, type Logger, type Registration } from '@pdserve/control-plane';
+import { TransferReceiver, TransferSender, isTransportKind, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
+import type { BlockDirectory } from '../directory.js';
+import { mirrorToDirectory, type DirectoryMirror } from '../directory-sync.js';
+import { GRPC_STATUS, KvStoreError } from '../errors.js';
+import type { BlockHash } from '../keys.js';
+import type { KvStore } from '../store.js';
+import type { KvStoreEvent, TierStats } from '../types.js';
+import { KV_STORE_GRPC_OPTIONS, kvStoreService } from './proto.js';
+import type * as W from './wire.js';
+
+export interface KvStoreServerOptions {
+  /** Stable node id: registry key, directory node, KV event stream id. */
+  readonly nodeId: string;
+  readonly store: KvStore;
+  readonly controlPlane: ControlPlane;
+  readonly logger: Logger;
+  /** Model id written in the registry record ('*': whatever the store accepts). */
+  readonly model?: string;
+  /** Records which node holds which block; kept in step with the store's events. */
+  readonly directory?: BlockDirectory;
+  /** Address the gRPC server binds; default 127.0.0.1. */
+  readonly host?: string;
+  readonly advertiseHost?: string;
+  /** 0 picks a free port. */
+  readonly grpcPort?: number;
+  /** Port of the TCP data plane puts arrive on; 0 or undefined = any free port. */
+  readonly dataPort?: number;
+  readonly adminAddress?: string;
+  /** Transports puts may arrive over, in preference order; default shm, tcp, grpc. */
+  readonly transports?: readonly TransportKind[];
+  /** Told about each block transfer (for metrics). */
+  readonly onTransfer?: (direction: 'in' | 'out', bytes: number, seconds: number) => void;
+}
+
+/** Longest a Get's blocks may take to reach the caller, in ms. */
+const GET_SEND_DEADLINE_MS = 30_000;
+
+export class KvStoreServer {
+  readonly incarnation = randomBytes(8).toString('hex');
+  private readonly server = new Server(KV_STORE_GRPC_OPTIONS);
+  private readonly sender = new TransferSender();
+  private readonly publisher: KvEventPublisher;
+  private receiver: TransferReceiver | undefined;
+  private registration: Registration | undefined;
+  private mirror: DirectoryMirror | undefined;
+  private readonly unsubscribe: () => void;
+  private draining = false;
+  private address = '';
+  private refusedTransfers = 0;
+  private blocksSent = 0;
+
+  constructor(private readonly opts: KvStoreServerOptions) {
+    this.publisher = new KvEventPublisher(opts.controlPlane.events, { worker: opts.nodeId, incarnation: this.incarnation });
+    this.unsubscribe = opts.store.onEvent((e) => this.publish(e));
+  }
+
+  get grpcAddress(): string {
+    return this.address;
+  }
+
+  async start(): Promise<string> {
+    const { opts } = this;
+    const host = opts.host ?? '127.0.0.1';
+    this.receiver = await TransferReceiver.start({ host, advertiseHost: opts.advertiseHost, tcpPort: opts.dataPort, transports: opts.transports, onTransfer: (t) => this.admitPut(t) });
+    const rx = this.receiver.grpcService();
+    this.server.addService(rx.definition, rx.implementation);
+    this.server.addService(kvStoreService(), this.handlers());
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.address = `${opts.advertiseHost ?? host}:${port}`;
+    if (opts.directory !== undefined) {
+      // Blocks recovered from disk are recorded before the node is announced.
+      await opts.directory.dropNode(opts.nodeId).catch(() => undefined);
+      for (const e of opts.store.snapshot()) {
+        await opts.directory.record(opts.nodeId, e.modelId, e.hashes.map((hash) => ({ hash, tier: e.tier }))).catch((err: unknown) => opts.logger.warn({ err: String(err) }, 'kv-store: directory record failed'));
+      }
+      this.mirror = mirrorToDirectory(opts.store, opts.directory, opts.nodeId, opts.logger);
+    }
+    this.registration = await opts.controlPlane.registry.register({
+      id: opts.nodeId,
+      role: 'kv-store',
+      grpcAddress: this.address,
+      adminAddress: opts.adminAddress ?? '',
+      model: opts.model ?? '*',
+      capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 },
+      transfer: this.receiver.advertisement(),
+      incarnation: this.incarnation,
+      startedAt: Date.now(),
+    });
+    return this.address;
+  }
+
+  /** Leaves the registry first (workers stop choosing it), then stops. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    await this.registration?.deregister().catch(() => undefined);
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    this.mirror?.stop();
+    await this.mirror?.flushed();
+    this.publisher.close();
+    await this.registration?.deregister().catch(() => undefined);
+    this.server.forceShutdown();
+    await this.receiver?.close();
+    this.sender.close();
+  }
+
+  /** Re-derives each block's presence from the store, so that a demotion (stored disk, removed memory) nets out. */
+  private publish(e: KvStoreEvent): void {
+    const held: BlockHash[] = [];
+    const gone: BlockHash[] = [];
+    const tiers: (string | undefined)[] = [];
+    for (let i = 0; i < e.hashes.length; i += 512) tiers.push(...this.opts.store.exists(e.modelId, e.hashes.slice(i, i + 512)));
+    e.hashes.forEach((h, i) => (tiers[i] === undefined ? gone : held).push(h));
+    if (held.length > 0) this.publisher.stored(held, 'store');
+    if (gone.length > 0) this.publisher.removed(gone, 'store');
+  }
+
+  /** A put's bytes: admitted only for an open put; a bad block revokes the whole put. */
+  private admitPut(t: IncomingTransfer): void {
+    const putId = t.meta['put_id'];
+    const { store } = this.opts;
+    try {
+      if (typeof putId !== 'string' || putId === '') throw new KvStoreError('invalid_argument', `transfer ${t.transferId} names no put_id`);
+      const started = performance.now();
+      try {
+        for (const b of t.blocks) store.writeBlock(putId, b.hash, b.data);
+      } catch (err) {
+        if (err instanceof KvStoreError && err.code !== 'not_found') store.revokePut(putId);
+        throw err;
+      }
+      this.opts.onTransfer?.('in', t.bytes, (performance.now() - started) / 1000);
+    } catch (err) {
+      this.refusedTransfers += 1;
+      this.opts.logger.warn({ transferId: t.transferId, putId, err: String(err) }, 'kv-store: put transfer refused');
+      throw err;
+    }
+  }
+
+  private async get(req: W.GetRequestMsg, signal: AbortSignal): Promise<W.GetResponseMsg> {
+    const { store } = this.opts;
+    if (req.sink === null || req.sink.grpc_address === '') throw new KvStoreError('invalid_argument', 'get needs a sink (where to send the blocks)');
+    const transport = req.sink.transport === '' ? 'auto' : req.sink.transport;
+    if (transport !== 'auto' && !isTransportKind(transport)) throw new KvStoreError('invalid_argument', `unknown transport ${JSON.stringify(transport)}`);
+    const res = await store.get(req.model_id, req.hashes, { leaseMs: req.lease_ms === 0 ? undefined : req.lease_ms });
+    try {
+      const blocks: KvBlock[] = [];
+      res.blocks.forEach((b, i) => b !== undefined && blocks.push({ hash: req.hashes[i]!, data: b.bytes }));
+      const tiers = res.blocks.map((b) => b?.tier ?? '');
+      if (blocks.length === 0) return { tiers, blocks: 0, bytes: 0, transport: '' };
+      const started = performance.now();
+      const receipt = await this.sender.send({
+        peer: { grpcAddress: req.sink.grpc_address },
+        blocks,
+        transferId: req.sink.transfer_id || undefined,
+        transport,
+        signal,
+        deadlineMs: GET_SEND_DEADLINE_MS,
+      });
+      this.blocksSent += blocks.length;
+      this.opts.onTransfer?.('out', receipt.bytes, (performance.now() - started) / 1000);
+      return { tiers, blocks: receipt.blocks, bytes: receipt.bytes, transport: receipt.transport };
+    } finally {
+      if (res.leaseId !== undefined) store.releaseLease(res.leaseId);
+    }
+  }
+
+  private snapshot(): W.SnapshotResponseMsg {
+    // Flushing first makes `seq` cover every event up to this snapshot.
+    this.publisher.flush();
+    const groups = this.opts.store.snapshot().map((e) => ({ model_id: e.modelId, tier: e.tier, hashes: [...e.hashes] }));
+    return { node: this.opts.nodeId, incarnation: this.incarnation, seq: this.publisher.seq, groups };
+  }
+
+  private stats(): W.StoreStatsResponseMsg {
+    const s = this.opts.store.stats();
+    return {
+      memory: tierMsg(s.memory),
+      disk: tierMsg(s.disk),
+      active_puts: s.puts.active,
+      committed_puts: s.puts.committed,
+      revoked_puts: s.puts.revoked,
+      reclaimed_puts: s.puts.reclaimed,
+      active_leases: s.activeLeases,
+      active_pins: s.activePins,
+      demotions: s.demotions,
+      promotions: s.promotions,
+      refused_transfers: this.refusedTransfers,
+      blocks_sent: this.blocksSent,
+    };
+  }
+
+  private handlers(): UntypedServiceImplementation {
+    const { store } = this.opts;
+    const ttl = (ms: number): number | undefined => (ms === 0 ? undefined : ms);
+    const h = {
+      BeginPut: async (r: W.BeginPutRequestMsg): Promise<W.BeginPutResponseMsg> => {
+        if (this.draining) throw new KvStoreError('unavailable', 'kv-store is draining');
+        const b = await store.beginPut(r.model_id, r.blocks.map((e) => ({ hash: e.hash, size: e.size })), { ttlMs: ttl(r.ttl_ms) });
+        return { put_id: b.putId, already_stored: [...b.alreadyStored], reserved_bytes: b.reservedBytes, expires_at_ms: b.expiresAt };
+      },
+      CommitPut: (r: W.CommitPutRequestMsg): W.CommitPutResponseMsg => {
+        const c = store.commitPut(r.put_id);
+        return { stored: [...c.stored], already_stored: [...c.alreadyStored] };
+      },
+      RevokePut: (r: W.RevokePutRequestMsg): W.RevokePutResponseMsg => ({ revoked: store.revokePut(r.put_id) }),
+      Get: (r: W.GetRequestMsg, signal: AbortSignal) => this.get(r, signal),
+      Exists: (r: W.HashesRequestMsg): W.TiersResponseMsg => ({ tiers: store.exists(r.model_id, r.hashes).map((t) => t ?? '') }),
+      LongestPrefix: (r: W.HashesRequestMsg): W.TiersResponseMsg => ({ tiers: [...store.longestPrefix(r.model_id, r.hashes).tiers] }),
+      Remove: async (r: W.HashesRequestMsg): Promise<W.RemoveResponseMsg> => {
+        const x = await store.remove(r.model_id, r.hashes);
+        return { removed: [...x.removed], leased: [...x.leased] };
+      },
+      Pin: (r: W.PinRequestMsg): W.PinResponseMsg => {
+        const p = store.pin(r.model_id, r.hashes, r.ttl_ms);
+        return { pinned: [...p.pinned], until_ms: p.until };
+      },
+      Snapshot: (): W.SnapshotResponseMsg => this.snapshot(),
+      Stats: (): W.StoreStatsResponseMsg => this.stats(),
+      Health: (): W.StoreHealthResponseMsg => ({ status: this.draining ? 'draining' : 'serving', node: this.opts.nodeId, incarnation: this.incarnation }),
+    };
+    const out: UntypedServiceImplementation = {};
+    for (const [name, fn] of Object.entries(h) as [string, (req: never, signal: AbortSignal) => unknown][]) {
+      out[name] = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => {
+        const ac = new AbortController();
+        call.on('cancelled', () => ac.abort());
+        Promise.resolve()
+          .then(() => fn(call.request as never, ac.signal))
+          .then((res) => cb(null, res))
+          .catch((err: unknown) => cb(this.statusOf(err), null));
+      };
+    }
+    return out;
+  }
+
+  private statusOf(err: unknown): { code: status; details: string } {
+    if (err instanceof KvStoreError) return { code: GRPC_STATUS[err.code], details: err.message };
+    const e = err as { code?: unknown; message?: string };
+    // Transfer errors (the sink refused or vanished) say so in their message.
+    if (typeof e.code === 'string') return { code: status.UNAVAILABLE, details: `${e.code}: ${e.message ?? ''}` };
+    this.opts.logger.error({ err: String(err) }, 'kv-store: call failed');
+    return { code: status.INTERNAL, details: e.message ?? String(err) };
+  }
+}
+
+function tierMsg(t: TierStats): W.TierStatsMsg {
+  return {
+    blocks: t.blocks,
+    bytes: t.bytes,
+    used_bytes: t.usedBytes,
+    capacity_bytes: t.capacityBytes,
+    hits: t.hits,
+    misses: t.misses,
+    evictions: t.evictions,
+    read_bytes: t.readBytes,
+    write_bytes: t.writeBytes,
+    corrupt_dropped: t.corruptDropped,
+  };
+}

@@ -1,0 +1,152 @@
+// The kv-store as a network service: puts and gets through the transfer engine over each transport, and
+// what it does with bad input, floods and abandoned puts.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectControlPlane, InProcessHub, silentLogger, type ControlPlane, type KvEventBatch } from '@pdserve/control-plane';
+import { TransferReceiver, TransferSender, type IncomingTransfer } from '@pdserve/transfer';
+import { InProcessBlockDirectory } from '../directory.js';
+import { BLOCK, LAYOUT, MODEL, hashOf, makeBlock, sleep } from '../test-helpers.js';
+import { KvStoreCallError, KvStoreClient } from './client.js';
+import { startKvStoreService, type KvStoreService } from './service.js';
+
+let cp: ControlPlane;
+let svc: KvStoreService;
+let client: KvStoreClient;
+const sender = new TransferSender();
+let sink: TransferReceiver;
+let sinkAddress: string;
+const arrived = new Map<string, (t: { hash: string; data: Uint8Array }[]) => void>();
+const directory = new InProcessBlockDirectory();
+const batches: KvEventBatch[] = [];
+const MEMORY = 40 * BLOCK;
+
+const blocks = (ns: readonly number[]) => ns.map((n) => ({ hash: hashOf(n), data: makeBlock(hashOf(n), n) }));
+
+async function fetchBlocks(hashes: string[], transport: 'auto' | 'tcp' | 'shm' | 'grpc' = 'auto') {
+  const transferId = `get-${Math.random().toString(16).slice(2)}`;
+  const got = new Promise<{ hash: string; data: Uint8Array }[]>((resolve) => arrived.set(transferId, resolve));
+  const res = await client.get({ model_id: MODEL, hashes, lease_ms: 0, sink: { grpc_address: sinkAddress, transfer_id: transferId, transport } });
+  return { res, blocks: res.blocks > 0 ? await got : [] };
+}
+
+beforeAll(async () => {
+  cp = await connectControlPlane({ cluster: 'kvs', hub: new InProcessHub(), logger: silentLogger });
+  cp.events.subscribeKv((b) => void batches.push(b));
+  svc = await startKvStoreService({
+    nodeId: 'store-0',
+    controlPlane: cp,
+    logger: silentLogger,
+    memoryBytes: MEMORY,
+    models: [{ id: MODEL, layout: LAYOUT }],
+    directory,
+    storeOptions: { putTtlMs: 300, sweepIntervalMs: 50 },
+  });
+  client = new KvStoreClient(svc.grpcAddress);
+  sink = await TransferReceiver.start({
+    onTransfer: (t: IncomingTransfer) => arrived.get(t.transferId)?.(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice() }))),
+  });
+  sinkAddress = await sink.serveGrpc();
+});
+
+afterAll(async () => {
+  client?.close();
+  sender.close();
+  await sink?.close();
+  await svc?.close();
+  await cp?.close();
+});
+
+describe('kv-store service', () => {
+  it('registers as a kv-store and answers health', async () => {
+    const rec = (await cp.registry.list()).find((r) => r.id === 'store-0');
+    expect(rec?.role).toBe('kv-store');
+    expect((await client.health()).status).toBe('serving');
+  });
+
+  it.each(['tcp', 'shm', 'grpc'] as const)('puts and gets blocks byte-exact over %s', async (transport) => {
+    const base = { tcp: 100, shm: 200, grpc: 300 }[transport];
+    const put = blocks([base, base + 1, base + 2]);
+    const receipt = await client.put(sender, MODEL, put, { transport });
+    expect(receipt.stored).toHaveLength(3);
+    expect(receipt.transport).toBe(transport);
+    const again = await client.put(sender, MODEL, put, { transport });
+    expect(again.alreadyStored).toHaveLength(3);
+    expect(again.bytes).toBe(0);
+    const { res, blocks: got } = await fetchBlocks([...put.map((b) => b.hash), hashOf(9999)], transport);
+    expect(res.tiers).toEqual(['memory', 'memory', 'memory', '']);
+    expect(got.map((b) => b.hash)).toEqual(put.map((b) => b.hash));
+    got.forEach((b, i) => expect(Buffer.compare(b.data, put[i]!.data)).toBe(0));
+    expect((await client.exists(MODEL, [put[0]!.hash, hashOf(9998)])).tiers).toEqual(['memory', '']);
+    expect((await client.longestPrefix(MODEL, [...put.map((b) => b.hash), hashOf(9997), put[0]!.hash])).tiers).toHaveLength(3);
+  });
+
+  it('records holders in the directory and publishes stored events with tier store; Snapshot matches', async () => {
+    await client.put(sender, MODEL, blocks([400]));
+    await sleep(120);
+    expect(await directory.locate(MODEL, [hashOf(400)])).toEqual([[{ node: 'store-0', tier: 'memory' }]]);
+    const stored = batches.filter((b) => b.worker === 'store-0').flatMap((b) => b.events).filter((e) => e.kind === 'stored');
+    expect(stored.every((e) => e.kind === 'stored' && e.tier === 'store')).toBe(true);
+    expect(stored.flatMap((e) => (e.kind === 'stored' ? e.hashes : []))).toContain(hashOf(400));
+    const snap = await client.snapshot();
+    expect(snap.node).toBe('store-0');
+    expect(snap.groups.flatMap((g) => g.hashes)).toContain(hashOf(400));
+  });
+
+  it('unknown hashes are reported missing and nothing is sent', async () => {
+    const { res } = await fetchBlocks([hashOf(7001), hashOf(7002)]);
+    expect(res).toMatchObject({ tiers: ['', ''], blocks: 0 });
+  });
+
+  it('bad input gets clear errors and stores nothing', async () => {
+    const before = svc.store.stats().memory.blocks;
+    const err = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as KvStoreCallError);
+    // Oversized (not this model's block size), malformed hash, unserved model.
+    expect(await err(client.beginPut({ model_id: MODEL, blocks: [{ hash: hashOf(1), size: BLOCK * 2 }], ttl_ms: 0 }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('a block of this model is') });
+    expect(await err(client.beginPut({ model_id: MODEL, blocks: [{ hash: 'XYZ', size: BLOCK }], ttl_ms: 0 }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('16 lowercase hex') });
+    expect(await err(client.beginPut({ model_id: 'other/model', blocks: [{ hash: hashOf(1), size: BLOCK }], ttl_ms: 0 }))).toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('not served') });
+    expect(await err(client.exists('other/model', [hashOf(1)]))).toMatchObject({ code: 'NOT_FOUND' });
+    // Garbage bytes of the right length: the transfer is refused and the put revoked.
+    const garbage = { hash: hashOf(500), data: new Uint8Array(BLOCK).fill(7) };
+    expect(await err(client.put(sender, MODEL, [garbage]))).toBeDefined();
+    // A block whose header names another hash.
+    const wrong = { hash: hashOf(501), data: makeBlock(hashOf(502), 1) };
+    expect(await err(client.put(sender, MODEL, [wrong]))).toBeDefined();
+    // Bytes pushed with no open put.
+    await expect(sender.send({ peer: { grpcAddress: svc.grpcAddress }, blocks: blocks([503]), meta: { put_id: 'nope' } })).rejects.toThrow();
+    await expect(sender.send({ peer: { grpcAddress: svc.grpcAddress }, blocks: blocks([504]) })).rejects.toThrow();
+    expect(await err(client.commitPut('nope'))).toMatchObject({ code: 'NOT_FOUND' });
+    expect((await client.exists(MODEL, [hashOf(500), hashOf(501), hashOf(502), hashOf(503), hashOf(504)])).tiers).toEqual(['', '', '', '', '']);
+    expect(svc.store.stats().memory.blocks).toBe(before);
+    expect(svc.store.stats().puts.active).toBe(0);
+    expect((await client.stats()).refused_transfers).toBeGreaterThanOrEqual(3);
+  });
+
+  it('an abandoned put is reclaimed after its ttl and never becomes readable', async () => {
+    const begun = await client.beginPut({ model_id: MODEL, blocks: [{ hash: hashOf(600), size: BLOCK }], ttl_ms: 200 });
+    await sender.send({ peer: { grpcAddress: svc.grpcAddress }, blocks: blocks([600]), meta: { put_id: begun.put_id } });
+    await sleep(400);
+    await expect(client.commitPut(begun.put_id)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect((await client.exists(MODEL, [hashOf(600)])).tiers).toEqual(['']);
+    expect(svc.store.stats().memory.reservedBytes).toBe(0);
+  });
+
+  it('a flood of concurrent puts never exceeds the memory budget', async () => {
+    let peak = 0;
+    const timer = setInterval(() => (peak = Math.max(peak, svc.store.stats().memory.usedBytes)), 1);
+    const results = await Promise.allSettled(
+      Array.from({ length: 30 }, (_, i) => client.put(sender, MODEL, blocks([1000 + i * 4, 1001 + i * 4, 1002 + i * 4, 1003 + i * 4]), { transport: 'tcp' })),
+    );
+    clearInterval(timer);
+    expect(results.filter((r) => r.status === 'fulfilled').length).toBeGreaterThan(0);
+    expect(peak).toBeLessThanOrEqual(MEMORY);
+    expect(svc.store.stats().memory.usedBytes).toBeLessThanOrEqual(MEMORY);
+    expect(svc.store.stats().puts.active).toBe(0);
+  });
+
+  it('a block being read stays leased: Remove keeps it until the lease ends', async () => {
+    await client.put(sender, MODEL, blocks([800]));
+    const lease = await svc.store.get(MODEL, [hashOf(800)], { leaseMs: 5_000 });
+    expect((await client.remove(MODEL, [hashOf(800)])).leased).toEqual([hashOf(800)]);
+    svc.store.releaseLease(lease.leaseId!);
+    expect((await client.remove(MODEL, [hashOf(800)])).removed).toEqual([hashOf(800)]);
+  });
+});

@@ -1,0 +1,213 @@
+// A worker's link to the kv-store tier: evicted blocks are offloaded through a bounded queue (a full queue
+// drops offloads; decoding never waits), each on `replicas` distinct store nodes chosen by rendezvous
+// hashing; on admission, the uncached part of a prompt's prefix is looked up on the store nodes and the
+// leading run they hold is fetched through the transfer engine.
+import type { Logger, Membership, ServiceRecord } from '@pdserve/control-plane';
+import type { LLMEngine, OffloadSink, PrefetchedKv } from '@pdserve/engine';
+import { chainHashes } from '@pdserve/kv-cache';
+import { KvStoreClient, placeReplicas } from '@pdserve/kv-store';
+import type { KvBlock, TransferSender, TransportKind } from '@pdserve/transfer';
+
+export interface StoreLinkOptions {
+  /** Copies of each offloaded block, on distinct kv-store nodes (fewer when fewer nodes live). */
+  readonly replicas?: number;
+  /** Evicted blocks waiting to be offloaded; past it, offloads are dropped. */
+  readonly maxQueuedBlocks?: number;
+  /** Blocks per put. */
+  readonly batchBlocks?: number;
+  /** A prompt with fewer uncached full blocks than this is not looked up in the store. */
+  readonly minPrefetchBlocks?: number;
+  /** Transport for puts and gets ('auto': the receiver's preferred usable one). */
+  readonly transport?: 'auto' | TransportKind;
+}
+
+export const STORE_LINK_DEFAULTS = { replicas: 1, maxQueuedBlocks: 512, batchBlocks: 64, minPrefetchBlocks: 1 } as const;
+
+export interface StoreLinkStats {
+  readonly offloadedBlocks: number;
+  /** Offloads dropped because the queue was full, or lost to a failed put. */
+  readonly offloadDropped: number;
+  readonly prefetchLookups: number;
+  /** Blocks fetched from the store. */
+  readonly prefetchedBlocks: number;
+}
+
+/** The receiving side the link fetches into: the worker's transfer receiver. */
+export interface TransferSink {
+  readonly address: () => string;
+  /** Registers a transfer id; `arrived` resolves with its blocks (copies), `done` forgets it. */
+  expect(transferId: string): { readonly arrived: Promise<KvBlock[]>; done(): void };
+}
+
+export class StoreLink implements OffloadSink {
+  private readonly opts: Required<StoreLinkOptions>;
+  private readonly clients = new Map<string, KvStoreClient>();
+  private readonly queue = new Map<string, Uint8Array>();
+  /** Hashes recently put or fetched: offloading them again would only be refused as already stored. */
+  private readonly known = new Map<string, true>();
+  private draining = false;
+  private nextId = 0;
+  private counters = { offloadedBlocks: 0, offloadDropped: 0, prefetchLookups: 0, prefetchedBlocks: 0 };
+
+  constructor(
+    private readonly engine: LLMEngine,
+    private readonly membership: Membership,
+    private readonly sender: TransferSender,
+    private readonly sink: TransferSink,
+    private readonly logger: Logger,
+    options: StoreLinkOptions = {},
+  ) {
+    this.opts = { ...STORE_LINK_DEFAULTS, transport: 'auto', ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
+  }
+
+  stats(): StoreLinkStats {
+    return { ...this.counters };
+  }
+
+  /** Live kv-store nodes, by id. */
+  nodes(): ServiceRecord[] {
+    return [...this.membership.snapshot().values()].filter((r) => r.role === 'kv-store' && (r.model === '*' || r.model === this.engine.modelId));
+  }
+
+  offer(hash: string, encode: () => Uint8Array): void {
+    if (this.known.has(hash) || this.queue.has(hash)) return;
+    if (this.queue.size >= this.opts.maxQueuedBlocks) {
+      this.counters.offloadDropped += 1;
+      return;
+    }
+    if (this.nodes().length === 0) return;
+    this.queue.set(hash, encode());
+    void this.drain();
+  }
+
+  /** Resolves when the offload queue is empty (tests, shutdown). */
+  async flushed(): Promise<void> {
+    while (this.queue.size > 0 || this.draining) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  /**
+   * The leading blocks of `tokens`' uncached prefix that the store holds, fetched; undefined when none.
+   * Never throws: any failure just means less is prefetched (and more is computed).
+   */
+  async prefetch(tokens: readonly number[], signal?: AbortSignal): Promise<PrefetchedKv | undefined> {
+    const nodes = this.nodes();
+    if (nodes.length === 0) return undefined;
+    const bs = this.engine.blockSize;
+    const chain = chainHashes(tokens, bs, this.engine.modelId).slice(0, Math.floor((tokens.length - 1) / bs));
+    const from = Math.min(this.engine.cachedPrefixBlocks(tokens), chain.length);
+    const want = chain.slice(from);
+    if (want.length < this.opts.minPrefetchBlocks) return undefined;
+    this.counters.prefetchLookups += 1;
+    const model = this.engine.modelId;
+    const answers = await Promise.all(nodes.map((n) => this.client(n).exists(model, want, signal).then((r) => r.tiers, () => undefined)));
+    // Per block, a node that holds it: memory before disk; the run ends at the first block nobody holds.
+    const byNode = new Map<ServiceRecord, string[]>();
+    let run = 0;
+    for (; run < want.length; run++) {
+      let best = -1;
+      for (let n = 0; n < nodes.length; n++) {
+        const tier = answers[n]?.[run];
+        if (tier === 'memory' || (tier === 'disk' && best < 0)) best = n;
+        if (tier === 'memory') break;
+      }
+      if (best < 0) break;
+      const list = byNode.get(nodes[best]!) ?? [];
+      list.push(want[run]!);
+      byNode.set(nodes[best]!, list);
+    }
+    if (run === 0) return undefined;
+    const got = new Map<string, Uint8Array>();
+    await Promise.all([...byNode].map(async ([node, hashes]) => {
+      for (const b of await this.fetch(node, hashes, signal)) got.set(b.hash, b.data);
+    }));
+    const blocks: Uint8Array[] = [];
+    for (const h of want.slice(0, run)) {
+      const data = got.get(h);
+      if (data === undefined) break;
+      blocks.push(data);
+      this.remember(h);
+    }
+    this.counters.prefetchedBlocks += blocks.length;
+    return blocks.length === 0 ? undefined : { fromBlock: from, blocks };
+  }
+
+  close(): void {
+    this.queue.clear();
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+
+  private async fetch(node: ServiceRecord, hashes: string[], signal?: AbortSignal): Promise<KvBlock[]> {
+    const transferId = `kvget-${process.pid}-${++this.nextId}-${Date.now().toString(36)}`;
+    const expected = this.sink.expect(transferId);
+    try {
+      const res = await this.client(node).get(
+        { model_id: this.engine.modelId, hashes, lease_ms: 0, sink: { grpc_address: this.sink.address(), transfer_id: transferId, transport: this.opts.transport } },
+        signal,
+      );
+      return res.blocks === 0 ? [] : await expected.arrived;
+    } catch (err) {
+      this.logger.warn({ node: node.id, error: (err as Error).message }, 'kv-store get failed; those blocks will be computed');
+      return [];
+    } finally {
+      expected.done();
+    }
+  }
+
+  private async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.queue.size > 0) {
+        const batch: KvBlock[] = [];
+        for (const [hash, data] of this.queue) {
+          batch.push({ hash, data });
+          this.queue.delete(hash);
+          if (batch.length >= this.opts.batchBlocks) break;
+        }
+        const nodes = this.nodes();
+        const ids = nodes.map((n) => n.id);
+        const perNode = new Map<string, KvBlock[]>();
+        for (const b of batch) {
+          for (const id of placeReplicas(b.hash, ids, this.opts.replicas)) {
+            const list = perNode.get(id) ?? [];
+            list.push(b);
+            perNode.set(id, list);
+          }
+        }
+        const ok = new Set<string>();
+        await Promise.all([...perNode].map(async ([id, blocks]) => {
+          try {
+            await this.client(nodes.find((n) => n.id === id)!).put(this.sender, this.engine.modelId, blocks, { transport: this.opts.transport });
+            for (const b of blocks) ok.add(b.hash);
+          } catch (err) {
+            this.logger.warn({ node: id, blocks: blocks.length, error: (err as Error).message }, 'kv-store offload failed; blocks dropped');
+          }
+        }));
+        for (const b of batch) {
+          if (ok.has(b.hash)) {
+            this.counters.offloadedBlocks += 1;
+            this.remember(b.hash);
+          } else this.counters.offloadDropped += 1;
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private remember(hash: string): void {
+    this.known.delete(hash);
+    this.known.set(hash, true);
+    if (this.known.size > 65_536) this.known.delete(this.known.keys().next().value!);
+  }
+
+  private client(node: ServiceRecord): KvStoreClient {
+    let c = this.clients.get(node.grpcAddress);
+    if (c === undefined) {
+      c = new KvStoreClient(node.grpcAddress);
+      this.clients.set(node.grpcAddress, c);
+    }
+    return c;
+  }
+}

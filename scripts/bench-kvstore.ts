@@ -1,0 +1,220 @@
+// kv-store throughput and the TTFT it buys, between two processes on this machine.
+//   node --import tsx scripts/bench-kvstore.ts [--reps 5] [--blocks 1000] [--only raw,tcp,shm,grpc] [--prompt 2048] [--ttft-reps 3]
+// The parent plays the worker; it spawns a child running a kv-store node (KvStore gRPC service, its
+// transfer receiver) and a raw TCP sink. Put: BeginPut + the blocks through the transfer engine + CommitPut
+// (then Remove, so that every repetition moves the bytes). Get: the store sends the blocks to the parent's
+// transfer receiver. Raw: the same bytes over a plain TCP socket, no framing or checksums. Blocks are the
+// tiny model's (4 layers x 2 KV heads x 32 dims x 16 tokens, 32 KiB + a 40-byte header).
+// TTFT: a prompt computed cold versus the same prompt whose prefix comes back from the store (lookup, get,
+// verified import, then the last tokens computed), on the same engine with its cache emptied.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer, connect, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { connectControlPlane, InProcessHub, silentLogger, type Membership, type ServiceRecord } from '@pdserve/control-plane';
+import { LLMEngine } from '@pdserve/engine';
+import { blockBytes, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
+import { KvStoreClient, startKvStoreService } from '@pdserve/kv-store';
+import { ensureTinyModel, samplingParams } from '@pdserve/model';
+import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
+import { StoreLink } from '@pdserve/worker';
+import { median, randomTokens } from './lib/stats';
+
+const MODEL = 'tiny';
+const LAYOUT: KvLayout = { numLayers: 4, numKvHeads: 2, headDim: 32, blockSize: 16 };
+
+interface ChildInfo {
+  readonly grpcAddress: string;
+  readonly rawAddress: string;
+}
+
+async function runChild(): Promise<void> {
+  const cp = await connectControlPlane({ cluster: 'bench', hub: new InProcessHub(), logger: silentLogger });
+  const svc = await startKvStoreService({ nodeId: 'bench-store', controlPlane: cp, logger: silentLogger, memoryBytes: 512 * 1024 * 1024, models: [{ id: MODEL, layout: LAYOUT }] });
+  const raw = createServer({ noDelay: true }, (s: Socket) => {
+    let want = -1;
+    let got = 0;
+    let head = Buffer.alloc(0);
+    s.on('data', (chunk: Buffer) => {
+      let c = chunk;
+      if (want < 0) {
+        head = Buffer.concat([head, c]);
+        if (head.byteLength < 8) return;
+        want = Number(head.readBigUInt64LE(0));
+        c = head.subarray(8);
+        head = Buffer.alloc(0);
+      }
+      got += c.byteLength;
+      if (got >= want) {
+        s.write('k');
+        want = -1;
+        got = 0;
+      }
+    });
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+  const info: ChildInfo = { grpcAddress: svc.grpcAddress, rawAddress: `127.0.0.1:${(raw.address() as { port: number }).port}` };
+  process.stdout.write(`${JSON.stringify(info)}\n`);
+  createInterface({ input: process.stdin }).on('close', () => {
+    raw.close();
+    void svc.close().then(() => cp.close()).then(() => process.exit(0));
+  });
+}
+
+async function rawCopy(socket: Socket, blocks: readonly KvBlock[]): Promise<void> {
+  const total = blocks.reduce((n, b) => n + b.data.byteLength, 0);
+  const ack = new Promise<void>((resolve) => socket.once('data', () => resolve()));
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64LE(BigInt(total));
+  socket.write(head);
+  let i = 0;
+  while (i < blocks.length) {
+    socket.cork();
+    let batch = 0;
+    while (i < blocks.length && batch < 2 * 1024 * 1024) {
+      const d = blocks[i++]!.data;
+      socket.write(d);
+      batch += d.byteLength;
+    }
+    socket.uncork();
+    if (socket.writableLength > 8 * 1024 * 1024) await new Promise((r) => socket.once('drain', r));
+  }
+  await ack;
+}
+
+function arg(name: string, fallback: number): number {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
+}
+
+function list(name: string, fallback: readonly string[]): string[] {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? (process.argv[at + 1] ?? '').split(',') : [...fallback];
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(3, ...rows.map((r) => (r[c] ?? '').length)));
+  const line = (r: string[]): string => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
+  return [line(rows[0]!), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...rows.slice(1).map(line)].join('\n');
+}
+
+async function runParent(): Promise<void> {
+  const reps = Math.max(3, arg('--reps', 5));
+  const count = arg('--blocks', 1000);
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const info = await new Promise<ChildInfo>((resolve) => createInterface({ input: child.stdout }).once('line', (l) => resolve(JSON.parse(l) as ChildInfo)));
+  const store = new KvStoreClient(info.grpcAddress);
+  const sender = new TransferSender();
+  const waiting = new Map<string, (blocks: KvBlock[]) => void>();
+  const sink = await TransferReceiver.start({
+    host: '127.0.0.1',
+    onTransfer: (t: IncomingTransfer) => waiting.get(t.transferId)?.(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice() }))),
+  });
+  const sinkAddress = await sink.serveGrpc('127.0.0.1', 0);
+  const [rawHost, rawPort] = info.rawAddress.split(':');
+  const rawSocket = connect({ host: rawHost, port: Number(rawPort), noDelay: true });
+  await new Promise((r) => rawSocket.once('connect', r));
+
+  const blocks: KvBlock[] = Array.from({ length: count }, (_, i) => {
+    const hash = (0x1000_0000 + i).toString(16).padStart(16, '0');
+    return { hash, data: encodeBlock(LAYOUT, new Uint8Array(randomBytes(blockBytes(LAYOUT))), hash, LAYOUT.blockSize) };
+  });
+  const hashes = blocks.map((b) => b.hash);
+  const total = blocks.reduce((n, b) => n + b.data.byteLength, 0);
+  const transports = list('--only', ['raw', 'tcp', 'shm', 'grpc']) as ('raw' | TransportKind)[];
+
+  const put = async (t: 'raw' | TransportKind): Promise<number> => {
+    const t0 = performance.now();
+    if (t === 'raw') await rawCopy(rawSocket, blocks);
+    else await store.put(sender, MODEL, blocks, { transport: t });
+    const secs = (performance.now() - t0) / 1000;
+    if (t !== 'raw') await store.remove(MODEL, hashes);
+    return total / secs / 1e9;
+  };
+  const get = async (t: TransportKind): Promise<number> => {
+    const transferId = `bench-${randomBytes(6).toString('hex')}`;
+    const arrived = new Promise<KvBlock[]>((resolve) => waiting.set(transferId, resolve));
+    const t0 = performance.now();
+    const res = await store.get({ model_id: MODEL, hashes, lease_ms: 0, sink: { grpc_address: sinkAddress, transfer_id: transferId, transport: t } });
+    const got = await arrived;
+    const secs = (performance.now() - t0) / 1000;
+    waiting.delete(transferId);
+    if (res.blocks !== count || got.length !== count) throw new Error(`get returned ${res.blocks} of ${count} blocks`);
+    return total / secs / 1e9;
+  };
+
+  const samples = new Map<string, number[]>();
+  const record = (key: string, v: number): void => void (samples.get(key) ?? samples.set(key, []).get(key)!).push(v);
+  for (const t of transports) await put(t); // warm-up
+  for (let r = 0; r < reps; r++) for (const t of transports) record(`put ${t}`, await put(t));
+  await store.put(sender, MODEL, blocks, { transport: 'tcp' });
+  const getTransports = transports.filter((t): t is TransportKind => t !== 'raw');
+  for (const t of getTransports) await get(t);
+  for (let r = 0; r < reps; r++) for (const t of getTransports) record(`get ${t}`, await get(t));
+  await store.remove(MODEL, hashes);
+  const raw = median(samples.get('put raw') ?? []);
+  const rows: string[][] = [['operation', 'transport', 'blocks', 'MiB', 'GB/s median', 'min–max', 'vs raw TCP']];
+  for (const [key, xs] of samples) {
+    const [op, t] = key.split(' ');
+    const m = median(xs);
+    rows.push([op === 'put' && t === 'raw' ? 'raw copy' : op!, t!, String(count), (total / 2 ** 20).toFixed(1), m.toFixed(2), `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`, t === 'raw' ? '1.00' : raw > 0 ? (m / raw).toFixed(2) : '-']);
+  }
+
+  // TTFT: cold vs prefix from the store.
+  const promptLen = arg('--prompt', 2048);
+  const ttftReps = Math.max(1, arg('--ttft-reps', 3));
+  const dir = await ensureTinyModel();
+  const engine = await LLMEngine.create({ modelDir: dir, modelId: MODEL, blockSize: LAYOUT.blockSize, maxModelLen: promptLen + 16 });
+  const record0: ServiceRecord = { id: 'bench-store', role: 'kv-store', grpcAddress: info.grpcAddress, adminAddress: '', model: MODEL, capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 }, incarnation: 'x', startedAt: Date.now() };
+  const membership: Membership = { snapshot: () => new Map([[record0.id, record0]]), synced: true, onChange: () => () => undefined, refresh: async () => undefined, close: () => undefined };
+  let nextId = 0;
+  const link = new StoreLink(engine, membership, sender, {
+    address: () => sinkAddress,
+    expect: (id) => {
+      const arrived = new Promise<KvBlock[]>((resolve) => waiting.set(id, resolve));
+      return { arrived, done: () => waiting.delete(id) };
+    },
+  }, silentLogger, { maxQueuedBlocks: 4096, batchBlocks: 256 });
+  engine.offload(link);
+  const firstToken = async (ids: number[], prefetch: boolean): Promise<number> => {
+    const t0 = performance.now();
+    const prefetched = prefetch ? await link.prefetch(ids) : undefined;
+    for await (const o of engine.generate({ requestId: `t${nextId++}`, promptTokenIds: ids, sampling: samplingParams({ temperature: 0, maxTokens: 1 }), prefetched })) {
+      if (o.tokenIds.length > 0) break;
+    }
+    return (performance.now() - t0) / 1000;
+  };
+  await firstToken(randomTokens(promptLen, 999), false); // warm-up
+  engine.pool.evictFree();
+  await link.flushed();
+  const cold: number[] = [];
+  const warm: number[] = [];
+  for (let r = 0; r < ttftReps; r++) {
+    const ids = [1, ...randomTokens(promptLen - 1, r + 1)];
+    cold.push(await firstToken(ids, false));
+    engine.pool.evictFree(); // the prefix leaves this engine for the store
+    await link.flushed();
+    warm.push(await firstToken(ids, true));
+    engine.pool.evictFree();
+    await link.flushed();
+  }
+  const s = engine.stats();
+  const ratio = median(warm) / median(cold);
+  process.stdout.write(`\nkv-store between two processes on one host (${count} blocks of the tiny model, ${(total / 2 ** 20).toFixed(1)} MiB); median of ${reps} interleaved runs after a warm-up.\n`);
+  process.stdout.write('put = BeginPut + blocks through the transfer engine + CommitPut; get = Get with the store sending to our receiver;\nraw copy = the same bytes over one plain TCP socket (no framing, no checksums).\n\n');
+  process.stdout.write(`${table(rows)}\n\n`);
+  process.stdout.write(`TTFT, ${promptLen}-token prompt, tiny model, median of ${ttftReps}: cold ${(median(cold) * 1000).toFixed(0)} ms; prefix from the store ${(median(warm) * 1000).toFixed(0)} ms (lookup + get + verified import + ${promptLen % LAYOUT.blockSize || LAYOUT.blockSize} tokens computed); ratio ${ratio.toFixed(2)} (target <= 0.35).\n`);
+  process.stdout.write(`(${s.prefetchedTokens} tokens prefetched, ${s.prefetchRejects} rejected; ${link.stats().offloadedBlocks} blocks offloaded, ${link.stats().offloadDropped} dropped)\n`);
+  await engine.close();
+  link.close();
+  store.close();
+  sender.close();
+  await sink.close();
+  rawSocket.destroy();
+  child.stdin.end();
+}
+
+if (process.argv.includes('--child')) await runChild();
+else await runParent();
