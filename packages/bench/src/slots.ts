@@ -40,12 +40,19 @@ export function sleepUntil(at: number, now: number, stop: AbortSignal): Promise<
   const ms = at - now;
   if (ms <= 0 || stop.aborted) return Promise.resolve();
   return new Promise((resolve) => {
+    let timer: NodeJS.Timeout;
     const done = (): void => {
       clearTimeout(timer);
       stop.removeEventListener('abort', done);
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    // Timers round to whole milliseconds and may fire a little before `at`: sleep again for the rest.
+    const arm = (): void => {
+      const left = at - performance.now();
+      if (left <= 0) done();
+      else timer = setTimeout(arm, Math.ceil(left));
+    };
+    timer = setTimeout(arm, Math.ceil(ms));
     stop.addEventListener('abort', done, { once: true });
   });
 }

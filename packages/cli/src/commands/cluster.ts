@@ -4,7 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { connectControlPlane, processHub, type ControlPlane } from '@pdserve/control-plane';
 import { ENGINE_DEFAULTS, type EngineOptions } from '@pdserve/engine';
-import { startGateway } from '@pdserve/gateway';
+import type { Logger } from '@pdserve/api';
+import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import { POLICY_NAMES, type PolicyName } from '@pdserve/router';
 import { isTransportKind, type TransportKind } from '@pdserve/transfer';
@@ -157,6 +158,22 @@ export const prefillWorker = workerCommand('prefill', 'prefill-worker', 'Run a p
 export const decodeWorker = workerCommand('decode', 'decode-worker', 'Run a decode worker: receives KV, decodes with continuous batching, streams tokens.');
 export const mixedWorker = workerCommand('mixed', 'mixed-worker', 'Run a mixed worker: prefill and decode on one engine.');
 
+function gatewayFromFlags(f: Flags, dir: string, id: string, cp: ControlPlane, logger: Logger): Promise<Gateway> {
+  return startGateway({
+    modelDir: dir,
+    modelId: id,
+    controlPlane: cp,
+    logger,
+    host: f.str('host'),
+    port: f.int('port', 0),
+    adminPort: f.int('admin-port', 0),
+    blockSize: f.int('block-size', 1),
+    policy: policyOf(f),
+    disagg: { remotePrefillMinTokens: f.int('remote-prefill-min-tokens', 0), prefillQueueMaxTokens: f.int('prefill-queue-max-tokens', 0) },
+    maxModelLen: f.int('max-model-len', 2),
+  });
+}
+
 export const gateway: CommandSpec = {
   name: 'gateway',
   summary: 'Run the gateway: the OpenAI HTTP API and the KV-aware router in front of the workers.',
@@ -166,19 +183,7 @@ export const gateway: CommandSpec = {
     const logger = serviceLogger('gateway', f.str('log-level'));
     const { dir, id } = await modelDirFrom(f);
     const cp = await controlPlaneOf(f, 'gateway');
-    const gw = await startGateway({
-      modelDir: dir,
-      modelId: id,
-      controlPlane: cp,
-      logger,
-      host: f.str('host'),
-      port: f.int('port', 0),
-      adminPort: f.int('admin-port', 0),
-      blockSize: f.int('block-size', 1),
-      policy: policyOf(f),
-      disagg: { remotePrefillMinTokens: f.int('remote-prefill-min-tokens', 0), prefillQueueMaxTokens: f.int('prefill-queue-max-tokens', 0) },
-      maxModelLen: f.int('max-model-len', 2),
-    });
+    const gw = await gatewayFromFlags(f, dir, id, cp, logger);
     logger.info('gateway ready', { url: gw.url, admin: gw.adminUrl, model: id, controlPlane: cp.mode });
     await untilSignal();
     await gw.close();
@@ -204,19 +209,7 @@ export async function runLocalCluster(f: Flags, prefill: number, decode: number,
   const workers = [];
   for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), kvStore }));
   for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), kvStore }));
-  const gw = await startGateway({
-    modelDir: dir,
-    modelId: id,
-    controlPlane: cp,
-    logger,
-    host: f.str('host'),
-    port: f.int('port', 0),
-    adminPort: f.int('admin-port', 0),
-    blockSize: f.int('block-size', 1),
-    policy: policyOf(f),
-    disagg: { remotePrefillMinTokens: f.int('remote-prefill-min-tokens', 0), prefillQueueMaxTokens: f.int('prefill-queue-max-tokens', 0) },
-    maxModelLen: f.int('max-model-len', 2),
-  });
+  const gw = await gatewayFromFlags(f, dir, id, cp, logger);
   process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, embedded control plane. Ctrl-C stops it.\n`);
   await untilSignal();
   await gw.close();
