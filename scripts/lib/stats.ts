@@ -1,3 +1,5 @@
+import { cpus } from 'node:os';
+
 export function percentile(xs: readonly number[], p: number): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -31,5 +33,5 @@ export async function timeIt(fn: () => Promise<unknown>): Promise<number> {
 }
 
 export function machine(): string {
-  return `${process.platform} ${process.arch}, ${(globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? '?'} cores, Node ${process.version}`;
+  return `${process.platform} ${process.arch}, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), Node ${process.version}`;
 }

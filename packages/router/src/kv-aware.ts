@@ -37,6 +37,7 @@ export class KvAwarePolicy implements RoutingPolicy {
   private readonly explain: number;
   private readonly random: () => number;
   private costs = new Float64Array(16);
+  private readonly idHashes = new Map<string, number>();
   private running = new Float64Array(16);
 
   constructor(opts: KvAwareOptions = {}) {
@@ -45,6 +46,15 @@ export class KvAwarePolicy implements RoutingPolicy {
     this.temperature = opts.temperature ?? 0;
     this.explain = opts.explainCandidates ?? DEFAULT_EXPLAIN_CANDIDATES;
     this.random = createRng(opts.seed ?? 1);
+  }
+
+  private workerHash(id: string): number {
+    let h = this.idHashes.get(id);
+    if (h === undefined) {
+      h = fnv1a(id);
+      this.idHashes.set(id, h);
+    }
+    return h;
   }
 
   choose(input: PolicyInput): PolicyDecision {
@@ -64,11 +74,18 @@ export class KvAwarePolicy implements RoutingPolicy {
         loadCost(load, blockSize, w, this.overload);
       running[i] = load.running;
     }
+    // Last tie-break: rendezvous order of (the prompt's first block, worker), so that prompts nobody holds
+    // spread over the whole cluster (lowest id first would pile them on a few workers) while equal
+    // prompts still agree on a worker.
+    const key = promptKey(request.chain[0], request.requestId);
     const before = (a: number, b: number): boolean => {
       const d = costs[a]! - costs[b]!;
       if (d < -TIE_EPSILON) return true;
       if (d > TIE_EPSILON) return false;
       if (running[a] !== running[b]) return running[a]! < running[b]!;
+      const ra = mix32(key ^ this.workerHash(candidates[a]!.id));
+      const rb = mix32(key ^ this.workerHash(candidates[b]!.id));
+      if (ra !== rb) return ra < rb;
       return candidates[a]!.id < candidates[b]!.id;
     };
     const top = new TopK(Math.max(1, this.explain), before);
@@ -104,4 +121,22 @@ export class KvAwarePolicy implements RoutingPolicy {
 
 function fmt(x: number): string {
   return Number.isInteger(x) ? String(x) : x.toFixed(2);
+}
+
+/** 32 bits identifying the prompt: its first block hash, or the request id for prompts under a block. */
+function promptKey(firstBlock: string | undefined, requestId: string): number {
+  return firstBlock !== undefined ? Number.parseInt(firstBlock.slice(-8), 16) | 0 : fnv1a(requestId);
+}
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h | 0;
+}
+
+/** A 32-bit finaliser (murmur3's) so that nearby inputs land far apart. */
+function mix32(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
 }

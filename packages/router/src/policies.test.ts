@@ -99,8 +99,20 @@ describe('kv-aware', () => {
   it('explains at most explainCandidates candidates, plus the chosen one', () => {
     const ids = Array.from({ length: 20 }, (_, i) => `w${String(i).padStart(2, '0')}`);
     const d = new KvAwarePolicy({ explainCandidates: 3 }).choose(input(decoders(...ids), matchOf(chain, {}), new LoadTracker()));
-    expect(d.scores.map((s) => s.worker)).toEqual(['w00', 'w01', 'w02']);
+    expect(d.scores).toHaveLength(3);
+    expect(new Set(d.scores.map((s) => s.worker)).size).toBe(3);
+    expect(d.scores[0]!.worker).toBe(d.worker);
     expect(d.reason).toMatch(/min cost 16 of 20/);
+  });
+
+  it('spreads prompts nobody holds over the cluster, and sends equal prompts to one worker', () => {
+    const ids = Array.from({ length: 16 }, (_, i) => `w${String(i).padStart(2, '0')}`);
+    const policy = new KvAwarePolicy();
+    const pick = (first: number): string => policy.choose(input(decoders(...ids), matchOf(chainOf(first, 2), {}), new LoadTracker(), { chain: chainOf(first, 2) })).worker;
+    const picks = Array.from({ length: 64 }, (_, i) => pick(1000 + i));
+    // Lowest-id tie-breaking would put all 64 on w00.
+    expect(new Set(picks).size).toBeGreaterThanOrEqual(10);
+    expect(pick(1000)).toBe(picks[0]);
   });
 });
 
