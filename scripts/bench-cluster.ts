@@ -48,7 +48,7 @@ async function routing(policy: PolicyName): Promise<BenchReport> {
       workload: 'shared-prefix',
       numPrefixes: 8,
       prefixLen: 512,
-      inputLen: 528,
+      inputLen: 16,
       maxTokens: 16,
       requests: Number(args.requests),
       concurrency: 4,
