@@ -12,8 +12,8 @@ import { connectControlPlane, InProcessHub, silentLogger as cpSilent, type Contr
 import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import { startWorkerService, type WorkerService } from '@pdserve/worker';
+import { SHARED_TRACE } from '@pdserve/testkit';
 
-const SHARED_TRACE = '/work/shared/traces/mooncake_synthetic_trace.jsonl';
 let cp: ControlPlane;
 let gateway: Gateway;
 let workers: WorkerService[] = [];

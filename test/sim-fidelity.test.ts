@@ -17,8 +17,8 @@ import { connectControlPlane, InProcessHub, silentLogger as cpSilent, type Contr
 import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import { startWorkerService, type WorkerService } from '@pdserve/worker';
+import { SHARED_TRACE } from '@pdserve/testkit';
 
-const SHARED_TRACE = '/work/shared/traces/mooncake_synthetic_trace.jsonl';
 /** Records 3900–3959: 60 requests over 13.3 s, many of them later turns of conversations in the slice. */
 const SLICE = { from: 3900, count: 60 } as const;
 /** The replay, identical on both sides: 16-token blocks (= the engine's), prompts ≤ 1024 tokens, short answers. */

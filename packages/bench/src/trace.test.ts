@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { readTrace, TraceError, parseTrace, type Trace } from './trace';
 import { replayInputLength, traceToRequests } from './trace-replay';
 import type { BenchRequest } from './workloads';
+import { SHARED_TRACE } from '@pdserve/testkit';
 
-const SHARED_TRACE = '/work/shared/traces/mooncake_synthetic_trace.jsonl';
 
 const tokensOf = (r: BenchRequest): readonly number[] => r.parts[0]!.tokenIds;
 

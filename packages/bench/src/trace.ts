@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 
-/** One line of a Mooncake-format trace (`/work/shared/traces/README.md`). */
+/** One line of a Mooncake-format trace (`../shared/traces/README.md`). */
 export interface TraceRecord {
   /** Arrival time in ms, relative to the first request. */
   readonly timestamp: number;

@@ -4,8 +4,8 @@ import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import { readTrace, type Trace } from '../trace';
 import { simulate } from './simulate';
+import { SHARED_TRACE } from '@pdserve/testkit';
 
-const SHARED_TRACE = '/work/shared/traces/mooncake_synthetic_trace.jsonl';
 const LIMIT_SECONDS = 60;
 
 describe('simulator at scale on the full shared trace', () => {

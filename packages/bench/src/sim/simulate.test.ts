@@ -5,8 +5,8 @@ import { findCapacity } from './capacity';
 import { EventQueue } from './event-queue';
 import { simulate } from './simulate';
 import { routerHash } from './workload';
+import { SHARED_TRACE } from '@pdserve/testkit';
 
-const SHARED_TRACE = '/work/shared/traces/mooncake_synthetic_trace.jsonl';
 const lines = (rows: readonly object[]): Trace => parseTrace(rows.map((r) => JSON.stringify(r)).join('\n'));
 
 describe('EventQueue and BlockLru', () => {

@@ -6,7 +6,7 @@ import { readTrace } from '../trace';
 import type { SimOptions } from './options';
 import { simulate } from './simulate';
 
-const path = process.argv[2] ?? '/work/shared/traces/mooncake_synthetic_trace.jsonl';
+const path = process.argv[2] ?? new URL('../../../../../shared/traces/mooncake_synthetic_trace.jsonl', import.meta.url).pathname;
 const trace = await readTrace(path);
 const fmt = (x: number | null, d = 0): string => (x === null ? '—' : x.toFixed(d));
 
