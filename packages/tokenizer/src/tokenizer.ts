@@ -28,9 +28,10 @@ export class Tokenizer implements TextTokenizer {
 
   /** Loads `tokenizer.json` and `tokenizer_config.json` (required), `generation_config.json` and `config.json`. */
   static async fromDir(dir: string): Promise<Tokenizer> {
-    const [tokenizer, tokenizerConfig, generationConfig, config, chatTemplate] = await Promise.all([
-      readRequiredJson(dir, 'tokenizer.json'),
-      readRequiredJson(dir, 'tokenizer_config.json'),
+    // The required files first, in order, so that a directory missing both names tokenizer.json.
+    const tokenizer = await readRequiredJson(dir, 'tokenizer.json');
+    const tokenizerConfig = await readRequiredJson(dir, 'tokenizer_config.json');
+    const [generationConfig, config, chatTemplate] = await Promise.all([
       readOptionalJson(dir, 'generation_config.json'),
       readOptionalJson(dir, 'config.json'),
       readText(dir, 'chat_template.jinja'),
