@@ -7,7 +7,7 @@ import { connectControlPlane, silentLogger, type ControlPlane } from '@pdserve/c
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { completion, spawnService, startNats, startRedis, waitFor, type ServiceProcess, type TestServer } from '@pdserve/testkit';
 import { Tokenizer } from '@pdserve/tokenizer';
-import { WorkerClient } from '@pdserve/worker';
+import { samplingToWire, WorkerClient } from '@pdserve/worker';
 
 const LEASE_MS = 1500;
 let redis: TestServer;
@@ -62,6 +62,8 @@ beforeAll(async () => {
   const dump = (): string => all.map((s) => `--- ${s.name}\n${s.output().slice(-2000)}`).join('\n');
   await waitFor('4 workers registered', async () => !died() && (await liveWorkers()).length === 4, 90_000).catch((e) => Promise.reject(new Error(`${e.message}\n${dump()}`)));
   await waitFor('gateway ready', async () => !died() && (await fetch(`http://127.0.0.1:${gateway.port}/ready`)).status === 200, 60_000).catch((e) => Promise.reject(new Error(`${e.message}\n${dump()}`)));
+  // The gateway polls membership every lease/3: after one more poll it knows every registered worker.
+  await new Promise((r) => setTimeout(r, LEASE_MS));
   client = new OpenAI({ baseURL: `http://127.0.0.1:${gateway.port}/v1`, apiKey: 'x', maxRetries: 0, timeout: 30_000 });
 }, 180_000);
 
@@ -112,6 +114,33 @@ describe('cluster of separate processes on real Redis and NATS', () => {
       const s = await Promise.all([...workers.keys()].map(workerStats));
       return s.every((x) => x.running === 0 && x.waiting === 0 && x.used_blocks === 0);
     }, 10_000);
+  });
+
+  it('SIGTERM drains a worker: its in-flight stream finishes, it deregisters at once and exits 0', async () => {
+    const extra = await spawnService('decode-9', 'decode-worker', ['--model', dir, '--served-model-name', 'tiny', '--cluster', 'e2e', '--redis', redis.url, '--nats', nats.url, '--lease-ttl-ms', '60000', '--log-level', 'warn', '--kv-cache-bytes', '64M', '--instance-id', 'decode-9'], '--grpc-port');
+    try {
+      await waitFor('decode-9 registered', async () => (await liveWorkers()).includes('decode-9'), 60_000);
+      const direct = new WorkerClient(`127.0.0.1:${extra.port}`);
+      const prompt = tokenizer.encode('Finish what you started before leaving');
+      const want = (await referenceGenerate(runner, prompt, samplingParams({ temperature: 0, maxTokens: 300, ignoreEos: true }))).tokenIds;
+      const got: number[] = [];
+      let signalled = false;
+      for await (const chunk of direct.generate({ request_id: 'drain-1', prompt_token_ids: prompt, sampling: samplingToWire(samplingParams({ temperature: 0, maxTokens: 300, ignoreEos: true })), priority: 0, prefill: null })) {
+        got.push(...chunk.token_ids);
+        if (!signalled && got.length >= 5) {
+          signalled = true;
+          extra.proc.kill('SIGTERM');
+        }
+      }
+      direct.close();
+      expect(got).toEqual(want);
+      // Deregistered on drain, long before its 60 s lease would have run out.
+      await waitFor('decode-9 deregistered', async () => !(await liveWorkers()).includes('decode-9'), 10_000);
+      await waitFor('decode-9 exited', () => extra.proc.exitCode !== null, 30_000);
+      expect(extra.proc.exitCode).toBe(0);
+    } finally {
+      await extra.kill('SIGKILL');
+    }
   });
 
   it('NATS down: the cluster keeps serving (load-based, snapshots by gRPC); when NATS returns events flow again', async () => {
