@@ -1,30 +1,20 @@
 // A whole worker process: engine + Worker gRPC service + metrics/health admin port.
 import { randomBytes } from 'node:crypto';
-import type { ControlPlane, Logger } from '@pdserve/control-plane';
 import { LLMEngine, type EngineOptions } from '@pdserve/engine';
 import { collectDefaultMetrics, Registry, startAdminServer, workerMetrics, type AdminServer } from '@pdserve/metrics';
-import type { TransportKind } from '@pdserve/transfer';
-import { WorkerServer, type WorkerRole } from './server';
-import type { StoreLinkOptions } from './store-link';
+import { WorkerServer, type WorkerServerOptions } from './server';
 
-export interface WorkerServiceOptions {
-  readonly role: WorkerRole;
+/** The server's own settings, plus what the service builds for it: the engine and the admin port. */
+export type WorkerServiceOptions = Pick<
+  WorkerServerOptions,
+  'role' | 'controlPlane' | 'logger' | 'host' | 'advertiseHost' | 'grpcPort' | 'dataPort' | 'transports' | 'sendTransport' | 'kvStore'
+> & {
+  /** Default: role + a random suffix. */
   readonly instanceId?: string;
   readonly engine: EngineOptions;
-  readonly controlPlane: ControlPlane;
-  readonly logger: Logger;
-  readonly host?: string;
-  readonly advertiseHost?: string;
-  readonly grpcPort?: number;
-  /** Port of the TCP data plane that receives KV blocks (when this worker receives any); 0 or undefined = any free port. */
-  readonly dataPort?: number;
   /** Admin port (/metrics, /health, /ready); undefined = none. */
   readonly adminPort?: number;
-  readonly transports?: readonly TransportKind[];
-  readonly sendTransport?: 'auto' | TransportKind;
-  /** Offload to and prefetch from the kv-store tier (off when undefined). */
-  readonly kvStore?: StoreLinkOptions;
-}
+};
 
 export interface WorkerService {
   readonly instanceId: string;
