@@ -1,31 +1,14 @@
 // Loads the KvStore contract at runtime and types it with the hand-kept mirrors in wire.ts.
-import { fileURLToPath } from 'node:url';
-import type { ChannelOptions, MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import type * as protoLoader from '@grpc/proto-loader';
+import { CONTROL_GRPC_OPTIONS, MAX_CONTROL_MESSAGE_BYTES, PROTO_ROOT, loadProto, loadService } from '@pdserve/rpc';
 import type * as W from './wire.js';
 
-export const PROTO_ROOT = fileURLToPath(new URL('../../../../proto', import.meta.url));
+export { PROTO_ROOT };
 export const KV_STORE_PROTO = 'pdserve/v1/kvstore.proto';
-
-const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-  includeDirs: [PROTO_ROOT],
-};
-
 /** Control messages only (block bytes go through the transfer engine); a 4096-hash batch is ~100 KB. */
-export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
-
-export const KV_STORE_GRPC_OPTIONS: ChannelOptions = {
-  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
-  'grpc.keepalive_permit_without_calls': 1,
-};
+export const MAX_MESSAGE_BYTES = MAX_CONTROL_MESSAGE_BYTES;
+export const KV_STORE_GRPC_OPTIONS = CONTROL_GRPC_OPTIONS;
 
 /** Deadlines of the calls, in ms. */
 export const KV_STORE_DEADLINES = { control: 5_000, get: 30_000, snapshot: 10_000 } as const;
@@ -44,16 +27,10 @@ export interface KvStoreMethods {
   readonly Health: MethodDefinition<W.StoreHealthRequestMsg, W.StoreHealthResponseMsg>;
 }
 
-let loaded: protoLoader.PackageDefinition | null = null;
-
 export function loadKvStorePackage(): protoLoader.PackageDefinition {
-  loaded ??= protoLoader.loadSync(KV_STORE_PROTO, LOADER_OPTIONS);
-  return loaded;
+  return loadProto(KV_STORE_PROTO);
 }
 
 export function kvStoreService(): ServiceDefinition & KvStoreMethods {
-  const def = loadKvStorePackage()['pdserve.v1.KvStore'];
-  if (def === undefined || !('BeginPut' in def)) throw new Error(`${KV_STORE_PROTO} has no pdserve.v1.KvStore service`);
-  // The one cast from proto-loader's untyped definition to the hand-kept message types.
-  return def as unknown as ServiceDefinition & KvStoreMethods;
+  return loadService<KvStoreMethods>(KV_STORE_PROTO, 'pdserve.v1.KvStore', 'BeginPut');
 }

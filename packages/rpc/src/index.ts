@@ -1,0 +1,52 @@
+// The gRPC plumbing every control service shares: where the contracts live, how they are loaded, and
+// the channel settings. Each service keeps its own hand-kept message types and drift test.
+import { fileURLToPath } from 'node:url';
+import type { ChannelOptions, ServiceDefinition } from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+/** The repository's proto/ folder: the only contract between services. */
+export const PROTO_ROOT = fileURLToPath(new URL('../../../proto', import.meta.url));
+
+/** Field names as in the .proto; 64-bit fields as JS numbers (counts and ids far below 2^53). */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_ROOT],
+};
+
+/** Control messages only (KV bytes ride the transfer engine): 16 MiB is far above any of them. */
+export const MAX_CONTROL_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+/** Channel and server options of every control service: message caps and keepalive to notice dead peers. */
+export const CONTROL_GRPC_OPTIONS: ChannelOptions = {
+  'grpc.max_receive_message_length': MAX_CONTROL_MESSAGE_BYTES,
+  'grpc.max_send_message_length': MAX_CONTROL_MESSAGE_BYTES,
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+};
+
+const packages = new Map<string, protoLoader.PackageDefinition>();
+
+/** Loads (once) a .proto under proto/, e.g. 'pdserve/v1/worker.proto'. */
+export function loadProto(file: string): protoLoader.PackageDefinition {
+  let def = packages.get(file);
+  if (!def) {
+    def = protoLoader.loadSync(file, LOADER_OPTIONS);
+    packages.set(file, def);
+  }
+  return def;
+}
+
+/**
+ * A service definition typed by its hand-kept methods `M`: the one cast from proto-loader's untyped
+ * definition, checked to be a service that has `probe` among its methods.
+ */
+export function loadService<M>(file: string, service: string, probe: keyof M & string): ServiceDefinition & M {
+  const def = loadProto(file)[service];
+  if (def === undefined || !(probe in def)) throw new Error(`${file} has no ${service} service`);
+  return def as unknown as ServiceDefinition & M;
+}
