@@ -9,7 +9,7 @@
 // verified import, then the last tokens computed), on the same engine with its cache emptied.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer, connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connectControlPlane, InProcessHub, silentLogger, type Membership, type ServiceRecord } from '@pdserve/control-plane';
@@ -19,6 +19,7 @@ import { KvStoreClient, startKvStoreService } from '@pdserve/kv-store';
 import { ensureTinyModel, samplingParams } from '@pdserve/model';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import { StoreLink } from '@pdserve/worker';
+import { arg, list, rawCopy, startRawSink } from './lib/raw-tcp';
 import { median, randomTokens } from './lib/stats';
 
 const MODEL = 'tiny';
@@ -32,66 +33,13 @@ interface ChildInfo {
 async function runChild(): Promise<void> {
   const cp = await connectControlPlane({ cluster: 'bench', hub: new InProcessHub(), logger: silentLogger });
   const svc = await startKvStoreService({ nodeId: 'bench-store', controlPlane: cp, logger: silentLogger, memoryBytes: 512 * 1024 * 1024, models: [{ id: MODEL, layout: LAYOUT }] });
-  const raw = createServer({ noDelay: true }, (s: Socket) => {
-    let want = -1;
-    let got = 0;
-    let head = Buffer.alloc(0);
-    s.on('data', (chunk: Buffer) => {
-      let c = chunk;
-      if (want < 0) {
-        head = Buffer.concat([head, c]);
-        if (head.byteLength < 8) return;
-        want = Number(head.readBigUInt64LE(0));
-        c = head.subarray(8);
-        head = Buffer.alloc(0);
-      }
-      got += c.byteLength;
-      if (got >= want) {
-        s.write('k');
-        want = -1;
-        got = 0;
-      }
-    });
-    s.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
-  const info: ChildInfo = { grpcAddress: svc.grpcAddress, rawAddress: `127.0.0.1:${(raw.address() as { port: number }).port}` };
+  const raw = await startRawSink();
+  const info: ChildInfo = { grpcAddress: svc.grpcAddress, rawAddress: raw.address };
   process.stdout.write(`${JSON.stringify(info)}\n`);
   createInterface({ input: process.stdin }).on('close', () => {
-    raw.close();
+    raw.server.close();
     void svc.close().then(() => cp.close()).then(() => process.exit(0));
   });
-}
-
-async function rawCopy(socket: Socket, blocks: readonly KvBlock[]): Promise<void> {
-  const total = blocks.reduce((n, b) => n + b.data.byteLength, 0);
-  const ack = new Promise<void>((resolve) => socket.once('data', () => resolve()));
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(total));
-  socket.write(head);
-  let i = 0;
-  while (i < blocks.length) {
-    socket.cork();
-    let batch = 0;
-    while (i < blocks.length && batch < 2 * 1024 * 1024) {
-      const d = blocks[i++]!.data;
-      socket.write(d);
-      batch += d.byteLength;
-    }
-    socket.uncork();
-    if (socket.writableLength > 8 * 1024 * 1024) await new Promise((r) => socket.once('drain', r));
-  }
-  await ack;
-}
-
-function arg(name: string, fallback: number): number {
-  const at = process.argv.indexOf(name);
-  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
-}
-
-function list(name: string, fallback: readonly string[]): string[] {
-  const at = process.argv.indexOf(name);
-  return at >= 0 ? (process.argv[at + 1] ?? '').split(',') : [...fallback];
 }
 
 function table(rows: string[][]): string {

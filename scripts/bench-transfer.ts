@@ -6,10 +6,12 @@
 // repetitions and the ratio to raw.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer, connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TransferReceiver, TransferSender, type KvBlock, type TransferAdvertisement, type TransportKind } from '@pdserve/transfer';
+import { arg, list, rawCopy, startRawSink } from './lib/raw-tcp';
+import { median } from './lib/stats';
 
 interface ReceiverInfo {
   readonly grpcAddress: string;
@@ -29,32 +31,8 @@ async function runReceiver(): Promise<void> {
     onTransfer: () => undefined,
   });
   const grpcAddress = await rx.serveGrpc('127.0.0.1', 0);
-  // Raw sink: an 8-byte little-endian length, then that many bytes; answers one byte when all arrived.
-  const raw = createServer({ noDelay: true }, (s: Socket) => {
-    let want = -1;
-    let got = 0;
-    let head = Buffer.alloc(0);
-    s.on('data', (chunk: Buffer) => {
-      let c = chunk;
-      if (want < 0) {
-        head = Buffer.concat([head, c]);
-        if (head.byteLength < 8) return;
-        want = Number(head.readBigUInt64LE(0));
-        c = head.subarray(8);
-        head = Buffer.alloc(0);
-      }
-      got += c.byteLength;
-      if (got >= want) {
-        s.write('k');
-        want = -1;
-        got = 0;
-      }
-    });
-    s.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
-  const rawPort = (raw.address() as { port: number }).port;
-  const info: ReceiverInfo = { grpcAddress, advertisement: rx.advertisement(), rawAddress: `127.0.0.1:${rawPort}` };
+  const raw = await startRawSink();
+  const info: ReceiverInfo = { grpcAddress, advertisement: rx.advertisement(), rawAddress: raw.address };
   process.stdout.write(`${JSON.stringify(info)}\n`);
   // Each stdin line asks for this process's CPU time so far (µs, user + system).
   const lines = createInterface({ input: process.stdin });
@@ -65,44 +43,6 @@ async function runReceiver(): Promise<void> {
   lines.on('close', () => {
     void rx.close().then(() => process.exit(0));
   });
-}
-
-/** Sends the blocks' bytes over one persistent raw socket, same batching as the tcp transport. */
-async function rawCopy(socket: Socket, blocks: readonly KvBlock[]): Promise<void> {
-  const total = blocks.reduce((n, b) => n + b.data.byteLength, 0);
-  const ack = new Promise<void>((resolve) => socket.once('data', () => resolve()));
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(total));
-  socket.write(head);
-  let i = 0;
-  while (i < blocks.length) {
-    socket.cork();
-    let batch = 0;
-    while (i < blocks.length && batch < 2 * 1024 * 1024) {
-      const d = (blocks[i++] as KvBlock).data;
-      socket.write(d);
-      batch += d.byteLength;
-    }
-    socket.uncork();
-    if (socket.writableLength > 8 * 1024 * 1024) await new Promise((r) => socket.once('drain', r));
-  }
-  await ack;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
-
-function arg(name: string, fallback: number): number {
-  const at = process.argv.indexOf(name);
-  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
-}
-
-function list(name: string, fallback: readonly string[]): string[] {
-  const at = process.argv.indexOf(name);
-  return at >= 0 ? (process.argv[at + 1] ?? '').split(',') : [...fallback];
 }
 
 interface Sample {

@@ -9,7 +9,7 @@ import {
   type OverloadThresholds,
 } from './cost';
 import { DEFAULT_EXPLAIN_CANDIDATES, type CandidateScore, type PolicyDecision, type PolicyInput, type RoutingPolicy } from './policy';
-import { createRng } from './rng';
+import { createRng, hashString32, mix32 } from './rng';
 
 export interface KvAwareOptions {
   readonly weights?: Partial<CostWeights>;
@@ -51,7 +51,7 @@ export class KvAwarePolicy implements RoutingPolicy {
   private workerHash(id: string): number {
     let h = this.idHashes.get(id);
     if (h === undefined) {
-      h = fnv1a(id);
+      h = hashString32(id);
       this.idHashes.set(id, h);
     }
     return h;
@@ -125,18 +125,5 @@ function fmt(x: number): string {
 
 /** 32 bits identifying the prompt: its first block hash, or the request id for prompts under a block. */
 function promptKey(firstBlock: string | undefined, requestId: string): number {
-  return firstBlock !== undefined ? Number.parseInt(firstBlock.slice(-8), 16) | 0 : fnv1a(requestId);
-}
-
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h | 0;
-}
-
-/** A 32-bit finaliser (murmur3's) so that nearby inputs land far apart. */
-function mix32(x: number): number {
-  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
-  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
-  return (x ^ (x >>> 16)) >>> 0;
+  return firstBlock !== undefined ? Number.parseInt(firstBlock.slice(-8), 16) | 0 : hashString32(requestId);
 }
