@@ -57,7 +57,6 @@ async function runParent(): Promise<void> {
   const sender = new TransferSender();
   const waiting = new Map<string, (blocks: KvBlock[]) => void>();
   const sink = await TransferReceiver.start({
-    host: '127.0.0.1',
     onTransfer: (t: IncomingTransfer) => waiting.get(t.transferId)?.(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice() }))),
   });
   const sinkAddress = await sink.serveGrpc('127.0.0.1', 0);

@@ -23,7 +23,6 @@ const GiB = 1024 * 1024 * 1024;
 
 async function runReceiver(): Promise<void> {
   const rx = await TransferReceiver.start({
-    host: '127.0.0.1',
     limits: { maxTransferBytes: 2 * GiB, maxPendingBytes: 4 * GiB, maxBlocks: 100_000 },
     // Room to reuse a 1 GiB receive slab, as a worker whose KV pool is sized for such transfers would.
     slabPoolBytes: 2 * GiB,

@@ -189,7 +189,7 @@ describe('the chart runs the CLI it ships', () => {
       expect(flags.str('advertise-host'), where).toBe(FIELD_REFS['status.podIP']);
       expect(flags.str('host'), where).toBe('0.0.0.0');
       expect(flags.str('redis'), where).toMatch(/^redis:\/\//);
-      expect(flags.str('data-port'), `${where} receives KV on a fixed port the NetworkPolicy opens`).toBe('50052');
+      expect(flags.str('data-port'), `${where} serves KV on a fixed port the NetworkPolicy opens`).toBe('50052');
     }
     const engines = checked.filter((c) => c.command === 'gateway' || c.command.endsWith('-worker'));
     expect(new Set(engines.map((c) => c.flags.str('block-size'))).size, 'one block size').toBe(1);

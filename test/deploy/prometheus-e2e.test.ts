@@ -245,7 +245,7 @@ afterAll(async () => {
 });
 
 describe(`real Prometheus scraping a running cluster${NEEDS}`, () => {
-  it.skipIf(!PROMETHEUS)('a gateway is not ready before any decode worker exists; the decode worker takes KV on --data-port', async () => {
+  it.skipIf(!PROMETHEUS)('a gateway is not ready before any decode worker exists; the decode worker binds --data-port and took KV', async () => {
     expect(gatewayReadyBeforeWorkers).toBe(503);
     await new Promise<void>((resolve, reject) => {
       const s = connect(decodeDataPort, '127.0.0.1', () => (s.destroy(), resolve())).once('error', reject);

@@ -301,7 +301,7 @@ async function measureServingPath(
 
 /** KV bytes per second through the transfer engine's TCP data plane (sender and receiver in this process). */
 async function measureTransfer(blockBytes: number, mib: number, progress: (stage: string, done: number, total: number) => void): Promise<number> {
-  const rx = await TransferReceiver.start({ host: '127.0.0.1', transports: ['tcp'], onTransfer: () => undefined });
+  const rx = await TransferReceiver.start({ transports: ['tcp'], onTransfer: () => undefined });
   const tx = new TransferSender();
   try {
     const grpcAddress = await rx.serveGrpc('127.0.0.1', 0);

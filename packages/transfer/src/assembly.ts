@@ -1,16 +1,15 @@
 // A transfer being received: the blocks announced in Begin, filled in by whichever transport carries
 // the bytes, each verified against its checksum as it completes. Only a complete assembly yields blocks.
-// All blocks live in one slab from the receiver's pool, each at a 64-byte aligned offset.
+// All blocks live in one slab from the receiver's pool, each at a BLOCK_ALIGN (64-byte) aligned offset:
+// word-aligned checksums, whole cache lines, and the layout a tcp batch's payload has on the wire.
 import { xxh32 } from './checksum.js';
 import { TransferError } from './errors.js';
+import { paddedLength, type BatchTarget } from './frame-codec.js';
 import type { SlabPool } from './slab-pool.js';
 import type { KvBlock } from './types.js';
 import type { BlockDescriptor } from './wire.js';
 
-/** Block starts within the slab are aligned to this (word-aligned checksums, whole cache lines). */
-const SLAB_ALIGN = 64;
-
-export class BlockAssembly {
+export class BlockAssembly implements BatchTarget {
   readonly totalBytes: number;
   /** Every block's bytes live in one allocation per transfer: one ArrayBuffer instead of thousands. */
   private slab: ArrayBuffer | null;
@@ -19,8 +18,9 @@ export class BlockAssembly {
   private readonly filled: Uint32Array; // bytes received per block
   private readonly verified: Uint8Array; // 1 once a block is whole and its checksum matched
   private verifiedCount = 0;
+  /** tcp: the block the next batch must start at. */
+  private nextBatch = 0;
   private discarded = false;
-  private waiter: (() => void) | null = null;
 
   constructor(private readonly descriptors: readonly BlockDescriptor[], private readonly pool: SlabPool) {
     this.data = new Array<Uint8Array | null>(descriptors.length).fill(null);
@@ -31,7 +31,7 @@ export class BlockAssembly {
     let at = 0;
     descriptors.forEach((d, i) => {
       this.offsets[i] = at;
-      at += Math.ceil(d.length / SLAB_ALIGN) * SLAB_ALIGN;
+      at += paddedLength(d.length);
       total += d.length;
     });
     this.totalBytes = total;
@@ -50,19 +50,28 @@ export class BlockAssembly {
     return this.verifiedCount === this.descriptors.length;
   }
 
-  /** A fresh buffer for block `index`'s bytes, which must be `length` long (tcp frames). */
-  bufferFor(index: number, length: number): Uint8Array {
-    const d = this.descriptor(index);
-    if (length !== d.length) {
-      throw new TransferError('PROTOCOL', `block ${index}: frame of ${length} bytes, announced ${d.length}`);
+  /** tcp: the slab bytes a batch of blocks [first, first + count) is read into, padding included. */
+  batchRegion(first: number, count: number, payloadBytes: number): Uint8Array {
+    if (this.discarded) throw new TransferError('ABORTED', 'transfer was discarded');
+    if (first !== this.nextBatch || count <= 0 || first + count > this.descriptors.length) {
+      throw new TransferError('PROTOCOL', `batch of blocks ${first}..${first + count - 1} out of order (expected ${this.nextBatch}, ${this.descriptors.length} in all)`);
     }
-    if (this.data[index] !== null) throw new TransferError('PROTOCOL', `block ${index} sent twice`);
-    const buf = this.view(index);
-    this.data[index] = buf;
-    return buf;
+    const last = first + count - 1;
+    const start = this.offsets[first] as number;
+    const end = (this.offsets[last] as number) + paddedLength((this.descriptors[last] as BlockDescriptor).length);
+    if (payloadBytes !== end - start) {
+      throw new TransferError('PROTOCOL', `batch at block ${first}: ${payloadBytes} payload bytes, announced ${end - start}`);
+    }
+    this.nextBatch = first + count;
+    return new Uint8Array(this.slab as ArrayBuffer, start, end - start);
   }
 
-  /** Block `index` arrived whole in the buffer bufferFor gave (tcp) or in its own buffer (shm). */
+  /** tcp: the batch batchRegion gave arrived; every block in it is checked against the sender's checksum. */
+  acceptBatch(first: number, checksums: Uint32Array): void {
+    for (let k = 0; k < checksums.length; k++) this.acceptWhole(first + k, this.view(first + k), checksums[k] as number);
+  }
+
+  /** Block `index` arrived whole, in its slab view (tcp, shm). */
   acceptWhole(index: number, bytes: Uint8Array, checksum: number): void {
     const d = this.descriptor(index);
     if (bytes.byteLength !== d.length) {
@@ -93,14 +102,6 @@ export class BlockAssembly {
     if (this.filled[index] === d.length) this.verify(index, checksum);
   }
 
-  /** Resolves once every block is verified (at once if already so). */
-  whenComplete(): Promise<void> {
-    if (this.complete) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.waiter = resolve;
-    });
-  }
-
   /** The verified blocks in order; throws unless complete. */
   blocks(): KvBlock[] {
     if (!this.complete || this.discarded) throw new TransferError('PROTOCOL', 'transfer is not complete');
@@ -122,7 +123,6 @@ export class BlockAssembly {
     this.discarded = true;
     this.slab = null;
     this.data.fill(null);
-    this.waiter = null;
   }
 
   /** Where block `index` lives in the slab (for tcp frames, gRPC slices and shm reads alike). */
@@ -146,11 +146,6 @@ export class BlockAssembly {
     }
     this.verified[index] = 1;
     this.verifiedCount++;
-    if (this.complete && this.waiter !== null) {
-      const w = this.waiter;
-      this.waiter = null;
-      w();
-    }
   }
 }
 

@@ -1,15 +1,15 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { xxh32 } from './checksum.js';
 import { ERROR_TRAILER } from './errors.js';
-import { FRAME_HEADER_BYTES, encodeFrameHeader } from './frame-codec.js';
 import { TransferSender } from './sender.js';
 import { probeShmSite } from './shm-site.js';
 import { segmentPath, writeSegment } from './shm-transport.js';
-import { splitHostPort } from './tcp-transport.js';
-import { cuttingProxy, makeBlocks, rawTransferCall, startHarness, waitFor, type Harness, type RawCall } from './testkit.js';
+import {
+  batchStream, cuttingProxy, fakeSource, makeBlocks, rawTransferCall, startHarness, waitFor, type Harness, type RawCall,
+} from './testkit.js';
 import { PROTOCOL_VERSION, type IncomingTransfer, type KvBlock, type TransportKind } from './types.js';
 import type { Begin } from './wire.js';
 
@@ -43,15 +43,32 @@ afterAll(async () => {
   await h.close();
 });
 
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return typeof addr === 'object' && addr !== null ? addr.port : 0;
+}
+
 const peer = (): { grpcAddress: string; advertisement: ReturnType<Harness['rx']['advertisement']> } =>
   ({ grpcAddress: h.address, advertisement: h.rx.advertisement() });
 
-function begin(id: string, transport: TransportKind, blocks: readonly KvBlock[]): Begin {
+const TOKEN = Uint8Array.from([9, 9, 9, 9, 1, 2, 3, 4]);
+
+/** Begin by hand; a tcp one names `source` as the data port to pull from. */
+function begin(id: string, transport: TransportKind, blocks: readonly KvBlock[], source = ''): Begin {
   return {
     protocol_version: PROTOCOL_VERSION, transfer_id: id, transport, meta: {},
     blocks: blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
     total_bytes: blocks.reduce((n, b) => n + b.data.byteLength, 0),
+    tcp_source: source, tcp_token: source === '' ? new Uint8Array(0) : TOKEN,
   };
+}
+
+/** A data port that answers every pull with nothing, ever. */
+async function silentSource(): Promise<{ address: string; close(): void }> {
+  return fakeSource(() => undefined);
 }
 
 function raw(): RawCall {
@@ -60,21 +77,9 @@ function raw(): RawCall {
   return r;
 }
 
-async function readyToken(r: RawCall): Promise<Uint8Array> {
+async function ready(r: RawCall): Promise<void> {
   await waitFor(() => r.received.length > 0, 5_000, 'Ready');
-  const m = r.received[0];
-  if (m?.kind !== 'ready') throw new Error('expected Ready');
-  return m.ready.tcp_token;
-}
-
-function frames(token: Uint8Array, blocks: readonly KvBlock[], corrupt = -1): Buffer {
-  const parts: Uint8Array[] = [];
-  blocks.forEach((b, i) => {
-    const header = new Uint8Array(FRAME_HEADER_BYTES);
-    encodeFrameHeader(header, token, i, b.data.byteLength, xxh32(b.data) ^ (i === corrupt ? 1 : 0));
-    parts.push(header, b.data);
-  });
-  return Buffer.concat(parts);
+  if (r.received[0]?.kind !== 'ready') throw new Error('expected Ready');
 }
 
 async function expectEnded(r: RawCall, code: string): Promise<void> {
@@ -95,17 +100,23 @@ describe('a wrong checksum is rejected and nothing admitted', () => {
     expect(h.discarded.map((d) => d.error.code)).toEqual(['CHECKSUM_MISMATCH']);
   });
 
-  it('over tcp', async () => {
+  it('over tcp, and the data connection is cut', async () => {
     const blocks = makeBlocks(4, 4096, 2);
-    const r = raw();
-    r.call.write({ kind: 'begin', begin: begin('bad-tcp', 'tcp', blocks) });
-    const token = await readyToken(r);
-    const s = connect(splitHostPort(h.rx.advertisement().tcpAddress));
-    s.on('error', () => undefined);
-    s.write(frames(token, blocks, 1));
-    await expectEnded(r, 'CHECKSUM_MISMATCH');
-    await waitFor(() => s.destroyed || s.readableEnded, 2_000, 'data connection to be cut');
-    s.destroy();
+    let cut = false;
+    const source = await fakeSource((token, s) => {
+      s.on('close', () => {
+        cut = true;
+      });
+      s.write(batchStream(token, blocks, 2, 1));
+    });
+    try {
+      const r = raw();
+      r.call.write({ kind: 'begin', begin: begin('bad-tcp', 'tcp', blocks, source.address) });
+      await expectEnded(r, 'CHECKSUM_MISMATCH');
+      await waitFor(() => cut, 2_000, 'data connection to be cut');
+    } finally {
+      source.close();
+    }
   });
 
   it('over shm, and the segment is removed', async () => {
@@ -119,7 +130,7 @@ describe('a wrong checksum is rejected and nothing admitted', () => {
     writeFileSync(path, bytes);
     const r = raw();
     r.call.write({ kind: 'begin', begin: begin('bad-shm', 'shm', blocks) });
-    await readyToken(r);
+    await ready(r);
     r.call.write({ kind: 'commit', commit: { block_count: 4, shm: { path, size: seg.size, checksums: seg.checksums } } });
     await expectEnded(r, 'CHECKSUM_MISMATCH');
     expect(existsSync(path)).toBe(false);
@@ -128,27 +139,40 @@ describe('a wrong checksum is rejected and nothing admitted', () => {
 
 describe('a cut data connection', () => {
   it('fails the real sender with CONNECTION_LOST and the receiver admits nothing', async () => {
-    const proxy = await cuttingProxy(h.rx.advertisement().tcpAddress, 1024 * 1024);
+    // The receiver reaches this sender's data port only through a proxy that cuts after 1 MiB.
+    const port = await freePort();
+    const proxy = await cuttingProxy(() => `127.0.0.1:${port}`, 1024 * 1024);
+    const cutTx = new TransferSender({ tcp: { port, advertiseAddress: proxy.address } });
     try {
-      const ad = { ...h.rx.advertisement(), tcpAddress: proxy.address };
-      const p = tx.send({ peer: { grpcAddress: h.address, advertisement: ad }, transport: 'tcp', blocks: makeBlocks(64, 32 * 1024, 4) });
+      const p = cutTx.send({ peer: peer(), transport: 'tcp', blocks: makeBlocks(64, 32 * 1024, 4) });
       await expect(p).rejects.toMatchObject({ name: 'TransferError', code: 'CONNECTION_LOST' });
       await waitFor(() => h.discarded.length === 1, 2_000, 'discard');
       expect(h.discarded[0]?.error.code).toBe('CONNECTION_LOST');
     } finally {
+      cutTx.close();
       proxy.close();
     }
   });
 
-  it('half-way through the frames ends the control call with CONNECTION_LOST', async () => {
+  it('half-way through the batches ends the control call with CONNECTION_LOST', async () => {
     const blocks = makeBlocks(8, 8192, 5);
+    const source = await fakeSource((token, s) => {
+      const all = batchStream(token, blocks, 2);
+      s.write(all.subarray(0, all.byteLength / 2 + 100), () => s.destroy());
+    });
+    try {
+      const r = raw();
+      r.call.write({ kind: 'begin', begin: begin('cut-tcp', 'tcp', blocks, source.address) });
+      await expectEnded(r, 'CONNECTION_LOST');
+    } finally {
+      source.close();
+    }
+  });
+
+  it('a data port nobody listens on ends the control call with UNAVAILABLE', async () => {
     const r = raw();
-    r.call.write({ kind: 'begin', begin: begin('cut-tcp', 'tcp', blocks) });
-    const token = await readyToken(r);
-    const s = connect(splitHostPort(h.rx.advertisement().tcpAddress));
-    const all = frames(token, blocks);
-    s.write(all.subarray(0, all.byteLength / 2 + 100), () => s.destroy());
-    await expectEnded(r, 'CONNECTION_LOST');
+    r.call.write({ kind: 'begin', begin: begin('no-source', 'tcp', makeBlocks(1, 64, 15), `127.0.0.1:${await freePort()}`) });
+    await expectEnded(r, 'UNAVAILABLE');
   });
 });
 
@@ -193,10 +217,15 @@ describe('deadline', () => {
   });
 
   it('the receiver gives up on a silent sender after maxTransferMs', async () => {
-    const r = rawTransferCall(h.address, 60_000);
-    raws.push(r);
-    r.call.write({ kind: 'begin', begin: begin('silent', 'tcp', makeBlocks(1, 1024, 10)) });
-    await expectEnded(r, 'DEADLINE_EXCEEDED');
+    const source = await silentSource();
+    try {
+      const r = rawTransferCall(h.address, 60_000);
+      raws.push(r);
+      r.call.write({ kind: 'begin', begin: begin('silent', 'tcp', makeBlocks(1, 1024, 10), source.address) });
+      await expectEnded(r, 'DEADLINE_EXCEEDED');
+    } finally {
+      source.close();
+    }
   }, 10_000);
 });
 
@@ -212,12 +241,23 @@ describe('refusals', () => {
   });
 
   it('over the in-flight byte limit ⇒ RESOURCE_EXHAUSTED', async () => {
+    const source = await silentSource();
+    try {
+      const r = raw();
+      r.call.write({ kind: 'begin', begin: begin('hog', 'tcp', makeBlocks(80, 1024 * 1024, 12), source.address) });
+      await ready(r);
+      await expect(tx.send({ peer: peer(), transport: 'tcp', blocks: makeBlocks(32, 1024 * 1024, 13) }))
+        .rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED', retryable: true });
+      r.call.cancel();
+    } finally {
+      source.close();
+    }
+  });
+
+  it('a tcp Begin without a data port to pull from ⇒ INVALID_ARGUMENT', async () => {
     const r = raw();
-    r.call.write({ kind: 'begin', begin: begin('hog', 'tcp', makeBlocks(80, 1024 * 1024, 12)) });
-    await readyToken(r);
-    await expect(tx.send({ peer: peer(), transport: 'tcp', blocks: makeBlocks(32, 1024 * 1024, 13) }))
-      .rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED', retryable: true });
-    r.call.cancel();
+    r.call.write({ kind: 'begin', begin: begin('no-port', 'tcp', makeBlocks(1, 16, 16)) });
+    await expectEnded(r, 'INVALID_ARGUMENT');
   });
 
   it('malformed requests ⇒ INVALID_ARGUMENT, locally or from the receiver', async () => {

@@ -1,61 +1,101 @@
 import { describe, expect, it } from 'vitest';
-import { FRAME_HEADER_BYTES, FrameDecoder, FrameError, encodeFrameHeader, tokenWords, type FrameHeader } from './frame-codec.js';
+import { BlockAssembly } from './assembly.js';
+import {
+  BATCH_HEADER_BYTES, BatchReader, FrameError, decodePullRequest, encodeBatchHead, encodePullRequest, paddedLength,
+} from './frame-codec.js';
+import { SlabPool } from './slab-pool.js';
+import { batchStream, makeBlocks } from './testkit.js';
+import type { KvBlock } from './types.js';
 
 const token = Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
+// Odd sizes, so that blocks need padding on the wire and in the slab.
+const blocks: KvBlock[] = [...makeBlocks(3, 100, 1), ...makeBlocks(1, 64, 2), ...makeBlocks(2, 7, 3)];
 
-function stream(payloads: readonly Uint8Array[]): Uint8Array {
-  const total = payloads.reduce((n, p) => n + FRAME_HEADER_BYTES + p.byteLength, 0);
-  const out = new Uint8Array(total);
+function assemblyFor(bs: readonly KvBlock[]): BlockAssembly {
+  return new BlockAssembly(bs.map((b) => ({ hash: b.hash, length: b.data.byteLength })), new SlabPool(0));
+}
+
+/** Feeds `bytes` the way a socket with a user buffer does: into next(), at most `step` bytes per read. */
+function readInPlace(reader: BatchReader, bytes: Uint8Array, step: number): boolean {
   let at = 0;
-  payloads.forEach((p, i) => {
-    encodeFrameHeader(out.subarray(at, at + FRAME_HEADER_BYTES), token, i, p.byteLength, 1000 + i);
-    out.set(p, at + FRAME_HEADER_BYTES);
-    at += FRAME_HEADER_BYTES + p.byteLength;
-  });
-  return out;
-}
-
-function decodeAll(bytes: Uint8Array, cuts: readonly number[]): { headers: FrameHeader[]; payloads: Uint8Array[] } {
-  const headers: FrameHeader[] = [];
-  const payloads: Uint8Array[] = [];
-  const d = new FrameDecoder({
-    onHeader: (h) => new Uint8Array(h.length),
-    onFrame: (h, p) => {
-      headers.push(h);
-      payloads.push(p);
-    },
-  });
-  let prev = 0;
-  for (const c of [...cuts, bytes.byteLength]) {
-    d.push(bytes.subarray(prev, c));
-    prev = c;
+  let done = false;
+  while (at < bytes.byteLength) {
+    const into = reader.next();
+    const n = Math.min(into.byteLength, step, bytes.byteLength - at);
+    into.set(bytes.subarray(at, at + n));
+    at += n;
+    done = reader.advance(n);
   }
-  expect(d.idle).toBe(true);
-  return { headers, payloads };
+  return done;
 }
 
-describe('frame codec', () => {
-  const payloads = [Uint8Array.from([9, 8, 7]), new Uint8Array(100).fill(5), Uint8Array.from([1])];
-  const bytes = stream(payloads);
+function expectBlocks(a: BlockAssembly, bs: readonly KvBlock[]): void {
+  expect(a.complete).toBe(true);
+  expect(a.blocks().map((b) => Buffer.from(b.data))).toEqual(bs.map((b) => Buffer.from(b.data)));
+}
 
-  it('decodes frames split at every possible boundary', () => {
-    for (let cut = 0; cut <= bytes.byteLength; cut++) {
-      const { headers, payloads: got } = decodeAll(bytes, [cut]);
-      expect(got).toEqual(payloads);
-      expect(headers.map((h) => [h.blockIndex, h.length, h.checksum])).toEqual([[0, 3, 1000], [1, 100, 1001], [2, 1, 1002]]);
-      expect(headers[0]?.tokenLo).toBe(tokenWords(token).lo);
-      expect(headers[0]?.tokenHi).toBe(tokenWords(token).hi);
+describe('tcp batch codec', () => {
+  it('reads batches straight into the slab, whatever the read sizes', () => {
+    for (const perBatch of [1, 2, 6]) {
+      const bytes = batchStream(token, blocks, perBatch);
+      for (const step of [1, 7, 24, 100, 1 << 20]) {
+        const a = assemblyFor(blocks);
+        expect(readInPlace(new BatchReader(token, a), bytes, step)).toBe(true);
+        expectBlocks(a, blocks);
+      }
     }
   });
 
-  it('decodes a stream fed one byte at a time', () => {
-    const cuts = Array.from({ length: bytes.byteLength - 1 }, (_, i) => i + 1);
-    expect(decodeAll(bytes, cuts).payloads).toEqual(payloads);
+  it('takes bytes that landed in a scratch buffer, split at every boundary', () => {
+    const bytes = batchStream(token, blocks, 4);
+    for (let cut = 0; cut <= bytes.byteLength; cut++) {
+      const a = assemblyFor(blocks);
+      const r = new BatchReader(token, a);
+      r.feed(bytes.subarray(0, cut));
+      r.feed(bytes.subarray(cut));
+      expectBlocks(a, blocks);
+    }
   });
 
-  it('rejects a bad magic', () => {
-    const broken = bytes.slice();
-    broken[0] = 0;
-    expect(() => decodeAll(broken, [])).toThrow(FrameError);
+  it('lays payloads out padded to the slab alignment', () => {
+    expect([1, 63, 64, 65, 32768].map(paddedLength)).toEqual([64, 64, 64, 128, 32768]);
+    const bytes = batchStream(token, blocks, blocks.length);
+    const payload = blocks.reduce((n, b) => n + paddedLength(b.data.byteLength), 0);
+    expect(bytes.byteLength).toBe(BATCH_HEADER_BYTES + 4 * blocks.length + payload);
+  });
+
+  it('rejects a wrong checksum, a bad magic, another token, a batch out of order or of the wrong size', () => {
+    const tryRead = (bytes: Uint8Array, tok = token): unknown => {
+      try {
+        new BatchReader(tok, assemblyFor(blocks)).feed(bytes);
+        return null;
+      } catch (e) {
+        return e;
+      }
+    };
+    expect(tryRead(batchStream(token, blocks, 2, 3))).toMatchObject({ code: 'CHECKSUM_MISMATCH' });
+    const badMagic = batchStream(token, blocks, 2).slice();
+    badMagic[0] = 0;
+    expect(tryRead(badMagic)).toBeInstanceOf(FrameError);
+    expect(tryRead(batchStream(token, blocks, 2), Uint8Array.from([8, 7, 6, 5, 4, 3, 2, 1]))).toBeInstanceOf(FrameError);
+    const skipped = encodeBatchHead(token, 1, [0], paddedLength(100));
+    expect(tryRead(skipped)).toMatchObject({ code: 'PROTOCOL' });
+    const wrongSize = encodeBatchHead(token, 0, [0], 100);
+    expect(tryRead(wrongSize)).toMatchObject({ code: 'PROTOCOL' });
+    expect(tryRead(encodeBatchHead(token, 0, [], 0))).toBeInstanceOf(FrameError);
+  });
+
+  it('refuses bytes after the last batch', () => {
+    const bytes = batchStream(token, blocks, 3);
+    const r = new BatchReader(token, assemblyFor(blocks));
+    expect(() => r.feed(Buffer.concat([bytes, Uint8Array.from([1])]))).toThrow(FrameError);
+  });
+
+  it('encodes and checks pull requests', () => {
+    expect(decodePullRequest(encodePullRequest(token))).toEqual(token);
+    const bad = encodePullRequest(token);
+    bad[1] = 9;
+    expect(() => decodePullRequest(bad)).toThrow(FrameError);
+    expect(() => decodePullRequest(bad.subarray(0, 15))).toThrow(FrameError);
   });
 });

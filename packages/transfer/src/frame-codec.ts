@@ -1,36 +1,42 @@
-// The raw TCP data plane's frame: a fixed 24-byte header, then one whole block's bytes.
+// The raw TCP data plane's wire format. The receiver pulls: it dials the sender's data port (named
+// in Begin) and asks for a transfer by its token; the sender answers with the transfer's blocks in
+// batches on that connection. Everything is little-endian.
 //
-//   offset  size  field (little-endian)
-//        0     4  magic 'PKV1'
-//        4     4  block index within the transfer
-//        8     4  payload length in bytes
-//       12     4  XXH32 of the payload
-//       16     8  transfer token (random, handed out by the receiver in Ready)
+// Pull request, receiver -> sender, 16 bytes:
+//        0     4  magic 'PKVQ'
+//        4     4  zero
+//        8     8  transfer token (random, minted by the sender, sent in Begin)
 //
-// The decoder copies each payload once, straight from the socket's chunks into the buffer the sink
-// gives it for that block; only a header split across two chunks is gathered in a 24-byte scratch.
+// Batch, sender -> receiver, in block order until every block is sent:
+//        0     4  magic 'PKV2'
+//        4     4  index of the batch's first block
+//        8     4  blocks in the batch (at least 1)
+//       12     4  payload bytes
+//       16     8  transfer token
+//       24  4*n   XXH32 of each block's bytes
+//        …        payload: each block's bytes, zero-padded to a multiple of BLOCK_ALIGN
+//
+// The payload is laid out exactly as the receiver lays the blocks out in its receive slab, so the
+// receiver reads it from the socket straight into the slab: no copy, no per-read allocation. Only the
+// 24-byte header and the checksum table go through small scratch buffers.
 
-export const FRAME_HEADER_BYTES = 24;
-export const FRAME_MAGIC = 0x3156_4b50; // bytes 'P' 'K' 'V' '1'
+export const PULL_REQUEST_BYTES = 16;
+export const BATCH_HEADER_BYTES = 24;
+export const PULL_MAGIC = 0x5156_4b50; // bytes 'P' 'K' 'V' 'Q'
+export const BATCH_MAGIC = 0x3256_4b50; // bytes 'P' 'K' 'V' '2'
 export const TOKEN_BYTES = 8;
+/** Block starts in the receive slab (and so in a batch's payload) are aligned to this. */
+export const BLOCK_ALIGN = 64;
+/** Most blocks one batch may carry (bounds the checksum table a receiver reads). */
+export const MAX_BATCH_BLOCKS = 4096;
 
-export interface FrameHeader {
-  readonly blockIndex: number;
-  readonly length: number;
-  readonly checksum: number;
-  readonly tokenLo: number;
-  readonly tokenHi: number;
+/** A block's length rounded up to the slab alignment: its footprint in a batch's payload. */
+export function paddedLength(length: number): number {
+  return Math.ceil(length / BLOCK_ALIGN) * BLOCK_ALIGN;
 }
 
-/** Writes a header into `target` (at least FRAME_HEADER_BYTES long). */
-export function encodeFrameHeader(
-  target: Uint8Array, token: Uint8Array, blockIndex: number, length: number, checksum: number,
-): void {
-  putU32(target, 0, FRAME_MAGIC);
-  putU32(target, 4, blockIndex);
-  putU32(target, 8, length);
-  putU32(target, 12, checksum);
-  target.set(token.subarray(0, TOKEN_BYTES), 16);
+export class FrameError extends Error {
+  override readonly name = 'FrameError';
 }
 
 function putU32(b: Uint8Array, at: number, v: number): void {
@@ -41,91 +47,127 @@ function putU32(b: Uint8Array, at: number, v: number): void {
 }
 
 function getU32(b: Uint8Array, at: number): number {
-  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
 }
 
-/** Splits an 8-byte token into the two words a header carries. */
-export function tokenWords(token: Uint8Array): { readonly lo: number; readonly hi: number } {
-  return { lo: getU32(token, 0), hi: getU32(token, 4) };
+/** A token as a map key. */
+export function tokenKey(token: Uint8Array): string {
+  return `${getU32(token, 0)}.${getU32(token, 4)}`;
 }
 
-export class FrameError extends Error {
-  override readonly name = 'FrameError';
+export function encodePullRequest(token: Uint8Array): Uint8Array {
+  const out = new Uint8Array(PULL_REQUEST_BYTES);
+  putU32(out, 0, PULL_MAGIC);
+  out.set(token.subarray(0, TOKEN_BYTES), 8);
+  return out;
 }
 
-export interface FrameSink {
-  /** A header arrived: return the buffer (exactly `length` bytes) its payload is read into, or throw. */
-  onHeader(header: FrameHeader): Uint8Array;
-  /** The payload is complete in the buffer onHeader returned. */
-  onFrame(header: FrameHeader, payload: Uint8Array): void;
-}
-
-export class FrameDecoder {
-  private readonly scratch = new Uint8Array(FRAME_HEADER_BYTES);
-  private scratchFill = 0;
-  private header: FrameHeader | null = null;
-  private payload: Uint8Array | null = null;
-  private payloadFill = 0;
-
-  constructor(private readonly sink: FrameSink) {}
-
-  /** True between frames: nothing of a frame has been read yet. */
-  get idle(): boolean {
-    return this.header === null && this.scratchFill === 0;
+/** The token a pull request asks for; throws FrameError on anything else. */
+export function decodePullRequest(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteLength !== PULL_REQUEST_BYTES || getU32(bytes, 0) !== PULL_MAGIC || getU32(bytes, 4) !== 0) {
+    throw new FrameError('bad pull request');
   }
+  return bytes.slice(8, 16);
+}
 
-  /** Feeds one chunk read from the socket; throws FrameError (or the sink's error) on a bad stream. */
-  push(chunk: Uint8Array): void {
-    let pos = 0;
-    const end = chunk.byteLength;
-    while (pos < end) {
-      if (this.header === null) {
-        if (this.scratchFill === 0 && end - pos >= FRAME_HEADER_BYTES) {
-          this.beginFrame(chunk, pos);
-          pos += FRAME_HEADER_BYTES;
-        } else {
-          const take = Math.min(FRAME_HEADER_BYTES - this.scratchFill, end - pos);
-          this.scratch.set(chunk.subarray(pos, pos + take), this.scratchFill);
-          this.scratchFill += take;
-          pos += take;
-          if (this.scratchFill < FRAME_HEADER_BYTES) return;
-          this.scratchFill = 0;
-          this.beginFrame(this.scratch, 0);
-        }
-        if (this.header !== null && this.payloadFill === (this.payload as Uint8Array).byteLength) this.finishFrame();
-        continue;
-      }
-      const payload = this.payload as Uint8Array;
-      const take = Math.min(payload.byteLength - this.payloadFill, end - pos);
-      payload.set(chunk.subarray(pos, pos + take), this.payloadFill);
-      this.payloadFill += take;
-      pos += take;
-      if (this.payloadFill === payload.byteLength) this.finishFrame();
+/** A batch's header and checksum table, ready to write before its payload. */
+export function encodeBatchHead(
+  token: Uint8Array, first: number, checksums: readonly number[], payloadBytes: number,
+): Uint8Array {
+  const out = new Uint8Array(BATCH_HEADER_BYTES + 4 * checksums.length);
+  putU32(out, 0, BATCH_MAGIC);
+  putU32(out, 4, first);
+  putU32(out, 8, checksums.length);
+  putU32(out, 12, payloadBytes);
+  out.set(token.subarray(0, TOKEN_BYTES), 16);
+  checksums.forEach((c, i) => putU32(out, BATCH_HEADER_BYTES + 4 * i, c));
+  return out;
+}
+
+/** Where a transfer's batches land: the receive slab, and the checks each batch must pass. */
+export interface BatchTarget {
+  /** True once every block arrived verified. */
+  readonly complete: boolean;
+  /** The slab bytes for blocks [first, first + count); throws unless that is the next batch in order. */
+  batchRegion(first: number, count: number, payloadBytes: number): Uint8Array;
+  /** Verifies the batch just read into its region against the sender's checksums. */
+  acceptBatch(first: number, checksums: Uint32Array): void;
+}
+
+type Phase = 'header' | 'checksums' | 'payload';
+
+/**
+ * Reads one transfer's batches. It names the buffer the next bytes from the socket go into
+ * (`next`), and is told how many arrived there (`advance`); it never copies payload bytes itself.
+ */
+export class BatchReader {
+  private readonly header = new Uint8Array(BATCH_HEADER_BYTES);
+  private phase: Phase = 'header';
+  private fill = 0;
+  private first = 0;
+  private count = 0;
+  private sums: Uint8Array = new Uint8Array(0);
+  private region: Uint8Array = new Uint8Array(0);
+
+  constructor(private readonly token: Uint8Array, private readonly target: BatchTarget) {}
+
+  /** Where the next bytes go: never empty until the transfer is complete. */
+  next(): Uint8Array {
+    switch (this.phase) {
+      case 'header': return this.header.subarray(this.fill);
+      case 'checksums': return this.sums.subarray(this.fill);
+      case 'payload': return this.region.subarray(this.fill);
     }
   }
 
-  private beginFrame(bytes: Uint8Array, at: number): void {
-    if (getU32(bytes, at) !== FRAME_MAGIC) throw new FrameError('bad frame magic');
-    const header: FrameHeader = {
-      blockIndex: getU32(bytes, at + 4),
-      length: getU32(bytes, at + 8),
-      checksum: getU32(bytes, at + 12),
-      tokenLo: getU32(bytes, at + 16),
-      tokenHi: getU32(bytes, at + 20),
-    };
-    const payload = this.sink.onHeader(header);
-    if (payload.byteLength !== header.length) throw new FrameError('payload buffer does not match frame length');
-    this.header = header;
-    this.payload = payload;
-    this.payloadFill = 0;
+  /** `n` bytes arrived at the start of what next() returned. True once the transfer is complete. */
+  advance(n: number): boolean {
+    this.fill += n;
+    if (this.phase === 'header' && this.fill === BATCH_HEADER_BYTES) this.beginBatch();
+    else if (this.phase === 'checksums' && this.fill === this.sums.byteLength) this.beginPayload();
+    else if (this.phase === 'payload' && this.fill === this.region.byteLength) this.endBatch();
+    return this.target.complete;
   }
 
-  private finishFrame(): void {
-    const header = this.header as FrameHeader;
-    const payload = this.payload as Uint8Array;
-    this.header = null;
-    this.payload = null;
-    this.payloadFill = 0;
-    this.sink.onFrame(header, payload);
+  /** Feeds bytes that arrived somewhere else (a scratch buffer), copying them where they belong. */
+  feed(bytes: Uint8Array): boolean {
+    let at = 0;
+    while (at < bytes.byteLength) {
+      if (this.target.complete) throw new FrameError('bytes after the last batch');
+      const into = this.next();
+      const take = Math.min(into.byteLength, bytes.byteLength - at);
+      into.set(bytes.subarray(at, at + take));
+      at += take;
+      this.advance(take);
+    }
+    return this.target.complete;
+  }
+
+  private beginBatch(): void {
+    const h = this.header;
+    if (getU32(h, 0) !== BATCH_MAGIC) throw new FrameError('bad batch magic');
+    for (let i = 0; i < TOKEN_BYTES; i++) {
+      if (h[16 + i] !== this.token[i]) throw new FrameError('batch of another transfer');
+    }
+    this.first = getU32(h, 4);
+    this.count = getU32(h, 8);
+    if (this.count === 0 || this.count > MAX_BATCH_BLOCKS) throw new FrameError(`batch of ${this.count} blocks`);
+    this.region = this.target.batchRegion(this.first, this.count, getU32(h, 12));
+    this.sums = new Uint8Array(4 * this.count);
+    this.phase = 'checksums';
+    this.fill = 0;
+  }
+
+  private beginPayload(): void {
+    this.phase = 'payload';
+    this.fill = 0;
+  }
+
+  private endBatch(): void {
+    const sums = new Uint32Array(this.count);
+    for (let i = 0; i < this.count; i++) sums[i] = getU32(this.sums, 4 * i);
+    this.target.acceptBatch(this.first, sums);
+    this.phase = 'header';
+    this.fill = 0;
   }
 }

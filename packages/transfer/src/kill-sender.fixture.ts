@@ -35,7 +35,7 @@ if (args.mode === 'send') {
     begin: {
       protocol_version: PROTOCOL_VERSION, transfer_id: transferId, transport: 'shm', meta: {},
       blocks: blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
-      total_bytes: blocks.reduce((n, b) => n + b.data.byteLength, 0),
+      total_bytes: blocks.reduce((n, b) => n + b.data.byteLength, 0), tcp_source: '', tcp_token: new Uint8Array(0),
     },
   });
   raw.call.on('data', () => process.stdout.write('stalled\n'));

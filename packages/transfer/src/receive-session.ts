@@ -2,14 +2,14 @@
 // verify → admit → Admitted. Any failure, a cancelled call or the deadline discards everything
 // received; the application only ever sees a whole, verified transfer.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { raceSignal } from './abort.js';
 import { BlockAssembly } from './assembly.js';
 import { TransferError, asTransferError, toGrpcStatus } from './errors.js';
 import { ingestChunks } from './grpc-transport.js';
 import type { ShmSite } from './shm-site.js';
 import type { SlabPool } from './slab-pool.js';
 import { isSegmentPath, readSegment, removeSegment } from './shm-transport.js';
-import type { TcpDataServer, TcpRegistration } from './tcp-data-server.js';
+import { TOKEN_BYTES } from './frame-codec.js';
+import type { TcpPullPool } from './tcp-pull.js';
 import {
   BLOCK_HASH_PATTERN, PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type TransportKind,
 } from './types.js';
@@ -45,7 +45,8 @@ export const TRANSFER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export interface SessionHost {
   readonly limits: ReceiverLimits;
   readonly transports: readonly TransportKind[];
-  readonly tcp: TcpDataServer | null;
+  /** Connections to senders' data ports, for tcp transfers. */
+  readonly pull: TcpPullPool;
   readonly shm: ShmSite | null;
   readonly slabs: SlabPool;
   /** Aborts when the receiver closes. */
@@ -75,7 +76,6 @@ export class ReceiveSession {
   private begin: Begin | null = null;
   private transport: TransportKind = 'grpc';
   private assembly: BlockAssembly | null = null;
-  private tcp: TcpRegistration | null = null;
   private shmPath: string | null = null;
   private reserved = 0;
   private readonly ctl = new AbortController();
@@ -128,7 +128,7 @@ export class ReceiveSession {
       if (m.kind === 'begin' && this.phase === 'begin') this.onBegin(m.begin);
       else if (m.kind === 'chunks' && this.phase === 'data' && this.transport === 'grpc') {
         ingestChunks(this.assembly as BlockAssembly, m.chunks);
-      } else if (m.kind === 'commit' && this.phase === 'data') {
+      } else if (m.kind === 'commit' && this.phase === 'data' && this.transport !== 'tcp') {
         this.phase = 'commit';
         void this.onCommit(m.commit);
       } else if (this.phase !== 'done') {
@@ -147,13 +147,16 @@ export class ReceiveSession {
     this.reserved = b.total_bytes;
     const assembly = new BlockAssembly(b.blocks, this.host.slabs);
     this.assembly = assembly;
-    let token: Uint8Array = new Uint8Array(0);
-    if (this.transport === 'tcp') {
-      this.tcp = (this.host.tcp as TcpDataServer).register({ assembly, fail: (e) => this.fail(e) });
-      token = this.tcp.token;
-    }
     this.phase = 'data';
-    this.call.write({ kind: 'ready', ready: { tcp_token: token } });
+    this.call.write({ kind: 'ready', ready: {} });
+    if (this.transport === 'tcp') {
+      // Pull the blocks from the sender's data port; all of them verified is the commit.
+      this.host.pull.pull(b.tcp_source, b.tcp_token, assembly, this.ctl.signal).then(() => {
+        if (this.phase !== 'data') return;
+        this.phase = 'commit';
+        void this.admit(assembly);
+      }, (e: unknown) => this.fail(asTransferError(e, 'CONNECTION_LOST')));
+    }
   }
 
   private validate(b: Begin): TransportKind {
@@ -176,6 +179,9 @@ export class ReceiveSession {
     }
     if (total !== b.total_bytes) throw bad(`blocks sum to ${total} bytes, Begin says ${b.total_bytes}`);
     if (total > l.maxTransferBytes) throw bad(`transfer of ${total} bytes (limit ${l.maxTransferBytes})`);
+    if (t === 'tcp' && (b.tcp_source === '' || b.tcp_token.byteLength !== TOKEN_BYTES)) {
+      throw bad('a tcp transfer names no data port and token to pull from');
+    }
     return t;
   }
 
@@ -186,11 +192,18 @@ export class ReceiveSession {
         throw new TransferError('PROTOCOL', `Commit counts ${c.block_count} blocks, Begin announced ${a.blockCount}`);
       }
       if (this.transport === 'shm') await this.readShm(c, a);
-      else if (this.transport === 'tcp') await raceSignal(a.whenComplete(), this.ctl.signal);
       else if (!a.complete) throw new TransferError('PROTOCOL', `Commit after ${a.verifiedBlocks} of ${a.blockCount} blocks`);
       if (this.ctl.signal.aborted) return;
-      this.tcp?.release();
-      this.tcp = null;
+    } catch (e) {
+      this.fail(asTransferError(e, 'PROTOCOL'));
+      return;
+    }
+    await this.admit(this.assembly as BlockAssembly);
+  }
+
+  /** Every block is in, verified: the application takes the transfer, and the sender hears so. */
+  private async admit(a: BlockAssembly): Promise<void> {
+    try {
       const b = this.begin as Begin;
       let retained = false;
       const incoming: IncomingTransfer = {
@@ -244,8 +257,6 @@ export class ReceiveSession {
     this.ctl.abort(error);
     this.cleanup();
     this.assembly?.discard();
-    this.tcp?.release();
-    this.tcp = null;
     if (this.shmPath !== null) void removeSegment(this.shmPath);
     this.shmPath = null;
     this.host.discarded(this.begin?.transfer_id ?? '', error);

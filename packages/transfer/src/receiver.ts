@@ -1,6 +1,6 @@
 // The receiving end of the transfer engine: the KvTransfer gRPC service (added to the owner's gRPC
-// server, or served on its own), the TCP data plane, the shm site, and the limits on what may be in
-// flight. The application sees a transfer only through onTransfer, whole and verified.
+// server, or served on its own), the connections it pulls tcp transfers over, the shm site, and the
+// limits on what may be in flight. The application sees a transfer only through onTransfer, whole and verified.
 import {
   Server, ServerCredentials, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition,
   type UntypedServiceImplementation, type sendUnaryData,
@@ -13,19 +13,15 @@ import {
 import { probeShmSite, type ShmSite } from './shm-site.js';
 import { sweepStaleSegments } from './shm-transport.js';
 import { SlabPool } from './slab-pool.js';
-import { TcpDataServer } from './tcp-data-server.js';
+import { TcpPullPool, type TcpPullOptions } from './tcp-pull.js';
 import {
   PROTOCOL_VERSION, type IncomingTransfer, type TransferAdvertisement, type TransportKind,
 } from './types.js';
 import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferUp } from './wire.js';
 
 export interface TransferReceiverOptions {
-  /** Address the TCP data plane binds (default 127.0.0.1). */
-  readonly host?: string;
-  /** Address senders dial for the TCP data plane (default: `host`). */
-  readonly advertiseHost?: string;
-  /** TCP data plane port (default 0: any free port). */
-  readonly tcpPort?: number;
+  /** The connections tcp transfers are pulled over (dialed to each sender's data port). */
+  readonly tcp?: TcpPullOptions;
   /** Transports to offer, in order of preference (default shm, tcp, grpc); unusable ones are dropped. */
   readonly transports?: readonly TransportKind[];
   /** Directory under which the shm site lives (default /dev/shm, else the temp dir). */
@@ -55,16 +51,17 @@ export class TransferReceiver {
   private ownServer: Server | null = null;
   private readonly sweepTimer: NodeJS.Timeout | null;
   private readonly host: SessionHost;
+  private readonly pull: TcpPullPool;
 
   private constructor(
     private readonly opts: TransferReceiverOptions,
     private readonly offered: readonly TransportKind[],
-    private readonly tcp: TcpDataServer | null,
     private readonly shm: ShmSite | null,
   ) {
     const limits: ReceiverLimits = { ...DEFAULT_RECEIVER_LIMITS, ...opts.limits };
+    this.pull = new TcpPullPool(opts.tcp);
     this.host = {
-      limits, transports: offered, tcp, shm, closing: this.closing.signal,
+      limits, transports: offered, pull: this.pull, shm, closing: this.closing.signal,
       slabs: new SlabPool(opts.slabPoolBytes ?? 256 * 1024 * 1024),
       reserve: (id, bytes) => this.reserve(id, bytes, limits),
       unreserve: (id, bytes) => {
@@ -82,21 +79,16 @@ export class TransferReceiver {
   static async start(opts: TransferReceiverOptions): Promise<TransferReceiver> {
     const wanted = opts.transports ?? ['shm', 'tcp', 'grpc'];
     const shm = wanted.includes('shm') ? await probeShmSite(opts.shmBase) : null;
-    const tcp = wanted.includes('tcp')
-      ? await TcpDataServer.listen({ host: opts.host ?? '127.0.0.1', port: opts.tcpPort ?? 0 })
-      : null;
-    const offered = wanted.filter((t) => (t === 'shm' ? shm !== null : t === 'tcp' ? tcp !== null : true));
-    const rx = new TransferReceiver(opts, offered, tcp, shm);
+    const offered = wanted.filter((t) => (t === 'shm' ? shm !== null : true));
+    const rx = new TransferReceiver(opts, offered, shm);
     if (shm !== null) await rx.sweepShm();
     return rx;
   }
 
   advertisement(): TransferAdvertisement {
-    const host = this.opts.advertiseHost ?? this.opts.host ?? '127.0.0.1';
     return {
       protocolVersion: PROTOCOL_VERSION,
       transports: this.offered,
-      tcpAddress: this.tcp === null ? '' : `${host.includes(':') ? `[${host}]` : host}:${this.tcp.port}`,
       shmHostId: this.shm?.hostId ?? '',
     };
   }
@@ -108,8 +100,7 @@ export class TransferReceiver {
         done: sendUnaryData<TransferAdvertisementMsg>) => {
         const a = this.advertisement();
         done(null, {
-          protocol_version: a.protocolVersion, transports: a.transports, tcp_address: a.tcpAddress,
-          shm_host_id: a.shmHostId,
+          protocol_version: a.protocolVersion, transports: a.transports, shm_host_id: a.shmHostId,
         });
       },
       Transfer: (call: ServerDuplexStream<TransferUp, TransferDown>) => {
@@ -167,7 +158,7 @@ export class TransferReceiver {
     this.ownServer = null;
     // Sessions have just ended their calls with UNAVAILABLE; let those statuses go out first.
     if (server !== null) await new Promise<void>((resolve) => setImmediate(resolve)).then(() => server.forceShutdown());
-    await this.tcp?.close();
+    this.pull.close();
   }
 
   private reserve(id: string, bytes: number, limits: ReceiverLimits): TransferError | null {

@@ -1,17 +1,15 @@
-// One transfer on the sending side, over one Transfer call: Begin → Ready → bytes → Commit →
-// Admitted. Everything races the transfer's signal, which aborts on the caller's signal, the
-// deadline, or the receiver ending the call with an error; then the call is cancelled, the data
-// connection destroyed and any shm segment removed.
-import type { Socket } from 'node:net';
+// One transfer on the sending side, over one Transfer call: Begin → bytes → Commit → Admitted (tcp:
+// Begin names the offer the receiver pulls; the pulled bytes are the commit). Everything races the
+// transfer's signal, which aborts on the caller's signal, the deadline, or the receiver ending the
+// call with an error; then the call is cancelled, the offer withdrawn and any shm segment removed.
 import { Metadata, status, type Client, type ClientDuplexStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { raceSignal, reasonOf } from './abort.js';
 import { TransferError, fromGrpcError } from './errors.js';
-import { TOKEN_BYTES } from './frame-codec.js';
 import { pushChunks } from './grpc-transport.js';
 import type { KvTransferMethods } from './proto.js';
 import type { ShmSite } from './shm-site.js';
 import { removeSegment, segmentPath, writeSegment } from './shm-transport.js';
-import { sendFrames, type TcpConnectionPool, type TcpSendOptions } from './tcp-transport.js';
+import type { TcpOffer, TcpSource } from './tcp-source.js';
 import { PROTOCOL_VERSION, type KvBlock, type TransferMeta, type TransportKind } from './types.js';
 import type { Admitted, Commit, Ready, ShmSegment, TransferDown, TransferUp } from './wire.js';
 
@@ -29,9 +27,8 @@ export interface SendPlan {
 export interface SendDeps {
   readonly client: Client;
   readonly methods: KvTransferMethods;
-  readonly tcpAddress: string;
-  readonly pool: TcpConnectionPool;
-  readonly tcpOptions: TcpSendOptions;
+  /** This sender's data port (started on first use). */
+  readonly source: () => Promise<TcpSource>;
   readonly shm: ShmSite | null;
   readonly grpcChunkBytes: number;
 }
@@ -73,25 +70,40 @@ export async function runSendSession(plan: SendPlan, deps: SendDeps): Promise<Ad
   signal.addEventListener('abort', onAbort, { once: true });
 
   let shmPath: string | null = null;
-  let socket: Socket | null = null;
+  let offer: TcpOffer | null = null;
   try {
+    let tcpSource = '';
+    if (plan.transport === 'tcp') {
+      const source = await raceSignal(deps.source(), signal);
+      offer = source.offer(plan.blocks, signal);
+      tcpSource = source.address;
+    }
     call.write({
       kind: 'begin',
       begin: {
         protocol_version: PROTOCOL_VERSION, transfer_id: plan.transferId, transport: plan.transport,
         meta: plan.meta, blocks: plan.blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
-        total_bytes: plan.totalBytes,
+        total_bytes: plan.totalBytes, tcp_source: tcpSource, tcp_token: offer?.token ?? new Uint8Array(0),
       },
     });
+    if (offer !== null) {
+      // The receiver pulls as soon as Begin reaches it; once every block arrived verified it admits.
+      try {
+        await raceSignal(offer.written, signal);
+      } catch (e) {
+        // A broken pull: the receiver's verdict on the call (checksum, closed, refused) says why.
+        if (!signal.aborted) await raceSignal(Promise.race([finishedP, delay(VERDICT_GRACE_MS)]), signal);
+        throw e;
+      }
+      offer = null;
+      await raceSignal(finishedP, signal);
+      call.end();
+      return admitted ?? { bytes: plan.totalBytes };
+    }
     const isReady = raceSignal(readyP, signal);
     isReady.catch(() => undefined); // awaited below; a failure meanwhile surfaces through `signal`
     let shm: ShmSegment | null = null;
-    if (plan.transport === 'tcp') {
-      const r = await isReady; // the data connection needs Ready's token
-      if (r.tcp_token.byteLength !== TOKEN_BYTES) throw new TransferError('PROTOCOL', 'Ready without a tcp token');
-      socket = await deps.pool.acquire(deps.tcpAddress, signal);
-      await sendFrames(socket, r.tcp_token, plan.blocks, signal, deps.tcpOptions);
-    } else if (plan.transport === 'shm') {
+    if (plan.transport === 'shm') {
       // The segment is written while Begin makes its round trip.
       const site = deps.shm as ShmSite;
       shmPath = segmentPath(site.dir, plan.transferId);
@@ -107,9 +119,6 @@ export async function runSendSession(plan: SendPlan, deps: SendDeps): Promise<Ad
     call.end();
     await raceSignal(finishedP, signal);
     shmPath = null; // the receiver consumed and removed it
-    // Pooled only once admitted: a connection the receiver cut over a bad frame is never reused.
-    if (socket !== null) deps.pool.release(deps.tcpAddress, socket);
-    socket = null;
     return admitted ?? { bytes: plan.totalBytes };
   } catch (e) {
     if (signal.aborted) throw reasonOf(signal);
@@ -118,9 +127,16 @@ export async function runSendSession(plan: SendPlan, deps: SendDeps): Promise<Ad
     throw err;
   } finally {
     signal.removeEventListener('abort', onAbort);
-    socket?.destroy();
+    offer?.withdraw();
     if (shmPath !== null) await removeSegment(shmPath);
   }
+}
+
+/** How long a sender whose data connection broke waits for the receiver to say why (ms). */
+const VERDICT_GRACE_MS = 2_000;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 /** Writes a message on the call, waiting for drain when grpc-js buffers too much. */

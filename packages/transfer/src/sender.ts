@@ -10,7 +10,7 @@ import { TRANSFER_ID_PATTERN } from './receive-session.js';
 import { runSendSession } from './send-session.js';
 import { probeShmSite, type ShmSite } from './shm-site.js';
 import { sweepStaleSegments } from './shm-transport.js';
-import { TcpConnectionPool, type TcpPoolOptions, type TcpSendOptions } from './tcp-transport.js';
+import { TcpSource, type TcpSourceOptions } from './tcp-source.js';
 import {
   BLOCK_HASH_PATTERN, isTransportKind, type KvBlock, type TransferAdvertisement, type TransferMeta,
   type TransferPeer, type TransferReceipt, type TransportKind,
@@ -20,7 +20,8 @@ import type { TransferAdvertisementMsg } from './wire.js';
 export interface TransferSenderOptions {
   /** Directory under which the shm site lives; must match the receiver's (default /dev/shm, else temp dir). */
   readonly shmBase?: string;
-  readonly tcp?: TcpSendOptions & TcpPoolOptions;
+  /** The data port receivers pull tcp transfers from (bound on first use, or by listen()). */
+  readonly tcp?: TcpSourceOptions;
   /** Payload bytes per gRPC message on the grpc transport (default 1 MiB). */
   readonly grpcChunkBytes?: number;
   /** Deadline of a send that names none (ms, default 30 s). */
@@ -46,13 +47,18 @@ export interface SendRequest {
 export class TransferSender {
   private readonly clients = new Map<string, Client>();
   private readonly adverts = new Map<string, { readonly at: number; readonly ad: TransferAdvertisement }>();
-  private readonly pool: TcpConnectionPool;
   private readonly methods: KvTransferMethods;
+  private source: Promise<TcpSource> | null = null;
+  private closed = false;
   private swept = false;
 
   constructor(private readonly opts: TransferSenderOptions = {}) {
-    this.pool = new TcpConnectionPool(opts.tcp);
     this.methods = kvTransferService();
+  }
+
+  /** Binds the tcp data port now (so that a taken port fails at start-up); resolves with its address. */
+  async listen(): Promise<string> {
+    return (await this.tcpSource()).address;
   }
 
   /** Sends the blocks; resolves once the receiver admitted all of them. Rejects with a TransferError. */
@@ -76,8 +82,7 @@ export class TransferSender {
       const admitted = await runSendSession(
         { transferId, transport, blocks: req.blocks, meta: req.meta ?? {}, totalBytes, deadlineAt, ctl },
         {
-          client: this.client(address), methods: this.methods, tcpAddress: ad.tcpAddress, pool: this.pool,
-          tcpOptions: this.opts.tcp ?? {}, shm: transport === 'shm' ? await probeShmSite(this.opts.shmBase) : null,
+          client: this.client(address), methods: this.methods, source: () => this.tcpSource(), shm: transport === 'shm' ? await probeShmSite(this.opts.shmBase) : null,
           grpcChunkBytes: Math.min(this.opts.grpcChunkBytes ?? DEFAULT_CHUNK_BYTES, MAX_MESSAGE_BYTES / 2),
         });
       return {
@@ -116,7 +121,6 @@ export class TransferSender {
     const ad: TransferAdvertisement = {
       protocolVersion: msg.protocol_version,
       transports: msg.transports.filter(isTransportKind),
-      tcpAddress: msg.tcp_address,
       shmHostId: msg.shm_host_id,
     };
     this.adverts.set(grpcAddress, { at: performance.now(), ad });
@@ -127,7 +131,6 @@ export class TransferSender {
   async chooseTransport(ad: TransferAdvertisement, requested: 'auto' | TransportKind): Promise<TransportKind> {
     const usable = async (t: TransportKind): Promise<boolean> => {
       if (!ad.transports.includes(t)) return false;
-      if (t === 'tcp') return ad.tcpAddress !== '';
       if (t === 'shm') {
         const site: ShmSite | null = ad.shmHostId === '' ? null : await probeShmSite(this.opts.shmBase);
         if (site !== null && !this.swept) {
@@ -146,11 +149,25 @@ export class TransferSender {
     throw new TransferError('UNAVAILABLE', `no usable transport among [${ad.transports.join(', ')}]`);
   }
 
-  /** Closes gRPC channels and pooled data connections; sends in flight fail. */
+  /** Closes gRPC channels and the data port; sends in flight fail. */
   close(): void {
+    this.closed = true;
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
-    this.pool.close();
+    void this.source?.then((s) => s.close(), () => undefined);
+  }
+
+  private tcpSource(): Promise<TcpSource> {
+    if (this.closed) return Promise.reject(new TransferError('UNAVAILABLE', 'sender closed'));
+    if (this.source === null) {
+      const p = TcpSource.listen(this.opts.tcp);
+      this.source = p;
+      // A failed bind is retried by the next send rather than remembered.
+      p.catch(() => {
+        if (this.source === p) this.source = null;
+      });
+    }
+    return this.source;
   }
 
   private client(address: string): Client {

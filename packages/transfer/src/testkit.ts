@@ -5,11 +5,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Client, Metadata, credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { xxh32 } from './checksum.js';
 import type { TransferError } from './errors.js';
+import { encodeBatchHead, paddedLength } from './frame-codec.js';
 import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto.js';
 import { TransferReceiver, type TransferReceiverOptions } from './receiver.js';
 import { defaultShmBase } from './shm-site.js';
-import { splitHostPort } from './tcp-transport.js';
+import { splitHostPort } from './tcp-pull.js';
 import type { IncomingTransfer, KvBlock } from './types.js';
 import type { TransferDown, TransferUp } from './wire.js';
 
@@ -18,6 +20,48 @@ export function makeBlocks(count: number, size: number, tag = 0): KvBlock[] {
     hash: (tag * 1_000_000 + i).toString(16).padStart(16, '0'),
     data: new Uint8Array(randomBytes(size)),
   }));
+}
+
+/**
+ * The bytes a sender writes for `blocks` on a pull: batches of `perBatch` blocks. `corrupt` names a
+ * block whose checksum is sent wrong.
+ */
+export function batchStream(token: Uint8Array, blocks: readonly KvBlock[], perBatch: number, corrupt = -1): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let first = 0; first < blocks.length; first += perBatch) {
+    const batch = blocks.slice(first, first + perBatch);
+    const sums = batch.map((b, k) => xxh32(b.data) ^ (first + k === corrupt ? 1 : 0));
+    const payload = batch.reduce((n, b) => n + paddedLength(b.data.byteLength), 0);
+    parts.push(encodeBatchHead(token, first, sums, payload));
+    for (const b of batch) parts.push(b.data, new Uint8Array(paddedLength(b.data.byteLength) - b.data.byteLength));
+  }
+  return Buffer.concat(parts);
+}
+
+/** A stand-in sender data port: answers each pull request with whatever `respond` writes. */
+export async function fakeSource(respond: (token: Uint8Array, socket: Socket) => void): Promise<{ address: string; close(): void }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    let got = Buffer.alloc(0);
+    s.on('data', (chunk: Buffer) => {
+      got = Buffer.concat([got, chunk]);
+      if (got.byteLength >= 16) {
+        respond(got.subarray(8, 16), s);
+        got = got.subarray(16);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  return {
+    address: `127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
 }
 
 export async function waitFor(cond: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
@@ -43,7 +87,6 @@ export async function startHarness(opts: Partial<TransferReceiverOptions> = {}):
   const admitted: IncomingTransfer[] = [];
   const discarded: { transferId: string; error: TransferError }[] = [];
   const rx = await TransferReceiver.start({
-    host: '127.0.0.1',
     shmBase,
     onTransfer: (t) => {
       t.retain(); // the tests look at the blocks after admission
@@ -88,21 +131,24 @@ export function rawTransferCall(address: string, deadlineMs = 10_000): RawCall {
   return { call, received, ended, close: () => client.close() };
 }
 
-/** A TCP proxy to `target` that destroys both sides once `cutAfterBytes` went through. */
-export async function cuttingProxy(target: string, cutAfterBytes: number): Promise<{ address: string; close(): void }> {
-  const { host, port } = splitHostPort(target);
+/** A TCP proxy to `target` that destroys both sides once `cutAfterBytes` went through, either way. */
+export async function cuttingProxy(target: () => string, cutAfterBytes: number): Promise<{ address: string; close(): void }> {
   const sockets = new Set<Socket>();
   const server = createServer((down) => {
-    const up = connect({ host, port });
+    const up = connect(splitHostPort(target()));
     sockets.add(down).add(up);
     let passed = 0;
-    down.on('data', (chunk: Buffer) => {
-      passed += chunk.byteLength;
-      if (passed >= cutAfterBytes) {
-        down.destroy();
-        up.destroy();
-      } else up.write(chunk);
-    });
+    const relay = (from: Socket, to: Socket): void => {
+      from.on('data', (chunk: Buffer) => {
+        passed += chunk.byteLength;
+        if (passed >= cutAfterBytes) {
+          down.destroy();
+          up.destroy();
+        } else to.write(chunk);
+      });
+    };
+    relay(down, up);
+    relay(up, down);
     for (const s of [down, up]) {
       s.on('error', () => undefined);
       s.on('close', () => (s === down ? up : down).destroy());

@@ -21,8 +21,6 @@ export interface TransferAdvertisement {
   readonly protocolVersion: number;
   /** In the receiver's order of preference. */
   readonly transports: readonly TransportKind[];
-  /** host:port of the raw TCP data plane, '' if not offered. */
-  readonly tcpAddress: string;
   /** Equal on both ends ⇒ same host and same shm directory; '' if shm is not offered. */
   readonly shmHostId: string;
 }
@@ -63,7 +61,8 @@ export interface TransferReceipt {
   readonly elapsedMs: number;
 }
 
-export const PROTOCOL_VERSION = 1;
+/** 2: tcp transfers are pulled by the receiver from the sender's data port. */
+export const PROTOCOL_VERSION = 2;
 
 /** The block hash format: 16 lowercase or uppercase hex chars. */
 export const BLOCK_HASH_PATTERN = /^[0-9a-fA-F]{16}$/;

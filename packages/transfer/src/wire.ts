@@ -7,7 +7,6 @@ export type DescribeRequest = Record<never, never>;
 export interface TransferAdvertisementMsg {
   readonly protocol_version: number;
   readonly transports: readonly string[];
-  readonly tcp_address: string;
   readonly shm_host_id: string;
 }
 
@@ -23,6 +22,8 @@ export interface Begin {
   readonly meta: Readonly<Record<string, string>>;
   readonly blocks: readonly BlockDescriptor[];
   readonly total_bytes: number;
+  readonly tcp_source: string;
+  readonly tcp_token: Uint8Array;
 }
 
 export interface BlockChunk {
@@ -52,9 +53,7 @@ export type TransferUp =
   | { readonly kind: 'chunks'; readonly chunks: Chunks }
   | { readonly kind: 'commit'; readonly commit: Commit };
 
-export interface Ready {
-  readonly tcp_token: Uint8Array;
-}
+export type Ready = Record<never, never>;
 
 export interface Admitted {
   readonly bytes: number;
@@ -82,16 +81,16 @@ function fieldsOf<T>() {
 export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.DescribeRequest': fieldsOf<DescribeRequest>()([]),
   'pdserve.v1.TransferAdvertisement': fieldsOf<TransferAdvertisementMsg>()(
-    ['protocol_version', 'transports', 'tcp_address', 'shm_host_id']),
+    ['protocol_version', 'transports', 'shm_host_id']),
   'pdserve.v1.BlockDescriptor': fieldsOf<BlockDescriptor>()(['hash', 'length']),
   'pdserve.v1.Begin': fieldsOf<Begin>()(
-    ['protocol_version', 'transfer_id', 'transport', 'meta', 'blocks', 'total_bytes']),
+    ['protocol_version', 'transfer_id', 'transport', 'meta', 'blocks', 'total_bytes', 'tcp_source', 'tcp_token']),
   'pdserve.v1.BlockChunk': fieldsOf<BlockChunk>()(['block_index', 'offset', 'data', 'checksum']),
   'pdserve.v1.Chunks': fieldsOf<Chunks>()(['chunks']),
   'pdserve.v1.ShmSegment': fieldsOf<ShmSegment>()(['path', 'size', 'checksums']),
   'pdserve.v1.Commit': fieldsOf<Commit>()(['block_count', 'shm']),
   'pdserve.v1.TransferUp': fieldsOf<TransferUp>()(['begin', 'chunks', 'commit']),
-  'pdserve.v1.Ready': fieldsOf<Ready>()(['tcp_token']),
+  'pdserve.v1.Ready': fieldsOf<Ready>()([]),
   'pdserve.v1.Admitted': fieldsOf<Admitted>()(['bytes']),
   'pdserve.v1.TransferDown': fieldsOf<TransferDown>()(['ready', 'admitted']),
 };

@@ -28,7 +28,7 @@ export interface WorkerServerOptions {
   readonly advertiseHost?: string;
   /** gRPC port; 0 picks a free one. */
   readonly grpcPort?: number;
-  /** Port of the TCP data plane that receives KV blocks (when this worker receives any); 0 or undefined = any free port. */
+  /** Port of the TCP data plane that peers pull this worker's KV blocks from; 0 or undefined = any free port. */
   readonly dataPort?: number;
   /** Admin (metrics/health) address advertised in the registry, if any. */
   readonly adminAddress?: string;
@@ -59,7 +59,7 @@ export class WorkerServer {
   readonly incarnation = randomBytes(8).toString('hex');
   private readonly server = new Server(WORKER_GRPC_OPTIONS);
   private receiver: TransferReceiver | undefined;
-  private readonly sender = new TransferSender();
+  private readonly sender: TransferSender;
   private readonly publisher: KvEventPublisher;
   private readonly inFlight = new Map<string, AbortController>();
   private readonly expected = new Map<string, { resolve: (blocks: KvBlock[]) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -73,6 +73,8 @@ export class WorkerServer {
 
   constructor(private readonly opts: WorkerServerOptions) {
     this.publisher = new KvEventPublisher(opts.controlPlane.events, { worker: opts.instanceId, incarnation: this.incarnation });
+    // Receivers of this worker's KV (decode workers, kv-store nodes) pull it from this data port.
+    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort } });
     opts.engine.pool.onEvent((e) => (e.kind === 'stored' ? this.publisher.stored([e.hash], 'device') : this.publisher.removed([e.hash], 'device')));
   }
 
@@ -85,9 +87,6 @@ export class WorkerServer {
     const host = opts.host ?? '127.0.0.1';
     if (opts.role !== 'prefill' || opts.kvStore !== undefined) {
       this.receiver = await TransferReceiver.start({
-        host,
-        advertiseHost: opts.advertiseHost,
-        tcpPort: opts.dataPort,
         transports: opts.transports,
         onTransfer: (t) => this.admitTransfer(t),
       });
@@ -120,6 +119,7 @@ export class WorkerServer {
       this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.address = `${opts.advertiseHost ?? host}:${port}`;
+    await this.sender.listen(); // a taken --data-port fails here, not at the first handoff
     const engine = opts.engine;
     this.registration = await opts.controlPlane.registry.register({
       id: opts.instanceId,

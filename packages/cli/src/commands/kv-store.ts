@@ -9,7 +9,7 @@ import { COMMON_FLAGS, controlPlaneOf, transportsOf, untilSignal } from './clust
 const KV_STORE_FLAGS = {
   'instance-id': { type: 'string', help: 'stable node id in the registry and the block directory (default: kv-store + random suffix)' },
   'grpc-port': { type: 'string', help: 'gRPC port (0 = any free port)', default: '0' },
-  'data-port': { type: 'string', help: 'TCP data-plane port puts arrive on (0 = any free port)', default: '0' },
+  'data-port': { type: 'string', help: 'TCP data-plane port workers pull fetched blocks from (0 = any free port)', default: '0' },
   transports: { type: 'string', help: 'transports puts may arrive over, in preference order', default: 'shm,tcp,grpc' },
   'memory-bytes': { type: 'string', help: 'memory tier budget (e.g. 1G)', default: '1G' },
   'disk-bytes': { type: 'string', help: 'disk tier budget (0 = no disk tier)', default: '0' },

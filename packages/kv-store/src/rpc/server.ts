@@ -29,7 +29,7 @@ export interface KvStoreServerOptions {
   readonly advertiseHost?: string;
   /** 0 picks a free port. */
   readonly grpcPort?: number;
-  /** Port of the TCP data plane puts arrive on; 0 or undefined = any free port. */
+  /** Port of the TCP data plane workers pull Get blocks from; 0 or undefined = any free port. */
   readonly dataPort?: number;
   readonly adminAddress?: string;
   /** Transports puts may arrive over, in preference order; default shm, tcp, grpc. */
@@ -44,7 +44,7 @@ const GET_SEND_DEADLINE_MS = 30_000;
 export class KvStoreServer {
   readonly incarnation = randomBytes(8).toString('hex');
   private readonly server = new Server(KV_STORE_GRPC_OPTIONS);
-  private readonly sender = new TransferSender();
+  private readonly sender: TransferSender;
   private readonly publisher: KvEventPublisher;
   private receiver: TransferReceiver | undefined;
   private registration: Registration | undefined;
@@ -57,6 +57,8 @@ export class KvStoreServer {
 
   constructor(private readonly opts: KvStoreServerOptions) {
     this.publisher = new KvEventPublisher(opts.controlPlane.events, { worker: opts.nodeId, incarnation: this.incarnation });
+    // Workers pull the blocks of a Get from this data port.
+    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort } });
     this.unsubscribe = opts.store.onEvent((e) => this.publish(e));
   }
 
@@ -67,7 +69,8 @@ export class KvStoreServer {
   async start(): Promise<string> {
     const { opts } = this;
     const host = opts.host ?? '127.0.0.1';
-    this.receiver = await TransferReceiver.start({ host, advertiseHost: opts.advertiseHost, tcpPort: opts.dataPort, transports: opts.transports, onTransfer: (t) => this.admitPut(t) });
+    this.receiver = await TransferReceiver.start({ transports: opts.transports, onTransfer: (t) => this.admitPut(t) });
+    await this.sender.listen(); // a taken --data-port fails here, not at the first Get
     const rx = this.receiver.grpcService();
     this.server.addService(rx.definition, rx.implementation);
     this.server.addService(kvStoreService(), this.handlers());

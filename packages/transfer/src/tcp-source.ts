@@ -1,0 +1,253 @@
+// The sending end of the raw TCP data plane: the sender's data port. A transfer is offered here under
+// a random token (named in Begin); the receiver dials in, asks for the token, and gets the blocks in
+// batches (see frame-codec.ts). A connection serves one pull at a time and stays open for the
+// receiver's next one. Batches go out corked (one writev each; the kernel copies the block bytes, JS
+// never does), with at most `maxInFlightBytes` queued in user space before the writer waits for drain.
+import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { xxh32 } from './checksum.js';
+import { TransferError } from './errors.js';
+import {
+  BLOCK_ALIGN, MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodePullRequest, encodeBatchHead,
+  paddedLength, tokenKey,
+} from './frame-codec.js';
+import type { KvBlock } from './types.js';
+
+export interface TcpSendOptions {
+  /** Bytes queued in user space before waiting for drain (default 8 MiB). */
+  readonly maxInFlightBytes?: number;
+  /** Payload bytes per batch, i.e. per writev (default 2 MiB; a batch holds at least one block). */
+  readonly batchBytes?: number;
+}
+
+export interface TcpSourceOptions extends TcpSendOptions {
+  /** Address the data port binds (default 127.0.0.1). */
+  readonly host?: string;
+  /** Address receivers dial (default `host`). */
+  readonly advertiseHost?: string;
+  /** Data port (default 0: any free port). */
+  readonly port?: number;
+  /** host:port receivers dial, when it is not advertiseHost:port (a proxy or NAT in between). */
+  readonly advertiseAddress?: string;
+  /** A connection idle this long is closed (ms, default 120 s). */
+  readonly idleTimeoutMs?: number;
+}
+
+/** A transfer waiting to be pulled. */
+export interface TcpOffer {
+  /** Goes in Begin; the receiver's pull request names it. */
+  readonly token: Uint8Array;
+  /** Resolves when the last byte is handed to the kernel; rejects if the pull fails or never comes. */
+  readonly written: Promise<void>;
+  /** Takes the offer back (the transfer ended); a pull still writing it is cut. */
+  withdraw(): void;
+}
+
+interface Pending {
+  readonly blocks: readonly KvBlock[];
+  readonly signal: AbortSignal;
+  readonly resolve: () => void;
+  readonly reject: (e: TransferError) => void;
+  socket: Socket | null;
+}
+
+const ZEROS = new Uint8Array(BLOCK_ALIGN);
+
+export class TcpSource {
+  private readonly offers = new Map<string, Pending>();
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    private readonly server: Server,
+    private readonly opts: TcpSourceOptions,
+  ) {
+    server.on('connection', (s) => this.onConnection(s));
+  }
+
+  static async listen(opts: TcpSourceOptions = {}): Promise<TcpSource> {
+    const server = createServer({ noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e) => reject(new TransferError('UNAVAILABLE', `tcp data port: ${e.message}`, { cause: e })));
+      server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
+        server.removeAllListeners('error');
+        resolve();
+      });
+    });
+    return new TcpSource(server, opts);
+  }
+
+  /** The host:port receivers dial. */
+  get address(): string {
+    if (this.opts.advertiseAddress !== undefined) return this.opts.advertiseAddress;
+    const host = this.opts.advertiseHost ?? this.opts.host ?? '127.0.0.1';
+    return `${host.includes(':') ? `[${host}]` : host}:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  offer(blocks: readonly KvBlock[], signal: AbortSignal): TcpOffer {
+    const token = randomBytes(TOKEN_BYTES);
+    const key = tokenKey(token);
+    let pending: Pending | null = null;
+    const written = new Promise<void>((resolve, reject) => {
+      pending = { blocks, signal, resolve, reject, socket: null };
+    });
+    written.catch(() => undefined); // the caller races it against the transfer's signal
+    this.offers.set(key, pending as unknown as Pending);
+    return {
+      token,
+      written,
+      withdraw: () => {
+        const p = this.offers.get(key);
+        this.offers.delete(key);
+        // Cut mid-pull: a half-sent transfer cannot be resumed on that connection.
+        p?.socket?.destroy();
+        p?.reject(new TransferError('ABORTED', 'offer withdrawn'));
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.offers.values()) p.reject(new TransferError('UNAVAILABLE', 'sender closed'));
+    this.offers.clear();
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private onConnection(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.setTimeout(this.opts.idleTimeoutMs ?? 120_000, () => socket.destroy());
+    socket.on('error', () => undefined); // 'close' follows
+    socket.on('close', () => this.sockets.delete(socket));
+    // Requests are 16 bytes; a receiver asks for the next transfer only after the last one arrived,
+    // but the request may still overtake this side's bookkeeping, so requests queue.
+    let buffered: Buffer = Buffer.alloc(0);
+    let serving: Promise<void> = Promise.resolve();
+    socket.on('data', (chunk: Buffer) => {
+      buffered = buffered.byteLength === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      while (buffered.byteLength >= PULL_REQUEST_BYTES) {
+        const request = buffered.subarray(0, PULL_REQUEST_BYTES);
+        buffered = buffered.subarray(PULL_REQUEST_BYTES);
+        let token: Uint8Array;
+        try {
+          token = decodePullRequest(request);
+        } catch {
+          socket.destroy();
+          return;
+        }
+        serving = serving.then(() => this.serve(socket, token));
+      }
+    });
+  }
+
+  private async serve(socket: Socket, token: Uint8Array): Promise<void> {
+    const key = tokenKey(token);
+    const p = this.offers.get(key);
+    // Unknown (withdrawn, or never offered) or already taken: the receiver fails the transfer.
+    if (p === undefined || p.socket !== null || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    p.socket = socket;
+    socket.setTimeout(0);
+    try {
+      await writeBatches(socket, token, p.blocks, p.signal, this.opts);
+      this.offers.delete(key);
+      p.socket = null;
+      p.resolve();
+      socket.setTimeout(this.opts.idleTimeoutMs ?? 120_000);
+    } catch (e) {
+      this.offers.delete(key);
+      socket.destroy();
+      p.reject(e instanceof TransferError ? e : new TransferError('CONNECTION_LOST', String(e), { cause: e }));
+    }
+  }
+}
+
+/** Writes the blocks as batches; resolves when the last byte is handed to the kernel. */
+export async function writeBatches(
+  socket: Socket, token: Uint8Array, blocks: readonly KvBlock[], signal: AbortSignal, opts: TcpSendOptions = {},
+): Promise<void> {
+  const maxInFlight = opts.maxInFlightBytes ?? 8 * 1024 * 1024;
+  const batchBytes = opts.batchBytes ?? 2 * 1024 * 1024;
+  const broken = watchSocket(socket, signal);
+  let markWritten = (): void => undefined;
+  // Resolves when the last batch has been handed to the kernel (or the socket died: see `broken`).
+  const written = new Promise<void>((resolve) => {
+    markWritten = resolve;
+  });
+  try {
+    let i = 0;
+    while (i < blocks.length) {
+      broken.throwIfBroken();
+      const first = i;
+      const sums: number[] = [];
+      let payload = 0;
+      while (i < blocks.length && sums.length < MAX_BATCH_BLOCKS && (sums.length === 0 || payload < batchBytes)) {
+        const data = (blocks[i] as KvBlock).data;
+        sums.push(xxh32(data));
+        payload += paddedLength(data.byteLength);
+        i++;
+      }
+      socket.cork();
+      socket.write(encodeBatchHead(token, first, sums, payload));
+      for (let k = first; k < i; k++) {
+        const data = (blocks[k] as KvBlock).data;
+        const pad = paddedLength(data.byteLength) - data.byteLength;
+        const last = k === blocks.length - 1;
+        if (pad === 0) socket.write(data, last ? markWritten : undefined);
+        else {
+          socket.write(data);
+          socket.write(ZEROS.subarray(0, pad), last ? markWritten : undefined);
+        }
+      }
+      socket.uncork();
+      if (socket.writableLength > maxInFlight) await broken.race(drained(socket));
+    }
+    await broken.race(written);
+  } finally {
+    broken.dispose();
+  }
+}
+
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => socket.once('drain', resolve));
+}
+
+/** Turns socket death and abort into a rejection any wait can race against. */
+function watchSocket(socket: Socket, signal: AbortSignal) {
+  let failure: TransferError | null = null;
+  let rejectWait: ((e: TransferError) => void) | null = null;
+  const fail = (e: TransferError): void => {
+    failure ??= e;
+    rejectWait?.(failure);
+  };
+  const onClose = (): void => fail(new TransferError('CONNECTION_LOST', 'data connection closed mid-transfer'));
+  const onError = (e: Error): void => fail(new TransferError('CONNECTION_LOST', `data connection: ${e.message}`, { cause: e }));
+  const onAbort = (): void => {
+    fail(new TransferError('ABORTED', 'transfer aborted'));
+    socket.destroy();
+  };
+  socket.on('close', onClose);
+  socket.on('error', onError);
+  signal.addEventListener('abort', onAbort);
+  if (signal.aborted) onAbort();
+  if (socket.destroyed) onClose();
+  return {
+    throwIfBroken(): void {
+      if (failure !== null) throw failure;
+    },
+    async race(p: Promise<void>): Promise<void> {
+      if (failure !== null) throw failure;
+      await new Promise<void>((resolve, reject) => {
+        rejectWait = reject;
+        p.then(resolve, reject);
+      }).finally(() => {
+        rejectWait = null;
+      });
+    },
+    dispose(): void {
+      socket.off('close', onClose);
+      socket.off('error', onError);
+      signal.removeEventListener('abort', onAbort);
+    },
+  };
+}
