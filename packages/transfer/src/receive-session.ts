@@ -1,6 +1,7 @@
 // One Transfer call on the receiving side: Begin → (bytes over the chosen transport) → Commit →
-// verify → admit → Admitted. Any failure, a cancelled call or the deadline discards everything
-// received; the application only ever sees a whole, verified transfer.
+// verify → admit → Admitted; for tcp, every block pulled and verified stands in for Commit. Any
+// failure, a cancelled call or the deadline discards everything received; the application only ever
+// sees a whole, verified transfer.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { BlockAssembly } from './assembly.js';
 import { TransferError, asTransferError, toGrpcStatus } from './errors.js';
