@@ -1,6 +1,8 @@
 // The disaggregated cluster in one process (embedded control plane, gRPC over loopback between the
 // gateway, a prefill worker and a decode worker): greedy output through the official client equals the
-// reference loop, prefill really happens on the prefill worker, over each transport.
+// reference loop, prefill really happens on the prefill worker, over each transport; the first token
+// reaches the client before the KV does.
+import { connect, createServer, type Socket } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pdserve/api';
@@ -8,8 +10,8 @@ import { connectControlPlane, InProcessHub, silentLogger as cpSilent, type Contr
 import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
-import { completion } from '@pdserve/testkit';
-import { startWorkerService, type WorkerService } from '@pdserve/worker';
+import { completion, freePort } from '@pdserve/testkit';
+import { samplingToWire, startWorkerService, WorkerClient, type GenerateChunkMsg, type GenerateRequestMsg, type WorkerService } from '@pdserve/worker';
 
 let dir: string;
 let runner: ModelRunner;
@@ -78,5 +80,235 @@ describe('disaggregated cluster, one process', () => {
     const res = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hello' }], max_tokens: 5, temperature: 0 });
     expect(res.choices[0]!.message.content!.length).toBeGreaterThan(0);
     expect(res.usage?.completion_tokens).toBe(5);
+  });
+});
+
+/**
+ * A TCP relay on `listen` to a worker's real address. Peers dial the worker through it (it is the address
+ * the worker advertises), so a test can hold back or cut what they send, here the prefill worker's KV
+ * transfer, while it talks to the worker directly.
+ */
+interface Relay {
+  /** Stops forwarding what peers send until release(). */
+  hold(): void;
+  release(): void;
+  /** Drops every connection, now and from now on. */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+async function startRelay(listenHost: string, port: number, targetHost: string): Promise<Relay> {
+  let held: { promise: Promise<void>; release: () => void } | undefined;
+  let cut = false;
+  const sockets = new Set<Socket>();
+  const server = createServer((inbound) => {
+    if (cut) return void inbound.destroy();
+    const outbound = connect(port, targetHost);
+    for (const s of [inbound, outbound]) {
+      sockets.add(s);
+      s.on('error', () => undefined).on('close', () => {
+        inbound.destroy();
+        outbound.destroy();
+        sockets.delete(s);
+      });
+    }
+    outbound.pipe(inbound);
+    inbound.on('data', (data: Buffer) => {
+      if (!held) return void outbound.write(data);
+      inbound.pause();
+      void held.promise.then(() => {
+        outbound.write(data);
+        inbound.resume();
+      });
+    });
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, listenHost, resolve));
+  return {
+    hold() {
+      let release!: () => void;
+      held = { promise: new Promise((r) => (release = r)), release };
+    },
+    release() {
+      held?.release();
+      held = undefined;
+    },
+    cut() {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** A counter of a worker's /metrics exposition, e.g. 'pdserve_kv_transfer_bytes_total{direction="in",peer_role="prefill"}'. */
+async function counter(w: WorkerService, series: string): Promise<number> {
+  const line = (await w.registry.metrics()).split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+const KV_IN = 'pdserve_kv_transfer_bytes_total{direction="in",peer_role="prefill"}';
+const KV_IN_FAILED = 'pdserve_kv_transfer_failures_total{direction="in",peer_role="prefill"}';
+
+describe('first token ahead of the KV transfer', () => {
+  // A decode worker of its own (its own control plane, so the gateway above never routes to it) that
+  // advertises a relay: the prefill worker's KV goes through the relay, the test's Generate calls do not.
+  let plane: ControlPlane;
+  let decode: WorkerService;
+  let relay: Relay;
+  let direct: WorkerClient;
+
+  beforeAll(async () => {
+    plane = await connectControlPlane({ cluster: 'first-token', hub: new InProcessHub(), logger: cpSilent });
+    const port = await freePort();
+    relay = await startRelay('127.0.0.2', port, '127.0.0.1');
+    decode = await startWorkerService({
+      role: 'decode',
+      instanceId: 'd-relayed',
+      engine: { modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 * 1024 * 1024 },
+      controlPlane: plane,
+      logger: cpSilent,
+      host: '127.0.0.1',
+      advertiseHost: '127.0.0.2',
+      grpcPort: port,
+      // Every byte of the KV then rides the relayed gRPC connection.
+      transports: ['grpc'],
+    });
+    direct = new WorkerClient(`127.0.0.1:${port}`);
+  }, 60_000);
+
+  afterAll(async () => {
+    direct?.close();
+    await decode?.close();
+    await relay?.close();
+    await plane?.close();
+  });
+
+  function request(id: string, prompt: string, sampling: Parameters<typeof samplingParams>[0], plan: 'remote' | 'local'): GenerateRequestMsg {
+    return {
+      request_id: id,
+      prompt_token_ids: tokenizer.encode(prompt),
+      sampling: samplingToWire(samplingParams({ stopTokenIds: tokenizer.eosTokenIds, ...sampling })),
+      priority: 0,
+      prefill: plan === 'remote' ? { mode: 'remote', prefill_worker: 'p0', prefill_address: prefill.grpcAddress } : { mode: 'local', prefill_worker: '', prefill_address: '' },
+    };
+  }
+
+  async function chunksOf(req: GenerateRequestMsg): Promise<GenerateChunkMsg[]> {
+    const chunks: GenerateChunkMsg[] = [];
+    for await (const c of direct.generate(req)) chunks.push(c);
+    return chunks;
+  }
+
+  const tokensOf = (chunks: readonly GenerateChunkMsg[]): number[] => chunks.flatMap((c) => c.token_ids);
+
+  it('streams the first token to the Generate caller while the KV transfer is held back', async () => {
+    const prompt = 'The first token must not wait for the KV blocks of this fairly long prompt to arrive';
+    const before = await counter(decode, KV_IN);
+    relay.hold();
+    const stream = direct.generate(request('held-1', prompt, { temperature: 0, maxTokens: 8 }, 'remote'));
+    try {
+      const first = await within(stream.next(), 10_000, 'the first chunk, with the KV transfer held back,');
+      expect(first.done).toBe(false);
+      const chunk = first.value as GenerateChunkMsg;
+      expect(chunk).toMatchObject({ finish_reason: '', prefilled_by: 'p0', prompt_tokens: tokenizer.encode(prompt).length });
+      expect(chunk.token_ids).toHaveLength(1);
+      // Nothing of the transfer has reached the decode worker yet.
+      expect(await counter(decode, KV_IN)).toBe(before);
+      relay.release();
+      const rest: GenerateChunkMsg[] = [];
+      for await (const c of { [Symbol.asyncIterator]: () => stream }) rest.push(c);
+      expect(await counter(decode, KV_IN)).toBeGreaterThan(before);
+      const local = await chunksOf(request('held-1-local', prompt, { temperature: 0, maxTokens: 8 }, 'local'));
+      expect(tokensOf([chunk, ...rest])).toEqual(tokensOf(local));
+      expect(rest.at(-1)!.finish_reason).toBe(local.at(-1)!.finish_reason);
+    } finally {
+      relay.release();
+      await stream.return(undefined);
+    }
+  });
+
+  it('streams the same tokens and logprobs as the local path, greedy and seeded', async () => {
+    const prompts = ['Remote or local, the tokens are the same', 'A second prompt that spans a few more blocks than the first one does, to be sure'];
+    const samplings = [
+      { temperature: 0, maxTokens: 12, logprobs: 2 },
+      { temperature: 0.8, seed: 11, maxTokens: 12, logprobs: 2 },
+      { temperature: 1, topP: 0.9, seed: 3, maxTokens: 12 },
+    ];
+    const computedBefore = decode.engine.stats().prefillTokensComputed;
+    const remote: GenerateChunkMsg[][] = [];
+    for (const [i, p] of prompts.entries()) for (const [j, sp] of samplings.entries()) remote.push(await chunksOf(request(`same-${i}-${j}`, p, sp, 'remote')));
+    // Every remote request imported its KV: the decode worker computed no prompt token.
+    expect(decode.engine.stats().prefillTokensComputed).toBe(computedBefore);
+    let k = 0;
+    for (const [i, p] of prompts.entries()) {
+      for (const [j, sp] of samplings.entries()) {
+        const got = remote[k++]!;
+        const want = await chunksOf(request(`same-${i}-${j}-local`, p, sp, 'local'));
+        expect(got[0]!.token_ids).toHaveLength(1);
+        expect(tokensOf(got)).toEqual(tokensOf(want));
+        expect(got.at(-1)!.finish_reason).toBe(want.at(-1)!.finish_reason);
+        const gotLp = got.flatMap((c) => c.logprobs);
+        const wantLp = want.flatMap((c) => c.logprobs);
+        expect(gotLp).toHaveLength(sp.logprobs === undefined ? 0 : tokensOf(got).length);
+        gotLp.forEach((lp, n) => {
+          expect(lp.logprob).toBeCloseTo(wantLp[n]!.logprob, 3);
+          expect(lp.top.map((t) => t.token_id)).toEqual(wantLp[n]!.top.map((t) => t.token_id));
+        });
+      }
+    }
+  });
+
+  it('max_tokens 1, and a first token that stops the request, yield exactly that token and a finish reason', async () => {
+    const prompt = 'One token only, please, from the prefill worker';
+    const [only] = tokensOf(await chunksOf(request('one-local', prompt, { temperature: 0, maxTokens: 1 }, 'local')));
+    const one = await chunksOf(request('one', prompt, { temperature: 0, maxTokens: 1 }, 'remote'));
+    expect(tokensOf(one)).toEqual([only]);
+    expect(one.at(-1)!.finish_reason).toBe('length');
+    const stopped = await chunksOf(request('stop-first', prompt, { temperature: 0, maxTokens: 8, stopTokenIds: [only!] }, 'remote'));
+    expect(tokensOf(stopped)).toEqual([only]);
+    expect(stopped.at(-1)!.finish_reason).toBe('stop');
+  });
+
+  it('falls back to local prefill when the transfer fails after the first token was streamed', async () => {
+    const prompt = 'The transfer of this prompt is cut after its first token went out';
+    const want = await chunksOf(request('cut-local', prompt, { temperature: 0.7, seed: 9, maxTokens: 10 }, 'local'));
+    const failedBefore = await counter(decode, KV_IN_FAILED);
+    relay.cut();
+    const got = await chunksOf(request('cut', prompt, { temperature: 0.7, seed: 9, maxTokens: 10 }, 'remote'));
+    expect(got[0]).toMatchObject({ prefilled_by: 'p0' });
+    expect(got[0]!.token_ids).toHaveLength(1);
+    expect(got.slice(1).every((c) => c.prefilled_by === '')).toBe(true);
+    expect(tokensOf(got)).toEqual(tokensOf(want));
+    expect(await counter(decode, KV_IN_FAILED)).toBe(failedBefore + 1);
+    // Unseeded sampling too: the decode worker seeded it, so the local fallback re-samples the same first token.
+    const unseeded = await chunksOf(request('cut-unseeded', prompt, { temperature: 1, maxTokens: 10, ignoreEos: true }, 'remote'));
+    expect(unseeded[0]!.token_ids).toHaveLength(1);
+    expect(tokensOf(unseeded)).toHaveLength(10);
+    expect(await counter(decode, KV_IN_FAILED)).toBe(failedBefore + 2);
+  });
+});
+
+describe('first token ahead of the KV transfer, through the gateway', () => {
+  it('max_tokens 1 gives one token and finish_reason length, streamed or not', async () => {
+    const prompt = 'Just the first token through the gateway';
+    const ids = tokenizer.encode(prompt);
+    const ref = await referenceGenerate(runner, ids, samplingParams({ temperature: 0, maxTokens: 1, stopTokenIds: tokenizer.eosTokenIds }));
+    const res = await client.completions.create({ model: 'tiny', prompt, max_tokens: 1, temperature: 0 });
+    expect(res.choices[0]).toMatchObject({ text: completion(tokenizer, ids, ref.tokenIds), finish_reason: 'length' });
+    expect(res.usage?.completion_tokens).toBe(1);
+    let text = '';
+    let finish: string | null = null;
+    const stream = await client.completions.create({ model: 'tiny', prompt, max_tokens: 1, temperature: 0, stream: true });
+    for await (const c of stream) {
+      text += c.choices[0]?.text ?? '';
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    expect({ text, finish }).toEqual({ text: completion(tokenizer, ids, ref.tokenIds), finish: 'length' });
   });
 });

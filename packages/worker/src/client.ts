@@ -19,7 +19,7 @@ type ServerStream<Req, Res> = (req: Req, meta: Metadata, opts: { deadline: numbe
 
 interface RawWorkerClient extends Client {
   Generate: ServerStream<W.GenerateRequestMsg, W.GenerateChunkMsg>;
-  Prefill: Unary<W.PrefillRequestMsg, W.PrefillResponseMsg>;
+  Prefill: ServerStream<W.PrefillRequestMsg, W.PrefillEventMsg>;
   Cancel: Unary<W.CancelRequestMsg, W.CancelResponseMsg>;
   Health: Unary<W.HealthRequestMsg, W.HealthResponseMsg>;
   Stats: Unary<W.StatsRequestMsg, W.StatsResponseMsg>;
@@ -44,23 +44,15 @@ export class WorkerClient {
   }
 
   /** Streams a request's tokens; aborting the signal cancels the call (and the request on the worker). */
-  async *generate(req: W.GenerateRequestMsg, signal?: AbortSignal, deadlineMs: number = DEADLINES.generate): AsyncGenerator<W.GenerateChunkMsg> {
-    const call = this.raw.Generate(req, new Metadata(), { deadline: Date.now() + deadlineMs });
-    const onAbort = (): void => call.cancel();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      for await (const chunk of call as AsyncIterable<W.GenerateChunkMsg>) yield chunk;
-    } catch (err) {
-      throw toCallError(err);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      call.cancel();
-    }
+  generate(req: W.GenerateRequestMsg, signal?: AbortSignal, deadlineMs: number = DEADLINES.generate): AsyncGenerator<W.GenerateChunkMsg> {
+    return this.stream(this.raw.Generate, req, deadlineMs, signal);
   }
 
-  prefill(req: W.PrefillRequestMsg, signal?: AbortSignal, deadlineMs: number = DEADLINES.prefill): Promise<W.PrefillResponseMsg> {
-    return this.unary(this.raw.Prefill, req, deadlineMs, signal);
+  /** Streams a prefill's `first` and `done` events; aborting the signal cancels the call (and the prefill). */
+  prefill(req: W.PrefillRequestMsg, signal?: AbortSignal, deadlineMs: number = DEADLINES.prefill): AsyncGenerator<W.PrefillEventMsg> {
+    return this.stream(this.raw.Prefill, req, deadlineMs, signal);
   }
+
   cancel(requestId: string): Promise<W.CancelResponseMsg> {
     return this.unary(this.raw.Cancel, { request_id: requestId }, DEADLINES.cancel);
   }
@@ -76,6 +68,20 @@ export class WorkerClient {
 
   close(): void {
     this.raw.close();
+  }
+
+  private async *stream<Req, Res>(fn: ServerStream<Req, Res>, req: Req, deadlineMs: number, signal?: AbortSignal): AsyncGenerator<Res> {
+    const call = fn.call(this.raw, req, new Metadata(), { deadline: Date.now() + deadlineMs });
+    const onAbort = (): void => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const msg of call as AsyncIterable<Res>) yield msg;
+    } catch (err) {
+      throw toCallError(err);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
   }
 
   private unary<Req, Res>(fn: Unary<Req, Res>, req: Req, deadlineMs: number, signal?: AbortSignal): Promise<Res> {

@@ -1,7 +1,7 @@
 // Engine values <-> wire messages, in one place.
 import type { FinishReason, GenerateOutput } from '@pdserve/engine';
 import { samplingParams, type SamplingParams } from '@pdserve/model';
-import type { GenerateChunkMsg, SamplingParamsMsg } from './wire';
+import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg } from './wire';
 
 export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
   return {
@@ -59,5 +59,30 @@ export function outputFromWire(m: GenerateChunkMsg, wantLogprobs: boolean): Gene
     finishReason: m.finish_reason === '' ? undefined : (m.finish_reason as FinishReason),
     promptTokens: m.prompt_tokens,
     cachedTokens: m.cached_tokens,
+  };
+}
+
+/** The prefill worker's first output (its only token), as the early `first` event of Prefill. */
+export function firstToWire(o: GenerateOutput): PrefillFirstMsg {
+  const lp = o.logprobs?.[0];
+  return {
+    first_token: o.tokenIds[0]!,
+    first_logprob: lp?.logprob ?? 0,
+    first_top: (lp?.top ?? []).map((t) => ({ token_id: t.tokenId, logprob: t.logprob })),
+    cached_tokens: o.cachedTokens,
+    prompt_tokens: o.promptTokens,
+  };
+}
+
+/**
+ * The decode worker's first output, built from the prefill worker's `first` event: what its engine will
+ * emit for that token once the KV is imported. `cachedTokens` is the decode worker's own count.
+ */
+export function firstFromWire(m: PrefillFirstMsg, wantLogprobs: boolean, cachedTokens: number): GenerateOutput {
+  return {
+    tokenIds: [m.first_token],
+    logprobs: wantLogprobs ? [{ logprob: m.first_logprob, top: m.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) }] : undefined,
+    promptTokens: m.prompt_tokens,
+    cachedTokens,
   };
 }

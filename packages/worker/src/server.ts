@@ -4,13 +4,14 @@ import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import type { ControlPlane, Logger, Membership, Registration } from '@pdserve/control-plane';
 import { KvEventPublisher } from '@pdserve/control-plane';
-import { EngineError, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
+import { EngineError, type GenerateOutput, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
 import { chainHashes } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
-import { outputToWire, samplingFromWire } from './codec';
+import { firstFromWire, firstToWire, outputToWire, samplingFromWire } from './codec';
 import { WorkerClient, toCallError } from './client';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
 import { StoreLink, type StoreLinkOptions } from './store-link';
+import { afterStreamedFirst } from './streamed-first';
 import type * as W from './wire';
 
 export type WorkerRole = 'prefill' | 'decode' | 'mixed';
@@ -95,7 +96,7 @@ export class WorkerServer {
     }
     this.server.addService(workerService(), {
       Generate: (call: ServerWritableStream<W.GenerateRequestMsg, W.GenerateChunkMsg>) => void this.handleGenerate(call),
-      Prefill: (call: ServerUnaryCall<W.PrefillRequestMsg, W.PrefillResponseMsg>, cb: sendUnaryData<W.PrefillResponseMsg>) => void this.handlePrefill(call, cb),
+      Prefill: (call: ServerWritableStream<W.PrefillRequestMsg, W.PrefillEventMsg>) => void this.handlePrefill(call),
       Cancel: (call: ServerUnaryCall<W.CancelRequestMsg, W.CancelResponseMsg>, cb: sendUnaryData<W.CancelResponseMsg>) => {
         const ac = this.inFlight.get(call.request.request_id);
         ac?.abort();
@@ -209,7 +210,7 @@ export class WorkerServer {
   }
 
   private async handleGenerate(call: ServerWritableStream<W.GenerateRequestMsg, W.GenerateChunkMsg>): Promise<void> {
-    const req = call.request;
+    const req = withRequestSeed(call.request);
     const ac = this.track(req.request_id, () => undefined);
     call.on('cancelled', () => ac.abort());
     try {
@@ -217,20 +218,28 @@ export class WorkerServer {
       const sampling = samplingFromWire(req.sampling);
       let prefilled: PrefilledKv | undefined;
       let prefilledBy = '';
+      // The first token's id once it went to the client ahead of the KV (see streamed-first.ts).
+      let streamedFirst: number | undefined;
       if (req.prefill?.mode === 'remote' && this.opts.role !== 'prefill' && req.prefill.prefill_address) {
+        const prefillWorker = req.prefill.prefill_worker;
         try {
-          prefilled = await this.remotePrefill(req, ac.signal);
-          prefilledBy = req.prefill.prefill_worker;
+          prefilled = await this.remotePrefill(req, ac.signal, (first) => {
+            call.write(outputToWire(first, prefillWorker));
+            streamedFirst = first.tokenIds[0];
+          });
+          prefilledBy = prefillWorker;
         } catch (err) {
           if (ac.signal.aborted) return;
           this.opts.onTransferFailed?.('in');
-          // The prefill pool failed us: prefill here instead (slower, same tokens).
+          // The prefill pool failed us: prefill here instead (slower, same tokens, also the first one if
+          // it was already streamed: sampling is deterministic for greedy and seeded requests).
           this.opts.logger.warn({ requestId: req.request_id, error: toCallError(err).message }, 'remote prefill failed; prefilling locally');
         }
       }
       const prefetched = prefilled === undefined ? await this.storeLink?.prefetch(req.prompt_token_ids, ac.signal) : undefined;
       if (ac.signal.aborted) return;
-      for await (const o of this.opts.engine.generate({ requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched })) {
+      const outputs = this.opts.engine.generate({ requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched });
+      for await (const o of afterStreamedFirst(outputs, streamedFirst)) {
         if (ac.signal.aborted) break;
         call.write(outputToWire(o, prefilledBy));
       }
@@ -242,15 +251,18 @@ export class WorkerServer {
     }
   }
 
-  /** Asks the prefill worker for the prompt's KV; resolves once the blocks are here, verified. */
-  private async remotePrefill(req: W.GenerateRequestMsg, signal: AbortSignal): Promise<PrefilledKv> {
+  /**
+   * Asks the prefill worker for the prompt's KV; resolves once the blocks are here, verified. `onFirst`
+   * gets the first token as soon as the prefill worker has sampled it, while the KV is still on its way.
+   */
+  private async remotePrefill(req: W.GenerateRequestMsg, signal: AbortSignal, onFirst: (first: GenerateOutput) => void): Promise<PrefilledKv> {
     const engine = this.opts.engine;
     const fromBlock = engine.cachedPrefixBlocks(req.prompt_token_ids);
     const transferId = randomBytes(16).toString('hex');
     const expected = this.expectTransfer(transferId, 120_000);
     try {
       const peer = this.peer(req.prefill!.prefill_address);
-      const res = await peer.prefill(
+      const events = peer.prefill(
         {
           request_id: req.request_id,
           prompt_token_ids: req.prompt_token_ids,
@@ -260,6 +272,16 @@ export class WorkerServer {
         },
         signal,
       );
+      let res: W.PrefillResponseMsg | undefined;
+      for await (const ev of events) {
+        if (ev.kind === 'done') res = ev.done;
+        else {
+          // Counted as the engine will once the KV is imported: the larger of the two workers' cache hits.
+          const cached = Math.max(ev.first.cached_tokens, Math.min(fromBlock * engine.blockSize, ev.first.prompt_tokens));
+          onFirst(firstFromWire(ev.first, req.sampling?.has_logprobs === true, cached));
+        }
+      }
+      if (!res) throw new Error('prefill ended without its result');
       const blocks = (await expected.arrived).map((b) => b.data);
       const rng = res.rng_state.length === 4 ? (res.rng_state as unknown as readonly [number, number, number, number]) : undefined;
       return {
@@ -302,7 +324,7 @@ export class WorkerServer {
     this.opts.onTransfer?.('in', t.bytes, (performance.now() - started) / 1000, t.transport);
   }
 
-  private async handlePrefill(call: ServerUnaryCall<W.PrefillRequestMsg, W.PrefillResponseMsg>, cb: sendUnaryData<W.PrefillResponseMsg>): Promise<void> {
+  private async handlePrefill(call: ServerWritableStream<W.PrefillRequestMsg, W.PrefillEventMsg>): Promise<void> {
     const req = call.request;
     const ac = this.track(`prefill:${req.request_id}`, () => undefined);
     call.on('cancelled', () => ac.abort());
@@ -310,13 +332,15 @@ export class WorkerServer {
       if (this.draining) throw new EngineError('not_ready', 'worker is draining');
       if (!req.target) throw new EngineError('invalid_request', 'prefill needs a transfer target');
       const sampling = { ...samplingFromWire(req.sampling), maxTokens: 1 };
-      let first: { tokenId: number; logprob: number; top: { tokenId: number; logprob: number }[] } | undefined;
-      let cached = 0;
+      let first: W.PrefillFirstMsg | undefined;
       let kv: { blocks: readonly Uint8Array[]; rngState?: readonly number[] } | undefined;
       const prefetched = await this.storeLink?.prefetch(req.prompt_token_ids, ac.signal);
       for await (const o of this.opts.engine.generate({ requestId: `prefill:${req.request_id}`, promptTokenIds: req.prompt_token_ids, sampling, signal: ac.signal, exportKv: { fromBlock: req.from_block }, prefetched })) {
-        if (o.tokenIds.length > 0 && !first) first = { tokenId: o.tokenIds[0]!, logprob: o.logprobs?.[0]?.logprob ?? 0, top: [...(o.logprobs?.[0]?.top ?? [])] };
-        cached = o.cachedTokens;
+        if (o.tokenIds.length > 0 && !first) {
+          first = firstToWire(o);
+          // The client's first token need not wait for the KV transfer below.
+          call.write({ kind: 'first', first });
+        }
         if (o.kv) kv = o.kv;
       }
       if (!first || !kv) throw new EngineError('internal', ac.signal.aborted ? 'prefill cancelled' : 'prefill produced no KV');
@@ -337,18 +361,22 @@ export class WorkerServer {
           throw err;
         });
       this.opts.onTransfer?.('out', receipt.bytes, (performance.now() - t0) / 1000, receipt.transport);
-      cb(null, {
-        first_token: first.tokenId,
-        first_logprob: first.logprob,
-        first_top: first.top.map((t) => ({ token_id: t.tokenId, logprob: t.logprob })),
-        rng_state: kv.rngState ? [...kv.rngState] : [],
-        cached_tokens: cached,
-        blocks: receipt.blocks,
-        bytes: receipt.bytes,
-        transport: receipt.transport,
+      call.write({
+        kind: 'done',
+        done: {
+          first_token: first.first_token,
+          first_logprob: first.first_logprob,
+          first_top: first.first_top,
+          rng_state: kv.rngState ? [...kv.rngState] : [],
+          cached_tokens: first.cached_tokens,
+          blocks: receipt.blocks,
+          bytes: receipt.bytes,
+          transport: receipt.transport,
+        },
       });
+      call.end();
     } catch (err) {
-      cb(this.statusOf(err), null);
+      this.endWithStatus(call, err);
     } finally {
       this.inFlight.delete(`prefill:${req.request_id}`);
     }
@@ -369,8 +397,24 @@ export class WorkerServer {
   }
 
   private fail(call: ServerWritableStream<W.GenerateRequestMsg, W.GenerateChunkMsg>, err: unknown): void {
+    if (!(err instanceof EngineError)) this.opts.logger.error({ error: this.statusOf(err).details }, 'generate failed');
+    this.endWithStatus(call, err);
+  }
+
+  /** Ends a server stream with the gRPC status that `err` maps to. */
+  private endWithStatus<Req, Res>(call: ServerWritableStream<Req, Res>, err: unknown): void {
     const s = this.statusOf(err);
-    if (!(err instanceof EngineError)) this.opts.logger.error({ error: s.details }, 'generate failed');
     call.emit('error', { code: s.code, details: s.details });
   }
+}
+
+/**
+ * A remote prefill streams its first token before the KV arrives; should the handoff then fail, this
+ * worker prefills locally and must sample that same token again. Greedy and seeded requests do; an
+ * unseeded sampling request gets a seed of its own here (random, so its output stays as random).
+ */
+function withRequestSeed(req: W.GenerateRequestMsg): W.GenerateRequestMsg {
+  const s = req.sampling;
+  if (req.prefill?.mode !== 'remote' || s === null || s.has_seed || s.temperature <= 0) return req;
+  return { ...req, sampling: { ...s, has_seed: true, seed: randomBytes(6).readUIntLE(0, 6) } };
 }

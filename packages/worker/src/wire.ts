@@ -1,5 +1,6 @@
 // Hand-kept TypeScript mirrors of proto/pdserve/v1/worker.proto (keepCase, longs as numbers, defaults
-// on). wire.test.ts checks WIRE_FIELDS against the loaded descriptors so the two cannot drift.
+// on, a oneof's set field named in `kind`). wire.test.ts checks WIRE_FIELDS and WIRE_ONEOFS against the
+// loaded descriptors so the two cannot drift.
 
 export interface SamplingParamsMsg {
   temperature: number;
@@ -65,6 +66,16 @@ export interface PrefillRequestMsg {
   target: TransferTargetMsg | null;
 }
 
+export interface PrefillFirstMsg {
+  first_token: number;
+  first_logprob: number;
+  first_top: TokenLogprobMsg[];
+  cached_tokens: number;
+  prompt_tokens: number;
+}
+
+export type PrefillEventMsg = { kind: 'first'; first: PrefillFirstMsg } | { kind: 'done'; done: PrefillResponseMsg };
+
 export interface PrefillResponseMsg {
   first_token: number;
   first_logprob: number;
@@ -127,6 +138,8 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.GenerateChunk': ['token_ids', 'logprobs', 'finish_reason', 'prompt_tokens', 'cached_tokens', 'prefilled_by'],
   'pdserve.v1.TransferTarget': ['grpc_address', 'transfer_id', 'transport'],
   'pdserve.v1.PrefillRequest': ['request_id', 'prompt_token_ids', 'sampling', 'from_block', 'target'],
+  'pdserve.v1.PrefillFirst': ['first_token', 'first_logprob', 'first_top', 'cached_tokens', 'prompt_tokens'],
+  'pdserve.v1.PrefillEvent': ['first', 'done'],
   'pdserve.v1.PrefillResponse': ['first_token', 'first_logprob', 'first_top', 'rng_state', 'cached_tokens', 'blocks', 'bytes', 'transport'],
   'pdserve.v1.CancelRequest': ['request_id'],
   'pdserve.v1.CancelResponse': ['found'],
@@ -136,4 +149,9 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.StatsResponse': ['running', 'waiting', 'free_blocks', 'used_blocks', 'cached_blocks', 'total_blocks', 'prefix_cache_hit_tokens', 'prefix_cache_query_tokens', 'prefill_tokens_computed', 'preemptions', 'queued_prefill_tokens', 'import_fallbacks', 'prefetched_tokens', 'prefetch_rejects', 'store_prefetched_blocks', 'store_offloaded_blocks', 'store_offload_dropped'],
   'pdserve.v1.BlockSnapshotRequest': [],
   'pdserve.v1.BlockSnapshotResponse': ['worker', 'incarnation', 'seq', 'hashes'],
+};
+
+/** Message name -> the name of its oneof, for the messages that have one (the drift test checks it). */
+export const WIRE_ONEOFS: Readonly<Record<string, string>> = {
+  'pdserve.v1.PrefillEvent': 'kind',
 };
