@@ -1,4 +1,5 @@
 import { crc32 } from 'node:zlib';
+import { crc32Combine } from './crc';
 import { blockBytes, type KvLayout } from './layout';
 import type { BlockHash } from './hash';
 
@@ -41,8 +42,24 @@ export function encodeBlock(layout: KvLayout, payload: Uint8Array, hash: BlockHa
   return out;
 }
 
-/** Verifies magic, layout and checksum; throws BlockCodecError naming what is wrong. */
-export function decodeBlock(layout: KvLayout, bytes: Uint8Array): DecodedBlock {
+/**
+ * The CRC-32 of the whole encoded block, derived from its header (which holds the payload's CRC-32) in
+ * O(log n), not computed over the payload. It equals crc32(bytes) exactly when the header's payload CRC
+ * is right. So a block is checksummed once, when it is encoded: that CRC is what the transfer engine
+ * carries and verifies on every hop, and a block verified in transit needs no second pass to decode.
+ */
+export function blockCrc32(bytes: Uint8Array): number {
+  if (bytes.byteLength < BLOCK_HEADER_BYTES) return crc32(bytes) >>> 0;
+  const payloadCrc = new DataView(bytes.buffer, bytes.byteOffset + 24, 4).getUint32(0, true);
+  return crc32Combine(crc32(bytes.subarray(0, BLOCK_HEADER_BYTES)), payloadCrc, bytes.byteLength - BLOCK_HEADER_BYTES);
+}
+
+/**
+ * Verifies magic, layout and checksum; throws BlockCodecError naming what is wrong. `verifiedCrc`: the
+ * CRC-32 of all of `bytes`, already checked against them (by the transfer engine); the payload's CRC is
+ * then checked against it without another pass over the payload.
+ */
+export function decodeBlock(layout: KvLayout, bytes: Uint8Array, verifiedCrc?: number): DecodedBlock {
   if (bytes.byteLength < BLOCK_HEADER_BYTES) throw new BlockCodecError(`block is ${bytes.byteLength} bytes, shorter than its header`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dv.getUint32(0, true) !== MAGIC) throw new BlockCodecError('not a KV block (bad magic)');
@@ -58,7 +75,8 @@ export function decodeBlock(layout: KvLayout, bytes: Uint8Array): DecodedBlock {
   if (payload.byteLength !== blockBytes(layout)) {
     throw new BlockCodecError(`KV block payload is ${payload.byteLength} bytes, expected ${blockBytes(layout)}`);
   }
-  if (crc32(payload) !== dv.getUint32(24, true)) throw new BlockCodecError('KV block checksum mismatch');
+  const intact = verifiedCrc === undefined ? crc32(payload) === dv.getUint32(24, true) : blockCrc32(bytes) === verifiedCrc >>> 0;
+  if (!intact) throw new BlockCodecError('KV block checksum mismatch');
   const hashBytes = bytes.subarray(16, 24);
   const hash = hashBytes.every((b) => b === 0) ? undefined : Buffer.from(hashBytes).toString('hex');
   return { hash, numTokens, payload };

@@ -1,5 +1,9 @@
+import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { BlockPool, blockBytes, chainHashes, decodeBlock, encodeBlock, hashBlock, rootHash, type KvCacheEvent } from './index';
+import {
+  BlockPool, blockBytes, blockCrc32, chainHashes, crc32Combine, decodeBlock, encodeBlock, hashBlock, rootHash, type KvCacheEvent,
+} from './index';
 
 const layout = { numLayers: 2, numKvHeads: 2, headDim: 4, blockSize: 4 };
 
@@ -80,5 +84,30 @@ describe('block codec', () => {
     expect(() => decodeBlock({ ...layout, headDim: 8 }, bytes)).toThrow(/shape/);
     expect(() => decodeBlock(layout, new Uint8Array(100))).toThrow(/magic/);
     expect(() => decodeBlock(layout, bytes.subarray(0, 60))).toThrow(/payload/);
+  });
+});
+
+describe('CRC-32 without a pass over the bytes', () => {
+  it('combines the CRCs of two parts into the CRC of their concatenation, as zlib does', () => {
+    for (const [a, b] of [[0, 0], [1, 1], [40, 32768], [7, 3], [100, 0], [0, 100], [1000, 65537]] as const) {
+      const A = randomBytes(a);
+      const B = randomBytes(b);
+      expect(crc32Combine(crc32(A), crc32(B), b)).toBe(crc32(Buffer.concat([A, B])) >>> 0);
+    }
+  });
+
+  it('derives a block\'s whole CRC from its header, and decodes a block verified in transit without re-checking its payload', () => {
+    const payload = new Uint8Array(blockBytes(layout)).map((_, i) => i * 7);
+    const bytes = encodeBlock(layout, payload, 'fedcba9876543210', 4);
+    const whole = crc32(bytes) >>> 0;
+    expect(blockCrc32(bytes)).toBe(whole);
+    expect(decodeBlock(layout, bytes, whole).numTokens).toBe(4);
+    // A header whose payload CRC does not match: the derived CRC no longer equals the bytes' CRC.
+    const lying = bytes.slice();
+    lying[24]! ^= 1;
+    expect(blockCrc32(lying)).not.toBe(crc32(lying) >>> 0);
+    expect(() => decodeBlock(layout, lying, crc32(lying) >>> 0)).toThrow(/checksum/);
+    // And a CRC that does not describe these bytes is refused too.
+    expect(() => decodeBlock(layout, bytes, whole ^ 1)).toThrow(/checksum/);
   });
 });

@@ -1,8 +1,8 @@
 // A transfer being received: the blocks announced in Begin, filled in by whichever transport carries
 // the bytes, each verified against its checksum as it completes. Only a complete assembly yields blocks.
 // All blocks live in one slab from the receiver's pool, each at a BLOCK_ALIGN (64-byte) aligned offset:
-// word-aligned checksums, whole cache lines, and the layout a tcp batch's payload has on the wire.
-import { xxh32 } from './checksum.js';
+// whole cache lines, and the layout a tcp batch's payload has on the wire.
+import { blockChecksum } from './checksum.js';
 import { TransferError } from './errors.js';
 import { paddedLength, type BatchTarget } from './frame-codec.js';
 import type { SlabPool } from './slab-pool.js';
@@ -17,6 +17,7 @@ export class BlockAssembly implements BatchTarget {
   private readonly data: (Uint8Array | null)[];
   private readonly filled: Uint32Array; // bytes received per block
   private readonly verified: Uint8Array; // 1 once a block is whole and its checksum matched
+  private readonly checksums: Uint32Array; // each verified block's
   private verifiedCount = 0;
   /** tcp: the block the next batch must start at. */
   private nextBatch = 0;
@@ -26,6 +27,7 @@ export class BlockAssembly implements BatchTarget {
     this.data = new Array<Uint8Array | null>(descriptors.length).fill(null);
     this.filled = new Uint32Array(descriptors.length);
     this.verified = new Uint8Array(descriptors.length);
+    this.checksums = new Uint32Array(descriptors.length);
     this.offsets = new Float64Array(descriptors.length);
     let total = 0;
     let at = 0;
@@ -105,7 +107,7 @@ export class BlockAssembly implements BatchTarget {
   /** The verified blocks in order; throws unless complete. */
   blocks(): KvBlock[] {
     if (!this.complete || this.discarded) throw new TransferError('PROTOCOL', 'transfer is not complete');
-    return this.descriptors.map((d, i) => ({ hash: d.hash, data: this.data[i] as Uint8Array }));
+    return this.descriptors.map((d, i) => ({ hash: d.hash, data: this.data[i] as Uint8Array, checksum: this.checksums[i] as number }));
   }
 
   /**
@@ -139,12 +141,13 @@ export class BlockAssembly implements BatchTarget {
   }
 
   private verify(index: number, checksum: number): void {
-    const actual = xxh32(this.data[index] as Uint8Array);
+    const actual = blockChecksum(this.data[index] as Uint8Array);
     if (actual !== checksum >>> 0) {
       throw new TransferError('CHECKSUM_MISMATCH',
         `block ${index} (${this.descriptors[index]?.hash}): checksum ${hex(actual)}, sender said ${hex(checksum)}`);
     }
     this.verified[index] = 1;
+    this.checksums[index] = actual;
     this.verifiedCount++;
   }
 }

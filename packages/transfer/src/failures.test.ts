@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { xxh32 } from './checksum.js';
+import { blockChecksum } from './checksum.js';
 import { ERROR_TRAILER } from './errors.js';
 import { TransferSender } from './sender.js';
 import { probeShmSite } from './shm-site.js';
@@ -88,13 +88,19 @@ async function expectEnded(r: RawCall, code: string): Promise<void> {
 }
 
 describe('a wrong checksum is rejected and nothing admitted', () => {
+  it.each<TransportKind>(['tcp', 'shm', 'grpc'])('when the sender passed one that does not match, over %s', async (transport) => {
+    const blocks = makeBlocks(3, 4096, 17).map((b, i) => ({ ...b, checksum: blockChecksum(b.data) ^ (i === 1 ? 8 : 0) }));
+    await expect(tx.send({ peer: peer(), transport, blocks })).rejects.toMatchObject({ code: 'CHECKSUM_MISMATCH' });
+    await waitFor(() => h.discarded.length === 1, 2_000, 'discard');
+  });
+
   it('over grpc', async () => {
     const blocks = makeBlocks(3, 2048, 1);
     const r = raw();
     r.call.write({ kind: 'begin', begin: begin('bad-grpc', 'grpc', blocks) });
     r.call.write({
       kind: 'chunks',
-      chunks: { chunks: blocks.map((b, i) => ({ block_index: i, offset: 0, data: b.data, checksum: xxh32(b.data) ^ (i === 2 ? 4 : 0) })) },
+      chunks: { chunks: blocks.map((b, i) => ({ block_index: i, offset: 0, data: b.data, checksum: blockChecksum(b.data) ^ (i === 2 ? 4 : 0) })) },
     });
     await expectEnded(r, 'CHECKSUM_MISMATCH');
     expect(h.discarded.map((d) => d.error.code)).toEqual(['CHECKSUM_MISMATCH']);

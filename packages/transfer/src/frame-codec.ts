@@ -13,7 +13,7 @@
 //        8     4  blocks in the batch (at least 1)
 //       12     4  payload bytes
 //       16     8  transfer token
-//       24  4*n   XXH32 of each block's bytes
+//       24  4*n   CRC-32 of each block's bytes (see checksum.ts)
 //        …        payload: each block's bytes, zero-padded to a multiple of BLOCK_ALIGN
 //
 // The payload is laid out exactly as the receiver lays the blocks out in its receive slab, so the

@@ -2,7 +2,7 @@
 // of about `chunkBytes` (small blocks share a message, large ones are sliced). Works wherever the
 // control channel does; grpc-js streams move roughly 0.3-0.5 GB/s between processes.
 import type { BlockAssembly } from './assembly.js';
-import { xxh32 } from './checksum.js';
+import { blockChecksum } from './checksum.js';
 import type { KvBlock } from './types.js';
 import type { BlockChunk, Chunks, TransferUp } from './wire.js';
 
@@ -16,8 +16,8 @@ export async function pushChunks(
   let batch: BlockChunk[] = [];
   let bytes = 0;
   for (let i = 0; i < blocks.length; i++) {
-    const data = (blocks[i] as KvBlock).data;
-    const checksum = xxh32(data);
+    const { data, checksum: known } = blocks[i] as KvBlock;
+    const checksum = known ?? blockChecksum(data);
     for (let offset = 0; offset < data.byteLength;) {
       const take = Math.min(chunkBytes - bytes, data.byteLength - offset);
       const end = offset + take;

@@ -10,4 +10,4 @@ export { TransferReceiver, type TransferReceiverOptions } from './receiver.js';
 export { DEFAULT_RECEIVER_LIMITS, type ReceiverLimits, type TransferProgress } from './receive-session.js';
 export { TransferSender, type SendRequest, type TransferSenderOptions } from './sender.js';
 export { MAX_MESSAGE_BYTES, TRANSFER_GRPC_OPTIONS, TRANSFER_PROTO, PROTO_ROOT } from './proto.js';
-export { xxh32 } from './checksum.js';
+export { blockChecksum } from './checksum.js';

@@ -4,7 +4,7 @@
 import { constants } from 'node:fs';
 import { open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { xxh32 } from './checksum.js';
+import { blockChecksum } from './checksum.js';
 import { TransferError } from './errors.js';
 import type { KvBlock } from './types.js';
 
@@ -39,7 +39,7 @@ export async function writeSegment(path: string, blocks: readonly KvBlock[], sig
   }
   let written = false;
   try {
-    const checksums = blocks.map((b) => xxh32(b.data));
+    const checksums = blocks.map((b) => b.checksum ?? blockChecksum(b.data));
     const size = await ioAll(fh, blocks.map((b) => b.data), 'write', signal);
     written = true;
     return { size, checksums };

@@ -5,7 +5,7 @@
 // never does), with at most `maxInFlightBytes` queued in user space before the writer waits for drain.
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { xxh32 } from './checksum.js';
+import { blockChecksum } from './checksum.js';
 import { TransferError } from './errors.js';
 import {
   BLOCK_ALIGN, MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodePullRequest, encodeBatchHead,
@@ -182,8 +182,8 @@ export async function writeBatches(
       const sums: number[] = [];
       let payload = 0;
       while (i < blocks.length && sums.length < MAX_BATCH_BLOCKS && (sums.length === 0 || payload < batchBytes)) {
-        const data = (blocks[i] as KvBlock).data;
-        sums.push(xxh32(data));
+        const { data, checksum } = blocks[i] as KvBlock;
+        sums.push(checksum ?? blockChecksum(data));
         payload += paddedLength(data.byteLength);
         i++;
       }

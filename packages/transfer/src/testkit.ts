@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Client, Metadata, credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
-import { xxh32 } from './checksum.js';
+import { blockChecksum } from './checksum.js';
 import type { TransferError } from './errors.js';
 import { encodeBatchHead, paddedLength } from './frame-codec.js';
 import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto.js';
@@ -30,7 +30,7 @@ export function batchStream(token: Uint8Array, blocks: readonly KvBlock[], perBa
   const parts: Uint8Array[] = [];
   for (let first = 0; first < blocks.length; first += perBatch) {
     const batch = blocks.slice(first, first + perBatch);
-    const sums = batch.map((b, k) => xxh32(b.data) ^ (first + k === corrupt ? 1 : 0));
+    const sums = batch.map((b, k) => blockChecksum(b.data) ^ (first + k === corrupt ? 1 : 0));
     const payload = batch.reduce((n, b) => n + paddedLength(b.data.byteLength), 0);
     parts.push(encodeBatchHead(token, first, sums, payload));
     for (const b of batch) parts.push(b.data, new Uint8Array(paddedLength(b.data.byteLength) - b.data.byteLength));

@@ -1,6 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { blockChecksum } from './checksum.js';
 import { TransferSender } from './sender.js';
 import { makeBlocks, startHarness, type Harness } from './testkit.js';
 import type { KvBlock, TransportKind } from './types.js';
@@ -29,7 +30,8 @@ function expectSame(got: readonly KvBlock[], sent: readonly KvBlock[]): void {
 describe('round trip', () => {
   it.each<TransportKind>(['tcp', 'shm', 'grpc'])('over %s: bytes identical, order kept, meta passed', async (transport) => {
     // 32 KiB blocks like the tiny model's, an odd-sized one, and one larger than a gRPC chunk.
-    const blocks = [...makeBlocks(40, 32 * 1024, 1), ...makeBlocks(1, 1001, 2), ...makeBlocks(1, 1536 * 1024 + 3, 3)];
+    const blocks = [...makeBlocks(40, 32 * 1024, 1), ...makeBlocks(1, 1001, 2), ...makeBlocks(1, 1536 * 1024 + 3, 3)]
+      .map((b, i) => (i % 2 === 0 ? { ...b, checksum: blockChecksum(b.data) } : b)); // some known to the sender
     const before = h.admitted.length;
     const receipt = await tx.send({
       peer: { grpcAddress: h.address, advertisement: h.rx.advertisement() }, transport, blocks,
@@ -44,6 +46,8 @@ describe('round trip', () => {
     expect(t?.transport).toBe(transport);
     expect(t?.meta).toEqual({ request_id: `req-${transport}`, first_token: '42' });
     expectSame(t?.blocks ?? [], blocks);
+    // Handed over with their verified checksums, whether the sender passed them or not.
+    expect(t?.blocks.map((b) => b.checksum)).toEqual(blocks.map((b) => blockChecksum(b.data)));
     expect(h.rx.pendingTransfers).toBe(0);
     expect(h.rx.pendingBytes).toBe(0);
   });

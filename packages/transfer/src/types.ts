@@ -5,6 +5,12 @@ export interface KvBlock {
   /** The chained block hash, 16 hex chars. */
   readonly hash: string;
   readonly data: Uint8Array;
+  /**
+   * CRC-32 of `data` (see checksum.ts). A sender that already knows it passes it, sparing a pass over
+   * the bytes; the receiver computes it over what arrived all the same. Blocks a receiver hands over
+   * carry it, verified.
+   */
+  readonly checksum?: number;
 }
 
 /** How the bytes travel. gRPC always carries the control messages. */
