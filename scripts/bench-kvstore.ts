@@ -57,7 +57,7 @@ async function runParent(): Promise<void> {
   const sender = new TransferSender();
   const waiting = new Map<string, (blocks: KvBlock[]) => void>();
   const sink = await TransferReceiver.start({
-    onTransfer: (t: IncomingTransfer) => waiting.get(t.transferId)?.(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice() }))),
+    onTransfer: (t: IncomingTransfer) => waiting.get(t.transferId)?.(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice(), checksum: b.checksum }))),
   });
   const sinkAddress = await sink.serveGrpc('127.0.0.1', 0);
   const [rawHost, rawPort] = info.rawAddress.split(':');

@@ -28,6 +28,8 @@ export interface GenerateRequest {
 export interface PrefetchedKv {
   readonly fromBlock: number;
   readonly blocks: readonly Uint8Array[];
+  /** Each block's CRC-32, verified against its bytes in transit: decoding then skips a pass over the payload. */
+  readonly checksums?: readonly (number | undefined)[];
 }
 
 /**
@@ -44,6 +46,8 @@ export interface PrefilledKv {
   readonly fromBlock: number;
   /** Encoded blocks (kv-cache codec) for block indices fromBlock, fromBlock + 1, ... covering the prompt. */
   readonly blocks: readonly Uint8Array[];
+  /** Each block's CRC-32, verified against its bytes in transit: decoding then skips a pass over the payload. */
+  readonly checksums?: readonly (number | undefined)[];
   readonly firstToken: SampledToken;
   /** The sampler's state after the first token, so seeded sampling continues exactly. */
   readonly rngState?: readonly [number, number, number, number];

@@ -363,7 +363,7 @@ export class LLMEngine implements EngineClient {
     try {
       p.blocks.forEach((bytes, k) => {
         const i = p.fromBlock + k;
-        const dec = decodeBlock(this.layout, bytes);
+        const dec = decodeBlock(this.layout, bytes, p.checksums?.[k]);
         const want = Math.min(bs, seq.promptLen - i * bs);
         if (dec.numTokens !== want) throw new Error(`block ${i} holds ${dec.numTokens} tokens, expected ${want}`);
         if (want === bs && dec.hash !== seq.blockHash(i)) throw new Error(`block ${i} belongs to another prefix`);
@@ -400,7 +400,7 @@ export class LLMEngine implements EngineClient {
       if (this.pool.has(hash)) continue;
       let payload: Uint8Array;
       try {
-        const dec = decodeBlock(this.layout, p.blocks[k]!);
+        const dec = decodeBlock(this.layout, p.blocks[k]!, p.checksums?.[k]);
         if (dec.numTokens !== bs || dec.hash !== hash) throw new Error(`block ${i} belongs to another prefix`);
         payload = dec.payload;
       } catch {

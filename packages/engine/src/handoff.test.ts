@@ -1,5 +1,6 @@
 // Prefill on one engine, decode on another: the KV moves as encoded blocks and the tokens stay the
 // reference's, greedy and seeded, with and without a prefix the decode side already holds.
+import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams, type SamplingParams } from '@pdserve/model';
 import { LLMEngine, type GenerateOutput, type PrefilledKv } from './index';
@@ -29,7 +30,8 @@ async function drain(it: AsyncIterable<GenerateOutput>): Promise<GenerateOutput[
   return out;
 }
 
-async function handoff(tokens: number[], params: SamplingParams, corrupt = false): Promise<number[]> {
+/** `inTransit`: hand over each block's CRC-32 as the transfer engine would, computed over the bytes as they arrived. */
+async function handoff(tokens: number[], params: SamplingParams, corrupt = false, inTransit = false): Promise<number[]> {
   const fromBlock = decode.cachedPrefixBlocks(tokens);
   const pre = await drain(prefill.generate({ requestId: 'p', promptTokenIds: tokens, sampling: { ...params, maxTokens: 1 }, exportKv: { fromBlock } }));
   const last = pre[pre.length - 1]!;
@@ -39,6 +41,7 @@ async function handoff(tokens: number[], params: SamplingParams, corrupt = false
   const prefilled: PrefilledKv = {
     fromBlock,
     blocks,
+    checksums: inTransit ? blocks.map((b) => crc32(b) >>> 0) : undefined,
     firstToken: { tokenId: first.tokenIds[0]!, logprob: 0 },
     rngState: last.kv!.rngState,
     cachedTokens: first.cachedTokens,
@@ -86,5 +89,18 @@ describe('PD handoff between two engines', () => {
     expect(decode.stats().prefixCacheQueryTokens).toBeGreaterThan(before);
     expect(decode.stats().importFallbacks).toBe(1);
     expect(decode.stats().usedBlocks).toBe(0);
+  });
+
+  it('with CRCs verified in transit: intact blocks import without a second pass, a corrupt one still falls back', async () => {
+    const params = samplingParams({ temperature: 0, maxTokens: 8, ignoreEos: true });
+    const tokens = prompt(23, 50);
+    const want = (await referenceGenerate(runner, tokens, params)).tokenIds;
+    const fallbacks = decode.stats().importFallbacks;
+    const computed = decode.stats().prefillTokensComputed;
+    expect(await handoff(tokens, params, false, true)).toEqual(want);
+    expect(decode.stats().prefillTokensComputed).toBe(computed);
+    // Corrupted before it was sent: its bytes match the CRC carried in transit, not their header's.
+    expect(await handoff(tokens.map((t) => t + 1), params, true, true)).toHaveLength(want.length);
+    expect(decode.stats().importFallbacks).toBe(fallbacks + 1);
   });
 });

@@ -1,7 +1,7 @@
 // Checks block bytes in the @pdserve/kv-cache codec format without knowing the model: the header must
 // describe a shape whose payload length matches what follows, and the payload's crc32 must match.
 import { crc32 } from 'node:zlib';
-import { BLOCK_HEADER_BYTES, blockBytes, type KvLayout } from '@pdserve/kv-cache';
+import { BLOCK_HEADER_BYTES, blockBytes, blockCrc32, type KvLayout } from '@pdserve/kv-cache';
 import { invalidArgument } from './errors.js';
 import type { BlockHash } from './keys.js';
 
@@ -19,9 +19,10 @@ export interface BlockInfo {
 
 /**
  * Validates a block and describes it; throws KvStoreError(invalid_argument) naming the first problem.
- * With `expected`, the header's shape must equal that layout too.
+ * With `expected`, the header's shape must equal that layout too. `verifiedCrc`: the CRC-32 of all of
+ * `bytes`, already checked against them; the payload's CRC is then checked without reading the payload.
  */
-export function inspectBlock(bytes: Uint8Array, expected?: KvLayout): BlockInfo {
+export function inspectBlock(bytes: Uint8Array, expected?: KvLayout, verifiedCrc?: number): BlockInfo {
   if (bytes.byteLength < BLOCK_HEADER_BYTES) {
     throw invalidArgument(`KV block is ${bytes.byteLength} bytes, shorter than its ${BLOCK_HEADER_BYTES}-byte header`);
   }
@@ -50,7 +51,10 @@ export function inspectBlock(bytes: Uint8Array, expected?: KvLayout): BlockInfo 
   if (payloadBytes !== blockBytes(layout)) {
     throw invalidArgument(`KV block payload is ${payloadBytes} bytes, but shape ${shape} needs ${blockBytes(layout)}`);
   }
-  if (crc32(bytes.subarray(BLOCK_HEADER_BYTES)) !== dv.getUint32(24, true)) {
+  const intact = verifiedCrc === undefined
+    ? crc32(bytes.subarray(BLOCK_HEADER_BYTES)) === dv.getUint32(24, true)
+    : blockCrc32(bytes) === verifiedCrc >>> 0;
+  if (!intact) {
     throw invalidArgument('KV block checksum mismatch');
   }
   const hashBytes = bytes.subarray(16, 24);

@@ -1,3 +1,4 @@
+import { crc32 } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KvStoreError } from './errors.js';
 import { KvStore } from './store.js';
@@ -48,7 +49,7 @@ describe('two-phase put and get', () => {
     expect(events).toEqual([{ kind: 'stored', tier: 'memory', modelId: MODEL, hashes: [hashOf(1), hashOf(2), hashOf(3)] }]);
 
     const got = await store.get(MODEL, [hashOf(2), hashOf(9), hashOf(1)]);
-    expect(got.blocks[0]).toEqual({ bytes: blocks[1], tier: 'memory' });
+    expect(got.blocks[0]).toEqual({ bytes: blocks[1], tier: 'memory', crc: crc32(blocks[1]!) >>> 0 });
     expect(got.blocks[1]).toBeUndefined();
     expect(Buffer.from(got.blocks[2]!.bytes).equals(Buffer.from(blocks[0]!))).toBe(true);
     expect(got.leaseId).toBeTypeOf('string');
@@ -70,6 +71,20 @@ describe('two-phase put and get', () => {
     bytes.fill(0);
     store.commitPut(putId);
     expect((await store.get(MODEL, [hashOf(1)])).blocks[0]?.bytes).toEqual(makeBlock(hashOf(1)));
+  });
+
+  it('takes a CRC verified in transit as the block\'s own, and still refuses a header whose payload CRC lies', async () => {
+    const store = await memoryStore();
+    const good = makeBlock(hashOf(1));
+    const lying = makeBlock(hashOf(2));
+    lying[24]! ^= 1; // the header's payload CRC, now wrong; the CRC of the bytes as sent is still right
+    const { putId } = await store.beginPut(MODEL, [1, 2].map((n) => ({ hash: hashOf(n), size: BLOCK })));
+    store.writeBlock(putId, hashOf(1), good, crc32(good) >>> 0);
+    const err = await failure(() => store.writeBlock(putId, hashOf(2), lying, crc32(lying) >>> 0));
+    expect(err).toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(/checksum/) });
+    store.writeBlock(putId, hashOf(2), makeBlock(hashOf(2)));
+    store.commitPut(putId);
+    expect((await store.get(MODEL, [hashOf(1)])).blocks[0]?.crc).toBe(crc32(good) >>> 0);
   });
 
   it('keeps written blocks invisible until commit, and commits all or nothing', async () => {

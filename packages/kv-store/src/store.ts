@@ -151,7 +151,8 @@ export class KvStore {
    * Phase two: one block's bytes. They are checked (codec header, shape, checksum, the hash in the header)
    * and copied; a bad block is refused and nothing of it is kept. Writing an already-stored block is a no-op.
    */
-  writeBlock(putId: string, hash: BlockHash, bytes: Uint8Array): void {
+  /** `verifiedCrc`: the CRC-32 of `bytes`, already checked against them (the transfer engine did), spares two passes. */
+  writeBlock(putId: string, hash: BlockHash, bytes: Uint8Array, verifiedCrc?: number): void {
     this.assertOpen();
     const put = this.livePut(putId);
     checkHash(hash);
@@ -161,12 +162,12 @@ export class KvStore {
     if (bytes.byteLength !== block.size) {
       throw invalidArgument(`block ${hash} is ${bytes.byteLength} bytes, but the put declared ${block.size}`);
     }
-    const info = inspectBlock(bytes, this.c.models?.get(put.modelId));
+    const info = inspectBlock(bytes, this.c.models?.get(put.modelId), verifiedCrc);
     if (info.hash !== undefined && info.hash !== hash) throw invalidArgument(`block header names hash ${info.hash}, not ${hash}`);
     if (block.alreadyStored) return;
     const own = new Uint8Array(bytes); // a copy: the caller's buffer may be a view into a larger one
     block.bytes = own;
-    block.crc = crc32(own);
+    block.crc = verifiedCrc ?? crc32(own);
   }
 
   /**
@@ -244,7 +245,7 @@ export class KvStore {
       const mem = this.memory.get(key);
       if (mem !== undefined && this.verifyMemory(mem)) {
         this.memory.touch(mem);
-        blocks[index] = { bytes: mem.bytes, tier: 'memory' };
+        blocks[index] = { bytes: mem.bytes, tier: 'memory', crc: mem.crc };
         leased.push(key);
         mc.hits += 1;
         mc.readBytes += mem.bytes.byteLength;
@@ -267,7 +268,7 @@ export class KvStore {
           if (leaseId !== undefined) this.leases.drop(leaseId, entry.key);
           return;
         }
-        blocks[index] = { bytes, tier: 'disk' };
+        blocks[index] = { bytes, tier: 'disk', crc: entry.blockCrc };
       }),
     );
     return { leaseId, leaseExpiresAt: now + leaseMs, blocks };

@@ -41,6 +41,8 @@ export interface FoundBlock {
   /** The encoded block. The store's own buffer for memory hits: treat it as read-only. */
   readonly bytes: Uint8Array;
   readonly tier: StoreTier;
+  /** CRC-32 of `bytes`, checked against them on this read: what the transfer engine verifies in transit. */
+  readonly crc: number;
 }
 
 export interface GetResult {

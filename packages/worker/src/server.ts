@@ -5,7 +5,7 @@ import { Server, ServerCredentials, status, type ServerUnaryCall, type ServerWri
 import type { ControlPlane, Logger, Membership, Registration } from '@pdserve/control-plane';
 import { KvEventPublisher } from '@pdserve/control-plane';
 import { EngineError, type GenerateOutput, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
-import { chainHashes } from '@pdserve/kv-cache';
+import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import { firstFromWire, firstToWire, outputToWire, samplingFromWire } from './codec';
 import { WorkerClient, toCallError } from './client';
@@ -282,11 +282,12 @@ export class WorkerServer {
         }
       }
       if (!res) throw new Error('prefill ended without its result');
-      const blocks = (await expected.arrived).map((b) => b.data);
+      const arrived = await expected.arrived;
       const rng = res.rng_state.length === 4 ? (res.rng_state as unknown as readonly [number, number, number, number]) : undefined;
       return {
         fromBlock,
-        blocks,
+        blocks: arrived.map((b) => b.data),
+        checksums: arrived.map((b) => b.checksum),
         firstToken: { tokenId: res.first_token, logprob: res.first_logprob, topLogprobs: res.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) },
         rngState: rng,
         cachedTokens: res.cached_tokens,
@@ -320,7 +321,7 @@ export class WorkerServer {
     if (!e) throw new Error(`unexpected transfer ${t.transferId}`);
     const started = performance.now();
     // The receive slab is reused after this returns: keep copies.
-    e.resolve(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice() })));
+    e.resolve(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice(), checksum: b.checksum })));
     this.opts.onTransfer?.('in', t.bytes, (performance.now() - started) / 1000, t.transport);
   }
 
@@ -345,7 +346,8 @@ export class WorkerServer {
       }
       if (!first || !kv) throw new EngineError('internal', ac.signal.aborted ? 'prefill cancelled' : 'prefill produced no KV');
       const hashes = chainHashes(req.prompt_token_ids, this.opts.engine.blockSize, this.opts.engine.modelId);
-      const blocks = kv.blocks.map((data, k) => ({ hash: hashes[req.from_block + k] ?? '0'.repeat(16), data }));
+      // Each block's CRC-32 follows from its header (no pass over it); the receiver verifies it in transit.
+      const blocks = kv.blocks.map((data, k) => ({ hash: hashes[req.from_block + k] ?? '0'.repeat(16), data, checksum: blockCrc32(data) }));
       const t0 = performance.now();
       const receipt = await this.sender
         .send({

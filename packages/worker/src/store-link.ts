@@ -116,19 +116,21 @@ export class StoreLink implements OffloadSink {
       byNode.set(nodes[best]!, list);
     }
     if (run === 0) return undefined;
-    const got = new Map<string, Uint8Array>();
+    const got = new Map<string, KvBlock>();
     await Promise.all([...byNode].map(async ([node, hashes]) => {
-      for (const b of await this.fetch(node, hashes, signal)) got.set(b.hash, b.data);
+      for (const b of await this.fetch(node, hashes, signal)) got.set(b.hash, b);
     }));
     const blocks: Uint8Array[] = [];
+    const checksums: (number | undefined)[] = [];
     for (const h of want.slice(0, run)) {
-      const data = got.get(h);
-      if (data === undefined) break;
-      blocks.push(data);
+      const b = got.get(h);
+      if (b === undefined) break;
+      blocks.push(b.data);
+      checksums.push(b.checksum);
       this.remember(h);
     }
     this.counters.prefetchedBlocks += blocks.length;
-    return blocks.length === 0 ? undefined : { fromBlock: from, blocks };
+    return blocks.length === 0 ? undefined : { fromBlock: from, blocks, checksums };
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 // A typed client of one kv-store node, with a deadline on every call; `put` runs the whole two-phase put
 // (BeginPut, blocks through the transfer engine, CommitPut; RevokePut on failure).
 import { credentials, makeGenericClientConstructor, Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { blockCrc32 } from '@pdserve/kv-cache';
 import type { KvBlock, TransferSender, TransportKind } from '@pdserve/transfer';
 import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, kvStoreService } from './proto.js';
 import type * as W from './wire.js';
@@ -109,7 +110,8 @@ export class KvStoreClient {
     const begun = await this.beginPut({ model_id: modelId, blocks: blocks.map((b) => ({ hash: b.hash, size: b.data.byteLength })), ttl_ms: opts.ttlMs ?? 0 }, opts.signal);
     try {
       const held = new Set(begun.already_stored);
-      const toSend = blocks.filter((b) => !held.has(b.hash));
+      // Each block's CRC-32 follows from its header without a pass over it; the store verifies it in transit.
+      const toSend = blocks.filter((b) => !held.has(b.hash)).map((b) => (b.checksum === undefined ? { ...b, checksum: blockCrc32(b.data) } : b));
       let bytes = 0;
       let transport: TransportKind | undefined;
       if (toSend.length > 0) {

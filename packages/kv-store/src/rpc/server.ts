@@ -137,7 +137,7 @@ export class KvStoreServer {
       if (typeof putId !== 'string' || putId === '') throw new KvStoreError('invalid_argument', `transfer ${t.transferId} names no put_id`);
       const started = performance.now();
       try {
-        for (const b of t.blocks) store.writeBlock(putId, b.hash, b.data);
+        for (const b of t.blocks) store.writeBlock(putId, b.hash, b.data, b.checksum);
       } catch (err) {
         if (err instanceof KvStoreError && err.code !== 'not_found') store.revokePut(putId);
         throw err;
@@ -158,7 +158,7 @@ export class KvStoreServer {
     const res = await store.get(req.model_id, req.hashes, { leaseMs: req.lease_ms === 0 ? undefined : req.lease_ms });
     try {
       const blocks: KvBlock[] = [];
-      res.blocks.forEach((b, i) => b !== undefined && blocks.push({ hash: req.hashes[i]!, data: b.bytes }));
+      res.blocks.forEach((b, i) => b !== undefined && blocks.push({ hash: req.hashes[i]!, data: b.bytes, checksum: b.crc }));
       const tiers = res.blocks.map((b) => b?.tier ?? '');
       if (blocks.length === 0) return { tiers, blocks: 0, bytes: 0, transport: '' };
       const started = performance.now();
