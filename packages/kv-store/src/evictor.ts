@@ -129,6 +129,7 @@ export class Evictor {
       .catch((error: unknown) => this.d.logger.error({ err: String(error), block: entry.key }, 'kv-store: demotion failed'))
       .finally(() => {
         entry.demoting = false;
+        this.d.memory.settle(entry); // dropped from memory meanwhile: now its buffer can be reused
         this.demotingBytes -= size;
         this.inFlight.delete(done);
       });

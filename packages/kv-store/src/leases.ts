@@ -8,6 +8,9 @@ interface Lease {
 }
 
 export class LeaseTable {
+  /** @param onLapse told of each lease that lapsed (rather than being released). */
+  constructor(private readonly onLapse: (id: string) => void = () => undefined) {}
+
   private readonly leases = new Map<string, Lease>();
   /** Live leases per block (a block read twice, or by two readers, counts twice). */
   private readonly counts = new Map<BlockKey, number>();
@@ -56,6 +59,7 @@ export class LeaseTable {
     for (const [id, lease] of this.leases) {
       if (lease.expiresAt <= now) {
         this.release(id);
+        this.onLapse(id);
         expired += 1;
       } else {
         next = Math.min(next, lease.expiresAt);

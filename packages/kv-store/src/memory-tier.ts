@@ -1,4 +1,7 @@
 // The memory tier: committed blocks in LRU order, and a byte budget shared with reservations for puts.
+// Block buffers are recycled: a fresh 32 KiB ArrayBuffer per block written costs far more than copying
+// into it (allocation, and the GC of external memory), so a block's buffer goes back to a free list once
+// the block left the tier and nobody can still be reading it.
 import type { BlockHash, BlockKey } from './keys.js';
 
 export interface MemoryEntry {
@@ -10,6 +13,43 @@ export interface MemoryEntry {
   readonly crc: number;
   /** Being copied to disk by eviction: not picked again. */
   demoting: boolean;
+  /** Readers holding `bytes` under a read lease (a Get being sent). */
+  lent: number;
+  /** Left the tier; its buffer is recycled once nothing reads it. */
+  retired: boolean;
+  /** Lent under a lease that lapsed: a reader may still hold the bytes, so the buffer is never reused. */
+  tainted: boolean;
+}
+
+/** A new entry's bookkeeping fields. */
+export const FRESH_ENTRY = { demoting: false, lent: 0, retired: false, tainted: false } as const;
+
+/** Free block buffers by size, bounded in total. */
+export class BufferPool {
+  private readonly free = new Map<number, Uint8Array[]>();
+  private pooled = 0;
+
+  constructor(private readonly maxPooledBytes: number) {}
+
+  /** A buffer of exactly `size` bytes, with arbitrary contents. */
+  take(size: number): Uint8Array {
+    const b = this.free.get(size)?.pop();
+    if (b === undefined) return new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
+    this.pooled -= size;
+    return b;
+  }
+
+  give(b: Uint8Array): void {
+    if (this.pooled + b.byteLength > this.maxPooledBytes) return;
+    const list = this.free.get(b.byteLength) ?? [];
+    list.push(b);
+    this.free.set(b.byteLength, list);
+    this.pooled += b.byteLength;
+  }
+
+  get pooledBytes(): number {
+    return this.pooled;
+  }
 }
 
 export class MemoryTier {
@@ -18,7 +58,12 @@ export class MemoryTier {
   private stored = 0;
   private reserved = 0;
 
-  constructor(readonly capacityBytes: number) {}
+  /** Where blocks' buffers come from and go back to. */
+  readonly buffers: BufferPool;
+
+  constructor(readonly capacityBytes: number) {
+    this.buffers = new BufferPool(Math.min(64 * 1024 * 1024, Math.floor(capacityBytes / 8)));
+  }
 
   get blocks(): number {
     return this.entries.size;
@@ -84,7 +129,27 @@ export class MemoryTier {
     if (entry === undefined) return undefined;
     this.entries.delete(key);
     this.stored -= entry.bytes.byteLength;
+    entry.retired = true;
+    this.settle(entry);
     return entry;
+  }
+
+  /** A reader takes the block's bytes (under a read lease). */
+  lend(entry: MemoryEntry): void {
+    entry.lent += 1;
+  }
+
+  /** The reader is done with them. */
+  giveBack(entry: MemoryEntry): void {
+    entry.lent -= 1;
+    this.settle(entry);
+  }
+
+  /** Recycles a retired entry's buffer once no reader, and no demotion, still uses it. */
+  settle(entry: MemoryEntry): void {
+    if (!entry.retired || entry.lent > 0 || entry.demoting || entry.tainted) return;
+    entry.tainted = true; // given back exactly once
+    this.buffers.give(entry.bytes);
   }
 
   /** Least recently used first. */

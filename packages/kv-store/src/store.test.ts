@@ -270,6 +270,29 @@ describe('read leases', () => {
     expect(store.exists(MODEL, [hashOf(1), hashOf(2)])).toEqual([undefined, 'memory']);
   });
 
+  it('recycle a block\'s buffer once it left memory and its reader released it, never after a lapse', async () => {
+    const store = await memoryStore();
+    await putBlocks(store, [1]);
+    const r1 = await store.get(MODEL, [hashOf(1)]);
+    const b1 = r1.blocks[0]!.bytes;
+    store.releaseLease(r1.leaseId!);
+    await store.remove(MODEL, [hashOf(1)]);
+    await putBlocks(store, [2]);
+    const r2 = await store.get(MODEL, [hashOf(2)]);
+    expect(r2.blocks[0]!.bytes.buffer).toBe(b1.buffer); // the same memory, now holding block 2
+    expect(r2.blocks[0]!.bytes).toEqual(makeBlock(hashOf(2), 2));
+    store.releaseLease(r2.leaseId!);
+
+    await putBlocks(store, [3]);
+    const r3 = await store.get(MODEL, [hashOf(3)], { leaseMs: 20 });
+    const b3 = r3.blocks[0]!.bytes;
+    await sleep(40); // the lease lapses with the reader never saying it was done
+    await store.remove(MODEL, [hashOf(3)]);
+    await putBlocks(store, [4]);
+    expect((await store.get(MODEL, [hashOf(4)])).blocks[0]!.bytes.buffer).not.toBe(b3.buffer);
+    expect(b3).toEqual(makeBlock(hashOf(3), 3)); // what that reader holds is intact
+  });
+
   it('make remove() keep the block and say so', async () => {
     const store = await memoryStore();
     await putBlocks(store, [1, 2]);

@@ -8,7 +8,7 @@ import { Evictor } from './evictor.js';
 import { inspectBlock } from './inspect-block.js';
 import { blockKey, checkHash, type BlockHash, type BlockKey } from './keys.js';
 import { LeaseTable } from './leases.js';
-import { MemoryTier, type MemoryEntry } from './memory-tier.js';
+import { FRESH_ENTRY, MemoryTier, type MemoryEntry } from './memory-tier.js';
 import { resolveOptions, type KvStoreConfig, type KvStoreOptions } from './options.js';
 import { PinTable } from './pins.js';
 import { PutTable, type PendingBlock, type PendingPut } from './put-table.js';
@@ -44,6 +44,8 @@ export class KvStore {
   private readonly evictor: Evictor;
   private readonly check: RequestChecks;
   private readonly sweeper: NodeJS.Timeout;
+  /** Memory blocks whose bytes a read lease lent out (their buffers are not reused until it ends). */
+  private readonly lent = new Map<string, MemoryEntry[]>();
   private closed = false;
 
   private constructor(
@@ -78,7 +80,8 @@ export class KvStore {
   /** Opens a store; with a disk folder that already holds blocks, the disk index is rebuilt from it. */
   static async open(options: KvStoreOptions): Promise<KvStore> {
     const c = resolveOptions(options);
-    const leases = new LeaseTable();
+    let lapsed = (_leaseId: string): void => undefined;
+    const leases = new LeaseTable((id) => lapsed(id));
     const pins = new PinTable();
     const guard: EvictionGuard = {
       isLeased: (key) => leases.isLeased(key),
@@ -99,7 +102,9 @@ export class KvStore {
       disk = opened.tier;
       report = opened.report;
     }
-    return new KvStore(c, leases, pins, guard, disk, report);
+    const store = new KvStore(c, leases, pins, guard, disk, report);
+    lapsed = (id) => store.endLending(id, true);
+    return store;
   }
 
   /** Subscribes to stored/removed events; returns the unsubscribe function. */
@@ -165,7 +170,8 @@ export class KvStore {
     const info = inspectBlock(bytes, this.c.models?.get(put.modelId), verifiedCrc);
     if (info.hash !== undefined && info.hash !== hash) throw invalidArgument(`block header names hash ${info.hash}, not ${hash}`);
     if (block.alreadyStored) return;
-    const own = new Uint8Array(bytes); // a copy: the caller's buffer may be a view into a larger one
+    const own = this.memory.buffers.take(bytes.byteLength); // a copy: the caller's buffer may be a view into a larger one
+    own.set(bytes);
     block.bytes = own;
     block.crc = verifiedCrc ?? crc32(own);
   }
@@ -204,7 +210,7 @@ export class KvStore {
         alreadyStored.push(hash);
         continue;
       }
-      const entry: MemoryEntry = { key, modelId: put.modelId, hash, bytes: b.bytes, crc: b.crc, demoting: false };
+      const entry: MemoryEntry = { key, modelId: put.modelId, hash, bytes: b.bytes, crc: b.crc, ...FRESH_ENTRY };
       this.memory.insertReserved(entry);
       this.counters.memory.writeBytes += b.size;
       stored.push(entry);
@@ -238,6 +244,7 @@ export class KvStore {
     this.leases.sweep(now);
     const blocks: (FoundBlock | undefined)[] = hashes.map(() => undefined);
     const leased: BlockKey[] = [];
+    const lent: MemoryEntry[] = [];
     const diskReads: { index: number; entry: DiskEntry }[] = [];
     const { memory: mc, disk: dc } = this.counters;
     hashes.forEach((hash, index) => {
@@ -246,6 +253,8 @@ export class KvStore {
       if (mem !== undefined && this.verifyMemory(mem)) {
         this.memory.touch(mem);
         blocks[index] = { bytes: mem.bytes, tier: 'memory', crc: mem.crc };
+        this.memory.lend(mem); // at once: its buffer must not be reused while this reader may hold it
+        lent.push(mem);
         leased.push(key);
         mc.hits += 1;
         mc.readBytes += mem.bytes.byteLength;
@@ -269,16 +278,38 @@ export class KvStore {
           return;
         }
         blocks[index] = { bytes, tier: 'disk', crc: entry.blockCrc };
+        // Promoted: the memory entry shares the bytes just read, which this reader now holds.
+        const promoted = this.memory.get(entry.key);
+        if (promoted?.bytes === bytes) {
+          this.memory.lend(promoted);
+          lent.push(promoted);
+        }
       }),
     );
+    if (leaseId !== undefined && lent.length > 0) this.lent.set(leaseId, lent);
     return { leaseId, leaseExpiresAt: now + leaseMs, blocks };
   }
 
-  /** Ends a read lease early. False when it had already ended (released or lapsed). */
+  /** Ends a read lease early: the reader is done with the bytes. False when it had already ended (released or lapsed). */
   releaseLease(leaseId: string): boolean {
     const released = this.leases.release(leaseId);
+    this.endLending(leaseId, false);
     if (released) this.evictor.afterGrowth();
     return released;
+  }
+
+  /**
+   * A read lease ended. Released, its reader is done: the blocks' buffers may be reused once they leave
+   * memory. Lapsed, the reader may still hold the bytes: those buffers are never reused.
+   */
+  private endLending(leaseId: string, lapsed: boolean): void {
+    const entries = this.lent.get(leaseId);
+    if (entries === undefined) return;
+    this.lent.delete(leaseId);
+    for (const e of entries) {
+      if (lapsed) e.tainted = true;
+      this.memory.giveBack(e);
+    }
   }
 
   /** The best tier holding each block, or undefined. Does not count as a read. */
@@ -442,7 +473,7 @@ export class KvStore {
 
   private promote(from: DiskEntry, bytes: Uint8Array): void {
     if (!this.c.promoteOnRead || this.closed || this.memory.has(from.key)) return;
-    const entry: MemoryEntry = { key: from.key, modelId: from.modelId, hash: from.hash, bytes, crc: from.blockCrc, demoting: false };
+    const entry: MemoryEntry = { key: from.key, modelId: from.modelId, hash: from.hash, bytes, crc: from.blockCrc, ...FRESH_ENTRY };
     if (!this.memory.tryInsert(entry, this.c.highWatermark * this.memory.capacityBytes)) return;
     this.counters.promotions += 1;
     this.counters.memory.writeBytes += bytes.byteLength;
