@@ -35,3 +35,36 @@ export async function timeIt(fn: () => Promise<unknown>): Promise<number> {
 export function machine(): string {
   return `${process.platform} ${process.arch}, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), Node ${process.version}`;
 }
+
+export interface StreamTimings {
+  /** Seconds from sending the request to the first streamed token (time to first token). */
+  readonly first: number;
+  /** To the second streamed token: what the handoff of a disaggregated request costs the stream. */
+  readonly second: number;
+  /** To the end of the stream. */
+  readonly total: number;
+}
+
+/** Streams a completion (`stream: true` is set here) and times its first tokens as the client sees them. */
+export async function streamTimings(url: string, body: Record<string, unknown>): Promise<StreamTimings> {
+  const t0 = performance.now();
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
+  if (!res.ok || res.body === null) throw new Error(`${url}: HTTP ${res.status} ${await res.text()}`);
+  const marks: number[] = [];
+  const decoder = new TextDecoder();
+  let pending = '';
+  for await (const chunk of res.body) {
+    pending += decoder.decode(chunk as Uint8Array, { stream: true });
+    const events = pending.split('\n\n');
+    pending = events.pop() ?? '';
+    for (const e of events) {
+      const data = e.replace(/^data: /, '');
+      if (data === '[DONE]') continue;
+      // A chunk per token with text (the last may carry only the finish reason).
+      const choice = (JSON.parse(data) as { choices?: { text?: string }[] }).choices?.[0];
+      if (choice?.text !== undefined && choice.text !== '') marks.push(performance.now());
+    }
+  }
+  const at = (i: number): number => ((marks[Math.min(i, marks.length - 1)] ?? performance.now()) - t0) / 1000;
+  return { first: at(0), second: at(1), total: (performance.now() - t0) / 1000 };
+}
