@@ -60,19 +60,28 @@ async function routing(policy: PolicyName): Promise<BenchReport> {
   }
 }
 
-/** Median time to the first streamed token of a cold 512-token prompt (8 tokens generated). */
-async function ttft512(roles: WorkerRole[], remotePrefillMinTokens: number): Promise<number> {
-  const c = await cluster(roles, 'kv-aware', 4096, remotePrefillMinTokens);
+/**
+ * Median time to the first streamed token of cold 512-token prompts (8 tokens generated), for each
+ * topology. The clusters run side by side and take the same prompts in alternation, so that the
+ * machine's drift over the run hits both alike.
+ */
+async function ttft512(topologies: readonly { roles: WorkerRole[]; remotePrefillMinTokens: number }[]): Promise<number[]> {
+  const clusters = [];
+  for (const t of topologies) clusters.push(await cluster(t.roles, 'kv-aware', 4096, t.remotePrefillMinTokens));
   try {
-    const times: number[] = [];
+    const times: number[][] = clusters.map(() => []);
     for (let i = 0; i < 12; i++) {
       const prompt = [1, ...randomTokens(511, 500 + i)];
-      const t = await streamTimings(`${c.gw.url}/v1/completions`, { model: 'tiny', prompt, max_tokens: 8, temperature: 0, ignore_eos: true });
-      if (i >= 2) times.push(t.first); // the first two warm up
+      const order = clusters.map((_, k) => k);
+      if (i % 2 === 1) order.reverse();
+      for (const k of order) {
+        const t = await streamTimings(`${clusters[k]!.gw.url}/v1/completions`, { model: 'tiny', prompt, max_tokens: 8, temperature: 0, ignore_eos: true });
+        if (i >= 2) times[k]!.push(t.first); // the first two warm up
+      }
     }
-    return median(times);
+    return times.map(median);
   } finally {
-    await c.close();
+    for (const c of clusters) await c.close();
   }
 }
 
@@ -80,10 +89,8 @@ log('routing: kv-aware...');
 const kv = await routing('kv-aware');
 log('routing: round-robin...');
 const rr = await routing('round-robin');
-log('disaggregation: mixed...');
-const mixed = await ttft512(['mixed'], 1 << 30);
-log('disaggregation: prefill → decode...');
-const disagg = await ttft512(['prefill', 'decode'], 1);
+log('disaggregation: mixed and prefill → decode, side by side...');
+const [mixed, disagg] = (await ttft512([{ roles: ['mixed'], remotePrefillMinTokens: 1 << 30 }, { roles: ['prefill', 'decode'], remotePrefillMinTokens: 1 }])) as [number, number];
 
 const ms = (x: number | null): string => (x === null ? "n/a" : x.toFixed(1));
 const lines = [

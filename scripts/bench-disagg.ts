@@ -15,44 +15,58 @@ const [redis, nats] = await Promise.all([startRedis(), startNats()]);
 
 const OUTPUT_TOKENS = 8;
 
-async function ttft(cluster: string, workers: [string, string][], remoteMin: number): Promise<StreamTimings> {
-  const shared = ['--model', dir, '--served-model-name', 'tiny', '--cluster', cluster, '--redis', redis.url, '--nats', nats.url, '--log-level', 'warn', '--lease-ttl-ms', '3000'];
-  const procs: ServiceProcess[] = [];
-  try {
-    for (const [id, cmd] of workers) procs.push(await spawnService(id, cmd, [...shared, '--instance-id', id, '--kv-offload', 'off'], '--grpc-port'));
-    const gw = await spawnService('gateway', 'gateway', [...shared, '--remote-prefill-min-tokens', String(remoteMin)], '--port');
-    procs.push(gw);
-    await waitFor('gateway ready', async () => (await fetch(`http://127.0.0.1:${gw.port}/ready`)).status === 200, 90_000);
-    await new Promise((r) => setTimeout(r, 1500)); // one membership poll: the gateway sees every worker
-    const times: StreamTimings[] = [];
-    const n = Number(args.requests);
-    for (let i = 0; i < n + 2; i++) {
-      const prompt = [1, ...randomTokens(511, 700 + i)];
-      const t = await streamTimings(`http://127.0.0.1:${gw.port}/v1/completions`,
-        { model: 'tiny', prompt, max_tokens: OUTPUT_TOKENS, temperature: 0, ignore_eos: true });
-      if (i >= 2) times.push(t); // two warm-up requests
-    }
-    return {
-      first: median(times.map((t) => t.first)), second: median(times.map((t) => t.second)), total: median(times.map((t) => t.total)),
-    };
-  } finally {
-    await Promise.all(procs.map((p) => p.kill()));
-  }
+interface Topology {
+  readonly url: string;
+  readonly procs: ServiceProcess[];
 }
 
-const mixed = await ttft('mixed', [['mixed-0', 'mixed-worker']], 1 << 30);
-const disagg = await ttft('disagg', [['prefill-0', 'prefill-worker'], ['decode-0', 'decode-worker']], 1);
+async function start(cluster: string, workers: [string, string][], remoteMin: number): Promise<Topology> {
+  const shared = ['--model', dir, '--served-model-name', 'tiny', '--cluster', cluster, '--redis', redis.url, '--nats', nats.url, '--log-level', 'warn', '--lease-ttl-ms', '3000'];
+  const procs: ServiceProcess[] = [];
+  for (const [id, cmd] of workers) procs.push(await spawnService(`${cluster}-${id}`, cmd, [...shared, '--instance-id', id, '--kv-offload', 'off'], '--grpc-port'));
+  const gw = await spawnService(`${cluster}-gateway`, 'gateway', [...shared, '--remote-prefill-min-tokens', String(remoteMin)], '--port');
+  procs.push(gw);
+  const url = `http://127.0.0.1:${gw.port}`;
+  await waitFor('gateway ready', async () => (await fetch(`${url}/ready`)).status === 200, 90_000);
+  return { url, procs };
+}
+
+const summary = (ts: readonly StreamTimings[]): StreamTimings => ({
+  first: median(ts.map((t) => t.first)), second: median(ts.map((t) => t.second)), total: median(ts.map((t) => t.total)),
+});
+
+// Both topologies run side by side and take the same prompts in alternation (each prompt is cold in
+// each), so that the machine's drift over the run hits both alike.
+const topologies = [
+  await start('mixed', [['mixed-0', 'mixed-worker']], 1 << 30),
+  await start('disagg', [['prefill-0', 'prefill-worker'], ['decode-0', 'decode-worker']], 1),
+];
+await new Promise((r) => setTimeout(r, 1500)); // one membership poll: each gateway sees its workers
+const times: StreamTimings[][] = [[], []];
+const n = Number(args.requests);
+for (let i = 0; i < n + 2; i++) {
+  const prompt = [1, ...randomTokens(511, 700 + i)];
+  for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
+    const t = await streamTimings(`${topologies[k]!.url}/v1/completions`, { model: 'tiny', prompt, max_tokens: OUTPUT_TOKENS, temperature: 0, ignore_eos: true });
+    if (i >= 2) times[k]!.push(t); // two warm-up requests each
+  }
+}
+await Promise.all(topologies.flatMap((t) => t.procs.map((p) => p.kill())));
+const [mixed, disagg] = times.map(summary) as [StreamTimings, StreamTimings];
+const pairRatio = median(times[1]!.map((t, i) => t.first / times[0]![i]!.first));
 await Promise.all([redis.stop(), nats.stop()]);
 const ms = (secs: number): string => (secs * 1000).toFixed(1);
 process.stdout.write(
   [
-    `Tiny model, every service in its own process (real Redis and NATS); ${machine()}; median of ${args.requests} cold 512-token prompts, streamed, ${OUTPUT_TOKENS} output tokens.`,
+    `Tiny model, every service in its own process (real Redis and NATS); ${machine()}; median of ${args.requests} cold 512-token prompts, streamed, ${OUTPUT_TOKENS} output tokens, the two topologies side by side taking each prompt in turn.`,
     '',
     '| topology | TTFT (ms) | 2nd token (ms) | whole stream (ms) |',
     '| --- | ---: | ---: | ---: |',
     ...([['mixed worker', mixed], ['prefill worker → decode worker', disagg]] as const).map(([name, t]) =>
       `| ${name} | ${ms(t.first)} | ${ms(t.second)} | ${ms(t.total)} |`),
     `| **disaggregated ÷ mixed** (TTFT target ≤ 1.15) | **${(disagg.first / mixed.first).toFixed(2)}** | ${(disagg.second / mixed.second).toFixed(2)} | ${(disagg.total / mixed.total).toFixed(2)} |`,
+    '',
+    `Median of the per-prompt TTFT ratios (each prompt went to both): ${pairRatio.toFixed(2)}.`,
   ].join('\n') + '\n',
 );
 process.exit(0);

@@ -1,4 +1,4 @@
-import { BlockPool, chainHashes, decodeBlock, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
+import { BLOCK_HEADER_BYTES, BlockPool, blockBytes, chainHashes, decodeBlock, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
 import { isStopToken, loadModelSpec, Sampler, type ModelSpec, type RunnerOptions, type SampledToken } from '@pdserve/model';
 import { EngineError, type EngineClient, type EngineStats, type ExportedKv, type GenerateOutput, type GenerateRequest, type OffloadSink } from './client';
 import { Scheduler, type SchedulerOutput } from './scheduler';
@@ -50,6 +50,8 @@ export class LLMEngine implements EngineClient {
   private readonly scheduler: Scheduler;
   private nextSeqId = 1;
   private looping = false;
+  /** Prefill-role sequences between their first token and their KV export (see exportAfterToken). */
+  private readonly exporting = new Set<Sequence>();
   private closed = false;
   private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0, importFallbacks: 0, prefillTokens: 0, prefetchedTokens: 0, prefetchRejects: 0 };
 
@@ -166,7 +168,7 @@ export class LLMEngine implements EngineClient {
   /** Stops the step loop and the model thread; running requests end with an error. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) {
+    for (const seq of [...this.scheduler.running, ...this.scheduler.waiting, ...this.exporting]) {
       this.scheduler.remove(seq);
       this.finish(seq, undefined, new EngineError('not_ready', 'engine is shutting down'));
     }
@@ -318,35 +320,53 @@ export class LLMEngine implements EngineClient {
   /** Appends a sampled token, streams it, and ends the sequence if it is done. */
   private emitToken(seq: Sequence, t: SampledToken): void {
     seq.appendToken(t.tokenId);
-    let finishReason = this.finishReasonFor(seq, t.tokenId);
-    let kv: ExportedKv | undefined;
-    if (seq.exportFromBlock !== undefined) {
-      // A prefill-role request ends at its first token and hands its prompt's KV on.
-      finishReason ??= 'length';
-      kv = this.exportKv(seq, seq.exportFromBlock);
-    }
+    const finishReason = this.finishReasonFor(seq, t.tokenId);
+    const exporting = seq.exportFromBlock !== undefined;
     const out: GenerateOutput = {
       tokenIds: [t.tokenId],
       logprobs: seq.params.logprobs !== undefined ? [{ logprob: t.logprob, top: t.topLogprobs ?? [] }] : undefined,
       promptTokens: seq.promptLen,
       cachedTokens: seq.numCachedPrompt,
-      finishReason,
-      kv,
+      finishReason: exporting ? undefined : finishReason,
     };
     seq.outputs.push(out);
-    if (finishReason) {
+    if (exporting) this.exportAfterToken(seq, finishReason ?? 'length');
+    else if (finishReason) {
       this.scheduler.remove(seq);
       this.finish(seq, finishReason, undefined, false);
     }
   }
 
+  /**
+   * A prefill-role request ends at its first token and hands its prompt's KV on. The token goes out at
+   * once; the export (a copy of every block) waits for the next turn of the event loop, so that whoever
+   * streams the token can send it first. Meanwhile the sequence is off the schedule, its blocks held.
+   */
+  private exportAfterToken(seq: Sequence, reason: 'stop' | 'length'): void {
+    this.scheduler.detach(seq);
+    this.exporting.add(seq);
+    setImmediate(() => {
+      this.exporting.delete(seq);
+      if (seq.status === 'finished') return; // aborted meanwhile: its blocks are already freed
+      const kv = this.exportKv(seq, seq.exportFromBlock ?? 0);
+      seq.outputs.push({ tokenIds: [], promptTokens: seq.promptLen, cachedTokens: seq.numCachedPrompt, finishReason: reason, kv });
+      this.scheduler.remove(seq);
+      this.finish(seq, reason, undefined, false);
+    });
+  }
+
   /** The prompt's KV from block `from` on, each block encoded with its hash and checksum. */
   private exportKv(seq: Sequence, from: number): ExportedKv {
     const bs = this.opts.blockSize;
+    const count = Math.max(0, Math.ceil(seq.promptLen / bs) - from);
+    const size = BLOCK_HEADER_BYTES + blockBytes(this.layout);
+    const all = new Uint8Array(count * size); // one allocation for every block: each is a view into it
     const blocks: Uint8Array[] = [];
-    for (let i = from; i * bs < seq.promptLen; i++) {
+    for (let k = 0; k < count; k++) {
+      const i = from + k;
       const numTokens = Math.min(bs, seq.promptLen - i * bs);
-      blocks.push(encodeBlock(this.layout, this.pool.bytes(seq.blockTable[i]!), numTokens === bs ? seq.blockHash(i) : undefined, numTokens));
+      const into = all.subarray(k * size, (k + 1) * size);
+      blocks.push(encodeBlock(this.layout, this.pool.bytes(seq.blockTable[i]!), numTokens === bs ? seq.blockHash(i) : undefined, numTokens, into));
     }
     return { fromBlock: from, blocks, rngState: seq.sampler.rngState };
   }

@@ -91,6 +91,22 @@ describe('PD handoff between two engines', () => {
     expect(decode.stats().usedBlocks).toBe(0);
   });
 
+  it('a prefill-role request yields its first token before the KV export, and an abort in between frees everything', async () => {
+    const params = samplingParams({ temperature: 0, maxTokens: 1 });
+    const tokens = prompt(31, 40);
+    const outs = await drain(prefill.generate({ requestId: 'order', promptTokenIds: tokens, sampling: params, exportKv: { fromBlock: 0 } }));
+    expect(outs[0]!.tokenIds).toHaveLength(1);
+    expect(outs[0]!.finishReason).toBeUndefined();
+    expect(outs[0]!.kv).toBeUndefined();
+    expect(outs.at(-1)).toMatchObject({ tokenIds: [], finishReason: 'length', kv: { fromBlock: 0 } });
+    expect(outs.at(-1)!.kv!.blocks).toHaveLength(Math.ceil(tokens.length / 16));
+    // A reader that stops at the first token (before the export ran) cancels the request; nothing leaks.
+    const it = prefill.generate({ requestId: 'stop-early', promptTokenIds: prompt(32, 40), sampling: params, exportKv: { fromBlock: 0 } });
+    for await (const o of it) if (o.tokenIds.length > 0) break;
+    await new Promise((r) => setImmediate(r));
+    expect(prefill.stats().usedBlocks).toBe(0);
+  });
+
   it('with CRCs verified in transit: intact blocks import without a second pass, a corrupt one still falls back', async () => {
     const params = samplingParams({ temperature: 0, maxTokens: 8, ignoreEos: true });
     const tokens = prompt(23, 50);

@@ -51,6 +51,14 @@ export class Scheduler {
   }
 
   /** Removes a sequence wherever it is and frees its blocks; returns whether it was known. */
+  /** Takes a sequence off the schedule, keeping its blocks (remove() frees them later). */
+  detach(seq: Sequence): void {
+    const ri = this.running.indexOf(seq);
+    if (ri >= 0) this.running.splice(ri, 1);
+    const wi = this.waiting.indexOf(seq);
+    if (wi >= 0) this.waiting.splice(wi, 1);
+  }
+
   remove(seq: Sequence): boolean {
     const wi = this.waiting.indexOf(seq);
     if (wi >= 0) this.waiting.splice(wi, 1);

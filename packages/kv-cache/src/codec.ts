@@ -26,9 +26,16 @@ export class BlockCodecError extends Error {
   }
 }
 
-export function encodeBlock(layout: KvLayout, payload: Uint8Array, hash: BlockHash | undefined, numTokens: number): Uint8Array {
-  const out = new Uint8Array(BLOCK_HEADER_BYTES + payload.byteLength);
-  const dv = new DataView(out.buffer);
+/**
+ * Encodes a block into `into` (exactly BLOCK_HEADER_BYTES + payload bytes long) or a new buffer. Many
+ * blocks encoded into views of one allocation cost far less than one allocation each.
+ */
+export function encodeBlock(layout: KvLayout, payload: Uint8Array, hash: BlockHash | undefined, numTokens: number, into?: Uint8Array): Uint8Array {
+  const size = BLOCK_HEADER_BYTES + payload.byteLength;
+  if (into !== undefined && into.byteLength !== size) throw new BlockCodecError(`encoding a ${size}-byte block into ${into.byteLength} bytes`);
+  const out = into ?? new Uint8Array(size);
+  out.fill(0, 0, BLOCK_HEADER_BYTES);
+  const dv = new DataView(out.buffer, out.byteOffset, size);
   dv.setUint32(0, MAGIC, true);
   dv.setUint16(4, VERSION, true);
   dv.setUint16(6, numTokens, true);
@@ -36,7 +43,7 @@ export function encodeBlock(layout: KvLayout, payload: Uint8Array, hash: BlockHa
   dv.setUint16(10, layout.numKvHeads, true);
   dv.setUint16(12, layout.headDim, true);
   dv.setUint16(14, layout.blockSize, true);
-  if (hash !== undefined) Buffer.from(out.buffer, 16, 8).write(hash, 'hex');
+  if (hash !== undefined) Buffer.from(out.buffer, out.byteOffset + 16, 8).write(hash, 'hex');
   dv.setUint32(24, crc32(payload), true);
   out.set(payload, BLOCK_HEADER_BYTES);
   return out;
