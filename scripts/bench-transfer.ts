@@ -1,14 +1,16 @@
 // Transfer engine throughput between two processes on this machine.
 //   node --import tsx scripts/bench-transfer.ts [--reps 5] [--blocks 1000] [--only tcp,raw] [--sizes 32768,1048576]
 // The parent is the sender; it spawns a receiver child that runs a TransferReceiver (admitting by
-// dropping the blocks) and a raw TCP sink. For each block size it moves the same bytes with each
-// transport and as a raw TCP copy (no framing, no checksums), and prints the median GB/s of the
-// repetitions and the ratio to raw.
+// dropping the blocks) and a raw TCP sink. For each KV payload size (--sizes, multiples of 8 KiB) it
+// moves the same encoded blocks with each transport and as a raw TCP copy (no framing, no checksums),
+// and prints the median GB/s of the repetitions and the ratio to raw. Every block is verified by the
+// receiver; the sender passes the CRC-32 it derives from the block's header, as workers do.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { blockCrc32, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type KvBlock, type TransferAdvertisement, type TransportKind } from '@pdserve/transfer';
 import { arg, list, rawCopy, startRawSink } from './lib/raw-tcp';
 import { median } from './lib/stats';
@@ -80,11 +82,16 @@ async function runSender(): Promise<void> {
   const rows: string[][] = [header];
   const transports = list('--only', ['raw', 'tcp', 'shm', 'grpc']) as ('raw' | TransportKind)[];
   for (const blockBytes of list('--sizes', ['32768', '1048576']).map(Number)) {
-    const blocks: KvBlock[] = Array.from({ length: count }, (_, i) => ({
-      hash: i.toString(16).padStart(16, '0'),
-      data: new Uint8Array(randomBytes(blockBytes)),
-    }));
-    const total = count * blockBytes;
+    // KV blocks as a prefill worker sends them: encoded (a 40-byte header holding the payload's CRC-32)
+    // and handed over with the CRC-32 derived from that header. The tiny model's layout at 32 KiB; more
+    // layers for bigger blocks.
+    const layout: KvLayout = { numLayers: blockBytes / 8192, numKvHeads: 2, headDim: 32, blockSize: 16 };
+    const blocks: KvBlock[] = Array.from({ length: count }, (_, i) => {
+      const hash = i.toString(16).padStart(16, '0');
+      const data = encodeBlock(layout, new Uint8Array(randomBytes(blockBytes)), hash, layout.blockSize);
+      return { hash, data, checksum: blockCrc32(data) };
+    });
+    const total = blocks.reduce((n, b) => n + b.data.byteLength, 0);
     const once = async (t: 'raw' | TransportKind): Promise<Sample> => {
       const rx0 = await childCpu();
       const tx0 = ownCpu();

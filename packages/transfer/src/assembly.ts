@@ -1,10 +1,10 @@
 // A transfer being received: the blocks announced in Begin, filled in by whichever transport carries
 // the bytes, each verified against its checksum as it completes. Only a complete assembly yields blocks.
-// All blocks live in one slab from the receiver's pool, each at a BLOCK_ALIGN (64-byte) aligned offset:
-// whole cache lines, and the layout a tcp batch's payload has on the wire.
+// All blocks live in one slab from the receiver's pool, back to back: the layout a tcp batch's payload
+// has on the wire.
 import { blockChecksum } from './checksum.js';
 import { TransferError } from './errors.js';
-import { paddedLength, type BatchTarget } from './frame-codec.js';
+import type { BatchTarget } from './frame-codec.js';
 import type { SlabPool } from './slab-pool.js';
 import type { KvBlock } from './types.js';
 import type { BlockDescriptor } from './wire.js';
@@ -33,7 +33,7 @@ export class BlockAssembly implements BatchTarget {
     let at = 0;
     descriptors.forEach((d, i) => {
       this.offsets[i] = at;
-      at += paddedLength(d.length);
+      at += d.length;
       total += d.length;
     });
     this.totalBytes = total;
@@ -60,7 +60,7 @@ export class BlockAssembly implements BatchTarget {
     }
     const last = first + count - 1;
     const start = this.offsets[first] as number;
-    const end = (this.offsets[last] as number) + paddedLength((this.descriptors[last] as BlockDescriptor).length);
+    const end = (this.offsets[last] as number) + (this.descriptors[last] as BlockDescriptor).length;
     if (payloadBytes !== end - start) {
       throw new TransferError('PROTOCOL', `batch at block ${first}: ${payloadBytes} payload bytes, announced ${end - start}`);
     }

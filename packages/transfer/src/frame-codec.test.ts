@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { BlockAssembly } from './assembly.js';
 import {
-  BATCH_HEADER_BYTES, BatchReader, FrameError, decodePullRequest, encodeBatchHead, encodePullRequest, paddedLength,
+  BATCH_HEADER_BYTES, BatchReader, FrameError, decodePullRequest, encodeBatchHead, encodePullRequest,
 } from './frame-codec.js';
 import { SlabPool } from './slab-pool.js';
 import { batchStream, makeBlocks } from './testkit.js';
 import type { KvBlock } from './types.js';
 
 const token = Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
-// Odd sizes, so that blocks need padding on the wire and in the slab.
+// Odd sizes: blocks lie back to back at unaligned offsets.
 const blocks: KvBlock[] = [...makeBlocks(3, 100, 1), ...makeBlocks(1, 64, 2), ...makeBlocks(2, 7, 3)];
 
 function assemblyFor(bs: readonly KvBlock[]): BlockAssembly {
@@ -57,10 +57,9 @@ describe('tcp batch codec', () => {
     }
   });
 
-  it('lays payloads out padded to the slab alignment', () => {
-    expect([1, 63, 64, 65, 32768].map(paddedLength)).toEqual([64, 64, 64, 128, 32768]);
+  it('lays payloads out back to back, as the slab holds them', () => {
     const bytes = batchStream(token, blocks, blocks.length);
-    const payload = blocks.reduce((n, b) => n + paddedLength(b.data.byteLength), 0);
+    const payload = blocks.reduce((n, b) => n + b.data.byteLength, 0);
     expect(bytes.byteLength).toBe(BATCH_HEADER_BYTES + 4 * blocks.length + payload);
   });
 
@@ -78,9 +77,9 @@ describe('tcp batch codec', () => {
     badMagic[0] = 0;
     expect(tryRead(badMagic)).toBeInstanceOf(FrameError);
     expect(tryRead(batchStream(token, blocks, 2), Uint8Array.from([8, 7, 6, 5, 4, 3, 2, 1]))).toBeInstanceOf(FrameError);
-    const skipped = encodeBatchHead(token, 1, [0], paddedLength(100));
+    const skipped = encodeBatchHead(token, 1, [0], 100);
     expect(tryRead(skipped)).toMatchObject({ code: 'PROTOCOL' });
-    const wrongSize = encodeBatchHead(token, 0, [0], 100);
+    const wrongSize = encodeBatchHead(token, 0, [0], 99);
     expect(tryRead(wrongSize)).toMatchObject({ code: 'PROTOCOL' });
     expect(tryRead(encodeBatchHead(token, 0, [], 0))).toBeInstanceOf(FrameError);
   });

@@ -14,26 +14,19 @@
 //       12     4  payload bytes
 //       16     8  transfer token
 //       24  4*n   CRC-32 of each block's bytes (see checksum.ts)
-//        …        payload: each block's bytes, zero-padded to a multiple of BLOCK_ALIGN
+//        …        payload: the blocks' bytes back to back
 //
-// The payload is laid out exactly as the receiver lays the blocks out in its receive slab, so the
-// receiver reads it from the socket straight into the slab: no copy, no per-read allocation. Only the
-// 24-byte header and the checksum table go through small scratch buffers.
+// The payload is laid out exactly as the receiver lays the blocks out in its receive slab (back to
+// back), so the receiver reads it from the socket straight into the slab: no copy, no per-read
+// allocation. Only the 24-byte header and the checksum table go through small scratch buffers.
 
 export const PULL_REQUEST_BYTES = 16;
 export const BATCH_HEADER_BYTES = 24;
 export const PULL_MAGIC = 0x5156_4b50; // bytes 'P' 'K' 'V' 'Q'
 export const BATCH_MAGIC = 0x3256_4b50; // bytes 'P' 'K' 'V' '2'
 export const TOKEN_BYTES = 8;
-/** Block starts in the receive slab (and so in a batch's payload) are aligned to this. */
-export const BLOCK_ALIGN = 64;
 /** Most blocks one batch may carry (bounds the checksum table a receiver reads). */
 export const MAX_BATCH_BLOCKS = 4096;
-
-/** A block's length rounded up to the slab alignment: its footprint in a batch's payload. */
-export function paddedLength(length: number): number {
-  return Math.ceil(length / BLOCK_ALIGN) * BLOCK_ALIGN;
-}
 
 export class FrameError extends Error {
   override readonly name = 'FrameError';

@@ -8,8 +8,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { blockChecksum } from './checksum.js';
 import { TransferError } from './errors.js';
 import {
-  BLOCK_ALIGN, MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodePullRequest, encodeBatchHead,
-  paddedLength, tokenKey,
+  MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodePullRequest, encodeBatchHead, tokenKey,
 } from './frame-codec.js';
 import type { KvBlock } from './types.js';
 
@@ -50,8 +49,6 @@ interface Pending {
   readonly reject: (e: TransferError) => void;
   socket: Socket | null;
 }
-
-const ZEROS = new Uint8Array(BLOCK_ALIGN);
 
 export class TcpSource {
   private readonly offers = new Map<string, Pending>();
@@ -184,20 +181,13 @@ export async function writeBatches(
       while (i < blocks.length && sums.length < MAX_BATCH_BLOCKS && (sums.length === 0 || payload < batchBytes)) {
         const { data, checksum } = blocks[i] as KvBlock;
         sums.push(checksum ?? blockChecksum(data));
-        payload += paddedLength(data.byteLength);
+        payload += data.byteLength;
         i++;
       }
       socket.cork();
       socket.write(encodeBatchHead(token, first, sums, payload));
       for (let k = first; k < i; k++) {
-        const data = (blocks[k] as KvBlock).data;
-        const pad = paddedLength(data.byteLength) - data.byteLength;
-        const last = k === blocks.length - 1;
-        if (pad === 0) socket.write(data, last ? markWritten : undefined);
-        else {
-          socket.write(data);
-          socket.write(ZEROS.subarray(0, pad), last ? markWritten : undefined);
-        }
+        socket.write((blocks[k] as KvBlock).data, k === blocks.length - 1 ? markWritten : undefined);
       }
       socket.uncork();
       if (socket.writableLength > maxInFlight) await broken.race(drained(socket));

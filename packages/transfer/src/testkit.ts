@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Client, Metadata, credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { blockChecksum } from './checksum.js';
 import type { TransferError } from './errors.js';
-import { encodeBatchHead, paddedLength } from './frame-codec.js';
+import { encodeBatchHead } from './frame-codec.js';
 import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto.js';
 import { TransferReceiver, type TransferReceiverOptions } from './receiver.js';
 import { defaultShmBase } from './shm-site.js';
@@ -31,9 +31,9 @@ export function batchStream(token: Uint8Array, blocks: readonly KvBlock[], perBa
   for (let first = 0; first < blocks.length; first += perBatch) {
     const batch = blocks.slice(first, first + perBatch);
     const sums = batch.map((b, k) => blockChecksum(b.data) ^ (first + k === corrupt ? 1 : 0));
-    const payload = batch.reduce((n, b) => n + paddedLength(b.data.byteLength), 0);
+    const payload = batch.reduce((n, b) => n + b.data.byteLength, 0);
     parts.push(encodeBatchHead(token, first, sums, payload));
-    for (const b of batch) parts.push(b.data, new Uint8Array(paddedLength(b.data.byteLength) - b.data.byteLength));
+    for (const b of batch) parts.push(b.data);
   }
   return Buffer.concat(parts);
 }
