@@ -42,7 +42,15 @@ function xPow8n(bytes: number): number {
   return p;
 }
 
+/** x^(8n) for the few lengths in use (every block of a model has the same): a Map hit, not ~500 steps. */
+const shifts = new Map<number, number>();
+
 /** CRC-32 of A ‖ B from CRC-32(A), CRC-32(B) and B's length (zlib's crc32_combine). */
 export function crc32Combine(crcA: number, crcB: number, lengthB: number): number {
-  return (multModP(xPow8n(lengthB), crcA >>> 0) ^ (crcB >>> 0)) >>> 0;
+  let shift = shifts.get(lengthB);
+  if (shift === undefined) {
+    shift = xPow8n(lengthB);
+    if (shifts.size < 64) shifts.set(lengthB, shift);
+  }
+  return (multModP(shift, crcA >>> 0) ^ (crcB >>> 0)) >>> 0;
 }
