@@ -6,7 +6,7 @@ import type { ControlPlane, Logger, Membership, Registration } from '@pdserve/co
 import { KvEventPublisher } from '@pdserve/control-plane';
 import { EngineError, type GenerateOutput, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
-import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
+import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransferMeta, type TransportKind } from '@pdserve/transfer';
 import { firstFromWire, firstToWire, outputToWire, samplingFromWire } from './codec';
 import { WorkerClient, toCallError } from './client';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
@@ -63,7 +63,7 @@ export class WorkerServer {
   private readonly sender: TransferSender;
   private readonly publisher: KvEventPublisher;
   private readonly inFlight = new Map<string, AbortController>();
-  private readonly expected = new Map<string, { resolve: (blocks: KvBlock[]) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly expected = new Map<string, { resolve: (blocks: KvBlock[], meta: TransferMeta) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private storeLink: StoreLink | undefined;
   private membership: Membership | undefined;
   private readonly peers = new Map<string, WorkerClient>();
@@ -272,25 +272,28 @@ export class WorkerServer {
         },
         signal,
       );
-      let res: W.PrefillResponseMsg | undefined;
-      for await (const ev of events) {
-        if (ev.kind === 'done') res = ev.done;
-        else {
-          // Counted as the engine will once the KV is imported: the larger of the two workers' cache hits.
-          const cached = Math.max(ev.first.cached_tokens, Math.min(fromBlock * engine.blockSize, ev.first.prompt_tokens));
-          onFirst(firstFromWire(ev.first, req.sampling?.has_logprobs === true, cached));
-        }
-      }
-      if (!res) throw new Error('prefill ended without its result');
-      const arrived = await expected.arrived;
-      const rng = res.rng_state.length === 4 ? (res.rng_state as unknown as readonly [number, number, number, number]) : undefined;
+      const it = events[Symbol.asyncIterator]();
+      const head = await it.next();
+      if (head.done === true || head.value.kind !== 'first') throw new Error('prefill stream did not start with the first token');
+      const first = head.value.first;
+      // Counted as the engine will once the KV is imported: the larger of the two workers' cache hits.
+      const cached = Math.max(first.cached_tokens, Math.min(fromBlock * engine.blockSize, first.prompt_tokens));
+      onFirst(firstFromWire(first, req.sampling?.has_logprobs === true, cached));
+      // The KV is all the import needs (its transfer carries the sampler's state): no waiting for `done`,
+      // which only comes after the receipt made its way back to the prefill worker. A stream that fails
+      // before the KV arrived fails the handoff.
+      const rest = (async (): Promise<void> => {
+        for (let r = await it.next(); r.done !== true; r = await it.next()) { /* `done`: the prefill worker's receipt */ }
+      })();
+      rest.catch(() => undefined);
+      const arrived = await Promise.race([expected.arrived, rest.then(() => expected.arrived)]);
       return {
         fromBlock,
         blocks: arrived.map((b) => b.data),
         checksums: arrived.map((b) => b.checksum),
-        firstToken: { tokenId: res.first_token, logprob: res.first_logprob, topLogprobs: res.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) },
-        rngState: rng,
-        cachedTokens: res.cached_tokens,
+        firstToken: { tokenId: first.first_token, logprob: first.first_logprob, topLogprobs: first.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) },
+        rngState: parseRngState(expected.meta()?.['rng_state']),
+        cachedTokens: first.cached_tokens,
       };
     } finally {
       expected.done();
@@ -298,15 +301,23 @@ export class WorkerServer {
   }
 
   /** Registers a transfer this worker asked for; only such transfers are admitted. */
-  private expectTransfer(transferId: string, timeoutMs: number): { arrived: Promise<KvBlock[]>; done: () => void } {
+  private expectTransfer(transferId: string, timeoutMs: number): { arrived: Promise<KvBlock[]>; meta: () => TransferMeta | undefined; done: () => void } {
+    let meta: TransferMeta | undefined;
     const arrived = new Promise<KvBlock[]>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('KV transfer did not arrive')), timeoutMs);
       timer.unref();
-      this.expected.set(transferId, { resolve, reject, timer });
+      this.expected.set(transferId, {
+        resolve: (blocks, m) => {
+          meta = m;
+          resolve(blocks);
+        },
+        reject, timer,
+      });
     });
     arrived.catch(() => undefined);
     return {
       arrived,
+      meta: () => meta,
       done: () => {
         const e = this.expected.get(transferId);
         if (e) clearTimeout(e.timer);
@@ -321,7 +332,7 @@ export class WorkerServer {
     if (!e) throw new Error(`unexpected transfer ${t.transferId}`);
     const started = performance.now();
     // The receive slab is reused after this returns: keep copies.
-    e.resolve(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice(), checksum: b.checksum })));
+    e.resolve(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice(), checksum: b.checksum })), t.meta);
     this.opts.onTransfer?.('in', t.bytes, (performance.now() - started) / 1000, t.transport);
   }
 
@@ -354,6 +365,8 @@ export class WorkerServer {
           peer: { grpcAddress: req.target.grpc_address },
           blocks,
           transferId: req.target.transfer_id,
+          // The sampler's state after the first token: the decode worker continues seeded sampling from it.
+          meta: { rng_state: kv.rngState ? kv.rngState.join(',') : '' },
           transport: (this.opts.sendTransport ?? req.target.transport ?? 'auto') as 'auto' | TransportKind,
           signal: ac.signal,
           deadlineMs: 60_000,
@@ -408,6 +421,13 @@ export class WorkerServer {
     const s = this.statusOf(err);
     call.emit('error', { code: s.code, details: s.details });
   }
+}
+
+/** The sampler state a prefill worker put in its transfer's meta: four u32 words, or none (greedy). */
+function parseRngState(text: string | undefined): readonly [number, number, number, number] | undefined {
+  const words = (text ?? '').split(',').filter((w) => w !== '').map(Number);
+  return words.length === 4 && words.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffff_ffff)
+    ? (words as unknown as readonly [number, number, number, number]) : undefined;
 }
 
 /**
