@@ -7,6 +7,11 @@ export interface RunnerOptions {
   /** Threads inside one op; 0 lets onnxruntime choose. */
   readonly intraOpThreads?: number;
   readonly interOpThreads?: number;
+  /**
+   * onnxruntime's threads spin-wait for work between runs (default true): lower latency for the next
+   * step, but CPU taken from anything sharing the cores, such as other engines on the same host.
+   */
+  readonly allowSpinning?: boolean;
 }
 
 /** K and V of one layer, shaped [batch, kvHeads, len, headDim]. */
@@ -59,6 +64,9 @@ export class ModelRunner {
         interOpNumThreads: opts.interOpThreads ?? 0,
         graphOptimizationLevel: 'all',
         executionMode: 'sequential',
+        ...(opts.allowSpinning === false
+          ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } }
+          : {}),
       });
     } catch (err) {
       throw new ModelLoadError(`cannot load ${spec.onnxPath}: ${firstLine((err as Error).message)}`);

@@ -38,6 +38,7 @@ export const ENGINE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'max-model-len': { type: 'string', help: "longest prompt + output; default the model's context" },
   'execution-provider': { type: 'string', help: 'onnxruntime execution provider (cpu, cuda, cann, ...)', default: 'cpu' },
   threads: { type: 'string', help: 'onnxruntime intra-op threads; 0 = automatic', default: '0' },
+  'ort-spin': { type: 'string', help: 'onnxruntime threads spin-wait between runs: on, off, or auto (off where serve/start run several engines on one host, else on)', default: 'auto' },
 };
 
 export const ROUTER_FLAGS: Readonly<Record<string, FlagSpec>> = {
@@ -73,7 +74,10 @@ export async function modelDirFrom(f: Flags): Promise<{ dir: string; id: string 
   return { dir, id: f.str('served-model-name') ?? 'tiny' };
 }
 
-export function engineOptions(f: Flags, dir: string, id: string): EngineOptions {
+/** `coLocated`: several engines share this host's cores (serve, start), so by default none spin-waits. */
+export function engineOptions(f: Flags, dir: string, id: string, coLocated = false): EngineOptions {
+  const spin = f.str('ort-spin') ?? 'auto';
+  if (!['on', 'off', 'auto'].includes(spin)) throw new Error(`--ort-spin must be on, off or auto, not ${JSON.stringify(spin)}`);
   return {
     modelDir: dir,
     modelId: id,
@@ -84,7 +88,7 @@ export function engineOptions(f: Flags, dir: string, id: string): EngineOptions 
     prefillChunkTokens: f.int('prefill-chunk-tokens', 0),
     maxWaiting: f.int('max-waiting', 0),
     maxModelLen: f.int('max-model-len', 2),
-    runner: { executionProvider: f.str('execution-provider'), intraOpThreads: f.int('threads', 0) },
+    runner: { executionProvider: f.str('execution-provider'), intraOpThreads: f.int('threads', 0), allowSpinning: spin === 'auto' ? !coLocated : spin === 'on' },
   };
 }
 
@@ -202,7 +206,7 @@ export async function runLocalCluster(f: Flags, prefill: number, decode: number,
   if (f.str('redis') && f.str('nats')) return spawnCluster(f, dir, id, prefill, decode, kvStores);
   if (f.str('redis') || f.str('nats')) throw new UsageError('a multi-process cluster needs both --redis and --nats');
   const cp = await controlPlaneOf(f, 'pdserve');
-  const engine = engineOptions(f, dir, id);
+  const engine = engineOptions(f, dir, id, true);
   const stores = [];
   for (let i = 0; i < kvStores; i++) stores.push(await startKvStoreService({ nodeId: `kv-store-${i}`, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), memoryBytes: LOCAL_KV_STORE_BYTES, models: [{ id }] }));
   const kvStore = kvStores > 0 ? { replicas: Math.min(kvStores, f.int('replicas', 1) ?? 1) } : undefined;
@@ -229,7 +233,11 @@ function spawnService(args: readonly string[]): ChildProcess {
 
 async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, decode: number, kvStores: number): Promise<void> {
   const shared = ['--model', dir, '--served-model-name', id, '--redis', f.str('redis')!, '--nats', f.str('nats')!, '--cluster', f.str('cluster') ?? 'pdserve', '--log-level', f.str('log-level') ?? 'info', '--lease-ttl-ms', f.str('lease-ttl-ms') ?? '10000'];
-  const engineArgs = Object.keys(ENGINE_FLAGS).flatMap((k) => (f.str(k) !== undefined ? [`--${k}`, f.str(k)!] : []));
+  // Every worker runs on this host: with `--ort-spin auto`, none spin-waits.
+  const engineArgs = Object.keys(ENGINE_FLAGS).flatMap((k) => {
+    const v = k === 'ort-spin' && (f.str(k) ?? 'auto') === 'auto' ? 'off' : f.str(k);
+    return v !== undefined ? [`--${k}`, v] : [];
+  });
   const children: ChildProcess[] = [];
   for (let i = 0; i < kvStores; i++) children.push(spawnService(['kv-store', ...shared, '--instance-id', `kv-store-${i}`, '--memory-bytes', String(LOCAL_KV_STORE_BYTES)]));
   const link = kvStores > 0 ? ['--replicas', String(Math.min(kvStores, f.int('replicas', 1) ?? 1))] : ['--kv-offload', 'off'];
