@@ -83,6 +83,52 @@ describe('disaggregated cluster, one process', () => {
   });
 });
 
+describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed to the decode worker)', () => {
+  const sampling = (): ReturnType<typeof samplingToWire> => samplingToWire(samplingParams({ temperature: 0, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }));
+  const plan = (mode: 'local' | 'pushed', transferId = ''): GenerateRequestMsg['prefill'] =>
+    ({ mode, prefill_worker: mode === 'pushed' ? 'p0' : '', prefill_address: '', transfer_id: transferId });
+  async function tokensFrom(c: WorkerClient, req: GenerateRequestMsg): Promise<number[]> {
+    const out: number[] = [];
+    for await (const chunk of c.generate(req)) out.push(...chunk.token_ids);
+    return out;
+  }
+
+  it('KV that arrives before its Generate waits for it, and is imported: same tokens, no prompt token computed', async () => {
+    const d = decodes[0]!;
+    const ids = tokenizer.encode('This prefill is pushed ahead of the request that will claim it');
+    const p = new WorkerClient(prefill.grpcAddress);
+    const c = new WorkerClient(d.grpcAddress);
+    try {
+      const events: string[] = [];
+      for await (const ev of p.prefill({ request_id: 'early', prompt_token_ids: ids, sampling: sampling(), from_block: 0, target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-early', transport: 'auto' } })) events.push(ev.kind);
+      expect(events).toEqual(['first', 'done']); // admitted by the decode worker, which nobody asked yet
+      const computed = d.engine.stats().prefillTokensComputed;
+      const base = { request_id: 'early-claim', prompt_token_ids: ids, sampling: sampling(), priority: 0 };
+      const got = await tokensFrom(c, { ...base, prefill: plan('pushed', 'pushed-early') });
+      expect(d.engine.stats().prefillTokensComputed).toBe(computed);
+      expect(got).toEqual(await tokensFrom(c, { ...base, request_id: 'early-local', prefill: plan('local') }));
+    } finally {
+      p.close();
+      c.close();
+    }
+  });
+
+  it('KV that never comes: the decode worker prefills locally soon after, with the same tokens', async () => {
+    const d = decodes[1]!;
+    const c = new WorkerClient(d.grpcAddress);
+    try {
+      const ids = tokenizer.encode('Nobody pushes this prompt');
+      const base = { request_id: 'never', prompt_token_ids: ids, sampling: sampling(), priority: 0 };
+      const t0 = performance.now();
+      const got = await tokensFrom(c, { ...base, prefill: plan('pushed', 'pushed-never') });
+      expect(performance.now() - t0).toBeLessThan(5_000);
+      expect(got).toEqual(await tokensFrom(c, { ...base, request_id: 'never-local', prefill: plan('local') }));
+    } finally {
+      c.close();
+    }
+  });
+});
+
 /**
  * A TCP relay on `listen` to a worker's real address. Peers dial the worker through it (it is the address
  * the worker advertises), so a test can hold back or cut what they send, here the prefill worker's KV
@@ -195,7 +241,7 @@ describe('first token ahead of the KV transfer', () => {
       prompt_token_ids: tokenizer.encode(prompt),
       sampling: samplingToWire(samplingParams({ stopTokenIds: tokenizer.eosTokenIds, ...sampling })),
       priority: 0,
-      prefill: plan === 'remote' ? { mode: 'remote', prefill_worker: 'p0', prefill_address: prefill.grpcAddress } : { mode: 'local', prefill_worker: '', prefill_address: '' },
+      prefill: plan === 'remote' ? { mode: 'remote', prefill_worker: 'p0', prefill_address: prefill.grpcAddress, transfer_id: '' } : { mode: 'local', prefill_worker: '', prefill_address: '', transfer_id: '' },
     };
   }
 

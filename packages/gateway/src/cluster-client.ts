@@ -4,7 +4,11 @@ import type { Logger } from '@pdserve/api';
 import { EngineError, type EngineClient, type EngineStats, type GenerateOutput, type GenerateRequest } from '@pdserve/engine';
 import { chainHashes } from '@pdserve/kv-cache';
 import { explainDecision, RouterError, type Router } from '@pdserve/router';
-import { outputFromWire, samplingToWire, toCallError, type WorkerCallError } from '@pdserve/worker';
+import { randomBytes } from 'node:crypto';
+import type { ServiceRecord } from '@pdserve/control-plane';
+import {
+  outputFromWire, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg, type GenerateRequestMsg, type WorkerCallError,
+} from '@pdserve/worker';
 import type { ClusterView } from './cluster-view';
 
 export interface ClusterClientOptions {
@@ -65,18 +69,17 @@ export class ClusterClient implements EngineClient {
       const remote = decision.prefill.prefill === 'remote' ? view.record(decision.prefill.worker) : undefined;
       let streamed = 0;
       try {
-        const chunks = view.client(decision.decodeWorker).generate(
-          {
-            request_id: req.requestId,
-            prompt_token_ids: [...req.promptTokenIds],
-            sampling: samplingToWire(req.sampling),
-            priority: req.priority ?? 0,
-            prefill: remote
-              ? { mode: 'remote', prefill_worker: remote.id, prefill_address: remote.grpcAddress }
-              : { mode: 'local', prefill_worker: '', prefill_address: '' },
-          },
-          req.signal,
-        );
+        const base: GenerateRequestMsg = {
+          request_id: req.requestId,
+          prompt_token_ids: [...req.promptTokenIds],
+          sampling: samplingToWire(req.sampling),
+          priority: req.priority ?? 0,
+          prefill: LOCAL_PLAN,
+        };
+        const decodeRecord = view.record(decision.decodeWorker);
+        const chunks = remote && decodeRecord
+          ? this.pushedHandoff(base, remote, decodeRecord, req.signal)
+          : view.client(decision.decodeWorker).generate(base, req.signal);
         for await (const chunk of chunks) {
           streamed++;
           yield outputFromWire(chunk, req.sampling.logprobs !== undefined);
@@ -95,7 +98,79 @@ export class ClusterClient implements EngineClient {
       }
     }
   }
+
+  /**
+   * Disaggregated: the prefill worker computes the prompt and streams its first token here, which goes to
+   * the client at once, while it pushes the KV to the decode worker under a transfer id chosen here; the
+   * decode worker imports it and streams on (repeating the first token, which is dropped here). The
+   * sampling is seeded so that any recomputation samples the same tokens. If the prefill fails before its
+   * first token, the decode worker prefills instead; if it fails after, the decode worker prefills locally
+   * on its own (and its repeated first token is checked against the one already sent).
+   */
+  private async *pushedHandoff(
+    base: GenerateRequestMsg, prefill: ServiceRecord, decode: ServiceRecord, signal: AbortSignal | undefined,
+  ): AsyncGenerator<GenerateChunkMsg> {
+    const { view, logger } = this.opts;
+    const req: GenerateRequestMsg = { ...base, sampling: base.sampling === null ? null : seededSampling(base.sampling) };
+    const transferId = randomBytes(16).toString('hex');
+    const prefillCtl = new AbortController();
+    const decodeCtl = new AbortController();
+    const onAbort = (): void => {
+      prefillCtl.abort();
+      decodeCtl.abort();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const events = view.client(prefill.id).prefill({
+        request_id: req.request_id, prompt_token_ids: req.prompt_token_ids, sampling: req.sampling, from_block: 0,
+        target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto' },
+      }, prefillCtl.signal);
+      const it = events[Symbol.asyncIterator]();
+      let first;
+      try {
+        const head = await it.next();
+        if (head.done !== true && head.value.kind === 'first') first = head.value.first;
+      } catch (err) {
+        if (signal?.aborted) return;
+        logger.warn('prefill worker failed; prefilling on the decode worker', { requestId: req.request_id, worker: prefill.id, error: toCallError(err).message });
+      }
+      if (first === undefined) {
+        prefillCtl.abort();
+        yield* view.client(decode.id).generate(req, decodeCtl.signal);
+        return;
+      }
+      const wantLogprobs = req.sampling?.has_logprobs === true;
+      yield {
+        token_ids: [first.first_token],
+        logprobs: wantLogprobs ? [{ logprob: first.first_logprob, top: first.first_top }] : [],
+        finish_reason: '', prompt_tokens: first.prompt_tokens, cached_tokens: first.cached_tokens, prefilled_by: prefill.id,
+      };
+      // The rest of the prefill's stream is its receipt; should the prefill fail from here on, the decode
+      // worker notices (the transfer fails, or never begins) and prefills locally.
+      const receipt = (async (): Promise<void> => {
+        for (let r = await it.next(); r.done !== true; r = await it.next()) { /* 'done' */ }
+      })();
+      receipt.catch(() => undefined);
+      const plan = { mode: 'pushed', prefill_worker: prefill.id, prefill_address: prefill.grpcAddress, transfer_id: transferId };
+      let repeatsFirst = true;
+      for await (const c of view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal)) {
+        if (repeatsFirst && c.token_ids.length > 0) {
+          repeatsFirst = false;
+          if (c.token_ids[0] !== first.first_token) {
+            throw new EngineError('internal', `decode worker ${decode.id} sampled first token ${c.token_ids[0]}, not ${first.first_token} as already streamed`);
+          }
+          yield { ...c, token_ids: c.token_ids.slice(1), logprobs: c.logprobs.slice(1) };
+        } else yield c;
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      prefillCtl.abort();
+      decodeCtl.abort();
+    }
+  }
 }
+
+const LOCAL_PLAN = { mode: 'local', prefill_worker: '', prefill_address: '', transfer_id: '' } as const;
 
 function toEngineError(e: WorkerCallError, worker: string, midStream: boolean): EngineError {
   switch (e.code) {

@@ -1,4 +1,4 @@
-export { WorkerServer, type WorkerRole, type WorkerServerOptions } from './server';
+export { WorkerServer, seededSampling, type WorkerRole, type WorkerServerOptions } from './server';
 export { WorkerClient, WorkerCallError, toCallError } from './client';
 export { samplingFromWire, samplingToWire, outputFromWire, outputToWire } from './codec';
 export { DEADLINES, MAX_MESSAGE_BYTES, WORKER_GRPC_OPTIONS, WORKER_PROTO } from './proto';

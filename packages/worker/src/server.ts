@@ -63,6 +63,9 @@ export class WorkerServer {
   private readonly sender: TransferSender;
   private readonly publisher: KvEventPublisher;
   private readonly inFlight = new Map<string, AbortController>();
+  /** Prefills' KV that arrived before the request naming it (pushed handoff), briefly. */
+  private readonly parked = new Map<string, { readonly blocks: KvBlock[]; readonly meta: TransferMeta; readonly bytes: number; readonly timer: NodeJS.Timeout }>();
+  private parkedBytes = 0;
   private readonly expected = new Map<string, { resolve: (blocks: KvBlock[], meta: TransferMeta) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private storeLink: StoreLink | undefined;
   private membership: Membership | undefined;
@@ -90,6 +93,8 @@ export class WorkerServer {
       this.receiver = await TransferReceiver.start({
         transports: opts.transports,
         onTransfer: (t) => this.admitTransfer(t),
+        // A transfer this worker waits for failed: stop waiting (and prefill locally) now.
+        onDiscard: (id, error) => this.expected.get(id)?.reject(error),
       });
       const svc = this.receiver.grpcService();
       this.server.addService(svc.definition, svc.implementation);
@@ -161,6 +166,7 @@ export class WorkerServer {
     this.membership?.close();
     this.publisher.close();
     this.server.forceShutdown();
+    for (const id of [...this.parked.keys()]) this.unpark(id);
     await this.receiver?.close();
     this.sender.close();
     for (const c of this.peers.values()) c.close();
@@ -220,7 +226,17 @@ export class WorkerServer {
       let prefilledBy = '';
       // The first token's id once it went to the client ahead of the KV (see streamed-first.ts).
       let streamedFirst: number | undefined;
-      if (req.prefill?.mode === 'remote' && this.opts.role !== 'prefill' && req.prefill.prefill_address) {
+      if (req.prefill?.mode === 'pushed' && this.opts.role !== 'prefill' && req.prefill.transfer_id) {
+        try {
+          prefilled = await this.pushedPrefill(req, ac.signal);
+          prefilledBy = req.prefill.prefill_worker;
+        } catch (err) {
+          if (ac.signal.aborted) return;
+          this.opts.onTransferFailed?.('in');
+          // Prefilled here instead: the same tokens, the first one included (the gateway drops it).
+          this.opts.logger.warn({ requestId: req.request_id, error: (err as Error).message }, 'pushed prefill did not arrive; prefilling locally');
+        }
+      } else if (req.prefill?.mode === 'remote' && this.opts.role !== 'prefill' && req.prefill.prefill_address) {
         const prefillWorker = req.prefill.prefill_worker;
         try {
           prefilled = await this.remotePrefill(req, ac.signal, (first) => {
@@ -248,6 +264,38 @@ export class WorkerServer {
       this.fail(call, err);
     } finally {
       this.inFlight.delete(req.request_id);
+    }
+  }
+
+  /**
+   * The KV a prefill worker pushed here at the gateway's request (transfer `transfer_id`, from block
+   * `from_block` on), imported past this worker's own cached prefix. Its meta carries the first token and
+   * the sampler's state.
+   */
+  private async pushedPrefill(req: W.GenerateRequestMsg, signal: AbortSignal): Promise<PrefilledKv> {
+    const transferId = req.prefill!.transfer_id;
+    const expected = this.expectTransfer(transferId, PUSHED_WAIT_MS);
+    try {
+      // A prefill worker that died after its first token never begins the transfer: give up on it soon.
+      const viaBegun = this.transferBegins(transferId, PUSHED_BEGIN_MS, signal, expected.settled).then(() => expected.arrived);
+      viaBegun.catch(() => undefined); // `arrived` may win the race
+      const blocks = await raceAbort(Promise.race([expected.arrived, viaBegun]), signal);
+      const meta = expected.meta() ?? {};
+      const first = JSON.parse(meta['first'] ?? 'null') as W.PrefillFirstMsg | null;
+      const sentFrom = Number(meta['from_block'] ?? 'NaN');
+      const own = this.opts.engine.cachedPrefixBlocks(req.prompt_token_ids);
+      if (first === null || !Number.isInteger(sentFrom) || sentFrom > own) throw new Error('pushed KV does not fit this worker\'s cache');
+      const take = blocks.slice(own - sentFrom);
+      return {
+        fromBlock: own,
+        blocks: take.map((b) => b.data),
+        checksums: take.map((b) => b.checksum),
+        firstToken: { tokenId: first.first_token, logprob: first.first_logprob, topLogprobs: first.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) },
+        rngState: parseRngState(meta['rng_state']),
+        cachedTokens: Math.max(first.cached_tokens, Math.min(own * this.opts.engine.blockSize, req.prompt_token_ids.length)),
+      };
+    } finally {
+      expected.done();
     }
   }
 
@@ -301,8 +349,12 @@ export class WorkerServer {
   }
 
   /** Registers a transfer this worker asked for; only such transfers are admitted. */
-  private expectTransfer(transferId: string, timeoutMs: number): { arrived: Promise<KvBlock[]>; meta: () => TransferMeta | undefined; done: () => void } {
+  private expectTransfer(transferId: string, timeoutMs: number): { arrived: Promise<KvBlock[]>; meta: () => TransferMeta | undefined; settled: () => boolean; done: () => void } {
     let meta: TransferMeta | undefined;
+    const parked = this.unpark(transferId);
+    if (parked !== undefined) {
+      return { arrived: Promise.resolve(parked.blocks), meta: () => parked.meta, settled: () => true, done: () => undefined };
+    }
     const arrived = new Promise<KvBlock[]>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('KV transfer did not arrive')), timeoutMs);
       timer.unref();
@@ -318,6 +370,7 @@ export class WorkerServer {
     return {
       arrived,
       meta: () => meta,
+      settled: () => meta !== undefined, // it arrived
       done: () => {
         const e = this.expected.get(transferId);
         if (e) clearTimeout(e.timer);
@@ -326,13 +379,43 @@ export class WorkerServer {
     };
   }
 
+  /** Resolves once transfer `transferId` has begun arriving (or `arrived()`); rejects after `withinMs`. */
+  private async transferBegins(transferId: string, withinMs: number, signal: AbortSignal, arrived: () => boolean): Promise<void> {
+    const until = Date.now() + withinMs;
+    while (!signal.aborted) {
+      if (arrived() || this.receiver?.progress().some((p) => p.transferId === transferId)) return;
+      if (Date.now() >= until) throw new Error(`KV transfer ${transferId} did not begin within ${withinMs} ms`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  private unpark(transferId: string): { readonly blocks: KvBlock[]; readonly meta: TransferMeta } | undefined {
+    const p = this.parked.get(transferId);
+    if (p === undefined) return undefined;
+    this.parked.delete(transferId);
+    clearTimeout(p.timer);
+    this.parkedBytes -= p.bytes;
+    return p;
+  }
+
   /** The transfer engine hands over a whole, verified transfer; only expected ones are admitted. */
   private admitTransfer(t: IncomingTransfer): void {
     const e = this.expected.get(t.transferId);
-    if (!e) throw new Error(`unexpected transfer ${t.transferId}`);
+    const prefill = t.meta['first'] !== undefined;
+    if (!e && !(prefill && this.parked.size < MAX_PARKED && this.parkedBytes + t.bytes <= MAX_PARKED_BYTES)) {
+      throw new Error(`unexpected transfer ${t.transferId}`);
+    }
     const started = performance.now();
     // The receive slab is reused after this returns: keep copies.
-    e.resolve(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice(), checksum: b.checksum })), t.meta);
+    const blocks = t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice(), checksum: b.checksum }));
+    if (e) e.resolve(blocks, t.meta);
+    else {
+      // A pushed prefill's KV can overtake the Generate that names it: it waits here for a while.
+      const timer = setTimeout(() => this.unpark(t.transferId), PARKED_MS);
+      timer.unref();
+      this.parked.set(t.transferId, { blocks, meta: t.meta, bytes: t.bytes, timer });
+      this.parkedBytes += t.bytes;
+    }
     this.opts.onTransfer?.('in', t.bytes, (performance.now() - started) / 1000, t.transport);
   }
 
@@ -365,8 +448,8 @@ export class WorkerServer {
           peer: { grpcAddress: req.target.grpc_address },
           blocks,
           transferId: req.target.transfer_id,
-          // The sampler's state after the first token: the decode worker continues seeded sampling from it.
-          meta: { rng_state: kv.rngState ? kv.rngState.join(',') : '' },
+          // The first token and the sampler's state after it: a pushed handoff imports from these alone.
+          meta: { rng_state: kv.rngState ? kv.rngState.join(',') : '', first: JSON.stringify(first), from_block: String(req.from_block) },
           transport: (this.opts.sendTransport ?? req.target.transport ?? 'auto') as 'auto' | TransportKind,
           signal: ac.signal,
           deadlineMs: 60_000,
@@ -423,6 +506,17 @@ export class WorkerServer {
   }
 }
 
+/**
+ * Pushed handoffs: how long a decode worker waits for the KV's transfer to begin, and to arrive; how long
+ * KV waits for its request.
+ */
+const PUSHED_BEGIN_MS = 1_000;
+const PUSHED_WAIT_MS = 60_000;
+const PARKED_MS = 10_000;
+/** Prefills' KV parked at once (each is one prompt's blocks), and their bytes. */
+const MAX_PARKED = 64;
+const MAX_PARKED_BYTES = 256 * 1024 * 1024;
+
 /** The sampler state a prefill worker put in its transfer's meta: four u32 words, or none (greedy). */
 function parseRngState(text: string | undefined): readonly [number, number, number, number] | undefined {
   const words = (text ?? '').split(',').filter((w) => w !== '').map(Number);
@@ -436,7 +530,20 @@ function parseRngState(text: string | undefined): readonly [number, number, numb
  * unseeded sampling request gets a seed of its own here (random, so its output stays as random).
  */
 function withRequestSeed(req: W.GenerateRequestMsg): W.GenerateRequestMsg {
-  const s = req.sampling;
-  if (req.prefill?.mode !== 'remote' || s === null || s.has_seed || s.temperature <= 0) return req;
-  return { ...req, sampling: { ...s, has_seed: true, seed: randomBytes(6).readUIntLE(0, 6) } };
+  return req.prefill?.mode === 'remote' && req.sampling !== null ? { ...req, sampling: seededSampling(req.sampling) } : req;
+}
+
+/** Sampling that samples the same tokens wherever it is recomputed: greedy or seeded as is, else seeded here. */
+export function seededSampling(s: W.SamplingParamsMsg): W.SamplingParamsMsg {
+  return s.has_seed || s.temperature <= 0 ? s : { ...s, has_seed: true, seed: randomBytes(6).readUIntLE(0, 6) };
+}
+
+/** `p`, or a rejection as soon as `signal` aborts. */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error('cancelled'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new Error('cancelled'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

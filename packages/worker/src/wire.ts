@@ -23,6 +23,7 @@ export interface PrefillPlanMsg {
   mode: string;
   prefill_worker: string;
   prefill_address: string;
+  transfer_id: string;
 }
 
 export interface GenerateRequestMsg {
@@ -131,7 +132,7 @@ export interface BlockSnapshotResponseMsg {
 /** Field names per message, for the drift test. */
 export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs'],
-  'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'prefill_address'],
+  'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'prefill_address', 'transfer_id'],
   'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill'],
   'pdserve.v1.TokenLogprob': ['token_id', 'logprob'],
   'pdserve.v1.TokenLogprobs': ['logprob', 'top'],
