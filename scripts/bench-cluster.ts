@@ -22,7 +22,8 @@ const log = (s: string): void => void process.stderr.write(s + '\n');
 
 async function cluster(roles: WorkerRole[], policy: PolicyName, kvBlocks: number, remotePrefillMinTokens: number) {
   const cp = await connectControlPlane({ cluster: 'bench', hub: new InProcessHub(), logger: cpSilent });
-  const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: kvBlocks * BLOCK_BYTES };
+  // Every engine shares this process's two cores, as under `start`: none spin-waits.
+  const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: kvBlocks * BLOCK_BYTES, runner: { allowSpinning: false } };
   const workers: WorkerService[] = [];
   for (const [i, role] of roles.entries()) workers.push(await startWorkerService({ role, instanceId: `${role}-${i}`, engine, controlPlane: cp, logger: cpSilent }));
   const gw: Gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, policy, disagg: { remotePrefillMinTokens } });

@@ -23,7 +23,8 @@ interface Topology {
 async function start(cluster: string, workers: [string, string][], remoteMin: number): Promise<Topology> {
   const shared = ['--model', dir, '--served-model-name', 'tiny', '--cluster', cluster, '--redis', redis.url, '--nats', nats.url, '--log-level', 'warn', '--lease-ttl-ms', '3000'];
   const procs: ServiceProcess[] = [];
-  for (const [id, cmd] of workers) procs.push(await spawnService(`${cluster}-${id}`, cmd, [...shared, '--instance-id', id, '--kv-offload', 'off'], '--grpc-port'));
+  // Every engine shares this host's two cores, as under `serve`: none spin-waits (--ort-spin off).
+  for (const [id, cmd] of workers) procs.push(await spawnService(`${cluster}-${id}`, cmd, [...shared, '--instance-id', id, '--kv-offload', 'off', '--ort-spin', 'off'], '--grpc-port'));
   const gw = await spawnService(`${cluster}-gateway`, 'gateway', [...shared, '--remote-prefill-min-tokens', String(remoteMin)], '--port');
   procs.push(gw);
   const url = `http://127.0.0.1:${gw.port}`;
