@@ -67,6 +67,7 @@ export class TcpSource {
       server.once('error', (e) => reject(new TransferError('UNAVAILABLE', `tcp data port: ${e.message}`, { cause: e })));
       server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
         server.removeAllListeners('error');
+        server.on('error', () => undefined); // accept failures (EMFILE...): the receiver's dial fails and it says so
         resolve();
       });
     });
@@ -83,12 +84,14 @@ export class TcpSource {
   offer(blocks: readonly KvBlock[], signal: AbortSignal): TcpOffer {
     const token = randomBytes(TOKEN_BYTES);
     const key = tokenKey(token);
-    let pending: Pending | null = null;
-    const written = new Promise<void>((resolve, reject) => {
-      pending = { blocks, signal, resolve, reject, socket: null };
+    let resolve = (): void => undefined;
+    let reject = (_e: TransferError): void => undefined;
+    const written = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
     written.catch(() => undefined); // the caller races it against the transfer's signal
-    this.offers.set(key, pending as unknown as Pending);
+    this.offers.set(key, { blocks, signal, resolve, reject, socket: null });
     return {
       token,
       written,
