@@ -1,24 +1,7 @@
-/** Seedable PRNG (mulberry32): uniform floats in [0, 1), the same sequence for the same seed. */
-export function createRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The router's seedable PRNG (mulberry32) and bit mixer, and what the bench builds on them.
+import { mix32 } from '@pdserve/router';
 
-/** Murmur3's finaliser: spreads every input bit over the output (a bijection on 32-bit integers). */
-export function mix32(x: number): number {
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
+export { createRng, mix32 } from '@pdserve/router';
 
 /**
  * A 32-bit seed from several non-negative integer keys (each up to 2^53), so that a stream can be keyed by

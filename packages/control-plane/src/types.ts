@@ -1,4 +1,5 @@
 // The values that flow through the control plane: service records, KV events, load reports.
+import type { Tier } from '@pdserve/router';
 
 export type ServiceRole = 'gateway' | 'prefill' | 'decode' | 'mixed' | 'kv-store';
 export const SERVICE_ROLES: readonly ServiceRole[] = ['gateway', 'prefill', 'decode', 'mixed', 'kv-store'];
@@ -26,35 +27,9 @@ export interface ServiceRecord {
   readonly startedAt: number;
 }
 
-export type KvTier = 'device' | 'host' | 'disk' | 'store';
-export const KV_TIERS: readonly KvTier[] = ['device', 'host', 'disk', 'store'];
+// KV events and load reports are the router's own types: the control plane carries what the router reads.
+export type { KvEvent, KvEventBatch, LoadReport, Tier as KvTier } from '@pdserve/router';
+export const KV_TIERS: readonly Tier[] = ['device', 'host', 'disk', 'store'];
 
 /** A block hash: 16 lowercase hex characters (64 bits). */
 export type BlockHash = string;
-
-export type KvEvent =
-  | { readonly kind: 'stored'; readonly hashes: readonly BlockHash[]; readonly tier: KvTier }
-  | { readonly kind: 'removed'; readonly hashes: readonly BlockHash[]; readonly tier: KvTier }
-  | { readonly kind: 'cleared' };
-
-/** KV events from one worker incarnation; `seq` grows by one per batch so receivers can detect gaps. */
-export interface KvEventBatch {
-  readonly worker: string;
-  readonly incarnation: string;
-  readonly seq: number;
-  readonly events: readonly KvEvent[];
-}
-
-export interface LoadReport {
-  readonly worker: string;
-  /** Sequences in the running batch. */
-  readonly running: number;
-  /** Sequences admitted but waiting to run. */
-  readonly waiting: number;
-  readonly freeBlocks: number;
-  readonly totalBlocks: number;
-  /** Prompt tokens still to prefill across waiting and running sequences. */
-  readonly queuedPrefillTokens: number;
-  /** Epoch milliseconds when the report was taken. */
-  readonly ts: number;
-}

@@ -7,7 +7,8 @@ import { explainDecision, RouterError, type Router } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
 import type { ServiceRecord } from '@pdserve/control-plane';
 import {
-  outputFromWire, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg, type GenerateRequestMsg, type WorkerCallError,
+  firstFromWire, outputFromWire, outputToWire, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg, type GenerateRequestMsg,
+  type WorkerCallError,
 } from '@pdserve/worker';
 import type { ClusterView } from './cluster-view';
 
@@ -139,12 +140,7 @@ export class ClusterClient implements EngineClient {
         yield* view.client(decode.id).generate(req, decodeCtl.signal);
         return;
       }
-      const wantLogprobs = req.sampling?.has_logprobs === true;
-      yield {
-        token_ids: [first.first_token],
-        logprobs: wantLogprobs ? [{ logprob: first.first_logprob, top: first.first_top }] : [],
-        finish_reason: '', prompt_tokens: first.prompt_tokens, cached_tokens: first.cached_tokens, prefilled_by: prefill.id,
-      };
+      yield outputToWire(firstFromWire(first, req.sampling?.has_logprobs === true, first.cached_tokens), prefill.id);
       // The rest of the prefill's stream is its receipt; should the prefill fail from here on, the decode
       // worker notices (the transfer fails, or never begins) and prefills locally.
       const receipt = (async (): Promise<void> => {

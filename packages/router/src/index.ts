@@ -6,6 +6,7 @@
 // PrefillPlacer conditional disaggregation: prefill local on the decode worker, or remote on a prefill worker.
 // Router        ties them together and returns an explainable RoutingDecision; counts decisions.
 export { STORE_HOLDER } from './types';
+export { createRng, mix32 } from './rng';
 export type {
   KvEvent,
   KvEventBatch,

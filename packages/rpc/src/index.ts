@@ -1,7 +1,7 @@
 // The gRPC plumbing every control service shares: where the contracts live, how they are loaded, and
 // the channel settings. Each service keeps its own hand-kept message types and drift test.
 import { fileURLToPath } from 'node:url';
-import type { ChannelOptions, ServiceDefinition } from '@grpc/grpc-js';
+import { Metadata, status, type ChannelOptions, type Client, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
 /** The repository's proto/ folder: the only contract between services. */
@@ -49,4 +49,28 @@ export function loadService<M>(file: string, service: string, probe: keyof M & s
   const def = loadProto(file)[service];
   if (def === undefined || !(probe in def)) throw new Error(`${file} has no ${service} service`);
   return def as unknown as ServiceDefinition & M;
+}
+
+/** A generated client's unary method, as grpc-js makes it. */
+export type UnaryMethod<Req, Res> = (
+  req: Req, meta: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Res) => void,
+) => { cancel(): void };
+
+/**
+ * Calls a unary method with a deadline; aborting `signal` cancels the call. Errors come out through
+ * `toError`, the service's own error type.
+ */
+export function callUnary<Req, Res>(
+  client: Client, fn: UnaryMethod<Req, Res>, req: Req, deadlineMs: number, toError: (err: unknown) => Error, signal?: AbortSignal,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(toError(Object.assign(new Error('aborted before the call'), { code: status.CANCELLED })));
+    const call = fn.call(client, req, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (err) reject(toError(err));
+      else resolve(res as Res);
+    });
+    const onAbort = (): void => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }

@@ -1,5 +1,6 @@
 // A typed client of the Worker service, with a deadline on every call and cancellation by AbortSignal.
 import { credentials, makeGenericClientConstructor, Metadata, status, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { callUnary, type UnaryMethod } from '@pdserve/rpc';
 import { DEADLINES, WORKER_GRPC_OPTIONS, workerService } from './proto';
 import type * as W from './wire';
 
@@ -14,16 +15,15 @@ export class WorkerCallError extends Error {
   }
 }
 
-type Unary<Req, Res> = (req: Req, meta: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
 type ServerStream<Req, Res> = (req: Req, meta: Metadata, opts: { deadline: number }) => ClientReadableStream<Res>;
 
 interface RawWorkerClient extends Client {
   Generate: ServerStream<W.GenerateRequestMsg, W.GenerateChunkMsg>;
   Prefill: ServerStream<W.PrefillRequestMsg, W.PrefillEventMsg>;
-  Cancel: Unary<W.CancelRequestMsg, W.CancelResponseMsg>;
-  Health: Unary<W.HealthRequestMsg, W.HealthResponseMsg>;
-  Stats: Unary<W.StatsRequestMsg, W.StatsResponseMsg>;
-  BlockSnapshot: Unary<W.BlockSnapshotRequestMsg, W.BlockSnapshotResponseMsg>;
+  Cancel: UnaryMethod<W.CancelRequestMsg, W.CancelResponseMsg>;
+  Health: UnaryMethod<W.HealthRequestMsg, W.HealthResponseMsg>;
+  Stats: UnaryMethod<W.StatsRequestMsg, W.StatsResponseMsg>;
+  BlockSnapshot: UnaryMethod<W.BlockSnapshotRequestMsg, W.BlockSnapshotResponseMsg>;
 }
 
 let Ctor: (new (address: string, creds: ReturnType<typeof credentials.createInsecure>, opts: object) => RawWorkerClient) | undefined;
@@ -84,15 +84,7 @@ export class WorkerClient {
     }
   }
 
-  private unary<Req, Res>(fn: Unary<Req, Res>, req: Req, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      const call = fn.call(this.raw, req, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
-        signal?.removeEventListener('abort', onAbort);
-        if (err) reject(toCallError(err));
-        else resolve(res!);
-      }) as { cancel(): void };
-      const onAbort = (): void => call.cancel();
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+  private unary<Req, Res>(fn: UnaryMethod<Req, Res>, req: Req, deadlineMs: number): Promise<Res> {
+    return callUnary(this.raw, fn, req, deadlineMs, toCallError);
   }
 }

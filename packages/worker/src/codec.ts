@@ -1,6 +1,6 @@
 // Engine values <-> wire messages, in one place.
 import type { FinishReason, GenerateOutput } from '@pdserve/engine';
-import { samplingParams, type SamplingParams } from '@pdserve/model';
+import { samplingParams, type SampledToken, type SamplingParams } from '@pdserve/model';
 import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg } from './wire';
 
 export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
@@ -74,14 +74,20 @@ export function firstToWire(o: GenerateOutput): PrefillFirstMsg {
   };
 }
 
+/** The token the prefill worker sampled, as the engine imports it with the KV. */
+export function sampledFromWire(m: PrefillFirstMsg): SampledToken {
+  return { tokenId: m.first_token, logprob: m.first_logprob, topLogprobs: m.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) };
+}
+
 /**
- * The decode worker's first output, built from the prefill worker's `first` event: what its engine will
- * emit for that token once the KV is imported. `cachedTokens` is the decode worker's own count.
+ * The first output of a disaggregated request, built from the prefill worker's `first` event: what the
+ * decode worker's engine will emit for that token once the KV is imported. `cachedTokens`: the count to report.
  */
 export function firstFromWire(m: PrefillFirstMsg, wantLogprobs: boolean, cachedTokens: number): GenerateOutput {
+  const t = sampledFromWire(m);
   return {
-    tokenIds: [m.first_token],
-    logprobs: wantLogprobs ? [{ logprob: m.first_logprob, top: m.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) }] : undefined,
+    tokenIds: [t.tokenId],
+    logprobs: wantLogprobs ? [{ logprob: t.logprob, top: t.topLogprobs ?? [] }] : undefined,
     promptTokens: m.prompt_tokens,
     cachedTokens,
   };

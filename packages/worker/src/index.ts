@@ -1,6 +1,6 @@
 export { WorkerServer, seededSampling, type WorkerRole, type WorkerServerOptions } from './server';
 export { WorkerClient, WorkerCallError, toCallError } from './client';
-export { samplingFromWire, samplingToWire, outputFromWire, outputToWire } from './codec';
+export { samplingFromWire, samplingToWire, outputFromWire, outputToWire, firstFromWire } from './codec';
 export { DEADLINES, MAX_MESSAGE_BYTES, WORKER_GRPC_OPTIONS, WORKER_PROTO } from './proto';
 export type * from './wire';
 export { startWorkerService, type WorkerService, type WorkerServiceOptions } from './service';

@@ -7,7 +7,7 @@ import { KvEventPublisher } from '@pdserve/control-plane';
 import { EngineError, type GenerateOutput, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransferMeta, type TransportKind } from '@pdserve/transfer';
-import { firstFromWire, firstToWire, outputToWire, samplingFromWire } from './codec';
+import { firstFromWire, firstToWire, outputToWire, sampledFromWire, samplingFromWire } from './codec';
 import { WorkerClient, toCallError } from './client';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
 import { StoreLink, type StoreLinkOptions } from './store-link';
@@ -290,7 +290,7 @@ export class WorkerServer {
         fromBlock: own,
         blocks: take.map((b) => b.data),
         checksums: take.map((b) => b.checksum),
-        firstToken: { tokenId: first.first_token, logprob: first.first_logprob, topLogprobs: first.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) },
+        firstToken: sampledFromWire(first),
         rngState: parseRngState(meta['rng_state']),
         cachedTokens: Math.max(first.cached_tokens, Math.min(own * this.opts.engine.blockSize, req.prompt_token_ids.length)),
       };
@@ -339,7 +339,7 @@ export class WorkerServer {
         fromBlock,
         blocks: arrived.map((b) => b.data),
         checksums: arrived.map((b) => b.checksum),
-        firstToken: { tokenId: first.first_token, logprob: first.first_logprob, topLogprobs: first.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) },
+        firstToken: sampledFromWire(first),
         rngState: parseRngState(expected.meta()?.['rng_state']),
         cachedTokens: first.cached_tokens,
       };

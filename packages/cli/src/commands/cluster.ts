@@ -104,6 +104,18 @@ export function transportsOf(f: Flags): TransportKind[] {
   return list as TransportKind[];
 }
 
+/** Where a service listens and what it advertises: the same flags for workers and kv-store nodes. */
+export function listenOptionsOf(f: Flags) {
+  return {
+    host: f.str('host'),
+    advertiseHost: f.str('advertise-host'),
+    grpcPort: f.int('grpc-port', 0),
+    dataPort: f.int('data-port', 0),
+    adminPort: f.int('admin-port', 0),
+    transports: transportsOf(f),
+  };
+}
+
 export async function controlPlaneOf(f: Flags, service: string): Promise<ControlPlane> {
   return connectControlPlane({
     cluster: f.str('cluster') ?? 'pdserve',
@@ -133,12 +145,7 @@ async function runWorker(role: WorkerRole, f: Flags): Promise<void> {
     engine: engineOptions(f, dir, id),
     controlPlane: cp,
     logger: pinoStyle(logger),
-    host: f.str('host'),
-    advertiseHost: f.str('advertise-host'),
-    grpcPort: f.int('grpc-port', 0),
-    dataPort: f.int('data-port', 0),
-    adminPort: f.int('admin-port', 0),
-    transports: transportsOf(f),
+    ...listenOptionsOf(f),
     kvStore: kvStoreLinkOf(f),
   });
   logger.info('worker ready', { role, instanceId: w.instanceId, grpc: w.grpcAddress, admin: w.adminUrl, model: id, controlPlane: cp.mode });

@@ -4,7 +4,7 @@ import { startKvStoreService, type ModelSpec } from '@pdserve/kv-store';
 import { ENGINE_DEFAULTS } from '@pdserve/engine';
 import { UsageError, type CommandSpec, type Flags } from '../args';
 import { pinoStyle, serviceLogger } from '../logging';
-import { COMMON_FLAGS, controlPlaneOf, transportsOf, untilSignal } from './cluster';
+import { COMMON_FLAGS, controlPlaneOf, listenOptionsOf, untilSignal } from './cluster';
 
 const KV_STORE_FLAGS = {
   'instance-id': { type: 'string', help: 'stable node id in the registry and the block directory (default: kv-store + random suffix)' },
@@ -46,12 +46,7 @@ export const kvStore: CommandSpec = {
       diskDir: diskBytes > 0 ? f.str('disk-dir') : undefined,
       models: modelsOf(f),
       redisUrl: f.str('redis'),
-      host: f.str('host'),
-      advertiseHost: f.str('advertise-host'),
-      grpcPort: f.int('grpc-port', 0),
-      dataPort: f.int('data-port', 0),
-      adminPort: f.int('admin-port', 0),
-      transports: transportsOf(f),
+      ...listenOptionsOf(f),
     });
     logger.info('kv-store ready', { nodeId: s.nodeId, grpc: s.grpcAddress, admin: s.adminUrl, controlPlane: cp.mode, directory: f.str('redis') ? 'redis' : 'in-process' });
     const sig = await untilSignal();

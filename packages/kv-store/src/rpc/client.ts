@@ -1,7 +1,8 @@
 // A typed client of one kv-store node, with a deadline on every call; `put` runs the whole two-phase put
 // (BeginPut, blocks through the transfer engine, CommitPut; RevokePut on failure).
-import { credentials, makeGenericClientConstructor, Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import { blockCrc32 } from '@pdserve/kv-cache';
+import { callUnary, type UnaryMethod } from '@pdserve/rpc';
 import type { KvBlock, TransferSender, TransportKind } from '@pdserve/transfer';
 import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, kvStoreService } from './proto.js';
 import type * as W from './wire.js';
@@ -17,20 +18,18 @@ export class KvStoreCallError extends Error {
   }
 }
 
-type Unary<Req, Res> = (req: Req, meta: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Res) => void) => { cancel(): void };
-
 interface RawKvStoreClient extends Client {
-  BeginPut: Unary<W.BeginPutRequestMsg, W.BeginPutResponseMsg>;
-  CommitPut: Unary<W.CommitPutRequestMsg, W.CommitPutResponseMsg>;
-  RevokePut: Unary<W.RevokePutRequestMsg, W.RevokePutResponseMsg>;
-  Get: Unary<W.GetRequestMsg, W.GetResponseMsg>;
-  Exists: Unary<W.HashesRequestMsg, W.TiersResponseMsg>;
-  LongestPrefix: Unary<W.HashesRequestMsg, W.TiersResponseMsg>;
-  Remove: Unary<W.HashesRequestMsg, W.RemoveResponseMsg>;
-  Pin: Unary<W.PinRequestMsg, W.PinResponseMsg>;
-  Snapshot: Unary<W.SnapshotRequestMsg, W.SnapshotResponseMsg>;
-  Stats: Unary<W.StoreStatsRequestMsg, W.StoreStatsResponseMsg>;
-  Health: Unary<W.StoreHealthRequestMsg, W.StoreHealthResponseMsg>;
+  BeginPut: UnaryMethod<W.BeginPutRequestMsg, W.BeginPutResponseMsg>;
+  CommitPut: UnaryMethod<W.CommitPutRequestMsg, W.CommitPutResponseMsg>;
+  RevokePut: UnaryMethod<W.RevokePutRequestMsg, W.RevokePutResponseMsg>;
+  Get: UnaryMethod<W.GetRequestMsg, W.GetResponseMsg>;
+  Exists: UnaryMethod<W.HashesRequestMsg, W.TiersResponseMsg>;
+  LongestPrefix: UnaryMethod<W.HashesRequestMsg, W.TiersResponseMsg>;
+  Remove: UnaryMethod<W.HashesRequestMsg, W.RemoveResponseMsg>;
+  Pin: UnaryMethod<W.PinRequestMsg, W.PinResponseMsg>;
+  Snapshot: UnaryMethod<W.SnapshotRequestMsg, W.SnapshotResponseMsg>;
+  Stats: UnaryMethod<W.StoreStatsRequestMsg, W.StoreStatsResponseMsg>;
+  Health: UnaryMethod<W.StoreHealthRequestMsg, W.StoreHealthResponseMsg>;
 }
 
 type Ctor = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, opts: object) => RawKvStoreClient;
@@ -138,16 +137,7 @@ export class KvStoreClient {
     this.raw.close();
   }
 
-  private unary<Req, Res>(fn: Unary<Req, Res>, req: Req, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(new KvStoreCallError('CANCELLED', 'aborted before the call'));
-      const call = fn.call(this.raw, req, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
-        signal?.removeEventListener('abort', onAbort);
-        if (err) reject(toStoreCallError(err));
-        else resolve(res!);
-      });
-      const onAbort = (): void => call.cancel();
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+  private unary<Req, Res>(fn: UnaryMethod<Req, Res>, req: Req, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
+    return callUnary(this.raw, fn, req, deadlineMs, toStoreCallError, signal);
   }
 }
