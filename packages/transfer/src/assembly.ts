@@ -1,7 +1,8 @@
 // A transfer being received: the blocks announced in Begin, filled in by whichever transport carries
 // the bytes, each verified against its checksum as it completes. Only a complete assembly yields blocks.
 // All blocks live in one slab from the receiver's pool, back to back: the layout a tcp batch's payload
-// has on the wire.
+// has on the wire. Or, where the application placed them, each in a buffer of its own that the
+// application keeps (a tcp batch's payload is then read block by block).
 import { blockChecksum } from './checksum.js';
 import { TransferError } from './errors.js';
 import type { BatchTarget } from './frame-codec.js';
@@ -13,6 +14,8 @@ export class BlockAssembly implements BatchTarget {
   readonly totalBytes: number;
   /** Every block's bytes live in one allocation per transfer: one ArrayBuffer instead of thousands. */
   private slab: ArrayBuffer | null;
+  /** Or each block in the application's buffer. */
+  private placed: readonly Uint8Array[] | null;
   private readonly offsets: Float64Array;
   private readonly data: (Uint8Array | null)[];
   private readonly filled: Uint32Array; // bytes received per block
@@ -23,7 +26,11 @@ export class BlockAssembly implements BatchTarget {
   private nextBatch = 0;
   private discarded = false;
 
-  constructor(private readonly descriptors: readonly BlockDescriptor[], private readonly pool: SlabPool) {
+  constructor(
+    private readonly descriptors: readonly BlockDescriptor[],
+    private readonly pool: SlabPool,
+    placed?: readonly Uint8Array[],
+  ) {
     this.data = new Array<Uint8Array | null>(descriptors.length).fill(null);
     this.filled = new Uint32Array(descriptors.length);
     this.verified = new Uint8Array(descriptors.length);
@@ -37,7 +44,14 @@ export class BlockAssembly implements BatchTarget {
       total += d.length;
     });
     this.totalBytes = total;
-    this.slab = pool.take(at);
+    if (placed !== undefined) {
+      const distinct = new Set(placed.map((b) => b.buffer));
+      const fits = placed.length === descriptors.length && distinct.size === placed.length
+        && placed.every((b, i) => b.byteLength === descriptors[i]?.length);
+      if (!fits) throw new TransferError('REFUSED', 'the receiving application placed the blocks in buffers that do not match them');
+    }
+    this.placed = placed ?? null;
+    this.slab = placed === undefined ? pool.take(at) : null;
   }
 
   get blockCount(): number {
@@ -52,8 +66,8 @@ export class BlockAssembly implements BatchTarget {
     return this.verifiedCount === this.descriptors.length;
   }
 
-  /** tcp: the slab bytes a batch of blocks [first, first + count) is read into, padding included. */
-  batchRegion(first: number, count: number, payloadBytes: number): Uint8Array {
+  /** tcp: where a batch of blocks [first, first + count) is read into: its slab region, or each block's buffer. */
+  batchRegions(first: number, count: number, payloadBytes: number): Uint8Array[] {
     if (this.discarded) throw new TransferError('ABORTED', 'transfer was discarded');
     if (first !== this.nextBatch || count <= 0 || first + count > this.descriptors.length) {
       throw new TransferError('PROTOCOL', `batch of blocks ${first}..${first + count - 1} out of order (expected ${this.nextBatch}, ${this.descriptors.length} in all)`);
@@ -65,12 +79,17 @@ export class BlockAssembly implements BatchTarget {
       throw new TransferError('PROTOCOL', `batch at block ${first}: ${payloadBytes} payload bytes, announced ${end - start}`);
     }
     this.nextBatch = first + count;
-    return new Uint8Array(this.slab as ArrayBuffer, start, end - start);
+    if (this.placed !== null) return this.placed.slice(first, first + count);
+    return [new Uint8Array(this.slab as ArrayBuffer, start, end - start)];
   }
 
-  /** tcp: the batch batchRegion gave arrived; every block in it is checked against the sender's checksum. */
-  acceptBatch(first: number, checksums: Uint32Array): void {
-    for (let k = 0; k < checksums.length; k++) this.acceptWhole(first + k, this.view(first + k), checksums[k] as number);
+  blockLength(index: number): number {
+    return this.descriptor(index).length;
+  }
+
+  /** tcp: block `index` arrived whole where batchRegions put it; it is checked against the sender's checksum. */
+  acceptBlock(index: number, checksum: number): void {
+    this.acceptWhole(index, this.view(index), checksum);
   }
 
   /** Block `index` arrived whole, in its slab view (tcp, shm). */
@@ -115,7 +134,7 @@ export class BlockAssembly implements BatchTarget {
    * under way, and nobody holds the blocks any more.
    */
   recycle(): void {
-    const slab = this.slab;
+    const slab = this.slab; // placed blocks are the application's
     this.discard();
     if (slab !== null) this.pool.give(slab);
   }
@@ -124,12 +143,14 @@ export class BlockAssembly implements BatchTarget {
   discard(): void {
     this.discarded = true;
     this.slab = null;
+    this.placed = null;
     this.data.fill(null);
   }
 
-  /** Where block `index` lives in the slab (for tcp frames, gRPC slices and shm reads alike). */
+  /** Where block `index` lives (for tcp frames, gRPC slices and shm reads alike). */
   view(index: number): Uint8Array {
     const d = this.descriptor(index);
+    if (this.placed !== null) return this.placed[index] as Uint8Array;
     return new Uint8Array(this.slab as ArrayBuffer, this.offsets[index], d.length);
   }
 

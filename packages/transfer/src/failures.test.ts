@@ -11,7 +11,7 @@ import {
   batchStream, cuttingProxy, fakeSource, makeBlocks, rawTransferCall, startHarness, waitFor, type Harness, type RawCall,
 } from './testkit.js';
 import { PROTOCOL_VERSION, type IncomingTransfer, type KvBlock, type TransportKind } from './types.js';
-import type { Begin } from './wire.js';
+import { packBlocks, type Begin } from './wire.js';
 
 let h: Harness;
 let tx: TransferSender;
@@ -60,7 +60,7 @@ const TOKEN = Uint8Array.from([9, 9, 9, 9, 1, 2, 3, 4]);
 function begin(id: string, transport: TransportKind, blocks: readonly KvBlock[], source = ''): Begin {
   return {
     protocol_version: PROTOCOL_VERSION, transfer_id: id, transport, meta: {},
-    blocks: blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
+    ...packBlocks(blocks),
     total_bytes: blocks.reduce((n, b) => n + b.data.byteLength, 0),
     tcp_source: source, tcp_token: source === '' ? new Uint8Array(0) : TOKEN,
   };
@@ -272,6 +272,13 @@ describe('refusals', () => {
     const r = raw();
     r.call.write({ kind: 'begin', begin: { ...begin('bad-total', 'grpc', makeBlocks(2, 16, 14)), total_bytes: 5 } });
     await expectEnded(r, 'INVALID_ARGUMENT');
+    // Packed hashes that are not 8 bytes per block.
+    const two = begin('bad-hashes', 'grpc', makeBlocks(2, 16, 17));
+    const r2 = raw();
+    r2.call.write({ kind: 'begin', begin: { ...two, block_hashes: two.block_hashes.subarray(0, 15) } });
+    await expectEnded(r2, 'INVALID_ARGUMENT');
+    await expect(tx.send({ peer: peer(), blocks: [{ hash: 'ABCDEF0123456789', data: new Uint8Array(4) }] }))
+      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT' }); // hashes are lowercase
   });
 
   it('out-of-order messages ⇒ PROTOCOL', async () => {

@@ -17,8 +17,8 @@
 //        …        payload: the blocks' bytes back to back
 //
 // The payload is laid out exactly as the receiver lays the blocks out in its receive slab (back to
-// back), so the receiver reads it from the socket straight into the slab: no copy, no per-read
-// allocation. Only the 24-byte header and the checksum table go through small scratch buffers.
+// back), so the receiver reads it from the socket straight into the slab (or, block by block, into
+// buffers the application placed them in): no copy, no per-read allocation. Only the 24-byte header and the checksum table go through small scratch buffers.
 
 export const PULL_REQUEST_BYTES = 16;
 export const BATCH_HEADER_BYTES = 24;
@@ -81,10 +81,18 @@ export function encodeBatchHead(
 export interface BatchTarget {
   /** True once every block arrived verified. */
   readonly complete: boolean;
-  /** The slab bytes for blocks [first, first + count); throws unless that is the next batch in order. */
-  batchRegion(first: number, count: number, payloadBytes: number): Uint8Array;
-  /** Verifies the batch just read into its region against the sender's checksums. */
-  acceptBatch(first: number, checksums: Uint32Array): void;
+  /**
+   * Where the payload of blocks [first, first + count) goes, in order: one slab region for them all, or
+   * one buffer per block; throws unless that is the next batch in order.
+   */
+  batchRegions(first: number, count: number, payloadBytes: number): Uint8Array[];
+  /** Bytes of block `index`. */
+  blockLength(index: number): number;
+  /**
+   * Block `index` was just read whole: verify it against the sender's checksum now, while its bytes are
+   * still in the CPU cache (not once the whole batch, up to megabytes, is in).
+   */
+  acceptBlock(index: number, checksum: number): void;
 }
 
 type Phase = 'header' | 'checksums' | 'payload';
@@ -100,7 +108,15 @@ export class BatchReader {
   private first = 0;
   private count = 0;
   private sums: Uint8Array = new Uint8Array(0);
+  private regions: Uint8Array[] = [];
+  /** The region of `regions` being filled. */
+  private at = 0;
   private region: Uint8Array = new Uint8Array(0);
+  /** Payload bytes in the regions before `at`. */
+  private regionsDone = 0;
+  /** The batch's next block to verify (relative to `first`), and the payload offset where it ends. */
+  private verifyNext = 0;
+  private verifyEnd = 0;
 
   constructor(private readonly token: Uint8Array, private readonly target: BatchTarget) {}
 
@@ -118,7 +134,19 @@ export class BatchReader {
     this.fill += n;
     if (this.phase === 'header' && this.fill === BATCH_HEADER_BYTES) this.beginBatch();
     else if (this.phase === 'checksums' && this.fill === this.sums.byteLength) this.beginPayload();
-    else if (this.phase === 'payload' && this.fill === this.region.byteLength) this.endBatch();
+    else if (this.phase === 'payload') {
+      const received = this.regionsDone + this.fill;
+      while (this.verifyNext < this.count && this.verifyEnd <= received) {
+        this.target.acceptBlock(this.first + this.verifyNext, getU32(this.sums, 4 * this.verifyNext));
+        if (++this.verifyNext < this.count) this.verifyEnd += this.target.blockLength(this.first + this.verifyNext);
+      }
+      if (this.fill === this.region.byteLength) {
+        this.regionsDone += this.fill;
+        this.fill = 0;
+        if (++this.at < this.regions.length) this.region = this.regions[this.at] as Uint8Array;
+        else this.phase = 'header'; // every block of the batch is in and verified
+      }
+    }
     return this.target.complete;
   }
 
@@ -145,7 +173,7 @@ export class BatchReader {
     this.first = getU32(h, 4);
     this.count = getU32(h, 8);
     if (this.count === 0 || this.count > MAX_BATCH_BLOCKS) throw new FrameError(`batch of ${this.count} blocks`);
-    this.region = this.target.batchRegion(this.first, this.count, getU32(h, 12));
+    this.regions = this.target.batchRegions(this.first, this.count, getU32(h, 12));
     this.sums = new Uint8Array(4 * this.count);
     this.phase = 'checksums';
     this.fill = 0;
@@ -154,13 +182,10 @@ export class BatchReader {
   private beginPayload(): void {
     this.phase = 'payload';
     this.fill = 0;
-  }
-
-  private endBatch(): void {
-    const sums = new Uint32Array(this.count);
-    for (let i = 0; i < this.count; i++) sums[i] = getU32(this.sums, 4 * i);
-    this.target.acceptBatch(this.first, sums);
-    this.phase = 'header';
-    this.fill = 0;
+    this.at = 0;
+    this.region = this.regions[0] as Uint8Array;
+    this.regionsDone = 0;
+    this.verifyNext = 0;
+    this.verifyEnd = this.target.blockLength(this.first);
   }
 }

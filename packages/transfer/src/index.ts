@@ -2,7 +2,7 @@
 // over raw TCP, shared memory or the gRPC stream, chosen per peer pair. A receiver admits a transfer
 // whole, every block checksum-verified, or not at all.
 export type {
-  IncomingTransfer, KvBlock, TransferAdvertisement, TransferMeta, TransferPeer, TransferReceipt, TransportKind,
+  IncomingTransfer, KvBlock, TransferAdvertisement, TransferMeta, TransferOffer, TransferPeer, TransferReceipt, TransportKind,
 } from './types.js';
 export { PROTOCOL_VERSION, TRANSPORT_KINDS, isTransportKind } from './types.js';
 export { TransferError, isTransferError, type TransferErrorCode } from './errors.js';
@@ -11,3 +11,4 @@ export { DEFAULT_RECEIVER_LIMITS, type ReceiverLimits, type TransferProgress } f
 export { TransferSender, type SendRequest, type TransferSenderOptions } from './sender.js';
 export { MAX_MESSAGE_BYTES, TRANSFER_GRPC_OPTIONS, TRANSFER_PROTO, PROTO_ROOT } from './proto.js';
 export { blockChecksum } from './checksum.js';
+export { packHashes, unpackHashes } from './wire.js';

@@ -5,6 +5,7 @@ import { segmentPath, writeSegment } from './shm-transport.js';
 import { probeShmSite } from './shm-site.js';
 import { makeBlocks, rawTransferCall } from './testkit.js';
 import { PROTOCOL_VERSION, type TransferAdvertisement, type TransportKind } from './types.js';
+import { packBlocks } from './wire.js';
 
 interface Args {
   readonly mode: 'send' | 'stall-shm';
@@ -34,7 +35,7 @@ if (args.mode === 'send') {
     kind: 'begin',
     begin: {
       protocol_version: PROTOCOL_VERSION, transfer_id: transferId, transport: 'shm', meta: {},
-      blocks: blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
+      ...packBlocks(blocks),
       total_bytes: blocks.reduce((n, b) => n + b.data.byteLength, 0), tcp_source: '', tcp_token: new Uint8Array(0),
     },
   });

@@ -12,9 +12,9 @@ import { isSegmentPath, readSegment, removeSegment } from './shm-transport.js';
 import { TOKEN_BYTES } from './frame-codec.js';
 import type { TcpPullPool } from './tcp-pull.js';
 import {
-  BLOCK_HASH_PATTERN, PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type TransportKind,
+  PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type TransferOffer, type TransportKind,
 } from './types.js';
-import type { Begin, Commit, TransferDown, TransferUp } from './wire.js';
+import { unpackHashes, type Begin, type BlockDescriptor, type Commit, type TransferDown, type TransferUp } from './wire.js';
 
 export interface ReceiverLimits {
   /** Blocks in one transfer. */
@@ -55,6 +55,8 @@ export interface SessionHost {
   /** Reserves room for a transfer, or says why not. */
   reserve(transferId: string, bytes: number): TransferError | null;
   unreserve(transferId: string, bytes: number): void;
+  /** Where the application wants the blocks (its own buffers), or undefined for a slab. */
+  place(offer: TransferOffer): Uint8Array[] | undefined;
   admit(t: IncomingTransfer): Promise<void>;
   discarded(transferId: string, error: TransferError): void;
   /** The session is over (admitted or discarded). */
@@ -75,6 +77,8 @@ type Phase = 'begin' | 'data' | 'commit' | 'done';
 export class ReceiveSession {
   private phase: Phase = 'begin';
   private begin: Begin | null = null;
+  /** Begin's blocks, unpacked. */
+  private descriptors: readonly BlockDescriptor[] = [];
   private transport: TransportKind = 'grpc';
   private assembly: BlockAssembly | null = null;
   private shmPath: string | null = null;
@@ -143,10 +147,17 @@ export class ReceiveSession {
   private onBegin(b: Begin): void {
     this.begin = b;
     this.transport = this.validate(b);
+    const blocks = this.descriptors;
     const refusal = this.host.reserve(b.transfer_id, b.total_bytes);
     if (refusal !== null) throw refusal;
     this.reserved = b.total_bytes;
-    const assembly = new BlockAssembly(b.blocks, this.host.slabs);
+    let placed: Uint8Array[] | undefined;
+    try {
+      placed = this.host.place({ transferId: b.transfer_id, meta: b.meta, blocks });
+    } catch (e) {
+      throw new TransferError('REFUSED', e instanceof Error ? e.message : String(e), { cause: e });
+    }
+    const assembly = new BlockAssembly(blocks, this.host.slabs, placed);
     this.assembly = assembly;
     this.phase = 'data';
     this.call.write({ kind: 'ready', ready: {} });
@@ -171,13 +182,18 @@ export class ReceiveSession {
     if (!isTransportKind(t) || !this.host.transports.includes(t)) {
       throw new TransferError('UNAVAILABLE', `transport ${JSON.stringify(t)} not offered by this receiver`);
     }
-    if (b.blocks.length === 0 || b.blocks.length > l.maxBlocks) throw bad(`${b.blocks.length} blocks (limit ${l.maxBlocks})`);
-    let total = 0;
-    for (const d of b.blocks) {
-      if (!BLOCK_HASH_PATTERN.test(d.hash)) throw bad(`bad block hash ${JSON.stringify(d.hash)}`);
-      if (d.length <= 0 || d.length > l.maxBlockBytes) throw bad(`block of ${d.length} bytes (limit ${l.maxBlockBytes})`);
-      total += d.length;
+    const count = b.block_lengths.length;
+    if (count === 0 || count > l.maxBlocks) throw bad(`${count} blocks (limit ${l.maxBlocks})`);
+    const hashes = unpackHashes(b.block_hashes);
+    if (hashes === undefined || hashes.length !== count) {
+      throw bad(`${b.block_hashes.byteLength} bytes of block hashes for ${count} blocks (8 bytes each)`);
     }
+    let total = 0;
+    for (const length of b.block_lengths) {
+      if (length <= 0 || length > l.maxBlockBytes) throw bad(`block of ${length} bytes (limit ${l.maxBlockBytes})`);
+      total += length;
+    }
+    this.descriptors = hashes.map((hash, i) => ({ hash, length: b.block_lengths[i] as number }));
     if (total !== b.total_bytes) throw bad(`blocks sum to ${total} bytes, Begin says ${b.total_bytes}`);
     if (total > l.maxTransferBytes) throw bad(`transfer of ${total} bytes (limit ${l.maxTransferBytes})`);
     if (t === 'tcp' && (b.tcp_source === '' || b.tcp_token.byteLength !== TOKEN_BYTES)) {
@@ -239,11 +255,10 @@ export class ReceiveSession {
       throw new TransferError('PROTOCOL', 'shm Commit without a segment in this receiver\'s shm directory');
     }
     this.shmPath = seg.path;
-    const b = this.begin as Begin;
     if (seg.size !== a.totalBytes || seg.checksums.length !== a.blockCount) {
       throw new TransferError('PROTOCOL', `shm segment of ${seg.size} bytes / ${seg.checksums.length} checksums does not match Begin`);
     }
-    const buffers = b.blocks.map((_, i) => a.view(i));
+    const buffers = this.descriptors.map((_, i) => a.view(i));
     await readSegment(seg.path, buffers, this.ctl.signal);
     await removeSegment(seg.path);
     this.shmPath = null;

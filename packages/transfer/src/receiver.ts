@@ -15,7 +15,7 @@ import { sweepStaleSegments } from './shm-transport.js';
 import { SlabPool } from './slab-pool.js';
 import { TcpPullPool, type TcpPullOptions } from './tcp-pull.js';
 import {
-  PROTOCOL_VERSION, type IncomingTransfer, type TransferAdvertisement, type TransportKind,
+  PROTOCOL_VERSION, type IncomingTransfer, type TransferAdvertisement, type TransferOffer, type TransportKind,
 } from './types.js';
 import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferUp } from './wire.js';
 
@@ -34,6 +34,14 @@ export interface TransferReceiverOptions {
    * `t.retain()` was called. Throw to refuse it (the sender gets REFUSED).
    */
   readonly onTransfer: (t: IncomingTransfer) => Promise<void> | void;
+  /**
+   * Names where an announced transfer's blocks should land: one buffer per block, of exactly its length,
+   * owned by the application (a store reads the bytes straight into the buffers it will keep: no copy
+   * out of a receive slab). Undefined: the receive slab. The buffers are written until the transfer is
+   * admitted or discarded; after a discard the application must not reuse them for anything another
+   * reader could see (an in-flight read may still land in them).
+   */
+  readonly place?: (offer: TransferOffer) => Uint8Array[] | undefined;
   /** Told about every transfer discarded (for metrics and logs). */
   readonly onDiscard?: (transferId: string, error: TransferError) => void;
   /** Closes the receiver when aborted. */
@@ -67,6 +75,7 @@ export class TransferReceiver {
       unreserve: (id, bytes) => {
         if (this.inFlight.delete(id)) this.pending -= bytes;
       },
+      place: (offer) => opts.place?.(offer),
       admit: async (t) => opts.onTransfer(t),
       discarded: (id, error) => opts.onDiscard?.(id, error),
       ended: (s) => this.sessions.delete(s),

@@ -11,7 +11,7 @@ import type { ShmSite } from './shm-site.js';
 import { removeSegment, segmentPath, writeSegment } from './shm-transport.js';
 import type { TcpOffer, TcpSource } from './tcp-source.js';
 import { PROTOCOL_VERSION, type KvBlock, type TransferMeta, type TransportKind } from './types.js';
-import type { Admitted, Commit, Ready, ShmSegment, TransferDown, TransferUp } from './wire.js';
+import { packBlocks, type Admitted, type Commit, type Ready, type ShmSegment, type TransferDown, type TransferUp } from './wire.js';
 
 export interface SendPlan {
   readonly transferId: string;
@@ -82,7 +82,7 @@ export async function runSendSession(plan: SendPlan, deps: SendDeps): Promise<Ad
       kind: 'begin',
       begin: {
         protocol_version: PROTOCOL_VERSION, transfer_id: plan.transferId, transport: plan.transport,
-        meta: plan.meta, blocks: plan.blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
+        meta: plan.meta, ...packBlocks(plan.blocks),
         total_bytes: plan.totalBytes, tcp_source: tcpSource, tcp_token: offer?.token ?? new Uint8Array(0),
       },
     });

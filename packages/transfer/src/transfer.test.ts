@@ -122,3 +122,50 @@ describe('receive slabs', () => {
     }
   });
 });
+
+describe('placement', () => {
+  it.each<TransportKind>(['tcp', 'shm', 'grpc'])('over %s, blocks land in the buffers the application named, verified', async (transport) => {
+    const placed = new Map<string, Uint8Array[]>();
+    const rx = await startHarness({
+      place: (offer) => {
+        if (offer.meta['place'] !== 'yes') return undefined;
+        const bufs = offer.blocks.map((b) => new Uint8Array(b.length));
+        placed.set(offer.transferId, bufs);
+        return bufs;
+      },
+    });
+    const sender = new TransferSender({ shmBase: rx.shmBase });
+    try {
+      const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
+      const blocks = [...makeBlocks(70, 32 * 1024, 300), ...makeBlocks(1, 777, 301)]; // more than one tcp batch
+      const r = await sender.send({ peer, transport, blocks, meta: { place: 'yes' } });
+      const t = rx.admitted.find((a) => a.transferId === r.transferId);
+      expectSame(t?.blocks ?? [], blocks);
+      const bufs = placed.get(r.transferId) ?? [];
+      expect(bufs).toHaveLength(blocks.length);
+      t?.blocks.forEach((b, i) => expect(b.data).toBe(bufs[i])); // the very buffers: no copy
+      expect(t?.blocks.map((b) => b.checksum)).toEqual(blocks.map((b) => blockChecksum(b.data)));
+      // Unplaced transfers still land in a slab.
+      const r2 = await sender.send({ peer, transport, blocks: makeBlocks(3, 4096, 302) });
+      expect(placed.has(r2.transferId)).toBe(false);
+      expect(rx.admitted.find((a) => a.transferId === r2.transferId)?.blocks).toHaveLength(3);
+    } finally {
+      sender.close();
+      await rx.close();
+    }
+  });
+
+  it('a placement that does not fit the blocks refuses the transfer', async () => {
+    const rx = await startHarness({ place: (offer) => offer.blocks.map((b) => new Uint8Array(b.length + 1)) });
+    const sender = new TransferSender({ shmBase: rx.shmBase });
+    try {
+      const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
+      await expect(sender.send({ peer, transport: 'tcp', blocks: makeBlocks(2, 4096, 310) })).rejects.toMatchObject({ code: 'REFUSED' });
+      expect(rx.admitted).toEqual([]);
+      expect(rx.rx.pendingBytes).toBe(0);
+    } finally {
+      sender.close();
+      await rx.close();
+    }
+  });
+});

@@ -58,6 +58,16 @@ export interface IncomingTransfer {
   retain(): void;
 }
 
+/**
+ * A transfer just announced (Begin), before any byte arrived: what a receiver's `place` hook sees to decide
+ * where the blocks should land.
+ */
+export interface TransferOffer {
+  readonly transferId: string;
+  readonly meta: TransferMeta;
+  readonly blocks: readonly { readonly hash: string; readonly length: number }[];
+}
+
 /** What `TransferSender.send` resolves with once the receiver acknowledged admission. */
 export interface TransferReceipt {
   readonly transferId: string;
@@ -68,7 +78,7 @@ export interface TransferReceipt {
 }
 
 /** 2: tcp transfers are pulled by the receiver from the sender's data port. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** The block hash format: 16 lowercase or uppercase hex chars. */
-export const BLOCK_HASH_PATTERN = /^[0-9a-fA-F]{16}$/;
+export const BLOCK_HASH_PATTERN = /^[0-9a-f]{16}$/;

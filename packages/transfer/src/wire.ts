@@ -10,6 +10,7 @@ export interface TransferAdvertisementMsg {
   readonly shm_host_id: string;
 }
 
+/** One block of a Begin, unpacked. */
 export interface BlockDescriptor {
   readonly hash: string;
   readonly length: number;
@@ -20,10 +21,31 @@ export interface Begin {
   readonly transfer_id: string;
   readonly transport: string;
   readonly meta: Readonly<Record<string, string>>;
-  readonly blocks: readonly BlockDescriptor[];
   readonly total_bytes: number;
   readonly tcp_source: string;
   readonly tcp_token: Uint8Array;
+  /** 8 bytes per block (see packHashes). */
+  readonly block_hashes: Uint8Array;
+  readonly block_lengths: readonly number[];
+}
+
+/** Block hashes (16 lowercase hex characters each, checked by the caller) as 8 bytes each, back to back. */
+export function packHashes(hashes: readonly string[]): Buffer {
+  return Buffer.from(hashes.join(''), 'hex');
+}
+
+/** The hashes packHashes packed; undefined unless `bytes` holds whole 8-byte hashes. */
+export function unpackHashes(bytes: Uint8Array): string[] | undefined {
+  if (bytes.byteLength % 8 !== 0) return undefined;
+  const hex = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+  const out = new Array<string>(bytes.byteLength / 8);
+  for (let i = 0; i < out.length; i++) out[i] = hex.slice(16 * i, 16 * i + 16);
+  return out;
+}
+
+/** A Begin's blocks for these blocks. */
+export function packBlocks(blocks: readonly { readonly hash: string; readonly data: Uint8Array }[]): Pick<Begin, 'block_hashes' | 'block_lengths'> {
+  return { block_hashes: packHashes(blocks.map((b) => b.hash)), block_lengths: blocks.map((b) => b.data.byteLength) };
 }
 
 export interface BlockChunk {
@@ -82,9 +104,8 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.DescribeRequest': fieldsOf<DescribeRequest>()([]),
   'pdserve.v1.TransferAdvertisement': fieldsOf<TransferAdvertisementMsg>()(
     ['protocol_version', 'transports', 'shm_host_id']),
-  'pdserve.v1.BlockDescriptor': fieldsOf<BlockDescriptor>()(['hash', 'length']),
   'pdserve.v1.Begin': fieldsOf<Begin>()(
-    ['protocol_version', 'transfer_id', 'transport', 'meta', 'blocks', 'total_bytes', 'tcp_source', 'tcp_token']),
+    ['protocol_version', 'transfer_id', 'transport', 'meta', 'total_bytes', 'tcp_source', 'tcp_token', 'block_hashes', 'block_lengths']),
   'pdserve.v1.BlockChunk': fieldsOf<BlockChunk>()(['block_index', 'offset', 'data', 'checksum']),
   'pdserve.v1.Chunks': fieldsOf<Chunks>()(['chunks']),
   'pdserve.v1.ShmSegment': fieldsOf<ShmSegment>()(['path', 'size', 'checksums']),
