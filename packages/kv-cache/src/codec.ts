@@ -1,5 +1,5 @@
 import { crc32 } from 'node:zlib';
-import { crc32Combine } from './crc';
+import { crc32Combine, crc32Short } from './crc';
 import { blockBytes, type KvLayout } from './layout';
 import type { BlockHash } from './hash';
 
@@ -57,8 +57,8 @@ export function encodeBlock(layout: KvLayout, payload: Uint8Array, hash: BlockHa
  */
 export function blockCrc32(bytes: Uint8Array): number {
   if (bytes.byteLength < BLOCK_HEADER_BYTES) return crc32(bytes) >>> 0;
-  const payloadCrc = new DataView(bytes.buffer, bytes.byteOffset + 24, 4).getUint32(0, true);
-  return crc32Combine(crc32(bytes.subarray(0, BLOCK_HEADER_BYTES)), payloadCrc, bytes.byteLength - BLOCK_HEADER_BYTES);
+  const payloadCrc = ((bytes[24] as number) | ((bytes[25] as number) << 8) | ((bytes[26] as number) << 16) | ((bytes[27] as number) << 24)) >>> 0;
+  return crc32Combine(crc32Short(bytes, 0, BLOCK_HEADER_BYTES), payloadCrc, bytes.byteLength - BLOCK_HEADER_BYTES);
 }
 
 /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
-  BlockPool, blockBytes, blockCrc32, chainHashes, crc32Combine, decodeBlock, encodeBlock, hashBlock, rootHash, type KvCacheEvent,
+  BlockPool, blockBytes, blockCrc32, chainHashes, crc32Combine, crc32Short, decodeBlock, encodeBlock, hashBlock, rootHash, type KvCacheEvent,
 } from './index';
 
 const layout = { numLayers: 2, numKvHeads: 2, headDim: 4, blockSize: 4 };
@@ -93,6 +93,13 @@ describe('CRC-32 without a pass over the bytes', () => {
       const A = randomBytes(a);
       const B = randomBytes(b);
       expect(crc32Combine(crc32(A), crc32(B), b)).toBe(crc32(Buffer.concat([A, B])) >>> 0);
+    }
+  });
+
+  it('computes short CRCs (block headers) in JS exactly as zlib does', () => {
+    for (const n of [0, 1, 7, 40, 41, 300]) {
+      const bytes = randomBytes(n + 5);
+      expect(crc32Short(bytes, 3, 3 + n)).toBe(crc32(bytes.subarray(3, 3 + n)) >>> 0);
     }
   });
 
