@@ -5,7 +5,8 @@ export type KvStoreErrorCode =
   | 'not_found' // unknown put id, or a model this store does not serve
   | 'resource_exhausted' // the memory tier cannot make room for a put
   | 'failed_precondition' // a valid request in the wrong state: committing a put with blocks missing
-  | 'unavailable'; // the store is closed
+  | 'unavailable' // the store is closed
+  | 'data_loss'; // blocks failed their checksum at the reader (dropped here if corrupt here): get again
 
 /** gRPC status number per code, for the service that wraps the store. */
 export const GRPC_STATUS: Readonly<Record<KvStoreErrorCode, number>> = {
@@ -14,6 +15,7 @@ export const GRPC_STATUS: Readonly<Record<KvStoreErrorCode, number>> = {
   resource_exhausted: 8,
   failed_precondition: 9,
   unavailable: 14,
+  data_loss: 15,
 };
 
 export class KvStoreError extends Error {

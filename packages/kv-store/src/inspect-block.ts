@@ -36,12 +36,12 @@ export function inspectBlock(bytes: Uint8Array, expected?: KvLayout, verifiedCrc
     headDim: dv.getUint16(12, true),
     blockSize: dv.getUint16(14, true),
   };
-  const shape = shapeText(layout);
   if (layout.numLayers < 1 || layout.numKvHeads < 1 || layout.headDim < 1 || layout.blockSize < 1) {
-    throw invalidArgument(`KV block header has an empty shape ${shape}`);
+    throw invalidArgument(`KV block header has an empty shape ${shapeText(layout)}`);
   }
-  if (expected !== undefined && shape !== shapeText(expected)) {
-    throw invalidArgument(`KV block shape ${shape} does not match the model's ${shapeText(expected)}`);
+  if (expected !== undefined && (layout.numLayers !== expected.numLayers || layout.numKvHeads !== expected.numKvHeads
+    || layout.headDim !== expected.headDim || layout.blockSize !== expected.blockSize)) {
+    throw invalidArgument(`KV block shape ${shapeText(layout)} does not match the model's ${shapeText(expected)}`);
   }
   const numTokens = dv.getUint16(6, true);
   if (numTokens < 1 || numTokens > layout.blockSize) {
@@ -49,7 +49,7 @@ export function inspectBlock(bytes: Uint8Array, expected?: KvLayout, verifiedCrc
   }
   const payloadBytes = bytes.byteLength - BLOCK_HEADER_BYTES;
   if (payloadBytes !== blockBytes(layout)) {
-    throw invalidArgument(`KV block payload is ${payloadBytes} bytes, but shape ${shape} needs ${blockBytes(layout)}`);
+    throw invalidArgument(`KV block payload is ${payloadBytes} bytes, but shape ${shapeText(layout)} needs ${blockBytes(layout)}`);
   }
   const intact = verifiedCrc === undefined
     ? crc32(bytes.subarray(BLOCK_HEADER_BYTES)) === dv.getUint32(24, true)
@@ -57,9 +57,21 @@ export function inspectBlock(bytes: Uint8Array, expected?: KvLayout, verifiedCrc
   if (!intact) {
     throw invalidArgument('KV block checksum mismatch');
   }
-  const hashBytes = bytes.subarray(16, 24);
-  const hash = hashBytes.every((b) => b === 0) ? undefined : Buffer.from(hashBytes).toString('hex');
-  return { layout, numTokens, hash, payloadBytes };
+  return { layout, numTokens, hash: headerHash(bytes), payloadBytes };
+}
+
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
+/** The hash in bytes 16..24 of the header as 16 hex characters; undefined when all zero. */
+function headerHash(bytes: Uint8Array): BlockHash | undefined {
+  let hex = '';
+  let any = 0;
+  for (let i = 16; i < 24; i++) {
+    const b = bytes[i] as number;
+    any |= b;
+    hex += HEX[b] as string;
+  }
+  return any === 0 ? undefined : hex;
 }
 
 /** layers x kvHeads x headDim x blockSize, the order the header stores them in. */

@@ -9,6 +9,12 @@ export interface PendingBlock {
   /** The store's own copy of the written bytes, and their crc32; absent until written. */
   bytes: Uint8Array | undefined;
   crc: number;
+  /**
+   * A store buffer handed to a transfer to read this block's bytes into (see KvStore.placement). Written
+   * with it, the block keeps it without a copy; if the put ends otherwise, it is dropped, never reused (a
+   * read of a failed transfer may still land in it).
+   */
+  target: Uint8Array | undefined;
 }
 
 export interface PendingPut {

@@ -160,6 +160,34 @@ describe('two-phase put and get', () => {
   });
 });
 
+describe('placement', () => {
+  it('hands a put store buffers to read its blocks into, kept without a copy; once per put, only for awaited blocks', async () => {
+    const store = await memoryStore();
+    await putBlocks(store, [1]);
+    const blocks = [1, 2, 3].map((n) => makeBlock(hashOf(n), n));
+    const begun = await store.beginPut(MODEL, blocks.map((b, i) => ({ hash: hashOf(i + 1), size: b.byteLength })));
+    expect(begun.alreadyStored).toEqual([hashOf(1)]);
+    const wanted = [2, 3].map((n) => ({ hash: hashOf(n), length: BLOCK }));
+    // Not for a block the store already holds, a wrong size, a hash twice, or an unknown put.
+    expect(store.placement(begun.putId, [{ hash: hashOf(1), length: BLOCK }])).toBeUndefined();
+    expect(store.placement(begun.putId, [{ hash: hashOf(2), length: BLOCK - 1 }])).toBeUndefined();
+    expect(store.placement(begun.putId, [wanted[0]!, wanted[0]!])).toBeUndefined();
+    expect(store.placement('no-such-put', wanted)).toBeUndefined();
+    const bufs = store.placement(begun.putId, wanted)!;
+    expect(bufs.map((b) => b.byteLength)).toEqual([BLOCK, BLOCK]);
+    expect(store.placement(begun.putId, wanted)).toBeUndefined(); // a second transfer never shares them
+    bufs[0]!.set(blocks[1]!); // what the transfer engine does: the bytes land in the store's buffer
+    store.writeBlock(begun.putId, hashOf(2), bufs[0]!);
+    store.writeBlock(begun.putId, hashOf(3), blocks[2]!); // not through the placed buffer: copied
+    store.commitPut(begun.putId);
+    const got = await store.get(MODEL, [hashOf(2), hashOf(3)]);
+    expect(got.blocks[0]!.bytes).toBe(bufs[0]); // kept as is
+    expect(got.blocks[1]!.bytes).not.toBe(blocks[2]);
+    expect(got.blocks[1]!.bytes).not.toBe(bufs[1]); // the placed buffer a stray write may still reach is not used
+    expect(Buffer.from(got.blocks[1]!.bytes).equals(Buffer.from(blocks[2]!))).toBe(true);
+  });
+});
+
 describe('bad requests get a clear typed error and store nothing', () => {
   it('refuses bad entries at beginPut', async () => {
     const store = await memoryStore({ maxBlockBytes: 2 * BLOCK, models: [{ id: MODEL, layout: LAYOUT }, { id: 'other' }] });

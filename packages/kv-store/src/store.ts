@@ -128,7 +128,7 @@ export class KvStore {
     let reservedBytes = 0;
     for (const { hash, size } of entries) {
       const stored = this.tierOf(blockKey(modelId, hash)) !== undefined;
-      blocks.set(hash, { size, alreadyStored: stored, bytes: undefined, crc: 0 });
+      blocks.set(hash, { size, alreadyStored: stored, bytes: undefined, crc: 0, target: undefined });
       if (stored) alreadyStored.push(hash);
       else reservedBytes += size;
     }
@@ -153,28 +153,57 @@ export class KvStore {
   }
 
   /**
+   * Where an incoming transfer for an open put may read its blocks: a buffer of the store's own per block
+   * (out of the put's reservation), so that writeBlock keeps the bytes without copying them. Undefined —
+   * read elsewhere and copied in — unless every block is one the put still awaits, of the declared size,
+   * and not placed before (a second transfer for the same put never shares a first one's buffers).
+   */
+  placement(putId: string, blocks: readonly { readonly hash: string; readonly length: number }[]): Uint8Array[] | undefined {
+    const put = this.puts.get(putId);
+    if (this.closed || put === undefined || this.c.clock() >= put.expiresAt) return undefined;
+    const pending = new Set<PendingBlock>();
+    for (const { hash, length } of blocks) {
+      const b = put.blocks.get(hash);
+      if (b === undefined || b.alreadyStored || b.bytes !== undefined || b.target !== undefined || b.size !== length || pending.has(b)) return undefined;
+      pending.add(b);
+    }
+    return [...pending].map((b) => (b.target = this.memory.buffers.take(b.size)));
+  }
+
+  /**
    * Phase two: one block's bytes. They are checked (codec header, shape, checksum, the hash in the header)
    * and copied; a bad block is refused and nothing of it is kept. Writing an already-stored block is a no-op.
    * `verifiedCrc`: the CRC-32 of `bytes`, already checked against them (the transfer engine did); it spares
    * two passes over the bytes (the header's payload CRC is checked against it, and it is kept as the block's).
    */
   writeBlock(putId: string, hash: BlockHash, bytes: Uint8Array, verifiedCrc?: number): void {
+    this.writeBlocks(putId, [{ hash, bytes, crc: verifiedCrc }]);
+  }
+
+  /** writeBlock for many blocks of one put, in order; on a bad block it throws, the blocks before it written. */
+  writeBlocks(putId: string, blocks: readonly { readonly hash: BlockHash; readonly bytes: Uint8Array; readonly crc?: number }[]): void {
     this.assertOpen();
     const put = this.livePut(putId);
-    checkHash(hash);
-    const block = put.blocks.get(hash);
-    if (block === undefined) throw invalidArgument(`block ${hash} is not part of put ${putId}`);
-    if (!(bytes instanceof Uint8Array)) throw invalidArgument(`block ${hash}: bytes must be a Uint8Array`);
-    if (bytes.byteLength !== block.size) {
-      throw invalidArgument(`block ${hash} is ${bytes.byteLength} bytes, but the put declared ${block.size}`);
+    const layout = this.c.models?.get(put.modelId);
+    for (const { hash, bytes, crc } of blocks) {
+      checkHash(hash);
+      const block = put.blocks.get(hash);
+      if (block === undefined) throw invalidArgument(`block ${hash} is not part of put ${putId}`);
+      if (!(bytes instanceof Uint8Array)) throw invalidArgument(`block ${hash}: bytes must be a Uint8Array`);
+      if (bytes.byteLength !== block.size) {
+        throw invalidArgument(`block ${hash} is ${bytes.byteLength} bytes, but the put declared ${block.size}`);
+      }
+      const info = inspectBlock(bytes, layout, crc);
+      if (info.hash !== undefined && info.hash !== hash) throw invalidArgument(`block header names hash ${info.hash}, not ${hash}`);
+      if (block.alreadyStored) continue;
+      let own = bytes; // read straight into the store's buffer (placement)
+      if (bytes !== block.target) {
+        own = this.memory.buffers.take(bytes.byteLength); // a copy: the caller's buffer may be a view into a larger one
+        own.set(bytes);
+      }
+      block.bytes = own;
+      block.crc = crc ?? crc32(own);
     }
-    const info = inspectBlock(bytes, this.c.models?.get(put.modelId), verifiedCrc);
-    if (info.hash !== undefined && info.hash !== hash) throw invalidArgument(`block header names hash ${info.hash}, not ${hash}`);
-    if (block.alreadyStored) return;
-    const own = this.memory.buffers.take(bytes.byteLength); // a copy: the caller's buffer may be a view into a larger one
-    own.set(bytes);
-    block.bytes = own;
-    block.crc = verifiedCrc ?? crc32(own);
   }
 
   /**
@@ -241,6 +270,7 @@ export class KvStore {
     this.check.model(modelId);
     this.check.hashes(hashes, 'get');
     const leaseMs = this.check.duration('leaseMs', options.leaseMs, this.c.leaseMs, this.c.maxLeaseMs);
+    const verifyMemory = options.verifyMemory ?? true;
     const now = this.c.clock();
     this.leases.sweep(now);
     const blocks: (FoundBlock | undefined)[] = hashes.map(() => undefined);
@@ -251,7 +281,7 @@ export class KvStore {
     hashes.forEach((hash, index) => {
       const key = blockKey(modelId, hash);
       const mem = this.memory.get(key);
-      if (mem !== undefined && this.verifyMemory(mem)) {
+      if (mem !== undefined && (!verifyMemory || this.verifyMemory(mem))) {
         this.memory.touch(mem);
         blocks[index] = { bytes: mem.bytes, tier: 'memory', crc: mem.crc };
         this.memory.lend(mem); // at once: its buffer must not be reused while this reader may hold it
@@ -289,6 +319,21 @@ export class KvStore {
     );
     if (leaseId !== undefined && lent.length > 0) this.lent.set(leaseId, lent);
     return { leaseId, leaseExpiresAt: now + leaseMs, blocks };
+  }
+
+  /**
+   * A reader found blocks that did not match their CRC (a get with verifyMemory false): each of these the
+   * memory tier holds is checked now, and dropped if corrupt. Returns the hashes dropped.
+   */
+  recheck(modelId: string, hashes: readonly BlockHash[]): BlockHash[] {
+    this.check.model(modelId);
+    this.check.hashes(hashes, 'recheck');
+    const dropped: BlockHash[] = [];
+    for (const hash of hashes) {
+      const mem = this.memory.get(blockKey(modelId, hash));
+      if (mem !== undefined && !this.verifyMemory(mem)) dropped.push(hash);
+    }
+    return dropped;
   }
 
   /** Ends a read lease early: the reader is done with the bytes. False when it had already ended (released or lapsed). */

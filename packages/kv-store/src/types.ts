@@ -35,13 +35,20 @@ export interface CommitResult {
 export interface GetOptions {
   /** How long the returned blocks stay protected from eviction and removal, in ms. */
   readonly leaseMs?: number;
+  /**
+   * Check memory blocks against their CRC here (default true). False when the reader checks every block
+   * against `crc` anyway (the transfer engine does, end to end): one pass over the bytes instead of two.
+   * A reader that finds a mismatch then calls `recheck`, which drops what is corrupt here. Disk blocks
+   * are always checked here (a torn or corrupt file is dropped).
+   */
+  readonly verifyMemory?: boolean;
 }
 
 export interface FoundBlock {
   /** The encoded block. The store's own buffer for memory hits: treat it as read-only. */
   readonly bytes: Uint8Array;
   readonly tier: StoreTier;
-  /** CRC-32 of `bytes`, checked against them on this read: what the transfer engine verifies in transit. */
+  /** CRC-32 of `bytes` (checked against them on this read unless verifyMemory was false): what the transfer engine verifies in transit. */
   readonly crc: number;
 }
 

@@ -139,7 +139,7 @@ export class StoreLink implements OffloadSink {
     this.clients.clear();
   }
 
-  private async fetch(node: ServiceRecord, hashes: string[], signal?: AbortSignal): Promise<KvBlock[]> {
+  private async fetch(node: ServiceRecord, hashes: string[], signal?: AbortSignal, retried = false): Promise<KvBlock[]> {
     const transferId = `kvget-${process.pid}-${++this.nextId}-${Date.now().toString(36)}`;
     const expected = this.sink.expect(transferId);
     try {
@@ -149,6 +149,12 @@ export class StoreLink implements OffloadSink {
       );
       return res.blocks === 0 ? [] : await expected.arrived;
     } catch (err) {
+      // DATA_LOSS: a block failed its checksum here and the store dropped what was corrupt there; the
+      // next get reports it missing and sends the rest.
+      if ((err as { code?: unknown }).code === 'DATA_LOSS' && !retried && signal?.aborted !== true) {
+        this.logger.warn({ node: node.id, error: (err as Error).message }, 'kv-store get: a block failed its checksum; getting again');
+        return this.fetch(node, hashes, signal, true);
+      }
       this.logger.warn({ node: node.id, error: (err as Error).message }, 'kv-store get failed; those blocks will be computed');
       return [];
     } finally {

@@ -13,6 +13,13 @@ export const KV_STORE_GRPC_OPTIONS = CONTROL_GRPC_OPTIONS;
 /** Deadlines of the calls, in ms. */
 export const KV_STORE_DEADLINES = { control: 5_000, get: 30_000, snapshot: 10_000 } as const;
 
+/**
+ * Transfer meta of a put's blocks: the put they belong to, and (`'1'`) whether the store commits the put as
+ * it admits the transfer — every block in and verified — instead of waiting for CommitPut.
+ */
+export const PUT_ID_META = 'put_id';
+export const PUT_COMMIT_META = 'put_commit';
+
 export interface KvStoreMethods {
   readonly BeginPut: MethodDefinition<W.BeginPutRequestMsg, W.BeginPutResponseMsg>;
   readonly CommitPut: MethodDefinition<W.CommitPutRequestMsg, W.CommitPutResponseMsg>;

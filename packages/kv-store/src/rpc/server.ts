@@ -4,14 +4,15 @@
 import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, status, type ServerUnaryCall, type UntypedServiceImplementation, type sendUnaryData } from '@grpc/grpc-js';
 import { KvEventPublisher, type ControlPlane, type Logger, type Registration } from '@pdserve/control-plane';
-import { TransferReceiver, TransferSender, isTransportKind, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
+import { TransferReceiver, TransferSender, isTransportKind, unpackHashes, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import type { BlockDirectory } from '../directory.js';
 import { mirrorToDirectory, type DirectoryMirror } from '../directory-sync.js';
 import { GRPC_STATUS, KvStoreError } from '../errors.js';
 import type { BlockHash } from '../keys.js';
 import type { KvStore } from '../store.js';
 import type { KvStoreEvent, TierStats } from '../types.js';
-import { KV_STORE_GRPC_OPTIONS, kvStoreService } from './proto.js';
+import { KV_STORE_GRPC_OPTIONS, PUT_COMMIT_META, PUT_ID_META, kvStoreService } from './proto.js';
+import { TIER_CODES } from './wire.js';
 import type * as W from './wire.js';
 
 export interface KvStoreServerOptions {
@@ -51,6 +52,7 @@ export class KvStoreServer {
   private mirror: DirectoryMirror | undefined;
   private readonly unsubscribe: () => void;
   private draining = false;
+  private closed = false;
   private address = '';
   private refusedTransfers = 0;
   private blocksSent = 0;
@@ -59,7 +61,8 @@ export class KvStoreServer {
     this.publisher = new KvEventPublisher(opts.controlPlane.events, { worker: opts.nodeId, incarnation: this.incarnation });
     // Workers pull the blocks of a Get from this data port.
     this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort } });
-    this.unsubscribe = opts.store.onEvent((e) => this.publish(e));
+    // Published after the call that caused them has answered (a put's commit acknowledged first), in order.
+    this.unsubscribe = opts.store.onEvent((e) => void setImmediate(() => this.closed || this.publish(e)));
   }
 
   get grpcAddress(): string {
@@ -69,7 +72,15 @@ export class KvStoreServer {
   async start(): Promise<string> {
     const { opts } = this;
     const host = opts.host ?? '127.0.0.1';
-    this.receiver = await TransferReceiver.start({ transports: opts.transports, onTransfer: (t) => this.admitPut(t) });
+    this.receiver = await TransferReceiver.start({
+      transports: opts.transports,
+      // A put's blocks are read straight into the buffers the store keeps them in.
+      place: (offer) => {
+        const putId = offer.meta[PUT_ID_META];
+        return typeof putId === 'string' ? opts.store.placement(putId, offer.blocks) : undefined;
+      },
+      onTransfer: (t) => this.admitPut(t),
+    });
     await this.sender.listen(); // a taken --data-port fails here, not at the first Get
     const rx = this.receiver.grpcService();
     this.server.addService(rx.definition, rx.implementation);
@@ -108,6 +119,7 @@ export class KvStoreServer {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.unsubscribe();
     this.mirror?.stop();
     await this.mirror?.flushed();
@@ -129,15 +141,16 @@ export class KvStoreServer {
     if (gone.length > 0) this.publisher.removed(gone, 'store');
   }
 
-  /** A put's bytes: admitted only for an open put; a bad block revokes the whole put. */
+  /** A put's bytes: admitted only for an open put; a bad block revokes the whole put. Committed here if asked. */
   private admitPut(t: IncomingTransfer): void {
-    const putId = t.meta['put_id'];
+    const putId = t.meta[PUT_ID_META];
     const { store } = this.opts;
     try {
       if (typeof putId !== 'string' || putId === '') throw new KvStoreError('invalid_argument', `transfer ${t.transferId} names no put_id`);
       const started = performance.now();
       try {
-        for (const b of t.blocks) store.writeBlock(putId, b.hash, b.data, b.checksum);
+        store.writeBlocks(putId, t.blocks.map((b) => ({ hash: b.hash, bytes: b.data, crc: b.checksum })));
+        if (t.meta[PUT_COMMIT_META] === '1') store.commitPut(putId);
       } catch (err) {
         if (err instanceof KvStoreError && err.code !== 'not_found') store.revokePut(putId);
         throw err;
@@ -155,11 +168,15 @@ export class KvStoreServer {
     if (req.sink === null || req.sink.grpc_address === '') throw new KvStoreError('invalid_argument', 'get needs a sink (where to send the blocks)');
     const transport = req.sink.transport === '' ? 'auto' : req.sink.transport;
     if (transport !== 'auto' && !isTransportKind(transport)) throw new KvStoreError('invalid_argument', `unknown transport ${JSON.stringify(transport)}`);
-    const res = await store.get(req.model_id, req.hashes, { leaseMs: req.lease_ms === 0 ? undefined : req.lease_ms });
+    // The receiving transfer engine checks every block against the CRC sent with it: memory blocks are not
+    // checked here too (one pass over the bytes, not two), unless that check fails (below).
+    const hashes = unpackHashes(req.hashes);
+    if (hashes === undefined) throw new KvStoreError('invalid_argument', `${req.hashes.byteLength} bytes of hashes (8 bytes per hash)`);
+    const res = await store.get(req.model_id, hashes, { leaseMs: req.lease_ms === 0 ? undefined : req.lease_ms, verifyMemory: false });
     try {
       const blocks: KvBlock[] = [];
-      res.blocks.forEach((b, i) => b !== undefined && blocks.push({ hash: req.hashes[i]!, data: b.bytes, checksum: b.crc }));
-      const tiers = res.blocks.map((b) => b?.tier ?? '');
+      res.blocks.forEach((b, i) => b !== undefined && blocks.push({ hash: hashes[i]!, data: b.bytes, checksum: b.crc }));
+      const tiers = Uint8Array.from(res.blocks, (b) => (b === undefined ? 0 : TIER_CODES.indexOf(b.tier)));
       if (blocks.length === 0) return { tiers, blocks: 0, bytes: 0, transport: '' };
       const started = performance.now();
       const receipt = await this.sender.send({
@@ -169,6 +186,12 @@ export class KvStoreServer {
         transport,
         signal,
         deadlineMs: GET_SEND_DEADLINE_MS,
+      }).catch((err: unknown) => {
+        if ((err as { code?: unknown }).code !== 'CHECKSUM_MISMATCH') throw err;
+        // The reader saw a block that does not match its CRC: drop whatever is corrupt here, so that the
+        // reader's next get reports it missing, never serves it.
+        const dropped = store.recheck(req.model_id, blocks.map((b) => b.hash));
+        throw new KvStoreError('data_loss', `${(err as Error).message}; ${dropped.length} corrupt block(s) dropped from this store, get again`);
       });
       this.blocksSent += blocks.length;
       this.opts.onTransfer?.('out', receipt.bytes, (performance.now() - started) / 1000);
@@ -209,7 +232,11 @@ export class KvStoreServer {
     const h = {
       BeginPut: async (r: W.BeginPutRequestMsg): Promise<W.BeginPutResponseMsg> => {
         if (this.draining) throw new KvStoreError('unavailable', 'kv-store is draining');
-        const b = await store.beginPut(r.model_id, r.blocks.map((e) => ({ hash: e.hash, size: e.size })), { ttlMs: ttl(r.ttl_ms) });
+        const hashes = unpackHashes(r.hashes);
+        if (hashes === undefined || hashes.length !== r.sizes.length) {
+          throw new KvStoreError('invalid_argument', `${r.hashes.byteLength} bytes of hashes for ${r.sizes.length} block sizes (8 bytes per hash)`);
+        }
+        const b = await store.beginPut(r.model_id, hashes.map((hash, i) => ({ hash, size: r.sizes[i] as number })), { ttlMs: ttl(r.ttl_ms) });
         return { put_id: b.putId, already_stored: [...b.alreadyStored], reserved_bytes: b.reservedBytes, expires_at_ms: b.expiresAt };
       },
       CommitPut: (r: W.CommitPutRequestMsg): W.CommitPutResponseMsg => {

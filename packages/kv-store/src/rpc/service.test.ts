@@ -1,11 +1,13 @@
 // The kv-store as a network service: puts and gets through the transfer engine over each transport, and
 // what it does with bad input, floods and abandoned puts.
+import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectControlPlane, InProcessHub, silentLogger, type ControlPlane, type KvEventBatch } from '@pdserve/control-plane';
 import { TransferReceiver, TransferSender, type IncomingTransfer } from '@pdserve/transfer';
 import { InProcessBlockDirectory } from '../directory.js';
 import { BLOCK, LAYOUT, MODEL, hashOf, makeBlock, sleep } from '../test-helpers.js';
 import { KvStoreCallError, KvStoreClient } from './client.js';
+import { kvStoreService } from './proto.js';
 import { startKvStoreService, type KvStoreService } from './service.js';
 
 let cp: ControlPlane;
@@ -96,14 +98,40 @@ describe('kv-store service', () => {
     expect(res).toMatchObject({ tiers: ['', ''], blocks: 0 });
   });
 
+  it.each(['tcp', 'grpc'] as const)('a block corrupted in memory fails the get at the reader (%s), is dropped, and the next get reports it missing', async (transport) => {
+    const base = { tcp: 620, grpc: 630 }[transport];
+    const put = blocks([base, base + 1]);
+    await client.put(sender, MODEL, put, { transport });
+    // The store's own buffer, as a get without the store-side check hands it out: this corrupts the stored block.
+    const held = await svc.store.get(MODEL, [put[0]!.hash], { verifyMemory: false });
+    held.blocks[0]!.bytes[100]! ^= 0xff;
+    svc.store.releaseLease(held.leaseId!);
+    const dropped = svc.store.stats().memory.corruptDropped;
+    const err = await fetchBlocks(put.map((b) => b.hash), transport).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KvStoreCallError);
+    expect(err).toMatchObject({ code: 'DATA_LOSS' });
+    expect((err as Error).message).toMatch(/checksum .* 1 corrupt block\(s\) dropped from this store/);
+    expect(svc.store.stats().memory.corruptDropped).toBe(dropped + 1);
+    const again = await fetchBlocks(put.map((b) => b.hash), transport);
+    expect(again.res.tiers).toEqual(['', 'memory']);
+    expect(again.blocks.map((b) => b.hash)).toEqual([put[1]!.hash]);
+    expect(Buffer.compare(again.blocks[0]!.data, put[1]!.data)).toBe(0);
+  });
+
   it('bad input gets clear errors and stores nothing', async () => {
     const before = svc.store.stats().memory.blocks;
     const err = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as KvStoreCallError);
     // Oversized (not this model's block size), malformed hash, unserved model.
-    expect(await err(client.beginPut({ model_id: MODEL, blocks: [{ hash: hashOf(1), size: BLOCK * 2 }], ttl_ms: 0 }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('a block of this model is') });
-    expect(await err(client.beginPut({ model_id: MODEL, blocks: [{ hash: 'XYZ', size: BLOCK }], ttl_ms: 0 }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('16 lowercase hex') });
-    expect(await err(client.beginPut({ model_id: 'other/model', blocks: [{ hash: hashOf(1), size: BLOCK }], ttl_ms: 0 }))).toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('not served') });
+    expect(await err(client.beginPut(MODEL, [{ hash: hashOf(1), size: BLOCK * 2 }]))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('a block of this model is') });
+    expect(await err(client.beginPut(MODEL, [{ hash: 'XYZ', size: BLOCK }]))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('16 lowercase hex') });
+    expect(await err(client.beginPut('other/model', [{ hash: hashOf(1), size: BLOCK }]))).toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('not served') });
     expect(await err(client.exists('other/model', [hashOf(1)]))).toMatchObject({ code: 'NOT_FOUND' });
+    // Packed hashes that are not 8 bytes per block size, straight over gRPC.
+    const Raw = makeGenericClientConstructor(kvStoreService(), 'KvStore');
+    const rawClient = new Raw(svc.grpcAddress, credentials.createInsecure()) as unknown as { BeginPut: (r: object, cb: (e: { code: number; details: string } | null) => void) => void; close(): void };
+    const rawErr = await new Promise<{ code: number; details: string } | null>((resolve) => rawClient.BeginPut({ model_id: MODEL, hashes: Buffer.alloc(12), sizes: [BLOCK], ttl_ms: 0 }, resolve));
+    rawClient.close();
+    expect(rawErr).toMatchObject({ code: 3, details: expect.stringContaining('12 bytes of hashes for 1 block sizes') });
     // Garbage bytes of the right length: the transfer is refused and the put revoked.
     const garbage = { hash: hashOf(500), data: new Uint8Array(BLOCK).fill(7) };
     expect(await err(client.put(sender, MODEL, [garbage]))).toBeDefined();
@@ -121,7 +149,7 @@ describe('kv-store service', () => {
   });
 
   it('an abandoned put is reclaimed after its ttl and never becomes readable', async () => {
-    const begun = await client.beginPut({ model_id: MODEL, blocks: [{ hash: hashOf(600), size: BLOCK }], ttl_ms: 200 });
+    const begun = await client.beginPut(MODEL, [{ hash: hashOf(600), size: BLOCK }], 200);
     await sender.send({ peer: { grpcAddress: svc.grpcAddress }, blocks: blocks([600]), meta: { put_id: begun.put_id } });
     await sleep(400);
     await expect(client.commitPut(begun.put_id)).rejects.toMatchObject({ code: 'NOT_FOUND' });

@@ -1,14 +1,12 @@
 // Hand-kept TypeScript mirrors of proto/pdserve/v1/kvstore.proto (keepCase, longs as numbers, defaults
 // on). wire.test.ts checks WIRE_FIELDS against the loaded descriptors so the two cannot drift.
 
-export interface PutBlockMsg {
-  hash: string;
-  size: number;
-}
 export interface BeginPutRequestMsg {
   model_id: string;
-  blocks: PutBlockMsg[];
   ttl_ms: number;
+  /** 8 bytes per block: packHashes from @pdserve/transfer. */
+  hashes: Uint8Array;
+  sizes: number[];
 }
 export interface BeginPutResponseMsg {
   put_id: string;
@@ -36,16 +34,21 @@ export interface BlockSinkMsg {
 }
 export interface GetRequestMsg {
   model_id: string;
-  hashes: string[];
   lease_ms: number;
   sink: BlockSinkMsg | null;
+  /** 8 bytes per hash: packHashes from @pdserve/transfer. */
+  hashes: Uint8Array;
 }
 export interface GetResponseMsg {
-  tiers: string[];
   blocks: number;
   bytes: number;
   transport: string;
+  /** One byte per requested hash: TIER_CODES. */
+  tiers: Uint8Array;
 }
+
+/** GetResponse's tier bytes. */
+export const TIER_CODES = ['', 'memory', 'disk'] as const;
 export interface HashesRequestMsg {
   model_id: string;
   hashes: string[];
@@ -114,8 +117,7 @@ export interface StoreHealthResponseMsg {
 
 /** Field names per message, for the drift test. */
 export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
-  'pdserve.v1.PutBlock': ['hash', 'size'],
-  'pdserve.v1.BeginPutRequest': ['model_id', 'blocks', 'ttl_ms'],
+  'pdserve.v1.BeginPutRequest': ['model_id', 'ttl_ms', 'hashes', 'sizes'],
   'pdserve.v1.BeginPutResponse': ['put_id', 'already_stored', 'reserved_bytes', 'expires_at_ms'],
   'pdserve.v1.CommitPutRequest': ['put_id'],
   'pdserve.v1.CommitPutResponse': ['stored', 'already_stored'],
