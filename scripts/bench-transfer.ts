@@ -1,5 +1,5 @@
 // Transfer engine throughput between two processes on this machine.
-//   node --import tsx scripts/bench-transfer.ts [--reps 5] [--blocks 1000] [--only tcp,raw] [--sizes 32768,1048576]
+//   node --import tsx scripts/bench-transfer.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,raw] [--sizes 32768,1048576]
 // The parent is the sender; it spawns a receiver child that runs a TransferReceiver (admitting by
 // dropping the blocks) and a raw TCP sink. For each KV payload size (--sizes, multiples of 8 KiB) it
 // moves the same encoded blocks with each transport and as a raw TCP copy (no framing, no checksums),
@@ -55,6 +55,7 @@ interface Sample {
 
 async function runSender(): Promise<void> {
   const reps = Math.max(3, arg('--reps', 5));
+  const warmup = Math.max(1, arg('--warmup', 15));
   const count = arg('--blocks', 1000);
   const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--receiver'], {
     stdio: ['pipe', 'pipe', 'inherit'],
@@ -105,7 +106,10 @@ async function runSender(): Promise<void> {
       return { gbps: total / secs / 1e9, txCpu: (tx1 - tx0) * perGiB, rxCpu: (rx1 - rx0) * perGiB };
     };
     const samples = new Map<string, Sample[]>(transports.map((t) => [t, []]));
-    for (const t of transports) await once(t); // warm-up: JIT, connection pool, TCP autotuning
+    // Warm-up, interleaved like the runs: a server runs warm, and both processes' JIT takes ~15 rounds to
+    // settle (put's first rounds here ran at 0.2-0.6 GB/s, then steadily at 1.0-1.1); also the connection
+    // pool and TCP autotuning.
+    for (let r = 0; r < warmup; r++) for (const t of transports) await once(t);
     // Round-robin, so that load from elsewhere on the machine hits every transport alike.
     for (let r = 0; r < reps; r++) for (const t of transports) samples.get(t)?.push(await once(t));
     const rawMedian = median((samples.get('raw') ?? []).map((x) => x.gbps));
@@ -125,7 +129,7 @@ async function runSender(): Promise<void> {
   }
   const widths = header.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   const line = (r: string[]): string => r.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  ');
-  process.stdout.write(`\nKV transfer between two processes on one host; median of ${reps} interleaved runs after a warm-up.\n`);
+  process.stdout.write(`\nKV transfer between two processes on one host; median of ${reps} interleaved runs after ${warmup} warm-up rounds\n`);
   process.stdout.write('GB/s = 1e9 bytes per second from send() to the receiver\'s acknowledgement; raw = the same bytes over a\n');
   process.stdout.write('plain TCP socket, no framing or checksums. CPU = process CPU time (user + system) per GiB moved.\n\n');
   for (const r of rows) process.stdout.write(`${line(r)}\n`);
