@@ -141,7 +141,7 @@ describe('cluster of separate processes on real Redis and NATS', () => {
     } finally {
       await extra.kill('SIGKILL');
     }
-  });
+  }, 120_000); // its waits are bounded one by one (a stuck one names itself); under a loaded suite start-up is slow
 
   it('NATS down: the cluster keeps serving (load-based, snapshots by gRPC); when NATS returns events flow again', async () => {
     await nats.stop();

@@ -151,6 +151,14 @@ export class WorkerServer {
     const until = Date.now() + graceMs;
     while (this.inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     for (const ac of this.inFlight.values()) ac.abort();
+    // Let the calls that just finished flush their last messages and status before the connections close.
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 2_000);
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
     await this.close();
   }
 
