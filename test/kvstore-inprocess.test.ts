@@ -1,7 +1,8 @@
 // The correctness contract through the kv-store tier, in one process (embedded control plane, gRPC and the
 // transfer engine over loopback): a prefix computed on worker A and evicted there comes back to worker B
 // from the store's memory tier, from its disk tier (after a restart), from a replica after the primary was
-// killed, and a block corrupted on disk is detected and recomputed: the tokens are always the reference's.
+// killed, and a block corrupted on disk or in the store's memory is detected and recomputed: the tokens are
+// always the reference's.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -154,5 +155,23 @@ describe('the kv-store tier keeps output token-identical', () => {
     expect(r.prefetched).toBe(32); // blocks 0 and 1; the chain stops at the corrupt block
     expect(r.computed).toBe(100 - 32);
     expect(stores.get('store-1')!.store.stats().disk.corruptDropped).toBe(1);
+  });
+
+  it('a block corrupted in the store\'s memory is caught at the reader, dropped there, and recomputed', async () => {
+    const ids = prompt(500);
+    const s1 = stores.get('store-1')!;
+    const before = s1.store.stats().memory.corruptDropped;
+    const r = await throughStore(ids, SEEDED, async () => {
+      // The store's own buffer, as a get that leaves the check to the reader hands it out: this corrupts it.
+      const victim = chainHashes(ids, 16, 'tiny')[2]!;
+      const held = await s1.store.get('tiny', [victim], { verifyMemory: false });
+      expect(held.blocks[0]?.tier).toBe('memory');
+      held.blocks[0]!.bytes[200]! ^= 0xff;
+      s1.store.releaseLease(held.leaseId!);
+    });
+    expect(r.out).toEqual(r.ref);
+    expect(r.prefetched).toBe(32); // the first get failed at B's transfer engine; the second stops at the dropped block
+    expect(r.computed).toBe(100 - 32);
+    expect(s1.store.stats().memory.corruptDropped).toBe(before + 1);
   });
 });
