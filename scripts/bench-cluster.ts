@@ -71,13 +71,14 @@ async function ttft512(topologies: readonly { roles: WorkerRole[]; remotePrefill
   for (const t of topologies) clusters.push(await cluster(t.roles, 'kv-aware', 4096, t.remotePrefillMinTokens));
   try {
     const times: number[][] = clusters.map(() => []);
-    for (let i = 0; i < 12; i++) {
+    // Ten warm-up prompts to each (a server runs warm; the JIT takes a few requests to settle on each path), then ten timed.
+    for (let i = 0; i < 20; i++) {
       const prompt = [1, ...randomTokens(511, 500 + i)];
       const order = clusters.map((_, k) => k);
       if (i % 2 === 1) order.reverse();
       for (const k of order) {
         const t = await streamTimings(`${clusters[k]!.gw.url}/v1/completions`, { model: 'tiny', prompt, max_tokens: 8, temperature: 0, ignore_eos: true });
-        if (i >= 2) times[k]!.push(t.first); // the first two warm up
+        if (i >= 10) times[k]!.push(t.first);
       }
     }
     return times.map(median);

@@ -3,13 +3,13 @@
 // with the prompt prefilled on a prefill worker and its KV handed over, ÷ the same through a mixed
 // worker. TTFT is the first streamed token as the client sees it; the second token's arrival (after the
 // KV handoff, for the disaggregated path) is reported beside it.
-// Run: node --import tsx scripts/bench-disagg.ts [--requests 12]
+// Run: node --import tsx scripts/bench-disagg.ts [--requests 12] [--warmup 10]
 import { parseArgs } from 'node:util';
 import { ensureTinyModel } from '@pdserve/model';
 import { spawnService, startNats, startRedis, waitFor, type ServiceProcess } from '@pdserve/testkit';
 import { machine, median, randomTokens, streamTimings, type StreamTimings } from './lib/stats';
 
-const { values: args } = parseArgs({ options: { requests: { type: 'string', default: '12' } } });
+const { values: args } = parseArgs({ options: { requests: { type: 'string', default: '12' }, warmup: { type: 'string', default: '10' } } });
 const dir = await ensureTinyModel();
 const [redis, nats] = await Promise.all([startRedis(), startNats()]);
 
@@ -45,11 +45,14 @@ const topologies = [
 await new Promise((r) => setTimeout(r, 1500)); // one membership poll: each gateway sees its workers
 const times: StreamTimings[][] = [[], []];
 const n = Number(args.requests);
-for (let i = 0; i < n + 2; i++) {
+// Warm-up prompts first, the same number to each topology: a server runs warm, and a process's JIT takes
+// a few requests to settle on each path (the disaggregated one runs more code: Prefill stream, handoff).
+const warmup = Number(args.warmup);
+for (let i = 0; i < n + warmup; i++) {
   const prompt = [1, ...randomTokens(511, 700 + i)];
   for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
     const t = await streamTimings(`${topologies[k]!.url}/v1/completions`, { model: 'tiny', prompt, max_tokens: OUTPUT_TOKENS, temperature: 0, ignore_eos: true });
-    if (i >= 2) times[k]!.push(t); // two warm-up requests each
+    if (i >= warmup) times[k]!.push(t);
   }
 }
 await Promise.all(topologies.flatMap((t) => t.procs.map((p) => p.kill())));
@@ -59,7 +62,7 @@ await Promise.all([redis.stop(), nats.stop()]);
 const ms = (secs: number): string => (secs * 1000).toFixed(1);
 process.stdout.write(
   [
-    `Tiny model, every service in its own process (real Redis and NATS); ${machine()}; median of ${args.requests} cold 512-token prompts, streamed, ${OUTPUT_TOKENS} output tokens, the two topologies side by side taking each prompt in turn.`,
+    `Tiny model, every service in its own process (real Redis and NATS); ${machine()}; median of ${args.requests} cold 512-token prompts after ${warmup} warm-up prompts, streamed, ${OUTPUT_TOKENS} output tokens, the two topologies side by side taking each prompt in turn.`,
     '',
     '| topology | TTFT (ms) | 2nd token (ms) | whole stream (ms) |',
     '| --- | ---: | ---: | ---: |',

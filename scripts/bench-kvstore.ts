@@ -1,16 +1,16 @@
 // kv-store throughput and the TTFT it buys, between two processes on this machine.
 //   node --import tsx scripts/bench-kvstore.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,shm,grpc] [--prompt 2048] [--ttft-reps 3]
 // The parent plays the worker; it spawns a child running a kv-store node (KvStore gRPC service, its
-// transfer receiver) and a raw TCP sink. Put: BeginPut + the blocks through the transfer engine, committed
-// as the store admits them. Get: the store sends the blocks to the parent's transfer receiver, timed until
-// they are all there, verified (not copied out); then Remove, so that every round moves the bytes. Raw: the
-// same bytes over a plain TCP socket, no framing or checksums. Blocks are the tiny model's (4 layers x 2 KV heads x 32 dims
-// x 16 tokens, 32 KiB + a 40-byte header).
+// transfer receiver) and a raw TCP sink (which dials us, as the tcp transport's receiver does). Put:
+// BeginPut + the blocks through the transfer engine, committed as the store admits them. Get: the store
+// sends the blocks to the parent's transfer receiver, timed until they are all there, verified (not copied
+// out); then Remove, so that every round moves the bytes. Raw: the same bytes over a plain TCP socket, no
+// framing or checksums. Blocks are the tiny model's (4 layers x 2 KV heads x 32 dims x 16 tokens, 32 KiB +
+// a 40-byte header).
 // TTFT: a prompt computed cold versus the same prompt whose prefix comes back from the store (lookup, get,
 // verified import, then the last tokens computed), on the same engine with its cache emptied.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connectControlPlane, InProcessHub, silentLogger, type Membership, type ServiceRecord } from '@pdserve/control-plane';
@@ -20,7 +20,7 @@ import { KvStoreClient, startKvStoreService } from '@pdserve/kv-store';
 import { ensureTinyModel, samplingParams } from '@pdserve/model';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import { StoreLink } from '@pdserve/worker';
-import { arg, list, rawCopy, startRawSink } from './lib/raw-tcp';
+import { arg, dialRawSink, list, listenRawSource, rawCopy } from './lib/raw-tcp';
 import { median, randomTokens } from './lib/stats';
 
 const MODEL = 'tiny';
@@ -28,17 +28,16 @@ const LAYOUT: KvLayout = { numLayers: 4, numKvHeads: 2, headDim: 32, blockSize: 
 
 interface ChildInfo {
   readonly grpcAddress: string;
-  readonly rawAddress: string;
 }
 
 async function runChild(): Promise<void> {
   const cp = await connectControlPlane({ cluster: 'bench', hub: new InProcessHub(), logger: silentLogger });
   const svc = await startKvStoreService({ nodeId: 'bench-store', controlPlane: cp, logger: silentLogger, memoryBytes: 512 * 1024 * 1024, models: [{ id: MODEL, layout: LAYOUT }] });
-  const raw = await startRawSink();
-  const info: ChildInfo = { grpcAddress: svc.grpcAddress, rawAddress: raw.address };
+  const raw = dialRawSink(process.argv[process.argv.indexOf('--raw-source') + 1] ?? '');
+  const info: ChildInfo = { grpcAddress: svc.grpcAddress };
   process.stdout.write(`${JSON.stringify(info)}\n`);
   createInterface({ input: process.stdin }).on('close', () => {
-    raw.server.close();
+    raw.destroy();
     void svc.close().then(() => cp.close()).then(() => process.exit(0));
   });
 }
@@ -53,7 +52,8 @@ async function runParent(): Promise<void> {
   const reps = Math.max(3, arg('--reps', 5));
   const warmup = Math.max(1, arg('--warmup', 15));
   const count = arg('--blocks', 1000);
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const rawSource = await listenRawSource();
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', '--raw-source', rawSource.address], { stdio: ['pipe', 'pipe', 'inherit'] });
   const info = await new Promise<ChildInfo>((resolve) => createInterface({ input: child.stdout }).once('line', (l) => resolve(JSON.parse(l) as ChildInfo)));
   const store = new KvStoreClient(info.grpcAddress);
   const sender = new TransferSender();
@@ -68,9 +68,7 @@ async function runParent(): Promise<void> {
     },
   });
   const sinkAddress = await sink.serveGrpc('127.0.0.1', 0);
-  const [rawHost, rawPort] = info.rawAddress.split(':');
-  const rawSocket = connect({ host: rawHost, port: Number(rawPort), noDelay: true });
-  await new Promise((r) => rawSocket.once('connect', r));
+  const rawSocket = await rawSource.connected;
 
   const blocks: KvBlock[] = Array.from({ length: count }, (_, i) => {
     const hash = (0x1000_0000 + i).toString(16).padStart(16, '0');
@@ -172,6 +170,7 @@ async function runParent(): Promise<void> {
   sender.close();
   await sink.close();
   rawSocket.destroy();
+  rawSource.server.close();
   child.stdin.end();
 }
 

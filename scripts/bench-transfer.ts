@@ -1,24 +1,23 @@
 // Transfer engine throughput between two processes on this machine.
 //   node --import tsx scripts/bench-transfer.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,raw] [--sizes 32768,1048576]
 // The parent is the sender; it spawns a receiver child that runs a TransferReceiver (admitting by
-// dropping the blocks) and a raw TCP sink. For each KV payload size (--sizes, multiples of 8 KiB) it
-// moves the same encoded blocks with each transport and as a raw TCP copy (no framing, no checksums),
-// and prints the median GB/s of the repetitions and the ratio to raw. Every block is verified by the
-// receiver; the sender passes the CRC-32 it derives from the block's header, as workers do.
+// dropping the blocks) and a raw TCP sink (which dials us, as the tcp transport's receiver does). For each
+// KV payload size (--sizes, multiples of 8 KiB) it moves the same encoded blocks with each transport and as
+// a raw TCP copy (no framing, no checksums), and prints the median GB/s of the repetitions and the ratio to
+// raw. Every block is verified by the receiver; the sender passes the CRC-32 it derives from the block's
+// header, as workers do.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { blockCrc32, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type KvBlock, type TransferAdvertisement, type TransportKind } from '@pdserve/transfer';
-import { arg, list, rawCopy, startRawSink } from './lib/raw-tcp';
+import { arg, dialRawSink, list, listenRawSource, rawCopy } from './lib/raw-tcp';
 import { median } from './lib/stats';
 
 interface ReceiverInfo {
   readonly grpcAddress: string;
   readonly advertisement: TransferAdvertisement;
-  readonly rawAddress: string;
 }
 
 const GiB = 1024 * 1024 * 1024;
@@ -32,8 +31,8 @@ async function runReceiver(): Promise<void> {
     onTransfer: () => undefined,
   });
   const grpcAddress = await rx.serveGrpc('127.0.0.1', 0);
-  const raw = await startRawSink();
-  const info: ReceiverInfo = { grpcAddress, advertisement: rx.advertisement(), rawAddress: raw.address };
+  const raw = dialRawSink(process.argv[process.argv.indexOf('--raw-source') + 1] ?? '');
+  const info: ReceiverInfo = { grpcAddress, advertisement: rx.advertisement() };
   process.stdout.write(`${JSON.stringify(info)}\n`);
   // Each stdin line asks for this process's CPU time so far (µs, user + system).
   const lines = createInterface({ input: process.stdin });
@@ -42,6 +41,7 @@ async function runReceiver(): Promise<void> {
     process.stdout.write(`${u.user + u.system}\n`);
   });
   lines.on('close', () => {
+    raw.destroy();
     void rx.close().then(() => process.exit(0));
   });
 }
@@ -57,7 +57,8 @@ async function runSender(): Promise<void> {
   const reps = Math.max(3, arg('--reps', 5));
   const warmup = Math.max(1, arg('--warmup', 15));
   const count = arg('--blocks', 1000);
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--receiver'], {
+  const rawSource = await listenRawSource();
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--receiver', '--raw-source', rawSource.address], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const pending: ((line: string) => void)[] = [];
@@ -75,9 +76,7 @@ async function runSender(): Promise<void> {
   };
   const tx = new TransferSender();
   const peer = { grpcAddress: info.grpcAddress, advertisement: info.advertisement };
-  const [rawHost, rawPort] = info.rawAddress.split(':');
-  const rawSocket = connect({ host: rawHost, port: Number(rawPort), noDelay: true });
-  await new Promise((r) => rawSocket.once('connect', r));
+  const rawSocket = await rawSource.connected;
 
   const header = ['block', 'blocks', 'MiB', 'transport', 'GB/s median', 'min–max', 'vs raw', 'CPU ms/GiB tx', 'rx'];
   const rows: string[][] = [header];
@@ -129,12 +128,13 @@ async function runSender(): Promise<void> {
   }
   const widths = header.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   const line = (r: string[]): string => r.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  ');
-  process.stdout.write(`\nKV transfer between two processes on one host; median of ${reps} interleaved runs after ${warmup} warm-up rounds\n`);
+  process.stdout.write(`\nKV transfer between two processes on one host; median of ${reps} interleaved runs after ${warmup} warm-up rounds.\n`);
   process.stdout.write('GB/s = 1e9 bytes per second from send() to the receiver\'s acknowledgement; raw = the same bytes over a\n');
   process.stdout.write('plain TCP socket, no framing or checksums. CPU = process CPU time (user + system) per GiB moved.\n\n');
   for (const r of rows) process.stdout.write(`${line(r)}\n`);
   tx.close();
   rawSocket.destroy();
+  rawSource.server.close();
   child.stdin.end();
 }
 
