@@ -1,10 +1,11 @@
 // kv-store throughput and the TTFT it buys, between two processes on this machine.
 //   node --import tsx scripts/bench-kvstore.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,shm,grpc] [--prompt 2048] [--ttft-reps 3]
 // The parent plays the worker; it spawns a child running a kv-store node (KvStore gRPC service, its
-// transfer receiver) and a raw TCP sink (which dials us, as the tcp transport's receiver does). Put:
-// BeginPut + the blocks through the transfer engine, committed as the store admits them. Get: the store
-// sends the blocks to the parent's transfer receiver, timed until they are all there, verified (not copied
-// out); then Remove, so that every round moves the bytes. Raw: the same bytes over a plain TCP socket, no
+// transfer receiver) and a raw TCP sink (which dials us, as the tcp transport's receiver does). Put: the
+// blocks through the transfer engine, the put begun by the transfer's Begin and committed as the store
+// admits them (KvStoreClient.put). Get: the store sends the blocks to the parent's transfer receiver,
+// timed until they are all there, verified (not copied out); then Remove, so that every round moves the
+// bytes. Raw: the same bytes over a plain TCP socket, no
 // framing or checksums. Blocks are the tiny model's (4 layers x 2 KV heads x 32 dims x 16 tokens, 32 KiB +
 // a 40-byte header).
 // TTFT: a prompt computed cold versus the same prompt whose prefix comes back from the store (lookup, get,
@@ -160,7 +161,7 @@ async function runParent(): Promise<void> {
   const s = engine.stats();
   const ratio = median(warm) / median(cold);
   process.stdout.write(`\nkv-store between two processes on one host (${count} blocks of the tiny model, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (raw copy, put, get) after ${warmup} warm-up rounds.\n`);
-  process.stdout.write('put = BeginPut + blocks through the transfer engine, committed as the store admits them; get = Get with the store\nsending to our receiver, until every block is there and verified; raw copy = the same bytes over one plain TCP socket\n(no framing, no checksums).\n\n');
+  process.stdout.write('put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = Get with the store sending to our receiver, until every block is there and verified;\nraw copy = the same bytes over one plain TCP socket (no framing, no checksums).\n\n');
   process.stdout.write(`${table(rows)}\n\n`);
   process.stdout.write(`TTFT, ${promptLen}-token prompt, tiny model, median of ${ttftReps}: cold ${(median(cold) * 1000).toFixed(0)} ms; prefix from the store ${(median(warm) * 1000).toFixed(0)} ms (lookup + get + verified import + ${promptLen % LAYOUT.blockSize || LAYOUT.blockSize} tokens computed); ratio ${ratio.toFixed(2)} (target <= 0.35).\n`);
   process.stdout.write(`(${s.prefetchedTokens} tokens prefetched, ${s.prefetchRejects} rejected; ${link.stats().offloadedBlocks} blocks offloaded, ${link.stats().offloadDropped} dropped)\n`);

@@ -55,8 +55,8 @@ export interface SessionHost {
   /** Reserves room for a transfer, or says why not. */
   reserve(transferId: string, bytes: number): TransferError | null;
   unreserve(transferId: string, bytes: number): void;
-  /** Where the application wants the blocks (its own buffers), or undefined for a slab. */
-  place(offer: TransferOffer): Uint8Array[] | undefined;
+  /** Where the application wants the blocks (its own buffers), or undefined for a slab; now or later. */
+  place(offer: TransferOffer): Uint8Array[] | undefined | Promise<Uint8Array[] | undefined>;
   admit(t: IncomingTransfer): Promise<void>;
   discarded(transferId: string, error: TransferError): void;
   /** The session is over (admitted or discarded). */
@@ -72,7 +72,7 @@ export interface TransferProgress {
   readonly bytes: number;
 }
 
-type Phase = 'begin' | 'data' | 'commit' | 'done';
+type Phase = 'begin' | 'placing' | 'data' | 'commit' | 'done';
 
 export class ReceiveSession {
   private phase: Phase = 'begin';
@@ -83,6 +83,8 @@ export class ReceiveSession {
   private assembly: BlockAssembly | null = null;
   private shmPath: string | null = null;
   private reserved = 0;
+  /** Messages that arrived while the application was still placing the blocks (grpc chunks), in order. */
+  private held: TransferUp[] = [];
   private readonly ctl = new AbortController();
   private readonly timer: NodeJS.Timeout;
   private readonly onClosing = (): void => this.fail(new TransferError('UNAVAILABLE', 'receiver closed'));
@@ -97,7 +99,7 @@ export class ReceiveSession {
     call.on('end', () => {
       // A dying sender's stream may end just before grpc-js reports the cancellation: let that win.
       setImmediate(() => {
-        if (this.phase === 'begin' || this.phase === 'data') {
+        if (this.phase === 'begin' || this.phase === 'placing' || this.phase === 'data') {
           this.fail(new TransferError('PROTOCOL', 'sender closed the stream before Commit'));
         }
       });
@@ -131,6 +133,7 @@ export class ReceiveSession {
   private onMessage(m: TransferUp): void {
     try {
       if (m.kind === 'begin' && this.phase === 'begin') this.onBegin(m.begin);
+      else if (this.phase === 'placing') this.held.push(m);
       else if (m.kind === 'chunks' && this.phase === 'data' && this.transport === 'grpc') {
         ingestChunks(this.assembly as BlockAssembly, m.chunks);
       } else if (m.kind === 'commit' && this.phase === 'data' && this.transport !== 'tcp') {
@@ -151,13 +154,31 @@ export class ReceiveSession {
     const refusal = this.host.reserve(b.transfer_id, b.total_bytes);
     if (refusal !== null) throw refusal;
     this.reserved = b.total_bytes;
-    let placed: Uint8Array[] | undefined;
+    const refused = (e: unknown): TransferError => new TransferError('REFUSED', e instanceof Error ? e.message : String(e), { cause: e });
+    let placed: Uint8Array[] | undefined | Promise<Uint8Array[] | undefined>;
     try {
       placed = this.host.place({ transferId: b.transfer_id, meta: b.meta, blocks });
     } catch (e) {
-      throw new TransferError('REFUSED', e instanceof Error ? e.message : String(e), { cause: e });
+      throw refused(e);
     }
-    const assembly = new BlockAssembly(blocks, this.host.slabs, placed);
+    if (!(placed instanceof Promise)) {
+      this.startData(b, placed);
+      return;
+    }
+    // The application decides later where the blocks go: nothing is pulled meanwhile, and what the sender
+    // streams (grpc chunks) waits in order.
+    this.phase = 'placing';
+    placed.then((where) => {
+      if (this.phase !== 'placing') return; // failed meanwhile (cancelled, deadline, receiver closed)
+      this.startData(b, where);
+      const held = this.held;
+      this.held = [];
+      for (const m of held) this.onMessage(m);
+    }, (e: unknown) => this.fail(refused(e)));
+  }
+
+  private startData(b: Begin, placed: Uint8Array[] | undefined): void {
+    const assembly = new BlockAssembly(this.descriptors, this.host.slabs, placed);
     this.assembly = assembly;
     this.phase = 'data';
     this.call.write({ kind: 'ready', ready: {} });

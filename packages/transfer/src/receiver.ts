@@ -37,11 +37,12 @@ export interface TransferReceiverOptions {
   /**
    * Names where an announced transfer's blocks should land: one buffer per block, of exactly its length,
    * owned by the application (a store reads the bytes straight into the buffers it will keep: no copy
-   * out of a receive slab). Undefined: the receive slab. The buffers are written until the transfer is
-   * admitted or discarded; after a discard the application must not reuse them for anything another
-   * reader could see (an in-flight read may still land in them).
+   * out of a receive slab). Undefined: the receive slab. A promise: decided later (nothing is pulled, and
+   * what the sender streams waits, until it settles; a rejection refuses the transfer). The buffers are
+   * written until the transfer is admitted or discarded; after a discard the application must not reuse
+   * them for anything another reader could see (an in-flight read may still land in them).
    */
-  readonly place?: (offer: TransferOffer) => Uint8Array[] | undefined;
+  readonly place?: (offer: TransferOffer) => Uint8Array[] | undefined | Promise<Uint8Array[] | undefined>;
   /** Told about every transfer discarded (for metrics and logs). */
   readonly onDiscard?: (transferId: string, error: TransferError) => void;
   /** Closes the receiver when aborted. */

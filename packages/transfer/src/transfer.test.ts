@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blockChecksum } from './checksum.js';
 import { TransferSender } from './sender.js';
-import { makeBlocks, startHarness, type Harness } from './testkit.js';
+import { makeBlocks, startHarness, waitFor, type Harness } from './testkit.js';
 import type { KvBlock, TransportKind } from './types.js';
 
 let h: Harness;
@@ -149,6 +149,30 @@ describe('placement', () => {
       const r2 = await sender.send({ peer, transport, blocks: makeBlocks(3, 4096, 302) });
       expect(placed.has(r2.transferId)).toBe(false);
       expect(rx.admitted.find((a) => a.transferId === r2.transferId)?.blocks).toHaveLength(3);
+    } finally {
+      sender.close();
+      await rx.close();
+    }
+  });
+
+  it.each<TransportKind>(['tcp', 'shm', 'grpc'])('over %s, a placement decided later holds the transfer until then, losing nothing; a rejected one refuses it', async (transport) => {
+    const rx = await startHarness({
+      place: async (offer) => {
+        await new Promise((r) => setTimeout(r, 50)); // what the sender streams meanwhile (grpc chunks) must wait
+        if (offer.meta['refuse'] === 'yes') throw new Error('no such put');
+        return offer.blocks.map((b) => new Uint8Array(b.length));
+      },
+    });
+    const sender = new TransferSender({ shmBase: rx.shmBase });
+    try {
+      const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
+      const blocks = makeBlocks(70, 32 * 1024, 320);
+      const r = await sender.send({ peer, transport, blocks });
+      expectSame(rx.admitted.find((a) => a.transferId === r.transferId)?.blocks ?? [], blocks);
+      await expect(sender.send({ peer, transport, blocks: makeBlocks(3, 4096, 321), meta: { refuse: 'yes' } }))
+        .rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('no such put') });
+      expect(rx.admitted).toHaveLength(1);
+      await waitFor(() => rx.rx.pendingBytes === 0);
     } finally {
       sender.close();
       await rx.close();

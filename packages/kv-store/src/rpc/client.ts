@@ -1,12 +1,12 @@
-// A typed client of one kv-store node, with a deadline on every call; `put` runs the whole two-phase put
-// (BeginPut, blocks through the transfer engine, committed as the store admits them — or CommitPut when
-// there is nothing to send; RevokePut on failure).
+// A typed client of one kv-store node, with a deadline on every call; `put` runs a whole two-phase put in
+// one transfer (begun by its Begin, committed by its admission; revoked on any failure), and beginPut,
+// commitPut and revokePut run one explicitly.
 import { credentials, makeGenericClientConstructor, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import { blockCrc32 } from '@pdserve/kv-cache';
 import { callUnary, type UnaryMethod } from '@pdserve/rpc';
 import { packHashes, type KvBlock, type TransferSender, type TransportKind } from '@pdserve/transfer';
 import { isBlockHash } from '../keys.js';
-import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, PUT_COMMIT_META, PUT_ID_META, kvStoreService } from './proto.js';
+import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_TTL_META, kvStoreService } from './proto.js';
 import * as W from './wire.js';
 
 /** A failed kv-store call: the gRPC status name (INVALID_ARGUMENT, NOT_FOUND, …) and the store's message. */
@@ -52,11 +52,9 @@ export interface PutOptions {
 }
 
 export interface PutReceipt {
-  /** The blocks this put wrote (a block another put committed meanwhile counts here too: it is stored either way). */
+  /** The blocks now stored: every one of the put's (written now, or held already). */
   readonly stored: readonly string[];
-  /** The blocks the store already held when the put began (not sent). */
-  readonly alreadyStored: readonly string[];
-  /** Bytes that travelled (blocks the store already held are not sent). */
+  /** Bytes that travelled. */
   readonly bytes: number;
   readonly transport: TransportKind | undefined;
 }
@@ -119,36 +117,36 @@ export class KvStoreClient {
   }
 
   /**
-   * The whole two-phase put: reserve, send the blocks the store lacks through the transfer engine (the
-   * store's gRPC server hosts its receiver), commit. Any failure revokes the put, so nothing half-written
-   * ever becomes readable.
+   * A whole two-phase put in one round trip: the blocks go through the transfer engine (the store's gRPC
+   * server hosts its receiver) with meta that makes the transfer's Begin begin the put — reserving room,
+   * the bytes then landing in the buffers the store keeps — and its admission, every block in and
+   * verified, commit it. A failure anywhere revokes the put: nothing half-written ever becomes readable.
+   * Blocks the store already holds travel too (it keeps its copy); beginPut first says which those are.
    */
   async put(sender: TransferSender, modelId: string, blocks: readonly KvBlock[], opts: PutOptions = {}): Promise<PutReceipt> {
-    const begun = await this.beginPut(modelId, blocks.map((b) => ({ hash: b.hash, size: b.data.byteLength })), opts.ttlMs ?? 0, opts.signal);
+    const bad = blocks.find((b) => !isBlockHash(b.hash));
+    if (bad !== undefined) throw new KvStoreCallError('INVALID_ARGUMENT', `block hash must be 16 lowercase hex characters, got ${JSON.stringify(bad.hash)}`);
+    if (blocks.length === 0) return { stored: [], bytes: 0, transport: undefined };
+    // Each block's CRC-32 follows from its header without a pass over it; the store verifies it in transit.
+    const toSend = blocks.map((b) => (b.checksum === undefined ? { ...b, checksum: blockCrc32(b.data) } : b));
+    const meta: Record<string, string> = { [PUT_BEGIN_META]: modelId, [PUT_COMMIT_META]: '1' };
+    if (opts.ttlMs !== undefined) meta[PUT_TTL_META] = String(opts.ttlMs);
     try {
-      const held = new Set(begun.already_stored);
-      // Each block's CRC-32 follows from its header without a pass over it; the store verifies it in transit.
-      const toSend = blocks.filter((b) => !held.has(b.hash)).map((b) => (b.checksum === undefined ? { ...b, checksum: blockCrc32(b.data) } : b));
-      let bytes = 0;
-      let transport: TransportKind | undefined;
-      if (toSend.length > 0) {
-        // The store commits the put as it admits the transfer (all blocks in, verified): no CommitPut round trip.
-        const receipt = await sender.send({
-          peer: { grpcAddress: this.address },
-          blocks: toSend,
-          meta: { [PUT_ID_META]: begun.put_id, [PUT_COMMIT_META]: '1' },
-          transport: opts.transport ?? 'auto',
-          signal: opts.signal,
-          deadlineMs: opts.deadlineMs ?? KV_STORE_DEADLINES.get,
-        });
-        bytes = receipt.bytes;
-        transport = receipt.transport;
-        return { stored: toSend.map((b) => b.hash), alreadyStored: begun.already_stored, bytes, transport };
-      }
-      const done = await this.commitPut(begun.put_id);
-      return { stored: done.stored, alreadyStored: done.already_stored, bytes, transport };
+      const receipt = await sender.send({
+        peer: { grpcAddress: this.address },
+        blocks: toSend,
+        meta,
+        transport: opts.transport ?? 'auto',
+        signal: opts.signal,
+        deadlineMs: opts.deadlineMs ?? KV_STORE_DEADLINES.get,
+      });
+      return { stored: blocks.map((b) => b.hash), bytes: receipt.bytes, transport: receipt.transport };
     } catch (err) {
-      await this.revokePut(begun.put_id).catch(() => undefined);
+      // The store's refusal (bad block, no room, wrong model) comes back as the transfer's REFUSED, its
+      // message starting with the store's code.
+      const e = err as { code?: unknown; message?: string };
+      const m = /^(invalid_argument|not_found|resource_exhausted|failed_precondition|unavailable): /.exec(e.message ?? '');
+      if (e.code === 'REFUSED' && m !== null) throw new KvStoreCallError(m[1]!.toUpperCase(), (e.message ?? '').slice(m[0].length));
       throw err;
     }
   }

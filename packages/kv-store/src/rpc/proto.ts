@@ -15,10 +15,14 @@ export const KV_STORE_DEADLINES = { control: 5_000, get: 30_000, snapshot: 10_00
 
 /**
  * Transfer meta of a put's blocks: the put they belong to, and (`'1'`) whether the store commits the put as
- * it admits the transfer — every block in and verified — instead of waiting for CommitPut.
+ * it admits the transfer — every block in and verified — instead of waiting for CommitPut. Or, instead of
+ * a put id, `put_begin` naming the model: the transfer's Begin begins the put (as BeginPut would, for its
+ * blocks, with `put_ttl_ms`), and its admission commits it — a put in one round trip.
  */
 export const PUT_ID_META = 'put_id';
 export const PUT_COMMIT_META = 'put_commit';
+export const PUT_BEGIN_META = 'put_begin';
+export const PUT_TTL_META = 'put_ttl_ms';
 
 export interface KvStoreMethods {
   readonly BeginPut: MethodDefinition<W.BeginPutRequestMsg, W.BeginPutResponseMsg>;

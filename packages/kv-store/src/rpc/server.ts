@@ -4,14 +4,14 @@
 import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, status, type ServerUnaryCall, type UntypedServiceImplementation, type sendUnaryData } from '@grpc/grpc-js';
 import { KvEventPublisher, type ControlPlane, type Logger, type Registration } from '@pdserve/control-plane';
-import { TransferReceiver, TransferSender, isTransportKind, unpackHashes, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
+import { TransferReceiver, TransferSender, isTransportKind, unpackHashes, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind } from '@pdserve/transfer';
 import type { BlockDirectory } from '../directory.js';
 import { mirrorToDirectory, type DirectoryMirror } from '../directory-sync.js';
 import { GRPC_STATUS, KvStoreError } from '../errors.js';
 import type { BlockHash } from '../keys.js';
 import type { KvStore } from '../store.js';
 import type { KvStoreEvent, TierStats } from '../types.js';
-import { KV_STORE_GRPC_OPTIONS, PUT_COMMIT_META, PUT_ID_META, kvStoreService } from './proto.js';
+import { KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_ID_META, PUT_TTL_META, kvStoreService } from './proto.js';
 import { TIER_CODES } from './wire.js';
 import type * as W from './wire.js';
 
@@ -53,6 +53,8 @@ export class KvStoreServer {
   private readonly unsubscribe: () => void;
   private draining = false;
   private closed = false;
+  /** Puts begun by their transfer's Begin (put_begin), by transfer id, until admitted or discarded. */
+  private readonly transferPuts = new Map<string, string>();
   private address = '';
   private refusedTransfers = 0;
   private blocksSent = 0;
@@ -74,12 +76,21 @@ export class KvStoreServer {
     const host = opts.host ?? '127.0.0.1';
     this.receiver = await TransferReceiver.start({
       transports: opts.transports,
-      // A put's blocks are read straight into the buffers the store keeps them in.
+      // A put's blocks are read straight into the buffers the store keeps them in; a transfer with
+      // put_begin begins its put first.
       place: (offer) => {
+        const model = offer.meta[PUT_BEGIN_META];
+        if (typeof model === 'string' && model !== '') return this.beginFromTransfer(offer, model);
         const putId = offer.meta[PUT_ID_META];
         return typeof putId === 'string' ? opts.store.placement(putId, offer.blocks) : undefined;
       },
       onTransfer: (t) => this.admitPut(t),
+      // A transfer that began a put and then failed ends its put at once (not at its ttl).
+      onDiscard: (transferId) => {
+        const putId = this.transferPuts.get(transferId);
+        this.transferPuts.delete(transferId);
+        if (putId !== undefined) opts.store.revokePut(putId);
+      },
     });
     await this.sender.listen(); // a taken --data-port fails here, not at the first Get
     const rx = this.receiver.grpcService();
@@ -141,9 +152,27 @@ export class KvStoreServer {
     if (gone.length > 0) this.publisher.removed(gone, 'store');
   }
 
+  /** Begins the put a transfer with put_begin carries, as BeginPut would; then places its blocks. */
+  private async beginFromTransfer(offer: TransferOffer, model: string): Promise<Uint8Array[] | undefined> {
+    const { store } = this.opts;
+    try {
+      if (this.draining) throw new KvStoreError('unavailable', 'kv-store is draining');
+      const ttl = Number(offer.meta[PUT_TTL_META] ?? '0');
+      const begun = await store.beginPut(model, offer.blocks.map((b) => ({ hash: b.hash, size: b.length })), { ttlMs: ttl > 0 ? ttl : undefined });
+      this.transferPuts.set(offer.transferId, begun.putId);
+      return store.placement(begun.putId, offer.blocks); // undefined (read elsewhere, copied) if it holds some already
+    } catch (err) {
+      this.refusedTransfers += 1;
+      this.opts.logger.warn({ transferId: offer.transferId, err: String(err) }, 'kv-store: put transfer refused');
+      throw withCode(err);
+    }
+  }
+
   /** A put's bytes: admitted only for an open put; a bad block revokes the whole put. Committed here if asked. */
   private admitPut(t: IncomingTransfer): void {
-    const putId = t.meta[PUT_ID_META];
+    const begun = this.transferPuts.get(t.transferId);
+    this.transferPuts.delete(t.transferId);
+    const putId = begun ?? t.meta[PUT_ID_META];
     const { store } = this.opts;
     try {
       if (typeof putId !== 'string' || putId === '') throw new KvStoreError('invalid_argument', `transfer ${t.transferId} names no put_id`);
@@ -159,7 +188,7 @@ export class KvStoreServer {
     } catch (err) {
       this.refusedTransfers += 1;
       this.opts.logger.warn({ transferId: t.transferId, putId, err: String(err) }, 'kv-store: put transfer refused');
-      throw err;
+      throw withCode(err);
     }
   }
 
@@ -281,6 +310,11 @@ export class KvStoreServer {
     this.opts.logger.error({ err: String(err) }, 'kv-store: call failed');
     return { code: status.INTERNAL, details: e.message ?? String(err) };
   }
+}
+
+/** A refusal for the transfer engine to carry back: the store's code leads the message (`resource_exhausted: ...`). */
+function withCode(err: unknown): unknown {
+  return err instanceof KvStoreError ? new Error(`${err.code}: ${err.message}`) : err;
 }
 
 function tierMsg(t: TierStats): W.TierStatsMsg {
