@@ -145,7 +145,7 @@ export class KvStoreClient {
       // The store's refusal (bad block, no room, wrong model) comes back as the transfer's REFUSED, its
       // message starting with the store's code.
       const e = err as { code?: unknown; message?: string };
-      const m = /^(invalid_argument|not_found|resource_exhausted|failed_precondition|unavailable): /.exec(e.message ?? '');
+      const m = /^(?:receiver: )?(invalid_argument|not_found|resource_exhausted|failed_precondition|unavailable): /.exec(e.message ?? '');
       if (e.code === 'REFUSED' && m !== null) throw new KvStoreCallError(m[1]!.toUpperCase(), (e.message ?? '').slice(m[0].length));
       throw err;
     }

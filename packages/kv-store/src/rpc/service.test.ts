@@ -137,6 +137,9 @@ describe('kv-store service', () => {
     const rawErr = await new Promise<{ code: number; details: string } | null>((resolve) => rawClient.BeginPut({ model_id: MODEL, hashes: Buffer.alloc(12), sizes: [BLOCK], ttl_ms: 0 }, resolve));
     rawClient.close();
     expect(rawErr).toMatchObject({ code: 3, details: expect.stringContaining('12 bytes of hashes for 1 block sizes') });
+    // More than the memory tier holds: the store's code comes back through the transfer's refusal.
+    const tooMany = blocks(Array.from({ length: 41 }, (_, i) => 2000 + i));
+    expect(await err(client.put(sender, MODEL, tooMany))).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringContaining('memory tier holds only') });
     // Garbage bytes of the right length: the transfer is refused and the put revoked.
     const garbage = { hash: hashOf(500), data: new Uint8Array(BLOCK).fill(7) };
     expect(await err(client.put(sender, MODEL, [garbage]))).toBeDefined();
