@@ -1,7 +1,10 @@
 // The memory tier: committed blocks in LRU order, and a byte budget shared with reservations for puts.
 // Block buffers are recycled: a fresh 32 KiB ArrayBuffer per block written costs far more than copying
 // into it (allocation, and the GC of external memory), so a block's buffer goes back to a free list once
-// the block left the tier and nobody can still be reading it.
+// the block left the tier and nobody can still be reading it. Fresh buffers for a put are carved 16 to an
+// arena, side by side, so that a transfer reads many blocks with one read; an arena's memory is freed when
+// all 16 are (the budget counts block bytes: an arena pinned by one live block is slack it does not see,
+// at most 15 blocks' worth per arena — and freed buffers are reused before any arena is carved).
 import type { BlockHash, BlockKey } from './keys.js';
 
 export interface MemoryEntry {
@@ -9,7 +12,7 @@ export interface MemoryEntry {
   readonly modelId: string;
   readonly hash: BlockHash;
   readonly bytes: Uint8Array;
-  /** crc32 of all of `bytes`, taken when the store received them; every read re-checks it. */
+  /** crc32 of all of `bytes`, taken when the store received them; every read checks it (here, or at the reader). */
   readonly crc: number;
   /** Being copied to disk by eviction: not picked again. */
   demoting: boolean;
@@ -24,6 +27,9 @@ export interface MemoryEntry {
 /** A new entry's bookkeeping fields. */
 export const FRESH_ENTRY = { demoting: false, lent: 0, retired: false, tainted: false } as const;
 
+/** Blocks per arena of fresh buffers: an arena is freed when all its blocks are (so at most this many are pinned by one). */
+const ARENA_BLOCKS = 16;
+
 /** Free block buffers by size, bounded in total. */
 export class BufferPool {
   private readonly free = new Map<number, Uint8Array[]>();
@@ -37,6 +43,24 @@ export class BufferPool {
     if (b === undefined) return new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
     this.pooled -= size;
     return b;
+  }
+
+  /**
+   * `count` buffers of `size` bytes for blocks that arrive one after another: the last ones given back, in
+   * the order they were given (blocks freed together come back together), then fresh ones carved from
+   * arenas of ARENA_BLOCKS. Neighbours in memory let a transfer read many blocks with one read.
+   */
+  takeRun(size: number, count: number): Uint8Array[] {
+    const list = this.free.get(size);
+    const reused = list === undefined ? [] : list.splice(Math.max(0, list.length - count), count);
+    this.pooled -= reused.length * size;
+    const out = reused;
+    while (out.length < count) {
+      const n = Math.min(ARENA_BLOCKS, count - out.length);
+      const arena = Buffer.allocUnsafeSlow(n * size).buffer;
+      for (let k = 0; k < n; k++) out.push(new Uint8Array(arena, k * size, size));
+    }
+    return out;
   }
 
   give(b: Uint8Array): void {

@@ -175,6 +175,9 @@ describe('placement', () => {
     expect(store.placement('no-such-put', wanted)).toBeUndefined();
     const bufs = store.placement(begun.putId, wanted)!;
     expect(bufs.map((b) => b.byteLength)).toEqual([BLOCK, BLOCK]);
+    // Fresh buffers for blocks in a row are neighbours in one arena: a transfer reads them with one read.
+    expect(bufs[1]!.buffer).toBe(bufs[0]!.buffer);
+    expect(bufs[1]!.byteOffset).toBe(bufs[0]!.byteOffset + BLOCK);
     expect(store.placement(begun.putId, wanted)).toBeUndefined(); // a second transfer never shares them
     bufs[0]!.set(blocks[1]!); // what the transfer engine does: the bytes land in the store's buffer
     store.writeBlock(begun.putId, hashOf(2), bufs[0]!);

@@ -167,7 +167,12 @@ export class KvStore {
       if (b === undefined || b.alreadyStored || b.bytes !== undefined || b.target !== undefined || b.size !== length || pending.has(b)) return undefined;
       pending.add(b);
     }
-    return [...pending].map((b) => (b.target = this.memory.buffers.take(b.size)));
+    const list = [...pending];
+    if (list.length === 0) return [];
+    const uniform = list.every((b) => b.size === list[0]!.size);
+    const bufs = uniform ? this.memory.buffers.takeRun(list[0]!.size, list.length) : list.map((b) => this.memory.buffers.take(b.size));
+    list.forEach((b, i) => (b.target = bufs[i]));
+    return bufs;
   }
 
   /**

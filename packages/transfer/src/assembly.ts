@@ -45,9 +45,7 @@ export class BlockAssembly implements BatchTarget {
     });
     this.totalBytes = total;
     if (placed !== undefined) {
-      const distinct = new Set(placed.map((b) => b.buffer));
-      const fits = placed.length === descriptors.length && distinct.size === placed.length
-        && placed.every((b, i) => b.byteLength === descriptors[i]?.length);
+      const fits = placed.length === descriptors.length && placed.every((b, i) => b.byteLength === descriptors[i]?.length) && disjoint(placed);
       if (!fits) throw new TransferError('REFUSED', 'the receiving application placed the blocks in buffers that do not match them');
     }
     this.placed = placed ?? null;
@@ -79,7 +77,7 @@ export class BlockAssembly implements BatchTarget {
       throw new TransferError('PROTOCOL', `batch at block ${first}: ${payloadBytes} payload bytes, announced ${end - start}`);
     }
     this.nextBatch = first + count;
-    if (this.placed !== null) return this.placed.slice(first, first + count);
+    if (this.placed !== null) return coalesce(this.placed.slice(first, first + count));
     return [new Uint8Array(this.slab as ArrayBuffer, start, end - start)];
   }
 
@@ -175,4 +173,36 @@ export class BlockAssembly implements BatchTarget {
 
 function hex(n: number): string {
   return (n >>> 0).toString(16).padStart(8, '0');
+}
+
+/** Views that follow one another in one buffer, merged: one read fills them all. */
+function coalesce(views: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const v of views) {
+    const last = out.at(-1);
+    if (last !== undefined && last.buffer === v.buffer && last.byteOffset + last.byteLength === v.byteOffset) {
+      out[out.length - 1] = new Uint8Array(last.buffer, last.byteOffset, last.byteLength + v.byteLength);
+    } else {
+      out.push(v);
+    }
+  }
+  return out;
+}
+
+/** No two views share a byte. */
+function disjoint(views: readonly Uint8Array[]): boolean {
+  const byBuffer = new Map<ArrayBufferLike, Uint8Array[]>();
+  for (const v of views) {
+    const list = byBuffer.get(v.buffer);
+    if (list === undefined) byBuffer.set(v.buffer, [v]);
+    else list.push(v);
+  }
+  for (const list of byBuffer.values()) {
+    list.sort((a, b) => a.byteOffset - b.byteOffset);
+    for (let i = 1; i < list.length; i++) {
+      const prev = list[i - 1] as Uint8Array;
+      if (prev.byteOffset + prev.byteLength > (list[i] as Uint8Array).byteOffset) return false;
+    }
+  }
+  return true;
 }

@@ -170,7 +170,12 @@ export class ReceiveSession {
     this.phase = 'placing';
     placed.then((where) => {
       if (this.phase !== 'placing') return; // failed meanwhile (cancelled, deadline, receiver closed)
-      this.startData(b, where);
+      try {
+        this.startData(b, where);
+      } catch (e) {
+        this.fail(asTransferError(e, 'REFUSED'));
+        return;
+      }
       const held = this.held;
       this.held = [];
       for (const m of held) this.onMessage(m);

@@ -179,11 +179,45 @@ describe('placement', () => {
     }
   });
 
-  it('a placement that does not fit the blocks refuses the transfer', async () => {
-    const rx = await startHarness({ place: (offer) => offer.blocks.map((b) => new Uint8Array(b.length + 1)) });
+  it('over tcp, blocks placed side by side in one buffer are read together, and land right', async () => {
+    let arena: ArrayBuffer | undefined;
+    const rx = await startHarness({
+      place: (offer) => {
+        const total = offer.blocks.reduce((n, b) => n + b.length, 0);
+        arena = new ArrayBuffer(total + 200);
+        let at = 100; // not at the start, and one gap after block 20: two runs of neighbours
+        return offer.blocks.map((b, i) => {
+          const v = new Uint8Array(arena as ArrayBuffer, at, b.length);
+          at += b.length + (i === 20 ? 50 : 0);
+          return v;
+        });
+      },
+    });
     const sender = new TransferSender({ shmBase: rx.shmBase });
     try {
       const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
+      const blocks = [...makeBlocks(40, 32 * 1024, 330), ...makeBlocks(3, 999, 331)];
+      const r = await sender.send({ peer, transport: 'tcp', blocks });
+      const t = rx.admitted.find((a) => a.transferId === r.transferId);
+      expectSame(t?.blocks ?? [], blocks);
+      expect(t?.blocks.every((b) => b.data.buffer === arena)).toBe(true);
+    } finally {
+      sender.close();
+      await rx.close();
+    }
+  });
+
+  it('a placement that does not fit the blocks, or overlaps itself, refuses the transfer', async () => {
+    const shared = new ArrayBuffer(8192);
+    const rx = await startHarness({
+      place: (offer) => (offer.meta['overlap'] === 'yes'
+        ? offer.blocks.map((b, i) => new Uint8Array(shared, i * 100, b.length)) // the second starts inside the first
+        : offer.blocks.map((b) => new Uint8Array(b.length + 1))),
+    });
+    const sender = new TransferSender({ shmBase: rx.shmBase });
+    try {
+      const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
+      await expect(sender.send({ peer, transport: 'tcp', blocks: makeBlocks(2, 1024, 311), meta: { overlap: 'yes' } })).rejects.toMatchObject({ code: 'REFUSED' });
       await expect(sender.send({ peer, transport: 'tcp', blocks: makeBlocks(2, 4096, 310) })).rejects.toMatchObject({ code: 'REFUSED' });
       expect(rx.admitted).toEqual([]);
       expect(rx.rx.pendingBytes).toBe(0);
