@@ -205,6 +205,14 @@ describe('the chart runs the CLI it ships', () => {
     const gateway = checked.find((c) => c.command === 'gateway')!.flags;
     expect(policyOf(gateway)).toBe('session-affinity');
     expect(gateway.str('served-model-name')).toBe('tiny-chat');
+    expect(gateway.str('max-model-len'), 'the gateway refuses what no worker would take').toBe('1024');
+  });
+
+  it('gives the gateway the shortest max-model-len of the worker pools, and none when no pool sets one', () => {
+    const gatewayOf = (docs: Manifest[]): Flags => checkRender(docs, new Set(['kv-store'])).find((c) => c.command === 'gateway')!.flags;
+    expect(gatewayOf(render(['-f', 'ci/cpu-trial.yaml', '--set', 'prefill.engine.maxModelLen=4096', '--set', 'decode.engine.maxModelLen=2048'])).str('max-model-len')).toBe('2048');
+    expect(gatewayOf(render(['-f', 'ci/cpu-trial.yaml', '--set', 'decode.engine.maxModelLen=3000'])).str('max-model-len')).toBe('3000');
+    expect(gatewayOf(rendered.get('cpu-trial')!).str('max-model-len')).toBeUndefined();
   });
 
   it('fails on a flag the CLI does not know, a bad value, or a port that disagrees with the pod', () => {
