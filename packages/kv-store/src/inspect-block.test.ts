@@ -6,13 +6,19 @@ import { BLOCK, LAYOUT, hashOf, makeBlock } from './test-helpers.js';
 describe('inspectBlock', () => {
   it('describes a valid block without knowing the model', () => {
     const info = inspectBlock(makeBlock(hashOf(7)));
-    expect(info).toEqual({ layout: LAYOUT, numTokens: 4, hash: hashOf(7), payloadBytes: BLOCK - 40 });
+    expect(info).toMatchObject({ layout: LAYOUT, numTokens: 4, hash: hashOf(7), payloadBytes: BLOCK - 40 });
     expect(inspectBlock(makeBlock(hashOf(7)), LAYOUT).hash).toBe(hashOf(7));
+    expect(info.names(hashOf(7))).toBe(true);
+    expect(info.names(hashOf(8))).toBe(false);
+    expect(inspectBlock(makeBlock(hashOf(0xabc))).names(hashOf(0xabc))).toBe(true);
+    expect(inspectBlock(makeBlock(hashOf(0xabc))).names(hashOf(0xabc).toUpperCase())).toBe(false);
+    expect(info.names('short')).toBe(false);
   });
 
   it('reads a block encoded without a hash as hash undefined', () => {
     const bytes = encodeBlock(LAYOUT, new Uint8Array(BLOCK - 40), undefined, 2);
     expect(inspectBlock(bytes)).toMatchObject({ hash: undefined, numTokens: 2 });
+    expect(inspectBlock(bytes).names(hashOf(3))).toBe(true); // a header without a hash names none to contradict
   });
 
   it('names what is wrong', () => {

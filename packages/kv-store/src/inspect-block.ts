@@ -12,8 +12,10 @@ const VERSION = 1;
 export interface BlockInfo {
   readonly layout: KvLayout;
   readonly numTokens: number;
-  /** The hash written in the header; undefined when the block was encoded without one (all zero). */
+  /** The hash written in the header (as text); undefined when the block was encoded without one (all zero). */
   readonly hash: BlockHash | undefined;
+  /** Whether the header names no hash, or the one it names is `hash` (compared without making text). */
+  names(hash: BlockHash): boolean;
   readonly payloadBytes: number;
 }
 
@@ -57,7 +59,32 @@ export function inspectBlock(bytes: Uint8Array, expected?: KvLayout, verifiedCrc
   if (!intact) {
     throw invalidArgument('KV block checksum mismatch');
   }
-  return { layout, numTokens, hash: headerHash(bytes), payloadBytes };
+  return {
+    layout, numTokens, payloadBytes,
+    get hash() {
+      return headerHash(bytes);
+    },
+    names: (hash) => headerNames(bytes, hash),
+  };
+}
+
+/** The header's hash bytes are all zero, or spell `hash` (16 lowercase hex characters). */
+function headerNames(bytes: Uint8Array, hash: BlockHash): boolean {
+  let any = 0;
+  let same = hash.length === 16;
+  for (let i = 0; i < 8; i++) {
+    const b = bytes[16 + i] as number;
+    any |= b;
+    if (same && (nibble(hash.charCodeAt(2 * i)) !== b >> 4 || nibble(hash.charCodeAt(2 * i + 1)) !== (b & 15))) same = false;
+  }
+  return any === 0 || same;
+}
+
+/** A lowercase hex digit's value; -1 for anything else. */
+function nibble(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
 }
 
 const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));

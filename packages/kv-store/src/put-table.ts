@@ -1,8 +1,9 @@
 // Puts between beginPut and commit: their reservations, the bytes written so far, and their deadlines.
 import { randomUUID } from 'node:crypto';
-import type { BlockHash } from './keys.js';
+import type { BlockHash, BlockKey } from './keys.js';
 
 export interface PendingBlock {
+  readonly key: BlockKey;
   readonly size: number;
   /** Held by the store when the put began: not reserved, writing it is optional. */
   readonly alreadyStored: boolean;

@@ -127,8 +127,9 @@ export class KvStore {
     const alreadyStored: BlockHash[] = [];
     let reservedBytes = 0;
     for (const { hash, size } of entries) {
-      const stored = this.tierOf(blockKey(modelId, hash)) !== undefined;
-      blocks.set(hash, { size, alreadyStored: stored, bytes: undefined, crc: 0, target: undefined });
+      const key = blockKey(modelId, hash); // made once: its hash code is cached on it for every later lookup
+      const stored = this.tierOf(key) !== undefined;
+      blocks.set(hash, { key, size, alreadyStored: stored, bytes: undefined, crc: 0, target: undefined });
       if (stored) alreadyStored.push(hash);
       else reservedBytes += size;
     }
@@ -199,7 +200,7 @@ export class KvStore {
         throw invalidArgument(`block ${hash} is ${bytes.byteLength} bytes, but the put declared ${block.size}`);
       }
       const info = inspectBlock(bytes, layout, crc);
-      if (info.hash !== undefined && info.hash !== hash) throw invalidArgument(`block header names hash ${info.hash}, not ${hash}`);
+      if (!info.names(hash)) throw invalidArgument(`block header names hash ${info.hash}, not ${hash}`);
       if (block.alreadyStored) continue;
       let own = bytes; // read straight into the store's buffer (placement)
       if (bytes !== block.target) {
@@ -224,7 +225,7 @@ export class KvStore {
     for (const [hash, b] of put.blocks) {
       if (b.bytes !== undefined) continue;
       if (!b.alreadyStored) unwritten.push(hash);
-      else if (this.tierOf(blockKey(put.modelId, hash)) === undefined) vanished.push(hash);
+      else if (this.tierOf(b.key) === undefined) vanished.push(hash);
     }
     if (unwritten.length > 0) {
       throw new KvStoreError('failed_precondition', `put ${putId} cannot commit: ${unwritten.length} of ${put.blocks.size} blocks not written (${unwritten.slice(0, 4).join(', ')}${unwritten.length > 4 ? ', …' : ''})`);
@@ -239,7 +240,7 @@ export class KvStore {
     const stored: MemoryEntry[] = [];
     const alreadyStored: BlockHash[] = [];
     for (const [hash, b] of put.blocks) {
-      const key = blockKey(put.modelId, hash);
+      const key = b.key;
       if (b.bytes === undefined || this.tierOf(key) !== undefined) {
         if (b.bytes !== undefined) this.memory.unreserve(b.size); // committed meanwhile by another put
         alreadyStored.push(hash);
