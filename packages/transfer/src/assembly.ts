@@ -2,7 +2,8 @@
 // the bytes, each verified against its checksum as it completes. Only a complete assembly yields blocks.
 // All blocks live in one slab from the receiver's pool, back to back: the layout a tcp batch's payload
 // has on the wire. Or, where the application placed them, each in a buffer of its own that the
-// application keeps (a tcp batch's payload is then read block by block).
+// application keeps (a tcp batch's payload is then read block by block, or many at once where those
+// buffers are neighbours in memory).
 import { blockChecksum } from './checksum.js';
 import { TransferError } from './errors.js';
 import type { BatchTarget } from './frame-codec.js';

@@ -17,8 +17,9 @@
 //        …        payload: the blocks' bytes back to back
 //
 // The payload is laid out exactly as the receiver lays the blocks out in its receive slab (back to
-// back), so the receiver reads it from the socket straight into the slab (or, block by block, into
-// buffers the application placed them in): no copy, no per-read allocation. Only the 24-byte header and the checksum table go through small scratch buffers.
+// back), so the receiver reads it from the socket straight into the slab (or into the buffers the
+// application placed the blocks in, several at a time where they are neighbours): no copy, no per-read
+// allocation. Only the 24-byte header and the checksum table go through small scratch buffers.
 
 export const PULL_REQUEST_BYTES = 16;
 export const BATCH_HEADER_BYTES = 24;

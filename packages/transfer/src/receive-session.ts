@@ -157,7 +157,7 @@ export class ReceiveSession {
     const refused = (e: unknown): TransferError => new TransferError('REFUSED', e instanceof Error ? e.message : String(e), { cause: e });
     let placed: Uint8Array[] | undefined | Promise<Uint8Array[] | undefined>;
     try {
-      placed = this.host.place({ transferId: b.transfer_id, meta: b.meta, blocks });
+      placed = this.host.place({ transferId: b.transfer_id, meta: b.meta, blocks, signal: this.ctl.signal });
     } catch (e) {
       throw refused(e);
     }
@@ -296,6 +296,7 @@ export class ReceiveSession {
   private fail(error: TransferError, notify = true): void {
     if (this.phase === 'done') return;
     this.phase = 'done';
+    this.held = [];
     this.ctl.abort(error);
     this.cleanup();
     this.assembly?.discard();

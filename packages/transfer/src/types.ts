@@ -66,6 +66,8 @@ export interface TransferOffer {
   readonly transferId: string;
   readonly meta: TransferMeta;
   readonly blocks: readonly { readonly hash: string; readonly length: number }[];
+  /** Aborts if the transfer is discarded (sender gone, deadline, receiver closed), also while placing it. */
+  readonly signal: AbortSignal;
 }
 
 /** What `TransferSender.send` resolves with once the receiver acknowledged admission. */

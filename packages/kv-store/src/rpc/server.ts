@@ -159,6 +159,10 @@ export class KvStoreServer {
       if (this.draining) throw new KvStoreError('unavailable', 'kv-store is draining');
       const ttl = Number(offer.meta[PUT_TTL_META] ?? '0');
       const begun = await store.beginPut(model, offer.blocks.map((b) => ({ hash: b.hash, size: b.length })), { ttlMs: ttl > 0 ? ttl : undefined });
+      if (offer.signal.aborted) {
+        store.revokePut(begun.putId); // the transfer was discarded while the put began (eviction can take a while)
+        throw new KvStoreError('unavailable', `transfer ${offer.transferId} ended before its put began`);
+      }
       this.transferPuts.set(offer.transferId, begun.putId);
       return store.placement(begun.putId, offer.blocks); // undefined (read elsewhere, copied) if it holds some already
     } catch (err) {

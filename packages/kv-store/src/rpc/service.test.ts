@@ -123,6 +123,27 @@ describe('kv-store service', () => {
     expect(Buffer.compare(again.blocks[0]!.data, put[1]!.data)).toBe(0);
   });
 
+  it('a put whose transfer ends while the put begins leaves no open put behind', async () => {
+    const ac = new AbortController();
+    const store = svc.store;
+    const beginPut = store.beginPut.bind(store);
+    // The client gives up just as the store begins the put (as eviction to make room can take a while).
+    store.beginPut = async (...args) => {
+      const begun = await beginPut(...args);
+      ac.abort();
+      await sleep(50);
+      return begun;
+    };
+    try {
+      await expect(client.put(sender, MODEL, blocks([650, 651]), { transport: 'tcp', signal: ac.signal })).rejects.toThrow();
+      await sleep(100); // the store's beginPut returns 50 ms after the abort; the put ttl here is 300 ms
+      expect(store.stats().puts.active).toBe(0); // revoked at once, not reclaimed at its ttl
+      expect((await client.exists(MODEL, [hashOf(650), hashOf(651)])).tiers).toEqual(['', '']);
+    } finally {
+      store.beginPut = beginPut;
+    }
+  });
+
   it('bad input gets clear errors and stores nothing', async () => {
     const before = svc.store.stats().memory.blocks;
     const err = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as KvStoreCallError);
