@@ -178,7 +178,8 @@ export class KvStore {
 
   /**
    * Phase two: one block's bytes. They are checked (codec header, shape, checksum, the hash in the header)
-   * and copied; a bad block is refused and nothing of it is kept. Writing an already-stored block is a no-op.
+   * and kept — copied, unless they are in the buffer placement() gave for them; a bad block is refused and
+   * nothing of it is kept. Writing an already-stored block is a no-op.
    * `verifiedCrc`: the CRC-32 of `bytes`, already checked against them (the transfer engine did); it spares
    * two passes over the bytes (the header's payload CRC is checked against it, and it is kept as the block's).
    */
