@@ -54,7 +54,11 @@ export async function runSendSession(plan: SendPlan, deps: SendDeps): Promise<Ad
     if (d.kind === 'ready') {
       gotReady = true;
       ready(d.ready);
-    } else admitted = d.admitted;
+    } else {
+      // Admitted is the receiver's word that it took every block: done, without waiting for the status.
+      admitted = d.admitted;
+      finished();
+    }
   });
   call.on('error', (e: ServiceError) => {
     const err = fromGrpcError(e);
