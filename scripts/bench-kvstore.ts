@@ -101,9 +101,9 @@ async function runParent(): Promise<void> {
     return total / secs / 1e9;
   };
 
-  // One phase per transport, each with its own raw copies interleaved (raw, put, get; then Remove, so that
-  // every round moves the bytes): load from elsewhere on the machine hits both alike, and one transport's
-  // garbage (gRPC leaves plenty) is not collected in another's timings. Warm-up rounds first: a store runs
+  // One phase per transport, each with its own raw copies interleaved (raw and put, each first in turn; then
+  // get; then Remove, so that every round moves the bytes): load from elsewhere on the machine hits both
+  // alike, and one transport's garbage (gRPC leaves plenty) is not collected in another's timings. Warm-up rounds first: a store runs
   // warm, and both processes' JIT takes ~15 rounds to settle (put's first rounds ran at 0.2-0.6 GB/s, then
   // steadily at 1.0-1.1).
   const rows: string[][] = [['transport', 'raw copy GB/s', 'put GB/s', 'put ÷ raw', 'get GB/s', 'get ÷ raw', 'put min–max', 'get min–max']];
@@ -111,7 +111,9 @@ async function runParent(): Promise<void> {
   for (const t of transports.filter((x): x is TransportKind => x !== 'raw')) {
     const xs = { raw: [] as number[], put: [] as number[], get: [] as number[] };
     for (let r = 0; r < warmup + reps; r++) {
-      const round = { raw: await raw(), put: await put(t), get: await get(t) };
+      // Raw and put swap places every round: each disturbs whatever runs right after it.
+      const first = r % 2 === 0 ? { raw: await raw(), put: await put(t) } : { put: await put(t), raw: await raw() };
+      const round = { ...first, get: await get(t) };
       await store.remove(MODEL, hashes);
       if (r >= warmup) for (const k of ['raw', 'put', 'get'] as const) xs[k].push(round[k]);
     }
@@ -160,7 +162,7 @@ async function runParent(): Promise<void> {
   }
   const s = engine.stats();
   const ratio = median(warm) / median(cold);
-  process.stdout.write(`\nkv-store between two processes on one host (${count} blocks of the tiny model, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (raw copy, put, get) after ${warmup} warm-up rounds.\n`);
+  process.stdout.write(`\nkv-store between two processes on one host (${count} blocks of the tiny model, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy and a put, each first in turn, then a get) after ${warmup} warm-up rounds.\n`);
   process.stdout.write('put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = Get with the store sending to our receiver, until every block is there and verified;\nraw copy = the same bytes over one plain TCP socket (no framing, no checksums).\n\n');
   process.stdout.write(`${table(rows)}\n\n`);
   process.stdout.write(`TTFT, ${promptLen}-token prompt, tiny model, median of ${ttftReps}: cold ${(median(cold) * 1000).toFixed(0)} ms; prefix from the store ${(median(warm) * 1000).toFixed(0)} ms (lookup + get + verified import + ${promptLen % LAYOUT.blockSize || LAYOUT.blockSize} tokens computed); ratio ${ratio.toFixed(2)} (target <= 0.35).\n`);
