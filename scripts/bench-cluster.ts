@@ -13,7 +13,7 @@ import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import type { PolicyName } from '@pdserve/router';
 import { startWorkerService, type WorkerRole, type WorkerService } from '@pdserve/worker';
-import { machine, median, randomTokens, streamTimings } from './lib/stats';
+import { machine, median, sideBySide } from './lib/stats';
 
 const { values: args } = parseArgs({ options: { requests: { type: 'string', default: '64' } } });
 const dir = await ensureTinyModel();
@@ -70,18 +70,9 @@ async function ttft512(topologies: readonly { roles: WorkerRole[]; remotePrefill
   const clusters = [];
   for (const t of topologies) clusters.push(await cluster(t.roles, 'kv-aware', 4096, t.remotePrefillMinTokens));
   try {
-    const times: number[][] = clusters.map(() => []);
     // Ten warm-up prompts to each (a server runs warm; the JIT takes a few requests to settle on each path), then ten timed.
-    for (let i = 0; i < 20; i++) {
-      const prompt = [1, ...randomTokens(511, 500 + i)];
-      const order = clusters.map((_, k) => k);
-      if (i % 2 === 1) order.reverse();
-      for (const k of order) {
-        const t = await streamTimings(`${clusters[k]!.gw.url}/v1/completions`, { model: 'tiny', prompt, max_tokens: 8, temperature: 0, ignore_eos: true });
-        if (i >= 10) times[k]!.push(t.first);
-      }
-    }
-    return times.map(median);
+    const times = await sideBySide(clusters.map((c) => c.gw.url), { prompts: 10, warmup: 10, seed: 500, maxTokens: 8 });
+    return times.map((ts) => median(ts.map((t) => t.first)));
   } finally {
     for (const c of clusters) await c.close();
   }

@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import { ensureTinyModel } from '@pdserve/model';
 import { spawnService, startNats, startRedis, waitFor, type ServiceProcess } from '@pdserve/testkit';
-import { machine, median, randomTokens, streamTimings, type StreamTimings } from './lib/stats';
+import { machine, median, sideBySide, type StreamTimings } from './lib/stats';
 
 const { values: args } = parseArgs({ options: { requests: { type: 'string', default: '12' }, warmup: { type: 'string', default: '10' } } });
 const dir = await ensureTinyModel();
@@ -43,18 +43,10 @@ const topologies = [
   await start('disagg', [['prefill-0', 'prefill-worker'], ['decode-0', 'decode-worker']], 1),
 ];
 await new Promise((r) => setTimeout(r, 1500)); // one membership poll: each gateway sees its workers
-const times: StreamTimings[][] = [[], []];
-const n = Number(args.requests);
 // Warm-up prompts first, the same number to each topology: a server runs warm, and a process's JIT takes
 // a few requests to settle on each path (the disaggregated one runs more code: Prefill stream, handoff).
 const warmup = Number(args.warmup);
-for (let i = 0; i < n + warmup; i++) {
-  const prompt = [1, ...randomTokens(511, 700 + i)];
-  for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
-    const t = await streamTimings(`${topologies[k]!.url}/v1/completions`, { model: 'tiny', prompt, max_tokens: OUTPUT_TOKENS, temperature: 0, ignore_eos: true });
-    if (i >= warmup) times[k]!.push(t);
-  }
-}
+const times = await sideBySide(topologies.map((t) => t.url), { prompts: Number(args.requests), warmup, seed: 700, maxTokens: OUTPUT_TOKENS });
 await Promise.all(topologies.flatMap((t) => t.procs.map((p) => p.kill())));
 const [mixed, disagg] = times.map(summary) as [StreamTimings, StreamTimings];
 const pairRatio = median(times[1]!.map((t, i) => t.first / times[0]![i]!.first));

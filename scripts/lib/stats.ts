@@ -68,3 +68,22 @@ export async function streamTimings(url: string, body: Record<string, unknown>):
   const at = (i: number): number => ((marks[Math.min(i, marks.length - 1)] ?? performance.now()) - t0) / 1000;
   return { first: at(0), second: at(1), total: (performance.now() - t0) / 1000 };
 }
+
+/**
+ * Cold 512-token prompts (greedy, `maxTokens` each, streamed) to every gateway side by side: prompt i goes
+ * to each URL in turn (the order reversed every other prompt), so that the machine's drift over the run
+ * hits them all alike. Each URL's timings after the first `warmup` prompts, in prompt order.
+ */
+export async function sideBySide(urls: readonly string[], opts: { readonly prompts: number; readonly warmup: number; readonly seed: number; readonly maxTokens: number }): Promise<StreamTimings[][]> {
+  const times: StreamTimings[][] = urls.map(() => []);
+  for (let i = 0; i < opts.warmup + opts.prompts; i++) {
+    const prompt = [1, ...randomTokens(511, opts.seed + i)];
+    const order = urls.map((_, k) => k);
+    if (i % 2 === 1) order.reverse();
+    for (const k of order) {
+      const t = await streamTimings(`${urls[k]}/v1/completions`, { model: 'tiny', prompt, max_tokens: opts.maxTokens, temperature: 0, ignore_eos: true });
+      if (i >= opts.warmup) times[k]!.push(t);
+    }
+  }
+  return times;
+}

@@ -50,22 +50,20 @@ export class Scheduler {
     insertByPriority(this.waiting, seq);
   }
 
-  /** Removes a sequence wherever it is and frees its blocks; returns whether it was known. */
-  /** Takes a sequence off the schedule, keeping its blocks (remove() frees them later). */
-  detach(seq: Sequence): void {
-    const ri = this.running.indexOf(seq);
-    if (ri >= 0) this.running.splice(ri, 1);
+  /** Takes a sequence off the schedule, keeping its blocks (remove() frees them later); returns whether it was on it. */
+  detach(seq: Sequence): boolean {
     const wi = this.waiting.indexOf(seq);
     if (wi >= 0) this.waiting.splice(wi, 1);
+    const ri = this.running.indexOf(seq);
+    if (ri >= 0) this.running.splice(ri, 1);
+    return wi >= 0 || ri >= 0;
   }
 
+  /** Removes a sequence wherever it is and frees its blocks; returns whether it was known. */
   remove(seq: Sequence): boolean {
-    const wi = this.waiting.indexOf(seq);
-    if (wi >= 0) this.waiting.splice(wi, 1);
-    const ri = this.running.indexOf(seq);
-    if (ri >= 0) this.running.splice(ri, 1);
+    const known = this.detach(seq);
     this.freeBlocks(seq);
-    return wi >= 0 || ri >= 0;
+    return known;
   }
 
   hasWork(): boolean {

@@ -7,8 +7,8 @@ import { explainDecision, RouterError, type Router } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
 import type { ServiceRecord } from '@pdserve/control-plane';
 import {
-  firstFromWire, outputFromWire, outputToWire, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg, type GenerateRequestMsg,
-  type WorkerCallError,
+  afterStreamedFirst, firstFromWire, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg,
+  type GenerateRequestMsg, type PrefillFirstMsg, type WorkerCallError,
 } from '@pdserve/worker';
 import type { ClusterView } from './cluster-view';
 
@@ -78,12 +78,13 @@ export class ClusterClient implements EngineClient {
           prefill: LOCAL_PLAN,
         };
         const decodeRecord = view.record(decision.decodeWorker);
-        const chunks = remote && decodeRecord
-          ? this.pushedHandoff(base, remote, decodeRecord, req.signal)
-          : view.client(decision.decodeWorker).generate(base, req.signal);
-        for await (const chunk of chunks) {
+        const wantLogprobs = req.sampling.logprobs !== undefined;
+        const outputs = remote && decodeRecord
+          ? this.pushedHandoff(base, remote, decodeRecord, wantLogprobs, req.signal)
+          : fromWire(view.client(decision.decodeWorker).generate(base, req.signal), wantLogprobs);
+        for await (const o of outputs) {
           streamed++;
-          yield outputFromWire(chunk, req.sampling.logprobs !== undefined);
+          yield o;
         }
         return;
       } catch (err) {
@@ -109,8 +110,8 @@ export class ClusterClient implements EngineClient {
    * on its own (and its repeated first token is checked against the one already sent).
    */
   private async *pushedHandoff(
-    base: GenerateRequestMsg, prefill: ServiceRecord, decode: ServiceRecord, signal: AbortSignal | undefined,
-  ): AsyncGenerator<GenerateChunkMsg> {
+    base: GenerateRequestMsg, prefill: ServiceRecord, decode: ServiceRecord, wantLogprobs: boolean, signal: AbortSignal | undefined,
+  ): AsyncGenerator<GenerateOutput> {
     const { view, logger } = this.opts;
     const req: GenerateRequestMsg = { ...base, sampling: base.sampling === null ? null : seededSampling(base.sampling) };
     const transferId = randomBytes(16).toString('hex');
@@ -126,44 +127,36 @@ export class ClusterClient implements EngineClient {
         request_id: req.request_id, prompt_token_ids: req.prompt_token_ids, sampling: req.sampling, from_block: 0,
         target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto' },
       }, prefillCtl.signal);
-      const it = events[Symbol.asyncIterator]();
-      let first;
+      let first: PrefillFirstMsg | undefined;
       try {
-        const head = await it.next();
-        if (head.done !== true && head.value.kind === 'first') first = head.value.first;
+        // The rest of the prefill's stream is its receipt; should the prefill fail after its first token,
+        // the decode worker notices (the transfer fails, or never begins) and prefills locally.
+        ({ first } = await prefillFirst(events));
       } catch (err) {
         if (signal?.aborted) return;
         logger.warn('prefill worker failed; prefilling on the decode worker', { requestId: req.request_id, worker: prefill.id, error: toCallError(err).message });
       }
       if (first === undefined) {
         prefillCtl.abort();
-        yield* view.client(decode.id).generate(req, decodeCtl.signal);
+        yield* fromWire(view.client(decode.id).generate(req, decodeCtl.signal), wantLogprobs);
         return;
       }
-      yield outputToWire(firstFromWire(first, req.sampling?.has_logprobs === true, first.cached_tokens), prefill.id);
-      // The rest of the prefill's stream is its receipt; should the prefill fail from here on, the decode
-      // worker notices (the transfer fails, or never begins) and prefills locally.
-      const receipt = (async (): Promise<void> => {
-        for (let r = await it.next(); r.done !== true; r = await it.next()) { /* 'done' */ }
-      })();
-      receipt.catch(() => undefined);
+      const sent = first.first_token;
+      yield firstFromWire(first, wantLogprobs, first.cached_tokens);
       const plan = { mode: 'pushed', prefill_worker: prefill.id, prefill_address: prefill.grpcAddress, transfer_id: transferId };
-      let repeatsFirst = true;
-      for await (const c of view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal)) {
-        if (repeatsFirst && c.token_ids.length > 0) {
-          repeatsFirst = false;
-          if (c.token_ids[0] !== first.first_token) {
-            throw new EngineError('internal', `decode worker ${decode.id} sampled first token ${c.token_ids[0]}, not ${first.first_token} as already streamed`);
-          }
-          yield { ...c, token_ids: c.token_ids.slice(1), logprobs: c.logprobs.slice(1) };
-        } else yield c;
-      }
+      const rest = fromWire(view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal), wantLogprobs);
+      // The decode worker's stream repeats the first token: checked against the one already sent, and dropped.
+      yield* afterStreamedFirst(rest, sent, (got) => `decode worker ${decode.id} sampled first token ${got}, not ${sent} as already streamed`);
     } finally {
       signal?.removeEventListener('abort', onAbort);
       prefillCtl.abort();
       decodeCtl.abort();
     }
   }
+}
+
+async function* fromWire(chunks: AsyncIterable<GenerateChunkMsg>, wantLogprobs: boolean): AsyncGenerator<GenerateOutput> {
+  for await (const c of chunks) yield outputFromWire(c, wantLogprobs);
 }
 
 const LOCAL_PLAN = { mode: 'local', prefill_worker: '', prefill_address: '', transfer_id: '' } as const;

@@ -84,7 +84,41 @@ export function decodeBlock(layout: KvLayout, bytes: Uint8Array, verifiedCrc?: n
   }
   const intact = verifiedCrc === undefined ? crc32(payload) === dv.getUint32(24, true) : blockCrc32(bytes) === verifiedCrc >>> 0;
   if (!intact) throw new BlockCodecError('KV block checksum mismatch');
-  const hashBytes = bytes.subarray(16, 24);
-  const hash = hashBytes.every((b) => b === 0) ? undefined : Buffer.from(hashBytes).toString('hex');
-  return { hash, numTokens, payload };
+  return { hash: blockHeaderHash(bytes), numTokens, payload };
+}
+
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
+/** The hash an encoded block's header names (bytes 16..24, as 16 hex characters); undefined when all zero. */
+export function blockHeaderHash(bytes: Uint8Array): BlockHash | undefined {
+  let hex = '';
+  let any = 0;
+  for (let i = 16; i < 24; i++) {
+    const b = bytes[i] as number;
+    any |= b;
+    hex += HEX[b] as string;
+  }
+  return any === 0 ? undefined : hex;
+}
+
+/**
+ * Whether an encoded block's header names no hash (all zero) or exactly `hash` (16 lowercase hex
+ * characters): blockHeaderHash(bytes) compared with `hash`, without making text.
+ */
+export function blockHeaderNames(bytes: Uint8Array, hash: BlockHash): boolean {
+  let any = 0;
+  let same = hash.length === 16;
+  for (let i = 0; i < 8; i++) {
+    const b = bytes[16 + i] as number;
+    any |= b;
+    if (same && (nibble(hash.charCodeAt(2 * i)) !== b >> 4 || nibble(hash.charCodeAt(2 * i + 1)) !== (b & 15))) same = false;
+  }
+  return any === 0 || same;
+}
+
+/** A lowercase hex digit's value; -1 for anything else. */
+function nibble(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeBlock } from '@pdserve/kv-cache';
+import { blockHeaderNames, encodeBlock } from '@pdserve/kv-cache';
 import { inspectBlock } from './inspect-block.js';
 import { BLOCK, LAYOUT, hashOf, makeBlock } from './test-helpers.js';
 
@@ -8,17 +8,17 @@ describe('inspectBlock', () => {
     const info = inspectBlock(makeBlock(hashOf(7)));
     expect(info).toMatchObject({ layout: LAYOUT, numTokens: 4, hash: hashOf(7), payloadBytes: BLOCK - 40 });
     expect(inspectBlock(makeBlock(hashOf(7)), LAYOUT).hash).toBe(hashOf(7));
-    expect(info.names(hashOf(7))).toBe(true);
-    expect(info.names(hashOf(8))).toBe(false);
-    expect(inspectBlock(makeBlock(hashOf(0xabc))).names(hashOf(0xabc))).toBe(true);
-    expect(inspectBlock(makeBlock(hashOf(0xabc))).names(hashOf(0xabc).toUpperCase())).toBe(false);
-    expect(info.names('short')).toBe(false);
+    expect(blockHeaderNames(makeBlock(hashOf(7)), hashOf(7))).toBe(true);
+    expect(blockHeaderNames(makeBlock(hashOf(7)), hashOf(8))).toBe(false);
+    expect(blockHeaderNames(makeBlock(hashOf(0xabc)), hashOf(0xabc))).toBe(true);
+    expect(blockHeaderNames(makeBlock(hashOf(0xabc)), hashOf(0xabc).toUpperCase())).toBe(false);
+    expect(blockHeaderNames(makeBlock(hashOf(7)), 'short')).toBe(false);
   });
 
   it('reads a block encoded without a hash as hash undefined', () => {
     const bytes = encodeBlock(LAYOUT, new Uint8Array(BLOCK - 40), undefined, 2);
     expect(inspectBlock(bytes)).toMatchObject({ hash: undefined, numTokens: 2 });
-    expect(inspectBlock(bytes).names(hashOf(3))).toBe(true); // a header without a hash names none to contradict
+    expect(blockHeaderNames(bytes, hashOf(3))).toBe(true); // a header without a hash names none to contradict
   });
 
   it('names what is wrong', () => {

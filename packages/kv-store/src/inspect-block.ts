@@ -1,7 +1,7 @@
 // Checks block bytes in the @pdserve/kv-cache codec format without knowing the model: the header must
 // describe a shape whose payload length matches what follows, and the payload's crc32 must match.
 import { crc32 } from 'node:zlib';
-import { BLOCK_HEADER_BYTES, blockBytes, blockCrc32, type KvLayout } from '@pdserve/kv-cache';
+import { BLOCK_HEADER_BYTES, blockBytes, blockCrc32, blockHeaderHash, type KvLayout } from '@pdserve/kv-cache';
 import { invalidArgument } from './errors.js';
 import type { BlockHash } from './keys.js';
 
@@ -12,10 +12,8 @@ const VERSION = 1;
 export interface BlockInfo {
   readonly layout: KvLayout;
   readonly numTokens: number;
-  /** The hash written in the header (as text); undefined when the block was encoded without one (all zero). */
+  /** The hash written in the header (as text, made when asked); undefined when the block was encoded without one. */
   readonly hash: BlockHash | undefined;
-  /** Whether the header names no hash, or the one it names is `hash` (compared without making text). */
-  names(hash: BlockHash): boolean;
   readonly payloadBytes: number;
 }
 
@@ -62,43 +60,9 @@ export function inspectBlock(bytes: Uint8Array, expected?: KvLayout, verifiedCrc
   return {
     layout, numTokens, payloadBytes,
     get hash() {
-      return headerHash(bytes);
+      return blockHeaderHash(bytes);
     },
-    names: (hash) => headerNames(bytes, hash),
   };
-}
-
-/** The header's hash bytes are all zero, or spell `hash` (16 lowercase hex characters). */
-function headerNames(bytes: Uint8Array, hash: BlockHash): boolean {
-  let any = 0;
-  let same = hash.length === 16;
-  for (let i = 0; i < 8; i++) {
-    const b = bytes[16 + i] as number;
-    any |= b;
-    if (same && (nibble(hash.charCodeAt(2 * i)) !== b >> 4 || nibble(hash.charCodeAt(2 * i + 1)) !== (b & 15))) same = false;
-  }
-  return any === 0 || same;
-}
-
-/** A lowercase hex digit's value; -1 for anything else. */
-function nibble(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  return -1;
-}
-
-const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
-
-/** The hash in bytes 16..24 of the header as 16 hex characters; undefined when all zero. */
-function headerHash(bytes: Uint8Array): BlockHash | undefined {
-  let hex = '';
-  let any = 0;
-  for (let i = 16; i < 24; i++) {
-    const b = bytes[i] as number;
-    any |= b;
-    hex += HEX[b] as string;
-  }
-  return any === 0 ? undefined : hex;
 }
 
 /** layers x kvHeads x headDim x blockSize, the order the header stores them in. */

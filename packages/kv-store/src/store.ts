@@ -1,6 +1,7 @@
 // KvStore: one kv-store node's block store. Two-phase puts into a budgeted memory tier, leased reads, LRU
 // demotion into a budgeted disk tier, soft pins, and events for routers. Each public method maps to one RPC.
 import { crc32 } from 'node:zlib';
+import { blockHeaderNames } from '@pdserve/kv-cache';
 import { DiskTier, type DiskEntry, type DiskOpenReport, type EvictionGuard } from './disk-tier.js';
 import { KvStoreError, invalidArgument } from './errors.js';
 import { EventHub, blockEvents, type KvStoreListener } from './events.js';
@@ -201,7 +202,7 @@ export class KvStore {
         throw invalidArgument(`block ${hash} is ${bytes.byteLength} bytes, but the put declared ${block.size}`);
       }
       const info = inspectBlock(bytes, layout, crc);
-      if (!info.names(hash)) throw invalidArgument(`block header names hash ${info.hash}, not ${hash}`);
+      if (!blockHeaderNames(bytes, hash)) throw invalidArgument(`block header names hash ${info.hash}, not ${hash}`);
       if (block.alreadyStored) continue;
       let own = bytes; // read straight into the store's buffer (placement)
       if (bytes !== block.target) {

@@ -51,6 +51,16 @@ export function loadService<M>(file: string, service: string, probe: keyof M & s
   return def as unknown as ServiceDefinition & M;
 }
 
+/**
+ * What a failed call says: its gRPC status name (INVALID_ARGUMENT, UNAVAILABLE, ...; UNKNOWN for what is not
+ * a gRPC error) and its message. Each service wraps it in its own error type.
+ */
+export function callFailure(err: unknown): { code: string; message: string } {
+  const e = err as Partial<ServiceError>;
+  const code = typeof e.code === 'number' ? (status[e.code] ?? String(e.code)) : 'UNKNOWN';
+  return { code, message: e.details || e.message || String(err) };
+}
+
 /** A generated client's unary method, as grpc-js makes it. */
 export type UnaryMethod<Req, Res> = (
   req: Req, meta: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Res) => void,

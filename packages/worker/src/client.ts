@@ -1,6 +1,6 @@
 // A typed client of the Worker service, with a deadline on every call and cancellation by AbortSignal.
-import { credentials, makeGenericClientConstructor, Metadata, status, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
-import { callUnary, type UnaryMethod } from '@pdserve/rpc';
+import { credentials, makeGenericClientConstructor, Metadata, type Client, type ClientReadableStream } from '@grpc/grpc-js';
+import { callFailure, callUnary, type UnaryMethod } from '@pdserve/rpc';
 import { DEADLINES, WORKER_GRPC_OPTIONS, workerService } from './proto';
 import type * as W from './wire';
 
@@ -30,9 +30,8 @@ let Ctor: (new (address: string, creds: ReturnType<typeof credentials.createInse
 
 export function toCallError(err: unknown): WorkerCallError {
   if (err instanceof WorkerCallError) return err;
-  const e = err as Partial<ServiceError>;
-  const code = typeof e.code === 'number' ? (status[e.code] ?? String(e.code)) : 'UNKNOWN';
-  return new WorkerCallError(code, e.details || e.message || String(err));
+  const { code, message } = callFailure(err);
+  return new WorkerCallError(code, message);
 }
 
 export class WorkerClient {
@@ -87,4 +86,19 @@ export class WorkerClient {
   private unary<Req, Res>(fn: UnaryMethod<Req, Res>, req: Req, deadlineMs: number): Promise<Res> {
     return callUnary(this.raw, fn, req, deadlineMs, toCallError);
   }
+}
+
+/**
+ * A Prefill stream's `first` event, and the rest of the stream (its receipt) read in the background: the
+ * KV needs nothing from it. Throws if the stream fails or does not start with `first`.
+ */
+export async function prefillFirst(events: AsyncGenerator<W.PrefillEventMsg>): Promise<{ readonly first: W.PrefillFirstMsg; readonly rest: Promise<void> }> {
+  const it = events[Symbol.asyncIterator]();
+  const head = await it.next();
+  if (head.done === true || head.value.kind !== 'first') throw new Error('prefill stream did not start with the first token');
+  const rest = (async (): Promise<void> => {
+    for (let r = await it.next(); r.done !== true; r = await it.next()) { /* `done`: the prefill worker's receipt */ }
+  })();
+  rest.catch(() => undefined); // awaited by those who care; its failure otherwise shows in the transfer
+  return { first: head.value.first, rest };
 }

@@ -1,5 +1,6 @@
 export { WorkerServer, seededSampling, type WorkerRole, type WorkerServerOptions } from './server';
-export { WorkerClient, WorkerCallError, toCallError } from './client';
+export { WorkerClient, WorkerCallError, prefillFirst, toCallError } from './client';
+export { afterStreamedFirst } from './streamed-first';
 export { samplingFromWire, samplingToWire, outputFromWire, outputToWire, firstFromWire } from './codec';
 export { DEADLINES, MAX_MESSAGE_BYTES, WORKER_GRPC_OPTIONS, WORKER_PROTO } from './proto';
 export type * from './wire';

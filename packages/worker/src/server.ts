@@ -8,7 +8,7 @@ import { EngineError, type GenerateOutput, type LLMEngine, type PrefilledKv } fr
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransferMeta, type TransportKind } from '@pdserve/transfer';
 import { firstFromWire, firstToWire, outputToWire, sampledFromWire, samplingFromWire } from './codec';
-import { WorkerClient, toCallError } from './client';
+import { WorkerClient, prefillFirst, toCallError } from './client';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
 import { StoreLink, type StoreLinkOptions } from './store-link';
 import { afterStreamedFirst } from './streamed-first';
@@ -328,20 +328,13 @@ export class WorkerServer {
         },
         signal,
       );
-      const it = events[Symbol.asyncIterator]();
-      const head = await it.next();
-      if (head.done === true || head.value.kind !== 'first') throw new Error('prefill stream did not start with the first token');
-      const first = head.value.first;
+      const { first, rest } = await prefillFirst(events);
       // Counted as the engine will once the KV is imported: the larger of the two workers' cache hits.
       const cached = Math.max(first.cached_tokens, Math.min(fromBlock * engine.blockSize, first.prompt_tokens));
       onFirst(firstFromWire(first, req.sampling?.has_logprobs === true, cached));
       // The KV is all the import needs (its transfer carries the sampler's state): no waiting for `done`,
       // which only comes after the receipt made its way back to the prefill worker. A stream that fails
       // before the KV arrived fails the handoff.
-      const rest = (async (): Promise<void> => {
-        for (let r = await it.next(); r.done !== true; r = await it.next()) { /* `done`: the prefill worker's receipt */ }
-      })();
-      rest.catch(() => undefined);
       const arrived = await Promise.race([expected.arrived, rest.then(() => expected.arrived)]);
       return {
         fromBlock,

@@ -1,6 +1,6 @@
-// With a remote prefill, the decode worker streams the first token as soon as the prefill worker has
-// sampled it, before the KV arrives. The engine's stream then repeats that token: imported with the KV, or
-// sampled again here if the remote prefill failed and the prompt was prefilled locally.
+// With a remote prefill, the first token is streamed as soon as the prefill worker has sampled it, before
+// the KV arrives (by the decode worker, or by the gateway when it leads the handoff). The stream that
+// follows repeats that token: imported with the KV, or sampled again if the prompt was prefilled locally.
 import type { GenerateOutput } from '@pdserve/engine';
 
 /**
@@ -9,7 +9,11 @@ import type { GenerateOutput } from '@pdserve/engine';
  * means the recomputation diverged from what the client already has; no stream can correct that, so it
  * fails the request instead of going on with a wrong one.
  */
-export async function* afterStreamedFirst(outputs: AsyncIterable<GenerateOutput>, streamed: number | undefined): AsyncGenerator<GenerateOutput> {
+export async function* afterStreamedFirst(
+  outputs: AsyncIterable<GenerateOutput>,
+  streamed: number | undefined,
+  mismatch = (got: number, sent: number): string => `first token ${got} computed here differs from token ${sent} already streamed from the prefill worker`,
+): AsyncGenerator<GenerateOutput> {
   let pending = streamed;
   for await (const o of outputs) {
     if (pending === undefined || o.tokenIds.length === 0) {
@@ -17,7 +21,7 @@ export async function* afterStreamedFirst(outputs: AsyncIterable<GenerateOutput>
       continue;
     }
     if (o.tokenIds[0] !== pending) {
-      throw new Error(`first token ${o.tokenIds[0]} computed here differs from token ${pending} already streamed from the prefill worker`);
+      throw new Error(mismatch(o.tokenIds[0]!, pending));
     }
     pending = undefined;
     yield { ...o, tokenIds: o.tokenIds.slice(1), logprobs: o.logprobs?.slice(1) };

@@ -1,9 +1,9 @@
 // A typed client of one kv-store node, with a deadline on every call; `put` runs a whole two-phase put in
 // one transfer (begun by its Begin, committed by its admission; revoked on any failure), and beginPut,
 // commitPut and revokePut run one explicitly.
-import { credentials, makeGenericClientConstructor, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, type Client } from '@grpc/grpc-js';
 import { blockCrc32 } from '@pdserve/kv-cache';
-import { callUnary, type UnaryMethod } from '@pdserve/rpc';
+import { callFailure, callUnary, type UnaryMethod } from '@pdserve/rpc';
 import { packHashes, type KvBlock, type TransferSender, type TransportKind } from '@pdserve/transfer';
 import { isBlockHash } from '../keys.js';
 import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_TTL_META, kvStoreService } from './proto.js';
@@ -39,9 +39,8 @@ let ctor: Ctor | undefined;
 
 export function toStoreCallError(err: unknown): KvStoreCallError {
   if (err instanceof KvStoreCallError) return err;
-  const e = err as Partial<ServiceError>;
-  const code = typeof e.code === 'number' ? (status[e.code] ?? String(e.code)) : 'UNKNOWN';
-  return new KvStoreCallError(code, e.details || e.message || String(err));
+  const { code, message } = callFailure(err);
+  return new KvStoreCallError(code, message);
 }
 
 export interface PutOptions {
