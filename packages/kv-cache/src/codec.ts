@@ -1,5 +1,4 @@
-import { crc32 } from 'node:zlib';
-import { crc32Combine, crc32Short } from './crc';
+import { crc32, crc32Combine, crc32Short } from './crc';
 import { blockBytes, type KvLayout } from './layout';
 import type { BlockHash } from './hash';
 

@@ -1,5 +1,8 @@
-// CRC-32 (IEEE, as zlib computes it) arithmetic without passes over data: the CRC of a concatenation
-// from the CRCs of its parts, in O(log n). See blockCrc32 in codec.ts for why.
+// CRC-32 (IEEE, as zlib computes it): over bytes, as fast as this machine allows (`crc32`), and
+// arithmetic without passes over data: the CRC of a concatenation from the CRCs of its parts, in
+// O(log n) (see blockCrc32 in codec.ts for why).
+import { createRequire } from 'node:module';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 
 const POLY = 0xedb88320; // reflected x^32 + x^26 + ... + 1
 
@@ -81,10 +84,40 @@ const TABLE = (() => {
 
 /**
  * CRC-32 of a few bytes (a block header), equal to zlib's crc32; for inputs this short a loop in JS beats
- * the call into native code. Long inputs belong to zlib.
+ * the call into native code. Long inputs belong to `crc32`.
  */
 export function crc32Short(bytes: Uint8Array, start: number, end: number): number {
   let c = 0xffff_ffff;
   for (let i = start; i < end; i++) c = (TABLE[(c ^ (bytes[i] as number)) & 255] as number) ^ (c >>> 8);
   return (c ^ 0xffff_ffff) >>> 0;
 }
+
+type Crc32 = (data: Uint8Array, initial: number) => number;
+
+/**
+ * @node-rs/crc32 (crc32fast, prebuilt for the common platforms): CRC-32 folded with carry-less multiplies,
+ * ~2x zlib's on 32 KiB blocks and ~3x on megabytes here. Used only if it loads and agrees with zlib on a
+ * sample; otherwise zlib's, which computes the same function.
+ */
+function loadNative(): Crc32 | null {
+  if (process.env.PDSERVE_CRC32 === 'zlib') return null;
+  try {
+    const native = (createRequire(import.meta.url)('@node-rs/crc32') as { crc32(data: Uint8Array, initial?: number): number }).crc32;
+    const sample = new Uint8Array(1021).map((_, i) => (i * 131 + 7) & 255);
+    const agrees = [0, 0x1234_5678].every((init) => native(sample, init) >>> 0 === zlibCrc32(sample, init) >>> 0)
+      && native(sample.subarray(3, 900), 0) >>> 0 === zlibCrc32(sample.subarray(3, 900)) >>> 0;
+    return agrees ? native : null;
+  } catch {
+    return null;
+  }
+}
+
+const native = loadNative();
+
+/** Which implementation `crc32` runs: 'native' (@node-rs/crc32) or 'zlib' (set PDSERVE_CRC32=zlib to force it). */
+export const crc32Implementation: 'native' | 'zlib' = native === null ? 'zlib' : 'native';
+
+/** CRC-32 of `data`, continuing from `initial` (zlib's crc32(data, initial)). */
+export const crc32: (data: Uint8Array, initial?: number) => number = native === null
+  ? (data, initial = 0) => zlibCrc32(data, initial) >>> 0
+  : (data, initial = 0) => native(data, initial) >>> 0;

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
-  BlockPool, blockBytes, blockCrc32, chainHashes, crc32Combine, crc32Short, decodeBlock, encodeBlock, hashBlock, rootHash, type KvCacheEvent,
+  BlockPool, blockBytes, blockCrc32, chainHashes, crc32 as fastCrc32, crc32Combine, crc32Implementation, crc32Short, decodeBlock, encodeBlock,
+  hashBlock, rootHash, type KvCacheEvent,
 } from './index';
 
 const layout = { numLayers: 2, numKvHeads: 2, headDim: 4, blockSize: 4 };
@@ -84,6 +85,22 @@ describe('block codec', () => {
     expect(() => decodeBlock({ ...layout, headDim: 8 }, bytes)).toThrow(/shape/);
     expect(() => decodeBlock(layout, new Uint8Array(100))).toThrow(/magic/);
     expect(() => decodeBlock(layout, bytes.subarray(0, 60))).toThrow(/payload/);
+  });
+});
+
+describe('CRC-32 over bytes', () => {
+  it('uses the native build on this platform, and it computes exactly zlib\'s CRC-32', () => {
+    // @node-rs/crc32 ships prebuilt for linux-x64 (where CI runs); elsewhere zlib's is the fallback.
+    if (process.platform === 'linux' && process.arch === 'x64' && process.env.PDSERVE_CRC32 !== 'zlib') expect(crc32Implementation).toBe('native');
+    const backing = randomBytes(70_000);
+    for (const [from, to] of [[0, 0], [0, 1], [3, 43], [5, 32_813], [1, 70_000]] as const) {
+      const view = backing.subarray(from, to);
+      expect(fastCrc32(view)).toBe(crc32(view) >>> 0);
+      expect(fastCrc32(view, 0xdead_beef)).toBe(crc32(view, 0xdead_beef) >>> 0);
+    }
+    // A view of a plain ArrayBuffer (not a Buffer), at an odd offset: how blocks arrive.
+    const plain = new Uint8Array(new ArrayBuffer(40_000), 7, 32_808).map((_, i) => i * 13);
+    expect(fastCrc32(plain)).toBe(crc32(plain) >>> 0);
   });
 });
 

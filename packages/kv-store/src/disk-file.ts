@@ -3,7 +3,7 @@
 //   | u32 crc32 of the block | u32 crc32 of the 24 bytes before it and the modelId | modelId (utf-8) | block
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '@pdserve/kv-cache';
 import type { BlockHash } from './keys.js';
 
 const MAGIC = 0x464b4450; // "PDKF" little-endian

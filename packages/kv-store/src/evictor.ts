@@ -1,7 +1,7 @@
 // Makes room in the memory tier: LRU blocks that no lease protects are demoted to the disk tier (or dropped
 // when there is none, or it cannot take them). Puts wait here for room; watermarks trigger it in the background.
-import { crc32 } from 'node:zlib';
 import type { Logger } from '@pdserve/control-plane';
+import { crc32 } from '@pdserve/kv-cache';
 import type { DiskEntry, DiskTier, EvictionGuard } from './disk-tier.js';
 import { KvStoreError } from './errors.js';
 import type { EventHub } from './events.js';

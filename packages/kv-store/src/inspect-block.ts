@@ -1,7 +1,6 @@
 // Checks block bytes in the @pdserve/kv-cache codec format without knowing the model: the header must
 // describe a shape whose payload length matches what follows, and the payload's crc32 must match.
-import { crc32 } from 'node:zlib';
-import { BLOCK_HEADER_BYTES, blockBytes, blockCrc32, blockHeaderHash, type KvLayout } from '@pdserve/kv-cache';
+import { BLOCK_HEADER_BYTES, blockBytes, blockCrc32, blockHeaderHash, crc32, type KvLayout } from '@pdserve/kv-cache';
 import { invalidArgument } from './errors.js';
 import type { BlockHash } from './keys.js';
 

@@ -1,7 +1,6 @@
 // KvStore: one kv-store node's block store. Two-phase puts into a budgeted memory tier, leased reads, LRU
 // demotion into a budgeted disk tier, soft pins, and events for routers. Each public method maps to one RPC.
-import { crc32 } from 'node:zlib';
-import { blockHeaderNames } from '@pdserve/kv-cache';
+import { blockHeaderNames, crc32 } from '@pdserve/kv-cache';
 import { DiskTier, type DiskEntry, type DiskOpenReport, type EvictionGuard } from './disk-tier.js';
 import { KvStoreError, invalidArgument } from './errors.js';
 import { EventHub, blockEvents, type KvStoreListener } from './events.js';
