@@ -25,43 +25,52 @@ export function inspectBlock(bytes: Uint8Array, expected?: KvLayout, verifiedCrc
   if (bytes.byteLength < BLOCK_HEADER_BYTES) {
     throw invalidArgument(`KV block is ${bytes.byteLength} bytes, shorter than its ${BLOCK_HEADER_BYTES}-byte header`);
   }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (dv.getUint32(0, true) !== MAGIC) throw invalidArgument('not a KV block (bad magic)');
-  const version = dv.getUint16(4, true);
+  // Read with plain byte loads: a store checks every block it takes, and a DataView per block costs more
+  // than the rest of the check.
+  if (u32(bytes, 0) !== MAGIC) throw invalidArgument('not a KV block (bad magic)');
+  const version = u16(bytes, 4);
   if (version !== VERSION) throw invalidArgument(`unsupported KV block version ${version}`);
-  const layout: KvLayout = {
-    numLayers: dv.getUint16(8, true),
-    numKvHeads: dv.getUint16(10, true),
-    headDim: dv.getUint16(12, true),
-    blockSize: dv.getUint16(14, true),
-  };
-  if (layout.numLayers < 1 || layout.numKvHeads < 1 || layout.headDim < 1 || layout.blockSize < 1) {
+  const [numLayers, numKvHeads, headDim, blockSize] = [u16(bytes, 8), u16(bytes, 10), u16(bytes, 12), u16(bytes, 14)];
+  const same = expected !== undefined && numLayers === expected.numLayers && numKvHeads === expected.numKvHeads
+    && headDim === expected.headDim && blockSize === expected.blockSize;
+  const layout: KvLayout = same ? expected : { numLayers, numKvHeads, headDim, blockSize };
+  if (numLayers < 1 || numKvHeads < 1 || headDim < 1 || blockSize < 1) {
     throw invalidArgument(`KV block header has an empty shape ${shapeText(layout)}`);
   }
-  if (expected !== undefined && (layout.numLayers !== expected.numLayers || layout.numKvHeads !== expected.numKvHeads
-    || layout.headDim !== expected.headDim || layout.blockSize !== expected.blockSize)) {
+  if (expected !== undefined && !same) {
     throw invalidArgument(`KV block shape ${shapeText(layout)} does not match the model's ${shapeText(expected)}`);
   }
-  const numTokens = dv.getUint16(6, true);
-  if (numTokens < 1 || numTokens > layout.blockSize) {
-    throw invalidArgument(`KV block claims ${numTokens} tokens, outside 1..${layout.blockSize}`);
+  const numTokens = u16(bytes, 6);
+  if (numTokens < 1 || numTokens > blockSize) {
+    throw invalidArgument(`KV block claims ${numTokens} tokens, outside 1..${blockSize}`);
   }
   const payloadBytes = bytes.byteLength - BLOCK_HEADER_BYTES;
   if (payloadBytes !== blockBytes(layout)) {
     throw invalidArgument(`KV block payload is ${payloadBytes} bytes, but shape ${shapeText(layout)} needs ${blockBytes(layout)}`);
   }
   const intact = verifiedCrc === undefined
-    ? crc32(bytes.subarray(BLOCK_HEADER_BYTES)) === dv.getUint32(24, true)
+    ? crc32(bytes.subarray(BLOCK_HEADER_BYTES)) === u32(bytes, 24)
     : blockCrc32(bytes) === verifiedCrc >>> 0;
   if (!intact) {
     throw invalidArgument('KV block checksum mismatch');
   }
-  return {
-    layout, numTokens, payloadBytes,
-    get hash() {
-      return blockHeaderHash(bytes);
-    },
-  };
+  return new Inspected(bytes, layout, numTokens, payloadBytes);
+}
+
+class Inspected implements BlockInfo {
+  constructor(private readonly bytes: Uint8Array, readonly layout: KvLayout, readonly numTokens: number, readonly payloadBytes: number) {}
+
+  get hash(): BlockHash | undefined {
+    return blockHeaderHash(this.bytes);
+  }
+}
+
+function u16(b: Uint8Array, at: number): number {
+  return (b[at] as number) | ((b[at + 1] as number) << 8);
+}
+
+function u32(b: Uint8Array, at: number): number {
+  return (u16(b, at) | (u16(b, at + 2) << 16)) >>> 0;
 }
 
 /** layers x kvHeads x headDim x blockSize, the order the header stores them in. */

@@ -24,8 +24,10 @@ export interface MemoryEntry {
   tainted: boolean;
 }
 
-/** A new entry's bookkeeping fields. */
-export const FRESH_ENTRY = { demoting: false, lent: 0, retired: false, tainted: false } as const;
+/** A new entry (one literal: a put makes a thousand of these at once). */
+export function memoryEntry(key: BlockKey, modelId: string, hash: BlockHash, bytes: Uint8Array, crc: number): MemoryEntry {
+  return { key, modelId, hash, bytes, crc, demoting: false, lent: 0, retired: false, tainted: false };
+}
 
 /** Blocks per arena of fresh buffers: an arena is freed when all its blocks are (so at most this many are pinned by one). */
 const ARENA_BLOCKS = 16;

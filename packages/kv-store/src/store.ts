@@ -8,7 +8,7 @@ import { Evictor } from './evictor.js';
 import { inspectBlock } from './inspect-block.js';
 import { blockKey, checkHash, type BlockHash, type BlockKey } from './keys.js';
 import { LeaseTable } from './leases.js';
-import { FRESH_ENTRY, MemoryTier, type MemoryEntry } from './memory-tier.js';
+import { MemoryTier, memoryEntry, type MemoryEntry } from './memory-tier.js';
 import { resolveOptions, type KvStoreConfig, type KvStoreOptions } from './options.js';
 import { PinTable } from './pins.js';
 import { PutTable, type PendingBlock, type PendingPut } from './put-table.js';
@@ -247,7 +247,7 @@ export class KvStore {
         alreadyStored.push(hash);
         continue;
       }
-      const entry: MemoryEntry = { key, modelId: put.modelId, hash, bytes: b.bytes, crc: b.crc, ...FRESH_ENTRY };
+      const entry = memoryEntry(key, put.modelId, hash, b.bytes, b.crc);
       this.memory.insertReserved(entry);
       this.counters.memory.writeBytes += b.size;
       stored.push(entry);
@@ -526,7 +526,7 @@ export class KvStore {
 
   private promote(from: DiskEntry, bytes: Uint8Array): void {
     if (!this.c.promoteOnRead || this.closed || this.memory.has(from.key)) return;
-    const entry: MemoryEntry = { key: from.key, modelId: from.modelId, hash: from.hash, bytes, crc: from.blockCrc, ...FRESH_ENTRY };
+    const entry = memoryEntry(from.key, from.modelId, from.hash, bytes, from.blockCrc);
     if (!this.memory.tryInsert(entry, this.c.highWatermark * this.memory.capacityBytes)) return;
     this.counters.promotions += 1;
     this.counters.memory.writeBytes += bytes.byteLength;

@@ -127,7 +127,7 @@ export class KvStoreClient {
     if (bad !== undefined) throw new KvStoreCallError('INVALID_ARGUMENT', `block hash must be 16 lowercase hex characters, got ${JSON.stringify(bad.hash)}`);
     if (blocks.length === 0) return { stored: [], bytes: 0, transport: undefined };
     // Each block's CRC-32 follows from its header without a pass over it; the store verifies it in transit.
-    const toSend = blocks.map((b) => (b.checksum === undefined ? { ...b, checksum: blockCrc32(b.data) } : b));
+    const toSend = blocks.map((b) => (b.checksum === undefined ? { hash: b.hash, data: b.data, checksum: blockCrc32(b.data) } : b));
     const meta: Record<string, string> = { [PUT_BEGIN_META]: modelId, [PUT_COMMIT_META]: '1' };
     if (opts.ttlMs !== undefined) meta[PUT_TTL_META] = String(opts.ttlMs);
     try {
