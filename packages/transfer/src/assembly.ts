@@ -31,6 +31,8 @@ export class BlockAssembly implements BatchTarget {
     private readonly descriptors: readonly BlockDescriptor[],
     private readonly pool: SlabPool,
     placed?: readonly Uint8Array[],
+    /** Told of each block once it is whole and verified; what it throws refuses the transfer. */
+    private readonly onVerified?: (index: number, block: KvBlock) => void,
   ) {
     this.data = new Array<Uint8Array | null>(descriptors.length).fill(null);
     this.filled = new Uint32Array(descriptors.length);
@@ -169,6 +171,12 @@ export class BlockAssembly implements BatchTarget {
     this.verified[index] = 1;
     this.checksums[index] = actual;
     this.verifiedCount++;
+    if (this.onVerified === undefined) return;
+    try {
+      this.onVerified(index, { hash: (this.descriptors[index] as BlockDescriptor).hash, data: this.data[index] as Uint8Array, checksum: actual });
+    } catch (e) {
+      throw new TransferError('REFUSED', e instanceof Error ? e.message : String(e), { cause: e });
+    }
   }
 }
 

@@ -12,7 +12,7 @@ import { isSegmentPath, readSegment, removeSegment } from './shm-transport.js';
 import { TOKEN_BYTES } from './frame-codec.js';
 import type { TcpPullPool } from './tcp-pull.js';
 import {
-  PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type TransferOffer, type TransportKind,
+  PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind,
 } from './types.js';
 import { unpackHashes, type Begin, type BlockDescriptor, type Commit, type TransferDown, type TransferUp } from './wire.js';
 
@@ -57,6 +57,8 @@ export interface SessionHost {
   unreserve(transferId: string, bytes: number): void;
   /** Where the application wants the blocks (its own buffers), or undefined for a slab; now or later. */
   place(offer: TransferOffer): Uint8Array[] | undefined | Promise<Uint8Array[] | undefined>;
+  /** Each block as soon as it is whole and verified (see TransferReceiverOptions.onBlock). */
+  readonly verified?: (transferId: string, index: number, block: KvBlock) => void;
   admit(t: IncomingTransfer): Promise<void>;
   discarded(transferId: string, error: TransferError): void;
   /** The session is over (admitted or discarded). */
@@ -183,7 +185,9 @@ export class ReceiveSession {
   }
 
   private startData(b: Begin, placed: Uint8Array[] | undefined): void {
-    const assembly = new BlockAssembly(this.descriptors, this.host.slabs, placed);
+    const verified = this.host.verified;
+    const assembly = new BlockAssembly(this.descriptors, this.host.slabs, placed,
+      verified === undefined ? undefined : (index, block) => verified(b.transfer_id, index, block));
     this.assembly = assembly;
     this.phase = 'data';
     this.call.write({ kind: 'ready', ready: {} });

@@ -15,7 +15,7 @@ import { sweepStaleSegments } from './shm-transport.js';
 import { SlabPool } from './slab-pool.js';
 import { TcpPullPool, type TcpPullOptions } from './tcp-pull.js';
 import {
-  PROTOCOL_VERSION, type IncomingTransfer, type TransferAdvertisement, type TransferOffer, type TransportKind,
+  PROTOCOL_VERSION, type IncomingTransfer, type KvBlock, type TransferAdvertisement, type TransferOffer, type TransportKind,
 } from './types.js';
 import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferUp } from './wire.js';
 
@@ -43,6 +43,13 @@ export interface TransferReceiverOptions {
    * them for anything another reader could see (an in-flight read may still land in them).
    */
   readonly place?: (offer: TransferOffer) => Uint8Array[] | undefined | Promise<Uint8Array[] | undefined>;
+  /**
+   * Told of each block as soon as it arrived whole and verified, before the transfer is admitted (and
+   * while the rest arrive): the application can start on it (a store checks and files it). The bytes are
+   * the transfer's, as onTransfer's are; the transfer may still fail after this (onDiscard follows). Throw
+   * to refuse the transfer (the sender gets REFUSED).
+   */
+  readonly onBlock?: (transferId: string, index: number, block: KvBlock) => void;
   /** Told about every transfer discarded (for metrics and logs). */
   readonly onDiscard?: (transferId: string, error: TransferError) => void;
   /** Closes the receiver when aborted. */
@@ -77,6 +84,7 @@ export class TransferReceiver {
         if (this.inFlight.delete(id)) this.pending -= bytes;
       },
       place: (offer) => opts.place?.(offer),
+      verified: opts.onBlock,
       admit: async (t) => opts.onTransfer(t),
       discarded: (id, error) => opts.onDiscard?.(id, error),
       ended: (s) => this.sessions.delete(s),

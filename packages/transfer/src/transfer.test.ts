@@ -227,3 +227,36 @@ describe('placement', () => {
     }
   });
 });
+
+describe('blocks as they arrive', () => {
+  it.each(['tcp', 'grpc', 'shm'] as const)('over %s, the application is told of each block once, verified, before the transfer is admitted; a throw refuses it', async (transport) => {
+    const seen: { transferId: string; index: number; hash: string; checksum: number; admitted: number }[] = [];
+    const rx = await startHarness({
+      onBlock: (transferId, index, block) => {
+        if (block.hash === 'f'.repeat(16)) throw new Error('block f… is not welcome');
+        expect(block.checksum).toBe(blockChecksum(block.data));
+        seen.push({ transferId, index, hash: block.hash, checksum: block.checksum as number, admitted: rx.admitted.length });
+      },
+    });
+    const sender = new TransferSender({ shmBase: rx.shmBase });
+    try {
+      const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
+      const blocks = makeBlocks(70, 32 * 1024, 340); // more than one tcp batch
+      const r = await sender.send({ peer, transport, blocks });
+      expect(r.transport).toBe(transport);
+      expect(seen.map((s) => s.index)).toEqual(blocks.map((_, i) => i));
+      expect(seen.every((s, i) => s.transferId === r.transferId && s.hash === blocks[i]!.hash && s.admitted === 0)).toBe(true);
+      expect(rx.admitted).toHaveLength(1);
+      // Refused half-way: the sender hears why, nothing is admitted, the transfer is discarded.
+      const bad = [...makeBlocks(40, 32 * 1024, 341), { hash: 'f'.repeat(16), data: new Uint8Array(32 * 1024).fill(5) }, ...makeBlocks(5, 32 * 1024, 342)];
+      await expect(sender.send({ peer, transport, blocks: bad }))
+        .rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('is not welcome') });
+      expect(rx.admitted).toHaveLength(1);
+      await waitFor(() => rx.discarded.length === 1 && rx.rx.pendingBytes === 0);
+      expect(rx.discarded[0]?.error.code).toBe('REFUSED');
+    } finally {
+      sender.close();
+      await rx.close();
+    }
+  });
+});

@@ -53,8 +53,8 @@ export class KvStoreServer {
   private readonly unsubscribe: () => void;
   private draining = false;
   private closed = false;
-  /** Puts begun by their transfer's Begin (put_begin), by transfer id, until admitted or discarded. */
-  private readonly transferPuts = new Map<string, string>();
+  /** Transfers carrying a put's blocks, by transfer id, until admitted or discarded. */
+  private readonly putTransfers = new Map<string, PutTransfer>();
   private address = '';
   private refusedTransfers = 0;
   private blocksSent = 0;
@@ -82,14 +82,19 @@ export class KvStoreServer {
         const model = offer.meta[PUT_BEGIN_META];
         if (typeof model === 'string' && model !== '') return this.beginFromTransfer(offer, model);
         const putId = offer.meta[PUT_ID_META];
-        return typeof putId === 'string' ? opts.store.placement(putId, offer.blocks) : undefined;
+        if (typeof putId !== 'string' || putId === '') return undefined; // admitPut refuses it
+        this.putTransfers.set(offer.transferId, { putId, begun: false, written: 0 });
+        return opts.store.placement(putId, offer.blocks);
       },
+      // Each block is checked and filed as soon as it is in, while the rest still arrive: the admission
+      // then only commits.
+      onBlock: (transferId, _index, block) => this.writeArrived(transferId, block),
       onTransfer: (t) => this.admitPut(t),
       // A transfer that began a put and then failed ends its put at once (not at its ttl).
       onDiscard: (transferId) => {
-        const putId = this.transferPuts.get(transferId);
-        this.transferPuts.delete(transferId);
-        if (putId !== undefined) opts.store.revokePut(putId);
+        const p = this.putTransfers.get(transferId);
+        this.putTransfers.delete(transferId);
+        if (p?.begun === true) opts.store.revokePut(p.putId);
       },
     });
     await this.sender.listen(); // a taken --data-port fails here, not at the first Get
@@ -163,7 +168,7 @@ export class KvStoreServer {
         store.revokePut(begun.putId); // the transfer was discarded while the put began (eviction can take a while)
         throw new KvStoreError('unavailable', `transfer ${offer.transferId} ended before its put began`);
       }
-      this.transferPuts.set(offer.transferId, begun.putId);
+      this.putTransfers.set(offer.transferId, { putId: begun.putId, begun: true, written: 0 });
       return store.placement(begun.putId, offer.blocks); // undefined (read elsewhere, copied) if it holds some already
     } catch (err) {
       this.refusedTransfers += 1;
@@ -172,26 +177,38 @@ export class KvStoreServer {
     }
   }
 
-  /** A put's bytes: admitted only for an open put; a bad block revokes the whole put. Committed here if asked. */
+  /** A put's block as it arrives: checked and kept (not readable before the commit); a bad one refuses the transfer. */
+  private writeArrived(transferId: string, block: KvBlock): void {
+    const p = this.putTransfers.get(transferId);
+    if (p === undefined) return; // no put named: admitPut says so
+    this.writeOrRefuse(transferId, p.putId, () => this.opts.store.writeBlock(p.putId, block.hash, block.data, block.checksum));
+    p.written += 1;
+  }
+
+  /** A put's transfer, every block in: admitted only for an open put, committed here if asked. */
   private admitPut(t: IncomingTransfer): void {
-    const begun = this.transferPuts.get(t.transferId);
-    this.transferPuts.delete(t.transferId);
-    const putId = begun ?? t.meta[PUT_ID_META];
+    const p = this.putTransfers.get(t.transferId);
+    this.putTransfers.delete(t.transferId);
+    const putId = p?.putId ?? t.meta[PUT_ID_META];
     const { store } = this.opts;
-    try {
+    const started = performance.now();
+    this.writeOrRefuse(t.transferId, putId, () => {
       if (typeof putId !== 'string' || putId === '') throw new KvStoreError('invalid_argument', `transfer ${t.transferId} names no put_id`);
-      const started = performance.now();
-      try {
-        store.writeBlocks(putId, t.blocks.map((b) => ({ hash: b.hash, bytes: b.data, crc: b.checksum })));
-        if (t.meta[PUT_COMMIT_META] === '1') store.commitPut(putId);
-      } catch (err) {
-        if (err instanceof KvStoreError && err.code !== 'not_found') store.revokePut(putId);
-        throw err;
-      }
-      this.opts.onTransfer?.('in', t.bytes, (performance.now() - started) / 1000);
+      // Written as they arrived (writeArrived), unless some were not.
+      if (p?.written !== t.blocks.length) store.writeBlocks(putId, t.blocks.map((b) => ({ hash: b.hash, bytes: b.data, crc: b.checksum })));
+      if (t.meta[PUT_COMMIT_META] === '1') store.commitPut(putId);
+    });
+    this.opts.onTransfer?.('in', t.bytes, (performance.now() - started) / 1000);
+  }
+
+  /** Runs a put's write or commit; on failure the put is revoked (a bad block spoils it all) and the transfer refused. */
+  private writeOrRefuse(transferId: string, putId: string | undefined, write: () => void): void {
+    try {
+      write();
     } catch (err) {
+      if (err instanceof KvStoreError && err.code !== 'not_found' && putId !== undefined) this.opts.store.revokePut(putId);
       this.refusedTransfers += 1;
-      this.opts.logger.warn({ transferId: t.transferId, putId, err: String(err) }, 'kv-store: put transfer refused');
+      this.opts.logger.warn({ transferId, putId, err: String(err) }, 'kv-store: put transfer refused');
       throw withCode(err);
     }
   }
@@ -317,6 +334,13 @@ export class KvStoreServer {
 }
 
 /** A refusal for the transfer engine to carry back: the store's code leads the message (`resource_exhausted: ...`). */
+/** A transfer carrying a put's blocks: its put, whether the transfer began it (put_begin), the blocks written so far. */
+interface PutTransfer {
+  readonly putId: string;
+  readonly begun: boolean;
+  written: number;
+}
+
 function withCode(err: unknown): unknown {
   return err instanceof KvStoreError ? new Error(`${err.code}: ${err.message}`) : err;
 }

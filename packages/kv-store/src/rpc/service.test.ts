@@ -3,6 +3,7 @@
 import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectControlPlane, InProcessHub, silentLogger, type ControlPlane, type KvEventBatch } from '@pdserve/control-plane';
+import { crc32 } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type IncomingTransfer } from '@pdserve/transfer';
 import { InProcessBlockDirectory } from '../directory.js';
 import { BLOCK, LAYOUT, MODEL, hashOf, makeBlock, sleep } from '../test-helpers.js';
@@ -161,17 +162,21 @@ describe('kv-store service', () => {
     // More than the memory tier holds: the store's code comes back through the transfer's refusal.
     const tooMany = blocks(Array.from({ length: 41 }, (_, i) => 2000 + i));
     expect(await err(client.put(sender, MODEL, tooMany))).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringContaining('memory tier holds only') });
-    // Garbage bytes of the right length: the transfer is refused and the put revoked.
+    // Garbage bytes of the right length, among good blocks (each block is checked as it arrives): the
+    // transfer is refused, the put revoked, and none of its blocks stored, not even those before it.
     const garbage = { hash: hashOf(500), data: new Uint8Array(BLOCK).fill(7) };
-    expect(await err(client.put(sender, MODEL, [garbage]))).toBeDefined();
+    expect(await err(client.put(sender, MODEL, [...blocks([510, 511]), { ...garbage, checksum: crc32(garbage.data) }, ...blocks([512])])))
+      .toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('not a KV block') });
+    // Without its true checksum (the client derives one from the block header), the transfer itself refuses it.
+    expect(await err(client.put(sender, MODEL, [...blocks([510]), garbage]))).toMatchObject({ code: 'CHECKSUM_MISMATCH' });
     // A block whose header names another hash.
     const wrong = { hash: hashOf(501), data: makeBlock(hashOf(502), 1) };
-    expect(await err(client.put(sender, MODEL, [wrong]))).toBeDefined();
+    expect(await err(client.put(sender, MODEL, [wrong]))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`names hash ${hashOf(502)}`) });
     // Bytes pushed with no open put.
     await expect(sender.send({ peer: { grpcAddress: svc.grpcAddress }, blocks: blocks([503]), meta: { put_id: 'nope' } })).rejects.toThrow();
     await expect(sender.send({ peer: { grpcAddress: svc.grpcAddress }, blocks: blocks([504]) })).rejects.toThrow();
     expect(await err(client.commitPut('nope'))).toMatchObject({ code: 'NOT_FOUND' });
-    expect((await client.exists(MODEL, [hashOf(500), hashOf(501), hashOf(502), hashOf(503), hashOf(504)])).tiers).toEqual(['', '', '', '', '']);
+    expect((await client.exists(MODEL, [500, 501, 502, 503, 504, 510, 511, 512].map(hashOf))).tiers).toEqual(Array(8).fill(''));
     expect(svc.store.stats().memory.blocks).toBe(before);
     expect(svc.store.stats().puts.active).toBe(0);
     expect((await client.stats()).refused_transfers).toBeGreaterThanOrEqual(3);
