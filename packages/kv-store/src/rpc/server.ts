@@ -146,8 +146,15 @@ export class KvStoreServer {
     this.sender.close();
   }
 
-  /** Re-derives each block's presence from the store, so that a demotion (stored disk, removed memory) nets out. */
+  /**
+   * Blocks that left a tier are re-derived from the store, so that a demotion (stored disk, removed memory)
+   * nets out as still held. Stored ones are published as such: if one left since, its removal follows.
+   */
   private publish(e: KvStoreEvent): void {
+    if (e.kind === 'stored') {
+      this.publisher.stored(e.hashes, 'store');
+      return;
+    }
     const held: BlockHash[] = [];
     const gone: BlockHash[] = [];
     const tiers: (string | undefined)[] = [];
