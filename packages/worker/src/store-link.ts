@@ -143,11 +143,20 @@ export class StoreLink implements OffloadSink {
     const transferId = `kvget-${process.pid}-${++this.nextId}-${Date.now().toString(36)}`;
     const expected = this.sink.expect(transferId);
     try {
-      const res = await this.client(node).get(
+      const reply = this.client(node).get(
         { model_id: this.engine.modelId, hashes, lease_ms: 0, sink: { grpc_address: this.sink.address(), transfer_id: transferId, transport: this.opts.transport } },
         signal,
       );
-      return res.blocks === 0 ? [] : await expected.arrived;
+      // The blocks, all in and verified, are the answer: the reply (sent once the store hears they were
+      // admitted) adds nothing, so it is not waited for. Without them the reply says why: none held, or an
+      // error (a transfer this side refused, say for a bad checksum, comes back as the store's DATA_LOSS).
+      const arrived = expected.arrived.catch(() => new Promise<never>(() => undefined));
+      const first = await Promise.race([reply, arrived]);
+      if (Array.isArray(first)) {
+        reply.catch(() => undefined);
+        return first;
+      }
+      return first.blocks === 0 ? [] : await expected.arrived;
     } catch (err) {
       // DATA_LOSS: a block failed its checksum here and the store dropped what was corrupt there; the
       // next get reports it missing and sends the rest.
