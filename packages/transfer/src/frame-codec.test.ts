@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BlockAssembly } from './assembly.js';
 import {
-  BATCH_HEADER_BYTES, BatchReader, FrameError, decodePullRequest, encodeBatchHead, encodePullRequest,
+  BATCH_HEADER_BYTES, BatchReader, FrameError, decodeRequest, encodeAdmitted, encodeBatchHead, encodePullRequest,
 } from './frame-codec.js';
 import { SlabPool } from './slab-pool.js';
 import { batchStream, makeBlocks } from './testkit.js';
@@ -90,11 +90,15 @@ describe('tcp batch codec', () => {
     expect(() => r.feed(Buffer.concat([bytes, Uint8Array.from([1])]))).toThrow(FrameError);
   });
 
-  it('encodes and checks pull requests', () => {
-    expect(decodePullRequest(encodePullRequest(token))).toEqual(token);
+  it('encodes and checks pull requests and admissions', () => {
+    expect(decodeRequest(encodePullRequest(token))).toEqual({ kind: 'pull', token });
+    expect(decodeRequest(encodeAdmitted(token))).toEqual({ kind: 'admitted', token });
     const bad = encodePullRequest(token);
     bad[1] = 9;
-    expect(() => decodePullRequest(bad)).toThrow(FrameError);
-    expect(() => decodePullRequest(bad.subarray(0, 15))).toThrow(FrameError);
+    expect(() => decodeRequest(bad)).toThrow(FrameError);
+    expect(() => decodeRequest(encodePullRequest(token).subarray(0, 15))).toThrow(FrameError);
+    const nonzero = encodeAdmitted(token);
+    nonzero[5] = 1;
+    expect(() => decodeRequest(nonzero)).toThrow(FrameError);
   });
 });

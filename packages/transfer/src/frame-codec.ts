@@ -7,6 +7,12 @@
 //        4     4  zero
 //        8     8  transfer token (random, minted by the sender, sent in Begin)
 //
+// Admitted, receiver -> sender, 16 bytes, once the receiving application took every block (the same
+// word as the gRPC Admitted that follows, a round of HTTP/2 sooner; protocol 4):
+//        0     4  magic 'PKVA'
+//        4     4  zero
+//        8     8  transfer token
+//
 // Batch, sender -> receiver, in block order until every block is sent:
 //        0     4  magic 'PKV2'
 //        4     4  index of the batch's first block
@@ -24,6 +30,7 @@
 export const PULL_REQUEST_BYTES = 16;
 export const BATCH_HEADER_BYTES = 24;
 export const PULL_MAGIC = 0x5156_4b50; // bytes 'P' 'K' 'V' 'Q'
+export const ADMITTED_MAGIC = 0x4156_4b50; // bytes 'P' 'K' 'V' 'A'
 export const BATCH_MAGIC = 0x3256_4b50; // bytes 'P' 'K' 'V' '2'
 export const TOKEN_BYTES = 8;
 /** Most blocks one batch may carry (bounds the checksum table a receiver reads). */
@@ -50,18 +57,27 @@ export function tokenKey(token: Uint8Array): string {
 }
 
 export function encodePullRequest(token: Uint8Array): Uint8Array {
+  return encodeRequest(PULL_MAGIC, token);
+}
+
+export function encodeAdmitted(token: Uint8Array): Uint8Array {
+  return encodeRequest(ADMITTED_MAGIC, token);
+}
+
+function encodeRequest(magic: number, token: Uint8Array): Uint8Array {
   const out = new Uint8Array(PULL_REQUEST_BYTES);
-  putU32(out, 0, PULL_MAGIC);
+  putU32(out, 0, magic);
   out.set(token.subarray(0, TOKEN_BYTES), 8);
   return out;
 }
 
-/** The token a pull request asks for; throws FrameError on anything else. */
-export function decodePullRequest(bytes: Uint8Array): Uint8Array {
-  if (bytes.byteLength !== PULL_REQUEST_BYTES || getU32(bytes, 0) !== PULL_MAGIC || getU32(bytes, 4) !== 0) {
-    throw new FrameError('bad pull request');
+/** What a receiver sent on a data connection: a pull request or an admission, and its token. */
+export function decodeRequest(bytes: Uint8Array): { kind: 'pull' | 'admitted'; token: Uint8Array } {
+  const magic = getU32(bytes, 0);
+  if (bytes.byteLength !== PULL_REQUEST_BYTES || (magic !== PULL_MAGIC && magic !== ADMITTED_MAGIC) || getU32(bytes, 4) !== 0) {
+    throw new FrameError('bad request on a data connection');
   }
-  return bytes.slice(8, 16);
+  return { kind: magic === PULL_MAGIC ? 'pull' : 'admitted', token: bytes.slice(8, 16) };
 }
 
 /** A batch's header and checksum table, ready to write before its payload. */

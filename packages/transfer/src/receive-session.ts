@@ -79,6 +79,8 @@ type Phase = 'begin' | 'placing' | 'data' | 'commit' | 'done';
 export class ReceiveSession {
   private phase: Phase = 'begin';
   private begin: Begin | null = null;
+  /** tcp: tells the sender, on the data connection its blocks came over, that they were admitted. */
+  private tellAdmitted: (() => void) | null = null;
   /** Begin's blocks, unpacked. */
   private descriptors: readonly BlockDescriptor[] = [];
   private transport: TransportKind = 'grpc';
@@ -193,9 +195,10 @@ export class ReceiveSession {
     this.call.write({ kind: 'ready', ready: {} });
     if (this.transport === 'tcp') {
       // Pull the blocks from the sender's data port; all of them verified is the commit.
-      this.host.pull.pull(b.tcp_source, b.tcp_token, assembly, this.ctl.signal).then(() => {
+      this.host.pull.pull(b.tcp_source, b.tcp_token, assembly, this.ctl.signal).then((tellAdmitted) => {
         if (this.phase !== 'data') return;
         this.phase = 'commit';
+        this.tellAdmitted = tellAdmitted;
         void this.admit(assembly);
       }, (e: unknown) => this.fail(asTransferError(e, 'CONNECTION_LOST')));
     }
@@ -271,6 +274,7 @@ export class ReceiveSession {
       if (this.phase === 'done') return; // cancelled while the application admitted; it saw the signal
       this.phase = 'done';
       this.cleanup();
+      this.tellAdmitted?.(); // tcp: on the data connection first, the sender's quickest way to hear it
       this.call.write({ kind: 'admitted', admitted: { bytes: a.totalBytes } });
       this.call.end();
     } catch (e) {

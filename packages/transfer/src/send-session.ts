@@ -99,8 +99,8 @@ export async function runSendSession(plan: SendPlan, deps: SendDeps): Promise<Ad
         if (!signal.aborted) await raceSignal(Promise.race([finishedP, delay(VERDICT_GRACE_MS)]), signal);
         throw e;
       }
-      offer = null;
-      await raceSignal(finishedP, signal);
+      // Admitted: said on the data connection (sooner) and on the call, whichever comes first.
+      await raceSignal(Promise.race([finishedP, offer.admitted]), signal);
       call.end();
       return admitted ?? { bytes: plan.totalBytes };
     }

@@ -4,7 +4,7 @@
 // Buffer and no copy in JS. A connection carries one pull at a time and is reused once it completed.
 import { connect, type Socket } from 'node:net';
 import { TransferError, asTransferError } from './errors.js';
-import { BATCH_HEADER_BYTES, BatchReader, encodePullRequest, type BatchTarget } from './frame-codec.js';
+import { BATCH_HEADER_BYTES, BatchReader, encodeAdmitted, encodePullRequest, type BatchTarget } from './frame-codec.js';
 
 export interface TcpPullOptions {
   /** Idle connections kept per sender (default 4). */
@@ -60,6 +60,11 @@ class PullConnection {
     });
   }
 
+  /** Tells the sender its transfer under `token` was admitted, if this connection still stands. */
+  admitted(token: Uint8Array): void {
+    if (!this.broken && !this.socket.destroyed) this.socket.write(encodeAdmitted(token));
+  }
+
   /** Fails the pull in progress and closes the connection. */
   abort(error: TransferError): void {
     this.broken = true;
@@ -109,8 +114,12 @@ export class TcpPullPool {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 30_000;
   }
 
-  /** Pulls the transfer offered under `token` at `address` into `target`. Rejects with a TransferError. */
-  async pull(address: string, token: Uint8Array, target: BatchTarget, signal: AbortSignal): Promise<void> {
+  /**
+   * Pulls the transfer offered under `token` at `address` into `target`; resolves, once every block is in,
+   * with a function that tells the sender the transfer was admitted (on the same connection, if it still
+   * stands: the gRPC Admitted says it too). Rejects with a TransferError.
+   */
+  async pull(address: string, token: Uint8Array, target: BatchTarget, signal: AbortSignal): Promise<() => void> {
     if (this.closed) throw new TransferError('UNAVAILABLE', 'receiver closed');
     signal.throwIfAborted();
     const conn = this.acquire(address);
@@ -120,6 +129,7 @@ export class TcpPullPool {
     try {
       await conn.start(token, target);
       this.release(address, conn);
+      return () => conn.admitted(token);
     } catch (e) {
       conn.abort(asTransferError(e, 'CONNECTION_LOST'));
       throw signal.aborted ? asTransferError(signal.reason, 'ABORTED') : asTransferError(e, 'CONNECTION_LOST');

@@ -1,14 +1,14 @@
 // The sending end of the raw TCP data plane: the sender's data port. A transfer is offered here under
 // a random token (named in Begin); the receiver dials in, asks for the token, and gets the blocks in
-// batches (see frame-codec.ts). A connection serves one pull at a time and stays open for the
-// receiver's next one. Batches go out corked (one writev each; the kernel copies the block bytes, JS
+// batches (see frame-codec.ts); once its application took them it says so on the same connection. A
+// connection serves one pull at a time and stays open for the receiver's next one. Batches go out corked (one writev each; the kernel copies the block bytes, JS
 // never does), with at most `maxInFlightBytes` queued in user space before the writer waits for drain.
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { blockChecksum } from './checksum.js';
 import { TransferError } from './errors.js';
 import {
-  MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodePullRequest, encodeBatchHead, tokenKey,
+  MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodeRequest, encodeBatchHead, tokenKey,
 } from './frame-codec.js';
 import type { KvBlock } from './types.js';
 
@@ -38,6 +38,11 @@ export interface TcpOffer {
   readonly token: Uint8Array;
   /** Resolves when the last byte is handed to the kernel; rejects if the pull fails or never comes. */
   readonly written: Promise<void>;
+  /**
+   * Resolves when the receiver says, on the data connection, that its application admitted the blocks
+   * (as its gRPC Admitted will); never, if that connection closed first (the gRPC word still comes).
+   */
+  readonly admitted: Promise<void>;
   /** Takes the offer back (the transfer ended); a pull still writing it is cut. */
   withdraw(): void;
 }
@@ -52,6 +57,11 @@ interface Pending {
 
 export class TcpSource {
   private readonly offers = new Map<string, Pending>();
+  /**
+   * Offers waiting for the receiver's admission, by token, until it comes or the offer is withdrawn; only
+   * the connection that pulled an offer may admit it.
+   */
+  private readonly admissions = new Map<string, { readonly resolve: () => void; pulledBy: Socket | null }>();
   private readonly sockets = new Set<Socket>();
 
   private constructor(
@@ -91,13 +101,16 @@ export class TcpSource {
       reject = rej;
     });
     written.catch(() => undefined); // the caller races it against the transfer's signal
+    const admitted = new Promise<void>((res) => this.admissions.set(key, { resolve: res, pulledBy: null }));
     this.offers.set(key, { blocks, signal, resolve, reject, socket: null });
     return {
       token,
       written,
+      admitted,
       withdraw: () => {
         const p = this.offers.get(key);
         this.offers.delete(key);
+        this.admissions.delete(key);
         // Cut mid-pull: a half-sent transfer cannot be resumed on that connection.
         p?.socket?.destroy();
         p?.reject(new TransferError('ABORTED', 'offer withdrawn'));
@@ -108,6 +121,7 @@ export class TcpSource {
   async close(): Promise<void> {
     for (const p of this.offers.values()) p.reject(new TransferError('UNAVAILABLE', 'sender closed'));
     this.offers.clear();
+    this.admissions.clear();
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -118,24 +132,36 @@ export class TcpSource {
     socket.on('error', () => undefined); // 'close' follows
     socket.on('close', () => this.sockets.delete(socket));
     // Requests are 16 bytes; a receiver asks for the next transfer only after the last one arrived,
-    // but the request may still overtake this side's bookkeeping, so requests queue.
+    // but the request may still overtake this side's bookkeeping, so pulls queue. An admission is told
+    // at once.
     let buffered: Buffer = Buffer.alloc(0);
     let serving: Promise<void> = Promise.resolve();
     socket.on('data', (chunk: Buffer) => {
       buffered = buffered.byteLength === 0 ? chunk : Buffer.concat([buffered, chunk]);
       while (buffered.byteLength >= PULL_REQUEST_BYTES) {
-        const request = buffered.subarray(0, PULL_REQUEST_BYTES);
+        const bytes = buffered.subarray(0, PULL_REQUEST_BYTES);
         buffered = buffered.subarray(PULL_REQUEST_BYTES);
-        let token: Uint8Array;
+        let request: ReturnType<typeof decodeRequest>;
         try {
-          token = decodePullRequest(request);
+          request = decodeRequest(bytes);
         } catch {
           socket.destroy();
           return;
         }
-        serving = serving.then(() => this.serve(socket, token));
+        const { token } = request;
+        if (request.kind === 'admitted') this.admitted(token, socket);
+        else serving = serving.then(() => this.serve(socket, token));
       }
     });
+  }
+
+  /** The receiver admitted the transfer under `token`; from another connection, or for no offer, it is ignored. */
+  private admitted(token: Uint8Array, socket: Socket): void {
+    const key = tokenKey(token);
+    const a = this.admissions.get(key);
+    if (a === undefined || a.pulledBy !== socket) return;
+    this.admissions.delete(key);
+    a.resolve();
   }
 
   private async serve(socket: Socket, token: Uint8Array): Promise<void> {
@@ -147,6 +173,8 @@ export class TcpSource {
       return;
     }
     p.socket = socket;
+    const a = this.admissions.get(key);
+    if (a !== undefined) a.pulledBy = socket;
     socket.setTimeout(0);
     try {
       await writeBatches(socket, token, p.blocks, p.signal, this.opts);

@@ -79,8 +79,11 @@ export interface TransferReceipt {
   readonly elapsedMs: number;
 }
 
-/** 2: tcp transfers are pulled by the receiver from the sender's data port. */
-export const PROTOCOL_VERSION = 3;
+/**
+ * 2: tcp transfers are pulled by the receiver from the sender's data port. 3: Begin packs the block hashes.
+ * 4: a tcp receiver also says Admitted on the data connection (a sender of 3 would drop the connection).
+ */
+export const PROTOCOL_VERSION = 4;
 
 /** The block hash format: 16 lowercase or uppercase hex chars. */
 export const BLOCK_HASH_PATTERN = /^[0-9a-f]{16}$/;
