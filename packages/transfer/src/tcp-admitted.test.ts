@@ -13,6 +13,17 @@ afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
+/** A data port offering `blocks`, pulled whole by a receiver's connection pool. */
+async function pulledOffer(blocks: ReturnType<typeof makeBlocks>) {
+  const source = await TcpSource.listen();
+  const pool = new TcpPullPool();
+  closers.push(() => source.close(), () => pool.close());
+  const offer = source.offer(blocks, new AbortController().signal);
+  const target = new BlockAssembly(blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })), new SlabPool(0));
+  const tellAdmitted = await pool.pull(source.address, offer.token, target, new AbortController().signal);
+  return { source, offer, target, tellAdmitted };
+}
+
 /** Whether `p` settles within `ms`. */
 async function settles(p: Promise<unknown>, ms = 150): Promise<boolean> {
   return Promise.race([p.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms))]);
@@ -20,13 +31,7 @@ async function settles(p: Promise<unknown>, ms = 150): Promise<boolean> {
 
 describe('Admitted on the data connection', () => {
   it('reaches the sender from the connection that pulled the blocks, and from no other', async () => {
-    const source = await TcpSource.listen();
-    const pool = new TcpPullPool();
-    closers.push(() => source.close(), () => pool.close());
-    const blocks = makeBlocks(5, 40_000, 1);
-    const offer = source.offer(blocks, new AbortController().signal);
-    const target = new BlockAssembly(blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })), new SlabPool(0));
-    const tellAdmitted = await pool.pull(source.address, offer.token, target, new AbortController().signal);
+    const { source, offer, target, tellAdmitted } = await pulledOffer(makeBlocks(5, 40_000, 1));
     await offer.written;
     expect(target.complete).toBe(true);
     expect(await settles(offer.admitted)).toBe(false); // nobody said so yet
@@ -44,13 +49,7 @@ describe('Admitted on the data connection', () => {
   });
 
   it('is dropped with the offer: a withdrawn transfer is never admitted', async () => {
-    const source = await TcpSource.listen();
-    const pool = new TcpPullPool();
-    closers.push(() => source.close(), () => pool.close());
-    const blocks = makeBlocks(2, 1000, 2);
-    const offer = source.offer(blocks, new AbortController().signal);
-    const target = new BlockAssembly(blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })), new SlabPool(0));
-    const tellAdmitted = await pool.pull(source.address, offer.token, target, new AbortController().signal);
+    const { offer, tellAdmitted } = await pulledOffer(makeBlocks(2, 1000, 2));
     offer.withdraw();
     tellAdmitted();
     expect(await settles(offer.admitted)).toBe(false);
