@@ -1,8 +1,9 @@
 // The sending end of the raw TCP data plane: the sender's data port. A transfer is offered here under
 // a random token (named in Begin); the receiver dials in, asks for the token, and gets the blocks in
 // batches (see frame-codec.ts); once its application took them it says so on the same connection. A
-// connection serves one pull at a time and stays open for the receiver's next one. Batches go out corked (one writev each; the kernel copies the block bytes, JS
-// never does), with at most `maxInFlightBytes` queued in user space before the writer waits for drain.
+// connection serves one pull at a time and stays open for the receiver's next one. Batches go out
+// corked (one writev each; the kernel copies the block bytes, JS never does), with at most
+// `maxInFlightBytes` queued in user space before the writer waits for drain.
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { blockChecksum } from './checksum.js';
