@@ -22,7 +22,10 @@ import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferU
 export interface TransferReceiverOptions {
   /** The connections tcp transfers are pulled over (dialed to each sender's data port). */
   readonly tcp?: TcpPullOptions;
-  /** Transports to offer, in order of preference (default shm, tcp, grpc); unusable ones are dropped. */
+  /**
+   * Transports to offer, in order of preference; unusable ones are dropped. Default tcp, shm, grpc: on
+   * one host, loopback TCP moves KV 2-4x faster than the shm segment file (docs/benchmarks.md).
+   */
   readonly transports?: readonly TransportKind[];
   /** Directory under which the shm site lives (default /dev/shm, else the temp dir). */
   readonly shmBase?: string;
@@ -95,7 +98,7 @@ export class TransferReceiver {
   }
 
   static async start(opts: TransferReceiverOptions): Promise<TransferReceiver> {
-    const wanted = opts.transports ?? ['shm', 'tcp', 'grpc'];
+    const wanted = opts.transports ?? ['tcp', 'shm', 'grpc'];
     const shm = wanted.includes('shm') ? await probeShmSite(opts.shmBase) : null;
     const offered = wanted.filter((t) => (t === 'shm' ? shm !== null : true));
     const rx = new TransferReceiver(opts, offered, shm);

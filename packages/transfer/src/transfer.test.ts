@@ -52,9 +52,13 @@ describe('round trip', () => {
     expect(h.rx.pendingBytes).toBe(0);
   });
 
-  it('auto picks shm on one host, fetching the advertisement over gRPC', async () => {
+  it('auto takes the receiver\'s first usable transport (tcp by default), fetching its advertisement over gRPC', async () => {
+    expect(h.rx.advertisement().transports).toEqual(['tcp', 'shm', 'grpc']);
     const receipt = await tx.send({ peer: { grpcAddress: h.address }, blocks: makeBlocks(3, 4096, 4) });
-    expect(receipt.transport).toBe('shm');
+    expect(receipt.transport).toBe('tcp');
+    // A receiver preferring shm gets it on one host.
+    const shmFirst = { ...h.rx.advertisement(), transports: ['shm' as const, 'tcp' as const, 'grpc' as const] };
+    expect((await tx.send({ peer: { grpcAddress: h.address, advertisement: shmFirst }, blocks: makeBlocks(3, 4096, 6) })).transport).toBe('shm');
   });
 
   it('auto falls back to tcp across hosts and to grpc without a data plane', async () => {

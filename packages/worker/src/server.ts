@@ -33,7 +33,7 @@ export interface WorkerServerOptions {
   readonly dataPort?: number;
   /** Admin (metrics/health) address advertised in the registry, if any. */
   readonly adminAddress?: string;
-  /** Transports this worker receives KV over, in preference order; default shm, tcp, grpc. */
+  /** Transports this worker receives KV over, in preference order; default tcp, shm, grpc. */
   readonly transports?: readonly TransportKind[];
   /** Transport used when sending KV: 'auto' picks the receiver's preferred usable one. */
   readonly sendTransport?: 'auto' | TransportKind;

@@ -52,7 +52,7 @@ const WORKER_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'instance-id': { type: 'string', help: 'stable id in the registry (default: role + random suffix)' },
   'grpc-port': { type: 'string', help: 'gRPC port (0 = any free port)', default: '0' },
   'data-port': { type: 'string', help: 'TCP data-plane port peers pull this worker\'s KV blocks from (decode workers, the kv-store; 0 = any free port)', default: '0' },
-  transports: { type: 'string', help: 'KV transports this worker receives over, in preference order', default: 'shm,tcp,grpc' },
+  transports: { type: 'string', help: 'KV transports this worker receives over, in preference order', default: 'tcp,shm,grpc' },
   'kv-offload': { type: 'string', help: 'on: offload evicted blocks to the kv-store nodes in the registry and prefetch prefixes from them; off: never', default: 'on' },
   replicas: { type: 'string', help: 'copies of each offloaded block, on distinct kv-store nodes', default: '1' },
 };
@@ -99,7 +99,7 @@ export function policyOf(f: Flags): PolicyName {
 }
 
 export function transportsOf(f: Flags): TransportKind[] {
-  const list = (f.str('transports') ?? 'shm,tcp,grpc').split(',').map((s) => s.trim()).filter(Boolean);
+  const list = (f.str('transports') ?? 'tcp,shm,grpc').split(',').map((s) => s.trim()).filter(Boolean);
   for (const t of list) if (!isTransportKind(t)) throw new UsageError(`--transports takes tcp, shm and grpc, got "${t}"`);
   return list as TransportKind[];
 }

@@ -10,7 +10,7 @@ const KV_STORE_FLAGS = {
   'instance-id': { type: 'string', help: 'stable node id in the registry and the block directory (default: kv-store + random suffix)' },
   'grpc-port': { type: 'string', help: 'gRPC port (0 = any free port)', default: '0' },
   'data-port': { type: 'string', help: 'TCP data-plane port workers pull fetched blocks from (0 = any free port)', default: '0' },
-  transports: { type: 'string', help: 'transports puts may arrive over, in preference order', default: 'shm,tcp,grpc' },
+  transports: { type: 'string', help: 'transports puts may arrive over, in preference order', default: 'tcp,shm,grpc' },
   'memory-bytes': { type: 'string', help: 'memory tier budget (e.g. 1G)', default: '1G' },
   'disk-bytes': { type: 'string', help: 'disk tier budget (0 = no disk tier)', default: '0' },
   'disk-dir': { type: 'string', help: 'folder of the disk tier (rebuilt from its files on restart)' },

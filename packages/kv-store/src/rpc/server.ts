@@ -33,7 +33,7 @@ export interface KvStoreServerOptions {
   /** Port of the TCP data plane workers pull Get blocks from; 0 or undefined = any free port. */
   readonly dataPort?: number;
   readonly adminAddress?: string;
-  /** Transports puts may arrive over, in preference order; default shm, tcp, grpc. */
+  /** Transports puts may arrive over, in preference order; default tcp, shm, grpc. */
   readonly transports?: readonly TransportKind[];
   /** Told about each block transfer (for metrics). */
   readonly onTransfer?: (direction: 'in' | 'out', bytes: number, seconds: number) => void;
