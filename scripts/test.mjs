@@ -36,9 +36,8 @@ const bin = (name) => join(root, 'node_modules', '.bin', name);
 run(bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']);
 // Tests that compare timings measured at different moments run alone, one after another, before the
 // rest: other test files beside them on the same cores, or the tail of a heavy run just before, would
-// skew one measurement and not the other. Routing is one of them: kv-aware weighs each worker's load
-// and hears of cached blocks through events, so cores busy with other files shift its picks (seen once
-// in the full suite: hit rate 0.69, where alone it reaches the best possible, 0.78, run after run).
+// skew one measurement and not the other. The routing test is one: it compares two clusters' mean TTFT,
+// and kv-aware's picks weigh each worker's reported load, which other files' CPU use perturbs.
 const ALONE = ['test/sim-fidelity.test.ts', 'test/routing.test.ts'];
 const args = process.argv.slice(2);
 if (args.length > 0) run(bin('vitest'), ['run', ...args]);

@@ -111,7 +111,34 @@ describe('prefix cache', () => {
       expect(again.cached).toBe(96);
     });
   });
+
+  it('a waiting request counts only the prompt it will compute as queued prefill, not its cached prefix', async () => {
+    const shared = makePrompts(1, 98, 100, 101)[0]!;
+    const long = samplingParams({ temperature: 0, maxTokens: 60, ignoreEos: true });
+    await withEngine({ maxNumSeqs: 1 }, async (engine) => {
+      await collect(engine, [...shared, 5], greedy, 'warm'); // caches the 6 full blocks of `shared`
+      const busy = collect(engine, [1, 2, 3], long, 'busy'); // holds the only slot
+      await waitUntil(() => engine.stats().running === 1);
+      const waiting = collect(engine, [...shared, 8, 9, 10], greedy, 'waiting');
+      await waitUntil(() => engine.stats().waiting === 1);
+      // 101 + 3 tokens, 96 of them cached: 7 to compute (the last token's KV comes with decoding), not 103.
+      // The decoding request adds its token or two not computed yet.
+      const queued = engine.stats().queuedPrefillTokens;
+      expect(queued).toBeGreaterThanOrEqual(shared.length + 3 - 1 - 96);
+      expect(queued).toBeLessThan(shared.length + 3 - 1 - 96 + 4);
+      await Promise.all([busy, waiting]);
+      expect((await waiting).cached).toBe(96);
+    });
+  });
 });
+
+async function waitUntil(cond: () => boolean, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
 
 describe('preemption and limits', () => {
   it('a flood larger than the pool completes by preempting and recomputing, with identical tokens', async () => {

@@ -109,10 +109,7 @@ export class LLMEngine implements EngineClient {
       prefixCacheQueryTokens: this.counters.queryTokens,
       preemptions: this.counters.preemptions,
       prefillTokensComputed: this.counters.prefillTokens,
-      queuedPrefillTokens: [...this.scheduler.waiting, ...this.scheduler.running].reduce(
-        (n, s) => n + (s.prefilled ? 0 : Math.max(0, s.tokens.length - 1 - s.numComputed)),
-        0,
-      ),
+      queuedPrefillTokens: [...this.scheduler.waiting, ...this.scheduler.running].reduce((n, s) => n + this.toPrefill(s), 0),
       importFallbacks: this.counters.importFallbacks,
       prefetchedTokens: this.counters.prefetchedTokens,
       prefetchRejects: this.counters.prefetchRejects,
@@ -120,6 +117,23 @@ export class LLMEngine implements EngineClient {
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
     };
+  }
+
+  /**
+   * Prompt tokens `s` still has to compute. One not scheduled yet has computed nothing, but the leading
+   * blocks this engine's prefix cache holds will not be computed: counting them would tell the router a
+   * cache hit is a full prefill (a load report taken then sent the next requests for that prompt away).
+   */
+  private toPrefill(s: Sequence): number {
+    if (s.prefilled) return 0;
+    let computed = s.numComputed;
+    if (computed === 0) {
+      const reusable = Math.floor((s.tokens.length - 1) / s.blockSize);
+      let blocks = 0;
+      while (blocks < reusable && this.pool.has(s.blockHash(blocks))) blocks++;
+      computed = blocks * s.blockSize;
+    }
+    return Math.max(0, s.tokens.length - 1 - computed);
   }
 
   get maxNumSeqs(): number {
