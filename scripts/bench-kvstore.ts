@@ -22,7 +22,7 @@ import { ensureTinyModel, samplingParams } from '@pdserve/model';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import { StoreLink } from '@pdserve/worker';
 import { arg, dialRawSink, list, listenRawSource, rawCopy } from './lib/raw-tcp';
-import { median, randomTokens } from './lib/stats';
+import { eachFirstInTurn, median, randomTokens } from './lib/stats';
 
 const MODEL = 'tiny';
 const LAYOUT: KvLayout = { numLayers: 4, numKvHeads: 2, headDim: 32, blockSize: 16 };
@@ -115,9 +115,8 @@ async function runParent(): Promise<void> {
   for (const t of transports.filter((x): x is TransportKind => x !== 'raw')) {
     const xs = { raw: [] as number[], put: [] as number[], get: [] as number[] };
     for (let r = 0; r < warmup + reps; r++) {
-      // Raw and put swap places every round: each disturbs whatever runs right after it.
-      const first = r % 2 === 0 ? { raw: await raw(), put: await put(t) } : { put: await put(t), raw: await raw() };
-      const round = { ...first, get: await get(t) };
+      const [rawGbps, putGbps] = await eachFirstInTurn(r, raw, () => put(t));
+      const round = { raw: rawGbps, put: putGbps, get: await get(t) };
       await store.remove(MODEL, hashes);
       if (r >= warmup) for (const k of ['raw', 'put', 'get'] as const) xs[k].push(round[k]);
     }

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { blockCrc32, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type KvBlock, type TransferAdvertisement, type TransportKind } from '@pdserve/transfer';
 import { arg, dialRawSink, list, listenRawSource, rawCopy } from './lib/raw-tcp';
-import { median } from './lib/stats';
+import { eachFirstInTurn, median } from './lib/stats';
 
 interface ReceiverInfo {
   readonly grpcAddress: string;
@@ -124,16 +124,7 @@ async function runSender(): Promise<void> {
       const raws: Sample[] = [];
       const theirs: Sample[] = [];
       for (let r = 0; r < warmup + reps; r++) {
-        // Raw and the transport swap places every round: each disturbs whatever runs right after it.
-        let raw: Sample;
-        let sample: Sample;
-        if (r % 2 === 0) {
-          raw = await once('raw');
-          sample = await once(t);
-        } else {
-          sample = await once(t);
-          raw = await once('raw');
-        }
+        const [raw, sample] = await eachFirstInTurn(r, () => once('raw'), () => once(t));
         if (r >= warmup) {
           raws.push(raw);
           theirs.push(sample);

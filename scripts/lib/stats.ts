@@ -26,6 +26,19 @@ export function randomTokens(n: number, seed: number, vocab = 32000): number[] {
   return out;
 }
 
+/**
+ * Runs `a` and `b` one after the other, `a` first in even rounds and `b` first in odd ones: each disturbs
+ * whatever runs right after it, so neither always pays for the other. Returns their results as [a, b].
+ */
+export async function eachFirstInTurn<A, B>(round: number, a: () => Promise<A>, b: () => Promise<B>): Promise<[A, B]> {
+  if (round % 2 === 0) {
+    const x = await a();
+    return [x, await b()];
+  }
+  const y = await b();
+  return [await a(), y];
+}
+
 export async function timeIt(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await fn();

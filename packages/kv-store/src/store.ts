@@ -184,33 +184,25 @@ export class KvStore {
    * two passes over the bytes (the header's payload CRC is checked against it, and it is kept as the block's).
    */
   writeBlock(putId: string, hash: BlockHash, bytes: Uint8Array, verifiedCrc?: number): void {
-    this.writeBlocks(putId, [{ hash, bytes, crc: verifiedCrc }]);
-  }
-
-  /** writeBlock for many blocks of one put, in order; on a bad block it throws, the blocks before it written. */
-  writeBlocks(putId: string, blocks: readonly { readonly hash: BlockHash; readonly bytes: Uint8Array; readonly crc?: number }[]): void {
     this.assertOpen();
     const put = this.livePut(putId);
-    const layout = this.c.models?.get(put.modelId);
-    for (const { hash, bytes, crc } of blocks) {
-      checkHash(hash);
-      const block = put.blocks.get(hash);
-      if (block === undefined) throw invalidArgument(`block ${hash} is not part of put ${putId}`);
-      if (!(bytes instanceof Uint8Array)) throw invalidArgument(`block ${hash}: bytes must be a Uint8Array`);
-      if (bytes.byteLength !== block.size) {
-        throw invalidArgument(`block ${hash} is ${bytes.byteLength} bytes, but the put declared ${block.size}`);
-      }
-      const info = inspectBlock(bytes, layout, crc);
-      if (!blockHeaderNames(bytes, hash)) throw invalidArgument(`block header names hash ${info.hash}, not ${hash}`);
-      if (block.alreadyStored) continue;
-      let own = bytes; // read straight into the store's buffer (placement)
-      if (bytes !== block.target) {
-        own = this.memory.buffers.take(bytes.byteLength); // a copy: the caller's buffer may be a view into a larger one
-        own.set(bytes);
-      }
-      block.bytes = own;
-      block.crc = crc ?? crc32(own);
+    checkHash(hash);
+    const block = put.blocks.get(hash);
+    if (block === undefined) throw invalidArgument(`block ${hash} is not part of put ${putId}`);
+    if (!(bytes instanceof Uint8Array)) throw invalidArgument(`block ${hash}: bytes must be a Uint8Array`);
+    if (bytes.byteLength !== block.size) {
+      throw invalidArgument(`block ${hash} is ${bytes.byteLength} bytes, but the put declared ${block.size}`);
     }
+    const info = inspectBlock(bytes, this.c.models?.get(put.modelId), verifiedCrc);
+    if (!blockHeaderNames(bytes, hash)) throw invalidArgument(`block header names hash ${info.hash}, not ${hash}`);
+    if (block.alreadyStored) return;
+    let own = bytes; // read straight into the store's buffer (placement)
+    if (bytes !== block.target) {
+      own = this.memory.buffers.take(bytes.byteLength); // a copy: the caller's buffer may be a view into a larger one
+      own.set(bytes);
+    }
+    block.bytes = own;
+    block.crc = verifiedCrc ?? crc32(own);
   }
 
   /**

@@ -85,5 +85,5 @@ export interface TransferReceipt {
  */
 export const PROTOCOL_VERSION = 4;
 
-/** The block hash format: 16 lowercase or uppercase hex chars. */
+/** The block hash format: 16 lowercase hex chars (as @pdserve/kv-cache makes them, and packHashes round-trips). */
 export const BLOCK_HASH_PATTERN = /^[0-9a-f]{16}$/;

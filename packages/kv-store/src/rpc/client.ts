@@ -5,6 +5,7 @@ import { credentials, makeGenericClientConstructor, type Client } from '@grpc/gr
 import { blockCrc32 } from '@pdserve/kv-cache';
 import { callFailure, callUnary, type UnaryMethod } from '@pdserve/rpc';
 import { packHashes, type KvBlock, type TransferSender, type TransportKind } from '@pdserve/transfer';
+import { GRPC_STATUS } from '../errors.js';
 import { isBlockHash } from '../keys.js';
 import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_TTL_META, kvStoreService } from './proto.js';
 import * as W from './wire.js';
@@ -73,10 +74,8 @@ export class KvStoreClient {
 
   /** Phase one of a put: reserves room for the blocks the store does not hold yet. */
   beginPut(modelId: string, blocks: readonly { readonly hash: string; readonly size: number }[], ttlMs = 0, signal?: AbortSignal): Promise<W.BeginPutResponseMsg> {
-    const bad = blocks.find((b) => !isBlockHash(b.hash));
-    if (bad !== undefined) {
-      return Promise.reject(new KvStoreCallError('INVALID_ARGUMENT', `block hash must be 16 lowercase hex characters, got ${JSON.stringify(bad.hash)}`));
-    }
+    const bad = badHash(blocks.map((b) => b.hash));
+    if (bad !== undefined) return Promise.reject(bad);
     const req: W.BeginPutRequestMsg = { model_id: modelId, ttl_ms: ttlMs, hashes: packHashes(blocks.map((b) => b.hash)), sizes: blocks.map((b) => b.size) };
     return this.unary(this.raw.BeginPut, req, KV_STORE_DEADLINES.control, signal);
   }
@@ -88,8 +87,8 @@ export class KvStoreClient {
   }
   /** The store sends what it finds to `req.sink` and answers once the sink admitted it. */
   async get(req: GetRequest, signal?: AbortSignal): Promise<GetReply> {
-    const bad = req.hashes.find((h) => !isBlockHash(h));
-    if (bad !== undefined) throw new KvStoreCallError('INVALID_ARGUMENT', `block hash must be 16 lowercase hex characters, got ${JSON.stringify(bad)}`);
+    const bad = badHash(req.hashes);
+    if (bad !== undefined) throw bad;
     const res = await this.unary(this.raw.Get, { ...req, hashes: packHashes(req.hashes) }, KV_STORE_DEADLINES.get, signal);
     return { ...res, tiers: [...res.tiers].map((c) => W.TIER_CODES[c] ?? '') };
   }
@@ -123,8 +122,8 @@ export class KvStoreClient {
    * Blocks the store already holds travel too (it keeps its copy); beginPut first says which those are.
    */
   async put(sender: TransferSender, modelId: string, blocks: readonly KvBlock[], opts: PutOptions = {}): Promise<PutReceipt> {
-    const bad = blocks.find((b) => !isBlockHash(b.hash));
-    if (bad !== undefined) throw new KvStoreCallError('INVALID_ARGUMENT', `block hash must be 16 lowercase hex characters, got ${JSON.stringify(bad.hash)}`);
+    const bad = badHash(blocks.map((b) => b.hash));
+    if (bad !== undefined) throw bad;
     if (blocks.length === 0) return { stored: [], bytes: 0, transport: undefined };
     // Each block's CRC-32 follows from its header without a pass over it; the store verifies it in transit.
     const toSend = blocks.map((b) => (b.checksum === undefined ? { hash: b.hash, data: b.data, checksum: blockCrc32(b.data) } : b));
@@ -144,7 +143,7 @@ export class KvStoreClient {
       // The store's refusal (bad block, no room, wrong model) comes back as the transfer's REFUSED, its
       // message starting with the store's code.
       const e = err as { code?: unknown; message?: string };
-      const m = /^(?:receiver: )?(invalid_argument|not_found|resource_exhausted|failed_precondition|unavailable): /.exec(e.message ?? '');
+      const m = STORE_REFUSAL.exec(e.message ?? '');
       if (e.code === 'REFUSED' && m !== null) throw new KvStoreCallError(m[1]!.toUpperCase(), (e.message ?? '').slice(m[0].length));
       throw err;
     }
@@ -157,4 +156,13 @@ export class KvStoreClient {
   private unary<Req, Res>(fn: UnaryMethod<Req, Res>, req: Req, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
     return callUnary(this.raw, fn, req, deadlineMs, toStoreCallError, signal);
   }
+}
+
+/** A transfer refusal that carries the store's own code (see withCode in server.ts): `receiver: <code>: ...`. */
+const STORE_REFUSAL = new RegExp(`^(?:receiver: )?(${Object.keys(GRPC_STATUS).join('|')}): `);
+
+/** The error for the first hash that is not a block hash, if any. */
+function badHash(hashes: readonly string[]): KvStoreCallError | undefined {
+  const bad = hashes.find((h) => !isBlockHash(h));
+  return bad === undefined ? undefined : new KvStoreCallError('INVALID_ARGUMENT', `block hash must be 16 lowercase hex characters, got ${JSON.stringify(bad)}`);
 }

@@ -83,7 +83,7 @@ export class KvStoreServer {
         if (typeof model === 'string' && model !== '') return this.beginFromTransfer(offer, model);
         const putId = offer.meta[PUT_ID_META];
         if (typeof putId !== 'string' || putId === '') return undefined; // admitPut refuses it
-        this.putTransfers.set(offer.transferId, { putId, begun: false, written: 0 });
+        this.putTransfers.set(offer.transferId, { putId, begun: false });
         return opts.store.placement(putId, offer.blocks);
       },
       // Each block is checked and filed as soon as it is in, while the rest still arrive: the admission
@@ -175,7 +175,7 @@ export class KvStoreServer {
         store.revokePut(begun.putId); // the transfer was discarded while the put began (eviction can take a while)
         throw new KvStoreError('unavailable', `transfer ${offer.transferId} ended before its put began`);
       }
-      this.putTransfers.set(offer.transferId, { putId: begun.putId, begun: true, written: 0 });
+      this.putTransfers.set(offer.transferId, { putId: begun.putId, begun: true });
       return store.placement(begun.putId, offer.blocks); // undefined (read elsewhere, copied) if it holds some already
     } catch (err) {
       this.refusedTransfers += 1;
@@ -184,26 +184,24 @@ export class KvStoreServer {
     }
   }
 
-  /** A put's block as it arrives: checked and kept (not readable before the commit); a bad one refuses the transfer. */
+  /**
+   * A put's block as it arrives: checked and kept (not readable before the commit); a bad one refuses the
+   * transfer. The engine tells of every block of every transport here, so the admission finds them written.
+   */
   private writeArrived(transferId: string, block: KvBlock): void {
     const p = this.putTransfers.get(transferId);
     if (p === undefined) return; // no put named: admitPut says so
     this.writeOrRefuse(transferId, p.putId, () => this.opts.store.writeBlock(p.putId, block.hash, block.data, block.checksum));
-    p.written += 1;
   }
 
-  /** A put's transfer, every block in: admitted only for an open put, committed here if asked. */
+  /** A put's transfer, every block in and written (writeArrived): admitted only for an open put, committed here if asked. */
   private admitPut(t: IncomingTransfer): void {
     const p = this.putTransfers.get(t.transferId);
     this.putTransfers.delete(t.transferId);
-    const putId = p?.putId ?? t.meta[PUT_ID_META];
-    const { store } = this.opts;
     const started = performance.now();
-    this.writeOrRefuse(t.transferId, putId, () => {
-      if (typeof putId !== 'string' || putId === '') throw new KvStoreError('invalid_argument', `transfer ${t.transferId} names no put_id`);
-      // Written as they arrived (writeArrived), unless some were not.
-      if (p?.written !== t.blocks.length) store.writeBlocks(putId, t.blocks.map((b) => ({ hash: b.hash, bytes: b.data, crc: b.checksum })));
-      if (t.meta[PUT_COMMIT_META] === '1') store.commitPut(putId);
+    this.writeOrRefuse(t.transferId, p?.putId, () => {
+      if (p === undefined) throw new KvStoreError('invalid_argument', `transfer ${t.transferId} names no put_id`);
+      if (t.meta[PUT_COMMIT_META] === '1') this.opts.store.commitPut(p.putId);
     });
     this.opts.onTransfer?.('in', t.bytes, (performance.now() - started) / 1000);
   }
@@ -340,14 +338,13 @@ export class KvStoreServer {
   }
 }
 
-/** A refusal for the transfer engine to carry back: the store's code leads the message (`resource_exhausted: ...`). */
-/** A transfer carrying a put's blocks: its put, whether the transfer began it (put_begin), the blocks written so far. */
+/** A transfer carrying a put's blocks: its put, and whether the transfer began it (put_begin). */
 interface PutTransfer {
   readonly putId: string;
   readonly begun: boolean;
-  written: number;
 }
 
+/** A refusal for the transfer engine to carry back: the store's code leads the message (`resource_exhausted: ...`). */
 function withCode(err: unknown): unknown {
   return err instanceof KvStoreError ? new Error(`${err.code}: ${err.message}`) : err;
 }
