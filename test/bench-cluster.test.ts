@@ -6,13 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '@pdserve/api';
-import type { BenchReport } from '@pdserve/bench';
+import { MOONCAKE_TRACE, type BenchReport } from '@pdserve/bench';
 import { runCli } from '@pdserve/cli';
 import { connectControlPlane, InProcessHub, silentLogger as cpSilent, type ControlPlane } from '@pdserve/control-plane';
 import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import { startWorkerService, type WorkerService } from '@pdserve/worker';
-import { SHARED_TRACE } from '@pdserve/testkit';
 
 let cp: ControlPlane;
 let gateway: Gateway;
@@ -93,7 +92,7 @@ describe('pdserve bench against a local cluster', () => {
   it('replays the shared Mooncake trace, scaled down, end to end', async () => {
     const output = join(tmp, 'trace.json');
     const { code, out } = await cli([
-      'bench', '--url', gateway.url, '--model', 'tiny', '--workload', `trace:${SHARED_TRACE}`, '--requests', '12',
+      'bench', '--url', gateway.url, '--model', 'tiny', '--workload', `trace:${MOONCAKE_TRACE}`, '--requests', '12',
       '--block-scale', '16', '--max-input-len', '1024', '--length-scale', '0.05', '--max-tokens', '8', '--time-scale', '0.05',
       '--ignore-eos', '--output', output,
     ]);

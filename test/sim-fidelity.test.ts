@@ -11,13 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '@pdserve/api';
-import { parseCostModel, parseTrace, readTrace, runBench, simulate, type BenchReport, type SimReport } from '@pdserve/bench';
+import { MOONCAKE_TRACE, parseCostModel, parseTrace, readTrace, runBench, simulate, type BenchReport, type SimReport } from '@pdserve/bench';
 import { runCli } from '@pdserve/cli';
 import { connectControlPlane, InProcessHub, silentLogger as cpSilent, type ControlPlane } from '@pdserve/control-plane';
 import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import { startWorkerService, type WorkerService } from '@pdserve/worker';
-import { SHARED_TRACE } from '@pdserve/testkit';
 
 /** Records 3900–3959: 60 requests over 13.3 s, many of them later turns of conversations in the slice. */
 const SLICE = { from: 3900, count: 60 } as const;
@@ -35,7 +34,7 @@ let gateway: Gateway;
 let workers: WorkerService[] = [];
 
 beforeAll(async () => {
-  const full = await readTrace(SHARED_TRACE);
+  const full = await readTrace(MOONCAKE_TRACE);
   const records = full.records.slice(SLICE.from, SLICE.from + SLICE.count);
   writeFileSync(sliceFile, records.map((r) => JSON.stringify({ timestamp: r.timestamp, input_length: r.inputLength, output_length: r.outputLength, hash_ids: r.hashIds })).join('\n') + '\n');
   const dir = await ensureTinyModel();

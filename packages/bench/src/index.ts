@@ -17,7 +17,7 @@ export { WORKLOAD_DEFAULTS, listSource, syntheticSource } from './workloads';
 export type { BenchRequest, PromptPart, PromptRole, RequestSource, SyntheticWorkload, WorkloadShape } from './workloads';
 export { DEFAULT_TOKEN_RANGE } from './prompts';
 export type { TokenRange } from './prompts';
-export { TraceError, parseTrace, readTrace } from './trace';
+export { MOONCAKE_TRACE, TraceError, parseTrace, readTrace } from './trace';
 export type { Trace, TraceRecord } from './trace';
 export { TRACE_BLOCK_SIZE, replayInputLength, traceSource, traceToRequests } from './trace-replay';
 export type { TraceReplayOptions } from './trace-replay';

@@ -2,10 +2,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readTrace, TraceError, parseTrace, type Trace } from './trace';
+import { MOONCAKE_TRACE, readTrace, TraceError, parseTrace, type Trace } from './trace';
 import { replayInputLength, traceToRequests } from './trace-replay';
 import type { BenchRequest } from './workloads';
-import { SHARED_TRACE } from '@pdserve/testkit';
 
 
 const tokensOf = (r: BenchRequest): readonly number[] => r.parts[0]!.tokenIds;
@@ -18,7 +17,7 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
 
 describe('readTrace', () => {
   it('reads the shared Mooncake trace', async () => {
-    const trace = await readTrace(SHARED_TRACE);
+    const trace = await readTrace(MOONCAKE_TRACE);
     expect(trace.records.length).toBe(3993);
     expect(trace.records[0]).toMatchObject({ timestamp: 0, inputLength: 40160, outputLength: 6 });
     expect(trace.records[0]!.hashIds.length).toBe(79);
@@ -77,7 +76,7 @@ describe('traceToRequests', () => {
   });
 
   it('keeps the prefix structure of the shared trace: k shared hash ids ⇒ exactly k × blockScale shared tokens', async () => {
-    const trace = await readTrace(SHARED_TRACE);
+    const trace = await readTrace(MOONCAKE_TRACE);
     const blockScale = 16;
     const reqs = traceToRequests(trace, { blockScale });
     expect(reqs.length).toBe(3993);

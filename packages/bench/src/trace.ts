@@ -1,6 +1,9 @@
 import { readFile } from 'node:fs/promises';
 
-/** One line of a Mooncake-format trace (`../shared/traces/README.md`). */
+/** The Mooncake FAST'25 synthetic trace, shipped in the repository (`packages/bench/traces/README.md`: source, licence). */
+export const MOONCAKE_TRACE = new URL('../traces/mooncake_synthetic_trace.jsonl', import.meta.url).pathname;
+
+/** One line of a Mooncake-format trace (`packages/bench/traces/README.md`). */
 export interface TraceRecord {
   /** Arrival time in ms, relative to the first request. */
   readonly timestamp: number;

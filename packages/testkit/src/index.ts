@@ -2,4 +2,3 @@ export { REPO_ROOT, cacheDir, ensureTinyModel } from '@pdserve/model';
 export { freePort, startNats, startRedis, type TestServer } from './servers';
 export { completion } from './text';
 export { spawnService, waitFor, type ServiceProcess } from './cluster';
-export { SHARED_TRACE } from './traces';

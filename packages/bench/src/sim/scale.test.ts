@@ -2,9 +2,8 @@
 // 128 and 1,024 workers, each in well under a minute on two shared cores, routing with the real router.
 import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
-import { readTrace, type Trace } from '../trace';
+import { MOONCAKE_TRACE, readTrace, type Trace } from '../trace';
 import { simulate } from './simulate';
-import { SHARED_TRACE } from '@pdserve/testkit';
 
 const LIMIT_SECONDS = 60;
 
@@ -13,7 +12,7 @@ describe('simulator at scale on the full shared trace', () => {
 
   for (const workers of [16, 128, 1024]) {
     it(`${workers} workers: disaggregated kv-aware with a kv-store tier, and mixed with a global pool, each < ${LIMIT_SECONDS} s`, async () => {
-      trace ??= await readTrace(SHARED_TRACE);
+      trace ??= await readTrace(MOONCAKE_TRACE);
       const prefill = workers / 4;
       const runs = [
         { decodeWorkers: workers - prefill, prefillWorkers: prefill, store: { capacityTokens: workers * 1_000_000 } },

@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parseTrace, readTrace, type Trace } from '../trace';
+import { MOONCAKE_TRACE, parseTrace, readTrace, type Trace } from '../trace';
 import { BlockLru } from './block-lru';
 import { findCapacity } from './capacity';
 import { EventQueue } from './event-queue';
 import { simulate } from './simulate';
 import { routerHash } from './workload';
-import { SHARED_TRACE } from '@pdserve/testkit';
 
 const lines = (rows: readonly object[]): Trace => parseTrace(rows.map((r) => JSON.stringify(r)).join('\n'));
 
@@ -66,7 +65,7 @@ describe('simulate', () => {
   });
 
   it('replays a slice of the shared trace, deterministically, and kv-aware beats round-robin on reuse', async () => {
-    const trace = await readTrace(SHARED_TRACE);
+    const trace = await readTrace(MOONCAKE_TRACE);
     const base = { trace, decodeWorkers: 4, maxRequests: 300, blockScale: 16, cacheTokens: 16_384 } as const;
     const kv = simulate(base);
     expect(kv.requests).toBe(300);
@@ -87,7 +86,7 @@ describe('simulate', () => {
   });
 
   it('disaggregates: remote prefill ships KV to decode workers', async () => {
-    const trace = await readTrace(SHARED_TRACE);
+    const trace = await readTrace(MOONCAKE_TRACE);
     const r = simulate({ trace, decodeWorkers: 3, prefillWorkers: 2, maxRequests: 200, blockScale: 16, sloTtftMs: 500 });
     expect(r.completed).toBe(200);
     expect(r.config.decodeRole).toBe('decode');
@@ -98,7 +97,7 @@ describe('simulate', () => {
   });
 
   it('finds capacity under a TTFT SLO in bounded iterations', async () => {
-    const trace = await readTrace(SHARED_TRACE);
+    const trace = await readTrace(MOONCAKE_TRACE);
     const opts = { trace, decodeWorkers: 2, maxRequests: 150, blockScale: 16 } as const;
     // The longest prompts alone take ~310 ms to prefill, so p90 ≤ 500 ms is tight and 3 s loose.
     const tight = findCapacity(opts, { sloTtftMs: 500, iterations: 8 });

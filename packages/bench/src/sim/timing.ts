@@ -1,12 +1,12 @@
-// Simulator timing: replays the whole shared trace on clusters of 16, 128 and 1,024 workers per layout
+// Simulator timing: replays the whole Mooncake trace on clusters of 16, 128 and 1,024 workers per layout
 // (default cost model, 131,072-token caches per worker, 512-token blocks).
 // Run: node --import tsx packages/bench/src/sim/timing.ts [trace.jsonl]
 import { performance } from 'node:perf_hooks';
-import { readTrace } from '../trace';
+import { MOONCAKE_TRACE, readTrace } from '../trace';
 import type { SimOptions } from './options';
 import { simulate } from './simulate';
 
-const path = process.argv[2] ?? new URL('../../../../../shared/traces/mooncake_synthetic_trace.jsonl', import.meta.url).pathname;
+const path = process.argv[2] ?? MOONCAKE_TRACE;
 const trace = await readTrace(path);
 const fmt = (x: number | null, d = 0): string => (x === null ? '—' : x.toFixed(d));
 
