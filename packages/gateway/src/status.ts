@@ -146,13 +146,17 @@ export class GrpcStatusProbes implements StatusProbes {
   constructor(private readonly timeoutMs = STATUS_PROBE_TIMEOUT_MS) {}
 
   worker(record: ServiceRecord): Promise<Probe<StatsResponseMsg>> {
-    const c = clientFor(this.workers, record.grpcAddress, (a) => new WorkerClient(a));
-    return this.probe(c.health(this.timeoutMs), c.stats());
+    return this.probe(() => {
+      const c = clientFor(this.workers, record.grpcAddress, (a) => new WorkerClient(a));
+      return [c.health(this.timeoutMs), c.stats()];
+    });
   }
 
   store(record: ServiceRecord): Promise<Probe<StoreStatsResponseMsg>> {
-    const c = clientFor(this.stores, record.grpcAddress, (a) => new KvStoreClient(a));
-    return this.probe(c.health(this.timeoutMs), c.stats());
+    return this.probe(() => {
+      const c = clientFor(this.stores, record.grpcAddress, (a) => new KvStoreClient(a));
+      return [c.health(this.timeoutMs), c.stats()];
+    });
   }
 
   retain(live: ReadonlySet<string>): void {
@@ -169,17 +173,20 @@ export class GrpcStatusProbes implements StatusProbes {
     this.retain(new Set());
   }
 
-  private async probe<T>(health: Promise<{ readonly status: string }>, stats: Promise<T>): Promise<Probe<T>> {
+  /** Health and Stats together; a node that fails either, or is slow, is unreachable for this refresh. */
+  private async probe<T>(call: () => [Promise<{ readonly status: string }>, Promise<T>]): Promise<Probe<T>> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
     });
+    let calls: [Promise<{ readonly status: string }>, Promise<T>] | undefined;
     try {
-      const [h, s] = await Promise.race([Promise.all([health, stats]), late]);
+      // A registered address the client cannot even parse is the node's problem, not the page's.
+      calls = call();
+      const [h, s] = await Promise.race([Promise.all(calls), late]);
       return { health: h.status === 'draining' ? 'draining' : 'serving', stats: s };
     } catch (err) {
-      health.catch(() => undefined);
-      stats.catch(() => undefined);
+      for (const c of calls ?? []) c.catch(() => undefined);
       return { health: 'unreachable', error: err instanceof Error ? err.message : String(err) };
     } finally {
       clearTimeout(timer);
@@ -307,5 +314,6 @@ function ratio(a: number, b: number): number | null {
 }
 
 function isoTime(ms: number): string {
-  return Number.isFinite(ms) ? new Date(ms).toISOString() : '';
+  // Dates past ±8.64e15 ms do not exist; a record claiming one shows no start time.
+  return Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : '';
 }

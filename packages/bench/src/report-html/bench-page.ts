@@ -23,7 +23,8 @@ export function benchReportPage(runs: readonly LabelledBenchReport[]): ReportPag
   });
   const span = Math.max(...runs.map((r) => r.report.durationSec));
   const width = binWidth(span);
-  const throughput = alignRates(ok.map((reqs) => rateOverTime(reqs.flatMap(outputTokenTimes), span, width)));
+  // One bin width for all runs; each run's bins end with it (null after, not zero).
+  const throughput = alignRates(ok.map((reqs, i) => rateOverTime(reqs.flatMap(outputTokenTimes), runs[i]!.report.durationSec, width)));
   return {
     title: runs.length === 1 ? `pdserve bench — ${runs[0]!.label}` : `pdserve bench — ${runs.map((r) => r.label).join(' vs ')}`,
     meta: runs.map((r) => `${r.label}: ${describeRun(r.report)}; started ${r.report.startedAt}, ${r.report.durationSec.toFixed(1)} s${r.report.aborted ? ' (aborted: partial)' : ''}`),

@@ -25,9 +25,10 @@ export function simReportPage(trace: string, runs: readonly NamedSimRun[]): Repo
     y: { label: 'ms (log scale)', log: true },
     series: runs.map((r, i) => ({ label: r.name, values: percentileCurve(reqs[i]!.map(of).filter((x): x is number => x !== null)) })),
   });
-  const span = Math.max(...reqs.map((rs) => rs.reduce((m, r) => Math.max(m, (r.arrivalMs + r.e2eMs) / 1000), 0)));
-  const width = binWidth(span);
-  const throughput = alignRates(reqs.map((rs) => rateOverTime(rs.map(outputSpan), span, width)));
+  const spans = reqs.map((rs) => rs.reduce((m, r) => Math.max(m, (r.arrivalMs + r.e2eMs) / 1000), 0));
+  const width = binWidth(Math.max(...spans));
+  // One bin width for all runs; each run's bins end with it (null after, not zero).
+  const throughput = alignRates(reqs.map((rs, i) => rateOverTime(rs.map(outputSpan), spans[i]!, width)));
   return {
     title: `pdserve simulate — ${trace}`,
     meta: [
