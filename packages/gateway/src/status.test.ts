@@ -1,11 +1,12 @@
 // The status assembly from hand-made inputs: which records count, what each number is derived from, how
 // an unreachable node shows, and what /status.json answers when the registry cannot be read.
+import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { ServiceRecord } from '@pdserve/control-plane';
 import type { StoreStatsResponseMsg, TierStatsMsg } from '@pdserve/kv-store';
 import type { RouterStats } from '@pdserve/router';
 import type { StatsResponseMsg } from '@pdserve/worker';
-import { assembleStatus, collectStatus, relevantMembers, type Probe, type StatusProbes, type StatusSource } from './status';
+import { assembleStatus, collectStatus, GrpcStatusProbes, relevantMembers, type Probe, type StatusProbes, type StatusSource } from './status';
 import { statusRoutes } from './status-page';
 
 const record = (id: string, role: ServiceRecord['role'], over: Partial<ServiceRecord> = {}): ServiceRecord => ({
@@ -191,5 +192,24 @@ describe('collectStatus and the routes', () => {
     const down = await routes.get('/status.json')!();
     expect(down.status).toBe(503);
     expect(JSON.parse(down.body)).toEqual({ error: { message: "cannot read the cluster's state: redis is down", type: 'unavailable', code: 'status_unavailable' } });
+  });
+});
+
+describe('GrpcStatusProbes', () => {
+  it('a node that accepts connections but never answers is unreachable after the timeout; a closed prober dials nothing', async () => {
+    const silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as { port: number }).port;
+    const probes = new GrpcStatusProbes(300);
+    try {
+      const [w, s] = await Promise.all([probes.worker(record('w', 'decode', { grpcAddress: `127.0.0.1:${port}` })), probes.store(record('s', 'kv-store', { grpcAddress: `127.0.0.1:${port}` }))]);
+      expect(w).toEqual({ health: 'unreachable', error: 'no answer within 300 ms' });
+      expect(s).toEqual({ health: 'unreachable', error: 'no answer within 300 ms' });
+      probes.close();
+      expect(await probes.worker(record('w2', 'decode', { grpcAddress: `127.0.0.1:${port}` }))).toEqual({ health: 'unreachable', error: 'the gateway is closing' });
+    } finally {
+      probes.close();
+      silent.close();
+    }
   });
 });

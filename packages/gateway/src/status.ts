@@ -142,6 +142,7 @@ export interface StatusProbes {
 export class GrpcStatusProbes implements StatusProbes {
   private readonly workers = new Map<string, WorkerClient>();
   private readonly stores = new Map<string, KvStoreClient>();
+  private closed = false;
 
   constructor(private readonly timeoutMs = STATUS_PROBE_TIMEOUT_MS) {}
 
@@ -170,6 +171,7 @@ export class GrpcStatusProbes implements StatusProbes {
   }
 
   close(): void {
+    this.closed = true;
     this.retain(new Set());
   }
 
@@ -181,6 +183,8 @@ export class GrpcStatusProbes implements StatusProbes {
     });
     let calls: [Promise<{ readonly status: string }>, Promise<T>] | undefined;
     try {
+      // A collection still running when the gateway closes must not open new channels.
+      if (this.closed) throw new Error('the gateway is closing');
       // A registered address the client cannot even parse is the node's problem, not the page's.
       calls = call();
       const [h, s] = await Promise.race([Promise.all(calls), late]);
