@@ -84,11 +84,15 @@ const CLIENT_JS = `(function () {
     var a = Math.abs(v);
     return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
   }
+  // Breaks a label into lines of about n characters, at spaces or after hyphens ('session-' / 'affinity').
   function wrap(s, n) {
     var out = [];
     var line = '';
-    s.split(' ').forEach(function (w) {
-      if (line && (line + ' ' + w).length > n) { out.push(line); line = w; } else { line = line ? line + ' ' + w : w; }
+    s.split(' ').forEach(function (word) {
+      word.split(/(?<=-)/).forEach(function (piece, j) {
+        var sep = line === '' || j > 0 ? '' : ' ';
+        if (line !== '' && (line + sep + piece).length > n) { out.push(line); line = piece; } else { line = line + sep + piece; }
+      });
     });
     if (line) out.push(line);
     return out.join('\\n');
@@ -143,7 +147,7 @@ const CLIENT_JS = `(function () {
       xAxis.splits = function () { return c.x.values; };
       xAxis.values = function (u, splits) { return splits.map(function (i) { return wrapped[i] === undefined ? '' : wrapped[i]; }); };
       xAxis.grid = { show: false };
-      xAxis.size = 30 + lines * 14;
+      xAxis.size = 40 + lines * 16;
     }
     var ymax = 0;
     c.series.forEach(function (s) { s.values.forEach(function (v) { if (v !== null && v > ymax) ymax = v; }); });
