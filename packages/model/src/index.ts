@@ -18,3 +18,16 @@ export {
 } from './sampling';
 export { buildTinyModel, type TinyModelOptions } from './tiny/index';
 export { REPO_ROOT, cacheDir, ensureTinyModel } from './tiny-cache';
+export {
+  boundsProblem,
+  MAX_LOGPROBS,
+  MAX_STOP_LENGTH,
+  MAX_STOP_STRINGS,
+  MAX_STOP_TOKEN_IDS,
+  SAMPLING_BOUNDS,
+  samplingProblem,
+  stopProblem,
+  stopTokenIdsProblem,
+  type Bounds,
+  type SamplingProblem,
+} from './sampling-check';
