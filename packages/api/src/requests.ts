@@ -54,6 +54,8 @@ interface RequestBase {
   readonly stream: boolean;
   readonly includeUsage: boolean;
   readonly user?: string;
+  /** Requests share cached prompt blocks only when their salts are equal (vLLM's cache_salt); absent = none. */
+  readonly cacheSalt?: string;
   readonly sampling: SamplingOptions;
 }
 
@@ -230,8 +232,17 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     stream,
     includeUsage: parseStreamOptions(f, stream),
     user: f.string('user'),
+    cacheSalt: parseCacheSalt(f),
     sampling,
   };
+}
+
+function parseCacheSalt(f: Fields): string | undefined {
+  const salt = f.string('cache_salt');
+  if (salt === undefined) return undefined;
+  if (salt === '') throw ApiError.invalid(`'cache_salt' must be a non-empty string if provided.`, 'cache_salt');
+  if (salt.length > MAX_CACHE_SALT_LENGTH) throw ApiError.invalid(`'cache_salt' is longer than ${MAX_CACHE_SALT_LENGTH} characters.`, 'cache_salt');
+  return salt;
 }
 
 function parsePrompt(v: unknown): PromptInput[] {

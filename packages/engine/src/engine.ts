@@ -156,10 +156,13 @@ export class LLMEngine implements EngineClient {
     );
   }
 
-  /** How many leading full blocks of `tokens` this engine's prefix cache holds right now (no reference taken). */
-  cachedPrefixBlocks(tokens: readonly number[]): number {
+  /**
+   * How many leading full blocks of `tokens` (under `cacheSalt`, see GenerateRequest) this engine's prefix
+   * cache holds right now (no reference taken).
+   */
+  cachedPrefixBlocks(tokens: readonly number[], cacheSalt = ''): number {
     let n = 0;
-    for (const h of chainHashes(tokens, this.opts.blockSize, this.modelId)) {
+    for (const h of chainHashes(tokens, this.opts.blockSize, this.modelId, cacheSalt)) {
       if (!this.pool.has(h)) break;
       n++;
     }
@@ -231,6 +234,7 @@ export class LLMEngine implements EngineClient {
       performance.now(),
       this.modelId,
       this.opts.blockSize,
+      req.cacheSalt ?? '',
     );
     seq.prefilled = req.prefilled;
     seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;
