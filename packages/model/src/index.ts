@@ -21,6 +21,8 @@ export { buildTinyModel, type TinyModelOptions } from './tiny/index';
 export { REPO_ROOT, cacheDir, ensureTinyModel } from './tiny-cache';
 export {
   boundsProblem,
+  logitBiasProblem,
+  MAX_LOGIT_BIAS,
   MAX_LOGPROBS,
   MAX_STOP_LENGTH,
   MAX_STOP_STRINGS,

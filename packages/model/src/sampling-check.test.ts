@@ -23,4 +23,18 @@ describe('the shared sampling validator', () => {
     expect(samplingProblem(samplingParams({ logprobs: 21 }))).toMatchObject({ param: 'logprobs' });
     expect(samplingProblem(samplingParams({ maxTokens: 0 }))).toMatchObject({ param: 'max_tokens' });
   });
+
+  it('covers logit_bias, min_tokens and structured output', () => {
+    expect(samplingProblem(samplingParams({ logitBias: { 3: 100, 4: -100 }, minTokens: 2, maxTokens: 2 }), 10)).toBeUndefined();
+    expect(samplingProblem(samplingParams({ logitBias: { 10: 1 } }), 10)).toMatchObject({ param: 'logit_bias' });
+    expect(samplingProblem(samplingParams({ logitBias: { 3: 101 } }))).toMatchObject({ param: 'logit_bias', message: expect.stringMatching(/at most 100/) });
+    expect(samplingProblem(samplingParams({ logitBias: { 3: Number.NaN } }))).toMatchObject({ param: 'logit_bias' });
+    expect(samplingProblem(samplingParams({ logitBias: { ['-1' as unknown as number]: 1 } }))).toMatchObject({ param: 'logit_bias' });
+    const many = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [i, 1]));
+    expect(samplingProblem(samplingParams({ logitBias: many }))).toMatchObject({ param: 'logit_bias' });
+    expect(samplingProblem(samplingParams({ minTokens: -1 }))).toMatchObject({ param: 'min_tokens' });
+    expect(samplingProblem(samplingParams({ minTokens: 5, maxTokens: 4 }))).toMatchObject({ param: 'min_tokens' });
+    expect(samplingProblem(samplingParams({ structuredOutput: { kind: 'json_object' } }))).toBeUndefined();
+    expect(samplingProblem(samplingParams({ structuredOutput: { kind: 'regex' } as never }))).toMatchObject({ param: 'response_format' });
+  });
 });

@@ -21,6 +21,8 @@ export const MAX_STOP_STRINGS = 16;
 export const MAX_STOP_LENGTH = 1024;
 /** Most stop token ids. */
 export const MAX_STOP_TOKEN_IDS = 256;
+/** Most logit_bias entries; each costs an add per sampled token. */
+export const MAX_LOGIT_BIAS = 1024;
 
 /** Bounds of every numeric sampling field, by its OpenAI name. */
 export const SAMPLING_BOUNDS = {
@@ -35,6 +37,9 @@ export const SAMPLING_BOUNDS = {
   seed: { min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER, integer: true },
   max_tokens: { min: 1, integer: true },
   logprobs: { min: 0, max: MAX_LOGPROBS, integer: true },
+  min_tokens: { min: 0, integer: true },
+  /** OpenAI's range for a logit_bias value. */
+  logit_bias: { min: -100, max: 100 },
 } as const satisfies Readonly<Record<string, Bounds>>;
 
 /** What is wrong with `v` as the value of `param`, in a sentence for the client; undefined if nothing. */
@@ -72,13 +77,40 @@ export function samplingProblem(p: SamplingParams, vocabSize?: number): Sampling
     ['seed', p.seed],
     ['max_tokens', p.maxTokens],
     ['logprobs', p.logprobs],
+    ['min_tokens', p.minTokens],
   ];
   for (const [param, v] of numbers) {
     if (v === undefined) continue;
     const message = boundsProblem(param, v, SAMPLING_BOUNDS[param]);
     if (message !== undefined) return { param, message };
   }
-  return stopProblem(p.stop) ?? stopTokenIdsProblem(p.stopTokenIds, vocabSize);
+  if (p.minTokens !== undefined && p.minTokens > p.maxTokens) {
+    return { param: 'min_tokens', message: `'min_tokens' (${p.minTokens}) must not exceed 'max_tokens' (${p.maxTokens}).` };
+  }
+  return stopProblem(p.stop) ?? stopTokenIdsProblem(p.stopTokenIds, vocabSize) ?? logitBiasProblem(p.logitBias, vocabSize) ?? structuredOutputProblem(p);
+}
+
+/** Too many entries, a key that is no token id (of this vocabulary, when known), or a value out of range. */
+export function logitBiasProblem(bias: Readonly<Record<number, number>> | undefined, vocabSize?: number): SamplingProblem | undefined {
+  if (bias === undefined) return undefined;
+  const entries = Object.entries(bias);
+  if (entries.length > MAX_LOGIT_BIAS) return { param: 'logit_bias', message: `'logit_bias' may hold at most ${MAX_LOGIT_BIAS} entries, got ${entries.length}.` };
+  for (const [key, value] of entries) {
+    const id = Number(key);
+    if (!/^\d+$/.test(key) || !Number.isSafeInteger(id) || (vocabSize !== undefined && id >= vocabSize)) {
+      const rule = vocabSize === undefined ? 'keys are token ids' : `keys are token ids below the vocabulary size ${vocabSize}`;
+      return { param: 'logit_bias', message: `Invalid key in 'logit_bias': ${rule}, got ${JSON.stringify(key)}.` };
+    }
+    const message = typeof value === 'number' ? boundsProblem(`logit_bias.${key}`, value, SAMPLING_BOUNDS.logit_bias) : `Invalid value for 'logit_bias.${key}': expected a number.`;
+    if (message !== undefined) return { param: 'logit_bias', message };
+  }
+  return undefined;
+}
+
+function structuredOutputProblem(p: SamplingParams): SamplingProblem | undefined {
+  const s = p.structuredOutput as { readonly kind?: unknown } | undefined;
+  if (s === undefined || s.kind === 'json_object' || s.kind === 'json_schema') return undefined;
+  return { param: 'response_format', message: `Invalid structured output kind ${JSON.stringify(s.kind)}; expected json_object or json_schema.` };
 }
 
 /** Too many stop strings, or one too long. */
