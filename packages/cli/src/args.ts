@@ -6,6 +6,8 @@ export interface FlagSpec {
   readonly help: string;
   readonly default?: string | boolean;
   readonly short?: string;
+  /** A string flag that may be given more than once (Flags.list); from the environment, comma-separated. */
+  readonly multiple?: boolean;
 }
 
 export interface CommandSpec {
@@ -23,7 +25,7 @@ export class UsageError extends Error {}
 
 export class Flags {
   constructor(
-    private readonly values: Record<string, string | boolean | undefined>,
+    private readonly values: Record<string, string | boolean | readonly string[] | undefined>,
     /** Bare arguments, in order (only for commands that accept them). */
     readonly positionals: readonly string[] = [],
   ) {}
@@ -31,6 +33,11 @@ export class Flags {
   str(name: string): string | undefined {
     const v = this.values[name];
     return typeof v === 'string' ? v : undefined;
+  }
+  /** Every value of a repeatable flag (FlagSpec.multiple), in order; [] when none. */
+  list(name: string): readonly string[] {
+    const v = this.values[name];
+    return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
   }
   required(name: string): string {
     const v = this.str(name);
@@ -66,8 +73,8 @@ export class Flags {
 }
 
 export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 'help' {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
-  for (const [name, f] of Object.entries(spec.flags)) options[name] = f.short ? { type: f.type, short: f.short } : { type: f.type };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [name, f] of Object.entries(spec.flags)) options[name] = { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}) };
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options, allowPositionals: spec.positionals === true, strict: true });
@@ -75,9 +82,14 @@ export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 
     throw new UsageError(`${(err as Error).message.split('\n')[0]} (see: pdserve ${spec.name} --help)`);
   }
   if (parsed.values['help']) return 'help';
-  const values: Record<string, string | boolean | undefined> = {};
+  const values: Record<string, string | boolean | readonly string[] | undefined> = {};
   for (const [name, f] of Object.entries(spec.flags)) {
     const env = process.env[envName(name)];
+    if (f.multiple) {
+      const given = parsed.values[name] as string[] | undefined;
+      values[name] = given ?? (env === undefined ? [] : env.split(',').map((s) => s.trim()).filter((s) => s !== ''));
+      continue;
+    }
     const fromEnv = env === undefined ? undefined : f.type === 'boolean' ? env === '1' || env === 'true' : env;
     values[name] = (parsed.values[name] as string | boolean | undefined) ?? fromEnv ?? f.default;
   }
