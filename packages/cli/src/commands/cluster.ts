@@ -1,7 +1,6 @@
 // The cluster's services, each startable alone (as in Kubernetes), and a local cluster: in one process
 // with the embedded control plane, or as separate processes sharing Redis and NATS.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { connectControlPlane, processHub, type ControlPlane } from '@pdserve/control-plane';
 import { ENGINE_DEFAULTS, type EngineOptions } from '@pdserve/engine';
 import type { Logger } from '@pdserve/api';
@@ -232,10 +231,9 @@ export async function runLocalCluster(f: Flags, prefill: number, decode: number,
 /** Memory tier of each kv-store a local cluster starts. */
 const LOCAL_KV_STORE_BYTES = 256 * 1024 * 1024;
 
-const CLI_MAIN = fileURLToPath(new URL('../main.ts', import.meta.url));
-
+/** Runs another pdserve command the way this one runs: `--import tsx main.ts` in a checkout, bin/pdserve.mjs in the image. */
 function spawnService(args: readonly string[]): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', CLI_MAIN, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+  return spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
 }
 
 async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, decode: number, kvStores: number): Promise<void> {
