@@ -34,6 +34,8 @@ export interface Gateway {
   readonly router: Router;
   readonly view: ClusterView;
   readonly registry: Registry;
+  /** Resolves once a completion can be served (a worker able to decode has joined). */
+  ready(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -76,6 +78,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       router,
       view: clusterView,
       registry,
+      ready: () => clusterView.serving(),
       async close() {
         listening = false;
         await api.close();
