@@ -218,7 +218,7 @@ describe('the chart runs the CLI it ships', () => {
   it('fails on a flag the CLI does not know, a bad value, or a port that disagrees with the pod', () => {
     const bad = (set: string): Manifest[] => render(['-f', 'ci/cpu-trial.yaml', '--set-json', set]);
     expect(() => checkRender(bad('gateway.extraArgs=["--router-policy=kv-aware"]'), new Set(['kv-store']))).toThrow(/gateway.*Unknown option '--router-policy'/s);
-    expect(() => checkRender(bad('decode.extraArgs=["--transports=rdma"]'), new Set(['kv-store']))).toThrow(/--transports takes tcp, shm and grpc/);
+    expect(() => checkRender(bad('decode.extraArgs=["--transports=rdma"]'), new Set(['kv-store']))).toThrow(/--transports takes a comma-separated list of tcp, shm, grpc, got "rdma"/);
     expect(() => checkRender(bad('prefill.extraArgs=["--admin-port=9999"]'), new Set(['kv-store']))).toThrow(/--admin-port=9999 but container port "admin" is 9090/);
   });
 });
