@@ -17,6 +17,7 @@ import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import type { IContainer } from 'kubernetes-models/v1/Container';
+import { readmeWithTable, readSchema, resolve, structured, valueRows, type SchemaNode } from '../../scripts/chart-docs';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -472,5 +473,51 @@ describe('helm chart', () => {
     const alerts = (rule.spec!['groups'] as { rules: { alert?: string; annotations?: Record<string, string> }[] }[]).flatMap((g) => g.rules).filter((r) => r.alert);
     expect(alerts.length).toBeGreaterThan(0);
     for (const a of alerts) expect(a.annotations?.['runbook_url']).toBe(`${base}#${a.alert!.toLowerCase()}`);
+  });
+});
+
+describe('values.yaml, values.schema.json and the chart README', () => {
+  const schema = readSchema();
+  const values = parseYaml(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as Record<string, unknown>;
+  /** Keys the schema allows that values.yaml leaves unset on purpose, each with the reason. */
+  const OPTIONAL: readonly { readonly path: RegExp; readonly why: string }[] = [
+    { path: /^(prefill|decode)\.engine\.\w+$/, why: "unset engine flags keep the engine's own defaults" },
+    { path: /^\w+\.pdb\.minAvailable$/, why: 'replaces maxUnavailable only when set' },
+    { path: /^httpRoute\.timeouts\.\w+$/, why: "the Gateway's own timeouts apply unless set" },
+    { path: /^global$/, why: 'Helm passes global values to every chart' },
+  ];
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+  it('describe the same keys: every value in the schema, every schema key in values.yaml or optional', () => {
+    const unknown: string[] = [];
+    const unset: string[] = [];
+    const walk = (v: Record<string, unknown>, node: SchemaNode | undefined, prefix: string): void => {
+      for (const [k, child] of Object.entries(v)) {
+        const sub = resolve(schema, node?.properties?.[k]);
+        if (sub === undefined) {
+          // A free-form map (labels, resources, node selectors) takes any key.
+          if (!structured(node)) continue;
+          unknown.push(`${prefix}${k}`);
+        } else if (isObject(child) && structured(sub)) walk(child, sub, `${prefix}${k}.`);
+      }
+      if (!structured(node)) return;
+      for (const k of Object.keys(node!.properties!)) {
+        const path = `${prefix}${k}`;
+        if (!(k in v) && !OPTIONAL.some((o) => o.path.test(path))) unset.push(path);
+      }
+    };
+    walk(values, schema, '');
+    expect(unknown, 'values.yaml keys the schema does not describe').toEqual([]);
+    expect(unset, 'schema keys values.yaml does not set (set them, or list them in OPTIONAL with the reason)').toEqual([]);
+  });
+
+  it('list every value in the README with its default and a description (node --import tsx scripts/chart-docs.ts)', () => {
+    const readme = readFileSync(join(CHART, 'README.md'), 'utf8');
+    expect(readme, 'helm/pdserve/README.md is stale: node --import tsx scripts/chart-docs.ts').toBe(readmeWithTable(readme));
+    const rows = valueRows().groups.flatMap((g) => g.rows);
+    expect(rows.filter((r) => r.description === '').map((r) => r.key), 'values without a description: a comment above the key in values.yaml, or one in the schema').toEqual([]);
+    for (const key of ['redis.existingSecret', 'ingress.enabled', 'httpRoute.parentRefs', 'serviceMonitor.metricRelabelings', 'prometheusRule.runbookBaseUrl', 'tests.enabled', 'decode.engine.maxNumSeqs']) {
+      expect(rows.map((r) => r.key), key).toContain(key);
+    }
   });
 });

@@ -159,6 +159,14 @@ describe('deploy/image/package.json', () => {
     for (const dep of Object.keys(NOT_IN_IMAGE)) expect([...cliPackages().values()].some((m) => m.dependencies?.[dep]), `${dep} is still a dependency`).toBe(true);
   });
 
+  it('carries the release version every package, the chart (appVersion) and pdserve_build_info carry', () => {
+    const chart = parseYaml(readFileSync(join(ROOT, 'helm', 'pdserve', 'Chart.yaml'), 'utf8')) as { appVersion: string };
+    const versions = new Map([...cliPackages()].map(([name, m]) => [name, m.version]));
+    versions.set('@pdserve/image', imageManifest.version);
+    versions.set('Chart.yaml appVersion', chart.appVersion);
+    expect(new Set(versions.values()), JSON.stringify(Object.fromEntries(versions))).toEqual(new Set([chart.appVersion]));
+  });
+
   it('states the oldest Node the runtime runs on: its APIs and every installed package admit it', () => {
     const range = imageManifest.engines!.node!;
     const sources = [...cliPackages().keys()].flatMap((n) => sourceFiles(join(ROOT, 'packages', n.slice('@pdserve/'.length), 'src'))).map((f) => readFileSync(f, 'utf8'));
@@ -241,7 +249,7 @@ describe('the build layout (scripts/build.mjs)', () => {
     expect(help.stdout).toMatch(/^Usage: pdserve <command>/m);
     const version = spawnSync(process.execPath, [join(app, entryInLayout), '--version'], { cwd: tmp, env: env(), encoding: 'utf8' });
     expect(version.status, version.stderr).toBe(0);
-    expect(version.stdout.trim()).toBe(`pdserve ${rootManifest.version ?? imageManifest.version}`);
+    expect(version.stdout.trim()).toBe(`pdserve ${imageManifest.version}`);
   });
 
   it('serves greedy completions equal to the reference loop from `start` (gateway, prefill, decode, kv-store)', async () => {
