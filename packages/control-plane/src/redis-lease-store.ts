@@ -38,8 +38,8 @@ const WRITES_CHANNEL = 'pdserve:lease-writes';
 export class RedisLeaseStore implements LeaseStore {
   private readonly reconnectListeners = new Set<() => void>();
   private readonly writeListeners = new Set<() => void>();
-  /** A second connection in subscriber mode, opened by the first onWrite listener. */
-  private subscriber: Redis | undefined;
+  /** A second connection in subscriber mode, opened by the first onWrite listener; settles once subscribed. */
+  private subscriber: { readonly client: Redis; readonly subscribed: Promise<void> } | undefined;
   private readyCount = 0;
   private closed = false;
 
@@ -47,6 +47,8 @@ export class RedisLeaseStore implements LeaseStore {
     private readonly client: Redis,
     private readonly scanCount: number,
     private readonly logger: Logger,
+    /** How long a watcher waits for the subscription before it starts (polling covers the rest), in ms. */
+    private readonly subscribeWaitMs: number,
   ) {
     client.on('ready', () => {
       this.readyCount += 1;
@@ -75,7 +77,7 @@ export class RedisLeaseStore implements LeaseStore {
       if (down) logger.info({ redis: where }, 'redis connection ready');
       down = false;
     });
-    const store = new RedisLeaseStore(client, o.scanCount, logger);
+    const store = new RedisLeaseStore(client, o.scanCount, logger, o.commandTimeoutMs);
     try {
       await waitReady(client, o.connectTimeoutMs);
     } catch (error) {
@@ -125,23 +127,27 @@ export class RedisLeaseStore implements LeaseStore {
     return () => this.reconnectListeners.delete(listener);
   }
 
-  onWrite(listener: () => void): () => void {
+  onWrite(listener: () => void): { readonly unsubscribe: () => void; readonly listening: Promise<void> } {
     this.writeListeners.add(listener);
-    if (this.subscriber === undefined && !this.closed) this.subscribe();
-    return () => this.writeListeners.delete(listener);
+    this.subscriber ??= this.subscribe();
+    return { unsubscribe: () => this.writeListeners.delete(listener), listening: this.subscriber.subscribed };
   }
 
-  private subscribe(): void {
+  private subscribe(): { readonly client: Redis; readonly subscribed: Promise<void> } {
     // ioredis re-subscribes after a reconnect; the watchers' reconnect handling re-polls meanwhile.
-    const sub = this.client.duplicate({ enableOfflineQueue: true, lazyConnect: false });
-    this.subscriber = sub;
-    sub.on('error', () => undefined); // outages are logged once by the main connection
-    sub.on('message', () => {
+    const client = this.client.duplicate({ enableOfflineQueue: true, lazyConnect: false });
+    client.on('error', () => undefined); // outages are logged once by the main connection
+    client.on('message', () => {
       for (const listener of [...this.writeListeners]) listener();
     });
-    sub.subscribe(WRITES_CHANNEL).catch((error: unknown) => {
-      if (!this.closed) this.logger.warn({ err: errorMessage(error) }, 'registry change notifications unavailable; watchers poll');
-    });
+    const subscribed = client.subscribe(WRITES_CHANNEL).then(
+      () => undefined,
+      (error: unknown) => {
+        if (!this.closed) this.logger.warn({ err: errorMessage(error) }, 'registry change notifications unavailable; watchers poll');
+      },
+    );
+    const bounded = new Promise<void>((resolve) => setTimeout(resolve, this.subscribeWaitMs).unref());
+    return { client, subscribed: Promise.race([subscribed, bounded]) };
   }
 
   private announce(key: string): void {
@@ -153,7 +159,7 @@ export class RedisLeaseStore implements LeaseStore {
     this.closed = true;
     this.reconnectListeners.clear();
     this.writeListeners.clear();
-    this.subscriber?.disconnect();
+    this.subscriber?.client.disconnect();
     try {
       await this.client.quit();
     } catch {

@@ -231,7 +231,7 @@ export async function runLocalCluster(f: Flags, prefill: number, decode: number,
   for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), kvStore }));
   const gw = await gatewayFromFlags(f, dir, id, cp, logger);
   await gw.ready();
-  process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, embedded control plane. Ctrl-C stops it.\n`);
+  process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, embedded control plane.${gw.adminUrl ? ` Status: ${gw.adminUrl}/status.` : ''} Ctrl-C stops it.\n`);
   await untilSignal();
   await gw.close();
   await Promise.all(workers.map((w) => w.drain(10_000)));
