@@ -65,7 +65,7 @@ function sourceUrlPlugin() {
     name: 'pdserve-source-url',
     setup(b) {
       b.onLoad({ filter: /\.[cm]?ts$/ }, (args) => {
-        if (args.path.includes(`${'/'}node_modules${'/'}`)) return undefined;
+        if (args.path.includes('/node_modules/')) return undefined;
         const text = readFileSync(args.path, 'utf8');
         const other = /\bimport\.meta\.(?!url\b)\w+/.exec(text);
         if (other) throw new Error(`${relative(ROOT, args.path)}: ${other[0]} is not supported by scripts/build.mjs (use import.meta.url)`);
