@@ -1,4 +1,4 @@
-export { createApiServer, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, EDGE_DEFAULTS, type ApiServer, type ApiServerOptions, type EdgeOptions } from './server';
+export { createApiServer, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, EDGE_DEFAULTS, UNMATCHED_ROUTE, type ApiServer, type ApiServerOptions, type EdgeOptions } from './server';
 export { keysEqual, parseKeyFile } from './auth';
 export type { ClientLimits } from './limits';
 export { DEFAULT_COMPLETION_MAX_TOKENS, MAX_CHARS_PER_TOKEN, resolveMaxTokens, type ServedModel } from './prompt';

@@ -2,7 +2,7 @@
 // command that serves the OpenAI API (serve, start, gateway), and the EdgeOptions they make.
 import { readFileSync } from 'node:fs';
 import { EDGE_DEFAULTS, parseKeyFile, type EdgeOptions } from '@pdserve/api';
-import { UsageError, type Flags, type FlagSpec } from '../args';
+import { int, num, UsageError, type Flags, type FlagSpec } from '../args';
 
 export const EDGE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'api-key': {
@@ -11,20 +11,21 @@ export const EDGE_FLAGS: Readonly<Record<string, FlagSpec>> = {
     help: 'an API key /v1/* requests must present (Authorization: Bearer KEY or x-api-key: KEY); repeatable; PDSERVE_API_KEY takes a comma-separated list',
   },
   'api-key-file': { type: 'string', help: 'a file of API keys, one per line (blank lines and # comments skipped), e.g. a mounted Secret' },
-  'rate-limit': { type: 'string', help: 'requests per second per API key (per client address without keys), as a token bucket; default none' },
-  'rate-limit-burst': { type: 'string', help: 'requests a key may send at once after being idle (the bucket size); default one second of --rate-limit' },
-  'max-concurrent-per-key': { type: 'string', help: 'requests in flight per API key (per client address without keys); default none' },
+  'rate-limit': { type: 'string', help: 'requests per second per API key (per client address without keys), as a token bucket; default none', value: num({ above: 0 }) },
+  'rate-limit-burst': { type: 'string', help: 'requests a key may send at once after being idle (the bucket size); default one second of --rate-limit', value: int(1) },
+  'max-concurrent-per-key': { type: 'string', help: 'requests in flight per API key (per client address without keys); default none', value: int(1) },
   'isolate-cache-per-key': { type: 'boolean', help: "salt each request's prefix cache with its API key: no key ever gets a cache hit on another key's prompt" },
-  'headers-timeout-ms': { type: 'string', help: 'time a client has to send request headers before 408 (ms)', default: String(EDGE_DEFAULTS.headersTimeoutMs) },
-  'request-timeout-ms': { type: 'string', help: 'time a client has to send a whole request, body included (ms)', default: String(EDGE_DEFAULTS.requestTimeoutMs) },
-  'keep-alive-timeout-ms': { type: 'string', help: 'how long an idle keep-alive connection stays open (ms)', default: String(EDGE_DEFAULTS.keepAliveTimeoutMs) },
-  'max-connections': { type: 'string', help: 'most open HTTP connections; more are closed at once', default: String(EDGE_DEFAULTS.maxConnections) },
+  'headers-timeout-ms': { type: 'string', help: 'time a client has to send request headers before 408 (ms)', default: String(EDGE_DEFAULTS.headersTimeoutMs), value: int(1) },
+  'request-timeout-ms': { type: 'string', help: 'time a client has to send a whole request, body included (ms)', default: String(EDGE_DEFAULTS.requestTimeoutMs), value: int(1) },
+  'keep-alive-timeout-ms': { type: 'string', help: 'how long an idle keep-alive connection stays open (ms)', default: String(EDGE_DEFAULTS.keepAliveTimeoutMs), value: int(1) },
+  'max-connections': { type: 'string', help: 'most open HTTP connections; more are closed at once', default: String(EDGE_DEFAULTS.maxConnections), value: int(1) },
   'write-timeout-ms': {
     type: 'string',
     help: 'how long a response write may wait for a client that stopped reading before its request is aborted and its KV freed (ms)',
     default: String(EDGE_DEFAULTS.writeTimeoutMs),
+    value: int(1),
   },
-  'max-prompt-chars': { type: 'string', help: "longest prompt in characters, refused before tokenizing; default 16 per token of the model's context" },
+  'max-prompt-chars': { type: 'string', help: "longest prompt in characters, refused before tokenizing; default 16 per token of the model's context", value: int(1) },
 };
 
 /** The API keys of --api-key and --api-key-file, together. */
@@ -47,13 +48,17 @@ export function apiKeysOf(f: Flags): string[] {
   return keys;
 }
 
+/** CommandSpec.check for the edge flags: rules between them, and the key file read, before anything starts. */
+export function checkEdge(f: Flags): void {
+  edgeOptionsOf(f);
+}
+
 /** What the edge flags ask of the HTTP server. */
 export function edgeOptionsOf(f: Flags): EdgeOptions {
   const apiKeys = apiKeysOf(f);
   const isolate = f.bool('isolate-cache-per-key');
   if (isolate && apiKeys.length === 0) throw new UsageError('--isolate-cache-per-key needs API keys (--api-key or --api-key-file)');
   const rate = f.num('rate-limit');
-  if (rate !== undefined && !(rate > 0)) throw new UsageError(`--rate-limit must be a number > 0, got "${f.str('rate-limit')}"`);
   const burst = f.int('rate-limit-burst', 1);
   if (burst !== undefined && rate === undefined) throw new UsageError('--rate-limit-burst needs --rate-limit');
   return {
