@@ -197,6 +197,7 @@ export const gateway: CommandSpec = {
   check: checkEdge,
   async run(f) {
     const logger = serviceLogger('gateway', f.str('log-level'));
+    edgeOptionsOf(f); // the key file is read before the model loads
     const { dir, id } = await modelDirFrom(f);
     const cp = await controlPlaneOf(f, 'gateway');
     const gw = await gatewayFromFlags(f, dir, id, cp, logger);
@@ -222,6 +223,7 @@ export function checkLocalCluster(f: Flags): void {
 export async function runLocalCluster(f: Flags, prefill: number, decode: number, kvStores = 0): Promise<void> {
   const logger = serviceLogger('pdserve', f.str('log-level'));
   checkLocalCluster(f);
+  edgeOptionsOf(f); // the key file is read before any service starts
   const { dir, id } = await modelDirFrom(f);
   if (f.str('redis') && f.str('nats')) return spawnCluster(f, dir, id, prefill, decode, kvStores);
   const cp = await controlPlaneOf(f, 'pdserve');

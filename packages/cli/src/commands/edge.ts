@@ -48,19 +48,23 @@ export function apiKeysOf(f: Flags): string[] {
   return keys;
 }
 
-/** CommandSpec.check for the edge flags: rules between them, and the key file read, before anything starts. */
+/**
+ * CommandSpec.check for the edge flags: the rules between them. The key file is read when the command runs
+ * (edgeOptionsOf, first thing), since a check may run where the file is not (e.g. rendering the chart).
+ */
 export function checkEdge(f: Flags): void {
-  edgeOptionsOf(f);
+  const keys = f.list('api-key').length > 0 || (f.str('api-key-file') ?? '') !== '';
+  if (f.bool('isolate-cache-per-key') && !keys) throw new UsageError('--isolate-cache-per-key needs API keys (--api-key or --api-key-file)');
+  if (f.str('rate-limit-burst') !== undefined && f.str('rate-limit') === undefined) throw new UsageError('--rate-limit-burst needs --rate-limit');
 }
 
-/** What the edge flags ask of the HTTP server. */
+/** What the edge flags ask of the HTTP server; reads the key file. */
 export function edgeOptionsOf(f: Flags): EdgeOptions {
+  checkEdge(f);
   const apiKeys = apiKeysOf(f);
   const isolate = f.bool('isolate-cache-per-key');
-  if (isolate && apiKeys.length === 0) throw new UsageError('--isolate-cache-per-key needs API keys (--api-key or --api-key-file)');
   const rate = f.num('rate-limit');
   const burst = f.int('rate-limit-burst', 1);
-  if (burst !== undefined && rate === undefined) throw new UsageError('--rate-limit-burst needs --rate-limit');
   return {
     apiKeys,
     isolateCachePerKey: isolate,
