@@ -1,9 +1,11 @@
 // Attack suite, at the edge. Against `pdserve serve` (one engine) as a real process started with API keys (on
 // the command line and in a key file), per-key limits and caches isolated per key: a missing or wrong key
 // gets 401, a burst over the rate 429 with Retry-After, too many streams in flight 429; tenants never hit
-// each other's cache, a cache_salt changes sharing but not the tokens. And, over the real engine in this
-// process (to watch its KV pool): a client that stops reading its stream has its request aborted at the
-// write timeout and the engine's KV blocks return to idle.
+// each other's cache, a cache_salt changes sharing but not the tokens. Against `pdserve gateway` as a real
+// process with keys: 1,000 made-up paths, with and without a key, leave its HTTP metrics a bounded set of
+// series. And, over the real engine in this process (to watch its KV pool): a client that stops reading its
+// stream has its request aborted at the write timeout and the engine's KV blocks return to idle.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -129,6 +131,57 @@ describe('pdserve serve with API keys, limits and per-key cache isolation (a rea
     expect(a2.cached).toBeGreaterThan(0);
     expect(b2.cached).toBeGreaterThan(0);
     expect(aSalted2.cached).toBeGreaterThan(0);
+  });
+});
+
+describe('pdserve gateway with API keys (a real process): made-up paths', () => {
+  const KEY = 'sk-gateway-7e2d91';
+  let gateway: ServiceProcess;
+
+  beforeAll(async () => {
+    // No worker joins: generation would answer 503, but routes, keys and metrics are all there.
+    gateway = await spawnService('gateway', 'gateway', ['--model', await ensureTinyModel(), '--served-model-name', 'tiny', '--log-level', 'warn', '--api-key', KEY], '--port');
+    await waitFor('the gateway API', async () => (await fetch(`http://127.0.0.1:${gateway.port}/health`)).status === 200, 60_000, 100).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n${gateway.output()}`);
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await gateway?.kill();
+  });
+
+  /** The HTTP series of the gateway's /metrics: `name{labels}` of each line of the two HTTP families. */
+  async function httpSeries(): Promise<string[]> {
+    const text = await (await fetch(`http://127.0.0.1:${gateway.adminPort}/metrics`)).text();
+    return text.split('\n').filter((l) => /^pdserve_(requests_total|request_duration_seconds_(bucket|sum|count))\{/.test(l)).map((l) => l.slice(0, l.lastIndexOf(' ')));
+  }
+
+  it('1,000 random paths, with and without a key, leave a bounded set of metric series', async () => {
+    const word = (): string => randomBytes(6).toString('hex');
+    const send = async (from: number, n: number): Promise<void> => {
+      let next = from;
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        while (next < from + n) {
+          const i = next++;
+          const path = [`/v1/${word()}`, `/v1/models/${word()}`, `/${word()}/${word()}`, `/v1/${word()}/${word()}?q=${word()}`][i % 4]!;
+          const headers: Record<string, string> = i % 3 === 0 ? {} : { authorization: `Bearer ${i % 3 === 1 ? KEY : word()}` };
+          await (await fetch(`http://127.0.0.1:${gateway.port}${path}`, { method: i % 5 === 0 ? 'POST' : 'GET', headers, body: i % 5 === 0 ? '{}' : undefined })).arrayBuffer();
+        }
+      }));
+    };
+    await send(0, 100);
+    const after100 = await httpSeries();
+    await send(100, 900);
+    const after1000 = await httpSeries();
+    expect(after1000).toEqual(after100); // the same series; only their values grew
+    const pairs = after1000.filter((l) => l.startsWith('pdserve_requests_total{')).map((l) => {
+      const labels = Object.fromEntries([...l.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+      return `${labels['route']} ${labels['status']}`;
+    });
+    // Keyless and wrong-key requests are 401 on whatever path; keyed ones 404 (405 for a POST to a model); all under
+    // two route templates.
+    expect(pairs.sort()).toEqual(['/v1/models/{model} 401', '/v1/models/{model} 404', '/v1/models/{model} 405', 'unmatched 401', 'unmatched 404']);
+    expect(after1000.join('\n')).not.toMatch(/[0-9a-f]{12}/);
   });
 });
 
