@@ -35,7 +35,7 @@ afterAll(async () => {
 describe('tiny model with onnxruntime-node', () => {
   it('declares the Optimum I/O names', () => {
     const pkv = [0, 1].flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]);
-    expect(run.session.inputNames).toEqual(['input_ids', 'attention_mask', 'position_ids', ...pkv]);
+    expect(run.session.inputNames).toEqual(['input_ids', 'attention_mask', 'position_ids', 'num_logits_to_keep', ...pkv]);
     expect(run.session.outputNames).toEqual(['logits', ...pkv.map((n) => n.replace('past_key_values', 'present'))]);
   });
 
@@ -72,6 +72,7 @@ describe('tiny model with onnxruntime-node', () => {
       input_ids: new ort.Tensor('int64', BigInt64Array.from([0n, 0n, 1n, 0n, 1n, 306n]), [2, 3]),
       attention_mask: new ort.Tensor('int64', BigInt64Array.from([0n, 0n, 1n, 0n, 1n, 1n]), [2, 3]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from([0n, 0n, 0n, 0n, 0n, 1n]), [2, 3]),
+      num_logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(1n), []),
       ...Object.fromEntries(
         [0, 1].flatMap((i) => ['key', 'value'].map((kv) => [`past_key_values.${i}.${kv}`, new ort.Tensor('float32', new Float32Array(0), [2, 2, 0, 8])])),
       ),
