@@ -32,8 +32,12 @@ export interface ResidentBatch {
 /** Wasted columns (holes, or the padding of a row that left) tolerated before compacting: of the width, and at least. */
 const WASTE_FRACTION = 1 / 8;
 const WASTE_MIN_COLUMNS = 32;
-/** Arenas are allocated this much larger than needed, so a growing width reallocates rarely. */
-const ARENA_HEADROOM = 1.25;
+/**
+ * Arenas are allocated larger than needed, so that a growing batch or width reallocates (and copies
+ * every row in again) rarely: this fraction more rows plus one, and more columns plus a few.
+ */
+const ARENA_HEADROOM = 1 / 8;
+const ARENA_SPARE_COLUMNS = 64;
 
 interface Arena {
   key: Float32Array[];
@@ -86,7 +90,7 @@ export class ResidentKv {
     const fits = joining.every((r) => r.pastLen <= this.width);
     const need = rows.length * this.rowFloats(this.width);
     let gathered = 0;
-    if (!fits || wasted > Math.max(WASTE_MIN_COLUMNS, this.width * WASTE_FRACTION) || need > this.arenas[this.cur]!.floats) {
+    if (!fits || wasted > Math.max(WASTE_MIN_COLUMNS, this.width * WASTE_FRACTION) || need > this.arenas[this.cur].floats) {
       gathered = this.rebuild(rows, maxPast, seqLen);
     } else {
       for (const r of joining) {
@@ -110,7 +114,7 @@ export class ResidentKv {
   presentInto(seqLen: number): LayerKv[] {
     const other = 1 - this.cur;
     const n = this.seqIds.length;
-    this.ensure(other, n * this.rowFloats(this.width + seqLen));
+    this.ensure(other, n, this.width + seqLen);
     return this.views(other, n, this.width + seqLen);
   }
 
@@ -172,7 +176,7 @@ export class ResidentKv {
     const other = 1 - this.cur;
     const n = rows.length;
     // Room for the present that follows, so the step after this one does not grow the arena again.
-    this.ensure(other, n * this.rowFloats(width + seqLen));
+    this.ensure(other, n, width + seqLen);
     const dst = this.views(other, n, width);
     const mask = new Uint8Array(n * width);
     rows.forEach((r, slot) => {
@@ -187,11 +191,11 @@ export class ResidentKv {
     return rows.reduce((a, r) => a + r.pastLen, 0);
   }
 
-  /** Gives arena `i` room for `floats` per layer and K or V; its contents are lost if it grows. */
-  private ensure(i: number, floats: number): void {
+  /** Gives arena `i` room for `rows` rows of `width` columns; its contents are lost if it grows. */
+  private ensure(i: number, rows: number, width: number): void {
     const a = this.arenas[i]!;
-    if (a.floats >= floats) return;
-    const size = Math.ceil(floats * ARENA_HEADROOM);
+    if (a.floats >= rows * this.rowFloats(width)) return;
+    const size = Math.ceil(rows * (1 + ARENA_HEADROOM) + 1) * this.rowFloats(Math.ceil(width * (1 + ARENA_HEADROOM)) + ARENA_SPARE_COLUMNS);
     // Drop the old buffers first, so that the old and new arena are not both held.
     a.key = [];
     a.value = [];
