@@ -16,5 +16,5 @@ export {
   type SamplingParams,
   type TokenLogprob,
 } from './sampling';
-export { buildTinyModel, type TinyModelOptions } from './tiny/index';
+export { buildTinyModel, PRESETS, type PresetName, type TinyModelOptions } from './tiny/index';
 export { REPO_ROOT, cacheDir, ensureTinyModel } from './tiny-cache';
