@@ -8,12 +8,14 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
 
-// Tests start their own redis-server, nats-server and prometheus on loopback ports; install what's missing.
+// Tests start their own redis-server, nats-server and prometheus on loopback ports, and page tests drive a
+// headless chromium (testkit's launchChromium); install what's missing.
 const missing = [
   ['redis-server', 'redis-server'],
   ['nats-server', 'nats-server'],
   ['prometheus', 'prometheus'],
   ['promtool', 'prometheus'],
+  ['chromium', 'chromium'],
 ].filter(([bin]) => !has(bin) && !existsSync(`/usr/sbin/${bin}`) && !existsSync(`/usr/bin/${bin}`));
 if (missing.length > 0) {
   const pkgs = [...new Set(missing.map(([, pkg]) => pkg))];

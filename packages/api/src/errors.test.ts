@@ -168,6 +168,26 @@ describe('bad input', () => {
     expect((await head).split('\r\n')[0]).toBe('HTTP/1.1 413 Payload Too Large');
     sock.destroy();
   });
+  it('413 with Connection: close reaches a client still uploading, then the connection closes cleanly', async () => {
+    await setup();
+    const sock = net.connect(Number(new URL(s.url).port), '127.0.0.1');
+    const body = Buffer.alloc(10 * 1024 * 1024, 0x78);
+    const answer = new Promise<{ text: string; error?: string }>((resolve) => {
+      let text = '';
+      sock.on('data', (d: Buffer) => (text += d.toString()));
+      sock.on('error', (err) => resolve({ text, error: err.message }));
+      sock.on('close', () => resolve({ text }));
+    });
+    sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ' + body.length + '\r\n\r\n');
+    // The whole body, in pieces, as a client that does not read before it has sent everything would.
+    for (let off = 0; off < body.length && !sock.destroyed; off += 256 * 1024) {
+      if (!sock.write(body.subarray(off, off + 256 * 1024))) await new Promise((r) => (sock.once('drain', r), sock.once('close', r)));
+    }
+    const { text, error } = await answer;
+    expect(error).toBeUndefined();
+    expect(text.split('\r\n')[0]).toBe('HTTP/1.1 413 Payload Too Large');
+    expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)).error.code).toBe('request_too_large');
+  });
 });
 
 describe('refusals and failures', () => {

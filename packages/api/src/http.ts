@@ -17,7 +17,7 @@ export function sendError(res: ServerResponse, err: ApiError): void {
 
 /**
  * Reads a JSON body of at most `limitBytes`. A declared or actual larger body is refused with 413 as
- * soon as that is known: collecting stops and nothing more is buffered (see discardBody for the rest).
+ * soon as that is known: collecting stops and nothing more is buffered (see sendErrorLingering for the rest).
  */
 export function readJsonBody(req: IncomingMessage, limitBytes: number): Promise<unknown> {
   const declared = Number(req.headers['content-length']);
@@ -66,13 +66,25 @@ export const LINGER_MS = 5000;
 export const LINGER_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
- * After answering before the body was read (413), drops the rest of the body without buffering it, so
- * that the client, still uploading, does not see a reset instead of the answer (nginx's lingering close).
- * Bounded in time and bytes; past either bound the connection is cut.
+ * Answers before the body was read (413) and drops the rest of the body without buffering it, so that the
+ * client, still uploading, reads the answer instead of a reset (nginx's lingering close). The answer is
+ * written whole at once, but the response ends only once the body is in (or a bound is hit): ending it
+ * earlier would let Node close a `Connection: close` socket under an upload still arriving, which the
+ * kernel answers with a reset. Bounded in time and bytes; past either bound the connection is cut.
  */
-export function discardBody(req: IncomingMessage): void {
-  if (req.complete || req.destroyed) return;
+export function sendErrorLingering(req: IncomingMessage, res: ServerResponse, err: ApiError): void {
+  const data = JSON.stringify(err.toBody());
+  res.writeHead(err.status, { ...err.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(data) });
+  if (req.complete || req.destroyed) {
+    res.end(data);
+    return;
+  }
+  res.write(data);
   let dropped = 0;
+  const finish = (): void => {
+    clearTimeout(timer);
+    if (!res.writableEnded) res.end();
+  };
   const cut = (): void => {
     clearTimeout(timer);
     req.socket.destroy();
@@ -83,8 +95,8 @@ export function discardBody(req: IncomingMessage): void {
     dropped += chunk.length;
     if (dropped > LINGER_MAX_BYTES) cut();
   });
-  req.once('end', () => clearTimeout(timer));
-  req.once('close', () => clearTimeout(timer));
+  req.once('end', finish);
+  req.once('close', finish);
   req.resume();
 }
 

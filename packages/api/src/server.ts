@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { serveChat } from './chat';
 import { serveCompletion } from './completions';
 import { ApiError, toApiError } from './errors';
-import { discardBody, readJsonBody, sendError, sendJson } from './http';
+import { readJsonBody, sendError, sendErrorLingering, sendJson } from './http';
 import { childLogger, silentLogger, type Logger } from './logger';
 import type { ServedModel } from './prompt';
 import { parseChatRequest, parseCompletionRequest } from './requests';
@@ -152,8 +152,8 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       if (e.status >= 500) log.error('request failed', { method, path, err });
       else log.debug('request refused', { method, path, status: e.status, code: e.code, message: e.message });
       if (!res.headersSent) {
-        sendError(res, e);
-        if (e.status === 413) discardBody(req);
+        if (e.status === 413) sendErrorLingering(req, res, e);
+        else sendError(res, e);
       } else if (!res.writableEnded) {
         res.end();
       }

@@ -36,7 +36,8 @@ function fmt(x: number | null, digits: number): string {
   return x === null ? '—' : x.toFixed(digits);
 }
 
-function describe(r: BenchReport): string {
+/** One line: what was run against what (workload, server, endpoint, model, arrivals). */
+export function describeRun(r: BenchReport): string {
   const o = r.options;
   const workload = typeof o.workload === 'object' ? `trace ${o.workload.trace}` : o.workload;
   const arrivals = o.rate === null ? (typeof o.workload === 'object' ? 'trace arrivals' : 'all at once') : o.rate === 'inf' ? 'rate inf' : `rate ${o.rate}/s`;
@@ -48,7 +49,7 @@ function describe(r: BenchReport): string {
 export function formatReport(r: BenchReport): string {
   const width = 44;
   const rule = '='.repeat(width + 14);
-  const lines = [rule, ` pdserve bench: ${describe(r)}`, rule];
+  const lines = [rule, ` pdserve bench: ${describeRun(r)}`, rule];
   const row = (label: string, value: string): string => `${label.padEnd(width)}${value.padStart(14)}`;
   for (const m of METRICS.slice(0, 7)) lines.push(row(m.label, fmt(m.value(r), m.digits)));
   lines.push(row('Input tokens', String(r.tokens.input)), row('Output tokens', String(r.tokens.output)));
@@ -75,7 +76,7 @@ export function formatReport(r: BenchReport): string {
 export function compareReports(a: BenchReport, b: BenchReport): string {
   const w = 30;
   const col = 14;
-  const lines = [`A: ${describe(a)}`, `B: ${describe(b)}`, `${'metric'.padEnd(w)}${'A'.padStart(col)}${'B'.padStart(col)}${'B/A'.padStart(col - 4)}`];
+  const lines = [`A: ${describeRun(a)}`, `B: ${describeRun(b)}`, `${'metric'.padEnd(w)}${'A'.padStart(col)}${'B'.padStart(col)}${'B/A'.padStart(col - 4)}`];
   lines.push('-'.repeat(w + 3 * col - 4));
   for (const m of METRICS) {
     const x = m.value(a);

@@ -36,3 +36,8 @@ export type { SimRequest, SimWorkloadOptions } from './sim/workload';
 export { formatCapacity, formatSimReport } from './sim/format';
 export { fitCostModel, nnls, parseCostModel, predictAloneTtft, prefillWork } from './sim/calibration';
 export type { Calibration, CalibrationFile, CalibrationSamples, DecodeSample, FitQuality, OverheadSample, PrefillSample, PrefillWork } from './sim/calibration';
+// HTML reports (`--report FILE.html`): self-contained pages with uPlot charts.
+export { benchReportPage, type LabelledBenchReport } from './report-html/bench-page';
+export { simReportPage, type NamedSimRun } from './report-html/sim-page';
+export { renderReportPage } from './report-html/page';
+export type { ChartSeries, ChartSpec, ReportPage, TableSpec } from './report-html/spec';

@@ -13,8 +13,9 @@ export interface LeaseStore {
   scan(prefix: string): Promise<Map<string, string>>;
   /** Called each time the store comes back after a connection loss; its content may have been lost. */
   onReconnect(listener: () => void): () => void;
-  /** Called after writes when the store can tell (in process), so watchers need not wait for a poll. */
-  onWrite(listener: () => void): () => void;
+  /** Called after writes that change membership, so watchers need not wait for a poll; the promise it
+   * returns with the unsubscribe function resolves once notifications are being received. */
+  onWrite(listener: () => void): { readonly unsubscribe: () => void; readonly listening: Promise<void> };
   close(): Promise<void>;
 }
 
@@ -57,9 +58,9 @@ export class MemoryLeaseStore implements LeaseStore {
     return () => this.reconnectListeners.delete(listener);
   }
 
-  onWrite(listener: () => void): () => void {
+  onWrite(listener: () => void): { readonly unsubscribe: () => void; readonly listening: Promise<void> } {
     this.writeListeners.add(listener);
-    return () => this.writeListeners.delete(listener);
+    return { unsubscribe: () => this.writeListeners.delete(listener), listening: Promise.resolve() };
   }
 
   /** Shared by every participant of a hub; closing one participant must not close it. */

@@ -29,6 +29,8 @@ export class PollingMembership implements Membership {
   private readonly listeners = new Set<(change: MembershipChange) => void>();
   private readonly unsubscribers: (() => void)[] = [];
   private readonly outage: OutageLog;
+  /** Resolves once the store's write notifications reach this watcher. */
+  private readonly listening: Promise<void>;
   /** Raw values already reported as undecodable, so a bad entry is logged once. */
   private readonly rejected = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
@@ -46,17 +48,20 @@ export class PollingMembership implements Membership {
     private readonly onClose: (membership: PollingMembership) => void,
   ) {
     this.outage = new OutageLog(logger, 'registry watch');
+    const writes = store.onWrite(() => void this.refresh());
+    this.listening = writes.listening;
     this.unsubscribers.push(
       store.onReconnect(() => {
         this.holdRemovalsUntil = Date.now() + options.reconnectGraceMs;
         void this.refresh();
       }),
-      store.onWrite(() => void this.refresh()),
+      writes.unsubscribe,
     );
   }
 
-  /** Polls once, then keeps polling every pollIntervalMs. */
+  /** Polls once (after write notifications are heard, so no write falls between), then every pollIntervalMs. */
   async start(): Promise<void> {
+    await this.listening;
     await this.refresh();
     this.schedule();
   }

@@ -28,14 +28,27 @@ const RECONNECT_BASE_DELAY_MS = 50;
 // Deletes KEYS[1] only while it still holds ARGV[1].
 const DELETE_IF_VALUE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
+/**
+ * Writes that change membership (a new or replaced entry, a deletion) are announced on this channel, so
+ * watchers in other processes learn of a joining instance within a round trip instead of at their next
+ * poll. Pub/sub is lossy (a watcher whose connection is down misses it): polling stays the fallback.
+ */
+const WRITES_CHANNEL = 'pdserve:lease-writes';
+
 export class RedisLeaseStore implements LeaseStore {
   private readonly reconnectListeners = new Set<() => void>();
+  private readonly writeListeners = new Set<() => void>();
+  /** A second connection in subscriber mode, opened by the first onWrite listener; settles once subscribed. */
+  private subscriber: { readonly client: Redis; readonly subscribed: Promise<void> } | undefined;
   private readyCount = 0;
   private closed = false;
 
   private constructor(
     private readonly client: Redis,
     private readonly scanCount: number,
+    private readonly logger: Logger,
+    /** How long a watcher waits for the subscription before it starts (polling covers the rest), in ms. */
+    private readonly subscribeWaitMs: number,
   ) {
     client.on('ready', () => {
       this.readyCount += 1;
@@ -64,7 +77,7 @@ export class RedisLeaseStore implements LeaseStore {
       if (down) logger.info({ redis: where }, 'redis connection ready');
       down = false;
     });
-    const store = new RedisLeaseStore(client, o.scanCount);
+    const store = new RedisLeaseStore(client, o.scanCount, logger, o.commandTimeoutMs);
     try {
       await waitReady(client, o.connectTimeoutMs);
     } catch (error) {
@@ -76,15 +89,15 @@ export class RedisLeaseStore implements LeaseStore {
 
   async put(key: string, value: string, ttlMs: number, mode: PutMode): Promise<boolean> {
     const ttl = Math.max(1, Math.round(ttlMs));
-    const reply =
-      mode === 'if-present'
-        ? await this.client.set(key, value, 'PX', ttl, 'XX')
-        : await this.client.set(key, value, 'PX', ttl);
+    if (mode === 'if-present') return (await this.client.set(key, value, 'PX', ttl, 'XX')) === 'OK';
+    // An unconditional write is a registration, a re-registration after a lapse, or an update: tell watchers.
+    const reply = await this.client.set(key, value, 'PX', ttl);
+    if (reply === 'OK') this.announce(key);
     return reply === 'OK';
   }
 
   async deleteIfValue(key: string, value: string): Promise<void> {
-    await this.client.eval(DELETE_IF_VALUE, 1, key, value);
+    if (Number(await this.client.eval(DELETE_IF_VALUE, 1, key, value)) > 0) this.announce(key);
   }
 
   async scan(prefix: string): Promise<Map<string, string>> {
@@ -114,14 +127,39 @@ export class RedisLeaseStore implements LeaseStore {
     return () => this.reconnectListeners.delete(listener);
   }
 
-  onWrite(): () => void {
-    return () => undefined; // Redis does not tell (keyspace notifications are not assumed); watchers poll.
+  onWrite(listener: () => void): { readonly unsubscribe: () => void; readonly listening: Promise<void> } {
+    this.writeListeners.add(listener);
+    this.subscriber ??= this.subscribe();
+    return { unsubscribe: () => this.writeListeners.delete(listener), listening: this.subscriber.subscribed };
+  }
+
+  private subscribe(): { readonly client: Redis; readonly subscribed: Promise<void> } {
+    // ioredis re-subscribes after a reconnect; the watchers' reconnect handling re-polls meanwhile.
+    const client = this.client.duplicate({ enableOfflineQueue: true, lazyConnect: false });
+    client.on('error', () => undefined); // outages are logged once by the main connection
+    client.on('message', () => {
+      for (const listener of [...this.writeListeners]) listener();
+    });
+    const subscribed = client.subscribe(WRITES_CHANNEL).then(
+      () => undefined,
+      (error: unknown) => {
+        if (!this.closed) this.logger.warn({ err: errorMessage(error) }, 'registry change notifications unavailable; watchers poll');
+      },
+    );
+    const bounded = new Promise<void>((resolve) => setTimeout(resolve, this.subscribeWaitMs).unref());
+    return { client, subscribed: Promise.race([subscribed, bounded]) };
+  }
+
+  private announce(key: string): void {
+    this.client.publish(WRITES_CHANNEL, key).catch(() => undefined); // watchers poll anyway
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.reconnectListeners.clear();
+    this.writeListeners.clear();
+    this.subscriber?.client.disconnect();
     try {
       await this.client.quit();
     } catch {

@@ -128,6 +128,18 @@ describe.each(harnesses)('%s registry', (_name, harness) => {
     expect(membership.snapshot().get('mixed-1')?.incarnation).toBe('inc-2');
   });
 
+  it('a watcher learns of a join and a leave without waiting for its poll', async () => {
+    // Polls every minute: a change seen sooner came through the write notification.
+    const slow: RegistryOptions = { leaseTtlMs: 180_000, pollIntervalMs: 60_000 };
+    const gateway = await registry(slow);
+    const membership = await gateway.watch();
+    const worker = await registry(slow);
+    const joined = await worker.register(sampleRecord('decode-7'));
+    await waitFor('join seen', () => membership.snapshot().has('decode-7'), EVENTUALLY_MS);
+    await joined.deregister();
+    await waitFor('leave seen', () => !membership.snapshot().has('decode-7'), EVENTUALLY_MS);
+  });
+
   it('keeps a heartbeating instance well past its lease', async () => {
     const worker = await registry();
     const membership = await (await registry()).watch();

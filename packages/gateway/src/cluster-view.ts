@@ -27,8 +27,19 @@ export class ClusterView {
   private readonly resyncing = new Set<string>();
   private readonly unsubscribe: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** Resolved by the first sync that finds a worker able to decode (see serving()). */
+  private readonly servingNow: { promise: Promise<void>; resolve: () => void };
 
-  constructor(private readonly opts: ClusterViewOptions) {}
+  constructor(private readonly opts: ClusterViewOptions) {
+    let resolve = (): void => undefined;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.servingNow = { promise, resolve };
+  }
+
+  /** Resolves once a worker that can decode has joined: from then on a completion can be served. */
+  serving(): Promise<void> {
+    return this.servingNow.promise;
+  }
 
   async start(): Promise<void> {
     const { controlPlane, router } = this.opts;
@@ -100,6 +111,7 @@ export class ClusterView {
       void this.resync(id);
     }
     this.opts.router.setWorkers(this.workers());
+    if (this.hasDecodeWorker()) this.servingNow.resolve();
   }
 
   /** kv-store nodes come and go like workers; each one's event stream is its own index holder. */

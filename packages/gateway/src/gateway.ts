@@ -8,6 +8,8 @@ import { Tokenizer } from '@pdserve/tokenizer';
 import { ClusterClient } from './cluster-client';
 import { ClusterView } from './cluster-view';
 import { MeteredEngine } from './metered-engine';
+import { clusterStatusSource, GrpcStatusProbes } from './status';
+import { statusRoutes } from './status-page';
 
 export interface GatewayOptions {
   /** The model directory (tokenizer, chat template, context length). */
@@ -19,7 +21,7 @@ export interface GatewayOptions {
   readonly host?: string;
   /** OpenAI API port; default 8000; 0 = any free port. */
   readonly port?: number;
-  /** Admin port (/metrics, /health, /ready); undefined = no admin server. */
+  /** Admin port (/metrics, /health, /ready, /status); undefined = no admin server. */
   readonly adminPort?: number;
   readonly blockSize?: number;
   readonly policy?: PolicyName;
@@ -34,6 +36,8 @@ export interface Gateway {
   readonly router: Router;
   readonly view: ClusterView;
   readonly registry: Registry;
+  /** Resolves once a completion can be served (a worker able to decode has joined). */
+  ready(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -46,9 +50,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   // /ready stays 503 until the API listens and a decode worker is live (else it could answer nothing).
   let cluster: ClusterClient | undefined;
   let listening = false;
-  const admin: AdminServer | undefined =
-    opts.adminPort === undefined ? undefined : await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady: () => listening && (cluster?.isReady() ?? false) });
   let view: ClusterView | undefined;
+  const isReady = (): boolean => listening && (cluster?.isReady() ?? false);
+  // The status page is an operator's, so it sits on the admin port beside /metrics, not on the API port.
+  const status = statusRoutes(clusterStatusSource({ model: opts.modelId, controlPlane: opts.controlPlane, view: () => view, router, ready: isReady }), new GrpcStatusProbes());
+  const admin: AdminServer | undefined =
+    opts.adminPort === undefined ? undefined : await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady, routes: status.routes });
   try {
     const spec = loadModelSpec(opts.modelDir, opts.modelId);
     const tokenizer = await Tokenizer.fromDir(opts.modelDir);
@@ -76,16 +83,19 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       router,
       view: clusterView,
       registry,
+      ready: () => clusterView.serving(),
       async close() {
         listening = false;
         await api.close();
         await admin?.close();
+        status.close();
         clusterView.close();
       },
     };
   } catch (err) {
     // A gateway that cannot start must not leave its admin port holding the process open.
     await admin?.close().catch(() => undefined);
+    status.close();
     view?.close();
     throw err;
   }

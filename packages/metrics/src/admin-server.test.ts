@@ -28,6 +28,20 @@ describe('admin server', () => {
     expect((await fetch(`${server.url}/metrics`, { method: 'POST' })).status).toBe(405);
   });
 
+  it('serves extra GET routes with their own type and headers, and names them on a 404', async () => {
+    const routes = new Map([['/status.json', () => Promise.resolve({ status: 200, contentType: 'application/json', body: '{"ok":true}', headers: { 'x-content-type-options': 'nosniff' } })]]);
+    server = await startAdminServer({ port: 0, registry: new Registry(), isReady: () => true, routes });
+    const res = await fetch(`${server.url}/status.json?x=1`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/json');
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(await res.json()).toEqual({ ok: true });
+    const missing = await fetch(`${server.url}/status.html`);
+    expect(missing.status).toBe(404);
+    expect(await missing.text()).toContain('/status.json');
+    expect((await fetch(`${server.url}/status.json`, { method: 'POST' })).status).toBe(405);
+  });
+
   it('answers 503 when the readiness check throws', async () => {
     server = await startAdminServer({
       port: 0,

@@ -12,6 +12,16 @@ export interface AdminServerOptions {
   readonly registry: Registry;
   /** Asked on every /ready request; false answers 503 so the pod leaves its Service's endpoints. */
   readonly isReady: () => boolean;
+  /** More GET pages by path (e.g. the gateway's /status), served beside the three above. */
+  readonly routes?: ReadonlyMap<string, () => Promise<AdminReply> | AdminReply>;
+}
+
+export interface AdminReply {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: string;
+  /** Extra response headers (e.g. a Content-Security-Policy for an HTML page). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface AdminServer {
@@ -21,8 +31,8 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-function reply(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8'): void {
-  res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store' });
+function reply(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8', headers: Readonly<Record<string, string>> = {}): void {
+  res.writeHead(status, { ...headers, 'content-type': contentType, 'cache-control': 'no-store' });
   res.end(body);
 }
 
@@ -46,8 +56,14 @@ async function handle(opts: AdminServerOptions, req: IncomingMessage, res: Serve
       }
       return ready ? reply(res, 200, 'ready\n') : reply(res, 503, 'not ready\n');
     }
-    default:
-      return reply(res, 404, 'not found: try /metrics, /health or /ready\n');
+    default: {
+      const route = opts.routes?.get(path);
+      if (route !== undefined) {
+        const r = await route();
+        return reply(res, r.status, r.body, r.contentType, r.headers);
+      }
+      return reply(res, 404, `not found: try ${['/metrics', '/health', '/ready', ...(opts.routes?.keys() ?? [])].join(', ')}\n`);
+    }
   }
 }
 

@@ -36,4 +36,4 @@ export {
   type WorkerMetrics,
   type WorkerMetricsOptions,
 } from './services.js';
-export { startAdminServer, type AdminServer, type AdminServerOptions } from './admin-server.js';
+export { startAdminServer, type AdminReply, type AdminServer, type AdminServerOptions } from './admin-server.js';

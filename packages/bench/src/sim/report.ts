@@ -63,6 +63,8 @@ export interface SimReport {
 /** One simulated request (with `recordRequests`). */
 export interface SimRequestRecord {
   readonly index: number;
+  /** Simulated time of its arrival, ms after the first request's. */
+  readonly arrivalMs: number;
   readonly decodeWorker: string;
   readonly prefillWorker: string;
   readonly promptTokens: number;

@@ -101,6 +101,7 @@ export function simulate(opts: SimOptions): SimReport {
     e2e.push(e2eMs);
     perRequest?.push({
       index: seq.request.index,
+      arrivalMs: seq.request.arrival * 1000,
       decodeWorker: seq.decode.id,
       prefillWorker: seq.prefill.id,
       promptTokens: seq.request.promptTokens,

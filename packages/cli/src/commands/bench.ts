@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { compareReports, formatReport, runBench, TraceError, type BenchOptions, type BenchReport, type Endpoint, type WorkloadSpec } from '@pdserve/bench';
+import { basename } from 'node:path';
+import { benchReportPage, compareReports, formatReport, renderReportPage, runBench, TraceError, type BenchOptions, type BenchReport, type Endpoint, type LabelledBenchReport, type WorkloadSpec } from '@pdserve/bench';
 import { Flags, UsageError, type CommandSpec } from '../args';
 import { countBar } from '../progress';
 
@@ -7,8 +8,8 @@ export const benchCommand: CommandSpec = {
   name: 'bench',
   summary: 'Benchmark an OpenAI-compatible server (pdserve or not): synthetic workloads or trace replay; TTFT, TPOT, ITL, goodput.',
   usage:
-    'bench --url URL [--model ID] [--workload shared-prefix|multi-turn|random|trace:FILE] [--rate R | --concurrency C] [--requests N | --duration S] [--slo-ttft MS] [--output FILE.json]\n' +
-    '       npm run pdserve -- bench --compare A.json B.json',
+    'bench --url URL [--model ID] [--workload shared-prefix|multi-turn|random|trace:FILE] [--rate R | --concurrency C] [--requests N | --duration S] [--slo-ttft MS] [--output FILE.json] [--report FILE.html]\n' +
+    '       npm run pdserve -- bench --compare A.json B.json [--report FILE.html]',
   positionals: true,
   flags: {
     url: { type: 'string', help: 'base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine)' },
@@ -23,6 +24,7 @@ export const benchCommand: CommandSpec = {
     'slo-ttft': { type: 'string', help: 'goodput counts requests with TTFT ≤ this (ms)' },
     'slo-tpot': { type: 'string', help: 'goodput counts requests with TPOT ≤ this (ms)' },
     output: { type: 'string', help: 'write the full report (every request) as JSON' },
+    report: { type: 'string', help: 'write a self-contained HTML report (TTFT/ITL distributions, throughput over time, hit rate); with --compare: both runs overlaid' },
     'input-len': { type: 'string', help: 'random: mean prompt tokens; shared-prefix: unique suffix; multi-turn: tokens per user turn' },
     'max-tokens': { type: 'string', help: 'max_tokens per request (random: the mean); traces: a cap on scaled output lengths' },
     'prefix-len': { type: 'string', help: 'shared-prefix / multi-turn: system prompt tokens' },
@@ -49,6 +51,10 @@ export const benchCommand: CommandSpec = {
       if (f.positionals.length !== 1) throw new UsageError('--compare takes two report files: --compare A.json B.json');
       const [a, b] = await Promise.all([readReport(compare), readReport(f.positionals[0]!)]);
       process.stdout.write(compareReports(a, b) + '\n');
+      await writeHtmlReport(f.str('report'), [
+        { label: `A: ${basename(compare)}`, report: a },
+        { label: `B: ${basename(f.positionals[0]!)}`, report: b },
+      ]);
       return;
     }
     if (f.positionals.length > 0) throw new UsageError(`unexpected argument "${f.positionals[0]}" (see: pdserve bench --help)`);
@@ -109,12 +115,19 @@ export const benchCommand: CommandSpec = {
       await writeFile(output, JSON.stringify(report, null, 2) + '\n');
       process.stdout.write(`wrote ${output}\n`);
     }
+    await writeHtmlReport(f.str('report'), [{ label: output === undefined ? 'this run' : basename(output), report }]);
     // Scripts can tell a run where nothing worked (server down, wrong model) from a slow one.
     if (report.counts.sent > 0 && report.counts.completed === 0) {
       throw new Error(`no request completed (first error: ${report.requests[0]?.error ?? 'unknown'})`);
     }
   },
 };
+
+async function writeHtmlReport(path: string | undefined, runs: readonly LabelledBenchReport[]): Promise<void> {
+  if (path === undefined) return;
+  await writeFile(path, renderReportPage(benchReportPage(runs)));
+  process.stdout.write(`wrote ${path}\n`);
+}
 
 function workloadOf(w: string): WorkloadSpec {
   if (w.startsWith('trace:')) {

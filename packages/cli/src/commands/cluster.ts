@@ -195,7 +195,9 @@ export const gateway: CommandSpec = {
     const { dir, id } = await modelDirFrom(f);
     const cp = await controlPlaneOf(f, 'gateway');
     const gw = await gatewayFromFlags(f, dir, id, cp, logger);
-    logger.info('gateway ready', { url: gw.url, admin: gw.adminUrl, model: id, controlPlane: cp.mode });
+    logger.info('gateway listening', { url: gw.url, admin: gw.adminUrl, model: id, controlPlane: cp.mode });
+    await gw.ready();
+    logger.info('gateway ready', { url: gw.url, workers: gw.view.workers().length });
     await untilSignal();
     await gw.close();
     await cp.close();
@@ -221,7 +223,8 @@ export async function runLocalCluster(f: Flags, prefill: number, decode: number,
   for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), kvStore }));
   for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), kvStore }));
   const gw = await gatewayFromFlags(f, dir, id, cp, logger);
-  process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, embedded control plane. Ctrl-C stops it.\n`);
+  await gw.ready();
+  process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, embedded control plane.${gw.adminUrl ? ` Status: ${gw.adminUrl}/status.` : ''} Ctrl-C stops it.\n`);
   await untilSignal();
   await gw.close();
   await Promise.all(workers.map((w) => w.drain(10_000)));
@@ -255,5 +258,30 @@ async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, 
   const stop = (): void => children.forEach((c) => c.kill('SIGTERM'));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  await Promise.all(children.map((c) => new Promise((r) => c.once('exit', r))));
+  const exited = Promise.all(children.map((c) => new Promise((r) => c.once('exit', r))));
+  const url = `http://${f.str('host') ?? '127.0.0.1'}:${f.int('port', 0) ?? 8000}`;
+  const gaveUp = new AbortController();
+  children.forEach((c) => c.once('exit', () => gaveUp.abort()));
+  // The URL is printed only once the gateway says a completion can be served (its /ready).
+  if (await untilReady(`${url}/ready`, gaveUp.signal)) {
+    process.stdout.write(`pdserve is serving ${id} at ${url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, separate processes sharing Redis and NATS. Ctrl-C stops it.\n`);
+  } else {
+    stop(); // a service exited before the cluster could serve: stop the rest
+  }
+  await exited;
+}
+
+/** Polls a readiness URL until it answers 200 (true) or `signal` aborts (false). */
+async function untilReady(url: string, signal: AbortSignal): Promise<boolean> {
+  while (!signal.aborted) {
+    try {
+      const res = await fetch(url);
+      await res.body?.cancel();
+      if (res.ok) return true;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
 }

@@ -6,6 +6,8 @@ import {
   formatSimReport,
   parseCostModel,
   readTrace,
+  renderReportPage,
+  simReportPage,
   simulate,
   TraceError,
   type CapacityResult,
@@ -44,7 +46,7 @@ export const simulateCommand: CommandSpec = {
   summary: 'Simulate a cluster of any size on a trace, routing with the real router: prefix hit rate, TTFT/TBT, capacity under SLO.',
   usage:
     'simulate --trace FILE --decode M [--prefill N] [--policy kv-aware | --compare-policies] [--cache-tokens N] [--kv-store TOKENS [--compare-store]]\n' +
-    '       [--cost-model FILE] [--slo-ttft MS] [--block-scale 512] [--time-scale 1] [--output FILE.json]',
+    '       [--cost-model FILE] [--slo-ttft MS] [--block-scale 512] [--time-scale 1] [--output FILE.json] [--report FILE.html]',
   flags: {
     trace: { type: 'string', help: 'trace file in the Mooncake format (JSON lines with timestamp, input_length, output_length, hash_ids)' },
     prefill: { type: 'string', help: 'dedicated prefill workers (0: decode workers are mixed)', default: '0' },
@@ -71,6 +73,7 @@ export const simulateCommand: CommandSpec = {
     'max-batch-tokens': { type: 'string', help: 'engine: most tokens per step (default: the cost model file, else 2048)' },
     'prefill-chunk-tokens': { type: 'string', help: 'engine: longest prefill chunk per sequence per step (default: the cost model file, else 256)' },
     output: { type: 'string', help: 'write every run (reports and capacity probes) as JSON' },
+    report: { type: 'string', help: 'write a self-contained HTML report: TTFT and inter-token latency distributions, throughput over time, hit rate per policy, every run overlaid' },
   },
   async run(f: Flags) {
     const tracePath = f.required('trace');
@@ -126,6 +129,7 @@ export const simulateCommand: CommandSpec = {
       maxTokens: f.int('max-tokens', 1),
       sloTtftMs: slo,
     };
+    const htmlReport = f.str('report');
     const bar = countBar('simulate');
     const total = policies.length * layouts.length;
     const runs: SimRun[] = [];
@@ -136,7 +140,8 @@ export const simulateCommand: CommandSpec = {
         bar.update(runs.length, total, name);
         let report: SimReport;
         try {
-          report = simulate(opts);
+          // The HTML report's distributions need every request; the capacity search does not.
+          report = simulate({ ...opts, recordRequests: htmlReport !== undefined });
         } catch (err) {
           if (err instanceof RangeError) throw new UsageError(err.message);
           throw err;
@@ -154,9 +159,15 @@ export const simulateCommand: CommandSpec = {
     }
     const output = f.str('output');
     if (output !== undefined) {
-      const file: SimulationFile = { version: 1, kind: 'pdserve-simulation', trace: tracePath, costModel: { source: costPath ?? null, cost: runs[0]!.report.config.cost }, runs };
+      // Per-request records (kept for --report) stay out of the JSON, which reads the same with or without it.
+      const saved = runs.map((r) => ({ ...r, report: { ...r.report, perRequest: undefined } }));
+      const file: SimulationFile = { version: 1, kind: 'pdserve-simulation', trace: tracePath, costModel: { source: costPath ?? null, cost: runs[0]!.report.config.cost }, runs: saved };
       await writeFile(output, JSON.stringify(file, null, 2) + '\n');
       process.stdout.write(`wrote ${output}\n`);
+    }
+    if (htmlReport !== undefined) {
+      await writeFile(htmlReport, renderReportPage(simReportPage(tracePath, runs)));
+      process.stdout.write(`wrote ${htmlReport}\n`);
     }
   },
 };
