@@ -4,6 +4,7 @@ import { EngineError, type EngineClient, type EngineStats, type ExportedKv, type
 import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
+import { StructuredOutputs, type StructuredOutputStats } from './structured';
 
 export interface EngineOptions {
   /** Hugging Face-layout model directory. */
@@ -52,6 +53,8 @@ export class LLMEngine implements EngineClient {
   private looping = false;
   /** Prefill-role sequences between their first token and their KV export (see exportAfterToken). */
   private readonly exporting = new Set<Sequence>();
+  /** Grammars of constrained sequences (response_format); loaded on the first such request. */
+  private readonly structured: StructuredOutputs;
   private closed = false;
   private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0, importFallbacks: 0, prefillTokens: 0, prefetchedTokens: 0, prefetchRejects: 0 };
 
@@ -66,6 +69,7 @@ export class LLMEngine implements EngineClient {
     this.pool = pool;
     this.layout = pool.layout;
     this.maxModelLen = maxModelLen;
+    this.structured = new StructuredOutputs(spec);
     this.scheduler = new Scheduler(pool, {
       maxNumSeqs: opts.maxNumSeqs,
       maxNumBatchedTokens: opts.maxNumBatchedTokens,
@@ -166,7 +170,13 @@ export class LLMEngine implements EngineClient {
     return n;
   }
 
+  /** Grammar compile and mask counters (per-step mask cost = maskSeconds / masks). */
+  structuredOutputStats(): StructuredOutputStats {
+    return this.structured.stats();
+  }
+
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
+    if (req.sampling.structuredOutput) await this.structured.ready();
     const seq = this.admit(req);
     const onAbort = (): void => this.abort(seq);
     req.signal?.addEventListener('abort', onAbort, { once: true });
@@ -187,6 +197,7 @@ export class LLMEngine implements EngineClient {
       this.finish(seq, undefined, new EngineError('not_ready', 'engine is shutting down'));
     }
     await this.executor.close();
+    this.structured.dispose();
   }
 
   private admit(req: GenerateRequest): Sequence {
@@ -218,12 +229,18 @@ export class LLMEngine implements EngineClient {
       throw new EngineError('queue_full', `${this.scheduler.waiting.length} requests are already waiting`);
     }
     if (req.signal?.aborted) throw new EngineError('invalid_request', 'request was cancelled before it started');
+    let sampler: Sampler;
+    try {
+      sampler = new Sampler(req.sampling, this.spec.vocabSize, this.spec.eosTokenIds);
+    } catch (err) {
+      throw new EngineError('invalid_request', (err as Error).message);
+    }
     const seq = new Sequence(
       this.nextSeqId++,
       req.requestId,
       prompt,
       req.sampling,
-      new Sampler(req.sampling, this.spec.vocabSize),
+      sampler,
       req.priority ?? 0,
       performance.now(),
       this.modelId,
@@ -232,6 +249,7 @@ export class LLMEngine implements EngineClient {
     seq.prefilled = req.prefilled;
     seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;
     seq.exportFromBlock = req.exportKv?.fromBlock;
+    if (req.sampling.structuredOutput) this.structured.admit(seq.id, req.sampling.structuredOutput, seq.output);
     this.scheduler.add(seq);
     this.kick();
     return seq;
@@ -288,6 +306,8 @@ export class LLMEngine implements EngineClient {
           rows: plan.prefills.map((c) => ({ seqId: c.seq.id, tokenIds: c.seq.tokens.slice(c.start, c.end), pastLen: c.start, blockTable: c.seq.blockTable })),
         })
       : undefined;
+    // Grammar masks for the rows that sample this step, computed while the model thread runs.
+    this.structured.fillMasks([...plan.decodes.map((s) => s.id), ...plan.prefills.filter((c) => c.end === c.seq.tokens.length).map((c) => c.seq.id)]);
     let runSeconds = 0;
     if (decode) {
       const res = await decode;
@@ -326,13 +346,19 @@ export class LLMEngine implements EngineClient {
       seq.numComputed = end;
       this.publishFull(seq);
       if (end < seq.tokens.length) return; // a prefill chunk short of the prompt's end
-      const t = seq.sampler.sample(res.logits.subarray(i * V, (i + 1) * V), seq.prompt, seq.output);
+      const t = seq.sampler.sample(res.logits.subarray(i * V, (i + 1) * V), seq.prompt, seq.output, this.structured.mask(seq.id));
       this.emitToken(seq, t);
     });
   }
 
   /** Appends a sampled token, streams it, and ends the sequence if it is done. */
   private emitToken(seq: Sequence, t: SampledToken): void {
+    if (!this.structured.accept(seq.id, t.tokenId)) {
+      // Only a token sampled elsewhere without the grammar (a prefill worker that ignored it) gets here.
+      this.scheduler.remove(seq);
+      this.finish(seq, undefined, new EngineError('internal', `token ${t.tokenId} breaks the request's grammar`));
+      return;
+    }
     seq.appendToken(t.tokenId);
     const finishReason = this.finishReasonFor(seq, t.tokenId);
     const exporting = seq.exportFromBlock !== undefined;
@@ -452,7 +478,7 @@ export class LLMEngine implements EngineClient {
   }
 
   private finishReasonFor(seq: Sequence, tokenId: number): 'stop' | 'length' | undefined {
-    if (isStopToken(tokenId, seq.params, this.spec.eosTokenIds)) return 'stop';
+    if (isStopToken(tokenId, seq.params, this.spec.eosTokenIds) || this.structured.isTerminated(seq.id)) return 'stop';
     if (seq.output.length >= seq.params.maxTokens || seq.tokens.length >= this.maxModelLen) return 'length';
     return undefined;
   }
@@ -466,6 +492,7 @@ export class LLMEngine implements EngineClient {
   private finish(seq: Sequence, reason: 'stop' | 'length' | 'abort' | undefined, error?: Error, emit = true): void {
     if (seq.status === 'finished') return;
     seq.status = 'finished';
+    this.structured.release(seq.id);
     seq.finishReason = reason;
     if (emit && reason) seq.outputs.push({ tokenIds: [], finishReason: reason, promptTokens: seq.promptLen, cachedTokens: seq.numCachedPrompt });
     seq.outputs.close(error);

@@ -14,6 +14,7 @@ export {
   samplingParams,
   type SampledToken,
   type SamplingParams,
+  type StructuredOutput,
   type TokenLogprob,
 } from './sampling';
 export { buildTinyModel, PRESETS, type PresetName, type TinyModelOptions } from './tiny/index';

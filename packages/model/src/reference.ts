@@ -28,7 +28,7 @@ export async function referenceGenerate(
       `prompt has ${promptTokenIds.length} tokens; the model's context is ${spec.maxPositionEmbeddings} tokens`,
     );
   }
-  const sampler = new Sampler(params, spec.vocabSize);
+  const sampler = new Sampler(params, spec.vocabSize, spec.eosTokenIds);
   const output: number[] = [];
   const logprobs: SampledToken[] = [];
   let step = await runner.forward({ rows: [{ tokenIds: promptTokenIds, pastLen: 0 }], pastWidth: 0 });

@@ -307,3 +307,77 @@ describe('isStopToken', () => {
     expect(isStopToken(3, samplingParams({ ignoreEos: true, stopTokenIds: [3] }), eos)).toBe(true);
   });
 });
+
+/** A token bitmask allowing exactly `ids`. */
+function maskOf(ids: readonly number[], vocab: number): Int32Array {
+  const m = new Int32Array(Math.ceil(vocab / 32));
+  for (const id of ids) m[id >> 5]! |= 1 << (id & 31);
+  return m;
+}
+
+describe('logit_bias', () => {
+  const logits = [3, 1, 0, 2];
+
+  it('greedy with a large bias forces the token; a negative one bans it', () => {
+    expect(greedy({ logitBias: { 2: 100 } }, logits, [], [])).toBe(2);
+    expect(greedy({ logitBias: { 0: -100 } }, logits, [], [])).toBe(3);
+    expect(greedy({ logitBias: {} }, logits, [], [])).toBe(0);
+  });
+
+  it('shifts seeded sampling toward the token, reproducibly', () => {
+    const flat = logitsOf([0.25, 0.25, 0.25, 0.25]);
+    const biased = draws({ logitBias: { 1: 3 } }, flat, 2000);
+    expect(histogram(biased, 4)[1]).toBeGreaterThan(1500); // e^3 / (e^3 + 3) ≈ 0.87
+    expect(draws({ logitBias: { 1: 3 } }, flat, 200)).toEqual(biased.slice(0, 200));
+  });
+
+  it('leaves logprobs as the model gave them', () => {
+    const plain = new Sampler(samplingParams({ temperature: 0, logprobs: 0 }), 4).sample(row(logits), [], []);
+    const biased = new Sampler(samplingParams({ temperature: 0, logprobs: 0, logitBias: { 2: 100 } }), 4).sample(row(logits), [], []);
+    expect(biased.tokenId).toBe(2);
+    expect(biased.logprob).toBeLessThan(plain.logprob);
+  });
+
+  it('rejects ids outside the vocab and non-finite values', () => {
+    expect(() => new Sampler(samplingParams({ logitBias: { 4: 1 } }), 4)).toThrow(/logitBias token id 4/);
+    expect(() => new Sampler(samplingParams({ logitBias: { 1: Number.NaN } }), 4)).toThrow(/logitBias value/);
+  });
+});
+
+describe('min_tokens', () => {
+  const eos = [2];
+  const logits = row([0, 1, 5, 4]); // EOS (2) is the argmax
+
+  it('holds back EOS and stop ids until N tokens are out, then lets them through', () => {
+    const s = new Sampler(samplingParams({ temperature: 0, minTokens: 2, stopTokenIds: [3] }), 4, eos);
+    expect(s.sample(logits, [], []).tokenId).toBe(1);
+    expect(s.sample(logits, [], [1]).tokenId).toBe(1);
+    expect(s.sample(logits, [], [1, 1]).tokenId).toBe(2);
+  });
+
+  it('with ignoreEos, EOS is an ordinary token and is not held back', () => {
+    expect(new Sampler(samplingParams({ temperature: 0, minTokens: 5, ignoreEos: true }), 4, eos).sample(logits, [], []).tokenId).toBe(2);
+  });
+
+  it('yields to a grammar that allows nothing but EOS', () => {
+    const s = new Sampler(samplingParams({ temperature: 0, minTokens: 10 }), 4, eos);
+    expect(s.sample(logits, [], [], maskOf([2], 4)).tokenId).toBe(2);
+    expect(s.sample(logits, [], [], maskOf([0, 2], 4)).tokenId).toBe(0);
+  });
+
+  it('rejects a negative count', () => {
+    expect(() => new Sampler(samplingParams({ minTokens: -1 }), 4)).toThrow(/minTokens/);
+  });
+});
+
+describe('token mask', () => {
+  it('greedy picks the best allowed token; seeded draws only allowed ones', () => {
+    const logits = row(Array.from({ length: 70 }, (_, i) => i)); // 69 is the argmax
+    const mask = maskOf([3, 40, 64], 70);
+    expect(new Sampler(samplingParams({ temperature: 0 }), 70).sample(logits, [], [], mask).tokenId).toBe(64);
+    const s = new Sampler(samplingParams({ temperature: 50, seed: 3, topP: 0.9, topK: 10 }), 70);
+    const seen = new Set(Array.from({ length: 300 }, () => s.sample(logits, [], [], mask).tokenId));
+    expect([...seen].every((t) => [3, 40, 64].includes(t))).toBe(true);
+    expect(seen.size).toBeGreaterThan(1);
+  });
+});

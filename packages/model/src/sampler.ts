@@ -34,8 +34,10 @@ class Scratch {
 const scratch = new Scratch();
 
 /**
- * Chooses the next token of one sequence. Order as vLLM: repetition penalty, frequency and presence
- * penalties, temperature (0 = greedy), then top-k, top-p, min-p, and one seeded draw.
+ * Chooses the next token of one sequence. Order as vLLM: the grammar's allowed-token mask, min_tokens
+ * (stop tokens suppressed), logit bias, repetition penalty, frequency and presence penalties,
+ * temperature (0 = greedy), then top-k, top-p, min-p, and one seeded draw. Logprobs are of the model's
+ * raw distribution, before any of these.
  */
 export class Sampler {
   private readonly greedy: boolean;
@@ -44,10 +46,16 @@ export class Sampler {
   private readonly topK: number;
   private readonly penalised: boolean;
   private readonly rng: Rng | undefined;
+  private readonly biasIds: Int32Array;
+  private readonly biasValues: Float64Array;
+  private readonly minTokens: number;
+  /** What min_tokens holds back: the request's stop ids and, unless ignoreEos, the model's EOS. */
+  private readonly stopIds: readonly number[];
 
   constructor(
     private readonly params: SamplingParams,
     private readonly vocabSize: number,
+    eosTokenIds: readonly number[] = [],
   ) {
     validate(params, vocabSize);
     this.greedy = params.temperature < GREEDY_TEMPERATURE;
@@ -57,6 +65,13 @@ export class Sampler {
       params.repetitionPenalty !== 1 || params.presencePenalty !== 0 || params.frequencyPenalty !== 0;
     // Greedy requests ignore the seed, as in vLLM.
     this.rng = this.greedy ? undefined : params.seed === undefined ? Rng.random() : new Rng(params.seed);
+    const bias = Object.entries(params.logitBias ?? {}).filter(([, v]) => v !== 0);
+    this.biasIds = Int32Array.from(bias, ([k]) => Number(k));
+    this.biasValues = Float64Array.from(bias, ([, v]) => v);
+    this.minTokens = params.minTokens ?? 0;
+    const stops = new Set(params.stopTokenIds);
+    if (!params.ignoreEos) for (const t of eosTokenIds) stops.add(t);
+    this.stopIds = [...stops].filter((t) => t >= 0 && t < vocabSize);
   }
 
   /** The generator's position, so another worker can continue the same stream; undefined when greedy. */
@@ -70,23 +85,43 @@ export class Sampler {
 
   /**
    * `logits`: one row of the model output (at least vocabSize wide; columns past it are padding and never
-   * chosen). `promptTokenIds` / `outputTokenIds`: the sequence so far, for the penalties.
+   * chosen). `promptTokenIds` / `outputTokenIds`: the sequence so far, for the penalties and min_tokens.
+   * `allowed`: a token bitmask (bit i%32 of word i>>5 set = token i may be chosen), from a grammar.
    * `logprob` is NaN unless `params.logprobs` is set (it costs two passes over the row).
    */
-  sample(logits: Float32Array, promptTokenIds: readonly number[], outputTokenIds: readonly number[]): SampledToken {
+  sample(logits: Float32Array, promptTokenIds: readonly number[], outputTokenIds: readonly number[], allowed?: Int32Array): SampledToken {
     const n = this.vocabSize;
     if (logits.length < n) throw new RangeError(`logits row has ${logits.length} entries, vocab is ${n}`);
+    if (allowed && allowed.length * 32 < n) throw new RangeError(`token mask has ${allowed.length} words, vocab is ${n}`);
     scratch.ensure(n);
-    const scores = this.penalised ? this.penalise(logits, promptTokenIds, outputTokenIds) : logits;
+    const holdStops = outputTokenIds.length < this.minTokens && this.stopIds.length > 0;
+    const scores =
+      this.penalised || allowed || holdStops || this.biasIds.length > 0
+        ? this.adjust(logits, promptTokenIds, outputTokenIds, allowed, holdStops)
+        : logits;
     const tokenId = this.greedy ? argmax(scores, n) : this.draw(scores);
     const k = this.params.logprobs;
     return k === undefined ? { tokenId, logprob: Number.NaN } : logprobsOf(logits, n, tokenId, k);
   }
 
-  private penalise(logits: Float32Array, prompt: readonly number[], output: readonly number[]): Float64Array {
+  private adjust(
+    logits: Float32Array,
+    prompt: readonly number[],
+    output: readonly number[],
+    allowed: Int32Array | undefined,
+    holdStops: boolean,
+  ): Float64Array {
     const n = this.vocabSize;
     const work = scratch.work;
     work.set(logits.length === n ? logits : logits.subarray(0, n));
+    if (allowed) applyMask(work, n, allowed);
+    if (holdStops) {
+      const held = this.stopIds.map((t) => work[t]!);
+      for (const t of this.stopIds) work[t] = -Infinity;
+      // When the grammar allows nothing but a stop token, the grammar wins: the output must stay valid.
+      if (allowed && maxOf(work, n) === -Infinity) this.stopIds.forEach((t, i) => (work[t] = held[i]!));
+    }
+    for (let i = 0; i < this.biasIds.length; i++) work[this.biasIds[i]!] += this.biasValues[i]!;
     const { repetitionPenalty, frequencyPenalty, presencePenalty } = this.params;
     if (repetitionPenalty !== 1) applyRepetitionPenalty(work, n, repetitionPenalty, prompt, output);
     if (frequencyPenalty !== 0 || presencePenalty !== 0) {
@@ -147,6 +182,25 @@ function validate(p: SamplingParams, vocabSize: number): void {
   if (!Number.isFinite(p.frequencyPenalty)) fail(`frequencyPenalty ${p.frequencyPenalty}`);
   if (p.logprobs !== undefined && !(Number.isInteger(p.logprobs) && p.logprobs >= 0)) fail(`logprobs ${p.logprobs}`);
   if (p.seed !== undefined && !Number.isInteger(p.seed)) fail(`seed ${p.seed}`);
+  if (p.minTokens !== undefined && !(Number.isInteger(p.minTokens) && p.minTokens >= 0)) fail(`minTokens ${p.minTokens}`);
+  for (const [k, v] of Object.entries(p.logitBias ?? {})) {
+    const id = Number(k);
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) fail(`logitBias token id ${k} (vocab is ${vocabSize})`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) fail(`logitBias value ${String(v)} for token ${k}`);
+  }
+}
+
+/** -Infinity for every token whose bit is clear; whole words at a time (most are all-allowed or all-banned). */
+function applyMask(work: Float64Array, n: number, allowed: Int32Array): void {
+  const words = Math.ceil(n / 32);
+  for (let w = 0; w < words; w++) {
+    const bits = allowed[w]!;
+    if (bits === -1) continue;
+    const base = w * 32;
+    const end = Math.min(base + 32, n);
+    if (bits === 0) work.fill(-Infinity, base, end);
+    else for (let i = base; i < end; i++) if (((bits >>> (i - base)) & 1) === 0) work[i] = -Infinity;
+  }
 }
 
 /** HF/vLLM: each token seen in prompt or output once: positive logits ÷ penalty, others × penalty. */

@@ -26,7 +26,22 @@ export interface SamplingParams {
   readonly ignoreEos: boolean;
   /** Number of top alternatives to return per generated token; undefined = no logprobs at all. */
   readonly logprobs?: number;
+  /** Added to the logit of each listed token id before sampling (OpenAI: values in [-100, 100]). */
+  readonly logitBias?: Readonly<Record<number, number>>;
+  /** EOS and stopTokenIds cannot be sampled before this many tokens are generated; 0 disables. */
+  readonly minTokens?: number;
+  /** Constrains the output to a grammar; the engine compiles it against the model's vocabulary. */
+  readonly structuredOutput?: StructuredOutput;
 }
+
+/**
+ * A grammar the output must follow, as plain data (it crosses gRPC). json_schema: `strict` (default
+ * true) generates only listed properties when a schema omits additionalProperties; false follows JSON
+ * Schema's default and allows others.
+ */
+export type StructuredOutput =
+  | { readonly kind: 'json_object' }
+  | { readonly kind: 'json_schema'; readonly schema: unknown; readonly strict?: boolean };
 
 export const defaultSamplingParams: SamplingParams = {
   temperature: 1,
