@@ -76,7 +76,7 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
       const rows: ExecRow[] = order.map((s) => {
         const k = Math.min((s.id + step) % 4, N - s.out.length - 1); // 0..3 draft tokens: mixed row lengths
         const tokens = [s.out.at(-1)!, ...draft(s.want, s.out.length, k, step + s.id)];
-        return { seqId: s.id, tokenIds: tokens, pastLen: s.pastLen, blockTable: s.blockTable, logitsCount: tokens.length };
+        return { seqId: s.id, tokenIds: tokens, pastLen: s.pastLen, blockTable: s.blockTable, numLogits: tokens.length };
       });
       if (rows.some((r) => r.tokenIds.length > 1)) kinds.multi++;
       const res = await exec.run({ kind: 'decode', rows });

@@ -16,7 +16,7 @@ export interface ExecRow {
   /** Blocks covering positions [0, pastLen + tokenIds.length). */
   readonly blockTable: readonly number[];
   /** Logits of this many trailing tokens are returned (K+1 to verify K draft tokens); default 1. */
-  readonly logitsCount?: number;
+  readonly numLogits?: number;
 }
 
 export interface ExecBatch {
@@ -26,7 +26,7 @@ export interface ExecBatch {
 }
 
 export interface ExecResult {
-  /** Logits of each row's last logitsCount tokens: rows in the batch's order, then positions in order. */
+  /** Logits of each row's last numLogits tokens: rows in the batch's order, then positions in order. */
   readonly logits: Float32Array;
   /** Seconds inside session.run, and for the whole batch including moving KV. */
   readonly runSeconds: number;
@@ -104,7 +104,7 @@ export class BatchExecutor {
   private inRowOrder(logits: Float32Array, rows: readonly ExecRow[], slotOf: readonly number[], bySlot: readonly ExecRow[]): Float32Array {
     if (slotOf.every((s, i) => s === i)) return logits;
     const V = this.runner.spec.vocabSize;
-    const count = (r: ExecRow): number => r.logitsCount ?? 1;
+    const count = (r: ExecRow): number => r.numLogits ?? 1;
     const offset: number[] = [];
     bySlot.reduce((at, r, slot) => ((offset[slot] = at), at + count(r)), 0);
     const out = new Float32Array(logits.length);

@@ -28,7 +28,7 @@ export interface ForwardRow {
    * Logits of this many trailing new tokens are returned (K+1 to verify K draft tokens); default 1,
    * at most tokenIds.length.
    */
-  readonly logitsCount?: number;
+  readonly numLogits?: number;
 }
 
 /**
@@ -55,7 +55,7 @@ export interface ForwardBatch {
 }
 
 export interface ForwardResult {
-  /** Logits of each row's trailing logitsCount tokens, rows in order, then positions in order: [Σ counts, vocab]. */
+  /** Logits of each row's trailing numLogits tokens, rows in order, then positions in order: [Σ counts, vocab]. */
   readonly logits: Float32Array;
   /** Per layer, [batch, kvHeads, pastWidth + seqLen, headDim]. */
   readonly present: readonly LayerKv[];
@@ -117,7 +117,7 @@ export class ModelRunner {
     const inputIds = new BigInt64Array(B * S);
     const mask = new BigInt64Array(B * T);
     const positions = new BigInt64Array(B * S);
-    const counts = batch.rows.map((r) => r.logitsCount ?? 1);
+    const counts = batch.rows.map((r) => r.numLogits ?? 1);
     const keep = Math.max(...counts);
     const pastMask = batch.pastMask;
     if (pastMask && pastMask.length !== B * P) throw new Error(`pastMask holds ${pastMask.length} columns, expected ${B} × ${P}`);
@@ -125,7 +125,7 @@ export class ModelRunner {
       const row = batch.rows[b]!;
       const s = row.tokenIds.length;
       if (s === 0) throw new Error(`row ${b} has no new tokens`);
-      if (counts[b]! < 1 || counts[b]! > s) throw new Error(`row ${b}: logitsCount ${counts[b]} outside [1, ${s}]`);
+      if (counts[b]! < 1 || counts[b]! > s) throw new Error(`row ${b}: numLogits ${counts[b]} outside [1, ${s}]`);
       if (row.pastLen > P) throw new Error(`row ${b}: pastLen ${row.pastLen} exceeds pastWidth ${P}`);
       if (pastMask) {
         let set = 0;
