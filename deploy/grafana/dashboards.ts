@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { METRIC_CATALOG } from '@pdserve/metrics';
 
 export interface Target {
   readonly expr: string;
@@ -46,9 +47,16 @@ const DS = { type: 'prometheus', uid: '${datasource}' } as const;
 const RATE = '$__rate_interval';
 /** Every selector carries the namespace filter; its "All" value `.*` also matches series without the label. */
 const NS = 'namespace=~"$namespace"';
+/** Metrics with a `model` label (the served model) also carry the model filter. */
+const MODEL = 'model=~"$model"';
+const MODEL_LABELLED: ReadonlySet<string> = new Set(METRIC_CATALOG.filter((m) => m.labelNames.includes('model')).map((m) => m.name));
 
-const sel = (extra = ''): string => `{${NS}${extra === '' ? '' : `, ${extra}`}}`;
-const rate = (metric: string, extra = ''): string => `rate(${metric}${sel(extra)}[${RATE}])`;
+/** `metric{namespace=~"$namespace"[, model=~"$model"][, extra]}` (a histogram's _bucket/_sum/_count too). */
+const series = (metric: string, extra = ''): string => {
+  const filters = [NS, ...(MODEL_LABELLED.has(metric.replace(/_(bucket|sum|count)$/, '')) ? [MODEL] : []), ...(extra === '' ? [] : [extra])];
+  return `${metric}{${filters.join(', ')}}`;
+};
+const rate = (metric: string, extra = ''): string => `rate(${series(metric, extra)}[${RATE}])`;
 const quantile = (q: number, metric: string, by: string, extra = ''): string =>
   `histogram_quantile(${q}, sum by (${by === '' ? 'le' : `le, ${by}`}) (${rate(`${metric}_bucket`, extra)}))`;
 
@@ -79,8 +87,8 @@ const overview: DashboardSpec = {
           thresholds: [{ value: 2, color: 'orange' }, { value: 5, color: 'red' }],
         }),
         stat('Generated tokens / s', 'short', [t(`sum(${rate('pdserve_generation_tokens_total')})`, 'tokens/s')]),
-        stat('In flight', 'short', [t(`sum(pdserve_requests_in_flight${sel()})`, 'in flight')]),
-        stat('Targets up', 'short', [t(`sum by (job) (up${sel('job=~"pdserve-.+"')})`, '{{job}}')], {
+        stat('In flight', 'short', [t(`sum(${series('pdserve_requests_in_flight')})`, 'in flight')]),
+        stat('Targets up', 'short', [t(`sum by (job) (${series('up', 'job=~"pdserve-.+"')})`, '{{job}}')], {
           description: 'Scrapeable targets per service.',
         }),
       ],
@@ -88,8 +96,8 @@ const overview: DashboardSpec = {
     {
       row: 'Traffic and errors',
       panels: [
-        graph('Requests / s by endpoint and status', 'reqps', [
-          t(`sum by (endpoint, status) (${rate('pdserve_requests_total')})`, '{{endpoint}} {{status}}'),
+        graph('Requests / s by route and status', 'reqps', [
+          t(`sum by (route, status) (${rate('pdserve_requests_total')})`, '{{route}} {{status}}'),
         ]),
         graph('Errors / s by status', 'reqps', [
           t(`sum by (status) (${rate('pdserve_requests_total', 'status=~"[45].."')})`, '{{status}}'),
@@ -109,10 +117,24 @@ const overview: DashboardSpec = {
           t(quantile(0.9, 'pdserve_inter_token_latency_seconds', ''), 'p90'),
           t(quantile(0.99, 'pdserve_inter_token_latency_seconds', ''), 'p99'),
         ], { w: 8 }),
-        graph('Request duration by endpoint', 's', [
-          t(quantile(0.5, 'pdserve_request_duration_seconds', 'endpoint'), 'p50 {{endpoint}}'),
-          t(quantile(0.99, 'pdserve_request_duration_seconds', 'endpoint'), 'p99 {{endpoint}}'),
+        graph('Request duration by route', 's', [
+          t(quantile(0.5, 'pdserve_request_duration_seconds', 'route'), 'p50 {{route}}'),
+          t(quantile(0.99, 'pdserve_request_duration_seconds', 'route'), 'p99 {{route}}'),
         ], { w: 8 }),
+        graph('Queue time by pool', 's', [
+          t(quantile(0.5, 'pdserve_request_queue_time_seconds', 'job'), 'p50 {{job}}'),
+          t(quantile(0.99, 'pdserve_request_queue_time_seconds', 'job'), 'p99 {{job}}'),
+        ], { w: 8, description: "Time a request waited in an engine's queue before its first step: the part of TTFT that more workers remove." }),
+        graph('Prompt tokens per request', 'short', [
+          t(quantile(0.5, 'pdserve_request_prompt_tokens', ''), 'p50'),
+          t(quantile(0.9, 'pdserve_request_prompt_tokens', ''), 'p90'),
+          t(quantile(0.99, 'pdserve_request_prompt_tokens', ''), 'p99'),
+        ], { w: 8, description: 'Input length of finished requests (after the chat template).' }),
+        graph('Generated tokens per request', 'short', [
+          t(quantile(0.5, 'pdserve_request_generation_tokens', ''), 'p50'),
+          t(quantile(0.9, 'pdserve_request_generation_tokens', ''), 'p90'),
+          t(quantile(0.99, 'pdserve_request_generation_tokens', ''), 'p99'),
+        ], { w: 8, description: 'Output length of finished requests.' }),
       ],
     },
     {
@@ -123,9 +145,9 @@ const overview: DashboardSpec = {
           t(`sum(${rate('pdserve_generation_tokens_total')})`, 'generated'),
         ], { w: 8 }),
         graph('Sequences by pool', 'short', [
-          t(`sum by (job) (pdserve_engine_running_sequences${sel()})`, 'running {{job}}'),
-          t(`sum by (job) (pdserve_engine_waiting_sequences${sel()})`, 'waiting {{job}}'),
-          t(`sum(pdserve_requests_in_flight${sel()})`, 'in flight (gateway)'),
+          t(`sum by (job) (${series('pdserve_engine_running_sequences')})`, 'running {{job}}'),
+          t(`sum by (job) (${series('pdserve_engine_waiting_sequences')})`, 'waiting {{job}}'),
+          t(`sum(${series('pdserve_requests_in_flight')})`, 'in flight (gateway)'),
         ], { w: 8 }),
         graph('Preemptions / s', 'ops', [t(`sum by (job) (${rate('pdserve_preemptions_total')})`, '{{job}}')], {
           w: 8,
@@ -153,12 +175,12 @@ const kvCache: DashboardSpec = {
       row: 'Worker KV pools',
       panels: [
         graph('KV pool usage per worker', 'percentunit', [
-          t(`pdserve_kv_blocks_used${sel()} / pdserve_kv_blocks_total${sel()}`, '{{job}} {{instance}}'),
+          t(`${series('pdserve_kv_blocks_used')} / ${series('pdserve_kv_blocks_capacity')}`, '{{job}} {{instance}}'),
         ], { max: 1, thresholds: [{ value: 0.95, color: 'red' }], description: 'Blocks referenced by live sequences over pool size.' }),
         graph('KV blocks by pool', 'short', [
-          t(`sum by (job) (pdserve_kv_blocks_used${sel()})`, 'used {{job}}'),
-          t(`sum by (job) (pdserve_kv_blocks_cached${sel()})`, 'cached free {{job}}'),
-          t(`sum by (job) (pdserve_kv_blocks_total${sel()})`, 'total {{job}}'),
+          t(`sum by (job) (${series('pdserve_kv_blocks_used')})`, 'used {{job}}'),
+          t(`sum by (job) (${series('pdserve_kv_blocks_cached')})`, 'cached free {{job}}'),
+          t(`sum by (job) (${series('pdserve_kv_blocks_capacity')})`, 'capacity {{job}}'),
         ]),
         graph('Prefix cache hit rate by pool', 'percentunit', [
           t(
@@ -190,12 +212,12 @@ const kvCache: DashboardSpec = {
       row: 'KV store',
       panels: [
         graph('Store bytes by tier', 'bytes', [
-          t(`sum by (tier) (pdserve_kvstore_bytes${sel()})`, 'held {{tier}}'),
-          t(`sum by (tier) (pdserve_kvstore_capacity_bytes${sel()})`, 'capacity {{tier}}'),
+          t(`sum by (tier) (${series('pdserve_kvstore_bytes')})`, 'held {{tier}}'),
+          t(`sum by (tier) (${series('pdserve_kvstore_capacity_bytes')})`, 'capacity {{tier}}'),
         ], { w: 8 }),
-        graph('Store blocks by tier', 'short', [t(`sum by (tier) (pdserve_kvstore_blocks${sel()})`, '{{tier}}')], { w: 8 }),
+        graph('Store blocks by tier', 'short', [t(`sum by (tier) (${series('pdserve_kvstore_blocks')})`, '{{tier}}')], { w: 8 }),
         graph('Store fill per node and tier', 'percentunit', [
-          t(`pdserve_kvstore_bytes${sel()} / pdserve_kvstore_capacity_bytes${sel()}`, '{{instance}} {{tier}}'),
+          t(`${series('pdserve_kvstore_bytes')} / ${series('pdserve_kvstore_capacity_bytes')}`, '{{instance}} {{tier}}'),
         ], { w: 8, max: 1, thresholds: [{ value: 0.95, color: 'red' }] }),
         graph('Store hit rate', 'percentunit', [
           t(
@@ -267,18 +289,18 @@ const router: DashboardSpec = {
       panels: [
         graph('Load imbalance (max / avg running)', 'short', [
           t(
-            `max by (job) (pdserve_engine_running_sequences${sel(WORKERS)}) / avg by (job) (pdserve_engine_running_sequences${sel(WORKERS)})`,
+            `max by (job) (${series('pdserve_engine_running_sequences', WORKERS)}) / avg by (job) (${series('pdserve_engine_running_sequences', WORKERS)})`,
             '{{job}}',
           ),
         ], { w: 8, description: '1 is perfectly even; 2 means the busiest worker runs twice the average.' }),
         graph('Running sequences per worker', 'short', [
-          t(`pdserve_engine_running_sequences${sel(WORKERS)}`, '{{job}} {{instance}}'),
+          t(`${series('pdserve_engine_running_sequences', WORKERS)}`, '{{job}} {{instance}}'),
         ], { w: 8 }),
         graph('Waiting sequences per worker', 'short', [
-          t(`pdserve_engine_waiting_sequences${sel(WORKERS)}`, '{{job}} {{instance}}'),
+          t(`${series('pdserve_engine_waiting_sequences', WORKERS)}`, '{{job}} {{instance}}'),
         ], { w: 8 }),
         graph('KV pool usage per worker', 'percentunit', [
-          t(`pdserve_kv_blocks_used${sel(WORKERS)} / pdserve_kv_blocks_total${sel(WORKERS)}`, '{{job}} {{instance}}'),
+          t(`${series('pdserve_kv_blocks_used', WORKERS)} / ${series('pdserve_kv_blocks_capacity', WORKERS)}`, '{{job}} {{instance}}'),
         ], { max: 1 }),
         graph('Prefill tokens computed / s per worker', 'short', [
           t(
@@ -300,23 +322,33 @@ const resources: DashboardSpec = {
   jobVariable: true,
   rows: [
     {
+      row: 'Versions',
+      panels: [
+        stat('Pods by version', 'short', [t(`count by (version, nodejs_version) (${series('pdserve_build_info', JOB)})`, '{{version}} (Node.js {{nodejs_version}})')], {
+          w: 24,
+          h: 3,
+          description: 'pdserve_build_info of every scraped pod: more than one version means a rollout is under way.',
+        }),
+      ],
+    },
+    {
       row: 'CPU and memory',
       panels: [
         graph('CPU (cores) per pod', 'short', [t(rate('pdserve_process_cpu_seconds_total', JOB), '{{job}} {{instance}}')]),
         graph('CPU (cores) per service', 'short', [t(`sum by (job) (${rate('pdserve_process_cpu_seconds_total', JOB)})`, '{{job}}')], {
           stack: true,
         }),
-        graph('Resident memory per pod', 'bytes', [t(`pdserve_process_resident_memory_bytes${sel(JOB)}`, '{{job}} {{instance}}')]),
+        graph('Resident memory per pod', 'bytes', [t(`${series('pdserve_process_resident_memory_bytes', JOB)}`, '{{job}} {{instance}}')]),
         graph('Heap and external memory per pod', 'bytes', [
-          t(`pdserve_nodejs_heap_size_used_bytes${sel(JOB)}`, 'heap {{job}} {{instance}}'),
-          t(`pdserve_nodejs_external_memory_bytes${sel(JOB)}`, 'external {{job}} {{instance}}'),
+          t(`${series('pdserve_nodejs_heap_size_used_bytes', JOB)}`, 'heap {{job}} {{instance}}'),
+          t(`${series('pdserve_nodejs_external_memory_bytes', JOB)}`, 'external {{job}} {{instance}}'),
         ], { description: 'External memory includes ArrayBuffers: KV pools and transfer buffers live there.' }),
       ],
     },
     {
       row: 'Event loop',
       panels: [
-        graph('Event loop lag p99', 's', [t(`pdserve_nodejs_eventloop_lag_p99_seconds${sel(JOB)}`, '{{job}} {{instance}}')], {
+        graph('Event loop lag p99', 's', [t(`${series('pdserve_nodejs_eventloop_lag_p99_seconds', JOB)}`, '{{job}} {{instance}}')], {
           w: 8,
           thresholds: [{ value: 0.1, color: 'red' }],
         }),
@@ -324,8 +356,8 @@ const resources: DashboardSpec = {
           t(`sum by (job, instance) (${rate('pdserve_nodejs_gc_duration_seconds_sum', JOB)})`, '{{job}} {{instance}}'),
         ], { w: 8 }),
         graph('Open file descriptors and handles', 'short', [
-          t(`pdserve_process_open_fds${sel(JOB)}`, 'fds {{job}} {{instance}}'),
-          t(`pdserve_nodejs_active_handles_total${sel(JOB)}`, 'handles {{job}} {{instance}}'),
+          t(`${series('pdserve_process_open_fds', JOB)}`, 'fds {{job}} {{instance}}'),
+          t(`${series('pdserve_nodejs_active_handles_total', JOB)}`, 'handles {{job}} {{instance}}'),
         ], { w: 8 }),
       ],
     },
@@ -417,6 +449,24 @@ function variables(d: DashboardSpec): Json[] {
       name: 'namespace',
       options: [],
       query: { query: 'label_values(up{job=~"pdserve-.+"}, namespace)', refId: 'namespace' },
+      refresh: 2,
+      regex: '',
+      sort: 1,
+      type: 'query',
+    },
+    {
+      // Workers report their engine gauges (with the served model) from start-up, before any request.
+      allValue: '.*',
+      current: { selected: true, text: ['All'], value: ['$__all'] },
+      datasource: DS,
+      definition: 'label_values(pdserve_engine_running_sequences{namespace=~"$namespace"}, model)',
+      hide: 0,
+      includeAll: true,
+      label: 'Model',
+      multi: true,
+      name: 'model',
+      options: [],
+      query: { query: 'label_values(pdserve_engine_running_sequences{namespace=~"$namespace"}, model)', refId: 'model' },
       refresh: 2,
       regex: '',
       sort: 1,

@@ -16,6 +16,7 @@ interface Manifest {
   readonly metadata: { readonly name: string; readonly labels?: Readonly<Record<string, string>> };
   readonly spec?: Record<string, unknown>;
   readonly data?: Readonly<Record<string, string>>;
+  readonly stringData?: Readonly<Record<string, string>>;
 }
 
 /** What the downward API would give a pod; the values only need to look real. */
@@ -25,17 +26,22 @@ const FIELD_REFS: Readonly<Record<string, string>> = {
   'status.podIP': '10.1.2.3',
 };
 
+/** What the Secrets a profile names but does not render (existingSecret) would hold. */
+const EXISTING_SECRETS: Readonly<Record<string, string>> = {
+  'pdserve-control-plane/redis-url': 'redis://:password@redis.infra:6379',
+  'pdserve-control-plane/nats-url': 'nats://pdserve:password@nats.infra:4222',
+};
+
 /** Each flag that names a port, and the container port it must equal. */
 const PORT_FLAGS: Readonly<Record<string, string>> = { port: 'http', 'admin-port': 'admin', 'grpc-port': 'grpc', 'data-port': 'data' };
 
 /** Every engine value the schema allows, so each one's flag is checked, not only the profiles' few. */
 const ALL_ENGINE_VALUES = ['kvCacheBytes=1.5Gi', 'maxNumSeqs=8', 'maxNumBatchedTokens=512', 'prefillChunkTokens=0', 'maxWaiting=10', 'maxModelLen=1024', 'threads=2'];
 const VARIANTS: Readonly<Record<string, readonly string[]>> = {
-  'cpu-trial': ['-f', 'ci/cpu-trial.yaml'],
+  default: [],
   ascend: ['-f', 'ci/ascend.yaml'],
   nvidia: ['-f', 'ci/nvidia.yaml'],
   'every engine value': [
-    '-f', 'ci/cpu-trial.yaml',
     '--set', 'model.servedModelName=tiny-chat',
     '--set', 'gateway.routerPolicy=session-affinity',
     ...['prefill', 'decode'].flatMap((pool) => ALL_ENGINE_VALUES.flatMap((v) => ['--set', `${pool}.engine.${v}`])),
@@ -58,7 +64,7 @@ function commandOf(args: readonly string[]): { spec: CommandSpec; rest: string[]
 }
 
 /** The container's environment as Kubernetes builds it: envFrom ConfigMaps, then env (which wins). */
-function containerEnv(c: IContainer, configMaps: ReadonlyMap<string, Readonly<Record<string, string>>>): Map<string, string> {
+function containerEnv(c: IContainer, configMaps: ReadonlyMap<string, Readonly<Record<string, string>>>, secrets: ReadonlyMap<string, Readonly<Record<string, string>>>): Map<string, string> {
   const env = new Map<string, string>();
   for (const from of c.envFrom ?? []) {
     const data = configMaps.get(from.configMapRef?.name ?? '');
@@ -67,7 +73,10 @@ function containerEnv(c: IContainer, configMaps: ReadonlyMap<string, Readonly<Re
   }
   for (const e of c.env ?? []) {
     const field = e.valueFrom?.fieldRef?.fieldPath;
-    env.set(e.name, e.value ?? (field ? FIELD_REFS[field] ?? `<${field}>` : '<from elsewhere>'));
+    const ref = e.valueFrom?.secretKeyRef;
+    const secret = ref ? (secrets.get(ref.name ?? '')?.[ref.key] ?? EXISTING_SECRETS[`${ref.name}/${ref.key}`]) : undefined;
+    if (ref && secret === undefined) throw new Error(`${c.name}: ${e.name} names ${ref.name}/${ref.key}, which no rendered or expected Secret holds`);
+    env.set(e.name, e.value ?? secret ?? (field ? FIELD_REFS[field] ?? `<${field}>` : '<from elsewhere>'));
   }
   return env;
 }
@@ -134,17 +143,18 @@ interface Checked {
 /** Every pdserve container of a render, parsed; `skip` lists the commands this CLI does not have yet. */
 function checkRender(docs: readonly Manifest[], skip: ReadonlySet<string> = new Set()): Checked[] {
   const configMaps = new Map(docs.filter((d) => d.kind === 'ConfigMap').map((d) => [d.metadata.name, d.data ?? {}] as const));
+  const secrets = new Map(docs.filter((d) => d.kind === 'Secret').map((d) => [d.metadata.name, d.stringData ?? {}] as const));
   const checked: Checked[] = [];
-  for (const w of docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet')) {
+  for (const w of docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet' || d.kind === 'Pod')) {
     const component = w.metadata.labels?.['app.kubernetes.io/component'] ?? '';
     if (component === 'redis' || component === 'nats') continue;
-    const pod = (w.spec!['template'] as { spec: IPodSpec }).spec;
+    const pod = w.kind === 'Pod' ? (w.spec as unknown as IPodSpec) : (w.spec!['template'] as { spec: IPodSpec }).spec;
     // The CLI takes PDSERVE_* variables as flags; Service links of a release named pdserve look just like them.
     if (pod.enableServiceLinks !== false) throw new Error(`${w.kind}/${w.metadata.name}: enableServiceLinks must be false`);
     for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
       const where = `${w.kind}/${w.metadata.name} container ${c.name}`;
       if (c.command !== undefined) throw new Error(`${where}: sets command; the image's entrypoint is the pdserve CLI`);
-      const env = containerEnv(c, configMaps);
+      const env = containerEnv(c, configMaps, secrets);
       const args = (c.args ?? []).map((a) => expand(a, env, where));
       const cmd = commandOf(args);
       if (!cmd && skip.has(args[0] ?? '')) continue;
@@ -179,10 +189,10 @@ beforeAll(() => {
 });
 
 describe('the chart runs the CLI it ships', () => {
-  it.each(Object.keys(VARIANTS))(`%s: every gateway, worker and init container parses with its command's flags${KV_STORE_PENDING}`, (variant) => {
+  it.each(Object.keys(VARIANTS))(`%s: every gateway, worker, init and helm test container parses with its command's flags${KV_STORE_PENDING}`, (variant) => {
     const checked = checkRender(rendered.get(variant)!, hasKvStore ? new Set() : new Set(['kv-store']));
     const commands = new Set(checked.map((c) => c.command));
-    for (const c of ['gateway', 'prefill-worker', 'decode-worker']) expect(commands, `${variant} runs ${c}`).toContain(c);
+    for (const c of ['gateway', 'prefill-worker', 'decode-worker', 'bench']) expect(commands, `${variant} runs ${c}`).toContain(c);
     if (hasKvStore) expect(commands).toContain('kv-store');
     // Peers dial workers at their pod IP; every engine shares one block size and model name.
     for (const { where, command, flags } of checked.filter((c) => c.command.endsWith('-worker'))) {
@@ -210,15 +220,15 @@ describe('the chart runs the CLI it ships', () => {
 
   it('gives the gateway the shortest max-model-len of the worker pools, and none when no pool sets one', () => {
     const gatewayOf = (docs: Manifest[]): Flags => checkRender(docs, new Set(['kv-store'])).find((c) => c.command === 'gateway')!.flags;
-    expect(gatewayOf(render(['-f', 'ci/cpu-trial.yaml', '--set', 'prefill.engine.maxModelLen=4096', '--set', 'decode.engine.maxModelLen=2048'])).str('max-model-len')).toBe('2048');
-    expect(gatewayOf(render(['-f', 'ci/cpu-trial.yaml', '--set', 'decode.engine.maxModelLen=3000'])).str('max-model-len')).toBe('3000');
-    expect(gatewayOf(rendered.get('cpu-trial')!).str('max-model-len')).toBeUndefined();
+    expect(gatewayOf(render(['--set', 'prefill.engine.maxModelLen=4096', '--set', 'decode.engine.maxModelLen=2048'])).str('max-model-len')).toBe('2048');
+    expect(gatewayOf(render(['--set', 'decode.engine.maxModelLen=3000'])).str('max-model-len')).toBe('3000');
+    expect(gatewayOf(rendered.get('default')!).str('max-model-len')).toBeUndefined();
   });
 
   it('fails on a flag the CLI does not know, a bad value, or a port that disagrees with the pod', () => {
-    const bad = (set: string): Manifest[] => render(['-f', 'ci/cpu-trial.yaml', '--set-json', set]);
+    const bad = (set: string): Manifest[] => render(['--set-json', set]);
     expect(() => checkRender(bad('gateway.extraArgs=["--router-policy=kv-aware"]'), new Set(['kv-store']))).toThrow(/gateway.*Unknown option '--router-policy'/s);
-    expect(() => checkRender(bad('decode.extraArgs=["--transports=rdma"]'), new Set(['kv-store']))).toThrow(/--transports takes tcp, shm and grpc/);
+    expect(() => checkRender(bad('decode.extraArgs=["--transports=rdma"]'), new Set(['kv-store']))).toThrow(/--transports takes a comma-separated list of tcp, shm, grpc, got "rdma"/);
     expect(() => checkRender(bad('prefill.extraArgs=["--admin-port=9999"]'), new Set(['kv-store']))).toThrow(/--admin-port=9999 but container port "admin" is 9090/);
   });
 });

@@ -10,23 +10,35 @@ import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { Ingress } from 'kubernetes-models/networking.k8s.io/v1/Ingress';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Pod } from 'kubernetes-models/v1/Pod';
+import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import type { IContainer } from 'kubernetes-models/v1/Container';
+import { readmeWithTable, readSchema, resolve, structured, valueRows, type SchemaNode } from '../../scripts/chart-docs';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CHART = join(ROOT, 'helm', 'pdserve');
-const PROFILES = ['cpu-trial', 'ascend', 'nvidia'] as const;
+/** `default` is `helm install pdserve helm/pdserve` with no values: the trial. The others are ci/<name>.yaml. */
+const PROFILES = ['default', 'ascend', 'nvidia'] as const;
 type Profile = (typeof PROFILES)[number];
+const profileArgs = (p: Profile): string[] => (p === 'default' ? [] : ['-f', `ci/${p}.yaml`]);
 
 interface Manifest {
   readonly apiVersion: string;
   readonly kind: string;
-  readonly metadata: { readonly name: string; readonly labels?: Readonly<Record<string, string>>; readonly namespace?: string };
+  readonly metadata: {
+    readonly name: string;
+    readonly labels?: Readonly<Record<string, string>>;
+    readonly annotations?: Readonly<Record<string, string>>;
+    readonly namespace?: string;
+  };
   readonly spec?: Record<string, unknown>;
   readonly data?: Readonly<Record<string, string>>;
+  readonly stringData?: Readonly<Record<string, string>>;
 }
 
 type Validate = (doc: unknown) => void;
@@ -47,6 +59,17 @@ function crd(check: (spec: Record<string, unknown>) => void): Validate {
 
 const VALIDATORS: Readonly<Record<string, Validate>> = {
   'v1/ConfigMap': validator(ConfigMap),
+  'v1/Secret': validator(Secret),
+  'v1/Pod': validator(Pod),
+  'networking.k8s.io/v1/Ingress': validator(Ingress),
+  'gateway.networking.k8s.io/v1/HTTPRoute': crd((spec) => {
+    const parents = spec['parentRefs'] as { name?: string }[];
+    expect(parents.length).toBeGreaterThan(0);
+    for (const p of parents) expect(p.name).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+    const rules = spec['rules'] as { backendRefs: { name: string; port: number }[]; matches?: unknown[] }[];
+    expect(rules.length).toBeGreaterThan(0);
+    for (const r of rules) for (const b of r.backendRefs) expect(Number.isInteger(b.port) && b.port > 0 && b.port < 65536).toBe(true);
+  }),
   'v1/Service': validator(Service),
   'v1/ServiceAccount': validator(ServiceAccount),
   'apps/v1/Deployment': validator(Deployment),
@@ -57,10 +80,11 @@ const VALIDATORS: Readonly<Record<string, Validate>> = {
   'monitoring.coreos.com/v1/ServiceMonitor': crd((spec) => {
     const endpoints = spec['endpoints'] as { port?: string; path?: string; interval?: string }[];
     expect(Array.isArray(endpoints) && endpoints.length > 0).toBe(true);
-    for (const e of endpoints) {
+    for (const e of endpoints as { port?: string; path?: string; interval?: string; relabelings?: unknown[]; metricRelabelings?: unknown[] }[]) {
       expect(e.port).toBe('admin');
       expect(e.path).toBe('/metrics');
       expect(e.interval).toMatch(/^\d+(ms|s|m|h)$/);
+      for (const r of [...(e.relabelings ?? []), ...(e.metricRelabelings ?? [])]) expect(r, 'a RelabelConfig').toBeTypeOf('object');
     }
     expect(spec['selector']).toMatchObject({ matchLabels: expect.any(Object) });
     expect(spec['jobLabel']).toBe('pdserve.io/job');
@@ -92,7 +116,6 @@ function render(args: readonly string[]): Manifest[] {
     .filter((d): d is Manifest => d !== null);
 }
 
-const TRIAL = ['--set', 'redis.builtin.enabled=true', '--set', 'nats.builtin.enabled=true'];
 const rendered = new Map<Profile, Manifest[]>();
 
 beforeAll(() => {
@@ -100,19 +123,25 @@ beforeAll(() => {
   const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'tools.mjs'), 'helm'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`cannot get helm: ${r.stderr}`);
   helmBin = r.stdout.trim();
-  for (const p of PROFILES) rendered.set(p, render(['-f', `ci/${p}.yaml`]));
+  for (const p of PROFILES) rendered.set(p, render(profileArgs(p)));
 });
 
-const workloads = (docs: readonly Manifest[]): Manifest[] => docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet');
-const podSpec = (w: Manifest): IPodSpec => (w.spec!['template'] as { spec: IPodSpec }).spec;
+/** Deployments, StatefulSets and bare Pods (the `helm test` hook). */
+const workloads = (docs: readonly Manifest[]): Manifest[] => docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet' || d.kind === 'Pod');
+const podSpec = (w: Manifest): IPodSpec => (w.kind === 'Pod' ? (w.spec as unknown as IPodSpec) : (w.spec!['template'] as { spec: IPodSpec }).spec);
 const component = (m: Manifest): string | undefined => m.metadata.labels?.['app.kubernetes.io/component'];
-const pdservePods = (docs: readonly Manifest[]): Manifest[] => workloads(docs).filter((w) => !['redis', 'nats'].includes(component(w) ?? ''));
+const SERVICES = ['gateway', 'prefill', 'decode', 'kv-store'];
+/** The pdserve services' workloads (not the built-in Redis and NATS, not the test hook). */
+const pdservePods = (docs: readonly Manifest[]): Manifest[] => workloads(docs).filter((w) => SERVICES.includes(component(w) ?? ''));
+const testPods = (docs: readonly Manifest[]): Manifest[] => docs.filter((d) => d.kind === 'Pod' && d.metadata.annotations?.['helm.sh/hook'] === 'test');
+const podLabels = (w: Manifest): Readonly<Record<string, string>> =>
+  (w.kind === 'Pod' ? w.metadata.labels : (w.spec!['template'] as { metadata: { labels: Record<string, string> } }).metadata.labels) ?? {};
 const mainContainer = (w: Manifest): IContainer => podSpec(w).containers[0]!;
 const find = (docs: readonly Manifest[], kind: string, comp: string): Manifest | undefined => docs.find((d) => d.kind === kind && component(d) === comp);
 
 describe('helm chart', () => {
   it('passes helm lint --strict with defaults and with each profile', () => {
-    for (const args of [[], ...PROFILES.map((p) => ['-f', `ci/${p}.yaml`])]) {
+    for (const args of PROFILES.map(profileArgs)) {
       const r = helm(['lint', '--strict', '.', ...args]);
       expect(r.status, `helm lint ${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(0);
       expect(r.stdout).toContain('0 chart(s) failed');
@@ -145,7 +174,7 @@ describe('helm chart', () => {
     };
     const ascend = rendered.get('ascend')!;
     const nvidia = rendered.get('nvidia')!;
-    const cpu = rendered.get('cpu-trial')!;
+    const cpu = rendered.get('default')!;
     for (const comp of ['prefill', 'decode']) {
       expect(accel(ascend, comp)['huawei.com/Ascend910'], `ascend ${comp}`).toBe(1);
       expect(accel(ascend, comp)['nvidia.com/gpu']).toBeUndefined();
@@ -178,7 +207,7 @@ describe('helm chart', () => {
     ['tpyo=1', /tpyo is not allowed/],
   ])('rejects %s through the values schema', (set, message) => {
     for (const cmd of ['template', 'lint']) {
-      const r = helm([cmd, ...(cmd === 'template' ? ['pd'] : []), '.', ...TRIAL, '--set', set]);
+      const r = helm([cmd, ...(cmd === 'template' ? ['pd'] : []), '.', '--set', set]);
       expect(r.status, `${cmd} --set ${set} must fail`).not.toBe(0);
       const out = r.stdout + r.stderr;
       expect(out).toMatch(/schema/);
@@ -187,10 +216,12 @@ describe('helm chart', () => {
   });
 
   it('fails with a clear message when the control plane or the model is missing', () => {
-    const noRedis = helm(['template', 'pd', '.', '--set', 'nats.builtin.enabled=true']);
+    const noRedis = helm(['template', 'pd', '.', '--set', 'redis.builtin.enabled=false']);
     expect(noRedis.status).not.toBe(0);
-    expect(noRedis.stderr).toMatch(/set redis\.url, or redis\.builtin\.enabled=true/);
-    const noModel = helm(['template', 'pd', '.', ...TRIAL, '--set', 'model.source=volume']);
+    expect(noRedis.stderr).toMatch(/set redis\.url or redis\.existingSecret, or redis\.builtin\.enabled=true/);
+    const noNats = helm(['template', 'pd', '.', '--set', 'nats.builtin.enabled=false']);
+    expect(noNats.stderr).toMatch(/set nats\.url or nats\.existingSecret, or nats\.builtin\.enabled=true/);
+    const noModel = helm(['template', 'pd', '.', '--set', 'model.source=volume']);
     expect(noModel.status).not.toBe(0);
     expect(noModel.stderr).toMatch(/exactly one of model\.volume\.claimName and model\.volume\.hostPath/);
   });
@@ -208,7 +239,7 @@ describe('helm chart', () => {
         });
       }
     }
-    for (const w of pdservePods(rendered.get(p)!)) {
+    for (const w of [...pdservePods(rendered.get(p)!), ...testPods(rendered.get(p)!)]) {
       const spec = podSpec(w);
       expect(spec.securityContext?.runAsUser).toBeGreaterThan(0);
       const tmp = spec.volumes?.find((v) => v.name === 'tmp');
@@ -238,17 +269,17 @@ describe('helm chart', () => {
       expect(c.args?.[0]).toBe(commands[component(w)!]);
       const env = new Set([...(c.env ?? []).map((e) => e.name), ...Object.keys(config.data ?? {})]);
       for (const a of c.args ?? []) for (const m of a.matchAll(/\$\(([A-Z_]+)\)/g)) expect(env.has(m[1]!), `${w.metadata.name}: ${a}`).toBe(true);
-      for (const flag of ['--host=0.0.0.0', '--admin-port=', '--redis=', '--nats=', '--cluster=']) {
+      for (const flag of ['--host=0.0.0.0', '--admin-port=', '--cluster=']) {
         expect(c.args?.some((a) => a.startsWith(flag)), `${w.metadata.name} ${flag}`).toBe(true);
       }
+      // --redis and --nats come from the environment (a Secret), never the args.
+      for (const v of ['PDSERVE_REDIS', 'PDSERVE_NATS']) expect(c.env?.find((e) => e.name === v)?.valueFrom?.secretKeyRef, `${w.metadata.name} ${v}`).toBeDefined();
       if (component(w) !== 'kv-store') expect(c.args).toContain('--model=$(PDSERVE_MODEL_DIR)');
     }
-    expect(config.data?.['PDSERVE_REDIS_URL']).toMatch(/^redis:\/\//);
-    expect(config.data?.['PDSERVE_NATS_URL']).toMatch(/^nats:\/\//);
     // Every Service selects a workload and targets ports its pods name; the ServiceMonitor's jobs are the rules' jobs.
     for (const s of docs.filter((d) => d.kind === 'Service')) {
       const selector = s.spec!['selector'] as Record<string, string>;
-      const w = workloads(docs).find((x) => Object.entries(selector).every(([k, v]) => (x.spec!['template'] as { metadata: { labels: Record<string, string> } }).metadata.labels[k] === v));
+      const w = workloads(docs).find((x) => Object.entries(selector).every(([k, v]) => podLabels(x)[k] === v));
       expect(w, `Service ${s.metadata.name} selects a workload`).toBeDefined();
       const portNames = new Set(podSpec(w!).containers.flatMap((c) => (c.ports ?? []).map((x) => x.name)));
       for (const port of s.spec!['ports'] as { targetPort: string }[]) expect(portNames.has(port.targetPort), `${s.metadata.name} → ${port.targetPort}`).toBe(true);
@@ -258,7 +289,7 @@ describe('helm chart', () => {
   });
 
   it('builds the tiny model in an initContainer, or mounts the model volume read-only', () => {
-    const trial = find(rendered.get('cpu-trial')!, 'Deployment', 'decode')!;
+    const trial = find(rendered.get('default')!, 'Deployment', 'decode')!;
     const init = podSpec(trial).initContainers?.[0];
     expect(init?.args).toEqual(['model', 'tiny', '--out', '/models/tiny', '--seed', '0', '--tokenizer', 'llama2']);
     expect(podSpec(trial).volumes).toContainEqual({ name: 'models', emptyDir: {} });
@@ -277,7 +308,7 @@ describe('helm chart', () => {
     const claims = sts.spec!['volumeClaimTemplates'] as { metadata: { name: string }; spec: { storageClassName?: string; resources: { requests: { storage: string } } } }[];
     expect(claims[0]).toMatchObject({ metadata: { name: 'data' }, spec: { storageClassName: 'local-nvme', resources: { requests: { storage: '1Ti' } } } });
     expect(mainContainer(sts).args).toEqual(expect.arrayContaining(['--disk-dir=/data', '--memory-bytes=64G', '--disk-bytes=800G']));
-    const trial = find(rendered.get('cpu-trial')!, 'StatefulSet', 'kv-store')!;
+    const trial = find(rendered.get('default')!, 'StatefulSet', 'kv-store')!;
     expect(trial.spec!['volumeClaimTemplates']).toBeUndefined();
     expect(podSpec(trial).volumes).toContainEqual(expect.objectContaining({ name: 'data', emptyDir: { sizeLimit: '2Gi' } }));
   });
@@ -290,7 +321,7 @@ describe('helm chart', () => {
     expect(find(ascend, 'Deployment', 'prefill')!.spec!['replicas']).toBe(2);
     const decodeHpa = find(ascend, 'HorizontalPodAutoscaler', 'decode')!;
     expect(decodeHpa.spec!['metrics']).toEqual([expect.objectContaining({ type: 'Pods' })]);
-    expect(rendered.get('cpu-trial')!.filter((d) => d.kind === 'HorizontalPodAutoscaler')).toEqual([]);
+    expect(rendered.get('default')!.filter((d) => d.kind === 'HorizontalPodAutoscaler')).toEqual([]);
   });
 
   it('renders PodDisruptionBudgets and NetworkPolicies that match the pods', () => {
@@ -304,8 +335,19 @@ describe('helm chart', () => {
     expect(ingress[0]!.ports.map((x) => x.port)).toEqual(['grpc', 'data']);
     expect(ingress[0]!.from).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pdserve', 'app.kubernetes.io/instance': 'pd' } } }]);
     expect(ingress[1]!.from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
-    expect(rendered.get('nvidia')!.filter((d) => d.kind === 'NetworkPolicy').map((d) => component(d)).sort()).toEqual([
+    // The built-in Redis and NATS (the default trial) accept only this release's pods.
+    expect(rendered.get('default')!.filter((d) => d.kind === 'NetworkPolicy').map((d) => component(d)).sort()).toEqual([
       'decode', 'gateway', 'kv-store', 'nats', 'prefill', 'redis',
+    ]);
+    expect(rendered.get('nvidia')!.filter((d) => d.kind === 'NetworkPolicy').map((d) => component(d)).sort()).toEqual(['decode', 'gateway', 'kv-store', 'prefill']);
+    // With the API restricted, the release's own pods (the helm test hook) may still call it.
+    const gateway = policies.find((d) => component(d) === 'gateway')!;
+    expect((gateway.spec!['ingress'] as { from?: unknown[] }[])[0]!.from).toBeUndefined();
+    const restricted = render(['-f', 'ci/ascend.yaml', '--set-json', 'networkPolicy.apiFrom=[{"namespaceSelector":{"matchLabels":{"team":"apps"}}}]']);
+    const api = (restricted.find((d) => d.kind === 'NetworkPolicy' && component(d) === 'gateway')!.spec!['ingress'] as { from?: unknown[] }[])[0]!;
+    expect(api.from).toEqual([
+      { namespaceSelector: { matchLabels: { team: 'apps' } } },
+      { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pdserve', 'app.kubernetes.io/instance': 'pd' } } },
     ]);
   });
 
@@ -326,6 +368,156 @@ describe('helm chart', () => {
       (f) => (parseYaml(readFileSync(join(ROOT, 'deploy', 'prometheus', 'rules', f), 'utf8')) as { groups: unknown[] }).groups,
     );
     expect(rule.spec!['groups']).toEqual(fromFiles);
-    expect(rendered.get('cpu-trial')!.some((d) => d.kind === 'PrometheusRule' || d.kind === 'ServiceMonitor')).toBe(false);
+    expect(rendered.get('default')!.some((d) => d.kind === 'PrometheusRule' || d.kind === 'ServiceMonitor')).toBe(false);
+  });
+
+  it('installs a working trial with no values: built-in Redis and NATS, the tiny model, and a helm test hook', () => {
+    const docs = rendered.get('default')!;
+    for (const c of ['redis', 'nats']) {
+      expect(find(docs, 'Deployment', c), `built-in ${c}`).toBeDefined();
+      expect(find(docs, 'Service', c), `built-in ${c} Service`).toBeDefined();
+    }
+    const secret = docs.find((d) => d.kind === 'Secret' && d.metadata.name === 'pd-pdserve-control-plane')!;
+    expect(secret.stringData).toEqual({ 'redis-url': 'redis://pd-pdserve-redis:6379', 'nats-url': 'nats://pd-pdserve-nats:4222' });
+    for (const comp of ['gateway', 'prefill', 'decode']) expect(podSpec(find(docs, 'Deployment', comp)!).initContainers?.[0]?.args?.slice(0, 2)).toEqual(['model', 'tiny']);
+    const [hook] = testPods(docs);
+    expect(hook, 'a helm test pod').toBeDefined();
+    expect(podSpec(hook!).restartPolicy).toBe('Never');
+    const gatewayService = find(docs, 'Service', 'gateway')!;
+    const port = (gatewayService.spec!['ports'] as { name: string; port: number }[]).find((x) => x.name === 'http')!.port;
+    // pdserve bench asks /v1/models for the model, sends one completion and exits 1 unless it completed.
+    expect(mainContainer(hook!).args).toEqual(expect.arrayContaining(['bench', `--url=http://${gatewayService.metadata.name}:${port}`, '--requests=1']));
+  });
+
+  it.each(['ascend', 'nvidia'] as const)('%s: a production profile runs no built-in Redis or NATS', (p) => {
+    const docs = rendered.get(p)!;
+    for (const c of ['redis', 'nats']) expect(docs.filter((d) => component(d) === c), c).toEqual([]);
+  });
+
+  it.each(PROFILES)('%s: keeps control-plane URLs (which may carry credentials) out of ConfigMaps and container args', (p) => {
+    const docs = render([...profileArgs(p), '--set', 'redis.url=redis://:hunter2@redis.infra:6379', '--set', 'nats.url=nats://u:hunter2@nats.infra:4222']);
+    for (const d of docs.filter((x) => x.kind === 'ConfigMap')) expect(JSON.stringify(d.data ?? {}), d.metadata.name).not.toMatch(/hunter2|redis:\/\/|nats:\/\//);
+    for (const w of workloads(docs)) {
+      for (const c of [...(podSpec(w).initContainers ?? []), ...podSpec(w).containers]) expect(JSON.stringify(c.args ?? []), `${w.metadata.name}/${c.name}`).not.toMatch(/hunter2|redis:\/\/|nats:\/\//);
+    }
+    const own = docs.find((d) => d.kind === 'Secret');
+    if (p === 'nvidia') {
+      // Both URLs come from the user's Secret: the chart makes none, and url is ignored.
+      expect(own).toBeUndefined();
+      const env = mainContainer(find(docs, 'Deployment', 'decode')!).env!;
+      expect(env.find((e) => e.name === 'PDSERVE_REDIS')?.valueFrom?.secretKeyRef).toEqual({ name: 'pdserve-control-plane', key: 'redis-url' });
+      expect(env.find((e) => e.name === 'PDSERVE_NATS')?.valueFrom?.secretKeyRef).toEqual({ name: 'pdserve-control-plane', key: 'nats-url' });
+    } else {
+      expect(own?.stringData).toEqual({ 'redis-url': 'redis://:hunter2@redis.infra:6379', 'nats-url': 'nats://u:hunter2@nats.infra:4222' });
+      // A url replaces the built-in service.
+      expect(docs.filter((d) => component(d) === 'redis' || component(d) === 'nats')).toEqual([]);
+    }
+  });
+
+  it('takes one URL from an existing Secret and the other from the chart, with the key the values name', () => {
+    const docs = render(['--set', 'redis.existingSecret=infra-redis', '--set', 'redis.existingSecretKey=url']);
+    expect(docs.find((d) => d.kind === 'Secret')?.stringData).toEqual({ 'nats-url': 'nats://pd-pdserve-nats:4222' });
+    const env = mainContainer(find(docs, 'Deployment', 'gateway')!).env!;
+    expect(env.find((e) => e.name === 'PDSERVE_REDIS')?.valueFrom?.secretKeyRef).toEqual({ name: 'infra-redis', key: 'url' });
+    expect(find(docs, 'Deployment', 'redis')).toBeUndefined();
+    expect(find(docs, 'Deployment', 'nats')).toBeDefined();
+  });
+
+  it('exposes the API through an optional Ingress and Gateway API HTTPRoute, both to the gateway Service', () => {
+    expect(rendered.get('default')!.some((d) => d.kind === 'Ingress' || d.kind === 'HTTPRoute')).toBe(false);
+    const docs = render([
+      '--set', 'ingress.enabled=true', '--set', 'ingress.className=nginx', '--set', 'ingress.hosts[0].host=llm.example.com',
+      '--set', 'ingress.hosts[0].paths[0].path=/v1', '--set', 'ingress.hosts[0].paths[0].pathType=Prefix',
+      '--set-json', 'ingress.tls=[{"secretName":"llm-tls","hosts":["llm.example.com"]}]',
+      '--set', 'httpRoute.enabled=true', '--set-json', 'httpRoute.parentRefs=[{"name":"public","namespace":"gateways"}]',
+      '--set', 'httpRoute.hostnames[0]=llm.example.com', '--set', 'httpRoute.timeouts.request=600s',
+    ]);
+    for (const d of docs) VALIDATORS[`${d.apiVersion}/${d.kind}`]!(d);
+    const service = find(docs, 'Service', 'gateway')!.metadata.name;
+    const ingress = docs.find((d) => d.kind === 'Ingress')!;
+    expect(ingress.spec).toMatchObject({
+      ingressClassName: 'nginx',
+      tls: [{ secretName: 'llm-tls', hosts: ['llm.example.com'] }],
+      rules: [{ host: 'llm.example.com', http: { paths: [{ path: '/v1', pathType: 'Prefix', backend: { service: { name: service, port: { name: 'http' } } } }] } }],
+    });
+    const route = docs.find((d) => d.kind === 'HTTPRoute')!;
+    expect(route.spec).toMatchObject({
+      parentRefs: [{ name: 'public', namespace: 'gateways' }],
+      hostnames: ['llm.example.com'],
+      rules: [{ timeouts: { request: '600s' }, backendRefs: [{ name: service, port: 8000 }] }],
+    });
+    const noParent = helm(['template', 'pd', '.', '--set', 'httpRoute.enabled=true']);
+    expect(noParent.status).not.toBe(0);
+    expect(noParent.stderr).toMatch(/httpRoute\.enabled needs httpRoute\.parentRefs/);
+  });
+
+  it("passes the ServiceMonitor's relabelings and metricRelabelings through", () => {
+    const docs = render([
+      '-f', 'ci/ascend.yaml',
+      '--set-json', 'serviceMonitor.relabelings=[{"targetLabel":"cluster","replacement":"ascend-prod"}]',
+      '--set-json', 'serviceMonitor.metricRelabelings=[{"sourceLabels":["__name__"],"regex":"pdserve_nodejs_.*","action":"drop"}]',
+    ]);
+    const endpoint = (docs.find((d) => d.kind === 'ServiceMonitor')!.spec!['endpoints'] as Record<string, unknown>[])[0]!;
+    expect(endpoint['relabelings']).toEqual([
+      { sourceLabels: ['__meta_kubernetes_pod_node_name'], targetLabel: 'node' },
+      { targetLabel: 'cluster', replacement: 'ascend-prod' },
+    ]);
+    expect(endpoint['metricRelabelings']).toEqual([{ sourceLabels: ['__name__'], regex: 'pdserve_nodejs_.*', action: 'drop' }]);
+    const plain = (rendered.get('ascend')!.find((d) => d.kind === 'ServiceMonitor')!.spec!['endpoints'] as Record<string, unknown>[])[0]!;
+    expect(plain['metricRelabelings']).toBeUndefined();
+  });
+
+  it("points every alert's runbook_url at prometheusRule.runbookBaseUrl when it is set", () => {
+    const base = 'https://git.example.com/llm/pdserve/-/blob/main/docs/runbooks.md';
+    const rule = render(['-f', 'ci/ascend.yaml', '--set', `prometheusRule.runbookBaseUrl=${base}`]).find((d) => d.kind === 'PrometheusRule')!;
+    const alerts = (rule.spec!['groups'] as { rules: { alert?: string; annotations?: Record<string, string> }[] }[]).flatMap((g) => g.rules).filter((r) => r.alert);
+    expect(alerts.length).toBeGreaterThan(0);
+    for (const a of alerts) expect(a.annotations?.['runbook_url']).toBe(`${base}#${a.alert!.toLowerCase()}`);
+  });
+});
+
+describe('values.yaml, values.schema.json and the chart README', () => {
+  const schema = readSchema();
+  const values = parseYaml(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as Record<string, unknown>;
+  /** Keys the schema allows that values.yaml leaves unset on purpose, each with the reason. */
+  const OPTIONAL: readonly { readonly path: RegExp; readonly why: string }[] = [
+    { path: /^(prefill|decode)\.engine\.\w+$/, why: "unset engine flags keep the engine's own defaults" },
+    { path: /^\w+\.pdb\.minAvailable$/, why: 'replaces maxUnavailable only when set' },
+    { path: /^httpRoute\.timeouts\.\w+$/, why: "the Gateway's own timeouts apply unless set" },
+    { path: /^global$/, why: 'Helm passes global values to every chart' },
+  ];
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+  it('describe the same keys: every value in the schema, every schema key in values.yaml or optional', () => {
+    const unknown: string[] = [];
+    const unset: string[] = [];
+    const walk = (v: Record<string, unknown>, node: SchemaNode | undefined, prefix: string): void => {
+      for (const [k, child] of Object.entries(v)) {
+        const sub = resolve(schema, node?.properties?.[k]);
+        if (sub === undefined) {
+          // A free-form map (labels, resources, node selectors) takes any key.
+          if (!structured(node)) continue;
+          unknown.push(`${prefix}${k}`);
+        } else if (isObject(child) && structured(sub)) walk(child, sub, `${prefix}${k}.`);
+      }
+      if (!structured(node)) return;
+      for (const k of Object.keys(node!.properties!)) {
+        const path = `${prefix}${k}`;
+        if (!(k in v) && !OPTIONAL.some((o) => o.path.test(path))) unset.push(path);
+      }
+    };
+    walk(values, schema, '');
+    expect(unknown, 'values.yaml keys the schema does not describe').toEqual([]);
+    expect(unset, 'schema keys values.yaml does not set (set them, or list them in OPTIONAL with the reason)').toEqual([]);
+  });
+
+  it('list every value in the README with its default and a description (node --import tsx scripts/chart-docs.ts)', () => {
+    const readme = readFileSync(join(CHART, 'README.md'), 'utf8');
+    expect(readme, 'helm/pdserve/README.md is stale: node --import tsx scripts/chart-docs.ts').toBe(readmeWithTable(readme));
+    const rows = valueRows().groups.flatMap((g) => g.rows);
+    expect(rows.filter((r) => r.description === '').map((r) => r.key), 'values without a description: a comment above the key in values.yaml, or one in the schema').toEqual([]);
+    for (const key of ['redis.existingSecret', 'ingress.enabled', 'httpRoute.parentRefs', 'serviceMonitor.metricRelabelings', 'prometheusRule.runbookBaseUrl', 'tests.enabled', 'decode.engine.maxNumSeqs']) {
+      expect(rows.map((r) => r.key), key).toContain(key);
+    }
   });
 });

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { METRIC_CATALOG } from '@pdserve/metrics';
 import { renderDashboards } from '../../deploy/grafana/dashboards';
-import { checkExpr, promtoolPath } from './promql';
+import { catalogEntry, checkExpr, exprRefs, promtoolPath } from './promql';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const GRAFANA = join(ROOT, 'deploy', 'grafana');
@@ -142,6 +142,19 @@ describe('prometheus rules', () => {
     );
   });
 
+  it('link every alert to its section of docs/runbooks.md', () => {
+    const runbooks = readFileSync(join(ROOT, 'docs', 'runbooks.md'), 'utf8');
+    // GitHub's anchors: a heading's text in lower case, spaces as dashes, punctuation dropped.
+    const anchors = new Set([...runbooks.matchAll(/^#{2,3} (.+)$/gm)].map((m) => m[1]!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
+    const raw = parseYaml(readFileSync(join(RULES, 'alerts.yml'), 'utf8')) as { groups: { rules: { alert: string; annotations: Record<string, string> }[] }[] };
+    for (const a of raw.groups.flatMap((g) => g.rules)) {
+      expect(a.annotations['runbook_url'], a.alert).toBe(`docs/runbooks.md#${a.alert.toLowerCase()}`);
+      expect(anchors.has(a.alert.toLowerCase()), `docs/runbooks.md has a section ${a.alert}`).toBe(true);
+    }
+    // And no section for an alert that no longer exists.
+    expect([...runbooks.matchAll(/^## (Pdserve\w+)$/gm)].map((m) => m[1]).sort()).toEqual(alerts.map((a) => a.alert).sort());
+  });
+
   it('are copied verbatim into the chart', () => {
     for (const f of ['recording.yml', 'alerts.yml']) {
       expect(readFileSync(join(CHART_RULES, f), 'utf8'), `helm/pdserve/rules/${f}`).toBe(readFileSync(join(RULES, f), 'utf8'));
@@ -188,6 +201,19 @@ describe('grafana dashboards', () => {
     for (const q of queries) expect(checkExpr(q.expr, RECORDED), q.where).toEqual([]);
   });
 
+  it("filter by namespace everywhere, and by the $model variable exactly where a metric has a model label", () => {
+    for (const { file, json } of dashboards) {
+      expect(json.templating.list.map((v) => v.name), file).toEqual(expect.arrayContaining(['namespace', 'model']));
+    }
+    for (const q of queries) {
+      for (const sel of exprRefs(q.expr).selectors) {
+        const entry = catalogEntry(sel.metric);
+        expect(sel.labels, `${q.where}: ${sel.metric}`).toContain('namespace');
+        if (entry) expect(sel.labels.includes('model'), `${q.where}: ${sel.metric} model filter`).toBe(entry.labelNames.includes('model'));
+      }
+    }
+  });
+
   it('show every application metric somewhere', () => {
     const used = new Set(queries.flatMap((q) => [...q.expr.matchAll(/pdserve_[a-z0-9_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, ''))));
     const unused = METRIC_CATALOG.filter((m) => m.source !== 'process' && !used.has(m.name)).map((m) => m.name);
@@ -197,7 +223,7 @@ describe('grafana dashboards', () => {
   it.skipIf(!promtool)(`hold queries that parse as PromQL${NEEDS_PROMTOOL}`, () => {
     // promtool has no expression checker: each query becomes a recording rule, with Grafana's variables filled.
     const fill = (e: string): string =>
-      e.replaceAll('$__rate_interval', '5m').replaceAll('$namespace', '.*').replaceAll('$job', 'pdserve-.+');
+      e.replaceAll('$__rate_interval', '5m').replaceAll('$namespace', '.*').replaceAll('$model', '.*').replaceAll('$job', 'pdserve-.+');
     const file = {
       groups: [{ name: 'dashboards', rules: queries.map((q, i) => ({ record: `dashboard:query_${i}`, expr: fill(q.expr) })) }],
     };

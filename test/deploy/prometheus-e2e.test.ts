@@ -26,7 +26,7 @@ const KV_STORE = COMMANDS.find((c) => c.name === 'kv-store');
  * Grafana's variables at their "All" values. $__rate_interval is at least four scrape intervals in Grafana;
  * 10s keeps windows of several 1s scrapes even when this shared machine delays one.
  */
-const fill = (expr: string): string => expr.replaceAll('$__rate_interval', '10s').replaceAll('$namespace', '.*').replaceAll('$job', 'pdserve-.+');
+const fill = (expr: string): string => expr.replaceAll('$__rate_interval', '10s').replaceAll('$namespace', '.*').replaceAll('$model', '.*').replaceAll('$job', 'pdserve-.+');
 
 /** Queries that may legitimately return nothing from this run, each with the reason. */
 const MAY_BE_EMPTY: readonly { readonly match: RegExp; readonly reason: string; readonly when: boolean }[] = [

@@ -64,23 +64,43 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Control plane ----------------------------------------------------------------------------------------- */}}
 
-{{- define "pdserve.redisUrl" -}}
-{{- if .Values.redis.url }}
-{{- .Values.redis.url }}
-{{- else if .Values.redis.builtin.enabled }}
-{{- printf "redis://%s:6379" (include "pdserve.componentName" (dict "root" . "component" "redis")) }}
+{{/* Whether the release runs its own Redis or NATS: .svc is "redis" or "nats"; "true" or "". */}}
+{{- define "pdserve.builtin" -}}
+{{- $v := index .root.Values .svc }}
+{{- if and $v.builtin.enabled (not $v.url) (not $v.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* The URL the chart's own Secret carries for Redis or NATS (not used with existingSecret). */}}
+{{- define "pdserve.controlPlaneUrl" -}}
+{{- $v := index .root.Values .svc }}
+{{- if $v.url }}
+{{- $v.url }}
+{{- else if include "pdserve.builtin" . }}
+{{- printf "%s://%s:%d" .svc (include "pdserve.componentName" (dict "root" .root "component" .svc)) (ternary 6379 4222 (eq .svc "redis")) }}
+{{- else if eq .svc "redis" }}
+{{- fail "pdserve needs Redis for its service registry: set redis.url or redis.existingSecret, or redis.builtin.enabled=true for a trial" }}
 {{- else }}
-{{- fail "pdserve needs Redis for its service registry: set redis.url, or redis.builtin.enabled=true for a trial" }}
+{{- fail "pdserve needs NATS for KV and load events: set nats.url or nats.existingSecret, or nats.builtin.enabled=true for a trial" }}
 {{- end }}
 {{- end }}
 
-{{- define "pdserve.natsUrl" -}}
-{{- if .Values.nats.url }}
-{{- .Values.nats.url }}
-{{- else if .Values.nats.builtin.enabled }}
-{{- printf "nats://%s:4222" (include "pdserve.componentName" (dict "root" . "component" "nats")) }}
-{{- else }}
-{{- fail "pdserve needs NATS for KV and load events: set nats.url, or nats.builtin.enabled=true for a trial" }}
+{{/* Name of the chart's Secret with the control-plane URLs not given by an existingSecret. */}}
+{{- define "pdserve.controlPlaneSecret" -}}
+{{- printf "%s-control-plane" (include "pdserve.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+  PDSERVE_REDIS and PDSERVE_NATS (the CLI's --redis and --nats) from a Secret: the user's existingSecret, else
+  the chart's own. URLs may carry credentials, so they reach neither a ConfigMap nor the container args.
+*/}}
+{{- define "pdserve.controlPlaneEnv" -}}
+{{- range $svc := list "redis" "nats" }}
+{{- $v := index $.Values $svc }}
+- name: {{ printf "PDSERVE_%s" (upper $svc) }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "pdserve.controlPlaneSecret" $) $v.existingSecret }}
+      key: {{ ternary $v.existingSecretKey (printf "%s-url" $svc) (ne $v.existingSecret "") }}
 {{- end }}
 {{- end }}
 
@@ -254,6 +274,7 @@ envFrom:
 env:
   - name: HOME
     value: /tmp
+  {{- include "pdserve.controlPlaneEnv" .root | trim | nindent 2 }}
   - name: POD_NAME
     valueFrom: { fieldRef: { fieldPath: metadata.name } }
   - name: POD_NAMESPACE
@@ -265,12 +286,11 @@ env:
   {{- end }}
 {{- end }}
 
-{{/* Flags every service takes, read from the shared ConfigMap through the environment. */}}
+{{/* Flags every service takes, read from the shared ConfigMap through the environment; --redis and --nats
+     come as PDSERVE_REDIS and PDSERVE_NATS from a Secret (pdserve.controlPlaneEnv). */}}
 {{- define "pdserve.commonArgs" -}}
 - --host=0.0.0.0
 - --admin-port={{ .pool.adminPort }}
-- --redis=$(PDSERVE_REDIS_URL)
-- --nats=$(PDSERVE_NATS_URL)
 - --cluster=$(PDSERVE_CLUSTER)
 - --log-level=$(PDSERVE_LOG_LEVEL)
 {{- end }}
@@ -284,9 +304,10 @@ env:
 {{- end }}
 {{- end }}
 
-{{/* Pod annotations: the shared ConfigMap's checksum, so a changed flag rolls the pods. */}}
+{{/* Pod annotations: the shared ConfigMap's and Secret's checksums, so a changed flag or URL rolls the pods. */}}
 {{- define "pdserve.podAnnotations" -}}
 checksum/config: {{ include (print .root.Template.BasePath "/configmap.yaml") .root | sha256sum }}
+checksum/control-plane: {{ include (print .root.Template.BasePath "/secret.yaml") .root | sha256sum }}
 {{- with .root.Values.podAnnotations }}
 {{ toYaml . }}
 {{- end }}

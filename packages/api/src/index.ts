@@ -1,4 +1,4 @@
-export { createApiServer, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, type ApiServer, type ApiServerOptions } from './server';
+export { createApiServer, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, UNMATCHED_ROUTE, type ApiServer, type ApiServerOptions } from './server';
 export { DEFAULT_COMPLETION_MAX_TOKENS, resolveMaxTokens, type ServedModel } from './prompt';
 export { ApiError, toApiError, RETRY_AFTER_SECONDS, type ErrorBody } from './errors';
 export { childLogger, createJsonLogger, createLogger, silentLogger, type JsonLoggerOptions, type LogFields, type Logger, type LogLevel } from './logger';

@@ -23,8 +23,11 @@ export interface ApiServerOptions {
   readonly ready?: boolean;
   /** On close, how long in-flight requests may finish before their connections are cut, in ms; default 5000. */
   readonly shutdownGraceMs?: number;
-  /** Told when each request's response closes (for metrics): path, HTTP status, seconds since arrival. */
-  readonly onResponse?: (r: { readonly method: string; readonly path: string; readonly status: number; readonly seconds: number }) => void;
+  /**
+   * Told when each request's response closes (for metrics): the route template it matched (`/v1/models/{model}`;
+   * UNMATCHED_ROUTE when none did: label metrics by this, never by the raw path), HTTP status, seconds since arrival.
+   */
+  readonly onResponse?: (r: { readonly method: string; readonly path: string; readonly route: string; readonly status: number; readonly seconds: number }) => void;
 }
 
 export interface ApiServer {
@@ -40,6 +43,9 @@ export interface ApiServer {
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_PORT = 8000;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 5000;
+/** The route of a request no route serves (any path a client makes up). */
+export const UNMATCHED_ROUTE = 'unmatched';
+const MODEL_ROUTE = '/v1/models/{model}';
 
 /** An incoming x-request-id is kept if it looks like an id (it is echoed into logs and headers). */
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -104,6 +110,9 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
     ],
   ]);
 
+  /** The template of the route that serves `path`: one of a fixed few, whatever the client sent. */
+  const routeOf = (path: string): string => (routes.has(path) ? path : /^\/v1\/models\/.+$/.test(path) ? MODEL_ROUTE : UNMATCHED_ROUTE);
+
   const route = (method: string, path: string): Handler => {
     const modelPath = /^\/v1\/models\/(.+)$/.exec(path);
     const methods: Readonly<Record<string, Handler>> | undefined = modelPath
@@ -142,7 +151,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       // Probes hit /health and /ready every few seconds; keep them out of the info log.
       const level = path === '/health' || path === '/ready' ? 'debug' : 'info';
       log[level]('request', { method, path, status: res.statusCode, durationMs: Math.round(performance.now() - t0) });
-      opts.onResponse?.({ method, path, status: res.statusCode, seconds: (performance.now() - t0) / 1000 });
+      opts.onResponse?.({ method, path, route: routeOf(path), status: res.statusCode, seconds: (performance.now() - t0) / 1000 });
     });
     const ctx: RequestContext = { requestId, signal: ac.signal, log, res };
     try {

@@ -28,6 +28,8 @@ export interface EngineOptions {
   readonly runner?: RunnerOptions;
   /** Told after each forward (for metrics): its phase, wall seconds on the model thread and batch rows. */
   readonly onStep?: (s: { readonly phase: 'prefill' | 'decode'; readonly seconds: number; readonly batchSize: number }) => void;
+  /** Told when a request is first scheduled (for metrics): the seconds it waited in the queue since it arrived. */
+  readonly onAdmitted?: (a: { readonly queueSeconds: number }) => void;
 }
 
 export const ENGINE_DEFAULTS = {
@@ -62,7 +64,7 @@ export class LLMEngine implements EngineClient {
     readonly spec: ModelSpec,
     private readonly executor: ThreadExecutor,
     pool: BlockPool,
-    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner' | 'onStep'>> & Pick<EngineOptions, 'onStep'>,
+    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner' | 'onStep' | 'onAdmitted'>> & Pick<EngineOptions, 'onStep' | 'onAdmitted'>,
     maxModelLen: number,
   ) {
     this.modelId = spec.id;
@@ -89,6 +91,7 @@ export class LLMEngine implements EngineClient {
       prefillChunkTokens: options.prefillChunkTokens ?? ENGINE_DEFAULTS.prefillChunkTokens,
       maxWaiting: options.maxWaiting ?? ENGINE_DEFAULTS.maxWaiting,
       onStep: options.onStep,
+      onAdmitted: options.onAdmitted,
     };
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: opts.blockSize };
     const pool = BlockPool.fromBudget(layout, opts.kvCacheBytes);
@@ -329,9 +332,11 @@ export class LLMEngine implements EngineClient {
   private account(plan: SchedulerOutput): void {
     this.counters.preemptions += plan.preempted.length;
     for (const c of plan.prefills) this.counters.prefillTokens += c.end - c.start;
+    const now = performance.now();
     for (const { seq, cachedTokens } of plan.admitted) {
       if (seq.admittedOnce) continue;
       seq.admittedOnce = true;
+      this.opts.onAdmitted?.({ queueSeconds: (now - seq.arrival) / 1000 });
       seq.numCachedPrompt = Math.min(cachedTokens, seq.promptLen);
       this.counters.hitTokens += seq.numCachedPrompt;
       this.counters.queryTokens += seq.promptLen;

@@ -68,10 +68,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       host: opts.host,
       port: opts.port,
       logger: opts.logger,
+      // By route template, so made-up paths add no series; probes of /health and /ready are not traffic.
       onResponse: (r) => {
-        if (!r.path.startsWith('/v1/')) return;
-        metrics.requests.inc({ endpoint: r.path, status: String(r.status) });
-        metrics.requestDuration.observe({ endpoint: r.path }, r.seconds);
+        if (r.route === '/health' || r.route === '/ready') return;
+        metrics.requests.inc({ model: opts.modelId, route: r.route, status: String(r.status) });
+        metrics.requestDuration.observe({ model: opts.modelId, route: r.route }, r.seconds);
       },
     });
     const { url } = await api.listen();

@@ -10,7 +10,7 @@ describe('admin server', () => {
 
   it('serves /metrics, /health and a /ready that follows isReady', async () => {
     const registry = new Registry();
-    gatewayMetrics(registry).requests.inc({ endpoint: '/v1/completions', status: '200' });
+    gatewayMetrics(registry).requests.inc({ model: 'tiny', route: '/v1/completions', status: '200' });
     let ready = false;
     server = await startAdminServer({ port: 0, registry, isReady: () => ready });
     expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -18,7 +18,7 @@ describe('admin server', () => {
     const metrics = await fetch(`${server.url}/metrics`);
     expect(metrics.status).toBe(200);
     expect(metrics.headers.get('content-type')).toContain('text/plain');
-    expect(await metrics.text()).toContain('pdserve_requests_total{endpoint="/v1/completions",status="200"} 1');
+    expect(await metrics.text()).toContain('pdserve_requests_total{model="tiny",route="/v1/completions",status="200"} 1');
 
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
     expect((await fetch(`${server.url}/ready`)).status).toBe(503);

@@ -29,3 +29,11 @@ export const TRANSFER_BUCKETS: readonly number[] = [
 
 /** Sequences in one step's batch: powers of two up to 1024. */
 export const BATCH_SIZE_BUCKETS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+/** Time queued before the engine's first step for a request: 1 ms (idle engine) … 2 min (a long backlog). */
+export const QUEUE_TIME_BUCKETS: readonly number[] = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120,
+];
+/** Prompt or output length in tokens: 1-2-5 steps from 1 to 200k (vLLM's request length buckets go the same way). */
+export const SEQUENCE_LENGTH_BUCKETS: readonly number[] = [
+  1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000,
+];

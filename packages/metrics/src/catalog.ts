@@ -1,10 +1,14 @@
 // Every metric pdserve exports, as data: the factories register from these specs, and tests check dashboards and
 // alert rules against METRIC_CATALOG. Names carry the `pdserve_` prefix and their base unit; job/instance/pod
-// come from the scrape, so no metric adds a service label of its own.
+// come from the scrape, so no metric adds a service label of its own. `model` (the served model id) is on the
+// request and engine metrics, where vLLM (model_name) and Dynamo (model) put it; HTTP metrics carry the route
+// template, never the raw path, so the series count stays bounded whatever clients send.
 import {
   BATCH_SIZE_BUCKETS,
   ITL_BUCKETS,
+  QUEUE_TIME_BUCKETS,
   REQUEST_DURATION_BUCKETS,
+  SEQUENCE_LENGTH_BUCKETS,
   STEP_BUCKETS,
   TRANSFER_BUCKETS,
   TTFT_BUCKETS,
@@ -12,8 +16,8 @@ import {
 
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 
-/** Which process exports a metric: `process` is prom-client's default set, exported by every service. */
-export type MetricSource = 'gateway' | 'worker' | 'kv-store' | 'process';
+/** Which process exports a metric: `common` and `process` (prom-client's default set) every service does. */
+export type MetricSource = 'gateway' | 'worker' | 'kv-store' | 'common' | 'process';
 
 export interface MetricSpec {
   readonly name: string;
@@ -23,51 +27,75 @@ export interface MetricSpec {
   readonly buckets?: readonly number[];
 }
 
+/** Metrics every service exports. */
+export const COMMON_METRICS = {
+  buildInfo: {
+    name: 'pdserve_build_info',
+    type: 'gauge',
+    help: 'Always 1: the pdserve version and the Node.js version this process runs.',
+    labelNames: ['version', 'nodejs_version'],
+  },
+} as const satisfies Record<string, MetricSpec>;
+
 export const GATEWAY_METRICS = {
   requests: {
     name: 'pdserve_requests_total',
     type: 'counter',
-    help: 'HTTP requests finished, by API endpoint (e.g. /v1/completions) and HTTP status code.',
-    labelNames: ['endpoint', 'status'],
+    help: "HTTP requests finished, by route template (/v1/completions, /v1/models/{model}; 'unmatched' for any path no route serves) and HTTP status code.",
+    labelNames: ['model', 'route', 'status'],
   },
   timeToFirstToken: {
     name: 'pdserve_time_to_first_token_seconds',
     type: 'histogram',
     help: 'Time from request arrival to the first generated token leaving the gateway.',
-    labelNames: [],
+    labelNames: ['model'],
     buckets: TTFT_BUCKETS,
   },
   interTokenLatency: {
     name: 'pdserve_inter_token_latency_seconds',
     type: 'histogram',
     help: 'Time between consecutive generated tokens of one request, as streamed.',
-    labelNames: [],
+    labelNames: ['model'],
     buckets: ITL_BUCKETS,
   },
   requestDuration: {
     name: 'pdserve_request_duration_seconds',
     type: 'histogram',
-    help: 'Time from request arrival to the last byte of the response, by API endpoint.',
-    labelNames: ['endpoint'],
+    help: 'Time from request arrival to the last byte of the response, by route template.',
+    labelNames: ['model', 'route'],
     buckets: REQUEST_DURATION_BUCKETS,
   },
   promptTokens: {
     name: 'pdserve_prompt_tokens_total',
     type: 'counter',
     help: 'Prompt tokens of admitted requests (after the chat template).',
-    labelNames: [],
+    labelNames: ['model'],
   },
   generationTokens: {
     name: 'pdserve_generation_tokens_total',
     type: 'counter',
     help: 'Tokens generated and sent to clients.',
-    labelNames: [],
+    labelNames: ['model'],
+  },
+  requestPromptTokens: {
+    name: 'pdserve_request_prompt_tokens',
+    type: 'histogram',
+    help: "Input length: prompt tokens of each finished request (vLLM's request_prompt_tokens, Dynamo's input_sequence_tokens).",
+    labelNames: ['model'],
+    buckets: SEQUENCE_LENGTH_BUCKETS,
+  },
+  requestGenerationTokens: {
+    name: 'pdserve_request_generation_tokens',
+    type: 'histogram',
+    help: "Output length: tokens generated for each finished request (vLLM's request_generation_tokens, Dynamo's output_sequence_tokens).",
+    labelNames: ['model'],
+    buckets: SEQUENCE_LENGTH_BUCKETS,
   },
   requestsInFlight: {
     name: 'pdserve_requests_in_flight',
     type: 'gauge',
     help: 'Requests admitted and not yet finished.',
-    labelNames: [],
+    labelNames: ['model'],
   },
   routerDecisions: {
     name: 'pdserve_router_decisions_total',
@@ -112,80 +140,87 @@ export const WORKER_METRICS = {
     name: 'pdserve_engine_running_sequences',
     type: 'gauge',
     help: 'Sequences in the running batch.',
-    labelNames: [],
+    labelNames: ['model'],
   },
   waitingSequences: {
     name: 'pdserve_engine_waiting_sequences',
     type: 'gauge',
     help: 'Sequences queued for admission.',
-    labelNames: [],
+    labelNames: ['model'],
   },
   kvBlocksUsed: {
     name: 'pdserve_kv_blocks_used',
     type: 'gauge',
     help: 'KV pool blocks referenced by live sequences (free cached blocks not included).',
-    labelNames: [],
+    labelNames: ['model'],
   },
   kvBlocksCached: {
     name: 'pdserve_kv_blocks_cached',
     type: 'gauge',
     help: 'Free KV pool blocks that still hold a reusable prefix (evicted least-recently-used first).',
-    labelNames: [],
+    labelNames: ['model'],
   },
-  kvBlocksTotal: {
-    name: 'pdserve_kv_blocks_total',
+  kvBlocksCapacity: {
+    name: 'pdserve_kv_blocks_capacity',
     type: 'gauge',
-    help: 'KV pool size in blocks.',
-    labelNames: [],
+    help: 'KV pool size in blocks (renamed from pdserve_kv_blocks_total: a gauge must not read as a counter).',
+    labelNames: ['model'],
   },
   prefixCacheHitTokens: {
     name: 'pdserve_prefix_cache_hit_tokens_total',
     type: 'counter',
     help: 'Prompt tokens served from the local prefix cache.',
-    labelNames: [],
+    labelNames: ['model'],
   },
   prefixCacheQueryTokens: {
     name: 'pdserve_prefix_cache_query_tokens_total',
     type: 'counter',
     help: 'Prompt tokens looked up in the local prefix cache; hit rate = hit / query.',
-    labelNames: [],
+    labelNames: ['model'],
   },
   preemptions: {
     name: 'pdserve_preemptions_total',
     type: 'counter',
     help: 'Sequences preempted because KV blocks ran out.',
-    labelNames: [],
+    labelNames: ['model'],
   },
   steps: {
     name: 'pdserve_engine_steps_total',
     type: 'counter',
     help: 'Engine steps run.',
-    labelNames: [],
+    labelNames: ['model'],
   },
   modelSeconds: {
     name: 'pdserve_engine_model_seconds_total',
     type: 'counter',
     help: 'Time spent inside session.run.',
-    labelNames: [],
+    labelNames: ['model'],
   },
   overheadSeconds: {
     name: 'pdserve_engine_overhead_seconds_total',
     type: 'counter',
     help: 'Step time spent outside session.run (scheduling, gather/scatter, sampling).',
-    labelNames: [],
+    labelNames: ['model'],
   },
   stepSeconds: {
     name: 'pdserve_engine_step_seconds',
     type: 'histogram',
     help: 'Duration of one engine step, by phase (prefill, decode, mixed).',
-    labelNames: ['phase'],
+    labelNames: ['model', 'phase'],
     buckets: STEP_BUCKETS,
+  },
+  queueTime: {
+    name: 'pdserve_request_queue_time_seconds',
+    type: 'histogram',
+    help: "Time a request waited in the engine's queue before its first step (vLLM's request_queue_time_seconds); a request preempted later does not count twice.",
+    labelNames: ['model'],
+    buckets: QUEUE_TIME_BUCKETS,
   },
   batchSize: {
     name: 'pdserve_engine_batch_size',
     type: 'histogram',
     help: 'Sequences in one engine step.',
-    labelNames: [],
+    labelNames: ['model'],
     buckets: BATCH_SIZE_BUCKETS,
   },
   kvTransferBytes: {
@@ -313,6 +348,7 @@ function entries(source: MetricSource, specs: Readonly<Record<string, MetricSpec
 
 /** Every metric family any pdserve service exports, application metrics first, then the default set. */
 export const METRIC_CATALOG: readonly CatalogEntry[] = [
+  ...entries('common', COMMON_METRICS),
   ...entries('gateway', GATEWAY_METRICS),
   ...entries('worker', WORKER_METRICS),
   ...entries('kv-store', KV_STORE_METRICS),

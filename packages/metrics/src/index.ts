@@ -1,6 +1,7 @@
 // @pdserve/metrics: each service's Prometheus metrics (prom-client), their catalog, and the admin HTTP port.
 export { Registry } from 'prom-client';
 export {
+  COMMON_METRICS,
   DEFAULT_METRICS,
   GATEWAY_METRICS,
   KV_STORE_METRICS,
@@ -14,7 +15,9 @@ export {
 export {
   BATCH_SIZE_BUCKETS,
   ITL_BUCKETS,
+  QUEUE_TIME_BUCKETS,
   REQUEST_DURATION_BUCKETS,
+  SEQUENCE_LENGTH_BUCKETS,
   STEP_BUCKETS,
   TRANSFER_BUCKETS,
   TTFT_BUCKETS,
@@ -22,6 +25,7 @@ export {
 export { registerMetrics, type MetricHandle, type MetricHandles } from './register.js';
 export {
   METRIC_PREFIX,
+  PDSERVE_VERSION,
   collectDefaultMetrics,
   gatewayMetrics,
   kvStoreMetrics,

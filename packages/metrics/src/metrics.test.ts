@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_METRICS,
@@ -13,6 +15,9 @@ import {
   TTFT_BUCKETS,
   TRANSFER_BUCKETS,
   BATCH_SIZE_BUCKETS,
+  QUEUE_TIME_BUCKETS,
+  SEQUENCE_LENGTH_BUCKETS,
+  PDSERVE_VERSION,
   type EngineStatsSnapshot,
   type RouterStatsSnapshot,
 } from './index.js';
@@ -42,7 +47,7 @@ describe('metric registration', () => {
   it('keeps the catalog in step with what prom-client registers, types and labels included', async () => {
     const reg = allOnOne();
     const g = gatewayMetrics(new Registry());
-    g.requests.inc({ endpoint: '/v1/completions', status: '200' });
+    g.requests.inc({ model: 'tiny', route: '/v1/completions', status: '200' });
     const byName = new Map((await reg.getMetricsAsJSON()).map((m) => [m.name, m]));
     for (const entry of METRIC_CATALOG) {
       const m = byName.get(entry.name);
@@ -52,7 +57,7 @@ describe('metric registration', () => {
     // Default metrics as prom-client makes them on this Node version.
     const fresh = new Registry();
     collectDefaultMetrics(fresh);
-    const defaults = (await fresh.getMetricsAsJSON()).map((m) => ({ name: m.name, type: String(m.type) }));
+    const defaults = (await fresh.getMetricsAsJSON()).filter((m) => m.name !== 'pdserve_build_info').map((m) => ({ name: m.name, type: String(m.type) }));
     expect(defaults.sort((a, b) => a.name.localeCompare(b.name))).toEqual(
       DEFAULT_METRICS.map((m) => ({ name: m.name, type: m.type })).sort((a, b) => a.name.localeCompare(b.name)),
     );
@@ -62,9 +67,8 @@ describe('metric registration', () => {
     for (const m of METRIC_CATALOG) {
       expect(m.name).toMatch(/^pdserve_[a-z0-9_]+$/);
       if (m.type === 'counter') expect(m.name, m.name).toMatch(/_total$/);
-      // A gauge named *_total reads as a counter; pdserve_kv_blocks_total (pool size) is the one agreed exception,
-      // prom-client's own *_total gauges (active handles) the others.
-      if (m.type !== 'counter' && m.source !== 'process' && m.name !== 'pdserve_kv_blocks_total') expect(m.name, m.name).not.toMatch(/_total$/);
+      // A gauge named *_total reads as a counter (prom-client's own active-handle gauges are not ours to rename).
+      if (m.type !== 'counter' && m.source !== 'process') expect(m.name, m.name).not.toMatch(/_total$/);
       if (/duration|latency|_time_|step_seconds|transfer_seconds/.test(m.name) && m.source !== 'process') expect(m.name).toMatch(/_seconds(_total)?$/);
       for (const l of m.labelNames) expect(l, `${m.name} label`).toMatch(/^[a-z][a-z0-9_]*$/);
     }
@@ -82,20 +86,35 @@ describe('metric registration', () => {
     const g = gatewayMetrics(reg);
     const w = workerMetrics(reg);
     const s = kvStoreMetrics(reg);
-    g.requests.inc({ endpoint: '/v1/chat/completions', status: '200' });
-    g.timeToFirstToken.observe(0.042);
-    g.requestsInFlight.inc();
-    w.stepSeconds.observe({ phase: 'decode' }, 0.003);
+    g.requests.inc({ model: 'tiny', route: '/v1/chat/completions', status: '200' });
+    g.timeToFirstToken.observe({ model: 'tiny' }, 0.042);
+    g.requestsInFlight.inc({ model: 'tiny' });
+    g.requestPromptTokens.observe({ model: 'tiny' }, 700);
+    w.stepSeconds.observe({ model: 'tiny', phase: 'decode' }, 0.003);
+    w.queueTime.observe({ model: 'tiny' }, 0.3);
     w.kvTransferBytes.inc({ direction: 'sent', peer_role: 'decode' }, 4096);
     s.bytes.set({ tier: 'memory' }, 1 << 20);
     const text = await reg.metrics();
-    expect(sample(text, 'pdserve_requests_total{endpoint="/v1/chat/completions",status="200"}')).toBe(1);
-    expect(sample(text, 'pdserve_time_to_first_token_seconds_bucket{le="0.05"}')).toBe(1);
-    expect(sample(text, 'pdserve_time_to_first_token_seconds_bucket{le="0.025"}')).toBe(0);
-    expect(sample(text, 'pdserve_requests_in_flight')).toBe(1);
-    expect(sample(text, 'pdserve_engine_step_seconds_count{phase="decode"}')).toBe(1);
+    expect(sample(text, 'pdserve_requests_total{model="tiny",route="/v1/chat/completions",status="200"}')).toBe(1);
+    expect(sample(text, 'pdserve_time_to_first_token_seconds_bucket{le="0.05",model="tiny"}')).toBe(1);
+    expect(sample(text, 'pdserve_time_to_first_token_seconds_bucket{le="0.025",model="tiny"}')).toBe(0);
+    expect(sample(text, 'pdserve_requests_in_flight{model="tiny"}')).toBe(1);
+    expect(sample(text, 'pdserve_request_prompt_tokens_bucket{le="500",model="tiny"}')).toBe(0);
+    expect(sample(text, 'pdserve_request_prompt_tokens_bucket{le="1000",model="tiny"}')).toBe(1);
+    expect(sample(text, 'pdserve_engine_step_seconds_count{model="tiny",phase="decode"}')).toBe(1);
+    expect(sample(text, 'pdserve_request_queue_time_seconds_bucket{le="0.5",model="tiny"}')).toBe(1);
     expect(sample(text, 'pdserve_kv_transfer_bytes_total{direction="sent",peer_role="decode"}')).toBe(4096);
     expect(sample(text, 'pdserve_kvstore_bytes{tier="memory"}')).toBe(1 << 20);
+  });
+});
+
+describe('build info', () => {
+  it('reports the pdserve and Node.js versions on every registry the defaults go on', async () => {
+    const reg = new Registry();
+    collectDefaultMetrics(reg);
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string };
+    expect(PDSERVE_VERSION).toBe(pkg.version);
+    expect(sample(await reg.metrics(), `pdserve_build_info{version="${pkg.version}",nodejs_version="${process.versions.node}"}`)).toBe(1);
   });
 });
 
@@ -106,16 +125,17 @@ describe('snapshot-backed metrics', () => {
       prefixCacheHitTokens: 32, prefixCacheQueryTokens: 100, preemptions: 0, steps: 7, modelSeconds: 0.5, overheadSeconds: 0.05,
     };
     const reg = new Registry();
-    workerMetrics(reg, { engineStats: () => stats });
+    workerMetrics(reg, { engineStats: () => stats, model: 'tiny' });
     let text = await reg.metrics();
-    expect(sample(text, 'pdserve_engine_running_sequences')).toBe(3);
-    expect(sample(text, 'pdserve_kv_blocks_total')).toBe(64);
-    expect(sample(text, 'pdserve_prefix_cache_hit_tokens_total')).toBe(32);
+    expect(sample(text, 'pdserve_engine_running_sequences{model="tiny"}')).toBe(3);
+    expect(sample(text, 'pdserve_kv_blocks_capacity{model="tiny"}')).toBe(64);
+    expect(sample(text, 'pdserve_prefix_cache_hit_tokens_total{model="tiny"}')).toBe(32);
+    expect(text).not.toMatch(/^pdserve_kv_blocks_total/m);
     stats = { ...stats, running: 0, prefixCacheHitTokens: 40, steps: 9 };
     text = await reg.metrics();
-    expect(sample(text, 'pdserve_engine_running_sequences')).toBe(0);
-    expect(sample(text, 'pdserve_prefix_cache_hit_tokens_total')).toBe(40);
-    expect(sample(text, 'pdserve_engine_steps_total')).toBe(9);
+    expect(sample(text, 'pdserve_engine_running_sequences{model="tiny"}')).toBe(0);
+    expect(sample(text, 'pdserve_prefix_cache_hit_tokens_total{model="tiny"}')).toBe(40);
+    expect(sample(text, 'pdserve_engine_steps_total{model="tiny"}')).toBe(9);
   });
 
   it('turns router stats into labelled counters', async () => {
@@ -152,7 +172,7 @@ describe('snapshot-backed metrics', () => {
 });
 
 describe('histogram buckets', () => {
-  const sets = { TTFT_BUCKETS, ITL_BUCKETS, REQUEST_DURATION_BUCKETS, STEP_BUCKETS, TRANSFER_BUCKETS, BATCH_SIZE_BUCKETS };
+  const sets = { TTFT_BUCKETS, ITL_BUCKETS, REQUEST_DURATION_BUCKETS, STEP_BUCKETS, TRANSFER_BUCKETS, BATCH_SIZE_BUCKETS, QUEUE_TIME_BUCKETS, SEQUENCE_LENGTH_BUCKETS };
 
   it('are strictly increasing and positive', () => {
     for (const [name, b] of Object.entries(sets)) {
@@ -178,9 +198,9 @@ describe('histogram buckets', () => {
   it('are what the registered histograms use', async () => {
     const reg = new Registry();
     const g = gatewayMetrics(reg);
-    g.interTokenLatency.observe(0.02);
+    g.interTokenLatency.observe({ model: 'tiny' }, 0.02);
     const text = await reg.metrics();
-    const les = [...text.matchAll(/^pdserve_inter_token_latency_seconds_bucket\{le="([^"]+)"\}/gm)].map((m) => m[1]);
+    const les = [...text.matchAll(/^pdserve_inter_token_latency_seconds_bucket\{le="([^"]+)",model="tiny"\}/gm)].map((m) => m[1]);
     expect(les).toEqual([...ITL_BUCKETS.map(String), '+Inf']);
   });
 });

@@ -2,10 +2,14 @@
 // and gauges that an existing stats snapshot already tracks (engine, router, store tiers) can instead be read
 // from that snapshot at scrape time, so the hot path pays nothing for them.
 import { collectDefaultMetrics as promDefaultMetrics, type Registry } from 'prom-client';
-import { GATEWAY_METRICS, KV_STORE_METRICS, WORKER_METRICS } from './catalog.js';
+import metricsPackage from '../package.json' with { type: 'json' };
+import { COMMON_METRICS, GATEWAY_METRICS, KV_STORE_METRICS, WORKER_METRICS } from './catalog.js';
 import { registerMetrics, setCounter, type MetricHandles } from './register.js';
 
 export const METRIC_PREFIX = 'pdserve_';
+
+/** The pdserve release (every workspace package carries the same version) that pdserve_build_info reports. */
+export const PDSERVE_VERSION: string = metricsPackage.version;
 
 /** The router's cumulative counters (structurally `RouterStats` from @pdserve/router). */
 export interface RouterStatsSnapshot {
@@ -77,9 +81,12 @@ export interface EngineStatsSnapshot {
 export interface WorkerMetricsOptions {
   /**
    * Reads the engine gauges and counters (sequences, KV blocks, prefix cache, preemptions, steps, model and
-   * overhead seconds) from this snapshot at scrape time; then do not set those handles yourself.
+   * overhead seconds) from this snapshot at scrape time, labelled with `model`; then do not set those handles
+   * yourself.
    */
   readonly engineStats?: () => EngineStatsSnapshot;
+  /** The served model id: the `model` label of the snapshot-backed series. */
+  readonly model?: string;
 }
 
 export type WorkerMetrics = MetricHandles<typeof WORKER_METRICS>;
@@ -88,18 +95,19 @@ export type WorkerMetrics = MetricHandles<typeof WORKER_METRICS>;
 export function workerMetrics(registry: Registry, opts: WorkerMetricsOptions = {}): WorkerMetrics {
   const stats = opts.engineStats;
   if (stats === undefined) return registerMetrics(registry, WORKER_METRICS);
+  const m = { model: opts.model ?? '' };
   return registerMetrics(registry, WORKER_METRICS, {
-    runningSequences: (g) => g.set(stats().running),
-    waitingSequences: (g) => g.set(stats().waiting),
-    kvBlocksUsed: (g) => g.set(stats().usedBlocks),
-    kvBlocksCached: (g) => g.set(stats().cachedBlocks),
-    kvBlocksTotal: (g) => g.set(stats().totalBlocks),
-    prefixCacheHitTokens: (c) => setCounter(c, [[{}, stats().prefixCacheHitTokens]]),
-    prefixCacheQueryTokens: (c) => setCounter(c, [[{}, stats().prefixCacheQueryTokens]]),
-    preemptions: (c) => setCounter(c, [[{}, stats().preemptions]]),
-    steps: (c) => setCounter(c, [[{}, stats().steps]]),
-    modelSeconds: (c) => setCounter(c, [[{}, stats().modelSeconds]]),
-    overheadSeconds: (c) => setCounter(c, [[{}, stats().overheadSeconds]]),
+    runningSequences: (g) => g.set(m, stats().running),
+    waitingSequences: (g) => g.set(m, stats().waiting),
+    kvBlocksUsed: (g) => g.set(m, stats().usedBlocks),
+    kvBlocksCached: (g) => g.set(m, stats().cachedBlocks),
+    kvBlocksCapacity: (g) => g.set(m, stats().totalBlocks),
+    prefixCacheHitTokens: (c) => setCounter(c, [[m, stats().prefixCacheHitTokens]]),
+    prefixCacheQueryTokens: (c) => setCounter(c, [[m, stats().prefixCacheQueryTokens]]),
+    preemptions: (c) => setCounter(c, [[m, stats().preemptions]]),
+    steps: (c) => setCounter(c, [[m, stats().steps]]),
+    modelSeconds: (c) => setCounter(c, [[m, stats().modelSeconds]]),
+    overheadSeconds: (c) => setCounter(c, [[m, stats().overheadSeconds]]),
   });
 }
 
@@ -141,9 +149,10 @@ export function kvStoreMetrics(registry: Registry, opts: KvStoreMetricsOptions =
 }
 
 /**
- * prom-client's process and Node.js metrics (CPU, resident memory, heap, event loop lag, GC) with the
- * `pdserve_` prefix, on `registry`. Call once per registry.
+ * What every service exports: pdserve_build_info, and prom-client's process and Node.js metrics (CPU, resident
+ * memory, heap, event loop lag, GC) with the `pdserve_` prefix, on `registry`. Call once per registry.
  */
 export function collectDefaultMetrics(registry: Registry): void {
+  registerMetrics(registry, COMMON_METRICS).buildInfo.set({ version: PDSERVE_VERSION, nodejs_version: process.versions.node }, 1);
   promDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
 }

@@ -69,7 +69,7 @@ describe('worker service admin port', () => {
     release();
     const w = await starting;
     expect(await status(`${admin}/ready`)).toBe(200);
-    expect(await (await fetch(`${admin}/metrics`)).text()).toContain('pdserve_kv_blocks_total');
+    expect(await (await fetch(`${admin}/metrics`)).text()).toContain('pdserve_kv_blocks_capacity');
     await w.drain(1_000);
     expect(await status(`${admin}/ready`)).toBe(0);
   });

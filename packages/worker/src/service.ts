@@ -41,15 +41,19 @@ export async function startWorkerService(opts: WorkerServiceOptions): Promise<Wo
   let server: WorkerServer | undefined;
   try {
     let metrics: ReturnType<typeof workerMetrics> | undefined;
+    // The served model id labels the engine's series; it is known once the model is loaded, before any step.
+    let model = { model: '' };
     engine = await LLMEngine.create({
       ...opts.engine,
       onStep: (s) => {
-        metrics?.stepSeconds.observe({ phase: s.phase }, s.seconds);
-        metrics?.batchSize.observe(s.batchSize);
+        metrics?.stepSeconds.observe({ ...model, phase: s.phase }, s.seconds);
+        metrics?.batchSize.observe(model, s.batchSize);
       },
+      onAdmitted: (a) => metrics?.queueTime.observe(model, a.queueSeconds),
     });
     const loaded = engine;
-    metrics = workerMetrics(registry, { engineStats: () => loaded.stats() });
+    model = { model: loaded.modelId };
+    metrics = workerMetrics(registry, { engineStats: () => loaded.stats(), model: loaded.modelId });
     const peerRole = opts.role === 'prefill' ? 'decode' : 'prefill';
     // Series this worker will have exist from the start at 0, so "none yet" reads as 0, not as no data.
     const direction = opts.role === 'prefill' ? 'out' : 'in';

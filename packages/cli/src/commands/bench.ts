@@ -1,54 +1,71 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { benchReportPage, compareReports, formatReport, renderReportPage, runBench, TraceError, type BenchOptions, type BenchReport, type Endpoint, type LabelledBenchReport, type WorkloadSpec } from '@pdserve/bench';
-import { Flags, UsageError, type CommandSpec } from '../args';
+import { Flags, int, num, oneOf, url as urlOf, UsageError, type CommandSpec, type FlagValue } from '../args';
 import { countBar } from '../progress';
+
+// Checked with the flags (parseFlags), before anything is sent; run() only converts them (workloadOf, rateOf, ...).
+const WORKLOADS = ['shared-prefix', 'multi-turn', 'random'] as const;
+const WORKLOAD: FlagValue = {
+  kind: 'custom',
+  placeholder: 'NAME|trace:FILE',
+  check: (w) => ((WORKLOADS as readonly string[]).includes(w) || /^trace:./.test(w) ? undefined : 'must be shared-prefix, multi-turn, random or trace:FILE'),
+};
+const RATE: FlagValue = { kind: 'custom', placeholder: 'R|inf', check: (r) => (r === 'inf' || Number(r) > 0 ? undefined : 'must be a positive number or inf') };
+const JSON_OBJECT: FlagValue = { kind: 'custom', placeholder: 'JSON', check: (s) => (isObject(parseJson(s)) ? undefined : 'must be a JSON object') };
 
 export const benchCommand: CommandSpec = {
   name: 'bench',
   summary: 'Benchmark an OpenAI-compatible server (pdserve or not): synthetic workloads or trace replay; TTFT, TPOT, ITL, goodput.',
   usage:
     'bench --url URL [--model ID] [--workload shared-prefix|multi-turn|random|trace:FILE] [--rate R | --concurrency C] [--requests N | --duration S] [--slo-ttft MS] [--output FILE.json] [--report FILE.html]\n' +
-    '       npm run pdserve -- bench --compare A.json B.json [--report FILE.html]',
+    '       pdserve bench --compare A.json B.json [--report FILE.html]',
   positionals: true,
   flags: {
-    url: { type: 'string', help: 'base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine)' },
+    url: { type: 'string', help: 'base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine)', value: urlOf('http:', 'https:') },
     model: { type: 'string', help: 'model id to send (default: the first one /v1/models lists)' },
-    workload: { type: 'string', help: 'shared-prefix, multi-turn, random, or trace:FILE (Mooncake trace format)', default: 'random' },
-    endpoint: { type: 'string', help: 'completions (token-id prompts, exact lengths) or chat (text prompts)', default: 'completions' },
-    rate: { type: 'string', help: 'requests per second, Poisson arrivals; inf = all at once (default: trace timestamps, or all at once)' },
-    concurrency: { type: 'string', help: 'most requests in flight (alone: a closed loop)' },
-    requests: { type: 'string', help: 'requests to send (default: 100, or the whole trace)' },
-    duration: { type: 'string', help: 'stop sending after this many seconds' },
-    seed: { type: 'string', help: 'seeds prompts, lengths and arrivals', default: '0' },
-    'slo-ttft': { type: 'string', help: 'goodput counts requests with TTFT ≤ this (ms)' },
-    'slo-tpot': { type: 'string', help: 'goodput counts requests with TPOT ≤ this (ms)' },
+    workload: { type: 'string', help: 'shared-prefix, multi-turn, random, or trace:FILE (Mooncake trace format)', default: 'random', value: WORKLOAD },
+    endpoint: { type: 'string', help: 'completions (token-id prompts, exact lengths) or chat (text prompts)', default: 'completions', value: oneOf('completions', 'chat') },
+    rate: { type: 'string', help: 'requests per second, Poisson arrivals; inf = all at once (default: trace timestamps, or all at once)', value: RATE },
+    concurrency: { type: 'string', help: 'most requests in flight (alone: a closed loop)', value: int(1) },
+    requests: { type: 'string', help: 'requests to send (default: 100, or the whole trace)', value: int(1) },
+    duration: { type: 'string', help: 'stop sending after this many seconds', value: num({ above: 0 }) },
+    seed: { type: 'string', help: 'seeds prompts, lengths and arrivals', default: '0', value: int(0) },
+    'slo-ttft': { type: 'string', help: 'goodput counts requests with TTFT ≤ this (ms)', value: num({ above: 0 }) },
+    'slo-tpot': { type: 'string', help: 'goodput counts requests with TPOT ≤ this (ms)', value: num({ above: 0 }) },
     output: { type: 'string', help: 'write the full report (every request) as JSON' },
     report: { type: 'string', help: 'write a self-contained HTML report (TTFT/ITL distributions, throughput over time, hit rate); with --compare: both runs overlaid' },
-    'input-len': { type: 'string', help: 'random: mean prompt tokens; shared-prefix: unique suffix; multi-turn: tokens per user turn' },
-    'max-tokens': { type: 'string', help: 'max_tokens per request (random: the mean); traces: a cap on scaled output lengths' },
-    'prefix-len': { type: 'string', help: 'shared-prefix / multi-turn: system prompt tokens' },
-    'num-prefixes': { type: 'string', help: 'shared-prefix / multi-turn: distinct system prompts' },
-    sessions: { type: 'string', help: 'multi-turn: sessions in flight together' },
-    turns: { type: 'string', help: 'multi-turn: turns per session' },
-    'range-ratio': { type: 'string', help: 'random: lengths uniform in [len × (1 − r), len × (1 + r)]' },
-    'time-scale': { type: 'string', help: 'trace: arrival times × this (0.1 = 10× faster)' },
-    'block-scale': { type: 'string', help: 'trace: tokens per hash-id block in the replay (prompts scale by it / 512, sharing kept)' },
-    'length-scale': { type: 'string', help: 'trace: output lengths × this' },
-    'max-input-len': { type: 'string', help: 'trace: cut prompts to this many tokens (a prefix, so sharing is kept)' },
-    'trace-block-size': { type: 'string', help: 'trace: tokens per hash id in the file', default: '512' },
+    'input-len': { type: 'string', help: 'random: mean prompt tokens; shared-prefix: unique suffix; multi-turn: tokens per user turn', value: int(1) },
+    'max-tokens': { type: 'string', help: 'max_tokens per request (random: the mean); traces: a cap on scaled output lengths', value: int(1) },
+    'prefix-len': { type: 'string', help: 'shared-prefix / multi-turn: system prompt tokens', value: int(0) },
+    'num-prefixes': { type: 'string', help: 'shared-prefix / multi-turn: distinct system prompts', value: int(1) },
+    sessions: { type: 'string', help: 'multi-turn: sessions in flight together', value: int(1) },
+    turns: { type: 'string', help: 'multi-turn: turns per session', value: int(1) },
+    'range-ratio': { type: 'string', help: 'random: lengths uniform in [len × (1 − r), len × (1 + r)]', value: num({ min: 0 }) },
+    'time-scale': { type: 'string', help: 'trace: arrival times × this (0.1 = 10× faster)', value: num({ above: 0 }) },
+    'block-scale': { type: 'string', help: 'trace: tokens per hash-id block in the replay (prompts scale by it / 512, sharing kept)', value: int(1) },
+    'length-scale': { type: 'string', help: 'trace: output lengths × this', value: num({ above: 0 }) },
+    'max-input-len': { type: 'string', help: 'trace: cut prompts to this many tokens (a prefix, so sharing is kept)', value: int(1) },
+    'trace-block-size': { type: 'string', help: 'trace: tokens per hash id in the file', default: '512', value: int(1) },
     'ignore-eos': { type: 'boolean', help: 'send ignore_eos so that every request generates max_tokens (pdserve and vLLM)' },
     'text-prompts': { type: 'boolean', help: 'completions: send prompts as text instead of token ids (for servers without token-id prompts)' },
-    temperature: { type: 'string', help: 'sampling temperature', default: '0' },
-    'extra-body': { type: 'string', help: 'JSON object merged into every request body, e.g. {"top_k": 5}' },
+    temperature: { type: 'string', help: 'sampling temperature', default: '0', value: num({ min: 0 }) },
+    'extra-body': { type: 'string', help: 'JSON object merged into every request body, e.g. {"top_k": 5}', value: JSON_OBJECT },
     'api-key': { type: 'string', help: 'sent as Authorization: Bearer …; never written to the report' },
-    timeout: { type: 'string', help: 'per-request timeout, seconds', default: '600' },
+    timeout: { type: 'string', help: 'per-request timeout, seconds', default: '600', value: num({ above: 0 }) },
     compare: { type: 'string', help: 'with a second file after it: print two saved reports side by side with ratios' },
+  },
+  check(f) {
+    if (f.str('compare') !== undefined) {
+      if (f.positionals.length !== 1) throw new UsageError('--compare takes two report files: --compare A.json B.json');
+      return;
+    }
+    if (f.positionals.length > 0) throw new UsageError(`unexpected argument "${f.positionals[0]}" (see: pdserve bench --help)`);
+    f.required('url');
   },
   async run(f: Flags) {
     const compare = f.str('compare');
     if (compare !== undefined) {
-      if (f.positionals.length !== 1) throw new UsageError('--compare takes two report files: --compare A.json B.json');
       const [a, b] = await Promise.all([readReport(compare), readReport(f.positionals[0]!)]);
       process.stdout.write(compareReports(a, b) + '\n');
       await writeHtmlReport(f.str('report'), [
@@ -57,7 +74,6 @@ export const benchCommand: CommandSpec = {
       ]);
       return;
     }
-    if (f.positionals.length > 0) throw new UsageError(`unexpected argument "${f.positionals[0]}" (see: pdserve bench --help)`);
     const url = f.required('url');
     const model = f.str('model') ?? (await firstModel(url));
     const opts: BenchOptions = {
@@ -129,40 +145,24 @@ async function writeHtmlReport(path: string | undefined, runs: readonly Labelled
   process.stdout.write(`wrote ${path}\n`);
 }
 
-function workloadOf(w: string): WorkloadSpec {
-  if (w.startsWith('trace:')) {
-    const path = w.slice('trace:'.length);
-    if (path === '') throw new UsageError('--workload trace:FILE needs a file');
-    return { trace: path };
-  }
-  if (w === 'shared-prefix' || w === 'multi-turn' || w === 'random') return w;
-  throw new UsageError(`--workload must be shared-prefix, multi-turn, random or trace:FILE, got "${w}"`);
-}
-
-function endpointOf(e: string): Endpoint {
-  if (e === 'completions' || e === 'chat') return e;
-  throw new UsageError(`--endpoint must be completions or chat, got "${e}"`);
-}
-
-function rateOf(r: string | undefined): number | undefined {
-  if (r === undefined) return undefined;
-  if (r === 'inf') return Number.POSITIVE_INFINITY;
-  const x = Number(r);
-  if (!(x > 0)) throw new UsageError(`--rate must be a positive number or inf, got "${r}"`);
-  return x;
-}
-
-function extraBodyOf(s: string | undefined): BenchOptions['extraBody'] {
-  if (s === undefined) return undefined;
-  let v: unknown;
+function parseJson(s: string): unknown {
   try {
-    v = JSON.parse(s);
+    return JSON.parse(s);
   } catch {
-    throw new UsageError(`--extra-body must be a JSON object, got ${s}`);
+    return undefined;
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`--extra-body must be a JSON object, got ${s}`);
-  return v as BenchOptions['extraBody'];
 }
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function workloadOf(w: string): WorkloadSpec {
+  return w.startsWith('trace:') ? { trace: w.slice('trace:'.length) } : (w as (typeof WORKLOADS)[number]);
+}
+
+const endpointOf = (e: string): Endpoint => e as Endpoint;
+
+const rateOf = (r: string | undefined): number | undefined => (r === undefined ? undefined : r === 'inf' ? Number.POSITIVE_INFINITY : Number(r));
+
+const extraBodyOf = (s: string | undefined): BenchOptions['extraBody'] => (s === undefined ? undefined : (JSON.parse(s) as BenchOptions['extraBody']));
 
 /** The first model id the server lists at /v1/models. */
 async function firstModel(url: string): Promise<string> {

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import type { CalibrationFile } from '@pdserve/bench';
-import { Flags, type CommandSpec } from '../args';
+import { Flags, int, type CommandSpec } from '../args';
 import { calibrate } from '../calibrate';
 import { countBar } from '../progress';
 import { ENGINE_FLAGS, engineOptions, modelDirFrom } from './cluster';
@@ -12,9 +12,9 @@ export const calibrateCommand: CommandSpec = {
   flags: {
     model: { type: 'string', help: 'Hugging Face-layout model directory (default: the built-in tiny model)' },
     'served-model-name': { type: 'string', help: 'model id (it seeds block hashes)' },
-    output: { type: 'string', help: 'where to write the cost model (JSON; `pdserve simulate --cost-model FILE` reads it)' },
-    'max-prompt-tokens': { type: 'string', help: 'longest prompt measured', default: '2048' },
-    reps: { type: 'string', help: 'repetitions of each prefill point (default 3; 2 with --quick)' },
+    output: { type: 'string', help: 'where to write the cost model (JSON; `pdserve simulate --cost-model FILE` reads it)', required: true },
+    'max-prompt-tokens': { type: 'string', help: 'longest prompt measured', default: '2048', value: int(2) },
+    reps: { type: 'string', help: 'repetitions of each prefill point (default 3; 2 with --quick)', value: int(1) },
     quick: { type: 'boolean', help: 'fewer points and smaller transfers (about 3× faster, noisier)' },
     'skip-overhead': { type: 'boolean', help: 'do not measure the serving path (gateway + gRPC) against the engine alone' },
     'skip-transfer': { type: 'boolean', help: 'do not time the transfer engine (keeps the default bandwidth)' },

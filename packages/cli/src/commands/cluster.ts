@@ -1,60 +1,62 @@
 // The cluster's services, each startable alone (as in Kubernetes), and a local cluster: in one process
 // with the embedded control plane, or as separate processes sharing Redis and NATS.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { connectControlPlane, processHub, type ControlPlane } from '@pdserve/control-plane';
 import { ENGINE_DEFAULTS, type EngineOptions } from '@pdserve/engine';
 import type { Logger } from '@pdserve/api';
 import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import { POLICY_NAMES, type PolicyName } from '@pdserve/router';
-import { isTransportKind, type TransportKind } from '@pdserve/transfer';
+import { isTransportKind, TRANSPORT_KINDS, type TransportKind } from '@pdserve/transfer';
 import { startKvStoreService } from '@pdserve/kv-store';
 import { startWorkerService, type WorkerRole } from '@pdserve/worker';
-import { Flags, UsageError, type CommandSpec, type FlagSpec } from '../args';
+import { BYTES, Flags, int, listOf, oneOf, PORT, url, UsageError, type CommandSpec, type FlagSpec, type FlagValue } from '../args';
 import { pinoStyle, serviceLogger } from '../logging';
 import { progressBar } from '../progress';
+
+/** Cluster names scope Redis keys and NATS subjects (pdserve.<cluster>.kv.<worker>): no dots, spaces or wildcards. */
+const CLUSTER_NAME: FlagValue = { kind: 'custom', placeholder: 'NAME', check: (v) => (/^[a-zA-Z0-9_-]+$/.test(v) ? undefined : 'must be letters, digits, - and _') };
 
 export const COMMON_FLAGS: Readonly<Record<string, FlagSpec>> = {
   model: { type: 'string', help: 'Hugging Face-layout model directory (default: the built-in tiny model)' },
   'served-model-name': { type: 'string', help: 'model id clients send; the same on every service (it seeds block hashes)' },
-  cluster: { type: 'string', help: 'cluster name: Redis keys and NATS subjects are scoped by it', default: 'pdserve' },
-  redis: { type: 'string', help: 'Redis URL for the registry (e.g. redis://127.0.0.1:6379); default: in process' },
-  nats: { type: 'string', help: 'NATS URL for KV and load events (e.g. nats://127.0.0.1:4222); default: in process' },
+  cluster: { type: 'string', help: 'cluster name: Redis keys and NATS subjects are scoped by it', default: 'pdserve', value: CLUSTER_NAME },
+  redis: { type: 'string', help: 'Redis URL for the registry (e.g. redis://127.0.0.1:6379); default: in process', value: url('redis:', 'rediss:') },
+  nats: { type: 'string', help: 'NATS URL for KV and load events (e.g. nats://127.0.0.1:4222); default: in process', value: url('nats:', 'tls:') },
   host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
   'advertise-host': { type: 'string', help: 'address others dial (default: --host)' },
-  'admin-port': { type: 'string', help: 'port for /metrics, /health, /ready (0 = any free port)', default: '0' },
-  'log-level': { type: 'string', help: 'debug, info, warn or error', default: 'info' },
-  'lease-ttl-ms': { type: 'string', help: 'registry lease: a worker that stops heartbeating leaves within this (ms)', default: '10000' },
+  'admin-port': { type: 'string', help: 'port for /metrics, /health, /ready (0 = any free port)', default: '0', value: PORT },
+  'log-level': { type: 'string', help: 'least severe level logged', default: 'info', value: oneOf('debug', 'info', 'warn', 'error') },
+  'lease-ttl-ms': { type: 'string', help: 'registry lease: a worker that stops heartbeating leaves within this (ms)', default: '10000', value: int(100) },
 };
 
 export const ENGINE_FLAGS: Readonly<Record<string, FlagSpec>> = {
-  'kv-cache-bytes': { type: 'string', help: 'KV pool size (e.g. 256M, 1G)', default: String(ENGINE_DEFAULTS.kvCacheBytes) },
-  'block-size': { type: 'string', help: 'tokens per KV block (the same on every service)', default: String(ENGINE_DEFAULTS.blockSize) },
-  'max-num-seqs': { type: 'string', help: 'most sequences in the running batch', default: String(ENGINE_DEFAULTS.maxNumSeqs) },
-  'max-num-batched-tokens': { type: 'string', help: 'most tokens computed per step', default: String(ENGINE_DEFAULTS.maxNumBatchedTokens) },
-  'prefill-chunk-tokens': { type: 'string', help: 'longest prefill chunk per sequence per step; 0 = no chunking', default: String(ENGINE_DEFAULTS.prefillChunkTokens) },
-  'max-waiting': { type: 'string', help: 'queued requests before 429', default: String(ENGINE_DEFAULTS.maxWaiting) },
-  'max-model-len': { type: 'string', help: "longest prompt + output; default the model's context" },
+  'kv-cache-bytes': { type: 'string', help: 'KV pool size (e.g. 256M, 1G)', default: String(ENGINE_DEFAULTS.kvCacheBytes), value: BYTES },
+  'block-size': { type: 'string', help: 'tokens per KV block (the same on every service)', default: String(ENGINE_DEFAULTS.blockSize), value: int(1) },
+  'max-num-seqs': { type: 'string', help: 'most sequences in the running batch', default: String(ENGINE_DEFAULTS.maxNumSeqs), value: int(1) },
+  'max-num-batched-tokens': { type: 'string', help: 'most tokens computed per step', default: String(ENGINE_DEFAULTS.maxNumBatchedTokens), value: int(1) },
+  'prefill-chunk-tokens': { type: 'string', help: 'longest prefill chunk per sequence per step; 0 = no chunking', default: String(ENGINE_DEFAULTS.prefillChunkTokens), value: int(0) },
+  'max-waiting': { type: 'string', help: 'queued requests before 429', default: String(ENGINE_DEFAULTS.maxWaiting), value: int(0) },
+  'max-model-len': { type: 'string', help: "longest prompt + output; default the model's context", value: int(2) },
   'execution-provider': { type: 'string', help: 'onnxruntime execution provider (cpu, cuda, cann, ...)', default: 'cpu' },
-  threads: { type: 'string', help: 'onnxruntime intra-op threads; 0 = automatic', default: '0' },
-  'ort-spin': { type: 'string', help: 'onnxruntime threads spin-wait between runs: on, off, or auto (off where serve/start run several engines on one host, else on)', default: 'auto' },
+  threads: { type: 'string', help: 'onnxruntime intra-op threads; 0 = automatic', default: '0', value: int(0) },
+  'ort-spin': { type: 'string', help: 'onnxruntime threads spin-wait between runs (auto: off where serve/start run several engines on one host, else on)', default: 'auto', value: oneOf('on', 'off', 'auto') },
 };
 
 export const ROUTER_FLAGS: Readonly<Record<string, FlagSpec>> = {
-  port: { type: 'string', help: 'OpenAI API port', default: '8000' },
-  policy: { type: 'string', help: `routing policy: ${POLICY_NAMES.join(', ')}`, default: 'kv-aware' },
-  'remote-prefill-min-tokens': { type: 'string', help: 'prefill stays on the decode worker when fewer prompt tokens than this are uncached there', default: '256' },
-  'prefill-queue-max-tokens': { type: 'string', help: 'a prefill worker with more queued prefill tokens than this is busy (prefill then stays local)', default: '8192' },
+  port: { type: 'string', help: 'OpenAI API port (0 = any free port)', default: '8000', value: PORT },
+  policy: { type: 'string', help: 'routing policy', default: 'kv-aware', value: oneOf(...POLICY_NAMES) },
+  'remote-prefill-min-tokens': { type: 'string', help: 'prefill stays on the decode worker when fewer prompt tokens than this are uncached there', default: '256', value: int(0) },
+  'prefill-queue-max-tokens': { type: 'string', help: 'a prefill worker with more queued prefill tokens than this is busy (prefill then stays local)', default: '8192', value: int(0) },
 };
 
 const WORKER_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'instance-id': { type: 'string', help: 'stable id in the registry (default: role + random suffix)' },
-  'grpc-port': { type: 'string', help: 'gRPC port (0 = any free port)', default: '0' },
-  'data-port': { type: 'string', help: 'TCP data-plane port peers pull this worker\'s KV blocks from (decode workers, the kv-store; 0 = any free port)', default: '0' },
-  transports: { type: 'string', help: 'KV transports this worker receives over, in preference order', default: 'tcp,shm,grpc' },
-  'kv-offload': { type: 'string', help: 'on: offload evicted blocks to the kv-store nodes in the registry and prefetch prefixes from them; off: never', default: 'on' },
-  replicas: { type: 'string', help: 'copies of each offloaded block, on distinct kv-store nodes', default: '1' },
+  'grpc-port': { type: 'string', help: 'gRPC port (0 = any free port)', default: '0', value: PORT },
+  'data-port': { type: 'string', help: 'TCP data-plane port peers pull this worker\'s KV blocks from (decode workers, the kv-store; 0 = any free port)', default: '0', value: PORT },
+  transports: { type: 'string', help: 'KV transports this worker receives over, in preference order', default: 'tcp,shm,grpc', value: listOf(...TRANSPORT_KINDS) },
+  'kv-offload': { type: 'string', help: 'on: offload evicted blocks to the kv-store nodes in the registry and prefetch prefixes from them; off: never', default: 'on', value: oneOf('on', 'off') },
+  replicas: { type: 'string', help: 'copies of each offloaded block, on distinct kv-store nodes', default: '1', value: int(1) },
 };
 
 /** The worker's kv-store link from --kv-offload and --replicas (undefined: off). */
@@ -77,7 +79,7 @@ export async function modelDirFrom(f: Flags): Promise<{ dir: string; id: string 
 /** `coLocated`: several engines share this host's cores (serve, start), so by default none spin-waits. */
 export function engineOptions(f: Flags, dir: string, id: string, coLocated = false): EngineOptions {
   const spin = f.str('ort-spin') ?? 'auto';
-  if (!['on', 'off', 'auto'].includes(spin)) throw new Error(`--ort-spin must be on, off or auto, not ${JSON.stringify(spin)}`);
+  if (!['on', 'off', 'auto'].includes(spin)) throw new UsageError(`--ort-spin must be on, off or auto, got "${spin}"`);
   return {
     modelDir: dir,
     modelId: id,
@@ -204,6 +206,11 @@ export const gateway: CommandSpec = {
   },
 };
 
+/** A local cluster runs in one process (neither --redis nor --nats) or as processes sharing both. */
+export function checkLocalCluster(f: Flags): void {
+  if (Boolean(f.str('redis')) !== Boolean(f.str('nats'))) throw new UsageError('a multi-process cluster needs both --redis and --nats');
+}
+
 /**
  * A local cluster. With --redis and --nats: separate processes (gateway, N prefill, M decode). Without:
  * every service in this process on the embedded control plane (each worker still has its own engine
@@ -211,9 +218,9 @@ export const gateway: CommandSpec = {
  */
 export async function runLocalCluster(f: Flags, prefill: number, decode: number, kvStores = 0): Promise<void> {
   const logger = serviceLogger('pdserve', f.str('log-level'));
+  checkLocalCluster(f);
   const { dir, id } = await modelDirFrom(f);
   if (f.str('redis') && f.str('nats')) return spawnCluster(f, dir, id, prefill, decode, kvStores);
-  if (f.str('redis') || f.str('nats')) throw new UsageError('a multi-process cluster needs both --redis and --nats');
   const cp = await controlPlaneOf(f, 'pdserve');
   const engine = engineOptions(f, dir, id, true);
   const stores = [];
@@ -235,10 +242,9 @@ export async function runLocalCluster(f: Flags, prefill: number, decode: number,
 /** Memory tier of each kv-store a local cluster starts. */
 const LOCAL_KV_STORE_BYTES = 256 * 1024 * 1024;
 
-const CLI_MAIN = fileURLToPath(new URL('../main.ts', import.meta.url));
-
+/** Runs another pdserve command the way this one runs: `--import tsx main.ts` in a checkout, bin/pdserve.mjs in the image. */
 function spawnService(args: readonly string[]): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', CLI_MAIN, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+  return spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
 }
 
 async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, decode: number, kvStores: number): Promise<void> {

@@ -1,19 +1,19 @@
 import { loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { IncrementalDetokenizer, StopMatcher, Tokenizer } from '@pdserve/tokenizer';
-import { Flags, type CommandSpec } from '../args';
+import { Flags, int, num, type CommandSpec } from '../args';
 
 export const generate: CommandSpec = {
   name: 'generate',
   summary: 'Generate a completion with the reference loop (one sequence, no batching) and stream it to the terminal.',
   usage: 'generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed N] [--chat]',
   flags: {
-    model: { type: 'string', help: 'Hugging Face-layout model directory' },
-    prompt: { type: 'string', help: 'prompt text' },
-    'max-tokens': { type: 'string', help: 'most tokens to generate', default: '64' },
-    temperature: { type: 'string', help: '0 = greedy', default: '0' },
-    'top-p': { type: 'string', help: 'nucleus sampling mass', default: '1' },
-    'top-k': { type: 'string', help: '0 = off', default: '0' },
-    seed: { type: 'string', help: 'sampling seed (reproducible output)' },
+    model: { type: 'string', help: 'Hugging Face-layout model directory', required: true },
+    prompt: { type: 'string', help: 'prompt text', required: true },
+    'max-tokens': { type: 'string', help: 'most tokens to generate', default: '64', value: int(1) },
+    temperature: { type: 'string', help: '0 = greedy', default: '0', value: num({ min: 0 }) },
+    'top-p': { type: 'string', help: 'nucleus sampling mass', default: '1', value: num({ above: 0 }) },
+    'top-k': { type: 'string', help: '0 = off', default: '0', value: int(0) },
+    seed: { type: 'string', help: 'sampling seed (reproducible output)', value: int() },
     stop: { type: 'string', help: 'a stop string' },
     chat: { type: 'boolean', help: "wrap the prompt in the model's chat template as a user message" },
     'ignore-eos': { type: 'boolean', help: 'keep going past the end-of-sequence token' },

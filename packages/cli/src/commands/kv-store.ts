@@ -1,21 +1,22 @@
 // The kv-store service: one node of the cluster's KV block store (memory tier, optional disk tier).
 import { loadModelSpec } from '@pdserve/model';
+import { TRANSPORT_KINDS } from '@pdserve/transfer';
 import { startKvStoreService, type ModelSpec } from '@pdserve/kv-store';
 import { ENGINE_DEFAULTS } from '@pdserve/engine';
-import { UsageError, type CommandSpec, type Flags } from '../args';
+import { BYTES, int, listOf, PORT, UsageError, type CommandSpec, type Flags, type FlagSpec } from '../args';
 import { pinoStyle, serviceLogger } from '../logging';
 import { COMMON_FLAGS, controlPlaneOf, listenOptionsOf, untilSignal } from './cluster';
 
 const KV_STORE_FLAGS = {
   'instance-id': { type: 'string', help: 'stable node id in the registry and the block directory (default: kv-store + random suffix)' },
-  'grpc-port': { type: 'string', help: 'gRPC port (0 = any free port)', default: '0' },
-  'data-port': { type: 'string', help: 'TCP data-plane port workers pull fetched blocks from (0 = any free port)', default: '0' },
-  transports: { type: 'string', help: 'transports puts may arrive over, in preference order', default: 'tcp,shm,grpc' },
-  'memory-bytes': { type: 'string', help: 'memory tier budget (e.g. 1G)', default: '1G' },
-  'disk-bytes': { type: 'string', help: 'disk tier budget (0 = no disk tier)', default: '0' },
+  'grpc-port': { type: 'string', help: 'gRPC port (0 = any free port)', default: '0', value: PORT },
+  'data-port': { type: 'string', help: 'TCP data-plane port workers pull fetched blocks from (0 = any free port)', default: '0', value: PORT },
+  transports: { type: 'string', help: 'transports puts may arrive over, in preference order', default: 'tcp,shm,grpc', value: listOf(...TRANSPORT_KINDS) },
+  'memory-bytes': { type: 'string', help: 'memory tier budget (e.g. 1G)', default: '1G', value: BYTES },
+  'disk-bytes': { type: 'string', help: 'disk tier budget (0 = no disk tier)', default: '0', value: BYTES },
   'disk-dir': { type: 'string', help: 'folder of the disk tier (rebuilt from its files on restart)' },
-  'block-size': { type: 'string', help: 'tokens per KV block, to check block shapes with --model', default: String(ENGINE_DEFAULTS.blockSize) },
-} as const;
+  'block-size': { type: 'string', help: 'tokens per KV block, to check block shapes with --model', default: String(ENGINE_DEFAULTS.blockSize), value: int(1) },
+} as const satisfies Record<string, FlagSpec>;
 
 /** With --model, blocks must have that model's shape; with only --served-model-name, that id; else any. */
 function modelsOf(f: Flags): ModelSpec[] | undefined {
@@ -32,11 +33,13 @@ export const kvStore: CommandSpec = {
   summary: 'Run a kv-store node: the cluster-wide KV block store workers offload to and prefetch from.',
   usage: 'kv-store [--redis URL --nats URL] [--grpc-port N] [--memory-bytes 1G] [--disk-bytes 10G --disk-dir DIR] [--served-model-name ID]',
   flags: { ...COMMON_FLAGS, ...KV_STORE_FLAGS },
+  check(f) {
+    if ((f.bytes('disk-bytes') ?? 0) > 0 && !f.str('disk-dir')) throw new UsageError('--disk-bytes needs --disk-dir (the folder of the disk tier)');
+  },
   async run(f) {
     const logger = serviceLogger('kv-store', f.str('log-level'));
     const cp = await controlPlaneOf(f, 'kv-store');
     const diskBytes = f.bytes('disk-bytes') ?? 0;
-    if (diskBytes > 0 && !f.str('disk-dir')) throw new UsageError('--disk-bytes needs --disk-dir (the folder of the disk tier)');
     const s = await startKvStoreService({
       nodeId: f.str('instance-id'),
       controlPlane: cp,

@@ -1,9 +1,9 @@
 import { createApiServer } from '@pdserve/api';
 import { LLMEngine } from '@pdserve/engine';
 import { Tokenizer } from '@pdserve/tokenizer';
-import { Flags, type CommandSpec } from '../args';
+import { Flags, int, UsageError, type CommandSpec } from '../args';
 import { serviceLogger } from '../logging';
-import { COMMON_FLAGS, ENGINE_FLAGS, ROUTER_FLAGS, engineOptions, modelDirFrom, runLocalCluster } from './cluster';
+import { COMMON_FLAGS, ENGINE_FLAGS, ROUTER_FLAGS, checkLocalCluster, engineOptions, modelDirFrom, runLocalCluster } from './cluster';
 
 /** One process, one engine behind the OpenAI API: no router, no control plane. */
 async function serveSingle(f: Flags): Promise<void> {
@@ -29,10 +29,10 @@ const SERVE_FLAGS = {
   ...COMMON_FLAGS,
   ...ENGINE_FLAGS,
   ...ROUTER_FLAGS,
-  prefill: { type: 'string', help: 'prefill workers in a local cluster (0 with --decode M: M mixed workers)' },
-  decode: { type: 'string', help: 'decode workers in a local cluster; without --prefill/--decode: one engine, no cluster' },
-  'kv-store': { type: 'string', help: 'kv-store nodes in a local cluster: workers offload evicted blocks to them and prefetch prefixes from them', default: '0' },
-  replicas: { type: 'string', help: 'copies of each offloaded block, on distinct kv-store nodes', default: '1' },
+  prefill: { type: 'string', help: 'prefill workers in a local cluster (0 with --decode M: M mixed workers)', value: int(0) },
+  decode: { type: 'string', help: 'decode workers in a local cluster; without --prefill/--decode: one engine, no cluster', value: int(0) },
+  'kv-store': { type: 'string', help: 'kv-store nodes in a local cluster: workers offload evicted blocks to them and prefetch prefixes from them', default: '0', value: int(0) },
+  replicas: { type: 'string', help: 'copies of each offloaded block, on distinct kv-store nodes', default: '1', value: int(1) },
 } as const;
 
 export const serve: CommandSpec = {
@@ -40,11 +40,14 @@ export const serve: CommandSpec = {
   summary: 'Serve a model over the OpenAI API: one engine, or a local cluster with --prefill N --decode M.',
   usage: 'serve --model DIR [--port 8000] [--prefill N --decode M [--kv-store K] [--redis URL --nats URL]] [engine flags]',
   flags: SERVE_FLAGS,
+  check(f) {
+    if ((f.str('prefill') !== undefined || f.str('decode') !== undefined) && (f.int('decode', 0) ?? 0) < 1) throw new UsageError('a cluster needs --decode 1 or more');
+    checkLocalCluster(f);
+  },
   async run(f) {
     const p = f.int('prefill', 0);
     const d = f.int('decode', 0);
     if (p === undefined && d === undefined) return serveSingle(f);
-    if ((d ?? 0) < 1) throw new Error('a cluster needs --decode 1 or more');
     await runLocalCluster(f, p ?? 0, d!, f.int('kv-store', 0) ?? 0);
   },
 };
@@ -54,5 +57,6 @@ export const start: CommandSpec = {
   summary: 'What `npm start` runs: the built-in tiny model on a local cluster (gateway + 1 prefill + 1 decode + 1 kv-store, embedded control plane) on port 8000.',
   usage: 'start [--port 8000] [engine flags]',
   flags: { ...COMMON_FLAGS, ...ENGINE_FLAGS, ...ROUTER_FLAGS },
+  check: checkLocalCluster,
   run: (f) => runLocalCluster(f, 1, 1, 1),
 };

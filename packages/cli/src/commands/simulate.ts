@@ -17,7 +17,7 @@ import {
   type SimReport,
 } from '@pdserve/bench';
 import { POLICY_NAMES, type PolicyName } from '@pdserve/router';
-import { Flags, UsageError, type CommandSpec } from '../args';
+import { Flags, int, listOf, num, oneOf, UsageError, type CommandSpec, type FlagValue } from '../args';
 import { countBar } from '../progress';
 
 /** One simulated configuration and what it gave. */
@@ -41,6 +41,14 @@ export interface SimulationFile {
   readonly runs: readonly SimRun[];
 }
 
+// Checked with the flags (parseFlags), before the trace is read; run() only converts them.
+const TOKENS: FlagValue = { kind: 'custom', placeholder: 'TOKENS', check: (v) => (parseTokenCount(v) === undefined ? 'must be a token count ≥ 1 like 131072, 128k or 3M' : undefined) };
+const HOST_PARALLELISM: FlagValue = {
+  kind: 'custom',
+  placeholder: 'X|measured',
+  check: (v) => (v === 'measured' || Number(v) > 0 ? undefined : 'must be a positive number or "measured"'),
+};
+
 export const simulateCommand: CommandSpec = {
   name: 'simulate',
   summary: 'Simulate a cluster of any size on a trace, routing with the real router: prefix hit rate, TTFT/TBT, capacity under SLO.',
@@ -48,42 +56,43 @@ export const simulateCommand: CommandSpec = {
     'simulate --trace FILE --decode M [--prefill N] [--policy kv-aware | --compare-policies] [--cache-tokens N] [--kv-store TOKENS [--compare-store]]\n' +
     '       [--cost-model FILE] [--slo-ttft MS] [--block-scale 512] [--time-scale 1] [--output FILE.json] [--report FILE.html]',
   flags: {
-    trace: { type: 'string', help: 'trace file in the Mooncake format (JSON lines with timestamp, input_length, output_length, hash_ids)' },
-    prefill: { type: 'string', help: 'dedicated prefill workers (0: decode workers are mixed)', default: '0' },
-    decode: { type: 'string', help: 'decode (or mixed) workers' },
-    policy: { type: 'string', help: `routing policy, or a comma-separated list: ${POLICY_NAMES.join(', ')}`, default: 'kv-aware' },
+    trace: { type: 'string', help: 'trace file in the Mooncake format (JSON lines with timestamp, input_length, output_length, hash_ids)', required: true },
+    prefill: { type: 'string', help: 'dedicated prefill workers (0: decode workers are mixed)', default: '0', value: int(0) },
+    decode: { type: 'string', help: 'decode (or mixed) workers', required: true, value: int(1) },
+    policy: { type: 'string', help: `routing policy, or a comma-separated list: ${POLICY_NAMES.join(', ')}`, default: 'kv-aware', value: listOf(...POLICY_NAMES) },
     'compare-policies': { type: 'boolean', help: 'run every policy (overrides --policy)' },
-    'cache-tokens': { type: 'string', help: 'per-worker prefix cache capacity, tokens (suffixes k, M: 3M = 3,000,000)', default: String(DEFAULT_CACHE_TOKENS) },
-    'kv-store': { type: 'string', help: 'add a kv-store tier of this many tokens (suffixes k, M): blocks workers evict go there; hits are fetched' },
+    'cache-tokens': { type: 'string', help: 'per-worker prefix cache capacity, tokens (suffixes k, M: 3M = 3,000,000)', default: String(DEFAULT_CACHE_TOKENS), value: TOKENS },
+    'kv-store': { type: 'string', help: 'add a kv-store tier of this many tokens (suffixes k, M): blocks workers evict go there; hits are fetched', value: TOKENS },
     'global-pool': { type: 'boolean', help: "pool the workers' caches Mooncake-style: any worker fetches the blocks any other caches (same capacity)" },
     'compare-store': { type: 'boolean', help: 'run each policy with local caches only, with the global pool, and with the kv-store tier if --kv-store is given' },
     'cost-model': { type: 'string', help: 'cost model JSON written by `pdserve calibrate` (default: placeholders for the tiny model)' },
-    'block-scale': { type: 'string', help: 'tokens per trace hash-id block: the simulated block size (prompts scale by it / 512)' },
-    'time-scale': { type: 'string', help: 'arrival times × this (0.5 = twice the request rate)', default: '1' },
-    'length-scale': { type: 'string', help: 'output lengths × this', default: '1' },
-    'max-requests': { type: 'string', help: 'replay only the first N requests' },
-    'max-input-len': { type: 'string', help: 'cut prompts to this many tokens (as bench --max-input-len)' },
-    'max-tokens': { type: 'string', help: 'cap output lengths (as bench --max-tokens)' },
-    'trace-block-size': { type: 'string', help: 'tokens per hash id in the trace file', default: '512' },
-    'slo-ttft': { type: 'string', help: 'TTFT objective (ms): report attainment and search the capacity (highest request rate) under it' },
-    'capacity-percentile': { type: 'string', help: 'the TTFT percentile the capacity search holds under --slo-ttft: p50, p90 or p99', default: 'p90' },
-    'capacity-iterations': { type: 'string', help: 'most simulations per capacity search', default: '10' },
-    'host-parallelism': { type: 'string', help: "all workers share one host running this many steps at once at full speed (a local cluster on CPU cores); 'measured': the cost model file's" },
-    'max-running': { type: 'string', help: 'engine: most sequences in the running batch (default: the cost model file, else 64)' },
-    'max-batch-tokens': { type: 'string', help: 'engine: most tokens per step (default: the cost model file, else 2048)' },
-    'prefill-chunk-tokens': { type: 'string', help: 'engine: longest prefill chunk per sequence per step (default: the cost model file, else 256)' },
+    'block-scale': { type: 'string', help: 'tokens per trace hash-id block: the simulated block size (prompts scale by it / 512)', value: int(1) },
+    'time-scale': { type: 'string', help: 'arrival times × this (0.5 = twice the request rate)', default: '1', value: num({ above: 0 }) },
+    'length-scale': { type: 'string', help: 'output lengths × this', default: '1', value: num({ above: 0 }) },
+    'max-requests': { type: 'string', help: 'replay only the first N requests', value: int(1) },
+    'max-input-len': { type: 'string', help: 'cut prompts to this many tokens (as bench --max-input-len)', value: int(1) },
+    'max-tokens': { type: 'string', help: 'cap output lengths (as bench --max-tokens)', value: int(1) },
+    'trace-block-size': { type: 'string', help: 'tokens per hash id in the trace file', default: '512', value: int(1) },
+    'slo-ttft': { type: 'string', help: 'TTFT objective (ms): report attainment and search the capacity (highest request rate) under it', value: num({ above: 0 }) },
+    'capacity-percentile': { type: 'string', help: 'the TTFT percentile the capacity search holds under --slo-ttft', default: 'p90', value: oneOf('p50', 'p90', 'p99') },
+    'capacity-iterations': { type: 'string', help: 'most simulations per capacity search', default: '10', value: int(1) },
+    'host-parallelism': { type: 'string', help: "all workers share one host running this many steps at once at full speed (a local cluster on CPU cores); 'measured': the cost model file's", value: HOST_PARALLELISM },
+    'max-running': { type: 'string', help: 'engine: most sequences in the running batch (default: the cost model file, else 64)', value: int(1) },
+    'max-batch-tokens': { type: 'string', help: 'engine: most tokens per step (default: the cost model file, else 2048)', value: int(1) },
+    'prefill-chunk-tokens': { type: 'string', help: 'engine: longest prefill chunk per sequence per step (default: the cost model file, else 256)', value: int(0) },
     output: { type: 'string', help: 'write every run (reports and capacity probes) as JSON' },
     report: { type: 'string', help: 'write a self-contained HTML report: TTFT and inter-token latency distributions, throughput over time, hit rate per policy, every run overlaid' },
   },
+  check(f) {
+    if (f.str('kv-store') !== undefined && f.bool('global-pool') && !f.bool('compare-store')) throw new UsageError('--kv-store and --global-pool are exclusive (or compare them with --compare-store)');
+  },
   async run(f: Flags) {
     const tracePath = f.required('trace');
-    const decode = f.int('decode', 1);
-    if (decode === undefined) throw new UsageError('--decode is required (decode or mixed workers, at least 1)');
+    const decode = f.int('decode', 1)!;
     const prefill = f.int('prefill', 0) ?? 0;
     const policies = f.bool('compare-policies') ? [...POLICY_NAMES] : policiesOf(f.str('policy') ?? 'kv-aware');
     const cacheTokens = tokenCount(f, 'cache-tokens') ?? DEFAULT_CACHE_TOKENS;
     const given = tokenCount(f, 'kv-store') ?? null;
-    if (given !== null && f.bool('global-pool') && !f.bool('compare-store')) throw new UsageError('--kv-store and --global-pool are exclusive (or compare them with --compare-store)');
     const layouts: { storeTokens: number | null; globalPool: boolean }[] = f.bool('compare-store')
       ? [{ storeTokens: null, globalPool: false }, { storeTokens: null, globalPool: true }, ...(given === null ? [] : [{ storeTokens: given, globalPool: false }])]
       : [{ storeTokens: given, globalPool: f.bool('global-pool') }];
@@ -100,11 +109,9 @@ export const simulateCommand: CommandSpec = {
       parallelism = model.hostParallelism;
     } else if (hp !== undefined) {
       parallelism = Number(hp);
-      if (!(parallelism > 0)) throw new UsageError(`--host-parallelism must be a positive number or "measured", got "${hp}"`);
     }
     const slo = f.num('slo-ttft');
-    const pct = f.str('capacity-percentile') ?? 'p90';
-    if (pct !== 'p50' && pct !== 'p90' && pct !== 'p99') throw new UsageError(`--capacity-percentile must be p50, p90 or p99, got "${pct}"`);
+    const pct = (f.str('capacity-percentile') ?? 'p90') as 'p50' | 'p90' | 'p99';
     let trace;
     try {
       trace = await readTrace(tracePath);
@@ -203,24 +210,20 @@ export function formatRuns(runs: readonly SimRun[]): string {
   return [...head, ...rows].join('\n');
 }
 
-function policiesOf(s: string): PolicyName[] {
-  const list = s.split(',').map((p) => p.trim()).filter(Boolean);
-  for (const p of list) if (!(POLICY_NAMES as readonly string[]).includes(p)) throw new UsageError(`--policy takes ${POLICY_NAMES.join(', ')}, got "${p}"`);
-  if (list.length === 0) throw new UsageError('--policy needs at least one policy');
-  return list as PolicyName[];
+const policiesOf = (s: string): PolicyName[] => s.split(',').map((p) => p.trim()) as PolicyName[];
+
+/** A token count: an integer, or with a decimal suffix (128k = 128,000; 3M = 3,000,000); undefined if not one. */
+function parseTokenCount(v: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)([kKmMgG]?)$/.exec(v.trim());
+  if (!m) return undefined;
+  const n = Math.round(Number(m[1]) * { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g']);
+  return n >= 1 ? n : undefined;
 }
 
-/** A token count: an integer, or with a decimal suffix (128k = 128,000; 3M = 3,000,000). */
-function tokenCount(f: Flags, name: string): number | undefined {
+const tokenCount = (f: Flags, name: string): number | undefined => {
   const v = f.str(name);
-  if (v === undefined) return undefined;
-  const m = /^(\d+(?:\.\d+)?)([kKmMgG]?)$/.exec(v.trim());
-  if (!m) throw new UsageError(`--${name} must be a token count like 131072, 128k or 3M, got "${v}"`);
-  const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  const n = Math.round(Number(m[1]) * mult);
-  if (n < 1) throw new UsageError(`--${name} must be at least 1, got "${v}"`);
-  return n;
-}
+  return v === undefined ? undefined : parseTokenCount(v);
+};
 
 function defined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
