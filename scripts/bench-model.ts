@@ -1,19 +1,34 @@
 // Model runner speed: decode step time at batch 1, 8, 32 with 512 tokens of past, and prefill time for
 // 512 tokens — ours (ModelRunner) and transformers.js on the same files, in one run.
-// Run: npm run pdserve -- model tiny ... (not needed: uses the cached built-in model)
-//      node --import tsx scripts/bench-model.ts
-import { ensureTinyModel, loadModelSpec, ModelRunner } from '@pdserve/model';
-import { loadPeer } from './lib/peer';
+// Run: node --import tsx scripts/bench-model.ts        (the cached built-in model)
+//      node --import tsx scripts/bench-model.ts --preset qwen2.5-0.5b --skip-peer [--past 1024] [--batches 1,8,32]
+import { parseArgs } from 'node:util';
+import { ensureTinyModel, kvBytesPerToken, loadModelSpec, ModelRunner, type PresetName } from '@pdserve/model';
+import { loadPeer, type Peer } from './lib/peer';
 import { machine, median, randomTokens, timeIt } from './lib/stats';
 
-const PAST = 512;
-const STEPS = 8;
-const dir = await ensureTinyModel();
+const { values: args } = parseArgs({
+  options: {
+    preset: { type: 'string' },
+    past: { type: 'string', default: '512' },
+    batches: { type: 'string', default: '1,8,32' },
+    steps: { type: 'string', default: '8' },
+    'skip-peer': { type: 'boolean', default: false },
+  },
+});
+const PRESET = args.preset as PresetName | undefined;
+const PAST = Number(args.past);
+const STEPS = Number(args.steps);
+const BATCHES = args.batches.split(',').map(Number);
+const dir = await ensureTinyModel(PRESET ? { preset: PRESET } : {});
 const spec = loadModelSpec(dir);
+const VOCAB = spec.vocabSize > 150_000 ? 151_643 : spec.vocabSize;
+const rssBefore = process.memoryUsage().rss;
 const runner = await ModelRunner.create(spec);
+const weightsRss = process.memoryUsage().rss - rssBefore;
 
 async function oursDecode(batch: number): Promise<number> {
-  const prompts = Array.from({ length: batch }, (_, b) => randomTokens(PAST, b + 1));
+  const prompts = Array.from({ length: batch }, (_, b) => randomTokens(PAST, b + 1, VOCAB));
   let res = await runner.forward({ rows: prompts.map((p) => ({ tokenIds: p, pastLen: 0 })), pastWidth: 0 });
   let past = PAST;
   const times: number[] = [];
@@ -29,48 +44,50 @@ async function oursDecode(batch: number): Promise<number> {
 }
 
 async function oursPrefill(): Promise<number> {
-  const p = randomTokens(PAST, 99);
+  const p = randomTokens(PAST, 99, VOCAB);
   const times: number[] = [];
   for (let i = 0; i < 3; i++) times.push(await timeIt(() => runner.forward({ rows: [{ tokenIds: p, pastLen: 0 }], pastWidth: 0 })));
   return median(times);
 }
 
-const peer = await loadPeer(dir);
+const peer: Peer | undefined = args['skip-peer'] ? undefined : await loadPeer(dir);
 async function peerDecode(batch: number): Promise<number> {
-  const prompts = Array.from({ length: batch }, (_, b) => randomTokens(PAST, b + 1));
+  const prompts = Array.from({ length: batch }, (_, b) => randomTokens(PAST, b + 1, VOCAB));
   const one: number[] = [];
   const many: number[] = [];
   for (let i = 0; i < 3; i++) {
-    one.push(await timeIt(() => peer.generate(prompts, 1)));
-    many.push(await timeIt(() => peer.generate(prompts, 1 + STEPS)));
+    one.push(await timeIt(() => peer!.generate(prompts, 1)));
+    many.push(await timeIt(() => peer!.generate(prompts, 1 + STEPS)));
   }
   return (median(many) - median(one)) / STEPS;
 }
 async function peerPrefill(): Promise<number> {
-  const p = randomTokens(PAST, 99);
+  const p = randomTokens(PAST, 99, VOCAB);
   const times: number[] = [];
-  for (let i = 0; i < 3; i++) times.push(await timeIt(() => peer.generate([p], 1)));
+  for (let i = 0; i < 3; i++) times.push(await timeIt(() => peer!.generate([p], 1)));
   return median(times);
 }
 
 await oursPrefill(); // warm-up
 const rows: string[][] = [];
-for (const b of [1, 8, 32]) {
+const cell = (ours: number, theirs: number | undefined): string[] =>
+  [(ours * 1000).toFixed(2), theirs === undefined ? '–' : (theirs * 1000).toFixed(2), theirs === undefined ? '–' : (theirs / ours).toFixed(2)];
+for (const b of BATCHES) {
   const ours = await oursDecode(b);
-  const theirs = await peerDecode(b);
-  rows.push([`decode step, batch ${b}, past ${PAST}`, (ours * 1000).toFixed(2), (theirs * 1000).toFixed(2), (theirs / ours).toFixed(2)]);
+  const theirs = peer ? await peerDecode(b) : undefined;
+  rows.push([`decode step, batch ${b}, past ${PAST}`, ...cell(ours, theirs)]);
 }
 const op = await oursPrefill();
-const tp = await peerPrefill();
-rows.push([`prefill ${PAST} tokens, batch 1`, (op * 1000).toFixed(2), (tp * 1000).toFixed(2), (tp / op).toFixed(2)]);
+const tp = peer ? await peerPrefill() : undefined;
+rows.push([`prefill ${PAST} tokens, batch 1`, ...cell(op, tp)]);
 
 const out = [
-  `Tiny model (${spec.numLayers} layers, hidden ${spec.hiddenSize}, ${spec.numHeads} heads / ${spec.numKvHeads} KV heads, vocab ${spec.vocabSize}); ${machine()}; medians.`,
+  `${PRESET ? `Preset ${PRESET}` : 'Tiny model'} (${spec.numLayers} layers, hidden ${spec.hiddenSize}, ${spec.numHeads} heads / ${spec.numKvHeads} KV heads, vocab ${spec.vocabSize}, ${(kvBytesPerToken(spec) / 1024).toFixed(0)} KiB KV per token; weights add ${(weightsRss / 2 ** 30).toFixed(2)} GiB to RSS); ${machine()}; medians.`,
   '',
   '| measurement | pdserve ModelRunner (ms) | transformers.js (ms) | transformers.js ÷ ours |',
   '| --- | ---: | ---: | ---: |',
   ...rows.map((r) => `| ${r.join(' | ')} |`),
 ].join('\n');
 process.stdout.write(out + '\n');
-await peer.dispose();
+await peer?.dispose();
 await runner.release();

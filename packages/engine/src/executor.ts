@@ -2,82 +2,119 @@ import { Worker } from 'node:worker_threads';
 import type { KvLayout } from '@pdserve/kv-cache';
 import { ModelRunner, type LayerKv, type ModelSpec, type RunnerOptions } from '@pdserve/model';
 import { gatherPast, scatterNew } from './kv-io';
+import { ResidentKv } from './resident-kv';
 
 /** One sequence's share of a forward: its new tokens follow `pastLen` tokens already in its blocks. */
 export interface ExecRow {
   readonly seqId: number;
   readonly tokenIds: readonly number[];
+  /**
+   * Tokens already in its blocks. In a decode batch it may be lower than the last step left (a rollback:
+   * the KV past it is ignored and later overwritten).
+   */
   readonly pastLen: number;
   /** Blocks covering positions [0, pastLen + tokenIds.length). */
   readonly blockTable: readonly number[];
+  /** Logits of this many trailing tokens are returned (K+1 to verify K draft tokens); default 1. */
+  readonly numLogits?: number;
 }
 
 export interface ExecBatch {
+  /** 'decode' rows keep their KV resident between batches; any number of new tokens per row. */
   readonly kind: 'prefill' | 'decode';
   readonly rows: readonly ExecRow[];
 }
 
 export interface ExecResult {
-  /** rows × vocab: logits of each row's last token. */
+  /** Logits of each row's last numLogits tokens: rows in the batch's order, then positions in order. */
   readonly logits: Float32Array;
-  /** Seconds inside session.run, and for the whole batch including gather/scatter. */
+  /** Seconds inside session.run, and for the whole batch including moving KV. */
   readonly runSeconds: number;
   readonly execSeconds: number;
-  /** A decode batch whose rows equal the previous one's fed that forward's present straight back. */
-  readonly reusedPast: boolean;
+  /** Tokens of KV copied out of blocks into the model's dense input (0 for a decode batch like the last one). */
+  readonly gatheredTokens: number;
 }
 
 /**
- * Runs batches against the model and the KV pool: gathers past KV from blocks, runs, writes the new
- * tokens' KV back into blocks. A decode batch with the same sequences as the previous decode batch,
- * each one token further, reuses the previous `present` as `past` (no gather), as a plain loop would.
+ * Runs batches against the model and the KV pool, and writes each forward's new KV into blocks. A
+ * prefill batch gathers its rows' past from blocks. Decode batches run on ResidentKv: the previous
+ * decode's present is the next one's past, and only sequences that joined, left or rolled back move.
  */
 export class BatchExecutor {
-  private lastDecode: { seqIds: number[]; pastLens: number[]; width: number; present: readonly LayerKv[] } | undefined;
+  private readonly resident: ResidentKv;
 
   constructor(
     private readonly runner: ModelRunner,
     private readonly layout: KvLayout,
     private readonly pool: Float32Array,
-  ) {}
-
-  async run(batch: ExecBatch): Promise<ExecResult> {
-    const t0 = performance.now();
-    const rows = batch.rows;
-    const reuse = batch.kind === 'decode' && this.canReuse(rows);
-    let width: number;
-    let past: readonly LayerKv[] | undefined;
-    if (reuse) {
-      width = this.lastDecode!.width;
-      past = this.lastDecode!.present;
-    } else {
-      width = Math.max(...rows.map((r) => r.pastLen));
-      past = width > 0 ? gatherPast(this.pool, this.layout, rows.map((r) => ({ blockTable: r.blockTable, len: r.pastLen })), width) : undefined;
-    }
-    const res = await this.runner.forward({ rows, pastWidth: width, past });
-    const total = width + res.seqLen;
-    scatterNew(
-      this.pool,
-      this.layout,
-      res.present,
-      total,
-      rows.map((r) => ({ blockTable: r.blockTable, pastLen: r.pastLen, count: r.tokenIds.length })),
-    );
-    this.lastDecode =
-      batch.kind === 'decode'
-        ? { seqIds: rows.map((r) => r.seqId), pastLens: rows.map((r) => r.pastLen), width: total, present: res.present }
-        : this.lastDecode;
-    return { logits: res.logits, runSeconds: res.runSeconds, execSeconds: (performance.now() - t0) / 1000, reusedPast: reuse };
+  ) {
+    this.resident = new ResidentKv(layout, pool);
   }
 
-  /** Token ids only ever grow, so equal ids one step further means the cached present is exact. */
-  private canReuse(rows: readonly ExecRow[]): boolean {
-    const last = this.lastDecode;
-    if (!last || last.seqIds.length !== rows.length) return false;
-    for (let i = 0; i < rows.length; i++) {
-      if (rows[i]!.seqId !== last.seqIds[i] || rows[i]!.pastLen !== last.pastLens[i]! + 1) return false;
+  async run(batch: ExecBatch): Promise<ExecResult> {
+    try {
+      return batch.kind === 'decode' ? await this.decode(batch.rows) : await this.prefill(batch.rows);
+    } catch (err) {
+      this.resident.clear();
+      throw err;
     }
-    return true;
+  }
+
+  private async prefill(rows: readonly ExecRow[]): Promise<ExecResult> {
+    const t0 = performance.now();
+    // Their KV changes outside decode (a preempted sequence is recomputed): decode copies it in again.
+    for (const r of rows) this.resident.forget(r.seqId);
+    const width = Math.max(...rows.map((r) => r.pastLen));
+    const past = width > 0 ? gatherPast(this.pool, this.layout, rows.map((r) => ({ blockTable: r.blockTable, len: r.pastLen })), width) : undefined;
+    const res = await this.runner.forward({ rows, pastWidth: width, past });
+    this.scatter(res.present, width + res.seqLen, rows);
+    const gatheredTokens = width > 0 ? rows.reduce((a, r) => a + r.pastLen, 0) : 0;
+    return { logits: res.logits, runSeconds: res.runSeconds, execSeconds: (performance.now() - t0) / 1000, gatheredTokens };
+  }
+
+  private async decode(rows: readonly ExecRow[]): Promise<ExecResult> {
+    const t0 = performance.now();
+    const seqLen = Math.max(...rows.map((r) => r.tokenIds.length));
+    const plan = this.resident.prepare(rows, seqLen);
+    const bySlot: ExecRow[] = new Array<ExecRow>(rows.length);
+    rows.forEach((r, i) => (bySlot[plan.slotOf[i]!] = r));
+    const res = await this.runner.forward({
+      rows: bySlot,
+      pastWidth: plan.width,
+      past: plan.past,
+      pastMask: plan.pastMask,
+      presentInto: this.resident.presentInto(seqLen),
+    });
+    this.resident.commit(seqLen, bySlot.map((r) => r.tokenIds.length));
+    this.scatter(res.present, plan.width + seqLen, bySlot);
+    return {
+      logits: this.inRowOrder(res.logits, rows, plan.slotOf, bySlot),
+      runSeconds: res.runSeconds,
+      execSeconds: (performance.now() - t0) / 1000,
+      gatheredTokens: plan.gatheredTokens,
+    };
+  }
+
+  /** Writes each row's new tokens' KV (the right end of `present`) into its blocks. */
+  private scatter(present: readonly LayerKv[], total: number, rows: readonly ExecRow[]): void {
+    scatterNew(this.pool, this.layout, present, total, rows.map((r) => ({ blockTable: r.blockTable, pastLen: r.pastLen, count: r.tokenIds.length })));
+  }
+
+  /** Logits come back in slot order; the caller wants its own row order. */
+  private inRowOrder(logits: Float32Array, rows: readonly ExecRow[], slotOf: readonly number[], bySlot: readonly ExecRow[]): Float32Array {
+    if (slotOf.every((s, i) => s === i)) return logits;
+    const V = this.runner.spec.vocabSize;
+    const count = (r: ExecRow): number => r.numLogits ?? 1;
+    const offset: number[] = [];
+    bySlot.reduce((at, r, slot) => ((offset[slot] = at), at + count(r)), 0);
+    const out = new Float32Array(logits.length);
+    let at = 0;
+    rows.forEach((r, i) => {
+      const from = offset[slotOf[i]!]! * V;
+      out.set(logits.subarray(from, from + count(r) * V), at * V);
+      at += count(r);
+    });
+    return out;
   }
 }
 

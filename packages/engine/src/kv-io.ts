@@ -16,30 +16,43 @@ export function gatherPast(
   rows: readonly (RowBlocks & { readonly len: number })[],
   width: number,
 ): LayerKv[] {
+  const floats = rows.length * layout.numKvHeads * width * layout.headDim;
+  const out = Array.from({ length: layout.numLayers }, () => ({ key: new Float32Array(floats), value: new Float32Array(floats) }));
+  rows.forEach((row, b) => gatherRow(pool, layout, row, out, b, width));
+  return out;
+}
+
+/**
+ * Copies one row's first `len` tokens of KV from its blocks into batch row `slot` of `dst` (per layer,
+ * [rows, kvHeads, width, headDim]), right-aligned. Columns left of them are not touched.
+ */
+export function gatherRow(
+  pool: Float32Array,
+  layout: KvLayout,
+  row: RowBlocks & { readonly len: number },
+  dst: readonly LayerKv[],
+  slot: number,
+  width: number,
+): void {
   const { numLayers, numKvHeads: H, headDim: D, blockSize: bs } = layout;
   const blockFloats = numLayers * 2 * H * bs * D;
-  const out: LayerKv[] = [];
+  const { blockTable, len } = row;
+  const pad = width - len;
+  if (pad < 0) throw new Error(`a row of ${len} tokens does not fit in ${width} columns`);
   for (let l = 0; l < numLayers; l++) {
-    const key = new Float32Array(rows.length * H * width * D);
-    const value = new Float32Array(rows.length * H * width * D);
-    for (let b = 0; b < rows.length; b++) {
-      const { blockTable, len } = rows[b]!;
-      const pad = width - len;
-      for (let t0 = 0; t0 < len; t0 += bs) {
-        const n = Math.min(bs, len - t0);
-        const base = blockTable[t0 / bs]! * blockFloats;
-        for (let h = 0; h < H; h++) {
-          const dst = ((b * H + h) * width + pad + t0) * D;
-          const ks = base + headRunOffset(layout, l, 0, h);
-          const vs = base + headRunOffset(layout, l, 1, h);
-          key.set(pool.subarray(ks, ks + n * D), dst);
-          value.set(pool.subarray(vs, vs + n * D), dst);
-        }
+    const { key, value } = dst[l]!;
+    for (let t0 = 0; t0 < len; t0 += bs) {
+      const n = Math.min(bs, len - t0);
+      const base = blockTable[t0 / bs]! * blockFloats;
+      for (let h = 0; h < H; h++) {
+        const at = ((slot * H + h) * width + pad + t0) * D;
+        const ks = base + headRunOffset(layout, l, 0, h);
+        const vs = base + headRunOffset(layout, l, 1, h);
+        key.set(pool.subarray(ks, ks + n * D), at);
+        value.set(pool.subarray(vs, vs + n * D), at);
       }
     }
-    out.push({ key, value });
   }
-  return out;
 }
 
 /**

@@ -17,7 +17,7 @@ export {
   type StructuredOutput,
   type TokenLogprob,
 } from './sampling';
-export { buildTinyModel, type TinyModelOptions } from './tiny/index';
+export { buildTinyModel, PRESETS, type PresetName, type TinyModelOptions } from './tiny/index';
 export { REPO_ROOT, cacheDir, ensureTinyModel } from './tiny-cache';
 export {
   boundsProblem,

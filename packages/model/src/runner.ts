@@ -24,21 +24,38 @@ export interface LayerKv {
 export interface ForwardRow {
   readonly tokenIds: readonly number[];
   readonly pastLen: number;
+  /**
+   * Logits of this many trailing new tokens are returned (K+1 to verify K draft tokens); default 1,
+   * at most tokenIds.length.
+   */
+  readonly numLogits?: number;
 }
 
 /**
- * A rectangular batch. Past KV is right-aligned in a window of `pastWidth` columns (row b's real past
- * occupies the last rows[b].pastLen columns); new tokens are left-padded to the longest row.
+ * A rectangular batch. Past KV has `pastWidth` columns; by default row b's real past is right-aligned
+ * (its last rows[b].pastLen columns), or `pastMask` says which columns hold it. New tokens are
+ * left-padded to the longest row.
  */
 export interface ForwardBatch {
   readonly rows: readonly ForwardRow[];
   readonly pastWidth: number;
   /** Per layer, [batch, kvHeads, pastWidth, headDim]; omitted when pastWidth is 0. */
   readonly past?: readonly LayerKv[];
+  /**
+   * [batch, pastWidth], 1 where a column holds one of the row's past tokens. Each row's set columns are
+   * its positions 0..pastLen-1 in order; holes (rolled-back or padding columns) are 0. Keys carry their
+   * rotary position, so a hole changes nothing but the column count.
+   */
+  readonly pastMask?: Uint8Array;
+  /**
+   * Per layer, buffers of exactly [batch, kvHeads, pastWidth + seqLen, headDim] floats that onnxruntime
+   * writes `present` into (the result's present is then these); omitted: onnxruntime allocates it.
+   */
+  readonly presentInto?: readonly LayerKv[];
 }
 
 export interface ForwardResult {
-  /** [batch, vocab]: logits of each row's last token. */
+  /** Logits of each row's trailing numLogits tokens, rows in order, then positions in order: [Σ counts, vocab]. */
   readonly logits: Float32Array;
   /** Per layer, [batch, kvHeads, pastWidth + seqLen, headDim]. */
   readonly present: readonly LayerKv[];
@@ -85,6 +102,11 @@ export class ModelRunner {
     return this.session.inputNames.includes('position_ids');
   }
 
+  /** Graphs with this input compute the lm_head for the trailing positions asked for only. */
+  private get keepsLogits(): boolean {
+    return this.session.inputNames.includes('num_logits_to_keep');
+  }
+
   /** Runs one forward pass. Rows' padding follows ForwardBatch; outputs are copied out of onnxruntime. */
   async forward(batch: ForwardBatch): Promise<ForwardResult> {
     const { numLayers, numKvHeads, headDim, vocabSize } = this.spec;
@@ -95,11 +117,25 @@ export class ModelRunner {
     const inputIds = new BigInt64Array(B * S);
     const mask = new BigInt64Array(B * T);
     const positions = new BigInt64Array(B * S);
+    const counts = batch.rows.map((r) => r.numLogits ?? 1);
+    const keep = Math.max(...counts);
+    const pastMask = batch.pastMask;
+    if (pastMask && pastMask.length !== B * P) throw new Error(`pastMask holds ${pastMask.length} columns, expected ${B} × ${P}`);
     for (let b = 0; b < B; b++) {
       const row = batch.rows[b]!;
       const s = row.tokenIds.length;
+      if (s === 0) throw new Error(`row ${b} has no new tokens`);
+      if (counts[b]! < 1 || counts[b]! > s) throw new Error(`row ${b}: numLogits ${counts[b]} outside [1, ${s}]`);
       if (row.pastLen > P) throw new Error(`row ${b}: pastLen ${row.pastLen} exceeds pastWidth ${P}`);
-      for (let j = P - row.pastLen; j < P; j++) mask[b * T + j] = 1n;
+      if (pastMask) {
+        let set = 0;
+        for (let j = 0; j < P; j++) {
+          if (pastMask[b * P + j] === 0) continue;
+          mask[b * T + j] = 1n;
+          set++;
+        }
+        if (set !== row.pastLen) throw new Error(`row ${b}: pastMask has ${set} columns set, pastLen is ${row.pastLen}`);
+      } else for (let j = P - row.pastLen; j < P; j++) mask[b * T + j] = 1n;
       for (let i = 0; i < s; i++) {
         const col = S - s + i;
         inputIds[b * S + col] = BigInt(row.tokenIds[i]!);
@@ -112,6 +148,7 @@ export class ModelRunner {
       attention_mask: new ort.Tensor('int64', mask, [B, T]),
     };
     if (this.usesPositionIds) feeds['position_ids'] = new ort.Tensor('int64', positions, [B, S]);
+    if (this.keepsLogits) feeds['num_logits_to_keep'] = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
     const pastDims = [B, numKvHeads, P, headDim];
     const empty = new Float32Array(0);
     for (let l = 0; l < numLayers; l++) {
@@ -119,23 +156,37 @@ export class ModelRunner {
       feeds[`past_key_values.${l}.key`] = new ort.Tensor('float32', P > 0 ? kv!.key : empty, pastDims);
       feeds[`past_key_values.${l}.value`] = new ort.Tensor('float32', P > 0 ? kv!.value : empty, pastDims);
     }
+    let fetches: Record<string, ort.Tensor | null> | undefined;
+    if (batch.presentInto) {
+      fetches = { logits: null };
+      const dims = [B, numKvHeads, T, headDim];
+      batch.presentInto.forEach((kv, l) => {
+        fetches![`present.${l}.key`] = new ort.Tensor('float32', kv.key, dims);
+        fetches![`present.${l}.value`] = new ort.Tensor('float32', kv.value, dims);
+      });
+    }
     const t0 = performance.now();
-    const out = await this.session.run(feeds);
+    const out = fetches ? await this.session.run(feeds, fetches as Record<string, ort.Tensor>) : await this.session.run(feeds);
     const runSeconds = (performance.now() - t0) / 1000;
 
     const logitsT = out['logits']!;
     const outLen = logitsT.dims[1]!;
     const raw = logitsT.data as Float32Array;
-    // Graphs that emit logits for every position are sliced to the last one; ours already emits one.
+    // Each row's trailing positions, out of the `outLen` trailing positions the graph returned
+    // (`keep` for graphs that take num_logits_to_keep, every position for others).
     let logits: Float32Array;
-    if (outLen === 1) logits = raw;
+    if (outLen === 1 && B === raw.length / vocabSize) logits = raw;
     else {
-      logits = new Float32Array(B * vocabSize);
+      logits = new Float32Array(counts.reduce((a, c) => a + c, 0) * vocabSize);
+      let at = 0;
       for (let b = 0; b < B; b++) {
-        const from = (b * outLen + outLen - 1) * vocabSize;
-        logits.set(raw.subarray(from, from + vocabSize), b * vocabSize);
+        const from = (b * outLen + outLen - counts[b]!) * vocabSize;
+        logits.set(raw.subarray(from, from + counts[b]! * vocabSize), at);
+        at += counts[b]! * vocabSize;
       }
     }
+    // onnxruntime-node hands back a copy of a preallocated output; the buffers it wrote are the ones asked for.
+    if (batch.presentInto) return { logits, present: batch.presentInto, seqLen: S, runSeconds };
     const present: LayerKv[] = [];
     for (let l = 0; l < numLayers; l++) {
       present.push({

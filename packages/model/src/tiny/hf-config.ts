@@ -3,10 +3,11 @@ import type { TinyShape } from './options';
 import type { TokenizerFiles } from './tokenizer-files';
 
 export function configJson(s: TinyShape, tok: TokenizerFiles, externalData: boolean): Record<string, unknown> {
+  const qwen2 = s.architecture === 'qwen2';
   return {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    attention_bias: false,
+    architectures: [qwen2 ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'],
+    model_type: s.architecture,
+    attention_bias: s.attentionBias,
     attention_dropout: 0.0,
     bos_token_id: tok.bosTokenId,
     eos_token_id: tok.eosTokenIds[0],
@@ -25,10 +26,11 @@ export function configJson(s: TinyShape, tok: TokenizerFiles, externalData: bool
     rms_norm_eps: s.rmsNormEps,
     rope_scaling: null,
     rope_theta: s.ropeTheta,
-    tie_word_embeddings: false,
+    tie_word_embeddings: s.tieEmbeddings,
     torch_dtype: 'float32',
     use_cache: true,
     vocab_size: s.vocab,
+    ...(qwen2 ? { use_sliding_window: false, sliding_window: s.maxPositions, max_window_layers: s.layers } : {}),
     // transformers.js: load onnx/model.onnx (fp32, no suffix) by default, and fetch the external data file with it.
     'transformers.js_config': { dtype: 'fp32', ...(externalData ? { use_external_data_format: true } : {}) },
     pdserve_tiny: { seed: s.seed, tokenizer: s.tokenizer },

@@ -23,4 +23,12 @@ export const init = {
   /** Projections keep the activation scale: std 1/√fan_in, times an optional gain. */
   linear: (fanIn: number, gain = 1): InitScale => ({ mean: 0, std: gain / Math.sqrt(fanIn) }),
   lmHead: (s: TinyShape): InitScale => ({ mean: 0, std: LOGIT_STD / Math.sqrt(s.hidden) }),
+  /**
+   * The final norm. Tied to the embedding, lm_head's rows have std EMBED_STD, not LOGIT_STD/√hidden;
+   * scaling the final norm by their ratio gives the logits the same spread as an untied head.
+   */
+  finalNorm: (s: TinyShape): InitScale =>
+    s.tieEmbeddings ? { mean: LOGIT_STD / (EMBED_STD * Math.sqrt(s.hidden)), std: NORM_JITTER * LOGIT_STD / (EMBED_STD * Math.sqrt(s.hidden)) } : init.norm(),
+  /** q/k/v biases (Qwen2): small beside the projections' unit-scale outputs, large enough to matter. */
+  bias: (): InitScale => ({ mean: 0, std: 0.1 }),
 };

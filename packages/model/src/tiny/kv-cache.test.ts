@@ -35,7 +35,7 @@ afterAll(async () => {
 describe('tiny model with onnxruntime-node', () => {
   it('declares the Optimum I/O names', () => {
     const pkv = [0, 1].flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]);
-    expect(run.session.inputNames).toEqual(['input_ids', 'attention_mask', 'position_ids', ...pkv]);
+    expect(run.session.inputNames).toEqual(['input_ids', 'attention_mask', 'position_ids', 'num_logits_to_keep', ...pkv]);
     expect(run.session.outputNames).toEqual(['logits', ...pkv.map((n) => n.replace('past_key_values', 'present'))]);
   });
 
@@ -67,11 +67,35 @@ describe('tiny model with onnxruntime-node', () => {
     }
   });
 
+  it('returns the last num_logits_to_keep positions\' logits, every position for 0', async () => {
+    const ids = [1, 415, 4996, 17354, 1701];
+    const logitsFor = async (keep: number): Promise<ort.Tensor> =>
+      (
+        await run.session.run({
+          input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, 5]),
+          attention_mask: new ort.Tensor('int64', new BigInt64Array(5).fill(1n), [1, 5]),
+          position_ids: new ort.Tensor('int64', BigInt64Array.from([0n, 1n, 2n, 3n, 4n]), [1, 5]),
+          num_logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []),
+          ...Object.fromEntries(
+            [0, 1].flatMap((i) => ['key', 'value'].map((kv) => [`past_key_values.${i}.${kv}`, new ort.Tensor('float32', new Float32Array(0), [1, 2, 0, 8])])),
+          ),
+        })
+      )['logits']!;
+    const all = await logitsFor(0);
+    const two = await logitsFor(2);
+    expect(all.dims).toEqual([1, 5, run.vocab]);
+    expect(two.dims).toEqual([1, 2, run.vocab]);
+    const tail = (all.data as Float32Array).subarray(3 * run.vocab);
+    const got = two.data as Float32Array;
+    for (let i = 0; i < got.length; i += 97) expect(got[i]).toBeCloseTo(tail[i]!, 4);
+  });
+
   it('keeps logits finite for rows that are all padding', async () => {
     const out = await run.session.run({
       input_ids: new ort.Tensor('int64', BigInt64Array.from([0n, 0n, 1n, 0n, 1n, 306n]), [2, 3]),
       attention_mask: new ort.Tensor('int64', BigInt64Array.from([0n, 0n, 1n, 0n, 1n, 1n]), [2, 3]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from([0n, 0n, 0n, 0n, 0n, 1n]), [2, 3]),
+      num_logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(1n), []),
       ...Object.fromEntries(
         [0, 1].flatMap((i) => ['key', 'value'].map((kv) => [`past_key_values.${i}.${kv}`, new ort.Tensor('float32', new Float32Array(0), [2, 2, 0, 8])])),
       ),

@@ -16,6 +16,7 @@ export const DIM = {
   seq: 'sequence_length',
   past: 'past_sequence_length',
   total: 'total_sequence_length',
+  logits: 'num_logits',
 } as const;
 
 export function buildLlamaGraph(s: TinyShape): GraphBuilder {
@@ -23,6 +24,8 @@ export function buildLlamaGraph(s: TinyShape): GraphBuilder {
   const inputIds = b.input('input_ids', DataType.INT64, [DIM.batch, DIM.seq]);
   const attentionMask = b.input('attention_mask', DataType.INT64, [DIM.batch, DIM.total]);
   const positionIds = b.input('position_ids', DataType.INT64, [DIM.batch, DIM.seq]);
+  // As transformers' logits_to_keep (and transformers.js's input of this name): the last N positions, 0 = all.
+  const logitsToKeep = b.input('num_logits_to_keep', DataType.INT64, []);
   const past = Array.from({ length: s.layers }, (_, i) => ({
     key: b.input(`past_key_values.${i}.key`, DataType.FLOAT, cacheDims(s, DIM.past)),
     value: b.input(`past_key_values.${i}.value`, DataType.FLOAT, cacheDims(s, DIM.past)),
@@ -38,20 +41,33 @@ export function buildLlamaGraph(s: TinyShape): GraphBuilder {
     hidden = layer.hidden;
     present.push({ key: layer.presentKey, value: layer.presentValue });
   }
-  // Only the last position's logits are ever used to pick the next token; computing the lm_head for
-  // every prompt position would cost as much as all the layers together (like HF's logits_to_keep=1).
-  const last = b.op('Slice', [hidden, b.constI64([-1]), b.constI64([Number.MAX_SAFE_INTEGER]), b.constI64([1])], '/model/last_position');
-  const normed = rmsNorm(b, last, 'model.norm.weight', s, '/model/norm');
-  const lmHead = b.weight({ name: 'lm_head.weight', dims: [s.hidden, s.vocab], ...init.lmHead(s) });
-  let logits = b.op('MatMul', [normed, lmHead], '/lm_head');
+  // Only the positions whose next token is wanted (the last one; K+1 when verifying K draft tokens) go
+  // through the lm_head: computing it for every prompt position would cost as much as all the layers.
+  const n = '/model/logits_to_keep';
+  const start = b.op('Neg', [b.op('Unsqueeze', [logitsToKeep, b.constI64([0])], n)], n); // -N, or 0 (all) for N = 0
+  const kept = b.op('Slice', [hidden, start, b.constI64([Number.MAX_SAFE_INTEGER]), b.constI64([1])], n);
+  const normed = rmsNorm(b, kept, 'model.norm.weight', s, '/model/norm', init.finalNorm(s));
+  let logits = s.tieEmbeddings ? tiedLmHead(b, normed, embed, s) : b.op('MatMul', [normed, b.weight({ name: 'lm_head.weight', dims: [s.hidden, s.vocab], ...init.lmHead(s) })], '/lm_head');
   if (s.tokenCount < s.vocab) logits = b.op('Add', [logits, paddingBias(b, s)], '/lm_head');
   // Output order as Optimum: logits first, then present.{i}.key/value.
-  b.output(logits, 'logits', DataType.FLOAT, [DIM.batch, 1, s.vocab]);
+  b.output(logits, 'logits', DataType.FLOAT, [DIM.batch, DIM.logits, s.vocab]);
   present.forEach((p, i) => {
     b.output(p.key, `present.${i}.key`, DataType.FLOAT, cacheDims(s, DIM.total));
     b.output(p.value, `present.${i}.value`, DataType.FLOAT, cacheDims(s, DIM.total));
   });
   return b;
+}
+
+/**
+ * hidden · embedᵀ without a transposed copy of the embedding: Gemm reads it transposed in place (a
+ * MatMul over Transpose(embed) would be constant-folded into a second vocab × hidden matrix).
+ */
+function tiedLmHead(b: GraphBuilder, x: string, embed: string, s: TinyShape): string {
+  const n = '/lm_head';
+  const rows = b.op('Reshape', [x, b.constI64([-1, s.hidden])], n);
+  const logits = b.op('Gemm', [rows, embed], n, { transB: 1 });
+  const shape = b.op('Concat', [b.op('Shape', [x], n, { start: 0, end: 2 }), b.constI64([s.vocab])], n, { axis: 0 });
+  return b.op('Reshape', [logits, shape], n);
 }
 
 /** Trained models never emit embedding-padding ids; a random one would, and they cannot be detokenized. */

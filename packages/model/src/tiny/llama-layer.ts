@@ -1,8 +1,8 @@
 // One Llama decoder layer, written with standard ONNX ops only (opset 17): RMSNorm, grouped-query
-// self-attention with rotary embeddings and a KV cache, SwiGLU MLP. Weights are stored pre-transposed
+// self-attention with rotary embeddings and a KV cache (q/k/v biases for Qwen2), SwiGLU MLP. Weights are stored pre-transposed
 // ([in, out]) so each projection is a single MatMul.
 import type { GraphBuilder } from './graph-builder';
-import { init, QK_GAIN } from './init';
+import { init, QK_GAIN, type InitScale } from './init';
 import type { TinyShape } from './options';
 
 /** Masked attention scores are replaced by this (float32 lowest, as transformers does); a row with no
@@ -25,16 +25,18 @@ export interface LayerOut {
   readonly presentValue: string;
 }
 
-export function rmsNorm(b: GraphBuilder, x: string, weightName: string, s: TinyShape, n: string): string {
-  const w = b.weight({ name: weightName, dims: [s.hidden], ...init.norm() });
+export function rmsNorm(b: GraphBuilder, x: string, weightName: string, s: TinyShape, n: string, scale: InitScale = init.norm()): string {
+  const w = b.weight({ name: weightName, dims: [s.hidden], ...scale });
   const meanSquare = b.op('ReduceMean', [b.op('Mul', [x, x], n)], n, { axes: [-1], keepdims: 1 });
   const inv = b.op('Reciprocal', [b.op('Sqrt', [b.op('Add', [meanSquare, b.constF32([s.rmsNormEps], [])], n)], n)], n);
   return b.op('Mul', [b.op('Mul', [x, inv], n), w], n);
 }
 
-function linear(b: GraphBuilder, x: string, name: string, fanIn: number, fanOut: number, gain = 1): string {
+function linear(b: GraphBuilder, x: string, name: string, fanIn: number, fanOut: number, gain = 1, bias = false): string {
   const w = b.weight({ name: `${name}.weight`, dims: [fanIn, fanOut], ...init.linear(fanIn, gain) });
-  return b.op('MatMul', [x, w], `/${name.replaceAll('.', '/')}`);
+  const n = `/${name.replaceAll('.', '/')}`;
+  const y = b.op('MatMul', [x, w], n);
+  return bias ? b.op('Add', [y, b.weight({ name: `${name}.bias`, dims: [fanOut], ...init.bias() })], n) : y;
 }
 
 /** [batch, seq, heads*headDim] → [batch, heads, seq, headDim] */
@@ -58,9 +60,10 @@ function applyRotary(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, n: s
  */
 function selfAttention(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, prefix: string): { out: string; key: string; value: string } {
   const n = `/${prefix.replaceAll('.', '/')}/self_attn`;
-  const q = splitHeads(b, linear(b, x, `${prefix}.self_attn.q_proj`, s.hidden, s.heads * s.headDim, QK_GAIN), s.heads, s.headDim, n);
-  const k = splitHeads(b, linear(b, x, `${prefix}.self_attn.k_proj`, s.hidden, s.kvHeads * s.headDim, QK_GAIN), s.kvHeads, s.headDim, n);
-  const v = splitHeads(b, linear(b, x, `${prefix}.self_attn.v_proj`, s.hidden, s.kvHeads * s.headDim), s.kvHeads, s.headDim, n);
+  const bias = s.attentionBias;
+  const q = splitHeads(b, linear(b, x, `${prefix}.self_attn.q_proj`, s.hidden, s.heads * s.headDim, QK_GAIN, bias), s.heads, s.headDim, n);
+  const k = splitHeads(b, linear(b, x, `${prefix}.self_attn.k_proj`, s.hidden, s.kvHeads * s.headDim, QK_GAIN, bias), s.kvHeads, s.headDim, n);
+  const v = splitHeads(b, linear(b, x, `${prefix}.self_attn.v_proj`, s.hidden, s.kvHeads * s.headDim, 1, bias), s.kvHeads, s.headDim, n);
   const qScaled = b.op('Mul', [applyRotary(b, q, io, s, n), b.constF32([1 / Math.sqrt(s.headDim)], [])], n);
   const key = b.op('Concat', [io.pastKey, applyRotary(b, k, io, s, n)], n, { axis: 2 }); // [batch, kvHeads, total, headDim]
   const value = b.op('Concat', [io.pastValue, v], n, { axis: 2 });

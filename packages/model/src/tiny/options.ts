@@ -1,7 +1,33 @@
-/** What to build; every field but `out` has a default that gives the ~70 MB built-in tiny model. */
+/** Real models' shapes, with random weights: what the engine is measured at beyond the tiny default. */
+export const PRESETS = {
+  /** Qwen2.5-0.5B: 494 M parameters (~1.9 GiB at fp32), 24 KiB of KV per token. */
+  'qwen2.5-0.5b': {
+    architecture: 'qwen2', layers: 24, hidden: 896, heads: 14, kvHeads: 2, ffn: 4864, tokenizer: 'qwen3',
+    tieEmbeddings: true, attentionBias: true, maxPositions: 32768, ropeTheta: 1_000_000, rmsNormEps: 1e-6,
+  },
+  /**
+   * TinyLlama-1.1B's shape (a Llama-2 architecture with the Llama-2 tokenizer): 1.1 B parameters
+   * (~4.1 GiB at fp32; 3.85 GiB of RSS once loaded), 44 KiB of KV per token: a 1 B Llama that leaves
+   * most of a shared 24 GiB machine to a KV pool and to the others on it.
+   */
+  'llama-1b': {
+    architecture: 'llama', layers: 22, hidden: 2048, heads: 32, kvHeads: 4, ffn: 5632, tokenizer: 'llama2',
+    tieEmbeddings: false, attentionBias: false, maxPositions: 2048, ropeTheta: 10000, rmsNormEps: 1e-5,
+  },
+} as const satisfies Record<string, Omit<TinyModelOptions, 'out' | 'seed' | 'preset'>>;
+export type PresetName = keyof typeof PRESETS;
+
+/**
+ * What to build; every field but `out` has a default that gives the ~70 MB built-in tiny model, or the
+ * preset's value when a preset is named (fields given explicitly override it).
+ */
 export interface TinyModelOptions {
   /** Directory to write; created if missing, files in it are overwritten. */
   out: string;
+  /** A real model's shape (see PRESETS). */
+  preset?: PresetName;
+  /** config.json's model_type: 'qwen2' is Llama with q/k/v biases and usually tied embeddings. Default 'llama'. */
+  architecture?: 'llama' | 'qwen2';
   /** Weight seed: the same seed gives byte-identical files. Default 0. */
   seed?: number;
   /** Decoder layers. Default 4. */
@@ -22,11 +48,16 @@ export interface TinyModelOptions {
   ropeTheta?: number;
   /** RMSNorm epsilon. Default 1e-5. */
   rmsNormEps?: number;
+  /** lm_head shares the embedding matrix (no separate lm_head.weight). Default false. */
+  tieEmbeddings?: boolean;
+  /** q/k/v projections have biases, as Qwen2's. Default false. */
+  attentionBias?: boolean;
 }
 
 /** The model's shape with every default applied and checked. */
 export interface TinyShape {
   readonly seed: number;
+  readonly architecture: 'llama' | 'qwen2';
   readonly layers: number;
   readonly hidden: number;
   readonly heads: number;
@@ -40,6 +71,8 @@ export interface TinyShape {
   readonly maxPositions: number;
   readonly ropeTheta: number;
   readonly rmsNormEps: number;
+  readonly tieEmbeddings: boolean;
+  readonly attentionBias: boolean;
 }
 
 /** Vocabulary size per tokenizer: llama2's 32000; Qwen3's padded embedding size (its ids end at 151668). */
@@ -53,8 +86,15 @@ function positiveInt(name: string, v: number): number {
 }
 
 /** Applies defaults and rejects shapes the graph cannot express. */
-export function resolveShape(opts: TinyModelOptions): TinyShape {
+export function resolveShape(given: TinyModelOptions): TinyShape {
+  if (given.preset !== undefined && !(given.preset in PRESETS)) {
+    throw new RangeError(`tiny model: unknown preset ${String(given.preset)} (known: ${Object.keys(PRESETS).join(', ')})`);
+  }
+  const defined = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as TinyModelOptions;
+  const opts: TinyModelOptions = given.preset === undefined ? defined : { ...PRESETS[given.preset], ...defined };
   const seed = opts.seed ?? 0;
+  const architecture = opts.architecture ?? 'llama';
+  if (architecture !== 'llama' && architecture !== 'qwen2') throw new RangeError(`tiny model: unknown architecture ${String(architecture)}`);
   if (!Number.isInteger(seed)) throw new RangeError(`tiny model: seed must be an integer, got ${seed}`);
   const layers = positiveInt('layers', opts.layers ?? 4);
   const hidden = positiveInt('hidden', opts.hidden ?? 256);
@@ -74,6 +114,7 @@ export function resolveShape(opts: TinyModelOptions): TinyShape {
   if (!(ropeTheta > 0)) throw new RangeError(`tiny model: ropeTheta must be positive, got ${ropeTheta}`);
   if (!(rmsNormEps > 0)) throw new RangeError(`tiny model: rmsNormEps must be positive, got ${rmsNormEps}`);
   return {
-    seed, layers, hidden, heads, kvHeads, headDim, ffn, vocab: VOCAB_SIZE[tokenizer], tokenCount: TOKEN_COUNT[tokenizer], tokenizer, maxPositions, ropeTheta, rmsNormEps,
+    seed, architecture, layers, hidden, heads, kvHeads, headDim, ffn, vocab: VOCAB_SIZE[tokenizer], tokenCount: TOKEN_COUNT[tokenizer], tokenizer,
+    maxPositions, ropeTheta, rmsNormEps, tieEmbeddings: opts.tieEmbeddings ?? false, attentionBias: opts.attentionBias ?? false,
   };
 }

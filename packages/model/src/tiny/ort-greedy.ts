@@ -37,7 +37,12 @@ function emptyCache(run: TinyRun, batch: number): Cache {
 
 /** One forward pass; returns the last position's logits per row and the new cache. */
 export async function forward(run: TinyRun, ids: number[][], mask: number[][], positions: number[][], past: Cache): Promise<{ last: Float32Array[]; present: Cache }> {
-  const feeds: Record<string, ort.Tensor> = { input_ids: i64(ids), attention_mask: i64(mask), position_ids: i64(positions) };
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: i64(ids),
+    attention_mask: i64(mask),
+    position_ids: i64(positions),
+    num_logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(1n), []),
+  };
   past.forEach((p, i) => {
     feeds[`past_key_values.${i}.key`] = p.key;
     feeds[`past_key_values.${i}.value`] = p.value;

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AutoModelForCausalLM, AutoTokenizer, env, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureTinyModel } from '../tiny-cache';
 import { buildTinyModel } from './index';
 import { greedyCached, openTinyRun, type TinyRun } from './ort-greedy';
 
@@ -127,4 +128,22 @@ describe('transformers.js cross-check', () => {
       await release(l);
     }
   });
+
+  // The real-size preset, built once into the model cache (~2 GB; the first build takes a minute or so).
+  // Kept short: two prompts, six tokens each, since a forward of the 0.5 B model is slow on a shared CPU.
+  it('the qwen2.5-0.5b preset (tied embeddings, q/k/v biases) generates exactly our greedy tokens', async () => {
+    const l = await load(await ensureTinyModel({ preset: 'qwen2.5-0.5b' }));
+    try {
+      expect(l.run.layers).toBe(24);
+      for (const text of ['Hello world', 'def fibonacci(n):']) {
+        const ids = encode(l, text);
+        const [theirs] = await transformersGreedy(l, [ids], 6);
+        const ours = await greedyCached(l.run, ids, 6);
+        expect(theirs, text).toEqual(ours.tokens);
+        expect(Math.max(...theirs!)).toBeLessThan(151669);
+      }
+    } finally {
+      await release(l);
+    }
+  }, 600_000);
 });

@@ -1,0 +1,128 @@
+// The executor's decode path as speculative decoding drives it: rows of several new tokens, logits for
+// each of them, and rollback of the rejected ones, with sequences joining, leaving and returning.
+import { BlockPool, type KvLayout } from '@pdserve/kv-cache';
+import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams, type ModelSpec } from '@pdserve/model';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchExecutor, type ExecRow } from './executor';
+
+let spec: ModelSpec;
+let runner: ModelRunner;
+beforeAll(async () => {
+  spec = loadModelSpec(await ensureTinyModel());
+  runner = await ModelRunner.create(spec, { intraOpThreads: 1 });
+});
+afterAll(async () => {
+  await runner?.release();
+});
+
+function argmax(row: Float32Array): number {
+  let best = 0;
+  for (let v = 1; v < row.length; v++) if (row[v]! > row[best]!) best = v;
+  return best;
+}
+
+/** A deterministic drafter that is right about two times in three: the reference's tokens, some corrupted. */
+function draft(reference: readonly number[], from: number, k: number, salt: number): number[] {
+  return Array.from({ length: k }, (_, j) => {
+    const t = reference[from + j] ?? 7;
+    return (salt + j) % 3 === 2 ? (t + 1) % 32000 : t;
+  });
+}
+
+interface Seq {
+  readonly id: number;
+  readonly prompt: number[];
+  readonly want: readonly number[];
+  readonly blockTable: number[];
+  /** Tokens whose KV is in the blocks. */
+  pastLen: number;
+  out: number[];
+}
+
+describe('BatchExecutor decode rows for speculative decoding', () => {
+  it('verifying K+1 tokens per row and rolling back rejected ones gives the reference tokens', async () => {
+    const N = 24;
+    const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: 16 };
+    const pool = new BlockPool(layout, 64);
+    const exec = new BatchExecutor(runner, layout, pool.data);
+    const prompts = [
+      [1, 415, 4996, 17354, 1701, 29916, 975, 278, 17366, 11203],
+      [1, 306, 763],
+      [1, 1724, 338, 278, 7483, 310, 3444, 29973, 13, 13, 450, 7483, 310, 3444, 338, 3681, 29889, 13, 1576],
+      [1, 3532, 1792, 4629, 5099, 29871],
+    ];
+    const greedy = samplingParams({ temperature: 0, maxTokens: N, ignoreEos: true });
+    const seqs: Seq[] = [];
+    for (const [i, prompt] of prompts.entries()) {
+      const want = (await referenceGenerate(runner, prompt, greedy)).tokenIds;
+      const blocks = Math.ceil((prompt.length + N + 8) / 16);
+      seqs.push({ id: i + 1, prompt, want, blockTable: Array.from({ length: blocks }, () => pool.allocate()!), pastLen: 0, out: [] });
+    }
+
+    // Prefill every prompt in one batch; each row's first token comes from its last position.
+    const first = await exec.run({ kind: 'prefill', rows: seqs.map((s) => ({ seqId: s.id, tokenIds: s.prompt, pastLen: 0, blockTable: s.blockTable })) });
+    seqs.forEach((s, i) => {
+      s.out.push(argmax(first.logits.subarray(i * spec.vocabSize, (i + 1) * spec.vocabSize)));
+      s.pastLen = s.prompt.length;
+    });
+
+    let kinds = { multi: 0, rollback: 0, absent: 0 };
+    for (let step = 0; seqs.some((s) => s.out.length < N); step++) {
+      // Sequence 2 sits out every fifth step (its resident row is dropped and copied in again later);
+      // the rows come in a different order each step.
+      const active = seqs.filter((s) => s.out.length < N && !(s.id === 2 && step % 5 === 4));
+      if (active.length < seqs.filter((s) => s.out.length < N).length) kinds.absent++;
+      const order = step % 2 === 0 ? active : [...active].reverse();
+      const rows: ExecRow[] = order.map((s) => {
+        const k = Math.min((s.id + step) % 4, N - s.out.length - 1); // 0..3 draft tokens: mixed row lengths
+        const tokens = [s.out.at(-1)!, ...draft(s.want, s.out.length, k, step + s.id)];
+        return { seqId: s.id, tokenIds: tokens, pastLen: s.pastLen, blockTable: s.blockTable, numLogits: tokens.length };
+      });
+      if (rows.some((r) => r.tokenIds.length > 1)) kinds.multi++;
+      const res = await exec.run({ kind: 'decode', rows });
+      let at = 0;
+      rows.forEach((r, i) => {
+        const s = order[i]!;
+        const picks = Array.from({ length: r.tokenIds.length }, (_, j) => argmax(res.logits.subarray((at + j) * spec.vocabSize, (at + j + 1) * spec.vocabSize)));
+        at += r.tokenIds.length;
+        // Accept draft tokens while the model agrees, then take the model's own token.
+        let accepted = 0;
+        while (accepted < r.tokenIds.length - 1 && picks[accepted] === r.tokenIds[accepted + 1]) accepted++;
+        s.out.push(...r.tokenIds.slice(1, 1 + accepted), picks[accepted]!);
+        // KV is kept for the fed token and the accepted drafts; the rejected drafts' KV is rolled back.
+        s.pastLen += 1 + accepted;
+        if (accepted < r.tokenIds.length - 1) kinds.rollback++;
+      });
+      expect(at * spec.vocabSize).toBe(res.logits.length);
+    }
+    for (const s of seqs) expect(s.out.slice(0, N), `sequence ${s.id}`).toEqual(s.want);
+    expect(kinds.multi).toBeGreaterThan(3);
+    expect(kinds.rollback).toBeGreaterThan(3);
+    expect(kinds.absent).toBeGreaterThan(0);
+  });
+
+  it('a steady decode batch copies no KV; a leaving row copies none, a joining row only its own', async () => {
+    const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: 16 };
+    const pool = new BlockPool(layout, 32);
+    const exec = new BatchExecutor(runner, layout, pool.data);
+    const rows = [
+      { seqId: 1, tokenIds: [1, 22557, 1526, 3186, 29892, 920, 526, 366, 2599, 29973], pastLen: 0, blockTable: [pool.allocate()!, pool.allocate()!] },
+      { seqId: 2, tokenIds: [1, 306, 763, 263], pastLen: 0, blockTable: [pool.allocate()!, pool.allocate()!] },
+      { seqId: 3, tokenIds: [1, 450, 4996], pastLen: 0, blockTable: [pool.allocate()!, pool.allocate()!] },
+    ];
+    const pre = await exec.run({ kind: 'prefill', rows });
+    expect(pre.gatheredTokens).toBe(0);
+    const pastLen = rows.map((r) => r.tokenIds.length);
+    const step = async (which: number[]): Promise<number> => {
+      const res = await exec.run({ kind: 'decode', rows: which.map((i) => ({ ...rows[i]!, tokenIds: [5], pastLen: pastLen[i]! })) });
+      for (const i of which) pastLen[i]! += 1;
+      return res.gatheredTokens;
+    };
+    expect(await step([0, 1, 2])).toBe(10 + 4 + 3); // the first decode batch copies its rows in
+    expect(await step([0, 1, 2])).toBe(0);
+    expect(await step([2, 0])).toBe(0); // sequence 2 leaves: the last row takes its place
+    expect(await step([0, 2])).toBe(0);
+    expect(await step([0, 2, 1])).toBe(4 + 2); // and comes back: only its own 6 tokens are copied in
+    expect(await step([1, 0, 2])).toBe(0);
+  });
+});
