@@ -41,6 +41,11 @@ const VARIANTS: Readonly<Record<string, readonly string[]>> = {
   default: [],
   ascend: ['-f', 'ci/ascend.yaml'],
   nvidia: ['-f', 'ci/nvidia.yaml'],
+  'edge values': [
+    '--set', 'gateway.apiKeys.existingSecret=team-keys', '--set', 'gateway.isolateCachePerKey=true',
+    '--set-json', 'gateway.limits={"rateLimit":0.5,"rateLimitBurst":10,"maxConcurrentPerKey":2}',
+    '--set-json', 'gateway.http={"headersTimeoutMs":5000,"requestTimeoutMs":20000,"keepAliveTimeoutMs":4000,"maxConnections":1000,"writeTimeoutMs":15000,"maxPromptChars":200000}',
+  ],
   'every engine value': [
     '--set', 'model.servedModelName=tiny-chat',
     '--set', 'gateway.routerPolicy=session-affinity',
@@ -216,6 +221,19 @@ describe('the chart runs the CLI it ships', () => {
     expect(policyOf(gateway)).toBe('session-affinity');
     expect(gateway.str('served-model-name')).toBe('tiny-chat');
     expect(gateway.str('max-model-len'), 'the gateway refuses what no worker would take').toBe('1024');
+  });
+
+  it('passes the edge values to the gateway under the CLI flag names, and the key file to the test hook', () => {
+    const checked = checkRender(rendered.get('edge values')!, new Set(['kv-store']));
+    const gateway = checked.find((c) => c.command === 'gateway')!.flags;
+    expect({
+      keyFile: gateway.str('api-key-file'), isolate: gateway.bool('isolate-cache-per-key'), rate: gateway.num('rate-limit'), burst: gateway.int('rate-limit-burst'),
+      concurrent: gateway.int('max-concurrent-per-key'), headers: gateway.int('headers-timeout-ms'), request: gateway.int('request-timeout-ms'),
+      keepAlive: gateway.int('keep-alive-timeout-ms'), connections: gateway.int('max-connections'), write: gateway.int('write-timeout-ms'), chars: gateway.int('max-prompt-chars'),
+    }).toEqual({
+      keyFile: '/etc/pdserve/api-keys/api-keys', isolate: true, rate: 0.5, burst: 10, concurrent: 2, headers: 5000, request: 20000, keepAlive: 4000, connections: 1000, write: 15000, chars: 200000,
+    });
+    expect(checked.find((c) => c.command === 'bench')!.flags.str('api-key-file')).toBe('/etc/pdserve/api-keys/api-keys');
   });
 
   it('gives the gateway the shortest max-model-len of the worker pools, and none when no pool sets one', () => {

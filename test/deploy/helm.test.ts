@@ -423,6 +423,31 @@ describe('helm chart', () => {
     expect(find(docs, 'Deployment', 'nats')).toBeDefined();
   });
 
+  it('guards the API with keys from a Secret of yours, mounted as a file (never a ConfigMap or the args); the test hook uses them too', () => {
+    const gatewayArgs = (docs: readonly Manifest[]): string[] => mainContainer(find(docs, 'Deployment', 'gateway')!).args ?? [];
+    expect(gatewayArgs(rendered.get('default')!).some((a) => /api-key|isolate-cache|rate-limit|concurrent-per-key/.test(a)), 'open by default').toBe(false);
+    const docs = render([
+      '--set', 'gateway.apiKeys.existingSecret=team-keys', '--set', 'gateway.apiKeys.existingSecretKey=keys.txt', '--set', 'gateway.isolateCachePerKey=true',
+      '--set-json', 'gateway.limits={"rateLimit":2.5,"rateLimitBurst":20,"maxConcurrentPerKey":4}', '--set', 'gateway.http.writeTimeoutMs=60000',
+    ]);
+    const gateway = find(docs, 'Deployment', 'gateway')!;
+    expect(gatewayArgs(docs)).toEqual(expect.arrayContaining([
+      '--api-key-file=/etc/pdserve/api-keys/keys.txt', '--isolate-cache-per-key', '--rate-limit=2.5', '--rate-limit-burst=20', '--max-concurrent-per-key=4', '--write-timeout-ms=60000',
+    ]));
+    expect(podSpec(gateway).volumes).toContainEqual({ name: 'api-keys', secret: { secretName: 'team-keys', items: [{ key: 'keys.txt', path: 'keys.txt' }], defaultMode: 0o440 } });
+    expect(mainContainer(gateway).volumeMounts).toContainEqual({ name: 'api-keys', mountPath: '/etc/pdserve/api-keys', readOnly: true });
+    // Only the gateway reads the keys; no ConfigMap names them.
+    for (const w of pdservePods(docs).filter((x) => component(x) !== 'gateway')) expect(JSON.stringify(podSpec(w)), w.metadata.name).not.toContain('team-keys');
+    for (const d of docs.filter((x) => x.kind === 'ConfigMap')) expect(JSON.stringify(d.data ?? {}), d.metadata.name).not.toContain('team-keys');
+    const [hook] = testPods(docs);
+    expect(mainContainer(hook!).args).toContain('--api-key-file=/etc/pdserve/api-keys/keys.txt');
+    expect(podSpec(hook!).volumes).toContainEqual(expect.objectContaining({ name: 'api-keys', secret: expect.objectContaining({ secretName: 'team-keys' }) }));
+    // Rules the CLI would refuse are refused at install.
+    expect(helm(['template', 'pd', '.', '--set', 'gateway.isolateCachePerKey=true']).stderr).toMatch(/gateway\.isolateCachePerKey needs API keys: set gateway\.apiKeys\.existingSecret/);
+    expect(helm(['template', 'pd', '.', '--set', 'gateway.limits.rateLimitBurst=5']).stderr).toMatch(/rateLimitBurst needs gateway\.limits\.rateLimit/);
+    expect(helm(['template', 'pd', '.', '--set', 'gateway.apiKeys.existingSecret=Not_A_Name']).status).not.toBe(0);
+  });
+
   it('exposes the API through an optional Ingress and Gateway API HTTPRoute, both to the gateway Service', () => {
     expect(rendered.get('default')!.some((d) => d.kind === 'Ingress' || d.kind === 'HTTPRoute')).toBe(false);
     const docs = render([

@@ -1,6 +1,6 @@
 import type { ChoiceSpec, GeneratedToken } from './generate';
 import { TokenTexts, chatLogprobs } from './logprobs';
-import { choiceSpecs, prepareChatPrompt, type ServedModel } from './prompt';
+import { cacheSaltOf, choiceSpecs, prepareChatPrompt, type ServedModel } from './prompt';
 import type { ChatRequest } from './requests';
 import { serveGeneration, type ChoiceFormatter, type ChoiceUpdate, type RequestContext } from './serve';
 
@@ -12,7 +12,7 @@ export async function serveChat(ctx: RequestContext, model: ServedModel, req: Ch
   await serveGeneration(ctx, {
     model,
     prompts: [prompt],
-    specs: choiceSpecs([prompt], req.n, req.sampling, ctx.requestId),
+    specs: choiceSpecs([prompt], req.n, req.sampling, ctx.requestId, cacheSaltOf(req.cacheSalt, ctx.cacheTenant)),
     stream: req.stream,
     includeUsage: req.includeUsage,
     idPrefix: 'chatcmpl',

@@ -1,6 +1,6 @@
 import type { ChoiceSpec, GeneratedToken } from './generate';
 import { TokenTexts, codePoints, completionLogprobs } from './logprobs';
-import { choiceSpecs, prepareCompletionPrompts, type ServedModel } from './prompt';
+import { cacheSaltOf, choiceSpecs, prepareCompletionPrompts, type ServedModel } from './prompt';
 import type { CompletionRequest } from './requests';
 import { serveGeneration, type ChoiceFormatter, type ChoiceUpdate, type RequestContext } from './serve';
 
@@ -12,7 +12,7 @@ export async function serveCompletion(ctx: RequestContext, model: ServedModel, r
   await serveGeneration(ctx, {
     model,
     prompts,
-    specs: choiceSpecs(prompts, req.n, req.sampling, ctx.requestId),
+    specs: choiceSpecs(prompts, req.n, req.sampling, ctx.requestId, cacheSaltOf(req.cacheSalt, ctx.cacheTenant)),
     stream: req.stream,
     includeUsage: req.includeUsage,
     idPrefix: 'cmpl',

@@ -79,6 +79,49 @@ export class ApiError extends Error {
     );
   }
 
+  /** 401: no API key, or not one of the server's. The key itself is never echoed. */
+  static unauthorized(presented: boolean): ApiError {
+    const message = presented
+      ? 'Incorrect API key provided.'
+      : "You didn't provide an API key. Provide it in an Authorization header using Bearer auth (Authorization: Bearer YOUR_KEY) or in an x-api-key header.";
+    return new ApiError(401, 'invalid_request_error', message, 'invalid_api_key', null, { 'www-authenticate': 'Bearer' });
+  }
+
+  /** 429: this key's request rate is over its limit; `retryAfterSeconds` is when its bucket holds a request again. */
+  static rateLimited(ratePerSecond: number, retryAfterSeconds: number): ApiError {
+    return new ApiError(
+      429,
+      'rate_limit_error',
+      `Rate limit reached: ${ratePerSecond} requests per second for this API key. Retry after ${retryAfterSeconds} s.`,
+      'rate_limit_exceeded',
+      null,
+      { 'retry-after': String(retryAfterSeconds) },
+    );
+  }
+
+  /** 429: this key already has its most requests in flight. */
+  static tooManyConcurrent(limit: number): ApiError {
+    return new ApiError(
+      429,
+      'rate_limit_error',
+      `Too many concurrent requests: at most ${limit} in flight per API key.`,
+      'concurrency_limit_exceeded',
+      null,
+      { 'retry-after': String(RETRY_AFTER_SECONDS) },
+    );
+  }
+
+  /** 400: a prompt longer than the character cap, refused before it is tokenized. */
+  static promptTooLong(param: string, chars: number, limit: number): ApiError {
+    return new ApiError(
+      400,
+      'invalid_request_error',
+      `Invalid '${param}': string too long. Expected at most ${limit} characters, but got ${chars}.`,
+      'string_above_max_length',
+      param,
+    );
+  }
+
   static queueFull(message: string): ApiError {
     return new ApiError(429, 'rate_limit_error', message, 'queue_full', null, {
       'retry-after': String(RETRY_AFTER_SECONDS),

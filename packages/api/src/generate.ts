@@ -17,6 +17,8 @@ export interface ChoiceSpec {
   readonly engineRequestId: string;
   readonly promptTokenIds: readonly number[];
   readonly sampling: SamplingParams;
+  /** Roots the prompt's block-hash chain (see cacheSaltOf); '' = unsalted. */
+  readonly cacheSalt: string;
 }
 
 /** A generated token with its logprob; only collected when the request asked for logprobs. */
@@ -67,6 +69,7 @@ export async function* runChoice(
       promptTokenIds: spec.promptTokenIds,
       sampling: spec.sampling,
       signal: engineSignal,
+      cacheSalt: spec.cacheSalt,
     });
     for await (const out of stream) {
       if (!started) {

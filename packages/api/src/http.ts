@@ -100,9 +100,32 @@ export function sendErrorLingering(req: IncomingMessage, res: ServerResponse, er
   req.resume();
 }
 
-/** Server-sent events in the OpenAI dialect: `data: <json>\n\n` lines, ended by `data: [DONE]`. */
+/**
+ * A response already written whole must reach the client within `ms`; a client that stopped reading is cut
+ * off then, so its socket and buffered body do not stay forever.
+ */
+export function finishWithin(res: ServerResponse, ms: number, log: { warn(msg: string, fields?: Record<string, unknown>): void }): void {
+  if (res.writableFinished || res.destroyed) return;
+  const timer = setTimeout(() => {
+    log.warn('client stopped reading; response dropped', { timeoutMs: ms });
+    res.destroy();
+  }, ms);
+  timer.unref();
+  res.once('close', () => clearTimeout(timer));
+  res.once('finish', () => clearTimeout(timer));
+}
+
+/**
+ * Server-sent events in the OpenAI dialect: `data: <json>\n\n` lines, ended by `data: [DONE]`. A write
+ * that waits longer than `writeTimeoutMs` for the client to read destroys the response: its close aborts
+ * the request, which frees its engine requests and their KV blocks.
+ */
 export class SseStream {
-  constructor(private readonly res: ServerResponse) {}
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly writeTimeoutMs?: number,
+    private readonly onStalled?: () => void,
+  ) {}
 
   open(headers: Readonly<Record<string, string>> = {}): void {
     this.res.writeHead(200, {
@@ -130,7 +153,12 @@ export class SseStream {
     if (this.res.destroyed || this.res.writableEnded) return;
     if (this.res.write(s)) return;
     await new Promise<void>((resolve) => {
+      const timer = this.writeTimeoutMs === undefined ? undefined : setTimeout(() => {
+        this.onStalled?.();
+        this.res.destroy();
+      }, this.writeTimeoutMs);
       const done = (): void => {
+        clearTimeout(timer);
         this.res.off('drain', done);
         this.res.off('close', done);
         resolve();

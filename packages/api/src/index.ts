@@ -1,5 +1,7 @@
-export { createApiServer, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, UNMATCHED_ROUTE, type ApiServer, type ApiServerOptions } from './server';
-export { DEFAULT_COMPLETION_MAX_TOKENS, resolveMaxTokens, type ServedModel } from './prompt';
+export { createApiServer, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, EDGE_DEFAULTS, UNMATCHED_ROUTE, type ApiServer, type ApiServerOptions, type EdgeOptions } from './server';
+export { keysEqual, parseKeyFile } from './auth';
+export type { ClientLimits } from './limits';
+export { DEFAULT_COMPLETION_MAX_TOKENS, MAX_CHARS_PER_TOKEN, resolveMaxTokens, type ServedModel } from './prompt';
 export { ApiError, toApiError, RETRY_AFTER_SECONDS, type ErrorBody } from './errors';
 export { childLogger, createJsonLogger, createLogger, silentLogger, type JsonLoggerOptions, type LogFields, type Logger, type LogLevel } from './logger';
 export {

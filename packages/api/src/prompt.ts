@@ -15,6 +15,24 @@ export interface ServedModel {
   readonly defaultMaxTokens?: number;
   /** Unix seconds shown by /v1/models; default: when the server was created. */
   readonly created?: number;
+  /** Longest prompt in characters, refused before tokenizing; default maxModelLen × MAX_CHARS_PER_TOKEN. */
+  readonly maxPromptChars?: number;
+}
+
+/**
+ * Characters per token of context allowed in a prompt before it is tokenized: far above any tokenizer's
+ * average (about 4 for English), so only prompts that could never fit are refused unread.
+ */
+export const MAX_CHARS_PER_TOKEN = 16;
+
+/** The character cap of `model`'s prompts (see ServedModel.maxPromptChars). */
+export function promptCharLimit(model: ServedModel): number {
+  return model.maxPromptChars ?? model.maxModelLen * MAX_CHARS_PER_TOKEN;
+}
+
+function checkPromptChars(model: ServedModel, param: string, chars: number): void {
+  const limit = promptCharLimit(model);
+  if (chars > limit) throw ApiError.promptTooLong(param, chars, limit);
 }
 
 /** A prompt ready for the engine, with the output budget resolved against the model. */
@@ -78,6 +96,7 @@ export function prepareCompletionPrompts(model: ServedModel, req: CompletionRequ
     let tokenIds: readonly number[];
     let text: string;
     if (p.kind === 'text') {
+      checkPromptChars(model, param, p.text.length);
       tokenIds = tokenizer.encode(p.text, { addSpecialTokens: true });
       text = p.text;
     } else {
@@ -96,6 +115,7 @@ export function prepareChatPrompt(model: ServedModel, req: ChatRequest): Prepare
   if (!tokenizer.hasChatTemplate) {
     throw ApiError.invalid(`The model \`${model.id}\` has no chat template; use /v1/completions.`, 'messages', 'no_chat_template');
   }
+  checkPromptChars(model, 'messages', req.messages.reduce((n, m) => n + m.content.length, 0));
   let text: string;
   try {
     text = tokenizer.applyChatTemplate(req.messages, { addGenerationPrompt: true });
@@ -105,6 +125,8 @@ export function prepareChatPrompt(model: ServedModel, req: ChatRequest): Prepare
     if (!(err instanceof ChatTemplateError)) throw err;
     throw ApiError.invalid(`The chat template could not render these messages: ${err.message}`, 'messages', 'invalid_chat_template_input');
   }
+  // The template adds text of its own: the cap holds for what is tokenized.
+  checkPromptChars(model, 'messages', text.length);
   // The rendered template already holds any BOS it wants.
   const tokenIds = tokenizer.encode(text, { addSpecialTokens: false });
   if (tokenIds.length === 0) throw ApiError.invalid(`'messages' render to an empty prompt.`, 'messages');
@@ -131,12 +153,23 @@ export function toSamplingParams(o: SamplingOptions, maxTokens: number, seedOffs
   };
 }
 
+/**
+ * The salt a request's blocks are hashed under (GenerateRequest.cacheSalt): its cache_salt, within its
+ * tenant's when caches are isolated per API key. Each part is marked, so that no request salt can equal a
+ * tenant's; no salt and no tenant is '' (the unsalted chain).
+ */
+export function cacheSaltOf(requestSalt: string | undefined, tenant: string | undefined): string {
+  if (tenant !== undefined) return `tenant\0${tenant}\0${requestSalt ?? ''}`;
+  return requestSalt === undefined ? '' : `salt\0${requestSalt}`;
+}
+
 /** One engine request per (prompt, i < n); choice index = prompt index × n + i, as OpenAI and vLLM do. */
 export function choiceSpecs(
   prompts: readonly PreparedPrompt[],
   n: number,
   sampling: SamplingOptions,
   requestId: string,
+  cacheSalt = '',
 ): ChoiceSpec[] {
   return prompts.flatMap((p, promptIndex) =>
     Array.from({ length: n }, (_, i) => {
@@ -147,6 +180,7 @@ export function choiceSpecs(
         engineRequestId: `${requestId}-${index}`,
         promptTokenIds: p.tokenIds,
         sampling: toSamplingParams(sampling, p.maxTokens, i),
+        cacheSalt,
       };
     }),
   );

@@ -1,8 +1,20 @@
-import type { ChatMessage } from './deps';
+import {
+  boundsProblem,
+  MAX_LOGPROBS,
+  MAX_STOP_STRINGS,
+  SAMPLING_BOUNDS,
+  stopProblem,
+  stopTokenIdsProblem,
+  type Bounds,
+  type ChatMessage,
+  type SamplingProblem,
+} from './deps';
 import { ApiError } from './errors';
 
 // Request bodies arrive as `unknown`; these functions check every field once and return typed values.
-// Model-dependent checks (token id ranges, context length) happen when the model is known (prompt.ts).
+// Value bounds of sampling fields are the shared ones (SAMPLING_BOUNDS): a worker checks what arrives over
+// gRPC against the same. Model-dependent checks (token id ranges, context length) happen when the model is
+// known (prompt.ts).
 
 /** Most choices per prompt (`n`); each choice is a separate engine request. */
 export const MAX_N = 16;
@@ -10,14 +22,9 @@ export const MAX_N = 16;
 export const MAX_PROMPTS = 64;
 /** Most engine requests (prompts × n) one HTTP request may start. */
 export const MAX_CHOICES = 128;
-/** Most stop strings; OpenAI allows 4, vLLM any number; matching cost grows with the count. */
-export const MAX_STOP_STRINGS = 16;
-/** Longest stop string, in UTF-16 code units; the stop matcher holds back up to this much text. */
-export const MAX_STOP_LENGTH = 1024;
-/** Most stop token ids. */
-export const MAX_STOP_TOKEN_IDS = 256;
-/** Most top alternatives per token for logprobs (vLLM's default max_logprobs). */
-export const MAX_LOGPROBS = 20;
+/** Longest `cache_salt`, in UTF-16 code units. */
+export const MAX_CACHE_SALT_LENGTH = 1024;
+export { MAX_LOGPROBS, MAX_STOP_STRINGS };
 
 const CHAT_ROLES: ReadonlySet<string> = new Set(['system', 'user', 'assistant', 'tool', 'developer']);
 
@@ -47,6 +54,8 @@ interface RequestBase {
   readonly stream: boolean;
   readonly includeUsage: boolean;
   readonly user?: string;
+  /** Requests share cached prompt blocks only when their salts are equal (vLLM's cache_salt); absent = none. */
+  readonly cacheSalt?: string;
   readonly sampling: SamplingOptions;
 }
 
@@ -85,21 +94,9 @@ function typeError(param: string, expected: string, got: unknown): ApiError {
   );
 }
 
-interface Range {
-  readonly min?: number;
-  readonly max?: number;
-  /** The minimum itself is not allowed. */
-  readonly minExclusive?: boolean;
-}
-
-function checkRange(param: string, v: number, r: Range): number {
-  const low = r.min === undefined ? true : r.minExclusive ? v > r.min : v >= r.min;
-  const high = r.max === undefined || v <= r.max;
-  if (low && high) return v;
-  const lo = r.min === undefined ? '' : `${r.minExclusive ? 'greater than' : 'at least'} ${r.min}`;
-  const hi = r.max === undefined ? '' : `at most ${r.max}`;
-  const want = [lo, hi].filter((s) => s !== '').join(' and ');
-  return fail(ApiError.invalid(`Invalid value for '${param}': must be ${want}, got ${v}.`, param));
+function checkRange(param: string, v: number, b: Bounds): number {
+  const problem = boundsProblem(param, v, b);
+  return problem === undefined ? v : fail(ApiError.invalid(problem, param));
 }
 
 function fail(e: ApiError): never {
@@ -134,14 +131,14 @@ class Fields {
     throw typeError(this.param(name), 'a boolean', v);
   }
 
-  number(name: string, range: Range = {}): number | undefined {
+  number(name: string, range: Bounds = {}): number | undefined {
     const v = this.raw(name);
     if (v === undefined) return undefined;
     if (typeof v !== 'number') throw typeError(this.param(name), 'a number', v);
     return checkRange(this.param(name), v, range);
   }
 
-  integer(name: string, range: Range = {}): number | undefined {
+  integer(name: string, range: Bounds = {}): number | undefined {
     const v = this.raw(name);
     if (v === undefined) return undefined;
     if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw typeError(this.param(name), 'an integer', v);
@@ -158,12 +155,14 @@ function parseStop(f: Fields): string[] {
   const v = f.raw('stop');
   if (v === undefined) return [];
   const list: unknown[] = typeof v === 'string' ? [v] : Array.isArray(v) ? v : fail(typeError('stop', 'a string or an array of strings', v));
-  if (list.length > MAX_STOP_STRINGS) throw ApiError.invalid(`'stop' may hold at most ${MAX_STOP_STRINGS} strings, got ${list.length}.`, 'stop');
-  return list.map((s, i) => {
-    if (typeof s !== 'string') throw typeError(`stop[${i}]`, 'a string', s);
-    if (s.length > MAX_STOP_LENGTH) throw ApiError.invalid(`'stop[${i}]' is longer than ${MAX_STOP_LENGTH} characters.`, 'stop');
-    return s;
-  }).filter((s) => s !== '');
+  const stop = list.map((s, i) => (typeof s === 'string' ? s : fail(typeError(`stop[${i}]`, 'a string', s))));
+  refuse(stopProblem(stop));
+  return stop.filter((s) => s !== '');
+}
+
+/** A problem the shared sampling checks found, as the 400 the client gets. */
+function refuse(problem: SamplingProblem | undefined): void {
+  if (problem !== undefined) throw ApiError.invalid(problem.message, problem.param);
 }
 
 function parseTokenIds(param: string, v: unknown, opts: { readonly nonEmpty: boolean }): number[] {
@@ -207,22 +206,23 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
   const stream = f.boolean('stream') ?? false;
   const model = f.string('model');
   if (model === '') throw ApiError.invalid(`'model' must not be empty.`, 'model');
-  const topK = f.integer('top_k', { min: -1 }) ?? 0;
+  const topK = f.integer('top_k', SAMPLING_BOUNDS.top_k) ?? 0;
   const stopTokenIds = f.raw('stop_token_ids');
   const ids = stopTokenIds === undefined ? [] : parseTokenIds('stop_token_ids', stopTokenIds, { nonEmpty: false });
-  if (ids.length > MAX_STOP_TOKEN_IDS) throw ApiError.invalid(`'stop_token_ids' may hold at most ${MAX_STOP_TOKEN_IDS} ids.`, 'stop_token_ids');
+  refuse(stopTokenIdsProblem(ids));
   const sampling: SamplingOptions = {
-    temperature: f.number('temperature', { min: 0, max: 2 }) ?? 1,
-    topP: f.number('top_p', { min: 0, minExclusive: true, max: 1 }) ?? 1,
+    temperature: f.number('temperature', SAMPLING_BOUNDS.temperature) ?? 1,
+    topP: f.number('top_p', SAMPLING_BOUNDS.top_p) ?? 1,
     topK: topK === -1 ? 0 : topK,
-    minP: f.number('min_p', { min: 0, max: 1 }) ?? 0,
-    presencePenalty: f.number('presence_penalty', { min: -2, max: 2 }) ?? 0,
-    frequencyPenalty: f.number('frequency_penalty', { min: -2, max: 2 }) ?? 0,
-    repetitionPenalty: f.number('repetition_penalty', { min: 0, minExclusive: true, max: 10 }) ?? 1,
+    minP: f.number('min_p', SAMPLING_BOUNDS.min_p) ?? 0,
+    presencePenalty: f.number('presence_penalty', SAMPLING_BOUNDS.presence_penalty) ?? 0,
+    frequencyPenalty: f.number('frequency_penalty', SAMPLING_BOUNDS.frequency_penalty) ?? 0,
+    repetitionPenalty: f.number('repetition_penalty', SAMPLING_BOUNDS.repetition_penalty) ?? 1,
     stop: parseStop(f),
     stopTokenIds: ids,
     ignoreEos: f.boolean('ignore_eos') ?? false,
-    seed: f.integer('seed', { min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER - MAX_N }),
+    // Choice i of a prompt samples with seed + i, which must stay in bounds too.
+    seed: f.integer('seed', { ...SAMPLING_BOUNDS.seed, max: SAMPLING_BOUNDS.seed.max - MAX_N }),
     maxTokens,
     logprobs,
   };
@@ -232,8 +232,17 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     stream,
     includeUsage: parseStreamOptions(f, stream),
     user: f.string('user'),
+    cacheSalt: parseCacheSalt(f),
     sampling,
   };
+}
+
+function parseCacheSalt(f: Fields): string | undefined {
+  const salt = f.string('cache_salt');
+  if (salt === undefined) return undefined;
+  if (salt === '') throw ApiError.invalid(`'cache_salt' must be a non-empty string if provided.`, 'cache_salt');
+  if (salt.length > MAX_CACHE_SALT_LENGTH) throw ApiError.invalid(`'cache_salt' is longer than ${MAX_CACHE_SALT_LENGTH} characters.`, 'cache_salt');
+  return salt;
 }
 
 function parsePrompt(v: unknown): PromptInput[] {
@@ -259,12 +268,12 @@ function parsePrompt(v: unknown): PromptInput[] {
 export function parseCompletionRequest(body: unknown): CompletionRequest {
   const f = asObject(body);
   const prompts = parsePrompt(f.raw('prompt'));
-  const logprobs = f.integer('logprobs', { min: 0, max: MAX_LOGPROBS });
+  const logprobs = f.integer('logprobs', SAMPLING_BOUNDS.logprobs);
   const echo = f.boolean('echo') ?? false;
   if (echo && logprobs !== undefined) {
     throw ApiError.invalid(`'echo' together with 'logprobs' needs prompt logprobs, which this server does not compute.`, 'echo', 'unsupported_parameter');
   }
-  const base = parseBase(f, f.integer('max_tokens', { min: 1 }), logprobs);
+  const base = parseBase(f, f.integer('max_tokens', SAMPLING_BOUNDS.max_tokens), logprobs);
   checkChoiceCount(prompts.length * base.n);
   return { ...base, prompts, echo };
 }
@@ -318,13 +327,13 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const f = asObject(body);
   const messages = parseMessages(f.raw('messages'));
   const wantLogprobs = f.boolean('logprobs') ?? false;
-  const top = f.integer('top_logprobs', { min: 0, max: MAX_LOGPROBS });
+  const top = f.integer('top_logprobs', SAMPLING_BOUNDS.logprobs);
   if (top !== undefined && top > 0 && !wantLogprobs) {
     throw ApiError.invalid(`'top_logprobs' requires 'logprobs' to be true.`, 'top_logprobs');
   }
   // max_completion_tokens replaces the deprecated max_tokens; it wins when both are sent.
-  const maxCompletionTokens = f.integer('max_completion_tokens', { min: 1 });
-  const legacyMaxTokens = f.integer('max_tokens', { min: 1 });
+  const maxCompletionTokens = f.integer('max_completion_tokens', SAMPLING_BOUNDS.max_tokens);
+  const legacyMaxTokens = f.integer('max_tokens', SAMPLING_BOUNDS.max_tokens);
   const maxTokens = maxCompletionTokens ?? legacyMaxTokens;
   const base = parseBase(f, maxTokens, wantLogprobs ? (top ?? 0) : undefined);
   checkChoiceCount(base.n);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { toApiError } from './errors';
 import { runChoice, startChoices, type ChoiceEvent, type ChoiceSpec } from './generate';
-import { SseStream, sendJson } from './http';
+import { SseStream, finishWithin, sendJson } from './http';
 import type { Logger } from './logger';
 import type { PreparedPrompt, ServedModel } from './prompt';
 
@@ -13,6 +13,10 @@ export interface RequestContext {
   readonly signal: AbortSignal;
   readonly log: Logger;
   readonly res: ServerResponse;
+  /** The tenant whose cache this request may use (its API key's id) when caches are isolated per key. */
+  readonly cacheTenant?: string;
+  /** How long a write may wait for a client that stopped reading before the request is aborted, in ms. */
+  readonly writeTimeoutMs?: number;
 }
 
 export type ChoiceUpdate = Extract<ChoiceEvent, { kind: 'text' | 'finish' }>;
@@ -95,10 +99,11 @@ export async function serveGeneration(ctx: RequestContext, g: Generation): Promi
     }
     if (ctx.signal.aborted) return;
     sendJson(ctx.res, 200, { ...head, object: g.object, choices: [...formatters.values()].map((f) => f.result()), usage: usage() });
+    if (ctx.writeTimeoutMs !== undefined) finishWithin(ctx.res, ctx.writeTimeoutMs, ctx.log);
     return;
   }
 
-  const sse = new SseStream(ctx.res);
+  const sse = new SseStream(ctx.res, ctx.writeTimeoutMs, () => ctx.log.warn('client stopped reading; request aborted', { timeoutMs: ctx.writeTimeoutMs }));
   sse.open();
   const chunk = { ...head, object: g.chunkObject };
   // With include_usage every chunk carries `usage: null` and a last chunk carries the totals (OpenAI).

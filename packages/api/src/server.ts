@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ApiKeys, presentedKey, type KeyId } from './auth';
 import { serveChat } from './chat';
 import { serveCompletion } from './completions';
 import { ApiError, toApiError } from './errors';
 import { readJsonBody, sendError, sendErrorLingering, sendJson } from './http';
+import { ClientLimiter, type ClientLimits } from './limits';
 import { childLogger, silentLogger, type Logger } from './logger';
 import type { ServedModel } from './prompt';
 import { parseChatRequest, parseCompletionRequest } from './requests';
@@ -28,7 +30,43 @@ export interface ApiServerOptions {
    * UNMATCHED_ROUTE when none did: label metrics by this, never by the raw path), HTTP status, seconds since arrival.
    */
   readonly onResponse?: (r: { readonly method: string; readonly path: string; readonly route: string; readonly status: number; readonly seconds: number }) => void;
+  /**
+   * API keys. With any, every /v1/* request must present one (`Authorization: Bearer KEY` or
+   * `x-api-key: KEY`) or gets 401; /health and /ready stay open. None: the API is open.
+   */
+  readonly apiKeys?: readonly string[];
+  /**
+   * Salt each request's block-hash chain with its API key, so no key ever gets a cache hit on another
+   * key's prompt (a request's own cache_salt still applies within its key). Needs apiKeys.
+   */
+  readonly isolateCachePerKey?: boolean;
+  /** Per-client limits (the client is its API key, or its address when there are no keys); default none. */
+  readonly limits?: ClientLimits;
+  /** Time a client has to send a request's headers, in ms; default 10000. Past it: 408 and the connection closes. */
+  readonly headersTimeoutMs?: number;
+  /** Time a client has to send a whole request (headers and body), in ms; default 30000. */
+  readonly requestTimeoutMs?: number;
+  /** How long an idle keep-alive connection stays open between requests, in ms; default 5000. */
+  readonly keepAliveTimeoutMs?: number;
+  /** Most open connections; past it new ones are closed at once; default 4096. */
+  readonly maxConnections?: number;
+  /**
+   * How long a response write may wait for a client that stopped reading, in ms; default 30000. Past it the
+   * request is aborted (its engine requests and KV blocks freed) and the connection closed.
+   */
+  readonly writeTimeoutMs?: number;
+  /**
+   * Longest prompt in characters, checked before tokenizing (the token limit is checked after); default per
+   * model: maxModelLen × MAX_CHARS_PER_TOKEN.
+   */
+  readonly maxPromptChars?: number;
 }
+
+/** What the edge enforces, the same for `serve` and the gateway (see ApiServerOptions for each). */
+export type EdgeOptions = Pick<
+  ApiServerOptions,
+  'apiKeys' | 'isolateCachePerKey' | 'limits' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs' | 'maxConnections' | 'writeTimeoutMs' | 'maxPromptChars'
+>;
 
 export interface ApiServer {
   readonly server: http.Server;
@@ -43,6 +81,14 @@ export interface ApiServer {
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_PORT = 8000;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 5000;
+/** Server timeouts and caps (see ApiServerOptions). */
+export const EDGE_DEFAULTS = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 4096,
+  writeTimeoutMs: 30_000,
+} as const;
 /** The route of a request no route serves (any path a client makes up). */
 export const UNMATCHED_ROUTE = 'unmatched';
 const MODEL_ROUTE = '/v1/models/{model}';
@@ -57,8 +103,14 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
   const models = new Map<string, ServedModel>();
   for (const m of opts.models) {
     if (models.has(m.id)) throw new Error(`createApiServer: duplicate model id ${m.id}`);
-    models.set(m.id, m);
+    models.set(m.id, opts.maxPromptChars === undefined ? m : { ...m, maxPromptChars: opts.maxPromptChars });
   }
+  const firstModel = models.get(opts.models[0]!.id)!;
+  const keys = opts.apiKeys !== undefined && opts.apiKeys.length > 0 ? new ApiKeys(opts.apiKeys) : undefined;
+  if (opts.isolateCachePerKey && keys === undefined) throw new Error('createApiServer: isolating caches per API key needs API keys');
+  const limiter = new ClientLimiter(opts.limits ?? {});
+  const edge = { ...EDGE_DEFAULTS, ...definedOnly(opts) };
+  if (edge.headersTimeoutMs > edge.requestTimeoutMs) throw new Error('createApiServer: the headers timeout must not exceed the request timeout');
   const host = opts.host ?? '127.0.0.1';
   const maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const logger = opts.logger ?? silentLogger;
@@ -69,7 +121,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
 
   const resolveModel = (name: string | undefined): ServedModel => {
     // Without a model name, serve the first model, as vLLM does.
-    const model = name === undefined ? opts.models[0] : models.get(name);
+    const model = name === undefined ? firstModel : models.get(name);
     if (model === undefined) throw ApiError.modelNotFound(name ?? '');
     if (!ready) throw ApiError.notReady('The server is not ready to serve requests.');
     if (!model.engine.isReady()) throw ApiError.notReady(`The model \`${model.id}\` is not ready yet.`);
@@ -153,8 +205,16 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       log[level]('request', { method, path, status: res.statusCode, durationMs: Math.round(performance.now() - t0) });
       opts.onResponse?.({ method, path, route: routeOf(path), status: res.statusCode, seconds: (performance.now() - t0) / 1000 });
     });
-    const ctx: RequestContext = { requestId, signal: ac.signal, log, res };
     try {
+      const client = isApiPath(path) ? admitClient(req, res) : undefined;
+      const ctx: RequestContext = {
+        requestId,
+        signal: ac.signal,
+        log: client?.key === undefined ? log : childLogger(log, { key: client.key }),
+        res,
+        cacheTenant: opts.isolateCachePerKey ? client?.key : undefined,
+        writeTimeoutMs: edge.writeTimeoutMs,
+      };
       await route(method, path)(ctx, req);
     } catch (err) {
       const e = toApiError(err);
@@ -171,7 +231,29 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
     }
   };
 
-  const server = http.createServer((req, res) => {
+  /**
+   * Authenticates a /v1/* request (401 without a good key) and admits it under its client's limits (429
+   * over them); the admission is released when the response closes. The client is the key, else the address.
+   */
+  const admitClient = (req: IncomingMessage, res: ServerResponse): { readonly key: KeyId | undefined } => {
+    let key: KeyId | undefined;
+    if (keys !== undefined) {
+      const presented = presentedKey(req);
+      key = presented === undefined ? undefined : keys.match(presented);
+      if (key === undefined) throw ApiError.unauthorized(presented !== undefined);
+    }
+    const release = limiter.admit(key ?? `addr:${req.socket.remoteAddress ?? ''}`);
+    res.once('close', release);
+    return { key };
+  };
+
+  const server = http.createServer({
+    headersTimeout: edge.headersTimeoutMs,
+    requestTimeout: edge.requestTimeoutMs,
+    keepAliveTimeout: edge.keepAliveTimeoutMs,
+    // Node checks the two timeouts above on this period (30 s by default, which would stretch them).
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(edge.headersTimeoutMs / 4))),
+  }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       // handle() catches everything; this is the last line of defence for the process.
       logger.error('unhandled error in request handler', { err });
@@ -179,6 +261,8 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       else res.destroy();
     });
   });
+
+  server.maxConnections = edge.maxConnections;
 
   return {
     server,
@@ -208,6 +292,23 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       ready = value;
     },
   };
+}
+
+/** Paths under /v1 are the API proper: authenticated and limited. /health and /ready stay open. */
+function isApiPath(path: string): boolean {
+  return path === '/v1' || path.startsWith('/v1/');
+}
+
+/** The server timeouts and caps the caller set (undefined ones fall back to EDGE_DEFAULTS). */
+function definedOnly(opts: ApiServerOptions): Partial<Record<keyof typeof EDGE_DEFAULTS, number>> {
+  const out: Partial<Record<keyof typeof EDGE_DEFAULTS, number>> = {};
+  for (const k of Object.keys(EDGE_DEFAULTS) as (keyof typeof EDGE_DEFAULTS)[]) {
+    const v = opts[k];
+    if (v === undefined) continue;
+    if (!(Number.isInteger(v) && v > 0)) throw new Error(`createApiServer: ${k} must be a positive integer, got ${v}`);
+    out[k] = v;
+  }
+  return out;
 }
 
 function safeDecode(s: string): string {

@@ -35,6 +35,8 @@ export interface FlagSpec {
   readonly value?: FlagValue;
   /** The command cannot run without it. */
   readonly required?: boolean;
+  /** A string flag that may be given more than once (Flags.list); from the environment, comma-separated. */
+  readonly multiple?: boolean;
 }
 
 export interface CommandSpec {
@@ -74,7 +76,7 @@ export function formatBytes(n: number): string {
 
 export class Flags {
   constructor(
-    private readonly values: Record<string, string | boolean | undefined>,
+    private readonly values: Record<string, string | boolean | readonly string[] | undefined>,
     /** Bare arguments, in order (only for commands that accept them). */
     readonly positionals: readonly string[] = [],
   ) {}
@@ -82,6 +84,11 @@ export class Flags {
   str(name: string): string | undefined {
     const v = this.values[name];
     return typeof v === 'string' ? v : undefined;
+  }
+  /** Every value of a repeatable flag (FlagSpec.multiple), in order; [] when none. */
+  list(name: string): readonly string[] {
+    const v = this.values[name];
+    return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
   }
   required(name: string): string {
     const v = this.str(name);
@@ -200,8 +207,8 @@ const source = (name: string, from: 'argv' | 'env' | 'default'): string => (from
  * every rule between flags checked here, so a command's run() starts only with flags it can use.
  */
 export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 'help' {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
-  for (const [name, f] of Object.entries(spec.flags)) options[name] = f.short ? { type: f.type, short: f.short } : { type: f.type };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [name, f] of Object.entries(spec.flags)) options[name] = { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}) };
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options, allowPositionals: spec.positionals === true, strict: true });
@@ -213,10 +220,22 @@ export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 
     throw new UsageError(`${message.replace(/\. To specify a positional argument.*$/, '')}${hint} (see: pdserve ${spec.name} --help)`);
   }
   if (parsed.values['help']) return 'help';
-  const values: Record<string, string | boolean | undefined> = {};
+  const values: Record<string, string | boolean | readonly string[] | undefined> = {};
   for (const [name, f] of Object.entries(spec.flags)) {
     const given = parsed.values[name] as string | boolean | undefined;
     const env = process.env[envName(name)];
+    if (f.multiple) {
+      // A repeatable flag: every value from argv, else the environment's comma-separated list.
+      const list = given !== undefined ? (given as unknown as string[]) : env === undefined ? [] : env.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      if (f.value !== undefined) {
+        for (const item of list) {
+          const problem = checkValue(f.value, item);
+          if (problem !== undefined) throw new UsageError(`${source(name, given !== undefined ? 'argv' : 'env')} ${problem}`);
+        }
+      }
+      values[name] = list;
+      continue;
+    }
     const from = given !== undefined ? 'argv' : env !== undefined ? 'env' : 'default';
     let v: string | boolean | undefined = given ?? env ?? f.default;
     if (f.type === 'boolean' && from === 'env') {

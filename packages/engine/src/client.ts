@@ -10,6 +10,11 @@ export interface GenerateRequest {
   /** Lower runs first; default 0. */
   readonly priority?: number;
   /**
+   * Roots the prompt's block-hash chain together with the model id (kv-cache's chainHashes): requests
+   * share cached blocks only when their salts are equal. '' or absent: the unsalted chain.
+   */
+  readonly cacheSalt?: string;
+  /**
    * Prefill role: after the first token, export the prompt's KV blocks from block `fromBlock` on (the
    * decode worker already holds the ones before) in the final chunk's `kv`.
    */

@@ -1,5 +1,5 @@
 import { BLOCK_HEADER_BYTES, BlockPool, blockBytes, chainHashes, decodeBlock, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
-import { isStopToken, loadModelSpec, Sampler, type ModelSpec, type RunnerOptions, type SampledToken } from '@pdserve/model';
+import { isStopToken, loadModelSpec, Sampler, samplingProblem, type ModelSpec, type RunnerOptions, type SampledToken } from '@pdserve/model';
 import { EngineError, type EngineClient, type EngineStats, type ExportedKv, type GenerateOutput, type GenerateRequest, type OffloadSink } from './client';
 import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
@@ -163,10 +163,13 @@ export class LLMEngine implements EngineClient {
     );
   }
 
-  /** How many leading full blocks of `tokens` this engine's prefix cache holds right now (no reference taken). */
-  cachedPrefixBlocks(tokens: readonly number[]): number {
+  /**
+   * How many leading full blocks of `tokens` (under `cacheSalt`, see GenerateRequest) this engine's prefix
+   * cache holds right now (no reference taken).
+   */
+  cachedPrefixBlocks(tokens: readonly number[], cacheSalt = ''): number {
     let n = 0;
-    for (const h of chainHashes(tokens, this.opts.blockSize, this.modelId)) {
+    for (const h of chainHashes(tokens, this.opts.blockSize, this.modelId, cacheSalt)) {
       if (!this.pool.has(h)) break;
       n++;
     }
@@ -212,6 +215,9 @@ export class LLMEngine implements EngineClient {
         throw new EngineError('invalid_request', `token id ${t} is outside the vocabulary [0, ${this.spec.vocabSize})`, 'prompt');
       }
     }
+    // The edge checked these already; a request from another process is checked again, with the vocabulary.
+    const problem = samplingProblem(req.sampling, this.spec.vocabSize);
+    if (problem !== undefined) throw new EngineError('invalid_request', problem.message, problem.param);
     if (prompt.length >= this.maxModelLen) {
       throw new EngineError(
         'context_length_exceeded',
@@ -248,6 +254,7 @@ export class LLMEngine implements EngineClient {
       performance.now(),
       this.modelId,
       this.opts.blockSize,
+      req.cacheSalt ?? '',
     );
     seq.prefilled = req.prefilled;
     seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;

@@ -40,6 +40,8 @@ export class Sequence {
     readonly arrival: number,
     private readonly modelId: string,
     readonly blockSize: number,
+    /** Roots the block-hash chain with the model id (see GenerateRequest.cacheSalt). */
+    readonly cacheSalt = '',
   ) {
     this.prompt = [...prompt];
     this.tokens = [...prompt];
@@ -64,7 +66,7 @@ export class Sequence {
   blockHash(i: number): BlockHash {
     while (this.hashes.length <= i) {
       const j = this.hashes.length;
-      const parent = j === 0 ? rootHash(this.modelId) : this.hashes[j - 1]!;
+      const parent = j === 0 ? rootHash(this.modelId, this.cacheSalt) : this.hashes[j - 1]!;
       this.hashes.push(hashBlock(parent, this.tokens.slice(j * this.blockSize, (j + 1) * this.blockSize)));
     }
     return this.hashes[i]!;

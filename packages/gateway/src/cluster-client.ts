@@ -52,7 +52,8 @@ export class ClusterClient implements EngineClient {
 
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
     const { router, view, logger } = this.opts;
-    const chain = chainHashes(req.promptTokenIds, this.opts.blockSize, this.modelId);
+    const cacheSalt = req.cacheSalt ?? '';
+    const chain = chainHashes(req.promptTokenIds, this.opts.blockSize, this.modelId, cacheSalt);
     const excluded = new Set<string>();
     for (let attempt = 0; ; attempt++) {
       let decision;
@@ -76,6 +77,7 @@ export class ClusterClient implements EngineClient {
           sampling: samplingToWire(req.sampling),
           priority: req.priority ?? 0,
           prefill: LOCAL_PLAN,
+          cache_salt: cacheSalt,
         };
         const decodeRecord = view.record(decision.decodeWorker);
         const wantLogprobs = req.sampling.logprobs !== undefined;
@@ -125,7 +127,7 @@ export class ClusterClient implements EngineClient {
     try {
       const events = view.client(prefill.id).prefill({
         request_id: req.request_id, prompt_token_ids: req.prompt_token_ids, sampling: req.sampling, from_block: 0,
-        target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto' },
+        target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto' }, cache_salt: req.cache_salt,
       }, prefillCtl.signal);
       let first: PrefillFirstMsg | undefined;
       try {

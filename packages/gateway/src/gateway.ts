@@ -1,5 +1,5 @@
 // The gateway service: OpenAI HTTP API → KV-aware router → workers over gRPC.
-import { createApiServer, type ApiServer, type Logger } from '@pdserve/api';
+import { createApiServer, type ApiServer, type EdgeOptions, type Logger } from '@pdserve/api';
 import type { ControlPlane } from '@pdserve/control-plane';
 import { collectDefaultMetrics, gatewayMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
 import { loadModelSpec } from '@pdserve/model';
@@ -28,6 +28,8 @@ export interface GatewayOptions {
   readonly disagg?: Partial<DisaggConfig>;
   readonly maxModelLen?: number;
   readonly resyncIntervalMs?: number;
+  /** API keys, per-key limits, server timeouts and caps, cache isolation: as `serve` has them. */
+  readonly edge?: EdgeOptions;
 }
 
 export interface Gateway {
@@ -68,6 +70,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       host: opts.host,
       port: opts.port,
       logger: opts.logger,
+      ...opts.edge,
       // By route template, so made-up paths add no series; probes of /health and /ready are not traffic.
       onResponse: (r) => {
         if (r.route === '/health' || r.route === '/ready') return;

@@ -19,3 +19,18 @@ export {
 } from './sampling';
 export { buildTinyModel, PRESETS, type PresetName, type TinyModelOptions } from './tiny/index';
 export { REPO_ROOT, cacheDir, ensureTinyModel } from './tiny-cache';
+export {
+  boundsProblem,
+  logitBiasProblem,
+  MAX_LOGIT_BIAS,
+  MAX_LOGPROBS,
+  MAX_STOP_LENGTH,
+  MAX_STOP_STRINGS,
+  MAX_STOP_TOKEN_IDS,
+  SAMPLING_BOUNDS,
+  samplingProblem,
+  stopProblem,
+  stopTokenIdsProblem,
+  type Bounds,
+  type SamplingProblem,
+} from './sampling-check';

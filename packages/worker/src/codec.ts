@@ -1,6 +1,6 @@
 // Engine values <-> wire messages, in one place.
-import type { FinishReason, GenerateOutput } from '@pdserve/engine';
-import { samplingParams, type SampledToken, type SamplingParams } from '@pdserve/model';
+import { EngineError, type FinishReason, type GenerateOutput } from '@pdserve/engine';
+import { samplingParams, samplingProblem, type SampledToken, type SamplingParams } from '@pdserve/model';
 import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg } from './wire';
 
 export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
@@ -22,10 +22,14 @@ export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
   };
 }
 
-/** Stop strings stay at the gateway, which detokenizes; workers stop on token ids. */
+/**
+ * Stop strings stay at the gateway, which detokenizes; workers stop on token ids. Whatever arrives is
+ * checked as the HTTP API checks it (one validator): a bad value is an 'invalid_request' (INVALID_ARGUMENT)
+ * before any work or block is spent on it.
+ */
 export function samplingFromWire(m: SamplingParamsMsg | null): SamplingParams {
-  if (!m) throw new Error('sampling params missing');
-  return samplingParams({
+  if (!m) throw new EngineError('invalid_request', 'sampling params missing', 'sampling');
+  const p = samplingParams({
     temperature: m.temperature,
     topP: m.top_p,
     topK: m.top_k,
@@ -39,6 +43,9 @@ export function samplingFromWire(m: SamplingParamsMsg | null): SamplingParams {
     ignoreEos: m.ignore_eos,
     logprobs: m.has_logprobs ? m.logprobs : undefined,
   });
+  const problem = samplingProblem(p);
+  if (problem !== undefined) throw new EngineError('invalid_request', problem.message, problem.param);
+  return p;
 }
 
 export function outputToWire(o: GenerateOutput, prefilledBy: string): GenerateChunkMsg {

@@ -260,9 +260,10 @@ export class WorkerServer {
           this.opts.logger.warn({ requestId: req.request_id, error: toCallError(err).message }, 'remote prefill failed; prefilling locally');
         }
       }
-      const prefetched = prefilled === undefined ? await this.storeLink?.prefetch(req.prompt_token_ids, ac.signal) : undefined;
+      const cacheSalt = req.cache_salt ?? '';
+      const prefetched = prefilled === undefined ? await this.storeLink?.prefetch(req.prompt_token_ids, ac.signal, cacheSalt) : undefined;
       if (ac.signal.aborted) return;
-      const outputs = this.opts.engine.generate({ requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched });
+      const outputs = this.opts.engine.generate({ requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched, cacheSalt });
       for await (const o of afterStreamedFirst(outputs, streamedFirst)) {
         if (ac.signal.aborted) break;
         call.write(outputToWire(o, prefilledBy));
@@ -291,7 +292,7 @@ export class WorkerServer {
       const meta = expected.meta() ?? {};
       const first = JSON.parse(meta['first'] ?? 'null') as W.PrefillFirstMsg | null;
       const sentFrom = Number(meta['from_block'] ?? 'NaN');
-      const own = this.opts.engine.cachedPrefixBlocks(req.prompt_token_ids);
+      const own = this.opts.engine.cachedPrefixBlocks(req.prompt_token_ids, req.cache_salt);
       if (first === null || !Number.isInteger(sentFrom) || sentFrom > own) throw new Error('pushed KV does not fit this worker\'s cache');
       const take = blocks.slice(own - sentFrom);
       return {
@@ -313,7 +314,7 @@ export class WorkerServer {
    */
   private async remotePrefill(req: W.GenerateRequestMsg, signal: AbortSignal, onFirst: (first: GenerateOutput) => void): Promise<PrefilledKv> {
     const engine = this.opts.engine;
-    const fromBlock = engine.cachedPrefixBlocks(req.prompt_token_ids);
+    const fromBlock = engine.cachedPrefixBlocks(req.prompt_token_ids, req.cache_salt);
     const transferId = randomBytes(16).toString('hex');
     const expected = this.expectTransfer(transferId, 120_000);
     try {
@@ -325,6 +326,7 @@ export class WorkerServer {
           sampling: req.sampling,
           from_block: fromBlock,
           target: { grpc_address: this.address, transfer_id: transferId, transport: 'auto' },
+          cache_salt: req.cache_salt,
         },
         signal,
       );
@@ -430,8 +432,9 @@ export class WorkerServer {
       const sampling = { ...samplingFromWire(req.sampling), maxTokens: 1 };
       let first: W.PrefillFirstMsg | undefined;
       let kv: { blocks: readonly Uint8Array[]; rngState?: readonly number[] } | undefined;
-      const prefetched = await this.storeLink?.prefetch(req.prompt_token_ids, ac.signal);
-      for await (const o of this.opts.engine.generate({ requestId: `prefill:${req.request_id}`, promptTokenIds: req.prompt_token_ids, sampling, signal: ac.signal, exportKv: { fromBlock: req.from_block }, prefetched })) {
+      const cacheSalt = req.cache_salt ?? '';
+      const prefetched = await this.storeLink?.prefetch(req.prompt_token_ids, ac.signal, cacheSalt);
+      for await (const o of this.opts.engine.generate({ requestId: `prefill:${req.request_id}`, promptTokenIds: req.prompt_token_ids, sampling, signal: ac.signal, exportKv: { fromBlock: req.from_block }, prefetched, cacheSalt })) {
         if (o.tokenIds.length > 0 && !first) {
           first = firstToWire(o);
           // The client's first token need not wait for the KV transfer below.
@@ -440,7 +443,7 @@ export class WorkerServer {
         if (o.kv) kv = o.kv;
       }
       if (!first || !kv) throw new EngineError('internal', ac.signal.aborted ? 'prefill cancelled' : 'prefill produced no KV');
-      const hashes = chainHashes(req.prompt_token_ids, this.opts.engine.blockSize, this.opts.engine.modelId);
+      const hashes = chainHashes(req.prompt_token_ids, this.opts.engine.blockSize, this.opts.engine.modelId, cacheSalt);
       // Each block's CRC-32 follows from its header (no pass over it); the receiver verifies it in transit.
       const blocks = kv.blocks.map((data, k) => ({ hash: hashes[req.from_block + k] ?? '0'.repeat(16), data, checksum: blockCrc32(data) }));
       const t0 = performance.now();

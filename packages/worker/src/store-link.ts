@@ -87,14 +87,15 @@ export class StoreLink implements OffloadSink {
 
   /**
    * The leading blocks of `tokens`' uncached prefix that the store holds, fetched; undefined when none.
-   * Never throws: any failure just means less is prefetched (and more is computed).
+   * `cacheSalt` roots the chain as the request's does (store keys are the salted hashes). Never throws: any
+   * failure just means less is prefetched (and more is computed).
    */
-  async prefetch(tokens: readonly number[], signal?: AbortSignal): Promise<PrefetchedKv | undefined> {
+  async prefetch(tokens: readonly number[], signal?: AbortSignal, cacheSalt = ''): Promise<PrefetchedKv | undefined> {
     const nodes = this.nodes();
     if (nodes.length === 0) return undefined;
     const bs = this.engine.blockSize;
-    const chain = chainHashes(tokens, bs, this.engine.modelId).slice(0, Math.floor((tokens.length - 1) / bs));
-    const from = Math.min(this.engine.cachedPrefixBlocks(tokens), chain.length);
+    const chain = chainHashes(tokens, bs, this.engine.modelId, cacheSalt).slice(0, Math.floor((tokens.length - 1) / bs));
+    const from = Math.min(this.engine.cachedPrefixBlocks(tokens, cacheSalt), chain.length);
     const want = chain.slice(from);
     if (want.length < this.opts.minPrefetchBlocks) return undefined;
     this.counters.prefetchLookups += 1;

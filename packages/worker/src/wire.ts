@@ -32,6 +32,8 @@ export interface GenerateRequestMsg {
   sampling: SamplingParamsMsg | null;
   priority: number;
   prefill: PrefillPlanMsg | null;
+  /** Roots the block-hash chain with the model id; '' = unsalted (optional to send; always set when received). */
+  cache_salt?: string;
 }
 
 export interface TokenLogprobMsg {
@@ -65,6 +67,8 @@ export interface PrefillRequestMsg {
   sampling: SamplingParamsMsg | null;
   from_block: number;
   target: TransferTargetMsg | null;
+  /** As in GenerateRequestMsg. */
+  cache_salt?: string;
 }
 
 export interface PrefillFirstMsg {
@@ -133,12 +137,12 @@ export interface BlockSnapshotResponseMsg {
 export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs'],
   'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'prefill_address', 'transfer_id'],
-  'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill'],
+  'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill', 'cache_salt'],
   'pdserve.v1.TokenLogprob': ['token_id', 'logprob'],
   'pdserve.v1.TokenLogprobs': ['logprob', 'top'],
   'pdserve.v1.GenerateChunk': ['token_ids', 'logprobs', 'finish_reason', 'prompt_tokens', 'cached_tokens', 'prefilled_by'],
   'pdserve.v1.TransferTarget': ['grpc_address', 'transfer_id', 'transport'],
-  'pdserve.v1.PrefillRequest': ['request_id', 'prompt_token_ids', 'sampling', 'from_block', 'target'],
+  'pdserve.v1.PrefillRequest': ['request_id', 'prompt_token_ids', 'sampling', 'from_block', 'target', 'cache_salt'],
   'pdserve.v1.PrefillFirst': ['first_token', 'first_logprob', 'first_top', 'cached_tokens', 'prompt_tokens'],
   'pdserve.v1.PrefillEvent': ['first', 'done'],
   'pdserve.v1.PrefillResponse': ['first_token', 'first_logprob', 'first_top', 'rng_state', 'cached_tokens', 'blocks', 'bytes', 'transport'],

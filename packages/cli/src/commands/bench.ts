@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { parseKeyFile } from '@pdserve/api';
 import { basename } from 'node:path';
 import { benchReportPage, compareReports, formatReport, renderReportPage, runBench, TraceError, type BenchOptions, type BenchReport, type Endpoint, type LabelledBenchReport, type WorkloadSpec } from '@pdserve/bench';
 import { Flags, int, num, oneOf, url as urlOf, UsageError, type CommandSpec, type FlagValue } from '../args';
@@ -52,6 +53,7 @@ export const benchCommand: CommandSpec = {
     temperature: { type: 'string', help: 'sampling temperature', default: '0', value: num({ min: 0 }) },
     'extra-body': { type: 'string', help: 'JSON object merged into every request body, e.g. {"top_k": 5}', value: JSON_OBJECT },
     'api-key': { type: 'string', help: 'sent as Authorization: Bearer …; never written to the report' },
+    'api-key-file': { type: 'string', help: 'the first key of a key file (one per line, # comments skipped), as --api-key' },
     timeout: { type: 'string', help: 'per-request timeout, seconds', default: '600', value: num({ above: 0 }) },
     compare: { type: 'string', help: 'with a second file after it: print two saved reports side by side with ratios' },
   },
@@ -75,7 +77,8 @@ export const benchCommand: CommandSpec = {
       return;
     }
     const url = f.required('url');
-    const model = f.str('model') ?? (await firstModel(url));
+    const apiKey = await apiKeyOf(f);
+    const model = f.str('model') ?? (await firstModel(url, apiKey));
     const opts: BenchOptions = {
       url,
       model,
@@ -104,7 +107,7 @@ export const benchCommand: CommandSpec = {
       ignoreEos: f.bool('ignore-eos'),
       temperature: f.num('temperature'),
       extraBody: extraBodyOf(f.str('extra-body')),
-      apiKey: f.str('api-key'),
+      apiKey,
       requestTimeoutSec: f.num('timeout'),
     };
     const abort = new AbortController();
@@ -165,11 +168,20 @@ const rateOf = (r: string | undefined): number | undefined => (r === undefined ?
 const extraBodyOf = (s: string | undefined): BenchOptions['extraBody'] => (s === undefined ? undefined : (JSON.parse(s) as BenchOptions['extraBody']));
 
 /** The first model id the server lists at /v1/models. */
-async function firstModel(url: string): Promise<string> {
+/** --api-key, else the first key of --api-key-file. */
+async function apiKeyOf(f: Flags): Promise<string | undefined> {
+  const file = f.str('api-key-file');
+  if (f.str('api-key') !== undefined || file === undefined) return f.str('api-key');
+  const key = parseKeyFile(await readFile(file, 'utf8'))[0];
+  if (key === undefined) throw new UsageError(`--api-key-file ${file} holds no key`);
+  return key;
+}
+
+async function firstModel(url: string, apiKey: string | undefined): Promise<string> {
   const root = url.replace(/\/+$/, '').replace(/\/v1$/, '');
   let body: unknown;
   try {
-    const res = await fetch(`${root}/v1/models`, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(`${root}/v1/models`, { signal: AbortSignal.timeout(10_000), headers: apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` } });
     body = await res.json();
   } catch (err) {
     throw new Error(`could not list models at ${root}/v1/models (${(err as Error).message}); pass --model`);

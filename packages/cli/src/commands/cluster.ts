@@ -12,6 +12,7 @@ import { startKvStoreService } from '@pdserve/kv-store';
 import { startWorkerService, type WorkerRole } from '@pdserve/worker';
 import { BYTES, Flags, int, listOf, oneOf, PORT, url, UsageError, type CommandSpec, type FlagSpec, type FlagValue } from '../args';
 import { pinoStyle, serviceLogger } from '../logging';
+import { checkEdge, EDGE_FLAGS, edgeForChild, edgeOptionsOf } from './edge';
 import { progressBar } from '../progress';
 
 /** Cluster names scope Redis keys and NATS subjects (pdserve.<cluster>.kv.<worker>): no dots, spaces or wildcards. */
@@ -184,6 +185,7 @@ function gatewayFromFlags(f: Flags, dir: string, id: string, cp: ControlPlane, l
     policy: policyOf(f),
     disagg: { remotePrefillMinTokens: f.int('remote-prefill-min-tokens', 0), prefillQueueMaxTokens: f.int('prefill-queue-max-tokens', 0) },
     maxModelLen: f.int('max-model-len', 2),
+    edge: edgeOptionsOf(f),
   });
 }
 
@@ -191,9 +193,11 @@ export const gateway: CommandSpec = {
   name: 'gateway',
   summary: 'Run the gateway: the OpenAI HTTP API and the KV-aware router in front of the workers.',
   usage: 'gateway [--model DIR] [--port 8000] [--redis URL --nats URL] [--policy kv-aware]',
-  flags: { ...COMMON_FLAGS, ...ROUTER_FLAGS, 'block-size': ENGINE_FLAGS['block-size']!, 'max-model-len': ENGINE_FLAGS['max-model-len']! },
+  flags: { ...COMMON_FLAGS, ...ROUTER_FLAGS, ...EDGE_FLAGS, 'block-size': ENGINE_FLAGS['block-size']!, 'max-model-len': ENGINE_FLAGS['max-model-len']! },
+  check: checkEdge,
   async run(f) {
     const logger = serviceLogger('gateway', f.str('log-level'));
+    edgeOptionsOf(f); // the key file is read before the model loads
     const { dir, id } = await modelDirFrom(f);
     const cp = await controlPlaneOf(f, 'gateway');
     const gw = await gatewayFromFlags(f, dir, id, cp, logger);
@@ -219,6 +223,7 @@ export function checkLocalCluster(f: Flags): void {
 export async function runLocalCluster(f: Flags, prefill: number, decode: number, kvStores = 0): Promise<void> {
   const logger = serviceLogger('pdserve', f.str('log-level'));
   checkLocalCluster(f);
+  edgeOptionsOf(f); // the key file is read before any service starts
   const { dir, id } = await modelDirFrom(f);
   if (f.str('redis') && f.str('nats')) return spawnCluster(f, dir, id, prefill, decode, kvStores);
   const cp = await controlPlaneOf(f, 'pdserve');
@@ -243,8 +248,8 @@ export async function runLocalCluster(f: Flags, prefill: number, decode: number,
 const LOCAL_KV_STORE_BYTES = 256 * 1024 * 1024;
 
 /** Runs another pdserve command the way this one runs: `--import tsx main.ts` in a checkout, bin/pdserve.mjs in the image. */
-function spawnService(args: readonly string[]): ChildProcess {
-  return spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+function spawnService(args: readonly string[], env: Readonly<Record<string, string>> = {}): ChildProcess {
+  return spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env } });
 }
 
 async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, decode: number, kvStores: number): Promise<void> {
@@ -260,7 +265,8 @@ async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, 
   for (let i = 0; i < prefill; i++) children.push(spawnService(['prefill-worker', ...shared, ...engineArgs, ...link, '--instance-id', `prefill-${i}`]));
   for (let i = 0; i < decode; i++) children.push(spawnService(['decode-worker', ...shared, ...engineArgs, ...link, '--instance-id', `decode-${i}`]));
   const routerArgs = Object.keys(ROUTER_FLAGS).flatMap((k) => (f.str(k) !== undefined ? [`--${k}`, f.str(k)!] : []));
-  children.push(spawnService(['gateway', ...shared, ...routerArgs, '--block-size', f.str('block-size') ?? String(ENGINE_DEFAULTS.blockSize)]));
+  const edge = edgeForChild(f);
+  children.push(spawnService(['gateway', ...shared, ...routerArgs, ...edge.args, '--block-size', f.str('block-size') ?? String(ENGINE_DEFAULTS.blockSize)], edge.env));
   const stop = (): void => children.forEach((c) => c.kill('SIGTERM'));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

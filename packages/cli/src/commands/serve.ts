@@ -4,14 +4,16 @@ import { Tokenizer } from '@pdserve/tokenizer';
 import { Flags, int, UsageError, type CommandSpec } from '../args';
 import { serviceLogger } from '../logging';
 import { COMMON_FLAGS, ENGINE_FLAGS, ROUTER_FLAGS, checkLocalCluster, engineOptions, modelDirFrom, runLocalCluster } from './cluster';
+import { checkEdge, EDGE_FLAGS, edgeOptionsOf } from './edge';
 
 /** One process, one engine behind the OpenAI API: no router, no control plane. */
 async function serveSingle(f: Flags): Promise<void> {
   const logger = serviceLogger('pdserve', f.str('log-level'));
+  const edge = edgeOptionsOf(f);
   const { dir, id } = await modelDirFrom(f);
   const tokenizer = await Tokenizer.fromDir(dir);
   const engine = await LLMEngine.create(engineOptions(f, dir, id));
-  const api = createApiServer({ models: [{ id, engine, tokenizer, maxModelLen: engine.maxModelLen }], host: f.str('host'), port: f.int('port', 0), logger });
+  const api = createApiServer({ models: [{ id, engine, tokenizer, maxModelLen: engine.maxModelLen }], host: f.str('host'), port: f.int('port', 0), logger, ...edge });
   const { url } = await api.listen();
   logger.info('serving', { url, model: id, kvBlocks: engine.pool.numBlocks });
   process.stdout.write(`pdserve is serving ${id} at ${url}/v1 (OpenAI API), one engine. Ctrl-C stops it.\n`);
@@ -29,6 +31,7 @@ const SERVE_FLAGS = {
   ...COMMON_FLAGS,
   ...ENGINE_FLAGS,
   ...ROUTER_FLAGS,
+  ...EDGE_FLAGS,
   prefill: { type: 'string', help: 'prefill workers in a local cluster (0 with --decode M: M mixed workers)', value: int(0) },
   decode: { type: 'string', help: 'decode workers in a local cluster; without --prefill/--decode: one engine, no cluster', value: int(0) },
   'kv-store': { type: 'string', help: 'kv-store nodes in a local cluster: workers offload evicted blocks to them and prefetch prefixes from them', default: '0', value: int(0) },
@@ -43,6 +46,7 @@ export const serve: CommandSpec = {
   check(f) {
     if ((f.str('prefill') !== undefined || f.str('decode') !== undefined) && (f.int('decode', 0) ?? 0) < 1) throw new UsageError('a cluster needs --decode 1 or more');
     checkLocalCluster(f);
+    checkEdge(f);
   },
   async run(f) {
     const p = f.int('prefill', 0);
@@ -56,7 +60,10 @@ export const start: CommandSpec = {
   name: 'start',
   summary: 'What `npm start` runs: the built-in tiny model on a local cluster (gateway + 1 prefill + 1 decode + 1 kv-store, embedded control plane) on port 8000.',
   usage: 'start [--port 8000] [engine flags]',
-  flags: { ...COMMON_FLAGS, ...ENGINE_FLAGS, ...ROUTER_FLAGS },
-  check: checkLocalCluster,
+  flags: { ...COMMON_FLAGS, ...ENGINE_FLAGS, ...ROUTER_FLAGS, ...EDGE_FLAGS },
+  check(f) {
+    checkLocalCluster(f);
+    checkEdge(f);
+  },
   run: (f) => runLocalCluster(f, 1, 1, 1),
 };
