@@ -11,7 +11,7 @@ import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { completion, freePort } from '@pdserve/testkit';
-import { samplingToWire, startWorkerService, WorkerClient, type GenerateChunkMsg, type GenerateRequestMsg, type WorkerService } from '@pdserve/worker';
+import { samplingToWire, startWorkerService, toCallError, WorkerClient, type GenerateChunkMsg, type WorkerCallError, type GenerateRequestMsg, type WorkerService } from '@pdserve/worker';
 
 let dir: string;
 let runner: ModelRunner;
@@ -123,6 +123,31 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
       const got = await tokensFrom(c, { ...base, prefill: plan('pushed', 'pushed-never') });
       expect(performance.now() - t0).toBeLessThan(5_000);
       expect(got).toEqual(await tokensFrom(c, { ...base, request_id: 'never-local', prefill: plan('local') }));
+    } finally {
+      c.close();
+    }
+  });
+});
+
+describe('errors keep their class between processes', () => {
+  it('a worker\'s engine error reaches its caller with its class and parameter, not just a gRPC status', async () => {
+    const d = decodes[0]!;
+    const c = new WorkerClient(d.grpcAddress);
+    const run = async (req: GenerateRequestMsg): Promise<WorkerCallError | undefined> => {
+      try {
+        for await (const _ of c.generate(req)) void _;
+      } catch (err) {
+        return toCallError(err);
+      }
+      return undefined;
+    };
+    try {
+      const sampling = samplingToWire(samplingParams({ temperature: 0, maxTokens: 4 }));
+      const long = await run({ request_id: 'too-long', prompt_token_ids: new Array<number>(d.engine.maxModelLen + 1).fill(1), sampling, priority: 0, prefill: null });
+      expect({ code: long?.code, class: long?.engineError?.code }).toEqual({ code: 'INVALID_ARGUMENT', class: 'context_length_exceeded' });
+      const bad = await run({ request_id: 'bad-temp', prompt_token_ids: [1, 2, 3], sampling: { ...sampling, temperature: -1 }, priority: 0, prefill: null });
+      expect({ code: bad?.code, class: bad?.engineError?.code }).toEqual({ code: 'INVALID_ARGUMENT', class: 'invalid_request' });
+      expect(bad?.engineError?.param).toBe('temperature');
     } finally {
       c.close();
     }

@@ -130,5 +130,4 @@ export interface EngineClient {
   /** Streams outputs; throws EngineError before the first chunk if the request is refused. */
   generate(req: GenerateRequest): AsyncIterable<GenerateOutput>;
   isReady(): boolean;
-  stats(): EngineStats;
 }

@@ -1,7 +1,7 @@
 // The gateway's engine: the HTTP API calls it exactly as it calls a local engine; it routes each
 // request to a decode worker (and a prefill worker) and relays the worker's token stream.
 import type { Logger } from '@pdserve/api';
-import { EngineError, type EngineClient, type EngineStats, type GenerateOutput, type GenerateRequest } from '@pdserve/engine';
+import { EngineError, type EngineClient, type GenerateOutput, type GenerateRequest } from '@pdserve/engine';
 import { chainHashes } from '@pdserve/kv-cache';
 import { explainDecision, RouterError, type Router } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
@@ -34,20 +34,6 @@ export class ClusterClient implements EngineClient {
 
   isReady(): boolean {
     return this.opts.view.hasDecodeWorker();
-  }
-
-  stats(): EngineStats {
-    let running = 0;
-    let waiting = 0;
-    for (const w of this.opts.view.workers()) {
-      const l = this.opts.router.loads.get(w.id);
-      running += l.running;
-      waiting += l.waiting;
-    }
-    return {
-      running, waiting, freeBlocks: 0, cachedBlocks: 0, totalBlocks: 0, usedBlocks: 0, prefixCacheHitTokens: 0, prefixCacheQueryTokens: 0,
-      preemptions: 0, prefillTokensComputed: 0, queuedPrefillTokens: 0, importFallbacks: 0, prefetchedTokens: 0, prefetchRejects: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0,
-    };
   }
 
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
@@ -163,13 +149,9 @@ async function* fromWire(chunks: AsyncIterable<GenerateChunkMsg>, wantLogprobs: 
 
 const LOCAL_PLAN = { mode: 'local', prefill_worker: '', prefill_address: '', transfer_id: '' } as const;
 
+/** The worker's engine error keeps its class (the call's trailers carry it); anything else is `internal`. */
 function toEngineError(e: WorkerCallError, worker: string, midStream: boolean): EngineError {
-  switch (e.code) {
-    case 'INVALID_ARGUMENT':
-      return new EngineError(/context length/.test(e.message) ? 'context_length_exceeded' : 'invalid_request', e.message);
-    case 'RESOURCE_EXHAUSTED':
-      return new EngineError('queue_full', e.message);
-    default:
-      return new EngineError('internal', `decode worker ${worker} failed${midStream ? ' mid-stream' : ''}: ${e.code} ${e.message}`);
-  }
+  const reported = e.engineError;
+  if (reported !== undefined && reported.code !== 'internal') return reported;
+  return new EngineError('internal', `decode worker ${worker} failed${midStream ? ' mid-stream' : ''}: ${e.code} ${e.message}`);
 }

@@ -1,7 +1,7 @@
 // A worker process's core: an engine behind the Worker gRPC service, the transfer engine's receiving
 // (decode) or sending (prefill) end, registration in the registry, KV events and load reports.
 import { randomBytes } from 'node:crypto';
-import { Server, ServerCredentials, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import type { ControlPlane, Logger, Membership, Registration } from '@pdserve/control-plane';
 import { KvEventPublisher } from '@pdserve/control-plane';
 import { EngineError, type GenerateOutput, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
@@ -9,6 +9,7 @@ import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransferMeta, type TransportKind } from '@pdserve/transfer';
 import { firstFromWire, firstToWire, outputToWire, sampledFromWire, samplingFromWire } from './codec';
 import { WorkerClient, prefillFirst, toCallError } from './client';
+import { engineErrorStatus } from './errors';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
 import { StoreLink, type StoreLinkOptions } from './store-link';
 import { afterStreamedFirst } from './streamed-first';
@@ -46,15 +47,6 @@ export interface WorkerServerOptions {
   /** Offload evicted blocks to, and prefetch prefixes from, the kv-store nodes in the registry. */
   readonly kvStore?: StoreLinkOptions;
 }
-
-/** Status codes for the engine's failure classes, mapped once. */
-const ENGINE_STATUS: Record<EngineError['code'], status> = {
-  invalid_request: status.INVALID_ARGUMENT,
-  context_length_exceeded: status.INVALID_ARGUMENT,
-  queue_full: status.RESOURCE_EXHAUSTED,
-  not_ready: status.UNAVAILABLE,
-  internal: status.INTERNAL,
-};
 
 export class WorkerServer {
   readonly incarnation = randomBytes(8).toString('hex');
@@ -102,11 +94,6 @@ export class WorkerServer {
     this.server.addService(workerService(), {
       Generate: (call: ServerWritableStream<W.GenerateRequestMsg, W.GenerateChunkMsg>) => void this.handleGenerate(call),
       Prefill: (call: ServerWritableStream<W.PrefillRequestMsg, W.PrefillEventMsg>) => void this.handlePrefill(call),
-      Cancel: (call: ServerUnaryCall<W.CancelRequestMsg, W.CancelResponseMsg>, cb: sendUnaryData<W.CancelResponseMsg>) => {
-        const ac = this.inFlight.get(call.request.request_id);
-        ac?.abort();
-        cb(null, { found: ac !== undefined });
-      },
       Health: (_call: ServerUnaryCall<W.HealthRequestMsg, W.HealthResponseMsg>, cb: sendUnaryData<W.HealthResponseMsg>) =>
         cb(null, { status: this.draining ? 'draining' : 'serving', role: opts.role, instance_id: opts.instanceId, incarnation: this.incarnation }),
       Stats: (_call: ServerUnaryCall<W.StatsRequestMsg, W.StatsResponseMsg>, cb: sendUnaryData<W.StatsResponseMsg>) => cb(null, this.statsMsg()),
@@ -493,20 +480,14 @@ export class WorkerServer {
     return c;
   }
 
-  private statusOf(err: unknown): { code: status; details: string } {
-    if (err instanceof EngineError) return { code: ENGINE_STATUS[err.code], details: err.message };
-    return { code: status.INTERNAL, details: (err as Error).message ?? String(err) };
-  }
-
   private fail(call: ServerWritableStream<W.GenerateRequestMsg, W.GenerateChunkMsg>, err: unknown): void {
-    if (!(err instanceof EngineError)) this.opts.logger.error({ error: this.statusOf(err).details }, 'generate failed');
+    if (!(err instanceof EngineError)) this.opts.logger.error({ error: (err as Error).message ?? String(err) }, 'generate failed');
     this.endWithStatus(call, err);
   }
 
-  /** Ends a server stream with the gRPC status that `err` maps to. */
+  /** Ends a server stream with the gRPC status (and engine error trailers) that `err` maps to. */
   private endWithStatus<Req, Res>(call: ServerWritableStream<Req, Res>, err: unknown): void {
-    const s = this.statusOf(err);
-    call.emit('error', { code: s.code, details: s.details });
+    call.emit('error', engineErrorStatus(err));
   }
 }
 

@@ -92,12 +92,6 @@ export interface PrefillResponseMsg {
   transport: string;
 }
 
-export interface CancelRequestMsg {
-  request_id: string;
-}
-export interface CancelResponseMsg {
-  found: boolean;
-}
 export type HealthRequestMsg = Record<string, never>;
 export interface HealthResponseMsg {
   status: string;
@@ -146,8 +140,6 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.PrefillFirst': ['first_token', 'first_logprob', 'first_top', 'cached_tokens', 'prompt_tokens'],
   'pdserve.v1.PrefillEvent': ['first', 'done'],
   'pdserve.v1.PrefillResponse': ['first_token', 'first_logprob', 'first_top', 'rng_state', 'cached_tokens', 'blocks', 'bytes', 'transport'],
-  'pdserve.v1.CancelRequest': ['request_id'],
-  'pdserve.v1.CancelResponse': ['found'],
   'pdserve.v1.HealthRequest': [],
   'pdserve.v1.HealthResponse': ['status', 'role', 'instance_id', 'incarnation'],
   'pdserve.v1.StatsRequest': [],
