@@ -131,7 +131,7 @@ export class ClusterClient implements EngineClient {
       }
       const sent = first.first_token;
       yield firstFromWire(first, wantLogprobs, first.cached_tokens);
-      const plan = { mode: 'pushed', prefill_worker: prefill.id, prefill_address: prefill.grpcAddress, transfer_id: transferId };
+      const plan = { mode: 'pushed', prefill_worker: prefill.id, transfer_id: transferId };
       const rest = fromWire(view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal), wantLogprobs);
       // The decode worker's stream repeats the first token: checked against the one already sent, and dropped.
       yield* afterStreamedFirst(rest, sent, (got) => `decode worker ${decode.id} sampled first token ${got}, not ${sent} as already streamed`);
@@ -147,7 +147,7 @@ async function* fromWire(chunks: AsyncIterable<GenerateChunkMsg>, wantLogprobs: 
   for await (const c of chunks) yield outputFromWire(c, wantLogprobs);
 }
 
-const LOCAL_PLAN = { mode: 'local', prefill_worker: '', prefill_address: '', transfer_id: '' } as const;
+const LOCAL_PLAN = { mode: 'local', prefill_worker: '', transfer_id: '' } as const;
 
 /** The worker's engine error keeps its class (the call's trailers carry it); anything else is `internal`. */
 function toEngineError(e: WorkerCallError, worker: string, midStream: boolean): EngineError {

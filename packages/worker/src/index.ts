@@ -1,7 +1,7 @@
-export { WorkerServer, seededSampling, type WorkerRole, type WorkerServerOptions } from './server';
+export { WorkerServer, type WorkerRole, type WorkerServerOptions } from './server';
 export { WorkerClient, WorkerCallError, prefillFirst, toCallError } from './client';
 export { afterStreamedFirst } from './streamed-first';
-export { samplingFromWire, samplingToWire, outputFromWire, outputToWire, firstFromWire } from './codec';
+export { samplingFromWire, samplingToWire, outputFromWire, outputToWire, firstFromWire, seededSampling } from './codec';
 export { DEADLINES, MAX_MESSAGE_BYTES, WORKER_GRPC_OPTIONS, WORKER_PROTO } from './proto';
 export type * from './wire';
 export { startWorkerService, type WorkerService, type WorkerServiceOptions } from './service';

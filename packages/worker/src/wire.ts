@@ -22,7 +22,6 @@ export interface SamplingParamsMsg {
 export interface PrefillPlanMsg {
   mode: string;
   prefill_worker: string;
-  prefill_address: string;
   transfer_id: string;
 }
 
@@ -130,7 +129,7 @@ export interface BlockSnapshotResponseMsg {
 /** Field names per message, for the drift test. */
 export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs'],
-  'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'prefill_address', 'transfer_id'],
+  'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'transfer_id'],
   'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill', 'cache_salt'],
   'pdserve.v1.TokenLogprob': ['token_id', 'logprob'],
   'pdserve.v1.TokenLogprobs': ['logprob', 'top'],
