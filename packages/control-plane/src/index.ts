@@ -52,7 +52,6 @@ export {
   encodeKvBatch,
   encodeLoadReport,
   encodeServiceRecord,
-  isBlockHash,
 } from './codec.js';
 export { instanceKey, isToken, kvSubject, loadSubject } from './names.js';
 export { jsonLogger, silentLogger, type LogFields, type Logger } from './log.js';

@@ -1,7 +1,7 @@
 // The gateway's engine: the HTTP API calls it exactly as it calls a local engine; it routes each
 // request to a decode worker (and a prefill worker) and relays the worker's token stream.
 import type { Logger } from '@pdserve/api';
-import { EngineError, type EngineClient, type GenerateOutput, type GenerateRequest } from '@pdserve/engine';
+import { EngineError, type EngineClient, type GenerateOutput, type GenerateRequest } from '@pdserve/contracts';
 import { chainHashes } from '@pdserve/kv-cache';
 import { explainDecision, RouterError, type Router } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +9,7 @@ import type { ServiceRecord } from '@pdserve/control-plane';
 import {
   afterStreamedFirst, firstFromWire, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg,
   type GenerateRequestMsg, type PrefillFirstMsg, type WorkerCallError,
-} from '@pdserve/worker';
+} from '@pdserve/worker/client';
 import type { ClusterView } from './cluster-view';
 
 export interface ClusterClientOptions {

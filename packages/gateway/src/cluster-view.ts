@@ -3,8 +3,8 @@
 import type { ControlPlane, KvEventBatch, Membership, ServiceRecord } from '@pdserve/control-plane';
 import type { Logger } from '@pdserve/api';
 import type { Router, WorkerInfo, WorkerRole } from '@pdserve/router';
-import { KvStoreClient } from '@pdserve/kv-store';
-import { WorkerClient } from '@pdserve/worker';
+import { KvStoreClient } from '@pdserve/kv-store/client';
+import { WorkerClient } from '@pdserve/worker/client';
 
 export interface ClusterViewOptions {
   readonly controlPlane: ControlPlane;

@@ -1,5 +1,5 @@
 // Measures what clients see of an engine: TTFT, inter-token latency, tokens and requests in flight.
-import type { EngineClient, GenerateOutput, GenerateRequest } from '@pdserve/engine';
+import type { EngineClient, GenerateOutput, GenerateRequest } from '@pdserve/contracts';
 import type { GatewayMetrics } from '@pdserve/metrics';
 
 export class MeteredEngine implements EngineClient {

@@ -1,6 +1,6 @@
 // A typed client of the Worker service, with a deadline on every call and cancellation by AbortSignal.
 import { credentials, makeGenericClientConstructor, Metadata, type Client, type ClientReadableStream } from '@grpc/grpc-js';
-import type { EngineError } from '@pdserve/engine';
+import type { EngineError } from '@pdserve/contracts';
 import { callFailure, callUnary, type UnaryMethod } from '@pdserve/rpc';
 import { engineErrorOf } from './errors';
 import { DEADLINES, WORKER_GRPC_OPTIONS, workerService } from './proto';

@@ -1,7 +1,7 @@
 // Engine values <-> wire messages, in one place.
 import { randomBytes } from 'node:crypto';
-import { EngineError, type FinishReason, type GenerateOutput } from '@pdserve/engine';
-import { samplingParams, samplingProblem, type SampledToken, type SamplingParams } from '@pdserve/model';
+import { EngineError, type FinishReason, type GenerateOutput } from '@pdserve/contracts';
+import { samplingParams, samplingProblem, type SampledToken, type SamplingParams } from '@pdserve/model/sampling';
 import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg } from './wire';
 
 export function samplingToWire(p: SamplingParams): SamplingParamsMsg {

@@ -2,7 +2,7 @@
 // (retry elsewhere or not), a trailer carries the exact class and the parameter at fault, so the gateway
 // answers the client as a local engine would. Encoded here by the worker, decoded here by its client.
 import { Metadata, status, type StatusObject } from '@grpc/grpc-js';
-import { EngineError, type EngineErrorCode } from '@pdserve/engine';
+import { EngineError, type EngineErrorCode } from '@pdserve/contracts';
 
 /** Trailers that carry an EngineError's `code` and `param`. */
 export const ENGINE_ERROR_TRAILER = 'pdserve-engine-error';
