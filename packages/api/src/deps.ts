@@ -4,4 +4,6 @@ export type { EngineClient, EngineErrorCode, FinishReason, GenerateOutput, Gener
 export type { Bounds, SamplingParams, SamplingProblem, TokenLogprob } from '@pdserve/model/sampling';
 export { boundsProblem, MAX_LOGPROBS, MAX_STOP_STRINGS, SAMPLING_BOUNDS, stopProblem, stopTokenIdsProblem } from '@pdserve/model/sampling';
 export { ChatTemplateError, IncrementalDetokenizer, StopMatcher } from '@pdserve/tokenizer';
+export { silentLogger } from '@pdserve/log';
+export type { LogFields, Logger } from '@pdserve/contracts';
 export type { ChatMessage, DecodeOptions, EncodeOptions, TextTokenizer } from '@pdserve/tokenizer';

@@ -3,7 +3,7 @@ export { keysEqual, parseKeyFile } from './auth';
 export type { ClientLimits } from './limits';
 export { DEFAULT_COMPLETION_MAX_TOKENS, MAX_CHARS_PER_TOKEN, resolveMaxTokens, type ServedModel } from './prompt';
 export { ApiError, toApiError, RETRY_AFTER_SECONDS, type ErrorBody } from './errors';
-export { childLogger, createJsonLogger, createLogger, silentLogger, type JsonLoggerOptions, type LogFields, type Logger, type LogLevel } from './logger';
+export { silentLogger, type Logger } from './deps';
 export {
   MAX_CHOICES,
   MAX_LOGPROBS,

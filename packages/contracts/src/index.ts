@@ -6,3 +6,4 @@ export {
   type GenerateRequest, type OffloadSink, type PrefetchedKv, type PrefilledKv,
 } from './engine';
 export { isBlockHash, type BlockHash, type KvEvent, type KvEventBatch, type LoadReport, type SnapshotEntry, type Tier, type WorkerRole } from './cluster';
+export type { LogFields, LogFn, LogLevel, Logger } from './logger';

@@ -54,4 +54,4 @@ export {
   encodeServiceRecord,
 } from './codec.js';
 export { instanceKey, isToken, kvSubject, loadSubject } from './names.js';
-export { jsonLogger, silentLogger, type LogFields, type Logger } from './log.js';
+export { silentLogger, type LogFields, type Logger } from './log.js';

@@ -1,6 +1,6 @@
 // The gateway's engine: the HTTP API calls it exactly as it calls a local engine; it routes each
 // request to a decode worker (and a prefill worker) and relays the worker's token stream.
-import type { Logger } from '@pdserve/api';
+import type { Logger } from '@pdserve/contracts';
 import { EngineError, type EngineClient, type GenerateOutput, type GenerateRequest } from '@pdserve/contracts';
 import { chainHashes } from '@pdserve/kv-cache';
 import { explainDecision, RouterError, type Router } from '@pdserve/router';
@@ -53,7 +53,7 @@ export class ClusterClient implements EngineClient {
       } finally {
         if (narrowed) router.setWorkers(view.workers());
       }
-      logger.debug('routed', { requestId: req.requestId, decision: explainDecision(decision) });
+      logger.debug({ requestId: req.requestId, decision: explainDecision(decision) }, 'routed');
       const remote = decision.prefill.prefill === 'remote' ? view.record(decision.prefill.worker) : undefined;
       let streamed = 0;
       try {
@@ -80,7 +80,7 @@ export class ClusterClient implements EngineClient {
         const e = toCallError(err);
         const unreachable = e.code === 'UNAVAILABLE' || e.code === 'DEADLINE_EXCEEDED' || e.code === 'CANCELLED';
         if (streamed === 0 && unreachable && attempt < (this.opts.retries ?? 2)) {
-          logger.warn('worker unreachable; retrying elsewhere', { requestId: req.requestId, worker: decision.decodeWorker, error: e.message });
+          logger.warn({ requestId: req.requestId, worker: decision.decodeWorker, error: e.message }, 'worker unreachable; retrying elsewhere');
           excluded.add(decision.decodeWorker);
           continue;
         }
@@ -122,7 +122,7 @@ export class ClusterClient implements EngineClient {
         ({ first } = await prefillFirst(events));
       } catch (err) {
         if (signal?.aborted) return;
-        logger.warn('prefill worker failed; prefilling on the decode worker', { requestId: req.request_id, worker: prefill.id, error: toCallError(err).message });
+        logger.warn({ requestId: req.request_id, worker: prefill.id, error: toCallError(err).message }, 'prefill worker failed; prefilling on the decode worker');
       }
       if (first === undefined) {
         prefillCtl.abort();

@@ -1,7 +1,7 @@
 // What the gateway knows of the cluster: live workers from the registry, which blocks each holds (KV
 // events, resynced from snapshots), and their load. Feeds the router; hands out worker clients.
 import type { ControlPlane, KvEventBatch, Membership, ServiceRecord } from '@pdserve/control-plane';
-import type { Logger } from '@pdserve/api';
+import type { Logger } from '@pdserve/contracts';
 import type { Router, WorkerInfo, WorkerRole } from '@pdserve/router';
 import { KvStoreClient } from '@pdserve/kv-store/client';
 import { WorkerClient } from '@pdserve/worker/client';
@@ -100,14 +100,14 @@ export class ClusterView {
         this.opts.router.loads.removeWorker(id);
         this.clients.get(prev.grpcAddress)?.close();
         this.clients.delete(prev.grpcAddress);
-        this.opts.logger.info('worker left', { worker: id, role: prev.role });
+        this.opts.logger.info({ worker: id, role: prev.role }, 'worker left');
       }
     }
     this.syncStores(live);
     for (const [id, rec] of live) {
       if (this.records.has(id) || !ROUTABLE.includes(rec.role) || rec.model !== this.opts.model) continue;
       this.records.set(id, rec);
-      this.opts.logger.info('worker joined', { worker: id, role: rec.role, address: rec.grpcAddress });
+      this.opts.logger.info({ worker: id, role: rec.role, address: rec.grpcAddress }, 'worker joined');
       void this.resync(id);
     }
     this.opts.router.setWorkers(this.workers());
@@ -122,12 +122,12 @@ export class ClusterView {
       this.stores.delete(id);
       this.opts.router.index.removeWorker(id);
       s.client.close();
-      this.opts.logger.info('kv-store left', { node: id });
+      this.opts.logger.info({ node: id }, 'kv-store left');
     }
     for (const [id, rec] of live) {
       if (rec.role !== 'kv-store' || this.stores.has(id) || (rec.model !== '*' && rec.model !== this.opts.model)) continue;
       this.stores.set(id, { record: rec, client: new KvStoreClient(rec.grpcAddress) });
-      this.opts.logger.info('kv-store joined', { node: id, address: rec.grpcAddress });
+      this.opts.logger.info({ node: id, address: rec.grpcAddress }, 'kv-store joined');
       void this.resync(id);
     }
   }
@@ -164,7 +164,7 @@ export class ClusterView {
       if (!this.records.has(id)) return;
       this.opts.router.index.applySnapshot(id, snap.incarnation, snap.seq, snap.hashes.map((hash) => ({ hash, tier: 'device' as const })));
     } catch (err) {
-      this.opts.logger.debug('snapshot failed', { worker: id, error: (err as Error).message });
+      this.opts.logger.debug({ worker: id, error: (err as Error).message }, 'snapshot failed');
     } finally {
       this.resyncing.delete(id);
     }
