@@ -3,6 +3,12 @@
 
 export type WorkerRole = 'prefill' | 'decode' | 'mixed';
 
+export const WORKER_ROLES: readonly WorkerRole[] = ['prefill', 'decode', 'mixed'];
+
+export function isWorkerRole(value: unknown): value is WorkerRole {
+  return (WORKER_ROLES as readonly unknown[]).includes(value);
+}
+
 /** Where a KV block can sit. `store` is the cluster kv-store, which is not a worker. */
 export type Tier = 'device' | 'host' | 'disk' | 'store';
 

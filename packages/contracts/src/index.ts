@@ -5,5 +5,5 @@ export {
   EngineError, type EngineClient, type EngineErrorCode, type EngineStats, type ExportedKv, type FinishReason, type GenerateOutput,
   type GenerateRequest, type OffloadSink, type PrefetchedKv, type PrefilledKv,
 } from './engine';
-export { isBlockHash, type BlockHash, type KvEvent, type KvEventBatch, type LoadReport, type SnapshotEntry, type Tier, type WorkerRole } from './cluster';
+export { isBlockHash, isWorkerRole, WORKER_ROLES, type BlockHash, type KvEvent, type KvEventBatch, type LoadReport, type SnapshotEntry, type Tier, type WorkerRole } from './cluster';
 export type { LogFields, LogFn, LogLevel, Logger } from './logger';

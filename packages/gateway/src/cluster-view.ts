@@ -1,8 +1,8 @@
 // What the gateway knows of the cluster: live workers from the registry, which blocks each holds (KV
 // events, resynced from snapshots), and their load. Feeds the router; hands out worker clients.
 import type { ControlPlane, KvEventBatch, Membership, ServiceRecord } from '@pdserve/control-plane';
-import type { Logger } from '@pdserve/contracts';
-import type { Router, WorkerInfo, WorkerRole } from '@pdserve/router';
+import { isWorkerRole, type Logger, type WorkerRole } from '@pdserve/contracts';
+import type { Router, WorkerInfo } from '@pdserve/router';
 import { KvStoreClient } from '@pdserve/kv-store/client';
 import { WorkerClient } from '@pdserve/worker/client';
 
@@ -16,11 +16,10 @@ export interface ClusterViewOptions {
   readonly resyncIntervalMs?: number;
 }
 
-const ROUTABLE: readonly string[] = ['prefill', 'decode', 'mixed'];
 
 export class ClusterView {
   private membership: Membership | undefined;
-  private readonly records = new Map<string, ServiceRecord>();
+  private readonly records = new Map<string, ServiceRecord & { readonly role: WorkerRole }>();
   /** kv-store nodes: not routable, but what they hold (tier 'store') counts as cached for every worker. */
   private readonly stores = new Map<string, { readonly record: ServiceRecord; readonly client: KvStoreClient }>();
   private readonly clients = new Map<string, WorkerClient>();
@@ -67,7 +66,7 @@ export class ClusterView {
 
   /** Workers the router may choose from now. */
   workers(): WorkerInfo[] {
-    return [...this.records.values()].map((r) => ({ id: r.id, role: r.role as WorkerRole }));
+    return [...this.records.values()].map((r) => ({ id: r.id, role: r.role }));
   }
 
   hasDecodeWorker(): boolean {
@@ -105,8 +104,9 @@ export class ClusterView {
     }
     this.syncStores(live);
     for (const [id, rec] of live) {
-      if (this.records.has(id) || !ROUTABLE.includes(rec.role) || rec.model !== this.opts.model) continue;
-      this.records.set(id, rec);
+      const role = rec.role;
+      if (this.records.has(id) || !isWorkerRole(role) || rec.model !== this.opts.model) continue;
+      this.records.set(id, { ...rec, role });
       this.opts.logger.info({ worker: id, role: rec.role, address: rec.grpcAddress }, 'worker joined');
       void this.resync(id);
     }

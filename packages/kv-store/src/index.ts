@@ -1,7 +1,7 @@
 // @pdserve/kv-store: a Mooncake-style KV block store node (tiers, two-phase puts, leases, pins, events) and
 // the cluster-wide replica metadata (BlockDirectory, rendezvous placement).
 export { KvStore, type CloseOptions } from './store.js';
-export { KV_STORE_DEFAULTS, type KvStoreOptions, type ModelSpec } from './options.js';
+export { KV_STORE_DEFAULTS, type KvStoreOptions, type StoredModel } from './options.js';
 export type {
   BeginPutOptions,
   BeginPutResult,

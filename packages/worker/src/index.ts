@@ -1,4 +1,4 @@
-export { WorkerServer, type WorkerRole, type WorkerServerOptions } from './server';
+export { WorkerServer, type WorkerServerOptions } from './server';
 export { WorkerClient, WorkerCallError, prefillFirst, toCallError } from './client';
 export { afterStreamedFirst } from './streamed-first';
 export { samplingFromWire, samplingToWire, outputFromWire, outputToWire, firstFromWire, seededSampling } from './codec';

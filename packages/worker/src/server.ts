@@ -3,7 +3,8 @@
 // The pushed-prefill handoff itself is in handoff.ts, which transfers are taken in in admission.ts.
 import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
-import type { ControlPlane, Logger, Membership, Registration } from '@pdserve/control-plane';
+import type { ControlPlane, Membership, Registration } from '@pdserve/control-plane';
+import type { Logger, WorkerRole } from '@pdserve/contracts';
 import { KvEventPublisher } from '@pdserve/control-plane';
 import { EngineError, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
 import { TransferReceiver, TransferSender, isTransferError, type KvBlock, type TransportKind } from '@pdserve/transfer';
@@ -14,8 +15,6 @@ import { prefillAndPush, receivePushedKv } from './handoff';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
 import { StoreLink, type StoreLinkOptions } from './store-link';
 import type * as W from './wire';
-
-export type WorkerRole = 'prefill' | 'decode' | 'mixed';
 
 export interface WorkerServerOptions {
   readonly role: WorkerRole;

@@ -1,7 +1,7 @@
 // The kv-store service: one node of the cluster's KV block store (memory tier, optional disk tier).
 import { loadModelSpec } from '@pdserve/model';
 import { TRANSPORT_KINDS } from '@pdserve/transfer';
-import { startKvStoreService, type ModelSpec } from '@pdserve/kv-store';
+import { startKvStoreService, type StoredModel } from '@pdserve/kv-store';
 import { ENGINE_DEFAULTS } from '@pdserve/engine';
 import { BYTES, int, listOf, PORT, UsageError, type CommandSpec, type Flags, type FlagSpec } from '../args';
 import { serviceLogger } from '../logging';
@@ -19,7 +19,7 @@ const KV_STORE_FLAGS = {
 } as const satisfies Record<string, FlagSpec>;
 
 /** With --model, blocks must have that model's shape; with only --served-model-name, that id; else any. */
-function modelsOf(f: Flags): ModelSpec[] | undefined {
+function modelsOf(f: Flags): StoredModel[] | undefined {
   const dir = f.str('model');
   const id = f.str('served-model-name') ?? dir?.split('/').filter(Boolean).pop();
   if (id === undefined) return undefined;
