@@ -44,7 +44,7 @@ export class ClusterView {
     const { controlPlane, router } = this.opts;
     const kv = controlPlane.events.subscribeKv((b) => this.onKv(b));
     const load = controlPlane.events.subscribeLoad((r) => {
-      if (this.records.has(r.worker)) router.loads.report(r);
+      if (this.records.has(r.worker)) router.reportLoad(r);
     });
     this.unsubscribe.push(() => kv.unsubscribe(), () => load.unsubscribe());
     // Events missed while NATS was away are recovered from snapshots.
@@ -95,8 +95,7 @@ export class ClusterView {
       const now = live.get(id);
       if (!now || now.incarnation !== prev.incarnation) {
         this.records.delete(id);
-        this.opts.router.index.removeWorker(id);
-        this.opts.router.loads.removeWorker(id);
+        this.opts.router.removeHolder(id);
         this.clients.get(prev.grpcAddress)?.close();
         this.clients.delete(prev.grpcAddress);
         this.opts.logger.info({ worker: id, role: prev.role }, 'worker left');
@@ -120,7 +119,7 @@ export class ClusterView {
       const now = live.get(id);
       if (now && now.incarnation === s.record.incarnation) continue;
       this.stores.delete(id);
-      this.opts.router.index.removeWorker(id);
+      this.opts.router.removeHolder(id);
       s.client.close();
       this.opts.logger.info({ node: id }, 'kv-store left');
     }
@@ -134,12 +133,12 @@ export class ClusterView {
 
   private onKv(batch: KvEventBatch): void {
     if (!this.records.has(batch.worker) && !this.stores.has(batch.worker)) return;
-    if (this.opts.router.index.applyBatch(batch) === 'gap') void this.resync(batch.worker);
+    if (this.opts.router.applyKvBatch(batch) === 'gap') void this.resync(batch.worker);
   }
 
   private tick(): void {
-    for (const id of this.opts.router.index.holdersNeedingSnapshot()) if (this.records.has(id) || this.stores.has(id)) void this.resync(id);
-    for (const id of [...this.records.keys(), ...this.stores.keys()]) if (this.opts.router.index.needsSnapshot(id)) void this.resync(id);
+    for (const id of this.opts.router.holdersNeedingSnapshot()) if (this.records.has(id) || this.stores.has(id)) void this.resync(id);
+    for (const id of [...this.records.keys(), ...this.stores.keys()]) if (this.opts.router.needsSnapshot(id)) void this.resync(id);
     if (this.opts.controlPlane.events.status !== 'connected') void this.pollLoads();
   }
 
@@ -157,12 +156,12 @@ export class ClusterView {
         const snap = await store.client.snapshot();
         if (!this.stores.has(id)) return;
         const hashes = snap.groups.filter((g) => g.model_id === this.opts.model).flatMap((g) => g.hashes);
-        this.opts.router.index.applySnapshot(id, snap.incarnation, snap.seq, hashes.map((hash) => ({ hash, tier: 'store' as const })));
+        this.opts.router.applySnapshot(id, snap.incarnation, snap.seq, hashes.map((hash) => ({ hash, tier: 'store' as const })));
         return;
       }
       const snap = await this.client(id).snapshot();
       if (!this.records.has(id)) return;
-      this.opts.router.index.applySnapshot(id, snap.incarnation, snap.seq, snap.hashes.map((hash) => ({ hash, tier: 'device' as const })));
+      this.opts.router.applySnapshot(id, snap.incarnation, snap.seq, snap.hashes.map((hash) => ({ hash, tier: 'device' as const })));
     } catch (err) {
       this.opts.logger.debug({ worker: id, error: (err as Error).message }, 'snapshot failed');
     } finally {
@@ -176,7 +175,7 @@ export class ClusterView {
       [...this.records.keys()].map(async (id) => {
         try {
           const s = await this.client(id).stats();
-          this.opts.router.loads.report({ worker: id, running: s.running, waiting: s.waiting, freeBlocks: s.free_blocks, totalBlocks: s.total_blocks, queuedPrefillTokens: s.queued_prefill_tokens, ts: Date.now() });
+          this.opts.router.reportLoad({ worker: id, running: s.running, waiting: s.waiting, freeBlocks: s.free_blocks, totalBlocks: s.total_blocks, queuedPrefillTokens: s.queued_prefill_tokens, ts: Date.now() });
         } catch {
           // A dead worker leaves through its lease.
         }

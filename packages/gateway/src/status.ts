@@ -119,7 +119,7 @@ export function clusterStatusSource(opts: { readonly model: string; readonly con
     members: () => opts.controlPlane.registry.list(),
     isRouted: (r) => opts.view()?.record(r.id)?.incarnation === r.incarnation,
     loadReportAgeMs: (id) => {
-      const age = opts.router.loads.ageMs(id);
+      const age = opts.router.loadAgeMs(id);
       return Number.isFinite(age) ? age : undefined;
     },
     routerStats: () => opts.router.stats(),
