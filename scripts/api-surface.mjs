@@ -95,7 +95,15 @@ const rows = [...packages.keys()].sort().map((name) => {
   const byAnyone = [...names].filter((n) => m.has(n)).length;
   return { package: name, exported: names.size, usedByPackages: byPackages, usedByTestsOrScriptsOnly: byAnyone - byPackages, unused: names.size - byAnyone };
 });
-if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+if (process.argv.includes('--used')) {
+  for (const name of [...packages.keys()].sort()) process.stdout.write(`${name}: ${[...used.get(name).keys()].filter((n) => exported.get(name).has(n)).sort().join(' ')}\n`);
+} else if (process.argv.includes('--unused')) {
+  for (const name of [...packages.keys()].sort()) {
+    const m = used.get(name);
+    const unused = [...exported.get(name)].filter((n) => !m.has(n)).sort();
+    if (unused.length > 0) process.stdout.write(`${name}: ${unused.join(' ')}\n`);
+  }
+} else if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
 else {
   process.stdout.write('package                  exported  used-by-packages  tests/scripts-only  unused\n');
   for (const r of rows) {

@@ -3,7 +3,8 @@
 // pushes the KV to the decode worker under that id, its meta carrying the first token and the sampler's
 // state (handoff-meta.ts). The gateway then sends the decode worker a Generate naming the same id; the
 // decode worker admits that transfer (admission.ts) and imports the KV past its own cached prefix.
-import { EngineError, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
+import { EngineError, type PrefilledKv } from '@pdserve/contracts';
+import type { LLMEngine } from '@pdserve/engine';
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
 import type { TransferReceipt, TransferSender, TransportKind } from '@pdserve/transfer';
 import type { TransferAdmission } from './admission';

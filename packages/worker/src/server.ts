@@ -6,7 +6,8 @@ import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStr
 import type { ControlPlane, Membership, Registration } from '@pdserve/control-plane';
 import type { Logger, WorkerRole } from '@pdserve/contracts';
 import { KvEventPublisher } from '@pdserve/control-plane';
-import { EngineError, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
+import { EngineError, type PrefilledKv } from '@pdserve/contracts';
+import type { LLMEngine } from '@pdserve/engine';
 import { TransferReceiver, TransferSender, isTransferError, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import { TransferAdmission } from './admission';
 import { outputToWire, samplingFromWire } from './codec';
