@@ -1,7 +1,7 @@
 // @pdserve/log: the one logger, pino. JSON lines by default ({level, time, msg, service, ...fields}, the
 // shape log pipelines read); one readable line per record when asked, or when stderr is a terminal.
 import { pino } from 'pino';
-import type { LogFields, Logger, LogLevel } from '@pdserve/contracts';
+import type { Logger, LogLevel } from '@pdserve/contracts';
 
 export type { LogFields, Logger, LogLevel } from '@pdserve/contracts';
 

@@ -31,7 +31,7 @@ describe('the one logger', () => {
   it('pretty: one readable line per record', () => {
     const { lines, logger } = capture('pretty');
     logger.warn({ worker: 'd-1', error: 'connection refused' }, 'worker unreachable');
-    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} WARN  \[gateway\] worker unreachable worker=d-1 error="connection refused"\n$/);
+    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} WARN {2}\[gateway\] worker unreachable worker=d-1 error="connection refused"\n$/);
     expect(prettyLine('not json')).toBe('not json');
   });
 });
