@@ -1,12 +1,10 @@
 // A worker process's core, as wiring: an engine behind the Worker gRPC service, the transfer engine's
 // receiving (decode) or sending (prefill) end, registration in the registry, KV events and load reports.
-// The pushed-prefill handoff itself is in handoff.ts, which transfers are taken in in admission.ts.
+// The pushed-prefill handoff itself is in handoff.ts; which transfers are taken in, in admission.ts.
 import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
-import type { ControlPlane, Membership, Registration } from '@pdserve/control-plane';
-import type { Logger, WorkerRole } from '@pdserve/contracts';
-import { KvEventPublisher } from '@pdserve/control-plane';
-import { EngineError, type PrefilledKv } from '@pdserve/contracts';
+import { EngineError, type Logger, type PrefilledKv, type WorkerRole } from '@pdserve/contracts';
+import { KvEventPublisher, type ControlPlane, type Membership, type Registration } from '@pdserve/control-plane';
 import type { LLMEngine } from '@pdserve/engine';
 import { TransferReceiver, TransferSender, isTransferError, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import { TransferAdmission } from './admission';
