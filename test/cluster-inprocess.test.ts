@@ -101,8 +101,9 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
     try {
       const events = p.prefill({ request_id: 'early', prompt_token_ids: ids, sampling: sampling(), from_block: 0, target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-early', transport: 'auto' } });
       const { first, rest } = await prefillFirst(events);
-      // The transfer begins now, before any request names it; it waits for the Generate below.
-      await new Promise((r) => setTimeout(r, 200));
+      // The transfer begins now, before any request names it: held at Begin, it waits for the Generate below.
+      for (let i = 0; i < 100 && d.server.transfersPending.unclaimed === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(d.server.transfersPending).toEqual({ expected: 0, unclaimed: 1 });
       const computed = d.engine.stats().prefillTokensComputed;
       const base = { request_id: 'early-claim', prompt_token_ids: ids, sampling: sampling(), priority: 0 };
       const got = await tokensFrom(c, { ...base, prefill: plan('pushed', 'pushed-early') });
