@@ -1,7 +1,9 @@
 // The disaggregated cluster in one process (embedded control plane, gRPC over loopback between the
 // gateway, a prefill worker and a decode worker): greedy output through the official client equals the
 // reference loop, prefill really happens on the prefill worker, over each transport; the first token
-// reaches the client before the KV does.
+// reaches the client before the KV does. Every channel and data port runs mTLS (the cluster's own CA), so the
+// token-identity checks hold with TLS on.
+import { rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +12,7 @@ import { connectControlPlane, InProcessHub, silentLogger as cpSilent, type Contr
 import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
+import { makeThrowawayCa, readTlsDir, type TlsMaterial } from '@pdserve/rpc';
 import { completion, freePort } from '@pdserve/testkit';
 import { samplingToWire, startWorkerService, WorkerClient, type GenerateChunkMsg, type GenerateRequestMsg, type WorkerService } from '@pdserve/worker';
 
@@ -21,22 +24,26 @@ let gateway: Gateway;
 let prefill: WorkerService;
 let decodes: WorkerService[] = [];
 let client: OpenAI;
+let tlsDir: string;
+let tls: TlsMaterial;
 
 beforeAll(async () => {
+  tlsDir = makeThrowawayCa();
+  tls = readTlsDir(tlsDir);
   dir = await ensureTinyModel();
   runner = await ModelRunner.create(loadModelSpec(dir));
   tokenizer = await Tokenizer.fromDir(dir);
   const hub = new InProcessHub();
   cp = await connectControlPlane({ cluster: 'test', hub, logger: cpSilent });
   const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 * 1024 * 1024 };
-  prefill = await startWorkerService({ role: 'prefill', instanceId: 'p0', engine, controlPlane: cp, logger: cpSilent });
+  prefill = await startWorkerService({ role: 'prefill', instanceId: 'p0', engine, controlPlane: cp, logger: cpSilent, tls });
   // One decode worker per transport the prefill worker may use to reach it.
   decodes = await Promise.all(
     (['tcp', 'shm', 'grpc'] as const).map((t) =>
-      startWorkerService({ role: 'decode', instanceId: `d-${t}`, engine, controlPlane: cp, logger: cpSilent, transports: [t] }),
+      startWorkerService({ role: 'decode', instanceId: `d-${t}`, engine, controlPlane: cp, logger: cpSilent, transports: [t], tls }),
     ),
   );
-  gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, disagg: { remotePrefillMinTokens: 1 }, policy: 'round-robin' });
+  gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, disagg: { remotePrefillMinTokens: 1 }, policy: 'round-robin', tls });
   for (let i = 0; i < 100 && gateway.view.workers().length < 4; i++) await new Promise((r) => setTimeout(r, 20));
   client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'x', maxRetries: 0 });
 }, 120_000);
@@ -46,6 +53,7 @@ afterAll(async () => {
   await Promise.all([prefill, ...decodes].map((w) => w?.close()));
   await cp?.close();
   await runner?.release();
+  if (tlsDir) rmSync(tlsDir, { recursive: true, force: true });
 });
 
 describe('disaggregated cluster, one process', () => {
@@ -96,8 +104,8 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
   it('KV that arrives before its Generate waits for it, and is imported: same tokens, no prompt token computed', async () => {
     const d = decodes[0]!;
     const ids = tokenizer.encode('This prefill is pushed ahead of the request that will claim it');
-    const p = new WorkerClient(prefill.grpcAddress);
-    const c = new WorkerClient(d.grpcAddress);
+    const p = new WorkerClient(prefill.grpcAddress, tls);
+    const c = new WorkerClient(d.grpcAddress, tls);
     try {
       const events: string[] = [];
       for await (const ev of p.prefill({ request_id: 'early', prompt_token_ids: ids, sampling: sampling(), from_block: 0, target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-early', transport: 'auto' } })) events.push(ev.kind);
@@ -115,7 +123,7 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
 
   it('KV that never comes: the decode worker prefills locally soon after, with the same tokens', async () => {
     const d = decodes[1]!;
-    const c = new WorkerClient(d.grpcAddress);
+    const c = new WorkerClient(d.grpcAddress, tls);
     try {
       const ids = tokenizer.encode('Nobody pushes this prompt');
       const base = { request_id: 'never', prompt_token_ids: ids, sampling: sampling(), priority: 0 };
@@ -224,8 +232,9 @@ describe('first token ahead of the KV transfer', () => {
       grpcPort: port,
       // Every byte of the KV then rides the relayed gRPC connection.
       transports: ['grpc'],
+      tls,
     });
-    direct = new WorkerClient(`127.0.0.1:${port}`);
+    direct = new WorkerClient(`127.0.0.1:${port}`, tls);
   }, 60_000);
 
   afterAll(async () => {

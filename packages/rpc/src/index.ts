@@ -84,3 +84,7 @@ export function callUnary<Req, Res>(
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+export {
+  TLS_FILES, channelCredentials, makeThrowawayCa, readTlsDir, serverCredentials, tlsClientOptions, tlsServerOptions, type TlsMaterial,
+} from './tls';

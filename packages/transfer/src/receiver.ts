@@ -2,9 +2,10 @@
 // server, or served on its own), the connections it pulls tcp transfers over, the shm site, and the
 // limits on what may be in flight. The application sees a transfer only through onTransfer, whole and verified.
 import {
-  Server, ServerCredentials, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition,
+  Server, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition,
   type UntypedServiceImplementation, type sendUnaryData,
 } from '@grpc/grpc-js';
+import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferError } from './errors.js';
 import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto.js';
 import {
@@ -57,6 +58,8 @@ export interface TransferReceiverOptions {
   readonly onDiscard?: (transferId: string, error: TransferError) => void;
   /** Closes the receiver when aborted. */
   readonly signal?: AbortSignal;
+  /** mTLS on the data connections it dials (and on serveGrpc's server); plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 /** How often stale shm segments are swept (ms). */
@@ -78,7 +81,7 @@ export class TransferReceiver {
     private readonly shm: ShmSite | null,
   ) {
     const limits: ReceiverLimits = { ...DEFAULT_RECEIVER_LIMITS, ...opts.limits };
-    this.pull = new TcpPullPool(opts.tcp);
+    this.pull = new TcpPullPool({ ...opts.tcp, tls: opts.tls });
     this.host = {
       limits, transports: offered, pull: this.pull, shm, closing: this.closing.signal,
       slabs: new SlabPool(opts.slabPoolBytes ?? 256 * 1024 * 1024),
@@ -139,7 +142,7 @@ export class TransferReceiver {
     const { definition, implementation } = this.grpcService();
     server.addService(definition, implementation);
     const bound = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p)));
+      server.bindAsync(`${host}:${port}`, serverCredentials(this.opts.tls), (e, p) => (e ? reject(e) : resolve(p)));
     });
     this.ownServer = server;
     return `${host}:${bound}`;

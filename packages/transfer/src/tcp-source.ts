@@ -6,6 +6,8 @@
 // `maxInFlightBytes` queued in user space before the writer waits for drain.
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { tlsServerOptions, type TlsMaterial } from '@pdserve/rpc';
 import { blockChecksum } from './checksum.js';
 import { TransferError } from './errors.js';
 import {
@@ -31,6 +33,8 @@ export interface TcpSourceOptions extends TcpSendOptions {
   readonly advertiseAddress?: string;
   /** A connection idle this long is closed (ms, default 120 s). */
   readonly idleTimeoutMs?: number;
+  /** mTLS: only receivers with a certificate signed by our CA get a connection; plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 /** A transfer waiting to be pulled. */
@@ -69,11 +73,13 @@ export class TcpSource {
     private readonly server: Server,
     private readonly opts: TcpSourceOptions,
   ) {
-    server.on('connection', (s) => this.onConnection(s));
+    server.on(opts.tls === undefined ? 'connection' : 'secureConnection', (s: Socket) => this.onConnection(s));
+    // A handshake that fails (plaintext, no certificate, another CA) only closes that socket.
+    server.on('tlsClientError', (_e: Error, s: Socket) => s.destroy());
   }
 
   static async listen(opts: TcpSourceOptions = {}): Promise<TcpSource> {
-    const server = createServer({ noDelay: true });
+    const server = opts.tls === undefined ? createServer({ noDelay: true }) : createTlsServer({ noDelay: true, ...tlsServerOptions(opts.tls) });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) => reject(new TransferError('UNAVAILABLE', `tcp data port: ${e.message}`, { cause: e })));
       server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {

@@ -1,11 +1,12 @@
 // A worker process's core: an engine behind the Worker gRPC service, the transfer engine's receiving
 // (decode) or sending (prefill) end, registration in the registry, KV events and load reports.
 import { randomBytes } from 'node:crypto';
-import { Server, ServerCredentials, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import { Server, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import type { ControlPlane, Logger, Membership, Registration } from '@pdserve/control-plane';
 import { KvEventPublisher } from '@pdserve/control-plane';
 import { EngineError, type GenerateOutput, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
+import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransferMeta, type TransportKind } from '@pdserve/transfer';
 import { firstFromWire, firstToWire, outputToWire, sampledFromWire, samplingFromWire } from './codec';
 import { WorkerClient, prefillFirst, toCallError } from './client';
@@ -45,6 +46,8 @@ export interface WorkerServerOptions {
   readonly onTransferFailed?: (direction: 'in' | 'out') => void;
   /** Offload evicted blocks to, and prefetch prefixes from, the kv-store nodes in the registry. */
   readonly kvStore?: StoreLinkOptions;
+  /** mTLS on its gRPC server, every channel it opens and its transfer data port; plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 /** Status codes for the engine's failure classes, mapped once. */
@@ -78,7 +81,7 @@ export class WorkerServer {
   constructor(private readonly opts: WorkerServerOptions) {
     this.publisher = new KvEventPublisher(opts.controlPlane.events, { worker: opts.instanceId, incarnation: this.incarnation });
     // Receivers of this worker's KV (decode workers, kv-store nodes) pull it from this data port.
-    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort } });
+    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort }, tls: opts.tls });
     opts.engine.pool.onEvent((e) => (e.kind === 'stored' ? this.publisher.stored([e.hash], 'device') : this.publisher.removed([e.hash], 'device')));
   }
 
@@ -92,6 +95,7 @@ export class WorkerServer {
     if (opts.role !== 'prefill' || opts.kvStore !== undefined) {
       this.receiver = await TransferReceiver.start({
         transports: opts.transports,
+        tls: opts.tls,
         onTransfer: (t) => this.admitTransfer(t),
         // A transfer this worker waits for failed: stop waiting (and prefill locally) now.
         onDiscard: (id, error) => this.expected.get(id)?.reject(error),
@@ -118,11 +122,11 @@ export class WorkerServer {
     });
     if (opts.kvStore !== undefined) {
       this.membership = await opts.controlPlane.registry.watch();
-      this.storeLink = new StoreLink(opts.engine, this.membership, this.sender, { address: () => this.address, expect: (id) => this.expectTransfer(id, 30_000) }, opts.logger, opts.kvStore);
+      this.storeLink = new StoreLink(opts.engine, this.membership, this.sender, { address: () => this.address, expect: (id) => this.expectTransfer(id, 30_000) }, opts.logger, opts.kvStore, opts.tls);
       opts.engine.offload(this.storeLink);
     }
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, serverCredentials(opts.tls), (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.address = `${opts.advertiseHost ?? host}:${port}`;
     await this.sender.listen(); // a taken --data-port fails here, not at the first handoff
@@ -487,7 +491,7 @@ export class WorkerServer {
   private peer(address: string): WorkerClient {
     let c = this.peers.get(address);
     if (!c) {
-      c = new WorkerClient(address);
+      c = new WorkerClient(address, this.opts.tls);
       this.peers.set(address, c);
     }
     return c;

@@ -2,8 +2,9 @@
 // receiver (puts) and sender (gets) on the same gRPC server, registration in the registry (role kv-store),
 // its stored/removed events on the KV event bus (tier 'store'), and the block directory kept in step.
 import { randomBytes } from 'node:crypto';
-import { Server, ServerCredentials, status, type ServerUnaryCall, type UntypedServiceImplementation, type sendUnaryData } from '@grpc/grpc-js';
+import { Server, status, type ServerUnaryCall, type UntypedServiceImplementation, type sendUnaryData } from '@grpc/grpc-js';
 import { KvEventPublisher, type ControlPlane, type Logger, type Registration } from '@pdserve/control-plane';
+import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferReceiver, TransferSender, isTransportKind, unpackHashes, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind } from '@pdserve/transfer';
 import type { BlockDirectory } from '../directory.js';
 import { mirrorToDirectory, type DirectoryMirror } from '../directory-sync.js';
@@ -37,6 +38,8 @@ export interface KvStoreServerOptions {
   readonly transports?: readonly TransportKind[];
   /** Told about each block transfer (for metrics). */
   readonly onTransfer?: (direction: 'in' | 'out', bytes: number, seconds: number) => void;
+  /** mTLS on its gRPC server, its transfer channels and data port; plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 /** Longest a Get's blocks may take to reach the caller, in ms. */
@@ -62,7 +65,7 @@ export class KvStoreServer {
   constructor(private readonly opts: KvStoreServerOptions) {
     this.publisher = new KvEventPublisher(opts.controlPlane.events, { worker: opts.nodeId, incarnation: this.incarnation });
     // Workers pull the blocks of a Get from this data port.
-    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort } });
+    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort }, tls: opts.tls });
     // Published after the call that caused them has answered (a put's commit acknowledged first), in order.
     this.unsubscribe = opts.store.onEvent((e) => void setImmediate(() => this.closed || this.publish(e)));
   }
@@ -76,6 +79,7 @@ export class KvStoreServer {
     const host = opts.host ?? '127.0.0.1';
     this.receiver = await TransferReceiver.start({
       transports: opts.transports,
+      tls: opts.tls,
       // A put's blocks are read straight into the buffers the store keeps them in; a transfer with
       // put_begin begins its put first.
       place: (offer) => {
@@ -102,7 +106,7 @@ export class KvStoreServer {
     this.server.addService(rx.definition, rx.implementation);
     this.server.addService(kvStoreService(), this.handlers());
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, serverCredentials(opts.tls), (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.address = `${opts.advertiseHost ?? host}:${port}`;
     if (opts.directory !== undefined) {

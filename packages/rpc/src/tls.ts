@@ -1,0 +1,86 @@
+// Mutual TLS inside the cluster, in one place: every gRPC server and channel and the transfer data port
+// take their credentials from here. The material is a folder in cert-manager's (and a Kubernetes TLS
+// Secret's) layout: ca.crt, tls.crt, tls.key. Trust is the CA: a peer is in the cluster when its
+// certificate is signed by it (host names are not checked: peers dial registry addresses, pod IPs that no
+// certificate names), so the CA must be the cluster's own, not a shared one.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ConnectionOptions, TlsOptions } from 'node:tls';
+import { ChannelCredentials, ServerCredentials, credentials } from '@grpc/grpc-js';
+
+/** A service's certificate, its key and the CA its peers' certificates must be signed by (PEM). */
+export interface TlsMaterial {
+  readonly ca: Buffer;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+/** The file names in a TLS folder, as cert-manager and `kubectl create secret tls` (plus ca.crt) mount them. */
+export const TLS_FILES = { ca: 'ca.crt', cert: 'tls.crt', key: 'tls.key' } as const;
+
+/** Reads ca.crt, tls.crt and tls.key from `dir`; says which is missing. */
+export function readTlsDir(dir: string): TlsMaterial {
+  const read = (name: string): Buffer => {
+    try {
+      return readFileSync(join(dir, name));
+    } catch (e) {
+      throw new Error(`TLS folder ${dir}: cannot read ${name} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+  };
+  return { ca: read(TLS_FILES.ca), cert: read(TLS_FILES.cert), key: read(TLS_FILES.key) };
+}
+
+/** Chain checked against our CA; the name is not (see the header). */
+const noHostCheck = (): undefined => undefined;
+
+/** A gRPC server's credentials: mTLS that refuses clients without a certificate from our CA; plaintext without `tls`. */
+export function serverCredentials(tls: TlsMaterial | undefined): ServerCredentials {
+  if (tls === undefined) return ServerCredentials.createInsecure();
+  return ServerCredentials.createSsl(tls.ca, [{ private_key: tls.key, cert_chain: tls.cert }], true);
+}
+
+/** A gRPC channel's credentials: presents our certificate, accepts servers signed by our CA; plaintext without `tls`. */
+export function channelCredentials(tls: TlsMaterial | undefined): ChannelCredentials {
+  if (tls === undefined) return credentials.createInsecure();
+  return credentials.createSsl(tls.ca, tls.key, tls.cert, { checkServerIdentity: noHostCheck });
+}
+
+/** node:tls server options for a data port: client certificates required, signed by our CA. */
+export function tlsServerOptions(tls: TlsMaterial): TlsOptions {
+  return { ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' };
+}
+
+/** node:tls connect options for dialing a data port with our certificate. */
+export function tlsClientOptions(tls: TlsMaterial): ConnectionOptions {
+  return { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true, checkServerIdentity: noHostCheck, servername: 'pdserve', minVersion: 'TLSv1.3' };
+}
+
+/** Certificates live as long as a dev cluster could: a day. */
+const THROWAWAY_DAYS = '1';
+
+/**
+ * For a local cluster and tests: a new CA (its key deleted once it signed) and one certificate for every local service (client and server
+ * use), in a fresh 0700 temp folder laid out as --tls-dir wants it.
+ */
+export function makeThrowawayCa(name = 'pdserve'): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pdserve-tls-'));
+  const run = (args: readonly string[]): void => {
+    try {
+      execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true });
+      const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+      throw new Error(missing ? 'the `openssl` command that makes throwaway certificates is not installed'
+        : `openssl ${args[0]} failed: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}`);
+    }
+  };
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', THROWAWAY_DAYS, '-subj', `/CN=${name} local CA`]);
+  run(['req', ...ec, '-keyout', 'tls.key', '-out', 'tls.csr', '-subj', '/CN=pdserve']);
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:pdserve,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
+  run(['x509', '-req', '-in', 'tls.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'tls.crt', '-days', THROWAWAY_DAYS, '-extfile', 'ext.cnf']);
+  for (const f of ['ca.key', 'ca.srl', 'tls.csr', 'ext.cnf']) rmSync(join(dir, f), { force: true });
+  return dir;
+}
