@@ -60,6 +60,12 @@ export interface TransferReceiverOptions {
   readonly signal?: AbortSignal;
   /** mTLS on the data connections it dials (and on serveGrpc's server); plaintext without. */
   readonly tls?: TlsMaterial;
+  /**
+   * Whether a tcp transfer may be pulled from this data port (host:port named in Begin): a service says
+   * yes only for its registered peers' ports, so that no caller can make it dial an address of its choosing.
+   * Absent: any (tests, tools).
+   */
+  readonly allowSource?: (address: string) => boolean | Promise<boolean>;
 }
 
 /** How often stale shm segments are swept (ms). */
@@ -67,7 +73,9 @@ const SHM_SWEEP_INTERVAL_MS = 60_000;
 
 export class TransferReceiver {
   private readonly closing = new AbortController();
-  private readonly inFlight = new Map<string, number>();
+  private readonly inFlight = new Map<string, { readonly bytes: number; readonly peer: string }>();
+  /** Bytes in flight by peer host. */
+  private readonly byPeer = new Map<string, number>();
   private readonly sessions = new Set<ReceiveSession>();
   private pending = 0;
   private ownServer: Server | null = null;
@@ -85,10 +93,17 @@ export class TransferReceiver {
     this.host = {
       limits, transports: offered, pull: this.pull, shm, closing: this.closing.signal,
       slabs: new SlabPool(opts.slabPoolBytes ?? 256 * 1024 * 1024),
-      reserve: (id, bytes) => this.reserve(id, bytes, limits),
-      unreserve: (id, bytes) => {
-        if (this.inFlight.delete(id)) this.pending -= bytes;
+      reserve: (id, bytes, peer) => this.reserve(id, bytes, peer, limits),
+      unreserve: (id) => {
+        const r = this.inFlight.get(id);
+        if (r === undefined) return;
+        this.inFlight.delete(id);
+        this.pending -= r.bytes;
+        const left = (this.byPeer.get(r.peer) ?? 0) - r.bytes;
+        if (left > 0) this.byPeer.set(r.peer, left);
+        else this.byPeer.delete(r.peer);
       },
+      allowSource: opts.allowSource,
       place: (offer) => opts.place?.(offer),
       verified: opts.onBlock,
       admit: async (t) => opts.onTransfer(t),
@@ -185,7 +200,14 @@ export class TransferReceiver {
     this.pull.close();
   }
 
-  private reserve(id: string, bytes: number, limits: ReceiverLimits): TransferError | null {
+  /** Receive memory taken by the transfers in flight (it grows as their bytes arrive, up to pendingBytes). */
+  get allocatedBytes(): number {
+    let n = 0;
+    for (const s of this.sessions) n += s.allocatedBytes;
+    return n;
+  }
+
+  private reserve(id: string, bytes: number, peer: string, limits: ReceiverLimits): TransferError | null {
     if (this.closing.signal.aborted) return new TransferError('UNAVAILABLE', 'receiver is closing');
     if (this.inFlight.has(id)) return new TransferError('INVALID_ARGUMENT', `transfer ${id} is already in flight`);
     if (this.inFlight.size >= limits.maxPendingTransfers) {
@@ -195,7 +217,13 @@ export class TransferReceiver {
       return new TransferError('RESOURCE_EXHAUSTED',
         `${this.pending} bytes in flight, ${bytes} more exceeds the limit of ${limits.maxPendingBytes}`);
     }
-    this.inFlight.set(id, bytes);
+    const fromPeer = this.byPeer.get(peer) ?? 0;
+    if (fromPeer + bytes > limits.maxPendingBytesPerPeer) {
+      return new TransferError('RESOURCE_EXHAUSTED',
+        `${fromPeer} bytes in flight from ${peer}, ${bytes} more exceeds its limit of ${limits.maxPendingBytesPerPeer}`);
+    }
+    this.inFlight.set(id, { bytes, peer });
+    this.byPeer.set(peer, fromPeer + bytes);
     this.pending += bytes;
     return null;
   }
