@@ -18,6 +18,7 @@ export type { Registry } from './registry.js';
 export { LeaseRegistry } from './registry.js';
 export type { Registration } from './registration.js';
 export type { Membership, MembershipChange } from './membership.js';
+export { RegisteredPeers, hostOf } from './peers.js';
 export { DEFAULT_LEASE_TTL_MS, type RegistryOptions } from './registry-options.js';
 export type { LeaseStore, PutMode } from './lease-store.js';
 export { MemoryLeaseStore } from './lease-store.js';

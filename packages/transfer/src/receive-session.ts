@@ -3,6 +3,7 @@
 // failure, a cancelled call or the deadline discards everything received; the application only ever
 // sees a whole, verified transfer.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { peerHost } from '@pdserve/rpc';
 import { BlockAssembly } from './assembly.js';
 import { TransferError, asTransferError, toGrpcStatus } from './errors.js';
 import { ingestChunks } from './grpc-transport.js';
@@ -341,14 +342,6 @@ export class ReceiveSession {
     this.reserved = 0;
     this.host.ended(this);
   }
-}
-
-/** The host of a grpc-js peer string (ipv4:10.0.0.5:4242, ipv6:[::1]:4242, unix:...). */
-export function peerHost(peer: string): string {
-  const rest = peer.replace(/^(ipv4|ipv6|unix):/, '');
-  const at = rest.lastIndexOf(':');
-  const host = at > 0 ? rest.slice(0, at) : rest;
-  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }
 
 function deadlineMs(d: Date | number): number {

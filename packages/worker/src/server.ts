@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { Server, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import type { ControlPlane, Logger, Membership, Registration } from '@pdserve/control-plane';
-import { KvEventPublisher } from '@pdserve/control-plane';
+import { KvEventPublisher, RegisteredPeers } from '@pdserve/control-plane';
 import { EngineError, type GenerateOutput, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
 import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
@@ -72,6 +72,8 @@ export class WorkerServer {
   private readonly expected = new Map<string, { resolve: (blocks: KvBlock[], meta: TransferMeta) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private storeLink: StoreLink | undefined;
   private membership: Membership | undefined;
+  /** The only workers this one dials, and the only data ports it pulls KV from: the registry's. */
+  private registered: RegisteredPeers | undefined;
   private readonly peers = new Map<string, WorkerClient>();
   private registration: Registration | undefined;
   private loadTimer: NodeJS.Timeout | undefined;
@@ -92,10 +94,14 @@ export class WorkerServer {
   async start(): Promise<string> {
     const { opts } = this;
     const host = opts.host ?? '127.0.0.1';
+    this.membership = await opts.controlPlane.registry.watch();
+    const registered = new RegisteredPeers(this.membership);
+    this.registered = registered;
     if (opts.role !== 'prefill' || opts.kvStore !== undefined) {
       this.receiver = await TransferReceiver.start({
         transports: opts.transports,
         tls: opts.tls,
+        allowSource: (address) => registered.isDataPort(address),
         onTransfer: (t) => this.admitTransfer(t),
         // A transfer this worker waits for failed: stop waiting (and prefill locally) now.
         onDiscard: (id, error) => this.expected.get(id)?.reject(error),
@@ -121,7 +127,6 @@ export class WorkerServer {
       },
     });
     if (opts.kvStore !== undefined) {
-      this.membership = await opts.controlPlane.registry.watch();
       this.storeLink = new StoreLink(opts.engine, this.membership, this.sender, { address: () => this.address, expect: (id) => this.expectTransfer(id, 30_000) }, opts.logger, opts.kvStore, opts.tls);
       opts.engine.offload(this.storeLink);
     }
@@ -129,7 +134,7 @@ export class WorkerServer {
       this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, serverCredentials(opts.tls), (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.address = `${opts.advertiseHost ?? host}:${port}`;
-    await this.sender.listen(); // a taken --data-port fails here, not at the first handoff
+    const dataAddress = await this.sender.listen(); // a taken --data-port fails here, not at the first handoff
     const engine = opts.engine;
     this.registration = await opts.controlPlane.registry.register({
       id: opts.instanceId,
@@ -139,6 +144,7 @@ export class WorkerServer {
       model: engine.modelId,
       capacity: { totalBlocks: engine.pool.numBlocks, blockSize: engine.blockSize, maxNumSeqs: engine.maxNumSeqs },
       transfer: this.receiver?.advertisement(),
+      dataAddress,
       incarnation: this.incarnation,
       startedAt: Date.now(),
     });
@@ -322,7 +328,7 @@ export class WorkerServer {
     const transferId = randomBytes(16).toString('hex');
     const expected = this.expectTransfer(transferId, 120_000);
     try {
-      const peer = this.peer(req.prefill!.prefill_address);
+      const peer = await this.registeredPeer(req.prefill!.prefill_address, ['prefill', 'mixed']);
       const events = peer.prefill(
         {
           request_id: req.request_id,
@@ -433,6 +439,7 @@ export class WorkerServer {
     try {
       if (this.draining) throw new EngineError('not_ready', 'worker is draining');
       if (!req.target) throw new EngineError('invalid_request', 'prefill needs a transfer target');
+      await this.registeredPeer(req.target.grpc_address, ['decode', 'mixed']); // sends only to a registered worker
       const sampling = { ...samplingFromWire(req.sampling), maxTokens: 1 };
       let first: W.PrefillFirstMsg | undefined;
       let kv: { blocks: readonly Uint8Array[]; rngState?: readonly number[] } | undefined;
@@ -488,6 +495,14 @@ export class WorkerServer {
     }
   }
 
+  /** A client of the worker registered at `address` in one of `roles` for this model; never any other address. */
+  private async registeredPeer(address: string, roles: readonly ('prefill' | 'decode' | 'mixed')[]): Promise<WorkerClient> {
+    if (await this.registered?.member(address, roles, this.opts.engine.modelId) === undefined) {
+      throw new UnregisteredPeer(`${address} is not a registered ${roles.join(' or ')} worker of model ${this.opts.engine.modelId}`);
+    }
+    return this.peer(address);
+  }
+
   private peer(address: string): WorkerClient {
     let c = this.peers.get(address);
     if (!c) {
@@ -499,6 +514,7 @@ export class WorkerServer {
 
   private statusOf(err: unknown): { code: status; details: string } {
     if (err instanceof EngineError) return { code: ENGINE_STATUS[err.code], details: err.message };
+    if (err instanceof UnregisteredPeer) return { code: status.PERMISSION_DENIED, details: err.message };
     return { code: status.INTERNAL, details: (err as Error).message ?? String(err) };
   }
 
@@ -513,6 +529,9 @@ export class WorkerServer {
     call.emit('error', { code: s.code, details: s.details });
   }
 }
+
+/** A request named an address that is no registered peer's: refused before any dial. */
+class UnregisteredPeer extends Error {}
 
 /**
  * Pushed handoffs: how long a decode worker waits for the KV's transfer to begin, and to arrive; how long
