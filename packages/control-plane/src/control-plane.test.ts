@@ -3,6 +3,7 @@ import { freePort, startNats, startRedis, type TestServer } from '../../testkit/
 import { connectControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.js';
 import { InProcessHub } from './hub.js';
 import { KvEventPublisher } from './kv-event-publisher.js';
+import { natsConnectTarget } from './nats-transport.js';
 import { memoryLogger, sampleRecord, uniqueCluster, waitFor } from './test-helpers.js';
 import type { KvEventBatch } from './types.js';
 
@@ -66,6 +67,36 @@ describe('connectControlPlane', () => {
     await expect(
       connectControlPlane({ cluster: 'c', redisUrl: redis?.url, natsUrl, nats: { connectTimeoutMs: 300 }, logger: memoryLogger() }),
     ).rejects.toThrow(/cannot connect to NATS/);
+  });
+
+  it('speaks to a Redis with a password and a NATS with credentials, from their URLs; without them it is refused', async () => {
+    const [guardedRedis, guardedNats] = await Promise.all([startRedis({ password: 'r-s3cret' }), startNats({ password: 'n-s3cret' })]);
+    try {
+      const [gateway] = await gatewayAndWorker({ redisUrl: guardedRedis.url, natsUrl: guardedNats.url });
+      expect(gateway?.mode).toEqual({ registry: 'redis', events: 'nats' });
+      const bare = (u: string): string => u.replace(/\/\/[^@]*@/, '//');
+      // Whoever lacks the password cannot read the registry or register a fake worker, nor listen to events.
+      const noRedisPassword = connectControlPlane({ cluster: 'c', redisUrl: bare(guardedRedis.url), hub: new InProcessHub(), logger: memoryLogger() })
+        .then(async (cp) => {
+          try {
+            await cp.registry.register(sampleRecord('fake-decode'));
+            return 'registered';
+          } finally {
+            await cp.close();
+          }
+        });
+      await expect(noRedisPassword).rejects.toThrow(/NOAUTH|Authentication required/i);
+      await expect(connectControlPlane({ cluster: 'c', natsUrl: bare(guardedNats.url), hub: new InProcessHub(), logger: memoryLogger() }))
+        .rejects.toThrow(/Authorization Violation/i);
+    } finally {
+      await Promise.all([guardedRedis.stop(), guardedNats.stop()]);
+    }
+  });
+
+  it('reads NATS credentials and TLS from the URL (the client ignores userinfo)', () => {
+    expect(natsConnectTarget('nats://pdserve:p%40ss@nats.infra:4222')).toEqual({ servers: 'nats://nats.infra:4222', user: 'pdserve', pass: 'p@ss' });
+    expect(natsConnectTarget('nats://s3cret-token@nats.infra:4222')).toEqual({ servers: 'nats://nats.infra:4222', token: 's3cret-token' });
+    expect(natsConnectTarget('tls://nats.infra:4222')).toEqual({ servers: 'nats://nats.infra:4222', tls: {} });
   });
 
   it('rejects cluster names that cannot be keys or subject tokens', async () => {

@@ -38,6 +38,8 @@ export interface ServerOptions {
   readonly port?: number;
   readonly startTimeoutMs?: number;
   readonly stopTimeoutMs?: number;
+  /** Require this password (Redis: requirepass; NATS: user `pdserve`); the URL then carries it. */
+  readonly password?: string;
 }
 
 /** A free TCP port on 127.0.0.1 (free when asked; another process may still take it before use). */
@@ -60,12 +62,15 @@ export function startRedis(options: ServerOptions = {}): Promise<TestServer> {
     name: 'redis-server',
     binary: options.binary ?? DEFAULT_REDIS_BINARY,
     scheme: 'redis',
+    userinfo: options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`,
     args: (port, dir) => [
       '--save', '', '--appendonly', 'no', '--bind', LOOPBACK, '--port', String(port), '--dir', dir,
+      ...(options.password === undefined ? [] : ['--requirepass', options.password]),
     ],
     probe: (socket, data) => {
       if (data === undefined) socket.write('PING\r\n');
-      return data?.startsWith('+PONG') ?? false;
+      // With a password, PING before AUTH is refused: that refusal is Redis answering too.
+      return (data?.startsWith('+PONG') || data?.startsWith('-NOAUTH')) ?? false;
     },
     options,
   });
@@ -77,7 +82,8 @@ export function startNats(options: ServerOptions = {}): Promise<TestServer> {
     name: 'nats-server',
     binary: options.binary ?? DEFAULT_NATS_BINARY,
     scheme: 'nats',
-    args: (port) => ['-a', LOOPBACK, '-p', String(port)],
+    userinfo: options.password === undefined ? '' : `pdserve:${encodeURIComponent(options.password)}@`,
+    args: (port) => ['-a', LOOPBACK, '-p', String(port), ...(options.password === undefined ? [] : ['--user', 'pdserve', '--pass', options.password])],
     // The server greets every client with an INFO line.
     probe: (_socket, data) => data?.startsWith('INFO') ?? false,
     options,
@@ -88,6 +94,8 @@ interface ServerSpec {
   readonly name: string;
   readonly binary: string;
   readonly scheme: string;
+  /** `user:password@` for the URL, or ''. */
+  readonly userinfo?: string;
   readonly args: (port: number, dir: string) => string[];
   /** Called on connect (data undefined) and on each chunk; true once the server answered like itself. */
   readonly probe: (socket: Socket, data: string | undefined) => boolean;
@@ -114,7 +122,7 @@ async function startServer(spec: ServerSpec): Promise<TestServer> {
     if (current !== undefined) await terminate(current, stopTimeoutMs);
   };
   return {
-    url: `${spec.scheme}://${LOOPBACK}:${port}`,
+    url: `${spec.scheme}://${spec.userinfo ?? ''}${LOOPBACK}:${port}`,
     port,
     stop,
     restart: async () => {
