@@ -47,14 +47,26 @@ export function channelCredentials(tls: TlsMaterial | undefined): ChannelCredent
   return credentials.createSsl(tls.ca, tls.key, tls.cert, { checkServerIdentity: noHostCheck });
 }
 
+/**
+ * TLS 1.3 suites of the data port, fastest first: AES-128-GCM moves KV bytes with ~15 % less CPU than
+ * OpenSSL's default AES-256-GCM here (docs/benchmarks.md), at a strength still well beyond the P-256 keys.
+ */
+const DATA_PORT_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
+
 /** node:tls server options for a data port: client certificates required, signed by our CA. */
 export function tlsServerOptions(tls: TlsMaterial): TlsOptions {
-  return { ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' };
+  return {
+    ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3',
+    ciphers: DATA_PORT_CIPHERS, honorCipherOrder: true,
+  };
 }
 
 /** node:tls connect options for dialing a data port with our certificate. */
 export function tlsClientOptions(tls: TlsMaterial): ConnectionOptions {
-  return { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true, checkServerIdentity: noHostCheck, servername: 'pdserve', minVersion: 'TLSv1.3' };
+  return {
+    ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true, checkServerIdentity: noHostCheck, servername: 'pdserve',
+    minVersion: 'TLSv1.3', ciphers: DATA_PORT_CIPHERS,
+  };
 }
 
 /** Certificates live as long as a dev cluster could: a day. */

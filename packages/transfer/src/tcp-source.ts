@@ -204,6 +204,7 @@ export async function writeBatches(
   const maxInFlight = opts.maxInFlightBytes ?? 8 * 1024 * 1024;
   const batchBytes = opts.batchBytes ?? 2 * 1024 * 1024;
   const broken = watchSocket(socket, signal);
+  const encrypted = (socket as { encrypted?: boolean }).encrypted === true;
   let markWritten = (): void => undefined;
   // Resolves when the last batch has been handed to the kernel (or the socket died: see `broken`).
   const written = new Promise<void>((resolve) => {
@@ -222,12 +223,14 @@ export async function writeBatches(
         payload += data.byteLength;
         i++;
       }
-      socket.cork();
+      // Plaintext: one writev per batch. TLS: no cork, since a TLS socket copies a writev's buffers into one
+      // before encrypting; written one by one, each block is encrypted straight from where it lies.
+      if (!encrypted) socket.cork();
       socket.write(encodeBatchHead(token, first, sums, payload));
       for (let k = first; k < i; k++) {
         socket.write((blocks[k] as KvBlock).data, k === blocks.length - 1 ? markWritten : undefined);
       }
-      socket.uncork();
+      if (!encrypted) socket.uncork();
       if (socket.writableLength > maxInFlight) await broken.race(drained(socket));
     }
     await broken.race(written);
