@@ -94,5 +94,5 @@ export function callUnary<Req, Res>(
 }
 
 export {
-  TLS_FILES, channelCredentials, makeThrowawayCa, readTlsDir, serverCredentials, tlsClientOptions, tlsServerOptions, type TlsMaterial,
+  TLS_FILES, channelCredentials, makeThrowawayCa, readTlsDir, serverCredentials, tlsChannelOptions, tlsClientOptions, tlsServerOptions, type TlsMaterial,
 } from './tls';

@@ -2,7 +2,7 @@
 // one AbortController that the caller's signal, the deadline and the receiver can all abort.
 import { randomBytes } from 'node:crypto';
 import { Client, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
-import { channelCredentials, type TlsMaterial } from '@pdserve/rpc';
+import { channelCredentials, tlsChannelOptions, type TlsMaterial } from '@pdserve/rpc';
 import { reasonOf } from './abort.js';
 import { TransferError, fromGrpcError } from './errors.js';
 import { DEFAULT_CHUNK_BYTES } from './grpc-transport.js';
@@ -176,7 +176,7 @@ export class TransferSender {
   private client(address: string): Client {
     let c = this.clients.get(address);
     if (c === undefined) {
-      c = new Client(address, channelCredentials(this.opts.tls), { ...TRANSFER_GRPC_OPTIONS, ...this.opts.channelOptions });
+      c = new Client(address, channelCredentials(this.opts.tls), { ...TRANSFER_GRPC_OPTIONS, ...tlsChannelOptions(this.opts.tls), ...this.opts.channelOptions });
       this.clients.set(address, c);
     }
     return c;

@@ -1,6 +1,6 @@
 // A typed client of the Worker service, with a deadline on every call and cancellation by AbortSignal.
 import { makeGenericClientConstructor, Metadata, type ChannelCredentials, type Client, type ClientReadableStream } from '@grpc/grpc-js';
-import { callFailure, callUnary, channelCredentials, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
+import { callFailure, callUnary, channelCredentials, tlsChannelOptions, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
 import { DEADLINES, WORKER_GRPC_OPTIONS, workerService } from './proto';
 import type * as W from './wire';
 
@@ -40,7 +40,7 @@ export class WorkerClient {
   /** `tls`: mTLS with the cluster's certificates (plaintext without). */
   constructor(readonly address: string, tls?: TlsMaterial) {
     Ctor ??= makeGenericClientConstructor(workerService(), 'Worker') as unknown as typeof Ctor;
-    this.raw = new Ctor!(address, channelCredentials(tls), WORKER_GRPC_OPTIONS);
+    this.raw = new Ctor!(address, channelCredentials(tls), { ...WORKER_GRPC_OPTIONS, ...tlsChannelOptions(tls) });
   }
 
   /** Streams a request's tokens; aborting the signal cancels the call (and the request on the worker). */

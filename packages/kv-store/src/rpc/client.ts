@@ -3,7 +3,7 @@
 // commitPut and revokePut run one explicitly.
 import { makeGenericClientConstructor, type ChannelCredentials, type Client } from '@grpc/grpc-js';
 import { blockCrc32 } from '@pdserve/kv-cache';
-import { callFailure, callUnary, channelCredentials, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
+import { callFailure, callUnary, channelCredentials, tlsChannelOptions, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
 import { packHashes, type KvBlock, type TransferSender, type TransportKind } from '@pdserve/transfer';
 import { GRPC_STATUS } from '../errors.js';
 import { isBlockHash } from '../keys.js';
@@ -70,7 +70,7 @@ export class KvStoreClient {
   /** `tls`: mTLS with the cluster's certificates (plaintext without). */
   constructor(readonly address: string, tls?: TlsMaterial) {
     ctor ??= makeGenericClientConstructor(kvStoreService(), 'KvStore') as unknown as Ctor;
-    this.raw = new ctor(address, channelCredentials(tls), KV_STORE_GRPC_OPTIONS);
+    this.raw = new ctor(address, channelCredentials(tls), { ...KV_STORE_GRPC_OPTIONS, ...tlsChannelOptions(tls) });
   }
 
   /** Phase one of a put: reserves room for the blocks the store does not hold yet. */
