@@ -1,6 +1,6 @@
 // The cluster's mTLS material from the command line: --tls-dir names a folder in cert-manager's layout;
-// a local cluster (serve, start) without one makes a throwaway CA and one certificate in a temp folder
-// with the `openssl` command, so that even a laptop cluster never talks plaintext unless told (--tls off).
+// a local cluster (serve, start) without one makes a throwaway CA and one certificate in a temp folder, so
+// that even a laptop cluster never talks plaintext unless told (--tls off).
 import { rmSync } from 'node:fs';
 import { makeThrowawayCa, readTlsDir, type TlsMaterial } from '@pdserve/rpc';
 import { oneOf, UsageError, type Flags, type FlagSpec } from './args';
@@ -35,11 +35,6 @@ export function localTlsOf(f: Flags): { tls: TlsMaterial | undefined; dir: strin
   if ((f.str('tls') ?? 'auto') === 'off') return none;
   const given = f.str('tls-dir');
   if (given !== undefined && given !== '') return { tls: tlsOf(f), dir: given, dispose: () => undefined };
-  let dir: string;
-  try {
-    dir = makeThrowawayCa();
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message}; or pass --tls-dir, or run with --tls off`);
-  }
+  const dir = makeThrowawayCa();
   return { tls: readTlsDir(dir), dir, dispose: () => rmSync(dir, { recursive: true, force: true }) };
 }

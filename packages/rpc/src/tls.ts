@@ -3,12 +3,12 @@
 // Secret's) layout: ca.crt, tls.crt, tls.key. Trust is the CA: a peer is in the cluster when its
 // certificate is signed by it (host names are not checked: peers dial registry addresses, pod IPs that no
 // certificate names), so the CA must be the cluster's own, not a shared one.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConnectionOptions, TlsOptions } from 'node:tls';
 import { ChannelCredentials, ServerCredentials, credentials, type ChannelOptions } from '@grpc/grpc-js';
+import { makeThrowawayCertificates } from './throwaway-ca';
 
 /** A service's certificate, its key and the CA its peers' certificates must be signed by (PEM). */
 export interface TlsMaterial {
@@ -78,29 +78,17 @@ export function tlsClientOptions(tls: TlsMaterial): ConnectionOptions {
 }
 
 /** Certificates live as long as a dev cluster could: a day. */
-const THROWAWAY_DAYS = '1';
+const THROWAWAY_MS = 24 * 60 * 60 * 1000;
 
 /**
- * For a local cluster and tests: a new CA (its key deleted once it signed) and one certificate for every local service (client and server
- * use), in a fresh 0700 temp folder laid out as --tls-dir wants it.
+ * For a local cluster and tests: a new CA (its key forgotten once it signed) and one certificate for every local
+ * service (client and server use), in a fresh 0700 temp folder laid out as --tls-dir wants it.
  */
 export function makeThrowawayCa(name = 'pdserve'): string {
   const dir = mkdtempSync(join(tmpdir(), 'pdserve-tls-'));
-  const run = (args: readonly string[]): void => {
-    try {
-      execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    } catch (e) {
-      rmSync(dir, { recursive: true, force: true });
-      const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
-      throw new Error(missing ? 'the `openssl` command that makes throwaway certificates is not installed'
-        : `openssl ${args[0]} failed: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}`);
-    }
-  };
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', THROWAWAY_DAYS, '-subj', `/CN=${name} local CA`]);
-  run(['req', ...ec, '-keyout', 'tls.key', '-out', 'tls.csr', '-subj', '/CN=pdserve']);
-  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:pdserve,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
-  run(['x509', '-req', '-in', 'tls.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'tls.crt', '-days', THROWAWAY_DAYS, '-extfile', 'ext.cnf']);
-  for (const f of ['ca.key', 'ca.srl', 'tls.csr', 'ext.cnf']) rmSync(join(dir, f), { force: true });
+  const made = makeThrowawayCertificates(name, THROWAWAY_MS);
+  writeFileSync(join(dir, TLS_FILES.ca), made.caCert, { mode: 0o600 });
+  writeFileSync(join(dir, TLS_FILES.cert), made.cert, { mode: 0o600 });
+  writeFileSync(join(dir, TLS_FILES.key), made.key, { mode: 0o600 });
   return dir;
 }
