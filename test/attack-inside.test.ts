@@ -14,7 +14,7 @@ import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplin
 import { channelCredentials, loadService, makeThrowawayCa, readTlsDir, type TlsMaterial } from '@pdserve/rpc';
 import { completion, spawnService, startNats, startRedis, waitFor, type ServiceProcess, type TestServer } from '@pdserve/testkit';
 import { Tokenizer } from '@pdserve/tokenizer';
-import { PROTOCOL_VERSION, TRANSFER_PROTO, packHashes } from '@pdserve/transfer';
+import { PROTOCOL_VERSION, TRANSFER_PROTO, TransferSender, packHashes } from '@pdserve/transfer';
 import { samplingToWire, WorkerClient } from '@pdserve/worker';
 
 const CLUSTER = 'attack';
@@ -208,9 +208,18 @@ describe('a kv-store without TLS takes writes only from registered hosts', () =>
     try {
       await expect(c.beginPut('tiny', [{ hash: '00000000000000aa', size: 64 }])).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
       await expect(c.remove('tiny', ['00000000000000aa'])).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+      // A put in one transfer (put_begin): refused before any byte is placed.
+      const sender = new TransferSender();
+      try {
+        await expect(c.put(sender, 'tiny', [{ hash: '00000000000000ab', data: new Uint8Array(64).fill(1) }], { transport: 'grpc' }))
+          .rejects.toThrow(/127\.0\.0\.1 is not a service registered in this cluster/);
+      } finally {
+        sender.close();
+      }
       const reg = await lonely.registry.register({ id: 'w-here', role: 'decode', grpcAddress: '127.0.0.1:1', adminAddress: '', model: 'tiny', capacity: { totalBlocks: 1, blockSize: 16, maxNumSeqs: 1 }, incarnation: 'x', startedAt: Date.now() });
       try {
-        await expect(c.beginPut('tiny', [{ hash: '00000000000000aa', size: 64 }])).resolves.toMatchObject({ put_id: expect.any(String) });
+        // Accepted as soon as the store's view of the registry has it (a miss re-reads it, at most every 250 ms).
+        await waitFor('a put from a registered host', () => c.beginPut('tiny', [{ hash: '00000000000000aa', size: 64 }]).then((r) => r.put_id !== '', () => false), 5_000);
       } finally {
         await reg.deregister();
       }
