@@ -4,7 +4,7 @@
 import type { Membership } from './membership.js';
 import type { ServiceRecord, ServiceRole } from './types.js';
 
-/** A miss polls the registry again (a member that just joined), at most this often. */
+/** A miss re-reads the registry (a member that just joined), at most this often. */
 const REFRESH_EVERY_MS = 250;
 
 export class RegisteredPeers {
@@ -35,11 +35,16 @@ export class RegisteredPeers {
     return [...this.membership.snapshot().values()].find(match);
   }
 
+  /** One re-read of the registry for every miss meanwhile; at most one per REFRESH_EVERY_MS (a miss waits for it). */
   private refresh(): Promise<void> {
     if (this.refreshing !== undefined) return this.refreshing;
-    if (Date.now() - this.lastRefresh < REFRESH_EVERY_MS) return Promise.resolve();
-    this.lastRefresh = Date.now();
-    this.refreshing = this.membership.refresh().finally(() => (this.refreshing = undefined));
+    const wait = this.lastRefresh + REFRESH_EVERY_MS - Date.now();
+    this.refreshing = (wait > 0 ? new Promise((resolve) => setTimeout(resolve, wait)) : Promise.resolve())
+      .then(() => {
+        this.lastRefresh = Date.now();
+        return this.membership.refresh();
+      })
+      .finally(() => (this.refreshing = undefined));
     return this.refreshing;
   }
 }
