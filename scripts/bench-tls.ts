@@ -4,8 +4,8 @@
 // with a throwaway CA); the two take turns round by round (each first in turn), so load from elsewhere hits
 // both alike. CPU = process CPU time per GiB moved, sender and receiver: where TLS's cost goes.
 // TTFT: two in-process clusters of a prefill and a decode worker (one with mTLS, one without) on the tiny
-// model; a Generate with remote prefill, timed to its first token and to its second (which waits for the KV
-// to arrive over the tcp data plane and be imported).
+// model; a pushed handoff as the gateway runs it, timed to the first token (the prefill's) and to the second
+// (the decode worker's, once the KV arrived over the tcp data plane and was imported).
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -135,20 +135,32 @@ async function ttftBench(tls: TlsMaterial): Promise<string[][]> {
   }
   const sampling = samplingToWire(samplingParams({ temperature: 0, maxTokens: 2, ignoreEos: true }));
   let n = 0;
-  // Every request's prompt is new (no prefix cache anywhere): the prefill worker computes all of it and ships its KV.
+  // Every request's prompt is new (no prefix cache anywhere): the prefill worker computes all of it and pushes its
+  // KV to the decode worker, as the gateway's pushed handoff does (packages/gateway/src/cluster-client.ts).
   const once = async (mode: Mode): Promise<{ first: number; second: number }> => {
     const c = clusters[mode];
+    const id = `r${++n}`;
+    const prompt = randomTokens(promptTokens, n);
     const t0 = performance.now();
-    let first = 0;
-    let tokens = 0;
-    for await (const chunk of c.client.generate({
-      request_id: `r${n}`, prompt_token_ids: randomTokens(promptTokens, ++n), sampling, priority: 0,
-      prefill: { mode: 'remote', prefill_worker: c.prefill.instanceId, prefill_address: c.prefill.grpcAddress, transfer_id: '' },
-    })) {
-      if (tokens === 0 && chunk.token_ids.length > 0) first = performance.now() - t0;
-      tokens += chunk.token_ids.length;
+    const prefilling = c.prefill.server.grpcAddress;
+    const events = new WorkerClient(prefilling, mode === 'tls' ? tls : undefined);
+    try {
+      const stream = events.prefill({ request_id: id, prompt_token_ids: prompt, sampling, from_block: 0, target: { grpc_address: c.decode.grpcAddress, transfer_id: id, transport: 'tcp' } });
+      let first = 0;
+      const prefilled = (async () => {
+        for await (const e of stream) if (e.kind === 'first' && first === 0) first = performance.now() - t0;
+      })();
+      let tokens = 0;
+      let second = 0;
+      for await (const chunk of c.client.generate({ request_id: id, prompt_token_ids: prompt, sampling, priority: 0, prefill: { mode: 'pushed', prefill_worker: c.prefill.instanceId, transfer_id: id } })) {
+        tokens += chunk.token_ids.length;
+        if (tokens >= 2 && second === 0) second = performance.now() - t0;
+      }
+      await prefilled;
+      return { first, second };
+    } finally {
+      events.close();
     }
-    return { first, second: performance.now() - t0 };
   };
   const samples: Record<Mode, { first: number; second: number }[]> = { plain: [], tls: [] };
   for (let r = 0; r < 3 + requests; r++) {

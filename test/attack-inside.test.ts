@@ -1,8 +1,8 @@
 // Attack suite, inside the cluster. Real processes (a gateway, a prefill worker, a decode worker and a kv-store,
 // each `pdserve <service> --tls-dir`) on a Redis with a password and a NATS with a user, and an attacker in this
 // process who can reach every port: a plaintext gRPC client and a client certified by another CA are refused;
-// a request that names an address of the attacker's (a prefill target, a remote prefill address, a tcp data
-// port, a kv-store sink) never makes a service dial it; a kv-store takes no put or remove from a host that is
+// a request that names an address of the attacker's (a prefill target, a tcp data port, a kv-store sink) never
+// makes a service dial it; KV pushed under a transfer id no request named is refused; a kv-store takes no put or remove from a host that is
 // no registered service; and with all of this on, the cluster's output is token-identical to the reference.
 import { rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -140,32 +140,36 @@ describe('no service dials an address a request names', () => {
     }
   });
 
-  it('Generate with the attacker as remote prefill address: never dialed, served by a local prefill', async () => {
-    const d0 = new WorkerClient((await addressOf('d0')).grpc, tls);
+  it('KV pushed to a decode worker under a transfer id no request named: refused, never kept (even from a certified peer)', async () => {
+    const forger = new TransferSender({ tls });
     try {
-      const tokens: number[] = [];
-      for await (const c of d0.generate({ request_id: 'ssrf', prompt_token_ids: tokenizer.encode('Dial my server please'), sampling: sampling(), priority: 0, prefill: { mode: 'remote', prefill_worker: 'p0', prefill_address: trapAddress, transfer_id: '' } })) tokens.push(...c.token_ids);
-      expect(tokens.length).toBeGreaterThan(0);
+      const block = { hash: '00000000000000aa', data: new Uint8Array(32 * 1024).fill(7) };
+      await expect(forger.send({ peer: { grpcAddress: (await addressOf('d0')).grpc }, blocks: [block], transport: 'tcp', transferId: 'forged-popular-prefix', meta: { first: '{}' }, deadlineMs: 10_000 }))
+        .rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('unexpected transfer forged-popular-prefix') });
     } finally {
-      d0.close();
+      forger.close();
     }
   });
 
-  it('a KvTransfer Begin naming the attacker as tcp data port: REFUSED, never dialed', async () => {
+  it('a KvTransfer Begin naming the attacker as tcp data port: REFUSED, never dialed (decode worker and kv-store)', async () => {
     const def = loadService<Record<string, unknown>>(TRANSFER_PROTO, 'pdserve.v1.KvTransfer', 'Transfer');
     const Ctor = makeGenericClientConstructor(def, 'KvTransfer');
-    const client = new Ctor((await addressOf('d0')).grpc, channelCredentials(tls)) as unknown as Client & { Transfer: (m: Metadata) => ClientDuplexStream<unknown, unknown> };
-    try {
-      const call = client.Transfer(new Metadata());
-      const ended = new Promise<ServiceError>((resolve) => call.on('error', resolve));
-      call.on('data', () => undefined);
-      call.write({ kind: 'begin', begin: {
-        protocol_version: PROTOCOL_VERSION, transfer_id: 'forged-1', transport: 'tcp', meta: { first: 'null' }, total_bytes: 1024,
-        tcp_source: trapAddress, tcp_token: new Uint8Array(8).fill(1), block_hashes: packHashes(['00000000000000aa']), block_lengths: [1024],
-      } });
-      expect((await ended).details).toContain(`data port ${trapAddress} is not a registered peer's`);
-    } finally {
-      client.close();
+    // The decode worker takes in only transfers a request named (and then pulls only from registered data
+    // ports); the kv-store pulls a put only from a registered data port.
+    for (const [id, why] of [['d0', /unexpected transfer forged-d0/], ['s0', new RegExp(`data port ${trapAddress} is not a registered peer's`)]] as const) {
+      const client = new Ctor((await addressOf(id)).grpc, channelCredentials(tls)) as unknown as Client & { Transfer: (m: Metadata) => ClientDuplexStream<unknown, unknown> };
+      try {
+        const call = client.Transfer(new Metadata());
+        const ended = new Promise<ServiceError>((resolve) => call.on('error', resolve));
+        call.on('data', () => undefined);
+        call.write({ kind: 'begin', begin: {
+          protocol_version: PROTOCOL_VERSION, transfer_id: `forged-${id}`, transport: 'tcp', meta: {}, total_bytes: 1024,
+          tcp_source: trapAddress, tcp_token: new Uint8Array(8).fill(1), block_hashes: packHashes(['00000000000000aa']), block_lengths: [1024],
+        } });
+        expect((await ended).details, id).toMatch(why);
+      } finally {
+        client.close();
+      }
     }
   });
 

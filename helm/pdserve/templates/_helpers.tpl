@@ -310,6 +310,7 @@ env:
 - --admin-port={{ .pool.adminPort }}
 - --cluster=$(PDSERVE_CLUSTER)
 - --log-level=$(PDSERVE_LOG_LEVEL)
+- --log-format=$(PDSERVE_LOG_FORMAT)
 {{- if include "pdserve.tlsSource" .root }}
 - --tls=on
 - --tls-dir=/etc/pdserve/tls
