@@ -7,7 +7,7 @@ import { explainDecision, RouterError, type Router } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
 import type { ServiceRecord } from '@pdserve/control-plane';
 import {
-  afterStreamedFirst, firstFromWire, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg,
+  afterStreamedFirst, firstFromWire, generateDeadlineMs, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg,
   type GenerateRequestMsg, type PrefillFirstMsg, type WorkerCallError,
 } from '@pdserve/worker';
 import type { ClusterView } from './cluster-view';
@@ -83,7 +83,7 @@ export class ClusterClient implements EngineClient {
         const wantLogprobs = req.sampling.logprobs !== undefined;
         const outputs = remote && decodeRecord
           ? this.pushedHandoff(base, remote, decodeRecord, wantLogprobs, req.signal)
-          : fromWire(view.client(decision.decodeWorker).generate(base, req.signal), wantLogprobs);
+          : fromWire(view.client(decision.decodeWorker).generate(base, req.signal, this.deadlineMs(base)), wantLogprobs);
         for await (const o of outputs) {
           streamed++;
           yield o;
@@ -101,6 +101,11 @@ export class ClusterClient implements EngineClient {
         throw toEngineError(e, decision.decodeWorker, streamed > 0);
       }
     }
+  }
+
+  /** A Generate's deadline: its max_tokens, capped by the model's context (not a fixed time). */
+  private deadlineMs(m: GenerateRequestMsg): number {
+    return generateDeadlineMs(m.prompt_token_ids.length, m.sampling?.max_tokens ?? 0, this.maxModelLen);
   }
 
   /**
@@ -140,13 +145,13 @@ export class ClusterClient implements EngineClient {
       }
       if (first === undefined) {
         prefillCtl.abort();
-        yield* fromWire(view.client(decode.id).generate(req, decodeCtl.signal), wantLogprobs);
+        yield* fromWire(view.client(decode.id).generate(req, decodeCtl.signal, this.deadlineMs(req)), wantLogprobs);
         return;
       }
       const sent = first.first_token;
       yield firstFromWire(first, wantLogprobs, first.cached_tokens);
       const plan = { mode: 'pushed', prefill_worker: prefill.id, prefill_address: prefill.grpcAddress, transfer_id: transferId };
-      const rest = fromWire(view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal), wantLogprobs);
+      const rest = fromWire(view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal, this.deadlineMs(req)), wantLogprobs);
       // The decode worker's stream repeats the first token: checked against the one already sent, and dropped.
       yield* afterStreamedFirst(rest, sent, (got) => `decode worker ${decode.id} sampled first token ${got}, not ${sent} as already streamed`);
     } finally {

@@ -1,7 +1,7 @@
 // A typed client of the Worker service, with a deadline on every call and cancellation by AbortSignal.
 import { credentials, makeGenericClientConstructor, Metadata, type Client, type ClientReadableStream } from '@grpc/grpc-js';
 import { callFailure, callUnary, type UnaryMethod } from '@pdserve/rpc';
-import { DEADLINES, WORKER_GRPC_OPTIONS, workerService } from './proto';
+import { DEADLINES, generateDeadlineMs, WORKER_GRPC_OPTIONS, workerService } from './proto';
 import type * as W from './wire';
 
 /** A failed worker call: the gRPC status code name and the worker's message. */
@@ -42,8 +42,11 @@ export class WorkerClient {
     this.raw = new Ctor!(address, credentials.createInsecure(), WORKER_GRPC_OPTIONS);
   }
 
-  /** Streams a request's tokens; aborting the signal cancels the call (and the request on the worker). */
-  generate(req: W.GenerateRequestMsg, signal?: AbortSignal, deadlineMs: number = DEADLINES.generate): AsyncGenerator<W.GenerateChunkMsg> {
+  /**
+   * Streams a request's tokens; aborting the signal cancels the call (and the request on the worker). The
+   * deadline follows the request's length (generateDeadlineMs; pass the model's context to cap it).
+   */
+  generate(req: W.GenerateRequestMsg, signal?: AbortSignal, deadlineMs: number = generateDeadlineMs(req.prompt_token_ids.length, req.sampling?.max_tokens ?? 0, Infinity)): AsyncGenerator<W.GenerateChunkMsg> {
     return this.stream(this.raw.Generate, req, deadlineMs, signal);
   }
 
