@@ -27,6 +27,12 @@ export interface GenerateRequest {
    * rest is computed here.
    */
   readonly prefetched?: PrefetchedKv;
+  /**
+   * Tokens this request already generated elsewhere (a stream migrated off a failed worker): they count as
+   * its output (max_tokens, min_tokens, penalties, stop, the grammar, the seeded sampler's position) and
+   * their KV is taken from the prefix cache or recomputed; the stream goes on with the next token.
+   */
+  readonly resumeOutputTokenIds?: readonly number[];
 }
 
 /** Full blocks of a prompt's prefix, encoded (kv-cache codec), for block indices fromBlock, fromBlock + 1, ... */

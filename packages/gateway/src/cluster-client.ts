@@ -3,12 +3,12 @@
 import type { Logger } from '@pdserve/api';
 import { EngineError, type EngineClient, type EngineStats, type GenerateOutput, type GenerateRequest } from '@pdserve/engine';
 import { chainHashes } from '@pdserve/kv-cache';
-import { explainDecision, RouterError, type Router } from '@pdserve/router';
+import { explainDecision, RouterError, type Router, type RoutingDecision } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
 import type { ServiceRecord } from '@pdserve/control-plane';
 import {
-  afterStreamedFirst, firstFromWire, generateDeadlineMs, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg,
-  type GenerateRequestMsg, type PrefillFirstMsg, type WorkerCallError,
+  afterStreamedFirst, firstFromWire, generateDeadlineMs, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, WorkerCallError, type GenerateChunkMsg,
+  type GenerateRequestMsg, type PrefillFirstMsg,
 } from '@pdserve/worker';
 import type { ClusterView } from './cluster-view';
 
@@ -21,7 +21,18 @@ export interface ClusterClientOptions {
   readonly logger: Logger;
   /** Attempts on other workers when a worker is unreachable before the first token; default 2. */
   readonly retries?: number;
+  /** Resumptions of one stream on another decode worker after tokens went out; default 3 (--migration-limit). */
+  readonly migrationLimit?: number;
+  /** Told about each migration: resumed (seconds from the break to the next token sent) or exhausted. */
+  readonly onMigration?: (m: { readonly outcome: 'resumed' | 'exhausted'; readonly seconds: number }) => void;
 }
+
+export const MIGRATION_DEFAULTS = {
+  /** Resumptions per request before the stream ends with an error event. */
+  limit: 3,
+  /** How long a migrating request waits for a decode worker when none is left (ms). */
+  waitForWorkerMs: 5_000,
+} as const;
 
 export class ClusterClient implements EngineClient {
   readonly modelId: string;
@@ -51,55 +62,101 @@ export class ClusterClient implements EngineClient {
   }
 
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
-    const { router, view, logger } = this.opts;
+    const { logger } = this.opts;
     const cacheSalt = req.cacheSalt ?? '';
     const chain = chainHashes(req.promptTokenIds, this.opts.blockSize, this.modelId, cacheSalt);
+    // Seeded here, once: wherever the request is recomputed or resumed, it samples the same tokens.
+    const sampling = seededSampling(samplingToWire(req.sampling));
+    const wantLogprobs = req.sampling.logprobs !== undefined;
+    // What the client has: every token sent, and the first attempt's cache count (usage reports that one).
+    const sent: number[] = [];
+    let cachedTokens: number | undefined;
     const excluded = new Set<string>();
-    for (let attempt = 0; ; attempt++) {
-      let decision;
+    let retries = 0;
+    let migrations = 0;
+    let brokenAt: number | undefined;
+    for (;;) {
+      const decision = await this.route(req, chain, excluded, sent.length > 0);
+      const worker = decision.decodeWorker;
+      logger.debug('routed', { requestId: req.requestId, decision: explainDecision(decision), resumeAfter: sent.length });
+      const base: GenerateRequestMsg = {
+        request_id: req.requestId,
+        prompt_token_ids: [...req.promptTokenIds],
+        sampling,
+        priority: req.priority ?? 0,
+        prefill: LOCAL_PLAN,
+        cache_salt: cacheSalt,
+        ...(sent.length > 0 ? { resume_output_token_ids: [...sent] } : {}),
+      };
+      // A resumed stream is prefilled on its decode worker from prompt + output (prefix cache, kv-store, else computed).
+      const remote = sent.length === 0 && decision.prefill.prefill === 'remote' ? this.opts.view.record(decision.prefill.worker) : undefined;
+      const decodeRecord = this.opts.view.record(worker);
+      let finished = false;
+      try {
+        const outputs = remote && decodeRecord
+          ? this.pushedHandoff(base, remote, decodeRecord, wantLogprobs, req.signal)
+          : fromWire(this.opts.view.client(worker).generate(base, req.signal, this.deadlineMs(base)), wantLogprobs);
+        for await (const o of outputs) {
+          // A worker that drains or shuts down ends its requests with 'abort': for the client, a broken stream.
+          if (o.finishReason === 'abort' && req.signal?.aborted !== true) throw new WorkerCallError('ABORTED', 'the worker ended the request');
+          cachedTokens ??= o.cachedTokens;
+          sent.push(...o.tokenIds);
+          finished ||= o.finishReason !== undefined;
+          yield cachedTokens === o.cachedTokens ? o : { ...o, cachedTokens };
+          if (brokenAt !== undefined && o.tokenIds.length > 0) {
+            this.opts.onMigration?.({ outcome: 'resumed', seconds: (performance.now() - brokenAt) / 1000 });
+            brokenAt = undefined;
+          }
+        }
+        if (finished || req.signal?.aborted === true) return;
+        throw new WorkerCallError('UNAVAILABLE', 'the stream ended before the request finished');
+      } catch (err) {
+        if (req.signal?.aborted === true) return;
+        const e = toCallError(err);
+        if (sent.length === 0) {
+          const unreachable = e.code === 'UNAVAILABLE' || e.code === 'DEADLINE_EXCEEDED' || e.code === 'CANCELLED' || e.code === 'ABORTED';
+          if (unreachable && retries < (this.opts.retries ?? 2)) {
+            retries++;
+            logger.warn('worker unreachable; retrying elsewhere', { requestId: req.requestId, worker, error: e.message });
+            excluded.add(worker);
+            continue;
+          }
+          throw toEngineError(e, worker, false);
+        }
+        // Tokens went out: resume on another decode worker from prompt + those tokens (a request the
+        // worker refused as invalid would be refused anywhere).
+        const limit = this.opts.migrationLimit ?? MIGRATION_DEFAULTS.limit;
+        if (e.code === 'INVALID_ARGUMENT' || migrations >= limit) {
+          this.opts.onMigration?.({ outcome: 'exhausted', seconds: 0 });
+          throw new EngineError('internal', `decode worker ${worker} failed mid-stream after ${migrations} migration(s) (limit ${limit}): ${e.code} ${e.message}`);
+        }
+        migrations++;
+        brokenAt ??= performance.now();
+        logger.warn('stream broke mid-generation; migrating', { requestId: req.requestId, worker, after: sent.length, migration: migrations, error: e.message });
+        excluded.add(worker);
+      }
+    }
+  }
+
+  /**
+   * A decode worker for the request, past the ones that failed it. A migrating request waits a little for
+   * one to (re)join rather than failing: its client already has part of the answer.
+   */
+  private async route(req: GenerateRequest, chain: readonly string[], excluded: ReadonlySet<string>, migrating: boolean): Promise<RoutingDecision> {
+    const { router, view } = this.opts;
+    const until = performance.now() + (migrating ? MIGRATION_DEFAULTS.waitForWorkerMs : 0);
+    for (;;) {
       // The router memoises per worker list; a retry narrows it once, then membership is restored.
       const narrowed = excluded.size > 0 ? view.workers().filter((w) => !excluded.has(w.id)) : undefined;
       try {
-        decision = router.route({ requestId: req.requestId, chain, promptTokens: req.promptTokenIds.length }, narrowed);
+        return router.route({ requestId: req.requestId, chain, promptTokens: req.promptTokenIds.length }, narrowed);
       } catch (err) {
-        if (err instanceof RouterError) throw new EngineError('not_ready', 'no decode worker is available');
-        throw err;
+        if (!(err instanceof RouterError)) throw err;
+        if (performance.now() >= until || req.signal?.aborted === true) throw new EngineError('not_ready', 'no decode worker is available');
       } finally {
         if (narrowed) router.setWorkers(view.workers());
       }
-      logger.debug('routed', { requestId: req.requestId, decision: explainDecision(decision) });
-      const remote = decision.prefill.prefill === 'remote' ? view.record(decision.prefill.worker) : undefined;
-      let streamed = 0;
-      try {
-        const base: GenerateRequestMsg = {
-          request_id: req.requestId,
-          prompt_token_ids: [...req.promptTokenIds],
-          sampling: samplingToWire(req.sampling),
-          priority: req.priority ?? 0,
-          prefill: LOCAL_PLAN,
-          cache_salt: cacheSalt,
-        };
-        const decodeRecord = view.record(decision.decodeWorker);
-        const wantLogprobs = req.sampling.logprobs !== undefined;
-        const outputs = remote && decodeRecord
-          ? this.pushedHandoff(base, remote, decodeRecord, wantLogprobs, req.signal)
-          : fromWire(view.client(decision.decodeWorker).generate(base, req.signal, this.deadlineMs(base)), wantLogprobs);
-        for await (const o of outputs) {
-          streamed++;
-          yield o;
-        }
-        return;
-      } catch (err) {
-        if (req.signal?.aborted) return;
-        const e = toCallError(err);
-        const unreachable = e.code === 'UNAVAILABLE' || e.code === 'DEADLINE_EXCEEDED' || e.code === 'CANCELLED';
-        if (streamed === 0 && unreachable && attempt < (this.opts.retries ?? 2)) {
-          logger.warn('worker unreachable; retrying elsewhere', { requestId: req.requestId, worker: decision.decodeWorker, error: e.message });
-          excluded.add(decision.decodeWorker);
-          continue;
-        }
-        throw toEngineError(e, decision.decodeWorker, streamed > 0);
-      }
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 
@@ -120,7 +177,7 @@ export class ClusterClient implements EngineClient {
     base: GenerateRequestMsg, prefill: ServiceRecord, decode: ServiceRecord, wantLogprobs: boolean, signal: AbortSignal | undefined,
   ): AsyncGenerator<GenerateOutput> {
     const { view, logger } = this.opts;
-    const req: GenerateRequestMsg = { ...base, sampling: base.sampling === null ? null : seededSampling(base.sampling) };
+    const req = base;
     const transferId = randomBytes(16).toString('hex');
     const prefillCtl = new AbortController();
     const decodeCtl = new AbortController();

@@ -30,6 +30,8 @@ export interface GatewayOptions {
   readonly resyncIntervalMs?: number;
   /** API keys, per-key limits, server timeouts and caps, cache isolation: as `serve` has them. */
   readonly edge?: EdgeOptions;
+  /** Resumptions of a broken stream on another decode worker; default 3 (MIGRATION_DEFAULTS). */
+  readonly migrationLimit?: number;
 }
 
 export interface Gateway {
@@ -64,7 +66,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     view = new ClusterView({ controlPlane: opts.controlPlane, router, model: opts.modelId, logger: opts.logger, resyncIntervalMs: opts.resyncIntervalMs });
     await view.start();
     const maxModelLen = Math.min(opts.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
-    cluster = new ClusterClient({ modelId: opts.modelId, maxModelLen, blockSize: router.blockSize, router, view, logger: opts.logger });
+    const model = { model: opts.modelId };
+    cluster = new ClusterClient({
+      modelId: opts.modelId, maxModelLen, blockSize: router.blockSize, router, view, logger: opts.logger, migrationLimit: opts.migrationLimit,
+      onMigration: (m) => {
+        metrics.migrations.inc({ ...model, outcome: m.outcome });
+        if (m.outcome === 'resumed') metrics.migrationSeconds.observe(model, m.seconds);
+      },
+    });
     const api: ApiServer = createApiServer({
       models: [{ id: opts.modelId, engine: new MeteredEngine(cluster, metrics), tokenizer, maxModelLen }],
       host: opts.host,

@@ -234,7 +234,10 @@ export class WorkerServer {
       let prefilledBy = '';
       // The first token's id once it went to the client ahead of the KV (see streamed-first.ts).
       let streamedFirst: number | undefined;
-      if (req.prefill?.mode === 'pushed' && this.opts.role !== 'prefill' && req.prefill.transfer_id) {
+      const resumed = req.resume_output_token_ids ?? [];
+      if (resumed.length > 0) {
+        // A migrated stream: prefilled here, from whatever of prompt + output the caches hold.
+      } else if (req.prefill?.mode === 'pushed' && this.opts.role !== 'prefill' && req.prefill.transfer_id) {
         try {
           prefilled = await this.pushedPrefill(req, ac.signal);
           prefilledBy = req.prefill.prefill_worker;
@@ -261,9 +264,12 @@ export class WorkerServer {
         }
       }
       const cacheSalt = req.cache_salt ?? '';
-      const prefetched = prefilled === undefined ? await this.storeLink?.prefetch(req.prompt_token_ids, ac.signal, cacheSalt) : undefined;
+      const prefetched = prefilled === undefined ? await this.storeLink?.prefetch([...req.prompt_token_ids, ...resumed], ac.signal, cacheSalt) : undefined;
       if (ac.signal.aborted) return;
-      const outputs = this.opts.engine.generate({ requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched, cacheSalt });
+      const outputs = this.opts.engine.generate({
+        requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched, cacheSalt,
+        resumeOutputTokenIds: resumed,
+      });
       for await (const o of afterStreamedFirst(outputs, streamedFirst)) {
         if (ac.signal.aborted) break;
         call.write(outputToWire(o, prefilledBy));

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { connectControlPlane, processHub, type ControlPlane } from '@pdserve/control-plane';
 import { ENGINE_DEFAULTS, type EngineOptions } from '@pdserve/engine';
 import type { Logger } from '@pdserve/api';
-import { startGateway, type Gateway } from '@pdserve/gateway';
+import { MIGRATION_DEFAULTS, startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import { POLICY_NAMES, type PolicyName } from '@pdserve/router';
 import { isTransportKind, TRANSPORT_KINDS, type TransportKind } from '@pdserve/transfer';
@@ -49,6 +49,7 @@ export const ROUTER_FLAGS: Readonly<Record<string, FlagSpec>> = {
   policy: { type: 'string', help: 'routing policy', default: 'kv-aware', value: oneOf(...POLICY_NAMES) },
   'remote-prefill-min-tokens': { type: 'string', help: 'prefill stays on the decode worker when fewer prompt tokens than this are uncached there', default: '256', value: int(0) },
   'prefill-queue-max-tokens': { type: 'string', help: 'a prefill worker with more queued prefill tokens than this is busy (prefill then stays local)', default: '8192', value: int(0) },
+  'migration-limit': { type: 'string', help: 'times a stream that breaks after tokens went out is resumed on another decode worker; past it, an error event then [DONE]', default: String(MIGRATION_DEFAULTS.limit), value: int(0) },
 };
 
 const WORKER_FLAGS: Readonly<Record<string, FlagSpec>> = {
@@ -186,6 +187,7 @@ function gatewayFromFlags(f: Flags, dir: string, id: string, cp: ControlPlane, l
     disagg: { remotePrefillMinTokens: f.int('remote-prefill-min-tokens', 0), prefillQueueMaxTokens: f.int('prefill-queue-max-tokens', 0) },
     maxModelLen: f.int('max-model-len', 2),
     edge: edgeOptionsOf(f),
+    migrationLimit: f.int('migration-limit', 0),
   });
 }
 
