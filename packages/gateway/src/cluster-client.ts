@@ -1,7 +1,7 @@
 // The gateway's engine: the HTTP API calls it exactly as it calls a local engine; it routes each
 // request to a decode worker (and a prefill worker) and relays the worker's token stream.
 import type { Logger } from '@pdserve/api';
-import { EngineError, type EngineClient, type EngineStats, type GenerateOutput, type GenerateRequest } from '@pdserve/engine';
+import { EngineError, type EngineClient, type EngineStats, type GenerateOutput, type GenerateRequest, type ServiceTier } from '@pdserve/engine';
 import { chainHashes } from '@pdserve/kv-cache';
 import { explainDecision, RouterError, type Router, type RoutingDecision } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
@@ -10,6 +10,7 @@ import {
   afterStreamedFirst, firstFromWire, generateDeadlineMs, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, WorkerCallError, type GenerateChunkMsg,
   type GenerateRequestMsg, type PrefillFirstMsg,
 } from '@pdserve/worker';
+import type { Admission } from './admission';
 import type { ClusterView } from './cluster-view';
 
 export interface ClusterClientOptions {
@@ -25,7 +26,15 @@ export interface ClusterClientOptions {
   readonly migrationLimit?: number;
   /** Told about each migration: resumed (seconds from the break to the next token sent) or exhausted. */
   readonly onMigration?: (m: { readonly outcome: 'resumed' | 'exhausted'; readonly seconds: number }) => void;
+  /** SLO-aware admission (admission.ts); undefined admits everything. */
+  readonly admission?: Admission;
+  /** Told about each admission decision, and about the first token of each admitted request. */
+  readonly onAdmission?: (e: AdmissionEvent) => void;
 }
+
+export type AdmissionEvent =
+  | { readonly kind: 'admitted' | 'refused'; readonly tier: ServiceTier; readonly predictedTtftSeconds: number }
+  | { readonly kind: 'first-token'; readonly tier: ServiceTier; readonly seconds: number };
 
 export const MIGRATION_DEFAULTS = {
   /** Resumptions per request before the stream ends with an error event. */
@@ -63,6 +72,9 @@ export class ClusterClient implements EngineClient {
 
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
     const { logger } = this.opts;
+    const t0 = performance.now();
+    const tier = req.serviceTier ?? 'default';
+    let predictedTtft: number | undefined;
     const cacheSalt = req.cacheSalt ?? '';
     const chain = chainHashes(req.promptTokenIds, this.opts.blockSize, this.modelId, cacheSalt);
     // Seeded here, once: wherever the request is recomputed or resumed, it samples the same tokens.
@@ -79,11 +91,13 @@ export class ClusterClient implements EngineClient {
       const decision = await this.route(req, chain, excluded, sent.length > 0);
       const worker = decision.decodeWorker;
       logger.debug('routed', { requestId: req.requestId, decision: explainDecision(decision), resumeAfter: sent.length });
+      if (sent.length === 0 && retries === 0) predictedTtft = this.admit(tier, req.promptTokenIds.length, decision);
       const base: GenerateRequestMsg = {
         request_id: req.requestId,
         prompt_token_ids: [...req.promptTokenIds],
         sampling,
         priority: req.priority ?? 0,
+        service_tier: req.serviceTier ?? 'default',
         prefill: LOCAL_PLAN,
         cache_salt: cacheSalt,
         ...(sent.length > 0 ? { resume_output_token_ids: [...sent] } : {}),
@@ -100,6 +114,7 @@ export class ClusterClient implements EngineClient {
           // A worker that drains or shuts down ends its requests with 'abort': for the client, a broken stream.
           if (o.finishReason === 'abort' && req.signal?.aborted !== true) throw new WorkerCallError('ABORTED', 'the worker ended the request');
           cachedTokens ??= o.cachedTokens;
+          if (sent.length === 0 && o.tokenIds.length > 0) this.firstToken(tier, predictedTtft, (performance.now() - t0) / 1000);
           sent.push(...o.tokenIds);
           finished ||= o.finishReason !== undefined;
           yield cachedTokens === o.cachedTokens ? o : { ...o, cachedTokens };
@@ -136,6 +151,30 @@ export class ClusterClient implements EngineClient {
         excluded.add(worker);
       }
     }
+  }
+
+  /**
+   * Admits the request where the router placed it, or refuses it (queue_full: 429 with the Retry-After the
+   * prediction gives) when its class's SLO cannot be met there. Returns the predicted TTFT.
+   */
+  private admit(tier: ServiceTier, promptTokens: number, d: RoutingDecision): number | undefined {
+    const { admission, router } = this.opts;
+    if (admission === undefined) return undefined;
+    const prefillWorker = d.prefill.prefill === 'remote' ? d.prefill.worker : d.decodeWorker;
+    const verdict = admission.decide({
+      tier, promptTokens, uncachedTokens: d.uncachedTokens,
+      queuedPrefillTokens: router.loads.get(prefillWorker).queuedPrefillTokens,
+      decodeBatch: router.loads.get(d.decodeWorker).running,
+    });
+    this.opts.onAdmission?.({ kind: verdict.admit ? 'admitted' : 'refused', tier, predictedTtftSeconds: verdict.ttftSeconds });
+    if (!verdict.admit) throw new EngineError('queue_full', `request refused: ${verdict.reason}; retry after ${verdict.retryAfterSeconds} s`, undefined, verdict.retryAfterSeconds);
+    return verdict.ttftSeconds;
+  }
+
+  private firstToken(tier: ServiceTier, predicted: number | undefined, seconds: number): void {
+    if (predicted === undefined) return;
+    this.opts.admission?.observe(predicted, seconds);
+    this.opts.onAdmission?.({ kind: 'first-token', tier, seconds });
   }
 
   /**

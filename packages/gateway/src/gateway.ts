@@ -2,9 +2,11 @@
 import { createApiServer, type ApiServer, type EdgeOptions, type Logger } from '@pdserve/api';
 import type { ControlPlane } from '@pdserve/control-plane';
 import { collectDefaultMetrics, gatewayMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
+import { SERVICE_TIERS } from '@pdserve/engine';
 import { loadModelSpec } from '@pdserve/model';
 import { Router, type DisaggConfig, type PolicyName } from '@pdserve/router';
 import { Tokenizer } from '@pdserve/tokenizer';
+import { Admission, type AdmissionOptions } from './admission';
 import { ClusterClient } from './cluster-client';
 import { ClusterView } from './cluster-view';
 import { MeteredEngine } from './metered-engine';
@@ -32,6 +34,8 @@ export interface GatewayOptions {
   readonly edge?: EdgeOptions;
   /** Resumptions of a broken stream on another decode worker; default 3 (MIGRATION_DEFAULTS). */
   readonly migrationLimit?: number;
+  /** SLOs per service class and the cost model that predicts against them (admission.ts); default: none. */
+  readonly admission?: AdmissionOptions;
 }
 
 export interface Gateway {
@@ -73,7 +77,19 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         metrics.migrations.inc({ ...model, outcome: m.outcome });
         if (m.outcome === 'resumed') metrics.migrationSeconds.observe(model, m.seconds);
       },
+      admission: new Admission(opts.admission),
+      onAdmission: (e) => {
+        const labels = { ...model, class: e.tier };
+        if (e.kind === 'first-token') metrics.actualTtft.observe(labels, e.seconds);
+        else {
+          metrics.admissions.inc({ ...labels, decision: e.kind });
+          if (e.kind === 'admitted') metrics.predictedTtft.observe(labels, e.predictedTtftSeconds);
+        }
+      },
     });
+    // Every class's series exist from the start, so "none refused" reads as 0, not as no data.
+    for (const tier of SERVICE_TIERS) for (const decision of ['admitted', 'refused']) metrics.admissions.inc({ ...model, class: tier, decision }, 0);
+    for (const outcome of ['resumed', 'exhausted']) metrics.migrations.inc({ ...model, outcome }, 0);
     const api: ApiServer = createApiServer({
       models: [{ id: opts.modelId, engine: new MeteredEngine(cluster, metrics), tokenizer, maxModelLen }],
       host: opts.host,

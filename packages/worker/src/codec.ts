@@ -1,5 +1,5 @@
 // Engine values <-> wire messages, in one place.
-import { EngineError, type FinishReason, type GenerateOutput } from '@pdserve/engine';
+import { EngineError, SERVICE_TIERS, type FinishReason, type GenerateOutput, type ServiceTier } from '@pdserve/engine';
 import { samplingParams, samplingProblem, type SampledToken, type SamplingParams } from '@pdserve/model';
 import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg } from './wire';
 
@@ -98,4 +98,9 @@ export function firstFromWire(m: PrefillFirstMsg, wantLogprobs: boolean, cachedT
     promptTokens: m.prompt_tokens,
     cachedTokens,
   };
+}
+
+/** A request's service tier as sent ('' or unknown: default). */
+export function serviceTierFromWire(s: string | undefined): ServiceTier {
+  return (SERVICE_TIERS as readonly string[]).includes(s ?? '') ? (s as ServiceTier) : 'default';
 }

@@ -7,7 +7,7 @@ import { KvEventPublisher } from '@pdserve/control-plane';
 import { EngineError, type GenerateOutput, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransferMeta, type TransportKind } from '@pdserve/transfer';
-import { firstFromWire, firstToWire, outputToWire, sampledFromWire, samplingFromWire } from './codec';
+import { firstFromWire, firstToWire, outputToWire, sampledFromWire, samplingFromWire, serviceTierFromWire } from './codec';
 import { WorkerClient, prefillFirst, toCallError } from './client';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
 import { StoreLink, type StoreLinkOptions } from './store-link';
@@ -268,7 +268,7 @@ export class WorkerServer {
       if (ac.signal.aborted) return;
       const outputs = this.opts.engine.generate({
         requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched, cacheSalt,
-        resumeOutputTokenIds: resumed,
+        resumeOutputTokenIds: resumed, serviceTier: serviceTierFromWire(req.service_tier),
       });
       for await (const o of afterStreamedFirst(outputs, streamedFirst)) {
         if (ac.signal.aborted) break;
