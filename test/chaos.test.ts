@@ -101,6 +101,20 @@ async function metric(adminPort: number, series: string): Promise<number> {
   return line === undefined ? 0 : Number(line.slice(series.length + 1));
 }
 
+/** Streams a completion to its end; resolves to the time to its first text chunk, ms. */
+async function firstTokenMs(gatewayPort: number, spec: Spec): Promise<number> {
+  const started = performance.now();
+  const res = await fetch(`http://127.0.0.1:${gatewayPort}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny', prompt: spec.prompt, max_tokens: MAX_TOKENS, temperature: spec.temperature, seed: spec.seed, ignore_eos: true, stream: true }),
+  });
+  let first: number | undefined;
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body!) if (first === undefined && decoder.decode(chunk as Uint8Array).includes('"text":"')) first = performance.now() - started;
+  return first ?? performance.now() - started;
+}
+
 beforeAll(async () => {
   dir = await ensureTinyModel();
   [redis, nats] = await Promise.all([startRedis(), startNats()]);
@@ -242,4 +256,69 @@ describe('chaos under streaming load', () => {
       return s.every((x) => x.running === 0 && x.waiting === 0 && x.used_blocks === 0);
     }, 15_000);
   }, 150_000);
+
+  it('2x overload with a TTFT SLO: refusals are 429 with Retry-After, nothing admitted is dropped, memory stays bounded', async () => {
+    const survivors = ['decode-0', 'decode-1', 'decode-2'].filter(alive);
+    expect(survivors.length).toBeGreaterThan(0);
+    // Capacity of what survived the chaos: a closed loop at concurrency 8 through gateway-a, ~3 s.
+    const a = procs.get('gateway-a')!.port;
+    const ttfts: number[] = [];
+    let done = 0;
+    const t0 = Date.now();
+    await Promise.all(Array.from({ length: CONCURRENCY }, async (_, k) => {
+      for (let i = k; Date.now() - t0 < 3_000; i += CONCURRENCY) {
+        ttfts.push(await firstTokenMs(a, SPECS[i % SPECS.length]!));
+        done++;
+      }
+    }));
+    const capacity = done / ((Date.now() - t0) / 1000);
+    // An SLO that half the requests meet at that load: at twice the rate, the prediction misses it more often.
+    const slo = Math.max(50, Math.round(ttfts.sort((x, y) => x - y)[Math.floor(ttfts.length / 2)]!));
+    const g = await start('gateway-slo', 'gateway', ['--remote-prefill-min-tokens', '8', '--ttft-slo-ms', `default=${slo}`], '--port');
+    await waitFor('gateway-slo ready', async () => (await fetch(`http://127.0.0.1:${g.port}/ready`)).status === 200, 60_000);
+    await new Promise((r) => setTimeout(r, LEASE_MS));
+    const rss = async (): Promise<number> => metric(g.adminPort, 'pdserve_process_resident_memory_bytes');
+    const rssBefore = await rss();
+    // Open loop at 2x capacity for 6 s.
+    const rate = 2 * capacity;
+    const outcomes: Promise<string>[] = [];
+    const start0 = Date.now();
+    for (let i = 0; Date.now() - start0 < 6_000; i++) {
+      const spec = SPECS[i % SPECS.length]!;
+      outcomes.push((async (): Promise<string> => {
+        const res = await fetch(`http://127.0.0.1:${g.port}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny', prompt: spec.prompt, max_tokens: MAX_TOKENS, temperature: spec.temperature, seed: spec.seed, ignore_eos: true, stream: true }),
+        });
+        if (res.status === 429) {
+          const after = Number(res.headers.get('retry-after'));
+          await res.text();
+          return Number.isInteger(after) && after >= 1 ? 'refused' : `429 without a Retry-After (${res.headers.get('retry-after')})`;
+        }
+        if (res.status !== 200) return `HTTP ${res.status}`;
+        const body = await res.text();
+        if (body.includes('"error"')) return 'admitted, then an error event';
+        if (!body.trimEnd().endsWith('data: [DONE]')) return 'admitted, then cut';
+        let text = '';
+        for (const ev of body.split('\n\n')) if (ev.startsWith('data: {')) text += (JSON.parse(ev.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? '';
+        return text === want.get(spec) ? 'served' : 'served, but not the reference output';
+      })());
+      const next = start0 + ((i + 1) / rate) * 1000;
+      await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+    }
+    const all = await Promise.all(outcomes);
+    const count = (o: string): number => all.filter((x) => x === o).length;
+    const refused = await metric(g.adminPort, 'pdserve_admission_decisions_total{model="tiny",class="default",decision="refused"}');
+    process.stderr.write(`overload: capacity ${capacity.toFixed(1)} req/s, SLO ${slo} ms, ${all.length} sent at ${rate.toFixed(1)}/s: ${count('served')} served, ${count('refused')} refused (metric ${refused}); rss ${(rssBefore / 2 ** 20).toFixed(0)} -> ${((await rss()) / 2 ** 20).toFixed(0)} MiB\n`);
+    expect(all.filter((o) => o !== 'served' && o !== 'refused')).toEqual([]);
+    expect(count('refused')).toBeGreaterThan(0);
+    expect(count('served')).toBeGreaterThan(0);
+    expect(refused).toBe(count('refused'));
+    expect(await rss()).toBeLessThan(rssBefore + 256 * 2 ** 20);
+    await waitFor('surviving workers idle with no KV block in use', async () => {
+      const st = await Promise.all([...survivors, 'prefill-0', 'prefill-1'].filter(alive).map(stats));
+      return st.every((x) => x.running === 0 && x.waiting === 0 && x.used_blocks === 0);
+    }, 15_000);
+  }, 120_000);
 });
