@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import { ensureTinyModel } from '@pdserve/model';
 import { spawnService, startNats, startRedis, waitFor, type ServiceProcess } from '@pdserve/testkit';
-import { machine, median, percentile } from './lib/stats';
+import { machine, median, percentileOf } from './lib/stats';
 
 const { values: args } = parseArgs({ options: { kills: { type: 'string', default: '4' }, seconds: { type: 'string', default: '8' } } });
 const KILLS = Number(args.kills);
@@ -118,7 +118,7 @@ await Promise.all(Array.from({ length: 8 }, async (_, k) => {
   }
 }));
 const capacity = done / ((performance.now() - c0) / 1000);
-const slo = Math.round(percentile(ttfts, 90));
+const slo = Math.round(percentileOf(ttfts, 90));
 const withSlo = await spawn('gateway-slo', 'gateway', ['--ttft-slo-ms', `default=${slo}`], '--port');
 await waitFor('gateway-slo ready', async () => (await fetch(`http://127.0.0.1:${withSlo.port}/ready`)).status === 200, 120_000);
 await new Promise((r) => setTimeout(r, 2_000));
@@ -137,7 +137,7 @@ async function overload(port: number): Promise<{ sent: number; within: number; r
   const firsts = served.map((r) => (r.at[0] ?? Infinity) - r.start);
   return {
     sent: rs.length, served: served.length, refused: rs.filter((r) => r.status === 429).length,
-    within: firsts.filter((t) => t <= slo).length, p50: median(firsts), p99: percentile(firsts, 99),
+    within: firsts.filter((t) => t <= slo).length, p50: median(firsts), p99: percentileOf(firsts, 99),
   };
 }
 const without = await overload(plain.port);

@@ -188,7 +188,7 @@ describe('chaos under streaming load', () => {
       }
     };
     /** Waits until the load has finished `n` more requests. */
-    const after = async (n: number): Promise<void> => {
+    const afterMore = async (n: number): Promise<void> => {
       const target = completed + n;
       await waitFor(`${target} requests completed`, () => completed >= target, 60_000, 20);
     };
@@ -206,26 +206,26 @@ describe('chaos under streaming load', () => {
     };
     const chaos = async (): Promise<void> => {
       try {
-        await after(6);
+        await afterMore(6);
         const decode = await busiest(['decode-0', 'decode-1', 'decode-2']);
         faults.push(`kill -9 ${decode}`);
         await procs.get(decode)!.kill('SIGKILL');
-        await after(6);
+        await afterMore(6);
         const prefill = await busiest(['prefill-0', 'prefill-1']);
         faults.push(`kill -9 ${prefill}`);
         await procs.get(prefill)!.kill('SIGKILL');
-        await after(6);
+        await afterMore(6);
         faults.push('kill -9 kv-store-0');
         await procs.get('kv-store-0')!.kill('SIGKILL');
-        await after(6);
+        await afterMore(6);
         faults.push('restart Redis');
         await redis.restart();
-        await after(6);
+        await afterMore(6);
         faults.push('stop NATS 5 s');
         await nats.stop();
         await new Promise((r) => setTimeout(r, 5_000));
         await nats.restart();
-        await after(6);
+        await afterMore(6);
       } finally {
         chaosDone = true;
       }

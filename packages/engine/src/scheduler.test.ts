@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { BlockPool } from '@pdserve/kv-cache';
 import { Sampler, samplingParams } from '@pdserve/model';
-import { enginePriority, type ServiceTier } from './client';
+import { enginePriority, type ServiceTier } from '@pdserve/contracts';
 import { Scheduler } from './scheduler';
 import { Sequence } from './sequence';
 

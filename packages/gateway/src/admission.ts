@@ -15,7 +15,7 @@
 //   scale          = running mean of actual / predicted TTFT (clamped), so a cost model calibrated on
 //                    another machine, or a loaded one, is corrected by what this gateway observes
 import { costModelOf, decodeStepSeconds, requestOverheadSeconds, type CostModel } from '@pdserve/bench';
-import type { ServiceTier } from '@pdserve/engine';
+import type { ServiceTier } from '@pdserve/contracts';
 
 /** Per-class SLOs in ms; a class left out (or 0) has none and is always admitted. */
 export type ClassSlos = Readonly<Partial<Record<ServiceTier, number>>>;

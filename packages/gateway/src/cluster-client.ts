@@ -1,7 +1,6 @@
 // The gateway's engine: the HTTP API calls it exactly as it calls a local engine; it routes each
 // request to a decode worker (and a prefill worker) and relays the worker's token stream.
-import type { Logger } from '@pdserve/api';
-import { EngineError, type EngineClient, type EngineStats, type GenerateOutput, type GenerateRequest, type ServiceTier } from '@pdserve/engine';
+import { EngineError, type EngineClient, type GenerateOutput, type GenerateRequest, type Logger, type ServiceTier } from '@pdserve/contracts';
 import { chainHashes } from '@pdserve/kv-cache';
 import { explainDecision, RouterError, type Router, type RoutingDecision } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +8,7 @@ import type { ServiceRecord } from '@pdserve/control-plane';
 import {
   afterStreamedFirst, firstFromWire, generateDeadlineMs, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, WorkerCallError, type GenerateChunkMsg,
   type GenerateRequestMsg, type PrefillFirstMsg,
-} from '@pdserve/worker';
+} from '@pdserve/worker/client';
 import type { Admission } from './admission';
 import type { ClusterView } from './cluster-view';
 
@@ -56,20 +55,6 @@ export class ClusterClient implements EngineClient {
     return this.opts.view.hasDecodeWorker();
   }
 
-  stats(): EngineStats {
-    let running = 0;
-    let waiting = 0;
-    for (const w of this.opts.view.workers()) {
-      const l = this.opts.router.loads.get(w.id);
-      running += l.running;
-      waiting += l.waiting;
-    }
-    return {
-      running, waiting, freeBlocks: 0, cachedBlocks: 0, totalBlocks: 0, usedBlocks: 0, prefixCacheHitTokens: 0, prefixCacheQueryTokens: 0,
-      preemptions: 0, prefillTokensComputed: 0, queuedPrefillTokens: 0, importFallbacks: 0, prefetchedTokens: 0, prefetchRejects: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0,
-    };
-  }
-
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
     const { logger } = this.opts;
     const t0 = performance.now();
@@ -90,7 +75,7 @@ export class ClusterClient implements EngineClient {
     for (;;) {
       const decision = await this.route(req, chain, excluded, sent.length > 0);
       const worker = decision.decodeWorker;
-      logger.debug('routed', { requestId: req.requestId, decision: explainDecision(decision), resumeAfter: sent.length });
+      logger.debug({ requestId: req.requestId, decision: explainDecision(decision), resumeAfter: sent.length }, 'routed');
       if (sent.length === 0 && retries === 0) predictedTtft = this.admit(tier, req.promptTokenIds.length, decision);
       const base: GenerateRequestMsg = {
         request_id: req.requestId,
@@ -132,7 +117,7 @@ export class ClusterClient implements EngineClient {
           const unreachable = e.code === 'UNAVAILABLE' || e.code === 'DEADLINE_EXCEEDED' || e.code === 'CANCELLED' || e.code === 'ABORTED';
           if (unreachable && retries < (this.opts.retries ?? 2)) {
             retries++;
-            logger.warn('worker unreachable; retrying elsewhere', { requestId: req.requestId, worker, error: e.message });
+            logger.warn({ requestId: req.requestId, worker, error: e.message }, 'worker unreachable; retrying elsewhere');
             excluded.add(worker);
             continue;
           }
@@ -147,7 +132,7 @@ export class ClusterClient implements EngineClient {
         }
         migrations++;
         brokenAt ??= performance.now();
-        logger.warn('stream broke mid-generation; migrating', { requestId: req.requestId, worker, after: sent.length, migration: migrations, error: e.message });
+        logger.warn({ requestId: req.requestId, worker, after: sent.length, migration: migrations, error: e.message }, 'stream broke mid-generation; migrating');
         excluded.add(worker);
       }
     }
@@ -163,8 +148,8 @@ export class ClusterClient implements EngineClient {
     const prefillWorker = d.prefill.prefill === 'remote' ? d.prefill.worker : d.decodeWorker;
     const verdict = admission.decide({
       tier, promptTokens, uncachedTokens: d.uncachedTokens,
-      queuedPrefillTokens: router.loads.get(prefillWorker).queuedPrefillTokens,
-      decodeBatch: router.loads.get(d.decodeWorker).running,
+      queuedPrefillTokens: router.load(prefillWorker).queuedPrefillTokens,
+      decodeBatch: router.load(d.decodeWorker).running,
     });
     this.opts.onAdmission?.({ kind: verdict.admit ? 'admitted' : 'refused', tier, predictedTtftSeconds: verdict.ttftSeconds });
     if (!verdict.admit) throw new EngineError('queue_full', `request refused: ${verdict.reason}; retry after ${verdict.retryAfterSeconds} s`, undefined, verdict.retryAfterSeconds);
@@ -237,7 +222,7 @@ export class ClusterClient implements EngineClient {
         ({ first } = await prefillFirst(events));
       } catch (err) {
         if (signal?.aborted) return;
-        logger.warn('prefill worker failed; prefilling on the decode worker', { requestId: req.request_id, worker: prefill.id, error: toCallError(err).message });
+        logger.warn({ requestId: req.request_id, worker: prefill.id, error: toCallError(err).message }, 'prefill worker failed; prefilling on the decode worker');
       }
       if (first === undefined) {
         prefillCtl.abort();
@@ -246,7 +231,7 @@ export class ClusterClient implements EngineClient {
       }
       const sent = first.first_token;
       yield firstFromWire(first, wantLogprobs, first.cached_tokens);
-      const plan = { mode: 'pushed', prefill_worker: prefill.id, prefill_address: prefill.grpcAddress, transfer_id: transferId };
+      const plan = { mode: 'pushed', prefill_worker: prefill.id, transfer_id: transferId };
       const rest = fromWire(view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal, this.deadlineMs(req)), wantLogprobs);
       // The decode worker's stream repeats the first token: checked against the one already sent, and dropped.
       yield* afterStreamedFirst(rest, sent, (got) => `decode worker ${decode.id} sampled first token ${got}, not ${sent} as already streamed`);
@@ -262,15 +247,11 @@ async function* fromWire(chunks: AsyncIterable<GenerateChunkMsg>, wantLogprobs: 
   for await (const c of chunks) yield outputFromWire(c, wantLogprobs);
 }
 
-const LOCAL_PLAN = { mode: 'local', prefill_worker: '', prefill_address: '', transfer_id: '' } as const;
+const LOCAL_PLAN = { mode: 'local', prefill_worker: '', transfer_id: '' } as const;
 
+/** The worker's engine error keeps its class (the call's trailers carry it); anything else is `internal`. */
 function toEngineError(e: WorkerCallError, worker: string, midStream: boolean): EngineError {
-  switch (e.code) {
-    case 'INVALID_ARGUMENT':
-      return new EngineError(/context length/.test(e.message) ? 'context_length_exceeded' : 'invalid_request', e.message);
-    case 'RESOURCE_EXHAUSTED':
-      return new EngineError('queue_full', e.message);
-    default:
-      return new EngineError('internal', `decode worker ${worker} failed${midStream ? ' mid-stream' : ''}: ${e.code} ${e.message}`);
-  }
+  const reported = e.engineError;
+  if (reported !== undefined && reported.code !== 'internal') return reported;
+  return new EngineError('internal', `decode worker ${worker} failed${midStream ? ' mid-stream' : ''}: ${e.code} ${e.message}`);
 }

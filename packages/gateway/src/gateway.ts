@@ -2,8 +2,8 @@
 import { createApiServer, type ApiServer, type EdgeOptions, type Logger } from '@pdserve/api';
 import type { ControlPlane } from '@pdserve/control-plane';
 import { collectDefaultMetrics, gatewayMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
-import { SERVICE_TIERS } from '@pdserve/engine';
-import { loadModelSpec } from '@pdserve/model';
+import { SERVICE_TIERS } from '@pdserve/contracts';
+import { loadModelSpec } from '@pdserve/model/config';
 import { Router, type DisaggConfig, type PolicyName } from '@pdserve/router';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { Admission, type AdmissionOptions } from './admission';

@@ -8,7 +8,7 @@ export const WORKER_PROTO = 'pdserve/v1/worker.proto';
 export const MAX_MESSAGE_BYTES = MAX_CONTROL_MESSAGE_BYTES;
 export const WORKER_GRPC_OPTIONS = CONTROL_GRPC_OPTIONS;
 /** Default deadlines of the calls (ms); a Generate's own follows its length (generateDeadlineMs). */
-export const DEADLINES = { health: 2_000, stats: 2_000, snapshot: 10_000, cancel: 2_000, prefill: 120_000 } as const;
+export const DEADLINES = { health: 2_000, stats: 2_000, snapshot: 10_000, prefill: 120_000 } as const;
 
 /** A Generate's deadline: time to queue and prefill, then this long per token it may still produce (ms). */
 export const GENERATE_DEADLINE = { baseMs: 120_000, perTokenMs: 1_000 } as const;
@@ -26,7 +26,6 @@ export function generateDeadlineMs(contextTokens: number, maxTokens: number, max
 export interface WorkerMethods {
   readonly Generate: MethodDefinition<W.GenerateRequestMsg, W.GenerateChunkMsg>;
   readonly Prefill: MethodDefinition<W.PrefillRequestMsg, W.PrefillEventMsg>;
-  readonly Cancel: MethodDefinition<W.CancelRequestMsg, W.CancelResponseMsg>;
   readonly Health: MethodDefinition<W.HealthRequestMsg, W.HealthResponseMsg>;
   readonly Stats: MethodDefinition<W.StatsRequestMsg, W.StatsResponseMsg>;
   readonly BlockSnapshot: MethodDefinition<W.BlockSnapshotRequestMsg, W.BlockSnapshotResponseMsg>;
