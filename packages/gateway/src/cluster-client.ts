@@ -152,7 +152,10 @@ export class ClusterClient implements EngineClient {
       decodeBatch: router.load(d.decodeWorker).running,
     });
     this.opts.onAdmission?.({ kind: verdict.admit ? 'admitted' : 'refused', tier, predictedTtftSeconds: verdict.ttftSeconds });
-    if (!verdict.admit) throw new EngineError('queue_full', `request refused: ${verdict.reason}; retry after ${verdict.retryAfterSeconds} s`, undefined, verdict.retryAfterSeconds);
+    if (!verdict.admit) {
+      router.release(d); // not sent: its load must not count against the next requests
+      throw new EngineError('queue_full', `request refused: ${verdict.reason}; retry after ${verdict.retryAfterSeconds} s`, undefined, verdict.retryAfterSeconds);
+    }
     return verdict.ttftSeconds;
   }
 
