@@ -153,4 +153,31 @@ describe('request migration', () => {
     expect(await migrations(noMigration, 'exhausted')).toBe(1);
     await addDecode();
   });
+
+  it('SLO admission: a class whose predicted TTFT misses its SLO gets 429 with the computed Retry-After; priority without one is served', async () => {
+    // 50 ms per prompt token, so any prompt is predicted far past a 100 ms SLO for the default class.
+    const g = await startGateway({
+      modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0,
+      admission: { ttftSloMs: { default: 100 }, costModel: { prefillSecondsPerToken: 0.05 } },
+    });
+    try {
+      for (let i = 0; i < 200 && g.view.workers().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      const post = (body: object) => fetch(`${g.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', prompt: 'Admit me if you can', max_tokens: 4, temperature: 0, ...body }) });
+      const refused = await post({});
+      expect(refused.status).toBe(429);
+      const promptTokens = tokenizer.encode('Admit me if you can').length;
+      // Predicted ≈ promptTokens × 50 ms (+ a decode step): Retry-After is what is left after the 100 ms SLO, rounded up.
+      expect(Number(refused.headers.get('retry-after'))).toBe(Math.ceil(promptTokens * 0.05 + 0.0032 - 0.1));
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('queue_full');
+      const served = await post({ service_tier: 'priority' });
+      expect(served.status).toBe(200);
+      const m = await g.registry.getSingleMetric('pdserve_admission_decisions_total')?.get();
+      const count = (cls: string, decision: string) => m?.values.find((v) => v.labels['class'] === cls && v.labels['decision'] === decision)?.value;
+      expect([count('default', 'refused'), count('priority', 'admitted'), count('flex', 'refused')]).toEqual([1, 1, 0]);
+      // No load left behind by the refused request.
+      for (const w of g.view.workers()) expect(g.router.load(w.id).inFlight).toBeLessThanOrEqual(1);
+    } finally {
+      await g.close();
+    }
+  });
 });
