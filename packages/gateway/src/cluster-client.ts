@@ -73,7 +73,9 @@ export class ClusterClient implements EngineClient {
     let migrations = 0;
     let brokenAt: number | undefined;
     for (;;) {
-      const decision = await this.route(req, chain, excluded, sent.length > 0);
+      // A resumed request is placed by all it must prefill (prompt + tokens sent): its cached blocks anywhere count.
+      const resumeChain = sent.length > 0 ? chainHashes([...req.promptTokenIds, ...sent], this.opts.blockSize, this.modelId, cacheSalt) : chain;
+      const decision = await this.route(req, resumeChain, req.promptTokenIds.length + sent.length, excluded, sent.length > 0);
       const worker = decision.decodeWorker;
       logger.debug({ requestId: req.requestId, decision: explainDecision(decision), resumeAfter: sent.length }, 'routed');
       if (sent.length === 0 && retries === 0) predictedTtft = this.admit(tier, req.promptTokenIds.length, decision);
@@ -169,14 +171,14 @@ export class ClusterClient implements EngineClient {
    * A decode worker for the request, past the ones that failed it. A migrating request waits a little for
    * one to (re)join rather than failing: its client already has part of the answer.
    */
-  private async route(req: GenerateRequest, chain: readonly string[], excluded: ReadonlySet<string>, migrating: boolean): Promise<RoutingDecision> {
+  private async route(req: GenerateRequest, chain: readonly string[], tokens: number, excluded: ReadonlySet<string>, migrating: boolean): Promise<RoutingDecision> {
     const { router, view } = this.opts;
     const until = performance.now() + (migrating ? MIGRATION_DEFAULTS.waitForWorkerMs : 0);
     for (;;) {
       // The router memoises per worker list; a retry narrows it once, then membership is restored.
       const narrowed = excluded.size > 0 ? view.workers().filter((w) => !excluded.has(w.id)) : undefined;
       try {
-        return router.route({ requestId: req.requestId, chain, promptTokens: req.promptTokenIds.length }, narrowed);
+        return router.route({ requestId: req.requestId, chain, promptTokens: tokens }, narrowed);
       } catch (err) {
         if (!(err instanceof RouterError)) throw err;
         if (performance.now() >= until || req.signal?.aborted === true) throw new EngineError('not_ready', 'no decode worker is available');
