@@ -1,6 +1,7 @@
 // The gateway service: OpenAI HTTP API → KV-aware router → workers over gRPC.
 import { createApiServer, type ApiServer, type EdgeOptions, type Logger } from '@pdserve/api';
 import type { ControlPlane } from '@pdserve/control-plane';
+import type { TlsMaterial } from '@pdserve/rpc';
 import { collectDefaultMetrics, gatewayMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
 import { SERVICE_TIERS } from '@pdserve/contracts';
 import { loadModelSpec } from '@pdserve/model/config';
@@ -36,6 +37,8 @@ export interface GatewayOptions {
   readonly migrationLimit?: number;
   /** SLOs per service class and the cost model that predicts against them (admission.ts); default: none. */
   readonly admission?: AdmissionOptions;
+  /** mTLS on every channel to workers and kv-store nodes; plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 export interface Gateway {
@@ -61,13 +64,13 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   let view: ClusterView | undefined;
   const isReady = (): boolean => listening && (cluster?.isReady() ?? false);
   // The status page is an operator's, so it sits on the admin port beside /metrics, not on the API port.
-  const status = statusRoutes(clusterStatusSource({ model: opts.modelId, controlPlane: opts.controlPlane, view: () => view, router, ready: isReady }), new GrpcStatusProbes());
+  const status = statusRoutes(clusterStatusSource({ model: opts.modelId, controlPlane: opts.controlPlane, view: () => view, router, ready: isReady }), new GrpcStatusProbes(undefined, opts.tls));
   const admin: AdminServer | undefined =
     opts.adminPort === undefined ? undefined : await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady, routes: status.routes });
   try {
     const spec = loadModelSpec(opts.modelDir, opts.modelId);
     const tokenizer = await Tokenizer.fromDir(opts.modelDir);
-    view = new ClusterView({ controlPlane: opts.controlPlane, router, model: opts.modelId, logger: opts.logger, resyncIntervalMs: opts.resyncIntervalMs });
+    view = new ClusterView({ controlPlane: opts.controlPlane, router, model: opts.modelId, logger: opts.logger, resyncIntervalMs: opts.resyncIntervalMs, tls: opts.tls });
     await view.start();
     const maxModelLen = Math.min(opts.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
     const model = { model: opts.modelId };
