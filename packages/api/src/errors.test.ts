@@ -91,7 +91,11 @@ describe('bad input', () => {
     ['token id out of vocabulary', 'completions', { model: 'toy', prompt: [1, 999999] }, 'prompt'],
     ['mixed prompt array', 'completions', { model: 'toy', prompt: ['a', 1] }, 'prompt'],
     ['stop_token_ids out of vocabulary', 'chat', { ...chat, stop_token_ids: [123456] }, 'stop_token_ids'],
-    ['logit_bias', 'chat', { ...chat, logit_bias: { '5': 10 } }, 'logit_bias'],
+    ['logit_bias key out of vocabulary', 'chat', { ...chat, logit_bias: { '999999': 10 } }, 'logit_bias'],
+    ['logit_bias value above 100', 'chat', { ...chat, logit_bias: { '5': 101 } }, 'logit_bias'],
+    ['min_tokens above max_tokens', 'chat', { ...chat, max_tokens: 2, min_tokens: 3 }, 'min_tokens'],
+    ['response_format of an unknown type', 'chat', { ...chat, response_format: { type: 'xml' } }, 'response_format.type'],
+    ['response_format with an unsupported schema', 'chat', { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { oneOf: [{ type: 'string' }] } } } } } }, 'response_format'],
     ['tools', 'chat', { ...chat, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
     ['echo with logprobs', 'completions', { ...completion, echo: true, logprobs: 1 }, 'echo'],
   ];

@@ -1,4 +1,4 @@
-import { ChatTemplateError, type EngineClient, type SamplingParams, type TextTokenizer } from './deps';
+import { ChatTemplateError, logitBiasProblem, type EngineClient, type SamplingParams, type TextTokenizer } from './deps';
 import { ApiError } from './errors';
 import type { ChoiceSpec } from './generate';
 import type { ChatRequest, CompletionRequest, SamplingOptions } from './requests';
@@ -83,6 +83,13 @@ export function resolveMaxTokens(
   return Math.min(fallback, room);
 }
 
+/** The sampling fields that name token ids, checked against the model's vocabulary. */
+function checkSamplingIds(o: SamplingOptions, vocabSize: number): void {
+  checkTokenIds(o.stopTokenIds, vocabSize, 'stop_token_ids');
+  const problem = logitBiasProblem(o.logitBias, vocabSize);
+  if (problem !== undefined) throw ApiError.invalid(problem.message, problem.param);
+}
+
 function checkTokenIds(ids: readonly number[], vocabSize: number, param: string): void {
   const bad = ids.find((id) => id >= vocabSize);
   if (bad !== undefined) throw ApiError.invalid(`Token id ${bad} in '${param}' is out of range for this model (vocabulary size ${vocabSize}).`, param);
@@ -90,7 +97,7 @@ function checkTokenIds(ids: readonly number[], vocabSize: number, param: string)
 
 export function prepareCompletionPrompts(model: ServedModel, req: CompletionRequest): PreparedPrompt[] {
   const { tokenizer } = model;
-  checkTokenIds(req.sampling.stopTokenIds, tokenizer.vocabSize, 'stop_token_ids');
+  checkSamplingIds(req.sampling, tokenizer.vocabSize);
   return req.prompts.map((p, i) => {
     const param = req.prompts.length > 1 ? `prompt[${i}]` : 'prompt';
     let tokenIds: readonly number[];
@@ -111,7 +118,7 @@ export function prepareCompletionPrompts(model: ServedModel, req: CompletionRequ
 
 export function prepareChatPrompt(model: ServedModel, req: ChatRequest): PreparedPrompt {
   const { tokenizer } = model;
-  checkTokenIds(req.sampling.stopTokenIds, tokenizer.vocabSize, 'stop_token_ids');
+  checkSamplingIds(req.sampling, tokenizer.vocabSize);
   if (!tokenizer.hasChatTemplate) {
     throw ApiError.invalid(`The model \`${model.id}\` has no chat template; use /v1/completions.`, 'messages', 'no_chat_template');
   }
@@ -134,6 +141,9 @@ export function prepareChatPrompt(model: ServedModel, req: ChatRequest): Prepare
 }
 
 export function toSamplingParams(o: SamplingOptions, maxTokens: number, seedOffset: number): SamplingParams {
+  if (o.minTokens !== undefined && o.minTokens > maxTokens) {
+    throw ApiError.invalid(`'min_tokens' (${o.minTokens}) must not exceed 'max_tokens' (${maxTokens}).`, 'min_tokens');
+  }
   return {
     temperature: o.temperature,
     topP: o.topP,
@@ -150,6 +160,9 @@ export function toSamplingParams(o: SamplingOptions, maxTokens: number, seedOffs
     stop: o.stop,
     ignoreEos: o.ignoreEos,
     logprobs: o.logprobs,
+    logitBias: o.logitBias,
+    minTokens: o.minTokens,
+    structuredOutput: o.structuredOutput,
   };
 }
 

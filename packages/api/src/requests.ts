@@ -1,5 +1,8 @@
 import {
   boundsProblem,
+  GrammarError,
+  grammarFor,
+  logitBiasProblem,
   MAX_LOGPROBS,
   MAX_STOP_STRINGS,
   SAMPLING_BOUNDS,
@@ -8,6 +11,7 @@ import {
   type Bounds,
   type ChatMessage,
   type SamplingProblem,
+  type StructuredOutput,
 } from './deps';
 import { ApiError } from './errors';
 
@@ -45,6 +49,11 @@ export interface SamplingOptions {
   readonly maxTokens?: number;
   /** Top alternatives per token; undefined means no logprobs. */
   readonly logprobs?: number;
+  readonly logitBias?: Readonly<Record<number, number>>;
+  /** Must not exceed the resolved max_tokens (checked once that is known). */
+  readonly minTokens?: number;
+  /** response_format json_object / json_schema, already known to compile to a grammar. */
+  readonly structuredOutput?: StructuredOutput;
 }
 
 interface RequestBase {
@@ -188,12 +197,8 @@ function parseStreamOptions(f: Fields, stream: boolean): boolean {
 function rejectUnsupported(f: Fields, n: number): void {
   const unsupported = (param: string, what: string): never =>
     fail(ApiError.invalid(`'${param}' is not supported by this server (${what}).`, param, 'unsupported_parameter'));
-  const bias = f.raw('logit_bias');
-  if (bias !== undefined && !(isObject(bias) && Object.keys(bias).length === 0)) unsupported('logit_bias', 'logit biasing');
   const tools = f.raw('tools');
   if (tools !== undefined && !(Array.isArray(tools) && tools.length === 0)) unsupported('tools', 'tool calling');
-  const format = f.raw('response_format');
-  if (format !== undefined && !(isObject(format) && format['type'] === 'text')) unsupported('response_format', 'only {"type": "text"}');
   const suffix = f.raw('suffix');
   if (suffix !== undefined && suffix !== '') unsupported('suffix', 'insertion');
   const bestOf = f.integer('best_of', { min: 1 });
@@ -225,6 +230,9 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     seed: f.integer('seed', { ...SAMPLING_BOUNDS.seed, max: SAMPLING_BOUNDS.seed.max - MAX_N }),
     maxTokens,
     logprobs,
+    logitBias: parseLogitBias(f),
+    minTokens: f.integer('min_tokens', SAMPLING_BOUNDS.min_tokens),
+    structuredOutput: parseResponseFormat(f),
   };
   return {
     model,
@@ -235,6 +243,54 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     cacheSalt: parseCacheSalt(f),
     sampling,
   };
+}
+
+function parseLogitBias(f: Fields): Readonly<Record<number, number>> | undefined {
+  const v = f.raw('logit_bias');
+  if (v === undefined) return undefined;
+  if (!isObject(v)) throw typeError('logit_bias', 'an object mapping token ids to biases', v);
+  refuse(logitBiasProblem(v as Readonly<Record<number, number>>));
+  const bias: Record<number, number> = {};
+  for (const [k, b] of Object.entries(v)) bias[Number(k)] = b as number;
+  return Object.keys(bias).length === 0 ? undefined : bias;
+}
+
+/**
+ * OpenAI's response_format: text (no constraint), json_object, or json_schema {name, schema, strict}.
+ * The schema is converted to a grammar here (no vocabulary needed), so one the engine cannot enforce is a
+ * 400 naming the unsupported part before any engine sees it.
+ */
+function parseResponseFormat(f: Fields): StructuredOutput | undefined {
+  const v = f.raw('response_format');
+  if (v === undefined) return undefined;
+  if (!isObject(v)) throw typeError('response_format', 'an object', v);
+  const rf = new Fields(v, 'response_format.');
+  const type = rf.string('type');
+  if (type === 'text') return undefined;
+  if (type === 'json_object') return { kind: 'json_object' };
+  if (type !== 'json_schema') {
+    throw ApiError.invalid(`Invalid value for 'response_format.type': ${JSON.stringify(type ?? null)}; expected text, json_object or json_schema.`, 'response_format.type');
+  }
+  const js = rf.raw('json_schema');
+  if (!isObject(js)) throw typeError('response_format.json_schema', 'an object', js);
+  const jf = new Fields(js, 'response_format.json_schema.');
+  jf.string('name');
+  const schema = jf.raw('schema');
+  if (schema === undefined) return checkedConstraint({ kind: 'json_object' });
+  if (!isObject(schema) && typeof schema !== 'boolean') throw typeError('response_format.json_schema.schema', 'an object', schema);
+  const strict = jf.boolean('strict');
+  return checkedConstraint(strict === undefined ? { kind: 'json_schema', schema } : { kind: 'json_schema', schema, strict });
+}
+
+/** `c` if it converts to a grammar; else the converter's reason (which names the part) as a 400. */
+export function checkedConstraint(c: StructuredOutput, param = 'response_format'): StructuredOutput {
+  try {
+    grammarFor(c);
+  } catch (err) {
+    if (!(err instanceof GrammarError) || err.code === 'internal') throw err;
+    throw ApiError.invalid(`Unsupported JSON schema in '${param}': ${err.message}`, param, err.code);
+  }
+  return c;
 }
 
 function parseCacheSalt(f: Fields): string | undefined {

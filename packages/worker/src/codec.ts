@@ -1,7 +1,7 @@
 // Engine values <-> wire messages, in one place.
 import { EngineError, type FinishReason, type GenerateOutput } from '@pdserve/engine';
-import { samplingParams, samplingProblem, type SampledToken, type SamplingParams } from '@pdserve/model';
-import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg } from './wire';
+import { samplingParams, samplingProblem, type SampledToken, type SamplingParams, type StructuredOutput } from '@pdserve/model';
+import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg, StructuredOutputMsg } from './wire';
 
 export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
   return {
@@ -19,7 +19,32 @@ export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
     ignore_eos: p.ignoreEos,
     has_logprobs: p.logprobs !== undefined,
     logprobs: p.logprobs ?? 0,
+    logit_bias: Object.fromEntries(Object.entries(p.logitBias ?? {})),
+    min_tokens: p.minTokens ?? 0,
+    structured_output: p.structuredOutput === undefined ? null : structuredToWire(p.structuredOutput),
   };
+}
+
+function structuredToWire(s: StructuredOutput): StructuredOutputMsg {
+  if (s.kind === 'json_object') return { kind: s.kind, schema_json: '', has_strict: false, strict: false };
+  return { kind: s.kind, schema_json: JSON.stringify(s.schema), has_strict: s.strict !== undefined, strict: s.strict ?? false };
+}
+
+function structuredFromWire(m: StructuredOutputMsg): StructuredOutput {
+  if (m.kind === 'json_object') return { kind: 'json_object' };
+  if (m.kind !== 'json_schema') throw new EngineError('invalid_request', `Invalid structured output kind ${JSON.stringify(m.kind)}; expected json_object or json_schema.`, 'response_format');
+  let schema: unknown;
+  try {
+    schema = JSON.parse(m.schema_json);
+  } catch {
+    throw new EngineError('invalid_request', 'The structured output schema is not valid JSON.', 'response_format');
+  }
+  return m.has_strict ? { kind: 'json_schema', schema, strict: m.strict } : { kind: 'json_schema', schema };
+}
+
+/** The sampling of a prefill-only request: its one token, under the same constraints (min_tokens capped at it). */
+export function prefillSampling(p: SamplingParams): SamplingParams {
+  return { ...p, maxTokens: 1, minTokens: p.minTokens === undefined ? undefined : Math.min(p.minTokens, 1) };
 }
 
 /**
@@ -42,10 +67,19 @@ export function samplingFromWire(m: SamplingParamsMsg | null): SamplingParams {
     stopTokenIds: m.stop_token_ids,
     ignoreEos: m.ignore_eos,
     logprobs: m.has_logprobs ? m.logprobs : undefined,
+    logitBias: m.logit_bias === undefined || Object.keys(m.logit_bias).length === 0 ? undefined : logitBiasFromWire(m.logit_bias),
+    minTokens: m.min_tokens ? m.min_tokens : undefined,
+    structuredOutput: m.structured_output ? structuredFromWire(m.structured_output) : undefined,
   });
   const problem = samplingProblem(p);
   if (problem !== undefined) throw new EngineError('invalid_request', problem.message, problem.param);
   return p;
+}
+
+function logitBiasFromWire(m: Readonly<Record<string, number>>): Record<number, number> {
+  const out: Record<number, number> = {};
+  for (const [k, v] of Object.entries(m)) out[Number(k)] = v;
+  return out;
 }
 
 export function outputToWire(o: GenerateOutput, prefilledBy: string): GenerateChunkMsg {

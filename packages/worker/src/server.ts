@@ -7,7 +7,7 @@ import { KvEventPublisher } from '@pdserve/control-plane';
 import { EngineError, type GenerateOutput, type LLMEngine, type PrefilledKv } from '@pdserve/engine';
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransferMeta, type TransportKind } from '@pdserve/transfer';
-import { firstFromWire, firstToWire, outputToWire, sampledFromWire, samplingFromWire } from './codec';
+import { firstFromWire, firstToWire, outputToWire, prefillSampling, sampledFromWire, samplingFromWire } from './codec';
 import { WorkerClient, prefillFirst, toCallError } from './client';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
 import { StoreLink, type StoreLinkOptions } from './store-link';
@@ -429,7 +429,7 @@ export class WorkerServer {
     try {
       if (this.draining) throw new EngineError('not_ready', 'worker is draining');
       if (!req.target) throw new EngineError('invalid_request', 'prefill needs a transfer target');
-      const sampling = { ...samplingFromWire(req.sampling), maxTokens: 1 };
+      const sampling = prefillSampling(samplingFromWire(req.sampling));
       let first: W.PrefillFirstMsg | undefined;
       let kv: { blocks: readonly Uint8Array[]; rngState?: readonly number[] } | undefined;
       const cacheSalt = req.cache_salt ?? '';

@@ -17,6 +17,17 @@ export interface SamplingParamsMsg {
   ignore_eos: boolean;
   has_logprobs: boolean;
   logprobs: number;
+  /** Token id (as a decimal string, proto map keys) -> bias; optional to send, always set when received. */
+  logit_bias?: Record<string, number>;
+  min_tokens?: number;
+  structured_output?: StructuredOutputMsg | null;
+}
+
+export interface StructuredOutputMsg {
+  kind: string;
+  schema_json: string;
+  has_strict: boolean;
+  strict: boolean;
 }
 
 export interface PrefillPlanMsg {
@@ -135,7 +146,8 @@ export interface BlockSnapshotResponseMsg {
 
 /** Field names per message, for the drift test. */
 export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
-  'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs'],
+  'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs', 'logit_bias', 'min_tokens', 'structured_output'],
+  'pdserve.v1.StructuredOutput': ['kind', 'schema_json', 'has_strict', 'strict'],
   'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'prefill_address', 'transfer_id'],
   'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill', 'cache_salt'],
   'pdserve.v1.TokenLogprob': ['token_id', 'logprob'],
