@@ -1,10 +1,11 @@
 // The two ways the API is served, built in one process for tests of the API surface: `serve` (the HTTP
 // API over one mixed engine) and the disaggregated cluster (gateway → prefill worker → decode worker over
 // gRPC on the embedded control plane, every prompt prefilled remotely).
-import { createApiServer, silentLogger, type ApiServer } from '@pdserve/api';
+import { createApiServer, defaultToolCallParser, silentLogger, type ApiServer } from '@pdserve/api';
 import { connectControlPlane, InProcessHub, silentLogger as cpSilent, type ControlPlane } from '@pdserve/control-plane';
 import { LLMEngine } from '@pdserve/engine';
 import { startGateway, type Gateway } from '@pdserve/gateway';
+import { loadModelSpec } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { startWorkerService, type WorkerService } from '@pdserve/worker';
 
@@ -21,7 +22,7 @@ export interface Topology {
 
 export async function startServe(dir: string, tokenizer: Tokenizer): Promise<Topology> {
   const engine = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', maxModelLen: 2048, maxWaiting: 64, maxNumSeqs: 32 });
-  const api: ApiServer = createApiServer({ models: [{ id: 'tiny', engine, tokenizer, maxModelLen: engine.maxModelLen}], port: 0, logger: silentLogger });
+  const api: ApiServer = createApiServer({ models: [{ id: 'tiny', engine, tokenizer, maxModelLen: engine.maxModelLen, toolCallParser: defaultToolCallParser(loadModelSpec(dir).modelType) }], port: 0, logger: silentLogger });
   const { url } = await api.listen();
   return {
     name: 'serve',

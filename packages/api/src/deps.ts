@@ -5,4 +5,4 @@ export type { Bounds, SamplingParams, SamplingProblem, StructuredOutput, TokenLo
 export { boundsProblem, logitBiasProblem, MAX_LOGPROBS, MAX_STOP_STRINGS, SAMPLING_BOUNDS, stopProblem, stopTokenIdsProblem } from '@pdserve/model';
 export { GrammarError, grammarFor } from '@pdserve/grammar';
 export { ChatTemplateError, IncrementalDetokenizer, StopMatcher } from '@pdserve/tokenizer';
-export type { ChatMessage, DecodeOptions, EncodeOptions, TextTokenizer } from '@pdserve/tokenizer';
+export type { ChatMessage, ChatRenderOptions, ChatToolCall, DecodeOptions, EncodeOptions, TextTokenizer } from '@pdserve/tokenizer';

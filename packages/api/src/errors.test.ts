@@ -96,7 +96,7 @@ describe('bad input', () => {
     ['min_tokens above max_tokens', 'chat', { ...chat, max_tokens: 2, min_tokens: 3 }, 'min_tokens'],
     ['response_format of an unknown type', 'chat', { ...chat, response_format: { type: 'xml' } }, 'response_format.type'],
     ['response_format with an unsupported schema', 'chat', { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { oneOf: [{ type: 'string' }] } } } } } }, 'response_format'],
-    ['tools', 'chat', { ...chat, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
+    ['tools on completions', 'completions', { ...completion, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
     ['echo with logprobs', 'completions', { ...completion, echo: true, logprobs: 1 }, 'echo'],
   ];
 

@@ -2,6 +2,7 @@ export { createApiServer, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, EDGE_DEFAULTS, U
 export { keysEqual, parseKeyFile } from './auth';
 export type { ClientLimits } from './limits';
 export { DEFAULT_COMPLETION_MAX_TOKENS, MAX_CHARS_PER_TOKEN, resolveMaxTokens, type ServedModel } from './prompt';
+export { defaultToolCallParser, TOOL_CALL_PARSERS, type ToolCallParserName } from './tool-calls';
 export { ApiError, toApiError, RETRY_AFTER_SECONDS, type ErrorBody } from './errors';
 export { childLogger, createJsonLogger, createLogger, silentLogger, type JsonLoggerOptions, type LogFields, type Logger, type LogLevel } from './logger';
 export {

@@ -2,6 +2,7 @@ import { ChatTemplateError, logitBiasProblem, type EngineClient, type SamplingPa
 import { ApiError } from './errors';
 import type { ChoiceSpec } from './generate';
 import type { ChatRequest, CompletionRequest, SamplingOptions } from './requests';
+import type { ToolCallParserName } from './tool-calls';
 
 /** A model the server exposes. */
 export interface ServedModel {
@@ -17,6 +18,8 @@ export interface ServedModel {
   readonly created?: number;
   /** Longest prompt in characters, refused before tokenizing; default maxModelLen × MAX_CHARS_PER_TOKEN. */
   readonly maxPromptChars?: number;
+  /** The tool-call syntax the model writes under tool_choice auto; default hermes (see defaultToolCallParser). */
+  readonly toolCallParser?: ToolCallParserName;
 }
 
 /**
@@ -125,7 +128,12 @@ export function prepareChatPrompt(model: ServedModel, req: ChatRequest): Prepare
   checkPromptChars(model, 'messages', req.messages.reduce((n, m) => n + m.content.length, 0));
   let text: string;
   try {
-    text = tokenizer.applyChatTemplate(req.messages, { addGenerationPrompt: true });
+    text = tokenizer.applyChatTemplate(req.messages, {
+      addGenerationPrompt: req.addGenerationPrompt,
+      continueFinalMessage: req.continueFinalMessage,
+      tools: req.tools.map((t) => t.raw),
+      kwargs: req.chatTemplateKwargs,
+    });
   } catch (err) {
     // Templates reject conversations they cannot render (e.g. roles that do not alternate); anything
     // else thrown here is a bug and stays a 500.

@@ -10,10 +10,12 @@ import {
   stopTokenIdsProblem,
   type Bounds,
   type ChatMessage,
+  type ChatToolCall,
   type SamplingProblem,
   type StructuredOutput,
 } from './deps';
 import { ApiError } from './errors';
+import { toolCallConstraint, type ToolChoice, type ToolSpec } from './tools';
 
 // Request bodies arrive as `unknown`; these functions check every field once and return typed values.
 // Value bounds of sampling fields are the shared ones (SAMPLING_BOUNDS): a worker checks what arrives over
@@ -79,6 +81,15 @@ export interface CompletionRequest extends RequestBase {
 
 export interface ChatRequest extends RequestBase {
   readonly messages: readonly ChatMessage[];
+  /** Offered functions; empty when none (or tool_choice none). */
+  readonly tools: readonly ToolSpec[];
+  readonly toolChoice: ToolChoice;
+  /** Extra chat template variables (vLLM's chat_template_kwargs). */
+  readonly chatTemplateKwargs?: Readonly<Record<string, unknown>>;
+  /** End the prompt with the assistant's turn header; default true. */
+  readonly addGenerationPrompt: boolean;
+  /** Continue the final assistant message instead of starting a new one; default false. */
+  readonly continueFinalMessage: boolean;
 }
 
 type JsonObject = Readonly<Record<string, unknown>>;
@@ -194,20 +205,20 @@ function parseStreamOptions(f: Fields, stream: boolean): boolean {
 }
 
 /** Fields whose silent omission would change the result; present with a non-default value ⇒ 400. */
-function rejectUnsupported(f: Fields, n: number): void {
+function rejectUnsupported(f: Fields, n: number, endpoint: 'chat' | 'completions'): void {
   const unsupported = (param: string, what: string): never =>
     fail(ApiError.invalid(`'${param}' is not supported by this server (${what}).`, param, 'unsupported_parameter'));
   const tools = f.raw('tools');
-  if (tools !== undefined && !(Array.isArray(tools) && tools.length === 0)) unsupported('tools', 'tool calling');
+  if (endpoint === 'completions' && tools !== undefined && !(Array.isArray(tools) && tools.length === 0)) unsupported('tools', 'tool calling is a chat feature');
   const suffix = f.raw('suffix');
   if (suffix !== undefined && suffix !== '') unsupported('suffix', 'insertion');
   const bestOf = f.integer('best_of', { min: 1 });
   if (bestOf !== undefined && bestOf !== n) unsupported('best_of', 'best_of must equal n');
 }
 
-function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | undefined): RequestBase {
+function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | undefined, endpoint: 'chat' | 'completions'): RequestBase {
   const n = f.integer('n', { min: 1, max: MAX_N }) ?? 1;
-  rejectUnsupported(f, n);
+  rejectUnsupported(f, n, endpoint);
   const stream = f.boolean('stream') ?? false;
   const model = f.string('model');
   if (model === '') throw ApiError.invalid(`'model' must not be empty.`, 'model');
@@ -329,7 +340,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   if (echo && logprobs !== undefined) {
     throw ApiError.invalid(`'echo' together with 'logprobs' needs prompt logprobs, which this server does not compute.`, 'echo', 'unsupported_parameter');
   }
-  const base = parseBase(f, f.integer('max_tokens', SAMPLING_BOUNDS.max_tokens), logprobs);
+  const base = parseBase(f, f.integer('max_tokens', SAMPLING_BOUNDS.max_tokens), logprobs, 'completions');
   checkChoiceCount(prompts.length * base.n);
   return { ...base, prompts, echo };
 }
@@ -375,7 +386,41 @@ function parseMessages(v: unknown): ChatMessage[] {
     const name = f.string('name');
     // Chat templates know 'system'; OpenAI's 'developer' role means the same to open models.
     const mapped = role === 'developer' ? 'system' : role;
-    return name === undefined ? { role: mapped, content } : { role: mapped, content, name };
+    const message: { -readonly [K in keyof ChatMessage]: ChatMessage[K] } = { role: mapped, content };
+    if (name !== undefined) message.name = name;
+    if (role === 'assistant') {
+      const calls = parseToolCalls(f.raw('tool_calls'), `${param}.tool_calls`);
+      if (calls.length > 0) message.toolCalls = calls;
+    }
+    if (role === 'tool') {
+      const id = f.string('tool_call_id');
+      if (id !== undefined) message.toolCallId = id;
+    }
+    return message;
+  });
+}
+
+function parseToolCalls(v: unknown, param: string): ChatToolCall[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw typeError(param, 'an array', v);
+  return v.map((c: unknown, i) => {
+    const p = `${param}[${i}]`;
+    if (!isObject(c)) throw typeError(p, 'an object', c);
+    const cf = new Fields(c, `${p}.`);
+    const fn = cf.raw('function');
+    if (!isObject(fn)) throw typeError(`${p}.function`, 'an object', fn);
+    const ff = new Fields(fn, `${p}.function.`);
+    const name = ff.string('name');
+    if (name === undefined) throw ApiError.invalid(`Missing required parameter: '${p}.function.name'.`, `${p}.function.name`, 'missing_required_parameter');
+    const args = ff.string('arguments') ?? '{}';
+    // Templates expect the arguments as an object (transformers' convention), as vLLM hands them over.
+    let parsed: unknown = args;
+    try {
+      parsed = JSON.parse(args);
+    } catch {
+      // Kept as the string the client sent; templates print strings as they are.
+    }
+    return { id: cf.string('id') ?? '', name, arguments: parsed };
   });
 }
 
@@ -391,9 +436,87 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const maxCompletionTokens = f.integer('max_completion_tokens', SAMPLING_BOUNDS.max_tokens);
   const legacyMaxTokens = f.integer('max_tokens', SAMPLING_BOUNDS.max_tokens);
   const maxTokens = maxCompletionTokens ?? legacyMaxTokens;
-  const base = parseBase(f, maxTokens, wantLogprobs ? (top ?? 0) : undefined);
+  const base = parseBase(f, maxTokens, wantLogprobs ? (top ?? 0) : undefined, 'chat');
   checkChoiceCount(base.n);
-  return { ...base, messages };
+  const offered = parseTools(f.raw('tools'));
+  const toolChoice = parseToolChoice(f.raw('tool_choice'), offered);
+  const tools = toolChoice.kind === 'none' ? [] : offered;
+  let sampling = base.sampling;
+  const constraint = toolCallConstraint(tools, toolChoice);
+  if (constraint !== undefined) {
+    if (sampling.structuredOutput !== undefined) {
+      throw ApiError.invalid(`'response_format' cannot be combined with tool_choice '${toolChoice.kind}', which constrains the output itself.`, 'response_format');
+    }
+    sampling = { ...sampling, structuredOutput: checkedConstraint(constraint, 'tools') };
+  }
+  const addGenerationPrompt = f.boolean('add_generation_prompt');
+  const continueFinalMessage = f.boolean('continue_final_message') ?? false;
+  if (continueFinalMessage && addGenerationPrompt === true) {
+    throw ApiError.invalid(`'continue_final_message' and 'add_generation_prompt' cannot both be true.`, 'continue_final_message');
+  }
+  if (continueFinalMessage && messages[messages.length - 1]!.role !== 'assistant') {
+    throw ApiError.invalid(`'continue_final_message' needs the last message to be from the assistant.`, 'continue_final_message');
+  }
+  const kwargs = f.raw('chat_template_kwargs');
+  if (kwargs !== undefined && !isObject(kwargs)) throw typeError('chat_template_kwargs', 'an object', kwargs);
+  return {
+    ...base,
+    sampling,
+    messages,
+    tools,
+    toolChoice,
+    chatTemplateKwargs: kwargs,
+    addGenerationPrompt: addGenerationPrompt ?? !continueFinalMessage,
+    continueFinalMessage,
+  };
+}
+
+/** Function names as OpenAI allows them. */
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+/** Most tools in one request. */
+export const MAX_TOOLS = 128;
+
+function parseTools(v: unknown): ToolSpec[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw typeError('tools', 'an array', v);
+  if (v.length > MAX_TOOLS) throw ApiError.invalid(`'tools' may hold at most ${MAX_TOOLS} tools.`, 'tools');
+  const names = new Set<string>();
+  return v.map((t: unknown, i) => {
+    const param = `tools[${i}]`;
+    if (!isObject(t)) throw typeError(param, 'an object', t);
+    const tf = new Fields(t, `${param}.`);
+    const type = tf.string('type');
+    if (type !== 'function') throw ApiError.invalid(`Invalid value for '${param}.type': ${JSON.stringify(type ?? null)}; only 'function' is supported.`, `${param}.type`);
+    const fn = tf.raw('function');
+    if (!isObject(fn)) throw typeError(`${param}.function`, 'an object', fn);
+    const ff = new Fields(fn, `${param}.function.`);
+    const name = ff.string('name');
+    if (name === undefined) throw ApiError.invalid(`Missing required parameter: '${param}.function.name'.`, `${param}.function.name`, 'missing_required_parameter');
+    if (!TOOL_NAME.test(name)) throw ApiError.invalid(`Invalid '${param}.function.name': ${JSON.stringify(name)}; names are 1-64 letters, digits, '_' or '-'.`, `${param}.function.name`);
+    if (names.has(name)) throw ApiError.invalid(`Duplicate tool name ${JSON.stringify(name)} in 'tools'.`, `${param}.function.name`);
+    names.add(name);
+    const description = ff.string('description');
+    const parameters = ff.raw('parameters') ?? { type: 'object', properties: {} };
+    if (!isObject(parameters)) throw typeError(`${param}.function.parameters`, 'an object', parameters);
+    ff.boolean('strict');
+    return description === undefined ? { name, parameters, raw: t } : { name, description, parameters, raw: t };
+  });
+}
+
+function parseToolChoice(v: unknown, tools: readonly ToolSpec[]): ToolChoice {
+  if (v === undefined) return tools.length > 0 ? { kind: 'auto' } : { kind: 'none' };
+  if (v === 'none' || v === 'auto' || v === 'required') {
+    if (v !== 'none' && tools.length === 0) throw ApiError.invalid(`tool_choice '${v}' needs 'tools'.`, 'tool_choice');
+    return { kind: v };
+  }
+  if (!isObject(v)) throw typeError('tool_choice', "'none', 'auto', 'required' or a named function", v);
+  const fn = v['function'];
+  const name = isObject(fn) ? fn['name'] : undefined;
+  if (v['type'] !== 'function' || typeof name !== 'string') {
+    throw ApiError.invalid(`Invalid 'tool_choice': expected {"type": "function", "function": {"name": ...}}.`, 'tool_choice');
+  }
+  if (!tools.some((t) => t.name === name)) throw ApiError.invalid(`tool_choice names ${JSON.stringify(name)}, which is not in 'tools'.`, 'tool_choice');
+  return { kind: 'named', name };
 }
 
 function checkChoiceCount(count: number): void {

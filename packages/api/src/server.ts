@@ -9,6 +9,7 @@ import { readJsonBody, sendError, sendErrorLingering, sendJson } from './http';
 import { ClientLimiter, type ClientLimits } from './limits';
 import { childLogger, silentLogger, type Logger } from './logger';
 import type { ServedModel } from './prompt';
+import type { ToolCallParserName } from './tool-calls';
 import { parseChatRequest, parseCompletionRequest } from './requests';
 import type { RequestContext } from './serve';
 
@@ -60,12 +61,23 @@ export interface ApiServerOptions {
    * model: maxModelLen × MAX_CHARS_PER_TOKEN.
    */
   readonly maxPromptChars?: number;
+  /** The tool-call syntax of every model under tool_choice auto; default each model's own (ServedModel.toolCallParser). */
+  readonly toolCallParser?: ToolCallParserName;
 }
 
 /** What the edge enforces, the same for `serve` and the gateway (see ApiServerOptions for each). */
 export type EdgeOptions = Pick<
   ApiServerOptions,
-  'apiKeys' | 'isolateCachePerKey' | 'limits' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs' | 'maxConnections' | 'writeTimeoutMs' | 'maxPromptChars'
+  | 'apiKeys'
+  | 'isolateCachePerKey'
+  | 'limits'
+  | 'headersTimeoutMs'
+  | 'requestTimeoutMs'
+  | 'keepAliveTimeoutMs'
+  | 'maxConnections'
+  | 'writeTimeoutMs'
+  | 'maxPromptChars'
+  | 'toolCallParser'
 >;
 
 export interface ApiServer {
@@ -103,7 +115,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
   const models = new Map<string, ServedModel>();
   for (const m of opts.models) {
     if (models.has(m.id)) throw new Error(`createApiServer: duplicate model id ${m.id}`);
-    models.set(m.id, opts.maxPromptChars === undefined ? m : { ...m, maxPromptChars: opts.maxPromptChars });
+    models.set(m.id, { ...m, maxPromptChars: opts.maxPromptChars ?? m.maxPromptChars, toolCallParser: opts.toolCallParser ?? m.toolCallParser });
   }
   const firstModel = models.get(opts.models[0]!.id)!;
   const keys = opts.apiKeys !== undefined && opts.apiKeys.length > 0 ? new ApiKeys(opts.apiKeys) : undefined;

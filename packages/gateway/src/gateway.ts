@@ -1,5 +1,5 @@
 // The gateway service: OpenAI HTTP API → KV-aware router → workers over gRPC.
-import { createApiServer, type ApiServer, type EdgeOptions, type Logger } from '@pdserve/api';
+import { createApiServer, defaultToolCallParser, type ApiServer, type EdgeOptions, type Logger } from '@pdserve/api';
 import type { ControlPlane } from '@pdserve/control-plane';
 import { collectDefaultMetrics, gatewayMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
 import { loadModelSpec } from '@pdserve/model';
@@ -66,7 +66,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const maxModelLen = Math.min(opts.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
     cluster = new ClusterClient({ modelId: opts.modelId, maxModelLen, blockSize: router.blockSize, router, view, logger: opts.logger });
     const api: ApiServer = createApiServer({
-      models: [{ id: opts.modelId, engine: new MeteredEngine(cluster, metrics), tokenizer, maxModelLen }],
+      models: [{ id: opts.modelId, engine: new MeteredEngine(cluster, metrics), tokenizer, maxModelLen, toolCallParser: defaultToolCallParser(spec.modelType) }],
       host: opts.host,
       port: opts.port,
       logger: opts.logger,
