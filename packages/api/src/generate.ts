@@ -19,6 +19,8 @@ export interface ChoiceSpec {
   readonly sampling: SamplingParams;
   /** Roots the prompt's block-hash chain (see cacheSaltOf); '' = unsalted. */
   readonly cacheSalt: string;
+  /** Lower runs first (GenerateRequest.priority). */
+  readonly priority: number;
 }
 
 /** A generated token with its logprob; only collected when the request asked for logprobs. */
@@ -70,6 +72,7 @@ export async function* runChoice(
       sampling: spec.sampling,
       signal: engineSignal,
       cacheSalt: spec.cacheSalt,
+      priority: spec.priority,
     });
     for await (const out of stream) {
       if (!started) {

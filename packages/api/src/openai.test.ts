@@ -141,6 +141,25 @@ describe('chat completions', () => {
     expect(s.engine.requests.map((r) => r.sampling.maxTokens)).toEqual([3, 9]);
   });
 
+  it('hands priority, logit_bias and min_tokens to the engine, and the template options to the template', async () => {
+    const { s, client } = await setup({ reply: () => words(' the mat.') });
+    const extra: Record<string, unknown> = { priority: 5, min_tokens: 2, chat_template_kwargs: { enable_thinking: false }, continue_final_message: true };
+    const res = await client.chat.completions.create({
+      model: 'toy',
+      messages: [{ role: 'user', content: 'Where?' }, { role: 'assistant', content: 'On' }],
+      logit_bias: { '42': -100 },
+      ...extra,
+    });
+    expect(res.choices[0]!.message.content).toBe(' the mat.');
+    const req = s.engine.requests[0]!;
+    expect(req.priority).toBe(5);
+    expect(req.sampling).toMatchObject({ logitBias: { 42: -100 }, minTokens: 2 });
+    // Continued: the prompt ends inside the assistant's message, with no new turn header.
+    expect(tok.decode(req.promptTokenIds)).toBe('<|kwargs|>{"enable_thinking":false}\n<|user|>Where?\n<|assistant|>On');
+    await client.chat.completions.create({ model: 'toy', messages: [{ role: 'user', content: 'Hi' }], add_generation_prompt: false } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    expect(tok.decode(s.engine.requests[1]!.promptTokenIds)).toBe('<|user|>Hi\n');
+  });
+
   it('streams a role chunk, content deltas, a finish chunk and usage', async () => {
     const { client } = await setup({ reply: () => words(' Hello 😀!'), cachedTokens: 4 });
     const stream = await client.chat.completions.create({

@@ -191,6 +191,7 @@ export function choiceSpecs(
   sampling: SamplingOptions,
   requestId: string,
   cacheSalt = '',
+  priority = 0,
 ): ChoiceSpec[] {
   return prompts.flatMap((p, promptIndex) =>
     Array.from({ length: n }, (_, i) => {
@@ -202,6 +203,7 @@ export function choiceSpecs(
         promptTokenIds: p.tokenIds,
         sampling: toSamplingParams(sampling, p.maxTokens, i),
         cacheSalt,
+        priority,
       };
     }),
   );

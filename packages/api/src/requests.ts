@@ -31,6 +31,8 @@ export const MAX_CHOICES = 128;
 /** Longest `cache_salt`, in UTF-16 code units. */
 export const MAX_CACHE_SALT_LENGTH = 1024;
 export { MAX_LOGPROBS, MAX_STOP_STRINGS };
+/** `priority` travels as a 32-bit integer (worker.proto). */
+export const PRIORITY_BOUNDS: Bounds = { min: -(2 ** 31), max: 2 ** 31 - 1, integer: true };
 
 const CHAT_ROLES: ReadonlySet<string> = new Set(['system', 'user', 'assistant', 'tool', 'developer']);
 
@@ -67,6 +69,8 @@ interface RequestBase {
   readonly user?: string;
   /** Requests share cached prompt blocks only when their salts are equal (vLLM's cache_salt); absent = none. */
   readonly cacheSalt?: string;
+  /** vLLM's priority: lower runs first in the engine's queue; default 0. */
+  readonly priority: number;
   readonly sampling: SamplingOptions;
 }
 
@@ -200,6 +204,8 @@ function parseStreamOptions(f: Fields, stream: boolean): boolean {
   const v = f.raw('stream_options');
   if (v === undefined) return false;
   if (!isObject(v)) throw typeError('stream_options', 'an object', v);
+  // As OpenAI answers: the options describe a stream, so they need one.
+  if (!stream) throw ApiError.invalid(`'stream_options' is only allowed when 'stream' is true.`, 'stream_options');
   const includeUsage = new Fields(v, 'stream_options.').boolean('include_usage') ?? false;
   return stream && includeUsage;
 }
@@ -252,6 +258,7 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     includeUsage: parseStreamOptions(f, stream),
     user: f.string('user'),
     cacheSalt: parseCacheSalt(f),
+    priority: f.integer('priority', PRIORITY_BOUNDS) ?? 0,
     sampling,
   };
 }

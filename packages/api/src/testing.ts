@@ -85,7 +85,8 @@ export class ToyTokenizer implements TextTokenizer {
       const id = m.toolCallId === undefined ? '' : `[${m.toolCallId}]`;
       return `<|${m.role}|>${id}${m.content}${calls}\n`;
     };
-    let text = tools + messages.map(turn).join('') + (opts.addGenerationPrompt ? '<|assistant|>' : '');
+    const kwargs = opts.kwargs === undefined ? '' : `<|kwargs|>${JSON.stringify(opts.kwargs)}\n`;
+    let text = kwargs + tools + messages.map(turn).join('') + (opts.addGenerationPrompt ? '<|assistant|>' : '');
     if (opts.continueFinalMessage) text = text.slice(0, text.lastIndexOf(messages[messages.length - 1]!.content) + messages[messages.length - 1]!.content.length);
     return text;
   }
