@@ -43,6 +43,8 @@ export type ChoiceEvent =
       readonly tokens: readonly GeneratedToken[];
       readonly reason: FinishReason;
       readonly completionTokens: number;
+      /** The stop string that ended the choice, if one did. */
+      readonly stopString?: string;
     };
 
 /**
@@ -92,7 +94,7 @@ export async function* runChoice(
       const m = stops.push(text);
       if (m.stopped) {
         own.abort();
-        yield { kind: 'finish', index, text: m.text, tokens, reason: 'stop', completionTokens };
+        yield { kind: 'finish', index, text: m.text, tokens, reason: 'stop', completionTokens, stopString: m.matched };
         return;
       }
       if (out.finishReason !== undefined) {
@@ -108,7 +110,7 @@ export async function* runChoice(
     const m = stops.push(detok.flush());
     const reason: FinishReason = m.stopped || completionTokens < spec.sampling.maxTokens ? 'stop' : 'length';
     if (!started) yield { kind: 'start', index, cachedTokens: 0 };
-    yield { kind: 'finish', index, text: m.stopped ? m.text : m.text + stops.flush(), tokens, reason, completionTokens };
+    yield { kind: 'finish', index, text: m.stopped ? m.text : m.text + stops.flush(), tokens, reason, completionTokens, stopString: m.matched };
   } finally {
     // Whatever ends this generator early (stop string, error, consumer gone) must free the engine request.
     own.abort();

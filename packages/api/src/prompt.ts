@@ -120,8 +120,20 @@ export function prepareCompletionPrompts(model: ServedModel, req: CompletionRequ
 }
 
 export function prepareChatPrompt(model: ServedModel, req: ChatRequest): PreparedPrompt {
+  checkSamplingIds(req.sampling, model.tokenizer.vocabSize);
+  const text = renderChat(model, req);
+  // The rendered template already holds any BOS it wants.
+  const tokenIds = model.tokenizer.encode(text, { addSpecialTokens: false });
+  if (tokenIds.length === 0) throw ApiError.invalid(`'messages' render to an empty prompt.`, 'messages');
+  return { tokenIds, text, maxTokens: resolveMaxTokens(model, tokenIds.length, req.sampling.maxTokens, 'chat') };
+}
+
+/** The chat request's messages (and tools) through the model's chat template, as prompt text. */
+export function renderChat(
+  model: ServedModel,
+  req: Pick<ChatRequest, 'messages' | 'tools' | 'addGenerationPrompt' | 'continueFinalMessage' | 'chatTemplateKwargs'>,
+): string {
   const { tokenizer } = model;
-  checkSamplingIds(req.sampling, tokenizer.vocabSize);
   if (!tokenizer.hasChatTemplate) {
     throw ApiError.invalid(`The model \`${model.id}\` has no chat template; use /v1/completions.`, 'messages', 'no_chat_template');
   }
@@ -142,10 +154,7 @@ export function prepareChatPrompt(model: ServedModel, req: ChatRequest): Prepare
   }
   // The template adds text of its own: the cap holds for what is tokenized.
   checkPromptChars(model, 'messages', text.length);
-  // The rendered template already holds any BOS it wants.
-  const tokenIds = tokenizer.encode(text, { addSpecialTokens: false });
-  if (tokenIds.length === 0) throw ApiError.invalid(`'messages' render to an empty prompt.`, 'messages');
-  return { tokenIds, text, maxTokens: resolveMaxTokens(model, tokenIds.length, req.sampling.maxTokens, 'chat') };
+  return text;
 }
 
 export function toSamplingParams(o: SamplingOptions, maxTokens: number, seedOffset: number): SamplingParams {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApiKeys, presentedKey, type KeyId } from './auth';
+import { parseMessagesRequest, serveMessages } from './anthropic';
 import { serveChat } from './chat';
 import { serveCompletion } from './completions';
 import { ApiError, toApiError } from './errors';
@@ -11,6 +12,8 @@ import { childLogger, silentLogger, type Logger } from './logger';
 import type { ServedModel } from './prompt';
 import type { ToolCallParserName } from './tool-calls';
 import { parseChatRequest, parseCompletionRequest } from './requests';
+import { detokenize, parseDetokenizeRequest, parseTokenizeRequest, tokenize } from './tokenize';
+import { PDSERVE_VERSION } from './version';
 import type { RequestContext } from './serve';
 
 export interface ApiServerOptions {
@@ -150,6 +153,21 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
     await serveChat(ctx, resolveModel(body.model), body);
   };
 
+  const messages: Handler = async (ctx, req) => {
+    const body = parseMessagesRequest(await readJsonBody(req, maxBodyBytes));
+    await serveMessages(ctx, resolveModel(body.model), body);
+  };
+
+  const tokenizeRoute: Handler = async (ctx, req) => {
+    const body = parseTokenizeRequest(await readJsonBody(req, maxBodyBytes));
+    sendJson(ctx.res, 200, tokenize(resolveModel(body.model), body));
+  };
+
+  const detokenizeRoute: Handler = async (ctx, req) => {
+    const body = parseDetokenizeRequest(await readJsonBody(req, maxBodyBytes));
+    sendJson(ctx.res, 200, detokenize(resolveModel(body.model), body.tokens));
+  };
+
   const modelCard = (m: ServedModel): Record<string, unknown> => ({
     id: m.id,
     object: 'model',
@@ -161,6 +179,10 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
   const routes = new Map<string, Readonly<Record<string, Handler>>>([
     ['/v1/completions', { POST: completions }],
     ['/v1/chat/completions', { POST: chat }],
+    ['/v1/messages', { POST: messages }],
+    ['/tokenize', { POST: tokenizeRoute }],
+    ['/detokenize', { POST: detokenizeRoute }],
+    ['/version', { GET: (ctx) => sendJson(ctx.res, 200, { version: PDSERVE_VERSION }) }],
     ['/v1/models', { GET: (ctx) => sendJson(ctx.res, 200, { object: 'list', data: opts.models.map(modelCard) }) }],
     ['/health', { GET: (ctx) => sendJson(ctx.res, 200, { status: 'ok' }) }],
     [
@@ -233,8 +255,10 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       if (e.status >= 500) log.error('request failed', { method, path, err });
       else log.debug('request refused', { method, path, status: e.status, code: e.code, message: e.message });
       if (!res.headersSent) {
-        if (e.status === 413) sendErrorLingering(req, res, e);
-        else sendError(res, e);
+        // Anthropic's route answers in Anthropic's error shape, so its SDK reads the message.
+        const dialect = path === '/v1/messages' ? 'anthropic' : 'openai';
+        if (e.status === 413) sendErrorLingering(req, res, e, dialect);
+        else sendError(res, e, dialect);
       } else if (!res.writableEnded) {
         res.end();
       }
@@ -306,9 +330,12 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
   };
 }
 
-/** Paths under /v1 are the API proper: authenticated and limited. /health and /ready stay open. */
+/**
+ * Paths under /v1 and vLLM's /tokenize and /detokenize are the API proper: authenticated and limited.
+ * /health, /ready and /version stay open.
+ */
 function isApiPath(path: string): boolean {
-  return path === '/v1' || path.startsWith('/v1/');
+  return path === '/v1' || path.startsWith('/v1/') || path === '/tokenize' || path === '/detokenize';
 }
 
 /** The server timeouts and caps the caller set (undefined ones fall back to EDGE_DEFAULTS). */
