@@ -9,6 +9,8 @@ import { startDisaggregated, startServe, waitIdle, type Topology } from './topol
 
 let tokenizer: Tokenizer;
 let runner: ModelRunner;
+/** prompt_logprobs per topology, compared once both ran. */
+const seen = new Map<string, unknown[]>() as Map<string, (Record<string, { logprob: number; rank: number }> | null)[]>;
 const topologies: Topology[] = [];
 
 beforeAll(async () => {
@@ -58,6 +60,47 @@ describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
     expect(held.usage!.completion_tokens).toBeGreaterThanOrEqual(4);
     expect(held.usage!.completion_tokens).toBeLessThanOrEqual(5);
     await waitIdle(topo());
+  });
+
+  it('echo with logprobs: the prompt tokens scored by the model, the first null; the output scored as when generated', async () => {
+    const prompt = 'Score this prompt, token by token';
+    const gen = await client().completions.create({ model: 'tiny', prompt, max_tokens: 4, temperature: 0, logprobs: 2 });
+    const genText = gen.choices[0]!.text;
+    const ids = [...tokenizer.encode(prompt)];
+    const res = await client().completions.create({ model: 'tiny', prompt, max_tokens: 4, temperature: 0, logprobs: 2, echo: true });
+    const lp = res.choices[0]!.logprobs!;
+    expect(res.choices[0]!.text).toBe(prompt + genText);
+    expect(lp.tokens!.length).toBe(ids.length + 4);
+    expect(lp.token_logprobs![0]).toBeNull();
+    expect(lp.token_logprobs!.slice(1).every((v) => typeof v === 'number' && v <= 0)).toBe(true);
+    // The output scores as it did without echo (the prompt now computed whole: equal to float precision).
+    lp.token_logprobs!.slice(ids.length).forEach((v, i) => expect(v).toBeCloseTo(gen.choices[0]!.logprobs!.token_logprobs![i]!, 4));
+    expect(res.usage!.prompt_tokens_details?.cached_tokens ?? 0).toBe(0); // computed whole, not from the cache
+    await waitIdle(topo());
+  });
+
+  it('prompt_logprobs: the same values in serve and in the cluster, each prompt token with its rank', async () => {
+    const prompt = 'Same logprobs everywhere';
+    const ids = tokenizer.encode(prompt);
+    const res = (await client().completions.create({ model: 'tiny', prompt, max_tokens: 1, temperature: 0, ...{ prompt_logprobs: 3 } })) as OpenAI.Completion & {
+      choices: { prompt_logprobs: (Record<string, { logprob: number; rank: number }> | null)[] }[];
+    };
+    const pl = res.choices[0]!.prompt_logprobs;
+    expect(pl).toHaveLength(ids.length);
+    expect(pl[0]).toBeNull();
+    pl.slice(1).forEach((e, i) => {
+      const own = e![String(ids[i + 1])]!;
+      expect(own.rank).toBeGreaterThanOrEqual(1);
+      expect(Object.keys(e!).length).toBeGreaterThanOrEqual(3);
+    });
+    seen.set(name, pl);
+    if (seen.size === 2) {
+      const [a, b] = [...seen.values()];
+      a!.forEach((e, i) => {
+        if (e === null) return expect(b![i]).toBeNull();
+        for (const [id, v] of Object.entries(e)) expect(b![i]![id]!.logprob).toBeCloseTo(v.logprob, 4);
+      });
+    }
   });
 
   it('priority is accepted and the output is the same as without it', async () => {

@@ -1,5 +1,5 @@
 import type { ChoiceSpec, GeneratedToken } from './generate';
-import { TokenTexts, chatLogprobs } from './logprobs';
+import { TokenTexts, chatLogprobs, vllmPromptLogprobs, type VllmPromptLogprob } from './logprobs';
 import { cacheSaltOf, choiceSpecs, prepareChatPrompt, type ServedModel } from './prompt';
 import type { ChatRequest } from './requests';
 import { serveGeneration, type ChoiceFormatter, type ChoiceUpdate, type RequestContext } from './serve';
@@ -10,6 +10,13 @@ export async function serveChat(ctx: RequestContext, model: ServedModel, req: Ch
   const prompt = prepareChatPrompt(model, req);
   const texts = new TokenTexts(model.tokenizer);
   const topN = req.sampling.logprobs;
+  // vLLM's prompt_logprobs: top-level in a whole response, on the first chunk that has them in a stream.
+  let promptLogprobs: VllmPromptLogprob[] | undefined;
+  const onPrompt = (entries: ChoiceUpdate['promptLogprobs']): Record<string, unknown> => {
+    if (req.promptLogprobs === undefined || entries === undefined) return {};
+    promptLogprobs ??= vllmPromptLogprobs(prompt.tokenIds, entries, texts);
+    return { prompt_logprobs: promptLogprobs };
+  };
   await serveGeneration(ctx, {
     model,
     prompts: [prompt],
@@ -19,7 +26,8 @@ export async function serveChat(ctx: RequestContext, model: ServedModel, req: Ch
     idPrefix: 'chatcmpl',
     object: 'chat.completion',
     chunkObject: 'chat.completion.chunk',
-    formatter: (spec: ChoiceSpec) => chatChoice(spec.index, texts, topN, toolCallExtractor(req.toolChoice, model.toolCallParser ?? 'hermes')),
+    formatter: (spec: ChoiceSpec) => chatChoice(spec.index, texts, topN, toolCallExtractor(req.toolChoice, model.toolCallParser ?? 'hermes'), onPrompt),
+    extra: () => (promptLogprobs === undefined ? {} : { prompt_logprobs: promptLogprobs }),
   });
 }
 
@@ -43,7 +51,13 @@ function foldCalls(calls: ToolCall[], deltas: readonly ToolCallDelta[]): void {
  * `topN` undefined: no logprobs; a number: logprobs with that many alternatives per token. `tools` splits
  * the text into content and tool calls; a generation that stopped after a call finishes with "tool_calls".
  */
-function chatChoice(index: number, texts: TokenTexts, topN: number | undefined, tools: ToolCallExtractor): ChoiceFormatter {
+function chatChoice(
+  index: number,
+  texts: TokenTexts,
+  topN: number | undefined,
+  tools: ToolCallExtractor,
+  onPrompt: (entries: ChoiceUpdate['promptLogprobs']) => Record<string, unknown>,
+): ChoiceFormatter {
   let content = '';
   const calls: ToolCall[] = [];
   const tokens: GeneratedToken[] = [];
@@ -65,12 +79,14 @@ function chatChoice(index: number, texts: TokenTexts, topN: number | undefined, 
         delta: { ...(x.content === '' ? {} : { content: x.content }), ...(x.calls.length === 0 ? {} : { tool_calls: x.calls }) },
         logprobs: logprobs(ev.tokens),
         finish_reason: reason(ev),
+        ...onPrompt(ev.promptLogprobs),
       };
     },
     add(ev: ChoiceUpdate) {
       const x = extract(ev);
       content += x.content;
       foldCalls(calls, x.calls);
+      onPrompt(ev.promptLogprobs);
       tokens.push(...ev.tokens);
       if (ev.kind === 'finish') finishReason = reason(ev);
     },

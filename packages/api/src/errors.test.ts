@@ -97,7 +97,8 @@ describe('bad input', () => {
     ['response_format of an unknown type', 'chat', { ...chat, response_format: { type: 'xml' } }, 'response_format.type'],
     ['response_format with an unsupported schema', 'chat', { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { oneOf: [{ type: 'string' }] } } } } } }, 'response_format'],
     ['tools on completions', 'completions', { ...completion, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
-    ['echo with logprobs', 'completions', { ...completion, echo: true, logprobs: 1 }, 'echo'],
+    ['prompt_logprobs above 20', 'completions', { ...completion, prompt_logprobs: 21 }, 'prompt_logprobs'],
+    ['stream_options without stream', 'chat', { ...chat, stream_options: { include_usage: true } }, 'stream_options'],
   ];
 
   it.each(cases)('400 for %s', async (_name, path, body, param) => {

@@ -180,6 +180,7 @@ export function toSamplingParams(o: SamplingOptions, maxTokens: number, seedOffs
     logitBias: o.logitBias,
     minTokens: o.minTokens,
     structuredOutput: o.structuredOutput,
+    promptLogprobs: o.promptLogprobs,
   };
 }
 

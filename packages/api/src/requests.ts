@@ -58,6 +58,8 @@ export interface SamplingOptions {
   readonly minTokens?: number;
   /** response_format json_object / json_schema, already known to compile to a grammar. */
   readonly structuredOutput?: StructuredOutput;
+  /** Alternatives per prompt token to compute (echo with logprobs, or prompt_logprobs); undefined = none. */
+  readonly promptLogprobs?: number;
 }
 
 interface RequestBase {
@@ -71,6 +73,8 @@ interface RequestBase {
   readonly cacheSalt?: string;
   /** vLLM's priority: lower runs first in the engine's queue; default 0. */
   readonly priority: number;
+  /** vLLM's prompt_logprobs: the response carries `prompt_logprobs` with this many alternatives per token. */
+  readonly promptLogprobs?: number;
   readonly sampling: SamplingOptions;
 }
 
@@ -222,8 +226,9 @@ function rejectUnsupported(f: Fields, n: number, endpoint: 'chat' | 'completions
   if (bestOf !== undefined && bestOf !== n) unsupported('best_of', 'best_of must equal n');
 }
 
-function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | undefined, endpoint: 'chat' | 'completions'): RequestBase {
+function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | undefined, endpoint: 'chat' | 'completions', echoLogprobs?: number): RequestBase {
   const n = f.integer('n', { min: 1, max: MAX_N }) ?? 1;
+  const promptLogprobs = f.integer('prompt_logprobs', SAMPLING_BOUNDS.prompt_logprobs);
   rejectUnsupported(f, n, endpoint);
   const stream = f.boolean('stream') ?? false;
   const model = f.string('model');
@@ -250,6 +255,8 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     logitBias: parseLogitBias(f),
     minTokens: f.integer('min_tokens', SAMPLING_BOUNDS.min_tokens),
     structuredOutput: parseResponseFormat(f),
+    // echo with logprobs shows the prompt's tokens with as many alternatives as the output's.
+    promptLogprobs: Math.max(promptLogprobs ?? -1, echoLogprobs ?? -1) < 0 ? undefined : Math.max(promptLogprobs ?? 0, echoLogprobs ?? 0),
   };
   return {
     model,
@@ -259,6 +266,7 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     user: f.string('user'),
     cacheSalt: parseCacheSalt(f),
     priority: f.integer('priority', PRIORITY_BOUNDS) ?? 0,
+    promptLogprobs,
     sampling,
   };
 }
@@ -344,10 +352,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   const prompts = parsePrompt(f.raw('prompt'));
   const logprobs = f.integer('logprobs', SAMPLING_BOUNDS.logprobs);
   const echo = f.boolean('echo') ?? false;
-  if (echo && logprobs !== undefined) {
-    throw ApiError.invalid(`'echo' together with 'logprobs' needs prompt logprobs, which this server does not compute.`, 'echo', 'unsupported_parameter');
-  }
-  const base = parseBase(f, f.integer('max_tokens', SAMPLING_BOUNDS.max_tokens), logprobs, 'completions');
+  const base = parseBase(f, f.integer('max_tokens', SAMPLING_BOUNDS.max_tokens), logprobs, 'completions', echo ? logprobs : undefined);
   checkChoiceCount(prompts.length * base.n);
   return { ...base, prompts, echo };
 }

@@ -175,7 +175,18 @@ export class FakeEngine implements EngineClient {
             }));
       const finishReason = eos ? ('stop' as const) : length ? ('length' as const) : undefined;
       if (finishReason !== undefined) this.finished.push(req.requestId);
-      yield { ...base, tokenIds: ids, logprobs, finishReason };
+      // Prompt logprobs on the first chunk: position i scores -i/10, rank i, alternatives 258 + j.
+      const k = req.sampling.promptLogprobs;
+      const promptLogprobs =
+        k === undefined || chunks > 1
+          ? undefined
+          : req.promptTokenIds.slice(1).map((tokenId, i) => ({
+              tokenId,
+              logprob: -(i + 1) / 10,
+              rank: i + 1,
+              top: Array.from({ length: k }, (_, j) => ({ tokenId: 258 + j, logprob: -0.05 - j })),
+            }));
+      yield { ...base, tokenIds: ids, logprobs, finishReason, ...(promptLogprobs === undefined ? {} : { promptLogprobs }) };
       if (finishReason !== undefined) return;
     }
   }

@@ -1,4 +1,4 @@
-export { EngineError, type EngineClient, type EngineErrorCode, type EngineStats, type ExportedKv, type FinishReason, type PrefilledKv, type GenerateOutput, type GenerateRequest, type OffloadSink, type PrefetchedKv } from './client';
+export { EngineError, type EngineClient, type EngineErrorCode, type EngineStats, type ExportedKv, type FinishReason, type PrefilledKv, type GenerateOutput, type GenerateRequest, type OffloadSink, type PrefetchedKv, type PromptLogprob } from './client';
 export { LLMEngine, ENGINE_DEFAULTS, type EngineOptions } from './engine';
 export type { StructuredOutputStats } from './structured';
 export { Scheduler, type SchedulerConfig, type SchedulerOutput, type PrefillChunk } from './scheduler';

@@ -1,7 +1,7 @@
 // Engine values <-> wire messages, in one place.
-import { EngineError, type FinishReason, type GenerateOutput } from '@pdserve/engine';
+import { EngineError, type FinishReason, type GenerateOutput, type PromptLogprob } from '@pdserve/engine';
 import { samplingParams, samplingProblem, type SampledToken, type SamplingParams, type StructuredOutput } from '@pdserve/model';
-import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg, StructuredOutputMsg } from './wire';
+import type { GenerateChunkMsg, PrefillFirstMsg, PromptLogprobMsg, SamplingParamsMsg, StructuredOutputMsg } from './wire';
 
 export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
   return {
@@ -22,7 +22,19 @@ export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
     logit_bias: Object.fromEntries(Object.entries(p.logitBias ?? {})),
     min_tokens: p.minTokens ?? 0,
     structured_output: p.structuredOutput === undefined ? null : structuredToWire(p.structuredOutput),
+    has_prompt_logprobs: p.promptLogprobs !== undefined,
+    prompt_logprobs: p.promptLogprobs ?? 0,
   };
+}
+
+function promptLogprobsToWire(l: readonly PromptLogprob[] | undefined): PromptLogprobMsg[] {
+  return (l ?? []).map((e) => ({ token_id: e.tokenId, logprob: e.logprob, rank: e.rank, top: e.top.map((t) => ({ token_id: t.tokenId, logprob: t.logprob })) }));
+}
+
+/** Only the first chunk carries them (a one-token prompt has none: the API reads absent as none). */
+function promptLogprobsFromWire(m: readonly PromptLogprobMsg[] | undefined): { promptLogprobs?: PromptLogprob[] } {
+  if (m === undefined || m.length === 0) return {};
+  return { promptLogprobs: m.map((e) => ({ tokenId: e.token_id, logprob: e.logprob, rank: e.rank, top: e.top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) })) };
 }
 
 function structuredToWire(s: StructuredOutput): StructuredOutputMsg {
@@ -70,6 +82,7 @@ export function samplingFromWire(m: SamplingParamsMsg | null): SamplingParams {
     logitBias: m.logit_bias === undefined || Object.keys(m.logit_bias).length === 0 ? undefined : logitBiasFromWire(m.logit_bias),
     minTokens: m.min_tokens ? m.min_tokens : undefined,
     structuredOutput: m.structured_output ? structuredFromWire(m.structured_output) : undefined,
+    promptLogprobs: m.has_prompt_logprobs ? m.prompt_logprobs : undefined,
   });
   const problem = samplingProblem(p);
   if (problem !== undefined) throw new EngineError('invalid_request', problem.message, problem.param);
@@ -90,6 +103,7 @@ export function outputToWire(o: GenerateOutput, prefilledBy: string): GenerateCh
     prompt_tokens: o.promptTokens,
     cached_tokens: o.cachedTokens,
     prefilled_by: prefilledBy,
+    prompt_logprobs: promptLogprobsToWire(o.promptLogprobs),
   };
 }
 
@@ -100,6 +114,7 @@ export function outputFromWire(m: GenerateChunkMsg, wantLogprobs: boolean): Gene
     finishReason: m.finish_reason === '' ? undefined : (m.finish_reason as FinishReason),
     promptTokens: m.prompt_tokens,
     cachedTokens: m.cached_tokens,
+    ...promptLogprobsFromWire(m.prompt_logprobs),
   };
 }
 
@@ -112,6 +127,7 @@ export function firstToWire(o: GenerateOutput): PrefillFirstMsg {
     first_top: (lp?.top ?? []).map((t) => ({ token_id: t.tokenId, logprob: t.logprob })),
     cached_tokens: o.cachedTokens,
     prompt_tokens: o.promptTokens,
+    prompt_logprobs: promptLogprobsToWire(o.promptLogprobs),
   };
 }
 
@@ -131,5 +147,6 @@ export function firstFromWire(m: PrefillFirstMsg, wantLogprobs: boolean, cachedT
     logprobs: wantLogprobs ? [{ logprob: t.logprob, top: t.topLogprobs ?? [] }] : undefined,
     promptTokens: m.prompt_tokens,
     cachedTokens,
+    ...promptLogprobsFromWire(m.prompt_logprobs),
   };
 }
