@@ -308,14 +308,28 @@ function parseResponseFormat(f: Fields): StructuredOutput | undefined {
   return checkedConstraint(strict === undefined ? { kind: 'json_schema', schema } : { kind: 'json_schema', schema, strict });
 }
 
+/** Schemas already converted (JSON text → the refusal, or undefined when it converts), most recent last. */
+const checked = new Map<string, ApiError | undefined>();
+/** Schemas remembered by checkedConstraint; a conversion costs ~0.05-3 ms, a lookup a JSON.stringify. */
+const CHECKED_CACHE_SIZE = 256;
+
 /** `c` if it converts to a grammar; else the converter's reason (which names the part) as a 400. */
 export function checkedConstraint(c: StructuredOutput, param = 'response_format'): StructuredOutput {
-  try {
-    grammarFor(c);
-  } catch (err) {
-    if (!(err instanceof GrammarError) || err.code === 'internal') throw err;
-    throw ApiError.invalid(`Unsupported JSON schema in '${param}': ${err.message}`, param, err.code);
+  const key = `${param}\0${JSON.stringify(c)}`;
+  let refusal = checked.get(key);
+  if (!checked.has(key)) {
+    try {
+      grammarFor(c);
+    } catch (err) {
+      if (!(err instanceof GrammarError) || err.code === 'internal') throw err;
+      refusal = ApiError.invalid(`Unsupported JSON schema in '${param}': ${err.message}`, param, err.code);
+    }
+    if (checked.size >= CHECKED_CACHE_SIZE) checked.delete(checked.keys().next().value!);
+  } else {
+    checked.delete(key);
   }
+  checked.set(key, refusal);
+  if (refusal !== undefined) throw refusal;
   return c;
 }
 
