@@ -152,6 +152,7 @@ export function parseMessagesRequest(body: unknown): MessagesRequest {
     stream: body['stream'],
     tools: toolsOf(body['tools']),
     tool_choice: toolChoiceOf(body['tool_choice']),
+    parallel_tool_calls: isObject(body['tool_choice']) && body['tool_choice']['disable_parallel_tool_use'] === true ? false : undefined,
     response_format: responseFormatOf(body['output_config']),
   };
   const chat = parseChatRequest(chatBody);
@@ -173,7 +174,7 @@ export async function serveMessages(ctx: RequestContext, model: ServedModel, req
   const prompt = prepareChatPrompt(model, chat);
   const [spec] = choiceSpecs([prompt], 1, chat.sampling, ctx.requestId, cacheSaltOf(chat.cacheSalt, ctx.cacheTenant), chat.priority);
   const { cachedTokens, events } = await startChoices([runChoice(model.engine, model.tokenizer, spec!, ctx.signal)]);
-  const tools = toolCallExtractor(chat.toolChoice, model.toolCallParser ?? 'hermes');
+  const tools = toolCallExtractor(chat.toolChoice, model.toolCallParser ?? 'hermes', chat.parallelToolCalls ? Infinity : 1);
   const cached = Math.min(cachedTokens[0] ?? 0, prompt.tokenIds.length);
   const usage = (outputTokens: number): Json => ({
     // Anthropic counts cache reads apart from input_tokens.

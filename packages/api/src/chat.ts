@@ -26,7 +26,7 @@ export async function serveChat(ctx: RequestContext, model: ServedModel, req: Ch
     idPrefix: 'chatcmpl',
     object: 'chat.completion',
     chunkObject: 'chat.completion.chunk',
-    formatter: (spec: ChoiceSpec) => chatChoice(spec.index, texts, topN, toolCallExtractor(req.toolChoice, model.toolCallParser ?? 'hermes'), onPrompt),
+    formatter: (spec: ChoiceSpec) => chatChoice(spec.index, texts, topN, toolCallExtractor(req.toolChoice, model.toolCallParser ?? 'hermes', req.parallelToolCalls ? Infinity : 1), onPrompt),
     extra: () => (promptLogprobs === undefined ? {} : { prompt_logprobs: promptLogprobs }),
   });
 }

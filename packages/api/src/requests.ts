@@ -98,6 +98,8 @@ export interface ChatRequest extends RequestBase {
   readonly addGenerationPrompt: boolean;
   /** Continue the final assistant message instead of starting a new one; default false. */
   readonly continueFinalMessage: boolean;
+  /** parallel_tool_calls: false allows one call per reply (the first parsed, or a one-item array under required). */
+  readonly parallelToolCalls: boolean;
 }
 
 type JsonObject = Readonly<Record<string, unknown>>;
@@ -468,7 +470,8 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const toolChoice = parseToolChoice(f.raw('tool_choice'), offered);
   const tools = toolChoice.kind === 'none' ? [] : offered;
   let sampling = base.sampling;
-  const constraint = toolCallConstraint(tools, toolChoice);
+  const parallelToolCalls = f.boolean('parallel_tool_calls') ?? true;
+  const constraint = toolCallConstraint(tools, toolChoice, parallelToolCalls);
   if (constraint !== undefined) {
     if (sampling.structuredOutput !== undefined) {
       throw ApiError.invalid(`'response_format' cannot be combined with tool_choice '${toolChoice.kind}', which constrains the output itself.`, 'response_format');
@@ -494,6 +497,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
     chatTemplateKwargs: kwargs,
     addGenerationPrompt: addGenerationPrompt ?? !continueFinalMessage,
     continueFinalMessage,
+    parallelToolCalls,
   };
 }
 

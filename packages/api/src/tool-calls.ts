@@ -47,8 +47,35 @@ export function toolCallId(): string {
 
 const NOTHING: Extracted = { content: '', calls: [] };
 
-/** The extractor for a choice: constrained shapes for required and named, the model's syntax for auto. */
-export function toolCallExtractor(choice: ToolChoice | undefined, parser: ToolCallParserName): ToolCallExtractor {
+/**
+ * The extractor for a choice: constrained shapes for required and named, the model's syntax for auto.
+ * `maxCalls` (parallel_tool_calls: false → 1) drops calls past the first ones.
+ */
+export function toolCallExtractor(choice: ToolChoice | undefined, parser: ToolCallParserName, maxCalls = Infinity): ToolCallExtractor {
+  const x = extractorFor(choice, parser);
+  return maxCalls === Infinity ? x : new AtMost(x, maxCalls);
+}
+
+class AtMost implements ToolCallExtractor {
+  constructor(
+    private readonly inner: ToolCallExtractor,
+    private readonly max: number,
+  ) {}
+  get called(): boolean {
+    return this.inner.called;
+  }
+  push(text: string): Extracted {
+    return this.keep(this.inner.push(text));
+  }
+  finish(): Extracted {
+    return this.keep(this.inner.finish());
+  }
+  private keep(x: Extracted): Extracted {
+    return { content: x.content, calls: x.calls.filter((c) => c.index < this.max) };
+  }
+}
+
+function extractorFor(choice: ToolChoice | undefined, parser: ToolCallParserName): ToolCallExtractor {
   switch (choice?.kind) {
     case 'named':
       return new NamedCall(choice.name);

@@ -134,6 +134,20 @@ describe('tool_choice required and named: constrained', () => {
   });
 });
 
+describe('parallel_tool_calls: false', () => {
+  it('keeps the first of several parsed calls, and limits required to one-item arrays', async () => {
+    const two = '<tool_call>{"name": "get_time", "arguments": {"tz": "UTC"}}</tool_call><tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>';
+    const { s, client } = await setup(() => two);
+    const res = await client.chat.completions.create({ model: 'toy', messages, tools: [weather, time], parallel_tool_calls: false });
+    expect(res.choices[0]!.message.tool_calls!.map((c) => c.type === 'function' && c.function.name)).toEqual(['get_time']);
+    const streamed = await collect(await client.chat.completions.create({ model: 'toy', messages, tools: [weather, time], parallel_tool_calls: false, stream: true }));
+    expect(streamed.calls.map((c) => c.name)).toEqual(['get_time']);
+    await client.chat.completions.create({ model: 'toy', messages, tools: [weather, time], tool_choice: 'required', parallel_tool_calls: false }).catch(() => undefined);
+    const so = s.engine.requests.at(-1)!.sampling.structuredOutput;
+    expect(so?.kind === 'json_schema' && so.schema).toMatchObject({ type: 'array', minItems: 1, maxItems: 1 });
+  });
+});
+
 describe('bad tool requests are 400s before the engine', () => {
   const cases: readonly [string, Record<string, unknown>, string][] = [
     ['tools not an array', { tools: {} }, 'tools'],

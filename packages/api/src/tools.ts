@@ -28,7 +28,7 @@ export type ToolChoice =
  * and its arguments valid against that tool's parameters (the shape vLLM constrains to, with OpenAI's
  * "arguments" for the key). Undefined: no constraint (none, auto).
  */
-export function toolCallConstraint(tools: readonly ToolSpec[], choice: ToolChoice): StructuredOutput | undefined {
+export function toolCallConstraint(tools: readonly ToolSpec[], choice: ToolChoice, parallel = true): StructuredOutput | undefined {
   if (choice.kind === 'named') {
     const tool = tools.find((t) => t.name === choice.name);
     return tool === undefined ? undefined : { kind: 'json_schema', schema: tool.parameters, strict: true };
@@ -40,5 +40,6 @@ export function toolCallConstraint(tools: readonly ToolSpec[], choice: ToolChoic
     required: ['name', 'arguments'],
     additionalProperties: false,
   });
-  return { kind: 'json_schema', schema: { type: 'array', minItems: 1, items: tools.length === 1 ? call(tools[0]!) : { anyOf: tools.map(call) } }, strict: true };
+  const items = tools.length === 1 ? call(tools[0]!) : { anyOf: tools.map(call) };
+  return { kind: 'json_schema', schema: { type: 'array', minItems: 1, ...(parallel ? {} : { maxItems: 1 }), items }, strict: true };
 }
