@@ -102,3 +102,19 @@ describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
     expect(res.choices[0]!.message.tool_calls ?? []).toEqual([]);
   });
 });
+
+describe('the correctness contract under a tool grammar', () => {
+  it('greedy required and named calls are the same in serve and in the disaggregated cluster', async () => {
+    const outs = await Promise.all(
+      topologies.map(async (t) => {
+        const c = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: 'x', maxRetries: 0 });
+        const messages = [{ role: 'user' as const, content: 'Same calls everywhere' }];
+        const required = await c.chat.completions.create({ model: 'tiny', messages, tools, tool_choice: 'required', max_tokens: 600, temperature: 0 });
+        const named = await c.chat.completions.create({ model: 'tiny', messages, tools, tool_choice: { type: 'function', function: { name: 'add' } }, max_tokens: 300, temperature: 0 });
+        return [...wholeCalls(required), ...wholeCalls(named)];
+      }),
+    );
+    expect(outs[0]!.length).toBeGreaterThan(1);
+    expect(outs[1]).toEqual(outs[0]);
+  });
+});

@@ -161,6 +161,13 @@ describe('chat template', () => {
     expect(text).toContain('<|im_start|>user\n<tool_response>\n{"sky": "clear"}\n</tool_response><|im_end|>\n<|im_start|>assistant\n');
   });
 
+  it('qwen3 keeps <tool_call> tags when decoding (they are added tokens, not special ones): the API parses them', () => {
+    const text = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>';
+    const ids = qwen.encode(text, { addSpecialTokens: false });
+    expect(ids[0]).toBe(151657);
+    expect(qwen.decode(ids)).toBe(text);
+  });
+
   it('continues a final assistant message instead of closing it', () => {
     const text = qwen.applyChatTemplate([{ role: 'user', content: 'Count' }, { role: 'assistant', content: 'One, two,' }], { continueFinalMessage: true });
     // Qwen3's template gives the latest assistant turn an (empty) thinking block, as transformers renders it.
