@@ -224,7 +224,7 @@ export async function serveMessages(ctx: RequestContext, model: ServedModel, req
     return;
   }
 
-  const sse = new SseStream(ctx.res, ctx.writeTimeoutMs, () => ctx.log.warn('client stopped reading; request aborted', { timeoutMs: ctx.writeTimeoutMs }));
+  const sse = new SseStream(ctx.res, ctx.writeTimeoutMs, () => ctx.log.warn({ timeoutMs: ctx.writeTimeoutMs }, 'client stopped reading; request aborted'));
   sse.open();
   // Content blocks open in order; the open one is closed when another starts and at the end.
   let block = -1;
@@ -269,7 +269,7 @@ export async function serveMessages(ctx: RequestContext, model: ServedModel, req
     }
   } catch (err) {
     const e = toApiError(err);
-    ctx.log.error('generation failed mid-stream', { err, status: e.status });
+    ctx.log.error({ err, status: e.status }, 'generation failed mid-stream');
     await sse.event('error', e.toAnthropicBody());
     sse.end();
     return;

@@ -1,6 +1,6 @@
-export { EngineError, type EngineClient, type EngineErrorCode, type EngineStats, type ExportedKv, type FinishReason, type PrefilledKv, type GenerateOutput, type GenerateRequest, type OffloadSink, type PrefetchedKv, type PromptLogprob } from './client';
+// @pdserve/engine: one model's engine (scheduler, block pool, step loop) behind the EngineClient contract
+// of @pdserve/contracts.
 export { LLMEngine, ENGINE_DEFAULTS, type EngineOptions } from './engine';
-export type { StructuredOutputStats } from './structured';
-export { Scheduler, type SchedulerConfig, type SchedulerOutput, type PrefillChunk } from './scheduler';
-export { BatchExecutor, ThreadExecutor, type ExecBatch, type ExecResult, type ExecRow } from './executor';
-export { gatherPast, scatterNew } from './kv-io';
+export { gatherPast } from './kv-io';
+// The contract it implements, for its own tests and for callers that hold an LLMEngine.
+export { EngineError, type GenerateOutput, type PrefilledKv } from '@pdserve/contracts';

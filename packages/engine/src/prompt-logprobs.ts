@@ -2,7 +2,7 @@
 // after the first, its log-probability under the model given the tokens before it, its rank, and the
 // most likely alternatives. A sequence that asks for them computes its whole prompt (no prefix cache: a
 // cached block has no logits) with the logits of every position, and sends them with its first token.
-import type { PromptLogprob } from './client';
+import type { PromptLogprob } from '@pdserve/contracts';
 
 /** The log-softmax of one logits row at `tokenId`, its rank (1 = most likely) and the top `k` tokens. */
 export function promptLogprobOf(row: Float32Array, tokenId: number, k: number): PromptLogprob {

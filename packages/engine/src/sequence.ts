@@ -1,6 +1,6 @@
 import { hashBlock, rootHash, type BlockHash, type BlockId } from '@pdserve/kv-cache';
 import type { Sampler, SamplingParams } from '@pdserve/model';
-import type { FinishReason, GenerateOutput, PrefetchedKv, PrefilledKv, PromptLogprob } from './client';
+import type { FinishReason, GenerateOutput, PrefetchedKv, PrefilledKv, PromptLogprob } from '@pdserve/contracts';
 import { OutputQueue } from './output-queue';
 
 export type SequenceStatus = 'waiting' | 'running' | 'finished';

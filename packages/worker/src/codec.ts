@@ -1,6 +1,7 @@
 // Engine values <-> wire messages, in one place.
-import { EngineError, type FinishReason, type GenerateOutput, type PromptLogprob } from '@pdserve/engine';
-import { samplingParams, samplingProblem, type SampledToken, type SamplingParams, type StructuredOutput } from '@pdserve/model';
+import { randomBytes } from 'node:crypto';
+import { EngineError, type FinishReason, type GenerateOutput, type PromptLogprob } from '@pdserve/contracts';
+import { samplingParams, samplingProblem, type SampledToken, type SamplingParams, type StructuredOutput } from '@pdserve/model/sampling';
 import type { GenerateChunkMsg, PrefillFirstMsg, PromptLogprobMsg, SamplingParamsMsg, StructuredOutputMsg } from './wire';
 
 export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
@@ -149,4 +150,13 @@ export function firstFromWire(m: PrefillFirstMsg, wantLogprobs: boolean, cachedT
     cachedTokens,
     ...promptLogprobsFromWire(m.prompt_logprobs),
   };
+}
+
+/**
+ * Sampling that samples the same tokens wherever it is recomputed: greedy or seeded as is, else seeded
+ * here (randomly, so its output stays as random). A disaggregated request's first token is streamed before
+ * its KV arrives; should the handoff fail, the decode worker prefills locally and must sample that token again.
+ */
+export function seededSampling(s: SamplingParamsMsg): SamplingParamsMsg {
+  return s.has_seed || s.temperature <= 0 ? s : { ...s, has_seed: true, seed: randomBytes(6).readUIntLE(0, 6) };
 }
