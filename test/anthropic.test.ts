@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTinyModel } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
-import { startDisaggregated, startServe, waitIdle, type Topology } from './topologies';
+import { startDisaggregated, startServe, waitIdle, type Topology } from './lib/topologies';
 
 let tokenizer: Tokenizer;
 const topologies: Topology[] = [];

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { completion } from '@pdserve/testkit';
 import { Tokenizer } from '@pdserve/tokenizer';
-import { startDisaggregated, startServe, waitIdle, type Topology } from './topologies';
+import { startDisaggregated, startServe, waitIdle, type Topology } from './lib/topologies';
 
 let tokenizer: Tokenizer;
 let runner: ModelRunner;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTinyModel } from '@pdserve/model';
 import { JSON_SCHEMA_CASES } from '@pdserve/testkit';
 import { Tokenizer } from '@pdserve/tokenizer';
-import { startDisaggregated, startServe, waitIdle, type Topology } from './topologies';
+import { startDisaggregated, startServe, waitIdle, type Topology } from './lib/topologies';
 
 let tokenizer: Tokenizer;
 const topologies: Topology[] = [];

@@ -7,7 +7,7 @@ import type { ChatCompletionChunk, ChatCompletionTool } from 'openai/resources';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTinyModel } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
-import { startDisaggregated, startServe, waitIdle, type Topology } from './topologies';
+import { startDisaggregated, startServe, waitIdle, type Topology } from './lib/topologies';
 
 const topologies: Topology[] = [];
 const ajv = new Ajv2020({ strict: false });
