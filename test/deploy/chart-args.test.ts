@@ -46,6 +46,7 @@ const VARIANTS: Readonly<Record<string, readonly string[]>> = {
     '--set-json', 'gateway.limits={"rateLimit":0.5,"rateLimitBurst":10,"maxConcurrentPerKey":2}',
     '--set-json', 'gateway.http={"headersTimeoutMs":5000,"requestTimeoutMs":20000,"keepAliveTimeoutMs":4000,"maxConnections":1000,"writeTimeoutMs":15000,"maxPromptChars":200000}',
   ],
+  'mTLS from cert-manager': ['--api-versions', 'cert-manager.io/v1'],
   'every engine value': [
     '--set', 'model.servedModelName=tiny-chat',
     '--set', 'gateway.routerPolicy=session-affinity',
@@ -205,6 +206,8 @@ describe('the chart runs the CLI it ships', () => {
       expect(flags.str('host'), where).toBe('0.0.0.0');
       expect(flags.str('redis'), where).toMatch(/^redis:\/\//);
       expect(flags.str('data-port'), `${where} serves KV on a fixed port the NetworkPolicy opens`).toBe('50052');
+      expect(flags.str('tls'), where).toBe(variant === 'mTLS from cert-manager' ? 'on' : 'off');
+      if (variant === 'mTLS from cert-manager') expect(flags.str('tls-dir'), where).toBe('/etc/pdserve/tls');
     }
     const engines = checked.filter((c) => c.command === 'gateway' || c.command.endsWith('-worker'));
     expect(new Set(engines.map((c) => c.flags.str('block-size'))).size, 'one block size').toBe(1);
