@@ -127,9 +127,10 @@ function responseFormatOf(v: unknown): unknown {
   return { type: 'json_schema', json_schema: { name: 'output', schema: format['schema'] } };
 }
 
-export function parseMessagesRequest(body: unknown): MessagesRequest {
+/** `countOnly`: /v1/messages/count_tokens, which takes no max_tokens. */
+export function parseMessagesRequest(body: unknown, countOnly = false): MessagesRequest {
   if (!isObject(body)) throw ApiError.invalid('The request body must be a JSON object.');
-  if (body['max_tokens'] === undefined || body['max_tokens'] === null) {
+  if (!countOnly && (body['max_tokens'] === undefined || body['max_tokens'] === null)) {
     throw ApiError.invalid(`Missing required parameter: 'max_tokens'.`, 'max_tokens', 'missing_required_parameter');
   }
   const raw = body['messages'];
@@ -144,7 +145,7 @@ export function parseMessagesRequest(body: unknown): MessagesRequest {
   const chatBody: Record<string, unknown> = {
     model: body['model'],
     messages,
-    max_tokens: body['max_tokens'],
+    max_tokens: countOnly ? undefined : body['max_tokens'],
     temperature: body['temperature'],
     top_p: body['top_p'],
     top_k: body['top_k'],
@@ -157,6 +158,11 @@ export function parseMessagesRequest(body: unknown): MessagesRequest {
   };
   const chat = parseChatRequest(chatBody);
   return { model: chat.model, stream: chat.stream, chat };
+}
+
+/** POST /v1/messages/count_tokens: the prompt's tokens as the template renders it (tools and system included). */
+export function countMessageTokens(model: ServedModel, req: MessagesRequest): { readonly input_tokens: number } {
+  return { input_tokens: prepareChatPrompt(model, req.chat).tokenIds.length };
 }
 
 /** Anthropic ids: a prefix and 24 hex digits. */

@@ -139,6 +139,16 @@ describe('/v1/messages with the official Anthropic client', () => {
     expect(msg.content).toEqual([{ type: 'text', text: '{"ok": true}' }]);
   });
 
+  it('count_tokens counts the rendered prompt, tools and system included, without running the engine', async () => {
+    const s = await setup();
+    const messages = [{ role: 'user' as const, content: 'Hi' }];
+    const plain = await client(s).messages.countTokens({ model: 'toy', system: 'Be brief', messages });
+    expect(plain).toEqual({ input_tokens: words('<|system|>Be brief\n<|user|>Hi\n<|assistant|>').length });
+    const withTools = await client(s).messages.countTokens({ model: 'toy', messages, tools });
+    expect(withTools.input_tokens).toBe(words('<|system|>tools: get_weather\n<|user|>Hi\n<|assistant|>').length);
+    expect(s.engine.requests).toHaveLength(0);
+  });
+
   it('bad requests are 400s in Anthropic\'s error shape, which the SDK reads', async () => {
     const s = await setup();
     const err = await client(s)

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApiKeys, presentedKey, type KeyId } from './auth';
-import { parseMessagesRequest, serveMessages } from './anthropic';
+import { countMessageTokens, parseMessagesRequest, serveMessages } from './anthropic';
 import { serveChat } from './chat';
 import { serveCompletion } from './completions';
 import { ApiError, toApiError } from './errors';
@@ -158,6 +158,11 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
     await serveMessages(ctx, resolveModel(body.model), body);
   };
 
+  const countTokens: Handler = async (ctx, req) => {
+    const body = parseMessagesRequest(await readJsonBody(req, maxBodyBytes), true);
+    sendJson(ctx.res, 200, countMessageTokens(resolveModel(body.model), body));
+  };
+
   const tokenizeRoute: Handler = async (ctx, req) => {
     const body = parseTokenizeRequest(await readJsonBody(req, maxBodyBytes));
     sendJson(ctx.res, 200, tokenize(resolveModel(body.model), body));
@@ -180,6 +185,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
     ['/v1/completions', { POST: completions }],
     ['/v1/chat/completions', { POST: chat }],
     ['/v1/messages', { POST: messages }],
+    ['/v1/messages/count_tokens', { POST: countTokens }],
     ['/tokenize', { POST: tokenizeRoute }],
     ['/detokenize', { POST: detokenizeRoute }],
     ['/version', { GET: (ctx) => sendJson(ctx.res, 200, { version: PDSERVE_VERSION }) }],
@@ -256,7 +262,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       else log.debug({ method, path, status: e.status, code: e.code, message: e.message }, 'request refused');
       if (!res.headersSent) {
         // Anthropic's route answers in Anthropic's error shape, so its SDK reads the message.
-        const dialect = path === '/v1/messages' ? 'anthropic' : 'openai';
+        const dialect = path === '/v1/messages' || path === '/v1/messages/count_tokens' ? 'anthropic' : 'openai';
         if (e.status === 413) sendErrorLingering(req, res, e, dialect);
         else sendError(res, e, dialect);
       } else if (!res.writableEnded) {
