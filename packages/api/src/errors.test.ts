@@ -108,6 +108,17 @@ describe('bad input', () => {
     expect(s.engine.requests).toHaveLength(0);
   });
 
+  it('400 for a schema nested 20,000 deep (JSON.parse takes it; nothing downstream recurses along it)', async () => {
+    await setup();
+    const deep = '{"type": "object", "properties": {"a": '.repeat(20_000) + '{"type": "string"}' + '}}'.repeat(20_000);
+    const messages = JSON.stringify(chat.messages);
+    const format = await post('/v1/chat/completions', `{"model": "toy", "messages": ${messages}, "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": ${deep}}}}`);
+    expect((await expectError(format, 400, { code: 'unsupported_schema' })).param).toBe('response_format');
+    const tools = await post('/v1/chat/completions', `{"model": "toy", "messages": ${messages}, "tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": ${deep}}}]}`);
+    expect((await expectError(tools, 400, { code: 'unsupported_schema' })).param).toBe('tools');
+    expect(s.engine.requests).toHaveLength(0);
+  });
+
   it('400 context_length_exceeded with the numbers when prompt + max_tokens does not fit', async () => {
     await setup();
     const long = 'x'.repeat(200); // 201 tokens with BOS; the fake model's context is 128

@@ -315,8 +315,31 @@ const checked = new Map<string, ApiError | undefined>();
 /** Schemas remembered by checkedConstraint; a conversion costs ~0.05-3 ms, a lookup a JSON.stringify. */
 const CHECKED_CACHE_SIZE = 256;
 
+/**
+ * Deepest nesting of objects and arrays a schema may have. JSON.parse takes any depth, but converting,
+ * hashing and sending a schema recurse along it: far deeper than any real schema, far below the stack.
+ */
+export const MAX_SCHEMA_DEPTH = 128;
+
+/** Nesting depth of a JSON value, counted without recursion (the value may be arbitrarily deep). */
+function depthOf(v: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null) continue;
+    max = Math.max(max, d);
+    if (max > MAX_SCHEMA_DEPTH) return max;
+    for (const child of Object.values(x)) stack.push([child, d + 1]);
+  }
+  return max;
+}
+
 /** `c` if it converts to a grammar; else the converter's reason (which names the part) as a 400. */
 export function checkedConstraint(c: StructuredOutput, param = 'response_format'): StructuredOutput {
+  if (c.kind === 'json_schema' && depthOf(c.schema) > MAX_SCHEMA_DEPTH) {
+    throw ApiError.invalid(`Unsupported JSON schema in '${param}': it nests deeper than ${MAX_SCHEMA_DEPTH} levels.`, param, 'unsupported_schema');
+  }
   const key = `${param}\0${JSON.stringify(c)}`;
   let refusal = checked.get(key);
   if (!checked.has(key)) {
