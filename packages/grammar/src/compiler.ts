@@ -69,7 +69,13 @@ export class GrammarCompiler {
   /** Synchronous (it runs on the caller's thread); a cache hit costs a map lookup. */
   compile(constraint: StructuredOutput): CompiledGrammar {
     if (this.disposed) throw new Error('grammar compiler is disposed');
-    const key = JSON.stringify(constraint);
+    let key: string;
+    try {
+      key = JSON.stringify(constraint);
+    } catch {
+      // Only a value nested past the stack fails here (the constraint arrived as JSON).
+      throw new GrammarError('unsupported_schema', '#: the schema is nested too deeply');
+    }
     const hit = this.cache.get(key);
     if (hit) {
       this.cache.delete(key);
