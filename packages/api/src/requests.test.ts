@@ -39,6 +39,14 @@ describe('parseChatRequest', () => {
     expect(r.sampling.topK).toBe(0);
   });
 
+  it("takes vLLM's guided_json and structured_outputs.json (object or JSON text) as a json_schema constraint", () => {
+    const schema = { type: 'object', properties: { a: { type: 'integer' } } };
+    const messages = [{ role: 'user', content: 'x' }];
+    expect(parseChatRequest({ messages, guided_json: schema }).sampling.structuredOutput).toEqual({ kind: 'json_schema', schema });
+    expect(parseCompletionRequest({ prompt: 'x', guided_json: JSON.stringify(schema) }).sampling.structuredOutput).toEqual({ kind: 'json_schema', schema });
+    expect(parseChatRequest({ messages, structured_outputs: { json: schema } }).sampling.structuredOutput).toEqual({ kind: 'json_schema', schema });
+  });
+
   it('reads priority, logit_bias, min_tokens, chat_template_kwargs, add_generation_prompt and continue_final_message', () => {
     const messages = [{ role: 'user', content: 'x' }, { role: 'assistant', content: 'Once upon' }];
     const r = parseChatRequest({ messages, priority: -3, logit_bias: { '7': -100, '9': 2.5 }, min_tokens: 2, chat_template_kwargs: { enable_thinking: false }, continue_final_message: true });

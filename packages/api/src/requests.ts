@@ -226,6 +226,13 @@ function rejectUnsupported(f: Fields, n: number, endpoint: 'chat' | 'completions
   if (suffix !== undefined && suffix !== '') unsupported('suffix', 'insertion');
   const bestOf = f.integer('best_of', { min: 1 });
   if (bestOf !== undefined && bestOf !== n) unsupported('best_of', 'best_of must equal n');
+  // vLLM's extras that would change the output if they were ignored.
+  if (f.boolean('include_stop_str_in_output') === true) unsupported('include_stop_str_in_output', 'stop strings are never included');
+  if (f.boolean('skip_special_tokens') === false) unsupported('skip_special_tokens', 'special tokens are always skipped in the text');
+  if (f.raw('truncate_prompt_tokens') !== undefined) unsupported('truncate_prompt_tokens', 'prompts are never truncated');
+  for (const name of ['guided_regex', 'guided_choice', 'guided_grammar']) {
+    if (f.raw(name) !== undefined) unsupported(name, 'only JSON schemas constrain the output: use response_format');
+  }
 }
 
 function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | undefined, endpoint: 'chat' | 'completions', echoLogprobs?: number): RequestBase {
@@ -256,7 +263,7 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     logprobs,
     logitBias: parseLogitBias(f),
     minTokens: f.integer('min_tokens', SAMPLING_BOUNDS.min_tokens),
-    structuredOutput: parseResponseFormat(f),
+    structuredOutput: parseStructuredOutput(f),
     // echo with logprobs shows the prompt's tokens with as many alternatives as the output's.
     promptLogprobs: Math.max(promptLogprobs ?? -1, echoLogprobs ?? -1) < 0 ? undefined : Math.max(promptLogprobs ?? 0, echoLogprobs ?? 0),
   };
@@ -281,6 +288,38 @@ function parseLogitBias(f: Fields): Readonly<Record<number, number>> | undefined
   const bias: Record<number, number> = {};
   for (const [k, b] of Object.entries(v)) bias[Number(k)] = b as number;
   return Object.keys(bias).length === 0 ? undefined : bias;
+}
+
+/**
+ * The output constraint: OpenAI's response_format, or vLLM's older spellings of a JSON schema
+ * (`guided_json`, `structured_outputs.json`), at most one of them.
+ */
+function parseStructuredOutput(f: Fields): StructuredOutput | undefined {
+  const fromFormat = parseResponseFormat(f);
+  const guided = f.raw('guided_json');
+  const so = f.raw('structured_outputs');
+  if (so !== undefined && !isObject(so)) throw typeError('structured_outputs', 'an object', so);
+  if (so !== undefined) {
+    const other = Object.keys(so).find((k) => k !== 'json' && so[k] !== null && so[k] !== undefined);
+    if (other !== undefined) {
+      throw ApiError.invalid(`'structured_outputs.${other}' is not supported by this server (only JSON schemas constrain the output).`, `structured_outputs.${other}`, 'unsupported_parameter');
+    }
+  }
+  const vllm: [string, unknown][] = [['guided_json', guided], ['structured_outputs.json', so?.['json'] ?? undefined]];
+  const given = vllm.filter(([, v]) => v !== undefined && v !== null);
+  if (given.length === 0) return fromFormat;
+  const [param, raw] = given[0]!;
+  if (given.length > 1 || fromFormat !== undefined) throw ApiError.invalid(`'${param}' cannot be combined with another output constraint.`, param);
+  let schema: unknown = raw;
+  if (typeof raw === 'string') {
+    try {
+      schema = JSON.parse(raw);
+    } catch {
+      throw ApiError.invalid(`'${param}' is not valid JSON.`, param);
+    }
+  }
+  if (!isObject(schema)) throw typeError(param, 'a JSON schema object', schema);
+  return checkedConstraint({ kind: 'json_schema', schema }, param);
 }
 
 /**
