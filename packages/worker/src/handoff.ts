@@ -75,7 +75,8 @@ export async function prefillAndPush(
   const prefetched = await deps.storeLink?.prefetch(req.prompt_token_ids, signal, cacheSalt);
   let first: W.PrefillFirstMsg | undefined;
   let kv: { blocks: readonly Uint8Array[]; rngState?: readonly [number, number, number, number] } | undefined;
-  for await (const o of engine.generate({ requestId: `prefill:${req.request_id}`, promptTokenIds: req.prompt_token_ids, sampling, signal, exportKv: { fromBlock: req.from_block }, prefetched, cacheSalt })) {
+  const priority = req.priority ?? 0;
+  for await (const o of engine.generate({ requestId: `prefill:${req.request_id}`, promptTokenIds: req.prompt_token_ids, sampling, signal, exportKv: { fromBlock: req.from_block }, prefetched, cacheSalt, priority })) {
     if (o.tokenIds.length > 0 && !first) {
       first = firstToWire(o);
       onFirst(first); // the client's first token need not wait for the KV transfer below

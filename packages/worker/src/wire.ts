@@ -90,6 +90,8 @@ export interface PrefillRequestMsg {
   target: TransferTargetMsg | null;
   /** As in GenerateRequestMsg. */
   cache_salt?: string;
+  /** As in GenerateRequestMsg (optional to send; always set when received). */
+  priority?: number;
 }
 
 export interface PrefillFirstMsg {
@@ -161,7 +163,7 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.PromptLogprob': ['token_id', 'logprob', 'rank', 'top'],
   'pdserve.v1.GenerateChunk': ['token_ids', 'logprobs', 'finish_reason', 'prompt_tokens', 'cached_tokens', 'prefilled_by', 'prompt_logprobs'],
   'pdserve.v1.TransferTarget': ['grpc_address', 'transfer_id', 'transport'],
-  'pdserve.v1.PrefillRequest': ['request_id', 'prompt_token_ids', 'sampling', 'from_block', 'target', 'cache_salt'],
+  'pdserve.v1.PrefillRequest': ['request_id', 'prompt_token_ids', 'sampling', 'from_block', 'target', 'cache_salt', 'priority'],
   'pdserve.v1.PrefillFirst': ['first_token', 'first_logprob', 'first_top', 'cached_tokens', 'prompt_tokens', 'prompt_logprobs'],
   'pdserve.v1.PrefillEvent': ['first', 'done'],
   'pdserve.v1.PrefillResponse': ['first_token', 'first_logprob', 'first_top', 'rng_state', 'cached_tokens', 'blocks', 'bytes', 'transport'],
