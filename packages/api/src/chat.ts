@@ -20,7 +20,7 @@ export async function serveChat(ctx: RequestContext, model: ServedModel, req: Ch
   await serveGeneration(ctx, {
     model,
     prompts: [prompt],
-    specs: choiceSpecs([prompt], req.n, req.sampling, ctx.requestId, cacheSaltOf(req.cacheSalt, ctx.cacheTenant), req.priority),
+    specs: choiceSpecs([prompt], req.n, req.sampling, ctx.requestId, cacheSaltOf(req.cacheSalt, ctx.cacheTenant), req.priority, req.serviceTier),
     stream: req.stream,
     includeUsage: req.includeUsage,
     idPrefix: 'chatcmpl',

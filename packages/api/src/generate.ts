@@ -5,6 +5,7 @@ import {
   type FinishReason,
   type PromptLogprob,
   type SamplingParams,
+  type ServiceTier,
   type TextTokenizer,
   type TokenLogprob,
 } from './deps';
@@ -22,6 +23,8 @@ export interface ChoiceSpec {
   readonly cacheSalt: string;
   /** Lower runs first (GenerateRequest.priority). */
   readonly priority: number;
+  /** Admission class and priority band (OpenAI's service_tier). */
+  readonly serviceTier?: ServiceTier;
 }
 
 /** A generated token with its logprob; only collected when the request asked for logprobs. */
@@ -87,6 +90,7 @@ export async function* runChoice(
       signal: engineSignal,
       cacheSalt: spec.cacheSalt,
       priority: spec.priority,
+      serviceTier: spec.serviceTier,
     });
     for await (const out of stream) {
       if (!started) {

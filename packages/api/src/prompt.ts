@@ -1,4 +1,4 @@
-import { ChatTemplateError, logitBiasProblem, type EngineClient, type SamplingParams, type TextTokenizer } from './deps';
+import { ChatTemplateError, logitBiasProblem, type EngineClient, type SamplingParams, type ServiceTier, type TextTokenizer } from './deps';
 import { ApiError } from './errors';
 import type { ChoiceSpec } from './generate';
 import type { ChatRequest, CompletionRequest, SamplingOptions } from './requests';
@@ -202,6 +202,7 @@ export function choiceSpecs(
   requestId: string,
   cacheSalt = '',
   priority = 0,
+  serviceTier?: ServiceTier,
 ): ChoiceSpec[] {
   return prompts.flatMap((p, promptIndex) =>
     Array.from({ length: n }, (_, i) => {
@@ -214,6 +215,7 @@ export function choiceSpecs(
         sampling: toSamplingParams(sampling, p.maxTokens, i),
         cacheSalt,
         priority,
+        serviceTier,
       };
     }),
   );

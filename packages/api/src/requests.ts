@@ -8,7 +8,9 @@ import {
   SAMPLING_BOUNDS,
   stopProblem,
   stopTokenIdsProblem,
+  SERVICE_TIERS,
   type Bounds,
+  type ServiceTier,
   type ChatMessage,
   type ChatToolCall,
   type SamplingProblem,
@@ -75,6 +77,8 @@ interface RequestBase {
   readonly priority: number;
   /** vLLM's prompt_logprobs: the response carries `prompt_logprobs` with this many alternatives per token. */
   readonly promptLogprobs?: number;
+  /** OpenAI's service_tier, as a class: auto = default, scale = priority; absent = default. */
+  readonly serviceTier?: ServiceTier;
   readonly sampling: SamplingOptions;
 }
 
@@ -276,6 +280,7 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     cacheSalt: parseCacheSalt(f),
     priority: f.integer('priority', PRIORITY_BOUNDS) ?? 0,
     promptLogprobs,
+    serviceTier: parseServiceTier(f),
     sampling,
   };
 }
@@ -395,6 +400,16 @@ export function checkedConstraint(c: StructuredOutput, param = 'response_format'
   checked.set(key, refusal);
   if (refusal !== undefined) throw refusal;
   return c;
+}
+
+function parseServiceTier(f: Fields): ServiceTier | undefined {
+  const tier = f.string('service_tier');
+  if (tier === undefined || tier === 'auto') return undefined;
+  if (tier === 'scale') return 'priority';
+  if (!(SERVICE_TIERS as readonly string[]).includes(tier)) {
+    throw ApiError.invalid(`Invalid 'service_tier': expected one of auto, default, flex, priority, scale; got '${tier}'.`, 'service_tier');
+  }
+  return tier as ServiceTier;
 }
 
 function parseCacheSalt(f: Fields): string | undefined {

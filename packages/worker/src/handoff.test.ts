@@ -128,9 +128,9 @@ describe('prefill side', () => {
     const structuredOutput = { kind: 'json_schema' as const, schema: { type: 'object' } };
     const sampling = samplingToWire(samplingParams({ maxTokens: 50, minTokens: 5, structuredOutput, promptLogprobs: 0 }));
     const firsts: unknown[] = [];
-    const req = { request_id: 'r', prompt_token_ids: [5, 6], sampling, from_block: 0, target: { grpc_address: 'x', transfer_id: 't', transport: 'grpc' }, cache_salt: '', priority: -3 };
+    const req = { request_id: 'r', prompt_token_ids: [5, 6], sampling, from_block: 0, target: { grpc_address: 'x', transfer_id: 't', transport: 'grpc' }, cache_salt: '', priority: -3, service_tier: 'flex' };
     await prefillAndPush({ engine, sender: sender as never }, req, new AbortController().signal, (f) => firsts.push(f));
-    expect(asked[0]).toMatchObject({ priority: -3, sampling: { maxTokens: 1, minTokens: 1, structuredOutput, promptLogprobs: 0 } });
+    expect(asked[0]).toMatchObject({ priority: -3, serviceTier: 'flex', sampling: { maxTokens: 1, minTokens: 1, structuredOutput, promptLogprobs: 0 } });
     expect(firsts[0]).toMatchObject({ first_token: 9, prompt_logprobs: [{ token_id: 6, logprob: -1, rank: 2, top: [] }] });
     expect(JSON.parse(sent[0]!.meta['first']!)).not.toHaveProperty('prompt_logprobs');
   });

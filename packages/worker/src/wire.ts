@@ -46,6 +46,10 @@ export interface GenerateRequestMsg {
   prefill: PrefillPlanMsg | null;
   /** Roots the block-hash chain with the model id; '' = unsalted (optional to send; always set when received). */
   cache_salt?: string;
+  /** A migrated stream's tokens already generated (optional to send; always set when received). */
+  resume_output_token_ids?: number[];
+  /** 'priority' | 'default' | 'flex'; '' = default (optional to send; always set when received). */
+  service_tier?: string;
 }
 
 export interface TokenLogprobMsg {
@@ -92,6 +96,7 @@ export interface PrefillRequestMsg {
   cache_salt?: string;
   /** As in GenerateRequestMsg (optional to send; always set when received). */
   priority?: number;
+  service_tier?: string;
 }
 
 export interface PrefillFirstMsg {
@@ -157,13 +162,13 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs', 'logit_bias', 'min_tokens', 'structured_output', 'has_prompt_logprobs', 'prompt_logprobs'],
   'pdserve.v1.StructuredOutput': ['kind', 'schema_json', 'has_strict', 'strict'],
   'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'transfer_id'],
-  'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill', 'cache_salt'],
+  'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill', 'cache_salt', 'resume_output_token_ids', 'service_tier'],
   'pdserve.v1.TokenLogprob': ['token_id', 'logprob'],
   'pdserve.v1.TokenLogprobs': ['logprob', 'top'],
   'pdserve.v1.PromptLogprob': ['token_id', 'logprob', 'rank', 'top'],
   'pdserve.v1.GenerateChunk': ['token_ids', 'logprobs', 'finish_reason', 'prompt_tokens', 'cached_tokens', 'prefilled_by', 'prompt_logprobs'],
   'pdserve.v1.TransferTarget': ['grpc_address', 'transfer_id', 'transport'],
-  'pdserve.v1.PrefillRequest': ['request_id', 'prompt_token_ids', 'sampling', 'from_block', 'target', 'cache_salt', 'priority'],
+  'pdserve.v1.PrefillRequest': ['request_id', 'prompt_token_ids', 'sampling', 'from_block', 'target', 'cache_salt', 'priority', 'service_tier'],
   'pdserve.v1.PrefillFirst': ['first_token', 'first_logprob', 'first_top', 'cached_tokens', 'prompt_tokens', 'prompt_logprobs'],
   'pdserve.v1.PrefillEvent': ['first', 'done'],
   'pdserve.v1.PrefillResponse': ['first_token', 'first_logprob', 'first_top', 'rng_state', 'cached_tokens', 'blocks', 'bytes', 'transport'],
