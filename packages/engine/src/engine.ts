@@ -265,6 +265,8 @@ export class LLMEngine implements EngineClient {
     );
     for (const t of resumed) seq.appendToken(t);
     sampler.skipTokens(resumed.length);
+    // A resumed request's prompt logprobs went out with its first token, elsewhere: its prompt may use the cache.
+    if (resumed.length > 0) seq.promptLogprobsSent = true;
     seq.prefilled = resumed.length > 0 ? undefined : req.prefilled;
     seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;
     seq.exportFromBlock = req.exportKv?.fromBlock;
