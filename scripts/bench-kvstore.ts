@@ -1,5 +1,6 @@
 // kv-store throughput and the TTFT it buys, between two processes on this machine.
 //   node --import tsx scripts/bench-kvstore.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,shm,grpc] [--prompt 2048] [--ttft-reps 3]
+//   node --import tsx scripts/bench-kvstore.ts --preset qwen2.5-0.5b   (a real model's blocks: the 2,048-token prefix, 48 MiB)
 // The parent plays the worker; it spawns a child running a kv-store node (KvStore gRPC service, its
 // transfer receiver) and a raw TCP sink (which dials us, as the tcp transport's receiver does). Put: the
 // blocks through the transfer engine, the put begun by the transfer's Begin and committed as the store
@@ -7,7 +8,8 @@
 // timed until they are all there, verified (not copied out), which is where a worker's get ends (the Get
 // reply follows; it is checked, untimed); then Remove, so that every round moves the bytes. Raw: the
 // same bytes over a plain TCP socket, no framing or checksums. Blocks are the tiny model's (4 layers x 2
-// KV heads x 32 dims x 16 tokens, 32 KiB + a 40-byte header).
+// KV heads x 32 dims x 16 tokens, 32 KiB + a 40-byte header), or with --preset that model's (qwen2.5-0.5b:
+// 24 layers x 2 KV heads x 64 dims x 16 tokens, 384 KiB; by default as many as --prompt's prefix fills).
 // TTFT: a prompt computed cold versus the same prompt whose prefix comes back from the store (lookup, get,
 // verified import, then the last tokens computed), on the same engine with its cache emptied.
 import { spawn } from 'node:child_process';
@@ -18,17 +20,34 @@ import { connectControlPlane, InProcessHub, silentLogger, type Membership, type 
 import { LLMEngine } from '@pdserve/engine';
 import { blockBytes, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
 import { KvStoreClient, startKvStoreService } from '@pdserve/kv-store';
-import { ensureTinyModel, samplingParams } from '@pdserve/model';
+import { ensureTinyModel, loadModelSpec, PRESETS, samplingParams, type PresetName } from '@pdserve/model';
 import { TransferReceiver, TransferSender, type IncomingTransfer, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import { StoreLink } from '@pdserve/worker';
 import { arg, dialRawSink, list, listenRawSource, rawCopy } from './lib/raw-tcp';
 import { eachFirstInTurn, median, randomTokens } from './lib/stats';
 
-const MODEL = 'tiny';
-const LAYOUT: KvLayout = { numLayers: 4, numKvHeads: 2, headDim: 32, blockSize: 16 };
+const BLOCK_SIZE = 16;
+const PRESET = (() => {
+  const at = process.argv.indexOf('--preset');
+  if (at < 0) return undefined;
+  const name = process.argv[at + 1] ?? '';
+  if (!(name in PRESETS)) throw new Error(`--preset: unknown ${name} (known: ${Object.keys(PRESETS).join(', ')})`);
+  return name as PresetName;
+})();
+const MODEL = PRESET ?? 'tiny';
+// The model (built once into the cache; a preset's first build takes minutes) and its KV block layout.
+const MODEL_DIR = await ensureTinyModel(PRESET ? { preset: PRESET } : {});
+const SPEC = loadModelSpec(MODEL_DIR, MODEL);
+const LAYOUT: KvLayout = { numLayers: SPEC.numLayers, numKvHeads: SPEC.numKvHeads, headDim: SPEC.headDim, blockSize: BLOCK_SIZE };
 
 interface ChildInfo {
   readonly grpcAddress: string;
+}
+
+/** The parent's addresses, which the child registers as a worker's: a store takes puts from and sends gets to registered members only. */
+interface ParentInfo {
+  readonly grpcAddress: string;
+  readonly dataAddress: string;
 }
 
 async function runChild(): Promise<void> {
@@ -37,7 +56,14 @@ async function runChild(): Promise<void> {
   const raw = dialRawSink(process.argv[process.argv.indexOf('--raw-source') + 1] ?? '');
   const info: ChildInfo = { grpcAddress: svc.grpcAddress };
   process.stdout.write(`${JSON.stringify(info)}\n`);
-  createInterface({ input: process.stdin }).on('close', () => {
+  const lines = createInterface({ input: process.stdin });
+  lines.once('line', (l) => {
+    const parent = JSON.parse(l) as ParentInfo;
+    void cp.registry
+      .register({ id: 'bench-worker', role: 'mixed', grpcAddress: parent.grpcAddress, adminAddress: '', model: MODEL, capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 }, dataAddress: parent.dataAddress, incarnation: 'x', startedAt: Date.now() })
+      .then(() => process.stdout.write('registered\n'));
+  });
+  lines.on('close', () => {
     raw.destroy();
     void svc.close().then(() => cp.close()).then(() => process.exit(0));
   });
@@ -52,10 +78,12 @@ function table(rows: string[][]): string {
 async function runParent(): Promise<void> {
   const reps = Math.max(3, arg('--reps', 5));
   const warmup = Math.max(1, arg('--warmup', 15));
-  const count = arg('--blocks', 1000);
+  const promptLen = arg('--prompt', 2048);
+  const count = arg('--blocks', PRESET ? Math.floor(promptLen / LAYOUT.blockSize) : 1000);
   const rawSource = await listenRawSource();
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', '--raw-source', rawSource.address], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const info = await new Promise<ChildInfo>((resolve) => createInterface({ input: child.stdout }).once('line', (l) => resolve(JSON.parse(l) as ChildInfo)));
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', '--raw-source', rawSource.address, ...(PRESET ? ['--preset', PRESET] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const childLines = createInterface({ input: child.stdout });
+  const info = await new Promise<ChildInfo>((resolve) => childLines.once('line', (l) => resolve(JSON.parse(l) as ChildInfo)));
   const store = new KvStoreClient(info.grpcAddress);
   const sender = new TransferSender();
   // Get throughput ends when the blocks are in our receiver, verified (`counted`); the TTFT run's store
@@ -69,6 +97,9 @@ async function runParent(): Promise<void> {
     },
   });
   const sinkAddress = await sink.serveGrpc('127.0.0.1', 0);
+  const registered = new Promise((resolve) => childLines.once('line', resolve));
+  child.stdin.write(`${JSON.stringify({ grpcAddress: sinkAddress, dataAddress: await sender.listen() } satisfies ParentInfo)}\n`);
+  await registered;
   const rawSocket = await rawSource.connected;
 
   const blocks: KvBlock[] = Array.from({ length: count }, (_, i) => {
@@ -126,10 +157,8 @@ async function runParent(): Promise<void> {
   }
 
   // TTFT: cold vs prefix from the store.
-  const promptLen = arg('--prompt', 2048);
-  const ttftReps = Math.max(1, arg('--ttft-reps', 3));
-  const dir = await ensureTinyModel();
-  const engine = await LLMEngine.create({ modelDir: dir, modelId: MODEL, blockSize: LAYOUT.blockSize, maxModelLen: promptLen + 16 });
+  const ttftReps = Math.max(1, arg('--ttft-reps', PRESET ? 1 : 3));
+  const engine = await LLMEngine.create({ modelDir: MODEL_DIR, modelId: MODEL, blockSize: LAYOUT.blockSize, maxModelLen: promptLen + 16 });
   const record0: ServiceRecord = { id: 'bench-store', role: 'kv-store', grpcAddress: info.grpcAddress, adminAddress: '', model: MODEL, capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 }, incarnation: 'x', startedAt: Date.now() };
   const membership: Membership = { snapshot: () => new Map([[record0.id, record0]]), synced: true, onChange: () => () => undefined, refresh: async () => undefined, close: () => undefined };
   let nextId = 0;
@@ -155,7 +184,7 @@ async function runParent(): Promise<void> {
   const cold: number[] = [];
   const warm: number[] = [];
   for (let r = 0; r < ttftReps; r++) {
-    const ids = [1, ...randomTokens(promptLen - 1, r + 1)];
+    const ids = [1, ...randomTokens(promptLen - 1, r + 1, Math.min(32000, SPEC.vocabSize))];
     cold.push(await firstToken(ids, false));
     engine.pool.evictFree(); // the prefix leaves this engine for the store
     await link.flushed();
@@ -165,10 +194,10 @@ async function runParent(): Promise<void> {
   }
   const s = engine.stats();
   const ratio = median(warm) / median(cold);
-  process.stdout.write(`\nkv-store between two processes on one host (${count} blocks of the tiny model, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy and a put, each first in turn, then a get) after ${warmup} warm-up rounds.\n`);
+  process.stdout.write(`\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy and a put, each first in turn, then a get) after ${warmup} warm-up rounds.\n`);
   process.stdout.write('put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = Get with the store sending to our receiver, until every block is there and verified (where a worker\'s get ends; the reply follows);\nraw copy = the same bytes over one plain TCP socket (no framing, no checksums).\n\n');
   process.stdout.write(`${table(rows)}\n\n`);
-  process.stdout.write(`TTFT, ${promptLen}-token prompt, tiny model, median of ${ttftReps}: cold ${(median(cold) * 1000).toFixed(0)} ms; prefix from the store ${(median(warm) * 1000).toFixed(0)} ms (lookup + get + verified import + ${promptLen % LAYOUT.blockSize || LAYOUT.blockSize} tokens computed); ratio ${ratio.toFixed(2)} (target <= 0.35).\n`);
+  process.stdout.write(`TTFT, ${promptLen}-token prompt, ${MODEL} model, median of ${ttftReps}: cold ${(median(cold) * 1000).toFixed(0)} ms; prefix from the store ${(median(warm) * 1000).toFixed(0)} ms (lookup + get + verified import + ${promptLen % LAYOUT.blockSize || LAYOUT.blockSize} tokens computed); ratio ${ratio.toFixed(2)} (target <= ${PRESET ? '0.15' : '0.35'}).\n`);
   process.stdout.write(`(${s.prefetchedTokens} tokens prefetched, ${s.prefetchRejects} rejected; ${link.stats().offloadedBlocks} blocks offloaded, ${link.stats().offloadDropped} dropped)\n`);
   await engine.close();
   link.close();
