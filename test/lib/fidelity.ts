@@ -2,7 +2,8 @@
 // 2-worker pdserve cluster (gateway + 2 mixed workers in this process, kv-aware routing) and through the
 // simulator with the same workers, block size, cache capacity and engine limits, and a cost model that
 // `pdserve calibrate` measured on the real engine just before (never fitted to this run).
-// test/sim-fidelity.test.ts checks the prefix hit rates agree; scripts/bench-fidelity.ts also the TTFT.
+// test/sim-fidelity.test.ts checks the prefix hit rates agree; scripts/bench-fidelity.ts also the TTFT,
+// and with a preset (a real model's shape) the same on a smaller slice (FIDELITY_AT_PRESET).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { MOONCAKE_TRACE, parseCostModel, parseTrace, readTrace, runBench, simula
 import { runCli } from '@pdserve/cli';
 import { connectControlPlane, InProcessHub, silentLogger as cpSilent } from '@pdserve/control-plane';
 import { startGateway } from '@pdserve/gateway';
-import { ensureTinyModel } from '@pdserve/model';
+import { ensureTinyModel, type PresetName } from '@pdserve/model';
 import { startWorkerService } from '@pdserve/worker';
 
 /** Records 3900–3959: 60 requests over 13.3 s, many of them later turns of conversations in the slice. */
@@ -19,6 +20,28 @@ export const SLICE = { from: 3900, count: 60 } as const;
 /** The replay, identical on both sides: 16-token blocks (= the engine's), prompts ≤ 1024 tokens, short answers. */
 const SHAPE = { blockScale: 16, maxInputLen: 1024, lengthScale: 0.1, maxTokens: 32, timeScale: 1 } as const;
 const KV_CACHE_BYTES = 64 * 1024 * 1024;
+
+/** One size's comparison: the trace slice, its replay shape and each worker's KV pool. */
+export interface FidelityScale {
+  readonly slice: { readonly from: number; readonly count: number };
+  readonly shape: { readonly blockScale: number; readonly maxInputLen: number; readonly lengthScale: number; readonly maxTokens: number; readonly timeScale: number };
+  readonly kvCacheBytes: number;
+}
+
+/** The tiny model's comparison (the test's). */
+export const FIDELITY_TINY: FidelityScale = { slice: SLICE, shape: SHAPE, kvCacheBytes: KV_CACHE_BYTES };
+
+/**
+ * At a preset's size a prefill token costs ~20× the tiny model's, so the slice is scaled down to finish in
+ * minutes on 2 cores: records 3900–3923 (24 requests, 28% of their ≤128-token prompts' tokens a prefix
+ * seen earlier in the slice), 4 output tokens, arrivals 4× slower; 96 MiB of KV per worker (4,096 tokens
+ * at qwen2.5-0.5b's 24 KiB a token: the whole slice fits, as the tiny run's does).
+ */
+export const FIDELITY_AT_PRESET: FidelityScale = {
+  slice: { from: 3900, count: 24 },
+  shape: { blockScale: 16, maxInputLen: 128, lengthScale: 0.1, maxTokens: 4, timeScale: 4 },
+  kvCacheBytes: 96 * 1024 * 1024,
+};
 /** One onnxruntime thread per engine: two workers on two cores, as the calibration measures them. */
 const ENGINE_THREADS = 1;
 
@@ -29,14 +52,16 @@ export interface Fidelity {
 }
 
 /** Calibrates, runs the slice on the real cluster and through the simulator; both reports. */
-export async function runFidelity(): Promise<Fidelity> {
+export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
+  const { slice, shape, kvCacheBytes } = preset === undefined ? FIDELITY_TINY : FIDELITY_AT_PRESET;
+  const modelId = preset ?? 'tiny';
   const tmp = mkdtempSync(join(tmpdir(), 'pdserve-fidelity-'));
   const sliceFile = join(tmp, 'slice.jsonl');
   const costFile = join(tmp, 'cost.json');
   const full = await readTrace(MOONCAKE_TRACE);
-  const records = full.records.slice(SLICE.from, SLICE.from + SLICE.count);
+  const records = full.records.slice(slice.from, slice.from + slice.count);
   writeFileSync(sliceFile, records.map((r) => JSON.stringify({ timestamp: r.timestamp, input_length: r.inputLength, output_length: r.outputLength, hash_ids: r.hashIds })).join('\n') + '\n');
-  const dir = await ensureTinyModel();
+  const dir = await ensureTinyModel(preset === undefined ? {} : { preset });
   // Calibrate first, on the real engine configured as the workers will be (quiet on stdout).
   const write = process.stdout.write;
   process.stdout.write = (() => true) as typeof process.stdout.write;
@@ -44,19 +69,20 @@ export async function runFidelity(): Promise<Fidelity> {
   try {
     code = await runCli([
       'calibrate', '--quick', '--skip-transfer', '--output', costFile, '--threads', String(ENGINE_THREADS),
-      '--max-prompt-tokens', String(SHAPE.maxInputLen), '--kv-cache-bytes', String(KV_CACHE_BYTES),
+      '--max-prompt-tokens', String(shape.maxInputLen), '--kv-cache-bytes', String(kvCacheBytes),
+      ...(preset === undefined ? [] : ['--model', dir, '--served-model-name', modelId]),
     ]);
   } finally {
     process.stdout.write = write;
   }
   if (code !== 0) throw new Error(`pdserve calibrate exited ${code}`);
   const cp = await connectControlPlane({ cluster: 'fidelity', hub: new InProcessHub(), logger: cpSilent });
-  const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: KV_CACHE_BYTES, runner: { intraOpThreads: ENGINE_THREADS } };
+  const engine = { modelDir: dir, modelId, kvCacheBytes, runner: { intraOpThreads: ENGINE_THREADS } };
   const workers = await Promise.all([0, 1].map((i) => startWorkerService({ role: 'mixed', instanceId: `m${i}`, engine, controlPlane: cp, logger: cpSilent, transports: ['tcp'] })));
-  const gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, policy: 'kv-aware' });
+  const gateway = await startGateway({ modelDir: dir, modelId, controlPlane: cp, logger: silentLogger, port: 0, policy: 'kv-aware' });
   try {
     for (let i = 0; i < 200 && gateway.view.workers().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
-    const real = await runBench({ url: gateway.url, model: 'tiny', workload: { trace: sliceFile }, ignoreEos: true, ...SHAPE });
+    const real = await runBench({ url: gateway.url, model: modelId, workload: { trace: sliceFile }, ignoreEos: true, ...shape });
     const calibration = parseCostModel(readFileSync(costFile, 'utf8'), costFile);
     const cacheTokens = workers[0]!.engine.pool.numBlocks * workers[0]!.engine.blockSize;
     const sim = simulate({
@@ -67,7 +93,7 @@ export async function runFidelity(): Promise<Fidelity> {
       cost: calibration.cost,
       engine: calibration.engine ?? {},
       sharedHost: calibration.hostParallelism === null ? null : { parallelism: calibration.hostParallelism },
-      ...SHAPE,
+      ...shape,
     });
     return { real, sim, hostParallelism: calibration.hostParallelism };
   } finally {
