@@ -5,7 +5,7 @@
 //   node --import tsx scripts/bench-fidelity.ts
 //
 // At a real model's size (issue 19: hit rate within 10%, mean TTFT within 25%), on a smaller slice that
-// finishes in minutes (FIDELITY_AT_PRESET: 24 requests, ≤128-token prompts, 4 output tokens):
+// finishes in minutes (FIDELITY_AT_PRESET: 32 requests, ≤64-token prompts, 4 output tokens):
 //
 //   node --import tsx scripts/bench-fidelity.ts --preset qwen2.5-0.5b
 import { parseArgs } from 'node:util';
@@ -25,5 +25,11 @@ if (preset !== undefined) {
   const { slice, shape } = FIDELITY_AT_PRESET;
   process.stdout.write(`${preset}: records ${slice.from}–${slice.from + slice.count - 1}, prompts ≤ ${shape.maxInputLen} tokens, ≤ ${shape.maxTokens} output tokens, time × ${shape.timeScale}; ${f.real.counts.completed}/${f.real.counts.sent} completed\n`);
 }
+const k = f.cost;
+process.stdout.write(
+  `cost model (calibrated just before): prefill ${(k.prefillSecondsPerToken * 1e6).toFixed(1)} µs/token + ${(k.prefillSecondsPerTokenPair * 1e9).toFixed(1)} ns/token pair + ${(k.prefillStepSeconds * 1e3).toFixed(1)} ms/step; ` +
+    `decode step ${(k.decodeStep.baseSeconds * 1e3).toFixed(1)} ms + ${(k.decodeStep.perSequenceSeconds * 1e3).toFixed(2)} ms/sequence + ${(k.decodeStep.perContextTokenSeconds * 1e9).toFixed(1)} ns/context token; ` +
+    `request overhead ${(k.requestOverheadSeconds * 1e3).toFixed(1)} ms\n`,
+);
 process.stdout.write(`${line}\n${machine()}\nprefix hit rate ${within(hitError, bounds.hit)}, mean TTFT ${within(ttftError, bounds.ttft)} of the real run's (calibration + run: ${((performance.now() - t0) / 1000).toFixed(0)} s).\n`);
 process.exit(0);

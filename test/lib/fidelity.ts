@@ -26,21 +26,26 @@ export interface FidelityScale {
   readonly slice: { readonly from: number; readonly count: number };
   readonly shape: { readonly blockScale: number; readonly maxInputLen: number; readonly lengthScale: number; readonly maxTokens: number; readonly timeScale: number };
   readonly kvCacheBytes: number;
+  /** Longest prompt the calibration measures (≥ the replay's prompts, so the prefill fit has points to fit). */
+  readonly calibrateMaxPromptTokens: number;
 }
 
 /** The tiny model's comparison (the test's). */
-export const FIDELITY_TINY: FidelityScale = { slice: SLICE, shape: SHAPE, kvCacheBytes: KV_CACHE_BYTES };
+export const FIDELITY_TINY: FidelityScale = { slice: SLICE, shape: SHAPE, kvCacheBytes: KV_CACHE_BYTES, calibrateMaxPromptTokens: SHAPE.maxInputLen };
 
 /**
  * At a preset's size a prefill token costs ~20× the tiny model's, so the slice is scaled down to finish in
- * minutes on 2 cores: records 3900–3923 (24 requests, 28% of their ≤128-token prompts' tokens a prefix
- * seen earlier in the slice), 4 output tokens, arrivals 4× slower; 96 MiB of KV per worker (4,096 tokens
- * at qwen2.5-0.5b's 24 KiB a token: the whole slice fits, as the tiny run's does).
+ * minutes on 2 cores: records 3900–3931 (32 requests, 28% of their ≤64-token prompts' tokens a prefix
+ * seen earlier in the slice), 4 output tokens, arrivals 8× slower (6.2 s → 50 s: the 2 workers keep up, so
+ * a later turn finds its prefix cached rather than still in prefill); 96 MiB of KV per worker (4,096 tokens
+ * at qwen2.5-0.5b's 24 KiB a token: the whole slice fits, as the tiny run's does). The calibration measures
+ * prompts up to 256 tokens (16, 128, 256 with --quick).
  */
 export const FIDELITY_AT_PRESET: FidelityScale = {
-  slice: { from: 3900, count: 24 },
-  shape: { blockScale: 16, maxInputLen: 128, lengthScale: 0.1, maxTokens: 4, timeScale: 4 },
+  slice: { from: 3900, count: 32 },
+  shape: { blockScale: 16, maxInputLen: 64, lengthScale: 0.1, maxTokens: 4, timeScale: 8 },
   kvCacheBytes: 96 * 1024 * 1024,
+  calibrateMaxPromptTokens: 256,
 };
 /** One onnxruntime thread per engine: two workers on two cores, as the calibration measures them. */
 const ENGINE_THREADS = 1;
@@ -49,11 +54,13 @@ export interface Fidelity {
   readonly real: BenchReport;
   readonly sim: SimReport;
   readonly hostParallelism: number | null;
+  /** The cost model the calibration measured (what the simulator ran on). */
+  readonly cost: ReturnType<typeof parseCostModel>['cost'];
 }
 
 /** Calibrates, runs the slice on the real cluster and through the simulator; both reports. */
 export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
-  const { slice, shape, kvCacheBytes } = preset === undefined ? FIDELITY_TINY : FIDELITY_AT_PRESET;
+  const { slice, shape, kvCacheBytes, calibrateMaxPromptTokens } = preset === undefined ? FIDELITY_TINY : FIDELITY_AT_PRESET;
   const modelId = preset ?? 'tiny';
   const tmp = mkdtempSync(join(tmpdir(), 'pdserve-fidelity-'));
   const sliceFile = join(tmp, 'slice.jsonl');
@@ -69,7 +76,7 @@ export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
   try {
     code = await runCli([
       'calibrate', '--quick', '--skip-transfer', '--output', costFile, '--threads', String(ENGINE_THREADS),
-      '--max-prompt-tokens', String(shape.maxInputLen), '--kv-cache-bytes', String(kvCacheBytes),
+      '--max-prompt-tokens', String(calibrateMaxPromptTokens), '--kv-cache-bytes', String(kvCacheBytes),
       ...(preset === undefined ? [] : ['--model', dir, '--served-model-name', modelId]),
     ]);
   } finally {
@@ -95,7 +102,7 @@ export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
       sharedHost: calibration.hostParallelism === null ? null : { parallelism: calibration.hostParallelism },
       ...shape,
     });
-    return { real, sim, hostParallelism: calibration.hostParallelism };
+    return { real, sim, hostParallelism: calibration.hostParallelism, cost: calibration.cost };
   } finally {
     await gateway.close();
     await Promise.all(workers.map((w) => w.close()));
