@@ -5,6 +5,8 @@ import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
 import { StructuredOutputs, type StructuredOutputStats } from './structured';
+import { DraftModel } from './draft-model';
+import { proposeNgram, SPECULATIVE_DEFAULTS, SpecController, speculativeProblem, verifyProposal, type Proposal, type SpeculativeOptions } from './speculative';
 
 export interface EngineOptions {
   /** Hugging Face-layout model directory. */
@@ -26,6 +28,8 @@ export interface EngineOptions {
   /** Longest prompt + output in tokens; default the model's max_position_embeddings. */
   readonly maxModelLen?: number;
   readonly runner?: RunnerOptions;
+  /** Speculative decoding (a draft model or n-gram lookup); default off. */
+  readonly speculative?: SpeculativeOptions;
   /** Told after each forward (for metrics): its phase, wall seconds on the model thread and batch rows. */
   readonly onStep?: (s: { readonly phase: 'prefill' | 'decode'; readonly seconds: number; readonly batchSize: number }) => void;
   /** Told when a request is first scheduled (for metrics): the seconds it waited in the queue since it arrived. */
@@ -58,15 +62,23 @@ export class LLMEngine implements EngineClient {
   /** Grammars of constrained sequences (response_format); loaded on the first such request. */
   private readonly structured: StructuredOutputs;
   private closed = false;
+  /** Speculative decoding's draft model (method 'draft'). */
+  private readonly draft: DraftModel | undefined;
+  /** Rejection sampling's work row (vocab-long). */
+  private readonly specBuf: Float64Array;
+  private readonly specCounters = { draftTokens: 0, acceptedTokens: 0, verifiedSequenceSteps: 0, emittedTokens: 0 };
   private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0, importFallbacks: 0, prefillTokens: 0, prefetchedTokens: 0, prefetchRejects: 0 };
 
   private constructor(
     readonly spec: ModelSpec,
     private readonly executor: ThreadExecutor,
     pool: BlockPool,
-    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner' | 'onStep' | 'onAdmitted'>> & Pick<EngineOptions, 'onStep' | 'onAdmitted'>,
+    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner' | 'onStep' | 'onAdmitted' | 'speculative'>> & Pick<EngineOptions, 'onStep' | 'onAdmitted' | 'speculative'>,
     maxModelLen: number,
+    draft: DraftModel | undefined,
   ) {
+    this.draft = draft;
+    this.specBuf = new Float64Array(opts.speculative ? spec.vocabSize : 0);
     this.modelId = spec.id;
     this.pool = pool;
     this.layout = pool.layout;
@@ -92,12 +104,23 @@ export class LLMEngine implements EngineClient {
       maxWaiting: options.maxWaiting ?? ENGINE_DEFAULTS.maxWaiting,
       onStep: options.onStep,
       onAdmitted: options.onAdmitted,
+      speculative: options.speculative,
     };
+    const specProblem = options.speculative && speculativeProblem(options.speculative);
+    if (specProblem) throw new EngineError('invalid_request', `speculative decoding: ${specProblem}`);
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: opts.blockSize };
     const pool = BlockPool.fromBudget(layout, opts.kvCacheBytes);
-    const executor = await ThreadExecutor.start({ spec, runner: options.runner ?? {}, layout, pool: pool.data });
+    const sp = options.speculative;
+    const draft = sp?.method === 'draft' ? await DraftModel.create(spec, sp.modelDir, opts.blockSize, pool.numBlocks, sp.kvCacheBytes, options.runner ?? {}) : undefined;
+    let executor: ThreadExecutor;
+    try {
+      executor = await ThreadExecutor.start({ spec, runner: options.runner ?? {}, layout, pool: pool.data });
+    } catch (err) {
+      await draft?.close();
+      throw err;
+    }
     const maxModelLen = Math.min(options.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
-    return new LLMEngine(spec, executor, pool, opts, maxModelLen);
+    return new LLMEngine(spec, executor, pool, opts, maxModelLen, draft);
   }
 
   isReady(): boolean {
@@ -123,6 +146,9 @@ export class LLMEngine implements EngineClient {
       steps: this.counters.steps,
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
+      ...(this.opts.speculative
+        ? { speculation: { method: this.opts.speculative.method, ...this.specCounters, draftCatchUpTokens: this.draft?.catchUpTokens ?? 0, draftSequences: this.draft?.numSequences ?? 0 } }
+        : {}),
     };
   }
 
@@ -203,6 +229,7 @@ export class LLMEngine implements EngineClient {
       this.finish(seq, undefined, new EngineError('not_ready', 'engine is shutting down'));
     }
     await this.executor.close();
+    await this.draft?.close();
     this.structured.dispose();
   }
 
@@ -260,6 +287,9 @@ export class LLMEngine implements EngineClient {
     seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;
     seq.exportFromBlock = req.exportKv?.fromBlock;
     if (req.sampling.structuredOutput) this.structured.admit(seq.id, req.sampling.structuredOutput, seq.output);
+    // Speculated tokens would bypass the grammar's mask: constrained sequences decode one token at a time.
+    const sp = this.opts.speculative;
+    if (sp && !req.sampling.structuredOutput && seq.exportFromBlock === undefined) seq.spec = new SpecController(sp.numTokens);
     this.scheduler.add(seq);
     this.kick();
     return seq;
@@ -300,14 +330,19 @@ export class LLMEngine implements EngineClient {
     const t0 = performance.now();
     // Prefetched prefixes enter the cache between forwards, when no block is being written.
     for (const seq of this.scheduler.waiting) if (seq.prefetched) this.insertPrefetched(seq);
+    this.planSpeculation();
     const plan = this.scheduler.schedule();
     this.account(plan);
     for (const seq of plan.imports) this.importKv(seq);
+    const proposals = await this.propose(plan.decodes);
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
     const decode = plan.decodes.length > 0
       ? this.executor.run({
           kind: 'decode',
-          rows: plan.decodes.map((s) => ({ seqId: s.id, tokenIds: [s.tokens[s.tokens.length - 1]!], pastLen: s.numComputed, blockTable: s.blockTable })),
+          rows: plan.decodes.map((s) => {
+            const p = proposals.get(s.id)?.tokens ?? [];
+            return { seqId: s.id, tokenIds: [s.tokens[s.tokens.length - 1]!, ...p], pastLen: s.numComputed, blockTable: s.blockTable, numLogits: 1 + p.length };
+          }),
         })
       : undefined;
     const prefill = plan.prefills.length > 0
@@ -323,7 +358,8 @@ export class LLMEngine implements EngineClient {
       const res = await decode;
       runSeconds += res.runSeconds;
       this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: plan.decodes.length });
-      this.afterForward(plan.decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
+      if (this.opts.speculative) this.afterVerify(plan.decodes, proposals, res);
+      else this.afterForward(plan.decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
     }
     if (prefill) {
       const res = await prefill;
@@ -347,6 +383,88 @@ export class LLMEngine implements EngineClient {
       seq.numCachedPrompt = Math.min(cachedTokens, seq.promptLen);
       this.counters.hitTokens += seq.numCachedPrompt;
       this.counters.queryTokens += seq.promptLen;
+    }
+  }
+
+  /**
+   * Sets each decoding sequence's lookahead for this step: what its controller allows, capped by the
+   * tokens it may still generate; with n-gram lookup, the proposal itself (no match: no speculation).
+   */
+  private planSpeculation(): void {
+    const sp = this.opts.speculative;
+    if (!sp) return;
+    for (const seq of this.scheduler.running) {
+      seq.lookahead = 0;
+      seq.proposal = undefined;
+      if (!seq.spec || seq.isPrefill) continue;
+      // The verify step emits the accepted tokens plus one: speculating past the end is wasted.
+      const room = Math.min(seq.params.maxTokens - seq.output.length, this.maxModelLen - seq.tokens.length) - 1;
+      const k = Math.min(seq.spec.next(), room);
+      if (k <= 0) continue;
+      if (sp.method === 'ngram') {
+        const tokens = proposeNgram(seq.tokens, k, sp.ngramMin ?? SPECULATIVE_DEFAULTS.ngramMin, sp.ngramMax ?? SPECULATIVE_DEFAULTS.ngramMax);
+        if (tokens.length === 0) continue;
+        seq.proposal = { tokens };
+        seq.lookahead = tokens.length;
+      } else seq.lookahead = k;
+    }
+  }
+
+  /** Proposals for this step's decodes that speculate (lookahead as the scheduler left it). */
+  private async propose(decodes: readonly Sequence[]): Promise<Map<number, Proposal>> {
+    const out = new Map<number, Proposal>();
+    const speculating = decodes.filter((s) => s.lookahead > 0);
+    if (speculating.length === 0) return out;
+    if (!this.draft) {
+      for (const s of speculating) out.set(s.id, { tokens: s.proposal!.tokens.slice(0, s.lookahead) });
+      return out;
+    }
+    const proposed = await this.draft.propose(
+      speculating.map((s) => ({ seqId: s.id, tokens: s.tokens, prompt: s.prompt, output: s.output, sampler: s.sampler, k: s.lookahead })),
+    );
+    // A sequence aborted while the draft ran is skipped when the verify results come back.
+    for (const [id, p] of proposed) if (p.tokens.length > 0) out.set(id, p);
+    return out;
+  }
+
+  /**
+   * After a verify forward: each speculating row keeps its accepted draft tokens plus the target's next
+   * one, streamed one by one exactly as plain decode steps would (KV recorded and blocks published up to
+   * each token first); the KV of rejected tokens is left past numComputed (overwritten later, never
+   * published) and the blocks that held only it go back to the pool.
+   */
+  private afterVerify(decodes: readonly Sequence[], proposals: ReadonlyMap<number, Proposal>, res: ExecResult): void {
+    const V = this.spec.vocabSize;
+    let row = 0;
+    for (const seq of decodes) {
+      const proposal = proposals.get(seq.id);
+      const n = 1 + (proposal?.tokens.length ?? 0);
+      const logits = res.logits.subarray(row * V, (row + n) * V);
+      row += n;
+      if (seq.status !== 'running') continue; // aborted or preempted while the batch ran
+      const len = seq.tokens.length;
+      if (!proposal) {
+        seq.numComputed = len;
+        this.publishFull(seq);
+        this.emitToken(seq, seq.sampler.sample(logits, seq.prompt, seq.output, this.structured.mask(seq.id)));
+        if (seq.status === 'running') this.scheduler.trimBlocks(seq); // blocks held for a lookahead that got no proposal
+        continue;
+      }
+      const tokens = verifyProposal(seq.sampler, logits, V, seq.prompt, seq.output, proposal, this.specBuf);
+      const accepted = tokens.length - 1;
+      seq.spec?.record(proposal.tokens.length, accepted);
+      this.specCounters.draftTokens += proposal.tokens.length;
+      this.specCounters.acceptedTokens += accepted;
+      this.specCounters.verifiedSequenceSteps += 1;
+      this.draft?.truncate(seq.id, len + accepted);
+      for (let j = 0; j < tokens.length; j++) {
+        seq.numComputed = len + j;
+        this.publishFull(seq);
+        this.emitToken(seq, tokens[j]!);
+        this.specCounters.emittedTokens += 1;
+        if (seq.status !== 'running') break;
+      }
+      if (seq.status === 'running') this.scheduler.trimBlocks(seq);
     }
   }
 
@@ -505,6 +623,7 @@ export class LLMEngine implements EngineClient {
     if (seq.status === 'finished') return;
     seq.status = 'finished';
     this.structured.release(seq.id);
+    this.draft?.release(seq.id);
     seq.finishReason = reason;
     if (emit && reason) seq.outputs.push({ tokenIds: [], finishReason: reason, promptTokens: seq.promptLen, cachedTokens: seq.numCachedPrompt });
     seq.outputs.close(error);

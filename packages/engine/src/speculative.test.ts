@@ -1,0 +1,136 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { draftPair, ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams, type SamplingParams } from '@pdserve/model';
+import { LLMEngine, proposeNgram, SpecController, type EngineOptions } from './index';
+
+/** The synthetic pair (see draftPair): the draft is the target's first layer; the target's other 3 are scaled. */
+const PAIR = draftPair({}, 1, 0.3);
+let target: string;
+let draft: string;
+let runner: ModelRunner;
+
+beforeAll(async () => {
+  target = await ensureTinyModel(PAIR.target);
+  draft = await ensureTinyModel(PAIR.draft);
+  runner = await ModelRunner.create(loadModelSpec(target));
+}, 120_000);
+afterAll(async () => {
+  await runner?.release();
+});
+
+function makePrompts(n: number, seed: number, minLen = 3, maxLen = 60): number[][] {
+  let s = seed >>> 0;
+  const next = (): number => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0), s / 2 ** 32);
+  return Array.from({ length: n }, () => {
+    const len = minLen + Math.floor(next() * (maxLen - minLen));
+    return [1, ...Array.from({ length: len }, () => 3 + Math.floor(next() * 31990))];
+  });
+}
+
+async function collect(engine: LLMEngine, prompt: readonly number[], params: SamplingParams, id = 'r'): Promise<number[]> {
+  const tokens: number[] = [];
+  for await (const o of engine.generate({ requestId: id, promptTokenIds: prompt, sampling: params })) tokens.push(...o.tokenIds);
+  return tokens;
+}
+
+async function withEngine<T>(opts: Partial<EngineOptions>, fn: (e: LLMEngine) => Promise<T>): Promise<T> {
+  const engine = await LLMEngine.create({ modelDir: target, kvCacheBytes: 64 << 20, ...opts });
+  try {
+    return await fn(engine);
+  } finally {
+    await engine.close();
+  }
+}
+
+/** Every block is back in the pool (free or cached), and the draft holds nothing. */
+function expectIdle(e: LLMEngine): void {
+  const s = e.stats();
+  expect(s.running + s.waiting).toBe(0);
+  expect(s.usedBlocks).toBe(0);
+  expect(s.speculation?.draftSequences ?? 0).toBe(0);
+}
+
+const greedy = samplingParams({ temperature: 0, maxTokens: 24, ignoreEos: true });
+
+describe('speculative decoding: greedy output is token-identical to the reference loop', () => {
+  const prompts = makePrompts(8, 11);
+  // Random weights never repeat themselves, so n-gram lookup would find nothing: a logit bias toward a
+  // few tokens makes the output repeat (which of them comes next is still the model's choice).
+  const biased = samplingParams({ ...greedy, logitBias: { 500: 30, 501: 30, 502: 30, 503: 30 } });
+  const paramsFor = { draft: greedy, ngram: biased };
+  const expected = { draft: [] as number[][], ngram: [] as number[][] };
+  beforeAll(async () => {
+    for (const m of ['draft', 'ngram'] as const) {
+      for (const p of prompts) expected[m].push([...(await referenceGenerate(runner, p, paramsFor[m])).tokenIds]);
+    }
+  });
+
+  for (const method of ['draft', 'ngram'] as const) {
+    for (const chunk of [0, 16]) {
+      it(`${method}, K=4, chunked prefill ${chunk ? 'on' : 'off'}: batch 1 then all at once`, async () => {
+        const speculative = method === 'draft' ? { method, modelDir: draft, numTokens: 4 } : { method, numTokens: 4, ngramMin: 1, ngramMax: 3 };
+        await withEngine({ speculative, prefillChunkTokens: chunk, blockSize: 4 }, async (e) => {
+          const params = paramsFor[method];
+          const one = await collect(e, prompts[0]!, params);
+          expect(one).toEqual(expected[method][0]);
+          const all = await Promise.all(prompts.map((p, i) => collect(e, p, params, `r${i}`)));
+          all.forEach((got, i) => expect(got, `prompt ${i}`).toEqual(expected[method][i]));
+          const s = e.stats().speculation!;
+          expect(s.method).toBe(method);
+          expect(s.draftTokens).toBeGreaterThan(0);
+          expect(s.acceptedTokens).toBeGreaterThan(0);
+          if (method === 'draft') expect(s.acceptedTokens).toBeLessThan(s.draftTokens); // the pair agrees only partly
+          expect(s.emittedTokens).toBe(s.acceptedTokens + s.verifiedSequenceSteps);
+          expectIdle(e);
+        });
+      }, 60_000);
+    }
+  }
+
+  it('aborting speculating requests mid-stream leaks no block of either pool', async () => {
+    await withEngine({ speculative: { method: 'draft', modelDir: draft, numTokens: 4 }, blockSize: 4 }, async (e) => {
+      const long = samplingParams({ temperature: 0, maxTokens: 200, ignoreEos: true });
+      await Promise.all(
+        prompts.map(async (p, i) => {
+          const ac = new AbortController();
+          let n = 0;
+          for await (const o of e.generate({ requestId: `a${i}`, promptTokenIds: p, sampling: long, signal: ac.signal })) {
+            n += o.tokenIds.length;
+            if (n >= 5 + i) ac.abort();
+          }
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 50));
+      expectIdle(e);
+    });
+  }, 60_000);
+});
+
+describe('n-gram proposer', () => {
+  it('proposes what followed the latest earlier occurrence of the longest matching suffix', () => {
+    expect(proposeNgram([1, 2, 3, 4, 9, 2, 3], 2, 1, 3)).toEqual([4, 9]);
+    expect(proposeNgram([5, 6, 7, 5, 6, 8, 5, 6], 3, 1, 2)).toEqual([8, 5, 6]);
+    expect(proposeNgram([1, 2, 3], 4, 1, 3)).toEqual([]);
+    expect(proposeNgram([7, 7, 7], 4, 1, 2)).toEqual([7]);
+  });
+});
+
+describe('speculation controller', () => {
+  it('turns a sequence with no acceptance off after a few steps, probes with back-off, and turns back on', () => {
+    const c = new SpecController(4);
+    let speculated = 0;
+    for (let step = 0; step < 400; step++) {
+      const k = c.next();
+      if (k > 0) {
+        speculated++;
+        c.record(k, 0);
+      }
+    }
+    expect(speculated).toBeLessThan(12); // 2 to turn off, then probes at 16, 32, 64, 128, 256 steps
+    expect(c.next()).toBe(0);
+    const d = new SpecController(4);
+    for (let i = 0; i < 3; i++) d.record(4, 0);
+    for (let i = 0; i < 40 && d.next() === 0; i++);
+    d.record(4, 4); // a good probe
+    expect(d.next()).toBe(4);
+  });
+});

@@ -1,0 +1,180 @@
+// Speculative decoding's pieces that need no model: the n-gram proposer, verification (greedy match and
+// rejection sampling), and the per-sequence controller that sets how many tokens to speculate.
+import type { Sampler, SampledToken } from '@pdserve/model';
+
+/** How the engine speculates; see README "Speculative decoding". */
+export type SpeculativeOptions =
+  | {
+      readonly method: 'draft';
+      /** Hugging Face-layout draft model directory (same tokenizer and vocabulary as the target). */
+      readonly modelDir: string;
+      /** Tokens proposed per step (K); the target verifies K + 1 positions in one forward. */
+      readonly numTokens: number;
+      /** The draft's KV pool in bytes; default: as many blocks as the target's pool. */
+      readonly kvCacheBytes?: number;
+    }
+  | {
+      readonly method: 'ngram';
+      readonly numTokens: number;
+      /** Shortest and longest suffix looked up in the sequence's own tokens; defaults 1 and 4. */
+      readonly ngramMin?: number;
+      readonly ngramMax?: number;
+    };
+
+export const SPECULATIVE_DEFAULTS = { numTokens: 4, ngramMin: 1, ngramMax: 4 } as const;
+
+/** A problem with speculative options, or undefined. */
+export function speculativeProblem(o: SpeculativeOptions): string | undefined {
+  if (!Number.isInteger(o.numTokens) || o.numTokens < 1 || o.numTokens > 16) return `num speculative tokens must be an integer in [1, 16], got ${o.numTokens}`;
+  if (o.method === 'ngram') {
+    const min = o.ngramMin ?? SPECULATIVE_DEFAULTS.ngramMin;
+    const max = o.ngramMax ?? SPECULATIVE_DEFAULTS.ngramMax;
+    if (!Number.isInteger(min) || min < 1) return `ngram min must be a positive integer, got ${min}`;
+    if (!Number.isInteger(max) || max < min) return `ngram max must be an integer ≥ ngram min (${min}), got ${max}`;
+  } else if (o.method !== 'draft') return `unknown speculative method ${String((o as { method: unknown }).method)}`;
+  return undefined;
+}
+
+/**
+ * Prompt lookup: the tokens that followed the most recent earlier occurrence of the sequence's last n
+ * tokens (longest n first, from max down to min), at most k of them; [] when nothing matches.
+ */
+export function proposeNgram(tokens: readonly number[], k: number, min: number, max: number): number[] {
+  const len = tokens.length;
+  for (let n = Math.min(max, len - 1); n >= min; n--) {
+    // An occurrence starting at i, followed by at least one token: i + n < len.
+    for (let i = len - n - 1; i >= 0; i--) {
+      let j = 0;
+      while (j < n && tokens[i + j] === tokens[len - n + j]) j++;
+      if (j === n) return tokens.slice(i + n, Math.min(i + n + k, len)) as number[];
+    }
+  }
+  return [];
+}
+
+/** What the draft proposed for one sequence: tokens and, when sampling from a draft model, the distribution each was drawn from. */
+export interface Proposal {
+  readonly tokens: readonly number[];
+  /** q_i for token i (vocab-long, normalised); undefined: each token was a deterministic guess (q = a point mass). */
+  readonly dists?: readonly Float64Array[];
+}
+
+/**
+ * The tokens the sequence gains from one verify forward: the accepted prefix of the proposal plus one
+ * token from the target (the correction at the first rejection, or the bonus after the last). `logits`
+ * holds proposal.tokens.length + 1 rows: row i is the target's next-token logits after draft token i-1.
+ * Greedy: a draft token is accepted when it is the target's choice. Sampling: rejection sampling
+ * (Leviathan et al. 2023, "Fast Inference from Transformers via Speculative Decoding"): accept d_i with
+ * probability min(1, p_i(d_i) / q_i(d_i)); at the first rejection draw from norm(max(0, p_i − q_i)).
+ * Every emitted token is then distributed exactly as the target's sample() would draw it.
+ */
+export function verifyProposal(
+  sampler: Sampler,
+  logits: Float32Array,
+  vocabSize: number,
+  prompt: readonly number[],
+  output: readonly number[],
+  proposal: Proposal,
+  buf: Float64Array,
+): SampledToken[] {
+  const V = vocabSize;
+  const row = (i: number): Float32Array => logits.subarray(i * V, (i + 1) * V);
+  const out: SampledToken[] = [];
+  const seen = [...output];
+  const K = proposal.tokens.length;
+  if (sampler.isGreedy) {
+    for (let i = 0; i <= K; i++) {
+      const t = sampler.sample(row(i), prompt, seen);
+      out.push(t);
+      if (i === K || t.tokenId !== proposal.tokens[i]) break;
+      seen.push(t.tokenId);
+    }
+    return out;
+  }
+  for (let i = 0; i < K; i++) {
+    const d = proposal.tokens[i]!;
+    const p = sampler.distribution(row(i), prompt, seen, buf);
+    const q = proposal.dists?.[i];
+    const qd = q ? q[d]! : 1;
+    if (sampler.uniform() * qd < p[d]!) {
+      out.push(sampler.withLogprobs(row(i), d));
+      seen.push(d);
+      continue;
+    }
+    // Rejected: the residual max(0, p − q), in place.
+    let mass = 0;
+    if (q) for (let j = 0; j < V; j++) mass += buf[j] = Math.max(0, p[j]! - q[j]!);
+    else {
+      buf[d] = 0;
+      for (let j = 0; j < V; j++) mass += buf[j]!;
+    }
+    // p = q to rounding leaves no residual: p itself is then the right distribution.
+    if (!(mass > 0)) sampler.distribution(row(i), prompt, seen, buf);
+    out.push(sampler.withLogprobs(row(i), sampler.drawFrom(buf)));
+    return out;
+  }
+  const p = sampler.distribution(row(K), prompt, seen, buf);
+  out.push(sampler.withLogprobs(row(K), sampler.drawFrom(p)));
+  return out;
+}
+
+/** Acceptance below this turns a sequence's speculation off; a probe at or above ON_RATE turns it on again. */
+const OFF_RATE = 0.25;
+const ON_RATE = 0.4;
+/** Below this (but above OFF_RATE) the sequence speculates half as far. */
+const HALF_RATE = 0.5;
+/** Weight of the latest step in the moving acceptance rate. */
+const EMA_WEIGHT = 0.3;
+/** Steps without speculation before the first probe, doubled after each failed probe up to the max. */
+const BACKOFF_FIRST = 16;
+const BACKOFF_MAX = 256;
+
+/**
+ * Per-sequence speculation length with hysteresis. Each verify step updates a moving acceptance rate
+ * (accepted ÷ proposed); under OFF_RATE the sequence stops speculating (a batch of such sequences
+ * decodes as if speculation were off) and, after a back-off that doubles while acceptance stays poor,
+ * speculates once as a probe; only a probe at ON_RATE or better turns it back on.
+ */
+export class SpecController {
+  private rate = HALF_RATE;
+  private off = false;
+  private wait = 0;
+  private backoff = BACKOFF_FIRST;
+
+  constructor(private readonly maxTokens: number) {}
+
+  /** Tokens to speculate this step (0 = decode normally). */
+  next(): number {
+    if (this.off) {
+      if (this.wait > 0) {
+        this.wait--;
+        return 0;
+      }
+      return this.maxTokens; // a probe
+    }
+    return this.rate >= HALF_RATE ? this.maxTokens : Math.max(1, Math.ceil(this.maxTokens / 2));
+  }
+
+  /** A verify step proposed `proposed` tokens and the target accepted `accepted` of them. */
+  record(proposed: number, accepted: number): void {
+    if (proposed === 0) return;
+    const r = accepted / proposed;
+    if (this.off) {
+      if (r >= ON_RATE) {
+        this.off = false;
+        this.rate = r;
+        this.backoff = BACKOFF_FIRST;
+      } else {
+        this.wait = this.backoff;
+        this.backoff = Math.min(BACKOFF_MAX, this.backoff * 2);
+      }
+      return;
+    }
+    this.rate = (1 - EMA_WEIGHT) * this.rate + EMA_WEIGHT * r;
+    if (this.rate < OFF_RATE) {
+      this.off = true;
+      this.wait = this.backoff;
+      this.backoff = Math.min(BACKOFF_MAX, this.backoff * 2);
+    }
+  }
+}
