@@ -32,6 +32,8 @@ export class DraftModel {
   private readonly states = new Map<number, DraftState>();
   /** Tokens the draft prefilled to catch up (its prompt KV, mostly). */
   catchUpTokens = 0;
+  /** Seconds the last propose() spent catching up (a one-off per sequence, not the per-step cost). */
+  lastCatchUpSeconds = 0;
 
   private constructor(
     readonly spec: ModelSpec,
@@ -99,7 +101,9 @@ export class DraftModel {
       active.push({ in: input, st, tokens: [], dists: input.sampler.isGreedy ? undefined : [] });
     }
     const catchUp = active.filter((a) => a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS);
+    this.lastCatchUpSeconds = 0;
     if (catchUp.length > 0) {
+      const t0 = performance.now();
       const rows: ExecRow[] = catchUp.map((a) => ({
         seqId: a.in.seqId,
         tokenIds: a.in.tokens.slice(a.st.computed, a.in.tokens.length - 1),
@@ -111,6 +115,7 @@ export class DraftModel {
         this.catchUpTokens += a.in.tokens.length - 1 - a.st.computed;
         a.st.computed = a.in.tokens.length - 1;
       }
+      this.lastCatchUpSeconds = (performance.now() - t0) / 1000;
     }
     const maxK = Math.max(0, ...active.map((a) => a.in.k));
     for (let round = 0; round < maxK; round++) {

@@ -6,7 +6,7 @@ import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
 import { StructuredOutputs, type StructuredOutputStats } from './structured';
 import { DraftModel } from './draft-model';
-import { proposeNgram, SPECULATIVE_DEFAULTS, SpecController, speculativeProblem, verifyProposal, type Proposal, type SpeculativeOptions } from './speculative';
+import { proposeNgram, SPECULATIVE_DEFAULTS, SpecController, SpecGovernor, speculativeProblem, verifyProposal, type Proposal, type SpeculativeOptions } from './speculative';
 
 export interface EngineOptions {
   /** Hugging Face-layout model directory. */
@@ -66,6 +66,7 @@ export class LLMEngine implements EngineClient {
   private readonly draft: DraftModel | undefined;
   /** Rejection sampling's work row (vocab-long). */
   private readonly specBuf: Float64Array;
+  private readonly governor = new SpecGovernor();
   private readonly specCounters = { draftTokens: 0, acceptedTokens: 0, verifiedSequenceSteps: 0, emittedTokens: 0 };
   private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0, importFallbacks: 0, prefillTokens: 0, prefetchedTokens: 0, prefetchRejects: 0 };
 
@@ -334,6 +335,7 @@ export class LLMEngine implements EngineClient {
     const plan = this.scheduler.schedule();
     this.account(plan);
     for (const seq of plan.imports) this.importKv(seq);
+    const tSpec = performance.now();
     const proposals = await this.propose(plan.decodes);
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
     const decode = plan.decodes.length > 0
@@ -358,7 +360,14 @@ export class LLMEngine implements EngineClient {
       const res = await decode;
       runSeconds += res.runSeconds;
       this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: plan.decodes.length });
-      if (this.opts.speculative) this.afterVerify(plan.decodes, proposals, res);
+      if (this.opts.speculative) {
+        const emitted = this.specCounters.emittedTokens;
+        const plain = plan.decodes.length - proposals.size;
+        this.afterVerify(plan.decodes, proposals, res);
+        // Seconds of drafting and verifying per produced token, for the governor (a draft's one-off catch-up left out).
+        const seconds = (performance.now() - tSpec) / 1000 - (this.draft?.lastCatchUpSeconds ?? 0);
+        this.governor.record(plan.decodes.length, proposals.size > 0, seconds, plain + this.specCounters.emittedTokens - emitted);
+      }
       else this.afterForward(plan.decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
     }
     if (prefill) {
@@ -387,16 +396,21 @@ export class LLMEngine implements EngineClient {
   }
 
   /**
-   * Sets each decoding sequence's lookahead for this step: what its controller allows, capped by the
-   * tokens it may still generate; with n-gram lookup, the proposal itself (no match: no speculation).
+   * Sets each decoding sequence's lookahead for this step: what its controller (and, unless it is seeded,
+   * the batch's governor) allows, capped by the tokens it may still generate; with n-gram lookup, the
+   * proposal itself (no match: no speculation).
    */
   private planSpeculation(): void {
     const sp = this.opts.speculative;
     if (!sp) return;
+    const allowed = this.governor.allow(this.scheduler.running.filter((s) => !s.isPrefill).length);
     for (const seq of this.scheduler.running) {
       seq.lookahead = 0;
       seq.proposal = undefined;
       if (!seq.spec || seq.isPrefill) continue;
+      // The governor goes by wall time; a seeded sampled sequence must draw the same random numbers every
+      // run, so only its own acceptance history decides for it.
+      if (!allowed && (seq.sampler.isGreedy || seq.params.seed === undefined)) continue;
       // The verify step emits the accepted tokens plus one: speculating past the end is wasted.
       const room = Math.min(seq.params.maxTokens - seq.output.length, this.maxModelLen - seq.tokens.length) - 1;
       const k = Math.min(seq.spec.next(), room);

@@ -4,4 +4,4 @@ export type { StructuredOutputStats } from './structured';
 export { Scheduler, type SchedulerConfig, type SchedulerOutput, type PrefillChunk } from './scheduler';
 export { BatchExecutor, ThreadExecutor, type ExecBatch, type ExecResult, type ExecRow } from './executor';
 export { gatherPast, scatterNew } from './kv-io';
-export { proposeNgram, SpecController, SPECULATIVE_DEFAULTS, speculativeProblem, verifyProposal, type Proposal, type SpeculativeOptions } from './speculative';
+export { proposeNgram, SpecController, SpecGovernor, SPECULATIVE_DEFAULTS, speculativeProblem, verifyProposal, type Proposal, type SpeculativeOptions } from './speculative';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { draftPair, ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams, type SamplingParams } from '@pdserve/model';
-import { LLMEngine, proposeNgram, SpecController, type EngineOptions } from './index';
+import { LLMEngine, proposeNgram, SpecController, SpecGovernor, type EngineOptions } from './index';
 
 /** The synthetic pair (see draftPair): the draft is the target's first layer; the target's other 3 are scaled. */
 const PAIR = draftPair({}, 1, 0.3);
@@ -132,5 +132,31 @@ describe('speculation controller', () => {
     for (let i = 0; i < 40 && d.next() === 0; i++);
     d.record(4, 4); // a good probe
     expect(d.next()).toBe(4);
+  });
+});
+
+describe('speculation governor', () => {
+  /** Runs `steps` decode steps of `batch` rows: plain ones cost 1 s per token, speculating ones `specCost`. */
+  function drive(g: SpecGovernor, batch: number, steps: number, specCost: number): number {
+    let speculated = 0;
+    for (let i = 0; i < steps; i++) {
+      const spec = g.allow(batch);
+      if (spec) speculated++;
+      g.record(batch, spec, batch * (spec ? specCost : 1), batch);
+    }
+    return speculated;
+  }
+
+  it('keeps speculating where it pays, re-measuring the plain cost now and then', () => {
+    const n = drive(new SpecGovernor(), 8, 200, 0.5);
+    expect(n).toBeGreaterThan(180);
+    expect(n).toBeLessThan(200);
+  });
+
+  it('decodes plainly where speculation costs more per token, trying again now and then, per batch size', () => {
+    const g = new SpecGovernor();
+    expect(drive(g, 32, 400, 2)).toBeLessThan(30);
+    // Another batch size is judged on its own.
+    expect(drive(g, 1, 100, 0.5)).toBeGreaterThan(85);
   });
 });
