@@ -69,10 +69,16 @@ async function run(engine: LLMEngine, batch: number): Promise<Run> {
   };
 }
 
+/** An engine whose model threads do not spin-wait: several are up at once and take turns. */
+async function open(modelDir: string, speculative: SpeculativeOptions | undefined): Promise<LLMEngine> {
+  const e = await LLMEngine.create({ modelDir, kvCacheBytes: 256 << 20, speculative, runner: { allowSpinning: false } });
+  await run(e, 2); // warm-up
+  return e;
+}
+
 async function withEngine<T>(modelDir: string, speculative: SpeculativeOptions | undefined, fn: (e: LLMEngine) => Promise<T>): Promise<T> {
-  const e = await LLMEngine.create({ modelDir, kvCacheBytes: 256 << 20, speculative });
+  const e = await open(modelDir, speculative);
   try {
-    await run(e, 2); // warm-up
     return await fn(e);
   } finally {
     await e.close();
@@ -124,17 +130,25 @@ async function main(): Promise<void> {
   say('|---|---|---|---|---|---|---|---|');
   for (const setting of SETTINGS) {
     const { target, draft } = await pairFor(setting.scale);
-    const off = new Map<number, number>();
-    await withEngine(target, undefined, async (e) => {
-      for (const b of BATCHES) off.set(b, (await run(e, b)).tokensPerSecond);
-    });
-    for (const k of KS) {
-      await withEngine(target, { method: 'draft', modelDir: draft, numTokens: k }, async (e) => {
-        for (const b of BATCHES) {
-          const r = await run(e, b);
-          say(`| ${setting.name} | ${k} | ${b} | ${r.acceptance!.toFixed(2)} | ${r.meanPerStep!.toFixed(2)} | ${off.get(b)!.toFixed(0)} | ${r.tokensPerSecond.toFixed(0)} | ${(r.tokensPerSecond / off.get(b)!).toFixed(2)}× |`);
-        }
-      });
+    // Every engine of a setting is up at once and runs alternate (off, K=2, K=4, ... three rounds, medians),
+    // so the load others put on the machine falls on all of them alike.
+    const engines = [await open(target, undefined), ...(await Promise.all(KS.map((k) => open(target, { method: 'draft', modelDir: draft, numTokens: k }))))];
+    try {
+      for (const b of BATCHES) {
+        const runs: Run[][] = engines.map(() => []);
+        for (let round = 0; round < 3; round++) for (let i = 0; i < engines.length; i++) runs[i]!.push(await run(engines[i]!, b));
+        const med = (rs: Run[]): Run => [...rs].sort((x, y) => x.tokensPerSecond - y.tokensPerSecond)[1]!;
+        const off = med(runs[0]!).tokensPerSecond;
+        KS.forEach((k, j) => {
+          const rs = runs[j + 1]!;
+          const r = med(rs);
+          const acc = rs.reduce((a, x) => a + (x.acceptance ?? 0), 0) / rs.length;
+          const per = rs.reduce((a, x) => a + (x.meanPerStep ?? 1), 0) / rs.length;
+          say(`| ${setting.name} | ${k} | ${b} | ${acc.toFixed(2)} | ${per.toFixed(2)} | ${off.toFixed(0)} | ${r.tokensPerSecond.toFixed(0)} | ${(r.tokensPerSecond / off).toFixed(2)}× |`);
+        });
+      }
+    } finally {
+      for (const e of engines) await e.close();
     }
   }
 

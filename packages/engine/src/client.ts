@@ -124,6 +124,9 @@ export interface SpeculationStats {
   readonly draftCatchUpTokens: number;
   /** Sequences holding draft KV right now. */
   readonly draftSequences: number;
+  /** Wall seconds spent proposing with the draft model, and of them inside its forwards (its thread). */
+  readonly draftProposeSeconds: number;
+  readonly draftForwardSeconds: number;
 }
 
 /** Failure classes an engine reports; the HTTP layer maps each to one status once. */

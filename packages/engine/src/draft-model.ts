@@ -32,6 +32,9 @@ export class DraftModel {
   private readonly states = new Map<number, DraftState>();
   /** Tokens the draft prefilled to catch up (its prompt KV, mostly). */
   catchUpTokens = 0;
+  /** Wall seconds in propose(), and of them inside the draft's forwards (on its thread). */
+  proposeSeconds = 0;
+  forwardSeconds = 0;
   /** Seconds the last propose() spent catching up (a one-off per sequence, not the per-step cost). */
   lastCatchUpSeconds = 0;
 
@@ -47,7 +50,9 @@ export class DraftModel {
     checkDraftCompatible(target, spec);
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize };
     const pool = BlockPool.fromBudget(layout, kvCacheBytes ?? targetBlocks * blockSize * kvBytesPerToken(spec));
-    const executor = await ThreadExecutor.start({ spec, runner, layout, pool: pool.data });
+    // The draft and the model take turns: a draft thread spin-waiting after its run would take the cores
+    // from the verify forward that follows.
+    const executor = await ThreadExecutor.start({ spec, runner: { ...runner, allowSpinning: false }, layout, pool: pool.data });
     return new DraftModel(spec, executor, pool);
   }
 
@@ -79,6 +84,15 @@ export class DraftModel {
    * sequence the draft's pool has no room for gets an empty proposal (it decodes without speculating).
    */
   async propose(inputs: readonly DraftInput[]): Promise<Map<number, Proposal>> {
+    const t0 = performance.now();
+    try {
+      return await this.proposeRounds(inputs);
+    } finally {
+      this.proposeSeconds += (performance.now() - t0) / 1000;
+    }
+  }
+
+  private async proposeRounds(inputs: readonly DraftInput[]): Promise<Map<number, Proposal>> {
     const V = this.spec.vocabSize;
     const bs = this.pool.layout.blockSize;
     const out = new Map<number, Proposal>();
@@ -110,7 +124,7 @@ export class DraftModel {
         pastLen: a.st.computed,
         blockTable: a.st.blocks,
       }));
-      await this.executor.run({ kind: 'prefill', rows });
+      this.forwardSeconds += (await this.executor.run({ kind: 'prefill', rows })).execSeconds;
       for (const a of catchUp) {
         this.catchUpTokens += a.in.tokens.length - 1 - a.st.computed;
         a.st.computed = a.in.tokens.length - 1;
@@ -128,6 +142,7 @@ export class DraftModel {
         return { seqId: a.in.seqId, tokenIds, pastLen: round === 0 ? a.st.computed : len + round - 1, blockTable: a.st.blocks };
       });
       const res = await this.executor.run({ kind: 'decode', rows });
+      this.forwardSeconds += res.execSeconds;
       live.forEach((a, i) => {
         a.st.computed = a.in.tokens.length + round;
         const logits = res.logits.subarray(i * V, (i + 1) * V);

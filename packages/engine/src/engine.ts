@@ -148,7 +148,7 @@ export class LLMEngine implements EngineClient {
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
       ...(this.opts.speculative
-        ? { speculation: { method: this.opts.speculative.method, ...this.specCounters, draftCatchUpTokens: this.draft?.catchUpTokens ?? 0, draftSequences: this.draft?.numSequences ?? 0 } }
+        ? { speculation: { method: this.opts.speculative.method, ...this.specCounters, draftCatchUpTokens: this.draft?.catchUpTokens ?? 0, draftSequences: this.draft?.numSequences ?? 0, draftProposeSeconds: this.draft?.proposeSeconds ?? 0, draftForwardSeconds: this.draft?.forwardSeconds ?? 0 } }
         : {}),
     };
   }

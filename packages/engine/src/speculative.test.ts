@@ -125,13 +125,19 @@ describe('speculation controller', () => {
         c.record(k, 0);
       }
     }
-    expect(speculated).toBeLessThan(12); // 2 to turn off, then probes at 16, 32, 64, 128, 256 steps
+    expect(speculated).toBeLessThanOrEqual(4); // 1 to turn off, then probes after 32, 64 and 128 steps
     expect(c.next()).toBe(0);
     const d = new SpecController(4);
-    for (let i = 0; i < 3; i++) d.record(4, 0);
-    for (let i = 0; i < 40 && d.next() === 0; i++);
-    d.record(4, 4); // a good probe
+    expect(d.next()).toBe(2); // a new sequence starts at K/2
+    d.record(2, 0);
+    let probe = 0;
+    for (let i = 0; i < 40 && (probe = d.next()) === 0; i++);
+    expect(probe).toBe(2);
+    d.record(2, 2); // a good probe
     expect(d.next()).toBe(4);
+    const e = new SpecController(4);
+    e.record(2, 2);
+    expect(e.next()).toBe(4); // one fully accepted step: the full length
   });
 });
 

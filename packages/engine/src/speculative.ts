@@ -125,18 +125,25 @@ const ON_RATE = 0.4;
 const HALF_RATE = 0.5;
 /** Weight of the latest step in the moving acceptance rate. */
 const EMA_WEIGHT = 0.3;
+/**
+ * Where a new sequence starts: below HALF_RATE (its first step proposes K/2, cheap to lose) and close
+ * enough to OFF_RATE that one step with nothing accepted turns it off, while one fully accepted step
+ * lifts it to K. Speculation that never pays then costs a sequence one half-length step and its probes.
+ */
+const START_RATE = 0.35;
 /** Steps without speculation before the first probe, doubled after each failed probe up to the max. */
-const BACKOFF_FIRST = 16;
-const BACKOFF_MAX = 256;
+const BACKOFF_FIRST = 32;
+const BACKOFF_MAX = 512;
 
 /**
  * Per-sequence speculation length with hysteresis. Each verify step updates a moving acceptance rate
- * (accepted ÷ proposed); under OFF_RATE the sequence stops speculating (a batch of such sequences
- * decodes as if speculation were off) and, after a back-off that doubles while acceptance stays poor,
- * speculates once as a probe; only a probe at ON_RATE or better turns it back on.
+ * (accepted ÷ proposed): at HALF_RATE or more the sequence proposes K tokens, below it K/2; under
+ * OFF_RATE it stops speculating (a batch of such sequences decodes as if speculation were off) and, after
+ * a back-off that doubles while acceptance stays poor, speculates once (K/2) as a probe; only a probe at
+ * ON_RATE or better turns it back on.
  */
 export class SpecController {
-  private rate = HALF_RATE;
+  private rate = START_RATE;
   private off = false;
   private wait = 0;
   private backoff = BACKOFF_FIRST;
@@ -150,7 +157,7 @@ export class SpecController {
         this.wait--;
         return 0;
       }
-      return this.maxTokens; // a probe
+      return Math.max(1, Math.ceil(this.maxTokens / 2)); // a probe
     }
     return this.rate >= HALF_RATE ? this.maxTokens : Math.max(1, Math.ceil(this.maxTokens / 2));
   }
