@@ -4,7 +4,7 @@
 // prompt's target KV, that is the draft's prompt prefill), and after that each step only feeds what the
 // target accepted since.
 import { BlockPool, type KvLayout } from '@pdserve/kv-cache';
-import { checkDraftCompatible, kvBytesPerToken, loadModelSpec, type ModelSpec, type RunnerOptions, type Sampler } from '@pdserve/model';
+import { checkDraftCompatible, kvBytesPerToken, loadModelSpec, type ModelSpec, type RunnerOptions, type Sampler, type SamplingParams } from '@pdserve/model';
 import { ThreadExecutor, type ExecRow } from './executor';
 import type { Proposal } from './speculative';
 
@@ -15,6 +15,7 @@ export interface DraftInput {
   readonly prompt: readonly number[];
   readonly output: readonly number[];
   readonly sampler: Sampler;
+  readonly params: SamplingParams;
   /** Tokens to propose (≥ 1). */
   readonly k: number;
 }
@@ -131,9 +132,25 @@ export class DraftModel {
       }
       this.lastCatchUpSeconds = (performance.now() - t0) / 1000;
     }
-    const maxK = Math.max(0, ...active.map((a) => a.in.k));
+    // Plain greedy requests: the draft's argmax is what their sampler would pick, so every round runs on
+    // the draft's thread in one go. Others (sampling, penalties, bias) sample here between rounds.
+    const onThread = active.filter((a) => isPlainGreedy(a.in.sampler, a.in.params));
+    if (onThread.length > 0) {
+      const res = await this.executor.run({
+        kind: 'decode',
+        rows: onThread.map((a) => ({ seqId: a.in.seqId, tokenIds: a.in.tokens.slice(a.st.computed), pastLen: a.st.computed, blockTable: a.st.blocks })),
+        greedyRounds: onThread.map((a) => a.in.k),
+      });
+      this.forwardSeconds += res.execSeconds;
+      onThread.forEach((a, i) => {
+        a.tokens.push(...res.tokens![i]!);
+        a.st.computed = a.in.tokens.length + a.in.k - 1;
+      });
+    }
+    const here = active.filter((a) => !onThread.includes(a));
+    const maxK = Math.max(0, ...here.map((a) => a.in.k));
     for (let round = 0; round < maxK; round++) {
-      const live = active.filter((a) => a.tokens.length === round && round < a.in.k);
+      const live = here.filter((a) => a.tokens.length === round && round < a.in.k);
       if (live.length === 0) break;
       const rows: ExecRow[] = live.map((a) => {
         const len = a.in.tokens.length;
@@ -161,4 +178,10 @@ export class DraftModel {
   async close(): Promise<void> {
     await this.executor.close();
   }
+}
+
+/** Greedy with nothing that changes the argmax of the raw logits (bias, penalties, min_tokens). */
+function isPlainGreedy(sampler: Sampler, p: SamplingParams): boolean {
+  const bias = Object.values(p.logitBias ?? {}).some((v) => v !== 0);
+  return sampler.isGreedy && !bias && p.repetitionPenalty === 1 && p.presencePenalty === 0 && p.frequencyPenalty === 0 && !p.minTokens;
 }

@@ -67,6 +67,8 @@ export class LLMEngine implements EngineClient {
   /** Rejection sampling's work row (vocab-long). */
   private readonly specBuf: Float64Array;
   private readonly governor = new SpecGovernor();
+  /** Seconds this step's proposals spent on the draft's catch-up prefill. */
+  private catchUpSeconds = 0;
   private readonly specCounters = { draftTokens: 0, acceptedTokens: 0, verifiedSequenceSteps: 0, emittedTokens: 0 };
   private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0, importFallbacks: 0, prefillTokens: 0, prefetchedTokens: 0, prefetchRejects: 0 };
 
@@ -365,7 +367,7 @@ export class LLMEngine implements EngineClient {
         const plain = plan.decodes.length - proposals.size;
         this.afterVerify(plan.decodes, proposals, res);
         // Seconds of drafting and verifying per produced token, for the governor (a draft's one-off catch-up left out).
-        const seconds = (performance.now() - tSpec) / 1000 - (this.draft?.lastCatchUpSeconds ?? 0);
+        const seconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
         this.governor.record(plan.decodes.length, proposals.size > 0, seconds, plain + this.specCounters.emittedTokens - emitted);
       }
       else this.afterForward(plan.decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
@@ -427,6 +429,7 @@ export class LLMEngine implements EngineClient {
   /** Proposals for this step's decodes that speculate (lookahead as the scheduler left it). */
   private async propose(decodes: readonly Sequence[]): Promise<Map<number, Proposal>> {
     const out = new Map<number, Proposal>();
+    this.catchUpSeconds = 0;
     const speculating = decodes.filter((s) => s.lookahead > 0);
     if (speculating.length === 0) return out;
     if (!this.draft) {
@@ -434,8 +437,9 @@ export class LLMEngine implements EngineClient {
       return out;
     }
     const proposed = await this.draft.propose(
-      speculating.map((s) => ({ seqId: s.id, tokens: s.tokens, prompt: s.prompt, output: s.output, sampler: s.sampler, k: s.lookahead })),
+      speculating.map((s) => ({ seqId: s.id, tokens: s.tokens, prompt: s.prompt, output: s.output, sampler: s.sampler, params: s.params, k: s.lookahead })),
     );
+    this.catchUpSeconds = this.draft.lastCatchUpSeconds;
     // A sequence aborted while the draft ran is skipped when the verify results come back.
     for (const [id, p] of proposed) if (p.tokens.length > 0) out.set(id, p);
     return out;
