@@ -12,7 +12,8 @@ import { connectControlPlane, InProcessHub, silentLogger as cpSilent } from '@pd
 import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import type { PolicyName } from '@pdserve/router';
-import { startWorkerService, type WorkerRole, type WorkerService } from '@pdserve/worker';
+import type { WorkerRole } from '@pdserve/contracts';
+import { startWorkerService, type WorkerService } from '@pdserve/worker';
 import { machine, median, sideBySide } from './lib/stats';
 
 const { values: args } = parseArgs({ options: { requests: { type: 'string', default: '64' } } });

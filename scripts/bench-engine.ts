@@ -14,7 +14,7 @@ import { gatherPast, LLMEngine, type EngineOptions } from '@pdserve/engine';
 import { BlockPool } from '@pdserve/kv-cache';
 import { ensureTinyModel, kvBytesPerToken, loadModelSpec, ModelRunner, samplingParams, type LayerKv, type PresetName } from '@pdserve/model';
 import { loadPeer } from './lib/peer';
-import { machine, median, percentile, randomTokens } from './lib/stats';
+import { machine, median, percentileOf, randomTokens } from './lib/stats';
 
 const { values: args } = parseArgs({
   options: {
@@ -154,7 +154,7 @@ async function chunkRun(withLongPrompt: boolean): Promise<number> {
     // ITLs observed during the window: approximate by the slowest part of each stream's sequence.
     const itls = all.flatMap((t) => t.itl);
     log(`  window ${window.toFixed(0)} ms`);
-    return percentile(itls, 99);
+    return percentileOf(itls, 99);
   });
 }
 
@@ -343,8 +343,8 @@ if (SECTIONS.has('throughput')) {
     `| raw loop output tokens/s (batch ${N} × ${PROMPT} prompt × ${OUT} output, present→past${list(raws)}) | ${raw.toFixed(0)} | |`,
     `| engine output tokens/s (${N} concurrent requests${list(engs.map((x) => x.tps))}) | ${eng.tps.toFixed(0)} | |`,
     `| **engine efficiency** (engine ÷ raw loop) | **${(eng.tps / raw).toFixed(2)}** | ≥ 0.85 |`,
-    `| TTFT p50 / p99 (${N} concurrent) (ms) | ${ms(percentile(ttfts, 50))} / ${ms(percentile(ttfts, 99))} | |`,
-    `| ITL p50 / p99 (${N} concurrent) (ms) | ${ms(percentile(itls, 50))} / ${ms(percentile(itls, 99))} | |`,
+    `| TTFT p50 / p99 (${N} concurrent) (ms) | ${ms(percentileOf(ttfts, 50))} / ${ms(percentileOf(ttfts, 99))} | |`,
+    `| ITL p50 / p99 (${N} concurrent) (ms) | ${ms(percentileOf(itls, 50))} / ${ms(percentileOf(itls, 99))} | |`,
     `| engine time outside session.run (share of step time, whole run) | ${(eng.overhead * 100).toFixed(1)}% | |`,
   );
   if (SECTIONS.has('peer') && !args['skip-peer']) {

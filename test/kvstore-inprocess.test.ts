@@ -101,7 +101,7 @@ describe('the kv-store tier keeps output token-identical', () => {
     expect(a.server.kvStore!.stats().offloadedBlocks).toBeGreaterThanOrEqual(12);
     // The gateway's index credits the store-held prefix to every worker (tier 'store', named credit).
     const chain = chainHashes(prompt(100), 16, 'tiny');
-    await waitFor('gateway indexed the store-held blocks', () => gateway.router.index.matchPrefix(chain).storeBlocks === 6, 5_000, 20);
+    await waitFor('gateway indexed the store-held blocks', () => gateway.router.matchPrefix(chain).storeBlocks === 6, 5_000, 20);
   });
 
   it('from the disk tier, after the store nodes restarted from their folders', async () => {

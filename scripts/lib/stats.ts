@@ -1,15 +1,12 @@
 import { cpus } from 'node:os';
+import { percentile } from '@pdserve/bench';
 
-export function percentile(xs: readonly number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const rank = (p / 100) * (s.length - 1);
-  const lo = Math.floor(rank);
-  const hi = Math.ceil(rank);
-  return s[lo]! + (s[hi]! - s[lo]!) * (rank - lo);
+/** The p-th percentile of values in any order: bench's `percentile` (which takes them sorted) over a sorted copy. */
+export function percentileOf(xs: readonly number[], p: number): number {
+  return percentile(Float64Array.from(xs).sort(), p);
 }
 
-export const median = (xs: readonly number[]): number => percentile(xs, 50);
+export const median = (xs: readonly number[]): number => percentileOf(xs, 50);
 
 /** Deterministic pseudo-random token ids (ids 3..31999 avoid llama2's special tokens). */
 export function randomTokens(n: number, seed: number, vocab = 32000): number[] {

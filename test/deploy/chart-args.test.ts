@@ -203,7 +203,7 @@ describe('the chart runs the CLI it ships', () => {
     for (const c of ['gateway', 'prefill-worker', 'decode-worker', 'bench']) expect(commands, `${variant} runs ${c}`).toContain(c);
     if (hasKvStore) expect(commands).toContain('kv-store');
     // Peers dial workers at their pod IP; every engine shares one block size and model name.
-    for (const { where, command, flags } of checked.filter((c) => c.command.endsWith('-worker'))) {
+    for (const { where, flags } of checked.filter((c) => c.command.endsWith('-worker'))) {
       expect(flags.str('advertise-host'), where).toBe(FIELD_REFS['status.podIP']);
       expect(flags.str('host'), where).toBe('0.0.0.0');
       expect(flags.str('redis'), where).toMatch(/^redis:\/\//);

@@ -293,6 +293,7 @@ env:
 - --admin-port={{ .pool.adminPort }}
 - --cluster=$(PDSERVE_CLUSTER)
 - --log-level=$(PDSERVE_LOG_LEVEL)
+- --log-format=$(PDSERVE_LOG_FORMAT)
 {{- end }}
 
 {{/* Flags of the model-serving services (gateway and engines). */}}

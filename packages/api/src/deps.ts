@@ -1,7 +1,9 @@
 // The only file that reaches into sibling packages, through their index.ts faces.
-export { EngineError } from '@pdserve/engine';
-export type { EngineClient, EngineErrorCode, FinishReason, GenerateOutput, GenerateRequest } from '@pdserve/engine';
-export type { Bounds, SamplingParams, SamplingProblem, TokenLogprob } from '@pdserve/model';
-export { boundsProblem, MAX_LOGPROBS, MAX_STOP_STRINGS, SAMPLING_BOUNDS, stopProblem, stopTokenIdsProblem } from '@pdserve/model';
+export { EngineError } from '@pdserve/contracts';
+export type { EngineClient, EngineErrorCode, FinishReason, GenerateOutput, GenerateRequest } from '@pdserve/contracts';
+export type { Bounds, SamplingParams, SamplingProblem, TokenLogprob } from '@pdserve/model/sampling';
+export { boundsProblem, MAX_LOGPROBS, MAX_STOP_STRINGS, SAMPLING_BOUNDS, stopProblem, stopTokenIdsProblem } from '@pdserve/model/sampling';
 export { ChatTemplateError, IncrementalDetokenizer, StopMatcher } from '@pdserve/tokenizer';
+export { silentLogger } from '@pdserve/log';
+export type { LogFields, Logger } from '@pdserve/contracts';
 export type { ChatMessage, DecodeOptions, EncodeOptions, TextTokenizer } from '@pdserve/tokenizer';

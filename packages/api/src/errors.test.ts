@@ -2,7 +2,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EngineError } from './deps';
-import { createLogger } from './logger';
+import { createLogger } from '@pdserve/log';
 import { startTestServer, ToyTokenizer, type FakeEngineOptions, type TestServer } from './testing';
 
 const tok = new ToyTokenizer();

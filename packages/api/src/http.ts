@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from './deps';
 import { ApiError } from './errors';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
@@ -104,10 +105,10 @@ export function sendErrorLingering(req: IncomingMessage, res: ServerResponse, er
  * A response already written whole must reach the client within `ms`; a client that stopped reading is cut
  * off then, so its socket and buffered body do not stay forever.
  */
-export function finishWithin(res: ServerResponse, ms: number, log: { warn(msg: string, fields?: Record<string, unknown>): void }): void {
+export function finishWithin(res: ServerResponse, ms: number, log: Pick<Logger, 'warn'>): void {
   if (res.writableFinished || res.destroyed) return;
   const timer = setTimeout(() => {
-    log.warn('client stopped reading; response dropped', { timeoutMs: ms });
+    log.warn({ timeoutMs: ms }, 'client stopped reading; response dropped');
     res.destroy();
   }, ms);
   timer.unref();

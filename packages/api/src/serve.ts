@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { toApiError } from './errors';
 import { runChoice, startChoices, type ChoiceEvent, type ChoiceSpec } from './generate';
 import { SseStream, finishWithin, sendJson } from './http';
-import type { Logger } from './logger';
+import type { Logger } from './deps';
 import type { PreparedPrompt, ServedModel } from './prompt';
 
 /** What a route handler gets besides its body. */
@@ -60,13 +60,13 @@ export interface Usage {
  * failures after the SSE headers are sent become an SSE error event.
  */
 export async function serveGeneration(ctx: RequestContext, g: Generation): Promise<void> {
-  ctx.log.debug('generate', {
+  ctx.log.debug({
     model: g.model.id,
     choices: g.specs.length,
     promptTokens: g.prompts.map((p) => p.tokenIds.length),
     maxTokens: g.prompts.map((p) => p.maxTokens),
     stream: g.stream,
-  });
+  }, 'generate');
   const gens = g.specs.map((spec) => runChoice(g.model.engine, g.model.tokenizer, spec, ctx.signal));
   const { cachedTokens, events } = await startChoices(gens);
   const formatters = new Map(g.specs.map((s) => [s.index, g.formatter(s)]));
@@ -103,7 +103,7 @@ export async function serveGeneration(ctx: RequestContext, g: Generation): Promi
     return;
   }
 
-  const sse = new SseStream(ctx.res, ctx.writeTimeoutMs, () => ctx.log.warn('client stopped reading; request aborted', { timeoutMs: ctx.writeTimeoutMs }));
+  const sse = new SseStream(ctx.res, ctx.writeTimeoutMs, () => ctx.log.warn({ timeoutMs: ctx.writeTimeoutMs }, 'client stopped reading; request aborted'));
   sse.open();
   const chunk = { ...head, object: g.chunkObject };
   // With include_usage every chunk carries `usage: null` and a last chunk carries the totals (OpenAI).
@@ -120,7 +120,7 @@ export async function serveGeneration(ctx: RequestContext, g: Generation): Promi
     }
   } catch (err) {
     const e = toApiError(err);
-    ctx.log.error('generation failed mid-stream', { err, status: e.status });
+    ctx.log.error({ err, status: e.status }, 'generation failed mid-stream');
     await sse.send(e.toBody());
     ctx.res.end();
     return;

@@ -7,7 +7,7 @@ import { serveCompletion } from './completions';
 import { ApiError, toApiError } from './errors';
 import { readJsonBody, sendError, sendErrorLingering, sendJson } from './http';
 import { ClientLimiter, type ClientLimits } from './limits';
-import { childLogger, silentLogger, type Logger } from './logger';
+import { silentLogger, type Logger } from './deps';
 import type { ServedModel } from './prompt';
 import { parseChatRequest, parseCompletionRequest } from './requests';
 import type { RequestContext } from './serve';
@@ -190,7 +190,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
     const t0 = performance.now();
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    const log = childLogger(logger, { requestId });
+    const log = logger.child({ requestId });
     const method = req.method ?? 'GET';
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     res.setHeader('x-request-id', requestId);
@@ -198,11 +198,11 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
     // every engine request of this HTTP request listens to it.
     const ac = new AbortController();
     res.once('close', () => {
-      if (!res.writableFinished) log.info('client disconnected', { method, path });
+      if (!res.writableFinished) log.info({ method, path }, 'client disconnected');
       ac.abort();
       // Probes hit /health and /ready every few seconds; keep them out of the info log.
       const level = path === '/health' || path === '/ready' ? 'debug' : 'info';
-      log[level]('request', { method, path, status: res.statusCode, durationMs: Math.round(performance.now() - t0) });
+      log[level]({ method, path, status: res.statusCode, durationMs: Math.round(performance.now() - t0) }, 'request');
       opts.onResponse?.({ method, path, route: routeOf(path), status: res.statusCode, seconds: (performance.now() - t0) / 1000 });
     });
     try {
@@ -210,7 +210,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       const ctx: RequestContext = {
         requestId,
         signal: ac.signal,
-        log: client?.key === undefined ? log : childLogger(log, { key: client.key }),
+        log: client?.key === undefined ? log : log.child({ key: client.key }),
         res,
         cacheTenant: opts.isolateCachePerKey ? client?.key : undefined,
         writeTimeoutMs: edge.writeTimeoutMs,
@@ -218,8 +218,8 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       await route(method, path)(ctx, req);
     } catch (err) {
       const e = toApiError(err);
-      if (e.status >= 500) log.error('request failed', { method, path, err });
-      else log.debug('request refused', { method, path, status: e.status, code: e.code, message: e.message });
+      if (e.status >= 500) log.error({ method, path, err }, 'request failed');
+      else log.debug({ method, path, status: e.status, code: e.code, message: e.message }, 'request refused');
       if (!res.headersSent) {
         if (e.status === 413) sendErrorLingering(req, res, e);
         else sendError(res, e);
@@ -256,7 +256,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
   }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       // handle() catches everything; this is the last line of defence for the process.
-      logger.error('unhandled error in request handler', { err });
+      logger.error({ err }, 'unhandled error in request handler');
       if (!res.headersSent) sendError(res, ApiError.internal());
       else res.destroy();
     });
@@ -273,7 +273,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
           server.off('error', reject);
           const { port } = server.address() as AddressInfo;
           const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-          logger.info('listening', { url, models: opts.models.map((m) => m.id) });
+          logger.info({ url, models: opts.models.map((m) => m.id) }, 'listening');
           resolve({ url });
         });
       }),

@@ -116,14 +116,6 @@ export class FakeEngine implements EngineClient {
     return this.ready;
   }
 
-  stats(): ReturnType<EngineClient['stats']> {
-    return {
-      running: 0, waiting: 0, freeBlocks: 0, cachedBlocks: 0, totalBlocks: 0, usedBlocks: 0,
-      prefixCacheHitTokens: 0, prefixCacheQueryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0,
-      prefillTokensComputed: 0, queuedPrefillTokens: 0, importFallbacks: 0, prefetchedTokens: 0, prefetchRejects: 0,
-    };
-  }
-
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
     this.requests.push(req);
     req.signal?.addEventListener('abort', () => this.aborted.push(req.requestId), { once: true });

@@ -1,4 +1,5 @@
 // The one wire codec for control messages: JSON with a version field, validated field by field on decode.
+import { isBlockHash } from '@pdserve/contracts';
 import {
   KV_TIERS,
   SERVICE_ROLES,
@@ -18,7 +19,6 @@ export class CodecError extends Error {
   override readonly name = 'CodecError';
 }
 
-const BLOCK_HASH = /^[0-9a-f]{16}$/;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -81,10 +81,6 @@ export function decodeServiceRecord(text: string): ServiceRecord {
     startedAt: finite(o, 'startedAt'),
   };
   return 'transfer' in o ? { ...base, transfer: o['transfer'] } : base;
-}
-
-export function isBlockHash(value: unknown): value is string {
-  return typeof value === 'string' && BLOCK_HASH.test(value);
 }
 
 function decodeKvEvent(value: unknown): KvEvent {

@@ -3,7 +3,8 @@ import { TransportEventBus, type EventBus, type EventBusOptions } from './event-
 import { InProcessHub, processHub } from './hub.js';
 import { InProcessTransport } from './in-process-transport.js';
 import type { LeaseStore } from './lease-store.js';
-import { jsonLogger, type Logger } from './log.js';
+import { createLogger } from '@pdserve/log';
+import type { Logger } from './log.js';
 import { assertToken } from './names.js';
 import { NatsTransport, type NatsTransportOptions } from './nats-transport.js';
 import { RedisLeaseStore, type RedisLeaseStoreOptions } from './redis-lease-store.js';
@@ -39,7 +40,7 @@ export interface ControlPlane {
 export async function connectControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const { cluster, redisUrl, natsUrl } = options;
   assertToken(cluster, 'cluster');
-  const logger = options.logger ?? jsonLogger;
+  const logger = options.logger ?? createLogger().child({ component: 'control-plane' });
   const hub = options.hub ?? processHub;
 
   const store: LeaseStore = redisUrl ? await RedisLeaseStore.connect(redisUrl, logger, options.redis) : hub.store;

@@ -1,6 +1,6 @@
 // Batches an engine's block events into KvEventBatch messages: a batch goes out as soon as it holds
 // maxBatchEvents block hashes, and nothing waits longer than flushIntervalMs; stamps worker, incarnation, seq.
-import { isBlockHash } from './codec.js';
+import { isBlockHash } from '@pdserve/contracts';
 import { assertToken } from './names.js';
 import type { KvEvent, KvEventBatch, KvTier } from './types.js';
 

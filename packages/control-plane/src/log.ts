@@ -1,35 +1,10 @@
-// Structured logging: a pino-compatible interface, a JSON-lines default, and outage de-duplication.
+// Logging helpers: outage de-duplication and redaction. The logger is the one of @pdserve/log (pino); the
+// control plane logs through whichever its owner hands it.
+import type { LogFields, Logger } from '@pdserve/contracts';
+import { errorMessage } from '@pdserve/log';
 
-export type LogFields = Readonly<Record<string, unknown>>;
-
-/** The subset of pino's API the control plane uses; a pino logger satisfies it. */
-export interface Logger {
-  info(fields: LogFields, message: string): void;
-  warn(fields: LogFields, message: string): void;
-  error(fields: LogFields, message: string): void;
-}
-
-function writeLine(level: string, fields: LogFields, message: string): void {
-  process.stderr.write(
-    `${JSON.stringify({ level, time: Date.now(), component: 'control-plane', ...fields, msg: message })}\n`,
-  );
-}
-
-export const jsonLogger: Logger = {
-  info: (fields, message) => writeLine('info', fields, message),
-  warn: (fields, message) => writeLine('warn', fields, message),
-  error: (fields, message) => writeLine('error', fields, message),
-};
-
-export const silentLogger: Logger = {
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-};
-
-export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+export type { LogFields, Logger };
+export { errorMessage, silentLogger } from '@pdserve/log';
 
 /** The URL without credentials, for logs and errors. */
 export function redactUrl(url: string): string {

@@ -37,7 +37,7 @@ export function sampleRecord(id: string, overrides: Partial<ServiceRecord> = {})
 }
 
 export interface LogLine {
-  readonly level: 'info' | 'warn' | 'error';
+  readonly level: 'debug' | 'info' | 'warn' | 'error';
   readonly fields: LogFields;
   readonly message: string;
 }
@@ -45,10 +45,11 @@ export interface LogLine {
 /** Keeps log lines in memory, so tests stay quiet and can assert on what was logged. */
 export function memoryLogger(): Logger & { readonly lines: LogLine[] } {
   const lines: LogLine[] = [];
-  return {
-    lines,
-    info: (fields, message) => lines.push({ level: 'info', fields, message }),
-    warn: (fields, message) => lines.push({ level: 'warn', fields, message }),
-    error: (fields, message) => lines.push({ level: 'error', fields, message }),
+  const at = (level: LogLine['level'], bound: LogFields) => (fields: LogFields | string, message?: string): void => {
+    lines.push(typeof fields === 'string' ? { level, fields: bound, message: fields } : { level, fields: { ...bound, ...fields }, message: message ?? '' });
   };
+  const make = (bound: LogFields): Logger => ({
+    debug: at('debug', bound), info: at('info', bound), warn: at('warn', bound), error: at('error', bound), child: (f) => make({ ...bound, ...f }),
+  });
+  return { lines, ...make({}) };
 }

@@ -1,5 +1,5 @@
 // The values that flow through the control plane: service records, KV events, load reports.
-import type { Tier } from '@pdserve/router';
+import type { Tier } from '@pdserve/contracts';
 
 export type ServiceRole = 'gateway' | 'prefill' | 'decode' | 'mixed' | 'kv-store';
 export const SERVICE_ROLES: readonly ServiceRole[] = ['gateway', 'prefill', 'decode', 'mixed', 'kv-store'];
@@ -27,9 +27,6 @@ export interface ServiceRecord {
   readonly startedAt: number;
 }
 
-// KV events and load reports are the router's own types: the control plane carries what the router reads.
-export type { KvEvent, KvEventBatch, LoadReport, Tier as KvTier } from '@pdserve/router';
+// KV events and load reports are contracts: the control plane carries what the router reads.
+export type { BlockHash, KvEvent, KvEventBatch, LoadReport, Tier as KvTier } from '@pdserve/contracts';
 export const KV_TIERS: readonly Tier[] = ['device', 'host', 'disk', 'store'];
-
-/** A block hash: 16 lowercase hex characters (64 bits). */
-export type BlockHash = string;

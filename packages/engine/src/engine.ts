@@ -1,6 +1,6 @@
 import { BLOCK_HEADER_BYTES, BlockPool, blockBytes, chainHashes, decodeBlock, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
 import { isStopToken, loadModelSpec, Sampler, samplingProblem, type ModelSpec, type RunnerOptions, type SampledToken } from '@pdserve/model';
-import { EngineError, type EngineClient, type EngineStats, type ExportedKv, type GenerateOutput, type GenerateRequest, type OffloadSink } from './client';
+import { EngineError, type EngineClient, type EngineStats, type ExportedKv, type GenerateOutput, type GenerateRequest, type OffloadSink } from '@pdserve/contracts';
 import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';

@@ -1,6 +1,6 @@
 import { hashBlock, rootHash, type BlockHash, type BlockId } from '@pdserve/kv-cache';
 import type { Sampler, SamplingParams } from '@pdserve/model';
-import type { FinishReason, GenerateOutput, PrefetchedKv, PrefilledKv } from './client';
+import type { FinishReason, GenerateOutput, PrefetchedKv, PrefilledKv } from '@pdserve/contracts';
 import { OutputQueue } from './output-queue';
 import type { Proposal, SpecController } from './speculative';
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { draftPair, ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams, type SamplingParams } from '@pdserve/model';
-import { LLMEngine, proposeNgram, SpecController, SpecGovernor, type EngineOptions } from './index';
+import { LLMEngine, type EngineOptions } from './index';
+import { proposeNgram, SpecController, SpecGovernor } from './speculative';
 
 /** The synthetic pair (see draftPair): the draft is the target's first layer; the target's other 3 are scaled. */
 const PAIR = draftPair({}, 1, 0.3);

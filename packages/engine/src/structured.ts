@@ -3,7 +3,7 @@
 // fills the masks while the model thread runs the forward, so the sampler finds them ready.
 import { GrammarCompiler, GrammarError, type GrammarMatcher } from '@pdserve/grammar';
 import type { ModelSpec, StructuredOutput } from '@pdserve/model';
-import { EngineError } from './client';
+import { EngineError } from '@pdserve/contracts';
 
 interface Constrained {
   readonly matcher: GrammarMatcher;

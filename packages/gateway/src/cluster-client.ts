@@ -1,7 +1,7 @@
 // The gateway's engine: the HTTP API calls it exactly as it calls a local engine; it routes each
 // request to a decode worker (and a prefill worker) and relays the worker's token stream.
-import type { Logger } from '@pdserve/api';
-import { EngineError, type EngineClient, type EngineStats, type GenerateOutput, type GenerateRequest } from '@pdserve/engine';
+import type { Logger } from '@pdserve/contracts';
+import { EngineError, type EngineClient, type GenerateOutput, type GenerateRequest } from '@pdserve/contracts';
 import { chainHashes } from '@pdserve/kv-cache';
 import { explainDecision, RouterError, type Router } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +9,7 @@ import type { ServiceRecord } from '@pdserve/control-plane';
 import {
   afterStreamedFirst, firstFromWire, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg,
   type GenerateRequestMsg, type PrefillFirstMsg, type WorkerCallError,
-} from '@pdserve/worker';
+} from '@pdserve/worker/client';
 import type { ClusterView } from './cluster-view';
 
 export interface ClusterClientOptions {
@@ -36,20 +36,6 @@ export class ClusterClient implements EngineClient {
     return this.opts.view.hasDecodeWorker();
   }
 
-  stats(): EngineStats {
-    let running = 0;
-    let waiting = 0;
-    for (const w of this.opts.view.workers()) {
-      const l = this.opts.router.loads.get(w.id);
-      running += l.running;
-      waiting += l.waiting;
-    }
-    return {
-      running, waiting, freeBlocks: 0, cachedBlocks: 0, totalBlocks: 0, usedBlocks: 0, prefixCacheHitTokens: 0, prefixCacheQueryTokens: 0,
-      preemptions: 0, prefillTokensComputed: 0, queuedPrefillTokens: 0, importFallbacks: 0, prefetchedTokens: 0, prefetchRejects: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0,
-    };
-  }
-
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
     const { router, view, logger } = this.opts;
     const cacheSalt = req.cacheSalt ?? '';
@@ -67,7 +53,7 @@ export class ClusterClient implements EngineClient {
       } finally {
         if (narrowed) router.setWorkers(view.workers());
       }
-      logger.debug('routed', { requestId: req.requestId, decision: explainDecision(decision) });
+      logger.debug({ requestId: req.requestId, decision: explainDecision(decision) }, 'routed');
       const remote = decision.prefill.prefill === 'remote' ? view.record(decision.prefill.worker) : undefined;
       let streamed = 0;
       try {
@@ -94,7 +80,7 @@ export class ClusterClient implements EngineClient {
         const e = toCallError(err);
         const unreachable = e.code === 'UNAVAILABLE' || e.code === 'DEADLINE_EXCEEDED' || e.code === 'CANCELLED';
         if (streamed === 0 && unreachable && attempt < (this.opts.retries ?? 2)) {
-          logger.warn('worker unreachable; retrying elsewhere', { requestId: req.requestId, worker: decision.decodeWorker, error: e.message });
+          logger.warn({ requestId: req.requestId, worker: decision.decodeWorker, error: e.message }, 'worker unreachable; retrying elsewhere');
           excluded.add(decision.decodeWorker);
           continue;
         }
@@ -136,7 +122,7 @@ export class ClusterClient implements EngineClient {
         ({ first } = await prefillFirst(events));
       } catch (err) {
         if (signal?.aborted) return;
-        logger.warn('prefill worker failed; prefilling on the decode worker', { requestId: req.request_id, worker: prefill.id, error: toCallError(err).message });
+        logger.warn({ requestId: req.request_id, worker: prefill.id, error: toCallError(err).message }, 'prefill worker failed; prefilling on the decode worker');
       }
       if (first === undefined) {
         prefillCtl.abort();
@@ -145,7 +131,7 @@ export class ClusterClient implements EngineClient {
       }
       const sent = first.first_token;
       yield firstFromWire(first, wantLogprobs, first.cached_tokens);
-      const plan = { mode: 'pushed', prefill_worker: prefill.id, prefill_address: prefill.grpcAddress, transfer_id: transferId };
+      const plan = { mode: 'pushed', prefill_worker: prefill.id, transfer_id: transferId };
       const rest = fromWire(view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal), wantLogprobs);
       // The decode worker's stream repeats the first token: checked against the one already sent, and dropped.
       yield* afterStreamedFirst(rest, sent, (got) => `decode worker ${decode.id} sampled first token ${got}, not ${sent} as already streamed`);
@@ -161,15 +147,11 @@ async function* fromWire(chunks: AsyncIterable<GenerateChunkMsg>, wantLogprobs: 
   for await (const c of chunks) yield outputFromWire(c, wantLogprobs);
 }
 
-const LOCAL_PLAN = { mode: 'local', prefill_worker: '', prefill_address: '', transfer_id: '' } as const;
+const LOCAL_PLAN = { mode: 'local', prefill_worker: '', transfer_id: '' } as const;
 
+/** The worker's engine error keeps its class (the call's trailers carry it); anything else is `internal`. */
 function toEngineError(e: WorkerCallError, worker: string, midStream: boolean): EngineError {
-  switch (e.code) {
-    case 'INVALID_ARGUMENT':
-      return new EngineError(/context length/.test(e.message) ? 'context_length_exceeded' : 'invalid_request', e.message);
-    case 'RESOURCE_EXHAUSTED':
-      return new EngineError('queue_full', e.message);
-    default:
-      return new EngineError('internal', `decode worker ${worker} failed${midStream ? ' mid-stream' : ''}: ${e.code} ${e.message}`);
-  }
+  const reported = e.engineError;
+  if (reported !== undefined && reported.code !== 'internal') return reported;
+  return new EngineError('internal', `decode worker ${worker} failed${midStream ? ' mid-stream' : ''}: ${e.code} ${e.message}`);
 }

@@ -1,10 +1,10 @@
 // What the gateway knows of the cluster: live workers from the registry, which blocks each holds (KV
 // events, resynced from snapshots), and their load. Feeds the router; hands out worker clients.
 import type { ControlPlane, KvEventBatch, Membership, ServiceRecord } from '@pdserve/control-plane';
-import type { Logger } from '@pdserve/api';
-import type { Router, WorkerInfo, WorkerRole } from '@pdserve/router';
-import { KvStoreClient } from '@pdserve/kv-store';
-import { WorkerClient } from '@pdserve/worker';
+import { isWorkerRole, type Logger, type WorkerRole } from '@pdserve/contracts';
+import type { Router, WorkerInfo } from '@pdserve/router';
+import { KvStoreClient } from '@pdserve/kv-store/client';
+import { WorkerClient } from '@pdserve/worker/client';
 
 export interface ClusterViewOptions {
   readonly controlPlane: ControlPlane;
@@ -16,11 +16,10 @@ export interface ClusterViewOptions {
   readonly resyncIntervalMs?: number;
 }
 
-const ROUTABLE: readonly string[] = ['prefill', 'decode', 'mixed'];
 
 export class ClusterView {
   private membership: Membership | undefined;
-  private readonly records = new Map<string, ServiceRecord>();
+  private readonly records = new Map<string, ServiceRecord & { readonly role: WorkerRole }>();
   /** kv-store nodes: not routable, but what they hold (tier 'store') counts as cached for every worker. */
   private readonly stores = new Map<string, { readonly record: ServiceRecord; readonly client: KvStoreClient }>();
   private readonly clients = new Map<string, WorkerClient>();
@@ -45,7 +44,7 @@ export class ClusterView {
     const { controlPlane, router } = this.opts;
     const kv = controlPlane.events.subscribeKv((b) => this.onKv(b));
     const load = controlPlane.events.subscribeLoad((r) => {
-      if (this.records.has(r.worker)) router.loads.report(r);
+      if (this.records.has(r.worker)) router.reportLoad(r);
     });
     this.unsubscribe.push(() => kv.unsubscribe(), () => load.unsubscribe());
     // Events missed while NATS was away are recovered from snapshots.
@@ -67,7 +66,7 @@ export class ClusterView {
 
   /** Workers the router may choose from now. */
   workers(): WorkerInfo[] {
-    return [...this.records.values()].map((r) => ({ id: r.id, role: r.role as WorkerRole }));
+    return [...this.records.values()].map((r) => ({ id: r.id, role: r.role }));
   }
 
   hasDecodeWorker(): boolean {
@@ -96,18 +95,18 @@ export class ClusterView {
       const now = live.get(id);
       if (!now || now.incarnation !== prev.incarnation) {
         this.records.delete(id);
-        this.opts.router.index.removeWorker(id);
-        this.opts.router.loads.removeWorker(id);
+        this.opts.router.removeHolder(id);
         this.clients.get(prev.grpcAddress)?.close();
         this.clients.delete(prev.grpcAddress);
-        this.opts.logger.info('worker left', { worker: id, role: prev.role });
+        this.opts.logger.info({ worker: id, role: prev.role }, 'worker left');
       }
     }
     this.syncStores(live);
     for (const [id, rec] of live) {
-      if (this.records.has(id) || !ROUTABLE.includes(rec.role) || rec.model !== this.opts.model) continue;
-      this.records.set(id, rec);
-      this.opts.logger.info('worker joined', { worker: id, role: rec.role, address: rec.grpcAddress });
+      const role = rec.role;
+      if (this.records.has(id) || !isWorkerRole(role) || rec.model !== this.opts.model) continue;
+      this.records.set(id, { ...rec, role });
+      this.opts.logger.info({ worker: id, role: rec.role, address: rec.grpcAddress }, 'worker joined');
       void this.resync(id);
     }
     this.opts.router.setWorkers(this.workers());
@@ -120,26 +119,26 @@ export class ClusterView {
       const now = live.get(id);
       if (now && now.incarnation === s.record.incarnation) continue;
       this.stores.delete(id);
-      this.opts.router.index.removeWorker(id);
+      this.opts.router.removeHolder(id);
       s.client.close();
-      this.opts.logger.info('kv-store left', { node: id });
+      this.opts.logger.info({ node: id }, 'kv-store left');
     }
     for (const [id, rec] of live) {
       if (rec.role !== 'kv-store' || this.stores.has(id) || (rec.model !== '*' && rec.model !== this.opts.model)) continue;
       this.stores.set(id, { record: rec, client: new KvStoreClient(rec.grpcAddress) });
-      this.opts.logger.info('kv-store joined', { node: id, address: rec.grpcAddress });
+      this.opts.logger.info({ node: id, address: rec.grpcAddress }, 'kv-store joined');
       void this.resync(id);
     }
   }
 
   private onKv(batch: KvEventBatch): void {
     if (!this.records.has(batch.worker) && !this.stores.has(batch.worker)) return;
-    if (this.opts.router.index.applyBatch(batch) === 'gap') void this.resync(batch.worker);
+    if (this.opts.router.applyKvBatch(batch) === 'gap') void this.resync(batch.worker);
   }
 
   private tick(): void {
-    for (const id of this.opts.router.index.holdersNeedingSnapshot()) if (this.records.has(id) || this.stores.has(id)) void this.resync(id);
-    for (const id of [...this.records.keys(), ...this.stores.keys()]) if (this.opts.router.index.needsSnapshot(id)) void this.resync(id);
+    for (const id of this.opts.router.holdersNeedingSnapshot()) if (this.records.has(id) || this.stores.has(id)) void this.resync(id);
+    for (const id of [...this.records.keys(), ...this.stores.keys()]) if (this.opts.router.needsSnapshot(id)) void this.resync(id);
     if (this.opts.controlPlane.events.status !== 'connected') void this.pollLoads();
   }
 
@@ -157,14 +156,14 @@ export class ClusterView {
         const snap = await store.client.snapshot();
         if (!this.stores.has(id)) return;
         const hashes = snap.groups.filter((g) => g.model_id === this.opts.model).flatMap((g) => g.hashes);
-        this.opts.router.index.applySnapshot(id, snap.incarnation, snap.seq, hashes.map((hash) => ({ hash, tier: 'store' as const })));
+        this.opts.router.applySnapshot(id, snap.incarnation, snap.seq, hashes.map((hash) => ({ hash, tier: 'store' as const })));
         return;
       }
       const snap = await this.client(id).snapshot();
       if (!this.records.has(id)) return;
-      this.opts.router.index.applySnapshot(id, snap.incarnation, snap.seq, snap.hashes.map((hash) => ({ hash, tier: 'device' as const })));
+      this.opts.router.applySnapshot(id, snap.incarnation, snap.seq, snap.hashes.map((hash) => ({ hash, tier: 'device' as const })));
     } catch (err) {
-      this.opts.logger.debug('snapshot failed', { worker: id, error: (err as Error).message });
+      this.opts.logger.debug({ worker: id, error: (err as Error).message }, 'snapshot failed');
     } finally {
       this.resyncing.delete(id);
     }
@@ -176,7 +175,7 @@ export class ClusterView {
       [...this.records.keys()].map(async (id) => {
         try {
           const s = await this.client(id).stats();
-          this.opts.router.loads.report({ worker: id, running: s.running, waiting: s.waiting, freeBlocks: s.free_blocks, totalBlocks: s.total_blocks, queuedPrefillTokens: s.queued_prefill_tokens, ts: Date.now() });
+          this.opts.router.reportLoad({ worker: id, running: s.running, waiting: s.waiting, freeBlocks: s.free_blocks, totalBlocks: s.total_blocks, queuedPrefillTokens: s.queued_prefill_tokens, ts: Date.now() });
         } catch {
           // A dead worker leaves through its lease.
         }

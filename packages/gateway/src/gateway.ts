@@ -2,7 +2,7 @@
 import { createApiServer, type ApiServer, type EdgeOptions, type Logger } from '@pdserve/api';
 import type { ControlPlane } from '@pdserve/control-plane';
 import { collectDefaultMetrics, gatewayMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
-import { loadModelSpec } from '@pdserve/model';
+import { loadModelSpec } from '@pdserve/model/config';
 import { Router, type DisaggConfig, type PolicyName } from '@pdserve/router';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { ClusterClient } from './cluster-client';

@@ -1,5 +1,3 @@
+// @pdserve/gateway: the OpenAI API in front of the cluster (startGateway), and what its status page reports.
 export { startGateway, type Gateway, type GatewayOptions } from './gateway';
-export { ClusterClient, type ClusterClientOptions } from './cluster-client';
-export { ClusterView, type ClusterViewOptions } from './cluster-view';
-export { MeteredEngine } from './metered-engine';
-export { type ClusterStatus, type StoreNodeStatus, type StoreTierStatus, type WorkerStatus } from './status';
+export type { ClusterStatus } from './status';

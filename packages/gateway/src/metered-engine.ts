@@ -1,5 +1,5 @@
 // Measures what clients see of an engine: TTFT, inter-token latency, tokens and requests in flight.
-import type { EngineClient, EngineStats, GenerateOutput, GenerateRequest } from '@pdserve/engine';
+import type { EngineClient, GenerateOutput, GenerateRequest } from '@pdserve/contracts';
 import type { GatewayMetrics } from '@pdserve/metrics';
 
 export class MeteredEngine implements EngineClient {
@@ -23,9 +23,6 @@ export class MeteredEngine implements EngineClient {
   }
   isReady(): boolean {
     return this.inner.isReady();
-  }
-  stats(): EngineStats {
-    return this.inner.stats();
   }
 
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {

@@ -3,9 +3,9 @@
 // the gateway knows (registry, router), probes ask each node over gRPC, assembleStatus joins them into one
 // plain value that /status.json serves and /status draws.
 import type { ControlPlane, ServiceRecord } from '@pdserve/control-plane';
-import { KvStoreClient, type StoreStatsResponseMsg, type TierStatsMsg } from '@pdserve/kv-store';
+import { KvStoreClient, type StoreStatsResponseMsg, type TierStatsMsg } from '@pdserve/kv-store/client';
 import type { Router, RouterStats } from '@pdserve/router';
-import { WorkerClient, type StatsResponseMsg } from '@pdserve/worker';
+import { WorkerClient, type StatsResponseMsg } from '@pdserve/worker/client';
 import type { ClusterView } from './cluster-view';
 
 /** Longest wait for one node's answers, ms: past it the node shows as unreachable on this refresh. */
@@ -119,7 +119,7 @@ export function clusterStatusSource(opts: { readonly model: string; readonly con
     members: () => opts.controlPlane.registry.list(),
     isRouted: (r) => opts.view()?.record(r.id)?.incarnation === r.incarnation,
     loadReportAgeMs: (id) => {
-      const age = opts.router.loads.ageMs(id);
+      const age = opts.router.loadAgeMs(id);
       return Number.isFinite(age) ? age : undefined;
     },
     routerStats: () => opts.router.stats(),

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
+import type { BlockHash } from '@pdserve/contracts';
 
-/** 64-bit block hash as 16 lowercase hex characters. */
-export type BlockHash = string;
+export type { BlockHash };
 
 /**
- * h[i] = first 8 bytes of SHA-256(h[i-1] ‖ salt ‖ token ids of block i as u32 LE), where h[-1] is
- * SHA-256 of the model id. Equal hash ⇒ equal model and equal prefix (up to a 2^-64 collision),
- * on every node. SHA-256 because it is native, fast enough (~1 µs a block) and stable across versions.
+ * h[i] = first 8 bytes of SHA-256(h[i-1] ‖ token ids of block i as u32 LE), where the root h[-1] is
+ * SHA-256 of the model id and the cache salt (the salt enters once, at the root, and so every hash of the
+ * chain). Equal hash ⇒ equal model, salt and prefix (up to a 2^-64 collision), on every node. SHA-256
+ * because it is native, fast enough (~1 µs a block) and stable across versions.
  */
 export function rootHash(modelId: string, salt = ''): BlockHash {
   return createHash('sha256').update(`pdserve-kv-v1\0${modelId}\0${salt}`).digest('hex').slice(0, 16);

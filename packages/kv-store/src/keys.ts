@@ -1,26 +1,21 @@
 // Identifiers: block hashes, model ids, and the key a block is stored under.
+import { isBlockHash, type BlockHash } from '@pdserve/contracts';
 import { invalidArgument } from './errors.js';
 
-/** A block hash as produced by @pdserve/kv-cache: 16 lowercase hex characters (64 bits). */
-export type BlockHash = string;
+export { isBlockHash, type BlockHash };
 
 /** (modelId, hash) as one string; a space cannot occur in a model id, so it is unambiguous. */
 export type BlockKey = string;
 
-const BLOCK_HASH = /^[0-9a-f]{16}$/;
 /** Printable ASCII without spaces: covers Hugging Face ids ("Qwen/Qwen2.5-0.5B") and local names. */
 const MODEL_ID = /^[\x21-\x7e]{1,256}$/;
-
-export function isBlockHash(value: string): boolean {
-  return BLOCK_HASH.test(value);
-}
 
 export function isModelId(value: string): boolean {
   return MODEL_ID.test(value);
 }
 
 export function checkHash(hash: string): void {
-  if (typeof hash !== 'string' || !BLOCK_HASH.test(hash)) {
+  if (!isBlockHash(hash)) {
     throw invalidArgument(`block hash must be 16 lowercase hex characters, got ${JSON.stringify(hash)}`);
   }
 }

@@ -4,7 +4,8 @@ import { silentLogger, type Logger } from '@pdserve/control-plane';
 import { invalidArgument } from './errors.js';
 import { checkModelId } from './keys.js';
 
-export interface ModelSpec {
+/** A model a kv-store node serves (not the model config of @pdserve/model's ModelSpec). */
+export interface StoredModel {
   readonly id: string;
   /** When given, every block put for this model must have exactly this shape. */
   readonly layout?: KvLayout;
@@ -21,7 +22,7 @@ export interface KvStoreOptions {
    * The models this store serves. When given, any other model id is refused (not_found); when omitted, any
    * well-formed model id is accepted and simply becomes part of the block key.
    */
-  readonly models?: readonly ModelSpec[];
+  readonly models?: readonly StoredModel[];
   /** Largest encoded block accepted, in bytes. A fp32 block of a 70B model at 16 tokens is about 10 MiB. */
   readonly maxBlockBytes?: number;
   /** Hashes per call, for every batch call. Bounds the work and the message size of one request. */
@@ -108,7 +109,7 @@ export function resolveOptions(options: KvStoreOptions): KvStoreConfig {
   return c;
 }
 
-function modelMap(models: readonly ModelSpec[]): Map<string, KvLayout | undefined> {
+function modelMap(models: readonly StoredModel[]): Map<string, KvLayout | undefined> {
   const map = new Map<string, KvLayout | undefined>();
   for (const m of models) {
     checkModelId(m.id);

@@ -3,6 +3,8 @@
 import { performance } from 'node:perf_hooks';
 import { createRng, mix32 } from './rng';
 import { Router } from './router';
+import { PrefixIndex } from './prefix-index';
+import { LoadTracker } from './load-tracker';
 import { STORE_HOLDER, type WorkerInfo } from './types';
 
 const BLOCK_SIZE = 16;
@@ -30,9 +32,11 @@ const workers: WorkerInfo[] = [
   ...Array.from({ length: DECODE_WORKERS }, (_, i): WorkerInfo => ({ id: `decode-${i}`, role: 'decode' })),
   ...Array.from({ length: PREFILL_WORKERS }, (_, i): WorkerInfo => ({ id: `prefill-${i}`, role: 'prefill' })),
 ];
-const router = new Router({ blockSize: BLOCK_SIZE });
+// The bench feeds the index and the load tracker directly, as the gateway feeds the router.
+const index = new PrefixIndex();
+const loads = new LoadTracker();
+const router = new Router({ blockSize: BLOCK_SIZE, index, loads });
 router.setWorkers(workers);
-const { index, loads } = router;
 
 function reportLoad(worker: string): void {
   loads.report({

@@ -6,7 +6,7 @@ import { lookupCandidates, type PolicyInput } from './policy';
 import { PrefixIndex, type PrefixMatch } from './prefix-index';
 import { SessionAffinityPolicy } from './session-affinity';
 import { LeastLoadedPolicy, RandomPolicy, RoundRobinPolicy } from './simple-policies';
-import { chainOf, loadReport, stored } from './test-support';
+import { chainOf, loadReport } from './test-support';
 import { STORE_HOLDER, type Tier, type WorkerInfo } from './types';
 
 const BS = 16;

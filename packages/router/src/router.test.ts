@@ -55,7 +55,7 @@ describe('Router', () => {
   it('counts decisions by policy, placement, role and worker, and prefix totals', () => {
     const router = routerWith({ d0: 60, p0: 64 }, chain);
     router.route({ requestId: 'a', chain, promptTokens: 64 * BS });
-    router.loads.report(loadReport('d0', { running: 50 }));
+    router.reportLoad(loadReport('d0', { running: 50 }));
     router.setPolicy('round-robin');
     router.route({ requestId: 'b', chain, promptTokens: 64 * BS }); // d0 by turn, 4 blocks uncached: local
     router.route({ requestId: 'c', chain, promptTokens: 64 * BS }); // d1, nothing cached: remote on p0
@@ -76,10 +76,10 @@ describe('Router', () => {
     const first = router.route({ requestId: 'a', chain: chain.slice(0, 4), promptTokens: 4 * BS });
     const second = router.route({ requestId: 'b', chain: chain.slice(0, 4), promptTokens: 4 * BS });
     expect([first.decodeWorker, second.decodeWorker]).toEqual(['d0', 'd1']);
-    expect(router.loads.get('d0')).toMatchObject({ running: 1, queuedPrefillTokens: 4 * BS, inFlight: 1 });
+    expect(router.load('d0')).toMatchObject({ running: 1, queuedPrefillTokens: 4 * BS, inFlight: 1 });
     const remote = router.route({ requestId: 'c', chain, promptTokens: 64 * BS });
     expect(remote.prefill.prefill).toBe('remote');
-    expect(router.loads.get('p0').queuedPrefillTokens).toBe(64 * BS);
+    expect(router.load('p0').queuedPrefillTokens).toBe(64 * BS);
   });
 
   it('refuses when no decode-capable worker is live, and takes membership per call', () => {
@@ -98,12 +98,11 @@ describe('Router', () => {
     ]);
     const req = { requestId: 'r', chain, promptTokens: 64 * BS };
     expect(router.route(req).decodeWorker).toBe('d0'); // nothing known: tie broken by id
-    router.index.applySnapshot('d1', 'i', 0, chain.slice(0, 10).map((hash) => ({ hash, tier: 'device' as const })));
+    router.applySnapshot('d1', 'i', 0, chain.slice(0, 10).map((hash) => ({ hash, tier: 'device' as const })));
     expect(router.route(req).decodePrefix.blocks).toBe(10);
-    router.loads.report(loadReport('d1', { running: 20 }));
+    router.reportLoad(loadReport('d1', { running: 20 }));
     expect(router.route(req).decodeWorker).toBe('d0');
-    router.loads.removeWorker('d1');
-    router.index.removeWorker('d1');
+    router.removeHolder('d1');
     const d = router.route(req);
     expect(d.candidates.find((c) => c.worker === 'd1')!.terms).toMatchObject({ running: 0, deviceHitBlocks: 0 });
   });
@@ -113,7 +112,7 @@ describe('Router', () => {
     const ids = ['m0', 'm1', 'm2', 'm3'];
     router.setWorkers(ids.map((id) => ({ id, role: 'mixed' })));
     const seqs = new Map(ids.map((id) => [id, 0]));
-    for (const id of ids) router.index.applySnapshot(id, 'i1', 0, []);
+    for (const id of ids) router.applySnapshot(id, 'i1', 0, []);
     const running = new Map(ids.map((id) => [id, 0]));
     const prefix = chainOf(1000, 32);
     for (let r = 0; r < 400; r++) {
@@ -122,9 +121,9 @@ describe('Router', () => {
       const w = d.decodeWorker;
       const seq = seqs.get(w)! + 1;
       seqs.set(w, seq);
-      router.index.applyBatch(stored(w, seq, c));
+      router.applyKvBatch(stored(w, seq, c));
       running.set(w, running.get(w)! + 1); // long requests: nothing finishes
-      router.loads.report(loadReport(w, { running: running.get(w)! }));
+      router.reportLoad(loadReport(w, { running: running.get(w)! }));
     }
     const counts = [...running.values()];
     expect(Math.min(...counts)).toBeGreaterThan(60);

@@ -2,14 +2,14 @@ import { storeOnlyBlocks, uncachedTokens, type CostWeights, type OverloadThresho
 import type { PrefixCredit, RoutingDecision } from './decision';
 import { PrefillPlacer, type DisaggConfig } from './disaggregation';
 import { KvAwarePolicy } from './kv-aware';
-import { LoadTracker } from './load-tracker';
+import { LoadTracker, type WorkerLoad } from './load-tracker';
 import { DEFAULT_EXPLAIN_CANDIDATES, type PolicyName, type RoutingPolicy } from './policy';
 import { PrefixIndex } from './prefix-index';
 import type { PrefixMatch } from './prefix-match';
 import { SessionAffinityPolicy } from './session-affinity';
 import { LeastLoadedPolicy, RandomPolicy, RoundRobinPolicy } from './simple-policies';
 import { RouterStatsCounter, type RouterStats } from './stats';
-import type { RouteRequest, WorkerInfo } from './types';
+import type { KvEventBatch, LoadReport, RouteRequest, SnapshotEntry, WorkerInfo } from './types';
 
 export interface RouterOptions {
   /** Tokens per KV block; must match the workers. Required. */
@@ -56,8 +56,8 @@ export class RouterError extends Error {
  * or per call.
  */
 export class Router {
-  readonly index: PrefixIndex;
-  readonly loads: LoadTracker;
+  private readonly index: PrefixIndex;
+  private readonly loads: LoadTracker;
   readonly blockSize: number;
   private policy: RoutingPolicy;
   private readonly policies: Readonly<Record<PolicyName, RoutingPolicy>>;
@@ -85,6 +85,53 @@ export class Router {
     };
     this.policy = this.policies[opts.policy ?? 'kv-aware'];
     this.placer = new PrefillPlacer({ ...shared, config: opts.disagg });
+  }
+
+  // What the gateway learns from the cluster: KV events and snapshots (which worker holds which block),
+  // load reports, departures. The router keeps them; nothing else writes its index or its load view.
+
+  /** Applies one worker's KV event batch; 'gap' means a batch was missed: fetch that worker's snapshot. */
+  applyKvBatch(batch: KvEventBatch): 'ok' | 'gap' {
+    return this.index.applyBatch(batch);
+  }
+
+  /** Replaces what `holder` (a worker, or a kv-store node) holds with its snapshot taken at `seq`. */
+  applySnapshot(holder: string, incarnation: string, seq: number, entries: readonly SnapshotEntry[]): 'ok' | 'gap' {
+    return this.index.applySnapshot(holder, incarnation, seq, entries);
+  }
+
+  reportLoad(report: LoadReport): void {
+    this.loads.report(report);
+  }
+
+  /** Forgets a departed worker or kv-store node: its blocks and its load. */
+  removeHolder(holder: string): void {
+    this.index.removeWorker(holder);
+    this.loads.removeWorker(holder);
+  }
+
+  /** Holders whose index entry expired or fell behind: each wants a fresh snapshot. */
+  holdersNeedingSnapshot(): string[] {
+    return this.index.holdersNeedingSnapshot();
+  }
+
+  needsSnapshot(holder: string): boolean {
+    return this.index.needsSnapshot(holder);
+  }
+
+  /** How the prefix index matches a chain of block hashes (debugging, tests). */
+  matchPrefix(chain: readonly string[]): PrefixMatch {
+    return this.index.matchPrefix(chain);
+  }
+
+  /** A worker's load as the router sees it: its last report plus what was routed to it since. */
+  load(worker: string): WorkerLoad {
+    return this.loads.get(worker);
+  }
+
+  /** Milliseconds since the worker's last load report. */
+  loadAgeMs(worker: string): number {
+    return this.loads.ageMs(worker);
   }
 
   get policyName(): PolicyName {

@@ -64,7 +64,7 @@ function simulate(policy: PolicyName): { hitRate: number; bestRate: number; spli
   const router = new Router({ blockSize: BS, policy, seed: 12_345 }); // seed unrelated to the workload's
   router.setWorkers(WORKERS.map((id) => ({ id, role: 'decode' })));
   const sims = new Map(WORKERS.map((id) => [id, new SimWorker(id, CAPACITY)]));
-  for (const id of WORKERS) router.index.applySnapshot(id, 'i1', 0, []);
+  for (const id of WORKERS) router.applySnapshot(id, 'i1', 0, []);
   const random = createRng(42);
   const seenPrompt = new Set<number>();
   let requested = 0;
@@ -78,7 +78,7 @@ function simulate(policy: PolicyName): { hitRate: number; bestRate: number; spli
     const { hit, batch } = sim.serve(chain);
     // The index must agree with the worker's real cache.
     expect(d.prefillPrefix.blocks).toBe(hit);
-    expect(router.index.applyBatch(batch)).toBe('ok');
+    expect(router.applyKvBatch(batch)).toBe('ok');
     sim.ends.push(t + DURATION);
     requested += chain.length;
     hits += hit;
@@ -86,7 +86,7 @@ function simulate(policy: PolicyName): { hitRate: number; bestRate: number; spli
     seenPrompt.add(p);
     for (const s of sims.values()) {
       while (s.ends.length > 0 && s.ends[0]! <= t) s.ends.shift();
-      router.loads.report(loadReport(s.id, { running: s.ends.length, totalBlocks: CAPACITY, freeBlocks: CAPACITY / 2 }));
+      router.reportLoad(loadReport(s.id, { running: s.ends.length, totalBlocks: CAPACITY, freeBlocks: CAPACITY / 2 }));
     }
   }
   const byWorker = router.stats().byWorker;

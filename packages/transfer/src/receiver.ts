@@ -38,6 +38,12 @@ export interface TransferReceiverOptions {
    */
   readonly onTransfer: (t: IncomingTransfer) => Promise<void> | void;
   /**
+   * Told of each transfer as its Begin arrives, before any byte is pulled: the "transfer begun" event.
+   * Throw, or return a promise that rejects, to refuse it (the sender gets REFUSED); a promise holds the
+   * transfer (nothing pulled, what the sender streams waits) until it settles. `place` follows.
+   */
+  readonly onBegin?: (offer: TransferOffer) => void | Promise<void>;
+  /**
    * Names where an announced transfer's blocks should land: one buffer per block, of exactly its length,
    * owned by the application (a store reads the bytes straight into the buffers it will keep: no copy
    * out of a receive slab). Undefined: the receive slab. A promise: decided later (nothing is pulled, and
@@ -86,7 +92,10 @@ export class TransferReceiver {
       unreserve: (id, bytes) => {
         if (this.inFlight.delete(id)) this.pending -= bytes;
       },
-      place: (offer) => opts.place?.(offer),
+      place: (offer) => {
+        const begun = opts.onBegin?.(offer);
+        return begun instanceof Promise ? begun.then(() => opts.place?.(offer)) : opts.place?.(offer);
+      },
       verified: opts.onBlock,
       admit: async (t) => opts.onTransfer(t),
       discarded: (id, error) => opts.onDiscard?.(id, error),

@@ -1,14 +1,20 @@
 // A typed client of the Worker service, with a deadline on every call and cancellation by AbortSignal.
 import { credentials, makeGenericClientConstructor, Metadata, type Client, type ClientReadableStream } from '@grpc/grpc-js';
+import type { EngineError } from '@pdserve/contracts';
 import { callFailure, callUnary, type UnaryMethod } from '@pdserve/rpc';
+import { engineErrorOf } from './errors';
 import { DEADLINES, WORKER_GRPC_OPTIONS, workerService } from './proto';
 import type * as W from './wire';
 
-/** A failed worker call: the gRPC status code name and the worker's message. */
+/**
+ * A failed worker call: the gRPC status code name, the worker's message, and the engine's failure class
+ * when the worker reported one (its trailers; see errors.ts).
+ */
 export class WorkerCallError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    readonly engineError?: EngineError,
   ) {
     super(message);
     this.name = 'WorkerCallError';
@@ -20,7 +26,6 @@ type ServerStream<Req, Res> = (req: Req, meta: Metadata, opts: { deadline: numbe
 interface RawWorkerClient extends Client {
   Generate: ServerStream<W.GenerateRequestMsg, W.GenerateChunkMsg>;
   Prefill: ServerStream<W.PrefillRequestMsg, W.PrefillEventMsg>;
-  Cancel: UnaryMethod<W.CancelRequestMsg, W.CancelResponseMsg>;
   Health: UnaryMethod<W.HealthRequestMsg, W.HealthResponseMsg>;
   Stats: UnaryMethod<W.StatsRequestMsg, W.StatsResponseMsg>;
   BlockSnapshot: UnaryMethod<W.BlockSnapshotRequestMsg, W.BlockSnapshotResponseMsg>;
@@ -31,7 +36,7 @@ let Ctor: (new (address: string, creds: ReturnType<typeof credentials.createInse
 export function toCallError(err: unknown): WorkerCallError {
   if (err instanceof WorkerCallError) return err;
   const { code, message } = callFailure(err);
-  return new WorkerCallError(code, message);
+  return new WorkerCallError(code, message, engineErrorOf((err as { metadata?: Metadata }).metadata, message));
 }
 
 export class WorkerClient {
@@ -52,9 +57,6 @@ export class WorkerClient {
     return this.stream(this.raw.Prefill, req, deadlineMs, signal);
   }
 
-  cancel(requestId: string): Promise<W.CancelResponseMsg> {
-    return this.unary(this.raw.Cancel, { request_id: requestId }, DEADLINES.cancel);
-  }
   health(deadlineMs: number = DEADLINES.health): Promise<W.HealthResponseMsg> {
     return this.unary(this.raw.Health, {}, deadlineMs);
   }

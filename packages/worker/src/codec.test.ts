@@ -1,7 +1,7 @@
 // Sampling values from the wire are checked as the HTTP API checks them (the shared validator), with the
 // OpenAI field name in the error, before any work is done.
 import { describe, expect, it } from 'vitest';
-import { EngineError } from '@pdserve/engine';
+import { EngineError } from '@pdserve/contracts';
 import { samplingParams } from '@pdserve/model';
 import { samplingFromWire, samplingToWire } from './codec';
 import type { SamplingParamsMsg } from './wire';

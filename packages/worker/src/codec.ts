@@ -1,6 +1,7 @@
 // Engine values <-> wire messages, in one place.
-import { EngineError, type FinishReason, type GenerateOutput } from '@pdserve/engine';
-import { samplingParams, samplingProblem, type SampledToken, type SamplingParams } from '@pdserve/model';
+import { randomBytes } from 'node:crypto';
+import { EngineError, type FinishReason, type GenerateOutput } from '@pdserve/contracts';
+import { samplingParams, samplingProblem, type SampledToken, type SamplingParams } from '@pdserve/model/sampling';
 import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg } from './wire';
 
 export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
@@ -98,4 +99,13 @@ export function firstFromWire(m: PrefillFirstMsg, wantLogprobs: boolean, cachedT
     promptTokens: m.prompt_tokens,
     cachedTokens,
   };
+}
+
+/**
+ * Sampling that samples the same tokens wherever it is recomputed: greedy or seeded as is, else seeded
+ * here (randomly, so its output stays as random). A disaggregated request's first token is streamed before
+ * its KV arrives; should the handoff fail, the decode worker prefills locally and must sample that token again.
+ */
+export function seededSampling(s: SamplingParamsMsg): SamplingParamsMsg {
+  return s.has_seed || s.temperature <= 0 ? s : { ...s, has_seed: true, seed: randomBytes(6).readUIntLE(0, 6) };
 }

@@ -8,12 +8,11 @@ export const WORKER_PROTO = 'pdserve/v1/worker.proto';
 export const MAX_MESSAGE_BYTES = MAX_CONTROL_MESSAGE_BYTES;
 export const WORKER_GRPC_OPTIONS = CONTROL_GRPC_OPTIONS;
 /** Default deadlines of the calls (ms). */
-export const DEADLINES = { health: 2_000, stats: 2_000, snapshot: 10_000, cancel: 2_000, prefill: 120_000, generate: 600_000 } as const;
+export const DEADLINES = { health: 2_000, stats: 2_000, snapshot: 10_000, prefill: 120_000, generate: 600_000 } as const;
 
 export interface WorkerMethods {
   readonly Generate: MethodDefinition<W.GenerateRequestMsg, W.GenerateChunkMsg>;
   readonly Prefill: MethodDefinition<W.PrefillRequestMsg, W.PrefillEventMsg>;
-  readonly Cancel: MethodDefinition<W.CancelRequestMsg, W.CancelResponseMsg>;
   readonly Health: MethodDefinition<W.HealthRequestMsg, W.HealthResponseMsg>;
   readonly Stats: MethodDefinition<W.StatsRequestMsg, W.StatsResponseMsg>;
   readonly BlockSnapshot: MethodDefinition<W.BlockSnapshotRequestMsg, W.BlockSnapshotResponseMsg>;

@@ -3,7 +3,8 @@
 // hashing; on admission, the uncached part of a prompt's prefix is looked up on the store nodes and the
 // leading run they hold is fetched through the transfer engine.
 import type { Logger, Membership, ServiceRecord } from '@pdserve/control-plane';
-import type { LLMEngine, OffloadSink, PrefetchedKv } from '@pdserve/engine';
+import type { OffloadSink, PrefetchedKv } from '@pdserve/contracts';
+import type { LLMEngine } from '@pdserve/engine';
 import { chainHashes } from '@pdserve/kv-cache';
 import { KvStoreClient, placeReplicas } from '@pdserve/kv-store';
 import type { KvBlock, TransferSender, TransportKind } from '@pdserve/transfer';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { GenerateOutput } from '@pdserve/engine';
+import type { GenerateOutput } from '@pdserve/contracts';
 import { afterStreamedFirst } from './streamed-first';
 
 function out(tokenIds: number[], finishReason?: GenerateOutput['finishReason']): GenerateOutput {

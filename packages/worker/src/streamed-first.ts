@@ -1,7 +1,7 @@
-// With a remote prefill, the first token is streamed as soon as the prefill worker has sampled it, before
-// the KV arrives (by the decode worker, or by the gateway when it leads the handoff). The stream that
-// follows repeats that token: imported with the KV, or sampled again if the prompt was prefilled locally.
-import type { GenerateOutput } from '@pdserve/engine';
+// With a disaggregated prefill, the gateway streams the first token as soon as the prefill worker has
+// sampled it, before the KV arrives. The decode worker's stream that follows repeats that token: imported
+// with the KV, or sampled again if the prompt was prefilled locally.
+import type { GenerateOutput } from '@pdserve/contracts';
 
 /**
  * The engine's outputs less the first token when `streamed` (its id) was already sent: it is cut from the

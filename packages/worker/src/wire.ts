@@ -22,7 +22,6 @@ export interface SamplingParamsMsg {
 export interface PrefillPlanMsg {
   mode: string;
   prefill_worker: string;
-  prefill_address: string;
   transfer_id: string;
 }
 
@@ -92,12 +91,6 @@ export interface PrefillResponseMsg {
   transport: string;
 }
 
-export interface CancelRequestMsg {
-  request_id: string;
-}
-export interface CancelResponseMsg {
-  found: boolean;
-}
 export type HealthRequestMsg = Record<string, never>;
 export interface HealthResponseMsg {
   status: string;
@@ -136,7 +129,7 @@ export interface BlockSnapshotResponseMsg {
 /** Field names per message, for the drift test. */
 export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs'],
-  'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'prefill_address', 'transfer_id'],
+  'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'transfer_id'],
   'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill', 'cache_salt'],
   'pdserve.v1.TokenLogprob': ['token_id', 'logprob'],
   'pdserve.v1.TokenLogprobs': ['logprob', 'top'],
@@ -146,8 +139,6 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.PrefillFirst': ['first_token', 'first_logprob', 'first_top', 'cached_tokens', 'prompt_tokens'],
   'pdserve.v1.PrefillEvent': ['first', 'done'],
   'pdserve.v1.PrefillResponse': ['first_token', 'first_logprob', 'first_top', 'rng_state', 'cached_tokens', 'blocks', 'bytes', 'transport'],
-  'pdserve.v1.CancelRequest': ['request_id'],
-  'pdserve.v1.CancelResponse': ['found'],
   'pdserve.v1.HealthRequest': [],
   'pdserve.v1.HealthResponse': ['status', 'role', 'instance_id', 'incarnation'],
   'pdserve.v1.StatsRequest': [],

@@ -3,15 +3,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connectControlPlane, processHub, type ControlPlane } from '@pdserve/control-plane';
 import { ENGINE_DEFAULTS, SPECULATIVE_DEFAULTS, type EngineOptions, type SpeculativeOptions } from '@pdserve/engine';
-import type { Logger } from '@pdserve/api';
+import type { Logger } from '@pdserve/log';
 import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel } from '@pdserve/model';
 import { POLICY_NAMES, type PolicyName } from '@pdserve/router';
 import { isTransportKind, TRANSPORT_KINDS, type TransportKind } from '@pdserve/transfer';
 import { startKvStoreService } from '@pdserve/kv-store';
-import { startWorkerService, type WorkerRole } from '@pdserve/worker';
+import type { WorkerRole } from '@pdserve/contracts';
+import { startWorkerService } from '@pdserve/worker';
 import { BYTES, Flags, int, listOf, oneOf, PORT, url, UsageError, type CommandSpec, type FlagSpec, type FlagValue } from '../args';
-import { pinoStyle, serviceLogger } from '../logging';
+import { serviceLogger } from '../logging';
 import { checkEdge, EDGE_FLAGS, edgeForChild, edgeOptionsOf } from './edge';
 import { progressBar } from '../progress';
 
@@ -28,6 +29,7 @@ export const COMMON_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'advertise-host': { type: 'string', help: 'address others dial (default: --host)' },
   'admin-port': { type: 'string', help: 'port for /metrics, /health, /ready (0 = any free port)', default: '0', value: PORT },
   'log-level': { type: 'string', help: 'least severe level logged', default: 'info', value: oneOf('debug', 'info', 'warn', 'error') },
+  'log-format': { type: 'string', help: 'json lines, pretty lines, or auto (pretty when stderr is a terminal)', default: 'auto', value: oneOf('json', 'pretty', 'auto') },
   'lease-ttl-ms': { type: 'string', help: 'registry lease: a worker that stops heartbeating leaves within this (ms)', default: '10000', value: int(100) },
 };
 
@@ -148,7 +150,7 @@ export async function controlPlaneOf(f: Flags, service: string): Promise<Control
     redisUrl: f.str('redis'),
     natsUrl: f.str('nats'),
     hub: processHub,
-    logger: pinoStyle(serviceLogger(service, f.str('log-level'))),
+    logger: serviceLogger(service, f.str('log-level'), f.str('log-format')),
     registry: { leaseTtlMs: f.int('lease-ttl-ms', 100) },
   });
 }
@@ -162,7 +164,7 @@ export function untilSignal(): Promise<string> {
 }
 
 async function runWorker(role: WorkerRole, f: Flags): Promise<void> {
-  const logger = serviceLogger(`${role}-worker`, f.str('log-level'));
+  const logger = serviceLogger(`${role}-worker`, f.str('log-level'), f.str('log-format'));
   const { dir, id } = await modelDirFrom(f);
   const cp = await controlPlaneOf(f, `${role}-worker`);
   const w = await startWorkerService({
@@ -171,13 +173,13 @@ async function runWorker(role: WorkerRole, f: Flags): Promise<void> {
     // A prefill worker never decodes: it has no use for a draft model.
     engine: { ...engineOptions(f, dir, id), ...(role === 'prefill' ? { speculative: undefined } : {}) },
     controlPlane: cp,
-    logger: pinoStyle(logger),
+    logger: logger,
     ...listenOptionsOf(f),
     kvStore: kvStoreLinkOf(f),
   });
-  logger.info('worker ready', { role, instanceId: w.instanceId, grpc: w.grpcAddress, admin: w.adminUrl, model: id, controlPlane: cp.mode });
+  logger.info({ role, instanceId: w.instanceId, grpc: w.grpcAddress, admin: w.adminUrl, model: id, controlPlane: cp.mode }, 'worker ready');
   const sig = await untilSignal();
-  logger.info('draining', { signal: sig });
+  logger.info({ signal: sig }, 'draining');
   await w.drain(30_000);
   await cp.close();
 }
@@ -220,14 +222,14 @@ export const gateway: CommandSpec = {
   flags: { ...COMMON_FLAGS, ...ROUTER_FLAGS, ...EDGE_FLAGS, 'block-size': ENGINE_FLAGS['block-size']!, 'max-model-len': ENGINE_FLAGS['max-model-len']! },
   check: checkEdge,
   async run(f) {
-    const logger = serviceLogger('gateway', f.str('log-level'));
+    const logger = serviceLogger('gateway', f.str('log-level'), f.str('log-format'));
     edgeOptionsOf(f); // the key file is read before the model loads
     const { dir, id } = await modelDirFrom(f);
     const cp = await controlPlaneOf(f, 'gateway');
     const gw = await gatewayFromFlags(f, dir, id, cp, logger);
-    logger.info('gateway listening', { url: gw.url, admin: gw.adminUrl, model: id, controlPlane: cp.mode });
+    logger.info({ url: gw.url, admin: gw.adminUrl, model: id, controlPlane: cp.mode }, 'gateway listening');
     await gw.ready();
-    logger.info('gateway ready', { url: gw.url, workers: gw.view.workers().length });
+    logger.info({ url: gw.url, workers: gw.view.workers().length }, 'gateway ready');
     await untilSignal();
     await gw.close();
     await cp.close();
@@ -245,7 +247,7 @@ export function checkLocalCluster(f: Flags): void {
  * thread and gRPC server, and they talk over loopback exactly as separate processes do).
  */
 export async function runLocalCluster(f: Flags, prefill: number, decode: number, kvStores = 0): Promise<void> {
-  const logger = serviceLogger('pdserve', f.str('log-level'));
+  const logger = serviceLogger('pdserve', f.str('log-level'), f.str('log-format'));
   checkLocalCluster(f);
   edgeOptionsOf(f); // the key file is read before any service starts
   const { dir, id } = await modelDirFrom(f);
@@ -253,11 +255,11 @@ export async function runLocalCluster(f: Flags, prefill: number, decode: number,
   const cp = await controlPlaneOf(f, 'pdserve');
   const engine = engineOptions(f, dir, id, true);
   const stores = [];
-  for (let i = 0; i < kvStores; i++) stores.push(await startKvStoreService({ nodeId: `kv-store-${i}`, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), memoryBytes: LOCAL_KV_STORE_BYTES, models: [{ id }] }));
+  for (let i = 0; i < kvStores; i++) stores.push(await startKvStoreService({ nodeId: `kv-store-${i}`, controlPlane: cp, logger: logger, host: f.str('host'), memoryBytes: LOCAL_KV_STORE_BYTES, models: [{ id }] }));
   const kvStore = kvStores > 0 ? { replicas: Math.min(kvStores, f.int('replicas', 1) ?? 1) } : undefined;
   const workers = [];
-  for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine: { ...engine, speculative: undefined }, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), kvStore }));
-  for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: pinoStyle(logger), host: f.str('host'), kvStore }));
+  for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine: { ...engine, speculative: undefined }, controlPlane: cp, logger: logger, host: f.str('host'), kvStore }));
+  for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: logger, host: f.str('host'), kvStore }));
   const gw = await gatewayFromFlags(f, dir, id, cp, logger);
   await gw.ready();
   process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, embedded control plane.${gw.adminUrl ? ` Status: ${gw.adminUrl}/status.` : ''} Ctrl-C stops it.\n`);

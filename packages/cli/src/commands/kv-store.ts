@@ -1,10 +1,10 @@
 // The kv-store service: one node of the cluster's KV block store (memory tier, optional disk tier).
 import { loadModelSpec } from '@pdserve/model';
 import { TRANSPORT_KINDS } from '@pdserve/transfer';
-import { startKvStoreService, type ModelSpec } from '@pdserve/kv-store';
+import { startKvStoreService, type StoredModel } from '@pdserve/kv-store';
 import { ENGINE_DEFAULTS } from '@pdserve/engine';
 import { BYTES, int, listOf, PORT, UsageError, type CommandSpec, type Flags, type FlagSpec } from '../args';
-import { pinoStyle, serviceLogger } from '../logging';
+import { serviceLogger } from '../logging';
 import { COMMON_FLAGS, controlPlaneOf, listenOptionsOf, untilSignal } from './cluster';
 
 const KV_STORE_FLAGS = {
@@ -19,7 +19,7 @@ const KV_STORE_FLAGS = {
 } as const satisfies Record<string, FlagSpec>;
 
 /** With --model, blocks must have that model's shape; with only --served-model-name, that id; else any. */
-function modelsOf(f: Flags): ModelSpec[] | undefined {
+function modelsOf(f: Flags): StoredModel[] | undefined {
   const dir = f.str('model');
   const id = f.str('served-model-name') ?? dir?.split('/').filter(Boolean).pop();
   if (id === undefined) return undefined;
@@ -37,13 +37,13 @@ export const kvStore: CommandSpec = {
     if ((f.bytes('disk-bytes') ?? 0) > 0 && !f.str('disk-dir')) throw new UsageError('--disk-bytes needs --disk-dir (the folder of the disk tier)');
   },
   async run(f) {
-    const logger = serviceLogger('kv-store', f.str('log-level'));
+    const logger = serviceLogger('kv-store', f.str('log-level'), f.str('log-format'));
     const cp = await controlPlaneOf(f, 'kv-store');
     const diskBytes = f.bytes('disk-bytes') ?? 0;
     const s = await startKvStoreService({
       nodeId: f.str('instance-id'),
       controlPlane: cp,
-      logger: pinoStyle(logger),
+      logger: logger,
       memoryBytes: f.bytes('memory-bytes')!,
       diskBytes,
       diskDir: diskBytes > 0 ? f.str('disk-dir') : undefined,
@@ -51,9 +51,9 @@ export const kvStore: CommandSpec = {
       redisUrl: f.str('redis'),
       ...listenOptionsOf(f),
     });
-    logger.info('kv-store ready', { nodeId: s.nodeId, grpc: s.grpcAddress, admin: s.adminUrl, controlPlane: cp.mode, directory: f.str('redis') ? 'redis' : 'in-process' });
+    logger.info({ nodeId: s.nodeId, grpc: s.grpcAddress, admin: s.adminUrl, controlPlane: cp.mode, directory: f.str('redis') ? 'redis' : 'in-process' }, 'kv-store ready');
     const sig = await untilSignal();
-    logger.info('stopping', { signal: sig });
+    logger.info({ signal: sig }, 'stopping');
     await s.close();
     await cp.close();
   },

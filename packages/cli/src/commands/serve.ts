@@ -8,14 +8,14 @@ import { checkEdge, EDGE_FLAGS, edgeOptionsOf } from './edge';
 
 /** One process, one engine behind the OpenAI API: no router, no control plane. */
 async function serveSingle(f: Flags): Promise<void> {
-  const logger = serviceLogger('pdserve', f.str('log-level'));
+  const logger = serviceLogger('pdserve', f.str('log-level'), f.str('log-format'));
   const edge = edgeOptionsOf(f);
   const { dir, id } = await modelDirFrom(f);
   const tokenizer = await Tokenizer.fromDir(dir);
   const engine = await LLMEngine.create(engineOptions(f, dir, id));
   const api = createApiServer({ models: [{ id, engine, tokenizer, maxModelLen: engine.maxModelLen }], host: f.str('host'), port: f.int('port', 0), logger, ...edge });
   const { url } = await api.listen();
-  logger.info('serving', { url, model: id, kvBlocks: engine.pool.numBlocks });
+  logger.info({ url, model: id, kvBlocks: engine.pool.numBlocks }, 'serving');
   process.stdout.write(`pdserve is serving ${id} at ${url}/v1 (OpenAI API), one engine. Ctrl-C stops it.\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => {

@@ -4,7 +4,7 @@ import type { ControlPlane, Logger } from '@pdserve/control-plane';
 import { collectDefaultMetrics, kvStoreMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
 import type { TransportKind } from '@pdserve/transfer';
 import { InProcessBlockDirectory, type BlockDirectory } from '../directory.js';
-import type { ModelSpec } from '../options.js';
+import type { StoredModel } from '../options.js';
 import { RedisBlockDirectory } from '../redis-directory.js';
 import { KvStore } from '../store.js';
 import { KvStoreServer } from './server.js';
@@ -19,7 +19,7 @@ export interface KvStoreServiceOptions {
   readonly diskBytes?: number;
   readonly diskDir?: string;
   /** Models served (with their layout, so that wrong-shape blocks are refused); undefined: any. */
-  readonly models?: readonly ModelSpec[];
+  readonly models?: readonly StoredModel[];
   /** Redis URL for the block directory; the in-process directory (or `directory`) otherwise. */
   readonly redisUrl?: string;
   readonly directory?: BlockDirectory;

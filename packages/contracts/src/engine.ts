@@ -1,4 +1,5 @@
-import type { SampledToken, SamplingParams, TokenLogprob } from '@pdserve/model';
+// The engine's contract: what the HTTP API and the gateway ask of an engine, local or a cluster's.
+import type { SampledToken, SamplingParams, TokenLogprob } from '@pdserve/model/sampling';
 
 /** What the HTTP API (and later the cluster gateway) asks of an engine. */
 export interface GenerateRequest {
@@ -150,5 +151,4 @@ export interface EngineClient {
   /** Streams outputs; throws EngineError before the first chunk if the request is refused. */
   generate(req: GenerateRequest): AsyncIterable<GenerateOutput>;
   isReady(): boolean;
-  stats(): EngineStats;
 }

@@ -1,0 +1,66 @@
+// The meta of a pushed prefill's KV transfer, written by the prefill worker and read by the decode worker:
+// the first token (with its logprobs), the sampler's state after it, and the block the KV starts at. One
+// typed codec for both ends; what arrives is checked field by field before the decode worker trusts it.
+import type { TransferMeta } from '@pdserve/transfer';
+import type { PrefillFirstMsg, TokenLogprobMsg } from './wire';
+
+export interface HandoffMeta {
+  readonly first: PrefillFirstMsg;
+  /** The sampler's state after the first token: four u32 words, or none (greedy). */
+  readonly rngState?: readonly [number, number, number, number];
+  /** Index of the first block sent: the decode worker holds the ones before. */
+  readonly fromBlock: number;
+}
+
+export class HandoffMetaError extends Error {
+  override readonly name = 'HandoffMetaError';
+}
+
+export function encodeHandoffMeta(m: HandoffMeta): TransferMeta {
+  return { first: JSON.stringify(m.first), rng_state: m.rngState?.join(',') ?? '', from_block: String(m.fromBlock) };
+}
+
+/** The handoff in a transfer's meta; throws HandoffMetaError if any field is missing or malformed. */
+export function decodeHandoffMeta(meta: TransferMeta): HandoffMeta {
+  const fromBlock = Number(meta['from_block'] ?? 'NaN');
+  if (!isCount(fromBlock)) throw new HandoffMetaError(`handoff meta: bad from_block ${JSON.stringify(meta['from_block'])}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(meta['first'] ?? '');
+  } catch {
+    throw new HandoffMetaError('handoff meta: first is not JSON');
+  }
+  const rngState = parseRngState(meta['rng_state'] ?? '');
+  return { first: checkFirst(raw), fromBlock, ...(rngState === undefined ? {} : { rngState }) };
+}
+
+function checkFirst(v: unknown): PrefillFirstMsg {
+  const o = v as Record<string, unknown> | null;
+  if (typeof o !== 'object' || o === null) throw new HandoffMetaError('handoff meta: first is not an object');
+  const { first_token, first_logprob, first_top, cached_tokens, prompt_tokens } = o;
+  if (!isCount(first_token) || !isCount(cached_tokens) || !isCount(prompt_tokens) || typeof first_logprob !== 'number' || !Array.isArray(first_top)) {
+    throw new HandoffMetaError('handoff meta: first has a missing or malformed field');
+  }
+  const top: TokenLogprobMsg[] = first_top.map((t: unknown) => {
+    const e = t as Record<string, unknown> | null;
+    if (typeof e !== 'object' || e === null || !isCount(e['token_id']) || typeof e['logprob'] !== 'number') {
+      throw new HandoffMetaError('handoff meta: malformed first_top entry');
+    }
+    return { token_id: e['token_id'], logprob: e['logprob'] };
+  });
+  return { first_token, first_logprob, first_top: top, cached_tokens, prompt_tokens };
+}
+
+/** Four u32 words separated by commas, or '' (greedy: no sampler state). */
+function parseRngState(text: string): readonly [number, number, number, number] | undefined {
+  if (text === '') return undefined;
+  const words = text.split(',').map(Number);
+  if (words.length !== 4 || !words.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffff_ffff)) {
+    throw new HandoffMetaError(`handoff meta: bad rng_state ${JSON.stringify(text)}`);
+  }
+  return words as unknown as readonly [number, number, number, number];
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
