@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { draftPair, ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams, type SamplingParams } from '@pdserve/model';
+import { Tokenizer } from '@pdserve/tokenizer';
 import { LLMEngine, type EngineOptions } from './index';
 import { proposeNgram, SpecController, SpecGovernor } from './speculative';
 
@@ -101,6 +102,22 @@ describe('speculative decoding: greedy output is token-identical to the referenc
         }),
       );
       await new Promise((r) => setTimeout(r, 50));
+      expectIdle(e);
+    });
+  }, 60_000);
+});
+
+describe('speculation and structured output', () => {
+  it('a request with a grammar never speculates (a proposal would bypass the mask) and its output parses', async () => {
+    await withEngine({ speculative: { method: 'draft', modelDir: draft, numTokens: 4 } }, async (e) => {
+      const sampling = samplingParams({ temperature: 0, maxTokens: 60, structuredOutput: { kind: 'json_object' } });
+      const tokens = await collect(e, makePrompts(1, 5)[0]!, sampling);
+      expect(e.stats().speculation!.verifiedSequenceSteps).toBe(0);
+      const text = (await Tokenizer.fromDir(target)).decode(tokens);
+      if (tokens.length < 60) expect(() => JSON.parse(text)).not.toThrow();
+      // A plain request on the same engine does speculate.
+      await collect(e, makePrompts(1, 6)[0]!, greedy);
+      expect(e.stats().speculation!.verifiedSequenceSteps).toBeGreaterThan(0);
       expectIdle(e);
     });
   }, 60_000);
