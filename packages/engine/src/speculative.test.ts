@@ -88,6 +88,33 @@ describe('speculative decoding: greedy output is token-identical to the referenc
     }
   }
 
+  it('a KV pool too small for the batch: preemption, lookahead cut short, draft pool full; still identical, nothing leaked', async () => {
+    // 4-token blocks of 2 KiB per token: 75 blocks, room for a third of the batch's tokens at once.
+    await withEngine({ speculative: { method: 'draft', modelDir: draft, numTokens: 4 }, blockSize: 4, kvCacheBytes: 600 * 1024 }, async (e) => {
+      const all = await Promise.all(prompts.map((p, i) => collect(e, p, greedy, `p${i}`)));
+      all.forEach((got, i) => expect(got, `prompt ${i}`).toEqual(expected.draft[i]));
+      expect(e.stats().preemptions).toBeGreaterThan(0);
+      expectIdle(e);
+    });
+  }, 60_000);
+
+  it('logprobs of speculated tokens are those of the reference loop', async () => {
+    const withLogprobs = samplingParams({ ...greedy, logprobs: 2 });
+    const ref = await referenceGenerate(runner, prompts[2]!, withLogprobs);
+    await withEngine({ speculative: { method: 'draft', modelDir: draft, numTokens: 4 } }, async (e) => {
+      const got: { tokenId: number; logprob: number; top: number[] }[] = [];
+      for await (const o of e.generate({ requestId: 'lp', promptTokenIds: prompts[2]!, sampling: withLogprobs })) {
+        o.tokenIds.forEach((t, j) => got.push({ tokenId: t, logprob: o.logprobs![j]!.logprob, top: o.logprobs![j]!.top.map((x) => x.tokenId) }));
+      }
+      expect(e.stats().speculation!.acceptedTokens).toBeGreaterThan(0);
+      expect(got.map((g) => g.tokenId)).toEqual(ref.tokenIds);
+      got.forEach((g, i) => {
+        expect(g.logprob).toBeCloseTo(ref.logprobs[i]!.logprob, 3);
+        expect(g.top).toEqual(ref.logprobs[i]!.topLogprobs!.map((x) => x.tokenId));
+      });
+    });
+  }, 60_000);
+
   it('aborting speculating requests mid-stream leaks no block of either pool', async () => {
     await withEngine({ speculative: { method: 'draft', modelDir: draft, numTokens: 4 }, blockSize: 4 }, async (e) => {
       const long = samplingParams({ temperature: 0, maxTokens: 200, ignoreEos: true });
