@@ -99,6 +99,12 @@ export class DraftModel {
     const out = new Map<number, Proposal>();
     const active: { in: DraftInput; st: DraftState; tokens: number[]; dists: Float64Array[] | undefined }[] = [];
     for (const input of inputs) {
+      // A draft with a shorter context than the target's proposes nothing past it.
+      if (input.tokens.length + input.k > this.spec.maxPositionEmbeddings) {
+        this.release(input.seqId);
+        out.set(input.seqId, { tokens: [] });
+        continue;
+      }
       let st = this.states.get(input.seqId);
       if (!st) this.states.set(input.seqId, (st = { blocks: [], computed: 0 }));
       // KV for every token and every proposal but the last.
