@@ -204,6 +204,23 @@ describe('speculation governor', () => {
     expect(n).toBeLessThan(200);
   });
 
+  it('is not fooled by bursts of load on either side', () => {
+    // Every third step of either kind takes 20 times as long (another process took the cores).
+    const noisy = (specCost: number): number => {
+      const g = new SpecGovernor();
+      let speculated = 0;
+      for (let i = 0; i < 300; i++) {
+        const spec = g.allow(4);
+        if (spec) speculated++;
+        const burst = i % 3 === 0 ? 20 : 1;
+        g.record(4, spec, 4 * (spec ? specCost : 1) * burst, 4);
+      }
+      return speculated;
+    };
+    expect(noisy(0.6)).toBeGreaterThan(250);
+    expect(noisy(1.6)).toBeLessThan(60);
+  });
+
   it('decodes plainly where speculation costs more per token, trying again now and then, per batch size', () => {
     const g = new SpecGovernor();
     expect(drive(g, 32, 400, 2)).toBeLessThan(30);

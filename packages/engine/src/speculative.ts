@@ -186,31 +186,38 @@ export class SpecController {
   }
 }
 
-/** Spec steps between two plain steps that re-measure a batch size's cost without speculation. */
+/** Spec steps between two plain steps that re-measure a batch size's cost without speculation (more often until a few are in). */
 const REMEASURE_EVERY = 32;
+const REMEASURE_EARLY = 8;
 /** Steps a batch size decodes plainly once speculation has cost more per token than it saves. */
 const PLAIN_STEPS = 64;
-const COST_EMA_WEIGHT = 0.2;
+/** Recent per-token costs kept per mode; each mode is judged by its lower quartile, which a burst of load on the machine does not move. */
+const WINDOW = 8;
 /** Speculating steps measured before speculation can be judged too costly. */
 const MIN_SPEC_STEPS = 3;
 
 interface BucketState {
-  /** Seconds per emitted token of steps with and without speculation (NaN: not measured yet). */
-  spec: number;
-  plain: number;
-  /** Speculating steps measured since spec was last reset: a verdict needs a few. */
-  specSteps: number;
+  /** Recent seconds per produced token of steps with and without speculation, newest last. */
+  spec: number[];
+  plain: number[];
   /** Steps left before the next plain measurement (spec mode) or before speculating again (plain mode). */
   left: number;
   mode: 'spec' | 'plain';
+}
+
+/** The lower quartile of a window (its typical cost when nothing else took the cores). */
+function typical(xs: readonly number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 4)]!;
 }
 
 /**
  * Whether a decode batch should speculate at all: what speculation buys depends on the batch as much as
  * on acceptance (a verify forward of K+1 tokens per row costs little more than one token at batch 1 on an
  * accelerator, nearly K+1 times as much on a busy CPU). Per batch-size bucket (powers of two) it keeps the
- * wall seconds per produced token of steps with and without speculation, re-measures the plain cost every
- * REMEASURE_EVERY steps, and decodes plainly for PLAIN_STEPS steps whenever speculating cost more per token.
+ * wall seconds per produced token of recent steps with and without speculation, re-measures the plain cost
+ * every REMEASURE_EVERY steps, and decodes plainly for PLAIN_STEPS steps whenever speculating typically
+ * cost more per token.
  */
 export class SpecGovernor {
   private readonly buckets = new Map<number, BucketState>();
@@ -218,7 +225,7 @@ export class SpecGovernor {
   private state(batch: number): BucketState {
     const key = Math.ceil(Math.log2(Math.max(1, batch)));
     let s = this.buckets.get(key);
-    if (!s) this.buckets.set(key, (s = { spec: Number.NaN, plain: Number.NaN, specSteps: 0, left: 1, mode: 'spec' }));
+    if (!s) this.buckets.set(key, (s = { spec: [], plain: [], left: 1, mode: 'spec' }));
     return s;
   }
 
@@ -226,30 +233,26 @@ export class SpecGovernor {
   allow(batch: number): boolean {
     const s = this.state(batch);
     if (s.mode === 'plain') return false;
-    // Speculate, but measure the plain cost first and then every REMEASURE_EVERY steps.
-    return !(Number.isNaN(s.plain) || s.left <= 0);
+    // Speculate, but measure the plain cost first and then every so many steps.
+    return s.plain.length > 0 && s.left > 0;
   }
 
   /** A decode step of `batch` rows ran, speculating or not, taking `seconds` for `tokens` produced tokens. */
   record(batch: number, speculated: boolean, seconds: number, tokens: number): void {
-    if (tokens <= 0) return;
+    if (tokens <= 0 || !(seconds >= 0)) return;
     const s = this.state(batch);
-    const cost = seconds / tokens;
-    const ema = (old: number): number => (Number.isNaN(old) ? cost : (1 - COST_EMA_WEIGHT) * old + COST_EMA_WEIGHT * cost);
-    if (speculated) {
-      s.spec = ema(s.spec);
-      s.specSteps++;
-      s.left--;
-    } else {
-      s.plain = ema(s.plain);
-      if (s.mode === 'plain' && --s.left <= 0) {
+    const window = speculated ? s.spec : s.plain;
+    window.push(seconds / tokens);
+    if (window.length > WINDOW) window.shift();
+    if (speculated) s.left--;
+    else if (s.mode === 'plain') {
+      if (--s.left <= 0) {
         s.mode = 'spec'; // try again, judged on fresh measurements
-        s.spec = Number.NaN;
-        s.specSteps = 0;
+        s.spec = [];
         s.left = REMEASURE_EVERY;
-      } else if (s.mode === 'spec' && s.left <= 0) s.left = REMEASURE_EVERY;
-    }
-    if (s.mode === 'spec' && s.specSteps >= MIN_SPEC_STEPS && s.spec > s.plain) {
+      }
+    } else if (s.left <= 0) s.left = s.plain.length < WINDOW / 2 ? REMEASURE_EARLY : REMEASURE_EVERY;
+    if (s.mode === 'spec' && s.spec.length >= MIN_SPEC_STEPS && s.plain.length > 0 && typical(s.spec) > typical(s.plain)) {
       s.mode = 'plain';
       s.left = PLAIN_STEPS;
     }
