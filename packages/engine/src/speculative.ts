@@ -189,8 +189,12 @@ export class SpecController {
 /** Spec steps between two plain steps that re-measure a batch size's cost without speculation (more often until a few are in). */
 const REMEASURE_EVERY = 32;
 const REMEASURE_EARLY = 8;
-/** Steps a batch size decodes plainly once speculation has cost more per token than it saves. */
+/**
+ * Steps a batch size decodes plainly once speculation has cost more per token than it saves, doubled each
+ * time a retry confirms it up to the max (a retry costs its speculating steps and the draft's catch-up).
+ */
 const PLAIN_STEPS = 64;
+const PLAIN_STEPS_MAX = 1024;
 /** Recent per-token costs kept per mode; each mode is judged by its lower quartile, which a burst of load on the machine does not move. */
 const WINDOW = 8;
 /** Speculating steps measured before speculation can be judged too costly. */
@@ -203,6 +207,8 @@ interface BucketState {
   /** Steps left before the next plain measurement (spec mode) or before speculating again (plain mode). */
   left: number;
   mode: 'spec' | 'plain';
+  /** The next plain period's length. */
+  backoff: number;
 }
 
 /** The lower quartile of a window (its typical cost when nothing else took the cores). */
@@ -216,8 +222,8 @@ function typical(xs: readonly number[]): number {
  * on acceptance (a verify forward of K+1 tokens per row costs little more than one token at batch 1 on an
  * accelerator, nearly K+1 times as much on a busy CPU). Per batch-size bucket (powers of two) it keeps the
  * wall seconds per produced token of recent steps with and without speculation, re-measures the plain cost
- * every REMEASURE_EVERY steps, and decodes plainly for PLAIN_STEPS steps whenever speculating typically
- * cost more per token.
+ * every REMEASURE_EVERY steps, and decodes plainly for PLAIN_STEPS steps (doubling while it stays so)
+ * whenever speculating typically cost more per token.
  */
 export class SpecGovernor {
   private readonly buckets = new Map<number, BucketState>();
@@ -225,7 +231,7 @@ export class SpecGovernor {
   private state(batch: number): BucketState {
     const key = Math.ceil(Math.log2(Math.max(1, batch)));
     let s = this.buckets.get(key);
-    if (!s) this.buckets.set(key, (s = { spec: [], plain: [], left: 1, mode: 'spec' }));
+    if (!s) this.buckets.set(key, (s = { spec: [], plain: [], left: 1, mode: 'spec', backoff: PLAIN_STEPS }));
     return s;
   }
 
@@ -252,9 +258,11 @@ export class SpecGovernor {
         s.left = REMEASURE_EVERY;
       }
     } else if (s.left <= 0) s.left = s.plain.length < WINDOW / 2 ? REMEASURE_EARLY : REMEASURE_EVERY;
-    if (s.mode === 'spec' && s.spec.length >= MIN_SPEC_STEPS && s.plain.length > 0 && typical(s.spec) > typical(s.plain)) {
+    if (s.mode !== 'spec' || s.spec.length < MIN_SPEC_STEPS || s.plain.length === 0) return;
+    if (typical(s.spec) > typical(s.plain)) {
       s.mode = 'plain';
-      s.left = PLAIN_STEPS;
-    }
+      s.left = s.backoff;
+      s.backoff = Math.min(PLAIN_STEPS_MAX, s.backoff * 2);
+    } else s.backoff = PLAIN_STEPS;
   }
 }
