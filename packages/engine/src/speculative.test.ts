@@ -134,6 +134,26 @@ describe('speculative decoding: greedy output is token-identical to the referenc
   }, 60_000);
 });
 
+describe('a draft identical to the target (residual scale 0) has every proposal accepted', () => {
+  it('through catch-ups, rollbacks, a draft pool too small for the batch, greedy and sampled', async () => {
+    const same = draftPair({}, 1, 0);
+    const t = await ensureTinyModel(same.target);
+    const d = await ensureTinyModel(same.draft);
+    // 8 draft blocks of 4 tokens: a few sequences at a time; the others wait, are released, catch up later.
+    const engine = await LLMEngine.create({ modelDir: t, kvCacheBytes: 64 << 20, blockSize: 4, speculative: { method: 'draft', modelDir: d, numTokens: 4, kvCacheBytes: 40 * 4 * 512 } });
+    try {
+      const ps = makePrompts(6, 3, 3, 20);
+      await Promise.all(ps.map((p, i) => collect(engine, p, i % 2 ? greedy : samplingParams({ ...greedy, temperature: 0.8, seed: i }), `q${i}`)));
+      const s = engine.stats().speculation!;
+      expect(s.draftTokens).toBeGreaterThan(0);
+      expect(s.acceptedTokens).toBe(s.draftTokens);
+      expectIdle(engine);
+    } finally {
+      await engine.close();
+    }
+  }, 60_000);
+});
+
 describe('speculation and structured output', () => {
   it('a request with a grammar never speculates (a proposal would bypass the mask) and its output parses', async () => {
     await withEngine({ speculative: { method: 'draft', modelDir: draft, numTokens: 4 } }, async (e) => {
