@@ -1,7 +1,9 @@
 // The disaggregated cluster in one process (embedded control plane, gRPC over loopback between the
 // gateway, a prefill worker and a decode worker): greedy output through the official client equals the
 // reference loop, prefill really happens on the prefill worker, over each transport; the first token
-// reaches the client before the KV does.
+// reaches the client before the KV does. Every channel and data port runs mTLS (the cluster's own CA), so the
+// token-identity checks hold with TLS on.
+import { rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +12,7 @@ import { connectControlPlane, InProcessHub, silentLogger as cpSilent, type Contr
 import { startGateway, type Gateway } from '@pdserve/gateway';
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
+import { makeThrowawayCa, readTlsDir, type TlsMaterial } from '@pdserve/rpc';
 import { completion, freePort } from '@pdserve/testkit';
 import { prefillFirst, samplingToWire, seededSampling, startWorkerService, toCallError, WorkerClient, type GenerateChunkMsg, type PrefillFirstMsg, type WorkerCallError, type GenerateRequestMsg, type WorkerService } from '@pdserve/worker';
 
@@ -21,22 +24,26 @@ let gateway: Gateway;
 let prefill: WorkerService;
 let decodes: WorkerService[] = [];
 let client: OpenAI;
+let tlsDir: string;
+let tls: TlsMaterial;
 
 beforeAll(async () => {
+  tlsDir = makeThrowawayCa();
+  tls = readTlsDir(tlsDir);
   dir = await ensureTinyModel();
   runner = await ModelRunner.create(loadModelSpec(dir));
   tokenizer = await Tokenizer.fromDir(dir);
   const hub = new InProcessHub();
   cp = await connectControlPlane({ cluster: 'test', hub, logger: cpSilent });
   const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 * 1024 * 1024 };
-  prefill = await startWorkerService({ role: 'prefill', instanceId: 'p0', engine, controlPlane: cp, logger: cpSilent });
+  prefill = await startWorkerService({ role: 'prefill', instanceId: 'p0', engine, controlPlane: cp, logger: cpSilent, tls });
   // One decode worker per transport the prefill worker may use to reach it.
   decodes = await Promise.all(
     (['tcp', 'shm', 'grpc'] as const).map((t) =>
-      startWorkerService({ role: 'decode', instanceId: `d-${t}`, engine, controlPlane: cp, logger: cpSilent, transports: [t] }),
+      startWorkerService({ role: 'decode', instanceId: `d-${t}`, engine, controlPlane: cp, logger: cpSilent, transports: [t], tls }),
     ),
   );
-  gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, disagg: { remotePrefillMinTokens: 1 }, policy: 'round-robin' });
+  gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, disagg: { remotePrefillMinTokens: 1 }, policy: 'round-robin', tls });
   for (let i = 0; i < 100 && gateway.view.workers().length < 4; i++) await new Promise((r) => setTimeout(r, 20));
   client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'x', maxRetries: 0 });
 }, 120_000);
@@ -46,6 +53,7 @@ afterAll(async () => {
   await Promise.all([prefill, ...decodes].map((w) => w?.close()));
   await cp?.close();
   await runner?.release();
+  if (tlsDir) rmSync(tlsDir, { recursive: true, force: true });
 });
 
 describe('disaggregated cluster, one process', () => {
@@ -96,8 +104,8 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
   it('KV whose transfer begins before its Generate waits for it (nothing pulled), and is imported: same tokens, no prompt token computed', async () => {
     const d = decodes[0]!;
     const ids = tokenizer.encode('This prefill is pushed ahead of the request that will claim it');
-    const p = new WorkerClient(prefill.grpcAddress);
-    const c = new WorkerClient(d.grpcAddress);
+    const p = new WorkerClient(prefill.grpcAddress, tls);
+    const c = new WorkerClient(d.grpcAddress, tls);
     try {
       const events = p.prefill({ request_id: 'early', prompt_token_ids: ids, sampling: sampling(), from_block: 0, target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-early', transport: 'auto' } });
       const { first, rest } = await prefillFirst(events);
@@ -120,7 +128,7 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
   it('a transfer no request names is refused, not kept', async () => {
     const d = decodes[0]!;
     const ids = tokenizer.encode('Nobody will ever ask for the KV of this prompt');
-    const p = new WorkerClient(prefill.grpcAddress);
+    const p = new WorkerClient(prefill.grpcAddress, tls);
     try {
       const before = await counter(d, 'pdserve_kv_transfer_bytes_total{direction="in",peer_role="prefill"}');
       const events = p.prefill({ request_id: 'unclaimed', prompt_token_ids: ids, sampling: sampling(), from_block: 0, target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-unclaimed', transport: 'auto' } });
@@ -136,7 +144,7 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
 
   it('KV that never comes: the decode worker prefills locally soon after, with the same tokens', async () => {
     const d = decodes[1]!;
-    const c = new WorkerClient(d.grpcAddress);
+    const c = new WorkerClient(d.grpcAddress, tls);
     try {
       const ids = tokenizer.encode('Nobody pushes this prompt');
       const base = { request_id: 'never', prompt_token_ids: ids, sampling: sampling(), priority: 0 };
@@ -153,7 +161,7 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
 describe('errors keep their class between processes', () => {
   it('a worker\'s engine error reaches its caller with its class and parameter, not just a gRPC status', async () => {
     const d = decodes[0]!;
-    const c = new WorkerClient(d.grpcAddress);
+    const c = new WorkerClient(d.grpcAddress, tls);
     const run = async (req: GenerateRequestMsg): Promise<WorkerCallError | undefined> => {
       try {
         for await (const _ of c.generate(req)) void _;
@@ -248,40 +256,40 @@ const KV_IN = 'pdserve_kv_transfer_bytes_total{direction="in",peer_role="prefill
 const KV_IN_FAILED = 'pdserve_kv_transfer_failures_total{direction="in",peer_role="prefill"}';
 
 describe('first token ahead of the KV transfer', () => {
-  // A decode worker of its own (its own control plane, so the gateway above never routes to it) that
-  // advertises a relay: the prefill worker's KV goes through the relay, the test's Generate calls do not.
-  let plane: ControlPlane;
+  // A decode worker of its own that advertises a relay: the prefill worker's KV goes through the relay, the
+  // test's Generate calls do not. It registers on the cluster's control plane (workers dial only registered
+  // peers); the tests above are done by then, and what the gateway may route to it is served all the same.
   let decode: WorkerService;
   let relay: Relay;
   let direct: WorkerClient;
   let toPrefill: WorkerClient;
 
   beforeAll(async () => {
-    plane = await connectControlPlane({ cluster: 'first-token', hub: new InProcessHub(), logger: cpSilent });
     const port = await freePort();
     relay = await startRelay('127.0.0.2', port, '127.0.0.1');
     decode = await startWorkerService({
       role: 'decode',
       instanceId: 'd-relayed',
       engine: { modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 * 1024 * 1024 },
-      controlPlane: plane,
+      controlPlane: cp,
       logger: cpSilent,
       host: '127.0.0.1',
       advertiseHost: '127.0.0.2',
       grpcPort: port,
       // Every byte of the KV then rides the relayed gRPC connection.
       transports: ['grpc'],
+      tls,
     });
-    direct = new WorkerClient(`127.0.0.1:${port}`);
-    toPrefill = new WorkerClient(prefill.grpcAddress);
+    direct = new WorkerClient(`127.0.0.1:${port}`, tls);
+    toPrefill = new WorkerClient(prefill.grpcAddress, tls);
   }, 60_000);
 
   afterAll(async () => {
     direct?.close();
     toPrefill?.close();
-    await decode?.close();
+    await decode?.drain(1_000); // leaves the registry first: the gateway stops routing to it
+    for (let i = 0; i < 100 && gateway.view.workers().some((w) => w.id === 'd-relayed'); i++) await new Promise((r) => setTimeout(r, 20));
     await relay?.close();
-    await plane?.close();
   });
 
   function request(id: string, prompt: string, sampling: Parameters<typeof samplingParams>[0], transferId?: string): GenerateRequestMsg {

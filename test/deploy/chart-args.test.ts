@@ -49,6 +49,7 @@ const VARIANTS: Readonly<Record<string, readonly string[]>> = {
   'speculative decoding': [
     '--set', 'decode.speculative.method=draft', '--set', 'decode.speculative.model=/models/draft', '--set', 'decode.speculative.numTokens=3',
   ],
+  'mTLS from cert-manager': ['--api-versions', 'cert-manager.io/v1'],
   'every engine value': [
     '--set', 'model.servedModelName=tiny-chat',
     '--set', 'gateway.routerPolicy=session-affinity',
@@ -208,6 +209,8 @@ describe('the chart runs the CLI it ships', () => {
       expect(flags.str('host'), where).toBe('0.0.0.0');
       expect(flags.str('redis'), where).toMatch(/^redis:\/\//);
       expect(flags.str('data-port'), `${where} serves KV on a fixed port the NetworkPolicy opens`).toBe('50052');
+      expect(flags.str('tls'), where).toBe(variant === 'mTLS from cert-manager' ? 'on' : 'off');
+      if (variant === 'mTLS from cert-manager') expect(flags.str('tls-dir'), where).toBe('/etc/pdserve/tls');
     }
     const engines = checked.filter((c) => c.command === 'gateway' || c.command.endsWith('-worker'));
     expect(new Set(engines.map((c) => c.flags.str('block-size'))).size, 'one block size').toBe(1);

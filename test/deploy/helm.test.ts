@@ -378,7 +378,14 @@ describe('helm chart', () => {
       expect(find(docs, 'Service', c), `built-in ${c} Service`).toBeDefined();
     }
     const secret = docs.find((d) => d.kind === 'Secret' && d.metadata.name === 'pd-pdserve-control-plane')!;
-    expect(secret.stringData).toEqual({ 'redis-url': 'redis://pd-pdserve-redis:6379', 'nats-url': 'nats://pd-pdserve-nats:4222' });
+    // The built-ins require a password the chart generates; the URLs carry it.
+    const pw = secret.stringData!;
+    expect(pw['redis-password']).toMatch(/^[A-Za-z0-9]{32}$/);
+    expect(pw['nats-password']).toMatch(/^[A-Za-z0-9]{32}$/);
+    expect(secret.stringData).toEqual({
+      'redis-url': `redis://:${pw['redis-password']}@pd-pdserve-redis:6379`, 'redis-password': pw['redis-password'],
+      'nats-url': `nats://pdserve:${pw['nats-password']}@pd-pdserve-nats:4222`, 'nats-password': pw['nats-password'],
+    });
     for (const comp of ['gateway', 'prefill', 'decode']) expect(podSpec(find(docs, 'Deployment', comp)!).initContainers?.[0]?.args?.slice(0, 2)).toEqual(['model', 'tiny']);
     const [hook] = testPods(docs);
     expect(hook, 'a helm test pod').toBeDefined();
@@ -416,7 +423,8 @@ describe('helm chart', () => {
 
   it('takes one URL from an existing Secret and the other from the chart, with the key the values name', () => {
     const docs = render(['--set', 'redis.existingSecret=infra-redis', '--set', 'redis.existingSecretKey=url']);
-    expect(docs.find((d) => d.kind === 'Secret')?.stringData).toEqual({ 'nats-url': 'nats://pd-pdserve-nats:4222' });
+    const own = docs.find((d) => d.kind === 'Secret')?.stringData ?? {};
+    expect(own).toEqual({ 'nats-url': `nats://pdserve:${own['nats-password']}@pd-pdserve-nats:4222`, 'nats-password': own['nats-password'] });
     const env = mainContainer(find(docs, 'Deployment', 'gateway')!).env!;
     expect(env.find((e) => e.name === 'PDSERVE_REDIS')?.valueFrom?.secretKeyRef).toEqual({ name: 'infra-redis', key: 'url' });
     expect(find(docs, 'Deployment', 'redis')).toBeUndefined();
@@ -544,5 +552,71 @@ describe('values.yaml, values.schema.json and the chart README', () => {
     for (const key of ['redis.existingSecret', 'ingress.enabled', 'httpRoute.parentRefs', 'serviceMonitor.metricRelabelings', 'prometheusRule.runbookBaseUrl', 'tests.enabled', 'decode.engine.maxNumSeqs']) {
       expect(rows.map((r) => r.key), key).toContain(key);
     }
+  });
+});
+
+describe('helm chart: trust inside the cluster', () => {
+  const args = (w: Manifest): string[] => mainContainer(w).args ?? [];
+  const withCertManager = ['--api-versions', 'cert-manager.io/v1'];
+
+  it('issues certificates with cert-manager when it is installed, and runs every service with mTLS from them', () => {
+    const docs = render(withCertManager);
+    const issued = docs.filter((d) => d.kind === 'Certificate' || d.kind === 'Issuer').map((d) => `${d.kind}/${d.metadata.name}`).sort();
+    expect(issued).toEqual(['Certificate/pd-pdserve-ca', 'Certificate/pd-pdserve-tls', 'Issuer/pd-pdserve-ca', 'Issuer/pd-pdserve-selfsigned']);
+    const leaf = docs.find((d) => d.kind === 'Certificate' && d.metadata.name === 'pd-pdserve-tls')!;
+    expect(leaf.spec).toMatchObject({ secretName: 'pd-pdserve-tls', usages: expect.arrayContaining(['server auth', 'client auth']), issuerRef: { name: 'pd-pdserve-ca', kind: 'Issuer' } });
+    expect(docs.find((d) => d.kind === 'Certificate' && d.metadata.name === 'pd-pdserve-ca')!.spec).toMatchObject({ isCA: true });
+    for (const w of pdservePods(docs)) {
+      expect(args(w), w.metadata.name).toEqual(expect.arrayContaining(['--tls=on', '--tls-dir=/etc/pdserve/tls']));
+      expect(mainContainer(w).volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/pdserve/tls', readOnly: true });
+      expect(podSpec(w).volumes?.find((v) => v.name === 'tls')?.secret?.secretName, w.metadata.name).toBe('pd-pdserve-tls');
+    }
+  });
+
+  it('takes the certificates from a Secret you name instead, and without either runs plaintext unless tls.mode=on', () => {
+    const own = render([...withCertManager, '--set', 'tls.existingSecret=cluster-mtls']);
+    expect(own.some((d) => d.kind === 'Certificate' || d.kind === 'Issuer')).toBe(false);
+    for (const w of pdservePods(own)) expect(podSpec(w).volumes?.find((v) => v.name === 'tls')?.secret?.secretName).toBe('cluster-mtls');
+    const plain = rendered.get('default')!;
+    expect(plain.some((d) => d.kind === 'Certificate')).toBe(false);
+    for (const w of pdservePods(plain)) expect(args(w)).toContain('--tls=off');
+    for (const w of pdservePods(render([...withCertManager, '--set', 'tls.mode=off']))) expect(args(w)).toContain('--tls=off');
+    const r = helm(['template', 'pd', '.', '--set', 'tls.mode=on']);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain('tls.mode=on needs tls.existingSecret, or cert-manager installed');
+  });
+
+  it('runs the built-in Redis with a password and the built-in NATS with a user, both from the chart Secret', () => {
+    const docs = rendered.get('default')!;
+    const redis = mainContainer(find(docs, 'Deployment', 'redis')!);
+    expect(redis.args).toEqual(expect.arrayContaining(['--requirepass', '$(REDIS_PASSWORD)']));
+    expect(redis.args).not.toContain('--protected-mode');
+    expect(redis.env?.find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom?.secretKeyRef).toEqual({ name: 'pd-pdserve-control-plane', key: 'redis-password' });
+    const nats = mainContainer(find(docs, 'Deployment', 'nats')!);
+    expect(nats.args).toEqual(expect.arrayContaining(['--user', 'pdserve', '--pass', '$(NATS_PASSWORD)']));
+    expect(nats.env?.find((e) => e.name === 'NATS_PASSWORD')?.valueFrom?.secretKeyRef).toEqual({ name: 'pd-pdserve-control-plane', key: 'nats-password' });
+  });
+
+  it('restricts egress to the release, DNS and the control plane, and admin ports to the monitoring namespace by default', () => {
+    const policies = (docs: readonly Manifest[]): Manifest[] => docs.filter((d) => d.kind === 'NetworkPolicy');
+    type Egress = { to?: unknown[]; ports?: { port: number; protocol: string }[] }[];
+    for (const p of policies(rendered.get('default')!)) {
+      expect(p.spec!['policyTypes'], p.metadata.name).toEqual(['Ingress', 'Egress']);
+      const egress = p.spec!['egress'] as Egress;
+      if (component(p) === 'redis' || component(p) === 'nats') {
+        expect(egress).toEqual([]);
+        continue;
+      }
+      expect(egress[0]!.to).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pdserve', 'app.kubernetes.io/instance': 'pd' } } }]);
+      expect(egress[1]!.ports).toEqual([{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }]);
+      expect(egress).toHaveLength(2); // built-in Redis and NATS are release pods
+      const admin = (p.spec!['ingress'] as { ports: { port: string }[]; from?: unknown[] }[]).find((r) => r.ports[0]!.port === 'admin')!;
+      expect(admin.from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+    }
+    // An external Redis and NATS (the NVIDIA profile): their ports, wherever they are.
+    const decode = policies(rendered.get('nvidia')!).find((p) => component(p) === 'decode')!;
+    expect((decode.spec!['egress'] as Egress)[2]!.ports).toEqual([6379, 6380, 4222].map((port) => ({ port, protocol: 'TCP' })));
+    const open = policies(render(['--set', 'networkPolicy.egress=false'])).find((p) => component(p) === 'decode')!;
+    expect(open.spec!['policyTypes']).toEqual(['Ingress']);
   });
 });

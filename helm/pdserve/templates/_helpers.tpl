@@ -70,18 +70,35 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and $v.builtin.enabled (not $v.url) (not $v.existingSecret) }}true{{ end }}
 {{- end }}
 
-{{/* The URL the chart's own Secret carries for Redis or NATS (not used with existingSecret). */}}
+{{/* The URL the chart's own Secret carries for Redis or NATS (not used with existingSecret); a built-in's has
+     its password (.password). */}}
 {{- define "pdserve.controlPlaneUrl" -}}
 {{- $v := index .root.Values .svc }}
 {{- if $v.url }}
 {{- $v.url }}
 {{- else if include "pdserve.builtin" . }}
-{{- printf "%s://%s:%d" .svc (include "pdserve.componentName" (dict "root" .root "component" .svc)) (ternary 6379 4222 (eq .svc "redis")) }}
+{{- printf "%s://%s@%s:%d" .svc (ternary (printf ":%s" .password) (printf "pdserve:%s" .password) (eq .svc "redis")) (include "pdserve.componentName" (dict "root" .root "component" .svc)) (ternary 6379 4222 (eq .svc "redis")) }}
 {{- else if eq .svc "redis" }}
 {{- fail "pdserve needs Redis for its service registry: set redis.url or redis.existingSecret, or redis.builtin.enabled=true for a trial" }}
 {{- else }}
 {{- fail "pdserve needs NATS for KV and load events: set nats.url or nats.existingSecret, or nats.builtin.enabled=true for a trial" }}
 {{- end }}
+{{- end }}
+
+{{/*
+  The built-ins' passwords, by service: kept from the release's Secret across upgrades (lookup), else new.
+  Rendered once per release render (secret.yaml), so the Secret, the URLs and the servers agree.
+*/}}
+{{- define "pdserve.builtinPasswords" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "pdserve.controlPlaneSecret" .) }}
+{{- $data := dict }}
+{{- if $existing }}{{ $data = $existing.data | default dict }}{{ end }}
+{{- $out := dict }}
+{{- range $svc := list "redis" "nats" }}
+{{- $old := index $data (printf "%s-password" $svc) }}
+{{- if $old }}{{ $_ := set $out $svc (b64dec $old) }}{{ else }}{{ $_ := set $out $svc (randAlphaNum 32) }}{{ end }}
+{{- end }}
+{{- toJson $out }}
 {{- end }}
 
 {{/* Name of the chart's Secret with the control-plane URLs not given by an existingSecret. */}}
@@ -294,6 +311,49 @@ env:
 - --cluster=$(PDSERVE_CLUSTER)
 - --log-level=$(PDSERVE_LOG_LEVEL)
 - --log-format=$(PDSERVE_LOG_FORMAT)
+{{- if include "pdserve.tlsSource" .root }}
+- --tls=on
+- --tls-dir=/etc/pdserve/tls
+{{- else }}
+- --tls=off
+{{- end }}
+{{- end }}
+
+{{/* TLS inside the cluster ----------------------------------------------------------------------------------- */}}
+
+{{/* Where the pods' certificates come from: "secret" (tls.existingSecret), "certManager", or "" (plaintext). */}}
+{{- define "pdserve.tlsSource" -}}
+{{- $t := .Values.tls }}
+{{- if eq $t.mode "off" }}
+{{- else if $t.existingSecret }}secret
+{{- else if .Capabilities.APIVersions.Has "cert-manager.io/v1" }}certManager
+{{- else if eq $t.mode "on" }}
+{{- fail "tls.mode=on needs tls.existingSecret, or cert-manager installed in the cluster (cert-manager.io/v1) to issue the certificates" }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret mounted at /etc/pdserve/tls: ca.crt, tls.crt, tls.key. */}}
+{{- define "pdserve.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "pdserve.fullname" .) | trunc 63 | trimSuffix "-") .Values.tls.existingSecret }}
+{{- end }}
+
+{{- define "pdserve.tlsMount" -}}
+{{- if include "pdserve.tlsSource" . }}
+- { name: tls, mountPath: /etc/pdserve/tls, readOnly: true }
+{{- end }}
+{{- end }}
+
+{{- define "pdserve.tlsVolume" -}}
+{{- if include "pdserve.tlsSource" . }}
+- name: tls
+  secret:
+    secretName: {{ include "pdserve.tlsSecret" . }}
+    items:
+      - { key: ca.crt, path: ca.crt }
+      - { key: tls.crt, path: tls.crt }
+      - { key: tls.key, path: tls.key }
+    defaultMode: 288  # 0440: the owner and the pod's fsGroup may read
+{{- end }}
 {{- end }}
 
 {{/* Flags of the model-serving services (gateway and engines). */}}
@@ -338,5 +398,31 @@ imagePullSecrets:
 {{- int64 . }}
 {{- else }}
 {{- . }}
+{{- end }}
+{{- end }}
+
+{{/* Where pdserve pods may connect: this release's pods (peers, built-in Redis and NATS), cluster DNS, and
+     networkPolicy.egressTo. */}}
+{{- define "pdserve.egressRules" -}}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "pdserve.releasePods" . | trim | nindent 10 }}
+- to:
+    - namespaceSelector: {}
+  ports:
+    - { port: 53, protocol: UDP }
+    - { port: 53, protocol: TCP }
+{{- if not (and (include "pdserve.builtin" (dict "root" . "svc" "redis")) (include "pdserve.builtin" (dict "root" . "svc" "nats"))) }}
+# An external Redis or NATS: its port, wherever it is (narrow it with egressTo and controlPlanePorts: []).
+{{- with .Values.networkPolicy.controlPlanePorts }}
+- ports:
+    {{- range . }}
+    - { port: {{ . }}, protocol: TCP }
+    {{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.networkPolicy.egressTo }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}

@@ -39,6 +39,8 @@ describe('codec', () => {
     expect(decodeLoadReport(encodeLoadReport(load))).toEqual(load);
     const record = sampleRecord('prefill-1', { role: 'prefill' });
     expect(decodeServiceRecord(encodeServiceRecord(record))).toEqual(record);
+    const withData = sampleRecord('w', { dataAddress: '10.0.0.1:50052' });
+    expect(decodeServiceRecord(encodeServiceRecord(withData))).toEqual(withData);
   });
 
   it('keeps KV batches compact', () => {

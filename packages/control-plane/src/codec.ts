@@ -80,7 +80,8 @@ export function decodeServiceRecord(text: string): ServiceRecord {
     incarnation: str(o, 'incarnation'),
     startedAt: finite(o, 'startedAt'),
   };
-  return 'transfer' in o ? { ...base, transfer: o['transfer'] } : base;
+  const withData = typeof o['dataAddress'] === 'string' ? { ...base, dataAddress: o['dataAddress'] } : base;
+  return 'transfer' in o ? { ...withData, transfer: o['transfer'] } : withData;
 }
 
 function decodeKvEvent(value: unknown): KvEvent {

@@ -1,8 +1,12 @@
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeThrowawayCa } from '../../rpc/src/index.js';
 import { freePort, startNats, startRedis, type TestServer } from '../../testkit/src/servers.js';
 import { connectControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.js';
 import { InProcessHub } from './hub.js';
 import { KvEventPublisher } from './kv-event-publisher.js';
+import { natsConnectTarget } from './nats-transport.js';
 import { memoryLogger, sampleRecord, uniqueCluster, waitFor } from './test-helpers.js';
 import type { KvEventBatch } from './types.js';
 
@@ -66,6 +70,62 @@ describe('connectControlPlane', () => {
     await expect(
       connectControlPlane({ cluster: 'c', redisUrl: redis?.url, natsUrl, nats: { connectTimeoutMs: 300 }, logger: memoryLogger() }),
     ).rejects.toThrow(/cannot connect to NATS/);
+  });
+
+  it('speaks to a Redis with a password and a NATS with credentials, from their URLs; without them it is refused', async () => {
+    const [guardedRedis, guardedNats] = await Promise.all([startRedis({ password: 'r-s3cret' }), startNats({ password: 'n-s3cret' })]);
+    try {
+      const [gateway] = await gatewayAndWorker({ redisUrl: guardedRedis.url, natsUrl: guardedNats.url });
+      expect(gateway?.mode).toEqual({ registry: 'redis', events: 'nats' });
+      const bare = (u: string): string => u.replace(/\/\/[^@]*@/, '//');
+      // Whoever lacks the password cannot read the registry or register a fake worker, nor listen to events.
+      const noRedisPassword = connectControlPlane({ cluster: 'c', redisUrl: bare(guardedRedis.url), hub: new InProcessHub(), logger: memoryLogger() })
+        .then(async (cp) => {
+          try {
+            await cp.registry.register(sampleRecord('fake-decode'));
+            return 'registered';
+          } finally {
+            await cp.close();
+          }
+        });
+      await expect(noRedisPassword).rejects.toThrow(/NOAUTH|Authentication required/i);
+      await expect(connectControlPlane({ cluster: 'c', natsUrl: bare(guardedNats.url), hub: new InProcessHub(), logger: memoryLogger() }))
+        .rejects.toThrow(/Authorization Violation/i);
+    } finally {
+      await Promise.all([guardedRedis.stop(), guardedNats.stop()]);
+    }
+  });
+
+  it('speaks TLS to Redis (rediss://) and NATS (tls://), trusting a private CA through NODE_EXTRA_CA_CERTS', async () => {
+    const tlsDir = makeThrowawayCa('control-plane');
+    const [r, n] = await Promise.all([startRedis({ password: 'r-pw', tlsDir }), startNats({ password: 'n-pw', tlsDir })]);
+    try {
+      expect(r.url).toMatch(/^rediss:\/\//);
+      expect(n.url).toMatch(/^tls:\/\//);
+      // A fresh process: Node reads NODE_EXTRA_CA_CERTS when it starts.
+      const script = `
+        import { connectControlPlane, silentLogger } from ${JSON.stringify(new URL('./index.ts', import.meta.url).pathname)};
+        const cp = await connectControlPlane({ cluster: 'tls', redisUrl: process.env.R, natsUrl: process.env.N, logger: silentLogger, nats: { connectTimeoutMs: 3000 }, redis: { connectTimeoutMs: 3000 } });
+        await cp.registry.register({ id: 'w', role: 'decode', grpcAddress: '127.0.0.1:1', adminAddress: '', model: 'm', capacity: { totalBlocks: 1, blockSize: 16, maxNumSeqs: 1 }, incarnation: 'i', startedAt: 0 });
+        console.log('registered', (await cp.registry.list()).map((x) => x.id).join(','), cp.mode.registry, cp.mode.events);
+        await cp.close();
+        process.exit(0);`;
+      const run = (env: Record<string, string>) => spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, R: r.url, N: n.url, ...env }, encoding: 'utf8', timeout: 30_000 });
+      const trusted = run({ NODE_EXTRA_CA_CERTS: `${tlsDir}/ca.crt` });
+      expect(trusted.stdout.trim(), trusted.stderr).toBe('registered w redis nats');
+      const untrusted = run({});
+      expect(untrusted.status).not.toBe(0);
+      expect(untrusted.stderr).toMatch(/self[- ]signed|unable to (verify|get local issuer)|certificate/i);
+    } finally {
+      await Promise.all([r.stop(), n.stop()]);
+      rmSync(tlsDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('reads NATS credentials and TLS from the URL (the client ignores userinfo)', () => {
+    expect(natsConnectTarget('nats://pdserve:p%40ss@nats.infra:4222')).toEqual({ servers: 'nats://nats.infra:4222', user: 'pdserve', pass: 'p@ss' });
+    expect(natsConnectTarget('nats://s3cret-token@nats.infra:4222')).toEqual({ servers: 'nats://nats.infra:4222', token: 's3cret-token' });
+    expect(natsConnectTarget('tls://nats.infra:4222')).toEqual({ servers: 'nats://nats.infra:4222', tls: {} });
   });
 
   it('rejects cluster names that cannot be keys or subject tokens', async () => {

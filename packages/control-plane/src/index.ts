@@ -6,6 +6,7 @@ export { InProcessHub, processHub } from './hub.js';
 
 export type { Registration } from './registration.js';
 export type { Membership } from './membership.js';
+export { RegisteredPeers } from './peers.js';
 export { type RegistryOptions } from './registry-options.js';
 export { type RedisLeaseStoreOptions } from './redis-lease-store.js';
 

@@ -11,6 +11,7 @@ export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password !== '') parsed.password = '***';
+    else if (parsed.username !== '') parsed.username = '***'; // a token (nats://TOKEN@host)
     return parsed.toString();
   } catch {
     return '<invalid url>';

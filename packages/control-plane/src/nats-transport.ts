@@ -45,7 +45,7 @@ export class NatsTransport implements SubjectTransport {
     const where = redactUrl(url);
     try {
       const nc = await connect({
-        servers: url,
+        ...natsConnectTarget(url),
         name: o.name,
         timeout: o.connectTimeoutMs,
         reconnect: true,
@@ -119,4 +119,19 @@ export class NatsTransport implements SubjectTransport {
       }
     }
   }
+}
+
+/**
+ * The server and credentials a NATS URL names, as the nats client wants them (it ignores a URL's userinfo):
+ * nats://user:password@host:4222 or nats://token@host:4222; tls://host:4222 requires TLS (the server's
+ * certificate checked against the system CAs and NODE_EXTRA_CA_CERTS).
+ */
+export function natsConnectTarget(url: string): { servers: string; user?: string; pass?: string; token?: string; tls?: Record<string, never> } {
+  const u = new URL(url);
+  const tls = u.protocol === 'tls:';
+  const user = decodeURIComponent(u.username);
+  const pass = decodeURIComponent(u.password);
+  const servers = `nats://${u.host}`;
+  const auth = user === '' ? {} : pass === '' ? { token: user } : { user, pass };
+  return { servers, ...auth, ...(tls ? { tls: {} } : {}) };
 }

@@ -21,6 +21,8 @@ export interface ServiceRecord {
   readonly capacity: ServiceCapacity;
   /** Opaque advertisement of the instance's transfer engine (transports, data-plane address, …). */
   readonly transfer?: unknown;
+  /** host:port of its tcp data port, which receivers pull its KV from: the only data ports they dial. */
+  readonly dataAddress?: string;
   /** Unique per process start; a new incarnation means the old one's KV cache is gone. */
   readonly incarnation: string;
   /** Epoch milliseconds. */

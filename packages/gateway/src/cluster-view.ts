@@ -4,6 +4,7 @@ import type { ControlPlane, KvEventBatch, Membership, ServiceRecord } from '@pds
 import { isWorkerRole, type Logger, type WorkerRole } from '@pdserve/contracts';
 import type { Router, WorkerInfo } from '@pdserve/router';
 import { KvStoreClient } from '@pdserve/kv-store/client';
+import type { TlsMaterial } from '@pdserve/rpc';
 import { WorkerClient } from '@pdserve/worker/client';
 
 export interface ClusterViewOptions {
@@ -14,6 +15,8 @@ export interface ClusterViewOptions {
   readonly logger: Logger;
   /** How often workers whose index entries are untrusted are resynced from snapshots (ms); default 2000. */
   readonly resyncIntervalMs?: number;
+  /** mTLS on the channels to workers and kv-store nodes; plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 
@@ -82,7 +85,7 @@ export class ClusterView {
     if (!rec) throw new Error(`worker ${id} left the cluster`);
     let c = this.clients.get(rec.grpcAddress);
     if (!c) {
-      c = new WorkerClient(rec.grpcAddress);
+      c = new WorkerClient(rec.grpcAddress, this.opts.tls);
       this.clients.set(rec.grpcAddress, c);
     }
     return c;
@@ -125,7 +128,7 @@ export class ClusterView {
     }
     for (const [id, rec] of live) {
       if (rec.role !== 'kv-store' || this.stores.has(id) || (rec.model !== '*' && rec.model !== this.opts.model)) continue;
-      this.stores.set(id, { record: rec, client: new KvStoreClient(rec.grpcAddress) });
+      this.stores.set(id, { record: rec, client: new KvStoreClient(rec.grpcAddress, this.opts.tls) });
       this.opts.logger.info({ node: id, address: rec.grpcAddress }, 'kv-store joined');
       void this.resync(id);
     }

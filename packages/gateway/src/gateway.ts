@@ -1,6 +1,7 @@
 // The gateway service: OpenAI HTTP API → KV-aware router → workers over gRPC.
 import { createApiServer, type ApiServer, type EdgeOptions, type Logger } from '@pdserve/api';
 import type { ControlPlane } from '@pdserve/control-plane';
+import type { TlsMaterial } from '@pdserve/rpc';
 import { collectDefaultMetrics, gatewayMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
 import { loadModelSpec } from '@pdserve/model/config';
 import { Router, type DisaggConfig, type PolicyName } from '@pdserve/router';
@@ -30,6 +31,8 @@ export interface GatewayOptions {
   readonly resyncIntervalMs?: number;
   /** API keys, per-key limits, server timeouts and caps, cache isolation: as `serve` has them. */
   readonly edge?: EdgeOptions;
+  /** mTLS on every channel to workers and kv-store nodes; plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 export interface Gateway {
@@ -55,13 +58,13 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   let view: ClusterView | undefined;
   const isReady = (): boolean => listening && (cluster?.isReady() ?? false);
   // The status page is an operator's, so it sits on the admin port beside /metrics, not on the API port.
-  const status = statusRoutes(clusterStatusSource({ model: opts.modelId, controlPlane: opts.controlPlane, view: () => view, router, ready: isReady }), new GrpcStatusProbes());
+  const status = statusRoutes(clusterStatusSource({ model: opts.modelId, controlPlane: opts.controlPlane, view: () => view, router, ready: isReady }), new GrpcStatusProbes(undefined, opts.tls));
   const admin: AdminServer | undefined =
     opts.adminPort === undefined ? undefined : await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady, routes: status.routes });
   try {
     const spec = loadModelSpec(opts.modelDir, opts.modelId);
     const tokenizer = await Tokenizer.fromDir(opts.modelDir);
-    view = new ClusterView({ controlPlane: opts.controlPlane, router, model: opts.modelId, logger: opts.logger, resyncIntervalMs: opts.resyncIntervalMs });
+    view = new ClusterView({ controlPlane: opts.controlPlane, router, model: opts.modelId, logger: opts.logger, resyncIntervalMs: opts.resyncIntervalMs, tls: opts.tls });
     await view.start();
     const maxModelLen = Math.min(opts.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
     cluster = new ClusterClient({ modelId: opts.modelId, maxModelLen, blockSize: router.blockSize, router, view, logger: opts.logger });

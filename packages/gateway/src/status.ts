@@ -5,6 +5,7 @@
 import type { ControlPlane, ServiceRecord } from '@pdserve/control-plane';
 import { KvStoreClient, type StoreStatsResponseMsg, type TierStatsMsg } from '@pdserve/kv-store/client';
 import type { Router, RouterStats } from '@pdserve/router';
+import type { TlsMaterial } from '@pdserve/rpc';
 import { WorkerClient, type StatsResponseMsg } from '@pdserve/worker/client';
 import type { ClusterView } from './cluster-view';
 
@@ -144,18 +145,18 @@ export class GrpcStatusProbes implements StatusProbes {
   private readonly stores = new Map<string, KvStoreClient>();
   private closed = false;
 
-  constructor(private readonly timeoutMs = STATUS_PROBE_TIMEOUT_MS) {}
+  constructor(private readonly timeoutMs = STATUS_PROBE_TIMEOUT_MS, private readonly tls?: TlsMaterial) {}
 
   worker(record: ServiceRecord): Promise<Probe<StatsResponseMsg>> {
     return this.probe(() => {
-      const c = clientFor(this.workers, record.grpcAddress, (a) => new WorkerClient(a));
+      const c = clientFor(this.workers, record.grpcAddress, (a) => new WorkerClient(a, this.tls));
       return [c.health(this.timeoutMs), c.stats()];
     });
   }
 
   store(record: ServiceRecord): Promise<Probe<StoreStatsResponseMsg>> {
     return this.probe(() => {
-      const c = clientFor(this.stores, record.grpcAddress, (a) => new KvStoreClient(a));
+      const c = clientFor(this.stores, record.grpcAddress, (a) => new KvStoreClient(a, this.tls));
       return [c.health(this.timeoutMs), c.stats()];
     });
   }

@@ -5,6 +5,7 @@ export type KvStoreErrorCode =
   | 'not_found' // unknown put id, or a model this store does not serve
   | 'resource_exhausted' // the memory tier cannot make room for a put
   | 'failed_precondition' // a valid request in the wrong state: committing a put with blocks missing
+  | 'permission_denied' // the caller, or the sink it names, is not a service registered in the cluster
   | 'unavailable' // the store is closed
   | 'data_loss'; // blocks failed their checksum at the reader (dropped here if corrupt here): get again
 
@@ -14,6 +15,7 @@ export const GRPC_STATUS: Readonly<Record<KvStoreErrorCode, number>> = {
   not_found: 5,
   resource_exhausted: 8,
   failed_precondition: 9,
+  permission_denied: 7,
   unavailable: 14,
   data_loss: 15,
 };

@@ -61,6 +61,14 @@ export function callFailure(err: unknown): { code: string; message: string } {
   return { code, message: e.details || e.message || String(err) };
 }
 
+/** The host of a grpc-js peer string (ipv4:10.0.0.5:4242, ipv6:[::1]:4242), as `call.getPeer()` gives it. */
+export function peerHost(peer: string): string {
+  const rest = peer.replace(/^(ipv4|ipv6|unix):/, '');
+  const at = rest.lastIndexOf(':');
+  const host = at > 0 ? rest.slice(0, at) : rest;
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}
+
 /** A generated client's unary method, as grpc-js makes it. */
 export type UnaryMethod<Req, Res> = (
   req: Req, meta: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Res) => void,
@@ -84,3 +92,7 @@ export function callUnary<Req, Res>(
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+export {
+  TLS_FILES, channelCredentials, makeThrowawayCa, readTlsDir, serverCredentials, tlsChannelOptions, tlsClientOptions, tlsServerOptions, type TlsMaterial,
+} from './tls';

@@ -38,6 +38,13 @@ export interface ServerOptions {
   readonly port?: number;
   readonly startTimeoutMs?: number;
   readonly stopTimeoutMs?: number;
+  /** Require this password (Redis: requirepass; NATS: user `pdserve`); the URL then carries it. */
+  readonly password?: string;
+  /**
+   * Serve TLS with this folder's tls.crt and tls.key (a --tls-dir): the URL is then rediss:// (a TLS port
+   * beside the plaintext one the readiness probe uses) or tls:// (NATS upgrades its one port).
+   */
+  readonly tlsDir?: string;
 }
 
 /** A free TCP port on 127.0.0.1 (free when asked; another process may still take it before use). */
@@ -55,17 +62,27 @@ export function freePort(): Promise<number> {
 }
 
 /** Starts `redis-server` without persistence, bound to 127.0.0.1 only. */
-export function startRedis(options: ServerOptions = {}): Promise<TestServer> {
+export async function startRedis(options: ServerOptions = {}): Promise<TestServer> {
+  const tls = options.tlsDir;
+  const tlsPort = tls === undefined ? undefined : await freePort();
   return startServer({
     name: 'redis-server',
     binary: options.binary ?? DEFAULT_REDIS_BINARY,
-    scheme: 'redis',
+    scheme: tls === undefined ? 'redis' : 'rediss',
+    urlPort: tlsPort,
+    userinfo: options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`,
     args: (port, dir) => [
       '--save', '', '--appendonly', 'no', '--bind', LOOPBACK, '--port', String(port), '--dir', dir,
+      ...(options.password === undefined ? [] : ['--requirepass', options.password]),
+      ...(tls === undefined ? [] : [
+        '--tls-port', String(tlsPort), '--tls-cert-file', join(tls, 'tls.crt'), '--tls-key-file', join(tls, 'tls.key'),
+        '--tls-ca-cert-file', join(tls, 'ca.crt'), '--tls-auth-clients', 'no',
+      ]),
     ],
     probe: (socket, data) => {
       if (data === undefined) socket.write('PING\r\n');
-      return data?.startsWith('+PONG') ?? false;
+      // With a password, PING before AUTH is refused: that refusal is Redis answering too.
+      return (data?.startsWith('+PONG') || data?.startsWith('-NOAUTH')) ?? false;
     },
     options,
   });
@@ -76,8 +93,12 @@ export function startNats(options: ServerOptions = {}): Promise<TestServer> {
   return startServer({
     name: 'nats-server',
     binary: options.binary ?? DEFAULT_NATS_BINARY,
-    scheme: 'nats',
-    args: (port) => ['-a', LOOPBACK, '-p', String(port)],
+    scheme: options.tlsDir === undefined ? 'nats' : 'tls',
+    userinfo: options.password === undefined ? '' : `pdserve:${encodeURIComponent(options.password)}@`,
+    args: (port) => [
+      '-a', LOOPBACK, '-p', String(port), ...(options.password === undefined ? [] : ['--user', 'pdserve', '--pass', options.password]),
+      ...(options.tlsDir === undefined ? [] : ['--tls', '--tlscert', join(options.tlsDir, 'tls.crt'), '--tlskey', join(options.tlsDir, 'tls.key')]),
+    ],
     // The server greets every client with an INFO line.
     probe: (_socket, data) => data?.startsWith('INFO') ?? false,
     options,
@@ -88,6 +109,10 @@ interface ServerSpec {
   readonly name: string;
   readonly binary: string;
   readonly scheme: string;
+  /** `user:password@` for the URL, or ''. */
+  readonly userinfo?: string;
+  /** The port the URL names, when not the probed one (Redis's TLS port). */
+  readonly urlPort?: number;
   readonly args: (port: number, dir: string) => string[];
   /** Called on connect (data undefined) and on each chunk; true once the server answered like itself. */
   readonly probe: (socket: Socket, data: string | undefined) => boolean;
@@ -114,7 +139,7 @@ async function startServer(spec: ServerSpec): Promise<TestServer> {
     if (current !== undefined) await terminate(current, stopTimeoutMs);
   };
   return {
-    url: `${spec.scheme}://${LOOPBACK}:${port}`,
+    url: `${spec.scheme}://${spec.userinfo ?? ''}${LOOPBACK}:${spec.urlPort ?? port}`,
     port,
     stop,
     restart: async () => {

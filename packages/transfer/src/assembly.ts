@@ -1,7 +1,8 @@
 // A transfer being received: the blocks announced in Begin, filled in by whichever transport carries
 // the bytes, each verified against its checksum as it completes. Only a complete assembly yields blocks.
-// All blocks live in one slab from the receiver's pool, back to back: the layout a tcp batch's payload
-// has on the wire. Or, where the application placed them, each in a buffer of its own that the
+// The blocks live back to back in slabs from the receiver's pool, the layout a tcp batch's payload has on
+// the wire; a slab (a segment of at most SEGMENT_BYTES) is taken only once its first block starts to
+// arrive, so a Begin that announces a gigabyte costs nothing until the bytes come. Or, where the application placed them, each in a buffer of its own that the
 // application keeps (a tcp batch's payload is then read block by block, or many at once where those
 // buffers are neighbours in memory).
 import { blockChecksum } from './checksum.js';
@@ -11,10 +12,16 @@ import type { SlabPool } from './slab-pool.js';
 import type { KvBlock } from './types.js';
 import type { BlockDescriptor } from './wire.js';
 
+/** Receive memory is taken in segments of at most this much (a larger block gets one of its own). */
+export const SEGMENT_BYTES = 32 * 1024 * 1024;
+
 export class BlockAssembly implements BatchTarget {
   readonly totalBytes: number;
-  /** Every block's bytes live in one allocation per transfer: one ArrayBuffer instead of thousands. */
-  private slab: ArrayBuffer | null;
+  /** Blocks' bytes live in few allocations (one ArrayBuffer per segment instead of thousands), each taken when needed. */
+  private segments: (ArrayBuffer | null)[] = [];
+  private readonly segmentBytes: number[] = [];
+  /** Each block's segment; `offsets` are within it. */
+  private readonly segmentOf: Uint32Array;
   /** Or each block in the application's buffer. */
   private placed: readonly Uint8Array[] | null;
   private readonly offsets: Float64Array;
@@ -39,20 +46,32 @@ export class BlockAssembly implements BatchTarget {
     this.verified = new Uint8Array(descriptors.length);
     this.checksums = new Uint32Array(descriptors.length);
     this.offsets = new Float64Array(descriptors.length);
+    this.segmentOf = new Uint32Array(descriptors.length);
     let total = 0;
     let at = 0;
     descriptors.forEach((d, i) => {
+      if (at > 0 && at + d.length > SEGMENT_BYTES) {
+        this.segmentBytes.push(at);
+        at = 0;
+      }
+      this.segmentOf[i] = this.segmentBytes.length;
       this.offsets[i] = at;
       at += d.length;
       total += d.length;
     });
+    this.segmentBytes.push(at);
     this.totalBytes = total;
     if (placed !== undefined) {
       const fits = placed.length === descriptors.length && placed.every((b, i) => b.byteLength === descriptors[i]?.length) && disjoint(placed);
       if (!fits) throw new TransferError('REFUSED', 'the receiving application placed the blocks in buffers that do not match them');
     }
     this.placed = placed ?? null;
-    this.slab = placed === undefined ? pool.take(at) : null;
+    this.segments = placed === undefined ? this.segmentBytes.map(() => null) : [];
+  }
+
+  /** Receive memory taken so far (0 where the application placed the blocks). */
+  get allocatedBytes(): number {
+    return this.segments.reduce((n, s) => n + (s === null ? 0 : s.byteLength), 0);
   }
 
   get blockCount(): number {
@@ -73,15 +92,22 @@ export class BlockAssembly implements BatchTarget {
     if (first !== this.nextBatch || count <= 0 || first + count > this.descriptors.length) {
       throw new TransferError('PROTOCOL', `batch of blocks ${first}..${first + count - 1} out of order (expected ${this.nextBatch}, ${this.descriptors.length} in all)`);
     }
-    const last = first + count - 1;
-    const start = this.offsets[first] as number;
-    const end = (this.offsets[last] as number) + (this.descriptors[last] as BlockDescriptor).length;
-    if (payloadBytes !== end - start) {
-      throw new TransferError('PROTOCOL', `batch at block ${first}: ${payloadBytes} payload bytes, announced ${end - start}`);
+    let announced = 0;
+    for (let i = first; i < first + count; i++) announced += (this.descriptors[i] as BlockDescriptor).length;
+    if (payloadBytes !== announced) {
+      throw new TransferError('PROTOCOL', `batch at block ${first}: ${payloadBytes} payload bytes, announced ${announced}`);
+    }
+    // Memory follows the bytes: a batch may not claim much more than a segment ahead of them (a sender's
+    // batch is 2 MiB, plus the block that crossed that line).
+    const beforeLast = announced - (this.descriptors[first + count - 1] as BlockDescriptor).length;
+    if (beforeLast > SEGMENT_BYTES) {
+      throw new TransferError('PROTOCOL', `batch at block ${first}: ${announced} bytes in one batch (limit ${SEGMENT_BYTES} before its last block)`);
     }
     this.nextBatch = first + count;
     if (this.placed !== null) return coalesce(this.placed.slice(first, first + count));
-    return [new Uint8Array(this.slab as ArrayBuffer, start, end - start)];
+    const views: Uint8Array[] = [];
+    for (let i = first; i < first + count; i++) views.push(this.view(i));
+    return coalesce(views);
   }
 
   blockLength(index: number): number {
@@ -135,15 +161,15 @@ export class BlockAssembly implements BatchTarget {
    * under way, and nobody holds the blocks any more.
    */
   recycle(): void {
-    const slab = this.slab; // placed blocks are the application's
+    const slabs = this.segments; // placed blocks are the application's
     this.discard();
-    if (slab !== null) this.pool.give(slab);
+    for (const slab of slabs) if (slab !== null) this.pool.give(slab);
   }
 
   /** Drops every byte received; the assembly accepts nothing afterwards. */
   discard(): void {
     this.discarded = true;
-    this.slab = null;
+    this.segments = [];
     this.placed = null;
     this.data.fill(null);
   }
@@ -152,7 +178,14 @@ export class BlockAssembly implements BatchTarget {
   view(index: number): Uint8Array {
     const d = this.descriptor(index);
     if (this.placed !== null) return this.placed[index] as Uint8Array;
-    return new Uint8Array(this.slab as ArrayBuffer, this.offsets[index], d.length);
+    const k = this.segmentOf[index] as number;
+    let slab = this.segments[k];
+    if (slab === undefined || slab === null) {
+      // The first byte of this segment is about to arrive: only now is its memory taken.
+      slab = this.pool.take(this.segmentBytes[k] as number);
+      this.segments[k] = slab;
+    }
+    return new Uint8Array(slab, this.offsets[index], d.length);
   }
 
   private descriptor(index: number): BlockDescriptor {

@@ -3,6 +3,7 @@
 // failure, a cancelled call or the deadline discards everything received; the application only ever
 // sees a whole, verified transfer.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { peerHost } from '@pdserve/rpc';
 import { BlockAssembly } from './assembly.js';
 import { TransferError, asTransferError, toGrpcStatus } from './errors.js';
 import { ingestChunks } from './grpc-transport.js';
@@ -25,6 +26,8 @@ export interface ReceiverLimits {
   readonly maxTransferBytes: number;
   /** Bytes of all transfers in flight at once; Begin beyond it is refused with RESOURCE_EXHAUSTED. */
   readonly maxPendingBytes: number;
+  /** Bytes in flight from one peer (by its address), so that one sender cannot take the whole budget. */
+  readonly maxPendingBytesPerPeer: number;
   /** Transfers in flight at once. */
   readonly maxPendingTransfers: number;
   /** Longest a transfer may take (ms), whatever deadline the sender set. */
@@ -36,6 +39,7 @@ export const DEFAULT_RECEIVER_LIMITS: ReceiverLimits = {
   maxBlockBytes: 64 * 1024 * 1024,
   maxTransferBytes: 1024 * 1024 * 1024,
   maxPendingBytes: 2 * 1024 * 1024 * 1024,
+  maxPendingBytesPerPeer: 1024 * 1024 * 1024,
   maxPendingTransfers: 256,
   maxTransferMs: 120_000,
 };
@@ -52,9 +56,11 @@ export interface SessionHost {
   readonly slabs: SlabPool;
   /** Aborts when the receiver closes. */
   readonly closing: AbortSignal;
-  /** Reserves room for a transfer, or says why not. */
-  reserve(transferId: string, bytes: number): TransferError | null;
+  /** Reserves room for a transfer from `peer` (its host), or says why not. */
+  reserve(transferId: string, bytes: number, peer: string): TransferError | null;
   unreserve(transferId: string, bytes: number): void;
+  /** Whether a tcp transfer may be pulled from this data port (a registered peer's); absent: any. */
+  allowSource?(address: string): boolean | Promise<boolean>;
   /** Where the application wants the blocks (its own buffers), or undefined for a slab; now or later. */
   place(offer: TransferOffer): Uint8Array[] | undefined | Promise<Uint8Array[] | undefined>;
   /** Each block as soon as it is whole and verified (see TransferReceiverOptions.onBlock). */
@@ -155,13 +161,14 @@ export class ReceiveSession {
     this.begin = b;
     this.transport = this.validate(b);
     const blocks = this.descriptors;
-    const refusal = this.host.reserve(b.transfer_id, b.total_bytes);
+    const peer = peerHost(this.call.getPeer());
+    const refusal = this.host.reserve(b.transfer_id, b.total_bytes, peer);
     if (refusal !== null) throw refusal;
     this.reserved = b.total_bytes;
     const refused = (e: unknown): TransferError => new TransferError('REFUSED', e instanceof Error ? e.message : String(e), { cause: e });
     let placed: Uint8Array[] | undefined | Promise<Uint8Array[] | undefined>;
     try {
-      placed = this.host.place({ transferId: b.transfer_id, meta: b.meta, blocks, signal: this.ctl.signal });
+      placed = this.host.place({ transferId: b.transfer_id, meta: b.meta, blocks, peer, signal: this.ctl.signal });
     } catch (e) {
       throw refused(e);
     }
@@ -194,14 +201,25 @@ export class ReceiveSession {
     this.phase = 'data';
     this.call.write({ kind: 'ready', ready: {} });
     if (this.transport === 'tcp') {
-      // Pull the blocks from the sender's data port; all of them verified is the commit.
-      this.host.pull.pull(b.tcp_source, b.tcp_token, assembly, this.ctl.signal).then((tellAdmitted) => {
+      // Pull the blocks from the sender's data port, if it is a registered peer's (never an address a
+      // caller made up: that would make this receiver dial anywhere); all of them verified is the commit.
+      const source = b.tcp_source;
+      Promise.resolve(this.host.allowSource?.(source) ?? true).then((allowed) => {
+        if (!allowed) throw new TransferError('REFUSED', `data port ${source} is not a registered peer's`);
+        if (this.phase !== 'data') throw new TransferError('ABORTED', 'transfer ended before its pull');
+        return this.host.pull.pull(source, b.tcp_token, assembly, this.ctl.signal);
+      }).then((tellAdmitted) => {
         if (this.phase !== 'data') return;
         this.phase = 'commit';
         this.tellAdmitted = tellAdmitted;
         void this.admit(assembly);
       }, (e: unknown) => this.fail(asTransferError(e, 'CONNECTION_LOST')));
     }
+  }
+
+  /** Receive memory taken so far (it grows as the bytes arrive). */
+  get allocatedBytes(): number {
+    return this.assembly?.allocatedBytes ?? 0;
   }
 
   private validate(b: Begin): TransportKind {

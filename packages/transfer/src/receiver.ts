@@ -2,9 +2,10 @@
 // server, or served on its own), the connections it pulls tcp transfers over, the shm site, and the
 // limits on what may be in flight. The application sees a transfer only through onTransfer, whole and verified.
 import {
-  Server, ServerCredentials, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition,
+  Server, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition,
   type UntypedServiceImplementation, type sendUnaryData,
 } from '@grpc/grpc-js';
+import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferError } from './errors.js';
 import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto.js';
 import {
@@ -63,6 +64,14 @@ export interface TransferReceiverOptions {
   readonly onDiscard?: (transferId: string, error: TransferError) => void;
   /** Closes the receiver when aborted. */
   readonly signal?: AbortSignal;
+  /** mTLS on the data connections it dials (and on serveGrpc's server); plaintext without. */
+  readonly tls?: TlsMaterial;
+  /**
+   * Whether a tcp transfer may be pulled from this data port (host:port named in Begin): a service says
+   * yes only for its registered peers' ports, so that no caller can make it dial an address of its choosing.
+   * Absent: any (tests, tools).
+   */
+  readonly allowSource?: (address: string) => boolean | Promise<boolean>;
 }
 
 /** How often stale shm segments are swept (ms). */
@@ -70,7 +79,9 @@ const SHM_SWEEP_INTERVAL_MS = 60_000;
 
 export class TransferReceiver {
   private readonly closing = new AbortController();
-  private readonly inFlight = new Map<string, number>();
+  private readonly inFlight = new Map<string, { readonly bytes: number; readonly peer: string }>();
+  /** Bytes in flight by peer host. */
+  private readonly byPeer = new Map<string, number>();
   private readonly sessions = new Set<ReceiveSession>();
   private pending = 0;
   private ownServer: Server | null = null;
@@ -84,14 +95,21 @@ export class TransferReceiver {
     private readonly shm: ShmSite | null,
   ) {
     const limits: ReceiverLimits = { ...DEFAULT_RECEIVER_LIMITS, ...opts.limits };
-    this.pull = new TcpPullPool(opts.tcp);
+    this.pull = new TcpPullPool({ ...opts.tcp, tls: opts.tls });
     this.host = {
       limits, transports: offered, pull: this.pull, shm, closing: this.closing.signal,
       slabs: new SlabPool(opts.slabPoolBytes ?? 256 * 1024 * 1024),
-      reserve: (id, bytes) => this.reserve(id, bytes, limits),
-      unreserve: (id, bytes) => {
-        if (this.inFlight.delete(id)) this.pending -= bytes;
+      reserve: (id, bytes, peer) => this.reserve(id, bytes, peer, limits),
+      unreserve: (id) => {
+        const r = this.inFlight.get(id);
+        if (r === undefined) return;
+        this.inFlight.delete(id);
+        this.pending -= r.bytes;
+        const left = (this.byPeer.get(r.peer) ?? 0) - r.bytes;
+        if (left > 0) this.byPeer.set(r.peer, left);
+        else this.byPeer.delete(r.peer);
       },
+      allowSource: opts.allowSource,
       place: (offer) => {
         const begun = opts.onBegin?.(offer);
         return begun instanceof Promise ? begun.then(() => opts.place?.(offer)) : opts.place?.(offer);
@@ -148,7 +166,7 @@ export class TransferReceiver {
     const { definition, implementation } = this.grpcService();
     server.addService(definition, implementation);
     const bound = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p)));
+      server.bindAsync(`${host}:${port}`, serverCredentials(this.opts.tls), (e, p) => (e ? reject(e) : resolve(p)));
     });
     this.ownServer = server;
     return `${host}:${bound}`;
@@ -191,7 +209,14 @@ export class TransferReceiver {
     this.pull.close();
   }
 
-  private reserve(id: string, bytes: number, limits: ReceiverLimits): TransferError | null {
+  /** Receive memory taken by the transfers in flight (it grows as their bytes arrive, up to pendingBytes). */
+  get allocatedBytes(): number {
+    let n = 0;
+    for (const s of this.sessions) n += s.allocatedBytes;
+    return n;
+  }
+
+  private reserve(id: string, bytes: number, peer: string, limits: ReceiverLimits): TransferError | null {
     if (this.closing.signal.aborted) return new TransferError('UNAVAILABLE', 'receiver is closing');
     if (this.inFlight.has(id)) return new TransferError('INVALID_ARGUMENT', `transfer ${id} is already in flight`);
     if (this.inFlight.size >= limits.maxPendingTransfers) {
@@ -201,7 +226,13 @@ export class TransferReceiver {
       return new TransferError('RESOURCE_EXHAUSTED',
         `${this.pending} bytes in flight, ${bytes} more exceeds the limit of ${limits.maxPendingBytes}`);
     }
-    this.inFlight.set(id, bytes);
+    const fromPeer = this.byPeer.get(peer) ?? 0;
+    if (fromPeer + bytes > limits.maxPendingBytesPerPeer) {
+      return new TransferError('RESOURCE_EXHAUSTED',
+        `${fromPeer} bytes in flight from ${peer}, ${bytes} more exceeds its limit of ${limits.maxPendingBytesPerPeer}`);
+    }
+    this.inFlight.set(id, { bytes, peer });
+    this.byPeer.set(peer, fromPeer + bytes);
     this.pending += bytes;
     return null;
   }

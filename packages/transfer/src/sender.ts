@@ -1,7 +1,8 @@
 // The sending end of the transfer engine: picks a transport per peer, and runs each transfer under
 // one AbortController that the caller's signal, the deadline and the receiver can all abort.
 import { randomBytes } from 'node:crypto';
-import { Client, credentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
+import { Client, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
+import { channelCredentials, tlsChannelOptions, type TlsMaterial } from '@pdserve/rpc';
 import { reasonOf } from './abort.js';
 import { TransferError, fromGrpcError } from './errors.js';
 import { DEFAULT_CHUNK_BYTES } from './grpc-transport.js';
@@ -29,6 +30,8 @@ export interface TransferSenderOptions {
   /** How long a fetched advertisement is trusted (ms, default 30 s). */
   readonly advertisementTtlMs?: number;
   readonly channelOptions?: ChannelOptions;
+  /** mTLS on the KvTransfer channels and the data port (the cluster's certificates); plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 export interface SendRequest {
@@ -160,7 +163,7 @@ export class TransferSender {
   private tcpSource(): Promise<TcpSource> {
     if (this.closed) return Promise.reject(new TransferError('UNAVAILABLE', 'sender closed'));
     if (this.source === null) {
-      const p = TcpSource.listen(this.opts.tcp);
+      const p = TcpSource.listen({ ...this.opts.tcp, tls: this.opts.tls });
       this.source = p;
       // A failed bind is retried by the next send rather than remembered.
       p.catch(() => {
@@ -173,7 +176,7 @@ export class TransferSender {
   private client(address: string): Client {
     let c = this.clients.get(address);
     if (c === undefined) {
-      c = new Client(address, credentials.createInsecure(), { ...TRANSFER_GRPC_OPTIONS, ...this.opts.channelOptions });
+      c = new Client(address, channelCredentials(this.opts.tls), { ...TRANSFER_GRPC_OPTIONS, ...tlsChannelOptions(this.opts.tls), ...this.opts.channelOptions });
       this.clients.set(address, c);
     }
     return c;

@@ -3,6 +3,8 @@
 // kernel copies each batch's payload straight into the transfer's receive slab, with no per-read
 // Buffer and no copy in JS. A connection carries one pull at a time and is reused once it completed.
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls, type ConnectionOptions } from 'node:tls';
+import { tlsClientOptions, type TlsMaterial } from '@pdserve/rpc';
 import { TransferError, asTransferError } from './errors.js';
 import { BATCH_HEADER_BYTES, BatchReader, encodeAdmitted, encodePullRequest, type BatchTarget } from './frame-codec.js';
 
@@ -11,6 +13,8 @@ export interface TcpPullOptions {
   readonly maxIdlePerPeer?: number;
   /** An idle connection is closed after this long (ms, default 30 s; below the sender's 120 s). */
   readonly idleTimeoutMs?: number;
+  /** Dial senders' data ports with mTLS (our certificate, theirs checked against our CA); plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 interface Pull {
@@ -32,15 +36,16 @@ class PullConnection {
   /** Told when the connection closes (the pool drops it from its idle list). */
   onClosed: (() => void) | null = null;
 
-  constructor(host: string, port: number) {
-    this.socket = connect({
-      host, port, noDelay: true,
-      onread: { buffer: () => this.arm(), callback: (n: number) => this.onRead(n) },
-    });
+  constructor(host: string, port: number, tls: TlsMaterial | undefined) {
+    // With TLS the records are decrypted in JS land, then `onread` still lands them in the slab.
+    const onread = { buffer: () => this.arm(), callback: (n: number) => this.onRead(n) };
+    this.socket = tls === undefined
+      ? connect({ host, port, noDelay: true, onread })
+      : connectTls({ host, port, ...tlsClientOptions(tls), onread } as ConnectionOptions).setNoDelay(true); // Node takes onread here too; @types/node omits it
     this.socket.on('error', () => undefined); // 'close' follows
     this.socket.on('timeout', () => this.socket.destroy()); // armed only while idle in the pool
     let connected = false;
-    this.socket.once('connect', () => {
+    this.socket.once(tls === undefined ? 'connect' : 'secureConnect', () => {
       connected = true;
     });
     this.socket.on('close', () => {
@@ -107,11 +112,13 @@ export class TcpPullPool {
   private readonly busy = new Set<PullConnection>();
   private readonly maxIdle: number;
   private readonly idleTimeoutMs: number;
+  private readonly tls: TlsMaterial | undefined;
   private closed = false;
 
   constructor(opts: TcpPullOptions = {}) {
     this.maxIdle = opts.maxIdlePerPeer ?? 4;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 30_000;
+    this.tls = opts.tls;
   }
 
   /**
@@ -158,7 +165,7 @@ export class TcpPullPool {
       }
     }
     const { host, port } = splitHostPort(address);
-    return new PullConnection(host, port);
+    return new PullConnection(host, port, this.tls);
   }
 
   private release(address: string, c: PullConnection): void {

@@ -6,6 +6,8 @@
 // `maxInFlightBytes` queued in user space before the writer waits for drain.
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { tlsServerOptions, type TlsMaterial } from '@pdserve/rpc';
 import { blockChecksum } from './checksum.js';
 import { TransferError } from './errors.js';
 import {
@@ -31,6 +33,8 @@ export interface TcpSourceOptions extends TcpSendOptions {
   readonly advertiseAddress?: string;
   /** A connection idle this long is closed (ms, default 120 s). */
   readonly idleTimeoutMs?: number;
+  /** mTLS: only receivers with a certificate signed by our CA get a connection; plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 /** A transfer waiting to be pulled. */
@@ -69,11 +73,13 @@ export class TcpSource {
     private readonly server: Server,
     private readonly opts: TcpSourceOptions,
   ) {
-    server.on('connection', (s) => this.onConnection(s));
+    server.on(opts.tls === undefined ? 'connection' : 'secureConnection', (s: Socket) => this.onConnection(s));
+    // A handshake that fails (plaintext, no certificate, another CA) only closes that socket.
+    server.on('tlsClientError', (_e: Error, s: Socket) => s.destroy());
   }
 
   static async listen(opts: TcpSourceOptions = {}): Promise<TcpSource> {
-    const server = createServer({ noDelay: true });
+    const server = opts.tls === undefined ? createServer({ noDelay: true }) : createTlsServer({ noDelay: true, ...tlsServerOptions(opts.tls) });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) => reject(new TransferError('UNAVAILABLE', `tcp data port: ${e.message}`, { cause: e })));
       server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
@@ -198,6 +204,7 @@ export async function writeBatches(
   const maxInFlight = opts.maxInFlightBytes ?? 8 * 1024 * 1024;
   const batchBytes = opts.batchBytes ?? 2 * 1024 * 1024;
   const broken = watchSocket(socket, signal);
+  const encrypted = (socket as { encrypted?: boolean }).encrypted === true;
   let markWritten = (): void => undefined;
   // Resolves when the last batch has been handed to the kernel (or the socket died: see `broken`).
   const written = new Promise<void>((resolve) => {
@@ -216,12 +223,14 @@ export async function writeBatches(
         payload += data.byteLength;
         i++;
       }
-      socket.cork();
+      // Plaintext: one writev per batch. TLS: no cork, since a TLS socket copies a writev's buffers into one
+      // before encrypting; written one by one, each block is encrypted straight from where it lies.
+      if (!encrypted) socket.cork();
       socket.write(encodeBatchHead(token, first, sums, payload));
       for (let k = first; k < i; k++) {
         socket.write((blocks[k] as KvBlock).data, k === blocks.length - 1 ? markWritten : undefined);
       }
-      socket.uncork();
+      if (!encrypted) socket.uncork();
       if (socket.writableLength > maxInFlight) await broken.race(drained(socket));
     }
     await broken.race(written);

@@ -66,6 +66,8 @@ export interface TransferOffer {
   readonly transferId: string;
   readonly meta: TransferMeta;
   readonly blocks: readonly { readonly hash: string; readonly length: number }[];
+  /** The sender's host as this receiver sees it (the gRPC connection's remote address). */
+  readonly peer: string;
   /** Aborts if the transfer is discarded (sender gone, deadline, receiver closed), also while placing it. */
   readonly signal: AbortSignal;
 }

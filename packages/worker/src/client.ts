@@ -1,7 +1,7 @@
 // A typed client of the Worker service, with a deadline on every call and cancellation by AbortSignal.
-import { credentials, makeGenericClientConstructor, Metadata, type Client, type ClientReadableStream } from '@grpc/grpc-js';
+import { makeGenericClientConstructor, Metadata, type ChannelCredentials, type Client, type ClientReadableStream } from '@grpc/grpc-js';
 import type { EngineError } from '@pdserve/contracts';
-import { callFailure, callUnary, type UnaryMethod } from '@pdserve/rpc';
+import { callFailure, callUnary, channelCredentials, tlsChannelOptions, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
 import { engineErrorOf } from './errors';
 import { DEADLINES, WORKER_GRPC_OPTIONS, workerService } from './proto';
 import type * as W from './wire';
@@ -31,7 +31,7 @@ interface RawWorkerClient extends Client {
   BlockSnapshot: UnaryMethod<W.BlockSnapshotRequestMsg, W.BlockSnapshotResponseMsg>;
 }
 
-let Ctor: (new (address: string, creds: ReturnType<typeof credentials.createInsecure>, opts: object) => RawWorkerClient) | undefined;
+let Ctor: (new (address: string, creds: ChannelCredentials, opts: object) => RawWorkerClient) | undefined;
 
 export function toCallError(err: unknown): WorkerCallError {
   if (err instanceof WorkerCallError) return err;
@@ -42,9 +42,10 @@ export function toCallError(err: unknown): WorkerCallError {
 export class WorkerClient {
   private readonly raw: RawWorkerClient;
 
-  constructor(readonly address: string) {
+  /** `tls`: mTLS with the cluster's certificates (plaintext without). */
+  constructor(readonly address: string, tls?: TlsMaterial) {
     Ctor ??= makeGenericClientConstructor(workerService(), 'Worker') as unknown as typeof Ctor;
-    this.raw = new Ctor!(address, credentials.createInsecure(), WORKER_GRPC_OPTIONS);
+    this.raw = new Ctor!(address, channelCredentials(tls), { ...WORKER_GRPC_OPTIONS, ...tlsChannelOptions(tls) });
   }
 
   /** Streams a request's tokens; aborting the signal cancels the call (and the request on the worker). */

@@ -35,7 +35,7 @@ describe('handoff meta codec', () => {
 
 function offer(transferId: string): TransferOffer & { abort(): void } {
   const ac = new AbortController();
-  return { transferId, meta: {}, blocks: [], signal: ac.signal, abort: () => ac.abort() };
+  return { transferId, meta: {}, blocks: [], peer: '127.0.0.1', signal: ac.signal, abort: () => ac.abort() };
 }
 
 function incoming(transferId: string): IncomingTransfer {

@@ -2,10 +2,11 @@
 // receiving (decode) or sending (prefill) end, registration in the registry, KV events and load reports.
 // The pushed-prefill handoff itself is in handoff.ts; which transfers are taken in, in admission.ts.
 import { randomBytes } from 'node:crypto';
-import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import { Server, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import { EngineError, type Logger, type PrefilledKv, type WorkerRole } from '@pdserve/contracts';
-import { KvEventPublisher, type ControlPlane, type Membership, type Registration } from '@pdserve/control-plane';
+import { KvEventPublisher, RegisteredPeers, type ControlPlane, type Membership, type Registration } from '@pdserve/control-plane';
 import type { LLMEngine } from '@pdserve/engine';
+import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferReceiver, TransferSender, isTransferError, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import { TransferAdmission } from './admission';
 import { outputToWire, samplingFromWire } from './codec';
@@ -44,6 +45,8 @@ export interface WorkerServerOptions {
   readonly onTransferFailed?: (direction: 'in' | 'out') => void;
   /** Offload evicted blocks to, and prefetch prefixes from, the kv-store nodes in the registry. */
   readonly kvStore?: StoreLinkOptions;
+  /** mTLS on its gRPC server, every channel it opens and its transfer data port; plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 export class WorkerServer {
@@ -57,6 +60,8 @@ export class WorkerServer {
   private admission: TransferAdmission | undefined;
   private storeLink: StoreLink | undefined;
   private membership: Membership | undefined;
+  /** The only workers this one sends KV to, and the only data ports it pulls KV from: the registry's. */
+  private registered: RegisteredPeers | undefined;
   private registration: Registration | undefined;
   private loadTimer: NodeJS.Timeout | undefined;
   private draining = false;
@@ -65,7 +70,7 @@ export class WorkerServer {
   constructor(private readonly opts: WorkerServerOptions) {
     this.publisher = new KvEventPublisher(opts.controlPlane.events, { worker: opts.instanceId, incarnation: this.incarnation });
     // Receivers of this worker's KV (decode workers, kv-store nodes) pull it from this data port.
-    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort } });
+    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort }, tls: opts.tls });
     opts.engine.pool.onEvent((e) => (e.kind === 'stored' ? this.publisher.stored([e.hash], 'device') : this.publisher.removed([e.hash], 'device')));
   }
 
@@ -76,11 +81,16 @@ export class WorkerServer {
   async start(): Promise<string> {
     const { opts } = this;
     const host = opts.host ?? '127.0.0.1';
+    this.membership = await opts.controlPlane.registry.watch();
+    const registered = new RegisteredPeers(this.membership);
+    this.registered = registered;
     if (opts.role !== 'prefill' || opts.kvStore !== undefined) {
       const admission = new TransferAdmission((bytes, seconds, transport) => opts.onTransfer?.('in', bytes, seconds, transport));
       this.admission = admission;
       this.receiver = await TransferReceiver.start({
         transports: opts.transports,
+        tls: opts.tls,
+        allowSource: (address) => registered.isDataPort(address),
         onBegin: (offer) => admission.begin(offer),
         onTransfer: (t) => admission.admit(t),
         // A transfer this worker waits for failed: stop waiting (and prefill locally) now.
@@ -102,15 +112,14 @@ export class WorkerServer {
       },
     });
     if (opts.kvStore !== undefined) {
-      this.membership = await opts.controlPlane.registry.watch();
-      this.storeLink = new StoreLink(opts.engine, this.membership, this.sender, { address: () => this.address, expect: (id) => this.expectFromStore(id) }, opts.logger, opts.kvStore);
+      this.storeLink = new StoreLink(opts.engine, this.membership, this.sender, { address: () => this.address, expect: (id) => this.expectFromStore(id) }, opts.logger, opts.kvStore, opts.tls);
       opts.engine.offload(this.storeLink);
     }
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, serverCredentials(opts.tls), (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.address = `${opts.advertiseHost ?? host}:${port}`;
-    await this.sender.listen(); // a taken --data-port fails here, not at the first handoff
+    const dataAddress = await this.sender.listen(); // a taken --data-port fails here, not at the first handoff
     const engine = opts.engine;
     this.registration = await opts.controlPlane.registry.register({
       id: opts.instanceId,
@@ -120,6 +129,7 @@ export class WorkerServer {
       model: engine.modelId,
       capacity: { totalBlocks: engine.pool.numBlocks, blockSize: engine.blockSize, maxNumSeqs: engine.maxNumSeqs },
       transfer: this.receiver?.advertisement(),
+      dataAddress,
       incarnation: this.incarnation,
       startedAt: Date.now(),
     });
@@ -262,6 +272,7 @@ export class WorkerServer {
     call.on('cancelled', () => ac.abort());
     try {
       if (this.draining) throw new EngineError('not_ready', 'worker is draining');
+      await this.requireDecodePeer(req.target?.grpc_address ?? ''); // KV goes only to a registered worker
       const deps = { engine: this.opts.engine, sender: this.sender, storeLink: this.storeLink, sendTransport: this.opts.sendTransport };
       const { first, rngState, receipt, pushSeconds } = await prefillAndPush(deps, req, ac.signal, (f) => call.write({ kind: 'first', first: f })).catch((err: unknown) => {
         if (!ac.signal.aborted && isTransferError(err)) this.opts.onTransferFailed?.('out');
@@ -294,11 +305,22 @@ export class WorkerServer {
     this.endWithStatus(call, err);
   }
 
+  /** Refuses a Prefill whose target is not a decode or mixed worker registered for this model (no dial). */
+  private async requireDecodePeer(address: string): Promise<void> {
+    if (address === '') return; // prefillAndPush says what is missing
+    if (await this.registered?.member(address, ['decode', 'mixed'], this.opts.engine.modelId) === undefined) {
+      throw new UnregisteredPeer(`${address} is not a registered decode or mixed worker of model ${this.opts.engine.modelId}`);
+    }
+  }
+
   /** Ends a server stream with the gRPC status (and engine error trailers) that `err` maps to. */
   private endWithStatus<Req, Res>(call: ServerWritableStream<Req, Res>, err: unknown): void {
-    call.emit('error', engineErrorStatus(err));
+    call.emit('error', err instanceof UnregisteredPeer ? { code: status.PERMISSION_DENIED, details: err.message } : engineErrorStatus(err));
   }
 }
+
+/** A request named an address that is no registered peer's: refused before any dial. */
+class UnregisteredPeer extends Error {}
 
 /** Longest a worker waits for the blocks it asked a kv-store node for (ms). */
 const STORE_FETCH_MS = 30_000;

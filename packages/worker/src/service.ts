@@ -7,7 +7,7 @@ import { WorkerServer, type WorkerServerOptions } from './server';
 /** The server's own settings, plus what the service builds for it: the engine and the admin port. */
 export type WorkerServiceOptions = Pick<
   WorkerServerOptions,
-  'role' | 'controlPlane' | 'logger' | 'host' | 'advertiseHost' | 'grpcPort' | 'dataPort' | 'transports' | 'sendTransport' | 'kvStore'
+  'role' | 'controlPlane' | 'logger' | 'host' | 'advertiseHost' | 'grpcPort' | 'dataPort' | 'transports' | 'sendTransport' | 'kvStore' | 'tls'
 > & {
   /** Default: role + a random suffix. */
   readonly instanceId?: string;
@@ -73,6 +73,7 @@ export async function startWorkerService(opts: WorkerServiceOptions): Promise<Wo
       transports: opts.transports,
       sendTransport: opts.sendTransport,
     kvStore: opts.kvStore,
+      tls: opts.tls,
       onTransfer: (direction, bytes, seconds, transport) => {
         metrics?.kvTransferBytes.inc({ direction, peer_role: peerRole }, bytes);
         metrics?.kvTransferSeconds.observe({ direction, transport }, seconds);

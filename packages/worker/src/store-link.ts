@@ -7,6 +7,7 @@ import type { OffloadSink, PrefetchedKv } from '@pdserve/contracts';
 import type { LLMEngine } from '@pdserve/engine';
 import { chainHashes } from '@pdserve/kv-cache';
 import { KvStoreClient, placeReplicas } from '@pdserve/kv-store';
+import type { TlsMaterial } from '@pdserve/rpc';
 import type { KvBlock, TransferSender, TransportKind } from '@pdserve/transfer';
 
 export interface StoreLinkOptions {
@@ -57,6 +58,8 @@ export class StoreLink implements OffloadSink {
     private readonly sink: TransferSink,
     private readonly logger: Logger,
     options: StoreLinkOptions = {},
+    /** mTLS on the channels to kv-store nodes. */
+    private readonly tls?: TlsMaterial,
   ) {
     this.opts = { ...STORE_LINK_DEFAULTS, transport: 'auto', ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
   }
@@ -224,7 +227,7 @@ export class StoreLink implements OffloadSink {
   private client(node: ServiceRecord): KvStoreClient {
     let c = this.clients.get(node.grpcAddress);
     if (c === undefined) {
-      c = new KvStoreClient(node.grpcAddress);
+      c = new KvStoreClient(node.grpcAddress, this.tls);
       this.clients.set(node.grpcAddress, c);
     }
     return c;

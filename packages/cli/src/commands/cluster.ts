@@ -15,6 +15,8 @@ import { BYTES, Flags, int, listOf, oneOf, PORT, url, UsageError, type CommandSp
 import { serviceLogger } from '../logging';
 import { checkEdge, EDGE_FLAGS, edgeForChild, edgeOptionsOf } from './edge';
 import { progressBar } from '../progress';
+import { localTlsOf, TLS_FLAGS, tlsOf } from '../tls';
+import type { TlsMaterial } from '@pdserve/rpc';
 
 /** Cluster names scope Redis keys and NATS subjects (pdserve.<cluster>.kv.<worker>): no dots, spaces or wildcards. */
 const CLUSTER_NAME: FlagValue = { kind: 'custom', placeholder: 'NAME', check: (v) => (/^[a-zA-Z0-9_-]+$/.test(v) ? undefined : 'must be letters, digits, - and _') };
@@ -31,6 +33,7 @@ export const COMMON_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'log-level': { type: 'string', help: 'least severe level logged', default: 'info', value: oneOf('debug', 'info', 'warn', 'error') },
   'log-format': { type: 'string', help: 'json lines, pretty lines, or auto (pretty when stderr is a terminal)', default: 'auto', value: oneOf('json', 'pretty', 'auto') },
   'lease-ttl-ms': { type: 'string', help: 'registry lease: a worker that stops heartbeating leaves within this (ms)', default: '10000', value: int(100) },
+  ...TLS_FLAGS,
 };
 
 export const ENGINE_FLAGS: Readonly<Record<string, FlagSpec>> = {
@@ -141,6 +144,7 @@ export function listenOptionsOf(f: Flags) {
     dataPort: f.int('data-port', 0),
     adminPort: f.int('admin-port', 0),
     transports: transportsOf(f),
+    tls: tlsOf(f),
   };
 }
 
@@ -198,7 +202,7 @@ export const prefillWorker = workerCommand('prefill', 'prefill-worker', 'Run a p
 export const decodeWorker = workerCommand('decode', 'decode-worker', 'Run a decode worker: receives KV, decodes with continuous batching, streams tokens.');
 export const mixedWorker = workerCommand('mixed', 'mixed-worker', 'Run a mixed worker: prefill and decode on one engine.');
 
-function gatewayFromFlags(f: Flags, dir: string, id: string, cp: ControlPlane, logger: Logger): Promise<Gateway> {
+function gatewayFromFlags(f: Flags, dir: string, id: string, cp: ControlPlane, logger: Logger, tls: TlsMaterial | undefined): Promise<Gateway> {
   return startGateway({
     modelDir: dir,
     modelId: id,
@@ -212,6 +216,7 @@ function gatewayFromFlags(f: Flags, dir: string, id: string, cp: ControlPlane, l
     disagg: { remotePrefillMinTokens: f.int('remote-prefill-min-tokens', 0), prefillQueueMaxTokens: f.int('prefill-queue-max-tokens', 0) },
     maxModelLen: f.int('max-model-len', 2),
     edge: edgeOptionsOf(f),
+    tls,
   });
 }
 
@@ -226,7 +231,7 @@ export const gateway: CommandSpec = {
     edgeOptionsOf(f); // the key file is read before the model loads
     const { dir, id } = await modelDirFrom(f);
     const cp = await controlPlaneOf(f, 'gateway');
-    const gw = await gatewayFromFlags(f, dir, id, cp, logger);
+    const gw = await gatewayFromFlags(f, dir, id, cp, logger, tlsOf(f));
     logger.info({ url: gw.url, admin: gw.adminUrl, model: id, controlPlane: cp.mode }, 'gateway listening');
     await gw.ready();
     logger.info({ url: gw.url, workers: gw.view.workers().length }, 'gateway ready');
@@ -247,22 +252,31 @@ export function checkLocalCluster(f: Flags): void {
  * thread and gRPC server, and they talk over loopback exactly as separate processes do).
  */
 export async function runLocalCluster(f: Flags, prefill: number, decode: number, kvStores = 0): Promise<void> {
-  const logger = serviceLogger('pdserve', f.str('log-level'), f.str('log-format'));
   checkLocalCluster(f);
   edgeOptionsOf(f); // the key file is read before any service starts
   const { dir, id } = await modelDirFrom(f);
-  if (f.str('redis') && f.str('nats')) return spawnCluster(f, dir, id, prefill, decode, kvStores);
+  const local = localTlsOf(f);
+  try {
+    if (f.str('redis') && f.str('nats')) return await spawnCluster(f, dir, id, prefill, decode, kvStores, local.dir);
+    await runInProcess(f, dir, id, prefill, decode, kvStores, local.tls);
+  } finally {
+    local.dispose();
+  }
+}
+
+async function runInProcess(f: Flags, dir: string, id: string, prefill: number, decode: number, kvStores: number, tls: TlsMaterial | undefined): Promise<void> {
+  const logger = serviceLogger('pdserve', f.str('log-level'), f.str('log-format'));
   const cp = await controlPlaneOf(f, 'pdserve');
   const engine = engineOptions(f, dir, id, true);
   const stores = [];
-  for (let i = 0; i < kvStores; i++) stores.push(await startKvStoreService({ nodeId: `kv-store-${i}`, controlPlane: cp, logger: logger, host: f.str('host'), memoryBytes: LOCAL_KV_STORE_BYTES, models: [{ id }] }));
+  for (let i = 0; i < kvStores; i++) stores.push(await startKvStoreService({ nodeId: `kv-store-${i}`, controlPlane: cp, logger: logger, host: f.str('host'), memoryBytes: LOCAL_KV_STORE_BYTES, models: [{ id }], tls }));
   const kvStore = kvStores > 0 ? { replicas: Math.min(kvStores, f.int('replicas', 1) ?? 1) } : undefined;
   const workers = [];
-  for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine: { ...engine, speculative: undefined }, controlPlane: cp, logger: logger, host: f.str('host'), kvStore }));
-  for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: logger, host: f.str('host'), kvStore }));
-  const gw = await gatewayFromFlags(f, dir, id, cp, logger);
+  for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine: { ...engine, speculative: undefined }, controlPlane: cp, logger: logger, host: f.str('host'), kvStore, tls }));
+  for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: logger, host: f.str('host'), kvStore, tls }));
+  const gw = await gatewayFromFlags(f, dir, id, cp, logger, tls);
   await gw.ready();
-  process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, embedded control plane.${gw.adminUrl ? ` Status: ${gw.adminUrl}/status.` : ''} Ctrl-C stops it.\n`);
+  process.stdout.write(`pdserve is serving ${id} at ${gw.url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, embedded control plane, ${tls ? 'mTLS inside' : 'plaintext inside (--tls off)'}.${gw.adminUrl ? ` Status: ${gw.adminUrl}/status.` : ''} Ctrl-C stops it.\n`);
   await untilSignal();
   await gw.close();
   await Promise.all(workers.map((w) => w.drain(10_000)));
@@ -278,8 +292,9 @@ function spawnService(args: readonly string[], env: Readonly<Record<string, stri
   return spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env } });
 }
 
-async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, decode: number, kvStores: number): Promise<void> {
-  const shared = ['--model', dir, '--served-model-name', id, '--redis', f.str('redis')!, '--nats', f.str('nats')!, '--cluster', f.str('cluster') ?? 'pdserve', '--log-level', f.str('log-level') ?? 'info', '--lease-ttl-ms', f.str('lease-ttl-ms') ?? '10000'];
+async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, decode: number, kvStores: number, tlsDir: string | undefined): Promise<void> {
+  const tlsArgs = tlsDir === undefined ? ['--tls', 'off'] : ['--tls', 'on', '--tls-dir', tlsDir];
+  const shared = [...tlsArgs, '--model', dir, '--served-model-name', id, '--redis', f.str('redis')!, '--nats', f.str('nats')!, '--cluster', f.str('cluster') ?? 'pdserve', '--log-level', f.str('log-level') ?? 'info', '--lease-ttl-ms', f.str('lease-ttl-ms') ?? '10000'];
   // Every worker runs on this host: with `--ort-spin auto`, none spin-waits.
   const engineArgs = Object.keys(ENGINE_FLAGS).flatMap((k) => {
     const v = k === 'ort-spin' && (f.str(k) ?? 'auto') === 'auto' ? 'off' : f.str(k);

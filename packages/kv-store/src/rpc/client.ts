@@ -1,9 +1,9 @@
 // A typed client of one kv-store node, with a deadline on every call; `put` runs a whole two-phase put in
 // one transfer (begun by its Begin, committed by its admission; revoked on any failure), and beginPut,
 // commitPut and revokePut run one explicitly.
-import { credentials, makeGenericClientConstructor, type Client } from '@grpc/grpc-js';
+import { makeGenericClientConstructor, type ChannelCredentials, type Client } from '@grpc/grpc-js';
 import { blockCrc32 } from '@pdserve/kv-cache';
-import { callFailure, callUnary, type UnaryMethod } from '@pdserve/rpc';
+import { callFailure, callUnary, channelCredentials, tlsChannelOptions, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
 import { packHashes, type KvBlock, type TransferSender, type TransportKind } from '@pdserve/transfer';
 import { GRPC_STATUS } from '../errors.js';
 import { isBlockHash } from '../keys.js';
@@ -35,7 +35,7 @@ interface RawKvStoreClient extends Client {
   Health: UnaryMethod<W.StoreHealthRequestMsg, W.StoreHealthResponseMsg>;
 }
 
-type Ctor = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, opts: object) => RawKvStoreClient;
+type Ctor = new (address: string, creds: ChannelCredentials, opts: object) => RawKvStoreClient;
 let ctor: Ctor | undefined;
 
 export function toStoreCallError(err: unknown): KvStoreCallError {
@@ -67,9 +67,10 @@ export type GetReply = Omit<W.GetResponseMsg, 'tiers'> & { readonly tiers: reado
 export class KvStoreClient {
   private readonly raw: RawKvStoreClient;
 
-  constructor(readonly address: string) {
+  /** `tls`: mTLS with the cluster's certificates (plaintext without). */
+  constructor(readonly address: string, tls?: TlsMaterial) {
     ctor ??= makeGenericClientConstructor(kvStoreService(), 'KvStore') as unknown as Ctor;
-    this.raw = new ctor(address, credentials.createInsecure(), KV_STORE_GRPC_OPTIONS);
+    this.raw = new ctor(address, channelCredentials(tls), { ...KV_STORE_GRPC_OPTIONS, ...tlsChannelOptions(tls) });
   }
 
   /** Phase one of a put: reserves room for the blocks the store does not hold yet. */

@@ -2,8 +2,9 @@
 // receiver (puts) and sender (gets) on the same gRPC server, registration in the registry (role kv-store),
 // its stored/removed events on the KV event bus (tier 'store'), and the block directory kept in step.
 import { randomBytes } from 'node:crypto';
-import { Server, ServerCredentials, status, type ServerUnaryCall, type UntypedServiceImplementation, type sendUnaryData } from '@grpc/grpc-js';
-import { KvEventPublisher, type ControlPlane, type Logger, type Registration } from '@pdserve/control-plane';
+import { Server, status, type ServerUnaryCall, type UntypedServiceImplementation, type sendUnaryData } from '@grpc/grpc-js';
+import { KvEventPublisher, RegisteredPeers, type ControlPlane, type Logger, type Membership, type Registration } from '@pdserve/control-plane';
+import { peerHost, serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferReceiver, TransferSender, isTransportKind, unpackHashes, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind } from '@pdserve/transfer';
 import type { BlockDirectory } from '../directory.js';
 import { mirrorToDirectory, type DirectoryMirror } from '../directory-sync.js';
@@ -37,6 +38,8 @@ export interface KvStoreServerOptions {
   readonly transports?: readonly TransportKind[];
   /** Told about each block transfer (for metrics). */
   readonly onTransfer?: (direction: 'in' | 'out', bytes: number, seconds: number) => void;
+  /** mTLS on its gRPC server, its transfer channels and data port; plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 /** Longest a Get's blocks may take to reach the caller, in ms. */
@@ -49,6 +52,9 @@ export class KvStoreServer {
   private readonly publisher: KvEventPublisher;
   private receiver: TransferReceiver | undefined;
   private registration: Registration | undefined;
+  private membership: Membership | undefined;
+  /** Who may put, remove, pin and get here, and where gets may go: registered services only. */
+  private peers: RegisteredPeers | undefined;
   private mirror: DirectoryMirror | undefined;
   private readonly unsubscribe: () => void;
   private draining = false;
@@ -62,7 +68,7 @@ export class KvStoreServer {
   constructor(private readonly opts: KvStoreServerOptions) {
     this.publisher = new KvEventPublisher(opts.controlPlane.events, { worker: opts.nodeId, incarnation: this.incarnation });
     // Workers pull the blocks of a Get from this data port.
-    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort } });
+    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort }, tls: opts.tls });
     // Published after the call that caused them has answered (a put's commit acknowledged first), in order.
     this.unsubscribe = opts.store.onEvent((e) => void setImmediate(() => this.closed || this.publish(e)));
   }
@@ -74,18 +80,16 @@ export class KvStoreServer {
   async start(): Promise<string> {
     const { opts } = this;
     const host = opts.host ?? '127.0.0.1';
+    this.membership = await opts.controlPlane.registry.watch();
+    const peers = new RegisteredPeers(this.membership);
+    this.peers = peers;
     this.receiver = await TransferReceiver.start({
       transports: opts.transports,
+      tls: opts.tls,
+      allowSource: (address) => peers.isDataPort(address),
       // A put's blocks are read straight into the buffers the store keeps them in; a transfer with
       // put_begin begins its put first.
-      place: (offer) => {
-        const model = offer.meta[PUT_BEGIN_META];
-        if (typeof model === 'string' && model !== '') return this.beginFromTransfer(offer, model);
-        const putId = offer.meta[PUT_ID_META];
-        if (typeof putId !== 'string' || putId === '') return undefined; // admitPut refuses it
-        this.putTransfers.set(offer.transferId, { putId, begun: false });
-        return opts.store.placement(putId, offer.blocks);
-      },
+      place: (offer) => (opts.tls !== undefined ? this.place(offer) : this.fromMember(offer.peer).then(() => this.place(offer))),
       // Each block is checked and filed as soon as it is in, while the rest still arrive: the admission
       // then only commits.
       onBlock: (transferId, _index, block) => this.writeArrived(transferId, block),
@@ -97,12 +101,12 @@ export class KvStoreServer {
         if (p?.begun === true) opts.store.revokePut(p.putId);
       },
     });
-    await this.sender.listen(); // a taken --data-port fails here, not at the first Get
+    const dataAddress = await this.sender.listen(); // a taken --data-port fails here, not at the first Get
     const rx = this.receiver.grpcService();
     this.server.addService(rx.definition, rx.implementation);
     this.server.addService(kvStoreService(), this.handlers());
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      this.server.bindAsync(`${host}:${opts.grpcPort ?? 0}`, serverCredentials(opts.tls), (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.address = `${opts.advertiseHost ?? host}:${port}`;
     if (opts.directory !== undefined) {
@@ -121,6 +125,7 @@ export class KvStoreServer {
       model: opts.model ?? '*',
       capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 },
       transfer: this.receiver.advertisement(),
+      dataAddress,
       incarnation: this.incarnation,
       startedAt: Date.now(),
     });
@@ -142,6 +147,7 @@ export class KvStoreServer {
     this.publisher.close();
     await this.registration?.deregister().catch(() => undefined);
     this.server.forceShutdown();
+    this.membership?.close();
     await this.receiver?.close();
     this.sender.close();
   }
@@ -162,6 +168,25 @@ export class KvStoreServer {
     e.hashes.forEach((h, i) => (tiers[i] === undefined ? gone : held).push(h));
     if (held.length > 0) this.publisher.stored(held, 'store');
     if (gone.length > 0) this.publisher.removed(gone, 'store');
+  }
+
+  /** Where a put's blocks go: into the put it names, or one it begins (put_begin). */
+  private place(offer: TransferOffer): Uint8Array[] | undefined | Promise<Uint8Array[] | undefined> {
+    const model = offer.meta[PUT_BEGIN_META];
+    if (typeof model === 'string' && model !== '') return this.beginFromTransfer(offer, model);
+    const putId = offer.meta[PUT_ID_META];
+    if (typeof putId !== 'string' || putId === '') return undefined; // admitPut refuses it
+    this.putTransfers.set(offer.transferId, { putId, begun: false });
+    return this.opts.store.placement(putId, offer.blocks);
+  }
+
+  /**
+   * Refuses a caller that is not a registered service. With mTLS the handshake already did (a certificate
+   * from the cluster's CA is the identity); without, the caller's host must be a registered member's.
+   */
+  private async fromMember(host: string): Promise<void> {
+    if (this.opts.tls !== undefined) return;
+    if (!(await this.peers!.isMemberHost(host))) throw new KvStoreError('permission_denied', `${host} is not a service registered in this cluster`);
   }
 
   /** Begins the put a transfer with put_begin carries, as BeginPut would; then places its blocks. */
@@ -223,6 +248,11 @@ export class KvStoreServer {
     if (req.sink === null || req.sink.grpc_address === '') throw new KvStoreError('invalid_argument', 'get needs a sink (where to send the blocks)');
     const transport = req.sink.transport === '' ? 'auto' : req.sink.transport;
     if (transport !== 'auto' && !isTransportKind(transport)) throw new KvStoreError('invalid_argument', `unknown transport ${JSON.stringify(transport)}`);
+    // Stored KV goes only to a registered worker of its model, never to an address a caller made up.
+    const sink = req.sink.grpc_address;
+    if (await this.peers!.member(sink, ['prefill', 'decode', 'mixed'], req.model_id) === undefined) {
+      throw new KvStoreError('permission_denied', `sink ${sink} is not a registered worker of model ${req.model_id}`);
+    }
     // The receiving transfer engine checks every block against the CRC sent with it: memory blocks are not
     // checked here too (one pass over the bytes, not two), unless that check fails (below).
     const hashes = unpackHashes(req.hashes);
@@ -320,6 +350,7 @@ export class KvStoreServer {
         const ac = new AbortController();
         call.on('cancelled', () => ac.abort());
         Promise.resolve()
+          .then(() => (MEMBERS_ONLY.has(name) ? this.fromMember(peerHost(call.getPeer())) : undefined))
           .then(() => fn(call.request as never, ac.signal))
           .then((res) => cb(null, res))
           .catch((err: unknown) => cb(this.statusOf(err), null));
@@ -337,6 +368,9 @@ export class KvStoreServer {
     return { code: status.INTERNAL, details: e.message ?? String(err) };
   }
 }
+
+/** Calls that change what is stored or send it somewhere: registered services only (reads of what is held stay open to the cluster). */
+const MEMBERS_ONLY: ReadonlySet<string> = new Set(['BeginPut', 'CommitPut', 'RevokePut', 'Get', 'Remove', 'Pin']);
 
 /** A transfer carrying a put's blocks: its put, and whether the transfer began it (put_begin). */
 interface PutTransfer {

@@ -48,6 +48,11 @@ beforeAll(async () => {
     onTransfer: (t: IncomingTransfer) => arrived.get(t.transferId)?.(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice() }))),
   });
   sinkAddress = await sink.serveGrpc();
+  // The test plays a worker of MODEL: the store sends gets only to, and pulls puts only from, registered services.
+  await cp.registry.register({
+    id: 'test-worker', role: 'decode', grpcAddress: sinkAddress, adminAddress: '', model: MODEL,
+    capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 }, dataAddress: await sender.listen(), incarnation: 'test', startedAt: Date.now(),
+  });
 });
 
 afterAll(async () => {
@@ -59,6 +64,22 @@ afterAll(async () => {
 });
 
 describe('kv-store service', () => {
+  it('sends a get only to a registered worker of the model: another sink is refused and never dialed', async () => {
+    let stolen = 0;
+    const stranger = await TransferReceiver.start({ onTransfer: () => void (stolen += 1) });
+    const address = await stranger.serveGrpc();
+    try {
+      await client.put(sender, MODEL, blocks([900]));
+      const err = await client.get({ model_id: MODEL, hashes: [hashOf(900)], lease_ms: 0, sink: { grpc_address: address, transfer_id: 'stolen', transport: 'auto' } }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'PERMISSION_DENIED', message: expect.stringContaining('is not a registered worker') });
+      expect(stolen).toBe(0);
+      // The same get to the registered sink is served.
+      expect((await fetchBlocks([hashOf(900)])).blocks.map((b) => b.hash)).toEqual([hashOf(900)]);
+    } finally {
+      await stranger.close();
+    }
+  });
+
   it('registers as a kv-store and answers health', async () => {
     const rec = (await cp.registry.list()).find((r) => r.id === 'store-0');
     expect(rec?.role).toBe('kv-store');

@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ControlPlane, Logger } from '@pdserve/control-plane';
 import { collectDefaultMetrics, kvStoreMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
+import type { TlsMaterial } from '@pdserve/rpc';
 import type { TransportKind } from '@pdserve/transfer';
 import { InProcessBlockDirectory, type BlockDirectory } from '../directory.js';
 import type { StoredModel } from '../options.js';
@@ -32,6 +33,8 @@ export interface KvStoreServiceOptions {
   readonly transports?: readonly TransportKind[];
   /** Extra core options (watermarks, ttls) for tests. */
   readonly storeOptions?: Partial<Parameters<typeof KvStore.open>[0]>;
+  /** mTLS on its gRPC server, transfer channels and data port; plaintext without. */
+  readonly tls?: TlsMaterial;
 }
 
 export interface KvStoreService {
@@ -88,6 +91,7 @@ export async function startKvStoreService(opts: KvStoreServiceOptions): Promise<
     dataPort: opts.dataPort,
     adminAddress: admin ? new URL(admin.url).host : undefined,
     transports: opts.transports,
+    tls: opts.tls,
   });
   const grpcAddress = await server.start();
   return {
