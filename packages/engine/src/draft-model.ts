@@ -4,7 +4,7 @@
 // prompt's target KV, that is the draft's prompt prefill), and after that each step only feeds what the
 // target accepted since.
 import { BlockPool, type KvLayout } from '@pdserve/kv-cache';
-import { checkDraftCompatible, kvBytesPerToken, loadModelSpec, type ModelSpec, type RunnerOptions, type Sampler, type SamplingParams } from '@pdserve/model';
+import { checkDraftCompatible, kvBytesPerToken, loadModelSpec, ModelLoadError, type ModelSpec, type RunnerOptions, type Sampler, type SamplingParams } from '@pdserve/model';
 import { ThreadExecutor, type ExecRow } from './executor';
 import type { Proposal } from './speculative';
 
@@ -47,7 +47,12 @@ export class DraftModel {
 
   /** Loads the draft, refusing one whose vocabulary differs from the target's. */
   static async create(target: ModelSpec, dir: string, blockSize: number, targetBlocks: number, kvCacheBytes: number | undefined, runner: RunnerOptions): Promise<DraftModel> {
-    const spec = loadModelSpec(dir);
+    let spec: ModelSpec;
+    try {
+      spec = loadModelSpec(dir);
+    } catch (err) {
+      throw new ModelLoadError(`speculative draft model: ${(err as Error).message}`);
+    }
     checkDraftCompatible(target, spec);
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize };
     const pool = BlockPool.fromBudget(layout, kvCacheBytes ?? targetBlocks * blockSize * kvBytesPerToken(spec));
