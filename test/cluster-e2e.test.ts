@@ -184,7 +184,7 @@ describe('cluster of separate processes on real Redis and NATS', () => {
     expect(after).toBeGreaterThan(before);
   });
 
-  it('kill -9 a decode worker mid-stream: its client gets a clear error promptly, new requests succeed on the rest', async () => {
+  it('kill -9 a decode worker mid-stream: its streams migrate to the other one and go on, new requests succeed on the rest', async () => {
     // Two long streams land on the two decode workers (kv-aware spreads load when nothing is cached).
     const open = async (tag: string) => {
       const s = await client.completions.create({ model: 'tiny', prompt: `Stream ${tag} that outlives its worker`, max_tokens: 3000, temperature: 0, stream: true, ignore_eos: true } as OpenAI.CompletionCreateParamsStreaming);
@@ -220,8 +220,8 @@ describe('cluster of separate processes on real Redis and NATS', () => {
         }
       }),
     );
-    expect(outcomes.filter((o) => o.startsWith('error')).length).toBe(onVictim);
-    expect(outcomes).toContain('still streaming');
+    // Migrated (test/migration.test.ts checks they stay token-identical): nobody sees an error.
+    expect(outcomes).toEqual(streams.map(() => 'still streaming'));
     expect(Date.now() - t0).toBeLessThan(10_000);
     await waitFor('decode-0 left the registry', async () => !(await liveWorkers()).includes('decode-0'), LEASE_MS * 4);
     for (let i = 0; i < 3; i++) {

@@ -120,6 +120,26 @@ describe('the kv-store tier keeps output token-identical', () => {
     expect(r.computed).toBe(4);
   });
 
+  it('from the replica when the node asked first fails mid-get (it had said it holds the blocks)', async () => {
+    const ids = prompt(400);
+    const get = KvStoreClient.prototype.get;
+    let failed = 0;
+    try {
+      const r = await throughStore(ids, GREEDY, async () => {
+        KvStoreClient.prototype.get = function (this: KvStoreClient, ...args: Parameters<typeof get>) {
+          if (failed++ === 0) return Promise.reject(Object.assign(new Error('connection reset mid-get'), { code: 'UNAVAILABLE' }));
+          return get.apply(this, args);
+        };
+      });
+      expect(failed).toBeGreaterThanOrEqual(2);
+      expect(r.out).toEqual(r.ref);
+      expect(r.prefetched).toBe(96);
+      expect(r.computed).toBe(4);
+    } finally {
+      KvStoreClient.prototype.get = get;
+    }
+  });
+
   it('from a replica after the primary was killed', async () => {
     const ids = prompt(300);
     const r = await throughStore(ids, GREEDY, async () => {

@@ -138,6 +138,24 @@ const overview: DashboardSpec = {
       ],
     },
     {
+      row: 'Admission and migration',
+      panels: [
+        graph('Admission by class', 'reqps', [
+          t(`sum by (class, decision) (${rate('pdserve_admission_decisions_total')})`, '{{class}} {{decision}}'),
+        ], { w: 8, description: 'Requests admitted, or refused with 429 and Retry-After because their predicted TTFT (or ITL) missed the SLO of their service class (--ttft-slo-ms, --itl-slo-ms).' }),
+        graph('TTFT predicted vs actual by class', 's', [
+          t(quantile(0.5, 'pdserve_admission_predicted_ttft_seconds', 'class'), 'p50 predicted {{class}}'),
+          t(quantile(0.5, 'pdserve_admission_actual_ttft_seconds', 'class'), 'p50 actual {{class}}'),
+          t(quantile(0.99, 'pdserve_admission_predicted_ttft_seconds', 'class'), 'p99 predicted {{class}}'),
+          t(quantile(0.99, 'pdserve_admission_actual_ttft_seconds', 'class'), 'p99 actual {{class}}'),
+        ], { w: 8, description: "The admission's prediction against what the client saw: far apart means the cost model (--cost-model) needs calibrating." }),
+        graph('Migrations / s', 'ops', [
+          t(`sum by (outcome) (${rate('pdserve_migrations_total')})`, '{{outcome}}'),
+          t(quantile(0.99, 'pdserve_migration_seconds', ''), 'p99 added latency (s)'),
+        ], { w: 8, description: 'Streams resumed on another decode worker after theirs broke mid-generation (resumed), or given up past --migration-limit (exhausted: the client got an error event).' }),
+      ],
+    },
+    {
       row: 'Throughput and queues',
       panels: [
         graph('Tokens / s', 'short', [

@@ -12,7 +12,7 @@ export async function serveChat(ctx: RequestContext, model: ServedModel, req: Ch
   await serveGeneration(ctx, {
     model,
     prompts: [prompt],
-    specs: choiceSpecs([prompt], req.n, req.sampling, ctx.requestId, cacheSaltOf(req.cacheSalt, ctx.cacheTenant)),
+    specs: choiceSpecs([prompt], req.n, req.sampling, ctx.requestId, cacheSaltOf(req.cacheSalt, ctx.cacheTenant), req.serviceTier),
     stream: req.stream,
     includeUsage: req.includeUsage,
     idPrefix: 'chatcmpl',

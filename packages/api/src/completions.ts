@@ -12,7 +12,7 @@ export async function serveCompletion(ctx: RequestContext, model: ServedModel, r
   await serveGeneration(ctx, {
     model,
     prompts,
-    specs: choiceSpecs(prompts, req.n, req.sampling, ctx.requestId, cacheSaltOf(req.cacheSalt, ctx.cacheTenant)),
+    specs: choiceSpecs(prompts, req.n, req.sampling, ctx.requestId, cacheSaltOf(req.cacheSalt, ctx.cacheTenant), req.serviceTier),
     stream: req.stream,
     includeUsage: req.includeUsage,
     idPrefix: 'cmpl',

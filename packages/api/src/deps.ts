@@ -1,6 +1,6 @@
 // The only file that reaches into sibling packages, through their index.ts faces.
-export { EngineError } from '@pdserve/contracts';
-export type { EngineClient, EngineErrorCode, FinishReason, GenerateOutput, GenerateRequest } from '@pdserve/contracts';
+export { EngineError, SERVICE_TIERS } from '@pdserve/contracts';
+export type { EngineClient, EngineErrorCode, FinishReason, GenerateOutput, GenerateRequest, ServiceTier } from '@pdserve/contracts';
 export type { Bounds, SamplingParams, SamplingProblem, TokenLogprob } from '@pdserve/model/sampling';
 export { boundsProblem, MAX_LOGPROBS, MAX_STOP_STRINGS, SAMPLING_BOUNDS, stopProblem, stopTokenIdsProblem } from '@pdserve/model/sampling';
 export { ChatTemplateError, IncrementalDetokenizer, StopMatcher } from '@pdserve/tokenizer';

@@ -2,6 +2,7 @@
 // the character cap before tokenizing, and the cache salt each request reaches the engine with.
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { EngineError } from './deps';
 import { startTestServer, ToyTokenizer, type FakeEngineOptions, type TestServer } from './testing';
 
 const tok = new ToyTokenizer();
@@ -31,8 +32,8 @@ function call(path: string, init: { method?: string; key?: string; header?: 'bea
   });
 }
 
-async function errorOf(res: Response): Promise<{ status: number; code: string | null; type: string; message: string }> {
-  const body = (await res.json()) as { error: { code: string | null; type: string; message: string } };
+async function errorOf(res: Response): Promise<{ status: number; code: string | null; type: string; message: string; param?: string | null }> {
+  const body = (await res.json()) as { error: { code: string | null; type: string; message: string; param?: string | null } };
   return { status: res.status, ...body.error };
 }
 
@@ -239,5 +240,25 @@ describe('cache salts', () => {
 
   it('isolation without keys is refused at startup', async () => {
     await expect(setup({ isolateCachePerKey: true })).rejects.toThrow(/needs API keys/);
+  });
+});
+
+describe('service tiers', () => {
+  it('service_tier reaches the engine as a class (auto = default, scale = priority); anything else is a 400', async () => {
+    await setup();
+    for (const tier of [undefined, 'auto', 'default', 'flex', 'priority', 'scale']) {
+      expect((await call('/v1/completions', { body: { ...completion, ...(tier ? { service_tier: tier } : {}) } })).status).toBe(200);
+    }
+    expect(s!.engine.requests.map((r) => r.serviceTier)).toEqual([undefined, undefined, 'default', 'flex', 'priority', 'priority']);
+    expect(await errorOf(await call('/v1/completions', { body: { ...completion, service_tier: 'gold' } }))).toMatchObject({ status: 400, param: 'service_tier' });
+  });
+
+  it('an admission refusal is a 429 whose Retry-After is the one computed', async () => {
+    await setup();
+    s!.engine.refuseWith = new EngineError('queue_full', 'predicted time to first token misses the SLO', undefined, 7.2);
+    const res = await call('/v1/completions', { body: completion });
+    expect(res.status).toBe(429);
+    expect(res.headers.get('retry-after')).toBe('8');
+    s!.engine.refuseWith = undefined;
   });
 });

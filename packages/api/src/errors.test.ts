@@ -234,15 +234,16 @@ describe('refusals and failures', () => {
     expect((await post('/v1/completions', completion)).status).toBe(200);
   });
 
-  it('sends an SSE error event when the engine fails mid-stream', async () => {
+  it('sends an SSE error event, then [DONE], when the engine fails mid-stream', async () => {
     await setup({ reply: () => words(' Hello world! the cat') });
     s.engine.failAfterChunks = 2;
     const res = await post('/v1/completions', { ...completion, stream: true });
     expect(res.status).toBe(200);
     const events = (await res.text()).split('\n\n').filter((e) => e !== '');
     expect(events.slice(0, 2).map((e) => (JSON.parse(e.slice(6)) as { choices: { text: string }[] }).choices[0]!.text)).toEqual([' Hello', ' world']);
-    expect(JSON.parse(events.at(-1)!.slice(6))).toMatchObject({ error: { type: 'server_error', code: 'internal_error' } });
-    expect(events).not.toContain('data: [DONE]');
+    // The error event, then the end every OpenAI stream has, so the client stops reading.
+    expect(JSON.parse(events.at(-2)!.slice(6))).toMatchObject({ error: { type: 'server_error', code: 'internal_error' } });
+    expect(events.at(-1)).toBe('data: [DONE]');
   });
 
   it('generates a request id when none (or a bad one) is sent', async () => {

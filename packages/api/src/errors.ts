@@ -122,9 +122,10 @@ export class ApiError extends Error {
     );
   }
 
-  static queueFull(message: string): ApiError {
+  /** 429: the server cannot take the request now; `retryAfterSeconds` when the refuser computed it (admission). */
+  static queueFull(message: string, retryAfterSeconds = RETRY_AFTER_SECONDS): ApiError {
     return new ApiError(429, 'rate_limit_error', message, 'queue_full', null, {
-      'retry-after': String(RETRY_AFTER_SECONDS),
+      'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))),
     });
   }
 
@@ -145,7 +146,7 @@ export class ApiError extends Error {
 const ENGINE_ERRORS: Readonly<Record<EngineErrorCode, (e: EngineError) => ApiError>> = {
   invalid_request: (e) => ApiError.invalid(e.message, e.param ?? null),
   context_length_exceeded: (e) => ApiError.contextLength(e.message, e.param ?? 'messages'),
-  queue_full: (e) => ApiError.queueFull(e.message),
+  queue_full: (e) => ApiError.queueFull(e.message, e.retryAfterSeconds),
   not_ready: (e) => ApiError.notReady(e.message),
   internal: () => ApiError.internal(),
 };

@@ -4,6 +4,7 @@ import {
   type EngineClient,
   type FinishReason,
   type SamplingParams,
+  type ServiceTier,
   type TextTokenizer,
   type TokenLogprob,
 } from './deps';
@@ -19,6 +20,8 @@ export interface ChoiceSpec {
   readonly sampling: SamplingParams;
   /** Roots the prompt's block-hash chain (see cacheSaltOf); '' = unsalted. */
   readonly cacheSalt: string;
+  /** Admission class and priority band (OpenAI's service_tier). */
+  readonly serviceTier?: ServiceTier;
 }
 
 /** A generated token with its logprob; only collected when the request asked for logprobs. */
@@ -70,6 +73,7 @@ export async function* runChoice(
       sampling: spec.sampling,
       signal: engineSignal,
       cacheSalt: spec.cacheSalt,
+      serviceTier: spec.serviceTier,
     });
     for await (const out of stream) {
       if (!started) {

@@ -1,4 +1,4 @@
-import { ChatTemplateError, type EngineClient, type SamplingParams, type TextTokenizer } from './deps';
+import { ChatTemplateError, type EngineClient, type SamplingParams, type ServiceTier, type TextTokenizer } from './deps';
 import { ApiError } from './errors';
 import type { ChoiceSpec } from './generate';
 import type { ChatRequest, CompletionRequest, SamplingOptions } from './requests';
@@ -170,6 +170,7 @@ export function choiceSpecs(
   sampling: SamplingOptions,
   requestId: string,
   cacheSalt = '',
+  serviceTier?: ServiceTier,
 ): ChoiceSpec[] {
   return prompts.flatMap((p, promptIndex) =>
     Array.from({ length: n }, (_, i) => {
@@ -181,6 +182,7 @@ export function choiceSpecs(
         promptTokenIds: p.tokenIds,
         sampling: toSamplingParams(sampling, p.maxTokens, i),
         cacheSalt,
+        serviceTier,
       };
     }),
   );

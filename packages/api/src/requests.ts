@@ -5,7 +5,9 @@ import {
   SAMPLING_BOUNDS,
   stopProblem,
   stopTokenIdsProblem,
+  SERVICE_TIERS,
   type Bounds,
+  type ServiceTier,
   type ChatMessage,
   type SamplingProblem,
 } from './deps';
@@ -56,6 +58,8 @@ interface RequestBase {
   readonly user?: string;
   /** Requests share cached prompt blocks only when their salts are equal (vLLM's cache_salt); absent = none. */
   readonly cacheSalt?: string;
+  /** OpenAI's service_tier, as a class: auto = default, scale = priority; absent = default. */
+  readonly serviceTier?: ServiceTier;
   readonly sampling: SamplingOptions;
 }
 
@@ -233,8 +237,19 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     includeUsage: parseStreamOptions(f, stream),
     user: f.string('user'),
     cacheSalt: parseCacheSalt(f),
+    serviceTier: parseServiceTier(f),
     sampling,
   };
+}
+
+function parseServiceTier(f: Fields): ServiceTier | undefined {
+  const tier = f.string('service_tier');
+  if (tier === undefined || tier === 'auto') return undefined;
+  if (tier === 'scale') return 'priority';
+  if (!(SERVICE_TIERS as readonly string[]).includes(tier)) {
+    throw ApiError.invalid(`Invalid 'service_tier': expected one of auto, default, flex, priority, scale; got '${tier}'.`, 'service_tier');
+  }
+  return tier as ServiceTier;
 }
 
 function parseCacheSalt(f: Fields): string | undefined {

@@ -57,7 +57,7 @@ export interface Usage {
 /**
  * Runs every choice of a request and writes the response, streamed or whole. Refusals before the first
  * token (queue full, not ready, bad request per the engine) throw, so the caller answers with a status;
- * failures after the SSE headers are sent become an SSE error event.
+ * failures after the SSE headers are sent become an SSE error event, then `data: [DONE]`.
  */
 export async function serveGeneration(ctx: RequestContext, g: Generation): Promise<void> {
   ctx.log.debug({
@@ -122,7 +122,8 @@ export async function serveGeneration(ctx: RequestContext, g: Generation): Promi
     const e = toApiError(err);
     ctx.log.error({ err, status: e.status }, 'generation failed mid-stream');
     await sse.send(e.toBody());
-    ctx.res.end();
+    // The stream still ends as every OpenAI stream does, so clients stop reading instead of waiting.
+    await sse.done();
     return;
   }
   if (ctx.signal.aborted) return;

@@ -14,6 +14,8 @@ export type { SimReport } from './sim/report';
 export { findCapacity } from './sim/capacity';
 export type { CapacityOptions, CapacityResult } from './sim/capacity';
 export type { CostModel } from './sim/cost-model';
+// The cost model's prices, for the gateway's admission predictions.
+export { costModelOf, decodeStepSeconds, requestOverheadSeconds } from './sim/cost-model';
 export type { EngineLimits } from './sim/engine';
 export type { SimWorkloadOptions } from './sim/workload';
 export { formatCapacity, formatSimReport } from './sim/format';

@@ -8,8 +8,10 @@ export interface GenerateRequest {
   readonly sampling: SamplingParams;
   /** Aborting frees the request's blocks at once; the stream then ends with finishReason 'abort'. */
   readonly signal?: AbortSignal;
-  /** Lower runs first; default 0. */
+  /** Lower runs first; default 0 (vLLM's `priority`). Orders requests within their service tier. */
   readonly priority?: number;
+  /** OpenAI's service_tier: priority jumps the queue, flex waits and is preempted first; default 'default'. */
+  readonly serviceTier?: ServiceTier;
   /**
    * Roots the prompt's block-hash chain together with the model id (kv-cache's chainHashes): requests
    * share cached blocks only when their salts are equal. '' or absent: the unsalted chain.
@@ -28,6 +30,29 @@ export interface GenerateRequest {
    * rest is computed here.
    */
   readonly prefetched?: PrefetchedKv;
+  /**
+   * Tokens this request already generated elsewhere (a stream migrated off a failed worker): they count as
+   * its output (max_tokens, min_tokens, penalties, stop, the grammar, the seeded sampler's position) and
+   * their KV is taken from the prefix cache or recomputed; the stream goes on with the next token.
+   */
+  readonly resumeOutputTokenIds?: readonly number[];
+}
+
+/** Service classes (OpenAI's service_tier): each has its own SLOs at the gateway and its own band of priorities. */
+export const SERVICE_TIERS = ['priority', 'default', 'flex'] as const;
+export type ServiceTier = (typeof SERVICE_TIERS)[number];
+
+/** How far apart the tiers' priority bands are: wider than any `priority` a client sends (int32 on the wire). */
+const TIER_BAND = 1 << 24;
+
+/**
+ * The engine's priority (lower runs first, higher is preempted first) of a request: its tier's band, then
+ * its own `priority` within it (clamped to the band).
+ */
+export function enginePriority(priority: number | undefined, tier: ServiceTier | undefined): number {
+  const band = tier === 'priority' ? -1 : tier === 'flex' ? 1 : 0;
+  const within = Math.max(-(TIER_BAND / 2 - 1), Math.min(TIER_BAND / 2 - 1, priority ?? 0));
+  return band * TIER_BAND + within;
 }
 
 /** Full blocks of a prompt's prefix, encoded (kv-cache codec), for block indices fromBlock, fromBlock + 1, ... */
@@ -138,6 +163,8 @@ export class EngineError extends Error {
     readonly code: EngineErrorCode,
     message: string,
     readonly param?: string,
+    /** queue_full: when to try again (the HTTP Retry-After), if the refuser knows. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = 'EngineError';

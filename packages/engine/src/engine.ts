@@ -1,6 +1,6 @@
 import { BLOCK_HEADER_BYTES, BlockPool, blockBytes, chainHashes, decodeBlock, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
 import { isStopToken, loadModelSpec, Sampler, samplingProblem, type ModelSpec, type RunnerOptions, type SampledToken } from '@pdserve/model';
-import { EngineError, type EngineClient, type EngineStats, type ExportedKv, type GenerateOutput, type GenerateRequest, type OffloadSink } from '@pdserve/contracts';
+import { EngineError, enginePriority, type EngineClient, type EngineStats, type ExportedKv, type GenerateOutput, type GenerateRequest, type OffloadSink } from '@pdserve/contracts';
 import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
@@ -231,6 +231,8 @@ export class LLMEngine implements EngineClient {
       this.scheduler.remove(seq);
       this.finish(seq, undefined, new EngineError('not_ready', 'engine is shutting down'));
     }
+    // Terminating the model thread inside session.run aborts the whole process: let the step in flight end.
+    for (let waited = 0; this.looping && waited < 5_000; waited += 5) await new Promise((r) => setTimeout(r, 5));
     await this.executor.close();
     await this.draft?.close();
     this.structured.dispose();
@@ -239,8 +241,9 @@ export class LLMEngine implements EngineClient {
   private admit(req: GenerateRequest): Sequence {
     if (this.closed) throw new EngineError('not_ready', 'engine is shutting down');
     const prompt = req.promptTokenIds;
+    const resumed = req.resumeOutputTokenIds ?? [];
     if (prompt.length === 0) throw new EngineError('invalid_request', 'prompt is empty', 'prompt');
-    for (const t of prompt) {
+    for (const t of [...prompt, ...resumed]) {
       if (!Number.isInteger(t) || t < 0 || t >= this.spec.vocabSize) {
         throw new EngineError('invalid_request', `token id ${t} is outside the vocabulary [0, ${this.spec.vocabSize})`, 'prompt');
       }
@@ -254,6 +257,9 @@ export class LLMEngine implements EngineClient {
         `prompt has ${prompt.length} tokens; this model's maximum context length is ${this.maxModelLen} tokens`,
         'prompt',
       );
+    }
+    if (resumed.length > 0 && (resumed.length >= req.sampling.maxTokens || prompt.length + resumed.length >= this.maxModelLen)) {
+      throw new EngineError('invalid_request', `cannot resume after ${resumed.length} generated tokens: the request is already complete`, 'max_tokens');
     }
     const maxLen = Math.min(prompt.length + req.sampling.maxTokens, this.maxModelLen);
     const needBlocks = Math.ceil(maxLen / this.opts.blockSize);
@@ -280,13 +286,15 @@ export class LLMEngine implements EngineClient {
       prompt,
       req.sampling,
       sampler,
-      req.priority ?? 0,
+      enginePriority(req.priority, req.serviceTier),
       performance.now(),
       this.modelId,
       this.opts.blockSize,
       req.cacheSalt ?? '',
     );
-    seq.prefilled = req.prefilled;
+    for (const t of resumed) seq.appendToken(t);
+    sampler.skipTokens(resumed.length);
+    seq.prefilled = resumed.length > 0 ? undefined : req.prefilled;
     seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;
     seq.exportFromBlock = req.exportKv?.fromBlock;
     if (req.sampling.structuredOutput) this.structured.admit(seq.id, req.sampling.structuredOutput, seq.output);
@@ -601,7 +609,7 @@ export class LLMEngine implements EngineClient {
     const p = seq.prefetched!;
     seq.prefetched = undefined;
     const bs = this.opts.blockSize;
-    const maxBlocks = Math.floor((seq.promptLen - 1) / bs);
+    const maxBlocks = Math.floor((seq.tokens.length - 1) / bs);
     for (let k = 0; k < p.blocks.length; k++) {
       const i = p.fromBlock + k;
       if (i >= maxBlocks) break;

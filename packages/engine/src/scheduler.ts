@@ -148,7 +148,10 @@ export class Scheduler {
     return 'admitted';
   }
 
-  /** Gives every decoding sequence a slot for its next token, preempting the newest when out of blocks. */
+  /**
+   * Gives every decoding sequence a slot for its next token; when out of blocks, preempts the least urgent
+   * (highest priority value: flex before default before priority), newest first among equals.
+   */
   private scheduleDecodes(preempted: Sequence[]): Sequence[] {
     const decodes: Sequence[] = [];
     for (let i = 0; i < this.running.length; i++) {
@@ -156,12 +159,15 @@ export class Scheduler {
       if (seq.isPrefill) continue;
       const needBlock = seq.blockTable.length * seq.blockSize <= seq.numComputed;
       if (needBlock) {
-        while (this.pool.numFree === 0) {
-          const victim = this.preemptNewest();
+        while (this.pool.numFree === 0 && seq.status === 'running') {
+          const j = this.victimIndex();
+          const victim = this.preemptAt(j);
           preempted.push(victim);
-          if (victim === seq) break;
+          const k = decodes.indexOf(victim);
+          if (k >= 0) decodes.splice(k, 1);
+          if (j <= i) i--; // the sequences after it moved down one
         }
-        if (seq.status !== 'running') break;
+        if (seq.status !== 'running') continue;
         seq.blockTable.push(this.pool.allocate()!);
       }
       if (seq.lookahead > 0) this.reserveLookahead(seq);
@@ -226,10 +232,21 @@ export class Scheduler {
   }
 
   private preemptNewest(): Sequence {
-    const victim = this.running.pop()!;
-    this.freeBlocks(victim);
-    this.add(victim);
-    return victim;
+    return this.preemptAt(this.victimIndex());
+  }
+
+  /** The running sequence to preempt: the highest priority value, and the newest (last admitted) among those. */
+  private victimIndex(): number {
+    let j = this.running.length - 1;
+    for (let k = j - 1; k >= 0; k--) if (this.running[k]!.priority > this.running[j]!.priority) j = k;
+    return j;
+  }
+
+  private preemptAt(j: number): Sequence {
+    const [victim] = this.running.splice(j, 1);
+    this.freeBlocks(victim!);
+    this.add(victim!);
+    return victim!;
   }
 
   /** Frees in reverse so that a prefix's tail is evicted before its head. */

@@ -1,15 +1,15 @@
 // The gateway's engine: the HTTP API calls it exactly as it calls a local engine; it routes each
 // request to a decode worker (and a prefill worker) and relays the worker's token stream.
-import type { Logger } from '@pdserve/contracts';
-import { EngineError, type EngineClient, type GenerateOutput, type GenerateRequest } from '@pdserve/contracts';
+import { EngineError, type EngineClient, type GenerateOutput, type GenerateRequest, type Logger, type ServiceTier } from '@pdserve/contracts';
 import { chainHashes } from '@pdserve/kv-cache';
-import { explainDecision, RouterError, type Router } from '@pdserve/router';
+import { explainDecision, RouterError, type Router, type RoutingDecision } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
 import type { ServiceRecord } from '@pdserve/control-plane';
 import {
-  afterStreamedFirst, firstFromWire, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, type GenerateChunkMsg,
-  type GenerateRequestMsg, type PrefillFirstMsg, type WorkerCallError,
+  afterStreamedFirst, firstFromWire, generateDeadlineMs, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, WorkerCallError, type GenerateChunkMsg,
+  type GenerateRequestMsg, type PrefillFirstMsg,
 } from '@pdserve/worker/client';
+import type { Admission } from './admission';
 import type { ClusterView } from './cluster-view';
 
 export interface ClusterClientOptions {
@@ -21,7 +21,26 @@ export interface ClusterClientOptions {
   readonly logger: Logger;
   /** Attempts on other workers when a worker is unreachable before the first token; default 2. */
   readonly retries?: number;
+  /** Resumptions of one stream on another decode worker after tokens went out; default 3 (--migration-limit). */
+  readonly migrationLimit?: number;
+  /** Told about each migration: resumed (seconds from the break to the next token sent) or exhausted. */
+  readonly onMigration?: (m: { readonly outcome: 'resumed' | 'exhausted'; readonly seconds: number }) => void;
+  /** SLO-aware admission (admission.ts); undefined admits everything. */
+  readonly admission?: Admission;
+  /** Told about each admission decision, and about the first token of each admitted request. */
+  readonly onAdmission?: (e: AdmissionEvent) => void;
 }
+
+export type AdmissionEvent =
+  | { readonly kind: 'admitted' | 'refused'; readonly tier: ServiceTier; readonly predictedTtftSeconds: number }
+  | { readonly kind: 'first-token'; readonly tier: ServiceTier; readonly seconds: number };
+
+export const MIGRATION_DEFAULTS = {
+  /** Resumptions per request before the stream ends with an error event. */
+  limit: 3,
+  /** How long a migrating request waits for a decode worker when none is left (ms). */
+  waitForWorkerMs: 5_000,
+} as const;
 
 export class ClusterClient implements EngineClient {
   readonly modelId: string;
@@ -37,56 +56,142 @@ export class ClusterClient implements EngineClient {
   }
 
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
-    const { router, view, logger } = this.opts;
+    const { logger } = this.opts;
+    const t0 = performance.now();
+    const tier = req.serviceTier ?? 'default';
+    let predictedTtft: number | undefined;
     const cacheSalt = req.cacheSalt ?? '';
     const chain = chainHashes(req.promptTokenIds, this.opts.blockSize, this.modelId, cacheSalt);
+    // Seeded here, once: wherever the request is recomputed or resumed, it samples the same tokens.
+    const sampling = seededSampling(samplingToWire(req.sampling));
+    const wantLogprobs = req.sampling.logprobs !== undefined;
+    // What the client has: every token sent, and the first attempt's cache count (usage reports that one).
+    const sent: number[] = [];
+    let cachedTokens: number | undefined;
     const excluded = new Set<string>();
-    for (let attempt = 0; ; attempt++) {
-      let decision;
+    let retries = 0;
+    let migrations = 0;
+    let brokenAt: number | undefined;
+    for (;;) {
+      // A resumed request is placed by all it must prefill (prompt + tokens sent): its cached blocks anywhere count.
+      const resumeChain = sent.length > 0 ? chainHashes([...req.promptTokenIds, ...sent], this.opts.blockSize, this.modelId, cacheSalt) : chain;
+      const decision = await this.route(req, resumeChain, req.promptTokenIds.length + sent.length, excluded, sent.length > 0);
+      const worker = decision.decodeWorker;
+      logger.debug({ requestId: req.requestId, decision: explainDecision(decision), resumeAfter: sent.length }, 'routed');
+      if (sent.length === 0 && retries === 0) predictedTtft = this.admit(tier, req.promptTokenIds.length, decision);
+      const base: GenerateRequestMsg = {
+        request_id: req.requestId,
+        prompt_token_ids: [...req.promptTokenIds],
+        sampling,
+        priority: req.priority ?? 0,
+        service_tier: req.serviceTier ?? 'default',
+        prefill: LOCAL_PLAN,
+        cache_salt: cacheSalt,
+        ...(sent.length > 0 ? { resume_output_token_ids: [...sent] } : {}),
+      };
+      // A resumed stream is prefilled on its decode worker from prompt + output (prefix cache, kv-store, else computed).
+      const remote = sent.length === 0 && decision.prefill.prefill === 'remote' ? this.opts.view.record(decision.prefill.worker) : undefined;
+      const decodeRecord = this.opts.view.record(worker);
+      let finished = false;
+      try {
+        const outputs = remote && decodeRecord
+          ? this.pushedHandoff(base, remote, decodeRecord, wantLogprobs, req.signal)
+          : fromWire(this.opts.view.client(worker).generate(base, req.signal, this.deadlineMs(base)), wantLogprobs);
+        for await (const o of outputs) {
+          // A worker that drains or shuts down ends its requests with 'abort': for the client, a broken stream.
+          if (o.finishReason === 'abort' && req.signal?.aborted !== true) throw new WorkerCallError('ABORTED', 'the worker ended the request');
+          cachedTokens ??= o.cachedTokens;
+          if (sent.length === 0 && o.tokenIds.length > 0) this.firstToken(tier, predictedTtft, (performance.now() - t0) / 1000);
+          sent.push(...o.tokenIds);
+          finished ||= o.finishReason !== undefined;
+          yield cachedTokens === o.cachedTokens ? o : { ...o, cachedTokens };
+          if (brokenAt !== undefined && o.tokenIds.length > 0) {
+            this.opts.onMigration?.({ outcome: 'resumed', seconds: (performance.now() - brokenAt) / 1000 });
+            brokenAt = undefined;
+          }
+        }
+        if (finished || req.signal?.aborted === true) return;
+        throw new WorkerCallError('UNAVAILABLE', 'the stream ended before the request finished');
+      } catch (err) {
+        if (req.signal?.aborted === true) return;
+        const e = toCallError(err);
+        if (sent.length === 0) {
+          const unreachable = e.code === 'UNAVAILABLE' || e.code === 'DEADLINE_EXCEEDED' || e.code === 'CANCELLED' || e.code === 'ABORTED';
+          if (unreachable && retries < (this.opts.retries ?? 2)) {
+            retries++;
+            logger.warn({ requestId: req.requestId, worker, error: e.message }, 'worker unreachable; retrying elsewhere');
+            excluded.add(worker);
+            continue;
+          }
+          throw toEngineError(e, worker, false);
+        }
+        // Tokens went out: resume on another decode worker from prompt + those tokens (a request the
+        // worker refused as invalid would be refused anywhere).
+        const limit = this.opts.migrationLimit ?? MIGRATION_DEFAULTS.limit;
+        if (e.code === 'INVALID_ARGUMENT' || migrations >= limit) {
+          this.opts.onMigration?.({ outcome: 'exhausted', seconds: 0 });
+          throw new EngineError('internal', `decode worker ${worker} failed mid-stream after ${migrations} migration(s) (limit ${limit}): ${e.code} ${e.message}`);
+        }
+        migrations++;
+        brokenAt ??= performance.now();
+        logger.warn({ requestId: req.requestId, worker, after: sent.length, migration: migrations, error: e.message }, 'stream broke mid-generation; migrating');
+        excluded.add(worker);
+      }
+    }
+  }
+
+  /**
+   * Admits the request where the router placed it, or refuses it (queue_full: 429 with the Retry-After the
+   * prediction gives) when its class's SLO cannot be met there. Returns the predicted TTFT.
+   */
+  private admit(tier: ServiceTier, promptTokens: number, d: RoutingDecision): number | undefined {
+    const { admission, router } = this.opts;
+    if (admission === undefined) return undefined;
+    const prefillWorker = d.prefill.prefill === 'remote' ? d.prefill.worker : d.decodeWorker;
+    const verdict = admission.decide({
+      tier, promptTokens, uncachedTokens: d.uncachedTokens,
+      queuedPrefillTokens: router.load(prefillWorker).queuedPrefillTokens,
+      decodeBatch: router.load(d.decodeWorker).running,
+    });
+    this.opts.onAdmission?.({ kind: verdict.admit ? 'admitted' : 'refused', tier, predictedTtftSeconds: verdict.ttftSeconds });
+    if (!verdict.admit) {
+      router.release(d); // not sent: its load must not count against the next requests
+      throw new EngineError('queue_full', `request refused: ${verdict.reason}; retry after ${verdict.retryAfterSeconds} s`, undefined, verdict.retryAfterSeconds);
+    }
+    return verdict.ttftSeconds;
+  }
+
+  private firstToken(tier: ServiceTier, predicted: number | undefined, seconds: number): void {
+    if (predicted === undefined) return;
+    this.opts.admission?.observe(predicted, seconds);
+    this.opts.onAdmission?.({ kind: 'first-token', tier, seconds });
+  }
+
+  /**
+   * A decode worker for the request, past the ones that failed it. A migrating request waits a little for
+   * one to (re)join rather than failing: its client already has part of the answer.
+   */
+  private async route(req: GenerateRequest, chain: readonly string[], tokens: number, excluded: ReadonlySet<string>, migrating: boolean): Promise<RoutingDecision> {
+    const { router, view } = this.opts;
+    const until = performance.now() + (migrating ? MIGRATION_DEFAULTS.waitForWorkerMs : 0);
+    for (;;) {
       // The router memoises per worker list; a retry narrows it once, then membership is restored.
       const narrowed = excluded.size > 0 ? view.workers().filter((w) => !excluded.has(w.id)) : undefined;
       try {
-        decision = router.route({ requestId: req.requestId, chain, promptTokens: req.promptTokenIds.length }, narrowed);
+        return router.route({ requestId: req.requestId, chain, promptTokens: tokens }, narrowed);
       } catch (err) {
-        if (err instanceof RouterError) throw new EngineError('not_ready', 'no decode worker is available');
-        throw err;
+        if (!(err instanceof RouterError)) throw err;
+        if (performance.now() >= until || req.signal?.aborted === true) throw new EngineError('not_ready', 'no decode worker is available');
       } finally {
         if (narrowed) router.setWorkers(view.workers());
       }
-      logger.debug({ requestId: req.requestId, decision: explainDecision(decision) }, 'routed');
-      const remote = decision.prefill.prefill === 'remote' ? view.record(decision.prefill.worker) : undefined;
-      let streamed = 0;
-      try {
-        const base: GenerateRequestMsg = {
-          request_id: req.requestId,
-          prompt_token_ids: [...req.promptTokenIds],
-          sampling: samplingToWire(req.sampling),
-          priority: req.priority ?? 0,
-          prefill: LOCAL_PLAN,
-          cache_salt: cacheSalt,
-        };
-        const decodeRecord = view.record(decision.decodeWorker);
-        const wantLogprobs = req.sampling.logprobs !== undefined;
-        const outputs = remote && decodeRecord
-          ? this.pushedHandoff(base, remote, decodeRecord, wantLogprobs, req.signal)
-          : fromWire(view.client(decision.decodeWorker).generate(base, req.signal), wantLogprobs);
-        for await (const o of outputs) {
-          streamed++;
-          yield o;
-        }
-        return;
-      } catch (err) {
-        if (req.signal?.aborted) return;
-        const e = toCallError(err);
-        const unreachable = e.code === 'UNAVAILABLE' || e.code === 'DEADLINE_EXCEEDED' || e.code === 'CANCELLED';
-        if (streamed === 0 && unreachable && attempt < (this.opts.retries ?? 2)) {
-          logger.warn({ requestId: req.requestId, worker: decision.decodeWorker, error: e.message }, 'worker unreachable; retrying elsewhere');
-          excluded.add(decision.decodeWorker);
-          continue;
-        }
-        throw toEngineError(e, decision.decodeWorker, streamed > 0);
-      }
+      await new Promise((r) => setTimeout(r, 100));
     }
+  }
+
+  /** A Generate's deadline: its max_tokens, capped by the model's context (not a fixed time). */
+  private deadlineMs(m: GenerateRequestMsg): number {
+    return generateDeadlineMs(m.prompt_token_ids.length, m.sampling?.max_tokens ?? 0, this.maxModelLen);
   }
 
   /**
@@ -101,7 +206,7 @@ export class ClusterClient implements EngineClient {
     base: GenerateRequestMsg, prefill: ServiceRecord, decode: ServiceRecord, wantLogprobs: boolean, signal: AbortSignal | undefined,
   ): AsyncGenerator<GenerateOutput> {
     const { view, logger } = this.opts;
-    const req: GenerateRequestMsg = { ...base, sampling: base.sampling === null ? null : seededSampling(base.sampling) };
+    const req = base;
     const transferId = randomBytes(16).toString('hex');
     const prefillCtl = new AbortController();
     const decodeCtl = new AbortController();
@@ -126,13 +231,13 @@ export class ClusterClient implements EngineClient {
       }
       if (first === undefined) {
         prefillCtl.abort();
-        yield* fromWire(view.client(decode.id).generate(req, decodeCtl.signal), wantLogprobs);
+        yield* fromWire(view.client(decode.id).generate(req, decodeCtl.signal, this.deadlineMs(req)), wantLogprobs);
         return;
       }
       const sent = first.first_token;
       yield firstFromWire(first, wantLogprobs, first.cached_tokens);
       const plan = { mode: 'pushed', prefill_worker: prefill.id, transfer_id: transferId };
-      const rest = fromWire(view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal), wantLogprobs);
+      const rest = fromWire(view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal, this.deadlineMs(req)), wantLogprobs);
       // The decode worker's stream repeats the first token: checked against the one already sent, and dropped.
       yield* afterStreamedFirst(rest, sent, (got) => `decode worker ${decode.id} sampled first token ${got}, not ${sent} as already streamed`);
     } finally {

@@ -3,9 +3,11 @@ import { createApiServer, type ApiServer, type EdgeOptions, type Logger } from '
 import type { ControlPlane } from '@pdserve/control-plane';
 import type { TlsMaterial } from '@pdserve/rpc';
 import { collectDefaultMetrics, gatewayMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
+import { SERVICE_TIERS } from '@pdserve/contracts';
 import { loadModelSpec } from '@pdserve/model/config';
 import { Router, type DisaggConfig, type PolicyName } from '@pdserve/router';
 import { Tokenizer } from '@pdserve/tokenizer';
+import { Admission, type AdmissionOptions } from './admission';
 import { ClusterClient } from './cluster-client';
 import { ClusterView } from './cluster-view';
 import { MeteredEngine } from './metered-engine';
@@ -31,6 +33,10 @@ export interface GatewayOptions {
   readonly resyncIntervalMs?: number;
   /** API keys, per-key limits, server timeouts and caps, cache isolation: as `serve` has them. */
   readonly edge?: EdgeOptions;
+  /** Resumptions of a broken stream on another decode worker; default 3 (MIGRATION_DEFAULTS). */
+  readonly migrationLimit?: number;
+  /** SLOs per service class and the cost model that predicts against them (admission.ts); default: none. */
+  readonly admission?: AdmissionOptions;
   /** mTLS on every channel to workers and kv-store nodes; plaintext without. */
   readonly tls?: TlsMaterial;
 }
@@ -67,7 +73,26 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     view = new ClusterView({ controlPlane: opts.controlPlane, router, model: opts.modelId, logger: opts.logger, resyncIntervalMs: opts.resyncIntervalMs, tls: opts.tls });
     await view.start();
     const maxModelLen = Math.min(opts.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
-    cluster = new ClusterClient({ modelId: opts.modelId, maxModelLen, blockSize: router.blockSize, router, view, logger: opts.logger });
+    const model = { model: opts.modelId };
+    cluster = new ClusterClient({
+      modelId: opts.modelId, maxModelLen, blockSize: router.blockSize, router, view, logger: opts.logger, migrationLimit: opts.migrationLimit,
+      onMigration: (m) => {
+        metrics.migrations.inc({ ...model, outcome: m.outcome });
+        if (m.outcome === 'resumed') metrics.migrationSeconds.observe(model, m.seconds);
+      },
+      admission: new Admission(opts.admission),
+      onAdmission: (e) => {
+        const labels = { ...model, class: e.tier };
+        if (e.kind === 'first-token') metrics.actualTtft.observe(labels, e.seconds);
+        else {
+          metrics.admissions.inc({ ...labels, decision: e.kind });
+          if (e.kind === 'admitted') metrics.predictedTtft.observe(labels, e.predictedTtftSeconds);
+        }
+      },
+    });
+    // Every class's series exist from the start, so "none refused" reads as 0, not as no data.
+    for (const tier of SERVICE_TIERS) for (const decision of ['admitted', 'refused']) metrics.admissions.inc({ ...model, class: tier, decision }, 0);
+    for (const outcome of ['resumed', 'exhausted']) metrics.migrations.inc({ ...model, outcome }, 0);
     const api: ApiServer = createApiServer({
       models: [{ id: opts.modelId, engine: new MeteredEngine(cluster, metrics), tokenizer, maxModelLen }],
       host: opts.host,

@@ -53,6 +53,11 @@ export class Rng {
     return result;
   }
 
+  /** Advances past `n` nextFloat draws, as if they had been taken. */
+  skipFloats(n: number): void {
+    for (let i = 0; i < 2 * n; i++) this.nextUint32();
+  }
+
   /** Uniform in [0, 1) with 53 bits of precision (two 32-bit outputs). */
   nextFloat(): number {
     const hi = this.nextUint32() >>> 5; // 27 bits

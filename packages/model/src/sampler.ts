@@ -84,6 +84,14 @@ export class Sampler {
   }
 
   /**
+   * Continues a stream that already sampled `n` tokens elsewhere (a migrated request): every sampled token
+   * takes exactly one draw (see draw), so the generator's position follows from the seed and `n` alone.
+   */
+  skipTokens(n: number): void {
+    this.rng?.skipFloats(n);
+  }
+
+  /**
    * `logits`: one row of the model output (at least vocabSize wide; columns past it are padding and never
    * chosen). `promptTokenIds` / `outputTokenIds`: the sequence so far, for the penalties and min_tokens.
    * `allowed`: a token bitmask (bit i%32 of word i>>5 set = token i may be chosen), from a grammar.

@@ -17,6 +17,7 @@ export { POLICY_NAMES } from './policy';
 export type { PolicyName } from './policy';
 export type { DisaggConfig } from './disaggregation';
 export { explainDecision } from './decision';
+export type { RoutingDecision } from './decision';
 export { Router, RouterError } from './router';
 export type { RouterOptions } from './router';
 export type { RouterStats } from './stats';

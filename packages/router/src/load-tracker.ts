@@ -84,6 +84,16 @@ export class LoadTracker {
     merge(e);
   }
 
+  /** Takes back work added for a request that never went (refused at admission); never below nothing. */
+  removeInFlight(worker: string, work: InFlightWork): void {
+    const e = this.entries.get(worker);
+    if (e === undefined) return;
+    e.inFlight = Math.max(0, e.inFlight - 1);
+    e.inFlightTokens = Math.max(0, e.inFlightTokens - work.prefillTokens);
+    e.inFlightRunning = Math.max(0, e.inFlightRunning - work.running);
+    merge(e);
+  }
+
   get(worker: string): WorkerLoad {
     return this.entries.get(worker)?.view ?? UNKNOWN_LOAD;
   }

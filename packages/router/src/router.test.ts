@@ -80,6 +80,12 @@ describe('Router', () => {
     const remote = router.route({ requestId: 'c', chain, promptTokens: 64 * BS });
     expect(remote.prefill.prefill).toBe('remote');
     expect(router.load('p0').queuedPrefillTokens).toBe(64 * BS);
+    // A request refused after routing (admission) takes its load back.
+    router.release(remote);
+    router.release(first);
+    expect(router.load('p0').queuedPrefillTokens).toBe(0);
+    expect(router.load('d0')).toMatchObject({ running: 0, queuedPrefillTokens: 0, inFlight: 0 });
+    expect(router.load('d1')).toMatchObject({ running: 1, inFlight: 1 });
   });
 
   it('refuses when no decode-capable worker is live, and takes membership per call', () => {

@@ -203,6 +203,14 @@ export class Router {
     return decision;
   }
 
+  /** Undoes a decision's in-flight accounting: its request was not sent after all (refused at admission). */
+  release(d: RoutingDecision): void {
+    if (!this.optimistic) return;
+    const local = d.prefill.prefill === 'local';
+    this.loads.removeInFlight(d.decodeWorker, { running: 1, prefillTokens: local ? d.uncachedTokens : 0 });
+    if (d.prefill.prefill === 'remote') this.loads.removeInFlight(d.prefill.worker, { running: 0, prefillTokens: d.uncachedTokens });
+  }
+
   stats(): RouterStats {
     return this.counters.snapshot();
   }

@@ -3,7 +3,7 @@ import { makeGenericClientConstructor, Metadata, type ChannelCredentials, type C
 import type { EngineError } from '@pdserve/contracts';
 import { callFailure, callUnary, channelCredentials, tlsChannelOptions, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
 import { engineErrorOf } from './errors';
-import { DEADLINES, WORKER_GRPC_OPTIONS, workerService } from './proto';
+import { DEADLINES, generateDeadlineMs, WORKER_GRPC_OPTIONS, workerService } from './proto';
 import type * as W from './wire';
 
 /**
@@ -48,8 +48,11 @@ export class WorkerClient {
     this.raw = new Ctor!(address, channelCredentials(tls), { ...WORKER_GRPC_OPTIONS, ...tlsChannelOptions(tls) });
   }
 
-  /** Streams a request's tokens; aborting the signal cancels the call (and the request on the worker). */
-  generate(req: W.GenerateRequestMsg, signal?: AbortSignal, deadlineMs: number = DEADLINES.generate): AsyncGenerator<W.GenerateChunkMsg> {
+  /**
+   * Streams a request's tokens; aborting the signal cancels the call (and the request on the worker). The
+   * deadline follows the request's length (generateDeadlineMs; pass the model's context to cap it).
+   */
+  generate(req: W.GenerateRequestMsg, signal?: AbortSignal, deadlineMs: number = generateDeadlineMs(req.prompt_token_ids.length, req.sampling?.max_tokens ?? 0, Infinity)): AsyncGenerator<W.GenerateChunkMsg> {
     return this.stream(this.raw.Generate, req, deadlineMs, signal);
   }
 

@@ -1,6 +1,6 @@
 // Engine values <-> wire messages, in one place.
 import { randomBytes } from 'node:crypto';
-import { EngineError, type FinishReason, type GenerateOutput } from '@pdserve/contracts';
+import { EngineError, SERVICE_TIERS, type FinishReason, type GenerateOutput, type ServiceTier } from '@pdserve/contracts';
 import { samplingParams, samplingProblem, type SampledToken, type SamplingParams } from '@pdserve/model/sampling';
 import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg } from './wire';
 
@@ -108,4 +108,9 @@ export function firstFromWire(m: PrefillFirstMsg, wantLogprobs: boolean, cachedT
  */
 export function seededSampling(s: SamplingParamsMsg): SamplingParamsMsg {
   return s.has_seed || s.temperature <= 0 ? s : { ...s, has_seed: true, seed: randomBytes(6).readUIntLE(0, 6) };
+}
+
+/** A request's service tier as sent ('' or unknown: default). */
+export function serviceTierFromWire(s: string | undefined): ServiceTier {
+  return (SERVICE_TIERS as readonly string[]).includes(s ?? '') ? (s as ServiceTier) : 'default';
 }

@@ -9,7 +9,7 @@ import type { LLMEngine } from '@pdserve/engine';
 import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferReceiver, TransferSender, isTransferError, type KvBlock, type TransportKind } from '@pdserve/transfer';
 import { TransferAdmission } from './admission';
-import { outputToWire, samplingFromWire } from './codec';
+import { outputToWire, samplingFromWire, serviceTierFromWire } from './codec';
 import { engineErrorStatus } from './errors';
 import { prefillAndPush, receivePushedKv } from './handoff';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
@@ -239,7 +239,9 @@ export class WorkerServer {
       if (plan.mode !== 'local' && plan.mode !== 'pushed') throw new EngineError('invalid_request', `unknown prefill mode ${JSON.stringify(plan.mode)}`, 'prefill.mode');
       let prefilled: PrefilledKv | undefined;
       let prefilledBy = '';
-      if (plan.mode === 'pushed' && this.admission !== undefined && plan.transfer_id !== '') {
+      // A migrated stream: prefilled here, from whatever of prompt + output the caches hold.
+      const resumed = req.resume_output_token_ids ?? [];
+      if (resumed.length === 0 && plan.mode === 'pushed' && this.admission !== undefined && plan.transfer_id !== '') {
         try {
           prefilled = await receivePushedKv(this.admission, this.opts.engine, req, plan.transfer_id, ac.signal);
           prefilledBy = plan.prefill_worker;
@@ -251,9 +253,12 @@ export class WorkerServer {
         }
       }
       const cacheSalt = req.cache_salt ?? '';
-      const prefetched = prefilled === undefined ? await this.storeLink?.prefetch(req.prompt_token_ids, ac.signal, cacheSalt) : undefined;
+      const prefetched = prefilled === undefined ? await this.storeLink?.prefetch([...req.prompt_token_ids, ...resumed], ac.signal, cacheSalt) : undefined;
       if (ac.signal.aborted) return;
-      const outputs = this.opts.engine.generate({ requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched, cacheSalt });
+      const outputs = this.opts.engine.generate({
+        requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched, cacheSalt,
+        resumeOutputTokenIds: resumed, serviceTier: serviceTierFromWire(req.service_tier),
+      });
       for await (const o of outputs) {
         if (ac.signal.aborted) break;
         call.write(outputToWire(o, prefilledBy));

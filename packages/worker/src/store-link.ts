@@ -105,26 +105,31 @@ export class StoreLink implements OffloadSink {
     this.counters.prefetchLookups += 1;
     const model = this.engine.modelId;
     const answers = await Promise.all(nodes.map((n) => this.client(n).exists(model, want, signal).then((r) => r.tiers, () => undefined)));
-    // Per block, a node that holds it: memory before disk; the run ends at the first block nobody holds.
-    const byNode = new Map<ServiceRecord, string[]>();
-    let run = 0;
-    for (; run < want.length; run++) {
-      let best = -1;
-      for (let n = 0; n < nodes.length; n++) {
-        const tier = answers[n]?.[run];
-        if (tier === 'memory' || (tier === 'disk' && best < 0)) best = n;
-        if (tier === 'memory') break;
-      }
-      if (best < 0) break;
-      const list = byNode.get(nodes[best]!) ?? [];
-      list.push(want[run]!);
-      byNode.set(nodes[best]!, list);
+    // Per block, the nodes that hold it: memory before disk; the run ends at the first block nobody holds.
+    const holders: ServiceRecord[][] = [];
+    for (let run = 0; run < want.length; run++) {
+      const mem = nodes.filter((_, n) => answers[n]?.[run] === 'memory');
+      const disk = nodes.filter((_, n) => answers[n]?.[run] === 'disk');
+      if (mem.length + disk.length === 0) break;
+      holders.push([...mem, ...disk]);
     }
+    const run = holders.length;
     if (run === 0) return undefined;
     const got = new Map<string, KvBlock>();
-    await Promise.all([...byNode].map(async ([node, hashes]) => {
-      for (const b of await this.fetch(node, hashes, signal)) got.set(b.hash, b);
-    }));
+    // A node that fails mid-get (died, say) leaves its blocks to the next replica that holds them; what no
+    // replica delivers is computed.
+    for (let round = 0; ; round++) {
+      const byNode = new Map<ServiceRecord, string[]>();
+      want.slice(0, run).forEach((h, i) => {
+        const node = holders[i]![round];
+        if (got.has(h) || node === undefined) return;
+        byNode.set(node, [...(byNode.get(node) ?? []), h]);
+      });
+      if (byNode.size === 0 || signal?.aborted === true) break;
+      await Promise.all([...byNode].map(async ([node, hashes]) => {
+        for (const b of await this.fetch(node, hashes, signal)) got.set(b.hash, b);
+      }));
+    }
     const blocks: Uint8Array[] = [];
     const checksums: (number | undefined)[] = [];
     for (const h of want.slice(0, run)) {

@@ -33,6 +33,10 @@ export interface GenerateRequestMsg {
   prefill: PrefillPlanMsg | null;
   /** Roots the block-hash chain with the model id; '' = unsalted (optional to send; always set when received). */
   cache_salt?: string;
+  /** A migrated stream's tokens already generated (optional to send; always set when received). */
+  resume_output_token_ids?: number[];
+  /** 'priority' | 'default' | 'flex'; '' = default (optional to send; always set when received). */
+  service_tier?: string;
 }
 
 export interface TokenLogprobMsg {
@@ -130,7 +134,7 @@ export interface BlockSnapshotResponseMsg {
 export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs'],
   'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'transfer_id'],
-  'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill', 'cache_salt'],
+  'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill', 'cache_salt', 'resume_output_token_ids', 'service_tier'],
   'pdserve.v1.TokenLogprob': ['token_id', 'logprob'],
   'pdserve.v1.TokenLogprobs': ['logprob', 'top'],
   'pdserve.v1.GenerateChunk': ['token_ids', 'logprobs', 'finish_reason', 'prompt_tokens', 'cached_tokens', 'prefilled_by'],

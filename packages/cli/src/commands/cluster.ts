@@ -4,7 +4,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { connectControlPlane, processHub, type ControlPlane } from '@pdserve/control-plane';
 import { ENGINE_DEFAULTS, SPECULATIVE_DEFAULTS, type EngineOptions, type SpeculativeOptions } from '@pdserve/engine';
 import type { Logger } from '@pdserve/log';
-import { startGateway, type Gateway } from '@pdserve/gateway';
+import { MIGRATION_DEFAULTS, parseClassSlos, startGateway, type AdmissionOptions, type Gateway } from '@pdserve/gateway';
+import { parseCostModel } from '@pdserve/bench';
+import { readFileSync } from 'node:fs';
 import { ensureTinyModel } from '@pdserve/model';
 import { POLICY_NAMES, type PolicyName } from '@pdserve/router';
 import { isTransportKind, TRANSPORT_KINDS, type TransportKind } from '@pdserve/transfer';
@@ -17,6 +19,21 @@ import { checkEdge, EDGE_FLAGS, edgeForChild, edgeOptionsOf } from './edge';
 import { progressBar } from '../progress';
 import { localTlsOf, TLS_FLAGS, tlsOf } from '../tls';
 import type { TlsMaterial } from '@pdserve/rpc';
+
+/** Per-class SLOs in ms, as --ttft-slo-ms and --itl-slo-ms take them. */
+const CLASS_SLOS: FlagValue = {
+  kind: 'custom',
+  placeholder: 'CLASS=MS,...',
+  check: (v) => {
+    if (v.trim() === '') return 'expected CLASS=MS pairs, e.g. priority=500,default=2000';
+    try {
+      parseClassSlos(v);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  },
+};
 
 /** Cluster names scope Redis keys and NATS subjects (pdserve.<cluster>.kv.<worker>): no dots, spaces or wildcards. */
 const CLUSTER_NAME: FlagValue = { kind: 'custom', placeholder: 'NAME', check: (v) => (/^[a-zA-Z0-9_-]+$/.test(v) ? undefined : 'must be letters, digits, - and _') };
@@ -76,6 +93,10 @@ export const ROUTER_FLAGS: Readonly<Record<string, FlagSpec>> = {
   policy: { type: 'string', help: 'routing policy', default: 'kv-aware', value: oneOf(...POLICY_NAMES) },
   'remote-prefill-min-tokens': { type: 'string', help: 'prefill stays on the decode worker when fewer prompt tokens than this are uncached there', default: '256', value: int(0) },
   'prefill-queue-max-tokens': { type: 'string', help: 'a prefill worker with more queued prefill tokens than this is busy (prefill then stays local)', default: '8192', value: int(0) },
+  'ttft-slo-ms': { type: 'string', help: 'time-to-first-token SLO per service class (CLASS=MS,...; classes priority, default, flex): a request predicted to miss it gets 429 with Retry-After; 0 or absent = none', value: CLASS_SLOS },
+  'itl-slo-ms': { type: 'string', help: 'inter-token latency SLO per service class (CLASS=MS,...), predicted from the decode batch; 0 or absent = none', value: CLASS_SLOS },
+  'cost-model': { type: 'string', help: 'cost model JSON written by `pdserve calibrate`, for the SLO predictions (default: the simulator\'s placeholders, corrected by observed TTFT)' },
+  'migration-limit': { type: 'string', help: 'times a stream that breaks after tokens went out is resumed on another decode worker; past it, an error event then [DONE]', default: String(MIGRATION_DEFAULTS.limit), value: int(0) },
 };
 
 const WORKER_FLAGS: Readonly<Record<string, FlagSpec>> = {
@@ -202,6 +223,20 @@ export const prefillWorker = workerCommand('prefill', 'prefill-worker', 'Run a p
 export const decodeWorker = workerCommand('decode', 'decode-worker', 'Run a decode worker: receives KV, decodes with continuous batching, streams tokens.');
 export const mixedWorker = workerCommand('mixed', 'mixed-worker', 'Run a mixed worker: prefill and decode on one engine.');
 
+/** The gateway's admission: SLOs per class and the cost model predicting against them. */
+export function admissionOf(f: Flags): AdmissionOptions {
+  const path = f.str('cost-model');
+  let costModel;
+  if (path !== undefined && path !== '') {
+    try {
+      costModel = parseCostModel(readFileSync(path, 'utf8'), path).cost;
+    } catch (err) {
+      throw new UsageError(`--cost-model: ${(err as Error).message}`);
+    }
+  }
+  return { ttftSloMs: parseClassSlos(f.str('ttft-slo-ms')), itlSloMs: parseClassSlos(f.str('itl-slo-ms')), costModel };
+}
+
 function gatewayFromFlags(f: Flags, dir: string, id: string, cp: ControlPlane, logger: Logger, tls: TlsMaterial | undefined): Promise<Gateway> {
   return startGateway({
     modelDir: dir,
@@ -216,6 +251,8 @@ function gatewayFromFlags(f: Flags, dir: string, id: string, cp: ControlPlane, l
     disagg: { remotePrefillMinTokens: f.int('remote-prefill-min-tokens', 0), prefillQueueMaxTokens: f.int('prefill-queue-max-tokens', 0) },
     maxModelLen: f.int('max-model-len', 2),
     edge: edgeOptionsOf(f),
+    migrationLimit: f.int('migration-limit', 0),
+    admission: admissionOf(f),
     tls,
   });
 }
