@@ -74,21 +74,28 @@ describe('speculative decoding on the decode worker of a disaggregated cluster',
     expect(s.draftSequences).toBe(0);
   });
 
-  it('seeded sampling with speculation: reproducible, and the same tokens as one speculating engine', async () => {
+  it('seeded sampling on a speculating decode worker: reproducible, and the reference loop\'s tokens', async () => {
     const run = async (): Promise<string> =>
       (await client.completions.create({ model: 'tiny', prompt: 'Seeded and speculated', max_tokens: 16, temperature: 0.8, seed: 7 })).choices[0]!.text;
     const a = await run();
     expect(await run()).toBe(a);
-    // The prefill worker samples the first token and hands the generator on; the decode worker then
-    // speculates exactly as a single engine would.
+    // Seeded sampled requests decode one token at a time (see SpeculativeOptions.seeded): the contract holds.
     const ids = tokenizer.encode('Seeded and speculated');
-    const local = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 << 20, blockSize: 4, speculative: { method: 'draft', modelDir: draft, numTokens: 4 } });
+    const ref = await referenceGenerate(runner, ids, samplingParams({ temperature: 0.8, seed: 7, maxTokens: 16, stopTokenIds: tokenizer.eosTokenIds }));
+    expect(a).toBe(completion(tokenizer, ids, ref.tokenIds));
+  });
+
+  it('seeded: true makes them speculate, as one speculating engine would', async () => {
+    const ids = tokenizer.encode('Seeded and speculated');
+    const local = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 << 20, blockSize: 4, speculative: { method: 'draft', modelDir: draft, numTokens: 4, seeded: true } });
     try {
       const tokens: number[] = [];
       const sampling = samplingParams({ temperature: 0.8, seed: 7, maxTokens: 16, stopTokenIds: tokenizer.eosTokenIds });
       for await (const o of local.generate({ requestId: 'local', promptTokenIds: ids, sampling })) tokens.push(...o.tokenIds);
       expect(local.stats().speculation!.verifiedSequenceSteps).toBeGreaterThan(0);
-      expect(a).toBe(completion(tokenizer, ids, tokens));
+      const again: number[] = [];
+      for await (const o of local.generate({ requestId: 'again', promptTokenIds: ids, sampling })) again.push(...o.tokenIds);
+      expect(again).toEqual(tokens);
     } finally {
       await local.close();
     }

@@ -300,7 +300,10 @@ export class LLMEngine implements EngineClient {
     if (req.sampling.structuredOutput) this.structured.admit(seq.id, req.sampling.structuredOutput, seq.output);
     // Speculated tokens would bypass the grammar's mask: constrained sequences decode one token at a time.
     const sp = this.opts.speculative;
-    if (sp && !req.sampling.structuredOutput && seq.exportFromBlock === undefined) seq.spec = new SpecController(sp.numTokens);
+    // A seeded sampled request must give the same tokens with speculation on or off and after a migration
+    // (which skips one random draw per token sent): it decodes one token at a time unless told otherwise.
+    const seededSampled = req.sampling.seed !== undefined && !sampler.isGreedy;
+    if (sp && !req.sampling.structuredOutput && seq.exportFromBlock === undefined && (!seededSampled || sp.seeded)) seq.spec = new SpecController(sp.numTokens);
     this.scheduler.add(seq);
     this.kick();
     return seq;

@@ -109,9 +109,10 @@ function chiSquare(observed: readonly string[], probs: ReadonlyMap<string, numbe
 describe('rejection sampling keeps the target distribution (chi-square, 500 seeds each)', () => {
   const cases: [string, () => SpeculativeOptions | undefined, SamplingParams][] = [
     ['no speculation (the test\'s control)', () => undefined, plain],
-    ['draft that mostly agrees, K=2', () => ({ method: 'draft', modelDir: draft, numTokens: 2 }), plain],
-    ['unrelated draft (mostly rejected), K=2', () => ({ method: 'draft', modelDir: unrelated, numTokens: 2 }), plain],
-    ['n-gram lookup, K=3', () => ({ method: 'ngram', numTokens: 3, ngramMin: 1, ngramMax: 2 }), biased],
+    // `seeded`: seeded requests speculate (off by default), so that the test is deterministic.
+    ['draft that mostly agrees, K=2', () => ({ method: 'draft', modelDir: draft, numTokens: 2, seeded: true }), plain],
+    ['unrelated draft (mostly rejected), K=2', () => ({ method: 'draft', modelDir: unrelated, numTokens: 2, seeded: true }), plain],
+    ['n-gram lookup, K=3', () => ({ method: 'ngram', numTokens: 3, ngramMin: 1, ngramMax: 2, seeded: true }), biased],
   ];
   for (const [name, spec, params] of cases) {
     it(name, async () => {
@@ -142,16 +143,23 @@ describe('rejection sampling keeps the target distribution (chi-square, 500 seed
     }
   }, 60_000);
 
-  it('seeded speculative sampling is reproducible run to run', async () => {
-    const spec: SpeculativeOptions = { method: 'draft', modelDir: draft, numTokens: 4 };
+  it('seeded requests that speculate (seeded: true) are reproducible run to run', async () => {
+    const spec: SpeculativeOptions = { method: 'draft', modelDir: draft, numTokens: 4, seeded: true };
     const long = { ...plain, maxTokens: 24 };
     const a = await sampleManyFull(spec, long, 12);
     const b = await sampleManyFull(spec, long, 12);
     expect(b).toEqual(a);
   }, 60_000);
+
+  it('by default seeded sampled requests do not speculate: the same tokens as without speculation', async () => {
+    const long = { ...plain, maxTokens: 24 };
+    const on = await sampleManyFull({ method: 'draft', modelDir: draft, numTokens: 4 }, long, 8);
+    const off = await sampleManyFull(undefined, long, 8);
+    expect(on).toEqual(off);
+  }, 60_000);
 });
 
-async function sampleManyFull(speculative: SpeculativeOptions, params: SamplingParams, seeds: number): Promise<number[][]> {
+async function sampleManyFull(speculative: SpeculativeOptions | undefined, params: SamplingParams, seeds: number): Promise<number[][]> {
   const engine = await LLMEngine.create({ modelDir: target, kvCacheBytes: 64 << 20, speculative });
   try {
     return await Promise.all(

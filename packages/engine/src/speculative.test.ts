@@ -140,7 +140,7 @@ describe('a draft identical to the target (residual scale 0) has every proposal 
     const t = await ensureTinyModel(same.target);
     const d = await ensureTinyModel(same.draft);
     // 8 draft blocks of 4 tokens: a few sequences at a time; the others wait, are released, catch up later.
-    const engine = await LLMEngine.create({ modelDir: t, kvCacheBytes: 64 << 20, blockSize: 4, speculative: { method: 'draft', modelDir: d, numTokens: 4, kvCacheBytes: 40 * 4 * 512 } });
+    const engine = await LLMEngine.create({ modelDir: t, kvCacheBytes: 64 << 20, blockSize: 4, speculative: { method: 'draft', modelDir: d, numTokens: 4, kvCacheBytes: 40 * 4 * 512, seeded: true } });
     try {
       const ps = makePrompts(6, 3, 3, 20);
       await Promise.all(ps.map((p, i) => collect(engine, p, i % 2 ? greedy : samplingParams({ ...greedy, temperature: 0.8, seed: i }), `q${i}`)));

@@ -12,6 +12,7 @@ export type SpeculativeOptions =
       readonly numTokens: number;
       /** The draft's KV pool in bytes; default: as many blocks as the target's pool. */
       readonly kvCacheBytes?: number;
+      readonly seeded?: boolean;
     }
   | {
       readonly method: 'ngram';
@@ -19,6 +20,14 @@ export type SpeculativeOptions =
       /** Shortest and longest suffix looked up in the sequence's own tokens; defaults 1 and 4. */
       readonly ngramMin?: number;
       readonly ngramMax?: number;
+      /**
+       * Seeded sampled requests speculate too (default false). Rejection sampling draws more random numbers
+       * than one per token, so their tokens then differ from the same seed without speculation and after a
+       * migration (which skips one draw per token sent): reproducible run to run, equally distributed, not
+       * identical. Off, they decode one token at a time and keep the seeded-output contract; for tests and
+       * benchmarks of rejection sampling that must be deterministic.
+       */
+      readonly seeded?: boolean;
     };
 
 export const SPECULATIVE_DEFAULTS = { numTokens: 4, ngramMin: 1, ngramMax: 4 } as const;
