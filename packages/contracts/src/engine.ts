@@ -153,6 +153,8 @@ export interface SpeculationStats {
   /** Wall seconds spent proposing with the draft model, and of them inside its forwards (its thread). */
   readonly draftProposeSeconds: number;
   readonly draftForwardSeconds: number;
+  /** Set when the draft model failed: speculation with it is off from then on (requests go on without it). */
+  readonly draftFailure?: string;
 }
 
 /** Failure classes an engine reports; the HTTP layer maps each to one status once. */

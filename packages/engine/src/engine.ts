@@ -67,6 +67,8 @@ export class LLMEngine implements EngineClient {
   /** Rejection sampling's work row (vocab-long). */
   private readonly specBuf: Float64Array;
   private readonly governor = new SpecGovernor();
+  /** Why the draft model stopped working (speculation with it is then off), or undefined. */
+  private draftFailure: string | undefined;
   /** Seconds this step's proposals spent on the draft's catch-up prefill. */
   private catchUpSeconds = 0;
   private readonly specCounters = { draftTokens: 0, acceptedTokens: 0, verifiedSequenceSteps: 0, emittedTokens: 0 };
@@ -150,7 +152,7 @@ export class LLMEngine implements EngineClient {
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
       ...(this.opts.speculative
-        ? { speculation: { method: this.opts.speculative.method, ...this.specCounters, draftCatchUpTokens: this.draft?.catchUpTokens ?? 0, draftSequences: this.draft?.numSequences ?? 0, draftProposeSeconds: this.draft?.proposeSeconds ?? 0, draftForwardSeconds: this.draft?.forwardSeconds ?? 0 } }
+        ? { speculation: { method: this.opts.speculative.method, ...this.specCounters, draftCatchUpTokens: this.draft?.catchUpTokens ?? 0, draftSequences: this.draft?.numSequences ?? 0, draftProposeSeconds: this.draft?.proposeSeconds ?? 0, draftForwardSeconds: this.draft?.forwardSeconds ?? 0, draftFailure: this.draftFailure } }
         : {}),
     };
   }
@@ -416,6 +418,10 @@ export class LLMEngine implements EngineClient {
   private planSpeculation(): void {
     const sp = this.opts.speculative;
     if (!sp) return;
+    if (this.draftFailure !== undefined) {
+      for (const seq of this.scheduler.running) seq.lookahead = 0;
+      return;
+    }
     const allowed = this.governor.allow(this.scheduler.running.filter((s) => !s.isPrefill).length);
     for (const seq of this.scheduler.running) {
       seq.lookahead = 0;
@@ -447,9 +453,16 @@ export class LLMEngine implements EngineClient {
       for (const s of speculating) out.set(s.id, { tokens: s.proposal!.tokens.slice(0, s.lookahead) });
       return out;
     }
-    const proposed = await this.draft.propose(
-      speculating.map((s) => ({ seqId: s.id, tokens: s.tokens, prompt: s.prompt, output: s.output, sampler: s.sampler, params: s.params, k: s.lookahead })),
-    );
+    let proposed: Map<number, Proposal>;
+    try {
+      proposed = await this.draft.propose(
+        speculating.map((s) => ({ seqId: s.id, tokens: s.tokens, prompt: s.prompt, output: s.output, sampler: s.sampler, params: s.params, k: s.lookahead })),
+      );
+    } catch (err) {
+      // The draft is an optimisation: without it, every sequence decodes one token at a time.
+      this.draftFailure = (err as Error).message;
+      return out;
+    }
     this.catchUpSeconds = this.draft.lastCatchUpSeconds;
     // A sequence aborted while the draft ran is skipped when the verify results come back.
     for (const [id, p] of proposed) if (p.tokens.length > 0) out.set(id, p);

@@ -98,6 +98,17 @@ describe('speculative decoding: greedy output is token-identical to the referenc
     });
   }, 60_000);
 
+  it('a draft model that fails mid-run turns speculation off; requests go on, identical', async () => {
+    await withEngine({ speculative: { method: 'draft', modelDir: draft, numTokens: 4 } }, async (e) => {
+      expect(await collect(e, prompts[3]!, greedy)).toEqual(expected.draft[3]);
+      // The draft's model thread dies (as if it crashed).
+      await (e as unknown as { draft: { close(): Promise<void> } }).draft.close();
+      expect(await collect(e, prompts[4]!, greedy)).toEqual(expected.draft[4]);
+      expect(e.stats().speculation!.draftFailure).toMatch(/closed/);
+      expectIdle(e);
+    });
+  }, 60_000);
+
   it('logprobs of speculated tokens are those of the reference loop', async () => {
     const withLogprobs = samplingParams({ ...greedy, logprobs: 2 });
     const ref = await referenceGenerate(runner, prompts[2]!, withLogprobs);
