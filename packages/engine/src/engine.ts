@@ -352,11 +352,13 @@ export class LLMEngine implements EngineClient {
     for (const seq of plan.imports) this.importKv(seq);
     const tSpec = performance.now();
     const proposals = await this.propose(plan.decodes);
+    // A request aborted while the draft ran has given its blocks back: it is not in the forward.
+    const decodes = this.opts.speculative ? plan.decodes.filter((s) => s.status === 'running') : plan.decodes;
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
-    const decode = plan.decodes.length > 0
+    const decode = decodes.length > 0
       ? this.executor.run({
           kind: 'decode',
-          rows: plan.decodes.map((s) => {
+          rows: decodes.map((s) => {
             const p = proposals.get(s.id)?.tokens ?? [];
             return { seqId: s.id, tokenIds: [s.tokens[s.tokens.length - 1]!, ...p], pastLen: s.numComputed, blockTable: s.blockTable, numLogits: 1 + p.length };
           }),
@@ -369,21 +371,21 @@ export class LLMEngine implements EngineClient {
         })
       : undefined;
     // Grammar masks for the rows that sample this step, computed while the model thread runs.
-    this.structured.fillMasks([...plan.decodes.map((s) => s.id), ...plan.prefills.filter((c) => c.end === c.seq.tokens.length).map((c) => c.seq.id)]);
+    this.structured.fillMasks([...decodes.map((s) => s.id), ...plan.prefills.filter((c) => c.end === c.seq.tokens.length).map((c) => c.seq.id)]);
     let runSeconds = 0;
     if (decode) {
       const res = await decode;
       runSeconds += res.runSeconds;
-      this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: plan.decodes.length });
+      this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: decodes.length });
       if (this.opts.speculative) {
         const emitted = this.specCounters.emittedTokens;
-        const plain = plan.decodes.length - proposals.size;
-        this.afterVerify(plan.decodes, proposals, res);
+        const plain = decodes.filter((s) => !proposals.has(s.id)).length;
+        this.afterVerify(decodes, proposals, res);
         // Seconds of drafting and verifying per produced token, for the governor (a draft's one-off catch-up left out).
         const seconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
-        this.governor.record(plan.decodes.length, proposals.size > 0, seconds, plain + this.specCounters.emittedTokens - emitted);
+        this.governor.record(decodes.length, proposals.size > 0, seconds, plain + this.specCounters.emittedTokens - emitted);
       }
-      else this.afterForward(plan.decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
+      else this.afterForward(decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
     }
     if (prefill) {
       const res = await prefill;
