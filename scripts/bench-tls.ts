@@ -203,7 +203,7 @@ if (process.argv.includes('--receiver')) {
     }
     if (!only.includes('ttft')) process.exit(0);
     const ttft = await ttftBench(tls);
-    process.stdout.write(`\nRemote prefill on the tiny model (prefill worker → decode worker, KV over tcp), new prompt each request:\nTTFT = Generate call to its first token; second token = after the KV arrived and was imported.\n\n${table(ttft)}\n`);
+    process.stdout.write(`\nPushed handoff on the tiny model (prefill worker → decode worker, KV over tcp), new prompt each request:\nTTFT = until the prefill worker's first token; second token = the decode worker's, after the KV arrived and was imported.\n\n${table(ttft)}\n`);
   } finally {
     rmSync(tlsDir, { recursive: true, force: true });
   }

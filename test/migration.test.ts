@@ -181,3 +181,26 @@ describe('request migration', () => {
     }
   });
 });
+
+describe('request migration under a grammar', () => {
+  it('a json_schema stream whose worker dies resumes with the grammar rebuilt from the tokens sent: the same JSON, valid', async () => {
+    for (let i = 0; i < 200 && gateway.view.workers().filter((w) => decodes.has(w.id)).length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    const schema = { type: 'object', properties: { items: { type: 'array', minItems: 12, maxItems: 12, items: { type: 'object', properties: { n: { type: 'integer', minimum: 0, maximum: 999 }, ok: { type: 'boolean' } }, required: ['n', 'ok'] } } }, required: ['items'] };
+    const body = { prompt: 'Twelve readings as JSON', max_tokens: 600, temperature: 0, response_format: { type: 'json_schema', json_schema: { name: 'r', schema } } };
+    const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const unbroken = await client.completions.create({ model: 'tiny', ...body } as unknown as OpenAI.CompletionCreateParamsNonStreaming);
+    const before = await migrations(gateway, 'resumed');
+    const got = await streamWithFault(gateway, body, 3, async (w, id) => {
+      decodes.delete(id);
+      await w.close();
+    });
+    expect(got.faulted).toBeDefined();
+    expect(await migrations(gateway, 'resumed')).toBe(before + 1);
+    expect(got.text).toBe(unbroken.choices[0]!.text);
+    expect(got.finish).toBe('stop');
+    const value = JSON.parse(got.text) as { items: { n: number; ok: boolean }[] };
+    expect(value.items).toHaveLength(12);
+    expect(value.items.every((r) => Number.isInteger(r.n) && r.n >= 0 && r.n <= 999 && typeof r.ok === 'boolean')).toBe(true);
+    await addDecode();
+  });
+});

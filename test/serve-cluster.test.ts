@@ -32,5 +32,6 @@ describe('serve as separate processes', () => {
     const body = (await res.json()) as { choices: { text: string }[]; usage: { completion_tokens: number } };
     expect(body.usage.completion_tokens).toBe(4);
     expect(s.output()).toContain(`at http://127.0.0.1:${s.port}/v1`);
+    expect(s.output(), 'a local cluster runs mTLS inside by default (a throwaway CA)').toContain('mTLS inside');
   }, 120_000);
 });

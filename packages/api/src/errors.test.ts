@@ -91,15 +91,38 @@ describe('bad input', () => {
     ['token id out of vocabulary', 'completions', { model: 'toy', prompt: [1, 999999] }, 'prompt'],
     ['mixed prompt array', 'completions', { model: 'toy', prompt: ['a', 1] }, 'prompt'],
     ['stop_token_ids out of vocabulary', 'chat', { ...chat, stop_token_ids: [123456] }, 'stop_token_ids'],
-    ['logit_bias', 'chat', { ...chat, logit_bias: { '5': 10 } }, 'logit_bias'],
-    ['tools', 'chat', { ...chat, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
-    ['echo with logprobs', 'completions', { ...completion, echo: true, logprobs: 1 }, 'echo'],
+    ['logit_bias key out of vocabulary', 'chat', { ...chat, logit_bias: { '999999': 10 } }, 'logit_bias'],
+    ['logit_bias value above 100', 'chat', { ...chat, logit_bias: { '5': 101 } }, 'logit_bias'],
+    ['min_tokens above max_tokens', 'chat', { ...chat, max_tokens: 2, min_tokens: 3 }, 'min_tokens'],
+    ['include_stop_str_in_output', 'chat', { ...chat, include_stop_str_in_output: true }, 'include_stop_str_in_output'],
+    ['skip_special_tokens false', 'completions', { ...completion, skip_special_tokens: false }, 'skip_special_tokens'],
+    ['truncate_prompt_tokens', 'completions', { ...completion, truncate_prompt_tokens: 5 }, 'truncate_prompt_tokens'],
+    ['guided_regex', 'completions', { ...completion, guided_regex: 'a+' }, 'guided_regex'],
+    ['structured_outputs.choice', 'chat', { ...chat, structured_outputs: { choice: ['a', 'b'] } }, 'structured_outputs.choice'],
+    ['guided_json together with response_format', 'chat', { ...chat, guided_json: { type: 'object' }, response_format: { type: 'json_object' } }, 'guided_json'],
+    ['guided_json with an unsupported schema', 'chat', { ...chat, guided_json: { type: 'string', format: 'uri' } }, 'guided_json'],
+    ['response_format of an unknown type', 'chat', { ...chat, response_format: { type: 'xml' } }, 'response_format.type'],
+    ['response_format with an unsupported schema', 'chat', { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { oneOf: [{ type: 'string' }] } } } } } }, 'response_format'],
+    ['tools on completions', 'completions', { ...completion, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
+    ['prompt_logprobs above 20', 'completions', { ...completion, prompt_logprobs: 21 }, 'prompt_logprobs'],
+    ['stream_options without stream', 'chat', { ...chat, stream_options: { include_usage: true } }, 'stream_options'],
   ];
 
   it.each(cases)('400 for %s', async (_name, path, body, param) => {
     await setup();
     const err = await expectError(await post(`/v1/${path === 'chat' ? 'chat/completions' : 'completions'}`, body), 400, { type: 'invalid_request_error' });
     expect(err.param).toBe(param);
+    expect(s.engine.requests).toHaveLength(0);
+  });
+
+  it('400 for a schema nested 20,000 deep (JSON.parse takes it; nothing downstream recurses along it)', async () => {
+    await setup();
+    const deep = '{"type": "object", "properties": {"a": '.repeat(20_000) + '{"type": "string"}' + '}}'.repeat(20_000);
+    const messages = JSON.stringify(chat.messages);
+    const format = await post('/v1/chat/completions', `{"model": "toy", "messages": ${messages}, "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": ${deep}}}}`);
+    expect((await expectError(format, 400, { code: 'unsupported_schema' })).param).toBe('response_format');
+    const tools = await post('/v1/chat/completions', `{"model": "toy", "messages": ${messages}, "tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": ${deep}}}]}`);
+    expect((await expectError(tools, 400, { code: 'unsupported_schema' })).param).toBe('tools');
     expect(s.engine.requests).toHaveLength(0);
   });
 

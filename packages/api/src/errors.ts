@@ -141,6 +141,34 @@ export class ApiError extends Error {
   toBody(): ErrorBody {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
+
+  /** The same failure in Anthropic's shape (`/v1/messages`): `{"type": "error", "error": {"type", "message"}}`. */
+  toAnthropicBody(): AnthropicErrorBody {
+    return { type: 'error', error: { type: ANTHROPIC_ERROR_TYPES[this.status] ?? (this.status >= 500 ? 'api_error' : 'invalid_request_error'), message: this.message } };
+  }
+}
+
+export interface AnthropicErrorBody {
+  readonly type: 'error';
+  readonly error: { readonly type: string; readonly message: string };
+}
+
+/** Anthropic's error types by HTTP status (others: invalid_request_error below 500, api_error above). */
+const ANTHROPIC_ERROR_TYPES: Readonly<Record<number, string>> = {
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  413: 'request_too_large',
+  429: 'rate_limit_error',
+  500: 'api_error',
+  503: 'overloaded_error',
+};
+
+/** Which API's error shape a route answers in. */
+export type ErrorDialect = 'openai' | 'anthropic';
+
+export function errorBody(e: ApiError, dialect: ErrorDialect): ErrorBody | AnthropicErrorBody {
+  return dialect === 'anthropic' ? e.toAnthropicBody() : e.toBody();
 }
 
 const ENGINE_ERRORS: Readonly<Record<EngineErrorCode, (e: EngineError) => ApiError>> = {

@@ -3,6 +3,7 @@ import {
   StopMatcher,
   type EngineClient,
   type FinishReason,
+  type PromptLogprob,
   type SamplingParams,
   type ServiceTier,
   type TextTokenizer,
@@ -20,6 +21,8 @@ export interface ChoiceSpec {
   readonly sampling: SamplingParams;
   /** Roots the prompt's block-hash chain (see cacheSaltOf); '' = unsalted. */
   readonly cacheSalt: string;
+  /** Lower runs first (GenerateRequest.priority). */
+  readonly priority: number;
   /** Admission class and priority band (OpenAI's service_tier). */
   readonly serviceTier?: ServiceTier;
 }
@@ -35,15 +38,21 @@ export interface GeneratedToken {
 export type ChoiceEvent =
   /** The engine accepted the request and produced its first output. */
   | { readonly kind: 'start'; readonly index: number; readonly cachedTokens: number }
-  /** New text; `tokens` are those generated since the previous event (with logprobs only). */
-  | { readonly kind: 'text'; readonly index: number; readonly text: string; readonly tokens: readonly GeneratedToken[] }
+  /**
+   * New text; `tokens` are those generated since the previous event (with logprobs only). The first text
+   * or finish event carries the prompt logprobs when they were asked for (positions 1 on).
+   */
+  | { readonly kind: 'text'; readonly index: number; readonly text: string; readonly tokens: readonly GeneratedToken[]; readonly promptLogprobs?: readonly PromptLogprob[] }
   | {
       readonly kind: 'finish';
       readonly index: number;
       readonly text: string;
       readonly tokens: readonly GeneratedToken[];
+      readonly promptLogprobs?: readonly PromptLogprob[];
       readonly reason: FinishReason;
       readonly completionTokens: number;
+      /** The stop string that ended the choice, if one did. */
+      readonly stopString?: string;
     };
 
 /**
@@ -66,6 +75,13 @@ export async function* runChoice(
   let tokens: GeneratedToken[] = [];
   let completionTokens = 0;
   let started = false;
+  // Prompt logprobs arrive with the first output and go out with the first event after 'start'.
+  let prompt: readonly PromptLogprob[] | undefined;
+  const withPrompt = (): { promptLogprobs?: readonly PromptLogprob[] } => {
+    const p = prompt;
+    prompt = undefined;
+    return p === undefined ? {} : { promptLogprobs: p };
+  };
   try {
     const stream = engine.generate({
       requestId: spec.engineRequestId,
@@ -73,11 +89,13 @@ export async function* runChoice(
       sampling: spec.sampling,
       signal: engineSignal,
       cacheSalt: spec.cacheSalt,
+      priority: spec.priority,
       serviceTier: spec.serviceTier,
     });
     for await (const out of stream) {
       if (!started) {
         started = true;
+        if (spec.sampling.promptLogprobs !== undefined) prompt = out.promptLogprobs ?? [];
         yield { kind: 'start', index, cachedTokens: out.cachedTokens };
       }
       let text = '';
@@ -93,15 +111,15 @@ export async function* runChoice(
       const m = stops.push(text);
       if (m.stopped) {
         own.abort();
-        yield { kind: 'finish', index, text: m.text, tokens, reason: 'stop', completionTokens };
+        yield { kind: 'finish', index, text: m.text, tokens, reason: 'stop', completionTokens, stopString: m.matched, ...withPrompt() };
         return;
       }
       if (out.finishReason !== undefined) {
-        yield { kind: 'finish', index, text: m.text + stops.flush(), tokens, reason: out.finishReason, completionTokens };
+        yield { kind: 'finish', index, text: m.text + stops.flush(), tokens, reason: out.finishReason, completionTokens, ...withPrompt() };
         return;
       }
       if (m.text !== '') {
-        yield { kind: 'text', index, text: m.text, tokens };
+        yield { kind: 'text', index, text: m.text, tokens, ...withPrompt() };
         tokens = [];
       }
     }
@@ -109,7 +127,7 @@ export async function* runChoice(
     const m = stops.push(detok.flush());
     const reason: FinishReason = m.stopped || completionTokens < spec.sampling.maxTokens ? 'stop' : 'length';
     if (!started) yield { kind: 'start', index, cachedTokens: 0 };
-    yield { kind: 'finish', index, text: m.stopped ? m.text : m.text + stops.flush(), tokens, reason, completionTokens };
+    yield { kind: 'finish', index, text: m.stopped ? m.text : m.text + stops.flush(), tokens, reason, completionTokens, stopString: m.matched, ...withPrompt() };
   } finally {
     // Whatever ends this generator early (stop string, error, consumer gone) must free the engine request.
     own.abort();

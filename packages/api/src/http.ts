@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from './deps';
-import { ApiError } from './errors';
+import { ApiError, errorBody, type ErrorDialect } from './errors';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
   const data = JSON.stringify(body);
@@ -12,8 +12,8 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(data);
 }
 
-export function sendError(res: ServerResponse, err: ApiError): void {
-  sendJson(res, err.status, err.toBody(), err.headers);
+export function sendError(res: ServerResponse, err: ApiError, dialect: ErrorDialect = 'openai'): void {
+  sendJson(res, err.status, errorBody(err, dialect), err.headers);
 }
 
 /**
@@ -73,8 +73,8 @@ export const LINGER_MAX_BYTES = 64 * 1024 * 1024;
  * earlier would let Node close a `Connection: close` socket under an upload still arriving, which the
  * kernel answers with a reset. Bounded in time and bytes; past either bound the connection is cut.
  */
-export function sendErrorLingering(req: IncomingMessage, res: ServerResponse, err: ApiError): void {
-  const data = JSON.stringify(err.toBody());
+export function sendErrorLingering(req: IncomingMessage, res: ServerResponse, err: ApiError, dialect: ErrorDialect = 'openai'): void {
+  const data = JSON.stringify(errorBody(err, dialect));
   res.writeHead(err.status, { ...err.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(data) });
   if (req.complete || req.destroyed) {
     res.end(data);
@@ -148,6 +148,15 @@ export class SseStream {
   async done(): Promise<void> {
     await this.write('data: [DONE]\n\n');
     this.res.end();
+  }
+
+  /** A named event (`event: <name>`), the Anthropic dialect, whose streams end without [DONE]. */
+  async event(name: string, data: unknown): Promise<void> {
+    await this.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  end(): void {
+    if (!this.res.writableEnded) this.res.end();
   }
 
   private async write(s: string): Promise<void> {

@@ -8,3 +8,4 @@ export {
 } from './server';
 export { parseKeyFile } from './auth';
 export { silentLogger, type Logger } from './deps';
+export { defaultToolCallParser, TOOL_CALL_PARSERS, type ToolCallParserName } from './tool-calls';

@@ -1,4 +1,4 @@
-import type { TextTokenizer } from './deps';
+import type { PromptLogprob, TextTokenizer } from './deps';
 import type { GeneratedToken } from './generate';
 
 /**
@@ -24,9 +24,62 @@ export class TokenTexts {
 /** The legacy completions format. Offsets count Unicode code points, as vLLM's (Python's) do. */
 export interface CompletionLogprobs {
   readonly tokens: string[];
-  readonly token_logprobs: number[];
-  readonly top_logprobs: Record<string, number>[];
+  /** null for the first prompt token under echo (nothing comes before it). */
+  readonly token_logprobs: (number | null)[];
+  readonly top_logprobs: (Record<string, number> | null)[];
   readonly text_offset: number[];
+}
+
+/**
+ * The echoed prompt's part of completions logprobs: every prompt token, the first with null logprobs;
+ * offsets from 0 over the tokens' texts. `entries` are positions 1 on (the engine's prompt logprobs).
+ */
+export function echoLogprobs(promptIds: readonly number[], entries: readonly PromptLogprob[], texts: TokenTexts): CompletionLogprobs {
+  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  let offset = 0;
+  promptIds.forEach((id, i) => {
+    const text = texts.text(id);
+    const e = i === 0 ? undefined : entries[i - 1];
+    out.tokens.push(text);
+    out.text_offset.push(offset);
+    offset += codePoints(text);
+    if (e === undefined) {
+      out.token_logprobs.push(null);
+      out.top_logprobs.push(null);
+      return;
+    }
+    out.token_logprobs.push(e.logprob);
+    const top: Record<string, number> = {};
+    for (const alt of e.top) top[texts.text(alt.tokenId)] = alt.logprob;
+    top[text] ??= e.logprob;
+    out.top_logprobs.push(top);
+  });
+  return out;
+}
+
+/** Two pieces of completions logprobs, one after the other. */
+export function concatLogprobs(a: CompletionLogprobs, b: CompletionLogprobs): CompletionLogprobs {
+  return {
+    tokens: [...a.tokens, ...b.tokens],
+    token_logprobs: [...a.token_logprobs, ...b.token_logprobs],
+    top_logprobs: [...a.top_logprobs, ...b.top_logprobs],
+    text_offset: [...a.text_offset, ...b.text_offset],
+  };
+}
+
+/** One prompt position in vLLM's prompt_logprobs: token id → its logprob, rank and text. */
+export type VllmPromptLogprob = Record<string, { readonly logprob: number; readonly rank: number; readonly decoded_token: string }> | null;
+
+/** vLLM's `prompt_logprobs`: null for the first token, then the prompt token and its top alternatives. */
+export function vllmPromptLogprobs(promptIds: readonly number[], entries: readonly PromptLogprob[], texts: TokenTexts): VllmPromptLogprob[] {
+  return promptIds.map((id, i) => {
+    const e = i === 0 ? undefined : entries[i - 1];
+    if (e === undefined) return null;
+    const out: Record<string, { logprob: number; rank: number; decoded_token: string }> = {};
+    e.top.forEach((alt, j) => (out[String(alt.tokenId)] = { logprob: alt.logprob, rank: j + 1, decoded_token: texts.text(alt.tokenId) }));
+    out[String(id)] = { logprob: e.logprob, rank: e.rank, decoded_token: texts.text(id) };
+    return out;
+  });
 }
 
 /**

@@ -141,6 +141,49 @@ describe('chat completions', () => {
     expect(s.engine.requests.map((r) => r.sampling.maxTokens)).toEqual([3, 9]);
   });
 
+  it('hands priority, logit_bias and min_tokens to the engine, and the template options to the template', async () => {
+    const { s, client } = await setup({ reply: () => words(' the mat.') });
+    const extra: Record<string, unknown> = { priority: 5, min_tokens: 2, chat_template_kwargs: { enable_thinking: false }, continue_final_message: true };
+    const res = await client.chat.completions.create({
+      model: 'toy',
+      messages: [{ role: 'user', content: 'Where?' }, { role: 'assistant', content: 'On' }],
+      logit_bias: { '42': -100 },
+      ...extra,
+    });
+    expect(res.choices[0]!.message.content).toBe(' the mat.');
+    const req = s.engine.requests[0]!;
+    expect(req.priority).toBe(5);
+    expect(req.sampling).toMatchObject({ logitBias: { 42: -100 }, minTokens: 2 });
+    // Continued: the prompt ends inside the assistant's message, with no new turn header.
+    expect(tok.decode(req.promptTokenIds)).toBe('<|kwargs|>{"enable_thinking":false}\n<|user|>Where?\n<|assistant|>On');
+    await client.chat.completions.create({ model: 'toy', messages: [{ role: 'user', content: 'Hi' }], add_generation_prompt: false } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    expect(tok.decode(s.engine.requests[1]!.promptTokenIds)).toBe('<|user|>Hi\n');
+  });
+
+  it('echo with logprobs shows the prompt tokens first (the first null); prompt_logprobs in vLLM\'s shape', async () => {
+    const { s, client } = await setup({ reply: () => words(' Hello world!') });
+    const res = await client.completions.create({ model: 'toy', prompt: 'Hi there', max_tokens: 2, logprobs: 1, echo: true });
+    expect(s.engine.requests[0]!.sampling.promptLogprobs).toBe(1);
+    const lp = res.choices[0]!.logprobs!;
+    expect(res.choices[0]!.text).toBe('Hi there Hello world');
+    expect(lp.tokens).toEqual(['<bos>', 'H', 'i', ' the', 'r', 'e', ' Hello', ' world']);
+    expect(lp.token_logprobs!.slice(0, 3)).toEqual([null, -0.1, -0.2]);
+    expect(lp.top_logprobs![0]).toBeNull();
+    expect(lp.top_logprobs![1]).toEqual({ H: -0.1, ' Hello': -0.05 });
+    expect(lp.text_offset!.slice(0, 3)).toEqual([0, 5, 6]);
+    const streamed: Completion[] = [];
+    for await (const c of await client.completions.create({ model: 'toy', prompt: 'Hi there', max_tokens: 2, logprobs: 1, echo: true, stream: true })) streamed.push(c);
+    expect(streamed[0]!.choices[0]!.logprobs!.tokens!.slice(0, 2)).toEqual(['<bos>', 'H']);
+    expect(streamed.flatMap((c) => c.choices[0]!.logprobs!.tokens!)).toEqual(lp.tokens);
+
+    const extra = { prompt_logprobs: 0 } as Record<string, unknown>;
+    const plain = (await client.completions.create({ model: 'toy', prompt: [5, 6, 7], max_tokens: 1, ...extra })) as Completion & { choices: { prompt_logprobs: unknown }[] };
+    expect(plain.choices[0]!.prompt_logprobs).toEqual([null, { '6': { logprob: -0.1, rank: 1, decoded_token: '\u0004' } }, { '7': { logprob: -0.2, rank: 2, decoded_token: '\u0005' } }]);
+    const chat = (await client.chat.completions.create({ model: 'toy', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1, ...extra })) as OpenAI.ChatCompletion & { prompt_logprobs: unknown[] };
+    expect(chat.prompt_logprobs[0]).toBeNull();
+    expect(chat.prompt_logprobs).toHaveLength(s.engine.requests.at(-1)!.promptTokenIds.length);
+  });
+
   it('streams a role chunk, content deltas, a finish chunk and usage', async () => {
     const { client } = await setup({ reply: () => words(' Hello 😀!'), cachedTokens: 4 });
     const stream = await client.chat.completions.create({

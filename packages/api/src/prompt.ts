@@ -1,7 +1,8 @@
-import { ChatTemplateError, type EngineClient, type SamplingParams, type ServiceTier, type TextTokenizer } from './deps';
+import { ChatTemplateError, logitBiasProblem, type EngineClient, type SamplingParams, type ServiceTier, type TextTokenizer } from './deps';
 import { ApiError } from './errors';
 import type { ChoiceSpec } from './generate';
 import type { ChatRequest, CompletionRequest, SamplingOptions } from './requests';
+import type { ToolCallParserName } from './tool-calls';
 
 /** A model the server exposes. */
 export interface ServedModel {
@@ -17,6 +18,8 @@ export interface ServedModel {
   readonly created?: number;
   /** Longest prompt in characters, refused before tokenizing; default maxModelLen × MAX_CHARS_PER_TOKEN. */
   readonly maxPromptChars?: number;
+  /** The tool-call syntax the model writes under tool_choice auto; default hermes (see defaultToolCallParser). */
+  readonly toolCallParser?: ToolCallParserName;
 }
 
 /**
@@ -83,6 +86,13 @@ export function resolveMaxTokens(
   return Math.min(fallback, room);
 }
 
+/** The sampling fields that name token ids, checked against the model's vocabulary. */
+function checkSamplingIds(o: SamplingOptions, vocabSize: number): void {
+  checkTokenIds(o.stopTokenIds, vocabSize, 'stop_token_ids');
+  const problem = logitBiasProblem(o.logitBias, vocabSize);
+  if (problem !== undefined) throw ApiError.invalid(problem.message, problem.param);
+}
+
 function checkTokenIds(ids: readonly number[], vocabSize: number, param: string): void {
   const bad = ids.find((id) => id >= vocabSize);
   if (bad !== undefined) throw ApiError.invalid(`Token id ${bad} in '${param}' is out of range for this model (vocabulary size ${vocabSize}).`, param);
@@ -90,7 +100,7 @@ function checkTokenIds(ids: readonly number[], vocabSize: number, param: string)
 
 export function prepareCompletionPrompts(model: ServedModel, req: CompletionRequest): PreparedPrompt[] {
   const { tokenizer } = model;
-  checkTokenIds(req.sampling.stopTokenIds, tokenizer.vocabSize, 'stop_token_ids');
+  checkSamplingIds(req.sampling, tokenizer.vocabSize);
   return req.prompts.map((p, i) => {
     const param = req.prompts.length > 1 ? `prompt[${i}]` : 'prompt';
     let tokenIds: readonly number[];
@@ -110,15 +120,32 @@ export function prepareCompletionPrompts(model: ServedModel, req: CompletionRequ
 }
 
 export function prepareChatPrompt(model: ServedModel, req: ChatRequest): PreparedPrompt {
+  checkSamplingIds(req.sampling, model.tokenizer.vocabSize);
+  const text = renderChat(model, req);
+  // The rendered template already holds any BOS it wants.
+  const tokenIds = model.tokenizer.encode(text, { addSpecialTokens: false });
+  if (tokenIds.length === 0) throw ApiError.invalid(`'messages' render to an empty prompt.`, 'messages');
+  return { tokenIds, text, maxTokens: resolveMaxTokens(model, tokenIds.length, req.sampling.maxTokens, 'chat') };
+}
+
+/** The chat request's messages (and tools) through the model's chat template, as prompt text. */
+export function renderChat(
+  model: ServedModel,
+  req: Pick<ChatRequest, 'messages' | 'tools' | 'addGenerationPrompt' | 'continueFinalMessage' | 'chatTemplateKwargs'>,
+): string {
   const { tokenizer } = model;
-  checkTokenIds(req.sampling.stopTokenIds, tokenizer.vocabSize, 'stop_token_ids');
   if (!tokenizer.hasChatTemplate) {
     throw ApiError.invalid(`The model \`${model.id}\` has no chat template; use /v1/completions.`, 'messages', 'no_chat_template');
   }
   checkPromptChars(model, 'messages', req.messages.reduce((n, m) => n + m.content.length, 0));
   let text: string;
   try {
-    text = tokenizer.applyChatTemplate(req.messages, { addGenerationPrompt: true });
+    text = tokenizer.applyChatTemplate(req.messages, {
+      addGenerationPrompt: req.addGenerationPrompt,
+      continueFinalMessage: req.continueFinalMessage,
+      tools: req.tools.map((t) => t.raw),
+      kwargs: req.chatTemplateKwargs,
+    });
   } catch (err) {
     // Templates reject conversations they cannot render (e.g. roles that do not alternate); anything
     // else thrown here is a bug and stays a 500.
@@ -127,13 +154,13 @@ export function prepareChatPrompt(model: ServedModel, req: ChatRequest): Prepare
   }
   // The template adds text of its own: the cap holds for what is tokenized.
   checkPromptChars(model, 'messages', text.length);
-  // The rendered template already holds any BOS it wants.
-  const tokenIds = tokenizer.encode(text, { addSpecialTokens: false });
-  if (tokenIds.length === 0) throw ApiError.invalid(`'messages' render to an empty prompt.`, 'messages');
-  return { tokenIds, text, maxTokens: resolveMaxTokens(model, tokenIds.length, req.sampling.maxTokens, 'chat') };
+  return text;
 }
 
 export function toSamplingParams(o: SamplingOptions, maxTokens: number, seedOffset: number): SamplingParams {
+  if (o.minTokens !== undefined && o.minTokens > maxTokens) {
+    throw ApiError.invalid(`'min_tokens' (${o.minTokens}) must not exceed 'max_tokens' (${maxTokens}).`, 'min_tokens');
+  }
   return {
     temperature: o.temperature,
     topP: o.topP,
@@ -150,6 +177,10 @@ export function toSamplingParams(o: SamplingOptions, maxTokens: number, seedOffs
     stop: o.stop,
     ignoreEos: o.ignoreEos,
     logprobs: o.logprobs,
+    logitBias: o.logitBias,
+    minTokens: o.minTokens,
+    structuredOutput: o.structuredOutput,
+    promptLogprobs: o.promptLogprobs,
   };
 }
 
@@ -170,6 +201,7 @@ export function choiceSpecs(
   sampling: SamplingOptions,
   requestId: string,
   cacheSalt = '',
+  priority = 0,
   serviceTier?: ServiceTier,
 ): ChoiceSpec[] {
   return prompts.flatMap((p, promptIndex) =>
@@ -182,6 +214,7 @@ export function choiceSpecs(
         promptTokenIds: p.tokenIds,
         sampling: toSamplingParams(sampling, p.maxTokens, i),
         cacheSalt,
+        priority,
         serviceTier,
       };
     }),

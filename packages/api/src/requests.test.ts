@@ -30,11 +30,35 @@ describe('parseChatRequest', () => {
     expect(r.sampling).toMatchObject({ temperature: 1, topP: 1, topK: 0, stop: [], logprobs: 0, maxTokens: undefined });
   });
 
-  it('ignores stream_options without stream, and maps top_k -1 to disabled', () => {
-    const r = parseChatRequest({ messages: [{ role: 'user', content: 'x' }], stream_options: { include_usage: true }, top_k: -1 });
+  it('refuses stream_options without stream (as OpenAI does), and maps top_k -1 to disabled', () => {
+    expect(() => parseChatRequest({ messages: [{ role: 'user', content: 'x' }], stream_options: { include_usage: true } })).toThrow(/only allowed when 'stream' is true/);
+    expect(() => parseCompletionRequest({ prompt: 'x', stream: false, stream_options: {} })).toThrow(ApiError);
+    const r = parseChatRequest({ messages: [{ role: 'user', content: 'x' }], top_k: -1 });
     expect(r.includeUsage).toBe(false);
     expect(r.model).toBeUndefined();
     expect(r.sampling.topK).toBe(0);
+  });
+
+  it("takes vLLM's guided_json and structured_outputs.json (object or JSON text) as a json_schema constraint", () => {
+    const schema = { type: 'object', properties: { a: { type: 'integer' } } };
+    const messages = [{ role: 'user', content: 'x' }];
+    expect(parseChatRequest({ messages, guided_json: schema }).sampling.structuredOutput).toEqual({ kind: 'json_schema', schema });
+    expect(parseCompletionRequest({ prompt: 'x', guided_json: JSON.stringify(schema) }).sampling.structuredOutput).toEqual({ kind: 'json_schema', schema });
+    expect(parseChatRequest({ messages, structured_outputs: { json: schema } }).sampling.structuredOutput).toEqual({ kind: 'json_schema', schema });
+  });
+
+  it('reads priority, logit_bias, min_tokens, chat_template_kwargs, add_generation_prompt and continue_final_message', () => {
+    const messages = [{ role: 'user', content: 'x' }, { role: 'assistant', content: 'Once upon' }];
+    const r = parseChatRequest({ messages, priority: -3, logit_bias: { '7': -100, '9': 2.5 }, min_tokens: 2, chat_template_kwargs: { enable_thinking: false }, continue_final_message: true });
+    expect(r).toMatchObject({ priority: -3, chatTemplateKwargs: { enable_thinking: false }, continueFinalMessage: true, addGenerationPrompt: false });
+    expect(r.sampling).toMatchObject({ logitBias: { 7: -100, 9: 2.5 }, minTokens: 2 });
+    expect(parseChatRequest({ messages }).addGenerationPrompt).toBe(true);
+    expect(parseChatRequest({ messages, add_generation_prompt: false }).addGenerationPrompt).toBe(false);
+    expect(parseCompletionRequest({ prompt: 'x' }).priority).toBe(0);
+    expect(() => parseChatRequest({ messages, continue_final_message: true, add_generation_prompt: true })).toThrow(/cannot both be true/);
+    expect(() => parseChatRequest({ messages: [messages[0]], continue_final_message: true })).toThrow(/last message/);
+    expect(() => parseChatRequest({ messages, priority: 2 ** 40 })).toThrow(/priority/);
+    expect(() => parseChatRequest({ messages, chat_template_kwargs: [] })).toThrow(/chat_template_kwargs/);
   });
 
   it('throws ApiError with the parameter name', () => {

@@ -1,5 +1,8 @@
 import {
   boundsProblem,
+  GrammarError,
+  grammarFor,
+  logitBiasProblem,
   MAX_LOGPROBS,
   MAX_STOP_STRINGS,
   SAMPLING_BOUNDS,
@@ -9,9 +12,12 @@ import {
   type Bounds,
   type ServiceTier,
   type ChatMessage,
+  type ChatToolCall,
   type SamplingProblem,
+  type StructuredOutput,
 } from './deps';
 import { ApiError } from './errors';
+import { toolCallConstraint, type ToolChoice, type ToolSpec } from './tools';
 
 // Request bodies arrive as `unknown`; these functions check every field once and return typed values.
 // Value bounds of sampling fields are the shared ones (SAMPLING_BOUNDS): a worker checks what arrives over
@@ -27,6 +33,8 @@ export const MAX_CHOICES = 128;
 /** Longest `cache_salt`, in UTF-16 code units. */
 export const MAX_CACHE_SALT_LENGTH = 1024;
 export { MAX_LOGPROBS, MAX_STOP_STRINGS };
+/** `priority` travels as a 32-bit integer (worker.proto). */
+export const PRIORITY_BOUNDS: Bounds = { min: -(2 ** 31), max: 2 ** 31 - 1, integer: true };
 
 const CHAT_ROLES: ReadonlySet<string> = new Set(['system', 'user', 'assistant', 'tool', 'developer']);
 
@@ -47,6 +55,13 @@ export interface SamplingOptions {
   readonly maxTokens?: number;
   /** Top alternatives per token; undefined means no logprobs. */
   readonly logprobs?: number;
+  readonly logitBias?: Readonly<Record<number, number>>;
+  /** Must not exceed the resolved max_tokens (checked once that is known). */
+  readonly minTokens?: number;
+  /** response_format json_object / json_schema, already known to compile to a grammar. */
+  readonly structuredOutput?: StructuredOutput;
+  /** Alternatives per prompt token to compute (echo with logprobs, or prompt_logprobs); undefined = none. */
+  readonly promptLogprobs?: number;
 }
 
 interface RequestBase {
@@ -58,6 +73,10 @@ interface RequestBase {
   readonly user?: string;
   /** Requests share cached prompt blocks only when their salts are equal (vLLM's cache_salt); absent = none. */
   readonly cacheSalt?: string;
+  /** vLLM's priority: lower runs first in the engine's queue; default 0. */
+  readonly priority: number;
+  /** vLLM's prompt_logprobs: the response carries `prompt_logprobs` with this many alternatives per token. */
+  readonly promptLogprobs?: number;
   /** OpenAI's service_tier, as a class: auto = default, scale = priority; absent = default. */
   readonly serviceTier?: ServiceTier;
   readonly sampling: SamplingOptions;
@@ -74,6 +93,17 @@ export interface CompletionRequest extends RequestBase {
 
 export interface ChatRequest extends RequestBase {
   readonly messages: readonly ChatMessage[];
+  /** Offered functions; empty when none (or tool_choice none). */
+  readonly tools: readonly ToolSpec[];
+  readonly toolChoice: ToolChoice;
+  /** Extra chat template variables (vLLM's chat_template_kwargs). */
+  readonly chatTemplateKwargs?: Readonly<Record<string, unknown>>;
+  /** End the prompt with the assistant's turn header; default true. */
+  readonly addGenerationPrompt: boolean;
+  /** Continue the final assistant message instead of starting a new one; default false. */
+  readonly continueFinalMessage: boolean;
+  /** parallel_tool_calls: false allows one call per reply (the first parsed, or a one-item array under required). */
+  readonly parallelToolCalls: boolean;
 }
 
 type JsonObject = Readonly<Record<string, unknown>>;
@@ -184,29 +214,35 @@ function parseStreamOptions(f: Fields, stream: boolean): boolean {
   const v = f.raw('stream_options');
   if (v === undefined) return false;
   if (!isObject(v)) throw typeError('stream_options', 'an object', v);
+  // As OpenAI answers: the options describe a stream, so they need one.
+  if (!stream) throw ApiError.invalid(`'stream_options' is only allowed when 'stream' is true.`, 'stream_options');
   const includeUsage = new Fields(v, 'stream_options.').boolean('include_usage') ?? false;
   return stream && includeUsage;
 }
 
 /** Fields whose silent omission would change the result; present with a non-default value ⇒ 400. */
-function rejectUnsupported(f: Fields, n: number): void {
+function rejectUnsupported(f: Fields, n: number, endpoint: 'chat' | 'completions'): void {
   const unsupported = (param: string, what: string): never =>
     fail(ApiError.invalid(`'${param}' is not supported by this server (${what}).`, param, 'unsupported_parameter'));
-  const bias = f.raw('logit_bias');
-  if (bias !== undefined && !(isObject(bias) && Object.keys(bias).length === 0)) unsupported('logit_bias', 'logit biasing');
   const tools = f.raw('tools');
-  if (tools !== undefined && !(Array.isArray(tools) && tools.length === 0)) unsupported('tools', 'tool calling');
-  const format = f.raw('response_format');
-  if (format !== undefined && !(isObject(format) && format['type'] === 'text')) unsupported('response_format', 'only {"type": "text"}');
+  if (endpoint === 'completions' && tools !== undefined && !(Array.isArray(tools) && tools.length === 0)) unsupported('tools', 'tool calling is a chat feature');
   const suffix = f.raw('suffix');
   if (suffix !== undefined && suffix !== '') unsupported('suffix', 'insertion');
   const bestOf = f.integer('best_of', { min: 1 });
   if (bestOf !== undefined && bestOf !== n) unsupported('best_of', 'best_of must equal n');
+  // vLLM's extras that would change the output if they were ignored.
+  if (f.boolean('include_stop_str_in_output') === true) unsupported('include_stop_str_in_output', 'stop strings are never included');
+  if (f.boolean('skip_special_tokens') === false) unsupported('skip_special_tokens', 'special tokens are always skipped in the text');
+  if (f.raw('truncate_prompt_tokens') !== undefined) unsupported('truncate_prompt_tokens', 'prompts are never truncated');
+  for (const name of ['guided_regex', 'guided_choice', 'guided_grammar']) {
+    if (f.raw(name) !== undefined) unsupported(name, 'only JSON schemas constrain the output: use response_format');
+  }
 }
 
-function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | undefined): RequestBase {
+function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | undefined, endpoint: 'chat' | 'completions', echoLogprobs?: number): RequestBase {
   const n = f.integer('n', { min: 1, max: MAX_N }) ?? 1;
-  rejectUnsupported(f, n);
+  const promptLogprobs = f.integer('prompt_logprobs', SAMPLING_BOUNDS.prompt_logprobs);
+  rejectUnsupported(f, n, endpoint);
   const stream = f.boolean('stream') ?? false;
   const model = f.string('model');
   if (model === '') throw ApiError.invalid(`'model' must not be empty.`, 'model');
@@ -229,6 +265,11 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     seed: f.integer('seed', { ...SAMPLING_BOUNDS.seed, max: SAMPLING_BOUNDS.seed.max - MAX_N }),
     maxTokens,
     logprobs,
+    logitBias: parseLogitBias(f),
+    minTokens: f.integer('min_tokens', SAMPLING_BOUNDS.min_tokens),
+    structuredOutput: parseStructuredOutput(f),
+    // echo with logprobs shows the prompt's tokens with as many alternatives as the output's.
+    promptLogprobs: Math.max(promptLogprobs ?? -1, echoLogprobs ?? -1) < 0 ? undefined : Math.max(promptLogprobs ?? 0, echoLogprobs ?? 0),
   };
   return {
     model,
@@ -237,9 +278,128 @@ function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | 
     includeUsage: parseStreamOptions(f, stream),
     user: f.string('user'),
     cacheSalt: parseCacheSalt(f),
+    priority: f.integer('priority', PRIORITY_BOUNDS) ?? 0,
+    promptLogprobs,
     serviceTier: parseServiceTier(f),
     sampling,
   };
+}
+
+function parseLogitBias(f: Fields): Readonly<Record<number, number>> | undefined {
+  const v = f.raw('logit_bias');
+  if (v === undefined) return undefined;
+  if (!isObject(v)) throw typeError('logit_bias', 'an object mapping token ids to biases', v);
+  refuse(logitBiasProblem(v as Readonly<Record<number, number>>));
+  const bias: Record<number, number> = {};
+  for (const [k, b] of Object.entries(v)) bias[Number(k)] = b as number;
+  return Object.keys(bias).length === 0 ? undefined : bias;
+}
+
+/**
+ * The output constraint: OpenAI's response_format, or vLLM's older spellings of a JSON schema
+ * (`guided_json`, `structured_outputs.json`), at most one of them.
+ */
+function parseStructuredOutput(f: Fields): StructuredOutput | undefined {
+  const fromFormat = parseResponseFormat(f);
+  const guided = f.raw('guided_json');
+  const so = f.raw('structured_outputs');
+  if (so !== undefined && !isObject(so)) throw typeError('structured_outputs', 'an object', so);
+  if (so !== undefined) {
+    const other = Object.keys(so).find((k) => k !== 'json' && so[k] !== null && so[k] !== undefined);
+    if (other !== undefined) {
+      throw ApiError.invalid(`'structured_outputs.${other}' is not supported by this server (only JSON schemas constrain the output).`, `structured_outputs.${other}`, 'unsupported_parameter');
+    }
+  }
+  const vllm: [string, unknown][] = [['guided_json', guided], ['structured_outputs.json', so?.['json'] ?? undefined]];
+  const given = vllm.filter(([, v]) => v !== undefined && v !== null);
+  if (given.length === 0) return fromFormat;
+  const [param, raw] = given[0]!;
+  if (given.length > 1 || fromFormat !== undefined) throw ApiError.invalid(`'${param}' cannot be combined with another output constraint.`, param);
+  let schema: unknown = raw;
+  if (typeof raw === 'string') {
+    try {
+      schema = JSON.parse(raw);
+    } catch {
+      throw ApiError.invalid(`'${param}' is not valid JSON.`, param);
+    }
+  }
+  if (!isObject(schema)) throw typeError(param, 'a JSON schema object', schema);
+  return checkedConstraint({ kind: 'json_schema', schema }, param);
+}
+
+/**
+ * OpenAI's response_format: text (no constraint), json_object, or json_schema {name, schema, strict}.
+ * The schema is converted to a grammar here (no vocabulary needed), so one the engine cannot enforce is a
+ * 400 naming the unsupported part before any engine sees it.
+ */
+function parseResponseFormat(f: Fields): StructuredOutput | undefined {
+  const v = f.raw('response_format');
+  if (v === undefined) return undefined;
+  if (!isObject(v)) throw typeError('response_format', 'an object', v);
+  const rf = new Fields(v, 'response_format.');
+  const type = rf.string('type');
+  if (type === 'text') return undefined;
+  if (type === 'json_object') return { kind: 'json_object' };
+  if (type !== 'json_schema') {
+    throw ApiError.invalid(`Invalid value for 'response_format.type': ${JSON.stringify(type ?? null)}; expected text, json_object or json_schema.`, 'response_format.type');
+  }
+  const js = rf.raw('json_schema');
+  if (!isObject(js)) throw typeError('response_format.json_schema', 'an object', js);
+  const jf = new Fields(js, 'response_format.json_schema.');
+  jf.string('name');
+  const schema = jf.raw('schema');
+  if (schema === undefined) return checkedConstraint({ kind: 'json_object' });
+  if (!isObject(schema) && typeof schema !== 'boolean') throw typeError('response_format.json_schema.schema', 'an object', schema);
+  const strict = jf.boolean('strict');
+  return checkedConstraint(strict === undefined ? { kind: 'json_schema', schema } : { kind: 'json_schema', schema, strict });
+}
+
+/** Schemas already converted (JSON text → the refusal, or undefined when it converts), most recent last. */
+const checked = new Map<string, ApiError | undefined>();
+/** Schemas remembered by checkedConstraint; a conversion costs ~0.05-3 ms, a lookup a JSON.stringify. */
+const CHECKED_CACHE_SIZE = 256;
+
+/**
+ * Deepest nesting of objects and arrays a schema may have. JSON.parse takes any depth, but converting,
+ * hashing and sending a schema recurse along it: far deeper than any real schema, far below the stack.
+ */
+export const MAX_SCHEMA_DEPTH = 128;
+
+/** Nesting depth of a JSON value, counted without recursion (the value may be arbitrarily deep). */
+function depthOf(v: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null) continue;
+    max = Math.max(max, d);
+    if (max > MAX_SCHEMA_DEPTH) return max;
+    for (const child of Object.values(x)) stack.push([child, d + 1]);
+  }
+  return max;
+}
+
+/** `c` if it converts to a grammar; else the converter's reason (which names the part) as a 400. */
+export function checkedConstraint(c: StructuredOutput, param = 'response_format'): StructuredOutput {
+  if (c.kind === 'json_schema' && depthOf(c.schema) > MAX_SCHEMA_DEPTH) {
+    throw ApiError.invalid(`Unsupported JSON schema in '${param}': it nests deeper than ${MAX_SCHEMA_DEPTH} levels.`, param, 'unsupported_schema');
+  }
+  const key = `${param}\0${JSON.stringify(c)}`;
+  let refusal = checked.get(key);
+  if (!checked.has(key)) {
+    try {
+      grammarFor(c);
+    } catch (err) {
+      if (!(err instanceof GrammarError) || err.code === 'internal') throw err;
+      refusal = ApiError.invalid(`Unsupported JSON schema in '${param}': ${err.message}`, param, err.code);
+    }
+    if (checked.size >= CHECKED_CACHE_SIZE) checked.delete(checked.keys().next().value!);
+  } else {
+    checked.delete(key);
+  }
+  checked.set(key, refusal);
+  if (refusal !== undefined) throw refusal;
+  return c;
 }
 
 function parseServiceTier(f: Fields): ServiceTier | undefined {
@@ -285,10 +445,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   const prompts = parsePrompt(f.raw('prompt'));
   const logprobs = f.integer('logprobs', SAMPLING_BOUNDS.logprobs);
   const echo = f.boolean('echo') ?? false;
-  if (echo && logprobs !== undefined) {
-    throw ApiError.invalid(`'echo' together with 'logprobs' needs prompt logprobs, which this server does not compute.`, 'echo', 'unsupported_parameter');
-  }
-  const base = parseBase(f, f.integer('max_tokens', SAMPLING_BOUNDS.max_tokens), logprobs);
+  const base = parseBase(f, f.integer('max_tokens', SAMPLING_BOUNDS.max_tokens), logprobs, 'completions', echo ? logprobs : undefined);
   checkChoiceCount(prompts.length * base.n);
   return { ...base, prompts, echo };
 }
@@ -334,7 +491,41 @@ function parseMessages(v: unknown): ChatMessage[] {
     const name = f.string('name');
     // Chat templates know 'system'; OpenAI's 'developer' role means the same to open models.
     const mapped = role === 'developer' ? 'system' : role;
-    return name === undefined ? { role: mapped, content } : { role: mapped, content, name };
+    const message: { -readonly [K in keyof ChatMessage]: ChatMessage[K] } = { role: mapped, content };
+    if (name !== undefined) message.name = name;
+    if (role === 'assistant') {
+      const calls = parseToolCalls(f.raw('tool_calls'), `${param}.tool_calls`);
+      if (calls.length > 0) message.toolCalls = calls;
+    }
+    if (role === 'tool') {
+      const id = f.string('tool_call_id');
+      if (id !== undefined) message.toolCallId = id;
+    }
+    return message;
+  });
+}
+
+function parseToolCalls(v: unknown, param: string): ChatToolCall[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw typeError(param, 'an array', v);
+  return v.map((c: unknown, i) => {
+    const p = `${param}[${i}]`;
+    if (!isObject(c)) throw typeError(p, 'an object', c);
+    const cf = new Fields(c, `${p}.`);
+    const fn = cf.raw('function');
+    if (!isObject(fn)) throw typeError(`${p}.function`, 'an object', fn);
+    const ff = new Fields(fn, `${p}.function.`);
+    const name = ff.string('name');
+    if (name === undefined) throw ApiError.invalid(`Missing required parameter: '${p}.function.name'.`, `${p}.function.name`, 'missing_required_parameter');
+    const args = ff.string('arguments') ?? '{}';
+    // Templates expect the arguments as an object (transformers' convention), as vLLM hands them over.
+    let parsed: unknown = args;
+    try {
+      parsed = JSON.parse(args);
+    } catch {
+      // Kept as the string the client sent; templates print strings as they are.
+    }
+    return { id: cf.string('id') ?? '', name, arguments: parsed };
   });
 }
 
@@ -350,9 +541,89 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const maxCompletionTokens = f.integer('max_completion_tokens', SAMPLING_BOUNDS.max_tokens);
   const legacyMaxTokens = f.integer('max_tokens', SAMPLING_BOUNDS.max_tokens);
   const maxTokens = maxCompletionTokens ?? legacyMaxTokens;
-  const base = parseBase(f, maxTokens, wantLogprobs ? (top ?? 0) : undefined);
+  const base = parseBase(f, maxTokens, wantLogprobs ? (top ?? 0) : undefined, 'chat');
   checkChoiceCount(base.n);
-  return { ...base, messages };
+  const offered = parseTools(f.raw('tools'));
+  const toolChoice = parseToolChoice(f.raw('tool_choice'), offered);
+  const tools = toolChoice.kind === 'none' ? [] : offered;
+  let sampling = base.sampling;
+  const parallelToolCalls = f.boolean('parallel_tool_calls') ?? true;
+  const constraint = toolCallConstraint(tools, toolChoice, parallelToolCalls);
+  if (constraint !== undefined) {
+    if (sampling.structuredOutput !== undefined) {
+      throw ApiError.invalid(`'response_format' cannot be combined with tool_choice '${toolChoice.kind}', which constrains the output itself.`, 'response_format');
+    }
+    sampling = { ...sampling, structuredOutput: checkedConstraint(constraint, 'tools') };
+  }
+  const addGenerationPrompt = f.boolean('add_generation_prompt');
+  const continueFinalMessage = f.boolean('continue_final_message') ?? false;
+  if (continueFinalMessage && addGenerationPrompt === true) {
+    throw ApiError.invalid(`'continue_final_message' and 'add_generation_prompt' cannot both be true.`, 'continue_final_message');
+  }
+  if (continueFinalMessage && messages[messages.length - 1]!.role !== 'assistant') {
+    throw ApiError.invalid(`'continue_final_message' needs the last message to be from the assistant.`, 'continue_final_message');
+  }
+  const kwargs = f.raw('chat_template_kwargs');
+  if (kwargs !== undefined && !isObject(kwargs)) throw typeError('chat_template_kwargs', 'an object', kwargs);
+  return {
+    ...base,
+    sampling,
+    messages,
+    tools,
+    toolChoice,
+    chatTemplateKwargs: kwargs,
+    addGenerationPrompt: addGenerationPrompt ?? !continueFinalMessage,
+    continueFinalMessage,
+    parallelToolCalls,
+  };
+}
+
+/** Function names as OpenAI allows them. */
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+/** Most tools in one request. */
+export const MAX_TOOLS = 128;
+
+function parseTools(v: unknown): ToolSpec[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw typeError('tools', 'an array', v);
+  if (v.length > MAX_TOOLS) throw ApiError.invalid(`'tools' may hold at most ${MAX_TOOLS} tools.`, 'tools');
+  const names = new Set<string>();
+  return v.map((t: unknown, i) => {
+    const param = `tools[${i}]`;
+    if (!isObject(t)) throw typeError(param, 'an object', t);
+    const tf = new Fields(t, `${param}.`);
+    const type = tf.string('type');
+    if (type !== 'function') throw ApiError.invalid(`Invalid value for '${param}.type': ${JSON.stringify(type ?? null)}; only 'function' is supported.`, `${param}.type`);
+    const fn = tf.raw('function');
+    if (!isObject(fn)) throw typeError(`${param}.function`, 'an object', fn);
+    const ff = new Fields(fn, `${param}.function.`);
+    const name = ff.string('name');
+    if (name === undefined) throw ApiError.invalid(`Missing required parameter: '${param}.function.name'.`, `${param}.function.name`, 'missing_required_parameter');
+    if (!TOOL_NAME.test(name)) throw ApiError.invalid(`Invalid '${param}.function.name': ${JSON.stringify(name)}; names are 1-64 letters, digits, '_' or '-'.`, `${param}.function.name`);
+    if (names.has(name)) throw ApiError.invalid(`Duplicate tool name ${JSON.stringify(name)} in 'tools'.`, `${param}.function.name`);
+    names.add(name);
+    const description = ff.string('description');
+    const parameters = ff.raw('parameters') ?? { type: 'object', properties: {} };
+    if (!isObject(parameters)) throw typeError(`${param}.function.parameters`, 'an object', parameters);
+    ff.boolean('strict');
+    return description === undefined ? { name, parameters, raw: t } : { name, description, parameters, raw: t };
+  });
+}
+
+function parseToolChoice(v: unknown, tools: readonly ToolSpec[]): ToolChoice {
+  if (v === undefined) return tools.length > 0 ? { kind: 'auto' } : { kind: 'none' };
+  if (v === 'none' || v === 'auto' || v === 'required') {
+    if (v !== 'none' && tools.length === 0) throw ApiError.invalid(`tool_choice '${v}' needs 'tools'.`, 'tool_choice');
+    return { kind: v };
+  }
+  if (!isObject(v)) throw typeError('tool_choice', "'none', 'auto', 'required' or a named function", v);
+  const fn = v['function'];
+  const name = isObject(fn) ? fn['name'] : undefined;
+  if (v['type'] !== 'function' || typeof name !== 'string') {
+    throw ApiError.invalid(`Invalid 'tool_choice': expected {"type": "function", "function": {"name": ...}}.`, 'tool_choice');
+  }
+  if (!tools.some((t) => t.name === name)) throw ApiError.invalid(`tool_choice names ${JSON.stringify(name)}, which is not in 'tools'.`, 'tool_choice');
+  return { kind: 'named', name };
 }
 
 function checkChoiceCount(count: number): void {

@@ -45,6 +45,8 @@ export interface Generation {
   readonly object: string;
   readonly chunkObject: string;
   readonly formatter: (spec: ChoiceSpec) => ChoiceFormatter;
+  /** Fields of the whole (non-streamed) response besides the standard ones, read once every choice is done. */
+  readonly extra?: () => Record<string, unknown>;
 }
 
 export interface Usage {
@@ -98,7 +100,7 @@ export async function serveGeneration(ctx: RequestContext, g: Generation): Promi
       formatterOf(ev.index).add(ev);
     }
     if (ctx.signal.aborted) return;
-    sendJson(ctx.res, 200, { ...head, object: g.object, choices: [...formatters.values()].map((f) => f.result()), usage: usage() });
+    sendJson(ctx.res, 200, { ...head, object: g.object, choices: [...formatters.values()].map((f) => f.result()), usage: usage(), ...g.extra?.() });
     if (ctx.writeTimeoutMs !== undefined) finishWithin(ctx.res, ctx.writeTimeoutMs, ctx.log);
     return;
   }

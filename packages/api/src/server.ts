@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApiKeys, presentedKey, type KeyId } from './auth';
+import { countMessageTokens, parseMessagesRequest, serveMessages } from './anthropic';
 import { serveChat } from './chat';
 import { serveCompletion } from './completions';
 import { ApiError, toApiError } from './errors';
@@ -9,7 +10,10 @@ import { readJsonBody, sendError, sendErrorLingering, sendJson } from './http';
 import { ClientLimiter, type ClientLimits } from './limits';
 import { silentLogger, type Logger } from './deps';
 import type { ServedModel } from './prompt';
+import type { ToolCallParserName } from './tool-calls';
 import { parseChatRequest, parseCompletionRequest } from './requests';
+import { detokenize, parseDetokenizeRequest, parseTokenizeRequest, tokenize } from './tokenize';
+import { PDSERVE_VERSION } from './version';
 import type { RequestContext } from './serve';
 
 export interface ApiServerOptions {
@@ -60,12 +64,23 @@ export interface ApiServerOptions {
    * model: maxModelLen × MAX_CHARS_PER_TOKEN.
    */
   readonly maxPromptChars?: number;
+  /** The tool-call syntax of every model under tool_choice auto; default each model's own (ServedModel.toolCallParser). */
+  readonly toolCallParser?: ToolCallParserName;
 }
 
 /** What the edge enforces, the same for `serve` and the gateway (see ApiServerOptions for each). */
 export type EdgeOptions = Pick<
   ApiServerOptions,
-  'apiKeys' | 'isolateCachePerKey' | 'limits' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs' | 'maxConnections' | 'writeTimeoutMs' | 'maxPromptChars'
+  | 'apiKeys'
+  | 'isolateCachePerKey'
+  | 'limits'
+  | 'headersTimeoutMs'
+  | 'requestTimeoutMs'
+  | 'keepAliveTimeoutMs'
+  | 'maxConnections'
+  | 'writeTimeoutMs'
+  | 'maxPromptChars'
+  | 'toolCallParser'
 >;
 
 export interface ApiServer {
@@ -103,7 +118,7 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
   const models = new Map<string, ServedModel>();
   for (const m of opts.models) {
     if (models.has(m.id)) throw new Error(`createApiServer: duplicate model id ${m.id}`);
-    models.set(m.id, opts.maxPromptChars === undefined ? m : { ...m, maxPromptChars: opts.maxPromptChars });
+    models.set(m.id, { ...m, maxPromptChars: opts.maxPromptChars ?? m.maxPromptChars, toolCallParser: opts.toolCallParser ?? m.toolCallParser });
   }
   const firstModel = models.get(opts.models[0]!.id)!;
   const keys = opts.apiKeys !== undefined && opts.apiKeys.length > 0 ? new ApiKeys(opts.apiKeys) : undefined;
@@ -138,6 +153,26 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
     await serveChat(ctx, resolveModel(body.model), body);
   };
 
+  const messages: Handler = async (ctx, req) => {
+    const body = parseMessagesRequest(await readJsonBody(req, maxBodyBytes));
+    await serveMessages(ctx, resolveModel(body.model), body);
+  };
+
+  const countTokens: Handler = async (ctx, req) => {
+    const body = parseMessagesRequest(await readJsonBody(req, maxBodyBytes), true);
+    sendJson(ctx.res, 200, countMessageTokens(resolveModel(body.model), body));
+  };
+
+  const tokenizeRoute: Handler = async (ctx, req) => {
+    const body = parseTokenizeRequest(await readJsonBody(req, maxBodyBytes));
+    sendJson(ctx.res, 200, tokenize(resolveModel(body.model), body));
+  };
+
+  const detokenizeRoute: Handler = async (ctx, req) => {
+    const body = parseDetokenizeRequest(await readJsonBody(req, maxBodyBytes));
+    sendJson(ctx.res, 200, detokenize(resolveModel(body.model), body.tokens));
+  };
+
   const modelCard = (m: ServedModel): Record<string, unknown> => ({
     id: m.id,
     object: 'model',
@@ -149,6 +184,11 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
   const routes = new Map<string, Readonly<Record<string, Handler>>>([
     ['/v1/completions', { POST: completions }],
     ['/v1/chat/completions', { POST: chat }],
+    ['/v1/messages', { POST: messages }],
+    ['/v1/messages/count_tokens', { POST: countTokens }],
+    ['/tokenize', { POST: tokenizeRoute }],
+    ['/detokenize', { POST: detokenizeRoute }],
+    ['/version', { GET: (ctx) => sendJson(ctx.res, 200, { version: PDSERVE_VERSION }) }],
     ['/v1/models', { GET: (ctx) => sendJson(ctx.res, 200, { object: 'list', data: opts.models.map(modelCard) }) }],
     ['/health', { GET: (ctx) => sendJson(ctx.res, 200, { status: 'ok' }) }],
     [
@@ -221,8 +261,10 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
       if (e.status >= 500) log.error({ method, path, err }, 'request failed');
       else log.debug({ method, path, status: e.status, code: e.code, message: e.message }, 'request refused');
       if (!res.headersSent) {
-        if (e.status === 413) sendErrorLingering(req, res, e);
-        else sendError(res, e);
+        // Anthropic's route answers in Anthropic's error shape, so its SDK reads the message.
+        const dialect = path === '/v1/messages' || path === '/v1/messages/count_tokens' ? 'anthropic' : 'openai';
+        if (e.status === 413) sendErrorLingering(req, res, e, dialect);
+        else sendError(res, e, dialect);
       } else if (!res.writableEnded) {
         res.end();
       }
@@ -294,9 +336,12 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
   };
 }
 
-/** Paths under /v1 are the API proper: authenticated and limited. /health and /ready stay open. */
+/**
+ * Paths under /v1 and vLLM's /tokenize and /detokenize are the API proper: authenticated and limited.
+ * /health, /ready and /version stay open.
+ */
 function isApiPath(path: string): boolean {
-  return path === '/v1' || path.startsWith('/v1/');
+  return path === '/v1' || path.startsWith('/v1/') || path === '/tokenize' || path === '/detokenize';
 }
 
 /** The server timeouts and caps the caller set (undefined ones fall back to EDGE_DEFAULTS). */

@@ -3,6 +3,7 @@ import {
   ChatTemplateError,
   EngineError,
   type ChatMessage,
+  type ChatRenderOptions,
   type DecodeOptions,
   type EncodeOptions,
   type EngineClient,
@@ -11,6 +12,7 @@ import {
   type TextTokenizer,
 } from './deps';
 import { createApiServer, type ApiServer, type ApiServerOptions } from './server';
+import type { ToolCallParserName } from './tool-calls';
 
 /**
  * A byte-level tokenizer (GPT-2 style, no space stripping) with a few whole-word tokens.
@@ -73,9 +75,20 @@ export class ToyTokenizer implements TextTokenizer {
     return out;
   }
 
-  applyChatTemplate(messages: readonly ChatMessage[], opts: { readonly addGenerationPrompt?: boolean } = {}): string {
+  /** Lists tool names, an assistant's calls and a tool turn's call id, so tests can see what reached the template. */
+  applyChatTemplate(messages: readonly ChatMessage[], opts: ChatRenderOptions = {}): string {
     if (messages.some((m) => m.content === 'RAISE')) throw new ChatTemplateError('Conversation roles must alternate');
-    return messages.map((m) => `<|${m.role}|>${m.content}\n`).join('') + (opts.addGenerationPrompt ? '<|assistant|>' : '');
+    const names = (opts.tools ?? []).map((t) => (t as { function: { name: string } }).function.name);
+    const tools = names.length > 0 ? `<|system|>tools: ${names.join(',')}\n` : '';
+    const turn = (m: ChatMessage): string => {
+      const calls = (m.toolCalls ?? []).map((c) => ` calls ${c.name}(${JSON.stringify(c.arguments)})`).join('');
+      const id = m.toolCallId === undefined ? '' : `[${m.toolCallId}]`;
+      return `<|${m.role}|>${id}${m.content}${calls}\n`;
+    };
+    const kwargs = opts.kwargs === undefined ? '' : `<|kwargs|>${JSON.stringify(opts.kwargs)}\n`;
+    let text = kwargs + tools + messages.map(turn).join('') + (opts.addGenerationPrompt ? '<|assistant|>' : '');
+    if (opts.continueFinalMessage) text = text.slice(0, text.lastIndexOf(messages[messages.length - 1]!.content) + messages[messages.length - 1]!.content.length);
+    return text;
   }
 }
 
@@ -154,7 +167,18 @@ export class FakeEngine implements EngineClient {
             }));
       const finishReason = eos ? ('stop' as const) : length ? ('length' as const) : undefined;
       if (finishReason !== undefined) this.finished.push(req.requestId);
-      yield { ...base, tokenIds: ids, logprobs, finishReason };
+      // Prompt logprobs on the first chunk: position i scores -i/10, rank i, alternatives 258 + j.
+      const k = req.sampling.promptLogprobs;
+      const promptLogprobs =
+        k === undefined || chunks > 1
+          ? undefined
+          : req.promptTokenIds.slice(1).map((tokenId, i) => ({
+              tokenId,
+              logprob: -(i + 1) / 10,
+              rank: i + 1,
+              top: Array.from({ length: k }, (_, j) => ({ tokenId: 258 + j, logprob: -0.05 - j })),
+            }));
+      yield { ...base, tokenIds: ids, logprobs, finishReason, ...(promptLogprobs === undefined ? {} : { promptLogprobs }) };
       if (finishReason !== undefined) return;
     }
   }
@@ -170,13 +194,13 @@ export interface TestServer {
 /** Starts an API server on 127.0.0.1 with a free port over one fake engine and the toy tokenizer. */
 export async function startTestServer(
   engineOpts: FakeEngineOptions = {},
-  serverOpts: Partial<ApiServerOptions> & { readonly defaultMaxTokens?: number; readonly hasChatTemplate?: boolean } = {},
+  serverOpts: Partial<ApiServerOptions> & { readonly defaultMaxTokens?: number; readonly hasChatTemplate?: boolean; readonly toolCallParser?: ToolCallParserName } = {},
 ): Promise<TestServer> {
   const tokenizer = new ToyTokenizer({ hasChatTemplate: serverOpts.hasChatTemplate });
   const engine = new FakeEngine(engineOpts);
   const api = createApiServer({
     models: [
-      { id: engine.modelId, engine, tokenizer, maxModelLen: engine.maxModelLen, defaultMaxTokens: serverOpts.defaultMaxTokens, created: 1700000000 },
+      { id: engine.modelId, engine, tokenizer, maxModelLen: engine.maxModelLen, defaultMaxTokens: serverOpts.defaultMaxTokens, created: 1700000000, toolCallParser: serverOpts.toolCallParser },
     ],
     host: '127.0.0.1',
     port: 0,

@@ -107,6 +107,19 @@ export interface GenerateOutput {
   readonly cachedTokens: number;
   /** Set on the last chunk of an exportKv request. */
   readonly kv?: ExportedKv;
+  /**
+   * On the first chunk of a request with sampling.promptLogprobs: one entry per prompt token after the
+   * first (position 1 on), each under the tokens before it.
+   */
+  readonly promptLogprobs?: readonly PromptLogprob[];
+}
+
+/** A prompt token's logprob, its rank in the distribution (1 = most likely) and the top alternatives. */
+export interface PromptLogprob {
+  readonly tokenId: number;
+  readonly logprob: number;
+  readonly rank: number;
+  readonly top: readonly TokenLogprob[];
 }
 
 export interface EngineStats {

@@ -4,6 +4,7 @@ import { EngineError, enginePriority, type EngineClient, type EngineStats, type 
 import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
+import { promptLogprobOf } from './prompt-logprobs';
 import { StructuredOutputs, type StructuredOutputStats } from './structured';
 import { DraftModel } from './draft-model';
 import { proposeNgram, SPECULATIVE_DEFAULTS, SpecController, SpecGovernor, speculativeProblem, verifyProposal, type Proposal, type SpeculativeOptions } from './speculative';
@@ -296,6 +297,8 @@ export class LLMEngine implements EngineClient {
     );
     for (const t of resumed) seq.appendToken(t);
     sampler.skipTokens(resumed.length);
+    // A resumed request's prompt logprobs went out with its first token, elsewhere: its prompt may use the cache.
+    if (resumed.length > 0) seq.promptLogprobsSent = true;
     seq.prefilled = resumed.length > 0 ? undefined : req.prefilled;
     seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;
     seq.exportFromBlock = req.exportKv?.fromBlock;
@@ -364,10 +367,12 @@ export class LLMEngine implements EngineClient {
           }),
         })
       : undefined;
+    // Every position's logits only for prompts whose logprobs were asked for.
+    const prefillLogits = plan.prefills.map((c) => (c.seq.collectsPromptLogprobs ? c.end - c.start : 1));
     const prefill = plan.prefills.length > 0
       ? this.executor.run({
           kind: 'prefill',
-          rows: plan.prefills.map((c) => ({ seqId: c.seq.id, tokenIds: c.seq.tokens.slice(c.start, c.end), pastLen: c.start, blockTable: c.seq.blockTable })),
+          rows: plan.prefills.map((c, i) => ({ seqId: c.seq.id, tokenIds: c.seq.tokens.slice(c.start, c.end), pastLen: c.start, blockTable: c.seq.blockTable, numLogits: prefillLogits[i] })),
         })
       : undefined;
     // Grammar masks for the rows that sample this step, computed while the model thread runs.
@@ -391,7 +396,7 @@ export class LLMEngine implements EngineClient {
       const res = await prefill;
       runSeconds += res.runSeconds;
       this.opts.onStep?.({ phase: 'prefill', seconds: res.execSeconds, batchSize: plan.prefills.length });
-      this.afterForward(plan.prefills.map((c) => ({ seq: c.seq, end: c.end })), res);
+      this.afterForward(plan.prefills.map((c, i) => ({ seq: c.seq, end: c.end, numLogits: prefillLogits[i] })), res);
     }
     this.counters.steps += 1;
     this.counters.modelSeconds += runSeconds;
@@ -512,17 +517,35 @@ export class LLMEngine implements EngineClient {
     }
   }
 
-  /** Records computed KV, publishes filled blocks, samples where a row reached its last token. */
-  private afterForward(rows: readonly { seq: Sequence; end: number }[], res: ExecResult): void {
+  /**
+   * Records computed KV, publishes filled blocks, samples where a row reached its last token. A row has
+   * `numLogits` rows of logits (the last is sampled); more than one only to collect prompt logprobs.
+   */
+  private afterForward(rows: readonly { seq: Sequence; end: number; numLogits?: number }[], res: ExecResult): void {
     const V = this.spec.vocabSize;
-    rows.forEach(({ seq, end }, i) => {
+    let at = 0;
+    rows.forEach(({ seq, end, numLogits = 1 }) => {
+      const first = at;
+      at += numLogits;
       if (seq.status !== 'running') return; // aborted or preempted while the batch ran
+      if (numLogits > 1) this.collectPromptLogprobs(seq, end - numLogits, res.logits.subarray(first * V, at * V));
       seq.numComputed = end;
       this.publishFull(seq);
       if (end < seq.tokens.length) return; // a prefill chunk short of the prompt's end
-      const t = seq.sampler.sample(res.logits.subarray(i * V, (i + 1) * V), seq.prompt, seq.output, this.structured.mask(seq.id));
+      const t = seq.sampler.sample(res.logits.subarray((at - 1) * V, at * V), seq.prompt, seq.output, this.structured.mask(seq.id));
       this.emitToken(seq, t);
     });
+  }
+
+  /** Logits of positions start, start + 1, ...: each scores the prompt token after it. */
+  private collectPromptLogprobs(seq: Sequence, start: number, logits: Float32Array): void {
+    const V = this.spec.vocabSize;
+    const k = seq.params.promptLogprobs ?? 0;
+    for (let j = 0; j * V < logits.length; j++) {
+      const next = start + j + 1;
+      if (next >= seq.promptLen) break;
+      seq.promptLogprobs[next - 1] = promptLogprobOf(logits.subarray(j * V, (j + 1) * V), seq.prompt[next]!, k);
+    }
   }
 
   /** Appends a sampled token, streams it, and ends the sequence if it is done. */
@@ -542,7 +565,9 @@ export class LLMEngine implements EngineClient {
       promptTokens: seq.promptLen,
       cachedTokens: seq.numCachedPrompt,
       finishReason: exporting ? undefined : finishReason,
+      ...(seq.collectsPromptLogprobs ? { promptLogprobs: seq.promptLogprobs } : {}),
     };
+    seq.promptLogprobsSent = true;
     seq.outputs.push(out);
     if (exporting) this.exportAfterToken(seq, finishReason ?? 'length');
     else if (finishReason) {

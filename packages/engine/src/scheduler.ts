@@ -220,7 +220,8 @@ export class Scheduler {
    * left to compute, because the next token's logits come from computing the last one.
    */
   private acquirePrefix(seq: Sequence): number {
-    const maxBlocks = seq.prefilled ? seq.prefilled.fromBlock : Math.floor((seq.tokens.length - 1) / seq.blockSize);
+    // A cached block has no logits: prompt logprobs need the prompt computed.
+    const maxBlocks = seq.prefilled ? seq.prefilled.fromBlock : seq.collectsPromptLogprobs ? 0 : Math.floor((seq.tokens.length - 1) / seq.blockSize);
     for (let i = 0; i < maxBlocks; i++) {
       const id = this.pool.acquireCached(seq.blockHash(i));
       if (id === undefined) break;

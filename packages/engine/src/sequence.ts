@@ -1,6 +1,6 @@
 import { hashBlock, rootHash, type BlockHash, type BlockId } from '@pdserve/kv-cache';
 import type { Sampler, SamplingParams } from '@pdserve/model';
-import type { FinishReason, GenerateOutput, PrefetchedKv, PrefilledKv } from '@pdserve/contracts';
+import type { FinishReason, GenerateOutput, PrefetchedKv, PrefilledKv, PromptLogprob } from '@pdserve/contracts';
 import { OutputQueue } from './output-queue';
 import type { Proposal, SpecController } from './speculative';
 
@@ -28,6 +28,16 @@ export class Sequence {
   prefetched: PrefetchedKv | undefined;
   /** Prefill role: export KV from this block on when the first token is out. */
   exportFromBlock: number | undefined;
+  /** Prompt logprobs by position (1 on), collected while the prompt is computed (see prompt-logprobs.ts). */
+  readonly promptLogprobs: PromptLogprob[] = [];
+  /** Whether they went out with the first token (a recompute after preemption collects none). */
+  promptLogprobsSent = false;
+
+  /** Computing the prompt here must yield every position's logits (and skip the prefix cache). */
+  get collectsPromptLogprobs(): boolean {
+    return this.params.promptLogprobs !== undefined && !this.promptLogprobsSent;
+  }
+
   /** Speculative decoding's per-sequence length control; undefined: this sequence never speculates. */
   spec: SpecController | undefined;
   /** Tokens to speculate this step: set before scheduling, lowered by the scheduler when blocks are short. */

@@ -127,6 +127,15 @@ describe('refused up front', () => {
     expect(engine.stats().usedBlocks).toBe(0);
   });
 
+  it('a schema nested past the stack (as from a direct gRPC caller) is an invalid_request too, not an internal error', async () => {
+    const deep = JSON.parse('{"properties": {"a": '.repeat(20_000) + '{}' + '}}'.repeat(20_000)) as Record<string, unknown>;
+    const err = await run(engine, prompt(2), samplingParams({ maxTokens: 10, structuredOutput: schemaOf(deep) })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect((err as EngineError).code).toBe('invalid_request');
+    expect((err as EngineError).message).toMatch(/nested too deeply/);
+    expect(engine.stats().usedBlocks).toBe(0);
+  });
+
   it('a bad logit_bias is an invalid_request', async () => {
     const err = await run(engine, prompt(1), samplingParams({ maxTokens: 10, logitBias: { 99999: 5 } })).catch((e: unknown) => e);
     expect((err as EngineError).code).toBe('invalid_request');

@@ -218,7 +218,7 @@ export class ClusterClient implements EngineClient {
     try {
       const events = view.client(prefill.id).prefill({
         request_id: req.request_id, prompt_token_ids: req.prompt_token_ids, sampling: req.sampling, from_block: 0,
-        target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto' }, cache_salt: req.cache_salt,
+        target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto' }, cache_salt: req.cache_salt, priority: req.priority, service_tier: req.service_tier,
       }, prefillCtl.signal);
       let first: PrefillFirstMsg | undefined;
       try {

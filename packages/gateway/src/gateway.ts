@@ -1,5 +1,5 @@
 // The gateway service: OpenAI HTTP API → KV-aware router → workers over gRPC.
-import { createApiServer, type ApiServer, type EdgeOptions, type Logger } from '@pdserve/api';
+import { createApiServer, defaultToolCallParser, type ApiServer, type EdgeOptions, type Logger } from '@pdserve/api';
 import type { ControlPlane } from '@pdserve/control-plane';
 import type { TlsMaterial } from '@pdserve/rpc';
 import { collectDefaultMetrics, gatewayMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
@@ -94,7 +94,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     for (const tier of SERVICE_TIERS) for (const decision of ['admitted', 'refused']) metrics.admissions.inc({ ...model, class: tier, decision }, 0);
     for (const outcome of ['resumed', 'exhausted']) metrics.migrations.inc({ ...model, outcome }, 0);
     const api: ApiServer = createApiServer({
-      models: [{ id: opts.modelId, engine: new MeteredEngine(cluster, metrics), tokenizer, maxModelLen }],
+      models: [{ id: opts.modelId, engine: new MeteredEngine(cluster, metrics), tokenizer, maxModelLen, toolCallParser: defaultToolCallParser(spec.modelType) }],
       host: opts.host,
       port: opts.port,
       logger: opts.logger,

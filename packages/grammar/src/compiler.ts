@@ -19,7 +19,13 @@ export interface GrammarCompilerOptions {
 /** The EBNF a constraint compiles to (no vocabulary needed): throws GrammarError for an unsupported schema. */
 export function grammarFor(c: StructuredOutput): string {
   if (c.kind === 'json_object') return jsonObjectGrammar();
-  return jsonSchemaGrammar(c.schema, { strict: c.strict ?? true });
+  try {
+    return jsonSchemaGrammar(c.schema, { strict: c.strict ?? true });
+  } catch (err) {
+    // The converter recurses along the schema (and a pattern's groups): one nested past the stack is refused.
+    if (err instanceof RangeError && /call stack/i.test(err.message)) throw new GrammarError('unsupported_schema', '#: the schema is nested too deeply');
+    throw err;
+  }
 }
 
 export class GrammarCompiler {
@@ -63,7 +69,13 @@ export class GrammarCompiler {
   /** Synchronous (it runs on the caller's thread); a cache hit costs a map lookup. */
   compile(constraint: StructuredOutput): CompiledGrammar {
     if (this.disposed) throw new Error('grammar compiler is disposed');
-    const key = JSON.stringify(constraint);
+    let key: string;
+    try {
+      key = JSON.stringify(constraint);
+    } catch {
+      // Only a value nested past the stack fails here (the constraint arrived as JSON).
+      throw new GrammarError('unsupported_schema', '#: the schema is nested too deeply');
+    }
     const hit = this.cache.get(key);
     if (hit) {
       this.cache.delete(key);

@@ -171,4 +171,12 @@ describe('unsupported schemas are refused, naming the part', () => {
       expect(() => grammarFor({ kind: 'json_schema', schema })).toThrow(GrammarError);
     });
   }
+
+  it('a schema nested past the converter\'s stack (20,000 objects deep, or a pattern of 20,000 groups)', () => {
+    let deep: Record<string, unknown> = { type: 'string' };
+    for (let i = 0; i < 20_000; i++) deep = { type: 'object', properties: { a: deep }, required: ['a'] };
+    expect(() => grammarFor({ kind: 'json_schema', schema: deep })).toThrow(/nested too deeply/);
+    const pattern = '('.repeat(20_000) + 'a' + ')'.repeat(20_000);
+    expect(() => grammarFor({ kind: 'json_schema', schema: { type: 'string', pattern } })).toThrow(GrammarError);
+  });
 });

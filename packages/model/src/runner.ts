@@ -1,4 +1,10 @@
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
+
+/**
+ * onnxruntime-node, loaded by the first ModelRunner.create: a process that never runs a model (the gateway,
+ * a kv-store node, the CLI's other commands) never loads its native binding.
+ */
+let ort: typeof Ort;
 import { ModelLoadError, type ModelSpec } from './config';
 
 export interface RunnerOptions {
@@ -68,12 +74,13 @@ export interface ForwardResult {
 export class ModelRunner {
   private constructor(
     readonly spec: ModelSpec,
-    private readonly session: ort.InferenceSession,
+    private readonly session: Ort.InferenceSession,
   ) {}
 
   static async create(spec: ModelSpec, opts: RunnerOptions = {}): Promise<ModelRunner> {
+    ort ??= await import('onnxruntime-node');
     const provider = opts.executionProvider ?? 'cpu';
-    let session: ort.InferenceSession;
+    let session: Ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(spec.onnxPath, {
         executionProviders: [provider],
@@ -143,7 +150,7 @@ export class ModelRunner {
         mask[b * T + P + col] = 1n;
       }
     }
-    const feeds: Record<string, ort.Tensor> = {
+    const feeds: Record<string, Ort.Tensor> = {
       input_ids: new ort.Tensor('int64', inputIds, [B, S]),
       attention_mask: new ort.Tensor('int64', mask, [B, T]),
     };
@@ -156,7 +163,7 @@ export class ModelRunner {
       feeds[`past_key_values.${l}.key`] = new ort.Tensor('float32', P > 0 ? kv!.key : empty, pastDims);
       feeds[`past_key_values.${l}.value`] = new ort.Tensor('float32', P > 0 ? kv!.value : empty, pastDims);
     }
-    let fetches: Record<string, ort.Tensor | null> | undefined;
+    let fetches: Record<string, Ort.Tensor | null> | undefined;
     if (batch.presentInto) {
       fetches = { logits: null };
       const dims = [B, numKvHeads, T, headDim];
@@ -166,7 +173,7 @@ export class ModelRunner {
       });
     }
     const t0 = performance.now();
-    const out = fetches ? await this.session.run(feeds, fetches as Record<string, ort.Tensor>) : await this.session.run(feeds);
+    const out = fetches ? await this.session.run(feeds, fetches as Record<string, Ort.Tensor>) : await this.session.run(feeds);
     const runSeconds = (performance.now() - t0) / 1000;
 
     const logitsT = out['logits']!;

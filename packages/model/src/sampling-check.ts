@@ -38,6 +38,7 @@ export const SAMPLING_BOUNDS = {
   max_tokens: { min: 1, integer: true },
   logprobs: { min: 0, max: MAX_LOGPROBS, integer: true },
   min_tokens: { min: 0, integer: true },
+  prompt_logprobs: { min: 0, max: MAX_LOGPROBS, integer: true },
   /** OpenAI's range for a logit_bias value. */
   logit_bias: { min: -100, max: 100 },
 } as const satisfies Readonly<Record<string, Bounds>>;
@@ -78,6 +79,7 @@ export function samplingProblem(p: SamplingParams, vocabSize?: number): Sampling
     ['max_tokens', p.maxTokens],
     ['logprobs', p.logprobs],
     ['min_tokens', p.minTokens],
+    ['prompt_logprobs', p.promptLogprobs],
   ];
   for (const [param, v] of numbers) {
     if (v === undefined) continue;

@@ -32,6 +32,11 @@ export interface SamplingParams {
   readonly minTokens?: number;
   /** Constrains the output to a grammar; the engine compiles it against the model's vocabulary. */
   readonly structuredOutput?: StructuredOutput;
+  /**
+   * Logprobs of the prompt's tokens with this many top alternatives each (vLLM's prompt_logprobs);
+   * undefined = none. The prompt is then computed whole, without the prefix cache.
+   */
+  readonly promptLogprobs?: number;
 }
 
 /**

@@ -66,6 +66,8 @@ export function tlsServerOptions(tls: TlsMaterial): TlsOptions {
   return {
     ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3',
     ciphers: DATA_PORT_CIPHERS, honorCipherOrder: true,
+    // A peer that connects and never finishes its handshake lets go of the socket soon (default 120 s).
+    handshakeTimeout: 10_000,
   };
 }
 

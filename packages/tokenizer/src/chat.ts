@@ -1,5 +1,5 @@
 import { Template } from '@huggingface/jinja';
-import type { ChatMessage } from './types';
+import type { ChatMessage, ChatRenderOptions } from './types';
 
 /** A chat template failed: no template, a template that does not parse, or one that raised (bad roles etc.). */
 export class ChatTemplateError extends Error {
@@ -12,12 +12,6 @@ export interface TemplateTokens {
   readonly eos_token?: string;
   readonly unk_token?: string;
   readonly pad_token?: string;
-}
-
-export interface RenderOptions {
-  readonly addGenerationPrompt?: boolean;
-  /** Extra template variables (vLLM's chat_template_kwargs, e.g. enable_thinking). */
-  readonly kwargs?: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -50,12 +44,16 @@ export class ChatTemplate {
     private readonly tokens: TemplateTokens,
   ) {}
 
-  render(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
+  render(messages: readonly ChatMessage[], opts: ChatRenderOptions = {}): string {
     const template = this.template();
+    const last = messages[messages.length - 1];
+    if (opts.continueFinalMessage && opts.addGenerationPrompt) throw new ChatTemplateError('continue_final_message and add_generation_prompt exclude each other');
+    if (opts.continueFinalMessage && last?.role !== 'assistant') throw new ChatTemplateError('continue_final_message needs a final assistant message');
+    let text: string;
     try {
-      return template.render({
+      text = template.render({
         // transformers passes these two as None when unused; templates test `tools is not none`.
-        tools: null,
+        tools: opts.tools === undefined || opts.tools.length === 0 ? null : opts.tools,
         documents: null,
         ...this.tokens,
         ...opts.kwargs,
@@ -65,6 +63,12 @@ export class ChatTemplate {
     } catch (err) {
       throw new ChatTemplateError(`chat template: ${oneLine(err)}`, { cause: err });
     }
+    if (!opts.continueFinalMessage || last === undefined) return text;
+    // As transformers does: cut after the final message's content, dropping the end-of-turn the template added.
+    const content = last.content.trimEnd();
+    const at = content === '' ? -1 : text.lastIndexOf(content);
+    if (at === -1) throw new ChatTemplateError('continue_final_message: the final message does not appear in the rendered template');
+    return text.slice(0, at + content.length);
   }
 
   // Parsed lazily so that a template our Jinja cannot read only breaks chat requests, not model loading.
@@ -80,9 +84,13 @@ export class ChatTemplate {
 }
 
 // Templates index messages like dicts; hand them fresh plain objects without undefined fields.
-function plainMessage(m: ChatMessage): Record<string, string> {
-  const out: Record<string, string> = { role: m.role, content: m.content };
+function plainMessage(m: ChatMessage): Record<string, unknown> {
+  const out: Record<string, unknown> = { role: m.role, content: m.content };
   if (m.name !== undefined) out['name'] = m.name;
+  if (m.toolCallId !== undefined) out['tool_call_id'] = m.toolCallId;
+  if (m.toolCalls !== undefined && m.toolCalls.length > 0) {
+    out['tool_calls'] = m.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } }));
+  }
   return out;
 }
 

@@ -1,4 +1,4 @@
-export type { ChatMessage, DecodeOptions, EncodeOptions, TextTokenizer } from './types';
+export type { ChatMessage, ChatRenderOptions, ChatToolCall, DecodeOptions, EncodeOptions, TextTokenizer } from './types';
 export { Tokenizer } from './tokenizer';
 export { IncrementalDetokenizer } from './detokenizer';
 export { StopMatcher } from './stop';

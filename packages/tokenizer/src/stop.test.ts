@@ -59,7 +59,7 @@ describe('StopMatcher', () => {
 
   it('emits nothing after a stop', () => {
     const m = new StopMatcher(['.']);
-    expect(m.push('a.b')).toEqual({ text: 'a', stopped: true });
+    expect(m.push('a.b')).toEqual({ text: 'a', stopped: true, matched: '.' });
     expect(m.push('c')).toEqual({ text: '', stopped: true });
     expect(m.flush()).toBe('');
   });

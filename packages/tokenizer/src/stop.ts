@@ -3,6 +3,8 @@ export interface StopMatch {
   readonly text: string;
   /** A stop string matched; `text` is everything before it and nothing more will be emitted. */
   readonly stopped: boolean;
+  /** Which stop string matched (the first push that stops says it). */
+  readonly matched?: string;
 }
 
 /**
@@ -29,14 +31,18 @@ export class StopMatcher {
     const text = this.held + delta;
     // The earliest match wins; held text never contains a whole stop string, so none is missed.
     let at = -1;
+    let matched = '';
     for (const stop of this.stops) {
       const i = text.indexOf(stop);
-      if (i !== -1 && (at === -1 || i < at)) at = i;
+      if (i !== -1 && (at === -1 || i < at)) {
+        at = i;
+        matched = stop;
+      }
     }
     if (at !== -1) {
       this.done = true;
       this.held = '';
-      return { text: text.slice(0, at), stopped: true };
+      return { text: text.slice(0, at), stopped: true, matched };
     }
     const keep = this.partialMatchLength(text);
     this.held = text.slice(text.length - keep);

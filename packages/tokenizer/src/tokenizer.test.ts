@@ -146,6 +146,35 @@ describe('chat template', () => {
     expect(text.endsWith('<|im_start|>assistant\n<think>\n\n</think>\n\n')).toBe(true);
   });
 
+  it('qwen3 renders tools, an assistant tool call (arguments as an object) and the tool result', () => {
+    const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+    const text = qwen.applyChatTemplate(
+      [
+        { role: 'user', content: 'Weather in Paris?' },
+        { role: 'assistant', content: '', toolCalls: [{ id: 'call_1', name: 'get_weather', arguments: { city: 'Paris' } }] },
+        { role: 'tool', content: '{"sky": "clear"}', toolCallId: 'call_1' },
+      ],
+      { addGenerationPrompt: true, tools },
+    );
+    expect(text).toContain('<tools>\n{"type": "function", "function": {"name": "get_weather"');
+    expect(text).toContain('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>');
+    expect(text).toContain('<|im_start|>user\n<tool_response>\n{"sky": "clear"}\n</tool_response><|im_end|>\n<|im_start|>assistant\n');
+  });
+
+  it('qwen3 keeps <tool_call> tags when decoding (they are added tokens, not special ones): the API parses them', () => {
+    const text = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>';
+    const ids = qwen.encode(text, { addSpecialTokens: false });
+    expect(ids[0]).toBe(151657);
+    expect(qwen.decode(ids)).toBe(text);
+  });
+
+  it('continues a final assistant message instead of closing it', () => {
+    const text = qwen.applyChatTemplate([{ role: 'user', content: 'Count' }, { role: 'assistant', content: 'One, two,' }], { continueFinalMessage: true });
+    // Qwen3's template gives the latest assistant turn an (empty) thinking block, as transformers renders it.
+    expect(text).toBe('<|im_start|>user\nCount<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nOne, two,');
+    expect(() => qwen.applyChatTemplate([{ role: 'user', content: 'Count' }], { continueFinalMessage: true })).toThrow(ChatTemplateError);
+  });
+
   it('llama2 renders [INST] with BOS text from an AddedToken object, which encodes to one BOS id', () => {
     const text = llama.applyChatTemplate([...chat, { role: 'assistant', content: 'Hello!' }]);
     expect(text).toBe('<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi there [/INST] Hello! </s>');

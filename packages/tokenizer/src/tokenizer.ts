@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { ChatTemplate, ChatTemplateError, isRecord, selectChatTemplate, specialTokenText } from './chat';
-import type { RenderOptions, TemplateTokens } from './chat';
-import type { ChatMessage, DecodeOptions, EncodeOptions, TextTokenizer } from './types';
+import type { TemplateTokens } from './chat';
+import type { ChatMessage, ChatRenderOptions, DecodeOptions, EncodeOptions, TextTokenizer } from './types';
 
 type JsonObject = Record<string, unknown>;
 
@@ -61,7 +61,7 @@ export class Tokenizer implements TextTokenizer {
     return this.hf.decode(ids as number[], { skip_special_tokens: opts.skipSpecialTokens ?? true });
   }
 
-  applyChatTemplate(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
+  applyChatTemplate(messages: readonly ChatMessage[], opts: ChatRenderOptions = {}): string {
     if (!this.chat) throw new ChatTemplateError('model has no chat template');
     return this.chat.render(messages, opts);
   }

@@ -3,6 +3,32 @@ export interface ChatMessage {
   readonly role: string;
   readonly content: string;
   readonly name?: string;
+  /** An assistant turn's tool calls, rendered by templates that know them (`message.tool_calls`). */
+  readonly toolCalls?: readonly ChatToolCall[];
+  /** A tool turn: the call it answers (`message.tool_call_id`). */
+  readonly toolCallId?: string;
+}
+
+/** A function call in a chat message; `arguments` as the template gets it (parsed JSON when it parses). */
+export interface ChatToolCall {
+  readonly id: string;
+  readonly name: string;
+  readonly arguments: unknown;
+}
+
+/** How a chat template is rendered (transformers' apply_chat_template arguments). */
+export interface ChatRenderOptions {
+  /** End with the assistant's turn header, for the model to write the reply; default false. */
+  readonly addGenerationPrompt?: boolean;
+  /**
+   * Leave the final (assistant) message open, so the model continues it: the rendering is cut right after
+   * that message's content; default false. Excludes addGenerationPrompt.
+   */
+  readonly continueFinalMessage?: boolean;
+  /** Tool definitions in OpenAI's shape (`{type: "function", function: {name, description, parameters}}`). */
+  readonly tools?: readonly unknown[];
+  /** Extra template variables (vLLM's chat_template_kwargs, e.g. enable_thinking). */
+  readonly kwargs?: Readonly<Record<string, unknown>>;
 }
 
 export interface EncodeOptions {
@@ -25,5 +51,5 @@ export interface TextTokenizer {
   encode(text: string, opts?: EncodeOptions): number[];
   decode(ids: readonly number[], opts?: DecodeOptions): string;
   /** Renders the chat template to prompt text (which already holds any BOS the template adds). */
-  applyChatTemplate(messages: readonly ChatMessage[], opts?: { readonly addGenerationPrompt?: boolean }): string;
+  applyChatTemplate(messages: readonly ChatMessage[], opts?: ChatRenderOptions): string;
 }

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { EngineError } from '@pdserve/contracts';
 import { samplingParams } from '@pdserve/model';
-import { samplingFromWire, samplingToWire } from './codec';
+import { prefillSampling, samplingFromWire, samplingToWire } from './codec';
 import type { SamplingParamsMsg } from './wire';
 
 const good = (): SamplingParamsMsg => samplingToWire(samplingParams({ temperature: 0.7, topP: 0.9, topK: 5, seed: 3, maxTokens: 8, stopTokenIds: [2], logprobs: 2 }));
@@ -23,7 +23,19 @@ describe('samplingFromWire', () => {
     expect(samplingFromWire(good())).toMatchObject({ temperature: 0.7, topP: 0.9, topK: 5, seed: 3, maxTokens: 8, stopTokenIds: [2], logprobs: 2 });
   });
 
+  it('round-trips logit_bias, min_tokens and structured output; a prefill keeps them for its one token', () => {
+    const schema = { type: 'object', properties: { a: { type: 'integer' } } };
+    const p = samplingParams({ maxTokens: 8, logitBias: { 5: -3, 7: 2.5 }, minTokens: 4, structuredOutput: { kind: 'json_schema', schema, strict: false } });
+    const back = samplingFromWire(samplingToWire(p));
+    expect(back).toMatchObject({ logitBias: { 5: -3, 7: 2.5 }, minTokens: 4, structuredOutput: { kind: 'json_schema', schema, strict: false } });
+    expect(samplingFromWire(samplingToWire(samplingParams({ structuredOutput: { kind: 'json_object' } }))).structuredOutput).toEqual({ kind: 'json_object' });
+    expect(samplingFromWire(samplingToWire(samplingParams({}))).structuredOutput).toBeUndefined();
+    expect(prefillSampling(back)).toMatchObject({ maxTokens: 1, minTokens: 1, structuredOutput: { kind: 'json_schema' } });
+  });
+
   it.each([
+    ['logit_bias', { logit_bias: { '5': 500 } }, /at most 100/],
+    ['response_format', { structured_output: { kind: 'regex', schema_json: '', has_strict: false, strict: false } }, /json_object or json_schema/],
     ['temperature', { temperature: Number.NaN }, /'temperature'.*got NaN/],
     ['temperature', { temperature: 1e9 }, /at most 2/],
     ['top_p', { top_p: 0 }, /greater than 0/],

@@ -1,8 +1,8 @@
 // Engine values <-> wire messages, in one place.
 import { randomBytes } from 'node:crypto';
-import { EngineError, SERVICE_TIERS, type FinishReason, type GenerateOutput, type ServiceTier } from '@pdserve/contracts';
-import { samplingParams, samplingProblem, type SampledToken, type SamplingParams } from '@pdserve/model/sampling';
-import type { GenerateChunkMsg, PrefillFirstMsg, SamplingParamsMsg } from './wire';
+import { EngineError, SERVICE_TIERS, type FinishReason, type GenerateOutput, type PromptLogprob, type ServiceTier } from '@pdserve/contracts';
+import { samplingParams, samplingProblem, type SampledToken, type SamplingParams, type StructuredOutput } from '@pdserve/model/sampling';
+import type { GenerateChunkMsg, PrefillFirstMsg, PromptLogprobMsg, SamplingParamsMsg, StructuredOutputMsg } from './wire';
 
 export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
   return {
@@ -20,7 +20,44 @@ export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
     ignore_eos: p.ignoreEos,
     has_logprobs: p.logprobs !== undefined,
     logprobs: p.logprobs ?? 0,
+    logit_bias: Object.fromEntries(Object.entries(p.logitBias ?? {})),
+    min_tokens: p.minTokens ?? 0,
+    structured_output: p.structuredOutput === undefined ? null : structuredToWire(p.structuredOutput),
+    has_prompt_logprobs: p.promptLogprobs !== undefined,
+    prompt_logprobs: p.promptLogprobs ?? 0,
   };
+}
+
+function promptLogprobsToWire(l: readonly PromptLogprob[] | undefined): PromptLogprobMsg[] {
+  return (l ?? []).map((e) => ({ token_id: e.tokenId, logprob: e.logprob, rank: e.rank, top: e.top.map((t) => ({ token_id: t.tokenId, logprob: t.logprob })) }));
+}
+
+/** Only the first chunk carries them (a one-token prompt has none: the API reads absent as none). */
+function promptLogprobsFromWire(m: readonly PromptLogprobMsg[] | undefined): { promptLogprobs?: PromptLogprob[] } {
+  if (m === undefined || m.length === 0) return {};
+  return { promptLogprobs: m.map((e) => ({ tokenId: e.token_id, logprob: e.logprob, rank: e.rank, top: e.top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) })) };
+}
+
+function structuredToWire(s: StructuredOutput): StructuredOutputMsg {
+  if (s.kind === 'json_object') return { kind: s.kind, schema_json: '', has_strict: false, strict: false };
+  return { kind: s.kind, schema_json: JSON.stringify(s.schema), has_strict: s.strict !== undefined, strict: s.strict ?? false };
+}
+
+function structuredFromWire(m: StructuredOutputMsg): StructuredOutput {
+  if (m.kind === 'json_object') return { kind: 'json_object' };
+  if (m.kind !== 'json_schema') throw new EngineError('invalid_request', `Invalid structured output kind ${JSON.stringify(m.kind)}; expected json_object or json_schema.`, 'response_format');
+  let schema: unknown;
+  try {
+    schema = JSON.parse(m.schema_json);
+  } catch {
+    throw new EngineError('invalid_request', 'The structured output schema is not valid JSON.', 'response_format');
+  }
+  return m.has_strict ? { kind: 'json_schema', schema, strict: m.strict } : { kind: 'json_schema', schema };
+}
+
+/** The sampling of a prefill-only request: its one token, under the same constraints (min_tokens capped at it). */
+export function prefillSampling(p: SamplingParams): SamplingParams {
+  return { ...p, maxTokens: 1, minTokens: p.minTokens === undefined ? undefined : Math.min(p.minTokens, 1) };
 }
 
 /**
@@ -43,10 +80,20 @@ export function samplingFromWire(m: SamplingParamsMsg | null): SamplingParams {
     stopTokenIds: m.stop_token_ids,
     ignoreEos: m.ignore_eos,
     logprobs: m.has_logprobs ? m.logprobs : undefined,
+    logitBias: m.logit_bias === undefined || Object.keys(m.logit_bias).length === 0 ? undefined : logitBiasFromWire(m.logit_bias),
+    minTokens: m.min_tokens ? m.min_tokens : undefined,
+    structuredOutput: m.structured_output ? structuredFromWire(m.structured_output) : undefined,
+    promptLogprobs: m.has_prompt_logprobs ? m.prompt_logprobs : undefined,
   });
   const problem = samplingProblem(p);
   if (problem !== undefined) throw new EngineError('invalid_request', problem.message, problem.param);
   return p;
+}
+
+function logitBiasFromWire(m: Readonly<Record<string, number>>): Record<number, number> {
+  const out: Record<number, number> = {};
+  for (const [k, v] of Object.entries(m)) out[Number(k)] = v;
+  return out;
 }
 
 export function outputToWire(o: GenerateOutput, prefilledBy: string): GenerateChunkMsg {
@@ -57,6 +104,7 @@ export function outputToWire(o: GenerateOutput, prefilledBy: string): GenerateCh
     prompt_tokens: o.promptTokens,
     cached_tokens: o.cachedTokens,
     prefilled_by: prefilledBy,
+    prompt_logprobs: promptLogprobsToWire(o.promptLogprobs),
   };
 }
 
@@ -67,6 +115,7 @@ export function outputFromWire(m: GenerateChunkMsg, wantLogprobs: boolean): Gene
     finishReason: m.finish_reason === '' ? undefined : (m.finish_reason as FinishReason),
     promptTokens: m.prompt_tokens,
     cachedTokens: m.cached_tokens,
+    ...promptLogprobsFromWire(m.prompt_logprobs),
   };
 }
 
@@ -79,6 +128,7 @@ export function firstToWire(o: GenerateOutput): PrefillFirstMsg {
     first_top: (lp?.top ?? []).map((t) => ({ token_id: t.tokenId, logprob: t.logprob })),
     cached_tokens: o.cachedTokens,
     prompt_tokens: o.promptTokens,
+    prompt_logprobs: promptLogprobsToWire(o.promptLogprobs),
   };
 }
 
@@ -98,6 +148,7 @@ export function firstFromWire(m: PrefillFirstMsg, wantLogprobs: boolean, cachedT
     logprobs: wantLogprobs ? [{ logprob: t.logprob, top: t.topLogprobs ?? [] }] : undefined,
     promptTokens: m.prompt_tokens,
     cachedTokens,
+    ...promptLogprobsFromWire(m.prompt_logprobs),
   };
 }
 

@@ -17,7 +17,10 @@ export class HandoffMetaError extends Error {
 }
 
 export function encodeHandoffMeta(m: HandoffMeta): TransferMeta {
-  return { first: JSON.stringify(m.first), rng_state: m.rngState?.join(',') ?? '', from_block: String(m.fromBlock) };
+  // The fields the decode worker imports with; prompt logprobs reach the client on the Prefill stream instead.
+  const { first_token, first_logprob, first_top, cached_tokens, prompt_tokens } = m.first;
+  const first = { first_token, first_logprob, first_top, cached_tokens, prompt_tokens };
+  return { first: JSON.stringify(first), rng_state: m.rngState?.join(',') ?? '', from_block: String(m.fromBlock) };
 }
 
 /** The handoff in a transfer's meta; throws HandoffMetaError if any field is missing or malformed. */

@@ -3,6 +3,11 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { IncomingTransfer, TransferError, TransferOffer } from '@pdserve/transfer';
 import { TransferAdmission, UNCLAIMED_BEGIN_MS } from './admission';
+import type { GenerateOutput, GenerateRequest } from '@pdserve/contracts';
+import type { LLMEngine } from '@pdserve/engine';
+import { samplingParams } from '@pdserve/model/sampling';
+import { samplingToWire } from './codec';
+import { prefillAndPush } from './handoff';
 import { HandoffMetaError, decodeHandoffMeta, encodeHandoffMeta, type HandoffMeta } from './handoff-meta';
 
 const first = { first_token: 42, first_logprob: -0.5, first_top: [{ token_id: 42, logprob: -0.5 }, { token_id: 7, logprob: -1.25 }], cached_tokens: 16, prompt_tokens: 40 };
@@ -102,5 +107,31 @@ describe('transfer admission', () => {
     o.abort();
     await expect(held).rejects.toThrow(/discarded/);
     expect(a.pending).toEqual({ expected: 0, unclaimed: 0 });
+  });
+});
+
+describe('prefill side', () => {
+  it("runs the request's one token at its priority and under its constraints; the pushed meta leaves the prompt logprobs out", async () => {
+    const asked: GenerateRequest[] = [];
+    const engine = {
+      blockSize: 16,
+      modelId: 'm',
+      async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
+        asked.push(req);
+        const promptLogprobs = [{ tokenId: 6, logprob: -1, rank: 2, top: [] }];
+        yield { tokenIds: [9], promptTokens: 2, cachedTokens: 0, promptLogprobs };
+        yield { tokenIds: [], promptTokens: 2, cachedTokens: 0, finishReason: 'length', kv: { fromBlock: 0, blocks: [] } };
+      },
+    } as unknown as LLMEngine;
+    const sent: { meta: Record<string, string> }[] = [];
+    const sender = { send: async (t: { meta: Record<string, string> }) => (sent.push(t), { bytes: 0, transport: 'grpc' }) };
+    const structuredOutput = { kind: 'json_schema' as const, schema: { type: 'object' } };
+    const sampling = samplingToWire(samplingParams({ maxTokens: 50, minTokens: 5, structuredOutput, promptLogprobs: 0 }));
+    const firsts: unknown[] = [];
+    const req = { request_id: 'r', prompt_token_ids: [5, 6], sampling, from_block: 0, target: { grpc_address: 'x', transfer_id: 't', transport: 'grpc' }, cache_salt: '', priority: -3, service_tier: 'flex' };
+    await prefillAndPush({ engine, sender: sender as never }, req, new AbortController().signal, (f) => firsts.push(f));
+    expect(asked[0]).toMatchObject({ priority: -3, serviceTier: 'flex', sampling: { maxTokens: 1, minTokens: 1, structuredOutput, promptLogprobs: 0 } });
+    expect(firsts[0]).toMatchObject({ first_token: 9, prompt_logprobs: [{ token_id: 6, logprob: -1, rank: 2, top: [] }] });
+    expect(JSON.parse(sent[0]!.meta['first']!)).not.toHaveProperty('prompt_logprobs');
   });
 });

@@ -8,7 +8,7 @@ import type { LLMEngine } from '@pdserve/engine';
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
 import type { TransferReceipt, TransferSender, TransportKind } from '@pdserve/transfer';
 import type { TransferAdmission } from './admission';
-import { firstToWire, sampledFromWire, samplingFromWire } from './codec';
+import { firstToWire, prefillSampling, sampledFromWire, samplingFromWire, serviceTierFromWire } from './codec';
 import { decodeHandoffMeta, encodeHandoffMeta } from './handoff-meta';
 import type { StoreLink } from './store-link';
 import type * as W from './wire';
@@ -70,12 +70,14 @@ export async function prefillAndPush(
   const { engine } = deps;
   const target = req.target;
   if (!target) throw new EngineError('invalid_request', 'prefill needs a transfer target', 'target');
-  const sampling = { ...samplingFromWire(req.sampling), maxTokens: 1 };
+  const sampling = prefillSampling(samplingFromWire(req.sampling));
   const cacheSalt = req.cache_salt ?? '';
   const prefetched = await deps.storeLink?.prefetch(req.prompt_token_ids, signal, cacheSalt);
   let first: W.PrefillFirstMsg | undefined;
   let kv: { blocks: readonly Uint8Array[]; rngState?: readonly [number, number, number, number] } | undefined;
-  for await (const o of engine.generate({ requestId: `prefill:${req.request_id}`, promptTokenIds: req.prompt_token_ids, sampling, signal, exportKv: { fromBlock: req.from_block }, prefetched, cacheSalt })) {
+  // The prefill engine orders it as the decode engine does: its tier's band, then its priority.
+  const order = { priority: req.priority ?? 0, serviceTier: serviceTierFromWire(req.service_tier) };
+  for await (const o of engine.generate({ requestId: `prefill:${req.request_id}`, promptTokenIds: req.prompt_token_ids, sampling, signal, exportKv: { fromBlock: req.from_block }, prefetched, cacheSalt, ...order })) {
     if (o.tokenIds.length > 0 && !first) {
       first = firstToWire(o);
       onFirst(first); // the client's first token need not wait for the KV transfer below

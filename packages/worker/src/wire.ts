@@ -17,6 +17,19 @@ export interface SamplingParamsMsg {
   ignore_eos: boolean;
   has_logprobs: boolean;
   logprobs: number;
+  /** Token id (as a decimal string, proto map keys) -> bias; optional to send, always set when received. */
+  logit_bias?: Record<string, number>;
+  min_tokens?: number;
+  structured_output?: StructuredOutputMsg | null;
+  has_prompt_logprobs?: boolean;
+  prompt_logprobs?: number;
+}
+
+export interface StructuredOutputMsg {
+  kind: string;
+  schema_json: string;
+  has_strict: boolean;
+  strict: boolean;
 }
 
 export interface PrefillPlanMsg {
@@ -49,6 +62,13 @@ export interface TokenLogprobsMsg {
   top: TokenLogprobMsg[];
 }
 
+export interface PromptLogprobMsg {
+  token_id: number;
+  logprob: number;
+  rank: number;
+  top: TokenLogprobMsg[];
+}
+
 export interface GenerateChunkMsg {
   token_ids: number[];
   logprobs: TokenLogprobsMsg[];
@@ -56,6 +76,8 @@ export interface GenerateChunkMsg {
   prompt_tokens: number;
   cached_tokens: number;
   prefilled_by: string;
+  /** Optional to send; always set (maybe empty) when received. */
+  prompt_logprobs?: PromptLogprobMsg[];
 }
 
 export interface TransferTargetMsg {
@@ -72,6 +94,9 @@ export interface PrefillRequestMsg {
   target: TransferTargetMsg | null;
   /** As in GenerateRequestMsg. */
   cache_salt?: string;
+  /** As in GenerateRequestMsg (optional to send; always set when received). */
+  priority?: number;
+  service_tier?: string;
 }
 
 export interface PrefillFirstMsg {
@@ -80,6 +105,8 @@ export interface PrefillFirstMsg {
   first_top: TokenLogprobMsg[];
   cached_tokens: number;
   prompt_tokens: number;
+  /** As in GenerateChunkMsg. */
+  prompt_logprobs?: PromptLogprobMsg[];
 }
 
 export type PrefillEventMsg = { kind: 'first'; first: PrefillFirstMsg } | { kind: 'done'; done: PrefillResponseMsg };
@@ -132,15 +159,17 @@ export interface BlockSnapshotResponseMsg {
 
 /** Field names per message, for the drift test. */
 export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
-  'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs'],
+  'pdserve.v1.SamplingParams': ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'has_seed', 'seed', 'max_tokens', 'stop_token_ids', 'ignore_eos', 'has_logprobs', 'logprobs', 'logit_bias', 'min_tokens', 'structured_output', 'has_prompt_logprobs', 'prompt_logprobs'],
+  'pdserve.v1.StructuredOutput': ['kind', 'schema_json', 'has_strict', 'strict'],
   'pdserve.v1.PrefillPlan': ['mode', 'prefill_worker', 'transfer_id'],
   'pdserve.v1.GenerateRequest': ['request_id', 'prompt_token_ids', 'sampling', 'priority', 'prefill', 'cache_salt', 'resume_output_token_ids', 'service_tier'],
   'pdserve.v1.TokenLogprob': ['token_id', 'logprob'],
   'pdserve.v1.TokenLogprobs': ['logprob', 'top'],
-  'pdserve.v1.GenerateChunk': ['token_ids', 'logprobs', 'finish_reason', 'prompt_tokens', 'cached_tokens', 'prefilled_by'],
+  'pdserve.v1.PromptLogprob': ['token_id', 'logprob', 'rank', 'top'],
+  'pdserve.v1.GenerateChunk': ['token_ids', 'logprobs', 'finish_reason', 'prompt_tokens', 'cached_tokens', 'prefilled_by', 'prompt_logprobs'],
   'pdserve.v1.TransferTarget': ['grpc_address', 'transfer_id', 'transport'],
-  'pdserve.v1.PrefillRequest': ['request_id', 'prompt_token_ids', 'sampling', 'from_block', 'target', 'cache_salt'],
-  'pdserve.v1.PrefillFirst': ['first_token', 'first_logprob', 'first_top', 'cached_tokens', 'prompt_tokens'],
+  'pdserve.v1.PrefillRequest': ['request_id', 'prompt_token_ids', 'sampling', 'from_block', 'target', 'cache_salt', 'priority', 'service_tier'],
+  'pdserve.v1.PrefillFirst': ['first_token', 'first_logprob', 'first_top', 'cached_tokens', 'prompt_tokens', 'prompt_logprobs'],
   'pdserve.v1.PrefillEvent': ['first', 'done'],
   'pdserve.v1.PrefillResponse': ['first_token', 'first_logprob', 'first_top', 'rng_state', 'cached_tokens', 'blocks', 'bytes', 'transport'],
   'pdserve.v1.HealthRequest': [],

@@ -354,7 +354,7 @@ async function spawnCluster(f: Flags, dir: string, id: string, prefill: number, 
   children.forEach((c) => c.once('exit', () => gaveUp.abort()));
   // The URL is printed only once the gateway says a completion can be served (its /ready).
   if (await untilReady(`${url}/ready`, gaveUp.signal)) {
-    process.stdout.write(`pdserve is serving ${id} at ${url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, separate processes sharing Redis and NATS. Ctrl-C stops it.\n`);
+    process.stdout.write(`pdserve is serving ${id} at ${url}/v1 (OpenAI API): gateway + ${prefill} prefill + ${decode} decode${kvStores > 0 ? ` + ${kvStores} kv-store` : ''}, separate processes sharing Redis and NATS, ${tlsDir === undefined ? 'plaintext inside (--tls off)' : 'mTLS inside'}. Ctrl-C stops it.\n`);
   } else {
     stop(); // a service exited before the cluster could serve: stop the rest
   }

@@ -46,6 +46,8 @@ describe('the edge flags', () => {
   it('map to the server options', () => {
     const o = edgeOptionsOf(flags('--api-key', 'k', '--isolate-cache-per-key', '--rate-limit', '2.5', '--rate-limit-burst', '7', '--max-concurrent-per-key', '3', '--write-timeout-ms', '1500', '--max-prompt-chars', '9000'));
     expect(o).toMatchObject({ apiKeys: ['k'], isolateCachePerKey: true, limits: { ratePerSecond: 2.5, burst: 7, maxConcurrent: 3 }, writeTimeoutMs: 1500, maxPromptChars: 9000, headersTimeoutMs: 10_000 });
+    expect(o.toolCallParser).toBeUndefined(); // auto: each model's own
+    expect(edgeOptionsOf(flags('--tool-call-parser', 'llama3_json')).toolCallParser).toBe('llama3_json');
   });
 
   it('reach a child gateway with the keys in its environment, not its command line', () => {

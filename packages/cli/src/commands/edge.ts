@@ -1,8 +1,8 @@
 // The edge's flags — API keys, per-key limits, server timeouts and caps, cache isolation — shared by every
 // command that serves the OpenAI API (serve, start, gateway), and the EdgeOptions they make.
 import { readFileSync } from 'node:fs';
-import { EDGE_DEFAULTS, parseKeyFile, type EdgeOptions } from '@pdserve/api';
-import { int, num, UsageError, type Flags, type FlagSpec } from '../args';
+import { EDGE_DEFAULTS, parseKeyFile, TOOL_CALL_PARSERS, type EdgeOptions, type ToolCallParserName } from '@pdserve/api';
+import { int, num, oneOf, UsageError, type Flags, type FlagSpec } from '../args';
 
 export const EDGE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'api-key': {
@@ -26,6 +26,12 @@ export const EDGE_FLAGS: Readonly<Record<string, FlagSpec>> = {
     value: int(1),
   },
   'max-prompt-chars': { type: 'string', help: "longest prompt in characters, refused before tokenizing; default 16 per token of the model's context", value: int(1) },
+  'tool-call-parser': {
+    type: 'string',
+    help: "how tool calls are read from the model's text under tool_choice auto: hermes (<tool_call>{...}</tool_call>, Qwen and Hermes models), llama3_json (a bare JSON call, Llama 3.x), or auto (by config.json's model_type: llama → llama3_json, others hermes)",
+    default: 'auto',
+    value: oneOf('auto', ...TOOL_CALL_PARSERS),
+  },
 };
 
 /** The API keys of --api-key and --api-key-file, together. */
@@ -75,7 +81,14 @@ export function edgeOptionsOf(f: Flags): EdgeOptions {
     maxConnections: f.int('max-connections', 1),
     writeTimeoutMs: f.int('write-timeout-ms', 1),
     maxPromptChars: f.int('max-prompt-chars', 1),
+    toolCallParser: toolCallParserOf(f),
   };
+}
+
+/** --tool-call-parser; undefined for auto (each model's default). */
+function toolCallParserOf(f: Flags): ToolCallParserName | undefined {
+  const v = f.str('tool-call-parser');
+  return (TOOL_CALL_PARSERS as readonly string[]).includes(v ?? '') ? (v as ToolCallParserName) : undefined;
 }
 
 /**

@@ -1,5 +1,6 @@
-import { createApiServer } from '@pdserve/api';
+import { createApiServer, defaultToolCallParser } from '@pdserve/api';
 import { LLMEngine } from '@pdserve/engine';
+import { loadModelSpec } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { Flags, int, UsageError, type CommandSpec } from '../args';
 import { serviceLogger } from '../logging';
@@ -13,7 +14,8 @@ async function serveSingle(f: Flags): Promise<void> {
   const { dir, id } = await modelDirFrom(f);
   const tokenizer = await Tokenizer.fromDir(dir);
   const engine = await LLMEngine.create(engineOptions(f, dir, id));
-  const api = createApiServer({ models: [{ id, engine, tokenizer, maxModelLen: engine.maxModelLen }], host: f.str('host'), port: f.int('port', 0), logger, ...edge });
+  const toolCallParser = defaultToolCallParser(loadModelSpec(dir).modelType);
+  const api = createApiServer({ models: [{ id, engine, tokenizer, maxModelLen: engine.maxModelLen, toolCallParser }], host: f.str('host'), port: f.int('port', 0), logger, ...edge });
   const { url } = await api.listen();
   logger.info({ url, model: id, kvBlocks: engine.pool.numBlocks }, 'serving');
   process.stdout.write(`pdserve is serving ${id} at ${url}/v1 (OpenAI API), one engine. Ctrl-C stops it.\n`);
