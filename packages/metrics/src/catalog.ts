@@ -12,7 +12,7 @@ import {
   STEP_BUCKETS,
   TRANSFER_BUCKETS,
   TTFT_BUCKETS,
-} from './buckets.js';
+} from './buckets';
 
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 

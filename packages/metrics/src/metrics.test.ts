@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { METRIC_CATALOG, Registry, collectDefaultMetrics, gatewayMetrics, kvStoreMetrics, workerMetrics } from './index.js';
-import { DEFAULT_METRICS } from './catalog.js';
+import { METRIC_CATALOG, Registry, collectDefaultMetrics, gatewayMetrics, kvStoreMetrics, workerMetrics } from './index';
+import { DEFAULT_METRICS } from './catalog';
 import {
   BATCH_SIZE_BUCKETS, ITL_BUCKETS, QUEUE_TIME_BUCKETS, REQUEST_DURATION_BUCKETS, SEQUENCE_LENGTH_BUCKETS, STEP_BUCKETS, TRANSFER_BUCKETS, TTFT_BUCKETS,
-} from './buckets.js';
-import { PDSERVE_VERSION, type EngineStatsSnapshot, type RouterStatsSnapshot } from './services.js';
+} from './buckets';
+import { PDSERVE_VERSION, type EngineStatsSnapshot, type RouterStatsSnapshot } from './services';
 
 function allOnOne(): Registry {
   const reg = new Registry();

@@ -3,8 +3,8 @@
 // from that snapshot at scrape time, so the hot path pays nothing for them.
 import { collectDefaultMetrics as promDefaultMetrics, type Registry } from 'prom-client';
 import metricsPackage from '../package.json' with { type: 'json' };
-import { COMMON_METRICS, GATEWAY_METRICS, KV_STORE_METRICS, WORKER_METRICS } from './catalog.js';
-import { registerMetrics, setCounter, type MetricHandles } from './register.js';
+import { COMMON_METRICS, GATEWAY_METRICS, KV_STORE_METRICS, WORKER_METRICS } from './catalog';
+import { registerMetrics, setCounter, type MetricHandles } from './register';
 
 export const METRIC_PREFIX = 'pdserve_';
 
