@@ -122,6 +122,13 @@ describe('snapshot-backed metrics', () => {
     expect(sample(text, 'pdserve_engine_running_sequences{model="tiny"}')).toBe(0);
     expect(sample(text, 'pdserve_prefix_cache_hit_tokens_total{model="tiny"}')).toBe(40);
     expect(sample(text, 'pdserve_engine_steps_total{model="tiny"}')).toBe(9);
+    expect(text).not.toMatch(/^pdserve_spec_draft_tokens_total\{/m); // speculation off: no series
+    stats = { ...stats, speculation: { draftTokens: 40, acceptedTokens: 30, verifiedSequenceSteps: 10, emittedTokens: 40 } };
+    text = await reg.metrics();
+    expect(sample(text, 'pdserve_spec_draft_tokens_total{model="tiny"}')).toBe(40);
+    expect(sample(text, 'pdserve_spec_accepted_tokens_total{model="tiny"}')).toBe(30);
+    expect(sample(text, 'pdserve_spec_verify_steps_total{model="tiny"}')).toBe(10);
+    expect(sample(text, 'pdserve_spec_emitted_tokens_total{model="tiny"}')).toBe(40);
   });
 
   it('turns router stats into labelled counters', async () => {

@@ -76,6 +76,13 @@ export interface EngineStatsSnapshot {
   readonly steps: number;
   readonly modelSeconds: number;
   readonly overheadSeconds: number;
+  /** Speculative decoding's counters, when it is on. */
+  readonly speculation?: {
+    readonly draftTokens: number;
+    readonly acceptedTokens: number;
+    readonly verifiedSequenceSteps: number;
+    readonly emittedTokens: number;
+  };
 }
 
 export interface WorkerMetricsOptions {
@@ -108,7 +115,15 @@ export function workerMetrics(registry: Registry, opts: WorkerMetricsOptions = {
     steps: (c) => setCounter(c, [[m, stats().steps]]),
     modelSeconds: (c) => setCounter(c, [[m, stats().modelSeconds]]),
     overheadSeconds: (c) => setCounter(c, [[m, stats().overheadSeconds]]),
+    specDraftTokens: (c) => setCounter(c, spec(stats(), (s) => s.draftTokens)),
+    specAcceptedTokens: (c) => setCounter(c, spec(stats(), (s) => s.acceptedTokens)),
+    specVerifySteps: (c) => setCounter(c, spec(stats(), (s) => s.verifiedSequenceSteps)),
+    specEmittedTokens: (c) => setCounter(c, spec(stats(), (s) => s.emittedTokens)),
   });
+  /** A speculation counter's one series, or none while speculation is off. */
+  function spec(s: EngineStatsSnapshot, pick: (x: NonNullable<EngineStatsSnapshot['speculation']>) => number): [typeof m, number][] {
+    return s.speculation ? [[m, pick(s.speculation)]] : [];
+  }
 }
 
 /** One storage tier's occupancy. */
