@@ -2,7 +2,9 @@
 // Each workspace package's package.json lists exactly the packages its code imports: every import of another
 // package (workspace or npm) is declared in `dependencies`, and every dependency is imported somewhere in it
 // (or listed below with the reason it is not). Test files may also use the root's devDependencies (vitest,
-// openai, ...). `node scripts/check-deps.mjs [--root DIR]`; run by `npm test`.
+// openai, ...). And one import style: a relative import names its module without a `.js` suffix (tsx,
+// esbuild and tsc's Bundler resolution all take it so). `node scripts/check-deps.mjs [--root DIR]`; run by
+// `npm test`.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -67,7 +69,9 @@ for (const group of ['packages', 'services']) {
       const isTest = /\.(test|fixture)\.ts$/.test(file) || /test-helpers|testkit\.ts$/.test(file);
       const text = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
       for (const m of text.matchAll(IMPORT)) {
-        const pkg = packageOf(m[1] ?? m[2] ?? m[3] ?? m[4]);
+        const spec = m[1] ?? m[2] ?? m[3] ?? m[4];
+        if (spec.startsWith('.') && spec.endsWith('.js')) problems.push(`${manifest.name}: ${relative(root, file)} imports ${spec}: relative imports carry no .js suffix`);
+        const pkg = packageOf(spec);
         if (pkg === undefined || pkg === manifest.name) continue;
         imported.add(pkg);
         if (!(isTest ? declaredForTests : declared).has(pkg)) problems.push(`${manifest.name}: ${relative(root, file)} imports ${pkg}, which its package.json does not list`);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pdserve/api';
 import { connectControlPlane, InProcessHub, silentLogger as cpSilent, type ControlPlane } from '@pdserve/control-plane';
 import { startGateway, type Gateway } from '@pdserve/gateway';
+import { ENGINE_DEFAULTS } from '@pdserve/engine';
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { makeThrowawayCa, readTlsDir, type TlsMaterial } from '@pdserve/rpc';
@@ -82,6 +83,27 @@ describe('disaggregated cluster, one process', () => {
     const stream = await client.completions.create({ model: 'tiny', prompt: 'Seeded through the cluster', max_tokens: 10, temperature: 0.8, seed: 5, stream: true });
     for await (const c of stream) text += c.choices[0]?.text ?? '';
     expect(text).toBe(completion(tokenizer, ids, ref.tokenIds));
+  });
+
+  it('prompts longer than the prefill chunk: greedy and seeded output equals the reference over every transport', async () => {
+    // 3 chunks of ENGINE_DEFAULTS.prefillChunkTokens each (and a partial block): the prefill worker computes the
+    // prompt in several steps, and every one of its blocks reaches the decode worker.
+    const len = 2 * ENGINE_DEFAULTS.prefillChunkTokens + 77;
+    const before = { prefill: prefill.engine.stats().prefillTokensComputed, decode: decodes.map((d) => d.engine.stats().prefillTokensComputed) };
+    const cases = [
+      { temperature: 0 }, { temperature: 0 }, { temperature: 0 },
+      { temperature: 0.8, seed: 11 }, { temperature: 0.8, seed: 12 }, { temperature: 0.8, seed: 13 },
+    ];
+    // Three requests in a row reach the three decode workers (round-robin): each kind, every transport.
+    for (const [i, c] of cases.entries()) {
+      const ids = seededTokens(len, 900 + i);
+      const ref = await referenceGenerate(runner, ids, samplingParams({ ...c, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }));
+      const res = await client.completions.create({ model: 'tiny', prompt: ids, max_tokens: 8, ...c });
+      expect(res.choices[0]!.text).toBe(completion(tokenizer, ids, ref.tokenIds));
+    }
+    expect(prefill.engine.stats().prefillTokensComputed - before.prefill).toBe(cases.length * len);
+    expect(decodes.map((d) => d.engine.stats().prefillTokensComputed)).toEqual(before.decode);
+    expect(decodes.every((d) => d.engine.stats().importFallbacks === 0)).toBe(true);
   });
 
   it('chat works through the cluster', async () => {
@@ -429,3 +451,18 @@ describe('first token ahead of the KV transfer, through the gateway', () => {
     expect({ text, finish }).toEqual({ text: completion(tokenizer, ids, ref.tokenIds), finish: 'length' });
   });
 });
+
+/** `n` prompt token ids from `seed` (BOS first, then ids that are no special token), none repeated across seeds in practice. */
+function seededTokens(n: number, seed: number): number[] {
+  let x = seed >>> 0 || 1;
+  const out = [1];
+  while (out.length < n) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out.push(3 + (x % 31_000));
+  }
+  return out;
+}

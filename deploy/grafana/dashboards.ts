@@ -179,6 +179,13 @@ const overview: DashboardSpec = {
           t(quantile(0.5, 'pdserve_engine_batch_size', 'job'), 'p50 {{job}}'),
           t(quantile(0.99, 'pdserve_engine_batch_size', 'job'), 'p99 {{job}}'),
         ]),
+        graph('Speculative decoding: acceptance rate', 'percentunit', [
+          t(`sum by (job) (${rate('pdserve_spec_accepted_tokens_total')}) / sum by (job) (${rate('pdserve_spec_draft_tokens_total')})`, '{{job}}'),
+        ], { max: 1, description: 'Proposed tokens (draft model or n-gram lookup) the model accepted. Empty when speculation is off.' }),
+        graph('Speculative decoding: tokens per verify step', 'short', [
+          t(`sum by (job) (${rate('pdserve_spec_emitted_tokens_total')}) / sum by (job) (${rate('pdserve_spec_verify_steps_total')})`, 'mean tokens / step {{job}}'),
+          t(`sum by (job) (${rate('pdserve_spec_draft_tokens_total')}) / sum by (job) (${rate('pdserve_spec_verify_steps_total')})`, 'mean proposed / step {{job}}'),
+        ], { description: 'Per sequence per step: tokens produced (accepted + 1) and proposed. 1 produced = speculation bought nothing.' }),
       ],
     },
   ],

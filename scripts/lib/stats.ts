@@ -53,6 +53,10 @@ export interface StreamTimings {
   readonly second: number;
   /** To the end of the stream. */
   readonly total: number;
+  /** To the last streamed token. */
+  readonly last: number;
+  /** Tokens streamed. */
+  readonly tokens: number;
 }
 
 /** Streams a completion (`stream: true` is set here) and times its first tokens as the client sees them. */
@@ -76,18 +80,21 @@ export async function streamTimings(url: string, body: Record<string, unknown>):
     }
   }
   const at = (i: number): number => ((marks[Math.min(i, marks.length - 1)] ?? performance.now()) - t0) / 1000;
-  return { first: at(0), second: at(1), total: (performance.now() - t0) / 1000 };
+  return { first: at(0), second: at(1), total: (performance.now() - t0) / 1000, last: at(marks.length - 1), tokens: marks.length };
 }
 
 /**
- * Cold 512-token prompts (greedy, `maxTokens` each, streamed) to every gateway side by side: prompt i goes
- * to each URL in turn (the order reversed every other prompt), so that the machine's drift over the run
- * hits them all alike. Each URL's timings after the first `warmup` prompts, in prompt order.
+ * Cold prompts of `promptTokens` tokens (default 512; greedy, `maxTokens` each, streamed) to every gateway
+ * side by side: prompt i goes to each URL in turn (the order reversed every other prompt), so that the
+ * machine's drift over the run hits them all alike. Each URL's timings after the first `warmup` prompts, in
+ * prompt order.
  */
-export async function sideBySide(urls: readonly string[], opts: { readonly prompts: number; readonly warmup: number; readonly seed: number; readonly maxTokens: number }): Promise<StreamTimings[][]> {
+export async function sideBySide(
+  urls: readonly string[], opts: { readonly prompts: number; readonly warmup: number; readonly seed: number; readonly maxTokens: number; readonly promptTokens?: number },
+): Promise<StreamTimings[][]> {
   const times: StreamTimings[][] = urls.map(() => []);
   for (let i = 0; i < opts.warmup + opts.prompts; i++) {
-    const prompt = [1, ...randomTokens(511, opts.seed + i)];
+    const prompt = [1, ...randomTokens((opts.promptTokens ?? 512) - 1, opts.seed + i)];
     const order = urls.map((_, k) => k);
     if (i % 2 === 1) order.reverse();
     for (const k of order) {

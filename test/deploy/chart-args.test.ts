@@ -46,6 +46,9 @@ const VARIANTS: Readonly<Record<string, readonly string[]>> = {
     '--set-json', 'gateway.limits={"rateLimit":0.5,"rateLimitBurst":10,"maxConcurrentPerKey":2}',
     '--set-json', 'gateway.http={"headersTimeoutMs":5000,"requestTimeoutMs":20000,"keepAliveTimeoutMs":4000,"maxConnections":1000,"writeTimeoutMs":15000,"maxPromptChars":200000}',
   ],
+  'speculative decoding': [
+    '--set', 'decode.speculative.method=draft', '--set', 'decode.speculative.model=/models/draft', '--set', 'decode.speculative.numTokens=3',
+  ],
   'mTLS from cert-manager': ['--api-versions', 'cert-manager.io/v1'],
   'every engine value': [
     '--set', 'model.servedModelName=tiny-chat',
@@ -224,6 +227,15 @@ describe('the chart runs the CLI it ships', () => {
     expect(policyOf(gateway)).toBe('session-affinity');
     expect(gateway.str('served-model-name')).toBe('tiny-chat');
     expect(gateway.str('max-model-len'), 'the gateway refuses what no worker would take').toBe('1024');
+  });
+
+  it('passes decode.speculative to the decode workers only, as the engine\'s speculative options', () => {
+    const checked = checkRender(rendered.get('speculative decoding')!, new Set(['kv-store']));
+    const decode = checked.find((c) => c.command === 'decode-worker')!.flags;
+    expect(engineOptions(decode, decode.required('model'), 'tiny').speculative).toEqual({ method: 'draft', modelDir: '/models/draft', numTokens: 3 });
+    expect(checked.find((c) => c.command === 'prefill-worker')!.flags.str('speculative')).toBe('off');
+    const plain = checkRender(rendered.get('default')!, new Set(['kv-store']));
+    expect(engineOptions(plain.find((c) => c.command === 'decode-worker')!.flags, 'm', 'tiny').speculative).toBeUndefined();
   });
 
   it('passes the edge values to the gateway under the CLI flag names, and the key file to the test hook', () => {

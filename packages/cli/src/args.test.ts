@@ -48,7 +48,7 @@ describe('parseFlags checks every flag before a command runs', () => {
 
   it('gives every string flag a value kind, unless it is free text (a path, a name, a host)', () => {
     // Anything that must parse (a number, a size, a choice, a URL) gets a `value`, so it is checked up front.
-    const FREE_TEXT = new Set(['advertise-host', 'api-key', 'api-key-file', 'compare', 'cost-model', 'disk-dir', 'execution-provider', 'host', 'instance-id', 'model', 'out', 'output', 'prompt', 'report', 'served-model-name', 'stop', 'tls-dir', 'trace']);
+    const FREE_TEXT = new Set(['advertise-host', 'api-key', 'api-key-file', 'compare', 'cost-model', 'disk-dir', 'draft-out', 'execution-provider', 'host', 'instance-id', 'model', 'out', 'output', 'prompt', 'report', 'served-model-name', 'speculative-model', 'stop', 'tls-dir', 'trace']);
     const unchecked = COMMANDS.flatMap((c) => Object.entries(c.flags).filter(([n, f]) => f.type === 'string' && f.value === undefined && !FREE_TEXT.has(n)).map(([n]) => `${c.name} --${n}`));
     expect(unchecked).toEqual([]);
   });

@@ -146,6 +146,28 @@ export interface EngineStats {
   /** Seconds spent inside session.run and outside it (scheduling, gather/scatter, sampling). */
   readonly modelSeconds: number;
   readonly overheadSeconds: number;
+  /** Speculative decoding's counters; absent when it is off. */
+  readonly speculation?: SpeculationStats;
+}
+
+export interface SpeculationStats {
+  readonly method: 'draft' | 'ngram';
+  /** Tokens proposed to the target (pdserve_spec_draft_tokens_total)... */
+  readonly draftTokens: number;
+  /** ...and those it accepted (pdserve_spec_accepted_tokens_total). */
+  readonly acceptedTokens: number;
+  /** One per sequence per verify step: emittedTokens / verifiedSequenceSteps is the mean tokens per step. */
+  readonly verifiedSequenceSteps: number;
+  readonly emittedTokens: number;
+  /** Tokens the draft model prefilled to catch up with a sequence (its prompt, mostly). */
+  readonly draftCatchUpTokens: number;
+  /** Sequences holding draft KV right now. */
+  readonly draftSequences: number;
+  /** Wall seconds spent proposing with the draft model, and of them inside its forwards (its thread). */
+  readonly draftProposeSeconds: number;
+  readonly draftForwardSeconds: number;
+  /** Set when the draft model failed: speculation with it is off from then on (requests go on without it). */
+  readonly draftFailure?: string;
 }
 
 /** Failure classes an engine reports; the HTTP layer maps each to one status once. */

@@ -7,10 +7,10 @@ import {
   encodeKvBatch,
   encodeLoadReport,
   encodeServiceRecord,
-} from './codec.js';
-import { subjectMatches } from './names.js';
-import { sampleRecord } from './test-helpers.js';
-import type { KvEventBatch, LoadReport } from './types.js';
+} from './codec';
+import { subjectMatches } from './names';
+import { sampleRecord } from './test-helpers';
+import type { KvEventBatch, LoadReport } from './types';
 
 const batch: KvEventBatch = {
   worker: 'decode-0',

@@ -10,7 +10,7 @@ import {
   type ServiceCapacity,
   type ServiceRecord,
   type ServiceRole,
-} from './types.js';
+} from './types';
 
 /** Bumped when the wire shape changes incompatibly; decoders reject other versions. */
 export const WIRE_VERSION = 1;

@@ -1,14 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeThrowawayCa } from '../../rpc/src/index.js';
-import { freePort, startNats, startRedis, type TestServer } from '../../testkit/src/servers.js';
-import { connectControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.js';
-import { InProcessHub } from './hub.js';
-import { KvEventPublisher } from './kv-event-publisher.js';
-import { natsConnectTarget } from './nats-transport.js';
-import { memoryLogger, sampleRecord, uniqueCluster, waitFor } from './test-helpers.js';
-import type { KvEventBatch } from './types.js';
+import { makeThrowawayCa } from '../../rpc/src/index';
+import { freePort, startNats, startRedis, type TestServer } from '../../testkit/src/servers';
+import { connectControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane';
+import { InProcessHub } from './hub';
+import { KvEventPublisher } from './kv-event-publisher';
+import { natsConnectTarget } from './nats-transport';
+import { memoryLogger, sampleRecord, uniqueCluster, waitFor } from './test-helpers';
+import type { KvEventBatch } from './types';
 
 let redis: TestServer | undefined;
 let nats: TestServer | undefined;

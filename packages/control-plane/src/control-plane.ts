@@ -1,16 +1,16 @@
 // The factory services call: Redis and NATS when their URLs are given, the in-process hub otherwise.
-import { TransportEventBus, type EventBus, type EventBusOptions } from './event-bus.js';
-import { InProcessHub, processHub } from './hub.js';
-import { InProcessTransport } from './in-process-transport.js';
-import type { LeaseStore } from './lease-store.js';
+import { TransportEventBus, type EventBus, type EventBusOptions } from './event-bus';
+import { InProcessHub, processHub } from './hub';
+import { InProcessTransport } from './in-process-transport';
+import type { LeaseStore } from './lease-store';
 import { createLogger } from '@pdserve/log';
-import type { Logger } from './log.js';
-import { assertToken } from './names.js';
-import { NatsTransport, type NatsTransportOptions } from './nats-transport.js';
-import { RedisLeaseStore, type RedisLeaseStoreOptions } from './redis-lease-store.js';
-import { LeaseRegistry, type Registry } from './registry.js';
-import type { RegistryOptions } from './registry-options.js';
-import type { SubjectTransport } from './transport.js';
+import type { Logger } from './log';
+import { assertToken } from './names';
+import { NatsTransport, type NatsTransportOptions } from './nats-transport';
+import { RedisLeaseStore, type RedisLeaseStoreOptions } from './redis-lease-store';
+import { LeaseRegistry, type Registry } from './registry';
+import type { RegistryOptions } from './registry-options';
+import type { SubjectTransport } from './transport';
 
 export interface ControlPlaneOptions {
   /** Names the cluster in every key and subject; [A-Za-z0-9_-]. */

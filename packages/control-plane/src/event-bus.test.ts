@@ -1,16 +1,16 @@
 // One behavioural suite, run against the NATS bus (real nats-server) and the in-process one.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startNats, type TestServer } from '../../testkit/src/servers.js';
-import { TransportEventBus, type EventBus, type EventBusOptions } from './event-bus.js';
-import { InProcessBroker, InProcessTransport } from './in-process-transport.js';
-import { KvEventPublisher } from './kv-event-publisher.js';
-import type { Logger } from './log.js';
-import { kvSubject } from './names.js';
-import { NatsTransport } from './nats-transport.js';
-import { memoryLogger, sleep, uniqueCluster, waitFor } from './test-helpers.js';
-import type { SubjectTransport } from './transport.js';
-import type { ConnectionStatus } from './transport.js';
-import type { KvEventBatch, LoadReport } from './types.js';
+import { startNats, type TestServer } from '../../testkit/src/servers';
+import { TransportEventBus, type EventBus, type EventBusOptions } from './event-bus';
+import { InProcessBroker, InProcessTransport } from './in-process-transport';
+import { KvEventPublisher } from './kv-event-publisher';
+import type { Logger } from './log';
+import { kvSubject } from './names';
+import { NatsTransport } from './nats-transport';
+import { memoryLogger, sleep, uniqueCluster, waitFor } from './test-helpers';
+import type { SubjectTransport } from './transport';
+import type { ConnectionStatus } from './transport';
+import type { KvEventBatch, LoadReport } from './types';
 
 interface Harness {
   /** A new participant with its own connection. */

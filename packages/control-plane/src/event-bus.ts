@@ -1,11 +1,11 @@
 // KV events and load reports on subjects `pdserve.<cluster>.kv.<worker>` / `pdserve.<cluster>.load.<worker>`,
 // over any SubjectTransport. Publishing never throws for connection problems: while disconnected, KV
 // batches wait in a bounded buffer (oldest dropped first) and load reports are dropped (the next supersedes).
-import { decodeKvBatch, decodeLoadReport, encodeKvBatch, encodeLoadReport } from './codec.js';
-import { errorMessage, type Logger } from './log.js';
-import { ALL_WORKERS, assertToken, kvSubject, loadSubject } from './names.js';
-import type { ConnectionStatus, SubjectTransport } from './transport.js';
-import type { KvEventBatch, LoadReport } from './types.js';
+import { decodeKvBatch, decodeLoadReport, encodeKvBatch, encodeLoadReport } from './codec';
+import { errorMessage, type Logger } from './log';
+import { ALL_WORKERS, assertToken, kvSubject, loadSubject } from './names';
+import type { ConnectionStatus, SubjectTransport } from './transport';
+import type { KvEventBatch, LoadReport } from './types';
 
 export interface EventBusOptions {
   /** KV batches kept while disconnected and sent on reconnect; beyond this the oldest are dropped. */

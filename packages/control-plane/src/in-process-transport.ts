@@ -1,7 +1,7 @@
 // Subjects in one process: a broker that several participants share, delivering on a later turn of the
 // event loop (like a network round trip would) and in publish order.
-import { subjectMatches } from './names.js';
-import type { ConnectionStatus, SubjectTransport } from './transport.js';
+import { subjectMatches } from './names';
+import type { ConnectionStatus, SubjectTransport } from './transport';
 
 interface BrokerSubscription {
   readonly pattern: string;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { KvEventPublisher } from './kv-event-publisher.js';
-import { sleep, waitFor } from './test-helpers.js';
-import type { KvEventBatch } from './types.js';
+import { KvEventPublisher } from './kv-event-publisher';
+import { sleep, waitFor } from './test-helpers';
+import type { KvEventBatch } from './types';
 
 const h = (i: number): string => i.toString(16).padStart(16, '0');
 

@@ -1,8 +1,8 @@
 // Batches an engine's block events into KvEventBatch messages: a batch goes out as soon as it holds
 // maxBatchEvents block hashes, and nothing waits longer than flushIntervalMs; stamps worker, incarnation, seq.
 import { isBlockHash } from '@pdserve/contracts';
-import { assertToken } from './names.js';
-import type { KvEvent, KvEventBatch, KvTier } from './types.js';
+import { assertToken } from './names';
+import type { KvEvent, KvEventBatch, KvTier } from './types';
 
 export interface KvEventPublisherOptions {
   readonly worker: string;

@@ -1,10 +1,10 @@
 // A live view of the registry: polls the store (SCAN), diffs against what it knew, and reports changes.
 // Does not depend on keyspace notifications; an instance whose lease lapsed is gone by the next poll.
-import { decodeServiceRecord } from './codec.js';
-import type { LeaseStore } from './lease-store.js';
-import { errorMessage, OutageLog, type Logger } from './log.js';
-import type { ResolvedRegistryOptions } from './registry-options.js';
-import type { ServiceRecord } from './types.js';
+import { decodeServiceRecord } from './codec';
+import type { LeaseStore } from './lease-store';
+import { errorMessage, OutageLog, type Logger } from './log';
+import type { ResolvedRegistryOptions } from './registry-options';
+import type { ServiceRecord } from './types';
 
 /** A new incarnation under a known id is reported as `removed` then `added`: its old cache is gone. */
 export type MembershipChange =

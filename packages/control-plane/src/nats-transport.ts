@@ -1,7 +1,7 @@
 // SubjectTransport over NATS: reconnects forever, resubscribes (the client does), exposes its status.
 import { connect, DebugEvents, Events, type NatsConnection, type Subscription } from 'nats';
-import { errorMessage, redactUrl, type Logger } from './log.js';
-import type { ConnectionStatus, SubjectTransport } from './transport.js';
+import { errorMessage, redactUrl, type Logger } from './log';
+import type { ConnectionStatus, SubjectTransport } from './transport';
 
 export interface NatsTransportOptions {
   /** How long connect() waits for the first connection before failing, in ms. */

@@ -1,9 +1,9 @@
 // Who a service may dial or serve: only what the registry lists, matched on address, role and model.
 import { describe, expect, it } from 'vitest';
-import { connectControlPlane } from './control-plane.js';
-import { InProcessHub } from './hub.js';
-import { RegisteredPeers, hostOf } from './peers.js';
-import { memoryLogger, sampleRecord } from './test-helpers.js';
+import { connectControlPlane } from './control-plane';
+import { InProcessHub } from './hub';
+import { RegisteredPeers, hostOf } from './peers';
+import { memoryLogger, sampleRecord } from './test-helpers';
 
 describe('RegisteredPeers', () => {
   it('knows members by gRPC address, role and model, data ports and hosts; nothing else', async () => {

@@ -1,8 +1,8 @@
 // Who a service may dial and whom it may serve: the members registered in the registry (for its model),
 // never an address a request names. A request carries an address only to pick among registered members;
 // one that names anything else (SSRF, a listener waiting for stolen KV) is refused before any dial.
-import type { Membership } from './membership.js';
-import type { ServiceRecord, ServiceRole } from './types.js';
+import type { Membership } from './membership';
+import type { ServiceRecord, ServiceRole } from './types';
 
 /** A miss re-reads the registry (a member that just joined), at most this often. */
 const REFRESH_EVERY_MS = 250;

@@ -1,8 +1,8 @@
 // LeaseStore over Redis (ioredis): SET … PX for leases, SCAN for listing. Commands fail fast while Redis is
 // down (no offline queue), and ioredis reconnects in the background with capped backoff.
 import { Redis } from 'ioredis';
-import type { LeaseStore, PutMode } from './lease-store.js';
-import { errorMessage, redactUrl, type Logger } from './log.js';
+import type { LeaseStore, PutMode } from './lease-store';
+import { errorMessage, redactUrl, type Logger } from './log';
 
 export interface RedisLeaseStoreOptions {
   /** How long connect() waits for Redis to be ready before failing, in ms. */

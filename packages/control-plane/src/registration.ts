@@ -1,9 +1,9 @@
 // One instance's entry in the registry: written under a lease and renewed by heartbeat until deregistered.
-import { encodeServiceRecord } from './codec.js';
-import type { LeaseStore } from './lease-store.js';
-import { errorMessage, OutageLog, type Logger } from './log.js';
-import type { ResolvedRegistryOptions } from './registry-options.js';
-import type { ServiceRecord } from './types.js';
+import { encodeServiceRecord } from './codec';
+import type { LeaseStore } from './lease-store';
+import { errorMessage, OutageLog, type Logger } from './log';
+import type { ResolvedRegistryOptions } from './registry-options';
+import type { ServiceRecord } from './types';
 
 export interface Registration {
   readonly record: ServiceRecord;

@@ -1,14 +1,14 @@
 // One behavioural suite, run against the Redis registry (real redis-server) and the in-process one.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRedis, type TestServer } from '../../testkit/src/servers.js';
-import { MemoryLeaseStore, type LeaseStore } from './lease-store.js';
-import type { Logger } from './log.js';
-import type { Membership, MembershipChange } from './membership.js';
-import { instanceKey } from './names.js';
-import { RedisLeaseStore } from './redis-lease-store.js';
-import { LeaseRegistry, type Registry } from './registry.js';
-import type { RegistryOptions } from './registry-options.js';
-import { memoryLogger, sampleRecord, sleep, uniqueCluster, waitFor } from './test-helpers.js';
+import { freePort, startRedis, type TestServer } from '../../testkit/src/servers';
+import { MemoryLeaseStore, type LeaseStore } from './lease-store';
+import type { Logger } from './log';
+import type { Membership, MembershipChange } from './membership';
+import { instanceKey } from './names';
+import { RedisLeaseStore } from './redis-lease-store';
+import { LeaseRegistry, type Registry } from './registry';
+import type { RegistryOptions } from './registry-options';
+import { memoryLogger, sampleRecord, sleep, uniqueCluster, waitFor } from './test-helpers';
 
 /** Short leases so expiry is testable: heartbeat and poll every 200 ms. */
 const TTL_MS = 600;

@@ -1,13 +1,13 @@
 // The service registry: instances register under a lease, watchers follow membership. One implementation
 // over a LeaseStore, so Redis and in-process registries behave the same by construction.
-import { decodeServiceRecord } from './codec.js';
-import type { LeaseStore } from './lease-store.js';
-import type { Logger } from './log.js';
-import { PollingMembership, type Membership } from './membership.js';
-import { assertToken, instanceKey, instanceKeyPrefix } from './names.js';
-import { LeaseRegistration, type Registration } from './registration.js';
-import { resolveRegistryOptions, type RegistryOptions, type ResolvedRegistryOptions } from './registry-options.js';
-import type { ServiceRecord } from './types.js';
+import { decodeServiceRecord } from './codec';
+import type { LeaseStore } from './lease-store';
+import type { Logger } from './log';
+import { PollingMembership, type Membership } from './membership';
+import { assertToken, instanceKey, instanceKeyPrefix } from './names';
+import { LeaseRegistration, type Registration } from './registration';
+import { resolveRegistryOptions, type RegistryOptions, type ResolvedRegistryOptions } from './registry-options';
+import type { ServiceRecord } from './types';
 
 export interface Registry {
   /** Writes the record under a lease and keeps it alive until deregister() or close(). Rejects if the

@@ -1,6 +1,6 @@
 // Shared by this package's tests (not exported from the index).
-import type { LogFields, Logger } from './log.js';
-import type { ServiceRecord } from './types.js';
+import type { LogFields, Logger } from './log';
+import type { ServiceRecord } from './types';
 
 export async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5_000, intervalMs = 10): Promise<void> {
   const deadline = Date.now() + timeoutMs;

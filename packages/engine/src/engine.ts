@@ -6,6 +6,8 @@ import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
 import { promptLogprobOf } from './prompt-logprobs';
 import { StructuredOutputs, type StructuredOutputStats } from './structured';
+import { DraftModel } from './draft-model';
+import { proposeNgram, SPECULATIVE_DEFAULTS, SpecController, SpecGovernor, speculativeProblem, verifyProposal, type Proposal, type SpeculativeOptions } from './speculative';
 
 export interface EngineOptions {
   /** Hugging Face-layout model directory. */
@@ -27,6 +29,8 @@ export interface EngineOptions {
   /** Longest prompt + output in tokens; default the model's max_position_embeddings. */
   readonly maxModelLen?: number;
   readonly runner?: RunnerOptions;
+  /** Speculative decoding (a draft model or n-gram lookup); default off. */
+  readonly speculative?: SpeculativeOptions;
   /** Told after each forward (for metrics): its phase, wall seconds on the model thread and batch rows. */
   readonly onStep?: (s: { readonly phase: 'prefill' | 'decode'; readonly seconds: number; readonly batchSize: number }) => void;
   /** Told when a request is first scheduled (for metrics): the seconds it waited in the queue since it arrived. */
@@ -59,15 +63,28 @@ export class LLMEngine implements EngineClient {
   /** Grammars of constrained sequences (response_format); loaded on the first such request. */
   private readonly structured: StructuredOutputs;
   private closed = false;
+  /** Speculative decoding's draft model (method 'draft'). */
+  private readonly draft: DraftModel | undefined;
+  /** Rejection sampling's work row (vocab-long). */
+  private readonly specBuf: Float64Array;
+  private readonly governor = new SpecGovernor();
+  /** Why the draft model stopped working (speculation with it is then off), or undefined. */
+  private draftFailure: string | undefined;
+  /** Seconds this step's proposals spent on the draft's catch-up prefill. */
+  private catchUpSeconds = 0;
+  private readonly specCounters = { draftTokens: 0, acceptedTokens: 0, verifiedSequenceSteps: 0, emittedTokens: 0 };
   private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0, importFallbacks: 0, prefillTokens: 0, prefetchedTokens: 0, prefetchRejects: 0 };
 
   private constructor(
     readonly spec: ModelSpec,
     private readonly executor: ThreadExecutor,
     pool: BlockPool,
-    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner' | 'onStep' | 'onAdmitted'>> & Pick<EngineOptions, 'onStep' | 'onAdmitted'>,
+    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner' | 'onStep' | 'onAdmitted' | 'speculative'>> & Pick<EngineOptions, 'onStep' | 'onAdmitted' | 'speculative'>,
     maxModelLen: number,
+    draft: DraftModel | undefined,
   ) {
+    this.draft = draft;
+    this.specBuf = new Float64Array(opts.speculative ? spec.vocabSize : 0);
     this.modelId = spec.id;
     this.pool = pool;
     this.layout = pool.layout;
@@ -93,12 +110,23 @@ export class LLMEngine implements EngineClient {
       maxWaiting: options.maxWaiting ?? ENGINE_DEFAULTS.maxWaiting,
       onStep: options.onStep,
       onAdmitted: options.onAdmitted,
+      speculative: options.speculative,
     };
+    const specProblem = options.speculative && speculativeProblem(options.speculative);
+    if (specProblem) throw new EngineError('invalid_request', `speculative decoding: ${specProblem}`);
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: opts.blockSize };
     const pool = BlockPool.fromBudget(layout, opts.kvCacheBytes);
-    const executor = await ThreadExecutor.start({ spec, runner: options.runner ?? {}, layout, pool: pool.data });
+    const sp = options.speculative;
+    const draft = sp?.method === 'draft' ? await DraftModel.create(spec, sp.modelDir, opts.blockSize, pool.numBlocks, sp.kvCacheBytes, options.runner ?? {}) : undefined;
+    let executor: ThreadExecutor;
+    try {
+      executor = await ThreadExecutor.start({ spec, runner: options.runner ?? {}, layout, pool: pool.data });
+    } catch (err) {
+      await draft?.close();
+      throw err;
+    }
     const maxModelLen = Math.min(options.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
-    return new LLMEngine(spec, executor, pool, opts, maxModelLen);
+    return new LLMEngine(spec, executor, pool, opts, maxModelLen, draft);
   }
 
   isReady(): boolean {
@@ -124,6 +152,9 @@ export class LLMEngine implements EngineClient {
       steps: this.counters.steps,
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
+      ...(this.opts.speculative
+        ? { speculation: { method: this.opts.speculative.method, ...this.specCounters, draftCatchUpTokens: this.draft?.catchUpTokens ?? 0, draftSequences: this.draft?.numSequences ?? 0, draftProposeSeconds: this.draft?.proposeSeconds ?? 0, draftForwardSeconds: this.draft?.forwardSeconds ?? 0, draftFailure: this.draftFailure } }
+        : {}),
     };
   }
 
@@ -206,6 +237,7 @@ export class LLMEngine implements EngineClient {
     // Terminating the model thread inside session.run aborts the whole process: let the step in flight end.
     for (let waited = 0; this.looping && waited < 5_000; waited += 5) await new Promise((r) => setTimeout(r, 5));
     await this.executor.close();
+    await this.draft?.close();
     this.structured.dispose();
   }
 
@@ -271,6 +303,12 @@ export class LLMEngine implements EngineClient {
     seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;
     seq.exportFromBlock = req.exportKv?.fromBlock;
     if (req.sampling.structuredOutput) this.structured.admit(seq.id, req.sampling.structuredOutput, seq.output);
+    // Speculated tokens would bypass the grammar's mask: constrained sequences decode one token at a time.
+    const sp = this.opts.speculative;
+    // A seeded sampled request must give the same tokens with speculation on or off and after a migration
+    // (which skips one random draw per token sent): it decodes one token at a time unless told otherwise.
+    const seededSampled = req.sampling.seed !== undefined && !sampler.isGreedy;
+    if (sp && !req.sampling.structuredOutput && seq.exportFromBlock === undefined && (!seededSampled || sp.seeded)) seq.spec = new SpecController(sp.numTokens);
     this.scheduler.add(seq);
     this.kick();
     return seq;
@@ -311,14 +349,22 @@ export class LLMEngine implements EngineClient {
     const t0 = performance.now();
     // Prefetched prefixes enter the cache between forwards, when no block is being written.
     for (const seq of this.scheduler.waiting) if (seq.prefetched) this.insertPrefetched(seq);
+    this.planSpeculation();
     const plan = this.scheduler.schedule();
     this.account(plan);
     for (const seq of plan.imports) this.importKv(seq);
+    const tSpec = performance.now();
+    const proposals = await this.propose(plan.decodes);
+    // A request aborted while the draft ran has given its blocks back: it is not in the forward.
+    const decodes = this.opts.speculative ? plan.decodes.filter((s) => s.status === 'running') : plan.decodes;
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
-    const decode = plan.decodes.length > 0
+    const decode = decodes.length > 0
       ? this.executor.run({
           kind: 'decode',
-          rows: plan.decodes.map((s) => ({ seqId: s.id, tokenIds: [s.tokens[s.tokens.length - 1]!], pastLen: s.numComputed, blockTable: s.blockTable })),
+          rows: decodes.map((s) => {
+            const p = proposals.get(s.id)?.tokens ?? [];
+            return { seqId: s.id, tokenIds: [s.tokens[s.tokens.length - 1]!, ...p], pastLen: s.numComputed, blockTable: s.blockTable, numLogits: 1 + p.length };
+          }),
         })
       : undefined;
     // Every position's logits only for prompts whose logprobs were asked for.
@@ -330,13 +376,21 @@ export class LLMEngine implements EngineClient {
         })
       : undefined;
     // Grammar masks for the rows that sample this step, computed while the model thread runs.
-    this.structured.fillMasks([...plan.decodes.map((s) => s.id), ...plan.prefills.filter((c) => c.end === c.seq.tokens.length).map((c) => c.seq.id)]);
+    this.structured.fillMasks([...decodes.map((s) => s.id), ...plan.prefills.filter((c) => c.end === c.seq.tokens.length).map((c) => c.seq.id)]);
     let runSeconds = 0;
     if (decode) {
       const res = await decode;
       runSeconds += res.runSeconds;
-      this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: plan.decodes.length });
-      this.afterForward(plan.decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
+      this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: decodes.length });
+      if (this.opts.speculative) {
+        const emitted = this.specCounters.emittedTokens;
+        const plain = decodes.filter((s) => !proposals.has(s.id)).length;
+        this.afterVerify(decodes, proposals, res);
+        // Seconds of drafting and verifying per produced token, for the governor (a draft's one-off catch-up left out).
+        const seconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
+        this.governor.record(decodes.length, proposals.size > 0, seconds, plain + this.specCounters.emittedTokens - emitted);
+      }
+      else this.afterForward(decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
     }
     if (prefill) {
       const res = await prefill;
@@ -360,6 +414,106 @@ export class LLMEngine implements EngineClient {
       seq.numCachedPrompt = Math.min(cachedTokens, seq.promptLen);
       this.counters.hitTokens += seq.numCachedPrompt;
       this.counters.queryTokens += seq.promptLen;
+    }
+  }
+
+  /**
+   * Sets each decoding sequence's lookahead for this step: what its controller (and, unless it is seeded,
+   * the batch's governor) allows, capped by the tokens it may still generate; with n-gram lookup, the
+   * proposal itself (no match: no speculation).
+   */
+  private planSpeculation(): void {
+    const sp = this.opts.speculative;
+    if (!sp) return;
+    if (this.draftFailure !== undefined) {
+      for (const seq of this.scheduler.running) seq.lookahead = 0;
+      return;
+    }
+    const allowed = this.governor.allow(this.scheduler.running.filter((s) => !s.isPrefill).length);
+    for (const seq of this.scheduler.running) {
+      seq.lookahead = 0;
+      seq.proposal = undefined;
+      if (!seq.spec || seq.isPrefill) continue;
+      // The governor goes by wall time; a seeded sampled sequence must draw the same random numbers every
+      // run, so only its own acceptance history decides for it.
+      if (!allowed && (seq.sampler.isGreedy || seq.params.seed === undefined)) continue;
+      // The verify step emits the accepted tokens plus one: speculating past the end is wasted.
+      const room = Math.min(seq.params.maxTokens - seq.output.length, this.maxModelLen - seq.tokens.length) - 1;
+      const k = Math.min(seq.spec.next(), room);
+      if (k <= 0) continue;
+      if (sp.method === 'ngram') {
+        const tokens = proposeNgram(seq.tokens, k, sp.ngramMin ?? SPECULATIVE_DEFAULTS.ngramMin, sp.ngramMax ?? SPECULATIVE_DEFAULTS.ngramMax);
+        if (tokens.length === 0) continue;
+        seq.proposal = { tokens };
+        seq.lookahead = tokens.length;
+      } else seq.lookahead = k;
+    }
+  }
+
+  /** Proposals for this step's decodes that speculate (lookahead as the scheduler left it). */
+  private async propose(decodes: readonly Sequence[]): Promise<Map<number, Proposal>> {
+    const out = new Map<number, Proposal>();
+    this.catchUpSeconds = 0;
+    const speculating = decodes.filter((s) => s.lookahead > 0);
+    if (speculating.length === 0) return out;
+    if (!this.draft) {
+      for (const s of speculating) out.set(s.id, { tokens: s.proposal!.tokens.slice(0, s.lookahead) });
+      return out;
+    }
+    let proposed: Map<number, Proposal>;
+    try {
+      proposed = await this.draft.propose(
+        speculating.map((s) => ({ seqId: s.id, tokens: s.tokens, prompt: s.prompt, output: s.output, sampler: s.sampler, params: s.params, k: s.lookahead })),
+      );
+    } catch (err) {
+      // The draft is an optimisation: without it, every sequence decodes one token at a time.
+      this.draftFailure = (err as Error).message;
+      return out;
+    }
+    this.catchUpSeconds = this.draft.lastCatchUpSeconds;
+    // A sequence aborted while the draft ran is skipped when the verify results come back.
+    for (const [id, p] of proposed) if (p.tokens.length > 0) out.set(id, p);
+    return out;
+  }
+
+  /**
+   * After a verify forward: each speculating row keeps its accepted draft tokens plus the target's next
+   * one, streamed one by one exactly as plain decode steps would (KV recorded and blocks published up to
+   * each token first); the KV of rejected tokens is left past numComputed (overwritten later, never
+   * published) and the blocks that held only it go back to the pool.
+   */
+  private afterVerify(decodes: readonly Sequence[], proposals: ReadonlyMap<number, Proposal>, res: ExecResult): void {
+    const V = this.spec.vocabSize;
+    let row = 0;
+    for (const seq of decodes) {
+      const proposal = proposals.get(seq.id);
+      const n = 1 + (proposal?.tokens.length ?? 0);
+      const logits = res.logits.subarray(row * V, (row + n) * V);
+      row += n;
+      if (seq.status !== 'running') continue; // aborted or preempted while the batch ran
+      const len = seq.tokens.length;
+      if (!proposal) {
+        seq.numComputed = len;
+        this.publishFull(seq);
+        this.emitToken(seq, seq.sampler.sample(logits, seq.prompt, seq.output, this.structured.mask(seq.id)));
+        if (seq.status === 'running') this.scheduler.trimBlocks(seq); // blocks held for a lookahead that got no proposal
+        continue;
+      }
+      const tokens = verifyProposal(seq.sampler, logits, V, seq.prompt, seq.output, proposal, this.specBuf);
+      const accepted = tokens.length - 1;
+      seq.spec?.record(proposal.tokens.length, accepted);
+      this.specCounters.draftTokens += proposal.tokens.length;
+      this.specCounters.acceptedTokens += accepted;
+      this.specCounters.verifiedSequenceSteps += 1;
+      this.draft?.truncate(seq.id, len + accepted);
+      for (let j = 0; j < tokens.length; j++) {
+        seq.numComputed = len + j;
+        this.publishFull(seq);
+        this.emitToken(seq, tokens[j]!);
+        this.specCounters.emittedTokens += 1;
+        if (seq.status !== 'running') break;
+      }
+      if (seq.status === 'running') this.scheduler.trimBlocks(seq);
     }
   }
 
@@ -538,6 +692,7 @@ export class LLMEngine implements EngineClient {
     if (seq.status === 'finished') return;
     seq.status = 'finished';
     this.structured.release(seq.id);
+    this.draft?.release(seq.id);
     seq.finishReason = reason;
     if (emit && reason) seq.outputs.push({ tokenIds: [], finishReason: reason, promptTokens: seq.promptLen, cachedTokens: seq.numCachedPrompt });
     seq.outputs.close(error);

@@ -23,6 +23,12 @@ export interface ExecBatch {
   /** 'decode' rows keep their KV resident between batches; any number of new tokens per row. */
   readonly kind: 'prefill' | 'decode';
   readonly rows: readonly ExecRow[];
+  /**
+   * Decode only (a draft model proposing for greedy requests): row i goes on for greedyRounds[i] forwards
+   * in all, each feeding the argmax of the last one's logits, on the model thread (one round trip to it
+   * instead of one per token). The result then has `tokens` (the argmaxes) and no logits.
+   */
+  readonly greedyRounds?: readonly number[];
 }
 
 export interface ExecResult {
@@ -33,6 +39,8 @@ export interface ExecResult {
   readonly execSeconds: number;
   /** Tokens of KV copied out of blocks into the model's dense input (0 for a decode batch like the last one). */
   readonly gatheredTokens: number;
+  /** With greedyRounds: each row's argmax tokens, one per round. */
+  readonly tokens?: readonly (readonly number[])[];
 }
 
 /**
@@ -53,6 +61,7 @@ export class BatchExecutor {
 
   async run(batch: ExecBatch): Promise<ExecResult> {
     try {
+      if (batch.greedyRounds) return await this.greedyRounds(batch.rows, batch.greedyRounds);
       return batch.kind === 'decode' ? await this.decode(batch.rows) : await this.prefill(batch.rows);
     } catch (err) {
       this.resident.clear();
@@ -93,6 +102,27 @@ export class BatchExecutor {
       execSeconds: (performance.now() - t0) / 1000,
       gatheredTokens: plan.gatheredTokens,
     };
+  }
+
+  /** See ExecBatch.greedyRounds. */
+  private async greedyRounds(rows: readonly ExecRow[], rounds: readonly number[]): Promise<ExecResult> {
+    const t0 = performance.now();
+    const V = this.runner.spec.vocabSize;
+    const tokens: number[][] = rows.map(() => []);
+    let runSeconds = 0;
+    let gatheredTokens = 0;
+    let live = rows.map((r, i) => ({ row: r, i }));
+    for (let round = 0; live.length > 0; round++) {
+      const batch = live.map(({ row, i }) =>
+        round === 0 ? row : { seqId: row.seqId, tokenIds: [tokens[i]![round - 1]!], pastLen: row.pastLen + row.tokenIds.length + round - 1, blockTable: row.blockTable },
+      );
+      const res = await this.decode(batch);
+      runSeconds += res.runSeconds;
+      gatheredTokens += res.gatheredTokens;
+      live.forEach(({ i }, j) => tokens[i]!.push(argmax(res.logits, j * V, V)));
+      live = live.filter(({ i }) => tokens[i]!.length < rounds[i]!);
+    }
+    return { logits: new Float32Array(0), runSeconds, execSeconds: (performance.now() - t0) / 1000, gatheredTokens, tokens };
   }
 
   /** Writes each row's new tokens' KV (the right end of `present`) into its blocks. */
@@ -183,4 +213,11 @@ export class ThreadExecutor {
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
   }
+}
+
+/** Index (from `from`) of the largest of logits[from, from + n); ties to the lowest. */
+function argmax(logits: Float32Array, from: number, n: number): number {
+  let best = 0;
+  for (let j = 1; j < n; j++) if (logits[from + j]! > logits[from + best]!) best = j;
+  return best;
 }

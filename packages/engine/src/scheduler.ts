@@ -73,7 +73,7 @@ export class Scheduler {
   schedule(): SchedulerOutput {
     const preempted: Sequence[] = [];
     const decodes = this.scheduleDecodes(preempted);
-    let budget = this.cfg.maxNumBatchedTokens - decodes.length;
+    let budget = this.cfg.maxNumBatchedTokens - decodes.reduce((n, s) => n + 1 + s.lookahead, 0);
     const prefills: PrefillChunk[] = [];
     const admitted: { seq: Sequence; cachedTokens: number }[] = [];
     const imports: Sequence[] = [];
@@ -170,9 +170,27 @@ export class Scheduler {
         if (seq.status !== 'running') continue;
         seq.blockTable.push(this.pool.allocate()!);
       }
+      if (seq.lookahead > 0) this.reserveLookahead(seq);
       decodes.push(seq);
     }
     return decodes;
+  }
+
+  /**
+   * Blocks for the positions of `seq`'s speculated tokens, from free blocks above the watermark only
+   * (speculation never preempts anyone); the lookahead shrinks to what fits.
+   */
+  private reserveLookahead(seq: Sequence): void {
+    const bs = seq.blockSize;
+    const want = seq.numComputed + 1 + seq.lookahead;
+    while (seq.blockTable.length * bs < want && this.pool.numFree > this.cfg.watermarkBlocks) seq.blockTable.push(this.pool.allocate()!);
+    seq.lookahead = Math.max(0, Math.min(seq.lookahead, seq.blockTable.length * bs - seq.numComputed - 1));
+  }
+
+  /** After a verify step: gives back blocks past the sequence's tokens (held for rejected speculation). */
+  trimBlocks(seq: Sequence): void {
+    const keep = Math.max(seq.numPublished, Math.ceil(seq.tokens.length / seq.blockSize));
+    while (seq.blockTable.length > keep) this.pool.release(seq.blockTable.pop()!);
   }
 
   /**

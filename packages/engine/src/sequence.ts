@@ -2,6 +2,7 @@ import { hashBlock, rootHash, type BlockHash, type BlockId } from '@pdserve/kv-c
 import type { Sampler, SamplingParams } from '@pdserve/model';
 import type { FinishReason, GenerateOutput, PrefetchedKv, PrefilledKv, PromptLogprob } from '@pdserve/contracts';
 import { OutputQueue } from './output-queue';
+import type { Proposal, SpecController } from './speculative';
 
 export type SequenceStatus = 'waiting' | 'running' | 'finished';
 
@@ -36,6 +37,13 @@ export class Sequence {
   get collectsPromptLogprobs(): boolean {
     return this.params.promptLogprobs !== undefined && !this.promptLogprobsSent;
   }
+
+  /** Speculative decoding's per-sequence length control; undefined: this sequence never speculates. */
+  spec: SpecController | undefined;
+  /** Tokens to speculate this step: set before scheduling, lowered by the scheduler when blocks are short. */
+  lookahead = 0;
+  /** This step's n-gram proposal (a draft model's is made after scheduling). */
+  proposal: Proposal | undefined;
   /** Hashes of the full blocks of `tokens`, extended lazily. */
   private readonly hashes: BlockHash[] = [];
 

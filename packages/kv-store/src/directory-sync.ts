@@ -1,11 +1,11 @@
 // Keeps a BlockDirectory in step with one store node: every stored/removed event becomes a record (with the
 // block's best tier at that moment) or a forget, applied in event order.
 import { silentLogger, type Logger } from '@pdserve/control-plane';
-import type { BlockDirectory, DirectoryEntry } from './directory.js';
-import type { BlockHash } from './keys.js';
-import { Mutex } from './mutex.js';
-import type { KvStore } from './store.js';
-import type { KvStoreEvent, StoreTier } from './types.js';
+import type { BlockDirectory, DirectoryEntry } from './directory';
+import type { BlockHash } from './keys';
+import { Mutex } from './mutex';
+import type { KvStore } from './store';
+import type { KvStoreEvent, StoreTier } from './types';
 
 /** Hashes per exists() call: below any sensible maxBatchBlocks (one disk write can evict many blocks). */
 const EXISTS_CHUNK = 512;

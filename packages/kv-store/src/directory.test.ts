@@ -2,12 +2,12 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instanceKey } from '@pdserve/control-plane';
 import { startRedis, type TestServer } from '../../testkit/src/servers';
-import { InProcessBlockDirectory, type BlockDirectory, type NodeLiveness } from './directory.js';
-import { mirrorToDirectory } from './directory-sync.js';
-import { KvStoreError } from './errors.js';
-import { RedisBlockDirectory, registryLiveness } from './redis-directory.js';
-import { KvStore } from './store.js';
-import { BLOCK, MODEL, hashOf, putBlocks } from './test-helpers.js';
+import { InProcessBlockDirectory, type BlockDirectory, type NodeLiveness } from './directory';
+import { mirrorToDirectory } from './directory-sync';
+import { KvStoreError } from './errors';
+import { RedisBlockDirectory, registryLiveness } from './redis-directory';
+import { KvStore } from './store';
+import { BLOCK, MODEL, hashOf, putBlocks } from './test-helpers';
 
 /** Liveness the tests control: every node is alive unless marked dead. */
 function controlledLiveness(): NodeLiveness & { dead: Set<string> } {

@@ -1,9 +1,9 @@
 // Replica metadata: which store node holds which (modelId, hash), in which tier. The interface, a liveness
 // check that keeps a dead node's entries out of answers, and the in-process implementation.
 import { isToken } from '@pdserve/control-plane';
-import { invalidArgument } from './errors.js';
-import { blockKey, checkHash, checkModelId, type BlockHash, type BlockKey } from './keys.js';
-import type { StoreTier } from './types.js';
+import { invalidArgument } from './errors';
+import { blockKey, checkHash, checkModelId, type BlockHash, type BlockKey } from './keys';
+import type { StoreTier } from './types';
 
 export interface DirectoryEntry {
   readonly hash: BlockHash;

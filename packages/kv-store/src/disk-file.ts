@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32 } from '@pdserve/kv-cache';
-import type { BlockHash } from './keys.js';
+import type { BlockHash } from './keys';
 
 const MAGIC = 0x464b4450; // "PDKF" little-endian
 const VERSION = 1;

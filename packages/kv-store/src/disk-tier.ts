@@ -15,9 +15,9 @@ import {
   modelFolderName,
   parseDiskHeader,
   type DiskFileHeader,
-} from './disk-file.js';
-import { blockKey, type BlockHash, type BlockKey } from './keys.js';
-import { Mutex } from './mutex.js';
+} from './disk-file';
+import { blockKey, type BlockHash, type BlockKey } from './keys';
+import { Mutex } from './mutex';
 
 export interface DiskEntry {
   readonly key: BlockKey;

@@ -1,7 +1,7 @@
 // The onEvent hook: one event per (kind, tier, model) per operation, never an empty one.
 import type { Logger } from '@pdserve/control-plane';
-import type { BlockHash } from './keys.js';
-import type { KvStoreEvent, StoreTier } from './types.js';
+import type { BlockHash } from './keys';
+import type { KvStoreEvent, StoreTier } from './types';
 
 export type KvStoreListener = (event: KvStoreEvent) => void;
 

@@ -2,13 +2,13 @@
 // when there is none, or it cannot take them). Puts wait here for room; watermarks trigger it in the background.
 import type { Logger } from '@pdserve/control-plane';
 import { crc32 } from '@pdserve/kv-cache';
-import type { DiskEntry, DiskTier, EvictionGuard } from './disk-tier.js';
-import { KvStoreError } from './errors.js';
-import type { EventHub } from './events.js';
-import type { BlockKey } from './keys.js';
-import type { MemoryEntry, MemoryTier } from './memory-tier.js';
-import { Mutex } from './mutex.js';
-import type { StoreCounters } from './stats.js';
+import type { DiskEntry, DiskTier, EvictionGuard } from './disk-tier';
+import { KvStoreError } from './errors';
+import type { EventHub } from './events';
+import type { BlockKey } from './keys';
+import type { MemoryEntry, MemoryTier } from './memory-tier';
+import { Mutex } from './mutex';
+import type { StoreCounters } from './stats';
 
 export interface EvictorDeps {
   readonly memory: MemoryTier;

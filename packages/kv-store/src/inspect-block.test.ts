@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { blockHeaderNames, encodeBlock } from '@pdserve/kv-cache';
-import { inspectBlock } from './inspect-block.js';
-import { BLOCK, LAYOUT, hashOf, makeBlock } from './test-helpers.js';
+import { inspectBlock } from './inspect-block';
+import { BLOCK, LAYOUT, hashOf, makeBlock } from './test-helpers';
 
 describe('inspectBlock', () => {
   it('describes a valid block without knowing the model', () => {

@@ -1,8 +1,8 @@
 // Checks block bytes in the @pdserve/kv-cache codec format without knowing the model: the header must
 // describe a shape whose payload length matches what follows, and the payload's crc32 must match.
 import { BLOCK_HEADER_BYTES, blockBytes, blockCrc32, blockHeaderHash, crc32, type KvLayout } from '@pdserve/kv-cache';
-import { invalidArgument } from './errors.js';
-import type { BlockHash } from './keys.js';
+import { invalidArgument } from './errors';
+import type { BlockHash } from './keys';
 
 // Mirrors packages/kv-cache/src/codec.ts, which does not export these two.
 const MAGIC = 0x564b4450; // "PDKV" little-endian

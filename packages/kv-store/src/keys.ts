@@ -1,6 +1,6 @@
 // Identifiers: block hashes, model ids, and the key a block is stored under.
 import { isBlockHash, type BlockHash } from '@pdserve/contracts';
-import { invalidArgument } from './errors.js';
+import { invalidArgument } from './errors';
 
 export { isBlockHash, type BlockHash };
 

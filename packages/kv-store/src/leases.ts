@@ -1,6 +1,6 @@
 // Read leases: while a block has one, eviction and remove() leave it where it is.
 import { randomUUID } from 'node:crypto';
-import type { BlockKey } from './keys.js';
+import type { BlockKey } from './keys';
 
 interface Lease {
   readonly keys: BlockKey[];

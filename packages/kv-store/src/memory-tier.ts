@@ -5,7 +5,7 @@
 // arena, side by side, so that a transfer reads many blocks with one read; an arena's memory is freed when
 // all 16 are (the budget counts block bytes: an arena pinned by one live block is slack it does not see,
 // at most 15 blocks' worth per arena — and freed buffers are reused before any arena is carved).
-import type { BlockHash, BlockKey } from './keys.js';
+import type { BlockHash, BlockKey } from './keys';
 
 export interface MemoryEntry {
   readonly key: BlockKey;

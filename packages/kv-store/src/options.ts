@@ -1,8 +1,8 @@
 // Every tunable of the store: a name, a default, a unit and a sentence.
 import type { KvLayout } from '@pdserve/kv-cache';
 import { silentLogger, type Logger } from '@pdserve/control-plane';
-import { invalidArgument } from './errors.js';
-import { checkModelId } from './keys.js';
+import { invalidArgument } from './errors';
+import { checkModelId } from './keys';
 
 /** A model a kv-store node serves (not the model config of @pdserve/model's ModelSpec). */
 export interface StoredModel {

@@ -1,5 +1,5 @@
 // Soft pins: LRU eviction passes over a pinned block until its pin lapses (see evictPinnedWhenFull).
-import type { BlockKey } from './keys.js';
+import type { BlockKey } from './keys';
 
 export class PinTable {
   private readonly until = new Map<BlockKey, number>();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { placeReplicas } from './placement.js';
-import { hashOf } from './test-helpers.js';
+import { placeReplicas } from './placement';
+import { hashOf } from './test-helpers';
 
 const NODES = ['store-0', 'store-1', 'store-2', 'store-3', 'store-4'];
 

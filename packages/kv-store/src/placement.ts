@@ -1,8 +1,8 @@
 // Replica placement by rendezvous (highest-random-weight) hashing: every client that knows the same node
 // set picks the same replicas with no coordination, and a node joining or leaving moves only its own share.
 import { createHash } from 'node:crypto';
-import { invalidArgument } from './errors.js';
-import type { BlockHash } from './keys.js';
+import { invalidArgument } from './errors';
+import type { BlockHash } from './keys';
 
 /**
  * The `n` distinct nodes with the highest weight for this block (all of them when there are fewer), best

@@ -1,6 +1,6 @@
 // Puts between beginPut and commit: their reservations, the bytes written so far, and their deadlines.
 import { randomUUID } from 'node:crypto';
-import type { BlockHash, BlockKey } from './keys.js';
+import type { BlockHash, BlockKey } from './keys';
 
 export interface PendingBlock {
   readonly key: BlockKey;

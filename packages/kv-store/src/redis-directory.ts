@@ -14,10 +14,10 @@ import {
   type BlockLocation,
   type DirectoryEntry,
   type NodeLiveness,
-} from './directory.js';
-import { KvStoreError, invalidArgument } from './errors.js';
-import type { BlockHash } from './keys.js';
-import type { StoreTier } from './types.js';
+} from './directory';
+import { KvStoreError, invalidArgument } from './errors';
+import type { BlockHash } from './keys';
+import type { StoreTier } from './types';
 
 export interface RedisBlockDirectoryOptions {
   /** Cluster name, the second segment of every key. */

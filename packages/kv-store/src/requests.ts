@@ -1,9 +1,9 @@
 // Validation at the edge: every argument of a store call is checked here, once, before anything changes.
 import { BLOCK_HEADER_BYTES, blockBytes, type KvLayout } from '@pdserve/kv-cache';
-import { KvStoreError, invalidArgument } from './errors.js';
-import { checkHash, checkModelId, type BlockHash } from './keys.js';
-import type { KvStoreConfig } from './options.js';
-import type { PutEntry } from './types.js';
+import { KvStoreError, invalidArgument } from './errors';
+import { checkHash, checkModelId, type BlockHash } from './keys';
+import type { KvStoreConfig } from './options';
+import type { PutEntry } from './types';
 
 export class RequestChecks {
   constructor(private readonly c: KvStoreConfig) {}

@@ -1,10 +1,10 @@
 import { crc32 } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KvStoreError } from './errors.js';
-import { KvStore } from './store.js';
-import { BLOCK, LAYOUT, MODEL, hashOf, makeBlock, putBlocks, sleep } from './test-helpers.js';
-import type { KvStoreEvent } from './types.js';
-import type { KvStoreOptions } from './options.js';
+import { KvStoreError } from './errors';
+import { KvStore } from './store';
+import { BLOCK, LAYOUT, MODEL, hashOf, makeBlock, putBlocks, sleep } from './test-helpers';
+import type { KvStoreEvent } from './types';
+import type { KvStoreOptions } from './options';
 
 const open: KvStore[] = [];
 async function memoryStore(options: Partial<KvStoreOptions> = {}): Promise<KvStore> {

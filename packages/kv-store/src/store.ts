@@ -1,19 +1,19 @@
 // KvStore: one kv-store node's block store. Two-phase puts into a budgeted memory tier, leased reads, LRU
 // demotion into a budgeted disk tier, soft pins, and events for routers. Each public method maps to one RPC.
 import { blockHeaderNames, crc32 } from '@pdserve/kv-cache';
-import { DiskTier, type DiskEntry, type DiskOpenReport, type EvictionGuard } from './disk-tier.js';
-import { KvStoreError, invalidArgument } from './errors.js';
-import { EventHub, blockEvents, type KvStoreListener } from './events.js';
-import { Evictor } from './evictor.js';
-import { inspectBlock } from './inspect-block.js';
-import { blockKey, checkHash, type BlockHash, type BlockKey } from './keys.js';
-import { LeaseTable } from './leases.js';
-import { MemoryTier, memoryEntry, type MemoryEntry } from './memory-tier.js';
-import { resolveOptions, type KvStoreConfig, type KvStoreOptions } from './options.js';
-import { PinTable } from './pins.js';
-import { PutTable, type PendingBlock, type PendingPut } from './put-table.js';
-import { RequestChecks } from './requests.js';
-import { StoreCounters, type TierCounters } from './stats.js';
+import { DiskTier, type DiskEntry, type DiskOpenReport, type EvictionGuard } from './disk-tier';
+import { KvStoreError, invalidArgument } from './errors';
+import { EventHub, blockEvents, type KvStoreListener } from './events';
+import { Evictor } from './evictor';
+import { inspectBlock } from './inspect-block';
+import { blockKey, checkHash, type BlockHash, type BlockKey } from './keys';
+import { LeaseTable } from './leases';
+import { MemoryTier, memoryEntry, type MemoryEntry } from './memory-tier';
+import { resolveOptions, type KvStoreConfig, type KvStoreOptions } from './options';
+import { PinTable } from './pins';
+import { PutTable, type PendingBlock, type PendingPut } from './put-table';
+import { RequestChecks } from './requests';
+import { StoreCounters, type TierCounters } from './stats';
 import type {
   BeginPutOptions,
   BeginPutResult,
@@ -29,7 +29,7 @@ import type {
   RemoveResult,
   StoreTier,
   TierStats,
-} from './types.js';
+} from './types';
 
 export interface CloseOptions {
   /** Copy every memory block to the disk tier first, so that a restart finds it there. */

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BLOCK_HEADER_BYTES, blockBytes, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
-import type { BlockHash } from './keys.js';
-import type { KvStore } from './store.js';
+import type { BlockHash } from './keys';
+import type { KvStore } from './store';
 
 export const LAYOUT: KvLayout = { numLayers: 2, numKvHeads: 2, headDim: 8, blockSize: 4 };
 /** 1064 bytes. */

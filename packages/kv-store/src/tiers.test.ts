@@ -1,11 +1,11 @@
 import { readdirSync, statSync, writeFileSync, readFileSync, truncateSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { blockFilePath, diskFileBytes } from './disk-file.js';
-import { KvStore } from './store.js';
-import { BLOCK, MODEL, hashOf, makeBlock, putBlocks, tempDir } from './test-helpers.js';
-import type { KvStoreEvent, KvStoreStats } from './types.js';
-import type { KvStoreOptions } from './options.js';
+import { blockFilePath, diskFileBytes } from './disk-file';
+import { KvStore } from './store';
+import { BLOCK, MODEL, hashOf, makeBlock, putBlocks, tempDir } from './test-helpers';
+import type { KvStoreEvent, KvStoreStats } from './types';
+import type { KvStoreOptions } from './options';
 
 const FILE = diskFileBytes(MODEL, BLOCK);
 const cleanup: (() => Promise<void> | void)[] = [];

@@ -1,5 +1,5 @@
 // The values that go in and out of the store: one request and one result shape per call.
-import type { BlockHash } from './keys.js';
+import type { BlockHash } from './keys';
 
 /** Where a block sits inside one store node. */
 export type StoreTier = 'memory' | 'disk';

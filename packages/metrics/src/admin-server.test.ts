@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Registry, gatewayMetrics, startAdminServer, type AdminServer } from './index.js';
+import { Registry, gatewayMetrics, startAdminServer, type AdminServer } from './index';
 
 describe('admin server', () => {
   let server: AdminServer | undefined;

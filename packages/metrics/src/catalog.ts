@@ -12,7 +12,7 @@ import {
   STEP_BUCKETS,
   TRANSFER_BUCKETS,
   TTFT_BUCKETS,
-} from './buckets.js';
+} from './buckets';
 
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 
@@ -255,6 +255,30 @@ export const WORKER_METRICS = {
     help: 'Sequences in one engine step.',
     labelNames: ['model'],
     buckets: BATCH_SIZE_BUCKETS,
+  },
+  specDraftTokens: {
+    name: 'pdserve_spec_draft_tokens_total',
+    type: 'counter',
+    help: 'Speculative decoding: tokens proposed (by the draft model or n-gram lookup) and verified by the model.',
+    labelNames: ['model'],
+  },
+  specAcceptedTokens: {
+    name: 'pdserve_spec_accepted_tokens_total',
+    type: 'counter',
+    help: 'Speculative decoding: proposed tokens the model accepted; acceptance rate = accepted / draft.',
+    labelNames: ['model'],
+  },
+  specVerifySteps: {
+    name: 'pdserve_spec_verify_steps_total',
+    type: 'counter',
+    help: 'Speculative decoding: sequence-steps that verified a proposal (one per sequence per step).',
+    labelNames: ['model'],
+  },
+  specEmittedTokens: {
+    name: 'pdserve_spec_emitted_tokens_total',
+    type: 'counter',
+    help: 'Speculative decoding: tokens those steps produced (accepted plus one each); mean tokens per step = emitted / verify steps.',
+    labelNames: ['model'],
   },
   kvTransferBytes: {
     name: 'pdserve_kv_transfer_bytes_total',

@@ -1,6 +1,6 @@
 // @pdserve/metrics: each service's Prometheus metrics (prom-client), their catalog, and the admin HTTP port.
 export { Registry } from 'prom-client';
-export { METRIC_CATALOG } from './catalog.js';
+export { METRIC_CATALOG } from './catalog';
 export {
   collectDefaultMetrics,
   gatewayMetrics,
@@ -10,5 +10,5 @@ export {
   type GatewayMetricsOptions,
   type KvStoreMetricsOptions,
   type WorkerMetricsOptions,
-} from './services.js';
-export { startAdminServer, type AdminReply, type AdminServer, type AdminServerOptions } from './admin-server.js';
+} from './services';
+export { startAdminServer, type AdminReply, type AdminServer, type AdminServerOptions } from './admin-server';

@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { METRIC_CATALOG, Registry, collectDefaultMetrics, gatewayMetrics, kvStoreMetrics, workerMetrics } from './index.js';
-import { DEFAULT_METRICS } from './catalog.js';
+import { METRIC_CATALOG, Registry, collectDefaultMetrics, gatewayMetrics, kvStoreMetrics, workerMetrics } from './index';
+import { DEFAULT_METRICS } from './catalog';
 import {
   BATCH_SIZE_BUCKETS, ITL_BUCKETS, QUEUE_TIME_BUCKETS, REQUEST_DURATION_BUCKETS, SEQUENCE_LENGTH_BUCKETS, STEP_BUCKETS, TRANSFER_BUCKETS, TTFT_BUCKETS,
-} from './buckets.js';
-import { PDSERVE_VERSION, type EngineStatsSnapshot, type RouterStatsSnapshot } from './services.js';
+} from './buckets';
+import { PDSERVE_VERSION, type EngineStatsSnapshot, type RouterStatsSnapshot } from './services';
 
 function allOnOne(): Registry {
   const reg = new Registry();
@@ -122,6 +122,13 @@ describe('snapshot-backed metrics', () => {
     expect(sample(text, 'pdserve_engine_running_sequences{model="tiny"}')).toBe(0);
     expect(sample(text, 'pdserve_prefix_cache_hit_tokens_total{model="tiny"}')).toBe(40);
     expect(sample(text, 'pdserve_engine_steps_total{model="tiny"}')).toBe(9);
+    expect(text).not.toMatch(/^pdserve_spec_draft_tokens_total\{/m); // speculation off: no series
+    stats = { ...stats, speculation: { draftTokens: 40, acceptedTokens: 30, verifiedSequenceSteps: 10, emittedTokens: 40 } };
+    text = await reg.metrics();
+    expect(sample(text, 'pdserve_spec_draft_tokens_total{model="tiny"}')).toBe(40);
+    expect(sample(text, 'pdserve_spec_accepted_tokens_total{model="tiny"}')).toBe(30);
+    expect(sample(text, 'pdserve_spec_verify_steps_total{model="tiny"}')).toBe(10);
+    expect(sample(text, 'pdserve_spec_emitted_tokens_total{model="tiny"}')).toBe(40);
   });
 
   it('turns router stats into labelled counters', async () => {

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { MetricSpec } from './catalog.js';
+import type { MetricSpec } from './catalog';
 
 type LabelsOf<S extends MetricSpec> = S['labelNames'][number];
 

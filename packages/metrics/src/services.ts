@@ -3,8 +3,8 @@
 // from that snapshot at scrape time, so the hot path pays nothing for them.
 import { collectDefaultMetrics as promDefaultMetrics, type Registry } from 'prom-client';
 import metricsPackage from '../package.json' with { type: 'json' };
-import { COMMON_METRICS, GATEWAY_METRICS, KV_STORE_METRICS, WORKER_METRICS } from './catalog.js';
-import { registerMetrics, setCounter, type MetricHandles } from './register.js';
+import { COMMON_METRICS, GATEWAY_METRICS, KV_STORE_METRICS, WORKER_METRICS } from './catalog';
+import { registerMetrics, setCounter, type MetricHandles } from './register';
 
 export const METRIC_PREFIX = 'pdserve_';
 
@@ -76,6 +76,13 @@ export interface EngineStatsSnapshot {
   readonly steps: number;
   readonly modelSeconds: number;
   readonly overheadSeconds: number;
+  /** Speculative decoding's counters, when it is on. */
+  readonly speculation?: {
+    readonly draftTokens: number;
+    readonly acceptedTokens: number;
+    readonly verifiedSequenceSteps: number;
+    readonly emittedTokens: number;
+  };
 }
 
 export interface WorkerMetricsOptions {
@@ -108,7 +115,15 @@ export function workerMetrics(registry: Registry, opts: WorkerMetricsOptions = {
     steps: (c) => setCounter(c, [[m, stats().steps]]),
     modelSeconds: (c) => setCounter(c, [[m, stats().modelSeconds]]),
     overheadSeconds: (c) => setCounter(c, [[m, stats().overheadSeconds]]),
+    specDraftTokens: (c) => setCounter(c, spec(stats(), (s) => s.draftTokens)),
+    specAcceptedTokens: (c) => setCounter(c, spec(stats(), (s) => s.acceptedTokens)),
+    specVerifySteps: (c) => setCounter(c, spec(stats(), (s) => s.verifiedSequenceSteps)),
+    specEmittedTokens: (c) => setCounter(c, spec(stats(), (s) => s.emittedTokens)),
   });
+  /** A speculation counter's one series, or none while speculation is off. */
+  function spec(s: EngineStatsSnapshot, pick: (x: NonNullable<EngineStatsSnapshot['speculation']>) => number): [typeof m, number][] {
+    return s.speculation ? [[m, pick(s.speculation)]] : [];
+  }
 }
 
 /** One storage tier's occupancy. */

@@ -7,6 +7,7 @@ export {
   type LayerKv,
   type RunnerOptions,
 } from './runner';
+export { checkDraftCompatible } from './draft';
 export { referenceGenerate, type ReferenceResult } from './reference';
 export { Sampler, isStopToken } from './sampler';
 export {
@@ -17,7 +18,7 @@ export {
   type StructuredOutput,
   type TokenLogprob,
 } from './sampling';
-export { buildTinyModel, PRESETS, type PresetName, type TinyModelOptions } from './tiny/index';
+export { buildTinyModel, draftPair, PRESETS, type PresetName, type TinyModelOptions } from './tiny/index';
 export { REPO_ROOT, cacheDir, ensureTinyModel } from './tiny-cache';
 export {
   boundsProblem,

@@ -112,6 +112,80 @@ export class Sampler {
     return k === undefined ? { tokenId, logprob: Number.NaN } : logprobsOf(logits, n, tokenId, k);
   }
 
+  /** Whether this request is greedy (temperature ≈ 0): sample() is then an argmax and draws nothing. */
+  get isGreedy(): boolean {
+    return this.greedy;
+  }
+
+  /**
+   * The distribution sample() draws from (after the mask, min_tokens, bias, penalties, temperature,
+   * top-k, top-p and min-p), normalised, written into `out` (vocabSize long); one-hot when greedy. For
+   * speculative decoding's rejection sampling, which needs the target's and the draft's distributions
+   * rather than one draw.
+   */
+  distribution(logits: Float32Array, promptTokenIds: readonly number[], outputTokenIds: readonly number[], out: Float64Array, allowed?: Int32Array): Float64Array {
+    const n = this.vocabSize;
+    if (logits.length < n) throw new RangeError(`logits row has ${logits.length} entries, vocab is ${n}`);
+    if (out.length < n) throw new RangeError(`distribution buffer has ${out.length} entries, vocab is ${n}`);
+    scratch.ensure(n);
+    const holdStops = outputTokenIds.length < this.minTokens && this.stopIds.length > 0;
+    const scores =
+      this.penalised || allowed || holdStops || this.biasIds.length > 0
+        ? this.adjust(logits, promptTokenIds, outputTokenIds, allowed, holdStops)
+        : logits;
+    out.fill(0, 0, n);
+    const max = maxOf(scores, n);
+    if (this.greedy || !Number.isFinite(max)) {
+      out[argmax(scores, n)] = 1;
+      return out;
+    }
+    const { topP, minP } = this.params;
+    const probs = scratch.work;
+    const ids = scratch.candidates;
+    let count: number;
+    let mass: number;
+    if (this.topK > 0) {
+      count = selectTopK(scores, n, this.topK, ids);
+      mass = expAt(scores, ids, count, max, this.invTemperature, probs);
+    } else {
+      mass = expInto(scores, n, max, this.invTemperature, probs);
+      if (topP >= 1) {
+        let kept = 0;
+        for (let i = 0; i < n; i++) if (probs[i] >= minP) kept += out[i] = probs[i];
+        for (let i = 0; i < n; i++) out[i] /= kept;
+        return out;
+      }
+      count = collectNucleus(probs, n, topP * mass, minP, ids);
+    }
+    if (topP < 1) count = selectNucleus(ids, count, probs, topP * mass);
+    if (minP > 0) count = keepAtLeast(ids, count, probs, minP);
+    let kept = 0;
+    for (let j = 0; j < count; j++) kept += probs[ids[j]];
+    for (let j = 0; j < count; j++) out[ids[j]] = probs[ids[j]] / kept;
+    return out;
+  }
+
+  /** One uniform in [0, 1) from the request's generator (seeded requests: the same stream every run). */
+  uniform(): number {
+    if (!this.rng) throw new Error('a greedy sampler draws no random numbers');
+    return this.rng.nextFloat();
+  }
+
+  /** One draw in proportion to `weights` (unnormalised, vocabSize long), taking one uniform. */
+  drawFrom(weights: Float64Array): number {
+    const u = this.uniform();
+    const n = this.vocabSize;
+    let total = 0;
+    for (let i = 0; i < n; i++) total += weights[i];
+    return drawInIndexOrder(weights, n, u * total);
+  }
+
+  /** `tokenId` with its logprob (and top alternatives) as sample() reports them, for a token chosen elsewhere. */
+  withLogprobs(logits: Float32Array, tokenId: number): SampledToken {
+    const k = this.params.logprobs;
+    return k === undefined ? { tokenId, logprob: Number.NaN } : logprobsOf(logits, this.vocabSize, tokenId, k);
+  }
+
   private adjust(
     logits: Float32Array,
     prompt: readonly number[],

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freePort, startNats, startRedis, type TestServer } from './servers.js';
+import { freePort, startNats, startRedis, type TestServer } from './servers';
 
 /** Sends `line` (if any) and resolves with the first chunk the server answers. */
 function firstReply(port: number, line?: string): Promise<string> {

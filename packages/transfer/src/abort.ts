@@ -1,5 +1,5 @@
 // Small helpers for waiting under an AbortSignal whose reason is a TransferError.
-import { TransferError } from './errors.js';
+import { TransferError } from './errors';
 
 /** `p`, or a rejection with the signal's reason as soon as it aborts. */
 export function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {

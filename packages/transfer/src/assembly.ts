@@ -5,12 +5,12 @@
 // arrive, so a Begin that announces a gigabyte costs nothing until the bytes come. Or, where the application placed them, each in a buffer of its own that the
 // application keeps (a tcp batch's payload is then read block by block, or many at once where those
 // buffers are neighbours in memory).
-import { blockChecksum } from './checksum.js';
-import { TransferError } from './errors.js';
-import type { BatchTarget } from './frame-codec.js';
-import type { SlabPool } from './slab-pool.js';
-import type { KvBlock } from './types.js';
-import type { BlockDescriptor } from './wire.js';
+import { blockChecksum } from './checksum';
+import { TransferError } from './errors';
+import type { BatchTarget } from './frame-codec';
+import type { SlabPool } from './slab-pool';
+import type { KvBlock } from './types';
+import type { BlockDescriptor } from './wire';
 
 /** Receive memory is taken in segments of at most this much (a larger block gets one of its own). */
 export const SEGMENT_BYTES = 32 * 1024 * 1024;

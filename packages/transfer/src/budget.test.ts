@@ -3,12 +3,12 @@
 // pulled only from a data port the receiver's owner recognises.
 import { createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SEGMENT_BYTES } from './assembly.js';
-import { TOKEN_BYTES } from './frame-codec.js';
-import { TransferSender } from './sender.js';
-import { fakeSource, makeBlocks, rawTransferCall, startHarness, waitFor, type Harness } from './testkit.js';
-import { PROTOCOL_VERSION, type TransportKind } from './types.js';
-import { packHashes, type Begin } from './wire.js';
+import { SEGMENT_BYTES } from './assembly';
+import { TOKEN_BYTES } from './frame-codec';
+import { TransferSender } from './sender';
+import { fakeSource, makeBlocks, rawTransferCall, startHarness, waitFor, type Harness } from './testkit';
+import { PROTOCOL_VERSION, type TransportKind } from './types';
+import { packHashes, type Begin } from './wire';
 
 const MiB = 1024 * 1024;
 let h: Harness;

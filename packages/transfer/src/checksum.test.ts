@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { blockChecksum } from './checksum.js';
+import { blockChecksum } from './checksum';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 

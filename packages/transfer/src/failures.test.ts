@@ -2,16 +2,16 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { blockChecksum } from './checksum.js';
-import { ERROR_TRAILER } from './errors.js';
-import { TransferSender } from './sender.js';
-import { probeShmSite } from './shm-site.js';
-import { segmentPath, writeSegment } from './shm-transport.js';
+import { blockChecksum } from './checksum';
+import { ERROR_TRAILER } from './errors';
+import { TransferSender } from './sender';
+import { probeShmSite } from './shm-site';
+import { segmentPath, writeSegment } from './shm-transport';
 import {
   batchStream, cuttingProxy, fakeSource, makeBlocks, rawTransferCall, startHarness, waitFor, type Harness, type RawCall,
-} from './testkit.js';
-import { PROTOCOL_VERSION, type IncomingTransfer, type KvBlock, type TransportKind } from './types.js';
-import { packBlocks, type Begin } from './wire.js';
+} from './testkit';
+import { PROTOCOL_VERSION, type IncomingTransfer, type KvBlock, type TransportKind } from './types';
+import { packBlocks, type Begin } from './wire';
 
 let h: Harness;
 let tx: TransferSender;

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { BlockAssembly } from './assembly.js';
+import { BlockAssembly } from './assembly';
 import {
   BATCH_HEADER_BYTES, BatchReader, FrameError, decodeRequest, encodeAdmitted, encodeBatchHead, encodePullRequest,
-} from './frame-codec.js';
-import { SlabPool } from './slab-pool.js';
-import { batchStream, makeBlocks } from './testkit.js';
-import type { KvBlock } from './types.js';
+} from './frame-codec';
+import { SlabPool } from './slab-pool';
+import { batchStream, makeBlocks } from './testkit';
+import type { KvBlock } from './types';
 
 const token = Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
 // Odd sizes: blocks lie back to back at unaligned offsets.

@@ -1,10 +1,10 @@
 // The fallback data plane: block bytes ride the Transfer stream itself, packed into Chunks messages
 // of about `chunkBytes` (small blocks share a message, large ones are sliced). Works wherever the
 // control channel does; grpc-js streams move roughly 0.3-0.5 GB/s between processes.
-import type { BlockAssembly } from './assembly.js';
-import { blockChecksum } from './checksum.js';
-import type { KvBlock } from './types.js';
-import type { BlockChunk, Chunks, TransferUp } from './wire.js';
+import type { BlockAssembly } from './assembly';
+import { blockChecksum } from './checksum';
+import type { KvBlock } from './types';
+import type { BlockChunk, Chunks, TransferUp } from './wire';
 
 /** Default payload bytes per Chunks message; well below MAX_MESSAGE_BYTES. */
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;

@@ -1,11 +1,11 @@
 // A sender in a child process, for the kill -9 tests: node --import tsx kill-sender.fixture.ts <json>
 // Modes: 'send' runs a real TransferSender; 'stall-shm' writes a segment, sends Begin, then hangs.
-import { TransferSender } from './sender.js';
-import { segmentPath, writeSegment } from './shm-transport.js';
-import { probeShmSite } from './shm-site.js';
-import { makeBlocks, rawTransferCall } from './testkit.js';
-import { PROTOCOL_VERSION, type TransferAdvertisement, type TransportKind } from './types.js';
-import { packBlocks } from './wire.js';
+import { TransferSender } from './sender';
+import { segmentPath, writeSegment } from './shm-transport';
+import { probeShmSite } from './shm-site';
+import { makeBlocks, rawTransferCall } from './testkit';
+import { PROTOCOL_VERSION, type TransferAdvertisement, type TransportKind } from './types';
+import { packBlocks } from './wire';
 
 interface Args {
   readonly mode: 'send' | 'stall-shm';

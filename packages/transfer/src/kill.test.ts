@@ -3,9 +3,9 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sweepStaleSegments } from './shm-transport.js';
-import { startHarness, waitFor, type Harness } from './testkit.js';
-import type { TransportKind } from './types.js';
+import { sweepStaleSegments } from './shm-transport';
+import { startHarness, waitFor, type Harness } from './testkit';
+import type { TransportKind } from './types';
 
 const FIXTURE = fileURLToPath(new URL('./kill-sender.fixture.ts', import.meta.url));
 const REPO = fileURLToPath(new URL('../../..', import.meta.url));

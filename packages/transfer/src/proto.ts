@@ -3,7 +3,7 @@
 import type { ChannelOptions, MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import { PROTO_ROOT, loadProto, loadService } from '@pdserve/rpc';
-import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferUp } from './wire.js';
+import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferUp } from './wire';
 
 export { PROTO_ROOT };
 export const TRANSFER_PROTO = 'pdserve/v1/transfer.proto';

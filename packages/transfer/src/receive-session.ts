@@ -4,18 +4,18 @@
 // sees a whole, verified transfer.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { peerHost } from '@pdserve/rpc';
-import { BlockAssembly } from './assembly.js';
-import { TransferError, asTransferError, toGrpcStatus } from './errors.js';
-import { ingestChunks } from './grpc-transport.js';
-import type { ShmSite } from './shm-site.js';
-import type { SlabPool } from './slab-pool.js';
-import { isSegmentPath, readSegment, removeSegment } from './shm-transport.js';
-import { TOKEN_BYTES } from './frame-codec.js';
-import type { TcpPullPool } from './tcp-pull.js';
+import { BlockAssembly } from './assembly';
+import { TransferError, asTransferError, toGrpcStatus } from './errors';
+import { ingestChunks } from './grpc-transport';
+import type { ShmSite } from './shm-site';
+import type { SlabPool } from './slab-pool';
+import { isSegmentPath, readSegment, removeSegment } from './shm-transport';
+import { TOKEN_BYTES } from './frame-codec';
+import type { TcpPullPool } from './tcp-pull';
 import {
   PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind,
-} from './types.js';
-import { unpackHashes, type Begin, type BlockDescriptor, type Commit, type TransferDown, type TransferUp } from './wire.js';
+} from './types';
+import { unpackHashes, type Begin, type BlockDescriptor, type Commit, type TransferDown, type TransferUp } from './wire';
 
 export interface ReceiverLimits {
   /** Blocks in one transfer. */

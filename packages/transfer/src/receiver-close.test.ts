@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { TransferSender } from './sender.js';
-import { makeBlocks, startHarness, waitFor } from './testkit.js';
+import { TransferSender } from './sender';
+import { makeBlocks, startHarness, waitFor } from './testkit';
 
 describe('receiver-side cancellation', () => {
   it('aborting the receiver\'s signal mid-transfer fails the sender promptly; nothing is admitted', async () => {

@@ -6,19 +6,19 @@ import {
   type UntypedServiceImplementation, type sendUnaryData,
 } from '@grpc/grpc-js';
 import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
-import { TransferError } from './errors.js';
-import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto.js';
+import { TransferError } from './errors';
+import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto';
 import {
   DEFAULT_RECEIVER_LIMITS, ReceiveSession, type ReceiverLimits, type SessionHost, type TransferProgress,
-} from './receive-session.js';
-import { probeShmSite, type ShmSite } from './shm-site.js';
-import { sweepStaleSegments } from './shm-transport.js';
-import { SlabPool } from './slab-pool.js';
-import { TcpPullPool, type TcpPullOptions } from './tcp-pull.js';
+} from './receive-session';
+import { probeShmSite, type ShmSite } from './shm-site';
+import { sweepStaleSegments } from './shm-transport';
+import { SlabPool } from './slab-pool';
+import { TcpPullPool, type TcpPullOptions } from './tcp-pull';
 import {
   PROTOCOL_VERSION, type IncomingTransfer, type KvBlock, type TransferAdvertisement, type TransferOffer, type TransportKind,
-} from './types.js';
-import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferUp } from './wire.js';
+} from './types';
+import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferUp } from './wire';
 
 export interface TransferReceiverOptions {
   /** The connections tcp transfers are pulled over (dialed to each sender's data port). */

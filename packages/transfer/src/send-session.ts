@@ -3,15 +3,15 @@
 // transfer's signal, which aborts on the caller's signal, the deadline, or the receiver ending the
 // call with an error; then the call is cancelled, the offer withdrawn and any shm segment removed.
 import { Metadata, status, type Client, type ClientDuplexStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
-import { raceSignal, reasonOf } from './abort.js';
-import { TransferError, fromGrpcError } from './errors.js';
-import { pushChunks } from './grpc-transport.js';
-import type { KvTransferMethods } from './proto.js';
-import type { ShmSite } from './shm-site.js';
-import { removeSegment, segmentPath, writeSegment } from './shm-transport.js';
-import type { TcpOffer, TcpSource } from './tcp-source.js';
-import { PROTOCOL_VERSION, type KvBlock, type TransferMeta, type TransportKind } from './types.js';
-import { packBlocks, type Admitted, type Commit, type Ready, type ShmSegment, type TransferDown, type TransferUp } from './wire.js';
+import { raceSignal, reasonOf } from './abort';
+import { TransferError, fromGrpcError } from './errors';
+import { pushChunks } from './grpc-transport';
+import type { KvTransferMethods } from './proto';
+import type { ShmSite } from './shm-site';
+import { removeSegment, segmentPath, writeSegment } from './shm-transport';
+import type { TcpOffer, TcpSource } from './tcp-source';
+import { PROTOCOL_VERSION, type KvBlock, type TransferMeta, type TransportKind } from './types';
+import { packBlocks, type Admitted, type Commit, type Ready, type ShmSegment, type TransferDown, type TransferUp } from './wire';
 
 export interface SendPlan {
   readonly transferId: string;

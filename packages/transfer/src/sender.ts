@@ -3,20 +3,20 @@
 import { randomBytes } from 'node:crypto';
 import { Client, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
 import { channelCredentials, tlsChannelOptions, type TlsMaterial } from '@pdserve/rpc';
-import { reasonOf } from './abort.js';
-import { TransferError, fromGrpcError } from './errors.js';
-import { DEFAULT_CHUNK_BYTES } from './grpc-transport.js';
-import { MAX_MESSAGE_BYTES, TRANSFER_GRPC_OPTIONS, kvTransferService, type KvTransferMethods } from './proto.js';
-import { TRANSFER_ID_PATTERN } from './receive-session.js';
-import { runSendSession } from './send-session.js';
-import { probeShmSite, type ShmSite } from './shm-site.js';
-import { sweepStaleSegments } from './shm-transport.js';
-import { TcpSource, type TcpSourceOptions } from './tcp-source.js';
+import { reasonOf } from './abort';
+import { TransferError, fromGrpcError } from './errors';
+import { DEFAULT_CHUNK_BYTES } from './grpc-transport';
+import { MAX_MESSAGE_BYTES, TRANSFER_GRPC_OPTIONS, kvTransferService, type KvTransferMethods } from './proto';
+import { TRANSFER_ID_PATTERN } from './receive-session';
+import { runSendSession } from './send-session';
+import { probeShmSite, type ShmSite } from './shm-site';
+import { sweepStaleSegments } from './shm-transport';
+import { TcpSource, type TcpSourceOptions } from './tcp-source';
 import {
   BLOCK_HASH_PATTERN, isTransportKind, type KvBlock, type TransferAdvertisement, type TransferMeta,
   type TransferPeer, type TransferReceipt, type TransportKind,
-} from './types.js';
-import type { TransferAdvertisementMsg } from './wire.js';
+} from './types';
+import type { TransferAdvertisementMsg } from './wire';
 
 export interface TransferSenderOptions {
   /** Directory under which the shm site lives; must match the receiver's (default /dev/shm, else temp dir). */

@@ -4,9 +4,9 @@
 import { constants } from 'node:fs';
 import { open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { blockChecksum } from './checksum.js';
-import { TransferError } from './errors.js';
-import type { KvBlock } from './types.js';
+import { blockChecksum } from './checksum';
+import { TransferError } from './errors';
+import type { KvBlock } from './types';
 
 const SEGMENT_NAME = /^pdserve-kv-(\d+)-([A-Za-z0-9_-]{1,64})\.seg$/;
 const PROBE_NAME = /^probe-\d+-[0-9a-f]+$/;

@@ -1,12 +1,12 @@
 // The receiver's word that it admitted a tcp transfer, said on the data connection the blocks came over.
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlockAssembly } from './assembly.js';
-import { encodeAdmitted } from './frame-codec.js';
-import { SlabPool } from './slab-pool.js';
-import { TcpPullPool, splitHostPort } from './tcp-pull.js';
-import { TcpSource } from './tcp-source.js';
-import { makeBlocks } from './testkit.js';
+import { BlockAssembly } from './assembly';
+import { encodeAdmitted } from './frame-codec';
+import { SlabPool } from './slab-pool';
+import { TcpPullPool, splitHostPort } from './tcp-pull';
+import { TcpSource } from './tcp-source';
+import { makeBlocks } from './testkit';
 
 const closers: (() => unknown)[] = [];
 afterEach(async () => {

@@ -5,8 +5,8 @@
 import { connect, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 import { tlsClientOptions, type TlsMaterial } from '@pdserve/rpc';
-import { TransferError, asTransferError } from './errors.js';
-import { BATCH_HEADER_BYTES, BatchReader, encodeAdmitted, encodePullRequest, type BatchTarget } from './frame-codec.js';
+import { TransferError, asTransferError } from './errors';
+import { BATCH_HEADER_BYTES, BatchReader, encodeAdmitted, encodePullRequest, type BatchTarget } from './frame-codec';
 
 export interface TcpPullOptions {
   /** Idle connections kept per sender (default 4). */

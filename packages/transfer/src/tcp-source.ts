@@ -8,12 +8,12 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { tlsServerOptions, type TlsMaterial } from '@pdserve/rpc';
-import { blockChecksum } from './checksum.js';
-import { TransferError } from './errors.js';
+import { blockChecksum } from './checksum';
+import { TransferError } from './errors';
 import {
   MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodeRequest, encodeBatchHead, tokenKey,
-} from './frame-codec.js';
-import type { KvBlock } from './types.js';
+} from './frame-codec';
+import type { KvBlock } from './types';
 
 export interface TcpSendOptions {
   /** Bytes queued in user space before waiting for drain (default 8 MiB). */

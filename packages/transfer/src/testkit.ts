@@ -5,15 +5,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Client, Metadata, credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
-import { blockChecksum } from './checksum.js';
-import type { TransferError } from './errors.js';
-import { encodeBatchHead } from './frame-codec.js';
-import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto.js';
-import { TransferReceiver, type TransferReceiverOptions } from './receiver.js';
-import { defaultShmBase } from './shm-site.js';
-import { splitHostPort } from './tcp-pull.js';
-import type { IncomingTransfer, KvBlock } from './types.js';
-import type { TransferDown, TransferUp } from './wire.js';
+import { blockChecksum } from './checksum';
+import type { TransferError } from './errors';
+import { encodeBatchHead } from './frame-codec';
+import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto';
+import { TransferReceiver, type TransferReceiverOptions } from './receiver';
+import { defaultShmBase } from './shm-site';
+import { splitHostPort } from './tcp-pull';
+import type { IncomingTransfer, KvBlock } from './types';
+import type { TransferDown, TransferUp } from './wire';
 
 export function makeBlocks(count: number, size: number, tag = 0): KvBlock[] {
   return Array.from({ length: count }, (_, i) => ({

@@ -5,9 +5,9 @@ import { connect } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { makeThrowawayCa, readTlsDir, tlsClientOptions, type TlsMaterial } from '@pdserve/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TransferSender } from './sender.js';
-import { TcpSource } from './tcp-source.js';
-import { makeBlocks, startHarness, type Harness } from './testkit.js';
+import { TransferSender } from './sender';
+import { TcpSource } from './tcp-source';
+import { makeBlocks, startHarness, type Harness } from './testkit';
 
 let dirs: string[] = [];
 let ours: TlsMaterial;

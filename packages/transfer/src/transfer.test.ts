@@ -1,10 +1,10 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blockChecksum } from './checksum.js';
-import { TransferSender } from './sender.js';
-import { makeBlocks, startHarness, waitFor, type Harness } from './testkit.js';
-import type { KvBlock, TransportKind } from './types.js';
+import { blockChecksum } from './checksum';
+import { TransferSender } from './sender';
+import { makeBlocks, startHarness, waitFor, type Harness } from './testkit';
+import type { KvBlock, TransportKind } from './types';
 
 let h: Harness;
 let tx: TransferSender;

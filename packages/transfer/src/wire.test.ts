@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { loadTransferPackage } from './proto.js';
-import { WIRE_FIELDS, WIRE_ONEOFS } from './wire.js';
+import { loadTransferPackage } from './proto';
+import { WIRE_FIELDS, WIRE_ONEOFS } from './wire';
 
 interface Descriptor {
   readonly field: readonly { readonly name: string }[];

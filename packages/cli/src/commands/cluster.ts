@@ -2,7 +2,7 @@
 // with the embedded control plane, or as separate processes sharing Redis and NATS.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connectControlPlane, processHub, type ControlPlane } from '@pdserve/control-plane';
-import { ENGINE_DEFAULTS, type EngineOptions } from '@pdserve/engine';
+import { ENGINE_DEFAULTS, SPECULATIVE_DEFAULTS, type EngineOptions, type SpeculativeOptions } from '@pdserve/engine';
 import type { Logger } from '@pdserve/log';
 import { MIGRATION_DEFAULTS, parseClassSlos, startGateway, type AdmissionOptions, type Gateway } from '@pdserve/gateway';
 import { parseCostModel } from '@pdserve/bench';
@@ -64,7 +64,29 @@ export const ENGINE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'execution-provider': { type: 'string', help: 'onnxruntime execution provider (cpu, cuda, cann, ...)', default: 'cpu' },
   threads: { type: 'string', help: 'onnxruntime intra-op threads; 0 = automatic', default: '0', value: int(0) },
   'ort-spin': { type: 'string', help: 'onnxruntime threads spin-wait between runs (auto: off where serve/start run several engines on one host, else on)', default: 'auto', value: oneOf('on', 'off', 'auto') },
+  speculative: { type: 'string', help: 'speculative decoding: off, draft (a small model proposes, --speculative-model) or ngram (lookup in the request\'s own tokens); decoding engines only', default: 'off', value: oneOf('off', 'draft', 'ngram') },
+  'speculative-model': { type: 'string', help: 'draft model directory (Hugging Face layout, same tokenizer and vocabulary as the model)' },
+  'num-speculative-tokens': { type: 'string', help: 'tokens proposed per step (K); the model verifies K+1 positions in one forward', default: String(SPECULATIVE_DEFAULTS.numTokens), value: int(1, 16) },
+  'ngram-min': { type: 'string', help: 'shortest suffix n-gram lookup matches', default: String(SPECULATIVE_DEFAULTS.ngramMin), value: int(1) },
+  'ngram-max': { type: 'string', help: 'longest suffix n-gram lookup matches', default: String(SPECULATIVE_DEFAULTS.ngramMax), value: int(1) },
 };
+
+/** Speculative decoding from --speculative and its flags (undefined: off). */
+export function speculativeOf(f: Flags): SpeculativeOptions | undefined {
+  const method = f.str('speculative') ?? 'off';
+  const numTokens = f.int('num-speculative-tokens', 1) ?? SPECULATIVE_DEFAULTS.numTokens;
+  if (method === 'off') return undefined;
+  if (method === 'draft') {
+    const modelDir = f.str('speculative-model');
+    if (!modelDir) throw new UsageError('--speculative draft needs --speculative-model DIR');
+    return { method, modelDir, numTokens };
+  }
+  if (method !== 'ngram') throw new UsageError(`--speculative takes off, draft or ngram, got "${method}"`);
+  const ngramMin = f.int('ngram-min', 1) ?? SPECULATIVE_DEFAULTS.ngramMin;
+  const ngramMax = f.int('ngram-max', 1) ?? SPECULATIVE_DEFAULTS.ngramMax;
+  if (ngramMax < ngramMin) throw new UsageError(`--ngram-max (${ngramMax}) must be at least --ngram-min (${ngramMin})`);
+  return { method, numTokens, ngramMin, ngramMax };
+}
 
 export const ROUTER_FLAGS: Readonly<Record<string, FlagSpec>> = {
   port: { type: 'string', help: 'OpenAI API port (0 = any free port)', default: '8000', value: PORT },
@@ -118,6 +140,7 @@ export function engineOptions(f: Flags, dir: string, id: string, coLocated = fal
     maxWaiting: f.int('max-waiting', 0),
     maxModelLen: f.int('max-model-len', 2),
     runner: { executionProvider: f.str('execution-provider'), intraOpThreads: f.int('threads', 0), allowSpinning: spin === 'auto' ? !coLocated : spin === 'on' },
+    speculative: speculativeOf(f),
   };
 }
 
@@ -172,7 +195,8 @@ async function runWorker(role: WorkerRole, f: Flags): Promise<void> {
   const w = await startWorkerService({
     role,
     instanceId: f.str('instance-id'),
-    engine: engineOptions(f, dir, id),
+    // A prefill worker never decodes: it has no use for a draft model.
+    engine: { ...engineOptions(f, dir, id), ...(role === 'prefill' ? { speculative: undefined } : {}) },
     controlPlane: cp,
     logger: logger,
     ...listenOptionsOf(f),
@@ -285,7 +309,7 @@ async function runInProcess(f: Flags, dir: string, id: string, prefill: number, 
   for (let i = 0; i < kvStores; i++) stores.push(await startKvStoreService({ nodeId: `kv-store-${i}`, controlPlane: cp, logger: logger, host: f.str('host'), memoryBytes: LOCAL_KV_STORE_BYTES, models: [{ id }], tls }));
   const kvStore = kvStores > 0 ? { replicas: Math.min(kvStores, f.int('replicas', 1) ?? 1) } : undefined;
   const workers = [];
-  for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine, controlPlane: cp, logger: logger, host: f.str('host'), kvStore, tls }));
+  for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `prefill-${i}`, engine: { ...engine, speculative: undefined }, controlPlane: cp, logger: logger, host: f.str('host'), kvStore, tls }));
   for (let i = 0; i < decode; i++) workers.push(await startWorkerService({ role: decode > 0 && prefill === 0 ? 'mixed' : 'decode', instanceId: `decode-${i}`, engine, controlPlane: cp, logger: logger, host: f.str('host'), kvStore, tls }));
   const gw = await gatewayFromFlags(f, dir, id, cp, logger, tls);
   await gw.ready();

@@ -1,11 +1,11 @@
-import { buildTinyModel, PRESETS, type PresetName } from '@pdserve/model';
-import { Flags, int, oneOf, type CommandSpec } from '../args';
+import { buildTinyModel, draftPair, PRESETS, type PresetName } from '@pdserve/model';
+import { Flags, int, num, oneOf, type CommandSpec } from '../args';
 import { progressBar } from '../progress';
 
 export const modelTiny: CommandSpec = {
   name: 'model tiny',
   summary: 'Build the built-in tiny Llama-style model, or a real model\'s shape (--preset), with random weights and a real tokenizer, as a Hugging Face-layout directory.',
-  usage: `model tiny --out DIR [--preset ${Object.keys(PRESETS).join('|')}] [--seed N] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--ffn N] [--tokenizer llama2|qwen3]`,
+  usage: `model tiny --out DIR [--preset ${Object.keys(PRESETS).join('|')}] [--seed N] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--ffn N] [--tokenizer llama2|qwen3] [--draft-out DIR [--draft-layers N] [--residual-scale S]]`,
   flags: {
     out: { type: 'string', help: 'directory to write', required: true },
     preset: { type: 'string', help: "a real model's shape with random weights (flags given override it)", value: oneOf(...Object.keys(PRESETS)) },
@@ -17,6 +17,12 @@ export const modelTiny: CommandSpec = {
     'kv-heads': { type: 'string', help: 'key/value heads, grouped-query attention (default 2)', value: int(1) },
     ffn: { type: 'string', help: 'MLP intermediate size (default 688)', value: int(1) },
     tokenizer: { type: 'string', help: 'llama2 (vocab 32000) or qwen3 (vocab 151936) (default llama2)', value: oneOf('llama2', 'qwen3') },
+    'draft-out': {
+      type: 'string',
+      help: 'also write a synthetic speculative-decoding draft here: the target\'s first --draft-layers layers (shared embeddings and lm_head); the target\'s other layers add --residual-scale × their contribution (random weights: a test rig, not a real pair)',
+    },
+    'draft-layers': { type: 'string', help: 'layers of the draft (default 1)', default: '1', value: int(1) },
+    'residual-scale': { type: 'string', help: "scale of the target's layers past the draft's: 0 = the draft's outputs, 1 = an ordinary model (default 0.3)", default: '0.3', value: num({ min: 0 }) },
   },
   async run(f: Flags) {
     const tokenizer = f.str('tokenizer') as 'llama2' | 'qwen3' | undefined;
@@ -24,21 +30,21 @@ export const modelTiny: CommandSpec = {
     const out = f.required('out');
     const bar = progressBar('building tiny model');
     const t0 = performance.now();
-    await buildTinyModel(
-      {
-        out,
-        preset,
-        seed: f.int('seed'),
-        layers: f.int('layers', 1),
-        hidden: f.int('hidden', 1),
-        heads: f.int('heads', 1),
-        kvHeads: f.int('kv-heads', 1),
-        ffn: f.int('ffn', 1),
-        tokenizer,
-      },
-      (done, total) => bar.update(done, total),
-    );
+    const shape = {
+      preset,
+      seed: f.int('seed'),
+      layers: f.int('layers', 1),
+      hidden: f.int('hidden', 1),
+      heads: f.int('heads', 1),
+      kvHeads: f.int('kv-heads', 1),
+      ffn: f.int('ffn', 1),
+      tokenizer,
+    };
+    const draftOut = f.str('draft-out');
+    const pair = draftOut === undefined ? undefined : draftPair(shape, f.int('draft-layers', 1) ?? 1, f.num('residual-scale') ?? 0.3);
+    await buildTinyModel({ out, ...(pair?.target ?? shape) }, (done, total) => bar.update(done, total));
+    if (pair) await buildTinyModel({ out: draftOut!, ...pair.draft });
     bar.end();
-    process.stdout.write(`wrote ${out} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    process.stdout.write(`wrote ${out}${draftOut ? ` and its draft ${draftOut}` : ''} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   },
 };

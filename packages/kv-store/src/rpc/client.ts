@@ -5,10 +5,10 @@ import { makeGenericClientConstructor, type ChannelCredentials, type Client } fr
 import { blockCrc32 } from '@pdserve/kv-cache';
 import { callFailure, callUnary, channelCredentials, tlsChannelOptions, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
 import { packHashes, type KvBlock, type TransferSender, type TransportKind } from '@pdserve/transfer';
-import { GRPC_STATUS } from '../errors.js';
-import { isBlockHash } from '../keys.js';
-import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_TTL_META, kvStoreService } from './proto.js';
-import * as W from './wire.js';
+import { GRPC_STATUS } from '../errors';
+import { isBlockHash } from '../keys';
+import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_TTL_META, kvStoreService } from './proto';
+import * as W from './wire';
 
 /** A failed kv-store call: the gRPC status name (INVALID_ARGUMENT, NOT_FOUND, …) and the store's message. */
 export class KvStoreCallError extends Error {

@@ -2,7 +2,7 @@
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import { CONTROL_GRPC_OPTIONS, MAX_CONTROL_MESSAGE_BYTES, PROTO_ROOT, loadProto, loadService } from '@pdserve/rpc';
-import type * as W from './wire.js';
+import type * as W from './wire';
 
 export { PROTO_ROOT };
 export const KV_STORE_PROTO = 'pdserve/v1/kvstore.proto';

@@ -6,15 +6,15 @@ import { Server, status, type ServerUnaryCall, type UntypedServiceImplementation
 import { KvEventPublisher, RegisteredPeers, type ControlPlane, type Logger, type Membership, type Registration } from '@pdserve/control-plane';
 import { peerHost, serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferReceiver, TransferSender, isTransportKind, unpackHashes, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind } from '@pdserve/transfer';
-import type { BlockDirectory } from '../directory.js';
-import { mirrorToDirectory, type DirectoryMirror } from '../directory-sync.js';
-import { GRPC_STATUS, KvStoreError } from '../errors.js';
-import type { BlockHash } from '../keys.js';
-import type { KvStore } from '../store.js';
-import type { KvStoreEvent, TierStats } from '../types.js';
-import { KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_ID_META, PUT_TTL_META, kvStoreService } from './proto.js';
-import { TIER_CODES } from './wire.js';
-import type * as W from './wire.js';
+import type { BlockDirectory } from '../directory';
+import { mirrorToDirectory, type DirectoryMirror } from '../directory-sync';
+import { GRPC_STATUS, KvStoreError } from '../errors';
+import type { BlockHash } from '../keys';
+import type { KvStore } from '../store';
+import type { KvStoreEvent, TierStats } from '../types';
+import { KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_ID_META, PUT_TTL_META, kvStoreService } from './proto';
+import { TIER_CODES } from './wire';
+import type * as W from './wire';
 
 export interface KvStoreServerOptions {
   /** Stable node id: registry key, directory node, KV event stream id. */

@@ -5,11 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectControlPlane, InProcessHub, silentLogger, type ControlPlane, type KvEventBatch } from '@pdserve/control-plane';
 import { crc32 } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type IncomingTransfer } from '@pdserve/transfer';
-import { InProcessBlockDirectory } from '../directory.js';
-import { BLOCK, LAYOUT, MODEL, hashOf, makeBlock, sleep } from '../test-helpers.js';
-import { KvStoreCallError, KvStoreClient } from './client.js';
-import { kvStoreService } from './proto.js';
-import { startKvStoreService, type KvStoreService } from './service.js';
+import { InProcessBlockDirectory } from '../directory';
+import { BLOCK, LAYOUT, MODEL, hashOf, makeBlock, sleep } from '../test-helpers';
+import { KvStoreCallError, KvStoreClient } from './client';
+import { kvStoreService } from './proto';
+import { startKvStoreService, type KvStoreService } from './service';
 
 let cp: ControlPlane;
 let svc: KvStoreService;

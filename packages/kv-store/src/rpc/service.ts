@@ -4,11 +4,11 @@ import type { ControlPlane, Logger } from '@pdserve/control-plane';
 import { collectDefaultMetrics, kvStoreMetrics, Registry, startAdminServer, type AdminServer } from '@pdserve/metrics';
 import type { TlsMaterial } from '@pdserve/rpc';
 import type { TransportKind } from '@pdserve/transfer';
-import { InProcessBlockDirectory, type BlockDirectory } from '../directory.js';
-import type { StoredModel } from '../options.js';
-import { RedisBlockDirectory } from '../redis-directory.js';
-import { KvStore } from '../store.js';
-import { KvStoreServer } from './server.js';
+import { InProcessBlockDirectory, type BlockDirectory } from '../directory';
+import type { StoredModel } from '../options';
+import { RedisBlockDirectory } from '../redis-directory';
+import { KvStore } from '../store';
+import { KvStoreServer } from './server';
 
 export interface KvStoreServiceOptions {
   readonly nodeId?: string;

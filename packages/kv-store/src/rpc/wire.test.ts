@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { loadKvStorePackage } from './proto.js';
-import { WIRE_FIELDS } from './wire.js';
+import { loadKvStorePackage } from './proto';
+import { WIRE_FIELDS } from './wire';
 
 describe('hand-kept kv-store wire types', () => {
   it('declare exactly the fields of every message in kvstore.proto', () => {

@@ -33,7 +33,11 @@ export function configJson(s: TinyShape, tok: TokenizerFiles, externalData: bool
     ...(qwen2 ? { use_sliding_window: false, sliding_window: s.maxPositions, max_window_layers: s.layers } : {}),
     // transformers.js: load onnx/model.onnx (fp32, no suffix) by default, and fetch the external data file with it.
     'transformers.js_config': { dtype: 'fp32', ...(externalData ? { use_external_data_format: true } : {}) },
-    pdserve_tiny: { seed: s.seed, tokenizer: s.tokenizer },
+    pdserve_tiny: {
+      seed: s.seed,
+      tokenizer: s.tokenizer,
+      ...(s.residualScaleFrom < s.layers ? { residual_scale_from: s.residualScaleFrom, residual_scale: s.residualScale, synthetic: 'speculative-decoding target' } : {}),
+    },
   };
 }
 

@@ -1,2 +1,2 @@
 export { buildTinyModel, EXTERNAL_DATA_THRESHOLD_BYTES } from './build';
-export { PRESETS, type PresetName, type TinyModelOptions } from './options';
+export { draftPair, PRESETS, type PresetName, type TinyModelOptions } from './options';

@@ -91,8 +91,11 @@ export function decoderLayer(b: GraphBuilder, io: LayerIo, s: TinyShape, index: 
   const n = `/${prefix.replaceAll('.', '/')}`;
   const attnIn = rmsNorm(b, io.hidden, `${prefix}.input_layernorm.weight`, s, `${n}/input_layernorm`);
   const attn = selfAttention(b, attnIn, io, s, prefix);
-  const mid = b.op('Add', [io.hidden, attn.out], n);
+  // A synthetic draft pair's target scales the branches of the layers its draft lacks (see residualScaleFrom).
+  const scaled = index >= s.residualScaleFrom && s.residualScale !== 1;
+  const branch = (x: string): string => (scaled ? b.op('Mul', [x, b.constF32([s.residualScale], [])], n) : x);
+  const mid = b.op('Add', [io.hidden, branch(attn.out)], n);
   const mlpIn = rmsNorm(b, mid, `${prefix}.post_attention_layernorm.weight`, s, `${n}/post_attention_layernorm`);
-  const hidden = b.op('Add', [mid, mlp(b, mlpIn, s, prefix)], n);
+  const hidden = b.op('Add', [mid, branch(mlp(b, mlpIn, s, prefix))], n);
   return { hidden, presentKey: attn.key, presentValue: attn.value };
 }

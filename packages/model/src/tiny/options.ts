@@ -52,6 +52,17 @@ export interface TinyModelOptions {
   tieEmbeddings?: boolean;
   /** q/k/v projections have biases, as Qwen2's. Default false. */
   attentionBias?: boolean;
+  /**
+   * Synthetic speculative-decoding pair (see draftPair): layers from this index on add their attention
+   * and MLP outputs to the residual stream scaled by `residualScale`. Layers below it, the embeddings,
+   * the final norm and the lm_head are exactly those of a model built with `layers: residualScaleFrom`
+   * and the same seed and shape (weights are generated per tensor name), which is then a draft whose
+   * agreement with this target is tuned by the scale: 0 = identical outputs, 1 = an ordinary model.
+   * Default: no layer scaled.
+   */
+  residualScaleFrom?: number;
+  /** Scale of the residual branches of layers ≥ residualScaleFrom; default 1. */
+  residualScale?: number;
 }
 
 /** The model's shape with every default applied and checked. */
@@ -73,6 +84,9 @@ export interface TinyShape {
   readonly rmsNormEps: number;
   readonly tieEmbeddings: boolean;
   readonly attentionBias: boolean;
+  /** Layers from this index on have their residual branches scaled by residualScale (layers = none). */
+  readonly residualScaleFrom: number;
+  readonly residualScale: number;
 }
 
 /** Vocabulary size per tokenizer: llama2's 32000; Qwen3's padded embedding size (its ids end at 151668). */
@@ -113,8 +127,37 @@ export function resolveShape(given: TinyModelOptions): TinyShape {
   const rmsNormEps = opts.rmsNormEps ?? 1e-5;
   if (!(ropeTheta > 0)) throw new RangeError(`tiny model: ropeTheta must be positive, got ${ropeTheta}`);
   if (!(rmsNormEps > 0)) throw new RangeError(`tiny model: rmsNormEps must be positive, got ${rmsNormEps}`);
+  const residualScaleFrom = opts.residualScaleFrom ?? layers;
+  const residualScale = opts.residualScale ?? 1;
+  if (!Number.isInteger(residualScaleFrom) || residualScaleFrom < 0 || residualScaleFrom > layers) {
+    throw new RangeError(`tiny model: residualScaleFrom must be an integer in [0, ${layers}], got ${residualScaleFrom}`);
+  }
+  if (!(residualScale >= 0 && Number.isFinite(residualScale))) throw new RangeError(`tiny model: residualScale must be ≥ 0, got ${residualScale}`);
   return {
     seed, architecture, layers, hidden, heads, kvHeads, headDim, ffn, vocab: VOCAB_SIZE[tokenizer], tokenCount: TOKEN_COUNT[tokenizer], tokenizer,
     maxPositions, ropeTheta, rmsNormEps, tieEmbeddings: opts.tieEmbeddings ?? false, attentionBias: opts.attentionBias ?? false,
+    residualScaleFrom, residualScale,
+  };
+}
+
+/**
+ * A synthetic target/draft pair whose agreement is tunable (for speculative decoding): the draft is the
+ * target's first `draftLayers` layers with the target's embeddings, final norm and lm_head (the same
+ * seed generates the same tensors); the target's further layers add `residualScale` × their usual
+ * contribution. Scale 0 makes the target's outputs the draft's; larger scales make them agree less. Random
+ * weights: the pair measures speculation's machinery, not any real model's acceptance rate.
+ */
+export function draftPair(
+  target: Omit<TinyModelOptions, 'out'>,
+  draftLayers: number,
+  residualScale: number,
+): { target: Omit<TinyModelOptions, 'out'>; draft: Omit<TinyModelOptions, 'out'> } {
+  const layers = target.layers ?? (target.preset ? PRESETS[target.preset].layers : 4);
+  if (!Number.isInteger(draftLayers) || draftLayers < 1 || draftLayers >= layers) {
+    throw new RangeError(`tiny model: draft layers must be an integer in [1, ${layers - 1}], got ${draftLayers}`);
+  }
+  return {
+    target: { ...target, layers, residualScaleFrom: draftLayers, residualScale },
+    draft: { ...target, layers: draftLayers },
   };
 }

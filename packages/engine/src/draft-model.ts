@@ -1,0 +1,198 @@
+// The draft model of speculative decoding: its own model thread and KV pool, one block table per
+// sequence. Its KV is private (never published to any prefix cache) and is built lazily: the first time
+// a sequence speculates, the draft prefills its whole history (on a decode worker that imported the
+// prompt's target KV, that is the draft's prompt prefill), and after that each step only feeds what the
+// target accepted since.
+import { BlockPool, type KvLayout } from '@pdserve/kv-cache';
+import { checkDraftCompatible, kvBytesPerToken, loadModelSpec, ModelLoadError, type ModelSpec, type RunnerOptions, type Sampler, type SamplingParams } from '@pdserve/model';
+import { ThreadExecutor, type ExecRow } from './executor';
+import type { Proposal } from './speculative';
+
+/** A sequence's history as the draft sees it. */
+export interface DraftInput {
+  readonly seqId: number;
+  readonly tokens: readonly number[];
+  readonly prompt: readonly number[];
+  readonly output: readonly number[];
+  readonly sampler: Sampler;
+  readonly params: SamplingParams;
+  /** Tokens to propose (≥ 1). */
+  readonly k: number;
+}
+
+interface DraftState {
+  readonly blocks: number[];
+  /** Leading tokens of the sequence whose KV the draft holds. */
+  computed: number;
+}
+
+/** More new tokens than this for one sequence go through a prefill batch before the decode rounds. */
+const CATCH_UP_TOKENS = 4;
+
+export class DraftModel {
+  private readonly states = new Map<number, DraftState>();
+  /** Tokens the draft prefilled to catch up (its prompt KV, mostly). */
+  catchUpTokens = 0;
+  /** Wall seconds in propose(), and of them inside the draft's forwards (on its thread). */
+  proposeSeconds = 0;
+  forwardSeconds = 0;
+  /** Seconds the last propose() spent catching up (a one-off per sequence, not the per-step cost). */
+  lastCatchUpSeconds = 0;
+
+  private constructor(
+    readonly spec: ModelSpec,
+    private readonly executor: ThreadExecutor,
+    readonly pool: BlockPool,
+  ) {}
+
+  /** Loads the draft, refusing one whose vocabulary differs from the target's. */
+  static async create(target: ModelSpec, dir: string, blockSize: number, targetBlocks: number, kvCacheBytes: number | undefined, runner: RunnerOptions): Promise<DraftModel> {
+    let spec: ModelSpec;
+    try {
+      spec = loadModelSpec(dir);
+    } catch (err) {
+      throw new ModelLoadError(`speculative draft model: ${(err as Error).message}`);
+    }
+    checkDraftCompatible(target, spec);
+    const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize };
+    const pool = BlockPool.fromBudget(layout, kvCacheBytes ?? targetBlocks * blockSize * kvBytesPerToken(spec));
+    // The draft and the model take turns: a draft thread spin-waiting after its run would take the cores
+    // from the verify forward that follows.
+    const executor = await ThreadExecutor.start({ spec, runner: { ...runner, allowSpinning: false }, layout, pool: pool.data });
+    return new DraftModel(spec, executor, pool);
+  }
+
+  /** Sequences holding draft KV (for tests: 0 once every sequence is done). */
+  get numSequences(): number {
+    return this.states.size;
+  }
+
+  /** The sequence's tokens from `validLen` on changed (rejected, or it was preempted): the draft's KV past them is stale. */
+  truncate(seqId: number, validLen: number): void {
+    const s = this.states.get(seqId);
+    if (s) s.computed = Math.min(s.computed, validLen);
+  }
+
+  release(seqId: number): void {
+    const s = this.states.get(seqId);
+    if (!s) return;
+    for (let i = s.blocks.length - 1; i >= 0; i--) this.pool.release(s.blocks[i]!);
+    this.states.delete(seqId);
+  }
+
+  /** Releases every sequence not in `live`. */
+  retain(live: ReadonlySet<number>): void {
+    for (const id of [...this.states.keys()]) if (!live.has(id)) this.release(id);
+  }
+
+  /**
+   * Proposes up to `k` tokens per sequence: one draft forward per token, all sequences batched. A
+   * sequence the draft's pool has no room for gets an empty proposal (it decodes without speculating).
+   */
+  async propose(inputs: readonly DraftInput[]): Promise<Map<number, Proposal>> {
+    const t0 = performance.now();
+    try {
+      return await this.proposeRounds(inputs);
+    } finally {
+      this.proposeSeconds += (performance.now() - t0) / 1000;
+    }
+  }
+
+  private async proposeRounds(inputs: readonly DraftInput[]): Promise<Map<number, Proposal>> {
+    const V = this.spec.vocabSize;
+    const bs = this.pool.layout.blockSize;
+    const out = new Map<number, Proposal>();
+    const active: { in: DraftInput; st: DraftState; tokens: number[]; dists: Float64Array[] | undefined }[] = [];
+    for (const input of inputs) {
+      // A draft with a shorter context than the target's proposes nothing past it.
+      if (input.tokens.length + input.k > this.spec.maxPositionEmbeddings) {
+        this.release(input.seqId);
+        out.set(input.seqId, { tokens: [] });
+        continue;
+      }
+      let st = this.states.get(input.seqId);
+      if (!st) this.states.set(input.seqId, (st = { blocks: [], computed: 0 }));
+      // KV for every token and every proposal but the last.
+      const need = Math.ceil((input.tokens.length + input.k - 1) / bs);
+      while (st.blocks.length < need) {
+        const id = this.pool.allocate();
+        if (id === undefined) break;
+        st.blocks.push(id);
+      }
+      if (st.blocks.length < need) {
+        this.release(input.seqId);
+        out.set(input.seqId, { tokens: [] });
+        continue;
+      }
+      active.push({ in: input, st, tokens: [], dists: input.sampler.isGreedy ? undefined : [] });
+    }
+    const catchUp = active.filter((a) => a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS);
+    this.lastCatchUpSeconds = 0;
+    if (catchUp.length > 0) {
+      const t0 = performance.now();
+      const rows: ExecRow[] = catchUp.map((a) => ({
+        seqId: a.in.seqId,
+        tokenIds: a.in.tokens.slice(a.st.computed, a.in.tokens.length - 1),
+        pastLen: a.st.computed,
+        blockTable: a.st.blocks,
+      }));
+      this.forwardSeconds += (await this.executor.run({ kind: 'prefill', rows })).execSeconds;
+      for (const a of catchUp) {
+        this.catchUpTokens += a.in.tokens.length - 1 - a.st.computed;
+        a.st.computed = a.in.tokens.length - 1;
+      }
+      this.lastCatchUpSeconds = (performance.now() - t0) / 1000;
+    }
+    // Plain greedy requests: the draft's argmax is what their sampler would pick, so every round runs on
+    // the draft's thread in one go. Others (sampling, penalties, bias) sample here between rounds.
+    const onThread = active.filter((a) => isPlainGreedy(a.in.sampler, a.in.params));
+    if (onThread.length > 0) {
+      const res = await this.executor.run({
+        kind: 'decode',
+        rows: onThread.map((a) => ({ seqId: a.in.seqId, tokenIds: a.in.tokens.slice(a.st.computed), pastLen: a.st.computed, blockTable: a.st.blocks })),
+        greedyRounds: onThread.map((a) => a.in.k),
+      });
+      this.forwardSeconds += res.execSeconds;
+      onThread.forEach((a, i) => {
+        a.tokens.push(...res.tokens![i]!);
+        a.st.computed = a.in.tokens.length + a.in.k - 1;
+      });
+    }
+    const here = active.filter((a) => !onThread.includes(a));
+    const maxK = Math.max(0, ...here.map((a) => a.in.k));
+    for (let round = 0; round < maxK; round++) {
+      const live = here.filter((a) => a.tokens.length === round && round < a.in.k);
+      if (live.length === 0) break;
+      const rows: ExecRow[] = live.map((a) => {
+        const len = a.in.tokens.length;
+        // Round 0 feeds what the draft has not seen (the last token, or a few the target accepted); then its own proposals.
+        const tokenIds = round === 0 ? a.in.tokens.slice(a.st.computed) : [a.tokens[round - 1]!];
+        return { seqId: a.in.seqId, tokenIds, pastLen: round === 0 ? a.st.computed : len + round - 1, blockTable: a.st.blocks };
+      });
+      const res = await this.executor.run({ kind: 'decode', rows });
+      this.forwardSeconds += res.execSeconds;
+      live.forEach((a, i) => {
+        a.st.computed = a.in.tokens.length + round;
+        const logits = res.logits.subarray(i * V, (i + 1) * V);
+        const seen = [...a.in.output, ...a.tokens];
+        if (a.dists) {
+          const q = a.in.sampler.distribution(logits, a.in.prompt, seen, new Float64Array(V));
+          a.dists.push(q);
+          a.tokens.push(a.in.sampler.drawFrom(q));
+        } else a.tokens.push(a.in.sampler.sample(logits, a.in.prompt, seen).tokenId);
+      });
+    }
+    for (const a of active) out.set(a.in.seqId, { tokens: a.tokens, dists: a.dists });
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.executor.close();
+  }
+}
+
+/** Greedy with nothing that changes the argmax of the raw logits (bias, penalties, min_tokens). */
+function isPlainGreedy(sampler: Sampler, p: SamplingParams): boolean {
+  const bias = Object.values(p.logitBias ?? {}).some((v) => v !== 0);
+  return sampler.isGreedy && !bias && p.repetitionPenalty === 1 && p.presencePenalty === 0 && p.frequencyPenalty === 0 && !p.minTokens;
+}
