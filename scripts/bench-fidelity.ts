@@ -31,5 +31,15 @@ process.stdout.write(
     `decode step ${(k.decodeStep.baseSeconds * 1e3).toFixed(1)} ms + ${(k.decodeStep.perSequenceSeconds * 1e3).toFixed(2)} ms/sequence + ${(k.decodeStep.perContextTokenSeconds * 1e9).toFixed(1)} ns/context token; ` +
     `request overhead ${(k.requestOverheadSeconds * 1e3).toFixed(1)} ms\n`,
 );
+if (preset !== undefined) {
+  // Where the hit rates part: each request whose cached prompt tokens differ between the two sides.
+  const sim = new Map((f.sim.perRequest ?? []).map((r) => [r.index, r]));
+  const differ = f.real.requests.filter((r) => r.cachedTokens !== (sim.get(r.index)?.cachedTokens ?? null));
+  for (const r of differ) {
+    const s = sim.get(r.index);
+    process.stdout.write(`  request ${r.index}: prompt ${r.promptTokens} (expected ${r.expectedPromptTokens}), cached real ${r.cachedTokens ?? '—'} sim ${s?.cachedTokens ?? '—'}, TTFT real ${r.ttftMs?.toFixed(0) ?? '—'} sim ${s?.ttftMs.toFixed(0) ?? '—'} ms, sim worker ${s?.decodeWorker ?? '—'}\n`);
+  }
+  process.stdout.write(`${differ.length} of ${f.real.requests.length} requests cached a different number of prompt tokens than simulated\n`);
+}
 process.stdout.write(`${line}\n${machine()}\nprefix hit rate ${within(hitError, bounds.hit)}, mean TTFT ${within(ttftError, bounds.ttft)} of the real run's (calibration + run: ${((performance.now() - t0) / 1000).toFixed(0)} s).\n`);
 process.exit(0);

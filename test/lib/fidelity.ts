@@ -100,6 +100,7 @@ export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
       cost: calibration.cost,
       engine: calibration.engine ?? {},
       sharedHost: calibration.hostParallelism === null ? null : { parallelism: calibration.hostParallelism },
+      recordRequests: true,
       ...shape,
     });
     return { real, sim, hostParallelism: calibration.hostParallelism, cost: calibration.cost };
