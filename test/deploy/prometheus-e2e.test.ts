@@ -42,7 +42,7 @@ const MAY_BE_EMPTY: readonly { readonly match: RegExp; readonly reason: string; 
   },
   {
     match: /rate\(pdserve_spec_\w+_total.*\/.*rate\(pdserve_spec_\w+_total/s,
-    reason: 'speculative decoding is off in this cluster (it is opt-in), so its counters stay 0 and their ratios are 0/0, no value; packages/metrics and the engine's speculative tests count them',
+    reason: 'speculative decoding is off in this cluster (it is opt-in), so its counters stay 0 and their ratios are 0/0, no value; packages/metrics and the engine speculative tests count them',
     when: true,
   },
 ];
