@@ -6,7 +6,6 @@
 // TTFT: two in-process clusters of a prefill and a decode worker (one with mTLS, one without) on the tiny
 // model; a pushed handoff as the gateway runs it, timed to the first token (the prefill's) and to the second
 // (the decode worker's, once the KV arrived over the tcp data plane and was imported).
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -17,6 +16,7 @@ import { ensureTinyModel, samplingParams } from '@pdserve/model';
 import { makeThrowawayCa, readTlsDir, type TlsMaterial } from '@pdserve/rpc';
 import { TransferReceiver, TransferSender, type KvBlock, type TransferAdvertisement } from '@pdserve/transfer';
 import { samplingToWire, startWorkerService, WorkerClient, type WorkerService } from '@pdserve/worker';
+import { startLineChild } from './lib/child';
 import { arg, list } from './lib/raw-tcp';
 import { eachFirstInTurn, median, randomTokens } from './lib/stats';
 
@@ -58,20 +58,10 @@ async function transferBench(tlsDir: string, tls: TlsMaterial): Promise<string[]
   const reps = Math.max(3, arg('--reps', 7));
   const warmup = Math.max(1, arg('--warmup', 10));
   const count = arg('--blocks', 1000);
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--receiver', tlsDir], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const pending: ((line: string) => void)[] = [];
-  createInterface({ input: child.stdout }).on('line', (l) => pending.shift()?.(l));
-  const nextLine = (): Promise<string> => new Promise((resolve) => pending.push(resolve));
-  const info = JSON.parse(await nextLine()) as ReceiverInfo;
-  const childCpu = async (): Promise<number> => {
-    const line = nextLine();
-    child.stdin.write('cpu\n');
-    return Number(await line);
-  };
-  const ownCpu = (): number => {
-    const u = process.cpuUsage();
-    return u.user + u.system;
-  };
+  const child = await startLineChild<ReceiverInfo>(fileURLToPath(import.meta.url), ['--receiver', tlsDir]);
+  const { info } = child;
+  const childCpu = (): Promise<number> => child.cpu();
+  const ownCpu = (): number => child.ownCpu();
   const senders = { plain: new TransferSender(), tls: new TransferSender({ tls }) };
   const rows: string[][] = [['block', 'MiB', 'mode', 'GB/s median', 'min–max', 'TLS ÷ plain', 'CPU ms/GiB tx', 'rx']];
   for (const blockBytes of list('--sizes', ['32768', '1048576']).map(Number)) {
@@ -115,7 +105,7 @@ async function transferBench(tlsDir: string, tls: TlsMaterial): Promise<string[]
   }
   senders.plain.close();
   senders.tls.close();
-  child.stdin.end();
+  child.process.stdin?.end();
   return rows;
 }
 

@@ -6,12 +6,12 @@
 // a raw TCP copy (no framing, no checksums), and prints the median GB/s of the repetitions and the ratio to
 // raw. Every block is verified by the receiver; the sender passes the CRC-32 it derives from the block's
 // header, as workers do.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { blockCrc32, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
 import { TransferReceiver, TransferSender, type KvBlock, type TransferAdvertisement, type TransportKind } from '@pdserve/transfer';
+import { startLineChild } from './lib/child';
 import { arg, dialRawSink, list, listenRawSource, rawCopy } from './lib/raw-tcp';
 import { eachFirstInTurn, median } from './lib/stats';
 
@@ -58,22 +58,10 @@ async function runSender(): Promise<void> {
   const warmup = Math.max(1, arg('--warmup', 15));
   const count = arg('--blocks', 1000);
   const rawSource = await listenRawSource();
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--receiver', '--raw-source', rawSource.address], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const pending: ((line: string) => void)[] = [];
-  createInterface({ input: child.stdout }).on('line', (l) => pending.shift()?.(l));
-  const nextLine = (): Promise<string> => new Promise((resolve) => pending.push(resolve));
-  const info = JSON.parse(await nextLine()) as ReceiverInfo;
-  const childCpu = async (): Promise<number> => {
-    const line = nextLine();
-    child.stdin.write('cpu\n');
-    return Number(await line);
-  };
-  const ownCpu = (): number => {
-    const u = process.cpuUsage();
-    return u.user + u.system;
-  };
+  const child = await startLineChild<ReceiverInfo>(fileURLToPath(import.meta.url), ['--receiver', '--raw-source', rawSource.address]);
+  const { info } = child;
+  const childCpu = (): Promise<number> => child.cpu();
+  const ownCpu = (): number => child.ownCpu();
   const tx = new TransferSender();
   const peer = { grpcAddress: info.grpcAddress, advertisement: info.advertisement };
   const rawSocket = await rawSource.connected;
@@ -144,7 +132,7 @@ async function runSender(): Promise<void> {
   tx.close();
   rawSocket.destroy();
   rawSource.server.close();
-  child.stdin.end();
+  child.process.stdin?.end();
 }
 
 if (process.argv.includes('--receiver')) await runReceiver();

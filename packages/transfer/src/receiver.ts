@@ -5,6 +5,7 @@ import {
   Server, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition,
   type UntypedServiceImplementation, type sendUnaryData,
 } from '@grpc/grpc-js';
+import { setMaxListeners } from 'node:events';
 import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferError } from './errors';
 import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto';
@@ -95,6 +96,9 @@ export class TransferReceiver {
     private readonly shm: ShmSite | null,
   ) {
     const limits: ReceiverLimits = { ...DEFAULT_RECEIVER_LIMITS, ...opts.limits };
+    // Every live session listens for the receiver closing, once, and stops listening when it ends: the count
+    // follows the sessions in flight (bounded by the limits), not a leak.
+    setMaxListeners(0, this.closing.signal);
     this.pull = new TcpPullPool({ ...opts.tcp, tls: opts.tls });
     this.host = {
       limits, transports: offered, pull: this.pull, shm, closing: this.closing.signal,
