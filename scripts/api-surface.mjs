@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const pkgDirs = readdirSync(join(root, 'packages')).map((d) => join(root, 'packages', d)).filter((d) => statSync(d).isDirectory());
+const pkgDirs = readdirSync(join(root, 'packages'))
+  .map((d) => join(root, 'packages', d))
+  .filter((d) => statSync(d).isDirectory());
 
 /** Package name -> { dir, entries: subpath -> file }. */
 const packages = new Map();
@@ -24,8 +26,13 @@ for (const dir of pkgDirs) {
 
 const entryFiles = [...packages.values()].flatMap((p) => Object.values(p.entries));
 const program = ts.createProgram(entryFiles, {
-  target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler,
-  allowImportingTsExtensions: true, noEmit: true, skipLibCheck: true, types: [],
+  target: ts.ScriptTarget.ES2022,
+  module: ts.ModuleKind.ESNext,
+  moduleResolution: ts.ModuleResolutionKind.Bundler,
+  allowImportingTsExtensions: true,
+  noEmit: true,
+  skipLibCheck: true,
+  types: [],
 });
 const checker = program.getTypeChecker();
 
@@ -61,7 +68,12 @@ const owner = (file) => {
   }
   return rel[0];
 };
-for (const file of [...walk(join(root, 'packages')), ...walk(join(root, 'services')), ...walk(join(root, 'test')), ...walk(join(root, 'scripts'))]) {
+for (const file of [
+  ...walk(join(root, 'packages')),
+  ...walk(join(root, 'services')),
+  ...walk(join(root, 'test')),
+  ...walk(join(root, 'scripts')),
+]) {
   const from = owner(file);
   const sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, false);
   for (const st of sf.statements) {
@@ -72,7 +84,8 @@ for (const file of [...walk(join(root, 'packages')), ...walk(join(root, 'service
     const names = [];
     if (ts.isImportDeclaration(st)) {
       const c = st.importClause;
-      if (c?.namedBindings && ts.isNamedImports(c.namedBindings)) for (const e of c.namedBindings.elements) names.push((e.propertyName ?? e.name).text);
+      if (c?.namedBindings && ts.isNamedImports(c.namedBindings))
+        for (const e of c.namedBindings.elements) names.push((e.propertyName ?? e.name).text);
       else if (c?.namedBindings) names.push('*');
     } else if (st.exportClause && ts.isNamedExports(st.exportClause)) {
       for (const e of st.exportClause.elements) names.push((e.propertyName ?? e.name).text);
@@ -93,10 +106,22 @@ const rows = [...packages.keys()].sort().map((name) => {
   const m = used.get(name);
   const byPackages = [...names].filter((n) => [...(m.get(n) ?? [])].some((f) => f.startsWith('@pdserve/'))).length;
   const byAnyone = [...names].filter((n) => m.has(n)).length;
-  return { package: name, exported: names.size, usedByPackages: byPackages, usedByTestsOrScriptsOnly: byAnyone - byPackages, unused: names.size - byAnyone };
+  return {
+    package: name,
+    exported: names.size,
+    usedByPackages: byPackages,
+    usedByTestsOrScriptsOnly: byAnyone - byPackages,
+    unused: names.size - byAnyone,
+  };
 });
 if (process.argv.includes('--used')) {
-  for (const name of [...packages.keys()].sort()) process.stdout.write(`${name}: ${[...used.get(name).keys()].filter((n) => exported.get(name).has(n)).sort().join(' ')}\n`);
+  for (const name of [...packages.keys()].sort())
+    process.stdout.write(
+      `${name}: ${[...used.get(name).keys()]
+        .filter((n) => exported.get(name).has(n))
+        .sort()
+        .join(' ')}\n`,
+    );
 } else if (process.argv.includes('--unused')) {
   for (const name of [...packages.keys()].sort()) {
     const m = used.get(name);
@@ -107,7 +132,9 @@ if (process.argv.includes('--used')) {
 else {
   process.stdout.write('package                  exported  used-by-packages  tests/scripts-only  unused\n');
   for (const r of rows) {
-    process.stdout.write(`${r.package.padEnd(24)} ${String(r.exported).padStart(8)}  ${String(r.usedByPackages).padStart(16)}  ${String(r.usedByTestsOrScriptsOnly).padStart(18)}  ${String(r.unused).padStart(6)}\n`);
+    process.stdout.write(
+      `${r.package.padEnd(24)} ${String(r.exported).padStart(8)}  ${String(r.usedByPackages).padStart(16)}  ${String(r.usedByTestsOrScriptsOnly).padStart(18)}  ${String(r.unused).padStart(6)}\n`,
+    );
   }
   const t = rows.reduce((a, r) => ({ e: a.e + r.exported, u: a.u + r.usedByPackages }), { e: 0, u: 0 });
   process.stdout.write(`${'total'.padEnd(24)} ${String(t.e).padStart(8)}  ${String(t.u).padStart(16)}\n`);

@@ -26,8 +26,17 @@ async function cluster(roles: WorkerRole[], policy: PolicyName, kvBlocks: number
   // Every engine shares this process's two cores, as under `start`: none spin-waits.
   const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: kvBlocks * BLOCK_BYTES, runner: { allowSpinning: false } };
   const workers: WorkerService[] = [];
-  for (const [i, role] of roles.entries()) workers.push(await startWorkerService({ role, instanceId: `${role}-${i}`, engine, controlPlane: cp, logger: cpSilent }));
-  const gw: Gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, policy, disagg: { remotePrefillMinTokens } });
+  for (const [i, role] of roles.entries())
+    workers.push(await startWorkerService({ role, instanceId: `${role}-${i}`, engine, controlPlane: cp, logger: cpSilent }));
+  const gw: Gateway = await startGateway({
+    modelDir: dir,
+    modelId: 'tiny',
+    controlPlane: cp,
+    logger: silentLogger,
+    port: 0,
+    policy,
+    disagg: { remotePrefillMinTokens },
+  });
   while (gw.view.workers().length < roles.length) await new Promise((r) => setTimeout(r, 20));
   return {
     gw,
@@ -72,7 +81,10 @@ async function ttft512(topologies: readonly { roles: WorkerRole[]; remotePrefill
   for (const t of topologies) clusters.push(await cluster(t.roles, 'kv-aware', 4096, t.remotePrefillMinTokens));
   try {
     // Ten warm-up prompts to each (a server runs warm; the JIT takes a few requests to settle on each path), then ten timed.
-    const times = await sideBySide(clusters.map((c) => c.gw.url), { prompts: 10, warmup: 10, seed: 500, maxTokens: 8 });
+    const times = await sideBySide(
+      clusters.map((c) => c.gw.url),
+      { prompts: 10, warmup: 10, seed: 500, maxTokens: 8 },
+    );
     return times.map((ts) => median(ts.map((t) => t.first)));
   } finally {
     for (const c of clusters) await c.close();
@@ -84,9 +96,12 @@ const kv = await routing('kv-aware');
 log('routing: round-robin...');
 const rr = await routing('round-robin');
 log('disaggregation: mixed and prefill → decode, side by side...');
-const [mixed, disagg] = (await ttft512([{ roles: ['mixed'], remotePrefillMinTokens: 1 << 30 }, { roles: ['prefill', 'decode'], remotePrefillMinTokens: 1 }])) as [number, number];
+const [mixed, disagg] = (await ttft512([
+  { roles: ['mixed'], remotePrefillMinTokens: 1 << 30 },
+  { roles: ['prefill', 'decode'], remotePrefillMinTokens: 1 },
+])) as [number, number];
 
-const ms = (x: number | null): string => (x === null ? "n/a" : x.toFixed(1));
+const ms = (x: number | null): string => (x === null ? 'n/a' : x.toFixed(1));
 const lines = [
   `Tiny model, in-process cluster (gRPC over loopback, embedded control plane); ${machine()}.`,
   '',
@@ -95,7 +110,8 @@ const lines = [
   '| policy | prefix hit rate (cached_tokens) | TTFT p50 (ms) | TTFT p99 (ms) | output tokens/s |',
   '| --- | ---: | ---: | ---: | ---: |',
   ...[['kv-aware', kv] as const, ['round-robin', rr] as const].map(
-    ([name, r]) => `| ${name} | ${(r.prefixCache.hitRate ?? NaN).toFixed(3)} | ${ms(r.latencyMs.ttft.p50)} | ${ms(r.latencyMs.ttft.p99)} | ${r.throughput.outputTokensPerSec.toFixed(1)} |`,
+    ([name, r]) =>
+      `| ${name} | ${(r.prefixCache.hitRate ?? NaN).toFixed(3)} | ${ms(r.latencyMs.ttft.p50)} | ${ms(r.latencyMs.ttft.p99)} | ${r.throughput.outputTokensPerSec.toFixed(1)} |`,
   ),
   '',
   `| disaggregation cost | value | target |`,

@@ -32,10 +32,33 @@ interface Topology {
 }
 
 async function start(cluster: string, workers: [string, string][], remoteMin: number): Promise<Topology> {
-  const shared = ['--model', dir, '--served-model-name', 'tiny', '--cluster', cluster, '--redis', redis.url, '--nats', nats.url, '--log-level', 'warn', '--lease-ttl-ms', '3000'];
+  const shared = [
+    '--model',
+    dir,
+    '--served-model-name',
+    'tiny',
+    '--cluster',
+    cluster,
+    '--redis',
+    redis.url,
+    '--nats',
+    nats.url,
+    '--log-level',
+    'warn',
+    '--lease-ttl-ms',
+    '3000',
+  ];
   const procs: ServiceProcess[] = [];
   // Every engine shares this host's two cores, as under `serve`: none spin-waits (--ort-spin off).
-  for (const [id, cmd] of workers) procs.push(await spawnService(`${cluster}-${id}`, cmd, [...shared, '--instance-id', id, '--kv-offload', 'off', '--ort-spin', 'off'], '--grpc-port'));
+  for (const [id, cmd] of workers)
+    procs.push(
+      await spawnService(
+        `${cluster}-${id}`,
+        cmd,
+        [...shared, '--instance-id', id, '--kv-offload', 'off', '--ort-spin', 'off'],
+        '--grpc-port',
+      ),
+    );
   const gw = await spawnService(`${cluster}-gateway`, 'gateway', [...shared, '--remote-prefill-min-tokens', String(remoteMin)], '--port');
   procs.push(gw);
   const url = `http://127.0.0.1:${gw.port}`;
@@ -44,24 +67,38 @@ async function start(cluster: string, workers: [string, string][], remoteMin: nu
 }
 
 const summary = (ts: readonly StreamTimings[]): StreamTimings => ({
-  first: median(ts.map((t) => t.first)), second: median(ts.map((t) => t.second)), total: median(ts.map((t) => t.total)),
-  last: median(ts.map((t) => t.last)), tokens: median(ts.map((t) => t.tokens)),
+  first: median(ts.map((t) => t.first)),
+  second: median(ts.map((t) => t.second)),
+  total: median(ts.map((t) => t.total)),
+  last: median(ts.map((t) => t.last)),
+  tokens: median(ts.map((t) => t.tokens)),
 });
 /** The 2nd token's gap after the 1st, and the mean gap between tokens after the 2nd (a decode step). */
 const gap = (ts: readonly StreamTimings[]): number => median(ts.map((t) => t.second - t.first));
-const itl = (ts: readonly StreamTimings[]): number => median(ts.map((t) => (t.tokens > 2 ? (t.last - t.second) / (t.tokens - 2) : Number.NaN)));
+const itl = (ts: readonly StreamTimings[]): number =>
+  median(ts.map((t) => (t.tokens > 2 ? (t.last - t.second) / (t.tokens - 2) : Number.NaN)));
 
 // Both topologies run side by side and take the same prompts in alternation (each prompt is cold in
 // each), so that the machine's drift over the run hits both alike.
 const topologies = [
   await start('mixed', [['mixed-0', 'mixed-worker']], 1 << 30),
-  await start('disagg', [['prefill-0', 'prefill-worker'], ['decode-0', 'decode-worker']], 1),
+  await start(
+    'disagg',
+    [
+      ['prefill-0', 'prefill-worker'],
+      ['decode-0', 'decode-worker'],
+    ],
+    1,
+  ),
 ];
 await new Promise((r) => setTimeout(r, 1500)); // one membership poll: each gateway sees its workers
 // Warm-up prompts first, the same number to each topology: a server runs warm, and a process's JIT takes
 // a few requests to settle on each path (the disaggregated one runs more code: Prefill stream, handoff).
 const warmup = Number(args.warmup);
-const times = await sideBySide(topologies.map((t) => t.url), { prompts: Number(args.requests), warmup, seed: 700, maxTokens: OUTPUT_TOKENS, promptTokens: PROMPT_TOKENS });
+const times = await sideBySide(
+  topologies.map((t) => t.url),
+  { prompts: Number(args.requests), warmup, seed: 700, maxTokens: OUTPUT_TOKENS, promptTokens: PROMPT_TOKENS },
+);
 await Promise.all(topologies.flatMap((t) => t.procs.map((p) => p.kill())));
 const [mixed, disagg] = times.map(summary) as [StreamTimings, StreamTimings];
 const pairRatio = median(times[1]!.map((t, i) => t.first / times[0]![i]!.first));
@@ -74,8 +111,12 @@ process.stdout.write(
     '',
     '| topology | TTFT (ms) | 2nd token (ms) | 2nd − 1st (ms) | later tokens, each (ms) | whole stream (ms) |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
-    ...([['mixed worker', mixed, mixedTimes], ['prefill worker → decode worker', disagg, disaggTimes]] as const).map(([name, t, all]) =>
-      `| ${name} | ${ms(t.first)} | ${ms(t.second)} | ${ms(gap(all))} | ${ms(itl(all))} | ${ms(t.total)} |`),
+    ...(
+      [
+        ['mixed worker', mixed, mixedTimes],
+        ['prefill worker → decode worker', disagg, disaggTimes],
+      ] as const
+    ).map(([name, t, all]) => `| ${name} | ${ms(t.first)} | ${ms(t.second)} | ${ms(gap(all))} | ${ms(itl(all))} | ${ms(t.total)} |`),
     `| **disaggregated ÷ mixed** | **${(disagg.first / mixed.first).toFixed(2)}** | ${(disagg.second / mixed.second).toFixed(2)} | | | **${(disagg.total / mixed.total).toFixed(2)}** |`,
     '',
     `Median of the per-prompt TTFT ratios (each prompt went to both): ${pairRatio.toFixed(2)}. The disaggregated 2nd token came ${ms(gap(disaggTimes) - itl(mixedTimes))} ms later after the 1st than a mixed worker's token after the one before (issue 19 target ≤ 5 ms).`,

@@ -12,7 +12,15 @@ import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { gatherPast, LLMEngine, type EngineOptions } from '@pdserve/engine';
 import { BlockPool } from '@pdserve/kv-cache';
-import { ensureTinyModel, kvBytesPerToken, loadModelSpec, ModelRunner, samplingParams, type LayerKv, type PresetName } from '@pdserve/model';
+import {
+  ensureTinyModel,
+  kvBytesPerToken,
+  loadModelSpec,
+  ModelRunner,
+  samplingParams,
+  type LayerKv,
+  type PresetName,
+} from '@pdserve/model';
 import { loadPeer } from './lib/peer';
 import { machine, median, percentileOf, randomTokens } from './lib/stats';
 
@@ -110,7 +118,9 @@ async function engineRun(): Promise<{ tps: number; timings: Timing[]; overhead: 
     const timings = await Promise.all(prompts.map((p, i) => stream(engine, p, OUT, `b${i}`)));
     const secs = (performance.now() - t0) / 1000;
     const after = engine.stats();
-    const overhead = (after.overheadSeconds - before.overheadSeconds) / (after.modelSeconds - before.modelSeconds + after.overheadSeconds - before.overheadSeconds);
+    const overhead =
+      (after.overheadSeconds - before.overheadSeconds) /
+      (after.modelSeconds - before.modelSeconds + after.overheadSeconds - before.overheadSeconds);
     return { tps: timings.reduce((a, t) => a + t.tokens, 0) / secs, timings, overhead };
   });
 }
@@ -190,7 +200,12 @@ async function rawAtContext(runner: ModelRunner, prefixKv: readonly LayerKv[], r
   const t0 = performance.now();
   for (let s = 1; s < CONTEXT_OUT; s++) {
     const next = Array.from({ length: rows }, (_, b) => argmax(res.logits.subarray(b * spec.vocabSize, (b + 1) * spec.vocabSize)));
-    res = await runner.forward({ rows: next.map((t) => ({ tokenIds: [t], pastLen: width })), pastWidth: width, past: res.present, presentInto: views(s % 2, width + 1) });
+    res = await runner.forward({
+      rows: next.map((t) => ({ tokenIds: [t], pastLen: width })),
+      pastWidth: width,
+      past: res.present,
+      presentInto: views(s % 2, width + 1),
+    });
     width += 1;
   }
   return (rows * (CONTEXT_OUT - 1)) / ((performance.now() - t0) / 1000);
@@ -209,7 +224,11 @@ async function engineAtContext(engine: LLMEngine, rows: number): Promise<{ tps: 
   await Promise.all(
     tails(rows).map(async (t, b) => {
       let seen = 0;
-      for await (const o of engine.generate({ requestId: `ctx${rows}-${b}`, promptTokenIds: [...contextPrefix, ...t], sampling: { ...greedy, maxTokens: CONTEXT_OUT } })) {
+      for await (const o of engine.generate({
+        requestId: `ctx${rows}-${b}`,
+        promptTokenIds: [...contextPrefix, ...t],
+        sampling: { ...greedy, maxTokens: CONTEXT_OUT },
+      })) {
         if (o.tokenIds.length === 0) continue;
         if (seen++ === 0 && ++firsts === rows) {
           t0 = performance.now();
@@ -244,14 +263,20 @@ function gatherAll(rows: number): number {
   const times: number[] = [];
   for (let i = 0; i < 3; i++) {
     const t0 = performance.now();
-    gatherPast(pool.data, layout, tables.map((blockTable) => ({ blockTable, len: CONTEXT })), CONTEXT);
+    gatherPast(
+      pool.data,
+      layout,
+      tables.map((blockTable) => ({ blockTable, len: CONTEXT })),
+      CONTEXT,
+    );
     times.push(performance.now() - t0);
   }
   return median(times);
 }
 
 /** KV pool for the context section: every row's prompt and output, and a little. */
-const contextPoolBytes = (): number => Math.ceil((Math.max(...BATCHES) * (CONTEXT + CONTEXT_OUT + 32) * kvBytesPerToken(spec)) / (1 << 20)) << 20;
+const contextPoolBytes = (): number =>
+  Math.ceil((Math.max(...BATCHES) * (CONTEXT + CONTEXT_OUT + 32) * kvBytesPerToken(spec)) / (1 << 20)) << 20;
 
 interface Memory {
   /** RSS before the engine started, after it loaded, and the most sampled while it served; KV pool bytes. */
@@ -268,7 +293,12 @@ interface Memory {
 async function rssChild(): Promise<Memory> {
   const rows = Math.max(...BATCHES);
   const m: Memory = { base: process.memoryUsage().rss, afterLoad: 0, peak: 0, poolBytes: contextPoolBytes() };
-  const engine = await LLMEngine.create({ modelDir: dir, maxNumSeqs: Math.max(64, rows), prefillChunkTokens: CHUNK, kvCacheBytes: m.poolBytes });
+  const engine = await LLMEngine.create({
+    modelDir: dir,
+    maxNumSeqs: Math.max(64, rows),
+    prefillChunkTokens: CHUNK,
+    kvCacheBytes: m.poolBytes,
+  });
   m.afterLoad = process.memoryUsage().rss;
   const sampler = setInterval(() => (m.peak = Math.max(m.peak, process.memoryUsage().rss)), 20);
   try {
@@ -282,7 +312,10 @@ async function rssChild(): Promise<Memory> {
 }
 
 function rssSection(): Memory {
-  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1), '--rss-child'], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1), '--rss-child'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`the RSS run failed (exit ${r.status})`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Memory;
 }
@@ -292,7 +325,12 @@ async function contextSection(): Promise<ContextRow[]> {
   log(`context ${CONTEXT}: prefilling the shared prefix for the raw loop...`);
   const prefixKv = (await runner.forward({ rows: [{ tokenIds: contextPrefix, pastLen: 0 }], pastWidth: 0 })).present;
   const out: ContextRow[] = BATCHES.map((rows) => ({ rows, raw: [], eng: [], overhead: [], gatherMs: NaN }));
-  const engine = await LLMEngine.create({ modelDir: dir, maxNumSeqs: Math.max(64, ...BATCHES), prefillChunkTokens: CHUNK, kvCacheBytes: contextPoolBytes() });
+  const engine = await LLMEngine.create({
+    modelDir: dir,
+    maxNumSeqs: Math.max(64, ...BATCHES),
+    prefillChunkTokens: CHUNK,
+    kvCacheBytes: contextPoolBytes(),
+  });
   try {
     log('  engine: caching the shared prefix...');
     await stream(engine, [...contextPrefix, 5], 1, 'ctx-warm');
@@ -363,7 +401,10 @@ if (SECTIONS.has('context')) {
     lines.push(
       `| batch ${r.rows}, ${CONTEXT}-token contexts: raw loop / engine decode tokens/s${list(r.raw, 1)}${list(r.eng, 1)} | ${raw.toFixed(1)} / ${eng.toFixed(1)} | |`,
       `| **batch ${r.rows}: engine ÷ raw loop** | **${(eng / raw).toFixed(2)}** | ≥ 0.95 |`,
-      `| **batch ${r.rows}: step time outside session.run**${list(r.overhead.map((x) => x * 100), 1)} | **${(median(r.overhead) * 100).toFixed(1)}%** | ≤ 5% |`,
+      `| **batch ${r.rows}: step time outside session.run**${list(
+        r.overhead.map((x) => x * 100),
+        1,
+      )} | **${(median(r.overhead) * 100).toFixed(1)}%** | ≤ 5% |`,
       `| batch ${r.rows}: copying every row's past out of blocks (what each change of the batch cost before) / a decode step (ms) | ${r.gatherMs.toFixed(1)} / ${((r.rows / eng) * 1000).toFixed(0)} | |`,
     );
   }

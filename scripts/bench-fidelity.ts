@@ -15,7 +15,8 @@ import { machine } from './lib/stats';
 
 const { values } = parseArgs({ options: { preset: { type: 'string' } } });
 const preset = values.preset as PresetName | undefined;
-if (preset !== undefined && !(preset in PRESETS)) throw new Error(`--preset: unknown ${preset} (known: ${Object.keys(PRESETS).join(', ')})`);
+if (preset !== undefined && !(preset in PRESETS))
+  throw new Error(`--preset: unknown ${preset} (known: ${Object.keys(PRESETS).join(', ')})`);
 const bounds = preset === undefined ? { hit: 0.15, ttft: 0.3 } : { hit: 0.1, ttft: 0.25 };
 const t0 = performance.now();
 const f = await runFidelity(preset);
@@ -23,7 +24,9 @@ const { hitError, ttftError, line } = fidelityErrors(f);
 const within = (x: number, bound: number): string => `${x <= bound ? 'within' : 'NOT within'} ${bound * 100}%`;
 if (preset !== undefined) {
   const { slice, shape } = FIDELITY_AT_PRESET;
-  process.stdout.write(`${preset}: records ${slice.from}–${slice.from + slice.count - 1}, prompts ≤ ${shape.maxInputLen} tokens, ≤ ${shape.maxTokens} output tokens, time × ${shape.timeScale}; ${f.real.counts.completed}/${f.real.counts.sent} completed\n`);
+  process.stdout.write(
+    `${preset}: records ${slice.from}–${slice.from + slice.count - 1}, prompts ≤ ${shape.maxInputLen} tokens, ≤ ${shape.maxTokens} output tokens, time × ${shape.timeScale}; ${f.real.counts.completed}/${f.real.counts.sent} completed\n`,
+  );
 }
 const k = f.cost;
 process.stdout.write(
@@ -37,9 +40,15 @@ if (preset !== undefined) {
   const differ = f.real.requests.filter((r) => r.cachedTokens !== (sim.get(r.index)?.cachedTokens ?? null));
   for (const r of differ) {
     const s = sim.get(r.index);
-    process.stdout.write(`  request ${r.index}: prompt ${r.promptTokens} (expected ${r.expectedPromptTokens}), cached real ${r.cachedTokens ?? '—'} sim ${s?.cachedTokens ?? '—'}, TTFT real ${r.ttftMs?.toFixed(0) ?? '—'} sim ${s?.ttftMs.toFixed(0) ?? '—'} ms, sim worker ${s?.decodeWorker ?? '—'}\n`);
+    process.stdout.write(
+      `  request ${r.index}: prompt ${r.promptTokens} (expected ${r.expectedPromptTokens}), cached real ${r.cachedTokens ?? '—'} sim ${s?.cachedTokens ?? '—'}, TTFT real ${r.ttftMs?.toFixed(0) ?? '—'} sim ${s?.ttftMs.toFixed(0) ?? '—'} ms, sim worker ${s?.decodeWorker ?? '—'}\n`,
+    );
   }
-  process.stdout.write(`${differ.length} of ${f.real.requests.length} requests cached a different number of prompt tokens than simulated\n`);
+  process.stdout.write(
+    `${differ.length} of ${f.real.requests.length} requests cached a different number of prompt tokens than simulated\n`,
+  );
 }
-process.stdout.write(`${line}\n${machine()}\nprefix hit rate ${within(hitError, bounds.hit)}, mean TTFT ${within(ttftError, bounds.ttft)} of the real run's (calibration + run: ${((performance.now() - t0) / 1000).toFixed(0)} s).\n`);
+process.stdout.write(
+  `${line}\n${machine()}\nprefix hit rate ${within(hitError, bounds.hit)}, mean TTFT ${within(ttftError, bounds.ttft)} of the real run's (calibration + run: ${((performance.now() - t0) / 1000).toFixed(0)} s).\n`,
+);
 process.exit(0);

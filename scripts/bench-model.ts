@@ -70,8 +70,11 @@ async function peerPrefill(): Promise<number> {
 
 await oursPrefill(); // warm-up
 const rows: string[][] = [];
-const cell = (ours: number, theirs: number | undefined): string[] =>
-  [(ours * 1000).toFixed(2), theirs === undefined ? '–' : (theirs * 1000).toFixed(2), theirs === undefined ? '–' : (theirs / ours).toFixed(2)];
+const cell = (ours: number, theirs: number | undefined): string[] => [
+  (ours * 1000).toFixed(2),
+  theirs === undefined ? '–' : (theirs * 1000).toFixed(2),
+  theirs === undefined ? '–' : (theirs / ours).toFixed(2),
+];
 for (const b of BATCHES) {
   const ours = await oursDecode(b);
   const theirs = peer ? await peerDecode(b) : undefined;

@@ -18,7 +18,13 @@ for (let i = 0; i < joins; i++) {
   });
   const t0 = performance.now();
   const reg = await worker.registry.register({
-    id, role: 'decode', grpcAddress: '127.0.0.1:1', adminAddress: '', model: 'm', incarnation: id, startedAt: Date.now(),
+    id,
+    role: 'decode',
+    grpcAddress: '127.0.0.1:1',
+    adminAddress: '',
+    model: 'm',
+    incarnation: id,
+    startedAt: Date.now(),
     capacity: { totalBlocks: 1, blockSize: 16, maxNumSeqs: 1 },
   });
   await seen;
@@ -26,7 +32,9 @@ for (let i = 0; i < joins; i++) {
   await reg.deregister();
 }
 ms.sort((a, b) => a - b);
-process.stdout.write(`${joins} joins: seen by the watcher after p50 ${ms[Math.floor(joins / 2)]!.toFixed(1)} ms, max ${ms[joins - 1]!.toFixed(1)} ms\n`);
+process.stdout.write(
+  `${joins} joins: seen by the watcher after p50 ${ms[Math.floor(joins / 2)]!.toFixed(1)} ms, max ${ms[joins - 1]!.toFixed(1)} ms\n`,
+);
 membership.close();
 await Promise.all([worker.close(), gateway.close()]);
 await redis.stop();

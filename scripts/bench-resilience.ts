@@ -16,11 +16,31 @@ const KILLS = Number(args.kills);
 const SECONDS = Number(args.seconds);
 const dir = await ensureTinyModel();
 const [redis, nats] = await Promise.all([startRedis(), startNats()]);
-const shared = ['--model', dir, '--served-model-name', 'tiny', '--cluster', 'bench', '--redis', redis.url, '--nats', nats.url, '--log-level', 'error', '--lease-ttl-ms', '1500'];
+const shared = [
+  '--model',
+  dir,
+  '--served-model-name',
+  'tiny',
+  '--cluster',
+  'bench',
+  '--redis',
+  redis.url,
+  '--nats',
+  nats.url,
+  '--log-level',
+  'error',
+  '--lease-ttl-ms',
+  '1500',
+];
 const procs = new Map<string, ServiceProcess>();
 
 async function spawn(name: string, cmd: string, extra: string[], portFlag: '--port' | '--grpc-port'): Promise<ServiceProcess> {
-  const p = await spawnService(name, cmd, [...shared, ...extra, ...(portFlag === '--grpc-port' ? ['--instance-id', name, '--kv-offload', 'off', '--ort-spin', 'off'] : [])], portFlag);
+  const p = await spawnService(
+    name,
+    cmd,
+    [...shared, ...extra, ...(portFlag === '--grpc-port' ? ['--instance-id', name, '--kv-offload', 'off', '--ort-spin', 'off'] : [])],
+    portFlag,
+  );
   procs.set(name, p);
   return p;
 }
@@ -80,50 +100,61 @@ const gaps: number[] = [];
 for (let k = 0; k < KILLS; k++) {
   let killedAt = 0;
   let killedAtChunk = 0;
-  const r = await timed(plain.port, { prompt: `Resume this stream after its worker dies, trial ${k}`, max_tokens: 200, temperature: 0 }, async (n) => {
-    if (n !== 20) return;
-    for (const w of workers) {
-      const p = procs.get(w)!;
-      if (p.proc.exitCode !== null || p.proc.signalCode !== null) continue;
-      if ((await running(p.adminPort)) > 0) {
-        killedAt = performance.now();
-        killedAtChunk = n;
-        p.proc.kill('SIGKILL');
-        return;
+  const r = await timed(
+    plain.port,
+    { prompt: `Resume this stream after its worker dies, trial ${k}`, max_tokens: 200, temperature: 0 },
+    async (n) => {
+      if (n !== 20) return;
+      for (const w of workers) {
+        const p = procs.get(w)!;
+        if (p.proc.exitCode !== null || p.proc.signalCode !== null) continue;
+        if ((await running(p.adminPort)) > 0) {
+          killedAt = performance.now();
+          killedAtChunk = n;
+          p.proc.kill('SIGKILL');
+          return;
+        }
       }
-    }
-  });
+    },
+  );
   if (killedAt === 0 || r.at.length < killedAtChunk + 50) throw new Error(`trial ${k}: no kill or a short stream (${r.at.length} chunks)`);
   // Tokens already on their way when the worker died still arrive; the resumed stream's first token follows
   // the longest gap among the next few.
   let resumed = killedAtChunk;
-  for (let i = killedAtChunk; i < Math.min(r.at.length, killedAtChunk + 20); i++) if (r.at[i]! - r.at[i - 1]! > r.at[resumed]! - r.at[resumed - 1]!) resumed = i;
+  for (let i = killedAtChunk; i < Math.min(r.at.length, killedAtChunk + 20); i++)
+    if (r.at[i]! - r.at[i - 1]! > r.at[resumed]! - r.at[resumed - 1]!) resumed = i;
   added.push(r.at[resumed]! - killedAt);
   for (let i = 1; i < killedAtChunk; i++) gaps.push(r.at[i]! - r.at[i - 1]!);
 }
 process.stdout.write(`# machine: ${machine()}\n`);
 process.stdout.write(`migration (${KILLS} kills of the generating worker, kill -9 at token 20 of 200, greedy):\n`);
-process.stdout.write(`  gap at the migration: p50 ${median(added).toFixed(1)} ms, max ${Math.max(...added).toFixed(1)} ms; ordinary inter-token gap p50 ${median(gaps).toFixed(2)} ms\n`);
+process.stdout.write(
+  `  gap at the migration: p50 ${median(added).toFixed(1)} ms, max ${Math.max(...added).toFixed(1)} ms; ordinary inter-token gap p50 ${median(gaps).toFixed(2)} ms\n`,
+);
 
 // Admission: closed-loop throughput at concurrency 8, then open loop at twice that through each gateway.
 const spec = (i: number) => ({ prompt: `Overload request ${i % 16}: how many can the cluster take?`, max_tokens: 32, temperature: 0 });
 let done = 0;
 const ttfts: number[] = [];
 const c0 = performance.now();
-await Promise.all(Array.from({ length: 8 }, async (_, k) => {
-  for (let i = k; performance.now() - c0 < 4_000; i += 8) {
-    const r = await timed(plain.port, spec(i));
-    ttfts.push(r.at[0]! - r.start);
-    done++;
-  }
-}));
+await Promise.all(
+  Array.from({ length: 8 }, async (_, k) => {
+    for (let i = k; performance.now() - c0 < 4_000; i += 8) {
+      const r = await timed(plain.port, spec(i));
+      ttfts.push(r.at[0]! - r.start);
+      done++;
+    }
+  }),
+);
 const capacity = done / ((performance.now() - c0) / 1000);
 const slo = Math.round(percentileOf(ttfts, 90));
 const withSlo = await spawn('gateway-slo', 'gateway', ['--ttft-slo-ms', `default=${slo}`], '--port');
 await waitFor('gateway-slo ready', async () => (await fetch(`http://127.0.0.1:${withSlo.port}/ready`)).status === 200, 120_000);
 await new Promise((r) => setTimeout(r, 2_000));
 
-async function overload(port: number): Promise<{ sent: number; within: number; refused: number; served: number; p50: number; p99: number }> {
+async function overload(
+  port: number,
+): Promise<{ sent: number; within: number; refused: number; served: number; p50: number; p99: number }> {
   const rate = 2 * capacity;
   const all: Promise<Timed>[] = [];
   const t0 = performance.now();
@@ -136,17 +167,30 @@ async function overload(port: number): Promise<{ sent: number; within: number; r
   const served = rs.filter((r) => r.status === 200);
   const firsts = served.map((r) => (r.at[0] ?? Infinity) - r.start);
   return {
-    sent: rs.length, served: served.length, refused: rs.filter((r) => r.status === 429).length,
-    within: firsts.filter((t) => t <= slo).length, p50: median(firsts), p99: percentileOf(firsts, 99),
+    sent: rs.length,
+    served: served.length,
+    refused: rs.filter((r) => r.status === 429).length,
+    within: firsts.filter((t) => t <= slo).length,
+    p50: median(firsts),
+    p99: percentileOf(firsts, 99),
   };
 }
 const without = await overload(plain.port);
 await new Promise((r) => setTimeout(r, 3_000)); // the backlog drains
 const admitted = await overload(withSlo.port);
-process.stdout.write(`admission (closed-loop throughput ${capacity.toFixed(1)} req/s at concurrency 8, open loop at ${(2 * capacity).toFixed(1)} req/s for ${SECONDS} s, TTFT SLO ${slo} ms = p90 at concurrency 8):\n`);
-process.stdout.write('| gateway | sent | served | refused (429) | TTFT p50 / p99 of served (ms) | within SLO | attainment (within ÷ sent) | goodput (req/s within SLO) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n');
-for (const [name, r] of [['no SLO admission', without], [`--ttft-slo-ms default=${slo}`, admitted]] as const) {
-  process.stdout.write(`| ${name} | ${r.sent} | ${r.served} | ${r.refused} | ${r.p50.toFixed(0)} / ${r.p99.toFixed(0)} | ${r.within} | ${((100 * r.within) / r.sent).toFixed(0)} % | ${(r.within / SECONDS).toFixed(1)} |\n`);
+process.stdout.write(
+  `admission (closed-loop throughput ${capacity.toFixed(1)} req/s at concurrency 8, open loop at ${(2 * capacity).toFixed(1)} req/s for ${SECONDS} s, TTFT SLO ${slo} ms = p90 at concurrency 8):\n`,
+);
+process.stdout.write(
+  '| gateway | sent | served | refused (429) | TTFT p50 / p99 of served (ms) | within SLO | attainment (within ÷ sent) | goodput (req/s within SLO) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n',
+);
+for (const [name, r] of [
+  ['no SLO admission', without],
+  [`--ttft-slo-ms default=${slo}`, admitted],
+] as const) {
+  process.stdout.write(
+    `| ${name} | ${r.sent} | ${r.served} | ${r.refused} | ${r.p50.toFixed(0)} / ${r.p99.toFixed(0)} | ${r.within} | ${((100 * r.within) / r.sent).toFixed(0)} % | ${(r.within / SECONDS).toFixed(1)} |\n`,
+  );
 }
 
 await Promise.all([...procs.values()].map((p) => p.kill('SIGKILL')));

@@ -14,7 +14,11 @@ const clusters = [await startCluster(dir, ['kv-aware'], 140), await startCluster
 let results;
 try {
   results = await runWorkloads(
-    clusters.map((c) => ({ client: new OpenAI({ baseURL: `${[...c.gateways.values()][0]!.url}/v1`, apiKey: 'x', maxRetries: 0 }), workers: c.workers, ttfts: [] })),
+    clusters.map((c) => ({
+      client: new OpenAI({ baseURL: `${[...c.gateways.values()][0]!.url}/v1`, apiKey: 'x', maxRetries: 0 }),
+      workers: c.workers,
+      ttfts: [],
+    })),
   );
 } finally {
   for (const c of clusters) await stopCluster(c);

@@ -86,7 +86,11 @@ async function withEngine<T>(modelDir: string, speculative: SpeculativeOptions |
 }
 
 async function pairFor(scale: number | 'unrelated'): Promise<{ target: string; draft: string }> {
-  if (scale === 'unrelated') return { target: await ensureTinyModel(draftPair({ layers: TARGET_LAYERS }, 1, SCALE_MID).target), draft: await ensureTinyModel({ layers: 1, seed: 1 }) };
+  if (scale === 'unrelated')
+    return {
+      target: await ensureTinyModel(draftPair({ layers: TARGET_LAYERS }, 1, SCALE_MID).target),
+      draft: await ensureTinyModel({ layers: 1, seed: 1 }),
+    };
   const p = draftPair({ layers: TARGET_LAYERS }, 1, scale);
   return { target: await ensureTinyModel(p.target), draft: await ensureTinyModel(p.draft) };
 }
@@ -97,8 +101,15 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 async function forwardSeconds(r: ModelRunner, batch: number, width: number, newTokens: number): Promise<number> {
   const s = r.spec;
   const floats = batch * s.numKvHeads * width * s.headDim;
-  const past: LayerKv[] = Array.from({ length: s.numLayers }, () => ({ key: new Float32Array(floats).fill(0.01), value: new Float32Array(floats).fill(0.01) }));
-  const rows = Array.from({ length: batch }, () => ({ tokenIds: Array.from({ length: newTokens }, (_, i) => 100 + i), pastLen: width, numLogits: newTokens }));
+  const past: LayerKv[] = Array.from({ length: s.numLayers }, () => ({
+    key: new Float32Array(floats).fill(0.01),
+    value: new Float32Array(floats).fill(0.01),
+  }));
+  const rows = Array.from({ length: batch }, () => ({
+    tokenIds: Array.from({ length: newTokens }, (_, i) => 100 + i),
+    pastLen: width,
+    numLogits: newTokens,
+  }));
   const times: number[] = [];
   for (let i = 0; i < 12; i++) {
     const t0 = performance.now();
@@ -124,7 +135,9 @@ async function main(): Promise<void> {
     return;
   }
 
-  say(`## Speculative decoding (scripts/bench-spec.ts, ${TOKENS} output tokens per request, greedy, target ${TARGET_LAYERS} layers, draft 1)`);
+  say(
+    `## Speculative decoding (scripts/bench-spec.ts, ${TOKENS} output tokens per request, greedy, target ${TARGET_LAYERS} layers, draft 1)`,
+  );
   say('');
   say('| pair | K | batch | acceptance | tokens/step | tok/s off | tok/s on | on ÷ off |');
   say('|---|---|---|---|---|---|---|---|');
@@ -132,7 +145,10 @@ async function main(): Promise<void> {
     const { target, draft } = await pairFor(setting.scale);
     // Every engine of a setting is up at once and runs alternate (off, K=2, K=4, ... three rounds, medians),
     // so the load others put on the machine falls on all of them alike.
-    const engines = [await open(target, undefined), ...(await Promise.all(KS.map((k) => open(target, { method: 'draft', modelDir: draft, numTokens: k }))))];
+    const engines = [
+      await open(target, undefined),
+      ...(await Promise.all(KS.map((k) => open(target, { method: 'draft', modelDir: draft, numTokens: k })))),
+    ];
     try {
       for (const b of BATCHES) {
         const runs: Run[][] = engines.map(() => []);
@@ -144,7 +160,9 @@ async function main(): Promise<void> {
           const r = med(rs);
           const acc = rs.reduce((a, x) => a + (x.acceptance ?? 0), 0) / rs.length;
           const per = rs.reduce((a, x) => a + (x.meanPerStep ?? 1), 0) / rs.length;
-          say(`| ${setting.name} | ${k} | ${b} | ${acc.toFixed(2)} | ${per.toFixed(2)} | ${off.toFixed(0)} | ${r.tokensPerSecond.toFixed(0)} | ${(r.tokensPerSecond / off).toFixed(2)}× |`);
+          say(
+            `| ${setting.name} | ${k} | ${b} | ${acc.toFixed(2)} | ${per.toFixed(2)} | ${off.toFixed(0)} | ${r.tokensPerSecond.toFixed(0)} | ${(r.tokensPerSecond / off).toFixed(2)}× |`,
+          );
         });
       }
     } finally {
@@ -191,7 +209,9 @@ async function main(): Promise<void> {
     };
     const t = await time(runner);
     const d = await time(draftRunner);
-    say(`| ${n} | ${(t * 1000).toFixed(0)} ms | ${(d * 1000).toFixed(0)} ms (${((d / t) * 100).toFixed(0)}%) | ${(n * kvBytesPerToken(draftRunner.spec) / 1024).toFixed(0)} KiB (${ratio.toFixed(2)}×) |`);
+    say(
+      `| ${n} | ${(t * 1000).toFixed(0)} ms | ${(d * 1000).toFixed(0)} ms (${((d / t) * 100).toFixed(0)}%) | ${((n * kvBytesPerToken(draftRunner.spec)) / 1024).toFixed(0)} KiB (${ratio.toFixed(2)}×) |`,
+    );
   }
   await runner.release();
   await draftRunner.release();

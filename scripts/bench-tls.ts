@@ -32,7 +32,9 @@ async function runReceiver(tlsDir: string): Promise<void> {
   const tls = readTlsDir(tlsDir);
   const start = async (material: TlsMaterial | undefined) => {
     const rx = await TransferReceiver.start({
-      transports: ['tcp'], tls: material, slabPoolBytes: 2 * GiB,
+      transports: ['tcp'],
+      tls: material,
+      slabPoolBytes: 2 * GiB,
       limits: { maxTransferBytes: 2 * GiB, maxPendingBytes: 4 * GiB, maxPendingBytesPerPeer: 4 * GiB, maxBlocks: 100_000 },
       onTransfer: () => undefined, // moving bytes, not storing them
     });
@@ -85,7 +87,11 @@ async function transferBench(tlsDir: string, tls: TlsMaterial): Promise<string[]
     };
     const samples: Record<Mode, Sample[]> = { plain: [], tls: [] };
     for (let r = 0; r < warmup + reps; r++) {
-      const [p, t] = await eachFirstInTurn(r, () => once('plain'), () => once('tls'));
+      const [p, t] = await eachFirstInTurn(
+        r,
+        () => once('plain'),
+        () => once('tls'),
+      );
       if (r >= warmup) {
         samples.plain.push(p);
         samples.tls.push(t);
@@ -97,8 +103,14 @@ async function transferBench(tlsDir: string, tls: TlsMaterial): Promise<string[]
       const xs = samples[mode];
       const rates = xs.map((x) => x.gbps);
       rows.push([
-        size, (total / 1024 / 1024).toFixed(0), mode, median(rates).toFixed(2), `${Math.min(...rates).toFixed(2)}–${Math.max(...rates).toFixed(2)}`,
-        (median(rates) / plainMedian).toFixed(2), median(xs.map((x) => x.txCpu)).toFixed(0), median(xs.map((x) => x.rxCpu)).toFixed(0),
+        size,
+        (total / 1024 / 1024).toFixed(0),
+        mode,
+        median(rates).toFixed(2),
+        `${Math.min(...rates).toFixed(2)}–${Math.max(...rates).toFixed(2)}`,
+        (median(rates) / plainMedian).toFixed(2),
+        median(xs.map((x) => x.txCpu)).toFixed(0),
+        median(xs.map((x) => x.rxCpu)).toFixed(0),
       ]);
     }
     process.stderr.write(`  ${rows.at(-2)!.join('  ')}\n  ${rows.at(-1)!.join('  ')}\n`);
@@ -114,14 +126,36 @@ async function ttftBench(tls: TlsMaterial): Promise<string[][]> {
   const promptTokens = arg('--prompt', 512);
   const dir = await ensureTinyModel();
   const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 * 1024 * 1024 };
-  const clusters: Record<Mode, { prefill: WorkerService; decode: WorkerService; client: WorkerClient; close: () => Promise<void> }> = {} as never;
+  const clusters: Record<Mode, { prefill: WorkerService; decode: WorkerService; client: WorkerClient; close: () => Promise<void> }> =
+    {} as never;
   for (const mode of ['plain', 'tls'] as const) {
     const material = mode === 'tls' ? tls : undefined;
     const cp = await connectControlPlane({ cluster: `bench-${mode}`, hub: new InProcessHub(), logger: silentLogger });
-    const prefill = await startWorkerService({ role: 'prefill', instanceId: `p-${mode}`, engine, controlPlane: cp, logger: silentLogger, tls: material, kvStore: undefined });
-    const decode = await startWorkerService({ role: 'decode', instanceId: `d-${mode}`, engine, controlPlane: cp, logger: silentLogger, transports: ['tcp'], tls: material });
+    const prefill = await startWorkerService({
+      role: 'prefill',
+      instanceId: `p-${mode}`,
+      engine,
+      controlPlane: cp,
+      logger: silentLogger,
+      tls: material,
+      kvStore: undefined,
+    });
+    const decode = await startWorkerService({
+      role: 'decode',
+      instanceId: `d-${mode}`,
+      engine,
+      controlPlane: cp,
+      logger: silentLogger,
+      transports: ['tcp'],
+      tls: material,
+    });
     const client = new WorkerClient(decode.grpcAddress, material);
-    clusters[mode] = { prefill, decode, client, close: async () => (client.close(), await prefill.close(), await decode.close(), await cp.close()) };
+    clusters[mode] = {
+      prefill,
+      decode,
+      client,
+      close: async () => (client.close(), await prefill.close(), await decode.close(), await cp.close()),
+    };
   }
   const sampling = samplingToWire(samplingParams({ temperature: 0, maxTokens: 2, ignoreEos: true }));
   let n = 0;
@@ -135,14 +169,26 @@ async function ttftBench(tls: TlsMaterial): Promise<string[][]> {
     const prefilling = c.prefill.server.grpcAddress;
     const events = new WorkerClient(prefilling, mode === 'tls' ? tls : undefined);
     try {
-      const stream = events.prefill({ request_id: id, prompt_token_ids: prompt, sampling, from_block: 0, target: { grpc_address: c.decode.grpcAddress, transfer_id: id, transport: 'tcp' } });
+      const stream = events.prefill({
+        request_id: id,
+        prompt_token_ids: prompt,
+        sampling,
+        from_block: 0,
+        target: { grpc_address: c.decode.grpcAddress, transfer_id: id, transport: 'tcp' },
+      });
       let first = 0;
       const prefilled = (async () => {
         for await (const e of stream) if (e.kind === 'first' && first === 0) first = performance.now() - t0;
       })();
       let tokens = 0;
       let second = 0;
-      for await (const chunk of c.client.generate({ request_id: id, prompt_token_ids: prompt, sampling, priority: 0, prefill: { mode: 'pushed', prefill_worker: c.prefill.instanceId, transfer_id: id } })) {
+      for await (const chunk of c.client.generate({
+        request_id: id,
+        prompt_token_ids: prompt,
+        sampling,
+        priority: 0,
+        prefill: { mode: 'pushed', prefill_worker: c.prefill.instanceId, transfer_id: id },
+      })) {
         tokens += chunk.token_ids.length;
         if (tokens >= 2 && second === 0) second = performance.now() - t0;
       }
@@ -154,22 +200,31 @@ async function ttftBench(tls: TlsMaterial): Promise<string[][]> {
   };
   const samples: Record<Mode, { first: number; second: number }[]> = { plain: [], tls: [] };
   for (let r = 0; r < 3 + requests; r++) {
-    const [p, t] = await eachFirstInTurn(r, () => once('plain'), () => once('tls'));
+    const [p, t] = await eachFirstInTurn(
+      r,
+      () => once('plain'),
+      () => once('tls'),
+    );
     if (r >= 3) {
       samples.plain.push(p);
       samples.tls.push(t);
     }
   }
   for (const mode of ['plain', 'tls'] as const) {
-    if (clusters[mode].decode.engine.stats().prefillTokensComputed !== 0) throw new Error(`${mode}: the decode worker prefilled (a handoff failed)`);
+    if (clusters[mode].decode.engine.stats().prefillTokensComputed !== 0)
+      throw new Error(`${mode}: the decode worker prefilled (a handoff failed)`);
     await clusters[mode].close();
   }
   const rows: string[][] = [['prompt', 'mode', 'TTFT ms median', 'second token ms median', 'TTFT TLS ÷ plain', 'second TLS ÷ plain']];
   const med = (mode: Mode, k: 'first' | 'second'): number => median(samples[mode].map((s) => s[k]));
   for (const mode of ['plain', 'tls'] as const) {
     rows.push([
-      `${promptTokens} tokens`, mode, med(mode, 'first').toFixed(1), med(mode, 'second').toFixed(1),
-      (med(mode, 'first') / med('plain', 'first')).toFixed(2), (med(mode, 'second') / med('plain', 'second')).toFixed(2),
+      `${promptTokens} tokens`,
+      mode,
+      med(mode, 'first').toFixed(1),
+      med(mode, 'second').toFixed(1),
+      (med(mode, 'first') / med('plain', 'first')).toFixed(2),
+      (med(mode, 'second') / med('plain', 'second')).toFixed(2),
     ]);
   }
   return rows;
@@ -189,11 +244,15 @@ if (process.argv.includes('--receiver')) {
     const only = list('--only', ['transfer', 'ttft']);
     if (only.includes('transfer')) {
       const transfer = await transferBench(tlsDir, tls);
-      process.stdout.write(`\nKV transfer over the tcp data plane between two processes, plaintext vs mTLS (TLS 1.3, P-256 certificates);\nmedian of the measured rounds after warm-up, the two modes each first in turn. CPU = process CPU time per GiB moved.\n\n${table(transfer)}\n`);
+      process.stdout.write(
+        `\nKV transfer over the tcp data plane between two processes, plaintext vs mTLS (TLS 1.3, P-256 certificates);\nmedian of the measured rounds after warm-up, the two modes each first in turn. CPU = process CPU time per GiB moved.\n\n${table(transfer)}\n`,
+      );
     }
     if (!only.includes('ttft')) process.exit(0);
     const ttft = await ttftBench(tls);
-    process.stdout.write(`\nPushed handoff on the tiny model (prefill worker → decode worker, KV over tcp), new prompt each request:\nTTFT = until the prefill worker's first token; second token = the decode worker's, after the KV arrived and was imported.\n\n${table(ttft)}\n`);
+    process.stdout.write(
+      `\nPushed handoff on the tiny model (prefill worker → decode worker, KV over tcp), new prompt each request:\nTTFT = until the prefill worker's first token; second token = the decode worker's, after the KV arrived and was imported.\n\n${table(ttft)}\n`,
+    );
   } finally {
     rmSync(tlsDir, { recursive: true, force: true });
   }

@@ -89,7 +89,7 @@ async function runSender(): Promise<void> {
       const secs = (performance.now() - t0) / 1000;
       const tx1 = ownCpu();
       const rx1 = await childCpu();
-      const perGiB = (GiB / total) / 1000;
+      const perGiB = GiB / total / 1000;
       return { gbps: total / secs / 1e9, txCpu: (tx1 - tx0) * perGiB, rxCpu: (rx1 - rx0) * perGiB };
     };
     // One phase per transport, each with its own raw copies interleaved (raw, transport, raw, ...): load
@@ -102,17 +102,26 @@ async function runSender(): Promise<void> {
       const rates = xs.map((x) => x.gbps);
       const med = median(rates);
       return [
-        size, String(count), (total / 1024 / 1024).toFixed(0), t, med.toFixed(2),
+        size,
+        String(count),
+        (total / 1024 / 1024).toFixed(0),
+        t,
+        med.toFixed(2),
         `${Math.min(...rates).toFixed(2)}–${Math.max(...rates).toFixed(2)}`,
         rawMedian > 0 ? (med / rawMedian).toFixed(2) : '-',
-        median(xs.map((x) => x.txCpu)).toFixed(0), median(xs.map((x) => x.rxCpu)).toFixed(0),
+        median(xs.map((x) => x.txCpu)).toFixed(0),
+        median(xs.map((x) => x.rxCpu)).toFixed(0),
       ];
     };
     for (const t of transports.filter((x): x is TransportKind => x !== 'raw')) {
       const raws: Sample[] = [];
       const theirs: Sample[] = [];
       for (let r = 0; r < warmup + reps; r++) {
-        const [raw, sample] = await eachFirstInTurn(r, () => once('raw'), () => once(t));
+        const [raw, sample] = await eachFirstInTurn(
+          r,
+          () => once('raw'),
+          () => once(t),
+        );
         if (r >= warmup) {
           raws.push(raw);
           theirs.push(sample);
@@ -125,8 +134,10 @@ async function runSender(): Promise<void> {
   }
   const widths = header.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   const line = (r: string[]): string => r.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  ');
-  process.stdout.write(`\nKV transfer between two processes on one host; one phase per transport, median of ${reps} rounds (a raw copy and the transport, each first in turn) after ${warmup} warm-up rounds.\n`);
-  process.stdout.write('GB/s = 1e9 bytes per second from send() to the receiver\'s acknowledgement; raw = the same bytes over a\n');
+  process.stdout.write(
+    `\nKV transfer between two processes on one host; one phase per transport, median of ${reps} rounds (a raw copy and the transport, each first in turn) after ${warmup} warm-up rounds.\n`,
+  );
+  process.stdout.write("GB/s = 1e9 bytes per second from send() to the receiver's acknowledgement; raw = the same bytes over a\n");
   process.stdout.write('plain TCP socket, no framing or checksums. CPU = process CPU time (user + system) per GiB moved.\n\n');
   for (const r of rows) process.stdout.write(`${line(r)}\n`);
   tx.close();

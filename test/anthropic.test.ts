@@ -30,22 +30,55 @@ describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
   const openai = (): OpenAI => new OpenAI({ baseURL: `${topo().url}/v1`, apiKey: 'x', maxRetries: 0 });
 
   it('a message equals the chat completion of the same conversation; streamed equals whole', async () => {
-    const msg = await anthropic().messages.create({ model: 'tiny', max_tokens: 12, system: 'Be terse.', messages: [{ role: 'user', content: 'Say something' }], ...greedy });
-    const chat = await openai().chat.completions.create({ model: 'tiny', max_tokens: 12, temperature: 0, messages: [{ role: 'system', content: 'Be terse.' }, { role: 'user', content: 'Say something' }] });
+    const msg = await anthropic().messages.create({
+      model: 'tiny',
+      max_tokens: 12,
+      system: 'Be terse.',
+      messages: [{ role: 'user', content: 'Say something' }],
+      ...greedy,
+    });
+    const chat = await openai().chat.completions.create({
+      model: 'tiny',
+      max_tokens: 12,
+      temperature: 0,
+      messages: [
+        { role: 'system', content: 'Be terse.' },
+        { role: 'user', content: 'Say something' },
+      ],
+    });
     expect(msg.content).toEqual([{ type: 'text', text: chat.choices[0]!.message.content }]);
     expect(msg.stop_reason).toBe(chat.choices[0]!.finish_reason === 'length' ? 'max_tokens' : 'end_turn');
     expect(msg.usage.input_tokens + (msg.usage.cache_read_input_tokens ?? 0)).toBe(chat.usage!.prompt_tokens);
     expect(msg.usage.output_tokens).toBe(chat.usage!.completion_tokens);
-    const streamed = await anthropic().messages.stream({ model: 'tiny', max_tokens: 12, system: 'Be terse.', messages: [{ role: 'user', content: 'Say something' }], ...greedy }).finalMessage();
+    const streamed = await anthropic()
+      .messages.stream({
+        model: 'tiny',
+        max_tokens: 12,
+        system: 'Be terse.',
+        messages: [{ role: 'user', content: 'Say something' }],
+        ...greedy,
+      })
+      .finalMessage();
     expect(streamed.content).toEqual(msg.content);
     expect(streamed.stop_reason).toBe(msg.stop_reason);
   });
 
   it('stop_sequences: the first match ends the message, named in stop_sequence', async () => {
-    const whole = await anthropic().messages.create({ model: 'tiny', max_tokens: 16, messages: [{ role: 'user', content: 'Go on' }], ...greedy });
+    const whole = await anthropic().messages.create({
+      model: 'tiny',
+      max_tokens: 16,
+      messages: [{ role: 'user', content: 'Go on' }],
+      ...greedy,
+    });
     const text = (whole.content[0] as Anthropic.TextBlock).text;
     const stop = text.slice(4, 6);
-    const cut = await anthropic().messages.create({ model: 'tiny', max_tokens: 16, stop_sequences: [stop], messages: [{ role: 'user', content: 'Go on' }], ...greedy });
+    const cut = await anthropic().messages.create({
+      model: 'tiny',
+      max_tokens: 16,
+      stop_sequences: [stop],
+      messages: [{ role: 'user', content: 'Go on' }],
+      ...greedy,
+    });
     expect(cut).toMatchObject({ stop_reason: 'stop_sequence', stop_sequence: stop });
     expect((cut.content[0] as Anthropic.TextBlock | undefined)?.text ?? '').toBe(text.slice(0, text.indexOf(stop)));
     await waitIdle(topo());
@@ -53,10 +86,24 @@ describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
 
   it('tool_choice any: tool_use blocks valid against their input_schema, stop_reason tool_use', async () => {
     const tools: Anthropic.Tool[] = [
-      { name: 'lookup', input_schema: { type: 'object', properties: { id: { type: 'integer', minimum: 1, maximum: 999 }, tag: { enum: ['a', 'b'] } }, required: ['id', 'tag'] } },
+      {
+        name: 'lookup',
+        input_schema: {
+          type: 'object',
+          properties: { id: { type: 'integer', minimum: 1, maximum: 999 }, tag: { enum: ['a', 'b'] } },
+          required: ['id', 'tag'],
+        },
+      },
     ];
     for (const seed of [1, 2]) {
-      const msg = await anthropic().messages.create({ model: 'tiny', max_tokens: 400, tools, tool_choice: { type: 'any' }, messages: [{ role: 'user', content: `Look up ${seed}` }], ...{ temperature: 1 } });
+      const msg = await anthropic().messages.create({
+        model: 'tiny',
+        max_tokens: 400,
+        tools,
+        tool_choice: { type: 'any' },
+        messages: [{ role: 'user', content: `Look up ${seed}` }],
+        ...{ temperature: 1 },
+      });
       expect(msg.stop_reason).toBe('tool_use');
       const uses = msg.content.filter((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use');
       expect(uses.length).toBeGreaterThan(0);
@@ -66,11 +113,15 @@ describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
 
   it('/tokenize and /detokenize round-trip with the model tokenizer; /version answers', async () => {
     const post = async (path: string, body: unknown): Promise<Record<string, unknown>> =>
-      (await (await fetch(`${topo().url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()) as Record<string, unknown>;
+      (await (
+        await fetch(`${topo().url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      ).json()) as Record<string, unknown>;
     const t = await post('/tokenize', { model: 'tiny', prompt: 'Tokenize me, please' });
     expect(t['tokens']).toEqual(tokenizer.encode('Tokenize me, please'));
     expect(t['count']).toBe((t['tokens'] as number[]).length);
-    expect(await post('/detokenize', { model: 'tiny', tokens: t['tokens'] })).toEqual({ prompt: tokenizer.decode(t['tokens'] as number[], { skipSpecialTokens: false }) });
+    expect(await post('/detokenize', { model: 'tiny', tokens: t['tokens'] })).toEqual({
+      prompt: tokenizer.decode(t['tokens'] as number[], { skipSpecialTokens: false }),
+    });
     const chat = await post('/tokenize', { model: 'tiny', messages: [{ role: 'user', content: 'Hi' }] });
     expect(tokenizer.decode(chat['tokens'] as number[], { skipSpecialTokens: false })).toContain('[INST] Hi [/INST]');
     expect(await (await fetch(`${topo().url}/version`)).json()).toMatchObject({ version: expect.any(String) });

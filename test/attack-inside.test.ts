@@ -51,7 +51,24 @@ beforeAll(async () => {
   trap = createServer((s) => void trapped.push(s.on('error', () => undefined)));
   await new Promise<void>((resolve) => trap.listen(0, '127.0.0.1', resolve));
   trapAddress = `127.0.0.1:${(trap.address() as { port: number }).port}`;
-  const shared = ['--model', dir, '--served-model-name', 'tiny', '--cluster', CLUSTER, '--redis', redis.url, '--nats', nats.url, '--log-level', 'error', '--tls-dir', dirs[0]!, '--tls', 'on'];
+  const shared = [
+    '--model',
+    dir,
+    '--served-model-name',
+    'tiny',
+    '--cluster',
+    CLUSTER,
+    '--redis',
+    redis.url,
+    '--nats',
+    nats.url,
+    '--log-level',
+    'error',
+    '--tls-dir',
+    dirs[0]!,
+    '--tls',
+    'on',
+  ];
   const engine = ['--kv-cache-bytes', '32M'];
   procs.push(
     await spawnService('p0', 'prefill-worker', [...shared, ...engine, '--instance-id', 'p0', '--kv-offload', 'off'], '--grpc-port'),
@@ -61,8 +78,12 @@ beforeAll(async () => {
   gateway = await spawnService('gateway', 'gateway', [...shared, '--remote-prefill-min-tokens', '4'], '--port');
   procs.push(gateway);
   const dump = (): string => procs.map((p) => `--- ${p.name}\n${p.output().slice(-1500)}`).join('\n');
-  await waitFor('3 services registered', async () => (await cp.registry.list()).length >= 3, 90_000).catch((e: Error) => Promise.reject(new Error(`${e.message}\n${dump()}`)));
-  await waitFor('gateway ready', async () => (await fetch(`http://127.0.0.1:${gateway.port}/ready`)).status === 200, 60_000).catch((e: Error) => Promise.reject(new Error(`${e.message}\n${dump()}`)));
+  await waitFor('3 services registered', async () => (await cp.registry.list()).length >= 3, 90_000).catch((e: Error) =>
+    Promise.reject(new Error(`${e.message}\n${dump()}`)),
+  );
+  await waitFor('gateway ready', async () => (await fetch(`http://127.0.0.1:${gateway.port}/ready`)).status === 200, 60_000).catch(
+    (e: Error) => Promise.reject(new Error(`${e.message}\n${dump()}`)),
+  );
 }, 180_000);
 
 afterAll(async () => {
@@ -79,7 +100,10 @@ describe('mTLS on every internal port', () => {
   it('a plaintext gRPC client and a client certified by another CA are refused; one of the cluster CA is served', async () => {
     for (const id of ['p0', 'd0']) {
       const { grpc } = await addressOf(id);
-      for (const [who, creds] of [['plaintext', undefined], ['wrong CA', foreign]] as const) {
+      for (const [who, creds] of [
+        ['plaintext', undefined],
+        ['wrong CA', foreign],
+      ] as const) {
         const c = new WorkerClient(grpc, creds);
         try {
           await expect(c.health(2_000), `${who} → ${id}`).rejects.toMatchObject({ code: 'UNAVAILABLE' });
@@ -108,9 +132,14 @@ describe('mTLS on every internal port', () => {
   it('the cluster stays token-identical to the reference with TLS on (prefilled remotely, KV over tcp)', async () => {
     for (const prompt of ['Through mutual TLS and back again, token for token', 'A second prompt, long enough to be prefilled remotely']) {
       const ids = tokenizer.encode(prompt);
-      const ref = await referenceGenerate(runner, ids, samplingParams({ temperature: 0, maxTokens: 10, stopTokenIds: tokenizer.eosTokenIds }));
+      const ref = await referenceGenerate(
+        runner,
+        ids,
+        samplingParams({ temperature: 0, maxTokens: 10, stopTokenIds: tokenizer.eosTokenIds }),
+      );
       const res = await fetch(`http://127.0.0.1:${gateway.port}/v1/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'tiny', prompt, max_tokens: 10, temperature: 0 }),
       });
       expect(res.status).toBe(200);
@@ -132,7 +161,13 @@ describe('no service dials an address a request names', () => {
     const p0 = new WorkerClient((await addressOf('p0')).grpc, tls);
     try {
       const events = (async () => {
-        for await (const _ of p0.prefill({ request_id: 'steal', prompt_token_ids: tokenizer.encode('secret prompt'), sampling: sampling(), from_block: 0, target: { grpc_address: trapAddress, transfer_id: 'steal-1', transport: 'auto' } }));
+        for await (const _ of p0.prefill({
+          request_id: 'steal',
+          prompt_token_ids: tokenizer.encode('secret prompt'),
+          sampling: sampling(),
+          from_block: 0,
+          target: { grpc_address: trapAddress, transfer_id: 'steal-1', transport: 'auto' },
+        }));
       })();
       await expect(events).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
     } finally {
@@ -144,8 +179,16 @@ describe('no service dials an address a request names', () => {
     const forger = new TransferSender({ tls });
     try {
       const block = { hash: '00000000000000aa', data: new Uint8Array(32 * 1024).fill(7) };
-      await expect(forger.send({ peer: { grpcAddress: (await addressOf('d0')).grpc }, blocks: [block], transport: 'tcp', transferId: 'forged-popular-prefix', meta: { first: '{}' }, deadlineMs: 10_000 }))
-        .rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('unexpected transfer forged-popular-prefix') });
+      await expect(
+        forger.send({
+          peer: { grpcAddress: (await addressOf('d0')).grpc },
+          blocks: [block],
+          transport: 'tcp',
+          transferId: 'forged-popular-prefix',
+          meta: { first: '{}' },
+          deadlineMs: 10_000,
+        }),
+      ).rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('unexpected transfer forged-popular-prefix') });
     } finally {
       forger.close();
     }
@@ -156,16 +199,31 @@ describe('no service dials an address a request names', () => {
     const Ctor = makeGenericClientConstructor(def, 'KvTransfer');
     // The decode worker takes in only transfers a request named (and then pulls only from registered data
     // ports); the kv-store pulls a put only from a registered data port.
-    for (const [id, why] of [['d0', /unexpected transfer forged-d0/], ['s0', new RegExp(`data port ${trapAddress} is not a registered peer's`)]] as const) {
-      const client = new Ctor((await addressOf(id)).grpc, channelCredentials(tls)) as unknown as Client & { Transfer: (m: Metadata) => ClientDuplexStream<unknown, unknown> };
+    for (const [id, why] of [
+      ['d0', /unexpected transfer forged-d0/],
+      ['s0', new RegExp(`data port ${trapAddress} is not a registered peer's`)],
+    ] as const) {
+      const client = new Ctor((await addressOf(id)).grpc, channelCredentials(tls)) as unknown as Client & {
+        Transfer: (m: Metadata) => ClientDuplexStream<unknown, unknown>;
+      };
       try {
         const call = client.Transfer(new Metadata());
         const ended = new Promise<ServiceError>((resolve) => call.on('error', resolve));
         call.on('data', () => undefined);
-        call.write({ kind: 'begin', begin: {
-          protocol_version: PROTOCOL_VERSION, transfer_id: `forged-${id}`, transport: 'tcp', meta: {}, total_bytes: 1024,
-          tcp_source: trapAddress, tcp_token: new Uint8Array(8).fill(1), block_hashes: packHashes(['00000000000000aa']), block_lengths: [1024],
-        } });
+        call.write({
+          kind: 'begin',
+          begin: {
+            protocol_version: PROTOCOL_VERSION,
+            transfer_id: `forged-${id}`,
+            transport: 'tcp',
+            meta: {},
+            total_bytes: 1024,
+            tcp_source: trapAddress,
+            tcp_token: new Uint8Array(8).fill(1),
+            block_hashes: packHashes(['00000000000000aa']),
+            block_lengths: [1024],
+          },
+        });
         expect((await ended).details, id).toMatch(why);
       } finally {
         client.close();
@@ -176,8 +234,14 @@ describe('no service dials an address a request names', () => {
   it('a kv-store Get with the attacker as sink: PERMISSION_DENIED, never dialed', async () => {
     const s0 = new KvStoreClient((await addressOf('s0')).grpc, tls);
     try {
-      await expect(s0.get({ model_id: 'tiny', hashes: ['00000000000000aa'], lease_ms: 0, sink: { grpc_address: trapAddress, transfer_id: 'steal-2', transport: 'auto' } }))
-        .rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+      await expect(
+        s0.get({
+          model_id: 'tiny',
+          hashes: ['00000000000000aa'],
+          lease_ms: 0,
+          sink: { grpc_address: trapAddress, transfer_id: 'steal-2', transport: 'auto' },
+        }),
+      ).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
     } finally {
       s0.close();
     }
@@ -195,7 +259,31 @@ describe('a kv-store without TLS takes writes only from registered hosts', () =>
 
   beforeAll(async () => {
     // Alone in its cluster at 127.0.0.2: this process (127.0.0.1) is no registered service's host.
-    store = await spawnService('s1', 'kv-store', ['--cluster', 'lonely', '--redis', redis.url, '--nats', nats.url, '--served-model-name', 'tiny', '--tls', 'off', '--host', '127.0.0.2', '--instance-id', 's1', '--memory-bytes', '16M', '--log-level', 'error'], '--grpc-port');
+    store = await spawnService(
+      's1',
+      'kv-store',
+      [
+        '--cluster',
+        'lonely',
+        '--redis',
+        redis.url,
+        '--nats',
+        nats.url,
+        '--served-model-name',
+        'tiny',
+        '--tls',
+        'off',
+        '--host',
+        '127.0.0.2',
+        '--instance-id',
+        's1',
+        '--memory-bytes',
+        '16M',
+        '--log-level',
+        'error',
+      ],
+      '--grpc-port',
+    );
     procs.push(store);
     lonely = await connectControlPlane({ cluster: 'lonely', redisUrl: redis.url, natsUrl: nats.url, logger: silentLogger });
     await waitFor('s1 registered', async () => (await lonely.registry.list()).some((r) => r.id === 's1'), 60_000);
@@ -215,15 +303,33 @@ describe('a kv-store without TLS takes writes only from registered hosts', () =>
       // A put in one transfer (put_begin): refused before any byte is placed.
       const sender = new TransferSender();
       try {
-        await expect(c.put(sender, 'tiny', [{ hash: '00000000000000ab', data: new Uint8Array(64).fill(1) }], { transport: 'grpc' }))
-          .rejects.toThrow(/127\.0\.0\.1 is not a service registered in this cluster/);
+        await expect(
+          c.put(sender, 'tiny', [{ hash: '00000000000000ab', data: new Uint8Array(64).fill(1) }], { transport: 'grpc' }),
+        ).rejects.toThrow(/127\.0\.0\.1 is not a service registered in this cluster/);
       } finally {
         sender.close();
       }
-      const reg = await lonely.registry.register({ id: 'w-here', role: 'decode', grpcAddress: '127.0.0.1:1', adminAddress: '', model: 'tiny', capacity: { totalBlocks: 1, blockSize: 16, maxNumSeqs: 1 }, incarnation: 'x', startedAt: Date.now() });
+      const reg = await lonely.registry.register({
+        id: 'w-here',
+        role: 'decode',
+        grpcAddress: '127.0.0.1:1',
+        adminAddress: '',
+        model: 'tiny',
+        capacity: { totalBlocks: 1, blockSize: 16, maxNumSeqs: 1 },
+        incarnation: 'x',
+        startedAt: Date.now(),
+      });
       try {
         // Accepted as soon as the store's view of the registry has it (a miss re-reads it, at most every 250 ms).
-        await waitFor('a put from a registered host', () => c.beginPut('tiny', [{ hash: '00000000000000aa', size: 64 }]).then((r) => r.put_id !== '', () => false), 5_000);
+        await waitFor(
+          'a put from a registered host',
+          () =>
+            c.beginPut('tiny', [{ hash: '00000000000000aa', size: 64 }]).then(
+              (r) => r.put_id !== '',
+              () => false,
+            ),
+          5_000,
+        );
       } finally {
         await reg.deregister();
       }

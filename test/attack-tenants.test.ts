@@ -13,7 +13,15 @@ import { startKvStoreService, type KvStoreService } from '@pdserve/kv-store';
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { completion, waitFor } from '@pdserve/testkit';
-import { samplingToWire, toCallError, WorkerClient, startWorkerService, type GenerateRequestMsg, type SamplingParamsMsg, type WorkerService } from '@pdserve/worker';
+import {
+  samplingToWire,
+  toCallError,
+  WorkerClient,
+  startWorkerService,
+  type GenerateRequestMsg,
+  type SamplingParamsMsg,
+  type WorkerService,
+} from '@pdserve/worker';
 
 const KEY_A = 'sk-tenant-a-0123456789abcdef';
 const KEY_B = 'sk-tenant-b-0123456789abcdef';
@@ -33,18 +41,47 @@ beforeAll(async () => {
   runner = await ModelRunner.create(loadModelSpec(dir));
   tokenizer = await Tokenizer.fromDir(dir);
   cp = await connectControlPlane({ cluster: 'attack-tenants', hub: new InProcessHub(), logger: cpSilent });
-  store = await startKvStoreService({ nodeId: 'kv-0', controlPlane: cp, logger: cpSilent, memoryBytes: 32 << 20, models: [{ id: 'tiny' }] });
+  store = await startKvStoreService({
+    nodeId: 'kv-0',
+    controlPlane: cp,
+    logger: cpSilent,
+    memoryBytes: 32 << 20,
+    models: [{ id: 'tiny' }],
+  });
   const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 << 20 };
-  prefill = await startWorkerService({ role: 'prefill', instanceId: 'p0', engine, controlPlane: cp, logger: cpSilent, kvStore: { replicas: 1 } });
-  decode = await startWorkerService({ role: 'decode', instanceId: 'd0', engine, controlPlane: cp, logger: cpSilent, kvStore: { replicas: 1 } });
+  prefill = await startWorkerService({
+    role: 'prefill',
+    instanceId: 'p0',
+    engine,
+    controlPlane: cp,
+    logger: cpSilent,
+    kvStore: { replicas: 1 },
+  });
+  decode = await startWorkerService({
+    role: 'decode',
+    instanceId: 'd0',
+    engine,
+    controlPlane: cp,
+    logger: cpSilent,
+    kvStore: { replicas: 1 },
+  });
   gateway = await startGateway({
-    modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0,
+    modelDir: dir,
+    modelId: 'tiny',
+    controlPlane: cp,
+    logger: silentLogger,
+    port: 0,
     // Every prompt is prefilled on the prefill worker and its KV pushed to the decode worker.
     disagg: { remotePrefillMinTokens: 1 },
     edge: { apiKeys: [KEY_A, KEY_B], isolateCachePerKey: true },
   });
   await gateway.ready();
-  await waitFor('both workers see the kv-store', () => prefill.server.kvStore!.nodes().length === 1 && decode.server.kvStore!.nodes().length === 1, 10_000, 20);
+  await waitFor(
+    'both workers see the kv-store',
+    () => prefill.server.kvStore!.nodes().length === 1 && decode.server.kvStore!.nodes().length === 1,
+    10_000,
+    20,
+  );
 }, 120_000);
 
 afterAll(async () => {
@@ -66,7 +103,11 @@ async function complete(apiKey: string, prompt: string, extra: Record<string, un
 
 async function reference(prompt: string): Promise<string> {
   const ids = tokenizer.encode(prompt);
-  return completion(tokenizer, ids, (await referenceGenerate(runner, ids, samplingParams({ temperature: 0, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }))).tokenIds);
+  return completion(
+    tokenizer,
+    ids,
+    (await referenceGenerate(runner, ids, samplingParams({ temperature: 0, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }))).tokenIds,
+  );
 }
 
 function worker(w: WorkerService): WorkerClient {
@@ -82,14 +123,19 @@ async function tokensOf(c: WorkerClient, req: GenerateRequestMsg): Promise<numbe
 }
 
 async function idle(w: WorkerService): Promise<void> {
-  await waitFor(`${w.instanceId} idle`, () => {
-    const s = w.engine.stats();
-    return s.usedBlocks === 0 && s.running === 0 && s.waiting === 0;
-  }, 10_000, 20);
+  await waitFor(
+    `${w.instanceId} idle`,
+    () => {
+      const s = w.engine.stats();
+      return s.usedBlocks === 0 && s.running === 0 && s.waiting === 0;
+    },
+    10_000,
+    20,
+  );
 }
 
 describe('tenants through the gateway (disaggregated, caches isolated per API key)', () => {
-  it('tenant B gets no cache hit on tenant A\'s prompt (0 cached tokens), each tenant hits its own, and the tokens are the reference\'s', async () => {
+  it("tenant B gets no cache hit on tenant A's prompt (0 cached tokens), each tenant hits its own, and the tokens are the reference's", async () => {
     const want = await reference(PROMPT);
     const computed0 = decode.engine.stats().prefillTokensComputed;
     const a1 = await complete(KEY_A, PROMPT);
@@ -120,7 +166,14 @@ describe('tenants through the gateway (disaggregated, caches isolated per API ke
 describe('tenants through the kv-store', () => {
   const ids = [1, ...Array.from({ length: 99 }, (_, i) => 3 + ((4242 + i * 104729) % 31000))]; // 6 full blocks + 4
   const GREEDY = samplingToWire(samplingParams({ temperature: 0, maxTokens: 6, ignoreEos: true }));
-  const req = (id: string, salt: string): GenerateRequestMsg => ({ request_id: id, prompt_token_ids: ids, sampling: GREEDY, priority: 0, prefill: null, cache_salt: salt });
+  const req = (id: string, salt: string): GenerateRequestMsg => ({
+    request_id: id,
+    prompt_token_ids: ids,
+    sampling: GREEDY,
+    priority: 0,
+    prefill: null,
+    cache_salt: salt,
+  });
 
   it('blocks offloaded under one salt are prefetched only under that salt', async () => {
     const c = worker(decode);
@@ -159,15 +212,34 @@ describe('crafted sampling values over gRPC', () => {
     const ids = tokenizer.encode('A crafted request');
     for (const [field, patch] of crafted) {
       const sampling = { ...good(), ...patch };
-      const gen = await tokensOf(d, { request_id: `bad-${field}`, prompt_token_ids: ids, sampling, priority: 0, prefill: null }).then(() => undefined, toCallError);
-      expect({ field, code: gen?.code, named: gen?.message.includes(`'${field}`) }).toEqual({ field, code: 'INVALID_ARGUMENT', named: true });
-      const events = p.prefill({ request_id: `bad-p-${field}`, prompt_token_ids: ids, sampling, from_block: 0, target: { grpc_address: decode.grpcAddress, transfer_id: `t-${field}`, transport: 'auto' } });
+      const gen = await tokensOf(d, { request_id: `bad-${field}`, prompt_token_ids: ids, sampling, priority: 0, prefill: null }).then(
+        () => undefined,
+        toCallError,
+      );
+      expect({ field, code: gen?.code, named: gen?.message.includes(`'${field}`) }).toEqual({
+        field,
+        code: 'INVALID_ARGUMENT',
+        named: true,
+      });
+      const events = p.prefill({
+        request_id: `bad-p-${field}`,
+        prompt_token_ids: ids,
+        sampling,
+        from_block: 0,
+        target: { grpc_address: decode.grpcAddress, transfer_id: `t-${field}`, transport: 'auto' },
+      });
       const pre = await (async () => {
         for await (const _ of events) void _;
       })().then(() => undefined, toCallError);
       expect({ field, code: pre?.code }).toEqual({ field, code: 'INVALID_ARGUMENT' });
     }
-    const missing = await tokensOf(d, { request_id: 'no-sampling', prompt_token_ids: ids, sampling: null, priority: 0, prefill: null }).then(() => undefined, toCallError);
+    const missing = await tokensOf(d, {
+      request_id: 'no-sampling',
+      prompt_token_ids: ids,
+      sampling: null,
+      priority: 0,
+      prefill: null,
+    }).then(() => undefined, toCallError);
     expect(missing?.code).toBe('INVALID_ARGUMENT');
     await idle(decode);
     await idle(prefill);

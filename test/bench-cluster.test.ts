@@ -38,7 +38,11 @@ beforeAll(async () => {
   const dir = await ensureTinyModel();
   cp = await connectControlPlane({ cluster: 'bench', hub: new InProcessHub(), logger: cpSilent });
   const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: 32 * 1024 * 1024 };
-  workers = await Promise.all([0, 1].map((i) => startWorkerService({ role: 'mixed', instanceId: `m${i}`, engine, controlPlane: cp, logger: cpSilent, transports: ['tcp'] })));
+  workers = await Promise.all(
+    [0, 1].map((i) =>
+      startWorkerService({ role: 'mixed', instanceId: `m${i}`, engine, controlPlane: cp, logger: cpSilent, transports: ['tcp'] }),
+    ),
+  );
   gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, policy: 'kv-aware' });
   for (let i = 0; i < 200 && gateway.view.workers().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
 }, 120_000);
@@ -53,9 +57,32 @@ describe('pdserve bench against a local cluster', () => {
   it('runs a shared-prefix workload and writes the JSON report with every field', async () => {
     const output = join(tmp, 'shared.json');
     const { code, out } = await cli([
-      'bench', '--url', gateway.url, '--workload', 'shared-prefix', '--requests', '8', '--concurrency', '4',
-      '--prefix-len', '64', '--input-len', '16', '--num-prefixes', '2', '--max-tokens', '6', '--ignore-eos',
-      '--slo-ttft', '60000', '--slo-tpot', '60000', '--seed', '1', '--output', output,
+      'bench',
+      '--url',
+      gateway.url,
+      '--workload',
+      'shared-prefix',
+      '--requests',
+      '8',
+      '--concurrency',
+      '4',
+      '--prefix-len',
+      '64',
+      '--input-len',
+      '16',
+      '--num-prefixes',
+      '2',
+      '--max-tokens',
+      '6',
+      '--ignore-eos',
+      '--slo-ttft',
+      '60000',
+      '--slo-tpot',
+      '60000',
+      '--seed',
+      '1',
+      '--output',
+      output,
     ]);
     expect(code).toBe(0);
     expect(out).toContain('pdserve bench: shared-prefix');
@@ -63,7 +90,15 @@ describe('pdserve bench against a local cluster', () => {
     const r = readReport(output);
     expect(r.version).toBe(1);
     // The model came from /v1/models.
-    expect(r.options).toMatchObject({ model: 'tiny', workload: 'shared-prefix', concurrency: 4, requests: 8, sloTtftMs: 60000, sloTpotMs: 60000, ignoreEos: true });
+    expect(r.options).toMatchObject({
+      model: 'tiny',
+      workload: 'shared-prefix',
+      concurrency: 4,
+      requests: 8,
+      sloTtftMs: 60000,
+      sloTpotMs: 60000,
+      ignoreEos: true,
+    });
     expect(r.counts).toEqual({ sent: 8, completed: 8, failed: 0, failedByStatus: {} });
     expect(r.tokens).toMatchObject({ input: 8 * 80, output: 8 * 6 });
     expect(r.tokens.cached).toBeGreaterThan(0);
@@ -77,7 +112,8 @@ describe('pdserve bench against a local cluster', () => {
       expect(s.p50!).toBeLessThanOrEqual(s.p90!);
       expect(s.p99!).toBeLessThanOrEqual(s.max!);
     }
-    for (const k of ['requestsPerSec', 'inputTokensPerSec', 'outputTokensPerSec', 'totalTokensPerSec'] as const) expect(r.throughput[k]).toBeGreaterThan(0);
+    for (const k of ['requestsPerSec', 'inputTokensPerSec', 'outputTokensPerSec', 'totalTokensPerSec'] as const)
+      expect(r.throughput[k]).toBeGreaterThan(0);
     expect(r.goodput).toMatchObject({ met: 8, fraction: 1 });
     expect(r.prefixCache.reporting).toBe(8);
     expect(r.prefixCache.hitRate!).toBeGreaterThan(0);
@@ -92,15 +128,41 @@ describe('pdserve bench against a local cluster', () => {
   it('replays the shared Mooncake trace, scaled down, end to end', async () => {
     const output = join(tmp, 'trace.json');
     const { code, out } = await cli([
-      'bench', '--url', gateway.url, '--model', 'tiny', '--workload', `trace:${MOONCAKE_TRACE}`, '--requests', '12',
-      '--block-scale', '16', '--max-input-len', '1024', '--length-scale', '0.05', '--max-tokens', '8', '--time-scale', '0.05',
-      '--ignore-eos', '--output', output,
+      'bench',
+      '--url',
+      gateway.url,
+      '--model',
+      'tiny',
+      '--workload',
+      `trace:${MOONCAKE_TRACE}`,
+      '--requests',
+      '12',
+      '--block-scale',
+      '16',
+      '--max-input-len',
+      '1024',
+      '--length-scale',
+      '0.05',
+      '--max-tokens',
+      '8',
+      '--time-scale',
+      '0.05',
+      '--ignore-eos',
+      '--output',
+      output,
     ]);
     expect(code).toBe(0);
     expect(out).toContain('trace');
     const r = readReport(output);
     expect(r.counts).toMatchObject({ sent: 12, completed: 12, failed: 0 });
-    expect(r.options.trace).toMatchObject({ blockScale: 16, maxInputLen: 1024, timeScale: 0.05, lengthScale: 0.05, maxTokens: 8, traceBlockSize: 512 });
+    expect(r.options.trace).toMatchObject({
+      blockScale: 16,
+      maxInputLen: 1024,
+      timeScale: 0.05,
+      lengthScale: 0.05,
+      maxTokens: 8,
+      traceBlockSize: 512,
+    });
     // The first record: 40,160 tokens in 79 blocks of 512 → 1,255 tokens at 16 per block, cut to 1,024.
     expect(r.requests[0]).toMatchObject({ promptTokens: 1024, outputTokens: 1 });
     // Arrivals keep the trace's spacing × 0.05: its fourth request came 277 ms after the first.

@@ -70,8 +70,14 @@ async function stream(gatewayPort: number, spec: Spec): Promise<{ text: string; 
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
-      model: 'tiny', prompt: spec.prompt, max_tokens: MAX_TOKENS, temperature: spec.temperature, seed: spec.seed, ignore_eos: true,
-      stream: true, stream_options: { include_usage: true },
+      model: 'tiny',
+      prompt: spec.prompt,
+      max_tokens: MAX_TOKENS,
+      temperature: spec.temperature,
+      seed: spec.seed,
+      ignore_eos: true,
+      stream: true,
+      stream_options: { include_usage: true },
     }),
     signal: AbortSignal.timeout(60_000),
   });
@@ -107,11 +113,20 @@ async function firstTokenMs(gatewayPort: number, spec: Spec): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${gatewayPort}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'tiny', prompt: spec.prompt, max_tokens: MAX_TOKENS, temperature: spec.temperature, seed: spec.seed, ignore_eos: true, stream: true }),
+    body: JSON.stringify({
+      model: 'tiny',
+      prompt: spec.prompt,
+      max_tokens: MAX_TOKENS,
+      temperature: spec.temperature,
+      seed: spec.seed,
+      ignore_eos: true,
+      stream: true,
+    }),
   });
   let first: number | undefined;
   const decoder = new TextDecoder();
-  for await (const chunk of res.body!) if (first === undefined && decoder.decode(chunk as Uint8Array).includes('"text":"')) first = performance.now() - started;
+  for await (const chunk of res.body!)
+    if (first === undefined && decoder.decode(chunk as Uint8Array).includes('"text":"')) first = performance.now() - started;
   return first ?? performance.now() - started;
 }
 
@@ -119,7 +134,22 @@ beforeAll(async () => {
   dir = await ensureTinyModel();
   [redis, nats] = await Promise.all([startRedis(), startNats()]);
   cp = await connectControlPlane({ cluster: 'chaos', redisUrl: redis.url, natsUrl: nats.url, logger: silentLogger });
-  shared = ['--model', dir, '--served-model-name', 'tiny', '--cluster', 'chaos', '--redis', redis.url, '--nats', nats.url, '--lease-ttl-ms', String(LEASE_MS), '--log-level', 'error'];
+  shared = [
+    '--model',
+    dir,
+    '--served-model-name',
+    'tiny',
+    '--cluster',
+    'chaos',
+    '--redis',
+    redis.url,
+    '--nats',
+    nats.url,
+    '--lease-ttl-ms',
+    String(LEASE_MS),
+    '--log-level',
+    'error',
+  ];
   // Small KV pools, so blocks are evicted, offloaded to the kv-store (2 replicas) and prefetched back.
   const worker = ['--kv-cache-bytes', '4M', '--replicas', '2'];
   await Promise.all([
@@ -138,7 +168,11 @@ beforeAll(async () => {
   tokenizer = await Tokenizer.fromDir(dir);
   for (const s of SPECS) {
     const ids = tokenizer.encode(s.prompt);
-    const ref = await referenceGenerate(runner, ids, samplingParams({ temperature: s.temperature, seed: s.seed, maxTokens: MAX_TOKENS, ignoreEos: true }));
+    const ref = await referenceGenerate(
+      runner,
+      ids,
+      samplingParams({ temperature: s.temperature, seed: s.seed, maxTokens: MAX_TOKENS, ignoreEos: true }),
+    );
     want.set(s, completion(tokenizer, ids, ref.tokenIds));
   }
   // The seeds matter: most seeded outputs are not what greedy decoding of the same prompt gives.
@@ -150,7 +184,9 @@ beforeAll(async () => {
   }
   expect(seededDiffer).toBeGreaterThan(6);
   const died = (): boolean => [...procs.values()].some((p) => p.proc.exitCode !== null);
-  await waitFor('7 services registered', async () => !died() && (await cp.registry.list()).length === 7, 90_000).catch((e) => Promise.reject(new Error(`${(e as Error).message}\n${dump()}`)));
+  await waitFor('7 services registered', async () => !died() && (await cp.registry.list()).length === 7, 90_000).catch((e) =>
+    Promise.reject(new Error(`${(e as Error).message}\n${dump()}`)),
+  );
   for (const g of ['gateway-a', 'gateway-b']) {
     await waitFor(`${g} ready`, async () => (await fetch(`http://127.0.0.1:${procs.get(g)!.port}/ready`)).status === 200, 60_000);
   }
@@ -180,7 +216,10 @@ describe('chaos under streaming load', () => {
         const spec = SPECS[n % SPECS.length]!;
         try {
           const got = await stream(gateways[n % 2]!, spec);
-          if (got.text !== want.get(spec) || got.completionTokens !== MAX_TOKENS) mismatches.push(`#${n} via ${n % 2 === 0 ? 'a' : 'b'} after ${faults.length} faults (${spec.prompt.slice(-30)}, seed ${spec.seed}, ${got.completionTokens} tokens): ${JSON.stringify(got.text)} != ${JSON.stringify(want.get(spec))}`);
+          if (got.text !== want.get(spec) || got.completionTokens !== MAX_TOKENS)
+            mismatches.push(
+              `#${n} via ${n % 2 === 0 ? 'a' : 'b'} after ${faults.length} faults (${spec.prompt.slice(-30)}, seed ${spec.seed}, ${got.completionTokens} tokens): ${JSON.stringify(got.text)} != ${JSON.stringify(want.get(spec))}`,
+            );
         } catch (err) {
           failures.push(`#${n} via ${n % 2 === 0 ? 'a' : 'b'}: ${(err as Error).message}`);
         }
@@ -196,7 +235,15 @@ describe('chaos under streaming load', () => {
     const busiest = async (ids: string[]): Promise<string> => {
       let best = ids[0]!;
       for (let i = 0; i < 40; i++) {
-        const loads = await Promise.all(ids.map(async (id) => ({ id, n: await stats(id).then((s) => s.running + s.waiting, () => -1) })));
+        const loads = await Promise.all(
+          ids.map(async (id) => ({
+            id,
+            n: await stats(id).then(
+              (s) => s.running + s.waiting,
+              () => -1,
+            ),
+          })),
+        );
         loads.sort((a, b) => b.n - a.n);
         best = loads[0]!.id;
         if (loads[0]!.n > 0) break;
@@ -233,10 +280,16 @@ describe('chaos under streaming load', () => {
     const t0 = Date.now();
     await Promise.all([chaos(), ...Array.from({ length: CONCURRENCY }, load)]);
     const seconds = (Date.now() - t0) / 1000;
-    process.stderr.write(`chaos: ${completed} requests in ${seconds.toFixed(1)} s, faults: ${faults.join('; ')}; failed ${failures.length}, mismatched ${mismatches.length}\n`);
+    process.stderr.write(
+      `chaos: ${completed} requests in ${seconds.toFixed(1)} s, faults: ${faults.join('; ')}; failed ${failures.length}, mismatched ${mismatches.length}\n`,
+    );
     // The decode worker died under streams: some were resumed elsewhere (by either gateway), none given up.
-    const migrated = await Promise.all(['gateway-a', 'gateway-b'].map((g) => metric(procs.get(g)!.adminPort, 'pdserve_migrations_total{model="tiny",outcome="resumed"}')));
-    const exhausted = await Promise.all(['gateway-a', 'gateway-b'].map((g) => metric(procs.get(g)!.adminPort, 'pdserve_migrations_total{model="tiny",outcome="exhausted"}')));
+    const migrated = await Promise.all(
+      ['gateway-a', 'gateway-b'].map((g) => metric(procs.get(g)!.adminPort, 'pdserve_migrations_total{model="tiny",outcome="resumed"}')),
+    );
+    const exhausted = await Promise.all(
+      ['gateway-a', 'gateway-b'].map((g) => metric(procs.get(g)!.adminPort, 'pdserve_migrations_total{model="tiny",outcome="exhausted"}')),
+    );
     process.stderr.write(`chaos: migrations resumed ${migrated.join(' + ')}, exhausted ${exhausted.join(' + ')}\n`);
     expect(migrated[0]! + migrated[1]!).toBeGreaterThan(0);
     expect(exhausted).toEqual([0, 0]);
@@ -247,14 +300,22 @@ describe('chaos under streaming load', () => {
     // Every surviving worker back to idle: nothing running or waiting, no KV block held.
     const survivors = ['prefill-0', 'prefill-1', 'decode-0', 'decode-1', 'decode-2'].filter(alive);
     expect(survivors).toHaveLength(3);
-    await waitFor('surviving workers re-registered', async () => {
-      const ids = (await cp.registry.list()).map((r) => r.id);
-      return survivors.every((id) => ids.includes(id));
-    }, 30_000);
-    await waitFor('surviving workers idle with no KV block in use', async () => {
-      const s = await Promise.all(survivors.map(stats));
-      return s.every((x) => x.running === 0 && x.waiting === 0 && x.used_blocks === 0);
-    }, 15_000);
+    await waitFor(
+      'surviving workers re-registered',
+      async () => {
+        const ids = (await cp.registry.list()).map((r) => r.id);
+        return survivors.every((id) => ids.includes(id));
+      },
+      30_000,
+    );
+    await waitFor(
+      'surviving workers idle with no KV block in use',
+      async () => {
+        const s = await Promise.all(survivors.map(stats));
+        return s.every((x) => x.running === 0 && x.waiting === 0 && x.used_blocks === 0);
+      },
+      15_000,
+    );
   }, 150_000);
 
   it('2x overload with a TTFT SLO: refusals are 429 with Retry-After, nothing admitted is dropped, memory stays bounded', async () => {
@@ -265,12 +326,14 @@ describe('chaos under streaming load', () => {
     const ttfts: number[] = [];
     let done = 0;
     const t0 = Date.now();
-    await Promise.all(Array.from({ length: CONCURRENCY }, async (_, k) => {
-      for (let i = k; Date.now() - t0 < 3_000; i += CONCURRENCY) {
-        ttfts.push(await firstTokenMs(a, SPECS[i % SPECS.length]!));
-        done++;
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async (_, k) => {
+        for (let i = k; Date.now() - t0 < 3_000; i += CONCURRENCY) {
+          ttfts.push(await firstTokenMs(a, SPECS[i % SPECS.length]!));
+          done++;
+        }
+      }),
+    );
     const capacity = done / ((Date.now() - t0) / 1000);
     // An SLO that half the requests meet at that load: at twice the rate, the prediction misses it more often.
     const slo = Math.max(50, Math.round(ttfts.sort((x, y) => x - y)[Math.floor(ttfts.length / 2)]!));
@@ -285,40 +348,57 @@ describe('chaos under streaming load', () => {
     const start0 = Date.now();
     for (let i = 0; Date.now() - start0 < 6_000; i++) {
       const spec = SPECS[i % SPECS.length]!;
-      outcomes.push((async (): Promise<string> => {
-        const res = await fetch(`http://127.0.0.1:${g.port}/v1/completions`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'tiny', prompt: spec.prompt, max_tokens: MAX_TOKENS, temperature: spec.temperature, seed: spec.seed, ignore_eos: true, stream: true }),
-        });
-        if (res.status === 429) {
-          const after = Number(res.headers.get('retry-after'));
-          await res.text();
-          return Number.isInteger(after) && after >= 1 ? 'refused' : `429 without a Retry-After (${res.headers.get('retry-after')})`;
-        }
-        if (res.status !== 200) return `HTTP ${res.status}`;
-        const body = await res.text();
-        if (body.includes('"error"')) return 'admitted, then an error event';
-        if (!body.trimEnd().endsWith('data: [DONE]')) return 'admitted, then cut';
-        let text = '';
-        for (const ev of body.split('\n\n')) if (ev.startsWith('data: {')) text += (JSON.parse(ev.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? '';
-        return text === want.get(spec) ? 'served' : 'served, but not the reference output';
-      })());
+      outcomes.push(
+        (async (): Promise<string> => {
+          const res = await fetch(`http://127.0.0.1:${g.port}/v1/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({
+              model: 'tiny',
+              prompt: spec.prompt,
+              max_tokens: MAX_TOKENS,
+              temperature: spec.temperature,
+              seed: spec.seed,
+              ignore_eos: true,
+              stream: true,
+            }),
+          });
+          if (res.status === 429) {
+            const after = Number(res.headers.get('retry-after'));
+            await res.text();
+            return Number.isInteger(after) && after >= 1 ? 'refused' : `429 without a Retry-After (${res.headers.get('retry-after')})`;
+          }
+          if (res.status !== 200) return `HTTP ${res.status}`;
+          const body = await res.text();
+          if (body.includes('"error"')) return 'admitted, then an error event';
+          if (!body.trimEnd().endsWith('data: [DONE]')) return 'admitted, then cut';
+          let text = '';
+          for (const ev of body.split('\n\n'))
+            if (ev.startsWith('data: {')) text += (JSON.parse(ev.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? '';
+          return text === want.get(spec) ? 'served' : 'served, but not the reference output';
+        })(),
+      );
       const next = start0 + ((i + 1) / rate) * 1000;
       await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
     }
     const all = await Promise.all(outcomes);
     const count = (o: string): number => all.filter((x) => x === o).length;
     const refused = await metric(g.adminPort, 'pdserve_admission_decisions_total{model="tiny",class="default",decision="refused"}');
-    process.stderr.write(`overload: capacity ${capacity.toFixed(1)} req/s, SLO ${slo} ms, ${all.length} sent at ${rate.toFixed(1)}/s: ${count('served')} served, ${count('refused')} refused (metric ${refused}); rss ${(rssBefore / 2 ** 20).toFixed(0)} -> ${((await rss()) / 2 ** 20).toFixed(0)} MiB\n`);
+    process.stderr.write(
+      `overload: capacity ${capacity.toFixed(1)} req/s, SLO ${slo} ms, ${all.length} sent at ${rate.toFixed(1)}/s: ${count('served')} served, ${count('refused')} refused (metric ${refused}); rss ${(rssBefore / 2 ** 20).toFixed(0)} -> ${((await rss()) / 2 ** 20).toFixed(0)} MiB\n`,
+    );
     expect(all.filter((o) => o !== 'served' && o !== 'refused')).toEqual([]);
     expect(count('refused')).toBeGreaterThan(0);
     expect(count('served')).toBeGreaterThan(0);
     expect(refused).toBe(count('refused'));
     expect(await rss()).toBeLessThan(rssBefore + 256 * 2 ** 20);
-    await waitFor('surviving workers idle with no KV block in use', async () => {
-      const st = await Promise.all([...survivors, 'prefill-0', 'prefill-1'].filter(alive).map(stats));
-      return st.every((x) => x.running === 0 && x.waiting === 0 && x.used_blocks === 0);
-    }, 15_000);
+    await waitFor(
+      'surviving workers idle with no KV block in use',
+      async () => {
+        const st = await Promise.all([...survivors, 'prefill-0', 'prefill-1'].filter(alive).map(stats));
+        return st.every((x) => x.running === 0 && x.waiting === 0 && x.used_blocks === 0);
+      },
+      15_000,
+    );
   }, 120_000);
 });

@@ -23,7 +23,10 @@ describe('the dependency check', () => {
       writeFileSync(join(root, 'package.json'), JSON.stringify({ devDependencies: { vitest: '4' } }));
       mkdirSync(join(root, 'packages', 'a', 'src'), { recursive: true });
       writeFileSync(join(root, 'packages', 'a', 'package.json'), JSON.stringify({ name: '@x/a', dependencies: { 'left-pad': '1' } }));
-      writeFileSync(join(root, 'packages', 'a', 'src', 'index.ts'), "import { readFileSync } from 'node:fs';\nimport type { B } from '@x/b/sub';\nimport { c } from './c.js';\nexport const a = 1;\n");
+      writeFileSync(
+        join(root, 'packages', 'a', 'src', 'index.ts'),
+        "import { readFileSync } from 'node:fs';\nimport type { B } from '@x/b/sub';\nimport { c } from './c.js';\nexport const a = 1;\n",
+      );
       writeFileSync(join(root, 'packages', 'a', 'src', 'a.test.ts'), "import { it } from 'vitest';\n");
       const r = check('--root', root);
       expect(r.status).toBe(1);

@@ -47,21 +47,46 @@ beforeAll(async () => {
   runner = await ModelRunner.create(loadModelSpec(dir));
   tokenizer = await Tokenizer.fromDir(dir);
   cp = await connectControlPlane({ cluster: 'e2e', redisUrl: redis.url, natsUrl: nats.url, logger: silentLogger });
-  const shared = ['--model', dir, '--served-model-name', 'tiny', '--cluster', 'e2e', '--redis', redis.url, '--nats', nats.url, '--lease-ttl-ms', String(LEASE_MS), '--log-level', 'warn'];
+  const shared = [
+    '--model',
+    dir,
+    '--served-model-name',
+    'tiny',
+    '--cluster',
+    'e2e',
+    '--redis',
+    redis.url,
+    '--nats',
+    nats.url,
+    '--lease-ttl-ms',
+    String(LEASE_MS),
+    '--log-level',
+    'warn',
+  ];
   const specs: [string, string, string[]][] = [
     ['prefill-0', 'prefill-worker', []],
     ['prefill-1', 'prefill-worker', []],
     ['decode-0', 'decode-worker', ['--transports', 'tcp,grpc']],
     ['decode-1', 'decode-worker', ['--transports', 'shm,tcp,grpc']],
   ];
-  const started = await Promise.all(specs.map(([id, cmd, extra]) => spawnService(id, cmd, [...shared, '--kv-cache-bytes', '64M', '--instance-id', id, ...extra], '--grpc-port')));
+  const started = await Promise.all(
+    specs.map(([id, cmd, extra]) =>
+      spawnService(id, cmd, [...shared, '--kv-cache-bytes', '64M', '--instance-id', id, ...extra], '--grpc-port'),
+    ),
+  );
   started.forEach((s) => workers.set(s.name, s));
   gateway = await spawnService('gateway', 'gateway', [...shared, '--remote-prefill-min-tokens', '8'], '--port');
   const all = [gateway, ...started];
   const died = (): boolean => all.some((s) => s.proc.exitCode !== null);
   const dump = (): string => all.map((s) => `--- ${s.name}\n${s.output().slice(-2000)}`).join('\n');
-  await waitFor('4 workers registered', async () => !died() && (await liveWorkers()).length === 4, 90_000).catch((e) => Promise.reject(new Error(`${e.message}\n${dump()}`)));
-  await waitFor('gateway ready', async () => !died() && (await fetch(`http://127.0.0.1:${gateway.port}/ready`)).status === 200, 60_000).catch((e) => Promise.reject(new Error(`${e.message}\n${dump()}`)));
+  await waitFor('4 workers registered', async () => !died() && (await liveWorkers()).length === 4, 90_000).catch((e) =>
+    Promise.reject(new Error(`${e.message}\n${dump()}`)),
+  );
+  await waitFor(
+    'gateway ready',
+    async () => !died() && (await fetch(`http://127.0.0.1:${gateway.port}/ready`)).status === 200,
+    60_000,
+  ).catch((e) => Promise.reject(new Error(`${e.message}\n${dump()}`)));
   // The gateway polls membership every lease/3: after one more poll it knows every registered worker.
   await new Promise((r) => setTimeout(r, LEASE_MS));
   client = new OpenAI({ baseURL: `http://127.0.0.1:${gateway.port}/v1`, apiKey: 'x', maxRetries: 0, timeout: 30_000 });
@@ -81,11 +106,23 @@ describe('cluster of separate processes on real Redis and NATS', () => {
     const plain = await client.completions.create({ model: 'tiny', prompt, max_tokens: 10, temperature: 0 });
     expect(plain.choices[0]!.text).toBe(want);
     let streamed = '';
-    for await (const c of await client.completions.create({ model: 'tiny', prompt, max_tokens: 10, temperature: 0, stream: true })) streamed += c.choices[0]?.text ?? '';
+    for await (const c of await client.completions.create({ model: 'tiny', prompt, max_tokens: 10, temperature: 0, stream: true }))
+      streamed += c.choices[0]?.text ?? '';
     expect(streamed).toBe(want);
-    const chat = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: prompt }], max_tokens: 6, temperature: 0 });
+    const chat = await client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: prompt }],
+      max_tokens: 6,
+      temperature: 0,
+    });
     let chatStreamed = '';
-    for await (const c of await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: prompt }], max_tokens: 6, temperature: 0, stream: true })) {
+    for await (const c of await client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: prompt }],
+      max_tokens: 6,
+      temperature: 0,
+      stream: true,
+    })) {
       chatStreamed += c.choices[0]?.delta.content ?? '';
     }
     expect(chatStreamed).toBe(chat.choices[0]!.message.content);
@@ -99,7 +136,14 @@ describe('cluster of separate processes on real Redis and NATS', () => {
   it('a client that disconnects mid-stream cancels the request on every hop and frees its blocks', async () => {
     const ac = new AbortController();
     const stream = await client.completions.create(
-      { model: 'tiny', prompt: 'Long running generation that the client abandons', max_tokens: 2000, temperature: 0, stream: true, ignore_eos: true } as OpenAI.CompletionCreateParamsStreaming,
+      {
+        model: 'tiny',
+        prompt: 'Long running generation that the client abandons',
+        max_tokens: 2000,
+        temperature: 0,
+        stream: true,
+        ignore_eos: true,
+      } as OpenAI.CompletionCreateParamsStreaming,
       { signal: ac.signal },
     );
     let n = 0;
@@ -110,14 +154,42 @@ describe('cluster of separate processes on real Redis and NATS', () => {
     }
     expect(n).toBeGreaterThanOrEqual(5);
     expect(n).toBeLessThan(2000);
-    await waitFor('every worker idle with no blocks in use', async () => {
-      const s = await Promise.all([...workers.keys()].map(workerStats));
-      return s.every((x) => x.running === 0 && x.waiting === 0 && x.used_blocks === 0);
-    }, 10_000);
+    await waitFor(
+      'every worker idle with no blocks in use',
+      async () => {
+        const s = await Promise.all([...workers.keys()].map(workerStats));
+        return s.every((x) => x.running === 0 && x.waiting === 0 && x.used_blocks === 0);
+      },
+      10_000,
+    );
   });
 
   it('SIGTERM drains a worker: its in-flight stream finishes, it deregisters at once and exits 0', async () => {
-    const extra = await spawnService('decode-9', 'decode-worker', ['--model', dir, '--served-model-name', 'tiny', '--cluster', 'e2e', '--redis', redis.url, '--nats', nats.url, '--lease-ttl-ms', '60000', '--log-level', 'warn', '--kv-cache-bytes', '64M', '--instance-id', 'decode-9'], '--grpc-port');
+    const extra = await spawnService(
+      'decode-9',
+      'decode-worker',
+      [
+        '--model',
+        dir,
+        '--served-model-name',
+        'tiny',
+        '--cluster',
+        'e2e',
+        '--redis',
+        redis.url,
+        '--nats',
+        nats.url,
+        '--lease-ttl-ms',
+        '60000',
+        '--log-level',
+        'warn',
+        '--kv-cache-bytes',
+        '64M',
+        '--instance-id',
+        'decode-9',
+      ],
+      '--grpc-port',
+    );
     try {
       await waitFor('decode-9 registered', async () => (await liveWorkers()).includes('decode-9'), 60_000);
       const direct = new WorkerClient(`127.0.0.1:${extra.port}`);
@@ -125,7 +197,13 @@ describe('cluster of separate processes on real Redis and NATS', () => {
       const want = (await referenceGenerate(runner, prompt, samplingParams({ temperature: 0, maxTokens: 300, ignoreEos: true }))).tokenIds;
       const got: number[] = [];
       let signalled = false;
-      for await (const chunk of direct.generate({ request_id: 'drain-1', prompt_token_ids: prompt, sampling: samplingToWire(samplingParams({ temperature: 0, maxTokens: 300, ignoreEos: true })), priority: 0, prefill: null })) {
+      for await (const chunk of direct.generate({
+        request_id: 'drain-1',
+        prompt_token_ids: prompt,
+        sampling: samplingToWire(samplingParams({ temperature: 0, maxTokens: 300, ignoreEos: true })),
+        priority: 0,
+        prefill: null,
+      })) {
         got.push(...chunk.token_ids);
         if (!signalled && got.length >= 5) {
           signalled = true;
@@ -177,7 +255,11 @@ describe('cluster of separate processes on real Redis and NATS', () => {
     const want = await expected(prompt, 6);
     const r1 = await client.completions.create({ model: 'tiny', prompt, max_tokens: 6, temperature: 0 });
     expect(r1.choices[0]!.text).toBe(want);
-    await waitFor('prefill workers left the registry', async () => (await liveWorkers()).every((id) => id.startsWith('decode')), LEASE_MS * 4);
+    await waitFor(
+      'prefill workers left the registry',
+      async () => (await liveWorkers()).every((id) => id.startsWith('decode')),
+      LEASE_MS * 4,
+    );
     const r2 = await client.completions.create({ model: 'tiny', prompt: `${prompt} again`, max_tokens: 6, temperature: 0 });
     expect(r2.choices[0]!.text).toBe(await expected(`${prompt} again`, 6));
     const after = (await workerStats('decode-0')).prefill_tokens_computed + (await workerStats('decode-1')).prefill_tokens_computed;
@@ -187,7 +269,14 @@ describe('cluster of separate processes on real Redis and NATS', () => {
   it('kill -9 a decode worker mid-stream: its streams migrate to the other one and go on, new requests succeed on the rest', async () => {
     // Two long streams land on the two decode workers (kv-aware spreads load when nothing is cached).
     const open = async (tag: string) => {
-      const s = await client.completions.create({ model: 'tiny', prompt: `Stream ${tag} that outlives its worker`, max_tokens: 3000, temperature: 0, stream: true, ignore_eos: true } as OpenAI.CompletionCreateParamsStreaming);
+      const s = await client.completions.create({
+        model: 'tiny',
+        prompt: `Stream ${tag} that outlives its worker`,
+        max_tokens: 3000,
+        temperature: 0,
+        stream: true,
+        ignore_eos: true,
+      } as OpenAI.CompletionCreateParamsStreaming);
       const it = s[Symbol.asyncIterator]();
       await it.next();
       return it;

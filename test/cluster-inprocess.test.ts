@@ -15,7 +15,19 @@ import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplin
 import { Tokenizer } from '@pdserve/tokenizer';
 import { makeThrowawayCa, readTlsDir, type TlsMaterial } from '@pdserve/rpc';
 import { completion, freePort } from '@pdserve/testkit';
-import { prefillFirst, samplingToWire, seededSampling, startWorkerService, toCallError, WorkerClient, type GenerateChunkMsg, type PrefillFirstMsg, type WorkerCallError, type GenerateRequestMsg, type WorkerService } from '@pdserve/worker';
+import {
+  prefillFirst,
+  samplingToWire,
+  seededSampling,
+  startWorkerService,
+  toCallError,
+  WorkerClient,
+  type GenerateChunkMsg,
+  type PrefillFirstMsg,
+  type WorkerCallError,
+  type GenerateRequestMsg,
+  type WorkerService,
+} from '@pdserve/worker';
 
 let dir: string;
 let runner: ModelRunner;
@@ -44,7 +56,16 @@ beforeAll(async () => {
       startWorkerService({ role: 'decode', instanceId: `d-${t}`, engine, controlPlane: cp, logger: cpSilent, transports: [t], tls }),
     ),
   );
-  gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, disagg: { remotePrefillMinTokens: 1 }, policy: 'round-robin', tls });
+  gateway = await startGateway({
+    modelDir: dir,
+    modelId: 'tiny',
+    controlPlane: cp,
+    logger: silentLogger,
+    port: 0,
+    disagg: { remotePrefillMinTokens: 1 },
+    policy: 'round-robin',
+    tls,
+  });
   for (let i = 0; i < 100 && gateway.view.workers().length < 4; i++) await new Promise((r) => setTimeout(r, 20));
   client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'x', maxRetries: 0 });
 }, 120_000);
@@ -61,7 +82,19 @@ describe('disaggregated cluster, one process', () => {
   it('greedy output equals the reference over every transport, prefilled on the prefill worker', async () => {
     const prompts = ['Route me to a decode worker', 'A second prompt, somewhat longer than the first one, to fill blocks', 'Third'];
     const want = await Promise.all(
-      prompts.map(async (p) => completion(tokenizer, tokenizer.encode(p), (await referenceGenerate(runner, tokenizer.encode(p), samplingParams({ temperature: 0, maxTokens: 12, stopTokenIds: tokenizer.eosTokenIds }))).tokenIds)),
+      prompts.map(async (p) =>
+        completion(
+          tokenizer,
+          tokenizer.encode(p),
+          (
+            await referenceGenerate(
+              runner,
+              tokenizer.encode(p),
+              samplingParams({ temperature: 0, maxTokens: 12, stopTokenIds: tokenizer.eosTokenIds }),
+            )
+          ).tokenIds,
+        ),
+      ),
     );
     // Round-robin over the three decode workers: each prompt twice reaches every transport.
     for (let round = 0; round < 2; round++) {
@@ -78,9 +111,20 @@ describe('disaggregated cluster, one process', () => {
 
   it('seeded sampling streams identically to the reference through the cluster', async () => {
     const ids = tokenizer.encode('Seeded through the cluster');
-    const ref = await referenceGenerate(runner, ids, samplingParams({ temperature: 0.8, seed: 5, maxTokens: 10, stopTokenIds: tokenizer.eosTokenIds }));
+    const ref = await referenceGenerate(
+      runner,
+      ids,
+      samplingParams({ temperature: 0.8, seed: 5, maxTokens: 10, stopTokenIds: tokenizer.eosTokenIds }),
+    );
     let text = '';
-    const stream = await client.completions.create({ model: 'tiny', prompt: 'Seeded through the cluster', max_tokens: 10, temperature: 0.8, seed: 5, stream: true });
+    const stream = await client.completions.create({
+      model: 'tiny',
+      prompt: 'Seeded through the cluster',
+      max_tokens: 10,
+      temperature: 0.8,
+      seed: 5,
+      stream: true,
+    });
     for await (const c of stream) text += c.choices[0]?.text ?? '';
     expect(text).toBe(completion(tokenizer, ids, ref.tokenIds));
   });
@@ -89,10 +133,17 @@ describe('disaggregated cluster, one process', () => {
     // 3 chunks of ENGINE_DEFAULTS.prefillChunkTokens each (and a partial block): the prefill worker computes the
     // prompt in several steps, and every one of its blocks reaches the decode worker.
     const len = 2 * ENGINE_DEFAULTS.prefillChunkTokens + 77;
-    const before = { prefill: prefill.engine.stats().prefillTokensComputed, decode: decodes.map((d) => d.engine.stats().prefillTokensComputed) };
+    const before = {
+      prefill: prefill.engine.stats().prefillTokensComputed,
+      decode: decodes.map((d) => d.engine.stats().prefillTokensComputed),
+    };
     const cases = [
-      { temperature: 0 }, { temperature: 0 }, { temperature: 0 },
-      { temperature: 0.8, seed: 11 }, { temperature: 0.8, seed: 12 }, { temperature: 0.8, seed: 13 },
+      { temperature: 0 },
+      { temperature: 0 },
+      { temperature: 0 },
+      { temperature: 0.8, seed: 11 },
+      { temperature: 0.8, seed: 12 },
+      { temperature: 0.8, seed: 13 },
     ];
     // Three requests in a row reach the three decode workers (round-robin): each kind, every transport.
     for (const [i, c] of cases.entries()) {
@@ -107,16 +158,25 @@ describe('disaggregated cluster, one process', () => {
   });
 
   it('chat works through the cluster', async () => {
-    const res = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hello' }], max_tokens: 5, temperature: 0 });
+    const res = await client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: 'hello' }],
+      max_tokens: 5,
+      temperature: 0,
+    });
     expect(res.choices[0]!.message.content!.length).toBeGreaterThan(0);
     expect(res.usage?.completion_tokens).toBe(5);
   });
 });
 
 describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed to the decode worker)', () => {
-  const sampling = (): ReturnType<typeof samplingToWire> => samplingToWire(samplingParams({ temperature: 0, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }));
-  const plan = (mode: 'local' | 'pushed', transferId = ''): GenerateRequestMsg['prefill'] =>
-    ({ mode, prefill_worker: mode === 'pushed' ? 'p0' : '', transfer_id: transferId });
+  const sampling = (): ReturnType<typeof samplingToWire> =>
+    samplingToWire(samplingParams({ temperature: 0, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }));
+  const plan = (mode: 'local' | 'pushed', transferId = ''): GenerateRequestMsg['prefill'] => ({
+    mode,
+    prefill_worker: mode === 'pushed' ? 'p0' : '',
+    transfer_id: transferId,
+  });
   async function tokensFrom(c: WorkerClient, req: GenerateRequestMsg): Promise<number[]> {
     const out: number[] = [];
     for await (const chunk of c.generate(req)) out.push(...chunk.token_ids);
@@ -129,7 +189,13 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
     const p = new WorkerClient(prefill.grpcAddress, tls);
     const c = new WorkerClient(d.grpcAddress, tls);
     try {
-      const events = p.prefill({ request_id: 'early', prompt_token_ids: ids, sampling: sampling(), from_block: 0, target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-early', transport: 'auto' } });
+      const events = p.prefill({
+        request_id: 'early',
+        prompt_token_ids: ids,
+        sampling: sampling(),
+        from_block: 0,
+        target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-early', transport: 'auto' },
+      });
       const { first, rest } = await prefillFirst(events);
       // The transfer begins now, before any request names it: held at Begin, it waits for the Generate below.
       for (let i = 0; i < 100 && d.server.transfersPending.unclaimed === 0; i++) await new Promise((r) => setTimeout(r, 10));
@@ -153,7 +219,13 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
     const p = new WorkerClient(prefill.grpcAddress, tls);
     try {
       const before = await counter(d, 'pdserve_kv_transfer_bytes_total{direction="in",peer_role="prefill"}');
-      const events = p.prefill({ request_id: 'unclaimed', prompt_token_ids: ids, sampling: sampling(), from_block: 0, target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-unclaimed', transport: 'auto' } });
+      const events = p.prefill({
+        request_id: 'unclaimed',
+        prompt_token_ids: ids,
+        sampling: sampling(),
+        from_block: 0,
+        target: { grpc_address: d.grpcAddress, transfer_id: 'pushed-unclaimed', transport: 'auto' },
+      });
       const { rest } = await prefillFirst(events);
       const err = await rest.then(() => undefined, toCallError);
       expect(err?.message).toMatch(/unexpected transfer pushed-unclaimed/);
@@ -181,7 +253,7 @@ describe('pushed handoff (the gateway asks the prefill worker; the KV is pushed 
 });
 
 describe('errors keep their class between processes', () => {
-  it('a worker\'s engine error reaches its caller with its class and parameter, not just a gRPC status', async () => {
+  it("a worker's engine error reaches its caller with its class and parameter, not just a gRPC status", async () => {
     const d = decodes[0]!;
     const c = new WorkerClient(d.grpcAddress, tls);
     const run = async (req: GenerateRequestMsg): Promise<WorkerCallError | undefined> => {
@@ -194,9 +266,21 @@ describe('errors keep their class between processes', () => {
     };
     try {
       const sampling = samplingToWire(samplingParams({ temperature: 0, maxTokens: 4 }));
-      const long = await run({ request_id: 'too-long', prompt_token_ids: new Array<number>(d.engine.maxModelLen + 1).fill(1), sampling, priority: 0, prefill: null });
+      const long = await run({
+        request_id: 'too-long',
+        prompt_token_ids: new Array<number>(d.engine.maxModelLen + 1).fill(1),
+        sampling,
+        priority: 0,
+        prefill: null,
+      });
       expect({ code: long?.code, class: long?.engineError?.code }).toEqual({ code: 'INVALID_ARGUMENT', class: 'context_length_exceeded' });
-      const bad = await run({ request_id: 'bad-temp', prompt_token_ids: [1, 2, 3], sampling: { ...sampling, temperature: -1 }, priority: 0, prefill: null });
+      const bad = await run({
+        request_id: 'bad-temp',
+        prompt_token_ids: [1, 2, 3],
+        sampling: { ...sampling, temperature: -1 },
+        priority: 0,
+        prefill: null,
+      });
       expect({ code: bad?.code, class: bad?.engineError?.code }).toEqual({ code: 'INVALID_ARGUMENT', class: 'invalid_request' });
       expect(bad?.engineError?.param).toBe('temperature');
     } finally {
@@ -320,14 +404,25 @@ describe('first token ahead of the KV transfer', () => {
       prompt_token_ids: tokenizer.encode(prompt),
       sampling: samplingToWire(samplingParams({ stopTokenIds: tokenizer.eosTokenIds, ...sampling })),
       priority: 0,
-      prefill: transferId !== undefined ? { mode: 'pushed', prefill_worker: 'p0', transfer_id: transferId } : { mode: 'local', prefill_worker: '', transfer_id: '' },
+      prefill:
+        transferId !== undefined
+          ? { mode: 'pushed', prefill_worker: 'p0', transfer_id: transferId }
+          : { mode: 'local', prefill_worker: '', transfer_id: '' },
     };
   }
 
   /** What the gateway does: the prefill worker pushes the KV here under `req`'s transfer id and streams its first token. */
   function prefillFor(req: GenerateRequestMsg): Promise<{ readonly first: PrefillFirstMsg; readonly rest: Promise<void> }> {
     const target = { grpc_address: decode.grpcAddress, transfer_id: req.prefill!.transfer_id, transport: 'auto' };
-    return prefillFirst(toPrefill.prefill({ request_id: req.request_id, prompt_token_ids: req.prompt_token_ids, sampling: req.sampling, from_block: 0, target }));
+    return prefillFirst(
+      toPrefill.prefill({
+        request_id: req.request_id,
+        prompt_token_ids: req.prompt_token_ids,
+        sampling: req.sampling,
+        from_block: 0,
+        target,
+      }),
+    );
   }
 
   /** A whole disaggregated request: the prefill's first token, and the decode worker's stream (which repeats it). */
@@ -371,7 +466,10 @@ describe('first token ahead of the KV transfer', () => {
   });
 
   it('streams the same tokens and logprobs as the local path, greedy and seeded', async () => {
-    const prompts = ['Remote or local, the tokens are the same', 'A second prompt that spans a few more blocks than the first one does, to be sure'];
+    const prompts = [
+      'Remote or local, the tokens are the same',
+      'A second prompt that spans a few more blocks than the first one does, to be sure',
+    ];
     const samplings = [
       { temperature: 0, maxTokens: 12, logprobs: 2 },
       { temperature: 0.8, seed: 11, maxTokens: 12, logprobs: 2 },
@@ -379,7 +477,8 @@ describe('first token ahead of the KV transfer', () => {
     ];
     const computedBefore = decode.engine.stats().prefillTokensComputed;
     const remote: { first: PrefillFirstMsg; chunks: GenerateChunkMsg[] }[] = [];
-    for (const [i, p] of prompts.entries()) for (const [j, sp] of samplings.entries()) remote.push(await pushed(request(`same-${i}-${j}`, p, sp, `same-${i}-${j}`)));
+    for (const [i, p] of prompts.entries())
+      for (const [j, sp] of samplings.entries()) remote.push(await pushed(request(`same-${i}-${j}`, p, sp, `same-${i}-${j}`)));
     // Every disaggregated request imported its KV: the decode worker computed no prompt token.
     expect(decode.engine.stats().prefillTokensComputed).toBe(computedBefore);
     let k = 0;
@@ -407,7 +506,8 @@ describe('first token ahead of the KV transfer', () => {
     const one = (await pushed(request('one', prompt, { temperature: 0, maxTokens: 1 }, 'one'))).chunks;
     expect(tokensOf(one)).toEqual([only]);
     expect(one.at(-1)!.finish_reason).toBe('length');
-    const stopped = (await pushed(request('stop-first', prompt, { temperature: 0, maxTokens: 8, stopTokenIds: [only!] }, 'stop-first'))).chunks;
+    const stopped = (await pushed(request('stop-first', prompt, { temperature: 0, maxTokens: 8, stopTokenIds: [only!] }, 'stop-first')))
+      .chunks;
     expect(tokensOf(stopped)).toEqual([only]);
     expect(stopped.at(-1)!.finish_reason).toBe('stop');
   });

@@ -37,7 +37,13 @@ describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
 
   it('logit_bias +100 on one token makes every token (the first one too) that token', async () => {
     const id = tokenizer.tokenToId('▁cat')!;
-    const res = await client().completions.create({ model: 'tiny', prompt: 'Pets:', max_tokens: 6, temperature: 0, logit_bias: { [id]: 100 } });
+    const res = await client().completions.create({
+      model: 'tiny',
+      prompt: 'Pets:',
+      max_tokens: 6,
+      temperature: 0,
+      logit_bias: { [id]: 100 },
+    });
     expect(res.choices[0]!.text).toBe(completion(tokenizer, tokenizer.encode('Pets:'), Array(6).fill(id)));
   });
 
@@ -55,7 +61,14 @@ describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
     const bare = await client().completions.create({ model: 'tiny', prompt: 'End', max_tokens: 10, temperature: 0, logit_bias: eos });
     expect(bare.choices[0]!.finish_reason).toBe('stop');
     expect(bare.usage!.completion_tokens).toBeLessThanOrEqual(1);
-    const held = await client().completions.create({ model: 'tiny', prompt: 'End', max_tokens: 10, temperature: 0, logit_bias: eos, min_tokens: 4 } as OpenAI.CompletionCreateParamsNonStreaming);
+    const held = await client().completions.create({
+      model: 'tiny',
+      prompt: 'End',
+      max_tokens: 10,
+      temperature: 0,
+      logit_bias: eos,
+      min_tokens: 4,
+    } as OpenAI.CompletionCreateParamsNonStreaming);
     expect(held.choices[0]!.finish_reason).toBe('stop');
     expect(held.usage!.completion_tokens).toBeGreaterThanOrEqual(4);
     expect(held.usage!.completion_tokens).toBeLessThanOrEqual(5);
@@ -82,7 +95,13 @@ describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
   it('prompt_logprobs: the same values in serve and in the cluster, each prompt token with its rank', async () => {
     const prompt = 'Same logprobs everywhere';
     const ids = tokenizer.encode(prompt);
-    const res = (await client().completions.create({ model: 'tiny', prompt, max_tokens: 1, temperature: 0, ...{ prompt_logprobs: 3 } })) as OpenAI.Completion & {
+    const res = (await client().completions.create({
+      model: 'tiny',
+      prompt,
+      max_tokens: 1,
+      temperature: 0,
+      ...{ prompt_logprobs: 3 },
+    })) as OpenAI.Completion & {
       choices: { prompt_logprobs: (Record<string, { logprob: number; rank: number }> | null)[] }[];
     };
     const pl = res.choices[0]!.prompt_logprobs;

@@ -32,7 +32,14 @@ async function worker(id: string): Promise<WorkerClient> {
 
 async function generate(id: string, ids: number[], params: SamplingParams): Promise<number[]> {
   const out: number[] = [];
-  for await (const chunk of (await worker(id)).generate({ request_id: `r${Math.random()}`, prompt_token_ids: ids, sampling: samplingToWire(params), priority: 0, prefill: null })) out.push(...chunk.token_ids);
+  for await (const chunk of (await worker(id)).generate({
+    request_id: `r${Math.random()}`,
+    prompt_token_ids: ids,
+    sampling: samplingToWire(params),
+    priority: 0,
+    prefill: null,
+  }))
+    out.push(...chunk.token_ids);
   return out;
 }
 
@@ -45,7 +52,10 @@ async function storeStats(id: string) {
   }
 }
 
-const prompt = (seed: number, len: number): number[] => [1, ...Array.from({ length: len - 1 }, (_, i) => 3 + ((seed * 7919 + i * 104729) % 31000))];
+const prompt = (seed: number, len: number): number[] => [
+  1,
+  ...Array.from({ length: len - 1 }, (_, i) => 3 + ((seed * 7919 + i * 104729) % 31000)),
+];
 
 beforeAll(async () => {
   const dir = await ensureTinyModel();
@@ -63,11 +73,19 @@ beforeAll(async () => {
     ['B', 'mixed-worker', [...model, '--kv-cache-bytes', '2M', '--transports', 'shm,tcp,grpc'], '--grpc-port'],
     ['gateway', 'gateway', [...model], '--port'],
   ];
-  const started = await Promise.all(specs.map(([id, cmd, extra, port]) => spawnService(id, cmd, [...shared, ...extra, ...(cmd === 'gateway' ? [] : ['--instance-id', id])], port)));
+  const started = await Promise.all(
+    specs.map(([id, cmd, extra, port]) =>
+      spawnService(id, cmd, [...shared, ...extra, ...(cmd === 'gateway' ? [] : ['--instance-id', id])], port),
+    ),
+  );
   started.forEach((s) => procs.set(s.name, s));
   const dump = (): string => started.map((s) => `--- ${s.name}\n${s.output().slice(-2000)}`).join('\n');
   const died = (): boolean => started.some((s) => s.proc.exitCode !== null);
-  await waitFor('2 stores and 2 workers registered', async () => !died() && (await cp.registry.list()).filter((r) => r.role === 'kv-store' || r.role === 'mixed').length === 4, 40_000).catch((e: Error) => Promise.reject(new Error(`${e.message}\n${dump()}`)));
+  await waitFor(
+    '2 stores and 2 workers registered',
+    async () => !died() && (await cp.registry.list()).filter((r) => r.role === 'kv-store' || r.role === 'mixed').length === 4,
+    40_000,
+  ).catch((e: Error) => Promise.reject(new Error(`${e.message}\n${dump()}`)));
 }, 60_000);
 
 afterAll(async () => {

@@ -35,7 +35,16 @@ const prompt = (seed: number): number[] => [1, ...Array.from({ length: 99 }, (_,
 async function startStore(id: string): Promise<KvStoreService> {
   const disk = diskDirs.get(id) ?? mkdtempSync(join(tmpdir(), `pdserve-${id}-`));
   diskDirs.set(id, disk);
-  const s = await startKvStoreService({ nodeId: id, controlPlane: cp, logger: silentLogger, memoryBytes: 16 << 20, diskBytes: 64 << 20, diskDir: disk, directory, models: [{ id: 'tiny', layout: a.engine.layout }] });
+  const s = await startKvStoreService({
+    nodeId: id,
+    controlPlane: cp,
+    logger: silentLogger,
+    memoryBytes: 16 << 20,
+    diskBytes: 64 << 20,
+    diskDir: disk,
+    directory,
+    models: [{ id: 'tiny', layout: a.engine.layout }],
+  });
   stores.set(id, s);
   return s;
 }
@@ -44,7 +53,14 @@ async function generate(w: WorkerService, ids: number[], params: SamplingParams)
   let c = clients.get(w.grpcAddress);
   if (!c) clients.set(w.grpcAddress, (c = new WorkerClient(w.grpcAddress)));
   const out: number[] = [];
-  for await (const chunk of c.generate({ request_id: `r${Math.random()}`, prompt_token_ids: ids, sampling: samplingToWire(params), priority: 0, prefill: null })) out.push(...chunk.token_ids);
+  for await (const chunk of c.generate({
+    request_id: `r${Math.random()}`,
+    prompt_token_ids: ids,
+    sampling: samplingToWire(params),
+    priority: 0,
+    prefill: null,
+  }))
+    out.push(...chunk.token_ids);
   return out;
 }
 
@@ -59,7 +75,13 @@ async function throughStore(ids: number[], params: SamplingParams, before?: () =
   const s1 = b.engine.stats();
   b.engine.pool.evictFree();
   await b.server.kvStore!.flushed();
-  return { out, ref: (await referenceGenerate(runner, ids, params)).tokenIds, prefetched: s1.prefetchedTokens - s0.prefetchedTokens, computed: s1.prefillTokensComputed - s0.prefillTokensComputed, rejects: s1.prefetchRejects - s0.prefetchRejects };
+  return {
+    out,
+    ref: (await referenceGenerate(runner, ids, params)).tokenIds,
+    prefetched: s1.prefetchedTokens - s0.prefetchedTokens,
+    computed: s1.prefillTokensComputed - s0.prefillTokensComputed,
+    rejects: s1.prefetchRejects - s0.prefetchRejects,
+  };
 }
 
 beforeAll(async () => {
@@ -68,12 +90,19 @@ beforeAll(async () => {
   cp = await connectControlPlane({ cluster: 'kvstore', hub: new InProcessHub(), logger: silentLogger });
   const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: 8 * 1024 * 1024 };
   [a, b] = await Promise.all(
-    ['A', 'B'].map((id) => startWorkerService({ role: 'mixed', instanceId: id, engine, controlPlane: cp, logger: silentLogger, kvStore: { replicas: 2 } })),
+    ['A', 'B'].map((id) =>
+      startWorkerService({ role: 'mixed', instanceId: id, engine, controlPlane: cp, logger: silentLogger, kvStore: { replicas: 2 } }),
+    ),
   );
   await startStore('store-0');
   await startStore('store-1');
   gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: apiSilent, port: 0 });
-  await waitFor('workers see both stores', () => a.server.kvStore!.nodes().length === 2 && b.server.kvStore!.nodes().length === 2, 10_000, 20);
+  await waitFor(
+    'workers see both stores',
+    () => a.server.kvStore!.nodes().length === 2 && b.server.kvStore!.nodes().length === 2,
+    10_000,
+    20,
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -111,7 +140,12 @@ describe('the kv-store tier keeps output token-identical', () => {
         await stores.get(id)!.close(); // flushes memory to disk
         await startStore(id);
       }
-      await waitFor('workers see the restarted stores', () => a.server.kvStore!.nodes().length === 2 && b.server.kvStore!.nodes().length === 2, 10_000, 20);
+      await waitFor(
+        'workers see the restarted stores',
+        () => a.server.kvStore!.nodes().length === 2 && b.server.kvStore!.nodes().length === 2,
+        10_000,
+        20,
+      );
     });
     expect(r.out).toEqual(r.ref);
     expect(r.prefetched).toBe(96);
@@ -177,7 +211,7 @@ describe('the kv-store tier keeps output token-identical', () => {
     expect(stores.get('store-1')!.store.stats().disk.corruptDropped).toBe(1);
   });
 
-  it('a block corrupted in the store\'s memory is caught at the reader, dropped there, and recomputed', async () => {
+  it("a block corrupted in the store's memory is caught at the reader, dropped there, and recomputed", async () => {
     const ids = prompt(500);
     const s1 = stores.get('store-1')!;
     const before = s1.store.stats().memory.corruptDropped;

@@ -20,7 +20,11 @@ let gateway: Gateway;
 let noMigration: Gateway;
 const decodes = new Map<string, WorkerService>();
 let nextId = 0;
-const engine = (): { modelDir: string; modelId: string; kvCacheBytes: number } => ({ modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 * 1024 * 1024 });
+const engine = (): { modelDir: string; modelId: string; kvCacheBytes: number } => ({
+  modelDir: dir,
+  modelId: 'tiny',
+  kvCacheBytes: 64 * 1024 * 1024,
+});
 
 async function addDecode(): Promise<void> {
   const id = `d${nextId++}`;
@@ -47,8 +51,17 @@ beforeAll(async () => {
   cp = await connectControlPlane({ cluster: 'migrate', hub: new InProcessHub(), logger: cpSilent });
   for (let i = 0; i < 3; i++) await addDecode();
   gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, policy: 'round-robin' });
-  noMigration = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, policy: 'round-robin', migrationLimit: 0 });
-  for (let i = 0; i < 200 && (gateway.view.workers().length < 3 || noMigration.view.workers().length < 3); i++) await new Promise((r) => setTimeout(r, 20));
+  noMigration = await startGateway({
+    modelDir: dir,
+    modelId: 'tiny',
+    controlPlane: cp,
+    logger: silentLogger,
+    port: 0,
+    policy: 'round-robin',
+    migrationLimit: 0,
+  });
+  for (let i = 0; i < 200 && (gateway.view.workers().length < 3 || noMigration.view.workers().length < 3); i++)
+    await new Promise((r) => setTimeout(r, 20));
 }, 120_000);
 
 afterAll(async () => {
@@ -60,9 +73,19 @@ afterAll(async () => {
 });
 
 /** Streams a completion; after `breakAfter` chunks with text, `fault` runs once (on the busy worker). */
-async function streamWithFault(g: Gateway, body: Record<string, unknown>, breakAfter: number, fault: (w: WorkerService, id: string) => Promise<void>) {
+async function streamWithFault(
+  g: Gateway,
+  body: Record<string, unknown>,
+  breakAfter: number,
+  fault: (w: WorkerService, id: string) => Promise<void>,
+) {
   const client = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: 'x', maxRetries: 0 });
-  const stream = await client.completions.create({ model: 'tiny', stream: true, stream_options: { include_usage: true }, ...body } as unknown as OpenAI.CompletionCreateParamsStreaming);
+  const stream = await client.completions.create({
+    model: 'tiny',
+    stream: true,
+    stream_options: { include_usage: true },
+    ...body,
+  } as unknown as OpenAI.CompletionCreateParamsStreaming);
   let text = '';
   let chunks = 0;
   let faulted: string | undefined;
@@ -97,10 +120,15 @@ describe('request migration', () => {
       const maxTokens = 160;
       const want = await reference(prompt, maxTokens, c.temperature, c.seed);
       const before = await migrations(gateway, 'resumed');
-      const got = await streamWithFault(gateway, { prompt, max_tokens: maxTokens, temperature: c.temperature, seed: c.seed, ignore_eos: true }, 3, async (w, id) => {
-        decodes.delete(id);
-        await w.close(); // as a crash: its gRPC server goes away mid-stream
-      });
+      const got = await streamWithFault(
+        gateway,
+        { prompt, max_tokens: maxTokens, temperature: c.temperature, seed: c.seed, ignore_eos: true },
+        3,
+        async (w, id) => {
+          decodes.delete(id);
+          await w.close(); // as a crash: its gRPC server goes away mid-stream
+        },
+      );
       expect(got.faulted).toBeDefined();
       expect(got.text).toBe(want);
       expect(got.finish).toBe('length');
@@ -108,24 +136,31 @@ describe('request migration', () => {
       expect(got.usage?.prompt_tokens).toBe(tokenizer.encode(prompt).length);
       expect(await migrations(gateway, 'resumed')).toBe(before + 1);
       await addDecode();
-      for (let i = 0; i < 200 && gateway.view.workers().filter((w) => decodes.has(w.id)).length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 200 && gateway.view.workers().filter((w) => decodes.has(w.id)).length < 3; i++)
+        await new Promise((r) => setTimeout(r, 20));
     });
   }
 
   it('a drained worker ends its streams; they resume elsewhere, token-identical', async () => {
     const prompt = 'Drain the worker under this stream';
     const want = await reference(prompt, 160, 0.7, 9);
-    const got = await streamWithFault(gateway, { prompt, max_tokens: 160, temperature: 0.7, seed: 9, ignore_eos: true }, 2, async (w, id) => {
-      decodes.delete(id);
-      void w.drain(0);
-    });
+    const got = await streamWithFault(
+      gateway,
+      { prompt, max_tokens: 160, temperature: 0.7, seed: 9, ignore_eos: true },
+      2,
+      async (w, id) => {
+        decodes.delete(id);
+        void w.drain(0);
+      },
+    );
     expect(got.text).toBe(want);
     expect(got.usage?.completion_tokens).toBe(160);
     await addDecode();
   });
 
   it('past --migration-limit the stream ends with an error event, then [DONE]', async () => {
-    for (let i = 0; i < 200 && noMigration.view.workers().filter((w) => decodes.has(w.id)).length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 200 && noMigration.view.workers().filter((w) => decodes.has(w.id)).length < 3; i++)
+      await new Promise((r) => setTimeout(r, 20));
     const res = await fetch(`${noMigration.url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -157,12 +192,21 @@ describe('request migration', () => {
   it('SLO admission: a class whose predicted TTFT misses its SLO gets 429 with the computed Retry-After; priority without one is served', async () => {
     // 50 ms per prompt token, so any prompt is predicted far past a 100 ms SLO for the default class.
     const g = await startGateway({
-      modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0,
+      modelDir: dir,
+      modelId: 'tiny',
+      controlPlane: cp,
+      logger: silentLogger,
+      port: 0,
       admission: { ttftSloMs: { default: 100 }, costModel: { prefillSecondsPerToken: 0.05 } },
     });
     try {
       for (let i = 0; i < 200 && g.view.workers().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-      const post = (body: object) => fetch(`${g.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', prompt: 'Admit me if you can', max_tokens: 4, temperature: 0, ...body }) });
+      const post = (body: object) =>
+        fetch(`${g.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny', prompt: 'Admit me if you can', max_tokens: 4, temperature: 0, ...body }),
+        });
       const refused = await post({});
       expect(refused.status).toBe(429);
       const promptTokens = tokenizer.encode('Admit me if you can').length;
@@ -172,7 +216,8 @@ describe('request migration', () => {
       const served = await post({ service_tier: 'priority' });
       expect(served.status).toBe(200);
       const m = await g.registry.getSingleMetric('pdserve_admission_decisions_total')?.get();
-      const count = (cls: string, decision: string) => m?.values.find((v) => v.labels['class'] === cls && v.labels['decision'] === decision)?.value;
+      const count = (cls: string, decision: string) =>
+        m?.values.find((v) => v.labels['class'] === cls && v.labels['decision'] === decision)?.value;
       expect([count('default', 'refused'), count('priority', 'admitted'), count('flex', 'refused')]).toEqual([1, 1, 0]);
       // No load left behind by the refused request.
       for (const w of g.view.workers()) expect(g.router.load(w.id).inFlight).toBeLessThanOrEqual(1);
@@ -184,9 +229,30 @@ describe('request migration', () => {
 
 describe('request migration under a grammar', () => {
   it('a json_schema stream whose worker dies resumes with the grammar rebuilt from the tokens sent: the same JSON, valid', async () => {
-    for (let i = 0; i < 200 && gateway.view.workers().filter((w) => decodes.has(w.id)).length < 3; i++) await new Promise((r) => setTimeout(r, 20));
-    const schema = { type: 'object', properties: { items: { type: 'array', minItems: 12, maxItems: 12, items: { type: 'object', properties: { n: { type: 'integer', minimum: 0, maximum: 999 }, ok: { type: 'boolean' } }, required: ['n', 'ok'] } } }, required: ['items'] };
-    const body = { prompt: 'Twelve readings as JSON', max_tokens: 600, temperature: 0, response_format: { type: 'json_schema', json_schema: { name: 'r', schema } } };
+    for (let i = 0; i < 200 && gateway.view.workers().filter((w) => decodes.has(w.id)).length < 3; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    const schema = {
+      type: 'object',
+      properties: {
+        items: {
+          type: 'array',
+          minItems: 12,
+          maxItems: 12,
+          items: {
+            type: 'object',
+            properties: { n: { type: 'integer', minimum: 0, maximum: 999 }, ok: { type: 'boolean' } },
+            required: ['n', 'ok'],
+          },
+        },
+      },
+      required: ['items'],
+    };
+    const body = {
+      prompt: 'Twelve readings as JSON',
+      max_tokens: 600,
+      temperature: 0,
+      response_format: { type: 'json_schema', json_schema: { name: 'r', schema } },
+    };
     const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'x', maxRetries: 0 });
     const unbroken = await client.completions.create({ model: 'tiny', ...body } as unknown as OpenAI.CompletionCreateParamsNonStreaming);
     const before = await migrations(gateway, 'resumed');

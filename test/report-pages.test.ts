@@ -49,7 +49,9 @@ async function open(file: string): Promise<{ titles: string[]; charts: { width: 
   await page.waitForSelector('.uplot canvas');
   const titles = await page.$$eval('section h2', (hs) => hs.map((h) => h.textContent ?? ''));
   const charts = await chartSizes(page);
-  const legends = await page.$$eval('.uplot', (plots) => plots.map((p) => [...p.querySelectorAll('.u-legend .u-series .u-label')].map((l) => l.textContent ?? '')));
+  const legends = await page.$$eval('.uplot', (plots) =>
+    plots.map((p) => [...p.querySelectorAll('.u-legend .u-series .u-label')].map((l) => l.textContent ?? '')),
+  );
   await page.screenshot({ path: file.replace(/\.html$/, '.png'), fullPage: true });
   expect(problems()).toEqual({ consoleErrors: [], pageErrors: [], offLoopbackRequests: [], failedRequests: [] });
   await page.close();
@@ -59,7 +61,25 @@ async function open(file: string): Promise<{ titles: string[]; charts: { width: 
 describe('HTML reports in Chromium', () => {
   it('bench --report, and --compare --report with both runs overlaid', async () => {
     const run = (name: string, workload: string) =>
-      cli(['bench', '--url', server.url, '--model', 'tiny', '--workload', workload, '--requests', '12', '--concurrency', '4', '--max-tokens', '6', '--output', join(tmp, `${name}.json`), '--report', join(tmp, `${name}.html`)]);
+      cli([
+        'bench',
+        '--url',
+        server.url,
+        '--model',
+        'tiny',
+        '--workload',
+        workload,
+        '--requests',
+        '12',
+        '--concurrency',
+        '4',
+        '--max-tokens',
+        '6',
+        '--output',
+        join(tmp, `${name}.json`),
+        '--report',
+        join(tmp, `${name}.html`),
+      ]);
     expect((await run('a', 'shared-prefix')).code).toBe(0);
     expect((await run('b', 'random')).code).toBe(0);
     const cmp = await cli(['bench', '--compare', join(tmp, 'a.json'), join(tmp, 'b.json'), '--report', join(tmp, 'compare.html')]);
@@ -67,7 +87,13 @@ describe('HTML reports in Chromium', () => {
     expect(cmp.out).toContain(`wrote ${join(tmp, 'compare.html')}`);
 
     const one = await open(join(tmp, 'a.html'));
-    expect(one.titles).toEqual(['Summary', 'TTFT distribution', 'ITL distribution', 'Output throughput over time', 'Prefix cache hit rate']);
+    expect(one.titles).toEqual([
+      'Summary',
+      'TTFT distribution',
+      'ITL distribution',
+      'Output throughput over time',
+      'Prefix cache hit rate',
+    ]);
     expect(one.charts).toHaveLength(4);
     for (const c of one.charts) expect(c.width * c.height).toBeGreaterThan(0);
 
@@ -84,10 +110,30 @@ describe('HTML reports in Chromium', () => {
 
   it('simulate --report: every policy overlaid', async () => {
     const file = join(tmp, 'sim.html');
-    const res = await cli(['simulate', '--trace', MOONCAKE_TRACE, '--decode', '4', '--policy', 'round-robin,kv-aware', '--max-requests', '150', '--cache-tokens', '200k', '--report', file]);
+    const res = await cli([
+      'simulate',
+      '--trace',
+      MOONCAKE_TRACE,
+      '--decode',
+      '4',
+      '--policy',
+      'round-robin,kv-aware',
+      '--max-requests',
+      '150',
+      '--cache-tokens',
+      '200k',
+      '--report',
+      file,
+    ]);
     expect(res.code).toBe(0);
     const sim = await open(file);
-    expect(sim.titles).toEqual(['Summary', 'TTFT distribution', 'Inter-token latency distribution (per request)', 'Output throughput over time', 'Prefix hit rate per policy']);
+    expect(sim.titles).toEqual([
+      'Summary',
+      'TTFT distribution',
+      'Inter-token latency distribution (per request)',
+      'Output throughput over time',
+      'Prefix hit rate per policy',
+    ]);
     expect(sim.charts).toHaveLength(4);
     for (const c of sim.charts) expect(c.width * c.height).toBeGreaterThan(0);
     expect(sim.legends[0]!.slice(1)).toEqual(['round-robin, local caches', 'kv-aware, local caches']);

@@ -23,7 +23,11 @@ describe('routing on real workers', () => {
     let rr;
     try {
       [kv, rr] = await runWorkloads(
-        clusters.map((c) => ({ client: new OpenAI({ baseURL: `${[...c.gateways.values()][0]!.url}/v1`, apiKey: 'x', maxRetries: 0 }), workers: c.workers, ttfts: [] })),
+        clusters.map((c) => ({
+          client: new OpenAI({ baseURL: `${[...c.gateways.values()][0]!.url}/v1`, apiKey: 'x', maxRetries: 0 }),
+          workers: c.workers,
+          ttfts: [],
+        })),
       );
     } finally {
       for (const c of clusters) await stopCluster(c);
@@ -44,7 +48,11 @@ describe('routing on real workers', () => {
       const shared = systemPrompt(42);
       const ask = async (client: OpenAI, suffix: number[]) => {
         const prompt = [...shared, ...suffix];
-        const ref = await referenceGenerate(runner, prompt, samplingParams({ temperature: 0, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }));
+        const ref = await referenceGenerate(
+          runner,
+          prompt,
+          samplingParams({ temperature: 0, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }),
+        );
         const res = await client.completions.create({ model: 'tiny', prompt, max_tokens: 8, temperature: 0 });
         expect(res.choices[0]!.text).toBe(completion(tokenizer, prompt, ref.tokenIds));
         return res.usage!.prompt_tokens_details!.cached_tokens ?? 0;

@@ -20,7 +20,27 @@ afterAll(async () => {
 
 describe('serve as separate processes', () => {
   it('prints its URL only once a completion can be served, and serves one at once', async () => {
-    serve = await spawnService('serve', 'serve', ['--prefill', '1', '--decode', '1', '--redis', redis.url, '--nats', nats.url, '--cluster', 'serve-ready', '--kv-cache-bytes', '32M', '--log-level', 'warn'], '--port');
+    serve = await spawnService(
+      'serve',
+      'serve',
+      [
+        '--prefill',
+        '1',
+        '--decode',
+        '1',
+        '--redis',
+        redis.url,
+        '--nats',
+        nats.url,
+        '--cluster',
+        'serve-ready',
+        '--kv-cache-bytes',
+        '32M',
+        '--log-level',
+        'warn',
+      ],
+      '--port',
+    );
     const s = serve;
     await waitFor('the serving line', () => s.output().includes('pdserve is serving'), 90_000, 20);
     const res = await fetch(`http://127.0.0.1:${s.port}/v1/completions`, {

@@ -44,7 +44,11 @@ describe('the official openai client against the engine', () => {
   it('completions: greedy text equals the reference loop, with usage', async () => {
     const prompt = 'The disaggregated cluster';
     const ids = tokenizer.encode(prompt);
-    const ref = await referenceGenerate(runner, ids, samplingParams({ temperature: 0, maxTokens: 12, stopTokenIds: tokenizer.eosTokenIds }));
+    const ref = await referenceGenerate(
+      runner,
+      ids,
+      samplingParams({ temperature: 0, maxTokens: 12, stopTokenIds: tokenizer.eosTokenIds }),
+    );
     const res = await client.completions.create({ model: 'tiny', prompt, max_tokens: 12, temperature: 0 });
     expect(res.choices[0]!.text).toBe(completion(tokenizer, ids, ref.tokenIds));
     expect(res.usage).toMatchObject({ prompt_tokens: ids.length, completion_tokens: ref.tokenIds.length });
@@ -58,7 +62,14 @@ describe('the official openai client against the engine', () => {
     const whole = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 10, temperature: 0 });
     let streamed = '';
     let usage: OpenAI.CompletionUsage | undefined;
-    const stream = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 10, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({
+      model: 'tiny',
+      messages,
+      max_tokens: 10,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     for await (const chunk of stream) {
       streamed += chunk.choices[0]?.delta.content ?? '';
       if (chunk.usage) usage = chunk.usage;
@@ -76,7 +87,11 @@ describe('the official openai client against the engine', () => {
     expect(a.choices.map((c) => c.text)).toEqual(b.choices.map((c) => c.text));
     expect(new Set(a.choices.map((c) => c.text)).size).toBeGreaterThan(1);
     const ids = tokenizer.encode('Sample me');
-    const ref = await referenceGenerate(runner, ids, samplingParams({ temperature: 1, seed: 43, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }));
+    const ref = await referenceGenerate(
+      runner,
+      ids,
+      samplingParams({ temperature: 1, seed: 43, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }),
+    );
     expect(a.choices[1]!.text).toBe(completion(tokenizer, ids, ref.tokenIds));
   });
 
@@ -97,7 +112,14 @@ describe('the official openai client against the engine', () => {
     expect(lp.top_logprobs![0]).toBeTruthy();
     expect(Object.keys(lp.top_logprobs![0]!).length).toBeGreaterThanOrEqual(1);
     expect(lp.token_logprobs!.every((x) => x <= 0)).toBe(true);
-    const chat = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, temperature: 0, logprobs: true, top_logprobs: 2 });
+    const chat = await client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 3,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+    });
     const content = chat.choices[0]!.logprobs!.content!;
     expect(content).toHaveLength(3);
     expect(content[0]!.top_logprobs).toHaveLength(2);
@@ -150,7 +172,9 @@ describe('bad input against the real engine', () => {
     const port = Number(new URL(url).port);
     await new Promise<void>((resolve, reject) => {
       const sock = connect(port, '127.0.0.1', () => {
-        sock.write(`POST /v1/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        sock.write(
+          `POST /v1/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        );
       });
       let seen = 0;
       sock.on('data', (d) => {

@@ -38,7 +38,14 @@ beforeAll(async () => {
     controlPlane: cp,
     logger: cpSilent,
   });
-  gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, disagg: { remotePrefillMinTokens: 1 } });
+  gateway = await startGateway({
+    modelDir: dir,
+    modelId: 'tiny',
+    controlPlane: cp,
+    logger: silentLogger,
+    port: 0,
+    disagg: { remotePrefillMinTokens: 1 },
+  });
   for (let i = 0; i < 100 && gateway.view.workers().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
   client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'x', maxRetries: 0 });
 }, 120_000);
@@ -52,15 +59,27 @@ afterAll(async () => {
 
 describe('speculative decoding on the decode worker of a disaggregated cluster', () => {
   it('greedy output equals the reference; the prompt is prefilled on the prefill worker, the draft catches up on the decode worker', async () => {
-    const prompts = ['Speculate on the decode worker', 'A second prompt, somewhat longer than the first one, to fill a few blocks', 'Third'];
+    const prompts = [
+      'Speculate on the decode worker',
+      'A second prompt, somewhat longer than the first one, to fill a few blocks',
+      'Third',
+    ];
     const want = await Promise.all(
       prompts.map(async (p) => {
         const ids = tokenizer.encode(p);
-        return completion(tokenizer, ids, (await referenceGenerate(runner, ids, samplingParams({ temperature: 0, maxTokens: 24, ignoreEos: true }))).tokenIds);
+        return completion(
+          tokenizer,
+          ids,
+          (await referenceGenerate(runner, ids, samplingParams({ temperature: 0, maxTokens: 24, ignoreEos: true }))).tokenIds,
+        );
       }),
     );
     const got = await Promise.all(
-      prompts.map(async (p) => (await client.completions.create({ model: 'tiny', prompt: p, max_tokens: 24, temperature: 0, ignore_eos: true } as never)).choices[0]!.text),
+      prompts.map(
+        async (p) =>
+          (await client.completions.create({ model: 'tiny', prompt: p, max_tokens: 24, temperature: 0, ignore_eos: true } as never))
+            .choices[0]!.text,
+      ),
     );
     expect(got).toEqual(want);
     const d = decode.engine.stats();
@@ -74,20 +93,31 @@ describe('speculative decoding on the decode worker of a disaggregated cluster',
     expect(s.draftSequences).toBe(0);
   });
 
-  it('seeded sampling on a speculating decode worker: reproducible, and the reference loop\'s tokens', async () => {
+  it("seeded sampling on a speculating decode worker: reproducible, and the reference loop's tokens", async () => {
     const run = async (): Promise<string> =>
-      (await client.completions.create({ model: 'tiny', prompt: 'Seeded and speculated', max_tokens: 16, temperature: 0.8, seed: 7 })).choices[0]!.text;
+      (await client.completions.create({ model: 'tiny', prompt: 'Seeded and speculated', max_tokens: 16, temperature: 0.8, seed: 7 }))
+        .choices[0]!.text;
     const a = await run();
     expect(await run()).toBe(a);
     // Seeded sampled requests decode one token at a time (see SpeculativeOptions.seeded): the contract holds.
     const ids = tokenizer.encode('Seeded and speculated');
-    const ref = await referenceGenerate(runner, ids, samplingParams({ temperature: 0.8, seed: 7, maxTokens: 16, stopTokenIds: tokenizer.eosTokenIds }));
+    const ref = await referenceGenerate(
+      runner,
+      ids,
+      samplingParams({ temperature: 0.8, seed: 7, maxTokens: 16, stopTokenIds: tokenizer.eosTokenIds }),
+    );
     expect(a).toBe(completion(tokenizer, ids, ref.tokenIds));
   });
 
   it('seeded: true makes them speculate, as one speculating engine would', async () => {
     const ids = tokenizer.encode('Seeded and speculated');
-    const local = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 << 20, blockSize: 4, speculative: { method: 'draft', modelDir: draft, numTokens: 4, seeded: true } });
+    const local = await LLMEngine.create({
+      modelDir: dir,
+      modelId: 'tiny',
+      kvCacheBytes: 64 << 20,
+      blockSize: 4,
+      speculative: { method: 'draft', modelDir: draft, numTokens: 4, seeded: true },
+    });
     try {
       const tokens: number[] = [];
       const sampling = samplingParams({ temperature: 0.8, seed: 7, maxTokens: 16, stopTokenIds: tokenizer.eosTokenIds });

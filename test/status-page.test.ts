@@ -30,15 +30,49 @@ beforeAll(async () => {
   const dir = await ensureTinyModel();
   cp = await connectControlPlane({ cluster: 'status', hub: new InProcessHub(), logger: cpSilent });
   const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: 16 * 1024 * 1024 };
-  store = await startKvStoreService({ nodeId: 'kv-0', controlPlane: cp, logger: cpSilent, memoryBytes: 8 << 20, diskBytes: 16 << 20, diskDir: join(tmp, 'kv-0'), models: [{ id: 'tiny' }] });
-  prefill = await startWorkerService({ role: 'prefill', instanceId: 'p0', engine, controlPlane: cp, logger: cpSilent, kvStore: { replicas: 1 } });
-  decode = await startWorkerService({ role: 'decode', instanceId: 'd0', engine, controlPlane: cp, logger: cpSilent, kvStore: { replicas: 1 } });
-  gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, adminPort: 0, disagg: { remotePrefillMinTokens: 1 } });
+  store = await startKvStoreService({
+    nodeId: 'kv-0',
+    controlPlane: cp,
+    logger: cpSilent,
+    memoryBytes: 8 << 20,
+    diskBytes: 16 << 20,
+    diskDir: join(tmp, 'kv-0'),
+    models: [{ id: 'tiny' }],
+  });
+  prefill = await startWorkerService({
+    role: 'prefill',
+    instanceId: 'p0',
+    engine,
+    controlPlane: cp,
+    logger: cpSilent,
+    kvStore: { replicas: 1 },
+  });
+  decode = await startWorkerService({
+    role: 'decode',
+    instanceId: 'd0',
+    engine,
+    controlPlane: cp,
+    logger: cpSilent,
+    kvStore: { replicas: 1 },
+  });
+  gateway = await startGateway({
+    modelDir: dir,
+    modelId: 'tiny',
+    controlPlane: cp,
+    logger: silentLogger,
+    port: 0,
+    adminPort: 0,
+    disagg: { remotePrefillMinTokens: 1 },
+  });
   await waitFor('the gateway routes to both workers', () => gateway.view.workers().length === 2, 20_000, 20);
   // The same prompt twice: the second finds its prefix cached on the prefill worker.
   const prompt = 'The status page lists every worker of the cluster, with its role, address and health.';
   for (let i = 0; i < 2; i++) {
-    const res = await fetch(`${gateway.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', prompt, max_tokens: 4, temperature: 0 }) });
+    const res = await fetch(`${gateway.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny', prompt, max_tokens: 4, temperature: 0 }),
+    });
     expect(res.status).toBe(200);
   }
   browser = await launchChromium({ dir: tmp });
@@ -71,7 +105,15 @@ describe('gateway status', () => {
     expect(p0!.prefixCache!.hitTokens).toBeGreaterThan(0);
     expect(p0!.prefixCache!.hitRate).toBeGreaterThan(0);
     expect(s.kvStores.map((n) => [n.id, n.address, n.health, n.tiers.map((t) => [t.tier, t.capacityBytes])])).toEqual([
-      ['kv-0', store.grpcAddress, 'serving', [['memory', 8 << 20], ['disk', 16 << 20]]],
+      [
+        'kv-0',
+        store.grpcAddress,
+        'serving',
+        [
+          ['memory', 8 << 20],
+          ['disk', 16 << 20],
+        ],
+      ],
     ]);
     // An operator page: on the admin port, not the OpenAI port (where API keys will be required).
     expect((await fetch(`${gateway.url}/status`)).status).toBe(404);
@@ -87,7 +129,10 @@ describe('gateway status', () => {
       ['p0', 'prefill', prefill.grpcAddress, 'serving', 'yes'],
     ]);
     expect(rows[0]![7]).toContain(`/ ${decode.engine.pool.numBlocks} blocks`);
-    expect(await page.$$eval('tr.store', (trs) => trs.map((tr) => tr.querySelector('td.mono')?.textContent ?? ''))).toEqual([store.grpcAddress, '']);
+    expect(await page.$$eval('tr.store', (trs) => trs.map((tr) => tr.querySelector('td.mono')?.textContent ?? ''))).toEqual([
+      store.grpcAddress,
+      '',
+    ]);
     expect(await page.textContent('#ready')).toBe('ready');
     const shot = join(tmp, 'status.png');
     await page.screenshot({ path: shot, fullPage: true });
@@ -103,15 +148,29 @@ describe('gateway status', () => {
     const evil = '<img src=x onerror="document.title=\'pwned\'">';
     const base = { model: 'tiny', adminAddress: '', capacity: { totalBlocks: 1, blockSize: 16, maxNumSeqs: 1 }, startedAt: Date.now() };
     registrations.push(
-      await cp.registry.register({ ...base, id: 'evil-worker', role: 'decode', grpcAddress: `${evil}:1`, incarnation: '</script><script>document.title="pwned"</script>' }),
-      await cp.registry.register({ ...base, id: 'evil-store', role: 'kv-store', grpcAddress: `"><svg onload="document.title='pwned'">`, incarnation: 'x' }),
+      await cp.registry.register({
+        ...base,
+        id: 'evil-worker',
+        role: 'decode',
+        grpcAddress: `${evil}:1`,
+        incarnation: '</script><script>document.title="pwned"</script>',
+      }),
+      await cp.registry.register({
+        ...base,
+        id: 'evil-store',
+        role: 'kv-store',
+        grpcAddress: `"><svg onload="document.title='pwned'">`,
+        incarnation: 'x',
+      }),
     );
     // No reload: the page picks the new nodes up on its own.
     await page.waitForSelector('tr.worker[data-worker="evil-worker"]', { timeout: 15_000 });
     await page.waitForSelector('tr.store[data-store="evil-store"]', { timeout: 15_000 });
     const cells = await page.$$eval('tr.worker[data-worker="evil-worker"] td', (tds) => tds.map((td) => td.textContent ?? ''));
     expect(cells.slice(0, 4)).toEqual(['evil-worker', 'decode', `${evil}:1`, 'unreachable']);
-    expect(await page.$eval('tr.store[data-store="evil-store"] td.mono', (td) => td.textContent)).toBe(`"><svg onload="document.title='pwned'">`);
+    expect(await page.$eval('tr.store[data-store="evil-store"] td.mono', (td) => td.textContent)).toBe(
+      `"><svg onload="document.title='pwned'">`,
+    );
     expect(await page.$$eval('main img, main svg, main script', (els) => els.length)).toBe(0);
     expect(await page.title()).toBe('pdserve status');
     await page.screenshot({ path: join(tmp, 'status-hostile.png'), fullPage: true });

@@ -27,12 +27,27 @@ const tools: ChatCompletionTool[] = [
     function: {
       name: 'get_weather',
       description: 'Current weather',
-      parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 }, unit: { enum: ['C', 'F'] } }, required: ['city', 'unit'] },
+      parameters: {
+        type: 'object',
+        properties: { city: { type: 'string', maxLength: 12 }, unit: { enum: ['C', 'F'] } },
+        required: ['city', 'unit'],
+      },
     },
   },
-  { type: 'function', function: { name: 'add', parameters: { type: 'object', properties: { a: { type: 'integer', minimum: 0, maximum: 99 }, b: { type: 'integer', minimum: 0, maximum: 99 } }, required: ['a', 'b'] } } },
+  {
+    type: 'function',
+    function: {
+      name: 'add',
+      parameters: {
+        type: 'object',
+        properties: { a: { type: 'integer', minimum: 0, maximum: 99 }, b: { type: 'integer', minimum: 0, maximum: 99 } },
+        required: ['a', 'b'],
+      },
+    },
+  },
 ];
-const paramsOf = (name: string): object => (tools.find((t) => t.type === 'function' && t.function.name === name)! as { function: { parameters: object } }).function.parameters;
+const paramsOf = (name: string): object =>
+  (tools.find((t) => t.type === 'function' && t.function.name === name)! as { function: { parameters: object } }).function.parameters;
 
 interface Call {
   readonly name: string;
@@ -65,7 +80,8 @@ function expectValid(calls: readonly Call[]): void {
   }
 }
 
-const wholeCalls = (res: OpenAI.ChatCompletion): Call[] => (res.choices[0]!.message.tool_calls ?? []).map((c) => (c.type === 'function' ? c.function : { name: '', arguments: '' }));
+const wholeCalls = (res: OpenAI.ChatCompletion): Call[] =>
+  (res.choices[0]!.message.tool_calls ?? []).map((c) => (c.type === 'function' ? c.function : { name: '', arguments: '' }));
 
 describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
   const topo = (): Topology => topologies.find((t) => t.name === name)!;
@@ -73,7 +89,15 @@ describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
   const messages = [{ role: 'user' as const, content: 'What is the weather in Paris, and 2 + 3?' }];
 
   it.each([undefined, 1, 2, 3])('required (seed %s): valid calls of offered tools, finish_reason tool_calls', async (seed) => {
-    const body = { model: 'tiny', messages, tools, tool_choice: 'required' as const, max_tokens: 600, temperature: seed === undefined ? 0 : 1, seed };
+    const body = {
+      model: 'tiny',
+      messages,
+      tools,
+      tool_choice: 'required' as const,
+      max_tokens: 600,
+      temperature: seed === undefined ? 0 : 1,
+      seed,
+    };
     const res = await client().chat.completions.create(body);
     expect(res.choices[0]!.finish_reason).toBe('tool_calls');
     expectValid(wholeCalls(res));
@@ -85,7 +109,15 @@ describe.each(['serve', 'disaggregated'] as const)('%s', (name) => {
   });
 
   it.each([undefined, 4, 5])('named (seed %s): one call of that tool, arguments valid, streamed as deltas', async (seed) => {
-    const body = { model: 'tiny', messages, tools, tool_choice: { type: 'function' as const, function: { name: 'get_weather' } }, max_tokens: 300, temperature: seed === undefined ? 0 : 1, seed };
+    const body = {
+      model: 'tiny',
+      messages,
+      tools,
+      tool_choice: { type: 'function' as const, function: { name: 'get_weather' } },
+      max_tokens: 300,
+      temperature: seed === undefined ? 0 : 1,
+      seed,
+    };
     const res = await client().chat.completions.create(body);
     const calls = wholeCalls(res);
     expect(calls.map((c) => c.name)).toEqual(['get_weather']);
@@ -109,8 +141,22 @@ describe('the correctness contract under a tool grammar', () => {
       topologies.map(async (t) => {
         const c = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: 'x', maxRetries: 0 });
         const messages = [{ role: 'user' as const, content: 'Same calls everywhere' }];
-        const required = await c.chat.completions.create({ model: 'tiny', messages, tools, tool_choice: 'required', max_tokens: 600, temperature: 0 });
-        const named = await c.chat.completions.create({ model: 'tiny', messages, tools, tool_choice: { type: 'function', function: { name: 'add' } }, max_tokens: 300, temperature: 0 });
+        const required = await c.chat.completions.create({
+          model: 'tiny',
+          messages,
+          tools,
+          tool_choice: 'required',
+          max_tokens: 600,
+          temperature: 0,
+        });
+        const named = await c.chat.completions.create({
+          model: 'tiny',
+          messages,
+          tools,
+          tool_choice: { type: 'function', function: { name: 'add' } },
+          max_tokens: 300,
+          temperature: 0,
+        });
         return [...wholeCalls(required), ...wholeCalls(named)];
       }),
     );

@@ -7,7 +7,11 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /** The sending end: a loopback port for the sink to dial, and the socket once it has. */
-export async function listenRawSource(): Promise<{ readonly server: Server; readonly address: string; readonly connected: Promise<Socket> }> {
+export async function listenRawSource(): Promise<{
+  readonly server: Server;
+  readonly address: string;
+  readonly connected: Promise<Socket>;
+}> {
   let accepted: (s: Socket) => void = () => undefined;
   const connected = new Promise<Socket>((resolve) => {
     accepted = resolve;
@@ -26,7 +30,9 @@ export function dialRawSink(address: string): Socket {
   let headFill = 0;
   const head = Buffer.alloc(8);
   const socket: Socket = connect({
-    host, port: Number(port), noDelay: true,
+    host,
+    port: Number(port),
+    noDelay: true,
     onread: {
       buffer: buf,
       callback: (n: number): boolean => {

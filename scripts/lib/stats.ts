@@ -62,7 +62,11 @@ export interface StreamTimings {
 /** Streams a completion (`stream: true` is set here) and times its first tokens as the client sees them. */
 export async function streamTimings(url: string, body: Record<string, unknown>): Promise<StreamTimings> {
   const t0 = performance.now();
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true }),
+  });
   if (!res.ok || res.body === null) throw new Error(`${url}: HTTP ${res.status} ${await res.text()}`);
   const marks: number[] = [];
   const decoder = new TextDecoder();
@@ -90,7 +94,14 @@ export async function streamTimings(url: string, body: Record<string, unknown>):
  * prompt order.
  */
 export async function sideBySide(
-  urls: readonly string[], opts: { readonly prompts: number; readonly warmup: number; readonly seed: number; readonly maxTokens: number; readonly promptTokens?: number },
+  urls: readonly string[],
+  opts: {
+    readonly prompts: number;
+    readonly warmup: number;
+    readonly seed: number;
+    readonly maxTokens: number;
+    readonly promptTokens?: number;
+  },
 ): Promise<StreamTimings[][]> {
   const times: StreamTimings[][] = urls.map(() => []);
   for (let i = 0; i < opts.warmup + opts.prompts; i++) {
@@ -98,7 +109,13 @@ export async function sideBySide(
     const order = urls.map((_, k) => k);
     if (i % 2 === 1) order.reverse();
     for (const k of order) {
-      const t = await streamTimings(`${urls[k]}/v1/completions`, { model: 'tiny', prompt, max_tokens: opts.maxTokens, temperature: 0, ignore_eos: true });
+      const t = await streamTimings(`${urls[k]}/v1/completions`, {
+        model: 'tiny',
+        prompt,
+        max_tokens: opts.maxTokens,
+        temperature: 0,
+        ignore_eos: true,
+      });
       if (i >= opts.warmup) times[k]!.push(t);
     }
   }

@@ -36,30 +36,54 @@ const EXISTING_SECRETS: Readonly<Record<string, string>> = {
 const PORT_FLAGS: Readonly<Record<string, string>> = { port: 'http', 'admin-port': 'admin', 'grpc-port': 'grpc', 'data-port': 'data' };
 
 /** Every engine value the schema allows, so each one's flag is checked, not only the profiles' few. */
-const ALL_ENGINE_VALUES = ['kvCacheBytes=1.5Gi', 'maxNumSeqs=8', 'maxNumBatchedTokens=512', 'prefillChunkTokens=0', 'maxWaiting=10', 'maxModelLen=1024', 'threads=2'];
+const ALL_ENGINE_VALUES = [
+  'kvCacheBytes=1.5Gi',
+  'maxNumSeqs=8',
+  'maxNumBatchedTokens=512',
+  'prefillChunkTokens=0',
+  'maxWaiting=10',
+  'maxModelLen=1024',
+  'threads=2',
+];
 const VARIANTS: Readonly<Record<string, readonly string[]>> = {
   default: [],
   ascend: ['-f', 'ci/ascend.yaml'],
   nvidia: ['-f', 'ci/nvidia.yaml'],
   'edge values': [
-    '--set', 'gateway.apiKeys.existingSecret=team-keys', '--set', 'gateway.isolateCachePerKey=true',
-    '--set-json', 'gateway.limits={"rateLimit":0.5,"rateLimitBurst":10,"maxConcurrentPerKey":2}',
-    '--set-json', 'gateway.http={"headersTimeoutMs":5000,"requestTimeoutMs":20000,"keepAliveTimeoutMs":4000,"maxConnections":1000,"writeTimeoutMs":15000,"maxPromptChars":200000}',
+    '--set',
+    'gateway.apiKeys.existingSecret=team-keys',
+    '--set',
+    'gateway.isolateCachePerKey=true',
+    '--set-json',
+    'gateway.limits={"rateLimit":0.5,"rateLimitBurst":10,"maxConcurrentPerKey":2}',
+    '--set-json',
+    'gateway.http={"headersTimeoutMs":5000,"requestTimeoutMs":20000,"keepAliveTimeoutMs":4000,"maxConnections":1000,"writeTimeoutMs":15000,"maxPromptChars":200000}',
   ],
   'speculative decoding': [
-    '--set', 'decode.speculative.method=draft', '--set', 'decode.speculative.model=/models/draft', '--set', 'decode.speculative.numTokens=3',
+    '--set',
+    'decode.speculative.method=draft',
+    '--set',
+    'decode.speculative.model=/models/draft',
+    '--set',
+    'decode.speculative.numTokens=3',
   ],
   'mTLS from cert-manager': ['--api-versions', 'cert-manager.io/v1'],
   'every engine value': [
-    '--set', 'model.servedModelName=tiny-chat',
-    '--set', 'gateway.routerPolicy=session-affinity',
+    '--set',
+    'model.servedModelName=tiny-chat',
+    '--set',
+    'gateway.routerPolicy=session-affinity',
     ...['prefill', 'decode'].flatMap((pool) => ALL_ENGINE_VALUES.flatMap((v) => ['--set', `${pool}.engine.${v}`])),
   ],
 };
 
 let helmBin = '';
 function render(args: readonly string[]): Manifest[] {
-  const r = spawnSync(helmBin, ['template', 'pd', '.', '--namespace', 'llm', ...args], { cwd: CHART, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  const r = spawnSync(helmBin, ['template', 'pd', '.', '--namespace', 'llm', ...args], {
+    cwd: CHART,
+    encoding: 'utf8',
+    maxBuffer: 64 * 2 ** 20,
+  });
   if (r.status !== 0) throw new Error(`helm template ${args.join(' ')} failed:\n${r.stderr}`);
   return parseAllDocuments(r.stdout)
     .map((d) => d.toJS() as Manifest | null)
@@ -73,7 +97,11 @@ function commandOf(args: readonly string[]): { spec: CommandSpec; rest: string[]
 }
 
 /** The container's environment as Kubernetes builds it: envFrom ConfigMaps, then env (which wins). */
-function containerEnv(c: IContainer, configMaps: ReadonlyMap<string, Readonly<Record<string, string>>>, secrets: ReadonlyMap<string, Readonly<Record<string, string>>>): Map<string, string> {
+function containerEnv(
+  c: IContainer,
+  configMaps: ReadonlyMap<string, Readonly<Record<string, string>>>,
+  secrets: ReadonlyMap<string, Readonly<Record<string, string>>>,
+): Map<string, string> {
   const env = new Map<string, string>();
   for (const from of c.envFrom ?? []) {
     const data = configMaps.get(from.configMapRef?.name ?? '');
@@ -84,8 +112,9 @@ function containerEnv(c: IContainer, configMaps: ReadonlyMap<string, Readonly<Re
     const field = e.valueFrom?.fieldRef?.fieldPath;
     const ref = e.valueFrom?.secretKeyRef;
     const secret = ref ? (secrets.get(ref.name ?? '')?.[ref.key] ?? EXISTING_SECRETS[`${ref.name}/${ref.key}`]) : undefined;
-    if (ref && secret === undefined) throw new Error(`${c.name}: ${e.name} names ${ref.name}/${ref.key}, which no rendered or expected Secret holds`);
-    env.set(e.name, e.value ?? secret ?? (field ? FIELD_REFS[field] ?? `<${field}>` : '<from elsewhere>'));
+    if (ref && secret === undefined)
+      throw new Error(`${c.name}: ${e.name} names ${ref.name}/${ref.key}, which no rendered or expected Secret holds`);
+    env.set(e.name, e.value ?? secret ?? (field ? (FIELD_REFS[field] ?? `<${field}>`) : '<from elsewhere>'));
   }
   return env;
 }
@@ -112,8 +141,9 @@ function parseInPod(spec: CommandSpec, argv: readonly string[], env: ReadonlyMap
     if (flags === 'help') throw new Error('--help in container args');
     return flags;
   } finally {
-    for (const [name, v] of saved) if (v === undefined) delete process.env[name];
-    else process.env[name] = v;
+    for (const [name, v] of saved)
+      if (v === undefined) delete process.env[name];
+      else process.env[name] = v;
   }
 }
 
@@ -178,7 +208,8 @@ function checkRender(docs: readonly Manifest[], skip: ReadonlySet<string> = new 
       for (const [flag, portName] of Object.entries(PORT_FLAGS)) {
         if (!cmd.rest.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`))) continue;
         const declared = c.ports?.find((p) => p.name === portName)?.containerPort;
-        if (declared !== Number(flags.str(flag))) throw new Error(`${where}: --${flag}=${flags.str(flag)} but container port "${portName}" is ${declared}`);
+        if (declared !== Number(flags.str(flag)))
+          throw new Error(`${where}: --${flag}=${flags.str(flag)} but container port "${portName}" is ${declared}`);
       }
       checked.push({ where, command: cmd.spec.name, flags });
     }
@@ -198,30 +229,40 @@ beforeAll(() => {
 });
 
 describe('the chart runs the CLI it ships', () => {
-  it.each(Object.keys(VARIANTS))(`%s: every gateway, worker, init and helm test container parses with its command's flags${KV_STORE_PENDING}`, (variant) => {
-    const checked = checkRender(rendered.get(variant)!, hasKvStore ? new Set() : new Set(['kv-store']));
-    const commands = new Set(checked.map((c) => c.command));
-    for (const c of ['gateway', 'prefill-worker', 'decode-worker', 'bench']) expect(commands, `${variant} runs ${c}`).toContain(c);
-    if (hasKvStore) expect(commands).toContain('kv-store');
-    // Peers dial workers at their pod IP; every engine shares one block size and model name.
-    for (const { where, flags } of checked.filter((c) => c.command.endsWith('-worker'))) {
-      expect(flags.str('advertise-host'), where).toBe(FIELD_REFS['status.podIP']);
-      expect(flags.str('host'), where).toBe('0.0.0.0');
-      expect(flags.str('redis'), where).toMatch(/^redis:\/\//);
-      expect(flags.str('data-port'), `${where} serves KV on a fixed port the NetworkPolicy opens`).toBe('50052');
-      expect(flags.str('tls'), where).toBe(variant === 'mTLS from cert-manager' ? 'on' : 'off');
-      if (variant === 'mTLS from cert-manager') expect(flags.str('tls-dir'), where).toBe('/etc/pdserve/tls');
-    }
-    const engines = checked.filter((c) => c.command === 'gateway' || c.command.endsWith('-worker'));
-    expect(new Set(engines.map((c) => c.flags.str('block-size'))).size, 'one block size').toBe(1);
-    expect(new Set(engines.map((c) => c.flags.str('served-model-name') ?? c.flags.str('model'))).size, 'one model').toBe(1);
-  });
+  it.each(Object.keys(VARIANTS))(
+    `%s: every gateway, worker, init and helm test container parses with its command's flags${KV_STORE_PENDING}`,
+    (variant) => {
+      const checked = checkRender(rendered.get(variant)!, hasKvStore ? new Set() : new Set(['kv-store']));
+      const commands = new Set(checked.map((c) => c.command));
+      for (const c of ['gateway', 'prefill-worker', 'decode-worker', 'bench']) expect(commands, `${variant} runs ${c}`).toContain(c);
+      if (hasKvStore) expect(commands).toContain('kv-store');
+      // Peers dial workers at their pod IP; every engine shares one block size and model name.
+      for (const { where, flags } of checked.filter((c) => c.command.endsWith('-worker'))) {
+        expect(flags.str('advertise-host'), where).toBe(FIELD_REFS['status.podIP']);
+        expect(flags.str('host'), where).toBe('0.0.0.0');
+        expect(flags.str('redis'), where).toMatch(/^redis:\/\//);
+        expect(flags.str('data-port'), `${where} serves KV on a fixed port the NetworkPolicy opens`).toBe('50052');
+        expect(flags.str('tls'), where).toBe(variant === 'mTLS from cert-manager' ? 'on' : 'off');
+        if (variant === 'mTLS from cert-manager') expect(flags.str('tls-dir'), where).toBe('/etc/pdserve/tls');
+      }
+      const engines = checked.filter((c) => c.command === 'gateway' || c.command.endsWith('-worker'));
+      expect(new Set(engines.map((c) => c.flags.str('block-size'))).size, 'one block size').toBe(1);
+      expect(new Set(engines.map((c) => c.flags.str('served-model-name') ?? c.flags.str('model'))).size, 'one model').toBe(1);
+    },
+  );
 
   it('passes every engine value and the router policy through under the CLI flag names', () => {
     const checked = checkRender(rendered.get('every engine value')!, new Set(['kv-store']));
     const decode = checked.find((c) => c.command === 'decode-worker')!.flags;
     const opts = engineOptions(decode, decode.required('model'), 'tiny-chat');
-    expect(opts).toMatchObject({ kvCacheBytes: 1.5 * 2 ** 30, maxNumSeqs: 8, maxNumBatchedTokens: 512, prefillChunkTokens: 0, maxWaiting: 10, maxModelLen: 1024 });
+    expect(opts).toMatchObject({
+      kvCacheBytes: 1.5 * 2 ** 30,
+      maxNumSeqs: 8,
+      maxNumBatchedTokens: 512,
+      prefillChunkTokens: 0,
+      maxWaiting: 10,
+      maxModelLen: 1024,
+    });
     expect(opts.runner).toMatchObject({ intraOpThreads: 2 });
     const gateway = checked.find((c) => c.command === 'gateway')!.flags;
     expect(policyOf(gateway)).toBe('session-affinity');
@@ -229,10 +270,14 @@ describe('the chart runs the CLI it ships', () => {
     expect(gateway.str('max-model-len'), 'the gateway refuses what no worker would take').toBe('1024');
   });
 
-  it('passes decode.speculative to the decode workers only, as the engine\'s speculative options', () => {
+  it("passes decode.speculative to the decode workers only, as the engine's speculative options", () => {
     const checked = checkRender(rendered.get('speculative decoding')!, new Set(['kv-store']));
     const decode = checked.find((c) => c.command === 'decode-worker')!.flags;
-    expect(engineOptions(decode, decode.required('model'), 'tiny').speculative).toEqual({ method: 'draft', modelDir: '/models/draft', numTokens: 3 });
+    expect(engineOptions(decode, decode.required('model'), 'tiny').speculative).toEqual({
+      method: 'draft',
+      modelDir: '/models/draft',
+      numTokens: 3,
+    });
     expect(checked.find((c) => c.command === 'prefill-worker')!.flags.str('speculative')).toBe('off');
     const plain = checkRender(rendered.get('default')!, new Set(['kv-store']));
     expect(engineOptions(plain.find((c) => c.command === 'decode-worker')!.flags, 'm', 'tiny').speculative).toBeUndefined();
@@ -242,26 +287,52 @@ describe('the chart runs the CLI it ships', () => {
     const checked = checkRender(rendered.get('edge values')!, new Set(['kv-store']));
     const gateway = checked.find((c) => c.command === 'gateway')!.flags;
     expect({
-      keyFile: gateway.str('api-key-file'), isolate: gateway.bool('isolate-cache-per-key'), rate: gateway.num('rate-limit'), burst: gateway.int('rate-limit-burst'),
-      concurrent: gateway.int('max-concurrent-per-key'), headers: gateway.int('headers-timeout-ms'), request: gateway.int('request-timeout-ms'),
-      keepAlive: gateway.int('keep-alive-timeout-ms'), connections: gateway.int('max-connections'), write: gateway.int('write-timeout-ms'), chars: gateway.int('max-prompt-chars'),
+      keyFile: gateway.str('api-key-file'),
+      isolate: gateway.bool('isolate-cache-per-key'),
+      rate: gateway.num('rate-limit'),
+      burst: gateway.int('rate-limit-burst'),
+      concurrent: gateway.int('max-concurrent-per-key'),
+      headers: gateway.int('headers-timeout-ms'),
+      request: gateway.int('request-timeout-ms'),
+      keepAlive: gateway.int('keep-alive-timeout-ms'),
+      connections: gateway.int('max-connections'),
+      write: gateway.int('write-timeout-ms'),
+      chars: gateway.int('max-prompt-chars'),
     }).toEqual({
-      keyFile: '/etc/pdserve/api-keys/api-keys', isolate: true, rate: 0.5, burst: 10, concurrent: 2, headers: 5000, request: 20000, keepAlive: 4000, connections: 1000, write: 15000, chars: 200000,
+      keyFile: '/etc/pdserve/api-keys/api-keys',
+      isolate: true,
+      rate: 0.5,
+      burst: 10,
+      concurrent: 2,
+      headers: 5000,
+      request: 20000,
+      keepAlive: 4000,
+      connections: 1000,
+      write: 15000,
+      chars: 200000,
     });
     expect(checked.find((c) => c.command === 'bench')!.flags.str('api-key-file')).toBe('/etc/pdserve/api-keys/api-keys');
   });
 
   it('gives the gateway the shortest max-model-len of the worker pools, and none when no pool sets one', () => {
     const gatewayOf = (docs: Manifest[]): Flags => checkRender(docs, new Set(['kv-store'])).find((c) => c.command === 'gateway')!.flags;
-    expect(gatewayOf(render(['--set', 'prefill.engine.maxModelLen=4096', '--set', 'decode.engine.maxModelLen=2048'])).str('max-model-len')).toBe('2048');
+    expect(
+      gatewayOf(render(['--set', 'prefill.engine.maxModelLen=4096', '--set', 'decode.engine.maxModelLen=2048'])).str('max-model-len'),
+    ).toBe('2048');
     expect(gatewayOf(render(['--set', 'decode.engine.maxModelLen=3000'])).str('max-model-len')).toBe('3000');
     expect(gatewayOf(rendered.get('default')!).str('max-model-len')).toBeUndefined();
   });
 
   it('fails on a flag the CLI does not know, a bad value, or a port that disagrees with the pod', () => {
     const bad = (set: string): Manifest[] => render(['--set-json', set]);
-    expect(() => checkRender(bad('gateway.extraArgs=["--router-policy=kv-aware"]'), new Set(['kv-store']))).toThrow(/gateway.*Unknown option '--router-policy'/s);
-    expect(() => checkRender(bad('decode.extraArgs=["--transports=rdma"]'), new Set(['kv-store']))).toThrow(/--transports takes a comma-separated list of tcp, shm, grpc, got "rdma"/);
-    expect(() => checkRender(bad('prefill.extraArgs=["--admin-port=9999"]'), new Set(['kv-store']))).toThrow(/--admin-port=9999 but container port "admin" is 9090/);
+    expect(() => checkRender(bad('gateway.extraArgs=["--router-policy=kv-aware"]'), new Set(['kv-store']))).toThrow(
+      /gateway.*Unknown option '--router-policy'/s,
+    );
+    expect(() => checkRender(bad('decode.extraArgs=["--transports=rdma"]'), new Set(['kv-store']))).toThrow(
+      /--transports takes a comma-separated list of tcp, shm, grpc, got "rdma"/,
+    );
+    expect(() => checkRender(bad('prefill.extraArgs=["--admin-port=9999"]'), new Set(['kv-store']))).toThrow(
+      /--admin-port=9999 but container port "admin" is 9090/,
+    );
   });
 });

@@ -80,7 +80,13 @@ const VALIDATORS: Readonly<Record<string, Validate>> = {
   'monitoring.coreos.com/v1/ServiceMonitor': crd((spec) => {
     const endpoints = spec['endpoints'] as { port?: string; path?: string; interval?: string }[];
     expect(Array.isArray(endpoints) && endpoints.length > 0).toBe(true);
-    for (const e of endpoints as { port?: string; path?: string; interval?: string; relabelings?: unknown[]; metricRelabelings?: unknown[] }[]) {
+    for (const e of endpoints as {
+      port?: string;
+      path?: string;
+      interval?: string;
+      relabelings?: unknown[];
+      metricRelabelings?: unknown[];
+    }[]) {
       expect(e.port).toBe('admin');
       expect(e.path).toBe('/metrics');
       expect(e.interval).toMatch(/^\d+(ms|s|m|h)$/);
@@ -127,17 +133,21 @@ beforeAll(() => {
 });
 
 /** Deployments, StatefulSets and bare Pods (the `helm test` hook). */
-const workloads = (docs: readonly Manifest[]): Manifest[] => docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet' || d.kind === 'Pod');
-const podSpec = (w: Manifest): IPodSpec => (w.kind === 'Pod' ? (w.spec as unknown as IPodSpec) : (w.spec!['template'] as { spec: IPodSpec }).spec);
+const workloads = (docs: readonly Manifest[]): Manifest[] =>
+  docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet' || d.kind === 'Pod');
+const podSpec = (w: Manifest): IPodSpec =>
+  w.kind === 'Pod' ? (w.spec as unknown as IPodSpec) : (w.spec!['template'] as { spec: IPodSpec }).spec;
 const component = (m: Manifest): string | undefined => m.metadata.labels?.['app.kubernetes.io/component'];
 const SERVICES = ['gateway', 'prefill', 'decode', 'kv-store'];
 /** The pdserve services' workloads (not the built-in Redis and NATS, not the test hook). */
 const pdservePods = (docs: readonly Manifest[]): Manifest[] => workloads(docs).filter((w) => SERVICES.includes(component(w) ?? ''));
-const testPods = (docs: readonly Manifest[]): Manifest[] => docs.filter((d) => d.kind === 'Pod' && d.metadata.annotations?.['helm.sh/hook'] === 'test');
+const testPods = (docs: readonly Manifest[]): Manifest[] =>
+  docs.filter((d) => d.kind === 'Pod' && d.metadata.annotations?.['helm.sh/hook'] === 'test');
 const podLabels = (w: Manifest): Readonly<Record<string, string>> =>
   (w.kind === 'Pod' ? w.metadata.labels : (w.spec!['template'] as { metadata: { labels: Record<string, string> } }).metadata.labels) ?? {};
 const mainContainer = (w: Manifest): IContainer => podSpec(w).containers[0]!;
-const find = (docs: readonly Manifest[], kind: string, comp: string): Manifest | undefined => docs.find((d) => d.kind === kind && component(d) === comp);
+const find = (docs: readonly Manifest[], kind: string, comp: string): Manifest | undefined =>
+  docs.find((d) => d.kind === kind && component(d) === comp);
 
 describe('helm chart', () => {
   it('passes helm lint --strict with defaults and with each profile', () => {
@@ -263,17 +273,27 @@ describe('helm chart', () => {
   it.each(PROFILES)('%s: wires every service, flag and port consistently', (p) => {
     const docs = rendered.get(p)!;
     const config = docs.find((d) => d.kind === 'ConfigMap' && !d.metadata.name.endsWith('-dashboards'))!;
-    const commands: Record<string, string> = { gateway: 'gateway', prefill: 'prefill-worker', decode: 'decode-worker', 'kv-store': 'kv-store' };
+    const commands: Record<string, string> = {
+      gateway: 'gateway',
+      prefill: 'prefill-worker',
+      decode: 'decode-worker',
+      'kv-store': 'kv-store',
+    };
     for (const w of pdservePods(docs)) {
       const c = mainContainer(w);
       expect(c.args?.[0]).toBe(commands[component(w)!]);
       const env = new Set([...(c.env ?? []).map((e) => e.name), ...Object.keys(config.data ?? {})]);
-      for (const a of c.args ?? []) for (const m of a.matchAll(/\$\(([A-Z_]+)\)/g)) expect(env.has(m[1]!), `${w.metadata.name}: ${a}`).toBe(true);
+      for (const a of c.args ?? [])
+        for (const m of a.matchAll(/\$\(([A-Z_]+)\)/g)) expect(env.has(m[1]!), `${w.metadata.name}: ${a}`).toBe(true);
       for (const flag of ['--host=0.0.0.0', '--admin-port=', '--cluster=']) {
-        expect(c.args?.some((a) => a.startsWith(flag)), `${w.metadata.name} ${flag}`).toBe(true);
+        expect(
+          c.args?.some((a) => a.startsWith(flag)),
+          `${w.metadata.name} ${flag}`,
+        ).toBe(true);
       }
       // --redis and --nats come from the environment (a Secret), never the args.
-      for (const v of ['PDSERVE_REDIS', 'PDSERVE_NATS']) expect(c.env?.find((e) => e.name === v)?.valueFrom?.secretKeyRef, `${w.metadata.name} ${v}`).toBeDefined();
+      for (const v of ['PDSERVE_REDIS', 'PDSERVE_NATS'])
+        expect(c.env?.find((e) => e.name === v)?.valueFrom?.secretKeyRef, `${w.metadata.name} ${v}`).toBeDefined();
       if (component(w) !== 'kv-store') expect(c.args).toContain('--model=$(PDSERVE_MODEL_DIR)');
     }
     // Every Service selects a workload and targets ports its pods name; the ServiceMonitor's jobs are the rules' jobs.
@@ -282,9 +302,14 @@ describe('helm chart', () => {
       const w = workloads(docs).find((x) => Object.entries(selector).every(([k, v]) => podLabels(x)[k] === v));
       expect(w, `Service ${s.metadata.name} selects a workload`).toBeDefined();
       const portNames = new Set(podSpec(w!).containers.flatMap((c) => (c.ports ?? []).map((x) => x.name)));
-      for (const port of s.spec!['ports'] as { targetPort: string }[]) expect(portNames.has(port.targetPort), `${s.metadata.name} → ${port.targetPort}`).toBe(true);
+      for (const port of s.spec!['ports'] as { targetPort: string }[])
+        expect(portNames.has(port.targetPort), `${s.metadata.name} → ${port.targetPort}`).toBe(true);
     }
-    const jobs = docs.filter((d) => d.kind === 'Service').map((s) => s.metadata.labels?.['pdserve.io/job']).filter(Boolean).sort();
+    const jobs = docs
+      .filter((d) => d.kind === 'Service')
+      .map((s) => s.metadata.labels?.['pdserve.io/job'])
+      .filter(Boolean)
+      .sort();
     expect(jobs).toEqual(['pdserve-decode', 'pdserve-gateway', 'pdserve-kv-store', 'pdserve-prefill']);
   });
 
@@ -295,7 +320,10 @@ describe('helm chart', () => {
     expect(podSpec(trial).volumes).toContainEqual({ name: 'models', emptyDir: {} });
     const ascend = find(rendered.get('ascend')!, 'Deployment', 'decode')!;
     expect(podSpec(ascend).initContainers ?? []).toEqual([]);
-    expect(podSpec(ascend).volumes).toContainEqual({ name: 'models', persistentVolumeClaim: { claimName: 'qwen3-8b-onnx', readOnly: true } });
+    expect(podSpec(ascend).volumes).toContainEqual({
+      name: 'models',
+      persistentVolumeClaim: { claimName: 'qwen3-8b-onnx', readOnly: true },
+    });
     expect(mainContainer(ascend).volumeMounts).toContainEqual({ name: 'models', mountPath: '/models', readOnly: true });
     const config = rendered.get('ascend')!.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'pd-pdserve')!;
     expect(config.data?.['PDSERVE_MODEL_DIR']).toBe('/models/qwen3-8b');
@@ -305,8 +333,14 @@ describe('helm chart', () => {
 
   it('gives the kv-store a volumeClaimTemplate for its disk tier, or an emptyDir when persistence is off', () => {
     const sts = find(rendered.get('ascend')!, 'StatefulSet', 'kv-store')!;
-    const claims = sts.spec!['volumeClaimTemplates'] as { metadata: { name: string }; spec: { storageClassName?: string; resources: { requests: { storage: string } } } }[];
-    expect(claims[0]).toMatchObject({ metadata: { name: 'data' }, spec: { storageClassName: 'local-nvme', resources: { requests: { storage: '1Ti' } } } });
+    const claims = sts.spec!['volumeClaimTemplates'] as {
+      metadata: { name: string };
+      spec: { storageClassName?: string; resources: { requests: { storage: string } } };
+    }[];
+    expect(claims[0]).toMatchObject({
+      metadata: { name: 'data' },
+      spec: { storageClassName: 'local-nvme', resources: { requests: { storage: '1Ti' } } },
+    });
     expect(mainContainer(sts).args).toEqual(expect.arrayContaining(['--disk-dir=/data', '--memory-bytes=64G', '--disk-bytes=800G']));
     const trial = find(rendered.get('default')!, 'StatefulSet', 'kv-store')!;
     expect(trial.spec!['volumeClaimTemplates']).toBeUndefined();
@@ -315,7 +349,10 @@ describe('helm chart', () => {
 
   it('adds HPAs only where enabled, and then leaves replicas to them', () => {
     const ascend = rendered.get('ascend')!;
-    const hpas = ascend.filter((d) => d.kind === 'HorizontalPodAutoscaler').map((d) => component(d)).sort();
+    const hpas = ascend
+      .filter((d) => d.kind === 'HorizontalPodAutoscaler')
+      .map((d) => component(d))
+      .sort();
     expect(hpas).toEqual(['decode', 'gateway']);
     expect(find(ascend, 'Deployment', 'decode')!.spec!['replicas']).toBeUndefined();
     expect(find(ascend, 'Deployment', 'prefill')!.spec!['replicas']).toBe(2);
@@ -326,25 +363,47 @@ describe('helm chart', () => {
 
   it('renders PodDisruptionBudgets and NetworkPolicies that match the pods', () => {
     const docs = rendered.get('ascend')!;
-    const pdbs = docs.filter((d) => d.kind === 'PodDisruptionBudget').map((d) => component(d)).sort();
+    const pdbs = docs
+      .filter((d) => d.kind === 'PodDisruptionBudget')
+      .map((d) => component(d))
+      .sort();
     expect(pdbs).toEqual(['decode', 'gateway', 'kv-store', 'prefill']);
     const policies = docs.filter((d) => d.kind === 'NetworkPolicy');
     expect(policies.map((d) => component(d)).sort()).toEqual(['decode', 'gateway', 'kv-store', 'prefill']);
     const decode = policies.find((d) => component(d) === 'decode')!;
     const ingress = decode.spec!['ingress'] as { ports: { port: string }[]; from?: unknown[] }[];
     expect(ingress[0]!.ports.map((x) => x.port)).toEqual(['grpc', 'data']);
-    expect(ingress[0]!.from).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pdserve', 'app.kubernetes.io/instance': 'pd' } } }]);
+    expect(ingress[0]!.from).toEqual([
+      { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pdserve', 'app.kubernetes.io/instance': 'pd' } } },
+    ]);
     expect(ingress[1]!.from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
     // The built-in Redis and NATS (the default trial) accept only this release's pods.
-    expect(rendered.get('default')!.filter((d) => d.kind === 'NetworkPolicy').map((d) => component(d)).sort()).toEqual([
-      'decode', 'gateway', 'kv-store', 'nats', 'prefill', 'redis',
-    ]);
-    expect(rendered.get('nvidia')!.filter((d) => d.kind === 'NetworkPolicy').map((d) => component(d)).sort()).toEqual(['decode', 'gateway', 'kv-store', 'prefill']);
+    expect(
+      rendered
+        .get('default')!
+        .filter((d) => d.kind === 'NetworkPolicy')
+        .map((d) => component(d))
+        .sort(),
+    ).toEqual(['decode', 'gateway', 'kv-store', 'nats', 'prefill', 'redis']);
+    expect(
+      rendered
+        .get('nvidia')!
+        .filter((d) => d.kind === 'NetworkPolicy')
+        .map((d) => component(d))
+        .sort(),
+    ).toEqual(['decode', 'gateway', 'kv-store', 'prefill']);
     // With the API restricted, the release's own pods (the helm test hook) may still call it.
     const gateway = policies.find((d) => component(d) === 'gateway')!;
     expect((gateway.spec!['ingress'] as { from?: unknown[] }[])[0]!.from).toBeUndefined();
-    const restricted = render(['-f', 'ci/ascend.yaml', '--set-json', 'networkPolicy.apiFrom=[{"namespaceSelector":{"matchLabels":{"team":"apps"}}}]']);
-    const api = (restricted.find((d) => d.kind === 'NetworkPolicy' && component(d) === 'gateway')!.spec!['ingress'] as { from?: unknown[] }[])[0]!;
+    const restricted = render([
+      '-f',
+      'ci/ascend.yaml',
+      '--set-json',
+      'networkPolicy.apiFrom=[{"namespaceSelector":{"matchLabels":{"team":"apps"}}}]',
+    ]);
+    const api = (
+      restricted.find((d) => d.kind === 'NetworkPolicy' && component(d) === 'gateway')!.spec!['ingress'] as { from?: unknown[] }[]
+    )[0]!;
     expect(api.from).toEqual([
       { namespaceSelector: { matchLabels: { team: 'apps' } } },
       { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pdserve', 'app.kubernetes.io/instance': 'pd' } } },
@@ -356,7 +415,9 @@ describe('helm chart', () => {
     const cm = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name.endsWith('-dashboards'))!;
     expect(cm.metadata.labels?.['grafana_dashboard']).toBe('1');
     expect(cm.metadata.namespace).toBe('monitoring');
-    const files = readdirSync(join(ROOT, 'deploy', 'grafana')).filter((f) => f.endsWith('.json')).sort();
+    const files = readdirSync(join(ROOT, 'deploy', 'grafana'))
+      .filter((f) => f.endsWith('.json'))
+      .sort();
     expect(Object.keys(cm.data ?? {}).sort()).toEqual(files);
     for (const f of files) expect(cm.data![f], f).toBe(readFileSync(join(ROOT, 'deploy', 'grafana', f), 'utf8'));
   });
@@ -383,37 +444,60 @@ describe('helm chart', () => {
     expect(pw['redis-password']).toMatch(/^[A-Za-z0-9]{32}$/);
     expect(pw['nats-password']).toMatch(/^[A-Za-z0-9]{32}$/);
     expect(secret.stringData).toEqual({
-      'redis-url': `redis://:${pw['redis-password']}@pd-pdserve-redis:6379`, 'redis-password': pw['redis-password'],
-      'nats-url': `nats://pdserve:${pw['nats-password']}@pd-pdserve-nats:4222`, 'nats-password': pw['nats-password'],
+      'redis-url': `redis://:${pw['redis-password']}@pd-pdserve-redis:6379`,
+      'redis-password': pw['redis-password'],
+      'nats-url': `nats://pdserve:${pw['nats-password']}@pd-pdserve-nats:4222`,
+      'nats-password': pw['nats-password'],
     });
-    for (const comp of ['gateway', 'prefill', 'decode']) expect(podSpec(find(docs, 'Deployment', comp)!).initContainers?.[0]?.args?.slice(0, 2)).toEqual(['model', 'tiny']);
+    for (const comp of ['gateway', 'prefill', 'decode'])
+      expect(podSpec(find(docs, 'Deployment', comp)!).initContainers?.[0]?.args?.slice(0, 2)).toEqual(['model', 'tiny']);
     const [hook] = testPods(docs);
     expect(hook, 'a helm test pod').toBeDefined();
     expect(podSpec(hook!).restartPolicy).toBe('Never');
     const gatewayService = find(docs, 'Service', 'gateway')!;
     const port = (gatewayService.spec!['ports'] as { name: string; port: number }[]).find((x) => x.name === 'http')!.port;
     // pdserve bench asks /v1/models for the model, sends one completion and exits 1 unless it completed.
-    expect(mainContainer(hook!).args).toEqual(expect.arrayContaining(['bench', `--url=http://${gatewayService.metadata.name}:${port}`, '--requests=1']));
+    expect(mainContainer(hook!).args).toEqual(
+      expect.arrayContaining(['bench', `--url=http://${gatewayService.metadata.name}:${port}`, '--requests=1']),
+    );
   });
 
   it.each(['ascend', 'nvidia'] as const)('%s: a production profile runs no built-in Redis or NATS', (p) => {
     const docs = rendered.get(p)!;
-    for (const c of ['redis', 'nats']) expect(docs.filter((d) => component(d) === c), c).toEqual([]);
+    for (const c of ['redis', 'nats'])
+      expect(
+        docs.filter((d) => component(d) === c),
+        c,
+      ).toEqual([]);
   });
 
   it.each(PROFILES)('%s: keeps control-plane URLs (which may carry credentials) out of ConfigMaps and container args', (p) => {
-    const docs = render([...profileArgs(p), '--set', 'redis.url=redis://:hunter2@redis.infra:6379', '--set', 'nats.url=nats://u:hunter2@nats.infra:4222']);
-    for (const d of docs.filter((x) => x.kind === 'ConfigMap')) expect(JSON.stringify(d.data ?? {}), d.metadata.name).not.toMatch(/hunter2|redis:\/\/|nats:\/\//);
+    const docs = render([
+      ...profileArgs(p),
+      '--set',
+      'redis.url=redis://:hunter2@redis.infra:6379',
+      '--set',
+      'nats.url=nats://u:hunter2@nats.infra:4222',
+    ]);
+    for (const d of docs.filter((x) => x.kind === 'ConfigMap'))
+      expect(JSON.stringify(d.data ?? {}), d.metadata.name).not.toMatch(/hunter2|redis:\/\/|nats:\/\//);
     for (const w of workloads(docs)) {
-      for (const c of [...(podSpec(w).initContainers ?? []), ...podSpec(w).containers]) expect(JSON.stringify(c.args ?? []), `${w.metadata.name}/${c.name}`).not.toMatch(/hunter2|redis:\/\/|nats:\/\//);
+      for (const c of [...(podSpec(w).initContainers ?? []), ...podSpec(w).containers])
+        expect(JSON.stringify(c.args ?? []), `${w.metadata.name}/${c.name}`).not.toMatch(/hunter2|redis:\/\/|nats:\/\//);
     }
     const own = docs.find((d) => d.kind === 'Secret');
     if (p === 'nvidia') {
       // Both URLs come from the user's Secret: the chart makes none, and url is ignored.
       expect(own).toBeUndefined();
       const env = mainContainer(find(docs, 'Deployment', 'decode')!).env!;
-      expect(env.find((e) => e.name === 'PDSERVE_REDIS')?.valueFrom?.secretKeyRef).toEqual({ name: 'pdserve-control-plane', key: 'redis-url' });
-      expect(env.find((e) => e.name === 'PDSERVE_NATS')?.valueFrom?.secretKeyRef).toEqual({ name: 'pdserve-control-plane', key: 'nats-url' });
+      expect(env.find((e) => e.name === 'PDSERVE_REDIS')?.valueFrom?.secretKeyRef).toEqual({
+        name: 'pdserve-control-plane',
+        key: 'redis-url',
+      });
+      expect(env.find((e) => e.name === 'PDSERVE_NATS')?.valueFrom?.secretKeyRef).toEqual({
+        name: 'pdserve-control-plane',
+        key: 'nats-url',
+      });
     } else {
       expect(own?.stringData).toEqual({ 'redis-url': 'redis://:hunter2@redis.infra:6379', 'nats-url': 'nats://u:hunter2@nats.infra:4222' });
       // A url replaces the built-in service.
@@ -424,7 +508,10 @@ describe('helm chart', () => {
   it('takes one URL from an existing Secret and the other from the chart, with the key the values name', () => {
     const docs = render(['--set', 'redis.existingSecret=infra-redis', '--set', 'redis.existingSecretKey=url']);
     const own = docs.find((d) => d.kind === 'Secret')?.stringData ?? {};
-    expect(own).toEqual({ 'nats-url': `nats://pdserve:${own['nats-password']}@pd-pdserve-nats:4222`, 'nats-password': own['nats-password'] });
+    expect(own).toEqual({
+      'nats-url': `nats://pdserve:${own['nats-password']}@pd-pdserve-nats:4222`,
+      'nats-password': own['nats-password'],
+    });
     const env = mainContainer(find(docs, 'Deployment', 'gateway')!).env!;
     expect(env.find((e) => e.name === 'PDSERVE_REDIS')?.valueFrom?.secretKeyRef).toEqual({ name: 'infra-redis', key: 'url' });
     expect(find(docs, 'Deployment', 'redis')).toBeUndefined();
@@ -433,37 +520,81 @@ describe('helm chart', () => {
 
   it('guards the API with keys from a Secret of yours, mounted as a file (never a ConfigMap or the args); the test hook uses them too', () => {
     const gatewayArgs = (docs: readonly Manifest[]): string[] => mainContainer(find(docs, 'Deployment', 'gateway')!).args ?? [];
-    expect(gatewayArgs(rendered.get('default')!).some((a) => /api-key|isolate-cache|rate-limit|concurrent-per-key/.test(a)), 'open by default').toBe(false);
+    expect(
+      gatewayArgs(rendered.get('default')!).some((a) => /api-key|isolate-cache|rate-limit|concurrent-per-key/.test(a)),
+      'open by default',
+    ).toBe(false);
     const docs = render([
-      '--set', 'gateway.apiKeys.existingSecret=team-keys', '--set', 'gateway.apiKeys.existingSecretKey=keys.txt', '--set', 'gateway.isolateCachePerKey=true',
-      '--set-json', 'gateway.limits={"rateLimit":2.5,"rateLimitBurst":20,"maxConcurrentPerKey":4}', '--set', 'gateway.http.writeTimeoutMs=60000',
+      '--set',
+      'gateway.apiKeys.existingSecret=team-keys',
+      '--set',
+      'gateway.apiKeys.existingSecretKey=keys.txt',
+      '--set',
+      'gateway.isolateCachePerKey=true',
+      '--set-json',
+      'gateway.limits={"rateLimit":2.5,"rateLimitBurst":20,"maxConcurrentPerKey":4}',
+      '--set',
+      'gateway.http.writeTimeoutMs=60000',
     ]);
     const gateway = find(docs, 'Deployment', 'gateway')!;
-    expect(gatewayArgs(docs)).toEqual(expect.arrayContaining([
-      '--api-key-file=/etc/pdserve/api-keys/keys.txt', '--isolate-cache-per-key', '--rate-limit=2.5', '--rate-limit-burst=20', '--max-concurrent-per-key=4', '--write-timeout-ms=60000',
-    ]));
-    expect(podSpec(gateway).volumes).toContainEqual({ name: 'api-keys', secret: { secretName: 'team-keys', items: [{ key: 'keys.txt', path: 'keys.txt' }], defaultMode: 0o440 } });
+    expect(gatewayArgs(docs)).toEqual(
+      expect.arrayContaining([
+        '--api-key-file=/etc/pdserve/api-keys/keys.txt',
+        '--isolate-cache-per-key',
+        '--rate-limit=2.5',
+        '--rate-limit-burst=20',
+        '--max-concurrent-per-key=4',
+        '--write-timeout-ms=60000',
+      ]),
+    );
+    expect(podSpec(gateway).volumes).toContainEqual({
+      name: 'api-keys',
+      secret: { secretName: 'team-keys', items: [{ key: 'keys.txt', path: 'keys.txt' }], defaultMode: 0o440 },
+    });
     expect(mainContainer(gateway).volumeMounts).toContainEqual({ name: 'api-keys', mountPath: '/etc/pdserve/api-keys', readOnly: true });
     // Only the gateway reads the keys; no ConfigMap names them.
-    for (const w of pdservePods(docs).filter((x) => component(x) !== 'gateway')) expect(JSON.stringify(podSpec(w)), w.metadata.name).not.toContain('team-keys');
-    for (const d of docs.filter((x) => x.kind === 'ConfigMap')) expect(JSON.stringify(d.data ?? {}), d.metadata.name).not.toContain('team-keys');
+    for (const w of pdservePods(docs).filter((x) => component(x) !== 'gateway'))
+      expect(JSON.stringify(podSpec(w)), w.metadata.name).not.toContain('team-keys');
+    for (const d of docs.filter((x) => x.kind === 'ConfigMap'))
+      expect(JSON.stringify(d.data ?? {}), d.metadata.name).not.toContain('team-keys');
     const [hook] = testPods(docs);
     expect(mainContainer(hook!).args).toContain('--api-key-file=/etc/pdserve/api-keys/keys.txt');
-    expect(podSpec(hook!).volumes).toContainEqual(expect.objectContaining({ name: 'api-keys', secret: expect.objectContaining({ secretName: 'team-keys' }) }));
+    expect(podSpec(hook!).volumes).toContainEqual(
+      expect.objectContaining({ name: 'api-keys', secret: expect.objectContaining({ secretName: 'team-keys' }) }),
+    );
     // Rules the CLI would refuse are refused at install.
-    expect(helm(['template', 'pd', '.', '--set', 'gateway.isolateCachePerKey=true']).stderr).toMatch(/gateway\.isolateCachePerKey needs API keys: set gateway\.apiKeys\.existingSecret/);
-    expect(helm(['template', 'pd', '.', '--set', 'gateway.limits.rateLimitBurst=5']).stderr).toMatch(/rateLimitBurst needs gateway\.limits\.rateLimit/);
+    expect(helm(['template', 'pd', '.', '--set', 'gateway.isolateCachePerKey=true']).stderr).toMatch(
+      /gateway\.isolateCachePerKey needs API keys: set gateway\.apiKeys\.existingSecret/,
+    );
+    expect(helm(['template', 'pd', '.', '--set', 'gateway.limits.rateLimitBurst=5']).stderr).toMatch(
+      /rateLimitBurst needs gateway\.limits\.rateLimit/,
+    );
     expect(helm(['template', 'pd', '.', '--set', 'gateway.apiKeys.existingSecret=Not_A_Name']).status).not.toBe(0);
   });
 
   it('exposes the API through an optional Ingress and Gateway API HTTPRoute, both to the gateway Service', () => {
     expect(rendered.get('default')!.some((d) => d.kind === 'Ingress' || d.kind === 'HTTPRoute')).toBe(false);
     const docs = render([
-      '--set', 'ingress.enabled=true', '--set', 'ingress.className=nginx', '--set', 'ingress.hosts[0].host=llm.example.com',
-      '--set', 'ingress.hosts[0].paths[0].path=/v1', '--set', 'ingress.hosts[0].paths[0].pathType=Prefix',
-      '--set-json', 'ingress.tls=[{"secretName":"llm-tls","hosts":["llm.example.com"]}]',
-      '--set', 'httpRoute.enabled=true', '--set-json', 'httpRoute.parentRefs=[{"name":"public","namespace":"gateways"}]',
-      '--set', 'httpRoute.hostnames[0]=llm.example.com', '--set', 'httpRoute.timeouts.request=600s',
+      '--set',
+      'ingress.enabled=true',
+      '--set',
+      'ingress.className=nginx',
+      '--set',
+      'ingress.hosts[0].host=llm.example.com',
+      '--set',
+      'ingress.hosts[0].paths[0].path=/v1',
+      '--set',
+      'ingress.hosts[0].paths[0].pathType=Prefix',
+      '--set-json',
+      'ingress.tls=[{"secretName":"llm-tls","hosts":["llm.example.com"]}]',
+      '--set',
+      'httpRoute.enabled=true',
+      '--set-json',
+      'httpRoute.parentRefs=[{"name":"public","namespace":"gateways"}]',
+      '--set',
+      'httpRoute.hostnames[0]=llm.example.com',
+      '--set',
+      'httpRoute.timeouts.request=600s',
     ]);
     for (const d of docs) VALIDATORS[`${d.apiVersion}/${d.kind}`]!(d);
     const service = find(docs, 'Service', 'gateway')!.metadata.name;
@@ -471,7 +602,12 @@ describe('helm chart', () => {
     expect(ingress.spec).toMatchObject({
       ingressClassName: 'nginx',
       tls: [{ secretName: 'llm-tls', hosts: ['llm.example.com'] }],
-      rules: [{ host: 'llm.example.com', http: { paths: [{ path: '/v1', pathType: 'Prefix', backend: { service: { name: service, port: { name: 'http' } } } }] } }],
+      rules: [
+        {
+          host: 'llm.example.com',
+          http: { paths: [{ path: '/v1', pathType: 'Prefix', backend: { service: { name: service, port: { name: 'http' } } } }] },
+        },
+      ],
     });
     const route = docs.find((d) => d.kind === 'HTTPRoute')!;
     expect(route.spec).toMatchObject({
@@ -486,9 +622,12 @@ describe('helm chart', () => {
 
   it("passes the ServiceMonitor's relabelings and metricRelabelings through", () => {
     const docs = render([
-      '-f', 'ci/ascend.yaml',
-      '--set-json', 'serviceMonitor.relabelings=[{"targetLabel":"cluster","replacement":"ascend-prod"}]',
-      '--set-json', 'serviceMonitor.metricRelabelings=[{"sourceLabels":["__name__"],"regex":"pdserve_nodejs_.*","action":"drop"}]',
+      '-f',
+      'ci/ascend.yaml',
+      '--set-json',
+      'serviceMonitor.relabelings=[{"targetLabel":"cluster","replacement":"ascend-prod"}]',
+      '--set-json',
+      'serviceMonitor.metricRelabelings=[{"sourceLabels":["__name__"],"regex":"pdserve_nodejs_.*","action":"drop"}]',
     ]);
     const endpoint = (docs.find((d) => d.kind === 'ServiceMonitor')!.spec!['endpoints'] as Record<string, unknown>[])[0]!;
     expect(endpoint['relabelings']).toEqual([
@@ -502,8 +641,12 @@ describe('helm chart', () => {
 
   it("points every alert's runbook_url at prometheusRule.runbookBaseUrl when it is set", () => {
     const base = 'https://git.example.com/llm/pdserve/-/blob/main/docs/runbooks.md';
-    const rule = render(['-f', 'ci/ascend.yaml', '--set', `prometheusRule.runbookBaseUrl=${base}`]).find((d) => d.kind === 'PrometheusRule')!;
-    const alerts = (rule.spec!['groups'] as { rules: { alert?: string; annotations?: Record<string, string> }[] }[]).flatMap((g) => g.rules).filter((r) => r.alert);
+    const rule = render(['-f', 'ci/ascend.yaml', '--set', `prometheusRule.runbookBaseUrl=${base}`]).find(
+      (d) => d.kind === 'PrometheusRule',
+    )!;
+    const alerts = (rule.spec!['groups'] as { rules: { alert?: string; annotations?: Record<string, string> }[] }[])
+      .flatMap((g) => g.rules)
+      .filter((r) => r.alert);
     expect(alerts.length).toBeGreaterThan(0);
     for (const a of alerts) expect(a.annotations?.['runbook_url']).toBe(`${base}#${a.alert!.toLowerCase()}`);
   });
@@ -548,9 +691,23 @@ describe('values.yaml, values.schema.json and the chart README', () => {
     const readme = readFileSync(join(CHART, 'README.md'), 'utf8');
     expect(readme, 'helm/pdserve/README.md is stale: node --import tsx scripts/chart-docs.ts').toBe(readmeWithTable(readme));
     const rows = valueRows().groups.flatMap((g) => g.rows);
-    expect(rows.filter((r) => r.description === '').map((r) => r.key), 'values without a description: a comment above the key in values.yaml, or one in the schema').toEqual([]);
-    for (const key of ['redis.existingSecret', 'ingress.enabled', 'httpRoute.parentRefs', 'serviceMonitor.metricRelabelings', 'prometheusRule.runbookBaseUrl', 'tests.enabled', 'decode.engine.maxNumSeqs']) {
-      expect(rows.map((r) => r.key), key).toContain(key);
+    expect(
+      rows.filter((r) => r.description === '').map((r) => r.key),
+      'values without a description: a comment above the key in values.yaml, or one in the schema',
+    ).toEqual([]);
+    for (const key of [
+      'redis.existingSecret',
+      'ingress.enabled',
+      'httpRoute.parentRefs',
+      'serviceMonitor.metricRelabelings',
+      'prometheusRule.runbookBaseUrl',
+      'tests.enabled',
+      'decode.engine.maxNumSeqs',
+    ]) {
+      expect(
+        rows.map((r) => r.key),
+        key,
+      ).toContain(key);
     }
   });
 });
@@ -561,10 +718,22 @@ describe('helm chart: trust inside the cluster', () => {
 
   it('issues certificates with cert-manager when it is installed, and runs every service with mTLS from them', () => {
     const docs = render(withCertManager);
-    const issued = docs.filter((d) => d.kind === 'Certificate' || d.kind === 'Issuer').map((d) => `${d.kind}/${d.metadata.name}`).sort();
-    expect(issued).toEqual(['Certificate/pd-pdserve-ca', 'Certificate/pd-pdserve-tls', 'Issuer/pd-pdserve-ca', 'Issuer/pd-pdserve-selfsigned']);
+    const issued = docs
+      .filter((d) => d.kind === 'Certificate' || d.kind === 'Issuer')
+      .map((d) => `${d.kind}/${d.metadata.name}`)
+      .sort();
+    expect(issued).toEqual([
+      'Certificate/pd-pdserve-ca',
+      'Certificate/pd-pdserve-tls',
+      'Issuer/pd-pdserve-ca',
+      'Issuer/pd-pdserve-selfsigned',
+    ]);
     const leaf = docs.find((d) => d.kind === 'Certificate' && d.metadata.name === 'pd-pdserve-tls')!;
-    expect(leaf.spec).toMatchObject({ secretName: 'pd-pdserve-tls', usages: expect.arrayContaining(['server auth', 'client auth']), issuerRef: { name: 'pd-pdserve-ca', kind: 'Issuer' } });
+    expect(leaf.spec).toMatchObject({
+      secretName: 'pd-pdserve-tls',
+      usages: expect.arrayContaining(['server auth', 'client auth']),
+      issuerRef: { name: 'pd-pdserve-ca', kind: 'Issuer' },
+    });
     expect(docs.find((d) => d.kind === 'Certificate' && d.metadata.name === 'pd-pdserve-ca')!.spec).toMatchObject({ isCA: true });
     for (const w of pdservePods(docs)) {
       expect(args(w), w.metadata.name).toEqual(expect.arrayContaining(['--tls=on', '--tls-dir=/etc/pdserve/tls']));
@@ -591,10 +760,16 @@ describe('helm chart: trust inside the cluster', () => {
     const redis = mainContainer(find(docs, 'Deployment', 'redis')!);
     expect(redis.args).toEqual(expect.arrayContaining(['--requirepass', '$(REDIS_PASSWORD)']));
     expect(redis.args).not.toContain('--protected-mode');
-    expect(redis.env?.find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom?.secretKeyRef).toEqual({ name: 'pd-pdserve-control-plane', key: 'redis-password' });
+    expect(redis.env?.find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'pd-pdserve-control-plane',
+      key: 'redis-password',
+    });
     const nats = mainContainer(find(docs, 'Deployment', 'nats')!);
     expect(nats.args).toEqual(expect.arrayContaining(['--user', 'pdserve', '--pass', '$(NATS_PASSWORD)']));
-    expect(nats.env?.find((e) => e.name === 'NATS_PASSWORD')?.valueFrom?.secretKeyRef).toEqual({ name: 'pd-pdserve-control-plane', key: 'nats-password' });
+    expect(nats.env?.find((e) => e.name === 'NATS_PASSWORD')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'pd-pdserve-control-plane',
+      key: 'nats-password',
+    });
   });
 
   it('restricts egress to the release, DNS and the control plane, and admin ports to the monitoring namespace by default', () => {
@@ -607,8 +782,13 @@ describe('helm chart: trust inside the cluster', () => {
         expect(egress).toEqual([]);
         continue;
       }
-      expect(egress[0]!.to).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pdserve', 'app.kubernetes.io/instance': 'pd' } } }]);
-      expect(egress[1]!.ports).toEqual([{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }]);
+      expect(egress[0]!.to).toEqual([
+        { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pdserve', 'app.kubernetes.io/instance': 'pd' } } },
+      ]);
+      expect(egress[1]!.ports).toEqual([
+        { port: 53, protocol: 'UDP' },
+        { port: 53, protocol: 'TCP' },
+      ]);
       expect(egress).toHaveLength(2); // built-in Redis and NATS are release pods
       const admin = (p.spec!['ingress'] as { ports: { port: string }[]; from?: unknown[] }[]).find((r) => r.ports[0]!.port === 'admin')!;
       expect(admin.from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);

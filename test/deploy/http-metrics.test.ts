@@ -27,7 +27,10 @@ afterAll(async () => {
 /** The HTTP series of the gateway's /metrics: each `name{labels}` line of the two HTTP families. */
 async function httpSeries(): Promise<string[]> {
   const text = await (await fetch(`${gateway.adminUrl}/metrics`)).text();
-  return text.split('\n').filter((l) => /^pdserve_(requests_total|request_duration_seconds_(bucket|sum|count))\{/.test(l)).map((l) => l.slice(0, l.lastIndexOf(' ')));
+  return text
+    .split('\n')
+    .filter((l) => /^pdserve_(requests_total|request_duration_seconds_(bucket|sum|count))\{/.test(l))
+    .map((l) => l.slice(0, l.lastIndexOf(' ')));
 }
 
 const word = (): string => randomBytes(6).toString('hex');
@@ -56,7 +59,11 @@ async function send(n: number, from: number, concurrency = 16): Promise<void> {
     Array.from({ length: concurrency }, async () => {
       while (next < from + n) {
         const { path, method } = randomRequest(next++);
-        const res = await fetch(`${gateway.url}${path}`, { method, body: method === 'POST' ? '{}' : undefined, headers: { 'content-type': 'application/json' } });
+        const res = await fetch(`${gateway.url}${path}`, {
+          method,
+          body: method === 'POST' ? '{}' : undefined,
+          headers: { 'content-type': 'application/json' },
+        });
         await res.arrayBuffer();
       }
     }),
@@ -79,7 +86,11 @@ describe('the gateway HTTP metrics', () => {
       expect(l['status']).toMatch(/^[1-5]\d\d$/);
     }
     // unmatched 404, /v1/models/{model} 404, /v1/completions 405: three route × status pairs, and nothing else.
-    expect(labels.map((l) => `${l['route']} ${l['status']}`).sort()).toEqual(['/v1/completions 405', '/v1/models/{model} 404', 'unmatched 404']);
+    expect(labels.map((l) => `${l['route']} ${l['status']}`).sort()).toEqual([
+      '/v1/completions 405',
+      '/v1/models/{model} 404',
+      'unmatched 404',
+    ]);
     // No raw path reached the exposition.
     expect(after1000.join('\n')).not.toMatch(/\/v1\/[0-9a-f]{12}/);
   });

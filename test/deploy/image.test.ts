@@ -27,7 +27,11 @@ const instructions = dockerfile
   .split('\n')
   .map((l) => l.trim())
   .filter((l) => l !== '' && !l.startsWith('#'));
-const stages = instructions.reduce<string[][]>((acc, l) => (l.startsWith('FROM ') ? [...acc, [l]] : (acc.at(-1)?.push(l), acc)), []);
+const stages: string[][] = [];
+for (const l of instructions) {
+  if (l.startsWith('FROM ')) stages.push([l]);
+  else stages.at(-1)?.push(l);
+}
 const finalStage = stages.at(-1)!;
 const entrypoint = JSON.parse(finalStage.find((l) => l.startsWith('ENTRYPOINT '))!.slice('ENTRYPOINT '.length)) as string[];
 /** Where the image's entrypoint script sits in the build layout (/app is the layout's root). */
@@ -126,7 +130,11 @@ describe('deploy/Dockerfile', () => {
     expect(base).toMatch(/^node:22(\.\d+){0,2}-(bookworm-)?slim$/);
     expect(stages.map((s) => s[0]!.replace(/ AS \w+$/, ''))).toEqual(stages.map(() => 'FROM ${NODE_IMAGE}'));
     const install = instructions.find((l) => l.includes('pnpm@'));
-    expect(install).toMatch(new RegExp(`ONNXRUNTIME_NODE_INSTALL=skip .*npx -y ${(rootManifest as { packageManager?: string }).packageManager} install --frozen-lockfile`));
+    expect(install).toMatch(
+      new RegExp(
+        `ONNXRUNTIME_NODE_INSTALL=skip .*npx -y ${(rootManifest as { packageManager?: string }).packageManager} install --frozen-lockfile`,
+      ),
+    );
     expect(instructions).toContain('RUN node scripts/build.mjs --out /out');
     expect(finalStage).toContain('COPY --from=build --chown=root:root /out /app');
     expect(entrypoint).toEqual(['node', '/app/bin/pdserve.mjs']);
@@ -134,8 +142,12 @@ describe('deploy/Dockerfile', () => {
   });
 
   it('runs as the non-root user the chart expects, with the cache under the writable /tmp', () => {
-    const values = parseYaml(readFileSync(join(ROOT, 'helm', 'pdserve', 'values.yaml'), 'utf8')) as { securityContext: { runAsUser: number; runAsGroup: number } };
-    expect(finalStage.find((l) => l.startsWith('USER '))).toBe(`USER ${values.securityContext.runAsUser}:${values.securityContext.runAsGroup}`);
+    const values = parseYaml(readFileSync(join(ROOT, 'helm', 'pdserve', 'values.yaml'), 'utf8')) as {
+      securityContext: { runAsUser: number; runAsGroup: number };
+    };
+    expect(finalStage.find((l) => l.startsWith('USER '))).toBe(
+      `USER ${values.securityContext.runAsUser}:${values.securityContext.runAsGroup}`,
+    );
     expect(finalStage.join('\n')).toMatch(/PDSERVE_CACHE=\/tmp\//);
   });
 
@@ -156,7 +168,11 @@ describe('deploy/image/package.json', () => {
       }
     }
     expect(imageManifest.dependencies).toEqual(Object.fromEntries([...wanted].sort(([a], [b]) => a.localeCompare(b))));
-    for (const dep of Object.keys(NOT_IN_IMAGE)) expect([...cliPackages().values()].some((m) => m.dependencies?.[dep]), `${dep} is still a dependency`).toBe(true);
+    for (const dep of Object.keys(NOT_IN_IMAGE))
+      expect(
+        [...cliPackages().values()].some((m) => m.dependencies?.[dep]),
+        `${dep} is still a dependency`,
+      ).toBe(true);
   });
 
   it('carries the release version every package, the chart (appVersion) and pdserve_build_info carry', () => {
@@ -169,24 +185,34 @@ describe('deploy/image/package.json', () => {
 
   it('states the oldest Node the runtime runs on: its APIs and every installed package admit it', () => {
     const range = imageManifest.engines!.node!;
-    const sources = [...cliPackages().keys()].flatMap((n) => sourceFiles(join(ROOT, 'packages', n.slice('@pdserve/'.length), 'src'))).map((f) => readFileSync(f, 'utf8'));
+    const sources = [...cliPackages().keys()]
+      .flatMap((n) => sourceFiles(join(ROOT, 'packages', n.slice('@pdserve/'.length), 'src')))
+      .map((f) => readFileSync(f, 'utf8'));
     for (const api of NODE_APIS) {
-      expect(sources.some((s) => api.used.test(s)), `${api.what} is no longer used: drop it from NODE_APIS`).toBe(true);
+      expect(
+        sources.some((s) => api.used.test(s)),
+        `${api.what} is no longer used: drop it from NODE_APIS`,
+      ).toBe(true);
       for (const v of lowerBounds(range)) expect(semver.satisfies(v, api.since), `Node ${v} lacks ${api.what}`).toBe(true);
     }
     // Not older than needed: each alternative's lower bound is what some API needs.
     expect(lowerBounds(range)).toEqual(['20.15.0', '22.2.0']);
-    for (const pkg of installedPackages(join(ROOT, 'node_modules')).filter((p) => Object.hasOwn(imageManifest.dependencies ?? {}, p.name))) {
-      for (const v of lowerBounds(range)) if (pkg.engines?.node) expect(semver.satisfies(v, pkg.engines.node), `${pkg.name} needs node ${pkg.engines.node}`).toBe(true);
+    for (const pkg of installedPackages(join(ROOT, 'node_modules')).filter((p) =>
+      Object.hasOwn(imageManifest.dependencies ?? {}, p.name),
+    )) {
+      for (const v of lowerBounds(range))
+        if (pkg.engines?.node) expect(semver.satisfies(v, pkg.engines.node), `${pkg.name} needs node ${pkg.engines.node}`).toBe(true);
     }
   });
 
   it('leaves the root package.json the minimum of the development tree (tests, build), within the runtime range', () => {
     const range = rootManifest.engines!.node!;
-    for (const v of lowerBounds(range)) expect(semver.satisfies(v, imageManifest.engines!.node!), `root engines ${range} admits ${v}`).toBe(true);
+    for (const v of lowerBounds(range))
+      expect(semver.satisfies(v, imageManifest.engines!.node!), `root engines ${range} admits ${v}`).toBe(true);
     for (const pkg of installedPackages(join(ROOT, 'node_modules'))) {
       if (!pkg.engines?.node) continue;
-      for (const v of lowerBounds(range)) expect(semver.satisfies(v, pkg.engines.node), `${pkg.name}@${pkg.version} needs node ${pkg.engines.node}`).toBe(true);
+      for (const v of lowerBounds(range))
+        expect(semver.satisfies(v, pkg.engines.node), `${pkg.name}@${pkg.version} needs node ${pkg.engines.node}`).toBe(true);
     }
   });
 });
@@ -203,7 +229,10 @@ describe('the build layout (scripts/build.mjs)', () => {
     app = join(tmp, 'app');
     const [built] = await Promise.all([
       new Promise<{ status: number | null; log: string }>((resolve) => {
-        const b = spawn(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), '--out', app], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+        const b = spawn(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), '--out', app], {
+          cwd: ROOT,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let log = '';
         b.stdout.on('data', (d: Buffer) => (log += d.toString()));
         b.stderr.on('data', (d: Buffer) => (log += d.toString()));
@@ -226,13 +255,25 @@ describe('the build layout (scripts/build.mjs)', () => {
   });
 
   /** The layout's own environment: nothing of this checkout (no tsx loader, no PDSERVE_* flags). */
-  const env = (): NodeJS.ProcessEnv => ({ PATH: process.env['PATH'], HOME: tmp, PDSERVE_CACHE: join(tmp, 'cache'), NODE_ENV: 'production' });
+  const env = (): NodeJS.ProcessEnv => ({
+    PATH: process.env['PATH'],
+    HOME: tmp,
+    PDSERVE_CACHE: join(tmp, 'cache'),
+    NODE_ENV: 'production',
+  });
 
   it('holds the bundle and production dependencies only, no TypeScript but the tiny builder it hashes', () => {
     const store = readdirSync(join(app, 'node_modules', '.pnpm'));
-    for (const dev of DEV_ONLY) expect(store.filter((d) => d.startsWith(`${dev.replace('/', '+')}@`)), dev).toEqual([]);
+    for (const dev of DEV_ONLY)
+      expect(
+        store.filter((d) => d.startsWith(`${dev.replace('/', '+')}@`)),
+        dev,
+      ).toEqual([]);
     const ts = filesOf(app).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && !f.startsWith('node_modules/'));
-    expect(ts.every((f) => f.startsWith('packages/model/src/tiny/')), ts.join(', ')).toBe(true);
+    expect(
+      ts.every((f) => f.startsWith('packages/model/src/tiny/')),
+      ts.join(', '),
+    ).toBe(true);
     expect(existsSync(join(app, entryInLayout))).toBe(true);
     expect(existsSync(join(app, 'proto', 'pdserve'))).toBe(true);
     const bytes = folderBytes(app);
@@ -253,7 +294,11 @@ describe('the build layout (scripts/build.mjs)', () => {
   });
 
   it('serves greedy completions equal to the reference loop from `start` (gateway, prefill, decode, kv-store)', async () => {
-    proc = spawn(process.execPath, [join(app, entryInLayout), 'start', '--port', '0', '--log-level', 'warn'], { cwd: tmp, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = spawn(process.execPath, [join(app, entryInLayout), 'start', '--port', '0', '--log-level', 'warn'], {
+      cwd: tmp,
+      env: env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
     const until = Date.now() + 45_000;
@@ -274,13 +319,24 @@ describe('the build layout (scripts/build.mjs)', () => {
     const tokenizer = await Tokenizer.fromDir(reference);
     const runner = await ModelRunner.create(loadModelSpec(reference));
     try {
-      for (const prompt of ['The production image', 'A longer prompt that fills more than one KV block of sixteen tokens, so prefill ships blocks']) {
+      for (const prompt of [
+        'The production image',
+        'A longer prompt that fills more than one KV block of sixteen tokens, so prefill ships blocks',
+      ]) {
         const ids = tokenizer.encode(prompt);
-        const ref = await referenceGenerate(runner, ids, samplingParams({ temperature: 0, maxTokens: 10, stopTokenIds: tokenizer.eosTokenIds }));
+        const ref = await referenceGenerate(
+          runner,
+          ids,
+          samplingParams({ temperature: 0, maxTokens: 10, stopTokenIds: tokenizer.eosTokenIds }),
+        );
         let res: Response;
         // Workers may still be joining the gateway (issue 13 §2): 503 not_ready is retried, nothing else.
         for (let tries = 0; ; tries++) {
-          res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', prompt, max_tokens: 10, temperature: 0 }) });
+          res = await fetch(`${url}/v1/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ model: 'tiny', prompt, max_tokens: 10, temperature: 0 }),
+          });
           if (res.status !== 503 || tries >= 100) break;
           await new Promise((r) => setTimeout(r, 100));
         }

@@ -18,7 +18,7 @@ const CHART_RULES = join(ROOT, 'helm', 'pdserve', 'rules');
 
 const promtool = promtoolPath();
 /** Suffix of every promtool-backed test's title: says why it was skipped. */
-const NEEDS_PROMTOOL = promtool ? '' : " [skipped: promtool not installed; apt-get install prometheus]";
+const NEEDS_PROMTOOL = promtool ? '' : ' [skipped: promtool not installed; apt-get install prometheus]';
 
 interface Rule {
   readonly record?: string;
@@ -55,7 +55,9 @@ const recording = rules(ruleFile('recording.yml'));
 const alerts = rules(ruleFile('alerts.yml'));
 const RECORDED = new Set(recording.map((r) => r.record!));
 
-const dashboardFiles = readdirSync(GRAFANA).filter((f) => f.endsWith('.json')).sort();
+const dashboardFiles = readdirSync(GRAFANA)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
 const dashboards = dashboardFiles.map((f) => ({ file: f, json: JSON.parse(readFileSync(join(GRAFANA, f), 'utf8')) as Dashboard }));
 const allPanels = (d: Dashboard): Panel[] => d.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
 const queries = dashboards.flatMap((d) =>
@@ -74,7 +76,9 @@ describe('the PromQL reference checker', () => {
   it('flags unknown metrics, undefined recording rules and foreign labels', () => {
     const rec = new Set(['job:pdserve_requests:rate5m']);
     expect(checkExpr('sum(rate(pdserve_requests_total{status=~"5..", job="pdserve-gateway"}[5m]))', rec)).toEqual([]);
-    expect(checkExpr('histogram_quantile(0.9, sum by (le) (rate(pdserve_time_to_first_token_seconds_bucket[$__rate_interval])))', rec)).toEqual([]);
+    expect(
+      checkExpr('histogram_quantile(0.9, sum by (le) (rate(pdserve_time_to_first_token_seconds_bucket[$__rate_interval])))', rec),
+    ).toEqual([]);
     expect(checkExpr('job:pdserve_requests:rate5m > 1', rec)).toEqual([]);
     expect(checkExpr('rate(pdserve_request_total[5m])', rec)).toEqual(['unknown metric pdserve_request_total']);
     expect(checkExpr('rate(pdserve_requests_total_bucket[5m])', rec)).toEqual(['unknown metric pdserve_requests_total_bucket']);
@@ -111,7 +115,11 @@ describe('prometheus rules', () => {
       .filter((l) => l.startsWith('#  '))
       .map((l) => l.slice(1))
       .join('\n');
-    const jobs = parseYaml(code) as { job_name: string; kubernetes_sd_configs: unknown[]; relabel_configs: { target_label?: string; replacement?: string }[] }[];
+    const jobs = parseYaml(code) as {
+      job_name: string;
+      kubernetes_sd_configs: unknown[];
+      relabel_configs: { target_label?: string; replacement?: string }[];
+    }[];
     expect(jobs[0]!.job_name).toBe('pdserve');
     expect(jobs[0]!.kubernetes_sd_configs).toEqual([{ role: 'pod' }]);
     expect(jobs[0]!.relabel_configs).toContainEqual(expect.objectContaining({ target_label: 'job', replacement: 'pdserve-$1' }));
@@ -126,8 +134,14 @@ describe('prometheus rules', () => {
     const cases = tests.flatMap((t) => t.alert_rule_test ?? []);
     for (const a of alerts) {
       const mine = cases.filter((c) => c.alertname === a.alert);
-      expect(mine.some((c) => (c.exp_alerts ?? []).length > 0), `${a.alert} fires somewhere`).toBe(true);
-      expect(mine.some((c) => (c.exp_alerts ?? []).length === 0), `${a.alert} stays quiet somewhere`).toBe(true);
+      expect(
+        mine.some((c) => (c.exp_alerts ?? []).length > 0),
+        `${a.alert} fires somewhere`,
+      ).toBe(true);
+      expect(
+        mine.some((c) => (c.exp_alerts ?? []).length === 0),
+        `${a.alert} stays quiet somewhere`,
+      ).toBe(true);
     }
   });
 
@@ -138,15 +152,31 @@ describe('prometheus rules', () => {
 
   it('cover the alerts the cluster needs', () => {
     expect(alerts.map((a) => a.alert)).toEqual(
-      expect.arrayContaining(['PdserveHighTimeToFirstToken', 'PdserveHighErrorRate', 'PdserveNoHealthyDecodeWorkers', 'PdserveKvPoolExhausted', 'PdserveKvStoreNearCapacity']),
+      expect.arrayContaining([
+        'PdserveHighTimeToFirstToken',
+        'PdserveHighErrorRate',
+        'PdserveNoHealthyDecodeWorkers',
+        'PdserveKvPoolExhausted',
+        'PdserveKvStoreNearCapacity',
+      ]),
     );
   });
 
   it('link every alert to its section of docs/runbooks.md', () => {
     const runbooks = readFileSync(join(ROOT, 'docs', 'runbooks.md'), 'utf8');
     // GitHub's anchors: a heading's text in lower case, spaces as dashes, punctuation dropped.
-    const anchors = new Set([...runbooks.matchAll(/^#{2,3} (.+)$/gm)].map((m) => m[1]!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
-    const raw = parseYaml(readFileSync(join(RULES, 'alerts.yml'), 'utf8')) as { groups: { rules: { alert: string; annotations: Record<string, string> }[] }[] };
+    const anchors = new Set(
+      [...runbooks.matchAll(/^#{2,3} (.+)$/gm)].map((m) =>
+        m[1]!
+          .trim()
+          .toLowerCase()
+          .replace(/[^\w\- ]/g, '')
+          .replace(/ /g, '-'),
+      ),
+    );
+    const raw = parseYaml(readFileSync(join(RULES, 'alerts.yml'), 'utf8')) as {
+      groups: { rules: { alert: string; annotations: Record<string, string> }[] }[];
+    };
     for (const a of raw.groups.flatMap((g) => g.rules)) {
       expect(a.annotations['runbook_url'], a.alert).toBe(`docs/runbooks.md#${a.alert.toLowerCase()}`);
       expect(anchors.has(a.alert.toLowerCase()), `docs/runbooks.md has a section ${a.alert}`).toBe(true);
@@ -166,7 +196,11 @@ describe('grafana dashboards', () => {
   it('are the generator output, in deploy/grafana and in the chart alike', () => {
     const rendered = renderDashboards();
     expect(dashboardFiles).toEqual([...rendered.keys()].sort());
-    expect(readdirSync(CHART_DASHBOARDS).filter((f) => f.endsWith('.json')).sort()).toEqual(dashboardFiles);
+    expect(
+      readdirSync(CHART_DASHBOARDS)
+        .filter((f) => f.endsWith('.json'))
+        .sort(),
+    ).toEqual(dashboardFiles);
     for (const [name, text] of rendered) {
       const hint = 'regenerate: node --import tsx deploy/grafana/dashboards.ts';
       expect(readFileSync(join(GRAFANA, name), 'utf8'), `${name}: ${hint}`).toBe(text);
@@ -175,7 +209,12 @@ describe('grafana dashboards', () => {
   });
 
   it('cover the cluster overview, KV cache, router and resources', () => {
-    expect(dashboards.map((d) => d.json.uid).sort()).toEqual(['pdserve-kv-cache', 'pdserve-overview', 'pdserve-resources', 'pdserve-router']);
+    expect(dashboards.map((d) => d.json.uid).sort()).toEqual([
+      'pdserve-kv-cache',
+      'pdserve-overview',
+      'pdserve-resources',
+      'pdserve-router',
+    ]);
   });
 
   it('are valid dashboards with unique panel ids and a datasource variable', () => {
@@ -201,9 +240,12 @@ describe('grafana dashboards', () => {
     for (const q of queries) expect(checkExpr(q.expr, RECORDED), q.where).toEqual([]);
   });
 
-  it("filter by namespace everywhere, and by the $model variable exactly where a metric has a model label", () => {
+  it('filter by namespace everywhere, and by the $model variable exactly where a metric has a model label', () => {
     for (const { file, json } of dashboards) {
-      expect(json.templating.list.map((v) => v.name), file).toEqual(expect.arrayContaining(['namespace', 'model']));
+      expect(
+        json.templating.list.map((v) => v.name),
+        file,
+      ).toEqual(expect.arrayContaining(['namespace', 'model']));
     }
     for (const q of queries) {
       for (const sel of exprRefs(q.expr).selectors) {
@@ -215,7 +257,9 @@ describe('grafana dashboards', () => {
   });
 
   it('show every application metric somewhere', () => {
-    const used = new Set(queries.flatMap((q) => [...q.expr.matchAll(/pdserve_[a-z0-9_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, ''))));
+    const used = new Set(
+      queries.flatMap((q) => [...q.expr.matchAll(/pdserve_[a-z0-9_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, ''))),
+    );
     const unused = METRIC_CATALOG.filter((m) => m.source !== 'process' && !used.has(m.name)).map((m) => m.name);
     expect(unused).toEqual([]);
   });

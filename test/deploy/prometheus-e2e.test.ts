@@ -11,7 +11,16 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { COMMANDS } from '@pdserve/cli';
-import { ensureTinyModel, freePort, spawnService, startNats, startRedis, waitFor, type ServiceProcess, type TestServer } from '@pdserve/testkit';
+import {
+  ensureTinyModel,
+  freePort,
+  spawnService,
+  startNats,
+  startRedis,
+  waitFor,
+  type ServiceProcess,
+  type TestServer,
+} from '@pdserve/testkit';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const RULES = join(ROOT, 'deploy', 'prometheus', 'rules');
@@ -26,23 +35,27 @@ const KV_STORE = COMMANDS.find((c) => c.name === 'kv-store')!;
  * Grafana's variables at their "All" values. $__rate_interval is at least four scrape intervals in Grafana;
  * 10s keeps windows of several 1s scrapes even when this shared machine delays one.
  */
-const fill = (expr: string): string => expr.replaceAll('$__rate_interval', '10s').replaceAll('$namespace', '.*').replaceAll('$model', '.*').replaceAll('$job', 'pdserve-.+');
+const fill = (expr: string): string =>
+  expr.replaceAll('$__rate_interval', '10s').replaceAll('$namespace', '.*').replaceAll('$model', '.*').replaceAll('$job', 'pdserve-.+');
 
 /** Queries that may legitimately return nothing from this run, each with the reason. */
 const MAY_BE_EMPTY: readonly { readonly match: RegExp; readonly reason: string; readonly when: boolean }[] = [
   {
     match: /pdserve_kvstore_hits_total.*\/.*pdserve_kvstore_misses_total/s,
-    reason: 'a hit ratio needs a read: the worker pools never fill in this short run, so nothing is offloaded and read back (hits and misses stay 0, and 0/0 is no value)',
+    reason:
+      'a hit ratio needs a read: the worker pools never fill in this short run, so nothing is offloaded and read back (hits and misses stay 0, and 0/0 is no value)',
     when: true,
   },
   {
     match: /histogram_quantile\(.*pdserve_migration_seconds_bucket/s,
-    reason: 'a migration\'s duration needs a migration: no stream breaks in this run, so the histogram has no observation (its quantile is no value); test/migration.test.ts and test/chaos.test.ts observe it',
+    reason:
+      "a migration's duration needs a migration: no stream breaks in this run, so the histogram has no observation (its quantile is no value); test/migration.test.ts and test/chaos.test.ts observe it",
     when: true,
   },
   {
     match: /rate\(pdserve_spec_\w+_total.*\/.*rate\(pdserve_spec_\w+_total/s,
-    reason: 'speculative decoding is off in this cluster (it is opt-in), so its counters stay 0 and their ratios are 0/0, no value; packages/metrics and the engine speculative tests count them',
+    reason:
+      'speculative decoding is off in this cluster (it is opt-in), so its counters stay 0 and their ratios are 0/0, no value; packages/metrics and the engine speculative tests count them',
     when: true,
   },
 ];
@@ -63,7 +76,10 @@ interface Panel {
   readonly panels?: readonly Panel[];
 }
 
-const ruleFiles = ['recording.yml', 'alerts.yml'].map((f) => ({ file: f, parsed: parseYaml(readFileSync(join(RULES, f), 'utf8')) as RuleFile }));
+const ruleFiles = ['recording.yml', 'alerts.yml'].map((f) => ({
+  file: f,
+  parsed: parseYaml(readFileSync(join(RULES, f), 'utf8')) as RuleFile,
+}));
 const allRules = ruleFiles.flatMap((f) => f.parsed.groups.flatMap((g) => g.rules));
 const recording = allRules.filter((r) => r.record);
 const alerts = allRules.filter((r) => r.alert);
@@ -115,7 +131,9 @@ let gatewayReadyBeforeWorkers = 0;
 let decodeDataPort = 0;
 
 async function prom<T>(path: string, params: Record<string, string | number>): Promise<T> {
-  const res = await fetch(`${promUrl}/api/v1/${path}?${new URLSearchParams(Object.entries(params).map(([k, v]): [string, string] => [k, String(v)]))}`);
+  const res = await fetch(
+    `${promUrl}/api/v1/${path}?${new URLSearchParams(Object.entries(params).map(([k, v]): [string, string] => [k, String(v)]))}`,
+  );
   const body = (await res.json()) as { status: string; data: T; error?: string };
   if (body.status !== 'success') throw new Error(`prometheus ${path} ${JSON.stringify(params)}: ${body.error}`);
   return body.data;
@@ -144,7 +162,14 @@ async function sendTraffic(client: OpenAI): Promise<void> {
   const long = new AbortController();
   const longStream = (async () => {
     const s = await client.completions.create(
-      { model: 'tiny', prompt: 'A long story that keeps the decode worker busy while the scrapes happen', max_tokens: 3000, temperature: 0, stream: true, ignore_eos: true } as OpenAI.CompletionCreateParamsStreaming,
+      {
+        model: 'tiny',
+        prompt: 'A long story that keeps the decode worker busy while the scrapes happen',
+        max_tokens: 3000,
+        temperature: 0,
+        stream: true,
+        ignore_eos: true,
+      } as OpenAI.CompletionCreateParamsStreaming,
       { signal: long.signal },
     );
     try {
@@ -158,12 +183,30 @@ async function sendTraffic(client: OpenAI): Promise<void> {
   for (let round = 0; round < 4; round++) {
     await client.completions.create({ model: 'tiny', prompt: `${shared} ${round}: what is a KV cache?`, max_tokens: 12, temperature: 0 });
     let streamed = 0;
-    for await (const c of await client.completions.create({ model: 'tiny', prompt: `${shared} ${round}: what is prefill?`, max_tokens: 12, temperature: 0, stream: true })) {
+    for await (const c of await client.completions.create({
+      model: 'tiny',
+      prompt: `${shared} ${round}: what is prefill?`,
+      max_tokens: 12,
+      temperature: 0,
+      stream: true,
+    })) {
       streamed += c.choices[0]?.text.length ?? 0;
     }
     expect(streamed).toBeGreaterThan(0);
-    await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: `${shared} ${round}: what is decode?` }], max_tokens: 8, temperature: 0 });
-    for await (const _ of await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: `${shared} ${round}: and routing?` }], max_tokens: 8, temperature: 0.7, seed: round, stream: true })) {
+    await client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: `${shared} ${round}: what is decode?` }],
+      max_tokens: 8,
+      temperature: 0,
+    });
+    for await (const _ of await client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: `${shared} ${round}: and routing?` }],
+      max_tokens: 8,
+      temperature: 0.7,
+      seed: round,
+      stream: true,
+    })) {
       // drain
     }
     // A client error, so the 4xx panels have something to show.
@@ -180,7 +223,22 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'pdserve-prom-'));
   const dir = await ensureTinyModel();
   [redis, nats] = await Promise.all([startRedis(), startNats()]);
-  const shared = ['--model', dir, '--served-model-name', 'tiny', '--cluster', 'prom', '--redis', redis.url, '--nats', nats.url, '--log-level', 'warn', '--lease-ttl-ms', '3000'];
+  const shared = [
+    '--model',
+    dir,
+    '--served-model-name',
+    'tiny',
+    '--cluster',
+    'prom',
+    '--redis',
+    redis.url,
+    '--nats',
+    nats.url,
+    '--log-level',
+    'warn',
+    '--lease-ttl-ms',
+    '3000',
+  ];
   const died = (): boolean => services.some((s) => s.proc.exitCode !== null);
   const ready = (s: ServiceProcess): Promise<boolean> => status(`http://127.0.0.1:${s.adminPort}/ready`).then((c) => c === 200);
   const fail = (e: Error): Promise<never> => Promise.reject(new Error(`${e.message}\n${dump()}`));
@@ -189,13 +247,32 @@ beforeAll(async () => {
   const gateway = await spawnService('gateway', 'gateway', [...shared, '--remote-prefill-min-tokens', '8'], '--port');
   services.push(gateway);
   jobs.set('pdserve-gateway', gateway);
-  await waitFor('gateway admin port', async () => !died() && (await status(`http://127.0.0.1:${gateway.adminPort}/health`)) === 200, 20_000).catch(fail);
+  await waitFor(
+    'gateway admin port',
+    async () => !died() && (await status(`http://127.0.0.1:${gateway.adminPort}/health`)) === 200,
+    20_000,
+  ).catch(fail);
   gatewayReadyBeforeWorkers = await status(`http://127.0.0.1:${gateway.adminPort}/ready`);
 
   decodeDataPort = await freePort();
   const started = await Promise.all([
     spawnService('prefill-0', 'prefill-worker', [...shared, '--kv-cache-bytes', '32M', '--instance-id', 'prefill-0'], '--grpc-port'),
-    spawnService('decode-0', 'decode-worker', [...shared, '--kv-cache-bytes', '32M', '--instance-id', 'decode-0', '--transports', 'tcp,grpc', '--data-port', String(decodeDataPort)], '--grpc-port'),
+    spawnService(
+      'decode-0',
+      'decode-worker',
+      [
+        ...shared,
+        '--kv-cache-bytes',
+        '32M',
+        '--instance-id',
+        'decode-0',
+        '--transports',
+        'tcp,grpc',
+        '--data-port',
+        String(decodeDataPort),
+      ],
+      '--grpc-port',
+    ),
   ]);
   services.push(...started);
   jobs.set('pdserve-prefill', started[0]);
@@ -222,20 +299,41 @@ beforeAll(async () => {
     scrape_configs: [...jobs].map(([job, s]) => ({ job_name: job, static_configs: [{ targets: [`127.0.0.1:${s.adminPort}`] }] })),
   };
   writeFileSync(join(tmp, 'prometheus.yml'), stringifyYaml(config));
-  prometheus = spawn(PROMETHEUS, [`--config.file=${join(tmp, 'prometheus.yml')}`, `--storage.tsdb.path=${join(tmp, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  prometheus = spawn(
+    PROMETHEUS,
+    [
+      `--config.file=${join(tmp, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(tmp, 'data')}`,
+      `--web.listen-address=127.0.0.1:${promPort}`,
+      '--log.level=warn',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   prometheus.stdout!.on('data', (d: Buffer) => (promLog = (promLog + d.toString()).slice(-10_000)));
   prometheus.stderr!.on('data', (d: Buffer) => (promLog = (promLog + d.toString()).slice(-10_000)));
-  await waitFor('prometheus ready', async () => prometheus!.exitCode === null && (await status(`${promUrl}/-/ready`)) === 200, 15_000).catch(fail);
+  await waitFor(
+    'prometheus ready',
+    async () => prometheus!.exitCode === null && (await status(`${promUrl}/-/ready`)) === 200,
+    15_000,
+  ).catch(fail);
   await waitFor('every target scraped', async () => (await instant('up == 1')).length === jobs.size, 10_000).catch(fail);
 
   const client = new OpenAI({ baseURL: `http://127.0.0.1:${gateway.port}/v1`, apiKey: 'x', maxRetries: 0, timeout: 30_000 });
   await sendTraffic(client);
   trafficEnd = Date.now() / 1000;
   // Two scrapes and a rule evaluation after the last request.
-  await waitFor('a scrape after the traffic', async () => Number((await instant('min(timestamp(up))'))[0]?.value?.[1] ?? 0) > trafficEnd + 1, 10_000);
-  await waitFor('a rule evaluation after that', async () => Number((await instant('timestamp(job:pdserve_requests:rate5m)'))[0]?.value?.[1] ?? 0) > trafficEnd + 1, 10_000);
+  await waitFor(
+    'a scrape after the traffic',
+    async () => Number((await instant('min(timestamp(up))'))[0]?.value?.[1] ?? 0) > trafficEnd + 1,
+    10_000,
+  );
+  await waitFor(
+    'a rule evaluation after that',
+    async () => Number((await instant('timestamp(job:pdserve_requests:rate5m)'))[0]?.value?.[1] ?? 0) > trafficEnd + 1,
+    10_000,
+  );
   // The whole file stays under 90 s: this hook is bounded at 80 s, the checks below take about a second.
 }, 80_000);
 
@@ -252,22 +350,30 @@ afterAll(async () => {
 });
 
 describe(`real Prometheus scraping a running cluster${NEEDS}`, () => {
-  it.skipIf(!PROMETHEUS)('a gateway is not ready before any decode worker exists; the decode worker binds --data-port and took KV', async () => {
-    expect(gatewayReadyBeforeWorkers).toBe(503);
-    await new Promise<void>((resolve, reject) => {
-      const s = connect(decodeDataPort, '127.0.0.1', () => (s.destroy(), resolve())).once('error', reject);
-    });
-    const bytes = await instant('sum(pdserve_kv_transfer_bytes_total{job="pdserve-decode", direction="in"})');
-    expect(Number(bytes[0]?.value?.[1]), 'KV arrived at the decode worker over the data plane').toBeGreaterThan(0);
-  });
+  it.skipIf(!PROMETHEUS)(
+    'a gateway is not ready before any decode worker exists; the decode worker binds --data-port and took KV',
+    async () => {
+      expect(gatewayReadyBeforeWorkers).toBe(503);
+      await new Promise<void>((resolve, reject) => {
+        const s = connect(decodeDataPort, '127.0.0.1', () => (s.destroy(), resolve())).once('error', reject);
+      });
+      const bytes = await instant('sum(pdserve_kv_transfer_bytes_total{job="pdserve-decode", direction="in"})');
+      expect(Number(bytes[0]?.value?.[1]), 'KV arrived at the decode worker over the data plane').toBeGreaterThan(0);
+    },
+  );
 
   it.skipIf(!PROMETHEUS)('has up == 1 for every service (gateway, prefill, decode, kv-store)', async () => {
     const up = await instant('up');
-    expect(Object.fromEntries(up.map((s) => [s.metric['job'], s.value?.[1]]))).toEqual(Object.fromEntries([...jobs.keys()].map((j) => [j, '1'])));
+    expect(Object.fromEntries(up.map((s) => [s.metric['job'], s.value?.[1]]))).toEqual(
+      Object.fromEntries([...jobs.keys()].map((j) => [j, '1'])),
+    );
   });
 
   it.skipIf(!PROMETHEUS)('loads every rule and evaluates each without error', async () => {
-    const data = await prom<{ groups: { name: string; rules: { name: string; health: string; lastError?: string; state?: string }[] }[] }>('rules', {});
+    const data = await prom<{ groups: { name: string; rules: { name: string; health: string; lastError?: string; state?: string }[] }[] }>(
+      'rules',
+      {},
+    );
     const loaded = data.groups.flatMap((g) => g.rules);
     expect(loaded.map((r) => r.name).sort()).toEqual(allRules.map((r) => r.record ?? r.alert!).sort());
     for (const r of loaded) expect(r.health, `${r.name}: ${r.lastError ?? ''}`).toBe('ok');
@@ -290,8 +396,13 @@ describe(`real Prometheus scraping a running cluster${NEEDS}`, () => {
   it.skipIf(!PROMETHEUS)('offers values for every dashboard variable, except the listed ones', async () => {
     const empty: string[] = [];
     for (const v of variableQueries) {
-      const values = await prom<string[]>(`label/${v.label}/values`, { 'match[]': v.selector, start: startedAt / 1000, end: Date.now() / 1000 });
-      if (values.length === 0 && VARIABLE_MAY_BE_EMPTY[v.label] === undefined) empty.push(`${v.where}: label_values(${v.selector}, ${v.label})`);
+      const values = await prom<string[]>(`label/${v.label}/values`, {
+        'match[]': v.selector,
+        start: startedAt / 1000,
+        end: Date.now() / 1000,
+      });
+      if (values.length === 0 && VARIABLE_MAY_BE_EMPTY[v.label] === undefined)
+        empty.push(`${v.where}: label_values(${v.selector}, ${v.label})`);
       if (v.label === 'job') expect(values.sort(), v.where).toEqual([...jobs.keys()].sort());
     }
     expect(empty, 'variables with no values').toEqual([]);

@@ -8,7 +8,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '@pdserve/api';
-import { MOONCAKE_TRACE, parseCostModel, parseTrace, readTrace, runBench, simulate, type BenchReport, type SimReport } from '@pdserve/bench';
+import {
+  MOONCAKE_TRACE,
+  parseCostModel,
+  parseTrace,
+  readTrace,
+  runBench,
+  simulate,
+  type BenchReport,
+  type SimReport,
+} from '@pdserve/bench';
 import { runCli } from '@pdserve/cli';
 import { connectControlPlane, InProcessHub, silentLogger as cpSilent } from '@pdserve/control-plane';
 import { startGateway } from '@pdserve/gateway';
@@ -24,14 +33,25 @@ const KV_CACHE_BYTES = 64 * 1024 * 1024;
 /** One size's comparison: the trace slice, its replay shape and each worker's KV pool. */
 export interface FidelityScale {
   readonly slice: { readonly from: number; readonly count: number };
-  readonly shape: { readonly blockScale: number; readonly maxInputLen: number; readonly lengthScale: number; readonly maxTokens: number; readonly timeScale: number };
+  readonly shape: {
+    readonly blockScale: number;
+    readonly maxInputLen: number;
+    readonly lengthScale: number;
+    readonly maxTokens: number;
+    readonly timeScale: number;
+  };
   readonly kvCacheBytes: number;
   /** Longest prompt the calibration measures (≥ the replay's prompts, so the prefill fit has points to fit). */
   readonly calibrateMaxPromptTokens: number;
 }
 
 /** The tiny model's comparison (the test's). */
-export const FIDELITY_TINY: FidelityScale = { slice: SLICE, shape: SHAPE, kvCacheBytes: KV_CACHE_BYTES, calibrateMaxPromptTokens: SHAPE.maxInputLen };
+export const FIDELITY_TINY: FidelityScale = {
+  slice: SLICE,
+  shape: SHAPE,
+  kvCacheBytes: KV_CACHE_BYTES,
+  calibrateMaxPromptTokens: SHAPE.maxInputLen,
+};
 
 /**
  * At a preset's size a prefill token costs ~20× the tiny model's, so the slice is scaled down to finish in
@@ -67,7 +87,14 @@ export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
   const costFile = join(tmp, 'cost.json');
   const full = await readTrace(MOONCAKE_TRACE);
   const records = full.records.slice(slice.from, slice.from + slice.count);
-  writeFileSync(sliceFile, records.map((r) => JSON.stringify({ timestamp: r.timestamp, input_length: r.inputLength, output_length: r.outputLength, hash_ids: r.hashIds })).join('\n') + '\n');
+  writeFileSync(
+    sliceFile,
+    records
+      .map((r) =>
+        JSON.stringify({ timestamp: r.timestamp, input_length: r.inputLength, output_length: r.outputLength, hash_ids: r.hashIds }),
+      )
+      .join('\n') + '\n',
+  );
   const dir = await ensureTinyModel(preset === undefined ? {} : { preset });
   // Calibrate first, on the real engine configured as the workers will be (quiet on stdout).
   const write = process.stdout.write;
@@ -75,8 +102,17 @@ export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
   let code: number;
   try {
     code = await runCli([
-      'calibrate', '--quick', '--skip-transfer', '--output', costFile, '--threads', String(ENGINE_THREADS),
-      '--max-prompt-tokens', String(calibrateMaxPromptTokens), '--kv-cache-bytes', String(kvCacheBytes),
+      'calibrate',
+      '--quick',
+      '--skip-transfer',
+      '--output',
+      costFile,
+      '--threads',
+      String(ENGINE_THREADS),
+      '--max-prompt-tokens',
+      String(calibrateMaxPromptTokens),
+      '--kv-cache-bytes',
+      String(kvCacheBytes),
       ...(preset === undefined ? [] : ['--model', dir, '--served-model-name', modelId]),
     ]);
   } finally {
@@ -85,7 +121,11 @@ export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
   if (code !== 0) throw new Error(`pdserve calibrate exited ${code}`);
   const cp = await connectControlPlane({ cluster: 'fidelity', hub: new InProcessHub(), logger: cpSilent });
   const engine = { modelDir: dir, modelId, kvCacheBytes, runner: { intraOpThreads: ENGINE_THREADS } };
-  const workers = await Promise.all([0, 1].map((i) => startWorkerService({ role: 'mixed', instanceId: `m${i}`, engine, controlPlane: cp, logger: cpSilent, transports: ['tcp'] })));
+  const workers = await Promise.all(
+    [0, 1].map((i) =>
+      startWorkerService({ role: 'mixed', instanceId: `m${i}`, engine, controlPlane: cp, logger: cpSilent, transports: ['tcp'] }),
+    ),
+  );
   const gateway = await startGateway({ modelDir: dir, modelId, controlPlane: cp, logger: silentLogger, port: 0, policy: 'kv-aware' });
   try {
     for (let i = 0; i < 200 && gateway.view.workers().length < 2; i++) await new Promise((r) => setTimeout(r, 20));

@@ -24,11 +24,21 @@ export async function startCluster(dir: string, policies: PolicyName[], kvBlocks
   const cp = await connectControlPlane({ cluster: 'routing', hub: new InProcessHub(), logger: cpSilent });
   const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: kvBlocks * BLOCK_BYTES, maxNumSeqs: 16 };
   const workers: WorkerService[] = [];
-  for (let i = 0; i < prefill; i++) workers.push(await startWorkerService({ role: 'prefill', instanceId: `p${i}`, engine, controlPlane: cp, logger: cpSilent }));
-  for (let i = 0; i < 2; i++) workers.push(await startWorkerService({ role: 'decode', instanceId: `d${i}`, engine, controlPlane: cp, logger: cpSilent }));
+  for (let i = 0; i < prefill; i++)
+    workers.push(await startWorkerService({ role: 'prefill', instanceId: `p${i}`, engine, controlPlane: cp, logger: cpSilent }));
+  for (let i = 0; i < 2; i++)
+    workers.push(await startWorkerService({ role: 'decode', instanceId: `d${i}`, engine, controlPlane: cp, logger: cpSilent }));
   const gateways = new Map<PolicyName, Gateway>();
   for (const policy of policies) {
-    const gw = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, policy, disagg: { remotePrefillMinTokens: 64 } });
+    const gw = await startGateway({
+      modelDir: dir,
+      modelId: 'tiny',
+      controlPlane: cp,
+      logger: silentLogger,
+      port: 0,
+      policy,
+      disagg: { remotePrefillMinTokens: 64 },
+    });
     await waitFor('gateway sees the workers', () => gw.view.workers().length === workers.length, 10_000);
     gateways.set(policy, gw);
   }
@@ -59,7 +69,11 @@ export interface Target {
 export async function runWorkloads(targets: Target[]): Promise<{ hitRate: number; meanTtftMs: number }[]> {
   for (const t of targets) {
     // Warm-up (JIT, model threads) on one-block prompts that later traffic never shares.
-    await Promise.all(Array.from({ length: 4 }, (_, i) => t.client.completions.create({ model: 'tiny', prompt: [1, 9000 + i, 9001, 9002], max_tokens: 2, temperature: 0 })));
+    await Promise.all(
+      Array.from({ length: 4 }, (_, i) =>
+        t.client.completions.create({ model: 'tiny', prompt: [1, 9000 + i, 9001, 9002], max_tokens: 2, temperature: 0 }),
+      ),
+    );
   }
   const before = targets.map((t) => t.workers.map((w) => w.engine.stats()));
   let seed = 12345;
@@ -96,7 +110,6 @@ export async function runWorkloads(targets: Target[]): Promise<{ hitRate: number
     return { hitRate: hit / query, meanTtftMs: t.ttfts.reduce((a, b) => a + b, 0) / t.ttfts.length };
   });
 }
-
 
 /** Every request after a prompt's first hits all its full system blocks: the best possible prefix hit rate. */
 export function bestHitRate(): number {

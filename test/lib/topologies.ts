@@ -22,7 +22,19 @@ export interface Topology {
 
 export async function startServe(dir: string, tokenizer: Tokenizer): Promise<Topology> {
   const engine = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', maxModelLen: 2048, maxWaiting: 64, maxNumSeqs: 32 });
-  const api: ApiServer = createApiServer({ models: [{ id: 'tiny', engine, tokenizer, maxModelLen: engine.maxModelLen, toolCallParser: defaultToolCallParser(loadModelSpec(dir).modelType) }], port: 0, logger: silentLogger });
+  const api: ApiServer = createApiServer({
+    models: [
+      {
+        id: 'tiny',
+        engine,
+        tokenizer,
+        maxModelLen: engine.maxModelLen,
+        toolCallParser: defaultToolCallParser(loadModelSpec(dir).modelType),
+      },
+    ],
+    port: 0,
+    logger: silentLogger,
+  });
   const { url } = await api.listen();
   return {
     name: 'serve',
@@ -39,9 +51,22 @@ export async function startServe(dir: string, tokenizer: Tokenizer): Promise<Top
 export async function startDisaggregated(dir: string): Promise<Topology> {
   const cp: ControlPlane = await connectControlPlane({ cluster: 'api', hub: new InProcessHub(), logger: cpSilent });
   const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: 64 * 1024 * 1024, maxModelLen: 2048 };
-  const prefill: WorkerService = await startWorkerService({ role: 'prefill', instanceId: 'p0', engine, controlPlane: cp, logger: cpSilent });
+  const prefill: WorkerService = await startWorkerService({
+    role: 'prefill',
+    instanceId: 'p0',
+    engine,
+    controlPlane: cp,
+    logger: cpSilent,
+  });
   const decode: WorkerService = await startWorkerService({ role: 'decode', instanceId: 'd0', engine, controlPlane: cp, logger: cpSilent });
-  const gateway: Gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, disagg: { remotePrefillMinTokens: 1 } });
+  const gateway: Gateway = await startGateway({
+    modelDir: dir,
+    modelId: 'tiny',
+    controlPlane: cp,
+    logger: silentLogger,
+    port: 0,
+    disagg: { remotePrefillMinTokens: 1 },
+  });
   for (let i = 0; i < 200 && gateway.view.workers().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
   return {
     name: 'disaggregated',

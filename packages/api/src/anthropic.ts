@@ -33,7 +33,8 @@ function textOf(v: unknown, param: string): string {
   if (!Array.isArray(v)) return invalid(`'${param}' must be a string or an array of text blocks.`, param);
   return v
     .map((b: unknown, i) => {
-      if (!isObject(b) || b['type'] !== 'text' || typeof b['text'] !== 'string') return invalid(`'${param}[${i}]' must be a text block; only text is supported here.`, `${param}[${i}]`);
+      if (!isObject(b) || b['type'] !== 'text' || typeof b['text'] !== 'string')
+        return invalid(`'${param}[${i}]' must be a text block; only text is supported here.`, `${param}[${i}]`);
       return b['text'];
     })
     .join('\n');
@@ -64,7 +65,8 @@ function toOpenAiMessages(m: unknown, i: number): Json[] {
         return;
       case 'tool_use':
         if (role !== 'assistant') return invalid(`'${p}': tool_use blocks belong to assistant messages.`, p);
-        if (typeof b['id'] !== 'string' || typeof b['name'] !== 'string' || !isObject(b['input'])) return invalid(`'${p}' needs an id, a name and an input object.`, p);
+        if (typeof b['id'] !== 'string' || typeof b['name'] !== 'string' || !isObject(b['input']))
+          return invalid(`'${p}' needs an id, a name and an input object.`, p);
         toolCalls.push({ id: b['id'], type: 'function', function: { name: b['name'], arguments: JSON.stringify(b['input']) } });
         return;
       case 'tool_result': {
@@ -75,7 +77,10 @@ function toOpenAiMessages(m: unknown, i: number): Json[] {
         return;
       }
       default:
-        return invalid(`Unsupported content block type ${JSON.stringify(b['type'] ?? null)} in '${p}'; this server takes text, tool_use and tool_result.`, `${p}.type`);
+        return invalid(
+          `Unsupported content block type ${JSON.stringify(b['type'] ?? null)} in '${p}'; this server takes text, tool_use and tool_result.`,
+          `${p}.type`,
+        );
     }
   });
   const text = texts.join('\n');
@@ -107,7 +112,10 @@ function toolsOf(v: unknown): unknown {
   return v.map((t: unknown, i) => {
     if (!isObject(t)) return invalid(`'tools[${i}]' must be an object.`, `tools[${i}]`);
     if (t['type'] !== undefined && t['type'] !== null && t['type'] !== 'custom') {
-      return invalid(`'tools[${i}]': server tools (${JSON.stringify(t['type'])}) are not supported; define client tools with name and input_schema.`, `tools[${i}].type`);
+      return invalid(
+        `'tools[${i}]': server tools (${JSON.stringify(t['type'])}) are not supported; define client tools with name and input_schema.`,
+        `tools[${i}].type`,
+      );
     }
     const fn: Record<string, unknown> = { name: t['name'], parameters: t['input_schema'] };
     if (t['description'] !== undefined) fn['description'] = t['description'];
@@ -139,7 +147,8 @@ export function parseMessagesRequest(body: unknown, countOnly = false): Messages
   const system = body['system'];
   if (system !== undefined && system !== null) messages.unshift({ role: 'system', content: textOf(system, 'system') });
   const thinking = body['thinking'];
-  if (isObject(thinking) && thinking['type'] === 'enabled') throw ApiError.invalid(`'thinking' is not supported by this server.`, 'thinking', 'unsupported_parameter');
+  if (isObject(thinking) && thinking['type'] === 'enabled')
+    throw ApiError.invalid(`'thinking' is not supported by this server.`, 'thinking', 'unsupported_parameter');
   // Everything else is checked as a chat completion is: one parser, one set of bounds. temperature, top_p
   // and top_k are those of older API versions (the 1.x SDK no longer sends them).
   const chatBody: Record<string, unknown> = {
@@ -215,7 +224,8 @@ export async function serveMessages(ctx: RequestContext, model: ServedModel, req
       const x = split(ev.text, ev.kind === 'finish');
       text += x.content;
       for (const d of x.calls) {
-        if (d.id !== undefined) uses[d.index] = { id: d.id.replace(/^call_/, 'toolu_'), name: d.function.name ?? '', input: d.function.arguments };
+        if (d.id !== undefined)
+          uses[d.index] = { id: d.id.replace(/^call_/, 'toolu_'), name: d.function.name ?? '', input: d.function.arguments };
         else uses[d.index]!.input += d.function.arguments;
       }
       if (ev.kind === 'finish') {
@@ -224,13 +234,18 @@ export async function serveMessages(ctx: RequestContext, model: ServedModel, req
       }
     }
     if (ctx.signal.aborted) return;
-    const content = [...(text === '' ? [] : [{ type: 'text', text }]), ...uses.map((u) => ({ type: 'tool_use', id: u.id, name: u.name, input: parseInput(u.input) }))];
+    const content = [
+      ...(text === '' ? [] : [{ type: 'text', text }]),
+      ...uses.map((u) => ({ type: 'tool_use', id: u.id, name: u.name, input: parseInput(u.input) })),
+    ];
     sendJson(ctx.res, 200, { ...message, content, ...stop, usage: usage(outputTokens) });
     if (ctx.writeTimeoutMs !== undefined) finishWithin(ctx.res, ctx.writeTimeoutMs, ctx.log);
     return;
   }
 
-  const sse = new SseStream(ctx.res, ctx.writeTimeoutMs, () => ctx.log.warn({ timeoutMs: ctx.writeTimeoutMs }, 'client stopped reading; request aborted'));
+  const sse = new SseStream(ctx.res, ctx.writeTimeoutMs, () =>
+    ctx.log.warn({ timeoutMs: ctx.writeTimeoutMs }, 'client stopped reading; request aborted'),
+  );
   sse.open();
   // Content blocks open in order; the open one is closed when another starts and at the end.
   let block = -1;
@@ -241,7 +256,10 @@ export async function serveMessages(ctx: RequestContext, model: ServedModel, req
     open = undefined;
   };
   try {
-    await sse.event('message_start', { type: 'message_start', message: { ...message, content: [], stop_reason: null, stop_sequence: null, usage: usage(0) } });
+    await sse.event('message_start', {
+      type: 'message_start',
+      message: { ...message, content: [], stop_reason: null, stop_sequence: null, usage: usage(0) },
+    });
     await sse.event('ping', { type: 'ping' });
     for await (const ev of events) {
       if (ev.kind === 'start') continue;
@@ -253,7 +271,11 @@ export async function serveMessages(ctx: RequestContext, model: ServedModel, req
           open = 'text';
           await sse.event('content_block_start', { type: 'content_block_start', index: block, content_block: { type: 'text', text: '' } });
         }
-        await sse.event('content_block_delta', { type: 'content_block_delta', index: block, delta: { type: 'text_delta', text: x.content } });
+        await sse.event('content_block_delta', {
+          type: 'content_block_delta',
+          index: block,
+          delta: { type: 'text_delta', text: x.content },
+        });
       }
       for (const d of x.calls) {
         if (d.id !== undefined) {
@@ -265,12 +287,20 @@ export async function serveMessages(ctx: RequestContext, model: ServedModel, req
           await sse.event('content_block_start', { type: 'content_block_start', index: block, content_block: start });
         }
         if (d.function.arguments !== '') {
-          await sse.event('content_block_delta', { type: 'content_block_delta', index: toolBlock.get(d.index) ?? block, delta: { type: 'input_json_delta', partial_json: d.function.arguments } });
+          await sse.event('content_block_delta', {
+            type: 'content_block_delta',
+            index: toolBlock.get(d.index) ?? block,
+            delta: { type: 'input_json_delta', partial_json: d.function.arguments },
+          });
         }
       }
       if (ev.kind === 'finish') {
         await close();
-        await sse.event('message_delta', { type: 'message_delta', delta: stopOf(ev.reason, ev.stopString), usage: { output_tokens: ev.completionTokens } });
+        await sse.event('message_delta', {
+          type: 'message_delta',
+          delta: stopOf(ev.reason, ev.stopString),
+          usage: { output_tokens: ev.completionTokens },
+        });
       }
     }
   } catch (err) {

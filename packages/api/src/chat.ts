@@ -20,13 +20,28 @@ export async function serveChat(ctx: RequestContext, model: ServedModel, req: Ch
   await serveGeneration(ctx, {
     model,
     prompts: [prompt],
-    specs: choiceSpecs([prompt], req.n, req.sampling, ctx.requestId, cacheSaltOf(req.cacheSalt, ctx.cacheTenant), req.priority, req.serviceTier),
+    specs: choiceSpecs(
+      [prompt],
+      req.n,
+      req.sampling,
+      ctx.requestId,
+      cacheSaltOf(req.cacheSalt, ctx.cacheTenant),
+      req.priority,
+      req.serviceTier,
+    ),
     stream: req.stream,
     includeUsage: req.includeUsage,
     idPrefix: 'chatcmpl',
     object: 'chat.completion',
     chunkObject: 'chat.completion.chunk',
-    formatter: (spec: ChoiceSpec) => chatChoice(spec.index, texts, topN, toolCallExtractor(req.toolChoice, model.toolCallParser ?? 'hermes', req.parallelToolCalls ? Infinity : 1), onPrompt),
+    formatter: (spec: ChoiceSpec) =>
+      chatChoice(
+        spec.index,
+        texts,
+        topN,
+        toolCallExtractor(req.toolChoice, model.toolCallParser ?? 'hermes', req.parallelToolCalls ? Infinity : 1),
+        onPrompt,
+      ),
     extra: () => (promptLogprobs === undefined ? {} : { prompt_logprobs: promptLogprobs }),
   });
 }
@@ -42,7 +57,8 @@ interface ToolCall {
 function foldCalls(calls: ToolCall[], deltas: readonly ToolCallDelta[]): void {
   for (const d of deltas) {
     const c = calls[d.index];
-    if (c === undefined) calls[d.index] = { id: d.id ?? '', type: 'function', function: { name: d.function.name ?? '', arguments: d.function.arguments } };
+    if (c === undefined)
+      calls[d.index] = { id: d.id ?? '', type: 'function', function: { name: d.function.name ?? '', arguments: d.function.arguments } };
     else c.function.arguments += d.function.arguments;
   }
 }
@@ -69,7 +85,8 @@ function chatChoice(
     const rest = tools.finish();
     return { content: x.content + rest.content, calls: [...x.calls, ...rest.calls] };
   };
-  const reason = (ev: ChoiceUpdate): string | null => (ev.kind !== 'finish' ? null : ev.reason === 'stop' && tools.called ? 'tool_calls' : ev.reason);
+  const reason = (ev: ChoiceUpdate): string | null =>
+    ev.kind !== 'finish' ? null : ev.reason === 'stop' && tools.called ? 'tool_calls' : ev.reason;
   return {
     opening: () => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }),
     chunk: (ev: ChoiceUpdate) => {
@@ -93,7 +110,10 @@ function chatChoice(
     result: () => ({
       index,
       // OpenAI's shape: content null when the reply is only tool calls.
-      message: calls.length === 0 ? { role: 'assistant', content } : { role: 'assistant', content: content === '' ? null : content, tool_calls: calls },
+      message:
+        calls.length === 0
+          ? { role: 'assistant', content }
+          : { role: 'assistant', content: content === '' ? null : content, tool_calls: calls },
       logprobs: logprobs(tokens),
       finish_reason: finishReason,
     }),

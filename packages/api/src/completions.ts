@@ -1,5 +1,13 @@
 import type { ChoiceSpec, GeneratedToken } from './generate';
-import { TokenTexts, codePoints, completionLogprobs, concatLogprobs, echoLogprobs, vllmPromptLogprobs, type CompletionLogprobs } from './logprobs';
+import {
+  TokenTexts,
+  codePoints,
+  completionLogprobs,
+  concatLogprobs,
+  echoLogprobs,
+  vllmPromptLogprobs,
+  type CompletionLogprobs,
+} from './logprobs';
 import { cacheSaltOf, choiceSpecs, prepareCompletionPrompts, type ServedModel } from './prompt';
 import type { CompletionRequest } from './requests';
 import { serveGeneration, type ChoiceFormatter, type ChoiceUpdate, type RequestContext } from './serve';
@@ -12,7 +20,15 @@ export async function serveCompletion(ctx: RequestContext, model: ServedModel, r
   await serveGeneration(ctx, {
     model,
     prompts,
-    specs: choiceSpecs(prompts, req.n, req.sampling, ctx.requestId, cacheSaltOf(req.cacheSalt, ctx.cacheTenant), req.priority, req.serviceTier),
+    specs: choiceSpecs(
+      prompts,
+      req.n,
+      req.sampling,
+      ctx.requestId,
+      cacheSaltOf(req.cacheSalt, ctx.cacheTenant),
+      req.priority,
+      req.serviceTier,
+    ),
     stream: req.stream,
     includeUsage: req.includeUsage,
     idPrefix: 'cmpl',
@@ -20,7 +36,11 @@ export async function serveCompletion(ctx: RequestContext, model: ServedModel, r
     chunkObject: 'text_completion',
     formatter: (spec: ChoiceSpec) => {
       const prompt = prompts[spec.promptIndex]!;
-      return completionChoice(spec.index, { text: req.echo ? prompt.text : '', ids: prompt.tokenIds }, texts, { wantLogprobs, echo: req.echo, promptLogprobs: req.promptLogprobs !== undefined });
+      return completionChoice(spec.index, { text: req.echo ? prompt.text : '', ids: prompt.tokenIds }, texts, {
+        wantLogprobs,
+        echo: req.echo,
+        promptLogprobs: req.promptLogprobs !== undefined,
+      });
     },
   });
 }
@@ -55,7 +75,13 @@ function completionChoice(
         offset = lp.endOffset;
         logprobs = echoed(lp.logprobs, ev.promptLogprobs);
       }
-      const out = { index, text: unsentEcho + ev.text, logprobs, finish_reason: ev.kind === 'finish' ? ev.reason : null, ...promptField(ev.promptLogprobs) };
+      const out = {
+        index,
+        text: unsentEcho + ev.text,
+        logprobs,
+        finish_reason: ev.kind === 'finish' ? ev.reason : null,
+        ...promptField(ev.promptLogprobs),
+      };
       unsentEcho = '';
       return out;
     },

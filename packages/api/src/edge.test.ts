@@ -14,12 +14,18 @@ afterEach(async () => {
   s = undefined;
 });
 
-async function setup(server: Parameters<typeof startTestServer>[1] = {}, engine: FakeEngineOptions = { reply: () => words(' Hello world!') }): Promise<TestServer> {
+async function setup(
+  server: Parameters<typeof startTestServer>[1] = {},
+  engine: FakeEngineOptions = { reply: () => words(' Hello world!') },
+): Promise<TestServer> {
   s = await startTestServer(engine, server);
   return s;
 }
 
-function call(path: string, init: { method?: string; key?: string; header?: 'bearer' | 'x-api-key'; body?: unknown } = {}): Promise<Response> {
+function call(
+  path: string,
+  init: { method?: string; key?: string; header?: 'bearer' | 'x-api-key'; body?: unknown } = {},
+): Promise<Response> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (init.key !== undefined) {
     if (init.header === 'x-api-key') headers['x-api-key'] = init.key;
@@ -32,7 +38,9 @@ function call(path: string, init: { method?: string; key?: string; header?: 'bea
   });
 }
 
-async function errorOf(res: Response): Promise<{ status: number; code: string | null; type: string; message: string; param?: string | null }> {
+async function errorOf(
+  res: Response,
+): Promise<{ status: number; code: string | null; type: string; message: string; param?: string | null }> {
   const body = (await res.json()) as { error: { code: string | null; type: string; message: string; param?: string | null } };
   return { status: res.status, ...body.error };
 }
@@ -169,7 +177,9 @@ describe('server timeouts and caps', () => {
     await setup({ writeTimeoutMs: 300 }, { endless: true, chunkSize: 4, maxModelLen: 1_000_000 });
     const sock = await rawSocket();
     const body = JSON.stringify({ model: 'toy', prompt: 'Hello', max_tokens: 900_000, n: 16, logprobs: 20, stream: true });
-    sock.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    sock.write(
+      `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
     let head = '';
     await new Promise<void>((resolve) => {
       const onData = (d: Buffer): void => {
@@ -197,7 +207,17 @@ describe('prompt size before tokenizing', () => {
     expect(tooLong).toMatchObject({ status: 400, code: 'string_above_max_length' });
     const batch = await errorOf(await call('/v1/completions', { body: { ...completion, prompt: ['ok', 'y'.repeat(200)] } }));
     expect(batch).toMatchObject({ status: 400, code: 'string_above_max_length' });
-    const chat = await errorOf(await call('/v1/chat/completions', { body: { model: 'toy', messages: [{ role: 'user', content: 'z'.repeat(60) }, { role: 'user', content: 'z'.repeat(60) }] } }));
+    const chat = await errorOf(
+      await call('/v1/chat/completions', {
+        body: {
+          model: 'toy',
+          messages: [
+            { role: 'user', content: 'z'.repeat(60) },
+            { role: 'user', content: 'z'.repeat(60) },
+          ],
+        },
+      }),
+    );
     expect(chat).toMatchObject({ status: 400, code: 'string_above_max_length' });
     expect(s!.engine.requests).toEqual([]);
     expect((await call('/v1/completions', { body: { ...completion, prompt: 'x'.repeat(90) } })).status).toBe(200);
@@ -205,9 +225,13 @@ describe('prompt size before tokenizing', () => {
 
   it('defaults to 16 characters per token of context', async () => {
     await setup({}, { maxModelLen: 10, reply: () => [] });
-    expect((await errorOf(await call('/v1/completions', { body: { ...completion, prompt: 'x'.repeat(161), max_tokens: 1 } }))).code).toBe('string_above_max_length');
+    expect((await errorOf(await call('/v1/completions', { body: { ...completion, prompt: 'x'.repeat(161), max_tokens: 1 } }))).code).toBe(
+      'string_above_max_length',
+    );
     // Under the cap, the token count decides.
-    expect((await errorOf(await call('/v1/completions', { body: { ...completion, prompt: 'x'.repeat(160), max_tokens: 1 } }))).code).toBe('context_length_exceeded');
+    expect((await errorOf(await call('/v1/completions', { body: { ...completion, prompt: 'x'.repeat(160), max_tokens: 1 } }))).code).toBe(
+      'context_length_exceeded',
+    );
   });
 });
 
@@ -218,17 +242,28 @@ describe('cache salts', () => {
     await setup();
     expect((await call('/v1/completions', { body: completion })).status).toBe(200);
     expect((await call('/v1/completions', { body: { ...completion, cache_salt: 'tenant-a' } })).status).toBe(200);
-    expect((await call('/v1/chat/completions', { body: { model: 'toy', messages: [{ role: 'user', content: 'Hi' }], cache_salt: 'tenant-a', n: 2 } })).status).toBe(200);
+    expect(
+      (
+        await call('/v1/chat/completions', {
+          body: { model: 'toy', messages: [{ role: 'user', content: 'Hi' }], cache_salt: 'tenant-a', n: 2 },
+        })
+      ).status,
+    ).toBe(200);
     const [none, a, c1, c2] = saltsSeen();
     expect(none).toBe('');
     expect(a).not.toBe('');
     expect([c1, c2]).toEqual([a, a]);
-    expect((await errorOf(await call('/v1/completions', { body: { ...completion, cache_salt: '' } })))).toMatchObject({ status: 400 });
-    expect((await errorOf(await call('/v1/completions', { body: { ...completion, cache_salt: 7 } })))).toMatchObject({ status: 400, code: 'invalid_type' });
-    expect((await errorOf(await call('/v1/completions', { body: { ...completion, cache_salt: 's'.repeat(1025) } })))).toMatchObject({ status: 400 });
+    expect(await errorOf(await call('/v1/completions', { body: { ...completion, cache_salt: '' } }))).toMatchObject({ status: 400 });
+    expect(await errorOf(await call('/v1/completions', { body: { ...completion, cache_salt: 7 } }))).toMatchObject({
+      status: 400,
+      code: 'invalid_type',
+    });
+    expect(await errorOf(await call('/v1/completions', { body: { ...completion, cache_salt: 's'.repeat(1025) } }))).toMatchObject({
+      status: 400,
+    });
   });
 
-  it('isolated per key: each key salts its own chain, and no cache_salt reaches another key\'s', async () => {
+  it("isolated per key: each key salts its own chain, and no cache_salt reaches another key's", async () => {
     await setup({ apiKeys: ['key-a', 'key-b'], isolateCachePerKey: true });
     for (const key of ['key-a', 'key-a', 'key-b']) expect((await call('/v1/completions', { key, body: completion })).status).toBe(200);
     expect((await call('/v1/completions', { key: 'key-a', body: { ...completion, cache_salt: 'x' } })).status).toBe(200);
@@ -250,7 +285,10 @@ describe('service tiers', () => {
       expect((await call('/v1/completions', { body: { ...completion, ...(tier ? { service_tier: tier } : {}) } })).status).toBe(200);
     }
     expect(s!.engine.requests.map((r) => r.serviceTier)).toEqual([undefined, undefined, 'default', 'flex', 'priority', 'priority']);
-    expect(await errorOf(await call('/v1/completions', { body: { ...completion, service_tier: 'gold' } }))).toMatchObject({ status: 400, param: 'service_tier' });
+    expect(await errorOf(await call('/v1/completions', { body: { ...completion, service_tier: 'gold' } }))).toMatchObject({
+      status: 400,
+      param: 'service_tier',
+    });
   });
 
   it('an admission refusal is a 429 whose Retry-After is the one computed', async () => {

@@ -14,7 +14,10 @@ afterEach(async () => {
   current = undefined;
 });
 
-async function setup(reply: (req: GenerateRequest) => string = () => ' Hello world!', opts: Parameters<typeof startTestServer>[1] = {}): Promise<TestServer> {
+async function setup(
+  reply: (req: GenerateRequest) => string = () => ' Hello world!',
+  opts: Parameters<typeof startTestServer>[1] = {},
+): Promise<TestServer> {
   current = await startTestServer({ reply: (req) => words(reply(req)), chunkSize: 2, maxModelLen: 4096, cachedTokens: 3 }, opts);
   return current;
 }
@@ -30,7 +33,9 @@ describe('/tokenize, /detokenize, /version (vLLM shapes)', () => {
     const b = (await (await post(s, '/tokenize', { prompt: 'Hello', add_special_tokens: false })).json()) as Record<string, unknown>;
     expect(b).toMatchObject({ tokens: words('Hello'), token_strs: null });
     const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }];
-    const c = (await (await post(s, '/tokenize', { model: 'toy', messages: [{ role: 'user', content: 'Hi' }], tools })).json()) as { tokens: number[] };
+    const c = (await (await post(s, '/tokenize', { model: 'toy', messages: [{ role: 'user', content: 'Hi' }], tools })).json()) as {
+      tokens: number[];
+    };
     expect(tok.decode(c.tokens)).toBe('<|system|>tools: f\n<|user|>Hi\n<|assistant|>');
   });
 
@@ -58,8 +63,21 @@ describe('/v1/messages with the official Anthropic client', () => {
     const s = await setup();
     // temperature and top_k: older API versions' fields, which the 1.x SDK types no longer list.
     const older = { temperature: 0.5, top_k: 3 } as Record<string, unknown>;
-    const msg = await client(s).messages.create({ model: 'toy', max_tokens: 20, system: 'Be brief', messages: [{ role: 'user', content: 'Hi' }], ...older });
-    expect(msg).toMatchObject({ type: 'message', role: 'assistant', model: 'toy', stop_reason: 'end_turn', stop_sequence: null, content: [{ type: 'text', text: ' Hello world!' }] });
+    const msg = await client(s).messages.create({
+      model: 'toy',
+      max_tokens: 20,
+      system: 'Be brief',
+      messages: [{ role: 'user', content: 'Hi' }],
+      ...older,
+    });
+    expect(msg).toMatchObject({
+      type: 'message',
+      role: 'assistant',
+      model: 'toy',
+      stop_reason: 'end_turn',
+      stop_sequence: null,
+      content: [{ type: 'text', text: ' Hello world!' }],
+    });
     expect(msg.id).toMatch(/^msg_/);
     const prompt = tok.decode(s.engine.requests[0]!.promptTokenIds);
     expect(prompt).toBe('<|system|>Be brief\n<|user|>Hi\n<|assistant|>');
@@ -69,7 +87,12 @@ describe('/v1/messages with the official Anthropic client', () => {
 
   it('stop_sequences end the message with stop_reason stop_sequence; max_tokens with max_tokens', async () => {
     const s = await setup(() => ' the cat sat on the mat.');
-    const a = await client(s).messages.create({ model: 'toy', max_tokens: 50, stop_sequences: ['sat', 'mat'], messages: [{ role: 'user', content: 'Go' }] });
+    const a = await client(s).messages.create({
+      model: 'toy',
+      max_tokens: 50,
+      stop_sequences: ['sat', 'mat'],
+      messages: [{ role: 'user', content: 'Go' }],
+    });
     expect(a).toMatchObject({ stop_reason: 'stop_sequence', stop_sequence: 'sat', content: [{ type: 'text', text: ' the cat ' }] });
     const b = await client(s).messages.create({ model: 'toy', max_tokens: 2, messages: [{ role: 'user', content: 'Go' }] });
     expect(b).toMatchObject({ stop_reason: 'max_tokens', content: [{ type: 'text', text: ' the cat' }] });
@@ -79,7 +102,12 @@ describe('/v1/messages with the official Anthropic client', () => {
     const s = await setup(() => ' Hello world!');
     const events: string[] = [];
     let text = '';
-    for await (const ev of await client(s).messages.create({ model: 'toy', max_tokens: 20, messages: [{ role: 'user', content: 'Hi' }], stream: true })) {
+    for await (const ev of await client(s).messages.create({
+      model: 'toy',
+      max_tokens: 20,
+      messages: [{ role: 'user', content: 'Hi' }],
+      stream: true,
+    })) {
       events.push(ev.type);
       if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') text += ev.delta.text;
     }
@@ -87,11 +115,23 @@ describe('/v1/messages with the official Anthropic client', () => {
     expect(events[0]).toBe('message_start');
     expect(events.filter((e) => e === 'content_block_start')).toHaveLength(1);
     expect(events.slice(-3)).toEqual(['content_block_stop', 'message_delta', 'message_stop']);
-    const final = await client(s).messages.stream({ model: 'toy', max_tokens: 20, messages: [{ role: 'user', content: 'Hi' }] }).finalMessage();
-    expect(final).toMatchObject({ stop_reason: 'end_turn', content: [{ type: 'text', text: ' Hello world!' }], usage: { output_tokens: 4 } });
+    const final = await client(s)
+      .messages.stream({ model: 'toy', max_tokens: 20, messages: [{ role: 'user', content: 'Hi' }] })
+      .finalMessage();
+    expect(final).toMatchObject({
+      stop_reason: 'end_turn',
+      content: [{ type: 'text', text: ' Hello world!' }],
+      usage: { output_tokens: 4 },
+    });
   });
 
-  const tools: Anthropic.Tool[] = [{ name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }];
+  const tools: Anthropic.Tool[] = [
+    {
+      name: 'get_weather',
+      description: 'Weather',
+      input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+    },
+  ];
 
   it('tools: the model syntax becomes tool_use blocks with stop_reason tool_use, whole and streamed', async () => {
     const s = await setup(() => 'Looking.<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>');
@@ -121,7 +161,13 @@ describe('/v1/messages with the official Anthropic client', () => {
       messages: [
         { role: 'user', content: 'Weather?' },
         { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Oslo' } }] },
-        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'sunny' }, { type: 'text', text: 'And Rome?' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 'toolu_1', content: 'sunny' },
+            { type: 'text', text: 'And Rome?' },
+          ],
+        },
       ],
     });
     expect(s.engine.requests[0]!.sampling.structuredOutput).toMatchObject({ kind: 'json_schema', schema: tools[0]!.input_schema });
@@ -134,7 +180,12 @@ describe('/v1/messages with the official Anthropic client', () => {
   it('output_config.format json_schema constrains the output as response_format does', async () => {
     const s = await setup(() => '{"ok": true}');
     const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] };
-    const msg = await client(s).messages.create({ model: 'toy', max_tokens: 50, output_config: { format: { type: 'json_schema', schema } }, messages: [{ role: 'user', content: 'Ok?' }] });
+    const msg = await client(s).messages.create({
+      model: 'toy',
+      max_tokens: 50,
+      output_config: { format: { type: 'json_schema', schema } },
+      messages: [{ role: 'user', content: 'Ok?' }],
+    });
     expect(s.engine.requests[0]!.sampling.structuredOutput).toMatchObject({ kind: 'json_schema', schema });
     expect(msg.content).toEqual([{ type: 'text', text: '{"ok": true}' }]);
   });
@@ -149,17 +200,29 @@ describe('/v1/messages with the official Anthropic client', () => {
     expect(s.engine.requests).toHaveLength(0);
   });
 
-  it('bad requests are 400s in Anthropic\'s error shape, which the SDK reads', async () => {
+  it("bad requests are 400s in Anthropic's error shape, which the SDK reads", async () => {
     const s = await setup();
     const err = await client(s)
-      .messages.create({ model: 'toy', max_tokens: 10, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AA==' } }] }] })
+      .messages.create({
+        model: 'toy',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AA==' } }] }],
+      })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Anthropic.BadRequestError);
-    expect((err as InstanceType<typeof Anthropic.BadRequestError>).error).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', message: expect.stringContaining('image') } });
+    expect((err as InstanceType<typeof Anthropic.BadRequestError>).error).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: expect.stringContaining('image') },
+    });
     const missing = await post(s, '/v1/messages', { model: 'toy', messages: [{ role: 'user', content: 'x' }] });
     expect(missing.status).toBe(400);
-    expect(await missing.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', message: expect.stringContaining('max_tokens') } });
-    const unknown = await client(s).messages.create({ model: 'nope', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+    expect(await missing.json()).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: expect.stringContaining('max_tokens') },
+    });
+    const unknown = await client(s)
+      .messages.create({ model: 'nope', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] })
+      .catch((e: unknown) => e);
     expect(unknown).toBeInstanceOf(Anthropic.NotFoundError);
     expect(s.engine.requests).toHaveLength(0);
   });

@@ -13,7 +13,10 @@ afterEach(async () => {
   await s?.api.close();
 });
 
-async function setup(engine: FakeEngineOptions = { reply: () => words(' Hello world!') }, server: Parameters<typeof startTestServer>[1] = {}): Promise<TestServer> {
+async function setup(
+  engine: FakeEngineOptions = { reply: () => words(' Hello world!') },
+  server: Parameters<typeof startTestServer>[1] = {},
+): Promise<TestServer> {
   s = await startTestServer(engine, server);
   return s;
 }
@@ -82,7 +85,12 @@ describe('bad input', () => {
     ['missing messages', 'chat', { model: 'toy' }, 'messages'],
     ['unknown role', 'chat', { model: 'toy', messages: [{ role: 'wizard', content: 'x' }] }, 'messages[0].role'],
     ['message without content', 'chat', { model: 'toy', messages: [{ role: 'user' }] }, 'messages[0].content'],
-    ['image content part', 'chat', { model: 'toy', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content[0].type'],
+    [
+      'image content part',
+      'chat',
+      { model: 'toy', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] },
+      'messages[0].content[0].type',
+    ],
     ['message not an object', 'chat', { model: 'toy', messages: ['hi'] }, 'messages[0]'],
     ['empty prompt', 'completions', { model: 'toy', prompt: '' }, 'prompt'],
     ['empty prompt array', 'completions', { model: 'toy', prompt: [] }, 'prompt'],
@@ -99,10 +107,26 @@ describe('bad input', () => {
     ['truncate_prompt_tokens', 'completions', { ...completion, truncate_prompt_tokens: 5 }, 'truncate_prompt_tokens'],
     ['guided_regex', 'completions', { ...completion, guided_regex: 'a+' }, 'guided_regex'],
     ['structured_outputs.choice', 'chat', { ...chat, structured_outputs: { choice: ['a', 'b'] } }, 'structured_outputs.choice'],
-    ['guided_json together with response_format', 'chat', { ...chat, guided_json: { type: 'object' }, response_format: { type: 'json_object' } }, 'guided_json'],
+    [
+      'guided_json together with response_format',
+      'chat',
+      { ...chat, guided_json: { type: 'object' }, response_format: { type: 'json_object' } },
+      'guided_json',
+    ],
     ['guided_json with an unsupported schema', 'chat', { ...chat, guided_json: { type: 'string', format: 'uri' } }, 'guided_json'],
     ['response_format of an unknown type', 'chat', { ...chat, response_format: { type: 'xml' } }, 'response_format.type'],
-    ['response_format with an unsupported schema', 'chat', { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { oneOf: [{ type: 'string' }] } } } } } }, 'response_format'],
+    [
+      'response_format with an unsupported schema',
+      'chat',
+      {
+        ...chat,
+        response_format: {
+          type: 'json_schema',
+          json_schema: { name: 'x', schema: { type: 'object', properties: { a: { oneOf: [{ type: 'string' }] } } } },
+        },
+      },
+      'response_format',
+    ],
     ['tools on completions', 'completions', { ...completion, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
     ['prompt_logprobs above 20', 'completions', { ...completion, prompt_logprobs: 21 }, 'prompt_logprobs'],
     ['stream_options without stream', 'chat', { ...chat, stream_options: { include_usage: true } }, 'stream_options'],
@@ -110,7 +134,9 @@ describe('bad input', () => {
 
   it.each(cases)('400 for %s', async (_name, path, body, param) => {
     await setup();
-    const err = await expectError(await post(`/v1/${path === 'chat' ? 'chat/completions' : 'completions'}`, body), 400, { type: 'invalid_request_error' });
+    const err = await expectError(await post(`/v1/${path === 'chat' ? 'chat/completions' : 'completions'}`, body), 400, {
+      type: 'invalid_request_error',
+    });
     expect(err.param).toBe(param);
     expect(s.engine.requests).toHaveLength(0);
   });
@@ -119,9 +145,15 @@ describe('bad input', () => {
     await setup();
     const deep = '{"type": "object", "properties": {"a": '.repeat(20_000) + '{"type": "string"}' + '}}'.repeat(20_000);
     const messages = JSON.stringify(chat.messages);
-    const format = await post('/v1/chat/completions', `{"model": "toy", "messages": ${messages}, "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": ${deep}}}}`);
+    const format = await post(
+      '/v1/chat/completions',
+      `{"model": "toy", "messages": ${messages}, "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": ${deep}}}}`,
+    );
     expect((await expectError(format, 400, { code: 'unsupported_schema' })).param).toBe('response_format');
-    const tools = await post('/v1/chat/completions', `{"model": "toy", "messages": ${messages}, "tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": ${deep}}}]}`);
+    const tools = await post(
+      '/v1/chat/completions',
+      `{"model": "toy", "messages": ${messages}, "tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": ${deep}}}]}`,
+    );
     expect((await expectError(tools, 400, { code: 'unsupported_schema' })).param).toBe('tools');
     expect(s.engine.requests).toHaveLength(0);
   });
@@ -132,16 +164,23 @@ describe('bad input', () => {
     const e1 = await expectError(await post('/v1/completions', { model: 'toy', prompt: long }), 400, { code: 'context_length_exceeded' });
     expect(e1.message).toContain('128');
     expect(e1.message).toContain('201');
-    const e2 = await expectError(await post('/v1/completions', { ...completion, max_tokens: 1e12 }), 400, { code: 'context_length_exceeded' });
+    const e2 = await expectError(await post('/v1/completions', { ...completion, max_tokens: 1e12 }), 400, {
+      code: 'context_length_exceeded',
+    });
     expect(e2.message).toContain(String(1e12 + 3));
-    const e3 = await expectError(await post('/v1/chat/completions', { ...chat, max_tokens: 120 }), 400, { code: 'context_length_exceeded', param: 'messages' });
+    const e3 = await expectError(await post('/v1/chat/completions', { ...chat, max_tokens: 120 }), 400, {
+      code: 'context_length_exceeded',
+      param: 'messages',
+    });
     expect(e3.message).toMatch(/maximum context length is 128 tokens.*\d+ in the messages, 120 for the completion/);
     expect(s.engine.requests).toHaveLength(0);
   });
 
   it('400 when the chat template refuses the messages or the model has none', async () => {
     await setup();
-    await expectError(await post('/v1/chat/completions', { model: 'toy', messages: [{ role: 'user', content: 'RAISE' }] }), 400, { param: 'messages' });
+    await expectError(await post('/v1/chat/completions', { model: 'toy', messages: [{ role: 'user', content: 'RAISE' }] }), 400, {
+      param: 'messages',
+    });
     await s.api.close();
     await setup(undefined, { hasChatTemplate: false });
     await expectError(await post('/v1/chat/completions', chat), 400, { code: 'no_chat_template' });
@@ -201,7 +240,11 @@ describe('bad input', () => {
       sock.on('error', (err) => resolve({ text, error: err.message }));
       sock.on('close', () => resolve({ text }));
     });
-    sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ' + body.length + '\r\n\r\n');
+    sock.write(
+      'POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ' +
+        body.length +
+        '\r\n\r\n',
+    );
     // The whole body, in pieces, as a client that does not read before it has sent everything would.
     for (let off = 0; off < body.length && !sock.destroyed; off += 256 * 1024) {
       if (!sock.write(body.subarray(off, off + 256 * 1024))) await new Promise((r) => (sock.once('drain', r), sock.once('close', r)));
@@ -263,7 +306,10 @@ describe('refusals and failures', () => {
     const res = await post('/v1/completions', { ...completion, stream: true });
     expect(res.status).toBe(200);
     const events = (await res.text()).split('\n\n').filter((e) => e !== '');
-    expect(events.slice(0, 2).map((e) => (JSON.parse(e.slice(6)) as { choices: { text: string }[] }).choices[0]!.text)).toEqual([' Hello', ' world']);
+    expect(events.slice(0, 2).map((e) => (JSON.parse(e.slice(6)) as { choices: { text: string }[] }).choices[0]!.text)).toEqual([
+      ' Hello',
+      ' world',
+    ]);
     // The error event, then the end every OpenAI stream has, so the client stops reading.
     expect(JSON.parse(events.at(-2)!.slice(6))).toMatchObject({ error: { type: 'server_error', code: 'internal_error' } });
     expect(events.at(-1)).toBe('data: [DONE]');
@@ -310,7 +356,11 @@ describe('client disconnect', () => {
   it('aborts a non-streaming request when the client goes away', async () => {
     await setup({ endless: true, delayMs: 5 });
     const ac = new AbortController();
-    const pending = fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ ...completion, max_tokens: 100 }), signal: ac.signal });
+    const pending = fetch(`${s.url}/v1/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ ...completion, max_tokens: 100 }),
+      signal: ac.signal,
+    });
     await waitFor(() => s.engine.requests.length === 1);
     ac.abort();
     await expect(pending).rejects.toThrow();

@@ -144,7 +144,13 @@ export class ApiError extends Error {
 
   /** The same failure in Anthropic's shape (`/v1/messages`): `{"type": "error", "error": {"type", "message"}}`. */
   toAnthropicBody(): AnthropicErrorBody {
-    return { type: 'error', error: { type: ANTHROPIC_ERROR_TYPES[this.status] ?? (this.status >= 500 ? 'api_error' : 'invalid_request_error'), message: this.message } };
+    return {
+      type: 'error',
+      error: {
+        type: ANTHROPIC_ERROR_TYPES[this.status] ?? (this.status >= 500 ? 'api_error' : 'invalid_request_error'),
+        message: this.message,
+      },
+    };
   }
 }
 

@@ -42,7 +42,13 @@ export type ChoiceEvent =
    * New text; `tokens` are those generated since the previous event (with logprobs only). The first text
    * or finish event carries the prompt logprobs when they were asked for (positions 1 on).
    */
-  | { readonly kind: 'text'; readonly index: number; readonly text: string; readonly tokens: readonly GeneratedToken[]; readonly promptLogprobs?: readonly PromptLogprob[] }
+  | {
+      readonly kind: 'text';
+      readonly index: number;
+      readonly text: string;
+      readonly tokens: readonly GeneratedToken[];
+      readonly promptLogprobs?: readonly PromptLogprob[];
+    }
   | {
       readonly kind: 'finish';
       readonly index: number;
@@ -127,7 +133,16 @@ export async function* runChoice(
     const m = stops.push(detok.flush());
     const reason: FinishReason = m.stopped || completionTokens < spec.sampling.maxTokens ? 'stop' : 'length';
     if (!started) yield { kind: 'start', index, cachedTokens: 0 };
-    yield { kind: 'finish', index, text: m.stopped ? m.text : m.text + stops.flush(), tokens, reason, completionTokens, stopString: m.matched, ...withPrompt() };
+    yield {
+      kind: 'finish',
+      index,
+      text: m.stopped ? m.text : m.text + stops.flush(),
+      tokens,
+      reason,
+      completionTokens,
+      stopString: m.matched,
+      ...withPrompt(),
+    };
   } finally {
     // Whatever ends this generator early (stop string, error, consumer gone) must free the engine request.
     own.abort();
@@ -159,7 +174,10 @@ export async function startChoices(
 async function* merge<T>(gens: readonly AsyncGenerator<T, void, undefined>[]): AsyncGenerator<T, void, undefined> {
   const pending = new Map<number, Promise<{ readonly i: number; readonly r: IteratorResult<T, void> }>>();
   const pull = (i: number): void => {
-    pending.set(i, gens[i]!.next().then((r) => ({ i, r })));
+    pending.set(
+      i,
+      gens[i]!.next().then((r) => ({ i, r })),
+    );
   };
   gens.forEach((_, i) => pull(i));
   try {

@@ -75,7 +75,11 @@ export const LINGER_MAX_BYTES = 64 * 1024 * 1024;
  */
 export function sendErrorLingering(req: IncomingMessage, res: ServerResponse, err: ApiError, dialect: ErrorDialect = 'openai'): void {
   const data = JSON.stringify(errorBody(err, dialect));
-  res.writeHead(err.status, { ...err.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(data) });
+  res.writeHead(err.status, {
+    ...err.headers,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(data),
+  });
   if (req.complete || req.destroyed) {
     res.end(data);
     return;
@@ -163,10 +167,13 @@ export class SseStream {
     if (this.res.destroyed || this.res.writableEnded) return;
     if (this.res.write(s)) return;
     await new Promise<void>((resolve) => {
-      const timer = this.writeTimeoutMs === undefined ? undefined : setTimeout(() => {
-        this.onStalled?.();
-        this.res.destroy();
-      }, this.writeTimeoutMs);
+      const timer =
+        this.writeTimeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              this.onStalled?.();
+              this.res.destroy();
+            }, this.writeTimeoutMs);
       const done = (): void => {
         clearTimeout(timer);
         this.res.off('drain', done);

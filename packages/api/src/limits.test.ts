@@ -18,7 +18,11 @@ describe('per-client limits', () => {
     const l = new ClientLimiter({ ratePerSecond: 0.5, burst: 3 }, () => now);
     for (let i = 0; i < 3; i++) l.admit('a')();
     const e = refusal(() => l.admit('a'));
-    expect({ status: e.status, code: e.code, retryAfter: e.headers['retry-after'] }).toEqual({ status: 429, code: 'rate_limit_exceeded', retryAfter: '2' });
+    expect({ status: e.status, code: e.code, retryAfter: e.headers['retry-after'] }).toEqual({
+      status: 429,
+      code: 'rate_limit_exceeded',
+      retryAfter: '2',
+    });
     l.admit('b')(); // another client has its own bucket
     now = 1000; // half a request refilled
     expect(refusal(() => l.admit('a')).headers['retry-after']).toBe('1');
@@ -42,7 +46,11 @@ describe('per-client limits', () => {
     const r1 = l.admit('a');
     const r2 = l.admit('a');
     const e = refusal(() => l.admit('a'));
-    expect({ status: e.status, code: e.code, retryAfter: e.headers['retry-after'] }).toEqual({ status: 429, code: 'concurrency_limit_exceeded', retryAfter: '1' });
+    expect({ status: e.status, code: e.code, retryAfter: e.headers['retry-after'] }).toEqual({
+      status: 429,
+      code: 'concurrency_limit_exceeded',
+      retryAfter: '1',
+    });
     r1();
     r1(); // releasing twice frees one slot only
     const r3 = l.admit('a'); // the third token: the refusal above took none

@@ -34,10 +34,14 @@ export class ClientLimiter {
   private readonly maxConcurrent: number | undefined;
   private pruneAt = PRUNE_ABOVE;
 
-  constructor(limits: ClientLimits, private readonly now: () => number = () => performance.now()) {
+  constructor(
+    limits: ClientLimits,
+    private readonly now: () => number = () => performance.now(),
+  ) {
     const { ratePerSecond: rate, burst, maxConcurrent } = limits;
     if (rate !== undefined && !(rate > 0 && Number.isFinite(rate))) throw new Error(`rate limit must be a positive number, got ${rate}`);
-    if (burst !== undefined && !(Number.isInteger(burst) && burst >= 1)) throw new Error(`rate limit burst must be an integer ≥ 1, got ${burst}`);
+    if (burst !== undefined && !(Number.isInteger(burst) && burst >= 1))
+      throw new Error(`rate limit burst must be an integer ≥ 1, got ${burst}`);
     if (maxConcurrent !== undefined && !(Number.isInteger(maxConcurrent) && maxConcurrent >= 1)) {
       throw new Error(`concurrency limit must be an integer ≥ 1, got ${maxConcurrent}`);
     }

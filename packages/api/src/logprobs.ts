@@ -71,7 +71,11 @@ export function concatLogprobs(a: CompletionLogprobs, b: CompletionLogprobs): Co
 export type VllmPromptLogprob = Record<string, { readonly logprob: number; readonly rank: number; readonly decoded_token: string }> | null;
 
 /** vLLM's `prompt_logprobs`: null for the first token, then the prompt token and its top alternatives. */
-export function vllmPromptLogprobs(promptIds: readonly number[], entries: readonly PromptLogprob[], texts: TokenTexts): VllmPromptLogprob[] {
+export function vllmPromptLogprobs(
+  promptIds: readonly number[],
+  entries: readonly PromptLogprob[],
+  texts: TokenTexts,
+): VllmPromptLogprob[] {
   return promptIds.map((id, i) => {
     const e = i === 0 ? undefined : entries[i - 1];
     if (e === undefined) return null;

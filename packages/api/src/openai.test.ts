@@ -20,7 +20,8 @@ async function setup(...args: Parameters<typeof startTestServer>): Promise<{ s: 
 }
 
 /** Replies differ by seed so tests can see which seed a choice used. */
-const bySeed = (req: GenerateRequest): readonly number[] => words(req.sampling.seed === undefined ? ' Hello world!' : ` Hello ${req.sampling.seed}`);
+const bySeed = (req: GenerateRequest): readonly number[] =>
+  words(req.sampling.seed === undefined ? ' Hello world!' : ` Hello ${req.sampling.seed}`);
 
 describe('completions', () => {
   it('returns the OpenAI shape with usage, and defaults max_tokens to 16', async () => {
@@ -43,14 +44,32 @@ describe('completions', () => {
     const { s, client } = await setup({ reply: () => words(' Hello world!') });
     const extra: Record<string, unknown> = { top_k: 5, min_p: 0.1, repetition_penalty: 1.2, ignore_eos: true, stop_token_ids: [7] };
     const res = await client.completions.create({
-      model: 'toy', prompt: [5, 6, 7], max_tokens: 2, temperature: 0, top_p: 0.9, seed: 7,
-      presence_penalty: 0.5, frequency_penalty: -0.5, ...extra,
+      model: 'toy',
+      prompt: [5, 6, 7],
+      max_tokens: 2,
+      temperature: 0,
+      top_p: 0.9,
+      seed: 7,
+      presence_penalty: 0.5,
+      frequency_penalty: -0.5,
+      ...extra,
     });
     expect(res.choices[0]).toMatchObject({ text: ' Hello world', finish_reason: 'length' });
     expect(s.engine.requests[0]!.promptTokenIds).toEqual([5, 6, 7]);
     expect(s.engine.requests[0]!.sampling).toEqual({
-      temperature: 0, topP: 0.9, topK: 5, minP: 0.1, repetitionPenalty: 1.2, presencePenalty: 0.5, frequencyPenalty: -0.5,
-      seed: 7, maxTokens: 2, stopTokenIds: [7], stop: [], ignoreEos: true, logprobs: undefined,
+      temperature: 0,
+      topP: 0.9,
+      topK: 5,
+      minP: 0.1,
+      repetitionPenalty: 1.2,
+      presencePenalty: 0.5,
+      frequencyPenalty: -0.5,
+      seed: 7,
+      maxTokens: 2,
+      stopTokenIds: [7],
+      stop: [],
+      ignoreEos: true,
+      logprobs: undefined,
     });
   });
 
@@ -74,7 +93,10 @@ describe('completions', () => {
     const { s, client } = await setup({ reply: bySeed });
     const res = await client.completions.create({ model: 'toy', prompt: ['a', 'b'], n: 2, seed: 10 });
     expect(res.choices.map((c) => [c.index, c.text])).toEqual([
-      [0, ' Hello 10'], [1, ' Hello 11'], [2, ' Hello 10'], [3, ' Hello 11'],
+      [0, ' Hello 10'],
+      [1, ' Hello 11'],
+      [2, ' Hello 10'],
+      [3, ' Hello 11'],
     ]);
     expect(s.engine.requests.map((r) => r.sampling.seed).sort()).toEqual([10, 10, 11, 11]);
     // The prompt is counted once per prompt, completions per choice.
@@ -119,7 +141,13 @@ describe('chat completions', () => {
   it('renders the template, encodes without special tokens and defaults max_tokens to the rest of the context', async () => {
     const { s, client } = await setup({ reply: () => words(' Hello world!') });
     const { data, response } = await client.chat.completions
-      .create({ model: 'toy', messages: [{ role: 'developer', content: 'Be brief' }, { role: 'user', content: [{ type: 'text', text: 'Hi' }] }] })
+      .create({
+        model: 'toy',
+        messages: [
+          { role: 'developer', content: 'Be brief' },
+          { role: 'user', content: [{ type: 'text', text: 'Hi' }] },
+        ],
+      })
       .withResponse();
     expect(data).toMatchObject({
       object: 'chat.completion',
@@ -137,16 +165,29 @@ describe('chat completions', () => {
   it('honours max_completion_tokens and the model default', async () => {
     const { s, client } = await setup({ reply: () => words(' Hello world!') }, { defaultMaxTokens: 3 });
     await client.chat.completions.create({ model: 'toy', messages: [{ role: 'user', content: 'Hi' }] });
-    await client.chat.completions.create({ model: 'toy', messages: [{ role: 'user', content: 'Hi' }], max_completion_tokens: 9, max_tokens: 5 });
+    await client.chat.completions.create({
+      model: 'toy',
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_completion_tokens: 9,
+      max_tokens: 5,
+    });
     expect(s.engine.requests.map((r) => r.sampling.maxTokens)).toEqual([3, 9]);
   });
 
   it('hands priority, logit_bias and min_tokens to the engine, and the template options to the template', async () => {
     const { s, client } = await setup({ reply: () => words(' the mat.') });
-    const extra: Record<string, unknown> = { priority: 5, min_tokens: 2, chat_template_kwargs: { enable_thinking: false }, continue_final_message: true };
+    const extra: Record<string, unknown> = {
+      priority: 5,
+      min_tokens: 2,
+      chat_template_kwargs: { enable_thinking: false },
+      continue_final_message: true,
+    };
     const res = await client.chat.completions.create({
       model: 'toy',
-      messages: [{ role: 'user', content: 'Where?' }, { role: 'assistant', content: 'On' }],
+      messages: [
+        { role: 'user', content: 'Where?' },
+        { role: 'assistant', content: 'On' },
+      ],
       logit_bias: { '42': -100 },
       ...extra,
     });
@@ -156,11 +197,15 @@ describe('chat completions', () => {
     expect(req.sampling).toMatchObject({ logitBias: { 42: -100 }, minTokens: 2 });
     // Continued: the prompt ends inside the assistant's message, with no new turn header.
     expect(tok.decode(req.promptTokenIds)).toBe('<|kwargs|>{"enable_thinking":false}\n<|user|>Where?\n<|assistant|>On');
-    await client.chat.completions.create({ model: 'toy', messages: [{ role: 'user', content: 'Hi' }], add_generation_prompt: false } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    await client.chat.completions.create({
+      model: 'toy',
+      messages: [{ role: 'user', content: 'Hi' }],
+      add_generation_prompt: false,
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(tok.decode(s.engine.requests[1]!.promptTokenIds)).toBe('<|user|>Hi\n');
   });
 
-  it('echo with logprobs shows the prompt tokens first (the first null); prompt_logprobs in vLLM\'s shape', async () => {
+  it("echo with logprobs shows the prompt tokens first (the first null); prompt_logprobs in vLLM's shape", async () => {
     const { s, client } = await setup({ reply: () => words(' Hello world!') });
     const res = await client.completions.create({ model: 'toy', prompt: 'Hi there', max_tokens: 2, logprobs: 1, echo: true });
     expect(s.engine.requests[0]!.sampling.promptLogprobs).toBe(1);
@@ -172,14 +217,33 @@ describe('chat completions', () => {
     expect(lp.top_logprobs![1]).toEqual({ H: -0.1, ' Hello': -0.05 });
     expect(lp.text_offset!.slice(0, 3)).toEqual([0, 5, 6]);
     const streamed: Completion[] = [];
-    for await (const c of await client.completions.create({ model: 'toy', prompt: 'Hi there', max_tokens: 2, logprobs: 1, echo: true, stream: true })) streamed.push(c);
+    for await (const c of await client.completions.create({
+      model: 'toy',
+      prompt: 'Hi there',
+      max_tokens: 2,
+      logprobs: 1,
+      echo: true,
+      stream: true,
+    }))
+      streamed.push(c);
     expect(streamed[0]!.choices[0]!.logprobs!.tokens!.slice(0, 2)).toEqual(['<bos>', 'H']);
     expect(streamed.flatMap((c) => c.choices[0]!.logprobs!.tokens!)).toEqual(lp.tokens);
 
     const extra = { prompt_logprobs: 0 } as Record<string, unknown>;
-    const plain = (await client.completions.create({ model: 'toy', prompt: [5, 6, 7], max_tokens: 1, ...extra })) as Completion & { choices: { prompt_logprobs: unknown }[] };
-    expect(plain.choices[0]!.prompt_logprobs).toEqual([null, { '6': { logprob: -0.1, rank: 1, decoded_token: '\u0004' } }, { '7': { logprob: -0.2, rank: 2, decoded_token: '\u0005' } }]);
-    const chat = (await client.chat.completions.create({ model: 'toy', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1, ...extra })) as OpenAI.ChatCompletion & { prompt_logprobs: unknown[] };
+    const plain = (await client.completions.create({ model: 'toy', prompt: [5, 6, 7], max_tokens: 1, ...extra })) as Completion & {
+      choices: { prompt_logprobs: unknown }[];
+    };
+    expect(plain.choices[0]!.prompt_logprobs).toEqual([
+      null,
+      { '6': { logprob: -0.1, rank: 1, decoded_token: '\u0004' } },
+      { '7': { logprob: -0.2, rank: 2, decoded_token: '\u0005' } },
+    ]);
+    const chat = (await client.chat.completions.create({
+      model: 'toy',
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_tokens: 1,
+      ...extra,
+    })) as OpenAI.ChatCompletion & { prompt_logprobs: unknown[] };
     expect(chat.prompt_logprobs[0]).toBeNull();
     expect(chat.prompt_logprobs).toHaveLength(s.engine.requests.at(-1)!.promptTokenIds.length);
   });
@@ -187,7 +251,10 @@ describe('chat completions', () => {
   it('streams a role chunk, content deltas, a finish chunk and usage', async () => {
     const { client } = await setup({ reply: () => words(' Hello 😀!'), cachedTokens: 4 });
     const stream = await client.chat.completions.create({
-      model: 'toy', messages: [{ role: 'user', content: 'Hi' }], stream: true, stream_options: { include_usage: true },
+      model: 'toy',
+      messages: [{ role: 'user', content: 'Hi' }],
+      stream: true,
+      stream_options: { include_usage: true },
     });
     const chunks: ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
@@ -204,7 +271,13 @@ describe('chat completions', () => {
 
   it('streams n choices interleaved, each reproducible by seed', async () => {
     const { client } = await setup({ reply: bySeed });
-    const stream = await client.chat.completions.create({ model: 'toy', messages: [{ role: 'user', content: 'Hi' }], n: 3, seed: 1, stream: true });
+    const stream = await client.chat.completions.create({
+      model: 'toy',
+      messages: [{ role: 'user', content: 'Hi' }],
+      n: 3,
+      seed: 1,
+      stream: true,
+    });
     const text = ['', '', ''];
     const finishes: (string | null)[] = [null, null, null];
     for await (const chunk of stream) {
@@ -219,11 +292,18 @@ describe('chat completions', () => {
 
   it('returns chat logprobs with bytes and top alternatives', async () => {
     const { s, client } = await setup({ reply: () => words(' Hello') });
-    const res = await client.chat.completions.create({ model: 'toy', messages: [{ role: 'user', content: 'Hi' }], logprobs: true, top_logprobs: 2 });
+    const res = await client.chat.completions.create({
+      model: 'toy',
+      messages: [{ role: 'user', content: 'Hi' }],
+      logprobs: true,
+      top_logprobs: 2,
+    });
     expect(s.engine.requests[0]!.sampling.logprobs).toBe(2);
     const content = res.choices[0]!.logprobs!.content!;
     expect(content[0]).toEqual({
-      token: ' Hello', logprob: -0.5, bytes: [...Buffer.from(' Hello')],
+      token: ' Hello',
+      logprob: -0.5,
+      bytes: [...Buffer.from(' Hello')],
       top_logprobs: [
         { token: ' Hello', logprob: -0.5, bytes: [...Buffer.from(' Hello')] },
         { token: ' world', logprob: -1.5, bytes: [...Buffer.from(' world')] },
@@ -234,7 +314,12 @@ describe('chat completions', () => {
 
   it('stops on a stop string in a streamed chat', async () => {
     const { s, client } = await setup({ reply: () => words(' the cat sat on the mat.'), chunkSize: 2 });
-    const stream = await client.chat.completions.create({ model: 'toy', messages: [{ role: 'user', content: 'Hi' }], stop: [' on'], stream: true });
+    const stream = await client.chat.completions.create({
+      model: 'toy',
+      messages: [{ role: 'user', content: 'Hi' }],
+      stop: [' on'],
+      stream: true,
+    });
     let content = '';
     let finish: string | null = null;
     for await (const chunk of stream) {

@@ -95,7 +95,8 @@ function checkSamplingIds(o: SamplingOptions, vocabSize: number): void {
 
 function checkTokenIds(ids: readonly number[], vocabSize: number, param: string): void {
   const bad = ids.find((id) => id >= vocabSize);
-  if (bad !== undefined) throw ApiError.invalid(`Token id ${bad} in '${param}' is out of range for this model (vocabulary size ${vocabSize}).`, param);
+  if (bad !== undefined)
+    throw ApiError.invalid(`Token id ${bad} in '${param}' is out of range for this model (vocabulary size ${vocabSize}).`, param);
 }
 
 export function prepareCompletionPrompts(model: ServedModel, req: CompletionRequest): PreparedPrompt[] {
@@ -137,7 +138,11 @@ export function renderChat(
   if (!tokenizer.hasChatTemplate) {
     throw ApiError.invalid(`The model \`${model.id}\` has no chat template; use /v1/completions.`, 'messages', 'no_chat_template');
   }
-  checkPromptChars(model, 'messages', req.messages.reduce((n, m) => n + m.content.length, 0));
+  checkPromptChars(
+    model,
+    'messages',
+    req.messages.reduce((n, m) => n + m.content.length, 0),
+  );
   let text: string;
   try {
     text = tokenizer.applyChatTemplate(req.messages, {

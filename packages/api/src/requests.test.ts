@@ -10,7 +10,14 @@ describe('parseChatRequest', () => {
       model: 'm',
       messages: [
         { role: 'developer', content: 'rules' },
-        { role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }], name: 'ann' },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'a' },
+            { type: 'text', text: 'b' },
+          ],
+          name: 'ann',
+        },
         { role: 'assistant', content: null, tool_calls: [] },
         { role: 'tool', content: 'result' },
       ],
@@ -31,7 +38,9 @@ describe('parseChatRequest', () => {
   });
 
   it('refuses stream_options without stream (as OpenAI does), and maps top_k -1 to disabled', () => {
-    expect(() => parseChatRequest({ messages: [{ role: 'user', content: 'x' }], stream_options: { include_usage: true } })).toThrow(/only allowed when 'stream' is true/);
+    expect(() => parseChatRequest({ messages: [{ role: 'user', content: 'x' }], stream_options: { include_usage: true } })).toThrow(
+      /only allowed when 'stream' is true/,
+    );
     expect(() => parseCompletionRequest({ prompt: 'x', stream: false, stream_options: {} })).toThrow(ApiError);
     const r = parseChatRequest({ messages: [{ role: 'user', content: 'x' }], top_k: -1 });
     expect(r.includeUsage).toBe(false);
@@ -43,14 +52,35 @@ describe('parseChatRequest', () => {
     const schema = { type: 'object', properties: { a: { type: 'integer' } } };
     const messages = [{ role: 'user', content: 'x' }];
     expect(parseChatRequest({ messages, guided_json: schema }).sampling.structuredOutput).toEqual({ kind: 'json_schema', schema });
-    expect(parseCompletionRequest({ prompt: 'x', guided_json: JSON.stringify(schema) }).sampling.structuredOutput).toEqual({ kind: 'json_schema', schema });
-    expect(parseChatRequest({ messages, structured_outputs: { json: schema } }).sampling.structuredOutput).toEqual({ kind: 'json_schema', schema });
+    expect(parseCompletionRequest({ prompt: 'x', guided_json: JSON.stringify(schema) }).sampling.structuredOutput).toEqual({
+      kind: 'json_schema',
+      schema,
+    });
+    expect(parseChatRequest({ messages, structured_outputs: { json: schema } }).sampling.structuredOutput).toEqual({
+      kind: 'json_schema',
+      schema,
+    });
   });
 
   it('reads priority, logit_bias, min_tokens, chat_template_kwargs, add_generation_prompt and continue_final_message', () => {
-    const messages = [{ role: 'user', content: 'x' }, { role: 'assistant', content: 'Once upon' }];
-    const r = parseChatRequest({ messages, priority: -3, logit_bias: { '7': -100, '9': 2.5 }, min_tokens: 2, chat_template_kwargs: { enable_thinking: false }, continue_final_message: true });
-    expect(r).toMatchObject({ priority: -3, chatTemplateKwargs: { enable_thinking: false }, continueFinalMessage: true, addGenerationPrompt: false });
+    const messages = [
+      { role: 'user', content: 'x' },
+      { role: 'assistant', content: 'Once upon' },
+    ];
+    const r = parseChatRequest({
+      messages,
+      priority: -3,
+      logit_bias: { '7': -100, '9': 2.5 },
+      min_tokens: 2,
+      chat_template_kwargs: { enable_thinking: false },
+      continue_final_message: true,
+    });
+    expect(r).toMatchObject({
+      priority: -3,
+      chatTemplateKwargs: { enable_thinking: false },
+      continueFinalMessage: true,
+      addGenerationPrompt: false,
+    });
     expect(r.sampling).toMatchObject({ logitBias: { 7: -100, 9: 2.5 }, minTokens: 2 });
     expect(parseChatRequest({ messages }).addGenerationPrompt).toBe(true);
     expect(parseChatRequest({ messages, add_generation_prompt: false }).addGenerationPrompt).toBe(false);
@@ -91,7 +121,11 @@ describe('parseCompletionRequest', () => {
 
 describe('resolveMaxTokens', () => {
   const model = (defaultMaxTokens?: number): ServedModel => ({
-    id: 'm', engine: new FakeEngine(), tokenizer: new ToyTokenizer(), maxModelLen: 100, defaultMaxTokens,
+    id: 'm',
+    engine: new FakeEngine(),
+    tokenizer: new ToyTokenizer(),
+    maxModelLen: 100,
+    defaultMaxTokens,
   });
 
   it('follows vLLM: 16 for completions, the rest of the context for chat, clamped to the room left', () => {

@@ -82,9 +82,7 @@ interface RequestBase {
   readonly sampling: SamplingOptions;
 }
 
-export type PromptInput =
-  | { readonly kind: 'text'; readonly text: string }
-  | { readonly kind: 'tokens'; readonly ids: readonly number[] };
+export type PromptInput = { readonly kind: 'text'; readonly text: string } | { readonly kind: 'tokens'; readonly ids: readonly number[] };
 
 export interface CompletionRequest extends RequestBase {
   readonly prompts: readonly PromptInput[];
@@ -121,11 +119,7 @@ function describe(v: unknown): string {
 }
 
 function typeError(param: string, expected: string, got: unknown): ApiError {
-  return ApiError.invalid(
-    `Invalid type for '${param}': expected ${expected}, but got ${describe(got)} instead.`,
-    param,
-    'invalid_type',
-  );
+  return ApiError.invalid(`Invalid type for '${param}': expected ${expected}, but got ${describe(got)} instead.`, param, 'invalid_type');
 }
 
 function checkRange(param: string, v: number, b: Bounds): number {
@@ -188,7 +182,8 @@ function asObject(body: unknown): Fields {
 function parseStop(f: Fields): string[] {
   const v = f.raw('stop');
   if (v === undefined) return [];
-  const list: unknown[] = typeof v === 'string' ? [v] : Array.isArray(v) ? v : fail(typeError('stop', 'a string or an array of strings', v));
+  const list: unknown[] =
+    typeof v === 'string' ? [v] : Array.isArray(v) ? v : fail(typeError('stop', 'a string or an array of strings', v));
   const stop = list.map((s, i) => (typeof s === 'string' ? s : fail(typeError(`stop[${i}]`, 'a string', s))));
   refuse(stopProblem(stop));
   return stop.filter((s) => s !== '');
@@ -225,7 +220,8 @@ function rejectUnsupported(f: Fields, n: number, endpoint: 'chat' | 'completions
   const unsupported = (param: string, what: string): never =>
     fail(ApiError.invalid(`'${param}' is not supported by this server (${what}).`, param, 'unsupported_parameter'));
   const tools = f.raw('tools');
-  if (endpoint === 'completions' && tools !== undefined && !(Array.isArray(tools) && tools.length === 0)) unsupported('tools', 'tool calling is a chat feature');
+  if (endpoint === 'completions' && tools !== undefined && !(Array.isArray(tools) && tools.length === 0))
+    unsupported('tools', 'tool calling is a chat feature');
   const suffix = f.raw('suffix');
   if (suffix !== undefined && suffix !== '') unsupported('suffix', 'insertion');
   const bestOf = f.integer('best_of', { min: 1 });
@@ -239,7 +235,13 @@ function rejectUnsupported(f: Fields, n: number, endpoint: 'chat' | 'completions
   }
 }
 
-function parseBase(f: Fields, maxTokens: number | undefined, logprobs: number | undefined, endpoint: 'chat' | 'completions', echoLogprobs?: number): RequestBase {
+function parseBase(
+  f: Fields,
+  maxTokens: number | undefined,
+  logprobs: number | undefined,
+  endpoint: 'chat' | 'completions',
+  echoLogprobs?: number,
+): RequestBase {
   const n = f.integer('n', { min: 1, max: MAX_N }) ?? 1;
   const promptLogprobs = f.integer('prompt_logprobs', SAMPLING_BOUNDS.prompt_logprobs);
   rejectUnsupported(f, n, endpoint);
@@ -307,14 +309,22 @@ function parseStructuredOutput(f: Fields): StructuredOutput | undefined {
   if (so !== undefined) {
     const other = Object.keys(so).find((k) => k !== 'json' && so[k] !== null && so[k] !== undefined);
     if (other !== undefined) {
-      throw ApiError.invalid(`'structured_outputs.${other}' is not supported by this server (only JSON schemas constrain the output).`, `structured_outputs.${other}`, 'unsupported_parameter');
+      throw ApiError.invalid(
+        `'structured_outputs.${other}' is not supported by this server (only JSON schemas constrain the output).`,
+        `structured_outputs.${other}`,
+        'unsupported_parameter',
+      );
     }
   }
-  const vllm: [string, unknown][] = [['guided_json', guided], ['structured_outputs.json', so?.['json'] ?? undefined]];
+  const vllm: [string, unknown][] = [
+    ['guided_json', guided],
+    ['structured_outputs.json', so?.['json'] ?? undefined],
+  ];
   const given = vllm.filter(([, v]) => v !== undefined && v !== null);
   if (given.length === 0) return fromFormat;
   const [param, raw] = given[0]!;
-  if (given.length > 1 || fromFormat !== undefined) throw ApiError.invalid(`'${param}' cannot be combined with another output constraint.`, param);
+  if (given.length > 1 || fromFormat !== undefined)
+    throw ApiError.invalid(`'${param}' cannot be combined with another output constraint.`, param);
   let schema: unknown = raw;
   if (typeof raw === 'string') {
     try {
@@ -341,7 +351,10 @@ function parseResponseFormat(f: Fields): StructuredOutput | undefined {
   if (type === 'text') return undefined;
   if (type === 'json_object') return { kind: 'json_object' };
   if (type !== 'json_schema') {
-    throw ApiError.invalid(`Invalid value for 'response_format.type': ${JSON.stringify(type ?? null)}; expected text, json_object or json_schema.`, 'response_format.type');
+    throw ApiError.invalid(
+      `Invalid value for 'response_format.type': ${JSON.stringify(type ?? null)}; expected text, json_object or json_schema.`,
+      'response_format.type',
+    );
   }
   const js = rf.raw('json_schema');
   if (!isObject(js)) throw typeError('response_format.json_schema', 'an object', js);
@@ -382,7 +395,11 @@ function depthOf(v: unknown): number {
 /** `c` if it converts to a grammar; else the converter's reason (which names the part) as a 400. */
 export function checkedConstraint(c: StructuredOutput, param = 'response_format'): StructuredOutput {
   if (c.kind === 'json_schema' && depthOf(c.schema) > MAX_SCHEMA_DEPTH) {
-    throw ApiError.invalid(`Unsupported JSON schema in '${param}': it nests deeper than ${MAX_SCHEMA_DEPTH} levels.`, param, 'unsupported_schema');
+    throw ApiError.invalid(
+      `Unsupported JSON schema in '${param}': it nests deeper than ${MAX_SCHEMA_DEPTH} levels.`,
+      param,
+      'unsupported_schema',
+    );
   }
   const key = `${param}\0${JSON.stringify(c)}`;
   let refusal = checked.get(key);
@@ -416,7 +433,8 @@ function parseCacheSalt(f: Fields): string | undefined {
   const salt = f.string('cache_salt');
   if (salt === undefined) return undefined;
   if (salt === '') throw ApiError.invalid(`'cache_salt' must be a non-empty string if provided.`, 'cache_salt');
-  if (salt.length > MAX_CACHE_SALT_LENGTH) throw ApiError.invalid(`'cache_salt' is longer than ${MAX_CACHE_SALT_LENGTH} characters.`, 'cache_salt');
+  if (salt.length > MAX_CACHE_SALT_LENGTH)
+    throw ApiError.invalid(`'cache_salt' is longer than ${MAX_CACHE_SALT_LENGTH} characters.`, 'cache_salt');
   return salt;
 }
 
@@ -430,7 +448,9 @@ function parsePrompt(v: unknown): PromptInput[] {
   if (v.every((x) => typeof x === 'number')) {
     prompts = [{ kind: 'tokens', ids: parseTokenIds('prompt', v, { nonEmpty: true }) }];
   } else if (v.every((x) => typeof x === 'string')) {
-    prompts = v.map((text: string, i) => (text === '' ? fail(ApiError.invalid(`'prompt[${i}]' must not be empty.`, 'prompt')) : { kind: 'text', text }));
+    prompts = v.map((text: string, i) =>
+      text === '' ? fail(ApiError.invalid(`'prompt[${i}]' must not be empty.`, 'prompt')) : { kind: 'text', text },
+    );
   } else if (v.every((x) => Array.isArray(x))) {
     prompts = v.map((ids: unknown, i) => ({ kind: 'tokens', ids: parseTokenIds(`prompt[${i}]`, ids, { nonEmpty: true }) }));
   } else {
@@ -465,7 +485,10 @@ function parseContent(v: unknown, param: string, role: string): string {
       const pf = new Fields(part, `${p}.`);
       const type = pf.string('type');
       if (type !== 'text') {
-        throw ApiError.invalid(`Unsupported content part type ${JSON.stringify(type ?? null)} in '${p}'; only 'text' is supported.`, `${p}.type`);
+        throw ApiError.invalid(
+          `Unsupported content part type ${JSON.stringify(type ?? null)} in '${p}'; only 'text' is supported.`,
+          `${p}.type`,
+        );
       }
       const text = pf.string('text');
       if (text === undefined) throw ApiError.invalid(`Missing required parameter: '${p}.text'.`, `${p}.text`, 'missing_required_parameter');
@@ -483,9 +506,13 @@ function parseMessages(v: unknown): ChatMessage[] {
     if (!isObject(m)) throw typeError(param, 'an object', m);
     const f = new Fields(m, `${param}.`);
     const role = f.string('role');
-    if (role === undefined) throw ApiError.invalid(`Missing required parameter: '${param}.role'.`, `${param}.role`, 'missing_required_parameter');
+    if (role === undefined)
+      throw ApiError.invalid(`Missing required parameter: '${param}.role'.`, `${param}.role`, 'missing_required_parameter');
     if (!CHAT_ROLES.has(role)) {
-      throw ApiError.invalid(`Invalid value for '${param}.role': ${JSON.stringify(role)}; expected one of ${[...CHAT_ROLES].join(', ')}.`, `${param}.role`);
+      throw ApiError.invalid(
+        `Invalid value for '${param}.role': ${JSON.stringify(role)}; expected one of ${[...CHAT_ROLES].join(', ')}.`,
+        `${param}.role`,
+      );
     }
     const content = parseContent(f.raw('content'), `${param}.content`, role);
     const name = f.string('name');
@@ -516,7 +543,8 @@ function parseToolCalls(v: unknown, param: string): ChatToolCall[] {
     if (!isObject(fn)) throw typeError(`${p}.function`, 'an object', fn);
     const ff = new Fields(fn, `${p}.function.`);
     const name = ff.string('name');
-    if (name === undefined) throw ApiError.invalid(`Missing required parameter: '${p}.function.name'.`, `${p}.function.name`, 'missing_required_parameter');
+    if (name === undefined)
+      throw ApiError.invalid(`Missing required parameter: '${p}.function.name'.`, `${p}.function.name`, 'missing_required_parameter');
     const args = ff.string('arguments') ?? '{}';
     // Templates expect the arguments as an object (transformers' convention), as vLLM hands them over.
     let parsed: unknown = args;
@@ -551,7 +579,10 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const constraint = toolCallConstraint(tools, toolChoice, parallelToolCalls);
   if (constraint !== undefined) {
     if (sampling.structuredOutput !== undefined) {
-      throw ApiError.invalid(`'response_format' cannot be combined with tool_choice '${toolChoice.kind}', which constrains the output itself.`, 'response_format');
+      throw ApiError.invalid(
+        `'response_format' cannot be combined with tool_choice '${toolChoice.kind}', which constrains the output itself.`,
+        'response_format',
+      );
     }
     sampling = { ...sampling, structuredOutput: checkedConstraint(constraint, 'tools') };
   }
@@ -593,13 +624,26 @@ function parseTools(v: unknown): ToolSpec[] {
     if (!isObject(t)) throw typeError(param, 'an object', t);
     const tf = new Fields(t, `${param}.`);
     const type = tf.string('type');
-    if (type !== 'function') throw ApiError.invalid(`Invalid value for '${param}.type': ${JSON.stringify(type ?? null)}; only 'function' is supported.`, `${param}.type`);
+    if (type !== 'function')
+      throw ApiError.invalid(
+        `Invalid value for '${param}.type': ${JSON.stringify(type ?? null)}; only 'function' is supported.`,
+        `${param}.type`,
+      );
     const fn = tf.raw('function');
     if (!isObject(fn)) throw typeError(`${param}.function`, 'an object', fn);
     const ff = new Fields(fn, `${param}.function.`);
     const name = ff.string('name');
-    if (name === undefined) throw ApiError.invalid(`Missing required parameter: '${param}.function.name'.`, `${param}.function.name`, 'missing_required_parameter');
-    if (!TOOL_NAME.test(name)) throw ApiError.invalid(`Invalid '${param}.function.name': ${JSON.stringify(name)}; names are 1-64 letters, digits, '_' or '-'.`, `${param}.function.name`);
+    if (name === undefined)
+      throw ApiError.invalid(
+        `Missing required parameter: '${param}.function.name'.`,
+        `${param}.function.name`,
+        'missing_required_parameter',
+      );
+    if (!TOOL_NAME.test(name))
+      throw ApiError.invalid(
+        `Invalid '${param}.function.name': ${JSON.stringify(name)}; names are 1-64 letters, digits, '_' or '-'.`,
+        `${param}.function.name`,
+      );
     if (names.has(name)) throw ApiError.invalid(`Duplicate tool name ${JSON.stringify(name)} in 'tools'.`, `${param}.function.name`);
     names.add(name);
     const description = ff.string('description');
@@ -622,7 +666,8 @@ function parseToolChoice(v: unknown, tools: readonly ToolSpec[]): ToolChoice {
   if (v['type'] !== 'function' || typeof name !== 'string') {
     throw ApiError.invalid(`Invalid 'tool_choice': expected {"type": "function", "function": {"name": ...}}.`, 'tool_choice');
   }
-  if (!tools.some((t) => t.name === name)) throw ApiError.invalid(`tool_choice names ${JSON.stringify(name)}, which is not in 'tools'.`, 'tool_choice');
+  if (!tools.some((t) => t.name === name))
+    throw ApiError.invalid(`tool_choice names ${JSON.stringify(name)}, which is not in 'tools'.`, 'tool_choice');
   return { kind: 'named', name };
 }
 

@@ -62,13 +62,16 @@ export interface Usage {
  * failures after the SSE headers are sent become an SSE error event, then `data: [DONE]`.
  */
 export async function serveGeneration(ctx: RequestContext, g: Generation): Promise<void> {
-  ctx.log.debug({
-    model: g.model.id,
-    choices: g.specs.length,
-    promptTokens: g.prompts.map((p) => p.tokenIds.length),
-    maxTokens: g.prompts.map((p) => p.maxTokens),
-    stream: g.stream,
-  }, 'generate');
+  ctx.log.debug(
+    {
+      model: g.model.id,
+      choices: g.specs.length,
+      promptTokens: g.prompts.map((p) => p.tokenIds.length),
+      maxTokens: g.prompts.map((p) => p.maxTokens),
+      stream: g.stream,
+    },
+    'generate',
+  );
   const gens = g.specs.map((spec) => runChoice(g.model.engine, g.model.tokenizer, spec, ctx.signal));
   const { cachedTokens, events } = await startChoices(gens);
   const formatters = new Map(g.specs.map((s) => [s.index, g.formatter(s)]));
@@ -84,7 +87,12 @@ export async function serveGeneration(ctx: RequestContext, g: Generation): Promi
       counted.add(s.promptIndex);
       cached += Math.min(cachedTokens[i] ?? 0, g.prompts[s.promptIndex]?.tokenIds.length ?? 0);
     });
-    return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } };
+    return {
+      prompt_tokens: prompt,
+      completion_tokens: completion,
+      total_tokens: prompt + completion,
+      prompt_tokens_details: { cached_tokens: cached },
+    };
   };
   const head = { id: `${g.idPrefix}-${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model: g.model.id };
   const formatterOf = (index: number): ChoiceFormatter => {
@@ -100,12 +108,20 @@ export async function serveGeneration(ctx: RequestContext, g: Generation): Promi
       formatterOf(ev.index).add(ev);
     }
     if (ctx.signal.aborted) return;
-    sendJson(ctx.res, 200, { ...head, object: g.object, choices: [...formatters.values()].map((f) => f.result()), usage: usage(), ...g.extra?.() });
+    sendJson(ctx.res, 200, {
+      ...head,
+      object: g.object,
+      choices: [...formatters.values()].map((f) => f.result()),
+      usage: usage(),
+      ...g.extra?.(),
+    });
     if (ctx.writeTimeoutMs !== undefined) finishWithin(ctx.res, ctx.writeTimeoutMs, ctx.log);
     return;
   }
 
-  const sse = new SseStream(ctx.res, ctx.writeTimeoutMs, () => ctx.log.warn({ timeoutMs: ctx.writeTimeoutMs }, 'client stopped reading; request aborted'));
+  const sse = new SseStream(ctx.res, ctx.writeTimeoutMs, () =>
+    ctx.log.warn({ timeoutMs: ctx.writeTimeoutMs }, 'client stopped reading; request aborted'),
+  );
   sse.open();
   const chunk = { ...head, object: g.chunkObject };
   // With include_usage every chunk carries `usage: null` and a last chunk carries the totals (OpenAI).

@@ -33,7 +33,13 @@ export interface ApiServerOptions {
    * Told when each request's response closes (for metrics): the route template it matched (`/v1/models/{model}`;
    * UNMATCHED_ROUTE when none did: label metrics by this, never by the raw path), HTTP status, seconds since arrival.
    */
-  readonly onResponse?: (r: { readonly method: string; readonly path: string; readonly route: string; readonly status: number; readonly seconds: number }) => void;
+  readonly onResponse?: (r: {
+    readonly method: string;
+    readonly path: string;
+    readonly route: string;
+    readonly status: number;
+    readonly seconds: number;
+  }) => void;
   /**
    * API keys. With any, every /v1/* request must present one (`Authorization: Bearer KEY` or
    * `x-api-key: KEY`) or gets 401; /health and /ready stay open. None: the API is open.
@@ -118,14 +124,19 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
   const models = new Map<string, ServedModel>();
   for (const m of opts.models) {
     if (models.has(m.id)) throw new Error(`createApiServer: duplicate model id ${m.id}`);
-    models.set(m.id, { ...m, maxPromptChars: opts.maxPromptChars ?? m.maxPromptChars, toolCallParser: opts.toolCallParser ?? m.toolCallParser });
+    models.set(m.id, {
+      ...m,
+      maxPromptChars: opts.maxPromptChars ?? m.maxPromptChars,
+      toolCallParser: opts.toolCallParser ?? m.toolCallParser,
+    });
   }
   const firstModel = models.get(opts.models[0]!.id)!;
   const keys = opts.apiKeys !== undefined && opts.apiKeys.length > 0 ? new ApiKeys(opts.apiKeys) : undefined;
   if (opts.isolateCachePerKey && keys === undefined) throw new Error('createApiServer: isolating caches per API key needs API keys');
   const limiter = new ClientLimiter(opts.limits ?? {});
   const edge = { ...EDGE_DEFAULTS, ...definedOnly(opts) };
-  if (edge.headersTimeoutMs > edge.requestTimeoutMs) throw new Error('createApiServer: the headers timeout must not exceed the request timeout');
+  if (edge.headersTimeoutMs > edge.requestTimeoutMs)
+    throw new Error('createApiServer: the headers timeout must not exceed the request timeout');
   const host = opts.host ?? '127.0.0.1';
   const maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const logger = opts.logger ?? silentLogger;
@@ -289,20 +300,23 @@ export function createApiServer(opts: ApiServerOptions): ApiServer {
     return { key };
   };
 
-  const server = http.createServer({
-    headersTimeout: edge.headersTimeoutMs,
-    requestTimeout: edge.requestTimeoutMs,
-    keepAliveTimeout: edge.keepAliveTimeoutMs,
-    // Node checks the two timeouts above on this period (30 s by default, which would stretch them).
-    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(edge.headersTimeoutMs / 4))),
-  }, (req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      // handle() catches everything; this is the last line of defence for the process.
-      logger.error({ err }, 'unhandled error in request handler');
-      if (!res.headersSent) sendError(res, ApiError.internal());
-      else res.destroy();
-    });
-  });
+  const server = http.createServer(
+    {
+      headersTimeout: edge.headersTimeoutMs,
+      requestTimeout: edge.requestTimeoutMs,
+      keepAliveTimeout: edge.keepAliveTimeoutMs,
+      // Node checks the two timeouts above on this period (30 s by default, which would stretch them).
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(edge.headersTimeoutMs / 4))),
+    },
+    (req, res) => {
+      handle(req, res).catch((err: unknown) => {
+        // handle() catches everything; this is the last line of defence for the process.
+        logger.error({ err }, 'unhandled error in request handler');
+        if (!res.headersSent) sendError(res, ApiError.internal());
+        else res.destroy();
+      });
+    },
+  );
 
   server.maxConnections = edge.maxConnections;
 

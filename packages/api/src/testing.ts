@@ -22,7 +22,21 @@ import type { ToolCallParserName } from './tool-calls';
 export class ToyTokenizer implements TextTokenizer {
   static readonly BOS = 0;
   static readonly EOS = 1;
-  static readonly WORDS: readonly string[] = [' Hello', ' world', 'Hello', '!', ' the', ' cat', ' sat', 'STOP', '<|', '|>', ' on', ' mat', '.'];
+  static readonly WORDS: readonly string[] = [
+    ' Hello',
+    ' world',
+    'Hello',
+    '!',
+    ' the',
+    ' cat',
+    ' sat',
+    'STOP',
+    '<|',
+    '|>',
+    ' on',
+    ' mat',
+    '.',
+  ];
   readonly vocabSize = 2 + 256 + ToyTokenizer.WORDS.length;
   readonly bosTokenId = ToyTokenizer.BOS;
   readonly eosTokenIds = [ToyTokenizer.EOS];
@@ -87,7 +101,8 @@ export class ToyTokenizer implements TextTokenizer {
     };
     const kwargs = opts.kwargs === undefined ? '' : `<|kwargs|>${JSON.stringify(opts.kwargs)}\n`;
     let text = kwargs + tools + messages.map(turn).join('') + (opts.addGenerationPrompt ? '<|assistant|>' : '');
-    if (opts.continueFinalMessage) text = text.slice(0, text.lastIndexOf(messages[messages.length - 1]!.content) + messages[messages.length - 1]!.content.length);
+    if (opts.continueFinalMessage)
+      text = text.slice(0, text.lastIndexOf(messages[messages.length - 1]!.content) + messages[messages.length - 1]!.content.length);
     return text;
   }
 }
@@ -194,13 +209,25 @@ export interface TestServer {
 /** Starts an API server on 127.0.0.1 with a free port over one fake engine and the toy tokenizer. */
 export async function startTestServer(
   engineOpts: FakeEngineOptions = {},
-  serverOpts: Partial<ApiServerOptions> & { readonly defaultMaxTokens?: number; readonly hasChatTemplate?: boolean; readonly toolCallParser?: ToolCallParserName } = {},
+  serverOpts: Partial<ApiServerOptions> & {
+    readonly defaultMaxTokens?: number;
+    readonly hasChatTemplate?: boolean;
+    readonly toolCallParser?: ToolCallParserName;
+  } = {},
 ): Promise<TestServer> {
   const tokenizer = new ToyTokenizer({ hasChatTemplate: serverOpts.hasChatTemplate });
   const engine = new FakeEngine(engineOpts);
   const api = createApiServer({
     models: [
-      { id: engine.modelId, engine, tokenizer, maxModelLen: engine.maxModelLen, defaultMaxTokens: serverOpts.defaultMaxTokens, created: 1700000000, toolCallParser: serverOpts.toolCallParser },
+      {
+        id: engine.modelId,
+        engine,
+        tokenizer,
+        maxModelLen: engine.maxModelLen,
+        defaultMaxTokens: serverOpts.defaultMaxTokens,
+        created: 1700000000,
+        toolCallParser: serverOpts.toolCallParser,
+      },
     ],
     host: '127.0.0.1',
     port: 0,

@@ -15,14 +15,19 @@ function run(choice: ToolChoice, parser: 'hermes' | 'llama3_json', text: string,
     if (d.id !== undefined) calls[d.index] = { id: d.id, name: d.function.name!, arguments: d.function.arguments };
     else calls[d.index]!.arguments += d.function.arguments;
   }
-  return { content: outs.map((o) => o.content).join(''), calls: calls.map((c) => ({ name: c.name, args: JSON.parse(c.arguments) as unknown, id: c.id })), called: x.called };
+  return {
+    content: outs.map((o) => o.content).join(''),
+    calls: calls.map((c) => ({ name: c.name, args: JSON.parse(c.arguments) as unknown, id: c.id })),
+    called: x.called,
+  };
 }
 
 const SIZES = [1, 2, 3, 5, 7, 1000];
 const auto: ToolChoice = { kind: 'auto' };
 
 describe('hermes (Qwen)', () => {
-  const text = 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {"tz": "CET"}}\n</tool_call>';
+  const text =
+    'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {"tz": "CET"}}\n</tool_call>';
   it.each(SIZES)('content before the calls, then every call, in pieces of %i', (size) => {
     const r = run(auto, 'hermes', text, size);
     expect(r.content).toBe('Let me check.\n');
@@ -35,12 +40,22 @@ describe('hermes (Qwen)', () => {
   });
 
   it.each(SIZES)('plain text (with a "<" that is no tag) is all content, in pieces of %i', (size) => {
-    expect(run(auto, 'hermes', 'a < b and <tool is not a call', size)).toMatchObject({ content: 'a < b and <tool is not a call', calls: [], called: false });
+    expect(run(auto, 'hermes', 'a < b and <tool is not a call', size)).toMatchObject({
+      content: 'a < b and <tool is not a call',
+      calls: [],
+      called: false,
+    });
   });
 
   it('a call cut short or not JSON stays text', () => {
-    expect(run(auto, 'hermes', 'x<tool_call>{"name": "f", "argu', 4)).toMatchObject({ content: 'x<tool_call>{"name": "f", "argu', called: false });
-    expect(run(auto, 'hermes', '<tool_call>not json</tool_call>', 3)).toMatchObject({ content: '<tool_call>not json</tool_call>', called: false });
+    expect(run(auto, 'hermes', 'x<tool_call>{"name": "f", "argu', 4)).toMatchObject({
+      content: 'x<tool_call>{"name": "f", "argu',
+      called: false,
+    });
+    expect(run(auto, 'hermes', '<tool_call>not json</tool_call>', 3)).toMatchObject({
+      content: '<tool_call>not json</tool_call>',
+      called: false,
+    });
   });
 });
 
@@ -70,12 +85,20 @@ describe('constrained shapes', () => {
 
   it('required: an array of calls; cut short it stays text', () => {
     const r = run({ kind: 'required' }, 'hermes', '[{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"b": true}}]', 5);
-    expect(r.calls.map(({ name, args }) => ({ name, args }))).toEqual([{ name: 'f', args: {} }, { name: 'g', args: { b: true } }]);
-    expect(run({ kind: 'required' }, 'hermes', '[{"name": "f", "argum', 5)).toMatchObject({ content: '[{"name": "f", "argum', called: false });
+    expect(r.calls.map(({ name, args }) => ({ name, args }))).toEqual([
+      { name: 'f', args: {} },
+      { name: 'g', args: { b: true } },
+    ]);
+    expect(run({ kind: 'required' }, 'hermes', '[{"name": "f", "argum', 5)).toMatchObject({
+      content: '[{"name": "f", "argum',
+      called: false,
+    });
   });
 
   it('none and no tools: text as it is', () => {
-    expect(run({ kind: 'none' }, 'hermes', '<tool_call>{"name": "f", "arguments": {}}</tool_call>', 3).content).toBe('<tool_call>{"name": "f", "arguments": {}}</tool_call>');
+    expect(run({ kind: 'none' }, 'hermes', '<tool_call>{"name": "f", "arguments": {}}</tool_call>', 3).content).toBe(
+      '<tool_call>{"name": "f", "arguments": {}}</tool_call>',
+    );
   });
 });
 

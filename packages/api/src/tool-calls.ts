@@ -100,7 +100,12 @@ class PlainText implements ToolCallExtractor {
 
 /** A call as one whole delta. */
 function wholeCall(index: number, name: string, args: unknown): ToolCallDelta {
-  return { index, id: toolCallId(), type: 'function', function: { name, arguments: typeof args === 'string' ? args : JSON.stringify(args) } };
+  return {
+    index,
+    id: toolCallId(),
+    type: 'function',
+    function: { name, arguments: typeof args === 'string' ? args : JSON.stringify(args) },
+  };
 }
 
 /** A parsed `{"name": string, "arguments" | "parameters": object}`, or undefined. */

@@ -16,16 +16,29 @@ afterEach(async () => {
   current = undefined;
 });
 
-async function setup(reply: (req: GenerateRequest) => string, opts: { toolCallParser?: 'hermes' | 'llama3_json'; chunkSize?: number } = {}): Promise<{ s: TestServer; client: OpenAI }> {
-  current = await startTestServer({ reply: (req) => words(reply(req)), chunkSize: opts.chunkSize ?? 3, maxModelLen: 4096 }, { toolCallParser: opts.toolCallParser });
+async function setup(
+  reply: (req: GenerateRequest) => string,
+  opts: { toolCallParser?: 'hermes' | 'llama3_json'; chunkSize?: number } = {},
+): Promise<{ s: TestServer; client: OpenAI }> {
+  current = await startTestServer(
+    { reply: (req) => words(reply(req)), chunkSize: opts.chunkSize ?? 3, maxModelLen: 4096 },
+    { toolCallParser: opts.toolCallParser },
+  );
   return { s: current, client: new OpenAI({ baseURL: `${current.url}/v1`, apiKey: 'x', maxRetries: 0 }) };
 }
 
 const weather: ChatCompletionTool = {
   type: 'function',
-  function: { name: 'get_weather', description: 'Weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
+  function: {
+    name: 'get_weather',
+    description: 'Weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
 };
-const time: ChatCompletionTool = { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { tz: { enum: ['UTC', 'CET'] } }, required: ['tz'] } } };
+const time: ChatCompletionTool = {
+  type: 'function',
+  function: { name: 'get_time', parameters: { type: 'object', properties: { tz: { enum: ['UTC', 'CET'] } }, required: ['tz'] } },
+};
 const messages = [{ role: 'user' as const, content: 'Weather in Paris?' }];
 
 /** Folds a stream into content, whole tool calls and the finish reason, as a client would. */
@@ -98,7 +111,11 @@ describe('tool_choice auto', () => {
       tools: [weather],
       messages: [
         ...messages,
-        { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }] },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }],
+        },
         { role: 'tool', tool_call_id: 'call_1', content: '{"sky": "clear"}' },
       ],
     });
@@ -111,9 +128,18 @@ describe('tool_choice auto', () => {
 describe('tool_choice required and named: constrained', () => {
   it('named: the engine gets the tool parameters as its grammar; the output is that call, whole and streamed', async () => {
     const { s, client } = await setup(() => '{"city": "Oslo"}');
-    const body = { model: 'toy', messages, tools: [weather, time], tool_choice: { type: 'function' as const, function: { name: 'get_weather' } } };
+    const body = {
+      model: 'toy',
+      messages,
+      tools: [weather, time],
+      tool_choice: { type: 'function' as const, function: { name: 'get_weather' } },
+    };
     const res = await client.chat.completions.create(body);
-    expect(s.engine.requests[0]!.sampling.structuredOutput).toEqual({ kind: 'json_schema', schema: weather.function.parameters, strict: true });
+    expect(s.engine.requests[0]!.sampling.structuredOutput).toEqual({
+      kind: 'json_schema',
+      schema: weather.function.parameters,
+      strict: true,
+    });
     expect(res.choices[0]!.finish_reason).toBe('tool_calls');
     const call = res.choices[0]!.message.tool_calls![0]!;
     expect(call.type === 'function' && call.function).toEqual({ name: 'get_weather', arguments: '{"city": "Oslo"}' });
@@ -122,12 +148,20 @@ describe('tool_choice required and named: constrained', () => {
   });
 
   it('required: an array of calls of the offered tools, each call its own tool_calls entry', async () => {
-    const { s, client } = await setup(() => '[{"name": "get_time", "arguments": {"tz": "CET"}}, {"name": "get_weather", "arguments": {"city": "Rome"}}]');
+    const { s, client } = await setup(
+      () => '[{"name": "get_time", "arguments": {"tz": "CET"}}, {"name": "get_weather", "arguments": {"city": "Rome"}}]',
+    );
     const res = await client.chat.completions.create({ model: 'toy', messages, tools: [weather, time], tool_choice: 'required' });
     const so = s.engine.requests[0]!.sampling.structuredOutput;
-    expect(so?.kind === 'json_schema' && so.schema).toMatchObject({ type: 'array', minItems: 1, items: { anyOf: [{ properties: { name: { const: 'get_weather' } } }, { properties: { name: { const: 'get_time' } } }] } });
+    expect(so?.kind === 'json_schema' && so.schema).toMatchObject({
+      type: 'array',
+      minItems: 1,
+      items: { anyOf: [{ properties: { name: { const: 'get_weather' } } }, { properties: { name: { const: 'get_time' } } }] },
+    });
     expect(res.choices[0]!.finish_reason).toBe('tool_calls');
-    expect(res.choices[0]!.message.tool_calls!.map((c) => c.type === 'function' && [c.function.name, JSON.parse(c.function.arguments)])).toEqual([
+    expect(
+      res.choices[0]!.message.tool_calls!.map((c) => c.type === 'function' && [c.function.name, JSON.parse(c.function.arguments)]),
+    ).toEqual([
       ['get_time', { tz: 'CET' }],
       ['get_weather', { city: 'Rome' }],
     ]);
@@ -136,13 +170,18 @@ describe('tool_choice required and named: constrained', () => {
 
 describe('parallel_tool_calls: false', () => {
   it('keeps the first of several parsed calls, and limits required to one-item arrays', async () => {
-    const two = '<tool_call>{"name": "get_time", "arguments": {"tz": "UTC"}}</tool_call><tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>';
+    const two =
+      '<tool_call>{"name": "get_time", "arguments": {"tz": "UTC"}}</tool_call><tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>';
     const { s, client } = await setup(() => two);
     const res = await client.chat.completions.create({ model: 'toy', messages, tools: [weather, time], parallel_tool_calls: false });
     expect(res.choices[0]!.message.tool_calls!.map((c) => c.type === 'function' && c.function.name)).toEqual(['get_time']);
-    const streamed = await collect(await client.chat.completions.create({ model: 'toy', messages, tools: [weather, time], parallel_tool_calls: false, stream: true }));
+    const streamed = await collect(
+      await client.chat.completions.create({ model: 'toy', messages, tools: [weather, time], parallel_tool_calls: false, stream: true }),
+    );
     expect(streamed.calls.map((c) => c.name)).toEqual(['get_time']);
-    await client.chat.completions.create({ model: 'toy', messages, tools: [weather, time], tool_choice: 'required', parallel_tool_calls: false }).catch(() => undefined);
+    await client.chat.completions
+      .create({ model: 'toy', messages, tools: [weather, time], tool_choice: 'required', parallel_tool_calls: false })
+      .catch(() => undefined);
     const so = s.engine.requests.at(-1)!.sampling.structuredOutput;
     expect(so?.kind === 'json_schema' && so.schema).toMatchObject({ type: 'array', minItems: 1, maxItems: 1 });
   });
@@ -157,12 +196,30 @@ describe('bad tool requests are 400s before the engine', () => {
     ['duplicate tool names', { tools: [weather, weather] }, 'tools[1].function.name'],
     ['a named choice not in tools', { tools: [weather], tool_choice: { type: 'function', function: { name: 'nope' } } }, 'tool_choice'],
     ['required without tools', { tool_choice: 'required' }, 'tool_choice'],
-    ['required with a schema the engine cannot enforce', { tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { d: { type: 'string', format: 'date' } } } } }], tool_choice: 'required' }, 'tools'],
-    ['required together with response_format', { tools: [weather], tool_choice: 'required', response_format: { type: 'json_object' } }, 'response_format'],
+    [
+      'required with a schema the engine cannot enforce',
+      {
+        tools: [
+          {
+            type: 'function',
+            function: { name: 'f', parameters: { type: 'object', properties: { d: { type: 'string', format: 'date' } } } },
+          },
+        ],
+        tool_choice: 'required',
+      },
+      'tools',
+    ],
+    [
+      'required together with response_format',
+      { tools: [weather], tool_choice: 'required', response_format: { type: 'json_object' } },
+      'response_format',
+    ],
   ];
   it.each(cases)('%s', async (_name, extra, param) => {
     const { s, client } = await setup(() => 'x');
-    const err = await client.chat.completions.create({ model: 'toy', messages, ...extra } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming).catch((e: unknown) => e);
+    const err = await client.chat.completions
+      .create({ model: 'toy', messages, ...extra } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe(param);
     expect(s.engine.requests).toHaveLength(0);

@@ -153,7 +153,8 @@ function contentOf(choice: Record<string, unknown>, endpoint: Endpoint): string 
 function errorMessage(body: string): string {
   try {
     const v: unknown = JSON.parse(body);
-    if (isRecord(v) && isRecord(v['error']) && typeof v['error']['message'] === 'string') return v['error']['message'].slice(0, MAX_ERROR_CHARS);
+    if (isRecord(v) && isRecord(v['error']) && typeof v['error']['message'] === 'string')
+      return v['error']['message'].slice(0, MAX_ERROR_CHARS);
   } catch {
     // not JSON: use the text
   }

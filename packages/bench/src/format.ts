@@ -40,7 +40,14 @@ function fmt(x: number | null, digits: number): string {
 export function describeRun(r: BenchReport): string {
   const o = r.options;
   const workload = typeof o.workload === 'object' ? `trace ${o.workload.trace}` : o.workload;
-  const arrivals = o.rate === null ? (typeof o.workload === 'object' ? 'trace arrivals' : 'all at once') : o.rate === 'inf' ? 'rate inf' : `rate ${o.rate}/s`;
+  const arrivals =
+    o.rate === null
+      ? typeof o.workload === 'object'
+        ? 'trace arrivals'
+        : 'all at once'
+      : o.rate === 'inf'
+        ? 'rate inf'
+        : `rate ${o.rate}/s`;
   const conc = o.concurrency === null ? '' : `, concurrency ${o.concurrency}`;
   return `${workload} → ${o.url} (${o.endpoint}, model ${o.model}), ${arrivals}${conc}`;
 }
@@ -62,8 +69,13 @@ export function formatReport(r: BenchReport): string {
   lines.push('-'.repeat(width + 14));
   if (r.goodput !== null) {
     const g = r.goodput;
-    const slo = [g.sloTtftMs === null ? '' : `TTFT ≤ ${g.sloTtftMs} ms`, g.sloTpotMs === null ? '' : `TPOT ≤ ${g.sloTpotMs} ms`].filter((x) => x).join(', ');
-    lines.push(row(`Goodput, ${slo} (req/s)`, fmt(g.requestsPerSec, 2)), row('Requests meeting the SLO', `${g.met} (${(g.fraction * 100).toFixed(1)}%)`));
+    const slo = [g.sloTtftMs === null ? '' : `TTFT ≤ ${g.sloTtftMs} ms`, g.sloTpotMs === null ? '' : `TPOT ≤ ${g.sloTpotMs} ms`]
+      .filter((x) => x)
+      .join(', ');
+    lines.push(
+      row(`Goodput, ${slo} (req/s)`, fmt(g.requestsPerSec, 2)),
+      row('Requests meeting the SLO', `${g.met} (${(g.fraction * 100).toFixed(1)}%)`),
+    );
   }
   const pc = r.prefixCache;
   lines.push(row('Prefix cache hit rate', pc.hitRate === null ? 'not reported' : `${(pc.hitRate * 100).toFixed(1)}%`));
@@ -76,7 +88,11 @@ export function formatReport(r: BenchReport): string {
 export function compareReports(a: BenchReport, b: BenchReport): string {
   const w = 30;
   const col = 14;
-  const lines = [`A: ${describeRun(a)}`, `B: ${describeRun(b)}`, `${'metric'.padEnd(w)}${'A'.padStart(col)}${'B'.padStart(col)}${'B/A'.padStart(col - 4)}`];
+  const lines = [
+    `A: ${describeRun(a)}`,
+    `B: ${describeRun(b)}`,
+    `${'metric'.padEnd(w)}${'A'.padStart(col)}${'B'.padStart(col)}${'B/A'.padStart(col - 4)}`,
+  ];
   lines.push('-'.repeat(w + 3 * col - 4));
   for (const m of METRICS) {
     const x = m.value(a);

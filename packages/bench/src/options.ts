@@ -118,7 +118,8 @@ export const DEFAULT_REQUESTS = 100;
 
 export function resolveOptions(o: BenchOptions): ResolvedOptions {
   const endpoint = o.endpoint ?? 'completions';
-  if (endpoint !== 'completions' && endpoint !== 'chat') throw new RangeError(`endpoint must be 'completions' or 'chat', got ${String(endpoint)}`);
+  if (endpoint !== 'completions' && endpoint !== 'chat')
+    throw new RangeError(`endpoint must be 'completions' or 'chat', got ${String(endpoint)}`);
   if (endpoint === 'chat' && o.tokenIds === true) throw new RangeError('tokenIds needs the completions endpoint (chat takes text)');
   let url: URL;
   try {
@@ -197,7 +198,8 @@ function shapeOf(o: BenchOptions, kind: SyntheticWorkload): WorkloadShape {
   for (const k of ['inputLen', 'maxTokens', 'numPrefixes', 'sessions', 'turns'] as const) {
     if (!Number.isInteger(shape[k]) || shape[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${shape[k]}`);
   }
-  if (!Number.isInteger(shape.prefixLen) || shape.prefixLen < 0) throw new RangeError(`prefixLen must be an integer ≥ 0, got ${shape.prefixLen}`);
+  if (!Number.isInteger(shape.prefixLen) || shape.prefixLen < 0)
+    throw new RangeError(`prefixLen must be an integer ≥ 0, got ${shape.prefixLen}`);
   if (!(shape.rangeRatio >= 0 && shape.rangeRatio < 1)) throw new RangeError(`rangeRatio must be in [0, 1), got ${shape.rangeRatio}`);
   return shape;
 }

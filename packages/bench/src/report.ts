@@ -38,11 +38,22 @@ export interface BenchReport {
     readonly fraction: number;
   } | null;
   /** cached / prompt tokens over completed requests that reported cached_tokens; null when none did. */
-  readonly prefixCache: { readonly hitRate: number | null; readonly cachedTokens: number; readonly promptTokens: number; readonly reporting: number };
+  readonly prefixCache: {
+    readonly hitRate: number | null;
+    readonly cachedTokens: number;
+    readonly promptTokens: number;
+    readonly reporting: number;
+  };
   readonly requests: readonly RequestRecord[];
 }
 
-export function buildReport(options: ResolvedOptions, records: readonly RequestRecord[], startedAt: string, durationSec: number, aborted: boolean): BenchReport {
+export function buildReport(
+  options: ResolvedOptions,
+  records: readonly RequestRecord[],
+  startedAt: string,
+  durationSec: number,
+  aborted: boolean,
+): BenchReport {
   const sorted = [...records].sort((a, b) => a.index - b.index);
   const ok = sorted.filter((r) => r.success);
   const failedByStatus: Record<string, number> = {};
@@ -90,7 +101,12 @@ export function buildReport(options: ResolvedOptions, records: readonly RequestR
       e2e: summarize(values((r) => r.e2eMs)),
     },
     goodput: goodputOf(options, ok, sorted.length, per),
-    prefixCache: { hitRate: promptOfReporting > 0 ? cached / promptOfReporting : null, cachedTokens: cached, promptTokens: promptOfReporting, reporting },
+    prefixCache: {
+      hitRate: promptOfReporting > 0 ? cached / promptOfReporting : null,
+      cachedTokens: cached,
+      promptTokens: promptOfReporting,
+      reporting,
+    },
     requests: sorted,
   };
 }
@@ -99,7 +115,8 @@ function goodputOf(o: ResolvedOptions, ok: readonly RequestRecord[], sent: numbe
   if (o.sloTtftMs === null && o.sloTpotMs === null) return null;
   // A request with one output token has no TPOT and meets any TPOT SLO.
   const meets = (r: RequestRecord): boolean =>
-    (o.sloTtftMs === null || (r.ttftMs !== null && r.ttftMs <= o.sloTtftMs)) && (o.sloTpotMs === null || r.tpotMs === null || r.tpotMs <= o.sloTpotMs);
+    (o.sloTtftMs === null || (r.ttftMs !== null && r.ttftMs <= o.sloTtftMs)) &&
+    (o.sloTpotMs === null || r.tpotMs === null || r.tpotMs <= o.sloTpotMs);
   const met = ok.filter(meets).length;
   return { sloTtftMs: o.sloTtftMs, sloTpotMs: o.sloTpotMs, met, requestsPerSec: per(met), fraction: sent > 0 ? met / sent : 0 };
 }

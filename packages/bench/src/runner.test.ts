@@ -45,7 +45,14 @@ describe('runBench against a fake streaming server', () => {
 
   it('sends streaming token-id requests with usage and ignore_eos', () => {
     const b = server.bodies[0]!;
-    expect(b).toMatchObject({ model: 'tiny', max_tokens: 6, stream: true, stream_options: { include_usage: true }, ignore_eos: true, temperature: 0 });
+    expect(b).toMatchObject({
+      model: 'tiny',
+      max_tokens: 6,
+      stream: true,
+      stream_options: { include_usage: true },
+      ignore_eos: true,
+      temperature: 0,
+    });
     expect(Array.isArray(b['prompt'])).toBe(true);
     expect((b['prompt'] as number[]).length).toBe(72);
   });
@@ -92,9 +99,29 @@ describe('runBench against a fake streaming server', () => {
     const round = JSON.parse(JSON.stringify(report)) as BenchReport;
     expect(round).toEqual(report);
     expect(Object.keys(report).sort()).toEqual(
-      ['aborted', 'counts', 'durationSec', 'goodput', 'latencyMs', 'options', 'prefixCache', 'requests', 'startedAt', 'throughput', 'tokens', 'version'].sort(),
+      [
+        'aborted',
+        'counts',
+        'durationSec',
+        'goodput',
+        'latencyMs',
+        'options',
+        'prefixCache',
+        'requests',
+        'startedAt',
+        'throughput',
+        'tokens',
+        'version',
+      ].sort(),
     );
-    expect(report.options).toMatchObject({ workload: 'shared-prefix', concurrency: 5, requests: 10, seed: 3, endpoint: 'completions', tokenIds: true });
+    expect(report.options).toMatchObject({
+      workload: 'shared-prefix',
+      concurrency: 5,
+      requests: 10,
+      seed: 3,
+      endpoint: 'completions',
+      tokenIds: true,
+    });
     expect(report.options.shape).toMatchObject({ numPrefixes: 2, prefixLen: 64, inputLen: 8, maxTokens: 6 });
     expect(report.requests.map((r) => r.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
@@ -116,7 +143,20 @@ describe('runBench scheduling', () => {
   it('runs multi-turn chat sessions turn after turn, each turn appending to the conversation', async () => {
     const fake = await startFakeServer({ ttftMs: 5, itlMs: 2 });
     try {
-      const r = await runBench({ url: `${fake.url}/v1`, model: 'm', workload: 'multi-turn', endpoint: 'chat', sessions: 2, turns: 3, requests: 6, maxTokens: 3, inputLen: 4, prefixLen: 4, rate: 200, seed: 1 });
+      const r = await runBench({
+        url: `${fake.url}/v1`,
+        model: 'm',
+        workload: 'multi-turn',
+        endpoint: 'chat',
+        sessions: 2,
+        turns: 3,
+        requests: 6,
+        maxTokens: 3,
+        inputLen: 4,
+        prefixLen: 4,
+        rate: 200,
+        seed: 1,
+      });
       expect(r.counts.completed).toBe(6);
       const messages = fake.bodies.map((b) => (b['messages'] as { role: string }[]).map((m) => m.role).join(','));
       expect(messages.filter((m) => m === 'system,user,assistant,user,assistant,user').length).toBe(2);
@@ -136,7 +176,12 @@ describe('runBench scheduling', () => {
     const fake = await startFakeServer({ ttftMs: 1, itlMs: 1 });
     const dir = mkdtempSync(join(tmpdir(), 'pdserve-bench-'));
     const file = join(dir, 't.jsonl');
-    const rows = [0, 200, 400, 1000].map((timestamp, i) => ({ timestamp, input_length: 1024 + i, output_length: 4, hash_ids: [1, 2, 3 + i] }));
+    const rows = [0, 200, 400, 1000].map((timestamp, i) => ({
+      timestamp,
+      input_length: 1024 + i,
+      output_length: 4,
+      hash_ids: [1, 2, 3 + i],
+    }));
     writeFileSync(file, rows.map((x) => JSON.stringify(x)).join('\n'));
     try {
       const r = await runBench({ url: fake.url, model: 'm', workload: { trace: file }, timeScale: 0.1, blockScale: 16, lengthScale: 0.5 });
@@ -155,7 +200,15 @@ describe('runBench scheduling', () => {
   it('stops on duration (closed loop) and on abort, and records connection failures', async () => {
     const fake = await startFakeServer({ ttftMs: 20, itlMs: 20 });
     try {
-      const timed = await runBench({ url: fake.url, model: 'm', workload: 'random', durationSec: 0.3, concurrency: 2, maxTokens: 3, inputLen: 8 });
+      const timed = await runBench({
+        url: fake.url,
+        model: 'm',
+        workload: 'random',
+        durationSec: 0.3,
+        concurrency: 2,
+        maxTokens: 3,
+        inputLen: 8,
+      });
       expect(timed.options.requests).toBeNull();
       expect(timed.counts.sent).toBeGreaterThanOrEqual(2);
       expect(timed.counts.sent).toBeLessThanOrEqual(12);
@@ -163,7 +216,15 @@ describe('runBench scheduling', () => {
 
       const ac = new AbortController();
       setTimeout(() => ac.abort(), 100);
-      const aborted = await runBench({ url: fake.url, model: 'm', workload: 'random', requests: 50, rate: 20, maxTokens: 20, signal: ac.signal });
+      const aborted = await runBench({
+        url: fake.url,
+        model: 'm',
+        workload: 'random',
+        requests: 50,
+        rate: 20,
+        maxTokens: 20,
+        signal: ac.signal,
+      });
       expect(aborted.aborted).toBe(true);
       expect(aborted.counts.sent).toBeLessThan(50);
       expect(aborted.requests.every((x) => !x.success && x.error === 'aborted')).toBe(true);
@@ -178,7 +239,9 @@ describe('runBench scheduling', () => {
   it('rejects bad options with a clear message', async () => {
     await expect(runBench({ url: 'nope', model: 'm', workload: 'random' })).rejects.toThrow('url must be');
     await expect(runBench({ url: 'http://127.0.0.1:1', model: 'm', workload: 'random', rate: -1 })).rejects.toThrow('rate must be');
-    await expect(runBench({ url: 'http://127.0.0.1:1', model: 'm', workload: 'random', durationSec: 1 })).rejects.toThrow('durationSec without requests');
+    await expect(runBench({ url: 'http://127.0.0.1:1', model: 'm', workload: 'random', durationSec: 1 })).rejects.toThrow(
+      'durationSec without requests',
+    );
     await expect(runBench({ url: 'http://127.0.0.1:1', model: 'm', workload: 'chat-ish' as 'random' })).rejects.toThrow('workload must be');
   });
 });

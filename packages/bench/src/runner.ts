@@ -53,7 +53,14 @@ export async function runBench(opts: BenchOptions, onProgress?: (p: BenchProgres
   let inFlight = 0;
   let failed = 0;
   const progress = (): void =>
-    onProgress?.({ done: records.length, failed, inFlight, total, elapsedSec: (performance.now() - t0) / 1000, durationSec: o.durationSec ?? undefined });
+    onProgress?.({
+      done: records.length,
+      failed,
+      inFlight,
+      total,
+      elapsedSec: (performance.now() - t0) / 1000,
+      durationSec: o.durationSec ?? undefined,
+    });
   progress();
 
   const run = async (req: BenchRequest, scheduledMs: number): Promise<void> => {
@@ -61,7 +68,13 @@ export async function runBench(opts: BenchOptions, onProgress?: (p: BenchProgres
       if (req.after !== undefined) await finished.get(req.after);
       if (stop.aborted) return;
       inFlight++;
-      const meta = { index: req.index, session: req.session ?? null, scheduledMs, expectedPromptTokens: promptLength(req), maxTokens: req.maxTokens };
+      const meta = {
+        index: req.index,
+        session: req.session ?? null,
+        scheduledMs,
+        expectedPromptTokens: promptLength(req),
+        maxTokens: req.maxTokens,
+      };
       const rec = await sendRequest(meta, requestBody(req, o), target, user);
       inFlight--;
       records.push(rec);

@@ -64,7 +64,10 @@ export async function startFakeServer(opts: FakeServerOptions): Promise<FakeServ
       res.write(ev.slice(cut));
     };
     const head = { id: 'x', created: 0, model: body['model'], object: chat ? 'chat.completion.chunk' : 'text_completion' };
-    if (chat) await send(JSON.stringify({ ...head, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], usage: null }));
+    if (chat)
+      await send(
+        JSON.stringify({ ...head, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], usage: null }),
+      );
     res.write(': keep-alive\r\n\r\n');
     await sleep(opts.ttftMs);
     for (let i = 0; i < maxTokens; i++) {
@@ -75,7 +78,12 @@ export async function startFakeServer(opts: FakeServerOptions): Promise<FakeServ
         : { index: 0, text: ` w${i}`, logprobs: null, finish_reason: last ? 'length' : null };
       await send(JSON.stringify({ ...head, choices: [choice], usage: null }));
     }
-    const usage = { prompt_tokens: promptTokens, completion_tokens: maxTokens, total_tokens: promptTokens + maxTokens, prompt_tokens_details: { cached_tokens: cached } };
+    const usage = {
+      prompt_tokens: promptTokens,
+      completion_tokens: maxTokens,
+      total_tokens: promptTokens + maxTokens,
+      prompt_tokens_details: { cached_tokens: cached },
+    };
     await send(JSON.stringify({ ...head, choices: [], usage }));
     await send('[DONE]');
     res.end();

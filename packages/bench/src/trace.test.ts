@@ -6,7 +6,6 @@ import { MOONCAKE_TRACE, readTrace, TraceError, parseTrace, type Trace } from '.
 import { replayInputLength, traceToRequests } from './trace-replay';
 import type { BenchRequest } from './workloads';
 
-
 const tokensOf = (r: BenchRequest): readonly number[] => r.parts[0]!.tokenIds;
 
 function commonPrefix(a: readonly number[], b: readonly number[]): number {
@@ -30,7 +29,10 @@ describe('readTrace', () => {
     await expect(readTrace(file)).rejects.toThrow(`${file}:3: not JSON`);
     const e = (() => {
       try {
-        parseTrace('{"timestamp": 1, "input_length": 3, "output_length": 1, "hash_ids": [1]}\n{"timestamp": 2, "input_length": 3, "output_length": 1, "hash_ids": ["x"]}', 'mem');
+        parseTrace(
+          '{"timestamp": 1, "input_length": 3, "output_length": 1, "hash_ids": [1]}\n{"timestamp": 2, "input_length": 3, "output_length": 1, "hash_ids": ["x"]}',
+          'mem',
+        );
       } catch (err) {
         return err;
       }
@@ -63,7 +65,10 @@ describe('traceToRequests', () => {
     expect(reqs.map((r) => r.arrivalMs)).toEqual([0, 20, 60, 80]);
     expect(replayInputLength(1100, 16, 512)).toBe(34);
     const capped = traceToRequests(small, { blockScale: 16, maxInputLen: 20, maxTokens: 4, maxRequests: 2 });
-    expect(capped.map((r) => [tokensOf(r).length, r.maxTokens])).toEqual([[20, 4], [20, 4]]);
+    expect(capped.map((r) => [tokensOf(r).length, r.maxTokens])).toEqual([
+      [20, 4],
+      [20, 4],
+    ]);
   });
 
   it('is deterministic, keyed by hash id, and draws ids from the safe range', () => {

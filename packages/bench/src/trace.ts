@@ -58,7 +58,8 @@ function parseRecord(line: string, fail: (reason: string) => TraceError): TraceR
   const o = v as Record<string, unknown>;
   const int = (key: string, min: number): number => {
     const x = o[key];
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < min) throw fail(`'${key}' must be an integer ≥ ${min}, got ${JSON.stringify(x)}`);
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < min)
+      throw fail(`'${key}' must be an integer ≥ ${min}, got ${JSON.stringify(x)}`);
     return x;
   };
   const ts = o['timestamp'];
@@ -66,7 +67,8 @@ function parseRecord(line: string, fail: (reason: string) => TraceError): TraceR
   const ids = o['hash_ids'];
   if (!Array.isArray(ids)) throw fail(`'hash_ids' must be an array of integers`);
   for (const h of ids) {
-    if (typeof h !== 'number' || !Number.isSafeInteger(h) || h < 0) throw fail(`'hash_ids' must hold integers ≥ 0, got ${JSON.stringify(h)}`);
+    if (typeof h !== 'number' || !Number.isSafeInteger(h) || h < 0)
+      throw fail(`'hash_ids' must hold integers ≥ 0, got ${JSON.stringify(h)}`);
   }
   return { timestamp: ts, inputLength: int('input_length', 1), outputLength: int('output_length', 0), hashIds: ids as number[] };
 }

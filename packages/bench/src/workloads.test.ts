@@ -17,13 +17,19 @@ describe('synthetic workloads', () => {
     expect(prefixes.size).toBe(3);
     expect(new Set(reqs.map((r) => r.parts[1]!.tokenIds.join(','))).size).toBe(30);
     expect(reqs.every((r) => promptLength(r) === 60)).toBe(true);
-    expect(syntheticSource('shared-prefix', shape('shared-prefix', { numPrefixes: 3, prefixLen: 50, inputLen: 10 }), 9).get(7)).toEqual(reqs[7]);
+    expect(syntheticSource('shared-prefix', shape('shared-prefix', { numPrefixes: 3, prefixLen: 50, inputLen: 10 }), 9).get(7)).toEqual(
+      reqs[7],
+    );
   });
 
   it('multi-turn: each turn extends the previous prompt and waits for it', () => {
     const s = shape('multi-turn', { sessions: 2, turns: 3, prefixLen: 8, inputLen: 4, maxTokens: 5 });
     const src = syntheticSource('multi-turn', s, 1);
-    const ids = (i: number): string => src.get(i)!.parts.flatMap((p) => p.tokenIds).join(',');
+    const ids = (i: number): string =>
+      src
+        .get(i)!
+        .parts.flatMap((p) => p.tokenIds)
+        .join(',');
     for (const i of [2, 3, 4, 5]) {
       expect(ids(i).startsWith(ids(i - 2))).toBe(true);
       expect(src.get(i)!.after).toBe(i - 2);
@@ -59,7 +65,9 @@ describe('synthetic workloads', () => {
     expect(o.shape).toMatchObject({ sessions: 4, turns: 2, prefixLen: 64 });
     expect(resolveOptions({ url: 'http://h:1', model: 'm', workload: 'random', rate: Infinity }).rate).toBe('inf');
     expect(resolveOptions({ url: 'http://h:1', model: 'm', workload: 'random', endpoint: 'chat' }).tokenIds).toBe(false);
-    expect(() => resolveOptions({ url: 'http://h:1', model: 'm', workload: 'random', endpoint: 'chat', tokenIds: true })).toThrow('tokenIds');
+    expect(() => resolveOptions({ url: 'http://h:1', model: 'm', workload: 'random', endpoint: 'chat', tokenIds: true })).toThrow(
+      'tokenIds',
+    );
     expect(() => resolveOptions({ url: 'http://h:1', model: 'm', workload: 'random', rangeRatio: 1 })).toThrow('rangeRatio');
   });
 });

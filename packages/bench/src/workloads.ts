@@ -119,7 +119,8 @@ function multiTurn(s: WorkloadShape, seed: number): RequestSource {
       if (prefix.length > 0) parts.push({ role: 'system', tokenIds: prefix });
       for (let k = 0; k <= turn; k++) {
         parts.push({ role: 'user', tokenIds: seededTokens(seedOf(seed, USER, session, k), Math.max(1, s.inputLen), s.tokenRange) });
-        if (k < turn) parts.push({ role: 'assistant', tokenIds: seededTokens(seedOf(seed, ASSISTANT, session, k), s.maxTokens, s.tokenRange) });
+        if (k < turn)
+          parts.push({ role: 'assistant', tokenIds: seededTokens(seedOf(seed, ASSISTANT, session, k), s.maxTokens, s.tokenRange) });
       }
       return { index, parts, maxTokens: s.maxTokens, session, ...(turn > 0 ? { after: index - s.sessions } : {}) };
     },
@@ -128,8 +129,7 @@ function multiTurn(s: WorkloadShape, seed: number): RequestSource {
 
 /** Independent prompts of random length and random tokens. */
 function random(s: WorkloadShape, seed: number): RequestSource {
-  const spread = (len: number, r: () => number): number =>
-    Math.max(1, Math.round(len * (1 - s.rangeRatio) + r() * 2 * s.rangeRatio * len));
+  const spread = (len: number, r: () => number): number => Math.max(1, Math.round(len * (1 - s.rangeRatio) + r() * 2 * s.rangeRatio * len));
   return {
     total: undefined,
     get(index) {

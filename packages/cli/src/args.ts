@@ -66,7 +66,12 @@ export function parseBytes(v: string): number | undefined {
 
 /** Bytes as --help shows them: the largest unit that keeps the number short (268435456 → 256M, 1536M → 1.5G). */
 export function formatBytes(n: number): string {
-  for (const [suffix, unit] of [['T', UNITS.t], ['G', UNITS.g], ['M', UNITS.m], ['K', UNITS.k]] as const) {
+  for (const [suffix, unit] of [
+    ['T', UNITS.t],
+    ['G', UNITS.g],
+    ['M', UNITS.m],
+    ['K', UNITS.k],
+  ] as const) {
     if (n < unit) continue;
     const x = n / unit;
     if (Number.isInteger(x) || Number.isInteger(x * 10)) return `${x}${suffix}`;
@@ -128,14 +133,26 @@ export function checkValue(kind: FlagValue, v: string): string | undefined {
   switch (kind.kind) {
     case 'int': {
       const n = Number(v);
-      const range = kind.max !== undefined ? ` from ${kind.min ?? Number.MIN_SAFE_INTEGER} to ${kind.max}` : kind.min !== undefined ? ` ≥ ${kind.min}` : '';
-      if (v.trim() === '' || !Number.isInteger(n) || (kind.min !== undefined && n < kind.min) || (kind.max !== undefined && n > kind.max)) return `must be an integer${range}, ${got}`;
+      const range =
+        kind.max !== undefined
+          ? ` from ${kind.min ?? Number.MIN_SAFE_INTEGER} to ${kind.max}`
+          : kind.min !== undefined
+            ? ` ≥ ${kind.min}`
+            : '';
+      if (v.trim() === '' || !Number.isInteger(n) || (kind.min !== undefined && n < kind.min) || (kind.max !== undefined && n > kind.max))
+        return `must be an integer${range}, ${got}`;
       return undefined;
     }
     case 'number': {
       const n = Number(v);
       const range = kind.above !== undefined ? ` > ${kind.above}` : kind.min !== undefined ? ` ≥ ${kind.min}` : '';
-      if (v.trim() === '' || !Number.isFinite(n) || (kind.min !== undefined && n < kind.min) || (kind.above !== undefined && n <= kind.above)) return `must be a number${range}, ${got}`;
+      if (
+        v.trim() === '' ||
+        !Number.isFinite(n) ||
+        (kind.min !== undefined && n < kind.min) ||
+        (kind.above !== undefined && n <= kind.above)
+      )
+        return `must be a number${range}, ${got}`;
       return undefined;
     }
     case 'bytes':
@@ -207,8 +224,11 @@ const source = (name: string, from: 'argv' | 'env' | 'default'): string => (from
  * every rule between flags checked here, so a command's run() starts only with flags it can use.
  */
 export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 'help' {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = { help: { type: 'boolean', short: 'h' } };
-  for (const [name, f] of Object.entries(spec.flags)) options[name] = { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}) };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
+    help: { type: 'boolean', short: 'h' },
+  };
+  for (const [name, f] of Object.entries(spec.flags))
+    options[name] = { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}) };
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options, allowPositionals: spec.positionals === true, strict: true });
@@ -216,7 +236,12 @@ export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 
     const message = (err as Error).message.split('\n')[0]!;
     const unknown = /^Unknown option '--?([^']+)'/.exec(message)?.[1];
     const ambiguous = /^Option '(--[^']+)' argument is ambiguous/.exec(message)?.[1];
-    const hint = unknown !== undefined ? didYouMean(unknown, Object.keys(spec.flags), '--') : ambiguous !== undefined ? ` (a value starting with - goes as ${ambiguous}=-1)` : '';
+    const hint =
+      unknown !== undefined
+        ? didYouMean(unknown, Object.keys(spec.flags), '--')
+        : ambiguous !== undefined
+          ? ` (a value starting with - goes as ${ambiguous}=-1)`
+          : '';
     throw new UsageError(`${message.replace(/\. To specify a positional argument.*$/, '')}${hint} (see: pdserve ${spec.name} --help)`);
   }
   if (parsed.values['help']) return 'help';
@@ -226,7 +251,15 @@ export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 
     const env = process.env[envName(name)];
     if (f.multiple) {
       // A repeatable flag: every value from argv, else the environment's comma-separated list.
-      const list = given !== undefined ? (given as unknown as string[]) : env === undefined ? [] : env.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      const list =
+        given !== undefined
+          ? (given as unknown as string[])
+          : env === undefined
+            ? []
+            : env
+                .split(',')
+                .map((s) => s.trim())
+                .filter((s) => s !== '');
       if (f.value !== undefined) {
         for (const item of list) {
           const problem = checkValue(f.value, item);
@@ -239,7 +272,8 @@ export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags | 
     const from = given !== undefined ? 'argv' : env !== undefined ? 'env' : 'default';
     let v: string | boolean | undefined = given ?? env ?? f.default;
     if (f.type === 'boolean' && from === 'env') {
-      if (!['1', 'true', '0', 'false', ''].includes(env!)) throw new UsageError(`${envName(name)} must be 1, true, 0 or false, got "${env}"`);
+      if (!['1', 'true', '0', 'false', ''].includes(env!))
+        throw new UsageError(`${envName(name)} must be 1, true, 0 or false, got "${env}"`);
       v = env === '1' || env === 'true';
     }
     if (typeof v === 'string' && f.value !== undefined) {

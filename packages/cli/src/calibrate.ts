@@ -67,7 +67,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationFile> {
   try {
     prefill = await measurePrefill(engine, maxLen, reps, quick, tokens, progress);
     if (!servingPath) decode = await measureDecode(engine, maxLen, quick, tokens, progress);
-    if (o.hostParallelism !== false) hostParallelism = await measureParallelism(engine, o.engine, Math.min(1024, maxLen), quick ? 3 : 5, tokens, progress);
+    if (o.hostParallelism !== false)
+      hostParallelism = await measureParallelism(engine, o.engine, Math.min(1024, maxLen), quick ? 3 : 5, tokens, progress);
   } finally {
     await engine.close();
   }
@@ -114,7 +115,11 @@ function promptMaker(maxId: number): (n: number) => number[] {
 let nextId = 0;
 
 /** Runs one request to its end; times of each output token (ms, performance.now()) and the cached prompt tokens. */
-async function run(engine: LLMEngine, prompt: readonly number[], maxTokens: number): Promise<{ t0: number; times: number[]; cached: number }> {
+async function run(
+  engine: LLMEngine,
+  prompt: readonly number[],
+  maxTokens: number,
+): Promise<{ t0: number; times: number[]; cached: number }> {
   const times: number[] = [];
   let cached = 0;
   const t0 = performance.now();
@@ -144,7 +149,9 @@ async function measurePrefill(
   tokens: (n: number) => number[],
   progress: (stage: string, done: number, total: number) => void,
 ): Promise<PrefillSample[]> {
-  const lengths = (quick ? [16, 128, 256, 512, 1024, 2048] : [16, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072]).filter((n) => n <= maxLen);
+  const lengths = (quick ? [16, 128, 256, 512, 1024, 2048] : [16, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072]).filter(
+    (n) => n <= maxLen,
+  );
   const cachedLengths = [256, 512, 1024, 2048].filter((n) => n <= maxLen);
   for (const n of lengths) await run(engine, tokens(n), 1); // warm-up: first runs of a shape allocate
   const samples: PrefillSample[] = [];
@@ -249,7 +256,14 @@ async function measureServingPath(
   progress: (stage: string, done: number, total: number) => void,
 ): Promise<{ overhead: OverheadSample[]; decode: DecodeSample[] }> {
   const cp = await connectControlPlane({ cluster: 'calibrate', hub: new InProcessHub(), logger: cpSilent });
-  const worker = await startWorkerService({ role: 'mixed', instanceId: 'calibrate-0', engine: engineOptions, controlPlane: cp, logger: cpSilent, transports: ['tcp'] });
+  const worker = await startWorkerService({
+    role: 'mixed',
+    instanceId: 'calibrate-0',
+    engine: engineOptions,
+    controlPlane: cp,
+    logger: cpSilent,
+    transports: ['tcp'],
+  });
   const modelId = engineOptions.modelId ?? engineOptions.modelDir;
   const gateway = await startGateway({
     modelDir: engineOptions.modelDir,
@@ -266,7 +280,18 @@ async function measureServingPath(
     for (let i = 0; i < 200 && gateway.view.workers().length < 1; i++) await new Promise((r) => setTimeout(r, 10));
     let seed = 1;
     const bench = (inputLen: number, maxTokens: number, requests: number) =>
-      runBench({ url: gateway.url, model: modelId, workload: 'random', inputLen, rangeRatio: 0, maxTokens, ignoreEos: true, requests, concurrency: requests, seed: seed++ });
+      runBench({
+        url: gateway.url,
+        model: modelId,
+        workload: 'random',
+        inputLen,
+        rangeRatio: 0,
+        maxTokens,
+        ignoreEos: true,
+        requests,
+        concurrency: requests,
+        seed: seed++,
+      });
     const lengths = [16, 256, 1024].filter((n) => n <= maxLen);
     const reps = quick ? 3 : 5;
     const batches = (quick ? [1, 8] : [1, 4, 16]).filter((b) => b <= worker.engine.maxNumSeqs);
@@ -300,14 +325,21 @@ async function measureServingPath(
 }
 
 /** KV bytes per second through the transfer engine's TCP data plane (sender and receiver in this process). */
-async function measureTransfer(blockBytes: number, mib: number, progress: (stage: string, done: number, total: number) => void): Promise<number> {
+async function measureTransfer(
+  blockBytes: number,
+  mib: number,
+  progress: (stage: string, done: number, total: number) => void,
+): Promise<number> {
   const rx = await TransferReceiver.start({ transports: ['tcp'], onTransfer: () => undefined });
   const tx = new TransferSender();
   try {
     const grpcAddress = await rx.serveGrpc('127.0.0.1', 0);
     const peer = { grpcAddress, advertisement: rx.advertisement() };
     const count = Math.max(1, Math.round((mib * 2 ** 20) / blockBytes));
-    const blocks: KvBlock[] = Array.from({ length: count }, (_, i) => ({ hash: i.toString(16).padStart(16, '0'), data: new Uint8Array(randomBytes(blockBytes)) }));
+    const blocks: KvBlock[] = Array.from({ length: count }, (_, i) => ({
+      hash: i.toString(16).padStart(16, '0'),
+      data: new Uint8Array(randomBytes(blockBytes)),
+    }));
     await tx.send({ peer, transport: 'tcp', blocks, deadlineMs: 60_000 }); // warm-up
     const rates: number[] = [];
     for (let r = 0; r < 3; r++) {

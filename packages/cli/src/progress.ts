@@ -9,7 +9,9 @@ export function progressBar(label: string): { update(done: number, total: number
       last = pct;
       const width = 30;
       const fill = Math.round((pct / 100) * width);
-      process.stderr.write(`\r${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${String(pct).padStart(3)}% ${(done / 2 ** 20).toFixed(1)}/${(total / 2 ** 20).toFixed(1)} MiB`);
+      process.stderr.write(
+        `\r${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${String(pct).padStart(3)}% ${(done / 2 ** 20).toFixed(1)}/${(total / 2 ** 20).toFixed(1)} MiB`,
+      );
     },
     end() {
       process.stderr.write(tty ? '\n' : `${label}: done\n`);
@@ -21,7 +23,10 @@ export function progressBar(label: string): { update(done: number, total: number
  * A progress bar for counted work on stderr, with a free-form detail after it (e.g. "12 in flight, 3.4 s");
  * `total` undefined shows a spinner-less count. Only when stderr is a terminal; otherwise one line at the end.
  */
-export function countBar(label: string): { update(done: number, total: number | undefined, detail?: string): void; end(summary?: string): void } {
+export function countBar(label: string): {
+  update(done: number, total: number | undefined, detail?: string): void;
+  end(summary?: string): void;
+} {
   const tty = process.stderr.isTTY === true;
   let lastDraw = 0;
   let drawn = false;
@@ -34,7 +39,10 @@ export function countBar(label: string): { update(done: number, total: number | 
       drawn = true;
       const width = 30;
       const frac = total !== undefined && total > 0 ? Math.min(1, done / total) : 0;
-      const bar = total === undefined ? '' : ` [${'#'.repeat(Math.round(frac * width))}${'.'.repeat(width - Math.round(frac * width))}] ${String(Math.floor(frac * 100)).padStart(3)}%`;
+      const bar =
+        total === undefined
+          ? ''
+          : ` [${'#'.repeat(Math.round(frac * width))}${'.'.repeat(width - Math.round(frac * width))}] ${String(Math.floor(frac * 100)).padStart(3)}%`;
       const count = total === undefined ? `${done}` : `${done}/${total}`;
       process.stderr.write(`\r\x1b[2K${label}${bar} ${count}${detail ? `, ${detail}` : ''}`);
     },

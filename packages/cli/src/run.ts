@@ -11,7 +11,20 @@ import { calibrateCommand } from './commands/calibrate';
 import { simulateCommand } from './commands/simulate';
 
 /** Every command, as `pdserve <name>` runs it (the chart's container args are checked against these specs). */
-export const COMMANDS: readonly CommandSpec[] = [start, serve, gateway, prefillWorker, decodeWorker, mixedWorker, kvStore, generate, modelTiny, benchCommand, simulateCommand, calibrateCommand];
+export const COMMANDS: readonly CommandSpec[] = [
+  start,
+  serve,
+  gateway,
+  prefillWorker,
+  decodeWorker,
+  mixedWorker,
+  kvStore,
+  generate,
+  modelTiny,
+  benchCommand,
+  simulateCommand,
+  calibrateCommand,
+];
 
 /** The release this CLI belongs to (the chart's appVersion and the image tag follow it). */
 export const VERSION: string = cliPackage.version;
@@ -37,8 +50,14 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   const cmd = COMMANDS.find((c) => c.name.split(' ').every((w, i) => argv[i] === w));
   if (!cmd) {
     const names = COMMANDS.map((c) => c.name);
-    const guess = nearest(argv.slice(0, 2).join(' '), names.filter((n) => n.includes(' '))) ?? nearest(argv[0]!, names);
-    const given = argv[0]!.startsWith('-') ? `option "${argv[0]}" before a command` : `command "${COMMANDS.some((c) => c.name.startsWith(`${argv[0]} `)) ? argv.slice(0, 2).join(' ') : argv[0]}"`;
+    const guess =
+      nearest(
+        argv.slice(0, 2).join(' '),
+        names.filter((n) => n.includes(' ')),
+      ) ?? nearest(argv[0]!, names);
+    const given = argv[0]!.startsWith('-')
+      ? `option "${argv[0]}" before a command`
+      : `command "${COMMANDS.some((c) => c.name.startsWith(`${argv[0]} `)) ? argv.slice(0, 2).join(' ') : argv[0]}"`;
     process.stderr.write(`pdserve: unknown ${given}${guess ? ` (did you mean ${guess}?)` : ''} (see: pdserve --help)\n`);
     return 2;
   }

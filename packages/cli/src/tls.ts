@@ -6,8 +6,16 @@ import { makeThrowawayCa, readTlsDir, type TlsMaterial } from '@pdserve/rpc';
 import { oneOf, UsageError, type Flags, type FlagSpec } from './args';
 
 export const TLS_FLAGS: Readonly<Record<string, FlagSpec>> = {
-  'tls-dir': { type: 'string', help: 'folder with ca.crt, tls.crt and tls.key (a cert-manager or Kubernetes TLS Secret): mTLS on every gRPC channel and the KV data port' },
-  tls: { type: 'string', help: 'auto: mTLS when --tls-dir is given (a local cluster without one makes a throwaway CA); on: require it; off: plaintext inside the cluster', default: 'auto', value: oneOf('auto', 'on', 'off') },
+  'tls-dir': {
+    type: 'string',
+    help: 'folder with ca.crt, tls.crt and tls.key (a cert-manager or Kubernetes TLS Secret): mTLS on every gRPC channel and the KV data port',
+  },
+  tls: {
+    type: 'string',
+    help: 'auto: mTLS when --tls-dir is given (a local cluster without one makes a throwaway CA); on: require it; off: plaintext inside the cluster',
+    default: 'auto',
+    value: oneOf('auto', 'on', 'off'),
+  },
 };
 
 /** A single service's material: from --tls-dir, or none (plaintext) unless --tls on demands it. */

@@ -79,18 +79,23 @@ describe('connectControlPlane', () => {
       expect(gateway?.mode).toEqual({ registry: 'redis', events: 'nats' });
       const bare = (u: string): string => u.replace(/\/\/[^@]*@/, '//');
       // Whoever lacks the password cannot read the registry or register a fake worker, nor listen to events.
-      const noRedisPassword = connectControlPlane({ cluster: 'c', redisUrl: bare(guardedRedis.url), hub: new InProcessHub(), logger: memoryLogger() })
-        .then(async (cp) => {
-          try {
-            await cp.registry.register(sampleRecord('fake-decode'));
-            return 'registered';
-          } finally {
-            await cp.close();
-          }
-        });
+      const noRedisPassword = connectControlPlane({
+        cluster: 'c',
+        redisUrl: bare(guardedRedis.url),
+        hub: new InProcessHub(),
+        logger: memoryLogger(),
+      }).then(async (cp) => {
+        try {
+          await cp.registry.register(sampleRecord('fake-decode'));
+          return 'registered';
+        } finally {
+          await cp.close();
+        }
+      });
       await expect(noRedisPassword).rejects.toThrow(/NOAUTH|Authentication required/i);
-      await expect(connectControlPlane({ cluster: 'c', natsUrl: bare(guardedNats.url), hub: new InProcessHub(), logger: memoryLogger() }))
-        .rejects.toThrow(/Authorization Violation/i);
+      await expect(
+        connectControlPlane({ cluster: 'c', natsUrl: bare(guardedNats.url), hub: new InProcessHub(), logger: memoryLogger() }),
+      ).rejects.toThrow(/Authorization Violation/i);
     } finally {
       await Promise.all([guardedRedis.stop(), guardedNats.stop()]);
     }
@@ -110,7 +115,12 @@ describe('connectControlPlane', () => {
         console.log('registered', (await cp.registry.list()).map((x) => x.id).join(','), cp.mode.registry, cp.mode.events);
         await cp.close();
         process.exit(0);`;
-      const run = (env: Record<string, string>) => spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, R: r.url, N: n.url, ...env }, encoding: 'utf8', timeout: 30_000 });
+      const run = (env: Record<string, string>) =>
+        spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+          env: { ...process.env, R: r.url, N: n.url, ...env },
+          encoding: 'utf8',
+          timeout: 30_000,
+        });
       const trusted = run({ NODE_EXTRA_CA_CERTS: `${tlsDir}/ca.crt` });
       expect(trusted.stdout.trim(), trusted.stderr).toBe('registered w redis nats');
       const untrusted = run({});
@@ -123,7 +133,11 @@ describe('connectControlPlane', () => {
   }, 60_000);
 
   it('reads NATS credentials and TLS from the URL (the client ignores userinfo)', () => {
-    expect(natsConnectTarget('nats://pdserve:p%40ss@nats.infra:4222')).toEqual({ servers: 'nats://nats.infra:4222', user: 'pdserve', pass: 'p@ss' });
+    expect(natsConnectTarget('nats://pdserve:p%40ss@nats.infra:4222')).toEqual({
+      servers: 'nats://nats.infra:4222',
+      user: 'pdserve',
+      pass: 'p@ss',
+    });
     expect(natsConnectTarget('nats://s3cret-token@nats.infra:4222')).toEqual({ servers: 'nats://nats.infra:4222', token: 's3cret-token' });
     expect(natsConnectTarget('tls://nats.infra:4222')).toEqual({ servers: 'nats://nats.infra:4222', tls: {} });
   });

@@ -158,8 +158,7 @@ export class TransportEventBus implements EventBus {
   }
 
   private invoke<T>(handler: Handler<T>, message: T, subject: string): void {
-    const report = (error: unknown): void =>
-      this.logger.error({ subject, err: errorMessage(error) }, 'control message handler failed');
+    const report = (error: unknown): void => this.logger.error({ subject, err: errorMessage(error) }, 'control message handler failed');
     try {
       const result = handler(message);
       if (result instanceof Promise) result.catch(report);

@@ -31,9 +31,7 @@ export class NatsTransport implements SubjectTransport {
     private readonly logger: Logger,
     private readonly where: string,
   ) {
-    this.followStatus().catch((error: unknown) =>
-      logger.error({ nats: where, err: errorMessage(error) }, 'nats status stream failed'),
-    );
+    this.followStatus().catch((error: unknown) => logger.error({ nats: where, err: errorMessage(error) }, 'nats status stream failed'));
     void nc.closed().then((error) => {
       if (error) logger.error({ nats: where, err: errorMessage(error) }, 'nats connection closed with an error');
       this.setStatus('closed');
@@ -126,7 +124,13 @@ export class NatsTransport implements SubjectTransport {
  * nats://user:password@host:4222 or nats://token@host:4222; tls://host:4222 requires TLS (the server's
  * certificate checked against the system CAs and NODE_EXTRA_CA_CERTS).
  */
-export function natsConnectTarget(url: string): { servers: string; user?: string; pass?: string; token?: string; tls?: Record<string, never> } {
+export function natsConnectTarget(url: string): {
+  servers: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  tls?: Record<string, never>;
+} {
   const u = new URL(url);
   const tls = u.protocol === 'tls:';
   const user = decodeURIComponent(u.username);

@@ -25,7 +25,10 @@ export class RegisteredPeers {
 
   /** Whether `host` is where a registered member runs (its gRPC or data address's host). */
   async isMemberHost(host: string): Promise<boolean> {
-    return (await this.find((r) => hostOf(r.grpcAddress) === host || (r.dataAddress !== undefined && hostOf(r.dataAddress) === host))) !== undefined;
+    return (
+      (await this.find((r) => hostOf(r.grpcAddress) === host || (r.dataAddress !== undefined && hostOf(r.dataAddress) === host))) !==
+      undefined
+    );
   }
 
   private async find(match: (r: ServiceRecord) => boolean): Promise<ServiceRecord | undefined> {

@@ -208,8 +208,8 @@ describe.each(harnesses)('%s registry', (_name, harness) => {
 describe('redis registry connection', () => {
   it('fails clearly when Redis is unreachable', async () => {
     const port = await freePort();
-    await expect(
-      RedisLeaseStore.connect(`redis://127.0.0.1:${port}`, memoryLogger(), { connectTimeoutMs: 300 }),
-    ).rejects.toThrow(/cannot connect to Redis at redis:\/\/127\.0\.0\.1/);
+    await expect(RedisLeaseStore.connect(`redis://127.0.0.1:${port}`, memoryLogger(), { connectTimeoutMs: 300 })).rejects.toThrow(
+      /cannot connect to Redis at redis:\/\/127\.0\.0\.1/,
+    );
   });
 });

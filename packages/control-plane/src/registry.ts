@@ -42,16 +42,9 @@ export class LeaseRegistry implements Registry {
     assertToken(record.id, 'instance id');
     // Registering an id again (e.g. a restarted engine in this process) supersedes the earlier handle.
     this.registrations.get(record.id)?.stop();
-    const registration = new LeaseRegistration(
-      record,
-      instanceKey(this.cluster, record.id),
-      this.store,
-      this.options,
-      this.logger,
-      (r) => {
-        if (this.registrations.get(r.record.id) === r) this.registrations.delete(r.record.id);
-      },
-    );
+    const registration = new LeaseRegistration(record, instanceKey(this.cluster, record.id), this.store, this.options, this.logger, (r) => {
+      if (this.registrations.get(r.record.id) === r) this.registrations.delete(r.record.id);
+    });
     this.registrations.set(record.id, registration);
     try {
       await registration.start();
@@ -79,12 +72,8 @@ export class LeaseRegistry implements Registry {
 
   async watch(): Promise<Membership> {
     this.assertOpen();
-    const membership = new PollingMembership(
-      this.store,
-      instanceKeyPrefix(this.cluster),
-      this.options,
-      this.logger,
-      (m) => this.memberships.delete(m),
+    const membership = new PollingMembership(this.store, instanceKeyPrefix(this.cluster), this.options, this.logger, (m) =>
+      this.memberships.delete(m),
     );
     this.memberships.add(membership);
     await membership.start();

@@ -45,11 +45,21 @@ export interface LogLine {
 /** Keeps log lines in memory, so tests stay quiet and can assert on what was logged. */
 export function memoryLogger(): Logger & { readonly lines: LogLine[] } {
   const lines: LogLine[] = [];
-  const at = (level: LogLine['level'], bound: LogFields) => (fields: LogFields | string, message?: string): void => {
-    lines.push(typeof fields === 'string' ? { level, fields: bound, message: fields } : { level, fields: { ...bound, ...fields }, message: message ?? '' });
-  };
+  const at =
+    (level: LogLine['level'], bound: LogFields) =>
+    (fields: LogFields | string, message?: string): void => {
+      lines.push(
+        typeof fields === 'string'
+          ? { level, fields: bound, message: fields }
+          : { level, fields: { ...bound, ...fields }, message: message ?? '' },
+      );
+    };
   const make = (bound: LogFields): Logger => ({
-    debug: at('debug', bound), info: at('info', bound), warn: at('warn', bound), error: at('error', bound), child: (f) => make({ ...bound, ...f }),
+    debug: at('debug', bound),
+    info: at('info', bound),
+    warn: at('warn', bound),
+    error: at('error', bound),
+    child: (f) => make({ ...bound, ...f }),
   });
   return { lines, ...make({}) };
 }

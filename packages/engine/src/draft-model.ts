@@ -4,7 +4,16 @@
 // prompt's target KV, that is the draft's prompt prefill), and after that each step only feeds what the
 // target accepted since.
 import { BlockPool, type KvLayout } from '@pdserve/kv-cache';
-import { checkDraftCompatible, kvBytesPerToken, loadModelSpec, ModelLoadError, type ModelSpec, type RunnerOptions, type Sampler, type SamplingParams } from '@pdserve/model';
+import {
+  checkDraftCompatible,
+  kvBytesPerToken,
+  loadModelSpec,
+  ModelLoadError,
+  type ModelSpec,
+  type RunnerOptions,
+  type Sampler,
+  type SamplingParams,
+} from '@pdserve/model';
 import { ThreadExecutor, type ExecRow } from './executor';
 import type { Proposal } from './speculative';
 
@@ -46,7 +55,14 @@ export class DraftModel {
   ) {}
 
   /** Loads the draft, refusing one whose vocabulary differs from the target's. */
-  static async create(target: ModelSpec, dir: string, blockSize: number, targetBlocks: number, kvCacheBytes: number | undefined, runner: RunnerOptions): Promise<DraftModel> {
+  static async create(
+    target: ModelSpec,
+    dir: string,
+    blockSize: number,
+    targetBlocks: number,
+    kvCacheBytes: number | undefined,
+    runner: RunnerOptions,
+  ): Promise<DraftModel> {
     let spec: ModelSpec;
     try {
       spec = loadModelSpec(dir);
@@ -149,7 +165,12 @@ export class DraftModel {
     if (onThread.length > 0) {
       const res = await this.executor.run({
         kind: 'decode',
-        rows: onThread.map((a) => ({ seqId: a.in.seqId, tokenIds: a.in.tokens.slice(a.st.computed), pastLen: a.st.computed, blockTable: a.st.blocks })),
+        rows: onThread.map((a) => ({
+          seqId: a.in.seqId,
+          tokenIds: a.in.tokens.slice(a.st.computed),
+          pastLen: a.st.computed,
+          blockTable: a.st.blocks,
+        })),
         greedyRounds: onThread.map((a) => a.in.k),
       });
       this.forwardSeconds += res.execSeconds;

@@ -21,7 +21,12 @@ async function reference(prompts: number[][], params: SamplingParams): Promise<n
   return out;
 }
 
-async function collect(engine: LLMEngine, prompt: number[], params: SamplingParams, id = 'r'): Promise<{ tokens: number[]; cached: number; finish?: string }> {
+async function collect(
+  engine: LLMEngine,
+  prompt: number[],
+  params: SamplingParams,
+  id = 'r',
+): Promise<{ tokens: number[]; cached: number; finish?: string }> {
   const tokens: number[] = [];
   let cached = 0;
   let finish: string | undefined;

@@ -1,13 +1,39 @@
 import { BLOCK_HEADER_BYTES, BlockPool, blockBytes, chainHashes, decodeBlock, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
-import { isStopToken, loadModelSpec, Sampler, samplingProblem, type ModelSpec, type RunnerOptions, type SampledToken } from '@pdserve/model';
-import { EngineError, enginePriority, type EngineClient, type EngineStats, type ExportedKv, type GenerateOutput, type GenerateRequest, type OffloadSink } from '@pdserve/contracts';
+import {
+  isStopToken,
+  loadModelSpec,
+  Sampler,
+  samplingProblem,
+  type ModelSpec,
+  type RunnerOptions,
+  type SampledToken,
+} from '@pdserve/model';
+import {
+  EngineError,
+  enginePriority,
+  type EngineClient,
+  type EngineStats,
+  type ExportedKv,
+  type GenerateOutput,
+  type GenerateRequest,
+  type OffloadSink,
+} from '@pdserve/contracts';
 import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
 import { promptLogprobOf } from './prompt-logprobs';
 import { StructuredOutputs, type StructuredOutputStats } from './structured';
 import { DraftModel } from './draft-model';
-import { proposeNgram, SPECULATIVE_DEFAULTS, SpecController, SpecGovernor, speculativeProblem, verifyProposal, type Proposal, type SpeculativeOptions } from './speculative';
+import {
+  proposeNgram,
+  SPECULATIVE_DEFAULTS,
+  SpecController,
+  SpecGovernor,
+  speculativeProblem,
+  verifyProposal,
+  type Proposal,
+  type SpeculativeOptions,
+} from './speculative';
 
 export interface EngineOptions {
   /** Hugging Face-layout model directory. */
@@ -73,13 +99,25 @@ export class LLMEngine implements EngineClient {
   /** Seconds this step's proposals spent on the draft's catch-up prefill. */
   private catchUpSeconds = 0;
   private readonly specCounters = { draftTokens: 0, acceptedTokens: 0, verifiedSequenceSteps: 0, emittedTokens: 0 };
-  private counters = { hitTokens: 0, queryTokens: 0, preemptions: 0, steps: 0, modelSeconds: 0, overheadSeconds: 0, importFallbacks: 0, prefillTokens: 0, prefetchedTokens: 0, prefetchRejects: 0 };
+  private counters = {
+    hitTokens: 0,
+    queryTokens: 0,
+    preemptions: 0,
+    steps: 0,
+    modelSeconds: 0,
+    overheadSeconds: 0,
+    importFallbacks: 0,
+    prefillTokens: 0,
+    prefetchedTokens: 0,
+    prefetchRejects: 0,
+  };
 
   private constructor(
     readonly spec: ModelSpec,
     private readonly executor: ThreadExecutor,
     pool: BlockPool,
-    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner' | 'onStep' | 'onAdmitted' | 'speculative'>> & Pick<EngineOptions, 'onStep' | 'onAdmitted' | 'speculative'>,
+    private readonly opts: Required<Omit<EngineOptions, 'modelId' | 'maxModelLen' | 'runner' | 'onStep' | 'onAdmitted' | 'speculative'>> &
+      Pick<EngineOptions, 'onStep' | 'onAdmitted' | 'speculative'>,
     maxModelLen: number,
     draft: DraftModel | undefined,
   ) {
@@ -117,7 +155,10 @@ export class LLMEngine implements EngineClient {
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: opts.blockSize };
     const pool = BlockPool.fromBudget(layout, opts.kvCacheBytes);
     const sp = options.speculative;
-    const draft = sp?.method === 'draft' ? await DraftModel.create(spec, sp.modelDir, opts.blockSize, pool.numBlocks, sp.kvCacheBytes, options.runner ?? {}) : undefined;
+    const draft =
+      sp?.method === 'draft'
+        ? await DraftModel.create(spec, sp.modelDir, opts.blockSize, pool.numBlocks, sp.kvCacheBytes, options.runner ?? {})
+        : undefined;
     let executor: ThreadExecutor;
     try {
       executor = await ThreadExecutor.start({ spec, runner: options.runner ?? {}, layout, pool: pool.data });
@@ -153,7 +194,17 @@ export class LLMEngine implements EngineClient {
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
       ...(this.opts.speculative
-        ? { speculation: { method: this.opts.speculative.method, ...this.specCounters, draftCatchUpTokens: this.draft?.catchUpTokens ?? 0, draftSequences: this.draft?.numSequences ?? 0, draftProposeSeconds: this.draft?.proposeSeconds ?? 0, draftForwardSeconds: this.draft?.forwardSeconds ?? 0, draftFailure: this.draftFailure } }
+        ? {
+            speculation: {
+              method: this.opts.speculative.method,
+              ...this.specCounters,
+              draftCatchUpTokens: this.draft?.catchUpTokens ?? 0,
+              draftSequences: this.draft?.numSequences ?? 0,
+              draftProposeSeconds: this.draft?.proposeSeconds ?? 0,
+              draftForwardSeconds: this.draft?.forwardSeconds ?? 0,
+              draftFailure: this.draftFailure,
+            },
+          }
         : {}),
     };
   }
@@ -262,7 +313,11 @@ export class LLMEngine implements EngineClient {
       );
     }
     if (resumed.length > 0 && (resumed.length >= req.sampling.maxTokens || prompt.length + resumed.length >= this.maxModelLen)) {
-      throw new EngineError('invalid_request', `cannot resume after ${resumed.length} generated tokens: the request is already complete`, 'max_tokens');
+      throw new EngineError(
+        'invalid_request',
+        `cannot resume after ${resumed.length} generated tokens: the request is already complete`,
+        'max_tokens',
+      );
     }
     const maxLen = Math.min(prompt.length + req.sampling.maxTokens, this.maxModelLen);
     const needBlocks = Math.ceil(maxLen / this.opts.blockSize);
@@ -308,7 +363,8 @@ export class LLMEngine implements EngineClient {
     // A seeded sampled request must give the same tokens with speculation on or off and after a migration
     // (which skips one random draw per token sent): it decodes one token at a time unless told otherwise.
     const seededSampled = req.sampling.seed !== undefined && !sampler.isGreedy;
-    if (sp && !req.sampling.structuredOutput && seq.exportFromBlock === undefined && (!seededSampled || sp.seeded)) seq.spec = new SpecController(sp.numTokens);
+    if (sp && !req.sampling.structuredOutput && seq.exportFromBlock === undefined && (!seededSampled || sp.seeded))
+      seq.spec = new SpecController(sp.numTokens);
     this.scheduler.add(seq);
     this.kick();
     return seq;
@@ -358,25 +414,42 @@ export class LLMEngine implements EngineClient {
     // A request aborted while the draft ran has given its blocks back: it is not in the forward.
     const decodes = this.opts.speculative ? plan.decodes.filter((s) => s.status === 'running') : plan.decodes;
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
-    const decode = decodes.length > 0
-      ? this.executor.run({
-          kind: 'decode',
-          rows: decodes.map((s) => {
-            const p = proposals.get(s.id)?.tokens ?? [];
-            return { seqId: s.id, tokenIds: [s.tokens[s.tokens.length - 1]!, ...p], pastLen: s.numComputed, blockTable: s.blockTable, numLogits: 1 + p.length };
-          }),
-        })
-      : undefined;
+    const decode =
+      decodes.length > 0
+        ? this.executor.run({
+            kind: 'decode',
+            rows: decodes.map((s) => {
+              const p = proposals.get(s.id)?.tokens ?? [];
+              return {
+                seqId: s.id,
+                tokenIds: [s.tokens[s.tokens.length - 1]!, ...p],
+                pastLen: s.numComputed,
+                blockTable: s.blockTable,
+                numLogits: 1 + p.length,
+              };
+            }),
+          })
+        : undefined;
     // Every position's logits only for prompts whose logprobs were asked for.
     const prefillLogits = plan.prefills.map((c) => (c.seq.collectsPromptLogprobs ? c.end - c.start : 1));
-    const prefill = plan.prefills.length > 0
-      ? this.executor.run({
-          kind: 'prefill',
-          rows: plan.prefills.map((c, i) => ({ seqId: c.seq.id, tokenIds: c.seq.tokens.slice(c.start, c.end), pastLen: c.start, blockTable: c.seq.blockTable, numLogits: prefillLogits[i] })),
-        })
-      : undefined;
+    const prefill =
+      plan.prefills.length > 0
+        ? this.executor.run({
+            kind: 'prefill',
+            rows: plan.prefills.map((c, i) => ({
+              seqId: c.seq.id,
+              tokenIds: c.seq.tokens.slice(c.start, c.end),
+              pastLen: c.start,
+              blockTable: c.seq.blockTable,
+              numLogits: prefillLogits[i],
+            })),
+          })
+        : undefined;
     // Grammar masks for the rows that sample this step, computed while the model thread runs.
-    this.structured.fillMasks([...decodes.map((s) => s.id), ...plan.prefills.filter((c) => c.end === c.seq.tokens.length).map((c) => c.seq.id)]);
+    this.structured.fillMasks([
+      ...decodes.map((s) => s.id),
+      ...plan.prefills.filter((c) => c.end === c.seq.tokens.length).map((c) => c.seq.id),
+    ]);
     let runSeconds = 0;
     if (decode) {
       const res = await decode;
@@ -389,14 +462,20 @@ export class LLMEngine implements EngineClient {
         // Seconds of drafting and verifying per produced token, for the governor (a draft's one-off catch-up left out).
         const seconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
         this.governor.record(decodes.length, proposals.size > 0, seconds, plain + this.specCounters.emittedTokens - emitted);
-      }
-      else this.afterForward(decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })), res);
+      } else
+        this.afterForward(
+          decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })),
+          res,
+        );
     }
     if (prefill) {
       const res = await prefill;
       runSeconds += res.runSeconds;
       this.opts.onStep?.({ phase: 'prefill', seconds: res.execSeconds, batchSize: plan.prefills.length });
-      this.afterForward(plan.prefills.map((c, i) => ({ seq: c.seq, end: c.end, numLogits: prefillLogits[i] })), res);
+      this.afterForward(
+        plan.prefills.map((c, i) => ({ seq: c.seq, end: c.end, numLogits: prefillLogits[i] })),
+        res,
+      );
     }
     this.counters.steps += 1;
     this.counters.modelSeconds += runSeconds;
@@ -442,7 +521,12 @@ export class LLMEngine implements EngineClient {
       const k = Math.min(seq.spec.next(), room);
       if (k <= 0) continue;
       if (sp.method === 'ngram') {
-        const tokens = proposeNgram(seq.tokens, k, sp.ngramMin ?? SPECULATIVE_DEFAULTS.ngramMin, sp.ngramMax ?? SPECULATIVE_DEFAULTS.ngramMax);
+        const tokens = proposeNgram(
+          seq.tokens,
+          k,
+          sp.ngramMin ?? SPECULATIVE_DEFAULTS.ngramMin,
+          sp.ngramMax ?? SPECULATIVE_DEFAULTS.ngramMax,
+        );
         if (tokens.length === 0) continue;
         seq.proposal = { tokens };
         seq.lookahead = tokens.length;
@@ -463,7 +547,15 @@ export class LLMEngine implements EngineClient {
     let proposed: Map<number, Proposal>;
     try {
       proposed = await this.draft.propose(
-        speculating.map((s) => ({ seqId: s.id, tokens: s.tokens, prompt: s.prompt, output: s.output, sampler: s.sampler, params: s.params, k: s.lookahead })),
+        speculating.map((s) => ({
+          seqId: s.id,
+          tokens: s.tokens,
+          prompt: s.prompt,
+          output: s.output,
+          sampler: s.sampler,
+          params: s.params,
+          k: s.lookahead,
+        })),
       );
     } catch (err) {
       // The draft is an optimisation: without it, every sequence decodes one token at a time.
@@ -606,7 +698,9 @@ export class LLMEngine implements EngineClient {
       const i = from + k;
       const numTokens = Math.min(bs, seq.promptLen - i * bs);
       const into = all.subarray(k * size, (k + 1) * size);
-      blocks.push(encodeBlock(this.layout, this.pool.bytes(seq.blockTable[i]!), numTokens === bs ? seq.blockHash(i) : undefined, numTokens, into));
+      blocks.push(
+        encodeBlock(this.layout, this.pool.bytes(seq.blockTable[i]!), numTokens === bs ? seq.blockHash(i) : undefined, numTokens, into),
+      );
     }
     return { fromBlock: from, blocks, rngState: seq.sampler.rngState };
   }
@@ -694,7 +788,8 @@ export class LLMEngine implements EngineClient {
     this.structured.release(seq.id);
     this.draft?.release(seq.id);
     seq.finishReason = reason;
-    if (emit && reason) seq.outputs.push({ tokenIds: [], finishReason: reason, promptTokens: seq.promptLen, cachedTokens: seq.numCachedPrompt });
+    if (emit && reason)
+      seq.outputs.push({ tokenIds: [], finishReason: reason, promptTokens: seq.promptLen, cachedTokens: seq.numCachedPrompt });
     seq.outputs.close(error);
   }
 }

@@ -60,13 +60,16 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
     }
 
     // Prefill every prompt in one batch; each row's first token comes from its last position.
-    const first = await exec.run({ kind: 'prefill', rows: seqs.map((s) => ({ seqId: s.id, tokenIds: s.prompt, pastLen: 0, blockTable: s.blockTable })) });
+    const first = await exec.run({
+      kind: 'prefill',
+      rows: seqs.map((s) => ({ seqId: s.id, tokenIds: s.prompt, pastLen: 0, blockTable: s.blockTable })),
+    });
     seqs.forEach((s, i) => {
       s.out.push(argmax(first.logits.subarray(i * spec.vocabSize, (i + 1) * spec.vocabSize)));
       s.pastLen = s.prompt.length;
     });
 
-    let kinds = { multi: 0, rollback: 0, absent: 0 };
+    const kinds = { multi: 0, rollback: 0, absent: 0 };
     for (let step = 0; seqs.some((s) => s.out.length < N); step++) {
       // Sequence 2 sits out every fifth step (its resident row is dropped and copied in again later);
       // the rows come in a different order each step.
@@ -83,7 +86,9 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
       let at = 0;
       rows.forEach((r, i) => {
         const s = order[i]!;
-        const picks = Array.from({ length: r.tokenIds.length }, (_, j) => argmax(res.logits.subarray((at + j) * spec.vocabSize, (at + j + 1) * spec.vocabSize)));
+        const picks = Array.from({ length: r.tokenIds.length }, (_, j) =>
+          argmax(res.logits.subarray((at + j) * spec.vocabSize, (at + j + 1) * spec.vocabSize)),
+        );
         at += r.tokenIds.length;
         // Accept draft tokens while the model agrees, then take the model's own token.
         let accepted = 0;
@@ -106,7 +111,12 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
     const pool = new BlockPool(layout, 32);
     const exec = new BatchExecutor(runner, layout, pool.data);
     const rows = [
-      { seqId: 1, tokenIds: [1, 22557, 1526, 3186, 29892, 920, 526, 366, 2599, 29973], pastLen: 0, blockTable: [pool.allocate()!, pool.allocate()!] },
+      {
+        seqId: 1,
+        tokenIds: [1, 22557, 1526, 3186, 29892, 920, 526, 366, 2599, 29973],
+        pastLen: 0,
+        blockTable: [pool.allocate()!, pool.allocate()!],
+      },
       { seqId: 2, tokenIds: [1, 306, 763, 263], pastLen: 0, blockTable: [pool.allocate()!, pool.allocate()!] },
       { seqId: 3, tokenIds: [1, 450, 4996], pastLen: 0, blockTable: [pool.allocate()!, pool.allocate()!] },
     ];

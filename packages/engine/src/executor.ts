@@ -74,7 +74,15 @@ export class BatchExecutor {
     // Their KV changes outside decode (a preempted sequence is recomputed): decode copies it in again.
     for (const r of rows) this.resident.forget(r.seqId);
     const width = Math.max(...rows.map((r) => r.pastLen));
-    const past = width > 0 ? gatherPast(this.pool, this.layout, rows.map((r) => ({ blockTable: r.blockTable, len: r.pastLen })), width) : undefined;
+    const past =
+      width > 0
+        ? gatherPast(
+            this.pool,
+            this.layout,
+            rows.map((r) => ({ blockTable: r.blockTable, len: r.pastLen })),
+            width,
+          )
+        : undefined;
     const res = await this.runner.forward({ rows, pastWidth: width, past });
     this.scatter(res.present, width + res.seqLen, rows);
     const gatheredTokens = width > 0 ? rows.reduce((a, r) => a + r.pastLen, 0) : 0;
@@ -94,7 +102,10 @@ export class BatchExecutor {
       pastMask: plan.pastMask,
       presentInto: this.resident.presentInto(seqLen),
     });
-    this.resident.commit(seqLen, bySlot.map((r) => r.tokenIds.length));
+    this.resident.commit(
+      seqLen,
+      bySlot.map((r) => r.tokenIds.length),
+    );
     this.scatter(res.present, plan.width + seqLen, bySlot);
     return {
       logits: this.inRowOrder(res.logits, rows, plan.slotOf, bySlot),
@@ -114,7 +125,14 @@ export class BatchExecutor {
     let live = rows.map((r, i) => ({ row: r, i }));
     for (let round = 0; live.length > 0; round++) {
       const batch = live.map(({ row, i }) =>
-        round === 0 ? row : { seqId: row.seqId, tokenIds: [tokens[i]![round - 1]!], pastLen: row.pastLen + row.tokenIds.length + round - 1, blockTable: row.blockTable },
+        round === 0
+          ? row
+          : {
+              seqId: row.seqId,
+              tokenIds: [tokens[i]![round - 1]!],
+              pastLen: row.pastLen + row.tokenIds.length + round - 1,
+              blockTable: row.blockTable,
+            },
       );
       const res = await this.decode(batch);
       runSeconds += res.runSeconds;
@@ -127,7 +145,13 @@ export class BatchExecutor {
 
   /** Writes each row's new tokens' KV (the right end of `present`) into its blocks. */
   private scatter(present: readonly LayerKv[], total: number, rows: readonly ExecRow[]): void {
-    scatterNew(this.pool, this.layout, present, total, rows.map((r) => ({ blockTable: r.blockTable, pastLen: r.pastLen, count: r.tokenIds.length })));
+    scatterNew(
+      this.pool,
+      this.layout,
+      present,
+      total,
+      rows.map((r) => ({ blockTable: r.blockTable, pastLen: r.pastLen, count: r.tokenIds.length })),
+    );
   }
 
   /** Logits come back in slot order; the caller wants its own row order. */

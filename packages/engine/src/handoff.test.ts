@@ -33,7 +33,9 @@ async function drain(it: AsyncIterable<GenerateOutput>): Promise<GenerateOutput[
 /** `inTransit`: hand over each block's CRC-32 as the transfer engine would, computed over the bytes as they arrived. */
 async function handoff(tokens: number[], params: SamplingParams, corrupt = false, inTransit = false): Promise<number[]> {
   const fromBlock = decode.cachedPrefixBlocks(tokens);
-  const pre = await drain(prefill.generate({ requestId: 'p', promptTokenIds: tokens, sampling: { ...params, maxTokens: 1 }, exportKv: { fromBlock } }));
+  const pre = await drain(
+    prefill.generate({ requestId: 'p', promptTokenIds: tokens, sampling: { ...params, maxTokens: 1 }, exportKv: { fromBlock } }),
+  );
   const last = pre[pre.length - 1]!;
   const first = pre.find((o) => o.tokenIds.length > 0)!;
   const blocks = last.kv!.blocks.map((b) => b.slice());
@@ -94,7 +96,9 @@ describe('PD handoff between two engines', () => {
   it('a prefill-role request yields its first token before the KV export, and an abort in between frees everything', async () => {
     const params = samplingParams({ temperature: 0, maxTokens: 1 });
     const tokens = prompt(31, 40);
-    const outs = await drain(prefill.generate({ requestId: 'order', promptTokenIds: tokens, sampling: params, exportKv: { fromBlock: 0 } }));
+    const outs = await drain(
+      prefill.generate({ requestId: 'order', promptTokenIds: tokens, sampling: params, exportKv: { fromBlock: 0 } }),
+    );
     expect(outs[0]!.tokenIds).toHaveLength(1);
     expect(outs[0]!.finishReason).toBeUndefined();
     expect(outs[0]!.kv).toBeUndefined();
@@ -116,7 +120,14 @@ describe('PD handoff between two engines', () => {
     expect(await handoff(tokens, params, false, true)).toEqual(want);
     expect(decode.stats().prefillTokensComputed).toBe(computed);
     // Corrupted before it was sent: its bytes match the CRC carried in transit, not their header's.
-    expect(await handoff(tokens.map((t) => t + 1), params, true, true)).toHaveLength(want.length);
+    expect(
+      await handoff(
+        tokens.map((t) => t + 1),
+        params,
+        true,
+        true,
+      ),
+    ).toHaveLength(want.length);
     expect(decode.stats().importFallbacks).toBe(fallbacks + 1);
   });
 });

@@ -30,11 +30,23 @@ describe.each([
   it('score each generated token as it was sampled, rank 1 under greedy; no prefix cache', async () => {
     const engine = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', ...opts });
     engines.push(engine);
-    const gen = await drain(engine.generate({ requestId: 'g', promptTokenIds: prompt, sampling: samplingParams({ temperature: 0, maxTokens: 6, logprobs: 2, ignoreEos: true }) }));
+    const gen = await drain(
+      engine.generate({
+        requestId: 'g',
+        promptTokenIds: prompt,
+        sampling: samplingParams({ temperature: 0, maxTokens: 6, logprobs: 2, ignoreEos: true }),
+      }),
+    );
     const tokens = gen.flatMap((o) => o.tokenIds);
     const lps = gen.flatMap((o) => o.logprobs ?? []);
     const full = [...prompt, ...tokens];
-    const outs = await drain(engine.generate({ requestId: 'p', promptTokenIds: full, sampling: samplingParams({ temperature: 0, maxTokens: 1, promptLogprobs: 2 }) }));
+    const outs = await drain(
+      engine.generate({
+        requestId: 'p',
+        promptTokenIds: full,
+        sampling: samplingParams({ temperature: 0, maxTokens: 1, promptLogprobs: 2 }),
+      }),
+    );
     const pl = outs[0]!.promptLogprobs!;
     expect(pl).toHaveLength(full.length - 1);
     expect(outs[0]!.cachedTokens).toBe(0); // the first request's blocks were cached, and not used

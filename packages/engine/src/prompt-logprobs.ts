@@ -17,7 +17,12 @@ export function promptLogprobOf(row: Float32Array, tokenId: number, k: number): 
     if (v > own) above++;
   }
   const logNorm = max + Math.log(sum);
-  return { tokenId, logprob: own - logNorm, rank: above + 1, top: topK(row, k).map((id) => ({ tokenId: id, logprob: row[id]! - logNorm })) };
+  return {
+    tokenId,
+    logprob: own - logNorm,
+    rank: above + 1,
+    top: topK(row, k).map((id) => ({ tokenId: id, logprob: row[id]! - logNorm })),
+  };
 }
 
 /** Ids of the k largest entries, largest first (ties: lower id first); k is small (≤ MAX_LOGPROBS). */

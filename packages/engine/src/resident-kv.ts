@@ -95,7 +95,14 @@ export class ResidentKv {
     } else {
       for (const r of joining) {
         const slot = this.seqIds.length;
-        gatherRow(this.pool, this.layout, { blockTable: r.blockTable, len: r.pastLen }, this.views(this.cur, slot + 1, this.width), slot, this.width);
+        gatherRow(
+          this.pool,
+          this.layout,
+          { blockTable: r.blockTable, len: r.pastLen },
+          this.views(this.cur, slot + 1, this.width),
+          slot,
+          this.width,
+        );
         this.seqIds.push(r.seqId);
         this.pastLens.push(r.pastLen);
         const mask = new Uint8Array((slot + 1) * this.width);
@@ -107,7 +114,13 @@ export class ResidentKv {
     }
     const slotOf = rows.map((r) => this.seqIds.indexOf(r.seqId));
     const n = this.seqIds.length;
-    return { slotOf, width: this.width, past: this.views(this.cur, n, this.width), pastMask: this.mask.subarray(0, n * this.width), gatheredTokens: gathered };
+    return {
+      slotOf,
+      width: this.width,
+      past: this.views(this.cur, n, this.width),
+      pastMask: this.mask.subarray(0, n * this.width),
+      gatheredTokens: gathered,
+    };
   }
 
   /** Where the forward writes `present`: the other arena, grown if needed. */

@@ -18,7 +18,12 @@ afterAll(async () => {
   await runner?.release();
 });
 
-async function run(prompt: number[], sampling: SamplingParams, resumed: number[], id: string): Promise<{ tokens: number[]; finish?: string }> {
+async function run(
+  prompt: number[],
+  sampling: SamplingParams,
+  resumed: number[],
+  id: string,
+): Promise<{ tokens: number[]; finish?: string }> {
   const tokens: number[] = [];
   let finish: string | undefined;
   for await (const o of engine.generate({ requestId: id, promptTokenIds: prompt, sampling, resumeOutputTokenIds: resumed })) {
@@ -32,7 +37,16 @@ const prompt = [1, ...Array.from({ length: 37 }, (_, i) => 100 + ((i * 7919) % 3
 const cases: Record<string, SamplingParams> = {
   greedy: samplingParams({ temperature: 0, maxTokens: 24, ignoreEos: true }),
   seeded: samplingParams({ temperature: 0.9, topP: 0.95, seed: 1234, maxTokens: 24, ignoreEos: true }),
-  'seeded with penalties': samplingParams({ temperature: 1.1, topK: 50, seed: 7, repetitionPenalty: 1.3, frequencyPenalty: 0.5, presencePenalty: 0.2, maxTokens: 24, ignoreEos: true }),
+  'seeded with penalties': samplingParams({
+    temperature: 1.1,
+    topK: 50,
+    seed: 7,
+    repetitionPenalty: 1.3,
+    frequencyPenalty: 0.5,
+    presencePenalty: 0.2,
+    maxTokens: 24,
+    ignoreEos: true,
+  }),
 };
 
 describe('resume after tokens generated elsewhere', () => {

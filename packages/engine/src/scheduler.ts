@@ -221,7 +221,11 @@ export class Scheduler {
    */
   private acquirePrefix(seq: Sequence): number {
     // A cached block has no logits: prompt logprobs need the prompt computed.
-    const maxBlocks = seq.prefilled ? seq.prefilled.fromBlock : seq.collectsPromptLogprobs ? 0 : Math.floor((seq.tokens.length - 1) / seq.blockSize);
+    const maxBlocks = seq.prefilled
+      ? seq.prefilled.fromBlock
+      : seq.collectsPromptLogprobs
+        ? 0
+        : Math.floor((seq.tokens.length - 1) / seq.blockSize);
     for (let i = 0; i < maxBlocks; i++) {
       const id = this.pool.acquireCached(seq.blockHash(i));
       if (id === undefined) break;
@@ -261,6 +265,10 @@ export class Scheduler {
 
 function insertByPriority(queue: Sequence[], seq: Sequence): void {
   let i = queue.length;
-  while (i > 0 && (queue[i - 1]!.priority > seq.priority || (queue[i - 1]!.priority === seq.priority && queue[i - 1]!.arrival > seq.arrival))) i--;
+  while (
+    i > 0 &&
+    (queue[i - 1]!.priority > seq.priority || (queue[i - 1]!.priority === seq.priority && queue[i - 1]!.arrival > seq.arrival))
+  )
+    i--;
   queue.splice(i, 0, seq);
 }

@@ -37,7 +37,10 @@ async function jointProbabilities(params: SamplingParams): Promise<Map<string, n
   const next = async (ctx: number[]): Promise<[number, number][]> => {
     const res = await runner.forward({ rows: [{ tokenIds: ctx, pastLen: 0 }], pastWidth: 0 });
     const row = Array.from(res.logits.subarray(0, V), (x, i) => x + (params.logitBias?.[i] ?? 0));
-    const top = row.map((x, i) => [x, i] as const).sort((a, b) => b[0] - a[0]).slice(0, TOP_K);
+    const top = row
+      .map((x, i) => [x, i] as const)
+      .sort((a, b) => b[0] - a[0])
+      .slice(0, TOP_K);
     const z = top.reduce((s, [x]) => s + Math.exp((x - top[0]![0]) / params.temperature), 0);
     return top.map(([x, i]) => [i, Math.exp((x - top[0]![0]) / params.temperature) / z]);
   };
@@ -57,7 +60,8 @@ async function sampleMany(speculative: SpeculativeOptions | undefined, params: S
     const got = await Promise.all(
       Array.from({ length: seeds }, async (_, seed) => {
         const tokens: number[] = [];
-        for await (const o of engine.generate({ requestId: `s${seed}`, promptTokenIds: promptFor(params), sampling: { ...params, seed } })) tokens.push(...o.tokenIds);
+        for await (const o of engine.generate({ requestId: `s${seed}`, promptTokenIds: promptFor(params), sampling: { ...params, seed } }))
+          tokens.push(...o.tokenIds);
         return tokens.slice(0, 3).join(' ');
       }),
     );
@@ -108,7 +112,7 @@ function chiSquare(observed: readonly string[], probs: ReadonlyMap<string, numbe
 
 describe('rejection sampling keeps the target distribution (chi-square, 500 seeds each)', () => {
   const cases: [string, () => SpeculativeOptions | undefined, SamplingParams][] = [
-    ['no speculation (the test\'s control)', () => undefined, plain],
+    ["no speculation (the test's control)", () => undefined, plain],
     // `seeded`: seeded requests speculate (off by default), so that the test is deterministic.
     ['draft that mostly agrees, K=2', () => ({ method: 'draft', modelDir: draft, numTokens: 2, seeded: true }), plain],
     ['unrelated draft (mostly rejected), K=2', () => ({ method: 'draft', modelDir: unrelated, numTokens: 2, seeded: true }), plain],
@@ -124,7 +128,7 @@ describe('rejection sampling keeps the target distribution (chi-square, 500 seed
     }, 60_000);
   }
 
-  it('the test can fail: the draft model\'s own distribution is rejected', async () => {
+  it("the test can fail: the draft model's own distribution is rejected", async () => {
     const draftRunner = await ModelRunner.create(loadModelSpec(unrelated));
     const saved = runner;
     runner = draftRunner;
@@ -165,7 +169,8 @@ async function sampleManyFull(speculative: SpeculativeOptions | undefined, param
     return await Promise.all(
       Array.from({ length: seeds }, async (_, seed) => {
         const tokens: number[] = [];
-        for await (const o of engine.generate({ requestId: `s${seed}`, promptTokenIds: PROMPT, sampling: { ...params, seed } })) tokens.push(...o.tokenIds);
+        for await (const o of engine.generate({ requestId: `s${seed}`, promptTokenIds: PROMPT, sampling: { ...params, seed } }))
+          tokens.push(...o.tokenIds);
         return tokens;
       }),
     );

@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { draftPair, ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams, type SamplingParams } from '@pdserve/model';
+import {
+  draftPair,
+  ensureTinyModel,
+  loadModelSpec,
+  ModelRunner,
+  referenceGenerate,
+  samplingParams,
+  type SamplingParams,
+} from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { LLMEngine, type EngineOptions } from './index';
 import { proposeNgram, SpecController, SpecGovernor } from './speculative';
@@ -69,7 +77,8 @@ describe('speculative decoding: greedy output is token-identical to the referenc
   for (const method of ['draft', 'ngram'] as const) {
     for (const chunk of [0, 16]) {
       it(`${method}, K=4, chunked prefill ${chunk ? 'on' : 'off'}: batch 1 then all at once`, async () => {
-        const speculative = method === 'draft' ? { method, modelDir: draft, numTokens: 4 } : { method, numTokens: 4, ngramMin: 1, ngramMax: 3 };
+        const speculative =
+          method === 'draft' ? { method, modelDir: draft, numTokens: 4 } : { method, numTokens: 4, ngramMin: 1, ngramMax: 3 };
         await withEngine({ speculative, prefillChunkTokens: chunk, blockSize: 4 }, async (e) => {
           const params = paramsFor[method];
           const one = await collect(e, prompts[0]!, params);
@@ -90,12 +99,15 @@ describe('speculative decoding: greedy output is token-identical to the referenc
 
   it('a KV pool too small for the batch: preemption, lookahead cut short, draft pool full; still identical, nothing leaked', async () => {
     // 4-token blocks of 2 KiB per token: 75 blocks, room for a third of the batch's tokens at once.
-    await withEngine({ speculative: { method: 'draft', modelDir: draft, numTokens: 4 }, blockSize: 4, kvCacheBytes: 600 * 1024 }, async (e) => {
-      const all = await Promise.all(prompts.map((p, i) => collect(e, p, greedy, `p${i}`)));
-      all.forEach((got, i) => expect(got, `prompt ${i}`).toEqual(expected.draft[i]));
-      expect(e.stats().preemptions).toBeGreaterThan(0);
-      expectIdle(e);
-    });
+    await withEngine(
+      { speculative: { method: 'draft', modelDir: draft, numTokens: 4 }, blockSize: 4, kvCacheBytes: 600 * 1024 },
+      async (e) => {
+        const all = await Promise.all(prompts.map((p, i) => collect(e, p, greedy, `p${i}`)));
+        all.forEach((got, i) => expect(got, `prompt ${i}`).toEqual(expected.draft[i]));
+        expect(e.stats().preemptions).toBeGreaterThan(0);
+        expectIdle(e);
+      },
+    );
   }, 60_000);
 
   it('a draft model that fails mid-run turns speculation off; requests go on, identical', async () => {
@@ -115,7 +127,9 @@ describe('speculative decoding: greedy output is token-identical to the referenc
     await withEngine({ speculative: { method: 'draft', modelDir: draft, numTokens: 4 } }, async (e) => {
       const got: { tokenId: number; logprob: number; top: number[] }[] = [];
       for await (const o of e.generate({ requestId: 'lp', promptTokenIds: prompts[2]!, sampling: withLogprobs })) {
-        o.tokenIds.forEach((t, j) => got.push({ tokenId: t, logprob: o.logprobs![j]!.logprob, top: o.logprobs![j]!.top.map((x) => x.tokenId) }));
+        o.tokenIds.forEach((t, j) =>
+          got.push({ tokenId: t, logprob: o.logprobs![j]!.logprob, top: o.logprobs![j]!.top.map((x) => x.tokenId) }),
+        );
       }
       expect(e.stats().speculation!.acceptedTokens).toBeGreaterThan(0);
       expect(got.map((g) => g.tokenId)).toEqual(ref.tokenIds);
@@ -151,10 +165,17 @@ describe('a draft identical to the target (residual scale 0) has every proposal 
     const t = await ensureTinyModel(same.target);
     const d = await ensureTinyModel(same.draft);
     // 8 draft blocks of 4 tokens: a few sequences at a time; the others wait, are released, catch up later.
-    const engine = await LLMEngine.create({ modelDir: t, kvCacheBytes: 64 << 20, blockSize: 4, speculative: { method: 'draft', modelDir: d, numTokens: 4, kvCacheBytes: 40 * 4 * 512, seeded: true } });
+    const engine = await LLMEngine.create({
+      modelDir: t,
+      kvCacheBytes: 64 << 20,
+      blockSize: 4,
+      speculative: { method: 'draft', modelDir: d, numTokens: 4, kvCacheBytes: 40 * 4 * 512, seeded: true },
+    });
     try {
       const ps = makePrompts(6, 3, 3, 20);
-      await Promise.all(ps.map((p, i) => collect(engine, p, i % 2 ? greedy : samplingParams({ ...greedy, temperature: 0.8, seed: i }), `q${i}`)));
+      await Promise.all(
+        ps.map((p, i) => collect(engine, p, i % 2 ? greedy : samplingParams({ ...greedy, temperature: 0.8, seed: i }), `q${i}`)),
+      );
       const s = engine.stats().speculation!;
       expect(s.draftTokens).toBeGreaterThan(0);
       expect(s.acceptedTokens).toBe(s.draftTokens);

@@ -34,7 +34,8 @@ export const SPECULATIVE_DEFAULTS = { numTokens: 4, ngramMin: 1, ngramMax: 4 } a
 
 /** A problem with speculative options, or undefined. */
 export function speculativeProblem(o: SpeculativeOptions): string | undefined {
-  if (!Number.isInteger(o.numTokens) || o.numTokens < 1 || o.numTokens > 16) return `num speculative tokens must be an integer in [1, 16], got ${o.numTokens}`;
+  if (!Number.isInteger(o.numTokens) || o.numTokens < 1 || o.numTokens > 16)
+    return `num speculative tokens must be an integer in [1, 16], got ${o.numTokens}`;
   if (o.method === 'ngram') {
     const min = o.ngramMin ?? SPECULATIVE_DEFAULTS.ngramMin;
     const max = o.ngramMax ?? SPECULATIVE_DEFAULTS.ngramMax;

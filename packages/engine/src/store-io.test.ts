@@ -21,7 +21,10 @@ afterAll(async () => {
   await Promise.all([a?.close(), b?.close(), runner?.release()]);
 });
 
-const prompt = (seed: number, len: number): number[] => [1, ...Array.from({ length: len - 1 }, (_, i) => 3 + ((seed * 7919 + i * 104729) % 31000))];
+const prompt = (seed: number, len: number): number[] => [
+  1,
+  ...Array.from({ length: len - 1 }, (_, i) => 3 + ((seed * 7919 + i * 104729) % 31000)),
+];
 
 async function tokens(it: AsyncIterable<GenerateOutput>): Promise<number[]> {
   const out: number[] = [];
@@ -40,10 +43,18 @@ async function roundTrip(seed: number, params: SamplingParams, corruptBlock?: nu
   if (corruptBlock !== undefined) chain[corruptBlock]![200]! ^= 0x55;
   const before = b.stats();
   expect(chain).toHaveLength(hashes.length);
-  const out = await tokens(b.generate({ requestId: `b${seed}`, promptTokenIds: ids, sampling: params, prefetched: { fromBlock: 0, blocks: chain } }));
+  const out = await tokens(
+    b.generate({ requestId: `b${seed}`, promptTokenIds: ids, sampling: params, prefetched: { fromBlock: 0, blocks: chain } }),
+  );
   const after = b.stats();
   const ref = await referenceGenerate(runner, ids, params);
-  return { out, ref: ref.tokenIds, computed: after.prefillTokensComputed - before.prefillTokensComputed, prefetched: after.prefetchedTokens - before.prefetchedTokens, rejects: after.prefetchRejects - before.prefetchRejects };
+  return {
+    out,
+    ref: ref.tokenIds,
+    computed: after.prefillTokensComputed - before.prefillTokensComputed,
+    prefetched: after.prefetchedTokens - before.prefetchedTokens,
+    rejects: after.prefetchRejects - before.prefetchRejects,
+  };
 }
 
 describe('engine and the kv-store', () => {

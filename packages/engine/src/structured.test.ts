@@ -2,7 +2,15 @@
 // prefer, the grammar's mask makes every output parse and validate against its schema.
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams, type SamplingParams, type StructuredOutput } from '@pdserve/model';
+import {
+  ensureTinyModel,
+  loadModelSpec,
+  ModelRunner,
+  referenceGenerate,
+  samplingParams,
+  type SamplingParams,
+  type StructuredOutput,
+} from '@pdserve/model';
 import { JSON_SCHEMA_CASES } from '@pdserve/testkit';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { EngineError, LLMEngine, type GenerateOutput, type PrefilledKv } from './index';
@@ -40,13 +48,17 @@ function run(e: LLMEngine, p: number[], sampling: SamplingParams, id = 'r'): Pro
 }
 
 const schemaOf = (schema: Record<string, unknown>): StructuredOutput => ({ kind: 'json_schema', schema });
-const seeded = (seed: number, so: StructuredOutput): SamplingParams => samplingParams({ temperature: 1, seed, maxTokens: 400, structuredOutput: so });
+const seeded = (seed: number, so: StructuredOutput): SamplingParams =>
+  samplingParams({ temperature: 1, seed, maxTokens: 400, structuredOutput: so });
 
 describe('every output parses and validates', () => {
   for (const { name, schema } of JSON_SCHEMA_CASES) {
     it(name, async () => {
       const validate = ajv.compile(schema);
-      const runs = [samplingParams({ temperature: 0, maxTokens: 400, structuredOutput: schemaOf(schema) }), ...[1, 2, 3, 4].map((s) => seeded(s, schemaOf(schema)))];
+      const runs = [
+        samplingParams({ temperature: 0, maxTokens: 400, structuredOutput: schemaOf(schema) }),
+        ...[1, 2, 3, 4].map((s) => seeded(s, schemaOf(schema))),
+      ];
       const outs = await Promise.all(runs.map((sp, i) => run(engine, prompt(i + 1), sp, `s${i}`)));
       for (const out of outs) {
         expect(out.finish).toBe('stop');
@@ -62,7 +74,9 @@ describe('every output parses and validates', () => {
     // Free JSON has unbounded strings and nesting: random weights may wander past any max_tokens, so
     // a bias toward closing tokens keeps the runs short. Validity is the mask's doing either way.
     const logitBias = Object.fromEntries(['"', '}', '"}', '}}', '":', ']', '"]', '}]'].map((t) => [tokenizer.tokenToId(t)!, 20]));
-    const outs = await Promise.all([0, 1, 2, 3, 4, 5].map((s) => run(engine, prompt(s + 10), { ...seeded(s, { kind: 'json_object' }), logitBias }, `o${s}`)));
+    const outs = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map((s) => run(engine, prompt(s + 10), { ...seeded(s, { kind: 'json_object' }), logitBias }, `o${s}`)),
+    );
     for (const out of outs) {
       expect(out.finish, JSON.stringify(tokenizer.decode(out.tokens)).slice(0, 300)).toBe('stop');
       const value: unknown = JSON.parse(tokenizer.decode(out.tokens));
@@ -79,12 +93,15 @@ describe('in a batch', () => {
       const so = schemaOf(JSON_SCHEMA_CASES[0]!.schema);
       const plain = samplingParams({ temperature: 0, maxTokens: 24, ignoreEos: true });
       const prompts = Array.from({ length: 12 }, (_, i) => prompt(100 + i, 5 + 3 * i));
-      const params = prompts.map((_, i) => (i % 2 === 0 ? plain : i % 4 === 1 ? seeded(i, so) : samplingParams({ temperature: 0, maxTokens: 200, structuredOutput: so })));
+      const params = prompts.map((_, i) =>
+        i % 2 === 0 ? plain : i % 4 === 1 ? seeded(i, so) : samplingParams({ temperature: 0, maxTokens: 200, structuredOutput: so }),
+      );
       const alone: number[][] = [];
       for (let i = 0; i < prompts.length; i++) alone.push((await run(engine, prompts[i]!, params[i]!)).tokens);
       const together = await Promise.all(prompts.map((p, i) => run(engine, p, params[i]!, `b${i}`)));
       expect(together.map((o) => o.tokens)).toEqual(alone);
-      for (let i = 0; i < prompts.length; i += 2) expect(alone[i]).toEqual([...(await referenceGenerate(runner, prompts[i]!, plain)).tokenIds]);
+      for (let i = 0; i < prompts.length; i += 2)
+        expect(alone[i]).toEqual([...(await referenceGenerate(runner, prompts[i]!, plain)).tokenIds]);
       // The grammar changed the constrained ones: a random model alone never writes this JSON.
       expect(tokenizer.decode(alone[1]!)).toMatch(/^\{"id": /);
       expect(engine.stats().usedBlocks).toBe(0);
@@ -103,7 +120,11 @@ describe('in a batch', () => {
   });
 
   it('max_tokens before the value is complete ends with length (output truncated, as vLLM)', async () => {
-    const out = await run(engine, prompt(3), samplingParams({ temperature: 0, maxTokens: 5, structuredOutput: schemaOf(JSON_SCHEMA_CASES[1]!.schema) }));
+    const out = await run(
+      engine,
+      prompt(3),
+      samplingParams({ temperature: 0, maxTokens: 5, structuredOutput: schemaOf(JSON_SCHEMA_CASES[1]!.schema) }),
+    );
     expect(out.finish).toBe('length');
     expect(out.tokens).toHaveLength(5);
     expect(() => JSON.parse(tokenizer.decode(out.tokens))).toThrow();
@@ -151,10 +172,22 @@ describe('prefilled on one engine, decoded on another', () => {
         const tokens = prompt(21, 37);
         const local = await run(engine, tokens, sampling);
         const pre: GenerateOutput[] = [];
-        for await (const o of engine.generate({ requestId: 'p', promptTokenIds: tokens, sampling: { ...sampling, maxTokens: 1 }, exportKv: { fromBlock: 0 } })) pre.push(o);
+        for await (const o of engine.generate({
+          requestId: 'p',
+          promptTokenIds: tokens,
+          sampling: { ...sampling, maxTokens: 1 },
+          exportKv: { fromBlock: 0 },
+        }))
+          pre.push(o);
         const last = pre[pre.length - 1]!;
         const first = pre.find((o) => o.tokenIds.length > 0)!;
-        const prefilled: PrefilledKv = { fromBlock: 0, blocks: last.kv!.blocks, firstToken: { tokenId: first.tokenIds[0]!, logprob: 0 }, rngState: last.kv!.rngState, cachedTokens: 0 };
+        const prefilled: PrefilledKv = {
+          fromBlock: 0,
+          blocks: last.kv!.blocks,
+          firstToken: { tokenId: first.tokenIds[0]!, logprob: 0 },
+          rngState: last.kv!.rngState,
+          cachedTokens: 0,
+        };
         const remote = await drain(decode.generate({ requestId: 'd', promptTokenIds: tokens, sampling, prefilled }));
         expect(remote.tokens).toEqual(local.tokens);
         expect(remote.finish).toBe('stop');

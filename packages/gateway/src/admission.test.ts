@@ -3,7 +3,14 @@ import { Admission, parseClassSlos, type AdmissionInput } from './admission';
 
 // Hand-built costs: 1 ms per prefill token, a 10 ms decode step + 1 ms per sequence; nothing else.
 const costModel = { prefillSecondsPerToken: 1e-3, decodeStep: { baseSeconds: 10e-3, perSequenceSeconds: 1e-3, perContextTokenSeconds: 0 } };
-const input = (x: Partial<AdmissionInput> = {}): AdmissionInput => ({ tier: 'default', promptTokens: 100, uncachedTokens: 100, queuedPrefillTokens: 100, decodeBatch: 1, ...x });
+const input = (x: Partial<AdmissionInput> = {}): AdmissionInput => ({
+  tier: 'default',
+  promptTokens: 100,
+  uncachedTokens: 100,
+  queuedPrefillTokens: 100,
+  decodeBatch: 1,
+  ...x,
+});
 
 describe('SLO-aware admission', () => {
   it('predicts TTFT from the queued prefill work on the prefilling worker, plus one decode step', () => {

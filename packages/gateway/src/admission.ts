@@ -41,7 +41,13 @@ export interface AdmissionInput {
 
 export type AdmissionVerdict =
   | { readonly admit: true; readonly ttftSeconds: number; readonly itlSeconds: number }
-  | { readonly admit: false; readonly ttftSeconds: number; readonly itlSeconds: number; readonly retryAfterSeconds: number; readonly reason: string };
+  | {
+      readonly admit: false;
+      readonly ttftSeconds: number;
+      readonly itlSeconds: number;
+      readonly retryAfterSeconds: number;
+      readonly reason: string;
+    };
 
 /** Bounds of the observed/predicted correction, and the weight of each new observation in it. */
 const SCALE = { min: 0.25, max: 20, weight: 0.1 } as const;
@@ -73,10 +79,20 @@ export class Admission {
     const ttftSlo = (this.opts.ttftSloMs?.[x.tier] ?? 0) / 1000;
     const itlSlo = (this.opts.itlSloMs?.[x.tier] ?? 0) / 1000;
     if (ttftSlo > 0 && p.ttftSeconds > ttftSlo) {
-      return { admit: false, ...p, retryAfterSeconds: Math.max(1, Math.ceil(p.ttftSeconds - ttftSlo)), reason: `predicted time to first token ${ms(p.ttftSeconds)} exceeds the ${x.tier} SLO of ${ms(ttftSlo)}` };
+      return {
+        admit: false,
+        ...p,
+        retryAfterSeconds: Math.max(1, Math.ceil(p.ttftSeconds - ttftSlo)),
+        reason: `predicted time to first token ${ms(p.ttftSeconds)} exceeds the ${x.tier} SLO of ${ms(ttftSlo)}`,
+      };
     }
     if (itlSlo > 0 && p.itlSeconds > itlSlo) {
-      return { admit: false, ...p, retryAfterSeconds: 1, reason: `predicted inter-token latency ${ms(p.itlSeconds)} exceeds the ${x.tier} SLO of ${ms(itlSlo)}` };
+      return {
+        admit: false,
+        ...p,
+        retryAfterSeconds: 1,
+        reason: `predicted inter-token latency ${ms(p.itlSeconds)} exceeds the ${x.tier} SLO of ${ms(itlSlo)}`,
+      };
     }
     return { admit: true, ...p };
   }
@@ -94,7 +110,10 @@ const ms = (s: number): string => `${Math.round(s * 1000)} ms`;
 /** Parses `priority=500,default=2000` (ms per class) as --ttft-slo-ms and --itl-slo-ms take it. */
 export function parseClassSlos(text: string | undefined): ClassSlos {
   const out: Partial<Record<ServiceTier, number>> = {};
-  for (const part of (text ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [k, v] = part.split('=');
     const n = Number(v);
     if (!(k === 'priority' || k === 'default' || k === 'flex') || v === undefined || !Number.isFinite(n) || n < 0) {

@@ -1,13 +1,30 @@
 // The gateway's engine: the HTTP API calls it exactly as it calls a local engine; it routes each
 // request to a decode worker (and a prefill worker) and relays the worker's token stream.
-import { EngineError, type EngineClient, type GenerateOutput, type GenerateRequest, type Logger, type ServiceTier } from '@pdserve/contracts';
+import {
+  EngineError,
+  type EngineClient,
+  type GenerateOutput,
+  type GenerateRequest,
+  type Logger,
+  type ServiceTier,
+} from '@pdserve/contracts';
 import { chainHashes } from '@pdserve/kv-cache';
 import { explainDecision, RouterError, type Router, type RoutingDecision } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
 import type { ServiceRecord } from '@pdserve/control-plane';
 import {
-  afterStreamedFirst, firstFromWire, generateDeadlineMs, outputFromWire, prefillFirst, samplingToWire, seededSampling, toCallError, WorkerCallError, type GenerateChunkMsg,
-  type GenerateRequestMsg, type PrefillFirstMsg,
+  afterStreamedFirst,
+  firstFromWire,
+  generateDeadlineMs,
+  outputFromWire,
+  prefillFirst,
+  samplingToWire,
+  seededSampling,
+  toCallError,
+  WorkerCallError,
+  type GenerateChunkMsg,
+  type GenerateRequestMsg,
+  type PrefillFirstMsg,
 } from '@pdserve/worker/client';
 import type { Admission } from './admission';
 import type { ClusterView } from './cluster-view';
@@ -74,7 +91,8 @@ export class ClusterClient implements EngineClient {
     let brokenAt: number | undefined;
     for (;;) {
       // A resumed request is placed by all it must prefill (prompt + tokens sent): its cached blocks anywhere count.
-      const resumeChain = sent.length > 0 ? chainHashes([...req.promptTokenIds, ...sent], this.opts.blockSize, this.modelId, cacheSalt) : chain;
+      const resumeChain =
+        sent.length > 0 ? chainHashes([...req.promptTokenIds, ...sent], this.opts.blockSize, this.modelId, cacheSalt) : chain;
       const decision = await this.route(req, resumeChain, req.promptTokenIds.length + sent.length, excluded, sent.length > 0);
       const worker = decision.decodeWorker;
       logger.debug({ requestId: req.requestId, decision: explainDecision(decision), resumeAfter: sent.length }, 'routed');
@@ -90,16 +108,19 @@ export class ClusterClient implements EngineClient {
         ...(sent.length > 0 ? { resume_output_token_ids: [...sent] } : {}),
       };
       // A resumed stream is prefilled on its decode worker from prompt + output (prefix cache, kv-store, else computed).
-      const remote = sent.length === 0 && decision.prefill.prefill === 'remote' ? this.opts.view.record(decision.prefill.worker) : undefined;
+      const remote =
+        sent.length === 0 && decision.prefill.prefill === 'remote' ? this.opts.view.record(decision.prefill.worker) : undefined;
       const decodeRecord = this.opts.view.record(worker);
       let finished = false;
       try {
-        const outputs = remote && decodeRecord
-          ? this.pushedHandoff(base, remote, decodeRecord, wantLogprobs, req.signal)
-          : fromWire(this.opts.view.client(worker).generate(base, req.signal, this.deadlineMs(base)), wantLogprobs);
+        const outputs =
+          remote && decodeRecord
+            ? this.pushedHandoff(base, remote, decodeRecord, wantLogprobs, req.signal)
+            : fromWire(this.opts.view.client(worker).generate(base, req.signal, this.deadlineMs(base)), wantLogprobs);
         for await (const o of outputs) {
           // A worker that drains or shuts down ends its requests with 'abort': for the client, a broken stream.
-          if (o.finishReason === 'abort' && req.signal?.aborted !== true) throw new WorkerCallError('ABORTED', 'the worker ended the request');
+          if (o.finishReason === 'abort' && req.signal?.aborted !== true)
+            throw new WorkerCallError('ABORTED', 'the worker ended the request');
           cachedTokens ??= o.cachedTokens;
           if (sent.length === 0 && o.tokenIds.length > 0) this.firstToken(tier, predictedTtft, (performance.now() - t0) / 1000);
           sent.push(...o.tokenIds);
@@ -130,11 +151,17 @@ export class ClusterClient implements EngineClient {
         const limit = this.opts.migrationLimit ?? MIGRATION_DEFAULTS.limit;
         if (e.code === 'INVALID_ARGUMENT' || migrations >= limit) {
           this.opts.onMigration?.({ outcome: 'exhausted', seconds: 0 });
-          throw new EngineError('internal', `decode worker ${worker} failed mid-stream after ${migrations} migration(s) (limit ${limit}): ${e.code} ${e.message}`);
+          throw new EngineError(
+            'internal',
+            `decode worker ${worker} failed mid-stream after ${migrations} migration(s) (limit ${limit}): ${e.code} ${e.message}`,
+          );
         }
         migrations++;
         brokenAt ??= performance.now();
-        logger.warn({ requestId: req.requestId, worker, after: sent.length, migration: migrations, error: e.message }, 'stream broke mid-generation; migrating');
+        logger.warn(
+          { requestId: req.requestId, worker, after: sent.length, migration: migrations, error: e.message },
+          'stream broke mid-generation; migrating',
+        );
         excluded.add(worker);
       }
     }
@@ -149,14 +176,21 @@ export class ClusterClient implements EngineClient {
     if (admission === undefined) return undefined;
     const prefillWorker = d.prefill.prefill === 'remote' ? d.prefill.worker : d.decodeWorker;
     const verdict = admission.decide({
-      tier, promptTokens, uncachedTokens: d.uncachedTokens,
+      tier,
+      promptTokens,
+      uncachedTokens: d.uncachedTokens,
       queuedPrefillTokens: router.load(prefillWorker).queuedPrefillTokens,
       decodeBatch: router.load(d.decodeWorker).running,
     });
     this.opts.onAdmission?.({ kind: verdict.admit ? 'admitted' : 'refused', tier, predictedTtftSeconds: verdict.ttftSeconds });
     if (!verdict.admit) {
       router.release(d); // not sent: its load must not count against the next requests
-      throw new EngineError('queue_full', `request refused: ${verdict.reason}; retry after ${verdict.retryAfterSeconds} s`, undefined, verdict.retryAfterSeconds);
+      throw new EngineError(
+        'queue_full',
+        `request refused: ${verdict.reason}; retry after ${verdict.retryAfterSeconds} s`,
+        undefined,
+        verdict.retryAfterSeconds,
+      );
     }
     return verdict.ttftSeconds;
   }
@@ -171,7 +205,13 @@ export class ClusterClient implements EngineClient {
    * A decode worker for the request, past the ones that failed it. A migrating request waits a little for
    * one to (re)join rather than failing: its client already has part of the answer.
    */
-  private async route(req: GenerateRequest, chain: readonly string[], tokens: number, excluded: ReadonlySet<string>, migrating: boolean): Promise<RoutingDecision> {
+  private async route(
+    req: GenerateRequest,
+    chain: readonly string[],
+    tokens: number,
+    excluded: ReadonlySet<string>,
+    migrating: boolean,
+  ): Promise<RoutingDecision> {
     const { router, view } = this.opts;
     const until = performance.now() + (migrating ? MIGRATION_DEFAULTS.waitForWorkerMs : 0);
     for (;;) {
@@ -203,7 +243,11 @@ export class ClusterClient implements EngineClient {
    * on its own (and its repeated first token is checked against the one already sent).
    */
   private async *pushedHandoff(
-    base: GenerateRequestMsg, prefill: ServiceRecord, decode: ServiceRecord, wantLogprobs: boolean, signal: AbortSignal | undefined,
+    base: GenerateRequestMsg,
+    prefill: ServiceRecord,
+    decode: ServiceRecord,
+    wantLogprobs: boolean,
+    signal: AbortSignal | undefined,
   ): AsyncGenerator<GenerateOutput> {
     const { view, logger } = this.opts;
     const req = base;
@@ -216,10 +260,19 @@ export class ClusterClient implements EngineClient {
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const events = view.client(prefill.id).prefill({
-        request_id: req.request_id, prompt_token_ids: req.prompt_token_ids, sampling: req.sampling, from_block: 0,
-        target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto' }, cache_salt: req.cache_salt, priority: req.priority, service_tier: req.service_tier,
-      }, prefillCtl.signal);
+      const events = view.client(prefill.id).prefill(
+        {
+          request_id: req.request_id,
+          prompt_token_ids: req.prompt_token_ids,
+          sampling: req.sampling,
+          from_block: 0,
+          target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto' },
+          cache_salt: req.cache_salt,
+          priority: req.priority,
+          service_tier: req.service_tier,
+        },
+        prefillCtl.signal,
+      );
       let first: PrefillFirstMsg | undefined;
       try {
         // The rest of the prefill's stream is its receipt; should the prefill fail after its first token,
@@ -227,7 +280,10 @@ export class ClusterClient implements EngineClient {
         ({ first } = await prefillFirst(events));
       } catch (err) {
         if (signal?.aborted) return;
-        logger.warn({ requestId: req.request_id, worker: prefill.id, error: toCallError(err).message }, 'prefill worker failed; prefilling on the decode worker');
+        logger.warn(
+          { requestId: req.request_id, worker: prefill.id, error: toCallError(err).message },
+          'prefill worker failed; prefilling on the decode worker',
+        );
       }
       if (first === undefined) {
         prefillCtl.abort();
@@ -237,9 +293,16 @@ export class ClusterClient implements EngineClient {
       const sent = first.first_token;
       yield firstFromWire(first, wantLogprobs, first.cached_tokens);
       const plan = { mode: 'pushed', prefill_worker: prefill.id, transfer_id: transferId };
-      const rest = fromWire(view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal, this.deadlineMs(req)), wantLogprobs);
+      const rest = fromWire(
+        view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal, this.deadlineMs(req)),
+        wantLogprobs,
+      );
       // The decode worker's stream repeats the first token: checked against the one already sent, and dropped.
-      yield* afterStreamedFirst(rest, sent, (got) => `decode worker ${decode.id} sampled first token ${got}, not ${sent} as already streamed`);
+      yield* afterStreamedFirst(
+        rest,
+        sent,
+        (got) => `decode worker ${decode.id} sampled first token ${got}, not ${sent} as already streamed`,
+      );
     } finally {
       signal?.removeEventListener('abort', onAbort);
       prefillCtl.abort();

@@ -19,7 +19,6 @@ export interface ClusterViewOptions {
   readonly tls?: TlsMaterial;
 }
 
-
 export class ClusterView {
   private membership: Membership | undefined;
   private readonly records = new Map<string, ServiceRecord & { readonly role: WorkerRole }>();
@@ -49,7 +48,10 @@ export class ClusterView {
     const load = controlPlane.events.subscribeLoad((r) => {
       if (this.records.has(r.worker)) router.reportLoad(r);
     });
-    this.unsubscribe.push(() => kv.unsubscribe(), () => load.unsubscribe());
+    this.unsubscribe.push(
+      () => kv.unsubscribe(),
+      () => load.unsubscribe(),
+    );
     // Events missed while NATS was away are recovered from snapshots.
     this.unsubscribe.push(controlPlane.events.onStatus((s) => s === 'connected' && this.resyncAll()));
     this.membership = await controlPlane.registry.watch();
@@ -159,12 +161,22 @@ export class ClusterView {
         const snap = await store.client.snapshot();
         if (!this.stores.has(id)) return;
         const hashes = snap.groups.filter((g) => g.model_id === this.opts.model).flatMap((g) => g.hashes);
-        this.opts.router.applySnapshot(id, snap.incarnation, snap.seq, hashes.map((hash) => ({ hash, tier: 'store' as const })));
+        this.opts.router.applySnapshot(
+          id,
+          snap.incarnation,
+          snap.seq,
+          hashes.map((hash) => ({ hash, tier: 'store' as const })),
+        );
         return;
       }
       const snap = await this.client(id).snapshot();
       if (!this.records.has(id)) return;
-      this.opts.router.applySnapshot(id, snap.incarnation, snap.seq, snap.hashes.map((hash) => ({ hash, tier: 'device' as const })));
+      this.opts.router.applySnapshot(
+        id,
+        snap.incarnation,
+        snap.seq,
+        snap.hashes.map((hash) => ({ hash, tier: 'device' as const })),
+      );
     } catch (err) {
       this.opts.logger.debug({ worker: id, error: (err as Error).message }, 'snapshot failed');
     } finally {
@@ -178,7 +190,15 @@ export class ClusterView {
       [...this.records.keys()].map(async (id) => {
         try {
           const s = await this.client(id).stats();
-          this.opts.router.reportLoad({ worker: id, running: s.running, waiting: s.waiting, freeBlocks: s.free_blocks, totalBlocks: s.total_blocks, queuedPrefillTokens: s.queued_prefill_tokens, ts: Date.now() });
+          this.opts.router.reportLoad({
+            worker: id,
+            running: s.running,
+            waiting: s.waiting,
+            freeBlocks: s.free_blocks,
+            totalBlocks: s.total_blocks,
+            queuedPrefillTokens: s.queued_prefill_tokens,
+            ts: Date.now(),
+          });
         } catch {
           // A dead worker leaves through its lease.
         }

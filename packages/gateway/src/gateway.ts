@@ -64,18 +64,36 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   let view: ClusterView | undefined;
   const isReady = (): boolean => listening && (cluster?.isReady() ?? false);
   // The status page is an operator's, so it sits on the admin port beside /metrics, not on the API port.
-  const status = statusRoutes(clusterStatusSource({ model: opts.modelId, controlPlane: opts.controlPlane, view: () => view, router, ready: isReady }), new GrpcStatusProbes(undefined, opts.tls));
+  const status = statusRoutes(
+    clusterStatusSource({ model: opts.modelId, controlPlane: opts.controlPlane, view: () => view, router, ready: isReady }),
+    new GrpcStatusProbes(undefined, opts.tls),
+  );
   const admin: AdminServer | undefined =
-    opts.adminPort === undefined ? undefined : await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady, routes: status.routes });
+    opts.adminPort === undefined
+      ? undefined
+      : await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady, routes: status.routes });
   try {
     const spec = loadModelSpec(opts.modelDir, opts.modelId);
     const tokenizer = await Tokenizer.fromDir(opts.modelDir);
-    view = new ClusterView({ controlPlane: opts.controlPlane, router, model: opts.modelId, logger: opts.logger, resyncIntervalMs: opts.resyncIntervalMs, tls: opts.tls });
+    view = new ClusterView({
+      controlPlane: opts.controlPlane,
+      router,
+      model: opts.modelId,
+      logger: opts.logger,
+      resyncIntervalMs: opts.resyncIntervalMs,
+      tls: opts.tls,
+    });
     await view.start();
     const maxModelLen = Math.min(opts.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
     const model = { model: opts.modelId };
     cluster = new ClusterClient({
-      modelId: opts.modelId, maxModelLen, blockSize: router.blockSize, router, view, logger: opts.logger, migrationLimit: opts.migrationLimit,
+      modelId: opts.modelId,
+      maxModelLen,
+      blockSize: router.blockSize,
+      router,
+      view,
+      logger: opts.logger,
+      migrationLimit: opts.migrationLimit,
       onMigration: (m) => {
         metrics.migrations.inc({ ...model, outcome: m.outcome });
         if (m.outcome === 'resumed') metrics.migrationSeconds.observe(model, m.seconds);
@@ -91,10 +109,19 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       },
     });
     // Every class's series exist from the start, so "none refused" reads as 0, not as no data.
-    for (const tier of SERVICE_TIERS) for (const decision of ['admitted', 'refused']) metrics.admissions.inc({ ...model, class: tier, decision }, 0);
+    for (const tier of SERVICE_TIERS)
+      for (const decision of ['admitted', 'refused']) metrics.admissions.inc({ ...model, class: tier, decision }, 0);
     for (const outcome of ['resumed', 'exhausted']) metrics.migrations.inc({ ...model, outcome }, 0);
     const api: ApiServer = createApiServer({
-      models: [{ id: opts.modelId, engine: new MeteredEngine(cluster, metrics), tokenizer, maxModelLen, toolCallParser: defaultToolCallParser(spec.modelType) }],
+      models: [
+        {
+          id: opts.modelId,
+          engine: new MeteredEngine(cluster, metrics),
+          tokenizer,
+          maxModelLen,
+          toolCallParser: defaultToolCallParser(spec.modelType),
+        },
+      ],
       host: opts.host,
       port: opts.port,
       logger: opts.logger,

@@ -19,7 +19,7 @@ function loads(specifier: string): { native: string[]; commonJs: string[] } {
 
 const onnxruntime = (paths: readonly string[]): string[] => paths.filter((p) => /onnxruntime/.test(p));
 
-describe('the gateway\'s module graph', () => {
+describe("the gateway's module graph", () => {
   it('never loads onnxruntime-node', () => {
     const g = loads('@pdserve/gateway');
     expect(g.commonJs.length).toBeGreaterThan(0); // it did load things (grpc-js, ioredis, ...)
@@ -27,7 +27,7 @@ describe('the gateway\'s module graph', () => {
     expect(onnxruntime(g.commonJs)).toEqual([]);
   }, 90_000);
 
-  it('reaches the kv-store through its client subpath, without the store\'s Redis directory (ioredis)', () => {
+  it("reaches the kv-store through its client subpath, without the store's Redis directory (ioredis)", () => {
     const c = loads('@pdserve/kv-store/client');
     expect(c.commonJs.filter((p) => /ioredis/.test(p))).toEqual([]);
     expect(loads('@pdserve/kv-store').commonJs.filter((p) => /ioredis/.test(p)).length).toBeGreaterThan(0);
@@ -46,7 +46,9 @@ async function nativeAddonsOf(args: readonly string[], until: () => Promise<bool
   const probe = fileURLToPath(new URL('./dlopen-probe.fixture.mjs', import.meta.url));
   const cli = join(REPO_ROOT, 'packages', 'cli', 'src', 'main.ts');
   const proc = spawn(process.execPath, ['--import', 'tsx', '--import', probe, cli, ...args], {
-    cwd: REPO_ROOT, stdio: 'ignore', env: { ...process.env, PDSERVE_DLOPEN_LOG: log, ONNXRUNTIME_NODE_INSTALL: 'skip' },
+    cwd: REPO_ROOT,
+    stdio: 'ignore',
+    env: { ...process.env, PDSERVE_DLOPEN_LOG: log, ONNXRUNTIME_NODE_INSTALL: 'skip' },
   });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   try {
@@ -56,7 +58,11 @@ async function nativeAddonsOf(args: readonly string[], until: () => Promise<bool
     await exited;
   }
   try {
-    return existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter((l) => l !== '') : [];
+    return existsSync(log)
+      ? readFileSync(log, 'utf8')
+          .split('\n')
+          .filter((l) => l !== '')
+      : [];
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -67,11 +73,29 @@ describe('the `pdserve gateway` process', () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
     const native = await nativeAddonsOf(
-      ['gateway', '--model', await ensureTinyModel(), '--served-model-name', 'tiny', '--port', String(port), '--admin-port', '0', '--host', '127.0.0.1', '--log-level', 'warn'],
+      [
+        'gateway',
+        '--model',
+        await ensureTinyModel(),
+        '--served-model-name',
+        'tiny',
+        '--port',
+        String(port),
+        '--admin-port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--log-level',
+        'warn',
+      ],
       async () => {
         if ((await fetch(`${base}/v1/models`)).status !== 200) return false;
         // No worker has joined: a completion is refused (503), the request went all the way through the gateway.
-        const res = await fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', prompt: 'hi', max_tokens: 2 }) });
+        const res = await fetch(`${base}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny', prompt: 'hi', max_tokens: 2 }),
+        });
         return res.status === 503;
       },
     );
@@ -80,7 +104,10 @@ describe('the `pdserve gateway` process', () => {
   }, 90_000);
 
   it('while a command that runs the model does load it (the probe can fail)', async () => {
-    const native = await nativeAddonsOf(['generate', '--model', await ensureTinyModel(), '--prompt', 'hi', '--max-tokens', '1'], async () => false);
+    const native = await nativeAddonsOf(
+      ['generate', '--model', await ensureTinyModel(), '--prompt', 'hi', '--max-tokens', '1'],
+      async () => false,
+    );
     expect(onnxruntime(native).length).toBeGreaterThan(0);
   }, 90_000);
 });

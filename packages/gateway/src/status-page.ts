@@ -29,10 +29,21 @@ export function statusRoutes(source: StatusSource, probes: StatusProbes): Status
     } catch (err) {
       // The registry itself cannot be read (e.g. Redis is down): say so, the page shows it and retries.
       const message = `cannot read the cluster's state: ${err instanceof Error ? err.message : String(err)}`;
-      return { status: 503, contentType: 'application/json', body: JSON.stringify({ error: { message, type: 'unavailable', code: 'status_unavailable' } }), headers: SECURITY_HEADERS };
+      return {
+        status: 503,
+        contentType: 'application/json',
+        body: JSON.stringify({ error: { message, type: 'unavailable', code: 'status_unavailable' } }),
+        headers: SECURITY_HEADERS,
+      };
     }
   };
-  const page = (): Promise<AdminReply> => Promise.resolve({ status: 200, contentType: 'text/html; charset=utf-8', body: STATUS_HTML, headers: { ...SECURITY_HEADERS, 'content-security-policy': STATUS_CSP } });
+  const page = (): Promise<AdminReply> =>
+    Promise.resolve({
+      status: 200,
+      contentType: 'text/html; charset=utf-8',
+      body: STATUS_HTML,
+      headers: { ...SECURITY_HEADERS, 'content-security-policy': STATUS_CSP },
+    });
   return {
     routes: new Map([
       ['/status', page],
@@ -43,7 +54,11 @@ export function statusRoutes(source: StatusSource, probes: StatusProbes): Status
   };
 }
 
-const SECURITY_HEADERS: Readonly<Record<string, string>> = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer', 'x-frame-options': 'DENY' };
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+};
 
 const STATUS_CSS = `
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2937; margin: 0; background: #f8fafc; }

@@ -6,7 +6,15 @@ import type { ServiceRecord } from '@pdserve/control-plane';
 import type { StoreStatsResponseMsg, TierStatsMsg } from '@pdserve/kv-store';
 import type { RouterStats } from '@pdserve/router';
 import type { StatsResponseMsg } from '@pdserve/worker';
-import { assembleStatus, collectStatus, GrpcStatusProbes, relevantMembers, type Probe, type StatusProbes, type StatusSource } from './status';
+import {
+  assembleStatus,
+  collectStatus,
+  GrpcStatusProbes,
+  relevantMembers,
+  type Probe,
+  type StatusProbes,
+  type StatusSource,
+} from './status';
 import { statusRoutes } from './status-page';
 
 const record = (id: string, role: ServiceRecord['role'], over: Partial<ServiceRecord> = {}): ServiceRecord => ({
@@ -42,7 +50,19 @@ const workerStats = (over: Partial<StatsResponseMsg> = {}): StatsResponseMsg => 
   ...over,
 });
 
-const tier = (over: Partial<TierStatsMsg>): TierStatsMsg => ({ blocks: 0, bytes: 0, used_bytes: 0, capacity_bytes: 0, hits: 0, misses: 0, evictions: 0, read_bytes: 0, write_bytes: 0, corrupt_dropped: 0, ...over });
+const tier = (over: Partial<TierStatsMsg>): TierStatsMsg => ({
+  blocks: 0,
+  bytes: 0,
+  used_bytes: 0,
+  capacity_bytes: 0,
+  hits: 0,
+  misses: 0,
+  evictions: 0,
+  read_bytes: 0,
+  write_bytes: 0,
+  corrupt_dropped: 0,
+  ...over,
+});
 
 const storeStats = (memory: TierStatsMsg, disk: TierStatsMsg | null): StoreStatsResponseMsg => ({
   memory,
@@ -100,9 +120,22 @@ describe('assembleStatus', () => {
       routerStats: routerStats(),
       workers: [
         { record: record('d0', 'decode'), probe: { health: 'serving', stats: workerStats() }, routed: true, loadReportAgeMs: 123.4 },
-        { record: record('p0', 'prefill'), probe: { health: 'unreachable', error: 'no answer within 1500 ms' }, routed: false, loadReportAgeMs: undefined },
+        {
+          record: record('p0', 'prefill'),
+          probe: { health: 'unreachable', error: 'no answer within 1500 ms' },
+          routed: false,
+          loadReportAgeMs: undefined,
+        },
       ],
-      stores: [{ record: record('s0', 'kv-store'), probe: { health: 'draining', stats: storeStats(tier({ blocks: 4, used_bytes: 256, capacity_bytes: 1024, hits: 3, misses: 1, evictions: 2 }), tier({})) } }],
+      stores: [
+        {
+          record: record('s0', 'kv-store'),
+          probe: {
+            health: 'draining',
+            stats: storeStats(tier({ blocks: 4, used_bytes: 256, capacity_bytes: 1024, hits: 3, misses: 1, evictions: 2 }), tier({})),
+          },
+        },
+      ],
     });
     expect(s.generatedAt).toBe('2026-01-02T00:00:00.000Z');
     expect(s.gateway).toEqual({ ready: true, routing: { decisions: 4, noCandidate: 1, prefixHitRate: 0.4, byPolicy: { 'kv-aware': 4 } } });
@@ -121,10 +154,21 @@ describe('assembleStatus', () => {
       picks: { decode: 4, prefill: 1 },
       startedAt: '2026-01-01T00:00:00.000Z',
     });
-    expect(p0).toMatchObject({ health: 'unreachable', error: 'no answer within 1500 ms', routed: false, running: null, kv: null, prefixCache: null, loadReportAgeMs: null, picks: { decode: 0, prefill: 3 } });
+    expect(p0).toMatchObject({
+      health: 'unreachable',
+      error: 'no answer within 1500 ms',
+      routed: false,
+      running: null,
+      kv: null,
+      prefixCache: null,
+      loadReportAgeMs: null,
+      picks: { decode: 0, prefill: 3 },
+    });
     // A tier without capacity (no disk configured) is not shown.
     expect(s.kvStores[0]).toMatchObject({ id: 's0', health: 'draining', activeLeases: 3, activePins: 1 });
-    expect(s.kvStores[0]!.tiers).toEqual([{ tier: 'memory', blocks: 4, usedBytes: 256, capacityBytes: 1024, usage: 0.25, hits: 3, misses: 1, hitRate: 0.75, evictions: 2 }]);
+    expect(s.kvStores[0]!.tiers).toEqual([
+      { tier: 'memory', blocks: 4, usedBytes: 256, capacityBytes: 1024, usage: 0.25, hits: 3, misses: 1, hitRate: 0.75, evictions: 2 },
+    ]);
   });
 
   it('has no rates before anything was asked, and never reads a worker id from the prototype', () => {
@@ -133,16 +177,31 @@ describe('assembleStatus', () => {
       now: 0,
       ready: false,
       routerStats: routerStats({ decisions: 0, prefixRequestedBlocks: 0, prefixMatchedBlocks: 0, byWorker: {} }),
-      workers: [{ record: record('constructor', 'decode', { startedAt: Number.MAX_VALUE }), probe: { health: 'serving', stats: workerStats({ prefix_cache_query_tokens: 0, total_blocks: 0, used_blocks: 0 }) }, routed: true, loadReportAgeMs: undefined }],
+      workers: [
+        {
+          record: record('constructor', 'decode', { startedAt: Number.MAX_VALUE }),
+          probe: { health: 'serving', stats: workerStats({ prefix_cache_query_tokens: 0, total_blocks: 0, used_blocks: 0 }) },
+          routed: true,
+          loadReportAgeMs: undefined,
+        },
+      ],
       stores: [],
     });
     expect(s.gateway.routing.prefixHitRate).toBeNull();
-    expect(s.workers[0]).toMatchObject({ picks: { decode: 0, prefill: 0 }, prefixCache: { hitRate: null }, kv: { usage: null }, startedAt: '' });
+    expect(s.workers[0]).toMatchObject({
+      picks: { decode: 0, prefill: 0 },
+      prefixCache: { hitRate: null },
+      kv: { usage: null },
+      startedAt: '',
+    });
   });
 });
 
 /** A source and probes by hand: `members` may throw, probes answer from a table by id. */
-function fakes(members: () => Promise<ServiceRecord[]>, answers: Record<string, Probe<StatsResponseMsg>>): { source: StatusSource; probes: StatusProbes & { retained: string[][]; calls: number } } {
+function fakes(
+  members: () => Promise<ServiceRecord[]>,
+  answers: Record<string, Probe<StatsResponseMsg>>,
+): { source: StatusSource; probes: StatusProbes & { retained: string[][]; calls: number } } {
   const probes = {
     retained: [] as string[][],
     calls: 0,
@@ -151,17 +210,29 @@ function fakes(members: () => Promise<ServiceRecord[]>, answers: Record<string, 
       await new Promise((res) => setTimeout(res, 5));
       return answers[r.id] ?? { health: 'unreachable' as const, error: 'unknown' };
     },
-    store: async (): Promise<Probe<StoreStatsResponseMsg>> => ({ health: 'serving', stats: storeStats(tier({ capacity_bytes: 10 }), null) }),
+    store: async (): Promise<Probe<StoreStatsResponseMsg>> => ({
+      health: 'serving',
+      stats: storeStats(tier({ capacity_bytes: 10 }), null),
+    }),
     retain: (live: ReadonlySet<string>) => void probes.retained.push([...live].sort()),
     close: () => undefined,
   };
-  const source: StatusSource = { model: 'tiny', members, isRouted: (r) => r.id === 'd0', loadReportAgeMs: () => 50, routerStats: () => routerStats(), ready: () => true };
+  const source: StatusSource = {
+    model: 'tiny',
+    members,
+    isRouted: (r) => r.id === 'd0',
+    loadReportAgeMs: () => 50,
+    routerStats: () => routerStats(),
+    ready: () => true,
+  };
   return { source, probes };
 }
 
 describe('collectStatus and the routes', () => {
   it('probes every relevant node, keeps clients only for them, and shares one collection among concurrent callers', async () => {
-    const { source, probes } = fakes(async () => [record('d0', 'decode'), record('gw', 'gateway'), record('s0', 'kv-store')], { d0: { health: 'serving', stats: workerStats() } });
+    const { source, probes } = fakes(async () => [record('d0', 'decode'), record('gw', 'gateway'), record('s0', 'kv-store')], {
+      d0: { health: 'serving', stats: workerStats() },
+    });
     const s = await collectStatus(source, probes);
     expect(s.workers.map((w) => [w.id, w.health, w.routed, w.loadReportAgeMs])).toEqual([['d0', 'serving', true, 50]]);
     expect(s.kvStores.map((n) => n.id)).toEqual(['s0']);
@@ -191,7 +262,9 @@ describe('collectStatus and the routes', () => {
     fail = true;
     const down = await routes.get('/status.json')!();
     expect(down.status).toBe(503);
-    expect(JSON.parse(down.body)).toEqual({ error: { message: "cannot read the cluster's state: redis is down", type: 'unavailable', code: 'status_unavailable' } });
+    expect(JSON.parse(down.body)).toEqual({
+      error: { message: "cannot read the cluster's state: redis is down", type: 'unavailable', code: 'status_unavailable' },
+    });
   });
 });
 
@@ -202,11 +275,17 @@ describe('GrpcStatusProbes', () => {
     const port = (silent.address() as { port: number }).port;
     const probes = new GrpcStatusProbes(300);
     try {
-      const [w, s] = await Promise.all([probes.worker(record('w', 'decode', { grpcAddress: `127.0.0.1:${port}` })), probes.store(record('s', 'kv-store', { grpcAddress: `127.0.0.1:${port}` }))]);
+      const [w, s] = await Promise.all([
+        probes.worker(record('w', 'decode', { grpcAddress: `127.0.0.1:${port}` })),
+        probes.store(record('s', 'kv-store', { grpcAddress: `127.0.0.1:${port}` })),
+      ]);
       expect(w).toEqual({ health: 'unreachable', error: 'no answer within 300 ms' });
       expect(s).toEqual({ health: 'unreachable', error: 'no answer within 300 ms' });
       probes.close();
-      expect(await probes.worker(record('w2', 'decode', { grpcAddress: `127.0.0.1:${port}` }))).toEqual({ health: 'unreachable', error: 'the gateway is closing' });
+      expect(await probes.worker(record('w2', 'decode', { grpcAddress: `127.0.0.1:${port}` }))).toEqual({
+        health: 'unreachable',
+        error: 'the gateway is closing',
+      });
     } finally {
       probes.close();
       silent.close();

@@ -114,7 +114,13 @@ export interface StatusSource {
   ready(): boolean;
 }
 
-export function clusterStatusSource(opts: { readonly model: string; readonly controlPlane: ControlPlane; readonly view: () => ClusterView | undefined; readonly router: Router; readonly ready: () => boolean }): StatusSource {
+export function clusterStatusSource(opts: {
+  readonly model: string;
+  readonly controlPlane: ControlPlane;
+  readonly view: () => ClusterView | undefined;
+  readonly router: Router;
+  readonly ready: () => boolean;
+}): StatusSource {
   return {
     model: opts.model,
     members: () => opts.controlPlane.registry.list(),
@@ -129,7 +135,9 @@ export function clusterStatusSource(opts: { readonly model: string; readonly con
 }
 
 /** One node's answers; `error` when it gave none in time. */
-export type Probe<T> = { readonly health: 'serving' | 'draining'; readonly stats: T } | { readonly health: 'unreachable'; readonly error: string };
+export type Probe<T> =
+  | { readonly health: 'serving' | 'draining'; readonly stats: T }
+  | { readonly health: 'unreachable'; readonly error: string };
 
 export interface StatusProbes {
   worker(record: ServiceRecord): Promise<Probe<StatsResponseMsg>>;
@@ -145,7 +153,10 @@ export class GrpcStatusProbes implements StatusProbes {
   private readonly stores = new Map<string, KvStoreClient>();
   private closed = false;
 
-  constructor(private readonly timeoutMs = STATUS_PROBE_TIMEOUT_MS, private readonly tls?: TlsMaterial) {}
+  constructor(
+    private readonly timeoutMs = STATUS_PROBE_TIMEOUT_MS,
+    private readonly tls?: TlsMaterial,
+  ) {}
 
   worker(record: ServiceRecord): Promise<Probe<StatsResponseMsg>> {
     return this.probe(() => {
@@ -223,13 +234,21 @@ export function relevantMembers(model: string, members: readonly ServiceRecord[]
 export async function collectStatus(source: StatusSource, probes: StatusProbes, now: () => number = Date.now): Promise<ClusterStatus> {
   const { workers, stores } = relevantMembers(source.model, await source.members());
   probes.retain(new Set([...workers, ...stores].map((r) => r.grpcAddress)));
-  const [workerProbes, storeProbes] = await Promise.all([Promise.all(workers.map((r) => probes.worker(r))), Promise.all(stores.map((r) => probes.store(r)))]);
+  const [workerProbes, storeProbes] = await Promise.all([
+    Promise.all(workers.map((r) => probes.worker(r))),
+    Promise.all(stores.map((r) => probes.store(r))),
+  ]);
   return assembleStatus({
     model: source.model,
     now: now(),
     ready: source.ready(),
     routerStats: source.routerStats(),
-    workers: workers.map((record, i) => ({ record, probe: workerProbes[i]!, routed: source.isRouted(record), loadReportAgeMs: source.loadReportAgeMs(record.id) })),
+    workers: workers.map((record, i) => ({
+      record,
+      probe: workerProbes[i]!,
+      routed: source.isRouted(record),
+      loadReportAgeMs: source.loadReportAgeMs(record.id),
+    })),
     stores: stores.map((record, i) => ({ record, probe: storeProbes[i]! })),
   });
 }
@@ -240,7 +259,12 @@ export interface StatusInputs {
   readonly now: number;
   readonly ready: boolean;
   readonly routerStats: RouterStats;
-  readonly workers: readonly { readonly record: ServiceRecord; readonly probe: Probe<StatsResponseMsg>; readonly routed: boolean; readonly loadReportAgeMs: number | undefined }[];
+  readonly workers: readonly {
+    readonly record: ServiceRecord;
+    readonly probe: Probe<StatsResponseMsg>;
+    readonly routed: boolean;
+    readonly loadReportAgeMs: number | undefined;
+  }[];
   readonly stores: readonly { readonly record: ServiceRecord; readonly probe: Probe<StoreStatsResponseMsg> }[];
 }
 
@@ -276,8 +300,23 @@ export function assembleStatus(inputs: StatusInputs): ClusterStatus {
         error: p.health === 'unreachable' ? p.error : null,
         running: s?.running ?? null,
         waiting: s?.waiting ?? null,
-        kv: s === undefined ? null : { usedBlocks: s.used_blocks, cachedBlocks: s.cached_blocks, totalBlocks: s.total_blocks, usage: ratio(s.used_blocks, s.total_blocks) },
-        prefixCache: s === undefined ? null : { hitTokens: s.prefix_cache_hit_tokens, queryTokens: s.prefix_cache_query_tokens, hitRate: ratio(s.prefix_cache_hit_tokens, s.prefix_cache_query_tokens) },
+        kv:
+          s === undefined
+            ? null
+            : {
+                usedBlocks: s.used_blocks,
+                cachedBlocks: s.cached_blocks,
+                totalBlocks: s.total_blocks,
+                usage: ratio(s.used_blocks, s.total_blocks),
+              },
+        prefixCache:
+          s === undefined
+            ? null
+            : {
+                hitTokens: s.prefix_cache_hit_tokens,
+                queryTokens: s.prefix_cache_query_tokens,
+                hitRate: ratio(s.prefix_cache_hit_tokens, s.prefix_cache_query_tokens),
+              },
         loadReportAgeMs: loadReportAgeMs === undefined ? null : Math.round(loadReportAgeMs),
         picks: { decode: picks.decode, prefill: picks.prefill },
       };
@@ -291,7 +330,10 @@ export function assembleStatus(inputs: StatusInputs): ClusterStatus {
         startedAt: isoTime(r.startedAt),
         health: p.health,
         error: p.health === 'unreachable' ? p.error : null,
-        tiers: s === undefined ? [] : [tierStatus('memory', s.memory), tierStatus('disk', s.disk)].filter((t): t is StoreTierStatus => t !== undefined),
+        tiers:
+          s === undefined
+            ? []
+            : [tierStatus('memory', s.memory), tierStatus('disk', s.disk)].filter((t): t is StoreTierStatus => t !== undefined),
         activeLeases: s?.active_leases ?? null,
         activePins: s?.active_pins ?? null,
       };

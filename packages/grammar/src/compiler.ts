@@ -4,7 +4,15 @@ import type { StructuredOutput } from '@pdserve/model';
 import { GrammarError } from './errors';
 import { jsonObjectGrammar, jsonSchemaGrammar } from './json-schema';
 import { vocabularyFromDir, type Vocabulary } from './vocabulary';
-import { loadXgrammar, takeMessages, type XgBinding, type XgCompiledGrammar, type XgGrammarCompiler, type XgGrammarMatcher, type XgTokenizerInfo } from './xgrammar';
+import {
+  loadXgrammar,
+  takeMessages,
+  type XgBinding,
+  type XgCompiledGrammar,
+  type XgGrammarCompiler,
+  type XgGrammarMatcher,
+  type XgTokenizerInfo,
+} from './xgrammar';
 
 export interface GrammarCompilerOptions {
   readonly vocabulary: Vocabulary;
@@ -23,7 +31,8 @@ export function grammarFor(c: StructuredOutput): string {
     return jsonSchemaGrammar(c.schema, { strict: c.strict ?? true });
   } catch (err) {
     // The converter recurses along the schema (and a pattern's groups): one nested past the stack is refused.
-    if (err instanceof RangeError && /call stack/i.test(err.message)) throw new GrammarError('unsupported_schema', '#: the schema is nested too deeply');
+    if (err instanceof RangeError && /call stack/i.test(err.message))
+      throw new GrammarError('unsupported_schema', '#: the schema is nested too deeply');
     throw err;
   }
 }
@@ -94,7 +103,9 @@ export class GrammarCompiler {
         grammar.delete();
       }
     } catch {
-      const why = takeMessages().filter((m) => m.includes('[FATAL]') || m.includes('rror')).join('; ');
+      const why = takeMessages()
+        .filter((m) => m.includes('[FATAL]') || m.includes('rror'))
+        .join('; ');
       throw new GrammarError('internal', `xgrammar refused the generated grammar: ${why || 'no reason given'}`);
     }
     const compiled = new CompiledGrammar(this.xg, handle, this.maskWords, this.vocabSize, (performance.now() - t0) / 1000);

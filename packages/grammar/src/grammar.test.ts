@@ -66,7 +66,13 @@ describe('random walks through the mask always give valid JSON', () => {
           const out = walk(m, seed);
           expect(m.isTerminated).toBe(true);
           let value: unknown;
-          try { value = JSON.parse(text(out)); } catch (e) { throw new Error(`${(e as Error).message}: ${JSON.stringify(text(out))} ${JSON.stringify(out.map((t) => tokenizer.decode([t])))}`); }
+          try {
+            value = JSON.parse(text(out));
+          } catch (e) {
+            throw new Error(
+              `${(e as Error).message}: ${JSON.stringify(text(out))} ${JSON.stringify(out.map((t) => tokenizer.decode([t])))}`,
+            );
+          }
           expect(validate(value), `${text(out)} ${JSON.stringify(validate.errors)}`).toBe(true);
         } finally {
           m.dispose();
@@ -172,7 +178,7 @@ describe('unsupported schemas are refused, naming the part', () => {
     });
   }
 
-  it('a schema nested past the converter\'s stack (20,000 objects deep, or a pattern of 20,000 groups)', () => {
+  it("a schema nested past the converter's stack (20,000 objects deep, or a pattern of 20,000 groups)", () => {
     let deep: Record<string, unknown> = { type: 'string' };
     for (let i = 0; i < 20_000; i++) deep = { type: 'object', properties: { a: deep }, required: ['a'] };
     expect(() => grammarFor({ kind: 'json_schema', schema: deep })).toThrow(/nested too deeply/);

@@ -24,7 +24,21 @@ export interface SchemaOptions {
 }
 
 /** Keywords that only annotate: ignored. */
-const ANNOTATIONS = new Set(['title', 'description', '$schema', '$id', '$comment', 'default', 'examples', 'deprecated', 'readOnly', 'writeOnly', '$defs', 'definitions', '$anchor']);
+const ANNOTATIONS = new Set([
+  'title',
+  'description',
+  '$schema',
+  '$id',
+  '$comment',
+  'default',
+  'examples',
+  'deprecated',
+  'readOnly',
+  'writeOnly',
+  '$defs',
+  'definitions',
+  '$anchor',
+]);
 const BY_TYPE: Record<string, readonly string[]> = {
   string: ['minLength', 'maxLength', 'pattern'],
   number: ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'],
@@ -39,12 +53,19 @@ const COMBINATORS = ['type', 'enum', 'const', 'anyOf', 'allOf', '$ref', 'nullabl
 const SUPPORTED = new Set([...ANNOTATIONS, ...COMBINATORS, ...Object.values(BY_TYPE).flat()]);
 
 /** Any character of a JSON string: unescaped, or one of the escapes models write most (\" \\ \n \t). */
-const STRING_CHAR = chars([[0x09, 0x0a], [0x20, 0x10ffff]], true);
+const STRING_CHAR = chars(
+  [
+    [0x09, 0x0a],
+    [0x20, 0x10ffff],
+  ],
+  true,
+);
 /** For counted strings only the unescaped characters: each count is a rule, and fewer alternatives compile faster. */
 const PLAIN_CHAR = chars([[0x20, 0x10ffff]], false);
 
 export function jsonSchemaGrammar(schema: unknown, opts: SchemaOptions): string {
-  if (typeof schema !== 'object' && typeof schema !== 'boolean') throw new GrammarError('invalid_schema', 'a JSON schema must be an object or a boolean');
+  if (typeof schema !== 'object' && typeof schema !== 'boolean')
+    throw new GrammarError('invalid_schema', 'a JSON schema must be an object or a boolean');
   const c = new Converter(schema as Schema | boolean, opts);
   return c.rules.toString(c.value(schema as Schema | boolean, '#'));
 }
@@ -71,26 +92,36 @@ class Converter {
   value(s: Schema | boolean | unknown, path: string): string {
     if (s === true) return this.anyValue();
     if (s === false) throw new GrammarError('unsupported_schema', `${path}: the schema false allows no value`);
-    if (typeof s !== 'object' || s === null || Array.isArray(s)) throw new GrammarError('invalid_schema', `${path}: a schema must be an object or a boolean`);
+    if (typeof s !== 'object' || s === null || Array.isArray(s))
+      throw new GrammarError('invalid_schema', `${path}: a schema must be an object or a boolean`);
     const schema = s as Schema;
     for (const k of Object.keys(schema)) {
       if (!SUPPORTED.has(k)) throw new GrammarError('unsupported_schema', `${path}: the keyword "${k}" is not supported`);
     }
     const constraining = Object.keys(schema).filter((k) => !ANNOTATIONS.has(k));
     if (schema['$ref'] !== undefined) {
-      if (constraining.length > 1) throw new GrammarError('unsupported_schema', `${path}: "$ref" beside other keywords (${constraining.filter((k) => k !== '$ref').join(', ')}) is not supported`);
+      if (constraining.length > 1)
+        throw new GrammarError(
+          'unsupported_schema',
+          `${path}: "$ref" beside other keywords (${constraining.filter((k) => k !== '$ref').join(', ')}) is not supported`,
+        );
       return this.ref(schema['$ref'], path);
     }
     if (schema['allOf'] !== undefined) {
       const all = schema['allOf'];
       if (!Array.isArray(all) || all.length === 0) throw new GrammarError('invalid_schema', `${path}/allOf: must be a non-empty array`);
-      if (all.length > 1 || constraining.length > 1) throw new GrammarError('unsupported_schema', `${path}: "allOf" with more than one schema is not supported`);
+      if (all.length > 1 || constraining.length > 1)
+        throw new GrammarError('unsupported_schema', `${path}: "allOf" with more than one schema is not supported`);
       return this.value(all[0], `${path}/allOf/0`);
     }
     if (schema['anyOf'] !== undefined) {
       const any = schema['anyOf'];
       if (!Array.isArray(any) || any.length === 0) throw new GrammarError('invalid_schema', `${path}/anyOf: must be a non-empty array`);
-      if (constraining.length > 1) throw new GrammarError('unsupported_schema', `${path}: "anyOf" beside other keywords (${constraining.filter((k) => k !== 'anyOf').join(', ')}) is not supported`);
+      if (constraining.length > 1)
+        throw new GrammarError(
+          'unsupported_schema',
+          `${path}: "anyOf" beside other keywords (${constraining.filter((k) => k !== 'anyOf').join(', ')}) is not supported`,
+        );
       return this.rules.add('any_of', any.map((b, i) => this.value(b, `${path}/anyOf/${i}`)).join(' | '));
     }
     const types = this.typesOf(schema, path);
@@ -108,7 +139,8 @@ class Converter {
       if (types.length === 0) types = ['object', 'array', 'string', 'number', 'boolean', 'null'];
     } else {
       types = Array.isArray(t) ? (t as unknown[]).map(String) : [String(t)];
-      for (const ty of types) if (!TYPES.includes(ty)) throw new GrammarError('invalid_schema', `${path}/type: unknown type ${JSON.stringify(ty)}`);
+      for (const ty of types)
+        if (!TYPES.includes(ty)) throw new GrammarError('invalid_schema', `${path}/type: unknown type ${JSON.stringify(ty)}`);
     }
     if (schema['nullable'] === true && !types.includes('null')) types.push('null');
     // Keywords that apply to none of the types would be silently meaningless: a likely mistake, but valid.
@@ -119,7 +151,11 @@ class Converter {
     const values = schema['const'] !== undefined ? [schema['const']] : schema['enum'];
     if (!Array.isArray(values)) throw new GrammarError('invalid_schema', `${path}/enum: must be an array`);
     const extra = Object.keys(schema).filter((k) => !ANNOTATIONS.has(k) && !['enum', 'const', 'type', 'nullable'].includes(k));
-    if (extra.length > 0) throw new GrammarError('unsupported_schema', `${path}: "${schema['const'] !== undefined ? 'const' : 'enum'}" beside ${extra.join(', ')} is not supported`);
+    if (extra.length > 0)
+      throw new GrammarError(
+        'unsupported_schema',
+        `${path}: "${schema['const'] !== undefined ? 'const' : 'enum'}" beside ${extra.join(', ')} is not supported`,
+      );
     const explicitType = schema['type'] !== undefined;
     const kept = (values as Json[]).filter((v) => !explicitType || types.some((t) => jsonType(v, t)));
     if (kept.length === 0) throw new GrammarError('unsupported_schema', `${path}: no enum value matches the type`);
@@ -158,13 +194,19 @@ class Converter {
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new GrammarError('invalid_schema', `${path}/${k}: must be a number`);
       return v;
     };
-    return { minimum: num('minimum'), maximum: num('maximum'), exclusiveMinimum: num('exclusiveMinimum'), exclusiveMaximum: num('exclusiveMaximum') };
+    return {
+      minimum: num('minimum'),
+      maximum: num('maximum'),
+      exclusiveMinimum: num('exclusiveMinimum'),
+      exclusiveMaximum: num('exclusiveMaximum'),
+    };
   }
 
   private count(s: Schema, k: string, path: string): number | undefined {
     const v = s[k];
     if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new GrammarError('invalid_schema', `${path}/${k}: must be a non-negative integer`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+      throw new GrammarError('invalid_schema', `${path}/${k}: must be a non-negative integer`);
     return v;
   }
 
@@ -176,7 +218,8 @@ class Converter {
     let node: RegularNode;
     if (pattern !== undefined) {
       if (typeof pattern !== 'string') throw new GrammarError('invalid_schema', `${path}/pattern: must be a string`);
-      if ('minLength' in s || 'maxLength' in s) throw new GrammarError('unsupported_schema', `${path}: "pattern" together with minLength/maxLength is not supported`);
+      if ('minLength' in s || 'maxLength' in s)
+        throw new GrammarError('unsupported_schema', `${path}: "pattern" together with minLength/maxLength is not supported`);
       try {
         new RegExp(pattern, 'u');
       } catch (err) {
@@ -187,7 +230,10 @@ class Converter {
       return this.plainString();
     } else {
       if (max !== Infinity && max > MAX_REPEAT) {
-        throw new GrammarError('unsupported_schema', `${path}: maxLength ${max} is above ${MAX_REPEAT}, the longest counted string this engine compiles`);
+        throw new GrammarError(
+          'unsupported_schema',
+          `${path}: maxLength ${max} is above ${MAX_REPEAT}, the longest counted string this engine compiles`,
+        );
       }
       node = max === Infinity ? seq(rep(PLAIN_CHAR, min, min), rep(STRING_CHAR, 0, Infinity)) : rep(PLAIN_CHAR, min, max);
     }
@@ -221,10 +267,16 @@ class Converter {
     if (min > restMax) throw new GrammarError('unsupported_schema', `${path}: minItems ${min} exceeds the ${prefix.length} items allowed`);
     const hi = Math.min(max, restMax);
     if (hi !== Infinity && hi > MAX_REPEAT && hi > prefix.length) {
-      throw new GrammarError('unsupported_schema', `${path}: maxItems ${hi} is above ${MAX_REPEAT}, the most counted items this engine compiles`);
+      throw new GrammarError(
+        'unsupported_schema',
+        `${path}: maxItems ${hi} is above ${MAX_REPEAT}, the most counted items this engine compiles`,
+      );
     }
     if (min > MAX_REPEAT) throw new GrammarError('unsupported_schema', `${path}: minItems ${min} is above ${MAX_REPEAT}`);
-    const item = (i: number): string => (i < prefix.length ? this.value(prefix[i], `${path}/${Array.isArray(s['items']) ? 'items' : 'prefixItems'}/${i}`) : this.value(rest, `${path}/${Array.isArray(s['items']) ? 'additionalItems' : 'items'}`));
+    const item = (i: number): string =>
+      i < prefix.length
+        ? this.value(prefix[i], `${path}/${Array.isArray(s['items']) ? 'items' : 'prefixItems'}/${i}`)
+        : this.value(rest, `${path}/${Array.isArray(s['items']) ? 'additionalItems' : 'items'}`);
     // after(j): the rest of the array once j items are written (the first item takes no comma).
     const memo = new Map<number, string>();
     let loop: string | undefined;
@@ -254,20 +306,25 @@ class Converter {
 
   private object(s: Schema, path: string): string {
     const props = s['properties'] ?? {};
-    if (typeof props !== 'object' || props === null || Array.isArray(props)) throw new GrammarError('invalid_schema', `${path}/properties: must be an object`);
+    if (typeof props !== 'object' || props === null || Array.isArray(props))
+      throw new GrammarError('invalid_schema', `${path}/properties: must be an object`);
     const names = Object.keys(props);
     const required = s['required'] ?? [];
     if (!Array.isArray(required)) throw new GrammarError('invalid_schema', `${path}/required: must be an array`);
     for (const r of required) {
-      if (!names.includes(String(r))) throw new GrammarError('unsupported_schema', `${path}/required: "${String(r)}" is required but not in properties`);
+      if (!names.includes(String(r)))
+        throw new GrammarError('unsupported_schema', `${path}/required: "${String(r)}" is required but not in properties`);
     }
     let extra = s['additionalProperties'];
     if (extra === undefined) extra = !this.opts.strict;
     const minP = this.count(s, 'minProperties', path);
     const maxP = this.count(s, 'maxProperties', path);
-    if (minP !== undefined && minP > required.length) throw new GrammarError('unsupported_schema', `${path}: "minProperties" above the number of required properties is not supported`);
-    if (maxP !== undefined && (extra !== false || maxP < names.length)) throw new GrammarError('unsupported_schema', `${path}: "maxProperties" below the number of possible properties is not supported`);
-    const kv = (name: string): string => `${lit(`${JSON.stringify(name)}: `)} ${this.value((props as Schema)[name], `${path}/properties/${escapePointer(name)}`)}`;
+    if (minP !== undefined && minP > required.length)
+      throw new GrammarError('unsupported_schema', `${path}: "minProperties" above the number of required properties is not supported`);
+    if (maxP !== undefined && (extra !== false || maxP < names.length))
+      throw new GrammarError('unsupported_schema', `${path}: "maxProperties" below the number of possible properties is not supported`);
+    const kv = (name: string): string =>
+      `${lit(`${JSON.stringify(name)}: `)} ${this.value((props as Schema)[name], `${path}/properties/${escapePointer(name)}`)}`;
     // first(i)/more(i): properties from i on, when none / some were written before (then each needs ", ").
     let first: string;
     let more: string;
@@ -320,11 +377,16 @@ class Converter {
     if (typeof ref !== 'string') throw new GrammarError('invalid_schema', `${path}/$ref: must be a string`);
     const known = this.refs.get(ref);
     if (known) return known;
-    if (ref !== '#' && !ref.startsWith('#/')) throw new GrammarError('unsupported_schema', `${path}/$ref: only references inside the schema ("#/...") are supported, not ${JSON.stringify(ref)}`);
+    if (ref !== '#' && !ref.startsWith('#/'))
+      throw new GrammarError(
+        'unsupported_schema',
+        `${path}/$ref: only references inside the schema ("#/...") are supported, not ${JSON.stringify(ref)}`,
+      );
     let target: unknown = this.root;
     for (const part of ref === '#' ? [] : ref.slice(2).split('/')) {
       const key = decodeURIComponent(part).replace(/~1/g, '/').replace(/~0/g, '~');
-      if (typeof target !== 'object' || target === null || !(key in target)) throw new GrammarError('invalid_schema', `${path}/$ref: ${ref} points at nothing`);
+      if (typeof target !== 'object' || target === null || !(key in target))
+        throw new GrammarError('invalid_schema', `${path}/$ref: ${ref} points at nothing`);
       target = (target as Record<string, unknown>)[key];
     }
     // Reserved before the body so a recursive schema refers to itself.
@@ -342,7 +404,10 @@ class Converter {
     const arrayMore = this.rules.reserve('array_more');
     this.rules.define(arrayMore, `${lit(']')} | ${lit(', ')} ${this.anyValueRule} ${arrayMore}`);
     this.rules.define(array, `${lit('[')} ${lit(']')} | ${lit('[')} ${this.anyValueRule} ${arrayMore}`);
-    this.rules.define(this.anyValueRule, [this.anyObject(), array, this.plainString(), number, lit('true'), lit('false'), lit('null')].join(' | '));
+    this.rules.define(
+      this.anyValueRule,
+      [this.anyObject(), array, this.plainString(), number, lit('true'), lit('false'), lit('null')].join(' | '),
+    );
     return this.anyValueRule;
   }
 
@@ -380,11 +445,13 @@ function jsonType(v: Json, t: string): boolean {
 /** JSON text with the grammar's separators. */
 function jsonText(v: Json): string {
   if (Array.isArray(v)) return `[${v.map(jsonText).join(', ')}]`;
-  if (typeof v === 'object' && v !== null) return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${jsonText(x)}`).join(', ')}}`;
+  if (typeof v === 'object' && v !== null)
+    return `{${Object.entries(v)
+      .map(([k, x]) => `${JSON.stringify(k)}: ${jsonText(x)}`)
+      .join(', ')}}`;
   return JSON.stringify(v);
 }
 
 function escapePointer(s: string): string {
   return s.replace(/~/g, '~0').replace(/\//g, '~1');
 }
-

@@ -21,11 +21,18 @@ export interface NumberBounds {
 
 /** `0 | -?[1-9][0-9]{0,14}` within the bounds (rounded inwards to integers). */
 export function integerNode(b: NumberBounds, where: string): RegularNode {
-  let lo = Math.max(b.minimum === undefined ? -Infinity : Math.ceil(b.minimum), b.exclusiveMinimum === undefined ? -Infinity : Math.floor(b.exclusiveMinimum) + 1);
-  let hi = Math.min(b.maximum === undefined ? Infinity : Math.floor(b.maximum), b.exclusiveMaximum === undefined ? Infinity : Math.ceil(b.exclusiveMaximum) - 1);
+  let lo = Math.max(
+    b.minimum === undefined ? -Infinity : Math.ceil(b.minimum),
+    b.exclusiveMinimum === undefined ? -Infinity : Math.floor(b.exclusiveMinimum) + 1,
+  );
+  let hi = Math.min(
+    b.maximum === undefined ? Infinity : Math.floor(b.maximum),
+    b.exclusiveMaximum === undefined ? Infinity : Math.ceil(b.exclusiveMaximum) - 1,
+  );
   lo = Math.max(lo, -(LIMIT - 1));
   hi = Math.min(hi, LIMIT - 1);
-  if (lo > hi) throw new GrammarError('unsupported_schema', `${where}: no integer of at most ${MAX_INT_DIGITS} digits lies within the bounds`);
+  if (lo > hi)
+    throw new GrammarError('unsupported_schema', `${where}: no integer of at most ${MAX_INT_DIGITS} digits lies within the bounds`);
   const parts: RegularNode[] = [];
   if (hi >= 0) parts.push(uintRange(Math.max(lo, 0), hi));
   if (lo < 0) parts.push(seq(literal('-'), uintRange(Math.max(1, -hi), -lo)));
@@ -34,11 +41,26 @@ export function integerNode(b: NumberBounds, where: string): RegularNode {
 
 /** A JSON number: with bounds, plain decimals between them; without, also an exponent of ≤ 2 digits. */
 export function numberNode(b: NumberBounds, where: string): RegularNode {
-  const bounded = b.minimum !== undefined || b.maximum !== undefined || b.exclusiveMinimum !== undefined || b.exclusiveMaximum !== undefined;
+  const bounded =
+    b.minimum !== undefined || b.maximum !== undefined || b.exclusiveMinimum !== undefined || b.exclusiveMaximum !== undefined;
   if (!bounded) {
     const int = alt(literal('0'), seq(chars([[0x31, 0x39]]), rep(DIGIT, 0, MAX_INT_DIGITS - 1)));
     const frac = seq(literal('.'), rep(DIGIT, 1, MAX_FRACTION_DIGITS));
-    const exp = seq(chars([[0x45, 0x45], [0x65, 0x65]]), rep(chars([[0x2b, 0x2b], [0x2d, 0x2d]]), 0, 1), rep(DIGIT, 1, MAX_EXPONENT_DIGITS));
+    const exp = seq(
+      chars([
+        [0x45, 0x45],
+        [0x65, 0x65],
+      ]),
+      rep(
+        chars([
+          [0x2b, 0x2b],
+          [0x2d, 0x2d],
+        ]),
+        0,
+        1,
+      ),
+      rep(DIGIT, 1, MAX_EXPONENT_DIGITS),
+    );
     return seq(rep(literal('-'), 0, 1), int, rep(frac, 0, 1), rep(exp, 0, 1));
   }
   // Exclusive bounds become inclusive ones on the neighbouring double, so that a decimal strictly
@@ -46,7 +68,8 @@ export function numberNode(b: NumberBounds, where: string): RegularNode {
   const lo = Math.max(b.minimum ?? -Infinity, b.exclusiveMinimum === undefined ? -Infinity : nextUp(b.exclusiveMinimum));
   const hi = Math.min(b.maximum ?? Infinity, b.exclusiveMaximum === undefined ? Infinity : -nextUp(-b.exclusiveMaximum));
   if (lo > hi) throw new GrammarError('unsupported_schema', `${where}: the bounds leave no number`);
-  if (lo >= LIMIT || hi <= -LIMIT) throw new GrammarError('unsupported_schema', `${where}: numbers of ${MAX_INT_DIGITS}+ integer digits are not generated`);
+  if (lo >= LIMIT || hi <= -LIMIT)
+    throw new GrammarError('unsupported_schema', `${where}: numbers of ${MAX_INT_DIGITS}+ integer digits are not generated`);
   const loB = lo <= -LIMIT ? undefined : lo;
   const hiB = hi >= LIMIT ? undefined : hi;
   const parts: RegularNode[] = [];
@@ -58,7 +81,11 @@ export function numberNode(b: NumberBounds, where: string): RegularNode {
     const m = magnitude(toDecimal(hiB !== undefined && hiB < 0 ? -hiB : 0), loB === undefined ? undefined : toDecimal(-loB));
     if (m) parts.push(seq(literal('-'), m));
   }
-  if (parts.length === 0) throw new GrammarError('unsupported_schema', `${where}: no number of at most ${MAX_FRACTION_DIGITS} fraction digits lies within the bounds`);
+  if (parts.length === 0)
+    throw new GrammarError(
+      'unsupported_schema',
+      `${where}: no number of at most ${MAX_FRACTION_DIGITS} fraction digits lies within the bounds`,
+    );
   return alt(...parts);
 }
 

@@ -66,9 +66,13 @@ function pieces(set: Extract<RegularNode, { t: 'set' }>, where: string): string[
     if (plain.length > 0) out.push(charClass(plain));
     const count = high.reduce((n, [lo, hi]) => n + hi - lo + 1, 0);
     if (count <= MAX_LISTED_CHARS) {
-      for (const [lo, hi] of high) for (let cp = lo; cp <= hi; cp++) if (cp < 0xd800 || cp > 0xdfff) out.push(lit(String.fromCodePoint(cp)));
+      for (const [lo, hi] of high)
+        for (let cp = lo; cp <= hi; cp++) if (cp < 0xd800 || cp > 0xdfff) out.push(lit(String.fromCodePoint(cp)));
     } else if (set.exact) {
-      throw new GrammarError('unsupported_schema', `${where}: a character class with more than ${MAX_LISTED_CHARS} non-ASCII characters (but not all of them) is not supported`);
+      throw new GrammarError(
+        'unsupported_schema',
+        `${where}: a character class with more than ${MAX_LISTED_CHARS} non-ASCII characters (but not all of them) is not supported`,
+      );
     } // else: a negated class or an escape like \S: the ASCII part alone is a valid subset
   }
   if (set.exact) {
@@ -108,7 +112,8 @@ export function emitRegular(rules: RuleSet, node: RegularNode, next: string, hin
     switch (n.t) {
       case 'set': {
         const ps = pieces(n, where);
-        if (ps.length === 0) throw new GrammarError('unsupported_schema', `${where}: a character class matches no character that JSON text can hold`);
+        if (ps.length === 0)
+          throw new GrammarError('unsupported_schema', `${where}: a character class matches no character that JSON text can hold`);
         return ps.map((p) => `${p} ${k}`).join(' | ');
       }
       case 'seq': {
@@ -122,7 +127,11 @@ export function emitRegular(rules: RuleSet, node: RegularNode, next: string, hin
         if (n.max !== Infinity && n.max > MAX_REPEAT) {
           throw new GrammarError('unsupported_schema', `${where}: a repeat of up to ${n.max} (more than ${MAX_REPEAT}) is not supported`);
         }
-        if (n.min > MAX_REPEAT) throw new GrammarError('unsupported_schema', `${where}: a repeat of at least ${n.min} (more than ${MAX_REPEAT}) is not supported`);
+        if (n.min > MAX_REPEAT)
+          throw new GrammarError(
+            'unsupported_schema',
+            `${where}: a repeat of at least ${n.min} (more than ${MAX_REPEAT}) is not supported`,
+          );
         let cont = k;
         if (n.max === Infinity) {
           // loop ::= k | node loop
@@ -143,9 +152,29 @@ export function emitRegular(rules: RuleSet, node: RegularNode, next: string, hin
 // ---- ECMAScript patterns (JSON Schema `pattern`, matched with the `u` flag as ajv does) ----
 
 const D: Range[] = [[0x30, 0x39]];
-const W: Range[] = [[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]];
-const S: Range[] = [[0x09, 0x0d], [0x20, 0x20], [0xa0, 0xa0], [0x1680, 0x1680], [0x2000, 0x200a], [0x2028, 0x2029], [0x202f, 0x202f], [0x205f, 0x205f], [0x3000, 0x3000], [0xfeff, 0xfeff]];
-const LINE_TERMINATORS: Range[] = [[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]];
+const W: Range[] = [
+  [0x30, 0x39],
+  [0x41, 0x5a],
+  [0x5f, 0x5f],
+  [0x61, 0x7a],
+];
+const S: Range[] = [
+  [0x09, 0x0d],
+  [0x20, 0x20],
+  [0xa0, 0xa0],
+  [0x1680, 0x1680],
+  [0x2000, 0x200a],
+  [0x2028, 0x2029],
+  [0x202f, 0x202f],
+  [0x205f, 0x205f],
+  [0x3000, 0x3000],
+  [0xfeff, 0xfeff],
+];
+const LINE_TERMINATORS: Range[] = [
+  [0x0a, 0x0a],
+  [0x0d, 0x0d],
+  [0x2028, 0x2029],
+];
 const ANY: Range[] = [[0, 0x10ffff]];
 
 function complement(r: readonly Range[]): Range[] {
@@ -259,18 +288,30 @@ export function parsePattern(pattern: string, where: string): RegularNode {
     if (c === undefined) fail('a trailing backslash');
     const one = (cp: number): Extract<RegularNode, { t: 'set' }> => ({ t: 'set', ranges: [[cp, cp]], exact: true });
     switch (c) {
-      case 'd': return { t: 'set', ranges: D, exact: true };
-      case 'D': return { t: 'set', ranges: complement(D), exact: false };
-      case 'w': return { t: 'set', ranges: W, exact: true };
-      case 'W': return { t: 'set', ranges: complement(W), exact: false };
-      case 's': return { t: 'set', ranges: S, exact: true };
-      case 'S': return { t: 'set', ranges: complement(S), exact: false };
-      case 'n': return one(0x0a);
-      case 'r': return one(0x0d);
-      case 't': return one(0x09);
-      case 'f': return one(0x0c);
-      case 'v': return one(0x0b);
-      case '0': return one(0);
+      case 'd':
+        return { t: 'set', ranges: D, exact: true };
+      case 'D':
+        return { t: 'set', ranges: complement(D), exact: false };
+      case 'w':
+        return { t: 'set', ranges: W, exact: true };
+      case 'W':
+        return { t: 'set', ranges: complement(W), exact: false };
+      case 's':
+        return { t: 'set', ranges: S, exact: true };
+      case 'S':
+        return { t: 'set', ranges: complement(S), exact: false };
+      case 'n':
+        return one(0x0a);
+      case 'r':
+        return one(0x0d);
+      case 't':
+        return one(0x09);
+      case 'f':
+        return one(0x0c);
+      case 'v':
+        return one(0x0b);
+      case '0':
+        return one(0);
       case 'b':
         if (inClass) return one(0x08);
         return fail('a word boundary (\\b)');
@@ -318,7 +359,13 @@ export function parsePattern(pattern: string, where: string): RegularNode {
     while (peek() !== ']') {
       if (pos >= src.length) fail('an unterminated character class');
       const lo = classAtom();
-      if (lo.ranges.length !== 1 || lo.ranges[0]![0] !== lo.ranges[0]![1] || peek() !== '-' || src[pos + 1] === ']' || src[pos + 1] === undefined) {
+      if (
+        lo.ranges.length !== 1 ||
+        lo.ranges[0]![0] !== lo.ranges[0]![1] ||
+        peek() !== '-' ||
+        src[pos + 1] === ']' ||
+        src[pos + 1] === undefined
+      ) {
         ranges.push(...lo.ranges);
         exact &&= lo.exact;
         continue;

@@ -90,7 +90,9 @@ async function load(): Promise<XgBinding> {
     .replace(tail, `${tail}\nexports.__binding = async () => { await asyncInitBinding(); return binding; };`);
   const module = { exports: {} as { __binding: () => Promise<XgBinding> } };
   const moduleArg = { print: (s: string) => messages.push(s), printErr: (s: string) => messages.push(s) };
-  const run = new Function('exports', 'require', 'module', '__filename', '__dirname', 'moduleArg', 'nodeModule', src) as (...args: unknown[]) => void;
+  const run = new Function('exports', 'require', 'module', '__filename', '__dirname', 'moduleArg', 'nodeModule', src) as (
+    ...args: unknown[]
+  ) => void;
   run(module.exports, require, module, file, dirname(file), moduleArg, nodeModule);
   return module.exports.__binding();
 }

@@ -29,9 +29,16 @@ export class BlockCodecError extends Error {
  * Encodes a block into `into` (exactly BLOCK_HEADER_BYTES + payload bytes long) or a new buffer. Many
  * blocks encoded into views of one allocation cost far less than one allocation each.
  */
-export function encodeBlock(layout: KvLayout, payload: Uint8Array, hash: BlockHash | undefined, numTokens: number, into?: Uint8Array): Uint8Array {
+export function encodeBlock(
+  layout: KvLayout,
+  payload: Uint8Array,
+  hash: BlockHash | undefined,
+  numTokens: number,
+  into?: Uint8Array,
+): Uint8Array {
   const size = BLOCK_HEADER_BYTES + payload.byteLength;
-  if (into !== undefined && into.byteLength !== size) throw new BlockCodecError(`encoding a ${size}-byte block into ${into.byteLength} bytes`);
+  if (into !== undefined && into.byteLength !== size)
+    throw new BlockCodecError(`encoding a ${size}-byte block into ${into.byteLength} bytes`);
   const out = into ?? new Uint8Array(size);
   out.fill(0, 0, BLOCK_HEADER_BYTES);
   const dv = new DataView(out.buffer, out.byteOffset, size);
@@ -56,7 +63,8 @@ export function encodeBlock(layout: KvLayout, payload: Uint8Array, hash: BlockHa
  */
 export function blockCrc32(bytes: Uint8Array): number {
   if (bytes.byteLength < BLOCK_HEADER_BYTES) return crc32(bytes) >>> 0;
-  const payloadCrc = ((bytes[24] as number) | ((bytes[25] as number) << 8) | ((bytes[26] as number) << 16) | ((bytes[27] as number) << 24)) >>> 0;
+  const payloadCrc =
+    ((bytes[24] as number) | ((bytes[25] as number) << 8) | ((bytes[26] as number) << 16) | ((bytes[27] as number) << 24)) >>> 0;
   return crc32Combine(crc32Short(bytes, 0, BLOCK_HEADER_BYTES), payloadCrc, bytes.byteLength - BLOCK_HEADER_BYTES);
 }
 

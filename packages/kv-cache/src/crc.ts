@@ -67,8 +67,14 @@ export function crc32Combine(crcA: number, crcB: number, lengthB: number): numbe
     if (shifts.size < 64) shifts.set(lengthB, t);
   }
   const a = crcA >>> 0;
-  return ((t[a & 255] as number) ^ (t[256 + ((a >>> 8) & 255)] as number) ^ (t[512 + ((a >>> 16) & 255)] as number)
-    ^ (t[768 + (a >>> 24)] as number) ^ crcB) >>> 0;
+  return (
+    ((t[a & 255] as number) ^
+      (t[256 + ((a >>> 8) & 255)] as number) ^
+      (t[512 + ((a >>> 16) & 255)] as number) ^
+      (t[768 + (a >>> 24)] as number) ^
+      crcB) >>>
+    0
+  );
 }
 
 /** The byte-at-a-time table of zlib's CRC-32. */
@@ -104,8 +110,9 @@ function loadNative(): Crc32 | null {
   try {
     const native = (createRequire(import.meta.url)('@node-rs/crc32') as { crc32(data: Uint8Array, initial?: number): number }).crc32;
     const sample = new Uint8Array(1021).map((_, i) => (i * 131 + 7) & 255);
-    const agrees = [0, 0x1234_5678].every((init) => native(sample, init) >>> 0 === zlibCrc32(sample, init) >>> 0)
-      && native(sample.subarray(3, 900), 0) >>> 0 === zlibCrc32(sample.subarray(3, 900)) >>> 0;
+    const agrees =
+      [0, 0x1234_5678].every((init) => native(sample, init) >>> 0 === zlibCrc32(sample, init) >>> 0) &&
+      native(sample.subarray(3, 900), 0) >>> 0 === zlibCrc32(sample.subarray(3, 900)) >>> 0;
     return agrees ? native : null;
   } catch {
     return null;
@@ -118,6 +125,5 @@ const native = loadNative();
 export const crc32Implementation: 'native' | 'zlib' = native === null ? 'zlib' : 'native';
 
 /** CRC-32 of `data`, continuing from `initial` (zlib's crc32(data, initial)). */
-export const crc32: (data: Uint8Array, initial?: number) => number = native === null
-  ? (data, initial = 0) => zlibCrc32(data, initial) >>> 0
-  : (data, initial = 0) => native(data, initial) >>> 0;
+export const crc32: (data: Uint8Array, initial?: number) => number =
+  native === null ? (data, initial = 0) => zlibCrc32(data, initial) >>> 0 : (data, initial = 0) => native(data, initial) >>> 0;

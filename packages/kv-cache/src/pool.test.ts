@@ -2,8 +2,19 @@ import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
-  BlockPool, blockBytes, blockCrc32, chainHashes, crc32 as fastCrc32, crc32Combine, crc32Implementation, crc32Short, decodeBlock, encodeBlock,
-  hashBlock, rootHash, type KvCacheEvent,
+  BlockPool,
+  blockBytes,
+  blockCrc32,
+  chainHashes,
+  crc32 as fastCrc32,
+  crc32Combine,
+  crc32Implementation,
+  crc32Short,
+  decodeBlock,
+  encodeBlock,
+  hashBlock,
+  rootHash,
+  type KvCacheEvent,
 } from './index';
 
 const layout = { numLayers: 2, numKvHeads: 2, headDim: 4, blockSize: 4 };
@@ -89,11 +100,18 @@ describe('block codec', () => {
 });
 
 describe('CRC-32 over bytes', () => {
-  it('uses the native build on this platform, and it computes exactly zlib\'s CRC-32', () => {
+  it("uses the native build on this platform, and it computes exactly zlib's CRC-32", () => {
     // @node-rs/crc32 ships prebuilt for linux-x64 (where CI runs); elsewhere zlib's is the fallback.
-    if (process.platform === 'linux' && process.arch === 'x64' && process.env.PDSERVE_CRC32 !== 'zlib') expect(crc32Implementation).toBe('native');
+    if (process.platform === 'linux' && process.arch === 'x64' && process.env.PDSERVE_CRC32 !== 'zlib')
+      expect(crc32Implementation).toBe('native');
     const backing = randomBytes(70_000);
-    for (const [from, to] of [[0, 0], [0, 1], [3, 43], [5, 32_813], [1, 70_000]] as const) {
+    for (const [from, to] of [
+      [0, 0],
+      [0, 1],
+      [3, 43],
+      [5, 32_813],
+      [1, 70_000],
+    ] as const) {
       const view = backing.subarray(from, to);
       expect(fastCrc32(view)).toBe(crc32(view) >>> 0);
       expect(fastCrc32(view, 0xdead_beef)).toBe(crc32(view, 0xdead_beef) >>> 0);
@@ -106,7 +124,15 @@ describe('CRC-32 over bytes', () => {
 
 describe('CRC-32 without a pass over the bytes', () => {
   it('combines the CRCs of two parts into the CRC of their concatenation, as zlib does', () => {
-    for (const [a, b] of [[0, 0], [1, 1], [40, 32768], [7, 3], [100, 0], [0, 100], [1000, 65537]] as const) {
+    for (const [a, b] of [
+      [0, 0],
+      [1, 1],
+      [40, 32768],
+      [7, 3],
+      [100, 0],
+      [0, 100],
+      [1000, 65537],
+    ] as const) {
       const A = randomBytes(a);
       const B = randomBytes(b);
       expect(crc32Combine(crc32(A), crc32(B), b)).toBe(crc32(Buffer.concat([A, B])) >>> 0);
@@ -120,7 +146,7 @@ describe('CRC-32 without a pass over the bytes', () => {
     }
   });
 
-  it('derives a block\'s whole CRC from its header, and decodes a block verified in transit without re-checking its payload', () => {
+  it("derives a block's whole CRC from its header, and decodes a block verified in transit without re-checking its payload", () => {
     const payload = new Uint8Array(blockBytes(layout)).map((_, i) => i * 7);
     const bytes = encodeBlock(layout, payload, 'fedcba9876543210', 4);
     const whole = crc32(bytes) >>> 0;

@@ -23,10 +23,9 @@ export function mirrorToDirectory(store: KvStore, directory: BlockDirectory, nod
   const apply = (event: KvStoreEvent): void => {
     // Read the tiers now, synchronously, so that the update describes the store as of this event. Blocks
     // just stored in memory are there, the best tier: nothing to read (a put's commit is a thousand blocks).
-    const tiers: (StoreTier | undefined)[] = event.kind === 'stored' && event.tier === 'memory'
-      ? event.hashes.map(() => 'memory')
-      : [];
-    for (let i = tiers.length; i < event.hashes.length; i += EXISTS_CHUNK) tiers.push(...store.exists(event.modelId, event.hashes.slice(i, i + EXISTS_CHUNK)));
+    const tiers: (StoreTier | undefined)[] = event.kind === 'stored' && event.tier === 'memory' ? event.hashes.map(() => 'memory') : [];
+    for (let i = tiers.length; i < event.hashes.length; i += EXISTS_CHUNK)
+      tiers.push(...store.exists(event.modelId, event.hashes.slice(i, i + EXISTS_CHUNK)));
     const held: DirectoryEntry[] = [];
     const gone: BlockHash[] = [];
     event.hashes.forEach((hash, i) => {
@@ -36,15 +35,17 @@ export function mirrorToDirectory(store: KvStore, directory: BlockDirectory, nod
     });
     // Written once the operation that caused the event has answered (a put's commit is acknowledged
     // first, not after the directory's bookkeeping).
-    scheduled = new Promise<void>((resolve) => setImmediate(() => {
-      void queue
-        .run(async () => {
-          if (held.length > 0) await directory.record(node, event.modelId, held);
-          if (gone.length > 0) await directory.forget(node, event.modelId, gone);
-        })
-        .catch((error: unknown) => logger.warn({ node, err: String(error) }, 'kv-store: block directory update failed'));
-      resolve();
-    }));
+    scheduled = new Promise<void>((resolve) =>
+      setImmediate(() => {
+        void queue
+          .run(async () => {
+            if (held.length > 0) await directory.record(node, event.modelId, held);
+            if (gone.length > 0) await directory.forget(node, event.modelId, gone);
+          })
+          .catch((error: unknown) => logger.warn({ node, err: String(error) }, 'kv-store: block directory update failed'));
+        resolve();
+      }),
+    );
   };
   const unsubscribe = store.onEvent(apply);
   return {

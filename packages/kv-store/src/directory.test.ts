@@ -24,7 +24,10 @@ function directorySuite(name: string, make: () => Make): void {
     it('records, locates (memory first) and updates tiers', async () => {
       const dir = await make()(controlledLiveness());
       await dir.record('node-b', MODEL, [{ hash: h1, tier: 'memory' }]);
-      await dir.record('node-a', MODEL, [{ hash: h1, tier: 'disk' }, { hash: h2, tier: 'disk' }]);
+      await dir.record('node-a', MODEL, [
+        { hash: h1, tier: 'disk' },
+        { hash: h2, tier: 'disk' },
+      ]);
       await dir.record('node-c', MODEL, [{ hash: h1, tier: 'memory' }]);
       await dir.record('node-c', 'other-model', [{ hash: h3, tier: 'memory' }]);
       expect(await dir.locate(MODEL, [h1, h2, h3])).toEqual([
@@ -45,7 +48,10 @@ function directorySuite(name: string, make: () => Make): void {
 
     it('forgets per node and drops a whole node', async () => {
       const dir = await make()(controlledLiveness());
-      await dir.record('node-a', MODEL, [{ hash: h1, tier: 'memory' }, { hash: h2, tier: 'disk' }]);
+      await dir.record('node-a', MODEL, [
+        { hash: h1, tier: 'memory' },
+        { hash: h2, tier: 'disk' },
+      ]);
       await dir.record('node-a', 'other-model', [{ hash: h1, tier: 'memory' }]);
       await dir.record('node-b', MODEL, [{ hash: h1, tier: 'disk' }]);
       await dir.forget('node-b', MODEL, [h1, h3]);
@@ -58,7 +64,7 @@ function directorySuite(name: string, make: () => Make): void {
       await dir.close();
     });
 
-    it("leaves a dead node out of answers and deletes its entries", async () => {
+    it('leaves a dead node out of answers and deletes its entries', async () => {
       const liveness = controlledLiveness();
       const dir = await make()(liveness);
       await dir.record('node-a', MODEL, [{ hash: h1, tier: 'memory' }]);
@@ -90,7 +96,11 @@ function directorySuite(name: string, make: () => Make): void {
       await putBlocks(store, [1, 2]);
       await putBlocks(store, [3]); // evicts 1 (no disk tier: gone)
       await mirror.flushed();
-      expect(await dir.locate(MODEL, [1, 2, 3].map(hashOf))).toEqual([[], [{ node: 'store-1', tier: 'memory' }], [{ node: 'store-1', tier: 'memory' }]]);
+      expect(await dir.locate(MODEL, [1, 2, 3].map(hashOf))).toEqual([
+        [],
+        [{ node: 'store-1', tier: 'memory' }],
+        [{ node: 'store-1', tier: 'memory' }],
+      ]);
       mirror.stop();
       await store.close();
       await dir.close();

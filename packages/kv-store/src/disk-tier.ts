@@ -268,13 +268,20 @@ export class DiskTier {
       trimmed += 1;
     }
     if (found.length > 0 || discarded > 0) {
-      this.o.logger.info({ dir: this.o.dir, blocks: this.index.size, bytes: this.indexed, discarded, trimmed }, 'kv-store: disk tier loaded');
+      this.o.logger.info(
+        { dir: this.o.dir, blocks: this.index.size, bytes: this.indexed, discarded, trimmed },
+        'kv-store: disk tier loaded',
+      );
     }
     return { discarded, trimmed };
   }
 
   /** A valid block file, 'skip' for files that are not ours, or why the file must go. */
-  private async checkFile(folderName: string, folderPath: string, file: Dirent): Promise<{ entry: DiskEntry; mtimeMs: number } | 'skip' | string> {
+  private async checkFile(
+    folderName: string,
+    folderPath: string,
+    file: Dirent,
+  ): Promise<{ entry: DiskEntry; mtimeMs: number } | 'skip' | string> {
     if (!file.isFile()) return 'skip';
     if (file.name.endsWith(TEMP_FILE_SUFFIX)) return 'leftover temporary file';
     const named = HASH_FILE.exec(file.name);

@@ -31,8 +31,12 @@ export function inspectBlock(bytes: Uint8Array, expected?: KvLayout, verifiedCrc
   const version = u16(bytes, 4);
   if (version !== VERSION) throw invalidArgument(`unsupported KV block version ${version}`);
   const [numLayers, numKvHeads, headDim, blockSize] = [u16(bytes, 8), u16(bytes, 10), u16(bytes, 12), u16(bytes, 14)];
-  const same = expected !== undefined && numLayers === expected.numLayers && numKvHeads === expected.numKvHeads
-    && headDim === expected.headDim && blockSize === expected.blockSize;
+  const same =
+    expected !== undefined &&
+    numLayers === expected.numLayers &&
+    numKvHeads === expected.numKvHeads &&
+    headDim === expected.headDim &&
+    blockSize === expected.blockSize;
   const layout: KvLayout = same ? expected : { numLayers, numKvHeads, headDim, blockSize };
   if (numLayers < 1 || numKvHeads < 1 || headDim < 1 || blockSize < 1) {
     throw invalidArgument(`KV block header has an empty shape ${shapeText(layout)}`);
@@ -48,9 +52,8 @@ export function inspectBlock(bytes: Uint8Array, expected?: KvLayout, verifiedCrc
   if (payloadBytes !== blockBytes(layout)) {
     throw invalidArgument(`KV block payload is ${payloadBytes} bytes, but shape ${shapeText(layout)} needs ${blockBytes(layout)}`);
   }
-  const intact = verifiedCrc === undefined
-    ? crc32(bytes.subarray(BLOCK_HEADER_BYTES)) === u32(bytes, 24)
-    : blockCrc32(bytes) === verifiedCrc >>> 0;
+  const intact =
+    verifiedCrc === undefined ? crc32(bytes.subarray(BLOCK_HEADER_BYTES)) === u32(bytes, 24) : blockCrc32(bytes) === verifiedCrc >>> 0;
   if (!intact) {
     throw invalidArgument('KV block checksum mismatch');
   }
@@ -58,7 +61,12 @@ export function inspectBlock(bytes: Uint8Array, expected?: KvLayout, verifiedCrc
 }
 
 class Inspected implements BlockInfo {
-  constructor(private readonly bytes: Uint8Array, readonly layout: KvLayout, readonly numTokens: number, readonly payloadBytes: number) {}
+  constructor(
+    private readonly bytes: Uint8Array,
+    readonly layout: KvLayout,
+    readonly numTokens: number,
+    readonly payloadBytes: number,
+  ) {}
 
   get hash(): BlockHash | undefined {
     return blockHeaderHash(this.bytes);

@@ -100,7 +100,16 @@ export function resolveOptions(options: KvStoreOptions): KvStoreConfig {
   positiveInteger('memoryBytes', c.memoryBytes);
   if (!Number.isInteger(c.diskBytes) || c.diskBytes < 0) throw invalidArgument(`diskBytes must be a whole number >= 0, got ${c.diskBytes}`);
   if (c.diskDir !== undefined && c.diskBytes === 0) throw invalidArgument('diskDir is set but diskBytes is 0');
-  for (const name of ['maxBlockBytes', 'maxBatchBlocks', 'putTtlMs', 'maxPutTtlMs', 'leaseMs', 'maxLeaseMs', 'maxPinMs', 'sweepIntervalMs'] as const) {
+  for (const name of [
+    'maxBlockBytes',
+    'maxBatchBlocks',
+    'putTtlMs',
+    'maxPutTtlMs',
+    'leaseMs',
+    'maxLeaseMs',
+    'maxPinMs',
+    'sweepIntervalMs',
+  ] as const) {
     positiveInteger(name, c[name]);
   }
   if (!(c.lowWatermark > 0 && c.lowWatermark <= c.highWatermark && c.highWatermark <= 1)) {

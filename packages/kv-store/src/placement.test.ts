@@ -28,12 +28,16 @@ describe('placeReplicas', () => {
     for (let i = 0; i < 50; i++) expect(placeReplicas(hashOf(i), NODES, 3).slice(0, 2)).toEqual(placeReplicas(hashOf(i), NODES, 2));
   });
 
-  it('moves only the departed node\'s share when a node leaves', () => {
+  it("moves only the departed node's share when a node leaves", () => {
     let moved = 0;
     for (let i = 0; i < 500; i++) {
       const h = hashOf(i);
       const before = placeReplicas(h, NODES, 2);
-      const after = placeReplicas(h, NODES.filter((n) => n !== 'store-2'), 2);
+      const after = placeReplicas(
+        h,
+        NODES.filter((n) => n !== 'store-2'),
+        2,
+      );
       if (!before.includes('store-2')) expect(after).toEqual(before);
       else moved += 1;
     }

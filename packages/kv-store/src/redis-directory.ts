@@ -74,11 +74,13 @@ export class RedisBlockDirectory implements BlockDirectory {
     options: RedisBlockDirectoryOptions,
     private readonly ownsClient = false,
   ) {
-    if (!isToken(options.cluster)) throw invalidArgument(`cluster must be 1-128 characters of [A-Za-z0-9_-], got ${JSON.stringify(options.cluster)}`);
+    if (!isToken(options.cluster))
+      throw invalidArgument(`cluster must be 1-128 characters of [A-Za-z0-9_-], got ${JSON.stringify(options.cluster)}`);
     this.liveness = options.liveness ?? registryLiveness(redis, options.cluster);
     this.entryTtlMs = options.entryTtlMs ?? REDIS_DIRECTORY_DEFAULTS.entryTtlMs;
     this.chunk = options.pipelineBlocks ?? REDIS_DIRECTORY_DEFAULTS.pipelineBlocks;
-    if (!(Number.isInteger(this.entryTtlMs) && this.entryTtlMs >= 1)) throw invalidArgument(`entryTtlMs must be >= 1, got ${this.entryTtlMs}`);
+    if (!(Number.isInteger(this.entryTtlMs) && this.entryTtlMs >= 1))
+      throw invalidArgument(`entryTtlMs must be >= 1, got ${this.entryTtlMs}`);
     if (!(Number.isInteger(this.chunk) && this.chunk >= 1)) throw invalidArgument(`pipelineBlocks must be >= 1, got ${this.chunk}`);
     this.prefix = `pdserve:${options.cluster}:kvdir:`;
     this.nodePrefix = `pdserve:${options.cluster}:kvdir-node:`;

@@ -13,7 +13,10 @@ export class RequestChecks {
     checkModelId(modelId);
     const { models } = this.c;
     if (models !== undefined && !models.has(modelId)) {
-      throw new KvStoreError('not_found', `model ${JSON.stringify(modelId)} is not served by this store (it serves ${[...models.keys()].join(', ')})`);
+      throw new KvStoreError(
+        'not_found',
+        `model ${JSON.stringify(modelId)} is not served by this store (it serves ${[...models.keys()].join(', ')})`,
+      );
     }
     return models?.get(modelId);
   }
@@ -34,7 +37,9 @@ export class RequestChecks {
       if (seen.has(hash)) throw invalidArgument(`put: block ${hash} appears twice`);
       seen.add(hash);
       if (!Number.isInteger(size) || size <= BLOCK_HEADER_BYTES) {
-        throw invalidArgument(`put: block ${hash} size must be a whole number of bytes above the ${BLOCK_HEADER_BYTES}-byte header, got ${size}`);
+        throw invalidArgument(
+          `put: block ${hash} size must be a whole number of bytes above the ${BLOCK_HEADER_BYTES}-byte header, got ${size}`,
+        );
       }
       if (size > this.c.maxBlockBytes) {
         throw invalidArgument(`put: block ${hash} is ${size} bytes, over this store's limit of ${this.c.maxBlockBytes} (maxBlockBytes)`);
@@ -53,6 +58,7 @@ export class RequestChecks {
   }
 
   private batch(n: number, what: string): void {
-    if (n > this.c.maxBatchBlocks) throw invalidArgument(`${what}: ${n} blocks in one call, over the limit of ${this.c.maxBatchBlocks} (maxBatchBlocks)`);
+    if (n > this.c.maxBatchBlocks)
+      throw invalidArgument(`${what}: ${n} blocks in one call, over the limit of ${this.c.maxBatchBlocks} (maxBatchBlocks)`);
   }
 }

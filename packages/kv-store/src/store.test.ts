@@ -41,7 +41,10 @@ describe('two-phase put and get', () => {
     const events: KvStoreEvent[] = [];
     store.onEvent((e) => events.push(e));
     const blocks = [1, 2, 3].map((n) => makeBlock(hashOf(n), n));
-    const begun = await store.beginPut(MODEL, blocks.map((b, i) => ({ hash: hashOf(i + 1), size: b.byteLength })));
+    const begun = await store.beginPut(
+      MODEL,
+      blocks.map((b, i) => ({ hash: hashOf(i + 1), size: b.byteLength })),
+    );
     expect(begun).toMatchObject({ alreadyStored: [], reservedBytes: 3 * BLOCK });
     expect(store.stats().memory).toMatchObject({ blocks: 0, reservedBytes: 3 * BLOCK, usedBytes: 3 * BLOCK });
     blocks.forEach((b, i) => store.writeBlock(begun.putId, hashOf(i + 1), b));
@@ -73,12 +76,15 @@ describe('two-phase put and get', () => {
     expect((await store.get(MODEL, [hashOf(1)])).blocks[0]?.bytes).toEqual(makeBlock(hashOf(1)));
   });
 
-  it('takes a CRC verified in transit as the block\'s own, and still refuses a header whose payload CRC lies', async () => {
+  it("takes a CRC verified in transit as the block's own, and still refuses a header whose payload CRC lies", async () => {
     const store = await memoryStore();
     const good = makeBlock(hashOf(1));
     const lying = makeBlock(hashOf(2));
     lying[24]! ^= 1; // the header's payload CRC, now wrong; the CRC of the bytes as sent is still right
-    const { putId } = await store.beginPut(MODEL, [1, 2].map((n) => ({ hash: hashOf(n), size: BLOCK })));
+    const { putId } = await store.beginPut(
+      MODEL,
+      [1, 2].map((n) => ({ hash: hashOf(n), size: BLOCK })),
+    );
     store.writeBlock(putId, hashOf(1), good, crc32(good) >>> 0);
     const err = await failure(() => store.writeBlock(putId, hashOf(2), lying, crc32(lying) >>> 0));
     expect(err).toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(/checksum/) });
@@ -89,7 +95,10 @@ describe('two-phase put and get', () => {
 
   it('keeps written blocks invisible until commit, and commits all or nothing', async () => {
     const store = await memoryStore();
-    const { putId } = await store.beginPut(MODEL, [1, 2].map((n) => ({ hash: hashOf(n), size: BLOCK })));
+    const { putId } = await store.beginPut(
+      MODEL,
+      [1, 2].map((n) => ({ hash: hashOf(n), size: BLOCK })),
+    );
     store.writeBlock(putId, hashOf(1), makeBlock(hashOf(1)));
     expect(store.exists(MODEL, [hashOf(1), hashOf(2)])).toEqual([undefined, undefined]);
     expect((await store.get(MODEL, [hashOf(1)])).blocks).toEqual([undefined]);
@@ -139,7 +148,10 @@ describe('two-phase put and get', () => {
   it('treats re-putting a stored block as a no-op, and keeps it alive until the put ends', async () => {
     const store = await memoryStore({ memoryBytes: 2 * BLOCK });
     await putBlocks(store, [1]);
-    const again = await store.beginPut(MODEL, [1, 2].map((n) => ({ hash: hashOf(n), size: BLOCK })));
+    const again = await store.beginPut(
+      MODEL,
+      [1, 2].map((n) => ({ hash: hashOf(n), size: BLOCK })),
+    );
     expect(again).toMatchObject({ alreadyStored: [hashOf(1)], reservedBytes: BLOCK });
     // Memory is full (block 1 + the reservation) and block 1 is held by the put: nothing can be evicted.
     expect((await failure(() => store.beginPut(MODEL, [{ hash: hashOf(3), size: BLOCK }]))).code).toBe('resource_exhausted');
@@ -165,7 +177,10 @@ describe('placement', () => {
     const store = await memoryStore();
     await putBlocks(store, [1]);
     const blocks = [1, 2, 3].map((n) => makeBlock(hashOf(n), n));
-    const begun = await store.beginPut(MODEL, blocks.map((b, i) => ({ hash: hashOf(i + 1), size: b.byteLength })));
+    const begun = await store.beginPut(
+      MODEL,
+      blocks.map((b, i) => ({ hash: hashOf(i + 1), size: b.byteLength })),
+    );
     expect(begun.alreadyStored).toEqual([hashOf(1)]);
     const wanted = [2, 3].map((n) => ({ hash: hashOf(n), length: BLOCK }));
     // Not for a block the store already holds, a wrong size, a hash twice, or an unknown put.
@@ -200,8 +215,20 @@ describe('bad requests get a clear typed error and store nothing', () => {
       [() => store.beginPut(MODEL, []), 'invalid_argument', /at least one block/],
       [() => store.beginPut('other', [{ hash: hashOf(1), size: 3 * BLOCK }]), 'invalid_argument', /over this store's limit of 2128/],
       [() => store.beginPut(MODEL, [{ hash: hashOf(1), size: BLOCK + 4 }]), 'invalid_argument', /a block of this model is 1064/],
-      [() => store.beginPut(MODEL, [{ hash: hashOf(1), size: BLOCK }, { hash: hashOf(1), size: BLOCK }]), 'invalid_argument', /appears twice/],
-      [() => store.beginPut('model-b', [{ hash: hashOf(1), size: BLOCK }]), 'not_found', /model "model-b" is not served by this store \(it serves test\/model-a, other\)/],
+      [
+        () =>
+          store.beginPut(MODEL, [
+            { hash: hashOf(1), size: BLOCK },
+            { hash: hashOf(1), size: BLOCK },
+          ]),
+        'invalid_argument',
+        /appears twice/,
+      ],
+      [
+        () => store.beginPut('model-b', [{ hash: hashOf(1), size: BLOCK }]),
+        'not_found',
+        /model "model-b" is not served by this store \(it serves test\/model-a, other\)/,
+      ],
       [() => store.beginPut('bad model', [{ hash: hashOf(1), size: BLOCK }]), 'invalid_argument', /model id/],
       [() => store.beginPut(MODEL, [{ hash: hashOf(1), size: BLOCK }], { ttlMs: 0 }), 'invalid_argument', /ttlMs/],
       [() => store.get('model-b', [hashOf(1)]), 'not_found', /not served/],
@@ -252,7 +279,12 @@ describe('bad requests get a clear typed error and store nothing', () => {
 
   it('refuses a put larger than the whole memory tier', async () => {
     const store = await memoryStore({ memoryBytes: 2 * BLOCK });
-    const err = await failure(() => store.beginPut(MODEL, [1, 2, 3].map((n) => ({ hash: hashOf(n), size: BLOCK }))));
+    const err = await failure(() =>
+      store.beginPut(
+        MODEL,
+        [1, 2, 3].map((n) => ({ hash: hashOf(n), size: BLOCK })),
+      ),
+    );
     expect(err).toMatchObject({ code: 'resource_exhausted' });
     expect(err.message).toMatch(/needs 3192 bytes but the memory tier holds only 2128/);
   });
@@ -301,7 +333,7 @@ describe('read leases', () => {
     expect(store.exists(MODEL, [hashOf(1), hashOf(2)])).toEqual([undefined, 'memory']);
   });
 
-  it('recycle a block\'s buffer once it left memory and its reader released it, never after a lapse', async () => {
+  it("recycle a block's buffer once it left memory and its reader released it, never after a lapse", async () => {
     const store = await memoryStore();
     await putBlocks(store, [1]);
     const r1 = await store.get(MODEL, [hashOf(1)]);

@@ -134,9 +134,18 @@ export class KvStore {
       else reservedBytes += size;
     }
     if (reservedBytes > this.memory.capacityBytes) {
-      throw new KvStoreError('resource_exhausted', `put needs ${reservedBytes} bytes but the memory tier holds only ${this.memory.capacityBytes}`);
+      throw new KvStoreError(
+        'resource_exhausted',
+        `put needs ${reservedBytes} bytes but the memory tier holds only ${this.memory.capacityBytes}`,
+      );
     }
-    const leaseId = alreadyStored.length === 0 ? undefined : this.leases.acquire(alreadyStored.map((h) => blockKey(modelId, h)), expiresAt);
+    const leaseId =
+      alreadyStored.length === 0
+        ? undefined
+        : this.leases.acquire(
+            alreadyStored.map((h) => blockKey(modelId, h)),
+            expiresAt,
+          );
     try {
       if (reservedBytes > 0) await this.evictor.reserve(reservedBytes);
     } catch (error) {
@@ -165,7 +174,8 @@ export class KvStore {
     const pending = new Set<PendingBlock>();
     for (const { hash, length } of blocks) {
       const b = put.blocks.get(hash);
-      if (b === undefined || b.alreadyStored || b.bytes !== undefined || b.target !== undefined || b.size !== length || pending.has(b)) return undefined;
+      if (b === undefined || b.alreadyStored || b.bytes !== undefined || b.target !== undefined || b.size !== length || pending.has(b))
+        return undefined;
       pending.add(b);
     }
     const list = [...pending];
@@ -221,12 +231,18 @@ export class KvStore {
       else if (this.tierOf(b.key) === undefined) vanished.push(hash);
     }
     if (unwritten.length > 0) {
-      throw new KvStoreError('failed_precondition', `put ${putId} cannot commit: ${unwritten.length} of ${put.blocks.size} blocks not written (${unwritten.slice(0, 4).join(', ')}${unwritten.length > 4 ? ', …' : ''})`);
+      throw new KvStoreError(
+        'failed_precondition',
+        `put ${putId} cannot commit: ${unwritten.length} of ${put.blocks.size} blocks not written (${unwritten.slice(0, 4).join(', ')}${unwritten.length > 4 ? ', …' : ''})`,
+      );
     }
     if (vanished.length > 0) {
       this.endPut(put);
       this.counters.revokedPuts += 1;
-      throw new KvStoreError('failed_precondition', `put ${putId} revoked: blocks ${vanished.join(', ')} were dropped as corrupt after beginPut; begin a new put`);
+      throw new KvStoreError(
+        'failed_precondition',
+        `put ${putId} revoked: blocks ${vanished.join(', ')} were dropped as corrupt after beginPut; begin a new put`,
+      );
     }
     this.puts.delete(put.id);
     if (put.leaseId !== undefined) this.leases.release(put.leaseId);
@@ -529,7 +545,10 @@ export class KvStore {
     if (typeof putId !== 'string') throw invalidArgument('putId must be a string');
     const put = this.puts.get(putId);
     if (put === undefined) {
-      throw new KvStoreError('not_found', `put ${putId} is not open: never begun, already committed or revoked, or reclaimed after its ttl`);
+      throw new KvStoreError(
+        'not_found',
+        `put ${putId} is not open: never begun, already committed or revoked, or reclaimed after its ttl`,
+      );
     }
     if (this.c.clock() >= put.expiresAt) {
       this.reclaim(put);
@@ -541,7 +560,10 @@ export class KvStore {
   private reclaim(put: PendingPut): void {
     this.endPut(put);
     this.counters.reclaimedPuts += 1;
-    this.c.logger.info({ putId: put.id, modelId: put.modelId, blocks: put.blocks.size }, 'kv-store: reclaimed a put not committed within its ttl');
+    this.c.logger.info(
+      { putId: put.id, modelId: put.modelId, blocks: put.blocks.size },
+      'kv-store: reclaimed a put not committed within its ttl',
+    );
   }
 
   private endPut(put: PendingPut): void {

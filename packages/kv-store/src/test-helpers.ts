@@ -26,7 +26,10 @@ export function makeBlock(hash: BlockHash, seed = 1, layout: KvLayout = LAYOUT):
 /** beginPut + writeBlock + commitPut for blocks numbered `ns`. */
 export async function putBlocks(store: KvStore, ns: readonly number[], modelId = MODEL): Promise<void> {
   const blocks = ns.map((n) => ({ hash: hashOf(n), bytes: makeBlock(hashOf(n), n) }));
-  const { putId } = await store.beginPut(modelId, blocks.map((b) => ({ hash: b.hash, size: b.bytes.byteLength })));
+  const { putId } = await store.beginPut(
+    modelId,
+    blocks.map((b) => ({ hash: b.hash, size: b.bytes.byteLength })),
+  );
   for (const b of blocks) store.writeBlock(putId, b.hash, b.bytes);
   store.commitPut(putId);
 }

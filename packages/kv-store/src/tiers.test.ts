@@ -15,7 +15,14 @@ afterEach(async () => {
 
 async function tieredStore(options: Partial<KvStoreOptions> = {}): Promise<{ store: KvStore; dir: string }> {
   const { path: dir, remove } = tempDir();
-  const store = await KvStore.open({ memoryBytes: 4 * BLOCK, diskDir: dir, diskBytes: 8 * FILE, highWatermark: 1, lowWatermark: 1, ...options });
+  const store = await KvStore.open({
+    memoryBytes: 4 * BLOCK,
+    diskDir: dir,
+    diskBytes: 8 * FILE,
+    highWatermark: 1,
+    lowWatermark: 1,
+    ...options,
+  });
   cleanup.push(remove, () => store.close());
   return { store, dir };
 }
@@ -48,7 +55,9 @@ describe('memory → disk demotion', () => {
     expect(s.memory.evictions).toBe(4);
     expect(s.disk).toMatchObject({ bytes: 4 * FILE, writeBytes: 4 * FILE, reservedBytes: 0 });
     expect(store.exists(MODEL, [1, 2, 3, 4, 5, 9].map(hashOf))).toEqual(['disk', 'disk', 'disk', 'disk', 'memory', 'memory']);
-    expect(events.filter((e) => e.tier === 'disk')).toEqual([1, 2, 3, 4].map((n) => ({ kind: 'stored', tier: 'disk', modelId: MODEL, hashes: [hashOf(n)] })));
+    expect(events.filter((e) => e.tier === 'disk')).toEqual(
+      [1, 2, 3, 4].map((n) => ({ kind: 'stored', tier: 'disk', modelId: MODEL, hashes: [hashOf(n)] })),
+    );
   });
 
   it('reads disk blocks back, verified, and promotes them when memory has room', async () => {
@@ -123,7 +132,10 @@ describe('memory → disk demotion', () => {
         const n = next++;
         const hashes = [2 * n, 2 * n + 1].map(hashOf);
         const blocks = hashes.map((h, i) => makeBlock(h, 2 * n + i));
-        const { putId } = await store.beginPut(MODEL, hashes.map((hash) => ({ hash, size: BLOCK })));
+        const { putId } = await store.beginPut(
+          MODEL,
+          hashes.map((hash) => ({ hash, size: BLOCK })),
+        );
         observe();
         blocks.forEach((b, i) => store.writeBlock(putId, hashes[i]!, b));
         store.commitPut(putId);

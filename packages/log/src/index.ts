@@ -57,7 +57,9 @@ export function prettyLine(json: string): string {
   const { level, time, msg, service, ...fields } = r;
   const clock = typeof time === 'string' ? time.slice(11, 23) : '';
   const where = typeof service === 'string' ? ` [${service}]` : '';
-  const rest = Object.entries(fields).map(([k, v]) => ` ${k}=${typeof v === 'string' && !/[\s"=]/.test(v) ? v : JSON.stringify(v)}`).join('');
+  const rest = Object.entries(fields)
+    .map(([k, v]) => ` ${k}=${typeof v === 'string' && !/[\s"=]/.test(v) ? v : JSON.stringify(v)}`)
+    .join('');
   return `${clock} ${String(level).toUpperCase().padEnd(5)}${where} ${String(msg ?? '')}${rest}\n`;
 }
 
@@ -65,4 +67,3 @@ export function prettyLine(json: string): string {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
-

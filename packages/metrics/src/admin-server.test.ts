@@ -29,7 +29,18 @@ describe('admin server', () => {
   });
 
   it('serves extra GET routes with their own type and headers, and names them on a 404', async () => {
-    const routes = new Map([['/status.json', () => Promise.resolve({ status: 200, contentType: 'application/json', body: '{"ok":true}', headers: { 'x-content-type-options': 'nosniff' } })]]);
+    const routes = new Map([
+      [
+        '/status.json',
+        () =>
+          Promise.resolve({
+            status: 200,
+            contentType: 'application/json',
+            body: '{"ok":true}',
+            headers: { 'x-content-type-options': 'nosniff' },
+          }),
+      ],
+    ]);
     server = await startAdminServer({ port: 0, registry: new Registry(), isReady: () => true, routes });
     const res = await fetch(`${server.url}/status.json?x=1`);
     expect(res.status).toBe(200);

@@ -31,7 +31,13 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-function reply(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8', headers: Readonly<Record<string, string>> = {}): void {
+function reply(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  contentType = 'text/plain; charset=utf-8',
+  headers: Readonly<Record<string, string>> = {},
+): void {
   res.writeHead(status, { ...headers, 'content-type': contentType, 'cache-control': 'no-store' });
   res.end(body);
 }

@@ -100,7 +100,7 @@ export const GATEWAY_METRICS = {
   migrations: {
     name: 'pdserve_migrations_total',
     type: 'counter',
-    help: "Streams that broke after tokens went out (worker died, drained, stream error): resumed on another decode worker, or exhausted (past --migration-limit, or refused there; the client got an error event).",
+    help: 'Streams that broke after tokens went out (worker died, drained, stream error): resumed on another decode worker, or exhausted (past --migration-limit, or refused there; the client got an error event).',
     labelNames: ['model', 'outcome'],
   },
   migrationSeconds: {
@@ -119,7 +119,7 @@ export const GATEWAY_METRICS = {
   predictedTtft: {
     name: 'pdserve_admission_predicted_ttft_seconds',
     type: 'histogram',
-    help: "Time to first token the gateway predicted at admission (from the queued prefill work on the chosen workers), by class: compare with pdserve_admission_actual_ttft_seconds.",
+    help: 'Time to first token the gateway predicted at admission (from the queued prefill work on the chosen workers), by class: compare with pdserve_admission_actual_ttft_seconds.',
     labelNames: ['model', 'class'],
     buckets: TTFT_BUCKETS,
   },

@@ -4,7 +4,14 @@ import { describe, expect, it } from 'vitest';
 import { METRIC_CATALOG, Registry, collectDefaultMetrics, gatewayMetrics, kvStoreMetrics, workerMetrics } from './index';
 import { DEFAULT_METRICS } from './catalog';
 import {
-  BATCH_SIZE_BUCKETS, ITL_BUCKETS, QUEUE_TIME_BUCKETS, REQUEST_DURATION_BUCKETS, SEQUENCE_LENGTH_BUCKETS, STEP_BUCKETS, TRANSFER_BUCKETS, TTFT_BUCKETS,
+  BATCH_SIZE_BUCKETS,
+  ITL_BUCKETS,
+  QUEUE_TIME_BUCKETS,
+  REQUEST_DURATION_BUCKETS,
+  SEQUENCE_LENGTH_BUCKETS,
+  STEP_BUCKETS,
+  TRANSFER_BUCKETS,
+  TTFT_BUCKETS,
 } from './buckets';
 import { PDSERVE_VERSION, type EngineStatsSnapshot, type RouterStatsSnapshot } from './services';
 
@@ -43,7 +50,9 @@ describe('metric registration', () => {
     // Default metrics as prom-client makes them on this Node version.
     const fresh = new Registry();
     collectDefaultMetrics(fresh);
-    const defaults = (await fresh.getMetricsAsJSON()).filter((m) => m.name !== 'pdserve_build_info').map((m) => ({ name: m.name, type: String(m.type) }));
+    const defaults = (await fresh.getMetricsAsJSON())
+      .filter((m) => m.name !== 'pdserve_build_info')
+      .map((m) => ({ name: m.name, type: String(m.type) }));
     expect(defaults.sort((a, b) => a.name.localeCompare(b.name))).toEqual(
       DEFAULT_METRICS.map((m) => ({ name: m.name, type: m.type })).sort((a, b) => a.name.localeCompare(b.name)),
     );
@@ -55,7 +64,8 @@ describe('metric registration', () => {
       if (m.type === 'counter') expect(m.name, m.name).toMatch(/_total$/);
       // A gauge named *_total reads as a counter (prom-client's own active-handle gauges are not ours to rename).
       if (m.type !== 'counter' && m.source !== 'process') expect(m.name, m.name).not.toMatch(/_total$/);
-      if (/duration|latency|_time_|step_seconds|transfer_seconds/.test(m.name) && m.source !== 'process') expect(m.name).toMatch(/_seconds(_total)?$/);
+      if (/duration|latency|_time_|step_seconds|transfer_seconds/.test(m.name) && m.source !== 'process')
+        expect(m.name).toMatch(/_seconds(_total)?$/);
       for (const l of m.labelNames) expect(l, `${m.name} label`).toMatch(/^[a-z][a-z0-9_]*$/);
     }
     expect(new Set(METRIC_CATALOG.map((m) => m.name)).size).toBe(METRIC_CATALOG.length);
@@ -107,8 +117,17 @@ describe('build info', () => {
 describe('snapshot-backed metrics', () => {
   it('reads engine gauges and counters at scrape time', async () => {
     let stats: EngineStatsSnapshot = {
-      running: 3, waiting: 1, usedBlocks: 10, cachedBlocks: 4, totalBlocks: 64,
-      prefixCacheHitTokens: 32, prefixCacheQueryTokens: 100, preemptions: 0, steps: 7, modelSeconds: 0.5, overheadSeconds: 0.05,
+      running: 3,
+      waiting: 1,
+      usedBlocks: 10,
+      cachedBlocks: 4,
+      totalBlocks: 64,
+      prefixCacheHitTokens: 32,
+      prefixCacheQueryTokens: 100,
+      preemptions: 0,
+      steps: 7,
+      modelSeconds: 0.5,
+      overheadSeconds: 0.05,
     };
     const reg = new Registry();
     workerMetrics(reg, { engineStats: () => stats, model: 'tiny' });
@@ -157,7 +176,12 @@ describe('snapshot-backed metrics', () => {
 
   it('reads store tiers at scrape time', async () => {
     const reg = new Registry();
-    kvStoreMetrics(reg, { tiers: () => [{ tier: 'memory', blocks: 3, bytes: 300, capacityBytes: 1000 }, { tier: 'disk', blocks: 9, bytes: 900, capacityBytes: 10_000 }] });
+    kvStoreMetrics(reg, {
+      tiers: () => [
+        { tier: 'memory', blocks: 3, bytes: 300, capacityBytes: 1000 },
+        { tier: 'disk', blocks: 9, bytes: 900, capacityBytes: 10_000 },
+      ],
+    });
     const text = await reg.metrics();
     expect(sample(text, 'pdserve_kvstore_blocks{tier="disk"}')).toBe(9);
     expect(sample(text, 'pdserve_kvstore_capacity_bytes{tier="memory"}')).toBe(1000);
@@ -165,7 +189,16 @@ describe('snapshot-backed metrics', () => {
 });
 
 describe('histogram buckets', () => {
-  const sets = { TTFT_BUCKETS, ITL_BUCKETS, REQUEST_DURATION_BUCKETS, STEP_BUCKETS, TRANSFER_BUCKETS, BATCH_SIZE_BUCKETS, QUEUE_TIME_BUCKETS, SEQUENCE_LENGTH_BUCKETS };
+  const sets = {
+    TTFT_BUCKETS,
+    ITL_BUCKETS,
+    REQUEST_DURATION_BUCKETS,
+    STEP_BUCKETS,
+    TRANSFER_BUCKETS,
+    BATCH_SIZE_BUCKETS,
+    QUEUE_TIME_BUCKETS,
+    SEQUENCE_LENGTH_BUCKETS,
+  };
 
   it('are strictly increasing and positive', () => {
     for (const [name, b] of Object.entries(sets)) {

@@ -59,7 +59,11 @@ export function gatewayMetrics(registry: Registry, opts: GatewayMetricsOptions =
     routerNoCandidate: (c) => setCounter(c, [[{}, stats().noCandidate]]),
     routerPrefixMatchedBlocks: (c) => setCounter(c, [[{}, stats().prefixMatchedBlocks]]),
     routerPrefixRequestedBlocks: (c) => setCounter(c, [[{}, stats().prefixRequestedBlocks]]),
-    routerPrefixTierBlocks: (c) => setCounter(c, Object.entries(stats().prefixMatchedByTier).map(([tier, n]) => [{ tier }, n] as const)),
+    routerPrefixTierBlocks: (c) =>
+      setCounter(
+        c,
+        Object.entries(stats().prefixMatchedByTier).map(([tier, n]) => [{ tier }, n] as const),
+      ),
   });
 }
 
@@ -115,10 +119,26 @@ export function workerMetrics(registry: Registry, opts: WorkerMetricsOptions = {
     steps: (c) => setCounter(c, [[m, stats().steps]]),
     modelSeconds: (c) => setCounter(c, [[m, stats().modelSeconds]]),
     overheadSeconds: (c) => setCounter(c, [[m, stats().overheadSeconds]]),
-    specDraftTokens: (c) => setCounter(c, spec(stats(), (s) => s.draftTokens)),
-    specAcceptedTokens: (c) => setCounter(c, spec(stats(), (s) => s.acceptedTokens)),
-    specVerifySteps: (c) => setCounter(c, spec(stats(), (s) => s.verifiedSequenceSteps)),
-    specEmittedTokens: (c) => setCounter(c, spec(stats(), (s) => s.emittedTokens)),
+    specDraftTokens: (c) =>
+      setCounter(
+        c,
+        spec(stats(), (s) => s.draftTokens),
+      ),
+    specAcceptedTokens: (c) =>
+      setCounter(
+        c,
+        spec(stats(), (s) => s.acceptedTokens),
+      ),
+    specVerifySteps: (c) =>
+      setCounter(
+        c,
+        spec(stats(), (s) => s.verifiedSequenceSteps),
+      ),
+    specEmittedTokens: (c) =>
+      setCounter(
+        c,
+        spec(stats(), (s) => s.emittedTokens),
+      ),
   });
   /** A speculation counter's one series, or none while speculation is off. */
   function spec(s: EngineStatsSnapshot, pick: (x: NonNullable<EngineStatsSnapshot['speculation']>) => number): [typeof m, number][] {
@@ -155,10 +175,26 @@ export function kvStoreMetrics(registry: Registry, opts: KvStoreMetricsOptions =
     blocks: (g) => tiers().forEach((t) => g.set({ tier: t.tier }, t.blocks)),
     bytes: (g) => tiers().forEach((t) => g.set({ tier: t.tier }, t.bytes)),
     capacityBytes: (g) => tiers().forEach((t) => g.set({ tier: t.tier }, t.capacityBytes)),
-    hits: (c) => setCounter(c, tiers().map((t) => [{ tier: t.tier }, t.hits ?? 0] as const)),
-    evictions: (c) => setCounter(c, tiers().map((t) => [{ tier: t.tier }, t.evictions ?? 0] as const)),
-    readBytes: (c) => setCounter(c, tiers().map((t) => [{ tier: t.tier }, t.readBytes ?? 0] as const)),
-    writeBytes: (c) => setCounter(c, tiers().map((t) => [{ tier: t.tier }, t.writeBytes ?? 0] as const)),
+    hits: (c) =>
+      setCounter(
+        c,
+        tiers().map((t) => [{ tier: t.tier }, t.hits ?? 0] as const),
+      ),
+    evictions: (c) =>
+      setCounter(
+        c,
+        tiers().map((t) => [{ tier: t.tier }, t.evictions ?? 0] as const),
+      ),
+    readBytes: (c) =>
+      setCounter(
+        c,
+        tiers().map((t) => [{ tier: t.tier }, t.readBytes ?? 0] as const),
+      ),
+    writeBytes: (c) =>
+      setCounter(
+        c,
+        tiers().map((t) => [{ tier: t.tier }, t.writeBytes ?? 0] as const),
+      ),
     ...(opts.misses === undefined ? {} : { misses: (c) => setCounter(c, [[{}, opts.misses!()]]) }),
   });
 }

@@ -35,7 +35,16 @@ function oneLineError(fn: () => unknown, pattern: RegExp): void {
 describe('model directory loader', () => {
   it('reads the tiny model', () => {
     const spec = loadModelSpec(good, 'tiny');
-    expect(spec).toMatchObject({ id: 'tiny', modelType: 'llama', numLayers: 4, numHeads: 8, numKvHeads: 2, headDim: 32, vocabSize: 32000, eosTokenIds: [2] });
+    expect(spec).toMatchObject({
+      id: 'tiny',
+      modelType: 'llama',
+      numLayers: 4,
+      numHeads: 8,
+      numKvHeads: 2,
+      headDim: 32,
+      vocabSize: 32000,
+      eosTokenIds: [2],
+    });
   });
 
   it('reads an Optimum-style Qwen2/Qwen3/Mistral config (head_dim given or derived, eos lists, flat model.onnx)', () => {
@@ -59,17 +68,31 @@ describe('model directory loader', () => {
   it('names the problem in one line', () => {
     oneLineError(() => loadModelSpec(join(scratch, 'nope')), /model directory .*nope does not exist/);
     oneLineError(() => loadModelSpec(variant('no-config', (d) => rmSync(join(d, 'config.json')))), /config\.json not found/);
-    oneLineError(() => loadModelSpec(variant('bad-json', (d) => writeFileSync(join(d, 'config.json'), '{"model_type": '))), /config\.json .* is not valid JSON/);
+    oneLineError(
+      () => loadModelSpec(variant('bad-json', (d) => writeFileSync(join(d, 'config.json'), '{"model_type": '))),
+      /config\.json .* is not valid JSON/,
+    );
     oneLineError(
       () => loadModelSpec(variant('gpt2', (d) => writeFileSync(join(d, 'config.json'), JSON.stringify({ model_type: 'gpt2' })))),
       /unknown model_type "gpt2" in config\.json/,
     );
     oneLineError(
-      () => loadModelSpec(variant('no-layers', (d) => writeFileSync(join(d, 'config.json'), JSON.stringify({ model_type: 'llama', hidden_size: 64, num_attention_heads: 4, vocab_size: 10 })))),
+      () =>
+        loadModelSpec(
+          variant('no-layers', (d) =>
+            writeFileSync(
+              join(d, 'config.json'),
+              JSON.stringify({ model_type: 'llama', hidden_size: 64, num_attention_heads: 4, vocab_size: 10 }),
+            ),
+          ),
+        ),
       /config\.json is missing the field num_hidden_layers/,
     );
     oneLineError(() => loadModelSpec(variant('no-tok', (d) => rmSync(join(d, 'tokenizer.json')))), /tokenizer\.json not found/);
-    oneLineError(() => loadModelSpec(variant('no-onnx', (d) => rmSync(join(d, 'onnx'), { recursive: true }))), /onnx\/model\.onnx not found/);
+    oneLineError(
+      () => loadModelSpec(variant('no-onnx', (d) => rmSync(join(d, 'onnx'), { recursive: true }))),
+      /onnx\/model\.onnx not found/,
+    );
   });
 
   it('a corrupt ONNX file fails to load with a one-line error', async () => {

@@ -88,9 +88,7 @@ export function loadModelSpec(dir: string, id?: string): ModelSpec {
   const modelType = cfg['model_type'];
   if (typeof modelType !== 'string') throw new ModelLoadError('config.json is missing the field model_type');
   if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType)) {
-    throw new ModelLoadError(
-      `unknown model_type "${modelType}" in config.json (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`,
-    );
+    throw new ModelLoadError(`unknown model_type "${modelType}" in config.json (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`);
   }
   const hiddenSize = intField(cfg, 'hidden_size');
   const numHeads = intField(cfg, 'num_attention_heads');

@@ -64,7 +64,9 @@ describe('synthetic draft pair', () => {
     cpSync(draft, bigger, { recursive: true });
     const cfg = JSON.parse(readFileSync(join(bigger, 'config.json'), 'utf8')) as Record<string, unknown>;
     writeFileSync(join(bigger, 'config.json'), JSON.stringify({ ...cfg, vocab_size: 32001 }));
-    expect(() => checkDraftCompatible(loadModelSpec(target), loadModelSpec(bigger))).toThrow(/vocab_size 32001 differs from the target's 32000/);
+    expect(() => checkDraftCompatible(loadModelSpec(target), loadModelSpec(bigger))).toThrow(
+      /vocab_size 32001 differs from the target's 32000/,
+    );
 
     const swapped = join(root, 'other-tokenizer');
     cpSync(draft, swapped, { recursive: true });

@@ -15,7 +15,7 @@ export function checkDraftCompatible(target: ModelSpec, draft: ModelSpec): void 
   if (draft.vocabSize !== target.vocabSize) problem(`vocab_size ${draft.vocabSize} differs from the target's ${target.vocabSize}`);
   const a = vocabDigest(target.dir);
   const b = vocabDigest(draft.dir);
-  if (a !== b) problem('tokenizer.json maps tokens to different ids than the target\'s (a draft needs the same tokenizer)');
+  if (a !== b) problem("tokenizer.json maps tokens to different ids than the target's (a draft needs the same tokenizer)");
 }
 
 /** A digest of tokenizer.json's token → id maps (its model vocab and added tokens). */
@@ -27,5 +27,7 @@ function vocabDigest(dir: string): string {
     throw new ModelLoadError(`cannot read tokenizer.json in ${dir}: ${(err as Error).message}`);
   }
   const added = (tok.added_tokens ?? []).map((t) => [t.id, t.content]);
-  return createHash('sha256').update(JSON.stringify([tok.model?.vocab ?? null, added])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([tok.model?.vocab ?? null, added]))
+    .digest('hex');
 }

@@ -78,7 +78,9 @@ describe('reference generator', () => {
     const prompts = PROMPTS.slice(0, 6).map((t) => tokenizer.encode(t));
     const steps = 10;
     const alone = await Promise.all(
-      prompts.map(async (p) => (await referenceGenerate(runner, p, samplingParams({ temperature: 0, maxTokens: steps, ignoreEos: true }))).tokenIds),
+      prompts.map(
+        async (p) => (await referenceGenerate(runner, p, samplingParams({ temperature: 0, maxTokens: steps, ignoreEos: true }))).tokenIds,
+      ),
     );
     const argmax = (l: Float32Array, b: number): number => {
       let best = 0;

@@ -24,9 +24,7 @@ export async function referenceGenerate(
   const { spec } = runner;
   if (promptTokenIds.length === 0) throw new Error('prompt is empty');
   if (promptTokenIds.length >= spec.maxPositionEmbeddings) {
-    throw new Error(
-      `prompt has ${promptTokenIds.length} tokens; the model's context is ${spec.maxPositionEmbeddings} tokens`,
-    );
+    throw new Error(`prompt has ${promptTokenIds.length} tokens; the model's context is ${spec.maxPositionEmbeddings} tokens`);
   }
   const sampler = new Sampler(params, spec.vocabSize, spec.eosTokenIds);
   const output: number[] = [];

@@ -36,7 +36,7 @@ export class Rng {
   }
 
   set state(s: RngState) {
-    if (s.every((w) => (w >>> 0) === 0)) throw new RangeError('rng state must not be all zeros');
+    if (s.every((w) => w >>> 0 === 0)) throw new RangeError('rng state must not be all zeros');
     [this.s0, this.s1, this.s2, this.s3] = [s[0] >>> 0, s[1] >>> 0, s[2] >>> 0, s[3] >>> 0];
   }
 
@@ -82,12 +82,7 @@ function seedState(seed: bigint): RngState {
   };
   const a = next();
   const b = next();
-  const words: [number, number, number, number] = [
-    Number(a & 0xffffffffn),
-    Number(a >> 32n),
-    Number(b & 0xffffffffn),
-    Number(b >> 32n),
-  ];
+  const words: [number, number, number, number] = [Number(a & 0xffffffffn), Number(a >> 32n), Number(b & 0xffffffffn), Number(b >> 32n)];
   if (words.every((w) => w === 0)) words[0] = 1;
   return words;
 }

@@ -19,8 +19,7 @@ function histogram(tokens: readonly number[], vocab: number): number[] {
 }
 
 function greedy(params: Partial<SamplingParams>, logits: number[], prompt: number[], output: number[]): number {
-  return new Sampler(samplingParams({ temperature: 0, ...params }), logits.length).sample(row(logits), prompt, output)
-    .tokenId;
+  return new Sampler(samplingParams({ temperature: 0, ...params }), logits.length).sample(row(logits), prompt, output).tokenId;
 }
 
 describe('temperature', () => {

@@ -61,8 +61,7 @@ export class Sampler {
     this.greedy = params.temperature < GREEDY_TEMPERATURE;
     this.invTemperature = this.greedy ? 0 : 1 / params.temperature;
     this.topK = params.topK > 0 && params.topK < vocabSize ? params.topK : 0;
-    this.penalised =
-      params.repetitionPenalty !== 1 || params.presencePenalty !== 0 || params.frequencyPenalty !== 0;
+    this.penalised = params.repetitionPenalty !== 1 || params.presencePenalty !== 0 || params.frequencyPenalty !== 0;
     // Greedy requests ignore the seed, as in vLLM.
     this.rng = this.greedy ? undefined : params.seed === undefined ? Rng.random() : new Rng(params.seed);
     const bias = Object.entries(params.logitBias ?? {}).filter(([, v]) => v !== 0);
@@ -123,7 +122,13 @@ export class Sampler {
    * speculative decoding's rejection sampling, which needs the target's and the draft's distributions
    * rather than one draw.
    */
-  distribution(logits: Float32Array, promptTokenIds: readonly number[], outputTokenIds: readonly number[], out: Float64Array, allowed?: Int32Array): Float64Array {
+  distribution(
+    logits: Float32Array,
+    promptTokenIds: readonly number[],
+    outputTokenIds: readonly number[],
+    out: Float64Array,
+    allowed?: Int32Array,
+  ): Float64Array {
     const n = this.vocabSize;
     if (logits.length < n) throw new RangeError(`logits row has ${logits.length} entries, vocab is ${n}`);
     if (out.length < n) throw new RangeError(`distribution buffer has ${out.length} entries, vocab is ${n}`);
@@ -306,13 +311,7 @@ function applyRepetitionPenalty(
 }
 
 /** OpenAI: logit -= count × frequency + (count > 0) × presence, over output tokens only. */
-function applyOutputPenalties(
-  work: Float64Array,
-  n: number,
-  frequency: number,
-  presence: number,
-  output: readonly number[],
-): void {
+function applyOutputPenalties(work: Float64Array, n: number, frequency: number, presence: number, output: readonly number[]): void {
   const counts = scratch.counts;
   for (const t of output) if (t >= 0 && t < n) counts[t]++;
   for (const t of output) {
@@ -460,8 +459,16 @@ function partition(ids: Int32Array, lo: number, hi: number, probs: Float64Array)
   const mid = (lo + hi) >> 1;
   const [a, b, c] = [ids[lo], ids[mid], ids[hi - 1]];
   const median = better(probs, a, b)
-    ? better(probs, b, c) ? mid : better(probs, a, c) ? hi - 1 : lo
-    : better(probs, a, c) ? lo : better(probs, b, c) ? hi - 1 : mid;
+    ? better(probs, b, c)
+      ? mid
+      : better(probs, a, c)
+        ? hi - 1
+        : lo
+    : better(probs, a, c)
+      ? lo
+      : better(probs, b, c)
+        ? hi - 1
+        : mid;
   swap(ids, median, hi - 1);
   const pivot = ids[hi - 1];
   let store = lo;

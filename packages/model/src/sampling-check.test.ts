@@ -5,7 +5,9 @@ import { samplingParams } from './sampling';
 describe('the shared sampling validator', () => {
   it('states the bound that was missed, NaN and infinities included', () => {
     expect(boundsProblem('temperature', 2, SAMPLING_BOUNDS.temperature)).toBeUndefined();
-    expect(boundsProblem('temperature', 2.5, SAMPLING_BOUNDS.temperature)).toBe("Invalid value for 'temperature': must be at least 0 and at most 2, got 2.5.");
+    expect(boundsProblem('temperature', 2.5, SAMPLING_BOUNDS.temperature)).toBe(
+      "Invalid value for 'temperature': must be at least 0 and at most 2, got 2.5.",
+    );
     expect(boundsProblem('top_p', 0, SAMPLING_BOUNDS.top_p)).toMatch(/greater than 0 and at most 1, got 0/);
     expect(boundsProblem('top_k', Number.NaN, SAMPLING_BOUNDS.top_k)).toMatch(/integer/);
     expect(boundsProblem('min_p', Number.NaN, SAMPLING_BOUNDS.min_p)).toMatch(/got NaN/);
@@ -27,7 +29,10 @@ describe('the shared sampling validator', () => {
   it('covers logit_bias, min_tokens and structured output', () => {
     expect(samplingProblem(samplingParams({ logitBias: { 3: 100, 4: -100 }, minTokens: 2, maxTokens: 2 }), 10)).toBeUndefined();
     expect(samplingProblem(samplingParams({ logitBias: { 10: 1 } }), 10)).toMatchObject({ param: 'logit_bias' });
-    expect(samplingProblem(samplingParams({ logitBias: { 3: 101 } }))).toMatchObject({ param: 'logit_bias', message: expect.stringMatching(/at most 100/) });
+    expect(samplingProblem(samplingParams({ logitBias: { 3: 101 } }))).toMatchObject({
+      param: 'logit_bias',
+      message: expect.stringMatching(/at most 100/),
+    });
     expect(samplingProblem(samplingParams({ logitBias: { 3: Number.NaN } }))).toMatchObject({ param: 'logit_bias' });
     expect(samplingProblem(samplingParams({ logitBias: { ['-1' as unknown as number]: 1 } }))).toMatchObject({ param: 'logit_bias' });
     const many = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [i, 1]));

@@ -89,21 +89,30 @@ export function samplingProblem(p: SamplingParams, vocabSize?: number): Sampling
   if (p.minTokens !== undefined && p.minTokens > p.maxTokens) {
     return { param: 'min_tokens', message: `'min_tokens' (${p.minTokens}) must not exceed 'max_tokens' (${p.maxTokens}).` };
   }
-  return stopProblem(p.stop) ?? stopTokenIdsProblem(p.stopTokenIds, vocabSize) ?? logitBiasProblem(p.logitBias, vocabSize) ?? structuredOutputProblem(p);
+  return (
+    stopProblem(p.stop) ??
+    stopTokenIdsProblem(p.stopTokenIds, vocabSize) ??
+    logitBiasProblem(p.logitBias, vocabSize) ??
+    structuredOutputProblem(p)
+  );
 }
 
 /** Too many entries, a key that is no token id (of this vocabulary, when known), or a value out of range. */
 export function logitBiasProblem(bias: Readonly<Record<number, number>> | undefined, vocabSize?: number): SamplingProblem | undefined {
   if (bias === undefined) return undefined;
   const entries = Object.entries(bias);
-  if (entries.length > MAX_LOGIT_BIAS) return { param: 'logit_bias', message: `'logit_bias' may hold at most ${MAX_LOGIT_BIAS} entries, got ${entries.length}.` };
+  if (entries.length > MAX_LOGIT_BIAS)
+    return { param: 'logit_bias', message: `'logit_bias' may hold at most ${MAX_LOGIT_BIAS} entries, got ${entries.length}.` };
   for (const [key, value] of entries) {
     const id = Number(key);
     if (!/^\d+$/.test(key) || !Number.isSafeInteger(id) || (vocabSize !== undefined && id >= vocabSize)) {
       const rule = vocabSize === undefined ? 'keys are token ids' : `keys are token ids below the vocabulary size ${vocabSize}`;
       return { param: 'logit_bias', message: `Invalid key in 'logit_bias': ${rule}, got ${JSON.stringify(key)}.` };
     }
-    const message = typeof value === 'number' ? boundsProblem(`logit_bias.${key}`, value, SAMPLING_BOUNDS.logit_bias) : `Invalid value for 'logit_bias.${key}': expected a number.`;
+    const message =
+      typeof value === 'number'
+        ? boundsProblem(`logit_bias.${key}`, value, SAMPLING_BOUNDS.logit_bias)
+        : `Invalid value for 'logit_bias.${key}': expected a number.`;
     if (message !== undefined) return { param: 'logit_bias', message };
   }
   return undefined;
@@ -112,19 +121,24 @@ export function logitBiasProblem(bias: Readonly<Record<number, number>> | undefi
 function structuredOutputProblem(p: SamplingParams): SamplingProblem | undefined {
   const s = p.structuredOutput as { readonly kind?: unknown } | undefined;
   if (s === undefined || s.kind === 'json_object' || s.kind === 'json_schema') return undefined;
-  return { param: 'response_format', message: `Invalid structured output kind ${JSON.stringify(s.kind)}; expected json_object or json_schema.` };
+  return {
+    param: 'response_format',
+    message: `Invalid structured output kind ${JSON.stringify(s.kind)}; expected json_object or json_schema.`,
+  };
 }
 
 /** Too many stop strings, or one too long. */
 export function stopProblem(stop: readonly string[]): SamplingProblem | undefined {
-  if (stop.length > MAX_STOP_STRINGS) return { param: 'stop', message: `'stop' may hold at most ${MAX_STOP_STRINGS} strings, got ${stop.length}.` };
+  if (stop.length > MAX_STOP_STRINGS)
+    return { param: 'stop', message: `'stop' may hold at most ${MAX_STOP_STRINGS} strings, got ${stop.length}.` };
   const long = stop.findIndex((s) => s.length > MAX_STOP_LENGTH);
   return long === -1 ? undefined : { param: 'stop', message: `'stop[${long}]' is longer than ${MAX_STOP_LENGTH} characters.` };
 }
 
 /** Too many stop token ids, or one that is no token id (of this vocabulary, when `vocabSize` is given). */
 export function stopTokenIdsProblem(ids: readonly number[], vocabSize?: number): SamplingProblem | undefined {
-  if (ids.length > MAX_STOP_TOKEN_IDS) return { param: 'stop_token_ids', message: `'stop_token_ids' may hold at most ${MAX_STOP_TOKEN_IDS} ids.` };
+  if (ids.length > MAX_STOP_TOKEN_IDS)
+    return { param: 'stop_token_ids', message: `'stop_token_ids' may hold at most ${MAX_STOP_TOKEN_IDS} ids.` };
   const bad = ids.findIndex((id) => !Number.isSafeInteger(id) || id < 0 || (vocabSize !== undefined && id >= vocabSize));
   if (bad === -1) return undefined;
   const rule = vocabSize === undefined ? 'token ids are non-negative integers' : `token ids are below the vocabulary size ${vocabSize}`;

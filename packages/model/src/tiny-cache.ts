@@ -16,7 +16,10 @@ export function cacheDir(): string {
  * The built-in tiny model with the given shape, built once into the cache folder. Builds go to a
  * temporary folder first and are renamed into place, so a half-built model is never used.
  */
-export async function ensureTinyModel(opts: Omit<TinyModelOptions, 'out'> = {}, onProgress?: (done: number, total: number) => void): Promise<string> {
+export async function ensureTinyModel(
+  opts: Omit<TinyModelOptions, 'out'> = {},
+  onProgress?: (done: number, total: number) => void,
+): Promise<string> {
   const key = Object.entries(opts)
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, v]) => `${k}-${String(v)}`)
@@ -40,7 +43,9 @@ export async function ensureTinyModel(opts: Omit<TinyModelOptions, 'out'> = {}, 
 function builderVersion(): string {
   const src = join(dirname(fileURLToPath(import.meta.url)), 'tiny');
   const h = createHash('sha256');
-  for (const f of readdirSync(src).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts')).sort()) {
+  for (const f of readdirSync(src)
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
+    .sort()) {
     h.update(f).update(readFileSync(join(src, f)));
   }
   return h.digest('hex').slice(0, 10);

@@ -19,7 +19,12 @@ const DECISIONS = 20_000;
 
 /** Distinct 16-hex-digit hashes for distinct n < 2^32 (mix32 is a bijection). */
 function hash(n: number): string {
-  return mix32(n).toString(16).padStart(8, '0') + mix32(n ^ 0x9e3779b9).toString(16).padStart(8, '0');
+  return (
+    mix32(n).toString(16).padStart(8, '0') +
+    mix32(n ^ 0x9e3779b9)
+      .toString(16)
+      .padStart(8, '0')
+  );
 }
 let nextBlock = 0;
 const freshBlocks = (n: number): string[] => Array.from({ length: n }, () => hash(nextBlock++));

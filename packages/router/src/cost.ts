@@ -86,10 +86,7 @@ export function uncachedTokens(match: PrefixMatch, key: number, promptTokens: nu
 /** Prefill work after prefix credit, in blocks (the `uncachedPrefillBlocks` term above). */
 export function uncachedPrefillBlocks(match: PrefixMatch, key: number, promptTokens: number, blockSize: number, w: CostWeights): number {
   const credit =
-    match.deviceAt(key) +
-    w.hostCredit * match.hostAt(key) +
-    w.diskCredit * match.diskAt(key) +
-    w.storeCredit * storeOnlyBlocks(match, key);
+    match.deviceAt(key) + w.hostCredit * match.hostAt(key) + w.diskCredit * match.diskAt(key) + w.storeCredit * storeOnlyBlocks(match, key);
   return Math.max(0, promptTokens / blockSize - credit);
 }
 

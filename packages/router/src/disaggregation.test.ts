@@ -12,7 +12,12 @@ const chain = chainOf(1, 64); // 1024 tokens
 function setup(holds: Record<string, number>, promptTokens = 64 * BS) {
   const index = new PrefixIndex();
   for (const [w, n] of Object.entries(holds)) {
-    index.applySnapshot(w, 'i', 0, chain.slice(0, n).map((hash) => ({ hash, tier: 'device' as const })));
+    index.applySnapshot(
+      w,
+      'i',
+      0,
+      chain.slice(0, n).map((hash) => ({ hash, tier: 'device' as const })),
+    );
   }
   const loads = new LoadTracker();
   const base = (decode: WorkerInfo, prefillWorkers: WorkerInfo[]): PrefillInput => {

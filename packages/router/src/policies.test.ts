@@ -16,7 +16,12 @@ const decoders = (...ids: string[]): WorkerInfo[] => ids.map((id) => ({ id, role
 function matchOf(chain: readonly string[], holds: Record<string, [number, Tier]>): PrefixMatch {
   const index = new PrefixIndex();
   for (const [w, [n, tier]] of Object.entries(holds)) {
-    index.applySnapshot(w, 'i', 0, chain.slice(0, n).map((hash) => ({ hash, tier })));
+    index.applySnapshot(
+      w,
+      'i',
+      0,
+      chain.slice(0, n).map((hash) => ({ hash, tier })),
+    );
   }
   return index.matchPrefix(chain);
 }
@@ -40,8 +45,20 @@ describe('kv-aware', () => {
   it('credits tiers device > host > disk > store', () => {
     const index = new PrefixIndex();
     const tiers: Tier[] = ['device', 'host', 'disk'];
-    tiers.forEach((tier, i) => index.applySnapshot(`w${i}`, 'i', 0, chain.slice(0, 8).map((hash) => ({ hash, tier }))));
-    index.applySnapshot(STORE_HOLDER, 'i', 0, chain.slice(0, 8).map((hash) => ({ hash, tier: 'store' as const })));
+    tiers.forEach((tier, i) =>
+      index.applySnapshot(
+        `w${i}`,
+        'i',
+        0,
+        chain.slice(0, 8).map((hash) => ({ hash, tier })),
+      ),
+    );
+    index.applySnapshot(
+      STORE_HOLDER,
+      'i',
+      0,
+      chain.slice(0, 8).map((hash) => ({ hash, tier: 'store' as const })),
+    );
     index.applySnapshot('w3', 'i', 0, []);
     const d = new KvAwarePolicy().choose(input(decoders('w3', 'w2', 'w1', 'w0'), index.matchPrefix(chain), new LoadTracker()));
     expect(d.scores.map((s) => s.worker)).toEqual(['w0', 'w1', 'w2', 'w3']);
@@ -108,7 +125,8 @@ describe('kv-aware', () => {
   it('spreads prompts nobody holds over the cluster, and sends equal prompts to one worker', () => {
     const ids = Array.from({ length: 16 }, (_, i) => `w${String(i).padStart(2, '0')}`);
     const policy = new KvAwarePolicy();
-    const pick = (first: number): string => policy.choose(input(decoders(...ids), matchOf(chainOf(first, 2), {}), new LoadTracker(), { chain: chainOf(first, 2) })).worker;
+    const pick = (first: number): string =>
+      policy.choose(input(decoders(...ids), matchOf(chainOf(first, 2), {}), new LoadTracker(), { chain: chainOf(first, 2) })).worker;
     const picks = Array.from({ length: 64 }, (_, i) => pick(1000 + i));
     // Lowest-id tie-breaking would put all 64 on w00.
     expect(new Set(picks).size).toBeGreaterThanOrEqual(10);
@@ -168,7 +186,12 @@ describe('session-affinity', () => {
     const p = new SessionAffinityPolicy();
     const keys = Array.from({ length: 300 }, (_, s) => `session-${s}`);
     const before = keys.map((k) => p.preferred(k, workers));
-    const after = keys.map((k) => p.preferred(k, workers.filter((w) => w.id !== 'w2')));
+    const after = keys.map((k) =>
+      p.preferred(
+        k,
+        workers.filter((w) => w.id !== 'w2'),
+      ),
+    );
     keys.forEach((_, i) => {
       if (before[i] !== 'w2') expect(after[i]).toBe(before[i]);
     });

@@ -110,7 +110,14 @@ describe('PrefixIndex events and snapshots', () => {
     expect(index.applyBatch(stored('a', 5, chain))).toBe('gap');
     expect(index.needsSnapshot('a')).toBe(true);
     expect(index.matchPrefix(chain).size).toBe(0);
-    expect(index.applySnapshot('a', 'i1', 5, chain.map((hash) => ({ hash, tier: 'device' as const })))).toBe('ok');
+    expect(
+      index.applySnapshot(
+        'a',
+        'i1',
+        5,
+        chain.map((hash) => ({ hash, tier: 'device' as const })),
+      ),
+    ).toBe('ok');
     expect(index.matchPrefix(chain).get('a')?.blocks).toBe(2);
     expect(index.applyBatch(stored('a', 6, [hx(3)]))).toBe('ok');
   });

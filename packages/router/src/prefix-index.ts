@@ -150,11 +150,7 @@ export class PrefixIndex {
   status(worker: string): HolderStatus | undefined {
     const h = this.holders.get(worker);
     if (!h) return undefined;
-    const phase: HolderPhase = h.awaitingSnapshot
-      ? 'awaiting-snapshot'
-      : this.trustedUntil[h.slot]! <= this.clock()
-        ? 'expired'
-        : 'live';
+    const phase: HolderPhase = h.awaitingSnapshot ? 'awaiting-snapshot' : this.trustedUntil[h.slot]! <= this.clock() ? 'expired' : 'live';
     return { phase, incarnation: h.incarnation, seq: h.seq, confirmedAt: h.confirmedAt, blocks: h.blocks.size };
   }
 

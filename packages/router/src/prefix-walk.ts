@@ -45,7 +45,14 @@ export class PrefixWalker {
    * so a long prefix shared by every worker costs one pass over its holders, not one per block.
    * Slots with `trustedUntil[slot] <= now` are ignored.
    */
-  walk(chain: readonly string[], table: BlockTable, trustedUntil: Float64Array, now: number, slots: SlotTable, slotCount: number): PrefixMatch {
+  walk(
+    chain: readonly string[],
+    table: BlockTable,
+    trustedUntil: Float64Array,
+    now: number,
+    slots: SlotTable,
+    slotCount: number,
+  ): PrefixMatch {
     if (this.step > MAX_STEP - chain.length - 1) {
       this.step = 0;
       this.mark.fill(0);

@@ -16,7 +16,12 @@ const workers: WorkerInfo[] = [
 function routerWith(holds: Record<string, number>, chain: readonly string[]): Router {
   const index = new PrefixIndex();
   for (const [w, n] of Object.entries(holds)) {
-    index.applySnapshot(w, 'i', 0, chain.slice(0, n).map((hash) => ({ hash, tier: w === STORE_HOLDER ? ('store' as const) : ('device' as const) })));
+    index.applySnapshot(
+      w,
+      'i',
+      0,
+      chain.slice(0, n).map((hash) => ({ hash, tier: w === STORE_HOLDER ? ('store' as const) : ('device' as const) })),
+    );
   }
   const router = new Router({ blockSize: BS, index });
   router.setWorkers(workers);
@@ -104,7 +109,12 @@ describe('Router', () => {
     ]);
     const req = { requestId: 'r', chain, promptTokens: 64 * BS };
     expect(router.route(req).decodeWorker).toBe('d0'); // nothing known: tie broken by id
-    router.applySnapshot('d1', 'i', 0, chain.slice(0, 10).map((hash) => ({ hash, tier: 'device' as const })));
+    router.applySnapshot(
+      'd1',
+      'i',
+      0,
+      chain.slice(0, 10).map((hash) => ({ hash, tier: 'device' as const })),
+    );
     expect(router.route(req).decodePrefix.blocks).toBe(10);
     router.reportLoad(loadReport('d1', { running: 20 }));
     expect(router.route(req).decodeWorker).toBe('d0');

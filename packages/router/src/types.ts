@@ -3,7 +3,6 @@ import type { WorkerRole } from '@pdserve/contracts';
 
 export type { KvEvent, KvEventBatch, LoadReport, SnapshotEntry, Tier, WorkerRole } from '@pdserve/contracts';
 
-
 /** A live worker as the registry knows it; the router never decides membership. */
 export interface WorkerInfo {
   readonly id: string;

@@ -71,7 +71,10 @@ export function peerHost(peer: string): string {
 
 /** A generated client's unary method, as grpc-js makes it. */
 export type UnaryMethod<Req, Res> = (
-  req: Req, meta: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Res) => void,
+  req: Req,
+  meta: Metadata,
+  opts: { deadline: number },
+  cb: (err: ServiceError | null, res?: Res) => void,
 ) => { cancel(): void };
 
 /**
@@ -79,7 +82,12 @@ export type UnaryMethod<Req, Res> = (
  * `toError`, the service's own error type.
  */
 export function callUnary<Req, Res>(
-  client: Client, fn: UnaryMethod<Req, Res>, req: Req, deadlineMs: number, toError: (err: unknown) => Error, signal?: AbortSignal,
+  client: Client,
+  fn: UnaryMethod<Req, Res>,
+  req: Req,
+  deadlineMs: number,
+  toError: (err: unknown) => Error,
+  signal?: AbortSignal,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(toError(Object.assign(new Error('aborted before the call'), { code: status.CANCELLED })));
@@ -94,5 +102,13 @@ export function callUnary<Req, Res>(
 }
 
 export {
-  TLS_FILES, channelCredentials, makeThrowawayCa, readTlsDir, serverCredentials, tlsChannelOptions, tlsClientOptions, tlsServerOptions, type TlsMaterial,
+  TLS_FILES,
+  channelCredentials,
+  makeThrowawayCa,
+  readTlsDir,
+  serverCredentials,
+  tlsChannelOptions,
+  tlsClientOptions,
+  tlsServerOptions,
+  type TlsMaterial,
 } from './tls';

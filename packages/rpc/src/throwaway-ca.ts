@@ -23,7 +23,13 @@ export function makeThrowawayCertificates(name: string, validMs: number): Throwa
   const caName = dn(`${name} local CA`);
   const caKeyId = keyId(ca.publicKey);
   const caCert = certificate({
-    serial: serial(), issuer: caName, subject: caName, from, until, publicKey: ca.publicKey, signer: ca.privateKey,
+    serial: serial(),
+    issuer: caName,
+    subject: caName,
+    from,
+    until,
+    publicKey: ca.publicKey,
+    signer: ca.privateKey,
     extensions: [
       extension('2.5.29.19', true, seq(bool(true))), // basicConstraints: CA
       extension('2.5.29.15', true, bitString(Buffer.from([0x06]), 1)), // keyUsage: keyCertSign, cRLSign
@@ -31,20 +37,35 @@ export function makeThrowawayCertificates(name: string, validMs: number): Throwa
     ],
   });
   const cert = certificate({
-    serial: serial(), issuer: caName, subject: dn('pdserve'), from, until, publicKey: leaf.publicKey, signer: ca.privateKey,
+    serial: serial(),
+    issuer: caName,
+    subject: dn('pdserve'),
+    from,
+    until,
+    publicKey: leaf.publicKey,
+    signer: ca.privateKey,
     extensions: [
       extension('2.5.29.19', true, seq()), // basicConstraints: not a CA
       extension('2.5.29.15', true, bitString(Buffer.from([0x80]), 7)), // keyUsage: digitalSignature
       extension('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.1'), oid('1.3.6.1.5.5.7.3.2'))), // extKeyUsage: server, client auth
-      extension('2.5.29.17', false, seq( // subjectAltName
-        ...DNS_NAMES.map((d) => tlv(0x82, Buffer.from(d, 'ascii'))),
-        ...IP_ADDRESSES.map((ip) => tlv(0x87, Buffer.from(ip))),
-      )),
+      extension(
+        '2.5.29.17',
+        false,
+        seq(
+          // subjectAltName
+          ...DNS_NAMES.map((d) => tlv(0x82, Buffer.from(d, 'ascii'))),
+          ...IP_ADDRESSES.map((ip) => tlv(0x87, Buffer.from(ip))),
+        ),
+      ),
       extension('2.5.29.35', false, seq(tlv(0x80, caKeyId))), // authorityKeyIdentifier
       extension('2.5.29.14', false, octet(keyId(leaf.publicKey))),
     ],
   });
-  return { caCert: pem('CERTIFICATE', caCert), cert: pem('CERTIFICATE', cert), key: leaf.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+  return {
+    caCert: pem('CERTIFICATE', caCert),
+    cert: pem('CERTIFICATE', cert),
+    key: leaf.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  };
 }
 
 interface CertificateFields {
@@ -78,11 +99,14 @@ function certificate(f: CertificateFields): Buffer {
 // DER, the few types a certificate needs.
 function tlv(tag: number, body: Buffer): Buffer {
   const n = body.byteLength;
-  const length = n < 0x80 ? Buffer.from([n]) : (() => {
-    const bytes: number[] = [];
-    for (let x = n; x > 0; x = Math.floor(x / 256)) bytes.unshift(x & 0xff);
-    return Buffer.from([0x80 | bytes.length, ...bytes]);
-  })();
+  const length =
+    n < 0x80
+      ? Buffer.from([n])
+      : (() => {
+          const bytes: number[] = [];
+          for (let x = n; x > 0; x = Math.floor(x / 256)) bytes.unshift(x & 0xff);
+          return Buffer.from([0x80 | bytes.length, ...bytes]);
+        })();
   return Buffer.concat([Buffer.from([tag]), length, body]);
 }
 const seq = (...parts: Buffer[]): Buffer => tlv(0x30, Buffer.concat(parts));
@@ -130,7 +154,10 @@ function serial(): Buffer {
   return b;
 }
 
-const keyId = (k: KeyObject): Buffer => createHash('sha1').update(k.export({ type: 'spki', format: 'der' })).digest();
+const keyId = (k: KeyObject): Buffer =>
+  createHash('sha1')
+    .update(k.export({ type: 'spki', format: 'der' }))
+    .digest();
 
 function pem(label: string, der: Buffer): string {
   const lines = der.toString('base64').match(/.{1,64}/g) ?? [];

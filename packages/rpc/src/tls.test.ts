@@ -27,7 +27,7 @@ describe('makeThrowawayCa', () => {
     }
   });
 
-  it('makes a new CA each time: one cluster\'s certificate is not signed by another\'s CA', () => {
+  it("makes a new CA each time: one cluster's certificate is not signed by another's CA", () => {
     const [a, b] = [makeThrowawayCa(), makeThrowawayCa()];
     try {
       const leafA = new X509Certificate(readFileSync(join(a, 'tls.crt')));

@@ -64,8 +64,14 @@ export function tlsChannelOptions(tls: TlsMaterial | undefined): ChannelOptions 
 /** node:tls server options for a data port: client certificates required, signed by our CA. */
 export function tlsServerOptions(tls: TlsMaterial): TlsOptions {
   return {
-    ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3',
-    ciphers: DATA_PORT_CIPHERS, honorCipherOrder: true,
+    ca: tls.ca,
+    cert: tls.cert,
+    key: tls.key,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.3',
+    ciphers: DATA_PORT_CIPHERS,
+    honorCipherOrder: true,
     // A peer that connects and never finishes its handshake lets go of the socket soon (default 120 s).
     handshakeTimeout: 10_000,
   };
@@ -74,8 +80,14 @@ export function tlsServerOptions(tls: TlsMaterial): TlsOptions {
 /** node:tls connect options for dialing a data port with our certificate. */
 export function tlsClientOptions(tls: TlsMaterial): ConnectionOptions {
   return {
-    ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true, checkServerIdentity: noHostCheck, servername: 'pdserve',
-    minVersion: 'TLSv1.3', ciphers: DATA_PORT_CIPHERS,
+    ca: tls.ca,
+    cert: tls.cert,
+    key: tls.key,
+    rejectUnauthorized: true,
+    checkServerIdentity: noHostCheck,
+    servername: 'pdserve',
+    minVersion: 'TLSv1.3',
+    ciphers: DATA_PORT_CIPHERS,
   };
 }
 

@@ -96,7 +96,12 @@ export async function launchChromium(opts: { readonly dir?: string } = {}): Prom
       page.on('requestfailed', (r) => failedRequests.push(`${r.url()}: ${r.failure()?.errorText ?? 'failed'}`));
       return {
         page,
-        problems: () => ({ consoleErrors: [...consoleErrors], pageErrors: [...pageErrors], offLoopbackRequests: [...offLoopback], failedRequests: [...failedRequests] }),
+        problems: () => ({
+          consoleErrors: [...consoleErrors],
+          pageErrors: [...pageErrors],
+          offLoopbackRequests: [...offLoopback],
+          failedRequests: [...failedRequests],
+        }),
       };
     },
     async close() {

@@ -19,14 +19,23 @@ const live = new Set<ChildProcess>();
 process.once('exit', () => live.forEach((p) => p.kill('SIGKILL')));
 
 /** Spawns `pdserve <command> ...args` with a free gRPC/HTTP port and admin port on loopback. */
-export async function spawnService(name: string, command: string, args: readonly string[], portFlag: '--port' | '--grpc-port'): Promise<ServiceProcess> {
+export async function spawnService(
+  name: string,
+  command: string,
+  args: readonly string[],
+  portFlag: '--port' | '--grpc-port',
+): Promise<ServiceProcess> {
   const port = await freePort();
   const adminPort = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', CLI, command, portFlag, String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', ...args], {
-    cwd: REPO_ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' },
-  });
+  const proc = spawn(
+    process.execPath,
+    ['--import', 'tsx', CLI, command, portFlag, String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', ...args],
+    {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' },
+    },
+  );
   live.add(proc);
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));

@@ -8,7 +8,11 @@ export const JSON_SCHEMA_CASES: readonly { readonly name: string; readonly schem
     name: 'flat object with required fields and enum',
     schema: {
       type: 'object',
-      properties: { id: { type: 'integer', minimum: 1, maximum: 9999 }, status: { enum: ['open', 'closed', 'pending'] }, ok: { type: 'boolean' } },
+      properties: {
+        id: { type: 'integer', minimum: 1, maximum: 9999 },
+        status: { enum: ['open', 'closed', 'pending'] },
+        ok: { type: 'boolean' },
+      },
       required: ['id', 'status', 'ok'],
       additionalProperties: false,
     },
@@ -20,7 +24,14 @@ export const JSON_SCHEMA_CASES: readonly { readonly name: string; readonly schem
       properties: {
         user: {
           type: 'object',
-          properties: { name: { type: 'string', maxLength: 8 }, address: { type: 'object', properties: { zip: { type: 'string', pattern: '^[0-9]{5}$' }, country: { const: 'NL' } }, required: ['zip', 'country'] } },
+          properties: {
+            name: { type: 'string', maxLength: 8 },
+            address: {
+              type: 'object',
+              properties: { zip: { type: 'string', pattern: '^[0-9]{5}$' }, country: { const: 'NL' } },
+              required: ['zip', 'country'],
+            },
+          },
           required: ['name', 'address'],
         },
         active: { type: 'boolean' },
@@ -67,22 +78,44 @@ export const JSON_SCHEMA_CASES: readonly { readonly name: string; readonly schem
   },
   {
     name: 'optional properties',
-    schema: { type: 'object', properties: { a: { type: 'integer', maximum: 9 }, b: { type: 'boolean' }, c: { type: 'null' } }, required: ['b'] },
+    schema: {
+      type: 'object',
+      properties: { a: { type: 'integer', maximum: 9 }, b: { type: 'boolean' }, c: { type: 'null' } },
+      required: ['b'],
+    },
   },
   {
     name: 'anyOf and nullable types',
     schema: {
       type: 'object',
-      properties: { v: { anyOf: [{ type: 'integer', minimum: 0, maximum: 9 }, { type: 'string', maxLength: 3 }] }, w: { type: ['boolean', 'null'] } },
+      properties: {
+        v: {
+          anyOf: [
+            { type: 'integer', minimum: 0, maximum: 9 },
+            { type: 'string', maxLength: 3 },
+          ],
+        },
+        w: { type: ['boolean', 'null'] },
+      },
       required: ['v', 'w'],
     },
   },
   {
     name: 'references and a tuple',
     schema: {
-      $defs: { point: { type: 'object', properties: { x: { type: 'integer', minimum: 0, maximum: 9 }, y: { type: 'integer', minimum: 0, maximum: 9 } }, required: ['x', 'y'] } },
+      $defs: {
+        point: {
+          type: 'object',
+          properties: { x: { type: 'integer', minimum: 0, maximum: 9 }, y: { type: 'integer', minimum: 0, maximum: 9 } },
+          required: ['x', 'y'],
+        },
+      },
       type: 'object',
-      properties: { from: { $ref: '#/$defs/point' }, to: { $ref: '#/$defs/point' }, pair: { type: 'array', prefixItems: [{ type: 'string', maxLength: 2 }, { type: 'boolean' }], items: false } },
+      properties: {
+        from: { $ref: '#/$defs/point' },
+        to: { $ref: '#/$defs/point' },
+        pair: { type: 'array', prefixItems: [{ type: 'string', maxLength: 2 }, { type: 'boolean' }], items: false },
+      },
       required: ['from', 'to', 'pair'],
     },
   },

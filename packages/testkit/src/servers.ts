@@ -72,12 +72,31 @@ export async function startRedis(options: ServerOptions = {}): Promise<TestServe
     urlPort: tlsPort,
     userinfo: options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`,
     args: (port, dir) => [
-      '--save', '', '--appendonly', 'no', '--bind', LOOPBACK, '--port', String(port), '--dir', dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--bind',
+      LOOPBACK,
+      '--port',
+      String(port),
+      '--dir',
+      dir,
       ...(options.password === undefined ? [] : ['--requirepass', options.password]),
-      ...(tls === undefined ? [] : [
-        '--tls-port', String(tlsPort), '--tls-cert-file', join(tls, 'tls.crt'), '--tls-key-file', join(tls, 'tls.key'),
-        '--tls-ca-cert-file', join(tls, 'ca.crt'), '--tls-auth-clients', 'no',
-      ]),
+      ...(tls === undefined
+        ? []
+        : [
+            '--tls-port',
+            String(tlsPort),
+            '--tls-cert-file',
+            join(tls, 'tls.crt'),
+            '--tls-key-file',
+            join(tls, 'tls.key'),
+            '--tls-ca-cert-file',
+            join(tls, 'ca.crt'),
+            '--tls-auth-clients',
+            'no',
+          ]),
     ],
     probe: (socket, data) => {
       if (data === undefined) socket.write('PING\r\n');
@@ -96,8 +115,14 @@ export function startNats(options: ServerOptions = {}): Promise<TestServer> {
     scheme: options.tlsDir === undefined ? 'nats' : 'tls',
     userinfo: options.password === undefined ? '' : `pdserve:${encodeURIComponent(options.password)}@`,
     args: (port) => [
-      '-a', LOOPBACK, '-p', String(port), ...(options.password === undefined ? [] : ['--user', 'pdserve', '--pass', options.password]),
-      ...(options.tlsDir === undefined ? [] : ['--tls', '--tlscert', join(options.tlsDir, 'tls.crt'), '--tlskey', join(options.tlsDir, 'tls.key')]),
+      '-a',
+      LOOPBACK,
+      '-p',
+      String(port),
+      ...(options.password === undefined ? [] : ['--user', 'pdserve', '--pass', options.password]),
+      ...(options.tlsDir === undefined
+        ? []
+        : ['--tls', '--tlscert', join(options.tlsDir, 'tls.crt'), '--tlskey', join(options.tlsDir, 'tls.key')]),
     ],
     // The server greets every client with an INFO line.
     probe: (_socket, data) => data?.startsWith('INFO') ?? false,
@@ -149,13 +174,7 @@ async function startServer(spec: ServerSpec): Promise<TestServer> {
   };
 }
 
-async function launch(
-  spec: ServerSpec,
-  binary: string,
-  port: number,
-  startTimeoutMs: number,
-  stopTimeoutMs: number,
-): Promise<Running> {
+async function launch(spec: ServerSpec, binary: string, port: number, startTimeoutMs: number, stopTimeoutMs: number): Promise<Running> {
   const dir = mkdtempSync(join(tmpdir(), `pdserve-${spec.name}-`));
   const logPath = join(dir, 'server.log');
   const logFd = openSync(logPath, 'a');
@@ -250,9 +269,7 @@ function spawnWatchdog(child: ChildProcess, dir: string): ChildProcess {
 function resolveBinary(binary: string, name: string): string {
   const candidates = binary.includes('/')
     ? [binary]
-    : [...(process.env['PATH'] ?? '').split(':').filter(Boolean), '/usr/sbin', '/usr/local/sbin', '/sbin'].map(
-        (dir) => join(dir, binary),
-      );
+    : [...(process.env['PATH'] ?? '').split(':').filter(Boolean), '/usr/sbin', '/usr/local/sbin', '/sbin'].map((dir) => join(dir, binary));
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK);

@@ -47,8 +47,10 @@ export class ChatTemplate {
   render(messages: readonly ChatMessage[], opts: ChatRenderOptions = {}): string {
     const template = this.template();
     const last = messages[messages.length - 1];
-    if (opts.continueFinalMessage && opts.addGenerationPrompt) throw new ChatTemplateError('continue_final_message and add_generation_prompt exclude each other');
-    if (opts.continueFinalMessage && last?.role !== 'assistant') throw new ChatTemplateError('continue_final_message needs a final assistant message');
+    if (opts.continueFinalMessage && opts.addGenerationPrompt)
+      throw new ChatTemplateError('continue_final_message and add_generation_prompt exclude each other');
+    if (opts.continueFinalMessage && last?.role !== 'assistant')
+      throw new ChatTemplateError('continue_final_message needs a final assistant message');
     let text: string;
     try {
       text = template.render({

@@ -136,9 +136,7 @@ describe('chat template', () => {
     expect(qwen.applyChatTemplate([{ role: 'user', content: 'Hi there' }], { addGenerationPrompt: true })).toBe(
       '<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n',
     );
-    expect(qwen.applyChatTemplate(chat)).toBe(
-      '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n',
-    );
+    expect(qwen.applyChatTemplate(chat)).toBe('<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n');
   });
 
   it('passes template kwargs such as enable_thinking', () => {
@@ -147,7 +145,12 @@ describe('chat template', () => {
   });
 
   it('qwen3 renders tools, an assistant tool call (arguments as an object) and the tool result', () => {
-    const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+    const tools = [
+      {
+        type: 'function',
+        function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } },
+      },
+    ];
     const text = qwen.applyChatTemplate(
       [
         { role: 'user', content: 'Weather in Paris?' },
@@ -157,7 +160,9 @@ describe('chat template', () => {
       { addGenerationPrompt: true, tools },
     );
     expect(text).toContain('<tools>\n{"type": "function", "function": {"name": "get_weather"');
-    expect(text).toContain('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>');
+    expect(text).toContain(
+      '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>',
+    );
     expect(text).toContain('<|im_start|>user\n<tool_response>\n{"sky": "clear"}\n</tool_response><|im_end|>\n<|im_start|>assistant\n');
   });
 
@@ -169,7 +174,13 @@ describe('chat template', () => {
   });
 
   it('continues a final assistant message instead of closing it', () => {
-    const text = qwen.applyChatTemplate([{ role: 'user', content: 'Count' }, { role: 'assistant', content: 'One, two,' }], { continueFinalMessage: true });
+    const text = qwen.applyChatTemplate(
+      [
+        { role: 'user', content: 'Count' },
+        { role: 'assistant', content: 'One, two,' },
+      ],
+      { continueFinalMessage: true },
+    );
     // Qwen3's template gives the latest assistant turn an (empty) thinking block, as transformers renders it.
     expect(text).toBe('<|im_start|>user\nCount<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nOne, two,');
     expect(() => qwen.applyChatTemplate([{ role: 'user', content: 'Count' }], { continueFinalMessage: true })).toThrow(ChatTemplateError);

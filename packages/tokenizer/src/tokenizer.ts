@@ -73,10 +73,7 @@ export class Tokenizer implements TextTokenizer {
 
   // Union, in file order: generation_config.json, config.json, then tokenizer_config's eos_token.
   private collectEosIds(files: TokenizerFiles, eosToken: string | undefined): number[] {
-    const ids = new Set<number>([
-      ...tokenIds(files.generationConfig?.['eos_token_id']),
-      ...tokenIds(files.config?.['eos_token_id']),
-    ]);
+    const ids = new Set<number>([...tokenIds(files.generationConfig?.['eos_token_id']), ...tokenIds(files.config?.['eos_token_id'])]);
     const fromTokenizer = eosToken === undefined ? undefined : this.tokenToId(eosToken);
     if (fromTokenizer !== undefined) ids.add(fromTokenizer);
     return [...ids];
@@ -85,11 +82,7 @@ export class Tokenizer implements TextTokenizer {
   // The tokenizer's own BOS wins (it is what encode adds); the config files are fallbacks.
   private findBosId(files: TokenizerFiles, bosToken: string | undefined): number | undefined {
     const fromTokenizer = bosToken === undefined ? undefined : this.tokenToId(bosToken);
-    return (
-      fromTokenizer ??
-      tokenIds(files.generationConfig?.['bos_token_id'])[0] ??
-      tokenIds(files.config?.['bos_token_id'])[0]
-    );
+    return fromTokenizer ?? tokenIds(files.generationConfig?.['bos_token_id'])[0] ?? tokenIds(files.config?.['bos_token_id'])[0];
   }
 }
 

@@ -62,7 +62,8 @@ export class BlockAssembly implements BatchTarget {
     this.segmentBytes.push(at);
     this.totalBytes = total;
     if (placed !== undefined) {
-      const fits = placed.length === descriptors.length && placed.every((b, i) => b.byteLength === descriptors[i]?.length) && disjoint(placed);
+      const fits =
+        placed.length === descriptors.length && placed.every((b, i) => b.byteLength === descriptors[i]?.length) && disjoint(placed);
       if (!fits) throw new TransferError('REFUSED', 'the receiving application placed the blocks in buffers that do not match them');
     }
     this.placed = placed ?? null;
@@ -90,7 +91,10 @@ export class BlockAssembly implements BatchTarget {
   batchRegions(first: number, count: number, payloadBytes: number): Uint8Array[] {
     if (this.discarded) throw new TransferError('ABORTED', 'transfer was discarded');
     if (first !== this.nextBatch || count <= 0 || first + count > this.descriptors.length) {
-      throw new TransferError('PROTOCOL', `batch of blocks ${first}..${first + count - 1} out of order (expected ${this.nextBatch}, ${this.descriptors.length} in all)`);
+      throw new TransferError(
+        'PROTOCOL',
+        `batch of blocks ${first}..${first + count - 1} out of order (expected ${this.nextBatch}, ${this.descriptors.length} in all)`,
+      );
     }
     let announced = 0;
     for (let i = first; i < first + count; i++) announced += (this.descriptors[i] as BlockDescriptor).length;
@@ -101,7 +105,10 @@ export class BlockAssembly implements BatchTarget {
     // batch is 2 MiB, plus the block that crossed that line).
     const beforeLast = announced - (this.descriptors[first + count - 1] as BlockDescriptor).length;
     if (beforeLast > SEGMENT_BYTES) {
-      throw new TransferError('PROTOCOL', `batch at block ${first}: ${announced} bytes in one batch (limit ${SEGMENT_BYTES} before its last block)`);
+      throw new TransferError(
+        'PROTOCOL',
+        `batch at block ${first}: ${announced} bytes in one batch (limit ${SEGMENT_BYTES} before its last block)`,
+      );
     }
     this.nextBatch = first + count;
     if (this.placed !== null) return coalesce(this.placed.slice(first, first + count));
@@ -198,15 +205,21 @@ export class BlockAssembly implements BatchTarget {
   private verify(index: number, checksum: number): void {
     const actual = blockChecksum(this.data[index] as Uint8Array);
     if (actual !== checksum >>> 0) {
-      throw new TransferError('CHECKSUM_MISMATCH',
-        `block ${index} (${this.descriptors[index]?.hash}): checksum ${hex(actual)}, sender said ${hex(checksum)}`);
+      throw new TransferError(
+        'CHECKSUM_MISMATCH',
+        `block ${index} (${this.descriptors[index]?.hash}): checksum ${hex(actual)}, sender said ${hex(checksum)}`,
+      );
     }
     this.verified[index] = 1;
     this.checksums[index] = actual;
     this.verifiedCount++;
     if (this.onVerified === undefined) return;
     try {
-      this.onVerified(index, { hash: (this.descriptors[index] as BlockDescriptor).hash, data: this.data[index] as Uint8Array, checksum: actual });
+      this.onVerified(index, {
+        hash: (this.descriptors[index] as BlockDescriptor).hash,
+        data: this.data[index] as Uint8Array,
+        checksum: actual,
+      });
     } catch (e) {
       throw new TransferError('REFUSED', e instanceof Error ? e.message : String(e), { cause: e });
     }

@@ -33,10 +33,15 @@ afterAll(async () => {
 /** A tcp Begin announcing `count` blocks of `size` bytes, without having them. */
 function announce(id: string, count: number, size: number, source: string): Begin {
   return {
-    protocol_version: PROTOCOL_VERSION, transfer_id: id, transport: 'tcp', meta: {},
+    protocol_version: PROTOCOL_VERSION,
+    transfer_id: id,
+    transport: 'tcp',
+    meta: {},
     block_hashes: packHashes(Array.from({ length: count }, (_, i) => i.toString(16).padStart(16, '0'))),
-    block_lengths: Array.from({ length: count }, () => size), total_bytes: count * size,
-    tcp_source: source, tcp_token: new Uint8Array(TOKEN_BYTES).fill(7),
+    block_lengths: Array.from({ length: count }, () => size),
+    total_bytes: count * size,
+    tcp_source: source,
+    tcp_token: new Uint8Array(TOKEN_BYTES).fill(7),
   };
 }
 
@@ -77,8 +82,10 @@ describe('receive memory follows the bytes', () => {
     try {
       r.call.write({ kind: 'begin', begin: announce('hog', 512, 2 * MiB, silent.address) });
       await waitFor(() => r.received.some((m) => m.kind === 'ready'), 5_000, 'ready');
-      await expect(tx.send({ peer: { grpcAddress: h.address }, blocks: makeBlocks(100, MiB, 4), transport: 'tcp' }))
-        .rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringContaining('from 127.0.0.1') });
+      await expect(tx.send({ peer: { grpcAddress: h.address }, blocks: makeBlocks(100, MiB, 4), transport: 'tcp' })).rejects.toMatchObject({
+        code: 'RESOURCE_EXHAUSTED',
+        message: expect.stringContaining('from 127.0.0.1'),
+      });
     } finally {
       r.call.cancel();
       r.close();

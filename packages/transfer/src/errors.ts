@@ -21,8 +21,15 @@ export type TransferErrorCode =
   | 'PROTOCOL';
 
 const CODES: ReadonlySet<string> = new Set<TransferErrorCode>([
-  'ABORTED', 'DEADLINE_EXCEEDED', 'CHECKSUM_MISMATCH', 'CONNECTION_LOST', 'REFUSED',
-  'RESOURCE_EXHAUSTED', 'UNAVAILABLE', 'INVALID_ARGUMENT', 'PROTOCOL',
+  'ABORTED',
+  'DEADLINE_EXCEEDED',
+  'CHECKSUM_MISMATCH',
+  'CONNECTION_LOST',
+  'REFUSED',
+  'RESOURCE_EXHAUSTED',
+  'UNAVAILABLE',
+  'INVALID_ARGUMENT',
+  'PROTOCOL',
 ]);
 
 const GRPC_STATUS: Readonly<Record<TransferErrorCode, status>> = {
@@ -52,8 +59,12 @@ export class TransferError extends Error {
 
   /** Whether sending the same blocks again (here or to another peer) may succeed. */
   get retryable(): boolean {
-    return this.code === 'CONNECTION_LOST' || this.code === 'RESOURCE_EXHAUSTED' || this.code === 'UNAVAILABLE'
-      || this.code === 'CHECKSUM_MISMATCH';
+    return (
+      this.code === 'CONNECTION_LOST' ||
+      this.code === 'RESOURCE_EXHAUSTED' ||
+      this.code === 'UNAVAILABLE' ||
+      this.code === 'CHECKSUM_MISMATCH'
+    );
   }
 }
 

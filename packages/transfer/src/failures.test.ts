@@ -8,7 +8,15 @@ import { TransferSender } from './sender';
 import { probeShmSite } from './shm-site';
 import { segmentPath, writeSegment } from './shm-transport';
 import {
-  batchStream, cuttingProxy, fakeSource, makeBlocks, rawTransferCall, startHarness, waitFor, type Harness, type RawCall,
+  batchStream,
+  cuttingProxy,
+  fakeSource,
+  makeBlocks,
+  rawTransferCall,
+  startHarness,
+  waitFor,
+  type Harness,
+  type RawCall,
 } from './testkit';
 import { PROTOCOL_VERSION, type IncomingTransfer, type KvBlock, type TransportKind } from './types';
 import { packBlocks, type Begin } from './wire';
@@ -51,18 +59,24 @@ async function freePort(): Promise<number> {
   return typeof addr === 'object' && addr !== null ? addr.port : 0;
 }
 
-const peer = (): { grpcAddress: string; advertisement: ReturnType<Harness['rx']['advertisement']> } =>
-  ({ grpcAddress: h.address, advertisement: h.rx.advertisement() });
+const peer = (): { grpcAddress: string; advertisement: ReturnType<Harness['rx']['advertisement']> } => ({
+  grpcAddress: h.address,
+  advertisement: h.rx.advertisement(),
+});
 
 const TOKEN = Uint8Array.from([9, 9, 9, 9, 1, 2, 3, 4]);
 
 /** Begin by hand; a tcp one names `source` as the data port to pull from. */
 function begin(id: string, transport: TransportKind, blocks: readonly KvBlock[], source = ''): Begin {
   return {
-    protocol_version: PROTOCOL_VERSION, transfer_id: id, transport, meta: {},
+    protocol_version: PROTOCOL_VERSION,
+    transfer_id: id,
+    transport,
+    meta: {},
     ...packBlocks(blocks),
     total_bytes: blocks.reduce((n, b) => n + b.data.byteLength, 0),
-    tcp_source: source, tcp_token: source === '' ? new Uint8Array(0) : TOKEN,
+    tcp_source: source,
+    tcp_token: source === '' ? new Uint8Array(0) : TOKEN,
   };
 }
 
@@ -100,7 +114,9 @@ describe('a wrong checksum is rejected and nothing admitted', () => {
     r.call.write({ kind: 'begin', begin: begin('bad-grpc', 'grpc', blocks) });
     r.call.write({
       kind: 'chunks',
-      chunks: { chunks: blocks.map((b, i) => ({ block_index: i, offset: 0, data: b.data, checksum: blockChecksum(b.data) ^ (i === 2 ? 4 : 0) })) },
+      chunks: {
+        chunks: blocks.map((b, i) => ({ block_index: i, offset: 0, data: b.data, checksum: blockChecksum(b.data) ^ (i === 2 ? 4 : 0) })),
+      },
     });
     await expectEnded(r, 'CHECKSUM_MISMATCH');
     expect(h.discarded.map((d) => d.error.code)).toEqual(['CHECKSUM_MISMATCH']);
@@ -211,15 +227,17 @@ describe('deadline', () => {
       return new Promise<void>((resolve) => t.signal.addEventListener('abort', () => resolve()));
     };
     const t0 = performance.now();
-    await expect(tx.send({ peer: peer(), transport: 'tcp', blocks: makeBlocks(2, 1024, 8), deadlineMs: 200 }))
-      .rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    await expect(tx.send({ peer: peer(), transport: 'tcp', blocks: makeBlocks(2, 1024, 8), deadlineMs: 200 })).rejects.toMatchObject({
+      code: 'DEADLINE_EXCEEDED',
+    });
     expect(performance.now() - t0).toBeLessThan(1_000);
     await waitFor(() => (seen as AbortSignal | null)?.aborted === true, 2_000, 'admission signal');
   });
 
   it('exceeded while bytes move', async () => {
-    await expect(tx.send({ peer: peer(), transport: 'grpc', blocks: makeBlocks(64, 1024 * 1024, 9), deadlineMs: 20 }))
-      .rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    await expect(
+      tx.send({ peer: peer(), transport: 'grpc', blocks: makeBlocks(64, 1024 * 1024, 9), deadlineMs: 20 }),
+    ).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
   });
 
   it('the receiver gives up on a silent sender after maxTransferMs', async () => {
@@ -241,8 +259,10 @@ describe('refusals', () => {
       h.admitted.splice(h.admitted.indexOf(t), 1);
       throw new Error('no free blocks');
     };
-    await expect(tx.send({ peer: peer(), transport: 'shm', blocks: makeBlocks(2, 1024, 11) }))
-      .rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('no free blocks') });
+    await expect(tx.send({ peer: peer(), transport: 'shm', blocks: makeBlocks(2, 1024, 11) })).rejects.toMatchObject({
+      code: 'REFUSED',
+      message: expect.stringContaining('no free blocks'),
+    });
     expect(readdirSync(join(h.shmBase, 'pdserve-kv')).filter((n) => n.endsWith('.seg'))).toEqual([]);
   });
 
@@ -252,8 +272,10 @@ describe('refusals', () => {
       const r = raw();
       r.call.write({ kind: 'begin', begin: begin('hog', 'tcp', makeBlocks(80, 1024 * 1024, 12), source.address) });
       await ready(r);
-      await expect(tx.send({ peer: peer(), transport: 'tcp', blocks: makeBlocks(32, 1024 * 1024, 13) }))
-        .rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED', retryable: true });
+      await expect(tx.send({ peer: peer(), transport: 'tcp', blocks: makeBlocks(32, 1024 * 1024, 13) })).rejects.toMatchObject({
+        code: 'RESOURCE_EXHAUSTED',
+        retryable: true,
+      });
       r.call.cancel();
     } finally {
       source.close();
@@ -267,8 +289,9 @@ describe('refusals', () => {
   });
 
   it('malformed requests ⇒ INVALID_ARGUMENT, locally or from the receiver', async () => {
-    await expect(tx.send({ peer: peer(), blocks: [{ hash: 'nothex', data: new Uint8Array(4) }] }))
-      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(tx.send({ peer: peer(), blocks: [{ hash: 'nothex', data: new Uint8Array(4) }] })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
     const r = raw();
     r.call.write({ kind: 'begin', begin: { ...begin('bad-total', 'grpc', makeBlocks(2, 16, 14)), total_bytes: 5 } });
     await expectEnded(r, 'INVALID_ARGUMENT');
@@ -277,8 +300,9 @@ describe('refusals', () => {
     const r2 = raw();
     r2.call.write({ kind: 'begin', begin: { ...two, block_hashes: two.block_hashes.subarray(0, 15) } });
     await expectEnded(r2, 'INVALID_ARGUMENT');
-    await expect(tx.send({ peer: peer(), blocks: [{ hash: 'ABCDEF0123456789', data: new Uint8Array(4) }] }))
-      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT' }); // hashes are lowercase
+    await expect(tx.send({ peer: peer(), blocks: [{ hash: 'ABCDEF0123456789', data: new Uint8Array(4) }] })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    }); // hashes are lowercase
   });
 
   it('out-of-order messages ⇒ PROTOCOL', async () => {

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { BlockAssembly } from './assembly';
 import {
-  BATCH_HEADER_BYTES, BatchReader, FrameError, decodeRequest, encodeAdmitted, encodeBatchHead, encodePullRequest,
+  BATCH_HEADER_BYTES,
+  BatchReader,
+  FrameError,
+  decodeRequest,
+  encodeAdmitted,
+  encodeBatchHead,
+  encodePullRequest,
 } from './frame-codec';
 import { SlabPool } from './slab-pool';
 import { batchStream, makeBlocks } from './testkit';
@@ -12,7 +18,10 @@ const token = Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
 const blocks: KvBlock[] = [...makeBlocks(3, 100, 1), ...makeBlocks(1, 64, 2), ...makeBlocks(2, 7, 3)];
 
 function assemblyFor(bs: readonly KvBlock[]): BlockAssembly {
-  return new BlockAssembly(bs.map((b) => ({ hash: b.hash, length: b.data.byteLength })), new SlabPool(0));
+  return new BlockAssembly(
+    bs.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
+    new SlabPool(0),
+  );
 }
 
 /** Feeds `bytes` the way a socket with a user buffer does: into next(), at most `step` bytes per read. */

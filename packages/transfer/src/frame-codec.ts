@@ -81,9 +81,7 @@ export function decodeRequest(bytes: Uint8Array): { kind: 'pull' | 'admitted'; t
 }
 
 /** A batch's header and checksum table, ready to write before its payload. */
-export function encodeBatchHead(
-  token: Uint8Array, first: number, checksums: readonly number[], payloadBytes: number,
-): Uint8Array {
+export function encodeBatchHead(token: Uint8Array, first: number, checksums: readonly number[], payloadBytes: number): Uint8Array {
   const out = new Uint8Array(BATCH_HEADER_BYTES + 4 * checksums.length);
   putU32(out, 0, BATCH_MAGIC);
   putU32(out, 4, first);
@@ -135,14 +133,20 @@ export class BatchReader {
   private verifyNext = 0;
   private verifyEnd = 0;
 
-  constructor(private readonly token: Uint8Array, private readonly target: BatchTarget) {}
+  constructor(
+    private readonly token: Uint8Array,
+    private readonly target: BatchTarget,
+  ) {}
 
   /** Where the next bytes go: never empty until the transfer is complete. */
   next(): Uint8Array {
     switch (this.phase) {
-      case 'header': return this.header.subarray(this.fill);
-      case 'checksums': return this.sums.subarray(this.fill);
-      case 'payload': return this.region.subarray(this.fill);
+      case 'header':
+        return this.header.subarray(this.fill);
+      case 'checksums':
+        return this.sums.subarray(this.fill);
+      case 'payload':
+        return this.region.subarray(this.fill);
     }
   }
 

@@ -11,14 +11,16 @@ export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 
 /** Sends every block as Chunks messages through `write`, which applies back-pressure. */
 export async function pushChunks(
-  blocks: readonly KvBlock[], write: (m: TransferUp) => Promise<void>, chunkBytes = DEFAULT_CHUNK_BYTES,
+  blocks: readonly KvBlock[],
+  write: (m: TransferUp) => Promise<void>,
+  chunkBytes = DEFAULT_CHUNK_BYTES,
 ): Promise<void> {
   let batch: BlockChunk[] = [];
   let bytes = 0;
   for (let i = 0; i < blocks.length; i++) {
     const { data, checksum: known } = blocks[i] as KvBlock;
     const checksum = known ?? blockChecksum(data);
-    for (let offset = 0; offset < data.byteLength;) {
+    for (let offset = 0; offset < data.byteLength; ) {
       const take = Math.min(chunkBytes - bytes, data.byteLength - offset);
       const end = offset + take;
       batch.push({ block_index: i, offset, data: data.subarray(offset, end), checksum: end === data.byteLength ? checksum : 0 });

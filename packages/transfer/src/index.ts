@@ -2,7 +2,14 @@
 // over raw TCP, shared memory or the gRPC stream, chosen per peer pair. A receiver admits a transfer
 // whole, every block checksum-verified, or not at all.
 export type {
-  IncomingTransfer, KvBlock, TransferAdvertisement, TransferMeta, TransferOffer, TransferPeer, TransferReceipt, TransportKind,
+  IncomingTransfer,
+  KvBlock,
+  TransferAdvertisement,
+  TransferMeta,
+  TransferOffer,
+  TransferPeer,
+  TransferReceipt,
+  TransportKind,
 } from './types';
 export { PROTOCOL_VERSION, TRANSPORT_KINDS, isTransportKind } from './types';
 export { TransferError, isTransferError, type TransferErrorCode } from './errors';

@@ -23,8 +23,10 @@ const blocks = makeBlocks(args.blocks, args.blockBytes, 7);
 if (args.mode === 'send') {
   const tx = new TransferSender({ shmBase: args.shmBase });
   process.stdout.write('sending\n');
-  tx.send({ peer: { grpcAddress: args.address, advertisement: args.advertisement }, transport: args.transport, blocks })
-    .then(() => process.stdout.write('admitted\n'), (e: unknown) => process.stdout.write(`failed ${String(e)}\n`));
+  tx.send({ peer: { grpcAddress: args.address, advertisement: args.advertisement }, transport: args.transport, blocks }).then(
+    () => process.stdout.write('admitted\n'),
+    (e: unknown) => process.stdout.write(`failed ${String(e)}\n`),
+  );
 } else {
   const site = await probeShmSite(args.shmBase);
   if (site === null) throw new Error('no shm site');
@@ -34,9 +36,14 @@ if (args.mode === 'send') {
   raw.call.write({
     kind: 'begin',
     begin: {
-      protocol_version: PROTOCOL_VERSION, transfer_id: transferId, transport: 'shm', meta: {},
+      protocol_version: PROTOCOL_VERSION,
+      transfer_id: transferId,
+      transport: 'shm',
+      meta: {},
       ...packBlocks(blocks),
-      total_bytes: blocks.reduce((n, b) => n + b.data.byteLength, 0), tcp_source: '', tcp_token: new Uint8Array(0),
+      total_bytes: blocks.reduce((n, b) => n + b.data.byteLength, 0),
+      tcp_source: '',
+      tcp_token: new Uint8Array(0),
     },
   });
   raw.call.on('data', () => process.stdout.write('stalled\n'));

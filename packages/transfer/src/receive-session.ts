@@ -12,9 +12,7 @@ import type { SlabPool } from './slab-pool';
 import { isSegmentPath, readSegment, removeSegment } from './shm-transport';
 import { TOKEN_BYTES } from './frame-codec';
 import type { TcpPullPool } from './tcp-pull';
-import {
-  PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind,
-} from './types';
+import { PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind } from './types';
 import { unpackHashes, type Begin, type BlockDescriptor, type Commit, type TransferDown, type TransferUp } from './wire';
 
 export interface ReceiverLimits {
@@ -99,12 +97,17 @@ export class ReceiveSession {
   private readonly timer: NodeJS.Timeout;
   private readonly onClosing = (): void => this.fail(new TransferError('UNAVAILABLE', 'receiver closed'));
 
-  constructor(private readonly call: ServerDuplexStream<TransferUp, TransferDown>, private readonly host: SessionHost) {
+  constructor(
+    private readonly call: ServerDuplexStream<TransferUp, TransferDown>,
+    private readonly host: SessionHost,
+  ) {
     const senderDeadline = deadlineMs(call.getDeadline());
     // The sender's deadline, capped: a receiver never holds a transfer longer than maxTransferMs.
     const deadlineAt = Math.min(senderDeadline, Date.now() + host.limits.maxTransferMs);
-    this.timer = setTimeout(() => this.fail(new TransferError('DEADLINE_EXCEEDED',
-      `transfer ${this.id} not admitted before its deadline`)), Math.max(0, deadlineAt - Date.now()));
+    this.timer = setTimeout(
+      () => this.fail(new TransferError('DEADLINE_EXCEEDED', `transfer ${this.id} not admitted before its deadline`)),
+      Math.max(0, deadlineAt - Date.now()),
+    );
     call.on('data', (m: TransferUp) => this.onMessage(m));
     call.on('end', () => {
       // A dying sender's stream may end just before grpc-js reports the cancellation: let that win.
@@ -116,9 +119,12 @@ export class ReceiveSession {
     });
     call.on('cancelled', () => {
       const late = Date.now() >= senderDeadline;
-      this.fail(late
-        ? new TransferError('DEADLINE_EXCEEDED', `transfer ${this.id} exceeded the sender's deadline`)
-        : new TransferError('CONNECTION_LOST', `sender of transfer ${this.id} cancelled or vanished`), false);
+      this.fail(
+        late
+          ? new TransferError('DEADLINE_EXCEEDED', `transfer ${this.id} exceeded the sender's deadline`)
+          : new TransferError('CONNECTION_LOST', `sender of transfer ${this.id} cancelled or vanished`),
+        false,
+      );
     });
     host.closing.addEventListener('abort', this.onClosing);
     if (host.closing.aborted) this.onClosing();
@@ -133,7 +139,13 @@ export class ReceiveSession {
     const b = this.begin;
     const a = this.assembly;
     if (b === null || a === null) return null;
-    return { transferId: b.transfer_id, transport: this.transport, blocks: a.blockCount, verifiedBlocks: a.verifiedBlocks, bytes: a.totalBytes };
+    return {
+      transferId: b.transfer_id,
+      transport: this.transport,
+      blocks: a.blockCount,
+      verifiedBlocks: a.verifiedBlocks,
+      bytes: a.totalBytes,
+    };
   }
 
   private get id(): string {
@@ -179,24 +191,31 @@ export class ReceiveSession {
     // The application decides later where the blocks go: nothing is pulled meanwhile, and what the sender
     // streams (grpc chunks) waits in order.
     this.phase = 'placing';
-    placed.then((where) => {
-      if (this.phase !== 'placing') return; // failed meanwhile (cancelled, deadline, receiver closed)
-      try {
-        this.startData(b, where);
-      } catch (e) {
-        this.fail(asTransferError(e, 'REFUSED'));
-        return;
-      }
-      const held = this.held;
-      this.held = [];
-      for (const m of held) this.onMessage(m);
-    }, (e: unknown) => this.fail(refused(e)));
+    placed.then(
+      (where) => {
+        if (this.phase !== 'placing') return; // failed meanwhile (cancelled, deadline, receiver closed)
+        try {
+          this.startData(b, where);
+        } catch (e) {
+          this.fail(asTransferError(e, 'REFUSED'));
+          return;
+        }
+        const held = this.held;
+        this.held = [];
+        for (const m of held) this.onMessage(m);
+      },
+      (e: unknown) => this.fail(refused(e)),
+    );
   }
 
   private startData(b: Begin, placed: Uint8Array[] | undefined): void {
     const verified = this.host.verified;
-    const assembly = new BlockAssembly(this.descriptors, this.host.slabs, placed,
-      verified === undefined ? undefined : (index, block) => verified(b.transfer_id, index, block));
+    const assembly = new BlockAssembly(
+      this.descriptors,
+      this.host.slabs,
+      placed,
+      verified === undefined ? undefined : (index, block) => verified(b.transfer_id, index, block),
+    );
     this.assembly = assembly;
     this.phase = 'data';
     this.call.write({ kind: 'ready', ready: {} });
@@ -204,16 +223,21 @@ export class ReceiveSession {
       // Pull the blocks from the sender's data port, if it is a registered peer's (never an address a
       // caller made up: that would make this receiver dial anywhere); all of them verified is the commit.
       const source = b.tcp_source;
-      Promise.resolve(this.host.allowSource?.(source) ?? true).then((allowed) => {
-        if (!allowed) throw new TransferError('REFUSED', `data port ${source} is not a registered peer's`);
-        if (this.phase !== 'data') throw new TransferError('ABORTED', 'transfer ended before its pull');
-        return this.host.pull.pull(source, b.tcp_token, assembly, this.ctl.signal);
-      }).then((tellAdmitted) => {
-        if (this.phase !== 'data') return;
-        this.phase = 'commit';
-        this.tellAdmitted = tellAdmitted;
-        void this.admit(assembly);
-      }, (e: unknown) => this.fail(asTransferError(e, 'CONNECTION_LOST')));
+      Promise.resolve(this.host.allowSource?.(source) ?? true)
+        .then((allowed) => {
+          if (!allowed) throw new TransferError('REFUSED', `data port ${source} is not a registered peer's`);
+          if (this.phase !== 'data') throw new TransferError('ABORTED', 'transfer ended before its pull');
+          return this.host.pull.pull(source, b.tcp_token, assembly, this.ctl.signal);
+        })
+        .then(
+          (tellAdmitted) => {
+            if (this.phase !== 'data') return;
+            this.phase = 'commit';
+            this.tellAdmitted = tellAdmitted;
+            void this.admit(assembly);
+          },
+          (e: unknown) => this.fail(asTransferError(e, 'CONNECTION_LOST')),
+        );
     }
   }
 
@@ -275,8 +299,12 @@ export class ReceiveSession {
       const b = this.begin as Begin;
       let retained = false;
       const incoming: IncomingTransfer = {
-        transferId: b.transfer_id, transport: this.transport, meta: b.meta, blocks: a.blocks(),
-        bytes: a.totalBytes, signal: this.ctl.signal,
+        transferId: b.transfer_id,
+        transport: this.transport,
+        meta: b.meta,
+        blocks: a.blocks(),
+        bytes: a.totalBytes,
+        signal: this.ctl.signal,
         retain: () => {
           retained = true;
         },
@@ -304,7 +332,7 @@ export class ReceiveSession {
     const seg = c.shm;
     const site = this.host.shm;
     if (seg === null || site === null || !isSegmentPath(site.dir, seg.path)) {
-      throw new TransferError('PROTOCOL', 'shm Commit without a segment in this receiver\'s shm directory');
+      throw new TransferError('PROTOCOL', "shm Commit without a segment in this receiver's shm directory");
     }
     this.shmPath = seg.path;
     if (seg.size !== a.totalBytes || seg.checksums.length !== a.blockCount) {

@@ -2,22 +2,29 @@
 // server, or served on its own), the connections it pulls tcp transfers over, the shm site, and the
 // limits on what may be in flight. The application sees a transfer only through onTransfer, whole and verified.
 import {
-  Server, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition,
-  type UntypedServiceImplementation, type sendUnaryData,
+  Server,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+  type sendUnaryData,
 } from '@grpc/grpc-js';
 import { setMaxListeners } from 'node:events';
 import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferError } from './errors';
 import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto';
-import {
-  DEFAULT_RECEIVER_LIMITS, ReceiveSession, type ReceiverLimits, type SessionHost, type TransferProgress,
-} from './receive-session';
+import { DEFAULT_RECEIVER_LIMITS, ReceiveSession, type ReceiverLimits, type SessionHost, type TransferProgress } from './receive-session';
 import { probeShmSite, type ShmSite } from './shm-site';
 import { sweepStaleSegments } from './shm-transport';
 import { SlabPool } from './slab-pool';
 import { TcpPullPool, type TcpPullOptions } from './tcp-pull';
 import {
-  PROTOCOL_VERSION, type IncomingTransfer, type KvBlock, type TransferAdvertisement, type TransferOffer, type TransportKind,
+  PROTOCOL_VERSION,
+  type IncomingTransfer,
+  type KvBlock,
+  type TransferAdvertisement,
+  type TransferOffer,
+  type TransportKind,
 } from './types';
 import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferUp } from './wire';
 
@@ -101,7 +108,11 @@ export class TransferReceiver {
     setMaxListeners(0, this.closing.signal);
     this.pull = new TcpPullPool({ ...opts.tcp, tls: opts.tls });
     this.host = {
-      limits, transports: offered, pull: this.pull, shm, closing: this.closing.signal,
+      limits,
+      transports: offered,
+      pull: this.pull,
+      shm,
+      closing: this.closing.signal,
       slabs: new SlabPool(opts.slabPoolBytes ?? 256 * 1024 * 1024),
       reserve: (id, bytes, peer) => this.reserve(id, bytes, peer, limits),
       unreserve: (id) => {
@@ -148,11 +159,12 @@ export class TransferReceiver {
   /** The KvTransfer service to add to the owner's gRPC server (built with TRANSFER_GRPC_OPTIONS). */
   grpcService(): { definition: ServiceDefinition; implementation: UntypedServiceImplementation } {
     const implementation: UntypedServiceImplementation = {
-      Describe: (_call: ServerUnaryCall<DescribeRequest, TransferAdvertisementMsg>,
-        done: sendUnaryData<TransferAdvertisementMsg>) => {
+      Describe: (_call: ServerUnaryCall<DescribeRequest, TransferAdvertisementMsg>, done: sendUnaryData<TransferAdvertisementMsg>) => {
         const a = this.advertisement();
         done(null, {
-          protocol_version: a.protocolVersion, transports: a.transports, shm_host_id: a.shmHostId,
+          protocol_version: a.protocolVersion,
+          transports: a.transports,
+          shm_host_id: a.shmHostId,
         });
       },
       Transfer: (call: ServerDuplexStream<TransferUp, TransferDown>) => {
@@ -227,13 +239,17 @@ export class TransferReceiver {
       return new TransferError('RESOURCE_EXHAUSTED', `${this.inFlight.size} transfers in flight (limit ${limits.maxPendingTransfers})`);
     }
     if (this.pending + bytes > limits.maxPendingBytes) {
-      return new TransferError('RESOURCE_EXHAUSTED',
-        `${this.pending} bytes in flight, ${bytes} more exceeds the limit of ${limits.maxPendingBytes}`);
+      return new TransferError(
+        'RESOURCE_EXHAUSTED',
+        `${this.pending} bytes in flight, ${bytes} more exceeds the limit of ${limits.maxPendingBytes}`,
+      );
     }
     const fromPeer = this.byPeer.get(peer) ?? 0;
     if (fromPeer + bytes > limits.maxPendingBytesPerPeer) {
-      return new TransferError('RESOURCE_EXHAUSTED',
-        `${fromPeer} bytes in flight from ${peer}, ${bytes} more exceeds its limit of ${limits.maxPendingBytesPerPeer}`);
+      return new TransferError(
+        'RESOURCE_EXHAUSTED',
+        `${fromPeer} bytes in flight from ${peer}, ${bytes} more exceeds its limit of ${limits.maxPendingBytesPerPeer}`,
+      );
     }
     this.inFlight.set(id, { bytes, peer });
     this.byPeer.set(peer, fromPeer + bytes);

@@ -39,7 +39,12 @@ export async function runSendSession(plan: SendPlan, deps: SendDeps): Promise<Ad
   const signal = ctl.signal;
   const m = deps.methods.Transfer;
   const call: ClientDuplexStream<TransferUp, TransferDown> = deps.client.makeBidiStreamRequest(
-    m.path, m.requestSerialize, m.responseDeserialize, new Metadata(), { deadline: plan.deadlineAt });
+    m.path,
+    m.requestSerialize,
+    m.responseDeserialize,
+    new Metadata(),
+    { deadline: plan.deadlineAt },
+  );
   let ready: (r: Ready) => void = () => undefined;
   const readyP = new Promise<Ready>((resolve) => {
     ready = resolve;
@@ -85,9 +90,14 @@ export async function runSendSession(plan: SendPlan, deps: SendDeps): Promise<Ad
     call.write({
       kind: 'begin',
       begin: {
-        protocol_version: PROTOCOL_VERSION, transfer_id: plan.transferId, transport: plan.transport,
-        meta: plan.meta, ...packBlocks(plan.blocks),
-        total_bytes: plan.totalBytes, tcp_source: tcpSource, tcp_token: offer?.token ?? new Uint8Array(0),
+        protocol_version: PROTOCOL_VERSION,
+        transfer_id: plan.transferId,
+        transport: plan.transport,
+        meta: plan.meta,
+        ...packBlocks(plan.blocks),
+        total_bytes: plan.totalBytes,
+        tcp_source: tcpSource,
+        tcp_token: offer?.token ?? new Uint8Array(0),
       },
     });
     if (offer !== null) {

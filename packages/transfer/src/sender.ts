@@ -13,8 +13,14 @@ import { probeShmSite, type ShmSite } from './shm-site';
 import { sweepStaleSegments } from './shm-transport';
 import { TcpSource, type TcpSourceOptions } from './tcp-source';
 import {
-  BLOCK_HASH_PATTERN, isTransportKind, type KvBlock, type TransferAdvertisement, type TransferMeta,
-  type TransferPeer, type TransferReceipt, type TransportKind,
+  BLOCK_HASH_PATTERN,
+  isTransportKind,
+  type KvBlock,
+  type TransferAdvertisement,
+  type TransferMeta,
+  type TransferPeer,
+  type TransferReceipt,
+  type TransportKind,
 } from './types';
 import type { TransferAdvertisementMsg } from './wire';
 
@@ -72,28 +78,41 @@ export class TransferSender {
     const deadlineMs = req.deadlineMs ?? this.opts.defaultDeadlineMs ?? 30_000;
     const deadlineAt = Date.now() + deadlineMs;
     const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(new TransferError('DEADLINE_EXCEEDED',
-      `transfer ${transferId} not admitted within ${deadlineMs} ms`)), deadlineMs);
+    const timer = setTimeout(
+      () => ctl.abort(new TransferError('DEADLINE_EXCEEDED', `transfer ${transferId} not admitted within ${deadlineMs} ms`)),
+      deadlineMs,
+    );
     const onAbort = (): void => ctl.abort(new TransferError('ABORTED', `transfer ${transferId} aborted by the sender`));
     req.signal?.addEventListener('abort', onAbort, { once: true });
     if (req.signal?.aborted) onAbort();
     const address = req.peer.grpcAddress;
     try {
       ctl.signal.throwIfAborted();
-      const ad = req.peer.advertisement ?? await this.describe(address, { signal: ctl.signal, deadlineAt });
+      const ad = req.peer.advertisement ?? (await this.describe(address, { signal: ctl.signal, deadlineAt }));
       const transport = await this.chooseTransport(ad, req.transport ?? 'auto');
       const admitted = await runSendSession(
         { transferId, transport, blocks: req.blocks, meta: req.meta ?? {}, totalBytes, deadlineAt, ctl },
         {
-          client: this.client(address), methods: this.methods, source: () => this.tcpSource(), shm: transport === 'shm' ? await probeShmSite(this.opts.shmBase) : null,
+          client: this.client(address),
+          methods: this.methods,
+          source: () => this.tcpSource(),
+          shm: transport === 'shm' ? await probeShmSite(this.opts.shmBase) : null,
           grpcChunkBytes: Math.min(this.opts.grpcChunkBytes ?? DEFAULT_CHUNK_BYTES, MAX_MESSAGE_BYTES / 2),
-        });
+        },
+      );
       return {
-        transferId, transport, blocks: req.blocks.length, bytes: admitted.bytes, elapsedMs: performance.now() - started,
+        transferId,
+        transport,
+        blocks: req.blocks.length,
+        bytes: admitted.bytes,
+        elapsedMs: performance.now() - started,
       };
     } catch (e) {
-      const err = ctl.signal.aborted ? reasonOf(ctl.signal) : e instanceof TransferError ? e
-        : new TransferError('PROTOCOL', String(e), { cause: e });
+      const err = ctl.signal.aborted
+        ? reasonOf(ctl.signal)
+        : e instanceof TransferError
+          ? e
+          : new TransferError('PROTOCOL', String(e), { cause: e });
       if (err.code === 'UNAVAILABLE' || err.code === 'CONNECTION_LOST') this.adverts.delete(address);
       throw err;
     } finally {
@@ -109,7 +128,11 @@ export class TransferSender {
     if (cached !== undefined && performance.now() - cached.at < ttl) return cached.ad;
     const m = this.methods.Describe;
     const msg = await new Promise<TransferAdvertisementMsg>((resolve, reject) => {
-      const call = this.client(grpcAddress).makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, {},
+      const call = this.client(grpcAddress).makeUnaryRequest(
+        m.path,
+        m.requestSerialize,
+        m.responseDeserialize,
+        {},
         { deadline: opts.deadlineAt ?? Date.now() + 5_000 },
         (e: ServiceError | null, v?: TransferAdvertisementMsg) => {
           opts.signal?.removeEventListener('abort', onAbort);
@@ -117,7 +140,8 @@ export class TransferSender {
             const err = e === null ? new TransferError('PROTOCOL', 'empty Describe response') : fromGrpcError(e);
             reject(err.code === 'CONNECTION_LOST' ? new TransferError('UNAVAILABLE', err.message, { cause: e }) : err);
           } else resolve(v);
-        });
+        },
+      );
       const onAbort = (): void => call.cancel();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
     });
@@ -157,7 +181,10 @@ export class TransferSender {
     this.closed = true;
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
-    void this.source?.then((s) => s.close(), () => undefined);
+    void this.source?.then(
+      (s) => s.close(),
+      () => undefined,
+    );
   }
 
   private tcpSource(): Promise<TcpSource> {
@@ -176,7 +203,11 @@ export class TransferSender {
   private client(address: string): Client {
     let c = this.clients.get(address);
     if (c === undefined) {
-      c = new Client(address, channelCredentials(this.opts.tls), { ...TRANSFER_GRPC_OPTIONS, ...tlsChannelOptions(this.opts.tls), ...this.opts.channelOptions });
+      c = new Client(address, channelCredentials(this.opts.tls), {
+        ...TRANSFER_GRPC_OPTIONS,
+        ...tlsChannelOptions(this.opts.tls),
+        ...this.opts.channelOptions,
+      });
       this.clients.set(address, c);
     }
     return c;

@@ -45,11 +45,11 @@ async function probe(base: string): Promise<ShmSite | null> {
     await unlink(file);
     if (!back.equals(token)) return null;
     const st = await stat(dir);
-    const bootId = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').then((s) => s.trim(), () => '');
-    const hostId = createHash('sha256')
-      .update(`${bootId}\n${hostname()}\n${dir}\n${st.dev}:${st.ino}`)
-      .digest('hex')
-      .slice(0, 32);
+    const bootId = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').then(
+      (s) => s.trim(),
+      () => '',
+    );
+    const hostId = createHash('sha256').update(`${bootId}\n${hostname()}\n${dir}\n${st.dev}:${st.ino}`).digest('hex').slice(0, 32);
     return { dir, hostId };
   } catch {
     return null;

@@ -40,7 +40,12 @@ export async function writeSegment(path: string, blocks: readonly KvBlock[], sig
   let written = false;
   try {
     const checksums = blocks.map((b) => b.checksum ?? blockChecksum(b.data));
-    const size = await ioAll(fh, blocks.map((b) => b.data), 'write', signal);
+    const size = await ioAll(
+      fh,
+      blocks.map((b) => b.data),
+      'write',
+      signal,
+    );
     written = true;
     return { size, checksums };
   } catch (e) {
@@ -134,9 +139,7 @@ async function ioAll(fh: FileHandle, buffers: readonly Uint8Array[], op: 'read' 
       batch.push(b);
       bytes += b.byteLength;
     }
-    const done = op === 'write'
-      ? (await fh.writev(batch, position)).bytesWritten
-      : (await fh.readv(batch, position)).bytesRead;
+    const done = op === 'write' ? (await fh.writev(batch, position)).bytesWritten : (await fh.readv(batch, position)).bytesRead;
     if (done === 0 && bytes > 0) throw new TransferError('PROTOCOL', `shm segment ended early at ${position}`);
     position += done;
     head = null;

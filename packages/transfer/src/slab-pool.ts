@@ -19,7 +19,8 @@ export class SlabPool {
     for (let i = 0; i < this.free.length; i++) {
       const size = (this.free[i] as ArrayBuffer).byteLength;
       // Not more than twice the need, so a small transfer does not pin a huge slab.
-      if (size >= bytes && size <= 2 * Math.max(bytes, SLAB_STEP) && (best < 0 || size < (this.free[best] as ArrayBuffer).byteLength)) best = i;
+      if (size >= bytes && size <= 2 * Math.max(bytes, SLAB_STEP) && (best < 0 || size < (this.free[best] as ArrayBuffer).byteLength))
+        best = i;
     }
     if (best >= 0) {
       const slab = this.free.splice(best, 1)[0] as ArrayBuffer;
@@ -34,8 +35,11 @@ export class SlabPool {
     if (this.pooled + slab.byteLength > this.maxPooledBytes) {
       // Full: make room by dropping the smallest idle slabs, if the newcomer is larger.
       this.free.sort((a, b) => a.byteLength - b.byteLength);
-      while (this.free.length > 0 && this.pooled + slab.byteLength > this.maxPooledBytes
-        && (this.free[0] as ArrayBuffer).byteLength < slab.byteLength) {
+      while (
+        this.free.length > 0 &&
+        this.pooled + slab.byteLength > this.maxPooledBytes &&
+        (this.free[0] as ArrayBuffer).byteLength < slab.byteLength
+      ) {
         this.pooled -= (this.free.shift() as ArrayBuffer).byteLength;
       }
       if (this.pooled + slab.byteLength > this.maxPooledBytes) return;

@@ -17,9 +17,15 @@ afterEach(async () => {
 async function pulledOffer(blocks: ReturnType<typeof makeBlocks>) {
   const source = await TcpSource.listen();
   const pool = new TcpPullPool();
-  closers.push(() => source.close(), () => pool.close());
+  closers.push(
+    () => source.close(),
+    () => pool.close(),
+  );
   const offer = source.offer(blocks, new AbortController().signal);
-  const target = new BlockAssembly(blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })), new SlabPool(0));
+  const target = new BlockAssembly(
+    blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
+    new SlabPool(0),
+  );
   const tellAdmitted = await pool.pull(source.address, offer.token, target, new AbortController().signal);
   return { source, offer, target, tellAdmitted };
 }

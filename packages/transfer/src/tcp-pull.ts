@@ -39,9 +39,10 @@ class PullConnection {
   constructor(host: string, port: number, tls: TlsMaterial | undefined) {
     // With TLS the records are decrypted in JS land, then `onread` still lands them in the slab.
     const onread = { buffer: () => this.arm(), callback: (n: number) => this.onRead(n) };
-    this.socket = tls === undefined
-      ? connect({ host, port, noDelay: true, onread })
-      : connectTls({ host, port, ...tlsClientOptions(tls), onread } as ConnectionOptions).setNoDelay(true); // Node takes onread here too; @types/node omits it
+    this.socket =
+      tls === undefined
+        ? connect({ host, port, noDelay: true, onread })
+        : connectTls({ host, port, ...tlsClientOptions(tls), onread } as ConnectionOptions).setNoDelay(true); // Node takes onread here too; @types/node omits it
     this.socket.on('error', () => undefined); // 'close' follows
     this.socket.on('timeout', () => this.socket.destroy()); // armed only while idle in the pool
     let connected = false;
@@ -50,9 +51,11 @@ class PullConnection {
     });
     this.socket.on('close', () => {
       this.broken = true;
-      this.end(connected
-        ? new TransferError('CONNECTION_LOST', 'data connection closed mid-transfer')
-        : new TransferError('UNAVAILABLE', `cannot reach the sender's data port ${host}:${port}`));
+      this.end(
+        connected
+          ? new TransferError('CONNECTION_LOST', 'data connection closed mid-transfer')
+          : new TransferError('UNAVAILABLE', `cannot reach the sender's data port ${host}:${port}`),
+      );
       this.onClosed?.();
     });
   }

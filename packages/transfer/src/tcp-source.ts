@@ -10,9 +10,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import { tlsServerOptions, type TlsMaterial } from '@pdserve/rpc';
 import { blockChecksum } from './checksum';
 import { TransferError } from './errors';
-import {
-  MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodeRequest, encodeBatchHead, tokenKey,
-} from './frame-codec';
+import { MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodeRequest, encodeBatchHead, tokenKey } from './frame-codec';
 import type { KvBlock } from './types';
 
 export interface TcpSendOptions {
@@ -79,7 +77,8 @@ export class TcpSource {
   }
 
   static async listen(opts: TcpSourceOptions = {}): Promise<TcpSource> {
-    const server = opts.tls === undefined ? createServer({ noDelay: true }) : createTlsServer({ noDelay: true, ...tlsServerOptions(opts.tls) });
+    const server =
+      opts.tls === undefined ? createServer({ noDelay: true }) : createTlsServer({ noDelay: true, ...tlsServerOptions(opts.tls) });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) => reject(new TransferError('UNAVAILABLE', `tcp data port: ${e.message}`, { cause: e })));
       server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
@@ -199,7 +198,11 @@ export class TcpSource {
 
 /** Writes the blocks as batches; resolves when the last byte is handed to the kernel. */
 export async function writeBatches(
-  socket: Socket, token: Uint8Array, blocks: readonly KvBlock[], signal: AbortSignal, opts: TcpSendOptions = {},
+  socket: Socket,
+  token: Uint8Array,
+  blocks: readonly KvBlock[],
+  signal: AbortSignal,
+  opts: TcpSendOptions = {},
 ): Promise<void> {
   const maxInFlight = opts.maxInFlightBytes ?? 8 * 1024 * 1024;
   const batchBytes = opts.batchBytes ?? 2 * 1024 * 1024;

@@ -97,7 +97,11 @@ export async function startHarness(opts: Partial<TransferReceiverOptions> = {}):
   });
   const address = await rx.serveGrpc('127.0.0.1', 0);
   return {
-    rx, address, shmBase, admitted, discarded,
+    rx,
+    address,
+    shmBase,
+    admitted,
+    discarded,
     close: async () => {
       await rx.close();
       rmSync(shmBase, { recursive: true, force: true });
@@ -118,8 +122,9 @@ export interface RawCall {
 export function rawTransferCall(address: string, deadlineMs = 10_000): RawCall {
   const client = new Client(address, credentials.createInsecure(), TRANSFER_GRPC_OPTIONS);
   const m = kvTransferService().Transfer;
-  const call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, new Metadata(),
-    { deadline: Date.now() + deadlineMs });
+  const call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, new Metadata(), {
+    deadline: Date.now() + deadlineMs,
+  });
   const received: TransferDown[] = [];
   call.on('data', (d: TransferDown) => received.push(d));
   const ended = new Promise<ServiceError | null>((resolve) => {

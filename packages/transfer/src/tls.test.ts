@@ -44,7 +44,9 @@ describe('mTLS transfers', () => {
     for (const tls of [undefined, foreign]) {
       const tx = new TransferSender({ tls });
       try {
-        await expect(tx.send({ peer: { grpcAddress: h.address }, blocks: makeBlocks(1, 1024, 1), deadlineMs: 3_000 })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+        await expect(
+          tx.send({ peer: { grpcAddress: h.address }, blocks: makeBlocks(1, 1024, 1), deadlineMs: 3_000 }),
+        ).rejects.toMatchObject({ code: 'UNAVAILABLE' });
       } finally {
         tx.close();
       }

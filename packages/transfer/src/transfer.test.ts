@@ -30,11 +30,14 @@ function expectSame(got: readonly KvBlock[], sent: readonly KvBlock[]): void {
 describe('round trip', () => {
   it.each<TransportKind>(['tcp', 'shm', 'grpc'])('over %s: bytes identical, order kept, meta passed', async (transport) => {
     // 32 KiB blocks like the tiny model's, an odd-sized one, and one larger than a gRPC chunk.
-    const blocks = [...makeBlocks(40, 32 * 1024, 1), ...makeBlocks(1, 1001, 2), ...makeBlocks(1, 1536 * 1024 + 3, 3)]
-      .map((b, i) => (i % 2 === 0 ? { ...b, checksum: blockChecksum(b.data) } : b)); // some known to the sender
+    const blocks = [...makeBlocks(40, 32 * 1024, 1), ...makeBlocks(1, 1001, 2), ...makeBlocks(1, 1536 * 1024 + 3, 3)].map((b, i) =>
+      i % 2 === 0 ? { ...b, checksum: blockChecksum(b.data) } : b,
+    ); // some known to the sender
     const before = h.admitted.length;
     const receipt = await tx.send({
-      peer: { grpcAddress: h.address, advertisement: h.rx.advertisement() }, transport, blocks,
+      peer: { grpcAddress: h.address, advertisement: h.rx.advertisement() },
+      transport,
+      blocks,
       meta: { request_id: `req-${transport}`, first_token: '42' },
     });
     expect(receipt.transport).toBe(transport);
@@ -52,13 +55,15 @@ describe('round trip', () => {
     expect(h.rx.pendingBytes).toBe(0);
   });
 
-  it('auto takes the receiver\'s first usable transport (tcp by default), fetching its advertisement over gRPC', async () => {
+  it("auto takes the receiver's first usable transport (tcp by default), fetching its advertisement over gRPC", async () => {
     expect(h.rx.advertisement().transports).toEqual(['tcp', 'shm', 'grpc']);
     const receipt = await tx.send({ peer: { grpcAddress: h.address }, blocks: makeBlocks(3, 4096, 4) });
     expect(receipt.transport).toBe('tcp');
     // A receiver preferring shm gets it on one host.
     const shmFirst = { ...h.rx.advertisement(), transports: ['shm' as const, 'tcp' as const, 'grpc' as const] };
-    expect((await tx.send({ peer: { grpcAddress: h.address, advertisement: shmFirst }, blocks: makeBlocks(3, 4096, 6) })).transport).toBe('shm');
+    expect((await tx.send({ peer: { grpcAddress: h.address, advertisement: shmFirst }, blocks: makeBlocks(3, 4096, 6) })).transport).toBe(
+      'shm',
+    );
   });
 
   it('auto falls back to tcp across hosts and to grpc without a data plane', async () => {
@@ -68,8 +73,9 @@ describe('round trip', () => {
     expect((await tx.send({ peer: { grpcAddress: h.address, advertisement: otherHost }, blocks })).transport).toBe('tcp');
     const grpcOnly = { ...ad, transports: ['grpc' as const] };
     expect((await tx.send({ peer: { grpcAddress: h.address, advertisement: grpcOnly }, blocks })).transport).toBe('grpc');
-    await expect(tx.send({ peer: { grpcAddress: h.address, advertisement: otherHost }, blocks, transport: 'shm' }))
-      .rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    await expect(tx.send({ peer: { grpcAddress: h.address, advertisement: otherHost }, blocks, transport: 'shm' })).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+    });
   });
 
   it('reuses pooled tcp connections across transfers', async () => {
@@ -128,60 +134,68 @@ describe('receive slabs', () => {
 });
 
 describe('placement', () => {
-  it.each<TransportKind>(['tcp', 'shm', 'grpc'])('over %s, blocks land in the buffers the application named, verified', async (transport) => {
-    const placed = new Map<string, Uint8Array[]>();
-    const rx = await startHarness({
-      place: (offer) => {
-        if (offer.meta['place'] !== 'yes') return undefined;
-        const bufs = offer.blocks.map((b) => new Uint8Array(b.length));
-        placed.set(offer.transferId, bufs);
-        return bufs;
-      },
-    });
-    const sender = new TransferSender({ shmBase: rx.shmBase });
-    try {
-      const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
-      const blocks = [...makeBlocks(70, 32 * 1024, 300), ...makeBlocks(1, 777, 301)]; // more than one tcp batch
-      const r = await sender.send({ peer, transport, blocks, meta: { place: 'yes' } });
-      const t = rx.admitted.find((a) => a.transferId === r.transferId);
-      expectSame(t?.blocks ?? [], blocks);
-      const bufs = placed.get(r.transferId) ?? [];
-      expect(bufs).toHaveLength(blocks.length);
-      t?.blocks.forEach((b, i) => expect(b.data).toBe(bufs[i])); // the very buffers: no copy
-      expect(t?.blocks.map((b) => b.checksum)).toEqual(blocks.map((b) => blockChecksum(b.data)));
-      // Unplaced transfers still land in a slab.
-      const r2 = await sender.send({ peer, transport, blocks: makeBlocks(3, 4096, 302) });
-      expect(placed.has(r2.transferId)).toBe(false);
-      expect(rx.admitted.find((a) => a.transferId === r2.transferId)?.blocks).toHaveLength(3);
-    } finally {
-      sender.close();
-      await rx.close();
-    }
-  });
+  it.each<TransportKind>(['tcp', 'shm', 'grpc'])(
+    'over %s, blocks land in the buffers the application named, verified',
+    async (transport) => {
+      const placed = new Map<string, Uint8Array[]>();
+      const rx = await startHarness({
+        place: (offer) => {
+          if (offer.meta['place'] !== 'yes') return undefined;
+          const bufs = offer.blocks.map((b) => new Uint8Array(b.length));
+          placed.set(offer.transferId, bufs);
+          return bufs;
+        },
+      });
+      const sender = new TransferSender({ shmBase: rx.shmBase });
+      try {
+        const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
+        const blocks = [...makeBlocks(70, 32 * 1024, 300), ...makeBlocks(1, 777, 301)]; // more than one tcp batch
+        const r = await sender.send({ peer, transport, blocks, meta: { place: 'yes' } });
+        const t = rx.admitted.find((a) => a.transferId === r.transferId);
+        expectSame(t?.blocks ?? [], blocks);
+        const bufs = placed.get(r.transferId) ?? [];
+        expect(bufs).toHaveLength(blocks.length);
+        t?.blocks.forEach((b, i) => expect(b.data).toBe(bufs[i])); // the very buffers: no copy
+        expect(t?.blocks.map((b) => b.checksum)).toEqual(blocks.map((b) => blockChecksum(b.data)));
+        // Unplaced transfers still land in a slab.
+        const r2 = await sender.send({ peer, transport, blocks: makeBlocks(3, 4096, 302) });
+        expect(placed.has(r2.transferId)).toBe(false);
+        expect(rx.admitted.find((a) => a.transferId === r2.transferId)?.blocks).toHaveLength(3);
+      } finally {
+        sender.close();
+        await rx.close();
+      }
+    },
+  );
 
-  it.each<TransportKind>(['tcp', 'shm', 'grpc'])('over %s, a placement decided later holds the transfer until then, losing nothing; a rejected one refuses it', async (transport) => {
-    const rx = await startHarness({
-      place: async (offer) => {
-        await new Promise((r) => setTimeout(r, 50)); // what the sender streams meanwhile (grpc chunks) must wait
-        if (offer.meta['refuse'] === 'yes') throw new Error('no such put');
-        return offer.blocks.map((b) => new Uint8Array(b.length));
-      },
-    });
-    const sender = new TransferSender({ shmBase: rx.shmBase });
-    try {
-      const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
-      const blocks = makeBlocks(70, 32 * 1024, 320);
-      const r = await sender.send({ peer, transport, blocks });
-      expectSame(rx.admitted.find((a) => a.transferId === r.transferId)?.blocks ?? [], blocks);
-      await expect(sender.send({ peer, transport, blocks: makeBlocks(3, 4096, 321), meta: { refuse: 'yes' } }))
-        .rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('no such put') });
-      expect(rx.admitted).toHaveLength(1);
-      await waitFor(() => rx.rx.pendingBytes === 0);
-    } finally {
-      sender.close();
-      await rx.close();
-    }
-  });
+  it.each<TransportKind>(['tcp', 'shm', 'grpc'])(
+    'over %s, a placement decided later holds the transfer until then, losing nothing; a rejected one refuses it',
+    async (transport) => {
+      const rx = await startHarness({
+        place: async (offer) => {
+          await new Promise((r) => setTimeout(r, 50)); // what the sender streams meanwhile (grpc chunks) must wait
+          if (offer.meta['refuse'] === 'yes') throw new Error('no such put');
+          return offer.blocks.map((b) => new Uint8Array(b.length));
+        },
+      });
+      const sender = new TransferSender({ shmBase: rx.shmBase });
+      try {
+        const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
+        const blocks = makeBlocks(70, 32 * 1024, 320);
+        const r = await sender.send({ peer, transport, blocks });
+        expectSame(rx.admitted.find((a) => a.transferId === r.transferId)?.blocks ?? [], blocks);
+        await expect(sender.send({ peer, transport, blocks: makeBlocks(3, 4096, 321), meta: { refuse: 'yes' } })).rejects.toMatchObject({
+          code: 'REFUSED',
+          message: expect.stringContaining('no such put'),
+        });
+        expect(rx.admitted).toHaveLength(1);
+        await waitFor(() => rx.rx.pendingBytes === 0);
+      } finally {
+        sender.close();
+        await rx.close();
+      }
+    },
+  );
 
   it('over tcp, blocks placed side by side in one buffer are read together, and land right', async () => {
     let arena: ArrayBuffer | undefined;
@@ -214,14 +228,17 @@ describe('placement', () => {
   it('a placement that does not fit the blocks, or overlaps itself, refuses the transfer', async () => {
     const shared = new ArrayBuffer(8192);
     const rx = await startHarness({
-      place: (offer) => (offer.meta['overlap'] === 'yes'
-        ? offer.blocks.map((b, i) => new Uint8Array(shared, i * 100, b.length)) // the second starts inside the first
-        : offer.blocks.map((b) => new Uint8Array(b.length + 1))),
+      place: (offer) =>
+        offer.meta['overlap'] === 'yes'
+          ? offer.blocks.map((b, i) => new Uint8Array(shared, i * 100, b.length)) // the second starts inside the first
+          : offer.blocks.map((b) => new Uint8Array(b.length + 1)),
     });
     const sender = new TransferSender({ shmBase: rx.shmBase });
     try {
       const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
-      await expect(sender.send({ peer, transport: 'tcp', blocks: makeBlocks(2, 1024, 311), meta: { overlap: 'yes' } })).rejects.toMatchObject({ code: 'REFUSED' });
+      await expect(
+        sender.send({ peer, transport: 'tcp', blocks: makeBlocks(2, 1024, 311), meta: { overlap: 'yes' } }),
+      ).rejects.toMatchObject({ code: 'REFUSED' });
       await expect(sender.send({ peer, transport: 'tcp', blocks: makeBlocks(2, 4096, 310) })).rejects.toMatchObject({ code: 'REFUSED' });
       expect(rx.admitted).toEqual([]);
       expect(rx.rx.pendingBytes).toBe(0);
@@ -233,34 +250,43 @@ describe('placement', () => {
 });
 
 describe('blocks as they arrive', () => {
-  it.each(['tcp', 'grpc', 'shm'] as const)('over %s, the application is told of each block once, verified, before the transfer is admitted; a throw refuses it', async (transport) => {
-    const seen: { transferId: string; index: number; hash: string; checksum: number; admitted: number }[] = [];
-    const rx = await startHarness({
-      onBlock: (transferId, index, block) => {
-        if (block.hash === 'f'.repeat(16)) throw new Error('block f… is not welcome');
-        expect(block.checksum).toBe(blockChecksum(block.data));
-        seen.push({ transferId, index, hash: block.hash, checksum: block.checksum as number, admitted: rx.admitted.length });
-      },
-    });
-    const sender = new TransferSender({ shmBase: rx.shmBase });
-    try {
-      const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
-      const blocks = makeBlocks(70, 32 * 1024, 340); // more than one tcp batch
-      const r = await sender.send({ peer, transport, blocks });
-      expect(r.transport).toBe(transport);
-      expect(seen.map((s) => s.index)).toEqual(blocks.map((_, i) => i));
-      expect(seen.every((s, i) => s.transferId === r.transferId && s.hash === blocks[i]!.hash && s.admitted === 0)).toBe(true);
-      expect(rx.admitted).toHaveLength(1);
-      // Refused half-way: the sender hears why, nothing is admitted, the transfer is discarded.
-      const bad = [...makeBlocks(40, 32 * 1024, 341), { hash: 'f'.repeat(16), data: new Uint8Array(32 * 1024).fill(5) }, ...makeBlocks(5, 32 * 1024, 342)];
-      await expect(sender.send({ peer, transport, blocks: bad }))
-        .rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('is not welcome') });
-      expect(rx.admitted).toHaveLength(1);
-      await waitFor(() => rx.discarded.length === 1 && rx.rx.pendingBytes === 0);
-      expect(rx.discarded[0]?.error.code).toBe('REFUSED');
-    } finally {
-      sender.close();
-      await rx.close();
-    }
-  });
+  it.each(['tcp', 'grpc', 'shm'] as const)(
+    'over %s, the application is told of each block once, verified, before the transfer is admitted; a throw refuses it',
+    async (transport) => {
+      const seen: { transferId: string; index: number; hash: string; checksum: number; admitted: number }[] = [];
+      const rx = await startHarness({
+        onBlock: (transferId, index, block) => {
+          if (block.hash === 'f'.repeat(16)) throw new Error('block f… is not welcome');
+          expect(block.checksum).toBe(blockChecksum(block.data));
+          seen.push({ transferId, index, hash: block.hash, checksum: block.checksum as number, admitted: rx.admitted.length });
+        },
+      });
+      const sender = new TransferSender({ shmBase: rx.shmBase });
+      try {
+        const peer = { grpcAddress: rx.address, advertisement: rx.rx.advertisement() };
+        const blocks = makeBlocks(70, 32 * 1024, 340); // more than one tcp batch
+        const r = await sender.send({ peer, transport, blocks });
+        expect(r.transport).toBe(transport);
+        expect(seen.map((s) => s.index)).toEqual(blocks.map((_, i) => i));
+        expect(seen.every((s, i) => s.transferId === r.transferId && s.hash === blocks[i]!.hash && s.admitted === 0)).toBe(true);
+        expect(rx.admitted).toHaveLength(1);
+        // Refused half-way: the sender hears why, nothing is admitted, the transfer is discarded.
+        const bad = [
+          ...makeBlocks(40, 32 * 1024, 341),
+          { hash: 'f'.repeat(16), data: new Uint8Array(32 * 1024).fill(5) },
+          ...makeBlocks(5, 32 * 1024, 342),
+        ];
+        await expect(sender.send({ peer, transport, blocks: bad })).rejects.toMatchObject({
+          code: 'REFUSED',
+          message: expect.stringContaining('is not welcome'),
+        });
+        expect(rx.admitted).toHaveLength(1);
+        await waitFor(() => rx.discarded.length === 1 && rx.rx.pendingBytes === 0);
+        expect(rx.discarded[0]?.error.code).toBe('REFUSED');
+      } finally {
+        sender.close();
+        await rx.close();
+      }
+    },
+  );
 });

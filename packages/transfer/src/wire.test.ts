@@ -20,10 +20,11 @@ describe('hand-kept wire types', () => {
     const loaded = messages();
     expect([...loaded.keys()].sort()).toEqual(Object.keys(WIRE_FIELDS).sort());
     for (const [name, d] of loaded) {
-      expect({ name, fields: d.field.map((f) => f.name).sort() })
-        .toEqual({ name, fields: [...(WIRE_FIELDS[name] ?? [])].sort() });
-      expect({ name, oneofs: d.oneofDecl.map((o) => o.name) })
-        .toEqual({ name, oneofs: WIRE_ONEOFS[name] === undefined ? [] : [WIRE_ONEOFS[name]] });
+      expect({ name, fields: d.field.map((f) => f.name).sort() }).toEqual({ name, fields: [...(WIRE_FIELDS[name] ?? [])].sort() });
+      expect({ name, oneofs: d.oneofDecl.map((o) => o.name) }).toEqual({
+        name,
+        oneofs: WIRE_ONEOFS[name] === undefined ? [] : [WIRE_ONEOFS[name]],
+      });
     }
   });
 });

@@ -44,7 +44,9 @@ export function unpackHashes(bytes: Uint8Array): string[] | undefined {
 }
 
 /** A Begin's blocks for these blocks. */
-export function packBlocks(blocks: readonly { readonly hash: string; readonly data: Uint8Array }[]): Pick<Begin, 'block_hashes' | 'block_lengths'> {
+export function packBlocks(
+  blocks: readonly { readonly hash: string; readonly data: Uint8Array }[],
+): Pick<Begin, 'block_hashes' | 'block_lengths'> {
   return { block_hashes: packHashes(blocks.map((b) => b.hash)), block_lengths: blocks.map((b) => b.data.byteLength) };
 }
 
@@ -81,31 +83,37 @@ export interface Admitted {
   readonly bytes: number;
 }
 
-export type TransferDown =
-  | { readonly kind: 'ready'; readonly ready: Ready }
-  | { readonly kind: 'admitted'; readonly admitted: Admitted };
+export type TransferDown = { readonly kind: 'ready'; readonly ready: Ready } | { readonly kind: 'admitted'; readonly admitted: Admitted };
 
 // ---- the drift check's input -------------------------------------------------------------------
 
 type AllKeys<T> = T extends unknown ? keyof T : never;
 /** Field names of a message type: every key of every union member, less the oneof's name. */
 type WireKeys<T> = Exclude<AllKeys<T>, 'kind'>;
-type Complete<T, K extends readonly PropertyKey[]> =
-  [Exclude<WireKeys<T>, K[number]>] extends [never] ? unknown : { missing: Exclude<WireKeys<T>, K[number]> };
+type Complete<T, K extends readonly PropertyKey[]> = [Exclude<WireKeys<T>, K[number]>] extends [never]
+  ? unknown
+  : { missing: Exclude<WireKeys<T>, K[number]> };
 
 /** T's field names; does not compile if the list misses or invents one. */
 function fieldsOf<T>() {
-  return <const K extends readonly WireKeys<T>[]>(keys: K & Complete<T, K>): readonly string[] =>
-    keys.map(String);
+  return <const K extends readonly WireKeys<T>[]>(keys: K & Complete<T, K>): readonly string[] => keys.map(String);
 }
 
 /** Fully qualified message name → the field names its hand-kept type declares. */
 export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.DescribeRequest': fieldsOf<DescribeRequest>()([]),
-  'pdserve.v1.TransferAdvertisement': fieldsOf<TransferAdvertisementMsg>()(
-    ['protocol_version', 'transports', 'shm_host_id']),
-  'pdserve.v1.Begin': fieldsOf<Begin>()(
-    ['protocol_version', 'transfer_id', 'transport', 'meta', 'total_bytes', 'tcp_source', 'tcp_token', 'block_hashes', 'block_lengths']),
+  'pdserve.v1.TransferAdvertisement': fieldsOf<TransferAdvertisementMsg>()(['protocol_version', 'transports', 'shm_host_id']),
+  'pdserve.v1.Begin': fieldsOf<Begin>()([
+    'protocol_version',
+    'transfer_id',
+    'transport',
+    'meta',
+    'total_bytes',
+    'tcp_source',
+    'tcp_token',
+    'block_hashes',
+    'block_lengths',
+  ]),
   'pdserve.v1.BlockChunk': fieldsOf<BlockChunk>()(['block_index', 'offset', 'data', 'checksum']),
   'pdserve.v1.Chunks': fieldsOf<Chunks>()(['chunks']),
   'pdserve.v1.ShmSegment': fieldsOf<ShmSegment>()(['path', 'size', 'checksums']),

@@ -44,7 +44,10 @@ export class TransferAdmission {
     if (this.expected.has(transferId)) throw new Error(`transfer ${transferId} is already expected`);
     const begun = deferred<void>();
     const arrived = deferred<Arrival>();
-    const timer = setTimeout(() => arrived.reject(new Error(`KV transfer ${transferId} did not arrive within ${arriveWithinMs} ms`)), arriveWithinMs);
+    const timer = setTimeout(
+      () => arrived.reject(new Error(`KV transfer ${transferId} did not arrive within ${arriveWithinMs} ms`)),
+      arriveWithinMs,
+    );
     timer.unref();
     const entry: Entry = { begun, arrived, timer };
     this.expected.set(transferId, entry);

@@ -5,6 +5,13 @@ export { generateDeadlineMs } from './proto';
 export { afterStreamedFirst } from './streamed-first';
 export { samplingToWire, outputFromWire, firstFromWire, seededSampling } from './codec';
 export type {
-  BlockSnapshotResponseMsg, GenerateChunkMsg, GenerateRequestMsg, HealthResponseMsg, PrefillEventMsg, PrefillFirstMsg, PrefillRequestMsg,
-  SamplingParamsMsg, StatsResponseMsg,
+  BlockSnapshotResponseMsg,
+  GenerateChunkMsg,
+  GenerateRequestMsg,
+  HealthResponseMsg,
+  PrefillEventMsg,
+  PrefillFirstMsg,
+  PrefillRequestMsg,
+  SamplingParamsMsg,
+  StatsResponseMsg,
 } from './wire';

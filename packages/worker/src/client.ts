@@ -43,7 +43,10 @@ export class WorkerClient {
   private readonly raw: RawWorkerClient;
 
   /** `tls`: mTLS with the cluster's certificates (plaintext without). */
-  constructor(readonly address: string, tls?: TlsMaterial) {
+  constructor(
+    readonly address: string,
+    tls?: TlsMaterial,
+  ) {
     Ctor ??= makeGenericClientConstructor(workerService(), 'Worker') as unknown as typeof Ctor;
     this.raw = new Ctor!(address, channelCredentials(tls), { ...WORKER_GRPC_OPTIONS, ...tlsChannelOptions(tls) });
   }
@@ -52,7 +55,11 @@ export class WorkerClient {
    * Streams a request's tokens; aborting the signal cancels the call (and the request on the worker). The
    * deadline follows the request's length (generateDeadlineMs; pass the model's context to cap it).
    */
-  generate(req: W.GenerateRequestMsg, signal?: AbortSignal, deadlineMs: number = generateDeadlineMs(req.prompt_token_ids.length, req.sampling?.max_tokens ?? 0, Infinity)): AsyncGenerator<W.GenerateChunkMsg> {
+  generate(
+    req: W.GenerateRequestMsg,
+    signal?: AbortSignal,
+    deadlineMs: number = generateDeadlineMs(req.prompt_token_ids.length, req.sampling?.max_tokens ?? 0, Infinity),
+  ): AsyncGenerator<W.GenerateChunkMsg> {
     return this.stream(this.raw.Generate, req, deadlineMs, signal);
   }
 
@@ -98,12 +105,16 @@ export class WorkerClient {
  * A Prefill stream's `first` event, and the rest of the stream (its receipt) read in the background: the
  * KV needs nothing from it. Throws if the stream fails or does not start with `first`.
  */
-export async function prefillFirst(events: AsyncGenerator<W.PrefillEventMsg>): Promise<{ readonly first: W.PrefillFirstMsg; readonly rest: Promise<void> }> {
+export async function prefillFirst(
+  events: AsyncGenerator<W.PrefillEventMsg>,
+): Promise<{ readonly first: W.PrefillFirstMsg; readonly rest: Promise<void> }> {
   const it = events[Symbol.asyncIterator]();
   const head = await it.next();
   if (head.done === true || head.value.kind !== 'first') throw new Error('prefill stream did not start with the first token');
   const rest = (async (): Promise<void> => {
-    for (let r = await it.next(); r.done !== true; r = await it.next()) { /* `done`: the prefill worker's receipt */ }
+    for (let r = await it.next(); r.done !== true; r = await it.next()) {
+      /* `done`: the prefill worker's receipt */
+    }
   })();
   rest.catch(() => undefined); // awaited by those who care; its failure otherwise shows in the transfer
   return { first: head.value.first, rest };

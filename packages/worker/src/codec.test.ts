@@ -6,7 +6,8 @@ import { samplingParams } from '@pdserve/model';
 import { prefillSampling, samplingFromWire, samplingToWire } from './codec';
 import type { SamplingParamsMsg } from './wire';
 
-const good = (): SamplingParamsMsg => samplingToWire(samplingParams({ temperature: 0.7, topP: 0.9, topK: 5, seed: 3, maxTokens: 8, stopTokenIds: [2], logprobs: 2 }));
+const good = (): SamplingParamsMsg =>
+  samplingToWire(samplingParams({ temperature: 0.7, topP: 0.9, topK: 5, seed: 3, maxTokens: 8, stopTokenIds: [2], logprobs: 2 }));
 
 function refusal(m: SamplingParamsMsg | null): EngineError {
   try {
@@ -20,22 +21,45 @@ function refusal(m: SamplingParamsMsg | null): EngineError {
 
 describe('samplingFromWire', () => {
   it('round-trips good values', () => {
-    expect(samplingFromWire(good())).toMatchObject({ temperature: 0.7, topP: 0.9, topK: 5, seed: 3, maxTokens: 8, stopTokenIds: [2], logprobs: 2 });
+    expect(samplingFromWire(good())).toMatchObject({
+      temperature: 0.7,
+      topP: 0.9,
+      topK: 5,
+      seed: 3,
+      maxTokens: 8,
+      stopTokenIds: [2],
+      logprobs: 2,
+    });
   });
 
   it('round-trips logit_bias, min_tokens and structured output; a prefill keeps them for its one token', () => {
     const schema = { type: 'object', properties: { a: { type: 'integer' } } };
-    const p = samplingParams({ maxTokens: 8, logitBias: { 5: -3, 7: 2.5 }, minTokens: 4, structuredOutput: { kind: 'json_schema', schema, strict: false } });
+    const p = samplingParams({
+      maxTokens: 8,
+      logitBias: { 5: -3, 7: 2.5 },
+      minTokens: 4,
+      structuredOutput: { kind: 'json_schema', schema, strict: false },
+    });
     const back = samplingFromWire(samplingToWire(p));
-    expect(back).toMatchObject({ logitBias: { 5: -3, 7: 2.5 }, minTokens: 4, structuredOutput: { kind: 'json_schema', schema, strict: false } });
-    expect(samplingFromWire(samplingToWire(samplingParams({ structuredOutput: { kind: 'json_object' } }))).structuredOutput).toEqual({ kind: 'json_object' });
+    expect(back).toMatchObject({
+      logitBias: { 5: -3, 7: 2.5 },
+      minTokens: 4,
+      structuredOutput: { kind: 'json_schema', schema, strict: false },
+    });
+    expect(samplingFromWire(samplingToWire(samplingParams({ structuredOutput: { kind: 'json_object' } }))).structuredOutput).toEqual({
+      kind: 'json_object',
+    });
     expect(samplingFromWire(samplingToWire(samplingParams({}))).structuredOutput).toBeUndefined();
     expect(prefillSampling(back)).toMatchObject({ maxTokens: 1, minTokens: 1, structuredOutput: { kind: 'json_schema' } });
   });
 
   it.each([
     ['logit_bias', { logit_bias: { '5': 500 } }, /at most 100/],
-    ['response_format', { structured_output: { kind: 'regex', schema_json: '', has_strict: false, strict: false } }, /json_object or json_schema/],
+    [
+      'response_format',
+      { structured_output: { kind: 'regex', schema_json: '', has_strict: false, strict: false } },
+      /json_object or json_schema/,
+    ],
     ['temperature', { temperature: Number.NaN }, /'temperature'.*got NaN/],
     ['temperature', { temperature: 1e9 }, /at most 2/],
     ['top_p', { top_p: 0 }, /greater than 0/],
@@ -60,6 +84,9 @@ describe('samplingFromWire', () => {
   });
 
   it('ignores a logprobs or seed value that is not switched on', () => {
-    expect(samplingFromWire({ ...good(), has_logprobs: false, logprobs: 1e6, has_seed: false, seed: Number.NaN })).toMatchObject({ logprobs: undefined, seed: undefined });
+    expect(samplingFromWire({ ...good(), has_logprobs: false, logprobs: 1e6, has_seed: false, seed: Number.NaN })).toMatchObject({
+      logprobs: undefined,
+      seed: undefined,
+    });
   });
 });

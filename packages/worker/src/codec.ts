@@ -1,6 +1,13 @@
 // Engine values <-> wire messages, in one place.
 import { randomBytes } from 'node:crypto';
-import { EngineError, SERVICE_TIERS, type FinishReason, type GenerateOutput, type PromptLogprob, type ServiceTier } from '@pdserve/contracts';
+import {
+  EngineError,
+  SERVICE_TIERS,
+  type FinishReason,
+  type GenerateOutput,
+  type PromptLogprob,
+  type ServiceTier,
+} from '@pdserve/contracts';
 import { samplingParams, samplingProblem, type SampledToken, type SamplingParams, type StructuredOutput } from '@pdserve/model/sampling';
 import type { GenerateChunkMsg, PrefillFirstMsg, PromptLogprobMsg, SamplingParamsMsg, StructuredOutputMsg } from './wire';
 
@@ -29,13 +36,25 @@ export function samplingToWire(p: SamplingParams): SamplingParamsMsg {
 }
 
 function promptLogprobsToWire(l: readonly PromptLogprob[] | undefined): PromptLogprobMsg[] {
-  return (l ?? []).map((e) => ({ token_id: e.tokenId, logprob: e.logprob, rank: e.rank, top: e.top.map((t) => ({ token_id: t.tokenId, logprob: t.logprob })) }));
+  return (l ?? []).map((e) => ({
+    token_id: e.tokenId,
+    logprob: e.logprob,
+    rank: e.rank,
+    top: e.top.map((t) => ({ token_id: t.tokenId, logprob: t.logprob })),
+  }));
 }
 
 /** Only the first chunk carries them (a one-token prompt has none: the API reads absent as none). */
 function promptLogprobsFromWire(m: readonly PromptLogprobMsg[] | undefined): { promptLogprobs?: PromptLogprob[] } {
   if (m === undefined || m.length === 0) return {};
-  return { promptLogprobs: m.map((e) => ({ tokenId: e.token_id, logprob: e.logprob, rank: e.rank, top: e.top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) })) };
+  return {
+    promptLogprobs: m.map((e) => ({
+      tokenId: e.token_id,
+      logprob: e.logprob,
+      rank: e.rank,
+      top: e.top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })),
+    })),
+  };
 }
 
 function structuredToWire(s: StructuredOutput): StructuredOutputMsg {
@@ -45,7 +64,12 @@ function structuredToWire(s: StructuredOutput): StructuredOutputMsg {
 
 function structuredFromWire(m: StructuredOutputMsg): StructuredOutput {
   if (m.kind === 'json_object') return { kind: 'json_object' };
-  if (m.kind !== 'json_schema') throw new EngineError('invalid_request', `Invalid structured output kind ${JSON.stringify(m.kind)}; expected json_object or json_schema.`, 'response_format');
+  if (m.kind !== 'json_schema')
+    throw new EngineError(
+      'invalid_request',
+      `Invalid structured output kind ${JSON.stringify(m.kind)}; expected json_object or json_schema.`,
+      'response_format',
+    );
   let schema: unknown;
   try {
     schema = JSON.parse(m.schema_json);
@@ -111,7 +135,9 @@ export function outputToWire(o: GenerateOutput, prefilledBy: string): GenerateCh
 export function outputFromWire(m: GenerateChunkMsg, wantLogprobs: boolean): GenerateOutput {
   return {
     tokenIds: m.token_ids,
-    logprobs: wantLogprobs ? m.logprobs.map((l) => ({ logprob: l.logprob, top: l.top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) })) : undefined,
+    logprobs: wantLogprobs
+      ? m.logprobs.map((l) => ({ logprob: l.logprob, top: l.top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) }))
+      : undefined,
     finishReason: m.finish_reason === '' ? undefined : (m.finish_reason as FinishReason),
     promptTokens: m.prompt_tokens,
     cachedTokens: m.cached_tokens,
@@ -134,7 +160,11 @@ export function firstToWire(o: GenerateOutput): PrefillFirstMsg {
 
 /** The token the prefill worker sampled, as the engine imports it with the KV. */
 export function sampledFromWire(m: PrefillFirstMsg): SampledToken {
-  return { tokenId: m.first_token, logprob: m.first_logprob, topLogprobs: m.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) };
+  return {
+    tokenId: m.first_token,
+    logprob: m.first_logprob,
+    topLogprobs: m.first_top.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })),
+  };
 }
 
 /**

@@ -41,7 +41,13 @@ function checkFirst(v: unknown): PrefillFirstMsg {
   const o = v as Record<string, unknown> | null;
   if (typeof o !== 'object' || o === null) throw new HandoffMetaError('handoff meta: first is not an object');
   const { first_token, first_logprob, first_top, cached_tokens, prompt_tokens } = o;
-  if (!isCount(first_token) || !isCount(cached_tokens) || !isCount(prompt_tokens) || typeof first_logprob !== 'number' || !Array.isArray(first_top)) {
+  if (
+    !isCount(first_token) ||
+    !isCount(cached_tokens) ||
+    !isCount(prompt_tokens) ||
+    typeof first_logprob !== 'number' ||
+    !Array.isArray(first_top)
+  ) {
     throw new HandoffMetaError('handoff meta: first has a missing or malformed field');
   }
   const top: TokenLogprobMsg[] = first_top.map((t: unknown) => {

@@ -10,7 +10,16 @@ import { samplingToWire } from './codec';
 import { prefillAndPush } from './handoff';
 import { HandoffMetaError, decodeHandoffMeta, encodeHandoffMeta, type HandoffMeta } from './handoff-meta';
 
-const first = { first_token: 42, first_logprob: -0.5, first_top: [{ token_id: 42, logprob: -0.5 }, { token_id: 7, logprob: -1.25 }], cached_tokens: 16, prompt_tokens: 40 };
+const first = {
+  first_token: 42,
+  first_logprob: -0.5,
+  first_top: [
+    { token_id: 42, logprob: -0.5 },
+    { token_id: 7, logprob: -1.25 },
+  ],
+  cached_tokens: 16,
+  prompt_tokens: 40,
+};
 
 describe('handoff meta codec', () => {
   it('round-trips, with and without sampler state', () => {
@@ -45,7 +54,15 @@ function offer(transferId: string): TransferOffer & { abort(): void } {
 
 function incoming(transferId: string): IncomingTransfer {
   const data = new Uint8Array([1, 2, 3]);
-  return { transferId, transport: 'tcp', meta: { k: 'v' }, blocks: [{ hash: '00', data, checksum: 9 }], bytes: 3, signal: new AbortController().signal, retain: () => undefined };
+  return {
+    transferId,
+    transport: 'tcp',
+    meta: { k: 'v' },
+    blocks: [{ hash: '00', data, checksum: 9 }],
+    bytes: 3,
+    signal: new AbortController().signal,
+    retain: () => undefined,
+  };
 }
 
 describe('transfer admission', () => {
@@ -81,7 +98,10 @@ describe('transfer admission', () => {
     try {
       const a = new TransferAdmission();
       const held = a.begin(offer('t3')) as Promise<void>;
-      const verdict = held.then(() => 'admitted', (e: Error) => e.message);
+      const verdict = held.then(
+        () => 'admitted',
+        (e: Error) => e.message,
+      );
       await vi.advanceTimersByTimeAsync(UNCLAIMED_BEGIN_MS + 1);
       expect(await verdict).toMatch(/unexpected transfer t3/);
       expect(a.pending.unclaimed).toBe(0);
@@ -128,9 +148,22 @@ describe('prefill side', () => {
     const structuredOutput = { kind: 'json_schema' as const, schema: { type: 'object' } };
     const sampling = samplingToWire(samplingParams({ maxTokens: 50, minTokens: 5, structuredOutput, promptLogprobs: 0 }));
     const firsts: unknown[] = [];
-    const req = { request_id: 'r', prompt_token_ids: [5, 6], sampling, from_block: 0, target: { grpc_address: 'x', transfer_id: 't', transport: 'grpc' }, cache_salt: '', priority: -3, service_tier: 'flex' };
+    const req = {
+      request_id: 'r',
+      prompt_token_ids: [5, 6],
+      sampling,
+      from_block: 0,
+      target: { grpc_address: 'x', transfer_id: 't', transport: 'grpc' },
+      cache_salt: '',
+      priority: -3,
+      service_tier: 'flex',
+    };
     await prefillAndPush({ engine, sender: sender as never }, req, new AbortController().signal, (f) => firsts.push(f));
-    expect(asked[0]).toMatchObject({ priority: -3, serviceTier: 'flex', sampling: { maxTokens: 1, minTokens: 1, structuredOutput, promptLogprobs: 0 } });
+    expect(asked[0]).toMatchObject({
+      priority: -3,
+      serviceTier: 'flex',
+      sampling: { maxTokens: 1, minTokens: 1, structuredOutput, promptLogprobs: 0 },
+    });
     expect(firsts[0]).toMatchObject({ first_token: 9, prompt_logprobs: [{ token_id: 6, logprob: -1, rank: 2, top: [] }] });
     expect(JSON.parse(sent[0]!.meta['first']!)).not.toHaveProperty('prompt_logprobs');
   });

@@ -28,15 +28,22 @@ export const PUSH_DEADLINE_MS = 60_000;
  * (and the caller prefills locally) if the transfer does not begin or arrive in time, fails, or does not fit.
  */
 export async function receivePushedKv(
-  admission: TransferAdmission, engine: Pick<LLMEngine, 'blockSize' | 'cachedPrefixBlocks'>, req: W.GenerateRequestMsg, transferId: string, signal: AbortSignal,
+  admission: TransferAdmission,
+  engine: Pick<LLMEngine, 'blockSize' | 'cachedPrefixBlocks'>,
+  req: W.GenerateRequestMsg,
+  transferId: string,
+  signal: AbortSignal,
 ): Promise<PrefilledKv> {
   const expected = admission.expect(transferId, PUSHED_ARRIVE_MS);
   try {
-    await raceAbort(within(expected.begun, PUSHED_BEGIN_MS, `KV transfer ${transferId} did not begin within ${PUSHED_BEGIN_MS} ms`), signal);
+    await raceAbort(
+      within(expected.begun, PUSHED_BEGIN_MS, `KV transfer ${transferId} did not begin within ${PUSHED_BEGIN_MS} ms`),
+      signal,
+    );
     const { blocks, meta } = await raceAbort(expected.arrived, signal);
     const handoff = decodeHandoffMeta(meta);
     const own = engine.cachedPrefixBlocks(req.prompt_token_ids, req.cache_salt);
-    if (handoff.fromBlock > own) throw new Error('pushed KV does not fit this worker\'s cache');
+    if (handoff.fromBlock > own) throw new Error("pushed KV does not fit this worker's cache");
     const take = blocks.slice(own - handoff.fromBlock);
     return {
       fromBlock: own,
@@ -65,8 +72,16 @@ export interface PrefillDeps {
  * pushes the KV to the request's target and resolves with the receiver's receipt.
  */
 export async function prefillAndPush(
-  deps: PrefillDeps, req: W.PrefillRequestMsg, signal: AbortSignal, onFirst: (first: W.PrefillFirstMsg) => void,
-): Promise<{ readonly first: W.PrefillFirstMsg; readonly rngState?: readonly number[]; readonly receipt: TransferReceipt; readonly pushSeconds: number }> {
+  deps: PrefillDeps,
+  req: W.PrefillRequestMsg,
+  signal: AbortSignal,
+  onFirst: (first: W.PrefillFirstMsg) => void,
+): Promise<{
+  readonly first: W.PrefillFirstMsg;
+  readonly rngState?: readonly number[];
+  readonly receipt: TransferReceipt;
+  readonly pushSeconds: number;
+}> {
   const { engine } = deps;
   const target = req.target;
   if (!target) throw new EngineError('invalid_request', 'prefill needs a transfer target', 'target');
@@ -77,7 +92,16 @@ export async function prefillAndPush(
   let kv: { blocks: readonly Uint8Array[]; rngState?: readonly [number, number, number, number] } | undefined;
   // The prefill engine orders it as the decode engine does: its tier's band, then its priority.
   const order = { priority: req.priority ?? 0, serviceTier: serviceTierFromWire(req.service_tier) };
-  for await (const o of engine.generate({ requestId: `prefill:${req.request_id}`, promptTokenIds: req.prompt_token_ids, sampling, signal, exportKv: { fromBlock: req.from_block }, prefetched, cacheSalt, ...order })) {
+  for await (const o of engine.generate({
+    requestId: `prefill:${req.request_id}`,
+    promptTokenIds: req.prompt_token_ids,
+    sampling,
+    signal,
+    exportKv: { fromBlock: req.from_block },
+    prefetched,
+    cacheSalt,
+    ...order,
+  })) {
     if (o.tokenIds.length > 0 && !first) {
       first = firstToWire(o);
       onFirst(first); // the client's first token need not wait for the KV transfer below

@@ -70,8 +70,13 @@ export class WorkerServer {
   constructor(private readonly opts: WorkerServerOptions) {
     this.publisher = new KvEventPublisher(opts.controlPlane.events, { worker: opts.instanceId, incarnation: this.incarnation });
     // Receivers of this worker's KV (decode workers, kv-store nodes) pull it from this data port.
-    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort }, tls: opts.tls });
-    opts.engine.pool.onEvent((e) => (e.kind === 'stored' ? this.publisher.stored([e.hash], 'device') : this.publisher.removed([e.hash], 'device')));
+    this.sender = new TransferSender({
+      tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort },
+      tls: opts.tls,
+    });
+    opts.engine.pool.onEvent((e) =>
+      e.kind === 'stored' ? this.publisher.stored([e.hash], 'device') : this.publisher.removed([e.hash], 'device'),
+    );
   }
 
   get grpcAddress(): string {
@@ -103,16 +108,38 @@ export class WorkerServer {
       Generate: (call: ServerWritableStream<W.GenerateRequestMsg, W.GenerateChunkMsg>) => void this.handleGenerate(call),
       Prefill: (call: ServerWritableStream<W.PrefillRequestMsg, W.PrefillEventMsg>) => void this.handlePrefill(call),
       Health: (_call: ServerUnaryCall<W.HealthRequestMsg, W.HealthResponseMsg>, cb: sendUnaryData<W.HealthResponseMsg>) =>
-        cb(null, { status: this.draining ? 'draining' : 'serving', role: opts.role, instance_id: opts.instanceId, incarnation: this.incarnation }),
-      Stats: (_call: ServerUnaryCall<W.StatsRequestMsg, W.StatsResponseMsg>, cb: sendUnaryData<W.StatsResponseMsg>) => cb(null, this.statsMsg()),
-      BlockSnapshot: (_call: ServerUnaryCall<W.BlockSnapshotRequestMsg, W.BlockSnapshotResponseMsg>, cb: sendUnaryData<W.BlockSnapshotResponseMsg>) => {
+        cb(null, {
+          status: this.draining ? 'draining' : 'serving',
+          role: opts.role,
+          instance_id: opts.instanceId,
+          incarnation: this.incarnation,
+        }),
+      Stats: (_call: ServerUnaryCall<W.StatsRequestMsg, W.StatsResponseMsg>, cb: sendUnaryData<W.StatsResponseMsg>) =>
+        cb(null, this.statsMsg()),
+      BlockSnapshot: (
+        _call: ServerUnaryCall<W.BlockSnapshotRequestMsg, W.BlockSnapshotResponseMsg>,
+        cb: sendUnaryData<W.BlockSnapshotResponseMsg>,
+      ) => {
         // Flushing first makes `seq` cover every event up to this snapshot.
         this.publisher.flush();
-        cb(null, { worker: opts.instanceId, incarnation: this.incarnation, seq: this.publisher.seq, hashes: opts.engine.pool.cachedHashes() });
+        cb(null, {
+          worker: opts.instanceId,
+          incarnation: this.incarnation,
+          seq: this.publisher.seq,
+          hashes: opts.engine.pool.cachedHashes(),
+        });
       },
     });
     if (opts.kvStore !== undefined) {
-      this.storeLink = new StoreLink(opts.engine, this.membership, this.sender, { address: () => this.address, expect: (id) => this.expectFromStore(id) }, opts.logger, opts.kvStore, opts.tls);
+      this.storeLink = new StoreLink(
+        opts.engine,
+        this.membership,
+        this.sender,
+        { address: () => this.address, expect: (id) => this.expectFromStore(id) },
+        opts.logger,
+        opts.kvStore,
+        opts.tls,
+      );
       opts.engine.offload(this.storeLink);
     }
     const port = await new Promise<number>((resolve, reject) =>
@@ -236,7 +263,8 @@ export class WorkerServer {
       if (this.draining) throw new EngineError('not_ready', 'worker is draining');
       const sampling = samplingFromWire(req.sampling);
       const plan = req.prefill ?? { mode: 'local', prefill_worker: '', transfer_id: '' };
-      if (plan.mode !== 'local' && plan.mode !== 'pushed') throw new EngineError('invalid_request', `unknown prefill mode ${JSON.stringify(plan.mode)}`, 'prefill.mode');
+      if (plan.mode !== 'local' && plan.mode !== 'pushed')
+        throw new EngineError('invalid_request', `unknown prefill mode ${JSON.stringify(plan.mode)}`, 'prefill.mode');
       let prefilled: PrefilledKv | undefined;
       let prefilledBy = '';
       // A migrated stream: prefilled here, from whatever of prompt + output the caches hold.
@@ -249,15 +277,27 @@ export class WorkerServer {
           if (ac.signal.aborted) return;
           this.opts.onTransferFailed?.('in');
           // Prefilled here instead: the same tokens, the first one included (the gateway drops it).
-          this.opts.logger.warn({ requestId: req.request_id, error: (err as Error).message }, 'pushed prefill did not arrive; prefilling locally');
+          this.opts.logger.warn(
+            { requestId: req.request_id, error: (err as Error).message },
+            'pushed prefill did not arrive; prefilling locally',
+          );
         }
       }
       const cacheSalt = req.cache_salt ?? '';
-      const prefetched = prefilled === undefined ? await this.storeLink?.prefetch([...req.prompt_token_ids, ...resumed], ac.signal, cacheSalt) : undefined;
+      const prefetched =
+        prefilled === undefined ? await this.storeLink?.prefetch([...req.prompt_token_ids, ...resumed], ac.signal, cacheSalt) : undefined;
       if (ac.signal.aborted) return;
       const outputs = this.opts.engine.generate({
-        requestId: req.request_id, promptTokenIds: req.prompt_token_ids, sampling, priority: req.priority, signal: ac.signal, prefilled, prefetched, cacheSalt,
-        resumeOutputTokenIds: resumed, serviceTier: serviceTierFromWire(req.service_tier),
+        requestId: req.request_id,
+        promptTokenIds: req.prompt_token_ids,
+        sampling,
+        priority: req.priority,
+        signal: ac.signal,
+        prefilled,
+        prefetched,
+        cacheSalt,
+        resumeOutputTokenIds: resumed,
+        serviceTier: serviceTierFromWire(req.service_tier),
       });
       for await (const o of outputs) {
         if (ac.signal.aborted) break;
@@ -279,7 +319,9 @@ export class WorkerServer {
       if (this.draining) throw new EngineError('not_ready', 'worker is draining');
       await this.requireDecodePeer(req.target?.grpc_address ?? ''); // KV goes only to a registered worker
       const deps = { engine: this.opts.engine, sender: this.sender, storeLink: this.storeLink, sendTransport: this.opts.sendTransport };
-      const { first, rngState, receipt, pushSeconds } = await prefillAndPush(deps, req, ac.signal, (f) => call.write({ kind: 'first', first: f })).catch((err: unknown) => {
+      const { first, rngState, receipt, pushSeconds } = await prefillAndPush(deps, req, ac.signal, (f) =>
+        call.write({ kind: 'first', first: f }),
+      ).catch((err: unknown) => {
         if (!ac.signal.aborted && isTransferError(err)) this.opts.onTransferFailed?.('out');
         throw err;
       });
@@ -313,7 +355,7 @@ export class WorkerServer {
   /** Refuses a Prefill whose target is not a decode or mixed worker registered for this model (no dial). */
   private async requireDecodePeer(address: string): Promise<void> {
     if (address === '') return; // prefillAndPush says what is missing
-    if (await this.registered?.member(address, ['decode', 'mixed'], this.opts.engine.modelId) === undefined) {
+    if ((await this.registered?.member(address, ['decode', 'mixed'], this.opts.engine.modelId)) === undefined) {
       throw new UnregisteredPeer(`${address} is not a registered decode or mixed worker of model ${this.opts.engine.modelId}`);
     }
   }

@@ -79,7 +79,13 @@ describe('worker service admin port', () => {
     planes.push(cp);
     const adminPort = await freePort();
     await expect(
-      startWorkerService({ role: 'prefill', engine: { modelDir: '/nonexistent/model' }, controlPlane: cp, logger: silentLogger, adminPort }),
+      startWorkerService({
+        role: 'prefill',
+        engine: { modelDir: '/nonexistent/model' },
+        controlPlane: cp,
+        logger: silentLogger,
+        adminPort,
+      }),
     ).rejects.toThrow();
     expect(await status(`http://127.0.0.1:${adminPort}/health`)).toBe(0);
   });

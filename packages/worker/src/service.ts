@@ -7,7 +7,17 @@ import { WorkerServer, type WorkerServerOptions } from './server';
 /** The server's own settings, plus what the service builds for it: the engine and the admin port. */
 export type WorkerServiceOptions = Pick<
   WorkerServerOptions,
-  'role' | 'controlPlane' | 'logger' | 'host' | 'advertiseHost' | 'grpcPort' | 'dataPort' | 'transports' | 'sendTransport' | 'kvStore' | 'tls'
+  | 'role'
+  | 'controlPlane'
+  | 'logger'
+  | 'host'
+  | 'advertiseHost'
+  | 'grpcPort'
+  | 'dataPort'
+  | 'transports'
+  | 'sendTransport'
+  | 'kvStore'
+  | 'tls'
 > & {
   /** Default: role + a random suffix. */
   readonly instanceId?: string;
@@ -37,7 +47,9 @@ export async function startWorkerService(opts: WorkerServiceOptions): Promise<Wo
   let serving = false;
   let engine: LLMEngine | undefined;
   const admin: AdminServer | undefined =
-    opts.adminPort === undefined ? undefined : await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady: () => serving && (engine?.isReady() ?? false) });
+    opts.adminPort === undefined
+      ? undefined
+      : await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady: () => serving && (engine?.isReady() ?? false) });
   let server: WorkerServer | undefined;
   try {
     let metrics: ReturnType<typeof workerMetrics> | undefined;
@@ -72,7 +84,7 @@ export async function startWorkerService(opts: WorkerServiceOptions): Promise<Wo
       adminAddress: admin ? new URL(admin.url).host : undefined,
       transports: opts.transports,
       sendTransport: opts.sendTransport,
-    kvStore: opts.kvStore,
+      kvStore: opts.kvStore,
       tls: opts.tls,
       onTransfer: (direction, bytes, seconds, transport) => {
         metrics?.kvTransferBytes.inc({ direction, peer_role: peerRole }, bytes);

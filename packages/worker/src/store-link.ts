@@ -61,7 +61,11 @@ export class StoreLink implements OffloadSink {
     /** mTLS on the channels to kv-store nodes. */
     private readonly tls?: TlsMaterial,
   ) {
-    this.opts = { ...STORE_LINK_DEFAULTS, transport: 'auto', ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
+    this.opts = {
+      ...STORE_LINK_DEFAULTS,
+      transport: 'auto',
+      ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+    };
   }
 
   stats(): StoreLinkStats {
@@ -70,7 +74,9 @@ export class StoreLink implements OffloadSink {
 
   /** Live kv-store nodes, by id. */
   nodes(): ServiceRecord[] {
-    return [...this.membership.snapshot().values()].filter((r) => r.role === 'kv-store' && (r.model === '*' || r.model === this.engine.modelId));
+    return [...this.membership.snapshot().values()].filter(
+      (r) => r.role === 'kv-store' && (r.model === '*' || r.model === this.engine.modelId),
+    );
   }
 
   offer(hash: string, encode: () => Uint8Array): void {
@@ -104,7 +110,16 @@ export class StoreLink implements OffloadSink {
     if (want.length < this.opts.minPrefetchBlocks) return undefined;
     this.counters.prefetchLookups += 1;
     const model = this.engine.modelId;
-    const answers = await Promise.all(nodes.map((n) => this.client(n).exists(model, want, signal).then((r) => r.tiers, () => undefined)));
+    const answers = await Promise.all(
+      nodes.map((n) =>
+        this.client(n)
+          .exists(model, want, signal)
+          .then(
+            (r) => r.tiers,
+            () => undefined,
+          ),
+      ),
+    );
     // Per block, the nodes that hold it: memory before disk; the run ends at the first block nobody holds.
     const holders: ServiceRecord[][] = [];
     for (let run = 0; run < want.length; run++) {
@@ -126,9 +141,11 @@ export class StoreLink implements OffloadSink {
         byNode.set(node, [...(byNode.get(node) ?? []), h]);
       });
       if (byNode.size === 0 || signal?.aborted === true) break;
-      await Promise.all([...byNode].map(async ([node, hashes]) => {
-        for (const b of await this.fetch(node, hashes, signal)) got.set(b.hash, b);
-      }));
+      await Promise.all(
+        [...byNode].map(async ([node, hashes]) => {
+          for (const b of await this.fetch(node, hashes, signal)) got.set(b.hash, b);
+        }),
+      );
     }
     const blocks: Uint8Array[] = [];
     const checksums: (number | undefined)[] = [];
@@ -154,7 +171,12 @@ export class StoreLink implements OffloadSink {
     const expected = this.sink.expect(transferId);
     try {
       const reply = this.client(node).get(
-        { model_id: this.engine.modelId, hashes, lease_ms: 0, sink: { grpc_address: this.sink.address(), transfer_id: transferId, transport: this.opts.transport } },
+        {
+          model_id: this.engine.modelId,
+          hashes,
+          lease_ms: 0,
+          sink: { grpc_address: this.sink.address(), transfer_id: transferId, transport: this.opts.transport },
+        },
         signal,
       );
       // The blocks, all in and verified, are the answer: the reply (sent once the store hears they were
@@ -203,14 +225,21 @@ export class StoreLink implements OffloadSink {
           }
         }
         const ok = new Set<string>();
-        await Promise.all([...perNode].map(async ([id, blocks]) => {
-          try {
-            await this.client(nodes.find((n) => n.id === id)!).put(this.sender, this.engine.modelId, blocks, { transport: this.opts.transport });
-            for (const b of blocks) ok.add(b.hash);
-          } catch (err) {
-            this.logger.warn({ node: id, blocks: blocks.length, error: (err as Error).message }, 'kv-store offload failed; blocks dropped');
-          }
-        }));
+        await Promise.all(
+          [...perNode].map(async ([id, blocks]) => {
+            try {
+              await this.client(nodes.find((n) => n.id === id)!).put(this.sender, this.engine.modelId, blocks, {
+                transport: this.opts.transport,
+              });
+              for (const b of blocks) ok.add(b.hash);
+            } catch (err) {
+              this.logger.warn(
+                { node: id, blocks: blocks.length, error: (err as Error).message },
+                'kv-store offload failed; blocks dropped',
+              );
+            }
+          }),
+        );
         for (const b of batch) {
           if (ok.has(b.hash)) {
             this.counters.offloadedBlocks += 1;

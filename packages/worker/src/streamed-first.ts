@@ -12,7 +12,8 @@ import type { GenerateOutput } from '@pdserve/contracts';
 export async function* afterStreamedFirst(
   outputs: AsyncIterable<GenerateOutput>,
   streamed: number | undefined,
-  mismatch = (got: number, sent: number): string => `first token ${got} computed here differs from token ${sent} already streamed from the prefill worker`,
+  mismatch = (got: number, sent: number): string =>
+    `first token ${got} computed here differs from token ${sent} already streamed from the prefill worker`,
 ): AsyncGenerator<GenerateOutput> {
   let pending = streamed;
   for await (const o of outputs) {

@@ -16,7 +16,10 @@ describe('hand-kept worker wire types', () => {
     expect([...loaded.keys()].sort()).toEqual(Object.keys(WIRE_FIELDS).sort());
     for (const [name, d] of loaded) {
       expect({ name, fields: d.field.map((f) => f.name).sort() }).toEqual({ name, fields: [...WIRE_FIELDS[name]!].sort() });
-      expect({ name, oneofs: d.oneofDecl.map((o) => o.name) }).toEqual({ name, oneofs: WIRE_ONEOFS[name] === undefined ? [] : [WIRE_ONEOFS[name]] });
+      expect({ name, oneofs: d.oneofDecl.map((o) => o.name) }).toEqual({
+        name,
+        oneofs: WIRE_ONEOFS[name] === undefined ? [] : [WIRE_ONEOFS[name]],
+      });
     }
   });
 });

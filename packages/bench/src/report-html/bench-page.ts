@@ -27,11 +27,28 @@ export function benchReportPage(runs: readonly LabelledBenchReport[]): ReportPag
   const throughput = alignRates(ok.map((reqs, i) => rateOverTime(reqs.flatMap(outputTokenTimes), runs[i]!.report.durationSec, width)));
   return {
     title: runs.length === 1 ? `pdserve bench — ${runs[0]!.label}` : `pdserve bench — ${runs.map((r) => r.label).join(' vs ')}`,
-    meta: runs.map((r) => `${r.label}: ${describeRun(r.report)}; started ${r.report.startedAt}, ${r.report.durationSec.toFixed(1)} s${r.report.aborted ? ' (aborted: partial)' : ''}`),
+    meta: runs.map(
+      (r) =>
+        `${r.label}: ${describeRun(r.report)}; started ${r.report.startedAt}, ${r.report.durationSec.toFixed(1)} s${r.report.aborted ? ' (aborted: partial)' : ''}`,
+    ),
     tables: [
       {
         title: 'Summary',
-        columns: ['run', 'completed', 'failed', 'req/s', 'output tok/s', 'TTFT p50 ms', 'p90', 'p99', 'ITL p50 ms', 'p99', 'TPOT p50 ms', 'goodput req/s', 'prefix hit rate'],
+        columns: [
+          'run',
+          'completed',
+          'failed',
+          'req/s',
+          'output tok/s',
+          'TTFT p50 ms',
+          'p90',
+          'p99',
+          'ITL p50 ms',
+          'p99',
+          'TPOT p50 ms',
+          'goodput req/s',
+          'prefix hit rate',
+        ],
         rows: runs.map(({ label, report: r }) => [
           label,
           String(r.counts.completed),
@@ -50,8 +67,14 @@ export function benchReportPage(runs: readonly LabelledBenchReport[]): ReportPag
       },
     ],
     charts: [
-      distribution('TTFT distribution', 'Time to first token of each completed request, by percentile.', (q) => (q.ttftMs === null ? [] : [q.ttftMs])),
-      distribution('ITL distribution', 'Every gap between consecutive streamed chunks of completed requests, by percentile.', (q) => q.itlMs),
+      distribution('TTFT distribution', 'Time to first token of each completed request, by percentile.', (q) =>
+        q.ttftMs === null ? [] : [q.ttftMs],
+      ),
+      distribution(
+        'ITL distribution',
+        'Every gap between consecutive streamed chunks of completed requests, by percentile.',
+        (q) => q.itlMs,
+      ),
       {
         title: 'Output throughput over time',
         note: `Output tokens per second in ${width} s bins since the start of the run, counted at the moment each chunk arrived.`,
@@ -66,7 +89,12 @@ export function benchReportPage(runs: readonly LabelledBenchReport[]): ReportPag
         kind: 'bars',
         x: { label: 'run', values: runs.map((_, i) => i), categories: runs.map((r) => r.label) },
         y: { label: '%' },
-        series: [{ label: 'hit rate', values: runs.map((r) => (r.report.prefixCache.hitRate === null ? null : Math.round(r.report.prefixCache.hitRate * 1000) / 10)) }],
+        series: [
+          {
+            label: 'hit rate',
+            values: runs.map((r) => (r.report.prefixCache.hitRate === null ? null : Math.round(r.report.prefixCache.hitRate * 1000) / 10)),
+          },
+        ],
       },
     ],
   };

@@ -19,7 +19,10 @@ function uplotAssets(): { readonly js: string; readonly css: string } {
 
 /** JSON that is safe inside a <script> element: no '<' (so no '</script>' or '<!--'), no line separators. */
 export function jsonForScript(value: unknown): string {
-  return JSON.stringify(value).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return JSON.stringify(value)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 }
 
 /** Inlined text must not close its own element. */

@@ -72,7 +72,13 @@ describe('chart data', () => {
   it('runs of different lengths share the longest x axis, null past their end', () => {
     const a = { starts: [0, 1], rates: [1, 2] };
     const b = { starts: [0, 1, 2], rates: [3, 4, 5] };
-    expect(alignRates([a, b])).toEqual({ x: [0, 1, 2], series: [[1, 2, null], [3, 4, 5]] });
+    expect(alignRates([a, b])).toEqual({
+      x: [0, 1, 2],
+      series: [
+        [1, 2, null],
+        [3, 4, 5],
+      ],
+    });
   });
 });
 
@@ -92,7 +98,12 @@ describe('bench report page', () => {
       { label: 'A: a.json', report: a },
       { label: 'B: b.json', report: b },
     ]);
-    expect(page.charts.map((c) => c.title)).toEqual(['TTFT distribution', 'ITL distribution', 'Output throughput over time', 'Prefix cache hit rate']);
+    expect(page.charts.map((c) => c.title)).toEqual([
+      'TTFT distribution',
+      'ITL distribution',
+      'Output throughput over time',
+      'Prefix cache hit rate',
+    ]);
     const [ttft, itl, throughput, hit] = page.charts;
     expect(ttft!.series.map((s) => s.label)).toEqual(['A: a.json', 'B: b.json']);
     expect([ttft!.series[0]!.values[0], ttft!.series[0]!.values[200]]).toEqual([100, 300]);
@@ -122,7 +133,10 @@ describe('simulate report page', () => {
       .map((t, i) => JSON.stringify({ timestamp: t, input_length: 1024, output_length: 4, hash_ids: i % 2 === 0 ? [1, 2] : [1, 3] }))
       .join('\n'),
   );
-  const run = (policy: 'kv-aware' | 'round-robin') => ({ name: policy, report: simulate({ trace, decodeWorkers: 2, policy, recordRequests: true }) });
+  const run = (policy: 'kv-aware' | 'round-robin') => ({
+    name: policy,
+    report: simulate({ trace, decodeWorkers: 2, policy, recordRequests: true }),
+  });
 
   it('plots every policy, with hit rates split into own cache and fetched', () => {
     const runs = [run('round-robin'), run('kv-aware')];

@@ -12,7 +12,8 @@ export interface NamedSimRun {
 export function simReportPage(trace: string, runs: readonly NamedSimRun[]): ReportPage {
   if (runs.length === 0) throw new RangeError('a report page needs at least one simulation');
   const reqs = runs.map(({ name, report }) => {
-    if (report.perRequest === undefined) throw new RangeError(`simulation "${name}" has no per-request records (simulate with recordRequests)`);
+    if (report.perRequest === undefined)
+      throw new RangeError(`simulation "${name}" has no per-request records (simulate with recordRequests)`);
     return report.perRequest;
   });
   const c = runs[0]!.report.config;
@@ -38,7 +39,20 @@ export function simReportPage(trace: string, runs: readonly NamedSimRun[]): Repo
     tables: [
       {
         title: 'Summary',
-        columns: ['run', 'hit rate', 'own cache', 'fetched', 'prefill tokens computed', 'TTFT p50 ms', 'p90', 'p99', 'TBT p50 ms', 'p99', 'output tok/s', 'SLO met'],
+        columns: [
+          'run',
+          'hit rate',
+          'own cache',
+          'fetched',
+          'prefill tokens computed',
+          'TTFT p50 ms',
+          'p90',
+          'p99',
+          'TBT p50 ms',
+          'p99',
+          'output tok/s',
+          'SLO met',
+        ],
         rows: runs.map(({ name, report: r }) => [
           name,
           cell(r.prefix.hitRate * 100, 1, '%'),
@@ -72,7 +86,7 @@ export function simReportPage(trace: string, runs: readonly NamedSimRun[]): Repo
       },
       {
         title: 'Prefix hit rate per policy',
-        note: 'Share of prompt tokens not computed: reused from the prefilling worker\'s own cache, or fetched (from the kv-store, or another worker with a global pool).',
+        note: "Share of prompt tokens not computed: reused from the prefilling worker's own cache, or fetched (from the kv-store, or another worker with a global pool).",
         kind: 'bars',
         x: { label: 'run', values: runs.map((_, i) => i), categories: runs.map((r) => r.name) },
         y: { label: '%' },

@@ -58,7 +58,11 @@ export function binWidth(spanSec: number, bins = 60): number {
  * Tokens per second over time: each item adds `tokens` spread evenly over [from, to] seconds (a point when
  * from = to), into bins of `width` seconds covering [0, span]. Returns bin starts and rates.
  */
-export function rateOverTime(items: Iterable<{ readonly from: number; readonly to: number; readonly tokens: number }>, spanSec: number, width: number): { starts: number[]; rates: number[] } {
+export function rateOverTime(
+  items: Iterable<{ readonly from: number; readonly to: number; readonly tokens: number }>,
+  spanSec: number,
+  width: number,
+): { starts: number[]; rates: number[] } {
   const n = Math.max(1, Math.ceil(spanSec / width));
   const sums = new Float64Array(n);
   const bin = (t: number): number => Math.min(n - 1, Math.max(0, Math.floor(t / width)));
@@ -78,7 +82,10 @@ export function rateOverTime(items: Iterable<{ readonly from: number; readonly t
 }
 
 /** Series of different runs binned alike share one x axis; shorter runs are null past their end. */
-export function alignRates(runs: readonly { readonly starts: number[]; readonly rates: number[] }[]): { x: number[]; series: (number | null)[][] } {
+export function alignRates(runs: readonly { readonly starts: number[]; readonly rates: number[] }[]): {
+  x: number[];
+  series: (number | null)[][];
+} {
   const longest = runs.reduce((a, r) => (r.starts.length > a.starts.length ? r : a), runs[0] ?? { starts: [], rates: [] });
   return { x: longest.starts, series: runs.map((r) => longest.starts.map((_, i) => r.rates[i] ?? null)) };
 }

@@ -17,7 +17,12 @@ describe('prefillWork', () => {
 
 describe('nnls', () => {
   it('recovers exact non-negative coefficients and clamps a negative one to zero', () => {
-    const rows = [[1, 1], [1, 2], [1, 3], [1, 4]];
+    const rows = [
+      [1, 1],
+      [1, 2],
+      [1, 3],
+      [1, 4],
+    ];
     expect(nnls(rows, [3, 5, 7, 9]).map((x) => +x.toFixed(9))).toEqual([1, 2]);
     // y = 5 − x: the unconstrained slope is negative, so the best non-negative fit is a constant.
     const c = nnls(rows, [4, 3, 2, 1]);
@@ -39,14 +44,36 @@ describe('fitCostModel', () => {
   // Samples generated from the model itself: the engine's own overhead is 1.5 ms of the 4 ms.
   const engineOverhead = 1.5e-3;
   const prefill = [];
-  for (const [n, cached] of [[16, 0], [128, 0], [256, 0], [512, 0], [1024, 0], [2048, 0], [512, 496], [1024, 512], [2048, 2032], [2048, 1024]] as const) {
-    const seconds = predictAloneTtft(truth, n, cached, limits) - (truth.requestOverheadSeconds - engineOverhead) - truth.requestOverheadSecondsPerToken * n;
+  for (const [n, cached] of [
+    [16, 0],
+    [128, 0],
+    [256, 0],
+    [512, 0],
+    [1024, 0],
+    [2048, 0],
+    [512, 496],
+    [1024, 512],
+    [2048, 2032],
+    [2048, 1024],
+  ] as const) {
+    const seconds =
+      predictAloneTtft(truth, n, cached, limits) -
+      (truth.requestOverheadSeconds - engineOverhead) -
+      truth.requestOverheadSecondsPerToken * n;
     // Two repetitions, one of them stalled: the median per point keeps the stall out.
-    prefill.push({ promptTokens: n, cachedTokens: cached, seconds }, { promptTokens: n, cachedTokens: cached, seconds }, { promptTokens: n, cachedTokens: cached, seconds: seconds * 5 });
+    prefill.push(
+      { promptTokens: n, cachedTokens: cached, seconds },
+      { promptTokens: n, cachedTokens: cached, seconds },
+      { promptTokens: n, cachedTokens: cached, seconds: seconds * 5 },
+    );
   }
   const decode = [];
-  for (const batch of [1, 4, 16, 32]) for (const ctx of [64, 512]) decode.push({ batch, contextTokens: batch * ctx, seconds: decodeStepSeconds(truth, batch, batch * ctx) });
-  const overhead = [16, 256, 1024].map((n) => ({ promptTokens: n, seconds: truth.requestOverheadSeconds - engineOverhead + truth.requestOverheadSecondsPerToken * n }));
+  for (const batch of [1, 4, 16, 32])
+    for (const ctx of [64, 512]) decode.push({ batch, contextTokens: batch * ctx, seconds: decodeStepSeconds(truth, batch, batch * ctx) });
+  const overhead = [16, 256, 1024].map((n) => ({
+    promptTokens: n,
+    seconds: truth.requestOverheadSeconds - engineOverhead + truth.requestOverheadSecondsPerToken * n,
+  }));
   const samples: CalibrationSamples = { limits, kvBytesPerToken: 2048, prefill, decode, overhead, transferBytesPerSecond: 1.5e9 };
 
   it('recovers the model the samples came from', () => {
@@ -74,8 +101,18 @@ describe('fitCostModel', () => {
 
   it('reads a calibration file or a bare cost model, and names a bad file', () => {
     const { cost } = fitCostModel(samples);
-    const file = { version: 1, kind: 'pdserve-cost-model', engine: { maxRunning: 32, maxBatchTokens: 1024, prefillChunkTokens: 128, blockSize: 16 }, hostParallelism: { engines: 2, parallelism: 1.4 }, cost };
-    expect(parseCostModel(JSON.stringify(file))).toEqual({ cost, engine: { maxRunning: 32, maxBatchTokens: 1024, prefillChunkTokens: 128 }, hostParallelism: 1.4 });
+    const file = {
+      version: 1,
+      kind: 'pdserve-cost-model',
+      engine: { maxRunning: 32, maxBatchTokens: 1024, prefillChunkTokens: 128, blockSize: 16 },
+      hostParallelism: { engines: 2, parallelism: 1.4 },
+      cost,
+    };
+    expect(parseCostModel(JSON.stringify(file))).toEqual({
+      cost,
+      engine: { maxRunning: 32, maxBatchTokens: 1024, prefillChunkTokens: 128 },
+      hostParallelism: 1.4,
+    });
     expect(parseCostModel('{"prefillSecondsPerToken": 0.001}').cost.prefillSecondsPerToken).toBe(0.001);
     expect(() => parseCostModel('{"prefillSecondsPerToken": -1}', 'x.json')).toThrow('x.json: cost model: prefillSecondsPerToken');
     expect(() => parseCostModel('nope', 'x.json')).toThrow('x.json: not JSON');

@@ -97,14 +97,26 @@ export function fitCostModel(samples: CalibrationSamples): Calibration {
   if (s.decode.length < 2) throw new RangeError('calibration needs decode samples at two or more points');
   const work = s.prefill.map((p) => prefillWork(p.promptTokens, p.cachedTokens, s.limits));
   const [engineOverhead, step, perToken, perPair, perCached] = nnls(
-    s.prefill.map((p, i) => [1, work[i]!.steps, work[i]!.computedTokens, work[i]!.tokenPairs, Math.min(p.cachedTokens, p.promptTokens - 1)]),
+    s.prefill.map((p, i) => [
+      1,
+      work[i]!.steps,
+      work[i]!.computedTokens,
+      work[i]!.tokenPairs,
+      Math.min(p.cachedTokens, p.promptTokens - 1),
+    ]),
     s.prefill.map((p) => p.seconds),
   ) as [number, number, number, number, number];
   const [base, perSeq, perCtx] = nnls(
     s.decode.map((d) => [1, d.batch, d.contextTokens]),
     s.decode.map((d) => d.seconds),
   ) as [number, number, number];
-  const [pathFixed, pathPerToken] = s.overhead.length >= 2 ? (nnls(s.overhead.map((o) => [1, o.promptTokens]), s.overhead.map((o) => o.seconds)) as [number, number]) : [0, 0];
+  const [pathFixed, pathPerToken] =
+    s.overhead.length >= 2
+      ? (nnls(
+          s.overhead.map((o) => [1, o.promptTokens]),
+          s.overhead.map((o) => o.seconds),
+        ) as [number, number])
+      : [0, 0];
   const cost = costModelOf({
     prefillSecondsPerToken: perToken,
     prefillSecondsPerCachedToken: perCached,
@@ -119,20 +131,34 @@ export function fitCostModel(samples: CalibrationSamples): Calibration {
   const prefillPredicted = (i: number): number => {
     const w = work[i]!;
     const p = s.prefill[i]!;
-    return engineOverhead + step * w.steps + perToken * w.computedTokens + perPair * w.tokenPairs + perCached * Math.min(p.cachedTokens, p.promptTokens - 1);
+    return (
+      engineOverhead +
+      step * w.steps +
+      perToken * w.computedTokens +
+      perPair * w.tokenPairs +
+      perCached * Math.min(p.cachedTokens, p.promptTokens - 1)
+    );
   };
   return {
     cost,
     quality: {
       prefill: quality(s.prefill.map((p, i) => [prefillPredicted(i), p.seconds])),
       decode: quality(s.decode.map((d) => [decodeStepSeconds(cost, d.batch, d.contextTokens), d.seconds])),
-      overhead: s.overhead.length >= 2 ? quality(s.overhead.map((o) => [requestOverheadSeconds(cost, o.promptTokens) - engineOverhead, o.seconds])) : null,
+      overhead:
+        s.overhead.length >= 2
+          ? quality(s.overhead.map((o) => [requestOverheadSeconds(cost, o.promptTokens) - engineOverhead, o.seconds]))
+          : null,
     },
   };
 }
 
 /** TTFT the fitted model predicts for one request alone on an idle engine, seconds (overhead included). */
-export function predictAloneTtft(cost: CostModel, promptTokens: number, cachedTokens: number, limits: CalibrationSamples['limits']): number {
+export function predictAloneTtft(
+  cost: CostModel,
+  promptTokens: number,
+  cachedTokens: number,
+  limits: CalibrationSamples['limits'],
+): number {
   const w = prefillWork(promptTokens, cachedTokens, limits);
   return (
     requestOverheadSeconds(cost, promptTokens) +
@@ -181,7 +207,10 @@ export function nnls(rows: readonly (readonly number[])[], y: readonly number[])
   for (let mask = 1; mask < 1 << k; mask++) {
     const cols: number[] = [];
     for (let j = 0; j < k; j++) if (mask & (1 << j)) cols.push(j);
-    const coef = leastSquares(rows.map((r) => cols.map((j) => r[j]!)), y);
+    const coef = leastSquares(
+      rows.map((r) => cols.map((j) => r[j]!)),
+      y,
+    );
     if (coef === undefined || coef.some((c) => c < 0)) continue;
     const full = new Array<number>(k).fill(0);
     cols.forEach((j, i) => (full[j] = coef[i]!));

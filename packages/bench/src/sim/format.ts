@@ -8,7 +8,7 @@ const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 export function formatSimReport(r: SimReport): string {
   const c = r.config;
   const cluster = c.prefillWorkers > 0 ? `${c.prefillWorkers} prefill + ${c.decodeWorkers} decode` : `${c.decodeWorkers} mixed`;
-  const store = c.globalPool ? 'global pool of the workers\' caches' : c.storeTokens === null ? 'no store' : `store ${c.storeTokens} tokens`;
+  const store = c.globalPool ? "global pool of the workers' caches" : c.storeTokens === null ? 'no store' : `store ${c.storeTokens} tokens`;
   const { ttft, tbt, e2e } = r.latencyMs;
   const lines = [
     `cluster: ${cluster} workers, ${c.policy}, cache ${c.cacheTokens} tokens/worker, ${store}, block ${c.blockSize}, time ×${c.timeScale}` +
@@ -28,6 +28,9 @@ export function formatCapacity(c: CapacityResult): string {
       ? `capacity: ${c.percentile} TTFT ≤ ${c.sloTtftMs} ms is not met even at the slowest probe`
       : `capacity: ${c.requestsPerSec.toFixed(2)} req/s keeps ${c.percentile} TTFT ≤ ${c.sloTtftMs} ms (time ×${c.timeScale!.toPrecision(3)}` +
         `${c.bound === 'meets-at-fastest' ? ', a lower bound: met at the fastest probe' : ''})`;
-  const probes = c.probes.map((p) => `  time ×${p.timeScale.toPrecision(3)}: ${p.requestsPerSec.toFixed(2)} req/s, ${c.percentile} TTFT ${ms(p.ttftMs)} ms ${p.meets ? 'meets' : 'misses'}`);
+  const probes = c.probes.map(
+    (p) =>
+      `  time ×${p.timeScale.toPrecision(3)}: ${p.requestsPerSec.toFixed(2)} req/s, ${c.percentile} TTFT ${ms(p.ttftMs)} ms ${p.meets ? 'meets' : 'misses'}`,
+  );
   return [head, ...probes].join('\n');
 }

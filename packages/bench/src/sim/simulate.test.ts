@@ -11,7 +11,15 @@ const lines = (rows: readonly object[]): Trace => parseTrace(rows.map((r) => JSO
 describe('EventQueue and BlockLru', () => {
   it('pops by time, ties in insertion order', () => {
     const q = new EventQueue<string>();
-    const input: [number, string][] = [[5, 'a'], [1, 'b'], [3, 'c'], [1, 'd'], [9, 'e'], [3, 'f'], [0, 'g']];
+    const input: [number, string][] = [
+      [5, 'a'],
+      [1, 'b'],
+      [3, 'c'],
+      [1, 'd'],
+      [9, 'e'],
+      [3, 'f'],
+      [0, 'g'],
+    ];
     for (const [t, x] of input) q.push(t, x);
     const out: string[] = [];
     while (q.size > 0) out.push(q.pop()!);

@@ -44,7 +44,8 @@ export function simulate(opts: SimOptions): SimReport {
   const store = storeTokens === null ? undefined : new BlockLru(Math.floor(storeTokens / blockSize));
   // Global pool: block → how many worker caches hold it; the router sees the union as the store tier.
   const pool = opts.globalPool === true ? new Map<number, number>() : undefined;
-  if (store && pool) throw new RangeError('store and globalPool are exclusive: the pool is the union of the workers\' caches, the store a tier of its own');
+  if (store && pool)
+    throw new RangeError("store and globalPool are exclusive: the pool is the union of the workers' caches, the store a tier of its own");
   if (store || pool) index.applySnapshot(STORE_HOLDER, 'sim', 0, []);
   let storeSeq = 0;
 
@@ -131,7 +132,11 @@ export function simulate(opts: SimOptions): SimReport {
       // As the engine: whole blocks only, and at least one token computed to sample the first output token from.
       const usable = Math.floor((prompt - 1) / blockSize);
       const local = Math.min(usable, caches.get(engine)!.leading(blocks));
-      const fromStore = store ? Math.min(usable - local, store.leading(blocks, local)) : pool ? Math.min(usable - local, leadingIn(pool, blocks, local)) : 0;
+      const fromStore = store
+        ? Math.min(usable - local, store.leading(blocks, local))
+        : pool
+          ? Math.min(usable - local, leadingIn(pool, blocks, local))
+          : 0;
       const localTokens = local * blockSize;
       const storeTokensHit = fromStore * blockSize;
       promptTokens += prompt;

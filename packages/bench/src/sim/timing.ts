@@ -17,7 +17,10 @@ for (const workers of [16, 128, 1024]) {
     ['mixed kv-aware', { decodeWorkers: workers, policy: 'kv-aware' }],
     ['mixed kv-aware+pool', { decodeWorkers: workers, policy: 'kv-aware', globalPool: true }],
     ['mixed kv-aware+store', { decodeWorkers: workers, policy: 'kv-aware', store: { capacityTokens: 64 * 131_072 } }],
-    [`${workers - decode}P/${decode}D kv-aware+store`, { decodeWorkers: decode, prefillWorkers: workers - decode, store: { capacityTokens: 64 * 131_072 } }],
+    [
+      `${workers - decode}P/${decode}D kv-aware+store`,
+      { decodeWorkers: decode, prefillWorkers: workers - decode, store: { capacityTokens: 64 * 131_072 } },
+    ],
   ];
   for (const [name, o] of layouts) {
     const t0 = performance.now();

@@ -37,7 +37,10 @@ export function routerHash(id: number): string {
   return id.toString(16).padStart(16, '0');
 }
 
-export function simWorkload(trace: Trace, o: SimWorkloadOptions = {}): { readonly requests: SimRequest[]; readonly blockSize: number; readonly hashOf: (id: number) => string } {
+export function simWorkload(
+  trace: Trace,
+  o: SimWorkloadOptions = {},
+): { readonly requests: SimRequest[]; readonly blockSize: number; readonly hashOf: (id: number) => string } {
   const traceBlock = o.traceBlockSize ?? TRACE_BLOCK_SIZE;
   const blockSize = o.blockScale ?? traceBlock;
   const timeScale = o.timeScale ?? 1;

@@ -1,7 +1,19 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseKeyFile } from '@pdserve/api';
 import { basename } from 'node:path';
-import { benchReportPage, compareReports, formatReport, renderReportPage, runBench, TraceError, type BenchOptions, type BenchReport, type Endpoint, type LabelledBenchReport, type WorkloadSpec } from '@pdserve/bench';
+import {
+  benchReportPage,
+  compareReports,
+  formatReport,
+  renderReportPage,
+  runBench,
+  TraceError,
+  type BenchOptions,
+  type BenchReport,
+  type Endpoint,
+  type LabelledBenchReport,
+  type WorkloadSpec,
+} from '@pdserve/bench';
 import { Flags, int, num, oneOf, url as urlOf, UsageError, type CommandSpec, type FlagValue } from '../args';
 import { countBar } from '../progress';
 
@@ -10,10 +22,21 @@ const WORKLOADS = ['shared-prefix', 'multi-turn', 'random'] as const;
 const WORKLOAD: FlagValue = {
   kind: 'custom',
   placeholder: 'NAME|trace:FILE',
-  check: (w) => ((WORKLOADS as readonly string[]).includes(w) || /^trace:./.test(w) ? undefined : 'must be shared-prefix, multi-turn, random or trace:FILE'),
+  check: (w) =>
+    (WORKLOADS as readonly string[]).includes(w) || /^trace:./.test(w)
+      ? undefined
+      : 'must be shared-prefix, multi-turn, random or trace:FILE',
 };
-const RATE: FlagValue = { kind: 'custom', placeholder: 'R|inf', check: (r) => (r === 'inf' || Number(r) > 0 ? undefined : 'must be a positive number or inf') };
-const JSON_OBJECT: FlagValue = { kind: 'custom', placeholder: 'JSON', check: (s) => (isObject(parseJson(s)) ? undefined : 'must be a JSON object') };
+const RATE: FlagValue = {
+  kind: 'custom',
+  placeholder: 'R|inf',
+  check: (r) => (r === 'inf' || Number(r) > 0 ? undefined : 'must be a positive number or inf'),
+};
+const JSON_OBJECT: FlagValue = {
+  kind: 'custom',
+  placeholder: 'JSON',
+  check: (s) => (isObject(parseJson(s)) ? undefined : 'must be a JSON object'),
+};
 
 export const benchCommand: CommandSpec = {
   name: 'bench',
@@ -23,11 +46,29 @@ export const benchCommand: CommandSpec = {
     '       pdserve bench --compare A.json B.json [--report FILE.html]',
   positionals: true,
   flags: {
-    url: { type: 'string', help: 'base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine)', value: urlOf('http:', 'https:') },
+    url: {
+      type: 'string',
+      help: 'base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine)',
+      value: urlOf('http:', 'https:'),
+    },
     model: { type: 'string', help: 'model id to send (default: the first one /v1/models lists)' },
-    workload: { type: 'string', help: 'shared-prefix, multi-turn, random, or trace:FILE (Mooncake trace format)', default: 'random', value: WORKLOAD },
-    endpoint: { type: 'string', help: 'completions (token-id prompts, exact lengths) or chat (text prompts)', default: 'completions', value: oneOf('completions', 'chat') },
-    rate: { type: 'string', help: 'requests per second, Poisson arrivals; inf = all at once (default: trace timestamps, or all at once)', value: RATE },
+    workload: {
+      type: 'string',
+      help: 'shared-prefix, multi-turn, random, or trace:FILE (Mooncake trace format)',
+      default: 'random',
+      value: WORKLOAD,
+    },
+    endpoint: {
+      type: 'string',
+      help: 'completions (token-id prompts, exact lengths) or chat (text prompts)',
+      default: 'completions',
+      value: oneOf('completions', 'chat'),
+    },
+    rate: {
+      type: 'string',
+      help: 'requests per second, Poisson arrivals; inf = all at once (default: trace timestamps, or all at once)',
+      value: RATE,
+    },
     concurrency: { type: 'string', help: 'most requests in flight (alone: a closed loop)', value: int(1) },
     requests: { type: 'string', help: 'requests to send (default: 100, or the whole trace)', value: int(1) },
     duration: { type: 'string', help: 'stop sending after this many seconds', value: num({ above: 0 }) },
@@ -35,21 +76,39 @@ export const benchCommand: CommandSpec = {
     'slo-ttft': { type: 'string', help: 'goodput counts requests with TTFT ≤ this (ms)', value: num({ above: 0 }) },
     'slo-tpot': { type: 'string', help: 'goodput counts requests with TPOT ≤ this (ms)', value: num({ above: 0 }) },
     output: { type: 'string', help: 'write the full report (every request) as JSON' },
-    report: { type: 'string', help: 'write a self-contained HTML report (TTFT/ITL distributions, throughput over time, hit rate); with --compare: both runs overlaid' },
-    'input-len': { type: 'string', help: 'random: mean prompt tokens; shared-prefix: unique suffix; multi-turn: tokens per user turn', value: int(1) },
-    'max-tokens': { type: 'string', help: 'max_tokens per request (random: the mean); traces: a cap on scaled output lengths', value: int(1) },
+    report: {
+      type: 'string',
+      help: 'write a self-contained HTML report (TTFT/ITL distributions, throughput over time, hit rate); with --compare: both runs overlaid',
+    },
+    'input-len': {
+      type: 'string',
+      help: 'random: mean prompt tokens; shared-prefix: unique suffix; multi-turn: tokens per user turn',
+      value: int(1),
+    },
+    'max-tokens': {
+      type: 'string',
+      help: 'max_tokens per request (random: the mean); traces: a cap on scaled output lengths',
+      value: int(1),
+    },
     'prefix-len': { type: 'string', help: 'shared-prefix / multi-turn: system prompt tokens', value: int(0) },
     'num-prefixes': { type: 'string', help: 'shared-prefix / multi-turn: distinct system prompts', value: int(1) },
     sessions: { type: 'string', help: 'multi-turn: sessions in flight together', value: int(1) },
     turns: { type: 'string', help: 'multi-turn: turns per session', value: int(1) },
     'range-ratio': { type: 'string', help: 'random: lengths uniform in [len × (1 − r), len × (1 + r)]', value: num({ min: 0 }) },
     'time-scale': { type: 'string', help: 'trace: arrival times × this (0.1 = 10× faster)', value: num({ above: 0 }) },
-    'block-scale': { type: 'string', help: 'trace: tokens per hash-id block in the replay (prompts scale by it / 512, sharing kept)', value: int(1) },
+    'block-scale': {
+      type: 'string',
+      help: 'trace: tokens per hash-id block in the replay (prompts scale by it / 512, sharing kept)',
+      value: int(1),
+    },
     'length-scale': { type: 'string', help: 'trace: output lengths × this', value: num({ above: 0 }) },
     'max-input-len': { type: 'string', help: 'trace: cut prompts to this many tokens (a prefix, so sharing is kept)', value: int(1) },
     'trace-block-size': { type: 'string', help: 'trace: tokens per hash id in the file', default: '512', value: int(1) },
     'ignore-eos': { type: 'boolean', help: 'send ignore_eos so that every request generates max_tokens (pdserve and vLLM)' },
-    'text-prompts': { type: 'boolean', help: 'completions: send prompts as text instead of token ids (for servers without token-id prompts)' },
+    'text-prompts': {
+      type: 'boolean',
+      help: 'completions: send prompts as text instead of token ids (for servers without token-id prompts)',
+    },
     temperature: { type: 'string', help: 'sampling temperature', default: '0', value: num({ min: 0 }) },
     'extra-body': { type: 'string', help: 'JSON object merged into every request body, e.g. {"top_k": 5}', value: JSON_OBJECT },
     'api-key': { type: 'string', help: 'sent as Authorization: Bearer …; never written to the report' },
@@ -163,9 +222,11 @@ function workloadOf(w: string): WorkloadSpec {
 
 const endpointOf = (e: string): Endpoint => e as Endpoint;
 
-const rateOf = (r: string | undefined): number | undefined => (r === undefined ? undefined : r === 'inf' ? Number.POSITIVE_INFINITY : Number(r));
+const rateOf = (r: string | undefined): number | undefined =>
+  r === undefined ? undefined : r === 'inf' ? Number.POSITIVE_INFINITY : Number(r);
 
-const extraBodyOf = (s: string | undefined): BenchOptions['extraBody'] => (s === undefined ? undefined : (JSON.parse(s) as BenchOptions['extraBody']));
+const extraBodyOf = (s: string | undefined): BenchOptions['extraBody'] =>
+  s === undefined ? undefined : (JSON.parse(s) as BenchOptions['extraBody']);
 
 /** The first model id the server lists at /v1/models. */
 /** --api-key, else the first key of --api-key-file. */
@@ -181,7 +242,10 @@ async function firstModel(url: string, apiKey: string | undefined): Promise<stri
   const root = url.replace(/\/+$/, '').replace(/\/v1$/, '');
   let body: unknown;
   try {
-    const res = await fetch(`${root}/v1/models`, { signal: AbortSignal.timeout(10_000), headers: apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` } });
+    const res = await fetch(`${root}/v1/models`, {
+      signal: AbortSignal.timeout(10_000),
+      headers: apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` },
+    });
     body = await res.json();
   } catch (err) {
     throw new Error(`could not list models at ${root}/v1/models (${(err as Error).message}); pass --model`);

@@ -11,21 +11,60 @@ export const EDGE_FLAGS: Readonly<Record<string, FlagSpec>> = {
     help: 'an API key /v1/* requests must present (Authorization: Bearer KEY or x-api-key: KEY); repeatable; PDSERVE_API_KEY takes a comma-separated list',
   },
   'api-key-file': { type: 'string', help: 'a file of API keys, one per line (blank lines and # comments skipped), e.g. a mounted Secret' },
-  'rate-limit': { type: 'string', help: 'requests per second per API key (per client address without keys), as a token bucket; default none', value: num({ above: 0 }) },
-  'rate-limit-burst': { type: 'string', help: 'requests a key may send at once after being idle (the bucket size); default one second of --rate-limit', value: int(1) },
-  'max-concurrent-per-key': { type: 'string', help: 'requests in flight per API key (per client address without keys); default none', value: int(1) },
-  'isolate-cache-per-key': { type: 'boolean', help: "salt each request's prefix cache with its API key: no key ever gets a cache hit on another key's prompt" },
-  'headers-timeout-ms': { type: 'string', help: 'time a client has to send request headers before 408 (ms)', default: String(EDGE_DEFAULTS.headersTimeoutMs), value: int(1) },
-  'request-timeout-ms': { type: 'string', help: 'time a client has to send a whole request, body included (ms)', default: String(EDGE_DEFAULTS.requestTimeoutMs), value: int(1) },
-  'keep-alive-timeout-ms': { type: 'string', help: 'how long an idle keep-alive connection stays open (ms)', default: String(EDGE_DEFAULTS.keepAliveTimeoutMs), value: int(1) },
-  'max-connections': { type: 'string', help: 'most open HTTP connections; more are closed at once', default: String(EDGE_DEFAULTS.maxConnections), value: int(1) },
+  'rate-limit': {
+    type: 'string',
+    help: 'requests per second per API key (per client address without keys), as a token bucket; default none',
+    value: num({ above: 0 }),
+  },
+  'rate-limit-burst': {
+    type: 'string',
+    help: 'requests a key may send at once after being idle (the bucket size); default one second of --rate-limit',
+    value: int(1),
+  },
+  'max-concurrent-per-key': {
+    type: 'string',
+    help: 'requests in flight per API key (per client address without keys); default none',
+    value: int(1),
+  },
+  'isolate-cache-per-key': {
+    type: 'boolean',
+    help: "salt each request's prefix cache with its API key: no key ever gets a cache hit on another key's prompt",
+  },
+  'headers-timeout-ms': {
+    type: 'string',
+    help: 'time a client has to send request headers before 408 (ms)',
+    default: String(EDGE_DEFAULTS.headersTimeoutMs),
+    value: int(1),
+  },
+  'request-timeout-ms': {
+    type: 'string',
+    help: 'time a client has to send a whole request, body included (ms)',
+    default: String(EDGE_DEFAULTS.requestTimeoutMs),
+    value: int(1),
+  },
+  'keep-alive-timeout-ms': {
+    type: 'string',
+    help: 'how long an idle keep-alive connection stays open (ms)',
+    default: String(EDGE_DEFAULTS.keepAliveTimeoutMs),
+    value: int(1),
+  },
+  'max-connections': {
+    type: 'string',
+    help: 'most open HTTP connections; more are closed at once',
+    default: String(EDGE_DEFAULTS.maxConnections),
+    value: int(1),
+  },
   'write-timeout-ms': {
     type: 'string',
     help: 'how long a response write may wait for a client that stopped reading before its request is aborted and its KV freed (ms)',
     default: String(EDGE_DEFAULTS.writeTimeoutMs),
     value: int(1),
   },
-  'max-prompt-chars': { type: 'string', help: "longest prompt in characters, refused before tokenizing; default 16 per token of the model's context", value: int(1) },
+  'max-prompt-chars': {
+    type: 'string',
+    help: "longest prompt in characters, refused before tokenizing; default 16 per token of the model's context",
+    value: int(1),
+  },
   'tool-call-parser': {
     type: 'string',
     help: "how tool calls are read from the model's text under tool_choice auto: hermes (<tool_call>{...}</tool_call>, Qwen and Hermes models), llama3_json (a bare JSON call, Llama 3.x), or auto (by config.json's model_type: llama → llama3_json, others hermes)",
@@ -60,8 +99,10 @@ export function apiKeysOf(f: Flags): string[] {
  */
 export function checkEdge(f: Flags): void {
   const keys = f.list('api-key').length > 0 || (f.str('api-key-file') ?? '') !== '';
-  if (f.bool('isolate-cache-per-key') && !keys) throw new UsageError('--isolate-cache-per-key needs API keys (--api-key or --api-key-file)');
-  if (f.str('rate-limit-burst') !== undefined && f.str('rate-limit') === undefined) throw new UsageError('--rate-limit-burst needs --rate-limit');
+  if (f.bool('isolate-cache-per-key') && !keys)
+    throw new UsageError('--isolate-cache-per-key needs API keys (--api-key or --api-key-file)');
+  if (f.str('rate-limit-burst') !== undefined && f.str('rate-limit') === undefined)
+    throw new UsageError('--rate-limit-burst needs --rate-limit');
 }
 
 /** What the edge flags ask of the HTTP server; reads the key file. */

@@ -4,11 +4,16 @@ import { progressBar } from '../progress';
 
 export const modelTiny: CommandSpec = {
   name: 'model tiny',
-  summary: 'Build the built-in tiny Llama-style model, or a real model\'s shape (--preset), with random weights and a real tokenizer, as a Hugging Face-layout directory.',
+  summary:
+    "Build the built-in tiny Llama-style model, or a real model's shape (--preset), with random weights and a real tokenizer, as a Hugging Face-layout directory.",
   usage: `model tiny --out DIR [--preset ${Object.keys(PRESETS).join('|')}] [--seed N] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--ffn N] [--tokenizer llama2|qwen3] [--draft-out DIR [--draft-layers N] [--residual-scale S]]`,
   flags: {
     out: { type: 'string', help: 'directory to write', required: true },
-    preset: { type: 'string', help: "a real model's shape with random weights (flags given override it)", value: oneOf(...Object.keys(PRESETS)) },
+    preset: {
+      type: 'string',
+      help: "a real model's shape with random weights (flags given override it)",
+      value: oneOf(...Object.keys(PRESETS)),
+    },
     seed: { type: 'string', help: 'weight seed; the same seed gives byte-identical files', default: '0', value: int() },
     // No defaults here: a preset's shape applies unless a flag is given (the tiny defaults are the builder's).
     layers: { type: 'string', help: 'decoder layers (default 4)', value: int(1) },
@@ -19,10 +24,15 @@ export const modelTiny: CommandSpec = {
     tokenizer: { type: 'string', help: 'llama2 (vocab 32000) or qwen3 (vocab 151936) (default llama2)', value: oneOf('llama2', 'qwen3') },
     'draft-out': {
       type: 'string',
-      help: 'also write a synthetic speculative-decoding draft here: the target\'s first --draft-layers layers (shared embeddings and lm_head); the target\'s other layers add --residual-scale × their contribution (random weights: a test rig, not a real pair)',
+      help: "also write a synthetic speculative-decoding draft here: the target's first --draft-layers layers (shared embeddings and lm_head); the target's other layers add --residual-scale × their contribution (random weights: a test rig, not a real pair)",
     },
     'draft-layers': { type: 'string', help: 'layers of the draft (default 1)', default: '1', value: int(1) },
-    'residual-scale': { type: 'string', help: "scale of the target's layers past the draft's: 0 = the draft's outputs, 1 = an ordinary model (default 0.3)", default: '0.3', value: num({ min: 0 }) },
+    'residual-scale': {
+      type: 'string',
+      help: "scale of the target's layers past the draft's: 0 = the draft's outputs, 1 = an ordinary model (default 0.3)",
+      default: '0.3',
+      value: num({ min: 0 }),
+    },
   },
   async run(f: Flags) {
     const tokenizer = f.str('tokenizer') as 'llama2' | 'qwen3' | undefined;
@@ -45,6 +55,8 @@ export const modelTiny: CommandSpec = {
     await buildTinyModel({ out, ...(pair?.target ?? shape) }, (done, total) => bar.update(done, total));
     if (pair) await buildTinyModel({ out: draftOut!, ...pair.draft });
     bar.end();
-    process.stdout.write(`wrote ${out}${draftOut ? ` and its draft ${draftOut}` : ''} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    process.stdout.write(
+      `wrote ${out}${draftOut ? ` and its draft ${draftOut}` : ''} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+    );
   },
 };

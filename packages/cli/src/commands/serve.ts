@@ -15,14 +15,23 @@ async function serveSingle(f: Flags): Promise<void> {
   const tokenizer = await Tokenizer.fromDir(dir);
   const engine = await LLMEngine.create(engineOptions(f, dir, id));
   const toolCallParser = defaultToolCallParser(loadModelSpec(dir).modelType);
-  const api = createApiServer({ models: [{ id, engine, tokenizer, maxModelLen: engine.maxModelLen, toolCallParser }], host: f.str('host'), port: f.int('port', 0), logger, ...edge });
+  const api = createApiServer({
+    models: [{ id, engine, tokenizer, maxModelLen: engine.maxModelLen, toolCallParser }],
+    host: f.str('host'),
+    port: f.int('port', 0),
+    logger,
+    ...edge,
+  });
   const { url } = await api.listen();
   logger.info({ url, model: id, kvBlocks: engine.pool.numBlocks }, 'serving');
   process.stdout.write(`pdserve is serving ${id} at ${url}/v1 (OpenAI API), one engine. Ctrl-C stops it.\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       api.setReady(false);
-      void api.close().then(() => engine.close()).then(resolve);
+      void api
+        .close()
+        .then(() => engine.close())
+        .then(resolve);
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
@@ -36,7 +45,12 @@ const SERVE_FLAGS = {
   ...EDGE_FLAGS,
   prefill: { type: 'string', help: 'prefill workers in a local cluster (0 with --decode M: M mixed workers)', value: int(0) },
   decode: { type: 'string', help: 'decode workers in a local cluster; without --prefill/--decode: one engine, no cluster', value: int(0) },
-  'kv-store': { type: 'string', help: 'kv-store nodes in a local cluster: workers offload evicted blocks to them and prefetch prefixes from them', default: '0', value: int(0) },
+  'kv-store': {
+    type: 'string',
+    help: 'kv-store nodes in a local cluster: workers offload evicted blocks to them and prefetch prefixes from them',
+    default: '0',
+    value: int(0),
+  },
   replicas: { type: 'string', help: 'copies of each offloaded block, on distinct kv-store nodes', default: '1', value: int(1) },
 } as const;
 
@@ -46,7 +60,8 @@ export const serve: CommandSpec = {
   usage: 'serve --model DIR [--port 8000] [--prefill N --decode M [--kv-store K] [--redis URL --nats URL]] [engine flags]',
   flags: SERVE_FLAGS,
   check(f) {
-    if ((f.str('prefill') !== undefined || f.str('decode') !== undefined) && (f.int('decode', 0) ?? 0) < 1) throw new UsageError('a cluster needs --decode 1 or more');
+    if ((f.str('prefill') !== undefined || f.str('decode') !== undefined) && (f.int('decode', 0) ?? 0) < 1)
+      throw new UsageError('a cluster needs --decode 1 or more');
     checkLocalCluster(f);
     checkEdge(f);
   },
@@ -60,7 +75,8 @@ export const serve: CommandSpec = {
 
 export const start: CommandSpec = {
   name: 'start',
-  summary: 'What `npm start` runs: the built-in tiny model on a local cluster (gateway + 1 prefill + 1 decode + 1 kv-store, embedded control plane) on port 8000.',
+  summary:
+    'What `npm start` runs: the built-in tiny model on a local cluster (gateway + 1 prefill + 1 decode + 1 kv-store, embedded control plane) on port 8000.',
   usage: 'start [--port 8000] [engine flags]',
   flags: { ...COMMON_FLAGS, ...ENGINE_FLAGS, ...ROUTER_FLAGS, ...EDGE_FLAGS },
   check(f) {

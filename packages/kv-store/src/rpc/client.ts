@@ -68,16 +68,29 @@ export class KvStoreClient {
   private readonly raw: RawKvStoreClient;
 
   /** `tls`: mTLS with the cluster's certificates (plaintext without). */
-  constructor(readonly address: string, tls?: TlsMaterial) {
+  constructor(
+    readonly address: string,
+    tls?: TlsMaterial,
+  ) {
     ctor ??= makeGenericClientConstructor(kvStoreService(), 'KvStore') as unknown as Ctor;
     this.raw = new ctor(address, channelCredentials(tls), { ...KV_STORE_GRPC_OPTIONS, ...tlsChannelOptions(tls) });
   }
 
   /** Phase one of a put: reserves room for the blocks the store does not hold yet. */
-  beginPut(modelId: string, blocks: readonly { readonly hash: string; readonly size: number }[], ttlMs = 0, signal?: AbortSignal): Promise<W.BeginPutResponseMsg> {
+  beginPut(
+    modelId: string,
+    blocks: readonly { readonly hash: string; readonly size: number }[],
+    ttlMs = 0,
+    signal?: AbortSignal,
+  ): Promise<W.BeginPutResponseMsg> {
     const bad = badHash(blocks.map((b) => b.hash));
     if (bad !== undefined) return Promise.reject(bad);
-    const req: W.BeginPutRequestMsg = { model_id: modelId, ttl_ms: ttlMs, hashes: packHashes(blocks.map((b) => b.hash)), sizes: blocks.map((b) => b.size) };
+    const req: W.BeginPutRequestMsg = {
+      model_id: modelId,
+      ttl_ms: ttlMs,
+      hashes: packHashes(blocks.map((b) => b.hash)),
+      sizes: blocks.map((b) => b.size),
+    };
     return this.unary(this.raw.BeginPut, req, KV_STORE_DEADLINES.control, signal);
   }
   commitPut(putId: string): Promise<W.CommitPutResponseMsg> {
@@ -165,5 +178,7 @@ const STORE_REFUSAL = new RegExp(`^(?:receiver: )?(${Object.keys(GRPC_STATUS).jo
 /** The error for the first hash that is not a block hash, if any. */
 function badHash(hashes: readonly string[]): KvStoreCallError | undefined {
   const bad = hashes.find((h) => !isBlockHash(h));
-  return bad === undefined ? undefined : new KvStoreCallError('INVALID_ARGUMENT', `block hash must be 16 lowercase hex characters, got ${JSON.stringify(bad)}`);
+  return bad === undefined
+    ? undefined
+    : new KvStoreCallError('INVALID_ARGUMENT', `block hash must be 16 lowercase hex characters, got ${JSON.stringify(bad)}`);
 }

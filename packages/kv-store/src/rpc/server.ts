@@ -3,9 +3,25 @@
 // its stored/removed events on the KV event bus (tier 'store'), and the block directory kept in step.
 import { randomBytes } from 'node:crypto';
 import { Server, status, type ServerUnaryCall, type UntypedServiceImplementation, type sendUnaryData } from '@grpc/grpc-js';
-import { KvEventPublisher, RegisteredPeers, type ControlPlane, type Logger, type Membership, type Registration } from '@pdserve/control-plane';
+import {
+  KvEventPublisher,
+  RegisteredPeers,
+  type ControlPlane,
+  type Logger,
+  type Membership,
+  type Registration,
+} from '@pdserve/control-plane';
 import { peerHost, serverCredentials, type TlsMaterial } from '@pdserve/rpc';
-import { TransferReceiver, TransferSender, isTransportKind, unpackHashes, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind } from '@pdserve/transfer';
+import {
+  TransferReceiver,
+  TransferSender,
+  isTransportKind,
+  unpackHashes,
+  type IncomingTransfer,
+  type KvBlock,
+  type TransferOffer,
+  type TransportKind,
+} from '@pdserve/transfer';
 import type { BlockDirectory } from '../directory';
 import { mirrorToDirectory, type DirectoryMirror } from '../directory-sync';
 import { GRPC_STATUS, KvStoreError } from '../errors';
@@ -68,7 +84,10 @@ export class KvStoreServer {
   constructor(private readonly opts: KvStoreServerOptions) {
     this.publisher = new KvEventPublisher(opts.controlPlane.events, { worker: opts.nodeId, incarnation: this.incarnation });
     // Workers pull the blocks of a Get from this data port.
-    this.sender = new TransferSender({ tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort }, tls: opts.tls });
+    this.sender = new TransferSender({
+      tcp: { host: opts.host ?? '127.0.0.1', advertiseHost: opts.advertiseHost, port: opts.dataPort },
+      tls: opts.tls,
+    });
     // Published after the call that caused them has answered (a put's commit acknowledged first), in order.
     this.unsubscribe = opts.store.onEvent((e) => void setImmediate(() => this.closed || this.publish(e)));
   }
@@ -113,7 +132,13 @@ export class KvStoreServer {
       // Blocks recovered from disk are recorded before the node is announced.
       await opts.directory.dropNode(opts.nodeId).catch(() => undefined);
       for (const e of opts.store.snapshot()) {
-        await opts.directory.record(opts.nodeId, e.modelId, e.hashes.map((hash) => ({ hash, tier: e.tier }))).catch((err: unknown) => opts.logger.warn({ err: String(err) }, 'kv-store: directory record failed'));
+        await opts.directory
+          .record(
+            opts.nodeId,
+            e.modelId,
+            e.hashes.map((hash) => ({ hash, tier: e.tier })),
+          )
+          .catch((err: unknown) => opts.logger.warn({ err: String(err) }, 'kv-store: directory record failed'));
       }
       this.mirror = mirrorToDirectory(opts.store, opts.directory, opts.nodeId, opts.logger);
     }
@@ -186,7 +211,8 @@ export class KvStoreServer {
    */
   private async fromMember(host: string): Promise<void> {
     if (this.opts.tls !== undefined) return;
-    if (!(await this.peers!.isMemberHost(host))) throw new KvStoreError('permission_denied', `${host} is not a service registered in this cluster`);
+    if (!(await this.peers!.isMemberHost(host)))
+      throw new KvStoreError('permission_denied', `${host} is not a service registered in this cluster`);
   }
 
   /** Begins the put a transfer with put_begin carries, as BeginPut would; then places its blocks. */
@@ -195,7 +221,11 @@ export class KvStoreServer {
     try {
       if (this.draining) throw new KvStoreError('unavailable', 'kv-store is draining');
       const ttl = Number(offer.meta[PUT_TTL_META] ?? '0');
-      const begun = await store.beginPut(model, offer.blocks.map((b) => ({ hash: b.hash, size: b.length })), { ttlMs: ttl > 0 ? ttl : undefined });
+      const begun = await store.beginPut(
+        model,
+        offer.blocks.map((b) => ({ hash: b.hash, size: b.length })),
+        { ttlMs: ttl > 0 ? ttl : undefined },
+      );
       if (offer.signal.aborted) {
         store.revokePut(begun.putId); // the transfer was discarded while the put began (eviction can take a while)
         throw new KvStoreError('unavailable', `transfer ${offer.transferId} ended before its put began`);
@@ -245,12 +275,14 @@ export class KvStoreServer {
 
   private async get(req: W.GetRequestMsg, signal: AbortSignal): Promise<W.GetResponseMsg> {
     const { store } = this.opts;
-    if (req.sink === null || req.sink.grpc_address === '') throw new KvStoreError('invalid_argument', 'get needs a sink (where to send the blocks)');
+    if (req.sink === null || req.sink.grpc_address === '')
+      throw new KvStoreError('invalid_argument', 'get needs a sink (where to send the blocks)');
     const transport = req.sink.transport === '' ? 'auto' : req.sink.transport;
-    if (transport !== 'auto' && !isTransportKind(transport)) throw new KvStoreError('invalid_argument', `unknown transport ${JSON.stringify(transport)}`);
+    if (transport !== 'auto' && !isTransportKind(transport))
+      throw new KvStoreError('invalid_argument', `unknown transport ${JSON.stringify(transport)}`);
     // Stored KV goes only to a registered worker of its model, never to an address a caller made up.
     const sink = req.sink.grpc_address;
-    if (await this.peers!.member(sink, ['prefill', 'decode', 'mixed'], req.model_id) === undefined) {
+    if ((await this.peers!.member(sink, ['prefill', 'decode', 'mixed'], req.model_id)) === undefined) {
       throw new KvStoreError('permission_denied', `sink ${sink} is not a registered worker of model ${req.model_id}`);
     }
     // The receiving transfer engine checks every block against the CRC sent with it: memory blocks are not
@@ -264,20 +296,28 @@ export class KvStoreServer {
       const tiers = Uint8Array.from(res.blocks, (b) => (b === undefined ? 0 : TIER_CODES.indexOf(b.tier)));
       if (blocks.length === 0) return { tiers, blocks: 0, bytes: 0, transport: '' };
       const started = performance.now();
-      const receipt = await this.sender.send({
-        peer: { grpcAddress: req.sink.grpc_address },
-        blocks,
-        transferId: req.sink.transfer_id || undefined,
-        transport,
-        signal,
-        deadlineMs: GET_SEND_DEADLINE_MS,
-      }).catch((err: unknown) => {
-        if ((err as { code?: unknown }).code !== 'CHECKSUM_MISMATCH') throw err;
-        // The reader saw a block that does not match its CRC: drop whatever is corrupt here, so that the
-        // reader's next get reports it missing, never serves it.
-        const dropped = store.recheck(req.model_id, blocks.map((b) => b.hash));
-        throw new KvStoreError('data_loss', `${(err as Error).message}; ${dropped.length} corrupt block(s) dropped from this store, get again`);
-      });
+      const receipt = await this.sender
+        .send({
+          peer: { grpcAddress: req.sink.grpc_address },
+          blocks,
+          transferId: req.sink.transfer_id || undefined,
+          transport,
+          signal,
+          deadlineMs: GET_SEND_DEADLINE_MS,
+        })
+        .catch((err: unknown) => {
+          if ((err as { code?: unknown }).code !== 'CHECKSUM_MISMATCH') throw err;
+          // The reader saw a block that does not match its CRC: drop whatever is corrupt here, so that the
+          // reader's next get reports it missing, never serves it.
+          const dropped = store.recheck(
+            req.model_id,
+            blocks.map((b) => b.hash),
+          );
+          throw new KvStoreError(
+            'data_loss',
+            `${(err as Error).message}; ${dropped.length} corrupt block(s) dropped from this store, get again`,
+          );
+        });
       this.blocksSent += blocks.length;
       this.opts.onTransfer?.('out', receipt.bytes, (performance.now() - started) / 1000);
       return { tiers, blocks: receipt.blocks, bytes: receipt.bytes, transport: receipt.transport };
@@ -319,9 +359,16 @@ export class KvStoreServer {
         if (this.draining) throw new KvStoreError('unavailable', 'kv-store is draining');
         const hashes = unpackHashes(r.hashes);
         if (hashes === undefined || hashes.length !== r.sizes.length) {
-          throw new KvStoreError('invalid_argument', `${r.hashes.byteLength} bytes of hashes for ${r.sizes.length} block sizes (8 bytes per hash)`);
+          throw new KvStoreError(
+            'invalid_argument',
+            `${r.hashes.byteLength} bytes of hashes for ${r.sizes.length} block sizes (8 bytes per hash)`,
+          );
         }
-        const b = await store.beginPut(r.model_id, hashes.map((hash, i) => ({ hash, size: r.sizes[i] as number })), { ttlMs: ttl(r.ttl_ms) });
+        const b = await store.beginPut(
+          r.model_id,
+          hashes.map((hash, i) => ({ hash, size: r.sizes[i] as number })),
+          { ttlMs: ttl(r.ttl_ms) },
+        );
         return { put_id: b.putId, already_stored: [...b.alreadyStored], reserved_bytes: b.reservedBytes, expires_at_ms: b.expiresAt };
       },
       CommitPut: (r: W.CommitPutRequestMsg): W.CommitPutResponseMsg => {
@@ -342,7 +389,11 @@ export class KvStoreServer {
       },
       Snapshot: (): W.SnapshotResponseMsg => this.snapshot(),
       Stats: (): W.StoreStatsResponseMsg => this.stats(),
-      Health: (): W.StoreHealthResponseMsg => ({ status: this.draining ? 'draining' : 'serving', node: this.opts.nodeId, incarnation: this.incarnation }),
+      Health: (): W.StoreHealthResponseMsg => ({
+        status: this.draining ? 'draining' : 'serving',
+        node: this.opts.nodeId,
+        incarnation: this.incarnation,
+      }),
     };
     const out: UntypedServiceImplementation = {};
     for (const [name, fn] of Object.entries(h) as [string, (req: never, signal: AbortSignal) => unknown][]) {

@@ -27,7 +27,12 @@ const blocks = (ns: readonly number[]) => ns.map((n) => ({ hash: hashOf(n), data
 async function fetchBlocks(hashes: string[], transport: 'auto' | 'tcp' | 'shm' | 'grpc' = 'auto') {
   const transferId = `get-${Math.random().toString(16).slice(2)}`;
   const got = new Promise<{ hash: string; data: Uint8Array }[]>((resolve) => arrived.set(transferId, resolve));
-  const res = await client.get({ model_id: MODEL, hashes, lease_ms: 0, sink: { grpc_address: sinkAddress, transfer_id: transferId, transport } });
+  const res = await client.get({
+    model_id: MODEL,
+    hashes,
+    lease_ms: 0,
+    sink: { grpc_address: sinkAddress, transfer_id: transferId, transport },
+  });
   return { res, blocks: res.blocks > 0 ? await got : [] };
 }
 
@@ -50,8 +55,15 @@ beforeAll(async () => {
   sinkAddress = await sink.serveGrpc();
   // The test plays a worker of MODEL: the store sends gets only to, and pulls puts only from, registered services.
   await cp.registry.register({
-    id: 'test-worker', role: 'decode', grpcAddress: sinkAddress, adminAddress: '', model: MODEL,
-    capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 }, dataAddress: await sender.listen(), incarnation: 'test', startedAt: Date.now(),
+    id: 'test-worker',
+    role: 'decode',
+    grpcAddress: sinkAddress,
+    adminAddress: '',
+    model: MODEL,
+    capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 },
+    dataAddress: await sender.listen(),
+    incarnation: 'test',
+    startedAt: Date.now(),
   });
 });
 
@@ -70,7 +82,14 @@ describe('kv-store service', () => {
     const address = await stranger.serveGrpc();
     try {
       await client.put(sender, MODEL, blocks([900]));
-      const err = await client.get({ model_id: MODEL, hashes: [hashOf(900)], lease_ms: 0, sink: { grpc_address: address, transfer_id: 'stolen', transport: 'auto' } }).catch((e: unknown) => e);
+      const err = await client
+        .get({
+          model_id: MODEL,
+          hashes: [hashOf(900)],
+          lease_ms: 0,
+          sink: { grpc_address: address, transfer_id: 'stolen', transport: 'auto' },
+        })
+        .catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'PERMISSION_DENIED', message: expect.stringContaining('is not a registered worker') });
       expect(stolen).toBe(0);
       // The same get to the registered sink is served.
@@ -97,7 +116,10 @@ describe('kv-store service', () => {
     const again = await client.put(sender, MODEL, put, { transport });
     expect(again.stored).toHaveLength(3);
     expect(svc.store.stats().memory).toMatchObject({ blocks: held.blocks, bytes: held.bytes });
-    const begun = await client.beginPut(MODEL, put.map((b) => ({ hash: b.hash, size: b.data.byteLength })));
+    const begun = await client.beginPut(
+      MODEL,
+      put.map((b) => ({ hash: b.hash, size: b.data.byteLength })),
+    );
     expect(begun.already_stored).toEqual(put.map((b) => b.hash));
     await client.revokePut(begun.put_id);
     const { res, blocks: got } = await fetchBlocks([...put.map((b) => b.hash), hashOf(9999)], transport);
@@ -112,7 +134,10 @@ describe('kv-store service', () => {
     await client.put(sender, MODEL, blocks([400]));
     await sleep(120);
     expect(await directory.locate(MODEL, [hashOf(400)])).toEqual([[{ node: 'store-0', tier: 'memory' }]]);
-    const stored = batches.filter((b) => b.worker === 'store-0').flatMap((b) => b.events).filter((e) => e.kind === 'stored');
+    const stored = batches
+      .filter((b) => b.worker === 'store-0')
+      .flatMap((b) => b.events)
+      .filter((e) => e.kind === 'stored');
     expect(stored.every((e) => e.kind === 'stored' && e.tier === 'store')).toBe(true);
     expect(stored.flatMap((e) => (e.kind === 'stored' ? e.hashes : []))).toContain(hashOf(400));
     const snap = await client.snapshot();
@@ -125,25 +150,34 @@ describe('kv-store service', () => {
     expect(res).toMatchObject({ tiers: ['', ''], blocks: 0 });
   });
 
-  it.each(['tcp', 'grpc'] as const)('a block corrupted in memory fails the get at the reader (%s), is dropped, and the next get reports it missing', async (transport) => {
-    const base = { tcp: 620, grpc: 630 }[transport];
-    const put = blocks([base, base + 1]);
-    await client.put(sender, MODEL, put, { transport });
-    // The store's own buffer, as a get without the store-side check hands it out: this corrupts the stored block.
-    const held = await svc.store.get(MODEL, [put[0]!.hash], { verifyMemory: false });
-    held.blocks[0]!.bytes[100]! ^= 0xff;
-    svc.store.releaseLease(held.leaseId!);
-    const dropped = svc.store.stats().memory.corruptDropped;
-    const err = await fetchBlocks(put.map((b) => b.hash), transport).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(KvStoreCallError);
-    expect(err).toMatchObject({ code: 'DATA_LOSS' });
-    expect((err as Error).message).toMatch(/checksum .* 1 corrupt block\(s\) dropped from this store/);
-    expect(svc.store.stats().memory.corruptDropped).toBe(dropped + 1);
-    const again = await fetchBlocks(put.map((b) => b.hash), transport);
-    expect(again.res.tiers).toEqual(['', 'memory']);
-    expect(again.blocks.map((b) => b.hash)).toEqual([put[1]!.hash]);
-    expect(Buffer.compare(again.blocks[0]!.data, put[1]!.data)).toBe(0);
-  });
+  it.each(['tcp', 'grpc'] as const)(
+    'a block corrupted in memory fails the get at the reader (%s), is dropped, and the next get reports it missing',
+    async (transport) => {
+      const base = { tcp: 620, grpc: 630 }[transport];
+      const put = blocks([base, base + 1]);
+      await client.put(sender, MODEL, put, { transport });
+      // The store's own buffer, as a get without the store-side check hands it out: this corrupts the stored block.
+      const held = await svc.store.get(MODEL, [put[0]!.hash], { verifyMemory: false });
+      held.blocks[0]!.bytes[100]! ^= 0xff;
+      svc.store.releaseLease(held.leaseId!);
+      const dropped = svc.store.stats().memory.corruptDropped;
+      const err = await fetchBlocks(
+        put.map((b) => b.hash),
+        transport,
+      ).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KvStoreCallError);
+      expect(err).toMatchObject({ code: 'DATA_LOSS' });
+      expect((err as Error).message).toMatch(/checksum .* 1 corrupt block\(s\) dropped from this store/);
+      expect(svc.store.stats().memory.corruptDropped).toBe(dropped + 1);
+      const again = await fetchBlocks(
+        put.map((b) => b.hash),
+        transport,
+      );
+      expect(again.res.tiers).toEqual(['', 'memory']);
+      expect(again.blocks.map((b) => b.hash)).toEqual([put[1]!.hash]);
+      expect(Buffer.compare(again.blocks[0]!.data, put[1]!.data)).toBe(0);
+    },
+  );
 
   it('a put whose transfer ends while the put begins leaves no open put behind', async () => {
     const ac = new AbortController();
@@ -168,33 +202,60 @@ describe('kv-store service', () => {
 
   it('bad input gets clear errors and stores nothing', async () => {
     const before = svc.store.stats().memory.blocks;
-    const err = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as KvStoreCallError);
+    const err = (p: Promise<unknown>) =>
+      p.then(
+        () => undefined,
+        (e: unknown) => e as KvStoreCallError,
+      );
     // Oversized (not this model's block size), malformed hash, unserved model.
-    expect(await err(client.beginPut(MODEL, [{ hash: hashOf(1), size: BLOCK * 2 }]))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('a block of this model is') });
-    expect(await err(client.beginPut(MODEL, [{ hash: 'XYZ', size: BLOCK }]))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('16 lowercase hex') });
-    expect(await err(client.beginPut('other/model', [{ hash: hashOf(1), size: BLOCK }]))).toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('not served') });
+    expect(await err(client.beginPut(MODEL, [{ hash: hashOf(1), size: BLOCK * 2 }]))).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('a block of this model is'),
+    });
+    expect(await err(client.beginPut(MODEL, [{ hash: 'XYZ', size: BLOCK }]))).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('16 lowercase hex'),
+    });
+    expect(await err(client.beginPut('other/model', [{ hash: hashOf(1), size: BLOCK }]))).toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringContaining('not served'),
+    });
     expect(await err(client.exists('other/model', [hashOf(1)]))).toMatchObject({ code: 'NOT_FOUND' });
     // Packed hashes that are not 8 bytes per block size, straight over gRPC.
     const Raw = makeGenericClientConstructor(kvStoreService(), 'KvStore');
-    const rawClient = new Raw(svc.grpcAddress, credentials.createInsecure()) as unknown as { BeginPut: (r: object, cb: (e: { code: number; details: string } | null) => void) => void; close(): void };
-    const rawErr = await new Promise<{ code: number; details: string } | null>((resolve) => rawClient.BeginPut({ model_id: MODEL, hashes: Buffer.alloc(12), sizes: [BLOCK], ttl_ms: 0 }, resolve));
+    const rawClient = new Raw(svc.grpcAddress, credentials.createInsecure()) as unknown as {
+      BeginPut: (r: object, cb: (e: { code: number; details: string } | null) => void) => void;
+      close(): void;
+    };
+    const rawErr = await new Promise<{ code: number; details: string } | null>((resolve) =>
+      rawClient.BeginPut({ model_id: MODEL, hashes: Buffer.alloc(12), sizes: [BLOCK], ttl_ms: 0 }, resolve),
+    );
     rawClient.close();
     expect(rawErr).toMatchObject({ code: 3, details: expect.stringContaining('12 bytes of hashes for 1 block sizes') });
     // More than the memory tier holds: the store's code comes back through the transfer's refusal.
     const tooMany = blocks(Array.from({ length: 41 }, (_, i) => 2000 + i));
-    expect(await err(client.put(sender, MODEL, tooMany))).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringContaining('memory tier holds only') });
+    expect(await err(client.put(sender, MODEL, tooMany))).toMatchObject({
+      code: 'RESOURCE_EXHAUSTED',
+      message: expect.stringContaining('memory tier holds only'),
+    });
     // Garbage bytes of the right length, among good blocks (each block is checked as it arrives): the
     // transfer is refused, the put revoked, and none of its blocks stored, not even those before it.
     const garbage = { hash: hashOf(500), data: new Uint8Array(BLOCK).fill(7) };
-    expect(await err(client.put(sender, MODEL, [...blocks([510, 511]), { ...garbage, checksum: crc32(garbage.data) }, ...blocks([512])])))
-      .toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('not a KV block') });
+    expect(
+      await err(client.put(sender, MODEL, [...blocks([510, 511]), { ...garbage, checksum: crc32(garbage.data) }, ...blocks([512])])),
+    ).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('not a KV block') });
     // Without its true checksum (the client derives one from the block header), the transfer itself refuses it.
     expect(await err(client.put(sender, MODEL, [...blocks([510]), garbage]))).toMatchObject({ code: 'CHECKSUM_MISMATCH' });
     // A block whose header names another hash.
     const wrong = { hash: hashOf(501), data: makeBlock(hashOf(502), 1) };
-    expect(await err(client.put(sender, MODEL, [wrong]))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`names hash ${hashOf(502)}`) });
+    expect(await err(client.put(sender, MODEL, [wrong]))).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining(`names hash ${hashOf(502)}`),
+    });
     // Bytes pushed with no open put.
-    await expect(sender.send({ peer: { grpcAddress: svc.grpcAddress }, blocks: blocks([503]), meta: { put_id: 'nope' } })).rejects.toThrow();
+    await expect(
+      sender.send({ peer: { grpcAddress: svc.grpcAddress }, blocks: blocks([503]), meta: { put_id: 'nope' } }),
+    ).rejects.toThrow();
     await expect(sender.send({ peer: { grpcAddress: svc.grpcAddress }, blocks: blocks([504]) })).rejects.toThrow();
     expect(await err(client.commitPut('nope'))).toMatchObject({ code: 'NOT_FOUND' });
     expect((await client.exists(MODEL, [500, 501, 502, 503, 504, 510, 511, 512].map(hashOf))).tiers).toEqual(Array(8).fill(''));
@@ -216,7 +277,9 @@ describe('kv-store service', () => {
     let peak = 0;
     const timer = setInterval(() => (peak = Math.max(peak, svc.store.stats().memory.usedBytes)), 1);
     const results = await Promise.allSettled(
-      Array.from({ length: 30 }, (_, i) => client.put(sender, MODEL, blocks([1000 + i * 4, 1001 + i * 4, 1002 + i * 4, 1003 + i * 4]), { transport: 'tcp' })),
+      Array.from({ length: 30 }, (_, i) =>
+        client.put(sender, MODEL, blocks([1000 + i * 4, 1001 + i * 4, 1002 + i * 4, 1003 + i * 4]), { transport: 'tcp' }),
+      ),
     );
     clearInterval(timer);
     expect(results.filter((r) => r.status === 'fulfilled').length).toBeGreaterThan(0);

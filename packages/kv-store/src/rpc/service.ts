@@ -63,7 +63,10 @@ export async function startKvStoreService(opts: KvStoreServiceOptions): Promise<
   });
   const ownDirectory = opts.directory === undefined && opts.redisUrl !== undefined;
   const directory =
-    opts.directory ?? (opts.redisUrl !== undefined ? await RedisBlockDirectory.connect(opts.redisUrl, { cluster: opts.controlPlane.cluster, logger: opts.logger }) : processDirectory);
+    opts.directory ??
+    (opts.redisUrl !== undefined
+      ? await RedisBlockDirectory.connect(opts.redisUrl, { cluster: opts.controlPlane.cluster, logger: opts.logger })
+      : processDirectory);
   const registry = new Registry();
   collectDefaultMetrics(registry);
   kvStoreMetrics(registry, {
@@ -76,7 +79,12 @@ export async function startKvStoreService(opts: KvStoreServiceOptions): Promise<
   let admin: AdminServer | undefined;
   let server: KvStoreServer | undefined;
   if (opts.adminPort !== undefined) {
-    admin = await startAdminServer({ host: opts.host, port: opts.adminPort, registry, isReady: () => server?.grpcAddress !== '' && server !== undefined });
+    admin = await startAdminServer({
+      host: opts.host,
+      port: opts.adminPort,
+      registry,
+      isReady: () => server?.grpcAddress !== '' && server !== undefined,
+    });
   }
   server = new KvStoreServer({
     nodeId,

@@ -114,12 +114,34 @@ describe('buildTinyModel default shape', () => {
 });
 
 describe('presets', () => {
-  it('give real models\' shapes, with explicit options overriding them', () => {
+  it("give real models' shapes, with explicit options overriding them", () => {
     const q = resolveShape({ out: '', preset: 'qwen2.5-0.5b' });
-    expect(q).toMatchObject({ architecture: 'qwen2', layers: 24, hidden: 896, heads: 14, kvHeads: 2, headDim: 64, ffn: 4864, vocab: 151936, tokenizer: 'qwen3', tieEmbeddings: true, attentionBias: true });
+    expect(q).toMatchObject({
+      architecture: 'qwen2',
+      layers: 24,
+      hidden: 896,
+      heads: 14,
+      kvHeads: 2,
+      headDim: 64,
+      ffn: 4864,
+      vocab: 151936,
+      tokenizer: 'qwen3',
+      tieEmbeddings: true,
+      attentionBias: true,
+    });
     expect(parameterCount(q) / 1e9).toBeCloseTo(0.494, 3);
     const l = resolveShape({ out: '', preset: 'llama-1b' });
-    expect(l).toMatchObject({ architecture: 'llama', layers: 22, hidden: 2048, heads: 32, kvHeads: 4, headDim: 64, ffn: 5632, vocab: 32000, tieEmbeddings: false });
+    expect(l).toMatchObject({
+      architecture: 'llama',
+      layers: 22,
+      hidden: 2048,
+      heads: 32,
+      kvHeads: 4,
+      headDim: 64,
+      ffn: 5632,
+      vocab: 32000,
+      tieEmbeddings: false,
+    });
     expect(parameterCount(l) / 1e9).toBeCloseTo(1.1, 1);
     expect(resolveShape({ out: '', preset: 'qwen2.5-0.5b', layers: 2, seed: 5 })).toMatchObject({ layers: 2, hidden: 896, seed: 5 });
     expect(() => resolveShape({ out: '', preset: 'gpt-5' as never })).toThrow(/unknown preset/);
@@ -128,8 +150,15 @@ describe('presets', () => {
   it('a tied, biased qwen2 model writes no lm_head, q/k/v biases and a qwen2 config', async () => {
     const out = await build('qwen2-small', { ...SMALL, architecture: 'qwen2', tieEmbeddings: true, attentionBias: true });
     const cfg = JSON.parse(await readFile(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
-    expect(cfg).toMatchObject({ model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], tie_word_embeddings: true, attention_bias: true });
-    const names = buildLlamaGraph(resolveShape({ out, ...SMALL, architecture: 'qwen2', tieEmbeddings: true, attentionBias: true })).weights.map((w) => w.name);
+    expect(cfg).toMatchObject({
+      model_type: 'qwen2',
+      architectures: ['Qwen2ForCausalLM'],
+      tie_word_embeddings: true,
+      attention_bias: true,
+    });
+    const names = buildLlamaGraph(
+      resolveShape({ out, ...SMALL, architecture: 'qwen2', tieEmbeddings: true, attentionBias: true }),
+    ).weights.map((w) => w.name);
     expect(names).not.toContain('lm_head.weight');
     expect(names).toContain('model.layers.1.self_attn.k_proj.bias');
     expect(names).not.toContain('model.layers.1.self_attn.o_proj.bias');

@@ -60,7 +60,13 @@ export class GraphBuilder {
   opN(opType: string, inputs: readonly string[], name: string, count: number, attrs: Record<string, AttributeValue> = {}): string[] {
     const nodeName = this.unique(`${name}/${opType}`);
     const output = Array.from({ length: count }, (_, i) => `${nodeName}_output_${i}`);
-    this.nodes.push({ opType, input: [...inputs], output, name: nodeName, attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)) });
+    this.nodes.push({
+      opType,
+      input: [...inputs],
+      output,
+      name: nodeName,
+      attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+    });
     return output;
   }
 

@@ -36,7 +36,9 @@ export function configJson(s: TinyShape, tok: TokenizerFiles, externalData: bool
     pdserve_tiny: {
       seed: s.seed,
       tokenizer: s.tokenizer,
-      ...(s.residualScaleFrom < s.layers ? { residual_scale_from: s.residualScaleFrom, residual_scale: s.residualScale, synthetic: 'speculative-decoding target' } : {}),
+      ...(s.residualScaleFrom < s.layers
+        ? { residual_scale_from: s.residualScaleFrom, residual_scale: s.residualScale, synthetic: 'speculative-decoding target' }
+        : {}),
     },
   };
 }

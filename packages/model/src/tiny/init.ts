@@ -28,7 +28,9 @@ export const init = {
    * scaling the final norm by their ratio gives the logits the same spread as an untied head.
    */
   finalNorm: (s: TinyShape): InitScale =>
-    s.tieEmbeddings ? { mean: LOGIT_STD / (EMBED_STD * Math.sqrt(s.hidden)), std: NORM_JITTER * LOGIT_STD / (EMBED_STD * Math.sqrt(s.hidden)) } : init.norm(),
+    s.tieEmbeddings
+      ? { mean: LOGIT_STD / (EMBED_STD * Math.sqrt(s.hidden)), std: (NORM_JITTER * LOGIT_STD) / (EMBED_STD * Math.sqrt(s.hidden)) }
+      : init.norm(),
   /** q/k/v biases (Qwen2): small beside the projections' unit-scale outputs, large enough to matter. */
   bias: (): InitScale => ({ mean: 0, std: 0.1 }),
 };

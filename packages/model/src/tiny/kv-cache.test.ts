@@ -41,7 +41,13 @@ describe('tiny model with onnxruntime-node', () => {
 
   it('returns present = past ++ new along the sequence axis, KV heads not repeated', async () => {
     const empty = (): ort.Tensor => new ort.Tensor('float32', new Float32Array(0), [1, 2, 0, 8]);
-    const first = await forward(run, [[1, 22557, 1526]], [[1, 1, 1]], [[0, 1, 2]], [0, 1].map(() => ({ key: empty(), value: empty() })));
+    const first = await forward(
+      run,
+      [[1, 22557, 1526]],
+      [[1, 1, 1]],
+      [[0, 1, 2]],
+      [0, 1].map(() => ({ key: empty(), value: empty() })),
+    );
     expect(first.present[0]!.key.dims).toEqual([1, 2, 3, 8]);
     const next = await forward(run, [[42, 43]], [[1, 1, 1, 1, 1]], [[3, 4]], first.present);
     expect(next.present[1]!.value.dims).toEqual([1, 2, 5, 8]);
@@ -67,7 +73,7 @@ describe('tiny model with onnxruntime-node', () => {
     }
   });
 
-  it('returns the last num_logits_to_keep positions\' logits, every position for 0', async () => {
+  it("returns the last num_logits_to_keep positions' logits, every position for 0", async () => {
     const ids = [1, 415, 4996, 17354, 1701];
     const logitsFor = async (keep: number): Promise<ort.Tensor> =>
       (
@@ -77,7 +83,9 @@ describe('tiny model with onnxruntime-node', () => {
           position_ids: new ort.Tensor('int64', BigInt64Array.from([0n, 1n, 2n, 3n, 4n]), [1, 5]),
           num_logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []),
           ...Object.fromEntries(
-            [0, 1].flatMap((i) => ['key', 'value'].map((kv) => [`past_key_values.${i}.${kv}`, new ort.Tensor('float32', new Float32Array(0), [1, 2, 0, 8])])),
+            [0, 1].flatMap((i) =>
+              ['key', 'value'].map((kv) => [`past_key_values.${i}.${kv}`, new ort.Tensor('float32', new Float32Array(0), [1, 2, 0, 8])]),
+            ),
           ),
         })
       )['logits']!;
@@ -97,7 +105,9 @@ describe('tiny model with onnxruntime-node', () => {
       position_ids: new ort.Tensor('int64', BigInt64Array.from([0n, 0n, 0n, 0n, 0n, 1n]), [2, 3]),
       num_logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(1n), []),
       ...Object.fromEntries(
-        [0, 1].flatMap((i) => ['key', 'value'].map((kv) => [`past_key_values.${i}.${kv}`, new ort.Tensor('float32', new Float32Array(0), [2, 2, 0, 8])])),
+        [0, 1].flatMap((i) =>
+          ['key', 'value'].map((kv) => [`past_key_values.${i}.${kv}`, new ort.Tensor('float32', new Float32Array(0), [2, 2, 0, 8])]),
+        ),
       ),
     });
     expect((out['logits']!.data as Float32Array).every(Number.isFinite)).toBe(true);

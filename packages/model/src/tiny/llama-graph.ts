@@ -47,7 +47,9 @@ export function buildLlamaGraph(s: TinyShape): GraphBuilder {
   const start = b.op('Neg', [b.op('Unsqueeze', [logitsToKeep, b.constI64([0])], n)], n); // -N, or 0 (all) for N = 0
   const kept = b.op('Slice', [hidden, start, b.constI64([Number.MAX_SAFE_INTEGER]), b.constI64([1])], n);
   const normed = rmsNorm(b, kept, 'model.norm.weight', s, '/model/norm', init.finalNorm(s));
-  let logits = s.tieEmbeddings ? tiedLmHead(b, normed, embed, s) : b.op('MatMul', [normed, b.weight({ name: 'lm_head.weight', dims: [s.hidden, s.vocab], ...init.lmHead(s) })], '/lm_head');
+  let logits = s.tieEmbeddings
+    ? tiedLmHead(b, normed, embed, s)
+    : b.op('MatMul', [normed, b.weight({ name: 'lm_head.weight', dims: [s.hidden, s.vocab], ...init.lmHead(s) })], '/lm_head');
   if (s.tokenCount < s.vocab) logits = b.op('Add', [logits, paddingBias(b, s)], '/lm_head');
   // Output order as Optimum: logits first, then present.{i}.key/value.
   b.output(logits, 'logits', DataType.FLOAT, [DIM.batch, DIM.logits, s.vocab]);

@@ -62,7 +62,13 @@ function selfAttention(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, pr
   const n = `/${prefix.replaceAll('.', '/')}/self_attn`;
   const bias = s.attentionBias;
   const q = splitHeads(b, linear(b, x, `${prefix}.self_attn.q_proj`, s.hidden, s.heads * s.headDim, QK_GAIN, bias), s.heads, s.headDim, n);
-  const k = splitHeads(b, linear(b, x, `${prefix}.self_attn.k_proj`, s.hidden, s.kvHeads * s.headDim, QK_GAIN, bias), s.kvHeads, s.headDim, n);
+  const k = splitHeads(
+    b,
+    linear(b, x, `${prefix}.self_attn.k_proj`, s.hidden, s.kvHeads * s.headDim, QK_GAIN, bias),
+    s.kvHeads,
+    s.headDim,
+    n,
+  );
   const v = splitHeads(b, linear(b, x, `${prefix}.self_attn.v_proj`, s.hidden, s.kvHeads * s.headDim, 1, bias), s.kvHeads, s.headDim, n);
   const qScaled = b.op('Mul', [applyRotary(b, q, io, s, n), b.constF32([1 / Math.sqrt(s.headDim)], [])], n);
   const key = b.op('Concat', [io.pastKey, applyRotary(b, k, io, s, n)], n, { axis: 2 }); // [batch, kvHeads, total, headDim]

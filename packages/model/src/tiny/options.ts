@@ -2,8 +2,18 @@
 export const PRESETS = {
   /** Qwen2.5-0.5B: 494 M parameters (~1.9 GiB at fp32), 24 KiB of KV per token. */
   'qwen2.5-0.5b': {
-    architecture: 'qwen2', layers: 24, hidden: 896, heads: 14, kvHeads: 2, ffn: 4864, tokenizer: 'qwen3',
-    tieEmbeddings: true, attentionBias: true, maxPositions: 32768, ropeTheta: 1_000_000, rmsNormEps: 1e-6,
+    architecture: 'qwen2',
+    layers: 24,
+    hidden: 896,
+    heads: 14,
+    kvHeads: 2,
+    ffn: 4864,
+    tokenizer: 'qwen3',
+    tieEmbeddings: true,
+    attentionBias: true,
+    maxPositions: 32768,
+    ropeTheta: 1_000_000,
+    rmsNormEps: 1e-6,
   },
   /**
    * TinyLlama-1.1B's shape (a Llama-2 architecture with the Llama-2 tokenizer): 1.1 B parameters
@@ -11,8 +21,18 @@ export const PRESETS = {
    * most of a shared 24 GiB machine to a KV pool and to the others on it.
    */
   'llama-1b': {
-    architecture: 'llama', layers: 22, hidden: 2048, heads: 32, kvHeads: 4, ffn: 5632, tokenizer: 'llama2',
-    tieEmbeddings: false, attentionBias: false, maxPositions: 2048, ropeTheta: 10000, rmsNormEps: 1e-5,
+    architecture: 'llama',
+    layers: 22,
+    hidden: 2048,
+    heads: 32,
+    kvHeads: 4,
+    ffn: 5632,
+    tokenizer: 'llama2',
+    tieEmbeddings: false,
+    attentionBias: false,
+    maxPositions: 2048,
+    ropeTheta: 10000,
+    rmsNormEps: 1e-5,
   },
 } as const satisfies Record<string, Omit<TinyModelOptions, 'out' | 'seed' | 'preset'>>;
 export type PresetName = keyof typeof PRESETS;
@@ -108,7 +128,8 @@ export function resolveShape(given: TinyModelOptions): TinyShape {
   const opts: TinyModelOptions = given.preset === undefined ? defined : { ...PRESETS[given.preset], ...defined };
   const seed = opts.seed ?? 0;
   const architecture = opts.architecture ?? 'llama';
-  if (architecture !== 'llama' && architecture !== 'qwen2') throw new RangeError(`tiny model: unknown architecture ${String(architecture)}`);
+  if (architecture !== 'llama' && architecture !== 'qwen2')
+    throw new RangeError(`tiny model: unknown architecture ${String(architecture)}`);
   if (!Number.isInteger(seed)) throw new RangeError(`tiny model: seed must be an integer, got ${seed}`);
   const layers = positiveInt('layers', opts.layers ?? 4);
   const hidden = positiveInt('hidden', opts.hidden ?? 256);
@@ -132,11 +153,27 @@ export function resolveShape(given: TinyModelOptions): TinyShape {
   if (!Number.isInteger(residualScaleFrom) || residualScaleFrom < 0 || residualScaleFrom > layers) {
     throw new RangeError(`tiny model: residualScaleFrom must be an integer in [0, ${layers}], got ${residualScaleFrom}`);
   }
-  if (!(residualScale >= 0 && Number.isFinite(residualScale))) throw new RangeError(`tiny model: residualScale must be ≥ 0, got ${residualScale}`);
+  if (!(residualScale >= 0 && Number.isFinite(residualScale)))
+    throw new RangeError(`tiny model: residualScale must be ≥ 0, got ${residualScale}`);
   return {
-    seed, architecture, layers, hidden, heads, kvHeads, headDim, ffn, vocab: VOCAB_SIZE[tokenizer], tokenCount: TOKEN_COUNT[tokenizer], tokenizer,
-    maxPositions, ropeTheta, rmsNormEps, tieEmbeddings: opts.tieEmbeddings ?? false, attentionBias: opts.attentionBias ?? false,
-    residualScaleFrom, residualScale,
+    seed,
+    architecture,
+    layers,
+    hidden,
+    heads,
+    kvHeads,
+    headDim,
+    ffn,
+    vocab: VOCAB_SIZE[tokenizer],
+    tokenCount: TOKEN_COUNT[tokenizer],
+    tokenizer,
+    maxPositions,
+    ropeTheta,
+    rmsNormEps,
+    tieEmbeddings: opts.tieEmbeddings ?? false,
+    attentionBias: opts.attentionBias ?? false,
+    residualScaleFrom,
+    residualScale,
   };
 }
 

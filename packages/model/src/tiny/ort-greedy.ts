@@ -24,11 +24,21 @@ export async function openTinyRun(dir: string): Promise<TinyRun> {
   const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, number>;
   // One intra-op thread: the test machine is shared, and it keeps reductions in a fixed order.
   const session = await ort.InferenceSession.create(join(dir, 'onnx', 'model.onnx'), { executionProviders: ['cpu'], intraOpNumThreads: 1 });
-  return { session, layers: cfg['num_hidden_layers']!, kvHeads: cfg['num_key_value_heads']!, headDim: cfg['head_dim']!, vocab: cfg['vocab_size']! };
+  return {
+    session,
+    layers: cfg['num_hidden_layers']!,
+    kvHeads: cfg['num_key_value_heads']!,
+    headDim: cfg['head_dim']!,
+    vocab: cfg['vocab_size']!,
+  };
 }
 
 const i64 = (rows: number[][]): ort.Tensor =>
-  new ort.Tensor('int64', BigInt64Array.from(rows.flat(), (v) => BigInt(v)), [rows.length, rows[0]!.length]);
+  new ort.Tensor(
+    'int64',
+    BigInt64Array.from(rows.flat(), (v) => BigInt(v)),
+    [rows.length, rows[0]!.length],
+  );
 
 function emptyCache(run: TinyRun, batch: number): Cache {
   const t = (): ort.Tensor => new ort.Tensor('float32', new Float32Array(0), [batch, run.kvHeads, 0, run.headDim]);
@@ -36,7 +46,13 @@ function emptyCache(run: TinyRun, batch: number): Cache {
 }
 
 /** One forward pass; returns the last position's logits per row and the new cache. */
-export async function forward(run: TinyRun, ids: number[][], mask: number[][], positions: number[][], past: Cache): Promise<{ last: Float32Array[]; present: Cache }> {
+export async function forward(
+  run: TinyRun,
+  ids: number[][],
+  mask: number[][],
+  positions: number[][],
+  past: Cache,
+): Promise<{ last: Float32Array[]; present: Cache }> {
   const feeds: Record<string, ort.Tensor> = {
     input_ids: i64(ids),
     attention_mask: i64(mask),
@@ -51,7 +67,7 @@ export async function forward(run: TinyRun, ids: number[][], mask: number[][], p
   const logits = out['logits']!.data as Float32Array;
   // The built-in graph emits the last position only; other graphs emit every position.
   const seq = out['logits']!.dims[1]!;
-  const last = ids.map((_, b) => logits.slice(((b * seq) + seq - 1) * run.vocab, (b * seq + seq) * run.vocab));
+  const last = ids.map((_, b) => logits.slice((b * seq + seq - 1) * run.vocab, (b * seq + seq) * run.vocab));
   const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
   return { last, present };
 }

@@ -3,7 +3,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AutoModelForCausalLM, AutoTokenizer, env, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
+import {
+  AutoModelForCausalLM,
+  AutoTokenizer,
+  env,
+  Tensor,
+  type PreTrainedModel,
+  type PreTrainedTokenizer,
+} from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTinyModel } from '../tiny-cache';
 import { buildTinyModel } from './index';
@@ -41,7 +48,11 @@ interface Loaded {
 
 async function load(dir: string): Promise<Loaded> {
   const tokenizer = await AutoTokenizer.from_pretrained(dir);
-  const model = await AutoModelForCausalLM.from_pretrained(dir, { dtype: 'fp32', device: 'cpu', session_options: { intraOpNumThreads: 1 } });
+  const model = await AutoModelForCausalLM.from_pretrained(dir, {
+    dtype: 'fp32',
+    device: 'cpu',
+    session_options: { intraOpNumThreads: 1 },
+  });
   return { tokenizer, model, run: await openTinyRun(dir) };
 }
 
@@ -114,7 +125,10 @@ describe('transformers.js cross-check', () => {
     await buildTinyModel({ out: dir, tokenizer: 'qwen3', layers: 2, hidden: 32, heads: 4, kvHeads: 2, ffn: 64 });
     const l = await load(dir);
     try {
-      const chat = l.tokenizer.apply_chat_template([{ role: 'user', content: 'Hi there' }], { tokenize: false, add_generation_prompt: true });
+      const chat = l.tokenizer.apply_chat_template([{ role: 'user', content: 'Hi there' }], {
+        tokenize: false,
+        add_generation_prompt: true,
+      });
       expect(chat).toBe('<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n');
       for (const text of PROMPTS.slice(0, 3)) {
         const ids = encode(l, text);
