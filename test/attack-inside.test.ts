@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectControlPlane, silentLogger, type ControlPlane } from '@pdserve/control-plane';
 import { KvStoreClient } from '@pdserve/kv-store';
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
-import { channelCredentials, loadService, makeThrowawayCa, readTlsDir, type TlsMaterial } from '@pdserve/rpc';
+import { channelCredentials, loadService, makeThrowawayCa, readTlsDir, tlsChannelOptions, type TlsMaterial } from '@pdserve/rpc';
 import { completion, spawnService, startNats, startRedis, waitFor, type ServiceProcess, type TestServer } from '@pdserve/testkit';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { PROTOCOL_VERSION, TRANSFER_PROTO, TransferSender, packHashes } from '@pdserve/transfer';
@@ -203,7 +203,7 @@ describe('no service dials an address a request names', () => {
       ['d0', /unexpected transfer forged-d0/],
       ['s0', new RegExp(`data port ${trapAddress} is not a registered peer's`)],
     ] as const) {
-      const client = new Ctor((await addressOf(id)).grpc, channelCredentials(tls)) as unknown as Client & {
+      const client = new Ctor((await addressOf(id)).grpc, channelCredentials(tls), tlsChannelOptions(tls)) as unknown as Client & {
         Transfer: (m: Metadata) => ClientDuplexStream<unknown, unknown>;
       };
       try {
