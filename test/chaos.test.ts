@@ -10,7 +10,7 @@ import { connectControlPlane, silentLogger, type ControlPlane } from '@pdserve/c
 import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
 import { completion, spawnService, startNats, startRedis, waitFor, type ServiceProcess, type TestServer } from '@pdserve/testkit';
 import { Tokenizer } from '@pdserve/tokenizer';
-import { WorkerClient } from '@pdserve/worker';
+import { workerStats as workerStatsOf } from './lib/workers';
 
 const LEASE_MS = 1500;
 const CONCURRENCY = 8;
@@ -44,16 +44,7 @@ const SPECS: Spec[] = Array.from({ length: 24 }, (_, i) => ({
 }));
 const want = new Map<Spec, string>();
 
-async function stats(id: string) {
-  const rec = (await cp.registry.list()).find((r) => r.id === id);
-  if (!rec) throw new Error(`${id} not registered`);
-  const c = new WorkerClient(rec.grpcAddress);
-  try {
-    return await c.stats();
-  } finally {
-    c.close();
-  }
-}
+const stats = (id: string) => workerStatsOf(cp, id);
 
 const alive = (name: string): boolean => procs.get(name)?.proc.exitCode === null && procs.get(name)?.proc.signalCode === null;
 const dump = (): string => [...procs.values()].map((s) => `--- ${s.name}\n${s.output().slice(-1500)}`).join('\n');
@@ -64,9 +55,9 @@ async function start(name: string, cmd: string, extra: string[], portFlag: '--po
   return p;
 }
 
-/** One streamed completion; resolves to its text, or throws with the status or error event. */
-async function stream(gatewayPort: number, spec: Spec): Promise<{ text: string; completionTokens: number }> {
-  const res = await fetch(`http://127.0.0.1:${gatewayPort}/v1/completions`, {
+/** Starts one streamed completion of `spec` through the gateway. */
+function postStream(gatewayPort: number, spec: Spec, init: { usage?: boolean; signal?: AbortSignal } = {}): Promise<Response> {
+  return fetch(`http://127.0.0.1:${gatewayPort}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
@@ -77,10 +68,15 @@ async function stream(gatewayPort: number, spec: Spec): Promise<{ text: string; 
       seed: spec.seed,
       ignore_eos: true,
       stream: true,
-      stream_options: { include_usage: true },
+      ...(init.usage ? { stream_options: { include_usage: true } } : {}),
     }),
-    signal: AbortSignal.timeout(60_000),
+    signal: init.signal,
   });
+}
+
+/** One streamed completion; resolves to its text, or throws with the status or error event. */
+async function stream(gatewayPort: number, spec: Spec): Promise<{ text: string; completionTokens: number }> {
+  const res = await postStream(gatewayPort, spec, { usage: true, signal: AbortSignal.timeout(60_000) });
   if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
   let text = '';
   let completionTokens = -1;
@@ -110,19 +106,7 @@ async function metric(adminPort: number, series: string): Promise<number> {
 /** Streams a completion to its end; resolves to the time to its first text chunk, ms. */
 async function firstTokenMs(gatewayPort: number, spec: Spec): Promise<number> {
   const started = performance.now();
-  const res = await fetch(`http://127.0.0.1:${gatewayPort}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: 'tiny',
-      prompt: spec.prompt,
-      max_tokens: MAX_TOKENS,
-      temperature: spec.temperature,
-      seed: spec.seed,
-      ignore_eos: true,
-      stream: true,
-    }),
-  });
+  const res = await postStream(gatewayPort, spec);
   let first: number | undefined;
   const decoder = new TextDecoder();
   for await (const chunk of res.body!)

@@ -8,6 +8,7 @@ import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplin
 import { completion, spawnService, startNats, startRedis, waitFor, type ServiceProcess, type TestServer } from '@pdserve/testkit';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { samplingToWire, WorkerClient } from '@pdserve/worker';
+import { workerStats as workerStatsOf } from './lib/workers';
 
 const LEASE_MS = 1500;
 let redis: TestServer;
@@ -24,16 +25,7 @@ async function liveWorkers(): Promise<string[]> {
   return (await cp.registry.list()).map((r) => r.id).sort();
 }
 
-async function workerStats(id: string) {
-  const rec = (await cp.registry.list()).find((r) => r.id === id);
-  if (!rec) throw new Error(`${id} not registered`);
-  const c = new WorkerClient(rec.grpcAddress);
-  try {
-    return await c.stats();
-  } finally {
-    c.close();
-  }
-}
+const workerStats = (id: string) => workerStatsOf(cp, id);
 
 async function expected(prompt: string, maxTokens: number, seed?: number, temperature = 0): Promise<string> {
   const ids = tokenizer.encode(prompt);

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { ApiError, toApiError } from './errors';
 import { runChoice, startChoices } from './generate';
 import { SseStream, finishWithin, sendJson } from './http';
-import { cacheSaltOf, choiceSpecs, prepareChatPrompt, type ServedModel } from './prompt';
+import { choiceSpecs, prepareChatPrompt, type ServedModel } from './prompt';
 import { parseChatRequest, type ChatRequest } from './requests';
 import type { RequestContext } from './serve';
 import { toolCallExtractor, type Extracted } from './tool-calls';
@@ -187,7 +187,7 @@ interface ToolUse {
 export async function serveMessages(ctx: RequestContext, model: ServedModel, req: MessagesRequest): Promise<void> {
   const { chat } = req;
   const prompt = prepareChatPrompt(model, chat);
-  const [spec] = choiceSpecs([prompt], 1, chat.sampling, ctx.requestId, cacheSaltOf(chat.cacheSalt, ctx.cacheTenant), chat.priority);
+  const [spec] = choiceSpecs([prompt], chat, ctx);
   const { cachedTokens, events } = await startChoices([runChoice(model.engine, model.tokenizer, spec!, ctx.signal)]);
   const tools = toolCallExtractor(chat.toolChoice, model.toolCallParser ?? 'hermes', chat.parallelToolCalls ? Infinity : 1);
   const cached = Math.min(cachedTokens[0] ?? 0, prompt.tokenIds.length);

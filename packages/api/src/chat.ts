@@ -1,6 +1,6 @@
 import type { ChoiceSpec, GeneratedToken } from './generate';
 import { TokenTexts, chatLogprobs, vllmPromptLogprobs, type VllmPromptLogprob } from './logprobs';
-import { cacheSaltOf, choiceSpecs, prepareChatPrompt, type ServedModel } from './prompt';
+import { choiceSpecs, prepareChatPrompt, type ServedModel } from './prompt';
 import type { ChatRequest } from './requests';
 import { serveGeneration, type ChoiceFormatter, type ChoiceUpdate, type RequestContext } from './serve';
 import { toolCallExtractor, type Extracted, type ToolCallDelta, type ToolCallExtractor } from './tool-calls';
@@ -20,15 +20,7 @@ export async function serveChat(ctx: RequestContext, model: ServedModel, req: Ch
   await serveGeneration(ctx, {
     model,
     prompts: [prompt],
-    specs: choiceSpecs(
-      [prompt],
-      req.n,
-      req.sampling,
-      ctx.requestId,
-      cacheSaltOf(req.cacheSalt, ctx.cacheTenant),
-      req.priority,
-      req.serviceTier,
-    ),
+    specs: choiceSpecs([prompt], req, ctx),
     stream: req.stream,
     includeUsage: req.includeUsage,
     idPrefix: 'chatcmpl',

@@ -8,7 +8,7 @@ import {
   vllmPromptLogprobs,
   type CompletionLogprobs,
 } from './logprobs';
-import { cacheSaltOf, choiceSpecs, prepareCompletionPrompts, type ServedModel } from './prompt';
+import { choiceSpecs, prepareCompletionPrompts, type ServedModel } from './prompt';
 import type { CompletionRequest } from './requests';
 import { serveGeneration, type ChoiceFormatter, type ChoiceUpdate, type RequestContext } from './serve';
 
@@ -20,15 +20,7 @@ export async function serveCompletion(ctx: RequestContext, model: ServedModel, r
   await serveGeneration(ctx, {
     model,
     prompts,
-    specs: choiceSpecs(
-      prompts,
-      req.n,
-      req.sampling,
-      ctx.requestId,
-      cacheSaltOf(req.cacheSalt, ctx.cacheTenant),
-      req.priority,
-      req.serviceTier,
-    ),
+    specs: choiceSpecs(prompts, req, ctx),
     stream: req.stream,
     includeUsage: req.includeUsage,
     idPrefix: 'cmpl',

@@ -1,4 +1,4 @@
-import { ChatTemplateError, logitBiasProblem, type EngineClient, type SamplingParams, type ServiceTier, type TextTokenizer } from './deps';
+import { ChatTemplateError, logitBiasProblem, type EngineClient, type SamplingParams, type TextTokenizer } from './deps';
 import { ApiError } from './errors';
 import type { ChoiceSpec } from './generate';
 import type { ChatRequest, CompletionRequest, SamplingOptions } from './requests';
@@ -194,28 +194,29 @@ export function toSamplingParams(o: SamplingOptions, maxTokens: number, seedOffs
  * tenant's when caches are isolated per API key. Each part is marked, so that no request salt can equal a
  * tenant's; no salt and no tenant is '' (the unsalted chain).
  */
-export function cacheSaltOf(requestSalt: string | undefined, tenant: string | undefined): string {
+function cacheSaltOf(requestSalt: string | undefined, tenant: string | undefined): string {
   if (tenant !== undefined) return `tenant\0${tenant}\0${requestSalt ?? ''}`;
   return requestSalt === undefined ? '' : `salt\0${requestSalt}`;
 }
 
+/** What a parsed request (chat, completion, or a chat made from an Anthropic message) says about its choices. */
+type ChoiceFields = Pick<ChatRequest, 'n' | 'sampling' | 'cacheSalt' | 'priority' | 'serviceTier'>;
+
 /** One engine request per (prompt, i < n); choice index = prompt index × n + i, as OpenAI and vLLM do. */
 export function choiceSpecs(
   prompts: readonly PreparedPrompt[],
-  n: number,
-  sampling: SamplingOptions,
-  requestId: string,
-  cacheSalt = '',
-  priority = 0,
-  serviceTier?: ServiceTier,
+  req: ChoiceFields,
+  ctx: { readonly requestId: string; readonly cacheTenant?: string },
 ): ChoiceSpec[] {
+  const { n, sampling, priority, serviceTier } = req;
+  const cacheSalt = cacheSaltOf(req.cacheSalt, ctx.cacheTenant);
   return prompts.flatMap((p, promptIndex) =>
     Array.from({ length: n }, (_, i) => {
       const index = promptIndex * n + i;
       return {
         index,
         promptIndex,
-        engineRequestId: `${requestId}-${index}`,
+        engineRequestId: `${ctx.requestId}-${index}`,
         promptTokenIds: p.tokenIds,
         sampling: toSamplingParams(sampling, p.maxTokens, i),
         cacheSalt,

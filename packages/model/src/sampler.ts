@@ -21,6 +21,8 @@ class Scratch {
   candidates = new Int32Array(0);
   counts = new Uint32Array(0);
   seen = new Uint8Array(0);
+  /** The sum of `work` after Sampler.filter (unnormalised probabilities). */
+  mass = 0;
 
   ensure(n: number): void {
     if (this.work.length >= n) return;
@@ -32,6 +34,9 @@ class Scratch {
 }
 
 const scratch = new Scratch();
+
+/** Sampler.filter's answer when no top-k and a top-p of 1 keep every token (min-p then applies as a threshold). */
+const DENSE = -1;
 
 /**
  * Chooses the next token of one sequence. Order as vLLM: the grammar's allowed-token mask, min_tokens
@@ -144,27 +149,16 @@ export class Sampler {
       out[argmax(scores, n)] = 1;
       return out;
     }
-    const { topP, minP } = this.params;
     const probs = scratch.work;
     const ids = scratch.candidates;
-    let count: number;
-    let mass: number;
-    if (this.topK > 0) {
-      count = selectTopK(scores, n, this.topK, ids);
-      mass = expAt(scores, ids, count, max, this.invTemperature, probs);
-    } else {
-      mass = expInto(scores, n, max, this.invTemperature, probs);
-      if (topP >= 1) {
-        let kept = 0;
-        for (let i = 0; i < n; i++) if (probs[i] >= minP) kept += out[i] = probs[i];
-        for (let i = 0; i < n; i++) out[i] /= kept;
-        return out;
-      }
-      count = collectNucleus(probs, n, topP * mass, minP, ids);
-    }
-    if (topP < 1) count = selectNucleus(ids, count, probs, topP * mass);
-    if (minP > 0) count = keepAtLeast(ids, count, probs, minP);
+    const count = this.filter(scores, max);
     let kept = 0;
+    if (count === DENSE) {
+      const { minP } = this.params;
+      for (let i = 0; i < n; i++) if (probs[i] >= minP) kept += out[i] = probs[i];
+      for (let i = 0; i < n; i++) out[i] /= kept;
+      return out;
+    }
     for (let j = 0; j < count; j++) kept += probs[ids[j]];
     for (let j = 0; j < count; j++) out[ids[j]] = probs[ids[j]] / kept;
     return out;
@@ -221,29 +215,40 @@ export class Sampler {
   private draw(scores: Row): number {
     const u = this.rng!.nextFloat();
     const n = this.vocabSize;
-    const { topP, minP } = this.params;
+    const { minP } = this.params;
     const max = maxOf(scores, n);
     // All -inf/NaN, or a +inf: no distribution to sample from, fall back to a deterministic choice.
     if (!Number.isFinite(max)) return argmax(scores, n);
 
-    // probs: id-indexed, unnormalised, the top token has exactly 1 (so min-p's threshold is minP itself).
+    const count = this.filter(scores, max);
+    if (count !== DENSE) return drawAmong(scratch.candidates, count, scratch.work, u);
+    return minP <= 0 ? drawInIndexOrder(scratch.work, n, u * scratch.mass) : drawAbove(scratch.work, n, minP, u);
+  }
+
+  /**
+   * Temperature, top-k, top-p and min-p over `scores` (`max` their finite maximum), for draw() and
+   * distribution(): unnormalised probabilities in `scratch.work`, id-indexed, the top token exactly 1 (so
+   * min-p's threshold is minP itself), their sum in `scratch.mass`. Returns how many tokens survive, listed
+   * in `scratch.candidates`, or DENSE when every token does (no top-k, top-p 1; min-p left to the caller).
+   */
+  private filter(scores: Row, max: number): number {
+    const n = this.vocabSize;
+    const { topP, minP } = this.params;
     const probs = scratch.work;
     const ids = scratch.candidates;
     let count: number;
-    let mass: number;
     if (this.topK > 0) {
       // Top-k selects on the scores directly, so only the k survivors need an exp.
       count = selectTopK(scores, n, this.topK, ids);
-      mass = expAt(scores, ids, count, max, this.invTemperature, probs);
+      scratch.mass = expAt(scores, ids, count, max, this.invTemperature, probs);
     } else {
-      mass = expInto(scores, n, max, this.invTemperature, probs);
-      if (topP >= 1 && minP <= 0) return drawInIndexOrder(probs, n, u * mass);
-      if (topP >= 1) return drawAbove(probs, n, minP, u);
-      count = collectNucleus(probs, n, topP * mass, minP, ids);
+      scratch.mass = expInto(scores, n, max, this.invTemperature, probs);
+      if (topP >= 1) return DENSE;
+      count = collectNucleus(probs, n, topP * scratch.mass, minP, ids);
     }
-    if (topP < 1) count = selectNucleus(ids, count, probs, topP * mass);
+    if (topP < 1) count = selectNucleus(ids, count, probs, topP * scratch.mass);
     if (minP > 0) count = keepAtLeast(ids, count, probs, minP);
-    return drawAmong(ids, count, probs, u);
+    return count;
   }
 }
 
