@@ -5,7 +5,7 @@
 //   node --import tsx scripts/bench-fidelity.ts
 //
 // At a real model's size (issue 19: hit rate within 10%, mean TTFT within 25%), on a smaller slice that
-// finishes in minutes (FIDELITY_AT_PRESET: 32 requests, ≤64-token prompts, 4 output tokens):
+// finishes in minutes (FIDELITY_AT_PRESET: 64 requests, ≤64-token prompts, 4 output tokens):
 //
 //   node --import tsx scripts/bench-fidelity.ts --preset qwen2.5-0.5b
 import { parseArgs } from 'node:util';
@@ -43,6 +43,18 @@ if (preset !== undefined) {
     process.stdout.write(
       `  request ${r.index}: prompt ${r.promptTokens} (expected ${r.expectedPromptTokens}), cached real ${r.cachedTokens ?? '—'} sim ${s?.cachedTokens ?? '—'}, TTFT real ${r.ttftMs?.toFixed(0) ?? '—'} sim ${s?.ttftMs.toFixed(0) ?? '—'} ms, sim worker ${s?.decodeWorker ?? '—'}\n`,
     );
+    const d = f.realRoutes[r.index];
+    if (d !== undefined)
+      process.stdout.write(
+        `    real route: ${d.decodeWorker} (${d.reason}); ${d.candidates
+          .map(
+            (c) =>
+              `${c.worker} ${Object.entries(c.terms)
+                .map(([k, v]) => `${k}=${Number(v.toFixed(2))}`)
+                .join(' ')}`,
+          )
+          .join(' | ')}\n`,
+      );
   }
   process.stdout.write(
     `${differ.length} of ${f.real.requests.length} requests cached a different number of prompt tokens than simulated\n`,

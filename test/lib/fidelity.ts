@@ -22,6 +22,7 @@ import { runCli } from '@pdserve/cli';
 import { connectControlPlane, InProcessHub, silentLogger as cpSilent } from '@pdserve/control-plane';
 import { startGateway } from '@pdserve/gateway';
 import { ensureTinyModel, type PresetName } from '@pdserve/model';
+import type { RoutingDecision } from '@pdserve/router';
 import { startWorkerService } from '@pdserve/worker';
 
 /** Records 3900–3959: 60 requests over 13.3 s, many of them later turns of conversations in the slice. */
@@ -55,16 +56,18 @@ export const FIDELITY_TINY: FidelityScale = {
 
 /**
  * At a preset's size a prefill token costs ~20× the tiny model's, so the slice is scaled down to finish in
- * minutes on 2 cores: records 3900–3931 (32 requests, 28% of their ≤64-token prompts' tokens a prefix
- * seen earlier in the slice), 4 output tokens, arrivals 8× slower (6.2 s → 50 s: the 2 workers keep up, so
- * a later turn finds its prefix cached rather than still in prefill); 96 MiB of KV per worker (4,096 tokens
- * at qwen2.5-0.5b's 24 KiB a token: the whole slice fits, as the tiny run's does). The calibration measures
- * prompts up to 256 tokens (16, 128, 256 with --quick).
+ * minutes on 2 cores: records 3900–3963 (64 requests, 48% of their ≤64-token prompts' tokens a prefix
+ * seen earlier in the slice), 4 output tokens, arrivals 8× slower (13.8 s → 110 s: the 2 workers keep up,
+ * so a later turn finds its prefix cached rather than still in prefill); 128 MiB of KV per worker (5,461
+ * tokens at qwen2.5-0.5b's 24 KiB a token: the whole slice fits, as the tiny run's does). 64 requests, not
+ * 32: with 32, one routing decision that went the other way (a near tie between a cached prefix and a
+ * queued prefill) moved the hit rate by 14% of itself. The calibration measures prompts up to 256 tokens
+ * (16, 128, 256 with --quick).
  */
 export const FIDELITY_AT_PRESET: FidelityScale = {
-  slice: { from: 3900, count: 32 },
+  slice: { from: 3900, count: 64 },
   shape: { blockScale: 16, maxInputLen: 64, lengthScale: 0.1, maxTokens: 4, timeScale: 8 },
-  kvCacheBytes: 96 * 1024 * 1024,
+  kvCacheBytes: 128 * 1024 * 1024,
   calibrateMaxPromptTokens: 256,
 };
 /** One onnxruntime thread per engine: two workers on two cores, as the calibration measures them. */
@@ -76,6 +79,8 @@ export interface Fidelity {
   readonly hostParallelism: number | null;
   /** The cost model the calibration measured (what the simulator ran on). */
   readonly cost: ReturnType<typeof parseCostModel>['cost'];
+  /** The real gateway's routing decisions, in the order it made them (the slice's order: arrivals are ≥ 40 ms apart). */
+  readonly realRoutes: readonly RoutingDecision[];
 }
 
 /** Calibrates, runs the slice on the real cluster and through the simulator; both reports. */
@@ -129,6 +134,13 @@ export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
   const gateway = await startGateway({ modelDir: dir, modelId, controlPlane: cp, logger: silentLogger, port: 0, policy: 'kv-aware' });
   try {
     for (let i = 0; i < 200 && gateway.view.workers().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    const realRoutes: RoutingDecision[] = [];
+    const route = gateway.router.route.bind(gateway.router);
+    gateway.router.route = (request, workers) => {
+      const d = route(request, workers);
+      realRoutes.push(d);
+      return d;
+    };
     const real = await runBench({ url: gateway.url, model: modelId, workload: { trace: sliceFile }, ignoreEos: true, ...shape });
     const calibration = parseCostModel(readFileSync(costFile, 'utf8'), costFile);
     const cacheTokens = workers[0]!.engine.pool.numBlocks * workers[0]!.engine.blockSize;
@@ -143,7 +155,7 @@ export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
       recordRequests: true,
       ...shape,
     });
-    return { real, sim, hostParallelism: calibration.hostParallelism, cost: calibration.cost };
+    return { real, sim, hostParallelism: calibration.hostParallelism, cost: calibration.cost, realRoutes };
   } finally {
     await gateway.close();
     await Promise.all(workers.map((w) => w.close()));
