@@ -78,11 +78,10 @@ export async function receivePushedKv(
  */
 export async function receiveStreamedKv(
   admission: TransferAdmission,
-  engine: Pick<LLMEngine, 'blockSize' | 'cachedPrefixBlocks' | 'cacheBlocks'>,
+  engine: Pick<LLMEngine, 'cachedPrefixBlocks' | 'cacheBlocks'>,
   req: W.GenerateRequestMsg,
   transferId: string,
   signal: AbortSignal,
-  onPart?: (blocks: number) => void,
 ): Promise<PrefilledKv> {
   const salt = req.cache_salt ?? '';
   const byIndex = new Map<number, KvBlock>();
@@ -93,7 +92,6 @@ export async function receiveStreamedKv(
     take(fromBlock, part.blocks);
     const kv = { fromBlock, blocks: part.blocks.map((b) => b.data), checksums: part.blocks.map((b) => b.checksum) };
     inserted.push(engine.cacheBlocks(req.prompt_token_ids, salt, kv));
-    onPart?.(part.blocks.length);
   });
   try {
     const { blocks, meta } = await raceAbort(expected.arrived, signal);
