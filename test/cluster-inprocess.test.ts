@@ -136,6 +136,8 @@ describe('disaggregated cluster, one process', () => {
     const before = {
       prefill: prefill.engine.stats().prefillTokensComputed,
       decode: decodes.map((d) => d.engine.stats().prefillTokensComputed),
+      streamed: decodes.map((d) => d.engine.stats().streamedTokens),
+      used: [prefill, ...decodes].map((w) => w.engine.stats().usedBlocks),
     };
     const cases = [
       { temperature: 0 },
@@ -155,6 +157,38 @@ describe('disaggregated cluster, one process', () => {
     expect(prefill.engine.stats().prefillTokensComputed - before.prefill).toBe(cases.length * len);
     expect(decodes.map((d) => d.engine.stats().prefillTokensComputed)).toEqual(before.decode);
     expect(decodes.every((d) => d.engine.stats().importFallbacks === 0)).toBe(true);
+    // The streamed path was taken: the first two chunks' blocks reached each decode worker as parts, while
+    // the prefill went on (two requests each), and entered its prefix cache before the first token.
+    expect(decodes.map((d, i) => d.engine.stats().streamedTokens - before.streamed[i]!)).toEqual(
+      decodes.map(() => 2 * 2 * ENGINE_DEFAULTS.prefillChunkTokens),
+    );
+    await blocksBackTo(before.used);
+  });
+
+  it('a streamed prefill the client abandons mid-prompt leaves no block held on either worker', async () => {
+    const used = [prefill, ...decodes].map((w) => w.engine.stats().usedBlocks);
+    const prefillBefore = prefill.engine.stats().prefillTokensComputed;
+    const streamed = (): number => decodes.reduce((n, d) => n + d.engine.stats().streamedTokens, 0);
+    const before = streamed();
+    const ids = seededTokens(12 * ENGINE_DEFAULTS.prefillChunkTokens, 1900);
+    const ac = new AbortController();
+    // Not awaited: the response (its headers) starts with the first token, and the abort is to come before it.
+    const read = (async () => {
+      const stream = await client.completions.create(
+        { model: 'tiny', prompt: ids, max_tokens: 8, temperature: 0, stream: true },
+        { signal: ac.signal },
+      );
+      for await (const _ of stream) {
+        /* whatever comes before the abort */
+      }
+    })().catch(() => undefined);
+    // Aborted once the first part is in, while the prefill worker still computes.
+    for (let i = 0; i < 2_000 && streamed() === before; i++) await new Promise((r) => setTimeout(r, 2));
+    expect(streamed()).toBeGreaterThan(before);
+    ac.abort();
+    await read;
+    await blocksBackTo(used);
+    expect(prefill.engine.stats().prefillTokensComputed).toBeLessThan(prefillBefore + ids.length); // cut short
   });
 
   it('chat works through the cluster', async () => {
@@ -166,6 +200,66 @@ describe('disaggregated cluster, one process', () => {
     });
     expect(res.choices[0]!.message.content!.length).toBeGreaterThan(0);
     expect(res.usage?.completion_tokens).toBe(5);
+  });
+});
+
+describe('streamed handoff, its parts refused', () => {
+  it('a part the decode worker refuses goes again with the last transfer: the same tokens, nothing computed or held on the decode worker', async () => {
+    // The decode worker hears of the transfer only well after its first part began: that part waits for its
+    // claim, is refused (UNCLAIMED_BEGIN_MS), and the prefill worker stops streaming and sends every block
+    // with the first token instead, which the late Generate then admits.
+    const d = decodes[0]!;
+    const toDecode = new WorkerClient(d.grpcAddress, tls);
+    const toPrefill = new WorkerClient(prefill.grpcAddress, tls);
+    try {
+      const ids = seededTokens(3 * ENGINE_DEFAULTS.prefillChunkTokens + 5, 2900);
+      const sampling = seededSampling(
+        samplingToWire(samplingParams({ temperature: 0.8, seed: 21, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds })),
+      );
+      const ref = await referenceGenerate(
+        runner,
+        ids,
+        samplingParams({ temperature: 0.8, seed: 21, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }),
+      );
+      const used = [prefill, ...decodes].map((w) => w.engine.stats().usedBlocks);
+      const before = d.engine.stats();
+      const transferId = 'late-claim-0001';
+      const { first, rest } = await prefillFirst(
+        toPrefill.prefill({
+          request_id: 'late-claim',
+          prompt_token_ids: ids,
+          sampling,
+          from_block: 0,
+          target: { grpc_address: d.grpcAddress, transfer_id: transferId, transport: 'auto', stream_parts: true },
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 2_500)); // past UNCLAIMED_BEGIN_MS from the first part's Begin
+      const req: GenerateRequestMsg = {
+        request_id: 'late-claim',
+        prompt_token_ids: ids,
+        sampling,
+        priority: 0,
+        prefill: { mode: 'streamed', prefill_worker: 'p0', transfer_id: transferId },
+      };
+      const got: number[] = [];
+      let prefilledBy = '';
+      for await (const c of toDecode.generate(req)) {
+        got.push(...c.token_ids);
+        prefilledBy ||= c.prefilled_by;
+      }
+      await rest;
+      expect(got).toEqual(ref.tokenIds);
+      expect(got[0]).toBe(first.first_token);
+      expect(prefilledBy).toBe('p0');
+      const after = d.engine.stats();
+      expect(after.streamedTokens).toBe(before.streamedTokens); // no part got in
+      expect(after.prefillTokensComputed).toBe(before.prefillTokensComputed); // all of it imported
+      expect(after.importFallbacks).toBe(before.importFallbacks);
+      await blocksBackTo(used);
+    } finally {
+      toDecode.close();
+      toPrefill.close();
+    }
   });
 });
 
@@ -350,6 +444,20 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)));
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Waits (up to 10 s) for the prefill worker's and every decode worker's used KV blocks to come back to
+ * `used`, and for no decode worker to expect a transfer any more, then checks they did.
+ */
+async function blocksBackTo(used: readonly number[]): Promise<void> {
+  const now = (): { used: number[]; expected: number[] } => ({
+    used: [prefill, ...decodes].map((w) => w.engine.stats().usedBlocks),
+    expected: decodes.map((d) => d.server.transfersPending.expected + d.server.transfersPending.unclaimed),
+  });
+  const want = { used: [...used], expected: decodes.map(() => 0) };
+  for (let i = 0; i < 500 && JSON.stringify(now()) !== JSON.stringify(want); i++) await new Promise((r) => setTimeout(r, 20));
+  expect(now()).toEqual(want);
 }
 
 /** A counter of a worker's /metrics exposition, e.g. 'pdserve_kv_transfer_bytes_total{direction="in",peer_role="prefill"}'. */

@@ -19,9 +19,12 @@ export interface GenerateRequest {
   readonly cacheSalt?: string;
   /**
    * Prefill role: after the first token, export the prompt's KV blocks from block `fromBlock` on (the
-   * decode worker already holds the ones before) in the final chunk's `kv`.
+   * decode worker already holds the ones before) in the final chunk's `kv`. With `onBlocks`, each prefill
+   * chunk's newly filled full blocks are exported (copied) right after its forward and handed to it, so
+   * they can travel while the next chunk computes; the final chunk's `kv` then holds only the blocks not
+   * handed over yet (the last chunk's and the partial tail block).
    */
-  readonly exportKv?: { readonly fromBlock: number };
+  readonly exportKv?: { readonly fromBlock: number; readonly onBlocks?: (part: ExportedKv) => void };
   /** Decode role: the prompt was prefilled elsewhere; admit it with this KV and this first token. */
   readonly prefilled?: PrefilledKv;
   /**
@@ -142,6 +145,8 @@ export interface EngineStats {
   readonly prefetchedTokens: number;
   /** Prefetched blocks refused by verification (corrupt, wrong prefix): recomputed instead. */
   readonly prefetchRejects: number;
+  /** Prompt tokens whose KV was streamed in during a remote prefill (cacheBlocks) and entered the prefix cache. */
+  readonly streamedTokens: number;
   readonly steps: number;
   /** Seconds spent inside session.run and outside it (scheduling, gather/scatter, sampling). */
   readonly modelSeconds: number;

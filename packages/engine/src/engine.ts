@@ -14,6 +14,7 @@ import {
   type EngineClient,
   type EngineStats,
   type ExportedKv,
+  type PrefetchedKv,
   type GenerateOutput,
   type GenerateRequest,
   type OffloadSink,
@@ -98,6 +99,8 @@ export class LLMEngine implements EngineClient {
   private draftFailure: string | undefined;
   /** Seconds this step's proposals spent on the draft's catch-up prefill. */
   private catchUpSeconds = 0;
+  /** Streamed blocks waiting for the next step's start to enter the prefix cache (cacheBlocks). */
+  private betweenSteps: (() => void)[] = [];
   private readonly specCounters = { draftTokens: 0, acceptedTokens: 0, verifiedSequenceSteps: 0, emittedTokens: 0 };
   private counters = {
     hitTokens: 0,
@@ -110,6 +113,7 @@ export class LLMEngine implements EngineClient {
     prefillTokens: 0,
     prefetchedTokens: 0,
     prefetchRejects: 0,
+    streamedTokens: 0,
   };
 
   private constructor(
@@ -190,6 +194,7 @@ export class LLMEngine implements EngineClient {
       importFallbacks: this.counters.importFallbacks,
       prefetchedTokens: this.counters.prefetchedTokens,
       prefetchRejects: this.counters.prefetchRejects,
+      streamedTokens: this.counters.streamedTokens,
       steps: this.counters.steps,
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
@@ -287,6 +292,7 @@ export class LLMEngine implements EngineClient {
     }
     // Terminating the model thread inside session.run aborts the whole process: let the step in flight end.
     for (let waited = 0; this.looping && waited < 5_000; waited += 5) await new Promise((r) => setTimeout(r, 5));
+    for (const insert of this.betweenSteps.splice(0)) insert();
     await this.executor.close();
     await this.draft?.close();
     this.structured.dispose();
@@ -357,6 +363,7 @@ export class LLMEngine implements EngineClient {
     seq.prefilled = resumed.length > 0 ? undefined : req.prefilled;
     seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;
     seq.exportFromBlock = req.exportKv?.fromBlock;
+    seq.onExportBlocks = req.exportKv?.onBlocks;
     if (req.sampling.structuredOutput) this.structured.admit(seq.id, req.sampling.structuredOutput, seq.output);
     // Speculated tokens would bypass the grammar's mask: constrained sequences decode one token at a time.
     const sp = this.opts.speculative;
@@ -398,12 +405,15 @@ export class LLMEngine implements EngineClient {
     } finally {
       this.looping = false;
     }
+    // Streamed blocks queued during the last step go in now that no step runs.
+    for (const insert of this.betweenSteps.splice(0)) insert();
     if (!this.closed && this.scheduler.hasWork()) this.kick();
   }
 
   private async step(): Promise<void> {
     const t0 = performance.now();
-    // Prefetched prefixes enter the cache between forwards, when no block is being written.
+    // Prefetched prefixes and streamed blocks enter the cache between forwards, when no block is being written.
+    for (const insert of this.betweenSteps.splice(0)) insert();
     for (const seq of this.scheduler.waiting) if (seq.prefetched) this.insertPrefetched(seq);
     this.planSpeculation();
     const plan = this.scheduler.schedule();
@@ -623,7 +633,10 @@ export class LLMEngine implements EngineClient {
       if (numLogits > 1) this.collectPromptLogprobs(seq, end - numLogits, res.logits.subarray(first * V, at * V));
       seq.numComputed = end;
       this.publishFull(seq);
-      if (end < seq.tokens.length) return; // a prefill chunk short of the prompt's end
+      if (end < seq.tokens.length) {
+        this.exportChunk(seq); // a prefill chunk short of the prompt's end: its full blocks may go now
+        return;
+      }
       const t = seq.sampler.sample(res.logits.subarray((at - 1) * V, at * V), seq.prompt, seq.output, this.structured.mask(seq.id));
       this.emitToken(seq, t);
     });
@@ -687,10 +700,23 @@ export class LLMEngine implements EngineClient {
     }, 1);
   }
 
-  /** The prompt's KV from block `from` on, each block encoded with its hash and checksum. */
-  private exportKv(seq: Sequence, from: number): ExportedKv {
+  /**
+   * A streamed export: the full blocks a prefill chunk filled past those already handed over go to the
+   * sequence's onExportBlocks now (copies: the receiver sends them while the next chunk computes).
+   */
+  private exportChunk(seq: Sequence): void {
+    if (seq.onExportBlocks === undefined || seq.exportFromBlock === undefined) return;
+    const full = Math.min(Math.floor(seq.numComputed / seq.blockSize), Math.floor(seq.promptLen / seq.blockSize));
+    if (full <= seq.exportFromBlock) return;
+    const part = this.exportKv(seq, seq.exportFromBlock, full);
+    seq.exportFromBlock = full;
+    seq.onExportBlocks({ fromBlock: part.fromBlock, blocks: part.blocks });
+  }
+
+  /** The prompt's KV from block `from` on (to block `to`, default its end), each block encoded with its hash and checksum. */
+  private exportKv(seq: Sequence, from: number, to = Math.ceil(seq.promptLen / this.opts.blockSize)): ExportedKv {
     const bs = this.opts.blockSize;
-    const count = Math.max(0, Math.ceil(seq.promptLen / bs) - from);
+    const count = Math.max(0, to - from);
     const size = BLOCK_HEADER_BYTES + blockBytes(this.layout);
     const all = new Uint8Array(count * size); // one allocation for every block: each is a view into it
     const blocks: Uint8Array[] = [];
@@ -746,11 +772,42 @@ export class LLMEngine implements EngineClient {
     const p = seq.prefetched!;
     seq.prefetched = undefined;
     const bs = this.opts.blockSize;
-    const maxBlocks = Math.floor((seq.tokens.length - 1) / bs);
+    const inserted = this.insertBlocks(p, Math.floor((seq.tokens.length - 1) / bs), (i) => seq.blockHash(i));
+    this.counters.prefetchedTokens += inserted.blocks * bs;
+    if (inserted.rejected) this.counters.prefetchRejects += 1;
+  }
+
+  /**
+   * Puts blocks `kv` of `tokens` (under `cacheSalt`) into the prefix cache as they arrive from a prefill
+   * worker that streams its chunks' KV, so that the request naming them later takes them like local hits
+   * and imports only the rest. Verified as prefetched blocks are (checksum, shape, chained hash); never
+   * the block holding the prompt's last token. Between forwards, like prefetched blocks: resolves once
+   * they are in (or refused). Cached blocks are free: under pressure they may be evicted again, and the
+   * request then imports them from its copies.
+   */
+  cacheBlocks(tokens: readonly number[], cacheSalt: string, kv: PrefetchedKv): Promise<number> {
+    const bs = this.opts.blockSize;
+    const hashes = chainHashes(tokens, bs, this.modelId, cacheSalt);
+    return new Promise<number>((resolve) => {
+      const insert = (): void => {
+        const { blocks } = this.insertBlocks(kv, Math.floor((tokens.length - 1) / bs), (i) => hashes[i]!);
+        this.counters.streamedTokens += blocks * bs;
+        resolve(blocks);
+      };
+      if (this.closed) resolve(0);
+      else if (this.looping) this.betweenSteps.push(insert);
+      else insert();
+    });
+  }
+
+  /** Inserts verified blocks below `maxBlocks` into the prefix cache; stops at the first bad one or when the pool is full. */
+  private insertBlocks(p: PrefetchedKv, maxBlocks: number, hashOf: (i: number) => string): { blocks: number; rejected: boolean } {
+    const bs = this.opts.blockSize;
+    let blocks = 0;
     for (let k = 0; k < p.blocks.length; k++) {
       const i = p.fromBlock + k;
       if (i >= maxBlocks) break;
-      const hash = seq.blockHash(i);
+      const hash = hashOf(i);
       if (this.pool.has(hash)) continue;
       let payload: Uint8Array;
       try {
@@ -758,16 +815,16 @@ export class LLMEngine implements EngineClient {
         if (dec.numTokens !== bs || dec.hash !== hash) throw new Error(`block ${i} belongs to another prefix`);
         payload = dec.payload;
       } catch {
-        this.counters.prefetchRejects += 1;
-        return;
+        return { blocks, rejected: true };
       }
       const id = this.pool.allocate();
-      if (id === undefined) return;
+      if (id === undefined) break;
       this.pool.bytes(id).set(payload);
       this.pool.publish(id, hash);
       this.pool.release(id);
-      this.counters.prefetchedTokens += bs;
+      blocks++;
     }
+    return { blocks, rejected: false };
   }
 
   private finishReasonFor(seq: Sequence, tokenId: number): 'stop' | 'length' | undefined {

@@ -130,4 +130,91 @@ describe('PD handoff between two engines', () => {
     ).toHaveLength(want.length);
     expect(decode.stats().importFallbacks).toBe(fallbacks + 1);
   });
+
+  it('streamed: each chunk hands over its full blocks; the decode engine caches them as they come and imports only the rest', async () => {
+    const chunk = 32;
+    const streamingPrefill = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', prefillChunkTokens: chunk });
+    try {
+      for (const [len, params] of [
+        [100, samplingParams({ temperature: 0, maxTokens: 8, ignoreEos: true })],
+        [96, samplingParams({ temperature: 0.8, seed: 4, maxTokens: 8, ignoreEos: true })],
+      ] as const) {
+        const tokens = prompt(len + 40, len);
+        const want = (await referenceGenerate(runner, tokens, params)).tokenIds;
+        const parts: { fromBlock: number; blocks: number }[] = [];
+        const cached: Promise<number>[] = [];
+        const before = decode.stats();
+        const pre = await drain(
+          streamingPrefill.generate({
+            requestId: 'streamed',
+            promptTokenIds: tokens,
+            sampling: { ...params, maxTokens: 1 },
+            exportKv: {
+              fromBlock: 0,
+              onBlocks: (p) => {
+                parts.push({ fromBlock: p.fromBlock, blocks: p.blocks.length });
+                cached.push(decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) }));
+              },
+            },
+          }),
+        );
+        // Every chunk short of the prompt's end: its two full blocks, in order, none twice.
+        const chunks = Math.ceil(len / chunk) - 1;
+        expect(parts).toEqual(Array.from({ length: chunks }, (_, k) => ({ fromBlock: 2 * k, blocks: 2 })));
+        expect(await Promise.all(cached)).toEqual(parts.map(() => 2));
+        const last = pre.at(-1)!.kv!;
+        expect(last.fromBlock).toBe(2 * chunks);
+        expect(last.fromBlock + last.blocks.length).toBe(Math.ceil(len / 16));
+        const own = decode.cachedPrefixBlocks(tokens);
+        expect(own).toBe(2 * chunks);
+        const first = pre.find((o) => o.tokenIds.length > 0)!;
+        const out = await drain(
+          decode.generate({
+            requestId: 'streamed-d',
+            promptTokenIds: tokens,
+            sampling: params,
+            prefilled: {
+              fromBlock: own,
+              blocks: last.blocks,
+              firstToken: { tokenId: first.tokenIds[0]!, logprob: 0 },
+              rngState: last.rngState,
+              cachedTokens: 0,
+            },
+          }),
+        );
+        expect(out.flatMap((o) => [...o.tokenIds])).toEqual(want);
+        const after = decode.stats();
+        expect(after.prefillTokensComputed).toBe(before.prefillTokensComputed);
+        expect(after.streamedTokens - before.streamedTokens).toBe(2 * chunks * 16);
+        expect(after.usedBlocks).toBe(0);
+        expect(streamingPrefill.stats().usedBlocks).toBe(0);
+      }
+    } finally {
+      await streamingPrefill.close();
+    }
+  });
+
+  it('streamed blocks that are corrupt or of another prompt are refused, never cached', async () => {
+    const tokens = prompt(77, 40);
+    const pre = await drain(
+      prefill.generate({
+        requestId: 'src',
+        promptTokenIds: tokens,
+        sampling: samplingParams({ temperature: 0, maxTokens: 1 }),
+        exportKv: { fromBlock: 0 },
+      }),
+    );
+    const blocks = pre.at(-1)!.kv!.blocks.map((b) => b.slice(0, b.length));
+    const other = tokens.map((t) => t + 1);
+    expect(await decode.cacheBlocks(other, '', { fromBlock: 0, blocks: blocks.slice(0, 2) })).toBe(0);
+    expect(decode.cachedPrefixBlocks(other)).toBe(0);
+    const bad = blocks.map((b) => b.slice());
+    bad[0]![200]! ^= 0xff;
+    expect(await decode.cacheBlocks(tokens, '', { fromBlock: 0, blocks: bad.slice(0, 2) })).toBe(0);
+    expect(await decode.cacheBlocks(tokens, 'salted', { fromBlock: 0, blocks: blocks.slice(0, 2) })).toBe(0);
+    expect(decode.cachedPrefixBlocks(tokens)).toBe(0);
+    // The same blocks, intact and of this prompt, go in.
+    expect(await decode.cacheBlocks(tokens, '', { fromBlock: 0, blocks: blocks.slice(0, 2) })).toBe(2);
+    expect(decode.cachedPrefixBlocks(tokens)).toBe(2);
+  });
 });

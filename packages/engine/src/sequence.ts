@@ -1,6 +1,6 @@
 import { hashBlock, rootHash, type BlockHash, type BlockId } from '@pdserve/kv-cache';
 import type { Sampler, SamplingParams } from '@pdserve/model';
-import type { FinishReason, GenerateOutput, PrefetchedKv, PrefilledKv, PromptLogprob } from '@pdserve/contracts';
+import type { ExportedKv, FinishReason, GenerateOutput, PrefetchedKv, PrefilledKv, PromptLogprob } from '@pdserve/contracts';
 import { OutputQueue } from './output-queue';
 import type { Proposal, SpecController } from './speculative';
 
@@ -28,6 +28,8 @@ export class Sequence {
   prefetched: PrefetchedKv | undefined;
   /** Prefill role: export KV from this block on when the first token is out. */
   exportFromBlock: number | undefined;
+  /** Prefill role, streamed: receives each chunk's newly filled full blocks (exportFromBlock moves past them). */
+  onExportBlocks: ((part: ExportedKv) => void) | undefined;
   /** Prompt logprobs by position (1 on), collected while the prompt is computed (see prompt-logprobs.ts). */
   readonly promptLogprobs: PromptLogprob[] = [];
   /** Whether they went out with the first token (a recompute after preemption collects none). */

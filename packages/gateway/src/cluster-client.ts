@@ -236,11 +236,15 @@ export class ClusterClient implements EngineClient {
 
   /**
    * Disaggregated: the prefill worker computes the prompt and streams its first token here, which goes to
-   * the client at once, while it pushes the KV to the decode worker under a transfer id chosen here; the
-   * decode worker imports it and streams on (repeating the first token, which is dropped here). The
-   * sampling is seeded so that any recomputation samples the same tokens. If the prefill fails before its
-   * first token, the decode worker prefills instead; if it fails after, the decode worker prefills locally
-   * on its own (and its repeated first token is checked against the one already sent).
+   * the client at once, while it pushes the KV to the decode worker under a transfer id chosen here. The
+   * decode worker's Generate goes out with the Prefill (plan 'streamed'): it expects that transfer from
+   * the start and takes each prefill chunk's blocks as they are computed, so after the first token only
+   * the last chunk's remain to travel and import; its stream then repeats the first token, which is
+   * dropped here. The sampling is seeded so that any recomputation samples the same tokens. If the prefill
+   * fails before the decode worker streams anything, that Generate is cancelled and the decode worker
+   * prefills instead (with whatever blocks already came, from its prefix cache); should the transfer fail
+   * on its own, the decode worker prefills locally (and its repeated first token is checked against the
+   * one already sent).
    */
   private async *pushedHandoff(
     base: GenerateRequestMsg,
@@ -253,12 +257,16 @@ export class ClusterClient implements EngineClient {
     const req = base;
     const transferId = randomBytes(16).toString('hex');
     const prefillCtl = new AbortController();
+    const streamedCtl = new AbortController();
     const decodeCtl = new AbortController();
     const onAbort = (): void => {
       prefillCtl.abort();
+      streamedCtl.abort();
       decodeCtl.abort();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    const local = (): AsyncGenerator<GenerateOutput> =>
+      fromWire(view.client(decode.id).generate(req, decodeCtl.signal, this.deadlineMs(req)), wantLogprobs);
     try {
       const events = view.client(prefill.id).prefill(
         {
@@ -266,18 +274,27 @@ export class ClusterClient implements EngineClient {
           prompt_token_ids: req.prompt_token_ids,
           sampling: req.sampling,
           from_block: 0,
-          target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto' },
+          target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto', stream_parts: true },
           cache_salt: req.cache_salt,
           priority: req.priority,
           service_tier: req.service_tier,
         },
         prefillCtl.signal,
       );
+      const plan = { mode: 'streamed', prefill_worker: prefill.id, transfer_id: transferId };
+      const streamed = fromWire(
+        view.client(decode.id).generate({ ...req, prefill: plan }, streamedCtl.signal, this.deadlineMs(req)),
+        wantLogprobs,
+      );
+      // The call starts now, not when the first token is out: the decode worker expects the parts from here on.
+      const streamedHead = streamed.next();
+      streamedHead.catch(() => undefined);
       let first: PrefillFirstMsg | undefined;
+      let receipt: Promise<void> | undefined;
       try {
-        // The rest of the prefill's stream is its receipt; should the prefill fail after its first token,
-        // the decode worker notices (the transfer fails, or never begins) and prefills locally.
-        ({ first } = await prefillFirst(events));
+        // The rest of the prefill's stream is its receipt: a prefill that fails after its first token is
+        // noticed there, or by the decode worker (the transfer fails).
+        ({ first, rest: receipt } = await prefillFirst(events));
       } catch (err) {
         if (signal?.aborted) return;
         logger.warn(
@@ -287,16 +304,29 @@ export class ClusterClient implements EngineClient {
       }
       if (first === undefined) {
         prefillCtl.abort();
-        yield* fromWire(view.client(decode.id).generate(req, decodeCtl.signal, this.deadlineMs(req)), wantLogprobs);
+        streamedCtl.abort();
+        yield* local();
         return;
       }
       const sent = first.first_token;
       yield firstFromWire(first, wantLogprobs, first.cached_tokens);
-      const plan = { mode: 'pushed', prefill_worker: prefill.id, transfer_id: transferId };
-      const rest = fromWire(
-        view.client(decode.id).generate({ ...req, prefill: plan }, decodeCtl.signal, this.deadlineMs(req)),
-        wantLogprobs,
+      // The decode worker's first output, unless the prefill fails before it: then its Generate is replaced.
+      const failed = receipt!.then(
+        () => new Promise<never>(() => undefined),
+        (err: unknown) => ({ failed: err }),
       );
+      const head = await Promise.race([streamedHead.then((r) => ({ r })), failed]);
+      let rest: AsyncIterable<GenerateOutput>;
+      if ('failed' in head) {
+        logger.warn(
+          { requestId: req.request_id, worker: prefill.id, error: toCallError(head.failed).message },
+          'prefill worker failed after its first token; prefilling on the decode worker',
+        );
+        streamedCtl.abort();
+        rest = local();
+      } else {
+        rest = prepend(head.r, streamed);
+      }
       // The decode worker's stream repeats the first token: checked against the one already sent, and dropped.
       yield* afterStreamedFirst(
         rest,
@@ -306,9 +336,17 @@ export class ClusterClient implements EngineClient {
     } finally {
       signal?.removeEventListener('abort', onAbort);
       prefillCtl.abort();
+      streamedCtl.abort();
       decodeCtl.abort();
     }
   }
+}
+
+/** `head` (an iterator's first result), then the rest of `it`. */
+async function* prepend<T>(head: IteratorResult<T>, it: AsyncIterator<T>): AsyncGenerator<T> {
+  if (head.done === true) return;
+  yield head.value;
+  for (let r = await it.next(); r.done !== true; r = await it.next()) yield r.value;
 }
 
 async function* fromWire(chunks: AsyncIterable<GenerateChunkMsg>, wantLogprobs: boolean): AsyncGenerator<GenerateOutput> {

@@ -4,6 +4,7 @@
 // comes just before the request naming it waits for it, briefly and without pulling a byte; a transfer
 // nobody claims in that time is refused. Nothing unclaimed is ever kept.
 import type { IncomingTransfer, KvBlock, TransferError, TransferMeta, TransferOffer, TransportKind } from '@pdserve/transfer';
+import { handoffOfPart } from './handoff-meta';
 
 /**
  * A pushed prefill's transfer and the Generate naming it leave the prefill worker and the gateway at about
@@ -30,6 +31,8 @@ interface Entry {
   readonly begun: Deferred<void>;
   readonly arrived: Deferred<Arrival>;
   readonly timer: NodeJS.Timeout;
+  /** A streamed handoff: takes each part (handoffPartId) as it is admitted; throwing refuses it. */
+  readonly onPart?: (part: Arrival) => void;
 }
 
 export class TransferAdmission {
@@ -39,8 +42,12 @@ export class TransferAdmission {
 
   constructor(private readonly onAdmitted?: (bytes: number, seconds: number, transport: TransportKind) => void) {}
 
-  /** Expects transfer `transferId` for `arriveWithinMs`; throws if it is already expected. */
-  expect(transferId: string, arriveWithinMs: number): Expectation {
+  /**
+   * Expects transfer `transferId` for `arriveWithinMs`; throws if it is already expected. With `onPart`,
+   * also its parts (handoffPartId(transferId, k)), each handed to `onPart` when admitted whole; they
+   * neither begin nor settle the transfer itself, and one that fails is only that part lost.
+   */
+  expect(transferId: string, arriveWithinMs: number, onPart?: (part: Arrival) => void): Expectation {
     if (this.expected.has(transferId)) throw new Error(`transfer ${transferId} is already expected`);
     const begun = deferred<void>();
     const arrived = deferred<Arrival>();
@@ -49,12 +56,15 @@ export class TransferAdmission {
       arriveWithinMs,
     );
     timer.unref();
-    const entry: Entry = { begun, arrived, timer };
+    const entry: Entry = { begun, arrived, timer, onPart };
     this.expected.set(transferId, entry);
     const waiting = this.unclaimed.get(transferId);
     if (waiting !== undefined) {
       begun.resolve();
       waiting.release();
+    }
+    if (onPart !== undefined) {
+      for (const [id, part] of [...this.unclaimed]) if (handoffOfPart(id) === transferId) part.release();
     }
     return {
       begun: begun.promise,
@@ -75,6 +85,7 @@ export class TransferAdmission {
       entry.begun.resolve();
       return;
     }
+    if (this.partOf(id) !== undefined) return;
     return new Promise<void>((resolve, reject) => {
       const settle = (): void => {
         clearTimeout(timer);
@@ -102,14 +113,26 @@ export class TransferAdmission {
 
   /** The receiver's onTransfer: hands a whole, verified transfer to whoever expects it; refuses the rest. */
   admit(t: IncomingTransfer): void {
-    const entry = this.expected.get(t.transferId);
+    const part = this.partOf(t.transferId);
+    const entry = part ?? this.expected.get(t.transferId);
     if (entry === undefined) throw new Error(`unexpected transfer ${t.transferId}`);
     const started = performance.now();
     // The receive slab is reused once this returns: keep copies.
     const blocks = t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice(), checksum: b.checksum }));
-    entry.begun.resolve();
-    entry.arrived.resolve({ blocks, meta: t.meta });
+    if (part !== undefined) {
+      part.onPart!({ blocks, meta: t.meta });
+    } else {
+      entry.begun.resolve();
+      entry.arrived.resolve({ blocks, meta: t.meta });
+    }
     this.onAdmitted?.(t.bytes, (performance.now() - started) / 1000, t.transport);
+  }
+
+  /** The expected streamed handoff that transfer `id` is a part of, if any. */
+  private partOf(id: string): Entry | undefined {
+    const of = handoffOfPart(id);
+    const entry = of === undefined ? undefined : this.expected.get(of);
+    return entry?.onPart === undefined ? undefined : entry;
   }
 
   /** The receiver's onDiscard: whoever waits for that transfer stops waiting now. */

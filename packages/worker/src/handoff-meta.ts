@@ -23,6 +23,40 @@ export function encodeHandoffMeta(m: HandoffMeta): TransferMeta {
   return { first: JSON.stringify(first), rng_state: m.rngState?.join(',') ?? '', from_block: String(m.fromBlock) };
 }
 
+/**
+ * The meta of one part of a streamed handoff (a prefill chunk's full blocks, sent while the next chunk
+ * computes): only where its blocks start. The first token and sampler state come with the last transfer.
+ */
+export interface HandoffPartMeta {
+  readonly fromBlock: number;
+}
+
+export function encodeHandoffPartMeta(m: HandoffPartMeta): TransferMeta {
+  return { from_block: String(m.fromBlock) };
+}
+
+/** A part's meta; throws HandoffMetaError if from_block is missing or malformed. */
+export function decodeHandoffPartMeta(meta: TransferMeta): HandoffPartMeta {
+  const fromBlock = Number(meta['from_block'] ?? 'NaN');
+  if (!isCount(fromBlock)) throw new HandoffMetaError(`handoff part meta: bad from_block ${JSON.stringify(meta['from_block'])}`);
+  return { fromBlock };
+}
+
+/**
+ * The transfer id of part `index` of the streamed handoff `transferId`: the decode worker expecting
+ * `transferId` admits these too, and nothing else. Fits the transfer engine's id pattern for ids of up to
+ * 58 characters.
+ */
+export function handoffPartId(transferId: string, index: number): string {
+  return `${transferId}-p${index}`;
+}
+
+/** The handoff a part id belongs to, or undefined if `id` names no part. */
+export function handoffOfPart(id: string): string | undefined {
+  const m = /^(.+)-p(0|[1-9][0-9]{0,5})$/.exec(id);
+  return m?.[1];
+}
+
 /** The handoff in a transfer's meta; throws HandoffMetaError if any field is missing or malformed. */
 export function decodeHandoffMeta(meta: TransferMeta): HandoffMeta {
   const fromBlock = Number(meta['from_block'] ?? 'NaN');

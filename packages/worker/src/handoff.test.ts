@@ -8,7 +8,16 @@ import type { LLMEngine } from '@pdserve/engine';
 import { samplingParams } from '@pdserve/model/sampling';
 import { samplingToWire } from './codec';
 import { prefillAndPush } from './handoff';
-import { HandoffMetaError, decodeHandoffMeta, encodeHandoffMeta, type HandoffMeta } from './handoff-meta';
+import {
+  HandoffMetaError,
+  decodeHandoffMeta,
+  decodeHandoffPartMeta,
+  encodeHandoffMeta,
+  encodeHandoffPartMeta,
+  handoffOfPart,
+  handoffPartId,
+  type HandoffMeta,
+} from './handoff-meta';
 
 const first = {
   first_token: 42,
@@ -44,6 +53,18 @@ describe('handoff meta codec', () => {
       { from_block: '0' },
     ];
     for (const meta of bad) expect(() => decodeHandoffMeta(meta)).toThrow(HandoffMetaError);
+  });
+});
+
+describe('streamed handoff parts: ids and meta', () => {
+  it('names part k of a transfer so that only that transfer claims it', () => {
+    const id = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
+    expect(handoffOfPart(handoffPartId(id, 0))).toBe(id);
+    expect(handoffOfPart(handoffPartId(id, 127))).toBe(id);
+    for (const notPart of [id, `${id}-p`, `${id}-p01`, `${id}-px`, '-p3', `${id}-p1234567`]) expect(handoffOfPart(notPart)).toBeUndefined();
+    expect(decodeHandoffPartMeta(encodeHandoffPartMeta({ fromBlock: 32 }))).toEqual({ fromBlock: 32 });
+    for (const bad of [{} as Record<string, string>, { from_block: '-1' }, { from_block: '1.5' }, { from_block: 'x' }])
+      expect(() => decodeHandoffPartMeta(bad)).toThrow(HandoffMetaError);
   });
 });
 
@@ -127,6 +148,164 @@ describe('transfer admission', () => {
     o.abort();
     await expect(held).rejects.toThrow(/discarded/);
     expect(a.pending).toEqual({ expected: 0, unclaimed: 0 });
+  });
+});
+
+describe('transfer admission of a streamed handoff', () => {
+  it("takes in the parts of the transfer it expects with parts, each handed over at once; the transfer's own promises wait for its last one", async () => {
+    const a = new TransferAdmission();
+    const parts: { from: string; data: Uint8Array }[] = [];
+    const e = a.expect('s1', 10_000, (p) => parts.push({ from: p.meta['k']!, data: p.blocks[0]!.data }));
+    let begun = false;
+    void e.begun.then(() => (begun = true));
+    expect(a.begin(offer(handoffPartId('s1', 0)))).toBeUndefined(); // admitted at Begin, nothing held
+    const t = incoming(handoffPartId('s1', 0));
+    a.admit(t);
+    expect(parts).toHaveLength(1);
+    expect(parts[0]!.data).toEqual(t.blocks[0]!.data);
+    expect(parts[0]!.data).not.toBe(t.blocks[0]!.data); // a copy: the receive slab is reused
+    await Promise.resolve();
+    expect(begun).toBe(false);
+    // A part lost is only that part: the transfer is still awaited.
+    a.discard(handoffPartId('s1', 1), Object.assign(new Error('cut'), { code: 'PEER_GONE' }) as unknown as TransferError);
+    a.admit(incoming('s1'));
+    await expect(e.arrived).resolves.toMatchObject({ meta: { k: 'v' } });
+    e.done();
+    // Done: its parts are refused like any transfer nobody expects.
+    expect(() => a.admit(incoming(handoffPartId('s1', 2)))).toThrow(/unexpected transfer/);
+  });
+
+  it('holds a part whose Begin comes before its claim and lets it in with the claim; a transfer expected without parts does not claim them', async () => {
+    vi.useFakeTimers();
+    try {
+      const a = new TransferAdmission();
+      const early = a.begin(offer(handoffPartId('s2', 0))) as Promise<void>;
+      expect(a.pending.unclaimed).toBe(1);
+      const e = a.expect('s2', 10_000, () => undefined);
+      await expect(early).resolves.toBeUndefined();
+      expect(a.pending.unclaimed).toBe(0);
+      e.done();
+      const plain = a.expect('s3', 10_000); // a pushed (not streamed) handoff
+      const part = (a.begin(offer(handoffPartId('s3', 0))) as Promise<void>).then(
+        () => 'admitted',
+        (err: Error) => err.message,
+      );
+      await vi.advanceTimersByTimeAsync(UNCLAIMED_BEGIN_MS + 1);
+      expect(await part).toMatch(/unexpected transfer s3-p0/);
+      expect(() => a.admit(incoming(handoffPartId('s3', 1)))).toThrow(/unexpected transfer/);
+      plain.done();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a part its handler refuses (malformed meta) is refused, and the transfer still awaited', async () => {
+    const a = new TransferAdmission();
+    const e = a.expect('s4', 10_000, (p) => decodeHandoffPartMeta(p.meta));
+    expect(() => a.admit(incoming(handoffPartId('s4', 0)))).toThrow(HandoffMetaError);
+    a.admit(incoming('s4'));
+    await expect(e.arrived).resolves.toBeDefined();
+    e.done();
+  });
+});
+
+describe('prefill side, streamed', () => {
+  /** An engine that exports parts of two blocks (blocks 0-5) while it computes, then the first token and block 6. */
+  function streamingEngine(): LLMEngine {
+    const block = (i: number): Uint8Array => new Uint8Array([i, i, i]);
+    return {
+      blockSize: 4,
+      modelId: 'm',
+      async *generate(req: GenerateRequest): AsyncGenerator<GenerateOutput> {
+        for (let from = 0; from < 6; from += 2) {
+          await new Promise((r) => setTimeout(r, 1));
+          req.exportKv!.onBlocks!({ fromBlock: from, blocks: [block(from), block(from + 1)] });
+        }
+        yield { tokenIds: [9], promptTokens: 26, cachedTokens: 0 };
+        yield { tokenIds: [], promptTokens: 26, cachedTokens: 0, finishReason: 'length', kv: { fromBlock: 6, blocks: [block(6)] } };
+      },
+    } as unknown as LLMEngine;
+  }
+
+  const req = (streamParts: boolean) => ({
+    request_id: 'r',
+    prompt_token_ids: Array.from({ length: 26 }, (_, i) => i + 1),
+    sampling: samplingToWire(samplingParams({ temperature: 0, maxTokens: 8 })),
+    from_block: 0,
+    target: { grpc_address: 'x', transfer_id: 'h', transport: 'tcp', stream_parts: streamParts },
+  });
+
+  interface Sent {
+    transferId: string;
+    meta: Record<string, string>;
+    blocks: { data: Uint8Array }[];
+  }
+
+  function sender(failing: ReadonlySet<string>): { sent: Sent[]; send(t: Sent): Promise<unknown> } {
+    const sent: Sent[] = [];
+    return {
+      sent,
+      send: async (t: Sent) => {
+        sent.push(t);
+        if (failing.has(t.transferId)) throw new Error(`transfer ${t.transferId} cut`);
+        return { transferId: t.transferId, transport: 'tcp', blocks: t.blocks.length, bytes: 3 * t.blocks.length, elapsedMs: 0 };
+      },
+    };
+  }
+
+  it('sends each part as it is exported, then the first token with only the last blocks', async () => {
+    const s = sender(new Set());
+    const out = await prefillAndPush(
+      { engine: streamingEngine(), sender: s as never },
+      req(true),
+      new AbortController().signal,
+      () => undefined,
+    );
+    expect(s.sent.map((t) => [t.transferId, t.meta['from_block'], t.blocks.map((b) => b.data[0])])).toEqual([
+      ['h-p0', '0', [0, 1]],
+      ['h-p1', '2', [2, 3]],
+      ['h-p2', '4', [4, 5]],
+      ['h', '6', [6]],
+    ]);
+    expect(out.receipt).toMatchObject({ blocks: 7, bytes: 21 });
+  });
+
+  it('a part that fails ends the streaming: it and every later part go with the last transfer', async () => {
+    const s = sender(new Set(['h-p1']));
+    const out = await prefillAndPush(
+      { engine: streamingEngine(), sender: s as never },
+      req(true),
+      new AbortController().signal,
+      () => undefined,
+    );
+    expect(s.sent.map((t) => [t.transferId, t.meta['from_block'], t.blocks.map((b) => b.data[0])])).toEqual([
+      ['h-p0', '0', [0, 1]],
+      ['h-p1', '2', [2, 3]],
+      ['h', '2', [2, 3, 4, 5, 6]],
+    ]);
+    expect(out.receipt).toMatchObject({ blocks: 7 });
+  });
+
+  it('without stream_parts, no part goes: everything travels after the first token', async () => {
+    const engine = streamingEngine();
+    const s = sender(new Set());
+    // The engine is told no onBlocks: it then exports every block at the end.
+    const whole = {
+      ...engine,
+      async *generate(r: GenerateRequest): AsyncGenerator<GenerateOutput> {
+        expect(r.exportKv?.onBlocks).toBeUndefined();
+        yield { tokenIds: [9], promptTokens: 26, cachedTokens: 0 };
+        yield {
+          tokenIds: [],
+          promptTokens: 26,
+          cachedTokens: 0,
+          finishReason: 'length',
+          kv: { fromBlock: 0, blocks: [new Uint8Array(3)] },
+        };
+      },
+    } as unknown as LLMEngine;
+    await prefillAndPush({ engine: whole, sender: s as never }, req(false), new AbortController().signal, () => undefined);
+    expect(s.sent.map((t) => t.transferId)).toEqual(['h']);
   });
 });
 

@@ -1,15 +1,22 @@
 // The two ends of a pushed prefill (disaggregated request). The gateway picks a transfer id and asks the
 // prefill worker to compute the prompt; the prefill worker streams the first token back at once, then
 // pushes the KV to the decode worker under that id, its meta carrying the first token and the sampler's
-// state (handoff-meta.ts). The gateway then sends the decode worker a Generate naming the same id; the
-// decode worker admits that transfer (admission.ts) and imports the KV past its own cached prefix.
-import { EngineError, type PrefilledKv } from '@pdserve/contracts';
+// state (handoff-meta.ts). The decode worker, sent a Generate naming the same id, admits that transfer
+// (admission.ts) and imports the KV past its own cached prefix.
+//
+// Streamed (target.stream_parts, plan mode 'streamed'): the gateway sends the Generate together with the
+// Prefill, and the prefill worker sends each chunk's full blocks as a part (handoffPartId) while the next
+// chunk computes; the decode worker puts each part into its prefix cache as it lands, so the last transfer
+// (the first token, the last chunk's blocks and the partial tail block) is all that is left to import
+// after the first token. A part that fails is sent again in the last transfer; anything missing at the end
+// makes the decode worker prefill locally: slower, never wrong.
+import { EngineError, type ExportedKv, type PrefilledKv } from '@pdserve/contracts';
 import type { LLMEngine } from '@pdserve/engine';
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
-import type { TransferReceipt, TransferSender, TransportKind } from '@pdserve/transfer';
-import type { TransferAdmission } from './admission';
+import type { KvBlock, TransferReceipt, TransferSender, TransportKind } from '@pdserve/transfer';
+import type { Arrival, TransferAdmission } from './admission';
 import { firstToWire, prefillSampling, sampledFromWire, samplingFromWire, serviceTierFromWire } from './codec';
-import { decodeHandoffMeta, encodeHandoffMeta } from './handoff-meta';
+import { decodeHandoffMeta, decodeHandoffPartMeta, encodeHandoffMeta, encodeHandoffPartMeta, handoffPartId } from './handoff-meta';
 import type { StoreLink } from './store-link';
 import type * as W from './wire';
 
@@ -22,6 +29,12 @@ export const PUSHED_BEGIN_MS = 1_000;
 export const PUSHED_ARRIVE_MS = 60_000;
 /** Longest a prefill worker spends pushing a prompt's KV to its decode worker (ms). */
 export const PUSH_DEADLINE_MS = 60_000;
+/**
+ * Longest a decode worker waits for a streamed handoff's last transfer (ms): its Generate comes before the
+ * prefill starts, so this covers the prompt's queueing and computing; the gateway cancels the Generate
+ * sooner if the prefill fails.
+ */
+export const STREAMED_ARRIVE_MS = 600_000;
 
 /**
  * Decode side: the KV pushed under `transferId`, imported past this worker's own cached prefix. Rejects
@@ -58,6 +71,54 @@ export async function receivePushedKv(
   }
 }
 
+/**
+ * Decode side of a streamed handoff: each part is put into the prefix cache as it lands (copies kept too,
+ * in case the cache evicts them); once the last transfer is in, the KV past this worker's cached prefix.
+ * Rejects (and the caller prefills locally) if the last transfer fails, is late, or leaves a gap.
+ */
+export async function receiveStreamedKv(
+  admission: TransferAdmission,
+  engine: Pick<LLMEngine, 'cachedPrefixBlocks' | 'cacheBlocks'>,
+  req: W.GenerateRequestMsg,
+  transferId: string,
+  signal: AbortSignal,
+): Promise<PrefilledKv> {
+  const salt = req.cache_salt ?? '';
+  const byIndex = new Map<number, KvBlock>();
+  const inserted: Promise<number>[] = [];
+  const take = (fromBlock: number, blocks: readonly KvBlock[]): void => blocks.forEach((b, k) => byIndex.set(fromBlock + k, b));
+  const expected = admission.expect(transferId, STREAMED_ARRIVE_MS, (part: Arrival) => {
+    const { fromBlock } = decodeHandoffPartMeta(part.meta); // a malformed one is refused
+    take(fromBlock, part.blocks);
+    const kv = { fromBlock, blocks: part.blocks.map((b) => b.data), checksums: part.blocks.map((b) => b.checksum) };
+    inserted.push(engine.cacheBlocks(req.prompt_token_ids, salt, kv));
+  });
+  try {
+    const { blocks, meta } = await raceAbort(expected.arrived, signal);
+    const handoff = decodeHandoffMeta(meta);
+    take(handoff.fromBlock, blocks);
+    await Promise.all(inserted);
+    const own = engine.cachedPrefixBlocks(req.prompt_token_ids, salt);
+    const end = handoff.fromBlock + blocks.length;
+    const rest: KvBlock[] = [];
+    for (let i = own; i < end; i++) {
+      const b = byIndex.get(i);
+      if (b === undefined) throw new Error(`streamed KV ${transferId} lacks block ${i}`);
+      rest.push(b);
+    }
+    return {
+      fromBlock: own,
+      blocks: rest.map((b) => b.data),
+      checksums: rest.map((b) => b.checksum),
+      firstToken: sampledFromWire(handoff.first),
+      rngState: handoff.rngState,
+      cachedTokens: handoff.first.cached_tokens,
+    };
+  } finally {
+    expected.done();
+  }
+}
+
 /** What the prefill side needs from its worker. */
 export interface PrefillDeps {
   readonly engine: LLMEngine;
@@ -88,41 +149,119 @@ export async function prefillAndPush(
   const sampling = prefillSampling(samplingFromWire(req.sampling));
   const cacheSalt = req.cache_salt ?? '';
   const prefetched = await deps.storeLink?.prefetch(req.prompt_token_ids, signal, cacheSalt);
-  let first: W.PrefillFirstMsg | undefined;
-  let kv: { blocks: readonly Uint8Array[]; rngState?: readonly [number, number, number, number] } | undefined;
-  // The prefill engine orders it as the decode engine does: its tier's band, then its priority.
-  const order = { priority: req.priority ?? 0, serviceTier: serviceTierFromWire(req.service_tier) };
-  for await (const o of engine.generate({
-    requestId: `prefill:${req.request_id}`,
-    promptTokenIds: req.prompt_token_ids,
-    sampling,
-    signal,
-    exportKv: { fromBlock: req.from_block },
-    prefetched,
-    cacheSalt,
-    ...order,
-  })) {
-    if (o.tokenIds.length > 0 && !first) {
-      first = firstToWire(o);
-      onFirst(first); // the client's first token need not wait for the KV transfer below
-    }
-    if (o.kv) kv = o.kv;
-  }
-  if (!first || !kv) throw new EngineError('internal', signal.aborted ? 'prefill cancelled' : 'prefill produced no KV');
   const hashes = chainHashes(req.prompt_token_ids, engine.blockSize, engine.modelId, cacheSalt);
   // Each block's CRC-32 follows from its header (no pass over it); the receiver verifies it in transit.
-  const blocks = kv.blocks.map((data, k) => ({ hash: hashes[req.from_block + k] ?? '0'.repeat(16), data, checksum: blockCrc32(data) }));
+  const toSend = (from: number, data: readonly Uint8Array[]): KvBlock[] =>
+    data.map((d, k) => ({ hash: hashes[from + k] ?? '0'.repeat(16), data: d, checksum: blockCrc32(d) }));
+  const send = (blocks: KvBlock[], transferId: string, meta: Record<string, string>): Promise<TransferReceipt> =>
+    deps.sender.send({
+      peer: { grpcAddress: target.grpc_address },
+      blocks,
+      transferId,
+      meta,
+      transport: (deps.sendTransport ?? target.transport ?? 'auto') as 'auto' | TransportKind,
+      signal,
+      deadlineMs: PUSH_DEADLINE_MS,
+    });
+  const parts =
+    target.stream_parts === true
+      ? new PartSender(req.from_block, (p, k) =>
+          send(toSend(p.fromBlock, p.blocks), handoffPartId(target.transfer_id, k), encodeHandoffPartMeta(p)),
+        )
+      : undefined;
+  let first: W.PrefillFirstMsg | undefined;
+  let kv: ExportedKv | undefined;
+  // The prefill engine orders it as the decode engine does: its tier's band, then its priority.
+  const order = { priority: req.priority ?? 0, serviceTier: serviceTierFromWire(req.service_tier) };
+  try {
+    for await (const o of engine.generate({
+      requestId: `prefill:${req.request_id}`,
+      promptTokenIds: req.prompt_token_ids,
+      sampling,
+      signal,
+      exportKv: { fromBlock: req.from_block, ...(parts ? { onBlocks: (p: ExportedKv) => parts.add(p) } : {}) },
+      prefetched,
+      cacheSalt,
+      ...order,
+    })) {
+      if (o.tokenIds.length > 0 && !first) {
+        first = firstToWire(o);
+        onFirst(first); // the client's first token need not wait for the KV transfer below
+      }
+      if (o.kv) kv = o.kv;
+    }
+  } finally {
+    await parts?.settled(); // nothing in flight outlives the request
+  }
+  if (!first || !kv) throw new EngineError('internal', signal.aborted ? 'prefill cancelled' : 'prefill produced no KV');
+  // What the decode worker has not confirmed yet goes last, with the first token.
+  const unsent = parts?.unconfirmed(kv) ?? kv;
   const t0 = performance.now();
-  const receipt = await deps.sender.send({
-    peer: { grpcAddress: target.grpc_address },
-    blocks,
-    transferId: target.transfer_id,
-    meta: encodeHandoffMeta({ first, rngState: kv.rngState, fromBlock: req.from_block }),
-    transport: (deps.sendTransport ?? target.transport ?? 'auto') as 'auto' | TransportKind,
-    signal,
-    deadlineMs: PUSH_DEADLINE_MS,
-  });
-  return { first, rngState: kv.rngState, receipt, pushSeconds: (performance.now() - t0) / 1000 };
+  const receipt = await send(
+    toSend(unsent.fromBlock, unsent.blocks),
+    target.transfer_id,
+    encodeHandoffMeta({ first, rngState: kv.rngState, fromBlock: unsent.fromBlock }),
+  );
+  const streamed = parts?.confirmed ?? { blocks: 0, bytes: 0 };
+  return {
+    first,
+    rngState: kv.rngState,
+    receipt: { ...receipt, blocks: receipt.blocks + streamed.blocks, bytes: receipt.bytes + streamed.bytes },
+    pushSeconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/**
+ * The parts of a streamed handoff, sent one after another as the engine exports them. The first that
+ * fails ends the streaming: it and every later part go with the last transfer instead.
+ */
+class PartSender {
+  private chain: Promise<void> = Promise.resolve();
+  private next = 0;
+  private failed = false;
+  /** Blocks [fromBlock, confirmedTo) are in at the decode worker. */
+  private confirmedTo: number;
+  /** Parts not confirmed (yet), in order: contiguous from confirmedTo. */
+  private readonly held: ExportedKv[] = [];
+  readonly confirmed = { blocks: 0, bytes: 0 };
+
+  constructor(
+    fromBlock: number,
+    private readonly sendPart: (part: ExportedKv, index: number) => Promise<TransferReceipt>,
+  ) {
+    this.confirmedTo = fromBlock;
+  }
+
+  add(part: ExportedKv): void {
+    this.held.push(part);
+    const index = this.next++;
+    this.chain = this.chain.then(async () => {
+      if (this.failed || part.fromBlock !== this.confirmedTo) {
+        this.failed = true;
+        return;
+      }
+      try {
+        const r = await this.sendPart(part, index);
+        this.confirmedTo = part.fromBlock + part.blocks.length;
+        this.held.shift();
+        this.confirmed.blocks += r.blocks;
+        this.confirmed.bytes += r.bytes;
+      } catch {
+        this.failed = true;
+      }
+    });
+  }
+
+  /** Resolves once no part is in flight. */
+  settled(): Promise<void> {
+    return this.chain;
+  }
+
+  /** `last` (the engine's final export) preceded by the parts the decode worker did not confirm. */
+  unconfirmed(last: ExportedKv): ExportedKv {
+    if (this.held.length === 0) return last;
+    return { fromBlock: this.confirmedTo, blocks: [...this.held.flatMap((p) => p.blocks), ...last.blocks], rngState: last.rngState };
+  }
 }
 
 /** `p`, or a rejection with `message` after `ms`. */

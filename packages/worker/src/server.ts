@@ -11,7 +11,7 @@ import { TransferReceiver, TransferSender, isTransferError, type KvBlock, type T
 import { TransferAdmission } from './admission';
 import { outputToWire, samplingFromWire, serviceTierFromWire } from './codec';
 import { engineErrorStatus } from './errors';
-import { prefillAndPush, receivePushedKv } from './handoff';
+import { prefillAndPush, receivePushedKv, receiveStreamedKv } from './handoff';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
 import { StoreLink, type StoreLinkOptions } from './store-link';
 import type * as W from './wire';
@@ -263,15 +263,18 @@ export class WorkerServer {
       if (this.draining) throw new EngineError('not_ready', 'worker is draining');
       const sampling = samplingFromWire(req.sampling);
       const plan = req.prefill ?? { mode: 'local', prefill_worker: '', transfer_id: '' };
-      if (plan.mode !== 'local' && plan.mode !== 'pushed')
+      if (plan.mode !== 'local' && plan.mode !== 'pushed' && plan.mode !== 'streamed')
         throw new EngineError('invalid_request', `unknown prefill mode ${JSON.stringify(plan.mode)}`, 'prefill.mode');
       let prefilled: PrefilledKv | undefined;
       let prefilledBy = '';
       // A migrated stream: prefilled here, from whatever of prompt + output the caches hold.
       const resumed = req.resume_output_token_ids ?? [];
-      if (resumed.length === 0 && plan.mode === 'pushed' && this.admission !== undefined && plan.transfer_id !== '') {
+      if (resumed.length === 0 && plan.mode !== 'local' && this.admission !== undefined && plan.transfer_id !== '') {
         try {
-          prefilled = await receivePushedKv(this.admission, this.opts.engine, req, plan.transfer_id, ac.signal);
+          prefilled =
+            plan.mode === 'streamed'
+              ? await receiveStreamedKv(this.admission, this.opts.engine, req, plan.transfer_id, ac.signal)
+              : await receivePushedKv(this.admission, this.opts.engine, req, plan.transfer_id, ac.signal);
           prefilledBy = plan.prefill_worker;
         } catch (err) {
           if (ac.signal.aborted) return;

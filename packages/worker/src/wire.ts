@@ -84,6 +84,8 @@ export interface TransferTargetMsg {
   grpc_address: string;
   transfer_id: string;
   transport: string;
+  /** Send each prefill chunk's full blocks as it is computed (optional to send; always set when received). */
+  stream_parts?: boolean;
 }
 
 export interface PrefillRequestMsg {
@@ -204,7 +206,7 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
     'prefilled_by',
     'prompt_logprobs',
   ],
-  'pdserve.v1.TransferTarget': ['grpc_address', 'transfer_id', 'transport'],
+  'pdserve.v1.TransferTarget': ['grpc_address', 'transfer_id', 'transport', 'stream_parts'],
   'pdserve.v1.PrefillRequest': [
     'request_id',
     'prompt_token_ids',
