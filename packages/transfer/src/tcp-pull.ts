@@ -19,6 +19,9 @@ export interface TcpPullOptions {
 
 interface Pull {
   readonly reader: BatchReader;
+  readonly target: BatchTarget;
+  /** Every byte is in; the last blocks are being checked off this thread. */
+  verifying: boolean;
   readonly resolve: () => void;
   readonly reject: (e: TransferError) => void;
 }
@@ -63,7 +66,7 @@ class PullConnection {
   /** Asks for the transfer under `token`; resolves once every block arrived verified. */
   start(token: Uint8Array, target: BatchTarget): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.pull = { reader: new BatchReader(token, target), resolve, reject };
+      this.pull = { reader: new BatchReader(token, target), target, verifying: false, resolve, reject };
       this.socket.write(encodePullRequest(token));
     });
   }
@@ -81,7 +84,9 @@ class PullConnection {
   }
 
   private arm(): Uint8Array {
-    const next = this.pull?.reader.next();
+    // Nothing is due while the last blocks are checked: the next pull's first bytes may land here before
+    // that pull's reader exists, so they go to the scratch and are fed to it.
+    const next = this.pull?.verifying === false ? this.pull.reader.next() : undefined;
     this.armedForReader = next !== undefined && next.byteLength > 0;
     this.armed = this.armedForReader ? (next as Uint8Array) : this.idle;
     return this.armed;
@@ -92,8 +97,25 @@ class PullConnection {
       const pull = this.pull;
       if (pull === null) throw new TransferError('PROTOCOL', 'bytes on an idle data connection');
       // Reads armed while idle (the first bytes of a pull) landed in the scratch: copy them over.
+      if (pull.verifying) throw new TransferError('PROTOCOL', 'bytes after the last batch');
       const complete = this.armedForReader ? pull.reader.advance(n) : pull.reader.feed(this.armed.subarray(0, n));
-      if (complete) this.end(null);
+      if (complete) {
+        this.end(null);
+        return true;
+      }
+      // All in, some blocks still being checked: the pull ends when they are (or one failed).
+      const verification = pull.target.verification?.() ?? null;
+      if (verification !== null) {
+        pull.verifying = true;
+        verification.then(
+          () => {
+            if (this.pull === pull) this.end(null);
+          },
+          (e: unknown) => {
+            if (this.pull === pull) this.abort(asTransferError(e, 'CHECKSUM_MISMATCH'));
+          },
+        );
+      }
     } catch (e) {
       this.abort(asTransferError(e, 'PROTOCOL'));
     }
