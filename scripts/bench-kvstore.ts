@@ -52,8 +52,6 @@ interface ChildInfo {
 /** The parent's addresses, which the child registers as a worker's: a store takes puts from and sends gets to registered members only. */
 interface ParentInfo {
   readonly grpcAddress: string;
-  /** A second receiver's, which checks CRCs on its receiving thread (crcThread: false), for the A/B row. */
-  readonly inlineGrpcAddress: string;
   readonly dataAddress: string;
   /** The blocks' size and number, for the child's raw copy of as many bytes. */
   readonly blockLength: number;
@@ -99,9 +97,7 @@ async function runChild(): Promise<void> {
         incarnation: 'x',
         startedAt: Date.now(),
       });
-    void Promise.all([member('bench-worker', parent.grpcAddress), member('bench-worker-inline', parent.inlineGrpcAddress)]).then(() =>
-      process.stdout.write('registered\n'),
-    );
+    void member('bench-worker', parent.grpcAddress).then(() => process.stdout.write('registered\n'));
   });
   lines.on('close', () => {
     raw.destroy();
@@ -162,20 +158,12 @@ async function runParent(): Promise<void> {
     },
   });
   const sinkAddress = await sink.serveGrpc('127.0.0.1', 0);
-  // (get below: CRCs on the CRC thread, the default; `inlineSink`: on the receiving thread.)
-  // The same receiver, CRCs on its receiving thread (as before the CRC thread): the get's A/B.
-  const inlineSink = await TransferReceiver.start({
-    crcThread: false,
-    onTransfer: (t: IncomingTransfer) => counted.get(t.transferId)?.(t.blocks.length),
-  });
-  const inlineAddress = await inlineSink.serveGrpc('127.0.0.1', 0);
   const blocks: KvBlock[] = Array.from({ length: count }, (_, i) => {
     const hash = (0x1000_0000 + i).toString(16).padStart(16, '0');
     return { hash, data: encodeBlock(LAYOUT, new Uint8Array(randomBytes(blockBytes(LAYOUT))), hash, LAYOUT.blockSize) };
   });
   const parentInfo: ParentInfo = {
     grpcAddress: sinkAddress,
-    inlineGrpcAddress: inlineAddress,
     dataAddress: await sender.listen(),
     blockLength: blocks[0]!.data.byteLength,
     blocks: count,
@@ -220,7 +208,7 @@ async function runParent(): Promise<void> {
     await store.put(sender, MODEL, blocks, { transport: t });
     return total / ((performance.now() - t0) / 1000) / 1e9;
   };
-  const get = async (t: TransportKind, to = sinkAddress): Promise<number> => {
+  const get = async (t: TransportKind): Promise<number> => {
     const transferId = `bench-${randomBytes(6).toString('hex')}`;
     const arrived = new Promise<number>((resolve) => counted.set(transferId, resolve));
     const t0 = performance.now();
@@ -228,7 +216,7 @@ async function runParent(): Promise<void> {
       model_id: MODEL,
       hashes,
       lease_ms: 0,
-      sink: { grpc_address: to, transfer_id: transferId, transport: t },
+      sink: { grpc_address: sinkAddress, transfer_id: transferId, transport: t },
     });
     // Done when every block is in and verified, as for a worker (StoreLink): the reply, which follows the
     // store hearing of the admission, is checked after the clock stops (a failed get rejects it first).
@@ -247,36 +235,22 @@ async function runParent(): Promise<void> {
   // warm, and both processes' JIT takes ~15 rounds to settle (put's first rounds ran at 0.2-0.6 GB/s, then
   // steadily at 1.0-1.1).
   const rows: string[][] = [
-    [
-      'transport',
-      'raw → store GB/s',
-      'put GB/s',
-      'put ÷ raw',
-      'raw ← store GB/s',
-      'get GB/s',
-      'get ÷ raw ←',
-      'get, CRC inline GB/s',
-      '÷ raw ←',
-      'put min–max',
-      'get min–max',
-    ],
+    ['transport', 'raw → store GB/s', 'put GB/s', 'put ÷ raw', 'raw ← store GB/s', 'get GB/s', 'get ÷ raw ←', 'put min–max', 'get min–max'],
   ];
   const cpuRows: string[][] = [['operation', 'worker (parent) CPU ms/GiB', 'store (child) CPU ms/GiB']];
   const range = (xs: number[]): string => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
   const perGiB = (us: number[]): string => (median(us) / 1000 / (total / 2 ** 30)).toFixed(0);
   for (const t of transports.filter((x): x is TransportKind => x !== 'raw')) {
-    const xs = { raw: [] as number[], put: [] as number[], back: [] as number[], get: [] as number[], inline: [] as number[] };
-    const cpu = { back: [[], []] as number[][], get: [[], []] as number[][], inline: [[], []] as number[][] };
-    // After the put: the raw copy back, the get and the get to the receiver that checks CRCs inline, each
-    // first in turn.
+    const xs = { raw: [] as number[], put: [] as number[], back: [] as number[], get: [] as number[] };
+    const cpu = { back: [[], []] as number[][], get: [[], []] as number[][] };
+    // After the put: the raw copy back and the get, each first in turn.
     const after = [
       ['back', () => cpuOf(rawBack)],
       ['get', () => cpuOf(() => get(t))],
-      ['inline', () => cpuOf(() => get(t, inlineAddress))],
     ] as const;
     for (let r = 0; r < warmup + reps; r++) {
       const [rawGbps, putGbps] = await eachFirstInTurn(r, raw, () => put(t));
-      const measured: Partial<Record<'back' | 'get' | 'inline', [number, number, number]>> = {};
+      const measured: Partial<Record<'back' | 'get', [number, number, number]>> = {};
       for (let k = 0; k < after.length; k++) {
         const [name, op] = after[(r + k) % after.length]!;
         measured[name] = await op();
@@ -285,14 +259,14 @@ async function runParent(): Promise<void> {
       if (r < warmup) continue;
       xs.raw.push(rawGbps);
       xs.put.push(putGbps);
-      for (const name of ['back', 'get', 'inline'] as const) {
+      for (const name of ['back', 'get'] as const) {
         const [gbps, parentCpu, childCpu] = measured[name]!;
         xs[name].push(gbps);
         cpu[name][0]!.push(parentCpu);
         cpu[name][1]!.push(childCpu);
       }
     }
-    const [r, p, rb, g, gi] = [median(xs.raw), median(xs.put), median(xs.back), median(xs.get), median(xs.inline)];
+    const [r, p, rb, g] = [median(xs.raw), median(xs.put), median(xs.back), median(xs.get)];
     rows.push([
       t,
       r.toFixed(2),
@@ -301,22 +275,19 @@ async function runParent(): Promise<void> {
       rb.toFixed(2),
       g.toFixed(2),
       (g / rb).toFixed(2),
-      gi.toFixed(2),
-      (gi / rb).toFixed(2),
       range(xs.put),
       range(xs.get),
     ]);
     cpuRows.push([`raw ← store (${t} phase)`, perGiB(cpu.back[0]!), perGiB(cpu.back[1]!)]);
     cpuRows.push([`get over ${t}`, perGiB(cpu.get[0]!), perGiB(cpu.get[1]!)]);
-    cpuRows.push([`get over ${t}, CRC inline`, perGiB(cpu.inline[0]!), perGiB(cpu.inline[1]!)]);
     process.stderr.write(`  ${rows.at(-1)!.join('  ')}\n`);
   }
   const report = (): void => {
     process.stdout.write(
-      `\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy to the store and a put, each first in turn; then a raw copy from the store, a get and a get to a receiver that checks CRCs on its receiving thread (crcThread: false), each first in turn) after ${warmup} warm-up rounds.\n`,
+      `\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy to the store and a put, each first in turn; then a raw copy from the store and a get, each first in turn) after ${warmup} warm-up rounds.\n`,
     );
     process.stdout.write(
-      "put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = Get with the store sending to our receiver, until every block is there and verified (where a worker's get ends; the reply follows), CRCs on the CRC thread (the default) or inline;\nraw → / ← store = the same bytes over one plain TCP socket (no framing, no checksums), the receiving side reading with onread: → into a 1 MiB scratch buffer, ← (the get's direction, store to worker, timed from the worker's word to the last byte in) into one buffer of the transfer's size, reused, as a get lands in the receiver's pooled slab.\n\n",
+      "put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = Get with the store sending to our receiver, until every block is there and verified (where a worker's get ends; the reply follows);\nraw → / ← store = the same bytes over one plain TCP socket (no framing, no checksums), the receiving side reading with onread: → into a 1 MiB scratch buffer, ← (the get's direction, store to worker, timed from the worker's word to the last byte in) into one buffer of the transfer's size, reused, as a get lands in the receiver's pooled slab.\n\n",
     );
     process.stdout.write(`${table(rows)}\n\nCPU time per GiB moved, both processes, median over the same rounds:\n\n${table(cpuRows)}\n\n`);
   };
@@ -326,7 +297,6 @@ async function runParent(): Promise<void> {
   if (ttftReps === 0) {
     report();
     backSink.destroy();
-    await inlineSink.close();
     store.close();
     sender.close();
     await sink.close();
@@ -408,7 +378,6 @@ async function runParent(): Promise<void> {
   await engine.close();
   link.close();
   backSink.destroy();
-  await inlineSink.close();
   store.close();
   sender.close();
   await sink.close();

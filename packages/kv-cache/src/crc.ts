@@ -100,8 +100,6 @@ export function crc32Short(bytes: Uint8Array, start: number, end: number): numbe
 
 type Crc32 = (data: Uint8Array, initial: number) => number;
 
-const NATIVE_MODULE = '@node-rs/crc32';
-
 /**
  * @node-rs/crc32 (crc32fast, prebuilt for the common platforms): CRC-32 folded with carry-less multiplies,
  * ~2x zlib's on 32 KiB blocks and ~3x on megabytes here. Used only if it loads and agrees with zlib on a
@@ -110,7 +108,7 @@ const NATIVE_MODULE = '@node-rs/crc32';
 function loadNative(): Crc32 | null {
   if (process.env.PDSERVE_CRC32 === 'zlib') return null;
   try {
-    const native = (createRequire(import.meta.url)(NATIVE_MODULE) as { crc32(data: Uint8Array, initial?: number): number }).crc32;
+    const native = (createRequire(import.meta.url)('@node-rs/crc32') as { crc32(data: Uint8Array, initial?: number): number }).crc32;
     const sample = new Uint8Array(1021).map((_, i) => (i * 131 + 7) & 255);
     const agrees =
       [0, 0x1234_5678].every((init) => native(sample, init) >>> 0 === zlibCrc32(sample, init) >>> 0) &&
@@ -122,12 +120,6 @@ function loadNative(): Crc32 | null {
 }
 
 const native = loadNative();
-
-/**
- * Where another thread loads the same implementation from: the native module's resolved path, or null for
- * zlib's (node:zlib's crc32).
- */
-export const crc32ModulePath: string | null = native === null ? null : createRequire(import.meta.url).resolve(NATIVE_MODULE);
 
 /** Which implementation `crc32` runs: 'native' (@node-rs/crc32) or 'zlib' (set PDSERVE_CRC32=zlib to force it). */
 export const crc32Implementation: 'native' | 'zlib' = native === null ? 'zlib' : 'native';

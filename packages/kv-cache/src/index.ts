@@ -11,4 +11,4 @@ export {
   encodeBlock,
   type DecodedBlock,
 } from './codec';
-export { crc32, crc32Combine, crc32Implementation, crc32ModulePath, crc32Short } from './crc';
+export { crc32, crc32Combine, crc32Implementation, crc32Short } from './crc';

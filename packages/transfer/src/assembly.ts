@@ -4,11 +4,8 @@
 // the wire; a slab (a segment of at most SEGMENT_BYTES) is taken only once its first block starts to
 // arrive, so a Begin that announces a gigabyte costs nothing until the bytes come. Or, where the application placed them, each in a buffer of its own that the
 // application keeps (a tcp batch's payload is then read block by block, or many at once where those
-// buffers are neighbours in memory). A large tcp transfer landing in slabs has its CRCs computed on a
-// worker thread (crc-thread.ts) while the next bytes arrive; each is still compared here, and the
-// transfer counts complete only once every block matched.
+// buffers are neighbours in memory).
 import { blockChecksum } from './checksum';
-import type { CrcThread } from './crc-thread';
 import { TransferError } from './errors';
 import type { BatchTarget } from './frame-codec';
 import type { SlabPool } from './slab-pool';
@@ -18,19 +15,10 @@ import type { BlockDescriptor } from './wire';
 /** Receive memory is taken in segments of at most this much (a larger block gets one of its own). */
 export const SEGMENT_BYTES = 32 * 1024 * 1024;
 
-/**
- * Transfers at least this large check their tcp blocks' CRCs off the receiving thread: below it the round
- * trip to the worker thread (~0.1 ms) costs more than the check (~0.3 ms per MiB) it moves.
- */
-export const OFF_THREAD_MIN_BYTES = 4 * 1024 * 1024;
-
-/** Blocks go to the CRC thread in lots of at least this many bytes (or the last ones): one message per lot, not per block. */
-const OFF_THREAD_LOT_BYTES = 2 * 1024 * 1024;
-
 export class BlockAssembly implements BatchTarget {
   readonly totalBytes: number;
   /** Blocks' bytes live in few allocations (one ArrayBuffer per segment instead of thousands), each taken when needed. */
-  private segments: (SharedArrayBuffer | null)[] = [];
+  private segments: (ArrayBuffer | null)[] = [];
   private readonly segmentBytes: number[] = [];
   /** Each block's segment; `offsets` are within it. */
   private readonly segmentOf: Uint32Array;
@@ -45,17 +33,6 @@ export class BlockAssembly implements BatchTarget {
   /** tcp: the block the next batch must start at. */
   private nextBatch = 0;
   private discarded = false;
-  /** Blocks whose bytes are all in, waiting to be sent to the CRC thread (tcp, off-thread only). */
-  private queued: { index: number; checksum: number }[] = [];
-  private queuedBytes = 0;
-  /** Blocks whose bytes are all in (verified or being checked). */
-  private whole = 0;
-  /** Why the transfer failed, once a check made off-thread did. */
-  private failure: TransferError | null = null;
-  private settledWaiters: { resolve: () => void; reject: (e: TransferError) => void }[] = [];
-  private settledPromise: Promise<void> | null = null;
-  /** Where CRCs are computed off this thread, if this transfer is large enough and lands in slabs. */
-  private readonly offThread: CrcThread | null;
 
   constructor(
     private readonly descriptors: readonly BlockDescriptor[],
@@ -63,8 +40,6 @@ export class BlockAssembly implements BatchTarget {
     placed?: readonly Uint8Array[],
     /** Told of each block once it is whole and verified; what it throws refuses the transfer. */
     private readonly onVerified?: (index: number, block: KvBlock) => void,
-    /** The CRC thread, for tcp blocks of a large transfer that land in slabs. */
-    crcThread?: CrcThread,
   ) {
     this.data = new Array<Uint8Array | null>(descriptors.length).fill(null);
     this.filled = new Uint32Array(descriptors.length);
@@ -93,7 +68,6 @@ export class BlockAssembly implements BatchTarget {
     }
     this.placed = placed ?? null;
     this.segments = placed === undefined ? this.segmentBytes.map(() => null) : [];
-    this.offThread = placed === undefined && total >= OFF_THREAD_MIN_BYTES && crcThread?.usable === true ? crcThread : null;
   }
 
   /** Receive memory taken so far (0 where the application placed the blocks). */
@@ -147,82 +121,23 @@ export class BlockAssembly implements BatchTarget {
     return this.descriptor(index).length;
   }
 
-  /**
-   * tcp: block `index` arrived whole where batchRegions put it; it is checked against the sender's checksum,
-   * here or (queued until `flush`) on the CRC thread.
-   */
+  /** tcp: block `index` arrived whole where batchRegions put it; it is checked against the sender's checksum. */
   acceptBlock(index: number, checksum: number): void {
-    if (this.failure !== null) throw this.failure;
-    if (this.offThread === null) {
-      this.acceptWhole(index, this.view(index), checksum);
-      return;
-    }
-    this.take(index, this.view(index));
-    this.queued.push({ index, checksum });
-    this.queuedBytes += this.descriptor(index).length;
-  }
-
-  /** tcp: sends the blocks accepted since the last lot to the CRC thread, once they make a lot or are the last. */
-  flush(): void {
-    const queued = this.queued;
-    if (queued.length === 0 || this.offThread === null) return;
-    if (this.queuedBytes < OFF_THREAD_LOT_BYTES && this.whole < this.descriptors.length) return;
-    this.queued = [];
-    this.queuedBytes = 0;
-    // One message per slab the blocks lie in (a batch may straddle two segments).
-    const bySlab = new Map<SharedArrayBuffer, { index: number; checksum: number }[]>();
-    for (const q of queued) {
-      const slab = (this.data[q.index] as Uint8Array).buffer as SharedArrayBuffer;
-      const list = bySlab.get(slab);
-      if (list === undefined) bySlab.set(slab, [q]);
-      else list.push(q);
-    }
-    for (const [slab, list] of bySlab) {
-      const spans: number[] = [];
-      for (const q of list) {
-        const d = this.data[q.index] as Uint8Array;
-        spans.push(d.byteOffset, d.byteLength);
-      }
-      this.offThread.crcs(slab, spans).then(
-        (crcs) => list.forEach((q, i) => this.settleOffThread(q.index, crcs[i] as number, q.checksum)),
-        // The thread died: check here instead.
-        () => list.forEach((q) => this.settleOffThread(q.index, blockChecksumOrNaN(this.data[q.index]), q.checksum)),
-      );
-    }
-  }
-
-  /**
-   * tcp: null while bytes are still due, or once every block is verified; once every block's bytes are in
-   * but some are still being checked off-thread, a promise that resolves when all matched (the transfer is
-   * then complete) and rejects with the first failure.
-   */
-  verification(): Promise<void> | null {
-    if (this.complete || this.whole < this.descriptors.length) return null;
-    this.settledPromise ??= new Promise<void>((resolve, reject) => {
-      this.settledWaiters.push({ resolve, reject });
-      this.wake();
-    });
-    return this.settledPromise;
+    this.acceptWhole(index, this.view(index), checksum);
   }
 
   /** Block `index` arrived whole, in its slab view (tcp, shm). */
   acceptWhole(index: number, bytes: Uint8Array, checksum: number): void {
-    this.take(index, bytes);
-    this.verify(index, checksum);
-  }
-
-  /** Block `index` is whole in `bytes`, not yet verified. */
-  private take(index: number, bytes: Uint8Array): void {
     const d = this.descriptor(index);
     if (bytes.byteLength !== d.length) {
       throw new TransferError('PROTOCOL', `block ${index}: ${bytes.byteLength} bytes, announced ${d.length}`);
     }
     const held = this.data[index];
     if (held !== null && held !== bytes) throw new TransferError('PROTOCOL', `block ${index} sent twice`);
-    if (this.verified[index] === 1 || this.filled[index] === d.length) throw new TransferError('PROTOCOL', `block ${index} sent twice`);
+    if (this.verified[index] === 1) throw new TransferError('PROTOCOL', `block ${index} sent twice`);
     this.data[index] = bytes;
     this.filled[index] = bytes.byteLength;
-    this.whole++;
+    this.verify(index, checksum);
   }
 
   /** A slice of block `index` at `offset` (grpc); slices of a block come in order. */
@@ -239,10 +154,7 @@ export class BlockAssembly implements BatchTarget {
     }
     buf.set(bytes, offset);
     this.filled[index] = offset + bytes.byteLength;
-    if (this.filled[index] === d.length) {
-      this.whole++;
-      this.verify(index, checksum);
-    }
+    if (this.filled[index] === d.length) this.verify(index, checksum);
   }
 
   /** The verified blocks in order; throws unless complete. */
@@ -291,33 +203,7 @@ export class BlockAssembly implements BatchTarget {
   }
 
   private verify(index: number, checksum: number): void {
-    this.settle(index, blockChecksum(this.data[index] as Uint8Array), checksum);
-  }
-
-  /** A CRC computed off-thread came back: the same check, and a failure kept for whoever waits. */
-  private settleOffThread(index: number, actual: number, checksum: number): void {
-    if (this.discarded || this.failure !== null) return;
-    try {
-      this.settle(index, actual, checksum);
-    } catch (e) {
-      this.failure = e instanceof TransferError ? e : new TransferError('PROTOCOL', String(e), { cause: e });
-    }
-    this.wake();
-  }
-
-  /** Tells those waiting on `verification()` once it is decided. */
-  private wake(): void {
-    if (this.failure === null && !this.complete) return;
-    const waiters = this.settledWaiters;
-    this.settledWaiters = [];
-    for (const w of waiters) {
-      if (this.failure !== null) w.reject(this.failure);
-      else w.resolve();
-    }
-  }
-
-  /** Block `index`'s bytes have CRC-32 `actual`; the sender said `checksum`. */
-  private settle(index: number, actual: number, checksum: number): void {
+    const actual = blockChecksum(this.data[index] as Uint8Array);
     if (actual !== checksum >>> 0) {
       throw new TransferError(
         'CHECKSUM_MISMATCH',
@@ -338,10 +224,6 @@ export class BlockAssembly implements BatchTarget {
       throw new TransferError('REFUSED', e instanceof Error ? e.message : String(e), { cause: e });
     }
   }
-}
-
-function blockChecksumOrNaN(data: Uint8Array | null | undefined): number {
-  return data === null || data === undefined ? Number.NaN : blockChecksum(data);
 }
 
 function hex(n: number): string {

@@ -108,13 +108,6 @@ export interface BatchTarget {
    * still in the CPU cache (not once the whole batch, up to megabytes, is in).
    */
   acceptBlock(index: number, checksum: number): void;
-  /** The blocks accepted so far may be checked elsewhere now (off this thread); called after each read. */
-  flush?(): void;
-  /**
-   * Once every block's bytes are in but not all are verified yet (checks made off this thread): resolves
-   * when they are (then `complete`), rejects with the first failure. Otherwise null.
-   */
-  verification?(): Promise<void> | null;
 }
 
 type Phase = 'header' | 'checksums' | 'payload';
@@ -168,7 +161,6 @@ export class BatchReader {
         this.target.acceptBlock(this.first + this.verifyNext, getU32(this.sums, 4 * this.verifyNext));
         if (++this.verifyNext < this.count) this.verifyEnd += this.target.blockLength(this.first + this.verifyNext);
       }
-      this.target.flush?.();
       if (this.fill === this.region.byteLength) {
         this.regionsDone += this.fill;
         this.fill = 0;

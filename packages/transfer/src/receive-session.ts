@@ -8,7 +8,6 @@ import { BlockAssembly } from './assembly';
 import { TransferError, asTransferError, toGrpcStatus } from './errors';
 import { ingestChunks } from './grpc-transport';
 import type { ShmSite } from './shm-site';
-import type { CrcThread } from './crc-thread';
 import type { SlabPool } from './slab-pool';
 import { isSegmentPath, readSegment, removeSegment } from './shm-transport';
 import { TOKEN_BYTES } from './frame-codec';
@@ -53,8 +52,6 @@ export interface SessionHost {
   readonly pull: TcpPullPool;
   readonly shm: ShmSite | null;
   readonly slabs: SlabPool;
-  /** Where large tcp transfers' CRCs are computed, or null for this thread. */
-  readonly crcThread: CrcThread | null;
   /** Aborts when the receiver closes. */
   readonly closing: AbortSignal;
   /** Reserves room for a transfer from `peer` (its host), or says why not. */
@@ -218,7 +215,6 @@ export class ReceiveSession {
       this.host.slabs,
       placed,
       verified === undefined ? undefined : (index, block) => verified(b.transfer_id, index, block),
-      this.transport === 'tcp' ? (this.host.crcThread ?? undefined) : undefined,
     );
     this.assembly = assembly;
     this.phase = 'data';

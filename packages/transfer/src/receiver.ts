@@ -17,7 +17,6 @@ import { DEFAULT_RECEIVER_LIMITS, ReceiveSession, type ReceiverLimits, type Sess
 import { probeShmSite, type ShmSite } from './shm-site';
 import { sweepStaleSegments } from './shm-transport';
 import { SlabPool } from './slab-pool';
-import { crcThread } from './crc-thread';
 import { TcpPullPool, type TcpPullOptions } from './tcp-pull';
 import {
   PROTOCOL_VERSION,
@@ -42,11 +41,6 @@ export interface TransferReceiverOptions {
   readonly limits?: Partial<ReceiverLimits>;
   /** Idle receive slabs kept for reuse (bytes, default 256 MiB; 0: every transfer gets fresh memory). */
   readonly slabPoolBytes?: number;
-  /**
-   * Large tcp transfers landing in slabs have their CRC-32s computed on a worker thread while the next
-   * bytes arrive (default true; false: on the receiving thread). Either way no block counts before it matched.
-   */
-  readonly crcThread?: boolean;
   /**
    * Admits a whole, verified transfer; the blocks' memory is reused once this settles unless
    * `t.retain()` was called. Throw to refuse it (the sender gets REFUSED).
@@ -120,7 +114,6 @@ export class TransferReceiver {
       shm,
       closing: this.closing.signal,
       slabs: new SlabPool(opts.slabPoolBytes ?? 256 * 1024 * 1024),
-      crcThread: opts.crcThread === false ? null : crcThread(),
       reserve: (id, bytes, peer) => this.reserve(id, bytes, peer, limits),
       unreserve: (id) => {
         const r = this.inFlight.get(id);

@@ -1,47 +1,46 @@
 // Receive memory, reused. Every transfer lands in one slab; after the application admitted it (and
 // did not retain it) the slab goes back here for the next transfer. Fresh memory costs a page fault
 // per 4 KiB and pressures the GC as external memory: on the dev machines, reusing slabs halved the
-// receiver's CPU per byte. Slabs are SharedArrayBuffers, so that a worker thread can check the CRC-32
-// of blocks in them while the receiving thread reads on (crc-thread.ts).
+// receiver's CPU per byte.
 
 /** Slabs are sized in these steps so one slab fits many transfers of similar size. */
 const SLAB_STEP = 1024 * 1024;
 
 export class SlabPool {
-  private readonly free: SharedArrayBuffer[] = [];
+  private readonly free: ArrayBuffer[] = [];
   private pooled = 0;
 
   /** @param maxPooledBytes bytes of idle slabs kept for reuse (0 disables pooling). */
   constructor(private readonly maxPooledBytes: number) {}
 
   /** A slab of at least `bytes`: the smallest idle one that fits, else a new one. */
-  take(bytes: number): SharedArrayBuffer {
+  take(bytes: number): ArrayBuffer {
     let best = -1;
     for (let i = 0; i < this.free.length; i++) {
-      const size = (this.free[i] as SharedArrayBuffer).byteLength;
+      const size = (this.free[i] as ArrayBuffer).byteLength;
       // Not more than twice the need, so a small transfer does not pin a huge slab.
-      if (size >= bytes && size <= 2 * Math.max(bytes, SLAB_STEP) && (best < 0 || size < (this.free[best] as SharedArrayBuffer).byteLength))
+      if (size >= bytes && size <= 2 * Math.max(bytes, SLAB_STEP) && (best < 0 || size < (this.free[best] as ArrayBuffer).byteLength))
         best = i;
     }
     if (best >= 0) {
-      const slab = this.free.splice(best, 1)[0] as SharedArrayBuffer;
+      const slab = this.free.splice(best, 1)[0] as ArrayBuffer;
       this.pooled -= slab.byteLength;
       return slab;
     }
-    return new SharedArrayBuffer(Math.ceil(Math.max(bytes, 1) / SLAB_STEP) * SLAB_STEP);
+    return Buffer.allocUnsafeSlow(Math.ceil(Math.max(bytes, 1) / SLAB_STEP) * SLAB_STEP).buffer;
   }
 
   /** Gives a slab back; nothing may read or write it afterwards. */
-  give(slab: SharedArrayBuffer): void {
+  give(slab: ArrayBuffer): void {
     if (this.pooled + slab.byteLength > this.maxPooledBytes) {
       // Full: make room by dropping the smallest idle slabs, if the newcomer is larger.
       this.free.sort((a, b) => a.byteLength - b.byteLength);
       while (
         this.free.length > 0 &&
         this.pooled + slab.byteLength > this.maxPooledBytes &&
-        (this.free[0] as SharedArrayBuffer).byteLength < slab.byteLength
+        (this.free[0] as ArrayBuffer).byteLength < slab.byteLength
       ) {
-        this.pooled -= (this.free.shift() as SharedArrayBuffer).byteLength;
+        this.pooled -= (this.free.shift() as ArrayBuffer).byteLength;
       }
       if (this.pooled + slab.byteLength > this.maxPooledBytes) return;
     }

@@ -19,9 +19,6 @@ export interface TcpPullOptions {
 
 interface Pull {
   readonly reader: BatchReader;
-  readonly target: BatchTarget;
-  /** Every byte is in; the last blocks are being checked off this thread. */
-  verifying: boolean;
   readonly resolve: () => void;
   readonly reject: (e: TransferError) => void;
 }
@@ -66,7 +63,7 @@ class PullConnection {
   /** Asks for the transfer under `token`; resolves once every block arrived verified. */
   start(token: Uint8Array, target: BatchTarget): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.pull = { reader: new BatchReader(token, target), target, verifying: false, resolve, reject };
+      this.pull = { reader: new BatchReader(token, target), resolve, reject };
       this.socket.write(encodePullRequest(token));
     });
   }
@@ -84,9 +81,7 @@ class PullConnection {
   }
 
   private arm(): Uint8Array {
-    // Nothing is due while the last blocks are checked: the next pull's first bytes may land here before
-    // that pull's reader exists, so they go to the scratch and are fed to it.
-    const next = this.pull?.verifying === false ? this.pull.reader.next() : undefined;
+    const next = this.pull?.reader.next();
     this.armedForReader = next !== undefined && next.byteLength > 0;
     this.armed = this.armedForReader ? (next as Uint8Array) : this.idle;
     return this.armed;
@@ -97,25 +92,8 @@ class PullConnection {
       const pull = this.pull;
       if (pull === null) throw new TransferError('PROTOCOL', 'bytes on an idle data connection');
       // Reads armed while idle (the first bytes of a pull) landed in the scratch: copy them over.
-      if (pull.verifying) throw new TransferError('PROTOCOL', 'bytes after the last batch');
       const complete = this.armedForReader ? pull.reader.advance(n) : pull.reader.feed(this.armed.subarray(0, n));
-      if (complete) {
-        this.end(null);
-        return true;
-      }
-      // All in, some blocks still being checked: the pull ends when they are (or one failed).
-      const verification = pull.target.verification?.() ?? null;
-      if (verification !== null) {
-        pull.verifying = true;
-        verification.then(
-          () => {
-            if (this.pull === pull) this.end(null);
-          },
-          (e: unknown) => {
-            if (this.pull === pull) this.abort(asTransferError(e, 'CHECKSUM_MISMATCH'));
-          },
-        );
-      }
+      if (complete) this.end(null);
     } catch (e) {
       this.abort(asTransferError(e, 'PROTOCOL'));
     }

@@ -55,15 +55,6 @@ describe('round trip', () => {
     expect(h.rx.pendingBytes).toBe(0);
   });
 
-  it('large tcp transfers one after another over one pooled data connection (CRCs checked off-thread): bytes identical', async () => {
-    for (let k = 0; k < 3; k++) {
-      const blocks = makeBlocks(24, 384 * 1024, 50 + k); // 9 MiB: over OFF_THREAD_MIN_BYTES
-      const before = h.admitted.length;
-      await tx.send({ peer: { grpcAddress: h.address, advertisement: h.rx.advertisement() }, transport: 'tcp', blocks });
-      expectSame(h.admitted[before]?.blocks ?? [], blocks);
-    }
-  });
-
   it("auto takes the receiver's first usable transport (tcp by default), fetching its advertisement over gRPC", async () => {
     expect(h.rx.advertisement().transports).toEqual(['tcp', 'shm', 'grpc']);
     const receipt = await tx.send({ peer: { grpcAddress: h.address }, blocks: makeBlocks(3, 4096, 4) });
