@@ -1,5 +1,5 @@
 // kv-store throughput and the TTFT it buys, between two processes on this machine.
-//   node --import tsx scripts/bench-kvstore.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,shm,grpc] [--prompt 2048] [--ttft-reps 3]
+//   node --import tsx scripts/bench-kvstore.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,shm,grpc] [--prompt 2048] [--ttft-reps 3 | 0]
 //   node --import tsx scripts/bench-kvstore.ts --preset qwen2.5-0.5b   (a real model's blocks: the 2,048-token prefix, 48 MiB)
 // The parent plays the worker; it spawns a child running a kv-store node (KvStore gRPC service, its
 // transfer receiver) and a raw TCP sink (which dials us, as the tcp transport's receiver does). Put: the
@@ -7,7 +7,10 @@
 // admits them (KvStoreClient.put). Get: the store sends the blocks to the parent's transfer receiver,
 // timed until they are all there, verified (not copied out), which is where a worker's get ends (the Get
 // reply follows; it is checked, untimed); then Remove, so that every round moves the bytes. Raw: the
-// same bytes over a plain TCP socket, no framing or checksums. Blocks are the tiny model's (4 layers x 2
+// same bytes over a plain TCP socket, no framing or checksums, both ways: to the store (held against put)
+// and from it (child to parent, as a get goes, landing in a buffer of the transfer's size as a get lands
+// in its slab; held against get). Each process's CPU time per GiB is
+// reported for the get and its raw copy. `--ttft-reps 0` skips the TTFT part. Blocks are the tiny model's (4 layers x 2
 // KV heads x 32 dims x 16 tokens, 32 KiB + a 40-byte header), or with --preset that model's (qwen2.5-0.5b:
 // 24 layers x 2 KV heads x 64 dims x 16 tokens, 384 KiB; by default as many as --prompt's prefix fills).
 // TTFT: a prompt computed cold versus the same prompt whose prefix comes back from the store (lookup, get,
@@ -42,12 +45,17 @@ const LAYOUT: KvLayout = { numLayers: SPEC.numLayers, numKvHeads: SPEC.numKvHead
 
 interface ChildInfo {
   readonly grpcAddress: string;
+  /** The child's raw source, for the raw copy in the get's direction (store to worker). */
+  readonly rawBack: string;
 }
 
 /** The parent's addresses, which the child registers as a worker's: a store takes puts from and sends gets to registered members only. */
 interface ParentInfo {
   readonly grpcAddress: string;
   readonly dataAddress: string;
+  /** The blocks' size and number, for the child's raw copy of as many bytes. */
+  readonly blockLength: number;
+  readonly blocks: number;
 }
 
 async function runChild(): Promise<void> {
@@ -60,27 +68,41 @@ async function runChild(): Promise<void> {
     models: [{ id: MODEL, layout: LAYOUT }],
   });
   const raw = dialRawSink(process.argv[process.argv.indexOf('--raw-source') + 1] ?? '');
-  const info: ChildInfo = { grpcAddress: svc.grpcAddress };
+  const back = await listenRawSource();
+  const info: ChildInfo = { grpcAddress: svc.grpcAddress, rawBack: back.address };
   process.stdout.write(`${JSON.stringify(info)}\n`);
   const lines = createInterface({ input: process.stdin });
+  let backBlocks: { data: Uint8Array }[] = [];
+  // After the parent's addresses: `raw` (copy the blocks' bytes to the parent, answering `raw-done`) and
+  // `cpu` (this process's CPU time so far, in µs).
+  lines.on('line', (l) => {
+    if (l === 'raw') void back.connected.then((s) => rawCopy(s, backBlocks)).then(() => process.stdout.write('raw-done\n'));
+    else if (l === 'cpu') {
+      const u = process.cpuUsage();
+      process.stdout.write(`${u.user + u.system}\n`);
+    }
+  });
   lines.once('line', (l) => {
     const parent = JSON.parse(l) as ParentInfo;
-    void cp.registry
-      .register({
-        id: 'bench-worker',
+    backBlocks = Array.from({ length: parent.blocks }, () => ({ data: new Uint8Array(randomBytes(parent.blockLength)) }));
+    const member = (id: string, grpcAddress: string) =>
+      cp.registry.register({
+        id,
         role: 'mixed',
-        grpcAddress: parent.grpcAddress,
+        grpcAddress,
         adminAddress: '',
         model: MODEL,
         capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 },
         dataAddress: parent.dataAddress,
         incarnation: 'x',
         startedAt: Date.now(),
-      })
-      .then(() => process.stdout.write('registered\n'));
+      });
+    void member('bench-worker', parent.grpcAddress).then(() => process.stdout.write('registered\n'));
   });
   lines.on('close', () => {
     raw.destroy();
+    back.server.close();
+    void back.connected.then((s) => s.destroy());
     void svc
       .close()
       .then(() => cp.close())
@@ -113,7 +135,16 @@ async function runParent(): Promise<void> {
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   const childLines = createInterface({ input: child.stdout });
-  const info = await new Promise<ChildInfo>((resolve) => childLines.once('line', (l) => resolve(JSON.parse(l) as ChildInfo)));
+  // The child's lines, in order: its addresses, `registered`, then one answer per command.
+  const answers: ((line: string) => void)[] = [];
+  childLines.on('line', (l) => answers.shift()?.(l));
+  const nextLine = (): Promise<string> => new Promise((resolve) => answers.push(resolve));
+  const ask = (command: string): Promise<string> => {
+    const answer = nextLine();
+    child.stdin.write(`${command}\n`);
+    return answer;
+  };
+  const info = JSON.parse(await nextLine()) as ChildInfo;
   const store = new KvStoreClient(info.grpcAddress);
   const sender = new TransferSender();
   // Get throughput ends when the blocks are in our receiver, verified (`counted`); the TTFT run's store
@@ -127,23 +158,50 @@ async function runParent(): Promise<void> {
     },
   });
   const sinkAddress = await sink.serveGrpc('127.0.0.1', 0);
-  const registered = new Promise((resolve) => childLines.once('line', resolve));
-  child.stdin.write(`${JSON.stringify({ grpcAddress: sinkAddress, dataAddress: await sender.listen() } satisfies ParentInfo)}\n`);
-  await registered;
-  const rawSocket = await rawSource.connected;
-
   const blocks: KvBlock[] = Array.from({ length: count }, (_, i) => {
     const hash = (0x1000_0000 + i).toString(16).padStart(16, '0');
     return { hash, data: encodeBlock(LAYOUT, new Uint8Array(randomBytes(blockBytes(LAYOUT))), hash, LAYOUT.blockSize) };
   });
-  const hashes = blocks.map((b) => b.hash);
+  const parentInfo: ParentInfo = {
+    grpcAddress: sinkAddress,
+    dataAddress: await sender.listen(),
+    blockLength: blocks[0]!.data.byteLength,
+    blocks: count,
+  };
+  await ask(JSON.stringify(parentInfo)); // `registered`
+  const rawSocket = await rawSource.connected;
   const total = blocks.reduce((n, b) => n + b.data.byteLength, 0);
+  let backCopied: () => void = () => undefined;
+  const backSink = dialRawSink(info.rawBack, { onCopy: () => backCopied(), landBytes: total });
+  const hashes = blocks.map((b) => b.hash);
   const transports = list('--only', ['tcp', 'shm', 'grpc']) as ('raw' | TransportKind)[];
 
   const raw = async (): Promise<number> => {
     const t0 = performance.now();
     await rawCopy(rawSocket, blocks);
     return total / ((performance.now() - t0) / 1000) / 1e9;
+  };
+  // The raw copy the get is held against: the same number of bytes, the same way (store to worker, the
+  // worker reading with onread), timed from the parent's word to the last byte in, as a get is.
+  const rawBack = async (): Promise<number> => {
+    const copied = new Promise<void>((resolve) => {
+      backCopied = resolve;
+    });
+    const t0 = performance.now();
+    const done = ask('raw');
+    await copied;
+    const secs = (performance.now() - t0) / 1000;
+    await done;
+    return total / secs / 1e9;
+  };
+  // CPU time of each process over one operation (µs): [parent, child].
+  const cpuOf = async <T>(op: () => Promise<T>): Promise<[T, number, number]> => {
+    const c0 = Number(await ask('cpu'));
+    const p0 = process.cpuUsage();
+    const out = await op();
+    const p1 = process.cpuUsage(p0);
+    const c1 = Number(await ask('cpu'));
+    return [out, p1.user + p1.system, c1 - c0];
   };
   const put = async (t: TransportKind): Promise<number> => {
     const t0 = performance.now();
@@ -176,23 +234,77 @@ async function runParent(): Promise<void> {
   // alike, and one transport's garbage (gRPC leaves plenty) is not collected in another's timings. Warm-up rounds first: a store runs
   // warm, and both processes' JIT takes ~15 rounds to settle (put's first rounds ran at 0.2-0.6 GB/s, then
   // steadily at 1.0-1.1).
-  const rows: string[][] = [['transport', 'raw copy GB/s', 'put GB/s', 'put ÷ raw', 'get GB/s', 'get ÷ raw', 'put min–max', 'get min–max']];
+  const rows: string[][] = [
+    ['transport', 'raw → store GB/s', 'put GB/s', 'put ÷ raw', 'raw ← store GB/s', 'get GB/s', 'get ÷ raw ←', 'put min–max', 'get min–max'],
+  ];
+  const cpuRows: string[][] = [['operation', 'worker (parent) CPU ms/GiB', 'store (child) CPU ms/GiB']];
   const range = (xs: number[]): string => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
+  const perGiB = (us: number[]): string => (median(us) / 1000 / (total / 2 ** 30)).toFixed(0);
   for (const t of transports.filter((x): x is TransportKind => x !== 'raw')) {
-    const xs = { raw: [] as number[], put: [] as number[], get: [] as number[] };
+    const xs = { raw: [] as number[], put: [] as number[], back: [] as number[], get: [] as number[] };
+    const cpu = { back: [[], []] as number[][], get: [[], []] as number[][] };
+    // After the put: the raw copy back and the get, each first in turn.
+    const after = [
+      ['back', () => cpuOf(rawBack)],
+      ['get', () => cpuOf(() => get(t))],
+    ] as const;
     for (let r = 0; r < warmup + reps; r++) {
       const [rawGbps, putGbps] = await eachFirstInTurn(r, raw, () => put(t));
-      const round = { raw: rawGbps, put: putGbps, get: await get(t) };
+      const measured: Partial<Record<'back' | 'get', [number, number, number]>> = {};
+      for (let k = 0; k < after.length; k++) {
+        const [name, op] = after[(r + k) % after.length]!;
+        measured[name] = await op();
+      }
       await store.remove(MODEL, hashes);
-      if (r >= warmup) for (const k of ['raw', 'put', 'get'] as const) xs[k].push(round[k]);
+      if (r < warmup) continue;
+      xs.raw.push(rawGbps);
+      xs.put.push(putGbps);
+      for (const name of ['back', 'get'] as const) {
+        const [gbps, parentCpu, childCpu] = measured[name]!;
+        xs[name].push(gbps);
+        cpu[name][0]!.push(parentCpu);
+        cpu[name][1]!.push(childCpu);
+      }
     }
-    const [r, p, g] = [median(xs.raw), median(xs.put), median(xs.get)];
-    rows.push([t, r.toFixed(2), p.toFixed(2), (p / r).toFixed(2), g.toFixed(2), (g / r).toFixed(2), range(xs.put), range(xs.get)]);
+    const [r, p, rb, g] = [median(xs.raw), median(xs.put), median(xs.back), median(xs.get)];
+    rows.push([
+      t,
+      r.toFixed(2),
+      p.toFixed(2),
+      (p / r).toFixed(2),
+      rb.toFixed(2),
+      g.toFixed(2),
+      (g / rb).toFixed(2),
+      range(xs.put),
+      range(xs.get),
+    ]);
+    cpuRows.push([`raw ← store (${t} phase)`, perGiB(cpu.back[0]!), perGiB(cpu.back[1]!)]);
+    cpuRows.push([`get over ${t}`, perGiB(cpu.get[0]!), perGiB(cpu.get[1]!)]);
     process.stderr.write(`  ${rows.at(-1)!.join('  ')}\n`);
   }
+  const report = (): void => {
+    process.stdout.write(
+      `\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy to the store and a put, each first in turn; then a raw copy from the store and a get, each first in turn) after ${warmup} warm-up rounds.\n`,
+    );
+    process.stdout.write(
+      "put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = Get with the store sending to our receiver, until every block is there and verified (where a worker's get ends; the reply follows);\nraw → / ← store = the same bytes over one plain TCP socket (no framing, no checksums), the receiving side reading with onread: → into a 1 MiB scratch buffer, ← (the get's direction, store to worker, timed from the worker's word to the last byte in) into one buffer of the transfer's size, reused, as a get lands in the receiver's pooled slab.\n\n",
+    );
+    process.stdout.write(`${table(rows)}\n\nCPU time per GiB moved, both processes, median over the same rounds:\n\n${table(cpuRows)}\n\n`);
+  };
 
-  // TTFT: cold vs prefix from the store.
-  const ttftReps = Math.max(1, arg('--ttft-reps', PRESET ? 1 : 3));
+  // TTFT: cold vs prefix from the store (--ttft-reps 0: throughput only).
+  const ttftReps = Math.max(0, arg('--ttft-reps', PRESET ? 1 : 3));
+  if (ttftReps === 0) {
+    report();
+    backSink.destroy();
+    store.close();
+    sender.close();
+    await sink.close();
+    rawSocket.destroy();
+    rawSource.server.close();
+    child.stdin.end();
+    return;
+  }
   const engine = await LLMEngine.create({ modelDir: MODEL_DIR, modelId: MODEL, blockSize: LAYOUT.blockSize, maxModelLen: promptLen + 16 });
   const record0: ServiceRecord = {
     id: 'bench-store',
@@ -256,13 +368,7 @@ async function runParent(): Promise<void> {
   }
   const s = engine.stats();
   const ratio = median(warm) / median(cold);
-  process.stdout.write(
-    `\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy and a put, each first in turn, then a get) after ${warmup} warm-up rounds.\n`,
-  );
-  process.stdout.write(
-    "put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = Get with the store sending to our receiver, until every block is there and verified (where a worker's get ends; the reply follows);\nraw copy = the same bytes over one plain TCP socket (no framing, no checksums).\n\n",
-  );
-  process.stdout.write(`${table(rows)}\n\n`);
+  report();
   process.stdout.write(
     `TTFT, ${promptLen}-token prompt, ${MODEL} model, median of ${ttftReps}: cold ${(median(cold) * 1000).toFixed(0)} ms; prefix from the store ${(median(warm) * 1000).toFixed(0)} ms (lookup + get + verified import + ${promptLen % LAYOUT.blockSize || LAYOUT.blockSize} tokens computed); ratio ${ratio.toFixed(2)} (target <= ${PRESET ? '0.15' : '0.35'}).\n`,
   );
@@ -271,6 +377,7 @@ async function runParent(): Promise<void> {
   );
   await engine.close();
   link.close();
+  backSink.destroy();
   store.close();
   sender.close();
   await sink.close();

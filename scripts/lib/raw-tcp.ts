@@ -21,26 +21,62 @@ export async function listenRawSource(): Promise<{
   return { server, address: `127.0.0.1:${(server.address() as { port: number }).port}`, connected };
 }
 
-/** The sink: dials the source and counts what arrives, answering `k` after each announced length. */
-export function dialRawSink(address: string): Socket {
+/**
+ * The sink: dials the source and counts what arrives, answering `k` after each announced length (and
+ * telling `onCopy`). With `landBytes`, a copy of at most that many bytes is read into one buffer of that
+ * size, reused for every copy, as a transfer lands in its (pooled) receive slab; otherwise every read goes
+ * into one 1 MiB scratch buffer (cache-resident, the bytes thrown away).
+ */
+export function dialRawSink(address: string, opts: { readonly onCopy?: () => void; readonly landBytes?: number } = {}): Socket {
   const [host, port] = address.split(':');
-  const buf = Buffer.allocUnsafe(1024 * 1024);
+  const scratch = Buffer.allocUnsafe(1024 * 1024);
+  const land = opts.landBytes === undefined ? null : new Uint8Array(opts.landBytes);
+  let armed: Uint8Array = scratch;
   let want = -1;
   let got = 0;
   let headFill = 0;
   const head = Buffer.alloc(8);
+  const copied = (): void => {
+    socket.write('k');
+    opts.onCopy?.();
+    want = -1;
+  };
   const socket: Socket = connect({
     host,
     port: Number(port),
     noDelay: true,
     onread: {
-      buffer: buf,
+      buffer: () => {
+        // Mid-copy into the landing buffer: the rest of the copy, straight where it belongs.
+        armed =
+          land !== null && want >= 0 && want <= land.byteLength
+            ? land.subarray(got, want)
+            : want < 0 && land !== null
+              ? head.subarray(headFill)
+              : scratch;
+        return armed;
+      },
       callback: (n: number): boolean => {
+        if (armed !== scratch) {
+          if (want < 0) {
+            headFill += n;
+            if (headFill === 8) {
+              want = Number(head.readBigUInt64LE(0));
+              headFill = 0;
+              got = 0;
+              if (want === 0) copied();
+            }
+          } else {
+            got += n;
+            if (got === want) copied();
+          }
+          return true;
+        }
         let at = 0;
         while (at < n) {
           if (want < 0) {
             const take = Math.min(8 - headFill, n - at);
-            buf.copy(head, headFill, at, at + take);
+            scratch.copy(head, headFill, at, at + take);
             headFill += take;
             at += take;
             if (headFill < 8) break;
@@ -51,10 +87,7 @@ export function dialRawSink(address: string): Socket {
           const take = Math.min(want - got, n - at);
           got += take;
           at += take;
-          if (got === want) {
-            socket.write('k');
-            want = -1;
-          }
+          if (got === want) copied();
         }
         return true;
       },

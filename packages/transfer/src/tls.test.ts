@@ -40,6 +40,21 @@ describe('mTLS transfers', () => {
     }
   });
 
+  it('over tcp, many batches written one block at a time behind the one in flight: bytes identical', async () => {
+    const tx = new TransferSender({ tls: ours });
+    try {
+      const blocks = makeBlocks(48, 256 * 1024, 8); // 12 MiB: six 2 MiB batches, the socket pushing back
+      const receipt = await tx.send({ peer: { grpcAddress: h.address }, blocks, transport: 'tcp' });
+      const got = h.admitted.find((t) => t.transferId === receipt.transferId);
+      expect(got?.blocks.length).toBe(blocks.length);
+      got?.blocks.forEach((b, i) =>
+        expect(Buffer.from(b.data).equals(Buffer.from((blocks[i] as (typeof blocks)[number]).data))).toBe(true),
+      );
+    } finally {
+      tx.close();
+    }
+  });
+
   it('a plaintext sender and a sender certified by another CA are refused on the gRPC channel', async () => {
     for (const tls of [undefined, foreign]) {
       const tx = new TransferSender({ tls });
