@@ -211,7 +211,7 @@ describe('transfer admission of a streamed handoff', () => {
 
 describe('prefill side, streamed', () => {
   /** An engine that exports parts of two blocks (blocks 0-5) while it computes, then the first token and block 6. */
-  function streamingEngine(): LLMEngine {
+  function streamingEngine(finishAfterMs = 0): LLMEngine {
     const block = (i: number): Uint8Array => new Uint8Array([i, i, i]);
     return {
       blockSize: 4,
@@ -221,6 +221,7 @@ describe('prefill side, streamed', () => {
           await new Promise((r) => setTimeout(r, 1));
           req.exportKv!.onBlocks!({ fromBlock: from, blocks: [block(from), block(from + 1)] });
         }
+        await new Promise((r) => setTimeout(r, finishAfterMs));
         yield { tokenIds: [9], promptTokens: 26, cachedTokens: 0 };
         yield { tokenIds: [], promptTokens: 26, cachedTokens: 0, finishReason: 'length', kv: { fromBlock: 6, blocks: [block(6)] } };
       },
@@ -241,12 +242,16 @@ describe('prefill side, streamed', () => {
     blocks: { data: Uint8Array }[];
   }
 
-  function sender(failing: ReadonlySet<string>): { sent: Sent[]; send(t: Sent): Promise<unknown> } {
+  function sender(
+    failing: ReadonlySet<string>,
+    slow: ReadonlyMap<string, number> = new Map(),
+  ): { sent: Sent[]; send(t: Sent): Promise<unknown> } {
     const sent: Sent[] = [];
     return {
       sent,
       send: async (t: Sent) => {
         sent.push(t);
+        await new Promise((r) => setTimeout(r, slow.get(t.transferId) ?? 0));
         if (failing.has(t.transferId)) throw new Error(`transfer ${t.transferId} cut`);
         return { transferId: t.transferId, transport: 'tcp', blocks: t.blocks.length, bytes: 3 * t.blocks.length, elapsedMs: 0 };
       },
@@ -281,6 +286,35 @@ describe('prefill side, streamed', () => {
     expect(s.sent.map((t) => [t.transferId, t.meta['from_block'], t.blocks.map((b) => b.data[0])])).toEqual([
       ['h-p0', '0', [0, 1]],
       ['h-p1', '2', [2, 3]],
+      ['h', '2', [2, 3, 4, 5, 6]],
+    ]);
+    expect(out.receipt).toMatchObject({ blocks: 7 });
+  });
+
+  it('parts exported while one is in flight go as one; those still waiting when the prefill ends go with the last transfer', async () => {
+    // h-p0 is slow: the next two parts wait, then go together while the engine still computes.
+    const merged = sender(new Set(), new Map([['h-p0', 100]]));
+    await prefillAndPush(
+      { engine: streamingEngine(400), sender: merged as never },
+      req(true),
+      new AbortController().signal,
+      () => undefined,
+    );
+    expect(merged.sent.map((t) => [t.transferId, t.meta['from_block'], t.blocks.map((b) => b.data[0])])).toEqual([
+      ['h-p0', '0', [0, 1]],
+      ['h-p1', '2', [2, 3, 4, 5]],
+      ['h', '6', [6]],
+    ]);
+    // The engine ends while h-p0 is in flight: the waiting parts are not sent on their own.
+    const folded = sender(new Set(), new Map([['h-p0', 200]]));
+    const out = await prefillAndPush(
+      { engine: streamingEngine(), sender: folded as never },
+      req(true),
+      new AbortController().signal,
+      () => undefined,
+    );
+    expect(folded.sent.map((t) => [t.transferId, t.meta['from_block'], t.blocks.map((b) => b.data[0])])).toEqual([
+      ['h-p0', '0', [0, 1]],
       ['h', '2', [2, 3, 4, 5, 6]],
     ]);
     expect(out.receipt).toMatchObject({ blocks: 7 });

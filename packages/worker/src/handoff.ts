@@ -212,17 +212,19 @@ export async function prefillAndPush(
 }
 
 /**
- * The parts of a streamed handoff, sent one after another as the engine exports them. The first that
- * fails ends the streaming: it and every later part go with the last transfer instead.
+ * The parts of a streamed handoff, one transfer in flight at a time: what the engine exported meanwhile goes
+ * as one part once it is in, so a slow link sends fewer, larger parts rather than falling behind. The
+ * first part that fails ends the streaming; it and everything after go with the last transfer, as does
+ * whatever is still waiting when the prefill ends (only the part in flight is waited for).
  */
 class PartSender {
-  private chain: Promise<void> = Promise.resolve();
+  /** Exported and not sent (or failed), in order: contiguous from confirmedTo. */
+  private readonly waiting: ExportedKv[] = [];
+  private inFlight: Promise<void> | undefined;
   private next = 0;
-  private failed = false;
+  private stopped = false;
   /** Blocks [fromBlock, confirmedTo) are in at the decode worker. */
   private confirmedTo: number;
-  /** Parts not confirmed (yet), in order: contiguous from confirmedTo. */
-  private readonly held: ExportedKv[] = [];
   readonly confirmed = { blocks: 0, bytes: 0 };
 
   constructor(
@@ -233,34 +235,45 @@ class PartSender {
   }
 
   add(part: ExportedKv): void {
-    this.held.push(part);
-    const index = this.next++;
-    this.chain = this.chain.then(async () => {
-      if (this.failed || part.fromBlock !== this.confirmedTo) {
-        this.failed = true;
-        return;
-      }
-      try {
-        const r = await this.sendPart(part, index);
+    this.waiting.push(part);
+    this.pump();
+  }
+
+  /** Sends no more parts and resolves once none is in flight. */
+  async settled(): Promise<void> {
+    this.stopped = true;
+    while (this.inFlight !== undefined) await this.inFlight;
+  }
+
+  /** `last` (the engine's final export) preceded by every block the decode worker did not confirm. */
+  unconfirmed(last: ExportedKv): ExportedKv {
+    if (this.waiting.length === 0) return last;
+    const blocks = [...this.waiting.flatMap((p) => p.blocks), ...last.blocks];
+    return { fromBlock: this.waiting[0]!.fromBlock, blocks, rngState: last.rngState };
+  }
+
+  private pump(): void {
+    if (this.inFlight !== undefined || this.stopped || this.waiting.length === 0) return;
+    const part: ExportedKv = { fromBlock: this.waiting[0]!.fromBlock, blocks: this.waiting.flatMap((p) => p.blocks) };
+    if (part.fromBlock !== this.confirmedTo) {
+      this.stopped = true; // a gap (not expected from the engine): the last transfer carries it all
+      return;
+    }
+    const taken = this.waiting.splice(0);
+    this.inFlight = this.sendPart(part, this.next++).then(
+      (r) => {
         this.confirmedTo = part.fromBlock + part.blocks.length;
-        this.held.shift();
         this.confirmed.blocks += r.blocks;
         this.confirmed.bytes += r.bytes;
-      } catch {
-        this.failed = true;
-      }
-    });
-  }
-
-  /** Resolves once no part is in flight. */
-  settled(): Promise<void> {
-    return this.chain;
-  }
-
-  /** `last` (the engine's final export) preceded by the parts the decode worker did not confirm. */
-  unconfirmed(last: ExportedKv): ExportedKv {
-    if (this.held.length === 0) return last;
-    return { fromBlock: this.confirmedTo, blocks: [...this.held.flatMap((p) => p.blocks), ...last.blocks], rngState: last.rngState };
+        this.inFlight = undefined;
+        this.pump();
+      },
+      () => {
+        this.waiting.unshift(...taken);
+        this.stopped = true;
+        this.inFlight = undefined;
+      },
+    );
   }
 }
 
