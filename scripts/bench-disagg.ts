@@ -4,7 +4,9 @@
 // mixed worker. TTFT is the first streamed token as the client sees it; the second token's arrival (after
 // the KV handoff, for the disaggregated path) is reported beside it, and its gap after the first set
 // against the mixed worker's inter-token latency (last token − first, over the tokens between).
-// Run: node --import tsx scripts/bench-disagg.ts [--requests 12] [--warmup 10] [--prompt-tokens 512] [--output-tokens 8] [--preset qwen2.5-0.5b]
+// With --streaming-off, a third topology beside them: the same disaggregated pair with --kv-streaming off
+// (the whole prompt's KV after the first token), so the effect of streaming is read off one run.
+// Run: node --import tsx scripts/bench-disagg.ts [--requests 12] [--warmup 10] [--prompt-tokens 512] [--output-tokens 8] [--preset qwen2.5-0.5b] [--streaming-off]
 import { parseArgs } from 'node:util';
 import { ensureTinyModel, type PresetName } from '@pdserve/model';
 import { spawnService, startNats, startRedis, waitFor, type ServiceProcess } from '@pdserve/testkit';
@@ -17,6 +19,7 @@ const { values: args } = parseArgs({
     'prompt-tokens': { type: 'string', default: '512' },
     'output-tokens': { type: 'string', default: '8' },
     preset: { type: 'string' },
+    'streaming-off': { type: 'boolean', default: false },
   },
 });
 const preset = args.preset as PresetName | undefined;
@@ -31,7 +34,7 @@ interface Topology {
   readonly procs: ServiceProcess[];
 }
 
-async function start(cluster: string, workers: [string, string][], remoteMin: number): Promise<Topology> {
+async function start(cluster: string, workers: [string, string][], remoteMin: number, gatewayArgs: string[] = []): Promise<Topology> {
   const shared = [
     '--model',
     dir,
@@ -59,7 +62,12 @@ async function start(cluster: string, workers: [string, string][], remoteMin: nu
         '--grpc-port',
       ),
     );
-  const gw = await spawnService(`${cluster}-gateway`, 'gateway', [...shared, '--remote-prefill-min-tokens', String(remoteMin)], '--port');
+  const gw = await spawnService(
+    `${cluster}-gateway`,
+    'gateway',
+    [...shared, '--remote-prefill-min-tokens', String(remoteMin), ...gatewayArgs],
+    '--port',
+  );
   procs.push(gw);
   const url = `http://127.0.0.1:${gw.port}`;
   await waitFor('gateway ready', async () => (await fetch(`${url}/ready`)).status === 200, 90_000);
@@ -90,6 +98,19 @@ const topologies = [
     ],
     1,
   ),
+  ...(args['streaming-off']
+    ? [
+        await start(
+          'disagg-whole',
+          [
+            ['prefill-0', 'prefill-worker'],
+            ['decode-0', 'decode-worker'],
+          ],
+          1,
+          ['--kv-streaming', 'off'],
+        ),
+      ]
+    : []),
 ];
 await new Promise((r) => setTimeout(r, 1500)); // one membership poll: each gateway sees its workers
 // Warm-up prompts first, the same number to each topology: a server runs warm, and a process's JIT takes
@@ -100,14 +121,14 @@ const times = await sideBySide(
   { prompts: Number(args.requests), warmup, seed: 700, maxTokens: OUTPUT_TOKENS, promptTokens: PROMPT_TOKENS },
 );
 await Promise.all(topologies.flatMap((t) => t.procs.map((p) => p.kill())));
-const [mixed, disagg] = times.map(summary) as [StreamTimings, StreamTimings];
+const [mixed, disagg, whole] = times.map(summary) as [StreamTimings, StreamTimings, StreamTimings | undefined];
 const pairRatio = median(times[1]!.map((t, i) => t.first / times[0]![i]!.first));
-const [mixedTimes, disaggTimes] = times as [StreamTimings[], StreamTimings[]];
+const [mixedTimes, disaggTimes, wholeTimes] = times as [StreamTimings[], StreamTimings[], StreamTimings[] | undefined];
 await Promise.all([redis.stop(), nats.stop()]);
 const ms = (secs: number): string => (secs * 1000).toFixed(1);
 process.stdout.write(
   [
-    `${preset === undefined ? 'Tiny model' : `Tiny model, preset ${preset}`}, every service in its own process (real Redis and NATS); ${machine()}; median of ${args.requests} cold ${PROMPT_TOKENS}-token prompts after ${warmup} warm-up prompts, streamed, ${OUTPUT_TOKENS} output tokens, the two topologies side by side taking each prompt in turn.`,
+    `${preset === undefined ? 'Tiny model' : `Tiny model, preset ${preset}`}, every service in its own process (real Redis and NATS); ${machine()}; median of ${args.requests} cold ${PROMPT_TOKENS}-token prompts after ${warmup} warm-up prompts, streamed, ${OUTPUT_TOKENS} output tokens, the ${topologies.length} topologies side by side taking each prompt in turn.`,
     '',
     '| topology | TTFT (ms) | 2nd token (ms) | 2nd − 1st (ms) | later tokens, each (ms) | whole stream (ms) |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
@@ -115,9 +136,15 @@ process.stdout.write(
       [
         ['mixed worker', mixed, mixedTimes],
         ['prefill worker → decode worker', disagg, disaggTimes],
+        ...(whole && wholeTimes ? [['same, --kv-streaming off', whole, wholeTimes] as const] : []),
       ] as const
     ).map(([name, t, all]) => `| ${name} | ${ms(t.first)} | ${ms(t.second)} | ${ms(gap(all))} | ${ms(itl(all))} | ${ms(t.total)} |`),
     `| **disaggregated ÷ mixed** | **${(disagg.first / mixed.first).toFixed(2)}** | ${(disagg.second / mixed.second).toFixed(2)} | | | **${(disagg.total / mixed.total).toFixed(2)}** |`,
+    ...(whole
+      ? [
+          `| streaming off ÷ mixed | ${(whole.first / mixed.first).toFixed(2)} | ${(whole.second / mixed.second).toFixed(2)} | | | ${(whole.total / mixed.total).toFixed(2)} |`,
+        ]
+      : []),
     '',
     `Median of the per-prompt TTFT ratios (each prompt went to both): ${pairRatio.toFixed(2)}. The disaggregated 2nd token came ${ms(gap(disaggTimes) - itl(mixedTimes))} ms later after the 1st than a mixed worker's token after the one before (issue 19 target ≤ 5 ms).`,
   ].join('\n') + '\n',

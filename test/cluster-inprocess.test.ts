@@ -165,6 +165,42 @@ describe('disaggregated cluster, one process', () => {
     await blocksBackTo(before.used);
   });
 
+  it('with --kv-streaming off, the whole prompt goes after the first token: the same tokens, no part', async () => {
+    const whole = await startGateway({
+      modelDir: dir,
+      modelId: 'tiny',
+      controlPlane: cp,
+      logger: silentLogger,
+      port: 0,
+      disagg: { remotePrefillMinTokens: 1 },
+      policy: 'round-robin',
+      kvStreaming: false,
+      tls,
+    });
+    try {
+      for (let i = 0; i < 100 && whole.view.workers().length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+      const used = [prefill, ...decodes].map((w) => w.engine.stats().usedBlocks);
+      const stats = () => decodes.map((d) => d.engine.stats());
+      const before = stats();
+      const wholeClient = new OpenAI({ baseURL: `${whole.url}/v1`, apiKey: 'x', maxRetries: 0 });
+      const ids = seededTokens(2 * ENGINE_DEFAULTS.prefillChunkTokens + 5, 950);
+      const ref = await referenceGenerate(
+        runner,
+        ids,
+        samplingParams({ temperature: 0, maxTokens: 6, stopTokenIds: tokenizer.eosTokenIds }),
+      );
+      const res = await wholeClient.completions.create({ model: 'tiny', prompt: ids, max_tokens: 6, temperature: 0 });
+      expect(res.choices[0]!.text).toBe(completion(tokenizer, ids, ref.tokenIds));
+      const after = stats();
+      expect(after.map((a, i) => a.streamedTokens - before[i]!.streamedTokens)).toEqual([0, 0, 0]);
+      expect(after.map((a, i) => a.prefillTokensComputed - before[i]!.prefillTokensComputed)).toEqual([0, 0, 0]);
+      expect(after.every((a) => a.importFallbacks === 0)).toBe(true);
+      await blocksBackTo(used);
+    } finally {
+      await whole.close();
+    }
+  });
+
   it('a streamed prefill the client abandons mid-prompt leaves no block held on either worker', async () => {
     const used = [prefill, ...decodes].map((w) => w.engine.stats().usedBlocks);
     const prefillBefore = prefill.engine.stats().prefillTokensComputed;

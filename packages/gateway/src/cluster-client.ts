@@ -40,6 +40,12 @@ export interface ClusterClientOptions {
   readonly retries?: number;
   /** Resumptions of one stream on another decode worker after tokens went out; default 3 (--migration-limit). */
   readonly migrationLimit?: number;
+  /**
+   * Disaggregated requests: the prefill worker sends each prefill chunk's KV blocks while the next chunk
+   * computes, so only the last chunk's travel after the first token (default true; --kv-streaming). False:
+   * the whole prompt's KV goes in one transfer after the first token.
+   */
+  readonly kvStreaming?: boolean;
   /** Told about each migration: resumed (seconds from the break to the next token sent) or exhausted. */
   readonly onMigration?: (m: { readonly outcome: 'resumed' | 'exhausted'; readonly seconds: number }) => void;
   /** SLO-aware admission (admission.ts); undefined admits everything. */
@@ -274,7 +280,12 @@ export class ClusterClient implements EngineClient {
           prompt_token_ids: req.prompt_token_ids,
           sampling: req.sampling,
           from_block: 0,
-          target: { grpc_address: decode.grpcAddress, transfer_id: transferId, transport: 'auto', stream_parts: true },
+          target: {
+            grpc_address: decode.grpcAddress,
+            transfer_id: transferId,
+            transport: 'auto',
+            stream_parts: this.opts.kvStreaming ?? true,
+          },
           cache_salt: req.cache_salt,
           priority: req.priority,
           service_tier: req.service_tier,

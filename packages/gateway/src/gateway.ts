@@ -35,6 +35,8 @@ export interface GatewayOptions {
   readonly edge?: EdgeOptions;
   /** Resumptions of a broken stream on another decode worker; default 3 (MIGRATION_DEFAULTS). */
   readonly migrationLimit?: number;
+  /** Send each prefill chunk's KV while the next computes (disaggregated requests); default true. */
+  readonly kvStreaming?: boolean;
   /** SLOs per service class and the cost model that predicts against them (admission.ts); default: none. */
   readonly admission?: AdmissionOptions;
   /** mTLS on every channel to workers and kv-store nodes; plaintext without. */
@@ -94,6 +96,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       view,
       logger: opts.logger,
       migrationLimit: opts.migrationLimit,
+      kvStreaming: opts.kvStreaming,
       onMigration: (m) => {
         metrics.migrations.inc({ ...model, outcome: m.outcome });
         if (m.outcome === 'resumed') metrics.migrationSeconds.observe(model, m.seconds);

@@ -164,6 +164,12 @@ export const ROUTER_FLAGS: Readonly<Record<string, FlagSpec>> = {
     default: '256',
     value: int(0),
   },
+  'kv-streaming': {
+    type: 'string',
+    help: "disaggregated requests: on, each prefill chunk's KV goes to the decode worker while the next chunk computes; off, the whole prompt's KV after the first token",
+    default: 'on',
+    value: oneOf('on', 'off'),
+  },
   'prefill-queue-max-tokens': {
     type: 'string',
     help: 'a prefill worker with more queued prefill tokens than this is busy (prefill then stays local)',
@@ -383,6 +389,7 @@ function gatewayFromFlags(
     maxModelLen: f.int('max-model-len', 2),
     edge: edgeOptionsOf(f),
     migrationLimit: f.int('migration-limit', 0),
+    kvStreaming: f.str('kv-streaming') !== 'off',
     admission: admissionOf(f),
     tls,
   });
