@@ -294,8 +294,7 @@ async function runParent(): Promise<void> {
 
   // TTFT: cold vs prefix from the store (--ttft-reps 0: throughput only).
   const ttftReps = Math.max(0, arg('--ttft-reps', PRESET ? 1 : 3));
-  if (ttftReps === 0) {
-    report();
+  const closeTransfers = async (): Promise<void> => {
     backSink.destroy();
     store.close();
     sender.close();
@@ -303,6 +302,10 @@ async function runParent(): Promise<void> {
     rawSocket.destroy();
     rawSource.server.close();
     child.stdin.end();
+  };
+  if (ttftReps === 0) {
+    report();
+    await closeTransfers();
     return;
   }
   const engine = await LLMEngine.create({ modelDir: MODEL_DIR, modelId: MODEL, blockSize: LAYOUT.blockSize, maxModelLen: promptLen + 16 });
@@ -377,13 +380,7 @@ async function runParent(): Promise<void> {
   );
   await engine.close();
   link.close();
-  backSink.destroy();
-  store.close();
-  sender.close();
-  await sink.close();
-  rawSocket.destroy();
-  rawSource.server.close();
-  child.stdin.end();
+  await closeTransfers();
 }
 
 if (process.argv.includes('--child')) await runChild();

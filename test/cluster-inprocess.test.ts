@@ -56,7 +56,13 @@ beforeAll(async () => {
       startWorkerService({ role: 'decode', instanceId: `d-${t}`, engine, controlPlane: cp, logger: cpSilent, transports: [t], tls }),
     ),
   );
-  gateway = await startGateway({
+  gateway = await startDisaggGateway();
+  client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'x', maxRetries: 0 });
+}, 120_000);
+
+/** A gateway in front of the four workers (round-robin over the decode workers, every prompt prefilled remotely), once it sees them all. */
+async function startDisaggGateway(opts: { kvStreaming?: boolean } = {}): Promise<Gateway> {
+  const g = await startGateway({
     modelDir: dir,
     modelId: 'tiny',
     controlPlane: cp,
@@ -65,10 +71,11 @@ beforeAll(async () => {
     disagg: { remotePrefillMinTokens: 1 },
     policy: 'round-robin',
     tls,
+    ...opts,
   });
-  for (let i = 0; i < 100 && gateway.view.workers().length < 4; i++) await new Promise((r) => setTimeout(r, 20));
-  client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'x', maxRetries: 0 });
-}, 120_000);
+  for (let i = 0; i < 100 && g.view.workers().length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+  return g;
+}
 
 afterAll(async () => {
   await gateway?.close();
@@ -166,19 +173,8 @@ describe('disaggregated cluster, one process', () => {
   });
 
   it('with --kv-streaming off, the whole prompt goes after the first token: the same tokens, no part', async () => {
-    const whole = await startGateway({
-      modelDir: dir,
-      modelId: 'tiny',
-      controlPlane: cp,
-      logger: silentLogger,
-      port: 0,
-      disagg: { remotePrefillMinTokens: 1 },
-      policy: 'round-robin',
-      kvStreaming: false,
-      tls,
-    });
+    const whole = await startDisaggGateway({ kvStreaming: false });
     try {
-      for (let i = 0; i < 100 && whole.view.workers().length < 4; i++) await new Promise((r) => setTimeout(r, 20));
       const used = [prefill, ...decodes].map((w) => w.engine.stats().usedBlocks);
       const stats = () => decodes.map((d) => d.engine.stats());
       const before = stats();
