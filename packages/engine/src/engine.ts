@@ -25,6 +25,8 @@ import { promptLogprobOf } from './prompt-logprobs';
 import { StructuredOutputs, type StructuredOutputStats } from './structured';
 import { DraftModel } from './draft-model';
 import {
+  NGRAM_PRIOR_COST,
+  PRIOR_COST,
   proposeNgram,
   SPECULATIVE_DEFAULTS,
   SpecController,
@@ -32,6 +34,8 @@ import {
   speculativeProblem,
   verifyProposal,
   type Proposal,
+  type SpecCandidate,
+  type SpecCost,
   type SpeculativeOptions,
 } from './speculative';
 
@@ -93,7 +97,9 @@ export class LLMEngine implements EngineClient {
   private readonly draft: DraftModel | undefined;
   /** Rejection sampling's work row (vocab-long). */
   private readonly specBuf: Float64Array;
-  private readonly governor = new SpecGovernor();
+  private readonly governor: SpecGovernor;
+  /** What speculating costs this step: measured for the batch (timed), assumed for seeded sampled sequences (prior). */
+  private stepCost: { timed: SpecCost; prior: SpecCost } = { timed: PRIOR_COST, prior: PRIOR_COST };
   /** Why the draft model stopped working (speculation with it is then off), or undefined. */
   private draftFailure: string | undefined;
   /** Seconds this step's proposals spent on the draft's catch-up prefill. */
@@ -123,6 +129,9 @@ export class LLMEngine implements EngineClient {
   ) {
     this.draft = draft;
     this.specBuf = new Float64Array(opts.speculative ? spec.vocabSize : 0);
+    const prior = opts.speculative?.method === 'ngram' ? NGRAM_PRIOR_COST : PRIOR_COST;
+    this.governor = new SpecGovernor(prior);
+    this.stepCost = { timed: prior, prior };
     this.modelId = spec.id;
     this.pool = pool;
     this.layout = pool.layout;
@@ -411,9 +420,11 @@ export class LLMEngine implements EngineClient {
     for (const seq of plan.imports) this.importKv(seq);
     const tSpec = performance.now();
     const proposals = await this.propose(plan.decodes);
+    const draftSeconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
     // A request aborted while the draft ran has given its blocks back: it is not in the forward.
     const decodes = this.opts.speculative ? plan.decodes.filter((s) => s.status === 'running') : plan.decodes;
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
+    const tDecode = performance.now();
     const decode =
       decodes.length > 0
         ? this.executor.run({
@@ -453,15 +464,17 @@ export class LLMEngine implements EngineClient {
     let runSeconds = 0;
     if (decode) {
       const res = await decode;
+      const decodeSeconds = (performance.now() - tDecode) / 1000;
       runSeconds += res.runSeconds;
       this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: decodes.length });
       if (this.opts.speculative) {
-        const emitted = this.specCounters.emittedTokens;
-        const plain = decodes.filter((s) => !proposals.has(s.id)).length;
+        // The governor's cost samples: wall seconds of the draft's rounds (its one-off catch-up left out) and of the forward.
+        if (proposals.size === 0) this.governor.recordPlain(decodes.length, decodeSeconds);
+        else {
+          const k = Math.max(...[...proposals.values()].map((p) => p.tokens.length));
+          this.governor.recordSpec(decodes.length, this.draft ? k : 0, draftSeconds, k, decodeSeconds);
+        }
         this.afterVerify(decodes, proposals, res);
-        // Seconds of drafting and verifying per produced token, for the governor (a draft's one-off catch-up left out).
-        const seconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
-        this.governor.record(decodes.length, proposals.size > 0, seconds, plain + this.specCounters.emittedTokens - emitted);
       } else
         this.afterForward(
           decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })),
@@ -497,9 +510,10 @@ export class LLMEngine implements EngineClient {
   }
 
   /**
-   * Sets each decoding sequence's lookahead for this step: what its controller (and, unless it is seeded,
-   * the batch's governor) allows, capped by the tokens it may still generate; with n-gram lookup, the
-   * proposal itself (no match: no speculation).
+   * Sets each decoding sequence's lookahead for this step: what its controller chooses at this batch's
+   * costs and the governor leaves (see SpecGovernor), capped by the tokens it may still generate; with
+   * n-gram lookup, the proposal itself (no match: no speculation). A seeded sampled sequence must draw the
+   * same random numbers every run: it goes by the prior costs and its own acceptance only, never by timing.
    */
   private planSpeculation(): void {
     const sp = this.opts.speculative;
@@ -508,17 +522,25 @@ export class LLMEngine implements EngineClient {
       for (const seq of this.scheduler.running) seq.lookahead = 0;
       return;
     }
-    const allowed = this.governor.allow(this.scheduler.running.filter((s) => !s.isPrefill).length);
+    const batch = this.scheduler.running.filter((s) => !s.isPrefill).length;
+    this.stepCost = { timed: this.governor.cost(batch), prior: this.stepCost.prior };
+    const timed: (SpecCandidate & { readonly seq: Sequence })[] = [];
+    const chosen: { seq: Sequence; k: number }[] = [];
     for (const seq of this.scheduler.running) {
       seq.lookahead = 0;
       seq.proposal = undefined;
       if (!seq.spec || seq.isPrefill) continue;
-      // The governor goes by wall time; a seeded sampled sequence must draw the same random numbers every
-      // run, so only its own acceptance history decides for it.
-      if (!allowed && (seq.sampler.isGreedy || seq.params.seed === undefined)) continue;
       // The verify step emits the accepted tokens plus one: speculating past the end is wasted.
       const room = Math.min(seq.params.maxTokens - seq.output.length, this.maxModelLen - seq.tokens.length) - 1;
-      const k = Math.min(seq.spec.next(), room);
+      if (room <= 0) continue;
+      const isTimed = this.isTimed(seq);
+      const k = Math.min(seq.spec.next(isTimed ? this.stepCost.timed : this.stepCost.prior), room);
+      if (k <= 0) continue;
+      if (isTimed) timed.push({ seq, k, controller: seq.spec });
+      else chosen.push({ seq, k });
+    }
+    this.governor.plan(batch, timed);
+    for (const { seq, k } of [...chosen, ...timed]) {
       if (k <= 0) continue;
       if (sp.method === 'ngram') {
         const tokens = proposeNgram(
@@ -532,6 +554,11 @@ export class LLMEngine implements EngineClient {
         seq.lookahead = tokens.length;
       } else seq.lookahead = k;
     }
+  }
+
+  /** Whether timing may decide how far `seq` speculates (not a seeded sampled sequence, whose draws must repeat). */
+  private isTimed(seq: Sequence): boolean {
+    return seq.sampler.isGreedy || seq.params.seed === undefined;
   }
 
   /** Proposals for this step's decodes that speculate (lookahead as the scheduler left it). */
@@ -593,7 +620,7 @@ export class LLMEngine implements EngineClient {
       }
       const tokens = verifyProposal(seq.sampler, logits, V, seq.prompt, seq.output, proposal, this.specBuf);
       const accepted = tokens.length - 1;
-      seq.spec?.record(proposal.tokens.length, accepted);
+      seq.spec?.record(proposal.tokens.length, accepted, this.isTimed(seq) ? this.stepCost.timed : this.stepCost.prior);
       this.specCounters.draftTokens += proposal.tokens.length;
       this.specCounters.acceptedTokens += accepted;
       this.specCounters.verifiedSequenceSteps += 1;
