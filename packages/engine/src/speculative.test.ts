@@ -343,6 +343,13 @@ describe('speculation governor', () => {
   it('costs are medians of recent samples, as ratios to a plain step: bursts of load do not move them', () => {
     const g = new SpecGovernor();
     expect(g.cost(1)).toBe(PRIOR_COST);
+    // Until four samples are in, the prior holds; wild ratios are clamped to what the work could explain.
+    for (let i = 0; i < 3; i++) g.recordPlain(1, 0.01);
+    expect(g.cost(1)).toBe(PRIOR_COST);
+    g.recordPlain(1, 0.01);
+    for (let i = 0; i < 4; i++) g.recordSpec(1, 4, 0.2, 4, 0.5);
+    expect(g.cost(1).draftRound).toBe(1);
+    expect(g.cost(1).verify(4)).toBe(5);
     for (let i = 0; i < 40; i++) {
       const burst = i % 3 === 0 ? 20 : 1; // every third sample: another process took the cores
       g.recordPlain(1, 0.01 * burst);

@@ -258,6 +258,8 @@ export class SpecController {
 
 /** Recent samples kept per measured cost; each is judged by its median, which bursts of load on the machine do not move. */
 const WINDOW = 16;
+/** Samples of a cost needed before it replaces the prior. */
+const MIN_SAMPLES = 4;
 /** Speculating steps between two plain steps that re-measure a batch size's plain cost: while few are in, then for good. */
 const REMEASURE_EARLY = 16;
 const REMEASURE_EVERY = 128;
@@ -300,7 +302,8 @@ export interface SpecCandidate {
  * What speculation costs per batch-size bucket (powers of two), and whether a batch should speculate at
  * all. Costs are medians of the last WINDOW wall-clock samples: of plain decode steps (re-measured by a
  * plain step every REMEASURE_EVERY speculating steps when none happens on its own), of draft rounds and
- * of verify forwards per proposal length, as ratios to the plain step (priors until measured). The
+ * of verify forwards per proposal length, as ratios to the plain step (priors until MIN_SAMPLES are in,
+ * clamped to what the work could explain). The
  * decision to speculate rests on each sequence's acceptance (see SpecController), not on comparing the
  * timing of individual steps; a batch whose expected tokens per cost, summed over its rows, fall below
  * those of a plain step decodes plainly for PLAIN_STEPS (doubling while that lasts), then speculates one
@@ -326,10 +329,14 @@ export class SpecGovernor {
   cost(batch: number): SpecCost {
     const s = this.state(batch);
     const prior = this.prior;
-    if (s.plain.length === 0) return prior;
+    if (s.plain.length < MIN_SAMPLES) return prior;
     const plain = median(s.plain);
-    const draftRound = s.draft.length > 0 ? median(s.draft) / plain : prior.draftRound;
-    const verify = new Map([...s.verify].map(([k, xs]) => [k, median(xs) / plain]));
+    // Ratios outside what the work could explain are the clock's noise: a draft round is clamped to a decode
+    // step and a verify forward of k proposals to k + 1 of them (it computes k + 1 tokens instead of one).
+    const draftRound = s.draft.length >= MIN_SAMPLES ? Math.min(1, median(s.draft) / plain) : prior.draftRound;
+    const verify = new Map(
+      [...s.verify].filter(([, xs]) => xs.length >= MIN_SAMPLES).map(([k, xs]) => [k, Math.min(k + 1, Math.max(1, median(xs) / plain))]),
+    );
     return {
       draftRound,
       verify: (k) => {
