@@ -1,5 +1,5 @@
-// The draft model of speculative decoding: its own model thread and KV pool, one block table per
-// sequence. Its KV is private (never published to any prefix cache) and is built lazily: the first time
+// The draft model of speculative decoding: its own session (on the target's model thread) and KV pool,
+// one block table per sequence. Its KV is private (never published to any prefix cache) and is built lazily: the first time
 // a sequence speculates, the draft prefills its whole history (on a decode worker that imported the
 // prompt's target KV, that is the draft's prompt prefill), and after that each step only feeds what the
 // target accepted since.
@@ -14,7 +14,7 @@ import {
   type Sampler,
   type SamplingParams,
 } from '@pdserve/model';
-import { ThreadExecutor, type ExecRow } from './executor';
+import type { ExecRow, ThreadExecutor } from './executor';
 import type { Proposal } from './speculative';
 
 /** A sequence's history as the draft sees it. */
@@ -38,6 +38,20 @@ interface DraftState {
 /** More new tokens than this for one sequence go through a prefill batch before the decode rounds. */
 const CATCH_UP_TOKENS = 4;
 
+/** A draft model loaded and checked, its KV pool allocated: what the model thread needs to host it (ExecutorInit.draft). */
+export interface DraftLoad {
+  readonly spec: ModelSpec;
+  readonly pool: BlockPool;
+  readonly runner: RunnerOptions;
+}
+
+/** Rows of a greedy proposal left to the model thread to run just before the verify forward (ExecBatch.draftFirst). */
+export interface DeferredProposal {
+  readonly seqIds: readonly number[];
+  readonly rows: readonly ExecRow[];
+  readonly rounds: readonly number[];
+}
+
 export class DraftModel {
   private readonly states = new Map<number, DraftState>();
   /** Tokens the draft prefilled to catch up (its prompt KV, mostly). */
@@ -48,21 +62,29 @@ export class DraftModel {
   /** Seconds the last propose() spent catching up (a one-off per sequence, not the per-step cost). */
   lastCatchUpSeconds = 0;
 
-  private constructor(
+  /** `executor`: the target's model thread, which hosts the draft too (see load). */
+  constructor(
     readonly spec: ModelSpec,
     private readonly executor: ThreadExecutor,
     readonly pool: BlockPool,
   ) {}
 
-  /** Loads the draft, refusing one whose vocabulary differs from the target's. */
-  static async create(
+  /**
+   * Loads the draft's config, refusing one whose vocabulary differs from the target's, and sizes its KV
+   * pool. Its session runs on the target's model thread (ExecutorInit.draft): draft and target take turns
+   * anyway, and one thread saves a round trip between threads per step (the draft's greedy rounds and the
+   * verify forward go as one batch). Its forwards are one token per row through a few layers: one
+   * intra-op thread unless told otherwise, and no spin-waiting (which would take the cores from the target).
+   */
+  static load(
     target: ModelSpec,
     dir: string,
     blockSize: number,
     targetBlocks: number,
     kvCacheBytes: number | undefined,
     runner: RunnerOptions,
-  ): Promise<DraftModel> {
+    threads = 1,
+  ): DraftLoad {
     let spec: ModelSpec;
     try {
       spec = loadModelSpec(dir);
@@ -72,10 +94,7 @@ export class DraftModel {
     checkDraftCompatible(target, spec);
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize };
     const pool = BlockPool.fromBudget(layout, kvCacheBytes ?? targetBlocks * blockSize * kvBytesPerToken(spec));
-    // The draft and the model take turns: a draft thread spin-waiting after its run would take the cores
-    // from the verify forward that follows.
-    const executor = await ThreadExecutor.start({ spec, runner: { ...runner, allowSpinning: false }, layout, pool: pool.data });
-    return new DraftModel(spec, executor, pool);
+    return { spec, pool, runner: { ...runner, intraOpThreads: threads, interOpThreads: 1, allowSpinning: false } };
   }
 
   /** Sequences holding draft KV (for tests: 0 once every sequence is done). */
@@ -105,7 +124,7 @@ export class DraftModel {
    * Proposes up to `k` tokens per sequence: one draft forward per token, all sequences batched. A
    * sequence the draft's pool has no room for gets an empty proposal (it decodes without speculating).
    */
-  async propose(inputs: readonly DraftInput[]): Promise<Map<number, Proposal>> {
+  async propose(inputs: readonly DraftInput[]): Promise<{ proposals: Map<number, Proposal>; deferred?: DeferredProposal }> {
     const t0 = performance.now();
     try {
       return await this.proposeRounds(inputs);
@@ -114,7 +133,13 @@ export class DraftModel {
     }
   }
 
-  private async proposeRounds(inputs: readonly DraftInput[]): Promise<Map<number, Proposal>> {
+  /** The model thread ran a deferred proposal's rounds (before the verify forward), taking `seconds`. */
+  ranDeferred(seconds: number): void {
+    this.forwardSeconds += seconds;
+    this.proposeSeconds += seconds;
+  }
+
+  private async proposeRounds(inputs: readonly DraftInput[]): Promise<{ proposals: Map<number, Proposal>; deferred?: DeferredProposal }> {
     const V = this.spec.vocabSize;
     const bs = this.pool.layout.blockSize;
     const out = new Map<number, Proposal>();
@@ -152,7 +177,7 @@ export class DraftModel {
         pastLen: a.st.computed,
         blockTable: a.st.blocks,
       }));
-      this.forwardSeconds += (await this.executor.run({ kind: 'prefill', rows })).execSeconds;
+      this.forwardSeconds += (await this.executor.run({ kind: 'prefill', rows, model: 'draft' })).execSeconds;
       for (const a of catchUp) {
         this.catchUpTokens += a.in.tokens.length - 1 - a.st.computed;
         a.st.computed = a.in.tokens.length - 1;
@@ -160,24 +185,22 @@ export class DraftModel {
       this.lastCatchUpSeconds = (performance.now() - t0) / 1000;
     }
     // Plain greedy requests: the draft's argmax is what their sampler would pick, so every round runs on
-    // the draft's thread in one go. Others (sampling, penalties, bias) sample here between rounds.
+    // the model thread in one go, just before the verify forward (see ExecBatch.draftFirst). Others
+    // (sampling, penalties, bias) sample here between rounds.
     const onThread = active.filter((a) => isPlainGreedy(a.in.sampler, a.in.params));
+    let deferred: DeferredProposal | undefined;
     if (onThread.length > 0) {
-      const res = await this.executor.run({
-        kind: 'decode',
+      deferred = {
+        seqIds: onThread.map((a) => a.in.seqId),
         rows: onThread.map((a) => ({
           seqId: a.in.seqId,
           tokenIds: a.in.tokens.slice(a.st.computed),
           pastLen: a.st.computed,
           blockTable: a.st.blocks,
         })),
-        greedyRounds: onThread.map((a) => a.in.k),
-      });
-      this.forwardSeconds += res.execSeconds;
-      onThread.forEach((a, i) => {
-        a.tokens.push(...res.tokens![i]!);
-        a.st.computed = a.in.tokens.length + a.in.k - 1;
-      });
+        rounds: onThread.map((a) => a.in.k),
+      };
+      for (const a of onThread) a.st.computed = a.in.tokens.length + a.in.k - 1;
     }
     const here = active.filter((a) => !onThread.includes(a));
     const maxK = Math.max(0, ...here.map((a) => a.in.k));
@@ -190,7 +213,7 @@ export class DraftModel {
         const tokenIds = round === 0 ? a.in.tokens.slice(a.st.computed) : [a.tokens[round - 1]!];
         return { seqId: a.in.seqId, tokenIds, pastLen: round === 0 ? a.st.computed : len + round - 1, blockTable: a.st.blocks };
       });
-      const res = await this.executor.run({ kind: 'decode', rows });
+      const res = await this.executor.run({ kind: 'decode', rows, model: 'draft' });
       this.forwardSeconds += res.execSeconds;
       live.forEach((a, i) => {
         a.st.computed = a.in.tokens.length + round;
@@ -203,12 +226,13 @@ export class DraftModel {
         } else a.tokens.push(a.in.sampler.sample(logits, a.in.prompt, seen).tokenId);
       });
     }
-    for (const a of active) out.set(a.in.seqId, { tokens: a.tokens, dists: a.dists });
-    return out;
+    for (const a of active) if (!onThread.includes(a)) out.set(a.in.seqId, { tokens: a.tokens, dists: a.dists });
+    return { proposals: out, deferred };
   }
 
+  /** Stops the draft (its session on the model thread is released); proposing fails from then on. */
   async close(): Promise<void> {
-    await this.executor.close();
+    await this.executor.releaseDraft();
   }
 }
 

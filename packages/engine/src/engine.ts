@@ -23,7 +23,7 @@ import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
 import { promptLogprobOf } from './prompt-logprobs';
 import { StructuredOutputs, type StructuredOutputStats } from './structured';
-import { DraftModel } from './draft-model';
+import { DraftModel, type DeferredProposal } from './draft-model';
 import {
   NGRAM_PRIOR_COST,
   PRIOR_COST,
@@ -164,17 +164,19 @@ export class LLMEngine implements EngineClient {
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: opts.blockSize };
     const pool = BlockPool.fromBudget(layout, opts.kvCacheBytes);
     const sp = options.speculative;
-    const draft =
+    const runner = options.runner ?? {};
+    const draftLoad =
       sp?.method === 'draft'
-        ? await DraftModel.create(spec, sp.modelDir, opts.blockSize, pool.numBlocks, sp.kvCacheBytes, options.runner ?? {})
+        ? DraftModel.load(spec, sp.modelDir, opts.blockSize, pool.numBlocks, sp.kvCacheBytes, runner, sp.draftThreads)
         : undefined;
-    let executor: ThreadExecutor;
-    try {
-      executor = await ThreadExecutor.start({ spec, runner: options.runner ?? {}, layout, pool: pool.data });
-    } catch (err) {
-      await draft?.close();
-      throw err;
-    }
+    const executor = await ThreadExecutor.start({
+      spec,
+      runner,
+      layout,
+      pool: pool.data,
+      draft: draftLoad && { spec: draftLoad.spec, runner: draftLoad.runner, layout: draftLoad.pool.layout, pool: draftLoad.pool.data },
+    });
+    const draft = draftLoad && new DraftModel(draftLoad.spec, executor, draftLoad.pool);
     const maxModelLen = Math.min(options.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
     return new LLMEngine(spec, executor, pool, opts, maxModelLen, draft);
   }
@@ -419,10 +421,13 @@ export class LLMEngine implements EngineClient {
     this.account(plan);
     for (const seq of plan.imports) this.importKv(seq);
     const tSpec = performance.now();
-    const proposals = await this.propose(plan.decodes);
+    const { proposals, deferred } = await this.propose(plan.decodes);
     const draftSeconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
     // A request aborted while the draft ran has given its blocks back: it is not in the forward.
     const decodes = this.opts.speculative ? plan.decodes.filter((s) => s.status === 'running') : plan.decodes;
+    // Greedy proposals are made on the model thread just before the verify forward (see ExecBatch.draftFirst).
+    const rowOf = new Map(decodes.map((s, i) => [s.id, i]));
+    const fused = deferred?.seqIds.map((id, i) => ({ id, i, at: rowOf.get(id) })).filter((d) => d.at !== undefined);
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
     const tDecode = performance.now();
     const decode =
@@ -439,6 +444,15 @@ export class LLMEngine implements EngineClient {
                 numLogits: 1 + p.length,
               };
             }),
+            ...(fused?.length
+              ? {
+                  draftFirst: {
+                    rows: fused.map((d) => deferred!.rows[d.i]!),
+                    rounds: fused.map((d) => deferred!.rounds[d.i]!),
+                    into: fused.map((d) => d.at!),
+                  },
+                }
+              : {}),
           })
         : undefined;
     // Every position's logits only for prompts whose logprobs were asked for.
@@ -468,11 +482,17 @@ export class LLMEngine implements EngineClient {
       runSeconds += res.runSeconds;
       this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: decodes.length });
       if (this.opts.speculative) {
-        // The governor's cost samples: wall seconds of the draft's rounds (its one-off catch-up left out) and of the forward.
+        const onThread = res.draftSeconds ?? 0;
+        if (res.draftError !== undefined) this.draftFailure = res.draftError;
+        else if (fused?.length) {
+          fused.forEach((d, j) => proposals.set(d.id, { tokens: res.tokens![j]! }));
+          this.draft?.ranDeferred(onThread);
+        }
+        // The governor's cost samples: wall seconds of the draft's rounds (its one-off catch-up left out) and of the verify forward.
         if (proposals.size === 0) this.governor.recordPlain(decodes.length, decodeSeconds);
         else {
           const k = Math.max(...[...proposals.values()].map((p) => p.tokens.length));
-          this.governor.recordSpec(decodes.length, this.draft ? k : 0, draftSeconds, k, decodeSeconds);
+          this.governor.recordSpec(decodes.length, this.draft ? k : 0, draftSeconds + onThread, k, decodeSeconds - onThread);
         }
         this.afterVerify(decodes, proposals, res);
       } else
@@ -561,17 +581,20 @@ export class LLMEngine implements EngineClient {
     return seq.sampler.isGreedy || seq.params.seed === undefined;
   }
 
-  /** Proposals for this step's decodes that speculate (lookahead as the scheduler left it). */
-  private async propose(decodes: readonly Sequence[]): Promise<Map<number, Proposal>> {
+  /**
+   * Proposals for this step's decodes that speculate (lookahead as the scheduler left it); plain greedy
+   * rows' draft rounds are deferred to the model thread, to run just before the verify forward.
+   */
+  private async propose(decodes: readonly Sequence[]): Promise<{ proposals: Map<number, Proposal>; deferred?: DeferredProposal }> {
     const out = new Map<number, Proposal>();
     this.catchUpSeconds = 0;
     const speculating = decodes.filter((s) => s.lookahead > 0);
-    if (speculating.length === 0) return out;
+    if (speculating.length === 0) return { proposals: out };
     if (!this.draft) {
       for (const s of speculating) out.set(s.id, { tokens: s.proposal!.tokens.slice(0, s.lookahead) });
-      return out;
+      return { proposals: out };
     }
-    let proposed: Map<number, Proposal>;
+    let proposed: { proposals: Map<number, Proposal>; deferred?: DeferredProposal };
     try {
       proposed = await this.draft.propose(
         speculating.map((s) => ({
@@ -587,12 +610,12 @@ export class LLMEngine implements EngineClient {
     } catch (err) {
       // The draft is an optimisation: without it, every sequence decodes one token at a time.
       this.draftFailure = (err as Error).message;
-      return out;
+      return { proposals: out };
     }
     this.catchUpSeconds = this.draft.lastCatchUpSeconds;
     // A sequence aborted while the draft ran is skipped when the verify results come back.
-    for (const [id, p] of proposed) if (p.tokens.length > 0) out.set(id, p);
-    return out;
+    for (const [id, p] of proposed.proposals) if (p.tokens.length > 0) out.set(id, p);
+    return { proposals: out, deferred: proposed.deferred };
   }
 
   /**

@@ -142,7 +142,7 @@ describe('speculative decoding: greedy output is token-identical to the referenc
   it('a draft model that fails mid-run turns speculation off; requests go on, identical', async () => {
     await withEngine({ speculative: { method: 'draft', modelDir: draft, numTokens: 4 } }, async (e) => {
       expect(await collect(e, prompts[3]!, greedy)).toEqual(expected.draft[3]);
-      // The draft's model thread dies (as if it crashed).
+      // The draft stops working (its session is released on the model thread: every draft forward fails).
       await (e as unknown as { draft: { close(): Promise<void> } }).draft.close();
       expect(await collect(e, prompts[4]!, greedy)).toEqual(expected.draft[4]);
       expect(e.stats().speculation!.draftFailure).toMatch(/closed/);

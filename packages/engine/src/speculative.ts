@@ -12,6 +12,8 @@ export type SpeculativeOptions =
       readonly numTokens: number;
       /** The draft's KV pool in bytes; default: as many blocks as the target's pool. */
       readonly kvCacheBytes?: number;
+      /** onnxruntime intra-op threads of the draft's session; default 1 (its forwards are one token per row through few layers). */
+      readonly draftThreads?: number;
       readonly seeded?: boolean;
     }
   | {
@@ -41,7 +43,10 @@ export function speculativeProblem(o: SpeculativeOptions): string | undefined {
     const max = o.ngramMax ?? SPECULATIVE_DEFAULTS.ngramMax;
     if (!Number.isInteger(min) || min < 1) return `ngram min must be a positive integer, got ${min}`;
     if (!Number.isInteger(max) || max < min) return `ngram max must be an integer ≥ ngram min (${min}), got ${max}`;
-  } else if (o.method !== 'draft') return `unknown speculative method ${String((o as { method: unknown }).method)}`;
+  } else if (o.method === 'draft') {
+    if (o.draftThreads !== undefined && (!Number.isInteger(o.draftThreads) || o.draftThreads < 0))
+      return `draft threads must be a non-negative integer (0: onnxruntime chooses), got ${o.draftThreads}`;
+  } else return `unknown speculative method ${String((o as { method: unknown }).method)}`;
   return undefined;
 }
 
