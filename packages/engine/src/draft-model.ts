@@ -35,6 +35,14 @@ interface DraftState {
   computed: number;
 }
 
+/** A sequence proposing this step: its proposals so far and, when sampling, the distribution of each. */
+interface Active {
+  readonly in: DraftInput;
+  readonly st: DraftState;
+  readonly tokens: number[];
+  readonly dists: Float64Array[] | undefined;
+}
+
 /** More new tokens than this for one sequence go through a prefill batch before the decode rounds. */
 const CATCH_UP_TOKENS = 4;
 
@@ -73,8 +81,8 @@ export class DraftModel {
    * Loads the draft's config, refusing one whose vocabulary differs from the target's, and sizes its KV
    * pool. Its session runs on the target's model thread (ExecutorInit.draft): draft and target take turns
    * anyway, and one thread saves a round trip between threads per step (the draft's greedy rounds and the
-   * verify forward go as one batch). Its forwards are one token per row through a few layers: one
-   * intra-op thread unless told otherwise, and no spin-waiting (which would take the cores from the target).
+   * verify forward go as one batch). No spin-waiting (which would take the cores from the target); intra-op
+   * threads as onnxruntime chooses unless told (one was measured slower at batch 8: its LM head is a GEMM there).
    */
   static load(
     target: ModelSpec,
@@ -83,7 +91,7 @@ export class DraftModel {
     targetBlocks: number,
     kvCacheBytes: number | undefined,
     runner: RunnerOptions,
-    threads = 1,
+    threads = 0,
   ): DraftLoad {
     let spec: ModelSpec;
     try {
@@ -143,7 +151,7 @@ export class DraftModel {
     const V = this.spec.vocabSize;
     const bs = this.pool.layout.blockSize;
     const out = new Map<number, Proposal>();
-    const active: { in: DraftInput; st: DraftState; tokens: number[]; dists: Float64Array[] | undefined }[] = [];
+    const active: Active[] = [];
     for (const input of inputs) {
       // A draft with a shorter context than the target's proposes nothing past it.
       if (input.tokens.length + input.k > this.spec.maxPositionEmbeddings) {
@@ -167,40 +175,46 @@ export class DraftModel {
       }
       active.push({ in: input, st, tokens: [], dists: input.sampler.isGreedy ? undefined : [] });
     }
+    // A sequence far behind catches up in one prefill batch, through its last token: that forward's logits
+    // give its first proposal, so the catch-up costs no draft round of its own.
     const catchUp = active.filter((a) => a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS);
     this.lastCatchUpSeconds = 0;
     if (catchUp.length > 0) {
       const t0 = performance.now();
       const rows: ExecRow[] = catchUp.map((a) => ({
         seqId: a.in.seqId,
-        tokenIds: a.in.tokens.slice(a.st.computed, a.in.tokens.length - 1),
+        tokenIds: a.in.tokens.slice(a.st.computed),
         pastLen: a.st.computed,
         blockTable: a.st.blocks,
       }));
-      this.forwardSeconds += (await this.executor.run({ kind: 'prefill', rows, model: 'draft' })).execSeconds;
-      for (const a of catchUp) {
-        this.catchUpTokens += a.in.tokens.length - 1 - a.st.computed;
-        a.st.computed = a.in.tokens.length - 1;
-      }
+      const res = await this.executor.run({ kind: 'prefill', rows, model: 'draft' });
+      this.forwardSeconds += res.execSeconds;
+      catchUp.forEach((a, i) => {
+        this.catchUpTokens += a.in.tokens.length - a.st.computed;
+        a.st.computed = a.in.tokens.length;
+        this.draw(a, res.logits.subarray(i * V, (i + 1) * V));
+      });
       this.lastCatchUpSeconds = (performance.now() - t0) / 1000;
     }
-    // Plain greedy requests: the draft's argmax is what their sampler would pick, so every round runs on
+    // Plain greedy requests: the draft's argmax is what their sampler would pick, so their rounds run on
     // the model thread in one go, just before the verify forward (see ExecBatch.draftFirst). Others
     // (sampling, penalties, bias) sample here between rounds.
     const onThread = active.filter((a) => isPlainGreedy(a.in.sampler, a.in.params));
+    const deferredRows = onThread.filter((a) => a.tokens.length < a.in.k);
     let deferred: DeferredProposal | undefined;
-    if (onThread.length > 0) {
+    if (deferredRows.length > 0) {
       deferred = {
-        seqIds: onThread.map((a) => a.in.seqId),
-        rows: onThread.map((a) => ({
-          seqId: a.in.seqId,
-          tokenIds: a.in.tokens.slice(a.st.computed),
-          pastLen: a.st.computed,
-          blockTable: a.st.blocks,
-        })),
-        rounds: onThread.map((a) => a.in.k),
+        seqIds: deferredRows.map((a) => a.in.seqId),
+        rows: deferredRows.map((a) => {
+          const len = a.in.tokens.length;
+          const n = a.tokens.length;
+          return n === 0
+            ? { seqId: a.in.seqId, tokenIds: a.in.tokens.slice(a.st.computed), pastLen: a.st.computed, blockTable: a.st.blocks }
+            : { seqId: a.in.seqId, tokenIds: [a.tokens[n - 1]!], pastLen: len + n - 1, blockTable: a.st.blocks };
+        }),
+        rounds: deferredRows.map((a) => a.in.k - a.tokens.length),
       };
-      for (const a of onThread) a.st.computed = a.in.tokens.length + a.in.k - 1;
+      for (const a of deferredRows) a.st.computed = a.in.tokens.length + a.in.k - 1;
     }
     const here = active.filter((a) => !onThread.includes(a));
     const maxK = Math.max(0, ...here.map((a) => a.in.k));
@@ -217,17 +231,22 @@ export class DraftModel {
       this.forwardSeconds += res.execSeconds;
       live.forEach((a, i) => {
         a.st.computed = a.in.tokens.length + round;
-        const logits = res.logits.subarray(i * V, (i + 1) * V);
-        const seen = [...a.in.output, ...a.tokens];
-        if (a.dists) {
-          const q = a.in.sampler.distribution(logits, a.in.prompt, seen, new Float64Array(V));
-          a.dists.push(q);
-          a.tokens.push(a.in.sampler.drawFrom(q));
-        } else a.tokens.push(a.in.sampler.sample(logits, a.in.prompt, seen).tokenId);
+        this.draw(a, res.logits.subarray(i * V, (i + 1) * V));
       });
     }
-    for (const a of active) if (!onThread.includes(a)) out.set(a.in.seqId, { tokens: a.tokens, dists: a.dists });
+    // Greedy rows deferred to the model thread: the tokens so far (from a catch-up), the rest after the verify.
+    for (const a of active) out.set(a.in.seqId, { tokens: a.tokens, dists: a.dists });
     return { proposals: out, deferred };
+  }
+
+  /** The next proposal from the draft's logits after the tokens so far (sampled as the request samples, q kept). */
+  private draw(a: Active, logits: Float32Array): void {
+    const seen = [...a.in.output, ...a.tokens];
+    if (a.dists) {
+      const q = a.in.sampler.distribution(logits, a.in.prompt, seen, new Float64Array(this.spec.vocabSize));
+      a.dists.push(q);
+      a.tokens.push(a.in.sampler.drawFrom(q));
+    } else a.tokens.push(a.in.sampler.sample(logits, a.in.prompt, seen).tokenId);
   }
 
   /** Stops the draft (its session on the model thread is released); proposing fails from then on. */

@@ -485,7 +485,7 @@ export class LLMEngine implements EngineClient {
         const onThread = res.draftSeconds ?? 0;
         if (res.draftError !== undefined) this.draftFailure = res.draftError;
         else if (fused?.length) {
-          fused.forEach((d, j) => proposals.set(d.id, { tokens: res.tokens![j]! }));
+          fused.forEach((d, j) => proposals.set(d.id, { tokens: [...(proposals.get(d.id)?.tokens ?? []), ...res.tokens![j]!] }));
           this.draft?.ranDeferred(onThread);
         }
         // The governor's cost samples: wall seconds of the draft's rounds (its one-off catch-up left out) and of the verify forward.

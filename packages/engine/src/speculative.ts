@@ -12,7 +12,7 @@ export type SpeculativeOptions =
       readonly numTokens: number;
       /** The draft's KV pool in bytes; default: as many blocks as the target's pool. */
       readonly kvCacheBytes?: number;
-      /** onnxruntime intra-op threads of the draft's session; default 1 (its forwards are one token per row through few layers). */
+      /** onnxruntime intra-op threads of the draft's session; default 0 (onnxruntime chooses, as for the target). */
       readonly draftThreads?: number;
       readonly seeded?: boolean;
     }
