@@ -275,7 +275,7 @@ describe('speculation controller', () => {
     expect(bestLength(0.95, 4, DEAR).gain).toBeLessThan(ON_GAIN);
   });
 
-  it('a sequence whose proposals are never accepted probes at 0, 33, 98, ... with the wait doubling to 1024 steps', () => {
+  it('a sequence whose proposals are never accepted probes at 0 (K/2 tokens), 33, 98, ... (1 token) with the wait doubling to 1024 steps', () => {
     const probes = driveController(new SpecController(4), 20_000, CHEAP, () => 0);
     const expected = [0];
     for (let wait = BACKOFF_FIRST; expected.at(-1)! + wait + 1 < 20_000; wait = Math.min(BACKOFF_MAX, wait * 2))
@@ -315,26 +315,22 @@ describe('speculation controller', () => {
     expect(dear.isOff).toBe(true);
   });
 
-  it('hysteresis: an acceptance good enough to stay on is not good enough for a probe to turn a sequence on', () => {
-    const mid: SpecCost = { draftRound: 0.2, verify: (k) => 1 + 0.2 * k };
-    // Half the tried tokens accepted: gain between OFF_GAIN and ON_GAIN at these costs.
-    expect(bestLength(0.5, 4, mid).gain).toBeGreaterThanOrEqual(OFF_GAIN);
-    expect(bestLength(0.5, 4, mid).gain).toBeLessThan(ON_GAIN);
-    const on = new SpecController(4);
-    on.record(2, 2, mid);
-    for (let i = 0; i < 100; i++) on.record(on.next(mid), 1, mid); // one accepted, then a rejection: a = 0.5
-    expect(on.isOff).toBe(false);
+  it('hysteresis: a probe must promise ON_GAIN, a new sequence only break-even; later probes are one token', () => {
+    const c: SpecCost = { draftRound: 0.3, verify: (k) => 1 + 0.45 * k };
     const off = new SpecController(4);
-    expect(off.next(mid)).toBe(2);
-    off.record(2, 0, mid); // a new sequence's first probe fails
-    for (let i = 0; i < BACKOFF_FIRST; i++) expect(off.next(mid)).toBe(0);
-    expect(off.next(mid)).toBe(2);
-    off.record(2, 1, mid); // the same acceptance as above, seen by a probe
+    expect(off.next(c)).toBe(2); // a new sequence's first probe: K/2
+    off.record(2, 0, c);
+    for (let i = 0; i < BACKOFF_FIRST; i++) expect(off.next(c)).toBe(0);
+    expect(off.next(c)).toBe(1); // later probes: one token
+    off.record(1, 1, c); // accepted: a = (1 + ½) / (1 + 1) = 0.75, break-even here but short of ON_GAIN
+    expect(bestLength(0.75, 4, c).gain).toBeGreaterThanOrEqual(OFF_GAIN);
+    expect(bestLength(0.75, 4, c).gain).toBeLessThan(ON_GAIN);
     expect(off.isOff).toBe(true);
-    expect(off.next(mid)).toBe(0);
-    // A new sequence's first probe needs only break-even.
+    expect(off.next(c)).toBe(0);
+    // A new sequence's first probe needs only break-even: 2 of 2 (a = 5/6) gives 1.05 here.
+    expect(bestLength(5 / 6, 4, c).gain).toBeLessThan(ON_GAIN);
     const fresh = new SpecController(4);
-    fresh.record(fresh.next(mid), 1, mid);
+    fresh.record(fresh.next(c), 2, c);
     expect(fresh.isOff).toBe(false);
   });
 });

@@ -195,9 +195,9 @@ export const BACKOFF_MAX = 1024;
  * (a draft token after the first rejection is never tried): decayed sums of both, with a weak prior.
  * Each step the sequence proposes the k that maximises expected tokens per unit of cost (see SpecCost);
  * when even the best k yields less than OFF_GAIN it stops speculating and, after a back-off that doubles
- * while acceptance stays poor (BACKOFF_FIRST, ... BACKOFF_MAX steps), proposes ceil(K/2) tokens once as a
- * probe; only a probe whose acceptance promises ON_GAIN turns it back on. A new sequence starts with a probe
- * (judged against break-even: it has no poor history).
+ * while acceptance stays poor (BACKOFF_FIRST, ... BACKOFF_MAX steps), proposes one token as a probe; only
+ * a probe whose acceptance promises ON_GAIN turns it back on. A new sequence starts with a probe of
+ * ceil(K/2) tokens, judged against break-even (it has no poor history).
  */
 export class SpecController {
   private accepted = 0;
@@ -227,7 +227,9 @@ export class SpecController {
         this.wait--;
         return 0;
       }
-      return Math.ceil(this.maxTokens / 2);
+      // A new sequence's first probe is K/2 long (a good pair is then soon at full length); later ones, of a
+      // sequence known to be poor, one token: in a batch every row's forward is as wide as the widest.
+      return this.fresh ? Math.ceil(this.maxTokens / 2) : 1;
     }
     return bestLength(this.acceptance, this.maxTokens, cost).k;
   }
