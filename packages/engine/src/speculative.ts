@@ -179,10 +179,13 @@ export function bestLength(a: number, maxK: number, cost: SpecCost): { k: number
 }
 
 /** Decay of the acceptance evidence per verify step (the latest step weighs 1, the one before DECAY, ...). */
-const DECAY = 0.75;
-/** Prior evidence: half an accepted token out of one tried (keeps a single probe from reading as certainty). */
-const PRIOR_ACCEPTED = 0.5;
-const PRIOR_TRIED = 1;
+const DECAY = 0.9;
+/**
+ * Prior evidence: a quarter of an accepted token out of half a one tried (keeps a single probe from reading
+ * as certainty, and weak enough that a sequence whose proposals keep failing reads as a ≈ 0.02).
+ */
+const PRIOR_ACCEPTED = 0.25;
+const PRIOR_TRIED = 0.5;
 /** Hysteresis on the expected gain: speculating sequences stop below OFF_GAIN, a probe restarts them at ON_GAIN. */
 export const OFF_GAIN = 1;
 export const ON_GAIN = 1.1;
@@ -196,8 +199,8 @@ export const BACKOFF_MAX = 1024;
  * Each step the sequence proposes the k that maximises expected tokens per unit of cost (see SpecCost);
  * when even the best k yields less than OFF_GAIN it stops speculating and, after a back-off that doubles
  * while acceptance stays poor (BACKOFF_FIRST, ... BACKOFF_MAX steps), proposes one token as a probe; only
- * a probe whose acceptance promises ON_GAIN turns it back on. A new sequence starts with a probe of
- * ceil(K/2) tokens, judged against break-even (it has no poor history).
+ * a probe whose acceptance promises ON_GAIN turns it (back) on. A new sequence starts with a probe of
+ * ceil(K/2) tokens.
  */
 export class SpecController {
   private accepted = 0;
@@ -239,13 +242,11 @@ export class SpecController {
     if (proposed === 0) return;
     const tried = accepted + (accepted < proposed ? 1 : 0);
     if (this.off) {
-      const fresh = this.fresh;
       this.fresh = false;
       // Evidence from before the back-off is stale: the probe alone decides.
       this.accepted = accepted;
       this.tried = tried;
-      // A new sequence's first probe has no poor history to outweigh: break-even suffices.
-      if (bestLength(this.acceptance, this.maxTokens, cost).gain >= (fresh ? OFF_GAIN : ON_GAIN)) {
+      if (bestLength(this.acceptance, this.maxTokens, cost).gain >= ON_GAIN) {
         this.off = false;
         this.backoff = BACKOFF_FIRST;
       } else this.turnOff();
