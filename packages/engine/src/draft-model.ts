@@ -1,5 +1,5 @@
-// The draft model of speculative decoding: its own model thread and KV pool, one block table per
-// sequence. Its KV is private (never published to any prefix cache) and is built lazily: the first time
+// The draft model of speculative decoding: its own session (on the target's model thread) and KV pool,
+// one block table per sequence. Its KV is private (never published to any prefix cache) and is built lazily: the first time
 // a sequence speculates, the draft prefills its whole history (on a decode worker that imported the
 // prompt's target KV, that is the draft's prompt prefill), and after that each step only feeds what the
 // target accepted since.
@@ -14,7 +14,7 @@ import {
   type Sampler,
   type SamplingParams,
 } from '@pdserve/model';
-import { ThreadExecutor, type ExecRow } from './executor';
+import type { ExecRow, ThreadExecutor } from './executor';
 import type { Proposal } from './speculative';
 
 /** A sequence's history as the draft sees it. */
@@ -35,8 +35,30 @@ interface DraftState {
   computed: number;
 }
 
+/** A sequence proposing this step: its proposals so far and, when sampling, the distribution of each. */
+interface Active {
+  readonly in: DraftInput;
+  readonly st: DraftState;
+  readonly tokens: number[];
+  readonly dists: Float64Array[] | undefined;
+}
+
 /** More new tokens than this for one sequence go through a prefill batch before the decode rounds. */
 const CATCH_UP_TOKENS = 4;
+
+/** A draft model loaded and checked, its KV pool allocated: what the model thread needs to host it (ExecutorInit.draft). */
+export interface DraftLoad {
+  readonly spec: ModelSpec;
+  readonly pool: BlockPool;
+  readonly runner: RunnerOptions;
+}
+
+/** Rows of a greedy proposal left to the model thread to run just before the verify forward (ExecBatch.draftFirst). */
+export interface DeferredProposal {
+  readonly seqIds: readonly number[];
+  readonly rows: readonly ExecRow[];
+  readonly rounds: readonly number[];
+}
 
 export class DraftModel {
   private readonly states = new Map<number, DraftState>();
@@ -48,21 +70,29 @@ export class DraftModel {
   /** Seconds the last propose() spent catching up (a one-off per sequence, not the per-step cost). */
   lastCatchUpSeconds = 0;
 
-  private constructor(
+  /** `executor`: the target's model thread, which hosts the draft too (see load). */
+  constructor(
     readonly spec: ModelSpec,
     private readonly executor: ThreadExecutor,
     readonly pool: BlockPool,
   ) {}
 
-  /** Loads the draft, refusing one whose vocabulary differs from the target's. */
-  static async create(
+  /**
+   * Loads the draft's config, refusing one whose vocabulary differs from the target's, and sizes its KV
+   * pool. Its session runs on the target's model thread (ExecutorInit.draft): draft and target take turns
+   * anyway, and one thread saves a round trip between threads per step (the draft's greedy rounds and the
+   * verify forward go as one batch). No spin-waiting (which would take the cores from the target); intra-op
+   * threads as onnxruntime chooses unless told (one was measured slower at batch 8: its LM head is a GEMM there).
+   */
+  static load(
     target: ModelSpec,
     dir: string,
     blockSize: number,
     targetBlocks: number,
     kvCacheBytes: number | undefined,
     runner: RunnerOptions,
-  ): Promise<DraftModel> {
+    threads = 0,
+  ): DraftLoad {
     let spec: ModelSpec;
     try {
       spec = loadModelSpec(dir);
@@ -72,10 +102,7 @@ export class DraftModel {
     checkDraftCompatible(target, spec);
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize };
     const pool = BlockPool.fromBudget(layout, kvCacheBytes ?? targetBlocks * blockSize * kvBytesPerToken(spec));
-    // The draft and the model take turns: a draft thread spin-waiting after its run would take the cores
-    // from the verify forward that follows.
-    const executor = await ThreadExecutor.start({ spec, runner: { ...runner, allowSpinning: false }, layout, pool: pool.data });
-    return new DraftModel(spec, executor, pool);
+    return { spec, pool, runner: { ...runner, intraOpThreads: threads, interOpThreads: 1, allowSpinning: false } };
   }
 
   /** Sequences holding draft KV (for tests: 0 once every sequence is done). */
@@ -105,7 +132,7 @@ export class DraftModel {
    * Proposes up to `k` tokens per sequence: one draft forward per token, all sequences batched. A
    * sequence the draft's pool has no room for gets an empty proposal (it decodes without speculating).
    */
-  async propose(inputs: readonly DraftInput[]): Promise<Map<number, Proposal>> {
+  async propose(inputs: readonly DraftInput[]): Promise<{ proposals: Map<number, Proposal>; deferred?: DeferredProposal }> {
     const t0 = performance.now();
     try {
       return await this.proposeRounds(inputs);
@@ -114,11 +141,17 @@ export class DraftModel {
     }
   }
 
-  private async proposeRounds(inputs: readonly DraftInput[]): Promise<Map<number, Proposal>> {
+  /** The model thread ran a deferred proposal's rounds (before the verify forward), taking `seconds`. */
+  ranDeferred(seconds: number): void {
+    this.forwardSeconds += seconds;
+    this.proposeSeconds += seconds;
+  }
+
+  private async proposeRounds(inputs: readonly DraftInput[]): Promise<{ proposals: Map<number, Proposal>; deferred?: DeferredProposal }> {
     const V = this.spec.vocabSize;
     const bs = this.pool.layout.blockSize;
     const out = new Map<number, Proposal>();
-    const active: { in: DraftInput; st: DraftState; tokens: number[]; dists: Float64Array[] | undefined }[] = [];
+    const active: Active[] = [];
     for (const input of inputs) {
       // A draft with a shorter context than the target's proposes nothing past it.
       if (input.tokens.length + input.k > this.spec.maxPositionEmbeddings) {
@@ -142,42 +175,46 @@ export class DraftModel {
       }
       active.push({ in: input, st, tokens: [], dists: input.sampler.isGreedy ? undefined : [] });
     }
+    // A sequence far behind catches up in one prefill batch, through its last token: that forward's logits
+    // give its first proposal, so the catch-up costs no draft round of its own.
     const catchUp = active.filter((a) => a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS);
     this.lastCatchUpSeconds = 0;
     if (catchUp.length > 0) {
       const t0 = performance.now();
       const rows: ExecRow[] = catchUp.map((a) => ({
         seqId: a.in.seqId,
-        tokenIds: a.in.tokens.slice(a.st.computed, a.in.tokens.length - 1),
+        tokenIds: a.in.tokens.slice(a.st.computed),
         pastLen: a.st.computed,
         blockTable: a.st.blocks,
       }));
-      this.forwardSeconds += (await this.executor.run({ kind: 'prefill', rows })).execSeconds;
-      for (const a of catchUp) {
-        this.catchUpTokens += a.in.tokens.length - 1 - a.st.computed;
-        a.st.computed = a.in.tokens.length - 1;
-      }
+      const res = await this.executor.run({ kind: 'prefill', rows, model: 'draft' });
+      this.forwardSeconds += res.execSeconds;
+      catchUp.forEach((a, i) => {
+        this.catchUpTokens += a.in.tokens.length - a.st.computed;
+        a.st.computed = a.in.tokens.length;
+        this.draw(a, res.logits.subarray(i * V, (i + 1) * V));
+      });
       this.lastCatchUpSeconds = (performance.now() - t0) / 1000;
     }
-    // Plain greedy requests: the draft's argmax is what their sampler would pick, so every round runs on
-    // the draft's thread in one go. Others (sampling, penalties, bias) sample here between rounds.
+    // Plain greedy requests: the draft's argmax is what their sampler would pick, so their rounds run on
+    // the model thread in one go, just before the verify forward (see ExecBatch.draftFirst). Others
+    // (sampling, penalties, bias) sample here between rounds.
     const onThread = active.filter((a) => isPlainGreedy(a.in.sampler, a.in.params));
-    if (onThread.length > 0) {
-      const res = await this.executor.run({
-        kind: 'decode',
-        rows: onThread.map((a) => ({
-          seqId: a.in.seqId,
-          tokenIds: a.in.tokens.slice(a.st.computed),
-          pastLen: a.st.computed,
-          blockTable: a.st.blocks,
-        })),
-        greedyRounds: onThread.map((a) => a.in.k),
-      });
-      this.forwardSeconds += res.execSeconds;
-      onThread.forEach((a, i) => {
-        a.tokens.push(...res.tokens![i]!);
-        a.st.computed = a.in.tokens.length + a.in.k - 1;
-      });
+    const deferredRows = onThread.filter((a) => a.tokens.length < a.in.k);
+    let deferred: DeferredProposal | undefined;
+    if (deferredRows.length > 0) {
+      deferred = {
+        seqIds: deferredRows.map((a) => a.in.seqId),
+        rows: deferredRows.map((a) => {
+          const len = a.in.tokens.length;
+          const n = a.tokens.length;
+          return n === 0
+            ? { seqId: a.in.seqId, tokenIds: a.in.tokens.slice(a.st.computed), pastLen: a.st.computed, blockTable: a.st.blocks }
+            : { seqId: a.in.seqId, tokenIds: [a.tokens[n - 1]!], pastLen: len + n - 1, blockTable: a.st.blocks };
+        }),
+        rounds: deferredRows.map((a) => a.in.k - a.tokens.length),
+      };
+      for (const a of deferredRows) a.st.computed = a.in.tokens.length + a.in.k - 1;
     }
     const here = active.filter((a) => !onThread.includes(a));
     const maxK = Math.max(0, ...here.map((a) => a.in.k));
@@ -190,25 +227,31 @@ export class DraftModel {
         const tokenIds = round === 0 ? a.in.tokens.slice(a.st.computed) : [a.tokens[round - 1]!];
         return { seqId: a.in.seqId, tokenIds, pastLen: round === 0 ? a.st.computed : len + round - 1, blockTable: a.st.blocks };
       });
-      const res = await this.executor.run({ kind: 'decode', rows });
+      const res = await this.executor.run({ kind: 'decode', rows, model: 'draft' });
       this.forwardSeconds += res.execSeconds;
       live.forEach((a, i) => {
         a.st.computed = a.in.tokens.length + round;
-        const logits = res.logits.subarray(i * V, (i + 1) * V);
-        const seen = [...a.in.output, ...a.tokens];
-        if (a.dists) {
-          const q = a.in.sampler.distribution(logits, a.in.prompt, seen, new Float64Array(V));
-          a.dists.push(q);
-          a.tokens.push(a.in.sampler.drawFrom(q));
-        } else a.tokens.push(a.in.sampler.sample(logits, a.in.prompt, seen).tokenId);
+        this.draw(a, res.logits.subarray(i * V, (i + 1) * V));
       });
     }
+    // Greedy rows deferred to the model thread: the tokens so far (from a catch-up), the rest after the verify.
     for (const a of active) out.set(a.in.seqId, { tokens: a.tokens, dists: a.dists });
-    return out;
+    return { proposals: out, deferred };
   }
 
+  /** The next proposal from the draft's logits after the tokens so far (sampled as the request samples, q kept). */
+  private draw(a: Active, logits: Float32Array): void {
+    const seen = [...a.in.output, ...a.tokens];
+    if (a.dists) {
+      const q = a.in.sampler.distribution(logits, a.in.prompt, seen, new Float64Array(this.spec.vocabSize));
+      a.dists.push(q);
+      a.tokens.push(a.in.sampler.drawFrom(q));
+    } else a.tokens.push(a.in.sampler.sample(logits, a.in.prompt, seen).tokenId);
+  }
+
+  /** Stops the draft (its session on the model thread is released); proposing fails from then on. */
   async close(): Promise<void> {
-    await this.executor.close();
+    await this.executor.releaseDraft();
   }
 }
 

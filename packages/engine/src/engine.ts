@@ -24,8 +24,10 @@ import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecResult } from './executor';
 import { promptLogprobOf } from './prompt-logprobs';
 import { StructuredOutputs, type StructuredOutputStats } from './structured';
-import { DraftModel } from './draft-model';
+import { DraftModel, type DeferredProposal } from './draft-model';
 import {
+  NGRAM_PRIOR_COST,
+  PRIOR_COST,
   proposeNgram,
   SPECULATIVE_DEFAULTS,
   SpecController,
@@ -33,6 +35,8 @@ import {
   speculativeProblem,
   verifyProposal,
   type Proposal,
+  type SpecCandidate,
+  type SpecCost,
   type SpeculativeOptions,
 } from './speculative';
 
@@ -94,7 +98,9 @@ export class LLMEngine implements EngineClient {
   private readonly draft: DraftModel | undefined;
   /** Rejection sampling's work row (vocab-long). */
   private readonly specBuf: Float64Array;
-  private readonly governor = new SpecGovernor();
+  private readonly governor: SpecGovernor;
+  /** What speculating costs this step: measured for the batch (timed), assumed for seeded sampled sequences (prior). */
+  private stepCost: { timed: SpecCost; prior: SpecCost } = { timed: PRIOR_COST, prior: PRIOR_COST };
   /** Why the draft model stopped working (speculation with it is then off), or undefined. */
   private draftFailure: string | undefined;
   /** Seconds this step's proposals spent on the draft's catch-up prefill. */
@@ -127,6 +133,9 @@ export class LLMEngine implements EngineClient {
   ) {
     this.draft = draft;
     this.specBuf = new Float64Array(opts.speculative ? spec.vocabSize : 0);
+    const prior = opts.speculative?.method === 'ngram' ? NGRAM_PRIOR_COST : PRIOR_COST;
+    this.governor = new SpecGovernor(prior);
+    this.stepCost = { timed: prior, prior };
     this.modelId = spec.id;
     this.pool = pool;
     this.layout = pool.layout;
@@ -159,17 +168,19 @@ export class LLMEngine implements EngineClient {
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: opts.blockSize };
     const pool = BlockPool.fromBudget(layout, opts.kvCacheBytes);
     const sp = options.speculative;
-    const draft =
+    const runner = options.runner ?? {};
+    const draftLoad =
       sp?.method === 'draft'
-        ? await DraftModel.create(spec, sp.modelDir, opts.blockSize, pool.numBlocks, sp.kvCacheBytes, options.runner ?? {})
+        ? DraftModel.load(spec, sp.modelDir, opts.blockSize, pool.numBlocks, sp.kvCacheBytes, runner, sp.draftThreads)
         : undefined;
-    let executor: ThreadExecutor;
-    try {
-      executor = await ThreadExecutor.start({ spec, runner: options.runner ?? {}, layout, pool: pool.data });
-    } catch (err) {
-      await draft?.close();
-      throw err;
-    }
+    const executor = await ThreadExecutor.start({
+      spec,
+      runner,
+      layout,
+      pool: pool.data,
+      draft: draftLoad && { spec: draftLoad.spec, runner: draftLoad.runner, layout: draftLoad.pool.layout, pool: draftLoad.pool.data },
+    });
+    const draft = draftLoad && new DraftModel(draftLoad.spec, executor, draftLoad.pool);
     const maxModelLen = Math.min(options.maxModelLen ?? spec.maxPositionEmbeddings, spec.maxPositionEmbeddings);
     return new LLMEngine(spec, executor, pool, opts, maxModelLen, draft);
   }
@@ -420,10 +431,15 @@ export class LLMEngine implements EngineClient {
     this.account(plan);
     for (const seq of plan.imports) this.importKv(seq);
     const tSpec = performance.now();
-    const proposals = await this.propose(plan.decodes);
+    const { proposals, deferred } = await this.propose(plan.decodes);
+    const draftSeconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
     // A request aborted while the draft ran has given its blocks back: it is not in the forward.
     const decodes = this.opts.speculative ? plan.decodes.filter((s) => s.status === 'running') : plan.decodes;
+    // Greedy proposals are made on the model thread just before the verify forward (see ExecBatch.draftFirst).
+    const rowOf = new Map(decodes.map((s, i) => [s.id, i]));
+    const fused = deferred?.seqIds.map((id, i) => ({ id, i, at: rowOf.get(id) })).filter((d) => d.at !== undefined);
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
+    const tDecode = performance.now();
     const decode =
       decodes.length > 0
         ? this.executor.run({
@@ -438,6 +454,15 @@ export class LLMEngine implements EngineClient {
                 numLogits: 1 + p.length,
               };
             }),
+            ...(fused?.length
+              ? {
+                  draftFirst: {
+                    rows: fused.map((d) => deferred!.rows[d.i]!),
+                    rounds: fused.map((d) => deferred!.rounds[d.i]!),
+                    into: fused.map((d) => d.at!),
+                  },
+                }
+              : {}),
           })
         : undefined;
     // Every position's logits only for prompts whose logprobs were asked for.
@@ -463,15 +488,23 @@ export class LLMEngine implements EngineClient {
     let runSeconds = 0;
     if (decode) {
       const res = await decode;
+      const decodeSeconds = (performance.now() - tDecode) / 1000;
       runSeconds += res.runSeconds;
       this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: decodes.length });
       if (this.opts.speculative) {
-        const emitted = this.specCounters.emittedTokens;
-        const plain = decodes.filter((s) => !proposals.has(s.id)).length;
+        const onThread = res.draftSeconds ?? 0;
+        if (res.draftError !== undefined) this.draftFailure = res.draftError;
+        else if (fused?.length) {
+          fused.forEach((d, j) => proposals.set(d.id, { tokens: [...(proposals.get(d.id)?.tokens ?? []), ...res.tokens![j]!] }));
+          this.draft?.ranDeferred(onThread);
+        }
+        // The governor's cost samples: wall seconds of the draft's rounds (its one-off catch-up left out) and of the verify forward.
+        if (proposals.size === 0) this.governor.recordPlain(decodes.length, decodeSeconds);
+        else {
+          const k = Math.max(...[...proposals.values()].map((p) => p.tokens.length));
+          this.governor.recordSpec(decodes.length, this.draft ? k : 0, draftSeconds + onThread, k, decodeSeconds - onThread);
+        }
         this.afterVerify(decodes, proposals, res);
-        // Seconds of drafting and verifying per produced token, for the governor (a draft's one-off catch-up left out).
-        const seconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
-        this.governor.record(decodes.length, proposals.size > 0, seconds, plain + this.specCounters.emittedTokens - emitted);
       } else
         this.afterForward(
           decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })),
@@ -507,9 +540,10 @@ export class LLMEngine implements EngineClient {
   }
 
   /**
-   * Sets each decoding sequence's lookahead for this step: what its controller (and, unless it is seeded,
-   * the batch's governor) allows, capped by the tokens it may still generate; with n-gram lookup, the
-   * proposal itself (no match: no speculation).
+   * Sets each decoding sequence's lookahead for this step: what its controller chooses at this batch's
+   * costs and the governor leaves (see SpecGovernor), capped by the tokens it may still generate; with
+   * n-gram lookup, the proposal itself (no match: no speculation). A seeded sampled sequence must draw the
+   * same random numbers every run: it goes by the prior costs and its own acceptance only, never by timing.
    */
   private planSpeculation(): void {
     const sp = this.opts.speculative;
@@ -518,17 +552,25 @@ export class LLMEngine implements EngineClient {
       for (const seq of this.scheduler.running) seq.lookahead = 0;
       return;
     }
-    const allowed = this.governor.allow(this.scheduler.running.filter((s) => !s.isPrefill).length);
+    const batch = this.scheduler.running.filter((s) => !s.isPrefill).length;
+    this.stepCost = { timed: this.governor.cost(batch), prior: this.stepCost.prior };
+    const timed: (SpecCandidate & { readonly seq: Sequence })[] = [];
+    const chosen: { seq: Sequence; k: number }[] = [];
     for (const seq of this.scheduler.running) {
       seq.lookahead = 0;
       seq.proposal = undefined;
       if (!seq.spec || seq.isPrefill) continue;
-      // The governor goes by wall time; a seeded sampled sequence must draw the same random numbers every
-      // run, so only its own acceptance history decides for it.
-      if (!allowed && (seq.sampler.isGreedy || seq.params.seed === undefined)) continue;
       // The verify step emits the accepted tokens plus one: speculating past the end is wasted.
       const room = Math.min(seq.params.maxTokens - seq.output.length, this.maxModelLen - seq.tokens.length) - 1;
-      const k = Math.min(seq.spec.next(), room);
+      if (room <= 0) continue;
+      const isTimed = this.isTimed(seq);
+      const k = Math.min(seq.spec.next(isTimed ? this.stepCost.timed : this.stepCost.prior), room);
+      if (k <= 0) continue;
+      if (isTimed) timed.push({ seq, k, controller: seq.spec });
+      else chosen.push({ seq, k });
+    }
+    this.governor.plan(batch, timed);
+    for (const { seq, k } of [...chosen, ...timed]) {
       if (k <= 0) continue;
       if (sp.method === 'ngram') {
         const tokens = proposeNgram(
@@ -544,17 +586,25 @@ export class LLMEngine implements EngineClient {
     }
   }
 
-  /** Proposals for this step's decodes that speculate (lookahead as the scheduler left it). */
-  private async propose(decodes: readonly Sequence[]): Promise<Map<number, Proposal>> {
+  /** Whether timing may decide how far `seq` speculates (not a seeded sampled sequence, whose draws must repeat). */
+  private isTimed(seq: Sequence): boolean {
+    return seq.sampler.isGreedy || seq.params.seed === undefined;
+  }
+
+  /**
+   * Proposals for this step's decodes that speculate (lookahead as the scheduler left it); plain greedy
+   * rows' draft rounds are deferred to the model thread, to run just before the verify forward.
+   */
+  private async propose(decodes: readonly Sequence[]): Promise<{ proposals: Map<number, Proposal>; deferred?: DeferredProposal }> {
     const out = new Map<number, Proposal>();
     this.catchUpSeconds = 0;
     const speculating = decodes.filter((s) => s.lookahead > 0);
-    if (speculating.length === 0) return out;
+    if (speculating.length === 0) return { proposals: out };
     if (!this.draft) {
       for (const s of speculating) out.set(s.id, { tokens: s.proposal!.tokens.slice(0, s.lookahead) });
-      return out;
+      return { proposals: out };
     }
-    let proposed: Map<number, Proposal>;
+    let proposed: { proposals: Map<number, Proposal>; deferred?: DeferredProposal };
     try {
       proposed = await this.draft.propose(
         speculating.map((s) => ({
@@ -570,12 +620,12 @@ export class LLMEngine implements EngineClient {
     } catch (err) {
       // The draft is an optimisation: without it, every sequence decodes one token at a time.
       this.draftFailure = (err as Error).message;
-      return out;
+      return { proposals: out };
     }
     this.catchUpSeconds = this.draft.lastCatchUpSeconds;
     // A sequence aborted while the draft ran is skipped when the verify results come back.
-    for (const [id, p] of proposed) if (p.tokens.length > 0) out.set(id, p);
-    return out;
+    for (const [id, p] of proposed.proposals) if (p.tokens.length > 0) out.set(id, p);
+    return { proposals: out, deferred: proposed.deferred };
   }
 
   /**
@@ -603,7 +653,7 @@ export class LLMEngine implements EngineClient {
       }
       const tokens = verifyProposal(seq.sampler, logits, V, seq.prompt, seq.output, proposal, this.specBuf);
       const accepted = tokens.length - 1;
-      seq.spec?.record(proposal.tokens.length, accepted);
+      seq.spec?.record(proposal.tokens.length, accepted, this.isTimed(seq) ? this.stepCost.timed : this.stepCost.prior);
       this.specCounters.draftTokens += proposal.tokens.length;
       this.specCounters.acceptedTokens += accepted;
       this.specCounters.verifiedSequenceSteps += 1;

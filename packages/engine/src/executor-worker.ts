@@ -1,19 +1,22 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { ModelRunner } from '@pdserve/model';
-import { BatchExecutor, type ExecBatch, type ExecutorInit } from './executor';
+import { type ExecBatch, type ExecutorInit, ThreadModels } from './executor';
 
 const port = parentPort!;
 const init = workerData as ExecutorInit;
 
 try {
-  const runner = await ModelRunner.create(init.spec, init.runner);
-  const exec = new BatchExecutor(runner, init.layout, init.pool);
+  const models = await ThreadModels.create(init);
   // Batches run strictly in arrival order: the engine relies on it for block reuse.
   let chain = Promise.resolve();
-  port.on('message', (msg: { id: number; batch: ExecBatch }) => {
+  port.on('message', (msg: { id: number; batch?: ExecBatch; releaseDraft?: boolean }) => {
     chain = chain.then(async () => {
       try {
-        const result = await exec.run(msg.batch);
+        if (msg.releaseDraft) {
+          await models.releaseDraft();
+          port.postMessage({ id: msg.id, ok: true, result: undefined });
+          return;
+        }
+        const result = await models.run(msg.batch!);
         port.postMessage({ id: msg.id, ok: true, result }, [result.logits.buffer as ArrayBuffer]);
       } catch (err) {
         port.postMessage({ id: msg.id, ok: false, error: (err as Error).message });

@@ -29,6 +29,15 @@ export interface ExecBatch {
    * instead of one per token). The result then has `tokens` (the argmaxes) and no logits.
    */
   readonly greedyRounds?: readonly number[];
+  /** Which of the thread's models runs it: the target (default) or the speculative draft (ExecutorInit.draft). */
+  readonly model?: 'target' | 'draft';
+  /**
+   * A target decode batch only: first the draft runs these greedy rounds on the same thread (as a batch
+   * with greedyRounds), then row draftFirst.into[i] of this batch gets the draft's tokens for draftFirst.rows[i]
+   * appended to its tokenIds and as many more logits: the proposals and their verify forward in one round
+   * trip. Should the draft fail, the batch runs without them (ExecResult.draftError).
+   */
+  readonly draftFirst?: { readonly rows: readonly ExecRow[]; readonly rounds: readonly number[]; readonly into: readonly number[] };
 }
 
 export interface ExecResult {
@@ -39,8 +48,11 @@ export interface ExecResult {
   readonly execSeconds: number;
   /** Tokens of KV copied out of blocks into the model's dense input (0 for a decode batch like the last one). */
   readonly gatheredTokens: number;
-  /** With greedyRounds: each row's argmax tokens, one per round. */
+  /** With greedyRounds: each row's argmax tokens, one per round; with draftFirst: the draft's tokens per draftFirst row. */
   readonly tokens?: readonly (readonly number[])[];
+  /** With draftFirst: seconds of the draft's rounds (included in execSeconds), or why the draft failed. */
+  readonly draftSeconds?: number;
+  readonly draftError?: string;
 }
 
 /**
@@ -177,6 +189,64 @@ export interface ExecutorInit {
   readonly runner: RunnerOptions;
   readonly layout: KvLayout;
   readonly pool: Float32Array;
+  /** A speculative draft model run on the same thread (batches with model 'draft' or draftFirst), with its own KV pool. */
+  readonly draft?: Omit<ExecutorInit, 'draft'>;
+}
+
+/** What a model thread runs: the target's BatchExecutor and, when it hosts one, the draft's. */
+export class ThreadModels {
+  private draftFailure: string | undefined;
+
+  private constructor(
+    private readonly target: BatchExecutor,
+    private draft: { readonly exec: BatchExecutor; readonly runner: ModelRunner } | undefined,
+  ) {}
+
+  static async create(init: ExecutorInit): Promise<ThreadModels> {
+    const runner = await ModelRunner.create(init.spec, init.runner);
+    let draft: { exec: BatchExecutor; runner: ModelRunner } | undefined;
+    if (init.draft) {
+      const d = init.draft;
+      const dr = await ModelRunner.create(d.spec, d.runner);
+      draft = { exec: new BatchExecutor(dr, d.layout, d.pool), runner: dr };
+    }
+    return new ThreadModels(new BatchExecutor(runner, init.layout, init.pool), draft);
+  }
+
+  async run(batch: ExecBatch): Promise<ExecResult> {
+    if (batch.model === 'draft') return (await this.draftExec()).run(batch);
+    if (!batch.draftFirst) return this.target.run(batch);
+    const t0 = performance.now();
+    const { rows: draftRows, rounds, into } = batch.draftFirst;
+    let proposed: ExecResult;
+    try {
+      proposed = await (await this.draftExec()).run({ kind: 'decode', rows: draftRows, greedyRounds: rounds });
+    } catch (err) {
+      const res = await this.target.run({ kind: batch.kind, rows: batch.rows });
+      return { ...res, execSeconds: (performance.now() - t0) / 1000, draftError: (err as Error).message };
+    }
+    const rows = [...batch.rows];
+    into.forEach((at, i) => {
+      const r = rows[at]!;
+      const tokens = proposed.tokens![i]!;
+      rows[at] = { ...r, tokenIds: [...r.tokenIds, ...tokens], numLogits: (r.numLogits ?? 1) + tokens.length };
+    });
+    const res = await this.target.run({ kind: batch.kind, rows });
+    return { ...res, execSeconds: (performance.now() - t0) / 1000, tokens: proposed.tokens, draftSeconds: proposed.execSeconds };
+  }
+
+  /** Releases the draft's session: its batches fail from then on (the engine then decodes without it). */
+  async releaseDraft(): Promise<void> {
+    const d = this.draft;
+    this.draft = undefined;
+    this.draftFailure ??= 'draft model closed';
+    await d?.runner.release();
+  }
+
+  private async draftExec(): Promise<BatchExecutor> {
+    if (!this.draft) throw new Error(this.draftFailure ?? 'this model thread hosts no draft model');
+    return this.draft.exec;
+  }
 }
 
 type WorkerReply =
@@ -224,6 +294,16 @@ export class ThreadExecutor {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ id, batch });
+    });
+  }
+
+  /** Releases the draft model this thread hosts (ExecutorInit.draft): its batches fail from then on. */
+  async releaseDraft(): Promise<void> {
+    if (this.failed) return;
+    const id = this.nextId++;
+    await new Promise<void>((resolve, reject) => {
+      this.pending.set(id, { resolve: () => resolve(), reject });
+      this.worker.postMessage({ id, releaseDraft: true });
     });
   }
 

@@ -12,6 +12,8 @@ export type SpeculativeOptions =
       readonly numTokens: number;
       /** The draft's KV pool in bytes; default: as many blocks as the target's pool. */
       readonly kvCacheBytes?: number;
+      /** onnxruntime intra-op threads of the draft's session; default 0 (onnxruntime chooses, as for the target). */
+      readonly draftThreads?: number;
       readonly seeded?: boolean;
     }
   | {
@@ -41,7 +43,10 @@ export function speculativeProblem(o: SpeculativeOptions): string | undefined {
     const max = o.ngramMax ?? SPECULATIVE_DEFAULTS.ngramMax;
     if (!Number.isInteger(min) || min < 1) return `ngram min must be a positive integer, got ${min}`;
     if (!Number.isInteger(max) || max < min) return `ngram max must be an integer ≥ ngram min (${min}), got ${max}`;
-  } else if (o.method !== 'draft') return `unknown speculative method ${String((o as { method: unknown }).method)}`;
+  } else if (o.method === 'draft') {
+    if (o.draftThreads !== undefined && (!Number.isInteger(o.draftThreads) || o.draftThreads < 0))
+      return `draft threads must be a non-negative integer (0: onnxruntime chooses), got ${o.draftThreads}`;
+  } else return `unknown speculative method ${String((o as { method: unknown }).method)}`;
   return undefined;
 }
 
@@ -128,151 +133,292 @@ export function verifyProposal(
   return out;
 }
 
-/** Acceptance below this turns a sequence's speculation off; a probe at or above ON_RATE turns it on again. */
-const OFF_RATE = 0.25;
-const ON_RATE = 0.4;
-/** Below this (but above OFF_RATE) the sequence speculates half as far. */
-const HALF_RATE = 0.5;
-/** Weight of the latest step in the moving acceptance rate. */
-const EMA_WEIGHT = 0.3;
 /**
- * Where a new sequence starts: below HALF_RATE (its first step proposes K/2, cheap to lose) and close
- * enough to OFF_RATE that one step with nothing accepted turns it off, while one fully accepted step
- * lifts it to K. Speculation that never pays then costs a sequence one half-length step and its probes.
+ * What one speculating step costs, in plain decode steps of the same batch: `draftRound` per token the
+ * draft proposes and `verify(k)` for the verify forward of k proposals per row.
  */
-const START_RATE = 0.35;
-/** Steps without speculation before the first probe, doubled after each failed probe up to the max. */
-const BACKOFF_FIRST = 32;
-const BACKOFF_MAX = 512;
+export interface SpecCost {
+  readonly draftRound: number;
+  verify(k: number): number;
+}
 
 /**
- * Per-sequence speculation length with hysteresis. Each verify step updates a moving acceptance rate
- * (accepted ÷ proposed): at HALF_RATE or more the sequence proposes K tokens, below it K/2; under
- * OFF_RATE it stops speculating (a batch of such sequences decodes as if speculation were off) and, after
- * a back-off that doubles while acceptance stays poor, speculates once (K/2) as a probe; only a probe at
- * ON_RATE or better turns it back on.
+ * Assumed before anything is measured, and always for seeded sampled sequences (whose tokens must not
+ * depend on timing): a draft round at 0.3 of a decode step, a verify forward at 1 + 0.1 k of one.
+ */
+export const PRIOR_COST: SpecCost = { draftRound: 0.3, verify: (k) => 1 + 0.1 * k };
+/** The n-gram proposer costs no forward. */
+export const NGRAM_PRIOR_COST: SpecCost = { draftRound: 0, verify: PRIOR_COST.verify };
+
+/**
+ * Tokens a verify step of k proposals yields when each draft token is accepted with probability a
+ * (independently, up to the first rejection), plus the target's one: 1 + a + a² + ... + a^k.
+ */
+export function expectedTokens(a: number, k: number): number {
+  let e = 1;
+  let p = 1;
+  for (let i = 0; i < k; i++) e += p *= a;
+  return e;
+}
+
+/** Tokens per plain-step cost of speculating k tokens at acceptance a (1: break-even with plain decoding). */
+export function speculationGain(a: number, k: number, cost: SpecCost): number {
+  if (k <= 0) return 1;
+  // A verify forward computes a superset of a decode step: never cheaper, whatever a noisy clock said.
+  return expectedTokens(a, k) / (k * Math.max(0, cost.draftRound) + Math.max(1, cost.verify(k)));
+}
+
+/** The k in [1, maxK] with the best gain, and that gain. */
+export function bestLength(a: number, maxK: number, cost: SpecCost): { k: number; gain: number } {
+  let best = { k: 1, gain: speculationGain(a, 1, cost) };
+  for (let k = 2; k <= maxK; k++) {
+    const gain = speculationGain(a, k, cost);
+    if (gain > best.gain) best = { k, gain };
+  }
+  return best;
+}
+
+/** Decay of the acceptance evidence per verify step (the latest step weighs 1, the one before DECAY, ...). */
+const DECAY = 0.9;
+/**
+ * Prior evidence: a quarter of an accepted token out of half a one tried (keeps a single probe from reading
+ * as certainty, and weak enough that a sequence whose proposals keep failing reads as a ≈ 0.02).
+ */
+const PRIOR_ACCEPTED = 0.25;
+const PRIOR_TRIED = 0.5;
+/** Hysteresis on the expected gain: speculating sequences stop below OFF_GAIN, a probe restarts them at ON_GAIN. */
+export const OFF_GAIN = 1;
+export const ON_GAIN = 1.1;
+/** Steps without speculation before the next probe, doubled after each failed probe up to the max (≤ 0.1 % of steps then). */
+export const BACKOFF_FIRST = 32;
+export const BACKOFF_MAX = 1024;
+
+/**
+ * Per-sequence speculation length. Acceptance is estimated from accepted tokens per draft token tried
+ * (a draft token after the first rejection is never tried): decayed sums of both, with a weak prior.
+ * Each step the sequence proposes the k that maximises expected tokens per unit of cost (see SpecCost);
+ * when even the best k yields less than OFF_GAIN it stops speculating and, after a back-off that doubles
+ * while acceptance stays poor (BACKOFF_FIRST, ... BACKOFF_MAX steps), proposes one token as a probe; only
+ * a probe whose acceptance promises ON_GAIN turns it (back) on. A new sequence starts with a probe of
+ * ceil(K/2) tokens.
  */
 export class SpecController {
-  private rate = START_RATE;
-  private off = false;
+  private accepted = 0;
+  private tried = 0;
+  private off = true;
   private wait = 0;
   private backoff = BACKOFF_FIRST;
+  /** No verify step recorded yet. */
+  private fresh = true;
 
   constructor(private readonly maxTokens: number) {}
 
-  /** Tokens to speculate this step (0 = decode normally). */
-  next(): number {
+  /** The estimated probability that the target accepts a draft token. */
+  get acceptance(): number {
+    return (this.accepted + PRIOR_ACCEPTED) / (this.tried + PRIOR_TRIED);
+  }
+
+  /** Whether the sequence speculates only to probe (it is off). */
+  get isOff(): boolean {
+    return this.off;
+  }
+
+  /** Tokens to speculate this step at these costs (0 = decode normally). */
+  next(cost: SpecCost): number {
     if (this.off) {
       if (this.wait > 0) {
         this.wait--;
         return 0;
       }
-      return Math.max(1, Math.ceil(this.maxTokens / 2)); // a probe
+      // A new sequence's first probe is K/2 long (a good pair is then soon at full length); later ones, of a
+      // sequence known to be poor, one token: in a batch every row's forward is as wide as the widest.
+      return this.fresh ? Math.ceil(this.maxTokens / 2) : 1;
     }
-    return this.rate >= HALF_RATE ? this.maxTokens : Math.max(1, Math.ceil(this.maxTokens / 2));
+    return bestLength(this.acceptance, this.maxTokens, cost).k;
   }
 
   /** A verify step proposed `proposed` tokens and the target accepted `accepted` of them. */
-  record(proposed: number, accepted: number): void {
+  record(proposed: number, accepted: number, cost: SpecCost): void {
     if (proposed === 0) return;
-    const r = accepted / proposed;
+    const tried = accepted + (accepted < proposed ? 1 : 0);
     if (this.off) {
-      if (r >= ON_RATE) {
+      this.fresh = false;
+      // Evidence from before the back-off is stale: the probe alone decides.
+      this.accepted = accepted;
+      this.tried = tried;
+      if (bestLength(this.acceptance, this.maxTokens, cost).gain >= ON_GAIN) {
         this.off = false;
-        this.rate = r;
         this.backoff = BACKOFF_FIRST;
-      } else {
-        this.wait = this.backoff;
-        this.backoff = Math.min(BACKOFF_MAX, this.backoff * 2);
-      }
+      } else this.turnOff();
       return;
     }
-    this.rate = (1 - EMA_WEIGHT) * this.rate + EMA_WEIGHT * r;
-    if (this.rate < OFF_RATE) {
-      this.off = true;
-      this.wait = this.backoff;
-      this.backoff = Math.min(BACKOFF_MAX, this.backoff * 2);
-    }
+    this.accepted = DECAY * this.accepted + accepted;
+    this.tried = DECAY * this.tried + tried;
+    if (bestLength(this.acceptance, this.maxTokens, cost).gain < OFF_GAIN) this.turnOff();
+  }
+
+  private turnOff(): void {
+    this.off = true;
+    this.wait = this.backoff;
+    this.backoff = Math.min(BACKOFF_MAX, this.backoff * 2);
   }
 }
 
-/** Spec steps between two plain steps that re-measure a batch size's cost without speculation (more often until a few are in). */
-const REMEASURE_EVERY = 32;
-const REMEASURE_EARLY = 8;
-/**
- * Steps a batch size decodes plainly once speculation has cost more per token than it saves, doubled each
- * time a retry confirms it up to the max (a retry costs its speculating steps and the draft's catch-up).
- */
+/** Recent samples kept per measured cost; each is judged by its median, which bursts of load on the machine do not move. */
+const WINDOW = 16;
+/** Samples of a cost needed before it replaces the prior. */
+const MIN_SAMPLES = 4;
+/** Speculating steps between two plain steps that re-measure a batch size's plain cost: while few are in, then for good. */
+const REMEASURE_EARLY = 16;
+const REMEASURE_EVERY = 128;
+const EARLY_SAMPLES = 4;
+/** Steps a batch size decodes plainly when speculating does not pay for the batch as a whole, doubled while that lasts. */
 const PLAIN_STEPS = 64;
 const PLAIN_STEPS_MAX = 1024;
-/** Recent per-token costs kept per mode; each mode is judged by its lower quartile, which a burst of load on the machine does not move. */
-const WINDOW = 8;
-/** Speculating steps measured before speculation can be judged too costly. */
-const MIN_SPEC_STEPS = 3;
 
 interface BucketState {
-  /** Recent seconds per produced token of steps with and without speculation, newest last. */
-  spec: number[];
-  plain: number[];
-  /** Steps left before the next plain measurement (spec mode) or before speculating again (plain mode). */
-  left: number;
-  mode: 'spec' | 'plain';
-  /** The next plain period's length. */
+  /** Wall seconds of recent plain decode steps, draft rounds, and verify forwards by their longest proposal. */
+  readonly plain: number[];
+  readonly draft: number[];
+  readonly verify: Map<number, number[]>;
+  /** Speculating steps since the last plain one. */
+  sincePlain: number;
+  /** Steps left to decode plainly because speculation did not pay for the batch. */
+  plainLeft: number;
+  retry: boolean;
   backoff: number;
 }
 
-/** The lower quartile of a window (its typical cost when nothing else took the cores). */
-function typical(xs: readonly number[]): number {
+function median(xs: readonly number[]): number {
   const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 4)]!;
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function push(window: number[], x: number): void {
+  window.push(x);
+  if (window.length > WINDOW) window.shift();
+}
+
+/** One sequence's plan for a step, as the governor weighs it. */
+export interface SpecCandidate {
+  /** Tokens its controller would propose (0: it decodes plainly this step). */
+  k: number;
+  readonly controller: SpecController;
 }
 
 /**
- * Whether a decode batch should speculate at all: what speculation buys depends on the batch as much as
- * on acceptance (a verify forward of K+1 tokens per row costs little more than one token at batch 1 on an
- * accelerator, nearly K+1 times as much on a busy CPU). Per batch-size bucket (powers of two) it keeps the
- * wall seconds per produced token of recent steps with and without speculation, re-measures the plain cost
- * every REMEASURE_EVERY steps, and decodes plainly for PLAIN_STEPS steps (doubling while it stays so)
- * whenever speculating typically cost more per token.
+ * What speculation costs per batch-size bucket (powers of two), and whether a batch should speculate at
+ * all. Costs are medians of the last WINDOW wall-clock samples: of plain decode steps (re-measured by a
+ * plain step every REMEASURE_EVERY speculating steps when none happens on its own), of draft rounds and
+ * of verify forwards per proposal length, as ratios to the plain step (priors until MIN_SAMPLES are in,
+ * clamped to what the work could explain). The
+ * decision to speculate rests on each sequence's acceptance (see SpecController), not on comparing the
+ * timing of individual steps; a batch whose expected tokens per cost, summed over its rows, fall below
+ * those of a plain step decodes plainly for PLAIN_STEPS (doubling while that lasts), then speculates one
+ * step unjudged to learn afresh.
  */
 export class SpecGovernor {
   private readonly buckets = new Map<number, BucketState>();
 
+  constructor(private readonly prior: SpecCost = PRIOR_COST) {}
+
   private state(batch: number): BucketState {
     const key = Math.ceil(Math.log2(Math.max(1, batch)));
     let s = this.buckets.get(key);
-    if (!s) this.buckets.set(key, (s = { spec: [], plain: [], left: 1, mode: 'spec', backoff: PLAIN_STEPS }));
+    if (!s)
+      this.buckets.set(
+        key,
+        (s = { plain: [], draft: [], verify: new Map(), sincePlain: 0, plainLeft: 0, retry: false, backoff: PLAIN_STEPS }),
+      );
     return s;
   }
 
-  /** Whether a decode batch of `batch` rows may speculate this step. */
-  allow(batch: number): boolean {
+  /** The cost model for a batch of `batch` rows: measured ratios where there are samples, the prior elsewhere. */
+  cost(batch: number): SpecCost {
     const s = this.state(batch);
-    if (s.mode === 'plain') return false;
-    // Speculate, but measure the plain cost first and then every so many steps.
-    return s.plain.length > 0 && s.left > 0;
+    const prior = this.prior;
+    if (s.plain.length < MIN_SAMPLES) return prior;
+    const plain = median(s.plain);
+    // Ratios outside what the work could explain are the clock's noise: a draft round is clamped to a decode
+    // step and a verify forward of k proposals to k + 1 of them (it computes k + 1 tokens instead of one).
+    const draftRound = s.draft.length >= MIN_SAMPLES ? Math.min(1, median(s.draft) / plain) : prior.draftRound;
+    const verify = new Map(
+      [...s.verify].filter(([, xs]) => xs.length >= MIN_SAMPLES).map(([k, xs]) => [k, Math.min(k + 1, Math.max(1, median(xs) / plain))]),
+    );
+    return {
+      draftRound,
+      verify: (k) => {
+        const v = verify.get(k);
+        if (v !== undefined) return v;
+        // The nearest measured length, scaled as the prior scales.
+        let near: number | undefined;
+        for (const m of verify.keys()) if (near === undefined || Math.abs(m - k) < Math.abs(near - k)) near = m;
+        return near === undefined ? prior.verify(k) : (verify.get(near)! * prior.verify(k)) / prior.verify(near);
+      },
+    };
   }
 
-  /** A decode step of `batch` rows ran, speculating or not, taking `seconds` for `tokens` produced tokens. */
-  record(batch: number, speculated: boolean, seconds: number, tokens: number): void {
-    if (tokens <= 0 || !(seconds >= 0)) return;
+  /**
+   * Settles this step's lengths for a decode batch of `batch` rows: `candidates` are the rows that would
+   * speculate (k > 0 from their controllers, at this.cost(batch)); their k is set to 0 when the batch decodes
+   * plainly, to re-measure the plain cost or because speculation does not pay for the batch.
+   */
+  plan(batch: number, candidates: readonly SpecCandidate[]): void {
+    const live = candidates.filter((c) => c.k > 0);
+    if (live.length === 0) return;
     const s = this.state(batch);
-    const window = speculated ? s.spec : s.plain;
-    window.push(seconds / tokens);
-    if (window.length > WINDOW) window.shift();
-    if (speculated) s.left--;
-    else if (s.mode === 'plain') {
-      if (--s.left <= 0) {
-        s.mode = 'spec'; // try again, judged on fresh measurements
-        s.spec = [];
-        s.left = REMEASURE_EVERY;
-      }
-    } else if (s.left <= 0) s.left = s.plain.length < WINDOW / 2 ? REMEASURE_EARLY : REMEASURE_EVERY;
-    if (s.mode !== 'spec' || s.spec.length < MIN_SPEC_STEPS || s.plain.length === 0) return;
-    if (typical(s.spec) > typical(s.plain)) {
-      s.mode = 'plain';
-      s.left = s.backoff;
+    // A probe put off this way is due again next step (its controller's wait is over).
+    const plainNow = (): void => {
+      for (const c of live) c.k = 0;
+    };
+    if (s.plainLeft > 0) {
+      // The last of them: the step after speculates unjudged, to learn the batch's acceptance and costs afresh.
+      if (--s.plainLeft === 0) s.retry = true;
+      plainNow();
+      return;
+    }
+    if (s.retry) {
+      s.retry = false;
+      return;
+    }
+    if (s.sincePlain >= (s.plain.length < EARLY_SAMPLES ? REMEASURE_EARLY : REMEASURE_EVERY)) {
+      plainNow();
+      return;
+    }
+    // Probes are not judged: they are how a sequence's acceptance is learnt.
+    if (live.some((c) => c.controller.isOff)) return;
+    const cost = this.cost(batch);
+    const kmax = Math.max(...live.map((c) => c.k));
+    let tokens = batch - live.length;
+    for (const c of live) tokens += expectedTokens(c.controller.acceptance, c.k);
+    const gain = tokens / (batch * (kmax * Math.max(0, cost.draftRound) + Math.max(1, cost.verify(kmax))));
+    if (gain < OFF_GAIN) {
+      s.plainLeft = s.backoff;
       s.backoff = Math.min(PLAIN_STEPS_MAX, s.backoff * 2);
+      plainNow();
     } else s.backoff = PLAIN_STEPS;
+  }
+
+  /** A decode step of `batch` rows ran without speculation, taking `seconds` (wall, on the engine's side). */
+  recordPlain(batch: number, seconds: number): void {
+    if (!(seconds > 0)) return;
+    const s = this.state(batch);
+    push(s.plain, seconds);
+    s.sincePlain = 0;
+  }
+
+  /**
+   * A speculating decode step of `batch` rows ran: `rounds` draft forwards (0 for n-gram lookup) taking
+   * `draftSeconds`, then a verify forward whose longest proposal was `k`, taking `verifySeconds`.
+   */
+  recordSpec(batch: number, rounds: number, draftSeconds: number, k: number, verifySeconds: number): void {
+    const s = this.state(batch);
+    s.sincePlain++;
+    if (rounds > 0 && draftSeconds > 0) push(s.draft, draftSeconds / rounds);
+    if (k > 0 && verifySeconds > 0) {
+      let w = s.verify.get(k);
+      if (!w) s.verify.set(k, (w = []));
+      push(w, verifySeconds);
+    }
   }
 }

@@ -181,8 +181,10 @@ export class ModelRunner {
     const raw = logitsT.data as Float32Array;
     // Each row's trailing positions, out of the `outLen` trailing positions the graph returned
     // (`keep` for graphs that take num_logits_to_keep, every position for others).
+    // Every row asking for all of them (one logit each in decode, K + 1 each in a batch-1 verify): the
+    // output is already in that order, and a copy of it would cost a fresh [Σ counts, vocab] buffer.
     let logits: Float32Array;
-    if (outLen === 1 && B === raw.length / vocabSize) logits = raw;
+    if (raw.length === B * outLen * vocabSize && counts.every((c) => c === outLen)) logits = raw;
     else {
       logits = new Float32Array(counts.reduce((a, c) => a + c, 0) * vocabSize);
       let at = 0;
