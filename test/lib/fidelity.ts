@@ -23,7 +23,7 @@ import { connectControlPlane, InProcessHub, silentLogger as cpSilent } from '@pd
 import { startGateway } from '@pdserve/gateway';
 import { ensureTinyModel, type PresetName } from '@pdserve/model';
 import type { RoutingDecision } from '@pdserve/router';
-import { startWorkerService } from '@pdserve/worker';
+import { LOAD_REPORT_INTERVAL_MS, startWorkerService } from '@pdserve/worker';
 
 /** Records 3900–3959: 60 requests over 13.3 s, many of them later turns of conversations in the slice. */
 export const SLICE = { from: 3900, count: 60 } as const;
@@ -126,9 +126,11 @@ export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
   if (code !== 0) throw new Error(`pdserve calibrate exited ${code}`);
   const cp = await connectControlPlane({ cluster: 'fidelity', hub: new InProcessHub(), logger: cpSilent });
   const engine = { modelDir: dir, modelId, kvCacheBytes, runner: { intraOpThreads: ENGINE_THREADS } };
+  // Named as the simulator names its workers: kv-aware breaks ties by a hash of (prompt, worker id), so the
+  // same ids make the same tie-breaks on both sides.
   const workers = await Promise.all(
     [0, 1].map((i) =>
-      startWorkerService({ role: 'mixed', instanceId: `m${i}`, engine, controlPlane: cp, logger: cpSilent, transports: ['tcp'] }),
+      startWorkerService({ role: 'mixed', instanceId: `mixed-${i}`, engine, controlPlane: cp, logger: cpSilent, transports: ['tcp'] }),
     ),
   );
   const gateway = await startGateway({ modelDir: dir, modelId, controlPlane: cp, logger: silentLogger, port: 0, policy: 'kv-aware' });
@@ -153,6 +155,8 @@ export async function runFidelity(preset?: PresetName): Promise<Fidelity> {
       engine: calibration.engine ?? {},
       sharedHost: calibration.hostParallelism === null ? null : { parallelism: calibration.hostParallelism },
       recordRequests: true,
+      // The real workers report their load every LOAD_REPORT_INTERVAL_MS: the simulated router sees it as late.
+      loadReportIntervalMs: LOAD_REPORT_INTERVAL_MS,
       ...shape,
     });
     return { real, sim, hostParallelism: calibration.hostParallelism, cost: calibration.cost, realRoutes };

@@ -16,6 +16,9 @@ import { WORKER_GRPC_OPTIONS, workerService } from './proto';
 import { StoreLink, type StoreLinkOptions } from './store-link';
 import type * as W from './wire';
 
+/** How often a worker publishes its load (ms): the router's view of a worker is up to this old. */
+export const LOAD_REPORT_INTERVAL_MS = 250;
+
 export interface WorkerServerOptions {
   readonly role: WorkerRole;
   /** Stable instance id (registry key, router worker id). */
@@ -37,7 +40,7 @@ export interface WorkerServerOptions {
   readonly transports?: readonly TransportKind[];
   /** Transport used when sending KV: 'auto' picks the receiver's preferred usable one. */
   readonly sendTransport?: 'auto' | TransportKind;
-  /** How often a load report is published (ms); default 250. */
+  /** How often a load report is published (ms); default LOAD_REPORT_INTERVAL_MS. */
   readonly loadReportIntervalMs?: number;
   /** Told about each KV transfer (bytes, seconds, direction, transport) for metrics. */
   readonly onTransfer?: (direction: 'in' | 'out', bytes: number, seconds: number, transport: TransportKind) => void;
@@ -160,7 +163,7 @@ export class WorkerServer {
       incarnation: this.incarnation,
       startedAt: Date.now(),
     });
-    this.loadTimer = setInterval(() => this.publishLoad(), opts.loadReportIntervalMs ?? 250);
+    this.loadTimer = setInterval(() => this.publishLoad(), opts.loadReportIntervalMs ?? LOAD_REPORT_INTERVAL_MS);
     this.loadTimer.unref();
     this.publishLoad();
     return this.address;

@@ -30,6 +30,12 @@ export interface SimOptions {
    */
   readonly sharedHost?: { readonly parallelism: number } | null;
   readonly engine?: Partial<EngineLimits>;
+  /**
+   * Workers report their load to the router every this many ms (a real worker every 250: the worker
+   * package's LOAD_REPORT_INTERVAL_MS), the router counting what it routed in between as in flight: its
+   * view of a worker is up to that old. Default 0: a report after every change of a worker's state.
+   */
+  readonly loadReportIntervalMs?: number;
   /** Router tunables passed through to `new Router` (see the router's docs). */
   readonly router?: {
     readonly weights?: Partial<CostWeights>;

@@ -72,6 +72,31 @@ describe('simulate', () => {
     expect(shared.config.hostParallelism).toBe(1);
   });
 
+  it('load reports every loadReportIntervalMs: the router counts a finished request as in flight until the next', () => {
+    // r0 caches P = [1,2,3,4] on a worker; r1 (sharing P's first block) follows it there and is done by 10.07 s;
+    // r2 (P again) arrives at 10.1 s. With a fresh view that worker is idle and r2 reuses 3 of P's blocks; with a
+    // report due only at 10.25 s, r1 still counts there (1 running + 3 queued blocks = P's credit), so the tie
+    // goes to the worker running nothing, which has no block of P.
+    const trace = lines([
+      { timestamp: 0, input_length: 2048, output_length: 1, hash_ids: [1, 2, 3, 4] },
+      { timestamp: 10_010, input_length: 2048, output_length: 1, hash_ids: [1, 9, 10, 11] },
+      { timestamp: 10_100, input_length: 2048, output_length: 1, hash_ids: [1, 2, 3, 4] },
+    ]);
+    const cost = { prefillSecondsPerToken: 0.001, decodeStep: { baseSeconds: 0.001, perSequenceSeconds: 0, perContextTokenSeconds: 0 } };
+    const base = { trace, decodeWorkers: 2, blockScale: 16, cost, recordRequests: true } as const;
+    const fresh = simulate(base);
+    const late = simulate({ ...base, loadReportIntervalMs: 250 });
+    const worker = (r: typeof fresh, i: number) => r.perRequest![i]!.decodeWorker;
+    expect(worker(fresh, 1)).toBe(worker(fresh, 0));
+    expect(worker(late, 1)).toBe(worker(late, 0));
+    expect(worker(fresh, 2)).toBe(worker(fresh, 0));
+    expect(fresh.perRequest![2]!.cachedTokens).toBe(48);
+    expect(worker(late, 2)).not.toBe(worker(late, 0));
+    expect(late.perRequest![2]!.cachedTokens).toBe(0);
+    expect(late.completed).toBe(3); // and the periodic reports stop once the work is done
+    expect(simulate({ ...base, loadReportIntervalMs: 250 })).toEqual(late);
+  });
+
   it('replays a slice of the shared trace, deterministically, and kv-aware beats round-robin on reuse', async () => {
     const trace = await readTrace(MOONCAKE_TRACE);
     const base = { trace, decodeWorkers: 4, maxRequests: 300, blockScale: 16, cacheTokens: 16_384 } as const;

@@ -11,13 +11,17 @@ import { simWorkload } from './workload';
 /** Default per-worker prefix cache: the tiny model's 256 MiB KV pool at 2 KiB per token. */
 export const DEFAULT_CACHE_TOKENS = 131_072;
 
-type SimEvent = { readonly kind: 'step'; readonly engine: SimEngine } | { readonly kind: 'transfer'; readonly seq: Sequence };
+type SimEvent =
+  | { readonly kind: 'step'; readonly engine: SimEngine }
+  | { readonly kind: 'transfer'; readonly seq: Sequence }
+  | { readonly kind: 'report' };
 
 /**
  * Discrete-event simulation of a cluster driven by the gateway's own router: arrivals are routed by
  * `Router.route` over a `PrefixIndex` fed with the KV events the simulated workers publish (stored on
  * prefill, removed on LRU eviction; with a store, evicted blocks move to the store under its holder id),
- * and with load reports after every change of a worker's state. Engine time comes from the cost model.
+ * and with load reports after every change of a worker's state (or every `loadReportIntervalMs`, as real
+ * workers report). Engine time comes from the cost model.
  * Deterministic: the same options give the same report.
  */
 export function simulate(opts: SimOptions): SimReport {
@@ -35,6 +39,8 @@ export function simulate(opts: SimOptions): SimReport {
   const parallelism = opts.sharedHost?.parallelism ?? Number.POSITIVE_INFINITY;
   if (!(parallelism > 0)) throw new RangeError(`sharedHost.parallelism must be positive, got ${parallelism}`);
   let busyEngines = 0;
+  const reportSeconds = (opts.loadReportIntervalMs ?? 0) / 1000;
+  if (!(reportSeconds >= 0)) throw new RangeError(`loadReportIntervalMs must be ≥ 0, got ${opts.loadReportIntervalMs}`);
 
   let now = 0; // seconds
   const clock = (): number => now * 1000;
@@ -199,13 +205,14 @@ export function simulate(opts: SimOptions): SimReport {
         busyEngines++;
         queue.push(now + d * Math.max(1, busyEngines / parallelism), { kind: 'step', engine: e });
       }
-      report(e);
+      if (reportSeconds === 0) report(e);
     }
     touched.clear();
   };
 
   let events = 0;
   let next = 0;
+  if (reportSeconds > 0 && requests.length > 0) queue.push(requests[0]!.arrival, { kind: 'report' });
   while (next < requests.length || queue.size > 0) {
     const arrival = next < requests.length ? requests[next]!.arrival : Number.POSITIVE_INFINITY;
     events++;
@@ -213,7 +220,11 @@ export function simulate(opts: SimOptions): SimReport {
       const t = queue.peekTime();
       const ev = queue.pop()!;
       now = t;
-      if (ev.kind === 'step') {
+      if (ev.kind === 'report') {
+        // Every worker reports; the next round only while there is work left (or the queue never empties).
+        for (const e of byId.values()) report(e);
+        if (next < requests.length || queue.size > 0) queue.push(now + reportSeconds, { kind: 'report' });
+      } else if (ev.kind === 'step') {
         busyEngines--;
         ev.engine.finishStep(now);
         touched.add(ev.engine);
