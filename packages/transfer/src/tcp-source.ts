@@ -213,8 +213,6 @@ export async function writeBatches(
   const written = new Promise<void>((resolve) => {
     markWritten = resolve;
   });
-  // TLS: the writes not yet done (at most two: one being sent, one waiting).
-  const inFlight: Promise<void>[] = [];
   try {
     let i = 0;
     while (i < blocks.length) {
@@ -228,20 +226,8 @@ export async function writeBatches(
         payload += data.byteLength;
         i++;
       }
-      if (encrypted && payload / (i - first) >= TLS_ONE_BY_ONE_BYTES) {
-        // TLS, large blocks: a TLS socket copies a writev's buffers into one fresh buffer before encrypting,
-        // and the stream turns every write queued behind the one in progress into such a writev (with cork,
-        // or with writes faster than the socket drains). So at most one write waits behind the one being
-        // encrypted and sent: each block is encrypted straight from where it lies.
-        await writeOneByOne(socket, encodeBatchHead(token, first, sums, payload), inFlight, broken);
-        for (let k = first; k < i; k++) {
-          await writeOneByOne(socket, (blocks[k] as KvBlock).data, inFlight, broken, k === blocks.length - 1 ? markWritten : undefined);
-        }
-        continue;
-      }
-      // Plaintext: one writev per batch (the kernel gathers the blocks from where they lie). TLS, small
-      // blocks: queued writes, which the stream merges (one copy) into fewer, larger TLS writes; a write per
-      // small block would cost more than that copy.
+      // Plaintext: one writev per batch. TLS: no cork, since a TLS socket copies a writev's buffers into one
+      // before encrypting; written one by one, each block is encrypted straight from where it lies.
       if (!encrypted) socket.cork();
       socket.write(encodeBatchHead(token, first, sums, payload));
       for (let k = first; k < i; k++) {
@@ -254,30 +240,6 @@ export async function writeBatches(
   } finally {
     broken.dispose();
   }
-}
-
-/** TLS: blocks at least this large are written one by one (see writeBatches). */
-const TLS_ONE_BY_ONE_BYTES = 256 * 1024;
-
-/** Writes `data` once fewer than two earlier writes are still under way (see writeBatches). */
-async function writeOneByOne(
-  socket: Socket,
-  data: Uint8Array,
-  inFlight: Promise<void>[],
-  broken: ReturnType<typeof watchSocket>,
-  onWritten?: () => void,
-): Promise<void> {
-  while (inFlight.length >= 2) await broken.race(inFlight.shift() as Promise<void>);
-  broken.throwIfBroken();
-  // The callback runs on success and on failure alike; a failure also closes the socket, which `broken` reports.
-  inFlight.push(
-    new Promise<void>((resolve) =>
-      socket.write(data, () => {
-        onWritten?.();
-        resolve();
-      }),
-    ),
-  );
 }
 
 function drained(socket: Socket): Promise<void> {
