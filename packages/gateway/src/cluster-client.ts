@@ -253,14 +253,13 @@ export class ClusterClient implements EngineClient {
    * one already sent).
    */
   private async *pushedHandoff(
-    base: GenerateRequestMsg,
+    req: GenerateRequestMsg,
     prefill: ServiceRecord,
     decode: ServiceRecord,
     wantLogprobs: boolean,
     signal: AbortSignal | undefined,
   ): AsyncGenerator<GenerateOutput> {
     const { view, logger } = this.opts;
-    const req = base;
     const transferId = randomBytes(16).toString('hex');
     const prefillCtl = new AbortController();
     const streamedCtl = new AbortController();

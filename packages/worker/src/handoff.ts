@@ -16,7 +16,14 @@ import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
 import type { KvBlock, TransferReceipt, TransferSender, TransportKind } from '@pdserve/transfer';
 import type { Arrival, TransferAdmission } from './admission';
 import { firstToWire, prefillSampling, sampledFromWire, samplingFromWire, serviceTierFromWire } from './codec';
-import { decodeHandoffMeta, decodeHandoffPartMeta, encodeHandoffMeta, encodeHandoffPartMeta, handoffPartId } from './handoff-meta';
+import {
+  decodeHandoffMeta,
+  decodeHandoffPartMeta,
+  encodeHandoffMeta,
+  encodeHandoffPartMeta,
+  handoffPartId,
+  type HandoffMeta,
+} from './handoff-meta';
 import type { StoreLink } from './store-link';
 import type * as W from './wire';
 
@@ -57,15 +64,8 @@ export async function receivePushedKv(
     const handoff = decodeHandoffMeta(meta);
     const own = engine.cachedPrefixBlocks(req.prompt_token_ids, req.cache_salt);
     if (handoff.fromBlock > own) throw new Error("pushed KV does not fit this worker's cache");
-    const take = blocks.slice(own - handoff.fromBlock);
-    return {
-      fromBlock: own,
-      blocks: take.map((b) => b.data),
-      checksums: take.map((b) => b.checksum),
-      firstToken: sampledFromWire(handoff.first),
-      rngState: handoff.rngState,
-      cachedTokens: Math.max(handoff.first.cached_tokens, Math.min(own * engine.blockSize, req.prompt_token_ids.length)),
-    };
+    const cached = Math.max(handoff.first.cached_tokens, Math.min(own * engine.blockSize, req.prompt_token_ids.length));
+    return prefilled(own, blocks.slice(own - handoff.fromBlock), handoff, cached);
   } finally {
     expected.done();
   }
@@ -106,17 +106,22 @@ export async function receiveStreamedKv(
       if (b === undefined) throw new Error(`streamed KV ${transferId} lacks block ${i}`);
       rest.push(b);
     }
-    return {
-      fromBlock: own,
-      blocks: rest.map((b) => b.data),
-      checksums: rest.map((b) => b.checksum),
-      firstToken: sampledFromWire(handoff.first),
-      rngState: handoff.rngState,
-      cachedTokens: handoff.first.cached_tokens,
-    };
+    return prefilled(own, rest, handoff, handoff.first.cached_tokens);
   } finally {
     expected.done();
   }
+}
+
+/** What the decode engine imports: `blocks` from block `fromBlock` on, and the first token and sampler state the meta carried. */
+function prefilled(fromBlock: number, blocks: readonly KvBlock[], handoff: HandoffMeta, cachedTokens: number): PrefilledKv {
+  return {
+    fromBlock,
+    blocks: blocks.map((b) => b.data),
+    checksums: blocks.map((b) => b.checksum),
+    firstToken: sampledFromWire(handoff.first),
+    rngState: handoff.rngState,
+    cachedTokens,
+  };
 }
 
 /** What the prefill side needs from its worker. */
