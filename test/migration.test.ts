@@ -214,7 +214,7 @@ describe('request migration', () => {
       expect(Number(refused.headers.get('retry-after'))).toBe(Math.ceil(promptTokens * 0.05 + 0.0032 - 0.1));
       expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('queue_full');
       const served = await post({ service_tier: 'priority' });
-      expect(served.status).toBe(200);
+      expect(served.status, await served.clone().text()).toBe(200);
       const m = await g.registry.getSingleMetric('pdserve_admission_decisions_total')?.get();
       const count = (cls: string, decision: string) =>
         m?.values.find((v) => v.labels['class'] === cls && v.labels['decision'] === decision)?.value;
@@ -224,6 +224,47 @@ describe('request migration', () => {
     } finally {
       await g.close();
     }
+  });
+  it('a crashed worker still in the registry is not routed to: a gateway finds it unreachable and leaves it out', async () => {
+    const [id, crashed] = [...decodes][0]!;
+    decodes.delete(id);
+    await crashed.close(); // no deregister: its entry stays until the lease expires
+    const g = await startGateway({
+      modelDir: dir,
+      modelId: 'tiny',
+      controlPlane: cp,
+      logger: silentLogger,
+      port: 0,
+      policy: 'round-robin',
+    });
+    try {
+      const routable = (v: Gateway) => v.view.workers().map((w) => w.id);
+      for (let i = 0; i < 200 && (routable(g).includes(id) || routable(g).length < decodes.size); i++)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(g.view.record(id)).toBeDefined(); // still registered
+      expect(routable(g).sort()).toEqual([...decodes.keys()].sort());
+      for (let i = 0; i < 2 * decodes.size; i++) {
+        const res = await fetch(`${g.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny', prompt: `Only the living ${i}`, max_tokens: 2, temperature: 0 }),
+        });
+        expect(res.status, await res.clone().text()).toBe(200);
+      }
+      // The gateway that knew it alive learns it from the first request sent there, and routes around it.
+      for (let i = 0; i < 2 * (decodes.size + 1); i++) {
+        const res = await fetch(`${gateway.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny', prompt: `Round and round ${i}`, max_tokens: 2, temperature: 0 }),
+        });
+        expect(res.status, await res.clone().text()).toBe(200);
+      }
+      expect(routable(gateway)).not.toContain(id);
+    } finally {
+      await g.close();
+    }
+    await addDecode();
   });
 });
 

@@ -142,6 +142,9 @@ export class ClusterClient implements EngineClient {
       } catch (err) {
         if (req.signal?.aborted === true) return;
         const e = toCallError(err);
+        // Not sent there again by any request until it answers a probe (a crashed worker stays registered
+        // until its lease expires).
+        if (e.code === 'UNAVAILABLE') this.opts.view.markUnreachable(worker);
         if (sent.length === 0) {
           const unreachable = e.code === 'UNAVAILABLE' || e.code === 'DEADLINE_EXCEEDED' || e.code === 'CANCELLED' || e.code === 'ABORTED';
           if (unreachable && retries < (this.opts.retries ?? 2)) {

@@ -5,7 +5,7 @@ import { isWorkerRole, type Logger, type WorkerRole } from '@pdserve/contracts';
 import type { Router, WorkerInfo } from '@pdserve/router';
 import { KvStoreClient } from '@pdserve/kv-store/client';
 import type { TlsMaterial } from '@pdserve/rpc';
-import { WorkerClient } from '@pdserve/worker/client';
+import { toCallError, WorkerClient } from '@pdserve/worker/client';
 
 export interface ClusterViewOptions {
   readonly controlPlane: ControlPlane;
@@ -26,6 +26,11 @@ export class ClusterView {
   private readonly stores = new Map<string, { readonly record: ServiceRecord; readonly client: KvStoreClient }>();
   private readonly clients = new Map<string, WorkerClient>();
   private readonly resyncing = new Set<string>();
+  /**
+   * Workers still in the registry that could not be reached (a crash leaves its entry until the lease
+   * expires): not routed to until a snapshot from them succeeds again (tried every tick).
+   */
+  private readonly unreachable = new Set<string>();
   private readonly unsubscribe: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
   /** Resolved by the first sync that finds a worker able to decode (see serving()). */
@@ -69,9 +74,21 @@ export class ClusterView {
     for (const s of this.stores.values()) s.client.close();
   }
 
-  /** Workers the router may choose from now. */
+  /** Workers the router may choose from now: registered, and not found unreachable since. */
   workers(): WorkerInfo[] {
-    return [...this.records.values()].map((r) => ({ id: r.id, role: r.role }));
+    return [...this.records.values()].filter((r) => !this.unreachable.has(r.id)).map((r) => ({ id: r.id, role: r.role }));
+  }
+
+  /**
+   * A call could not reach this worker (connection refused or reset): take it out of routing until a
+   * snapshot from it succeeds, so that no other request is sent there meanwhile.
+   */
+  markUnreachable(id: string): void {
+    if (!this.records.has(id) || this.unreachable.has(id)) return;
+    this.unreachable.add(id);
+    this.opts.logger.warn({ worker: id }, 'worker unreachable; not routed to until it answers');
+    this.opts.router.setWorkers(this.workers());
+    void this.resync(id);
   }
 
   hasDecodeWorker(): boolean {
@@ -100,6 +117,7 @@ export class ClusterView {
       const now = live.get(id);
       if (!now || now.incarnation !== prev.incarnation) {
         this.records.delete(id);
+        this.unreachable.delete(id);
         this.opts.router.removeHolder(id);
         this.clients.get(prev.grpcAddress)?.close();
         this.clients.delete(prev.grpcAddress);
@@ -143,7 +161,8 @@ export class ClusterView {
 
   private tick(): void {
     for (const id of this.opts.router.holdersNeedingSnapshot()) if (this.records.has(id) || this.stores.has(id)) void this.resync(id);
-    for (const id of [...this.records.keys(), ...this.stores.keys()]) if (this.opts.router.needsSnapshot(id)) void this.resync(id);
+    for (const id of [...this.records.keys(), ...this.stores.keys()])
+      if (this.opts.router.needsSnapshot(id) || this.unreachable.has(id)) void this.resync(id);
     if (this.opts.controlPlane.events.status !== 'connected') void this.pollLoads();
   }
 
@@ -177,8 +196,13 @@ export class ClusterView {
         snap.seq,
         snap.hashes.map((hash) => ({ hash, tier: 'device' as const })),
       );
+      if (this.unreachable.delete(id)) {
+        this.opts.logger.info({ worker: id }, 'worker reachable again');
+        this.opts.router.setWorkers(this.workers());
+      }
     } catch (err) {
       this.opts.logger.debug({ worker: id, error: (err as Error).message }, 'snapshot failed');
+      if (this.records.has(id) && toCallError(err).code === 'UNAVAILABLE') this.markUnreachable(id);
     } finally {
       this.resyncing.delete(id);
     }
