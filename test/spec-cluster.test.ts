@@ -123,8 +123,9 @@ describe('speculative decoding on the decode worker of a disaggregated cluster',
       const sampling = samplingParams({ temperature: 0.8, seed: 7, maxTokens: 16, stopTokenIds: tokenizer.eosTokenIds });
       for await (const o of local.generate({ requestId: 'local', promptTokenIds: ids, sampling })) tokens.push(...o.tokenIds);
       expect(local.stats().speculation!.verifiedSequenceSteps).toBeGreaterThan(0);
-      // Run to run: the same request on a fresh engine (within one engine, the second request's KV sits in
-      // a wider resident batch, whose different padding may round the last bits of a logit differently).
+      // Run to run: the same request on a fresh engine (within one engine the second request would hit the
+      // first one's cached prompt block: KV computed another way rounds p and q differently in their last
+      // bits, which the residual max(0, p - q) magnifies; see README "Speculative decoding").
       const fresh = await LLMEngine.create({
         modelDir: dir,
         modelId: 'tiny',
