@@ -35,7 +35,7 @@ export const modelTiny: CommandSpec = {
     },
     'draft-quantize': {
       type: 'string',
-      help: "store the draft's lm_head quantized: int8 (per column, int8 dot products) or int4 (MatMulNBits, blocks of 128); a cheaper draft round, the target stays float32 (default: float32)",
+      help: "store the draft's lm_head quantized (onnxruntime MatMulNBits, blocks of 128): int8 or int4; a cheaper draft round, the target stays float32 (default: float32)",
       value: oneOf(...QUANTIZATIONS),
     },
     'draft-quantize-layers': { type: 'boolean', help: "quantize the draft's layer projections too, not only its lm_head" },

@@ -47,8 +47,8 @@ export function planExternalData(weights: readonly WeightSpec[], location: strin
 /** model.onnx bytes. With a plan the initializers point into its file; without, weights are generated inline. */
 export function encodeModel(graph: GraphBuilder, seed: number, plan?: ExternalDataPlan): Uint8Array {
   if (endianness() !== 'LE') throw new Error('tiny model: ONNX raw data is little-endian; this host is not');
-  const { FLOAT, INT8, UINT8 } = onnx.TensorProto.DataType;
-  const dataType = (spec: WeightSpec): number => ({ float32: FLOAT, int8: INT8, uint8: UINT8 })[dataTypeOf(spec)];
+  const { FLOAT, UINT8 } = onnx.TensorProto.DataType;
+  const dataType = (spec: WeightSpec): number => ({ float32: FLOAT, uint8: UINT8 })[dataTypeOf(spec)];
   const weights: onnxProto.onnx.ITensorProto[] = plan
     ? plan.entries.map((e) => ({
         name: e.spec.name,

@@ -7,10 +7,10 @@ import { loadModelSpec } from '../config';
 import { ModelRunner } from '../runner';
 import type { FloatWeight } from './graph-builder';
 import { buildTinyModel, draftPair } from './index';
-import { INT4_BLOCK, quantize, type Quantization, type WeightLayout } from './quantize';
+import { INT_BLOCK, quantize, type Quantization, type WeightLayout } from './quantize';
 
 const { onnx } = onnxProto;
-/** Small, but with an MLP width (72) that is no multiple of the int4 block, so a block is padded. */
+/** Small, but with an MLP width (72) that is no multiple of the block, so a block is padded. */
 const SMALL = { layers: 2, hidden: 64, heads: 8, kvHeads: 2, ffn: 72 } as const;
 
 let root: string;
@@ -32,8 +32,8 @@ function floatWeightMatMuls(m: onnxProto.onnx.ModelProto): string[] {
 }
 
 describe('quantize: values and scales reproduce the float weight', () => {
-  // Uneven K (not a multiple of the int4 block), both layouts.
-  const K = INT4_BLOCK + 72;
+  // Uneven K (not a multiple of the block), both layouts.
+  const K = INT_BLOCK + 72;
   const N = 5;
   const floats = Float32Array.from({ length: K * N }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
   const cases: [Quantization, WeightLayout][] = [
@@ -47,22 +47,17 @@ describe('quantize: values and scales reproduce the float weight', () => {
       const w: FloatWeight = { name: 'w', dims: layout === 'kn' ? [K, N] : [N, K], mean: 0, std: 1 };
       const at = (k: number, c: number): number => (layout === 'kn' ? floats[k * N + c]! : floats[c * K + k]!);
       const { values, scales } = quantize(floats, w, layout, q);
+      const bits = q === 'int8' ? 8 : 4;
+      const blocks = Math.ceil(K / INT_BLOCK);
+      expect(values).toHaveLength((N * blocks * INT_BLOCK * bits) / 8);
       for (let c = 0; c < N; c++) {
         for (let k = 0; k < K; k++) {
-          let got: number;
-          let scale: number;
-          if (q === 'int8') {
-            scale = scales[c]!;
-            got = new Int8Array(values.buffer)[k * N + c]! * scale;
-          } else {
-            const blocks = Math.ceil(K / INT4_BLOCK);
-            const blk = Math.floor(k / INT4_BLOCK);
-            const i = k % INT4_BLOCK;
-            const byte = values[(c * blocks + blk) * (INT4_BLOCK / 2) + (i >> 1)]!;
-            scale = scales[c * blocks + blk]!;
-            got = ((i & 1 ? byte >> 4 : byte & 15) - 8) * scale;
-          }
-          expect(Math.abs(got - at(k, c)), `[${k}, ${c}]`).toBeLessThanOrEqual(scale / 2 + 1e-6);
+          const blk = Math.floor(k / INT_BLOCK);
+          const i = k % INT_BLOCK;
+          const base = (c * blocks + blk) * ((INT_BLOCK * bits) / 8);
+          const scale = scales[c * blocks + blk]!;
+          const v = bits === 8 ? values[base + i]! - 128 : (i & 1 ? values[base + (i >> 1)]! >> 4 : values[base + (i >> 1)]! & 15) - 8;
+          expect(Math.abs(v * scale - at(k, c)), `[${k}, ${c}]`).toBeLessThanOrEqual(scale / 2 + 1e-6);
         }
       }
     });
@@ -92,37 +87,31 @@ describe('a quantized draft', () => {
     expect(pair('int8').target).not.toHaveProperty('quantize');
   });
 
-  it('int8: lm_head is a com.microsoft DynamicQuantizeMatMul over int8 weights; the float draft has none', async () => {
-    const m = await graphOf(dirs.int8);
-    const q = ops(m, 'DynamicQuantizeMatMul');
-    expect(q.map((n) => n.input![1])).toEqual(['lm_head.weight_quantized']);
-    expect(q[0]!.domain).toBe('com.microsoft');
-    expect(m.opsetImport!.map((o) => o.domain)).toContain('com.microsoft');
-    const head = m.graph!.initializer!.find((t) => t.name === 'lm_head.weight_quantized')!;
-    expect(head.dataType).toBe(onnx.TensorProto.DataType.INT8);
-    expect(m.graph!.initializer!.some((t) => t.name === 'lm_head.weight')).toBe(false);
-    // The draft's one layer: q, k, v, o, gate, up, down stay float.
-    expect(floatWeightMatMuls(m)).toHaveLength(7);
+  for (const [q, bits] of [
+    ['int8', 8],
+    ['int4', 4],
+  ] as const) {
+    it(`${q}: lm_head is a com.microsoft MatMulNBits of ${bits} bits; the float draft has none`, async () => {
+      const m = await graphOf(dirs[q]);
+      const nbits = ops(m, 'MatMulNBits');
+      expect(nbits.map((n) => n.input![1])).toEqual([`lm_head.weight_Q${bits}`]);
+      expect(nbits[0]!.domain).toBe('com.microsoft');
+      expect(Number(nbits[0]!.attribute!.find((a) => a.name === 'bits')!.i)).toBe(bits);
+      expect(m.opsetImport!.map((o) => o.domain)).toContain('com.microsoft');
+      expect(m.graph!.initializer!.some((t) => t.name === 'lm_head.weight')).toBe(false);
+      // The draft's one layer: q, k, v, o, gate, up, down stay float.
+      expect(floatWeightMatMuls(m)).toHaveLength(7);
+    });
+  }
 
+  it('the float draft has no quantized op; with quantizeLayers every projection is quantized', async () => {
     const f = await graphOf(float);
-    expect(ops(f, 'DynamicQuantizeMatMul')).toEqual([]);
+    expect(ops(f, 'MatMulNBits')).toEqual([]);
     expect(f.opsetImport!.map((o) => o.domain)).toEqual(['']);
     expect(floatWeightMatMuls(f)).toHaveLength(7 + 1);
-  });
-
-  it('int8 with quantizeLayers: every projection and lm_head is quantized', async () => {
     const m = await graphOf(dirs['int8-layers']);
-    expect(ops(m, 'DynamicQuantizeMatMul')).toHaveLength(7 + 1);
+    expect(ops(m, 'MatMulNBits')).toHaveLength(7 + 1);
     expect(floatWeightMatMuls(m)).toEqual([]);
-  });
-
-  it('int4: lm_head is a com.microsoft MatMulNBits of 4 bits', async () => {
-    const m = await graphOf(dirs.int4);
-    const nbits = ops(m, 'MatMulNBits');
-    expect(nbits.map((n) => n.input![1])).toEqual(['lm_head.weight_Q4']);
-    expect(nbits[0]!.domain).toBe('com.microsoft');
-    expect(Number(nbits[0]!.attribute!.find((a) => a.name === 'bits')!.i)).toBe(4);
-    expect(floatWeightMatMuls(m)).toHaveLength(7);
   });
 
   it('a tied lm_head (qwen2-style) reads an int8 copy of the embedding; the lookup keeps the float one', async () => {
@@ -131,7 +120,7 @@ describe('a quantized draft', () => {
     await buildTinyModel({ out: out('tied'), ...tied });
     await buildTinyModel({ out: out('tied-int8'), ...tied, quantize: 'int8' });
     const m = await graphOf(out('tied-int8'));
-    expect(ops(m, 'DynamicQuantizeMatMul').map((n) => n.input![1])).toEqual(['model.embed_tokens.weight_quantized']);
+    expect(ops(m, 'MatMulNBits').map((n) => n.input![1])).toEqual(['model.embed_tokens.weight_Q8']);
     expect(ops(m, 'Gather').some((n) => n.input![0] === 'model.embed_tokens.weight')).toBe(true);
     const argmaxes = async (dir: string): Promise<number[]> => {
       const r = await ModelRunner.create(loadModelSpec(dir));

@@ -6,7 +6,7 @@ import { quantize, type QuantizedPart } from './quantize';
 
 /** Floats generated per chunk when streaming (4 MiB). */
 const CHUNK_FLOATS = 1 << 20;
-const ELEMENT_BYTES = { float32: 4, int8: 1, uint8: 1 } as const;
+const ELEMENT_BYTES = { float32: 4, uint8: 1 } as const;
 
 export function elementCount(spec: WeightSpec): number {
   return spec.dims.reduce((a, d) => a * d, 1);
