@@ -4,6 +4,7 @@ import {
   ensureTinyModel,
   loadModelSpec,
   ModelRunner,
+  QUANTIZATIONS,
   referenceGenerate,
   samplingParams,
   type SamplingParams,
@@ -108,6 +109,25 @@ describe('speculative decoding: greedy output is token-identical to the referenc
         });
       }, 60_000);
     }
+  }
+
+  // A quantized draft proposes differently from the float one, and the target's verify keeps the output exact.
+  for (const quantize of QUANTIZATIONS) {
+    it(`a draft with ${quantize} weights, K=4: batch 1 then all at once`, async () => {
+      const quantized = await ensureTinyModel(draftPair({}, 1, 0.3, quantize).draft);
+      await withEngine(
+        { speculative: { method: 'draft', modelDir: quantized, numTokens: 4 }, prefillChunkTokens: 16, blockSize: 4 },
+        async (e) => {
+          expect(await collect(e, prompts[0]!, greedy)).toEqual(expected.draft[0]);
+          const all = await Promise.all(prompts.map((p, i) => collect(e, p, greedy, `q${i}`)));
+          all.forEach((got, i) => expect(got, `prompt ${i}`).toEqual(expected.draft[i]));
+          const s = e.stats().speculation!;
+          expect(s.acceptedTokens).toBeGreaterThan(0);
+          expect(s.acceptedTokens).toBeLessThan(s.draftTokens);
+          expectIdle(e);
+        },
+      );
+    }, 60_000);
   }
 
   it('a draft that agrees with nothing (another seed): each sequence probes at most at steps 0, 33 and 98, output identical', async () => {

@@ -12,5 +12,5 @@ export { referenceGenerate, type ReferenceResult } from './reference';
 export { Sampler, isStopToken } from './sampler';
 // The sampling values and checks, as the `@pdserve/model/sampling` subpath gives them to the edge.
 export * from './sampling-api';
-export { buildTinyModel, draftPair, PRESETS, type PresetName, type TinyModelOptions } from './tiny/index';
+export { buildTinyModel, draftPair, PRESETS, QUANTIZATIONS, type PresetName, type Quantization, type TinyModelOptions } from './tiny/index';
 export { REPO_ROOT, cacheDir, ensureTinyModel } from './tiny-cache';

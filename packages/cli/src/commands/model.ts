@@ -1,12 +1,12 @@
-import { buildTinyModel, draftPair, PRESETS, type PresetName } from '@pdserve/model';
-import { Flags, int, num, oneOf, type CommandSpec } from '../args';
+import { buildTinyModel, draftPair, PRESETS, QUANTIZATIONS, type PresetName, type Quantization } from '@pdserve/model';
+import { Flags, int, num, oneOf, UsageError, type CommandSpec } from '../args';
 import { progressBar } from '../progress';
 
 export const modelTiny: CommandSpec = {
   name: 'model tiny',
   summary:
     "Build the built-in tiny Llama-style model, or a real model's shape (--preset), with random weights and a real tokenizer, as a Hugging Face-layout directory.",
-  usage: `model tiny --out DIR [--preset ${Object.keys(PRESETS).join('|')}] [--seed N] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--ffn N] [--tokenizer llama2|qwen3] [--draft-out DIR [--draft-layers N] [--residual-scale S]]`,
+  usage: `model tiny --out DIR [--preset ${Object.keys(PRESETS).join('|')}] [--seed N] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--ffn N] [--tokenizer llama2|qwen3] [--draft-out DIR [--draft-layers N] [--residual-scale S] [--draft-quantize int8|int4 [--draft-quantize-layers]]]`,
   flags: {
     out: { type: 'string', help: 'directory to write', required: true },
     preset: {
@@ -33,6 +33,12 @@ export const modelTiny: CommandSpec = {
       default: '0.3',
       value: num({ min: 0 }),
     },
+    'draft-quantize': {
+      type: 'string',
+      help: "store the draft's lm_head quantized (onnxruntime MatMulNBits, blocks of 128): int8 or int4; a cheaper draft round, the target stays float32 (default: float32)",
+      value: oneOf(...QUANTIZATIONS),
+    },
+    'draft-quantize-layers': { type: 'boolean', help: "quantize the draft's layer projections too, not only its lm_head" },
   },
   async run(f: Flags) {
     const tokenizer = f.str('tokenizer') as 'llama2' | 'qwen3' | undefined;
@@ -51,9 +57,14 @@ export const modelTiny: CommandSpec = {
       tokenizer,
     };
     const draftOut = f.str('draft-out');
-    const pair = draftOut === undefined ? undefined : draftPair(shape, f.int('draft-layers', 1) ?? 1, f.num('residual-scale') ?? 0.3);
+    const draftQuantize = f.str('draft-quantize') as Quantization | undefined;
+    if (draftQuantize !== undefined && draftOut === undefined) throw new UsageError('--draft-quantize needs --draft-out');
+    if (f.bool('draft-quantize-layers') && draftQuantize === undefined)
+      throw new UsageError('--draft-quantize-layers needs --draft-quantize');
+    const pair =
+      draftOut === undefined ? undefined : draftPair(shape, f.int('draft-layers', 1) ?? 1, f.num('residual-scale') ?? 0.3, draftQuantize);
     await buildTinyModel({ out, ...(pair?.target ?? shape) }, (done, total) => bar.update(done, total));
-    if (pair) await buildTinyModel({ out: draftOut!, ...pair.draft });
+    if (pair) await buildTinyModel({ out: draftOut!, ...pair.draft, ...(f.bool('draft-quantize-layers') ? { quantizeLayers: true } : {}) });
     bar.end();
     process.stdout.write(
       `wrote ${out}${draftOut ? ` and its draft ${draftOut}` : ''} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,

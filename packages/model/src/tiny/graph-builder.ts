@@ -1,19 +1,23 @@
 // A small helper for writing ONNX graphs by hand: nodes get unique readable names, constants become
 // inline initializers, weights are declared by name and materialised later by the file writer.
 import onnxProto from 'onnx-proto';
+import type { QuantizedPart } from './quantize';
 
 const { onnx } = onnxProto;
 /** Integer, integer list or string attributes: all this graph needs (float values go in as constants). */
 type AttributeValue = number | readonly number[] | string;
 
-/** A learned tensor the graph reads; its bytes are generated when the file is written. */
-export interface WeightSpec {
+/** A learned float32 tensor; its bytes are generated from (seed, name) when the file is written. */
+export interface FloatWeight {
   readonly name: string;
   readonly dims: readonly number[];
   /** Uniform init: mean ± std·√3. */
   readonly mean: number;
   readonly std: number;
 }
+
+/** A tensor the graph reads: a float weight, or one tensor of a float weight's quantized form (quantize.ts). */
+export type WeightSpec = FloatWeight | QuantizedPart;
 
 /** One symbolic or fixed dimension of a graph input/output. */
 export type Dim = string | number;
@@ -52,12 +56,19 @@ export class GraphBuilder {
   }
 
   /** Adds a node with one output and returns the output's name. */
-  op(opType: string, inputs: readonly string[], name: string, attrs: Record<string, AttributeValue> = {}): string {
-    return this.opN(opType, inputs, name, 1, attrs)[0]!;
+  op(opType: string, inputs: readonly string[], name: string, attrs: Record<string, AttributeValue> = {}, domain = ''): string {
+    return this.opN(opType, inputs, name, 1, attrs, domain)[0]!;
   }
 
-  /** Adds a node with `count` outputs. */
-  opN(opType: string, inputs: readonly string[], name: string, count: number, attrs: Record<string, AttributeValue> = {}): string[] {
+  /** Adds a node with `count` outputs; `domain` names an operator set other than ONNX's (e.g. com.microsoft). */
+  opN(
+    opType: string,
+    inputs: readonly string[],
+    name: string,
+    count: number,
+    attrs: Record<string, AttributeValue> = {},
+    domain = '',
+  ): string[] {
     const nodeName = this.unique(`${name}/${opType}`);
     const output = Array.from({ length: count }, (_, i) => `${nodeName}_output_${i}`);
     this.nodes.push({
@@ -65,6 +76,7 @@ export class GraphBuilder {
       input: [...inputs],
       output,
       name: nodeName,
+      ...(domain ? { domain } : {}),
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
     });
     return output;

@@ -39,6 +39,7 @@ export function configJson(s: TinyShape, tok: TokenizerFiles, externalData: bool
       ...(s.residualScaleFrom < s.layers
         ? { residual_scale_from: s.residualScaleFrom, residual_scale: s.residualScale, synthetic: 'speculative-decoding target' }
         : {}),
+      ...(s.quantize === 'none' ? {} : { quantize: s.quantize, quantize_layers: s.quantizeLayers }),
     },
   };
 }

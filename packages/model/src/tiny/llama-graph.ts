@@ -3,8 +3,9 @@ import onnxProto from 'onnx-proto';
 import { attentionAllowed, rotaryCosSin } from './attention-inputs';
 import { GraphBuilder } from './graph-builder';
 import { init } from './init';
-import { decoderLayer, rmsNorm } from './llama-layer';
+import { decoderLayer, matMul, rmsNorm } from './llama-layer';
 import type { TinyShape } from './options';
+import { quantizedMatMul } from './quantize';
 
 const { DataType } = onnxProto.onnx.TensorProto;
 /** Added to the logits of ids the tokenizer lacks: far below any real logit, finite so softmax stays NaN-free. */
@@ -33,7 +34,8 @@ export function buildLlamaGraph(s: TinyShape): GraphBuilder {
 
   const allowed = attentionAllowed(b, inputIds, attentionMask);
   const { cos, sin } = rotaryCosSin(b, positionIds, s);
-  const embed = b.weight({ name: 'model.embed_tokens.weight', dims: [s.vocab, s.hidden], ...init.embedding() });
+  const embedWeight = { name: 'model.embed_tokens.weight', dims: [s.vocab, s.hidden], ...init.embedding() };
+  const embed = b.weight(embedWeight);
   let hidden = b.op('Gather', [embed, inputIds], '/model/embed_tokens', { axis: 0 });
   const present: { key: string; value: string }[] = [];
   for (let i = 0; i < s.layers; i++) {
@@ -47,9 +49,12 @@ export function buildLlamaGraph(s: TinyShape): GraphBuilder {
   const start = b.op('Neg', [b.op('Unsqueeze', [logitsToKeep, b.constI64([0])], n)], n); // -N, or 0 (all) for N = 0
   const kept = b.op('Slice', [hidden, start, b.constI64([Number.MAX_SAFE_INTEGER]), b.constI64([1])], n);
   const normed = rmsNorm(b, kept, 'model.norm.weight', s, '/model/norm', init.finalNorm(s));
-  let logits = s.tieEmbeddings
-    ? tiedLmHead(b, normed, embed, s)
-    : b.op('MatMul', [normed, b.weight({ name: 'lm_head.weight', dims: [s.hidden, s.vocab], ...init.lmHead(s) })], '/lm_head');
+  let logits: string;
+  if (!s.tieEmbeddings)
+    logits = matMul(b, normed, { name: 'lm_head.weight', dims: [s.hidden, s.vocab], ...init.lmHead(s) }, s.quantize, '/lm_head');
+  else if (s.quantize === 'none') logits = tiedLmHead(b, normed, embed, s);
+  // The lookup keeps the float embedding; the head reads a quantized copy of it.
+  else logits = quantizedMatMul(b, normed, embedWeight, 'nk', s.quantize, '/lm_head');
   if (s.tokenCount < s.vocab) logits = b.op('Add', [logits, paddingBias(b, s)], '/lm_head');
   // Output order as Optimum: logits first, then present.{i}.key/value.
   b.output(logits, 'logits', DataType.FLOAT, [DIM.batch, DIM.logits, s.vocab]);

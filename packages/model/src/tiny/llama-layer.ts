@@ -1,9 +1,10 @@
 // One Llama decoder layer, written with standard ONNX ops only (opset 17): RMSNorm, grouped-query
 // self-attention with rotary embeddings and a KV cache (q/k/v biases for Qwen2), SwiGLU MLP. Weights are stored pre-transposed
-// ([in, out]) so each projection is a single MatMul.
-import type { GraphBuilder } from './graph-builder';
+// ([in, out]) so each projection is a single MatMul (onnxruntime's quantized one for a quantized draft, see quantize.ts).
+import type { FloatWeight, GraphBuilder } from './graph-builder';
 import { init, QK_GAIN, type InitScale } from './init';
 import type { TinyShape } from './options';
+import { quantizedMatMul, type Quantization } from './quantize';
 
 /** Masked attention scores are replaced by this (float32 lowest, as transformers does); a row with no
  * visible column becomes uniform rather than NaN. */
@@ -32,10 +33,15 @@ export function rmsNorm(b: GraphBuilder, x: string, weightName: string, s: TinyS
   return b.op('Mul', [b.op('Mul', [x, inv], n), w], n);
 }
 
-function linear(b: GraphBuilder, x: string, name: string, fanIn: number, fanOut: number, gain = 1, bias = false): string {
-  const w = b.weight({ name: `${name}.weight`, dims: [fanIn, fanOut], ...init.linear(fanIn, gain) });
+/** x · w for a weight stored [in, out]: a MatMul, or its quantized form. */
+export function matMul(b: GraphBuilder, x: string, w: FloatWeight, q: Quantization | 'none', n: string): string {
+  return q === 'none' ? b.op('MatMul', [x, b.weight(w)], n) : quantizedMatMul(b, x, w, 'kn', q, n);
+}
+
+function linear(b: GraphBuilder, x: string, s: TinyShape, name: string, fanIn: number, fanOut: number, gain = 1, bias = false): string {
   const n = `/${name.replaceAll('.', '/')}`;
-  const y = b.op('MatMul', [x, w], n);
+  const w = { name: `${name}.weight`, dims: [fanIn, fanOut], ...init.linear(fanIn, gain) };
+  const y = matMul(b, x, w, s.quantizeLayers ? s.quantize : 'none', n);
   return bias ? b.op('Add', [y, b.weight({ name: `${name}.bias`, dims: [fanOut], ...init.bias() })], n) : y;
 }
 
@@ -61,15 +67,21 @@ function applyRotary(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, n: s
 function selfAttention(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, prefix: string): { out: string; key: string; value: string } {
   const n = `/${prefix.replaceAll('.', '/')}/self_attn`;
   const bias = s.attentionBias;
-  const q = splitHeads(b, linear(b, x, `${prefix}.self_attn.q_proj`, s.hidden, s.heads * s.headDim, QK_GAIN, bias), s.heads, s.headDim, n);
+  const q = splitHeads(
+    b,
+    linear(b, x, s, `${prefix}.self_attn.q_proj`, s.hidden, s.heads * s.headDim, QK_GAIN, bias),
+    s.heads,
+    s.headDim,
+    n,
+  );
   const k = splitHeads(
     b,
-    linear(b, x, `${prefix}.self_attn.k_proj`, s.hidden, s.kvHeads * s.headDim, QK_GAIN, bias),
+    linear(b, x, s, `${prefix}.self_attn.k_proj`, s.hidden, s.kvHeads * s.headDim, QK_GAIN, bias),
     s.kvHeads,
     s.headDim,
     n,
   );
-  const v = splitHeads(b, linear(b, x, `${prefix}.self_attn.v_proj`, s.hidden, s.kvHeads * s.headDim, 1, bias), s.kvHeads, s.headDim, n);
+  const v = splitHeads(b, linear(b, x, s, `${prefix}.self_attn.v_proj`, s.hidden, s.kvHeads * s.headDim, 1, bias), s.kvHeads, s.headDim, n);
   const qScaled = b.op('Mul', [applyRotary(b, q, io, s, n), b.constF32([1 / Math.sqrt(s.headDim)], [])], n);
   const key = b.op('Concat', [io.pastKey, applyRotary(b, k, io, s, n)], n, { axis: 2 }); // [batch, kvHeads, total, headDim]
   const value = b.op('Concat', [io.pastValue, v], n, { axis: 2 });
@@ -81,15 +93,15 @@ function selfAttention(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, pr
   const probs = b.op('Reshape', [b.op('Softmax', [masked], n, { axis: -1 }), b.constI64([0, s.kvHeads, -1, 0])], n);
   const context = b.op('Reshape', [b.op('MatMul', [probs, value], n), b.constI64([0, s.heads, -1, s.headDim])], n);
   const merged = b.op('Reshape', [b.op('Transpose', [context], n, { perm: [0, 2, 1, 3] }), b.constI64([0, 0, s.heads * s.headDim])], n);
-  return { out: linear(b, merged, `${prefix}.self_attn.o_proj`, s.heads * s.headDim, s.hidden), key, value };
+  return { out: linear(b, merged, s, `${prefix}.self_attn.o_proj`, s.heads * s.headDim, s.hidden), key, value };
 }
 
 function mlp(b: GraphBuilder, x: string, s: TinyShape, prefix: string): string {
   const n = `/${prefix.replaceAll('.', '/')}/mlp`;
-  const gate = linear(b, x, `${prefix}.mlp.gate_proj`, s.hidden, s.ffn);
-  const up = linear(b, x, `${prefix}.mlp.up_proj`, s.hidden, s.ffn);
+  const gate = linear(b, x, s, `${prefix}.mlp.gate_proj`, s.hidden, s.ffn);
+  const up = linear(b, x, s, `${prefix}.mlp.up_proj`, s.hidden, s.ffn);
   const silu = b.op('Mul', [gate, b.op('Sigmoid', [gate], n)], n);
-  return linear(b, b.op('Mul', [silu, up], n), `${prefix}.mlp.down_proj`, s.ffn, s.hidden);
+  return linear(b, b.op('Mul', [silu, up], n), s, `${prefix}.mlp.down_proj`, s.ffn, s.hidden);
 }
 
 export function decoderLayer(b: GraphBuilder, io: LayerIo, s: TinyShape, index: number): LayerOut {

@@ -3,7 +3,8 @@
 import { endianness } from 'node:os';
 import onnxProto from 'onnx-proto';
 import type { GraphBuilder, WeightSpec } from './graph-builder';
-import { byteLength, weightBytes } from './weights';
+import { MS_DOMAIN } from './quantize';
+import { byteLength, dataTypeOf, weightBytes } from './weights';
 
 const { onnx } = onnxProto;
 
@@ -46,11 +47,12 @@ export function planExternalData(weights: readonly WeightSpec[], location: strin
 /** model.onnx bytes. With a plan the initializers point into its file; without, weights are generated inline. */
 export function encodeModel(graph: GraphBuilder, seed: number, plan?: ExternalDataPlan): Uint8Array {
   if (endianness() !== 'LE') throw new Error('tiny model: ONNX raw data is little-endian; this host is not');
-  const { FLOAT } = onnx.TensorProto.DataType;
+  const { FLOAT, UINT8 } = onnx.TensorProto.DataType;
+  const dataType = (spec: WeightSpec): number => ({ float32: FLOAT, uint8: UINT8 })[dataTypeOf(spec)];
   const weights: onnxProto.onnx.ITensorProto[] = plan
     ? plan.entries.map((e) => ({
         name: e.spec.name,
-        dataType: FLOAT,
+        dataType: dataType(e.spec),
         dims: [...e.spec.dims],
         dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
         externalData: [
@@ -59,10 +61,12 @@ export function encodeModel(graph: GraphBuilder, seed: number, plan?: ExternalDa
           { key: 'length', value: String(e.length) },
         ],
       }))
-    : graph.weights.map((spec) => ({ name: spec.name, dataType: FLOAT, dims: [...spec.dims], rawData: weightBytes(seed, spec) }));
+    : graph.weights.map((spec) => ({ name: spec.name, dataType: dataType(spec), dims: [...spec.dims], rawData: weightBytes(seed, spec) }));
+  // onnxruntime's contrib operators (quantized MatMuls), imported only by graphs that use one.
+  const contrib = graph.nodes.some((n) => n.domain === MS_DOMAIN);
   const model: onnxProto.onnx.IModelProto = {
     irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...(contrib ? [{ domain: MS_DOMAIN, version: 1 }] : [])],
     producerName: 'pdserve',
     producerVersion: '0.1.0',
     docString: 'pdserve built-in tiny Llama (random weights)',

@@ -1,21 +1,31 @@
 // Weight bytes, generated on demand from (seed, tensor name) so a tensor never has to be held whole
-// unless it is written inline.
-import type { WeightSpec } from './graph-builder';
+// unless it is written inline or quantized.
+import type { FloatWeight, WeightSpec } from './graph-builder';
 import { Prng } from './prng';
+import { quantize, type QuantizedPart } from './quantize';
 
 /** Floats generated per chunk when streaming (4 MiB). */
 const CHUNK_FLOATS = 1 << 20;
+const ELEMENT_BYTES = { float32: 4, uint8: 1 } as const;
 
 export function elementCount(spec: WeightSpec): number {
   return spec.dims.reduce((a, d) => a * d, 1);
 }
 
-export function byteLength(spec: WeightSpec): number {
-  return elementCount(spec) * Float32Array.BYTES_PER_ELEMENT;
+export function dataTypeOf(spec: WeightSpec): keyof typeof ELEMENT_BYTES {
+  return 'source' in spec ? spec.dataType : 'float32';
 }
 
-/** Yields the tensor's little-endian float32 bytes in order, chunk by chunk (the buffer is reused). */
+export function byteLength(spec: WeightSpec): number {
+  return elementCount(spec) * ELEMENT_BYTES[dataTypeOf(spec)];
+}
+
+/** Yields the tensor's little-endian bytes in order, chunk by chunk (the buffer is reused). */
 export function* weightChunks(seed: number, spec: WeightSpec): Generator<Uint8Array> {
+  if ('source' in spec) {
+    yield quantizedBytes(seed, spec);
+    return;
+  }
   const prng = new Prng(seed, spec.name);
   const total = elementCount(spec);
   const buf = new Float32Array(Math.min(CHUNK_FLOATS, total));
@@ -35,4 +45,18 @@ export function weightBytes(seed: number, spec: WeightSpec): Uint8Array {
     offset += chunk.byteLength;
   }
   return out;
+}
+
+/** The last weight quantized: its values and scales are written one after the other. */
+let last: { key: string; values: Uint8Array; scales: Float32Array } | undefined;
+
+function quantizedBytes(seed: number, part: QuantizedPart): Uint8Array {
+  const key = JSON.stringify([seed, part.source.name, part.layout, part.quantization]);
+  if (last?.key !== key) {
+    const floats = new Float32Array(elementCount(part.source));
+    new Prng(seed, part.source.name).fillUniform(floats, part.source.mean, part.source.std);
+    last = { key, ...quantize(floats, part.source satisfies FloatWeight, part.layout, part.quantization) };
+  }
+  const t = part.tensor === 'values' ? last.values : last.scales;
+  return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
 }
