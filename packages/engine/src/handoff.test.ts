@@ -194,7 +194,7 @@ describe('PD handoff between two engines', () => {
     }
   });
 
-  it('streamed: the final chunk is split, so that only the block holding the last prompt token is left after the first token', async () => {
+  it('streamed: the final chunk is split, so that only the block holding the last prompt token is left after the first token; the first decode step copies in only that block', async () => {
     const chunk = 128;
     const streamingPrefill = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', prefillChunkTokens: chunk });
     try {
@@ -221,6 +221,7 @@ describe('PD handoff between two engines', () => {
         const tokens = prompt(len + 3, len);
         const parts: number[][] = [];
         const steps = streamingPrefill.stats().steps;
+        const gathered = decode.stats().decodeGatheredTokens;
         const pre = await drain(
           streamingPrefill.generate({
             requestId: 'split',
@@ -256,6 +257,8 @@ describe('PD handoff between two engines', () => {
           }),
         );
         expect(out.flatMap((o) => [...o.tokenIds])).toEqual((await referenceGenerate(runner, tokens, params)).tokenIds);
+        // The streamed blocks were staged as the row as they came: the first decode copied the last block's tokens only.
+        expect(decode.stats().decodeGatheredTokens - gathered).toBe(len - last.fromBlock * 16);
         expect(decode.stats().usedBlocks).toBe(0);
       }
     } finally {
