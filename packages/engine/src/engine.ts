@@ -533,6 +533,7 @@ export class LLMEngine implements EngineClient {
 
   private account(plan: SchedulerOutput): void {
     this.counters.preemptions += plan.preempted.length;
+    for (const seq of plan.preempted) seq.stagedKey = undefined; // recomputed: its blocks are its own again
     for (const c of plan.prefills) this.counters.prefillTokens += c.end - c.start;
     const now = performance.now();
     for (const { seq, cachedTokens } of plan.admitted) {
