@@ -164,10 +164,11 @@ describe('disaggregated cluster, one process', () => {
     expect(prefill.engine.stats().prefillTokensComputed - before.prefill).toBe(cases.length * len);
     expect(decodes.map((d) => d.engine.stats().prefillTokensComputed)).toEqual(before.decode);
     expect(decodes.every((d) => d.engine.stats().importFallbacks === 0)).toBe(true);
-    // The streamed path was taken: the first two chunks' blocks reached each decode worker as parts, while
-    // the prefill went on (two requests each), and entered its prefix cache before the first token.
+    // The streamed path was taken: every full block below the one holding the last prompt token reached each
+    // decode worker as a part, while the prefill went on (the last chunk is split so that it holds that
+    // block alone; two requests each), and entered its prefix cache before the first token.
     expect(decodes.map((d, i) => d.engine.stats().streamedTokens - before.streamed[i]!)).toEqual(
-      decodes.map(() => 2 * 2 * ENGINE_DEFAULTS.prefillChunkTokens),
+      decodes.map(() => 2 * Math.floor((len - 1) / 16) * 16),
     );
     await blocksBackTo(before.used);
   });

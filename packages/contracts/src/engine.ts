@@ -147,6 +147,11 @@ export interface EngineStats {
   readonly prefetchRejects: number;
   /** Prompt tokens whose KV was streamed in during a remote prefill (cacheBlocks) and entered the prefix cache. */
   readonly streamedTokens: number;
+  /**
+   * Tokens of KV copied out of blocks into the decode batch's resident past (rows joining it); a row whose
+   * KV streamed in copies only the blocks that were not staged before its first decode.
+   */
+  readonly decodeGatheredTokens: number;
   readonly steps: number;
   /** Seconds spent inside session.run and outside it (scheduling, gather/scatter, sampling). */
   readonly modelSeconds: number;

@@ -120,6 +120,7 @@ export class LLMEngine implements EngineClient {
     prefetchedTokens: 0,
     prefetchRejects: 0,
     streamedTokens: 0,
+    decodeGatheredTokens: 0,
   };
 
   private constructor(
@@ -206,6 +207,7 @@ export class LLMEngine implements EngineClient {
       prefetchedTokens: this.counters.prefetchedTokens,
       prefetchRejects: this.counters.prefetchRejects,
       streamedTokens: this.counters.streamedTokens,
+      decodeGatheredTokens: this.counters.decodeGatheredTokens,
       steps: this.counters.steps,
       modelSeconds: this.counters.modelSeconds,
       overheadSeconds: this.counters.overheadSeconds,
@@ -446,12 +448,15 @@ export class LLMEngine implements EngineClient {
             kind: 'decode',
             rows: decodes.map((s) => {
               const p = proposals.get(s.id)?.tokens ?? [];
+              const stagedKey = s.stagedKey;
+              s.stagedKey = undefined; // its first decode only: the row is resident from then on
               return {
                 seqId: s.id,
                 tokenIds: [s.tokens[s.tokens.length - 1]!, ...p],
                 pastLen: s.numComputed,
                 blockTable: s.blockTable,
                 numLogits: 1 + p.length,
+                ...(stagedKey !== undefined ? { stagedKey } : {}),
               };
             }),
             ...(fused?.length
@@ -489,6 +494,7 @@ export class LLMEngine implements EngineClient {
     if (decode) {
       const res = await decode;
       const decodeSeconds = (performance.now() - tDecode) / 1000;
+      this.counters.decodeGatheredTokens += res.gatheredTokens;
       runSeconds += res.runSeconds;
       this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: decodes.length });
       if (this.opts.speculative) {
@@ -527,6 +533,7 @@ export class LLMEngine implements EngineClient {
 
   private account(plan: SchedulerOutput): void {
     this.counters.preemptions += plan.preempted.length;
+    for (const seq of plan.preempted) seq.stagedKey = undefined; // recomputed: its blocks are its own again
     for (const c of plan.prefills) this.counters.prefillTokens += c.end - c.start;
     const now = performance.now();
     for (const { seq, cachedTokens } of plan.admitted) {
@@ -807,6 +814,8 @@ export class LLMEngine implements EngineClient {
     }
     seq.numComputed = seq.promptLen;
     seq.numCachedPrompt = Math.max(seq.numCachedPrompt, Math.min(p.cachedTokens, seq.promptLen));
+    const full = Math.floor(seq.promptLen / bs);
+    seq.stagedKey = full > 0 ? stagedKeyOf(seq.blockHash(full - 1), seq.promptLen) : undefined;
     this.publishFull(seq);
     if (p.rngState) seq.sampler.rngState = p.rngState;
     this.emitToken(seq, p.firstToken);
@@ -833,14 +842,23 @@ export class LLMEngine implements EngineClient {
    * and imports only the rest. Verified as prefetched blocks are (checksum, shape, chained hash); never
    * the block holding the prompt's last token. Between forwards, like prefetched blocks: resolves once
    * they are in (or refused). Cached blocks are free: under pressure they may be evicted again, and the
-   * request then imports them from its copies.
+   * request then imports them from its copies. The verified blocks are also staged on the model thread
+   * as the prompt's decode row (ResidentKv.stage), so that its first decode step copies in only the rest.
    */
   cacheBlocks(tokens: readonly number[], cacheSalt: string, kv: PrefetchedKv): Promise<number> {
     const bs = this.opts.blockSize;
     const hashes = chainHashes(tokens, bs, this.modelId, cacheSalt);
     return new Promise<number>((resolve) => {
       const insert = (): void => {
-        const { blocks } = this.insertBlocks(kv, Math.floor((tokens.length - 1) / bs), (i) => hashes[i]!);
+        const verified: Uint8Array[] = [];
+        const { blocks } = this.insertBlocks(kv, Math.floor((tokens.length - 1) / bs), (i) => hashes[i]!, verified);
+        if (verified.length > 0 && hashes.length > 0)
+          this.executor.stage({
+            key: stagedKeyOf(hashes.at(-1)!, tokens.length),
+            promptLen: tokens.length,
+            fromBlock: kv.fromBlock,
+            blocks: verified.map((b) => new Float32Array(b.slice().buffer)),
+          });
         this.counters.streamedTokens += blocks * bs;
         resolve(blocks);
       };
@@ -850,15 +868,24 @@ export class LLMEngine implements EngineClient {
     });
   }
 
-  /** Inserts verified blocks below `maxBlocks` into the prefix cache; stops at the first bad one or when the pool is full. */
-  private insertBlocks(p: PrefetchedKv, maxBlocks: number, hashOf: (i: number) => string): { blocks: number; rejected: boolean } {
+  /**
+   * Inserts verified blocks below `maxBlocks` into the prefix cache; stops at the first bad one or when the
+   * pool is full. With `verified`, every block verified in order (cached already or not) leaves its payload there.
+   */
+  private insertBlocks(
+    p: PrefetchedKv,
+    maxBlocks: number,
+    hashOf: (i: number) => string,
+    verified?: Uint8Array[],
+  ): { blocks: number; rejected: boolean } {
     const bs = this.opts.blockSize;
     let blocks = 0;
     for (let k = 0; k < p.blocks.length; k++) {
       const i = p.fromBlock + k;
       if (i >= maxBlocks) break;
       const hash = hashOf(i);
-      if (this.pool.has(hash)) continue;
+      const cached = this.pool.has(hash);
+      if (cached && verified === undefined) continue;
       let payload: Uint8Array;
       try {
         const dec = decodeBlock(this.layout, p.blocks[k]!, p.checksums?.[k]);
@@ -867,6 +894,8 @@ export class LLMEngine implements EngineClient {
       } catch {
         return { blocks, rejected: true };
       }
+      verified?.push(payload);
+      if (cached) continue;
       const id = this.pool.allocate();
       if (id === undefined) break;
       this.pool.bytes(id).set(payload);
@@ -899,4 +928,9 @@ export class LLMEngine implements EngineClient {
       seq.outputs.push({ tokenIds: [], finishReason: reason, promptTokens: seq.promptLen, cachedTokens: seq.numCachedPrompt });
     seq.outputs.close(error);
   }
+}
+
+/** What names a streamed prompt's staged decode row: the hash of its last full block and its length. */
+function stagedKeyOf(lastFullBlockHash: string, promptLen: number): string {
+  return `${lastFullBlockHash}/${promptLen}`;
 }

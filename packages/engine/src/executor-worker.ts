@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { type ExecBatch, type ExecutorInit, ThreadModels } from './executor';
+import { type ExecBatch, type ExecutorInit, type StagedBlocks, ThreadModels } from './executor';
 
 const port = parentPort!;
 const init = workerData as ExecutorInit;
@@ -8,9 +8,13 @@ try {
   const models = await ThreadModels.create(init);
   // Batches run strictly in arrival order: the engine relies on it for block reuse.
   let chain = Promise.resolve();
-  port.on('message', (msg: { id: number; batch?: ExecBatch; releaseDraft?: boolean }) => {
+  port.on('message', (msg: { id: number; batch?: ExecBatch; releaseDraft?: boolean; stage?: StagedBlocks }) => {
     chain = chain.then(async () => {
       try {
+        if (msg.stage) {
+          models.stage(msg.stage); // no reply: a batch that follows finds it staged, or copies from blocks
+          return;
+        }
         if (msg.releaseDraft) {
           await models.releaseDraft();
           port.postMessage({ id: msg.id, ok: true, result: undefined });

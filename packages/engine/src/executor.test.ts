@@ -135,4 +135,32 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
     expect(await step([0, 2, 1])).toBe(4 + 2); // and comes back: only its own 6 tokens are copied in
     expect(await step([1, 0, 2])).toBe(0);
   });
+
+  it('a row staged block by block joins an empty batch copying only the blocks not staged, with the same logits', async () => {
+    const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: 16 };
+    const pool = new BlockPool(layout, 16);
+    const prompt = Array.from({ length: 70 }, (_, i) => 3 + ((i * 7919) % 31000));
+    const blockTable = Array.from({ length: 6 }, () => pool.allocate()!);
+    const plain = new BatchExecutor(runner, layout, pool.data);
+    await plain.run({ kind: 'prefill', rows: [{ seqId: 1, tokenIds: prompt, pastLen: 0, blockTable }] });
+    const blockOf = (i: number): Float32Array => new Float32Array(pool.bytes(blockTable[i]!).slice().buffer);
+    const row = { seqId: 1, tokenIds: [5], pastLen: 70, blockTable };
+    const want = await plain.run({ kind: 'decode', rows: [row] });
+    expect(want.gatheredTokens).toBe(70);
+
+    const staged = new BatchExecutor(runner, layout, pool.data);
+    staged.stage({ key: 'other', promptLen: 70, fromBlock: 0, blocks: [blockOf(0)] }); // replaced by the next prompt
+    staged.stage({ key: 'p', promptLen: 70, fromBlock: 0, blocks: [blockOf(0), blockOf(1)] });
+    staged.stage({ key: 'p', promptLen: 70, fromBlock: 3, blocks: [blockOf(3)] }); // not the next: ignored
+    staged.stage({ key: 'p', promptLen: 70, fromBlock: 2, blocks: [blockOf(2), blockOf(3)] });
+    const got = await staged.run({ kind: 'decode', rows: [{ ...row, stagedKey: 'p' }] });
+    expect(got.gatheredTokens).toBe(70 - 64);
+    expect(got.logits).toEqual(want.logits);
+    // Used once: the next decode is a steady one, and a row of another key is copied in whole.
+    const next = await staged.run({ kind: 'decode', rows: [{ ...row, tokenIds: [6], pastLen: 71 }] });
+    expect(next.gatheredTokens).toBe(0);
+    expect(next.logits).toEqual((await plain.run({ kind: 'decode', rows: [{ ...row, tokenIds: [6], pastLen: 71 }] })).logits);
+    staged.stage({ key: 'q', promptLen: 70, fromBlock: 0, blocks: [blockOf(0)] });
+    expect((await staged.run({ kind: 'decode', rows: [{ ...row, seqId: 2, stagedKey: 'p' }] })).gatheredTokens).toBe(70);
+  });
 });

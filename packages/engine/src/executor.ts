@@ -17,6 +17,16 @@ export interface ExecRow {
   readonly blockTable: readonly number[];
   /** Logits of this many trailing tokens are returned (K+1 to verify K draft tokens); default 1. */
   readonly numLogits?: number;
+  /** Decode: the streamed prompt this row's leading KV was staged as (StagedBlocks), when it joins the batch. */
+  readonly stagedKey?: string;
+}
+
+/** A streamed prompt's full blocks, in block layout, to stage for its first decode (ResidentKv.stage). */
+export interface StagedBlocks {
+  readonly key: string;
+  readonly promptLen: number;
+  readonly fromBlock: number;
+  readonly blocks: readonly Float32Array[];
 }
 
 export interface ExecBatch {
@@ -69,6 +79,10 @@ export class BatchExecutor {
     private readonly pool: Float32Array,
   ) {
     this.resident = new ResidentKv(layout, pool);
+  }
+
+  stage(s: StagedBlocks): void {
+    this.resident.stage(s.key, s.promptLen, s.fromBlock, s.blocks);
   }
 
   async run(batch: ExecBatch): Promise<ExecResult> {
@@ -213,6 +227,10 @@ export class ThreadModels {
     return new ThreadModels(new BatchExecutor(runner, init.layout, init.pool), draft);
   }
 
+  stage(s: StagedBlocks): void {
+    this.target.stage(s);
+  }
+
   async run(batch: ExecBatch): Promise<ExecResult> {
     if (batch.model === 'draft') return (await this.draftExec()).run(batch);
     if (!batch.draftFirst) return this.target.run(batch);
@@ -295,6 +313,15 @@ export class ThreadExecutor {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ id, batch });
     });
+  }
+
+  /** Stages a streamed prompt's blocks on the model thread, in order with the batches (the buffers are moved there). */
+  stage(s: StagedBlocks): void {
+    if (this.failed) return;
+    this.worker.postMessage(
+      { id: 0, stage: s },
+      s.blocks.map((b) => b.buffer as ArrayBuffer),
+    );
   }
 
   /** Releases the draft model this thread hosts (ExecutorInit.draft): its batches fail from then on. */

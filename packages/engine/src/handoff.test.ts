@@ -194,6 +194,78 @@ describe('PD handoff between two engines', () => {
     }
   });
 
+  it('streamed: the final chunk is split, so that only the block holding the last prompt token is left after the first token; the first decode step copies in only that block', async () => {
+    const chunk = 128;
+    const streamingPrefill = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', prefillChunkTokens: chunk });
+    try {
+      // [0, 128) then [128, 192) and [192, len): a partial last block, a full one, and a prompt of one chunk.
+      for (const [len, params, want] of [
+        [
+          200,
+          samplingParams({ temperature: 0, maxTokens: 6, ignoreEos: true }),
+          [
+            [0, 8],
+            [8, 4],
+          ],
+        ],
+        [
+          208,
+          samplingParams({ temperature: 0.8, seed: 9, maxTokens: 6, ignoreEos: true }),
+          [
+            [0, 8],
+            [8, 4],
+          ],
+        ],
+        [100, samplingParams({ temperature: 0, maxTokens: 6, ignoreEos: true }), [[0, 6]]],
+      ] as const) {
+        const tokens = prompt(len + 3, len);
+        const parts: number[][] = [];
+        const steps = streamingPrefill.stats().steps;
+        const gathered = decode.stats().decodeGatheredTokens;
+        const pre = await drain(
+          streamingPrefill.generate({
+            requestId: 'split',
+            promptTokenIds: tokens,
+            sampling: { ...params, maxTokens: 1 },
+            exportKv: {
+              fromBlock: 0,
+              onBlocks: (p) => {
+                parts.push([p.fromBlock, p.blocks.length]);
+                void decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) });
+              },
+            },
+          }),
+        );
+        expect(parts).toEqual(want);
+        expect(streamingPrefill.stats().steps - steps).toBe(want.length + 1);
+        const last = pre.at(-1)!.kv!;
+        expect(last.fromBlock).toBe(Math.ceil(len / 16) - 1);
+        expect(last.blocks).toHaveLength(1);
+        const first = pre.find((o) => o.tokenIds.length > 0)!;
+        const out = await drain(
+          decode.generate({
+            requestId: 'split-d',
+            promptTokenIds: tokens,
+            sampling: params,
+            prefilled: {
+              fromBlock: decode.cachedPrefixBlocks(tokens),
+              blocks: last.blocks,
+              firstToken: { tokenId: first.tokenIds[0]!, logprob: 0 },
+              rngState: last.rngState,
+              cachedTokens: 0,
+            },
+          }),
+        );
+        expect(out.flatMap((o) => [...o.tokenIds])).toEqual((await referenceGenerate(runner, tokens, params)).tokenIds);
+        // The streamed blocks were staged as the row as they came: the first decode copied the last block's tokens only.
+        expect(decode.stats().decodeGatheredTokens - gathered).toBe(len - last.fromBlock * 16);
+        expect(decode.stats().usedBlocks).toBe(0);
+      }
+    } finally {
+      await streamingPrefill.close();
+    }
+  });
+
   it('streamed blocks that are corrupt or of another prompt are refused, never cached', async () => {
     const tokens = prompt(77, 40);
     const pre = await drain(

@@ -24,7 +24,8 @@ export function gatherPast(
 
 /**
  * Copies one row's first `len` tokens of KV from its blocks into batch row `slot` of `dst` (per layer,
- * [rows, kvHeads, width, headDim]), right-aligned. Columns left of them are not touched.
+ * [rows, kvHeads, width, headDim]), right-aligned; from token `from` on (a multiple of the block size),
+ * the ones before it being there already. Columns left of them are not touched.
  */
 export function gatherRow(
   pool: Float32Array,
@@ -33,24 +34,40 @@ export function gatherRow(
   dst: readonly LayerKv[],
   slot: number,
   width: number,
+  from = 0,
 ): void {
   const { numLayers, numKvHeads: H, headDim: D, blockSize: bs } = layout;
   const blockFloats = numLayers * 2 * H * bs * D;
   const { blockTable, len } = row;
   const pad = width - len;
   if (pad < 0) throw new Error(`a row of ${len} tokens does not fit in ${width} columns`);
+  for (let t0 = from; t0 < len; t0 += bs)
+    copyBlock(pool, blockTable[t0 / bs]! * blockFloats, layout, Math.min(bs, len - t0), dst, slot, width, pad + t0);
+}
+
+/**
+ * Copies the first `n` tokens of the block at `src[base...]` (block layout) into columns [col, col + n)
+ * of batch row `slot` of `dst` (per layer, [rows, kvHeads, width, headDim]).
+ */
+export function copyBlock(
+  src: Float32Array,
+  base: number,
+  layout: KvLayout,
+  n: number,
+  dst: readonly LayerKv[],
+  slot: number,
+  width: number,
+  col: number,
+): void {
+  const { numLayers, numKvHeads: H, headDim: D } = layout;
   for (let l = 0; l < numLayers; l++) {
     const { key, value } = dst[l]!;
-    for (let t0 = 0; t0 < len; t0 += bs) {
-      const n = Math.min(bs, len - t0);
-      const base = blockTable[t0 / bs]! * blockFloats;
-      for (let h = 0; h < H; h++) {
-        const at = ((slot * H + h) * width + pad + t0) * D;
-        const ks = base + headRunOffset(layout, l, 0, h);
-        const vs = base + headRunOffset(layout, l, 1, h);
-        key.set(pool.subarray(ks, ks + n * D), at);
-        value.set(pool.subarray(vs, vs + n * D), at);
-      }
+    for (let h = 0; h < H; h++) {
+      const at = ((slot * H + h) * width + col) * D;
+      const ks = base + headRunOffset(layout, l, 0, h);
+      const vs = base + headRunOffset(layout, l, 1, h);
+      key.set(src.subarray(ks, ks + n * D), at);
+      value.set(src.subarray(vs, vs + n * D), at);
     }
   }
 }

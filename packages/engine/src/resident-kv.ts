@@ -6,15 +6,22 @@
 // replaced by the last row (one row), a rolled-back one only has columns masked out. A full copy from
 // the blocks happens when a joining row is longer than the batch is wide, when masked-out columns waste
 // more than an eighth of the width, or when an arena has to grow.
+//
+// A prompt whose KV streams in from a prefill worker is staged: each part's blocks are copied, as they
+// land, into a third arena laid out as that prompt's row, so that when it joins an empty batch the arena
+// becomes the resident one and only the blocks that came after the first token are copied from the pool.
+// One prompt is staged at a time (another prompt's first part replaces it); anything else joins as above.
 import type { KvLayout } from '@pdserve/kv-cache';
 import type { LayerKv } from '@pdserve/model';
-import { gatherRow, type RowBlocks } from './kv-io';
+import { copyBlock, gatherRow, type RowBlocks } from './kv-io';
 
 /** What the resident KV needs to know of a row of the next decode batch. */
 export interface ResidentRow extends RowBlocks {
   readonly seqId: number;
   /** Tokens of this sequence already computed (may be below what is resident: a rollback). */
   readonly pastLen: number;
+  /** The staged prompt (ResidentKv.stage) this row's leading blocks hold, when it joins. */
+  readonly stagedKey?: string;
 }
 
 /** The next forward's past, rows in slot order. */
@@ -53,6 +60,9 @@ export class ResidentKv {
   private pastLens: number[] = [];
   private width = 0;
   private mask = new Uint8Array(0);
+  /** The staged prompt: its row's first `tokens` columns (of `width`, its length) are in `arena`. */
+  private staged: { readonly key: string; readonly width: number; tokens: number } | undefined;
+  private spare: Arena = { key: [], value: [], floats: 0 };
 
   constructor(
     private readonly layout: KvLayout,
@@ -73,6 +83,34 @@ export class ResidentKv {
     if (slot >= 0) this.drop(slot);
   }
 
+  /**
+   * Copies full blocks `fromBlock`, `fromBlock` + 1, ... (each in block layout) of the prompt `key`, of
+   * `promptLen` tokens, into its staged row. A part of another prompt than the one staged starts staging
+   * that one if it is its first; a part that does not follow the staged ones is ignored.
+   */
+  stage(key: string, promptLen: number, fromBlock: number, blocks: readonly Float32Array[]): void {
+    const bs = this.layout.blockSize;
+    if (this.staged?.key !== key) {
+      this.staged = undefined;
+      if (fromBlock !== 0) return;
+      this.ensureArena(this.spare, 1, promptLen + 1);
+      this.staged = { key, width: promptLen, tokens: 0 };
+    }
+    const s = this.staged;
+    if (fromBlock * bs !== s.tokens) return;
+    const dst = this.viewsOf(this.spare, 1, s.width);
+    for (const b of blocks) {
+      if (s.tokens + bs > s.width) break;
+      copyBlock(b, 0, this.layout, bs, dst, 0, s.width, s.tokens);
+      s.tokens += bs;
+    }
+  }
+
+  /** Tokens of the staged prompt copied in so far (0: none staged). */
+  get stagedTokens(): number {
+    return this.staged?.tokens ?? 0;
+  }
+
   /** Arranges the resident rows to be exactly `rows` (in slot order of its choosing) for a forward of `seqLen` new columns. */
   prepare(rows: readonly ResidentRow[], seqLen: number): ResidentBatch {
     const index = new Map<number, number>();
@@ -82,6 +120,12 @@ export class ResidentKv {
       const want = i === undefined ? undefined : rows[i]!.pastLen;
       if (want === undefined || want > this.pastLens[slot]!) this.drop(slot);
       else if (want < this.pastLens[slot]!) this.rollBack(slot, want);
+    }
+    const staged = this.staged;
+    if (staged !== undefined && rows.some((r) => r.stagedKey === staged.key)) {
+      this.staged = undefined; // used now, or copied in from the blocks as any other row
+      const r = rows[0]!;
+      if (this.seqIds.length === 0 && rows.length === 1 && r.pastLen === staged.width) return this.adoptStaged(r, staged.tokens);
     }
     const resident = new Set(this.seqIds);
     const joining = rows.filter((r) => !resident.has(r.seqId));
@@ -147,8 +191,24 @@ export class ResidentKv {
     this.cur = 1 - this.cur;
   }
 
+  /** The staged arena becomes the resident one, holding `row` alone: the blocks past its first `tokens` are copied in. */
+  private adoptStaged(row: ResidentRow, tokens: number): ResidentBatch {
+    const W = row.pastLen;
+    const resident = this.arenas[this.cur];
+    this.arenas[this.cur] = this.spare;
+    this.spare = resident;
+    const past = this.views(this.cur, 1, W);
+    gatherRow(this.pool, this.layout, { blockTable: row.blockTable, len: W }, past, 0, W, tokens);
+    this.seqIds = [row.seqId];
+    this.pastLens = [W];
+    this.width = W;
+    this.mask = new Uint8Array(W).fill(1);
+    return { slotOf: [0], width: W, past, pastMask: this.mask, gatheredTokens: W - tokens };
+  }
+
   /** Drops every row (after a failed forward, the arenas' contents are unknown). */
   clear(): void {
+    this.staged = undefined;
     this.seqIds = [];
     this.pastLens = [];
     this.width = 0;
@@ -206,7 +266,10 @@ export class ResidentKv {
 
   /** Gives arena `i` room for `rows` rows of `width` columns; its contents are lost if it grows. */
   private ensure(i: number, rows: number, width: number): void {
-    const a = this.arenas[i]!;
+    this.ensureArena(this.arenas[i]!, rows, width);
+  }
+
+  private ensureArena(a: Arena, rows: number, width: number): void {
     if (a.floats >= rows * this.rowFloats(width)) return;
     const size = Math.ceil(rows * (1 + ARENA_HEADROOM) + 1) * this.rowFloats(Math.ceil(width * (1 + ARENA_HEADROOM)) + ARENA_SPARE_COLUMNS);
     // Drop the old buffers first, so that the old and new arena are not both held.
@@ -220,7 +283,10 @@ export class ResidentKv {
   }
 
   private views(i: number, rows: number, width: number): LayerKv[] {
-    const a = this.arenas[i]!;
+    return this.viewsOf(this.arenas[i]!, rows, width);
+  }
+
+  private viewsOf(a: Arena, rows: number, width: number): LayerKv[] {
     const f = rows * this.rowFloats(width);
     return a.key.map((k, l) => ({ key: k.subarray(0, f), value: a.value[l]!.subarray(0, f) }));
   }

@@ -31,6 +31,14 @@ export interface SchedulerOutput {
 }
 
 /**
+ * A streamed export (prefill role) splits its final chunk when at least this many full blocks (of
+ * block_size tokens) would precede the block holding the prompt's last token: they are computed first
+ * and stream to the decode worker while a forward of that one block runs, so it alone is left to send,
+ * import and gather after the first token. Fewer blocks: one more forward costs more than it saves.
+ */
+export const STREAMED_SPLIT_MIN_BLOCKS = 4;
+
+/**
  * Continuous batching with chunked prefill, in the spirit of vLLM v1: every step decodes every running
  * sequence that is past its prompt, then spends what is left of the token budget on prefill chunks
  * (already-admitted prompts first, then new ones in priority order). When blocks run out, the newest
@@ -203,6 +211,10 @@ export class Scheduler {
     let chunk = cap > 0 ? Math.min(remaining, cap, budget) : remaining;
     if (cap === 0 && remaining > budget && !first) return 0;
     const bs = seq.blockSize;
+    if (cap > 0 && chunk === remaining && seq.onExportBlocks !== undefined) {
+      const tail = seq.tokens.length - Math.floor((seq.tokens.length - 1) / bs) * bs;
+      if (remaining - tail >= STREAMED_SPLIT_MIN_BLOCKS * bs) chunk = remaining - tail;
+    }
     const have = seq.blockTable.length * bs - seq.numComputed;
     const room = have + Math.max(0, this.pool.numFree - reserve) * bs;
     if (chunk > room) {
