@@ -58,6 +58,15 @@ export interface DeferredProposal {
   readonly seqIds: readonly number[];
   readonly rows: readonly ExecRow[];
   readonly rounds: readonly number[];
+  /** Rows that catch up (ExecBatch.catchUp): many tokens the draft has not seen, prefilled there first. */
+  readonly catchUp: readonly boolean[];
+}
+
+/** What propose() made: proposals, rows left to the model thread, and the draft rounds it ran here (after any catch-up). */
+export interface Proposed {
+  readonly proposals: Map<number, Proposal>;
+  readonly deferred?: DeferredProposal;
+  readonly rounds: number;
 }
 
 export class DraftModel {
@@ -132,7 +141,7 @@ export class DraftModel {
    * Proposes up to `k` tokens per sequence: one draft forward per token, all sequences batched. A
    * sequence the draft's pool has no room for gets an empty proposal (it decodes without speculating).
    */
-  async propose(inputs: readonly DraftInput[]): Promise<{ proposals: Map<number, Proposal>; deferred?: DeferredProposal }> {
+  async propose(inputs: readonly DraftInput[]): Promise<Proposed> {
     const t0 = performance.now();
     try {
       return await this.proposeRounds(inputs);
@@ -141,13 +150,13 @@ export class DraftModel {
     }
   }
 
-  /** The model thread ran a deferred proposal's rounds (before the verify forward), taking `seconds`. */
+  /** The model thread ran a deferred proposal (before the verify forward), taking `seconds`. */
   ranDeferred(seconds: number): void {
     this.forwardSeconds += seconds;
     this.proposeSeconds += seconds;
   }
 
-  private async proposeRounds(inputs: readonly DraftInput[]): Promise<{ proposals: Map<number, Proposal>; deferred?: DeferredProposal }> {
+  private async proposeRounds(inputs: readonly DraftInput[]): Promise<Proposed> {
     const V = this.spec.vocabSize;
     const bs = this.pool.layout.blockSize;
     const out = new Map<number, Proposal>();
@@ -175,9 +184,32 @@ export class DraftModel {
       }
       active.push({ in: input, st, tokens: [], dists: input.sampler.isGreedy ? undefined : [] });
     }
+    // Plain greedy requests: the draft's argmax is what their sampler would pick, so their catch-up and
+    // rounds run on the model thread in one go, just before the verify forward (see ExecBatch.draftFirst):
+    // one round trip between threads for the whole step. Others (sampling, penalties, bias) sample here.
+    const onThread = active.filter((a) => isPlainGreedy(a.in.sampler, a.in.params));
+    const here = active.filter((a) => !onThread.includes(a));
+    let deferred: DeferredProposal | undefined;
+    if (onThread.length > 0) {
+      deferred = {
+        seqIds: onThread.map((a) => a.in.seqId),
+        rows: onThread.map((a) => ({
+          seqId: a.in.seqId,
+          tokenIds: a.in.tokens.slice(a.st.computed),
+          pastLen: a.st.computed,
+          blockTable: a.st.blocks,
+        })),
+        rounds: onThread.map((a) => a.in.k),
+        catchUp: onThread.map((a) => a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS),
+      };
+      for (const a of onThread) {
+        if (a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS) this.catchUpTokens += a.in.tokens.length - a.st.computed;
+        a.st.computed = a.in.tokens.length + a.in.k - 1;
+      }
+    }
     // A sequence far behind catches up in one prefill batch, through its last token: that forward's logits
     // give its first proposal, so the catch-up costs no draft round of its own.
-    const catchUp = active.filter((a) => a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS);
+    const catchUp = here.filter((a) => a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS);
     this.lastCatchUpSeconds = 0;
     if (catchUp.length > 0) {
       const t0 = performance.now();
@@ -196,31 +228,12 @@ export class DraftModel {
       });
       this.lastCatchUpSeconds = (performance.now() - t0) / 1000;
     }
-    // Plain greedy requests: the draft's argmax is what their sampler would pick, so their rounds run on
-    // the model thread in one go, just before the verify forward (see ExecBatch.draftFirst). Others
-    // (sampling, penalties, bias) sample here between rounds.
-    const onThread = active.filter((a) => isPlainGreedy(a.in.sampler, a.in.params));
-    const deferredRows = onThread.filter((a) => a.tokens.length < a.in.k);
-    let deferred: DeferredProposal | undefined;
-    if (deferredRows.length > 0) {
-      deferred = {
-        seqIds: deferredRows.map((a) => a.in.seqId),
-        rows: deferredRows.map((a) => {
-          const len = a.in.tokens.length;
-          const n = a.tokens.length;
-          return n === 0
-            ? { seqId: a.in.seqId, tokenIds: a.in.tokens.slice(a.st.computed), pastLen: a.st.computed, blockTable: a.st.blocks }
-            : { seqId: a.in.seqId, tokenIds: [a.tokens[n - 1]!], pastLen: len + n - 1, blockTable: a.st.blocks };
-        }),
-        rounds: deferredRows.map((a) => a.in.k - a.tokens.length),
-      };
-      for (const a of deferredRows) a.st.computed = a.in.tokens.length + a.in.k - 1;
-    }
-    const here = active.filter((a) => !onThread.includes(a));
     const maxK = Math.max(0, ...here.map((a) => a.in.k));
+    let rounds = 0;
     for (let round = 0; round < maxK; round++) {
+      // A row that caught up has its first token already: it joins at round 1.
       const live = here.filter((a) => a.tokens.length === round && round < a.in.k);
-      if (live.length === 0) break;
+      if (live.length === 0) continue;
       const rows: ExecRow[] = live.map((a) => {
         const len = a.in.tokens.length;
         // Round 0 feeds what the draft has not seen (the last token, or a few the target accepted); then its own proposals.
@@ -228,15 +241,16 @@ export class DraftModel {
         return { seqId: a.in.seqId, tokenIds, pastLen: round === 0 ? a.st.computed : len + round - 1, blockTable: a.st.blocks };
       });
       const res = await this.executor.run({ kind: 'decode', rows, model: 'draft' });
+      rounds++;
       this.forwardSeconds += res.execSeconds;
       live.forEach((a, i) => {
         a.st.computed = a.in.tokens.length + round;
         this.draw(a, res.logits.subarray(i * V, (i + 1) * V));
       });
     }
-    // Greedy rows deferred to the model thread: the tokens so far (from a catch-up), the rest after the verify.
+    // Greedy rows deferred to the model thread have no tokens yet: theirs come with the verify's result.
     for (const a of active) out.set(a.in.seqId, { tokens: a.tokens, dists: a.dists });
-    return { proposals: out, deferred };
+    return { proposals: out, deferred, rounds };
   }
 
   /** The next proposal from the draft's logits after the tokens so far (sampled as the request samples, q kept). */

@@ -21,10 +21,10 @@ import {
 } from '@pdserve/contracts';
 import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
-import { ThreadExecutor, type ExecResult } from './executor';
+import { ThreadExecutor, type ExecBatch, type ExecResult } from './executor';
 import { promptLogprobOf } from './prompt-logprobs';
 import { StructuredOutputs, type StructuredOutputStats } from './structured';
-import { DraftModel, type DeferredProposal } from './draft-model';
+import { DraftModel, type DeferredProposal, type Proposed } from './draft-model';
 import {
   NGRAM_PRIOR_COST,
   PRIOR_COST,
@@ -100,7 +100,7 @@ export class LLMEngine implements EngineClient {
   private readonly specBuf: Float64Array;
   private readonly governor: SpecGovernor;
   /** What speculating costs this step: measured for the batch (timed), assumed for seeded sampled sequences (prior). */
-  private stepCost: { timed: SpecCost; prior: SpecCost } = { timed: PRIOR_COST, prior: PRIOR_COST };
+  private readonly stepCost: { timed: SpecCost; readonly prior: SpecCost };
   /** Why the draft model stopped working (speculation with it is then off), or undefined. */
   private draftFailure: string | undefined;
   /** Seconds this step's proposals spent on the draft's catch-up prefill. */
@@ -432,14 +432,17 @@ export class LLMEngine implements EngineClient {
     const plan = this.scheduler.schedule();
     this.account(plan);
     for (const seq of plan.imports) this.importKv(seq);
+    // A step in which no row speculates (every sequence off, say) is a plain decode step, as with speculation off.
+    const speculating = plan.decodes.some((s) => s.lookahead > 0);
     const tSpec = performance.now();
-    const { proposals, deferred } = await this.propose(plan.decodes);
+    const { proposals, deferred, rounds } = speculating
+      ? await this.propose(plan.decodes)
+      : { proposals: new Map<number, Proposal>(), rounds: 0 };
     const draftSeconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
     // A request aborted while the draft ran has given its blocks back: it is not in the forward.
-    const decodes = this.opts.speculative ? plan.decodes.filter((s) => s.status === 'running') : plan.decodes;
+    const decodes = speculating ? plan.decodes.filter((s) => s.status === 'running') : plan.decodes;
     // Greedy proposals are made on the model thread just before the verify forward (see ExecBatch.draftFirst).
-    const rowOf = new Map(decodes.map((s, i) => [s.id, i]));
-    const fused = deferred?.seqIds.map((id, i) => ({ id, i, at: rowOf.get(id) })).filter((d) => d.at !== undefined);
+    const fused = deferred && this.fuse(decodes, deferred);
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
     const tDecode = performance.now();
     const decode =
@@ -459,15 +462,7 @@ export class LLMEngine implements EngineClient {
                 ...(stagedKey !== undefined ? { stagedKey } : {}),
               };
             }),
-            ...(fused?.length
-              ? {
-                  draftFirst: {
-                    rows: fused.map((d) => deferred!.rows[d.i]!),
-                    rounds: fused.map((d) => deferred!.rounds[d.i]!),
-                    into: fused.map((d) => d.at!),
-                  },
-                }
-              : {}),
+            ...(fused ? { draftFirst: fused.batch } : {}),
           })
         : undefined;
     // Every position's logits only for prompts whose logprobs were asked for.
@@ -497,25 +492,28 @@ export class LLMEngine implements EngineClient {
       this.counters.decodeGatheredTokens += res.gatheredTokens;
       runSeconds += res.runSeconds;
       this.opts.onStep?.({ phase: 'decode', seconds: res.execSeconds, batchSize: decodes.length });
-      if (this.opts.speculative) {
+      if (speculating) {
         const onThread = res.draftSeconds ?? 0;
         if (res.draftError !== undefined) this.draftFailure = res.draftError;
-        else if (fused?.length) {
-          fused.forEach((d, j) => proposals.set(d.id, { tokens: [...(proposals.get(d.id)?.tokens ?? []), ...res.tokens![j]!] }));
+        else if (fused) {
+          fused.seqIds.forEach((id, j) => proposals.set(id, { tokens: [...(proposals.get(id)?.tokens ?? []), ...res.tokens![j]!] }));
           this.draft?.ranDeferred(onThread);
         }
-        // The governor's cost samples: wall seconds of the draft's rounds (its one-off catch-up left out) and of the verify forward.
+        // The governor's cost samples: wall seconds of the draft's rounds (its one-off catch-ups left out) and of the verify forward.
         if (proposals.size === 0) this.governor.recordPlain(decodes.length, decodeSeconds);
         else {
           const k = Math.max(...[...proposals.values()].map((p) => p.tokens.length));
-          this.governor.recordSpec(decodes.length, this.draft ? k : 0, draftSeconds + onThread, k, decodeSeconds - onThread);
+          const roundSeconds = draftSeconds + onThread - (res.draftCatchUpSeconds ?? 0);
+          this.governor.recordSpec(decodes.length, rounds + (res.draftRounds ?? 0), roundSeconds, k, decodeSeconds - onThread);
         }
         this.afterVerify(decodes, proposals, res);
-      } else
+      } else {
+        if (this.opts.speculative) this.governor.recordPlain(decodes.length, decodeSeconds);
         this.afterForward(
           decodes.map((seq) => ({ seq, end: seq.numComputed + 1 })),
           res,
         );
+      }
     }
     if (prefill) {
       const res = await prefill;
@@ -560,7 +558,7 @@ export class LLMEngine implements EngineClient {
       return;
     }
     const batch = this.scheduler.running.filter((s) => !s.isPrefill).length;
-    this.stepCost = { timed: this.governor.cost(batch), prior: this.stepCost.prior };
+    this.stepCost.timed = this.governor.cost(batch);
     const timed: (SpecCandidate & { readonly seq: Sequence })[] = [];
     const chosen: { seq: Sequence; k: number }[] = [];
     for (const seq of this.scheduler.running) {
@@ -576,6 +574,7 @@ export class LLMEngine implements EngineClient {
       if (isTimed) timed.push({ seq, k, controller: seq.spec });
       else chosen.push({ seq, k });
     }
+    if (timed.length + chosen.length === 0) return;
     this.governor.plan(batch, timed);
     for (const { seq, k } of [...chosen, ...timed]) {
       if (k <= 0) continue;
@@ -593,6 +592,31 @@ export class LLMEngine implements EngineClient {
     }
   }
 
+  /**
+   * The deferred proposal's rows that are still in this step's decode batch, as the model thread takes them
+   * (ExecBatch.draftFirst: the draft's rows, its rounds, and which verify row each one's tokens join).
+   */
+  private fuse(
+    decodes: readonly Sequence[],
+    deferred: DeferredProposal,
+  ): { seqIds: number[]; batch: NonNullable<ExecBatch['draftFirst']> } | undefined {
+    const rowOf = new Map(decodes.map((s, i) => [s.id, i]));
+    const kept = deferred.seqIds.flatMap((id, i) => {
+      const at = rowOf.get(id);
+      return at === undefined ? [] : [{ id, i, at }];
+    });
+    if (kept.length === 0) return undefined;
+    return {
+      seqIds: kept.map((d) => d.id),
+      batch: {
+        rows: kept.map((d) => deferred.rows[d.i]!),
+        rounds: kept.map((d) => deferred.rounds[d.i]!),
+        into: kept.map((d) => d.at),
+        catchUp: kept.map((d) => deferred.catchUp[d.i]!),
+      },
+    };
+  }
+
   /** Whether timing may decide how far `seq` speculates (not a seeded sampled sequence, whose draws must repeat). */
   private isTimed(seq: Sequence): boolean {
     return seq.sampler.isGreedy || seq.params.seed === undefined;
@@ -600,18 +624,18 @@ export class LLMEngine implements EngineClient {
 
   /**
    * Proposals for this step's decodes that speculate (lookahead as the scheduler left it); plain greedy
-   * rows' draft rounds are deferred to the model thread, to run just before the verify forward.
+   * rows' draft work is deferred to the model thread, to run just before the verify forward. `rounds`: the
+   * draft rounds run here (after any catch-up), for the governor's cost of a round.
    */
-  private async propose(decodes: readonly Sequence[]): Promise<{ proposals: Map<number, Proposal>; deferred?: DeferredProposal }> {
+  private async propose(decodes: readonly Sequence[]): Promise<Proposed> {
     const out = new Map<number, Proposal>();
     this.catchUpSeconds = 0;
     const speculating = decodes.filter((s) => s.lookahead > 0);
-    if (speculating.length === 0) return { proposals: out };
     if (!this.draft) {
       for (const s of speculating) out.set(s.id, { tokens: s.proposal!.tokens.slice(0, s.lookahead) });
-      return { proposals: out };
+      return { proposals: out, rounds: 0 };
     }
-    let proposed: { proposals: Map<number, Proposal>; deferred?: DeferredProposal };
+    let proposed: Proposed;
     try {
       proposed = await this.draft.propose(
         speculating.map((s) => ({
@@ -627,12 +651,12 @@ export class LLMEngine implements EngineClient {
     } catch (err) {
       // The draft is an optimisation: without it, every sequence decodes one token at a time.
       this.draftFailure = (err as Error).message;
-      return { proposals: out };
+      return { proposals: out, rounds: 0 };
     }
     this.catchUpSeconds = this.draft.lastCatchUpSeconds;
     // A sequence aborted while the draft ran is skipped when the verify results come back.
     for (const [id, p] of proposed.proposals) if (p.tokens.length > 0) out.set(id, p);
-    return { proposals: out, deferred: proposed.deferred };
+    return { proposals: out, deferred: proposed.deferred, rounds: proposed.rounds };
   }
 
   /**

@@ -39,6 +39,12 @@ export interface ExecBatch {
    * instead of one per token). The result then has `tokens` (the argmaxes) and no logits.
    */
   readonly greedyRounds?: readonly number[];
+  /**
+   * With greedyRounds: rows marked true first run as a prefill batch (a catch-up of many tokens, which a
+   * decode batch would pad every row to), whose last logits give the row's first token; their rounds go on
+   * from there.
+   */
+  readonly catchUp?: readonly boolean[];
   /** Which of the thread's models runs it: the target (default) or the speculative draft (ExecutorInit.draft). */
   readonly model?: 'target' | 'draft';
   /**
@@ -47,7 +53,12 @@ export interface ExecBatch {
    * appended to its tokenIds and as many more logits: the proposals and their verify forward in one round
    * trip. Should the draft fail, the batch runs without them (ExecResult.draftError).
    */
-  readonly draftFirst?: { readonly rows: readonly ExecRow[]; readonly rounds: readonly number[]; readonly into: readonly number[] };
+  readonly draftFirst?: {
+    readonly rows: readonly ExecRow[];
+    readonly rounds: readonly number[];
+    readonly into: readonly number[];
+    readonly catchUp?: readonly boolean[];
+  };
 }
 
 export interface ExecResult {
@@ -60,9 +71,15 @@ export interface ExecResult {
   readonly gatheredTokens: number;
   /** With greedyRounds: each row's argmax tokens, one per round; with draftFirst: the draft's tokens per draftFirst row. */
   readonly tokens?: readonly (readonly number[])[];
-  /** With draftFirst: seconds of the draft's rounds (included in execSeconds), or why the draft failed. */
+  /** With greedyRounds: seconds of the catch-up prefill (in execSeconds), and the decode rounds run after it. */
+  readonly catchUpSeconds?: number;
+  readonly rounds?: number;
+  /** With draftFirst: seconds of the draft's work (included in execSeconds), or why the draft failed. */
   readonly draftSeconds?: number;
   readonly draftError?: string;
+  /** With draftFirst: of draftSeconds, the draft's catch-up prefill; and the draft's decode rounds (see catchUpSeconds, rounds). */
+  readonly draftCatchUpSeconds?: number;
+  readonly draftRounds?: number;
 }
 
 /**
@@ -87,7 +104,7 @@ export class BatchExecutor {
 
   async run(batch: ExecBatch): Promise<ExecResult> {
     try {
-      if (batch.greedyRounds) return await this.greedyRounds(batch.rows, batch.greedyRounds);
+      if (batch.greedyRounds) return await this.greedyRounds(batch.rows, batch.greedyRounds, batch.catchUp);
       return batch.kind === 'decode' ? await this.decode(batch.rows) : await this.prefill(batch.rows);
     } catch (err) {
       this.resident.clear();
@@ -141,32 +158,44 @@ export class BatchExecutor {
     };
   }
 
-  /** See ExecBatch.greedyRounds. */
-  private async greedyRounds(rows: readonly ExecRow[], rounds: readonly number[]): Promise<ExecResult> {
+  /** See ExecBatch.greedyRounds and catchUp. */
+  private async greedyRounds(rows: readonly ExecRow[], rounds: readonly number[], catchUp?: readonly boolean[]): Promise<ExecResult> {
     const t0 = performance.now();
     const V = this.runner.spec.vocabSize;
     const tokens: number[][] = rows.map(() => []);
     let runSeconds = 0;
     let gatheredTokens = 0;
-    let live = rows.map((r, i) => ({ row: r, i }));
-    for (let round = 0; live.length > 0; round++) {
-      const batch = live.map(({ row, i }) =>
-        round === 0
+    let catchUpSeconds = 0;
+    const first = rows.flatMap((row, i) => (catchUp?.[i] && rounds[i]! > 0 ? [{ row, i }] : []));
+    if (first.length > 0) {
+      const res = await this.prefill(first.map(({ row }) => row));
+      runSeconds += res.runSeconds;
+      gatheredTokens += res.gatheredTokens;
+      catchUpSeconds = res.execSeconds;
+      first.forEach(({ i }, j) => tokens[i]!.push(argmax(res.logits, j * V, V)));
+    }
+    let live = rows.map((row, i) => ({ row, i })).filter(({ i }) => tokens[i]!.length < rounds[i]!);
+    let round = 0;
+    for (; live.length > 0; round++) {
+      const batch = live.map(({ row, i }) => {
+        const n = tokens[i]!.length;
+        return n === 0
           ? row
           : {
               seqId: row.seqId,
-              tokenIds: [tokens[i]![round - 1]!],
-              pastLen: row.pastLen + row.tokenIds.length + round - 1,
+              tokenIds: [tokens[i]![n - 1]!],
+              pastLen: row.pastLen + row.tokenIds.length + n - 1,
               blockTable: row.blockTable,
-            },
-      );
+            };
+      });
       const res = await this.decode(batch);
       runSeconds += res.runSeconds;
       gatheredTokens += res.gatheredTokens;
       live.forEach(({ i }, j) => tokens[i]!.push(argmax(res.logits, j * V, V)));
       live = live.filter(({ i }) => tokens[i]!.length < rounds[i]!);
     }
-    return { logits: new Float32Array(0), runSeconds, execSeconds: (performance.now() - t0) / 1000, gatheredTokens, tokens };
+    const execSeconds = (performance.now() - t0) / 1000;
+    return { logits: new Float32Array(0), runSeconds, execSeconds, gatheredTokens, tokens, catchUpSeconds, rounds: round };
   }
 
   /** Writes each row's new tokens' KV (the right end of `present`) into its blocks. */
@@ -238,7 +267,12 @@ export class ThreadModels {
     const { rows: draftRows, rounds, into } = batch.draftFirst;
     let proposed: ExecResult;
     try {
-      proposed = await (await this.draftExec()).run({ kind: 'decode', rows: draftRows, greedyRounds: rounds });
+      proposed = await (await this.draftExec()).run({
+        kind: 'decode',
+        rows: draftRows,
+        greedyRounds: rounds,
+        catchUp: batch.draftFirst.catchUp,
+      });
     } catch (err) {
       const res = await this.target.run({ kind: batch.kind, rows: batch.rows });
       return { ...res, execSeconds: (performance.now() - t0) / 1000, draftError: (err as Error).message };
@@ -250,7 +284,14 @@ export class ThreadModels {
       rows[at] = { ...r, tokenIds: [...r.tokenIds, ...tokens], numLogits: (r.numLogits ?? 1) + tokens.length };
     });
     const res = await this.target.run({ kind: batch.kind, rows });
-    return { ...res, execSeconds: (performance.now() - t0) / 1000, tokens: proposed.tokens, draftSeconds: proposed.execSeconds };
+    return {
+      ...res,
+      execSeconds: (performance.now() - t0) / 1000,
+      tokens: proposed.tokens,
+      draftSeconds: proposed.execSeconds,
+      draftCatchUpSeconds: proposed.catchUpSeconds,
+      draftRounds: proposed.rounds,
+    };
   }
 
   /** Releases the draft's session: its batches fail from then on (the engine then decodes without it). */

@@ -11,6 +11,7 @@ import {
 } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { LLMEngine, type EngineOptions } from './index';
+import type { ExecBatch } from './executor';
 import {
   BACKOFF_FIRST,
   BACKOFF_MAX,
@@ -142,6 +143,34 @@ describe('speculative decoding: greedy output is token-identical to the referenc
       all.forEach((got, i) => expect(got, `prompt ${i}`).toEqual(want[i]));
       // 119 decode steps per sequence: probes at 0, 33 and 98 (the governor may only put one off).
       expect(e.stats().speculation!.verifiedSequenceSteps - one.verifiedSequenceSteps).toBeLessThanOrEqual(4 * 3);
+      expectIdle(e);
+    });
+  }, 120_000);
+
+  it("a greedy step is one round trip to the model thread, the draft's catch-up included; a step nobody speculates is a plain one", async () => {
+    const unrelated = await ensureTinyModel({ layers: 1, seed: 1 });
+    const long = samplingParams({ temperature: 0, maxTokens: 120, ignoreEos: true });
+    const want = [...(await referenceGenerate(runner, prompts[1]!, long)).tokenIds];
+    await withEngine({ speculative: { method: 'draft', modelDir: unrelated, numTokens: 4 } }, async (e) => {
+      const executor = (e as unknown as { executor: { run(b: ExecBatch): Promise<unknown> } }).executor;
+      const batches: ExecBatch[] = [];
+      const run = executor.run.bind(executor);
+      executor.run = (b) => (batches.push(b), run(b));
+      expect(await collect(e, prompts[1]!, long)).toEqual(want);
+      const s = e.stats().speculation!;
+      // One prefill, then 119 decode steps, each one message; the draft never gets one of its own.
+      expect(batches.filter((b) => b.model === 'draft')).toEqual([]);
+      expect(batches.filter((b) => b.kind === 'decode').length).toBe(119);
+      // Probes at steps 0, 33 and 98, each catching the draft up (the prompt, then the tokens since) on the model thread.
+      const probes = batches.filter((b) => b.draftFirst);
+      expect(probes.length).toBe(3);
+      expect(probes.map((b) => b.draftFirst!.catchUp)).toEqual([[true], [true], [true]]);
+      expect(probes.map((b) => b.draftFirst!.rounds)).toEqual([[2], [1], [1]]);
+      expect(s.verifiedSequenceSteps).toBe(3);
+      expect(s.draftCatchUpTokens).toBe(prompts[1]!.length + 1 + 33 + 65);
+      // Every other step is a plain decode step: one token, one row of logits.
+      const plain = batches.filter((b) => b.kind === 'decode' && !b.draftFirst);
+      expect(plain.every((b) => b.rows.every((r) => r.tokenIds.length === 1 && (r.numLogits ?? 1) === 1))).toBe(true);
       expectIdle(e);
     });
   }, 120_000);
@@ -391,6 +420,23 @@ describe('speculation governor', () => {
     expect(c.verify(2)).toBeCloseTo((1.1 * PRIOR_COST.verify(2)) / PRIOR_COST.verify(4), 6);
     // Another batch size has its own costs.
     expect(g.cost(8)).toBe(PRIOR_COST);
+  });
+
+  it('a cost model is the same object until the next sample of its batch size (worked out once, when read)', () => {
+    const g = new SpecGovernor();
+    for (let i = 0; i < 4; i++) {
+      g.recordPlain(1, 0.01);
+      g.recordSpec(1, 2, 0.006, 2, 0.012);
+    }
+    const c = g.cost(1);
+    expect(g.cost(1)).toBe(c);
+    expect(c.draftRound).toBeCloseTo(0.3, 6);
+    expect(c.verify(2)).toBeCloseTo(1.2, 6);
+    g.recordPlain(8, 0.02); // another bucket
+    expect(g.cost(1)).toBe(c);
+    g.recordPlain(1, 0.01);
+    expect(g.cost(1)).not.toBe(c);
+    expect(g.cost(1).verify(2)).toBeCloseTo(1.2, 6);
   });
 
   /** Steps of one sequence at batch 1 that accepts everything, its costs as given: returns which steps speculated. */

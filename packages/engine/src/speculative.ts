@@ -287,6 +287,8 @@ interface BucketState {
   plainLeft: number;
   retry: boolean;
   backoff: number;
+  /** The cost model of these samples, once asked for (dropped when a sample comes in). */
+  cost: SpecCost | undefined;
 }
 
 function median(xs: readonly number[]): number {
@@ -294,9 +296,50 @@ function median(xs: readonly number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-function push(window: number[], x: number): void {
+function push(s: BucketState, window: number[], x: number): void {
   window.push(x);
   if (window.length > WINDOW) window.shift();
+  s.cost = undefined;
+}
+
+/**
+ * A bucket's measured costs (see SpecGovernor.cost), worked out when first read: most steps of a batch whose
+ * sequences are off never read them, and a step's samples then cost a push each and no sort.
+ */
+class MeasuredCost implements SpecCost {
+  private ratios: { readonly draftRound: number; readonly verify: ReadonlyMap<number, number> } | undefined;
+
+  constructor(
+    private readonly s: BucketState,
+    private readonly prior: SpecCost,
+  ) {}
+
+  get draftRound(): number {
+    return this.measured().draftRound;
+  }
+
+  verify(k: number): number {
+    const measured = this.measured().verify;
+    const v = measured.get(k);
+    if (v !== undefined) return v;
+    // The nearest measured length, scaled as the prior scales.
+    let near: number | undefined;
+    for (const m of measured.keys()) if (near === undefined || Math.abs(m - k) < Math.abs(near - k)) near = m;
+    return near === undefined ? this.prior.verify(k) : (measured.get(near)! * this.prior.verify(k)) / this.prior.verify(near);
+  }
+
+  private measured(): { readonly draftRound: number; readonly verify: ReadonlyMap<number, number> } {
+    if (this.ratios) return this.ratios;
+    const { s, prior } = this;
+    const plain = median(s.plain);
+    // Ratios outside what the work could explain are the clock's noise: a draft round is clamped to a decode
+    // step and a verify forward of k proposals to k + 1 of them (it computes k + 1 tokens instead of one).
+    const draftRound = s.draft.length >= MIN_SAMPLES ? Math.min(1, median(s.draft) / plain) : prior.draftRound;
+    const verify = new Map<number, number>();
+    for (const [k, xs] of s.verify) if (xs.length >= MIN_SAMPLES) verify.set(k, Math.min(k + 1, Math.max(1, median(xs) / plain)));
+    this.ratios = { draftRound, verify };
+    return this.ratios;
+  }
 }
 
 /** One sequence's plan for a step, as the governor weighs it. */
@@ -328,34 +371,20 @@ export class SpecGovernor {
     if (!s)
       this.buckets.set(
         key,
-        (s = { plain: [], draft: [], verify: new Map(), sincePlain: 0, plainLeft: 0, retry: false, backoff: PLAIN_STEPS }),
+        (s = { plain: [], draft: [], verify: new Map(), sincePlain: 0, plainLeft: 0, retry: false, backoff: PLAIN_STEPS, cost: undefined }),
       );
     return s;
   }
 
-  /** The cost model for a batch of `batch` rows: measured ratios where there are samples, the prior elsewhere. */
+  /**
+   * The cost model for a batch of `batch` rows: measured ratios where there are samples, the prior elsewhere.
+   * The same object until the bucket's next sample; its medians are worked out when first read.
+   */
   cost(batch: number): SpecCost {
     const s = this.state(batch);
-    const prior = this.prior;
-    if (s.plain.length < MIN_SAMPLES) return prior;
-    const plain = median(s.plain);
-    // Ratios outside what the work could explain are the clock's noise: a draft round is clamped to a decode
-    // step and a verify forward of k proposals to k + 1 of them (it computes k + 1 tokens instead of one).
-    const draftRound = s.draft.length >= MIN_SAMPLES ? Math.min(1, median(s.draft) / plain) : prior.draftRound;
-    const verify = new Map(
-      [...s.verify].filter(([, xs]) => xs.length >= MIN_SAMPLES).map(([k, xs]) => [k, Math.min(k + 1, Math.max(1, median(xs) / plain))]),
-    );
-    return {
-      draftRound,
-      verify: (k) => {
-        const v = verify.get(k);
-        if (v !== undefined) return v;
-        // The nearest measured length, scaled as the prior scales.
-        let near: number | undefined;
-        for (const m of verify.keys()) if (near === undefined || Math.abs(m - k) < Math.abs(near - k)) near = m;
-        return near === undefined ? prior.verify(k) : (verify.get(near)! * prior.verify(k)) / prior.verify(near);
-      },
-    };
+    if (s.plain.length < MIN_SAMPLES) return this.prior;
+    s.cost ??= new MeasuredCost(s, this.prior);
+    return s.cost;
   }
 
   /**
@@ -364,6 +393,7 @@ export class SpecGovernor {
    * plainly, to re-measure the plain cost or because speculation does not pay for the batch.
    */
   plan(batch: number, candidates: readonly SpecCandidate[]): void {
+    if (candidates.length === 0) return;
     const live = candidates.filter((c) => c.k > 0);
     if (live.length === 0) return;
     const s = this.state(batch);
@@ -403,7 +433,7 @@ export class SpecGovernor {
   recordPlain(batch: number, seconds: number): void {
     if (!(seconds > 0)) return;
     const s = this.state(batch);
-    push(s.plain, seconds);
+    push(s, s.plain, seconds);
     s.sincePlain = 0;
   }
 
@@ -414,11 +444,11 @@ export class SpecGovernor {
   recordSpec(batch: number, rounds: number, draftSeconds: number, k: number, verifySeconds: number): void {
     const s = this.state(batch);
     s.sincePlain++;
-    if (rounds > 0 && draftSeconds > 0) push(s.draft, draftSeconds / rounds);
+    if (rounds > 0 && draftSeconds > 0) push(s, s.draft, draftSeconds / rounds);
     if (k > 0 && verifySeconds > 0) {
       let w = s.verify.get(k);
       if (!w) s.verify.set(k, (w = []));
-      push(w, verifySeconds);
+      push(s, w, verifySeconds);
     }
   }
 }
