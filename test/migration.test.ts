@@ -72,6 +72,15 @@ afterAll(async () => {
   await runner?.release();
 });
 
+/** A greedy, non-streamed completion request to `g` (the body's fields override). */
+function postCompletion(g: Gateway, body: Record<string, unknown>): Promise<Response> {
+  return fetch(`${g.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny', temperature: 0, ...body }),
+  });
+}
+
 /** Streams a completion; after `breakAfter` chunks with text, `fault` runs once (on the busy worker). */
 async function streamWithFault(
   g: Gateway,
@@ -201,12 +210,7 @@ describe('request migration', () => {
     });
     try {
       for (let i = 0; i < 200 && g.view.workers().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-      const post = (body: object) =>
-        fetch(`${g.url}/v1/completions`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'tiny', prompt: 'Admit me if you can', max_tokens: 4, temperature: 0, ...body }),
-        });
+      const post = (body: object) => postCompletion(g, { prompt: 'Admit me if you can', max_tokens: 4, ...body });
       const refused = await post({});
       expect(refused.status).toBe(429);
       const promptTokens = tokenizer.encode('Admit me if you can').length;
@@ -244,20 +248,12 @@ describe('request migration', () => {
       expect(g.view.record(id)).toBeDefined(); // still registered
       expect(routable(g).sort()).toEqual([...decodes.keys()].sort());
       for (let i = 0; i < 2 * decodes.size; i++) {
-        const res = await fetch(`${g.url}/v1/completions`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'tiny', prompt: `Only the living ${i}`, max_tokens: 2, temperature: 0 }),
-        });
+        const res = await postCompletion(g, { prompt: `Only the living ${i}`, max_tokens: 2 });
         expect(res.status, await res.clone().text()).toBe(200);
       }
       // The gateway that knew it alive learns it from the first request sent there, and routes around it.
       for (let i = 0; i < 2 * (decodes.size + 1); i++) {
-        const res = await fetch(`${gateway.url}/v1/completions`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'tiny', prompt: `Round and round ${i}`, max_tokens: 2, temperature: 0 }),
-        });
+        const res = await postCompletion(gateway, { prompt: `Round and round ${i}`, max_tokens: 2 });
         expect(res.status, await res.clone().text()).toBe(200);
       }
       expect(routable(gateway)).not.toContain(id);
