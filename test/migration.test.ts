@@ -50,16 +50,8 @@ beforeAll(async () => {
   tokenizer = await Tokenizer.fromDir(dir);
   cp = await connectControlPlane({ cluster: 'migrate', hub: new InProcessHub(), logger: cpSilent });
   for (let i = 0; i < 3; i++) await addDecode();
-  gateway = await startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, policy: 'round-robin' });
-  noMigration = await startGateway({
-    modelDir: dir,
-    modelId: 'tiny',
-    controlPlane: cp,
-    logger: silentLogger,
-    port: 0,
-    policy: 'round-robin',
-    migrationLimit: 0,
-  });
+  gateway = await openGateway({ policy: 'round-robin' });
+  noMigration = await openGateway({ policy: 'round-robin', migrationLimit: 0 });
   for (let i = 0; i < 200 && (gateway.view.workers().length < 3 || noMigration.view.workers().length < 3); i++)
     await new Promise((r) => setTimeout(r, 20));
 }, 120_000);
@@ -71,6 +63,11 @@ afterAll(async () => {
   await cp?.close();
   await runner?.release();
 });
+
+/** A gateway of this cluster (tiny, the in-process control plane, a free port) with these options. */
+function openGateway(extra: Partial<Parameters<typeof startGateway>[0]>): Promise<Gateway> {
+  return startGateway({ modelDir: dir, modelId: 'tiny', controlPlane: cp, logger: silentLogger, port: 0, ...extra });
+}
 
 /** A greedy, non-streamed completion request to `g` (the body's fields override). */
 function postCompletion(g: Gateway, body: Record<string, unknown>): Promise<Response> {
@@ -200,14 +197,7 @@ describe('request migration', () => {
 
   it('SLO admission: a class whose predicted TTFT misses its SLO gets 429 with the computed Retry-After; priority without one is served', async () => {
     // 50 ms per prompt token, so any prompt is predicted far past a 100 ms SLO for the default class.
-    const g = await startGateway({
-      modelDir: dir,
-      modelId: 'tiny',
-      controlPlane: cp,
-      logger: silentLogger,
-      port: 0,
-      admission: { ttftSloMs: { default: 100 }, costModel: { prefillSecondsPerToken: 0.05 } },
-    });
+    const g = await openGateway({ admission: { ttftSloMs: { default: 100 }, costModel: { prefillSecondsPerToken: 0.05 } } });
     try {
       for (let i = 0; i < 200 && g.view.workers().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
       const post = (body: object) => postCompletion(g, { prompt: 'Admit me if you can', max_tokens: 4, ...body });
@@ -233,14 +223,7 @@ describe('request migration', () => {
     const [id, crashed] = [...decodes][0]!;
     decodes.delete(id);
     await crashed.close(); // no deregister: its entry stays until the lease expires
-    const g = await startGateway({
-      modelDir: dir,
-      modelId: 'tiny',
-      controlPlane: cp,
-      logger: silentLogger,
-      port: 0,
-      policy: 'round-robin',
-    });
+    const g = await openGateway({ policy: 'round-robin' });
     try {
       const routable = (v: Gateway) => v.view.workers().map((w) => w.id);
       for (let i = 0; i < 200 && (routable(g).includes(id) || routable(g).length < decodes.size); i++)
