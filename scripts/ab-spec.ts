@@ -12,6 +12,7 @@
 import { draftPair, ensureTinyModel, samplingParams } from '@pdserve/model';
 import { LLMEngine } from '@pdserve/engine';
 import { readFileSync } from 'node:fs';
+import { median, speculationPrompts } from './lib/stats';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string): string => {
@@ -23,12 +24,6 @@ const BATCHES = opt('batches', '1,8').split(',').map(Number);
 const ROUNDS = Number(opt('rounds', '5'));
 const BASE = opt('base', '');
 const K = Number(opt('k', '4'));
-
-function prompts(n: number): number[][] {
-  let s = 12345;
-  const next = (): number => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0), s / 2 ** 32);
-  return Array.from({ length: n }, () => [1, ...Array.from({ length: 16 }, () => 3 + Math.floor(next() * 31990))]);
-}
 
 type Engine = Pick<LLMEngine, 'generate' | 'stats' | 'close'>;
 interface Sample {
@@ -48,7 +43,6 @@ interface Sample {
   stepMean: number;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 /** Seconds the main thread has been on a CPU (its schedstat: not time waiting to run, as wall time under load is). */
 const mainCpu = (): number => Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
 const stepLog = new WeakMap<object, number[]>();
@@ -62,7 +56,7 @@ async function run(e: Engine, batch: number): Promise<Sample> {
   const t0 = performance.now();
   const tokens: number[][] = [];
   await Promise.all(
-    prompts(batch).map(async (p, i) => {
+    speculationPrompts(batch).map(async (p, i) => {
       const out: number[] = [];
       for await (const o of e.generate({ requestId: `b${i}`, promptTokenIds: p, sampling: params })) out.push(...o.tokenIds);
       tokens[i] = out;

@@ -22,6 +22,7 @@ import {
   type Quantization,
 } from '@pdserve/model';
 import { LLMEngine, type SpeculativeOptions } from '@pdserve/engine';
+import { speculationPrompts } from './lib/stats';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: number): number => {
@@ -56,12 +57,6 @@ const SETTINGS: { name: string; scale: number | 'unrelated' }[] = [
   { name: 'α≈0', scale: 'unrelated' },
 ];
 
-function prompts(n: number): number[][] {
-  let s = 12345;
-  const next = (): number => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0), s / 2 ** 32);
-  return Array.from({ length: n }, () => [1, ...Array.from({ length: 16 }, () => 3 + Math.floor(next() * 31990))]);
-}
-
 interface Run {
   readonly tokensPerSecond: number;
   readonly acceptance?: number;
@@ -77,7 +72,7 @@ async function run(engine: LLMEngine, batch: number): Promise<Run> {
   const t0 = performance.now();
   let tokens = 0;
   await Promise.all(
-    prompts(batch).map(async (p, i) => {
+    speculationPrompts(batch).map(async (p, i) => {
       for await (const o of engine.generate({ requestId: `b${i}`, promptTokenIds: p, sampling: params })) tokens += o.tokenIds.length;
     }),
   );

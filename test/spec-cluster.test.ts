@@ -111,13 +111,15 @@ describe('speculative decoding on the decode worker of a disaggregated cluster',
 
   it('seeded: true makes them speculate, as one speculating engine would', async () => {
     const ids = tokenizer.encode('Seeded and speculated');
-    const local = await LLMEngine.create({
-      modelDir: dir,
-      modelId: 'tiny',
-      kvCacheBytes: 64 << 20,
-      blockSize: 4,
-      speculative: { method: 'draft', modelDir: draft, numTokens: 4, seeded: true },
-    });
+    const speculating = () =>
+      LLMEngine.create({
+        modelDir: dir,
+        modelId: 'tiny',
+        kvCacheBytes: 64 << 20,
+        blockSize: 4,
+        speculative: { method: 'draft', modelDir: draft, numTokens: 4, seeded: true },
+      });
+    const local = await speculating();
     try {
       const tokens: number[] = [];
       const sampling = samplingParams({ temperature: 0.8, seed: 7, maxTokens: 16, stopTokenIds: tokenizer.eosTokenIds });
@@ -126,13 +128,7 @@ describe('speculative decoding on the decode worker of a disaggregated cluster',
       // Run to run: the same request on a fresh engine (within one engine the second request would hit the
       // first one's cached prompt block: KV computed another way rounds p and q differently in their last
       // bits, which the residual max(0, p - q) magnifies; see README "Speculative decoding").
-      const fresh = await LLMEngine.create({
-        modelDir: dir,
-        modelId: 'tiny',
-        kvCacheBytes: 64 << 20,
-        blockSize: 4,
-        speculative: { method: 'draft', modelDir: draft, numTokens: 4, seeded: true },
-      });
+      const fresh = await speculating();
       const again: number[] = [];
       try {
         for await (const o of fresh.generate({ requestId: 'again', promptTokenIds: ids, sampling })) again.push(...o.tokenIds);

@@ -23,6 +23,13 @@ export function randomTokens(n: number, seed: number, vocab = 32000): number[] {
   return out;
 }
 
+/** `n` prompts of 17 tokens (1, then 16 pseudo-random ids in 3..31992), the same every run: the speculation benchmarks'. */
+export function speculationPrompts(n: number): number[][] {
+  let s = 12345;
+  const next = (): number => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0), s / 2 ** 32);
+  return Array.from({ length: n }, () => [1, ...Array.from({ length: 16 }, () => 3 + Math.floor(next() * 31990))]);
+}
+
 /**
  * Runs `a` and `b` one after the other, `a` first in even rounds and `b` first in odd ones: each disturbs
  * whatever runs right after it, so neither always pays for the other. Returns their results as [a, b].

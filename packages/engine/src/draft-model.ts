@@ -46,6 +46,16 @@ interface Active {
 /** More new tokens than this for one sequence go through a prefill batch before the decode rounds. */
 const CATCH_UP_TOKENS = 4;
 
+/** Tokens of the sequence the draft has not computed yet. */
+function behind(a: Active): number {
+  return a.in.tokens.length - a.st.computed;
+}
+
+/** The draft row that feeds it every token of the sequence it has not seen. */
+function unseenRow(a: Active): ExecRow {
+  return { seqId: a.in.seqId, tokenIds: a.in.tokens.slice(a.st.computed), pastLen: a.st.computed, blockTable: a.st.blocks };
+}
+
 /** A draft model loaded and checked, its KV pool allocated: what the model thread needs to host it (ExecutorInit.draft). */
 export interface DraftLoad {
   readonly spec: ModelSpec;
@@ -193,36 +203,25 @@ export class DraftModel {
     if (onThread.length > 0) {
       deferred = {
         seqIds: onThread.map((a) => a.in.seqId),
-        rows: onThread.map((a) => ({
-          seqId: a.in.seqId,
-          tokenIds: a.in.tokens.slice(a.st.computed),
-          pastLen: a.st.computed,
-          blockTable: a.st.blocks,
-        })),
+        rows: onThread.map(unseenRow),
         rounds: onThread.map((a) => a.in.k),
-        catchUp: onThread.map((a) => a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS),
+        catchUp: onThread.map((a) => behind(a) > CATCH_UP_TOKENS),
       };
       for (const a of onThread) {
-        if (a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS) this.catchUpTokens += a.in.tokens.length - a.st.computed;
+        if (behind(a) > CATCH_UP_TOKENS) this.catchUpTokens += behind(a);
         a.st.computed = a.in.tokens.length + a.in.k - 1;
       }
     }
     // A sequence far behind catches up in one prefill batch, through its last token: that forward's logits
     // give its first proposal, so the catch-up costs no draft round of its own.
-    const catchUp = here.filter((a) => a.in.tokens.length - a.st.computed > CATCH_UP_TOKENS);
+    const catchUp = here.filter((a) => behind(a) > CATCH_UP_TOKENS);
     this.lastCatchUpSeconds = 0;
     if (catchUp.length > 0) {
       const t0 = performance.now();
-      const rows: ExecRow[] = catchUp.map((a) => ({
-        seqId: a.in.seqId,
-        tokenIds: a.in.tokens.slice(a.st.computed),
-        pastLen: a.st.computed,
-        blockTable: a.st.blocks,
-      }));
-      const res = await this.executor.run({ kind: 'prefill', rows, model: 'draft' });
+      const res = await this.executor.run({ kind: 'prefill', rows: catchUp.map(unseenRow), model: 'draft' });
       this.forwardSeconds += res.execSeconds;
       catchUp.forEach((a, i) => {
-        this.catchUpTokens += a.in.tokens.length - a.st.computed;
+        this.catchUpTokens += behind(a);
         a.st.computed = a.in.tokens.length;
         this.draw(a, res.logits.subarray(i * V, (i + 1) * V));
       });

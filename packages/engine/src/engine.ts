@@ -574,7 +574,6 @@ export class LLMEngine implements EngineClient {
       if (isTimed) timed.push({ seq, k, controller: seq.spec });
       else chosen.push({ seq, k });
     }
-    if (timed.length + chosen.length === 0) return;
     this.governor.plan(batch, timed);
     for (const { seq, k } of [...chosen, ...timed]) {
       if (k <= 0) continue;

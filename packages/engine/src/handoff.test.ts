@@ -52,6 +52,50 @@ async function handoff(tokens: number[], params: SamplingParams, corrupt = false
   return out.flatMap((o) => [...o.tokenIds]);
 }
 
+/**
+ * A streamed handoff: `streaming` prefills `tokens`, each chunk's full blocks going into the decode engine's
+ * prefix cache as they are handed over (cacheBlocks); the decode engine then generates from its cached
+ * prefix and the blocks the prefill exported last. The parts as handed over, the blocks each one cached,
+ * that last export, the decode engine's cached prefix (blocks) when it started, and the tokens it generated.
+ */
+async function streamedHandoff(streaming: LLMEngine, tokens: number[], params: SamplingParams) {
+  const parts: { fromBlock: number; blocks: number }[] = [];
+  const cached: Promise<number>[] = [];
+  const pre = await drain(
+    streaming.generate({
+      requestId: 'streamed',
+      promptTokenIds: tokens,
+      sampling: { ...params, maxTokens: 1 },
+      exportKv: {
+        fromBlock: 0,
+        onBlocks: (p) => {
+          parts.push({ fromBlock: p.fromBlock, blocks: p.blocks.length });
+          cached.push(decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) }));
+        },
+      },
+    }),
+  );
+  const cachedBlocks = await Promise.all(cached);
+  const last = pre.at(-1)!.kv!;
+  const first = pre.find((o) => o.tokenIds.length > 0)!;
+  const own = decode.cachedPrefixBlocks(tokens);
+  const out = await drain(
+    decode.generate({
+      requestId: 'streamed-d',
+      promptTokenIds: tokens,
+      sampling: params,
+      prefilled: {
+        fromBlock: own,
+        blocks: last.blocks,
+        firstToken: { tokenId: first.tokenIds[0]!, logprob: 0 },
+        rngState: last.rngState,
+        cachedTokens: 0,
+      },
+    }),
+  );
+  return { parts, cachedBlocks, last, own, tokens: out.flatMap((o) => [...o.tokenIds]) };
+}
+
 describe('PD handoff between two engines', () => {
   it('greedy: tokens equal the reference; the decode engine computes no prompt token', async () => {
     const params = samplingParams({ temperature: 0, maxTokens: 16, ignoreEos: true });
@@ -141,48 +185,16 @@ describe('PD handoff between two engines', () => {
       ] as const) {
         const tokens = prompt(len + 40, len);
         const want = (await referenceGenerate(runner, tokens, params)).tokenIds;
-        const parts: { fromBlock: number; blocks: number }[] = [];
-        const cached: Promise<number>[] = [];
         const before = decode.stats();
-        const pre = await drain(
-          streamingPrefill.generate({
-            requestId: 'streamed',
-            promptTokenIds: tokens,
-            sampling: { ...params, maxTokens: 1 },
-            exportKv: {
-              fromBlock: 0,
-              onBlocks: (p) => {
-                parts.push({ fromBlock: p.fromBlock, blocks: p.blocks.length });
-                cached.push(decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) }));
-              },
-            },
-          }),
-        );
+        const { parts, cachedBlocks, last, own, tokens: got } = await streamedHandoff(streamingPrefill, tokens, params);
         // Every chunk short of the prompt's end: its two full blocks, in order, none twice.
         const chunks = Math.ceil(len / chunk) - 1;
         expect(parts).toEqual(Array.from({ length: chunks }, (_, k) => ({ fromBlock: 2 * k, blocks: 2 })));
-        expect(await Promise.all(cached)).toEqual(parts.map(() => 2));
-        const last = pre.at(-1)!.kv!;
+        expect(cachedBlocks).toEqual(parts.map(() => 2));
         expect(last.fromBlock).toBe(2 * chunks);
         expect(last.fromBlock + last.blocks.length).toBe(Math.ceil(len / 16));
-        const own = decode.cachedPrefixBlocks(tokens);
         expect(own).toBe(2 * chunks);
-        const first = pre.find((o) => o.tokenIds.length > 0)!;
-        const out = await drain(
-          decode.generate({
-            requestId: 'streamed-d',
-            promptTokenIds: tokens,
-            sampling: params,
-            prefilled: {
-              fromBlock: own,
-              blocks: last.blocks,
-              firstToken: { tokenId: first.tokenIds[0]!, logprob: 0 },
-              rngState: last.rngState,
-              cachedTokens: 0,
-            },
-          }),
-        );
-        expect(out.flatMap((o) => [...o.tokenIds])).toEqual(want);
+        expect(got).toEqual(want);
         const after = decode.stats();
         expect(after.prefillTokensComputed).toBe(before.prefillTokensComputed);
         expect(after.streamedTokens - before.streamedTokens).toBe(2 * chunks * 16);
@@ -219,44 +231,14 @@ describe('PD handoff between two engines', () => {
         [100, samplingParams({ temperature: 0, maxTokens: 6, ignoreEos: true }), [[0, 6]]],
       ] as const) {
         const tokens = prompt(len + 3, len);
-        const parts: number[][] = [];
         const steps = streamingPrefill.stats().steps;
         const gathered = decode.stats().decodeGatheredTokens;
-        const pre = await drain(
-          streamingPrefill.generate({
-            requestId: 'split',
-            promptTokenIds: tokens,
-            sampling: { ...params, maxTokens: 1 },
-            exportKv: {
-              fromBlock: 0,
-              onBlocks: (p) => {
-                parts.push([p.fromBlock, p.blocks.length]);
-                void decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) });
-              },
-            },
-          }),
-        );
-        expect(parts).toEqual(want);
+        const { parts, last, tokens: got } = await streamedHandoff(streamingPrefill, tokens, params);
+        expect(parts.map((p) => [p.fromBlock, p.blocks])).toEqual(want);
         expect(streamingPrefill.stats().steps - steps).toBe(want.length + 1);
-        const last = pre.at(-1)!.kv!;
         expect(last.fromBlock).toBe(Math.ceil(len / 16) - 1);
         expect(last.blocks).toHaveLength(1);
-        const first = pre.find((o) => o.tokenIds.length > 0)!;
-        const out = await drain(
-          decode.generate({
-            requestId: 'split-d',
-            promptTokenIds: tokens,
-            sampling: params,
-            prefilled: {
-              fromBlock: decode.cachedPrefixBlocks(tokens),
-              blocks: last.blocks,
-              firstToken: { tokenId: first.tokenIds[0]!, logprob: 0 },
-              rngState: last.rngState,
-              cachedTokens: 0,
-            },
-          }),
-        );
-        expect(out.flatMap((o) => [...o.tokenIds])).toEqual((await referenceGenerate(runner, tokens, params)).tokenIds);
+        expect(got).toEqual((await referenceGenerate(runner, tokens, params)).tokenIds);
         // The streamed blocks were staged as the row as they came: the first decode copied the last block's tokens only.
         expect(decode.stats().decodeGatheredTokens - gathered).toBe(len - last.fromBlock * 16);
         expect(decode.stats().usedBlocks).toBe(0);

@@ -393,7 +393,6 @@ export class SpecGovernor {
    * plainly, to re-measure the plain cost or because speculation does not pay for the batch.
    */
   plan(batch: number, candidates: readonly SpecCandidate[]): void {
-    if (candidates.length === 0) return;
     const live = candidates.filter((c) => c.k > 0);
     if (live.length === 0) return;
     const s = this.state(batch);

@@ -258,15 +258,17 @@ describe('prefill side, streamed', () => {
     };
   }
 
+  /** Pushes `req(streamParts)` from `engine` through `s`. */
+  const push = (engine: LLMEngine, s: ReturnType<typeof sender>, streamParts = true) =>
+    prefillAndPush({ engine, sender: s as never }, req(streamParts), new AbortController().signal, () => undefined);
+
+  /** What went out: each transfer's id, meta from_block and its blocks' first bytes. */
+  const sentOf = (s: ReturnType<typeof sender>) => s.sent.map((t) => [t.transferId, t.meta['from_block'], t.blocks.map((b) => b.data[0])]);
+
   it('sends each part as it is exported, then the first token with only the last blocks', async () => {
     const s = sender(new Set());
-    const out = await prefillAndPush(
-      { engine: streamingEngine(), sender: s as never },
-      req(true),
-      new AbortController().signal,
-      () => undefined,
-    );
-    expect(s.sent.map((t) => [t.transferId, t.meta['from_block'], t.blocks.map((b) => b.data[0])])).toEqual([
+    const out = await push(streamingEngine(), s);
+    expect(sentOf(s)).toEqual([
       ['h-p0', '0', [0, 1]],
       ['h-p1', '2', [2, 3]],
       ['h-p2', '4', [4, 5]],
@@ -277,13 +279,8 @@ describe('prefill side, streamed', () => {
 
   it('a part that fails ends the streaming: it and every later part go with the last transfer', async () => {
     const s = sender(new Set(['h-p1']));
-    const out = await prefillAndPush(
-      { engine: streamingEngine(), sender: s as never },
-      req(true),
-      new AbortController().signal,
-      () => undefined,
-    );
-    expect(s.sent.map((t) => [t.transferId, t.meta['from_block'], t.blocks.map((b) => b.data[0])])).toEqual([
+    const out = await push(streamingEngine(), s);
+    expect(sentOf(s)).toEqual([
       ['h-p0', '0', [0, 1]],
       ['h-p1', '2', [2, 3]],
       ['h', '2', [2, 3, 4, 5, 6]],
@@ -294,26 +291,16 @@ describe('prefill side, streamed', () => {
   it('parts exported while one is in flight go as one; those still waiting when the prefill ends go with the last transfer', async () => {
     // h-p0 is slow: the next two parts wait, then go together while the engine still computes.
     const merged = sender(new Set(), new Map([['h-p0', 100]]));
-    await prefillAndPush(
-      { engine: streamingEngine(400), sender: merged as never },
-      req(true),
-      new AbortController().signal,
-      () => undefined,
-    );
-    expect(merged.sent.map((t) => [t.transferId, t.meta['from_block'], t.blocks.map((b) => b.data[0])])).toEqual([
+    await push(streamingEngine(400), merged);
+    expect(sentOf(merged)).toEqual([
       ['h-p0', '0', [0, 1]],
       ['h-p1', '2', [2, 3, 4, 5]],
       ['h', '6', [6]],
     ]);
     // The engine ends while h-p0 is in flight: the waiting parts are not sent on their own.
     const folded = sender(new Set(), new Map([['h-p0', 200]]));
-    const out = await prefillAndPush(
-      { engine: streamingEngine(), sender: folded as never },
-      req(true),
-      new AbortController().signal,
-      () => undefined,
-    );
-    expect(folded.sent.map((t) => [t.transferId, t.meta['from_block'], t.blocks.map((b) => b.data[0])])).toEqual([
+    const out = await push(streamingEngine(), folded);
+    expect(sentOf(folded)).toEqual([
       ['h-p0', '0', [0, 1]],
       ['h', '2', [2, 3, 4, 5, 6]],
     ]);
@@ -338,7 +325,7 @@ describe('prefill side, streamed', () => {
         };
       },
     } as unknown as LLMEngine;
-    await prefillAndPush({ engine: whole, sender: s as never }, req(false), new AbortController().signal, () => undefined);
+    await push(whole, s, false);
     expect(s.sent.map((t) => t.transferId)).toEqual(['h']);
   });
 });

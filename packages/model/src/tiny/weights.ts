@@ -1,6 +1,6 @@
 // Weight bytes, generated on demand from (seed, tensor name) so a tensor never has to be held whole
 // unless it is written inline or quantized.
-import type { FloatWeight, WeightSpec } from './graph-builder';
+import type { WeightSpec } from './graph-builder';
 import { Prng } from './prng';
 import { quantize, type QuantizedPart } from './quantize';
 
@@ -53,9 +53,9 @@ let last: { key: string; values: Uint8Array; scales: Float32Array } | undefined;
 function quantizedBytes(seed: number, part: QuantizedPart): Uint8Array {
   const key = JSON.stringify([seed, part.source.name, part.layout, part.quantization]);
   if (last?.key !== key) {
-    const floats = new Float32Array(elementCount(part.source));
-    new Prng(seed, part.source.name).fillUniform(floats, part.source.mean, part.source.std);
-    last = { key, ...quantize(floats, part.source satisfies FloatWeight, part.layout, part.quantization) };
+    // The float weight's own values, as weightChunks generates them.
+    const floats = new Float32Array(weightBytes(seed, part.source).buffer);
+    last = { key, ...quantize(floats, part.source, part.layout, part.quantization) };
   }
   const t = part.tensor === 'values' ? last.values : last.scales;
   return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
