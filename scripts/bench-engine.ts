@@ -182,30 +182,50 @@ const tails = (rows: number): number[][] => Array.from({ length: rows }, (_, b) 
 
 /**
  * The raw loop at context: the prefix prefilled once and copied to every row, the rows' tails prefilled
- * in one batch, then decode steps feeding present back as past. Like the engine's decode path, present
- * is written into two preallocated buffers in turn (onnxruntime allocating a growing present every step
- * is slower, and would flatter the engine). Decode tokens/s.
+ * in one batch, then decode steps over one preallocated past as wide as the whole run, each step's new KV
+ * (forwardNew) written into the next column, the columns not yet written masked out: as the engine's
+ * decode path keeps its past (fetching present, past ++ new, would copy the whole past out of onnxruntime
+ * every step, and would flatter the engine). Decode tokens/s.
  */
 async function rawAtContext(runner: ModelRunner, prefixKv: readonly LayerKv[], rows: number): Promise<number> {
   const P = contextPrefix.length;
-  const past = prefixKv.map((kv) => ({ key: tile(kv.key, rows), value: tile(kv.value, rows) }));
-  let res = await runner.forward({ rows: tails(rows).map((t) => ({ tokenIds: t, pastLen: P })), pastWidth: P, past });
+  const { numKvHeads: H, headDim: D } = spec;
+  const res = await runner.forward({
+    rows: tails(rows).map((t) => ({ tokenIds: t, pastLen: P })),
+    pastWidth: P,
+    past: prefixKv.map((kv) => ({ key: tile(kv.key, rows), value: tile(kv.value, rows) })),
+  });
   let width = P + TAIL;
-  const floats = rows * spec.numKvHeads * (width + CONTEXT_OUT) * spec.headDim;
-  const arenas = [0, 1].map(() => res.present.map(() => ({ key: new Float32Array(floats), value: new Float32Array(floats) })));
-  const views = (a: number, w: number): LayerKv[] => {
-    const f = rows * spec.numKvHeads * w * spec.headDim;
-    return arenas[a]!.map((kv) => ({ key: kv.key.subarray(0, f), value: kv.value.subarray(0, f) }));
-  };
+  const cols = width + CONTEXT_OUT;
+  // [rows, kvHeads, cols, headDim] per layer, the first `width` columns holding present.
+  const past = res.present.map((kv) => {
+    const widen = (src: Float32Array): Float32Array => {
+      const dst = new Float32Array(rows * H * cols * D);
+      for (let rh = 0; rh < rows * H; rh++) dst.set(src.subarray(rh * width * D, (rh + 1) * width * D), rh * cols * D);
+      return dst;
+    };
+    return { key: widen(kv.key), value: widen(kv.value) };
+  });
+  const pastMask = new Uint8Array(rows * cols);
+  for (let b = 0; b < rows; b++) pastMask.fill(1, b * cols, b * cols + width);
+  let logits = res.logits;
   const t0 = performance.now();
   for (let s = 1; s < CONTEXT_OUT; s++) {
-    const next = Array.from({ length: rows }, (_, b) => argmax(res.logits.subarray(b * spec.vocabSize, (b + 1) * spec.vocabSize)));
-    res = await runner.forward({
+    const next = Array.from({ length: rows }, (_, b) => argmax(logits.subarray(b * spec.vocabSize, (b + 1) * spec.vocabSize)));
+    const step = await runner.forwardNew({
       rows: next.map((t) => ({ tokenIds: [t], pastLen: width })),
-      pastWidth: width,
-      past: res.present,
-      presentInto: views(s % 2, width + 1),
+      pastWidth: cols,
+      past,
+      pastMask,
     });
+    step.newKv.forEach((kv, l) => {
+      for (let rh = 0; rh < rows * H; rh++) {
+        past[l]!.key.set(kv.key.subarray(rh * D, (rh + 1) * D), (rh * cols + width) * D);
+        past[l]!.value.set(kv.value.subarray(rh * D, (rh + 1) * D), (rh * cols + width) * D);
+      }
+    });
+    for (let b = 0; b < rows; b++) pastMask[b * cols + width] = 1;
+    logits = step.logits;
     width += 1;
   }
   return (rows * (CONTEXT_OUT - 1)) / ((performance.now() - t0) / 1000);

@@ -84,8 +84,8 @@ export interface ExecResult {
 
 /**
  * Runs batches against the model and the KV pool, and writes each forward's new KV into blocks. A
- * prefill batch gathers its rows' past from blocks. Decode batches run on ResidentKv: the previous
- * decode's present is the next one's past, and only sequences that joined, left or rolled back move.
+ * prefill batch gathers its rows' past from blocks. Decode batches run on ResidentKv: each decode's new KV
+ * is appended to the past in place, and only sequences that joined, left or rolled back move.
  */
 export class BatchExecutor {
   private readonly resident: ResidentKv;
@@ -126,8 +126,8 @@ export class BatchExecutor {
             width,
           )
         : undefined;
-    const res = await this.runner.forward({ rows, pastWidth: width, past });
-    this.scatter(res.present, width + res.seqLen, rows);
+    const res = await this.runner.forwardNew({ rows, pastWidth: width, past });
+    this.scatter(res.newKv, res.seqLen, rows);
     const gatheredTokens = width > 0 ? rows.reduce((a, r) => a + r.pastLen, 0) : 0;
     return { logits: res.logits, runSeconds: res.runSeconds, execSeconds: (performance.now() - t0) / 1000, gatheredTokens };
   }
@@ -138,18 +138,13 @@ export class BatchExecutor {
     const plan = this.resident.prepare(rows, seqLen);
     const bySlot: ExecRow[] = new Array<ExecRow>(rows.length);
     rows.forEach((r, i) => (bySlot[plan.slotOf[i]!] = r));
-    const res = await this.runner.forward({
-      rows: bySlot,
-      pastWidth: plan.width,
-      past: plan.past,
-      pastMask: plan.pastMask,
-      presentInto: this.resident.presentInto(seqLen),
-    });
+    const res = await this.runner.forwardNew({ rows: bySlot, pastWidth: plan.width, past: plan.past, pastMask: plan.pastMask });
     this.resident.commit(
       seqLen,
       bySlot.map((r) => r.tokenIds.length),
+      res.newKv,
     );
-    this.scatter(res.present, plan.width + seqLen, bySlot);
+    this.scatter(res.newKv, seqLen, bySlot);
     return {
       logits: this.inRowOrder(res.logits, rows, plan.slotOf, bySlot),
       runSeconds: res.runSeconds,
@@ -198,13 +193,13 @@ export class BatchExecutor {
     return { logits: new Float32Array(0), runSeconds, execSeconds, gatheredTokens, tokens, catchUpSeconds, rounds: round };
   }
 
-  /** Writes each row's new tokens' KV (the right end of `present`) into its blocks. */
-  private scatter(present: readonly LayerKv[], total: number, rows: readonly ExecRow[]): void {
+  /** Writes each row's new tokens' KV (the right end of `newKv`'s `seqLen` columns) into its blocks. */
+  private scatter(newKv: readonly LayerKv[], seqLen: number, rows: readonly ExecRow[]): void {
     scatterNew(
       this.pool,
       this.layout,
-      present,
-      total,
+      newKv,
+      seqLen,
       rows.map((r) => ({ blockTable: r.blockTable, pastLen: r.pastLen, count: r.tokenIds.length })),
     );
   }

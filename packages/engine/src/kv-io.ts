@@ -24,8 +24,8 @@ export function gatherPast(
 
 /**
  * Copies one row's first `len` tokens of KV from its blocks into batch row `slot` of `dst` (per layer,
- * [rows, kvHeads, width, headDim]), right-aligned; from token `from` on (a multiple of the block size),
- * the ones before it being there already. Columns left of them are not touched.
+ * [rows, kvHeads, stride, headDim]), right-aligned at column `width`; from token `from` on (a multiple of
+ * the block size), the ones before it being there already. Other columns are not touched.
  */
 export function gatherRow(
   pool: Float32Array,
@@ -35,6 +35,7 @@ export function gatherRow(
   slot: number,
   width: number,
   from = 0,
+  stride = width,
 ): void {
   const { numLayers, numKvHeads: H, headDim: D, blockSize: bs } = layout;
   const blockFloats = numLayers * 2 * H * bs * D;
@@ -42,7 +43,7 @@ export function gatherRow(
   const pad = width - len;
   if (pad < 0) throw new Error(`a row of ${len} tokens does not fit in ${width} columns`);
   for (let t0 = from; t0 < len; t0 += bs)
-    copyBlock(pool, blockTable[t0 / bs]! * blockFloats, layout, Math.min(bs, len - t0), dst, slot, width, pad + t0);
+    copyBlock(pool, blockTable[t0 / bs]! * blockFloats, layout, Math.min(bs, len - t0), dst, slot, stride, pad + t0);
 }
 
 /**
@@ -73,13 +74,14 @@ export function copyBlock(
 }
 
 /**
- * Writes the KV of each row's new tokens from a forward's `present` ([batch, kvHeads, total, headDim],
- * new tokens at the right end) into the row's blocks at positions [pastLen, pastLen + count).
+ * Writes the KV of each row's new tokens from a forward's new KV ([batch, kvHeads, total, headDim], each
+ * row's new tokens at the right end, padding left of them) into the row's blocks at positions
+ * [pastLen, pastLen + count).
  */
 export function scatterNew(
   pool: Float32Array,
   layout: KvLayout,
-  present: readonly LayerKv[],
+  kv: readonly LayerKv[],
   total: number,
   rows: readonly (RowBlocks & { readonly pastLen: number; readonly count: number })[],
 ): void {
@@ -95,7 +97,7 @@ export function scatterNew(
       const n = Math.min(bs - slot, count - i);
       const base = blockTable[Math.floor(pos / bs)]! * blockFloats;
       for (let l = 0; l < numLayers; l++) {
-        const { key, value } = present[l]!;
+        const { key, value } = kv[l]!;
         for (let h = 0; h < H; h++) {
           const src = ((b * H + h) * total + firstCol + i) * D;
           const kd = base + headRunOffset(layout, l, 0, h) + slot * D;

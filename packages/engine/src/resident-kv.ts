@@ -1,11 +1,13 @@
 // The decode batch's KV, kept dense between steps so that a step costs the model's own work and not a
 // copy of every row's whole past out of the paged blocks. A model's `past` input is one [batch, kvHeads,
-// width, headDim] tensor per layer and its `present` output is past ++ new; here `present` is written
-// into the second of two preallocated arenas and becomes the next step's `past` as it is. Only what
-// changed moves: a sequence that joins is copied in from its blocks (one row), one that leaves is
-// replaced by the last row (one row), a rolled-back one only has columns masked out. A full copy from
-// the blocks happens when a joining row is longer than the batch is wide, when masked-out columns waste
-// more than an eighth of the width, or when an arena has to grow.
+// width, headDim] tensor per layer; here it is an arena whose width is its capacity in columns, the
+// columns past the ones in use masked out. A forward returns only its new tokens' KV (ModelRunner.forwardNew),
+// which is written into the next free columns in place: the past is never copied out of the model (as
+// fetching its `present`, past ++ new, would do every step) nor into a second buffer. Only what changed
+// moves: a sequence that joins is copied in from its blocks (one row), one that leaves is replaced by the
+// last row (one row), a rolled-back one only has columns masked out. A full copy from the blocks (into the
+// other of two arenas) happens when a joining row is longer than the columns in use, when masked-out
+// columns waste more than an eighth of them, or when the arena is out of rows or columns.
 //
 // A prompt whose KV streams in from a prefill worker is staged: each part's blocks are copied, as they
 // land, into a third arena laid out as that prompt's row, so that when it joins an empty batch the arena
@@ -28,6 +30,7 @@ export interface ResidentRow extends RowBlocks {
 export interface ResidentBatch {
   /** slotOf[i] is the batch row of the caller's row i. */
   readonly slotOf: readonly number[];
+  /** Columns of `past`: the arena's, those past the ones in use masked out. */
   readonly width: number;
   readonly past: readonly LayerKv[];
   /** [rows, width], 1 where a column holds the row's past. */
@@ -40,41 +43,50 @@ export interface ResidentBatch {
 const WASTE_FRACTION = 1 / 8;
 const WASTE_MIN_COLUMNS = 32;
 /**
- * Arenas are allocated larger than needed, so that a growing batch or width reallocates (and copies
- * every row in again) rarely: this fraction more rows plus one, and more columns plus a few.
+ * Arenas are allocated larger than needed, so that a growing batch or context reallocates (and copies
+ * every row in again) rarely: this fraction more rows plus one, and this fraction more columns plus a
+ * few. Columns are not free: the model attends over all of them, masked or not.
  */
-const ARENA_HEADROOM = 1 / 8;
+const ARENA_ROW_HEADROOM = 1 / 8;
+const ARENA_COLUMN_HEADROOM = 1 / 16;
 const ARENA_SPARE_COLUMNS = 64;
 
+/** Per layer, K and V of `rows` rows of `cols` columns each: [rows, kvHeads, cols, headDim]. */
 interface Arena {
   key: Float32Array[];
   value: Float32Array[];
-  floats: number;
+  rows: number;
+  cols: number;
 }
 
+const emptyArena = (): Arena => ({ key: [], value: [], rows: 0, cols: 0 });
+
 export class ResidentKv {
-  private readonly arenas: [Arena, Arena];
+  private readonly arenas: [Arena, Arena] = [emptyArena(), emptyArena()];
   /** Index of the arena holding the resident past. */
   private cur = 0;
   private seqIds: number[] = [];
   private pastLens: number[] = [];
-  private width = 0;
+  /** Columns in use (every row's past is right-aligned at it, holes aside); new tokens go after. */
+  private used = 0;
+  /** [rows, cols of the resident arena]. */
   private mask = new Uint8Array(0);
-  /** The staged prompt: its row's first `tokens` columns (of `width`, its length) are in `arena`. */
+  /** The staged prompt: its row's first `tokens` columns (of `width`, its length) are in `spare`. */
   private staged: { readonly key: string; readonly width: number; tokens: number } | undefined;
-  private spare: Arena = { key: [], value: [], floats: 0 };
+  private spare: Arena = emptyArena();
 
   constructor(
     private readonly layout: KvLayout,
     private readonly pool: Float32Array,
-  ) {
-    const empty = (): Arena => ({ key: [], value: [], floats: 0 });
-    this.arenas = [empty(), empty()];
+  ) {}
+
+  /** Floats of one row of `cols` columns, per layer and K or V. */
+  private rowFloats(cols: number): number {
+    return this.layout.numKvHeads * cols * this.layout.headDim;
   }
 
-  /** Floats of one batch row at `width` columns, per layer and K or V. */
-  private rowFloats(width: number): number {
-    return this.layout.numKvHeads * width * this.layout.headDim;
+  private get cols(): number {
+    return this.arenas[this.cur].cols;
   }
 
   /** The sequence's KV is about to change outside decode (recomputed, preempted): stop holding it. */
@@ -93,15 +105,15 @@ export class ResidentKv {
     if (this.staged?.key !== key) {
       this.staged = undefined;
       if (fromBlock !== 0) return;
-      this.ensureArena(this.spare, 1, promptLen + 1);
+      ensureArena(this.spare, this.layout, 1, promptLen + 1);
       this.staged = { key, width: promptLen, tokens: 0 };
     }
     const s = this.staged;
     if (fromBlock * bs !== s.tokens) return;
-    const dst = this.viewsOf(this.spare, 1, s.width);
+    const dst = this.viewsOf(this.spare, 1);
     for (const b of blocks) {
       if (s.tokens + bs > s.width) break;
-      copyBlock(b, 0, this.layout, bs, dst, 0, s.width, s.tokens);
+      copyBlock(b, 0, this.layout, bs, dst, 0, this.spare.cols, s.tokens);
       s.tokens += bs;
     }
   }
@@ -125,70 +137,63 @@ export class ResidentKv {
     if (staged !== undefined && rows.some((r) => r.stagedKey === staged.key)) {
       this.staged = undefined; // used now, or copied in from the blocks as any other row
       const r = rows[0]!;
-      if (this.seqIds.length === 0 && rows.length === 1 && r.pastLen === staged.width) return this.adoptStaged(r, staged.tokens);
+      const adoptable = this.seqIds.length === 0 && rows.length === 1 && r.pastLen === staged.width;
+      if (adoptable && staged.width + seqLen <= this.spare.cols) return this.adoptStaged(r, staged.tokens);
     }
     const resident = new Set(this.seqIds);
     const joining = rows.filter((r) => !resident.has(r.seqId));
     const maxPast = rows.reduce((m, r) => Math.max(m, r.pastLen), 0);
-    const wasted = this.width - maxPast;
-    const fits = joining.every((r) => r.pastLen <= this.width);
-    const need = rows.length * this.rowFloats(this.width);
+    const wasted = this.used - maxPast;
+    const fits = joining.every((r) => r.pastLen <= this.used);
+    const arena = this.arenas[this.cur];
+    const room = rows.length <= arena.rows && this.used + seqLen <= arena.cols;
     let gathered = 0;
-    if (!fits || wasted > Math.max(WASTE_MIN_COLUMNS, this.width * WASTE_FRACTION) || need > this.arenas[this.cur].floats) {
+    if (!fits || !room || wasted > Math.max(WASTE_MIN_COLUMNS, this.used * WASTE_FRACTION)) {
       gathered = this.rebuild(rows, maxPast, seqLen);
     } else {
+      const C = arena.cols;
       for (const r of joining) {
         const slot = this.seqIds.length;
-        gatherRow(
-          this.pool,
-          this.layout,
-          { blockTable: r.blockTable, len: r.pastLen },
-          this.views(this.cur, slot + 1, this.width),
-          slot,
-          this.width,
-        );
+        gatherRow(this.pool, this.layout, { blockTable: r.blockTable, len: r.pastLen }, this.views(slot + 1), slot, this.used, 0, C);
         this.seqIds.push(r.seqId);
         this.pastLens.push(r.pastLen);
-        const mask = new Uint8Array((slot + 1) * this.width);
-        mask.set(this.mask.subarray(0, slot * this.width));
-        mask.fill(1, (slot + 1) * this.width - r.pastLen);
+        const mask = new Uint8Array((slot + 1) * C);
+        mask.set(this.mask.subarray(0, slot * C));
+        mask.fill(1, slot * C + this.used - r.pastLen, slot * C + this.used);
         this.mask = mask;
         gathered += r.pastLen;
       }
     }
     const slotOf = rows.map((r) => this.seqIds.indexOf(r.seqId));
     const n = this.seqIds.length;
-    return {
-      slotOf,
-      width: this.width,
-      past: this.views(this.cur, n, this.width),
-      pastMask: this.mask.subarray(0, n * this.width),
-      gatheredTokens: gathered,
-    };
+    return { slotOf, width: this.cols, past: this.views(n), pastMask: this.mask.subarray(0, n * this.cols), gatheredTokens: gathered };
   }
 
-  /** Where the forward writes `present`: the other arena, grown if needed. */
-  presentInto(seqLen: number): LayerKv[] {
-    const other = 1 - this.cur;
+  /**
+   * The forward ran: `newKv` ([rows, kvHeads, seqLen, headDim] per layer, rows in slot order) goes into
+   * the next `seqLen` columns; `counts[slot]` of each row's are its new tokens (right-aligned), the rest padding.
+   */
+  commit(seqLen: number, counts: readonly number[], newKv: readonly LayerKv[]): void {
+    const { numKvHeads: H, headDim: D } = this.layout;
     const n = this.seqIds.length;
-    this.ensure(other, n, this.width + seqLen);
-    return this.views(other, n, this.width + seqLen);
-  }
-
-  /** The forward ran: its present (in the other arena) is the resident past now. `counts[slot]` new tokens per row, right-aligned. */
-  commit(seqLen: number, counts: readonly number[]): void {
-    const n = this.seqIds.length;
-    const W = this.width;
-    const T = W + seqLen;
-    const mask = new Uint8Array(n * T);
+    const C = this.cols;
+    const arena = this.arenas[this.cur];
+    newKv.forEach((kv, l) => {
+      const key = arena.key[l]!;
+      const value = arena.value[l]!;
+      for (let rh = 0; rh < n * H; rh++) {
+        const src = rh * seqLen * D;
+        const dst = (rh * C + this.used) * D;
+        key.set(kv.key.subarray(src, src + seqLen * D), dst);
+        value.set(kv.value.subarray(src, src + seqLen * D), dst);
+      }
+    });
     for (let slot = 0; slot < n; slot++) {
-      mask.set(this.mask.subarray(slot * W, (slot + 1) * W), slot * T);
-      mask.fill(1, slot * T + T - counts[slot]!, (slot + 1) * T);
+      const end = slot * C + this.used + seqLen;
+      this.mask.fill(1, end - counts[slot]!, end);
       this.pastLens[slot]! += counts[slot]!;
     }
-    this.mask = mask;
-    this.width = T;
-    this.cur = 1 - this.cur;
+    this.used += seqLen;
   }
 
   /** The staged arena becomes the resident one, holding `row` alone: the blocks past its first `tokens` are copied in. */
@@ -197,13 +202,14 @@ export class ResidentKv {
     const resident = this.arenas[this.cur];
     this.arenas[this.cur] = this.spare;
     this.spare = resident;
-    const past = this.views(this.cur, 1, W);
-    gatherRow(this.pool, this.layout, { blockTable: row.blockTable, len: W }, past, 0, W, tokens);
+    const C = this.cols;
+    const past = this.views(1);
+    gatherRow(this.pool, this.layout, { blockTable: row.blockTable, len: W }, past, 0, W, tokens, C);
     this.seqIds = [row.seqId];
     this.pastLens = [W];
-    this.width = W;
-    this.mask = new Uint8Array(W).fill(1);
-    return { slotOf: [0], width: W, past, pastMask: this.mask, gatheredTokens: W - tokens };
+    this.used = W;
+    this.mask = new Uint8Array(C).fill(1, 0, W);
+    return { slotOf: [0], width: C, past, pastMask: this.mask, gatheredTokens: W - tokens };
   }
 
   /** Drops every row (after a failed forward, the arenas' contents are unknown). */
@@ -211,32 +217,32 @@ export class ResidentKv {
     this.staged = undefined;
     this.seqIds = [];
     this.pastLens = [];
-    this.width = 0;
+    this.used = 0;
     this.mask = new Uint8Array(0);
   }
 
   /** Moves the last row into `slot`'s place. */
   private drop(slot: number): void {
     const last = this.seqIds.length - 1;
-    const W = this.width;
+    const C = this.cols;
     if (slot !== last) {
-      const f = this.rowFloats(W);
+      const f = this.rowFloats(C);
       const a = this.arenas[this.cur];
       for (const buf of [...a.key, ...a.value]) buf.copyWithin(slot * f, last * f, (last + 1) * f);
-      this.mask.copyWithin(slot * W, last * W, (last + 1) * W);
+      this.mask.copyWithin(slot * C, last * C, (last + 1) * C);
       this.seqIds[slot] = this.seqIds[last]!;
       this.pastLens[slot] = this.pastLens[last]!;
     }
     this.seqIds.pop();
     this.pastLens.pop();
-    this.mask = this.mask.subarray(0, last * W);
+    this.mask = this.mask.subarray(0, last * C);
   }
 
   /** Masks out the row's columns past `pastLen` (its last set columns). */
   private rollBack(slot: number, pastLen: number): void {
-    const W = this.width;
+    const C = this.cols;
     let extra = this.pastLens[slot]! - pastLen;
-    for (let j = (slot + 1) * W - 1; extra > 0 && j >= slot * W; j--) {
+    for (let j = slot * C + this.used - 1; extra > 0 && j >= slot * C; j--) {
       if (this.mask[j] === 0) continue;
       this.mask[j] = 0;
       extra--;
@@ -244,50 +250,48 @@ export class ResidentKv {
     this.pastLens[slot] = pastLen;
   }
 
-  /** Copies every row in from its blocks, right-aligned at the narrowest width, into the other arena. */
-  private rebuild(rows: readonly ResidentRow[], width: number, seqLen: number): number {
-    const other = 1 - this.cur;
+  /** Copies every row in from its blocks, right-aligned at `used` columns, into the other arena. */
+  private rebuild(rows: readonly ResidentRow[], used: number, seqLen: number): number {
+    const other = this.arenas[1 - this.cur];
     const n = rows.length;
-    // Room for the present that follows, so the step after this one does not grow the arena again.
-    this.ensure(other, n, width + seqLen);
-    const dst = this.views(other, n, width);
-    const mask = new Uint8Array(n * width);
+    ensureArena(other, this.layout, n, used + seqLen);
+    const C = other.cols;
+    const dst = this.viewsOf(other, n);
+    const mask = new Uint8Array(n * C);
     rows.forEach((r, slot) => {
-      gatherRow(this.pool, this.layout, { blockTable: r.blockTable, len: r.pastLen }, dst, slot, width);
-      mask.fill(1, (slot + 1) * width - r.pastLen, (slot + 1) * width);
+      gatherRow(this.pool, this.layout, { blockTable: r.blockTable, len: r.pastLen }, dst, slot, used, 0, C);
+      mask.fill(1, slot * C + used - r.pastLen, slot * C + used);
     });
     this.seqIds = rows.map((r) => r.seqId);
     this.pastLens = rows.map((r) => r.pastLen);
-    this.width = width;
+    this.used = used;
     this.mask = mask;
-    this.cur = other;
+    this.cur = 1 - this.cur;
     return rows.reduce((a, r) => a + r.pastLen, 0);
   }
 
-  /** Gives arena `i` room for `rows` rows of `width` columns; its contents are lost if it grows. */
-  private ensure(i: number, rows: number, width: number): void {
-    this.ensureArena(this.arenas[i]!, rows, width);
+  /** The resident arena's first `rows` rows, per layer. */
+  private views(rows: number): LayerKv[] {
+    return this.viewsOf(this.arenas[this.cur], rows);
   }
 
-  private ensureArena(a: Arena, rows: number, width: number): void {
-    if (a.floats >= rows * this.rowFloats(width)) return;
-    const size = Math.ceil(rows * (1 + ARENA_HEADROOM) + 1) * this.rowFloats(Math.ceil(width * (1 + ARENA_HEADROOM)) + ARENA_SPARE_COLUMNS);
-    // Drop the old buffers first, so that the old and new arena are not both held.
-    a.key = [];
-    a.value = [];
-    for (let l = 0; l < this.layout.numLayers; l++) {
-      a.key.push(new Float32Array(size));
-      a.value.push(new Float32Array(size));
-    }
-    a.floats = size;
-  }
-
-  private views(i: number, rows: number, width: number): LayerKv[] {
-    return this.viewsOf(this.arenas[i]!, rows, width);
-  }
-
-  private viewsOf(a: Arena, rows: number, width: number): LayerKv[] {
-    const f = rows * this.rowFloats(width);
+  private viewsOf(a: Arena, rows: number): LayerKv[] {
+    const f = rows * this.rowFloats(a.cols);
     return a.key.map((k, l) => ({ key: k.subarray(0, f), value: a.value[l]!.subarray(0, f) }));
+  }
+}
+
+/** Gives `a` room for `rows` rows of `cols` columns; its contents are lost if it grows. */
+function ensureArena(a: Arena, layout: KvLayout, rows: number, cols: number): void {
+  if (a.rows >= rows && a.cols >= cols) return;
+  a.rows = Math.ceil(rows * (1 + ARENA_ROW_HEADROOM) + 1);
+  a.cols = Math.ceil(cols * (1 + ARENA_COLUMN_HEADROOM)) + ARENA_SPARE_COLUMNS;
+  const size = a.rows * layout.numKvHeads * a.cols * layout.headDim;
+  // Drop the old buffers first, so that the old and new arena are not both held.
+  a.key = [];
+  a.value = [];
+  for (let l = 0; l < layout.numLayers; l++) {
+    a.key.push(new Float32Array(size));
+    a.value.push(new Float32Array(size));
   }
 }

@@ -53,22 +53,33 @@ export interface ForwardBatch {
    * rotary position, so a hole changes nothing but the column count.
    */
   readonly pastMask?: Uint8Array;
-  /**
-   * Per layer, buffers of exactly [batch, kvHeads, pastWidth + seqLen, headDim] floats that onnxruntime
-   * writes `present` into (the result's present is then these); omitted: onnxruntime allocates it.
-   */
-  readonly presentInto?: readonly LayerKv[];
 }
 
-export interface ForwardResult {
+interface ForwardOutput {
   /** Logits of each row's trailing numLogits tokens, rows in order, then positions in order: [Σ counts, vocab]. */
   readonly logits: Float32Array;
-  /** Per layer, [batch, kvHeads, pastWidth + seqLen, headDim]. */
-  readonly present: readonly LayerKv[];
   readonly seqLen: number;
   /** Seconds inside session.run. */
   readonly runSeconds: number;
 }
+
+export interface ForwardResult extends ForwardOutput {
+  /** Per layer, [batch, kvHeads, pastWidth + seqLen, headDim]. */
+  readonly present: readonly LayerKv[];
+}
+
+export interface NewKvResult extends ForwardOutput {
+  /** Per layer, [batch, kvHeads, seqLen, headDim]: the new tokens' KV, present's right end. */
+  readonly newKv: readonly LayerKv[];
+}
+
+/**
+ * Graph outputs `${NEW_KV_PREFIX}.{layer}.key|value` ([batch, kvHeads, seqLen, headDim]), beyond the
+ * Optimum contract: the new tokens' KV alone (pdserve's tiny-model builder writes them). An engine that
+ * keeps its own cache fetches these instead of present, which onnxruntime-node would copy out whole
+ * (every column of the past) into fresh memory every step.
+ */
+export const NEW_KV_PREFIX = 'new_key_values';
 
 /** One onnxruntime session over a decoder-only graph with the Optimum / transformers.js I/O contract. */
 export class ModelRunner {
@@ -114,8 +125,50 @@ export class ModelRunner {
     return this.session.inputNames.includes('num_logits_to_keep');
   }
 
+  private get outputsNewKv(): boolean {
+    return this.session.outputNames.includes(`${NEW_KV_PREFIX}.0.key`);
+  }
+
   /** Runs one forward pass. Rows' padding follows ForwardBatch; outputs are copied out of onnxruntime. */
   async forward(batch: ForwardBatch): Promise<ForwardResult> {
+    const { out, ...rest } = await this.run(batch, ['present']);
+    return { ...rest, present: this.layers(out, 'present') };
+  }
+
+  /**
+   * Runs one forward pass for an engine that keeps its own cache: only the new tokens' KV comes back
+   * (fetched alone where the graph outputs it, else cut from present's right end).
+   */
+  async forwardNew(batch: ForwardBatch): Promise<NewKvResult> {
+    if (this.outputsNewKv) {
+      const { out, ...rest } = await this.run(batch, [NEW_KV_PREFIX]);
+      return { ...rest, newKv: this.layers(out, NEW_KV_PREFIX) };
+    }
+    const { out, ...rest } = await this.run(batch, ['present']);
+    const { numKvHeads: H, headDim: D } = this.spec;
+    const B = batch.rows.length;
+    const S = rest.seqLen;
+    const T = batch.pastWidth + S;
+    const cut = (full: Float32Array): Float32Array => {
+      const part = new Float32Array(B * H * S * D);
+      for (let bh = 0; bh < B * H; bh++) part.set(full.subarray((bh * T + T - S) * D, (bh + 1) * T * D), bh * S * D);
+      return part;
+    };
+    return { ...rest, newKv: this.layers(out, 'present').map((kv) => ({ key: cut(kv.key), value: cut(kv.value) })) };
+  }
+
+  private layers(out: Record<string, Ort.Tensor>, prefix: string): LayerKv[] {
+    return Array.from({ length: this.spec.numLayers }, (_, l) => ({
+      key: out[`${prefix}.${l}.key`]!.data as Float32Array,
+      value: out[`${prefix}.${l}.value`]!.data as Float32Array,
+    }));
+  }
+
+  /** One session.run fetching the logits and the per-layer KV outputs named `${prefix}.{layer}.key|value`. */
+  private async run(
+    batch: ForwardBatch,
+    kvPrefixes: readonly string[],
+  ): Promise<ForwardOutput & { readonly out: Record<string, Ort.Tensor> }> {
     const { numLayers, numKvHeads, headDim, vocabSize } = this.spec;
     const B = batch.rows.length;
     const P = batch.pastWidth;
@@ -163,17 +216,10 @@ export class ModelRunner {
       feeds[`past_key_values.${l}.key`] = new ort.Tensor('float32', P > 0 ? kv!.key : empty, pastDims);
       feeds[`past_key_values.${l}.value`] = new ort.Tensor('float32', P > 0 ? kv!.value : empty, pastDims);
     }
-    let fetches: Record<string, Ort.Tensor | null> | undefined;
-    if (batch.presentInto) {
-      fetches = { logits: null };
-      const dims = [B, numKvHeads, T, headDim];
-      batch.presentInto.forEach((kv, l) => {
-        fetches![`present.${l}.key`] = new ort.Tensor('float32', kv.key, dims);
-        fetches![`present.${l}.value`] = new ort.Tensor('float32', kv.value, dims);
-      });
-    }
+    const fetches = ['logits'];
+    for (const prefix of kvPrefixes) for (let l = 0; l < numLayers; l++) fetches.push(`${prefix}.${l}.key`, `${prefix}.${l}.value`);
     const t0 = performance.now();
-    const out = fetches ? await this.session.run(feeds, fetches as Record<string, Ort.Tensor>) : await this.session.run(feeds);
+    const out = await this.session.run(feeds, fetches);
     const runSeconds = (performance.now() - t0) / 1000;
 
     const logitsT = out['logits']!;
@@ -194,16 +240,7 @@ export class ModelRunner {
         at += counts[b]! * vocabSize;
       }
     }
-    // onnxruntime-node hands back a copy of a preallocated output; the buffers it wrote are the ones asked for.
-    if (batch.presentInto) return { logits, present: batch.presentInto, seqLen: S, runSeconds };
-    const present: LayerKv[] = [];
-    for (let l = 0; l < numLayers; l++) {
-      present.push({
-        key: out[`present.${l}.key`]!.data as Float32Array,
-        value: out[`present.${l}.value`]!.data as Float32Array,
-      });
-    }
-    return { logits, present, seqLen: S, runSeconds };
+    return { out, logits, seqLen: S, runSeconds };
   }
 
   async release(): Promise<void> {

@@ -33,10 +33,14 @@ afterAll(async () => {
 });
 
 describe('tiny model with onnxruntime-node', () => {
-  it('declares the Optimum I/O names', () => {
+  it('declares the Optimum I/O names, and the new KV alone after the logits', () => {
     const pkv = [0, 1].flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]);
     expect(run.session.inputNames).toEqual(['input_ids', 'attention_mask', 'position_ids', 'num_logits_to_keep', ...pkv]);
-    expect(run.session.outputNames).toEqual(['logits', ...pkv.map((n) => n.replace('past_key_values', 'present'))]);
+    expect(run.session.outputNames).toEqual([
+      'logits',
+      ...pkv.map((n) => n.replace('past_key_values', 'new_key_values')),
+      ...pkv.map((n) => n.replace('past_key_values', 'present')),
+    ]);
   });
 
   it('returns present = past ++ new along the sequence axis, KV heads not repeated', async () => {
@@ -55,6 +59,14 @@ describe('tiny model with onnxruntime-node', () => {
     const presentKey = next.present[1]!.key.data as Float32Array;
     // Head 1's first three rows are the old cache, unchanged.
     expect(presentKey.slice(5 * 8, 5 * 8 + 3 * 8)).toEqual(pastKey.slice(3 * 8, 6 * 8));
+    // new_key_values is present's right end: each head's last two rows, bit for bit.
+    const newKey = next.newKv[1]!.key;
+    expect(newKey.dims).toEqual([1, 2, 2, 8]);
+    for (const h of [0, 1])
+      expect((newKey.data as Float32Array).slice(h * 16, (h + 1) * 16)).toEqual(presentKey.slice((h * 5 + 3) * 8, (h + 1) * 5 * 8));
+    expect(next.newKv[0]!.value.data).toEqual(
+      Float32Array.from([0, 1].flatMap((h) => [...(next.present[0]!.value.data as Float32Array).slice((h * 5 + 3) * 8, (h + 1) * 5 * 8)])),
+    );
   });
 
   it('generates the same greedy tokens with the KV cache as with full recomputation', async () => {

@@ -3,7 +3,8 @@ import onnxProto from 'onnx-proto';
 import { attentionAllowed, rotaryCosSin } from './attention-inputs';
 import { GraphBuilder } from './graph-builder';
 import { init } from './init';
-import { decoderLayer, matMul, rmsNorm } from './llama-layer';
+import { NEW_KV_PREFIX } from '../runner';
+import { decoderLayer, matMul, rmsNorm, type LayerOut } from './llama-layer';
 import type { TinyShape } from './options';
 import { quantizedMatMul } from './quantize';
 
@@ -37,11 +38,11 @@ export function buildLlamaGraph(s: TinyShape): GraphBuilder {
   const embedWeight = { name: 'model.embed_tokens.weight', dims: [s.vocab, s.hidden], ...init.embedding() };
   const embed = b.weight(embedWeight);
   let hidden = b.op('Gather', [embed, inputIds], '/model/embed_tokens', { axis: 0 });
-  const present: { key: string; value: string }[] = [];
+  const layers: LayerOut[] = [];
   for (let i = 0; i < s.layers; i++) {
     const layer = decoderLayer(b, { hidden, allowed, cos, sin, pastKey: past[i]!.key, pastValue: past[i]!.value }, s, i);
     hidden = layer.hidden;
-    present.push({ key: layer.presentKey, value: layer.presentValue });
+    layers.push(layer);
   }
   // Only the positions whose next token is wanted (the last one; K+1 when verifying K draft tokens) go
   // through the lm_head: computing it for every prompt position would cost as much as all the layers.
@@ -56,11 +57,17 @@ export function buildLlamaGraph(s: TinyShape): GraphBuilder {
   // The lookup keeps the float embedding; the head reads a quantized copy of it.
   else logits = quantizedMatMul(b, normed, embedWeight, 'nk', s.quantize, '/lm_head');
   if (s.tokenCount < s.vocab) logits = b.op('Add', [logits, paddingBias(b, s)], '/lm_head');
-  // Output order as Optimum: logits first, then present.{i}.key/value.
+  // Logits first, as Optimum; then, beyond its contract, each layer's new KV alone (what an engine that
+  // keeps its own cache fetches: present is past ++ new, and fetching it would copy the whole past out of
+  // onnxruntime every step); then present.{i}.key/value, as Optimum.
   b.output(logits, 'logits', DataType.FLOAT, [DIM.batch, DIM.logits, s.vocab]);
-  present.forEach((p, i) => {
-    b.output(p.key, `present.${i}.key`, DataType.FLOAT, cacheDims(s, DIM.total));
-    b.output(p.value, `present.${i}.value`, DataType.FLOAT, cacheDims(s, DIM.total));
+  layers.forEach((l, i) => {
+    b.output(l.newKey, `${NEW_KV_PREFIX}.${i}.key`, DataType.FLOAT, cacheDims(s, DIM.seq));
+    b.output(l.newValue, `${NEW_KV_PREFIX}.${i}.value`, DataType.FLOAT, cacheDims(s, DIM.seq));
+  });
+  layers.forEach((l, i) => {
+    b.output(l.presentKey, `present.${i}.key`, DataType.FLOAT, cacheDims(s, DIM.total));
+    b.output(l.presentValue, `present.${i}.value`, DataType.FLOAT, cacheDims(s, DIM.total));
   });
   return b;
 }

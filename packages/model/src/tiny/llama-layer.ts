@@ -24,6 +24,9 @@ export interface LayerOut {
   readonly hidden: string;
   readonly presentKey: string;
   readonly presentValue: string;
+  /** This forward's own keys (rotated) and values, [batch, kvHeads, seq, headDim]: the right end of present. */
+  readonly newKey: string;
+  readonly newValue: string;
 }
 
 export function rmsNorm(b: GraphBuilder, x: string, weightName: string, s: TinyShape, n: string, scale: InitScale = init.norm()): string {
@@ -64,7 +67,13 @@ function applyRotary(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, n: s
  * (transformers' repeat_kv order), so queries are regrouped as [batch, kvHeads, groups*seq, headDim] and
  * multiplied against the un-repeated cache directly.
  */
-function selfAttention(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, prefix: string): { out: string; key: string; value: string } {
+function selfAttention(
+  b: GraphBuilder,
+  x: string,
+  io: LayerIo,
+  s: TinyShape,
+  prefix: string,
+): { out: string; key: string; value: string; newKey: string; newValue: string } {
   const n = `/${prefix.replaceAll('.', '/')}/self_attn`;
   const bias = s.attentionBias;
   const q = splitHeads(
@@ -83,7 +92,8 @@ function selfAttention(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, pr
   );
   const v = splitHeads(b, linear(b, x, s, `${prefix}.self_attn.v_proj`, s.hidden, s.kvHeads * s.headDim, 1, bias), s.kvHeads, s.headDim, n);
   const qScaled = b.op('Mul', [applyRotary(b, q, io, s, n), b.constF32([1 / Math.sqrt(s.headDim)], [])], n);
-  const key = b.op('Concat', [io.pastKey, applyRotary(b, k, io, s, n)], n, { axis: 2 }); // [batch, kvHeads, total, headDim]
+  const newKey = applyRotary(b, k, io, s, n);
+  const key = b.op('Concat', [io.pastKey, newKey], n, { axis: 2 }); // [batch, kvHeads, total, headDim]
   const value = b.op('Concat', [io.pastValue, v], n, { axis: 2 });
 
   const qGrouped = b.op('Reshape', [qScaled, b.constI64([0, s.kvHeads, -1, s.headDim])], n);
@@ -93,7 +103,7 @@ function selfAttention(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, pr
   const probs = b.op('Reshape', [b.op('Softmax', [masked], n, { axis: -1 }), b.constI64([0, s.kvHeads, -1, 0])], n);
   const context = b.op('Reshape', [b.op('MatMul', [probs, value], n), b.constI64([0, s.heads, -1, s.headDim])], n);
   const merged = b.op('Reshape', [b.op('Transpose', [context], n, { perm: [0, 2, 1, 3] }), b.constI64([0, 0, s.heads * s.headDim])], n);
-  return { out: linear(b, merged, s, `${prefix}.self_attn.o_proj`, s.heads * s.headDim, s.hidden), key, value };
+  return { out: linear(b, merged, s, `${prefix}.self_attn.o_proj`, s.heads * s.headDim, s.hidden), key, value, newKey, newValue: v };
 }
 
 function mlp(b: GraphBuilder, x: string, s: TinyShape, prefix: string): string {
@@ -115,5 +125,5 @@ export function decoderLayer(b: GraphBuilder, io: LayerIo, s: TinyShape, index: 
   const mid = b.op('Add', [io.hidden, branch(attn.out)], n);
   const mlpIn = rmsNorm(b, mid, `${prefix}.post_attention_layernorm.weight`, s, `${n}/post_attention_layernorm`);
   const hidden = b.op('Add', [mid, branch(mlp(b, mlpIn, s, prefix))], n);
-  return { hidden, presentKey: attn.key, presentValue: attn.value };
+  return { hidden, presentKey: attn.key, presentValue: attn.value, newKey: attn.newKey, newValue: attn.newValue };
 }

@@ -45,14 +45,14 @@ function emptyCache(run: TinyRun, batch: number): Cache {
   return Array.from({ length: run.layers }, () => ({ key: t(), value: t() }));
 }
 
-/** One forward pass; returns the last position's logits per row and the new cache. */
+/** One forward pass; returns the last position's logits per row, the new cache and the new tokens' KV alone. */
 export async function forward(
   run: TinyRun,
   ids: number[][],
   mask: number[][],
   positions: number[][],
   past: Cache,
-): Promise<{ last: Float32Array[]; present: Cache }> {
+): Promise<{ last: Float32Array[]; present: Cache; newKv: Cache }> {
   const feeds: Record<string, ort.Tensor> = {
     input_ids: i64(ids),
     attention_mask: i64(mask),
@@ -69,7 +69,8 @@ export async function forward(
   const seq = out['logits']!.dims[1]!;
   const last = ids.map((_, b) => logits.slice((b * seq + seq - 1) * run.vocab, (b * seq + seq) * run.vocab));
   const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
-  return { last, present };
+  const newKv = past.map((_, i) => ({ key: out[`new_key_values.${i}.key`]!, value: out[`new_key_values.${i}.value`]! }));
+  return { last, present, newKv };
 }
 
 export function argmaxWithMargin(logits: Float32Array): { token: number; margin: number } {
