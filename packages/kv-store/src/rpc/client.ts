@@ -4,7 +4,7 @@
 import { makeGenericClientConstructor, type ChannelCredentials, type Client } from '@grpc/grpc-js';
 import { blockCrc32 } from '@pdserve/kv-cache';
 import { callFailure, callUnary, channelCredentials, tlsChannelOptions, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
-import { packHashes, type KvBlock, type TransferSender, type TransportKind } from '@pdserve/transfer';
+import { packHashes, type KvBlock, type PullOffer, type TransferSender, type TransportKind } from '@pdserve/transfer';
 import { GRPC_STATUS } from '../errors';
 import { isBlockHash } from '../keys';
 import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_TTL_META, kvStoreService } from './proto';
@@ -105,6 +105,32 @@ export class KvStoreClient {
     if (bad !== undefined) throw bad;
     const res = await this.unary(this.raw.Get, { ...req, hashes: packHashes(req.hashes) }, KV_STORE_DEADLINES.get, signal);
     return { ...res, tiers: [...res.tiers].map((c) => W.TIER_CODES[c] ?? '') };
+  }
+  /**
+   * A get the caller pulls itself (Get with sink.pull): the store answers at once with an offer at its data
+   * port, and `receiver` pulls it over tcp like any transfer (limits, per-block checks, its onTransfer), its
+   * word on the data connection ending the store's read lease. No Transfer call, no Begin, Ready or gRPC
+   * Admitted: two gRPC messages per get instead of five. Resolves with the reply once the blocks are
+   * admitted (at once when none is held). A block that fails its check rejects with the transfer's
+   * CHECKSUM_MISMATCH: get again with `verify`, and the store drops what is corrupt and reports it missing.
+   */
+  async pull(receiver: { pull(offer: PullOffer): Promise<void> }, req: GetRequest, signal?: AbortSignal): Promise<GetReply> {
+    if (req.sink === null) throw new KvStoreCallError('INVALID_ARGUMENT', 'get needs a sink (the worker pulling the blocks)');
+    const reply = await this.get({ ...req, sink: { ...req.sink, pull: true } }, signal);
+    if (reply.blocks === 0) return reply;
+    const found = req.hashes.filter((_, i) => reply.tiers[i] !== '');
+    if (found.length !== reply.block_lengths.length || reply.tcp_source === '') {
+      throw new KvStoreCallError('INTERNAL', `the store offered ${reply.block_lengths.length} blocks for ${found.length} found`);
+    }
+    await receiver.pull({
+      transferId: req.sink.transfer_id,
+      source: reply.tcp_source,
+      token: reply.tcp_token,
+      blocks: found.map((hash, i) => ({ hash, length: reply.block_lengths[i]! })),
+      deadlineMs: KV_STORE_DEADLINES.get,
+      signal,
+    });
+    return reply;
   }
   exists(modelId: string, hashes: readonly string[], signal?: AbortSignal): Promise<W.TiersResponseMsg> {
     return this.unary(this.raw.Exists, { model_id: modelId, hashes: [...hashes] }, KV_STORE_DEADLINES.control, signal);
