@@ -90,8 +90,11 @@ export interface SessionLink {
   readonly deadlineAt: number;
   /** Begin accepted: the bytes may come (a grpc or shm sender waits for it before Commit). */
   ready(): void;
-  /** Every block admitted by the application. */
-  admitted(bytes: number): void;
+  /**
+   * Every block admitted by the application. `tellSource` says so on the tcp data connection the blocks
+   * came over (a no-op for other transports); the link calls it when it suits.
+   */
+  admitted(bytes: number, tellSource: () => void): void;
   /** The transfer failed; `notify`: the sender is still there to hear why. */
   failed(error: TransferError, notify: boolean): void;
 }
@@ -102,7 +105,8 @@ export function callLink(call: ServerDuplexStream<TransferUp, TransferDown>): Se
     peer: peerHost(call.getPeer()),
     deadlineAt: deadlineMs(call.getDeadline()),
     ready: () => call.write({ kind: 'ready', ready: {} }),
-    admitted: (bytes) => {
+    admitted: (bytes, tellSource) => {
+      tellSource(); // first: the sender's quickest way to hear it
       call.write({ kind: 'admitted', admitted: { bytes } });
       call.end();
     },
@@ -378,8 +382,7 @@ export class ReceiveSession {
       if (this.phase === 'done') return; // cancelled while the application admitted; it saw the signal
       this.phase = 'done';
       this.cleanup();
-      this.tellAdmitted?.(); // tcp: on the data connection first, the sender's quickest way to hear it
-      this.link.admitted(a.totalBytes);
+      this.link.admitted(a.totalBytes, this.tellAdmitted ?? (() => undefined));
     } catch (e) {
       this.fail(asTransferError(e, 'PROTOCOL'));
     }

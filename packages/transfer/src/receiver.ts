@@ -216,9 +216,11 @@ export class TransferReceiver {
           peer: splitHostPort(offer.source).host,
           deadlineAt: offer.deadlineMs === undefined ? Infinity : Date.now() + offer.deadlineMs,
           ready: () => undefined,
-          admitted: () => {
+          admitted: (_bytes, tellSource) => {
             settle();
             resolve();
+            // The sender's word only ends its offer (a lease on its side): whoever waits for the blocks goes first.
+            setImmediate(tellSource);
           },
           failed: (error) => {
             settle();
