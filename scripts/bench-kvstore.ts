@@ -211,7 +211,10 @@ async function runParent(): Promise<void> {
     return total / ((performance.now() - t0) / 1000) / 1e9;
   };
   // A get over tcp is pulled, as a worker's is (KvStoreClient.pull: the reply is the offer, our receiver
-  // pulls it); `push` times the store sending to our receiver instead (its Transfer call, Begin, Ready, pull).
+  // pulls it, the pull asked for with the Get once the store's data port is known: a worker has it from the
+  // registry, we from the first reply); `push` times the store sending to our receiver instead (its Transfer
+  // call, Begin, Ready, pull).
+  let storeData: string | undefined;
   const get = async (t: TransportKind, push = false): Promise<number> => {
     const transferId = `bench-${randomBytes(6).toString('hex')}`;
     const arrived = new Promise<number>((resolve) => counted.set(transferId, resolve));
@@ -222,13 +225,14 @@ async function runParent(): Promise<void> {
       lease_ms: 0,
       sink: { grpc_address: sinkAddress, transfer_id: transferId, transport: t },
     };
-    const reply = t === 'tcp' && !push ? store.pull(sink, req) : store.get(req);
+    const reply = t === 'tcp' && !push ? store.pull(sink, req, { source: storeData }) : store.get(req);
     // Done when every block is in and verified, as for a worker (StoreLink): the reply, which follows the
     // store hearing of the admission, is checked after the clock stops (a failed get rejects it first).
     await Promise.race([reply, arrived]);
     const got = await arrived;
     const secs = (performance.now() - t0) / 1000;
     const res = await reply;
+    if (res.tcp_source !== '') storeData = res.tcp_source;
     counted.delete(transferId);
     if (res.blocks !== count || got !== count) throw new Error(`get returned ${res.blocks} of ${count} blocks`);
     return total / secs / 1e9;
@@ -353,7 +357,7 @@ async function runParent(): Promise<void> {
     sender,
     {
       address: () => sinkAddress,
-      pull: (offer) => sink.pull(offer),
+      puller: sink,
       expect: (id) => {
         const arrived = new Promise<KvBlock[]>((resolve) => waiting.set(id, resolve));
         return { arrived, done: () => waiting.delete(id) };

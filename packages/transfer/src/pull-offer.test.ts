@@ -60,6 +60,49 @@ describe('a tcp transfer offered and pulled, with no Transfer call', () => {
     expect(copies.get('pulled-2')!.map((d) => d.byteLength)).toEqual([10_000, 10_000]);
   });
 
+  it('pipelined: the pull asked for (prepare) before the offer exists waits for it, then arrives byte-exact', async () => {
+    const { receiver, sender, copies } = await pair();
+    const blocks = makeBlocks(5, 40_000, 8);
+    const source = await sender.listen();
+    const prepared = await receiver.prepare(source);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the request is at the data port, parked
+    const offer = await sender.offer({ blocks, peerHost: '127.0.0.1', token: prepared.token });
+    expect(offer.source).toBe(source);
+    // A token cannot be offered twice at once.
+    await expect(sender.offer({ blocks, token: prepared.token })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await receiver.pull({ transferId: 'pipelined', source, token: offer.token, blocks: described(blocks), prepared });
+    await offer.done;
+    copies.get('pipelined')!.forEach((d, i) => expect(Buffer.compare(d, blocks[i]!.data)).toBe(0));
+    // The connection went back to the pool: a plain pull follows over it.
+    const more = makeBlocks(1, 1000, 9);
+    const next = await sender.offer({ blocks: more });
+    await receiver.pull({ transferId: 'after-pipelined', source, token: next.token, blocks: described(more) });
+    expect(copies.get('after-pipelined')).toHaveLength(1);
+  });
+
+  it('pipelined, and nothing offered after all: cancel closes the connection that asked; a refused pull cancels it too', async () => {
+    const { receiver, sender } = await pair();
+    const source = await sender.listen();
+    const prepared = await receiver.prepare(source);
+    receiver.cancel(prepared);
+    receiver.cancel(prepared); // twice: a no-op
+    const blocks = makeBlocks(1, 1000, 10);
+    // Offered later under that token anyway: nobody is there to pull it.
+    const late = await sender.offer({ blocks, token: prepared.token, deadlineMs: 300 });
+    await expect(late.done).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    // A pull the receiver refuses (its limits) lets its prepared connection go as well.
+    const limited = await pair({ limits: { maxTransferBytes: 10 } });
+    const p2 = await limited.receiver.prepare(source);
+    const o2 = await sender.offer({ blocks, token: p2.token, deadlineMs: 300 });
+    await expect(
+      limited.receiver.pull({ transferId: 'too-big', source, token: o2.token, blocks: described(blocks), prepared: p2 }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(o2.done).rejects.toBeInstanceOf(TransferError);
+    // A data port the receiver does not accept is never dialed.
+    const strict = await pair({ allowSource: () => false });
+    await expect(strict.receiver.prepare(source)).rejects.toMatchObject({ code: 'REFUSED' });
+  });
+
   it('a block that fails its check: the pull rejects with CHECKSUM_MISMATCH, nothing is admitted, the offer fails', async () => {
     const { receiver, sender, admitted, discarded } = await pair();
     const blocks = makeBlocks(4, 30_000, 3);

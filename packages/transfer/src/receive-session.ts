@@ -13,7 +13,7 @@ import type { ShmSite } from './shm-site';
 import type { SlabPool } from './slab-pool';
 import { isSegmentPath, readSegment, removeSegment } from './shm-transport';
 import { TOKEN_BYTES } from './frame-codec';
-import type { TcpPullPool } from './tcp-pull';
+import type { PreparedPull, TcpPullPool } from './tcp-pull';
 import { PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind } from './types';
 import { unpackHashes, type Begin, type BlockDescriptor, type Commit, type TransferDown, type TransferUp } from './wire';
 
@@ -88,6 +88,8 @@ export interface SessionLink {
   readonly peer: string;
   /** The sender's deadline (ms since the epoch; Infinity: none). */
   readonly deadlineAt: number;
+  /** tcp: the data connection that asked for this transfer already (TransferReceiver.prepare). */
+  readonly prepared?: PreparedPull;
   /** Begin accepted: the bytes may come (a grpc or shm sender waits for it before Commit). */
   ready(): void;
   /**
@@ -289,7 +291,7 @@ export class ReceiveSession {
         .then((allowed) => {
           if (!allowed) throw new TransferError('REFUSED', `data port ${source} is not a registered peer's`);
           if (this.phase !== 'data') throw new TransferError('ABORTED', 'transfer ended before its pull');
-          return this.host.pull.pull(source, b.tcp_token, assembly, this.ctl.signal);
+          return this.host.pull.pull(source, b.tcp_token, assembly, this.ctl.signal, this.link.prepared);
         })
         .then(
           (tellAdmitted) => {

@@ -9,9 +9,11 @@ import {
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferError } from './errors';
+import { TOKEN_BYTES } from './frame-codec';
 import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto';
 import {
   DEFAULT_RECEIVER_LIMITS,
@@ -24,7 +26,7 @@ import {
 import { probeShmSite, type ShmSite } from './shm-site';
 import { sweepStaleSegments } from './shm-transport';
 import { SlabPool } from './slab-pool';
-import { TcpPullPool, splitHostPort, type TcpPullOptions } from './tcp-pull';
+import { TcpPullPool, splitHostPort, type PreparedPull, type TcpPullOptions } from './tcp-pull';
 import {
   PROTOCOL_VERSION,
   type IncomingTransfer,
@@ -106,6 +108,8 @@ export interface PullOffer {
   readonly deadlineMs?: number;
   /** Discards the transfer when aborted. */
   readonly signal?: AbortSignal;
+  /** The data connection prepare() opened for it (a pipelined pull); otherwise one is taken now. */
+  readonly prepared?: PreparedPull;
 }
 
 /** How often stale shm segments are swept (ms). */
@@ -210,11 +214,15 @@ export class TransferReceiver {
   pull(offer: PullOffer): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => session.abort(new TransferError('ABORTED', `transfer ${offer.transferId} aborted`), false);
-      const settle = (): void => offer.signal?.removeEventListener('abort', onAbort);
+      const settle = (): void => {
+        offer.signal?.removeEventListener('abort', onAbort);
+        if (offer.prepared !== undefined) this.pullPool.cancel(offer.prepared); // not pulled (a refusal): let it go
+      };
       const session = new ReceiveSession(
         {
           peer: splitHostPort(offer.source).host,
           deadlineAt: offer.deadlineMs === undefined ? Infinity : Date.now() + offer.deadlineMs,
+          prepared: offer.prepared,
           ready: () => undefined,
           admitted: (_bytes, tellSource) => {
             settle();
@@ -248,6 +256,27 @@ export class TransferReceiver {
         },
       });
     });
+  }
+
+  /**
+   * Asks a sender's data port for a transfer under `token` (default: a fresh one) before it is offered (a pipelined pull):
+   * the caller names the token to whoever will offer the blocks (a kv-store's Get), which may then send them
+   * at once, and gives the result to pull() — or to cancel(). Nothing is read before pull() knows the
+   * blocks. Only a data port allowSource accepts is dialed. Rejects with a TransferError.
+   */
+  async prepare(source: string, token: Uint8Array = randomBytes(TOKEN_BYTES)): Promise<PreparedPull> {
+    if (this.closing.signal.aborted) throw new TransferError('UNAVAILABLE', 'receiver closed');
+    if (!this.offered.includes('tcp')) throw new TransferError('UNAVAILABLE', 'this receiver does not take tcp');
+    if (!(await (this.opts.allowSource?.(source) ?? true))) {
+      throw new TransferError('REFUSED', `data port ${source} is not a registered peer's`);
+    }
+    if (token.byteLength !== TOKEN_BYTES) throw new TransferError('INVALID_ARGUMENT', `a token of ${token.byteLength} bytes`);
+    return this.pullPool.prepare(source, token);
+  }
+
+  /** Drops a prepared pull that will not be pulled (the sender offered nothing); its connection is closed. */
+  cancel(prepared: PreparedPull): void {
+    this.pullPool.cancel(prepared);
   }
 
   /** Serves KvTransfer on a gRPC server of its own (tests, tools); resolves with its host:port. */

@@ -11,7 +11,8 @@ import { TRANSFER_ID_PATTERN } from './receive-session';
 import { runSendSession } from './send-session';
 import { probeShmSite, type ShmSite } from './shm-site';
 import { sweepStaleSegments } from './shm-transport';
-import { TcpSource, type TcpSourceOptions } from './tcp-source';
+import { TcpSource, type TcpOffer, type TcpSourceOptions } from './tcp-source';
+import { TOKEN_BYTES } from './frame-codec';
 import {
   BLOCK_HASH_PATTERN,
   isTransportKind,
@@ -58,6 +59,8 @@ export interface OfferRequest {
   readonly blocks: readonly KvBlock[];
   /** Only a connection from this host may pull them (the host that asked for them); any, without. */
   readonly peerHost?: string;
+  /** The receiver's token, when it asked for the blocks under it already (a pipelined pull); default: a fresh one. */
+  readonly token?: Uint8Array;
   readonly signal?: AbortSignal;
   /** From now until the receiver must have admitted them (ms, default defaultDeadlineMs). */
   readonly deadlineMs?: number;
@@ -156,6 +159,7 @@ export class TransferSender {
     const bytes = validateBlocks(req.blocks);
     const deadlineMs = req.deadlineMs ?? this.opts.defaultDeadlineMs ?? 30_000;
     const source = await this.tcpSource();
+    if (req.token !== undefined && req.token.byteLength !== TOKEN_BYTES) throw bad(`a token of ${req.token.byteLength} bytes`);
     const ctl = new AbortController();
     const timer = setTimeout(
       () =>
@@ -167,7 +171,14 @@ export class TransferSender {
     const onAbort = (): void => ctl.abort(new TransferError('ABORTED', 'offer aborted by the sender'));
     req.signal?.addEventListener('abort', onAbort, { once: true });
     if (req.signal?.aborted) onAbort();
-    const offer = source.offer(req.blocks, ctl.signal, { peerHost: req.peerHost });
+    let offer: TcpOffer;
+    try {
+      offer = source.offer(req.blocks, ctl.signal, { peerHost: req.peerHost, token: req.token });
+    } catch (e) {
+      clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onAbort);
+      throw e;
+    }
     const done = raceSignal(
       offer.written.then(() =>
         Promise.race([
@@ -183,6 +194,7 @@ export class TransferSender {
       req.signal?.removeEventListener('abort', onAbort);
       offer.withdraw();
     });
+    done.catch(() => undefined); // a caller that does not wait for the outcome need not hear of it
     return { source: source.address, token: offer.token, blocks: req.blocks.length, bytes, done };
   }
 

@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 import { tlsClientOptions, type TlsMaterial } from '@pdserve/rpc';
 import { TransferError, asTransferError } from './errors';
-import { BATCH_HEADER_BYTES, BatchReader, encodeAdmitted, encodePullRequest, type BatchTarget } from './frame-codec';
+import { BATCH_HEADER_BYTES, BatchReader, encodeAdmitted, encodePullRequest, tokenKey, type BatchTarget } from './frame-codec';
 
 export interface TcpPullOptions {
   /** Idle connections kept per sender (default 4). */
@@ -31,6 +31,8 @@ class PullConnection {
   /** The buffer handed to the socket for its next read. */
   private armed: Uint8Array = this.idle;
   private armedForReader = false;
+  /** request() asked for a transfer that start() has not begun to read yet. */
+  private requested = false;
   readonly socket: Socket;
   broken = false;
   /** Told when the connection closes (the pool drops it from its idle list). */
@@ -60,11 +62,23 @@ class PullConnection {
     });
   }
 
-  /** Asks for the transfer under `token`; resolves once every block arrived verified. */
+  /**
+   * Asks for the transfer under `token` now and reads nothing (the socket paused) until start() says where
+   * its bytes go: a pipelined pull, asked for before the receiver knows the transfer's blocks.
+   */
+  request(token: Uint8Array): void {
+    this.requested = true;
+    this.socket.pause();
+    this.socket.write(encodePullRequest(token));
+  }
+
+  /** Asks for the transfer under `token` (unless request() did); resolves once every block arrived verified. */
   start(token: Uint8Array, target: BatchTarget): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.pull = { reader: new BatchReader(token, target), resolve, reject };
-      this.socket.write(encodePullRequest(token));
+      if (!this.requested) this.socket.write(encodePullRequest(token));
+      this.requested = false;
+      this.socket.resume();
     });
   }
 
@@ -109,10 +123,19 @@ class PullConnection {
   }
 }
 
+/** A data connection that asked for a transfer before it was offered (TcpPullPool.prepare), until pulled or cancelled. */
+export interface PreparedPull {
+  /** The sender's data port. */
+  readonly source: string;
+  /** The token asked for: whoever offers the blocks must offer them under it. */
+  readonly token: Uint8Array;
+}
+
 /** Data connections by sender address. */
 export class TcpPullPool {
   private readonly idle = new Map<string, PullConnection[]>();
   private readonly busy = new Set<PullConnection>();
+  private readonly prepared = new Map<PreparedPull, PullConnection>();
   private readonly maxIdle: number;
   private readonly idleTimeoutMs: number;
   private readonly tls: TlsMaterial | undefined;
@@ -129,10 +152,19 @@ export class TcpPullPool {
    * with a function that tells the sender the transfer was admitted (on the same connection, if it still
    * stands: the gRPC Admitted says it too). Rejects with a TransferError.
    */
-  async pull(address: string, token: Uint8Array, target: BatchTarget, signal: AbortSignal): Promise<() => void> {
+  async pull(address: string, token: Uint8Array, target: BatchTarget, signal: AbortSignal, prepared?: PreparedPull): Promise<() => void> {
+    // The connection prepare() opened for this very transfer, if any (another one is of no use: let it go).
+    let conn = prepared === undefined ? undefined : this.prepared.get(prepared);
+    if (prepared !== undefined) this.prepared.delete(prepared);
+    if (conn !== undefined && (prepared!.source !== address || tokenKey(prepared!.token) !== tokenKey(token))) {
+      this.busy.delete(conn);
+      conn.abort(new TransferError('ABORTED', 'prepared for another transfer'));
+      conn = undefined;
+    }
     if (this.closed) throw new TransferError('UNAVAILABLE', 'receiver closed');
+    if (signal.aborted) conn?.abort(new TransferError('ABORTED', 'transfer aborted'));
     signal.throwIfAborted();
-    const conn = this.acquire(address);
+    conn ??= this.acquire(address);
     const onAbort = (): void => conn.abort(new TransferError('ABORTED', 'transfer aborted'));
     signal.addEventListener('abort', onAbort, { once: true });
     this.busy.add(conn);
@@ -149,10 +181,35 @@ export class TcpPullPool {
     }
   }
 
+  /**
+   * Dials (or reuses) a connection to `address` and asks it for `token` at once, reading nothing until pull()
+   * names where the bytes go (a pipelined pull: asked for in parallel with whatever makes the sender offer
+   * them). Give it to pull() or cancel().
+   */
+  prepare(address: string, token: Uint8Array): PreparedPull {
+    if (this.closed) throw new TransferError('UNAVAILABLE', 'receiver closed');
+    const conn = this.acquire(address);
+    this.busy.add(conn);
+    conn.request(token);
+    const p: PreparedPull = { source: address, token };
+    this.prepared.set(p, conn);
+    return p;
+  }
+
+  /** Drops a prepared pull that will not be pulled: its connection, which asked for it, is closed. */
+  cancel(prepared: PreparedPull): void {
+    const conn = this.prepared.get(prepared);
+    if (conn === undefined) return; // pulled (or cancelled) already
+    this.prepared.delete(prepared);
+    this.busy.delete(conn);
+    conn.abort(new TransferError('ABORTED', 'prepared pull cancelled'));
+  }
+
   close(): void {
     this.closed = true;
     for (const list of this.idle.values()) for (const c of list) c.socket.destroy();
     this.idle.clear();
+    this.prepared.clear();
     for (const c of this.busy) c.abort(new TransferError('UNAVAILABLE', 'receiver closed'));
   }
 

@@ -55,11 +55,19 @@ export interface TcpOffer {
   withdraw(): void;
 }
 
-/** Who may pull an offer. */
+/** Who may pull an offer, and under which token. */
 export interface OfferLimits {
   /** Only a connection from this host (the host that asked for the blocks); any, without. */
   readonly peerHost?: string;
+  /**
+   * The token, minted by the receiver, whose pull request may already be here, waiting (a pipelined pull:
+   * the receiver asked for the blocks and for this token at once). Default: a fresh random one.
+   */
+  readonly token?: Uint8Array;
 }
+
+/** How long a pull request for a token nobody offered yet waits for its offer before its connection is closed (ms). */
+export const PARKED_PULL_MS = 5_000;
 
 interface Pending {
   readonly blocks: readonly KvBlock[];
@@ -77,6 +85,8 @@ export class TcpSource {
    * the connection that pulled an offer may admit it.
    */
   private readonly admissions = new Map<string, Admission>();
+  /** Pull requests that came before their offer (pipelined pulls), by token, until it comes or they give up. */
+  private readonly parked = new Map<string, () => void>();
   private readonly sockets = new Set<Socket>();
 
   private constructor(
@@ -110,8 +120,11 @@ export class TcpSource {
   }
 
   offer(blocks: readonly KvBlock[], signal: AbortSignal, limits: OfferLimits = {}): TcpOffer {
-    const token = randomBytes(TOKEN_BYTES);
+    const token = limits.token === undefined ? randomBytes(TOKEN_BYTES) : Uint8Array.from(limits.token);
     const key = tokenKey(token);
+    if (token.byteLength !== TOKEN_BYTES || this.offers.has(key) || this.admissions.has(key)) {
+      throw new TransferError('INVALID_ARGUMENT', `token of ${token.byteLength} bytes, or one already offered`);
+    }
     let resolve = (): void => undefined;
     let reject = (_e: TransferError): void => undefined;
     const written = new Promise<void>((res, rej) => {
@@ -132,6 +145,7 @@ export class TcpSource {
       reject,
       socket: null,
     });
+    this.parked.get(key)?.(); // its pull request came first
     return {
       token,
       written,
@@ -149,6 +163,7 @@ export class TcpSource {
   }
 
   async close(): Promise<void> {
+    for (const done of [...this.parked.values()]) done();
     for (const p of this.offers.values()) p.reject(new TransferError('UNAVAILABLE', 'sender closed'));
     this.offers.clear();
     this.admissions.clear();
@@ -201,8 +216,25 @@ export class TcpSource {
     if (a?.onClose != null) a.pulledBy?.off('close', a.onClose);
   }
 
+  /** Waits for the offer under `key` (at most PARKED_PULL_MS, and no longer than the connection lives). */
+  private park(key: string, socket: Socket): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        socket.off('close', done);
+        if (this.parked.get(key) === done) this.parked.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(done, PARKED_PULL_MS);
+      socket.once('close', done);
+      this.parked.set(key, done);
+    });
+  }
+
   private async serve(socket: Socket, token: Uint8Array): Promise<void> {
     const key = tokenKey(token);
+    // Asked for before it was offered (a pipelined pull): wait for it; one such wait per token.
+    if (!this.offers.has(key) && !this.parked.has(key) && !socket.destroyed) await this.park(key, socket);
     const p = this.offers.get(key);
     // Unknown (withdrawn, or never offered), already taken, or asked from a host it is not for: the
     // connection is closed (the receiver fails the transfer).

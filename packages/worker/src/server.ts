@@ -143,7 +143,7 @@ export class WorkerServer {
           address: () => this.address,
           expect: (id) => this.expectFromStore(id),
           // Gets over tcp are pulled from the store's data port, when this receiver takes tcp.
-          pull: receiver?.advertisement().transports.includes('tcp') ? (offer) => receiver.pull(offer) : undefined,
+          puller: receiver?.advertisement().transports.includes('tcp') ? receiver : undefined,
         },
         opts.logger,
         opts.kvStore,

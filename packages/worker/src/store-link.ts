@@ -6,9 +6,9 @@ import type { Logger, Membership, ServiceRecord } from '@pdserve/control-plane';
 import type { OffloadSink, PrefetchedKv } from '@pdserve/contracts';
 import type { LLMEngine } from '@pdserve/engine';
 import { chainHashes } from '@pdserve/kv-cache';
-import { KvStoreClient, placeReplicas } from '@pdserve/kv-store';
+import { KvStoreClient, placeReplicas, type PullingReceiver } from '@pdserve/kv-store';
 import type { TlsMaterial } from '@pdserve/rpc';
-import type { KvBlock, PullOffer, TransferSender, TransportKind } from '@pdserve/transfer';
+import type { KvBlock, TransferSender, TransportKind } from '@pdserve/transfer';
 
 export interface StoreLinkOptions {
   /** Copies of each offloaded block, on distinct kv-store nodes (fewer when fewer nodes live). */
@@ -40,10 +40,11 @@ export interface TransferSink {
   /** Registers a transfer id; `arrived` resolves with its blocks (copies), `done` forgets it. */
   expect(transferId: string): { readonly arrived: Promise<KvBlock[]>; done(): void };
   /**
-   * Pulls a tcp transfer the store offered (TransferReceiver.pull); present when the receiver takes tcp.
-   * With it, a get over 'auto' or 'tcp' is pulled (KvStoreClient.pull): no Transfer call from the store.
+   * The receiver's pulls (TransferReceiver.pull, prepare, cancel); present when the receiver takes tcp. With
+   * it, a get over 'auto' or 'tcp' is pulled (KvStoreClient.pull): no Transfer call from the store, and the
+   * pull pipelined with the Get when the store's record names its data port.
    */
-  readonly pull?: (offer: PullOffer) => Promise<void>;
+  readonly puller?: PullingReceiver;
 }
 
 export class StoreLink implements OffloadSink {
@@ -183,10 +184,10 @@ export class StoreLink implements OffloadSink {
         sink: { grpc_address: this.sink.address(), transfer_id: transferId, transport: this.opts.transport },
         verify: retried, // after a block failed its check here, the store checks its memory blocks too
       };
-      const pull = this.sink.pull;
-      if (pull !== undefined && (this.opts.transport === 'auto' || this.opts.transport === 'tcp')) {
+      const puller = this.sink.puller;
+      if (puller !== undefined && (this.opts.transport === 'auto' || this.opts.transport === 'tcp')) {
         // Pulled: the reply is the offer; once the pull is admitted the blocks are in (the receiver's onTransfer).
-        const reply = await this.client(node).pull({ pull }, req, signal);
+        const reply = await this.client(node).pull(puller, req, { signal, source: node.dataAddress });
         return reply.blocks === 0 ? [] : await expected.arrived;
       }
       const reply = this.client(node).get(req, signal);

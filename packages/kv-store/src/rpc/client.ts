@@ -4,7 +4,16 @@
 import { makeGenericClientConstructor, type ChannelCredentials, type Client } from '@grpc/grpc-js';
 import { blockCrc32 } from '@pdserve/kv-cache';
 import { callFailure, callUnary, channelCredentials, tlsChannelOptions, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
-import { packHashes, type KvBlock, type PullOffer, type TransferSender, type TransportKind } from '@pdserve/transfer';
+import { randomBytes } from 'node:crypto';
+import {
+  PULL_TOKEN_BYTES,
+  packHashes,
+  type KvBlock,
+  type PreparedPull,
+  type PullOffer,
+  type TransferSender,
+  type TransportKind,
+} from '@pdserve/transfer';
 import { GRPC_STATUS } from '../errors';
 import { isBlockHash } from '../keys';
 import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_TTL_META, kvStoreService } from './proto';
@@ -110,27 +119,44 @@ export class KvStoreClient {
    * A get the caller pulls itself (Get with sink.pull): the store answers at once with an offer at its data
    * port, and `receiver` pulls it over tcp like any transfer (limits, per-block checks, its onTransfer), its
    * word on the data connection ending the store's read lease. No Transfer call, no Begin, Ready or gRPC
-   * Admitted: two gRPC messages per get instead of five. Resolves with the reply once the blocks are
-   * admitted (at once when none is held). A block that fails its check rejects with the transfer's
-   * CHECKSUM_MISMATCH: get again with `verify`, and the store drops what is corrupt and reports it missing.
+   * Admitted: two gRPC messages per get instead of five. With `source`, the store's data port (from its
+   * registry record), the pull is pipelined: the receiver asks the data port for the blocks, under a token
+   * of its own named in the Get, as the Get leaves, so the store sends them as soon as it has offered them,
+   * while its reply is on its way. Resolves with the reply once the blocks are admitted (at once when none
+   * is held). A block that fails its check rejects with the transfer's CHECKSUM_MISMATCH: get again with
+   * `verify`, and the store drops what is corrupt and reports it missing.
    */
-  async pull(receiver: { pull(offer: PullOffer): Promise<void> }, req: GetRequest, signal?: AbortSignal): Promise<GetReply> {
+  async pull(receiver: PullingReceiver, req: GetRequest, opts: { signal?: AbortSignal; source?: string } = {}): Promise<GetReply> {
     if (req.sink === null) throw new KvStoreCallError('INVALID_ARGUMENT', 'get needs a sink (the worker pulling the blocks)');
-    const reply = await this.get({ ...req, sink: { ...req.sink, pull: true } }, signal);
-    if (reply.blocks === 0) return reply;
-    const found = req.hashes.filter((_, i) => reply.tiers[i] !== '');
-    if (found.length !== reply.block_lengths.length || reply.tcp_source === '') {
-      throw new KvStoreCallError('INTERNAL', `the store offered ${reply.block_lengths.length} blocks for ${found.length} found`);
+    const token = opts.source !== undefined && receiver.prepare !== undefined ? randomBytes(PULL_TOKEN_BYTES) : undefined;
+    // Refused (say, a data port it does not know), the pull is only not pipelined: it is asked for after the reply.
+    const preparing = token === undefined ? undefined : receiver.prepare!(opts.source!, token).catch(() => undefined);
+    let handedOver = false;
+    try {
+      const reply = await this.get({ ...req, sink: { ...req.sink, pull: true, pull_token: token } }, opts.signal);
+      if (reply.blocks === 0) return reply;
+      const found = req.hashes.filter((_, i) => reply.tiers[i] !== '');
+      if (found.length !== reply.block_lengths.length || reply.tcp_source === '') {
+        throw new KvStoreCallError('INTERNAL', `the store offered ${reply.block_lengths.length} blocks for ${found.length} found`);
+      }
+      handedOver = true; // pull() takes the prepared connection over (and lets it go if it does not pull)
+      await receiver.pull({
+        transferId: req.sink.transfer_id,
+        source: reply.tcp_source,
+        token: reply.tcp_token,
+        blocks: found.map((hash, i) => ({ hash, length: reply.block_lengths[i]! })),
+        deadlineMs: KV_STORE_DEADLINES.get,
+        signal: opts.signal,
+        prepared: await preparing,
+      });
+      return reply;
+    } finally {
+      // Nothing to pull (none held, or the Get failed): the connection that asked is let go.
+      if (!handedOver) {
+        const prepared = await preparing;
+        if (prepared !== undefined) receiver.cancel?.(prepared);
+      }
     }
-    await receiver.pull({
-      transferId: req.sink.transfer_id,
-      source: reply.tcp_source,
-      token: reply.tcp_token,
-      blocks: found.map((hash, i) => ({ hash, length: reply.block_lengths[i]! })),
-      deadlineMs: KV_STORE_DEADLINES.get,
-      signal,
-    });
-    return reply;
   }
   exists(modelId: string, hashes: readonly string[], signal?: AbortSignal): Promise<W.TiersResponseMsg> {
     return this.unary(this.raw.Exists, { model_id: modelId, hashes: [...hashes] }, KV_STORE_DEADLINES.control, signal);
@@ -196,6 +222,13 @@ export class KvStoreClient {
   private unary<Req, Res>(fn: UnaryMethod<Req, Res>, req: Req, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
     return callUnary(this.raw, fn, req, deadlineMs, toStoreCallError, signal);
   }
+}
+
+/** What KvStoreClient.pull pulls with: a transfer receiver (TransferReceiver), pipelining when it can prepare. */
+export interface PullingReceiver {
+  pull(offer: PullOffer): Promise<void>;
+  prepare?(source: string, token: Uint8Array): Promise<PreparedPull>;
+  cancel?(prepared: PreparedPull): void;
 }
 
 /** A transfer refusal that carries the store's own code (see withCode in server.ts): `receiver: <code>: ...`. */

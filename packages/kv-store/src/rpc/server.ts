@@ -322,7 +322,14 @@ export class KvStoreServer {
       const started = performance.now();
       if (pull) {
         // No call to the worker: the reply is the offer, the worker's word on the data connection ends it.
-        const offer = await this.sender.offer({ blocks, peerHost: caller, deadlineMs: GET_SEND_DEADLINE_MS });
+        const token = req.sink.pull_token !== undefined && req.sink.pull_token.byteLength > 0 ? req.sink.pull_token : undefined;
+        const offer = await this.sender
+          .offer({ blocks, peerHost: caller, token, deadlineMs: GET_SEND_DEADLINE_MS })
+          .catch((err: unknown) => {
+            // A pull token that is no token, or one in use: the caller's mistake.
+            if ((err as { code?: unknown }).code === 'INVALID_ARGUMENT') throw new KvStoreError('invalid_argument', (err as Error).message);
+            throw err;
+          });
         const leaseId = leased;
         leased = undefined; // released when the offer ends, not now
         offer.done

@@ -27,16 +27,20 @@ const MEMORY = 40 * BLOCK;
 const blocks = (ns: readonly number[]) => ns.map((n) => ({ hash: hashOf(n), data: makeBlock(hashOf(n), n) }));
 
 /** A get the way a worker makes it over tcp: pulled by our receiver (KvStoreClient.pull). */
-async function pullBlocks(hashes: string[], opts: { verify?: boolean; sink?: string } = {}) {
+async function pullBlocks(hashes: string[], opts: { verify?: boolean; sink?: string; source?: string } = {}) {
   const transferId = `pull-${Math.random().toString(16).slice(2)}`;
   const got = new Promise<{ hash: string; data: Uint8Array }[]>((resolve) => arrived.set(transferId, resolve));
-  const res = await client.pull(sink, {
-    model_id: MODEL,
-    hashes,
-    lease_ms: 0,
-    verify: opts.verify,
-    sink: { grpc_address: opts.sink ?? sinkAddress, transfer_id: transferId, transport: 'auto' },
-  });
+  const res = await client.pull(
+    sink,
+    {
+      model_id: MODEL,
+      hashes,
+      lease_ms: 0,
+      verify: opts.verify,
+      sink: { grpc_address: opts.sink ?? sinkAddress, transfer_id: transferId, transport: 'auto' },
+    },
+    { source: opts.source },
+  );
   return { res, blocks: res.blocks > 0 ? await got : [] };
 }
 
@@ -168,6 +172,32 @@ describe('kv-store service', () => {
     expect(transferCalls).toBe(calls + 1);
     await waitFor('the leases to end', () => svc.store.stats().activeLeases === 0);
     expect((await client.stats()).blocks_sent).toBeGreaterThanOrEqual(6);
+  });
+
+  it('a pipelined pulled get: the pull asked for with the Get (the store’s data port from its record) arrives the same', async () => {
+    const put = blocks([915, 916]);
+    await client.put(sender, MODEL, put);
+    const source = (await cp.registry.list()).find((r) => r.id === 'store-0')!.dataAddress!;
+    const calls = transferCalls;
+    for (let i = 0; i < 3; i++) {
+      const got = await pullBlocks([hashOf(915), hashOf(916)], { source });
+      got.blocks.forEach((b, k) => expect(Buffer.compare(b.data, put[k]!.data)).toBe(0));
+    }
+    // Nothing held: the connection that asked is let go, and the next get is served all the same.
+    expect((await pullBlocks([hashOf(9092)], { source })).res.blocks).toBe(0);
+    expect((await pullBlocks([hashOf(916)], { source })).blocks.map((b) => b.hash)).toEqual([hashOf(916)]);
+    expect(transferCalls).toBe(calls);
+    await waitFor('the leases to end', () => svc.store.stats().activeLeases === 0);
+    // A pull token that is not 8 bytes is refused.
+    await expect(
+      client.get({
+        model_id: MODEL,
+        hashes: [hashOf(915)],
+        lease_ms: 0,
+        sink: { grpc_address: sinkAddress, transfer_id: 'x', transport: 'tcp', pull: true, pull_token: new Uint8Array(3) },
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await waitFor('the lease to end', () => svc.store.stats().activeLeases === 0);
   });
 
   it('a pulled get only from the sink’s own host, over tcp only; nothing found: no offer', async () => {

@@ -33,6 +33,8 @@ export interface BlockSinkMsg {
   transport: string;
   /** The caller pulls the blocks itself (tcp), with the offer in the reply (absent: false). */
   pull?: boolean;
+  /** With pull: the token the caller already asked the store's data port for (a pipelined pull); absent or empty: none. */
+  pull_token?: Uint8Array;
 }
 export interface GetRequestMsg {
   model_id: string;
@@ -131,7 +133,7 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.CommitPutResponse': ['stored', 'already_stored'],
   'pdserve.v1.RevokePutRequest': ['put_id'],
   'pdserve.v1.RevokePutResponse': ['revoked'],
-  'pdserve.v1.BlockSink': ['grpc_address', 'transfer_id', 'transport', 'pull'],
+  'pdserve.v1.BlockSink': ['grpc_address', 'transfer_id', 'transport', 'pull', 'pull_token'],
   'pdserve.v1.GetRequest': ['model_id', 'hashes', 'lease_ms', 'sink', 'verify'],
   'pdserve.v1.GetResponse': ['tiers', 'blocks', 'bytes', 'transport', 'tcp_source', 'tcp_token', 'block_lengths'],
   'pdserve.v1.HashesRequest': ['model_id', 'hashes'],
