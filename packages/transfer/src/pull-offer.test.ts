@@ -80,6 +80,26 @@ describe('a tcp transfer offered and pulled, with no Transfer call', () => {
     expect(copies.get('after-pipelined')).toHaveLength(1);
   });
 
+  it('pipelined and listed: the sender lists the blocks on the data connection, the pull needs no other word', async () => {
+    const { receiver, sender, copies } = await pair();
+    const source = await sender.listen();
+    for (let i = 0; i < 3; i++) {
+      // New connection, then pooled ones: the list's first bytes land in the scratch a pooled connection reads into.
+      const blocks = makeBlocks(1 + i, 30_000, 20 + i);
+      const prepared = await receiver.prepare(source, undefined, { listed: true });
+      const offer = await sender.offer({ blocks, token: prepared.token });
+      const list = await prepared.list!;
+      expect(list).toEqual(described(blocks));
+      await receiver.pull({ transferId: `listed-${i}`, source, token: prepared.token, blocks: list, prepared });
+      await offer.done;
+      copies.get(`listed-${i}`)!.forEach((d, k) => expect(Buffer.compare(d, blocks[k]!.data)).toBe(0));
+    }
+    // Cancelled before anything was offered: the list never comes.
+    const dropped = await receiver.prepare(source, undefined, { listed: true });
+    receiver.cancel(dropped);
+    await expect(dropped.list).rejects.toBeInstanceOf(TransferError);
+  });
+
   it('pipelined, and nothing offered after all: cancel closes the connection that asked; a refused pull cancels it too', async () => {
     const { receiver, sender } = await pair();
     const source = await sender.listen();

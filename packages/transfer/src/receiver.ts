@@ -262,16 +262,17 @@ export class TransferReceiver {
    * Asks a sender's data port for a transfer under `token` (default: a fresh one) before it is offered (a pipelined pull):
    * the caller names the token to whoever will offer the blocks (a kv-store's Get), which may then send them
    * at once, and gives the result to pull() — or to cancel(). Nothing is read before pull() knows the
-   * blocks. Only a data port allowSource accepts is dialed. Rejects with a TransferError.
+   * blocks. `listed`: the sender lists them first, on the data connection (PreparedPull.list), so pull()
+   * need not wait for another word. Only a data port allowSource accepts is dialed. Rejects with a TransferError.
    */
-  async prepare(source: string, token: Uint8Array = randomBytes(TOKEN_BYTES)): Promise<PreparedPull> {
+  async prepare(source: string, token: Uint8Array = randomBytes(TOKEN_BYTES), opts: { listed?: boolean } = {}): Promise<PreparedPull> {
     if (this.closing.signal.aborted) throw new TransferError('UNAVAILABLE', 'receiver closed');
     if (!this.offered.includes('tcp')) throw new TransferError('UNAVAILABLE', 'this receiver does not take tcp');
     if (!(await (this.opts.allowSource?.(source) ?? true))) {
       throw new TransferError('REFUSED', `data port ${source} is not a registered peer's`);
     }
     if (token.byteLength !== TOKEN_BYTES) throw new TransferError('INVALID_ARGUMENT', `a token of ${token.byteLength} bytes`);
-    return this.pullPool.prepare(source, token);
+    return this.pullPool.prepare(source, token, opts.listed === true ? this.host.limits.maxBlocks : undefined);
   }
 
   /** Drops a prepared pull that will not be pulled (the sender offered nothing); its connection is closed. */

@@ -10,7 +10,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import { plainHost, tlsServerOptions, type TlsMaterial } from '@pdserve/rpc';
 import { blockChecksum } from './checksum';
 import { TransferError } from './errors';
-import { MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodeRequest, encodeBatchHead, tokenKey } from './frame-codec';
+import { MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodeRequest, encodeBatchHead, encodeList, tokenKey } from './frame-codec';
 import type { KvBlock } from './types';
 
 export interface TcpSendOptions {
@@ -195,7 +195,7 @@ export class TcpSource {
         }
         const { token } = request;
         if (request.kind === 'admitted') this.admitted(token, socket);
-        else serving = serving.then(() => this.serve(socket, token));
+        else serving = serving.then(() => this.serve(socket, token, request.kind === 'listed-pull'));
       }
     });
   }
@@ -231,7 +231,8 @@ export class TcpSource {
     });
   }
 
-  private async serve(socket: Socket, token: Uint8Array): Promise<void> {
+  /** Serves a pull: its blocks' list first if asked (a listed pull), then the batches. */
+  private async serve(socket: Socket, token: Uint8Array, listed: boolean): Promise<void> {
     const key = tokenKey(token);
     // Asked for before it was offered (a pipelined pull): wait for it; one such wait per token.
     if (!this.offers.has(key) && !this.parked.has(key) && !socket.destroyed) await this.park(key, socket);
@@ -252,6 +253,13 @@ export class TcpSource {
     if (a !== undefined) a.pulledBy = socket;
     socket.setTimeout(0);
     try {
+      if (listed)
+        socket.write(
+          encodeList(
+            token,
+            p.blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
+          ),
+        );
       await writeBatches(socket, token, p.blocks, p.signal, this.opts);
       this.offers.delete(key);
       p.socket = null;
