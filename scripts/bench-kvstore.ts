@@ -1,14 +1,15 @@
 // kv-store throughput and the TTFT it buys, between two processes on this machine.
-//   node --import tsx scripts/bench-kvstore.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,shm,grpc] [--prompt 2048] [--ttft-reps 3 | 0]
+//   node --import tsx scripts/bench-kvstore.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,shm,grpc] [--prompt 2048] [--ttft-reps 3 | 0] [--with-pushed]
 //   node --import tsx scripts/bench-kvstore.ts --preset qwen2.5-0.5b   (a real model's blocks: the 2,048-token prefix, 48 MiB)
 // The parent plays the worker; it spawns a child running a kv-store node (KvStore gRPC service, its
 // transfer receiver) and a raw TCP sink (which dials us, as the tcp transport's receiver does). Put: the
 // blocks through the transfer engine, the put begun by the transfer's Begin and committed as the store
 // admits them (KvStoreClient.put). Get: over tcp pulled, as a worker gets (KvStoreClient.pull: the Get
-// reply is the store's offer and the parent's transfer receiver pulls it), over shm and grpc pushed (the
+// offers the blocks at the store's data port, where the parent's receiver asked for them as the Get left,
+// under its own token, and they come listed, then batched), over shm and grpc pushed (the
 // store sends the blocks to the parent's receiver; its reply follows, checked untimed); timed until they
-// are all there, verified (not copied out), which is where a worker's get ends; over tcp the pushed get
-// is timed too, beside it. Then Remove, so that every round moves the bytes. Raw: the
+// are all there, verified (not copied out), which is where a worker's get ends; with --with-pushed, over
+// tcp the pushed get is timed too, in the same rounds. Then Remove, so that every round moves the bytes. Raw: the
 // same bytes over a plain TCP socket, no framing or checksums, both ways: to the store (held against put)
 // and from it (child to parent, as a get goes, landing in a buffer of the transfer's size as a get lands
 // in its slab; held against get). Each process's CPU time per GiB is
@@ -263,13 +264,14 @@ async function runParent(): Promise<void> {
   for (const t of transports.filter((x): x is TransportKind => x !== 'raw')) {
     const xs = { raw: [] as number[], put: [] as number[], back: [] as number[], get: [] as number[], pushed: [] as number[] };
     const cpu = { back: [[], []] as number[][], get: [[], []] as number[][], pushed: [[], []] as number[][] };
-    // After the put: the raw copy back and the get (over tcp also the get pushed), each first in turn.
+    // After the put: the raw copy back and the get (with --with-pushed, over tcp also the get pushed), each first in turn.
     type After = 'back' | 'get' | 'pushed';
     const after: (readonly [After, () => Promise<[number, number, number]>])[] = [
       ['back', () => cpuOf(rawBack)],
       ['get', () => cpuOf(() => get(t))],
     ];
-    if (t === 'tcp') after.push(['pushed', () => cpuOf(() => get(t, true))]);
+    // --with-pushed: over tcp also the pushed get, in the same rounds (a third operation after each put).
+    if (t === 'tcp' && process.argv.includes('--with-pushed')) after.push(['pushed', () => cpuOf(() => get(t, true))]);
     for (let r = 0; r < warmup + reps; r++) {
       const [rawGbps, putGbps] = await eachFirstInTurn(r, raw, () => put(t));
       const measured: Partial<Record<After, [number, number, number]>> = {};
@@ -303,15 +305,15 @@ async function runParent(): Promise<void> {
     ]);
     cpuRows.push([`raw ← store (${t} phase)`, perGiB(cpu.back[0]!), perGiB(cpu.back[1]!)]);
     cpuRows.push([`get over ${t}${t === 'tcp' ? ' (pulled)' : ''}`, perGiB(cpu.get[0]!), perGiB(cpu.get[1]!)]);
-    if (t === 'tcp') cpuRows.push(['get over tcp, pushed', perGiB(cpu.pushed[0]!), perGiB(cpu.pushed[1]!)]);
+    if (xs.pushed.length > 0) cpuRows.push(['get over tcp, pushed', perGiB(cpu.pushed[0]!), perGiB(cpu.pushed[1]!)]);
     process.stderr.write(`  ${rows.at(-1)!.join('  ')}\n`);
   }
   const report = (): void => {
     process.stdout.write(
-      `\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy to the store and a put, each first in turn; then a raw copy from the store and a get — over tcp also a pushed get — each first in turn) after ${warmup} warm-up rounds.\n`,
+      `\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy to the store and a put, each first in turn; then a raw copy from the store and a get${process.argv.includes('--with-pushed') ? ' — over tcp also a pushed get —' : ''}, each first in turn) after ${warmup} warm-up rounds.\n`,
     );
     process.stdout.write(
-      "put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = until every block is in our receiver and verified (where a worker's get ends): over tcp pulled, as a worker gets (the Get reply is the offer, our receiver pulls it), over shm and grpc pushed (the store sends to our receiver; its reply follows); get pushed = the tcp get the pushed way;\nraw → / ← store = the same bytes over one plain TCP socket (no framing, no checksums), the receiving side reading with onread: → into a 1 MiB scratch buffer, ← (the get's direction, store to worker, timed from the worker's word to the last byte in) into one buffer of the transfer's size, reused, as a get lands in the receiver's pooled slab.\n\n",
+      "put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = until every block is in our receiver and verified (where a worker's get ends): over tcp pulled, as a worker gets (the pull asked for with the Get, the store listing the blocks on the data connection, its reply checked against the list; the first get pulls after the reply), over shm and grpc pushed (the store sends to our receiver; its reply follows); get pushed = the tcp get the pushed way;\nraw → / ← store = the same bytes over one plain TCP socket (no framing, no checksums), the receiving side reading with onread: → into a 1 MiB scratch buffer, ← (the get's direction, store to worker, timed from the worker's word to the last byte in) into one buffer of the transfer's size, reused, as a get lands in the receiver's pooled slab.\n\n",
     );
     process.stdout.write(`${table(rows)}\n\nCPU time per GiB moved, both processes, median over the same rounds:\n\n${table(cpuRows)}\n\n`);
   };
