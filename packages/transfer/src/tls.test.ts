@@ -74,6 +74,18 @@ describe('mTLS transfers', () => {
         h.rx.pull({ transferId: 'pulled-plain', source: unsafe.source, token: unsafe.token, blocks: described, deadlineMs: 1_000 }),
       ).rejects.toBeDefined();
       expect(h.admitted.some((t) => t.transferId === 'pulled-plain')).toBe(false);
+      // Pipelined and listed over mTLS (the list read, the connection paused, then the batches): the same.
+      for (let i = 0; i < 2; i++) {
+        const prepared = await h.rx.prepare(offer.source, undefined, { listed: true });
+        const again = await tx.offer({ blocks, peerHost: '127.0.0.1', token: prepared.token });
+        const list = await prepared.list!;
+        expect(list).toEqual(described);
+        await h.rx.pull({ transferId: `listed-tls-${i}`, source: again.source, token: prepared.token, blocks: list, prepared });
+        await again.done;
+        const listed = h.admitted.find((t) => t.transferId === `listed-tls-${i}`);
+        listed?.blocks.forEach((b, k) => expect(Buffer.from(b.data).equals(Buffer.from(blocks[k]!.data))).toBe(true));
+        expect(listed?.blocks.length).toBe(6);
+      }
     } finally {
       tx.close();
       plain.close();
