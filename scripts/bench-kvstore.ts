@@ -1,12 +1,15 @@
 // kv-store throughput and the TTFT it buys, between two processes on this machine.
-//   node --import tsx scripts/bench-kvstore.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,shm,grpc] [--prompt 2048] [--ttft-reps 3 | 0]
+//   node --import tsx scripts/bench-kvstore.ts [--reps 5] [--warmup 15] [--blocks 1000] [--only tcp,shm,grpc] [--prompt 2048] [--ttft-reps 3 | 0] [--with-pushed]
 //   node --import tsx scripts/bench-kvstore.ts --preset qwen2.5-0.5b   (a real model's blocks: the 2,048-token prefix, 48 MiB)
 // The parent plays the worker; it spawns a child running a kv-store node (KvStore gRPC service, its
 // transfer receiver) and a raw TCP sink (which dials us, as the tcp transport's receiver does). Put: the
 // blocks through the transfer engine, the put begun by the transfer's Begin and committed as the store
-// admits them (KvStoreClient.put). Get: the store sends the blocks to the parent's transfer receiver,
-// timed until they are all there, verified (not copied out), which is where a worker's get ends (the Get
-// reply follows; it is checked, untimed); then Remove, so that every round moves the bytes. Raw: the
+// admits them (KvStoreClient.put). Get: over tcp pulled, as a worker gets (KvStoreClient.pull: the Get
+// offers the blocks at the store's data port, where the parent's receiver asked for them as the Get left,
+// under its own token, and they come listed, then batched), over shm and grpc pushed (the
+// store sends the blocks to the parent's receiver; its reply follows, checked untimed); timed until they
+// are all there, verified (not copied out), which is where a worker's get ends; with --with-pushed, over
+// tcp the pushed get is timed too, in the same rounds. Then Remove, so that every round moves the bytes. Raw: the
 // same bytes over a plain TCP socket, no framing or checksums, both ways: to the store (held against put)
 // and from it (child to parent, as a get goes, landing in a buffer of the transfer's size as a get lands
 // in its slab; held against get). Each process's CPU time per GiB is
@@ -208,22 +211,29 @@ async function runParent(): Promise<void> {
     await store.put(sender, MODEL, blocks, { transport: t });
     return total / ((performance.now() - t0) / 1000) / 1e9;
   };
-  const get = async (t: TransportKind): Promise<number> => {
+  // A get over tcp is pulled, as a worker's is (KvStoreClient.pull: the reply is the offer, our receiver
+  // pulls it, the pull asked for with the Get once the store's data port is known: a worker has it from the
+  // registry, we from the first reply); `push` times the store sending to our receiver instead (its Transfer
+  // call, Begin, Ready, pull).
+  let storeData: string | undefined;
+  const get = async (t: TransportKind, push = false): Promise<number> => {
     const transferId = `bench-${randomBytes(6).toString('hex')}`;
     const arrived = new Promise<number>((resolve) => counted.set(transferId, resolve));
     const t0 = performance.now();
-    const reply = store.get({
+    const req = {
       model_id: MODEL,
       hashes,
       lease_ms: 0,
       sink: { grpc_address: sinkAddress, transfer_id: transferId, transport: t },
-    });
+    };
+    const reply = t === 'tcp' && !push ? store.pull(sink, req, { source: storeData }) : store.get(req);
     // Done when every block is in and verified, as for a worker (StoreLink): the reply, which follows the
     // store hearing of the admission, is checked after the clock stops (a failed get rejects it first).
     await Promise.race([reply, arrived]);
     const got = await arrived;
     const secs = (performance.now() - t0) / 1000;
     const res = await reply;
+    if (res.tcp_source !== '') storeData = res.tcp_source;
     counted.delete(transferId);
     if (res.blocks !== count || got !== count) throw new Error(`get returned ${res.blocks} of ${count} blocks`);
     return total / secs / 1e9;
@@ -235,22 +245,36 @@ async function runParent(): Promise<void> {
   // warm, and both processes' JIT takes ~15 rounds to settle (put's first rounds ran at 0.2-0.6 GB/s, then
   // steadily at 1.0-1.1).
   const rows: string[][] = [
-    ['transport', 'raw → store GB/s', 'put GB/s', 'put ÷ raw', 'raw ← store GB/s', 'get GB/s', 'get ÷ raw ←', 'put min–max', 'get min–max'],
+    [
+      'transport',
+      'raw → store GB/s',
+      'put GB/s',
+      'put ÷ raw',
+      'raw ← store GB/s',
+      'get GB/s',
+      'get ÷ raw ←',
+      'get pushed ÷ raw ←',
+      'put min–max',
+      'get min–max',
+    ],
   ];
   const cpuRows: string[][] = [['operation', 'worker (parent) CPU ms/GiB', 'store (child) CPU ms/GiB']];
   const range = (xs: number[]): string => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
   const perGiB = (us: number[]): string => (median(us) / 1000 / (total / 2 ** 30)).toFixed(0);
   for (const t of transports.filter((x): x is TransportKind => x !== 'raw')) {
-    const xs = { raw: [] as number[], put: [] as number[], back: [] as number[], get: [] as number[] };
-    const cpu = { back: [[], []] as number[][], get: [[], []] as number[][] };
-    // After the put: the raw copy back and the get, each first in turn.
-    const after = [
+    const xs = { raw: [] as number[], put: [] as number[], back: [] as number[], get: [] as number[], pushed: [] as number[] };
+    const cpu = { back: [[], []] as number[][], get: [[], []] as number[][], pushed: [[], []] as number[][] };
+    // After the put: the raw copy back and the get (with --with-pushed, over tcp also the get pushed), each first in turn.
+    type After = 'back' | 'get' | 'pushed';
+    const after: (readonly [After, () => Promise<[number, number, number]>])[] = [
       ['back', () => cpuOf(rawBack)],
       ['get', () => cpuOf(() => get(t))],
-    ] as const;
+    ];
+    // --with-pushed: over tcp also the pushed get, in the same rounds (a third operation after each put).
+    if (t === 'tcp' && process.argv.includes('--with-pushed')) after.push(['pushed', () => cpuOf(() => get(t, true))]);
     for (let r = 0; r < warmup + reps; r++) {
       const [rawGbps, putGbps] = await eachFirstInTurn(r, raw, () => put(t));
-      const measured: Partial<Record<'back' | 'get', [number, number, number]>> = {};
+      const measured: Partial<Record<After, [number, number, number]>> = {};
       for (let k = 0; k < after.length; k++) {
         const [name, op] = after[(r + k) % after.length]!;
         measured[name] = await op();
@@ -259,7 +283,7 @@ async function runParent(): Promise<void> {
       if (r < warmup) continue;
       xs.raw.push(rawGbps);
       xs.put.push(putGbps);
-      for (const name of ['back', 'get'] as const) {
+      for (const [name] of after) {
         const [gbps, parentCpu, childCpu] = measured[name]!;
         xs[name].push(gbps);
         cpu[name][0]!.push(parentCpu);
@@ -275,19 +299,21 @@ async function runParent(): Promise<void> {
       rb.toFixed(2),
       g.toFixed(2),
       (g / rb).toFixed(2),
+      xs.pushed.length === 0 ? '—' : (median(xs.pushed) / rb).toFixed(2),
       range(xs.put),
       range(xs.get),
     ]);
     cpuRows.push([`raw ← store (${t} phase)`, perGiB(cpu.back[0]!), perGiB(cpu.back[1]!)]);
-    cpuRows.push([`get over ${t}`, perGiB(cpu.get[0]!), perGiB(cpu.get[1]!)]);
+    cpuRows.push([`get over ${t}${t === 'tcp' ? ' (pulled)' : ''}`, perGiB(cpu.get[0]!), perGiB(cpu.get[1]!)]);
+    if (xs.pushed.length > 0) cpuRows.push(['get over tcp, pushed', perGiB(cpu.pushed[0]!), perGiB(cpu.pushed[1]!)]);
     process.stderr.write(`  ${rows.at(-1)!.join('  ')}\n`);
   }
   const report = (): void => {
     process.stdout.write(
-      `\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy to the store and a put, each first in turn; then a raw copy from the store and a get, each first in turn) after ${warmup} warm-up rounds.\n`,
+      `\nkv-store between two processes on one host (${count} blocks of the ${MODEL} model, ${(blockBytes(LAYOUT) / 1024).toFixed(0)} KiB each, ${(total / 2 ** 20).toFixed(1)} MiB); one phase per transport, median of ${reps} rounds (a raw copy to the store and a put, each first in turn; then a raw copy from the store and a get${process.argv.includes('--with-pushed') ? ' — over tcp also a pushed get —' : ''}, each first in turn) after ${warmup} warm-up rounds.\n`,
     );
     process.stdout.write(
-      "put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = Get with the store sending to our receiver, until every block is there and verified (where a worker's get ends; the reply follows);\nraw → / ← store = the same bytes over one plain TCP socket (no framing, no checksums), the receiving side reading with onread: → into a 1 MiB scratch buffer, ← (the get's direction, store to worker, timed from the worker's word to the last byte in) into one buffer of the transfer's size, reused, as a get lands in the receiver's pooled slab.\n\n",
+      "put = the blocks through the transfer engine, the put begun by its Begin and committed as the store admits them;\nget = until every block is in our receiver and verified (where a worker's get ends): over tcp pulled, as a worker gets (the pull asked for with the Get, the store listing the blocks on the data connection, its reply checked against the list; the first get pulls after the reply), over shm and grpc pushed (the store sends to our receiver; its reply follows); get pushed = the tcp get the pushed way;\nraw → / ← store = the same bytes over one plain TCP socket (no framing, no checksums), the receiving side reading with onread: → into a 1 MiB scratch buffer, ← (the get's direction, store to worker, timed from the worker's word to the last byte in) into one buffer of the transfer's size, reused, as a get lands in the receiver's pooled slab.\n\n",
     );
     process.stdout.write(`${table(rows)}\n\nCPU time per GiB moved, both processes, median over the same rounds:\n\n${table(cpuRows)}\n\n`);
   };
@@ -333,6 +359,7 @@ async function runParent(): Promise<void> {
     sender,
     {
       address: () => sinkAddress,
+      puller: sink,
       expect: (id) => {
         const arrived = new Promise<KvBlock[]>((resolve) => waiting.set(id, resolve));
         return { arrived, done: () => waiting.delete(id) };

@@ -1,4 +1,4 @@
 // `@pdserve/kv-store/client`: a kv-store node's client and wire types, without the store itself (its disk
 // tier, its Redis directory and ioredis).
-export { KvStoreClient, KvStoreCallError, type PutOptions, type PutReceipt } from './rpc/client';
+export { KvStoreClient, KvStoreCallError, type PullingReceiver, type PutOptions, type PutReceipt } from './rpc/client';
 export type { StoreStatsResponseMsg, TierStatsMsg } from './rpc/wire';

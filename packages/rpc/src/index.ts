@@ -61,6 +61,11 @@ export function callFailure(err: unknown): { code: string; message: string } {
   return { code, message: e.details || e.message || String(err) };
 }
 
+/** A host as compared with another: an IPv4 address as itself, not IPv4-mapped IPv6 (a dual-stack socket reports that). */
+export function plainHost(host: string): string {
+  return host.startsWith('::ffff:') ? host.slice(7) : host;
+}
+
 /** The host of a grpc-js peer string (ipv4:10.0.0.5:4242, ipv6:[::1]:4242), as `call.getPeer()` gives it. */
 export function peerHost(peer: string): string {
   const rest = peer.replace(/^(ipv4|ipv6|unix):/, '');

@@ -13,6 +13,16 @@
 //        4     4  zero
 //        8     8  transfer token
 //
+// Listed pull request, receiver -> sender, 16 bytes: as a pull request, magic 'PKVL'. The receiver does not
+// know the transfer's blocks yet (it asked before they were offered: a pipelined pull): the sender first
+// sends their list, then the batches.
+//
+// List, sender -> receiver, once, before the first batch of a listed pull:
+//        0     4  magic 'PKVI'
+//        4     4  blocks (at least 1)
+//        8     8  transfer token
+//       16  12*n  each block's hash (8 bytes, as packHashes packs it) and length (4 bytes)
+//
 // Batch, sender -> receiver, in block order until every block is sent:
 //        0     4  magic 'PKV2'
 //        4     4  index of the batch's first block
@@ -32,6 +42,11 @@ export const BATCH_HEADER_BYTES = 24;
 export const PULL_MAGIC = 0x5156_4b50; // bytes 'P' 'K' 'V' 'Q'
 export const ADMITTED_MAGIC = 0x4156_4b50; // bytes 'P' 'K' 'V' 'A'
 export const BATCH_MAGIC = 0x3256_4b50; // bytes 'P' 'K' 'V' '2'
+export const LISTED_PULL_MAGIC = 0x4c56_4b50; // bytes 'P' 'K' 'V' 'L'
+export const LIST_MAGIC = 0x4956_4b50; // bytes 'P' 'K' 'V' 'I'
+export const LIST_HEADER_BYTES = 16;
+/** Bytes per block in a list. */
+export const LIST_ENTRY_BYTES = 12;
 export const TOKEN_BYTES = 8;
 /** Most blocks one batch may carry (bounds the checksum table a receiver reads). */
 export const MAX_BATCH_BLOCKS = 4096;
@@ -64,6 +79,43 @@ export function encodeAdmitted(token: Uint8Array): Uint8Array {
   return encodeRequest(ADMITTED_MAGIC, token);
 }
 
+export function encodeListedPullRequest(token: Uint8Array): Uint8Array {
+  return encodeRequest(LISTED_PULL_MAGIC, token);
+}
+
+/** A listed pull's list of blocks: header and entries. */
+export function encodeList(token: Uint8Array, blocks: readonly { readonly hash: string; readonly length: number }[]): Uint8Array {
+  const out = new Uint8Array(LIST_HEADER_BYTES + LIST_ENTRY_BYTES * blocks.length);
+  putU32(out, 0, LIST_MAGIC);
+  putU32(out, 4, blocks.length);
+  out.set(token.subarray(0, TOKEN_BYTES), 8);
+  blocks.forEach((b, i) => {
+    const at = LIST_HEADER_BYTES + LIST_ENTRY_BYTES * i;
+    out.set(Buffer.from(b.hash, 'hex').subarray(0, 8), at);
+    putU32(out, at + 8, b.length);
+  });
+  return out;
+}
+
+/** A list's header: how many entries follow; throws unless it is one, for this token, of 1..maxBlocks blocks. */
+export function decodeListHeader(header: Uint8Array, token: Uint8Array, maxBlocks: number): number {
+  if (getU32(header, 0) !== LIST_MAGIC) throw new FrameError('bad list magic');
+  for (let i = 0; i < TOKEN_BYTES; i++) if (header[8 + i] !== token[i]) throw new FrameError('list of another transfer');
+  const count = getU32(header, 4);
+  if (count === 0 || count > maxBlocks) throw new FrameError(`list of ${count} blocks (limit ${maxBlocks})`);
+  return count;
+}
+
+/** A list's entries. */
+export function decodeListEntries(entries: Uint8Array): { hash: string; length: number }[] {
+  const out: { hash: string; length: number }[] = [];
+  for (let at = 0; at + LIST_ENTRY_BYTES <= entries.byteLength; at += LIST_ENTRY_BYTES) {
+    const hash = Buffer.from(entries.buffer, entries.byteOffset + at, 8).toString('hex');
+    out.push({ hash, length: getU32(entries, at + 8) });
+  }
+  return out;
+}
+
 function encodeRequest(magic: number, token: Uint8Array): Uint8Array {
   const out = new Uint8Array(PULL_REQUEST_BYTES);
   putU32(out, 0, magic);
@@ -72,12 +124,13 @@ function encodeRequest(magic: number, token: Uint8Array): Uint8Array {
 }
 
 /** What a receiver sent on a data connection: a pull request or an admission, and its token. */
-export function decodeRequest(bytes: Uint8Array): { kind: 'pull' | 'admitted'; token: Uint8Array } {
+export function decodeRequest(bytes: Uint8Array): { kind: 'pull' | 'listed-pull' | 'admitted'; token: Uint8Array } {
   const magic = getU32(bytes, 0);
-  if (bytes.byteLength !== PULL_REQUEST_BYTES || (magic !== PULL_MAGIC && magic !== ADMITTED_MAGIC) || getU32(bytes, 4) !== 0) {
+  const kind = magic === PULL_MAGIC ? 'pull' : magic === LISTED_PULL_MAGIC ? 'listed-pull' : magic === ADMITTED_MAGIC ? 'admitted' : null;
+  if (bytes.byteLength !== PULL_REQUEST_BYTES || kind === null || getU32(bytes, 4) !== 0) {
     throw new FrameError('bad request on a data connection');
   }
-  return { kind: magic === PULL_MAGIC ? 'pull' : 'admitted', token: bytes.slice(8, 16) };
+  return { kind, token: bytes.slice(8, 16) };
 }
 
 /** A batch's header and checksum table, ready to write before its payload. */

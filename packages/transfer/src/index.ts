@@ -13,9 +13,12 @@ export type {
 } from './types';
 export { PROTOCOL_VERSION, TRANSPORT_KINDS, isTransportKind } from './types';
 export { TransferError, isTransferError, type TransferErrorCode } from './errors';
-export { TransferReceiver, type TransferReceiverOptions } from './receiver';
+export { TransferReceiver, type PullOffer, type TransferReceiverOptions } from './receiver';
+export type { PreparedPull } from './tcp-pull';
+/** Bytes of the token a tcp pull names (a pipelined pull's caller mints one). */
+export { TOKEN_BYTES as PULL_TOKEN_BYTES } from './frame-codec';
 export { DEFAULT_RECEIVER_LIMITS, type ReceiverLimits, type TransferProgress } from './receive-session';
-export { TransferSender, type SendRequest, type TransferSenderOptions } from './sender';
+export { TransferSender, type OfferRequest, type PullableOffer, type SendRequest, type TransferSenderOptions } from './sender';
 export { MAX_MESSAGE_BYTES, TRANSFER_GRPC_OPTIONS, TRANSFER_PROTO, PROTO_ROOT } from './proto';
 export { blockChecksum } from './checksum';
 export { packHashes, unpackHashes } from './wire';

@@ -1,7 +1,9 @@
-// One Transfer call on the receiving side: Begin → (bytes over the chosen transport) → Commit →
-// verify → admit → Admitted; for tcp, every block pulled and verified stands in for Commit. Any
-// failure, a cancelled call or the deadline discards everything received; the application only ever
-// sees a whole, verified transfer.
+// One transfer on the receiving side: Begin → (bytes over the chosen transport) → Commit → verify →
+// admit → Admitted; for tcp, every block pulled and verified stands in for Commit. Any failure, a
+// cancelled call or the deadline discards everything received; the application only ever sees a whole,
+// verified transfer. The session answers through a SessionLink: the Transfer call that carried Begin, or,
+// for a tcp transfer announced out of band (a kv-store's Get reply names its offer), whoever asked this
+// receiver to pull it.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { peerHost } from '@pdserve/rpc';
 import { BlockAssembly } from './assembly';
@@ -11,7 +13,7 @@ import type { ShmSite } from './shm-site';
 import type { SlabPool } from './slab-pool';
 import { isSegmentPath, readSegment, removeSegment } from './shm-transport';
 import { TOKEN_BYTES } from './frame-codec';
-import type { TcpPullPool } from './tcp-pull';
+import type { PreparedPull, TcpPullPool } from './tcp-pull';
 import { PROTOCOL_VERSION, isTransportKind, type IncomingTransfer, type KvBlock, type TransferOffer, type TransportKind } from './types';
 import { unpackHashes, type Begin, type BlockDescriptor, type Commit, type TransferDown, type TransferUp } from './wire';
 
@@ -80,6 +82,66 @@ export interface TransferProgress {
 
 type Phase = 'begin' | 'placing' | 'data' | 'commit' | 'done';
 
+/** Where a session's answers go, and what it knows of its sender. */
+export interface SessionLink {
+  /** The sender's host as this receiver sees it (budgets per peer, TransferOffer.peer). */
+  readonly peer: string;
+  /** The sender's deadline (ms since the epoch; Infinity: none). */
+  readonly deadlineAt: number;
+  /** tcp: the data connection that asked for this transfer already (TransferReceiver.prepare). */
+  readonly prepared?: PreparedPull;
+  /** Begin accepted: the bytes may come (a grpc or shm sender waits for it before Commit). */
+  ready(): void;
+  /**
+   * Every block admitted by the application. `tellSource` says so on the tcp data connection the blocks
+   * came over (a no-op for other transports); the link calls it when it suits.
+   */
+  admitted(bytes: number, tellSource: () => void): void;
+  /** The transfer failed; `notify`: the sender is still there to hear why. */
+  failed(error: TransferError, notify: boolean): void;
+}
+
+/** The link of a session that came as a Transfer call: its messages in, its answers out on the call. */
+export function callLink(call: ServerDuplexStream<TransferUp, TransferDown>): SessionLink {
+  return {
+    peer: peerHost(call.getPeer()),
+    deadlineAt: deadlineMs(call.getDeadline()),
+    ready: () => call.write({ kind: 'ready', ready: {} }),
+    admitted: (bytes, tellSource) => {
+      tellSource(); // first: the sender's quickest way to hear it
+      call.write({ kind: 'admitted', admitted: { bytes } });
+      call.end();
+    },
+    failed: (error, notify) => {
+      if (notify && !call.cancelled) {
+        const s = toGrpcStatus(error);
+        call.emit('error', Object.assign(new Error(s.details), s));
+      }
+    },
+  };
+}
+
+/** Runs a Transfer call as a session: its messages in, the sender's end and cancellation as failures. */
+export function serveCall(call: ServerDuplexStream<TransferUp, TransferDown>, host: SessionHost): ReceiveSession {
+  const link = callLink(call);
+  const session = new ReceiveSession(link, host);
+  call.on('data', (m: TransferUp) => session.receive(m));
+  call.on('end', () => {
+    // A dying sender's stream may end just before grpc-js reports the cancellation: let that win.
+    setImmediate(() => session.senderEnded());
+  });
+  call.on('cancelled', () => {
+    if (session.finished) return; // grpc-js reports a call it answered as cancelled too
+    session.abort(
+      Date.now() >= link.deadlineAt
+        ? new TransferError('DEADLINE_EXCEEDED', `transfer ${session.transferId} exceeded the sender's deadline`)
+        : new TransferError('CONNECTION_LOST', `sender of transfer ${session.transferId} cancelled or vanished`),
+      false,
+    );
+  });
+  return session;
+}
+
 export class ReceiveSession {
   private phase: Phase = 'begin';
   private begin: Begin | null = null;
@@ -98,40 +160,42 @@ export class ReceiveSession {
   private readonly onClosing = (): void => this.fail(new TransferError('UNAVAILABLE', 'receiver closed'));
 
   constructor(
-    private readonly call: ServerDuplexStream<TransferUp, TransferDown>,
+    private readonly link: SessionLink,
     private readonly host: SessionHost,
   ) {
-    const senderDeadline = deadlineMs(call.getDeadline());
     // The sender's deadline, capped: a receiver never holds a transfer longer than maxTransferMs.
-    const deadlineAt = Math.min(senderDeadline, Date.now() + host.limits.maxTransferMs);
+    const deadlineAt = Math.min(link.deadlineAt, Date.now() + host.limits.maxTransferMs);
     this.timer = setTimeout(
       () => this.fail(new TransferError('DEADLINE_EXCEEDED', `transfer ${this.id} not admitted before its deadline`)),
       Math.max(0, deadlineAt - Date.now()),
     );
-    call.on('data', (m: TransferUp) => this.onMessage(m));
-    call.on('end', () => {
-      // A dying sender's stream may end just before grpc-js reports the cancellation: let that win.
-      setImmediate(() => {
-        if (this.phase === 'begin' || this.phase === 'placing' || this.phase === 'data') {
-          this.fail(new TransferError('PROTOCOL', 'sender closed the stream before Commit'));
-        }
-      });
-    });
-    call.on('cancelled', () => {
-      const late = Date.now() >= senderDeadline;
-      this.fail(
-        late
-          ? new TransferError('DEADLINE_EXCEEDED', `transfer ${this.id} exceeded the sender's deadline`)
-          : new TransferError('CONNECTION_LOST', `sender of transfer ${this.id} cancelled or vanished`),
-        false,
-      );
-    });
     host.closing.addEventListener('abort', this.onClosing);
     if (host.closing.aborted) this.onClosing();
   }
 
   get finished(): boolean {
     return this.phase === 'done';
+  }
+
+  get transferId(): string {
+    return this.id;
+  }
+
+  /** A message from the sender (Begin first). */
+  receive(m: TransferUp): void {
+    this.onMessage(m);
+  }
+
+  /** The sender closed its side: before Commit (or, tcp, before every block is in) that fails the transfer. */
+  senderEnded(): void {
+    if (this.phase === 'begin' || this.phase === 'placing' || this.phase === 'data') {
+      this.fail(new TransferError('PROTOCOL', 'sender closed the stream before Commit'));
+    }
+  }
+
+  /** Discards the transfer (cancelled, aborted by whoever asked for it); `notify`: tell the sender. */
+  abort(error: TransferError, notify = true): void {
+    this.fail(error, notify);
   }
 
   /** Null before Begin. */
@@ -173,7 +237,7 @@ export class ReceiveSession {
     this.begin = b;
     this.transport = this.validate(b);
     const blocks = this.descriptors;
-    const peer = peerHost(this.call.getPeer());
+    const peer = this.link.peer;
     const refusal = this.host.reserve(b.transfer_id, b.total_bytes, peer);
     if (refusal !== null) throw refusal;
     this.reserved = b.total_bytes;
@@ -218,7 +282,7 @@ export class ReceiveSession {
     );
     this.assembly = assembly;
     this.phase = 'data';
-    this.call.write({ kind: 'ready', ready: {} });
+    this.link.ready();
     if (this.transport === 'tcp') {
       // Pull the blocks from the sender's data port, if it is a registered peer's (never an address a
       // caller made up: that would make this receiver dial anywhere); all of them verified is the commit.
@@ -227,7 +291,7 @@ export class ReceiveSession {
         .then((allowed) => {
           if (!allowed) throw new TransferError('REFUSED', `data port ${source} is not a registered peer's`);
           if (this.phase !== 'data') throw new TransferError('ABORTED', 'transfer ended before its pull');
-          return this.host.pull.pull(source, b.tcp_token, assembly, this.ctl.signal);
+          return this.host.pull.pull(source, b.tcp_token, assembly, this.ctl.signal, this.link.prepared);
         })
         .then(
           (tellAdmitted) => {
@@ -320,9 +384,7 @@ export class ReceiveSession {
       if (this.phase === 'done') return; // cancelled while the application admitted; it saw the signal
       this.phase = 'done';
       this.cleanup();
-      this.tellAdmitted?.(); // tcp: on the data connection first, the sender's quickest way to hear it
-      this.call.write({ kind: 'admitted', admitted: { bytes: a.totalBytes } });
-      this.call.end();
+      this.link.admitted(a.totalBytes, this.tellAdmitted ?? (() => undefined));
     } catch (e) {
       this.fail(asTransferError(e, 'PROTOCOL'));
     }
@@ -357,10 +419,7 @@ export class ReceiveSession {
     if (this.shmPath !== null) void removeSegment(this.shmPath);
     this.shmPath = null;
     this.host.discarded(this.begin?.transfer_id ?? '', error);
-    if (notify && !this.call.cancelled) {
-      const s = toGrpcStatus(error);
-      this.call.emit('error', Object.assign(new Error(s.details), s));
-    }
+    this.link.failed(error, notify);
   }
 
   private cleanup(): void {

@@ -9,24 +9,34 @@ import {
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferError } from './errors';
+import { TOKEN_BYTES } from './frame-codec';
 import { TRANSFER_GRPC_OPTIONS, kvTransferService } from './proto';
-import { DEFAULT_RECEIVER_LIMITS, ReceiveSession, type ReceiverLimits, type SessionHost, type TransferProgress } from './receive-session';
+import {
+  DEFAULT_RECEIVER_LIMITS,
+  ReceiveSession,
+  serveCall,
+  type ReceiverLimits,
+  type SessionHost,
+  type TransferProgress,
+} from './receive-session';
 import { probeShmSite, type ShmSite } from './shm-site';
 import { sweepStaleSegments } from './shm-transport';
 import { SlabPool } from './slab-pool';
-import { TcpPullPool, type TcpPullOptions } from './tcp-pull';
+import { TcpPullPool, splitHostPort, type PreparedPull, type TcpPullOptions } from './tcp-pull';
 import {
   PROTOCOL_VERSION,
   type IncomingTransfer,
   type KvBlock,
   type TransferAdvertisement,
+  type TransferMeta,
   type TransferOffer,
   type TransportKind,
 } from './types';
-import type { DescribeRequest, TransferAdvertisementMsg, TransferDown, TransferUp } from './wire';
+import { packHashes, type DescribeRequest, type TransferAdvertisementMsg, type TransferDown, type TransferUp } from './wire';
 
 export interface TransferReceiverOptions {
   /** The connections tcp transfers are pulled over (dialed to each sender's data port). */
@@ -82,6 +92,26 @@ export interface TransferReceiverOptions {
   readonly allowSource?: (address: string) => boolean | Promise<boolean>;
 }
 
+/**
+ * A tcp transfer offered at a sender's data port (TransferSender.offer) and announced out of band, as a
+ * kv-store's Get reply does: what its Begin would carry.
+ */
+export interface PullOffer {
+  readonly transferId: string;
+  /** The sender's data port (host:port). */
+  readonly source: string;
+  readonly token: Uint8Array;
+  /** In the sender's order. */
+  readonly blocks: readonly { readonly hash: string; readonly length: number }[];
+  readonly meta?: TransferMeta;
+  /** From now until the transfer must be admitted (ms; capped, as every transfer, by limits.maxTransferMs). */
+  readonly deadlineMs?: number;
+  /** Discards the transfer when aborted. */
+  readonly signal?: AbortSignal;
+  /** The data connection prepare() opened for it (a pipelined pull); otherwise one is taken now. */
+  readonly prepared?: PreparedPull;
+}
+
 /** How often stale shm segments are swept (ms). */
 const SHM_SWEEP_INTERVAL_MS = 60_000;
 
@@ -95,7 +125,7 @@ export class TransferReceiver {
   private ownServer: Server | null = null;
   private readonly sweepTimer: NodeJS.Timeout | null;
   private readonly host: SessionHost;
-  private readonly pull: TcpPullPool;
+  private readonly pullPool: TcpPullPool;
 
   private constructor(
     private readonly opts: TransferReceiverOptions,
@@ -106,11 +136,11 @@ export class TransferReceiver {
     // Every live session listens for the receiver closing, once, and stops listening when it ends: the count
     // follows the sessions in flight (bounded by the limits), not a leak.
     setMaxListeners(0, this.closing.signal);
-    this.pull = new TcpPullPool({ ...opts.tcp, tls: opts.tls });
+    this.pullPool = new TcpPullPool({ ...opts.tcp, tls: opts.tls });
     this.host = {
       limits,
       transports: offered,
-      pull: this.pull,
+      pull: this.pullPool,
       shm,
       closing: this.closing.signal,
       slabs: new SlabPool(opts.slabPoolBytes ?? 256 * 1024 * 1024),
@@ -168,11 +198,86 @@ export class TransferReceiver {
         });
       },
       Transfer: (call: ServerDuplexStream<TransferUp, TransferDown>) => {
-        const session = new ReceiveSession(call, this.host);
+        const session = serveCall(call, this.host);
         if (!session.finished) this.sessions.add(session);
       },
     };
     return { definition: kvTransferService(), implementation };
+  }
+
+  /**
+   * Pulls a tcp transfer announced out of band, as if its Begin had come on a Transfer call: the same limits
+   * and budgets, source check (allowSource), onBegin and place, per-block checks (onBlock) and onTransfer;
+   * the sender hears of the admission on the data connection. Resolves once admitted; rejects with a
+   * TransferError (onDiscard is told too).
+   */
+  pull(offer: PullOffer): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => session.abort(new TransferError('ABORTED', `transfer ${offer.transferId} aborted`), false);
+      const settle = (): void => {
+        offer.signal?.removeEventListener('abort', onAbort);
+        if (offer.prepared !== undefined) this.pullPool.cancel(offer.prepared); // not pulled (a refusal): let it go
+      };
+      const session = new ReceiveSession(
+        {
+          peer: splitHostPort(offer.source).host,
+          deadlineAt: offer.deadlineMs === undefined ? Infinity : Date.now() + offer.deadlineMs,
+          prepared: offer.prepared,
+          ready: () => undefined,
+          admitted: (_bytes, tellSource) => {
+            settle();
+            resolve();
+            // The sender's word only ends its offer (a lease on its side): whoever waits for the blocks goes first.
+            setImmediate(tellSource);
+          },
+          failed: (error) => {
+            settle();
+            reject(error);
+          },
+        },
+        this.host,
+      );
+      if (session.finished) return;
+      this.sessions.add(session);
+      offer.signal?.addEventListener('abort', onAbort, { once: true });
+      if (offer.signal?.aborted) onAbort();
+      session.receive({
+        kind: 'begin',
+        begin: {
+          protocol_version: PROTOCOL_VERSION,
+          transfer_id: offer.transferId,
+          transport: 'tcp',
+          meta: offer.meta ?? {},
+          total_bytes: offer.blocks.reduce((n, b) => n + b.length, 0),
+          tcp_source: offer.source,
+          tcp_token: offer.token,
+          block_hashes: packHashes(offer.blocks.map((b) => b.hash)),
+          block_lengths: offer.blocks.map((b) => b.length),
+        },
+      });
+    });
+  }
+
+  /**
+   * Asks a sender's data port for a transfer under `token` (default: a fresh one) before it is offered (a pipelined pull):
+   * the caller names the token to whoever will offer the blocks (a kv-store's Get), which may then send them
+   * at once, and gives the result to pull() — or to cancel(). Nothing is read before pull() knows the
+   * blocks. `listed`: the sender lists them first, on the data connection (PreparedPull.list), so pull()
+   * need not wait for another word. Only a data port allowSource accepts is dialed. Rejects with a TransferError.
+   */
+  async prepare(source: string, token: Uint8Array = randomBytes(TOKEN_BYTES), opts: { listed?: boolean } = {}): Promise<PreparedPull> {
+    if (this.closing.signal.aborted) throw new TransferError('UNAVAILABLE', 'receiver closed');
+    if (!this.offered.includes('tcp')) throw new TransferError('UNAVAILABLE', 'this receiver does not take tcp');
+    if (!(await (this.opts.allowSource?.(source) ?? true))) {
+      throw new TransferError('REFUSED', `data port ${source} is not a registered peer's`);
+    }
+    if (token.byteLength !== TOKEN_BYTES) throw new TransferError('INVALID_ARGUMENT', `a token of ${token.byteLength} bytes`);
+    return this.pullPool.prepare(source, token, opts.listed === true ? this.host.limits.maxBlocks : undefined);
+  }
+
+  /** Drops a prepared pull that will not be pulled (the sender offered nothing); its connection is closed. */
+  cancel(prepared: PreparedPull): void {
+    this.pullPool.cancel(prepared);
   }
 
   /** Serves KvTransfer on a gRPC server of its own (tests, tools); resolves with its host:port. */
@@ -222,7 +327,7 @@ export class TransferReceiver {
     this.ownServer = null;
     // Sessions have just ended their calls with UNAVAILABLE; let those statuses go out first.
     if (server !== null) await new Promise<void>((resolve) => setImmediate(resolve)).then(() => server.forceShutdown());
-    this.pull.close();
+    this.pullPool.close();
   }
 
   /** Receive memory taken by the transfers in flight (it grows as their bytes arrive, up to pendingBytes). */

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
 import { channelCredentials, tlsChannelOptions, type TlsMaterial } from '@pdserve/rpc';
-import { reasonOf } from './abort';
+import { raceSignal, reasonOf } from './abort';
 import { TransferError, fromGrpcError } from './errors';
 import { DEFAULT_CHUNK_BYTES } from './grpc-transport';
 import { MAX_MESSAGE_BYTES, TRANSFER_GRPC_OPTIONS, kvTransferService, type KvTransferMethods } from './proto';
@@ -11,7 +11,8 @@ import { TRANSFER_ID_PATTERN } from './receive-session';
 import { runSendSession } from './send-session';
 import { probeShmSite, type ShmSite } from './shm-site';
 import { sweepStaleSegments } from './shm-transport';
-import { TcpSource, type TcpSourceOptions } from './tcp-source';
+import { TcpSource, type TcpOffer, type TcpSourceOptions } from './tcp-source';
+import { TOKEN_BYTES } from './frame-codec';
 import {
   BLOCK_HASH_PATTERN,
   isTransportKind,
@@ -51,6 +52,34 @@ export interface SendRequest {
   readonly signal?: AbortSignal;
   /** From now until the receiver must have admitted the transfer (ms). */
   readonly deadlineMs?: number;
+}
+
+/** Blocks to offer at this sender's data port, for a receiver told of them out of band to pull. */
+export interface OfferRequest {
+  readonly blocks: readonly KvBlock[];
+  /** Only a connection from this host may pull them (the host that asked for them); any, without. */
+  readonly peerHost?: string;
+  /** The receiver's token, when it asked for the blocks under it already (a pipelined pull); default: a fresh one. */
+  readonly token?: Uint8Array;
+  readonly signal?: AbortSignal;
+  /** From now until the receiver must have admitted them (ms, default defaultDeadlineMs). */
+  readonly deadlineMs?: number;
+}
+
+/** What a receiver needs to pull an offer (TransferReceiver.pull), and how it ends. */
+export interface PullableOffer {
+  /** The data port to pull from (host:port). */
+  readonly source: string;
+  /** The token the pull request names. */
+  readonly token: Uint8Array;
+  readonly blocks: number;
+  readonly bytes: number;
+  /**
+   * Resolves once the receiver said, on the data connection, that it admitted every block; rejects with a
+   * TransferError if the pull fails, does not come before the deadline, or its connection closes before
+   * that word (a receiver that found a bad checksum closes it). The offer is withdrawn either way.
+   */
+  readonly done: Promise<void>;
 }
 
 export class TransferSender {
@@ -119,6 +148,54 @@ export class TransferSender {
       clearTimeout(timer);
       req.signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  /**
+   * Offers blocks at the data port without a Transfer call: whoever asked for them is told (out of band)
+   * the source and token, and pulls them as a tcp transfer (TransferReceiver.pull); its word on the data
+   * connection settles `done`. Rejects with a TransferError (INVALID_ARGUMENT, UNAVAILABLE) if it cannot offer.
+   */
+  async offer(req: OfferRequest): Promise<PullableOffer> {
+    const bytes = validateBlocks(req.blocks);
+    const deadlineMs = req.deadlineMs ?? this.opts.defaultDeadlineMs ?? 30_000;
+    const source = await this.tcpSource();
+    if (req.token !== undefined && req.token.byteLength !== TOKEN_BYTES) throw bad(`a token of ${req.token.byteLength} bytes`);
+    const ctl = new AbortController();
+    const timer = setTimeout(
+      () =>
+        ctl.abort(
+          new TransferError('DEADLINE_EXCEEDED', `offer of ${req.blocks.length} blocks not pulled and admitted within ${deadlineMs} ms`),
+        ),
+      deadlineMs,
+    );
+    const onAbort = (): void => ctl.abort(new TransferError('ABORTED', 'offer aborted by the sender'));
+    req.signal?.addEventListener('abort', onAbort, { once: true });
+    if (req.signal?.aborted) onAbort();
+    let offer: TcpOffer;
+    try {
+      offer = source.offer(req.blocks, ctl.signal, { peerHost: req.peerHost, token: req.token });
+    } catch (e) {
+      clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onAbort);
+      throw e;
+    }
+    const done = raceSignal(
+      offer.written.then(() =>
+        Promise.race([
+          offer.admitted,
+          offer.lost.then((e) => {
+            throw e;
+          }),
+        ]),
+      ),
+      ctl.signal,
+    ).finally(() => {
+      clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onAbort);
+      offer.withdraw();
+    });
+    done.catch(() => undefined); // a caller that does not wait for the outcome need not hear of it
+    return { source: source.address, token: offer.token, blocks: req.blocks.length, bytes, done };
   }
 
   /** The receiver's advertisement, over gRPC; cached for advertisementTtlMs. */
@@ -214,23 +291,30 @@ export class TransferSender {
   }
 }
 
+const bad = (why: string): TransferError => new TransferError('INVALID_ARGUMENT', why);
+
 /** Checks a request at the edge; returns its total bytes. */
 function validate(req: SendRequest, transferId: string): number {
-  const bad = (why: string): TransferError => new TransferError('INVALID_ARGUMENT', why);
   if (!TRANSFER_ID_PATTERN.test(transferId)) throw bad(`bad transfer id ${JSON.stringify(transferId)}`);
-  if (req.blocks.length === 0) throw bad('no blocks to send');
   if (req.transport !== undefined && req.transport !== 'auto' && !isTransportKind(req.transport)) {
     throw bad(`unknown transport ${JSON.stringify(req.transport)}`);
   }
+  const total = validateBlocks(req.blocks);
+  for (const [k, v] of Object.entries(req.meta ?? {})) {
+    if (typeof v !== 'string') throw bad(`meta ${k} is not a string`);
+  }
+  return total;
+}
+
+/** Checks the blocks to send; returns their total bytes. */
+function validateBlocks(blocks: readonly KvBlock[]): number {
+  if (blocks.length === 0) throw bad('no blocks to send');
   let total = 0;
-  for (const b of req.blocks) {
+  for (const b of blocks) {
     if (!BLOCK_HASH_PATTERN.test(b.hash)) throw bad(`bad block hash ${JSON.stringify(b.hash)}`);
     if (!(b.data instanceof Uint8Array) || b.data.byteLength === 0) throw bad(`block ${b.hash} has no bytes`);
     if (b.data.byteLength > 0xffff_ffff) throw bad(`block ${b.hash} is over 4 GiB`);
     total += b.data.byteLength;
-  }
-  for (const [k, v] of Object.entries(req.meta ?? {})) {
-    if (typeof v !== 'string') throw bad(`meta ${k} is not a string`);
   }
   return total;
 }

@@ -7,10 +7,10 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { tlsServerOptions, type TlsMaterial } from '@pdserve/rpc';
+import { plainHost, tlsServerOptions, type TlsMaterial } from '@pdserve/rpc';
 import { blockChecksum } from './checksum';
 import { TransferError } from './errors';
-import { MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodeRequest, encodeBatchHead, tokenKey } from './frame-codec';
+import { MAX_BATCH_BLOCKS, PULL_REQUEST_BYTES, TOKEN_BYTES, decodeRequest, encodeBatchHead, encodeList, tokenKey } from './frame-codec';
 import type { KvBlock } from './types';
 
 export interface TcpSendOptions {
@@ -46,13 +46,33 @@ export interface TcpOffer {
    * (as its gRPC Admitted will); never, if that connection closed first (the gRPC word still comes).
    */
   readonly admitted: Promise<void>;
+  /**
+   * Resolves, with why, if the connection that pulled every block closed before the receiver said Admitted
+   * on it; never otherwise. (A transfer with no Transfer call has no other word: see TransferSender.offer.)
+   */
+  readonly lost: Promise<TransferError>;
   /** Takes the offer back (the transfer ended); a pull still writing it is cut. */
   withdraw(): void;
 }
 
+/** Who may pull an offer, and under which token. */
+export interface OfferLimits {
+  /** Only a connection from this host (the host that asked for the blocks); any, without. */
+  readonly peerHost?: string;
+  /**
+   * The token, minted by the receiver, whose pull request may already be here, waiting (a pipelined pull:
+   * the receiver asked for the blocks and for this token at once). Default: a fresh random one.
+   */
+  readonly token?: Uint8Array;
+}
+
+/** How long a pull request for a token nobody offered yet waits for its offer before its connection is closed (ms). */
+export const PARKED_PULL_MS = 5_000;
+
 interface Pending {
   readonly blocks: readonly KvBlock[];
   readonly signal: AbortSignal;
+  readonly peerHost: string | undefined;
   readonly resolve: () => void;
   readonly reject: (e: TransferError) => void;
   socket: Socket | null;
@@ -64,7 +84,9 @@ export class TcpSource {
    * Offers waiting for the receiver's admission, by token, until it comes or the offer is withdrawn; only
    * the connection that pulled an offer may admit it.
    */
-  private readonly admissions = new Map<string, { readonly resolve: () => void; pulledBy: Socket | null }>();
+  private readonly admissions = new Map<string, Admission>();
+  /** Pull requests that came before their offer (pipelined pulls), by token, until it comes or they give up. */
+  private readonly parked = new Map<string, () => void>();
   private readonly sockets = new Set<Socket>();
 
   private constructor(
@@ -97,9 +119,12 @@ export class TcpSource {
     return `${host.includes(':') ? `[${host}]` : host}:${(this.server.address() as AddressInfo).port}`;
   }
 
-  offer(blocks: readonly KvBlock[], signal: AbortSignal): TcpOffer {
-    const token = randomBytes(TOKEN_BYTES);
+  offer(blocks: readonly KvBlock[], signal: AbortSignal, limits: OfferLimits = {}): TcpOffer {
+    const token = limits.token === undefined ? randomBytes(TOKEN_BYTES) : Uint8Array.from(limits.token);
     const key = tokenKey(token);
+    if (token.byteLength !== TOKEN_BYTES || this.offers.has(key) || this.admissions.has(key)) {
+      throw new TransferError('INVALID_ARGUMENT', `token of ${token.byteLength} bytes, or one already offered`);
+    }
     let resolve = (): void => undefined;
     let reject = (_e: TransferError): void => undefined;
     const written = new Promise<void>((res, rej) => {
@@ -107,16 +132,29 @@ export class TcpSource {
       reject = rej;
     });
     written.catch(() => undefined); // the caller races it against the transfer's signal
-    const admitted = new Promise<void>((res) => this.admissions.set(key, { resolve: res, pulledBy: null }));
-    this.offers.set(key, { blocks, signal, resolve, reject, socket: null });
+    let lose = (_e: TransferError): void => undefined;
+    const lost = new Promise<TransferError>((res) => {
+      lose = res;
+    });
+    const admitted = new Promise<void>((res) => this.admissions.set(key, { resolve: res, lose, pulledBy: null, onClose: null }));
+    this.offers.set(key, {
+      blocks,
+      signal,
+      peerHost: limits.peerHost === undefined ? undefined : plainHost(limits.peerHost),
+      resolve,
+      reject,
+      socket: null,
+    });
+    this.parked.get(key)?.(); // its pull request came first
     return {
       token,
       written,
       admitted,
+      lost,
       withdraw: () => {
         const p = this.offers.get(key);
         this.offers.delete(key);
-        this.admissions.delete(key);
+        this.forget(key);
         // Cut mid-pull: a half-sent transfer cannot be resumed on that connection.
         p?.socket?.destroy();
         p?.reject(new TransferError('ABORTED', 'offer withdrawn'));
@@ -125,6 +163,7 @@ export class TcpSource {
   }
 
   async close(): Promise<void> {
+    for (const done of [...this.parked.values()]) done();
     for (const p of this.offers.values()) p.reject(new TransferError('UNAVAILABLE', 'sender closed'));
     this.offers.clear();
     this.admissions.clear();
@@ -156,7 +195,7 @@ export class TcpSource {
         }
         const { token } = request;
         if (request.kind === 'admitted') this.admitted(token, socket);
-        else serving = serving.then(() => this.serve(socket, token));
+        else serving = serving.then(() => this.serve(socket, token, request.kind === 'listed-pull'));
       }
     });
   }
@@ -166,15 +205,46 @@ export class TcpSource {
     const key = tokenKey(token);
     const a = this.admissions.get(key);
     if (a === undefined || a.pulledBy !== socket) return;
-    this.admissions.delete(key);
+    this.forget(key);
     a.resolve();
   }
 
-  private async serve(socket: Socket, token: Uint8Array): Promise<void> {
+  /** Stops waiting for the admission of the offer under `key`. */
+  private forget(key: string): void {
+    const a = this.admissions.get(key);
+    this.admissions.delete(key);
+    if (a?.onClose != null) a.pulledBy?.off('close', a.onClose);
+  }
+
+  /** Waits for the offer under `key` (at most PARKED_PULL_MS, and no longer than the connection lives). */
+  private park(key: string, socket: Socket): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        socket.off('close', done);
+        if (this.parked.get(key) === done) this.parked.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(done, PARKED_PULL_MS);
+      socket.once('close', done);
+      this.parked.set(key, done);
+    });
+  }
+
+  /** Serves a pull: its blocks' list first if asked (a listed pull), then the batches. */
+  private async serve(socket: Socket, token: Uint8Array, listed: boolean): Promise<void> {
     const key = tokenKey(token);
+    // Asked for before it was offered (a pipelined pull): wait for it; one such wait per token.
+    if (!this.offers.has(key) && !this.parked.has(key) && !socket.destroyed) await this.park(key, socket);
     const p = this.offers.get(key);
-    // Unknown (withdrawn, or never offered) or already taken: the receiver fails the transfer.
-    if (p === undefined || p.socket !== null || socket.destroyed) {
+    // Unknown (withdrawn, or never offered), already taken, or asked from a host it is not for: the
+    // connection is closed (the receiver fails the transfer).
+    if (
+      p === undefined ||
+      p.socket !== null ||
+      socket.destroyed ||
+      (p.peerHost !== undefined && plainHost(socket.remoteAddress ?? '') !== p.peerHost)
+    ) {
       socket.destroy();
       return;
     }
@@ -183,9 +253,25 @@ export class TcpSource {
     if (a !== undefined) a.pulledBy = socket;
     socket.setTimeout(0);
     try {
+      if (listed)
+        socket.write(
+          encodeList(
+            token,
+            p.blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength })),
+          ),
+        );
       await writeBatches(socket, token, p.blocks, p.signal, this.opts);
       this.offers.delete(key);
       p.socket = null;
+      if (a !== undefined && this.admissions.get(key) === a) {
+        // Every byte is out; the word that they were admitted is still to come on this connection.
+        a.onClose = () => {
+          this.forget(key);
+          a.lose(new TransferError('CONNECTION_LOST', 'data connection closed before the receiver admitted the transfer'));
+        };
+        if (socket.destroyed) a.onClose();
+        else socket.once('close', a.onClose);
+      }
       p.resolve();
       socket.setTimeout(this.opts.idleTimeoutMs ?? 120_000);
     } catch (e) {
@@ -194,6 +280,16 @@ export class TcpSource {
       p.reject(e instanceof TransferError ? e : new TransferError('CONNECTION_LOST', String(e), { cause: e }));
     }
   }
+}
+
+/** An offer waiting for its receiver's word that it was admitted. */
+interface Admission {
+  readonly resolve: () => void;
+  readonly lose: (e: TransferError) => void;
+  /** The connection that pulled the offer: the only one whose word counts. */
+  pulledBy: Socket | null;
+  /** Listens on pulledBy for its close, once every byte is out. */
+  onClose: (() => void) | null;
 }
 
 /** Writes the blocks as batches; resolves when the last byte is handed to the kernel. */

@@ -55,6 +55,43 @@ describe('mTLS transfers', () => {
     }
   });
 
+  it('an offer pulled with no Transfer call (TransferReceiver.pull) over mTLS: bytes identical; a plaintext sender’s port is refused', async () => {
+    const tx = new TransferSender({ tls: ours });
+    const plain = new TransferSender();
+    try {
+      const blocks = makeBlocks(6, 64 * 1024, 9);
+      const offer = await tx.offer({ blocks, peerHost: '127.0.0.1' });
+      const described = blocks.map((b) => ({ hash: b.hash, length: b.data.byteLength }));
+      await h.rx.pull({ transferId: 'pulled-tls', source: offer.source, token: offer.token, blocks: described });
+      await offer.done;
+      const got = h.admitted.find((t) => t.transferId === 'pulled-tls');
+      got?.blocks.forEach((b, i) => expect(Buffer.from(b.data).equals(Buffer.from(blocks[i]!.data))).toBe(true));
+      expect(got?.blocks.length).toBe(6);
+      // The receiver dials data ports with its certificate and checks theirs: a plaintext port does not answer it.
+      const unsafe = await plain.offer({ blocks, deadlineMs: 1_000 });
+      unsafe.done.catch(() => undefined);
+      await expect(
+        h.rx.pull({ transferId: 'pulled-plain', source: unsafe.source, token: unsafe.token, blocks: described, deadlineMs: 1_000 }),
+      ).rejects.toBeDefined();
+      expect(h.admitted.some((t) => t.transferId === 'pulled-plain')).toBe(false);
+      // Pipelined and listed over mTLS (the list read, the connection paused, then the batches): the same.
+      for (let i = 0; i < 2; i++) {
+        const prepared = await h.rx.prepare(offer.source, undefined, { listed: true });
+        const again = await tx.offer({ blocks, peerHost: '127.0.0.1', token: prepared.token });
+        const list = await prepared.list!;
+        expect(list).toEqual(described);
+        await h.rx.pull({ transferId: `listed-tls-${i}`, source: again.source, token: prepared.token, blocks: list, prepared });
+        await again.done;
+        const listed = h.admitted.find((t) => t.transferId === `listed-tls-${i}`);
+        listed?.blocks.forEach((b, k) => expect(Buffer.from(b.data).equals(Buffer.from(blocks[k]!.data))).toBe(true));
+        expect(listed?.blocks.length).toBe(6);
+      }
+    } finally {
+      tx.close();
+      plain.close();
+    }
+  });
+
   it('a plaintext sender and a sender certified by another CA are refused on the gRPC channel', async () => {
     for (const tls of [undefined, foreign]) {
       const tx = new TransferSender({ tls });

@@ -134,11 +134,17 @@ export class WorkerServer {
       },
     });
     if (opts.kvStore !== undefined) {
+      const receiver = this.receiver;
       this.storeLink = new StoreLink(
         opts.engine,
         this.membership,
         this.sender,
-        { address: () => this.address, expect: (id) => this.expectFromStore(id) },
+        {
+          address: () => this.address,
+          expect: (id) => this.expectFromStore(id),
+          // Gets over tcp are pulled from the store's data port, when this receiver takes tcp.
+          puller: receiver?.advertisement().transports.includes('tcp') ? receiver : undefined,
+        },
         opts.logger,
         opts.kvStore,
         opts.tls,

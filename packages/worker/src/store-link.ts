@@ -6,7 +6,7 @@ import type { Logger, Membership, ServiceRecord } from '@pdserve/control-plane';
 import type { OffloadSink, PrefetchedKv } from '@pdserve/contracts';
 import type { LLMEngine } from '@pdserve/engine';
 import { chainHashes } from '@pdserve/kv-cache';
-import { KvStoreClient, placeReplicas } from '@pdserve/kv-store';
+import { KvStoreClient, placeReplicas, type PullingReceiver } from '@pdserve/kv-store';
 import type { TlsMaterial } from '@pdserve/rpc';
 import type { KvBlock, TransferSender, TransportKind } from '@pdserve/transfer';
 
@@ -39,6 +39,12 @@ export interface TransferSink {
   readonly address: () => string;
   /** Registers a transfer id; `arrived` resolves with its blocks (copies), `done` forgets it. */
   expect(transferId: string): { readonly arrived: Promise<KvBlock[]>; done(): void };
+  /**
+   * The receiver's pulls (TransferReceiver.pull, prepare, cancel); present when the receiver takes tcp. With
+   * it, a get over 'auto' or 'tcp' is pulled (KvStoreClient.pull): no Transfer call from the store, and the
+   * pull pipelined with the Get when the store's record names its data port.
+   */
+  readonly puller?: PullingReceiver;
 }
 
 export class StoreLink implements OffloadSink {
@@ -169,16 +175,22 @@ export class StoreLink implements OffloadSink {
   private async fetch(node: ServiceRecord, hashes: string[], signal?: AbortSignal, retried = false): Promise<KvBlock[]> {
     const transferId = `kvget-${process.pid}-${++this.nextId}-${Date.now().toString(36)}`;
     const expected = this.sink.expect(transferId);
+    expected.arrived.catch(() => undefined); // a failed transfer is also the get's failure, reported there
     try {
-      const reply = this.client(node).get(
-        {
-          model_id: this.engine.modelId,
-          hashes,
-          lease_ms: 0,
-          sink: { grpc_address: this.sink.address(), transfer_id: transferId, transport: this.opts.transport },
-        },
-        signal,
-      );
+      const req = {
+        model_id: this.engine.modelId,
+        hashes,
+        lease_ms: 0,
+        sink: { grpc_address: this.sink.address(), transfer_id: transferId, transport: this.opts.transport },
+        verify: retried, // after a block failed its check here, the store checks its memory blocks too
+      };
+      const puller = this.sink.puller;
+      if (puller !== undefined && (this.opts.transport === 'auto' || this.opts.transport === 'tcp')) {
+        // Pulled: the reply is the offer; once the pull is admitted the blocks are in (the receiver's onTransfer).
+        const reply = await this.client(node).pull(puller, req, { signal, source: node.dataAddress });
+        return reply.blocks === 0 ? [] : await expected.arrived;
+      }
+      const reply = this.client(node).get(req, signal);
       // The blocks, all in and verified, are the answer: the reply (sent once the store hears they were
       // admitted) adds nothing, so it is not waited for. Without them the reply says why: none held, or an
       // error (a transfer this side refused, say for a bad checksum, comes back as the store's DATA_LOSS).
@@ -190,9 +202,11 @@ export class StoreLink implements OffloadSink {
       }
       return first.blocks === 0 ? [] : await expected.arrived;
     } catch (err) {
-      // DATA_LOSS: a block failed its checksum here and the store dropped what was corrupt there; the
-      // next get reports it missing and sends the rest.
-      if ((err as { code?: unknown }).code === 'DATA_LOSS' && !retried && signal?.aborted !== true) {
+      // A block failed its checksum here: pushed, the store dropped what was corrupt there (DATA_LOSS); pulled
+      // (CHECKSUM_MISMATCH), the next get asks it to check (verify). Either way the next get reports it
+      // missing and sends the rest.
+      const code = (err as { code?: unknown }).code;
+      if ((code === 'DATA_LOSS' || code === 'CHECKSUM_MISMATCH') && !retried && signal?.aborted !== true) {
         this.logger.warn({ node: node.id, error: (err as Error).message }, 'kv-store get: a block failed its checksum; getting again');
         return this.fetch(node, hashes, signal, true);
       }

@@ -4,7 +4,16 @@
 import { makeGenericClientConstructor, type ChannelCredentials, type Client } from '@grpc/grpc-js';
 import { blockCrc32 } from '@pdserve/kv-cache';
 import { callFailure, callUnary, channelCredentials, tlsChannelOptions, type TlsMaterial, type UnaryMethod } from '@pdserve/rpc';
-import { packHashes, type KvBlock, type TransferSender, type TransportKind } from '@pdserve/transfer';
+import { randomBytes } from 'node:crypto';
+import {
+  PULL_TOKEN_BYTES,
+  packHashes,
+  type KvBlock,
+  type PreparedPull,
+  type PullOffer,
+  type TransferSender,
+  type TransportKind,
+} from '@pdserve/transfer';
 import { GRPC_STATUS } from '../errors';
 import { isBlockHash } from '../keys';
 import { KV_STORE_DEADLINES, KV_STORE_GRPC_OPTIONS, PUT_BEGIN_META, PUT_COMMIT_META, PUT_TTL_META, kvStoreService } from './proto';
@@ -106,6 +115,67 @@ export class KvStoreClient {
     const res = await this.unary(this.raw.Get, { ...req, hashes: packHashes(req.hashes) }, KV_STORE_DEADLINES.get, signal);
     return { ...res, tiers: [...res.tiers].map((c) => W.TIER_CODES[c] ?? '') };
   }
+  /**
+   * A get the caller pulls itself (Get with sink.pull): the store answers at once with an offer at its data
+   * port, and `receiver` pulls it over tcp like any transfer (limits, per-block checks, its onTransfer), its
+   * word on the data connection ending the store's read lease. No Transfer call, no Begin, Ready or gRPC
+   * Admitted: two gRPC messages per get instead of five. With `source`, the store's data port (from its
+   * registry record), the pull is pipelined: the receiver asks the data port for the blocks, under a token
+   * of its own named in the Get, as the Get leaves, and the store lists them and sends them there as soon as
+   * it has offered them, while its reply (then only checked against the list) is on its way. Resolves with the reply once the blocks are admitted (at once when none
+   * is held). A block that fails its check rejects with the transfer's CHECKSUM_MISMATCH: get again with
+   * `verify`, and the store drops what is corrupt and reports it missing.
+   */
+  async pull(receiver: PullingReceiver, req: GetRequest, opts: { signal?: AbortSignal; source?: string } = {}): Promise<GetReply> {
+    const sink = req.sink;
+    if (sink === null) throw new KvStoreCallError('INVALID_ARGUMENT', 'get needs a sink (the worker pulling the blocks)');
+    const token = opts.source !== undefined && receiver.prepare !== undefined ? randomBytes(PULL_TOKEN_BYTES) : undefined;
+    // Refused (say, a data port it does not know), the pull is only not pipelined: it is asked for after the reply.
+    const preparing = token === undefined ? undefined : receiver.prepare!(opts.source!, token, { listed: true }).catch(() => undefined);
+    const pullOf = (source: string, token: Uint8Array, blocks: readonly { hash: string; length: number }[], prepared?: PreparedPull) =>
+      receiver.pull({
+        transferId: sink.transfer_id,
+        source,
+        token,
+        blocks,
+        deadlineMs: KV_STORE_DEADLINES.get,
+        signal: opts.signal,
+        prepared,
+      });
+    // Listed, the store names the blocks on the data connection as it offers them, ahead of its reply: the pull begins there.
+    const early = preparing?.then((p) =>
+      p?.list === undefined ? undefined : p.list.then(async (blocks) => (await pullOf(p.source, p.token, blocks, p), blocks)),
+    );
+    early?.catch(() => undefined); // the reply says why, or the awaits below do
+    let handedOver = false;
+    try {
+      const reply = await this.get({ ...req, sink: { ...sink, pull: true, pull_token: token } }, opts.signal);
+      if (reply.blocks === 0) return reply;
+      const found = req.hashes.filter((_, i) => reply.tiers[i] !== '');
+      if (found.length !== reply.block_lengths.length || reply.tcp_source === '') {
+        throw new KvStoreCallError('INTERNAL', `the store offered ${reply.block_lengths.length} blocks for ${found.length} found`);
+      }
+      handedOver = true; // the pull takes the prepared connection over (and lets it go if it does not pull)
+      const listed = await early;
+      if (listed === undefined) {
+        await pullOf(
+          reply.tcp_source,
+          reply.tcp_token,
+          found.map((hash, i) => ({ hash, length: reply.block_lengths[i]! })),
+          await preparing,
+        );
+      } else if (listed.length !== found.length || listed.some((b, i) => b.hash !== found[i] || b.length !== reply.block_lengths[i])) {
+        throw new KvStoreCallError('INTERNAL', 'the blocks the store listed on its data connection are not those its reply names');
+      }
+      return reply;
+    } finally {
+      // Nothing to pull (none held, or the Get failed): the connection that asked is let go.
+      if (!handedOver) {
+        const prepared = await preparing;
+        if (prepared !== undefined) receiver.cancel?.(prepared);
+      }
+    }
+  }
   exists(modelId: string, hashes: readonly string[], signal?: AbortSignal): Promise<W.TiersResponseMsg> {
     return this.unary(this.raw.Exists, { model_id: modelId, hashes: [...hashes] }, KV_STORE_DEADLINES.control, signal);
   }
@@ -170,6 +240,13 @@ export class KvStoreClient {
   private unary<Req, Res>(fn: UnaryMethod<Req, Res>, req: Req, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
     return callUnary(this.raw, fn, req, deadlineMs, toStoreCallError, signal);
   }
+}
+
+/** What KvStoreClient.pull pulls with: a transfer receiver (TransferReceiver), pipelining when it can prepare. */
+export interface PullingReceiver {
+  pull(offer: PullOffer): Promise<void>;
+  prepare?(source: string, token: Uint8Array, opts: { listed?: boolean }): Promise<PreparedPull>;
+  cancel?(prepared: PreparedPull): void;
 }
 
 /** A transfer refusal that carries the store's own code (see withCode in server.ts): `receiver: <code>: ...`. */

@@ -6,12 +6,13 @@ import { Server, status, type ServerUnaryCall, type UntypedServiceImplementation
 import {
   KvEventPublisher,
   RegisteredPeers,
+  hostOf,
   type ControlPlane,
   type Logger,
   type Membership,
   type Registration,
 } from '@pdserve/control-plane';
-import { peerHost, serverCredentials, type TlsMaterial } from '@pdserve/rpc';
+import { peerHost, plainHost, serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import {
   TransferReceiver,
   TransferSender,
@@ -273,29 +274,84 @@ export class KvStoreServer {
     }
   }
 
-  private async get(req: W.GetRequestMsg, signal: AbortSignal): Promise<W.GetResponseMsg> {
+  /** Get: finds the blocks under a read lease and sends them to the sink, or (sink.pull) offers them to the caller to pull. */
+  private async get(req: W.GetRequestMsg, signal: AbortSignal, caller: string): Promise<W.GetResponseMsg> {
     const { store } = this.opts;
     if (req.sink === null || req.sink.grpc_address === '')
       throw new KvStoreError('invalid_argument', 'get needs a sink (where to send the blocks)');
     const transport = req.sink.transport === '' ? 'auto' : req.sink.transport;
     if (transport !== 'auto' && !isTransportKind(transport))
       throw new KvStoreError('invalid_argument', `unknown transport ${JSON.stringify(transport)}`);
+    const pull = req.sink.pull === true;
+    if (pull && transport !== 'auto' && transport !== 'tcp')
+      throw new KvStoreError('invalid_argument', `a pulled get goes over tcp, not ${transport}`);
     // Stored KV goes only to a registered worker of its model, never to an address a caller made up.
     const sink = req.sink.grpc_address;
-    if ((await this.peers!.member(sink, ['prefill', 'decode', 'mixed'], req.model_id)) === undefined) {
+    const worker = await this.peers!.member(sink, ['prefill', 'decode', 'mixed'], req.model_id);
+    if (worker === undefined) {
       throw new KvStoreError('permission_denied', `sink ${sink} is not a registered worker of model ${req.model_id}`);
     }
+    // Pulled, the blocks go to whoever holds the offer, so the caller must be that worker's host (and the
+    // offer can be pulled from that host only): no other member can read KV by naming a worker as the sink.
+    if (pull && !hostsOf(worker).includes(plainHost(caller))) {
+      throw new KvStoreError('permission_denied', `a pulled get for sink ${sink} must come from its host, not ${caller}`);
+    }
     // The receiving transfer engine checks every block against the CRC sent with it: memory blocks are not
-    // checked here too (one pass over the bytes, not two), unless that check fails (below).
+    // checked here too (one pass over the bytes, not two), unless that check failed (below, or `verify`).
     const hashes = unpackHashes(req.hashes);
     if (hashes === undefined) throw new KvStoreError('invalid_argument', `${req.hashes.byteLength} bytes of hashes (8 bytes per hash)`);
-    const res = await store.get(req.model_id, hashes, { leaseMs: req.lease_ms === 0 ? undefined : req.lease_ms, verifyMemory: false });
+    const res = await store.get(req.model_id, hashes, {
+      leaseMs: req.lease_ms === 0 ? undefined : req.lease_ms,
+      verifyMemory: req.verify === true,
+    });
+    let leased = res.leaseId;
     try {
       const blocks: KvBlock[] = [];
       res.blocks.forEach((b, i) => b !== undefined && blocks.push({ hash: hashes[i]!, data: b.bytes, checksum: b.crc }));
       const tiers = Uint8Array.from(res.blocks, (b) => (b === undefined ? 0 : TIER_CODES.indexOf(b.tier)));
-      if (blocks.length === 0) return { tiers, blocks: 0, bytes: 0, transport: '' };
+      const none: W.GetResponseMsg = {
+        tiers,
+        blocks: 0,
+        bytes: 0,
+        transport: '',
+        tcp_source: '',
+        tcp_token: new Uint8Array(0),
+        block_lengths: [],
+      };
+      if (blocks.length === 0) return none;
       const started = performance.now();
+      if (pull) {
+        // No call to the worker: the reply is the offer, the worker's word on the data connection ends it.
+        const token = req.sink.pull_token !== undefined && req.sink.pull_token.byteLength > 0 ? req.sink.pull_token : undefined;
+        const offer = await this.sender
+          .offer({ blocks, peerHost: caller, token, deadlineMs: GET_SEND_DEADLINE_MS })
+          .catch((err: unknown) => {
+            // A pull token that is no token, or one in use: the caller's mistake.
+            if ((err as { code?: unknown }).code === 'INVALID_ARGUMENT') throw new KvStoreError('invalid_argument', (err as Error).message);
+            throw err;
+          });
+        const leaseId = leased;
+        leased = undefined; // released when the offer ends, not now
+        offer.done
+          .then(
+            () => {
+              this.blocksSent += blocks.length;
+              this.opts.onTransfer?.('out', offer.bytes, (performance.now() - started) / 1000);
+            },
+            // A reader whose check failed closes the connection and gets again with `verify`.
+            (err: unknown) => this.opts.logger.warn({ sink, err: String(err) }, 'kv-store: pulled get not admitted'),
+          )
+          .finally(() => leaseId !== undefined && store.releaseLease(leaseId));
+        return {
+          ...none,
+          blocks: offer.blocks,
+          bytes: offer.bytes,
+          transport: 'tcp',
+          tcp_source: offer.source,
+          tcp_token: offer.token,
+          block_lengths: blocks.map((b) => b.data.byteLength),
+        };
+      }
       const receipt = await this.sender
         .send({
           peer: { grpcAddress: req.sink.grpc_address },
@@ -320,9 +376,9 @@ export class KvStoreServer {
         });
       this.blocksSent += blocks.length;
       this.opts.onTransfer?.('out', receipt.bytes, (performance.now() - started) / 1000);
-      return { tiers, blocks: receipt.blocks, bytes: receipt.bytes, transport: receipt.transport };
+      return { ...none, blocks: receipt.blocks, bytes: receipt.bytes, transport: receipt.transport };
     } finally {
-      if (res.leaseId !== undefined) store.releaseLease(res.leaseId);
+      if (leased !== undefined) store.releaseLease(leased);
     }
   }
 
@@ -376,7 +432,7 @@ export class KvStoreServer {
         return { stored: [...c.stored], already_stored: [...c.alreadyStored] };
       },
       RevokePut: (r: W.RevokePutRequestMsg): W.RevokePutResponseMsg => ({ revoked: store.revokePut(r.put_id) }),
-      Get: (r: W.GetRequestMsg, signal: AbortSignal) => this.get(r, signal),
+      Get: (r: W.GetRequestMsg, signal: AbortSignal, caller: string) => this.get(r, signal, caller),
       Exists: (r: W.HashesRequestMsg): W.TiersResponseMsg => ({ tiers: store.exists(r.model_id, r.hashes).map((t) => t ?? '') }),
       LongestPrefix: (r: W.HashesRequestMsg): W.TiersResponseMsg => ({ tiers: [...store.longestPrefix(r.model_id, r.hashes).tiers] }),
       Remove: async (r: W.HashesRequestMsg): Promise<W.RemoveResponseMsg> => {
@@ -396,15 +452,22 @@ export class KvStoreServer {
       }),
     };
     const out: UntypedServiceImplementation = {};
-    for (const [name, fn] of Object.entries(h) as [string, (req: never, signal: AbortSignal) => unknown][]) {
+    for (const [name, fn] of Object.entries(h) as [string, (req: never, signal: AbortSignal, caller: string) => unknown][]) {
       out[name] = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => {
         const ac = new AbortController();
-        call.on('cancelled', () => ac.abort());
+        let answered = false;
+        // grpc-js reports every call it answered as cancelled too: only a call still running is aborted.
+        call.on('cancelled', () => answered || ac.abort());
+        const answer: sendUnaryData<unknown> = (err, res) => {
+          answered = true;
+          cb(err, res);
+        };
+        const caller = peerHost(call.getPeer());
         Promise.resolve()
-          .then(() => (MEMBERS_ONLY.has(name) ? this.fromMember(peerHost(call.getPeer())) : undefined))
-          .then(() => fn(call.request as never, ac.signal))
-          .then((res) => cb(null, res))
-          .catch((err: unknown) => cb(this.statusOf(err), null));
+          .then(() => (MEMBERS_ONLY.has(name) ? this.fromMember(caller) : undefined))
+          .then(() => fn(call.request as never, ac.signal, caller))
+          .then((res) => answer(null, res))
+          .catch((err: unknown) => answer(this.statusOf(err), null));
       };
     }
     return out;
@@ -427,6 +490,11 @@ const MEMBERS_ONLY: ReadonlySet<string> = new Set(['BeginPut', 'CommitPut', 'Rev
 interface PutTransfer {
   readonly putId: string;
   readonly begun: boolean;
+}
+
+/** The hosts a registered service runs on (its gRPC and data addresses'), as compared with a caller's. */
+function hostsOf(r: { readonly grpcAddress: string; readonly dataAddress?: string }): string[] {
+  return [r.grpcAddress, r.dataAddress].filter((a): a is string => a !== undefined && a !== '').map((a) => plainHost(hostOf(a)));
 }
 
 /** A refusal for the transfer engine to carry back: the store's code leads the message (`resource_exhausted: ...`). */

@@ -1,10 +1,10 @@
 // The kv-store as a network service: puts and gets through the transfer engine over each transport, and
 // what it does with bad input, floods and abandoned puts.
-import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
+import { Server, ServerCredentials, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectControlPlane, InProcessHub, silentLogger, type ControlPlane, type KvEventBatch } from '@pdserve/control-plane';
 import { crc32 } from '@pdserve/kv-cache';
-import { TransferReceiver, TransferSender, type IncomingTransfer } from '@pdserve/transfer';
+import { TRANSFER_GRPC_OPTIONS, TransferReceiver, TransferSender, type IncomingTransfer } from '@pdserve/transfer';
 import { InProcessBlockDirectory } from '../directory';
 import { BLOCK, LAYOUT, MODEL, hashOf, makeBlock, sleep } from '../test-helpers';
 import { KvStoreCallError, KvStoreClient } from './client';
@@ -17,12 +17,36 @@ let client: KvStoreClient;
 const sender = new TransferSender();
 let sink: TransferReceiver;
 let sinkAddress: string;
+const sinkServer = new Server(TRANSFER_GRPC_OPTIONS);
+let transferCalls = 0;
 const arrived = new Map<string, (t: { hash: string; data: Uint8Array }[]) => void>();
 const directory = new InProcessBlockDirectory();
 const batches: KvEventBatch[] = [];
 const MEMORY = 40 * BLOCK;
 
 const blocks = (ns: readonly number[]) => ns.map((n) => ({ hash: hashOf(n), data: makeBlock(hashOf(n), n) }));
+
+/** A get the way a worker makes it over tcp: pulled by our receiver (KvStoreClient.pull). */
+async function pullBlocks(hashes: string[], opts: { verify?: boolean; sink?: string; source?: string } = {}) {
+  const transferId = `pull-${Math.random().toString(16).slice(2)}`;
+  const got = new Promise<{ hash: string; data: Uint8Array }[]>((resolve) => arrived.set(transferId, resolve));
+  const res = await client.pull(
+    sink,
+    {
+      model_id: MODEL,
+      hashes,
+      lease_ms: 0,
+      verify: opts.verify,
+      sink: { grpc_address: opts.sink ?? sinkAddress, transfer_id: transferId, transport: 'auto' },
+    },
+    { source: opts.source },
+  );
+  return { res, blocks: res.blocks > 0 ? await got : [] };
+}
+
+async function waitFor(what: string, ok: () => boolean, ms = 2_000): Promise<void> {
+  for (const end = Date.now() + ms; !ok(); await sleep(10)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+}
 
 async function fetchBlocks(hashes: string[], transport: 'auto' | 'tcp' | 'shm' | 'grpc' = 'auto') {
   const transferId = `get-${Math.random().toString(16).slice(2)}`;
@@ -52,7 +76,20 @@ beforeAll(async () => {
   sink = await TransferReceiver.start({
     onTransfer: (t: IncomingTransfer) => arrived.get(t.transferId)?.(t.blocks.map((b) => ({ hash: b.hash, data: b.data.slice() }))),
   });
-  sinkAddress = await sink.serveGrpc();
+  // The sink's KvTransfer service, counting the Transfer calls made to it.
+  const { definition, implementation } = sink.grpcService();
+  const transfer = implementation.Transfer as (call: unknown) => void;
+  sinkServer.addService(definition, {
+    ...implementation,
+    Transfer: (call: unknown) => {
+      transferCalls += 1;
+      transfer(call);
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    sinkServer.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
+  sinkAddress = `127.0.0.1:${port}`;
   // The test plays a worker of MODEL: the store sends gets only to, and pulls puts only from, registered services.
   await cp.registry.register({
     id: 'test-worker',
@@ -71,6 +108,7 @@ afterAll(async () => {
   client?.close();
   sender.close();
   await sink?.close();
+  sinkServer.forceShutdown();
   await svc?.close();
   await cp?.close();
 });
@@ -96,6 +134,132 @@ describe('kv-store service', () => {
       expect((await fetchBlocks([hashOf(900)])).blocks.map((b) => b.hash)).toEqual([hashOf(900)]);
     } finally {
       await stranger.close();
+    }
+  });
+
+  it('a pulled get: one Get call and no Transfer call; the read lease ends with the worker’s word on the data connection', async () => {
+    const put = blocks([910, 911, 912]);
+    await client.put(sender, MODEL, put);
+    const calls = transferCalls;
+    // The reply is the offer: the blocks stay leased (not evictable, not removable) until they are pulled and admitted.
+    const reply = await client.get({
+      model_id: MODEL,
+      hashes: [hashOf(910), hashOf(9090), hashOf(911), hashOf(912)],
+      lease_ms: 0,
+      sink: { grpc_address: sinkAddress, transfer_id: 'pulled-by-hand', transport: 'tcp', pull: true },
+    });
+    expect(reply).toMatchObject({ tiers: ['memory', '', 'memory', 'memory'], blocks: 3, bytes: 3 * BLOCK, transport: 'tcp' });
+    expect(reply.block_lengths).toEqual([BLOCK, BLOCK, BLOCK]);
+    expect(reply.tcp_token.byteLength).toBe(8);
+    expect(svc.store.stats().activeLeases).toBe(1);
+    expect((await client.remove(MODEL, [hashOf(910)])).leased).toEqual([hashOf(910)]);
+    const got = new Promise<{ hash: string; data: Uint8Array }[]>((resolve) => arrived.set('pulled-by-hand', resolve));
+    await sink.pull({
+      transferId: 'pulled-by-hand',
+      source: reply.tcp_source,
+      token: reply.tcp_token,
+      blocks: put.map((b) => ({ hash: b.hash, length: BLOCK })),
+    });
+    (await got).forEach((b, i) => expect(Buffer.compare(b.data, put[i]!.data)).toBe(0));
+    await waitFor('the lease to end', () => svc.store.stats().activeLeases === 0);
+    expect((await client.remove(MODEL, [hashOf(910)])).removed).toEqual([hashOf(910)]);
+    // The same through KvStoreClient.pull, as a worker gets: still no Transfer call.
+    const again = await pullBlocks([hashOf(911), hashOf(912)]);
+    expect(again.blocks.map((b) => b.hash)).toEqual([hashOf(911), hashOf(912)]);
+    expect(transferCalls).toBe(calls);
+    // Pushed, the store calls the sink: one Transfer call per get.
+    await fetchBlocks([hashOf(911)], 'tcp');
+    expect(transferCalls).toBe(calls + 1);
+    await waitFor('the leases to end', () => svc.store.stats().activeLeases === 0);
+    expect((await client.stats()).blocks_sent).toBeGreaterThanOrEqual(6);
+  });
+
+  it('a pipelined pulled get: the pull asked for with the Get (the store’s data port from its record) arrives the same', async () => {
+    const put = blocks([915, 916]);
+    await client.put(sender, MODEL, put);
+    const source = (await cp.registry.list()).find((r) => r.id === 'store-0')!.dataAddress!;
+    const calls = transferCalls;
+    for (let i = 0; i < 3; i++) {
+      const got = await pullBlocks([hashOf(915), hashOf(916)], { source });
+      got.blocks.forEach((b, k) => expect(Buffer.compare(b.data, put[k]!.data)).toBe(0));
+    }
+    // Nothing held: the connection that asked is let go, and the next get is served all the same.
+    expect((await pullBlocks([hashOf(9092)], { source })).res.blocks).toBe(0);
+    expect((await pullBlocks([hashOf(916)], { source })).blocks.map((b) => b.hash)).toEqual([hashOf(916)]);
+    expect(transferCalls).toBe(calls);
+    await waitFor('the leases to end', () => svc.store.stats().activeLeases === 0);
+    // A pull token that is not 8 bytes is refused.
+    await expect(
+      client.get({
+        model_id: MODEL,
+        hashes: [hashOf(915)],
+        lease_ms: 0,
+        sink: { grpc_address: sinkAddress, transfer_id: 'x', transport: 'tcp', pull: true, pull_token: new Uint8Array(3) },
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await waitFor('the lease to end', () => svc.store.stats().activeLeases === 0);
+  });
+
+  it('a pulled get only from the sink’s own host, over tcp only; nothing found: no offer', async () => {
+    await client.put(sender, MODEL, blocks([920]));
+    // A worker registered on another host: this process may not pull its blocks by naming it.
+    await cp.registry.register({
+      id: 'far-worker',
+      role: 'decode',
+      grpcAddress: '127.0.0.2:1',
+      adminAddress: '',
+      model: MODEL,
+      capacity: { totalBlocks: 0, blockSize: 0, maxNumSeqs: 0 },
+      dataAddress: '127.0.0.2:2',
+      incarnation: 'test',
+      startedAt: Date.now(),
+    });
+    await expect(pullBlocks([hashOf(920)], { sink: '127.0.0.2:1' })).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+      message: expect.stringContaining('must come from its host'),
+    });
+    await expect(
+      client.get({
+        model_id: MODEL,
+        hashes: [hashOf(920)],
+        lease_ms: 0,
+        sink: { grpc_address: sinkAddress, transfer_id: 'x', transport: 'shm', pull: true },
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('goes over tcp') });
+    const none = await pullBlocks([hashOf(9091)]);
+    expect(none.res).toMatchObject({ tiers: [''], blocks: 0, tcp_source: '' });
+    expect(svc.store.stats().activeLeases).toBe(0);
+  });
+
+  it('a pulled get from a store that dies before the pull: the pull fails, nothing is admitted', async () => {
+    const doomed = await startKvStoreService({
+      nodeId: 'store-doomed',
+      controlPlane: cp,
+      logger: silentLogger,
+      memoryBytes: MEMORY,
+      models: [{ id: MODEL, layout: LAYOUT }],
+    });
+    const c = new KvStoreClient(doomed.grpcAddress);
+    try {
+      await c.put(sender, MODEL, blocks([930]));
+      const reply = await c.get({
+        model_id: MODEL,
+        hashes: [hashOf(930)],
+        lease_ms: 0,
+        sink: { grpc_address: sinkAddress, transfer_id: 'doomed', transport: 'tcp', pull: true },
+      });
+      await doomed.close();
+      let admitted = false;
+      arrived.set('doomed', () => (admitted = true));
+      const err = await sink
+        .pull({ transferId: 'doomed', source: reply.tcp_source, token: reply.tcp_token, blocks: [{ hash: hashOf(930), length: BLOCK }] })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: expect.stringMatching(/^(UNAVAILABLE|CONNECTION_LOST)$/) });
+      expect(admitted).toBe(false);
+      expect(sink.pendingTransfers).toBe(0);
+    } finally {
+      c.close();
+      await doomed.close();
     }
   });
 
@@ -178,6 +342,26 @@ describe('kv-store service', () => {
       expect(Buffer.compare(again.blocks[0]!.data, put[1]!.data)).toBe(0);
     },
   );
+
+  it('a block corrupted in memory fails a pulled get at the reader; the get again with verify drops it and sends the rest', async () => {
+    const put = blocks([640, 641]);
+    await client.put(sender, MODEL, put);
+    const held = await svc.store.get(MODEL, [put[0]!.hash], { verifyMemory: false });
+    held.blocks[0]!.bytes[100]! ^= 0xff;
+    svc.store.releaseLease(held.leaseId!);
+    const dropped = svc.store.stats().memory.corruptDropped;
+    const err = await pullBlocks(put.map((b) => b.hash)).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CHECKSUM_MISMATCH' });
+    await waitFor('the lease to end', () => svc.store.stats().activeLeases === 0);
+    const again = await pullBlocks(
+      put.map((b) => b.hash),
+      { verify: true },
+    );
+    expect(again.res.tiers).toEqual(['', 'memory']);
+    expect(again.blocks.map((b) => b.hash)).toEqual([put[1]!.hash]);
+    expect(Buffer.compare(again.blocks[0]!.data, put[1]!.data)).toBe(0);
+    expect(svc.store.stats().memory.corruptDropped).toBe(dropped + 1);
+  });
 
   it('a put whose transfer ends while the put begins leaves no open put behind', async () => {
     const ac = new AbortController();

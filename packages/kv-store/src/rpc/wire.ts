@@ -31,6 +31,10 @@ export interface BlockSinkMsg {
   grpc_address: string;
   transfer_id: string;
   transport: string;
+  /** The caller pulls the blocks itself (tcp), with the offer in the reply (absent: false). */
+  pull?: boolean;
+  /** With pull: the token the caller already asked the store's data port for (a pipelined pull); absent or empty: none. */
+  pull_token?: Uint8Array;
 }
 export interface GetRequestMsg {
   model_id: string;
@@ -38,6 +42,8 @@ export interface GetRequestMsg {
   sink: BlockSinkMsg | null;
   /** 8 bytes per hash: packHashes from @pdserve/transfer. */
   hashes: Uint8Array;
+  /** Check memory blocks in the store too before sending (absent: false). */
+  verify?: boolean;
 }
 export interface GetResponseMsg {
   blocks: number;
@@ -45,6 +51,10 @@ export interface GetResponseMsg {
   transport: string;
   /** One byte per requested hash: TIER_CODES. */
   tiers: Uint8Array;
+  /** sink.pull: the store's data port and the token to pull the found blocks under, and their lengths. */
+  tcp_source: string;
+  tcp_token: Uint8Array;
+  block_lengths: number[];
 }
 
 /** GetResponse's tier bytes. */
@@ -123,9 +133,9 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'pdserve.v1.CommitPutResponse': ['stored', 'already_stored'],
   'pdserve.v1.RevokePutRequest': ['put_id'],
   'pdserve.v1.RevokePutResponse': ['revoked'],
-  'pdserve.v1.BlockSink': ['grpc_address', 'transfer_id', 'transport'],
-  'pdserve.v1.GetRequest': ['model_id', 'hashes', 'lease_ms', 'sink'],
-  'pdserve.v1.GetResponse': ['tiers', 'blocks', 'bytes', 'transport'],
+  'pdserve.v1.BlockSink': ['grpc_address', 'transfer_id', 'transport', 'pull', 'pull_token'],
+  'pdserve.v1.GetRequest': ['model_id', 'hashes', 'lease_ms', 'sink', 'verify'],
+  'pdserve.v1.GetResponse': ['tiers', 'blocks', 'bytes', 'transport', 'tcp_source', 'tcp_token', 'block_lengths'],
   'pdserve.v1.HashesRequest': ['model_id', 'hashes'],
   'pdserve.v1.TiersResponse': ['tiers'],
   'pdserve.v1.RemoveResponse': ['removed', 'leased'],
