@@ -131,7 +131,7 @@ export class ModelRunner {
 
   /** Runs one forward pass. Rows' padding follows ForwardBatch; outputs are copied out of onnxruntime. */
   async forward(batch: ForwardBatch): Promise<ForwardResult> {
-    const { out, ...rest } = await this.run(batch, ['present']);
+    const { out, ...rest } = await this.run(batch, 'present');
     return { ...rest, present: this.layers(out, 'present') };
   }
 
@@ -141,10 +141,10 @@ export class ModelRunner {
    */
   async forwardNew(batch: ForwardBatch): Promise<NewKvResult> {
     if (this.outputsNewKv) {
-      const { out, ...rest } = await this.run(batch, [NEW_KV_PREFIX]);
+      const { out, ...rest } = await this.run(batch, NEW_KV_PREFIX);
       return { ...rest, newKv: this.layers(out, NEW_KV_PREFIX) };
     }
-    const { out, ...rest } = await this.run(batch, ['present']);
+    const { out, ...rest } = await this.run(batch, 'present');
     const { numKvHeads: H, headDim: D } = this.spec;
     const B = batch.rows.length;
     const S = rest.seqLen;
@@ -164,11 +164,8 @@ export class ModelRunner {
     }));
   }
 
-  /** One session.run fetching the logits and the per-layer KV outputs named `${prefix}.{layer}.key|value`. */
-  private async run(
-    batch: ForwardBatch,
-    kvPrefixes: readonly string[],
-  ): Promise<ForwardOutput & { readonly out: Record<string, Ort.Tensor> }> {
+  /** One session.run fetching the logits and the per-layer KV outputs named `${kvPrefix}.{layer}.key|value`. */
+  private async run(batch: ForwardBatch, kvPrefix: string): Promise<ForwardOutput & { readonly out: Record<string, Ort.Tensor> }> {
     const { numLayers, numKvHeads, headDim, vocabSize } = this.spec;
     const B = batch.rows.length;
     const P = batch.pastWidth;
@@ -217,7 +214,7 @@ export class ModelRunner {
       feeds[`past_key_values.${l}.value`] = new ort.Tensor('float32', P > 0 ? kv!.value : empty, pastDims);
     }
     const fetches = ['logits'];
-    for (const prefix of kvPrefixes) for (let l = 0; l < numLayers; l++) fetches.push(`${prefix}.${l}.key`, `${prefix}.${l}.value`);
+    for (let l = 0; l < numLayers; l++) fetches.push(`${kvPrefix}.${l}.key`, `${kvPrefix}.${l}.value`);
     const t0 = performance.now();
     const out = await this.session.run(feeds, fetches);
     const runSeconds = (performance.now() - t0) / 1000;
