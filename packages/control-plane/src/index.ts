@@ -6,7 +6,7 @@ export { InProcessHub, processHub } from './hub';
 
 export type { Registration } from './registration';
 export type { Membership } from './membership';
-export { RegisteredPeers, hostOf } from './peers';
+export { RegisteredPeers, hostsOf } from './peers';
 export { type RegistryOptions } from './registry-options';
 export { type RedisLeaseStoreOptions } from './redis-lease-store';
 

@@ -25,10 +25,7 @@ export class RegisteredPeers {
 
   /** Whether `host` is where a registered member runs (its gRPC or data address's host). */
   async isMemberHost(host: string): Promise<boolean> {
-    return (
-      (await this.find((r) => hostOf(r.grpcAddress) === host || (r.dataAddress !== undefined && hostOf(r.dataAddress) === host))) !==
-      undefined
-    );
+    return (await this.find((r) => hostsOf(r).includes(host))) !== undefined;
   }
 
   private async find(match: (r: ServiceRecord) => boolean): Promise<ServiceRecord | undefined> {
@@ -54,6 +51,11 @@ export class RegisteredPeers {
 
 function servesModel(r: ServiceRecord, model: string): boolean {
   return r.model === model || r.model === '*' || model === '*';
+}
+
+/** The hosts a registered service runs on: its gRPC address's, and its data address's when it has one. */
+export function hostsOf(r: Pick<ServiceRecord, 'grpcAddress' | 'dataAddress'>): string[] {
+  return r.dataAddress === undefined ? [hostOf(r.grpcAddress)] : [hostOf(r.grpcAddress), hostOf(r.dataAddress)];
 }
 
 /** The host of host:port ([v6]:port too). */

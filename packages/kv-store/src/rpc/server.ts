@@ -6,7 +6,7 @@ import { Server, status, type ServerUnaryCall, type UntypedServiceImplementation
 import {
   KvEventPublisher,
   RegisteredPeers,
-  hostOf,
+  hostsOf,
   type ControlPlane,
   type Logger,
   type Membership,
@@ -293,7 +293,7 @@ export class KvStoreServer {
     }
     // Pulled, the blocks go to whoever holds the offer, so the caller must be that worker's host (and the
     // offer can be pulled from that host only): no other member can read KV by naming a worker as the sink.
-    if (pull && !hostsOf(worker).includes(plainHost(caller))) {
+    if (pull && !hostsOf(worker).map(plainHost).includes(plainHost(caller))) {
       throw new KvStoreError('permission_denied', `a pulled get for sink ${sink} must come from its host, not ${caller}`);
     }
     // The receiving transfer engine checks every block against the CRC sent with it: memory blocks are not
@@ -490,11 +490,6 @@ const MEMBERS_ONLY: ReadonlySet<string> = new Set(['BeginPut', 'CommitPut', 'Rev
 interface PutTransfer {
   readonly putId: string;
   readonly begun: boolean;
-}
-
-/** The hosts a registered service runs on (its gRPC and data addresses'), as compared with a caller's. */
-function hostsOf(r: { readonly grpcAddress: string; readonly dataAddress?: string }): string[] {
-  return [r.grpcAddress, r.dataAddress].filter((a): a is string => a !== undefined && a !== '').map((a) => plainHost(hostOf(a)));
 }
 
 /** A refusal for the transfer engine to carry back: the store's code leads the message (`resource_exhausted: ...`). */
