@@ -1,6 +1,7 @@
 // The cluster as separate processes on real Redis and NATS (each started by this test on free loopback
 // ports): a gateway, 2 prefill and 2 decode workers, driven with the official openai client; then the
 // failures an operator meets: NATS down, Redis restarted, the prefill pool killed, a decode worker killed.
+import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectControlPlane, silentLogger, type ControlPlane } from '@pdserve/control-plane';
@@ -91,7 +92,24 @@ afterAll(async () => {
   await runner?.release();
 });
 
+/** Whether the kernel gives transparent huge pages to memory that asks (huge-pages.ts). */
+const thpOnRequest = ((): boolean => {
+  try {
+    return /\[(madvise|always)\]/.test(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'));
+  } catch {
+    return false;
+  }
+})();
+
 describe('cluster of separate processes on real Redis and NATS', () => {
+  it.skipIf(!thpOnRequest)('every worker holds its model on transparent huge pages (started with the glibc tunable)', () => {
+    for (const w of workers.values()) {
+      const rollup = readFileSync(`/proc/${w.proc.pid}/smaps_rollup`, 'utf8');
+      const huge = Number(/^AnonHugePages:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0);
+      expect(huge, w.name).toBeGreaterThan(16 * 1024); // kB: the tiny model's embedding alone is ≈ 150 MB
+    }
+  });
+
   it('serves chat and completions, streaming and not, token-identical to the reference (prefilled remotely)', async () => {
     const prompt = 'Disaggregated serving across processes keeps tokens identical';
     const want = await expected(prompt, 10);

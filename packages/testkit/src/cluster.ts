@@ -1,7 +1,7 @@
 // Starts pdserve services as separate processes for end-to-end tests, and stops them.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { REPO_ROOT } from '@pdserve/model';
+import { REPO_ROOT, withHugePages } from '@pdserve/model';
 import { freePort } from './servers';
 
 export interface ServiceProcess {
@@ -33,7 +33,7 @@ export async function spawnService(
     {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' },
+      env: withHugePages({ ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' }),
     },
   );
   live.add(proc);

@@ -7,7 +7,7 @@ import type { Logger } from '@pdserve/log';
 import { MIGRATION_DEFAULTS, parseClassSlos, startGateway, type AdmissionOptions, type Gateway } from '@pdserve/gateway';
 import { parseCostModel } from '@pdserve/bench';
 import { readFileSync } from 'node:fs';
-import { ensureTinyModel } from '@pdserve/model';
+import { ensureTinyModel, hugePagesMissing, withHugePages } from '@pdserve/model';
 import { POLICY_NAMES, type PolicyName } from '@pdserve/router';
 import { isTransportKind, TRANSPORT_KINDS, type TransportKind } from '@pdserve/transfer';
 import { startKvStoreService } from '@pdserve/kv-store';
@@ -104,7 +104,7 @@ export const ENGINE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'max-waiting': { type: 'string', help: 'queued requests before 429', default: String(ENGINE_DEFAULTS.maxWaiting), value: int(0) },
   'max-model-len': { type: 'string', help: "longest prompt + output; default the model's context", value: int(2) },
   'execution-provider': { type: 'string', help: 'onnxruntime execution provider (cpu, cuda, cann, ...)', default: 'cpu' },
-  threads: { type: 'string', help: 'onnxruntime intra-op threads; 0 = automatic', default: '0', value: int(0) },
+  threads: { type: 'string', help: 'onnxruntime intra-op threads; 0 = every core this process may use', default: '0', value: int(0) },
   'ort-spin': {
     type: 'string',
     help: 'onnxruntime threads spin-wait between runs (auto: off where serve/start run several engines on one host, else on)',
@@ -239,6 +239,12 @@ export async function modelDirFrom(f: Flags): Promise<{ dir: string; id: string 
   return { dir, id: f.str('served-model-name') ?? 'tiny' };
 }
 
+/** Warns, where this process loads a model, that it runs without transparent huge pages it could have (huge-pages.ts). */
+export function warnHugePages(logger: Logger): void {
+  const missing = hugePagesMissing();
+  if (missing !== undefined) logger.warn(missing);
+}
+
 /** `coLocated`: several engines share this host's cores (serve, start), so by default none spin-waits. */
 export function engineOptions(f: Flags, dir: string, id: string, coLocated = false): EngineOptions {
   const spin = f.str('ort-spin') ?? 'auto';
@@ -312,6 +318,7 @@ export function untilSignal(): Promise<string> {
 
 async function runWorker(role: WorkerRole, f: Flags): Promise<void> {
   const logger = serviceLogger(`${role}-worker`, f.str('log-level'), f.str('log-format'));
+  warnHugePages(logger);
   const { dir, id } = await modelDirFrom(f);
   const cp = await controlPlaneOf(f, `${role}-worker`);
   const w = await startWorkerService({
@@ -455,6 +462,7 @@ async function runInProcess(
   tls: TlsMaterial | undefined,
 ): Promise<void> {
   const logger = serviceLogger('pdserve', f.str('log-level'), f.str('log-format'));
+  warnHugePages(logger);
   const cp = await controlPlaneOf(f, 'pdserve');
   const engine = engineOptions(f, dir, id, true);
   const stores = [];
@@ -517,7 +525,7 @@ const LOCAL_KV_STORE_BYTES = 256 * 1024 * 1024;
 function spawnService(args: readonly string[], env: Readonly<Record<string, string>> = {}): ChildProcess {
   return spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
     stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, ...env },
+    env: withHugePages({ ...process.env, ...env }),
   });
 }
 

@@ -4,12 +4,22 @@ import { loadModelSpec } from '@pdserve/model';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { Flags, int, UsageError, type CommandSpec } from '../args';
 import { serviceLogger } from '../logging';
-import { COMMON_FLAGS, ENGINE_FLAGS, ROUTER_FLAGS, checkLocalCluster, engineOptions, modelDirFrom, runLocalCluster } from './cluster';
+import {
+  COMMON_FLAGS,
+  ENGINE_FLAGS,
+  ROUTER_FLAGS,
+  checkLocalCluster,
+  engineOptions,
+  modelDirFrom,
+  runLocalCluster,
+  warnHugePages,
+} from './cluster';
 import { checkEdge, EDGE_FLAGS, edgeOptionsOf } from './edge';
 
 /** One process, one engine behind the OpenAI API: no router, no control plane. */
 async function serveSingle(f: Flags): Promise<void> {
   const logger = serviceLogger('pdserve', f.str('log-level'), f.str('log-format'));
+  warnHugePages(logger);
   const edge = edgeOptionsOf(f);
   const { dir, id } = await modelDirFrom(f);
   const tokenizer = await Tokenizer.fromDir(dir);
