@@ -100,8 +100,9 @@ export class DraftModel {
    * Loads the draft's config, refusing one whose vocabulary differs from the target's, and sizes its KV
    * pool. Its session runs on the target's model thread (ExecutorInit.draft): draft and target take turns
    * anyway, and one thread saves a round trip between threads per step (the draft's greedy rounds and the
-   * verify forward go as one batch). No spin-waiting (which would take the cores from the target); intra-op
-   * threads as onnxruntime chooses unless told (one was measured slower at batch 8: its LM head is a GEMM there).
+   * verify forward go as one batch). No spin-waiting (which would take the cores from the target); as many
+   * intra-op threads as the target (every core) unless told (one was measured slower at batch 8: its LM
+   * head is a GEMM there).
    */
   static load(
     target: ModelSpec,

@@ -12,7 +12,7 @@ export type SpeculativeOptions =
       readonly numTokens: number;
       /** The draft's KV pool in bytes; default: as many blocks as the target's pool. */
       readonly kvCacheBytes?: number;
-      /** onnxruntime intra-op threads of the draft's session; default 0 (onnxruntime chooses, as for the target). */
+      /** onnxruntime intra-op threads of the draft's session; default 0 (every core, as for the target: ModelRunner). */
       readonly draftThreads?: number;
       readonly seeded?: boolean;
     }
@@ -45,7 +45,7 @@ export function speculativeProblem(o: SpeculativeOptions): string | undefined {
     if (!Number.isInteger(max) || max < min) return `ngram max must be an integer ≥ ngram min (${min}), got ${max}`;
   } else if (o.method === 'draft') {
     if (o.draftThreads !== undefined && (!Number.isInteger(o.draftThreads) || o.draftThreads < 0))
-      return `draft threads must be a non-negative integer (0: onnxruntime chooses), got ${o.draftThreads}`;
+      return `draft threads must be a non-negative integer (0: every core), got ${o.draftThreads}`;
   } else return `unknown speculative method ${String((o as { method: unknown }).method)}`;
   return undefined;
 }
