@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
 
 /**
@@ -5,7 +6,6 @@ import type * as Ort from 'onnxruntime-node';
  * a kv-store node, the CLI's other commands) never loads its native binding.
  */
 let ort: typeof Ort;
-import { availableParallelism } from 'node:os';
 import { ModelLoadError, type ModelSpec } from './config';
 
 export interface RunnerOptions {
