@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectControlPlane, silentLogger, type ControlPlane } from '@pdserve/control-plane';
-import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams } from '@pdserve/model';
+import { ensureTinyModel, loadModelSpec, ModelRunner, referenceGenerate, samplingParams, transparentHugePages } from '@pdserve/model';
 import { completion, spawnService, startNats, startRedis, waitFor, type ServiceProcess, type TestServer } from '@pdserve/testkit';
 import { Tokenizer } from '@pdserve/tokenizer';
 import { samplingToWire, WorkerClient } from '@pdserve/worker';
@@ -93,13 +93,7 @@ afterAll(async () => {
 });
 
 /** Whether the kernel gives transparent huge pages to memory that asks (huge-pages.ts). */
-const thpOnRequest = ((): boolean => {
-  try {
-    return /\[(madvise|always)\]/.test(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'));
-  } catch {
-    return false;
-  }
-})();
+const thpOnRequest = ['madvise', 'always'].includes(transparentHugePages() ?? 'never');
 
 describe('cluster of separate processes on real Redis and NATS', () => {
   it.skipIf(!thpOnRequest)('every worker holds its model on transparent huge pages (started with the glibc tunable)', () => {

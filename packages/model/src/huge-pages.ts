@@ -10,25 +10,34 @@ import { readFileSync } from 'node:fs';
 /** glibc (≥ 2.35) malloc's tunable: madvise(MADV_HUGEPAGE) on the memory it maps. Ignored by other libcs. */
 export const HUGE_PAGES_TUNABLE = 'glibc.malloc.hugetlb=1';
 
+/** Whether `env`'s GLIBC_TUNABLES already says what malloc does about huge pages (ours, or an operator's own choice). */
+function setsHugePages(env: NodeJS.ProcessEnv): boolean {
+  return /(^|:)glibc\.malloc\.hugetlb=/.test(env.GLIBC_TUNABLES ?? '');
+}
+
 /** `env` with HUGE_PAGES_TUNABLE added to its GLIBC_TUNABLES (the others kept), for a process about to be spawned. */
 export function withHugePages(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (setsHugePages(env)) return env;
   const tunables = env.GLIBC_TUNABLES ?? '';
-  if (/(^|:)glibc\.malloc\.hugetlb=/.test(tunables)) return env;
   return { ...env, GLIBC_TUNABLES: tunables === '' ? HUGE_PAGES_TUNABLE : `${tunables}:${HUGE_PAGES_TUNABLE}` };
+}
+
+/** The kernel's transparent huge page mode; undefined where it has none (not Linux, or no THP). */
+export function transparentHugePages(): 'always' | 'madvise' | 'never' | undefined {
+  try {
+    const mode = /\[(always|madvise|never)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
+    return mode as 'always' | 'madvise' | 'never' | undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * Why this process's model memory is on 4 KiB pages though huge pages would help, or undefined: the
- * kernel offers transparent huge pages on request but the process was started without the tunable.
+ * kernel gives transparent huge pages on request only ([always] gives them anyway, [never] never) and the
+ * process was started without the tunable.
  */
 export function hugePagesMissing(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  let thp: string;
-  try {
-    thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
-  } catch {
-    return undefined; // not Linux, or no THP: nothing to ask for
-  }
-  if (!thp.includes('[madvise]')) return undefined; // [always] gives them anyway, [never] never
-  if (withHugePages(env) === env) return undefined;
+  if (transparentHugePages() !== 'madvise' || setsHugePages(env)) return undefined;
   return `the model's memory is on 4 KiB pages: start with GLIBC_TUNABLES=${HUGE_PAGES_TUNABLE} for transparent huge pages (decode steps ≈ 25 % faster measured)`;
 }

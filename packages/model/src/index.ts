@@ -8,7 +8,7 @@ export {
   type RunnerOptions,
 } from './runner';
 export { checkDraftCompatible } from './draft';
-export { HUGE_PAGES_TUNABLE, hugePagesMissing, withHugePages } from './huge-pages';
+export { HUGE_PAGES_TUNABLE, hugePagesMissing, transparentHugePages, withHugePages } from './huge-pages';
 export { referenceGenerate, type ReferenceResult } from './reference';
 export { Sampler, isStopToken } from './sampler';
 // The sampling values and checks, as the `@pdserve/model/sampling` subpath gives them to the edge.
