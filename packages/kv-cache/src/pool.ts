@@ -8,10 +8,19 @@ export interface KvCacheEvent {
   readonly hash: BlockHash;
 }
 
+/** Floats in one 4 KiB page: the stride at which BlockPool writes its memory once, at start. */
+const PAGE_FLOATS = 1024;
+
 /**
  * Fixed-size KV blocks in one preallocated SharedArrayBuffer (so a model thread can read and write
  * them in place), with reference counts and a prefix cache from block hash to block. A block whose
  * last reference goes keeps its hash and stays reusable until it is evicted, least-recently-used first.
+ *
+ * The whole buffer is written once when the pool is made (one word a page), so that the OS backs it
+ * then and not at some request's first use of a block: a page's first write is a fault that zeroes it,
+ * and a huge page's on a VM here took ≈ 5 ms (a decode worker importing a prompt's last block spent
+ * 8 ms in one such fault, between the first token and the second). The pool's RSS is its size from the
+ * start, and a host that cannot back it shows it then.
  */
 export class BlockPool {
   readonly data: Float32Array;
@@ -33,6 +42,7 @@ export class BlockPool {
     if (!Number.isInteger(numBlocks) || numBlocks < 1) throw new Error(`KV pool needs at least one block, got ${numBlocks}`);
     this.blockFloats = blockFloats(layout);
     this.data = new Float32Array(new SharedArrayBuffer(numBlocks * this.blockFloats * 4));
+    for (let i = 0; i < this.data.length; i += PAGE_FLOATS) this.data[i] = 0;
     this.refCount = new Int32Array(numBlocks);
     this.hashOf = new Array<BlockHash | undefined>(numBlocks).fill(undefined);
     for (let id = numBlocks - 1; id >= 0; id--) this.freeEmpty.push(id);
