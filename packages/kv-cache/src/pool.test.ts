@@ -163,7 +163,7 @@ describe('CRC-32 without a pass over the bytes', () => {
 });
 
 describe('BlockPool memory', () => {
-  it('is backed by the OS when made, not at a block's first use (RSS grows by the pool's size)', () => {
+  it("is backed by the OS when made, not at a block's first use (RSS grows by the pool's size)", () => {
     // 512 blocks of 128 KiB (K and V): 64 MiB, far above what anything else in this test allocates.
     const big = { numLayers: 4, numKvHeads: 4, headDim: 64, blockSize: 16 };
     const before = process.memoryUsage().rss;
