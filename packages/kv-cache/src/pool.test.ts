@@ -170,6 +170,7 @@ describe('BlockPool memory', () => {
     const pool = new BlockPool(big, 512);
     const grown = process.memoryUsage().rss - before;
     expect(pool.data.byteLength).toBe(64 * 2 ** 20);
-    expect(grown).toBeGreaterThan(0.9 * pool.data.byteLength);
+    // Untouched, it grows by ≈ 0; half leaves room for a collection of other garbage meanwhile.
+    expect(grown).toBeGreaterThan(0.5 * pool.data.byteLength);
   });
 });
