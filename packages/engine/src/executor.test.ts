@@ -163,4 +163,33 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
     staged.stage({ key: 'q', promptLen: 70, fromBlock: 0, blocks: [blockOf(0)] });
     expect((await staged.run({ kind: 'decode', rows: [{ ...row, seqId: 2, stagedKey: 'p' }] })).gatheredTokens).toBe(70);
   });
+  it('a sequence decoded alone gets the same logits to the last bit whatever was decoded before it', async () => {
+    const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: 16 };
+    const pool = new BlockPool(layout, 32);
+    const seq = (seqId: number, len: number, salt: number) => ({
+      seqId,
+      tokenIds: Array.from({ length: len }, (_, i) => 3 + ((i * 7919 + salt) % 31000)),
+      pastLen: 0,
+      blockTable: Array.from({ length: Math.ceil((len + 4) / 16) }, () => pool.allocate()!),
+    });
+    const decodeAlone = async (exec: BatchExecutor, row: ReturnType<typeof seq>, steps: number): Promise<Float32Array[]> => {
+      await exec.run({ kind: 'prefill', rows: [row] });
+      const out: Float32Array[] = [];
+      for (let s = 0; s < steps; s++) {
+        const pastLen = row.tokenIds.length + s;
+        out.push((await exec.run({ kind: 'decode', rows: [{ ...row, tokenIds: [5 + s], pastLen }] })).logits);
+      }
+      return out;
+    };
+    const x = seq(1, 20, 0);
+    const fresh = await decodeAlone(new BatchExecutor(runner, layout, pool.data), x, 3);
+    // Another executor first decodes other sequences, one after the other (its two arenas left wider, and
+    // columns in use), which then leave.
+    const used = new BatchExecutor(runner, layout, pool.data);
+    await decodeAlone(used, seq(2, 70, 11), 2);
+    await decodeAlone(used, seq(3, 24, 22), 2);
+    const again = await decodeAlone(used, x, 3);
+    // Logits compared value by value (a failing toEqual would print 96,000 floats).
+    expect(again.map((l, s) => l.reduce((n, v, i) => n + (v === fresh[s]![i] ? 0 : 1), 0))).toEqual([0, 0, 0]);
+  });
 });

@@ -7,7 +7,10 @@
 // moves: a sequence that joins is copied in from its blocks (one row), one that leaves is replaced by the
 // last row (one row), a rolled-back one only has columns masked out. A full copy from the blocks (into the
 // other of two arenas) happens when a joining row is longer than the columns in use, when masked-out
-// columns waste more than an eighth of them, or when the arena is out of rows or columns.
+// columns waste more than an eighth of them, or when the arena is out of rows or columns. A full copy lays
+// the arena out at a width that follows from the columns in use alone (ensureArena), and a row that joins
+// an empty batch is always copied in that way: what a sequence decoded alone computes does not depend on
+// the requests before it.
 //
 // A prompt whose KV streams in from a prefill worker is staged: each part's blocks are copied, as they
 // land, into a third arena laid out as that prompt's row, so that when it joins an empty batch the arena
@@ -133,6 +136,8 @@ export class ResidentKv {
       if (want === undefined || want > this.pastLens[slot]!) this.drop(slot);
       else if (want < this.pastLens[slot]!) this.rollBack(slot, want);
     }
+    // Nothing resident: whatever joins is laid out afresh (rebuild), as it would be in a new engine.
+    if (this.seqIds.length === 0) this.used = 0;
     const staged = this.staged;
     if (staged !== undefined && rows.some((r) => r.stagedKey === staged.key)) {
       this.staged = undefined; // used now, or copied in from the blocks as any other row
@@ -281,12 +286,25 @@ export class ResidentKv {
   }
 }
 
-/** Gives `a` room for `rows` rows of `cols` columns; its contents are lost if it grows. */
+/**
+ * Lays `a` out for at least `rows` rows of `cols` columns, at a width that is a function of `cols` alone (the
+ * columns plus headroom), never of what the arena held before; its contents are lost. Buffers that hold the
+ * layout are reused, else larger ones are made. The width is the inner dimension of the model's attention
+ * sums, and onnxruntime's sums are not the same to the last bit at every width (a decode step's logits here
+ * differed by up to 1.4e-5 between a past 11 and 12 columns wide, the 12th masked out): with a width that
+ * depended on earlier requests, a sequence decoded alone gave logits that differed in the last bits from one
+ * run to the next, which a seeded sample can turn into another token.
+ */
 function ensureArena(a: Arena, layout: KvLayout, rows: number, cols: number): void {
-  if (a.rows >= rows && a.cols >= cols) return;
+  const width = Math.ceil(cols * (1 + ARENA_COLUMN_HEADROOM)) + ARENA_SPARE_COLUMNS;
+  if (a.rows >= rows && a.cols === width) return;
+  const rowFloats = layout.numKvHeads * width * layout.headDim;
+  const held = a.key[0]?.length ?? 0;
+  a.cols = width;
+  if (a.rows >= rows && held >= a.rows * rowFloats) return;
   a.rows = Math.ceil(rows * (1 + ARENA_ROW_HEADROOM) + 1);
-  a.cols = Math.ceil(cols * (1 + ARENA_COLUMN_HEADROOM)) + ARENA_SPARE_COLUMNS;
-  const size = a.rows * layout.numKvHeads * a.cols * layout.headDim;
+  if (held >= a.rows * rowFloats) return;
+  const size = a.rows * rowFloats;
   // Drop the old buffers first, so that the old and new arena are not both held.
   a.key = [];
   a.value = [];
