@@ -163,6 +163,7 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
     staged.stage({ key: 'q', promptLen: 70, fromBlock: 0, blocks: [blockOf(0)] });
     expect((await staged.run({ kind: 'decode', rows: [{ ...row, seqId: 2, stagedKey: 'p' }] })).gatheredTokens).toBe(70);
   });
+
   it('a sequence decoded alone gets the same logits to the last bit whatever was decoded before it', async () => {
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: 16 };
     const pool = new BlockPool(layout, 32);

@@ -296,13 +296,10 @@ export class ResidentKv {
  * run to the next, which a seeded sample can turn into another token.
  */
 function ensureArena(a: Arena, layout: KvLayout, rows: number, cols: number): void {
-  const width = Math.ceil(cols * (1 + ARENA_COLUMN_HEADROOM)) + ARENA_SPARE_COLUMNS;
-  if (a.rows >= rows && a.cols === width) return;
-  const rowFloats = layout.numKvHeads * width * layout.headDim;
+  a.cols = Math.ceil(cols * (1 + ARENA_COLUMN_HEADROOM)) + ARENA_SPARE_COLUMNS;
+  const rowFloats = layout.numKvHeads * a.cols * layout.headDim;
   const held = a.key[0]?.length ?? 0;
-  a.cols = width;
-  if (a.rows >= rows && held >= a.rows * rowFloats) return;
-  a.rows = Math.ceil(rows * (1 + ARENA_ROW_HEADROOM) + 1);
+  if (a.rows < rows || held < a.rows * rowFloats) a.rows = Math.ceil(rows * (1 + ARENA_ROW_HEADROOM) + 1);
   if (held >= a.rows * rowFloats) return;
   const size = a.rows * rowFloats;
   // Drop the old buffers first, so that the old and new arena are not both held.
