@@ -432,6 +432,9 @@ export class LLMEngine implements EngineClient {
     const plan = this.scheduler.schedule();
     this.account(plan);
     for (const seq of plan.imports) this.importKv(seq);
+    // An imported sequence decodes in the step that imports it (its first token was sampled on the prefill
+    // side), unless the import fell back to a local prefill or that token ended it.
+    const imported = plan.imports.filter((s) => s.status === 'running' && !s.isPrefill);
     // A step in which no row speculates (every sequence off, say) is a plain decode step, as with speculation off.
     const speculating = plan.decodes.some((s) => s.lookahead > 0);
     const tSpec = performance.now();
@@ -440,7 +443,7 @@ export class LLMEngine implements EngineClient {
       : { proposals: new Map<number, Proposal>(), rounds: 0 };
     const draftSeconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
     // A request aborted while the draft ran has given its blocks back: it is not in the forward.
-    const decodes = speculating ? plan.decodes.filter((s) => s.status === 'running') : plan.decodes;
+    const decodes = speculating ? [...plan.decodes, ...imported].filter((s) => s.status === 'running') : [...plan.decodes, ...imported];
     // Greedy proposals are made on the model thread just before the verify forward (see ExecBatch.draftFirst).
     const fused = deferred && this.fuse(decodes, deferred);
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.

@@ -109,6 +109,23 @@ describe('PD handoff between two engines', () => {
     expect(decode.stats().prefillTokensComputed).toBe(computed);
   });
 
+  it('an imported sequence decodes in the step that imports it: n tokens after a handoff take n − 1 steps', async () => {
+    // 32 tokens fill their last block (the first decode's slot is a block of its own); 37 do not.
+    for (const [len, maxTokens] of [
+      [32, 5],
+      [37, 5],
+      [32, 1],
+    ] as const) {
+      const params = samplingParams({ temperature: 0, maxTokens, ignoreEos: true });
+      const tokens = prompt(len + 100, len);
+      const want = (await referenceGenerate(runner, tokens, params)).tokenIds;
+      const steps = decode.stats().steps;
+      expect(await handoff(tokens, params), `len ${len}`).toEqual(want);
+      expect(decode.stats().steps - steps, `len ${len}, ${maxTokens} tokens`).toBe(Math.max(1, maxTokens - 1));
+      expect(decode.stats().usedBlocks).toBe(0);
+    }
+  });
+
   it('seeded sampling continues exactly across the handoff', async () => {
     const params = samplingParams({ temperature: 1, seed: 7, maxTokens: 12, ignoreEos: true });
     const tokens = prompt(3, 40);

@@ -26,7 +26,10 @@ export interface SchedulerOutput {
   readonly preempted: readonly Sequence[];
   /** Newly admitted sequences and the prompt tokens each took from the prefix cache. */
   readonly admitted: readonly { readonly seq: Sequence; readonly cachedTokens: number }[];
-  /** Admitted with KV computed elsewhere: blocks are allocated, the engine copies the KV in. */
+  /**
+   * Admitted with KV computed elsewhere: blocks are allocated (with a slot for the token after the prompt),
+   * the engine copies the KV in and decodes each in this same step.
+   */
   readonly imports: readonly Sequence[];
 }
 
@@ -106,6 +109,7 @@ export class Scheduler {
           this.running.push(seq);
           admitted.push({ seq, cachedTokens: cached });
           imports.push(seq);
+          budget -= 1; // its first decode
           continue;
         }
       }
@@ -146,7 +150,8 @@ export class Scheduler {
     }
     // Hits past fromBlock are given back: the imported copies of those blocks are used instead.
     while (seq.blockTable.length > p.fromBlock) this.pool.release(seq.blockTable.pop()!);
-    const need = promptBlocks - seq.blockTable.length;
+    // The prompt's blocks and the slot of the token after it: the engine decodes it in the step that imports it.
+    const need = Math.ceil((seq.promptLen + 1) / bs) - seq.blockTable.length;
     if (this.pool.numFree - reserve < need) {
       this.freeBlocks(seq);
       return 'wait';
