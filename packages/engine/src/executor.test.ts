@@ -193,4 +193,30 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
     // Logits compared value by value (a failing toEqual would print 96,000 floats).
     expect(again.map((l, s) => l.reduce((n, v, i) => n + (v === fresh[s]![i] ? 0 : 1), 0))).toEqual([0, 0, 0]);
   });
+
+  it("prefills gather their past into the executor's kept buffers: the same logits as a fresh executor's", async () => {
+    const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: 16 };
+    const pool = new BlockPool(layout, 32);
+    const seq = (seqId: number, len: number, salt: number) => ({
+      seqId,
+      tokenIds: Array.from({ length: len }, (_, i) => 3 + ((i * 7919 + salt) % 31000)),
+      blockTable: Array.from({ length: Math.ceil(len / 16) }, () => pool.allocate()!),
+    });
+    // Each prompt in two chunks: the second gathers the first's KV as its past.
+    const chunked = async (exec: BatchExecutor, rows: ReturnType<typeof seq>[], split: number[]): Promise<Float32Array> => {
+      await exec.run({ kind: 'prefill', rows: rows.map((r, i) => ({ ...r, tokenIds: r.tokenIds.slice(0, split[i]), pastLen: 0 })) });
+      return (
+        await exec.run({ kind: 'prefill', rows: rows.map((r, i) => ({ ...r, tokenIds: r.tokenIds.slice(split[i]), pastLen: split[i]! })) })
+      ).logits;
+    };
+    const b = seq(2, 30, 5);
+    const c = seq(3, 50, 9);
+    const fresh = await chunked(new BatchExecutor(runner, layout, pool.data), [b, c], [20, 40]);
+    // The kept buffers first hold a longer past (another prompt's), then the two rows' (the shorter one padded).
+    const used = new BatchExecutor(runner, layout, pool.data);
+    await chunked(used, [seq(1, 120, 1)], [100]);
+    const again = await chunked(used, [b, c], [20, 40]);
+    expect(again.length).toBe(fresh.length);
+    expect(again.reduce((n, v, i) => n + (v === fresh[i] ? 0 : 1), 0)).toBe(0);
+  });
 });

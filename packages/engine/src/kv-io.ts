@@ -7,18 +7,35 @@ export interface RowBlocks {
 }
 
 /**
- * Copies each row's first `len` tokens of KV out of the block pool into a fresh [batch, kvHeads,
- * width, headDim] tensor per layer, right-aligned (left-padded), as the model's `past` input wants.
+ * Copies each row's first `len` tokens of KV out of the block pool into a [batch, kvHeads, width, headDim]
+ * tensor per layer, right-aligned (left-padded with zeros), as the model's `past` input wants: into fresh
+ * buffers, or into the front of `into`'s (per layer, at least that large) when given.
  */
 export function gatherPast(
   pool: Float32Array,
   layout: KvLayout,
   rows: readonly (RowBlocks & { readonly len: number })[],
   width: number,
+  into?: readonly LayerKv[],
 ): LayerKv[] {
-  const floats = rows.length * layout.numKvHeads * width * layout.headDim;
-  const out = Array.from({ length: layout.numLayers }, () => ({ key: new Float32Array(floats), value: new Float32Array(floats) }));
-  rows.forEach((row, b) => gatherRow(pool, layout, row, out, b, width));
+  const { numLayers, numKvHeads: H, headDim: D } = layout;
+  const floats = rows.length * H * width * D;
+  const out =
+    into === undefined
+      ? Array.from({ length: numLayers }, () => ({ key: new Float32Array(floats), value: new Float32Array(floats) }))
+      : into.map((kv) => ({ key: kv.key.subarray(0, floats), value: kv.value.subarray(0, floats) }));
+  rows.forEach((row, b) => {
+    // Reused buffers hold an earlier batch: a short row's padding is zeroed, as fresh ones are.
+    const pad = (width - row.len) * D;
+    if (into !== undefined && pad > 0)
+      for (const { key, value } of out)
+        for (let h = 0; h < H; h++) {
+          const at = (b * H + h) * width * D;
+          key.fill(0, at, at + pad);
+          value.fill(0, at, at + pad);
+        }
+    gatherRow(pool, layout, row, out, b, width);
+  });
   return out;
 }
 
