@@ -21,6 +21,20 @@ function argmax(row: Float32Array): number {
   return best;
 }
 
+/** A pool of `blocks` blocks of the model's KV, and prompts in it: `len` tokens from `salt`, with blocks for `room` more. */
+function promptPool(blocks: number) {
+  const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: 16 };
+  const pool = new BlockPool(layout, blocks);
+  const prompt = (seqId: number, len: number, salt: number, room = 0) => ({
+    seqId,
+    tokenIds: Array.from({ length: len }, (_, i) => 3 + ((i * 7919 + salt) % 31000)),
+    pastLen: 0,
+    blockTable: Array.from({ length: Math.ceil((len + room) / 16) }, () => pool.allocate()!),
+  });
+  return { layout, pool, prompt };
+}
+type Prompt = ReturnType<ReturnType<typeof promptPool>['prompt']>;
+
 /** A deterministic drafter that is right about two times in three: the reference's tokens, some corrupted. */
 function draft(reference: readonly number[], from: number, k: number, salt: number): number[] {
   return Array.from({ length: k }, (_, j) => {
@@ -165,15 +179,9 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
   });
 
   it('a sequence decoded alone gets the same logits to the last bit whatever was decoded before it', async () => {
-    const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: 16 };
-    const pool = new BlockPool(layout, 32);
-    const seq = (seqId: number, len: number, salt: number) => ({
-      seqId,
-      tokenIds: Array.from({ length: len }, (_, i) => 3 + ((i * 7919 + salt) % 31000)),
-      pastLen: 0,
-      blockTable: Array.from({ length: Math.ceil((len + 4) / 16) }, () => pool.allocate()!),
-    });
-    const decodeAlone = async (exec: BatchExecutor, row: ReturnType<typeof seq>, steps: number): Promise<Float32Array[]> => {
+    const { layout, pool, prompt } = promptPool(32);
+    const seq = (seqId: number, len: number, salt: number): Prompt => prompt(seqId, len, salt, 4);
+    const decodeAlone = async (exec: BatchExecutor, row: Prompt, steps: number): Promise<Float32Array[]> => {
       await exec.run({ kind: 'prefill', rows: [row] });
       const out: Float32Array[] = [];
       for (let s = 0; s < steps; s++) {
@@ -195,15 +203,9 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
   });
 
   it("prefills gather their past into the executor's kept buffers: the same logits as a fresh executor's", async () => {
-    const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: 16 };
-    const pool = new BlockPool(layout, 32);
-    const seq = (seqId: number, len: number, salt: number) => ({
-      seqId,
-      tokenIds: Array.from({ length: len }, (_, i) => 3 + ((i * 7919 + salt) % 31000)),
-      blockTable: Array.from({ length: Math.ceil(len / 16) }, () => pool.allocate()!),
-    });
+    const { layout, pool, prompt: seq } = promptPool(32);
     // Each prompt in two chunks: the second gathers the first's KV as its past.
-    const chunked = async (exec: BatchExecutor, rows: ReturnType<typeof seq>[], split: number[]): Promise<Float32Array> => {
+    const chunked = async (exec: BatchExecutor, rows: Prompt[], split: number[]): Promise<Float32Array> => {
       await exec.run({ kind: 'prefill', rows: rows.map((r, i) => ({ ...r, tokenIds: r.tokenIds.slice(0, split[i]), pastLen: 0 })) });
       return (
         await exec.run({ kind: 'prefill', rows: rows.map((r, i) => ({ ...r, tokenIds: r.tokenIds.slice(split[i]), pastLen: split[i]! })) })
