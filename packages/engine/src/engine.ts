@@ -443,7 +443,8 @@ export class LLMEngine implements EngineClient {
       : { proposals: new Map<number, Proposal>(), rounds: 0 };
     const draftSeconds = (performance.now() - tSpec) / 1000 - this.catchUpSeconds;
     // A request aborted while the draft ran has given its blocks back: it is not in the forward.
-    const decodes = speculating ? [...plan.decodes, ...imported].filter((s) => s.status === 'running') : [...plan.decodes, ...imported];
+    const stepDecodes = [...plan.decodes, ...imported];
+    const decodes = speculating ? stepDecodes.filter((s) => s.status === 'running') : stepDecodes;
     // Greedy proposals are made on the model thread just before the verify forward (see ExecBatch.draftFirst).
     const fused = deferred && this.fuse(decodes, deferred);
     // Both batches go to the model thread at once; decode results are sampled while prefill runs.
