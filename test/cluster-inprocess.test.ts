@@ -164,12 +164,17 @@ describe('disaggregated cluster, one process', () => {
     expect(prefill.engine.stats().prefillTokensComputed - before.prefill).toBe(cases.length * len);
     expect(decodes.map((d) => d.engine.stats().prefillTokensComputed)).toEqual(before.decode);
     expect(decodes.every((d) => d.engine.stats().importFallbacks === 0)).toBe(true);
-    // The streamed path was taken: every full block below the one holding the last prompt token reached each
-    // decode worker as a part, while the prefill went on (the last chunk is split so that it holds that
-    // block alone; two requests each), and entered its prefix cache before the first token.
-    expect(decodes.map((d, i) => d.engine.stats().streamedTokens - before.streamed[i]!)).toEqual(
-      decodes.map(() => 2 * Math.floor((len - 1) / 16) * 16),
-    );
+    // The streamed path was taken: the first chunk's blocks reached each decode worker as a part while the
+    // prefill went on, and entered its prefix cache before the first token (the part in flight is always
+    // waited for). How many of the later parts go as parts depends on timing — one still waiting when the
+    // prefill ends rides with the last transfer — so between that and every full block below the one holding
+    // the last prompt token (two requests each).
+    const streamed = decodes.map((d, i) => d.engine.stats().streamedTokens - before.streamed[i]!);
+    for (const s of streamed) {
+      expect(s % 16).toBe(0);
+      expect(s).toBeGreaterThanOrEqual(2 * ENGINE_DEFAULTS.prefillChunkTokens);
+      expect(s).toBeLessThanOrEqual(2 * Math.floor((len - 1) / 16) * 16);
+    }
     await blocksBackTo(before.used);
   });
 
