@@ -22,9 +22,16 @@ export interface GenerateRequest {
    * decode worker already holds the ones before) in the final chunk's `kv`. With `onBlocks`, each prefill
    * chunk's newly filled full blocks are exported (copied) right after its forward and handed to it, so
    * they can travel while the next chunk computes; the final chunk's `kv` then holds only the blocks not
-   * handed over yet (the last chunk's and the partial tail block).
+   * handed over yet (the last chunk's and the partial tail block). With `withoutToken`, nothing is sampled:
+   * once the whole prompt is computed, the final chunk (no token, finish reason 'length') holds the `kv` not
+   * handed over yet, so that whoever computes the prompt's next token elsewhere (a decode worker computing
+   * the prompt's last block itself) has every block before it.
    */
-  readonly exportKv?: { readonly fromBlock: number; readonly onBlocks?: (part: ExportedKv) => void };
+  readonly exportKv?: {
+    readonly fromBlock: number;
+    readonly onBlocks?: (part: ExportedKv) => void;
+    readonly withoutToken?: boolean;
+  };
   /** Decode role: the prompt was prefilled elsewhere; admit it with this KV and this first token. */
   readonly prefilled?: PrefilledKv;
   /**

@@ -19,7 +19,7 @@ import {
   type GenerateRequest,
   type OffloadSink,
 } from '@pdserve/contracts';
-import { Scheduler, type SchedulerOutput } from './scheduler';
+import { type PrefillChunk, Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
 import { ThreadExecutor, type ExecBatch, type ExecResult } from './executor';
 import { promptLogprobOf } from './prompt-logprobs';
@@ -107,6 +107,8 @@ export class LLMEngine implements EngineClient {
   private catchUpSeconds = 0;
   /** Streamed blocks waiting for the next step's start to enter the prefix cache (cacheBlocks). */
   private betweenSteps: (() => void)[] = [];
+  /** The key of the prompt whose streamed blocks were staged last (cacheBlocks): its row may be on the model thread. */
+  private lastStaged: string | undefined;
   private readonly specCounters = { draftTokens: 0, acceptedTokens: 0, verifiedSequenceSteps: 0, emittedTokens: 0 };
   private counters = {
     hitTokens: 0,
@@ -377,6 +379,7 @@ export class LLMEngine implements EngineClient {
     seq.prefetched = req.prefetched?.blocks.length ? req.prefetched : undefined;
     seq.exportFromBlock = req.exportKv?.fromBlock;
     seq.onExportBlocks = req.exportKv?.onBlocks;
+    seq.exportOnly = req.exportKv?.withoutToken === true;
     if (req.sampling.structuredOutput) this.structured.admit(seq.id, req.sampling.structuredOutput, seq.output);
     // Speculated tokens would bypass the grammar's mask: constrained sequences decode one token at a time.
     const sp = this.opts.speculative;
@@ -471,16 +474,19 @@ export class LLMEngine implements EngineClient {
         : undefined;
     // Every position's logits only for prompts whose logprobs were asked for.
     const prefillLogits = plan.prefills.map((c) => (c.seq.collectsPromptLogprobs ? c.end - c.start : 1));
+    // Alone in its step, the rest of a prompt whose blocks streamed in runs on its staged row, which stays resident.
+    const stagedKey = decodes.length === 0 && plan.prefills.length === 1 ? this.stagedTail(plan.prefills[0]!) : undefined;
     const prefill =
       plan.prefills.length > 0
         ? this.executor.run({
-            kind: 'prefill',
+            kind: stagedKey !== undefined ? 'decode' : 'prefill',
             rows: plan.prefills.map((c, i) => ({
               seqId: c.seq.id,
               tokenIds: c.seq.tokens.slice(c.start, c.end),
               pastLen: c.start,
               blockTable: c.seq.blockTable,
               numLogits: prefillLogits[i],
+              ...(stagedKey !== undefined ? { stagedKey } : {}),
             })),
           })
         : undefined;
@@ -522,6 +528,7 @@ export class LLMEngine implements EngineClient {
     if (prefill) {
       const res = await prefill;
       runSeconds += res.runSeconds;
+      if (stagedKey !== undefined) this.counters.decodeGatheredTokens += res.gatheredTokens; // it ran as a decode row
       this.opts.onStep?.({ phase: 'prefill', seconds: res.execSeconds, batchSize: plan.prefills.length });
       this.afterForward(
         plan.prefills.map((c, i) => ({ seq: c.seq, end: c.end, numLogits: prefillLogits[i] })),
@@ -531,6 +538,25 @@ export class LLMEngine implements EngineClient {
     this.counters.steps += 1;
     this.counters.modelSeconds += runSeconds;
     this.counters.overheadSeconds += (performance.now() - t0) / 1000 - runSeconds;
+  }
+
+  /**
+   * The staged key of the chunk's prompt when the chunk is that prompt's last and the prompt's streamed
+   * blocks were the last staged (a decode worker computing the prompt's last block itself, the blocks
+   * before it streamed in from a prefill worker). Run as a decode row, the chunk joins the staged row
+   * (ResidentKv.stage) instead of gathering its past from the blocks, and its first decode step finds the
+   * row resident; only when nothing else decodes, or every row would be padded to the chunk's length.
+   * Taken once.
+   */
+  private stagedTail(c: PrefillChunk): string | undefined {
+    const seq = c.seq;
+    const full = Math.floor(seq.promptLen / seq.blockSize);
+    if (c.start === 0 || c.end !== seq.promptLen || seq.tokens.length !== seq.promptLen || full === 0) return undefined;
+    if (seq.collectsPromptLogprobs || seq.exportFromBlock !== undefined) return undefined;
+    const key = stagedKeyOf(seq.blockHash(full - 1), seq.promptLen);
+    if (key !== this.lastStaged) return undefined;
+    this.lastStaged = undefined; // the staging is used (or dropped) by this forward
+    return key;
   }
 
   private account(plan: SchedulerOutput): void {
@@ -721,6 +747,10 @@ export class LLMEngine implements EngineClient {
         this.exportChunk(seq); // a prefill chunk short of the prompt's end: its full blocks may go now
         return;
       }
+      if (seq.exportOnly) {
+        this.exportWithoutToken(seq);
+        return;
+      }
       const t = seq.sampler.sample(res.logits.subarray((at - 1) * V, at * V), seq.prompt, seq.output, this.structured.mask(seq.id));
       this.emitToken(seq, t);
     });
@@ -784,6 +814,14 @@ export class LLMEngine implements EngineClient {
     }, 1);
   }
 
+  /** A prefill-role request that samples nothing ends once its prompt is computed, with the KV not handed over yet. */
+  private exportWithoutToken(seq: Sequence): void {
+    const kv = this.exportKv(seq, seq.exportFromBlock ?? 0);
+    seq.outputs.push({ tokenIds: [], promptTokens: seq.promptLen, cachedTokens: seq.numCachedPrompt, finishReason: 'length', kv });
+    this.scheduler.remove(seq);
+    this.finish(seq, 'length', undefined, false);
+  }
+
   /**
    * A streamed export: the full blocks a prefill chunk filled past those already handed over go to the
    * sequence's onExportBlocks now (copies: the receiver sends them while the next chunk computes).
@@ -843,6 +881,7 @@ export class LLMEngine implements EngineClient {
     seq.numCachedPrompt = Math.max(seq.numCachedPrompt, Math.min(p.cachedTokens, seq.promptLen));
     const full = Math.floor(seq.promptLen / bs);
     seq.stagedKey = full > 0 ? stagedKeyOf(seq.blockHash(full - 1), seq.promptLen) : undefined;
+    if (seq.stagedKey === this.lastStaged) this.lastStaged = undefined; // its first decode row takes the staging
     this.publishFull(seq);
     if (p.rngState) seq.sampler.rngState = p.rngState;
     this.emitToken(seq, p.firstToken);
@@ -879,13 +918,15 @@ export class LLMEngine implements EngineClient {
       const insert = (): void => {
         const verified: Uint8Array[] = [];
         const { blocks } = this.insertBlocks(kv, Math.floor((tokens.length - 1) / bs), (i) => hashes[i]!, verified);
-        if (verified.length > 0 && hashes.length > 0)
+        if (verified.length > 0 && hashes.length > 0) {
+          this.lastStaged = stagedKeyOf(hashes.at(-1)!, tokens.length);
           this.executor.stage({
-            key: stagedKeyOf(hashes.at(-1)!, tokens.length),
+            key: this.lastStaged,
             promptLen: tokens.length,
             fromBlock: kv.fromBlock,
             blocks: verified.map((b) => new Float32Array(b.slice().buffer)),
           });
+        }
         this.counters.streamedTokens += blocks * bs;
         resolve(blocks);
       };

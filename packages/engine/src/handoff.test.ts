@@ -265,6 +265,57 @@ describe('PD handoff between two engines', () => {
     }
   });
 
+  it("the decode engine computes the prompt's last block itself: the prefill samples nothing and sends every block before it; the rest runs on the staged row, which stays resident", async () => {
+    const chunk = 64;
+    const streamingPrefill = await LLMEngine.create({ modelDir: dir, modelId: 'tiny', prefillChunkTokens: chunk });
+    try {
+      // A partial last block, a full one, a prompt of one block and a bit (nothing staged before the tail), and one chunk.
+      for (const [len, params] of [
+        [150, samplingParams({ temperature: 0, maxTokens: 6, ignoreEos: true })],
+        [160, samplingParams({ temperature: 0.8, seed: 3, maxTokens: 6, ignoreEos: true })],
+        [17, samplingParams({ temperature: 0, maxTokens: 4, ignoreEos: true })],
+        [70, samplingParams({ temperature: 0.8, seed: 8, maxTokens: 4, ignoreEos: true })],
+      ] as const) {
+        const tokens = prompt(len + 5, len);
+        const computeTo = Math.floor((len - 1) / 16) * 16;
+        const before = { prefill: streamingPrefill.stats(), decode: decode.stats() };
+        const parts: number[][] = [];
+        const cached: Promise<number>[] = [];
+        const take = (p: { fromBlock: number; blocks: readonly Uint8Array[] }): void => {
+          parts.push([p.fromBlock, p.blocks.length]);
+          cached.push(decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) }));
+        };
+        const pre = await drain(
+          streamingPrefill.generate({
+            requestId: 'tail',
+            promptTokenIds: tokens.slice(0, computeTo),
+            sampling: { ...params, maxTokens: 1 },
+            exportKv: { fromBlock: 0, withoutToken: true, onBlocks: take },
+          }),
+        );
+        expect(pre.flatMap((o) => [...o.tokenIds])).toEqual([]); // nothing sampled
+        expect(pre.at(-1)!.finishReason).toBe('length');
+        take(pre.at(-1)!.kv!); // the last transfer: the blocks not handed over yet, into the cache too
+        // Chunks of 64 tokens, not split at the end: every block below the last prompt token's, each once.
+        const chunks = Math.ceil(computeTo / chunk);
+        expect(streamingPrefill.stats().steps - before.prefill.steps).toBe(chunks);
+        expect(parts).toEqual(Array.from({ length: chunks }, (_, k) => [4 * k, Math.min(4, computeTo / 16 - 4 * k)]));
+        expect(await Promise.all(cached)).toEqual(parts.map((p) => p[1]));
+        const out = await drain(decode.generate({ requestId: 'tail-d', promptTokenIds: tokens, sampling: params }));
+        expect(out.flatMap((o) => [...o.tokenIds])).toEqual((await referenceGenerate(runner, tokens, params)).tokenIds);
+        const after = decode.stats();
+        expect(after.prefillTokensComputed - before.decode.prefillTokensComputed).toBe(len - computeTo);
+        expect(after.streamedTokens - before.decode.streamedTokens).toBe(computeTo);
+        // Nothing copied from the blocks into a decode row: the tail joined the staged row, and decoding went on in it.
+        expect(after.decodeGatheredTokens - before.decode.decodeGatheredTokens).toBe(0);
+        expect(after.usedBlocks).toBe(0);
+        expect(streamingPrefill.stats().usedBlocks).toBe(0);
+      }
+    } finally {
+      await streamingPrefill.close();
+    }
+  });
+
   it('streamed blocks that are corrupt or of another prompt are refused, never cached', async () => {
     const tokens = prompt(77, 40);
     const pre = await drain(

@@ -15,6 +15,8 @@
 // A prompt whose KV streams in from a prefill worker is staged: each part's blocks are copied, as they
 // land, into a third arena laid out as that prompt's row, so that when it joins an empty batch the arena
 // becomes the resident one and only the blocks that came after the first token are copied from the pool.
+// A decode worker that computes the prompt's last block itself (its blocks before it streamed in) runs
+// that block as a decode row on the staged row the same way, and the row stays resident for its decode.
 // One prompt is staged at a time (another prompt's first part replaces it); anything else joins as above.
 import type { KvLayout } from '@pdserve/kv-cache';
 import type { LayerKv } from '@pdserve/model';
@@ -142,8 +144,9 @@ export class ResidentKv {
     if (staged !== undefined && rows.some((r) => r.stagedKey === staged.key)) {
       this.staged = undefined; // used now, or copied in from the blocks as any other row
       const r = rows[0]!;
-      const adoptable = this.seqIds.length === 0 && rows.length === 1 && r.pastLen === staged.width;
-      if (adoptable && staged.width + seqLen <= this.spare.cols) return this.adoptStaged(r, staged.tokens);
+      // A prompt's first decode (its past the whole prompt), or its last tokens computed here (past the blocks before them).
+      const adoptable = this.seqIds.length === 0 && rows.length === 1 && r.pastLen <= staged.width;
+      if (adoptable && r.pastLen + seqLen <= this.spare.cols) return this.adoptStaged(r, Math.min(staged.tokens, r.pastLen));
     }
     const resident = new Set(this.seqIds);
     const joining = rows.filter((r) => !resident.has(r.seqId));

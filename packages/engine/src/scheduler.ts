@@ -216,7 +216,7 @@ export class Scheduler {
     let chunk = cap > 0 ? Math.min(remaining, cap, budget) : remaining;
     if (cap === 0 && remaining > budget && !first) return 0;
     const bs = seq.blockSize;
-    if (cap > 0 && chunk === remaining && seq.onExportBlocks !== undefined) {
+    if (cap > 0 && chunk === remaining && seq.onExportBlocks !== undefined && !seq.exportOnly) {
       const tail = seq.tokens.length - Math.floor((seq.tokens.length - 1) / bs) * bs;
       if (remaining - tail >= STREAMED_SPLIT_MIN_BLOCKS * bs) chunk = remaining - tail;
     }

@@ -30,6 +30,8 @@ export class Sequence {
   exportFromBlock: number | undefined;
   /** Prefill role, streamed: receives each chunk's newly filled full blocks (exportFromBlock moves past them). */
   onExportBlocks: ((part: ExportedKv) => void) | undefined;
+  /** Prefill role: ends with the export once the prompt is computed, sampling nothing (exportKv.withoutToken). */
+  exportOnly = false;
   /** Decode role, KV streamed in: its first decode row's key to the blocks staged on the model thread (stagedKeyOf). */
   stagedKey: string | undefined;
   /** Prompt logprobs by position (1 on), collected while the prompt is computed (see prompt-logprobs.ts). */
