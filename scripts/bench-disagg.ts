@@ -4,9 +4,11 @@
 // mixed worker. TTFT is the first streamed token as the client sees it; the second token's arrival (after
 // the KV handoff, for the disaggregated path) is reported beside it, and its gap after the first set
 // against the mixed worker's inter-token latency (last token − first, over the tokens between).
-// With --streaming-off, a third topology beside them: the same disaggregated pair with --kv-streaming off
-// (the whole prompt's KV after the first token), so the effect of streaming is read off one run.
-// Run: node --import tsx scripts/bench-disagg.ts [--requests 12] [--warmup 10] [--prompt-tokens 512] [--output-tokens 8] [--preset qwen2.5-0.5b] [--streaming-off]
+// With --streaming-off, another topology beside them: the same disaggregated pair with --kv-streaming off
+// (the whole prompt's KV after the first token); with --tail-off, one with --decode-computes-tail off (the
+// prefill worker samples the first token and the last block moves after it): each option's effect is read
+// off one run.
+// Run: node --import tsx scripts/bench-disagg.ts [--requests 12] [--warmup 10] [--prompt-tokens 512] [--output-tokens 8] [--preset qwen2.5-0.5b] [--streaming-off] [--tail-off]
 import { parseArgs } from 'node:util';
 import { ensureTinyModel, type PresetName } from '@pdserve/model';
 import { spawnService, startNats, startRedis, waitFor, type ServiceProcess } from '@pdserve/testkit';
@@ -20,6 +22,7 @@ const { values: args } = parseArgs({
     'output-tokens': { type: 'string', default: '8' },
     preset: { type: 'string' },
     'streaming-off': { type: 'boolean', default: false },
+    'tail-off': { type: 'boolean', default: false },
   },
 });
 const preset = args.preset as PresetName | undefined;
@@ -86,32 +89,20 @@ const gap = (ts: readonly StreamTimings[]): number => median(ts.map((t) => t.sec
 const itl = (ts: readonly StreamTimings[]): number =>
   median(ts.map((t) => (t.tokens > 2 ? (t.last - t.second) / (t.tokens - 2) : Number.NaN)));
 
-// Both topologies run side by side and take the same prompts in alternation (each prompt is cold in
-// each), so that the machine's drift over the run hits both alike.
-const topologies = [
-  await start('mixed', [['mixed-0', 'mixed-worker']], 1 << 30),
-  await start(
-    'disagg',
-    [
-      ['prefill-0', 'prefill-worker'],
-      ['decode-0', 'decode-worker'],
-    ],
-    1,
-  ),
-  ...(args['streaming-off']
-    ? [
-        await start(
-          'disagg-whole',
-          [
-            ['prefill-0', 'prefill-worker'],
-            ['decode-0', 'decode-worker'],
-          ],
-          1,
-          ['--kv-streaming', 'off'],
-        ),
-      ]
+// The topologies run side by side and take the same prompts in alternation (each prompt is cold in
+// each), so that the machine's drift over the run hits them alike.
+const pd: [string, string][] = [
+  ['prefill-0', 'prefill-worker'],
+  ['decode-0', 'decode-worker'],
+];
+const variants: { readonly name: string; readonly label: string; readonly args: string[] }[] = [
+  ...(args['streaming-off'] ? [{ name: 'disagg-whole', label: 'same, --kv-streaming off', args: ['--kv-streaming', 'off'] }] : []),
+  ...(args['tail-off']
+    ? [{ name: 'disagg-tail-off', label: 'same, --decode-computes-tail off', args: ['--decode-computes-tail', 'off'] }]
     : []),
 ];
+const topologies = [await start('mixed', [['mixed-0', 'mixed-worker']], 1 << 30), await start('disagg', pd, 1)];
+for (const v of variants) topologies.push(await start(v.name, pd, 1, v.args));
 await new Promise((r) => setTimeout(r, 1500)); // one membership poll: each gateway sees its workers
 // Warm-up prompts first, the same number to each topology: a server runs warm, and a process's JIT takes
 // a few requests to settle on each path (the disaggregated one runs more code: Prefill stream, handoff).
@@ -121,9 +112,9 @@ const times = await sideBySide(
   { prompts: Number(args.requests), warmup, seed: 700, maxTokens: OUTPUT_TOKENS, promptTokens: PROMPT_TOKENS },
 );
 await Promise.all(topologies.flatMap((t) => t.procs.map((p) => p.kill())));
-const [mixed, disagg, whole] = times.map(summary) as [StreamTimings, StreamTimings, StreamTimings | undefined];
+const [mixed, disagg, ...others] = times.map(summary) as [StreamTimings, StreamTimings, ...StreamTimings[]];
 const pairRatio = median(times[1]!.map((t, i) => t.first / times[0]![i]!.first));
-const [mixedTimes, disaggTimes, wholeTimes] = times as [StreamTimings[], StreamTimings[], StreamTimings[] | undefined];
+const [mixedTimes, disaggTimes] = times as [StreamTimings[], StreamTimings[]];
 await Promise.all([redis.stop(), nats.stop()]);
 const ms = (secs: number): string => (secs * 1000).toFixed(1);
 process.stdout.write(
@@ -136,15 +127,14 @@ process.stdout.write(
       [
         ['mixed worker', mixed, mixedTimes],
         ['prefill worker → decode worker', disagg, disaggTimes],
-        ...(whole && wholeTimes ? [['same, --kv-streaming off', whole, wholeTimes] as const] : []),
+        ...variants.map((v, i) => [v.label, others[i]!, times[i + 2]!] as const),
       ] as const
     ).map(([name, t, all]) => `| ${name} | ${ms(t.first)} | ${ms(t.second)} | ${ms(gap(all))} | ${ms(itl(all))} | ${ms(t.total)} |`),
     `| **disaggregated ÷ mixed** | **${(disagg.first / mixed.first).toFixed(2)}** | ${(disagg.second / mixed.second).toFixed(2)} | | | **${(disagg.total / mixed.total).toFixed(2)}** |`,
-    ...(whole
-      ? [
-          `| streaming off ÷ mixed | ${(whole.first / mixed.first).toFixed(2)} | ${(whole.second / mixed.second).toFixed(2)} | | | ${(whole.total / mixed.total).toFixed(2)} |`,
-        ]
-      : []),
+    ...variants.map(
+      (v, i) =>
+        `| ${v.label.replace('same, ', '')} ÷ mixed | ${(others[i]!.first / mixed.first).toFixed(2)} | ${(others[i]!.second / mixed.second).toFixed(2)} | | | ${(others[i]!.total / mixed.total).toFixed(2)} |`,
+    ),
     '',
     `Median of the per-prompt TTFT ratios (each prompt went to both): ${pairRatio.toFixed(2)}. The disaggregated 2nd token came ${ms(gap(disaggTimes) - itl(mixedTimes))} ms later after the 1st than a mixed worker's token after the one before (issue 19 target ≤ 5 ms).`,
   ].join('\n') + '\n',

@@ -61,7 +61,7 @@ beforeAll(async () => {
 }, 120_000);
 
 /** A gateway in front of the four workers (round-robin over the decode workers, every prompt prefilled remotely), once it sees them all. */
-async function startDisaggGateway(opts: { kvStreaming?: boolean } = {}): Promise<Gateway> {
+async function startDisaggGateway(opts: { kvStreaming?: boolean; decodeComputesTail?: boolean } = {}): Promise<Gateway> {
   const g = await startGateway({
     modelDir: dir,
     modelId: 'tiny',
@@ -136,46 +136,73 @@ describe('disaggregated cluster, one process', () => {
     expect(text).toBe(completion(tokenizer, ids, ref.tokenIds));
   });
 
-  it('prompts longer than the prefill chunk: greedy and seeded output equals the reference over every transport', async () => {
-    // 3 chunks of ENGINE_DEFAULTS.prefillChunkTokens each (and a partial block): the prefill worker computes the
-    // prompt in several steps, and every one of its blocks reaches the decode worker.
-    const len = 2 * ENGINE_DEFAULTS.prefillChunkTokens + 77;
-    const before = {
+  // 3 chunks of ENGINE_DEFAULTS.prefillChunkTokens each (and a partial block): the prefill worker computes the
+  // prompt in several steps, and every one of its blocks reaches the decode worker.
+  const longLen = 2 * ENGINE_DEFAULTS.prefillChunkTokens + 77;
+  const longCases = [
+    { temperature: 0 },
+    { temperature: 0 },
+    { temperature: 0 },
+    { temperature: 0.8, seed: 11 },
+    { temperature: 0.8, seed: 12 },
+    { temperature: 0.8, seed: 13 },
+  ];
+  /** The long cases through `c` (three requests in a row reach the three decode workers, round-robin: each kind, every transport). */
+  async function longPrompts(c: OpenAI, seed: number) {
+    const stats = () => ({
       prefill: prefill.engine.stats().prefillTokensComputed,
       decode: decodes.map((d) => d.engine.stats().prefillTokensComputed),
       streamed: decodes.map((d) => d.engine.stats().streamedTokens),
-      used: [prefill, ...decodes].map((w) => w.engine.stats().usedBlocks),
-    };
-    const cases = [
-      { temperature: 0 },
-      { temperature: 0 },
-      { temperature: 0 },
-      { temperature: 0.8, seed: 11 },
-      { temperature: 0.8, seed: 12 },
-      { temperature: 0.8, seed: 13 },
-    ];
-    // Three requests in a row reach the three decode workers (round-robin): each kind, every transport.
-    for (const [i, c] of cases.entries()) {
-      const ids = seededTokens(len, 900 + i);
-      const ref = await referenceGenerate(runner, ids, samplingParams({ ...c, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }));
-      const res = await client.completions.create({ model: 'tiny', prompt: ids, max_tokens: 8, ...c });
+    });
+    const before = stats();
+    const used = [prefill, ...decodes].map((w) => w.engine.stats().usedBlocks);
+    for (const [i, k] of longCases.entries()) {
+      const ids = seededTokens(longLen, seed + i);
+      const ref = await referenceGenerate(runner, ids, samplingParams({ ...k, maxTokens: 8, stopTokenIds: tokenizer.eosTokenIds }));
+      const res = await c.completions.create({ model: 'tiny', prompt: ids, max_tokens: 8, ...k });
       expect(res.choices[0]!.text).toBe(completion(tokenizer, ids, ref.tokenIds));
+      expect(res.usage?.prompt_tokens_details?.cached_tokens ?? 0).toBe(0); // cold on the prefill worker
     }
-    expect(prefill.engine.stats().prefillTokensComputed - before.prefill).toBe(cases.length * len);
-    expect(decodes.map((d) => d.engine.stats().prefillTokensComputed)).toEqual(before.decode);
     expect(decodes.every((d) => d.engine.stats().importFallbacks === 0)).toBe(true);
-    // The streamed path was taken: the first chunk's blocks reached each decode worker as a part while the
-    // prefill went on, and entered its prefix cache before the first token (the part in flight is always
-    // waited for). How many of the later parts go as parts depends on timing — one still waiting when the
-    // prefill ends rides with the last transfer — so between that and every full block below the one holding
-    // the last prompt token (two requests each).
-    const streamed = decodes.map((d, i) => d.engine.stats().streamedTokens - before.streamed[i]!);
-    for (const s of streamed) {
-      expect(s % 16).toBe(0);
-      expect(s).toBeGreaterThanOrEqual(2 * ENGINE_DEFAULTS.prefillChunkTokens);
-      expect(s).toBeLessThanOrEqual(2 * Math.floor((len - 1) / 16) * 16);
+    await blocksBackTo(used);
+    const after = stats();
+    return {
+      prefill: after.prefill - before.prefill,
+      decode: after.decode.map((n, i) => n - before.decode[i]!),
+      streamed: after.streamed.map((n, i) => n - before.streamed[i]!),
+    };
+  }
+  /** Every full block below the one holding the last prompt token. */
+  const belowLast = Math.floor((longLen - 1) / 16) * 16;
+
+  it('prompts longer than the prefill chunk: greedy and seeded output equals the reference over every transport; the decode worker computes the last block', async () => {
+    const got = await longPrompts(client, 900);
+    // The prefill worker computed every block below the last prompt token's, and each reached the decode
+    // worker (as parts while the prefill went on, and the last transfer) and entered its prefix cache; the
+    // decode worker computed the rest (two requests each) and sampled the first token itself.
+    expect(got.prefill).toBe(longCases.length * belowLast);
+    expect(got.streamed).toEqual(decodes.map(() => 2 * belowLast));
+    expect(got.decode).toEqual(decodes.map(() => 2 * (longLen - belowLast)));
+  });
+
+  it('with --decode-computes-tail off, the prefill worker samples the first token and the last block moves after it: the same tokens', async () => {
+    const g = await startDisaggGateway({ decodeComputesTail: false });
+    try {
+      const got = await longPrompts(new OpenAI({ baseURL: `${g.url}/v1`, apiKey: 'x', maxRetries: 0 }), 920);
+      expect(got.prefill).toBe(longCases.length * longLen);
+      expect(got.decode).toEqual([0, 0, 0]);
+      // The first chunk's blocks reached each decode worker as a part while the prefill went on, and entered
+      // its prefix cache before the first token (the part in flight is always waited for). How many of the
+      // later parts go as parts depends on timing — one still waiting when the prefill ends rides with the
+      // last transfer — so between that and every full block below the last prompt token's (two requests each).
+      for (const s of got.streamed) {
+        expect(s % 16).toBe(0);
+        expect(s).toBeGreaterThanOrEqual(2 * ENGINE_DEFAULTS.prefillChunkTokens);
+        expect(s).toBeLessThanOrEqual(2 * belowLast);
+      }
+    } finally {
+      await g.close();
     }
-    await blocksBackTo(before.used);
   });
 
   it('with --kv-streaming off, the whole prompt goes after the first token: the same tokens, no part', async () => {

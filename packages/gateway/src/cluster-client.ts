@@ -17,6 +17,7 @@ import {
   firstFromWire,
   generateDeadlineMs,
   outputFromWire,
+  prefillDone,
   prefillFirst,
   samplingToWire,
   seededSampling,
@@ -46,6 +47,13 @@ export interface ClusterClientOptions {
    * the whole prompt's KV goes in one transfer after the first token.
    */
   readonly kvStreaming?: boolean;
+  /**
+   * With kvStreaming: the decode worker computes the prompt's last block (the one holding its last token)
+   * and samples the first token itself, every block before it having streamed in while the prefill
+   * worker computed them; its second token then follows one decode step later (default true;
+   * --decode-computes-tail). Not for prompts without a full block below that one, nor with prompt logprobs.
+   */
+  readonly decodeComputesTail?: boolean;
   /** Told about each migration: resumed (seconds from the break to the next token sent) or exhausted. */
   readonly onMigration?: (m: { readonly outcome: 'resumed' | 'exhausted'; readonly seconds: number }) => void;
   /** SLO-aware admission (admission.ts); undefined admits everything. */
@@ -253,7 +261,9 @@ export class ClusterClient implements EngineClient {
    * fails before the decode worker streams anything, that Generate is cancelled and the decode worker
    * prefills instead (with whatever blocks already came, from its prefix cache); should the transfer fail
    * on its own, the decode worker prefills locally (and its repeated first token is checked against the
-   * one already sent).
+   * one already sent). With decodeComputesTail (plan 'tail'), the prefill worker computes the prompt but
+   * its last block and streams no token: the decode worker's stream is the whole answer, and a prefill that
+   * fails before its first token replaces its Generate as above.
    */
   private async *pushedHandoff(
     req: GenerateRequestMsg,
@@ -275,6 +285,12 @@ export class ClusterClient implements EngineClient {
     signal?.addEventListener('abort', onAbort, { once: true });
     const local = (): AsyncGenerator<GenerateOutput> =>
       fromWire(view.client(decode.id).generate(req, decodeCtl.signal, this.deadlineMs(req)), wantLogprobs);
+    const bs = this.opts.blockSize;
+    const tail =
+      (this.opts.kvStreaming ?? true) &&
+      (this.opts.decodeComputesTail ?? true) &&
+      req.sampling?.has_prompt_logprobs !== true &&
+      req.prompt_token_ids.length > bs;
     try {
       const events = view.client(prefill.id).prefill(
         {
@@ -287,6 +303,7 @@ export class ClusterClient implements EngineClient {
             transfer_id: transferId,
             transport: 'auto',
             stream_parts: this.opts.kvStreaming ?? true,
+            leave_tail: tail,
           },
           cache_salt: req.cache_salt,
           priority: req.priority,
@@ -294,7 +311,7 @@ export class ClusterClient implements EngineClient {
         },
         prefillCtl.signal,
       );
-      const plan = { mode: 'streamed', prefill_worker: prefill.id, transfer_id: transferId };
+      const plan = { mode: tail ? 'tail' : 'streamed', prefill_worker: prefill.id, transfer_id: transferId };
       const streamed = fromWire(
         view.client(decode.id).generate({ ...req, prefill: plan }, streamedCtl.signal, this.deadlineMs(req)),
         wantLogprobs,
@@ -302,6 +319,22 @@ export class ClusterClient implements EngineClient {
       // The call starts now, not when the first token is out: the decode worker expects the parts from here on.
       const streamedHead = streamed.next();
       streamedHead.catch(() => undefined);
+      if (tail) {
+        // The decode worker's stream is the answer, its first token too; the Prefill's stream is only its receipt.
+        const head = await Promise.race([streamedHead.then((r) => ({ r })), failureOf(prefillDone(events))]);
+        if ('failed' in head) {
+          if (signal?.aborted) return;
+          logger.warn(
+            { requestId: req.request_id, worker: prefill.id, error: toCallError(head.failed).message },
+            'prefill worker failed; prefilling on the decode worker',
+          );
+          streamedCtl.abort();
+          yield* local();
+          return;
+        }
+        yield* prepend(head.r, streamed);
+        return;
+      }
       let first: PrefillFirstMsg | undefined;
       let receipt: Promise<void> | undefined;
       try {
@@ -324,11 +357,7 @@ export class ClusterClient implements EngineClient {
       const sent = first.first_token;
       yield firstFromWire(first, wantLogprobs, first.cached_tokens);
       // The decode worker's first output, unless the prefill fails before it: then its Generate is replaced.
-      const failed = receipt!.then(
-        () => new Promise<never>(() => undefined),
-        (err: unknown) => ({ failed: err }),
-      );
-      const head = await Promise.race([streamedHead.then((r) => ({ r })), failed]);
+      const head = await Promise.race([streamedHead.then((r) => ({ r })), failureOf(receipt!)]);
       let rest: AsyncIterable<GenerateOutput>;
       if ('failed' in head) {
         logger.warn(
@@ -353,6 +382,14 @@ export class ClusterClient implements EngineClient {
       decodeCtl.abort();
     }
   }
+}
+
+/** Resolves with `p`'s failure, never if it succeeds. */
+function failureOf(p: Promise<unknown>): Promise<{ readonly failed: unknown }> {
+  return p.then(
+    () => new Promise<never>(() => undefined),
+    (err: unknown) => ({ failed: err }),
+  );
 }
 
 /** `head` (an iterator's first result), then the rest of `it`. */

@@ -37,6 +37,8 @@ export interface GatewayOptions {
   readonly migrationLimit?: number;
   /** Send each prefill chunk's KV while the next computes (disaggregated requests); default true. */
   readonly kvStreaming?: boolean;
+  /** With kvStreaming, the decode worker computes the prompt's last block and samples the first token; default true. */
+  readonly decodeComputesTail?: boolean;
   /** SLOs per service class and the cost model that predicts against them (admission.ts); default: none. */
   readonly admission?: AdmissionOptions;
   /** mTLS on every channel to workers and kv-store nodes; plaintext without. */
@@ -97,6 +99,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       logger: opts.logger,
       migrationLimit: opts.migrationLimit,
       kvStreaming: opts.kvStreaming,
+      decodeComputesTail: opts.decodeComputesTail,
       onMigration: (m) => {
         metrics.migrations.inc({ ...model, outcome: m.outcome });
         if (m.outcome === 'resumed') metrics.migrationSeconds.observe(model, m.seconds);

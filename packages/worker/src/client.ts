@@ -119,3 +119,14 @@ export async function prefillFirst(
   rest.catch(() => undefined); // awaited by those who care; its failure otherwise shows in the transfer
   return { first: head.value.first, rest };
 }
+
+/** A Prefill stream that carries no `first` (target.leave_tail), read to its end: resolves with its `done`. */
+export async function prefillDone(events: AsyncGenerator<W.PrefillEventMsg>): Promise<W.PrefillResponseMsg> {
+  let done: W.PrefillResponseMsg | undefined;
+  for await (const e of events) {
+    if (e.kind !== 'done' || done !== undefined) throw new Error('a prefill that leaves the tail streams one done and nothing else');
+    done = e.done;
+  }
+  if (done === undefined) throw new Error('prefill stream ended without done');
+  return done;
+}

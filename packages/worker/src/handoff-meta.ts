@@ -29,17 +29,26 @@ export function encodeHandoffMeta(m: HandoffMeta): TransferMeta {
  */
 export interface HandoffPartMeta {
   readonly fromBlock: number;
+  /**
+   * The last transfer of a handoff that leaves the prompt's last block to the decode worker (no first
+   * token): the prompt tokens the prefill worker took from its prefix cache.
+   */
+  readonly cachedTokens?: number;
 }
 
 export function encodeHandoffPartMeta(m: HandoffPartMeta): TransferMeta {
-  return { from_block: String(m.fromBlock) };
+  return { from_block: String(m.fromBlock), ...(m.cachedTokens !== undefined ? { cached_tokens: String(m.cachedTokens) } : {}) };
 }
 
-/** A part's meta; throws HandoffMetaError if from_block is missing or malformed. */
+/** A part's meta; throws HandoffMetaError if from_block (or cached_tokens, when there) is missing or malformed. */
 export function decodeHandoffPartMeta(meta: TransferMeta): HandoffPartMeta {
   const fromBlock = Number(meta['from_block'] ?? 'NaN');
   if (!isCount(fromBlock)) throw new HandoffMetaError(`handoff part meta: bad from_block ${JSON.stringify(meta['from_block'])}`);
-  return { fromBlock };
+  const cached = meta['cached_tokens'];
+  if (cached === undefined) return { fromBlock };
+  const cachedTokens = cached === '' ? Number.NaN : Number(cached);
+  if (!isCount(cachedTokens)) throw new HandoffMetaError(`handoff part meta: bad cached_tokens ${JSON.stringify(cached)}`);
+  return { fromBlock, cachedTokens };
 }
 
 /**

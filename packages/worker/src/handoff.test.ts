@@ -63,7 +63,16 @@ describe('streamed handoff parts: ids and meta', () => {
     expect(handoffOfPart(handoffPartId(id, 127))).toBe(id);
     for (const notPart of [id, `${id}-p`, `${id}-p01`, `${id}-px`, '-p3', `${id}-p1234567`]) expect(handoffOfPart(notPart)).toBeUndefined();
     expect(decodeHandoffPartMeta(encodeHandoffPartMeta({ fromBlock: 32 }))).toEqual({ fromBlock: 32 });
-    for (const bad of [{} as Record<string, string>, { from_block: '-1' }, { from_block: '1.5' }, { from_block: 'x' }])
+    expect(decodeHandoffPartMeta(encodeHandoffPartMeta({ fromBlock: 3, cachedTokens: 0 }))).toEqual({ fromBlock: 3, cachedTokens: 0 });
+    for (const bad of [
+      {} as Record<string, string>,
+      { from_block: '-1' },
+      { from_block: '1.5' },
+      { from_block: 'x' },
+      { from_block: '1', cached_tokens: '' },
+      { from_block: '1', cached_tokens: '-3' },
+      { from_block: '1', cached_tokens: 'many' },
+    ])
       expect(() => decodeHandoffPartMeta(bad)).toThrow(HandoffMetaError);
   });
 });
@@ -228,12 +237,12 @@ describe('prefill side, streamed', () => {
     } as unknown as LLMEngine;
   }
 
-  const req = (streamParts: boolean) => ({
+  const req = (streamParts: boolean, leaveTail = false, len = 26) => ({
     request_id: 'r',
-    prompt_token_ids: Array.from({ length: 26 }, (_, i) => i + 1),
+    prompt_token_ids: Array.from({ length: len }, (_, i) => i + 1),
     sampling: samplingToWire(samplingParams({ temperature: 0, maxTokens: 8 })),
     from_block: 0,
-    target: { grpc_address: 'x', transfer_id: 'h', transport: 'tcp', stream_parts: streamParts },
+    target: { grpc_address: 'x', transfer_id: 'h', transport: 'tcp', stream_parts: streamParts, leave_tail: leaveTail },
   });
 
   interface Sent {
@@ -305,6 +314,54 @@ describe('prefill side, streamed', () => {
       ['h', '2', [2, 3, 4, 5, 6]],
     ]);
     expect(out.receipt).toMatchObject({ blocks: 7 });
+  });
+
+  it('leaving the tail: the engine gets the prompt but its last block and samples nothing; the last transfer carries what the prefill worker had cached, no first token', async () => {
+    const block = (i: number): Uint8Array => new Uint8Array([i, i, i]);
+    const seen: GenerateRequest[] = [];
+    // 26 tokens in blocks of 4: blocks 0-5 (24 tokens) are computed here, block 6 (tokens 24, 25) by the target.
+    const engine = {
+      blockSize: 4,
+      modelId: 'm',
+      async *generate(r: GenerateRequest): AsyncGenerator<GenerateOutput> {
+        seen.push(r);
+        r.exportKv!.onBlocks!({ fromBlock: 0, blocks: [block(0), block(1), block(2), block(3)] });
+        yield {
+          tokenIds: [],
+          promptTokens: 24,
+          cachedTokens: 8,
+          finishReason: 'length',
+          kv: { fromBlock: 4, blocks: [block(4), block(5)] },
+        };
+      },
+    } as unknown as LLMEngine;
+    const s = sender(new Set());
+    const firsts: unknown[] = [];
+    const out = await prefillAndPush({ engine, sender: s as never }, req(true, true), new AbortController().signal, (f) => firsts.push(f));
+    expect(seen[0]!.promptTokenIds).toEqual(req(true).prompt_token_ids.slice(0, 24));
+    expect(seen[0]!.exportKv?.withoutToken).toBe(true);
+    expect(firsts).toEqual([]);
+    expect(out.first).toBeUndefined();
+    expect(out.cachedTokens).toBe(8);
+    expect(sentOf(s)).toEqual([
+      ['h-p0', '0', [0, 1, 2, 3]],
+      ['h', '4', [4, 5]],
+    ]);
+    expect(s.sent[1]!.meta).toEqual({ from_block: '4', cached_tokens: '8' });
+    expect(out.receipt).toMatchObject({ blocks: 6 });
+  });
+
+  it('leaving the tail is refused when no full block lies below the last prompt token, or with prompt logprobs', async () => {
+    const s = sender(new Set());
+    const run = (r: ReturnType<typeof req>) =>
+      prefillAndPush({ engine: streamingEngine(), sender: s as never }, r, new AbortController().signal, () => undefined);
+    for (const len of [1, 4]) await expect(run(req(true, true, len))).rejects.toMatchObject({ code: 'invalid_request', param: 'target' });
+    const withLogprobs = {
+      ...req(true, true),
+      sampling: samplingToWire(samplingParams({ temperature: 0, maxTokens: 8, promptLogprobs: 1 })),
+    };
+    await expect(run(withLogprobs)).rejects.toMatchObject({ code: 'invalid_request', param: 'target' });
+    expect(s.sent).toEqual([]);
   });
 
   it('without stream_parts, no part goes: everything travels after the first token', async () => {

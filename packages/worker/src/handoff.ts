@@ -10,6 +10,12 @@
 // (the first token, the last chunk's blocks and the partial tail block) is all that is left to import
 // after the first token. A part that fails is sent again in the last transfer; anything missing at the end
 // makes the decode worker prefill locally: slower, never wrong.
+//
+// Tail (target.leave_tail, plan mode 'tail'): as streamed, but the prefill worker computes only the blocks
+// below the one holding the prompt's last token and samples nothing; the last transfer carries the blocks
+// not sent yet (its meta a part's, with the prefill worker's cached_tokens). The decode worker puts all of
+// them into its prefix cache and computes the rest itself, sampling the first token: no import, and its
+// second token one decode step after the first.
 import { EngineError, type ExportedKv, type PrefilledKv } from '@pdserve/contracts';
 import type { LLMEngine } from '@pdserve/engine';
 import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
@@ -84,19 +90,11 @@ export async function receiveStreamedKv(
   signal: AbortSignal,
 ): Promise<PrefilledKv> {
   const salt = req.cache_salt ?? '';
-  const byIndex = new Map<number, KvBlock>();
-  const inserted: Promise<number>[] = [];
-  const take = (fromBlock: number, blocks: readonly KvBlock[]): void => blocks.forEach((b, k) => byIndex.set(fromBlock + k, b));
-  const expected = admission.expect(transferId, STREAMED_ARRIVE_MS, (part: Arrival) => {
-    const { fromBlock } = decodeHandoffPartMeta(part.meta); // a malformed one is refused
-    take(fromBlock, part.blocks);
-    const kv = { fromBlock, blocks: part.blocks.map((b) => b.data), checksums: part.blocks.map((b) => b.checksum) };
-    inserted.push(engine.cacheBlocks(req.prompt_token_ids, salt, kv));
-  });
+  const { expected, byIndex, inserted } = expectParts(admission, engine, req, transferId);
   try {
     const { blocks, meta } = await raceAbort(expected.arrived, signal);
     const handoff = decodeHandoffMeta(meta);
-    take(handoff.fromBlock, blocks);
+    blocks.forEach((b, k) => byIndex.set(handoff.fromBlock + k, b));
     await Promise.all(inserted);
     const own = engine.cachedPrefixBlocks(req.prompt_token_ids, salt);
     const end = handoff.fromBlock + blocks.length;
@@ -110,6 +108,62 @@ export async function receiveStreamedKv(
   } finally {
     expected.done();
   }
+}
+
+/**
+ * Decode side of a handoff that leaves the prompt's last block to this worker (plan 'tail'): every part,
+ * the last transfer too, goes into the prefix cache as it lands; once the last is in, the request is
+ * computed here from the cache (only the last block misses, unless the cache evicted some). Resolves with
+ * the prompt tokens the prefill worker took from its own cache (what the client's usage reports); rejects
+ * (and the caller prefills locally) if the last transfer fails or is late.
+ */
+export async function receiveStreamedPrefix(
+  admission: TransferAdmission,
+  engine: Pick<LLMEngine, 'cacheBlocks'>,
+  req: W.GenerateRequestMsg,
+  transferId: string,
+  signal: AbortSignal,
+): Promise<{ readonly cachedTokens: number }> {
+  const { expected, inserted, insert } = expectParts(admission, engine, req, transferId);
+  try {
+    const { blocks, meta } = await raceAbort(expected.arrived, signal);
+    const last = decodeHandoffPartMeta(meta);
+    if (last.cachedTokens === undefined) throw new Error(`streamed KV ${transferId}: the last transfer lacks cached_tokens`);
+    insert(last.fromBlock, blocks);
+    await Promise.all(inserted);
+    return { cachedTokens: Math.min(last.cachedTokens, req.prompt_token_ids.length) };
+  } finally {
+    expected.done();
+  }
+}
+
+/**
+ * Expects the handoff `transferId` and its parts, each put into the prefix cache (and kept, by block index)
+ * as it lands; a part whose meta is malformed is refused.
+ */
+function expectParts(
+  admission: TransferAdmission,
+  engine: Pick<LLMEngine, 'cacheBlocks'>,
+  req: W.GenerateRequestMsg,
+  transferId: string,
+): {
+  readonly expected: ReturnType<TransferAdmission['expect']>;
+  readonly byIndex: Map<number, KvBlock>;
+  readonly inserted: Promise<number>[];
+  readonly insert: (fromBlock: number, blocks: readonly KvBlock[]) => void;
+} {
+  const salt = req.cache_salt ?? '';
+  const byIndex = new Map<number, KvBlock>();
+  const inserted: Promise<number>[] = [];
+  const insert = (fromBlock: number, blocks: readonly KvBlock[]): void => {
+    blocks.forEach((b, k) => byIndex.set(fromBlock + k, b));
+    const kv = { fromBlock, blocks: blocks.map((b) => b.data), checksums: blocks.map((b) => b.checksum) };
+    inserted.push(engine.cacheBlocks(req.prompt_token_ids, salt, kv));
+  };
+  const expected = admission.expect(transferId, STREAMED_ARRIVE_MS, (part: Arrival) =>
+    insert(decodeHandoffPartMeta(part.meta).fromBlock, part.blocks),
+  );
+  return { expected, byIndex, inserted, insert };
 }
 
 /** What the decode engine imports: `blocks` from block `fromBlock` on, and the first token and sampler state the meta carried. */
@@ -135,7 +189,8 @@ export interface PrefillDeps {
 
 /**
  * Prefill side: computes the prompt (past `from_block`), reports the first token through `onFirst` at once,
- * pushes the KV to the request's target and resolves with the receiver's receipt.
+ * pushes the KV to the request's target and resolves with the receiver's receipt. With `target.leave_tail`,
+ * the prompt's last block is left out and nothing is sampled (no `first`): the target computes the rest.
  */
 export async function prefillAndPush(
   deps: PrefillDeps,
@@ -143,8 +198,9 @@ export async function prefillAndPush(
   signal: AbortSignal,
   onFirst: (first: W.PrefillFirstMsg) => void,
 ): Promise<{
-  readonly first: W.PrefillFirstMsg;
+  readonly first?: W.PrefillFirstMsg;
   readonly rngState?: readonly number[];
+  readonly cachedTokens: number;
   readonly receipt: TransferReceipt;
   readonly pushSeconds: number;
 }> {
@@ -152,6 +208,15 @@ export async function prefillAndPush(
   const target = req.target;
   if (!target) throw new EngineError('invalid_request', 'prefill needs a transfer target', 'target');
   const sampling = prefillSampling(samplingFromWire(req.sampling));
+  const leaveTail = target.leave_tail === true;
+  // Left to the target: the block holding the last prompt token (a full one too). At least one block goes.
+  const computeTo = leaveTail
+    ? Math.floor((req.prompt_token_ids.length - 1) / engine.blockSize) * engine.blockSize
+    : req.prompt_token_ids.length;
+  if (leaveTail && computeTo <= req.from_block * engine.blockSize)
+    throw new EngineError('invalid_request', 'leave_tail needs a full block past from_block below the last prompt token', 'target');
+  if (leaveTail && sampling.promptLogprobs !== undefined)
+    throw new EngineError('invalid_request', 'prompt logprobs need the whole prompt computed: leave_tail cannot give them', 'target');
   const cacheSalt = req.cache_salt ?? '';
   const prefetched = await deps.storeLink?.prefetch(req.prompt_token_ids, signal, cacheSalt);
   const hashes = chainHashes(req.prompt_token_ids, engine.blockSize, engine.modelId, cacheSalt);
@@ -176,15 +241,20 @@ export async function prefillAndPush(
       : undefined;
   let first: W.PrefillFirstMsg | undefined;
   let kv: ExportedKv | undefined;
+  let cachedTokens = 0;
   // The prefill engine orders it as the decode engine does: its tier's band, then its priority.
   const order = { priority: req.priority ?? 0, serviceTier: serviceTierFromWire(req.service_tier) };
   try {
     for await (const o of engine.generate({
       requestId: `prefill:${req.request_id}`,
-      promptTokenIds: req.prompt_token_ids,
+      promptTokenIds: leaveTail ? req.prompt_token_ids.slice(0, computeTo) : req.prompt_token_ids,
       sampling,
       signal,
-      exportKv: { fromBlock: req.from_block, ...(parts ? { onBlocks: (p: ExportedKv) => parts.add(p) } : {}) },
+      exportKv: {
+        fromBlock: req.from_block,
+        withoutToken: leaveTail,
+        ...(parts ? { onBlocks: (p: ExportedKv) => parts.add(p) } : {}),
+      },
       prefetched,
       cacheSalt,
       ...order,
@@ -193,24 +263,29 @@ export async function prefillAndPush(
         first = firstToWire(o);
         onFirst(first); // the client's first token need not wait for the KV transfer below
       }
-      if (o.kv) kv = o.kv;
+      if (o.kv) {
+        kv = o.kv;
+        cachedTokens = o.cachedTokens;
+      }
     }
   } finally {
     await parts?.settled(); // nothing in flight outlives the request
   }
-  if (!first || !kv) throw new EngineError('internal', signal.aborted ? 'prefill cancelled' : 'prefill produced no KV');
-  // What the decode worker has not confirmed yet goes last, with the first token.
+  if ((!first && !leaveTail) || !kv) throw new EngineError('internal', signal.aborted ? 'prefill cancelled' : 'prefill produced no KV');
+  // What the decode worker has not confirmed yet goes last, with the first token (or, leaving the tail, what it cached).
   const unsent = parts?.unconfirmed(kv) ?? kv;
   const t0 = performance.now();
   const receipt = await send(
     toSend(unsent.fromBlock, unsent.blocks),
     target.transfer_id,
-    encodeHandoffMeta({ first, rngState: kv.rngState, fromBlock: unsent.fromBlock }),
+    first
+      ? encodeHandoffMeta({ first, rngState: kv.rngState, fromBlock: unsent.fromBlock })
+      : encodeHandoffPartMeta({ fromBlock: unsent.fromBlock, cachedTokens }),
   );
   const streamed = parts?.confirmed ?? { blocks: 0, bytes: 0 };
   return {
-    first,
-    rngState: kv.rngState,
+    ...(first ? { first, rngState: kv.rngState } : {}),
+    cachedTokens,
     receipt: { ...receipt, blocks: receipt.blocks + streamed.blocks, bytes: receipt.bytes + streamed.bytes },
     pushSeconds: (performance.now() - t0) / 1000,
   };

@@ -11,7 +11,7 @@ import { TransferReceiver, TransferSender, isTransferError, type KvBlock, type T
 import { TransferAdmission } from './admission';
 import { outputToWire, samplingFromWire, serviceTierFromWire } from './codec';
 import { engineErrorStatus } from './errors';
-import { prefillAndPush, receivePushedKv, receiveStreamedKv } from './handoff';
+import { prefillAndPush, receivePushedKv, receiveStreamedKv, receiveStreamedPrefix } from './handoff';
 import { WORKER_GRPC_OPTIONS, workerService } from './proto';
 import { StoreLink, type StoreLinkOptions } from './store-link';
 import type * as W from './wire';
@@ -272,18 +272,24 @@ export class WorkerServer {
       if (this.draining) throw new EngineError('not_ready', 'worker is draining');
       const sampling = samplingFromWire(req.sampling);
       const plan = req.prefill ?? { mode: 'local', prefill_worker: '', transfer_id: '' };
-      if (plan.mode !== 'local' && plan.mode !== 'pushed' && plan.mode !== 'streamed')
+      if (!['local', 'pushed', 'streamed', 'tail'].includes(plan.mode))
         throw new EngineError('invalid_request', `unknown prefill mode ${JSON.stringify(plan.mode)}`, 'prefill.mode');
       let prefilled: PrefilledKv | undefined;
       let prefilledBy = '';
+      // Plan 'tail': the prompt's blocks but its last came into the prefix cache; the usage reports the prefill worker's hits.
+      let streamedPrefix: { readonly cachedTokens: number } | undefined;
       // A migrated stream: prefilled here, from whatever of prompt + output the caches hold.
       const resumed = req.resume_output_token_ids ?? [];
       if (resumed.length === 0 && plan.mode !== 'local' && this.admission !== undefined && plan.transfer_id !== '') {
         try {
-          prefilled =
-            plan.mode === 'streamed'
-              ? await receiveStreamedKv(this.admission, this.opts.engine, req, plan.transfer_id, ac.signal)
-              : await receivePushedKv(this.admission, this.opts.engine, req, plan.transfer_id, ac.signal);
+          const admission = this.admission;
+          const engine = this.opts.engine;
+          if (plan.mode === 'tail') streamedPrefix = await receiveStreamedPrefix(admission, engine, req, plan.transfer_id, ac.signal);
+          else
+            prefilled =
+              plan.mode === 'streamed'
+                ? await receiveStreamedKv(admission, engine, req, plan.transfer_id, ac.signal)
+                : await receivePushedKv(admission, engine, req, plan.transfer_id, ac.signal);
           prefilledBy = plan.prefill_worker;
         } catch (err) {
           if (ac.signal.aborted) return;
@@ -297,7 +303,9 @@ export class WorkerServer {
       }
       const cacheSalt = req.cache_salt ?? '';
       const prefetched =
-        prefilled === undefined ? await this.storeLink?.prefetch([...req.prompt_token_ids, ...resumed], ac.signal, cacheSalt) : undefined;
+        prefilled === undefined && streamedPrefix === undefined
+          ? await this.storeLink?.prefetch([...req.prompt_token_ids, ...resumed], ac.signal, cacheSalt)
+          : undefined;
       if (ac.signal.aborted) return;
       const outputs = this.opts.engine.generate({
         requestId: req.request_id,
@@ -313,7 +321,9 @@ export class WorkerServer {
       });
       for await (const o of outputs) {
         if (ac.signal.aborted) break;
-        call.write(outputToWire(o, prefilledBy));
+        const chunk = outputToWire(o, prefilledBy);
+        if (streamedPrefix !== undefined) chunk.cached_tokens = streamedPrefix.cachedTokens;
+        call.write(chunk);
       }
       call.end();
     } catch (err) {
@@ -331,7 +341,7 @@ export class WorkerServer {
       if (this.draining) throw new EngineError('not_ready', 'worker is draining');
       await this.requireDecodePeer(req.target?.grpc_address ?? ''); // KV goes only to a registered worker
       const deps = { engine: this.opts.engine, sender: this.sender, storeLink: this.storeLink, sendTransport: this.opts.sendTransport };
-      const { first, rngState, receipt, pushSeconds } = await prefillAndPush(deps, req, ac.signal, (f) =>
+      const { first, rngState, cachedTokens, receipt, pushSeconds } = await prefillAndPush(deps, req, ac.signal, (f) =>
         call.write({ kind: 'first', first: f }),
       ).catch((err: unknown) => {
         if (!ac.signal.aborted && isTransferError(err)) this.opts.onTransferFailed?.('out');
@@ -341,11 +351,11 @@ export class WorkerServer {
       call.write({
         kind: 'done',
         done: {
-          first_token: first.first_token,
-          first_logprob: first.first_logprob,
-          first_top: first.first_top,
+          first_token: first?.first_token ?? 0,
+          first_logprob: first?.first_logprob ?? 0,
+          first_top: first?.first_top ?? [],
           rng_state: rngState ? [...rngState] : [],
-          cached_tokens: first.cached_tokens,
+          cached_tokens: cachedTokens,
           blocks: receipt.blocks,
           bytes: receipt.bytes,
           transport: receipt.transport,

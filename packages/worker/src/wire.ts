@@ -86,6 +86,8 @@ export interface TransferTargetMsg {
   transport: string;
   /** Send each prefill chunk's full blocks as it is computed (optional to send; always set when received). */
   stream_parts?: boolean;
+  /** See worker.proto's TransferTarget (optional to send; always set when received). */
+  leave_tail?: boolean;
 }
 
 export interface PrefillRequestMsg {
@@ -206,7 +208,7 @@ export const WIRE_FIELDS: Readonly<Record<string, readonly string[]>> = {
     'prefilled_by',
     'prompt_logprobs',
   ],
-  'pdserve.v1.TransferTarget': ['grpc_address', 'transfer_id', 'transport', 'stream_parts'],
+  'pdserve.v1.TransferTarget': ['grpc_address', 'transfer_id', 'transport', 'stream_parts', 'leave_tail'],
   'pdserve.v1.PrefillRequest': [
     'request_id',
     'prompt_token_ids',

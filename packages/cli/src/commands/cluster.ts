@@ -170,6 +170,12 @@ export const ROUTER_FLAGS: Readonly<Record<string, FlagSpec>> = {
     default: 'on',
     value: oneOf('on', 'off'),
   },
+  'decode-computes-tail': {
+    type: 'string',
+    help: "with --kv-streaming on: on, the decode worker computes the block holding the prompt's last token and samples the first token (every block before it streamed in), so the second token follows one decode step later; off, the prefill worker samples it and that block moves after",
+    default: 'on',
+    value: oneOf('on', 'off'),
+  },
   'prefill-queue-max-tokens': {
     type: 'string',
     help: 'a prefill worker with more queued prefill tokens than this is busy (prefill then stays local)',
@@ -397,6 +403,7 @@ function gatewayFromFlags(
     edge: edgeOptionsOf(f),
     migrationLimit: f.int('migration-limit', 0),
     kvStreaming: f.str('kv-streaming') !== 'off',
+    decodeComputesTail: f.str('decode-computes-tail') !== 'off',
     admission: admissionOf(f),
     tls,
   });
