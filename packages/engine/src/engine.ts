@@ -434,6 +434,7 @@ export class LLMEngine implements EngineClient {
     this.planSpeculation();
     const plan = this.scheduler.schedule();
     this.account(plan);
+    for (const seq of plan.cachedExports) this.exportWithoutToken(seq);
     for (const seq of plan.imports) this.importKv(seq);
     // An imported sequence decodes in the step that imports it (its first token was sampled on the prefill
     // side), unless the import fell back to a local prefill or that token ended it.

@@ -280,9 +280,11 @@ describe('PD handoff between two engines', () => {
         const computeTo = Math.floor((len - 1) / 16) * 16;
         const before = { prefill: streamingPrefill.stats(), decode: decode.stats() };
         const parts: number[][] = [];
+        const exported: Uint8Array[] = [];
         const cached: Promise<number>[] = [];
         const take = (p: { fromBlock: number; blocks: readonly Uint8Array[] }): void => {
           parts.push([p.fromBlock, p.blocks.length]);
+          exported.push(...p.blocks.map((b) => b.slice()));
           cached.push(decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) }));
         };
         const pre = await drain(
@@ -309,6 +311,22 @@ describe('PD handoff between two engines', () => {
         // Nothing copied from the blocks into a decode row: the tail joined the staged row, and decoding went on in it.
         expect(after.decodeGatheredTokens - before.decode.decodeGatheredTokens).toBe(0);
         expect(after.usedBlocks).toBe(0);
+        expect(streamingPrefill.stats().usedBlocks).toBe(0);
+        // Again: the whole prompt is cached on the prefill engine (nothing is sampled, so its last block needs
+        // no computing either): nothing computed, every block exported at once.
+        const computed = streamingPrefill.stats().prefillTokensComputed;
+        const again = await drain(
+          streamingPrefill.generate({
+            requestId: 'tail-again',
+            promptTokenIds: tokens.slice(0, computeTo),
+            sampling: { ...params, maxTokens: 1 },
+            exportKv: { fromBlock: 0, withoutToken: true, onBlocks: () => expect.unreachable() },
+          }),
+        );
+        expect(streamingPrefill.stats().prefillTokensComputed).toBe(computed);
+        expect(again.at(-1)!.cachedTokens).toBe(computeTo);
+        expect(again.at(-1)!.kv!.fromBlock).toBe(0);
+        expect(again.at(-1)!.kv!.blocks).toEqual(exported); // the same bytes as computed the first time
         expect(streamingPrefill.stats().usedBlocks).toBe(0);
       }
     } finally {

@@ -31,6 +31,8 @@ export interface SchedulerOutput {
    * the engine copies the KV in and decodes each in this same step.
    */
   readonly imports: readonly Sequence[];
+  /** Admitted export-only sequences (exportKv.withoutToken) whose whole prompt was cached: nothing to compute, only to export. */
+  readonly cachedExports: readonly Sequence[];
 }
 
 /**
@@ -88,6 +90,7 @@ export class Scheduler {
     const prefills: PrefillChunk[] = [];
     const admitted: { seq: Sequence; cachedTokens: number }[] = [];
     const imports: Sequence[] = [];
+    const cachedExports: Sequence[] = [];
 
     for (const seq of this.running) {
       if (!seq.isPrefill || budget <= 0) continue;
@@ -99,6 +102,14 @@ export class Scheduler {
     while (this.waiting.length > 0 && this.running.length < this.cfg.maxNumSeqs && budget > 0) {
       const seq = this.waiting[0]!;
       let cached = this.acquirePrefix(seq);
+      if (seq.exportOnly && seq.numComputed === seq.tokens.length) {
+        this.waiting.shift();
+        seq.status = 'running';
+        this.running.push(seq);
+        admitted.push({ seq, cachedTokens: cached });
+        cachedExports.push(seq);
+        continue;
+      }
       if (seq.prefilled) {
         const ok = this.admitImport(seq, this.running.length > 0 ? this.cfg.watermarkBlocks : 0);
         if (ok === 'wait') break;
@@ -125,11 +136,11 @@ export class Scheduler {
       prefills.push({ seq, start: seq.numComputed, end: seq.numComputed + chunk });
       budget -= chunk;
     }
-    if (decodes.length === 0 && prefills.length === 0 && imports.length === 0 && this.running.length > 0) {
+    if (decodes.length === 0 && prefills.length === 0 && imports.length === 0 && cachedExports.length === 0 && this.running.length > 0) {
       // Every running prompt is stuck waiting for blocks held by the others: make room.
       preempted.push(this.preemptNewest());
     }
-    return { decodes, prefills, preempted, admitted, imports };
+    return { decodes, prefills, preempted, admitted, imports, cachedExports };
   }
 
   /**
@@ -234,7 +245,8 @@ export class Scheduler {
 
   /**
    * Takes references on the cached blocks of seq's longest cached prefix. At least one token is always
-   * left to compute, because the next token's logits come from computing the last one.
+   * left to compute, because the next token's logits come from computing the last one; an export-only
+   * sequence samples nothing, and may find its whole prompt cached.
    */
   private acquirePrefix(seq: Sequence): number {
     // A cached block has no logits: prompt logprobs need the prompt computed.
@@ -242,7 +254,7 @@ export class Scheduler {
       ? seq.prefilled.fromBlock
       : seq.collectsPromptLogprobs
         ? 0
-        : Math.floor((seq.tokens.length - 1) / seq.blockSize);
+        : Math.floor((seq.tokens.length - (seq.exportOnly ? 0 : 1)) / seq.blockSize);
     for (let i = 0; i < maxBlocks; i++) {
       const id = this.pool.acquireCached(seq.blockHash(i));
       if (id === undefined) break;
