@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freePort, startNats, startRedis, type TestServer } from './servers';
+import { freePort, portsBelowEphemeral, startNats, startRedis, type TestServer } from './servers';
 
 /** Sends `line` (if any) and resolves with the first chunk the server answers. */
 function firstReply(port: number, line?: string): Promise<string> {
@@ -37,6 +37,9 @@ describe('freePort', () => {
     const port = await freePort();
     expect(port).toBeGreaterThan(0);
     expect(await refused(port)).toBe(true);
+    // Never one the kernel may give an outgoing connection meanwhile, where its ephemeral range leaves room below.
+    const below = portsBelowEphemeral();
+    if (below !== undefined) expect(port).toBeLessThan(below[1]);
   });
 });
 

@@ -47,16 +47,45 @@ export interface ServerOptions {
   readonly tlsDir?: string;
 }
 
-/** A free TCP port on 127.0.0.1 (free when asked; another process may still take it before use). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports the kernel never gives a connection as its source port: from 10000 up to its ephemeral range's
+ * start, or none where that range starts lower (or cannot be read).
+ */
+export function portsBelowEphemeral(): readonly [number, number] | undefined {
+  try {
+    const lo = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(lo) && lo > 11_000 ? [10_000, lo] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A free TCP port on 127.0.0.1 (free when asked; another process may still take it before use). Picked at
+ * random below the ephemeral range where there is one: a port the kernel picked for listen(0) is one it
+ * may also give an outgoing connection meanwhile (a busy test run saw a service fail to bind that way).
+ */
+export async function freePort(): Promise<number> {
+  const range = portsBelowEphemeral();
+  for (let i = 0; range !== undefined && i < 64; i++) {
+    const port = range[0] + Math.floor(Math.random() * (range[1] - range[0]));
+    if ((await listenOnce(port)) !== undefined) return port;
+  }
+  const port = await listenOnce(0);
+  if (port === undefined) throw new Error('could not find a free port');
+  return port;
+}
+
+/** Listens on `port` (0: any) on loopback and closes again: the port it got, or undefined if it could not. */
+function listenOnce(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.once('error', reject);
-    server.listen(0, LOOPBACK, () => {
+    server.once('error', () => resolve(undefined));
+    server.listen(port, LOOPBACK, () => {
       const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error('could not determine a free port'))));
+      const got = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(got > 0 ? got : undefined));
     });
   });
 }
