@@ -16,6 +16,7 @@ import { Tokenizer } from '@pdserve/tokenizer';
 import { makeThrowawayCa, readTlsDir, type TlsMaterial } from '@pdserve/rpc';
 import { completion, freePort } from '@pdserve/testkit';
 import {
+  prefillDone,
   prefillFirst,
   samplingToWire,
   seededSampling,
@@ -671,6 +672,40 @@ describe('first token ahead of the KV transfer', () => {
         });
       }
     }
+  });
+
+  it('plan tail, the decode worker computing the last block: the tokens and logprobs of the local path, greedy and seeded; usage counts the prefill worker\'s cache', async () => {
+    const prompt = 'A prompt whose last block the decode worker computes itself, every block before it streamed in from the prefill worker';
+    const samplings = [
+      { temperature: 0, maxTokens: 10, logprobs: 2 },
+      { temperature: 0.8, seed: 5, maxTokens: 10, logprobs: 2 },
+    ];
+    for (const [j, sp] of samplings.entries()) {
+      const id = `tail-${j}`;
+      const req: GenerateRequestMsg = { ...request(id, prompt, sp), prefill: { mode: 'tail', prefill_worker: 'p0', transfer_id: id } };
+      const n = req.prompt_token_ids.length;
+      const below = Math.floor((n - 1) / 16) * 16;
+      expect(below).toBeGreaterThan(0);
+      const computed = decode.engine.stats().prefillTokensComputed;
+      const target = { grpc_address: decode.grpcAddress, transfer_id: id, transport: 'auto', stream_parts: true, leave_tail: true };
+      const events = toPrefill.prefill({ request_id: id, prompt_token_ids: req.prompt_token_ids, sampling: req.sampling, from_block: 0, target });
+      const [got, done] = await Promise.all([chunksOf(req), prefillDone(events)]);
+      expect(done.blocks).toBe(below / 16);
+      expect(decode.engine.stats().prefillTokensComputed - computed).toBe(n - below);
+      // Cold on the prefill worker the first time; the second time its whole part of the prompt came from its cache.
+      expect(got[0]).toMatchObject({ prefilled_by: 'p0', cached_tokens: j === 0 ? 0 : below });
+      const want = await chunksOf(request(`${id}-local`, prompt, sp));
+      expect(tokensOf(got)).toEqual(tokensOf(want));
+      expect(got.at(-1)!.finish_reason).toBe(want.at(-1)!.finish_reason);
+      const gotLp = got.flatMap((c) => c.logprobs);
+      const wantLp = want.flatMap((c) => c.logprobs);
+      expect(gotLp).toHaveLength(tokensOf(got).length);
+      gotLp.forEach((lp, k) => {
+        expect(lp.logprob).toBeCloseTo(wantLp[k]!.logprob, 3);
+        expect(lp.top.map((t) => t.token_id)).toEqual(wantLp[k]!.top.map((t) => t.token_id));
+      });
+    }
+    expect(decode.engine.stats().usedBlocks).toBe(0);
   });
 
   it('max_tokens 1, and a first token that stops the request, yield exactly that token and a finish reason', async () => {
