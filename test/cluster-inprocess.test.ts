@@ -674,7 +674,7 @@ describe('first token ahead of the KV transfer', () => {
     }
   });
 
-  it('plan tail, the decode worker computing the last block: the tokens and logprobs of the local path, greedy and seeded; usage counts the prefill worker\'s cache', async () => {
+  it("plan tail, the decode worker computing the last block: the tokens and logprobs of the local path, greedy and seeded; usage counts the prefill worker's cache", async () => {
     const prompt = 'A prompt whose last block the decode worker computes itself, every block before it streamed in from the prefill worker';
     const samplings = [
       { temperature: 0, maxTokens: 10, logprobs: 2 },
@@ -688,7 +688,13 @@ describe('first token ahead of the KV transfer', () => {
       expect(below).toBeGreaterThan(0);
       const computed = decode.engine.stats().prefillTokensComputed;
       const target = { grpc_address: decode.grpcAddress, transfer_id: id, transport: 'auto', stream_parts: true, leave_tail: true };
-      const events = toPrefill.prefill({ request_id: id, prompt_token_ids: req.prompt_token_ids, sampling: req.sampling, from_block: 0, target });
+      const events = toPrefill.prefill({
+        request_id: id,
+        prompt_token_ids: req.prompt_token_ids,
+        sampling: req.sampling,
+        from_block: 0,
+        target,
+      });
       const [got, done] = await Promise.all([chunksOf(req), prefillDone(events)]);
       expect(done.blocks).toBe(below / 16);
       expect(decode.engine.stats().prefillTokensComputed - computed).toBe(n - below);
