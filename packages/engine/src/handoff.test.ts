@@ -334,6 +334,45 @@ describe('PD handoff between two engines', () => {
     }
   });
 
+  it('the tail computed on the decode engine gives the tokens of a local prefill under the most fragile seeded sampling (temperature 1, top-p 0.9)', async () => {
+    // The tail's logits come from a decode row on the staged row (its past as wide as the staged arena), a local
+    // prompt's from a prefill (its past exactly as wide as itself): a draw near a boundary would show a difference.
+    const local = await LLMEngine.create({ modelDir: dir, modelId: 'tiny' });
+    try {
+      for (let c = 0; c < 12; c++) {
+        const len = 300 + ((c * 37) % 250);
+        const tokens = prompt(5000 + c, len);
+        const params = samplingParams({ temperature: 1, topP: 0.9, seed: 77 + c, maxTokens: 16, ignoreEos: true });
+        const want = (await drain(local.generate({ requestId: `local-${c}`, promptTokenIds: tokens, sampling: params }))).flatMap((o) => [
+          ...o.tokenIds,
+        ]);
+        const computeTo = Math.floor((len - 1) / 16) * 16;
+        const cached: Promise<number>[] = [];
+        const take = (p: { fromBlock: number; blocks: readonly Uint8Array[] }): void => {
+          cached.push(decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) }));
+        };
+        const pre = await drain(
+          prefill.generate({
+            requestId: `tail-p-${c}`,
+            promptTokenIds: tokens.slice(0, computeTo),
+            sampling: { ...params, maxTokens: 1 },
+            exportKv: { fromBlock: 0, withoutToken: true, onBlocks: take },
+          }),
+        );
+        take(pre.at(-1)!.kv!);
+        await Promise.all(cached);
+        const got = await drain(decode.generate({ requestId: `tail-d-${c}`, promptTokenIds: tokens, sampling: params }));
+        expect(
+          got.flatMap((o) => [...o.tokenIds]),
+          `prompt ${c}`,
+        ).toEqual(want);
+      }
+      expect(decode.stats().usedBlocks).toBe(0);
+    } finally {
+      await local.close();
+    }
+  });
+
   it('streamed blocks that are corrupt or of another prompt are refused, never cached', async () => {
     const tokens = prompt(77, 40);
     const pre = await drain(
