@@ -96,6 +96,32 @@ async function streamedHandoff(streaming: LLMEngine, tokens: number[], params: S
   return { parts, cachedBlocks, last, own, tokens: out.flatMap((o) => [...o.tokenIds]) };
 }
 
+/**
+ * A handoff that leaves the prompt's last block to the decode engine: `from` computes every block below it and
+ * samples nothing; each part it exports, and its last export, go into the decode engine's prefix cache.
+ */
+async function leaveTail(from: LLMEngine, tokens: number[], params: SamplingParams, requestId: string) {
+  const computeTo = Math.floor((tokens.length - 1) / 16) * 16;
+  const parts: number[][] = [];
+  const exported: Uint8Array[] = [];
+  const cached: Promise<number>[] = [];
+  const take = (p: { fromBlock: number; blocks: readonly Uint8Array[] }): void => {
+    parts.push([p.fromBlock, p.blocks.length]);
+    exported.push(...p.blocks.map((b) => b.slice()));
+    cached.push(decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) }));
+  };
+  const pre = await drain(
+    from.generate({
+      requestId,
+      promptTokenIds: tokens.slice(0, computeTo),
+      sampling: { ...params, maxTokens: 1 },
+      exportKv: { fromBlock: 0, withoutToken: true, onBlocks: take },
+    }),
+  );
+  take(pre.at(-1)!.kv!); // the last transfer: the blocks not handed over yet
+  return { computeTo, pre, parts, exported, cachedBlocks: await Promise.all(cached) };
+}
+
 describe('PD handoff between two engines', () => {
   it('greedy: tokens equal the reference; the decode engine computes no prompt token', async () => {
     const params = samplingParams({ temperature: 0, maxTokens: 16, ignoreEos: true });
@@ -277,32 +303,16 @@ describe('PD handoff between two engines', () => {
         [70, samplingParams({ temperature: 0.8, seed: 8, maxTokens: 4, ignoreEos: true })],
       ] as const) {
         const tokens = prompt(len + 5, len);
-        const computeTo = Math.floor((len - 1) / 16) * 16;
         const before = { prefill: streamingPrefill.stats(), decode: decode.stats() };
-        const parts: number[][] = [];
-        const exported: Uint8Array[] = [];
-        const cached: Promise<number>[] = [];
-        const take = (p: { fromBlock: number; blocks: readonly Uint8Array[] }): void => {
-          parts.push([p.fromBlock, p.blocks.length]);
-          exported.push(...p.blocks.map((b) => b.slice()));
-          cached.push(decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) }));
-        };
-        const pre = await drain(
-          streamingPrefill.generate({
-            requestId: 'tail',
-            promptTokenIds: tokens.slice(0, computeTo),
-            sampling: { ...params, maxTokens: 1 },
-            exportKv: { fromBlock: 0, withoutToken: true, onBlocks: take },
-          }),
-        );
+        const { computeTo, pre, parts, exported, cachedBlocks } = await leaveTail(streamingPrefill, tokens, params, 'tail');
         expect(pre.flatMap((o) => [...o.tokenIds])).toEqual([]); // nothing sampled
         expect(pre.at(-1)!.finishReason).toBe('length');
-        take(pre.at(-1)!.kv!); // the last transfer: the blocks not handed over yet, into the cache too
-        // Chunks of 64 tokens, not split at the end: every block below the last prompt token's, each once.
+        // Chunks of 64 tokens, not split at the end: every block below the last prompt token's, each once (the last
+        // transfer's too).
         const chunks = Math.ceil(computeTo / chunk);
         expect(streamingPrefill.stats().steps - before.prefill.steps).toBe(chunks);
         expect(parts).toEqual(Array.from({ length: chunks }, (_, k) => [4 * k, Math.min(4, computeTo / 16 - 4 * k)]));
-        expect(await Promise.all(cached)).toEqual(parts.map((p) => p[1]));
+        expect(cachedBlocks).toEqual(parts.map((p) => p[1]));
         const out = await drain(decode.generate({ requestId: 'tail-d', promptTokenIds: tokens, sampling: params }));
         expect(out.flatMap((o) => [...o.tokenIds])).toEqual((await referenceGenerate(runner, tokens, params)).tokenIds);
         const after = decode.stats();
@@ -346,21 +356,7 @@ describe('PD handoff between two engines', () => {
         const want = (await drain(local.generate({ requestId: `local-${c}`, promptTokenIds: tokens, sampling: params }))).flatMap((o) => [
           ...o.tokenIds,
         ]);
-        const computeTo = Math.floor((len - 1) / 16) * 16;
-        const cached: Promise<number>[] = [];
-        const take = (p: { fromBlock: number; blocks: readonly Uint8Array[] }): void => {
-          cached.push(decode.cacheBlocks(tokens, '', { fromBlock: p.fromBlock, blocks: p.blocks.map((b) => b.slice()) }));
-        };
-        const pre = await drain(
-          prefill.generate({
-            requestId: `tail-p-${c}`,
-            promptTokenIds: tokens.slice(0, computeTo),
-            sampling: { ...params, maxTokens: 1 },
-            exportKv: { fromBlock: 0, withoutToken: true, onBlocks: take },
-          }),
-        );
-        take(pre.at(-1)!.kv!);
-        await Promise.all(cached);
+        await leaveTail(prefill, tokens, params, `tail-p-${c}`);
         const got = await drain(decode.generate({ requestId: `tail-d-${c}`, promptTokenIds: tokens, sampling: params }));
         expect(
           got.flatMap((o) => [...o.tokenIds]),
