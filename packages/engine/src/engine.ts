@@ -551,11 +551,10 @@ export class LLMEngine implements EngineClient {
    */
   private stagedTail(c: PrefillChunk): string | undefined {
     const seq = c.seq;
-    const full = Math.floor(seq.promptLen / seq.blockSize);
-    if (c.start === 0 || c.end !== seq.promptLen || seq.tokens.length !== seq.promptLen || full === 0) return undefined;
+    if (c.start === 0 || c.end !== seq.promptLen || seq.tokens.length !== seq.promptLen) return undefined;
     if (seq.collectsPromptLogprobs || seq.exportFromBlock !== undefined) return undefined;
-    const key = stagedKeyOf(seq.blockHash(full - 1), seq.promptLen);
-    if (key !== this.lastStaged) return undefined;
+    const key = promptStagedKey(seq);
+    if (key === undefined || key !== this.lastStaged) return undefined;
     this.lastStaged = undefined; // the staging is used (or dropped) by this forward
     return key;
   }
@@ -880,8 +879,7 @@ export class LLMEngine implements EngineClient {
     }
     seq.numComputed = seq.promptLen;
     seq.numCachedPrompt = Math.max(seq.numCachedPrompt, Math.min(p.cachedTokens, seq.promptLen));
-    const full = Math.floor(seq.promptLen / bs);
-    seq.stagedKey = full > 0 ? stagedKeyOf(seq.blockHash(full - 1), seq.promptLen) : undefined;
+    seq.stagedKey = promptStagedKey(seq);
     if (seq.stagedKey === this.lastStaged) this.lastStaged = undefined; // its first decode row takes the staging
     this.publishFull(seq);
     if (p.rngState) seq.sampler.rngState = p.rngState;
@@ -1002,4 +1000,10 @@ export class LLMEngine implements EngineClient {
 /** What names a streamed prompt's staged decode row: the hash of its last full block and its length. */
 function stagedKeyOf(lastFullBlockHash: string, promptLen: number): string {
   return `${lastFullBlockHash}/${promptLen}`;
+}
+
+/** The staged key of `seq`'s prompt (stagedKeyOf), or undefined for a prompt without a full block. */
+function promptStagedKey(seq: Sequence): string | undefined {
+  const full = Math.floor(seq.promptLen / seq.blockSize);
+  return full > 0 ? stagedKeyOf(seq.blockHash(full - 1), seq.promptLen) : undefined;
 }

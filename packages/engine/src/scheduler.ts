@@ -91,6 +91,13 @@ export class Scheduler {
     const admitted: { seq: Sequence; cachedTokens: number }[] = [];
     const imports: Sequence[] = [];
     const cachedExports: Sequence[] = [];
+    /** The head of the queue starts running, with `cachedTokens` of its prompt from the prefix cache. */
+    const admit = (seq: Sequence, cachedTokens: number): void => {
+      this.waiting.shift();
+      seq.status = 'running';
+      this.running.push(seq);
+      admitted.push({ seq, cachedTokens });
+    };
 
     for (const seq of this.running) {
       if (!seq.isPrefill || budget <= 0) continue;
@@ -103,10 +110,7 @@ export class Scheduler {
       const seq = this.waiting[0]!;
       let cached = this.acquirePrefix(seq);
       if (seq.exportOnly && seq.numComputed === seq.tokens.length) {
-        this.waiting.shift();
-        seq.status = 'running';
-        this.running.push(seq);
-        admitted.push({ seq, cachedTokens: cached });
+        admit(seq, cached);
         cachedExports.push(seq);
         continue;
       }
@@ -115,10 +119,7 @@ export class Scheduler {
         if (ok === 'wait') break;
         if (ok === 'fallback') cached = seq.numComputed;
         if (ok === 'admitted') {
-          this.waiting.shift();
-          seq.status = 'running';
-          this.running.push(seq);
-          admitted.push({ seq, cachedTokens: cached });
+          admit(seq, cached);
           imports.push(seq);
           budget -= 1; // its first decode
           continue;
@@ -129,10 +130,7 @@ export class Scheduler {
         this.freeBlocks(seq);
         break;
       }
-      this.waiting.shift();
-      seq.status = 'running';
-      this.running.push(seq);
-      admitted.push({ seq, cachedTokens: cached });
+      admit(seq, cached);
       prefills.push({ seq, start: seq.numComputed, end: seq.numComputed + chunk });
       budget -= chunk;
     }

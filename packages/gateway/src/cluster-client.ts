@@ -285,6 +285,14 @@ export class ClusterClient implements EngineClient {
     signal?.addEventListener('abort', onAbort, { once: true });
     const local = (): AsyncGenerator<GenerateOutput> =>
       fromWire(view.client(decode.id).generate(req, decodeCtl.signal, this.deadlineMs(req)), wantLogprobs);
+    /** The prefill worker failed (`what`): said so, and the streamed Generate cancelled for a local one. */
+    const replaceStreamed = (err: unknown, what: string): void => {
+      logger.warn(
+        { requestId: req.request_id, worker: prefill.id, error: toCallError(err).message },
+        `${what}; prefilling on the decode worker`,
+      );
+      streamedCtl.abort();
+    };
     const bs = this.opts.blockSize;
     const tail =
       (this.opts.kvStreaming ?? true) &&
@@ -324,11 +332,7 @@ export class ClusterClient implements EngineClient {
         const head = await Promise.race([streamedHead.then((r) => ({ r })), failureOf(prefillDone(events))]);
         if ('failed' in head) {
           if (signal?.aborted) return;
-          logger.warn(
-            { requestId: req.request_id, worker: prefill.id, error: toCallError(head.failed).message },
-            'prefill worker failed; prefilling on the decode worker',
-          );
-          streamedCtl.abort();
+          replaceStreamed(head.failed, 'prefill worker failed');
           yield* local();
           return;
         }
@@ -343,14 +347,10 @@ export class ClusterClient implements EngineClient {
         ({ first, rest: receipt } = await prefillFirst(events));
       } catch (err) {
         if (signal?.aborted) return;
-        logger.warn(
-          { requestId: req.request_id, worker: prefill.id, error: toCallError(err).message },
-          'prefill worker failed; prefilling on the decode worker',
-        );
+        replaceStreamed(err, 'prefill worker failed');
       }
       if (first === undefined) {
         prefillCtl.abort();
-        streamedCtl.abort();
         yield* local();
         return;
       }
@@ -360,11 +360,7 @@ export class ClusterClient implements EngineClient {
       const head = await Promise.race([streamedHead.then((r) => ({ r })), failureOf(receipt!)]);
       let rest: AsyncIterable<GenerateOutput>;
       if ('failed' in head) {
-        logger.warn(
-          { requestId: req.request_id, worker: prefill.id, error: toCallError(head.failed).message },
-          'prefill worker failed after its first token; prefilling on the decode worker',
-        );
-        streamedCtl.abort();
+        replaceStreamed(head.failed, 'prefill worker failed after its first token');
         rest = local();
       } else {
         rest = prepend(head.r, streamed);
