@@ -192,7 +192,7 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
     };
     const x = seq(1, 20, 0);
     const fresh = await decodeAlone(new BatchExecutor(runner, layout, pool.data), x, 3);
-    // Another executor first decodes other sequences, one after the other (its two arenas left wider, and
+    // Another executor first decodes other sequences, one after the other (its arena left wider, and
     // columns in use), which then leave.
     const used = new BatchExecutor(runner, layout, pool.data);
     await decodeAlone(used, seq(2, 70, 11), 2);

@@ -4,23 +4,27 @@
 // columns past the ones in use masked out. A forward returns only its new tokens' KV (ModelRunner.forwardNew),
 // which is written into the next free columns in place: the past is never copied out of the model (as
 // fetching its `present`, past ++ new, would do every step) nor into a second buffer. Only what changed
-// moves: a sequence that joins is copied in from its blocks (one row), one that leaves is replaced by the
-// last row (one row), a rolled-back one only has columns masked out. A full copy from the blocks (into the
-// other of two arenas) happens when a joining row is longer than the columns in use, when masked-out
-// columns waste more than an eighth of them, or when the arena is out of rows or columns. A full copy lays
-// the arena out at a width that follows from the columns in use alone (ensureArena), and a row that joins
-// an empty batch is always copied in that way: what a sequence decoded alone computes does not depend on
-// the requests before it.
+// moves: a sequence that joins is copied in from its blocks (one row; leading blocks it shares with a row
+// joining with it, a common prompt prefix, are copied from that row's columns), one that leaves is replaced
+// by the last row (one row), a rolled-back one only has columns masked out. A full copy from the blocks
+// (the arena laid out anew: every row's past is in its blocks, so what the arena held is not needed)
+// happens when a joining row is longer than the columns in use, when masked-out columns waste more than an
+// eighth of them, or when the arena is out of rows or columns. A full copy lays the arena out at a width
+// that follows from the columns in use alone (ensureArena), and a row that joins an empty batch is always
+// copied in that way: what a sequence decoded alone computes does not depend on the requests before it.
+// The arena's buffers are kept as they grow: fresh memory is slow to touch on some hosts (a VM here took
+// up to ~1 s to first-touch the 1 GiB a batch of 32 rows of 1 k tokens needs at the preset, against
+// ~0.15 s to copy the rows into memory already touched).
 //
 // A prompt whose KV streams in from a prefill worker is staged: each part's blocks are copied, as they
-// land, into a third arena laid out as that prompt's row, so that when it joins an empty batch the arena
+// land, into a second arena laid out as that prompt's row, so that when it joins an empty batch the arena
 // becomes the resident one and only the blocks that came after the first token are copied from the pool.
 // A decode worker that computes the prompt's last block itself (its blocks before it streamed in) runs
 // that block as a decode row on the staged row the same way, and the row stays resident for its decode.
 // One prompt is staged at a time (another prompt's first part replaces it); anything else joins as above.
 import type { KvLayout } from '@pdserve/kv-cache';
 import type { LayerKv } from '@pdserve/model';
-import { copyBlock, gatherRow, type RowBlocks } from './kv-io';
+import { copyBlock, gatherRow, gatherRows, type RowBlocks } from './kv-io';
 
 /** What the resident KV needs to know of a row of the next decode batch. */
 export interface ResidentRow extends RowBlocks {
@@ -67,9 +71,8 @@ interface Arena {
 const emptyArena = (): Arena => ({ key: [], value: [], rows: 0, cols: 0 });
 
 export class ResidentKv {
-  private readonly arenas: [Arena, Arena] = [emptyArena(), emptyArena()];
-  /** Index of the arena holding the resident past. */
-  private cur = 0;
+  /** The resident past. */
+  private arena: Arena = emptyArena();
   private seqIds: number[] = [];
   private pastLens: number[] = [];
   /** Columns in use (every row's past is right-aligned at it, holes aside); new tokens go after. */
@@ -91,7 +94,7 @@ export class ResidentKv {
   }
 
   private get cols(): number {
-    return this.arenas[this.cur].cols;
+    return this.arena.cols;
   }
 
   /** The sequence's KV is about to change outside decode (recomputed, preempted): stop holding it. */
@@ -153,24 +156,27 @@ export class ResidentKv {
     const maxPast = rows.reduce((m, r) => Math.max(m, r.pastLen), 0);
     const wasted = this.used - maxPast;
     const fits = joining.every((r) => r.pastLen <= this.used);
-    const arena = this.arenas[this.cur];
+    const arena = this.arena;
     const room = rows.length <= arena.rows && this.used + seqLen <= arena.cols;
     let gathered = 0;
     if (!fits || !room || wasted > Math.max(WASTE_MIN_COLUMNS, this.used * WASTE_FRACTION)) {
       gathered = this.rebuild(rows, maxPast, seqLen);
-    } else {
+    } else if (joining.length > 0) {
       const C = arena.cols;
-      for (const r of joining) {
-        const slot = this.seqIds.length;
-        gatherRow(this.pool, this.layout, { blockTable: r.blockTable, len: r.pastLen }, this.views(slot + 1), slot, this.used, 0, C);
+      const first = this.seqIds.length;
+      const n = first + joining.length;
+      const past = joining.map((r) => ({ blockTable: r.blockTable, len: r.pastLen }));
+      gatherRows(this.pool, this.layout, past, this.views(n), first, this.used, C);
+      const mask = new Uint8Array(n * C);
+      mask.set(this.mask.subarray(0, first * C));
+      joining.forEach((r, i) => {
+        const slot = first + i;
         this.seqIds.push(r.seqId);
         this.pastLens.push(r.pastLen);
-        const mask = new Uint8Array((slot + 1) * C);
-        mask.set(this.mask.subarray(0, slot * C));
         mask.fill(1, slot * C + this.used - r.pastLen, slot * C + this.used);
-        this.mask = mask;
         gathered += r.pastLen;
-      }
+      });
+      this.mask = mask;
     }
     const slotOf = rows.map((r) => this.seqIds.indexOf(r.seqId));
     const n = this.seqIds.length;
@@ -185,7 +191,7 @@ export class ResidentKv {
     const { numKvHeads: H, headDim: D } = this.layout;
     const n = this.seqIds.length;
     const C = this.cols;
-    const arena = this.arenas[this.cur];
+    const arena = this.arena;
     newKv.forEach((kv, l) => {
       const key = arena.key[l]!;
       const value = arena.value[l]!;
@@ -207,8 +213,8 @@ export class ResidentKv {
   /** The staged arena becomes the resident one, holding `row` alone: the blocks past its first `tokens` are copied in. */
   private adoptStaged(row: ResidentRow, tokens: number): ResidentBatch {
     const W = row.pastLen;
-    const resident = this.arenas[this.cur];
-    this.arenas[this.cur] = this.spare;
+    const resident = this.arena;
+    this.arena = this.spare;
     this.spare = resident;
     const C = this.cols;
     const past = this.views(1);
@@ -235,7 +241,7 @@ export class ResidentKv {
     const C = this.cols;
     if (slot !== last) {
       const f = this.rowFloats(C);
-      const a = this.arenas[this.cur];
+      const a = this.arena;
       for (const buf of [...a.key, ...a.value]) buf.copyWithin(slot * f, last * f, (last + 1) * f);
       this.mask.copyWithin(slot * C, last * C, (last + 1) * C);
       this.seqIds[slot] = this.seqIds[last]!;
@@ -258,29 +264,35 @@ export class ResidentKv {
     this.pastLens[slot] = pastLen;
   }
 
-  /** Copies every row in from its blocks, right-aligned at `used` columns, into the other arena. */
+  /**
+   * Copies every row in from its blocks, right-aligned at `used` columns, into the arena laid out anew: what
+   * it held is not read (every row's past is in its blocks), so no second arena is needed.
+   */
   private rebuild(rows: readonly ResidentRow[], used: number, seqLen: number): number {
-    const other = this.arenas[1 - this.cur];
     const n = rows.length;
-    ensureArena(other, this.layout, n, used + seqLen);
-    const C = other.cols;
-    const dst = this.viewsOf(other, n);
+    ensureArena(this.arena, this.layout, n, used + seqLen);
+    const C = this.arena.cols;
     const mask = new Uint8Array(n * C);
-    rows.forEach((r, slot) => {
-      gatherRow(this.pool, this.layout, { blockTable: r.blockTable, len: r.pastLen }, dst, slot, used, 0, C);
-      mask.fill(1, slot * C + used - r.pastLen, slot * C + used);
-    });
+    gatherRows(
+      this.pool,
+      this.layout,
+      rows.map((r) => ({ blockTable: r.blockTable, len: r.pastLen })),
+      this.views(n),
+      0,
+      used,
+      C,
+    );
+    rows.forEach((r, slot) => mask.fill(1, slot * C + used - r.pastLen, slot * C + used));
     this.seqIds = rows.map((r) => r.seqId);
     this.pastLens = rows.map((r) => r.pastLen);
     this.used = used;
     this.mask = mask;
-    this.cur = 1 - this.cur;
     return rows.reduce((a, r) => a + r.pastLen, 0);
   }
 
   /** The resident arena's first `rows` rows, per layer. */
   private views(rows: number): LayerKv[] {
-    return this.viewsOf(this.arenas[this.cur], rows);
+    return this.viewsOf(this.arena, rows);
   }
 
   private viewsOf(a: Arena, rows: number): LayerKv[] {
