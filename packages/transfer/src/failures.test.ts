@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '@pdserve/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { blockChecksum } from './checksum';
 import { ERROR_TRAILER } from './errors';
@@ -50,14 +50,6 @@ afterAll(async () => {
   tx.close();
   await h.close();
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const addr = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return typeof addr === 'object' && addr !== null ? addr.port : 0;
-}
 
 const peer = (): { grpcAddress: string; advertisement: ReturnType<Harness['rx']['advertisement']> } => ({
   grpcAddress: h.address,

@@ -1,21 +1,10 @@
 // The worker's admin port answers from the first moment (liveness, scrapes) but /ready only once the worker
 // can take work: engine loaded and registered. A worker that cannot start leaves nothing listening.
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connectControlPlane, InProcessHub, silentLogger, type ControlPlane } from '@pdserve/control-plane';
 import { ensureTinyModel } from '@pdserve/model';
+import { freePort } from '@pdserve/testkit';
 import { startWorkerService } from './service';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer().once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function status(url: string): Promise<number> {
   try {
