@@ -1,4 +1,13 @@
-import { BLOCK_HEADER_BYTES, BlockPool, blockBytes, chainHashes, decodeBlock, encodeBlock, type KvLayout } from '@pdserve/kv-cache';
+import {
+  BLOCK_HEADER_BYTES,
+  BlockPool,
+  blockBytes,
+  blocksBeforeLastToken,
+  chainHashes,
+  decodeBlock,
+  encodeBlock,
+  type KvLayout,
+} from '@pdserve/kv-cache';
 import {
   isStopToken,
   loadModelSpec,
@@ -238,7 +247,7 @@ export class LLMEngine implements EngineClient {
     if (s.prefilled) return 0;
     let computed = s.numComputed;
     if (computed === 0) {
-      const reusable = Math.floor((s.tokens.length - 1) / s.blockSize);
+      const reusable = blocksBeforeLastToken(s.tokens.length, s.blockSize);
       let blocks = 0;
       while (blocks < reusable && this.pool.has(s.blockHash(blocks))) blocks++;
       computed = blocks * s.blockSize;
@@ -896,7 +905,7 @@ export class LLMEngine implements EngineClient {
     const p = seq.prefetched!;
     seq.prefetched = undefined;
     const bs = this.opts.blockSize;
-    const inserted = this.insertBlocks(p, Math.floor((seq.tokens.length - 1) / bs), (i) => seq.blockHash(i));
+    const inserted = this.insertBlocks(p, blocksBeforeLastToken(seq.tokens.length, bs), (i) => seq.blockHash(i));
     this.counters.prefetchedTokens += inserted.blocks * bs;
     if (inserted.rejected) this.counters.prefetchRejects += 1;
   }
@@ -916,7 +925,7 @@ export class LLMEngine implements EngineClient {
     return new Promise<number>((resolve) => {
       const insert = (): void => {
         const verified: Uint8Array[] = [];
-        const { blocks } = this.insertBlocks(kv, Math.floor((tokens.length - 1) / bs), (i) => hashes[i]!, verified);
+        const { blocks } = this.insertBlocks(kv, blocksBeforeLastToken(tokens.length, bs), (i) => hashes[i]!, verified);
         if (verified.length > 0 && hashes.length > 0) {
           this.lastStaged = stagedKeyOf(hashes.at(-1)!, tokens.length);
           this.executor.stage({

@@ -1,4 +1,4 @@
-import type { BlockPool } from '@pdserve/kv-cache';
+import { blocksBeforeLastToken, type BlockPool } from '@pdserve/kv-cache';
 import type { Sequence } from './sequence';
 
 export interface SchedulerConfig {
@@ -226,7 +226,7 @@ export class Scheduler {
     if (cap === 0 && remaining > budget && !first) return 0;
     const bs = seq.blockSize;
     if (cap > 0 && chunk === remaining && seq.onExportBlocks !== undefined && !seq.exportOnly) {
-      const tail = seq.tokens.length - Math.floor((seq.tokens.length - 1) / bs) * bs;
+      const tail = seq.tokens.length - blocksBeforeLastToken(seq.tokens.length, bs) * bs;
       if (remaining - tail >= STREAMED_SPLIT_MIN_BLOCKS * bs) chunk = remaining - tail;
     }
     const have = seq.blockTable.length * bs - seq.numComputed;

@@ -20,6 +20,15 @@ export function hashBlock(parent: BlockHash, tokens: ArrayLike<number>): BlockHa
   return createHash('sha256').update(buf).digest('hex').slice(0, 16);
 }
 
+/**
+ * Full blocks of a prompt of `tokens` tokens below the block that holds its last token: what a prefix cache
+ * may serve it or a prefill may hand over ahead of the rest, since the last prompt token is always computed
+ * (its logits give the first output token).
+ */
+export function blocksBeforeLastToken(tokens: number, blockSize: number): number {
+  return tokens > 0 ? Math.floor((tokens - 1) / blockSize) : 0;
+}
+
 /** Hashes of every full block of `tokens`, chained from the model's root. */
 export function chainHashes(tokens: readonly number[], blockSize: number, modelId: string, salt = ''): BlockHash[] {
   const out: BlockHash[] = [];

@@ -1,5 +1,5 @@
 export { blockBytes, blockFloats, headRunOffset, type KvLayout } from './layout';
-export { chainHashes, hashBlock, rootHash, type BlockHash } from './hash';
+export { blocksBeforeLastToken, chainHashes, hashBlock, rootHash, type BlockHash } from './hash';
 export { BlockPool, type BlockId, type KvCacheEvent } from './pool';
 export {
   BLOCK_HEADER_BYTES,

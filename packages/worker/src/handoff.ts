@@ -18,7 +18,7 @@
 // second token one decode step after the first.
 import { EngineError, type ExportedKv, type PrefilledKv } from '@pdserve/contracts';
 import type { LLMEngine } from '@pdserve/engine';
-import { blockCrc32, chainHashes } from '@pdserve/kv-cache';
+import { blockCrc32, blocksBeforeLastToken, chainHashes } from '@pdserve/kv-cache';
 import type { KvBlock, TransferReceipt, TransferSender, TransportKind } from '@pdserve/transfer';
 import type { Arrival, TransferAdmission } from './admission';
 import { firstToWire, prefillSampling, sampledFromWire, samplingFromWire, serviceTierFromWire } from './codec';
@@ -211,7 +211,7 @@ export async function prefillAndPush(
   const leaveTail = target.leave_tail === true;
   // Left to the target: the block holding the last prompt token (a full one too). At least one block goes.
   const computeTo = leaveTail
-    ? Math.floor((req.prompt_token_ids.length - 1) / engine.blockSize) * engine.blockSize
+    ? blocksBeforeLastToken(req.prompt_token_ids.length, engine.blockSize) * engine.blockSize
     : req.prompt_token_ids.length;
   if (leaveTail && computeTo <= req.from_block * engine.blockSize)
     throw new EngineError('invalid_request', 'leave_tail needs a full block past from_block below the last prompt token', 'target');

@@ -5,7 +5,7 @@
 import type { Logger, Membership, ServiceRecord } from '@pdserve/control-plane';
 import type { OffloadSink, PrefetchedKv } from '@pdserve/contracts';
 import type { LLMEngine } from '@pdserve/engine';
-import { chainHashes } from '@pdserve/kv-cache';
+import { blocksBeforeLastToken, chainHashes } from '@pdserve/kv-cache';
 import { KvStoreClient, placeReplicas, type PullingReceiver } from '@pdserve/kv-store';
 import type { TlsMaterial } from '@pdserve/rpc';
 import type { KvBlock, TransferSender, TransportKind } from '@pdserve/transfer';
@@ -110,7 +110,7 @@ export class StoreLink implements OffloadSink {
     const nodes = this.nodes();
     if (nodes.length === 0) return undefined;
     const bs = this.engine.blockSize;
-    const chain = chainHashes(tokens, bs, this.engine.modelId, cacheSalt).slice(0, Math.floor((tokens.length - 1) / bs));
+    const chain = chainHashes(tokens, bs, this.engine.modelId, cacheSalt).slice(0, blocksBeforeLastToken(tokens.length, bs));
     const from = Math.min(this.engine.cachedPrefixBlocks(tokens, cacheSalt), chain.length);
     const want = chain.slice(from);
     if (want.length < this.opts.minPrefetchBlocks) return undefined;
