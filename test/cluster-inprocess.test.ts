@@ -766,6 +766,67 @@ describe('first token ahead of the KV transfer, through the gateway', () => {
   });
 });
 
+describe('a rolling upgrade: a worker of an older release beside this one', () => {
+  /** The control plane as an older worker uses it: its record lists no features (it predates the list). */
+  const asOlderRelease = (plane: ControlPlane): ControlPlane => ({
+    ...plane,
+    registry: {
+      register: (record) => plane.registry.register({ ...record, features: undefined }),
+      list: () => plane.registry.list(),
+      watch: () => plane.registry.watch(),
+      close: async () => undefined,
+    },
+  });
+
+  it.each(['decode', 'prefill'] as const)(
+    "no tail plan when the %s worker does not list 'leave-tail': the prefill worker samples the first token, the same tokens",
+    async (older) => {
+      const hub = new InProcessHub();
+      const plane = await connectControlPlane({ cluster: `upgrade-${older}`, hub, logger: cpSilent });
+      const engine = { modelDir: dir, modelId: 'tiny', kvCacheBytes: 32 * 1024 * 1024 };
+      const start = (role: 'prefill' | 'decode') =>
+        startWorkerService({
+          role,
+          instanceId: `${role}-${older === role ? 'old' : 'new'}`,
+          engine,
+          controlPlane: older === role ? asOlderRelease(plane) : plane,
+          logger: cpSilent,
+          tls,
+        });
+      const [p, d] = await Promise.all([start('prefill'), start('decode')]);
+      const g = await startGateway({
+        modelDir: dir,
+        modelId: 'tiny',
+        controlPlane: plane,
+        logger: silentLogger,
+        port: 0,
+        disagg: { remotePrefillMinTokens: 1 },
+        tls,
+      });
+      try {
+        for (let i = 0; i < 100 && g.view.workers().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+        const ids = seededTokens(2 * ENGINE_DEFAULTS.prefillChunkTokens + 37, 970);
+        const ref = await referenceGenerate(
+          runner,
+          ids,
+          samplingParams({ temperature: 0, maxTokens: 6, stopTokenIds: tokenizer.eosTokenIds }),
+        );
+        const c = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: 'x', maxRetries: 0 });
+        const res = await c.completions.create({ model: 'tiny', prompt: ids, max_tokens: 6, temperature: 0 });
+        expect(res.choices[0]!.text).toBe(completion(tokenizer, ids, ref.tokenIds));
+        // The whole prompt computed on the prefill worker, none of it on the decode worker: no plan 'tail'.
+        expect(p.engine.stats().prefillTokensComputed).toBe(ids.length);
+        expect(d.engine.stats().prefillTokensComputed).toBe(0);
+        expect(d.engine.stats().importFallbacks).toBe(0);
+      } finally {
+        await g.close();
+        await Promise.all([p.close(), d.close()]);
+        await plane.close();
+      }
+    },
+  );
+});
+
 /** `n` prompt token ids from `seed` (BOS first, then ids that are no special token), none repeated across seeds in practice. */
 function seededTokens(n: number, seed: number): number[] {
   let x = seed >>> 0 || 1;

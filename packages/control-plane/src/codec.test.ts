@@ -10,7 +10,7 @@ import {
 } from './codec';
 import { subjectMatches } from './names';
 import { sampleRecord } from './test-helpers';
-import type { KvEventBatch, LoadReport } from './types';
+import { hasFeature, type KvEventBatch, type LoadReport } from './types';
 
 const batch: KvEventBatch = {
   worker: 'decode-0',
@@ -41,6 +41,20 @@ describe('codec', () => {
     expect(decodeServiceRecord(encodeServiceRecord(record))).toEqual(record);
     const withData = sampleRecord('w', { dataAddress: '10.0.0.1:50052' });
     expect(decodeServiceRecord(encodeServiceRecord(withData))).toEqual(withData);
+  });
+
+  it("carries a record's features as listed, names this release does not know too; an older record has none", () => {
+    const listed = sampleRecord('w', { features: ['leave-tail', 'from-a-later-release'] });
+    const back = decodeServiceRecord(encodeServiceRecord(listed));
+    expect(back).toEqual(listed);
+    expect(hasFeature(back, 'leave-tail')).toBe(true);
+    const older = decodeServiceRecord(encodeServiceRecord(sampleRecord('old')));
+    expect(older.features).toBeUndefined();
+    expect(hasFeature(older, 'leave-tail')).toBe(false);
+    expect(hasFeature(sampleRecord('w', { features: [] }), 'leave-tail')).toBe(false);
+    for (const features of ['leave-tail', [7], ['x'.repeat(65)], Array.from({ length: 65 }, (_, i) => `f${i}`), null]) {
+      expect(() => decodeServiceRecord(JSON.stringify({ v: 1, ...sampleRecord('x'), features }))).toThrow(/features/);
+    }
   });
 
   it('keeps KV batches compact', () => {

@@ -81,8 +81,20 @@ export function decodeServiceRecord(text: string): ServiceRecord {
     startedAt: finite(o, 'startedAt'),
   };
   const withData = typeof o['dataAddress'] === 'string' ? { ...base, dataAddress: o['dataAddress'] } : base;
-  return 'transfer' in o ? { ...withData, transfer: o['transfer'] } : withData;
+  const withFeatures = 'features' in o ? { ...withData, features: features(o['features']) } : withData;
+  return 'transfer' in o ? { ...withFeatures, transfer: o['transfer'] } : withFeatures;
 }
+
+/** A record's feature names: kept as they are (a newer instance may list ones this release does not know), bounded. */
+function features(value: unknown): string[] {
+  if (!Array.isArray(value) || value.length > MAX_FEATURES || !value.every((f) => typeof f === 'string' && f.length <= MAX_FEATURE_NAME)) {
+    throw new CodecError(`service record: features must be at most ${MAX_FEATURES} names of at most ${MAX_FEATURE_NAME} characters`);
+  }
+  return value;
+}
+
+const MAX_FEATURES = 64;
+const MAX_FEATURE_NAME = 64;
 
 function decodeKvEvent(value: unknown): KvEvent {
   const o = obj(value, 'KV event');

@@ -1,5 +1,6 @@
 // @pdserve/control-plane: the service registry and the KV/load event bus, over Redis and NATS or in process.
-export type { KvEventBatch, ServiceRecord } from './types';
+export type { KvEventBatch, ServiceFeature, ServiceRecord } from './types';
+export { hasFeature, WORKER_FEATURES } from './types';
 
 export { connectControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane';
 export { InProcessHub, processHub } from './hub';

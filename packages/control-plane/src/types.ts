@@ -11,6 +11,23 @@ export interface ServiceCapacity {
   readonly maxNumSeqs: number;
 }
 
+/**
+ * Protocol an instance takes beyond what every release has, listed in its record so that a peer asks for it
+ * only where it is understood (a rolling upgrade runs old and new instances side by side; an older one has no
+ * list, and a newer one may list names this release does not know):
+ * - 'leave-tail': a worker that, as the prefill side, honours a prefill target's `leave_tail` (older ones ignore
+ *   the field and send the whole prompt's KV after a first token) and, as the decode side, takes a Generate
+ *   with plan mode 'tail' (older ones refuse it).
+ */
+export type ServiceFeature = 'leave-tail';
+/** The features this release's workers list. */
+export const WORKER_FEATURES: readonly ServiceFeature[] = ['leave-tail'];
+
+/** Whether `record` lists `feature`. */
+export function hasFeature(record: Pick<ServiceRecord, 'features'>, feature: ServiceFeature): boolean {
+  return record.features?.includes(feature) === true;
+}
+
 /** What an instance advertises in the registry. `id` is stable across restarts; `incarnation` is not. */
 export interface ServiceRecord {
   readonly id: string;
@@ -27,6 +44,8 @@ export interface ServiceRecord {
   readonly incarnation: string;
   /** Epoch milliseconds. */
   readonly startedAt: number;
+  /** Protocol it takes beyond every release's (ServiceFeature); absent on instances that predate the list. */
+  readonly features?: readonly string[];
 }
 
 // KV events and load reports are contracts: the control plane carries what the router reads.

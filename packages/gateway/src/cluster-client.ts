@@ -11,7 +11,7 @@ import {
 import { chainHashes } from '@pdserve/kv-cache';
 import { explainDecision, RouterError, type Router, type RoutingDecision } from '@pdserve/router';
 import { randomBytes } from 'node:crypto';
-import type { ServiceRecord } from '@pdserve/control-plane';
+import { hasFeature, type ServiceRecord } from '@pdserve/control-plane';
 import {
   afterStreamedFirst,
   firstFromWire,
@@ -261,9 +261,10 @@ export class ClusterClient implements EngineClient {
    * fails before the decode worker streams anything, that Generate is cancelled and the decode worker
    * prefills instead (with whatever blocks already came, from its prefix cache); should the transfer fail
    * on its own, the decode worker prefills locally (and its repeated first token is checked against the
-   * one already sent). With decodeComputesTail (plan 'tail'), the prefill worker computes the prompt but
-   * its last block and streams no token: the decode worker's stream is the whole answer, and a prefill that
-   * fails before its first token replaces its Generate as above.
+   * one already sent). With decodeComputesTail (plan 'tail', where both workers list the 'leave-tail'
+   * feature), the prefill worker computes the prompt but its last block and streams no token: the decode
+   * worker's stream is the whole answer, and a prefill that fails before its first token replaces its
+   * Generate as above.
    */
   private async *pushedHandoff(
     req: GenerateRequestMsg,
@@ -294,9 +295,12 @@ export class ClusterClient implements EngineClient {
       streamedCtl.abort();
     };
     const bs = this.opts.blockSize;
+    // Both workers must know the protocol (an older one, in a rolling upgrade, does not list it).
     const tail =
       (this.opts.kvStreaming ?? true) &&
       (this.opts.decodeComputesTail ?? true) &&
+      hasFeature(prefill, 'leave-tail') &&
+      hasFeature(decode, 'leave-tail') &&
       req.sampling?.has_prompt_logprobs !== true &&
       req.prompt_token_ids.length > bs;
     try {

@@ -4,7 +4,14 @@
 import { randomBytes } from 'node:crypto';
 import { Server, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import { EngineError, type Logger, type PrefilledKv, type WorkerRole } from '@pdserve/contracts';
-import { KvEventPublisher, RegisteredPeers, type ControlPlane, type Membership, type Registration } from '@pdserve/control-plane';
+import {
+  KvEventPublisher,
+  RegisteredPeers,
+  WORKER_FEATURES,
+  type ControlPlane,
+  type Membership,
+  type Registration,
+} from '@pdserve/control-plane';
 import type { LLMEngine } from '@pdserve/engine';
 import { serverCredentials, type TlsMaterial } from '@pdserve/rpc';
 import { TransferReceiver, TransferSender, isTransferError, type KvBlock, type TransportKind } from '@pdserve/transfer';
@@ -168,6 +175,7 @@ export class WorkerServer {
       dataAddress,
       incarnation: this.incarnation,
       startedAt: Date.now(),
+      features: WORKER_FEATURES,
     });
     this.loadTimer = setInterval(() => this.publishLoad(), opts.loadReportIntervalMs ?? LOAD_REPORT_INTERVAL_MS);
     this.loadTimer.unref();
