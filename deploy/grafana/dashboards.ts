@@ -212,7 +212,11 @@ const kvCache: DashboardSpec = {
             `sum by (job) (${rate('pdserve_prefix_cache_hit_tokens_total')}) / sum by (job) (${rate('pdserve_prefix_cache_query_tokens_total')})`,
             '{{job}}',
           ),
-        ], { max: 1, description: 'Prompt tokens found in the worker\'s own prefix cache.' }),
+        ], {
+          max: 1,
+          description:
+            "Prompt tokens found in the worker's own prefix cache. A decode worker's counts the prompt blocks a prefill worker streamed to it (they enter its cache before it computes the rest), so a decode pool reads near 100 %: the prefill and mixed pools' rates are the cluster's reuse, and queried − hit is what each worker computed.",
+        }),
         graph('Prefix cache tokens / s', 'short', [
           t(`sum by (job) (${rate('pdserve_prefix_cache_hit_tokens_total')})`, 'hit {{job}}'),
           t(`sum by (job) (${rate('pdserve_prefix_cache_query_tokens_total')})`, 'queried {{job}}'),
