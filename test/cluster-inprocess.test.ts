@@ -61,12 +61,19 @@ beforeAll(async () => {
   client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'x', maxRetries: 0 });
 }, 120_000);
 
-/** A gateway in front of the four workers (round-robin over the decode workers, every prompt prefilled remotely), once it sees them all. */
-async function startDisaggGateway(opts: { kvStreaming?: boolean; decodeComputesTail?: boolean } = {}): Promise<Gateway> {
+/**
+ * A gateway in front of the workers on `plane` (round-robin over the decode workers, every prompt prefilled remotely),
+ * once it sees all `workers` of them: by default the four of this file's cluster.
+ */
+async function startDisaggGateway(
+  opts: { kvStreaming?: boolean; decodeComputesTail?: boolean } = {},
+  plane: ControlPlane = cp,
+  workers = 4,
+): Promise<Gateway> {
   const g = await startGateway({
     modelDir: dir,
     modelId: 'tiny',
-    controlPlane: cp,
+    controlPlane: plane,
     logger: silentLogger,
     port: 0,
     disagg: { remotePrefillMinTokens: 1 },
@@ -74,7 +81,7 @@ async function startDisaggGateway(opts: { kvStreaming?: boolean; decodeComputesT
     tls,
     ...opts,
   });
-  for (let i = 0; i < 100 && g.view.workers().length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 100 && g.view.workers().length < workers; i++) await new Promise((r) => setTimeout(r, 20));
   return g;
 }
 
@@ -794,17 +801,8 @@ describe('a rolling upgrade: a worker of an older release beside this one', () =
           tls,
         });
       const [p, d] = await Promise.all([start('prefill'), start('decode')]);
-      const g = await startGateway({
-        modelDir: dir,
-        modelId: 'tiny',
-        controlPlane: plane,
-        logger: silentLogger,
-        port: 0,
-        disagg: { remotePrefillMinTokens: 1 },
-        tls,
-      });
+      const g = await startDisaggGateway({}, plane, 2);
       try {
-        for (let i = 0; i < 100 && g.view.workers().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
         const ids = seededTokens(2 * ENGINE_DEFAULTS.prefillChunkTokens + 37, 970);
         const ref = await referenceGenerate(
           runner,
