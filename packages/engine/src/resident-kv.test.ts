@@ -37,6 +37,20 @@ describe('ResidentKv', () => {
     expect(same(third)).toEqual(buffers.map(() => true));
   });
 
+  it('lays a wider arena out in the buffers it holds when the context outgrows the headroom a little', () => {
+    const p = pool(256);
+    const resident = new ResidentKv(layout, p.data);
+    const table = (n: number): number[] => Array.from({ length: n }, () => p.allocate()!);
+    const a = { seqId: 1, pastLen: 400, blockTable: table(100) };
+    const first = resident.prepare([a], 1);
+    const buffers = first.past.map((kv) => kv.key.buffer);
+    // A row longer than the columns in use joins: the arena is laid out wider, a few columns more than its headroom.
+    const wider = resident.prepare([a, { seqId: 2, pastLen: first.width + 8, blockTable: table(Math.ceil((first.width + 8) / 4)) }], 1);
+    expect(wider.width).toBeGreaterThan(first.width);
+    expect(wider.gatheredTokens).toBe(400 + first.width + 8);
+    expect(wider.past.map((kv, l) => kv.key.buffer === buffers[l])).toEqual(buffers.map(() => true));
+  });
+
   it('rows joining together over a shared prefix hold what each row gathered alone holds', () => {
     const p = pool(16);
     const shared = [p.allocate()!, p.allocate()!];
