@@ -198,7 +198,7 @@ export class DraftModel {
     // Plain greedy requests: the draft's argmax is what their sampler would pick, so their catch-up and
     // rounds run on the model thread in one go, just before the verify forward (see ExecBatch.draftFirst):
     // one round trip between threads for the whole step. Others (sampling, penalties, bias) sample here.
-    const onThread = active.filter((a) => isPlainGreedy(a.in.sampler, a.in.params));
+    const onThread = active.filter((a) => a.in.sampler.choosesRawArgmax);
     const here = active.filter((a) => !onThread.includes(a));
     let deferred: DeferredProposal | undefined;
     if (onThread.length > 0) {
@@ -267,10 +267,4 @@ export class DraftModel {
   async close(): Promise<void> {
     await this.executor.releaseDraft();
   }
-}
-
-/** Greedy with nothing that changes the argmax of the raw logits (bias, penalties, min_tokens). */
-function isPlainGreedy(sampler: Sampler, p: SamplingParams): boolean {
-  const bias = Object.values(p.logitBias ?? {}).some((v) => v !== 0);
-  return sampler.isGreedy && !bias && p.repetitionPenalty === 1 && p.presencePenalty === 0 && p.frequencyPenalty === 0 && !p.minTokens;
 }

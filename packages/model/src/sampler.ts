@@ -116,6 +116,14 @@ export class Sampler {
     return k === undefined ? { tokenId, logprob: Number.NaN } : logprobsOf(logits, n, tokenId, k);
   }
 
+  /**
+   * Whether sample() always chooses the argmax of the raw logits (greedy, and no bias, penalty or min_tokens
+   * changes it; a grammar's mask, which the caller passes, aside): the model's own argmax may stand in for it.
+   */
+  get choosesRawArgmax(): boolean {
+    return this.greedy && !this.penalised && this.biasIds.length === 0 && (this.minTokens === 0 || this.stopIds.length === 0);
+  }
+
   /** Whether this request is greedy (temperature ≈ 0): sample() is then an argmax and draws nothing. */
   get isGreedy(): boolean {
     return this.greedy;
