@@ -64,9 +64,16 @@ async function rawLoop(): Promise<number> {
   const t0 = performance.now();
   let res = await runner.forward({ rows: prompts.map((p) => ({ tokenIds: p, pastLen: 0 })), pastWidth: 0 });
   let past = PROMPT;
+  let next = prompts.map((_, b) => argmax(res.logits.subarray(b * spec.vocabSize, (b + 1) * spec.vocabSize)));
   for (let s = 1; s < OUT; s++) {
-    const next = prompts.map((_, b) => argmax(res.logits.subarray(b * spec.vocabSize, (b + 1) * spec.vocabSize)));
-    res = await runner.forward({ rows: next.map((t) => ({ tokenIds: [t], pastLen: past })), pastWidth: past, past: res.present });
+    // Greedy: the graph's argmax of each row's logits (as the engine takes for greedy rows), not the logits.
+    res = await runner.forward({
+      rows: next.map((t) => ({ tokenIds: [t], pastLen: past })),
+      pastWidth: past,
+      past: res.present,
+      argmaxOnly: true,
+    });
+    next = [...res.argmax!];
     past += 1;
   }
   const secs = (performance.now() - t0) / 1000;
@@ -208,15 +215,15 @@ async function rawAtContext(runner: ModelRunner, prefixKv: readonly LayerKv[], r
   });
   const pastMask = new Uint8Array(rows * cols);
   for (let b = 0; b < rows; b++) pastMask.fill(1, b * cols, b * cols + width);
-  let logits = res.logits;
+  let next = Array.from({ length: rows }, (_, b) => argmax(res.logits.subarray(b * spec.vocabSize, (b + 1) * spec.vocabSize)));
   const t0 = performance.now();
   for (let s = 1; s < CONTEXT_OUT; s++) {
-    const next = Array.from({ length: rows }, (_, b) => argmax(logits.subarray(b * spec.vocabSize, (b + 1) * spec.vocabSize)));
     const step = await runner.forwardNew({
       rows: next.map((t) => ({ tokenIds: [t], pastLen: width })),
       pastWidth: cols,
       past,
       pastMask,
+      argmaxOnly: true, // greedy: the graph's argmax, as the engine takes for greedy rows
     });
     step.newKv.forEach((kv, l) => {
       for (let rh = 0; rh < rows * H; rh++) {
@@ -225,7 +232,7 @@ async function rawAtContext(runner: ModelRunner, prefixKv: readonly LayerKv[], r
       }
     });
     for (let b = 0; b < rows; b++) pastMask[b * cols + width] = 1;
-    logits = step.logits;
+    next = [...step.argmax!];
     width += 1;
   }
   return (rows * (CONTEXT_OUT - 1)) / ((performance.now() - t0) / 1000);

@@ -93,6 +93,37 @@ describe('correctness contract: the engine matches the reference loop token for 
   });
 });
 
+describe("greedy rows take the model's argmax; rows that need the logits get them", () => {
+  it('greedy requests decoding beside ones with logprobs, a logit bias and a penalty all match the reference', async () => {
+    const prompts = makePrompts(4, 11, 8, 40);
+    const params = [
+      greedy,
+      samplingParams({ temperature: 0, maxTokens: 20, logprobs: 2 }),
+      samplingParams({ temperature: 0, maxTokens: 20, logitBias: { 42: 10 } }),
+      samplingParams({ temperature: 0, maxTokens: 20, repetitionPenalty: 1.5 }),
+    ];
+    const want = await Promise.all(prompts.map((p, i) => referenceGenerate(runner, p, params[i]!)));
+    // The bias changes what greedy alone picks, or this test could not tell.
+    expect(want[2]!.tokenIds).not.toEqual((await referenceGenerate(runner, prompts[2]!, greedy)).tokenIds);
+    await withEngine({ maxNumSeqs: 8 }, async (engine) => {
+      const got = await Promise.all(
+        prompts.map(async (p, i) => {
+          const tokens: number[] = [];
+          const logprobs: number[] = [];
+          for await (const o of engine.generate({ requestId: `m${i}`, promptTokenIds: p, sampling: params[i]! })) {
+            tokens.push(...o.tokenIds);
+            for (const l of o.logprobs ?? []) logprobs.push(l.logprob);
+          }
+          return { tokens, logprobs };
+        }),
+      );
+      expect(got.map((g) => g.tokens)).toEqual(want.map((w) => [...w.tokenIds]));
+      expect(got[1]!.logprobs).toHaveLength(20);
+      got[1]!.logprobs.forEach((l, j) => expect(l).toBeCloseTo(want[1]!.logprobs[j]!.logprob, 4));
+    });
+  });
+});
+
 describe('prefix cache', () => {
   it('a cached prefix skips compute and gives the same tokens', async () => {
     const shared = makePrompts(1, 99, 100, 101)[0]!;

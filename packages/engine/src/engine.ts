@@ -480,6 +480,9 @@ export class LLMEngine implements EngineClient {
               };
             }),
             ...(fused ? { draftFirst: fused.batch } : {}),
+            // Rows that take the argmax of the raw logits and nothing else of them: the model's argmax, and no
+            // vocab-wide logits copied out and sent between threads each step.
+            ...(!speculating && decodes.every((s) => this.takesArgmaxOnly(s)) ? { argmaxOnly: true } : {}),
           })
         : undefined;
     // Every position's logits only for prompts whose logprobs were asked for.
@@ -742,6 +745,11 @@ export class LLMEngine implements EngineClient {
    * Records computed KV, publishes filled blocks, samples where a row reached its last token. A row has
    * `numLogits` rows of logits (the last is sampled); more than one only to collect prompt logprobs.
    */
+  /** Whether the sequence's next token is the argmax of the raw logits and it wants nothing else of them. */
+  private takesArgmaxOnly(seq: Sequence): boolean {
+    return seq.sampler.choosesRawArgmax && seq.params.logprobs === undefined && !this.structured.isConstrained(seq.id);
+  }
+
   private afterForward(rows: readonly { seq: Sequence; end: number; numLogits?: number }[], res: ExecResult): void {
     const V = this.spec.vocabSize;
     let at = 0;
@@ -760,7 +768,9 @@ export class LLMEngine implements EngineClient {
         this.exportWithoutToken(seq);
         return;
       }
-      const t = seq.sampler.sample(res.logits.subarray((at - 1) * V, at * V), seq.prompt, seq.output, this.structured.mask(seq.id));
+      const t = res.argmax
+        ? { tokenId: res.argmax[at - 1]!, logprob: Number.NaN }
+        : seq.sampler.sample(res.logits.subarray((at - 1) * V, at * V), seq.prompt, seq.output, this.structured.mask(seq.id));
       this.emitToken(seq, t);
     });
   }

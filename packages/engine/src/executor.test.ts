@@ -150,6 +150,36 @@ describe('BatchExecutor decode rows for speculative decoding', () => {
     expect(await step([1, 0, 2])).toBe(0);
   });
 
+  it("argmaxOnly: each row's argmax of the logits, in the caller's row order, and no logits", async () => {
+    // Two executors doing the same, one asking for logits and one for the argmax only.
+    const make = () => {
+      const { layout, pool, prompt } = promptPool(16);
+      return { exec: new BatchExecutor(runner, layout, pool.data), rows: [prompt(1, 20, 3, 8), prompt(2, 7, 5, 8), prompt(3, 12, 9, 8)] };
+    };
+    const a = make();
+    const b = make();
+    for (const x of [a, b]) await x.exec.run({ kind: 'prefill', rows: x.rows });
+    const pastLen = a.rows.map((r) => r.tokenIds.length);
+    const V = spec.vocabSize;
+    // Rows in other orders than their slots (a row leaving puts the last in its place), and back.
+    for (const [k, which] of [
+      [0, 1, 2],
+      [2, 0],
+      [1, 0, 2],
+      [2, 1, 0],
+    ].entries()) {
+      const batch = (x: typeof a) => ({
+        kind: 'decode' as const,
+        rows: which.map((i) => ({ ...x.rows[i]!, tokenIds: [7 + k], pastLen: pastLen[i]! })),
+      });
+      const full = await a.exec.run(batch(a));
+      const best = await b.exec.run({ ...batch(b), argmaxOnly: true });
+      expect(best.logits.length).toBe(0);
+      expect([...best.argmax!]).toEqual(which.map((_, j) => argmax(full.logits.subarray(j * V, (j + 1) * V))));
+      for (const i of which) pastLen[i]! += 1;
+    }
+  });
+
   it('a row staged block by block joins an empty batch copying only the blocks not staged, with the same logits', async () => {
     const layout: KvLayout = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize: 16 };
     const pool = new BlockPool(layout, 16);

@@ -45,6 +45,11 @@ export interface ExecBatch {
    * from there.
    */
   readonly catchUp?: readonly boolean[];
+  /**
+   * A decode batch whose rows all sample greedily and need nothing else of the logits: the result has each
+   * row's argmax (ExecResult.argmax) and empty logits.
+   */
+  readonly argmaxOnly?: boolean;
   /** Which of the thread's models runs it: the target (default) or the speculative draft (ExecutorInit.draft). */
   readonly model?: 'target' | 'draft';
   /**
@@ -64,6 +69,8 @@ export interface ExecBatch {
 export interface ExecResult {
   /** Logits of each row's last numLogits tokens: rows in the batch's order, then positions in order. */
   readonly logits: Float32Array;
+  /** With argmaxOnly: the argmax of each of those rows of logits, in the same order (the logits are then empty). */
+  readonly argmax?: Int32Array;
   /** Seconds inside session.run, and for the whole batch including moving KV. */
   readonly runSeconds: number;
   readonly execSeconds: number;
@@ -116,7 +123,7 @@ export class BatchExecutor {
   async run(batch: ExecBatch): Promise<ExecResult> {
     try {
       if (batch.greedyRounds) return await this.greedyRounds(batch.rows, batch.greedyRounds, batch.catchUp);
-      return batch.kind === 'decode' ? await this.decode(batch.rows) : await this.prefill(batch.rows);
+      return batch.kind === 'decode' ? await this.decode(batch.rows, batch.argmaxOnly === true) : await this.prefill(batch.rows);
     } catch (err) {
       this.resident.clear();
       throw err;
@@ -157,13 +164,13 @@ export class BatchExecutor {
     return this.prefillPast;
   }
 
-  private async decode(rows: readonly ExecRow[]): Promise<ExecResult> {
+  private async decode(rows: readonly ExecRow[], argmaxOnly = false): Promise<ExecResult> {
     const t0 = performance.now();
     const seqLen = Math.max(...rows.map((r) => r.tokenIds.length));
     const plan = this.resident.prepare(rows, seqLen);
     const bySlot: ExecRow[] = new Array<ExecRow>(rows.length);
     rows.forEach((r, i) => (bySlot[plan.slotOf[i]!] = r));
-    const res = await this.runner.forwardNew({ rows: bySlot, pastWidth: plan.width, past: plan.past, pastMask: plan.pastMask });
+    const res = await this.runner.forwardNew({ rows: bySlot, pastWidth: plan.width, past: plan.past, pastMask: plan.pastMask, argmaxOnly });
     this.resident.commit(
       seqLen,
       bySlot.map((r) => r.tokenIds.length),
@@ -171,7 +178,8 @@ export class BatchExecutor {
     );
     this.scatter(res.newKv, seqLen, bySlot);
     return {
-      logits: this.inRowOrder(res.logits, rows, plan.slotOf, bySlot),
+      logits: this.inRowOrder(res.logits, this.runner.spec.vocabSize, rows, plan.slotOf, bySlot),
+      ...(res.argmax ? { argmax: this.inRowOrder(res.argmax, 1, rows, plan.slotOf, bySlot) } : {}),
       runSeconds: res.runSeconds,
       execSeconds: (performance.now() - t0) / 1000,
       gatheredTokens: plan.gatheredTokens,
@@ -230,17 +238,23 @@ export class BatchExecutor {
   }
 
   /** Logits come back in slot order; the caller wants its own row order. */
-  private inRowOrder(logits: Float32Array, rows: readonly ExecRow[], slotOf: readonly number[], bySlot: readonly ExecRow[]): Float32Array {
-    if (slotOf.every((s, i) => s === i)) return logits;
-    const V = this.runner.spec.vocabSize;
+  /** `data` (`V` values per logits row, rows in slot order) with its rows in the caller's order. */
+  private inRowOrder<T extends Float32Array | Int32Array>(
+    data: T,
+    V: number,
+    rows: readonly ExecRow[],
+    slotOf: readonly number[],
+    bySlot: readonly ExecRow[],
+  ): T {
+    if (data.length === 0 || slotOf.every((s, i) => s === i)) return data;
     const count = (r: ExecRow): number => r.numLogits ?? 1;
     const offset: number[] = [];
     bySlot.reduce((at, r, slot) => ((offset[slot] = at), at + count(r)), 0);
-    const out = new Float32Array(logits.length);
+    const out = new (data.constructor as new (n: number) => T)(data.length);
     let at = 0;
     rows.forEach((r, i) => {
       const from = offset[slotOf[i]!]! * V;
-      out.set(logits.subarray(from, from + count(r) * V), at * V);
+      out.set(data.subarray(from, from + count(r) * V), at * V);
       at += count(r);
     });
     return out;

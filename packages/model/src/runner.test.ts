@@ -1,5 +1,6 @@
 // ModelRunner.forwardNew: the new tokens' KV alone, fetched from the graph's new_key_values outputs where it
-// has them and cut from present's right end where it does not (any Optimum export) — the same either way.
+// has them and cut from present's right end where it does not (any Optimum export) — the same either way; and
+// with argmaxOnly each logits row's argmax, from the graph's logits_argmax output or from the logits.
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from './tiny/index';
 import { loadModelSpec, ModelRunner, type ForwardBatch } from './index';
-import { NEW_KV_PREFIX } from './runner';
+import { LOGITS_ARGMAX, NEW_KV_PREFIX } from './runner';
 
 const SHAPE = { layers: 2, hidden: 64, heads: 8, kvHeads: 2, ffn: 128, seed: 5 } as const;
 
@@ -18,12 +19,12 @@ beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'pdserve-runner-'));
   const full = join(root, 'full');
   await buildTinyModel({ out: full, ...SHAPE });
-  // The same model with the Optimum contract only: its new_key_values outputs dropped.
+  // The same model with the Optimum contract only: its new_key_values and logits_argmax outputs dropped.
   const plain = join(root, 'plain');
   await cp(full, plain, { recursive: true });
   const file = join(plain, 'onnx', 'model.onnx');
   const model = onnxProto.onnx.ModelProto.decode(await readFile(file));
-  model.graph!.output = model.graph!.output!.filter((o) => !o.name!.startsWith(NEW_KV_PREFIX));
+  model.graph!.output = model.graph!.output!.filter((o) => !o.name!.startsWith(NEW_KV_PREFIX) && o.name !== LOGITS_ARGMAX);
   await writeFile(file, onnxProto.onnx.ModelProto.encode(model).finish());
   withNew = await ModelRunner.create(loadModelSpec(full));
   without = await ModelRunner.create(loadModelSpec(plain));
@@ -55,6 +56,19 @@ describe('ModelRunner.forwardNew', () => {
       pastMask,
     };
     const ref = await withNew.forward(batch);
+    // Each logits row's argmax (the first of equal maxima): 3 rows for the first row, 1 for the second.
+    const V = withNew.spec.vocabSize;
+    const best = Array.from({ length: 4 }, (_, r) => {
+      const row = ref.logits.subarray(r * V, (r + 1) * V);
+      return row.indexOf(Math.max(...row));
+    });
+    const fromGraph = await withNew.forwardNew({ ...batch, argmaxOnly: true });
+    const fromLogits = await without.forwardNew({ ...batch, argmaxOnly: true });
+    expect([...fromGraph.argmax!]).toEqual(best);
+    expect(fromGraph.logits.length).toBe(0);
+    expect([...fromLogits.argmax!]).toEqual(best);
+    expect(fromLogits.logits).toEqual(ref.logits);
+    expect(fromGraph.newKv).toEqual((await withNew.forwardNew(batch)).newKv);
     const fetched = await withNew.forwardNew(batch);
     const cut = await without.forwardNew(batch);
     expect(withNew.spec.numKvHeads).toBe(H);

@@ -58,11 +58,18 @@ export interface ForwardBatch {
    * rotary position, so a hole changes nothing but the column count.
    */
   readonly pastMask?: Uint8Array;
+  /**
+   * Only each logits row's argmax is wanted (every row samples greedily): the result has `argmax` and, where
+   * the graph outputs LOGITS_ARGMAX, empty logits.
+   */
+  readonly argmaxOnly?: boolean;
 }
 
 interface ForwardOutput {
   /** Logits of each row's trailing numLogits tokens, rows in order, then positions in order: [Σ counts, vocab]. */
   readonly logits: Float32Array;
+  /** With argmaxOnly: each of those rows' argmax (the first of equal maxima), in the same order. */
+  readonly argmax?: Int32Array;
   readonly seqLen: number;
   /** Seconds inside session.run. */
   readonly runSeconds: number;
@@ -85,6 +92,13 @@ export interface NewKvResult extends ForwardOutput {
  * (every column of the past) into fresh memory every step.
  */
 export const NEW_KV_PREFIX = 'new_key_values';
+
+/**
+ * Graph output `logits_argmax` ([batch, num_logits], int64), beyond the Optimum contract: each logits row's
+ * argmax, the first of equal maxima (pdserve's builder writes it). A forward whose rows all sample greedily
+ * fetches it instead of the logits, which onnxruntime-node would copy out (vocab floats a row) every step.
+ */
+export const LOGITS_ARGMAX = 'logits_argmax';
 
 /** One onnxruntime session over a decoder-only graph with the Optimum / transformers.js I/O contract. */
 export class ModelRunner {
@@ -132,6 +146,10 @@ export class ModelRunner {
 
   private get outputsNewKv(): boolean {
     return this.session.outputNames.includes(`${NEW_KV_PREFIX}.0.key`);
+  }
+
+  private get outputsArgmax(): boolean {
+    return this.session.outputNames.includes(LOGITS_ARGMAX);
   }
 
   /** Runs one forward pass. Rows' padding follows ForwardBatch; outputs are copied out of onnxruntime. */
@@ -218,12 +236,22 @@ export class ModelRunner {
       feeds[`past_key_values.${l}.key`] = new ort.Tensor('float32', P > 0 ? kv!.key : empty, pastDims);
       feeds[`past_key_values.${l}.value`] = new ort.Tensor('float32', P > 0 ? kv!.value : empty, pastDims);
     }
-    const fetches = ['logits'];
+    const argmaxOnly = batch.argmaxOnly === true && this.outputsArgmax;
+    const fetches = [argmaxOnly ? LOGITS_ARGMAX : 'logits'];
     for (let l = 0; l < numLayers; l++) fetches.push(`${kvPrefix}.${l}.key`, `${kvPrefix}.${l}.value`);
     const t0 = performance.now();
     const out = await this.session.run(feeds, fetches);
     const runSeconds = (performance.now() - t0) / 1000;
 
+    if (argmaxOnly) {
+      const best = out[LOGITS_ARGMAX]!;
+      const width = best.dims[1]!;
+      const ids = best.data as BigInt64Array;
+      const argmax = new Int32Array(counts.reduce((a, c) => a + c, 0));
+      let at = 0;
+      for (let b = 0; b < B; b++) for (let j = width - counts[b]!; j < width; j++) argmax[at++] = Number(ids[b * width + j]!);
+      return { out, logits: new Float32Array(0), argmax, seqLen: S, runSeconds };
+    }
     const logitsT = out['logits']!;
     const outLen = logitsT.dims[1]!;
     const raw = logitsT.data as Float32Array;
@@ -242,12 +270,25 @@ export class ModelRunner {
         at += counts[b]! * vocabSize;
       }
     }
-    return { out, logits, seqLen: S, runSeconds };
+    // A graph without the argmax output: the same answer from the logits.
+    const argmax = batch.argmaxOnly === true ? rowArgmax(logits, vocabSize) : undefined;
+    return { out, logits, ...(argmax ? { argmax } : {}), seqLen: S, runSeconds };
   }
 
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** Each `n`-wide row's argmax, the first of equal maxima (as onnxruntime's ArgMax). */
+function rowArgmax(logits: Float32Array, n: number): Int32Array {
+  const out = new Int32Array(logits.length / n);
+  for (let r = 0; r < out.length; r++) {
+    let best = 0;
+    for (let j = 1; j < n; j++) if (logits[r * n + j]! > logits[r * n + best]!) best = j;
+    out[r] = best;
+  }
+  return out;
 }
 
 function firstLine(s: string): string {

@@ -33,12 +33,13 @@ afterAll(async () => {
 });
 
 describe('tiny model with onnxruntime-node', () => {
-  it('declares the Optimum I/O names, and the new KV alone after the logits', () => {
+  it("declares the Optimum I/O names, and the new KV alone and the logits' argmax after the logits", () => {
     const pkv = [0, 1].flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]);
     expect(run.session.inputNames).toEqual(['input_ids', 'attention_mask', 'position_ids', 'num_logits_to_keep', ...pkv]);
     expect(run.session.outputNames).toEqual([
       'logits',
       ...pkv.map((n) => n.replace('past_key_values', 'new_key_values')),
+      'logits_argmax',
       ...pkv.map((n) => n.replace('past_key_values', 'present')),
     ]);
   });

@@ -3,7 +3,7 @@ import onnxProto from 'onnx-proto';
 import { attentionAllowed, rotaryCosSin } from './attention-inputs';
 import { GraphBuilder } from './graph-builder';
 import { init } from './init';
-import { NEW_KV_PREFIX } from '../runner';
+import { LOGITS_ARGMAX, NEW_KV_PREFIX } from '../runner';
 import { decoderLayer, matMul, rmsNorm, type LayerOut } from './llama-layer';
 import type { TinyShape } from './options';
 import { quantizedMatMul } from './quantize';
@@ -59,12 +59,14 @@ export function buildLlamaGraph(s: TinyShape): GraphBuilder {
   if (s.tokenCount < s.vocab) logits = b.op('Add', [logits, paddingBias(b, s)], '/lm_head');
   // Logits first, as Optimum; then, beyond its contract, each layer's new KV alone (what an engine that
   // keeps its own cache fetches: present is past ++ new, and fetching it would copy the whole past out of
-  // onnxruntime every step); then present.{i}.key/value, as Optimum.
+  // onnxruntime every step) and the logits' argmax; then present.{i}.key/value, as Optimum.
   b.output(logits, 'logits', DataType.FLOAT, [DIM.batch, DIM.logits, s.vocab]);
   layers.forEach((l, i) => {
     b.output(l.newKey, `${NEW_KV_PREFIX}.${i}.key`, DataType.FLOAT, cacheDims(s, DIM.seq));
     b.output(l.newValue, `${NEW_KV_PREFIX}.${i}.value`, DataType.FLOAT, cacheDims(s, DIM.seq));
   });
+  // Each logits row's argmax (the first of equal maxima), for a caller that samples greedily and needs no more.
+  b.output(b.op('ArgMax', [logits], '/lm_head', { axis: 2, keepdims: 0 }), LOGITS_ARGMAX, DataType.INT64, [DIM.batch, DIM.logits]);
   layers.forEach((l, i) => {
     b.output(l.presentKey, `present.${i}.key`, DataType.FLOAT, cacheDims(s, DIM.total));
     b.output(l.presentValue, `present.${i}.value`, DataType.FLOAT, cacheDims(s, DIM.total));
