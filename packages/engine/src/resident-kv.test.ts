@@ -51,6 +51,36 @@ describe('ResidentKv', () => {
     expect(wider.past.map((kv, l) => kv.key.buffer === buffers[l])).toEqual(buffers.map(() => true));
   });
 
+  it('a batch growing past the rows it was laid out for copies in only the rows that join, where its buffers hold them', () => {
+    const p = pool(64);
+    const resident = new ResidentKv(layout, p.data);
+    const table = (n: number): number[] => Array.from({ length: n }, () => p.allocate()!);
+    const first = [
+      { seqId: 1, pastLen: 12, blockTable: table(4) },
+      { seqId: 2, pastLen: 10, blockTable: table(4) },
+    ];
+    // Laid out for 2 rows and headroom (4), its buffers a quarter larger: room for 5 rows at this width.
+    expect(resident.prepare(first, 1).gatheredTokens).toBe(22);
+    const joining = [
+      { seqId: 3, pastLen: 9, blockTable: table(4) },
+      { seqId: 4, pastLen: 11, blockTable: table(4) },
+      { seqId: 5, pastLen: 12, blockTable: table(4) },
+    ];
+    const grown = resident.prepare([...first, ...joining], 1);
+    expect(grown.gatheredTokens).toBe(9 + 11 + 12);
+    // Each row holds its own blocks' bytes, right-aligned at the 12 columns in use.
+    const floats = layout.numKvHeads * grown.width * layout.headDim;
+    [...first, ...joining].forEach((row, i) => {
+      const slot = grown.slotOf[i]!;
+      const alone = gatherPast(p.data, layout, [{ blockTable: row.blockTable, len: row.pastLen }], 12);
+      const D = layout.headDim;
+      const at = slot * floats + grown.width * D; // the second head
+      expect([...grown.past[1]!.value.subarray(at + (12 - row.pastLen) * D, at + 12 * D)]).toEqual([
+        ...alone[1]!.value.subarray((12 + 12 - row.pastLen) * D, 2 * 12 * D),
+      ]);
+    });
+  });
+
   it('rows joining together over a shared prefix hold what each row gathered alone holds', () => {
     const p = pool(16);
     const shared = [p.allocate()!, p.allocate()!];

@@ -9,9 +9,10 @@
 // by the last row (one row), a rolled-back one only has columns masked out. A full copy from the blocks
 // (the arena laid out anew: every row's past is in its blocks, so what the arena held is not needed)
 // happens when a joining row is longer than the columns in use, when masked-out columns waste more than an
-// eighth of them, or when the arena is out of rows or columns. A full copy lays the arena out at a width
-// that follows from the columns in use alone (ensureArena), and a row that joins an empty batch is always
-// copied in that way: what a sequence decoded alone computes does not depend on the requests before it.
+// eighth of them, or when the arena is out of columns or of rows (its buffers hold no more). A full copy
+// lays the arena out at a width that follows from the columns in use alone (ensureArena), and a row that
+// joins an empty batch is always copied in that way: what a sequence decoded alone computes does not depend
+// on the requests before it.
 // The arena's buffers are kept as they grow: fresh memory is slow to touch on some hosts (a VM here took
 // up to ~1 s to first-touch the 1 GiB a batch of 32 rows of 1 k tokens needs at the preset, against
 // ~0.15 s to copy the rows into memory already touched).
@@ -166,7 +167,9 @@ export class ResidentKv {
     const wasted = this.used - maxPast;
     const fits = joining.every((r) => r.pastLen <= this.used);
     const arena = this.arena;
-    const room = rows.length <= arena.rows && this.used + seqLen <= arena.cols;
+    // Rows past those the arena was laid out for still join in place where its buffers hold them (a row's
+    // place does not depend on how many follow it): the resident rows are not copied again.
+    const room = rows.length * this.rowFloats(arena.cols) <= (arena.key[0]?.length ?? 0) && this.used + seqLen <= arena.cols;
     let gathered = 0;
     if (!fits || !room || wasted > Math.max(WASTE_MIN_COLUMNS, this.used * WASTE_FRACTION)) {
       gathered = this.rebuild(rows, maxPast, seqLen);
