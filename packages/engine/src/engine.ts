@@ -741,15 +741,16 @@ export class LLMEngine implements EngineClient {
     }
   }
 
-  /**
-   * Records computed KV, publishes filled blocks, samples where a row reached its last token. A row has
-   * `numLogits` rows of logits (the last is sampled); more than one only to collect prompt logprobs.
-   */
   /** Whether the sequence's next token is the argmax of the raw logits and it wants nothing else of them. */
   private takesArgmaxOnly(seq: Sequence): boolean {
     return seq.sampler.choosesRawArgmax && seq.params.logprobs === undefined && !this.structured.isConstrained(seq.id);
   }
 
+  /**
+   * Records computed KV, publishes filled blocks, samples where a row reached its last token. A row has
+   * `numLogits` rows of logits (the last is sampled); more than one only to collect prompt logprobs. A decode
+   * batch run with argmaxOnly has each row's argmax instead (ExecResult.argmax), the token those rows take.
+   */
   private afterForward(rows: readonly { seq: Sequence; end: number; numLogits?: number }[], res: ExecResult): void {
     const V = this.spec.vocabSize;
     let at = 0;

@@ -237,8 +237,7 @@ export class BatchExecutor {
     );
   }
 
-  /** Logits come back in slot order; the caller wants its own row order. */
-  /** `data` (`V` values per logits row, rows in slot order) with its rows in the caller's order. */
+  /** Logits (`V` values a row) or their argmax (1) come back in slot order; the caller wants its own row order. */
   private inRowOrder<T extends Float32Array | Int32Array>(
     data: T,
     V: number,
