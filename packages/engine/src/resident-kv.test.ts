@@ -13,11 +13,15 @@ function pool(blocks: number): BlockPool {
   return p;
 }
 
+/** A ResidentKv over a pool of `blocks` numbered blocks, and block tables of `n` blocks taken from it. */
+function residentOver(blocks: number) {
+  const p = pool(blocks);
+  return { p, resident: new ResidentKv(layout, p.data), table: (n: number): number[] => Array.from({ length: n }, () => p.allocate()!) };
+}
+
 describe('ResidentKv', () => {
   it('rebuilds into the buffers it holds: one arena, not a second one per rebuild', () => {
-    const p = pool(16);
-    const resident = new ResidentKv(layout, p.data);
-    const table = (n: number): number[] => Array.from({ length: n }, () => p.allocate()!);
+    const { resident, table } = residentOver(16);
     const big = [
       { seqId: 1, pastLen: 12, blockTable: table(4) },
       { seqId: 2, pastLen: 9, blockTable: table(3) },
@@ -38,9 +42,7 @@ describe('ResidentKv', () => {
   });
 
   it('lays a wider arena out in the buffers it holds when the context outgrows the headroom a little', () => {
-    const p = pool(256);
-    const resident = new ResidentKv(layout, p.data);
-    const table = (n: number): number[] => Array.from({ length: n }, () => p.allocate()!);
+    const { resident, table } = residentOver(256);
     const a = { seqId: 1, pastLen: 400, blockTable: table(100) };
     const first = resident.prepare([a], 1);
     const buffers = first.past.map((kv) => kv.key.buffer);
@@ -52,9 +54,7 @@ describe('ResidentKv', () => {
   });
 
   it('a batch growing past the rows it was laid out for copies in only the rows that join, where its buffers hold them', () => {
-    const p = pool(64);
-    const resident = new ResidentKv(layout, p.data);
-    const table = (n: number): number[] => Array.from({ length: n }, () => p.allocate()!);
+    const { p, resident, table } = residentOver(64);
     const first = [
       { seqId: 1, pastLen: 12, blockTable: table(4) },
       { seqId: 2, pastLen: 10, blockTable: table(4) },
