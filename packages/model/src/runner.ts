@@ -7,6 +7,7 @@ import type * as Ort from 'onnxruntime-node';
  */
 let ort: typeof Ort;
 import { ModelLoadError, type ModelSpec } from './config';
+import { argmax } from './sampler';
 
 export interface RunnerOptions {
   /** onnxruntime execution provider: 'cpu' here; 'cuda', 'cann', ... where the runtime build has them. */
@@ -280,15 +281,9 @@ export class ModelRunner {
   }
 }
 
-/** Each `n`-wide row's argmax, the first of equal maxima (as onnxruntime's ArgMax). */
+/** Each `n`-wide row's argmax, as the sampler takes it (the first of equal maxima, as onnxruntime's ArgMax). */
 function rowArgmax(logits: Float32Array, n: number): Int32Array {
-  const out = new Int32Array(logits.length / n);
-  for (let r = 0; r < out.length; r++) {
-    let best = 0;
-    for (let j = 1; j < n; j++) if (logits[r * n + j]! > logits[r * n + best]!) best = j;
-    out[r] = best;
-  }
-  return out;
+  return Int32Array.from({ length: logits.length / n }, (_, r) => argmax(logits.subarray(r * n, (r + 1) * n), n));
 }
 
 function firstLine(s: string): string {

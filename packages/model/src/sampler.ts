@@ -335,7 +335,7 @@ function applyOutputPenalties(work: Float64Array, n: number, frequency: number, 
 }
 
 /** Index of the largest score; ties go to the lowest id. */
-function argmax(scores: Row, n: number): number {
+export function argmax(scores: Row, n: number): number {
   let best = 0;
   let bestScore = -Infinity;
   for (let i = 0; i < n; i++) {
